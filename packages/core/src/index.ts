@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './history.ts';
+export * from './metadata.ts';
+export * from './names.ts';
+export * from './refs.ts';
+export * from './types.ts';

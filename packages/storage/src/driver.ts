@@ -1,0 +1,117 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The storage-driver contract. A driver stores *volumes* (one per branch, named by the
+ * branch's filesystem id) and their *commits* (immutable snapshots, named by commit id).
+ * It knows nothing of dots, names, users or the store: the server maps those onto it.
+ *
+ * Self-description: each volume carries a small JSON *label* stored beside its data (the
+ * server puts the branch record there) and each commit carries a JSON *meta* stored inside
+ * the commit's data, so a pool alone is enough to rebuild the server's index.
+ *
+ * Concurrency: the server serialises mutations of one volume (one queue per branch); the
+ * driver must allow operations on different volumes to run in parallel.
+ *
+ * Crash safety: every mutating method is atomic as seen by `listVolumes`/`listCommits`
+ * after a restart: a volume or commit is either there complete (with its label/meta) or
+ * absent. Half-done work lives only under a staging area that `open()` removes.
+ * Mutations are durable when the promise resolves (a power loss afterwards keeps them).
+ */
+export interface StorageDriver {
+  readonly kind: string;
+
+  /** Prepares the pool (layout, leftovers of interrupted work). Idempotent. */
+  open(): Promise<RecoveryReport>;
+  close(): Promise<void>;
+  poolInfo(): Promise<PoolInfo>;
+
+  /**
+   * Creates a writable volume: empty, or (with `from`) a writable copy of a commit of any
+   * volume ("branch"). Fails with CONFLICT if `id` exists.
+   */
+  createVolume(id: string, label: VolumeLabel, options?: { from?: CommitRef }): Promise<void>;
+  /** Atomically replaces a volume's label. */
+  writeLabel(id: string, label: VolumeLabel): Promise<void>;
+  readLabel(id: string): Promise<VolumeLabel>;
+  /** Removes a volume and all its commits. Idempotent: deleting what is gone succeeds. */
+  deleteVolume(id: string): Promise<void>;
+  listVolumes(): Promise<VolumeInfo[]>;
+  /** Host path of the volume's live, writable data (a directory). */
+  volumePath(id: string): string;
+
+  /**
+   * Takes an atomic read-only snapshot of the whole volume, storing `meta` inside it.
+   * Fails with COMMIT_EXISTS if the id is taken in this volume.
+   */
+  commit(id: string, commitId: string, meta: CommitMeta): Promise<CommitInfo>;
+  /** Commits of a volume in append order (ascending `seq`). */
+  listCommits(id: string): Promise<CommitInfo[]>;
+  /** Idempotent. */
+  deleteCommit(id: string, commitId: string): Promise<void>;
+  /** Host path of a commit's read-only data. */
+  commitPath(id: string, commitId: string): string;
+
+  /**
+   * Replaces the live state of `id` with a writable copy of `to` (a commit of this volume
+   * or of any other), atomically: a crash leaves either the old or the new live state.
+   * Commits are not touched.
+   */
+  rollback(id: string, to: CommitRef): Promise<void>;
+
+  /** Sizes and dirty state of the given volumes (all when omitted). */
+  sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>>;
+
+  /**
+   * A stream holding one commit, complete (`parent` omitted) or as the difference from
+   * `parent`, which the receiving side must already hold.
+   */
+  exportCommit(id: string, commitId: string, options?: { parent?: CommitRef }): Readable;
+  /**
+   * Receives a stream made by `exportCommit` into volume `id` (which must exist). The
+   * commit becomes visible only once the whole stream arrived intact.
+   */
+  importCommit(id: string, stream: Readable, options?: { parent?: CommitRef }): Promise<CommitInfo>;
+}
+
+export interface CommitRef {
+  readonly volumeId: string;
+  readonly commitId: string;
+}
+
+/** Opaque JSON object owned by the server. */
+export type VolumeLabel = Record<string, unknown>;
+/** Opaque JSON object owned by the server; travels inside the commit. */
+export type CommitMeta = Record<string, unknown>;
+
+export interface VolumeInfo {
+  readonly id: string;
+  readonly label: VolumeLabel;
+}
+
+export interface CommitInfo {
+  readonly id: string;
+  readonly meta: CommitMeta;
+  /** Append order within the volume: strictly increasing, never reused. */
+  readonly seq: number;
+}
+
+export interface VolumeSizes {
+  /** Bytes of data the live state references. */
+  readonly referencedBytes: number;
+  /** True when the live state may differ from its newest commit (never false after a write). */
+  readonly dirty: boolean;
+  /** Estimate of bytes written since the newest commit (0 when clean). */
+  readonly dirtyBytes: number;
+}
+
+export interface PoolInfo {
+  readonly poolId: string;
+  readonly formatVersion: number;
+  readonly totalBytes: number;
+  readonly freeBytes: number;
+}
+
+/** What `open()` found and fixed; the server logs each entry. */
+export interface RecoveryReport {
+  readonly actions: readonly string[];
+}
