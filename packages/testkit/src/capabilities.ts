@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import type { TestContext } from 'node:test';
+
+/**
+ * Capability gates for tests. Outside CI a test that lacks a capability is skipped with the
+ * reason; under CI=true it fails instead, so a green CI run proves the real thing ran.
+ */
+export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup';
+
+const checks: Record<Capability, () => string | undefined> = {
+  root: () => (process.getuid?.() === 0 ? undefined : 'needs root'),
+  btrfs: () => {
+    const fs = existsSync('/proc/filesystems') ? readFileSync('/proc/filesystems', 'utf8') : '';
+    if (!/\bbtrfs\b/.test(fs)) return 'the kernel has no btrfs';
+    return commandMissing('mkfs.btrfs') ?? commandMissing('btrfs');
+  },
+  etcd: () => commandMissing('etcd'),
+  losetup: () => commandMissing('losetup'),
+};
+
+function commandMissing(cmd: string): string | undefined {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return `${cmd} is not installed`;
+  }
+}
+
+export function isCI(): boolean {
+  return process.env.CI === 'true';
+}
+
+/** Reasons why the capabilities are missing (empty when all are present). */
+export function missingCapabilities(caps: readonly Capability[]): string[] {
+  return caps.map((c) => checks[c]()).filter((r): r is string => r !== undefined);
+}
+
+/**
+ * Returns true when the test may go on. Otherwise skips it (outside CI) or throws (CI).
+ */
+export function requireCapabilities(t: TestContext, caps: readonly Capability[]): boolean {
+  const missing = missingCapabilities(caps);
+  if (missing.length === 0) return true;
+  const reason = missing.join('; ');
+  if (isCI()) throw new Error(`missing capability under CI=true: ${reason}`);
+  t.skip(reason);
+  return false;
+}
+
+/** For `describe`/`test` options: `{ skip: skipUnless(['root']) }`; under CI never skips. */
+export function skipUnless(caps: readonly Capability[]): string | false {
+  const missing = missingCapabilities(caps);
+  if (missing.length === 0 || isCI()) return false;
+  return missing.join('; ');
+}
