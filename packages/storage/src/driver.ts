@@ -38,6 +38,11 @@ export interface StorageDriver {
   listVolumes(): Promise<VolumeInfo[]>;
   /** Host path of the volume's live, writable data (a directory). */
   volumePath(id: string): string;
+  /**
+   * Creates a directory (and its parents) inside the live data if missing, e.g. a subdot.
+   * `relPath` is relative, without `..` segments. Idempotent.
+   */
+  ensureDirectory(id: string, relPath: string): Promise<void>;
 
   /**
    * Takes an atomic read-only snapshot of the whole volume, storing `meta` inside it.

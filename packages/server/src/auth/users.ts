@@ -1,0 +1,122 @@
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+import { ADMIN_USER_ID, ADMIN_USER_NAME, DotmeshError } from '@dotmesh/core';
+import type { SafeUser } from '@dotmesh/rpc';
+import type { Store } from '@dotmesh/store';
+
+const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, keylen: number, opts: object) => Promise<Buffer>;
+
+/** scrypt parameters of the original (N=32768, r=8, p=1, 32-byte key and salt). */
+const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+const KEY_LEN = 32;
+
+/**
+ * A user as stored (key `dotmesh.io/users/users/<id>`, name index `dotmesh.io/users/nameidx/<name>`).
+ * The API key is kept retrievable because `GetApiKey` returns it (as the original); the
+ * password only as a salted scrypt hash. The store file is 0600 under a 0700 directory.
+ */
+export interface UserRecord {
+  readonly Id: string;
+  readonly Name: string;
+  readonly Email: string;
+  readonly Salt: string;
+  readonly Password: string;
+  readonly ApiKey: string;
+  readonly Metadata: Record<string, string>;
+}
+
+const USERS = 'dotmesh.io/users/users/';
+const NAMEIDX = 'dotmesh.io/users/nameidx/';
+
+/** The original's token format: base32 (RFC 4648, no padding) of random bytes. */
+export function randomToken(bytes: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const buf = randomBytes(bytes);
+  let bits = 0;
+  let value = 0;
+  let out = '';
+  for (const byte of buf) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
+}
+
+export async function hashPassword(password: string, salt: Buffer = randomBytes(32)): Promise<{ salt: string; hash: string }> {
+  const key = await scrypt(password, salt, KEY_LEN, SCRYPT);
+  return { salt: salt.toString('hex'), hash: key.toString('hex') };
+}
+
+export async function verifyPassword(user: UserRecord, password: string): Promise<boolean> {
+  if (user.Salt === '' || user.Password === '') return false;
+  const key = await scrypt(password, Buffer.from(user.Salt, 'hex'), KEY_LEN, SCRYPT);
+  const expected = Buffer.from(user.Password, 'hex');
+  return expected.length === key.length && timingSafeEqual(expected, key);
+}
+
+export function safeUser(u: UserRecord): SafeUser {
+  return {
+    Id: u.Id,
+    Name: u.Name,
+    Email: u.Email,
+    EmailHash: createHash('md5').update(u.Email).digest('hex'),
+    Metadata: { ...u.Metadata },
+  };
+}
+
+export class UserService {
+  readonly #store: Store;
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  async byId(id: string): Promise<UserRecord | undefined> {
+    const kv = await this.#store.get(`${USERS}${id}`);
+    return kv ? (JSON.parse(kv.value) as UserRecord) : undefined;
+  }
+
+  async byName(name: string): Promise<UserRecord | undefined> {
+    const kv = await this.#store.get(`${NAMEIDX}${name}`);
+    if (!kv) return undefined;
+    return this.byId((JSON.parse(kv.value) as { id: string }).id);
+  }
+
+  /** Writes a user and its name index atomically. */
+  async save(user: UserRecord): Promise<void> {
+    await this.#store.txn({
+      compare: [],
+      success: [
+        { type: 'put', key: `${USERS}${user.Id}`, value: JSON.stringify(user) },
+        { type: 'put', key: `${NAMEIDX}${user.Name}`, value: JSON.stringify({ prefix: NAMEIDX, name: user.Name, id: user.Id }) },
+      ],
+    });
+  }
+
+  /**
+   * Creates the admin user from the initial credentials when the store has none (first start,
+   * or a store reset). Returns true when it created it.
+   */
+  async ensureAdmin(initial: { password: string; apiKey: string } | undefined): Promise<boolean> {
+    if (await this.byId(ADMIN_USER_ID)) return false;
+    if (!initial) {
+      throw new DotmeshError('UNAVAILABLE', 'The store has no admin user and no initial admin credentials were given', {
+        hint: "run 'dm cluster init' to create them",
+      });
+    }
+    const { salt, hash } = await hashPassword(initial.password);
+    await this.save({ Id: ADMIN_USER_ID, Name: ADMIN_USER_NAME, Email: '', Salt: salt, Password: hash, ApiKey: initial.apiKey, Metadata: {} });
+    return true;
+  }
+
+  async resetApiKey(user: UserRecord): Promise<UserRecord> {
+    const updated = { ...user, ApiKey: randomToken(32) };
+    await this.save(updated);
+    return updated;
+  }
+}

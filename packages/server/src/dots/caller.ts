@@ -1,0 +1,33 @@
+import { ADMIN_USER_ID, DotmeshError } from '@dotmesh/core';
+import type { DotInfo } from './labels.ts';
+
+/** Who is calling: the authenticated user and how they proved it. */
+export interface Caller {
+  readonly id: string;
+  readonly name: string;
+  readonly authMethod: 'apikey' | 'password' | 'internal';
+}
+
+export function isAdmin(caller: Caller): boolean {
+  return caller.id === ADMIN_USER_ID;
+}
+
+export function requireAdmin(caller: Caller): void {
+  if (!isAdmin(caller)) throw new DotmeshError('NOT_ADMIN', `Userid ${caller.id} is not admin user`);
+}
+
+/** Owner, collaborator or admin may read and write a dot (as the original). */
+export function canAccess(caller: Caller, dot: DotInfo): boolean {
+  return isAdmin(caller) || dot.ownerId === caller.id || dot.collaboratorIds.includes(caller.id);
+}
+
+/** Only the namespace's user (or admin) may create dots in it. */
+export function requireNamespaceAdmin(caller: Caller, namespace: string): void {
+  if (!isAdmin(caller) && caller.name !== namespace) {
+    throw new DotmeshError(
+      'PERMISSION_DENIED',
+      `User is not an administrator for namespace ${namespace}, so cannot create volumes`,
+      { hint: `create dots in your own namespace (${caller.name}/...)` },
+    );
+  }
+}

@@ -1,0 +1,128 @@
+import {
+  DEFAULT_SUBDOT,
+  DotmeshError,
+  INITIAL_COMMIT_MESSAGE,
+  INITIAL_COMMIT_TYPE,
+  MASTER_BRANCH,
+  validateName,
+} from '@dotmesh/core';
+import { type Caller, canAccess, isAdmin, requireNamespaceAdmin } from './caller.ts';
+import { type DotContext, timestampNs } from './context.ts';
+import { DotIndex, type IndexedCommit } from './dot-index.ts';
+import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } from './labels.ts';
+
+/**
+ * Creates a dot: its master branch volume (with the `__default__` subdot) and the
+ * "Initial commit". Steps and what a crash between them leaves (see docs/on-disk-format.md):
+ *   volume created ─(create.after-volume)→ initial commit ─(create.after-initial-commit)→
+ *   indexed ─(create.after-index)→ reply.
+ * A master volume without commits is a half-done create: start-up recovery drops it.
+ * A volume with its initial commit is complete: recovery adopts it.
+ */
+export async function createDot(ctx: DotContext, caller: Caller, namespace: string, name: string): Promise<string> {
+  validateName('namespace', namespace);
+  validateName('dot', name);
+  requireNamespaceAdmin(caller, namespace);
+  return ctx.locks.exclusive(`name:${DotIndex.nameKey(namespace, name)}`, async () => {
+    if (ctx.index.dotIdByName(namespace, name) !== undefined) {
+      throw new DotmeshError('DOT_EXISTS', `A dot named '${namespace}/${name}' already exists`, {
+        hint: 'choose another name, or delete the existing dot first',
+      });
+    }
+    const dotId = ctx.newId();
+    const createdAt = ctx.now().toISOString();
+    const ownerId = caller.id;
+    const label: BranchLabel = {
+      kind: LABEL_KIND,
+      version: LABEL_VERSION,
+      fsId: dotId,
+      dotId,
+      branch: MASTER_BRANCH,
+      origin: null,
+      createdAt,
+      hiddenCommits: [],
+      dot: { namespace, name, ownerId, collaboratorIds: [], createdAt },
+    };
+    await ctx.driver.createVolume(dotId, { ...label });
+    try {
+      ctx.failpoints.hit('create.after-volume');
+      await ctx.driver.ensureDirectory(dotId, DEFAULT_SUBDOT);
+      const commitId = ctx.newId();
+      const meta: CommitMetaRecord = {
+        metadata: {
+          type: INITIAL_COMMIT_TYPE,
+          message: INITIAL_COMMIT_MESSAGE,
+          author: caller.name,
+          timestamp: timestampNs(ctx.now()),
+        },
+        parent: null,
+      };
+      const info = await ctx.driver.commit(dotId, commitId, { ...meta });
+      ctx.failpoints.hit('create.after-initial-commit');
+      ctx.index.addDot(dotId, label.dot!);
+      ctx.index.addBranch(label, [{ id: commitId, seq: info.seq, meta } satisfies IndexedCommit]);
+      await ctx.mirror.syncDot(dotId);
+      ctx.failpoints.hit('create.after-index');
+    } catch (e) {
+      // The caller sees an error, so the dot must not half-exist: undo what this call made.
+      // (A crash instead of an error is handled by start-up recovery with the same outcome.)
+      ctx.index.removeDot(dotId);
+      await ctx.driver.deleteVolume(dotId).catch((err: unknown) => ctx.logger.warn({ err, dotId }, 'cleanup after failed create'));
+      await ctx.mirror.removeDot(dotId, namespace, name, [dotId]).catch(() => undefined);
+      throw e;
+    }
+    ctx.logger.info({ dotId, namespace, name }, 'created dot');
+    return dotId;
+  });
+}
+
+/**
+ * Deletes a dot with all its branches. Owner or admin only; refused while containers use
+ * any branch. Steps: delete intent on the master label ─(delete.after-intent)→ unindexed (the
+ * name is free from here) ─(delete.after-index)→ branch volumes deleted
+ * ─(delete.after-branches)→ master volume deleted. Recovery finishes any dot whose master
+ * carries a delete intent. Deleting a dot that does not exist fails (as the original).
+ */
+export async function deleteDot(ctx: DotContext, caller: Caller, namespace: string, name: string): Promise<void> {
+  validateName('namespace', namespace);
+  validateName('dot', name);
+  const dot = ctx.index.requireDot(namespace, name);
+  if (!canAccess(caller, dot.info)) throw notFound(namespace, name);
+  if (!isAdmin(caller) && dot.info.ownerId !== caller.id) {
+    throw new DotmeshError('PERMISSION_DENIED', `Only the owner of ${namespace}/${name} or admin may delete it`);
+  }
+  await ctx.locks.exclusive(dot.id, async () => {
+    if (ctx.index.dots.get(dot.id) !== dot) throw notFound(namespace, name);
+    const inUse: string[] = [];
+    for (const fsId of dot.branches.values()) {
+      for (const c of await ctx.containers.containersFor(fsId)) inUse.push(c.Name);
+    }
+    if (inUse.length > 0) {
+      throw new DotmeshError('IN_USE', `Cannot delete ${namespace}/${name}: containers are using it: ${inUse.join(', ')}`, {
+        hint: 'stop the containers first',
+      });
+    }
+    const master = ctx.index.requireBranch(dot.id);
+    const fsIds = [...dot.branches.values()];
+    await ctx.driver.writeLabel(dot.id, { ...master.label, intent: { op: 'delete', opId: ctx.newId() } });
+    ctx.failpoints.hit('delete.after-intent');
+    ctx.index.removeDot(dot.id);
+    await ctx.mirror.removeDot(dot.id, namespace, name, fsIds);
+    ctx.failpoints.hit('delete.after-index');
+    await finishDelete(ctx, dot.id, fsIds);
+    ctx.logger.info({ dotId: dot.id, namespace, name }, 'deleted dot');
+  });
+}
+
+/** Deletes the branch volumes, then the master volume. Idempotent (recovery reuses it). */
+export async function finishDelete(ctx: DotContext, dotId: string, fsIds: readonly string[]): Promise<void> {
+  for (const fsId of fsIds) if (fsId !== dotId) await ctx.driver.deleteVolume(fsId);
+  ctx.failpoints.hit('delete.after-branches');
+  await ctx.driver.deleteVolume(dotId);
+}
+
+export function notFound(namespace: string, name: string): DotmeshError {
+  return new DotmeshError('DOT_NOT_FOUND', `No such filesystem named '${namespace}/${name}'`, {
+    hint: "list dots with 'dm list'",
+  });
+}

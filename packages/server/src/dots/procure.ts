@@ -1,0 +1,100 @@
+import { mkdir, readlink, rename, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DEFAULT_SUBDOT, DotmeshError, MASTER_BRANCH, normalizeBranch, ROOT_SUBDOT, validateName } from '@dotmesh/core';
+import type { Caller } from './caller.ts';
+import type { DotContext } from './context.ts';
+import { createDot } from './create-delete.ts';
+import { resolveBranch } from './resolve.ts';
+import { refuseIfInUse } from './rollback.ts';
+
+/**
+ * Stable host paths for dots, as the original's CONTAINER_MOUNT_PREFIX: `<dir>/<ns>/<dot>` is
+ * a symlink to the live data of the branch containers follow (master until
+ * SwitchContainers), `<dir>/<ns>/<dot>@<branch>` pins a branch. Clients get
+ * `<link>/<subdot>`; switching branch re-points the link atomically.
+ */
+export class ContainerPaths {
+  readonly #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  linkPath(namespace: string, name: string, pinnedBranch?: string): string {
+    return join(this.#dir, namespace, pinnedBranch ? `${name}@${pinnedBranch}` : name);
+  }
+
+  /** Points the link at `target`, replacing any previous link atomically. */
+  async point(link: string, target: string): Promise<void> {
+    const current = await readlink(link).catch(() => undefined);
+    if (current === target) return;
+    await mkdir(join(link, '..'), { recursive: true, mode: 0o755 });
+    const tmp = `${link}.tmp-${process.pid}-${Date.now()}`;
+    await symlink(target, tmp);
+    await rename(tmp, link);
+  }
+
+  /** Which branch's live data the unpinned link points at, if any. */
+  async currentTarget(namespace: string, name: string): Promise<string | undefined> {
+    return readlink(this.linkPath(namespace, name)).catch(() => undefined);
+  }
+}
+
+export interface ProcureRequest {
+  readonly namespace: unknown;
+  readonly name: unknown;
+  readonly subdot: unknown;
+}
+
+/** Procure: makes the dot (if missing and no branch is pinned) and returns its host path. */
+export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Caller, req: ProcureRequest): Promise<string> {
+  if (typeof req.name !== 'string') throw new DotmeshError('INVALID_ARGUMENT', 'Name must be a string');
+  const at = req.name.indexOf('@');
+  const dotName = at >= 0 ? req.name.slice(0, at) : req.name;
+  const pinned = at >= 0 ? normalizeBranch(req.name.slice(at + 1)) : undefined;
+  const namespace = validateName('namespace', req.namespace);
+  validateName('dot', dotName);
+  const subdot = req.subdot === '' || req.subdot === undefined ? DEFAULT_SUBDOT : validateName('subdot', req.subdot);
+  if (ctx.index.dotIdByName(namespace, dotName) === undefined) {
+    if (pinned !== undefined && pinned !== MASTER_BRANCH) {
+      throw new DotmeshError('BRANCH_NOT_FOUND', `Cannot create ${namespace}/${dotName} with branch ${pinned}: the dot does not exist`);
+    }
+    await createDot(ctx, caller, namespace, dotName).catch((e: unknown) => {
+      if (!(e instanceof DotmeshError && e.code === 'DOT_EXISTS')) throw e;
+    });
+  }
+  const isPinned = pinned !== undefined && pinned !== MASTER_BRANCH;
+  let fsId: string;
+  if (isPinned) {
+    fsId = resolveBranch(ctx, caller, namespace, dotName, pinned).fsId;
+  } else {
+    const master = resolveBranch(ctx, caller, namespace, dotName, '');
+    const current = await paths.currentTarget(namespace, dotName);
+    const followed = [...master.dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
+    fsId = followed ?? master.fsId;
+  }
+  const link = paths.linkPath(namespace, dotName, isPinned ? pinned : undefined);
+  await paths.point(link, ctx.driver.volumePath(fsId));
+  if (subdot === ROOT_SUBDOT) return link;
+  await ctx.driver.ensureDirectory(fsId, subdot);
+  return join(link, subdot);
+}
+
+/** SwitchContainers: containers following the dot now see `branch` ("" = master). */
+export async function switchContainers(
+  ctx: DotContext,
+  paths: ContainerPaths,
+  caller: Caller,
+  req: { namespace: unknown; name: unknown; branch: unknown },
+): Promise<void> {
+  const { dot, fsId } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  await ctx.locks.shared(dot.id, async () => {
+    const current = await paths.currentTarget(dot.info.namespace, dot.info.name);
+    const followed = [...dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
+    if (followed !== undefined && followed !== fsId) {
+      // Whatever holds the old branch open would silently stay on it: refuse instead.
+      await refuseIfInUse(ctx, followed, `${dot.info.namespace}/${dot.info.name}`);
+    }
+    await paths.point(paths.linkPath(dot.info.namespace, dot.info.name), ctx.driver.volumePath(fsId));
+  });
+}

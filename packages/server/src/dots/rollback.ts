@@ -1,0 +1,101 @@
+import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
+import type { Caller } from './caller.ts';
+import type { DotContext } from './context.ts';
+import type { BranchLabel } from './labels.ts';
+import { resolveBranch } from './resolve.ts';
+
+export interface RollbackRequest {
+  readonly namespace: unknown;
+  readonly name: unknown;
+  readonly branch: unknown;
+  readonly commitId: unknown;
+}
+
+/**
+ * Resets a branch's live state and history to a commit of its history (git reset --hard).
+ * Commits after it leave the history: they are deleted, or kept hidden while another
+ * branch's history still reaches them. Rolling back past the branch's own first commit
+ * re-bases it on that earlier commit.
+ *
+ * Steps (the label is the redo log): label with the new history and a rollback intent
+ * ─(rollback.after-intent)→ live swapped atomically by the driver ─(rollback.after-swap)→
+ * label without intent ─(rollback.after-label)→ unreachable commits deleted
+ * ─(rollback.after-gc)→ store mirror. Recovery redoes the swap for any label that still
+ * carries the intent, then collects unreachable hidden commits.
+ */
+export async function rollbackBranch(ctx: DotContext, caller: Caller, req: RollbackRequest): Promise<void> {
+  const target = validateName('commit', req.commitId);
+  const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  await ctx.locks.exclusive(dot.id, () =>
+    ctx.queues.run(fsId, async () => {
+      const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
+      if (!entry) {
+        throw new DotmeshError('COMMIT_NOT_FOUND', `No commit ${target} in the history of branch ${branch} of ${dot.info.namespace}/${dot.info.name}`, {
+          hint: "list commits with 'dm log'",
+        });
+      }
+      await refuseIfInUse(ctx, fsId, `${dot.info.namespace}/${dot.info.name}`);
+      const state = ctx.index.requireBranch(fsId);
+      const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
+      const hidden = new Set(state.label.hiddenCommits);
+      let origin = state.label.origin;
+      if (entry.fsId === fsId) {
+        const seq = state.commits.find((c) => c.id === target)!.seq;
+        for (const c of state.commits) if (c.seq > seq) hidden.add(c.id);
+      } else {
+        origin = to;
+        for (const c of state.commits) hidden.add(c.id);
+      }
+      const label: BranchLabel = { ...state.label, origin, hiddenCommits: [...hidden] };
+      await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
+      ctx.failpoints.hit('rollback.after-intent');
+      await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
+      ctx.failpoints.hit('rollback.after-swap');
+      await ctx.driver.writeLabel(fsId, { ...label });
+      state.label = label;
+      ctx.failpoints.hit('rollback.after-label');
+      await collectUnreachableCommits(ctx, dot.id);
+      ctx.failpoints.hit('rollback.after-gc');
+      await ctx.mirror.syncDot(dot.id);
+      ctx.logger.info({ fsId, to }, 'rolled back');
+    }),
+  );
+}
+
+/**
+ * Deletes hidden commits that no branch of the dot reaches any more. Caller holds the dot
+ * lock exclusively. Idempotent: the label is updated after each deletion.
+ */
+export async function collectUnreachableCommits(ctx: DotContext, dotId: string): Promise<void> {
+  const dot = ctx.index.dots.get(dotId);
+  if (!dot) return;
+  const reachable = ctx.index.reachableCommits();
+  for (const fsId of dot.branches.values()) {
+    const state = ctx.index.branches.get(fsId);
+    if (!state || state.label.hiddenCommits.length === 0) continue;
+    const drop = state.label.hiddenCommits.filter((c) => !reachable.has(`${fsId}@${c}`));
+    if (drop.length === 0) continue;
+    for (const commitId of drop) await ctx.driver.deleteCommit(fsId, commitId);
+    const label: BranchLabel = { ...state.label, hiddenCommits: state.label.hiddenCommits.filter((c) => !drop.includes(c)) };
+    await ctx.driver.writeLabel(fsId, { ...label });
+    state.label = label;
+    state.commits = state.commits.filter((c) => !drop.includes(c.id));
+    ctx.logger.info({ fsId, commits: drop }, 'deleted commits no branch reaches');
+  }
+}
+
+/** Refuses with IN_USE while processes or mounts that Dotmesh cannot stop use the live state. */
+export async function refuseIfInUse(ctx: DotContext, fsId: string, dotName: string): Promise<void> {
+  const containers = await ctx.containers.containersFor(fsId);
+  if (containers.length > 0) return; // the container tracker stops and restarts these itself
+  const report = await ctx.inUse.check(ctx.driver.volumePath(fsId));
+  if (report.processes.length === 0 && report.mounts.length === 0) return;
+  const who = [
+    ...report.processes.map((p) => `process ${p.pid} (${p.command})`),
+    ...report.mounts.map((m) => `mount ${m}`),
+  ];
+  throw new DotmeshError('IN_USE', `${dotName} is in use: ${who.slice(0, 10).join(', ')}${who.length > 10 ? ', …' : ''}`, {
+    hint: 'stop those processes or unmount those paths, then try again',
+    data: { processes: report.processes, mounts: report.mounts },
+  });
+}

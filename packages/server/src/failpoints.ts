@@ -1,0 +1,77 @@
+import { DotmeshError } from '@dotmesh/core';
+
+/**
+ * Named failpoints between the steps of every multi-step mutation. A test arms one with
+ * `SetDebugFlag{FlagName: "<failpoint>", FlagValue: "error"|"crash"|"off"}`:
+ * - "error": the operation stops there with "Injected fault" (the state on disk is
+ *   whatever the earlier steps left, exactly as after a crash, but the server lives on);
+ * - "crash": the process kills itself with SIGKILL at that point.
+ * A failpoint fires once, then disarms itself.
+ */
+export const FAILPOINTS = {
+  create: ['create.after-volume', 'create.after-initial-commit', 'create.after-index'],
+  commit: ['commit.after-snapshot', 'commit.after-index'],
+  branch: ['branch.after-volume', 'branch.after-index'],
+  rollback: ['rollback.after-intent', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
+  delete: ['delete.after-intent', 'delete.after-index', 'delete.after-branches'],
+} as const;
+
+export type FailpointName = (typeof FAILPOINTS)[keyof typeof FAILPOINTS][number];
+export const ALL_FAILPOINTS: readonly string[] = Object.values(FAILPOINTS).flat();
+
+/** The original's flags, mapped onto our failpoints (value "true" = error, "false" = off). */
+const LEGACY_FLAGS: Record<string, FailpointName> = {
+  PartialFailCreateFilesystem: 'create.after-volume',
+  PartialFailDelete: 'delete.after-index',
+};
+
+export type FailpointMode = 'off' | 'error' | 'crash';
+
+export class Failpoints {
+  readonly #armed = new Map<string, FailpointMode>();
+  readonly #crash: () => never;
+
+  constructor(crash: () => never = () => process.kill(process.pid, 'SIGKILL') as never) {
+    this.#crash = crash;
+  }
+
+  /** Sets a flag; returns the previous value as the original's SetDebugFlag does. */
+  set(flag: string, value: string): string {
+    const legacy = LEGACY_FLAGS[flag];
+    const name = legacy ?? flag;
+    if (!ALL_FAILPOINTS.includes(name)) {
+      throw new DotmeshError('INVALID_ARGUMENT', `Unknown debug flag ${flag}`, {
+        hint: `known flags: ${[...Object.keys(LEGACY_FLAGS), ...ALL_FAILPOINTS].join(', ')}`,
+      });
+    }
+    const mode: FailpointMode | undefined = legacy
+      ? value === 'true'
+        ? 'error'
+        : value === 'false'
+          ? 'off'
+          : undefined
+      : value === 'error' || value === 'crash' || value === 'off'
+        ? value
+        : undefined;
+    if (mode === undefined) {
+      throw new DotmeshError('INVALID_ARGUMENT', `Invalid value ${JSON.stringify(value)} for debug flag ${flag}`, {
+        hint: legacy ? 'use "true" or "false"' : 'use "error", "crash" or "off"',
+      });
+    }
+    const previous = this.#armed.get(name) ?? 'off';
+    if (mode === 'off') this.#armed.delete(name);
+    else this.#armed.set(name, mode);
+    return legacy ? String(previous !== 'off') : previous;
+  }
+
+  /** Called between steps. Throws (or crashes) when armed; disarms itself. */
+  hit(name: FailpointName): void {
+    const mode = this.#armed.get(name);
+    if (mode === undefined) return;
+    this.#armed.delete(name);
+    if (mode === 'crash') this.#crash();
+    throw new DotmeshError('INJECTED_FAULT', `Injected fault at ${name}`, {
+      hint: 'a test armed this failpoint with SetDebugFlag',
+    });
+  }
+}

@@ -1,0 +1,108 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { decodeParams, METHODS, type MethodName, methodFromWire, parseRpcRequest, rpcErrorBody, rpcResultBody } from '@dotmesh/rpc';
+import { Authenticator } from '../auth/authenticator.ts';
+import { type Caller, requireAdmin } from '../dots/caller.ts';
+import type { Logger } from '../log.ts';
+import type { HandlerTable } from '../rpc/handlers.ts';
+
+/** Request bodies above this are refused before parsing (the largest legit one is a commit with big metadata). */
+export const MAX_RPC_BODY_BYTES = 32 * 1024 * 1024;
+
+export interface RpcEndpointDeps {
+  readonly auth: Authenticator;
+  readonly handlers: HandlerTable;
+  readonly logger: Logger;
+  readonly observe?: (method: string, seconds: number, ok: boolean) => void;
+}
+
+/**
+ * POST /rpc exactly as the original (gorilla/rpc json2): 405 for other verbs, 415 for other
+ * content types, 401 `Unauthorized.` without valid Basic auth, then HTTP 200 with either a
+ * result or an error (code -32000), never both, never a null result; notifications get no
+ * body. Error `data` carries our stable code and hint (an addition clients ignore).
+ */
+export function createRpcEndpoint(deps: RpcEndpointDeps) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.method !== 'POST') return plain(res, 405, `rpc: POST method required, received ${req.method ?? ''}`);
+    const contentType = (req.headers['content-type'] ?? '').toLowerCase().replace(/\s+/g, '');
+    if (!/^application\/json(;charset=utf-8)?$/.test(contentType)) {
+      return plain(res, 415, `rpc: unrecognized Content-Type: ${req.headers['content-type'] ?? ''}`);
+    }
+    const basic = Authenticator.parseBasic(req.headers.authorization);
+    const caller = basic ? await deps.auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
+    if (!caller) return plain(res, 401, 'Unauthorized.');
+    let body: string;
+    try {
+      body = await readBody(req, MAX_RPC_BODY_BYTES);
+    } catch {
+      return plain(res, 413, `rpc: request body larger than ${MAX_RPC_BODY_BYTES} bytes`);
+    }
+    const parsed = parseRpcRequest(body);
+    if (!parsed.ok) return json(res, rpcErrorBody(parsed.idText, parsed.message, null, parsed.code));
+    const started = process.hrtime.bigint();
+    const method = methodFromWire(parsed.method);
+    let reply: string;
+    let ok = true;
+    try {
+      if (method === null) throw new DotmeshError('UNKNOWN_METHOD', `rpc: can't find method "${parsed.method.slice(0, 200)}"`);
+      const result = await dispatch(deps.handlers, method, caller, parsed.params);
+      reply = rpcResultBody(parsed.idText, result);
+    } catch (e) {
+      ok = false;
+      reply = errorReply(parsed.idText, e, deps.logger, parsed.method);
+    }
+    deps.observe?.(method ?? 'unknown', Number(process.hrtime.bigint() - started) / 1e9, ok);
+    if (parsed.idText === null) {
+      res.writeHead(204).end();
+      return;
+    }
+    json(res, reply);
+  };
+}
+
+async function dispatch(handlers: HandlerTable, method: MethodName, caller: Caller, raw: unknown): Promise<unknown> {
+  const spec = METHODS[method] as { admin: boolean; passwordAuth?: boolean };
+  if (spec.admin) requireAdmin(caller);
+  if (spec.passwordAuth && caller.authMethod !== 'password') {
+    throw new DotmeshError('PERMISSION_DENIED', 'Password authentication is required for this method.');
+  }
+  const params = decodeParams(method, raw);
+  const handler = handlers[method] as (c: Caller, p: unknown) => Promise<unknown>;
+  return handler(caller, params);
+}
+
+function errorReply(idText: string | null, e: unknown, logger: Logger, method: string): string {
+  if (isDotmeshError(e)) {
+    logger.info({ method, code: e.code, msg: e.message }, 'rpc error');
+    return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? '' });
+  }
+  logger.error({ method, err: e }, 'rpc internal error');
+  return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, { code: 'INTERNAL', hint: 'see the server log' });
+}
+
+export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.destroy();
+        reject(new Error('too large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function plain(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end(`${text}\n`);
+}
+
+function json(res: ServerResponse, body: string): void {
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }).end(body);
+}

@@ -1,0 +1,131 @@
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
+import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
+import { EmbeddedStore } from '@dotmesh/store';
+import { ProcInUseChecker } from './dots/in-use.ts';
+import { createLogger, type Logger } from './log.ts';
+import { type RunningServer, startServer } from './server.ts';
+import { SERVER_VERSION } from './version.ts';
+
+const USAGE = `usage: dotmesh-server <command> --config FILE
+
+commands:
+  serve          run the server (pool, store, API on the configured ports)
+  destroy-pool   unmount and detach the pool and delete its file (all data!)
+  version        print the version
+
+The config file is written by 'dm cluster init' (<pool dir>/server/config.json).`;
+
+/** Entry point: parses argv once, then runs one command. Returns the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === 'version' || command === '--version') {
+    process.stdout.write(`${SERVER_VERSION}\n`);
+    return 0;
+  }
+  const configIndex = rest.indexOf('--config');
+  const configFile = configIndex >= 0 ? rest[configIndex + 1] : undefined;
+  if ((command !== 'serve' && command !== 'destroy-pool') || !configFile) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  try {
+    const config = parseServerConfigText(await readFile(configFile, 'utf8'));
+    if (command === 'destroy-pool') {
+      await destroy(config);
+      return 0;
+    }
+    await serve(config);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
+    return 1;
+  }
+}
+
+async function serve(config: ServerConfig): Promise<void> {
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await chmod(config.stateDir, 0o700);
+  const logger = createLogger({ destination: config.logFile });
+  const exec = createExec({ logger });
+  let lock: PoolLock | undefined;
+  let server: RunningServer | undefined;
+  try {
+    lock = await acquirePoolLock(config.existingMount ?? dirname(config.poolFile));
+    const pool = await openPool({
+      poolFile: config.poolFile,
+      mountPoint: config.mountPoint,
+      sizeBytes: config.poolSizeBytes,
+      sparse: config.sparse,
+      exec,
+      logger,
+      ...(config.existingMount ? { existingMount: config.existingMount } : {}),
+    });
+    logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
+    const store = await EmbeddedStore.open({ path: config.storeFile });
+    server = await startServer({
+      driver: new BtrfsDriver({ root: pool.root, exec, logger }),
+      store,
+      logger,
+      nodeId: pool.poolId,
+      containerMountDir: join(config.poolDir, 'container_mnt'),
+      initialAdmin: await readInitialAdmin(config.initialAdminFile),
+      listenHost: config.listenHost,
+      port: config.port,
+      checkPort: config.checkPort,
+      inUse: new ProcInUseChecker(),
+    });
+    // The initial credentials live on only as the admin user in the 0600 store.
+    await rm(config.initialAdminFile, { force: true });
+    await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
+  } catch (e) {
+    logger.error({ err: e }, 'dotmesh-server failed to start');
+    await server?.close().catch(() => undefined);
+    await lock?.release().catch(() => undefined);
+    throw e;
+  }
+  const running = server;
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping (the pool stays mounted)');
+      void running
+        .close()
+        .catch((err: unknown) => logger.error({ err }, 'error while stopping'))
+        .then(() => rm(config.pidFile, { force: true }))
+        .then(() => lock?.release())
+        .finally(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function readInitialAdmin(file: string): Promise<{ password: string; apiKey: string } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const parsed = initialAdminSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new DotmeshError('INVALID_ARGUMENT', `${file} is not a valid initial admin credentials file`);
+  return parsed.data;
+}
+
+async function destroy(config: ServerConfig): Promise<void> {
+  if (config.existingMount) {
+    throw new DotmeshError('UNSUPPORTED', `refusing to destroy ${config.existingMount}: it is an existing btrfs mount, not a pool file`, {
+      hint: 'delete its fs/ directory yourself if you really mean it',
+    });
+  }
+  const lock = await acquirePoolLock(dirname(config.poolFile));
+  try {
+    await destroyPool({ poolFile: config.poolFile, mountPoint: config.mountPoint, exec: createExec({}) });
+  } finally {
+    await lock.release();
+  }
+}
+
+export type { Logger };

@@ -1,0 +1,194 @@
+import { DotmeshError, formatDotName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
+import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
+import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
+import type { DotContext } from '../dots/context.ts';
+import { createDot, deleteDot } from '../dots/create-delete.ts';
+import { commitBranch } from '../dots/commit.ts';
+import { createBranch } from '../dots/branch.ts';
+import { rollbackBranch } from '../dots/rollback.ts';
+import { type ContainerPaths, procure, switchContainers } from '../dots/procure.ts';
+import { resolveBranch, resolveDot } from '../dots/resolve.ts';
+import type { SizeTracker } from '../dots/sizes.ts';
+import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import { safeUser, type UserService } from '../auth/users.ts';
+
+export interface HandlerDeps {
+  readonly ctx: DotContext;
+  readonly sizes: SizeTracker;
+  readonly users: UserService;
+  readonly auth: Authenticator;
+  readonly paths: ContainerPaths;
+  readonly version: string;
+  readonly internalState: () => Record<string, string>;
+}
+
+export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
+export type HandlerTable = { [M in MethodName]: Handler<M> };
+
+/**
+ * One handler per method: decode-validated params in, the original's result shape out.
+ * Authorisation beyond the method table's admin/password flags happens here (dot visibility).
+ */
+export function createHandlers(deps: HandlerDeps): HandlerTable {
+  const { ctx, sizes, users } = deps;
+
+  const visibleDots = (caller: Caller) => ctx.index.sortedDots().filter((d) => canAccess(caller, d.info));
+  const listMasters = async (caller: Caller): Promise<Array<{ ns: string; name: string; volume: DotmeshVolume; fsId: string }>> => {
+    const s = await sizes.fresh();
+    return visibleDots(caller).map((d) => {
+      const fsId = ctx.index.masterFsId(d);
+      return { ns: d.info.namespace, name: d.info.name, fsId, volume: volumeView(ctx, fsId, s) };
+    });
+  };
+
+  return {
+    Ping: async () => true,
+    Version: async () => ({
+      installed_version: deps.version,
+      current_version: deps.version,
+      current_release_date: 0,
+      current_download_url: '',
+      current_changelog_url: '',
+      project_website: 'https://github.com/dotmesh-io/dotmesh',
+      outdated: false,
+    }),
+    Config: async () => ({}),
+    CurrentUser: async (caller) => safeUser(await requireUser(users, caller)),
+    AuthenticatedUser: async (caller) => safeUser(await requireUser(users, caller)),
+    GetApiKey: async (caller) => ({ ApiKey: (await requireUser(users, caller)).ApiKey }),
+    ResetApiKey: async (caller) => {
+      const updated = await users.resetApiKey(await requireUser(users, caller));
+      deps.auth.forget(updated.Id);
+      return { ApiKey: updated.ApiKey };
+    },
+    List: async (caller) => {
+      const out: Record<string, Record<string, DotmeshVolume>> = {};
+      for (const m of await listMasters(caller)) (out[m.ns] ??= {})[m.name] = m.volume;
+      return out;
+    },
+    ListWithContainers: async (caller) => {
+      const out: ResultOf<'ListWithContainers'> = {};
+      for (const m of await listMasters(caller)) {
+        (out[m.ns] ??= {})[m.name] = { Volume: m.volume, Containers: await ctx.containers.containersFor(m.fsId) };
+      }
+      return out;
+    },
+    AllDotsAndBranches: async (caller) => {
+      const s = await sizes.fresh();
+      const dots = [];
+      for (const d of visibleDots(caller)) {
+        const masterId = ctx.index.masterFsId(d);
+        const others = [...d.branches.entries()]
+          .filter(([name]) => name !== MASTER_BRANCH)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([, fsId]) => volumeView(ctx, fsId, s));
+        const owner = await users.byId(d.info.ownerId);
+        const collaborators = [];
+        for (const id of d.info.collaboratorIds) {
+          const u = await users.byId(id);
+          if (u) collaborators.push(safeUser(u));
+        }
+        dots.push({
+          MasterBranch: volumeView(ctx, masterId, s),
+          OtherBranches: others.length > 0 ? others : null,
+          Owner: owner ? safeUser(owner) : { Id: d.info.ownerId, Name: d.info.namespace, Email: '', EmailHash: '', Metadata: {} },
+          Collaborators: collaborators,
+          ForkParentId: d.info.forkParentId ?? '',
+          ForkParentSnapshotId: d.info.forkParentSnapshotId ?? '',
+        });
+      }
+      return { Dots: dots, Servers: [{ Id: ctx.nodeId, Addresses: [] }] };
+    },
+    Get: async (caller, fsId) => volumeView(ctx, requireVisibleFs(ctx, caller, fsId), await sizes.fresh()),
+    Lookup: async (caller, p) => resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId,
+    Exists: async (caller, p) => {
+      validateName('namespace', p.Namespace);
+      validateName('dot', p.Name);
+      const b = normalizeBranch(p.Branch);
+      const id = ctx.index.dotIdByName(p.Namespace, p.Name);
+      const dot = id === undefined ? undefined : ctx.index.dots.get(id);
+      if (!dot || !canAccess(caller, dot.info)) return '';
+      return dot.branches.get(b) ?? '';
+    },
+    CheckNameIsValid: async (_caller, p) => {
+      try {
+        validateName('namespace', p.Namespace);
+        validateName('dot', p.Name);
+        normalizeBranch(p.Branch);
+        return '';
+      } catch (e) {
+        if (e instanceof DotmeshError) return e.message;
+        throw e;
+      }
+    },
+    Create: async (caller, p) => {
+      await createDot(ctx, caller, p.Namespace, p.Name);
+      return true;
+    },
+    Delete: async (caller, p) => {
+      await deleteDot(ctx, caller, p.Namespace, p.Name);
+      return true;
+    },
+    Branches: async (caller, p) =>
+      [...resolveDot(ctx, caller, p.Namespace, p.Name).branches.keys()].filter((b) => b !== MASTER_BRANCH).sort(),
+    Branch: async (caller, p) => {
+      await createBranch(ctx, caller, {
+        namespace: p.Namespace,
+        name: p.Name,
+        sourceBranch: p.SourceBranch,
+        newBranchName: p.NewBranchName,
+        sourceCommitId: p.SourceCommitId,
+      });
+      return true;
+    },
+    Commit: async (caller, p) =>
+      commitBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch, message: p.Message, metadata: p.Metadata }),
+    Commits: async (caller, p) => commitItems(ctx, resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
+    CommitsById: async (caller, fsId) => commitItems(ctx, requireVisibleFs(ctx, caller, fsId)),
+    Rollback: async (caller, p) => {
+      await rollbackBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch, commitId: p.SnapshotId });
+      return true;
+    },
+    Procure: async (caller, p) => procure(ctx, deps.paths, caller, { namespace: p.Namespace, name: p.Name, subdot: p.Subdot }),
+    SwitchContainers: async (caller, p) => {
+      await switchContainers(ctx, deps.paths, caller, { namespace: p.Namespace, name: p.Name, branch: p.NewBranchName });
+      return true;
+    },
+    Containers: async (caller, p) => ctx.containers.containersFor(resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
+    ContainersById: async (caller, fsId) => ctx.containers.containersFor(requireVisibleFs(ctx, caller, fsId)),
+    GetReplicationLatencyForBranch: async (caller, p) => {
+      resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch);
+      return { [ctx.nodeId]: [] };
+    },
+    SetDebugFlag: async (_caller, p) => ctx.failpoints.set(p.FlagName, p.FlagValue),
+    DumpInternalState: async (caller, filter) => {
+      if (!isAdmin(caller)) throw new DotmeshError('NOT_ADMIN', `Userid ${caller.id} is not admin user`);
+      const all = deps.internalState();
+      return Object.fromEntries(Object.entries(all).filter(([k]) => filter === '' || k.includes(filter)));
+    },
+  };
+}
+
+async function requireUser(users: UserService, caller: Caller) {
+  const u = await users.byId(caller.id);
+  if (!u) throw new DotmeshError('UNAUTHENTICATED', `No such user ${caller.name}`);
+  return u;
+}
+
+/** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
+export function dumpIndex(ctx: DotContext): Record<string, string> {
+  const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.queues.activeKeys) };
+  for (const d of ctx.index.dots.values()) {
+    out[`dots.${d.id}.name`] = formatDotName(d.info);
+    out[`dots.${d.id}.owner`] = d.info.ownerId;
+    for (const [branch, fsId] of d.branches) {
+      const b = ctx.index.branches.get(fsId);
+      out[`dots.${d.id}.branches.${branch}.id`] = fsId;
+      out[`dots.${d.id}.branches.${branch}.commits`] = String(b?.commits.length ?? 0);
+      out[`dots.${d.id}.branches.${branch}.hidden`] = String(b?.label.hiddenCommits.length ?? 0);
+    }
+  }
+  return out;
+}
+

@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { StorageDriver } from '@dotmesh/storage';
+import type { Store } from '@dotmesh/store';
+import { Authenticator } from './auth/authenticator.ts';
+import { UserService } from './auth/users.ts';
+import { KeyedQueue } from './concurrency/keyed-queue.ts';
+import { KeyedRwLock } from './concurrency/rw-lock.ts';
+import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
+import type { DotContext } from './dots/context.ts';
+import { DotIndex } from './dots/dot-index.ts';
+import { type InUseChecker, NEVER_IN_USE } from './dots/in-use.ts';
+import { ContainerPaths } from './dots/procure.ts';
+import { reconcileFromPool } from './dots/reconcile.ts';
+import { SizeTracker } from './dots/sizes.ts';
+import { StoreMirror } from './dots/store-mirror.ts';
+import { Failpoints } from './failpoints.ts';
+import { createRpcEndpoint } from './http/rpc-endpoint.ts';
+import { createApiServer, createCheckServer, listen } from './http/servers.ts';
+import type { Logger } from './log.ts';
+import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
+import { SERVER_VERSION } from './version.ts';
+
+/**
+ * The composition root of dotmesh-server, free of process-level concerns (config files,
+ * pool devices, signals: see main.ts), so tests can run a whole server in-process on any
+ * driver and store. Nothing here reads process.env.
+ */
+export interface ServerParts {
+  readonly driver: StorageDriver;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** This node's id: the pool's id, as the original. */
+  readonly nodeId: string;
+  /** Where the stable per-dot symlinks live (the original's CONTAINER_MOUNT_PREFIX). */
+  readonly containerMountDir: string;
+  readonly initialAdmin?: { password: string; apiKey: string };
+  readonly listenHost: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly checkPort?: number;
+  readonly containers?: ContainerTracker;
+  readonly inUse?: InUseChecker;
+  readonly now?: () => Date;
+  readonly newId?: () => string;
+  readonly crash?: () => never;
+  /** false: close() leaves the driver and store open (tests that restart on the same ones). */
+  readonly closeStorage?: boolean;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  readonly checkPort: number | undefined;
+  readonly ctx: DotContext;
+  readonly handlers: HandlerTable;
+  readonly recovery: readonly string[];
+  close(): Promise<void>;
+}
+
+export async function startServer(parts: ServerParts): Promise<RunningServer> {
+  const { driver, store, logger } = parts;
+  const opened = await driver.open();
+  for (const action of opened.actions) logger.info({ recovery: true }, `storage: ${action}`);
+
+  const users = new UserService(store);
+  if (await users.ensureAdmin(parts.initialAdmin)) logger.info({}, 'created the admin user');
+
+  const index = new DotIndex();
+  const ctx: DotContext = {
+    driver,
+    index,
+    mirror: new StoreMirror(store, index, parts.nodeId),
+    failpoints: new Failpoints(parts.crash),
+    logger,
+    locks: new KeyedRwLock(),
+    queues: new KeyedQueue(),
+    containers: parts.containers ?? NO_CONTAINERS,
+    inUse: parts.inUse ?? NEVER_IN_USE,
+    nodeId: parts.nodeId,
+    now: parts.now ?? (() => new Date()),
+    newId: parts.newId ?? randomUUID,
+  };
+  const report = await reconcileFromPool(ctx);
+  logger.info({ dots: index.dots.size, branches: index.branches.size, changes: report.actions.length }, 'index rebuilt from the pool');
+
+  const auth = new Authenticator(users);
+  const handlers = createHandlers({
+    ctx,
+    sizes: new SizeTracker(driver),
+    users,
+    auth,
+    paths: new ContainerPaths(parts.containerMountDir),
+    version: SERVER_VERSION,
+    internalState: () => dumpIndex(ctx),
+  });
+  const api = createApiServer({ rpc: createRpcEndpoint({ auth, handlers, logger }) }, logger);
+  await listen(api, parts.listenHost, parts.port);
+  let check: Server | undefined;
+  if (parts.checkPort !== undefined) {
+    check = createCheckServer();
+    await listen(check, parts.listenHost, parts.checkPort);
+  }
+  const port = (api.address() as { port: number }).port;
+  const checkPort = check ? (check.address() as { port: number }).port : undefined;
+  logger.info({ port, checkPort, nodeId: parts.nodeId }, 'dotmesh-server listening');
+
+  return {
+    port,
+    checkPort,
+    ctx,
+    handlers,
+    recovery: report.actions,
+    async close() {
+      api.closeIdleConnections();
+      await Promise.all([
+        new Promise<void>((r) => api.close(() => r())),
+        check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
+      ]);
+      if (parts.closeStorage !== false) {
+        await driver.close();
+        await store.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DotmeshClient } from '@dotmesh/rpc';
+import { MemoryDriver, type StorageDriver } from '@dotmesh/storage';
+import { MemoryStore, type Store } from '@dotmesh/store';
+import { SILENT_LOGGER } from '../src/log.ts';
+import { type RunningServer, startServer } from '../src/server.ts';
+
+/** A whole server in this process on the in-memory driver and store (fast tests of the layers above storage). */
+export interface InProcessServer {
+  readonly server: RunningServer;
+  readonly driver: StorageDriver;
+  readonly store: Store;
+  readonly admin: DotmeshClient;
+  readonly url: string;
+  readonly apiKey: string;
+  readonly password: string;
+  client(user: string, secret: string): DotmeshClient;
+  /** Stops the server and starts a new one on the same driver and store (a restart). */
+  restart(): Promise<InProcessServer>;
+  close(): Promise<void>;
+}
+
+export async function startInProcess(
+  options: { driver?: StorageDriver; store?: Store; dir?: string; crash?: () => never } = {},
+): Promise<InProcessServer> {
+  const driver = options.driver ?? new MemoryDriver({ poolId: 'feedfacecafe0001' });
+  const store = options.store ?? (await MemoryStore.open());
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'dm-inproc-')));
+  const apiKey = 'TESTAPIKEY';
+  const password = 'test-password';
+  const server = await startServer({
+    driver,
+    store,
+    logger: SILENT_LOGGER,
+    nodeId: 'feedfacecafe0001',
+    containerMountDir: join(dir, 'container_mnt'),
+    initialAdmin: { password, apiKey },
+    listenHost: '127.0.0.1',
+    port: 0,
+    closeStorage: false,
+    ...(options.crash ? { crash: options.crash } : {}),
+  });
+  const url = `http://127.0.0.1:${server.port}/rpc`;
+  const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret });
+  const self: InProcessServer = {
+    server,
+    driver,
+    store,
+    url,
+    apiKey,
+    password,
+    admin: client('admin', apiKey),
+    client,
+    async restart() {
+      await server.close();
+      return startInProcess({ driver, store, dir, ...(options.crash ? { crash: options.crash } : {}) });
+    },
+    async close() {
+      await server.close();
+      await driver.close();
+      await store.close();
+      if (!options.dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return self;
+}
+
