@@ -40,7 +40,7 @@ export class Failpoints {
     const legacy = LEGACY_FLAGS[flag];
     const name = legacy ?? flag;
     if (!ALL_FAILPOINTS.includes(name)) {
-      throw new DotmeshError('INVALID_ARGUMENT', `Unknown debug flag ${flag}`, {
+      throw new DotmeshError('INVALID_ARGUMENT', `Unknown debug flag ${flag.slice(0, 100)}`, {
         hint: `known flags: ${[...Object.keys(LEGACY_FLAGS), ...ALL_FAILPOINTS].join(', ')}`,
       });
     }
@@ -54,7 +54,7 @@ export class Failpoints {
         ? value
         : undefined;
     if (mode === undefined) {
-      throw new DotmeshError('INVALID_ARGUMENT', `Invalid value ${JSON.stringify(value)} for debug flag ${flag}`, {
+      throw new DotmeshError('INVALID_ARGUMENT', `Invalid value ${JSON.stringify(value.slice(0, 100))} for debug flag ${flag}`, {
         hint: legacy ? 'use "true" or "false"' : 'use "error", "crash" or "off"',
       });
     }

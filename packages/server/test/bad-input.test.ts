@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { METHODS } from '@dotmesh/rpc';
+import { type InProcessServer, startInProcess } from './in-process.ts';
+
+/**
+ * R4: every RPC method fed wrong types, missing fields, huge values and hostile names gets a
+ * clear error (never an internal one), and the server keeps serving.
+ */
+const HOSTILE_STRINGS = ['../x', '/', '.', '..', 'a/b', 'a\u0000b', 'x'.repeat(10_000), '', ' ', '😀', 'HEAD^', '$(reboot)', '-rf'];
+const FIELDS = ['Namespace', 'Name', 'Branch', 'SourceBranch', 'NewBranchName', 'SourceCommitId', 'SnapshotId', 'Subdot', 'Message', 'FlagName', 'FlagValue', 'NewBranchName'];
+
+function hostileParams(): unknown[] {
+  const out: unknown[] = [undefined, null, 42, true, 'x', [], [1, 2], { Namespace: 5 }, { Metadata: 'x' }, { Metadata: { A: 'b' } }];
+  for (const s of HOSTILE_STRINGS) {
+    out.push(s);
+    out.push(Object.fromEntries(FIELDS.map((f) => [f, s])));
+    out.push({ Namespace: 'admin', Name: s, Branch: s, Message: 'm', SnapshotId: s, Subdot: s });
+    out.push({ namespace: 'admin', name: 'target', branch: s, sourcebranch: s, newbranchname: s, sourcecommitid: s });
+  }
+  out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'x'.repeat(70_000), Metadata: {} });
+  out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'm', Metadata: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'])) });
+  out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'm', Metadata: { '#commit-id': '../../etc' } });
+  return out;
+}
+
+function post(url: string, auth: string, body: string, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'Content-Type': contentType, Authorization: `Basic ${Buffer.from(auth).toString('base64')}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('bad input to every RPC method (R4)', () => {
+  let s: InProcessServer;
+  before(async () => {
+    s = await startInProcess();
+    await s.admin.call('Create', { Namespace: 'admin', Name: 'target' });
+  });
+  after(async () => s.close());
+
+  for (const method of Object.keys(METHODS)) {
+    test(`DotmeshRPC.${method}`, async () => {
+      for (const params of hostileParams()) {
+        const body = JSON.stringify({ jsonrpc: '2.0', method: `DotmeshRPC.${method}`, params, id: 7 });
+        const reply = await post(s.url, `admin:${s.apiKey}`, body);
+        assert.equal(reply.status, 200);
+        const json = JSON.parse(reply.text) as { result?: unknown; error?: { message: string; data?: { code?: string } } };
+        assert.ok(('result' in json) !== ('error' in json), 'exactly one of result and error');
+        if (json.error) {
+          assert.notEqual(json.error.data?.code, 'INTERNAL', `${method} ${JSON.stringify(params)?.slice(0, 120)} → internal error: ${json.error.message}`);
+          assert.ok(json.error.message.length > 0 && json.error.message.length < 2000, 'a short, clear message');
+        }
+      }
+      assert.equal(await s.admin.call('Ping', null), true, 'the server keeps serving');
+    });
+  }
+
+  test('framing errors: bad JSON, wrong version, batch, wrong content type, no auth, GET', async () => {
+    const auth = `admin:${s.apiKey}`;
+    const bad = await post(s.url, auth, '{"jsonrpc":"2.0",');
+    assert.match(bad.text, /"code":-32700/);
+    assert.match((await post(s.url, auth, '{"jsonrpc":"1.0","method":"DotmeshRPC.Ping","id":1}')).text, /"code":-32600/);
+    assert.match((await post(s.url, auth, '[]')).text, /"code":-32600/);
+    assert.equal((await post(s.url, auth, '{}', 'text/plain')).status, 415);
+    assert.equal((await post(s.url, 'admin:wrong', '{}')).status, 401);
+    const unknown = await post(s.url, auth, '{"jsonrpc":"2.0","method":"DotmeshRPC.Nope","params":{},"id":3}');
+    assert.match(unknown.text, /can't find method/);
+    const get = await fetch(s.url);
+    assert.equal(get.status, 405);
+  });
+});
