@@ -35,7 +35,10 @@ export function createLogger(options: { destination?: string | number; level?: s
     typeof options.destination === 'string'
       ? pino.destination({ dest: options.destination, mkdir: true, sync: false, mode: 0o600 })
       : pino.destination({ fd: options.destination ?? 1, sync: false });
-  return pino({ level: options.level ?? 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, dest) as unknown as Logger;
+  return pino(
+    { level: options.level ?? 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
+    dest,
+  ) as unknown as Logger;
 }
 
 export const SILENT_LOGGER: Logger = {

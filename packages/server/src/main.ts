@@ -116,9 +116,13 @@ async function readInitialAdmin(file: string): Promise<{ password: string; apiKe
 
 async function destroy(config: ServerConfig): Promise<void> {
   if (config.existingMount) {
-    throw new DotmeshError('UNSUPPORTED', `refusing to destroy ${config.existingMount}: it is an existing btrfs mount, not a pool file`, {
-      hint: 'delete its fs/ directory yourself if you really mean it',
-    });
+    throw new DotmeshError(
+      'UNSUPPORTED',
+      `refusing to destroy ${config.existingMount}: it is an existing btrfs mount, not a pool file`,
+      {
+        hint: 'delete its fs/ directory yourself if you really mean it',
+      },
+    );
   }
   const lock = await acquirePoolLock(dirname(config.poolFile));
   try {

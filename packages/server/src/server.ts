@@ -81,7 +81,10 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     newId: parts.newId ?? randomUUID,
   };
   const report = await reconcileFromPool(ctx);
-  logger.info({ dots: index.dots.size, branches: index.branches.size, changes: report.actions.length }, 'index rebuilt from the pool');
+  logger.info(
+    { dots: index.dots.size, branches: index.branches.size, changes: report.actions.length },
+    'index rebuilt from the pool',
+  );
 
   const auth = new Authenticator(users);
   const handlers = createHandlers({

@@ -8,11 +8,49 @@ import { type InProcessServer, startInProcess } from './in-process.ts';
  * R4: every RPC method fed wrong types, missing fields, huge values and hostile names gets a
  * clear error (never an internal one), and the server keeps serving.
  */
-const HOSTILE_STRINGS = ['../x', '/', '.', '..', 'a/b', 'a\u0000b', 'x'.repeat(10_000), '', ' ', '😀', 'HEAD^', '$(reboot)', '-rf'];
-const FIELDS = ['Namespace', 'Name', 'Branch', 'SourceBranch', 'NewBranchName', 'SourceCommitId', 'SnapshotId', 'Subdot', 'Message', 'FlagName', 'FlagValue', 'NewBranchName'];
+const HOSTILE_STRINGS = [
+  '../x',
+  '/',
+  '.',
+  '..',
+  'a/b',
+  'a\u0000b',
+  'x'.repeat(10_000),
+  '',
+  ' ',
+  '😀',
+  'HEAD^',
+  '$(reboot)',
+  '-rf',
+];
+const FIELDS = [
+  'Namespace',
+  'Name',
+  'Branch',
+  'SourceBranch',
+  'NewBranchName',
+  'SourceCommitId',
+  'SnapshotId',
+  'Subdot',
+  'Message',
+  'FlagName',
+  'FlagValue',
+  'NewBranchName',
+];
 
 function hostileParams(): unknown[] {
-  const out: unknown[] = [undefined, null, 42, true, 'x', [], [1, 2], { Namespace: 5 }, { Metadata: 'x' }, { Metadata: { A: 'b' } }];
+  const out: unknown[] = [
+    undefined,
+    null,
+    42,
+    true,
+    'x',
+    [],
+    [1, 2],
+    { Namespace: 5 },
+    { Metadata: 'x' },
+    { Metadata: { A: 'b' } },
+  ];
   for (const s of HOSTILE_STRINGS) {
     out.push(s);
     out.push(Object.fromEntries(FIELDS.map((f) => [f, s])));
@@ -20,18 +58,36 @@ function hostileParams(): unknown[] {
     out.push({ namespace: 'admin', name: 'target', branch: s, sourcebranch: s, newbranchname: s, sourcecommitid: s });
   }
   out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'x'.repeat(70_000), Metadata: {} });
-  out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'm', Metadata: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'])) });
+  out.push({
+    Namespace: 'admin',
+    Name: 'target',
+    Branch: '',
+    Message: 'm',
+    Metadata: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'])),
+  });
   out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'm', Metadata: { '#commit-id': '../../etc' } });
   return out;
 }
 
-function post(url: string, auth: string, body: string, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+function post(
+  url: string,
+  auth: string,
+  body: string,
+  contentType = 'application/json',
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'Content-Type': contentType, Authorization: `Basic ${Buffer.from(auth).toString('base64')}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { 'Content-Type': contentType, Authorization: `Basic ${Buffer.from(auth).toString('base64')}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -52,9 +108,13 @@ describe('bad input to every RPC method (R4)', () => {
         const reply = await post(s.url, `admin:${s.apiKey}`, body);
         assert.equal(reply.status, 200);
         const json = JSON.parse(reply.text) as { result?: unknown; error?: { message: string; data?: { code?: string } } };
-        assert.ok(('result' in json) !== ('error' in json), 'exactly one of result and error');
+        assert.ok('result' in json !== 'error' in json, 'exactly one of result and error');
         if (json.error) {
-          assert.notEqual(json.error.data?.code, 'INTERNAL', `${method} ${JSON.stringify(params)?.slice(0, 120)} → internal error: ${json.error.message}`);
+          assert.notEqual(
+            json.error.data?.code,
+            'INTERNAL',
+            `${method} ${JSON.stringify(params)?.slice(0, 120)} → internal error: ${json.error.message}`,
+          );
           assert.ok(json.error.message.length > 0 && json.error.message.length < 2000, 'a short, clear message');
         }
       }

@@ -24,7 +24,13 @@ describe('dotmesh-server on a real btrfs pool', { skip }, () => {
     await writeFile(join(path, 'f.txt'), 'v2');
     assert.ok((await s.admin.call('Get', fsId)).DirtyBytes > 0, 'dirty right after a write');
     await s.admin.call('Commit', { Namespace: 'admin', Name: 'data', Branch: '', Message: 'v2', Metadata: {} });
-    await s.admin.call('Branch', { Namespace: 'admin', Name: 'data', SourceBranch: 'master', NewBranchName: 'old', SourceCommitId: c1 });
+    await s.admin.call('Branch', {
+      Namespace: 'admin',
+      Name: 'data',
+      SourceBranch: 'master',
+      NewBranchName: 'old',
+      SourceCommitId: c1,
+    });
     await s.admin.call('Rollback', { Namespace: 'admin', Name: 'data', Branch: '', SnapshotId: c1 });
     assert.equal(await readFile(join(path, 'f.txt'), 'utf8'), 'v1');
     await s.admin.call('SwitchContainers', { Namespace: 'admin', Name: 'data', NewBranchName: 'old' });

@@ -26,7 +26,13 @@ async function invariants(c: DotmeshClient): Promise<void> {
         for (const key of ['message', 'author', 'timestamp']) assert.ok(key in commit.Metadata, `commit ${commit.Id} has ${key}`);
       }
       // Not stuck: the branch still takes commits.
-      await c.call('Commit', { Namespace: vol.Name.Namespace, Name: vol.Name.Name, Branch: vol.Branch, Message: 'probe', Metadata: {} });
+      await c.call('Commit', {
+        Namespace: vol.Name.Namespace,
+        Name: vol.Name.Name,
+        Branch: vol.Branch,
+        Message: 'probe',
+        Metadata: {},
+      });
     }
   }
 }
@@ -67,7 +73,13 @@ describe('crash at every failpoint (R1)', { skip }, () => {
       await writeFile(join(path, 'data'), 'committed');
       const before = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
       s = await crashAt(s, fp, (c) =>
-        c.call('Commit', { Namespace: 'admin', Name: name, Branch: '', Message: 'crashy', Metadata: { '#commit-id': 'crash-commit' } }),
+        c.call('Commit', {
+          Namespace: 'admin',
+          Name: name,
+          Branch: '',
+          Message: 'crashy',
+          Metadata: { '#commit-id': 'crash-commit' },
+        }),
       );
       const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
       // The snapshot is durable before the first failpoint: recovery adopts the commit.
@@ -86,7 +98,13 @@ describe('crash at every failpoint (R1)', { skip }, () => {
       await s.admin.call('Create', { Namespace: 'admin', Name: name });
       const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
       s = await crashAt(s, fp, (c) =>
-        c.call('Branch', { Namespace: 'admin', Name: name, SourceBranch: 'master', NewBranchName: 'nb', SourceCommitId: initial!.Id }),
+        c.call('Branch', {
+          Namespace: 'admin',
+          Name: name,
+          SourceBranch: 'master',
+          NewBranchName: 'nb',
+          SourceCommitId: initial!.Id,
+        }),
       );
       assert.deepEqual(await s.admin.call('Branches', { Namespace: 'admin', Name: name }), ['nb']);
       await invariants(s.admin);
@@ -115,7 +133,13 @@ describe('crash at every failpoint (R1)', { skip }, () => {
       const name = `d-${fp.replace(/\W/g, '-')}`;
       await s.admin.call('Create', { Namespace: 'admin', Name: name });
       const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      await s.admin.call('Branch', { Namespace: 'admin', Name: name, SourceBranch: 'master', NewBranchName: 'x', SourceCommitId: initial!.Id });
+      await s.admin.call('Branch', {
+        Namespace: 'admin',
+        Name: name,
+        SourceBranch: 'master',
+        NewBranchName: 'x',
+        SourceCommitId: initial!.Id,
+      });
       s = await crashAt(s, fp, (c) => c.call('Delete', { Namespace: 'admin', Name: name }));
       assert.equal(await dotExists(name), false);
       await invariants(s.admin);

@@ -62,7 +62,15 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
     port = p!;
     await writeFile(
       configFile,
-      JSON.stringify({ poolDir: dir, poolSizeBytes: o.poolSize ?? '1G', sparse: true, listenHost: '127.0.0.1', port, checkPort: c, ...o.extraConfig }),
+      JSON.stringify({
+        poolDir: dir,
+        poolSizeBytes: o.poolSize ?? '1G',
+        sparse: true,
+        listenHost: '127.0.0.1',
+        port,
+        checkPort: c,
+        ...o.extraConfig,
+      }),
     );
     await writeFile(join(stateDir, 'initial-admin.json'), JSON.stringify({ password, apiKey }), { mode: 0o600 });
   }
@@ -94,7 +102,8 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (exitedCode !== undefined) throw new Error(`dotmesh-server exited with ${exitedCode} during start:\n${(await logText()).slice(-4000)}`);
+    if (exitedCode !== undefined)
+      throw new Error(`dotmesh-server exited with ${exitedCode} during start:\n${(await logText()).slice(-4000)}`);
     try {
       if ((await admin.call('Ping', null, { timeoutMs: 2000 })) === true) break;
     } catch {

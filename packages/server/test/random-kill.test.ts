@@ -33,10 +33,22 @@ async function worker(c: DotmeshClient, id: number, acked: Acked[], stop: { done
       const branch = n % 5 === 4 ? `br${n}` : '';
       if (branch !== '') {
         const commits = await c.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
-        await c.call('Branch', { Namespace: 'admin', Name: dot, SourceBranch: 'master', NewBranchName: branch, SourceCommitId: commits.at(-1)!.Id });
+        await c.call('Branch', {
+          Namespace: 'admin',
+          Name: dot,
+          SourceBranch: 'master',
+          NewBranchName: branch,
+          SourceCommitId: commits.at(-1)!.Id,
+        });
       }
       const message = `w${id}-${n}`;
-      const commitId = await c.call('Commit', { Namespace: 'admin', Name: dot, Branch: branch, Message: message, Metadata: { n: String(n) } });
+      const commitId = await c.call('Commit', {
+        Namespace: 'admin',
+        Name: dot,
+        Branch: branch,
+        Message: message,
+        Metadata: { n: String(n) },
+      });
       acked.push({ dot, branch, commitId, message });
     } catch {
       return; // the server died under us
@@ -49,7 +61,8 @@ async function roller(c: DotmeshClient, stop: { done: boolean }): Promise<void> 
   const dot = 'rolling';
   while (!stop.done) {
     try {
-      if ((await c.call('Exists', { Namespace: 'admin', Name: dot, Branch: '' })) === '') await c.call('Create', { Namespace: 'admin', Name: dot });
+      if ((await c.call('Exists', { Namespace: 'admin', Name: dot, Branch: '' })) === '')
+        await c.call('Create', { Namespace: 'admin', Name: dot });
       await c.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'r', Metadata: {} });
       const commits = await c.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
       await c.call('Rollback', { Namespace: 'admin', Name: dot, Branch: '', SnapshotId: commits[randomInt(commits.length)]!.Id });
@@ -88,7 +101,13 @@ describe(`random kill -9 under load (${ROUNDS} rounds)`, { skip }, () => {
       const all = await s.admin.call('AllDotsAndBranches', null);
       for (const d of all.Dots) {
         for (const v of [d.MasterBranch, ...(d.OtherBranches ?? [])]) {
-          const id = await s.admin.call('Commit', { Namespace: v.Name.Namespace, Name: v.Name.Name, Branch: v.Branch, Message: 'probe', Metadata: {} });
+          const id = await s.admin.call('Commit', {
+            Namespace: v.Name.Namespace,
+            Name: v.Name.Name,
+            Branch: v.Branch,
+            Message: 'probe',
+            Metadata: {},
+          });
           if (v.Name.Name.startsWith('load-')) acked.push({ dot: v.Name.Name, branch: v.Branch, commitId: id, message: 'probe' });
         }
       }

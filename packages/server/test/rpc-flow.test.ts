@@ -33,8 +33,20 @@ describe('dot lifecycle over JSON-RPC (in-memory driver)', () => {
   });
 
   test('commit appends with metadata; commits are oldest first; ids are new in the dot', async () => {
-    const id1 = await s.admin.call('Commit', { Namespace: 'admin', Name: 'foo', Branch: '', Message: 'one', Metadata: { apples: 'green', empty: '' } });
-    const id2 = await s.admin.call('Commit', { Namespace: 'admin', Name: 'foo', Branch: '', Message: 'two', Metadata: { '#commit-id': 'my-id' } });
+    const id1 = await s.admin.call('Commit', {
+      Namespace: 'admin',
+      Name: 'foo',
+      Branch: '',
+      Message: 'one',
+      Metadata: { apples: 'green', empty: '' },
+    });
+    const id2 = await s.admin.call('Commit', {
+      Namespace: 'admin',
+      Name: 'foo',
+      Branch: '',
+      Message: 'two',
+      Metadata: { '#commit-id': 'my-id' },
+    });
     assert.equal(id2, 'my-id');
     const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: 'foo', Branch: '' });
     assert.deepEqual(
@@ -45,7 +57,13 @@ describe('dot lifecycle over JSON-RPC (in-memory driver)', () => {
     assert.equal(commits[1]?.Metadata.empty, '');
     assert.match(commits[1]?.Metadata.timestamp ?? '', /^\d{19}$/);
     await rejectsCode(
-      s.admin.call('Commit', { Namespace: 'admin', Name: 'foo', Branch: '', Message: 'dup', Metadata: { '#commit-id': 'my-id' } }),
+      s.admin.call('Commit', {
+        Namespace: 'admin',
+        Name: 'foo',
+        Branch: '',
+        Message: 'dup',
+        Metadata: { '#commit-id': 'my-id' },
+      }),
       'COMMIT_EXISTS',
     );
     await rejectsCode(
@@ -59,11 +77,23 @@ describe('dot lifecycle over JSON-RPC (in-memory driver)', () => {
     const master = await s.admin.call('Commits', { Namespace: 'admin', Name: 'foo', Branch: '' });
     const head = master.at(-1)!.Id;
     assert.equal(
-      await s.admin.call('Branch', { Namespace: 'admin', Name: 'foo', SourceBranch: 'master', NewBranchName: 'b1', SourceCommitId: head }),
+      await s.admin.call('Branch', {
+        Namespace: 'admin',
+        Name: 'foo',
+        SourceBranch: 'master',
+        NewBranchName: 'b1',
+        SourceCommitId: head,
+      }),
       true,
     );
     await rejectsCode(
-      s.admin.call('Branch', { Namespace: 'admin', Name: 'foo', SourceBranch: 'master', NewBranchName: 'b1', SourceCommitId: head }),
+      s.admin.call('Branch', {
+        Namespace: 'admin',
+        Name: 'foo',
+        SourceBranch: 'master',
+        NewBranchName: 'b1',
+        SourceCommitId: head,
+      }),
       'BRANCH_EXISTS',
       /Branch already exists: b1/,
     );
@@ -100,7 +130,10 @@ describe('dot lifecycle over JSON-RPC (in-memory driver)', () => {
       b1After.map((c) => c.Id),
       [before[0]!.Id],
     );
-    await rejectsCode(s.admin.call('Rollback', { Namespace: 'admin', Name: 'foo', Branch: '', SnapshotId: 'nope' }), 'COMMIT_NOT_FOUND');
+    await rejectsCode(
+      s.admin.call('Rollback', { Namespace: 'admin', Name: 'foo', Branch: '', SnapshotId: 'nope' }),
+      'COMMIT_NOT_FOUND',
+    );
   });
 
   test('state survives a restart (rebuilt from the pool)', async () => {

@@ -110,7 +110,15 @@ export class UserService {
       });
     }
     const { salt, hash } = await hashPassword(initial.password);
-    await this.save({ Id: ADMIN_USER_ID, Name: ADMIN_USER_NAME, Email: '', Salt: salt, Password: hash, ApiKey: initial.apiKey, Metadata: {} });
+    await this.save({
+      Id: ADMIN_USER_ID,
+      Name: ADMIN_USER_NAME,
+      Email: '',
+      Salt: salt,
+      Password: hash,
+      ApiKey: initial.apiKey,
+      Metadata: {},
+    });
     return true;
   }
 

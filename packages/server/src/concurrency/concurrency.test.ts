@@ -18,7 +18,10 @@ test('KeyedQueue serialises per key and runs keys in parallel', async () => {
   assert.deepEqual(results, [1, 2, 1]);
   assert.ok(log.indexOf('end a1') < log.indexOf('start a2'), 'a2 waits for a1');
   assert.ok(log.indexOf('start b1') < log.indexOf('end a1'), 'b runs beside a');
-  await assert.rejects(q.run('a', async () => Promise.reject(new Error('boom'))), /boom/);
+  await assert.rejects(
+    q.run('a', async () => Promise.reject(new Error('boom'))),
+    /boom/,
+  );
   assert.equal(await q.run('a', async () => 'after failure'), 'after failure');
   assert.equal(q.activeKeys, 0);
 });

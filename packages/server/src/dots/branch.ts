@@ -29,13 +29,19 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
   await ctx.locks.shared(dot.id, () =>
     ctx.queues.run(`new:${dot.id}/${newName}`, async () => {
       if (dot.branches.has(newName)) {
-        throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${newName}`, { hint: `switch to it with 'dm checkout ${newName}'` });
+        throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${newName}`, {
+          hint: `switch to it with 'dm checkout ${newName}'`,
+        });
       }
       const origin = ctx.index.history(source.fsId).find((h) => h.commitId === commitId);
       if (!origin) {
-        throw new DotmeshError('COMMIT_NOT_FOUND', `No commit ${commitId} in the history of branch ${source.branch} of ${dot.info.namespace}/${dot.info.name}`, {
-          hint: "list commits with 'dm log'",
-        });
+        throw new DotmeshError(
+          'COMMIT_NOT_FOUND',
+          `No commit ${commitId} in the history of branch ${source.branch} of ${dot.info.namespace}/${dot.info.name}`,
+          {
+            hint: "list commits with 'dm log'",
+          },
+        );
       }
       const fsId = ctx.newId();
       const label: BranchLabel = {
@@ -56,7 +62,9 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
         ctx.failpoints.hit('branch.after-index');
       } catch (e) {
         ctx.index.removeBranch(fsId);
-        await ctx.driver.deleteVolume(fsId).catch((err: unknown) => ctx.logger.warn({ err, fsId }, 'cleanup after failed branch'));
+        await ctx.driver
+          .deleteVolume(fsId)
+          .catch((err: unknown) => ctx.logger.warn({ err, fsId }, 'cleanup after failed branch'));
         await ctx.mirror.syncDot(dot.id).catch(() => undefined);
         throw e;
       }

@@ -32,9 +32,13 @@ export async function commitBranch(ctx: DotContext, caller: Caller, req: CommitR
       const branch = ctx.index.requireBranch(fsId);
       const commitId = commitIdOverride ?? ctx.newId();
       if (ctx.index.dotHasCommit(dot, commitId)) {
-        throw new DotmeshError('COMMIT_EXISTS', `Commit id ${commitId} already exists in ${dot.info.namespace}/${dot.info.name}`, {
-          hint: 'commit ids given with #commit-id must be new in the dot',
-        });
+        throw new DotmeshError(
+          'COMMIT_EXISTS',
+          `Commit id ${commitId} already exists in ${dot.info.namespace}/${dot.info.name}`,
+          {
+            hint: 'commit ids given with #commit-id must be new in the dot',
+          },
+        );
       }
       const meta: CommitMetaRecord = {
         metadata: { ...metadata, message: req.message as string, author: caller.name, timestamp: timestampNs(ctx.now()) },

@@ -67,7 +67,9 @@ export async function createDot(ctx: DotContext, caller: Caller, namespace: stri
       // The caller sees an error, so the dot must not half-exist: undo what this call made.
       // (A crash instead of an error is handled by start-up recovery with the same outcome.)
       ctx.index.removeDot(dotId);
-      await ctx.driver.deleteVolume(dotId).catch((err: unknown) => ctx.logger.warn({ err, dotId }, 'cleanup after failed create'));
+      await ctx.driver
+        .deleteVolume(dotId)
+        .catch((err: unknown) => ctx.logger.warn({ err, dotId }, 'cleanup after failed create'));
       await ctx.mirror.removeDot(dotId, namespace, name, [dotId]).catch(() => undefined);
       throw e;
     }

@@ -155,7 +155,9 @@ export class DotIndex {
   /** Dots in a stable order (namespace, then name). */
   sortedDots(): IndexedDot[] {
     return [...this.dots.values()].sort((a, b) =>
-      a.info.namespace === b.info.namespace ? a.info.name.localeCompare(b.info.name) : a.info.namespace.localeCompare(b.info.namespace),
+      a.info.namespace === b.info.namespace
+        ? a.info.name.localeCompare(b.info.name)
+        : a.info.namespace.localeCompare(b.info.namespace),
     );
   }
 }

@@ -48,7 +48,9 @@ export interface CommitMetaRecord {
 function isRef(v: unknown): v is CommitOrigin {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Record<string, unknown>;
-  return typeof r.fsId === 'string' && FS_ID_PATTERN.test(r.fsId) && typeof r.commitId === 'string' && NAME_PATTERN.test(r.commitId);
+  return (
+    typeof r.fsId === 'string' && FS_ID_PATTERN.test(r.fsId) && typeof r.commitId === 'string' && NAME_PATTERN.test(r.commitId)
+  );
 }
 
 /** Validates a label read from disk; returns a reason string when it is not ours or broken. */
@@ -64,7 +66,13 @@ export function parseLabel(raw: Record<string, unknown>, volumeId: string): Bran
   }
   if (raw.branch === 'master') {
     const d = raw.dot as Record<string, unknown> | undefined;
-    if (!d || typeof d.namespace !== 'string' || typeof d.name !== 'string' || !NAME_PATTERN.test(d.namespace) || !NAME_PATTERN.test(d.name)) {
+    if (
+      !d ||
+      typeof d.namespace !== 'string' ||
+      typeof d.name !== 'string' ||
+      !NAME_PATTERN.test(d.namespace) ||
+      !NAME_PATTERN.test(d.name)
+    ) {
       return 'master label has no valid dot name';
     }
     if (raw.dotId !== volumeId) return 'master label dotId must equal its fsId';

@@ -57,7 +57,10 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
   const subdot = req.subdot === '' || req.subdot === undefined ? DEFAULT_SUBDOT : validateName('subdot', req.subdot);
   if (ctx.index.dotIdByName(namespace, dotName) === undefined) {
     if (pinned !== undefined && pinned !== MASTER_BRANCH) {
-      throw new DotmeshError('BRANCH_NOT_FOUND', `Cannot create ${namespace}/${dotName} with branch ${pinned}: the dot does not exist`);
+      throw new DotmeshError(
+        'BRANCH_NOT_FOUND',
+        `Cannot create ${namespace}/${dotName} with branch ${pinned}: the dot does not exist`,
+      );
     }
     await createDot(ctx, caller, namespace, dotName).catch((e: unknown) => {
       if (!(e instanceof DotmeshError && e.code === 'DOT_EXISTS')) throw e;

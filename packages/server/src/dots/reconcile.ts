@@ -44,7 +44,9 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
     const fsIds = [...labels.values()].filter((l) => l.dotId === label.dotId).map((l) => l.fsId);
     await finishDelete(ctx, label.dotId, fsIds);
     for (const id of fsIds) labels.delete(id);
-    note(`finished interrupted delete of dot ${label.dot?.namespace}/${label.dot?.name} (${label.dotId})`, { dotId: label.dotId });
+    note(`finished interrupted delete of dot ${label.dot?.namespace}/${label.dot?.name} (${label.dotId})`, {
+      dotId: label.dotId,
+    });
   }
 
   // Commits of every volume.
@@ -52,12 +54,16 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
   for (const fsId of labels.keys()) commits.set(fsId, await ctx.driver.listCommits(fsId));
 
   // Masters: drop half-created ones, resolve name clashes, index the rest.
-  const masters = [...labels.values()].filter((l) => l.branch === 'master').sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  const masters = [...labels.values()]
+    .filter((l) => l.branch === 'master')
+    .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   for (const label of masters) {
     if ((commits.get(label.fsId) ?? []).length === 0) {
       await ctx.driver.deleteVolume(label.fsId);
       labels.delete(label.fsId);
-      note(`dropped half-created dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}): it has no initial commit`, { dotId: label.fsId });
+      note(`dropped half-created dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}): it has no initial commit`, {
+        dotId: label.fsId,
+      });
       continue;
     }
     let info = label.dot!;
@@ -66,7 +72,9 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
       const renamed: BranchLabel = { ...label, dot: info };
       await ctx.driver.writeLabel(label.fsId, { ...renamed });
       labels.set(label.fsId, renamed);
-      note(`renamed dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}) to ${info.name}: the name was taken`, { dotId: label.fsId });
+      note(`renamed dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}) to ${info.name}: the name was taken`, {
+        dotId: label.fsId,
+      });
     }
     ctx.index.addDot(label.fsId, info);
   }
@@ -75,16 +83,24 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
   for (let label of labels.values()) {
     const dot = ctx.index.dots.get(label.dotId);
     if (!dot) {
-      note(`left orphan branch volume ${label.fsId} (${label.branch}) alone: its dot ${label.dotId} is not in the pool`, { fsId: label.fsId });
+      note(`left orphan branch volume ${label.fsId} (${label.branch}) alone: its dot ${label.dotId} is not in the pool`, {
+        fsId: label.fsId,
+      });
       continue;
     }
     if (label.branch !== 'master' && dot.branches.has(label.branch)) {
       const name = recoveredName(label.branch, label.fsId);
-      note(`renamed branch ${label.branch} (${label.fsId}) of ${dot.info.namespace}/${dot.info.name} to ${name}: the name was taken`);
+      note(
+        `renamed branch ${label.branch} (${label.fsId}) of ${dot.info.namespace}/${dot.info.name} to ${name}: the name was taken`,
+      );
       label = { ...label, branch: name };
       await ctx.driver.writeLabel(label.fsId, { ...label });
     }
-    const indexed: IndexedCommit[] = (commits.get(label.fsId) ?? []).map((c) => ({ id: c.id, seq: c.seq, meta: parseCommitMeta(c.meta) }));
+    const indexed: IndexedCommit[] = (commits.get(label.fsId) ?? []).map((c) => ({
+      id: c.id,
+      seq: c.seq,
+      meta: parseCommitMeta(c.meta),
+    }));
     ctx.index.addBranch(label, indexed);
   }
 

@@ -1,7 +1,7 @@
 import { normalizeBranch, validateName } from '@dotmesh/core';
 import { type Caller, canAccess } from './caller.ts';
-import { notFound } from './create-delete.ts';
 import type { DotContext } from './context.ts';
+import { notFound } from './create-delete.ts';
 import type { IndexedDot } from './dot-index.ts';
 
 export interface ResolvedBranch {
@@ -11,7 +11,13 @@ export interface ResolvedBranch {
 }
 
 /** Resolves `ns/name` + branch ("" = master) for a caller who must be able to see the dot. */
-export function resolveBranch(ctx: DotContext, caller: Caller, namespace: unknown, name: unknown, branch: unknown): ResolvedBranch {
+export function resolveBranch(
+  ctx: DotContext,
+  caller: Caller,
+  namespace: unknown,
+  name: unknown,
+  branch: unknown,
+): ResolvedBranch {
   const ns = validateName('namespace', namespace);
   const dotName = validateName('dot', name);
   const b = normalizeBranch(branch);

@@ -30,9 +30,13 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
     ctx.queues.run(fsId, async () => {
       const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
       if (!entry) {
-        throw new DotmeshError('COMMIT_NOT_FOUND', `No commit ${target} in the history of branch ${branch} of ${dot.info.namespace}/${dot.info.name}`, {
-          hint: "list commits with 'dm log'",
-        });
+        throw new DotmeshError(
+          'COMMIT_NOT_FOUND',
+          `No commit ${target} in the history of branch ${branch} of ${dot.info.namespace}/${dot.info.name}`,
+          {
+            hint: "list commits with 'dm log'",
+          },
+        );
       }
       await refuseIfInUse(ctx, fsId, `${dot.info.namespace}/${dot.info.name}`);
       const state = ctx.index.requireBranch(fsId);
@@ -90,10 +94,7 @@ export async function refuseIfInUse(ctx: DotContext, fsId: string, dotName: stri
   if (containers.length > 0) return; // the container tracker stops and restarts these itself
   const report = await ctx.inUse.check(ctx.driver.volumePath(fsId));
   if (report.processes.length === 0 && report.mounts.length === 0) return;
-  const who = [
-    ...report.processes.map((p) => `process ${p.pid} (${p.command})`),
-    ...report.mounts.map((m) => `mount ${m}`),
-  ];
+  const who = [...report.processes.map((p) => `process ${p.pid} (${p.command})`), ...report.mounts.map((m) => `mount ${m}`)];
   throw new DotmeshError('IN_USE', `${dotName} is in use: ${who.slice(0, 10).join(', ')}${who.length > 10 ? ', …' : ''}`, {
     hint: 'stop those processes or unmount those paths, then try again',
     data: { processes: report.processes, mounts: report.mounts },

@@ -37,7 +37,12 @@ export class StoreMirror {
     if (!dot) return out;
     out.set(
       `${REGISTRY}${dot.info.namespace}/${dot.info.name}`,
-      JSON.stringify({ Id: dot.id, OwnerId: dot.info.ownerId, Name: { Namespace: dot.info.namespace, Name: dot.info.name }, CollaboratorIds: dot.info.collaboratorIds }),
+      JSON.stringify({
+        Id: dot.id,
+        OwnerId: dot.info.ownerId,
+        Name: { Namespace: dot.info.namespace, Name: dot.info.name },
+        CollaboratorIds: dot.info.collaboratorIds,
+      }),
     );
     for (const [branch, fsId] of dot.branches) {
       const b = this.#index.branches.get(fsId);

@@ -1,6 +1,6 @@
-import { deMasterify, DotmeshError, validateFsId } from '@dotmesh/core';
-import type { VolumeSizes } from '@dotmesh/storage';
+import { DotmeshError, deMasterify, validateFsId } from '@dotmesh/core';
 import type { CommitItem, DotmeshVolume } from '@dotmesh/rpc';
+import type { VolumeSizes } from '@dotmesh/storage';
 import { type Caller, canAccess } from './caller.ts';
 import type { DotContext } from './context.ts';
 

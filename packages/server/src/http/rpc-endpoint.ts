@@ -1,6 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { decodeParams, METHODS, type MethodName, methodFromWire, parseRpcRequest, rpcErrorBody, rpcResultBody } from '@dotmesh/rpc';
+import {
+  decodeParams,
+  METHODS,
+  type MethodName,
+  methodFromWire,
+  parseRpcRequest,
+  rpcErrorBody,
+  rpcResultBody,
+} from '@dotmesh/rpc';
 import { Authenticator } from '../auth/authenticator.ts';
 import { type Caller, requireAdmin } from '../dots/caller.ts';
 import type { Logger } from '../log.ts';
@@ -78,7 +86,10 @@ function errorReply(idText: string | null, e: unknown, logger: Logger, method: s
     return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? '' });
   }
   logger.error({ method, err: e }, 'rpc internal error');
-  return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, { code: 'INTERNAL', hint: 'see the server log' });
+  return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, {
+    code: 'INTERNAL',
+    hint: 'see the server log',
+  });
 }
 
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {

@@ -1,17 +1,17 @@
 import { DotmeshError, formatDotName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
-import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
-import type { DotContext } from '../dots/context.ts';
-import { createDot, deleteDot } from '../dots/create-delete.ts';
-import { commitBranch } from '../dots/commit.ts';
-import { createBranch } from '../dots/branch.ts';
-import { rollbackBranch } from '../dots/rollback.ts';
-import { type ContainerPaths, procure, switchContainers } from '../dots/procure.ts';
-import { resolveBranch, resolveDot } from '../dots/resolve.ts';
-import type { SizeTracker } from '../dots/sizes.ts';
-import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
+import { createBranch } from '../dots/branch.ts';
+import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
+import { commitBranch } from '../dots/commit.ts';
+import type { DotContext } from '../dots/context.ts';
+import { createDot, deleteDot } from '../dots/create-delete.ts';
+import { type ContainerPaths, procure, switchContainers } from '../dots/procure.ts';
+import { resolveBranch, resolveDot } from '../dots/resolve.ts';
+import { rollbackBranch } from '../dots/rollback.ts';
+import type { SizeTracker } from '../dots/sizes.ts';
+import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -34,7 +34,9 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
   const { ctx, sizes, users } = deps;
 
   const visibleDots = (caller: Caller) => ctx.index.sortedDots().filter((d) => canAccess(caller, d.info));
-  const listMasters = async (caller: Caller): Promise<Array<{ ns: string; name: string; volume: DotmeshVolume; fsId: string }>> => {
+  const listMasters = async (
+    caller: Caller,
+  ): Promise<Array<{ ns: string; name: string; volume: DotmeshVolume; fsId: string }>> => {
     const s = await sizes.fresh();
     return visibleDots(caller).map((d) => {
       const fsId = ctx.index.masterFsId(d);
@@ -64,13 +66,19 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     },
     List: async (caller) => {
       const out: Record<string, Record<string, DotmeshVolume>> = {};
-      for (const m of await listMasters(caller)) (out[m.ns] ??= {})[m.name] = m.volume;
+      for (const m of await listMasters(caller)) {
+        const ns = out[m.ns] ?? {};
+        ns[m.name] = m.volume;
+        out[m.ns] = ns;
+      }
       return out;
     },
     ListWithContainers: async (caller) => {
       const out: ResultOf<'ListWithContainers'> = {};
       for (const m of await listMasters(caller)) {
-        (out[m.ns] ??= {})[m.name] = { Volume: m.volume, Containers: await ctx.containers.containersFor(m.fsId) };
+        const ns = out[m.ns] ?? {};
+        ns[m.name] = { Volume: m.volume, Containers: await ctx.containers.containersFor(m.fsId) };
+        out[m.ns] = ns;
       }
       return out;
     },
@@ -143,7 +151,13 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return true;
     },
     Commit: async (caller, p) =>
-      commitBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch, message: p.Message, metadata: p.Metadata }),
+      commitBranch(ctx, caller, {
+        namespace: p.Namespace,
+        name: p.Name,
+        branch: p.Branch,
+        message: p.Message,
+        metadata: p.Metadata,
+      }),
     Commits: async (caller, p) => commitItems(ctx, resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
     CommitsById: async (caller, fsId) => commitItems(ctx, requireVisibleFs(ctx, caller, fsId)),
     Rollback: async (caller, p) => {
@@ -191,4 +205,3 @@ export function dumpIndex(ctx: DotContext): Record<string, string> {
   }
   return out;
 }
-
