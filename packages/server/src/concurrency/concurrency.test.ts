@@ -23,7 +23,8 @@ test('KeyedQueue serialises per key and runs keys in parallel', async () => {
     /boom/,
   );
   assert.equal(await q.run('a', async () => 'after failure'), 'after failure');
-  assert.equal(q.activeKeys, 0);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(q.activeKeys, 0, 'idle keys are forgotten');
 });
 
 test('KeyedRwLock: exclusive waits for readers and excludes new readers', async () => {
