@@ -1,1 +1,11 @@
-export {};
+export type { EmbeddedStoreOptions } from './embedded/embedded-store.ts';
+export { DEFAULT_HISTORY_REVISIONS, EmbeddedStore } from './embedded/embedded-store.ts';
+export type { Clock, Timer } from './engine/clock.ts';
+export { ManualClock, systemClock } from './engine/clock.ts';
+export { compareKeys } from './engine/keys.ts';
+export { MAX_KEY_BYTES, MAX_LEASE_TTL_SECONDS, MAX_VALUE_BYTES } from './engine/limits.ts';
+export type { StoreLogger } from './engine/logger.ts';
+export { consoleLogger } from './engine/logger.ts';
+export type { MemoryStoreOptions } from './memory/memory-store.ts';
+export { MemoryStore } from './memory/memory-store.ts';
+export type * from './store.ts';

@@ -10,9 +10,17 @@
  *   either the success or the failure ops, all in one revision.
  * - Watches deliver every change under a prefix, in revision order, starting after
  *   `fromRevision` when given (resumable), or from now. A watch whose start revision
- *   was compacted away fails with COMPACTED.
+ *   was compacted away fails with DotmeshError `CONFLICT` whose message contains
+ *   "compacted" (resume from a fresh `range` instead).
  * - Leases expire `ttlSeconds` after their last keep-alive; their keys are then
- *   deleted (a delete event each).
+ *   deleted (a delete event each, all at one revision).
+ * - Keys are non-empty strings of at most MAX_KEY_BYTES UTF-8 bytes, values strings of
+ *   at most MAX_VALUE_BYTES (engine/limits.ts, exported); both must be well-formed Unicode. Keys sort
+ *   by their UTF-8 bytes (= Unicode code point order), as etcd does. Breaking a limit
+ *   fails with `INVALID_ARGUMENT`.
+ * - A put with an unknown or expired lease, and a keep-alive of one, fail with
+ *   `CONFLICT` ("lease not found"); nothing of the write is applied.
+ * - Every method of a closed store fails with `UNAVAILABLE`.
  *
  * Durability: a write resolves only once it is durable (survives kill -9 and power
  * loss as far as the storage underneath honours fsync).
@@ -24,14 +32,24 @@ export interface Store {
   put(key: string, value: string, options?: { lease?: string }): Promise<WriteResult>;
   /** Idempotent: deleting a missing key succeeds (and does not bump the revision). */
   delete(key: string): Promise<DeleteResult>;
+  /** Deletes every key starting with `prefix` in one revision; none there → no bump. */
   deletePrefix(prefix: string): Promise<DeleteResult>;
   txn(request: TxnRequest): Promise<TxnResult>;
+  /**
+   * Calls `onEvents` asynchronously (never inside the write that caused them) with batches
+   * of events in revision order, without gaps or duplicates; the events of one revision
+   * are never split across batches. No call happens once `cancel()` has resolved.
+   */
   watch(prefix: string, options: WatchOptions, onEvents: (events: readonly WatchEvent[]) => void): Promise<Watcher>;
+  /** `ttlSeconds`: a positive integer. Returns the lease id. */
   grantLease(ttlSeconds: number): Promise<string>;
+  /** Restarts the lease's TTL. Unknown or expired lease → CONFLICT ("lease not found"). */
   keepAlive(leaseId: string): Promise<void>;
+  /** Deletes the lease and, in one revision, its keys. Idempotent: an unknown lease succeeds. */
   revokeLease(leaseId: string): Promise<void>;
   /** Current revision. */
   revision(): Promise<number>;
+  /** Stops timers and watches (their `onError` gets UNAVAILABLE) and releases the store. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -61,7 +79,11 @@ export interface DeleteResult {
 export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision';
 export type CompareOp = '==' | '!=' | '<' | '>';
 
-/** A missing key compares as version 0, createRevision 0, modRevision 0, value absent. */
+/**
+ * A missing key compares as version 0, createRevision 0, modRevision 0; a `value` compare
+ * on a missing key is false whatever the op (etcd's rule). `value` is a string for the
+ * `value` target (ordered by UTF-8 bytes) and a number for the others.
+ */
 export interface Compare {
   readonly key: string;
   readonly target: CompareTarget;
@@ -75,6 +97,11 @@ export type TxnOp =
   | { readonly type: 'deletePrefix'; readonly prefix: string }
   | { readonly type: 'get'; readonly key: string };
 
+/**
+ * Ops of the applied branch run in order, so a `get` sees the branch's earlier writes.
+ * Within one branch a key may be written (put) at most once and not both put and deleted
+ * (etcd's rule): otherwise the txn fails with INVALID_ARGUMENT before any compare.
+ */
 export interface TxnRequest {
   readonly compare: readonly Compare[];
   readonly success: readonly TxnOp[];
@@ -91,6 +118,12 @@ export interface TxnResult {
 export interface WatchOptions {
   /** Deliver changes with revision > fromRevision (history first, then live). */
   readonly fromRevision?: number;
+  /**
+   * Called at most once when the watch ends other than by `cancel()` (the store closed,
+   * the connection was lost for good); no events follow. Optional: without it such an end
+   * is silent.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
 export interface WatchEvent {

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { skipUnless } from '@dotmesh/testkit';
+import { type DriverHarness, rejectsWithCode, runDriverConformance } from '../conformance.ts';
+import { createExec } from '../exec.ts';
+import { BtrfsCli } from './btrfs-cli.ts';
+import { BtrfsDriver } from './btrfs-driver.ts';
+import { readMounts } from './mountinfo.ts';
+import { destroyPool, loopDevicesOf, type OpenedPool, openPool } from './pool.ts';
+import { ensurePoolFile } from './pool-format.ts';
+import { acquirePoolLock } from './pool-lock.ts';
+import { purge } from './recovery.ts';
+
+const exec = createExec();
+const cli = new BtrfsCli(exec);
+const POOL_BYTES = 300 * 1024 * 1024;
+
+describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, () => {
+  let base = '';
+  const pools: { poolFile: string; mountPoint: string; opened?: OpenedPool }[] = [];
+  let roots = 0;
+
+  const makePool = async (name: string, sparse: boolean) => {
+    const p: (typeof pools)[number] = { poolFile: join(base, `${name}.img`), mountPoint: join(base, name) };
+    pools.push(p);
+    p.opened = await openPool({ poolFile: p.poolFile, mountPoint: p.mountPoint, sizeBytes: POOL_BYTES, sparse, exec });
+    return p.opened;
+  };
+
+  let poolA: OpenedPool;
+  let poolB: OpenedPool;
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), 'dm-storage-'));
+    poolA = await makePool('a', true);
+    poolB = await makePool('b', false);
+  });
+  after(async () => {
+    for (const p of pools.reverse())
+      await destroyPool({ poolFile: p.poolFile, mountPoint: p.mountPoint, exec }).catch((e) => console.error(e));
+    if (base) await rm(base, { recursive: true, force: true });
+  });
+
+  /** A fresh pool root (a directory of pool A or B) with its own pool.json. */
+  const freshDriver = async (pool: OpenedPool) => {
+    const root = join(pool.root, `r${++roots}`);
+    await mkdir(root);
+    await ensurePoolFile(root);
+    return new BtrfsDriver({ root, exec });
+  };
+  const harness = (driver: BtrfsDriver, second?: () => Promise<DriverHarness>): DriverHarness => {
+    const live = (v: string, rel: string) => join(driver.volumePath(v), rel);
+    return {
+      driver,
+      async writeFile(v, rel, data) {
+        await mkdir(dirname(live(v, rel)), { recursive: true });
+        await writeFile(live(v, rel), data);
+      },
+      readFile: (v, rel) => readFile(live(v, rel)),
+      readCommitFile: (v, c, rel) => readFile(join(driver.commitPath(v, c), rel)),
+      removeFile: (v, rel) => rm(live(v, rel)),
+      ...(second ? { makeSecondHarness: second } : {}),
+      cleanup: () => purge(cli, driver.layout.root),
+    };
+  };
+
+  runDriverConformance('btrfs', async () => {
+    const seconds: DriverHarness[] = [];
+    const h = harness(await freshDriver(poolA), async () => {
+      const s = harness(await freshDriver(poolB));
+      seconds.push(s);
+      return s;
+    });
+    return {
+      ...h,
+      cleanup: async () => {
+        for (const s of seconds) await s.cleanup();
+        await h.cleanup();
+      },
+    };
+  });
+
+  describe('pool lifecycle', () => {
+    test('openPool is idempotent: one loop device, one mount, same poolId; re-attaches after detach', async () => {
+      const p = pools[0]!;
+      const again = await openPool({ poolFile: p.poolFile, mountPoint: p.mountPoint, sizeBytes: POOL_BYTES, sparse: true, exec });
+      assert.equal(again.poolId, poolA.poolId);
+      assert.match(again.poolId, /^[0-9a-f]{16}$/);
+      assert.equal(again.loopDevice, poolA.loopDevice);
+      assert.deepEqual(await loopDevicesOf(exec, p.poolFile), [poolA.loopDevice]);
+      assert.equal((await readMounts()).filter((m) => m.mountPoint === poolA.root).length, 1);
+      assert.match((await readMounts()).find((m) => m.mountPoint === poolA.root)!.options, /noatime/);
+      // the server stopping never unmounts; a reboot does: simulate it
+      const q = { poolFile: join(base, 'c.img'), mountPoint: join(base, 'c') };
+      pools.push(q);
+      const first = await openPool({ ...q, sizeBytes: POOL_BYTES, sparse: true, exec });
+      await writeFile(join(first.root, 'marker'), 'kept');
+      await exec.run('umount', [first.root]);
+      await exec.run('losetup', ['-d', first.loopDevice!]);
+      const reopened = await openPool({ ...q, sizeBytes: POOL_BYTES, sparse: true, exec });
+      assert.equal(reopened.poolId, first.poolId);
+      assert.equal((await loopDevicesOf(exec, q.poolFile)).length, 1);
+      assert.equal(await readFile(join(reopened.root, 'marker'), 'utf8'), 'kept');
+      await destroyPool({ ...q, exec });
+      assert.deepEqual(await loopDevicesOf(exec, pools[1]!.poolFile), [poolB.loopDevice]);
+      assert.equal(
+        (await readMounts()).some((m) => m.mountPoint === reopened.root),
+        false,
+      );
+    });
+
+    test('existingMount is used as is; newer formats are refused; migrations run in order', async () => {
+      const dir = join(poolA.root, `existing${++roots}`);
+      await mkdir(dir);
+      const opened = await openPool({
+        poolFile: '/nonexistent',
+        mountPoint: '/nonexistent',
+        sizeBytes: 0,
+        sparse: true,
+        existingMount: dir,
+        exec,
+      });
+      assert.equal(opened.loopDevice, undefined);
+      assert.equal(opened.formatVersion, 1);
+      const steps: number[] = [];
+      const migrated = await ensurePoolFile(dir, {
+        target: 3,
+        migrations: { 1: async () => void steps.push(1), 2: async () => void steps.push(2) },
+      });
+      assert.deepEqual(steps, [1, 2]);
+      assert.equal(migrated.poolId, opened.poolId);
+      assert.equal(JSON.parse(await readFile(join(dir, 'pool.json'), 'utf8')).formatVersion, 3);
+      await rejectsWithCode(
+        openPool({ poolFile: '', mountPoint: '', sizeBytes: 0, sparse: true, existingMount: dir, exec }),
+        'UNSUPPORTED',
+      );
+      await rejectsWithCode(
+        openPool({ poolFile: '', mountPoint: '', sizeBytes: 0, sparse: true, existingMount: base, exec }),
+        'UNSUPPORTED',
+      );
+      await rejectsWithCode(new BtrfsDriver({ root: join(poolA.root, 'nopool'), exec }).open(), 'POOL_UNAVAILABLE');
+    });
+
+    test('pool lock: a second locker fails at once; released on release() and on SIGKILL of the holder', async () => {
+      const dir = join(base, 'lockdir');
+      const lock = await acquirePoolLock(dir);
+      await rejectsWithCode(acquirePoolLock(dir), 'UNAVAILABLE');
+      await lock.release();
+      await (await acquirePoolLock(dir)).release();
+      const lockModule = join(dirname(fileURLToPath(import.meta.url)), 'pool-lock.ts');
+      const holder = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { acquirePoolLock } from ${JSON.stringify(lockModule)};
+        await acquirePoolLock(${JSON.stringify(dir)}); console.log('locked'); setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      try {
+        await new Promise<void>((resolve, reject) => {
+          holder.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
+          holder.once('exit', () => reject(new Error('lock holder exited')));
+        });
+        await rejectsWithCode(acquirePoolLock(dir), 'UNAVAILABLE');
+      } finally {
+        holder.kill('SIGKILL');
+      }
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        try {
+          await (await acquirePoolLock(dir)).release();
+          break;
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    });
+  });
+
+  describe('crash recovery in open()', () => {
+    const setup = async () => {
+      const d = await freshDriver(poolA);
+      await d.open();
+      const h = harness(d);
+      await d.createVolume('vol', { l: 1 });
+      await h.writeFile('vol', 'f', 'one');
+      await d.commit('vol', 'c1', {});
+      await h.writeFile('vol', 'f', 'two');
+      return { d, h, op: d.layout.staging('op1') };
+    };
+    const halfRollback = async (d: BtrfsDriver, op: string) => {
+      await mkdir(op, { recursive: true });
+      await writeFile(join(op, 'intent.json'), JSON.stringify({ kind: 'rollback', volumeId: 'vol', commitId: 'c1' }));
+      await cli.snapshot(d.commitPath('vol', 'c1'), join(op, 'new'), { readonly: false });
+    };
+
+    test('rollback interrupted after moving the old live away is completed', async () => {
+      const { d, h, op } = await setup();
+      try {
+        await halfRollback(d, op);
+        await rename(d.volumePath('vol'), join(op, 'old'));
+        const report = await d.open();
+        assert.equal(report.actions.length, 1);
+        assert.match(report.actions[0]!, /completed interrupted rollback of volume vol/);
+        assert.equal(await readFile(join(d.volumePath('vol'), 'f'), 'utf8'), 'one');
+        assert.equal((await d.sizes(['vol'])).get('vol')?.dirty, false);
+        assert.deepEqual((await d.open()).actions, []);
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    test('rollback interrupted before the swap is undone; with only old left, old is restored', async () => {
+      const { d, h, op } = await setup();
+      try {
+        await halfRollback(d, op);
+        assert.match((await d.open()).actions.join(), /undid interrupted rollback/);
+        assert.equal(await readFile(join(d.volumePath('vol'), 'f'), 'utf8'), 'two');
+        await mkdir(op, { recursive: true });
+        await writeFile(join(op, 'intent.json'), JSON.stringify({ kind: 'rollback', volumeId: 'vol', commitId: 'c1' }));
+        await rename(d.volumePath('vol'), join(op, 'old'));
+        assert.match((await d.open()).actions.join(), /restored the live state of volume vol/);
+        assert.equal(await readFile(join(d.volumePath('vol'), 'f'), 'utf8'), 'two');
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    test('half-done delete, create and import are finished or discarded; stray meta makes no commit', async () => {
+      const { d, h, op } = await setup();
+      try {
+        await d.createVolume('gone', {});
+        await d.commit('gone', 'g1', {});
+        await mkdir(d.layout.trashDir, { recursive: true });
+        await rename(d.layout.volume('gone'), d.layout.trash('x-gone'));
+        await mkdir(join(op, 'vol'), { recursive: true });
+        await cli.create(join(op, 'vol', 'live'));
+        await mkdir(d.layout.commitBox('vol', 'never'), { recursive: true });
+        await writeFile(d.layout.importedSeq('vol', 'never'), '{"seq":9}');
+        await h.writeFile(
+          'vol',
+          'dotmesh.metadata/stray.json',
+          JSON.stringify({ formatVersion: 1, commitId: 'stray', seq: 5, meta: {} }),
+        );
+        const { actions } = await d.open();
+        assert.equal(actions.length, 3, actions.join('\n'));
+        assert.deepEqual(
+          (await d.listVolumes()).map((v) => v.id),
+          ['vol'],
+        );
+        assert.deepEqual(
+          (await d.listCommits('vol')).map((c) => c.id),
+          ['c1'],
+        );
+        const rootName = d.layout.root.split('/').at(-1)!;
+        const left = (await cli.list(d.layout.root)).filter((e) => e.path.startsWith(`${rootName}/`));
+        assert.deepEqual(left.map((e) => e.path.slice(rootName.length + 1)).sort(), ['fs/vol/commits/c1/c1', 'fs/vol/live']);
+      } finally {
+        await h.cleanup();
+      }
+    });
+  });
+});

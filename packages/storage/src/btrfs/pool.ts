@@ -1,0 +1,120 @@
+import { mkdir, open, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { DotmeshError } from '@dotmesh/core';
+import type { Exec, ExecLogger } from '../exec.ts';
+import { exists } from './fsutil.ts';
+import { readMounts } from './mountinfo.ts';
+import { ensurePoolFile, type Migration } from './pool-format.ts';
+
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+
+export interface OpenPoolOptions {
+  /** The loop file holding the pool (ignored with existingMount). */
+  readonly poolFile: string;
+  readonly mountPoint: string;
+  readonly sizeBytes: number;
+  /** true: a sparse file (truncate); false: preallocated with fallocate, so the pool cannot overcommit the host disk. */
+  readonly sparse: boolean;
+  /** An already-mounted btrfs directory to use as is (never reformatted, remounted, nor quota-enabled). */
+  readonly existingMount?: string;
+  readonly exec: Exec;
+  readonly logger?: ExecLogger;
+  /** For tests: migrations and target format (default: the real table and version). */
+  readonly migrations?: Readonly<Record<number, Migration>>;
+  readonly formatVersion?: number;
+}
+
+export interface OpenedPool {
+  readonly root: string;
+  readonly poolId: string;
+  readonly formatVersion: number;
+  /** undefined with existingMount. */
+  readonly loopDevice: string | undefined;
+}
+
+/**
+ * Brings a pool up at server start; idempotent (a second call changes nothing):
+ * creates the pool file if missing (mkfs'd under a temporary name, then renamed, so a crash
+ * never leaves an unformatted pool file), attaches exactly one loop device (reusing an
+ * attached one), mounts it with noatime at mountPoint unless already mounted there, and
+ * ensures pool.json (refusing a newer format, migrating an older one). Callers should hold
+ * acquirePoolLock(dirname(poolFile)) first. Never unmounts anything.
+ */
+export async function openPool(o: OpenPoolOptions): Promise<OpenedPool> {
+  const ensureOpts = { migrations: o.migrations, target: o.formatVersion };
+  if (o.existingMount) {
+    const root = await realpath(o.existingMount);
+    const s = await statfs(root);
+    if (s.type !== BTRFS_SUPER_MAGIC) throw new DotmeshError('UNSUPPORTED', `${root} is not on a btrfs filesystem`);
+    const mount = (await readMounts()).filter((m) => root === m.mountPoint || root.startsWith(`${m.mountPoint}/`)).at(-1);
+    if (mount && !/\bnoatime\b/.test(mount.options)) {
+      o.logger?.warn({ root, options: mount.options }, 'pool mount lacks noatime: reads will make volumes look dirty');
+    }
+    const pool = await ensurePoolFile(root, ensureOpts);
+    return { root, poolId: pool.poolId, formatVersion: pool.formatVersion, loopDevice: undefined };
+  }
+  if (!(await exists(o.poolFile))) await createPoolFile(o);
+  const loopDevice = await attachLoop(o.exec, o.poolFile);
+  await mkdir(o.mountPoint, { recursive: true });
+  const mountPoint = await realpath(o.mountPoint);
+  const mounted = (await readMounts()).filter((m) => m.mountPoint === mountPoint).at(-1);
+  if (!mounted) {
+    await o.exec.run('mount', ['-t', 'btrfs', '-o', 'noatime', loopDevice, mountPoint]);
+  } else if (mounted.source !== loopDevice) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `${mountPoint} already has ${mounted.source} mounted, not the pool ${o.poolFile} (${loopDevice})`,
+    );
+  }
+  const pool = await ensurePoolFile(mountPoint, ensureOpts);
+  return { root: mountPoint, poolId: pool.poolId, formatVersion: pool.formatVersion, loopDevice };
+}
+
+async function createPoolFile(o: OpenPoolOptions): Promise<void> {
+  await mkdir(dirname(o.poolFile), { recursive: true });
+  const tmp = `${o.poolFile}.creating`;
+  await rm(tmp, { force: true });
+  if (o.sparse) {
+    const fh = await open(tmp, 'wx', 0o600);
+    await fh.truncate(o.sizeBytes);
+    await fh.close();
+  } else {
+    await o.exec.run('fallocate', ['-l', String(o.sizeBytes), tmp]);
+  }
+  await o.exec.run('mkfs.btrfs', ['-q', tmp]);
+  await rename(tmp, o.poolFile);
+  o.logger?.debug({ poolFile: o.poolFile, sizeBytes: o.sizeBytes, sparse: o.sparse }, 'created pool file');
+}
+
+/** Loop devices attached to `file` (`losetup -j`). */
+export async function loopDevicesOf(exec: Exec, file: string): Promise<string[]> {
+  const { stdout } = await exec.run('losetup', ['-j', await realpath(file)]);
+  return stdout
+    .split('\n')
+    .map((l) => l.split(':')[0]?.trim() ?? '')
+    .filter((d) => d.startsWith('/dev/'));
+}
+
+async function attachLoop(exec: Exec, file: string): Promise<string> {
+  const attached = await loopDevicesOf(exec, file);
+  if (attached[0]) return attached[0];
+  const { stdout } = await exec.run('losetup', ['-f', '--show', await realpath(file)]);
+  return stdout.trim();
+}
+
+/**
+ * Removes a pool for good: unmounts every mount of its loop device(s), detaches them and
+ * deletes the file. Idempotent. Only for `dm cluster reset`-like commands and tests.
+ */
+export async function destroyPool(o: { poolFile: string; mountPoint?: string; exec: Exec }): Promise<void> {
+  const devices = (await exists(o.poolFile)) ? await loopDevicesOf(o.exec, o.poolFile) : [];
+  const mounts = (await readMounts())
+    .filter(
+      (m) => devices.includes(m.source) || (o.mountPoint !== undefined && m.mountPoint === o.mountPoint && m.fsType === 'btrfs'),
+    )
+    .reverse();
+  for (const m of mounts) await o.exec.run('umount', [m.mountPoint]);
+  for (const d of devices) await o.exec.run('losetup', ['-d', d]);
+  await rm(o.poolFile, { force: true });
+  await rm(`${o.poolFile}.creating`, { force: true });
+}

@@ -1,0 +1,72 @@
+import type { VolumeSizes } from '../driver.ts';
+import type { Exec, ExecLogger } from '../exec.ts';
+import type { BtrfsCli, SubvolumeListEntry } from './btrfs-cli.ts';
+import type { Layout } from './layout.ts';
+
+/**
+ * Sizes and dirty state of volumes.
+ *
+ * Dirty rule (never clean after a write): first `sync -f` the pool (a write raises a
+ * subvolume's generation only once its transaction commits), then list every subvolume with
+ * generations in ONE `btrfs subvolume list` call and compare the live's `gen` with its
+ * baseline = max(live's own `cgen`, `cgen` of every snapshot whose parent is this live).
+ * A new live (create, branch, rollback: a fresh subvolume or writable snapshot) has
+ * gen == cgen until written; right after `snapshot -r` the live's gen equals the snapshot's
+ * cgen. Renames do not change generations; the pool is mounted noatime so reads do not
+ * either. Received commits are not snapshots of the live and never count. Lives are matched
+ * by UUID (from `subvolume show`, once per live, then cached), so paths in the listing don't matter;
+ * a live that cannot be matched is reported dirty.
+ *
+ * referencedBytes: `btrfs filesystem du -s` over all lives in one call (walks each tree:
+ * O(files); chosen over qgroups, which cost on every write and must not be enabled on a
+ * user's filesystem). dirtyBytes: extents newer than the baseline (`find-new`, bounded).
+ */
+export async function volumeSizes(o: {
+  exec: Exec;
+  cli: BtrfsCli;
+  layout: Layout;
+  ids: readonly string[];
+  logger: ExecLogger;
+  /** Cache volumeId → live UUID, owned by the driver (which drops an entry when the live is replaced). */
+  liveUuids: Map<string, string>;
+}): Promise<Map<string, VolumeSizes>> {
+  const out = new Map<string, VolumeSizes>();
+  if (o.ids.length === 0) return out;
+  await o.exec.run('sync', ['-f', o.layout.root]);
+  const [list, uuids, referenced] = await Promise.all([
+    o.cli.list(o.layout.root),
+    Promise.all(o.ids.map((id) => liveUuid(o, id))),
+    o.cli.du(o.ids.map((id) => o.layout.live(id))),
+  ]);
+  const byUuid = new Map<string, SubvolumeListEntry>(list.map((e) => [e.uuid, e]));
+  const ownSnapshotCgen = new Map<string, number>();
+  for (const e of list) {
+    if (e.parentUuid) ownSnapshotCgen.set(e.parentUuid, Math.max(ownSnapshotCgen.get(e.parentUuid) ?? 0, e.cgen));
+  }
+  await Promise.all(
+    o.ids.map(async (id, i) => {
+      const uuid = uuids[i]!;
+      const live = byUuid.get(uuid);
+      let dirty = true;
+      let baseline = 0;
+      if (live) {
+        baseline = Math.max(live.cgen, ownSnapshotCgen.get(uuid) ?? 0);
+        dirty = live.gen > baseline;
+      } else {
+        o.logger.warn({ volumeId: id, uuid }, 'live subvolume missing from btrfs subvolume list; reporting dirty');
+      }
+      const dirtyBytes = dirty && live ? await o.cli.changedBytes(o.layout.live(id), baseline + 1) : 0;
+      out.set(id, { referencedBytes: referenced.get(o.layout.live(id)) ?? 0, dirty, dirtyBytes });
+    }),
+  );
+  return out;
+}
+
+async function liveUuid(o: { cli: BtrfsCli; layout: Layout; liveUuids: Map<string, string> }, id: string): Promise<string> {
+  let uuid = o.liveUuids.get(id);
+  if (uuid === undefined) {
+    uuid = (await o.cli.show(o.layout.live(id))).uuid;
+    o.liveUuids.set(id, uuid);
+  }
+  return uuid;
+}
