@@ -5,6 +5,7 @@ import { initialAdminSchema, parseServerConfigText, type ServerConfig } from '@d
 import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
 import { EmbeddedStore } from '@dotmesh/store';
 import { ProcInUseChecker } from './dots/in-use.ts';
+import { HostSpaceGuard } from './pool/host-space-guard.ts';
 import { createLogger, type Logger } from './log.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { SERVER_VERSION } from './version.ts';
@@ -64,6 +65,17 @@ async function serve(config: ServerConfig): Promise<void> {
       ...(config.existingMount ? { existingMount: config.existingMount } : {}),
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
+    const guard =
+      config.sparse && !config.existingMount
+        ? new HostSpaceGuard({
+            hostDir: dirname(config.poolFile),
+            mountPoint: pool.root,
+            reserveBytes: config.hostFreeReserveBytes,
+            intervalMs: config.hostCheckIntervalMs,
+            exec,
+            logger,
+          })
+        : undefined;
     const store = await EmbeddedStore.open({ path: config.storeFile });
     server = await startServer({
       driver: new BtrfsDriver({ root: pool.root, exec, logger }),
@@ -76,7 +88,9 @@ async function serve(config: ServerConfig): Promise<void> {
       port: config.port,
       checkPort: config.checkPort,
       inUse: new ProcInUseChecker(),
+      ...(guard ? { writeGuard: guard } : {}),
     });
+    await guard?.start();
     // The initial credentials live on only as the admin user in the 0600 store.
     await rm(config.initialAdminFile, { force: true });
     await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });

@@ -7,6 +7,7 @@ import { UserService } from './auth/users.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
 import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
+import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import type { DotContext } from './dots/context.ts';
 import { DotIndex } from './dots/dot-index.ts';
 import { type InUseChecker, NEVER_IN_USE } from './dots/in-use.ts';
@@ -41,6 +42,7 @@ export interface ServerParts {
   readonly checkPort?: number;
   readonly containers?: ContainerTracker;
   readonly inUse?: InUseChecker;
+  readonly writeGuard?: WriteGuard;
   readonly now?: () => Date;
   readonly newId?: () => string;
   readonly crash?: () => never;
@@ -76,6 +78,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     queues: new KeyedQueue(),
     containers: parts.containers ?? NO_CONTAINERS,
     inUse: parts.inUse ?? NEVER_IN_USE,
+    writeGuard: parts.writeGuard ?? ALWAYS_WRITABLE,
     nodeId: parts.nodeId,
     now: parts.now ?? (() => new Date()),
     newId: parts.newId ?? randomUUID,

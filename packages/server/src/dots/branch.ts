@@ -26,6 +26,7 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
   const source = resolveBranch(ctx, caller, req.namespace, req.name, req.sourceBranch);
   const commitId = validateName('commit', req.sourceCommitId);
   const { dot } = source;
+  ctx.writeGuard.assertWritable(`create branch ${newName} of ${dot.info.namespace}/${dot.info.name}`);
   await ctx.locks.shared(dot.id, () =>
     ctx.queues.run(`new:${dot.id}/${newName}`, async () => {
       if (dot.branches.has(newName)) {

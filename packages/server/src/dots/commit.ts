@@ -27,6 +27,7 @@ export async function commitBranch(ctx: DotContext, caller: Caller, req: CommitR
   }
   const { metadata, commitIdOverride } = validateCommitMetadata(req.metadata);
   const { dot, fsId } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  ctx.writeGuard.assertWritable(`commit ${dot.info.namespace}/${dot.info.name}`);
   return ctx.locks.shared(dot.id, () =>
     ctx.queues.run(fsId, async () => {
       const branch = ctx.index.requireBranch(fsId);

@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { ContainerTracker } from './containers.ts';
 import type { DotIndex } from './dot-index.ts';
 import type { InUseChecker } from './in-use.ts';
+import type { WriteGuard } from '../pool/host-space-guard.ts';
 import type { StoreMirror } from './store-mirror.ts';
 
 /**
@@ -26,6 +27,8 @@ export interface DotContext {
   readonly queues: KeyedQueue;
   readonly containers: ContainerTracker;
   readonly inUse: InUseChecker;
+  /** Refuses writes while the host under a sparse pool is almost full. */
+  readonly writeGuard: WriteGuard;
   readonly nodeId: string;
   readonly now: () => Date;
   readonly newId: () => string;

@@ -23,6 +23,7 @@ export async function createDot(ctx: DotContext, caller: Caller, namespace: stri
   validateName('namespace', namespace);
   validateName('dot', name);
   requireNamespaceAdmin(caller, namespace);
+  ctx.writeGuard.assertWritable(`create ${namespace}/${name}`);
   return ctx.locks.exclusive(`name:${DotIndex.nameKey(namespace, name)}`, async () => {
     if (ctx.index.dotIdByName(namespace, name) !== undefined) {
       throw new DotmeshError('DOT_EXISTS', `A dot named '${namespace}/${name}' already exists`, {
@@ -93,27 +94,29 @@ export async function deleteDot(ctx: DotContext, caller: Caller, namespace: stri
   if (!isAdmin(caller) && dot.info.ownerId !== caller.id) {
     throw new DotmeshError('PERMISSION_DENIED', `Only the owner of ${namespace}/${name} or admin may delete it`);
   }
-  await ctx.locks.exclusive(dot.id, async () => {
-    if (ctx.index.dots.get(dot.id) !== dot) throw notFound(namespace, name);
-    const inUse: string[] = [];
-    for (const fsId of dot.branches.values()) {
-      for (const c of await ctx.containers.containersFor(fsId)) inUse.push(c.Name);
-    }
-    if (inUse.length > 0) {
-      throw new DotmeshError('IN_USE', `Cannot delete ${namespace}/${name}: containers are using it: ${inUse.join(', ')}`, {
-        hint: 'stop the containers first',
-      });
-    }
-    const master = ctx.index.requireBranch(dot.id);
-    const fsIds = [...dot.branches.values()];
-    await ctx.driver.writeLabel(dot.id, { ...master.label, intent: { op: 'delete', opId: ctx.newId() } });
-    ctx.failpoints.hit('delete.after-intent');
-    ctx.index.removeDot(dot.id);
-    await ctx.mirror.removeDot(dot.id, namespace, name, fsIds);
-    ctx.failpoints.hit('delete.after-index');
-    await finishDelete(ctx, dot.id, fsIds);
-    ctx.logger.info({ dotId: dot.id, namespace, name }, 'deleted dot');
-  });
+  await ctx.locks.exclusive(dot.id, () =>
+    ctx.writeGuard.whileWritable(async () => {
+      if (ctx.index.dots.get(dot.id) !== dot) throw notFound(namespace, name);
+      const inUse: string[] = [];
+      for (const fsId of dot.branches.values()) {
+        for (const c of await ctx.containers.containersFor(fsId)) inUse.push(c.Name);
+      }
+      if (inUse.length > 0) {
+        throw new DotmeshError('IN_USE', `Cannot delete ${namespace}/${name}: containers are using it: ${inUse.join(', ')}`, {
+          hint: 'stop the containers first',
+        });
+      }
+      const master = ctx.index.requireBranch(dot.id);
+      const fsIds = [...dot.branches.values()];
+      await ctx.driver.writeLabel(dot.id, { ...master.label, intent: { op: 'delete', opId: ctx.newId() } });
+      ctx.failpoints.hit('delete.after-intent');
+      ctx.index.removeDot(dot.id);
+      await ctx.mirror.removeDot(dot.id, namespace, name, fsIds);
+      ctx.failpoints.hit('delete.after-index');
+      await finishDelete(ctx, dot.id, fsIds);
+      ctx.logger.info({ dotId: dot.id, namespace, name }, 'deleted dot');
+    }),
+  );
 }
 
 /** Deletes the branch volumes, then the master volume. Idempotent (recovery reuses it). */

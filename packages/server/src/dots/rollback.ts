@@ -26,6 +26,7 @@ export interface RollbackRequest {
 export async function rollbackBranch(ctx: DotContext, caller: Caller, req: RollbackRequest): Promise<void> {
   const target = validateName('commit', req.commitId);
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  ctx.writeGuard.assertWritable(`roll back ${dot.info.namespace}/${dot.info.name}`);
   await ctx.locks.exclusive(dot.id, () =>
     ctx.queues.run(fsId, async () => {
       const entry = ctx.index.history(fsId).find((h) => h.commitId === target);

@@ -1,0 +1,160 @@
+import { MAX_MESSAGE_BYTES, MAX_METADATA_KEY_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_BYTES } from '@dotmesh/core';
+import { z } from 'zod';
+import { decodeWithSchema, type ParamsSchema, str, stringMap } from './params.ts';
+import type {
+  AllDotsAndBranches,
+  ApiKeyResult,
+  CommitItem,
+  Container,
+  DotList,
+  DotListWithContainers,
+  DotmeshVolume,
+  ReplicationLatency,
+  SafeUser,
+  VersionInfo,
+} from './types.ts';
+
+/**
+ * The DotmeshRPC methods our server implements, one entry each: params schema (Go field
+ * names; decoded Go-style by `decodeParams`), whether the caller must be the admin user, and
+ * whether password (not API key) authentication is required. Result types are in ResultMap.
+ * Names are validated by the server (with the original's texts), not here: schemas only fix
+ * types and sizes.
+ */
+export const SERVICE = 'DotmeshRPC';
+
+const noParams = z.object({});
+const stringParam = str();
+const dotParams = z.object({ Namespace: str(), Name: str() });
+const branchParams = z.object({ Namespace: str(), Name: str(), Branch: str() });
+
+export const METHODS = {
+  Ping: { params: noParams, admin: false },
+  Version: { params: noParams, admin: true },
+  Config: { params: noParams, admin: true },
+  CurrentUser: { params: noParams, admin: false },
+  AuthenticatedUser: { params: noParams, admin: false, passwordAuth: true },
+  GetApiKey: { params: noParams, admin: false },
+  ResetApiKey: { params: noParams, admin: false, passwordAuth: true },
+  List: { params: noParams, admin: false },
+  ListWithContainers: { params: noParams, admin: false },
+  AllDotsAndBranches: { params: noParams, admin: false },
+  Get: { params: stringParam, admin: false },
+  Lookup: { params: branchParams, admin: false },
+  Exists: { params: branchParams, admin: false },
+  CheckNameIsValid: { params: branchParams, admin: false },
+  Create: { params: dotParams, admin: false },
+  Delete: { params: dotParams, admin: false },
+  Branches: { params: dotParams, admin: false },
+  Branch: {
+    params: z.object({ Namespace: str(), Name: str(), SourceBranch: str(), NewBranchName: str(), SourceCommitId: str() }),
+    admin: false,
+  },
+  Commit: {
+    params: z.object({
+      Namespace: str(),
+      Name: str(),
+      Branch: str(),
+      Message: str(MAX_MESSAGE_BYTES),
+      Metadata: stringMap({
+        maxKeys: MAX_METADATA_KEYS,
+        maxKeyBytes: MAX_METADATA_KEY_BYTES,
+        maxValueBytes: MAX_METADATA_VALUE_BYTES,
+      }),
+    }),
+    admin: false,
+  },
+  Commits: { params: branchParams, admin: false },
+  CommitsById: { params: stringParam, admin: false },
+  Rollback: { params: z.object({ Namespace: str(), Name: str(), Branch: str(), SnapshotId: str() }), admin: true },
+  Procure: { params: z.object({ Namespace: str(), Name: str(), Subdot: str() }), admin: true },
+  SwitchContainers: { params: z.object({ Namespace: str(), Name: str(), NewBranchName: str() }), admin: true },
+  Containers: { params: branchParams, admin: false },
+  ContainersById: { params: stringParam, admin: false },
+  GetReplicationLatencyForBranch: { params: branchParams, admin: true },
+  SetDebugFlag: { params: z.object({ FlagName: str(), FlagValue: str() }), admin: true },
+  DumpInternalState: { params: stringParam, admin: true },
+} as const satisfies Record<string, MethodSpec>;
+
+export interface MethodSpec {
+  readonly params: ParamsSchema;
+  /** Caller must be the admin user (`Userid <id> is not admin user`). */
+  readonly admin: boolean;
+  /** Caller must have authenticated with the password, not the API key. */
+  readonly passwordAuth?: boolean;
+}
+
+export type MethodName = keyof typeof METHODS;
+
+/** Decoded params of a method (every field present, zero values filled in). */
+export type ParamsOf<M extends MethodName> = z.output<(typeof METHODS)[M]['params']>;
+
+/** What a caller may send: the full struct, or null/{} for methods without params. */
+export type CallParamsOf<M extends MethodName> =
+  ParamsOf<M> extends string ? string : Record<string, never> extends ParamsOf<M> ? Record<string, never> | null : ParamsOf<M>;
+
+export interface ResultMap {
+  Ping: boolean;
+  Version: VersionInfo;
+  Config: Record<string, never>;
+  CurrentUser: SafeUser;
+  AuthenticatedUser: SafeUser;
+  GetApiKey: ApiKeyResult;
+  ResetApiKey: ApiKeyResult;
+  List: DotList;
+  ListWithContainers: DotListWithContainers;
+  AllDotsAndBranches: AllDotsAndBranches;
+  Get: DotmeshVolume;
+  /** The branch's filesystem id ("" if the dot is being deleted). */
+  Lookup: string;
+  /** The filesystem id, or "" when absent (never an error for absence). */
+  Exists: string;
+  /** "" when valid, else the reason (as a result, not an error). */
+  CheckNameIsValid: string;
+  Create: boolean;
+  Delete: boolean;
+  /** Sorted branch names, master excluded. */
+  Branches: string[];
+  Branch: boolean;
+  /** The new commit's id. */
+  Commit: string;
+  /** Oldest first. */
+  Commits: CommitItem[];
+  CommitsById: CommitItem[];
+  Rollback: boolean;
+  /** Host path of the dot's subdot, to bind into a container. */
+  Procure: string;
+  SwitchContainers: boolean;
+  Containers: Container[];
+  ContainersById: Container[];
+  GetReplicationLatencyForBranch: ReplicationLatency;
+  /** The flag's previous value. */
+  SetDebugFlag: string;
+  DumpInternalState: Record<string, string>;
+}
+
+export type ResultOf<M extends MethodName> = ResultMap[M];
+
+export function isMethodName(name: string): name is MethodName {
+  return Object.hasOwn(METHODS, name);
+}
+
+/** "DotmeshRPC.Commit" → "Commit"; null for another service or an unknown method. */
+export function methodFromWire(wireName: string): MethodName | null {
+  const prefix = `${SERVICE}.`;
+  if (!wireName.startsWith(prefix)) return null;
+  const name = wireName.slice(prefix.length);
+  return isMethodName(name) ? name : null;
+}
+
+/**
+ * Validates raw params for a method. Throws DotmeshError('INVALID_ARGUMENT') with a message
+ * like `DotmeshRPC.Commit: field "Metadata" must be an object of strings`.
+ */
+export function decodeParams<M extends MethodName>(method: M, raw: unknown): ParamsOf<M> {
+  const schema: ParamsSchema = METHODS[method].params;
+  return decodeWithSchema(`${SERVICE}.${method}`, schema, raw) as ParamsOf<M>;
+}
+
+/** Reusable params shapes, for methods added later. */
+export const commonSchemas = { noParams, stringParam, dotParams, branchParams };

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { defaultServerConfig, parseServerConfigText, parseSize, resolveServerConfig } from './server-config.ts';
+
+describe('parseSize', () => {
+  it('reads binary units like truncate -s', () => {
+    assert.equal(parseSize('10G'), 10 * 2 ** 30);
+    assert.equal(parseSize('512M'), 512 * 2 ** 20);
+    assert.equal(parseSize('1T'), 2 ** 40);
+    assert.equal(parseSize('1GiB'), 2 ** 30);
+    assert.equal(parseSize('4096'), 4096);
+    assert.equal(parseSize(1234), 1234);
+    assert.equal(parseSize('1.5k'), 1536);
+  });
+  it('refuses garbage with INVALID_ARGUMENT', () => {
+    for (const bad of ['', 'ten', '-1G', '0', '10X', 0, -5, 1.5]) {
+      assert.throws(() => parseSize(bad), { code: 'INVALID_ARGUMENT' }, String(bad));
+    }
+  });
+});
+
+describe('server config', () => {
+  it('derives every default from the pool dir', () => {
+    assert.deepEqual(defaultServerConfig('/var/lib/dotmesh'), {
+      poolDir: '/var/lib/dotmesh',
+      poolFile: '/var/lib/dotmesh/dotmesh_data',
+      poolSizeBytes: 10 * 2 ** 30,
+      sparse: false,
+      existingMount: null,
+      mountPoint: '/var/lib/dotmesh/mnt',
+      stateDir: '/var/lib/dotmesh/server',
+      storeFile: '/var/lib/dotmesh/server/store.db',
+      logFile: '/var/lib/dotmesh/server/dotmesh-server.log',
+      pidFile: '/var/lib/dotmesh/server/dotmesh-server.pid',
+      initialAdminFile: '/var/lib/dotmesh/server/initial-admin.json',
+      listenHost: '0.0.0.0',
+      port: 32607,
+      checkPort: 32608,
+    });
+  });
+  it('round-trips a resolved config through JSON', () => {
+    const c = resolveServerConfig({ poolDir: '/p', poolSizeBytes: '1G', sparse: true, port: 4000, nodeName: 'n1' });
+    assert.deepEqual(parseServerConfigText(JSON.stringify(c)), c);
+    assert.equal(c.stateDir, '/p/server');
+    assert.equal(c.nodeName, 'n1');
+  });
+  it('refuses relative paths and bad ports', () => {
+    assert.throws(() => resolveServerConfig({ poolDir: 'rel' }), /poolDir must be an absolute path/);
+    assert.throws(() => resolveServerConfig({ port: 70000 }), { code: 'INVALID_ARGUMENT' });
+    assert.throws(() => parseServerConfigText('{'), /not JSON/);
+  });
+});

@@ -1,0 +1,151 @@
+import { join } from 'node:path';
+import { DotmeshError } from '@dotmesh/core';
+import { z } from 'zod';
+
+/**
+ * The contract between `dm cluster init` (which writes `<stateDir>/config.json`) and
+ * dotmesh-server (`serve --config FILE`, `destroy-pool --config FILE`, which read it).
+ *
+ * Every path field is absolute. Missing fields take defaults derived from `poolDir`, so a
+ * file holding only `{"poolDir":"/x"}` is complete. The state dir (store, log, pid file,
+ * initial credentials) must be mode 0700; the initial-admin file 0600.
+ */
+export const DEFAULT_POOL_DIR = '/var/lib/dotmesh';
+export const DEFAULT_POOL_SIZE = '10G';
+export const DEFAULT_RPC_PORT = 32607;
+export const DEFAULT_CHECK_PORT = 32608;
+export const DEFAULT_LISTEN_HOST = '0.0.0.0';
+export const CONFIG_FILE_NAME = 'config.json';
+
+export interface ServerConfig {
+  readonly poolDir: string;
+  /** Loop file holding the btrfs pool (unused when existingMount is set). */
+  readonly poolFile: string;
+  readonly poolSizeBytes: number;
+  /** Pool file created sparse (truncate) instead of preallocated (fallocate). */
+  readonly sparse: boolean;
+  /** Use this already-mounted btrfs filesystem instead of a pool file. */
+  readonly existingMount: string | null;
+  /** Where the pool is mounted. */
+  readonly mountPoint: string;
+  /** Store, logs, pid file, credentials; mode 0700. */
+  readonly stateDir: string;
+  readonly storeFile: string;
+  readonly logFile: string;
+  readonly pidFile: string;
+  /** 0600 JSON {password, apiKey} read once at start to create the admin user. */
+  readonly initialAdminFile: string;
+  readonly listenHost: string;
+  readonly port: number;
+  readonly checkPort: number;
+  readonly nodeName?: string;
+  /**
+   * Sparse pools only: below this much free space on the host filesystem under the pool file
+   * the server remounts the pool read-only and refuses writes (default 1 GiB).
+   */
+  readonly hostFreeReserveBytes: number;
+  /** How often the host's free space is checked (default 5000 ms). */
+  readonly hostCheckIntervalMs: number;
+}
+
+/** Binary units as `truncate -s` reads them: K, M, G, T, P (optionally followed by "i"/"iB"/"B"). */
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+
+/** Parses "10G", "512M", "1T", "1.5G" or a byte count; throws INVALID_ARGUMENT otherwise. */
+export function parseSize(input: string | number): number {
+  if (typeof input === 'number') {
+    if (Number.isSafeInteger(input) && input > 0) return input;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(?:i?[bB])?\s*$/.exec(input);
+    const unit = SIZE_UNITS[(m?.[2] ?? '').toUpperCase()];
+    if (m && unit !== undefined) {
+      const bytes = Math.floor(Number(m[1]) * unit);
+      if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
+    }
+  }
+  throw new DotmeshError('INVALID_ARGUMENT', `invalid size ${JSON.stringify(String(input))}`, {
+    hint: 'use a byte count or a number with a unit, e.g. 10G, 512M, 1T',
+  });
+}
+
+const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
+const port = z.number().int().min(1).max(65535);
+
+/** Schema of the config file as written (derived fields optional). */
+export const serverConfigFileSchema = z.object({
+  poolDir: absPath.default(DEFAULT_POOL_DIR),
+  poolFile: absPath.optional(),
+  poolSizeBytes: z.union([z.number(), z.string()]).optional(),
+  sparse: z.boolean().default(false),
+  existingMount: absPath.nullable().default(null),
+  mountPoint: absPath.optional(),
+  stateDir: absPath.optional(),
+  storeFile: absPath.optional(),
+  logFile: absPath.optional(),
+  pidFile: absPath.optional(),
+  initialAdminFile: absPath.optional(),
+  listenHost: z.string().min(1).default(DEFAULT_LISTEN_HOST),
+  port: port.default(DEFAULT_RPC_PORT),
+  checkPort: port.default(DEFAULT_CHECK_PORT),
+  nodeName: z.string().min(1).max(64).optional(),
+  hostFreeReserveBytes: z.union([z.number(), z.string()]).optional(),
+  hostCheckIntervalMs: z.number().int().min(50).max(3_600_000).default(5000),
+});
+
+export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
+
+/** Validates a parsed config file and fills in the derived defaults. */
+export function resolveServerConfig(input: unknown): ServerConfig {
+  const parsed = serverConfigFileSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join('.') || 'config';
+    throw new DotmeshError('INVALID_ARGUMENT', `invalid server config: ${field} ${issue?.message ?? ''}`.trim());
+  }
+  const c = parsed.data;
+  const stateDir = c.stateDir ?? join(c.poolDir, 'server');
+  return {
+    poolDir: c.poolDir,
+    poolFile: c.poolFile ?? join(c.poolDir, 'dotmesh_data'),
+    poolSizeBytes: parseSize(c.poolSizeBytes ?? DEFAULT_POOL_SIZE),
+    sparse: c.sparse,
+    existingMount: c.existingMount,
+    mountPoint: c.mountPoint ?? join(c.poolDir, 'mnt'),
+    stateDir,
+    storeFile: c.storeFile ?? join(stateDir, 'store.db'),
+    logFile: c.logFile ?? join(stateDir, 'dotmesh-server.log'),
+    pidFile: c.pidFile ?? join(stateDir, 'dotmesh-server.pid'),
+    initialAdminFile: c.initialAdminFile ?? join(stateDir, 'initial-admin.json'),
+    listenHost: c.listenHost,
+    port: c.port,
+    checkPort: c.checkPort,
+    ...(c.nodeName === undefined ? {} : { nodeName: c.nodeName }),
+    hostFreeReserveBytes: parseSize(c.hostFreeReserveBytes ?? '1G'),
+    hostCheckIntervalMs: c.hostCheckIntervalMs,
+  };
+}
+
+/** Parses the text of a config file (JSON). */
+export function parseServerConfigText(text: string): ServerConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new DotmeshError('INVALID_ARGUMENT', `invalid server config: not JSON (${(e as Error).message})`);
+  }
+  return resolveServerConfig(json);
+}
+
+/** The full default config for a pool dir. */
+export function defaultServerConfig(poolDir: string = DEFAULT_POOL_DIR): ServerConfig {
+  return resolveServerConfig({ poolDir });
+}
+
+/** Path of the config file `dm cluster init` writes for a pool dir's default state dir. */
+export function serverConfigPath(config: Pick<ServerConfig, 'stateDir'>): string {
+  return join(config.stateDir, CONFIG_FILE_NAME);
+}
+
+/** Shape of the initial-admin file. */
+export const initialAdminSchema = z.object({ password: z.string().min(1), apiKey: z.string().min(1) });
+export type InitialAdmin = z.infer<typeof initialAdminSchema>;

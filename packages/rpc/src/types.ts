@@ -1,0 +1,97 @@
+/**
+ * Result structs of the DotmeshRPC API with the original's exact JSON field names (Go default
+ * PascalCase, except VersionInfo which is snake_case). Lists and maps are always present
+ * (`[]`/`{}`), never null, unless a field is documented as nullable.
+ */
+
+export interface VolumeName {
+  Namespace: string;
+  Name: string;
+}
+
+/** One branch of a dot as the API shows it. */
+export interface DotmeshVolume {
+  /** Filesystem id of this branch (for the master branch: the dot's id). */
+  Id: string;
+  Name: VolumeName;
+  /** "" for the master branch. */
+  Branch: string;
+  /** Node id of the branch's master node. */
+  Master: string;
+  SizeBytes: number;
+  DirtyBytes: number;
+  CommitCount: number;
+  /** node id → state (e.g. "active"). */
+  ServerStates: Record<string, string>;
+  /** node id → "<status>, N commits". */
+  ServerStatuses: Record<string, string>;
+  ForkParentId: string;
+  ForkParentSnapshotId: string;
+}
+
+export interface Container {
+  Name: string;
+  Id: string;
+}
+
+export interface VolumeWithContainers {
+  Volume: DotmeshVolume;
+  Containers: Container[];
+}
+
+/** A commit: its id and string metadata (message, author, timestamp in unix ns, …). */
+export interface CommitItem {
+  Id: string;
+  Metadata: Record<string, string>;
+}
+
+export interface VersionInfo {
+  installed_version: string;
+  current_version: string;
+  current_release_date: number;
+  current_download_url: string;
+  current_changelog_url: string;
+  project_website: string;
+  outdated: boolean;
+}
+
+export interface SafeUser {
+  Id: string;
+  Name: string;
+  Email: string;
+  /** md5 hex of Email. */
+  EmailHash: string;
+  Metadata: Record<string, string>;
+}
+
+export interface ApiKeyResult {
+  ApiKey: string;
+}
+
+/** namespace → dot name → master branch. */
+export type DotList = Record<string, Record<string, DotmeshVolume>>;
+/** namespace → dot name → master branch with the containers using it. */
+export type DotListWithContainers = Record<string, Record<string, VolumeWithContainers>>;
+
+export interface DotAndBranches {
+  MasterBranch: DotmeshVolume;
+  /** null when the dot has no other branch (as the original). */
+  OtherBranches: DotmeshVolume[] | null;
+  Owner: SafeUser;
+  Collaborators: SafeUser[];
+  ForkParentId: string;
+  ForkParentSnapshotId: string;
+}
+
+export interface ServerInfo {
+  Id: string;
+  Addresses: string[];
+}
+
+export interface AllDotsAndBranches {
+  Dots: DotAndBranches[];
+  Servers: ServerInfo[];
+}
+
+/** server id → ids of commits that server is missing. */
+export type ReplicationLatency = Record<string, string[]>;
