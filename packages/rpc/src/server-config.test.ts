@@ -36,6 +36,8 @@ describe('server config', () => {
       listenHost: '0.0.0.0',
       port: 32607,
       checkPort: 32608,
+      hostFreeReserveBytes: 2 ** 30,
+      hostCheckIntervalMs: 5000,
     });
   });
   it('round-trips a resolved config through JSON', () => {
