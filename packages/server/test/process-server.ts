@@ -38,6 +38,8 @@ export interface ServerProcessOptions {
   readonly dir?: string;
   readonly poolSize?: string;
   readonly extraConfig?: Record<string, unknown>;
+  readonly apiKey?: string;
+  readonly password?: string;
 }
 
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
@@ -51,8 +53,8 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
   const stateDir = join(dir, 'server');
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const configFile = join(stateDir, 'config.json');
-  const apiKey = 'TESTKEY0123456789';
-  const password = 'test-password-1';
+  const apiKey = o.apiKey ?? 'TESTKEY0123456789';
+  const password = o.password ?? 'test-password-1';
   let port: number;
   try {
     const existing = JSON.parse(await readFile(configFile, 'utf8')) as { port: number };

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Cleanup, processTree, skipUnless } from '@dotmesh/testkit';
+import { type ServerProcess, startServerProcess } from './process-server.ts';
+
+/**
+ * R5: canary credentials run through the server; afterwards they appear in no log, no child
+ * argv or environment, no error message and no dump. The store (0600, under a 0700 dir) holds
+ * the API key (GetApiKey must return it) but never the password.
+ */
+const skip = skipUnless(['root', 'btrfs', 'losetup']);
+const CANARY_KEY = 'CANARYKEYQ7F3ZP2MXW9ZZ';
+const CANARY_PASSWORD = 'canary-password-8c1e4b';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory() && entry.name !== 'mnt') out.push(...(await filesUnder(p)));
+    else if (entry.isFile() && entry.name !== 'dotmesh_data') out.push(p); // the pool file: its contents are user data
+  }
+  return out;
+}
+
+describe('canary credentials never leak (R5)', { skip }, () => {
+  const cleanup = new Cleanup();
+  let s: ServerProcess;
+  const replies: string[] = [];
+  before(async () => {
+    s = await startServerProcess({ cleanup, apiKey: CANARY_KEY, password: CANARY_PASSWORD });
+  });
+  after(async () => cleanup.run());
+
+  test('exercise the API with the canaries, including failures', async () => {
+    const byPassword = s.client('admin', CANARY_PASSWORD);
+    await s.admin.call('Create', { Namespace: 'admin', Name: 'canary' });
+    await byPassword.call('Commit', { Namespace: 'admin', Name: 'canary', Branch: '', Message: 'm', Metadata: { note: 'hello' } });
+    for (const bad of [`${CANARY_PASSWORD}x`, `x${CANARY_KEY}`]) {
+      await assert.rejects(s.client('admin', bad).call('Ping', null), (e: Error) => {
+        replies.push(e.message);
+        return true;
+      });
+    }
+    await assert.rejects(s.admin.call('Commit', { Namespace: 'admin', Name: 'nope', Branch: '', Message: 'm', Metadata: {} }), (e: Error) => {
+      replies.push(e.message);
+      return true;
+    });
+    replies.push(JSON.stringify(await s.admin.call('DumpInternalState', '')));
+    replies.push(JSON.stringify(await s.admin.call('CurrentUser', null)));
+    assert.deepEqual(await s.admin.call('GetApiKey', null), { ApiKey: CANARY_KEY });
+  });
+
+  test('no log, reply, argv or environment holds a canary; the store holds no password', async () => {
+    for (const text of replies) {
+      assert.ok(!text.includes(CANARY_KEY) && !text.includes(CANARY_PASSWORD), `reply leaks a secret: ${text.slice(0, 200)}`);
+    }
+    const files = await filesUnder(s.dir);
+    assert.ok(files.some((f) => f.endsWith('dotmesh-server.log')));
+    for (const f of files) {
+      const text = await readFile(f, 'latin1');
+      if (f.includes('store.db')) {
+        assert.ok(!text.includes(CANARY_PASSWORD), `${f} holds the password`);
+        assert.equal((await stat(f)).mode & 0o077, 0, `${f} is private`);
+        continue;
+      }
+      assert.ok(!text.includes(CANARY_KEY) && !text.includes(CANARY_PASSWORD), `${f} leaks a secret`);
+    }
+    assert.equal((await stat(join(s.dir, 'server'))).mode & 0o077, 0, 'state dir is 0700');
+    for (const pid of processTree(s.pid)) {
+      for (const part of ['cmdline', 'environ']) {
+        const text = await readFile(`/proc/${pid}/${part}`, 'latin1').catch(() => '');
+        assert.ok(!text.includes(CANARY_KEY) && !text.includes(CANARY_PASSWORD), `/proc/${pid}/${part} leaks a secret`);
+      }
+      assert.ok((await readlink(`/proc/${pid}/exe`).catch(() => '')) !== '');
+    }
+  });
+});
