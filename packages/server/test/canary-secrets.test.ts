@@ -36,17 +36,26 @@ describe('canary credentials never leak (R5)', { skip }, () => {
   test('exercise the API with the canaries, including failures', async () => {
     const byPassword = s.client('admin', CANARY_PASSWORD);
     await s.admin.call('Create', { Namespace: 'admin', Name: 'canary' });
-    await byPassword.call('Commit', { Namespace: 'admin', Name: 'canary', Branch: '', Message: 'm', Metadata: { note: 'hello' } });
+    await byPassword.call('Commit', {
+      Namespace: 'admin',
+      Name: 'canary',
+      Branch: '',
+      Message: 'm',
+      Metadata: { note: 'hello' },
+    });
     for (const bad of [`${CANARY_PASSWORD}x`, `x${CANARY_KEY}`]) {
       await assert.rejects(s.client('admin', bad).call('Ping', null), (e: Error) => {
         replies.push(e.message);
         return true;
       });
     }
-    await assert.rejects(s.admin.call('Commit', { Namespace: 'admin', Name: 'nope', Branch: '', Message: 'm', Metadata: {} }), (e: Error) => {
-      replies.push(e.message);
-      return true;
-    });
+    await assert.rejects(
+      s.admin.call('Commit', { Namespace: 'admin', Name: 'nope', Branch: '', Message: 'm', Metadata: {} }),
+      (e: Error) => {
+        replies.push(e.message);
+        return true;
+      },
+    );
     replies.push(JSON.stringify(await s.admin.call('DumpInternalState', '')));
     replies.push(JSON.stringify(await s.admin.call('CurrentUser', null)));
     assert.deepEqual(await s.admin.call('GetApiKey', null), { ApiKey: CANARY_KEY });

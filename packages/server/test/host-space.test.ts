@@ -41,7 +41,13 @@ describe('sparse pool on a filling host', { skip }, () => {
   test('writes are refused before the host fills, and resume after', async () => {
     const path = await s.admin.call('Procure', { Namespace: 'admin', Name: 'keep', Subdot: '' });
     await writeFile(join(path, 'safe.txt'), 'committed before the host filled');
-    const committed = await s.admin.call('Commit', { Namespace: 'admin', Name: 'keep', Branch: '', Message: 'safe', Metadata: {} });
+    const committed = await s.admin.call('Commit', {
+      Namespace: 'admin',
+      Name: 'keep',
+      Branch: '',
+      Message: 'safe',
+      Metadata: {},
+    });
     await s.admin.call('Create', { Namespace: 'admin', Name: 'spare' });
 
     const filler = join(host, 'filler');
