@@ -51,6 +51,7 @@ export class BtrfsDriver implements StorageDriver {
   private readonly commits: CommitStore;
   /** volumeId → UUID of its live subvolume; dropped whenever the live is replaced or removed. */
   private readonly liveUuids = new Map<string, string>();
+  private readonly referencedCache = new Map<string, { uuid: string; gen: number; bytes: number }>();
   private pool: { poolId: string; formatVersion: number } | undefined;
 
   constructor(options: BtrfsDriverOptions) {
@@ -72,6 +73,7 @@ export class BtrfsDriver implements StorageDriver {
     for (const dir of [this.layout.fsDir, this.layout.stagingDir, this.layout.trashDir]) await mkdirp(dir);
     this.commits.reset();
     this.liveUuids.clear();
+    this.referencedCache.clear();
     return { actions: await recover(this.layout, this.cli, this.logger) };
   }
 
@@ -245,6 +247,7 @@ export class BtrfsDriver implements StorageDriver {
       ids: wanted,
       logger: this.logger,
       liveUuids: this.liveUuids,
+      referencedCache: this.referencedCache,
     });
   }
 

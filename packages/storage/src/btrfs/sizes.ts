@@ -29,16 +29,44 @@ export async function volumeSizes(o: {
   logger: ExecLogger;
   /** Cache volumeId → live UUID, owned by the driver (which drops an entry when the live is replaced). */
   liveUuids: Map<string, string>;
+  /** Cache volumeId → referenced bytes measured at (live UUID, generation), owned by the driver. */
+  referencedCache: Map<string, { uuid: string; gen: number; bytes: number }>;
 }): Promise<Map<string, VolumeSizes>> {
   const out = new Map<string, VolumeSizes>();
   if (o.ids.length === 0) return out;
   await o.exec.run('sync', ['-f', o.layout.root]);
-  const [list, uuids, referenced] = await Promise.all([
-    o.cli.list(o.layout.root),
-    Promise.all(o.ids.map((id) => liveUuid(o, id))),
-    o.cli.du(o.ids.map((id) => o.layout.live(id))),
-  ]);
+  const list = await o.cli.list(o.layout.root);
+  // Lives are found by their path in the listing (`…/fs/<id>/live`); `subvolume show` only
+  // for a live the listing does not name that way (e.g. a pool inside a subvolume).
+  const byPath = new Map<string, SubvolumeListEntry>();
+  for (const e of list) {
+    const m = /(?:^|\/)fs\/([^/]+)\/live$/.exec(e.path);
+    if (m) byPath.set(m[1]!, e);
+  }
+  for (const id of o.ids) {
+    const e = byPath.get(id);
+    if (e && !o.liveUuids.has(id)) o.liveUuids.set(id, e.uuid);
+  }
+  const uuids = await Promise.all(o.ids.map((id) => liveUuid(o, id)));
   const byUuid = new Map<string, SubvolumeListEntry>(list.map((e) => [e.uuid, e]));
+  // `du` walks files: only for lives whose generation moved since their last measurement.
+  const stale = o.ids.filter((id, i) => {
+    const cached = o.referencedCache.get(id);
+    const live = byUuid.get(uuids[i]!);
+    return !cached || !live || cached.uuid !== live.uuid || cached.gen !== live.gen;
+  });
+  const measured = await o.cli.du(stale.map((id) => o.layout.live(id)));
+  const referenced = new Map<string, number>();
+  o.ids.forEach((id, i) => {
+    const live = byUuid.get(uuids[i]!);
+    const fresh = measured.get(o.layout.live(id));
+    if (fresh !== undefined) {
+      referenced.set(o.layout.live(id), fresh);
+      if (live) o.referencedCache.set(id, { uuid: live.uuid, gen: live.gen, bytes: fresh });
+    } else {
+      referenced.set(o.layout.live(id), o.referencedCache.get(id)?.bytes ?? 0);
+    }
+  });
   const ownSnapshotCgen = new Map<string, number>();
   for (const e of list) {
     if (e.parentUuid) ownSnapshotCgen.set(e.parentUuid, Math.max(ownSnapshotCgen.get(e.parentUuid) ?? 0, e.cgen));
