@@ -1,1 +1,5 @@
-export {};
+/** @dotmesh/cli: the `dm` client. `main` runs one command in-process; bin.ts is the executable. */
+
+export type { Io } from './io.ts';
+export { processIo } from './io.ts';
+export { type Env, type MainOptions, main } from './main.ts';

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { DotmeshError, ERROR_CODES, type ErrorCode } from '@dotmesh/core';
-import { rpcRequestBody } from './codec.ts';
-import { type CallParamsOf, type MethodName, type ResultOf, SERVICE } from './methods.ts';
+import { rpcRequestBody, SERVICE } from './codec.ts';
+// Types only: the client never loads the zod schemas (keeps `dm` start-up fast).
+import type { CallParamsOf, MethodName, ResultOf } from './methods.ts';
 
 /**
  * The one typed client every Dotmesh client (dm, Docker plugin, Kubernetes parts, hub) uses to

@@ -13,6 +13,8 @@
  *   structured data (ours: `{ code: <ErrorCode>, hint }`, an additive extension).
  */
 
+/** The one JSON-RPC service of the API: methods are `DotmeshRPC.<Method>` on the wire. */
+export const SERVICE = 'DotmeshRPC';
 export const JSONRPC_VERSION = '2.0';
 /** Invalid JSON. */
 export const RPC_PARSE_ERROR = -32700;

@@ -1,5 +1,6 @@
 import { MAX_MESSAGE_BYTES, MAX_METADATA_KEY_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_BYTES } from '@dotmesh/core';
 import { z } from 'zod';
+import { SERVICE } from './codec.ts';
 import { decodeWithSchema, type ParamsSchema, str, stringMap } from './params.ts';
 import type {
   AllDotsAndBranches,
@@ -21,7 +22,6 @@ import type {
  * Names are validated by the server (with the original's texts), not here: schemas only fix
  * types and sizes.
  */
-export const SERVICE = 'DotmeshRPC';
 
 const noParams = z.object({});
 const stringParam = str();

@@ -1,6 +1,17 @@
 import { join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import { z } from 'zod';
+import {
+  CONFIG_FILE_NAME,
+  DEFAULT_CHECK_PORT,
+  DEFAULT_LISTEN_HOST,
+  DEFAULT_POOL_DIR,
+  DEFAULT_POOL_SIZE,
+  DEFAULT_RPC_PORT,
+  parseSize,
+} from './server-defaults.ts';
+
+export * from './server-defaults.ts';
 
 /**
  * The contract between `dm cluster init` (which writes `<stateDir>/config.json`) and
@@ -10,13 +21,6 @@ import { z } from 'zod';
  * file holding only `{"poolDir":"/x"}` is complete. The state dir (store, log, pid file,
  * initial credentials) must be mode 0700; the initial-admin file 0600.
  */
-export const DEFAULT_POOL_DIR = '/var/lib/dotmesh';
-export const DEFAULT_POOL_SIZE = '10G';
-export const DEFAULT_RPC_PORT = 32607;
-export const DEFAULT_CHECK_PORT = 32608;
-export const DEFAULT_LISTEN_HOST = '0.0.0.0';
-export const CONFIG_FILE_NAME = 'config.json';
-
 export interface ServerConfig {
   readonly poolDir: string;
   /** Loop file holding the btrfs pool (unused when existingMount is set). */
@@ -46,26 +50,6 @@ export interface ServerConfig {
   readonly hostFreeReserveBytes: number;
   /** How often the host's free space is checked (default 5000 ms). */
   readonly hostCheckIntervalMs: number;
-}
-
-/** Binary units as `truncate -s` reads them: K, M, G, T, P (optionally followed by "i"/"iB"/"B"). */
-const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
-
-/** Parses "10G", "512M", "1T", "1.5G" or a byte count; throws INVALID_ARGUMENT otherwise. */
-export function parseSize(input: string | number): number {
-  if (typeof input === 'number') {
-    if (Number.isSafeInteger(input) && input > 0) return input;
-  } else {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(?:i?[bB])?\s*$/.exec(input);
-    const unit = SIZE_UNITS[(m?.[2] ?? '').toUpperCase()];
-    if (m && unit !== undefined) {
-      const bytes = Math.floor(Number(m[1]) * unit);
-      if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
-    }
-  }
-  throw new DotmeshError('INVALID_ARGUMENT', `invalid size ${JSON.stringify(String(input))}`, {
-    hint: 'use a byte count or a number with a unit, e.g. 10G, 512M, 1T',
-  });
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });

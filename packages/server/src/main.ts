@@ -5,8 +5,8 @@ import { initialAdminSchema, parseServerConfigText, type ServerConfig } from '@d
 import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
 import { EmbeddedStore } from '@dotmesh/store';
 import { ProcInUseChecker } from './dots/in-use.ts';
-import { HostSpaceGuard } from './pool/host-space-guard.ts';
 import { createLogger, type Logger } from './log.ts';
+import { HostSpaceGuard } from './pool/host-space-guard.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { SERVER_VERSION } from './version.ts';
 

@@ -7,7 +7,6 @@ import { UserService } from './auth/users.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
 import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
-import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import type { DotContext } from './dots/context.ts';
 import { DotIndex } from './dots/dot-index.ts';
 import { type InUseChecker, NEVER_IN_USE } from './dots/in-use.ts';
@@ -19,6 +18,7 @@ import { Failpoints } from './failpoints.ts';
 import { createRpcEndpoint } from './http/rpc-endpoint.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
 import type { Logger } from './log.ts';
+import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
 import { SERVER_VERSION } from './version.ts';
 

@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
  * Capability gates for tests. Outside CI a test that lacks a capability is skipped with the
  * reason; under CI=true it fails instead, so a green CI run proves the real thing ran.
  */
-export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup';
+export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns';
 
 const checks: Record<Capability, () => string | undefined> = {
   root: () => (process.getuid?.() === 0 ? undefined : 'needs root'),
@@ -17,6 +17,7 @@ const checks: Record<Capability, () => string | undefined> = {
   },
   etcd: () => commandMissing('etcd'),
   losetup: () => commandMissing('losetup'),
+  netns: () => commandMissing('ip') ?? commandMissing('nsenter'),
 };
 
 function commandMissing(cmd: string): string | undefined {

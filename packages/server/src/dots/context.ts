@@ -3,10 +3,10 @@ import type { KeyedQueue } from '../concurrency/keyed-queue.ts';
 import type { KeyedRwLock } from '../concurrency/rw-lock.ts';
 import type { Failpoints } from '../failpoints.ts';
 import type { Logger } from '../log.ts';
+import type { WriteGuard } from '../pool/host-space-guard.ts';
 import type { ContainerTracker } from './containers.ts';
 import type { DotIndex } from './dot-index.ts';
 import type { InUseChecker } from './in-use.ts';
-import type { WriteGuard } from '../pool/host-space-guard.ts';
 import type { StoreMirror } from './store-mirror.ts';
 
 /**

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/** The `dm` executable: the only place that reads process.argv/env and sets the exit status. */
+import { processIo } from './io.ts';
+import { main } from './main.ts';
+
+process.exitCode = await main(process.argv.slice(2), process.env, processIo(), {
+  runtime: { scriptPath: process.argv[1], nodePath: process.execPath },
+});

@@ -1,0 +1,55 @@
+import { DotmeshError, deMasterify, MASTER_BRANCH, parseDotName, resolveCommitRef, validateName } from '@dotmesh/core';
+import type { Command } from 'commander';
+import { action, type CliApp, usage } from '../command.ts';
+import { setCurrentBranch } from '../config.ts';
+import type { CommandContext } from '../context.ts';
+import { commitsParams } from './log.ts';
+
+/**
+ * `dm checkout [-b] <branch>`. RPCs, as the original: Branches (exists?); with -b: Commits of
+ * the current branch (HEAD) then Branch{SourceBranch: "master" spelled out}; then the config's
+ * current branch is set and SwitchContainers moves the dot's containers (master sent as "").
+ */
+export async function checkout(ctx: CommandContext, to: string, create: boolean) {
+  const dot = await ctx.strictCurrentDot();
+  const from = await ctx.currentBranch(dot);
+  const { namespace, name } = parseDotName(dot);
+  const branches = await ctx.call('Branches', { Namespace: namespace, Name: name });
+  const exists = to === MASTER_BRANCH || branches.includes(to);
+  if (create) {
+    if (exists) throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${to}`);
+    validateName('branch', to);
+    const commits = await ctx.call('Commits', commitsParams(dot, from));
+    if (commits.length === 0) throw new DotmeshError('COMMIT_NOT_FOUND', 'No commits match HEAD');
+    const head = resolveCommitRef(
+      'HEAD',
+      commits.map((c) => c.Id),
+    );
+    await ctx.call('Branch', { Namespace: namespace, Name: name, SourceBranch: from, NewBranchName: to, SourceCommitId: head });
+  } else if (!exists) {
+    throw new DotmeshError('BRANCH_NOT_FOUND', `Branch does not exist: ${to}`, {
+      hint: 'list branches with `dm branch`, or create it with `dm checkout -b`',
+    });
+  }
+  const { remote } = await ctx.currentRemote();
+  setCurrentBranch(remote, dot, to);
+  await ctx.saveConfig();
+  await ctx.call('SwitchContainers', { Name: name, Namespace: namespace, NewBranchName: deMasterify(to) });
+  return { namespace, name, branch: to, created: create };
+}
+
+export function register(program: Command, app: CliApp): void {
+  program
+    .command('checkout')
+    .summary('Switch or make branches')
+    .usage('[-b] <branch>')
+    .argument('[args...]')
+    .option('-b, --branch', 'Make branch')
+    .action(
+      action<{ branch?: boolean }>(app, async (ctx, args, opts) => {
+        const [to] = args;
+        if (args.length !== 1 || to === undefined) throw usage('Please give me a branch name.');
+        ctx.reporter.result(await checkout(ctx, to, opts.branch === true), () => []);
+      }),
+    );
+}

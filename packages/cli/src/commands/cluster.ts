@@ -1,0 +1,84 @@
+import {
+  DEFAULT_CHECK_PORT,
+  DEFAULT_LISTEN_HOST,
+  DEFAULT_POOL_DIR,
+  DEFAULT_POOL_SIZE,
+  DEFAULT_RPC_PORT,
+  parseSize,
+} from '@dotmesh/rpc/server-defaults';
+import type { Command } from 'commander';
+import { action, type CliApp, usage } from '../command.ts';
+
+/** `dm cluster init|reset`: set up or tear down the single-node cluster on this host (root). */
+function portOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw usage(`invalid port ${JSON.stringify(value)}`);
+  return n;
+}
+
+interface InitFlags {
+  usePoolDir: string;
+  poolSize: string;
+  sparse?: boolean;
+  useExistingMount?: string;
+  port: number;
+  checkPort: number;
+  listen: string;
+  serverBin?: string;
+  systemd: boolean;
+}
+
+export function register(program: Command, app: CliApp): void {
+  const cluster = program.command('cluster').summary('Install a dotmesh server on this host (cluster init/reset)');
+  cluster
+    .command('init')
+    .summary('Start a single-node dotmesh cluster on this host')
+    .argument('[args...]')
+    .option('--use-pool-dir <dir>', 'directory for the pool file and server state', DEFAULT_POOL_DIR)
+    .option('--pool-size <size>', 'size of the pool file (e.g. 10G, 512M)', DEFAULT_POOL_SIZE)
+    .option('--sparse', 'create the pool file sparse instead of preallocating it')
+    .option('--use-existing-mount <dir>', 'use this mounted btrfs filesystem instead of a pool file')
+    .option('--port <n>', 'API port', portOption, DEFAULT_RPC_PORT)
+    .option('--check-port <n>', 'liveness port (GET /check)', portOption, DEFAULT_CHECK_PORT)
+    .option('--listen <host>', 'address to listen on', DEFAULT_LISTEN_HOST)
+    .option('--server-bin <path>', 'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
+    .option('--no-systemd', 'do not install a systemd unit')
+    .action(
+      action<InitFlags>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster init takes no arguments (see --help for its options).');
+        // Loaded on demand: the cluster code (and the config schema) is not needed by other commands.
+        const { clusterInit, renderClusterInit } = await import('../cluster/init.ts');
+        const result = await clusterInit(ctx, {
+          poolDir: f.usePoolDir,
+          poolSizeBytes: parseSize(f.poolSize),
+          sparse: f.sparse === true,
+          existingMount: f.useExistingMount ?? null,
+          port: f.port,
+          checkPort: f.checkPort,
+          listenHost: f.listen,
+          serverBin: f.serverBin,
+          systemd: f.systemd,
+        });
+        ctx.reporter.result(result, renderClusterInit);
+      }),
+    );
+  cluster
+    .command('reset')
+    .summary('Stop the dotmesh server on this host and forget it (keeps the pool unless --destroy-data)')
+    .argument('[args...]')
+    .option('--use-pool-dir <dir>', 'directory given to cluster init', DEFAULT_POOL_DIR)
+    .option('--destroy-data', 'also destroy the pool: every dot, branch and commit on this host')
+    .option('--server-bin <path>', 'dotmesh-server to run destroy-pool with')
+    .action(
+      action<{ usePoolDir: string; destroyData?: boolean; serverBin?: string }>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster reset takes no arguments (see --help for its options).');
+        const { clusterReset, renderClusterReset } = await import('../cluster/reset.ts');
+        const result = await clusterReset(ctx, {
+          poolDir: f.usePoolDir,
+          destroyData: f.destroyData === true,
+          serverBin: f.serverBin,
+        });
+        ctx.reporter.result(result, renderClusterReset);
+      }),
+    );
+}

@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { action, type CliApp, usage } from '../command.ts';
+import { dotDelete, renderDotDelete } from './dot-delete.ts';
+import { dotShow, renderDotShow, renderDotShowScripting } from './dot-show.ts';
+
+/** `dm dot show|delete`. */
+export function register(program: Command, app: CliApp): void {
+  const dot = program
+    .command('dot')
+    .summary('Manage dots')
+    .description(
+      `Manage dots in the cluster.
+
+Run 'dm dot show [<dot>]' to show information about the dot.
+Run 'dm dot delete [-f] <dot>' to delete a dot with all its branches and commits.
+
+Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
+    );
+  dot
+    .command('show')
+    .summary('Display information about a dot')
+    .usage('[-H] [<dot>]')
+    .argument('[args...]')
+    .option(
+      '-H, --scripting',
+      'scripting mode. Do not print headers, separate fields by a single tab instead of arbitrary whitespace.',
+    )
+    .action(
+      action<{ scripting?: boolean }>(app, async (ctx, args, opts) => {
+        if (args.length > 1) throw usage('Please specify at most one dot.');
+        const data = await dotShow(ctx, args[0]);
+        ctx.reporter.result(data, opts.scripting ? renderDotShowScripting : renderDotShow);
+      }),
+    );
+  dot
+    .command('delete')
+    .summary('Delete a dot')
+    .usage('[-f] <dot>')
+    .argument('[args...]')
+    .option('-f, --force', 'perform dangerous operations without requiring confirmation.')
+    .action(
+      action<{ force?: boolean }>(app, async (ctx, args, opts) => {
+        const [name] = args;
+        if (args.length !== 1 || name === undefined) {
+          throw usage('Please specify the dot to delete (the default dot is ignored for deletion, to avoid mistakes).');
+        }
+        ctx.reporter.result(await dotDelete(ctx, name, opts.force === true), renderDotDelete);
+      }),
+    );
+}

@@ -1,0 +1,61 @@
+import { deMasterify, parseDotName } from '@dotmesh/core';
+import type { CommitItem } from '@dotmesh/rpc';
+import type { Command } from 'commander';
+import { action, type CliApp, usage } from '../command.ts';
+import type { CommandContext } from '../context.ts';
+
+/** `dm log`: commits of the current dot and branch, oldest first. RPC: Commits. */
+export interface LogResult {
+  namespace: string;
+  name: string;
+  branch: string;
+  commits: { id: string; metadata: Record<string, string> }[];
+}
+
+/** Commits params exactly as the original sends them (keys sorted, as a Go map). */
+export function commitsParams(dot: string, branch: string) {
+  const { namespace, name } = parseDotName(dot);
+  return { Branch: deMasterify(branch), Name: name, Namespace: namespace };
+}
+
+export async function log(ctx: CommandContext): Promise<LogResult> {
+  const dot = await ctx.strictCurrentDot();
+  const branch = await ctx.currentBranch(dot);
+  const commits: CommitItem[] = await ctx.call('Commits', commitsParams(dot, branch));
+  const { namespace, name } = parseDotName(dot);
+  return { namespace, name, branch, commits: commits.map((c) => ({ id: c.Id, metadata: c.Metadata ?? {} })) };
+}
+
+const SPECIAL = new Set(['author', 'message', 'timestamp']);
+
+export function renderLog(data: LogResult): string[] {
+  return data.commits.flatMap((c) => {
+    const m = c.metadata;
+    const extra = Object.keys(m)
+      .filter((k) => !SPECIAL.has(k))
+      .sort()
+      .map((k) => `${k}: ${m[k]}`);
+    return [
+      `commit ${c.id}`,
+      `author: ${m.author ?? ''}`,
+      `date: ${m.timestamp ?? ''}`,
+      ...extra,
+      '',
+      `    ${m.message ?? ''}`,
+      '',
+    ];
+  });
+}
+
+export function register(program: Command, app: CliApp): void {
+  program
+    .command('log')
+    .summary('Show commit logs')
+    .argument('[args...]')
+    .action(
+      action(app, async (ctx, args) => {
+        if (args.length > 0) throw usage('Please specify no arguments.');
+        ctx.reporter.result(await log(ctx), renderLog);
+      }),
+    );
+}

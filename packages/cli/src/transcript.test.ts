@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Recorder, startRecorder } from './testing/recorder.ts';
+import { runDm } from './testing/run-dm.ts';
+import { transcriptHandlers } from './testing/transcript-server.ts';
+
+/**
+ * Replays fixtures/dm-0.8.1-transcript.md: each command must send exactly the original
+ * client's request bodies (same key order, same ids, same auth) and print the same text.
+ * Steps run in order and share one config file, as in the transcript.
+ */
+const R = (method: string, params: string, id: string) =>
+  `{"jsonrpc":"2.0","method":"DotmeshRPC.${method}","params":${params},"id":${id}}`;
+const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8] = [
+  '5577006791947779410',
+  '8674665223082153551',
+  '6129484611666145821',
+  '4037200794235010051',
+  '3916589616287113937',
+  '6334824724549167320',
+  '605394647632969758',
+  '1443635317331776148',
+];
+const HEADER = "Current remote: local (use 'dm remote -v' to list and 'dm remote switch' to switch)\n\n";
+const FOO = '{"Namespace":"admin","Name":"foo"}';
+const LOG_MASTER = `commit d6677939-de29-40de-8b33-cacfeb58367a
+author: admin
+date: 1795628812414000000
+
+    x
+
+commit 25270661-e992-45ec-900b-7b22f8ef43d3
+author: admin
+date: 1795628812471000000
+k1: v1
+k2: v2
+
+    second
+
+`;
+
+interface Step {
+  args: string[];
+  env?: Record<string, string>;
+  stdout?: string;
+  requests: string[];
+  auth?: string;
+}
+
+const STEPS: Step[] = [
+  {
+    args: ['remote', 'add', 'local', 'admin@127.0.0.1:PORT'],
+    env: { DOTMESH_PASSWORD: 'sekrit' },
+    stdout: 'Remote added.\nAutomatically switched to first remote.\n',
+    requests: [R('Ping', '{}', ID1)],
+  },
+  {
+    args: ['version'],
+    stdout: `${HEADER}Client:\n\tVersion: 0.1.0\nServer:\n\tVersion: fake-0.0.0\n`,
+    requests: [R('Version', '{}', ID1)],
+  },
+  {
+    args: ['list'],
+    stdout: `${HEADER}  DOT  BRANCH  SERVER  CONTAINERS  SIZE  COMMITS  DIRTY\n`,
+    requests: [R('ListWithContainers', 'null', ID1)],
+  },
+  { args: ['init', 'foo'], stdout: '', requests: [R('List', 'null', ID1), R('Create', FOO, ID2)] },
+  {
+    args: ['list'],
+    stdout: `${HEADER}  DOT  BRANCH  SERVER       CONTAINERS  SIZE  COMMITS  DIRTY\n* foo  master  fake-node-1              -     0        -\n`,
+    requests: [R('ListWithContainers', 'null', ID1)],
+  },
+  {
+    args: ['commit', '-m', 'x'],
+    stdout: 'd6677939-de29-40de-8b33-cacfeb58367a\n',
+    requests: [R('Commit', '{"Namespace":"admin","Name":"foo","Branch":"","Message":"x","Metadata":{}}', ID1)],
+  },
+  {
+    args: ['commit', '-m', 'second', '-d', 'k2=v2', '-d', 'k1=v1'],
+    stdout: '25270661-e992-45ec-900b-7b22f8ef43d3\n',
+    requests: [
+      R('Commit', '{"Namespace":"admin","Name":"foo","Branch":"","Message":"second","Metadata":{"k1":"v1","k2":"v2"}}', ID1),
+    ],
+  },
+  { args: ['log'], stdout: LOG_MASTER, requests: [R('Commits', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID1)] },
+  { args: ['branch'], stdout: '* master\n', requests: [R('Branches', FOO, ID1)] },
+  {
+    args: ['checkout', '-b', 'b1'],
+    stdout: '',
+    requests: [
+      R('Branches', FOO, ID1),
+      R('Commits', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID2),
+      R(
+        'Branch',
+        '{"Namespace":"admin","Name":"foo","SourceBranch":"master","NewBranchName":"b1","SourceCommitId":"25270661-e992-45ec-900b-7b22f8ef43d3"}',
+        ID3,
+      ),
+      R('SwitchContainers', '{"Name":"foo","Namespace":"admin","NewBranchName":"b1"}', ID4),
+    ],
+  },
+  { args: ['branch'], stdout: '* b1\n  master\n', requests: [R('Branches', FOO, ID1)] },
+  {
+    args: ['commit', '-m', 'on b1'],
+    stdout: '7f6848a8-91dc-443a-a2a3-4437ac7f7a4a\n',
+    requests: [R('Commit', '{"Namespace":"admin","Name":"foo","Branch":"b1","Message":"on b1","Metadata":{}}', ID1)],
+  },
+  {
+    args: ['log'],
+    stdout: `${LOG_MASTER}commit 7f6848a8-91dc-443a-a2a3-4437ac7f7a4a\nauthor: admin\ndate: 1795628812760000000\n\n    on b1\n\n`,
+    requests: [R('Commits', '{"Branch":"b1","Name":"foo","Namespace":"admin"}', ID1)],
+  },
+  {
+    args: ['checkout', 'master'],
+    stdout: '',
+    requests: [R('Branches', FOO, ID1), R('SwitchContainers', '{"Name":"foo","Namespace":"admin","NewBranchName":""}', ID2)],
+  },
+  {
+    args: ['reset', '--hard', 'HEAD^'],
+    stdout: '',
+    requests: [
+      R('Commits', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID1),
+      R('Rollback', '{"Branch":"","Name":"foo","Namespace":"admin","SnapshotId":"d6677939-de29-40de-8b33-cacfeb58367a"}', ID2),
+    ],
+  },
+  {
+    args: ['init', 'ns2/bar'],
+    stdout: '',
+    requests: [R('List', 'null', ID1), R('Create', '{"Namespace":"ns2","Name":"bar"}', ID2)],
+  },
+  { args: ['switch', 'ns2/bar'], stdout: '', requests: [R('List', 'null', ID1)] },
+  {
+    args: ['list', '-H'],
+    stdout: 'foo\tmaster\tfake-node-1\t\t0\t1\t0\nns2/bar\tmaster\tfake-node-1\t\t0\t0\t0\n',
+    requests: [R('ListWithContainers', 'null', ID1)],
+  },
+  {
+    args: ['dot', 'show', 'foo'],
+    stdout: `Dot admin/foo:
+Master branch ID: 286e4f1b-eed1-4e55-a849-f4159fdb2638
+Commits: 1
+Dot size: - (all clean)
+Branches:
+  b1 (08ebd658-9a57-4e7a-a931-9edd0b315637)
+   Replication Status:
+* master (286e4f1b-eed1-4e55-a849-f4159fdb2638)
+   Replication Status:
+`,
+    requests: [
+      R('Lookup', '{"Namespace":"admin","Name":"foo","Branch":""}', ID1),
+      R('Get', '"286e4f1b-eed1-4e55-a849-f4159fdb2638"', ID2),
+      R('Branches', FOO, ID3),
+      R('Lookup', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID4),
+      R('Get', '"08ebd658-9a57-4e7a-a931-9edd0b315637"', ID5),
+      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID6),
+      R('Containers', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID7),
+      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":""}', ID8),
+    ],
+  },
+  { args: ['dot', 'delete', '-f', 'ns2/bar'], stdout: '', requests: [R('Delete', '{"Namespace":"ns2","Name":"bar"}', ID1)] },
+  {
+    args: ['remote', 'add', 'origin', 'bob@127.0.0.1:PORT'],
+    env: { DOTMESH_PASSWORD: 'otherkey' },
+    stdout: 'Remote added.\n',
+    requests: [R('Ping', '{}', ID1)],
+    auth: 'bob:otherkey',
+  },
+  { args: ['remote', '-v'], stdout: '* local\tadmin@127.0.0.1\n  origin\tbob@127.0.0.1\n', requests: [] },
+  { args: ['switch', 'foo'], stdout: '', requests: [R('List', 'null', ID1)] },
+  {
+    args: ['--verbose', 'list'],
+    stdout: `${HEADER}send rpc request
+${R('ListWithContainers', 'null', ID1)}
+got rpc response
+{"jsonrpc":"2.0","result":{"admin":{"foo":{"Volume":{"Id":"286e4f1b-eed1-4e55-a849-f4159fdb2638","Name":{"Namespace":"admin","Name":"foo"},"Branch":"","Master":"fake-node-1","SizeBytes":0,"DirtyBytes":0,"CommitCount":1,"ServerStates":{},"ServerStatuses":{},"ForkParentId":"","ForkParentSnapshotId":""},"Containers":[]}},"ns2":{}},"id":${ID1}}
+  DOT  BRANCH  SERVER       CONTAINERS  SIZE  COMMITS  DIRTY
+* foo  master  fake-node-1              -     1        -
+`,
+    requests: [R('ListWithContainers', 'null', ID1)],
+  },
+];
+
+describe('dm against the transcript recorder', () => {
+  let recorder: Recorder;
+  let home: string;
+  before(async () => {
+    recorder = await startRecorder(transcriptHandlers());
+    home = await mkdtemp(join(tmpdir(), 'dm-transcript-'));
+  });
+  after(async () => {
+    await recorder.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  const configFile = () => join(home, '.dotmesh', 'config');
+
+  for (const [i, step] of STEPS.entries()) {
+    it(`${i + 1}. dm ${step.args.join(' ')}`, async () => {
+      const args = step.args.map((a) => a.replace('PORT', String(recorder.port)));
+      const run = await runDm(args, { HOME: home, ...step.env });
+      assert.equal(run.stderr, '', 'no error output');
+      assert.equal(run.code, 0);
+      if (step.stdout !== undefined) assert.equal(run.stdout, step.stdout);
+      const seen = recorder.take();
+      assert.deepEqual(
+        seen.map((r) => r.body),
+        step.requests,
+      );
+      for (const r of seen) assert.equal(r.auth, step.auth ?? 'admin:sekrit');
+      if (i === 0) {
+        assert.equal(
+          await readFile(configFile(), 'utf8'),
+          `{"CurrentRemote":"local","Remotes":{"local":{"User":"admin","Hostname":"127.0.0.1","Port":${recorder.port},"ApiKey":"sekrit","CurrentVolume":"","CurrentBranches":null,"DefaultRemoteVolumes":null}},"S3Remotes":{}}`,
+        );
+      }
+    });
+  }
+
+  it('leaves the config as the original did (upstreams aside: no push/pull yet)', async () => {
+    const p = recorder.port;
+    assert.equal(
+      await readFile(configFile(), 'utf8'),
+      `{"CurrentRemote":"local","Remotes":{"local":{"User":"admin","Hostname":"127.0.0.1","Port":${p},"ApiKey":"sekrit","CurrentVolume":"foo","CurrentBranches":{"foo":"master"},"DefaultRemoteVolumes":null},"origin":{"User":"bob","Hostname":"127.0.0.1","Port":${p},"ApiKey":"otherkey","CurrentVolume":"","CurrentBranches":null,"DefaultRemoteVolumes":null}},"S3Remotes":{}}`,
+    );
+  });
+});

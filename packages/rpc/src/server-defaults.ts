@@ -1,0 +1,32 @@
+import { DotmeshError } from '@dotmesh/core';
+
+/**
+ * Defaults of the server config and the size parser, without zod, so `dm` can show them in
+ * its help without loading the schema library. See server-config.ts for the contract.
+ */
+export const DEFAULT_POOL_DIR = '/var/lib/dotmesh';
+export const DEFAULT_POOL_SIZE = '10G';
+export const DEFAULT_RPC_PORT = 32607;
+export const DEFAULT_CHECK_PORT = 32608;
+export const DEFAULT_LISTEN_HOST = '0.0.0.0';
+export const CONFIG_FILE_NAME = 'config.json';
+
+/** Binary units as `truncate -s` reads them: K, M, G, T, P (optionally followed by "i"/"iB"/"B"). */
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+
+/** Parses "10G", "512M", "1T", "1.5G" or a byte count; throws INVALID_ARGUMENT otherwise. */
+export function parseSize(input: string | number): number {
+  if (typeof input === 'number') {
+    if (Number.isSafeInteger(input) && input > 0) return input;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(?:i?[bB])?\s*$/.exec(input);
+    const unit = SIZE_UNITS[(m?.[2] ?? '').toUpperCase()];
+    if (m && unit !== undefined) {
+      const bytes = Math.floor(Number(m[1]) * unit);
+      if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
+    }
+  }
+  throw new DotmeshError('INVALID_ARGUMENT', `invalid size ${JSON.stringify(String(input))}`, {
+    hint: 'use a byte count or a number with a unit, e.g. 10G, 512M, 1T',
+  });
+}

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { requireCapabilities } from './capabilities.ts';
+import { Cleanup } from './cleanup.ts';
+import {
+  deepestFirst,
+  detachLoopDevicesUnder,
+  isUnder,
+  listLoopDevicesFor,
+  mountsUnder,
+  parseLosetupJson,
+  parseMountInfo,
+  unmountUnder,
+} from './loop.ts';
+import { runCommand } from './process.ts';
+import { makeTempDir } from './tmp.ts';
+
+test('isUnder: string prefixes, and a trailing slash for a directory boundary', () => {
+  assert.equal(isUnder('/tmp/dmtest-42/pool.img', '/tmp/dmtest-'), true);
+  assert.equal(isUnder('/tmp/x', '/tmp/x/'), true);
+  assert.equal(isUnder('/tmp/x/a', '/tmp/x/'), true);
+  assert.equal(isUnder('/tmp/xy', '/tmp/x/'), false);
+  assert.equal(isUnder('/var/lib/dotmesh', '/tmp/dmtest-'), false);
+  assert.throws(() => isUnder('/', ''), /empty path prefix/);
+});
+
+test('parseLosetupJson: devices, deleted backing files, empty output', () => {
+  const text = JSON.stringify({
+    loopdevices: [
+      { name: '/dev/loop0', 'back-file': '/tmp/dmtest-1/pool.img', ro: false },
+      { name: '/dev/loop1', 'back-file': '/tmp/dmtest-1/old.img (deleted)' },
+      { name: '/dev/loop2', 'back-file': null },
+    ],
+  });
+  assert.deepEqual(parseLosetupJson(text), [
+    { name: '/dev/loop0', backFile: '/tmp/dmtest-1/pool.img', deleted: false },
+    { name: '/dev/loop1', backFile: '/tmp/dmtest-1/old.img', deleted: true },
+  ]);
+  assert.deepEqual(parseLosetupJson(''), []);
+});
+
+test('parseMountInfo: unescapes mount points, finds fs type after the separator', () => {
+  const info = [
+    '36 25 0:32 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+    '90 36 7:0 / /tmp/dmtest-1/with\\040space rw,noatime shared:50 master:2 - btrfs /dev/loop0 rw,space_cache=v2',
+    '91 90 0:50 / /tmp/dmtest-1/with\\040space/sub rw - tmpfs tmpfs rw',
+  ].join('\n');
+  const m = parseMountInfo(info);
+  assert.deepEqual(m[1], { mountPoint: '/tmp/dmtest-1/with space', fsType: 'btrfs', source: '/dev/loop0' });
+  assert.deepEqual(mountsUnder('/tmp/dmtest-', info), ['/tmp/dmtest-1/with space/sub', '/tmp/dmtest-1/with space']);
+});
+
+test('deepestFirst puts children before parents', () => {
+  assert.deepEqual(deepestFirst(['/a', '/a/b/c', '/a/b', '/z/y']), ['/a/b/c', '/a/b', '/z/y', '/a']);
+});
+
+test('unmountUnder and detachLoopDevicesUnder remove real mounts and loop devices', async (t) => {
+  if (!requireCapabilities(t, ['root', 'losetup'])) return;
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const dir = await makeTempDir('loop', c);
+  const img = join(dir, 'disk.img');
+  await writeFile(img, Buffer.alloc(1024 * 1024));
+  const { stdout } = await runCommand('losetup', ['-f', '--show', img]);
+  const dev = stdout.trim();
+  c.add(() => runCommand('losetup', ['-d', dev]).catch(() => undefined), 'losetup -d fallback');
+  const found = await listLoopDevicesFor(img);
+  assert.deepEqual(
+    found.map((d) => d.name),
+    [dev],
+  );
+
+  const outer = join(dir, 'mnt');
+  const inner = join(outer, 'inner');
+  await mkdir(outer);
+  await runCommand('mount', ['-t', 'tmpfs', 'tmpfs', outer]);
+  await mkdir(inner);
+  await runCommand('mount', ['-t', 'tmpfs', 'tmpfs', inner]);
+  await runCommand('mount', ['-t', 'tmpfs', 'tmpfs', inner]); // stacked on the same point
+  assert.equal(mountsUnder(`${dir}/`).length, 3);
+
+  const unmounted = await unmountUnder(`${dir}/`);
+  assert.deepEqual(unmounted, [inner, inner, outer]);
+  assert.deepEqual(mountsUnder(`${dir}/`), []);
+
+  const detached = await detachLoopDevicesUnder(`${dir}/`);
+  assert.deepEqual(
+    detached.map((d) => d.name),
+    [dev],
+  );
+  assert.deepEqual(await listLoopDevicesFor(`${dir}/`), []);
+});

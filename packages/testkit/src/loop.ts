@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { runCommand } from './process.ts';
+
+/**
+ * Finding and removing what tests leave behind: loop devices and mounts. A "prefix" is a plain
+ * string prefix of an absolute path: `/tmp/dmtest-` matches `/tmp/dmtest-42/pool.img`; pass a
+ * directory with a trailing slash (`/tmp/x/`) to match the directory itself and what is inside
+ * it, but not `/tmp/xy`.
+ */
+export function isUnder(path: string, prefix: string): boolean {
+  if (prefix === '') throw new Error('empty path prefix would match everything');
+  return path.startsWith(prefix) || `${path}/` === prefix;
+}
+
+export interface LoopDevice {
+  /** `/dev/loopN` */
+  readonly name: string;
+  /** Backing file, without the ` (deleted)` suffix losetup adds for an unlinked file. */
+  readonly backFile: string;
+  readonly deleted: boolean;
+}
+
+/** Parses `losetup -J` output (empty output means no devices). */
+export function parseLosetupJson(text: string): LoopDevice[] {
+  if (text.trim() === '') return [];
+  const parsed = JSON.parse(text) as { loopdevices?: Array<Record<string, unknown>> };
+  const out: LoopDevice[] = [];
+  for (const d of parsed.loopdevices ?? []) {
+    const name = d.name;
+    const raw = d['back-file'];
+    if (typeof name !== 'string' || typeof raw !== 'string') continue;
+    const deleted = raw.endsWith(' (deleted)');
+    out.push({ name, backFile: deleted ? raw.slice(0, -' (deleted)'.length) : raw, deleted });
+  }
+  return out;
+}
+
+/** Loop devices whose backing file is `fileOrPrefix` or starts with it. */
+export async function listLoopDevicesFor(fileOrPrefix: string): Promise<LoopDevice[]> {
+  const { stdout } = await runCommand('losetup', ['-J', '--list']);
+  return parseLosetupJson(stdout).filter((d) => isUnder(d.backFile, fileOrPrefix));
+}
+
+/** Detaches every loop device backed by a file under `prefix`; returns the devices detached. */
+export async function detachLoopDevicesUnder(prefix: string): Promise<LoopDevice[]> {
+  const devices = await listLoopDevicesFor(prefix);
+  const errors: string[] = [];
+  for (const d of devices) {
+    try {
+      await runCommand('losetup', ['-d', d.name]);
+    } catch (e) {
+      errors.push(`${d.name} (${d.backFile}): ${(e as Error).message}`);
+    }
+  }
+  if (errors.length > 0) throw new Error(`could not detach loop devices: ${errors.join('; ')}`);
+  return devices;
+}
+
+export interface MountEntry {
+  readonly mountPoint: string;
+  readonly fsType: string;
+  readonly source: string;
+}
+
+/** Undoes the octal escapes (`\040` for a space) the kernel uses in mountinfo fields. */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/** Parses /proc/<pid>/mountinfo: `id parent maj:min root mountpoint opts [optional...] - fstype source superopts`. */
+export function parseMountInfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    const mp = fields[4];
+    if (mp === undefined || dash < 0) continue;
+    out.push({
+      mountPoint: unescapeMountField(mp),
+      fsType: fields[dash + 1] ?? '',
+      source: unescapeMountField(fields[dash + 2] ?? ''),
+    });
+  }
+  return out;
+}
+
+/** Mount points under `prefix` in this process's mount namespace, deepest first. */
+export function mountsUnder(prefix: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
+  const points = parseMountInfo(mountinfo)
+    .map((m) => m.mountPoint)
+    .filter((p) => isUnder(p, prefix));
+  return deepestFirst(points);
+}
+
+/** Sorts paths so that a path comes before any of its ancestors (children unmount first). */
+export function deepestFirst(paths: readonly string[]): string[] {
+  const depth = (p: string) => p.split('/').filter(Boolean).length;
+  return [...paths].sort((a, b) => depth(b) - depth(a) || b.length - a.length || a.localeCompare(b));
+}
+
+/**
+ * Unmounts everything under `prefix`, deepest first, repeating while mounts are stacked on the
+ * same point. A busy mount is detached lazily (`umount -l`) as a last resort. Returns the mount
+ * points unmounted, in order (a point appears once per mount stacked on it).
+ */
+export async function unmountUnder(prefix: string): Promise<string[]> {
+  const done: string[] = [];
+  for (let round = 0; round < 32; round++) {
+    const points = mountsUnder(prefix);
+    if (points.length === 0) return done;
+    for (const p of points) {
+      try {
+        await runCommand('umount', [p]);
+      } catch {
+        await runCommand('umount', ['-l', p]);
+      }
+      done.push(p);
+    }
+  }
+  const left = mountsUnder(prefix);
+  if (left.length > 0) throw new Error(`mounts remain under ${prefix}: ${left.join(', ')}`);
+  return done;
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { Cleanup, makeTempDir } from '../packages/testkit/src/index.ts';
+import { buildBundles } from './build.ts';
+
+const run = promisify(execFile);
+const repo = resolve(import.meta.dirname, '..');
+
+test('build: bundles TypeScript with CJS deps into a runnable ESM file; skips missing entries', async (t) => {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  // Entries live under the repo's ignored .tmp/ so that node_modules resolves as for real entries.
+  await mkdir(join(repo, '.tmp'), { recursive: true });
+  const src = await mkdtemp(join(repo, '.tmp', 'build-test-'));
+  c.add(() => rm(src, { recursive: true, force: true }));
+  const out = await makeTempDir('build', c);
+  await writeFile(
+    join(src, 'plain.ts'),
+    [
+      "import { Command } from 'commander';", // CommonJS: needs the createRequire banner
+      "import { validateName } from '@dotmesh/core';", // workspace package, .ts sources
+      "const name: string = validateName('dot', 'my-dot');",
+      "new Command('x').action(() => console.log('ok ' + name)).parse(process.argv);",
+      '',
+    ].join('\n'),
+  );
+  await writeFile(join(src, 'hashbang.ts'), "#!/usr/bin/env node\nconsole.log('hashbang ok');\n");
+  const logs: string[] = [];
+  const result = await buildBundles({
+    root: repo,
+    outdir: out,
+    entries: [
+      { source: join(src, 'plain.ts'), out: 'plain.mjs' },
+      { source: join(src, 'missing.ts'), out: 'missing.mjs' },
+      { source: join(src, 'hashbang.ts'), out: 'hashbang.mjs' },
+    ],
+    log: (l) => logs.push(l),
+  });
+  assert.deepEqual(result, { built: ['plain.mjs', 'hashbang.mjs'], skipped: ['missing.mjs'] });
+  assert.ok(logs.some((l) => /warning: .*missing\.ts does not exist yet; skipping missing\.mjs/.test(l)));
+
+  const plain = join(out, 'plain.mjs');
+  const code = await readFile(plain, 'utf8');
+  assert.ok(code.startsWith('#!/usr/bin/env node\n'));
+  assert.equal((await stat(plain)).mode & 0o111, 0o111);
+  assert.equal((await run(process.execPath, [plain])).stdout, 'ok my-dot\n');
+  // Executable directly through its shebang (node 24 is first on PATH in the test environment).
+  const viaShebang = await run(plain, [], {
+    env: { ...process.env, PATH: `${resolve(process.execPath, '..')}:${process.env.PATH}` },
+  });
+  assert.equal(viaShebang.stdout, 'ok my-dot\n');
+
+  const hb = await readFile(join(out, 'hashbang.mjs'), 'utf8');
+  assert.equal(hb.match(/^#!/gm)?.length, 1, 'exactly one hashbang line');
+  assert.equal((await run(process.execPath, [join(out, 'hashbang.mjs')])).stdout, 'hashbang ok\n');
+});
