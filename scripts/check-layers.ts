@@ -1,7 +1,7 @@
 /**
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
- * Layers, low to high: core (0); storage, store, rpc (1); server, cli (2); testkit (3); bench (4).
+ * Layers, low to high: core (0); storage, store, rpc (1); server, cli (2); testkit (3); bench, e2e (4).
  * A package may depend only on packages of lower layers, except that cli may depend only on core
  * and rpc (clients never touch storage). Test code (`*.test.*`, `conformance.*`, anything under a
  * `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
@@ -22,6 +22,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   cli: 2,
   testkit: 3,
   bench: 4,
+  e2e: 4,
 };
 
 /** Packages restricted to an explicit list instead of "any lower layer". */

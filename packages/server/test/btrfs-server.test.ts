@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Cleanup, listLoopDevicesFor, skipUnless } from '@dotmesh/testkit';
-import { type ServerProcess, startServerProcess } from './process-server.ts';
+import { Cleanup, listLoopDevicesFor, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
 
 const skip = skipUnless(['root', 'btrfs', 'losetup']);
 

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Cleanup, processTree, skipUnless } from '@dotmesh/testkit';
-import { type ServerProcess, startServerProcess } from './process-server.ts';
+import { Cleanup, processTree, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
 
 /**
  * R5: canary credentials run through the server; afterwards they appear in no log, no child

@@ -3,9 +3,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DotmeshClient } from '@dotmesh/rpc';
-import { Cleanup, skipUnless } from '@dotmesh/testkit';
+import { Cleanup, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
 import { FAILPOINTS } from '../src/failpoints.ts';
-import { type ServerProcess, startServerProcess } from './process-server.ts';
 
 /**
  * R1: crash the real server (SIGKILL from inside, at the failpoint) between every two steps

@@ -4,8 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DotmeshError } from '@dotmesh/core';
-import { Cleanup, makeTempDir, skipUnless, waitFor } from '@dotmesh/testkit';
-import { type ServerProcess, startServerProcess } from './process-server.ts';
+import { Cleanup, makeTempDir, type ServerProcess, skipUnless, startServerProcess, waitFor } from '@dotmesh/testkit';
 
 /**
  * A sparse pool on a host filesystem that fills up (a small tmpfs here): before the host runs

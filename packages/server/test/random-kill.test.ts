@@ -3,8 +3,7 @@ import { randomInt } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DotmeshClient } from '@dotmesh/rpc';
-import { Cleanup, skipUnless } from '@dotmesh/testkit';
-import { type ServerProcess, startServerProcess } from './process-server.ts';
+import { Cleanup, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
 
 /**
  * R1, second half: kill -9 the real server at random moments while clients create dots,

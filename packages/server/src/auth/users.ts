@@ -28,7 +28,7 @@ export interface UserRecord {
 const USERS = 'dotmesh.io/users/users/';
 const NAMEIDX = 'dotmesh.io/users/nameidx/';
 
-/** The original's token format: base32 (RFC 4648, no padding) of random bytes. */
+/** The original's token format: base32 (RFC 4648, padded) of random bytes. */
 export function randomToken(bytes: number): string {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   const buf = randomBytes(bytes);
@@ -44,7 +44,8 @@ export function randomToken(bytes: number): string {
     }
   }
   if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
+  // Padded like Go's base32.StdEncoding, which the original used.
+  return out.padEnd(Math.ceil(out.length / 8) * 8, '=');
 }
 
 export async function hashPassword(password: string, salt: Buffer = randomBytes(32)): Promise<{ salt: string; hash: string }> {

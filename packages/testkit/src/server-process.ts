@@ -3,9 +3,14 @@ import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshClient } from '@dotmesh/rpc';
-import { type Cleanup, detachLoopDevicesUnder, freePorts, makeTempDir, unmountUnder } from '@dotmesh/testkit';
+import type { Cleanup } from './cleanup.ts';
+import { detachLoopDevicesUnder, unmountUnder } from './loop.ts';
+import { freePorts } from './ports.ts';
+import { makeTempDir } from './tmp.ts';
 
-const BIN = resolve(import.meta.dirname, '../src/bin.ts');
+/** The server's source entry (tests of the server) and its built bundle (end-to-end tests). */
+export const SERVER_SOURCE_BIN = resolve(import.meta.dirname, '../../server/src/bin.ts');
+export const SERVER_BUNDLE = resolve(import.meta.dirname, '../../../dist/dotmesh-server.mjs');
 
 /**
  * A real dotmesh-server process on a real loop-file btrfs pool in a temp dir, for
@@ -40,6 +45,8 @@ export interface ServerProcessOptions {
   readonly extraConfig?: Record<string, unknown>;
   readonly apiKey?: string;
   readonly password?: string;
+  /** Entry to run with node (default: the server's source entry). */
+  readonly serverBin?: string;
 }
 
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
@@ -77,7 +84,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
     await writeFile(join(stateDir, 'initial-admin.json'), JSON.stringify({ password, apiKey }), { mode: 0o600 });
   }
   const out = await open(join(dir, 'server-stdio.log'), 'a');
-  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+  const child: ChildProcess = spawn(process.execPath, [o.serverBin ?? SERVER_SOURCE_BIN, 'serve', '--config', configFile], {
     stdio: ['ignore', out.fd, out.fd],
     env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
