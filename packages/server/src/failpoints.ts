@@ -22,7 +22,7 @@ export const ALL_FAILPOINTS: readonly string[] = Object.values(FAILPOINTS).flat(
 /** The original's flags, mapped onto our failpoints (value "true" = error, "false" = off). */
 const LEGACY_FLAGS: Record<string, FailpointName> = {
   PartialFailCreateFilesystem: 'create.after-volume',
-  PartialFailDelete: 'delete.after-index',
+  PartialFailDelete: 'delete.after-intent',
 };
 
 export type FailpointMode = 'off' | 'error' | 'crash';

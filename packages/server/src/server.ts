@@ -65,7 +65,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   for (const action of opened.actions) logger.info({ recovery: true }, `storage: ${action}`);
 
   const users = new UserService(store);
-  if (await users.ensureAdmin(parts.initialAdmin)) logger.info({}, 'created the admin user');
+  const admin = await users.ensureAdmin(parts.initialAdmin);
+  if (admin !== 'kept') logger.info({ admin }, `${admin} the admin user from the initial credentials`);
 
   const index = new DotIndex();
   const ctx: DotContext = {

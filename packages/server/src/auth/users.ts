@@ -100,11 +100,20 @@ export class UserService {
   }
 
   /**
-   * Creates the admin user from the initial credentials when the store has none (first start,
-   * or a store reset). Returns true when it created it.
+   * Makes the admin user match the initial credentials `dm cluster init` left for this start
+   * (a 0600 file only root can write): creates it on a first start or after a store reset,
+   * and resets its password and API key when init ran again over an existing store.
+   * Without initial credentials the stored admin is kept. Returns what it did.
    */
-  async ensureAdmin(initial: { password: string; apiKey: string } | undefined): Promise<boolean> {
-    if (await this.byId(ADMIN_USER_ID)) return false;
+  async ensureAdmin(initial: { password: string; apiKey: string } | undefined): Promise<'created' | 'updated' | 'kept'> {
+    const existing = await this.byId(ADMIN_USER_ID);
+    if (existing && !initial) return 'kept';
+    if (existing && initial) {
+      if (existing.ApiKey === initial.apiKey && (await verifyPassword(existing, initial.password))) return 'kept';
+      const { salt, hash } = await hashPassword(initial.password);
+      await this.save({ ...existing, Salt: salt, Password: hash, ApiKey: initial.apiKey });
+      return 'updated';
+    }
     if (!initial) {
       throw new DotmeshError('UNAVAILABLE', 'The store has no admin user and no initial admin credentials were given', {
         hint: "run 'dm cluster init' to create them",
@@ -120,7 +129,7 @@ export class UserService {
       ApiKey: initial.apiKey,
       Metadata: {},
     });
-    return true;
+    return 'created';
   }
 
   async resetApiKey(user: UserRecord): Promise<UserRecord> {

@@ -109,7 +109,15 @@ export async function deleteDot(ctx: DotContext, caller: Caller, namespace: stri
       const master = ctx.index.requireBranch(dot.id);
       const fsIds = [...dot.branches.values()];
       await ctx.driver.writeLabel(dot.id, { ...master.label, intent: { op: 'delete', opId: ctx.newId() } });
-      ctx.failpoints.hit('delete.after-intent');
+      try {
+        ctx.failpoints.hit('delete.after-intent');
+      } catch (e) {
+        // The caller sees an error while the dot still exists: take the intent back, or the next
+        // start would finish a delete the caller was told had failed. (After a crash, with no
+        // reply at all, start-up does finish it.)
+        await ctx.driver.writeLabel(dot.id, { ...master.label });
+        throw e;
+      }
       ctx.index.removeDot(dot.id);
       await ctx.mirror.removeDot(dot.id, namespace, name, fsIds);
       ctx.failpoints.hit('delete.after-index');
