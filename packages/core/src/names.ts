@@ -21,9 +21,13 @@ export const CLI_MAX_DOT_NAME = 50;
 
 export type NameKind = 'namespace' | 'dot' | 'branch' | 'subdot' | 'commit';
 
+/** A user-supplied string shortened for an error message: `abc…xyz (10000 characters)`. */
+export function abbreviate(value: string, max = 80): string {
+  return value.length > max ? `${value.slice(0, max)}… (${value.length} characters)` : value;
+}
+
 function describe(value: string): string {
-  const shown = value.length > 80 ? `${value.slice(0, 80)}… (${value.length} characters)` : value;
-  return JSON.stringify(shown);
+  return JSON.stringify(abbreviate(value));
 }
 
 /** Throws INVALID_NAME unless `value` is a valid name of the given kind. */

@@ -1,4 +1,12 @@
-import { DotmeshError, deMasterify, MASTER_BRANCH, parseDotName, resolveCommitRef, validateName } from '@dotmesh/core';
+import {
+  abbreviate,
+  DotmeshError,
+  deMasterify,
+  MASTER_BRANCH,
+  parseDotName,
+  resolveCommitRef,
+  validateName,
+} from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { setCurrentBranch } from '../config.ts';
@@ -27,7 +35,7 @@ export async function checkout(ctx: CommandContext, to: string, create: boolean)
     );
     await ctx.call('Branch', { Namespace: namespace, Name: name, SourceBranch: from, NewBranchName: to, SourceCommitId: head });
   } else if (!exists) {
-    throw new DotmeshError('BRANCH_NOT_FOUND', `Branch does not exist: ${to}`, {
+    throw new DotmeshError('BRANCH_NOT_FOUND', `Branch does not exist: ${abbreviate(to)}`, {
       hint: 'list branches with `dm branch`, or create it with `dm checkout -b`',
     });
   }

@@ -1,4 +1,4 @@
-import { CLI_MAX_DOT_NAME, DotmeshError, formatDotName, parseDotName } from '@dotmesh/core';
+import { abbreviate, CLI_MAX_DOT_NAME, DotmeshError, formatDotName, parseDotName } from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
@@ -9,14 +9,17 @@ export function checkDotArg(args: string[]): string {
   const dot = args[0];
   if (dot === undefined) throw usage('No dot name specified.');
   if (dot.length >= CLI_MAX_DOT_NAME) {
-    throw new DotmeshError('INVALID_NAME', `Error: ${dot} is an invalid name: dot names must be <${CLI_MAX_DOT_NAME} characters`);
+    throw new DotmeshError(
+      'INVALID_NAME',
+      `Error: ${abbreviate(dot)} is an invalid name: dot names must be <${CLI_MAX_DOT_NAME} characters`,
+    );
   }
   return dot;
 }
 
 export async function initDot(ctx: CommandContext, arg: string): Promise<{ namespace: string; name: string }> {
   const dot = parseDotName(arg);
-  if (await ctx.dotExists(dot)) throw new DotmeshError('DOT_EXISTS', `Error: ${arg} exists already`);
+  if (await ctx.dotExists(dot)) throw new DotmeshError('DOT_EXISTS', `Error: ${abbreviate(arg)} exists already`);
   await ctx.call('Create', { Namespace: dot.namespace, Name: dot.name });
   const { remote } = await ctx.currentRemote();
   remote.CurrentVolume = formatDotName(dot);

@@ -1,5 +1,5 @@
 import { symlink } from 'node:fs/promises';
-import { DEFAULT_SUBDOT, DotmeshError, parseDotName, validateName } from '@dotmesh/core';
+import { abbreviate, DEFAULT_SUBDOT, DotmeshError, parseDotName, validateName } from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
@@ -16,7 +16,10 @@ export async function mount(ctx: CommandContext, arg: string, mountpoint: string
   if (branch !== '') validateName('branch', branch);
   const dot = parseDotName(dotPart);
   if (!create && !(await ctx.dotExists(dot))) {
-    throw new DotmeshError('DOT_NOT_FOUND', `Dot ${arg} does not exist.\n\nIf you want to create it - use the '--create' flag`);
+    throw new DotmeshError(
+      'DOT_NOT_FOUND',
+      `Dot ${abbreviate(arg)} does not exist.\n\nIf you want to create it - use the '--create' flag`,
+    );
   }
   const name = branch === '' ? dot.name : `${dot.name}@${branch}`;
   const path = await ctx.call('Procure', { Namespace: dot.namespace, Name: name, Subdot: DEFAULT_SUBDOT });
