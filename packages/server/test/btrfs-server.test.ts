@@ -66,3 +66,41 @@ describe('dotmesh-server on a real btrfs pool', { skip }, () => {
     assert.equal(await s.admin.call('Ping', null), true);
   });
 });
+
+describe('rollback and checkout refuse while something Dotmesh cannot stop uses the live state', { skip }, () => {
+  const cleanup = new Cleanup();
+  let s: ServerProcess;
+  before(async () => {
+    s = await startServerProcess({ cleanup });
+  });
+  after(async () => cleanup.run());
+
+  test('a process with its cwd in the dot blocks Rollback and SwitchContainers with IN_USE', async () => {
+    const { spawn } = await import('node:child_process');
+    const path = await s.admin.call('Procure', { Namespace: 'admin', Name: 'busy', Subdot: '' });
+    await writeFile(join(path, 'f'), 'one');
+    const one = await s.admin.call('Commit', { Namespace: 'admin', Name: 'busy', Branch: '', Message: 'one', Metadata: {} });
+    await s.admin.call('Branch', {
+      Namespace: 'admin',
+      Name: 'busy',
+      SourceBranch: 'master',
+      NewBranchName: 'other',
+      SourceCommitId: one,
+    });
+    const sleeper = spawn('sleep', ['300'], { cwd: path, stdio: 'ignore' });
+    cleanup.add(() => sleeper.kill('SIGKILL'));
+    await new Promise((r) => sleeper.once('spawn', r));
+    await assert.rejects(
+      s.admin.call('Rollback', { Namespace: 'admin', Name: 'busy', Branch: '', SnapshotId: one }),
+      (e: Error & { code?: string }) => e.code === 'IN_USE' && new RegExp(`process ${sleeper.pid} \\(sleep\\)`).test(e.message),
+    );
+    await assert.rejects(
+      s.admin.call('SwitchContainers', { Namespace: 'admin', Name: 'busy', NewBranchName: 'other' }),
+      (e: Error & { code?: string }) => e.code === 'IN_USE',
+    );
+    sleeper.kill('SIGKILL');
+    await new Promise((r) => sleeper.once('exit', r));
+    await s.admin.call('Rollback', { Namespace: 'admin', Name: 'busy', Branch: '', SnapshotId: one });
+    await s.admin.call('SwitchContainers', { Namespace: 'admin', Name: 'busy', NewBranchName: 'other' });
+  });
+});
