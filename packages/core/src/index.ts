@@ -1,3 +1,4 @@
+export * from './base32.ts';
 export * from './errors.ts';
 export * from './history.ts';
 export * from './metadata.ts';

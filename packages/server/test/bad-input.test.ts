@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { METHODS } from '@dotmesh/rpc';
-import { type InProcessServer, startInProcess } from './in-process.ts';
+import { type InProcessServer, postRaw as post, startInProcess } from './in-process.ts';
 
 /**
  * R4: every RPC method fed wrong types, missing fields, huge values and hostile names gets a
@@ -67,30 +66,6 @@ function hostileParams(): unknown[] {
   });
   out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'm', Metadata: { '#commit-id': '../../etc' } });
   return out;
-}
-
-function post(
-  url: string,
-  auth: string,
-  body: string,
-  contentType = 'application/json',
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method: 'POST',
-        headers: { 'Content-Type': contentType, Authorization: `Basic ${Buffer.from(auth).toString('base64')}` },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 describe('bad input to every RPC method (R4)', () => {

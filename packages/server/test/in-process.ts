@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DotmeshClient } from '@dotmesh/rpc';
@@ -65,4 +66,29 @@ export async function startInProcess(
     },
   };
   return self;
+}
+
+/** POSTs a raw body to a URL with Basic auth; returns status and text (no JSON-RPC handling). */
+export function postRaw(
+  url: string,
+  auth: string,
+  body: string,
+  contentType = 'application/json',
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { 'Content-Type': contentType, Authorization: `Basic ${Buffer.from(auth).toString('base64')}` },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

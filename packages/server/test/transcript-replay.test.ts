@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type InProcessServer, startInProcess } from './in-process.ts';
+import { type InProcessServer, postRaw as post, startInProcess } from './in-process.ts';
 
 /**
  * Replays every request the original dm 0.8.1 client sent in the recorded transcript
@@ -40,25 +39,6 @@ async function loadTranscript(): Promise<Recorded[]> {
     }
   }
   return out;
-}
-
-function post(url: string, auth: string, body: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolvePost, reject) => {
-    const req = request(
-      url,
-      {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: `Basic ${Buffer.from(auth).toString('base64')}` },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolvePost({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 describe('replay of the original dm 0.8.1 transcript', () => {

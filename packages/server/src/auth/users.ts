@@ -1,6 +1,6 @@
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import { ADMIN_USER_ID, ADMIN_USER_NAME, DotmeshError } from '@dotmesh/core';
+import { ADMIN_USER_ID, ADMIN_USER_NAME, base32, DotmeshError } from '@dotmesh/core';
 import type { SafeUser } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 
@@ -28,24 +28,9 @@ export interface UserRecord {
 const USERS = 'dotmesh.io/users/users/';
 const NAMEIDX = 'dotmesh.io/users/nameidx/';
 
-/** The original's token format: base32 (RFC 4648, padded) of random bytes. */
+/** The original's token format: base32 (padded) of `bytes` random bytes. */
 export function randomToken(bytes: number): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  const buf = randomBytes(bytes);
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const byte of buf) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  // Padded like Go's base32.StdEncoding, which the original used.
-  return out.padEnd(Math.ceil(out.length / 8) * 8, '=');
+  return base32(randomBytes(bytes));
 }
 
 export async function hashPassword(password: string, salt: Buffer = randomBytes(32)): Promise<{ salt: string; hash: string }> {
