@@ -105,7 +105,7 @@ export interface ResultMap {
   ListWithContainers: DotListWithContainers;
   AllDotsAndBranches: AllDotsAndBranches;
   Get: DotmeshVolume;
-  /** The branch's filesystem id ("" if the dot is being deleted). */
+  /** The branch's filesystem id (an error when the dot or branch does not exist). */
   Lookup: string;
   /** The filesystem id, or "" when absent (never an error for absence). */
   Exists: string;

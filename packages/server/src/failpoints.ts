@@ -3,7 +3,7 @@ import { DotmeshError } from '@dotmesh/core';
 /**
  * Named failpoints between the steps of every multi-step mutation. A test arms one with
  * `SetDebugFlag{FlagName: "<failpoint>", FlagValue: "error"|"crash"|"off"}`:
- * - "error": the operation stops there with "Injected fault" (the state on disk is
+ * - "error": the operation stops there with "Injected fault at <failpoint>" (the state on disk is
  *   whatever the earlier steps left, exactly as after a crash, but the server lives on);
  * - "crash": the process kills itself with SIGKILL at that point.
  * A failpoint fires once, then disarms itself.

@@ -16,8 +16,9 @@ import { installUnit, UNIT_NAME } from './systemd.ts';
  * not already running, btrfs, mkfs.btrfs, free space, free ports); state dir (0700) with the
  * initial admin credentials (0600) and the server config; the server started detached and
  * pinged until ready; remote `local` saved as current with the admin password file (0400);
- * a systemd unit enabled when PID 1 is systemd. Re-running after a stop reuses the stored
- * credentials, so the existing admin keeps working.
+ * a systemd unit enabled when PID 1 is systemd. Re-running after a stop generates new
+ * credentials (unless an unused initial-admin.json is still there) and the server resets the
+ * admin's password and API key to them; the `local` remote is rewritten with the new key.
  */
 export interface ClusterInitOptions {
   readonly poolDir: string;

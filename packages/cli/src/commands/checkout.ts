@@ -16,7 +16,9 @@ import { commitsParams } from './log.ts';
 /**
  * `dm checkout [-b] <branch>`. RPCs, as the original: Branches (exists?); with -b: Commits of
  * the current branch (HEAD) then Branch{SourceBranch: "master" spelled out}; then the config's
- * current branch is set and SwitchContainers moves the dot's containers (master sent as "").
+ * dot's containers are switched (SwitchContainers, master sent as "") and then the config's
+ * current branch is set (the original set the config first; a refused switch then left the
+ * config naming a branch the data did not show).
  */
 export async function checkout(ctx: CommandContext, to: string, create: boolean) {
   const dot = await ctx.strictCurrentDot();
@@ -39,10 +41,12 @@ export async function checkout(ctx: CommandContext, to: string, create: boolean)
       hint: 'list branches with `dm branch`, or create it with `dm checkout -b`',
     });
   }
+  // Switch the data first: if the server refuses (IN_USE), the config keeps naming the branch
+  // the data still shows.
+  await ctx.call('SwitchContainers', { Name: name, Namespace: namespace, NewBranchName: deMasterify(to) });
   const { remote } = await ctx.currentRemote();
   setCurrentBranch(remote, dot, to);
   await ctx.saveConfig();
-  await ctx.call('SwitchContainers', { Name: name, Namespace: namespace, NewBranchName: deMasterify(to) });
   return { namespace, name, branch: to, created: create };
 }
 

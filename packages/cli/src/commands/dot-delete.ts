@@ -4,7 +4,7 @@ import type { CommandContext } from '../context.ts';
 
 /**
  * `dm dot delete [-f] <dot>`: asks for an exact `Y` unless forced; Delete is tried up to 5
- * times (waiting 0, 1, 2, 3 s between tries, as the original) unless the error is definitive;
+ * times (waiting 1, 2, 3, 4 s between tries) unless the error is definitive;
  * then the dot is forgotten in the current remote's config. The current dot is never implied.
  */
 export const DELETE_ATTEMPTS = 5;

@@ -83,7 +83,7 @@ async function dispatch(handlers: HandlerTable, method: MethodName, caller: Call
 function errorReply(idText: string | null, e: unknown, logger: Logger, method: string): string {
   if (isDotmeshError(e)) {
     logger.info({ method, code: e.code, msg: e.message }, 'rpc error');
-    return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? '' });
+    return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? null });
   }
   logger.error({ method, err: e }, 'rpc internal error');
   return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, {
