@@ -14,6 +14,9 @@ export interface AuthOptions {
   readonly failureWindowMs?: number;
 }
 
+/** At most this many user names and client addresses have failures remembered. */
+const MAX_TRACKED_KEYS = 10_000;
+
 export class Authenticator {
   readonly #users: UserService;
   readonly #now: () => number;
@@ -77,6 +80,11 @@ export class Authenticator {
   }
 
   #fail(key: string): void {
+    // Bounded memory whatever a client sends: forget the oldest keys first.
+    if (!this.#failures.has(key) && this.#failures.size >= MAX_TRACKED_KEYS) {
+      const oldest = this.#failures.keys().next().value;
+      if (oldest !== undefined) this.#failures.delete(oldest);
+    }
     const list = this.#failures.get(key) ?? [];
     list.push(this.#now());
     if (list.length > this.#maxFailures * 2) list.splice(0, list.length - this.#maxFailures * 2);
