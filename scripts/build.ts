@@ -1,23 +1,33 @@
 /**
- * Bundles the executables with esbuild: one self-contained ESM file each, for Node 24.
+ * Bundles the executables with esbuild, for Node 24, in one build with code splitting:
  *   packages/cli/src/bin.ts    -> dist/dm.mjs
  *   packages/server/src/bin.ts -> dist/dotmesh-server.mjs
- * An entry whose source does not exist yet is skipped with a warning. Each bundle starts with a
- * `#!/usr/bin/env node` line, is executable, and gets a source map beside it.
+ *   code shared by both, or loaded only by `import()` -> dist/chunks/*.mjs
+ * Why splitting: `dm` imports what most commands need; what only some commands need (the
+ * cluster code with zod's schemas, ~0.8 MB) sits in chunks loaded on first use, so ordinary
+ * commands start faster (docs/benchmarks.md, P10). An entry's file needs the `chunks/`
+ * directory beside it: install both (scripts/install does).
+ * Node built-ins imported statically are read with `process.getBuiltinModule` instead of
+ * `import`: Node's ESM facade of a built-in reads every export, which for `node:http` loads
+ * all of undici (its WebSocket getters) and costs ~10 ms at every start.
+ * An entry whose source does not exist yet is skipped with a warning. Each entry starts with a
+ * `#!/usr/bin/env node` line and is executable; every output file gets a source map beside it.
+ * `<outdir>/chunks` is emptied first, so no stale chunk is left behind.
  *
  * Usage: node scripts/build.ts [--outdir DIR]
  */
 
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 export interface Entry {
   /** Source path relative to the repo root. */
   readonly source: string;
-  /** Output file name (without directory). */
+  /** Output file name (without directory), ending in `.mjs`. */
   readonly out: string;
 }
 
@@ -27,13 +37,56 @@ export const ENTRIES: readonly Entry[] = [
 ];
 
 const SHEBANG = '#!/usr/bin/env node\n';
+/** Where chunks go, relative to the output directory. */
+export const CHUNKS_DIR = 'chunks';
+
+/**
+ * Static `import ... from 'node:x'` (or 'x' for a built-in) becomes a CommonJS-style module
+ * `process.getBuiltinModule('node:x')`: esbuild then reads each imported name off that object
+ * when it is used, and Node never builds the ESM facade (which evaluates every lazy getter).
+ * `require()` and `import()` of built-ins are left alone.
+ */
+const lazyBuiltins: Plugin = {
+  name: 'lazy-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (a) => {
+      const name = a.path.replace(/^node:/, '');
+      if (a.kind !== 'import-statement' || !builtinModules.includes(name)) return undefined;
+      return { path: `node:${name}`, namespace: 'lazy-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => ({
+      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(a.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * etcd3 reads its gRPC definitions at load time from `${__dirname}/../proto/rpc.proto`, which an
+ * ESM bundle has no `__dirname` for: point it at the copy `buildBundles` puts in
+ * `<outdir>/chunks/etcd-proto/` (installed with the chunks), found from the chunk or the entry.
+ */
+const ETCD_PROTO_DIR = 'etcd-proto';
+const etcdProto: Plugin = {
+  name: 'etcd3-proto',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, async (a) => {
+      const code = await readFile(a.path, 'utf8');
+      const original = ['`${', '__dirname}/../proto/rpc.proto`'].join('');
+      if (!code.includes(original)) throw new Error(`build: etcd3 no longer loads ${original}; update the etcd3-proto plugin`);
+      // __dotmeshBundleDir: the directory of the output file, set by BANNER (this file stays CommonJS).
+      const located = `(() => { const p = process.getBuiltinModule('node:path'); const own = p.join(__dotmeshBundleDir, '${ETCD_PROTO_DIR}', 'rpc.proto'); return process.getBuiltinModule('node:fs').existsSync(own) ? own : p.join(__dotmeshBundleDir, '${CHUNKS_DIR}', '${ETCD_PROTO_DIR}', 'rpc.proto'); })()`;
+      return { contents: code.replace(original, located), loader: 'js' };
+    });
+  },
+};
 
 /**
  * CommonJS dependencies (pino, commander, ...) call `require` for Node built-ins; an ESM bundle
  * has none, so give it one. The odd local name avoids clashing with bundled identifiers.
  */
 const BANNER =
-  "import { createRequire as __dotmeshCreateRequire } from 'node:module';\nconst require = __dotmeshCreateRequire(import.meta.url);";
+  "import { createRequire as __dotmeshCreateRequire } from 'node:module';\nconst require = __dotmeshCreateRequire(import.meta.url);\nconst __dotmeshBundleDir = import.meta.dirname;";
 
 export interface BuildOptions {
   readonly root: string;
@@ -50,40 +103,50 @@ export interface BuildResult {
 export async function buildBundles(opts: BuildOptions): Promise<BuildResult> {
   const { root, outdir, entries = ENTRIES, log = (l) => console.log(l) } = opts;
   await mkdir(outdir, { recursive: true });
-  const built: string[] = [];
+  const present: Entry[] = [];
   const skipped: string[] = [];
   for (const entry of entries) {
-    const source = resolve(root, entry.source);
-    if (!existsSync(source)) {
+    if (!entry.out.endsWith('.mjs')) throw new Error(`build: output name ${entry.out} must end in .mjs`);
+    if (existsSync(resolve(root, entry.source))) {
+      present.push(entry);
+    } else {
       log(`build: warning: ${entry.source} does not exist yet; skipping ${entry.out}`);
       skipped.push(entry.out);
-      continue;
     }
+  }
+  if (present.length === 0) return { built: [], skipped };
+  await rm(join(outdir, CHUNKS_DIR), { recursive: true, force: true });
+  const started = performance.now();
+  await build({
+    absWorkingDir: root,
+    entryPoints: Object.fromEntries(present.map((e) => [e.out.slice(0, -'.mjs'.length), resolve(root, e.source)])),
+    outdir,
+    entryNames: '[name]',
+    chunkNames: `${CHUNKS_DIR}/[name]-[hash]`,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    sourcemap: 'linked',
+    legalComments: 'none',
+    banner: { js: BANNER },
+    plugins: [lazyBuiltins, etcdProto],
+    logLevel: 'warning',
+  });
+  const ms = Math.round(performance.now() - started);
+  await cp(join(root, 'node_modules', 'etcd3', 'proto'), join(outdir, CHUNKS_DIR, ETCD_PROTO_DIR), { recursive: true });
+  for (const entry of present) {
     const outfile = join(outdir, entry.out);
-    const started = performance.now();
-    await build({
-      absWorkingDir: root,
-      entryPoints: [source],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node24',
-      sourcemap: 'linked',
-      legalComments: 'none',
-      banner: { js: BANNER },
-      logLevel: 'warning',
-    });
     // esbuild keeps an entry's own hashbang on the first line; add ours only when there is none.
     const code = await readFile(outfile, 'utf8');
     if (!code.startsWith('#!')) await writeFile(outfile, SHEBANG + code);
     await chmod(outfile, 0o755);
-    const ms = Math.round(performance.now() - started);
     const shown = relative(root, outfile);
-    log(`build: ${entry.source} -> ${shown.startsWith('..') ? outfile : shown} (${ms} ms)`);
-    built.push(entry.out);
+    log(`build: ${entry.source} -> ${shown.startsWith('..') ? outfile : shown} (${ms} ms, one build)`);
   }
-  return { built, skipped };
+  return { built: present.map((e) => e.out), skipped };
 }
 
 async function main(): Promise<void> {

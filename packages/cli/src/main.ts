@@ -7,6 +7,7 @@ import * as checkout from './commands/checkout.ts';
 import * as cluster from './commands/cluster.ts';
 import * as commit from './commands/commit.ts';
 import * as debug from './commands/debug.ts';
+import * as diff from './commands/diff.ts';
 import * as dot from './commands/dot.ts';
 import * as init from './commands/init.ts';
 import * as list from './commands/list.ts';
@@ -78,6 +79,7 @@ add'. Create a dotmesh cluster with 'dm cluster init'.`,
     branch,
     checkout,
     reset,
+    diff,
     debug,
     dot,
     version,

@@ -14,7 +14,7 @@ import { transcriptHandlers } from './testing/transcript-server.ts';
  */
 const R = (method: string, params: string, id: string) =>
   `{"jsonrpc":"2.0","method":"DotmeshRPC.${method}","params":${params},"id":${id}}`;
-const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8] = [
+const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9] = [
   '5577006791947779410',
   '8674665223082153551',
   '6129484611666145821',
@@ -23,6 +23,7 @@ const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8] = [
   '6334824724549167320',
   '605394647632969758',
   '1443635317331776148',
+  '894385949183117216',
 ];
 const HEADER = "Current remote: local (use 'dm remote -v' to list and 'dm remote switch' to switch)\n\n";
 const FOO = '{"Namespace":"admin","Name":"foo"}';
@@ -157,6 +158,9 @@ Branches:
       R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID6),
       R('Containers', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID7),
       R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":""}', ID8),
+      // Not sent by the original: this server's per-commit space; the recorder refuses it, so
+      // nothing more is asked and the output is the original's.
+      R('CommitSizes', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID9),
     ],
   },
   { args: ['dot', 'delete', '-f', 'ns2/bar'], stdout: '', requests: [R('Delete', '{"Namespace":"ns2","Name":"bar"}', ID1)] },

@@ -31,7 +31,10 @@ export interface TestCluster {
   log(): Promise<string>;
 }
 
-export async function initCluster(cleanup: Cleanup, options: { poolSize?: string } = {}): Promise<TestCluster> {
+export async function initCluster(
+  cleanup: Cleanup,
+  options: { poolSize?: string; extraInitArgs?: readonly string[] } = {},
+): Promise<TestCluster> {
   const home = await makeTempDir('home-', cleanup);
   const poolDir = await makeTempDir('pool-', cleanup);
   const [port, checkPort] = (await freePorts(2)) as [number, number];
@@ -59,6 +62,7 @@ export async function initCluster(cleanup: Cleanup, options: { poolSize?: string
     '--no-systemd',
     '--server-bin',
     SERVER_BUNDLE,
+    ...(options.extraInitArgs ?? []),
   ];
   cleanup.add(async () => {
     await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);

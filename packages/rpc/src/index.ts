@@ -3,6 +3,7 @@
  * JSON-RPC 2.0 framing (codec), Go-compatible params decoding, one schema per method, the
  * typed client, and the server config file written by `dm cluster init`.
  */
+export { backupV1Schema, parseBackup } from './backup.ts';
 export * from './client.ts';
 export * from './codec.ts';
 export * from './methods.ts';

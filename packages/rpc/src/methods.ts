@@ -1,15 +1,21 @@
 import { MAX_MESSAGE_BYTES, MAX_METADATA_KEY_BYTES, MAX_METADATA_KEYS, MAX_METADATA_VALUE_BYTES } from '@dotmesh/core';
 import { z } from 'zod';
+import { backupParamSchema } from './backup.ts';
 import { SERVICE } from './codec.ts';
-import { decodeWithSchema, type ParamsSchema, str, stringMap } from './params.ts';
+import { decodeWithSchema, int, type ParamsSchema, str, stringMap } from './params.ts';
 import type {
   AllDotsAndBranches,
   ApiKeyResult,
+  BackupV1,
   CommitItem,
+  CommitSizesResult,
   Container,
+  DiffResult,
   DotList,
   DotListWithContainers,
   DotmeshVolume,
+  LastModifiedResult,
+  PoolStatus,
   ReplicationLatency,
   SafeUser,
   VersionInfo,
@@ -74,6 +80,20 @@ export const METHODS = {
   GetReplicationLatencyForBranch: { params: branchParams, admin: true },
   SetDebugFlag: { params: z.object({ FlagName: str(), FlagValue: str() }), admin: true },
   DumpInternalState: { params: stringParam, admin: true },
+  Diff: { params: z.object({ FilesystemID: str() }), admin: false },
+  LastModified: { params: dotParams, admin: false },
+  MountCommit: { params: z.object({ FilesystemId: str(), CommitId: str() }), admin: false },
+  ForceBranchMasterById: { params: z.object({ FilesystemId: str(), Master: str() }), admin: false },
+  // Additions of this server (not in the original), see docs/api.md.
+  DiffCommits: {
+    params: z.object({ Namespace: str(), Name: str(), Branch: str(), FromCommit: str(), ToCommit: str() }),
+    admin: false,
+  },
+  CommitSizes: { params: branchParams, admin: false },
+  PoolInfo: { params: noParams, admin: true },
+  GrowPool: { params: z.object({ SizeBytes: int() }), admin: true },
+  DumpEtcd: { params: z.object({ Prefix: str() }), admin: true },
+  RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true },
 } as const satisfies Record<string, MethodSpec>;
 
 export interface MethodSpec {
@@ -131,6 +151,21 @@ export interface ResultMap {
   /** The flag's previous value. */
   SetDebugFlag: string;
   DumpInternalState: Record<string, string>;
+  /** Live state vs the branch's latest commit, default subdot only (as the original). */
+  Diff: DiffResult;
+  LastModified: LastModifiedResult;
+  /** Host path of the commit's read-only data. */
+  MountCommit: string;
+  ForceBranchMasterById: boolean;
+  /** Between two commits of a branch's history, or a commit and the live state (whole dot). */
+  DiffCommits: DiffResult;
+  /** Commit id → its space, for every commit of the branch's history. */
+  CommitSizes: CommitSizesResult;
+  PoolInfo: PoolStatus;
+  /** The pool after growing. */
+  GrowPool: PoolStatus;
+  DumpEtcd: BackupV1;
+  RestoreEtcd: boolean;
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

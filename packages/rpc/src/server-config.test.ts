@@ -38,6 +38,12 @@ describe('server config', () => {
       checkPort: 32608,
       hostFreeReserveBytes: 2 ** 30,
       hostCheckIntervalMs: 5000,
+      store: 'embedded',
+      etcdEndpoints: [],
+      etcdCaFile: null,
+      etcdCertFile: null,
+      etcdKeyFile: null,
+      etcdPrefix: '',
     });
   });
   it('round-trips a resolved config through JSON', () => {
@@ -50,5 +56,21 @@ describe('server config', () => {
     assert.throws(() => resolveServerConfig({ poolDir: 'rel' }), /poolDir must be an absolute path/);
     assert.throws(() => resolveServerConfig({ port: 70000 }), { code: 'INVALID_ARGUMENT' });
     assert.throws(() => parseServerConfigText('{'), /not JSON/);
+  });
+  it('takes etcd settings and refuses incomplete ones', () => {
+    const c = resolveServerConfig({
+      poolDir: '/p',
+      store: 'etcd',
+      etcdEndpoints: ['https://10.0.0.1:2379'],
+      etcdCaFile: '/etc/ca.pem',
+      etcdCertFile: '/etc/c.pem',
+      etcdKeyFile: '/etc/c.key',
+    });
+    assert.equal(c.store, 'etcd');
+    assert.deepEqual(parseServerConfigText(JSON.stringify(c)), c);
+    assert.throws(() => resolveServerConfig({ store: 'etcd' }), /needs etcdEndpoints/);
+    assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['https://h:1'] }), /etcdCaFile/);
+    assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['h:1'] }), /etcdEndpoints/);
+    assert.throws(() => resolveServerConfig({ store: 'zk' }), { code: 'INVALID_ARGUMENT' });
   });
 });

@@ -50,6 +50,16 @@ export interface ServerConfig {
   readonly hostFreeReserveBytes: number;
   /** How often the host's free space is checked (default 5000 ms). */
   readonly hostCheckIntervalMs: number;
+  /** The cluster store: 'embedded' (storeFile, default) or 'etcd' (etcdEndpoints). */
+  readonly store: 'embedded' | 'etcd';
+  /** etcd client URLs (store 'etcd'), all http:// or all https://. */
+  readonly etcdEndpoints: string[];
+  /** PEM files for etcd TLS: the CA (needed for https://) and a client certificate and key. */
+  readonly etcdCaFile: string | null;
+  readonly etcdCertFile: string | null;
+  readonly etcdKeyFile: string | null;
+  /** Key prefix every store key lives under in etcd (default ''). */
+  readonly etcdPrefix: string;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -74,6 +84,12 @@ export const serverConfigFileSchema = z.object({
   nodeName: z.string().min(1).max(64).optional(),
   hostFreeReserveBytes: z.union([z.number(), z.string()]).optional(),
   hostCheckIntervalMs: z.number().int().min(50).max(3_600_000).default(5000),
+  store: z.enum(['embedded', 'etcd']).default('embedded'),
+  etcdEndpoints: z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, { error: 'must be http(s)://host:port URLs' })).default([]),
+  etcdCaFile: absPath.nullable().default(null),
+  etcdCertFile: absPath.nullable().default(null),
+  etcdKeyFile: absPath.nullable().default(null),
+  etcdPrefix: z.string().default(''),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -106,6 +122,28 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     ...(c.nodeName === undefined ? {} : { nodeName: c.nodeName }),
     hostFreeReserveBytes: parseSize(c.hostFreeReserveBytes ?? '1G'),
     hostCheckIntervalMs: c.hostCheckIntervalMs,
+    ...etcdSettings(c),
+  };
+}
+
+/** The store fields, checked together: etcd needs endpoints, https needs the CA, a cert its key. */
+function etcdSettings(
+  c: z.output<typeof serverConfigFileSchema>,
+): Pick<ServerConfig, 'store' | 'etcdEndpoints' | 'etcdCaFile' | 'etcdCertFile' | 'etcdKeyFile' | 'etcdPrefix'> {
+  const bad = (why: string) => new DotmeshError('INVALID_ARGUMENT', `invalid server config: ${why}`);
+  if (c.store === 'etcd') {
+    if (c.etcdEndpoints.length === 0) throw bad('store "etcd" needs etcdEndpoints');
+    const https = c.etcdEndpoints.some((e) => e.startsWith('https:'));
+    if (https && c.etcdCaFile === null) throw bad('https etcd endpoints need etcdCaFile');
+    if ((c.etcdCertFile === null) !== (c.etcdKeyFile === null)) throw bad('etcdCertFile and etcdKeyFile go together');
+  }
+  return {
+    store: c.store,
+    etcdEndpoints: c.etcdEndpoints,
+    etcdCaFile: c.etcdCaFile,
+    etcdCertFile: c.etcdCertFile,
+    etcdKeyFile: c.etcdKeyFile,
+    etcdPrefix: c.etcdPrefix,
   };
 }
 

@@ -95,3 +95,48 @@ export interface AllDotsAndBranches {
 
 /** server id → ids of commits that server is missing. */
 export type ReplicationLatency = Record<string, string[]>;
+
+/** Space of one commit (an addition of this server). */
+export interface CommitSize {
+  /** Bytes of data the commit references, shared or not. */
+  ReferencedBytes: number;
+  /** Bytes only this commit holds: what deleting it would free now. */
+  ExclusiveBytes: number;
+}
+
+/** commit id → its space. */
+export type CommitSizesResult = Record<string, CommitSize>;
+
+/** The node's pool (an addition of this server). */
+export interface PoolStatus {
+  NodeId: string;
+  FormatVersion: number;
+  /** Size of the pool file (of the filesystem, for an existing mount). */
+  SizeBytes: number;
+  /** Size and free space of the mounted filesystem as statfs reports them. */
+  TotalBytes: number;
+  FreeBytes: number;
+  /** false for an existing btrfs mount, which dotmesh does not grow. */
+  Growable: boolean;
+}
+
+/** One changed entry (the original's ZFSFileDiff: lower-case JSON names). */
+export interface FileDiff {
+  /** `+` added, `-` removed, `M` modified, `R` moved (to `to`). */
+  change: '+' | '-' | 'M' | 'R';
+  filename: string;
+  /** New path of a moved entry (`R` only; an addition of this server). */
+  to?: string;
+}
+
+export interface DiffResult {
+  /** Sorted by filename; [] when nothing changed. */
+  Files: FileDiff[];
+}
+
+export interface LastModifiedResult {
+  /** RFC 3339, UTC, whole seconds. */
+  Time: string;
+}
+
+export type { BackupClone, BackupFilesystemMaster, BackupRegistryFilesystem, BackupUser, BackupV1 } from './backup.ts';

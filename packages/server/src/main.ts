@@ -3,10 +3,12 @@ import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
 import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
-import { EmbeddedStore } from '@dotmesh/store';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { createLogger, type Logger } from './log.ts';
+import { openConfiguredStore } from './open-store.ts';
 import { HostSpaceGuard } from './pool/host-space-guard.ts';
+import { withPoolFullErrors } from './pool/pool-full-driver.ts';
+import { LoopPoolControl, writePoolSizeToConfig } from './pool/pool-grow.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { SERVER_VERSION } from './version.ts';
 
@@ -38,7 +40,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       await destroy(config);
       return 0;
     }
-    await serve(config);
+    await serve(config, configFile);
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -46,7 +48,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-async function serve(config: ServerConfig): Promise<void> {
+async function serve(config: ServerConfig, configFile: string): Promise<void> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
   const logger = createLogger({ destination: config.logFile });
@@ -76,9 +78,10 @@ async function serve(config: ServerConfig): Promise<void> {
             logger,
           })
         : undefined;
-    const store = await EmbeddedStore.open({ path: config.storeFile });
+    const store = await openConfiguredStore(config);
+    logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
-      driver: new BtrfsDriver({ root: pool.root, exec, logger }),
+      driver: withPoolFullErrors(new BtrfsDriver({ root: pool.root, exec, logger }), config.existingMount ?? config.poolFile),
       store,
       logger,
       nodeId: pool.poolId,
@@ -89,6 +92,16 @@ async function serve(config: ServerConfig): Promise<void> {
       checkPort: config.checkPort,
       inUse: new ProcInUseChecker(),
       ...(guard ? { writeGuard: guard } : {}),
+      pool: new LoopPoolControl({
+        device: {
+          poolFile: config.existingMount ? null : config.poolFile,
+          mountPoint: pool.root,
+          sparse: config.sparse,
+        },
+        exec,
+        logger,
+        persistSize: (bytes) => writePoolSizeToConfig(configFile, bytes),
+      }),
     });
     await guard?.start();
     // The initial credentials live on only as the admin user in the 0600 store.

@@ -15,10 +15,11 @@ import { reconcileFromPool } from './dots/reconcile.ts';
 import { SizeTracker } from './dots/sizes.ts';
 import { StoreMirror } from './dots/store-mirror.ts';
 import { Failpoints } from './failpoints.ts';
-import { createRpcEndpoint } from './http/rpc-endpoint.ts';
+import { createApiRoutes } from './http/api-routes.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
 import type { Logger } from './log.ts';
 import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
+import type { PoolControl } from './pool/pool-grow.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
 import { SERVER_VERSION } from './version.ts';
 
@@ -43,6 +44,8 @@ export interface ServerParts {
   readonly containers?: ContainerTracker;
   readonly inUse?: InUseChecker;
   readonly writeGuard?: WriteGuard;
+  /** The pool device (GrowPool, PoolInfo's file size); absent: the pool cannot grow. */
+  readonly pool?: PoolControl;
   readonly now?: () => Date;
   readonly newId?: () => string;
   readonly crash?: () => never;
@@ -99,8 +102,10 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     paths: new ContainerPaths(parts.containerMountDir),
     version: SERVER_VERSION,
     internalState: () => dumpIndex(ctx),
+    store,
+    ...(parts.pool ? { pool: parts.pool } : {}),
   });
-  const api = createApiServer({ rpc: createRpcEndpoint({ auth, handlers, logger }) }, logger);
+  const api = createApiServer(createApiRoutes({ ctx, auth, handlers, logger }), logger);
   await listen(api, parts.listenHost, parts.port);
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {

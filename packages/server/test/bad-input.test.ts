@@ -35,6 +35,11 @@ const FIELDS = [
   'FlagName',
   'FlagValue',
   'NewBranchName',
+  'FilesystemId',
+  'CommitId',
+  'Master',
+  'FromCommit',
+  'ToCommit',
 ];
 
 function hostileParams(): unknown[] {
@@ -55,6 +60,7 @@ function hostileParams(): unknown[] {
     out.push(Object.fromEntries(FIELDS.map((f) => [f, s])));
     out.push({ Namespace: 'admin', Name: s, Branch: s, Message: 'm', SnapshotId: s, Subdot: s });
     out.push({ namespace: 'admin', name: 'target', branch: s, sourcebranch: s, newbranchname: s, sourcecommitid: s });
+    out.push({ Namespace: 'admin', Name: 'target', Branch: '', FromCommit: s, ToCommit: s });
   }
   out.push({ Namespace: 'admin', Name: 'target', Branch: '', Message: 'x'.repeat(70_000), Metadata: {} });
   out.push({

@@ -3,7 +3,15 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DotmeshClient } from '@dotmesh/rpc';
-import { Cleanup, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
+import {
+  Cleanup,
+  type ServerProcess,
+  STORE_KINDS,
+  type StoreKind,
+  skipUnless,
+  startServerProcess,
+  storeOptionsFor,
+} from '@dotmesh/testkit';
 import { FAILPOINTS } from '../src/failpoints.ts';
 
 /**
@@ -12,7 +20,7 @@ import { FAILPOINTS } from '../src/failpoints.ts';
  * with its metadata or absent, no dot stuck, no committed data lost, and the outcome is
  * either "as if it never happened" or "as if it completed".
  */
-const skip = skipUnless(['root', 'btrfs', 'losetup']);
+const skipFor = (store: StoreKind) => skipUnless(['root', 'btrfs', 'losetup', ...(store === 'etcd' ? (['etcd'] as const) : [])]);
 
 async function invariants(c: DotmeshClient): Promise<void> {
   const all = await c.call('AllDotsAndBranches', null);
@@ -43,114 +51,117 @@ async function crashAt(s: ServerProcess, failpoint: string, op: (c: DotmeshClien
   return s.restart();
 }
 
-describe('crash at every failpoint (R1)', { skip }, () => {
-  const cleanup = new Cleanup();
-  let s: ServerProcess;
-  before(async () => {
-    s = await startServerProcess({ cleanup });
-  });
-  after(async () => cleanup.run());
-
-  const dotExists = async (name: string) => (await s.admin.call('Exists', { Namespace: 'admin', Name: name, Branch: '' })) !== '';
-
-  for (const fp of FAILPOINTS.create) {
-    test(`create crashes at ${fp}`, async () => {
-      const name = `c-${fp.replace(/\W/g, '-')}`;
-      s = await crashAt(s, fp, (c) => c.call('Create', { Namespace: 'admin', Name: name }));
-      const exists = await dotExists(name);
-      // Before the initial commit the dot never existed; after it, it is complete.
-      assert.equal(exists, fp !== 'create.after-volume', `dot ${name} exists after crash at ${fp}`);
-      await invariants(s.admin);
-      if (!exists) await s.admin.call('Create', { Namespace: 'admin', Name: name });
+for (const store of STORE_KINDS) {
+  describe(`crash at every failpoint (R1) (${store} store)`, { skip: skipFor(store) }, () => {
+    const cleanup = new Cleanup();
+    let s: ServerProcess;
+    before(async () => {
+      s = await startServerProcess({ cleanup, ...(await storeOptionsFor(store, cleanup)) });
     });
-  }
+    after(async () => cleanup.run());
 
-  for (const fp of FAILPOINTS.commit) {
-    test(`commit crashes at ${fp}`, async () => {
-      const name = `m-${fp.replace(/\W/g, '-')}`;
-      const path = await s.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
-      await writeFile(join(path, 'data'), 'committed');
-      const before = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      s = await crashAt(s, fp, (c) =>
-        c.call('Commit', {
-          Namespace: 'admin',
-          Name: name,
-          Branch: '',
-          Message: 'crashy',
-          Metadata: { '#commit-id': 'crash-commit' },
-        }),
-      );
-      const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      // The snapshot is durable before the first failpoint: recovery adopts the commit.
-      assert.deepEqual(
-        commits.map((c) => c.Id),
-        [...before.map((c) => c.Id), 'crash-commit'],
-      );
-      assert.equal(commits.at(-1)?.Metadata.message, 'crashy');
-      await invariants(s.admin);
-    });
-  }
+    const dotExists = async (name: string) =>
+      (await s.admin.call('Exists', { Namespace: 'admin', Name: name, Branch: '' })) !== '';
 
-  for (const fp of FAILPOINTS.branch) {
-    test(`branch crashes at ${fp}`, async () => {
-      const name = `b-${fp.replace(/\W/g, '-')}`;
-      await s.admin.call('Create', { Namespace: 'admin', Name: name });
-      const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      s = await crashAt(s, fp, (c) =>
-        c.call('Branch', {
+    for (const fp of FAILPOINTS.create) {
+      test(`create crashes at ${fp}`, async () => {
+        const name = `c-${fp.replace(/\W/g, '-')}`;
+        s = await crashAt(s, fp, (c) => c.call('Create', { Namespace: 'admin', Name: name }));
+        const exists = await dotExists(name);
+        // Before the initial commit the dot never existed; after it, it is complete.
+        assert.equal(exists, fp !== 'create.after-volume', `dot ${name} exists after crash at ${fp}`);
+        await invariants(s.admin);
+        if (!exists) await s.admin.call('Create', { Namespace: 'admin', Name: name });
+      });
+    }
+
+    for (const fp of FAILPOINTS.commit) {
+      test(`commit crashes at ${fp}`, async () => {
+        const name = `m-${fp.replace(/\W/g, '-')}`;
+        const path = await s.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
+        await writeFile(join(path, 'data'), 'committed');
+        const before = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+        s = await crashAt(s, fp, (c) =>
+          c.call('Commit', {
+            Namespace: 'admin',
+            Name: name,
+            Branch: '',
+            Message: 'crashy',
+            Metadata: { '#commit-id': 'crash-commit' },
+          }),
+        );
+        const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+        // The snapshot is durable before the first failpoint: recovery adopts the commit.
+        assert.deepEqual(
+          commits.map((c) => c.Id),
+          [...before.map((c) => c.Id), 'crash-commit'],
+        );
+        assert.equal(commits.at(-1)?.Metadata.message, 'crashy');
+        await invariants(s.admin);
+      });
+    }
+
+    for (const fp of FAILPOINTS.branch) {
+      test(`branch crashes at ${fp}`, async () => {
+        const name = `b-${fp.replace(/\W/g, '-')}`;
+        await s.admin.call('Create', { Namespace: 'admin', Name: name });
+        const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+        s = await crashAt(s, fp, (c) =>
+          c.call('Branch', {
+            Namespace: 'admin',
+            Name: name,
+            SourceBranch: 'master',
+            NewBranchName: 'nb',
+            SourceCommitId: initial!.Id,
+          }),
+        );
+        assert.deepEqual(await s.admin.call('Branches', { Namespace: 'admin', Name: name }), ['nb']);
+        await invariants(s.admin);
+      });
+    }
+
+    for (const fp of FAILPOINTS.rollback) {
+      test(`rollback crashes at ${fp}`, async () => {
+        const name = `r-${fp.replace(/\W/g, '-')}`;
+        const path = await s.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
+        await writeFile(join(path, 'data'), 'one');
+        const one = await s.admin.call('Commit', { Namespace: 'admin', Name: name, Branch: '', Message: 'one', Metadata: {} });
+        await writeFile(join(path, 'data'), 'two');
+        await s.admin.call('Commit', { Namespace: 'admin', Name: name, Branch: '', Message: 'two', Metadata: {} });
+        s = await crashAt(s, fp, (c) => c.call('Rollback', { Namespace: 'admin', Name: name, Branch: '', SnapshotId: one }));
+        // The intent is recorded before any data changes: recovery completes the rollback.
+        const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+        assert.equal(commits.at(-1)?.Id, one);
+        assert.equal(await readFile(join(path, 'data'), 'utf8'), 'one');
+        await invariants(s.admin);
+      });
+    }
+
+    for (const fp of FAILPOINTS.delete) {
+      test(`delete crashes at ${fp}`, async () => {
+        const name = `d-${fp.replace(/\W/g, '-')}`;
+        await s.admin.call('Create', { Namespace: 'admin', Name: name });
+        const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+        await s.admin.call('Branch', {
           Namespace: 'admin',
           Name: name,
           SourceBranch: 'master',
-          NewBranchName: 'nb',
+          NewBranchName: 'x',
           SourceCommitId: initial!.Id,
-        }),
-      );
-      assert.deepEqual(await s.admin.call('Branches', { Namespace: 'admin', Name: name }), ['nb']);
-      await invariants(s.admin);
-    });
-  }
-
-  for (const fp of FAILPOINTS.rollback) {
-    test(`rollback crashes at ${fp}`, async () => {
-      const name = `r-${fp.replace(/\W/g, '-')}`;
-      const path = await s.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
-      await writeFile(join(path, 'data'), 'one');
-      const one = await s.admin.call('Commit', { Namespace: 'admin', Name: name, Branch: '', Message: 'one', Metadata: {} });
-      await writeFile(join(path, 'data'), 'two');
-      await s.admin.call('Commit', { Namespace: 'admin', Name: name, Branch: '', Message: 'two', Metadata: {} });
-      s = await crashAt(s, fp, (c) => c.call('Rollback', { Namespace: 'admin', Name: name, Branch: '', SnapshotId: one }));
-      // The intent is recorded before any data changes: recovery completes the rollback.
-      const commits = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      assert.equal(commits.at(-1)?.Id, one);
-      assert.equal(await readFile(join(path, 'data'), 'utf8'), 'one');
-      await invariants(s.admin);
-    });
-  }
-
-  for (const fp of FAILPOINTS.delete) {
-    test(`delete crashes at ${fp}`, async () => {
-      const name = `d-${fp.replace(/\W/g, '-')}`;
-      await s.admin.call('Create', { Namespace: 'admin', Name: name });
-      const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
-      await s.admin.call('Branch', {
-        Namespace: 'admin',
-        Name: name,
-        SourceBranch: 'master',
-        NewBranchName: 'x',
-        SourceCommitId: initial!.Id,
+        });
+        s = await crashAt(s, fp, (c) => c.call('Delete', { Namespace: 'admin', Name: name }));
+        assert.equal(await dotExists(name), false);
+        await invariants(s.admin);
+        await s.admin.call('Create', { Namespace: 'admin', Name: name });
       });
-      s = await crashAt(s, fp, (c) => c.call('Delete', { Namespace: 'admin', Name: name }));
-      assert.equal(await dotExists(name), false);
-      await invariants(s.admin);
-      await s.admin.call('Create', { Namespace: 'admin', Name: name });
-    });
-  }
+    }
 
-  test('error mode (the original PartialFail flags): Create fails with "Injected fault", a retry works', async () => {
-    assert.equal(await s.admin.call('SetDebugFlag', { FlagName: 'PartialFailCreateFilesystem', FlagValue: 'true' }), 'false');
-    await assert.rejects(s.admin.call('Create', { Namespace: 'admin', Name: 'partial' }), /Injected fault/);
-    assert.equal(await dotExists('partial'), false);
-    await s.admin.call('Create', { Namespace: 'admin', Name: 'partial' });
-    assert.equal(await dotExists('partial'), true);
+    test('error mode (the original PartialFail flags): Create fails with "Injected fault", a retry works', async () => {
+      assert.equal(await s.admin.call('SetDebugFlag', { FlagName: 'PartialFailCreateFilesystem', FlagValue: 'true' }), 'false');
+      await assert.rejects(s.admin.call('Create', { Namespace: 'admin', Name: 'partial' }), /Injected fault/);
+      assert.equal(await dotExists('partial'), false);
+      await s.admin.call('Create', { Namespace: 'admin', Name: 'partial' });
+      assert.equal(await dotExists('partial'), true);
+    });
   });
-});
+}

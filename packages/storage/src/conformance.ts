@@ -1,5 +1,7 @@
 import { describe } from 'node:test';
+import { commitSizeCases } from './conformance-commit-sizes.ts';
 import { dataCases } from './conformance-data.ts';
+import { diffCases } from './conformance-diff.ts';
 import { volumeCases } from './conformance-volumes.ts';
 import type { StorageDriver } from './driver.ts';
 
@@ -16,6 +18,10 @@ export interface DriverHarness {
   readFile(volumeId: string, relPath: string): Promise<Buffer>;
   readCommitFile(volumeId: string, commitId: string, relPath: string): Promise<Buffer>;
   removeFile(volumeId: string, relPath: string): Promise<void>;
+  /** Moves a file or a directory inside the live state, as rename(2). */
+  renamePath(volumeId: string, from: string, to: string): Promise<void>;
+  /** Removes a file or a directory with everything below it (`rm -r`). */
+  removePath(volumeId: string, relPath: string): Promise<void>;
   /** A second, independent pool (for export/import between pools); the suite uses the same pool without it. */
   makeSecondHarness?(): Promise<DriverHarness>;
   /** Releases everything the harness made (also its second harness). */
@@ -44,5 +50,7 @@ export function runDriverConformance(
     };
     volumeCases(withHarness);
     dataCases(withHarness);
+    diffCases(withHarness);
+    commitSizeCases(withHarness);
   });
 }

@@ -67,6 +67,14 @@ export interface StorageDriver {
   sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>>;
 
   /**
+   * Space of each commit of a volume (commit id → sizes): `exclusiveBytes` is what deleting
+   * that commit alone would free now. It changes when neighbours change (a deleted commit, a
+   * new branch from it, writes to the live state), never because of time alone.
+   * BRANCH_NOT_FOUND when the volume does not exist.
+   */
+  commitSizes(id: string): Promise<Map<string, CommitSizes>>;
+
+  /**
    * A stream holding one commit, complete (`parent` omitted) or as the difference from
    * `parent`, which the receiving side must already hold.
    */
@@ -76,6 +84,35 @@ export interface StorageDriver {
    * commit becomes visible only once the whole stream arrived intact.
    */
   importCommit(id: string, stream: Readable, options?: { parent?: CommitRef }): Promise<CommitInfo>;
+
+  /**
+   * What changed from commit `from` to commit `to` (or to a volume's live state), sorted by
+   * path: see FileChange. Read-only as seen by every other method (a live volume's dirty
+   * state is unchanged by it). Cost grows with the number of changed entries, not with the
+   * volume's size. COMMIT_NOT_FOUND / BRANCH_NOT_FOUND when a side does not exist.
+   */
+  diff(from: CommitRef, to: CommitRef | LiveRef): Promise<FileChange[]>;
+}
+
+/** The live (writable) state of a volume, as a side of `diff`. */
+export interface LiveRef {
+  readonly volumeId: string;
+  readonly live: true;
+}
+
+/**
+ * One changed entry (file, directory, symlink, ...) between two states, path relative to the
+ * volume root, `/`-separated, without the driver's own `dotmesh.metadata/` files.
+ * `+` added, `-` removed, `M` content or attributes changed (an entry replaced by another at
+ * the same path is `M` too), `R` moved from `filename` to `to` (content may also have
+ * changed). Directories appear when added, removed, moved or their attributes change; a
+ * directory whose only change is its entries' is not listed. Times alone (touch) are no change.
+ */
+export interface FileChange {
+  readonly change: '+' | 'M' | '-' | 'R';
+  readonly filename: string;
+  /** New path of a moved entry (`R` only). */
+  readonly to?: string;
 }
 
 export interface CommitRef {
@@ -107,6 +144,13 @@ export interface VolumeSizes {
   readonly dirty: boolean;
   /** Estimate of bytes written since the newest commit (0 when clean). */
   readonly dirtyBytes: number;
+}
+
+export interface CommitSizes {
+  /** Bytes of data the commit references, shared or not. */
+  readonly referencedBytes: number;
+  /** Bytes only this commit references: what deleting it frees. */
+  readonly exclusiveBytes: number;
 }
 
 export interface PoolInfo {

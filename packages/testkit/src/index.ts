@@ -1,6 +1,7 @@
 export * from './capabilities.ts';
 export * from './cleanup.ts';
 export * from './dm.ts';
+export * from './etcd.ts';
 export * from './loop.ts';
 export * from './netns.ts';
 export * from './ports.ts';

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshClient } from '@dotmesh/rpc';
 import type { Cleanup } from './cleanup.ts';
+import type { EtcdProcess } from './etcd.ts';
 import { detachLoopDevicesUnder, unmountUnder } from './loop.ts';
 import { freePorts } from './ports.ts';
 import { makeTempDir } from './tmp.ts';
@@ -47,6 +48,21 @@ export interface ServerProcessOptions {
   readonly password?: string;
   /** Entry to run with node (default: the server's source entry). */
   readonly serverBin?: string;
+  /** Use this etcd as the store (with its TLS files when it has them) instead of the embedded one. */
+  readonly etcd?: Pick<EtcdProcess, 'endpoints' | 'caFile' | 'certFile' | 'keyFile'> & { readonly prefix?: string };
+}
+
+/** The config fields that point a server at `etcd`. */
+function etcdConfig(etcd: ServerProcessOptions['etcd']): Record<string, unknown> {
+  if (!etcd) return {};
+  return {
+    store: 'etcd',
+    etcdEndpoints: etcd.endpoints,
+    etcdCaFile: etcd.caFile ?? null,
+    etcdCertFile: etcd.certFile ?? null,
+    etcdKeyFile: etcd.keyFile ?? null,
+    etcdPrefix: etcd.prefix ?? '',
+  };
 }
 
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
@@ -78,6 +94,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
         listenHost: '127.0.0.1',
         port,
         checkPort: c,
+        ...etcdConfig(o.etcd),
         ...o.extraConfig,
       }),
     );

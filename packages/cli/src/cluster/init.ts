@@ -30,6 +30,12 @@ export interface ClusterInitOptions {
   readonly listenHost: string;
   readonly serverBin: string | undefined;
   readonly systemd: boolean;
+  /** The cluster store (default embedded); etcd fields only with 'etcd'. */
+  readonly store?: 'embedded' | 'etcd';
+  readonly etcdEndpoints?: readonly string[];
+  readonly etcdCaFile?: string | null;
+  readonly etcdCertFile?: string | null;
+  readonly etcdKeyFile?: string | null;
 }
 
 export interface ClusterInitResult {
@@ -62,6 +68,11 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     listenHost: o.listenHost,
     port: o.port,
     checkPort: o.checkPort,
+    store: o.store ?? 'embedded',
+    etcdEndpoints: [...(o.etcdEndpoints ?? [])],
+    etcdCaFile: o.etcdCaFile ?? null,
+    etcdCertFile: o.etcdCertFile ?? null,
+    etcdKeyFile: o.etcdKeyFile ?? null,
   });
   say('Checking suitable environment...');
   const pid = await runningPid(config.pidFile);

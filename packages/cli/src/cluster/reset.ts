@@ -28,7 +28,7 @@ export interface ClusterResetResult {
   remoteRemoved: boolean;
 }
 
-async function loadServerConfig(poolDir: string): Promise<{ config: ServerConfig; file: string }> {
+export async function loadServerConfig(poolDir: string): Promise<{ config: ServerConfig; file: string }> {
   const defaults = resolveServerConfig({ poolDir });
   const file = serverConfigPath(defaults);
   const text = await readFile(file, 'utf8').catch(() => null);

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import {
   DEFAULT_CHECK_PORT,
   DEFAULT_LISTEN_HOST,
@@ -8,8 +9,9 @@ import {
 } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
+import { registerBackup } from './cluster-backup.ts';
 
-/** `dm cluster init|reset`: set up or tear down the single-node cluster on this host (root). */
+/** `dm cluster init|reset|grow|upgrade`: set up or tear down the single-node cluster on this host (root). */
 function portOption(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw usage(`invalid port ${JSON.stringify(value)}`);
@@ -26,6 +28,27 @@ interface InitFlags {
   listen: string;
   serverBin?: string;
   systemd: boolean;
+  store: string;
+  etcdEndpoints?: string;
+  etcdCaFile?: string;
+  etcdCertFile?: string;
+  etcdKeyFile?: string;
+}
+
+/** The store part of the server config from the init flags (validated by the config schema). */
+function storeFlags(f: InitFlags) {
+  if (f.store !== 'embedded' && f.store !== 'etcd') {
+    throw usage(`--store must be embedded or etcd, got ${JSON.stringify(f.store)}`);
+  }
+  const endpoints = (f.etcdEndpoints ?? '').split(',').map((e) => e.trim());
+  const abs = (file: string | undefined) => (file === undefined ? null : resolve(file));
+  return {
+    store: f.store,
+    etcdEndpoints: endpoints.filter((e) => e !== ''),
+    etcdCaFile: abs(f.etcdCaFile),
+    etcdCertFile: abs(f.etcdCertFile),
+    etcdKeyFile: abs(f.etcdKeyFile),
+  } as const;
 }
 
 export function register(program: Command, app: CliApp): void {
@@ -43,6 +66,11 @@ export function register(program: Command, app: CliApp): void {
     .option('--listen <host>', 'address to listen on', DEFAULT_LISTEN_HOST)
     .option('--server-bin <path>', 'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
     .option('--no-systemd', 'do not install a systemd unit')
+    .option('--store <kind>', 'cluster store: embedded (a file beside the pool) or etcd', 'embedded')
+    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (with --store etcd)')
+    .option('--etcd-ca-file <file>', 'PEM CA of the etcd server certificates (https endpoints)')
+    .option('--etcd-cert-file <file>', 'PEM client certificate for etcd (with --etcd-key-file)')
+    .option('--etcd-key-file <file>', 'PEM key of the etcd client certificate')
     .action(
       action<InitFlags>(app, async (ctx, args, f) => {
         if (args.length > 0) throw usage('dm cluster init takes no arguments (see --help for its options).');
@@ -58,6 +86,7 @@ export function register(program: Command, app: CliApp): void {
           listenHost: f.listen,
           serverBin: f.serverBin,
           systemd: f.systemd,
+          ...storeFlags(f),
         });
         ctx.reporter.result(result, renderClusterInit);
       }),
@@ -81,4 +110,31 @@ export function register(program: Command, app: CliApp): void {
         ctx.reporter.result(result, renderClusterReset);
       }),
     );
+  cluster
+    .command('grow')
+    .summary("Grow the current remote's pool online (the server grows its pool file)")
+    .argument('[args...]')
+    .requiredOption('--pool-size <size>', 'the new size of the pool (e.g. 20G); pools only grow')
+    .action(
+      action<{ poolSize: string }>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster grow takes no arguments (give the size with --pool-size).');
+        const { clusterGrow, renderClusterGrow } = await import('../cluster/grow.ts');
+        ctx.reporter.result(await clusterGrow(ctx, parseSize(f.poolSize)), renderClusterGrow);
+      }),
+    );
+  cluster
+    .command('upgrade')
+    .summary("Restart this host's dotmesh-server as a newer version; dots stay mounted and in use")
+    .argument('[args...]')
+    .option('--use-pool-dir <dir>', 'directory given to cluster init', DEFAULT_POOL_DIR)
+    .option('--server-bin <path>', 'the new dotmesh-server (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
+    .action(
+      action<{ usePoolDir: string; serverBin?: string }>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster upgrade takes no arguments (see --help for its options).');
+        const { clusterUpgrade, renderClusterUpgrade } = await import('../cluster/upgrade.ts');
+        const result = await clusterUpgrade(ctx, { poolDir: f.usePoolDir, serverBin: f.serverBin });
+        ctx.reporter.result(result, renderClusterUpgrade);
+      }),
+    );
+  registerBackup(cluster, app);
 }

@@ -3,6 +3,7 @@ import type { DotmeshVolume } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
 import { goStringSlice, prettySize } from '../format.ts';
 import { allBranches } from './branch.ts';
+import { dotCommitSpace } from './commit-space.ts';
 
 /**
  * `dm dot show [-H] [<dot>]`. RPCs in the original's order: Lookup+Get (master), Branches, then
@@ -34,6 +35,8 @@ export interface DotShowResult {
   commitCount: number;
   sizeBytes: number;
   dirtyBytes: number;
+  /** Sum of the bytes each commit of the dot alone holds; null when the server cannot say. */
+  commitsExclusiveBytes?: number | null;
   currentBranch: string;
   branches: BranchInfo[];
   upstreams: { remote: string; namespace: string; name: string }[];
@@ -95,6 +98,8 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
       const up = config.Remotes[r]?.DefaultRemoteVolumes?.[dot.namespace]?.[dot.name];
       return up ? [{ remote: r, namespace: up.Namespace, name: up.Name }] : [];
     });
+  const branchNames = branches.map((b) => b.name);
+  const commitsExclusiveBytes = await dotCommitSpace(ctx, dot, branchNames);
   return {
     namespace: dot.namespace,
     name: dot.name,
@@ -103,6 +108,7 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
     commitCount: master.CommitCount,
     sizeBytes: master.SizeBytes,
     dirtyBytes: master.DirtyBytes,
+    commitsExclusiveBytes,
     currentBranch,
     branches,
     upstreams,
@@ -118,6 +124,7 @@ export function renderDotShow(d: DotShowResult): string[] {
       ? `Dot size: ${prettySize(d.sizeBytes)} (all clean)`
       : `Dot size: ${prettySize(d.sizeBytes)} (${prettySize(d.dirtyBytes)} dirty)`,
   );
+  if (typeof d.commitsExclusiveBytes === 'number') out.push(`Space held by commits: ${prettySize(d.commitsExclusiveBytes)}`);
   out.push('Branches:');
   for (const b of d.branches) {
     const containers = b.containers.length > 0 ? ` (containers: ${b.containers.join(',')})` : '';
@@ -142,6 +149,7 @@ export function renderDotShowScripting(d: DotShowResult): string[] {
     `commitCount\t${d.commitCount}`,
     `size\t${d.sizeBytes}`,
     `dirty\t${d.dirtyBytes}`,
+    ...(typeof d.commitsExclusiveBytes !== 'number' ? [] : [`commitsExclusiveBytes\t${d.commitsExclusiveBytes}`]),
     `currentBranch\t${d.currentBranch}`,
   );
   for (const b of d.branches) {

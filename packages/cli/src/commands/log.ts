@@ -3,13 +3,15 @@ import type { CommitItem } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
+import { commitSizesOf } from './commit-space.ts';
 
 /** `dm log`: commits of the current dot and branch, oldest first. RPC: Commits. */
 export interface LogResult {
   namespace: string;
   name: string;
   branch: string;
-  commits: { id: string; metadata: Record<string, string> }[];
+  /** Sizes (--json only): null when the server cannot measure them (see commit-space.ts). */
+  commits: { id: string; metadata: Record<string, string>; referencedBytes?: number | null; exclusiveBytes?: number | null }[];
 }
 
 /** Commits params exactly as the original sends them (keys sorted, as a Go map). */
@@ -23,7 +25,20 @@ export async function log(ctx: CommandContext): Promise<LogResult> {
   const branch = await ctx.currentBranch(dot);
   const commits: CommitItem[] = await ctx.call('Commits', commitsParams(dot, branch));
   const { namespace, name } = parseDotName(dot);
-  return { namespace, name, branch, commits: commits.map((c) => ({ id: c.Id, metadata: c.Metadata ?? {} })) };
+  // Sizes walk the commits' files on the server: asked for only where they are shown (--json).
+  const sizes = ctx.options.json ? await commitSizesOf(ctx, { namespace, name }, branch) : undefined;
+  return {
+    namespace,
+    name,
+    branch,
+    commits: commits.map((c) => ({
+      id: c.Id,
+      metadata: c.Metadata ?? {},
+      ...(sizes === undefined
+        ? {}
+        : { referencedBytes: sizes?.[c.Id]?.ReferencedBytes ?? null, exclusiveBytes: sizes?.[c.Id]?.ExclusiveBytes ?? null }),
+    })),
+  };
 }
 
 const SPECIAL = new Set(['author', 'message', 'timestamp']);

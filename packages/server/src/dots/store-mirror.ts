@@ -12,6 +12,8 @@ const REGISTRY = `${PREFIX}registry/filesystems/`;
 const CLONES = `${PREFIX}registry/clones/`;
 const MASTERS = `${PREFIX}filesystems/masters/`;
 const SNAPSHOTS = `${PREFIX}servers/snapshots/`;
+/** Ops per store transaction, under etcd's default limit of 128. */
+const TXN_OPS = 100;
 
 export interface MirrorDiff {
   readonly added: string[];
@@ -95,7 +97,7 @@ export class StoreMirror {
     const { kvs } = await this.#store.range(`${CLONES}${dotId}/`);
     const ops: TxnOp[] = kvs.filter((kv) => !entries.has(kv.key)).map((kv): TxnOp => ({ type: 'delete', key: kv.key }));
     for (const [key, value] of entries) ops.push({ type: 'put', key, value });
-    await this.#store.txn({ compare: [], success: ops });
+    await this.#apply(ops);
   }
 
   /** Removes a dot's keys (after a delete). */
@@ -107,7 +109,18 @@ export class StoreMirror {
     const ops: TxnOp[] = this.#keysOwnedBy(dotId, namespace, name, fsIds).map((k) =>
       k.endsWith('/') ? { type: 'deletePrefix', prefix: k } : { type: 'delete', key: k },
     );
-    await this.#store.txn({ compare: [], success: ops });
+    await this.#apply(ops);
+  }
+
+  /**
+   * Writes ops in transactions of at most TXN_OPS ops each: etcd refuses larger ones by default
+   * (--max-txn-ops 128). The mirror needs no atomicity across them: the pool is authoritative
+   * and the next write of the dot (or the next start) rewrites what a failure left behind.
+   */
+  async #apply(ops: readonly TxnOp[]): Promise<void> {
+    for (let i = 0; i < ops.length; i += TXN_OPS) {
+      await this.#store.txn({ compare: [], success: ops.slice(i, i + TXN_OPS) });
+    }
   }
 
   /**
@@ -128,7 +141,7 @@ export class StoreMirror {
       ...removed.map((key): TxnOp => ({ type: 'delete', key })),
       ...[...wanted].filter(([k, v]) => existing.get(k) !== v).map(([key, value]): TxnOp => ({ type: 'put', key, value })),
     ];
-    if (ops.length > 0) await this.#store.txn({ compare: [], success: ops });
+    await this.#apply(ops);
     return { added, removed };
   }
 }

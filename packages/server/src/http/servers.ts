@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from '../log.ts';
 
 /**
- * The two listeners: the API port (POST /rpc; GET /check) and the liveness port (GET /check
+ * The two listeners: the API port (POST /rpc; GET /check, /diff, /metrics) and the liveness port (GET /check
  * → `OK`, no auth, for probes). Each returns a closer.
  */
 export type RequestHandler = Parameters<typeof createServer>[1] & {};
@@ -17,12 +17,29 @@ export async function listen(server: Server, host: string, port: number): Promis
   });
 }
 
-export function createApiServer(routes: { rpc: RequestHandler }, logger: Logger): Server {
+export interface ApiRoutes {
+  readonly rpc: RequestHandler;
+  /** GET /diff/<ns>:<name>[/<commit>] */
+  readonly diff?: RequestHandler;
+  /** GET /metrics (no auth) */
+  readonly metrics?: RequestHandler;
+  /** Called once per finished response (metrics). */
+  readonly observe?: (method: string, path: string, code: number, seconds: number) => void;
+}
+
+export function createApiServer(routes: ApiRoutes, logger: Logger): Server {
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/rpc') {
-      Promise.resolve(routes.rpc(req, res)).catch((err: unknown) => {
-        logger.error({ err }, 'unhandled error in /rpc');
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const observe = routes.observe;
+    if (observe) {
+      const started = process.hrtime.bigint();
+      res.once('finish', () => observe(req.method ?? '', path, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+    }
+    const route =
+      path === '/rpc' ? routes.rpc : path.startsWith('/diff/') ? routes.diff : path === '/metrics' ? routes.metrics : undefined;
+    if (route) {
+      Promise.resolve(route(req, res)).catch((err: unknown) => {
+        logger.error({ err, path: path.slice(0, 200) }, 'unhandled error in an API route');
         if (!res.headersSent) res.writeHead(500).end('internal error\n');
       });
       return;

@@ -1,5 +1,6 @@
 import { DotmeshError, formatDotName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
+import type { Store } from '@dotmesh/store';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
 import { createBranch } from '../dots/branch.ts';
@@ -12,6 +13,10 @@ import { resolveBranch, resolveDot } from '../dots/resolve.ts';
 import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
+import type { PoolControl } from '../pool/pool-grow.ts';
+import { backupHandlers } from './backup-handlers.ts';
+import { capacityHandlers } from './capacity-handlers.ts';
+import { diffHandlers } from './diff-handlers.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -21,6 +26,10 @@ export interface HandlerDeps {
   readonly paths: ContainerPaths;
   readonly version: string;
   readonly internalState: () => Record<string, string>;
+  /** The cluster store (DumpEtcd/RestoreEtcd). */
+  readonly store: Store;
+  /** The pool device, when the server may grow it (GrowPool). */
+  readonly pool?: PoolControl;
 }
 
 export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
@@ -181,6 +190,9 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const all = deps.internalState();
       return Object.fromEntries(Object.entries(all).filter(([k]) => filter === '' || k.includes(filter)));
     },
+    ...capacityHandlers(ctx, deps.pool),
+    ...diffHandlers(ctx),
+    ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
   };
 }
 

@@ -6,6 +6,9 @@ import type {
   CommitInfo,
   CommitMeta,
   CommitRef,
+  CommitSizes,
+  FileChange,
+  LiveRef,
   PoolInfo,
   RecoveryReport,
   StorageDriver,
@@ -14,15 +17,19 @@ import type {
   VolumeSizes,
 } from '../driver.ts';
 import type { Exec, ExecLogger } from '../exec.ts';
+import { isLiveRef } from '../file-changes.ts';
 import { checkCommitId, checkRelPath, checkVolumeId, newOpId, STORAGE_ID_PATTERN } from '../ids.ts';
 import { KeyedMutex } from '../keyed-mutex.ts';
 import { BtrfsCli } from './btrfs-cli.ts';
+import { CommitSizeCache } from './commit-sizes.ts';
 import { CommitStore } from './commits.ts';
+import { diffLive, diffSnapshots, dropDiffBase } from './diff.ts';
 import { exists, fsyncPath, isSubvolumeRoot, listDir, mapFsError, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
 import { Layout } from './layout.ts';
 import { readPoolFile } from './pool-format.ts';
 import { purge, type RollbackIntent, recover } from './recovery.ts';
 import { volumeSizes } from './sizes.ts';
+import { SpaceReserve } from './space-reserve.ts';
 import { exportCommit, importCommit } from './transfer.ts';
 
 export interface BtrfsDriverOptions {
@@ -53,6 +60,9 @@ export class BtrfsDriver implements StorageDriver {
   private readonly liveUuids = new Map<string, string>();
   private readonly referencedCache = new Map<string, { uuid: string; gen: number; bytes: number }>();
   private pool: { poolId: string; formatVersion: number } | undefined;
+  private readonly commitSizeCache = new CommitSizeCache();
+  /** Data space kept back so that deletes and label writes still work on a full pool. */
+  private readonly reserve: SpaceReserve;
 
   constructor(options: BtrfsDriverOptions) {
     this.layout = new Layout(options.root);
@@ -60,6 +70,7 @@ export class BtrfsDriver implements StorageDriver {
     this.cli = new BtrfsCli(options.exec);
     this.logger = options.logger ?? noop;
     this.commits = new CommitStore(this.layout, this.cli);
+    this.reserve = new SpaceReserve({ root: options.root, exec: options.exec, logger: this.logger });
   }
 
   async open(): Promise<RecoveryReport> {
@@ -74,7 +85,10 @@ export class BtrfsDriver implements StorageDriver {
     this.commits.reset();
     this.liveUuids.clear();
     this.referencedCache.clear();
-    return { actions: await recover(this.layout, this.cli, this.logger) };
+    this.commitSizeCache.clear();
+    const actions = await recover(this.layout, this.cli, this.logger);
+    await this.reserve.ensure();
+    return { actions };
   }
 
   async close(): Promise<void> {}
@@ -118,7 +132,7 @@ export class BtrfsDriver implements StorageDriver {
     checkVolumeId(id);
     await this.mutex.run(id, async () => {
       await this.requireVolume(id);
-      await writeJsonAtomic(this.layout.label(id), label);
+      await this.reserve.withReserve(() => writeJsonAtomic(this.layout.label(id), label));
     });
   }
 
@@ -140,6 +154,7 @@ export class BtrfsDriver implements StorageDriver {
       await fsyncPath(this.layout.fsDir);
       this.commits.forget(id);
       this.liveUuids.delete(id);
+      this.commitSizeCache.forget(id);
       await purge(this.cli, trash);
     });
   }
@@ -188,7 +203,10 @@ export class BtrfsDriver implements StorageDriver {
     checkCommitId(commitId);
     return this.mutex.run(id, async () => {
       await this.requireVolume(id);
-      return this.commits.commit(id, commitId, meta);
+      await this.reserve.ensure();
+      const info = await this.commits.commit(id, commitId, meta);
+      await dropDiffBase(this.cli, this.layout, id); // the new commit is the live's clean baseline now
+      return info;
     });
   }
 
@@ -201,7 +219,7 @@ export class BtrfsDriver implements StorageDriver {
     checkVolumeId(id);
     checkCommitId(commitId);
     return this.mutex.run(id, async () => {
-      if (await exists(this.layout.volume(id))) await this.commits.delete(id, commitId);
+      if (await exists(this.layout.volume(id))) await this.reserve.withReserve(() => this.commits.delete(id, commitId));
     });
   }
 
@@ -222,7 +240,7 @@ export class BtrfsDriver implements StorageDriver {
       try {
         await mkdirp(opDir);
         const intent: RollbackIntent = { kind: 'rollback', volumeId: id, commitId: to.commitId };
-        await writeJsonAtomic(join(opDir, 'intent.json'), intent);
+        await this.reserve.withReserve(() => writeJsonAtomic(join(opDir, 'intent.json'), intent));
         await this.cli.snapshot(source, join(opDir, 'new'), { readonly: false });
         await this.cli.sync(this.layout.root);
         this.liveUuids.delete(id);
@@ -231,6 +249,7 @@ export class BtrfsDriver implements StorageDriver {
         this.liveUuids.delete(id); // again: a concurrent sizes() may have cached the old live meanwhile
         await fsyncPath(this.layout.volume(id));
         await fsyncPath(opDir);
+        await dropDiffBase(this.cli, this.layout, id);
       } finally {
         await purge(this.cli, opDir);
       }
@@ -251,6 +270,11 @@ export class BtrfsDriver implements StorageDriver {
     });
   }
 
+  async commitSizes(id: string): Promise<Map<string, CommitSizes>> {
+    await this.requireVolume(id);
+    return this.commitSizeCache.measure({ exec: this.exec, cli: this.cli, layout: this.layout, volumeId: id });
+  }
+
   exportCommit(id: string, commitId: string, options: { parent?: CommitRef } = {}): Readable {
     return exportCommit({ exec: this.exec, layout: this.layout, ref: { volumeId: id, commitId }, parent: options.parent });
   }
@@ -262,6 +286,14 @@ export class BtrfsDriver implements StorageDriver {
       if (options.parent) await this.existingCommit(options.parent);
       return importCommit({ exec: this.exec, cli: this.cli, layout: this.layout, commits: this.commits, volumeId: id, stream });
     });
+  }
+
+  /** send --no-data | receive --dump; the live side through a temporary snapshot (diff.ts). */
+  async diff(from: CommitRef, to: CommitRef | LiveRef): Promise<FileChange[]> {
+    const fromPath = await this.existingCommit(from);
+    if (!isLiveRef(to)) return diffSnapshots(this.exec, fromPath, await this.existingCommit(to));
+    await this.requireVolume(to.volumeId);
+    return diffLive({ exec: this.exec, cli: this.cli, layout: this.layout, mutex: this.mutex }, fromPath, to.volumeId);
   }
 
   private async requireVolume(id: string): Promise<void> {

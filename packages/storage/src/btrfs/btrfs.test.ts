@@ -63,6 +63,8 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
       readFile: (v, rel) => readFile(live(v, rel)),
       readCommitFile: (v, c, rel) => readFile(join(driver.commitPath(v, c), rel)),
       removeFile: (v, rel) => rm(live(v, rel)),
+      renamePath: (v, from, to) => rename(live(v, from), live(v, to)),
+      removePath: (v, rel) => rm(live(v, rel), { recursive: true }),
       ...(second ? { makeSecondHarness: second } : {}),
       cleanup: () => purge(cli, driver.layout.root),
     };

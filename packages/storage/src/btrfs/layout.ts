@@ -13,6 +13,8 @@ import { checkCommitId, checkVolumeId } from '../ids.ts';
  * Why a box: btrfs refuses (EROFS) to move a read-only subvolume to another directory, and a
  * received commit must never be made writable; so `btrfs receive` fills a box in staging and
  * the box (a plain directory) is renamed into commits/ once verified.
+ *   <root>/fs/<volumeId>/diff/base                 read-only snapshot of a clean live kept by diff()
+ *                                                  (see diff.ts); dropped by the next commit or rollback
  *   <root>/staging/<opId>/                         in-progress work (intent.json for swaps)
  *   <root>/trash/<opId>/                           deletions in progress
  * Inside every commit: dotmesh.metadata/<commitId>.json {formatVersion, commitId, seq, meta}.
@@ -60,6 +62,13 @@ export class Layout {
   }
   importedSeq(id: string, commitId: string): string {
     return join(this.commitBox(id, commitId), 'seq.json');
+  }
+  /** Box of the snapshot diff() keeps of a clean live (a plain directory, as a commit box). */
+  diffBox(id: string): string {
+    return join(this.volume(id), 'diff');
+  }
+  diffBase(id: string): string {
+    return join(this.diffBox(id), 'base');
   }
   staging(opId: string): string {
     return join(this.stagingDir, opId);

@@ -6,6 +6,9 @@ import type {
   CommitInfo,
   CommitMeta,
   CommitRef,
+  CommitSizes,
+  FileChange,
+  LiveRef,
   PoolInfo,
   RecoveryReport,
   StorageDriver,
@@ -13,7 +16,9 @@ import type {
   VolumeLabel,
   VolumeSizes,
 } from '../driver.ts';
+import { isLiveRef } from '../file-changes.ts';
 import { checkCommitId, checkRelPath, checkVolumeId, newPoolId } from '../ids.ts';
+import { diffTrees } from './diff.ts';
 import { decodeStream, encodeStream, type StreamEntry } from './stream-format.ts';
 
 type Tree = Map<string, Buffer>;
@@ -139,6 +144,21 @@ export class MemoryDriver implements StorageDriver {
     return out;
   }
 
+  /** Exclusive = entries no other tree of the pool (live or commit) holds with the same content. */
+  async commitSizes(id: string): Promise<Map<string, CommitSizes>> {
+    const out = new Map<string, CommitSizes>();
+    for (const c of this.get(id).commits.values()) {
+      const others = [...this.volumes.values()].flatMap((v) => [
+        v.files,
+        ...[...v.commits.values()].filter((o) => o !== c).map((o) => o.files),
+      ]);
+      let exclusiveBytes = 0;
+      for (const [path, data] of c.files) if (!others.some((t) => t.get(path)?.equals(data))) exclusiveBytes += data.length;
+      out.set(c.id, { referencedBytes: treeBytes(c.files), exclusiveBytes });
+    }
+    return out;
+  }
+
   exportCommit(id: string, commitId: string, options: { parent?: CommitRef } = {}): Readable {
     try {
       const c = this.getCommit({ volumeId: id, commitId });
@@ -191,6 +211,11 @@ export class MemoryDriver implements StorageDriver {
     return info(c);
   }
 
+  async diff(from: CommitRef, to: CommitRef | LiveRef): Promise<FileChange[]> {
+    const base = this.getCommit(from).files;
+    return diffTrees(base, isLiveRef(to) ? this.get(to.volumeId).files : this.getCommit(to).files);
+  }
+
   // ---- harness API: stands in for a container writing into the live state ----
 
   async writeFile(id: string, relPath: string, data: string | Buffer): Promise<void> {
@@ -211,6 +236,29 @@ export class MemoryDriver implements StorageDriver {
     return readFrom(this.getCommit({ volumeId: id, commitId }).files, relPath, `commit ${commitId} of volume ${id}`);
   }
   /** Files and directories (directories end with `/`). */
+  /** Moves a file or a directory (with everything below it), as rename(2). */
+  async renamePath(id: string, from: string, to: string): Promise<void> {
+    const v = this.get(id);
+    const [src, dst] = [normalize(from), normalize(to)];
+    for (const [key, data] of [...v.files]) {
+      const rest = key === src ? '' : key.startsWith(`${src}/`) ? key.slice(src.length) : undefined;
+      if (rest === undefined) continue;
+      v.files.delete(key);
+      v.files.set(dst + rest, data);
+      v.dirty = true;
+    }
+  }
+  /** Removes a file or a directory with everything below it (`rm -r`). */
+  async removePath(id: string, relPath: string): Promise<void> {
+    const v = this.get(id);
+    const p = normalize(relPath);
+    for (const key of [...v.files.keys()]) {
+      if (key === p || key.startsWith(`${p}/`)) {
+        v.files.delete(key);
+        v.dirty = true;
+      }
+    }
+  }
   async listFiles(id: string): Promise<string[]> {
     return [...this.get(id).files.keys()].sort();
   }

@@ -8,6 +8,8 @@ runDriverConformance('memory', async () => {
     readFile: driver.readFile.bind(driver),
     readCommitFile: driver.readCommitFile.bind(driver),
     removeFile: driver.removeFile.bind(driver),
+    renamePath: driver.renamePath.bind(driver),
+    removePath: driver.removePath.bind(driver),
     cleanup: async () => {},
   });
   return { ...make(new MemoryDriver()), makeSecondHarness: async () => make(new MemoryDriver()) };

@@ -52,7 +52,8 @@ export function watchTests(open: OpenStore): void {
           }
         })();
         // Start the watch halfway, so the writer's next puts interleave with its setup.
-        while (written < 30) await Promise.resolve();
+        // Yield to the event loop (not just microtasks), so a store doing real I/O progresses.
+        while (written < 30) await new Promise((resolve) => setImmediate(resolve));
         const log = await EventLog.start(store, 'r/', { fromRevision: start });
         await writer;
         const events = await log.waitFor(60);

@@ -1,0 +1,222 @@
+/**
+ * Runs the benchmarks of targets.md (P1, P2, P3, P6, P7, P10) against a real dotmesh-server on
+ * a loop-file btrfs pool, each against its reference measured in the same run; prints a table
+ * and writes JSON (see report.ts). Needs root and btrfs; everything it makes (server, pools, loop
+ * devices, mounts, files) is removed at the end, after a failure, and on SIGINT/SIGTERM.
+ *
+ * Usage: node bench/src/run.ts [--smoke] [--only P1,P6] [--out FILE] [--markdown FILE]
+ *                              [--sizes 1M,100M] [--dm dist/dm.mjs]
+ *   --smoke     tiny sizes and few samples (CI: proves the benchmarks still run; no thresholds)
+ *   --out       JSON result file (default: bench/results/latest.json, none with --smoke)
+ *   --markdown  also write the result table as Markdown
+ *   --sizes     dot sizes for P1-P3 (default 1M,100M,1G,10G; smoke 1M)
+ *   --dm        the dm bundle for P6/P10 (default dist/dm.mjs; run `npm run build` first)
+ * Exit status: 0 when every benchmark ran (whatever the verdicts), 1 when one failed to run.
+ */
+import { existsSync, statfsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseSize } from '@dotmesh/rpc/server-defaults';
+import { Cleanup, DM_BUNDLE, isCI, missingCapabilities, testRoot } from '@dotmesh/testkit';
+import { atMost, formatBytes, GiB, ratio, single } from './harness.ts';
+import { describeMachine } from './machine.ts';
+import { benchCommit } from './p1-commit.ts';
+import { benchBranch } from './p2-branch.ts';
+import { benchRollback } from './p3-rollback.ts';
+import { benchManyDots } from './p6-many-dots.ts';
+import { benchThroughput } from './p7-throughput.ts';
+import { benchCli } from './p10-cli.ts';
+import { markdownTable, type Report, type Row, textTable } from './report.ts';
+import { type BenchServer, startBenchServer } from './server.ts';
+import { dropPair, preparePair } from './sized.ts';
+
+const ALL = ['P1', 'P2', 'P3', 'P6', 'P7', 'P10'] as const;
+/** P1's "a 10 GiB dot within 1.2× of a 1 MiB dot", applied to P2/P3's "size-independent" too. */
+const SIZE_RATIO = 1.2;
+
+const { values } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    markdown: { type: 'string' },
+    sizes: { type: 'string' },
+    dm: { type: 'string' },
+  },
+});
+const smoke = values.smoke === true;
+const only = new Set((values.only ?? ALL.join(',')).split(',').map((x) => x.trim().toUpperCase()));
+for (const id of only)
+  if (!(ALL as readonly string[]).includes(id)) throw new Error(`--only: unknown benchmark ${id} (known: ${ALL})`);
+const sizes = (values.sizes ?? (smoke ? '1M' : '1M,100M,1G,10G')).split(',').map((x) => parseSize(x.trim()));
+const dmBundle = resolve(values.dm ?? DM_BUNDLE);
+const out = values.out ?? (smoke ? undefined : resolve(import.meta.dirname, '../results/latest.json'));
+const params = smoke
+  ? {
+      sizes,
+      p1Samples: 3,
+      p1Unflushed: 1,
+      p2Samples: 3,
+      p3Samples: 3,
+      p6Dots: 20,
+      p6Samples: 2,
+      p7: { clients: 4, seconds: 0.5, commits: 20 },
+      p10Samples: 2,
+    }
+  : {
+      sizes,
+      p1Samples: 30,
+      p1Unflushed: 5,
+      p2Samples: 20,
+      p3Samples: 20,
+      p6Dots: 1000,
+      p6Samples: 10,
+      p7: { clients: 8, seconds: 5, commits: 200 },
+      p10Samples: 20,
+    };
+
+const missing = missingCapabilities(['root', 'btrfs', 'losetup']);
+if (missing.length > 0) {
+  console.error(`bench: cannot run: ${missing.join('; ')}`);
+  process.exit(isCI() ? 1 : 0);
+}
+const maxSize = Math.max(...sizes);
+// Pool: the largest dot twice (dot + raw twin) plus room for the 100 MiB unflushed snapshots.
+const poolBytes = 2 * maxSize + 8 * GiB;
+const needHost = 2 * maxSize + 4 * GiB;
+const free = (() => {
+  const s = statfsSync(testRoot());
+  return s.bavail * s.bsize;
+})();
+if (free < needHost) {
+  console.error(`bench: needs ${Math.ceil(needHost / GiB)} GiB free under ${testRoot()}, has ${Math.floor(free / GiB)} GiB`);
+  process.exit(1);
+}
+
+const cleanup = new Cleanup();
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`bench: ${sig}: cleaning up`);
+    void cleanup.run().finally(() => process.exit(130));
+  });
+}
+
+const rows: Row[] = [];
+const errors: { id: string; error: string }[] = [];
+async function step(id: string, fn: () => Promise<Row[]>): Promise<void> {
+  const started = Date.now();
+  try {
+    const got = await fn();
+    rows.push(...got);
+    console.error(`bench: ${id} done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    const error = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    errors.push({ id, error });
+    console.error(`bench: ${id} FAILED: ${error}`);
+  }
+}
+
+const started = Date.now();
+try {
+  const s: BenchServer = await startBenchServer(cleanup, `${Math.ceil(poolBytes / GiB)}G`);
+  console.error(`bench: ${s.serverBin} on a ${Math.ceil(poolBytes / GiB)} GiB sparse pool at ${s.mnt}`);
+  if (only.has('P1') || only.has('P2') || only.has('P3')) await sizeScaling(s);
+  if (only.has('P7')) await step('P7', () => benchThroughput(s, params.p7));
+  const haveDm = existsSync(dmBundle);
+  if (!haveDm && (only.has('P10') || only.has('P6')))
+    console.error(`bench: ${dmBundle} is missing (npm run build): no dm figures`);
+  if (only.has('P10'))
+    await step('P10', async () => {
+      if (!haveDm) throw new Error(`${dmBundle} is missing: run 'npm run build' first`);
+      return benchCli(s, dmBundle, params.p10Samples);
+    });
+  if (only.has('P6'))
+    await step('P6', () =>
+      benchManyDots(cleanup, s, { dots: params.p6Dots, samples: params.p6Samples, dmBundle: haveDm ? dmBundle : undefined }),
+    );
+} catch (e) {
+  errors.push({ id: 'setup', error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  console.error(`bench: setup FAILED: ${errors.at(-1)?.error}`);
+} finally {
+  try {
+    await cleanup.run();
+  } catch (e) {
+    errors.push({ id: 'cleanup', error: String(e) });
+    console.error(`bench: cleanup FAILED: ${e}`);
+  }
+}
+
+async function sizeScaling(s: BenchServer): Promise<void> {
+  for (const size of [...sizes].sort((a, b) => a - b)) {
+    const t0 = Date.now();
+    let pair: Awaited<ReturnType<typeof preparePair>> | undefined;
+    await step(`fill ${formatBytes(size)}`, async () => {
+      pair = await preparePair(s, size);
+      console.error(`bench: filled two ${pair.label} copies in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      return [];
+    });
+    if (!pair) continue;
+    const p = pair;
+    if (only.has('P1'))
+      await step(`P1 ${p.label}`, () => benchCommit(s, p, { samples: params.p1Samples, unflushedSamples: params.p1Unflushed }));
+    if (only.has('P2')) await step(`P2 ${p.label}`, () => benchBranch(s, p, params.p2Samples));
+    if (only.has('P3')) await step(`P3 ${p.label}`, () => benchRollback(s, p, params.p3Samples));
+    await step(`drop ${p.label}`, async () => {
+      await dropPair(s, p);
+      return [];
+    });
+  }
+  if (sizes.length > 1) rows.push(...scalingRows());
+}
+
+/** p50 at the largest size over p50 at the smallest, for each size-dependent figure. */
+function scalingRows(): Row[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of rows)
+    if (r.size !== undefined) groups.set(`${r.id} ${r.what}`, [...(groups.get(`${r.id} ${r.what}`) ?? []), r]);
+  const out: Row[] = [];
+  for (const same of groups.values()) {
+    const first = same[0]!; // rows were added smallest size first
+    const last = same.at(-1)!;
+    if (first === last) continue;
+    const k = ratio(last.figure.p50, first.figure.p50);
+    const refK = first.reference && last.reference ? ratio(last.reference.stats.p50, first.reference.stats.p50) : undefined;
+    out.push({
+      id: first.id,
+      what: `${first.what}: ${last.size} vs ${first.size} dot, p50 ratio`,
+      unit: '×',
+      figure: single(k),
+      ...(refK === undefined ? {} : { reference: { what: 'same ratio of the reference', stats: single(refK) } }),
+      verdict: atMost(`≤ ${SIZE_RATIO}×`, k, SIZE_RATIO, '×'),
+    });
+  }
+  return out;
+}
+
+const report: Report = {
+  date: new Date().toISOString(),
+  mode: smoke ? 'smoke' : 'full',
+  machine: describeMachine(testRoot()),
+  params: {
+    ...params,
+    sizes: sizes.map(formatBytes),
+    dmBundle,
+    durationS: Math.round((Date.now() - started) / 1000),
+  },
+  rows,
+  errors,
+};
+console.log(textTable(rows));
+for (const e of errors) console.log(`FAILED ${e.id}: ${e.error.split('\n')[0]}`);
+if (out) {
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.error(`bench: wrote ${out}`);
+}
+if (values.markdown) await writeFile(values.markdown, `${markdownTable(rows)}\n`);
+console.error(`bench: ${Math.round((Date.now() - started) / 1000)} s${smoke ? ' (smoke)' : ''}`);
+process.exitCode = errors.length > 0 ? 1 : 0;

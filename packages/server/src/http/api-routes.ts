@@ -1,0 +1,35 @@
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { DotContext } from '../dots/context.ts';
+import type { Logger } from '../log.ts';
+import { createMetricsEndpoint } from '../metrics/endpoint.ts';
+import { ServerMetrics } from '../metrics/metrics.ts';
+import type { HandlerTable } from '../rpc/handlers.ts';
+import { createDiffEndpoint } from './diff-endpoint.ts';
+import { createRpcEndpoint } from './rpc-endpoint.ts';
+import type { ApiRoutes } from './servers.ts';
+
+/**
+ * Every route of the API port with its dependencies: /rpc, GET /diff/…, GET /metrics, and the
+ * per-response hook that feeds the metrics. One ServerMetrics (own registry) per server.
+ */
+export function createApiRoutes(deps: {
+  readonly ctx: DotContext;
+  readonly auth: Authenticator;
+  readonly handlers: HandlerTable;
+  readonly logger: Logger;
+}): ApiRoutes {
+  const { ctx, auth, handlers, logger } = deps;
+  const metrics = new ServerMetrics(
+    {
+      poolInfo: () => ctx.driver.poolInfo(),
+      counts: () => ({ dots: ctx.index.dots.size, branches: ctx.index.branches.size }),
+    },
+    logger,
+  );
+  return {
+    rpc: createRpcEndpoint({ auth, handlers, logger, observe: (m, s, ok) => metrics.observeRpc(m, s, ok) }),
+    diff: createDiffEndpoint({ auth, ctx, logger }),
+    metrics: createMetricsEndpoint(metrics, logger),
+    observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
+  };
+}

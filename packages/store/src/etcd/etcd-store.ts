@@ -1,0 +1,288 @@
+import { DotmeshError } from '@dotmesh/core';
+import { Etcd3 } from 'etcd3';
+import { checkKey, checkLeaseId, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from '../engine/limits.ts';
+import { leaseNotFound } from '../engine/write-batch.ts';
+import type {
+  DeleteResult,
+  KeyValue,
+  RangeResult,
+  Store,
+  TxnRequest,
+  TxnResult,
+  WatchEvent,
+  Watcher,
+  WatchOptions,
+  WriteResult,
+} from '../store.ts';
+import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
+import { EtcdErrors } from './errors.ts';
+import { keepAliveOnce } from './lease.ts';
+import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
+import { EtcdWatch } from './watch.ts';
+
+export interface EtcdStoreOptions {
+  /** Client URLs of the etcd members, e.g. `https://10.0.0.1:2379`. At least one. */
+  readonly endpoints: readonly string[];
+  /** PEM CA bundle that signed the etcd server certificates (enables TLS). */
+  readonly ca?: Buffer;
+  /** PEM client certificate and key, for etcd run with --client-cert-auth. */
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** Every key of this store lives under this etcd key prefix; default '' (none). */
+  readonly prefix?: string;
+  /** How long `open` waits for etcd to answer; default 5000 ms. */
+  readonly dialTimeoutMs?: number;
+  /** Deadline of each request (and of watch creation); default 10000 ms. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** Large enough for a range of many 4 MiB values; grpc-js defaults to 4 MiB. */
+const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * The Store contract on a real etcd (v3 API) through the etcd3 client. Revisions, versions,
+ * leases and watches are etcd's own, so several servers share one store. Lease ids are etcd's
+ * int64 ids in hex (as etcdctl prints them). etcd must accept the contract's limits: run it
+ * with `--max-request-bytes` above MAX_VALUE_BYTES (e.g. 8388608) and `--max-txn-ops` above
+ * the largest transaction the server writes (e.g. 10000); a refusal is INVALID_ARGUMENT.
+ * A request that times out may still have been applied (etcd's usual ambiguity).
+ */
+export class EtcdStore implements Store {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly #client: Etcd3;
+  readonly #codec: KeyCodec;
+  readonly #errors: EtcdErrors;
+  readonly #requestTimeoutMs: number;
+  readonly #watches = new Set<EtcdWatch>();
+  #closed = false;
+
+  private constructor(client: Etcd3, options: EtcdStoreOptions) {
+    this.#client = client;
+    this.endpoints = [...options.endpoints];
+    this.prefix = options.prefix ?? '';
+    this.#codec = new KeyCodec(this.prefix);
+    this.#errors = new EtcdErrors(this.endpoints);
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  }
+
+  /** Connects and checks that etcd answers; UNAVAILABLE (naming the endpoints) if not. */
+  static async open(options: EtcdStoreOptions): Promise<EtcdStore> {
+    validateOptions(options);
+    const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    const client = new Etcd3({
+      hosts: [...options.endpoints],
+      ...(options.ca === undefined
+        ? {}
+        : {
+            credentials: {
+              rootCertificate: options.ca,
+              ...(options.key === undefined ? {} : { privateKey: options.key }),
+              ...(options.cert === undefined ? {} : { certChain: options.cert }),
+            },
+          }),
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
+    });
+    const store = new EtcdStore(client, options);
+    const dialTimeoutMs = options.dialTimeoutMs ?? 5000;
+    try {
+      await client.kv.range({ key: Buffer.from([0]), count_only: true }, { deadline: Date.now() + dialTimeoutMs });
+    } catch (e) {
+      client.close();
+      throw store.#errors.unavailable(`no answer within ${dialTimeoutMs} ms (${(e as Error).message})`, e);
+    }
+    return store;
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    this.#assertOpen();
+    checkKey(key);
+    const res = await this.#call(() => this.#client.kv.range({ key: this.#codec.encode(key) }));
+    const kv = res.kvs[0];
+    return kv === undefined ? undefined : this.#codec.keyValue(kv);
+  }
+
+  async range(prefix: string): Promise<RangeResult> {
+    this.#assertOpen();
+    checkPrefix(prefix);
+    const res = await this.#call(() => this.#client.kv.range(this.#codec.range(prefix)));
+    return { kvs: res.kvs.map((kv) => this.#codec.keyValue(kv)), revision: Number(res.header.revision) };
+  }
+
+  async put(key: string, value: string, options?: { lease?: string }): Promise<WriteResult> {
+    this.#assertOpen();
+    checkKey(key);
+    checkValue(key, value);
+    const lease = options?.lease;
+    let etcdLease: string | undefined;
+    if (lease !== undefined) {
+      checkLeaseId(lease);
+      etcdLease = leaseToEtcd(lease);
+      if (etcdLease === undefined) throw leaseNotFound(lease);
+    }
+    const req = { key: this.#codec.encode(key), value: Buffer.from(value, 'utf8'), ...(etcdLease ? { lease: etcdLease } : {}) };
+    const res = await this.#call(() => this.#client.kv.put(req), lease === undefined ? [] : [lease]);
+    return { revision: Number(res.header.revision) };
+  }
+
+  async delete(key: string): Promise<DeleteResult> {
+    this.#assertOpen();
+    checkKey(key);
+    const res = await this.#call(() => this.#client.kv.deleteRange({ key: this.#codec.encode(key) }));
+    return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
+  }
+
+  async deletePrefix(prefix: string): Promise<DeleteResult> {
+    this.#assertOpen();
+    checkPrefix(prefix);
+    const res = await this.#call(() => this.#client.kv.deleteRange(this.#codec.range(prefix)));
+    return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    this.#assertOpen();
+    checkTxn(request);
+    const res = await this.#call(() => this.#client.kv.txn(toEtcdTxn(this.#codec, request)), leasesOf(request));
+    return fromEtcdTxn(this.#codec, request, res);
+  }
+
+  async watch(prefix: string, options: WatchOptions, onEvents: (events: readonly WatchEvent[]) => void): Promise<Watcher> {
+    this.#assertOpen();
+    checkPrefix(prefix);
+    if (typeof onEvents !== 'function') throw new DotmeshError('INVALID_ARGUMENT', 'watch needs an onEvents callback');
+    const from = options?.fromRevision;
+    if (from !== undefined) {
+      checkRevision(from, 'fromRevision');
+      await this.#checkNotCompacted(from);
+    }
+    const watch = await EtcdWatch.start({
+      client: this.#client,
+      codec: this.#codec,
+      errors: this.#errors,
+      prefix,
+      fromRevision: from,
+      onEvents,
+      onError: options?.onError,
+      timeoutMs: this.#requestTimeoutMs,
+      onEnd: (w) => this.#watches.delete(w),
+    });
+    if (this.#closed) {
+      await watch.cancel();
+      throw closedError();
+    }
+    this.#watches.add(watch);
+    return watch;
+  }
+
+  async grantLease(ttlSeconds: number): Promise<string> {
+    this.#assertOpen();
+    checkTtl(ttlSeconds);
+    const res = await this.#call(() => this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    if (res.error) throw new DotmeshError('INTERNAL', `etcd refused the lease: ${res.error}`);
+    return leaseToStore(res.ID) as string;
+  }
+
+  async keepAlive(leaseId: string): Promise<void> {
+    this.#assertOpen();
+    checkLeaseId(leaseId);
+    const id = leaseToEtcd(leaseId);
+    if (id === undefined) throw leaseNotFound(leaseId);
+    const ttl = await this.#call(() => keepAliveOnce(this.#client, id, this.#requestTimeoutMs), [leaseId]);
+    if (ttl <= 0) throw leaseNotFound(leaseId);
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    this.#assertOpen();
+    checkLeaseId(leaseId);
+    const id = leaseToEtcd(leaseId);
+    if (id === undefined) return;
+    try {
+      await this.#call(() => this.#client.leaseClient.leaseRevoke({ ID: id }), [leaseId]);
+    } catch (e) {
+      if (e instanceof DotmeshError && e.code === 'CONFLICT' && /lease not found/.test(e.message)) return;
+      throw e;
+    }
+  }
+
+  async revision(): Promise<number> {
+    this.#assertOpen();
+    const res = await this.#call(() => this.#client.kv.range({ key: Buffer.from([0]), count_only: true }));
+    return Number(res.header.revision);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const error = closedError();
+    for (const watch of [...this.#watches]) watch.fail(error);
+    this.#watches.clear();
+    this.#client.close();
+  }
+
+  /** A watch from `from` needs the history after it: reading at revision from+1 proves it is there. */
+  async #checkNotCompacted(from: number): Promise<void> {
+    const current = await this.revision();
+    if (from >= current) return;
+    await this.#call(() => this.#client.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) })).catch(
+      (e: unknown) => {
+        if (e instanceof DotmeshError && /compacted/.test(e.message)) {
+          throw new DotmeshError('CONFLICT', `watch from revision ${from}: etcd has compacted that history`, {
+            hint: 'read the current state with range and watch from its revision',
+            data: { fromRevision: from },
+            cause: e,
+          });
+        }
+        throw e;
+      },
+    );
+  }
+
+  async #call<T>(fn: () => Promise<T>, leases: readonly string[] = []): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw this.#closed ? closedError() : this.#errors.map(e, leases);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw closedError();
+  }
+}
+
+function validateOptions(options: EtcdStoreOptions): void {
+  if (!Array.isArray(options?.endpoints) || options.endpoints.length === 0) {
+    throw new DotmeshError('INVALID_ARGUMENT', 'EtcdStore needs at least one etcd endpoint', {
+      hint: 'give the client URLs, e.g. https://127.0.0.1:2379',
+    });
+  }
+  for (const endpoint of options.endpoints) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(endpoint)) {
+      throw new DotmeshError('INVALID_ARGUMENT', `invalid etcd endpoint ${JSON.stringify(endpoint)}`, {
+        hint: 'an endpoint is a URL like http://127.0.0.1:2379 or https://etcd-1:2379',
+      });
+    }
+  }
+  const https = options.endpoints.filter((e) => e.startsWith('https:')).length;
+  if (https !== 0 && https !== options.endpoints.length) {
+    throw new DotmeshError('INVALID_ARGUMENT', 'etcd endpoints must be all https or all http');
+  }
+  if ((https === 0) !== (options.ca === undefined)) {
+    throw new DotmeshError(
+      'INVALID_ARGUMENT',
+      https === 0 ? 'a CA file is given but the etcd endpoints are plain http' : 'https etcd endpoints need the CA file',
+      { hint: 'give --etcd-ca-file with https:// endpoints, and neither CA nor certificates with http:// ones' },
+    );
+  }
+  if ((options.cert === undefined) !== (options.key === undefined)) {
+    throw new DotmeshError('INVALID_ARGUMENT', 'an etcd client certificate needs its key, and a key its certificate');
+  }
+  const prefix = options.prefix ?? '';
+  if (typeof prefix !== 'string' || !prefix.isWellFormed())
+    throw new DotmeshError('INVALID_ARGUMENT', 'the etcd key prefix must be a string');
+}
+
+function closedError(): DotmeshError {
+  return new DotmeshError('UNAVAILABLE', 'the store is closed', { hint: 'open the store again' });
+}
