@@ -58,3 +58,29 @@ test('build: bundles TypeScript with CJS deps into a runnable ESM file; skips mi
   assert.equal(hb.match(/^#!/gm)?.length, 1, 'exactly one hashbang line');
   assert.equal((await run(process.execPath, [join(out, 'hashbang.mjs')])).stdout, 'hashbang ok\n');
 });
+
+/** Every file `entry` loads at start: itself and its static imports, transitively (not import()). */
+async function staticGraph(dir: string, entry: string): Promise<string[]> {
+  const seen = new Set<string>();
+  const visit = async (file: string): Promise<void> => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const code = await readFile(file, 'utf8');
+    for (const m of code.matchAll(/^(?:import|export)\s[^;]*?from\s+"(\.[^"]+)"/gms)) await visit(resolve(file, '..', m[1]!));
+  };
+  await visit(join(dir, entry));
+  return [...seen];
+}
+
+test('build: dm loads neither zod nor the cluster code at start (P10)', async (t) => {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const out = await makeTempDir('build-real', c);
+  await buildBundles({ root: repo, outdir: out, log: () => {} });
+  const files = await staticGraph(out, 'dm.mjs');
+  const loaded = (await Promise.all(files.map((f) => readFile(f, 'utf8')))).join('\n');
+  assert.doesNotMatch(loaded, /node_modules\/zod\//, 'zod is loaded only by the commands that need it');
+  assert.doesNotMatch(loaded, /packages\/cli\/src\/cluster\/init\.ts/, 'cluster init is loaded lazily');
+  const { stdout } = await run(process.execPath, [join(out, 'dm.mjs'), '--help']);
+  assert.match(stdout, /Usage: dm/);
+});

@@ -1,5 +1,5 @@
 /**
- * Bundles the executables with esbuild, for Node 24, in one build with code splitting:
+ * Bundles the executables with esbuild, for Node 24, one build each, with code splitting:
  *   packages/cli/src/bin.ts    -> dist/dm.mjs
  *   packages/server/src/bin.ts -> dist/dotmesh-server.mjs
  *   code shared by both, or loaded only by `import()` -> dist/chunks/*.mjs
@@ -117,12 +117,32 @@ export async function buildBundles(opts: BuildOptions): Promise<BuildResult> {
   if (present.length === 0) return { built: [], skipped };
   await rm(join(outdir, CHUNKS_DIR), { recursive: true, force: true });
   const started = performance.now();
+  // One build per executable: splitting then only moves an executable's own lazily imported
+  // parts into chunks. (A single build for both would put modules they share — the RPC client
+  // together with zod, say — in one shared chunk that `dm` must load at start.)
+  await Promise.all(present.map((e) => buildOne(root, outdir, e)));
+  const ms = Math.round(performance.now() - started);
+  await cp(join(root, 'node_modules', 'etcd3', 'proto'), join(outdir, CHUNKS_DIR, ETCD_PROTO_DIR), { recursive: true });
+  for (const entry of present) {
+    const outfile = join(outdir, entry.out);
+    // esbuild keeps an entry's own hashbang on the first line; add ours only when there is none.
+    const code = await readFile(outfile, 'utf8');
+    if (!code.startsWith('#!')) await writeFile(outfile, SHEBANG + code);
+    await chmod(outfile, 0o755);
+    const shown = relative(root, outfile);
+    log(`build: ${entry.source} -> ${shown.startsWith('..') ? outfile : shown} (${ms} ms)`);
+  }
+  return { built: present.map((e) => e.out), skipped };
+}
+
+async function buildOne(root: string, outdir: string, e: Entry): Promise<void> {
+  const name = e.out.slice(0, -'.mjs'.length);
   await build({
     absWorkingDir: root,
-    entryPoints: Object.fromEntries(present.map((e) => [e.out.slice(0, -'.mjs'.length), resolve(root, e.source)])),
+    entryPoints: { [name]: resolve(root, e.source) },
     outdir,
     entryNames: '[name]',
-    chunkNames: `${CHUNKS_DIR}/[name]-[hash]`,
+    chunkNames: `${CHUNKS_DIR}/${name}-[name]-[hash]`,
     outExtension: { '.js': '.mjs' },
     bundle: true,
     splitting: true,
@@ -135,18 +155,6 @@ export async function buildBundles(opts: BuildOptions): Promise<BuildResult> {
     plugins: [lazyBuiltins, etcdProto],
     logLevel: 'warning',
   });
-  const ms = Math.round(performance.now() - started);
-  await cp(join(root, 'node_modules', 'etcd3', 'proto'), join(outdir, CHUNKS_DIR, ETCD_PROTO_DIR), { recursive: true });
-  for (const entry of present) {
-    const outfile = join(outdir, entry.out);
-    // esbuild keeps an entry's own hashbang on the first line; add ours only when there is none.
-    const code = await readFile(outfile, 'utf8');
-    if (!code.startsWith('#!')) await writeFile(outfile, SHEBANG + code);
-    await chmod(outfile, 0o755);
-    const shown = relative(root, outfile);
-    log(`build: ${entry.source} -> ${shown.startsWith('..') ? outfile : shown} (${ms} ms, one build)`);
-  }
-  return { built: present.map((e) => e.out), skipped };
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,5 @@
 import { DotmeshError } from '@dotmesh/core';
-import { type BackupV1, parseBackup } from '@dotmesh/rpc';
+import type { BackupV1 } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
@@ -27,6 +27,8 @@ export async function restoreEtcd(ctx: CommandContext, text: string): Promise<Re
   if (text.trim() === '') {
     throw new DotmeshError('INVALID_ARGUMENT', 'no backup on stdin', { hint: 'dm cluster restore-etcd < backup.json' });
   }
+  // Loaded here only: the schema brings zod, which ordinary commands must not load at start.
+  const { parseBackup } = await import('@dotmesh/rpc');
   const dump = parseBackup(text);
   const { name, remote } = await ctx.currentRemote();
   const restored = await (await ctx.clientFor(remote)).call('RestoreEtcd', { Prefix: '', Dump: dump });

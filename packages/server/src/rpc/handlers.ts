@@ -117,7 +117,10 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       }
       return { Dots: dots, Servers: [{ Id: ctx.nodeId, Addresses: [] }] };
     },
-    Get: async (caller, fsId) => volumeView(ctx, requireVisibleFs(ctx, caller, fsId), await sizes.fresh()),
+    Get: async (caller, fsId) => {
+      const id = requireVisibleFs(ctx, caller, fsId);
+      return volumeView(ctx, id, await sizes.freshFor(id));
+    },
     Lookup: async (caller, p) => resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId,
     Exists: async (caller, p) => {
       validateName('namespace', p.Namespace);
