@@ -26,14 +26,6 @@ export class SizeTracker {
     return this.#queued;
   }
 
-  /**
-   * Fresh sizes of one volume (Get): started now, so it never predates the request, and it
-   * sizes only that volume instead of every volume of the pool.
-   */
-  freshFor(id: string): Promise<Map<string, VolumeSizes>> {
-    return this.#driver.sizes([id]);
-  }
-
   #start(): Promise<Map<string, VolumeSizes>> {
     this.#queued = null;
     const run = this.#driver.sizes().finally(() => {

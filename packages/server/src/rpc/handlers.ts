@@ -119,7 +119,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     },
     Get: async (caller, fsId) => {
       const id = requireVisibleFs(ctx, caller, fsId);
-      return volumeView(ctx, id, await sizes.freshFor(id));
+      return volumeView(ctx, id, await sizes.fresh());
     },
     Lookup: async (caller, p) => resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId,
     Exists: async (caller, p) => {

@@ -59,6 +59,7 @@ export class BtrfsDriver implements StorageDriver {
   /** volumeId → UUID of its live subvolume; dropped whenever the live is replaced or removed. */
   private readonly liveUuids = new Map<string, string>();
   private readonly referencedCache = new Map<string, { uuid: string; gen: number; bytes: number }>();
+  private readonly dirtyCache = new Map<string, { uuid: string; gen: number; baseline: number; bytes: number }>();
   private pool: { poolId: string; formatVersion: number } | undefined;
   private readonly commitSizeCache = new CommitSizeCache();
   /** Data space kept back so that deletes and label writes still work on a full pool. */
@@ -85,6 +86,7 @@ export class BtrfsDriver implements StorageDriver {
     this.commits.reset();
     this.liveUuids.clear();
     this.referencedCache.clear();
+    this.dirtyCache.clear();
     this.commitSizeCache.clear();
     const actions = await recover(this.layout, this.cli, this.logger);
     await this.reserve.ensure();
@@ -267,6 +269,7 @@ export class BtrfsDriver implements StorageDriver {
       logger: this.logger,
       liveUuids: this.liveUuids,
       referencedCache: this.referencedCache,
+      dirtyCache: this.dirtyCache,
     });
   }
 

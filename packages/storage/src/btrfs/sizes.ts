@@ -31,6 +31,8 @@ export async function volumeSizes(o: {
   liveUuids: Map<string, string>;
   /** Cache volumeId → referenced bytes measured at (live UUID, generation), owned by the driver. */
   referencedCache: Map<string, { uuid: string; gen: number; bytes: number }>;
+  /** Cache volumeId → dirty bytes measured at (live UUID, generation, baseline), owned by the driver. */
+  dirtyCache?: Map<string, { uuid: string; gen: number; baseline: number; bytes: number }>;
 }): Promise<Map<string, VolumeSizes>> {
   const out = new Map<string, VolumeSizes>();
   if (o.ids.length === 0) return out;
@@ -83,7 +85,17 @@ export async function volumeSizes(o: {
       } else {
         o.logger.warn({ volumeId: id, uuid }, 'live subvolume missing from btrfs subvolume list; reporting dirty');
       }
-      const dirtyBytes = dirty && live ? await o.cli.changedBytes(o.layout.live(id), baseline + 1) : 0;
+      let dirtyBytes = 0;
+      if (dirty && live) {
+        // find-new walks the changed extents: only again when the live's generation moved.
+        const cached = o.dirtyCache?.get(id);
+        if (cached && cached.uuid === live.uuid && cached.gen === live.gen && cached.baseline === baseline) {
+          dirtyBytes = cached.bytes;
+        } else {
+          dirtyBytes = await o.cli.changedBytes(o.layout.live(id), baseline + 1);
+          o.dirtyCache?.set(id, { uuid: live.uuid, gen: live.gen, baseline, bytes: dirtyBytes });
+        }
+      }
       out.set(id, { referencedBytes: referenced.get(o.layout.live(id)) ?? 0, dirty, dirtyBytes });
     }),
   );
