@@ -109,3 +109,14 @@ export function formatBytes(bytes: number): string {
   if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB} KiB`;
   return `${bytes} B`;
 }
+
+/** Runs the two measurements in an order that alternates with `i`, so neither always goes first. */
+export async function alternate(i: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<void> {
+  if (i % 2 === 0) {
+    await a();
+    await b();
+  } else {
+    await b();
+    await a();
+  }
+}

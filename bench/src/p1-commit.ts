@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { overwrite, snapshot, syncFs } from './btrfs.ts';
-import { atMost, KiB, MiB, summarize, timeMs } from './harness.ts';
-import type { Row } from './report.ts';
+import { alternate, KiB, MiB, timeMs } from './harness.ts';
+import { type Row, slackRow } from './report.ts';
 import type { BenchServer } from './server.ts';
 import { NS, type SizedPair, snapName } from './sized.ts';
 
@@ -31,13 +31,7 @@ export async function benchCommit(s: BenchServer, p: SizedPair, o: CommitOptions
     await syncFs(p.rawLive);
     const timeDot = async () => dot.push(await timeMs(() => commit(s, p, i)));
     const timeRaw = async () => raw.push(await timeMs(() => snapshot(p.rawLive, snapName(p, 'c', i), true)));
-    if (i % 2 === 0) {
-      await timeDot();
-      await timeRaw();
-    } else {
-      await timeRaw();
-      await timeDot();
-    }
+    await alternate(i, timeDot, timeRaw);
   }
   const dotBig: number[] = [];
   const rawBig: number[] = [];
@@ -51,16 +45,12 @@ export async function benchCommit(s: BenchServer, p: SizedPair, o: CommitOptions
 }
 
 function row(p: SizedPair, what: string, dot: number[], raw: number[]): Row {
-  const figure = summarize(dot);
-  const reference = summarize(raw);
-  return {
+  return slackRow({
     id: 'P1',
     what,
     size: p.label,
-    unit: 'ms',
-    figure,
-    reference: { what: 'snapshot -r', stats: reference },
-    diff: figure.p50 - reference.p50,
-    verdict: atMost(`p50 ≤ ref + ${P1_SLACK_MS} ms`, figure.p50, reference.p50 + P1_SLACK_MS, 'ms'),
-  };
+    samples: dot,
+    reference: { what: 'snapshot -r', samples: raw },
+    slackMs: P1_SLACK_MS,
+  });
 }

@@ -1,6 +1,6 @@
 import { snapshot, syncFs } from './btrfs.ts';
-import { atMost, summarize, timeMs } from './harness.ts';
-import type { Row } from './report.ts';
+import { alternate, timeMs } from './harness.ts';
+import { type Row, slackRow } from './report.ts';
 import type { BenchServer } from './server.ts';
 import { NS, type SizedPair, snapName } from './sized.ts';
 
@@ -33,26 +33,16 @@ export async function benchBranch(s: BenchServer, p: SizedPair, samples: number)
         ),
       );
     const timeRaw = async () => raw.push(await timeMs(() => snapshot(rawFrom, snapName(p, 'b', i), false)));
-    if (i % 2 === 0) {
-      await timeDot();
-      await timeRaw();
-    } else {
-      await timeRaw();
-      await timeDot();
-    }
+    await alternate(i, timeDot, timeRaw);
   }
-  const figure = summarize(dot);
-  const reference = summarize(raw);
   return [
-    {
+    slackRow({
       id: 'P2',
       what: 'Branch RPC (writable branch from a commit)',
       size: p.label,
-      unit: 'ms',
-      figure,
-      reference: { what: 'snapshot (writable)', stats: reference },
-      diff: figure.p50 - reference.p50,
-      verdict: atMost(`p50 ≤ ref + ${P2_SLACK_MS} ms`, figure.p50, reference.p50 + P2_SLACK_MS, 'ms'),
-    },
+      samples: dot,
+      reference: { what: 'snapshot (writable)', samples: raw },
+      slackMs: P2_SLACK_MS,
+    }),
   ];
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { deleteSubvolumes, overwrite, snapshot, swapLive, syncFs } from './btrfs.ts';
-import { atMost, KiB, summarize, timeMs } from './harness.ts';
-import type { Row } from './report.ts';
+import { alternate, KiB, timeMs } from './harness.ts';
+import { type Row, slackRow } from './report.ts';
 import type { BenchServer } from './server.ts';
 import { NS, type SizedPair, snapName } from './sized.ts';
 
@@ -34,26 +34,16 @@ export async function benchRollback(s: BenchServer, p: SizedPair, samples: numbe
       );
       await deleteSubvolumes([old]);
     };
-    if (i % 2 === 0) {
-      await timeDot();
-      await timeRaw();
-    } else {
-      await timeRaw();
-      await timeDot();
-    }
+    await alternate(i, timeDot, timeRaw);
   }
-  const figure = summarize(dot);
-  const reference = summarize(raw);
   return [
-    {
+    slackRow({
       id: 'P3',
       what: 'Rollback RPC (4 KiB uncommitted change)',
       size: p.label,
-      unit: 'ms',
-      figure,
-      reference: { what: 'snapshot + rename', stats: reference },
-      diff: figure.p50 - reference.p50,
-      verdict: atMost(`p50 ≤ ref + ${P3_SLACK_MS} ms`, figure.p50, reference.p50 + P3_SLACK_MS, 'ms'),
-    },
+      samples: dot,
+      reference: { what: 'snapshot + rename', samples: raw },
+      slackMs: P3_SLACK_MS,
+    }),
   ];
 }

@@ -1,4 +1,4 @@
-import { round, type Stats, type Verdict } from './harness.ts';
+import { atMost, round, type Stats, summarize, type Verdict } from './harness.ts';
 
 /**
  * One line of a benchmark's result: a figure measured on Dotmesh, the reference measured in the
@@ -71,4 +71,30 @@ export function markdownTable(rows: readonly Row[]): string {
   const esc = (s: string) => s.replaceAll('|', '\\|');
   const line = (c: readonly string[]) => `| ${c.map(esc).join(' | ')} |`;
   return [line(HEADERS), line(HEADERS.map(() => '---')), ...rows.map((r) => line(cells(r)))].join('\n');
+}
+
+/**
+ * A latency row judged as "figure p50 ≤ reference p50 + slack" (P1, P2, P3 of targets.md):
+ * both sample sets summarised, the difference of the medians, and the verdict.
+ */
+export function slackRow(o: {
+  id: string;
+  what: string;
+  size: string;
+  samples: readonly number[];
+  reference: { what: string; samples: readonly number[] };
+  slackMs: number;
+}): Row {
+  const figure = summarize(o.samples);
+  const reference = summarize(o.reference.samples);
+  return {
+    id: o.id,
+    what: o.what,
+    size: o.size,
+    unit: 'ms',
+    figure,
+    reference: { what: o.reference.what, stats: reference },
+    diff: figure.p50 - reference.p50,
+    verdict: atMost(`p50 ≤ ref + ${o.slackMs} ms`, figure.p50, reference.p50 + o.slackMs, 'ms'),
+  };
 }
