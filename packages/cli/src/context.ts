@@ -3,6 +3,7 @@ import type { CallParamsOf, MethodName, ResultOf } from '@dotmesh/rpc';
 import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import { currentBranchOf, type DmConfig, type DmRemote, loadConfig, saveConfig } from './config.ts';
 import type { Io } from './io.ts';
+import { KnownServers, type KnownTrust, knownServersPath } from './known-servers.ts';
 import type { Reporter } from './reporter.ts';
 
 /**
@@ -47,6 +48,7 @@ export class CommandContext {
   readonly runtime: Runtime;
   private readonly newId: (() => string) | undefined;
   private config: DmConfig | undefined;
+  private known: KnownServers | undefined;
   private readonly clients = new Map<string, DotmeshClient>();
 
   constructor(options: GlobalOptions, deps: ContextDeps) {
@@ -67,6 +69,12 @@ export class CommandContext {
     if (this.config) await saveConfig(this.options.configPath, this.config);
   }
 
+  /** `known_servers` beside the config: which remotes are https, with which pin. */
+  async knownServers(): Promise<KnownServers> {
+    this.known ??= await KnownServers.load(knownServersPath(this.options.configPath));
+    return this.known;
+  }
+
   /** The current remote's name and record; errors name the fix. */
   async currentRemote(): Promise<{ name: string; remote: DmRemote }> {
     const config = await this.loadConfig();
@@ -81,23 +89,35 @@ export class CommandContext {
     return { name, remote };
   }
 
-  /** Builds a client for a remote's coordinates (deducing the URL when port is 0). */
-  async clientFor(remote: Pick<DmRemote, 'User' | 'Hostname' | 'Port' | 'ApiKey'>): Promise<DotmeshClient> {
+  /**
+   * Builds a client for a remote's coordinates (deducing the URL when port is 0). A remote
+   * with a `known_servers` line (or the given `trust`, for `dm remote add`) is reached over
+   * https, verified by its pin or the CAs.
+   */
+  async clientFor(remote: Pick<DmRemote, 'User' | 'Hostname' | 'Port' | 'ApiKey'>, trust?: KnownTrust): Promise<DotmeshClient> {
     const key = `${remote.User}@${remote.Hostname}:${remote.Port}`;
-    const cached = this.clients.get(key);
+    const cached = trust ? undefined : this.clients.get(key);
     if (cached) return cached;
+    const known = await this.knownServers();
+    const trustOf = (port: number) => trust ?? known.get(remote.Hostname, port);
+    const tlsFor = (url: string) => {
+      const u = new URL(url);
+      const t = trustOf(Number(u.port || 443));
+      return t?.kind === 'pin' ? { tls: { pin: t.fingerprint, pinSource: known.path } } : {};
+    };
     const make = (url: string, timeoutMs?: number) =>
       new DotmeshClient({
         url,
         user: remote.User,
         apiKey: remote.ApiKey,
+        ...tlsFor(url),
         ...(timeoutMs ? { timeoutMs } : {}),
         ...(this.options.verbose ? { verbose: (line: string) => this.verboseLine(line) } : {}),
         ...(this.newId ? { newId: this.newId } : {}),
       });
-    let client = make(rpcUrl(remote.Hostname, remote.Port));
+    let client = make(rpcUrl(remote.Hostname, remote.Port, trustOf(remote.Port) !== undefined));
     if (remote.Port === 0) client = await this.deduce(remote.Hostname, make);
-    this.clients.set(key, client);
+    if (!trust) this.clients.set(key, client);
     return client;
   }
 

@@ -22,6 +22,8 @@ export interface TestCluster {
   readonly poolDir: string;
   readonly port: number;
   readonly checkPort: number;
+  /** The HTTPS API port (`--tls-port`). */
+  readonly tlsPort: number;
   dm(args: readonly string[], options?: { input?: string; env?: Record<string, string> }): Promise<DmResult>;
   /** dm, failing the test with its output unless it exits 0. */
   ok(args: readonly string[], options?: { input?: string; env?: Record<string, string> }): Promise<string>;
@@ -37,7 +39,7 @@ export async function initCluster(
 ): Promise<TestCluster> {
   const home = await makeTempDir('home-', cleanup);
   const poolDir = await makeTempDir('pool-', cleanup);
-  const [port, checkPort] = (await freePorts(2)) as [number, number];
+  const [port, checkPort, tlsPort] = (await freePorts(3)) as [number, number, number];
   const dm = (args: readonly string[], o: { input?: string; env?: Record<string, string> } = {}) =>
     runDm(args, { home, ...(o.input === undefined ? {} : { input: o.input }), ...(o.env ? { env: o.env } : {}) });
   const ok = async (args: readonly string[], o: { input?: string; env?: Record<string, string> } = {}) => {
@@ -57,6 +59,8 @@ export async function initCluster(
     String(port),
     '--check-port',
     String(checkPort),
+    '--tls-port',
+    String(tlsPort),
     '--listen',
     '127.0.0.1',
     '--no-systemd',
@@ -75,6 +79,7 @@ export async function initCluster(
     poolDir,
     port,
     checkPort,
+    tlsPort,
     dm,
     ok,
     initArgs,

@@ -24,7 +24,7 @@ function portFree(port: number): Promise<boolean> {
 
 async function defaultsBusy(): Promise<string | undefined> {
   if (existsSync(join(POOL_DIR, 'dotmesh_data'))) return `${POOL_DIR}/dotmesh_data exists (a real install)`;
-  for (const port of [32607, 32608]) if (!(await portFree(port))) return `port ${port} is in use`;
+  for (const port of [32606, 32607, 32608]) if (!(await portFree(port))) return `port ${port} is in use`;
   return undefined;
 }
 

@@ -5,6 +5,7 @@ import { DotmeshError, ERROR_CODES, type ErrorCode } from '@dotmesh/core';
 import { rpcRequestBody, SERVICE } from './codec.ts';
 // Types only: the client never loads the zod schemas (keeps `dm` start-up fast).
 import type { CallParamsOf, MethodName, ResultOf } from './methods.ts';
+import type { TlsTrust } from './tls.ts';
 
 /**
  * The one typed client every Dotmesh client (dm, Docker plugin, Kubernetes parts, hub) uses to
@@ -28,6 +29,8 @@ export interface DotmeshClientOptions {
   readonly verbose?: (line: string) => void;
   /** Request id generator (tests); default random 63-bit decimal. */
   readonly newId?: () => string;
+  /** https URLs: how the server's certificate is trusted (a pin, else the CAs); see tls.ts. */
+  readonly tls?: TlsTrust;
 }
 
 export interface CallOptions {
@@ -105,8 +108,15 @@ export class DotmeshClient {
       },
       ...(options.signal ? { signal: options.signal } : {}),
     };
-    // https is loaded only when needed: it pulls in TLS, which costs start-up time.
-    const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    // https is loaded only when needed: it pulls in TLS, which costs start-up time. The
+    // connection is handed to HTTP only once the certificate is trusted (tls.ts).
+    let request = httpRequest;
+    if (url.protocol === 'https:') {
+      const [https, { verifiedConnection }] = await Promise.all([import('node:https'), import('./tls.ts')]);
+      request = https.request;
+      // No agent: a request with its own createConnection gets a fresh, verified connection.
+      Object.assign(reqOptions, { createConnection: verifiedConnection(this.options.tls ?? {}) });
+    }
     return new Promise<RawResponse>((resolve, reject) => {
       const req = request(url, reqOptions, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
@@ -147,8 +157,9 @@ export function errorFromRpc(error: unknown): DotmeshError {
   });
 }
 
-/** The RPC URL of a remote: http://host:port/rpc (https when port is 443). */
-export function rpcUrl(hostname: string, port: number): string {
+/** The RPC URL of a remote: http://host:port/rpc (https when port is 443 or `https` is set). */
+export function rpcUrl(hostname: string, port: number, https = false): string {
   const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
-  return port === 443 ? `https://${host}/rpc` : `http://${host}:${port}/rpc`;
+  if (port === 443) return `https://${host}/rpc`;
+  return https ? `https://${host}:${port}/rpc` : `http://${host}:${port}/rpc`;
 }

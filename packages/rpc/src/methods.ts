@@ -42,6 +42,10 @@ export const METHODS = {
   AuthenticatedUser: { params: noParams, admin: false, passwordAuth: true },
   GetApiKey: { params: noParams, admin: false },
   ResetApiKey: { params: noParams, admin: false, passwordAuth: true },
+  UpdatePassword: { params: z.object({ NewPassword: str() }), admin: false, passwordAuth: true },
+  RegisterNewUser: { params: z.object({ Name: str(), Email: str(), Password: str() }), admin: true },
+  AddCollaborator: { params: z.object({ MasterBranchID: str(), Collaborator: str() }), admin: false },
+  RemoveCollaborator: { params: z.object({ MasterBranchID: str(), Collaborator: str() }), admin: false },
   List: { params: noParams, admin: false },
   ListWithContainers: { params: noParams, admin: false },
   AllDotsAndBranches: { params: noParams, admin: false },
@@ -121,6 +125,10 @@ export interface ResultMap {
   AuthenticatedUser: SafeUser;
   GetApiKey: ApiKeyResult;
   ResetApiKey: ApiKeyResult;
+  UpdatePassword: SafeUser;
+  RegisterNewUser: SafeUser;
+  AddCollaborator: boolean;
+  RemoveCollaborator: boolean;
   List: DotList;
   ListWithContainers: DotListWithContainers;
   AllDotsAndBranches: AllDotsAndBranches;

@@ -44,6 +44,10 @@ describe('server config', () => {
       etcdCertFile: null,
       etcdKeyFile: null,
       etcdPrefix: '',
+      tlsPort: 0,
+      tlsCertFile: null,
+      tlsKeyFile: null,
+      tlsSubjectAltNames: [],
     });
   });
   it('round-trips a resolved config through JSON', () => {

@@ -60,6 +60,16 @@ export interface ServerConfig {
   readonly etcdKeyFile: string | null;
   /** Key prefix every store key lives under in etcd (default ''). */
   readonly etcdPrefix: string;
+  /**
+   * The API over HTTPS on this port beside plain HTTP on `port`; 0 (the default of a file
+   * without the field) serves no HTTPS. `dm cluster init` writes DEFAULT_TLS_PORT.
+   */
+  readonly tlsPort: number;
+  /** A given certificate and key (PEM); null: a per-cluster CA and certificate in `<stateDir>/tls/`. */
+  readonly tlsCertFile: string | null;
+  readonly tlsKeyFile: string | null;
+  /** Extra subject alternative names of the generated certificate (host names or IP addresses). */
+  readonly tlsSubjectAltNames: string[];
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -90,6 +100,12 @@ export const serverConfigFileSchema = z.object({
   etcdCertFile: absPath.nullable().default(null),
   etcdKeyFile: absPath.nullable().default(null),
   etcdPrefix: z.string().default(''),
+  tlsPort: z.number().int().min(0).max(65535).default(0),
+  tlsCertFile: absPath.nullable().default(null),
+  tlsKeyFile: absPath.nullable().default(null),
+  tlsSubjectAltNames: z
+    .array(z.string().regex(/^[0-9A-Za-z.:*_-]{1,253}$/, { error: 'must be host names or IP addresses' }))
+    .default([]),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -123,7 +139,24 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     hostFreeReserveBytes: parseSize(c.hostFreeReserveBytes ?? '1G'),
     hostCheckIntervalMs: c.hostCheckIntervalMs,
     ...etcdSettings(c),
+    ...tlsSettings(c),
   };
+}
+
+/** The TLS fields: a given certificate needs its key; the port must differ from the others. */
+function tlsSettings(
+  c: z.output<typeof serverConfigFileSchema>,
+): Pick<ServerConfig, 'tlsPort' | 'tlsCertFile' | 'tlsKeyFile' | 'tlsSubjectAltNames'> {
+  const bad = (why: string) => new DotmeshError('INVALID_ARGUMENT', `invalid server config: ${why}`);
+  if ((c.tlsCertFile === null) !== (c.tlsKeyFile === null)) throw bad('tlsCertFile and tlsKeyFile go together');
+  if (c.tlsPort !== 0 && (c.tlsPort === c.port || c.tlsPort === c.checkPort))
+    throw bad('tlsPort must differ from port and checkPort');
+  return { tlsPort: c.tlsPort, tlsCertFile: c.tlsCertFile, tlsKeyFile: c.tlsKeyFile, tlsSubjectAltNames: c.tlsSubjectAltNames };
+}
+
+/** The certificate the server presents on `tlsPort`: the given one, else the generated `<stateDir>/tls/server.pem`. */
+export function serverCertificateFile(config: Pick<ServerConfig, 'stateDir' | 'tlsCertFile'>): string {
+  return config.tlsCertFile ?? join(config.stateDir, 'tls', 'server.pem');
 }
 
 /** The store fields, checked together: etcd needs endpoints, https needs the CA, a cert its key. */

@@ -8,6 +8,8 @@ export const DEFAULT_POOL_DIR = '/var/lib/dotmesh';
 export const DEFAULT_POOL_SIZE = '10G';
 export const DEFAULT_RPC_PORT = 32607;
 export const DEFAULT_CHECK_PORT = 32608;
+/** The API over HTTPS, written by `dm cluster init` (a config file without `tlsPort` serves no HTTPS). */
+export const DEFAULT_TLS_PORT = 32606;
 export const DEFAULT_LISTEN_HOST = '0.0.0.0';
 export const CONFIG_FILE_NAME = 'config.json';
 

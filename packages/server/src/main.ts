@@ -10,6 +10,7 @@ import { HostSpaceGuard } from './pool/host-space-guard.ts';
 import { withPoolFullErrors } from './pool/pool-full-driver.ts';
 import { LoopPoolControl, writePoolSizeToConfig } from './pool/pool-grow.ts';
 import { type RunningServer, startServer } from './server.ts';
+import { loadTlsMaterial } from './tls/https-server.ts';
 import { SERVER_VERSION } from './version.ts';
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
@@ -78,6 +79,17 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
             logger,
           })
         : undefined;
+    const tls =
+      config.tlsPort === 0
+        ? undefined
+        : await loadTlsMaterial({
+            stateDir: config.stateDir,
+            certFile: config.tlsCertFile,
+            keyFile: config.tlsKeyFile,
+            subjectAltNames: config.tlsSubjectAltNames,
+            exec,
+          });
+    if (tls) logger.info({ certFile: tls.certFile, generated: tls.generated, sha256: tls.fingerprint }, 'TLS certificate');
     const store = await openConfiguredStore(config);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
@@ -90,6 +102,7 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
       listenHost: config.listenHost,
       port: config.port,
       checkPort: config.checkPort,
+      ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
       inUse: new ProcInUseChecker(),
       ...(guard ? { writeGuard: guard } : {}),
       pool: new LoopPoolControl({

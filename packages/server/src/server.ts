@@ -21,6 +21,7 @@ import type { Logger } from './log.ts';
 import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import type { PoolControl } from './pool/pool-grow.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
+import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
 import { SERVER_VERSION } from './version.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface ServerParts {
   /** 0 picks a free port. */
   readonly port: number;
   readonly checkPort?: number;
+  /** Also serve the API over HTTPS on this port (0 picks a free one) with this certificate. */
+  readonly tls?: { readonly port: number; readonly material: TlsMaterial };
   readonly containers?: ContainerTracker;
   readonly inUse?: InUseChecker;
   readonly writeGuard?: WriteGuard;
@@ -56,6 +59,8 @@ export interface ServerParts {
 export interface RunningServer {
   readonly port: number;
   readonly checkPort: number | undefined;
+  /** The HTTPS API port, when serving one. */
+  readonly tlsPort: number | undefined;
   readonly ctx: DotContext;
   readonly handlers: HandlerTable;
   readonly recovery: readonly string[];
@@ -105,8 +110,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     store,
     ...(parts.pool ? { pool: parts.pool } : {}),
   });
-  const api = createApiServer(createApiRoutes({ ctx, auth, handlers, logger }), logger);
-  await listen(api, parts.listenHost, parts.port);
+  const routes = createApiRoutes({ ctx, auth, handlers, logger });
+  const api = createApiServer(routes, logger);
+  // HTTPS first: once plain HTTP answers (what `dm cluster init` waits for), HTTPS does too.
+  const secure = parts.tls ? createHttpsApiServer(routes, logger, parts.tls.material) : undefined;
+  const tlsPort = secure && parts.tls ? await listenTls(secure, parts.listenHost, parts.tls.port) : undefined;
+  try {
+    await listen(api, parts.listenHost, parts.port);
+  } catch (e) {
+    secure?.close();
+    throw e;
+  }
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
     check = createCheckServer();
@@ -114,18 +128,24 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   }
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;
-  logger.info({ port, checkPort, nodeId: parts.nodeId }, 'dotmesh-server listening');
+  logger.info(
+    { port, checkPort, tlsPort, tlsFingerprint: parts.tls?.material.fingerprint, nodeId: parts.nodeId },
+    'dotmesh-server listening',
+  );
 
   return {
     port,
     checkPort,
+    tlsPort,
     ctx,
     handlers,
     recovery: report.actions,
     async close() {
       api.closeIdleConnections();
+      secure?.closeIdleConnections();
       await Promise.all([
         new Promise<void>((r) => api.close(() => r())),
+        secure ? new Promise<void>((r) => secure.close(() => r())) : Promise.resolve(),
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
       ]);
       if (parts.closeStorage !== false) {

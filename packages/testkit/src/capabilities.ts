@@ -17,8 +17,18 @@ const checks: Record<Capability, () => string | undefined> = {
   },
   etcd: () => commandMissing('etcd'),
   losetup: () => commandMissing('losetup'),
-  netns: () => commandMissing('ip') ?? commandMissing('nsenter'),
+  netns: () => commandMissing('ip') ?? commandMissing('nsenter') ?? ipNetnsFails(),
 };
+
+/** `ip netns list` must work (it needs root and a kernel with network namespaces). */
+function ipNetnsFails(): string | undefined {
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return '`ip netns list` fails (needs root and network namespaces)';
+  }
+}
 
 function commandMissing(cmd: string): string | undefined {
   try {

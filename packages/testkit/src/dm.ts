@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { join, resolve } from 'node:path';
+import { refuseRootNamespaceConnect, routeCheck, type TestHost } from './hosts.ts';
 
 /** The built `dm` bundle that end-to-end tests run (made by `npm run build`). */
 export const DM_BUNDLE = resolve(import.meta.dirname, '../../../dist/dm.mjs');
@@ -24,11 +26,52 @@ export interface DmOptions {
  * answering). Never throws for a non-zero exit: tests assert on code, stdout and stderr.
  */
 export function runDm(args: readonly string[], o: DmOptions): Promise<DmResult> {
+  for (const a of dmTargets(args, o.home)) refuseRootNamespaceConnect(a);
+  return execDm([process.execPath, DM_BUNDLE, ...args], o);
+}
+
+/**
+ * The IPv4 addresses a dm run may contact: the target of `remote add` and every remote in
+ * HOME's ~/.dotmesh/config.
+ */
+function dmTargets(args: readonly string[], home: string): string[] {
+  const out = new Set<string>();
+  const i = args.indexOf('add');
+  if (args.includes('remote') && i >= 0) {
+    const host = /@([^:]+)/.exec(args[i + 2] ?? '')?.[1];
+    if (host !== undefined && isIPv4(host)) out.add(host);
+  }
+  try {
+    const config = JSON.parse(readFileSync(join(home, '.dotmesh', 'config'), 'utf8')) as {
+      Remotes?: Record<string, { Hostname?: string }>;
+    };
+    for (const r of Object.values(config.Remotes ?? {})) if (r.Hostname && isIPv4(r.Hostname)) out.add(r.Hostname);
+  } catch {
+    // no config yet
+  }
+  return [...out];
+}
+
+/**
+ * Runs the built `dm` inside `host`'s network namespace (`nsenter --net=...`), after checking
+ * that every address it may contact (the `remote add` target, the remotes in HOME's config and
+ * `o.to`) routes through a veth of the test kit.
+ */
+export async function runDmIn(
+  host: TestHost,
+  args: readonly string[],
+  o: DmOptions & { to?: readonly string[] },
+): Promise<DmResult> {
+  for (const a of new Set([...dmTargets(args, o.home), ...(o.to ?? [])])) await routeCheck(host, a);
+  return execDm(['nsenter', `--net=${host.netnsPath}`, '--', process.execPath, DM_BUNDLE, ...args], o);
+}
+
+function execDm(argv: readonly string[], o: DmOptions): Promise<DmResult> {
   if (!existsSync(DM_BUNDLE)) throw new Error(`${DM_BUNDLE} is missing: run 'npm run build' first`);
   return new Promise((resolvePromise, reject) => {
     const child = execFile(
-      process.execPath,
-      [DM_BUNDLE, ...args],
+      argv[0]!,
+      argv.slice(1),
       {
         encoding: 'utf8',
         timeout: o.timeoutMs ?? 120_000,

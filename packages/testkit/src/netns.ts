@@ -38,3 +38,11 @@ export async function deleteNetnsWithPrefix(prefix: string): Promise<string[]> {
   }
   return names;
 }
+
+/** Kills every process inside the namespace `name`, then deletes it; a missing one is fine. */
+export async function deleteNetns(name: string): Promise<void> {
+  if (listNetns(name).every((n) => n !== name)) return;
+  const { stdout } = await runCommand('ip', ['netns', 'pids', name]).catch(() => ({ stdout: '' }));
+  for (const pid of stdout.split('\n').filter(Boolean).map(Number)) await killTree(pid, { graceMs: 2000 });
+  await runCommand('ip', ['netns', 'del', name]);
+}

@@ -5,7 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshClient } from '@dotmesh/rpc';
 import type { Cleanup } from './cleanup.ts';
 import type { EtcdProcess } from './etcd.ts';
+import type { TestHost } from './hosts.ts';
 import { detachLoopDevicesUnder, unmountUnder } from './loop.ts';
+import { NetnsClient } from './netns-rpc.ts';
 import { freePorts } from './ports.ts';
 import { makeTempDir } from './tmp.ts';
 
@@ -50,6 +52,12 @@ export interface ServerProcessOptions {
   readonly serverBin?: string;
   /** Use this etcd as the store (with its TLS files when it has them) instead of the embedded one. */
   readonly etcd?: Pick<EtcdProcess, 'endpoints' | 'caFile' | 'certFile' | 'keyFile'> & { readonly prefix?: string };
+  /**
+   * Run the server "on" this test host: under `nsenter --net=<host.netnsPath>` (same mount
+   * namespace, so its pool and loop device are as usual), listening on `host.address`. Its
+   * `admin` and `client()` then make every call from inside the host's namespace (NetnsClient).
+   */
+  readonly host?: TestHost;
 }
 
 /** The config fields that point a server at `etcd`. */
@@ -91,7 +99,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
         poolDir: dir,
         poolSizeBytes: o.poolSize ?? '1G',
         sparse: true,
-        listenHost: '127.0.0.1',
+        listenHost: o.host?.address ?? '127.0.0.1',
         port,
         checkPort: c,
         ...etcdConfig(o.etcd),
@@ -101,7 +109,10 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
     await writeFile(join(stateDir, 'initial-admin.json'), JSON.stringify({ password, apiKey }), { mode: 0o600 });
   }
   const out = await open(join(dir, 'server-stdio.log'), 'a');
-  const child: ChildProcess = spawn(process.execPath, [o.serverBin ?? SERVER_SOURCE_BIN, 'serve', '--config', configFile], {
+  const serverArgv = [process.execPath, o.serverBin ?? SERVER_SOURCE_BIN, 'serve', '--config', configFile];
+  // nsenter execs the server, so child.pid is the server's own pid.
+  const argv = o.host ? ['nsenter', `--net=${o.host.netnsPath}`, '--', ...serverArgv] : serverArgv;
+  const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', out.fd, out.fd],
     env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
@@ -117,8 +128,12 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
       await exit;
     }
   });
-  const url = `http://127.0.0.1:${port}/rpc`;
-  const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret, timeoutMs: 60_000 });
+  const url = `http://${o.host?.address ?? '127.0.0.1'}:${port}/rpc`;
+  const host = o.host;
+  const client = (user: string, secret: string) =>
+    host
+      ? new NetnsClient(host, { url, user, apiKey: secret, timeoutMs: 60_000 })
+      : new DotmeshClient({ url, user, apiKey: secret, timeoutMs: 60_000 });
   const admin = client('admin', apiKey);
   const logText = async () => {
     const parts = await Promise.all(

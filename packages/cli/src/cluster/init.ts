@@ -10,6 +10,7 @@ import { preflight } from './preflight.ts';
 import { resolveServerBin, serverCommand, startServer, waitForServer } from './server-process.ts';
 import { btrfsInKernel, exists, freeBytesAt, isBtrfsMount, pid1IsSystemd, portFree, runningPid, which } from './system.ts';
 import { installUnit, UNIT_NAME } from './systemd.ts';
+import { pinLocalServer } from './tls.ts';
 
 /**
  * `dm cluster init`: brings up a single-node cluster on this host. Steps: preflight (root,
@@ -36,6 +37,10 @@ export interface ClusterInitOptions {
   readonly etcdCaFile?: string | null;
   readonly etcdCertFile?: string | null;
   readonly etcdKeyFile?: string | null;
+  /** HTTPS API port (0 or absent: none; the flag's default is DEFAULT_TLS_PORT) and a given certificate. */
+  readonly tlsPort?: number;
+  readonly tlsCertFile?: string | null;
+  readonly tlsKeyFile?: string | null;
 }
 
 export interface ClusterInitResult {
@@ -47,6 +52,8 @@ export interface ClusterInitResult {
   adminPasswordFile: string;
   systemdUnit: string | null;
   config: ServerConfig;
+  /** SHA-256 fingerprint of the HTTPS certificate (null: no HTTPS), pinned in known_servers. */
+  tlsFingerprint: string | null;
 }
 
 async function credentialsFor(config: ServerConfig): Promise<AdminCredentials> {
@@ -73,6 +80,9 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     etcdCaFile: o.etcdCaFile ?? null,
     etcdCertFile: o.etcdCertFile ?? null,
     etcdKeyFile: o.etcdKeyFile ?? null,
+    tlsPort: o.tlsPort ?? 0,
+    tlsCertFile: o.tlsCertFile ?? null,
+    tlsKeyFile: o.tlsKeyFile ?? null,
   });
   say('Checking suitable environment...');
   const pid = await runningPid(config.pidFile);
@@ -135,18 +145,30 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   const adminPasswordFile = join(dirname(ctx.options.configPath), 'admin-password.txt');
   await rm(adminPasswordFile, { force: true });
   await writeFile(adminPasswordFile, creds.password, { mode: 0o400 });
+  const tlsFingerprint = await pinLocalServer(ctx, config, host);
 
   let systemdUnit: string | null = null;
   if (o.systemd && (await pid1IsSystemd())) {
     await installUnit([...serverCommand(serverBin, ['serve', '--config', serverConfigFile], ctx.runtime.nodePath).flat()]);
     systemdUnit = UNIT_NAME;
   }
-  return { serverConfigFile, serverBin, pid: child.pid ?? null, url, remote: 'local', adminPasswordFile, systemdUnit, config };
+  return {
+    serverConfigFile,
+    serverBin,
+    pid: child.pid ?? null,
+    url,
+    remote: 'local',
+    adminPasswordFile,
+    systemdUnit,
+    config,
+    tlsFingerprint,
+  };
 }
 
 async function portsInUse(config: ServerConfig): Promise<number[]> {
   const taken: number[] = [];
-  for (const port of [config.port, config.checkPort]) if (!(await portFree(config.listenHost, port))) taken.push(port);
+  const ports = [config.port, config.checkPort, ...(config.tlsPort === 0 ? [] : [config.tlsPort])];
+  for (const port of ports) if (!(await portFree(config.listenHost, port))) taken.push(port);
   return taken;
 }
 
@@ -154,6 +176,12 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
   return [
     'dotmesh-server is ready.',
     `Remote 'local' (admin@${new URL(r.url).host}) is now the current remote; the admin password is in ${r.adminPasswordFile}.`,
+    ...(r.tlsFingerprint
+      ? [
+          `HTTPS API on port ${r.config.tlsPort}; certificate SHA256 fingerprint ${r.tlsFingerprint}`,
+          `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
+        ]
+      : []),
     ...(r.systemdUnit ? [`Installed and enabled the systemd unit ${r.systemdUnit} (starts the server at boot).`] : []),
     "Next: 'dm init <dot>' creates a dot; 'dm list' shows them.",
   ];

@@ -24,6 +24,8 @@ export interface PreflightPlan {
   readonly existingMount: string | null;
   readonly poolFile: string;
   readonly port: number;
+  /** HTTPS port; 0 or absent: none. */
+  readonly tlsPort?: number;
   readonly checkPort: number;
 }
 
@@ -69,11 +71,10 @@ export function preflight(facts: PreflightFacts, plan: PreflightPlan): DotmeshEr
       );
     }
   }
-  for (const port of [plan.port, plan.checkPort]) {
-    if (facts.portsInUse.includes(port)) {
-      return new DotmeshError('CONFLICT', `port ${port} is already in use`, {
-        hint: port === plan.port ? 'choose another with --port' : 'choose another with --check-port',
-      });
+  for (const port of [plan.port, plan.checkPort, plan.tlsPort ?? 0]) {
+    if (port !== 0 && facts.portsInUse.includes(port)) {
+      const flag = port === plan.port ? '--port' : port === plan.checkPort ? '--check-port' : '--tls-port (0: no HTTPS)';
+      return new DotmeshError('CONFLICT', `port ${port} is already in use`, { hint: `choose another with ${flag}` });
     }
   }
   return null;

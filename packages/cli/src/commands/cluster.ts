@@ -5,6 +5,7 @@ import {
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
   DEFAULT_RPC_PORT,
+  DEFAULT_TLS_PORT,
   parseSize,
 } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
@@ -33,6 +34,19 @@ interface InitFlags {
   etcdCaFile?: string;
   etcdCertFile?: string;
   etcdKeyFile?: string;
+  tlsPort: number;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** The TLS part of the server config from the init flags. */
+function tlsFlags(f: InitFlags) {
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw usage('--tls-cert and --tls-key go together');
+  return {
+    tlsPort: f.tlsPort,
+    tlsCertFile: f.tlsCert === undefined ? null : resolve(f.tlsCert),
+    tlsKeyFile: f.tlsKey === undefined ? null : resolve(f.tlsKey),
+  };
 }
 
 /** The store part of the server config from the init flags (validated by the config schema). */
@@ -64,6 +78,9 @@ export function register(program: Command, app: CliApp): void {
     .option('--port <n>', 'API port', portOption, DEFAULT_RPC_PORT)
     .option('--check-port <n>', 'liveness port (GET /check)', portOption, DEFAULT_CHECK_PORT)
     .option('--listen <host>', 'address to listen on', DEFAULT_LISTEN_HOST)
+    .option('--tls-port <n>', 'HTTPS API port, 0 = none', (v: string) => (v === '0' ? 0 : portOption(v)), DEFAULT_TLS_PORT)
+    .option('--tls-cert <file>', 'PEM certificate for HTTPS instead of one issued by a generated cluster CA (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--server-bin <path>', 'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
     .option('--no-systemd', 'do not install a systemd unit')
     .option('--store <kind>', 'cluster store: embedded (a file beside the pool) or etcd', 'embedded')
@@ -87,6 +104,7 @@ export function register(program: Command, app: CliApp): void {
           serverBin: f.serverBin,
           systemd: f.systemd,
           ...storeFlags(f),
+          ...tlsFlags(f),
         });
         ctx.reporter.result(result, renderClusterInit);
       }),

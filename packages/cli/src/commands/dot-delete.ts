@@ -1,6 +1,7 @@
-import { DotmeshError, type ErrorCode, parseDotName } from '@dotmesh/core';
+import { DotmeshError, type ErrorCode, formatDotName } from '@dotmesh/core';
 import { forgetDot } from '../config.ts';
 import type { CommandContext } from '../context.ts';
+import { parseDotArg } from '../namespace.ts';
 
 /**
  * `dm dot delete [-f] <dot>`: asks for an exact `Y` unless forced; Delete is tried up to 5
@@ -27,7 +28,7 @@ export async function dotDelete(
   arg: string,
   force: boolean,
 ): Promise<{ namespace: string; name: string; deleted: boolean }> {
-  const dot = parseDotName(arg);
+  const dot = await parseDotArg(ctx, arg);
   if (!force) {
     const answer = await ctx.io.readLine(confirmPrompt(arg), { toStderr: ctx.reporter.json });
     if (answer !== 'Y') return { ...dot, deleted: false };
@@ -46,7 +47,7 @@ export async function dotDelete(
   }
   if (lastError !== undefined) throw lastError;
   const { remote } = await ctx.currentRemote();
-  forgetDot(remote, arg);
+  forgetDot(remote, formatDotName(dot));
   await ctx.saveConfig();
   return { ...dot, deleted: true };
 }

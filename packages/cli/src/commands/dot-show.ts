@@ -2,6 +2,7 @@ import { type DotName, deMasterify, formatDotName, MASTER_BRANCH, parseDotName }
 import type { DotmeshVolume } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
 import { goStringSlice, prettySize } from '../format.ts';
+import { parseDotArg } from '../namespace.ts';
 import { allBranches } from './branch.ts';
 import { dotCommitSpace } from './commit-space.ts';
 
@@ -59,7 +60,7 @@ function replicaStates(volume: DotmeshVolume, latency: Record<string, string[]>)
 }
 
 export async function dotShow(ctx: CommandContext, arg: string | undefined): Promise<DotShowResult> {
-  const qualified = arg ?? (await ctx.strictCurrentDot());
+  const qualified = arg !== undefined ? formatDotName(await parseDotArg(ctx, arg)) : await ctx.strictCurrentDot();
   const dot = parseDotName(qualified);
   const master = await branchVolume(ctx, dot, MASTER_BRANCH);
   const active = await ctx.currentDot();

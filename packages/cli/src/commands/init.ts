@@ -1,7 +1,8 @@
-import { abbreviate, CLI_MAX_DOT_NAME, DotmeshError, formatDotName, parseDotName } from '@dotmesh/core';
+import { abbreviate, CLI_MAX_DOT_NAME, DotmeshError, formatDotName } from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
+import { parseDotArg } from '../namespace.ts';
 
 /** `dm init <dot>`: List (exists?), Create, then select the new dot. Prints nothing. */
 export function checkDotArg(args: string[]): string {
@@ -18,7 +19,7 @@ export function checkDotArg(args: string[]): string {
 }
 
 export async function initDot(ctx: CommandContext, arg: string): Promise<{ namespace: string; name: string }> {
-  const dot = parseDotName(arg);
+  const dot = await parseDotArg(ctx, arg);
   if (await ctx.dotExists(dot)) throw new DotmeshError('DOT_EXISTS', `Error: ${abbreviate(arg)} exists already`);
   await ctx.call('Create', { Namespace: dot.namespace, Name: dot.name });
   const { remote } = await ctx.currentRemote();

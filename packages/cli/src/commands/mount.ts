@@ -1,8 +1,9 @@
 import { symlink } from 'node:fs/promises';
-import { abbreviate, DEFAULT_SUBDOT, DotmeshError, parseDotName, validateName } from '@dotmesh/core';
+import { abbreviate, DEFAULT_SUBDOT, DotmeshError, validateName } from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
+import { parseDotArg } from '../namespace.ts';
 
 /**
  * `dm mount [-r] <dot[@branch]> <mountpoint>`: List (exists?), Procure{Subdot: "__default__"}
@@ -14,7 +15,7 @@ export async function mount(ctx: CommandContext, arg: string, mountpoint: string
   const dotPart = at < 0 ? arg : arg.slice(0, at);
   const branch = at < 0 ? '' : arg.slice(at + 1);
   if (branch !== '') validateName('branch', branch);
-  const dot = parseDotName(dotPart);
+  const dot = await parseDotArg(ctx, dotPart);
   if (!create && !(await ctx.dotExists(dot))) {
     throw new DotmeshError(
       'DOT_NOT_FOUND',

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
+import { decideTls } from './remote-tls.ts';
 
 /**
  * `dm remote [-v]`, `dm remote add <name> <user@host[:port]>`, `dm remote rm <name>`,
@@ -58,8 +59,22 @@ export function parseRemoteTarget(target: string): { user: string; hostname: str
   return { user, hostname, port };
 }
 
-export async function addRemote(ctx: CommandContext, name: string, target: string): Promise<{ name: string; switched: boolean }> {
-  const { user, hostname, port } = parseRemoteTarget(target);
+export interface AddRemoteOptions {
+  /** Reach it over https (also implied by an `https://` target); see remote-tls.ts. */
+  readonly https?: boolean;
+  readonly trustFingerprint?: string;
+}
+
+export async function addRemote(
+  ctx: CommandContext,
+  name: string,
+  target: string,
+  options: AddRemoteOptions = {},
+): Promise<{ name: string; switched: boolean; https?: { fingerprint: string; trust: 'pin' | 'ca' } }> {
+  const https = options.https === true || /^https:\/\//i.test(target) || options.trustFingerprint !== undefined;
+  const parsed = parseRemoteTarget(target.replace(/^https:\/\//i, ''));
+  const { user, hostname } = parsed;
+  const port = https && parsed.port === 0 ? 443 : parsed.port;
   const config = await ctx.loadConfig();
   if (Object.hasOwn(config.Remotes, name) || Object.hasOwn(config.S3Remotes, name)) {
     throw new DotmeshError('CONFLICT', `Remote exists '${name}'`);
@@ -68,13 +83,19 @@ export async function addRemote(ctx: CommandContext, name: string, target: strin
   if (apiKey === '') {
     apiKey = (await ctx.io.readLine('API key: ', { hidden: true, toStderr: ctx.reporter.json })) ?? '';
   }
+  const tls = https ? await decideTls(ctx, hostname, port, options.trustFingerprint) : undefined;
   const remote = newRemote(user, hostname, port, apiKey);
-  await (await ctx.clientFor(remote)).call('Ping', {});
+  await (await ctx.clientFor(remote, tls?.trust)).call('Ping', {});
+  if (tls?.changed) {
+    const known = await ctx.knownServers();
+    known.set(hostname, port, tls.trust);
+    await known.save();
+  }
   config.Remotes[name] = remote;
   const switched = config.CurrentRemote === '';
   if (switched) config.CurrentRemote = name;
   await ctx.saveConfig();
-  return { name, switched };
+  return { name, switched, ...(tls ? { https: { fingerprint: tls.fingerprint, trust: tls.trust.kind } } : {}) };
 }
 
 export async function removeRemote(ctx: CommandContext, name: string): Promise<{ name: string }> {
@@ -116,15 +137,20 @@ export function register(program: Command, app: CliApp): void {
   remote
     .command('add')
     .summary('Add a remote')
-    .usage('<remote-name> <user@cluster-hostname>[:<port-number>]')
+    .usage('<remote-name> [https://]<user@cluster-hostname>[:<port-number>] [--https [--trust-fingerprint <sha256>]]')
     .argument('[args...]')
+    .option('--https', "talk to it over HTTPS (the server's tlsPort), verifying its certificate by a pin or the CAs")
+    .option('--trust-fingerprint <sha256>', 'pin this SHA-256 certificate fingerprint (no prompt; implies --https)')
     .action(
-      action(app, async (ctx, args) => {
+      action<{ https?: boolean; trustFingerprint?: string }>(app, async (ctx, args, opts) => {
         const [name, target] = args;
         if (args.length !== 2 || name === undefined || target === undefined) {
           throw usage('Please specify <remote-name> <user@cluster-hostname>');
         }
-        const data = await addRemote(ctx, name, target);
+        const data = await addRemote(ctx, name, target, {
+          ...(opts.https ? { https: true } : {}),
+          ...(opts.trustFingerprint === undefined ? {} : { trustFingerprint: opts.trustFingerprint }),
+        });
         ctx.reporter.result(data, (d) => ['Remote added.', ...(d.switched ? ['Automatically switched to first remote.'] : [])]);
       }),
     );

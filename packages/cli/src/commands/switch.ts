@@ -1,12 +1,13 @@
-import { abbreviate, DotmeshError, formatDotName, parseDotName } from '@dotmesh/core';
+import { abbreviate, DotmeshError, formatDotName } from '@dotmesh/core';
 import type { Command } from 'commander';
 import { action, type CliApp } from '../command.ts';
 import type { CommandContext } from '../context.ts';
+import { parseDotArg } from '../namespace.ts';
 import { checkDotArg } from './init.ts';
 
 /** `dm switch <dot>`: the dot must exist (List); only the config changes. */
 export async function switchDot(ctx: CommandContext, arg: string): Promise<{ namespace: string; name: string }> {
-  const dot = parseDotName(arg);
+  const dot = await parseDotArg(ctx, arg);
   if (!(await ctx.dotExists(dot))) throw new DotmeshError('DOT_NOT_FOUND', `Error: ${abbreviate(arg)} doesn't exist`);
   const { remote } = await ctx.currentRemote();
   remote.CurrentVolume = formatDotName(dot);

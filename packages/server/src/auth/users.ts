@@ -1,8 +1,8 @@
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import { ADMIN_USER_ID, ADMIN_USER_NAME, base32, DotmeshError } from '@dotmesh/core';
+import { ADMIN_USER_ID, ADMIN_USER_NAME, abbreviate, base32, DotmeshError, validateName } from '@dotmesh/core';
 import type { SafeUser } from '@dotmesh/rpc';
-import type { Store } from '@dotmesh/store';
+import type { Store, TxnOp } from '@dotmesh/store';
 
 const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, keylen: number, opts: object) => Promise<Buffer>;
 
@@ -11,7 +11,8 @@ const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEY_LEN = 32;
 
 /**
- * A user as stored (key `dotmesh.io/users/users/<id>`, name index `dotmesh.io/users/nameidx/<name>`).
+ * A user as stored (key `dotmesh.io/users/users/<id>`, name index `dotmesh.io/users/nameidx/<name>`,
+ * email index `dotmesh.io/users/emailidx/<email>` for users with an email).
  * The API key is kept retrievable because `GetApiKey` returns it (as the original); the
  * password only as a salted scrypt hash. The store file is 0600 under a 0700 directory.
  */
@@ -27,6 +28,7 @@ export interface UserRecord {
 
 const USERS = 'dotmesh.io/users/users/';
 const NAMEIDX = 'dotmesh.io/users/nameidx/';
+const EMAILIDX = 'dotmesh.io/users/emailidx/';
 
 /** The original's token format: base32 (padded) of `bytes` random bytes. */
 export function randomToken(bytes: number): string {
@@ -55,6 +57,58 @@ export function safeUser(u: UserRecord): SafeUser {
   };
 }
 
+/** The store writes of one user: its record and index entries. */
+function userOps(user: UserRecord): TxnOp[] {
+  const ops: TxnOp[] = [
+    { type: 'put', key: `${USERS}${user.Id}`, value: JSON.stringify(user) },
+    { type: 'put', key: `${NAMEIDX}${user.Name}`, value: JSON.stringify({ prefix: NAMEIDX, name: user.Name, id: user.Id }) },
+  ];
+  if (user.Email !== '') {
+    ops.push({ type: 'put', key: `${EMAILIDX}${user.Email}`, value: JSON.stringify({ email: user.Email, id: user.Id }) });
+  }
+  return ops;
+}
+
+export const MIN_PASSWORD_LENGTH = 7;
+const MAX_PASSWORD_LENGTH = 1024;
+const MAX_EMAIL_LENGTH = 254;
+
+/** A user name is a namespace: the name rules apply, and it may not contain `/`. */
+export function validateUserName(name: string): string {
+  if (name.includes('/')) {
+    throw new DotmeshError('INVALID_NAME', `Username may not contain '/': ${abbreviate(name)}`, {
+      hint: 'a user name is a namespace: letters, digits, _ and -',
+    });
+  }
+  return validateName('namespace', name);
+}
+
+function validateEmail(email: string): string {
+  if (email.length === 0 || email.length > MAX_EMAIL_LENGTH || !/^[^\s@]+@[^\s@]+$/.test(email)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `Invalid email address: ${abbreviate(email)}`, {
+      hint: 'give an address like alice@example.com',
+    });
+  }
+  return email;
+}
+
+export function validatePassword(password: string): void {
+  if (password.length < MIN_PASSWORD_LENGTH) {
+    throw new DotmeshError('INVALID_ARGUMENT', `Password must be at least ${MIN_PASSWORD_LENGTH} characters long`);
+  }
+  if (password.length > MAX_PASSWORD_LENGTH) {
+    throw new DotmeshError('INVALID_ARGUMENT', `Password must be at most ${MAX_PASSWORD_LENGTH} characters long`);
+  }
+}
+
+function usernameExists(): DotmeshError {
+  return new DotmeshError('CONFLICT', 'Username already exists - contact help@dotmesh.io');
+}
+
+function emailExists(): DotmeshError {
+  return new DotmeshError('CONFLICT', 'Email already exists - contact help@dotmesh.io');
+}
+
 export class UserService {
   readonly #store: Store;
 
@@ -73,15 +127,57 @@ export class UserService {
     return this.byId((JSON.parse(kv.value) as { id: string }).id);
   }
 
-  /** Writes a user and its name index atomically. */
+  async byEmail(email: string): Promise<UserRecord | undefined> {
+    if (email === '') return undefined;
+    const kv = await this.#store.get(`${EMAILIDX}${email}`);
+    if (!kv) return undefined;
+    return this.byId((JSON.parse(kv.value) as { id: string }).id);
+  }
+
+  /** Writes a user and its name (and email) index atomically. */
   async save(user: UserRecord): Promise<void> {
-    await this.#store.txn({
-      compare: [],
-      success: [
-        { type: 'put', key: `${USERS}${user.Id}`, value: JSON.stringify(user) },
-        { type: 'put', key: `${NAMEIDX}${user.Name}`, value: JSON.stringify({ prefix: NAMEIDX, name: user.Name, id: user.Id }) },
+    await this.#store.txn({ compare: [], success: userOps(user) });
+  }
+
+  /**
+   * Creates a user (RegisterNewUser): validated name, email and password, a new API key and a
+   * scrypt password hash. The name and email indexes are claimed in one transaction, so two
+   * concurrent registrations of one name (or email) cannot both succeed.
+   */
+  async register(req: { name: string; email: string; password: string }): Promise<UserRecord> {
+    const name = validateUserName(req.name);
+    const email = validateEmail(req.email);
+    validatePassword(req.password);
+    if (name === ADMIN_USER_NAME || (await this.byName(name))) throw usernameExists();
+    if (await this.byEmail(email)) throw emailExists();
+    const { salt, hash } = await hashPassword(req.password);
+    const user: UserRecord = {
+      Id: randomUUID(),
+      Name: name,
+      Email: email,
+      Salt: salt,
+      Password: hash,
+      ApiKey: randomToken(32),
+      Metadata: {},
+    };
+    const result = await this.#store.txn({
+      compare: [
+        { key: `${NAMEIDX}${name}`, target: 'version', op: '==', value: 0 },
+        { key: `${EMAILIDX}${email}`, target: 'version', op: '==', value: 0 },
       ],
+      success: userOps(user),
     });
+    if (!result.succeeded) throw (await this.byName(name)) ? usernameExists() : emailExists();
+    return user;
+  }
+
+  /** Sets a new password (≥ 7 characters); the API key stays. */
+  async updatePassword(user: UserRecord, password: string): Promise<UserRecord> {
+    validatePassword(password);
+    const { salt, hash } = await hashPassword(password);
+    const updated = { ...user, Salt: salt, Password: hash };
+    await this.save(updated);
+    return updated;
   }
 
   /**

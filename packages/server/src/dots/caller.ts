@@ -31,3 +31,17 @@ export function requireNamespaceAdmin(caller: Caller, namespace: string): void {
     );
   }
 }
+
+/** Only the dot's owner (or admin) may delete it, roll it back and change its collaborators. */
+export function isOwner(caller: Caller, dot: DotInfo): boolean {
+  return isAdmin(caller) || dot.ownerId === caller.id;
+}
+
+/** Throws PERMISSION_DENIED unless the caller owns the dot (or is admin); `what` is the action. */
+export function requireOwner(caller: Caller, dot: DotInfo, what: string): void {
+  if (!isOwner(caller, dot)) {
+    throw new DotmeshError('PERMISSION_DENIED', `Only the owner of ${dot.namespace}/${dot.name} or admin may ${what}`, {
+      hint: `ask ${dot.namespace} (the owner)`,
+    });
+  }
+}

@@ -6,7 +6,7 @@ import {
   MASTER_BRANCH,
   validateName,
 } from '@dotmesh/core';
-import { type Caller, canAccess, isAdmin, requireNamespaceAdmin } from './caller.ts';
+import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './caller.ts';
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex, type IndexedCommit } from './dot-index.ts';
 import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } from './labels.ts';
@@ -19,7 +19,13 @@ import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } fr
  * A master volume without commits is a half-done create: start-up recovery drops it.
  * A volume with its initial commit is complete: recovery adopts it.
  */
-export async function createDot(ctx: DotContext, caller: Caller, namespace: string, name: string): Promise<string> {
+export async function createDot(
+  ctx: DotContext,
+  caller: Caller,
+  namespace: string,
+  name: string,
+  ownerOf?: () => Promise<string>,
+): Promise<string> {
   validateName('namespace', namespace);
   validateName('dot', name);
   requireNamespaceAdmin(caller, namespace);
@@ -32,7 +38,8 @@ export async function createDot(ctx: DotContext, caller: Caller, namespace: stri
     }
     const dotId = ctx.newId();
     const createdAt = ctx.now().toISOString();
-    const ownerId = caller.id;
+    // The caller, except when admin creates a dot in another user's namespace (see ownerOf).
+    const ownerId = ownerOf ? await ownerOf() : caller.id;
     const label: BranchLabel = {
       kind: LABEL_KIND,
       version: LABEL_VERSION,
@@ -91,9 +98,7 @@ export async function deleteDot(ctx: DotContext, caller: Caller, namespace: stri
   validateName('dot', name);
   const dot = ctx.index.requireDot(namespace, name);
   if (!canAccess(caller, dot.info)) throw notFound(namespace, name);
-  if (!isAdmin(caller) && dot.info.ownerId !== caller.id) {
-    throw new DotmeshError('PERMISSION_DENIED', `Only the owner of ${namespace}/${name} or admin may delete it`);
-  }
+  requireOwner(caller, dot.info, 'delete it');
   await ctx.locks.exclusive(dot.id, () =>
     ctx.writeGuard.whileWritable(async () => {
       if (ctx.index.dots.get(dot.id) !== dot) throw notFound(namespace, name);

@@ -1,5 +1,5 @@
 import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
-import type { Caller } from './caller.ts';
+import { type Caller, requireOwner } from './caller.ts';
 import type { DotContext } from './context.ts';
 import type { BranchLabel } from './labels.ts';
 import { resolveBranch } from './resolve.ts';
@@ -26,6 +26,7 @@ export interface RollbackRequest {
 export async function rollbackBranch(ctx: DotContext, caller: Caller, req: RollbackRequest): Promise<void> {
   const target = validateName('commit', req.commitId);
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  requireOwner(caller, dot.info, 'roll it back');
   ctx.writeGuard.assertWritable(`roll back ${dot.info.namespace}/${dot.info.name}`);
   await ctx.locks.exclusive(dot.id, () =>
     ctx.queues.run(fsId, async () => {

@@ -28,7 +28,15 @@ export interface ApiRoutes {
 }
 
 export function createApiServer(routes: ApiRoutes, logger: Logger): Server {
-  const server = createServer((req, res) => {
+  const server = createServer(apiRequestHandler(routes, logger));
+  server.requestTimeout = 10 * 60_000;
+  server.headersTimeout = 30_000;
+  return server;
+}
+
+/** The API port's routing, shared by the HTTP server and the HTTPS one (tls/https-server.ts). */
+export function apiRequestHandler(routes: ApiRoutes, logger: Logger): RequestHandler {
+  return (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const observe = routes.observe;
     if (observe) {
@@ -49,10 +57,7 @@ export function createApiServer(routes: ApiRoutes, logger: Logger): Server {
       return;
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404 page not found\n');
-  });
-  server.requestTimeout = 10 * 60_000;
-  server.headersTimeout = 30_000;
-  return server;
+  };
 }
 
 export function createCheckServer(): Server {

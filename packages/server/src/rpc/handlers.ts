@@ -17,6 +17,7 @@ import type { PoolControl } from '../pool/pool-grow.ts';
 import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
+import { ownerForNewDot, userHandlers } from './user-handlers.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -143,7 +144,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       }
     },
     Create: async (caller, p) => {
-      await createDot(ctx, caller, p.Namespace, p.Name);
+      await createDot(ctx, caller, p.Namespace, p.Name, () => ownerForNewDot(users, caller, p.Namespace));
       return true;
     },
     Delete: async (caller, p) => {
@@ -196,6 +197,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...capacityHandlers(ctx, deps.pool),
     ...diffHandlers(ctx),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
+    ...userHandlers({ ctx, users, auth: deps.auth }),
   };
 }
 

@@ -1,0 +1,69 @@
+import { DotmeshError } from '@dotmesh/core';
+import type { CommandContext } from '../context.ts';
+import type { KnownTrust } from '../known-servers.ts';
+
+/**
+ * How `dm remote add … --https` decides to trust a server, before any credential is sent:
+ * 1. `--trust-fingerprint F`: the certificate must be exactly F (else refused); F is pinned.
+ * 2. a pin already in known_servers that matches: kept.
+ * 3. a certificate the CAs vouch for (chain and host name): trusted through the CAs, no pin.
+ * 4. otherwise the fingerprint is shown and the user asked `Trust it? [y/N]`; anything but
+ *    y/yes, or end of input, refuses.
+ */
+export interface TlsDecision {
+  readonly trust: KnownTrust;
+  readonly fingerprint: string;
+  /** The known_servers line is new or changed (to be saved once Ping succeeded). */
+  readonly changed: boolean;
+}
+
+export const UNTRUSTED_PREFIX = "The server's certificate is not trusted: SHA256 fingerprint";
+
+export async function decideTls(
+  ctx: CommandContext,
+  host: string,
+  port: number,
+  trustFingerprint: string | undefined,
+): Promise<TlsDecision> {
+  const { probeCertificate, normalizeFingerprint, sameFingerprint } = await import('@dotmesh/rpc/tls');
+  const wanted = trustFingerprint === undefined ? undefined : normalizeFingerprint(trustFingerprint);
+  const info = await probeCertificate(host, port);
+  const known = (await ctx.knownServers()).get(host, port);
+  const where = `${host}:${port}`;
+  if (wanted !== undefined) {
+    if (!sameFingerprint(wanted, info.fingerprint)) {
+      throw new DotmeshError(
+        'PERMISSION_DENIED',
+        `the TLS certificate of ${where} has SHA256 fingerprint ${info.fingerprint}, not the ${wanted} given with --trust-fingerprint`,
+        { hint: 'check the fingerprint with the server admin; nothing was saved and no credential was sent' },
+      );
+    }
+    const trust: KnownTrust = { kind: 'pin', fingerprint: info.fingerprint };
+    return {
+      trust,
+      fingerprint: info.fingerprint,
+      changed: !(known?.kind === 'pin' && sameFingerprint(known.fingerprint, wanted)),
+    };
+  }
+  if (known?.kind === 'pin' && sameFingerprint(known.fingerprint, info.fingerprint)) {
+    return { trust: known, fingerprint: info.fingerprint, changed: false };
+  }
+  if (info.trustedByCa) return { trust: { kind: 'ca' }, fingerprint: info.fingerprint, changed: known?.kind !== 'ca' };
+  const lines = [
+    `${UNTRUSTED_PREFIX} ${info.fingerprint}`,
+    ...(info.caError ? [`(${info.caError})`] : []),
+    ...(known?.kind === 'pin' ? [`WARNING: it differs from the certificate pinned for ${where}: ${known.fingerprint}`] : []),
+    'Trust it? [y/N] ',
+  ];
+  const answer = (await ctx.io.readLine(lines.join('\n'), { toStderr: ctx.reporter.json })) ?? '';
+  if (!/^y(es)?$/i.test(answer.trim())) {
+    throw new DotmeshError(
+      'PERMISSION_DENIED',
+      `not trusting the TLS certificate of ${where} (SHA256 fingerprint ${info.fingerprint})`,
+      {
+        hint: 'check the fingerprint with the server admin (`dm cluster init` prints it), then pass it with --trust-fingerprint',
+      },
+    );
+  }
+  return { trust: { kind: 'pin', fingerprint: info.fingerprint }, fingerprint: info.fingerprint, changed: true };
+}

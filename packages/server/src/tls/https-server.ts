@@ -1,0 +1,92 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
+import { DotmeshError } from '@dotmesh/core';
+import type { Exec } from '@dotmesh/storage';
+import type { ApiRoutes } from '../http/servers.ts';
+import { apiRequestHandler } from '../http/servers.ts';
+import type { Logger } from '../log.ts';
+import { defaultSubjectAltNames, ensureClusterPki } from './pki.ts';
+
+/**
+ * The API over HTTPS: the same routes as the plain HTTP API port, on `tlsPort`, with either a
+ * given certificate or the cluster's generated one (pki.ts). Clients pin the certificate's
+ * SHA-256 fingerprint (seen in the handshake) or trust it through a CA.
+ */
+export interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** SHA-256 of the leaf certificate's DER, `AB:CD:…`. */
+  readonly fingerprint: string;
+  readonly certFile: string;
+  readonly generated: boolean;
+}
+
+/** Reads the given certificate, or makes/keeps the generated one. */
+export async function loadTlsMaterial(o: {
+  readonly stateDir: string;
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+  readonly subjectAltNames: readonly string[];
+  readonly exec: Exec;
+}): Promise<TlsMaterial> {
+  let certFile = o.certFile;
+  let keyFile = o.keyFile;
+  const generated = certFile === null || keyFile === null;
+  if (certFile === null || keyFile === null) {
+    const pki = await ensureClusterPki({
+      stateDir: o.stateDir,
+      exec: o.exec,
+      subjectAltNames: defaultSubjectAltNames(o.subjectAltNames),
+    }).catch((e: unknown) => {
+      if (!/ENOENT/.test(String((e as Error)?.message))) throw e;
+      throw new DotmeshError('UNAVAILABLE', 'cannot make the cluster TLS certificate: the openssl command is not installed', {
+        hint: 'install openssl (apt-get install openssl), give a certificate (tlsCertFile, tlsKeyFile), or set tlsPort to 0',
+        cause: e,
+      });
+    });
+    certFile = pki.cert;
+    keyFile = pki.key;
+  }
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (e) {
+      throw new DotmeshError('INVALID_ARGUMENT', `cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
+    }
+  };
+  const cert = await read(certFile, 'certificate');
+  const key = await read(keyFile, 'key');
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch (e) {
+    throw new DotmeshError('INVALID_ARGUMENT', `${certFile} is not a PEM certificate: ${(e as Error).message}`);
+  }
+  return { cert, key, fingerprint: leaf.fingerprint256, certFile, generated };
+}
+
+export function createHttpsApiServer(routes: ApiRoutes, logger: Logger, material: TlsMaterial): Server {
+  let server: Server;
+  try {
+    server = createServer({ cert: material.cert, key: material.key, minVersion: 'TLSv1.2' }, apiRequestHandler(routes, logger));
+  } catch (e) {
+    throw new DotmeshError('INVALID_ARGUMENT', `cannot serve HTTPS with ${material.certFile}: ${(e as Error).message}`, {
+      hint: 'tlsKeyFile must hold the private key of tlsCertFile (PEM)',
+    });
+  }
+  server.requestTimeout = 10 * 60_000;
+  server.headersTimeout = 30_000;
+  return server;
+}
+
+export async function listenTls(server: Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as { port: number }).port;
+}

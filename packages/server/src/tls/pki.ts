@@ -1,0 +1,195 @@
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { networkInterfaces, hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { DotmeshError } from '@dotmesh/core';
+import type { Exec } from '@dotmesh/storage';
+
+/**
+ * The per-cluster PKI in `<stateDir>/tls/`: a CA (ca.pem, ca-key.pem) and the server's
+ * certificate signed by it (server.pem, server-key.pem), all made with the `openssl` CLI
+ * through the exec choke point (ECDSA P-256, SHA-256).
+ *
+ * Contracts:
+ * - Idempotent: the CA is made once and kept; the server certificate is kept while it is
+ *   signed by that CA, covers every wanted name and has more than 30 days left, else it is
+ *   issued again (its fingerprint then changes, and clients that pinned it must pin again).
+ * - Private keys are created in the 0700 directory as 0600 files before openssl writes into
+ *   them; no secret is ever on a command line. Files are replaced atomically (rename).
+ */
+export interface ClusterPkiFiles {
+  readonly dir: string;
+  readonly caCert: string;
+  readonly caKey: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export function pkiFiles(stateDir: string): ClusterPkiFiles {
+  const dir = join(stateDir, 'tls');
+  return {
+    dir,
+    caCert: join(dir, 'ca.pem'),
+    caKey: join(dir, 'ca-key.pem'),
+    cert: join(dir, 'server.pem'),
+    key: join(dir, 'server-key.pem'),
+  };
+}
+
+/** 127.0.0.1, ::1, localhost, the host name and the host's addresses, then the extras; no duplicates. */
+export function defaultSubjectAltNames(extra: readonly string[] = []): string[] {
+  const names = ['127.0.0.1', '::1', 'localhost', osHostname()];
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (!a.address.startsWith('fe80:')) names.push(a.address);
+  }
+  return [...new Set([...names, ...extra].filter((n) => n !== ''))];
+}
+
+/** The SAN list as openssl's config syntax: `IP:1.2.3.4,DNS:host`. */
+export function sanExtension(names: readonly string[]): string {
+  return names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+}
+
+/** The SANs of a certificate as `IP:…`/`DNS:…` entries (Node writes IPv6 expanded; both forms are compared). */
+function certificateCovers(cert: X509Certificate, names: readonly string[]): boolean {
+  const sans = (cert.subjectAltName ?? '').split(', ').map((s) => s.replace(/^IP Address:/, 'IP:'));
+  const have = new Set(sans.map((s) => (s.startsWith('IP:') ? `IP:${canonicalIp(s.slice(3))}` : s)));
+  return names.every((n) => have.has(isIP(n) ? `IP:${canonicalIp(n)}` : `DNS:${n}`));
+}
+
+function canonicalIp(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  try {
+    return new URL(`http://[${ip}]/`).hostname;
+  } catch {
+    return ip;
+  }
+}
+
+const DAY_MS = 86_400_000;
+
+/** Makes (or keeps) the CA and the server certificate; returns the files. */
+export async function ensureClusterPki(o: {
+  readonly stateDir: string;
+  readonly exec: Exec;
+  readonly subjectAltNames: readonly string[];
+  readonly now?: () => Date;
+}): Promise<ClusterPkiFiles & { readonly issued: boolean }> {
+  const f = pkiFiles(o.stateDir);
+  const now = (o.now ?? (() => new Date()))();
+  await mkdir(f.dir, { recursive: true, mode: 0o700 });
+  await chmod(f.dir, 0o700);
+  let ca = await readCert(f.caCert);
+  const caKeyThere = await readFile(f.caKey).then(
+    () => true,
+    () => false,
+  );
+  if (!ca || !caKeyThere) {
+    await makeCa(o.exec, f);
+    ca = await readCert(f.caCert);
+  }
+  if (!ca) throw new DotmeshError('INTERNAL', `openssl made no readable CA certificate in ${f.caCert}`);
+  const current = await readCert(f.cert);
+  const keep =
+    current?.checkIssued(ca) === true &&
+    current.verify(ca.publicKey) &&
+    new Date(current.validTo).getTime() - now.getTime() > 30 * DAY_MS &&
+    certificateCovers(current, o.subjectAltNames);
+  if (!keep) await issueServerCert(o.exec, f, o.subjectAltNames);
+  return { ...f, issued: !keep };
+}
+
+async function readCert(file: string): Promise<X509Certificate | null> {
+  try {
+    return new X509Certificate(await readFile(file));
+  } catch {
+    return null;
+  }
+}
+
+/** An empty 0600 file for openssl to write a private key into (it keeps the mode). */
+async function privateFile(path: string): Promise<void> {
+  await rm(path, { force: true });
+  const fh = await open(path, 'wx', 0o600);
+  await fh.close();
+  await chmod(path, 0o600);
+}
+
+async function genKey(exec: Exec, path: string): Promise<void> {
+  await privateFile(path);
+  await exec.run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path]);
+  await chmod(path, 0o600);
+}
+
+async function makeCa(exec: Exec, f: ClusterPkiFiles): Promise<void> {
+  const key = `${f.caKey}.new`;
+  const cert = `${f.caCert}.new`;
+  await genKey(exec, key);
+  await exec.run('openssl', [
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    key,
+    '-sha256',
+    '-days',
+    '3650',
+    '-subj',
+    `/O=dotmesh/CN=dotmesh cluster CA ${randomBytes(4).toString('hex')}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE,pathlen:0',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    cert,
+  ]);
+  await rename(key, f.caKey);
+  await rename(cert, f.caCert);
+}
+
+async function issueServerCert(exec: Exec, f: ClusterPkiFiles, names: readonly string[]): Promise<void> {
+  const key = `${f.key}.new`;
+  const csr = join(f.dir, 'server.csr');
+  const ext = join(f.dir, 'server.ext');
+  const cert = `${f.cert}.new`;
+  await genKey(exec, key);
+  const cn = names.find((n) => !isIP(n) && n !== 'localhost') ?? 'localhost';
+  await exec.run('openssl', ['req', '-new', '-key', key, '-subj', `/O=dotmesh/CN=${cn.replace(/[/=]/g, '_')}`, '-out', csr]);
+  await writeFile(
+    ext,
+    [
+      `subjectAltName=${sanExtension(names)}`,
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=serverAuth',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  await exec.run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    f.caCert,
+    '-CAkey',
+    f.caKey,
+    '-set_serial',
+    `0x${randomBytes(16)
+      .toString('hex')
+      .replace(/^[89a-f]/, '1')}`,
+    '-days',
+    '825',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
+  await rm(csr, { force: true });
+  await rm(ext, { force: true });
+  await rename(key, f.key);
+  await rename(cert, f.cert);
+}
