@@ -4,4 +4,5 @@ export * from './history.ts';
 export * from './metadata.ts';
 export * from './names.ts';
 export * from './refs.ts';
+export * from './transfer-plan.ts';
 export * from './types.ts';
