@@ -202,11 +202,15 @@ describe('users, namespaces and collaborators (in-memory driver)', () => {
   test('admin creates in any namespace (the user owns it) and sees and deletes everything', async () => {
     assert.equal(await s.admin.call('Create', { Namespace: 'alice', Name: 'pears' }), true);
     assert.equal(await s.admin.call('Create', { Namespace: 'nosuchuser', Name: 'plums' }), true);
+    // Procure (the Docker/FlexVolume path) creates dots with the same owner rule.
+    await s.admin.call('Procure', { Namespace: 'alice', Name: 'quinces', Subdot: '' });
     const all = await s.admin.call('AllDotsAndBranches', null);
     const owner = (ns: string, name: string) =>
       all.Dots.find((d) => d.MasterBranch.Name.Namespace === ns && d.MasterBranch.Name.Name === name)?.Owner.Name;
     assert.equal(owner('alice', 'pears'), 'alice');
     assert.equal(owner('nosuchuser', 'plums'), 'admin');
+    assert.equal(owner('alice', 'quinces'), 'alice');
+    assert.equal(await alice.call('Delete', { Namespace: 'alice', Name: 'quinces' }), true, 'so alice may delete it');
     assert.deepEqual(Object.keys((await alice.call('List', null)).alice ?? {}).sort(), ['apples', 'pears']);
     const pearsId = await alice.call('Lookup', { Namespace: 'alice', Name: 'pears', Branch: '' });
     assert.equal(await s.admin.call('AddCollaborator', { MasterBranchID: pearsId, Collaborator: 'bob' }), true);

@@ -44,6 +44,8 @@ export interface ProcureRequest {
   readonly namespace: unknown;
   readonly name: unknown;
   readonly subdot: unknown;
+  /** Who owns a dot Procure creates (the namespace's user when admin creates it for them). */
+  readonly ownerOf?: (namespace: string) => Promise<string>;
 }
 
 /** Procure: makes the dot (if missing and no branch is pinned) and returns its host path. */
@@ -62,7 +64,8 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
         `Cannot create ${namespace}/${dotName} with branch ${pinned}: the dot does not exist`,
       );
     }
-    await createDot(ctx, caller, namespace, dotName).catch((e: unknown) => {
+    const ownerOf = req.ownerOf;
+    await createDot(ctx, caller, namespace, dotName, ownerOf ? () => ownerOf(namespace) : undefined).catch((e: unknown) => {
       if (!(e instanceof DotmeshError && e.code === 'DOT_EXISTS')) throw e;
     });
   }

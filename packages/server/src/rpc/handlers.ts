@@ -177,7 +177,13 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       await rollbackBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch, commitId: p.SnapshotId });
       return true;
     },
-    Procure: async (caller, p) => procure(ctx, deps.paths, caller, { namespace: p.Namespace, name: p.Name, subdot: p.Subdot }),
+    Procure: async (caller, p) =>
+      procure(ctx, deps.paths, caller, {
+        namespace: p.Namespace,
+        name: p.Name,
+        subdot: p.Subdot,
+        ownerOf: (ns) => ownerForNewDot(users, caller, ns),
+      }),
     SwitchContainers: async (caller, p) => {
       await switchContainers(ctx, deps.paths, caller, { namespace: p.Namespace, name: p.Name, branch: p.NewBranchName });
       return true;
