@@ -2,15 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DotmeshClient } from '@dotmesh/rpc/client';
-import {
-  type Cleanup,
-  detachLoopDevicesUnder,
-  makeTempDir,
-  SERVER_BUNDLE,
-  type ServerProcess,
-  startServerProcess,
-  unmountUnder,
-} from '@dotmesh/testkit';
+import { type Cleanup, makeTempDir, SERVER_BUNDLE, type ServerProcess, startServerProcess } from '@dotmesh/testkit';
 
 /**
  * The Dotmesh side of every benchmark: one real dotmesh-server (the built bundle users run, or
@@ -35,10 +27,6 @@ export interface BenchServer {
 
 export async function startBenchServer(cleanup: Cleanup, poolSize: string): Promise<BenchServer> {
   const dir = await makeTempDir('bench-server', cleanup);
-  cleanup.add(async () => {
-    await unmountUnder(`${dir}/`);
-    await detachLoopDevicesUnder(`${dir}/`);
-  }, `bench server pool under ${dir}`);
   const serverBin = existsSync(SERVER_BUNDLE) ? SERVER_BUNDLE : join(import.meta.dirname, '../../packages/server/src/bin.ts');
   // The host-space guard refuses writes below 1 GiB free by default; leave it as users have it.
   const proc = await startServerProcess({ cleanup, dir, poolSize, serverBin });

@@ -29,11 +29,6 @@ describe('sparse pool on a filling host', { skip }, () => {
       poolSize: '1G',
       extraConfig: { hostFreeReserveBytes: '120M', hostCheckIntervalMs: 100 },
     });
-    cleanup.add(async () => {
-      const { unmountUnder, detachLoopDevicesUnder } = await import('@dotmesh/testkit');
-      await unmountUnder(dir);
-      await detachLoopDevicesUnder(dir);
-    });
   });
   after(async () => cleanup.run());
 

@@ -4,16 +4,7 @@ import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DotmeshError } from '@dotmesh/core';
-import {
-  Cleanup,
-  detachLoopDevicesUnder,
-  makeTempDir,
-  type ServerProcess,
-  skipUnless,
-  startServerProcess,
-  unmountUnder,
-  waitFor,
-} from '@dotmesh/testkit';
+import { Cleanup, makeTempDir, type ServerProcess, skipUnless, startServerProcess, waitFor } from '@dotmesh/testkit';
 
 /**
  * R6, a full pool: a 400 MiB pool filled by writing into a dot. Commit, Create and Branch fail
@@ -57,10 +48,6 @@ describe('a full pool (R6)', { skip }, () => {
   let dir: string;
   before(async () => {
     dir = await makeTempDir('full-', cleanup);
-    cleanup.add(async () => {
-      await unmountUnder(dir);
-      await detachLoopDevicesUnder(dir);
-    });
     s = await startServerProcess({ cleanup, dir, poolSize: '400M' });
   });
   after(async () => cleanup.run());

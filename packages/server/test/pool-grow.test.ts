@@ -4,15 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DotmeshError } from '@dotmesh/core';
-import {
-  Cleanup,
-  detachLoopDevicesUnder,
-  makeTempDir,
-  type ServerProcess,
-  skipUnless,
-  startServerProcess,
-  unmountUnder,
-} from '@dotmesh/testkit';
+import { Cleanup, makeTempDir, type ServerProcess, skipUnless, startServerProcess } from '@dotmesh/testkit';
 
 /**
  * GrowPool on a preallocated 1 GiB pool, grown to 2 GiB while a client keeps committing:
@@ -29,10 +21,6 @@ describe('GrowPool: a pool grows online', { skip }, () => {
   let dir: string;
   before(async () => {
     dir = await makeTempDir('grow-', cleanup);
-    cleanup.add(async () => {
-      await unmountUnder(dir);
-      await detachLoopDevicesUnder(dir);
-    });
     s = await startServerProcess({ cleanup, dir, poolSize: '1G', extraConfig: { sparse: false } });
   });
   after(async () => cleanup.run());

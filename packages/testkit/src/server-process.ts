@@ -73,14 +73,22 @@ function etcdConfig(etcd: ServerProcessOptions['etcd']): Record<string, unknown>
   };
 }
 
+/**
+ * Starts a server on `o.dir` (a new temp dir when absent). Whichever dir it is, `cleanup`
+ * unmounts what is mounted under it and detaches its loop devices once the test is over (after
+ * the server processes, which are registered later and so stopped first).
+ */
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
   const dir = o.dir ?? (await makeTempDir('server-'));
-  if (!o.dir) {
-    o.cleanup.add(async () => {
-      await unmountUnder(dir);
-      await detachLoopDevicesUnder(dir);
-    });
-  }
+  o.cleanup.add(async () => {
+    await unmountUnder(`${dir}/`);
+    await detachLoopDevicesUnder(`${dir}/`);
+  });
+  return launch(o, dir);
+}
+
+/** One server process on `dir`'s pool and state; `restart()` launches another on the same. */
+async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProcess> {
   const stateDir = join(dir, 'server');
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const configFile = join(stateDir, 'config.json');
@@ -172,7 +180,7 @@ export async function startServerProcess(o: ServerProcessOptions): Promise<Serve
       await exit;
     },
     exited: () => exit,
-    restart: () => startServerProcess({ ...o, dir }),
+    restart: () => launch(o, dir),
     log: logText,
   };
   return self;
