@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Recorder, startRecorder } from './testing/recorder.ts';
-import { runDm } from './testing/run-dm.ts';
+import { GO_RAND_IDS, runDm } from './testing/run-dm.ts';
 import { transcriptHandlers } from './testing/transcript-server.ts';
 
 /**
@@ -14,16 +14,16 @@ import { transcriptHandlers } from './testing/transcript-server.ts';
  */
 const R = (method: string, params: string, id: string) =>
   `{"jsonrpc":"2.0","method":"DotmeshRPC.${method}","params":${params},"id":${id}}`;
-const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9] = [
-  '5577006791947779410',
-  '8674665223082153551',
-  '6129484611666145821',
-  '4037200794235010051',
-  '3916589616287113937',
-  '6334824724549167320',
-  '605394647632969758',
-  '1443635317331776148',
-  '894385949183117216',
+const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9] = GO_RAND_IDS as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
 ];
 const HEADER = "Current remote: local (use 'dm remote -v' to list and 'dm remote switch' to switch)\n\n";
 const FOO = '{"Namespace":"admin","Name":"foo"}';

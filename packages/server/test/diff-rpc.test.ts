@@ -1,20 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { isDotmeshError } from '@dotmesh/core';
 import type { MemoryDriver, StorageDriver } from '@dotmesh/storage';
 import { hashPassword, UserService } from '../src/auth/users.ts';
-import { type InProcessServer, startInProcess } from './in-process.ts';
+import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /** Diff, DiffCommits, GET /diff, LastModified, MountCommit, ForceBranchMasterById on the memory driver. */
-
-async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isDotmeshError(e), String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 const dot = { Namespace: 'admin', Name: 'd' };
 const lines = (files: { change: string; filename: string; to?: string }[]) =>

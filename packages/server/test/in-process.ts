@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isDotmeshError } from '@dotmesh/core';
 import { DotmeshClient } from '@dotmesh/rpc';
 import { MemoryDriver, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
@@ -90,5 +92,15 @@ export function postRaw(
     );
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** Asserts that `p` fails with a DotmeshError of `code` (and a message matching `message`). */
+export async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isDotmeshError(e), String(e));
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
   });
 }

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { DotmeshError } from '@dotmesh/core';
 import type { DotmeshClient } from '@dotmesh/rpc';
-import { type InProcessServer, startInProcess } from './in-process.ts';
+import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /**
  * Users, namespaces and collaborators (issue "Push, pull and clone … with users, namespaces",
  * the part without a network): admin registers users, a namespace is a user name, owners add
  * and remove collaborators, nobody sees other users' dots.
  */
-async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof DotmeshError, String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
-
 const APPLES = { Namespace: 'alice', Name: 'apples' };
 const MASTER = { ...APPLES, Branch: '' };
 

@@ -1,16 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { DotmeshError } from '@dotmesh/core';
-import { type InProcessServer, startInProcess } from './in-process.ts';
-
-async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof DotmeshError, String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 describe('dot lifecycle over JSON-RPC (in-memory driver)', () => {
   let s: InProcessServer;
