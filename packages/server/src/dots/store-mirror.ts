@@ -25,6 +25,8 @@ export class StoreMirror {
   readonly #index: DotIndex;
   readonly #nodeId: string;
   readonly #queue = new KeyedQueue();
+  /** Per dot, the keys and values its last successful write left in the store. */
+  readonly #written = new Map<string, Map<string, string>>();
 
   constructor(store: Store, index: DotIndex, nodeId: string) {
     this.#store = store;
@@ -94,10 +96,19 @@ export class StoreMirror {
     const entries = this.#dotEntries(dotId);
     const dot = this.#index.dots.get(dotId);
     if (!dot) return;
-    const { kvs } = await this.#store.range(`${CLONES}${dotId}/`);
-    const ops: TxnOp[] = kvs.filter((kv) => !entries.has(kv.key)).map((kv): TxnOp => ({ type: 'delete', key: kv.key }));
-    for (const [key, value] of entries) ops.push({ type: 'put', key, value });
+    // Only what changed since this dot's last write is written (a commit: one key), and keys
+    // the dot no longer implies are deleted. Without a record of the last write (cannot happen
+    // after rebuild(), which records every dot), everything is written and stale clones found.
+    let previous = this.#written.get(dotId);
+    if (!previous) {
+      const { kvs } = await this.#store.range(`${CLONES}${dotId}/`);
+      previous = new Map(kvs.map((kv) => [kv.key, kv.value]));
+    }
+    const ops: TxnOp[] = [...previous.keys()].filter((k) => !entries.has(k)).map((key): TxnOp => ({ type: 'delete', key }));
+    for (const [key, value] of entries) if (previous.get(key) !== value) ops.push({ type: 'put', key, value });
+    this.#written.delete(dotId);
     await this.#apply(ops);
+    this.#written.set(dotId, entries);
   }
 
   /** Removes a dot's keys (after a delete). */
@@ -106,6 +117,7 @@ export class StoreMirror {
   }
 
   async #removeDot(dotId: string, namespace: string, name: string, fsIds: readonly string[]): Promise<void> {
+    this.#written.delete(dotId);
     const ops: TxnOp[] = this.#keysOwnedBy(dotId, namespace, name, fsIds).map((k) =>
       k.endsWith('/') ? { type: 'deletePrefix', prefix: k } : { type: 'delete', key: k },
     );
@@ -142,6 +154,8 @@ export class StoreMirror {
       ...[...wanted].filter(([k, v]) => existing.get(k) !== v).map(([key, value]): TxnOp => ({ type: 'put', key, value })),
     ];
     await this.#apply(ops);
+    this.#written.clear();
+    for (const dotId of this.#index.dots.keys()) this.#written.set(dotId, this.#dotEntries(dotId));
     return { added, removed };
   }
 }
