@@ -98,26 +98,49 @@ export function dataCases(withHarness: WithHarness): void {
   test(
     'import of a truncated stream leaves nothing visible',
     withHarness(async (h, d) => {
+      const h2 = h.makeSecondHarness ? await h.makeSecondHarness() : h;
+      const d2 = h2.driver;
+      await d2.open();
       const src = vid();
       const dst = vid();
       await d.createVolume(src, {});
       await h.writeFile(src, 'big', Buffer.alloc(256 * 1024, 3));
       await d.commit(src, 'c1', {});
-      await d.createVolume(dst, {});
+      await d2.createVolume(dst, {});
       const whole = await readAll(d.exportCommit(src, 'c1'));
       const half = Readable.from([whole.subarray(0, Math.floor(whole.length / 2))]);
-      await assert.rejects(d.importCommit(dst, half));
+      await assert.rejects(d2.importCommit(dst, half));
       const failing = new Readable({
         read() {
           this.push(whole.subarray(0, 100));
           this.destroy(new Error('peer went away'));
         },
       });
-      await assert.rejects(d.importCommit(dst, failing));
-      assert.deepEqual(await d.listCommits(dst), []);
-      const ok = await d.importCommit(dst, Readable.from([whole]));
+      await assert.rejects(d2.importCommit(dst, failing));
+      // every byte arrives, then the source fails (a checksum found wrong at the very end):
+      // refused, and never left waiting
+      let sent = false;
+      const failsLate = new Readable({
+        read() {
+          if (!sent) {
+            sent = true;
+            this.push(whole);
+            setTimeout(() => this.destroy(new Error('checksum mismatch at the end')), 200);
+          }
+        },
+      });
+      await assert.rejects(d2.importCommit(dst, failsLate));
+      // a source that already failed before the import began (its 'error' event long gone)
+      const dead = new Readable({ read() {} });
+      dead.on('error', () => {});
+      dead.push(whole.subarray(0, 100));
+      dead.destroy(new Error('failed while waiting for a lock'));
+      await new Promise((r) => setImmediate(r));
+      await assert.rejects(d2.importCommit(dst, dead));
+      assert.deepEqual(await d2.listCommits(dst), []);
+      const ok = await d2.importCommit(dst, Readable.from([whole]));
       assert.equal(ok.id, 'c1');
-      assert.equal((await h.readCommitFile(dst, 'c1', 'big')).length, 256 * 1024);
+      assert.equal((await h2.readCommitFile(dst, 'c1', 'big')).length, 256 * 1024);
     }),
   );
 

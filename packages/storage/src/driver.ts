@@ -81,7 +81,9 @@ export interface StorageDriver {
   exportCommit(id: string, commitId: string, options?: { parent?: CommitRef }): Readable;
   /**
    * Receives a stream made by `exportCommit` into volume `id` (which must exist). The
-   * commit becomes visible only once the whole stream arrived intact.
+   * commit becomes visible only once the whole stream arrived intact. The stream's parent and
+   * clone sources are checked to be `parent` (a full stream when omitted) or the commit itself
+   * (INVALID_ARGUMENT otherwise).
    */
   importCommit(id: string, stream: Readable, options?: { parent?: CommitRef }): Promise<CommitInfo>;
 

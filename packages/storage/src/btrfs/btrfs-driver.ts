@@ -287,7 +287,16 @@ export class BtrfsDriver implements StorageDriver {
     return this.mutex.run(id, async () => {
       await this.requireVolume(id);
       if (options.parent) await this.existingCommit(options.parent);
-      return importCommit({ exec: this.exec, cli: this.cli, layout: this.layout, commits: this.commits, volumeId: id, stream });
+      const { parent } = options;
+      return importCommit({
+        exec: this.exec,
+        cli: this.cli,
+        layout: this.layout,
+        commits: this.commits,
+        volumeId: id,
+        stream,
+        parent,
+      });
     });
   }
 

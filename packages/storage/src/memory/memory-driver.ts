@@ -169,8 +169,12 @@ export class MemoryDriver implements StorageDriver {
         if (!old?.equals(data)) entries.push({ op: 'put', path, data: data.toString('base64') });
       }
       for (const path of parent?.files.keys() ?? []) if (!c.files.has(path)) entries.push({ op: 'del', path });
-      const header = { format: 'dotmesh-memory-stream' as const, version: 1 as const, commitId, uuid: c.uuid, meta: c.meta };
-      return Readable.from(encodeStream(parent ? { ...header, parentUuid: parent.uuid } : header, entries));
+      // As btrfs send: a received commit is named by the uuid it was received as.
+      const uuid = c.receivedUuid ?? c.uuid;
+      const header = { format: 'dotmesh-memory-stream' as const, version: 1 as const, commitId, uuid, meta: c.meta };
+      return Readable.from(
+        encodeStream(parent ? { ...header, parentUuid: parent.receivedUuid ?? parent.uuid } : header, entries),
+      );
     } catch (e) {
       const r = new Readable({ read() {} });
       process.nextTick(() => r.destroy(e as Error));
@@ -180,12 +184,35 @@ export class MemoryDriver implements StorageDriver {
 
   async importCommit(id: string, stream: Readable, options: { parent?: CommitRef } = {}): Promise<CommitInfo> {
     const v = this.get(id);
-    if (options.parent) this.getCommit(options.parent);
+    const expectedParent = options.parent ? this.getCommit(options.parent) : undefined;
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(Buffer.from(chunk));
     const { header, entries } = decodeStream(Buffer.concat(chunks).toString());
     checkCommitId(header.commitId);
     let files: Tree = new Map();
+    if (v.commits.has(header.commitId)) {
+      throw new DotmeshError('COMMIT_EXISTS', `commit ${header.commitId} already exists in volume ${id}`);
+    }
+    // As the btrfs driver: a commit is received at most once per pool (a second subvolume with
+    // the same received uuid would make later parent lookups ambiguous).
+    if (this.findByUuid(header.uuid)) {
+      throw new DotmeshError('INVALID_ARGUMENT', `the stream's subvolume uuid ${header.uuid} is already in this pool`);
+    }
+    // The stream's parent must be exactly the one the caller expects (see the driver contract).
+    if ((header.parentUuid === undefined) !== (expectedParent === undefined)) {
+      throw new DotmeshError('INVALID_ARGUMENT', `stream for commit ${header.commitId} does not match the expected parent`);
+    }
+    if (
+      header.parentUuid !== undefined &&
+      expectedParent &&
+      header.parentUuid !== expectedParent.uuid &&
+      header.parentUuid !== expectedParent.receivedUuid
+    ) {
+      throw new DotmeshError(
+        'INVALID_ARGUMENT',
+        `stream for commit ${header.commitId} is based on another commit than the expected parent`,
+      );
+    }
     if (header.parentUuid !== undefined) {
       const base = this.findByUuid(header.parentUuid);
       if (!base)
