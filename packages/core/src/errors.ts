@@ -29,6 +29,8 @@ export type ErrorCode =
   | 'NOT_MASTER'
   | 'CONFLICT'
   | 'UNAVAILABLE'
+  /** A transfer stream failed its integrity checks (retried; a re-run resumes). */
+  | 'TRANSFER_CORRUPT'
   | 'INTERNAL';
 
 interface CodeInfo {
@@ -68,6 +70,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   NOT_MASTER: { exitCode: 9, grpcStatus: 9, httpStatus: 409 },
   CONFLICT: { exitCode: 9, grpcStatus: 10, httpStatus: 409 },
   UNAVAILABLE: { exitCode: 10, grpcStatus: 14, httpStatus: 503 },
+  TRANSFER_CORRUPT: { exitCode: 10, grpcStatus: 15, httpStatus: 422 },
   INTERNAL: { exitCode: 1, grpcStatus: 13, httpStatus: 500 },
 };
 

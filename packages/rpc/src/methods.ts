@@ -2,7 +2,7 @@ import { MAX_MESSAGE_BYTES, MAX_METADATA_KEY_BYTES, MAX_METADATA_KEYS, MAX_METAD
 import { z } from 'zod';
 import { backupParamSchema } from './backup.ts';
 import { SERVICE } from './codec.ts';
-import { decodeWithSchema, int, type ParamsSchema, str, stringMap } from './params.ts';
+import { bool, decodeWithSchema, int, type ParamsSchema, str, stringMap } from './params.ts';
 import type {
   AllDotsAndBranches,
   ApiKeyResult,
@@ -15,9 +15,11 @@ import type {
   DotListWithContainers,
   DotmeshVolume,
   LastModifiedResult,
+  PathToTopLevelFilesystem,
   PoolStatus,
   ReplicationLatency,
   SafeUser,
+  TransferPollResult,
   VersionInfo,
 } from './types.ts';
 
@@ -88,6 +90,30 @@ export const METHODS = {
   LastModified: { params: dotParams, admin: false },
   MountCommit: { params: z.object({ FilesystemId: str(), CommitId: str() }), admin: false },
   ForceBranchMasterById: { params: z.object({ FilesystemId: str(), Master: str() }), admin: false },
+  Transfer: { params: transferRequestSchema(), admin: false },
+  GetTransfer: { params: stringParam, admin: false },
+  RegisterTransfer: { params: transferPollSchema(), admin: false },
+  DeducePathToTopLevelFilesystem: {
+    params: z.object({ RemoteNamespace: str(), RemoteFilesystemName: str(), RemoteCloneName: str() }),
+    admin: false,
+  },
+  RegisterFilesystem: {
+    params: z.object({
+      Namespace: str(),
+      TopLevelFilesystemName: str(),
+      CloneName: str(),
+      FilesystemId: str(),
+      PathToTopLevelFilesystem: z.unknown().optional(),
+      BecomeMasterIfNotExists: bool(),
+    }),
+    admin: false,
+  },
+  PredictSize: {
+    params: z.object({ FromFilesystemId: str(), FromSnapshotId: str(), ToFilesystemId: str(), ToSnapshotId: str() }),
+    admin: false,
+  },
+  StashAfter: { params: z.object({ FilesystemId: str(), SnapshotId: str() }), admin: false },
+  Fork: { params: z.object({ MasterBranchID: str(), ForkNamespace: str(), ForkName: str() }), admin: true },
   // Additions of this server (not in the original), see docs/api.md.
   DiffCommits: {
     params: z.object({ Namespace: str(), Name: str(), Branch: str(), FromCommit: str(), ToCommit: str() }),
@@ -99,6 +125,57 @@ export const METHODS = {
   DumpEtcd: { params: z.object({ Prefix: str() }), admin: true },
   RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true },
 } as const satisfies Record<string, MethodSpec>;
+
+/** The fields a TransferRequest and a TransferPollResult share (original-dotmesh.md §4). */
+function transferFields() {
+  return {
+    Peer: str(),
+    User: str(),
+    ApiKey: str(),
+    Direction: str(),
+    LocalNamespace: str(),
+    LocalName: str(),
+    LocalBranchName: str(),
+    RemoteNamespace: str(),
+    RemoteName: str(),
+    RemoteBranchName: str(),
+    TargetCommit: str(),
+  };
+}
+
+/** TransferRequest, plus our optional PeerCertSha256 pin and PeerHttps. */
+function transferRequestSchema() {
+  return z.object({
+    ...transferFields(),
+    Port: int(),
+    StashDivergence: bool(),
+    /**
+     * SHA-256 of the peer's certificate (hex, colons optional, as in known_servers): the peer
+     * is dialled over HTTPS and must present exactly that certificate.
+     */
+    PeerCertSha256: str(),
+    /** Dial the peer over HTTPS verified by the system CAs (implied by port 443 or a pin). */
+    PeerHttps: bool(),
+  });
+}
+
+function transferPollSchema() {
+  return z.object({
+    ...transferFields(),
+    TransferRequestId: str(),
+    FilesystemId: str(),
+    InitiatorNodeId: str(),
+    PeerNodeId: str(),
+    StartingCommit: str(),
+    Index: int(),
+    Total: int(),
+    Status: str(),
+    NanosecondsElapsed: int(),
+    Size: int(),
+    Sent: int(),
+    Message: str(),
+  });
+}
 
 export interface MethodSpec {
   readonly params: ParamsSchema;
@@ -165,6 +242,18 @@ export interface ResultMap {
   /** Host path of the commit's read-only data. */
   MountCommit: string;
   ForceBranchMasterById: boolean;
+  /** The new transfer's id; the transfer runs in the background (poll GetTransfer). */
+  Transfer: string;
+  GetTransfer: TransferPollResult;
+  RegisterTransfer: boolean;
+  DeducePathToTopLevelFilesystem: PathToTopLevelFilesystem;
+  RegisterFilesystem: boolean;
+  /** Estimated bytes of the stream between two commits (FromSnapshotId "" or "START": full). */
+  PredictSize: number;
+  /** The name of the branch the commits after SnapshotId moved to. */
+  StashAfter: string;
+  /** The fork's dot id. */
+  Fork: string;
   /** Between two commits of a branch's history, or a commit and the live state (whole dot). */
   DiffCommits: DiffResult;
   /** Commit id → its space, for every commit of the branch's history. */

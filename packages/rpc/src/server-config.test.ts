@@ -48,6 +48,9 @@ describe('server config', () => {
       tlsCertFile: null,
       tlsKeyFile: null,
       tlsSubjectAltNames: [],
+      transferIdleTimeoutMs: 30_000,
+      transferAttempts: 5,
+      transferBackoffMs: 2000,
     });
   });
   it('round-trips a resolved config through JSON', () => {

@@ -70,6 +70,12 @@ export interface ServerConfig {
   readonly tlsKeyFile: string | null;
   /** Extra subject alternative names of the generated certificate (host names or IP addresses). */
   readonly tlsSubjectAltNames: string[];
+  /** Transfers: a connection that moves no byte for this long is dropped and retried (default 30 s). */
+  readonly transferIdleTimeoutMs: number;
+  /** Transfers: attempts before a transfer ends in error (default 5). */
+  readonly transferAttempts: number;
+  /** Transfers: the wait before attempt n+1 is n × this (default 2000 ms). */
+  readonly transferBackoffMs: number;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -106,6 +112,9 @@ export const serverConfigFileSchema = z.object({
   tlsSubjectAltNames: z
     .array(z.string().regex(/^[0-9A-Za-z.:*_-]{1,253}$/, { error: 'must be host names or IP addresses' }))
     .default([]),
+  transferIdleTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  transferAttempts: z.number().int().min(1).max(100).default(5),
+  transferBackoffMs: z.number().int().min(0).max(600_000).default(2000),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -140,6 +149,9 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     hostCheckIntervalMs: c.hostCheckIntervalMs,
     ...etcdSettings(c),
     ...tlsSettings(c),
+    transferIdleTimeoutMs: c.transferIdleTimeoutMs,
+    transferAttempts: c.transferAttempts,
+    transferBackoffMs: c.transferBackoffMs,
   };
 }
 

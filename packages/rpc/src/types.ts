@@ -139,4 +139,51 @@ export interface LastModifiedResult {
   Time: string;
 }
 
+/**
+ * The state of a transfer as `GetTransfer` returns it. `Status` is one of `starting`,
+ * `calculating size`, `pushing`, `pulling`, `retry N`, `finished`, `error`; `Index`/`Total`
+ * count the commits sent (1-based; `Index == Total` when finished); `Size`/`Sent` are bytes of
+ * the whole transfer (Size estimated). `ApiKey` is always "" (the key lives only in memory).
+ */
+export interface TransferPollResult {
+  TransferRequestId: string;
+  Peer: string;
+  User: string;
+  ApiKey: string;
+  Direction: string;
+  LocalNamespace: string;
+  LocalName: string;
+  LocalBranchName: string;
+  RemoteNamespace: string;
+  RemoteName: string;
+  RemoteBranchName: string;
+  FilesystemId: string;
+  InitiatorNodeId: string;
+  PeerNodeId: string;
+  StartingCommit: string;
+  TargetCommit: string;
+  Index: number;
+  Total: number;
+  Status: string;
+  NanosecondsElapsed: number;
+  Size: number;
+  Sent: number;
+  Message: string;
+}
+
+/** A branch's filesystem and its origin (original-dotmesh.md §4). */
+export interface CloneInfo {
+  TopLevelFilesystemId: string;
+  FilesystemId: string;
+  Name: string;
+  Origin: { FilesystemId: string; SnapshotId: string };
+}
+
+/** How a branch descends from its dot's master: root → tip. */
+export interface PathToTopLevelFilesystem {
+  TopLevelFilesystemId: string;
+  TopLevelFilesystemName: VolumeName;
+  Clones: Array<{ Name: string; Clone: CloneInfo }>;
+}
+
 export type { BackupClone, BackupFilesystemMaster, BackupRegistryFilesystem, BackupUser, BackupV1 } from './backup.ts';

@@ -14,6 +14,12 @@ export const FAILPOINTS = {
   branch: ['branch.after-volume', 'branch.after-index'],
   rollback: ['rollback.after-intent', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
   delete: ['delete.after-intent', 'delete.after-index', 'delete.after-branches'],
+  receive: ['receive.after-intent', 'receive.after-import', 'receive.after-label'],
+  stash: ['stash.after-branch', 'stash.after-label'],
+  /** Between two commits of a transfer, on the initiating server. */
+  transfer: ['transfer.after-commit'],
+  /** Not a stop: the next exported commit stream gets one byte flipped after its checksum. */
+  corrupt: ['transfer.corrupt-stream'],
 } as const;
 
 export type FailpointName = (typeof FAILPOINTS)[keyof typeof FAILPOINTS][number];
@@ -62,6 +68,11 @@ export class Failpoints {
     if (mode === 'off') this.#armed.delete(name);
     else this.#armed.set(name, mode);
     return legacy ? String(previous !== 'off') : previous;
+  }
+
+  /** For failpoints that alter data rather than stop: true once when armed (any mode). */
+  take(name: FailpointName): boolean {
+    return this.#armed.delete(name);
   }
 
   /** Called between steps. Throws (or crashes) when armed; disarms itself. */

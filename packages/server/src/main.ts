@@ -103,6 +103,11 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
       port: config.port,
       checkPort: config.checkPort,
       ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
+      transferTiming: {
+        idleTimeoutMs: config.transferIdleTimeoutMs,
+        attempts: config.transferAttempts,
+        backoffMs: config.transferBackoffMs,
+      },
       inUse: new ProcInUseChecker(),
       ...(guard ? { writeGuard: guard } : {}),
       pool: new LoopPoolControl({

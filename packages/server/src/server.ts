@@ -21,7 +21,10 @@ import type { Logger } from './log.ts';
 import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import type { PoolControl } from './pool/pool-grow.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
+import { ownerForNewDot } from './rpc/user-handlers.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
+import { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './transfer/engine.ts';
+import { TransferRecords } from './transfer/records.ts';
 import { SERVER_VERSION } from './version.ts';
 
 /**
@@ -52,6 +55,8 @@ export interface ServerParts {
   readonly now?: () => Date;
   readonly newId?: () => string;
   readonly crash?: () => never;
+  /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
+  readonly transferTiming?: TransferTiming;
   /** false: close() leaves the driver and store open (tests that restart on the same ones). */
   readonly closeStorage?: boolean;
 }
@@ -63,6 +68,7 @@ export interface RunningServer {
   readonly tlsPort: number | undefined;
   readonly ctx: DotContext;
   readonly handlers: HandlerTable;
+  readonly transfers: TransferEngine;
   readonly recovery: readonly string[];
   close(): Promise<void>;
 }
@@ -99,6 +105,15 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   );
 
   const auth = new Authenticator(users);
+  const records = new TransferRecords(store, logger);
+  await records.load();
+  const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
+  const transfers = new TransferEngine(
+    ctx,
+    records,
+    { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) },
+    () => timing,
+  );
   const handlers = createHandlers({
     ctx,
     sizes: new SizeTracker(driver),
@@ -108,9 +123,10 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     version: SERVER_VERSION,
     internalState: () => dumpIndex(ctx),
     store,
+    transfers,
     ...(parts.pool ? { pool: parts.pool } : {}),
   });
-  const routes = createApiRoutes({ ctx, auth, handlers, logger });
+  const routes = createApiRoutes({ ctx, auth, handlers, logger, transfers, idleTimeoutMs: () => timing.idleTimeoutMs });
   const api = createApiServer(routes, logger);
   // HTTPS first: once plain HTTP answers (what `dm cluster init` waits for), HTTPS does too.
   const secure = parts.tls ? createHttpsApiServer(routes, logger, parts.tls.material) : undefined;
@@ -139,6 +155,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     tlsPort,
     ctx,
     handlers,
+    transfers,
     recovery: report.actions,
     async close() {
       api.closeIdleConnections();
@@ -148,6 +165,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         secure ? new Promise<void>((r) => secure.close(() => r())) : Promise.resolve(),
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
       ]);
+      await transfers.idle();
       if (parts.closeStorage !== false) {
         await driver.close();
         await store.close();

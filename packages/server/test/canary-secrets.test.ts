@@ -85,3 +85,89 @@ describe('canary credentials never leak (R5)', { skip }, () => {
     }
   });
 });
+
+/**
+ * R5 for transfers: the peer's API key, given to the initiating server in a Transfer request,
+ * lives only in that server's memory: it appears in no log, store entry or transfer record of
+ * either server, in no GetTransfer reply, and in no argv or environment of any process they
+ * run while the transfer moves data.
+ */
+describe('a transfer’s peer key never leaks (R5)', { skip }, () => {
+  const cleanup = new Cleanup();
+  const PEER_KEY = 'PEERCANARYKEYX4M8Q2WZT';
+  let initiator: ServerProcess;
+  let peer: ServerProcess;
+  const seen: string[] = [];
+
+  before(async () => {
+    [initiator, peer] = await Promise.all([
+      startServerProcess({ cleanup }),
+      startServerProcess({ cleanup, apiKey: PEER_KEY, password: 'peer-password-9d2f' }),
+    ]);
+  });
+  after(async () => cleanup.run());
+
+  test('push and pull with the peer key; watch every process while data moves', async () => {
+    const path = await initiator.admin.call('Procure', { Namespace: 'admin', Name: 'moving', Subdot: '' });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(path, 'payload'), Buffer.alloc(96 * 1024 * 1024, 7));
+    await initiator.admin.call('Commit', { Namespace: 'admin', Name: 'moving', Branch: '', Message: 'm', Metadata: {} });
+    const request = (direction: 'push' | 'pull', apiKey = PEER_KEY) => ({
+      Peer: '127.0.0.1',
+      User: 'admin',
+      Port: peer.port,
+      ApiKey: apiKey,
+      Direction: direction,
+      LocalNamespace: 'admin',
+      LocalName: 'moving',
+      LocalBranchName: '',
+      RemoteNamespace: 'admin',
+      RemoteName: 'moving',
+      RemoteBranchName: '',
+      TargetCommit: '',
+      StashDivergence: false,
+      PeerCertSha256: '',
+      PeerHttps: false,
+    });
+    const scanProcesses = async () => {
+      for (const server of [initiator, peer]) {
+        for (const pid of processTree(server.pid)) {
+          for (const part of ['cmdline', 'environ']) seen.push(await readFile(`/proc/${pid}/${part}`, 'latin1').catch(() => ''));
+        }
+      }
+    };
+    for (const direction of ['push', 'pull'] as const) {
+      const id = await initiator.admin.call('Transfer', request(direction));
+      for (;;) {
+        await scanProcesses();
+        const r = await initiator.admin.call('GetTransfer', id);
+        seen.push(JSON.stringify(r));
+        if (r.Status === 'finished' || r.Status === 'error') {
+          assert.equal(r.Status, 'finished', r.Message);
+          break;
+        }
+      }
+    }
+    // a wrong key fails, and its error names no key
+    await assert.rejects(initiator.admin.call('Transfer', request('push', `${PEER_KEY}x`)), (e: Error) => {
+      seen.push(e.message);
+      return true;
+    });
+    seen.push(JSON.stringify(await initiator.admin.call('DumpInternalState', '')));
+    seen.push(JSON.stringify(await initiator.admin.call('DumpEtcd', { Prefix: '' })));
+  });
+
+  test('no reply, process, log, store or transfer record of either server holds the peer key', async () => {
+    for (const text of seen) assert.ok(!text.includes(PEER_KEY), `leaks the peer key: ${text.slice(0, 200)}`);
+    const files = await filesUnder(initiator.dir);
+    assert.ok(
+      files.some((f) => f.includes('store.db')),
+      'the initiator’s store (where transfer records live) is checked',
+    );
+    for (const f of files) assert.ok(!(await readFile(f, 'latin1')).includes(PEER_KEY), `${f} holds the peer key`);
+    for (const f of await filesUnder(peer.dir)) {
+      if (f.includes('store.db')) continue; // the peer's own user record holds its own key (GetApiKey)
+      assert.ok(!(await readFile(f, 'latin1')).includes(PEER_KEY), `${f} holds the peer key`);
+    }
+  });
+});

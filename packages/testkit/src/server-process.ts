@@ -79,7 +79,8 @@ function etcdConfig(etcd: ServerProcessOptions['etcd']): Record<string, unknown>
  * the server processes, which are registered later and so stopped first).
  */
 export async function startServerProcess(o: ServerProcessOptions): Promise<ServerProcess> {
-  const dir = o.dir ?? (await makeTempDir('server-'));
+  // A dir made here is removed at the end too (registered first, so it runs after the unmount).
+  const dir = o.dir ?? (await makeTempDir('server-', o.cleanup));
   o.cleanup.add(async () => {
     await unmountUnder(`${dir}/`);
     await detachLoopDevicesUnder(`${dir}/`);

@@ -12,7 +12,8 @@ import { collectUnreachableCommits } from './rollback.ts';
  *
  * Rules (docs/on-disk-format.md):
  * - a master label with a delete intent: finish the delete (branches, then master);
- * - a label with a rollback intent: redo the live swap, clear the intent;
+ * - a label with a rollback intent: redo the live swap, clear the intent (an intent whose
+ *   commit is absent — an incoming commit that never arrived whole — is only cleared);
  * - a master volume without any commit: a half-done create, dropped;
  * - a branch whose dot is gone: left alone and reported (never delete what we don't know);
  * - a name used twice: the younger one is renamed `<name>-RECOVERED-<id prefix>`;
@@ -108,11 +109,16 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
   for (const [fsId, state] of ctx.index.branches) {
     const intent = state.label.intent;
     if (intent?.op !== 'rollback') continue;
-    await ctx.driver.rollback(fsId, { volumeId: intent.to.fsId, commitId: intent.to.commitId });
     const { intent: _done, ...rest } = state.label;
+    if (ctx.index.findCommit(intent.to)) {
+      await ctx.driver.rollback(fsId, { volumeId: intent.to.fsId, commitId: intent.to.commitId });
+      note(`finished interrupted rollback of ${fsId} to ${intent.to.commitId}`, { fsId });
+    } else {
+      // An incoming commit that never arrived whole (transfer/receive-commit.ts): nothing to redo.
+      note(`dropped the intent of an interrupted receive of ${intent.to.commitId} into ${fsId}`, { fsId });
+    }
     state.label = rest as BranchLabel;
     await ctx.driver.writeLabel(fsId, { ...state.label });
-    note(`finished interrupted rollback of ${fsId} to ${intent.to.commitId}`, { fsId });
   }
 
   for (const dotId of ctx.index.dots.keys()) await collectUnreachableCommits(ctx, dotId);

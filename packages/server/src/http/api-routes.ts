@@ -4,6 +4,8 @@ import type { Logger } from '../log.ts';
 import { createMetricsEndpoint } from '../metrics/endpoint.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
+import type { TransferEngine } from '../transfer/engine.ts';
+import { createPeerRoutes } from '../transfer/peer-routes.ts';
 import { createDiffEndpoint } from './diff-endpoint.ts';
 import { createRpcEndpoint } from './rpc-endpoint.ts';
 import type { ApiRoutes } from './servers.ts';
@@ -17,6 +19,8 @@ export function createApiRoutes(deps: {
   readonly auth: Authenticator;
   readonly handlers: HandlerTable;
   readonly logger: Logger;
+  readonly transfers: TransferEngine;
+  readonly idleTimeoutMs: () => number;
 }): ApiRoutes {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
@@ -30,6 +34,12 @@ export function createApiRoutes(deps: {
     rpc: createRpcEndpoint({ auth, handlers, logger, observe: (m, s, ok) => metrics.observeRpc(m, s, ok) }),
     diff: createDiffEndpoint({ auth, ctx, logger }),
     metrics: createMetricsEndpoint(metrics, logger),
+    transfer: createPeerRoutes({
+      auth,
+      logger,
+      sideFor: (caller) => deps.transfers.localSide(caller),
+      idleTimeoutMs: deps.idleTimeoutMs,
+    }),
     observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
   };
 }

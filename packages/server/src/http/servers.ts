@@ -23,13 +23,17 @@ export interface ApiRoutes {
   readonly diff?: RequestHandler;
   /** GET /metrics (no auth) */
   readonly metrics?: RequestHandler;
+  /** /transfer/v1/* (server-to-server transfers) */
+  readonly transfer?: RequestHandler;
   /** Called once per finished response (metrics). */
   readonly observe?: (method: string, path: string, code: number, seconds: number) => void;
 }
 
 export function createApiServer(routes: ApiRoutes, logger: Logger): Server {
   const server = createServer(apiRequestHandler(routes, logger));
-  server.requestTimeout = 10 * 60_000;
+  // No overall request deadline: a transfer stream may take hours. Transfer endpoints drop a
+  // connection idle for the transfer idle timeout; /rpc bodies are small and size-limited.
+  server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   return server;
 }
@@ -44,7 +48,15 @@ export function apiRequestHandler(routes: ApiRoutes, logger: Logger): RequestHan
       res.once('finish', () => observe(req.method ?? '', path, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
     }
     const route =
-      path === '/rpc' ? routes.rpc : path.startsWith('/diff/') ? routes.diff : path === '/metrics' ? routes.metrics : undefined;
+      path === '/rpc'
+        ? routes.rpc
+        : path.startsWith('/diff/')
+          ? routes.diff
+          : path === '/metrics'
+            ? routes.metrics
+            : path.startsWith('/transfer/v1/')
+              ? routes.transfer
+              : undefined;
     if (route) {
       Promise.resolve(route(req, res)).catch((err: unknown) => {
         logger.error({ err, path: path.slice(0, 200) }, 'unhandled error in an API route');

@@ -14,9 +14,11 @@ import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
 import type { PoolControl } from '../pool/pool-grow.ts';
+import type { TransferEngine } from '../transfer/engine.ts';
 import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
+import { transferHandlers } from './transfer-handlers.ts';
 import { ownerForNewDot, userHandlers } from './user-handlers.ts';
 
 export interface HandlerDeps {
@@ -31,6 +33,7 @@ export interface HandlerDeps {
   readonly store: Store;
   /** The pool device, when the server may grow it (GrowPool). */
   readonly pool?: PoolControl;
+  readonly transfers: TransferEngine;
 }
 
 export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
@@ -204,6 +207,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...diffHandlers(ctx),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
     ...userHandlers({ ctx, users, auth: deps.auth }),
+    ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
   };
 }
 

@@ -75,7 +75,7 @@ export function createHttpsApiServer(routes: ApiRoutes, logger: Logger, material
       hint: 'tlsKeyFile must hold the private key of tlsCertFile (PEM)',
     });
   }
-  server.requestTimeout = 10 * 60_000;
+  server.requestTimeout = 0; // as the HTTP server (http/servers.ts): transfers may take hours
   server.headersTimeout = 30_000;
   return server;
 }

@@ -1,0 +1,88 @@
+import { DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import type { Caller } from './caller.ts';
+import { type DotContext, timestampNs } from './context.ts';
+import { DotIndex } from './dot-index.ts';
+import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } from './labels.ts';
+
+export const FORK_COMMIT_TYPE = 'fork';
+
+/**
+ * `Fork` (admin): a new dot `ns/name` whose data starts as a copy of the latest commit of
+ * another dot's master branch, recorded as its ForkParentId / ForkParentSnapshotId. The fork
+ * has its own id and history (one first commit, "Forked from …"): the parent's history stays
+ * with the parent, so the two never look like the same dot to a transfer.
+ * Steps as createDot: volume from the parent's commit ─(create.after-volume)→ first commit
+ * ─→ indexed. A crash before the first commit leaves a master without commits: recovery
+ * drops it.
+ */
+export async function forkDot(
+  ctx: DotContext,
+  caller: Caller,
+  req: { parentId: unknown; namespace: unknown; name: unknown },
+  ownerOf: (namespace: string) => Promise<string>,
+): Promise<string> {
+  const parentId = validateFsId(req.parentId, 'MasterBranchID');
+  const namespace = validateName('namespace', req.namespace);
+  const name = validateName('dot', req.name);
+  const parent = ctx.index.dots.get(parentId);
+  if (!parent) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${parentId}'`);
+  ctx.writeGuard.assertWritable(`fork ${parent.info.namespace}/${parent.info.name}`);
+  const ownerId = await ownerOf(namespace);
+  return ctx.locks.exclusive(`name:${DotIndex.nameKey(namespace, name)}`, () =>
+    ctx.locks.shared(parentId, async () => {
+      if (ctx.index.dotIdByName(namespace, name) !== undefined) {
+        throw new DotmeshError('DOT_EXISTS', `A dot named '${namespace}/${name}' already exists`, {
+          hint: 'choose another name for the fork',
+        });
+      }
+      const head = ctx.index.head(ctx.index.masterFsId(parent));
+      if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `${parent.info.namespace}/${parent.info.name} has no commit to fork`);
+      const dotId = ctx.newId();
+      const createdAt = ctx.now().toISOString();
+      const label: BranchLabel = {
+        kind: LABEL_KIND,
+        version: LABEL_VERSION,
+        fsId: dotId,
+        dotId,
+        branch: MASTER_BRANCH,
+        origin: null,
+        createdAt,
+        hiddenCommits: [],
+        dot: {
+          namespace,
+          name,
+          ownerId,
+          collaboratorIds: [],
+          createdAt,
+          forkParentId: parentId,
+          forkParentSnapshotId: head.commitId,
+        },
+      };
+      await ctx.driver.createVolume(dotId, { ...label }, { from: { volumeId: head.fsId, commitId: head.commitId } });
+      try {
+        ctx.failpoints.hit('create.after-volume');
+        const commitId = ctx.newId();
+        const meta: CommitMetaRecord = {
+          metadata: {
+            type: FORK_COMMIT_TYPE,
+            message: `Forked from ${parent.info.namespace}/${parent.info.name} at ${head.commitId}`,
+            author: caller.name,
+            timestamp: timestampNs(ctx.now()),
+          },
+          parent: null,
+        };
+        const info = await ctx.driver.commit(dotId, commitId, { ...meta });
+        ctx.index.addDot(dotId, label.dot!);
+        ctx.index.addBranch(label, [{ id: commitId, seq: info.seq, meta }]);
+        await ctx.mirror.syncDot(dotId);
+      } catch (e) {
+        ctx.index.removeDot(dotId);
+        await ctx.driver.deleteVolume(dotId).catch(() => undefined);
+        await ctx.mirror.removeDot(dotId, namespace, name, [dotId]).catch(() => undefined);
+        throw e;
+      }
+      ctx.logger.info({ dotId, parentId, namespace, name }, 'forked dot');
+      return dotId;
+    }),
+  );
+}

@@ -1,0 +1,449 @@
+import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  DotmeshError,
+  isDotmeshError,
+  MASTER_BRANCH,
+  normalizeBranch,
+  planTransfer,
+  type TransferPlan,
+  validateName,
+} from '@dotmesh/core';
+import type { ParamsOf, TransferPollResult } from '@dotmesh/rpc';
+import { type Caller, isAdmin } from '../dots/caller.ts';
+import type { DotContext } from '../dots/context.ts';
+import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './dot-state.ts';
+import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
+import { LocalSide } from './local-side.ts';
+import { connectPeer } from './peer-connect.ts';
+import type { ReceiveDeps } from './receive-commit.ts';
+import type { TransferRecords } from './records.ts';
+import type { TransferSide } from './side.ts';
+
+export interface TransferTiming {
+  /** A connection that moves no byte for this long is dropped (then retried). */
+  readonly idleTimeoutMs: number;
+  /** Attempts per transfer (each resumes from what arrived whole). */
+  readonly attempts: number;
+  /** Backoff before attempt n+1: n × this. */
+  readonly backoffMs: number;
+}
+
+export const DEFAULT_TRANSFER_TIMING: TransferTiming = { idleTimeoutMs: 30_000, attempts: 5, backoffMs: 2_000 };
+
+type TransferRequest = ParamsOf<'Transfer'>;
+
+/** The two ends of one transfer and how the dot is named on each. */
+interface Ends {
+  readonly direction: 'push' | 'pull';
+  readonly sender: TransferSide;
+  readonly receiver: TransferSide;
+  readonly senderName: { namespace: string; name: string };
+  readonly receiverName: { namespace: string; name: string };
+  readonly branch: string;
+  readonly stash: boolean;
+}
+
+/**
+ * Push and pull between clusters (the `Transfer` RPC). The server that gets the RPC (the
+ * initiator) dials the peer, so only the peer must be reachable. Preflight runs inside the
+ * RPC, so its errors reach `dm` directly with the original's texts: the peer's hello, both
+ * sides' states, the id check, the receiving branch's containers and uncommitted changes.
+ * Then the RPC returns the transfer's id and the transfer runs in the background; `GetTransfer`
+ * shows its progress.
+ *
+ * Each attempt re-reads both sides and plans from what the receiver holds now
+ * (core/transfer-plan.ts), so a retry or a re-run resumes after the last commit that arrived
+ * whole, and a plan never wedges: it sends, does nothing, stashes (with
+ * `StashDivergence`) or refuses with the common commit and each side's extra commits.
+ * Network failures, silent links (idle timeout) and corrupt streams are retried with backoff;
+ * refusals (permissions, divergence, a full pool) are not.
+ */
+export class TransferEngine {
+  readonly #ctx: DotContext;
+  readonly #records: TransferRecords;
+  readonly #receiveDeps: ReceiveDeps;
+  readonly #timing: () => TransferTiming;
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(ctx: DotContext, records: TransferRecords, receiveDeps: ReceiveDeps, timing: () => TransferTiming) {
+    this.#ctx = ctx;
+    this.#records = records;
+    this.#receiveDeps = receiveDeps;
+    this.#timing = timing;
+  }
+
+  /** This server as a transfer side for `caller` (also what the peer endpoints use). */
+  localSide(caller: Caller): LocalSide {
+    return new LocalSide(this.#ctx, caller, this.#receiveDeps, () => this.#ctx.failpoints.take('transfer.corrupt-stream'));
+  }
+
+  async start(caller: Caller, req: TransferRequest): Promise<string> {
+    const direction = req.Direction;
+    if (direction !== 'push' && direction !== 'pull') {
+      throw new DotmeshError(
+        'INVALID_ARGUMENT',
+        `Direction must be "push" or "pull", got ${JSON.stringify(direction.slice(0, 50))}`,
+      );
+    }
+    const local = { namespace: validateName('namespace', req.LocalNamespace), name: validateName('dot', req.LocalName) };
+    const remote = { namespace: validateName('namespace', req.RemoteNamespace), name: validateName('dot', req.RemoteName) };
+    const localBranch = normalizeBranch(req.LocalBranchName);
+    const remoteBranch = normalizeBranch(req.RemoteBranchName);
+    if (localBranch !== remoteBranch) {
+      throw new DotmeshError(
+        'INVALID_ARGUMENT',
+        `a branch keeps its name across clusters: ${localBranch} cannot be transferred as ${remoteBranch}`,
+        {
+          hint: 'use the same branch name on both sides',
+        },
+      );
+    }
+    const timing = this.#timing();
+    const { side: peer, hello } = await connectPeer(
+      {
+        host: req.Peer,
+        port: req.Port,
+        user: req.User,
+        apiKey: req.ApiKey,
+        certSha256: req.PeerCertSha256,
+        https: req.PeerHttps,
+      },
+      this.#ctx.driver.kind,
+      timing.idleTimeoutMs,
+    );
+    const me = this.localSide(caller);
+    const ends: Ends =
+      direction === 'push'
+        ? {
+            direction,
+            sender: me,
+            receiver: peer,
+            senderName: local,
+            receiverName: remote,
+            branch: localBranch,
+            stash: req.StashDivergence,
+          }
+        : {
+            direction,
+            sender: peer,
+            receiver: me,
+            senderName: remote,
+            receiverName: local,
+            branch: localBranch,
+            stash: req.StashDivergence,
+          };
+    const [senderState, receiverState] = await Promise.all([
+      ends.sender.state(ends.senderName.namespace, ends.senderName.name),
+      ends.receiver.state(ends.receiverName.namespace, ends.receiverName.name),
+    ]);
+    const localState = direction === 'push' ? senderState : receiverState;
+    const remoteState = direction === 'push' ? receiverState : senderState;
+    if (!localState && !remoteState) throw new DotmeshError('DOT_NOT_FOUND', "Both local and remote filesystems don't exist.");
+    if (direction === 'push' && !localState) throw new DotmeshError('DOT_NOT_FOUND', "Can't push when local doesn't exist");
+    if (direction === 'pull' && !remoteState) throw new DotmeshError('DOT_NOT_FOUND', "Can't pull when remote doesn't exist");
+    if (localState && remoteState && localState.id !== remoteState.id) {
+      throw new DotmeshError(
+        'CONFLICT',
+        `Cannot reconcile filesystems with different ids, remote=${remoteState.id}, local=${localState.id}`,
+        { hint: 'these are two different dots with the same name: transfer under another name (--remote-name / --local-name)' },
+      );
+    }
+    const fsId = senderBranch(senderState!, ends.branch, ends.senderName);
+    checkReceiverWritable(receiverState, fsId, ends.stash);
+    if (!ends.stash) refuseBranchClashes(branchClashes(senderState!, receiverState, fsId), ends.receiverName);
+
+    const id = randomUUID();
+    const record: TransferPollResult = {
+      TransferRequestId: id,
+      Peer: req.Peer,
+      User: req.User,
+      ApiKey: '',
+      Direction: direction,
+      LocalNamespace: local.namespace,
+      LocalName: local.name,
+      LocalBranchName: req.LocalBranchName,
+      RemoteNamespace: remote.namespace,
+      RemoteName: remote.name,
+      RemoteBranchName: req.RemoteBranchName,
+      FilesystemId: fsId,
+      InitiatorNodeId: this.#ctx.nodeId,
+      PeerNodeId: hello.nodeId,
+      StartingCommit: '',
+      TargetCommit: req.TargetCommit,
+      Index: 0,
+      Total: 1,
+      Status: 'starting',
+      NanosecondsElapsed: 0,
+      Size: 0,
+      Sent: 0,
+      Message: '',
+    };
+    this.#records.create(record, caller.id);
+    this.#ctx.logger.info({ transfer: id, direction, peer: peer.label, local, remote, branch: ends.branch }, 'transfer started');
+    const run = this.#run(id, ends, fsId).finally(() => this.#running.delete(run));
+    this.#running.add(run);
+    return id;
+  }
+
+  get(caller: Caller, id: string): TransferPollResult {
+    return this.#records.get(id, caller.id, isAdmin(caller));
+  }
+
+  /** Waits for running transfers (tests, shutdown). */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.#running]);
+  }
+
+  async #run(id: string, ends: Ends, fsId: string): Promise<void> {
+    const started = process.hrtime.bigint();
+    const elapsed = () => Number(process.hrtime.bigint() - started);
+    const timing = this.#timing();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const message = await this.#attempt(id, ends, fsId, elapsed);
+        this.#records.update(id, { Status: 'finished', Message: message, NanosecondsElapsed: elapsed() }, true);
+        this.#ctx.logger.info({ transfer: id, message }, 'transfer finished');
+        return;
+      } catch (e) {
+        const retry = attempt < timing.attempts && retryable(e);
+        const text = isDotmeshError(e) ? e.fullMessage : ((e as Error)?.message ?? String(e));
+        this.#ctx.logger.warn({ transfer: id, attempt, err: text, retry }, 'transfer attempt failed');
+        if (!retry) {
+          this.#records.update(id, { Status: 'error', Message: text, NanosecondsElapsed: elapsed() }, true);
+          return;
+        }
+        this.#records.update(id, { Status: `retry ${attempt}`, Message: text, NanosecondsElapsed: elapsed() }, true);
+        await sleep(timing.backoffMs * attempt);
+      }
+    }
+  }
+
+  /** One pass: plan from both sides' current state, stash if needed, send. Returns the final message. */
+  async #attempt(id: string, ends: Ends, fsId: string, elapsed: () => number): Promise<string> {
+    const { sender, receiver } = ends;
+    const update = (change: Partial<TransferPollResult>, important = false) =>
+      this.#records.update(id, { ...change, NanosecondsElapsed: elapsed() }, important);
+    let senderState = await sender.state(ends.senderName.namespace, ends.senderName.name);
+    if (!senderState) throw new DotmeshError('DOT_NOT_FOUND', `${sender.label}: ${fmt(ends.senderName)} no longer exists`);
+    let receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
+    const notes: string[] = [];
+    if (ends.stash && (volumeOf(receiverState ?? EMPTY, fsId)?.dirtyBytes ?? 0) > 0) {
+      update({ Status: 'committing dirty data ready for stashing' }, true);
+      await receiver.commitDirty(fsId);
+      receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
+    }
+    checkReceiverWritable(receiverState, fsId, ends.stash);
+    const clashes = branchClashes(senderState, receiverState, fsId);
+    if (clashes.length > 0) {
+      if (!ends.stash) refuseBranchClashes(clashes, ends.receiverName);
+      update({ Status: 'stashing diverged commits' }, true);
+      for (const c of clashes) {
+        const renamed = await receiver.stashBranch(c.receiverFsId);
+        notes.push(`the receiving side's own branch ${c.branch} was renamed ${renamed}`);
+      }
+      receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
+    }
+    const history = wireHistory(senderState, fsId);
+    let plan = this.#plan(ends, history, receiverState, fsId);
+    if (plan.kind === 'stash-then-send') {
+      update({ Status: 'stashing diverged commits' }, true);
+      const stashed = await receiver.stash(fsId, plan.from);
+      if (stashed !== '') notes.push(`the receiving side's diverged commits are kept on branch ${stashed}`);
+      receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
+      senderState = (await sender.state(ends.senderName.namespace, ends.senderName.name)) ?? senderState;
+      plan = this.#plan(ends, wireHistory(senderState, fsId), receiverState, fsId);
+      if (plan.kind === 'stash-then-send') {
+        throw new DotmeshError('CONFLICT', `${fmt(ends.receiverName)} changed while its diverged commits were stashed`, {
+          hint: 'run the transfer again',
+        });
+      }
+    }
+    if (plan.kind === 'up-to-date') {
+      await this.#ensureTargetBranch(ends, senderState, receiverState, fsId);
+      update({ Index: 1, Total: 1, Size: 0, Sent: 0 }, true);
+      return [...notes, 'remote already up-to-date, nothing to do'].join('; ');
+    }
+    const entries = plan.commits.map((c) => history.find((h) => h.id === c)!);
+    update(
+      { Status: 'calculating size', StartingCommit: plan.from ?? '', Total: Math.max(1, entries.length), Index: 0, Sent: 0 },
+      true,
+    );
+    const phase = phaseTimer();
+    let size = 0;
+    for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
+    phase.mark('size');
+    update({ Size: size, Status: ends.direction === 'push' ? 'pushing' : 'pulling' }, true);
+    let sent = 0;
+    for (const [i, e] of entries.entries()) {
+      update({ Index: i + 1, TargetCommit: e.id }, true);
+      const stream = await sender.exportCommit(e.fsId, e.id, e.parent);
+      const counted = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
+      counted.on('data', (c: Buffer) => {
+        sent += c.length;
+        size = Math.max(size, sent); // Size is an estimate: never report more sent than expected
+        update({ Sent: sent, Size: size });
+      });
+      stream.on('error', (err) => counted.destroy(err));
+      counted.once('close', () => stream.destroy());
+      stream.pipe(counted);
+      let lastByteAt = 0;
+      counted.once('end', () => {
+        lastByteAt = performance.now();
+      });
+      await receiver.receiveCommit(this.#incoming(ends, senderState, e, fsId), counted);
+      phase.mark('stream', lastByteAt);
+      phase.mark('commit');
+      this.#ctx.failpoints.hit('transfer.after-commit');
+    }
+    await this.#ensureTargetBranch(ends, senderState, receiverState, fsId);
+    update({ Index: entries.length, Sent: sent, Size: Math.max(size, sent) }, true);
+    this.#ctx.logger.info({ transfer: id, commits: entries.length, bytes: sent, ms: phase.totals() }, 'transfer timings');
+    return [...notes, `sent ${entries.length} commit(s)`].join('; ');
+  }
+
+  #plan(ends: Ends, history: readonly HistoryEntry[], receiverState: WireDot | null, fsId: string): TransferPlan {
+    const receiverHas = volumeOf(receiverState ?? EMPTY, fsId)
+      ? wireHistory(receiverState!, fsId).map((h) => h.id)
+      : heldPrefix(history, receiverState);
+    return planTransfer({
+      sender: history.map((h) => h.id),
+      receiver: receiverHas,
+      stashOnDivergence: ends.stash,
+      senderName: `${fmt(ends.senderName)}@${ends.branch} (${ends.sender.label})`,
+      receiverName: `${fmt(ends.receiverName)}@${ends.branch} (${ends.receiver.label})`,
+    });
+  }
+
+  #incoming(ends: Ends, senderState: WireDot, e: HistoryEntry, targetFsId: string) {
+    const v = volumeOf(senderState, e.fsId)!;
+    return {
+      volume: {
+        dot: { id: senderState.id, namespace: ends.receiverName.namespace, name: ends.receiverName.name },
+        fsId: v.fsId,
+        branch: v.branch,
+        origin: v.origin,
+      },
+      commitId: e.id,
+      parent: e.parent,
+      targetFsId,
+    };
+  }
+
+  /** A branch without own commits to send still has to exist on the receiver. */
+  async #ensureTargetBranch(ends: Ends, senderState: WireDot, receiverState: WireDot | null, fsId: string): Promise<void> {
+    const v = volumeOf(senderState, fsId)!;
+    if (v.branch === MASTER_BRANCH || volumeOf(receiverState ?? EMPTY, fsId)) return;
+    await ends.receiver.ensureBranch({
+      dot: { id: senderState.id, namespace: ends.receiverName.namespace, name: ends.receiverName.name },
+      fsId,
+      branch: v.branch,
+      origin: v.origin,
+    });
+  }
+}
+
+const EMPTY: WireDot = { id: '', namespace: '', name: '', volumes: [] };
+
+/**
+ * Where a transfer's time goes, for its log line: each `mark(name)` adds the time since the
+ * previous mark to `name` (`stream`: until the last byte left; `commit`: until the receiver
+ * said the commit is durable).
+ */
+function phaseTimer() {
+  let last = performance.now();
+  const totals: Record<string, number> = {};
+  return {
+    mark(name: string, at = performance.now()) {
+      const t = Math.max(at, last);
+      totals[name] = Math.round((totals[name] ?? 0) + t - last);
+      last = t;
+    },
+    totals: () => totals,
+  };
+}
+
+function fmt(n: { namespace: string; name: string }): string {
+  return `${n.namespace}/${n.name}`;
+}
+
+/** The longest prefix of the sender's history the receiver already holds (null: none). */
+function heldPrefix(history: readonly HistoryEntry[], receiver: WireDot | null): string[] | null {
+  const out: string[] = [];
+  for (const h of history) {
+    if (!holds(receiver, h.fsId, h.id)) break;
+    out.push(h.id);
+  }
+  return out.length > 0 ? out : null;
+}
+
+function senderBranch(state: WireDot, branch: string, name: { namespace: string; name: string }): string {
+  const v = state.volumes.find((x) => x.branch === branch);
+  if (!v) {
+    throw new DotmeshError('BRANCH_NOT_FOUND', `Branch does not exist: ${branch} (in ${fmt(name)})`, {
+      hint: `list branches with 'dm branch'`,
+    });
+  }
+  return v.fsId;
+}
+
+interface BranchClash {
+  readonly branch: string;
+  readonly senderFsId: string;
+  readonly receiverFsId: string;
+}
+
+/**
+ * Branches on the transferred branch's path that exist on the receiver under the same name but
+ * with another id: made independently on each side, they share no commit of their own.
+ */
+function branchClashes(sender: WireDot, receiver: WireDot | null, fsId: string): BranchClash[] {
+  if (!receiver) return [];
+  const path = new Set([fsId, ...wireHistory(sender, fsId).map((h) => h.fsId)]);
+  const out: BranchClash[] = [];
+  for (const id of path) {
+    const v = volumeOf(sender, id);
+    const other = v ? receiver.volumes.find((r) => r.branch === v.branch && r.fsId !== v.fsId) : undefined;
+    if (v && other) out.push({ branch: v.branch, senderFsId: v.fsId, receiverFsId: other.fsId });
+  }
+  return out;
+}
+
+function refuseBranchClashes(clashes: readonly BranchClash[], receiverName: { namespace: string; name: string }): void {
+  const c = clashes[0];
+  if (!c) return;
+  throw new DotmeshError(
+    'DIVERGED',
+    `branch ${c.branch} of ${fmt(receiverName)} was made independently on each side (ids ${c.senderFsId} and ${c.receiverFsId}): they have no commit in common after its origin`,
+    {
+      hint: `pass --stash-on-divergence to rename the receiving side's ${c.branch} to ${c.branch}-DIVERGED-<time> and complete the transfer`,
+      data: { branch: c.branch, senderFsId: c.senderFsId, receiverFsId: c.receiverFsId },
+    },
+  );
+}
+
+/** The original's refusals for a receiving branch in use or with uncommitted changes. */
+function checkReceiverWritable(state: WireDot | null, fsId: string, stash: boolean): void {
+  const v = volumeOf(state ?? EMPTY, fsId);
+  if (!v) return;
+  if (v.containers.length > 0) {
+    throw new DotmeshError(
+      'IN_USE',
+      `Aborting because there are active containers running on volume where data would be written: ${v.containers.join(', ')}. Stop the containers.`,
+    );
+  }
+  if (v.dirtyBytes > 0 && !stash) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `Aborting because there are ${(v.dirtyBytes / 2 ** 20).toFixed(2)} MiB of uncommitted changes on volume where data would be written. Use 'dm reset' to roll back.`,
+      { hint: 'or pass --stash-on-divergence to commit them and keep them on a -DIVERGED- branch' },
+    );
+  }
+}
+
+/** Network trouble and corrupt streams are worth another attempt; refusals are not. */
+function retryable(e: unknown): boolean {
+  if (!isDotmeshError(e)) return true;
+  return e.code === 'UNAVAILABLE' || e.code === 'TRANSFER_CORRUPT' || e.code === 'INJECTED_FAULT';
+}

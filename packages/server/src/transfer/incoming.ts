@@ -1,0 +1,171 @@
+import { type CommitOrigin, DotmeshError, FS_ID_PATTERN, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts';
+import type { DotContext } from '../dots/context.ts';
+import type { IndexedDot } from '../dots/dot-index.ts';
+import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from '../dots/labels.ts';
+
+/**
+ * Where an incoming commit or branch belongs, as the sending side describes it. Everything
+ * here comes from a peer (or a user through a peer), so every field is validated and checked
+ * against what this server already holds before anything is written.
+ */
+export interface IncomingVolume {
+  /** The dot's global id and its name on THIS server. */
+  readonly dot: { readonly id: string; readonly namespace: string; readonly name: string };
+  readonly fsId: string;
+  readonly branch: string;
+  readonly origin: CommitOrigin | null;
+}
+
+/** Decodes an IncomingVolume from untrusted JSON (throws INVALID_ARGUMENT naming the field). */
+export function parseIncomingVolume(raw: unknown): IncomingVolume {
+  const o = object(raw, 'volume');
+  const dot = object(o.dot, 'volume.dot');
+  const branch = validateName('branch', o.branch);
+  const fsId = validateFsId(o.fsId, 'volume.fsId');
+  const id = validateFsId(dot.id, 'volume.dot.id');
+  const origin = parseOrigin(o.origin, 'volume.origin');
+  if ((branch === MASTER_BRANCH) !== (fsId === id)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `volume ${fsId}: the master branch's id must be the dot's id (${id})`);
+  }
+  if ((branch === MASTER_BRANCH) !== (origin === null)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `volume ${fsId}: only the master branch has no origin`);
+  }
+  return {
+    dot: { id, namespace: validateName('namespace', dot.namespace), name: validateName('dot', dot.name) },
+    fsId,
+    branch,
+    origin,
+  };
+}
+
+export function parseOrigin(raw: unknown, what: string): CommitOrigin | null {
+  if (raw === null || raw === undefined) return null;
+  const o = object(raw, what);
+  return { fsId: validateFsId(o.fsId, `${what}.fsId`), commitId: validateName('commit', o.commitId) };
+}
+
+function object(raw: unknown, what: string): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `${what} must be an object`);
+  }
+  return raw as Record<string, unknown>;
+}
+
+/**
+ * The local dot an incoming transfer writes to, after the checks every incoming write makes:
+ * - a dot of that name with another id: refused (ids are global; the same dot has the same id);
+ * - the dot exists: the caller must be its owner, a collaborator or admin, and its name here
+ *   must be the one given;
+ * - it does not exist: the caller must be the namespace's user (or admin); `undefined` is
+ *   returned and the caller creates it with its first commit.
+ */
+export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume): IndexedDot | undefined {
+  const { id, namespace, name } = v.dot;
+  const byName = ctx.index.dotIdByName(namespace, name);
+  const existing = ctx.index.dots.get(id);
+  if (byName !== undefined && byName !== id) {
+    const other = ctx.index.dots.get(byName);
+    if (other && !canAccess(caller, other.info)) {
+      throw new DotmeshError('PERMISSION_DENIED', `${namespace}/${name} belongs to another user`, {
+        hint: 'push to a dot name in your own namespace',
+      });
+    }
+    throw new DotmeshError(
+      'CONFLICT',
+      `Cannot reconcile filesystems with different ids, remote=${id}, local=${byName} (${namespace}/${name} is another dot here)`,
+      { hint: 'choose another name on this side (--remote-name / --local-name), or delete one of them' },
+    );
+  }
+  if (existing) {
+    if (!canAccess(caller, existing.info)) {
+      throw new DotmeshError('PERMISSION_DENIED', `${namespace}/${name} belongs to another user`, {
+        hint: 'ask its owner to add you as a collaborator',
+      });
+    }
+    if (existing.info.namespace !== namespace || existing.info.name !== name) {
+      throw new DotmeshError(
+        'CONFLICT',
+        `dot ${id} exists here as ${existing.info.namespace}/${existing.info.name}, not ${namespace}/${name}`,
+        { hint: `transfer to ${existing.info.namespace}/${existing.info.name}` },
+      );
+    }
+    return existing;
+  }
+  requireNamespaceAdmin(caller, namespace);
+  return undefined;
+}
+
+/**
+ * Makes sure the volume exists here with the given identity. A missing non-master branch is
+ * created from its origin (which must be here) and indexed; a missing master volume is
+ * created but NOT indexed (it becomes visible with its first commit; recovery drops a master
+ * without commits). Returns the label. Caller holds the dot lock exclusively.
+ */
+export async function ensureVolume(
+  ctx: DotContext,
+  v: IncomingVolume,
+  dot: IndexedDot | undefined,
+  ownerId: string,
+): Promise<{ label: BranchLabel; created: boolean }> {
+  const known = ctx.index.branches.get(v.fsId);
+  if (known) {
+    if (known.label.dotId !== v.dot.id || known.label.branch !== v.branch) {
+      throw new DotmeshError(
+        'CONFLICT',
+        `filesystem ${v.fsId} is branch ${known.label.branch} of another dot or name here (expected ${v.branch} of ${v.dot.id})`,
+      );
+    }
+    return { label: known.label, created: false };
+  }
+  if (v.branch !== MASTER_BRANCH) {
+    if (!dot) throw new DotmeshError('CONFLICT', `branch ${v.branch} arrived before the master branch of ${v.dot.id}`);
+    const clash = dot.branches.get(v.branch);
+    if (clash !== undefined) {
+      throw new DotmeshError(
+        'CONFLICT',
+        `${dot.info.namespace}/${dot.info.name} already has a branch ${v.branch} with another id (${clash}, incoming ${v.fsId})`,
+        { hint: 'rename or delete one of the two branches' },
+      );
+    }
+    if (!v.origin || !ctx.index.findCommit(v.origin)) {
+      throw new DotmeshError('COMMIT_NOT_FOUND', `the origin commit of branch ${v.branch} (${v.origin?.commitId}) is not here`);
+    }
+  }
+  const now = ctx.now().toISOString();
+  const label: BranchLabel = {
+    kind: LABEL_KIND,
+    version: LABEL_VERSION,
+    fsId: v.fsId,
+    dotId: v.dot.id,
+    branch: v.branch,
+    origin: v.origin,
+    createdAt: now,
+    hiddenCommits: [],
+    ...(v.branch === MASTER_BRANCH
+      ? { dot: { namespace: v.dot.namespace, name: v.dot.name, ownerId, collaboratorIds: [], createdAt: now } }
+      : {}),
+  };
+  try {
+    await ctx.driver.createVolume(
+      v.fsId,
+      { ...label },
+      v.origin ? { from: { volumeId: v.origin.fsId, commitId: v.origin.commitId } } : {},
+    );
+  } catch (e) {
+    // A master volume left by an earlier attempt that received nothing (not indexed): reuse it.
+    if (!(e instanceof DotmeshError && e.code === 'CONFLICT' && v.branch === MASTER_BRANCH)) throw e;
+    if ((await ctx.driver.listCommits(v.fsId)).length > 0) throw e;
+    await ctx.driver.writeLabel(v.fsId, { ...label });
+  }
+  if (v.branch !== MASTER_BRANCH) {
+    ctx.index.addBranch(label, []);
+    await ctx.mirror.syncDot(v.dot.id);
+  }
+  ctx.logger.info({ dotId: v.dot.id, fsId: v.fsId, branch: v.branch }, 'created volume for an incoming transfer');
+  return { label, created: true };
+}
+
+export function isFsId(s: string): boolean {
+  return FS_ID_PATTERN.test(s);
+}

@@ -1,0 +1,191 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
+import { DotmeshError, ERROR_CODES, isDotmeshError, validateFsId, validateName } from '@dotmesh/core';
+import { Authenticator } from '../auth/authenticator.ts';
+import type { Caller } from '../dots/caller.ts';
+import { readBody } from '../http/rpc-endpoint.ts';
+import type { Logger } from '../log.ts';
+import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
+import { parseIncomingVolume, parseOrigin } from './incoming.ts';
+import { COMMIT_HEADER, PROTOCOL_PATH } from './peer-side.ts';
+import { parseIncomingCommit } from './receive-commit.ts';
+import type { TransferSide } from './side.ts';
+
+const MAX_JSON_BODY = 64 * 1024;
+const KEEPALIVE_MS = 1000;
+
+export interface PeerRoutesDeps {
+  readonly auth: Authenticator;
+  readonly logger: Logger;
+  /** This server as a transfer side acting for `caller`. */
+  readonly sideFor: (caller: Caller) => TransferSide;
+  /** A request that moves no byte for this long is dropped (its partial commit discarded). */
+  readonly idleTimeoutMs: () => number;
+}
+
+/**
+ * The server-to-server transfer endpoints, `/transfer/v1/*` (protocol v1; a peer asks `hello`
+ * first, so later versions can be added beside). All need Basic auth and act with that user's
+ * rights, exactly as the same operations started locally. Errors are JSON
+ * `{"error":{"code","message","hint","data"}}` with the code's HTTP status; a pushed commit
+ * gets 200 at once and its outcome as the JSON after keep-alive spaces (the receiver may need
+ * a while to make it durable, and the sender must not take that silence for a dead link).
+ */
+export function createPeerRoutes(deps: PeerRoutesDeps) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const op = url.pathname.slice(PROTOCOL_PATH.length + 1);
+    const basic = Authenticator.parseBasic(req.headers.authorization);
+    const caller = basic ? await deps.auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
+    if (!caller) {
+      res.writeHead(401, { 'content-type': 'text/plain' }).end('Unauthorized.\n');
+      return;
+    }
+    req.socket.setTimeout(deps.idleTimeoutMs(), () => req.socket.destroy());
+    const side = deps.sideFor(caller);
+    try {
+      if (req.method === 'GET' && op === 'hello') return sendJson(res, await side.hello());
+      if (req.method === 'GET' && op === 'export') return await exportStream(side, url, res);
+      if (req.method !== 'POST') throw new DotmeshError('UNKNOWN_METHOD', `no transfer endpoint ${req.method} ${op}`);
+      if (op === 'receive') return await receive(side, req, res, deps.logger);
+      const body = await jsonBody(req);
+      switch (op) {
+        case 'state':
+          return sendJson(res, {
+            dot: await side.state(validateName('namespace', body.namespace), validateName('dot', body.name)),
+          });
+        case 'predict':
+          return sendJson(res, {
+            bytes: await side.predictSize(
+              validateFsId(body.fsId),
+              validateName('commit', body.commitId),
+              parseOrigin(body.parent, 'parent'),
+            ),
+          });
+        case 'branch':
+          await side.ensureBranch(parseIncomingVolume(body.volume));
+          return sendJson(res, { ok: true });
+        case 'stash': {
+          const common = body.common === null ? null : validateName('commit', body.common);
+          return sendJson(res, { branch: await side.stash(validateFsId(body.fsId), common) });
+        }
+        case 'stash-branch':
+          return sendJson(res, { branch: await side.stashBranch(validateFsId(body.fsId)) });
+        case 'commit-dirty':
+          await side.commitDirty(validateFsId(body.fsId));
+          return sendJson(res, { ok: true });
+        default:
+          throw new DotmeshError('UNKNOWN_METHOD', `no transfer endpoint POST ${op.slice(0, 100)}`);
+      }
+    } catch (e) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      sendError(res, e, deps.logger, op);
+    }
+  };
+}
+
+async function exportStream(side: TransferSide, url: URL, res: ServerResponse): Promise<void> {
+  const q = url.searchParams;
+  const parentFsId = q.get('parentFsId');
+  const parent = parentFsId
+    ? { fsId: validateFsId(parentFsId), commitId: validateName('commit', q.get('parentCommitId')) }
+    : null;
+  const stream = await side.exportCommit(validateFsId(q.get('fsId')), validateName('commit', q.get('commitId')), parent);
+  res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  stream.on('error', () => res.destroy()); // the receiver sees a stream without its end frame
+  res.on('close', () => stream.destroy());
+  stream.pipe(res);
+}
+
+async function receive(side: TransferSide, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+  const header = req.headers[COMMIT_HEADER];
+  if (typeof header !== 'string' || header.length > 16 * 1024) {
+    throw new DotmeshError('INVALID_ARGUMENT', `missing or oversized ${COMMIT_HEADER} header`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+  } catch {
+    throw new DotmeshError('INVALID_ARGUMENT', `${COMMIT_HEADER} header is not base64url JSON`);
+  }
+  const commit = parseIncomingCommit(raw);
+  let keepalive: NodeJS.Timeout | undefined;
+  let done = false;
+  req.once('end', () => {
+    if (done || res.headersSent) return;
+    // The whole stream is here; the receiver is making it durable: tell the sender it is alive.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    keepalive = setInterval(() => {
+      if (!res.writableEnded) res.write(' ');
+    }, KEEPALIVE_MS);
+  });
+  try {
+    // Through a PassThrough: a failing receive destroys its input, and this request must
+    // survive that to carry the answer.
+    const body = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
+    req.pipe(body);
+    // pipe() does not pass on a sender that vanished (idle timeout, reset): fail the stream.
+    req.once('close', () => {
+      if (!req.readableEnded) body.destroy(new DotmeshError('UNAVAILABLE', 'the sending server went away mid-stream'));
+    });
+    await side.receiveCommit(commit, body);
+    done = true;
+    finish(res, { ok: true });
+  } catch (e) {
+    done = true;
+    // Refused before reading it all: drain the rest, so the sender reads this answer rather
+    // than a broken pipe.
+    if (!req.readableEnded) req.resume();
+    if (!res.headersSent) throw e;
+    finish(res, errorBody(e, logger, 'receive'));
+  } finally {
+    clearInterval(keepalive);
+  }
+}
+
+function finish(res: ServerResponse, body: unknown): void {
+  if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readBody(req, MAX_JSON_BODY);
+  } catch {
+    throw new DotmeshError('INVALID_ARGUMENT', `request body larger than ${MAX_JSON_BODY} bytes`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new DotmeshError('INVALID_ARGUMENT', 'request body is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new DotmeshError('INVALID_ARGUMENT', 'request body must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function sendJson(res: ServerResponse, body: unknown): void {
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+function errorBody(e: unknown, logger: Logger, op: string): { error: Record<string, unknown> } {
+  if (isDotmeshError(e)) {
+    logger.info({ transferOp: op, code: e.code, msg: e.message }, 'transfer endpoint error');
+    return { error: { code: e.code, message: e.message, hint: e.hint ?? null, data: e.data ?? null } };
+  }
+  logger.error({ transferOp: op, err: e }, 'transfer endpoint internal error');
+  return {
+    error: { code: 'INTERNAL', message: `internal error: ${(e as Error)?.message ?? String(e)}`, hint: 'see the server log' },
+  };
+}
+
+function sendError(res: ServerResponse, e: unknown, logger: Logger, op: string): void {
+  const body = errorBody(e, logger, op);
+  const code = body.error.code as keyof typeof ERROR_CODES;
+  res.writeHead(ERROR_CODES[code]?.httpStatus ?? 500, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}

@@ -1,0 +1,94 @@
+import { DotmeshError } from '@dotmesh/core';
+import type { TransferPollResult } from '@dotmesh/rpc';
+import type { Store } from '@dotmesh/store';
+import type { Logger } from '../log.ts';
+
+/** The original's key for transfer records (any node's GetTransfer reads them). */
+export const TRANSFERS_PREFIX = 'dotmesh.io/filesystems/transfers/';
+/** Records kept in memory and in the store after they finished, newest first. */
+const KEEP_FINISHED = 200;
+
+export const INTERRUPTED_MESSAGE = 'the transfer was interrupted by a restart of dotmesh-server; run it again to resume';
+
+/**
+ * Transfer records (TransferPollResult) in memory, written through to the store at every
+ * status change and at most once a second for progress. The peer's API key is never part of
+ * a record: `ApiKey` is always "" (the key lives only in the running transfer's memory).
+ * Records of transfers that were running when the server stopped end in `error` at start.
+ */
+export class TransferRecords {
+  readonly #store: Store;
+  readonly #logger: Logger;
+  readonly #records = new Map<string, TransferPollResult & { owner: string; startedAt?: number }>();
+  readonly #lastWrite = new Map<string, number>();
+
+  constructor(store: Store, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+  }
+
+  /** Loads stored records; marks those still running as interrupted. */
+  async load(): Promise<void> {
+    const { kvs } = await this.#store.range(TRANSFERS_PREFIX);
+    for (const kv of kvs) {
+      let r: TransferPollResult & { owner: string };
+      try {
+        r = JSON.parse(kv.value);
+      } catch {
+        continue;
+      }
+      if (typeof r?.TransferRequestId !== 'string') continue;
+      this.#records.set(r.TransferRequestId, r);
+      if (r.Status !== 'finished' && r.Status !== 'error') {
+        this.update(r.TransferRequestId, { Status: 'error', Message: INTERRUPTED_MESSAGE }, true);
+      }
+    }
+  }
+
+  create(record: TransferPollResult, owner: string): void {
+    this.#records.set(record.TransferRequestId, { ...record, ApiKey: '', owner, startedAt: Date.now() });
+    this.#persist(record.TransferRequestId, true);
+    this.#prune();
+  }
+
+  /** Applies a change; `important` (status changes) are written at once, progress ≤ 1/s. */
+  update(id: string, change: Partial<TransferPollResult>, important = false): void {
+    const r = this.#records.get(id);
+    if (!r) return;
+    Object.assign(r, change, { ApiKey: '' });
+    this.#persist(id, important);
+  }
+
+  /** The record for its owner (or admin); other callers get the original's not-found text. */
+  get(id: string, callerId: string, isAdmin: boolean): TransferPollResult {
+    const r = this.#records.get(id);
+    if (!r || (!isAdmin && r.owner !== callerId)) {
+      throw new DotmeshError('DOT_NOT_FOUND', `No such intercluster transfer ${id}`);
+    }
+    const { owner: _owner, startedAt, ...result } = r;
+    // A running transfer's elapsed time is current at every poll, between progress updates too.
+    const running = r.Status !== 'finished' && r.Status !== 'error' && startedAt !== undefined;
+    const elapsed = running ? Math.max(r.NanosecondsElapsed, (Date.now() - startedAt) * 1e6) : r.NanosecondsElapsed;
+    return { ...result, ApiKey: '', NanosecondsElapsed: elapsed };
+  }
+
+  #persist(id: string, important: boolean): void {
+    const r = this.#records.get(id);
+    if (!r) return;
+    const now = Date.now();
+    if (!important && now - (this.#lastWrite.get(id) ?? 0) < 1000) return;
+    this.#lastWrite.set(id, now);
+    this.#store
+      .put(`${TRANSFERS_PREFIX}${id}`, JSON.stringify({ ...r, ApiKey: '', startedAt: undefined }))
+      .catch((err: unknown) => this.#logger.warn({ err, transfer: id }, 'could not store a transfer record'));
+  }
+
+  #prune(): void {
+    const done = [...this.#records.values()].filter((r) => r.Status === 'finished' || r.Status === 'error');
+    for (const r of done.slice(0, Math.max(0, done.length - KEEP_FINISHED))) {
+      this.#records.delete(r.TransferRequestId);
+      this.#lastWrite.delete(r.TransferRequestId);
+      this.#store.delete(`${TRANSFERS_PREFIX}${r.TransferRequestId}`).catch(() => undefined);
+    }
+  }
+}

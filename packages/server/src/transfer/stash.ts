@@ -1,0 +1,122 @@
+import { type CommitOrigin, DotmeshError, divergedBranchName } from '@dotmesh/core';
+import { type Caller, canAccess } from '../dots/caller.ts';
+import type { DotContext } from '../dots/context.ts';
+import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from '../dots/labels.ts';
+import { refuseIfInUse } from '../dots/rollback.ts';
+
+/**
+ * Moves a branch's commits after `common` (all its commits when `common` is null) aside, to a
+ * new branch `<branch>-DIVERGED-<time>`, and resets the branch to `common`: the divergence
+ * half of `--stash-on-divergence`. Nothing is lost: the new branch starts at the old head, so
+ * its history holds every moved commit (they stay in the old volume, hidden there).
+ * Returns the new branch's name, or "" when there was nothing after `common`.
+ *
+ * Steps: DIVERGED branch volume created from the head, indexed ─(stash.after-branch)→ label
+ * with the shortened history and a rollback intent ─→ live swapped to `common` ─→ label
+ * without intent ─(stash.after-label)→ mirrored. With no common commit the live state is left
+ * as it is: the first incoming commit replaces it.
+ */
+export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, commonCommitId: string | null): Promise<string> {
+  const state = ctx.index.branches.get(fsId);
+  const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
+  if (!state || !dot || !canAccess(caller, dot.info)) {
+    throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
+  }
+  const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  ctx.writeGuard.assertWritable(`stash diverged commits of ${dotName}`);
+  return ctx.locks.exclusive(dot.id, () =>
+    ctx.queues.run(fsId, async () => {
+      const history = ctx.index.history(fsId);
+      const head = ctx.index.head(fsId);
+      let common: CommitOrigin | null = null;
+      if (commonCommitId !== null) {
+        const entry = history.find((h) => h.commitId === commonCommitId);
+        if (!entry) {
+          throw new DotmeshError(
+            'COMMIT_NOT_FOUND',
+            `No commit ${commonCommitId} in the history of ${dotName}@${state.label.branch}`,
+          );
+        }
+        common = { fsId: entry.fsId, commitId: entry.commitId };
+      }
+      if (!head || (common && head.commitId === common.commitId && head.fsId === common.fsId)) return '';
+      await refuseIfInUse(ctx, fsId, dotName);
+
+      let name = divergedBranchName(state.label.branch, ctx.now());
+      for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${state.label.branch}-${n}`, ctx.now());
+      const newFsId = ctx.newId();
+      const stashLabel: BranchLabel = {
+        kind: LABEL_KIND,
+        version: LABEL_VERSION,
+        fsId: newFsId,
+        dotId: dot.id,
+        branch: name,
+        origin: head,
+        createdAt: ctx.now().toISOString(),
+        hiddenCommits: [],
+      };
+      await ctx.driver.createVolume(newFsId, { ...stashLabel }, { from: { volumeId: head.fsId, commitId: head.commitId } });
+      ctx.index.addBranch(stashLabel, []);
+      await ctx.mirror.syncDot(dot.id);
+      ctx.failpoints.hit('stash.after-branch');
+
+      const hidden = new Set(state.label.hiddenCommits);
+      let origin = state.label.origin;
+      if (common && common.fsId === fsId) {
+        const seq = state.commits.find((c) => c.id === common.commitId)!.seq;
+        for (const c of state.commits) if (c.seq > seq) hidden.add(c.id);
+      } else {
+        for (const c of state.commits) hidden.add(c.id);
+        if (common) origin = common;
+      }
+      const label: BranchLabel = { ...state.label, origin, hiddenCommits: [...hidden] };
+      if (common) {
+        await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to: common, opId: ctx.newId() } });
+        await ctx.driver.rollback(fsId, { volumeId: common.fsId, commitId: common.commitId });
+      }
+      await ctx.driver.writeLabel(fsId, { ...label });
+      state.label = label;
+      ctx.failpoints.hit('stash.after-label');
+      await ctx.mirror.syncDot(dot.id);
+      ctx.logger.info({ fsId, stash: name, newFsId, common }, 'stashed diverged commits');
+      return name;
+    }),
+  );
+}
+
+/**
+ * Renames a branch out of the way of an incoming branch of the same name that was made
+ * independently (another id): the branch keeps its volume, id and commits under the name
+ * `<branch>-DIVERGED-<time>`; no data moves. Refused (IN_USE) while containers use it.
+ * One label write: a crash leaves the old or the new name.
+ */
+export async function stashBranch(ctx: DotContext, caller: Caller, fsId: string): Promise<string> {
+  const state = ctx.index.branches.get(fsId);
+  const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
+  if (!state || !dot || !canAccess(caller, dot.info)) {
+    throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
+  }
+  if (state.label.branch === 'master') throw new DotmeshError('INVALID_ARGUMENT', 'the master branch cannot be renamed');
+  return ctx.locks.exclusive(dot.id, () =>
+    ctx.queues.run(fsId, async () => {
+      const containers = await ctx.containers.containersFor(fsId);
+      if (containers.length > 0) {
+        throw new DotmeshError(
+          'IN_USE',
+          `Aborting because there are active containers running on volume where data would be written: ${containers.map((c) => c.Name).join(', ')}. Stop the containers.`,
+        );
+      }
+      const old = state.label.branch;
+      let name = divergedBranchName(old, ctx.now());
+      for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${old}-${n}`, ctx.now());
+      const label: BranchLabel = { ...state.label, branch: name };
+      await ctx.driver.writeLabel(fsId, { ...label });
+      state.label = label;
+      if (dot.branches.get(old) === fsId) dot.branches.delete(old);
+      dot.branches.set(name, fsId);
+      await ctx.mirror.syncDot(dot.id);
+      ctx.logger.info({ fsId, from: old, to: name }, 'renamed a branch out of the way of an incoming one');
+      return name;
+    }),
+  );
+}
