@@ -129,12 +129,30 @@ function goEscape(json: string): string {
   return json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** Go's json.Marshal writes a map's keys sorted (byte order); `depth` levels of nested maps. */
+function sortedMap(value: unknown, depth = 1): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || depth < 1) return value;
+  const keys = Object.keys(value).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return Object.fromEntries(keys.map((k) => [k, sortedMap((value as Record<string, unknown>)[k], depth - 1)]));
+}
+
+/** A remote's Go maps (CurrentBranches, DefaultRemoteVolumes: namespace → dot) in Go's order. */
+function withSortedMaps<T extends Record<string, unknown>>(r: T): T {
+  const out: Record<string, unknown> = { ...r };
+  if (Object.hasOwn(r, 'CurrentBranches')) out.CurrentBranches = sortedMap(r.CurrentBranches);
+  if (Object.hasOwn(r, 'DefaultRemoteVolumes')) out.DefaultRemoteVolumes = sortedMap(r.DefaultRemoteVolumes, 2);
+  return out as T;
+}
+
 export function serializeConfig(config: DmConfig): string {
   const remotes = Object.fromEntries(
-    Object.entries(config.Remotes).map(([k, r]) => [k, ordered(r, REMOTE_KEYS, (key, v) => key === 'Port' && !v)]),
+    Object.entries(config.Remotes).map(([k, r]) => [
+      k,
+      ordered(withSortedMaps(r), REMOTE_KEYS, (key, v) => key === 'Port' && !v),
+    ]),
   );
-  const s3 = Object.fromEntries(Object.entries(config.S3Remotes).map(([k, r]) => [k, ordered(r, S3_KEYS)]));
-  return goEscape(JSON.stringify(ordered({ ...config, Remotes: remotes, S3Remotes: s3 }, TOP_KEYS)));
+  const s3 = Object.fromEntries(Object.entries(config.S3Remotes).map(([k, r]) => [k, ordered(withSortedMaps(r), S3_KEYS)]));
+  return goEscape(JSON.stringify(ordered({ ...config, Remotes: sortedMap(remotes), S3Remotes: sortedMap(s3) }, TOP_KEYS)));
 }
 
 /** Reads the config; a missing file is an empty config (as the original). */
@@ -186,4 +204,20 @@ export function forgetDot(remote: DmRemote, dot: string): void {
   const { namespace, name } = parseDotName(dot);
   const upstreams = remote.DefaultRemoteVolumes?.[namespace];
   if (upstreams) delete upstreams[name];
+}
+
+/**
+ * The remembered upstream of a local dot on a remote (`DefaultRemoteVolumes[ns][name]` of the
+ * PEER remote's record, as the original keeps it), or undefined.
+ */
+export function upstreamOf(remote: DmRemote, localNamespace: string, localName: string): VolumeRef | undefined {
+  const ref = remote.DefaultRemoteVolumes?.[localNamespace]?.[localName];
+  return ref && typeof ref.Namespace === 'string' && typeof ref.Name === 'string' ? ref : undefined;
+}
+
+/** Records (or replaces) the upstream of a local dot on a remote. */
+export function setUpstream(remote: DmRemote, localNamespace: string, localName: string, upstream: VolumeRef): void {
+  const all = remote.DefaultRemoteVolumes ?? {};
+  all[localNamespace] = { ...(all[localNamespace] ?? {}), [localName]: { Namespace: upstream.Namespace, Name: upstream.Name } };
+  remote.DefaultRemoteVolumes = all;
 }

@@ -11,6 +11,18 @@ export interface Io {
   stderr(text: string): void;
   readLine(prompt: string, options?: { hidden?: boolean; toStderr?: boolean }): Promise<string | null>;
   sleep(ms: number): Promise<void>;
+  /**
+   * The terminal stdout is, when it is one: progress bars are drawn on it (with cursor
+   * movements); absent for pipes, files and tests, which get plain lines instead.
+   */
+  readonly terminal?: ProgressTerminal | undefined;
+}
+
+/** What a progress bar needs of a TTY stream (process.stdout satisfies it). */
+export interface ProgressTerminal {
+  readonly isTTY: boolean;
+  readonly columns: number;
+  write(text: string, callback?: (err?: Error | null) => void): boolean;
 }
 
 /** The real terminal. */
@@ -20,6 +32,9 @@ export function processIo(): Io {
     stderr: (text) => process.stderr.write(text),
     readLine: (prompt, options = {}) => readLineFromStdin(prompt, options),
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    get terminal() {
+      return process.stdout.isTTY ? process.stdout : undefined;
+    },
   };
 }
 

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import type { CliApp } from './command.ts';
 import * as branch from './commands/branch.ts';
 import * as checkout from './commands/checkout.ts';
+import * as clone from './commands/clone.ts';
 import * as cluster from './commands/cluster.ts';
 import * as commit from './commands/commit.ts';
 import * as debug from './commands/debug.ts';
@@ -13,6 +14,8 @@ import * as init from './commands/init.ts';
 import * as list from './commands/list.ts';
 import * as log from './commands/log.ts';
 import * as mount from './commands/mount.ts';
+import * as pull from './commands/pull.ts';
+import * as push from './commands/push.ts';
 import * as remote from './commands/remote.ts';
 import * as reset from './commands/reset.ts';
 import * as switchCmd from './commands/switch.ts';
@@ -79,6 +82,9 @@ add'. Create a dotmesh cluster with 'dm cluster init'.`,
     branch,
     checkout,
     reset,
+    clone,
+    pull,
+    push,
     diff,
     debug,
     dot,

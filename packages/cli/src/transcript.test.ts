@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Recorder, startRecorder } from './testing/recorder.ts';
 import { GO_RAND_IDS, runDm } from './testing/run-dm.ts';
-import { transcriptHandlers } from './testing/transcript-server.ts';
+import { TRANSFER_IDS, transcriptHandlers } from './testing/transcript-server.ts';
 
 /**
  * Replays fixtures/dm-0.8.1-transcript.md: each command must send exactly the original
@@ -25,6 +25,14 @@ const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9] = GO_RAND_IDS as [
   string,
   string,
 ];
+/** The Transfer params the original sends (its 13 fields, in its order). */
+const TRANSFER = (direction: string, local: string, localBranch: string, remoteNs: string, remote: string) =>
+  `{"Peer":"127.0.0.1","User":"bob","Port":PORT,"ApiKey":"otherkey","Direction":"${direction}","LocalNamespace":"admin","LocalName":"${local}","LocalBranchName":"${localBranch}","RemoteNamespace":"${remoteNs}","RemoteName":"${remote}","RemoteBranchName":"${localBranch}","TargetCommit":"","StashDivergence":false}`;
+/**
+ * What the original printed to a non-terminal: its progress bar's start and final state, which
+ * it separated with carriage returns (the transcript shows them as lines); dm prints lines.
+ */
+const PROGRESS = ' 0 B / ? \nfinished 0 B / ?  0.00 MiB/s (1/1)\nDone!\n';
 const HEADER = "Current remote: local (use 'dm remote -v' to list and 'dm remote switch' to switch)\n\n";
 const FOO = '{"Namespace":"admin","Name":"foo"}';
 const LOG_MASTER = `commit d6677939-de29-40de-8b33-cacfeb58367a
@@ -174,6 +182,29 @@ Branches:
   { args: ['remote', '-v'], stdout: '* local\tadmin@127.0.0.1\n  origin\tbob@127.0.0.1\n', requests: [] },
   { args: ['switch', 'foo'], stdout: '', requests: [R('List', 'null', ID1)] },
   {
+    args: ['push', 'origin'],
+    stdout: `Pushing admin/foo to origin:bob/foo\n${PROGRESS}`,
+    requests: [R('Transfer', TRANSFER('push', 'foo', '', 'bob', 'foo'), ID1), R('GetTransfer', `"${TRANSFER_IDS[0]}"`, ID2)],
+  },
+  {
+    args: ['push', 'origin', 'foo', 'b1', '--remote-name', 'bob/foo2'],
+    stdout: `Pushing admin/foo to origin:bob/foo2\n${PROGRESS}`,
+    requests: [R('Transfer', TRANSFER('push', 'foo', 'b1', 'bob', 'foo2'), ID1), R('GetTransfer', `"${TRANSFER_IDS[1]}"`, ID2)],
+  },
+  {
+    args: ['pull', 'origin', 'foo'],
+    stdout: `Pulling admin/foo from origin:bob/foo\n${PROGRESS}`,
+    requests: [R('Transfer', TRANSFER('pull', 'foo', '', 'bob', 'foo'), ID1), R('GetTransfer', `"${TRANSFER_IDS[2]}"`, ID2)],
+  },
+  {
+    args: ['clone', 'origin', 'alice/apples', '--local-name', 'apples'],
+    stdout: `Pulling admin/apples from origin:alice/apples\n${PROGRESS}`,
+    requests: [
+      R('Transfer', TRANSFER('pull', 'apples', '', 'alice', 'apples'), ID1),
+      R('GetTransfer', `"${TRANSFER_IDS[3]}"`, ID2),
+    ],
+  },
+  {
     args: ['--verbose', 'list'],
     stdout: `${HEADER}send rpc request
 ${R('ListWithContainers', 'null', ID1)}
@@ -210,7 +241,7 @@ describe('dm against the transcript recorder', () => {
       const seen = recorder.take();
       assert.deepEqual(
         seen.map((r) => r.body),
-        step.requests,
+        step.requests.map((body) => body.replace('"Port":PORT', `"Port":${recorder.port}`)),
       );
       for (const r of seen) assert.equal(r.auth, step.auth ?? 'admin:sekrit');
       if (i === 0) {
@@ -222,11 +253,11 @@ describe('dm against the transcript recorder', () => {
     });
   }
 
-  it('leaves the config as the original did (upstreams aside: no push/pull yet)', async () => {
+  it('leaves the config as the original did (upstreams remembered on the peer, keys sorted)', async () => {
     const p = recorder.port;
     assert.equal(
       await readFile(configFile(), 'utf8'),
-      `{"CurrentRemote":"local","Remotes":{"local":{"User":"admin","Hostname":"127.0.0.1","Port":${p},"ApiKey":"sekrit","CurrentVolume":"foo","CurrentBranches":{"foo":"master"},"DefaultRemoteVolumes":null},"origin":{"User":"bob","Hostname":"127.0.0.1","Port":${p},"ApiKey":"otherkey","CurrentVolume":"","CurrentBranches":null,"DefaultRemoteVolumes":null}},"S3Remotes":{}}`,
+      `{"CurrentRemote":"local","Remotes":{"local":{"User":"admin","Hostname":"127.0.0.1","Port":${p},"ApiKey":"sekrit","CurrentVolume":"foo","CurrentBranches":{"foo":"master"},"DefaultRemoteVolumes":null},"origin":{"User":"bob","Hostname":"127.0.0.1","Port":${p},"ApiKey":"otherkey","CurrentVolume":"","CurrentBranches":null,"DefaultRemoteVolumes":{"admin":{"apples":{"Namespace":"alice","Name":"apples"},"foo":{"Namespace":"bob","Name":"foo"}}}}},"S3Remotes":{}}`,
     );
   });
 });

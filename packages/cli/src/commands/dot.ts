@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { dotDelete, renderDotDelete } from './dot-delete.ts';
 import { dotShow, renderDotShow, renderDotShowScripting } from './dot-show.ts';
+import { registerSetUpstream } from './set-upstream.ts';
 
-/** `dm dot show|delete`. */
+/** `dm dot show|delete|set-upstream`. */
 export function register(program: Command, app: CliApp): void {
   const dot = program
     .command('dot')
@@ -11,11 +12,14 @@ export function register(program: Command, app: CliApp): void {
     .description(
       `Manage dots in the cluster.
 
+Run 'dm dot set-upstream [<dot>] <remote> <remote-dot>' to
+change the default remote dot for <dot> on <remote>.
 Run 'dm dot show [<dot>]' to show information about the dot.
 Run 'dm dot delete [-f] <dot>' to delete a dot with all its branches and commits.
 
 Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
     );
+  registerSetUpstream(dot, app);
   dot
     .command('show')
     .summary('Display information about a dot')

@@ -1,4 +1,4 @@
-import type { Io } from '../io.ts';
+import type { Io, ProgressTerminal } from '../io.ts';
 import { type Env, main } from '../main.ts';
 
 /**
@@ -27,7 +27,18 @@ export interface DmRun {
   sleeps: number[];
 }
 
-export async function runDm(args: string[], env: Env, input: string[] = [], uid = 1000): Promise<DmRun> {
+export interface RunDmOptions {
+  /** A fake terminal: stdout "is a TTY", so progress bars are drawn on it. */
+  readonly terminal?: ProgressTerminal;
+}
+
+export async function runDm(
+  args: string[],
+  env: Env,
+  input: string[] = [],
+  uid = 1000,
+  options: RunDmOptions = {},
+): Promise<DmRun> {
   let stdout = '';
   let stderr = '';
   const prompts: string[] = [];
@@ -49,6 +60,7 @@ export async function runDm(args: string[], env: Env, input: string[] = [], uid 
       sleeps.push(ms);
       await new Promise((r) => setTimeout(r, Math.min(ms, 20)));
     },
+    terminal: options.terminal,
   };
   let next = 0;
   const newId = () => GO_RAND_IDS[next++ % GO_RAND_IDS.length] as string;

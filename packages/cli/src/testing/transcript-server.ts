@@ -1,4 +1,4 @@
-import type { CommitItem, DotmeshVolume } from '@dotmesh/rpc';
+import type { CommitItem, DotmeshVolume, TransferPollResult } from '@dotmesh/rpc';
 import type { Handler } from './recorder.ts';
 import { RpcFailure } from './recorder.ts';
 
@@ -18,6 +18,13 @@ const FS_IDS: Record<string, string> = {
   'admin/foo@b1': '08ebd658-9a57-4e7a-a931-9edd0b315637',
 };
 export const NODE = 'fake-node-1';
+/** The transfer ids the recorder handed out, in the transcript's order. */
+export const TRANSFER_IDS = [
+  '99831ec1-6a48-4501-b785-c92a397f92c6',
+  'da51ef27-a558-436e-8e24-2b2568e8aabf',
+  'ccaadfe2-b01f-4ca5-9094-dd8a48fa972e',
+  'd6f8811d-ac45-46fe-ac02-ea2eb765a17e',
+];
 
 interface Branch {
   id: string;
@@ -35,6 +42,8 @@ export function transcriptHandlers(): Record<string, Handler> {
   const namespaces = new Map<string, Map<string, Dot>>();
   let commitNo = 0;
   let fsNo = 0;
+  let transferNo = 0;
+  const transfers = new Map<string, Record<string, unknown>>();
   const fsId = (key: string) => FS_IDS[key] ?? `00000000-0000-4000-8000-${String(++fsNo).padStart(12, '0')}`;
   const dot = (p: P): Dot => {
     const d = namespaces.get(p.Namespace ?? '')?.get(p.Name ?? '');
@@ -130,6 +139,44 @@ export function transcriptHandlers(): Record<string, Handler> {
     },
     Containers: () => [],
     GetReplicationLatencyForBranch: () => ({}),
+    // Transfers finish at once (the recorder moved no data): one finished step of unknown size.
+    Transfer: (raw) => {
+      const id = TRANSFER_IDS[transferNo] ?? `transfer-${transferNo}`;
+      transferNo++;
+      transfers.set(id, raw as Record<string, unknown>);
+      return id;
+    },
+    GetTransfer: (raw): TransferPollResult => {
+      const id = raw as string;
+      const req = transfers.get(id);
+      if (!req) throw new RpcFailure(`No such intercluster transfer ${id}`);
+      const text = (k: string) => (typeof req[k] === 'string' ? (req[k] as string) : '');
+      return {
+        TransferRequestId: id,
+        Peer: text('Peer'),
+        User: text('User'),
+        ApiKey: '',
+        Direction: text('Direction'),
+        LocalNamespace: text('LocalNamespace'),
+        LocalName: text('LocalName'),
+        LocalBranchName: text('LocalBranchName'),
+        RemoteNamespace: text('RemoteNamespace'),
+        RemoteName: text('RemoteName'),
+        RemoteBranchName: text('RemoteBranchName'),
+        FilesystemId: FS_IDS['admin/foo'] ?? '',
+        InitiatorNodeId: NODE,
+        PeerNodeId: NODE,
+        StartingCommit: '',
+        TargetCommit: '',
+        Index: 1,
+        Total: 1,
+        Status: 'finished',
+        NanosecondsElapsed: 1_000_000,
+        Size: 0,
+        Sent: 0,
+        Message: 'remote already up-to-date, nothing to do',
+      };
+    },
     Procure: (raw) => `/var/dotmesh/mnt/${(raw as P).Namespace}/${(raw as P).Name}/${(raw as P).Subdot}`,
   };
 }
