@@ -1,0 +1,319 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DotmeshError } from '@dotmesh/core';
+import {
+  type CallOptions,
+  type CommitItem,
+  DotmeshClient,
+  errorFromRpc,
+  rpcRequestBody,
+  UNAUTHENTICATED_MESSAGE,
+} from '@dotmesh/rpc';
+import {
+  type Cleanup,
+  createHosts,
+  type DmResult,
+  makeTempDir,
+  routeCheck,
+  runDmIn,
+  SERVER_BUNDLE,
+  type ServerProcess,
+  startServerProcess,
+  type TestHost,
+} from '@dotmesh/testkit';
+
+/**
+ * Several single-node clusters for the push/pull/clone scenarios (the original's
+ * TestTwoSingleNodeClusters / TestThreeSingleNodeClusters): each cluster is a test host
+ * (network namespace, joined to the others by the kit's veths) with a real btrfs
+ * dotmesh-server and a HOME for the built `dm`, which runs inside that host. Every HOME has
+ * the remote `local` (admin on its own cluster, the current remote: the initiator of its
+ * transfers) and a remote named after every other cluster (admin there), as the original's
+ * citools gave every node `cluster_<i>` remotes.
+ *
+ * Data is written where the original ran `docker run -v dot:/foo`: into the host path that
+ * `Procure` returns (the test process shares the server's mount namespace).
+ *
+ * The RPC clients of a Cluster (`admin`, `client()`) call from inside its host like the kit's
+ * NetnsClient (route check first, never from the root namespace), but with `curl` rather than
+ * a new node process per call: these scenarios make hundreds of checks, and node's start-up
+ * would triple their run time. Credentials go in a header file, not in curl's argv.
+ */
+export const TRANSFER_TIMING = { transferIdleTimeoutMs: 5000, transferAttempts: 3, transferBackoffMs: 200 } as const;
+
+export interface DmRunOptions {
+  readonly env?: Record<string, string>;
+}
+
+export interface Cluster {
+  /** Its remote's name in every other cluster's HOME. */
+  readonly name: string;
+  readonly host: TestHost;
+  readonly server: ServerProcess;
+  readonly home: string;
+  /** An admin RPC client of this cluster's server (called from inside its host). */
+  readonly admin: DotmeshClient;
+  /** An RPC client of this cluster's server as `user` (API key or password). */
+  client(user: string, secret: string): DotmeshClient;
+  /** `user@address:port` of this cluster's API, for `dm remote add`. */
+  target(user?: string): string;
+  /** The built dm inside this cluster's host, with its HOME. Never throws for an exit code. */
+  dm(args: readonly string[], o?: DmRunOptions): Promise<DmResult>;
+  /** dm that must exit 0; returns stdout. Fails with dm's output and the servers' log tails. */
+  ok(args: readonly string[], o?: DmRunOptions): Promise<string>;
+  /** dm that must fail; returns its result (stdout and stderr joined in `output`). */
+  fails(args: readonly string[], o?: DmRunOptions): Promise<DmResult & { output: string }>;
+}
+
+export interface Federation {
+  readonly clusters: readonly Cluster[];
+  /** The tails of every server's log, for failure messages. */
+  logs(chars?: number): Promise<string>;
+  /** Makes `local` the current remote again in every HOME (a failed test may leave another). */
+  resetCurrentRemotes(): Promise<void>;
+}
+
+export async function startFederation(cleanup: Cleanup, names: readonly string[]): Promise<Federation> {
+  const hosts = await createHosts({ cleanup, count: names.length });
+  const clusters: Cluster[] = [];
+  const logs = async (chars = 6000) => {
+    const parts = await Promise.all(
+      clusters.map(async (c) => `--- ${c.name} server log (tail) ---\n${(await c.server.log()).slice(-chars)}`),
+    );
+    return parts.join('\n');
+  };
+  const made = await Promise.all(
+    names.map(async (name, i) => {
+      const host = hosts[i]!;
+      const [server, home] = await Promise.all([
+        startServerProcess({ cleanup, host, serverBin: SERVER_BUNDLE, extraConfig: { ...TRANSFER_TIMING } }),
+        makeTempDir('home-', cleanup),
+      ]);
+      return { name, host, server, home };
+    }),
+  );
+  const headerDir = await makeTempDir('rpc-auth-', cleanup);
+  let headerFiles = 0;
+  const curlClient = async (host: TestHost, url: string, user: string, secret: string) => {
+    const file = join(headerDir, `auth-${headerFiles++}`);
+    await writeFile(file, `Authorization: Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}\n`, { mode: 0o600 });
+    return new CurlClient(host, url, file);
+  };
+  for (const m of made) {
+    const admin = await curlClient(m.host, m.server.url, 'admin', m.server.apiKey);
+    const clients = new Map<string, DotmeshClient>();
+    const clientFor = async (user: string, secret: string) => {
+      const key = `${user}:${secret}`;
+      let c = clients.get(key);
+      if (!c) {
+        c = await curlClient(m.host, m.server.url, user, secret);
+        clients.set(key, c);
+      }
+      return c;
+    };
+    const dm = (args: readonly string[], o: DmRunOptions = {}) =>
+      runDmIn(m.host, args, { home: m.home, timeoutMs: 120_000, ...(o.env ? { env: o.env } : {}) });
+    const describe = (args: readonly string[], r: DmResult) =>
+      `dm ${args.join(' ')} on ${m.name} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+    clusters.push({
+      ...m,
+      admin,
+      client: (user, secret) => new LazyClient(m.server.url, () => clientFor(user, secret)),
+      target: (user = 'admin') => `${user}@${m.host.address}:${m.server.port}`,
+      dm,
+      async ok(args, o) {
+        const r = await dm(args, o);
+        if (r.code !== 0) assert.fail(`${describe(args, r)}\n${await logs()}`);
+        return r.stdout;
+      },
+      async fails(args, o) {
+        const r = await dm(args, o);
+        if (r.code === 0) assert.fail(`expected a failure: ${describe(args, r)}\n${await logs(3000)}`);
+        return { ...r, output: `${r.stdout}${r.stderr}` };
+      },
+    });
+  }
+  // `local` first: the first remote added becomes the current one.
+  for (const c of clusters) {
+    await c.ok(['remote', 'add', 'local', c.target()], { env: { DOTMESH_PASSWORD: c.server.apiKey } });
+    for (const other of clusters) {
+      if (other === c) continue;
+      await c.ok(['remote', 'add', other.name, other.target()], { env: { DOTMESH_PASSWORD: other.server.apiKey } });
+    }
+  }
+  return {
+    clusters,
+    logs,
+    async resetCurrentRemotes() {
+      for (const c of clusters) {
+        const file = join(c.home, '.dotmesh', 'config');
+        const config = JSON.parse(await readFile(file, 'utf8')) as { CurrentRemote: string };
+        if (config.CurrentRemote === 'local') continue;
+        config.CurrentRemote = 'local';
+        await writeFile(file, JSON.stringify(config, null, 2), { mode: 0o600 });
+      }
+    },
+  };
+}
+
+/** `[ns/]dot[@branch]` → the parts (namespace admin, master by default). */
+function parts(dot: string): { namespace: string; name: string; branch: string } {
+  const at = dot.indexOf('@');
+  const base = at >= 0 ? dot.slice(0, at) : dot;
+  const branch = at >= 0 ? dot.slice(at + 1) : '';
+  const slash = base.indexOf('/');
+  return slash >= 0
+    ? { namespace: base.slice(0, slash), name: base.slice(slash + 1), branch }
+    : { namespace: 'admin', name: base, branch };
+}
+
+/** The host path of `[ns/]dot[@branch]`'s default subdot on `c` (created if missing, as `docker run -v`). */
+export async function procure(c: Cluster, dot: string): Promise<string> {
+  const p = parts(dot);
+  return c.admin.call('Procure', {
+    Namespace: p.namespace,
+    Name: p.branch === '' ? p.name : `${p.name}@${p.branch}`,
+    Subdot: '',
+  });
+}
+
+/** Writes a file into `[ns/]dot[@branch]` on `c` (the original's `docker run ... touch /foo/X`). */
+export async function writeData(c: Cluster, dot: string, file: string, content: string): Promise<void> {
+  await writeFile(join(await procure(c, dot), file), content);
+}
+
+export async function readData(c: Cluster, dot: string, file: string): Promise<string> {
+  return readFile(join(await procure(c, dot), file), 'utf8');
+}
+
+/** Commits of `[ns/]dot[@branch]` on `c`, oldest first (admin's view). */
+export async function commitsOf(c: Cluster, dot: string): Promise<CommitItem[]> {
+  const p = parts(dot);
+  return c.admin.call('Commits', { Namespace: p.namespace, Name: p.name, Branch: p.branch });
+}
+
+export async function commitIds(c: Cluster, dot: string): Promise<string[]> {
+  return (await commitsOf(c, dot)).map((x) => x.Id);
+}
+
+export async function messagesOf(c: Cluster, dot: string): Promise<string[]> {
+  return (await commitsOf(c, dot)).map((x) => x.Metadata.message ?? '');
+}
+
+/** Branch names of `[ns/]dot` on `c` (master excluded). */
+export async function branchesOf(c: Cluster, dot: string): Promise<string[]> {
+  const p = parts(dot);
+  return c.admin.call('Branches', { Namespace: p.namespace, Name: p.name });
+}
+
+/** `ns/dot` of every dot `client` can list. */
+export async function listed(client: DotmeshClient): Promise<string[]> {
+  const list = await client.call('List', null);
+  const out: string[] = [];
+  for (const [ns, dots] of Object.entries(list)) for (const name of Object.keys(dots)) out.push(`${ns}/${name}`);
+  return out.sort();
+}
+
+export async function dotId(c: Cluster, dot: string): Promise<string> {
+  const p = parts(dot);
+  return c.admin.call('Lookup', { Namespace: p.namespace, Name: p.name, Branch: p.branch });
+}
+
+/** The commit ids `dm log` prints for the current dot and branch of `c`'s HOME. */
+export async function dmLogIds(c: Cluster): Promise<string[]> {
+  const log = await c.ok(['log']);
+  return [...log.matchAll(/^commit (\S+)$/gm)].map((m) => m[1]!);
+}
+
+export interface TestUser {
+  readonly name: string;
+  readonly apiKey: string;
+  readonly client: DotmeshClient;
+}
+
+/** Registers a user on `c` with the admin RPC client (RegisterNewUser) and fetches its API key. */
+export async function registerUser(c: Cluster, name: string): Promise<TestUser> {
+  const password = `${name}-password-1`;
+  const user = await c.admin.call('RegisterNewUser', { Name: name, Email: `${name}@example.com`, Password: password });
+  assert.equal(user.Name, name);
+  const { ApiKey } = await c.client(name, password).call('GetApiKey', null);
+  assert.ok(ApiKey.length > 0);
+  return { name, apiKey: ApiKey, client: c.client(name, ApiKey) };
+}
+
+/** `dm remote add <remote> <user>@<target>` in `from`'s HOME with the user's key. */
+export async function addUserRemote(from: Cluster, remote: string, to: Cluster, user: TestUser): Promise<void> {
+  await from.ok(['remote', 'add', remote, to.target(user.name)], { env: { DOTMESH_PASSWORD: user.apiKey } });
+}
+
+/** The branch `dm` made for stashed commits: `<branch>-DIVERGED-<time>`. */
+export function divergedBranches(branches: readonly string[], branch = 'master'): string[] {
+  return branches.filter((b) => b.startsWith(`${branch}-DIVERGED-`));
+}
+
+let rpcIds = 0;
+
+/** JSON-RPC over `curl` run inside `host`'s namespace; errors as the real client makes them. */
+class CurlClient extends DotmeshClient {
+  readonly #host: TestHost;
+  readonly #headerFile: string;
+
+  constructor(host: TestHost, url: string, headerFile: string) {
+    super({ url, user: '', apiKey: '' });
+    this.#host = host;
+    this.#headerFile = headerFile;
+  }
+
+  override async callRaw(wireMethod: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
+    await routeCheck(this.#host, new URL(this.url).hostname);
+    const body = rpcRequestBody(String(++rpcIds), wireMethod, params);
+    const seconds = Math.ceil((options.timeoutMs ?? 120_000) / 1000);
+    let stdout: string;
+    try {
+      ({ stdout } = await this.#host.exec(
+        'curl',
+        [
+          '-sS',
+          '--max-time',
+          String(seconds),
+          '-H',
+          `@${this.#headerFile}`,
+          '-H',
+          'Content-Type: application/json',
+          '--data-binary',
+          body,
+          '-w',
+          '\n%{http_code}',
+          this.url,
+        ],
+        { timeoutMs: seconds * 1000 + 10_000 },
+      ));
+    } catch (e) {
+      throw new DotmeshError('UNAVAILABLE', `cannot reach dotmesh-server at ${this.url}: ${(e as Error).message}`);
+    }
+    const nl = stdout.lastIndexOf('\n');
+    const status = Number(stdout.slice(nl + 1));
+    const text = stdout.slice(0, nl);
+    if (status === 401) throw new DotmeshError('UNAUTHENTICATED', UNAUTHENTICATED_MESSAGE);
+    if (status !== 200) throw new DotmeshError('INTERNAL', `HTTP ${status} to ${wireMethod}: ${text.slice(0, 300)}`);
+    const reply = JSON.parse(text) as { result?: unknown; error?: unknown };
+    if (reply.error !== undefined && reply.error !== null) throw errorFromRpc(reply.error);
+    if (reply.result === undefined || reply.result === null) throw new DotmeshError('INTERNAL', 'result is null');
+    return reply.result;
+  }
+}
+
+/** A client whose header file is written on first use (so `client()` can stay synchronous). */
+class LazyClient extends DotmeshClient {
+  readonly #get: () => Promise<DotmeshClient>;
+
+  constructor(url: string, get: () => Promise<DotmeshClient>) {
+    super({ url, user: '', apiKey: '' });
+    this.#get = get;
+  }
+
+  override async callRaw(wireMethod: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
+    return (await this.#get()).callRaw(wireMethod, params, options);
+  }
+}
