@@ -1,8 +1,10 @@
 /**
- * Runs the benchmarks of targets.md (P1, P2, P3, P6, P7, P10) against a real dotmesh-server on
- * a loop-file btrfs pool, each against its reference measured in the same run; prints a table
- * and writes JSON (see report.ts). Needs root and btrfs; everything it makes (server, pools, loop
- * devices, mounts, files) is removed at the end, after a failure, and on SIGINT/SIGTERM.
+ * Runs the benchmarks of targets.md (P1-P7, P10) against a real dotmesh-server on a loop-file
+ * btrfs pool (P4, P5: two servers in two network namespaces, pair-hosts.ts), each against its
+ * reference measured in the same run; prints a table and writes JSON (see report.ts). Needs
+ * root and btrfs (P4, P5 also network namespaces, curl and rsync); everything it makes (servers,
+ * namespaces, pools, loop devices, mounts, files) is removed at the end, after a failure, and on
+ * SIGINT/SIGTERM.
  *
  * Usage: node bench/src/run.ts [--smoke] [--only P1,P6] [--out FILE] [--markdown FILE]
  *                              [--sizes 1M,100M] [--dm dist/dm.mjs]
@@ -19,19 +21,22 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSize } from '@dotmesh/rpc/server-defaults';
 import { Cleanup, DM_BUNDLE, isCI, missingCapabilities, testRoot } from '@dotmesh/testkit';
-import { atMost, formatBytes, GiB, ratio, single } from './harness.ts';
+import { atMost, formatBytes, GiB, MiB, ratio, single } from './harness.ts';
 import { describeMachine } from './machine.ts';
 import { benchCommit } from './p1-commit.ts';
 import { benchBranch } from './p2-branch.ts';
 import { benchRollback } from './p3-rollback.ts';
+import { benchIncrementalPush } from './p4-push.ts';
+import { benchClone } from './p5-clone.ts';
 import { benchManyDots } from './p6-many-dots.ts';
 import { benchThroughput } from './p7-throughput.ts';
 import { benchCli } from './p10-cli.ts';
+import { type BenchPair, startPair } from './pair-hosts.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, startBenchServer } from './server.ts';
 import { dropPair, preparePair } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P6', 'P7', 'P10'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P10'] as const;
 /** P1's "a 10 GiB dot within 1.2× of a 1 MiB dot", applied to P2/P3's "size-independent" too. */
 const SIZE_RATIO = 1.2;
 
@@ -59,6 +64,8 @@ const params = smoke
       p1Unflushed: 1,
       p2Samples: 3,
       p3Samples: 3,
+      p4: { sizes: [16 * MiB], samples: 2, pollMs: 10 },
+      p5: { bigSize: 32 * MiB, bigSamples: 1, files: 2000, filesSamples: 1, pollMs: 10 },
       p6Dots: 20,
       p6Samples: 2,
       p7: { clients: 4, seconds: 0.5, commits: 20 },
@@ -70,13 +77,16 @@ const params = smoke
       p1Unflushed: 5,
       p2Samples: 20,
       p3Samples: 20,
+      p4: { sizes: [GiB, 10 * GiB], samples: 5, pollMs: 10 },
+      p5: { bigSize: 2 * GiB, bigSamples: 3, files: 100_000, filesSamples: 3, pollMs: 20 },
       p6Dots: 1000,
       p6Samples: 10,
       p7: { clients: 8, seconds: 5, commits: 200 },
       p10Samples: 20,
     };
 
-const missing = missingCapabilities(['root', 'btrfs', 'losetup']);
+const pairs = only.has('P4') || only.has('P5');
+const missing = missingCapabilities(['root', 'btrfs', 'losetup', ...(pairs ? (['netns'] as const) : [])]);
 if (missing.length > 0) {
   console.error(`bench: cannot run: ${missing.join('; ')}`);
   process.exit(isCI() ? 1 : 0);
@@ -84,7 +94,10 @@ if (missing.length > 0) {
 const maxSize = Math.max(...sizes);
 // Pool: the largest dot twice (dot + raw twin) plus room for the 100 MiB unflushed snapshots.
 const poolBytes = 2 * maxSize + 8 * GiB;
-const needHost = 2 * maxSize + 4 * GiB;
+// P4/P5: two servers' pools, each up to twice the largest of their dots (dot + raw copy).
+const pairMax = Math.max(...(only.has('P4') ? params.p4.sizes : []), ...(only.has('P5') ? [params.p5.bigSize] : []), 0);
+const pairPoolBytes = 2 * pairMax + 4 * GiB;
+const needHost = 2 * maxSize + 4 * GiB + (pairs ? 4 * pairMax + 4 * GiB : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -125,6 +138,7 @@ try {
   const s: BenchServer = await startBenchServer(cleanup, `${Math.ceil(poolBytes / GiB)}G`);
   console.error(`bench: ${s.serverBin} on a ${Math.ceil(poolBytes / GiB)} GiB sparse pool at ${s.mnt}`);
   if (only.has('P1') || only.has('P2') || only.has('P3')) await sizeScaling(s);
+  if (pairs) await transfers();
   if (only.has('P7')) await step('P7', () => benchThroughput(s, params.p7));
   const haveDm = existsSync(dmBundle);
   if (!haveDm && (only.has('P10') || only.has('P6')))
@@ -147,6 +161,33 @@ try {
   } catch (e) {
     errors.push({ id: 'cleanup', error: String(e) });
     console.error(`bench: cleanup FAILED: ${e}`);
+  }
+}
+
+/** P4 and P5 on two servers in two network namespaces (pair-hosts.ts). */
+async function transfers(): Promise<void> {
+  // Torn down as soon as P4/P5 are done, so two idle servers do not share the CPU with later benchmarks.
+  const local = new Cleanup();
+  cleanup.add(() => local.run(), 'P4/P5 hosts and servers');
+  let pair: BenchPair | undefined;
+  const poolSize = `${Math.ceil(pairPoolBytes / GiB)}G`;
+  try {
+    await step('P4/P5 setup', async () => {
+      pair = await startPair(local, poolSize);
+      console.error(`bench: two hosts ${pair.a.host.address} → ${pair.b.host.address}, ${poolSize} pools each`);
+      return [];
+    });
+    if (!pair) return;
+    const p = pair;
+    if (only.has('P4'))
+      for (const size of params.p4.sizes)
+        await step(`P4 ${formatBytes(size)}`, () => benchIncrementalPush(local, p, size, params.p4));
+    if (only.has('P5')) await step('P5', () => benchClone(local, p, params.p5));
+  } finally {
+    await step('P4/P5 teardown', async () => {
+      await local.run();
+      return [];
+    });
   }
 }
 
@@ -204,6 +245,8 @@ const report: Report = {
   params: {
     ...params,
     sizes: sizes.map(formatBytes),
+    p4: { ...params.p4, sizes: params.p4.sizes.map(formatBytes) },
+    p5: { ...params.p5, bigSize: formatBytes(params.p5.bigSize) },
     dmBundle,
     durationS: Math.round((Date.now() - started) / 1000),
   },
