@@ -191,9 +191,19 @@ export class TransferEngine {
     return this.#records.get(id, caller.id, isAdmin(caller));
   }
 
-  /** Waits for running transfers (tests, shutdown). */
-  async idle(): Promise<void> {
-    await Promise.allSettled([...this.#running]);
+  /**
+   * Waits for running transfers, at most `timeoutMs` (shutdown: a transfer still running after
+   * that is cut; its record reads "interrupted by a restart" at the next start).
+   */
+  async idle(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#running]),
+      new Promise((r) => {
+        timer = setTimeout(r, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   async #run(id: string, ends: Ends, fsId: string): Promise<void> {
