@@ -1,7 +1,7 @@
 import { DotmeshError, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
-import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from './labels.ts';
+import { newBranchLabel } from './labels.ts';
 import { resolveBranch } from './resolve.ts';
 
 export interface BranchRequest {
@@ -45,16 +45,13 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
         );
       }
       const fsId = ctx.newId();
-      const label: BranchLabel = {
-        kind: LABEL_KIND,
-        version: LABEL_VERSION,
+      const label = newBranchLabel({
         fsId,
         dotId: dot.id,
         branch: newName,
         origin: { fsId: origin.fsId, commitId },
         createdAt: ctx.now().toISOString(),
-        hiddenCommits: [],
-      };
+      });
       await ctx.driver.createVolume(fsId, { ...label }, { from: { volumeId: origin.fsId, commitId } });
       try {
         ctx.failpoints.hit('branch.after-volume');

@@ -9,7 +9,7 @@ import {
 import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './caller.ts';
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex, type IndexedCommit } from './dot-index.ts';
-import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } from './labels.ts';
+import { type CommitMetaRecord, newBranchLabel } from './labels.ts';
 
 /**
  * Creates a dot: its master branch volume (with the `__default__` subdot) and the
@@ -40,17 +40,14 @@ export async function createDot(
     const createdAt = ctx.now().toISOString();
     // The caller, except when admin creates a dot in another user's namespace (see ownerOf).
     const ownerId = ownerOf ? await ownerOf() : caller.id;
-    const label: BranchLabel = {
-      kind: LABEL_KIND,
-      version: LABEL_VERSION,
+    const label = newBranchLabel({
       fsId: dotId,
       dotId,
       branch: MASTER_BRANCH,
       origin: null,
       createdAt,
-      hiddenCommits: [],
       dot: { namespace, name, ownerId, collaboratorIds: [], createdAt },
-    };
+    });
     await ctx.driver.createVolume(dotId, { ...label });
     try {
       ctx.failpoints.hit('create.after-volume');

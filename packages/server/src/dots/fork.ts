@@ -2,7 +2,7 @@ import { DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmes
 import type { Caller } from './caller.ts';
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex } from './dot-index.ts';
-import { type BranchLabel, type CommitMetaRecord, LABEL_KIND, LABEL_VERSION } from './labels.ts';
+import { type CommitMetaRecord, newBranchLabel } from './labels.ts';
 
 export const FORK_COMMIT_TYPE = 'fork';
 
@@ -39,15 +39,12 @@ export async function forkDot(
       if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `${parent.info.namespace}/${parent.info.name} has no commit to fork`);
       const dotId = ctx.newId();
       const createdAt = ctx.now().toISOString();
-      const label: BranchLabel = {
-        kind: LABEL_KIND,
-        version: LABEL_VERSION,
+      const label = newBranchLabel({
         fsId: dotId,
         dotId,
         branch: MASTER_BRANCH,
         origin: null,
         createdAt,
-        hiddenCommits: [],
         dot: {
           namespace,
           name,
@@ -57,7 +54,7 @@ export async function forkDot(
           forkParentId: parentId,
           forkParentSnapshotId: head.commitId,
         },
-      };
+      });
       await ctx.driver.createVolume(dotId, { ...label }, { from: { volumeId: head.fsId, commitId: head.commitId } });
       try {
         ctx.failpoints.hit('create.after-volume');

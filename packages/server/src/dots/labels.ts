@@ -39,6 +39,29 @@ export interface BranchLabel {
   readonly intent?: BranchIntent;
 }
 
+/** A new branch's label (no hidden commits, no intent); `dot` for a master branch only. */
+export function newBranchLabel(o: {
+  readonly fsId: string;
+  readonly dotId: string;
+  readonly branch: string;
+  readonly origin: CommitOrigin | null;
+  readonly createdAt: string;
+  readonly dot?: DotInfo;
+  readonly hiddenCommits?: readonly string[];
+}): BranchLabel {
+  return {
+    kind: LABEL_KIND,
+    version: LABEL_VERSION,
+    fsId: o.fsId,
+    dotId: o.dotId,
+    branch: o.branch,
+    origin: o.origin,
+    createdAt: o.createdAt,
+    hiddenCommits: [...(o.hiddenCommits ?? [])],
+    ...(o.dot ? { dot: o.dot } : {}),
+  };
+}
+
 export interface CommitMetaRecord {
   readonly metadata: Record<string, string>;
   /** The previous commit of the history this commit was made on (null for a dot's first). */

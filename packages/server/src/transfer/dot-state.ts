@@ -1,7 +1,7 @@
 import type { CommitOrigin } from '@dotmesh/core';
 import type { DotContext } from '../dots/context.ts';
 import { DotIndex } from '../dots/dot-index.ts';
-import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from '../dots/labels.ts';
+import { newBranchLabel } from '../dots/labels.ts';
 
 /**
  * What one server tells another about a dot before a transfer (protocol v1, `POST
@@ -63,16 +63,14 @@ export function indexOfWireDot(d: WireDot): DotIndex {
   const index = new DotIndex();
   index.addDot(d.id, { namespace: d.namespace, name: d.name, ownerId: '', collaboratorIds: [], createdAt: '' });
   for (const v of d.volumes) {
-    const label: BranchLabel = {
-      kind: LABEL_KIND,
-      version: LABEL_VERSION,
+    const label = newBranchLabel({
       fsId: v.fsId,
       dotId: d.id,
       branch: v.branch,
       origin: v.origin,
       createdAt: '',
-      hiddenCommits: [...v.hidden],
-    };
+      hiddenCommits: v.hidden,
+    });
     index.addBranch(
       label,
       v.commits.map((c, seq) => ({ id: c.id, seq, meta: { metadata: { ...c.metadata }, parent: c.parent } })),

@@ -2,7 +2,7 @@ import { type CommitOrigin, DotmeshError, FS_ID_PATTERN, MASTER_BRANCH, validate
 import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedDot } from '../dots/dot-index.ts';
-import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from '../dots/labels.ts';
+import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
 
 /**
  * Where an incoming commit or branch belongs, as the sending side describes it. Everything
@@ -133,19 +133,16 @@ export async function ensureVolume(
     }
   }
   const now = ctx.now().toISOString();
-  const label: BranchLabel = {
-    kind: LABEL_KIND,
-    version: LABEL_VERSION,
+  const label = newBranchLabel({
     fsId: v.fsId,
     dotId: v.dot.id,
     branch: v.branch,
     origin: v.origin,
     createdAt: now,
-    hiddenCommits: [],
     ...(v.branch === MASTER_BRANCH
       ? { dot: { namespace: v.dot.namespace, name: v.dot.name, ownerId, collaboratorIds: [], createdAt: now } }
       : {}),
-  };
+  });
   try {
     await ctx.driver.createVolume(
       v.fsId,

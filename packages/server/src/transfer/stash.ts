@@ -1,7 +1,7 @@
 import { type CommitOrigin, DotmeshError, divergedBranchName } from '@dotmesh/core';
 import { type Caller, canAccess } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
-import { type BranchLabel, LABEL_KIND, LABEL_VERSION } from '../dots/labels.ts';
+import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
 
 /**
@@ -45,16 +45,13 @@ export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, 
       let name = divergedBranchName(state.label.branch, ctx.now());
       for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${state.label.branch}-${n}`, ctx.now());
       const newFsId = ctx.newId();
-      const stashLabel: BranchLabel = {
-        kind: LABEL_KIND,
-        version: LABEL_VERSION,
+      const stashLabel = newBranchLabel({
         fsId: newFsId,
         dotId: dot.id,
         branch: name,
         origin: head,
         createdAt: ctx.now().toISOString(),
-        hiddenCommits: [],
-      };
+      });
       await ctx.driver.createVolume(newFsId, { ...stashLabel }, { from: { volumeId: head.fsId, commitId: head.commitId } });
       ctx.index.addBranch(stashLabel, []);
       await ctx.mirror.syncDot(dot.id);
