@@ -255,7 +255,7 @@ export class TransferEngine {
       }
       receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
     }
-    const history = wireHistory(senderState, fsId);
+    let history = wireHistory(senderState, fsId);
     let plan = this.#plan(ends, history, receiverState, fsId);
     if (plan.kind === 'stash-then-send') {
       update({ Status: 'stashing diverged commits' }, true);
@@ -263,7 +263,8 @@ export class TransferEngine {
       if (stashed !== '') notes.push(`the receiving side's diverged commits are kept on branch ${stashed}`);
       receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
       senderState = (await sender.state(ends.senderName.namespace, ends.senderName.name)) ?? senderState;
-      plan = this.#plan(ends, wireHistory(senderState, fsId), receiverState, fsId);
+      history = wireHistory(senderState, fsId);
+      plan = this.#plan(ends, history, receiverState, fsId);
       if (plan.kind === 'stash-then-send') {
         throw new DotmeshError('CONFLICT', `${fmt(ends.receiverName)} changed while its diverged commits were stashed`, {
           hint: 'run the transfer again',
