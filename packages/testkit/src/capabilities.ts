@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
  * Capability gates for tests. Outside CI a test that lacks a capability is skipped with the
  * reason; under CI=true it fails instead, so a green CI run proves the real thing ran.
  */
-export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns';
+export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns' | 'docker';
 
 const checks: Record<Capability, () => string | undefined> = {
   root: () => (process.getuid?.() === 0 ? undefined : 'needs root'),
@@ -18,6 +18,11 @@ const checks: Record<Capability, () => string | undefined> = {
   etcd: () => commandMissing('etcd'),
   losetup: () => commandMissing('losetup'),
   netns: () => commandMissing('ip') ?? commandMissing('nsenter') ?? ipNetnsFails(),
+  // Debian's docker.io (engine + CLI at these paths) and busybox-static for a base image.
+  docker: () =>
+    ['/usr/sbin/dockerd', '/usr/bin/docker', '/bin/busybox']
+      .filter((p) => !existsSync(p))
+      .map((p) => `${p} is missing (apt-get install docker.io busybox-static)`)[0],
 };
 
 /** `ip netns list` must work (it needs root and a kernel with network namespaces). */

@@ -1,6 +1,7 @@
 export * from './capabilities.ts';
 export * from './cleanup.ts';
 export * from './dm.ts';
+export * from './docker.ts';
 export * from './etcd.ts';
 export * from './hosts.ts';
 export * from './loop.ts';
