@@ -1,4 +1,5 @@
 import {
+  type CommitOrigin,
   DEFAULT_SUBDOT,
   DotmeshError,
   INITIAL_COMMIT_MESSAGE,
@@ -9,7 +10,7 @@ import {
 import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './caller.ts';
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex, type IndexedCommit } from './dot-index.ts';
-import { type CommitMetaRecord, newBranchLabel } from './labels.ts';
+import { type CommitMetaRecord, type DotInfo, newBranchLabel } from './labels.ts';
 
 /**
  * Creates a dot: its master branch volume (with the `__default__` subdot) and the
@@ -40,47 +41,63 @@ export async function createDot(
     const createdAt = ctx.now().toISOString();
     // The caller, except when admin creates a dot in another user's namespace (see ownerOf).
     const ownerId = ownerOf ? await ownerOf() : caller.id;
-    const label = newBranchLabel({
-      fsId: dotId,
+    await materializeDot(ctx, {
       dotId,
-      branch: MASTER_BRANCH,
-      origin: null,
-      createdAt,
-      dot: { namespace, name, ownerId, collaboratorIds: [], createdAt },
+      info: { namespace, name, ownerId, collaboratorIds: [], createdAt },
+      prepare: () => ctx.driver.ensureDirectory(dotId, DEFAULT_SUBDOT),
+      firstCommit: { type: INITIAL_COMMIT_TYPE, message: INITIAL_COMMIT_MESSAGE, author: caller.name },
     });
-    await ctx.driver.createVolume(dotId, { ...label });
-    try {
-      ctx.failpoints.hit('create.after-volume');
-      await ctx.driver.ensureDirectory(dotId, DEFAULT_SUBDOT);
-      const commitId = ctx.newId();
-      const meta: CommitMetaRecord = {
-        metadata: {
-          type: INITIAL_COMMIT_TYPE,
-          message: INITIAL_COMMIT_MESSAGE,
-          author: caller.name,
-          timestamp: timestampNs(ctx.now()),
-        },
-        parent: null,
-      };
-      const info = await ctx.driver.commit(dotId, commitId, { ...meta });
-      ctx.failpoints.hit('create.after-initial-commit');
-      ctx.index.addDot(dotId, label.dot!);
-      ctx.index.addBranch(label, [{ id: commitId, seq: info.seq, meta } satisfies IndexedCommit]);
-      await ctx.mirror.syncDot(dotId);
-      ctx.failpoints.hit('create.after-index');
-    } catch (e) {
-      // The caller sees an error, so the dot must not half-exist: undo what this call made.
-      // (A crash instead of an error is handled by start-up recovery with the same outcome.)
-      ctx.index.removeDot(dotId);
-      await ctx.driver
-        .deleteVolume(dotId)
-        .catch((err: unknown) => ctx.logger.warn({ err, dotId }, 'cleanup after failed create'));
-      await ctx.mirror.removeDot(dotId, namespace, name, [dotId]).catch(() => undefined);
-      throw e;
-    }
     ctx.logger.info({ dotId, namespace, name }, 'created dot');
     return dotId;
   });
+}
+
+/**
+ * The steps every new dot takes (createDot, forkDot): its master volume with its label (empty,
+ * or a writable copy of `from`) ─(create.after-volume)→ `prepare` → its first commit
+ * ─(create.after-initial-commit)→ indexed and mirrored ─(create.after-index)→. An error undoes
+ * what was made, so the dot does not half-exist; a crash instead leaves a master without
+ * commits, which start-up recovery drops. Caller holds the name lock.
+ */
+export async function materializeDot(
+  ctx: DotContext,
+  o: {
+    readonly dotId: string;
+    readonly info: DotInfo;
+    readonly from?: CommitOrigin;
+    readonly prepare?: () => Promise<void>;
+    /** Metadata of the first commit (a timestamp is added). */
+    readonly firstCommit: Record<string, string>;
+  },
+): Promise<void> {
+  const { dotId, info } = o;
+  const label = newBranchLabel({ fsId: dotId, dotId, branch: MASTER_BRANCH, origin: null, createdAt: info.createdAt, dot: info });
+  await ctx.driver.createVolume(
+    dotId,
+    { ...label },
+    o.from ? { from: { volumeId: o.from.fsId, commitId: o.from.commitId } } : {},
+  );
+  try {
+    ctx.failpoints.hit('create.after-volume');
+    await o.prepare?.();
+    const commitId = ctx.newId();
+    const meta: CommitMetaRecord = { metadata: { ...o.firstCommit, timestamp: timestampNs(ctx.now()) }, parent: null };
+    const commit = await ctx.driver.commit(dotId, commitId, { ...meta });
+    ctx.failpoints.hit('create.after-initial-commit');
+    ctx.index.addDot(dotId, info);
+    ctx.index.addBranch(label, [{ id: commitId, seq: commit.seq, meta } satisfies IndexedCommit]);
+    await ctx.mirror.syncDot(dotId);
+    ctx.failpoints.hit('create.after-index');
+  } catch (e) {
+    // The caller sees an error, so the dot must not half-exist: undo what this call made.
+    // (A crash instead of an error is handled by start-up recovery with the same outcome.)
+    ctx.index.removeDot(dotId);
+    await ctx.driver
+      .deleteVolume(dotId)
+      .catch((err: unknown) => ctx.logger.warn({ err, dotId }, 'cleanup after a failed dot creation'));
+    await ctx.mirror.removeDot(dotId, info.namespace, info.name, [dotId]).catch(() => undefined);
+    throw e;
+  }
 }
 
 /**

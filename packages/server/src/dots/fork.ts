@@ -1,8 +1,8 @@
-import { DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import { DotmeshError, validateFsId, validateName } from '@dotmesh/core';
 import type { Caller } from './caller.ts';
-import { type DotContext, timestampNs } from './context.ts';
+import type { DotContext } from './context.ts';
+import { materializeDot } from './create-delete.ts';
 import { DotIndex } from './dot-index.ts';
-import { type CommitMetaRecord, newBranchLabel } from './labels.ts';
 
 export const FORK_COMMIT_TYPE = 'fork';
 
@@ -11,9 +11,7 @@ export const FORK_COMMIT_TYPE = 'fork';
  * another dot's master branch, recorded as its ForkParentId / ForkParentSnapshotId. The fork
  * has its own id and history (one first commit, "Forked from …"): the parent's history stays
  * with the parent, so the two never look like the same dot to a transfer.
- * Steps as createDot: volume from the parent's commit ─(create.after-volume)→ first commit
- * ─→ indexed. A crash before the first commit leaves a master without commits: recovery
- * drops it.
+ * Steps as createDot (materializeDot), the volume made from the parent's commit.
  */
 export async function forkDot(
   ctx: DotContext,
@@ -39,13 +37,9 @@ export async function forkDot(
       if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `${parent.info.namespace}/${parent.info.name} has no commit to fork`);
       const dotId = ctx.newId();
       const createdAt = ctx.now().toISOString();
-      const label = newBranchLabel({
-        fsId: dotId,
+      await materializeDot(ctx, {
         dotId,
-        branch: MASTER_BRANCH,
-        origin: null,
-        createdAt,
-        dot: {
+        info: {
           namespace,
           name,
           ownerId,
@@ -54,30 +48,13 @@ export async function forkDot(
           forkParentId: parentId,
           forkParentSnapshotId: head.commitId,
         },
+        from: head,
+        firstCommit: {
+          type: FORK_COMMIT_TYPE,
+          message: `Forked from ${parent.info.namespace}/${parent.info.name} at ${head.commitId}`,
+          author: caller.name,
+        },
       });
-      await ctx.driver.createVolume(dotId, { ...label }, { from: { volumeId: head.fsId, commitId: head.commitId } });
-      try {
-        ctx.failpoints.hit('create.after-volume');
-        const commitId = ctx.newId();
-        const meta: CommitMetaRecord = {
-          metadata: {
-            type: FORK_COMMIT_TYPE,
-            message: `Forked from ${parent.info.namespace}/${parent.info.name} at ${head.commitId}`,
-            author: caller.name,
-            timestamp: timestampNs(ctx.now()),
-          },
-          parent: null,
-        };
-        const info = await ctx.driver.commit(dotId, commitId, { ...meta });
-        ctx.index.addDot(dotId, label.dot!);
-        ctx.index.addBranch(label, [{ id: commitId, seq: info.seq, meta }]);
-        await ctx.mirror.syncDot(dotId);
-      } catch (e) {
-        ctx.index.removeDot(dotId);
-        await ctx.driver.deleteVolume(dotId).catch(() => undefined);
-        await ctx.mirror.removeDot(dotId, namespace, name, [dotId]).catch(() => undefined);
-        throw e;
-      }
       ctx.logger.info({ dotId, parentId, namespace, name }, 'forked dot');
       return dotId;
     }),

@@ -1,6 +1,7 @@
 import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
 import { type Caller, requireOwner } from './caller.ts';
 import type { DotContext } from './context.ts';
+import type { IndexedBranch } from './dot-index.ts';
 import type { BranchLabel } from './labels.ts';
 import { resolveBranch } from './resolve.ts';
 
@@ -43,16 +44,7 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
       await refuseIfInUse(ctx, fsId, `${dot.info.namespace}/${dot.info.name}`);
       const state = ctx.index.requireBranch(fsId);
       const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
-      const hidden = new Set(state.label.hiddenCommits);
-      let origin = state.label.origin;
-      if (entry.fsId === fsId) {
-        const seq = state.commits.find((c) => c.id === target)!.seq;
-        for (const c of state.commits) if (c.seq > seq) hidden.add(c.id);
-      } else {
-        origin = to;
-        for (const c of state.commits) hidden.add(c.id);
-      }
-      const label: BranchLabel = { ...state.label, origin, hiddenCommits: [...hidden] };
+      const label = labelResetTo(state, to);
       await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
       ctx.failpoints.hit('rollback.after-intent');
       await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
@@ -66,6 +58,24 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
       ctx.logger.info({ fsId, to }, 'rolled back');
     }),
   );
+}
+
+/**
+ * A branch's label once its history ends at `to` (a commit of its history; null: before its
+ * first own commit, keeping its origin): its own commits after `to` — all of them when `to` is
+ * not its own — become hidden, and a `to` in another volume becomes its origin.
+ */
+export function labelResetTo(state: IndexedBranch, to: CommitOrigin | null): BranchLabel {
+  const hidden = new Set(state.label.hiddenCommits);
+  let origin = state.label.origin;
+  if (to && to.fsId === state.label.fsId) {
+    const seq = state.commits.find((c) => c.id === to.commitId)!.seq;
+    for (const c of state.commits) if (c.seq > seq) hidden.add(c.id);
+  } else {
+    for (const c of state.commits) hidden.add(c.id);
+    if (to) origin = to;
+  }
+  return { ...state.label, origin, hiddenCommits: [...hidden] };
 }
 
 /**

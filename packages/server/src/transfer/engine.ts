@@ -15,6 +15,7 @@ import { type Caller, isAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './dot-state.ts';
 import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
+import { activeContainersError } from './incoming.ts';
 import { LocalSide } from './local-side.ts';
 import { connectPeer } from './peer-connect.ts';
 import type { ReceiveDeps } from './receive-commit.ts';
@@ -33,6 +34,12 @@ export interface TransferTiming {
 export const DEFAULT_TRANSFER_TIMING: TransferTiming = { idleTimeoutMs: 30_000, attempts: 5, backoffMs: 2_000 };
 
 type TransferRequest = ParamsOf<'Transfer'>;
+
+/** Both sides' view of the dot (the receiver's null when it does not have it). */
+interface States {
+  readonly sender: WireDot;
+  readonly receiver: WireDot | null;
+}
 
 /** The two ends of one transfer and how the dot is named on each. */
 interface Ends {
@@ -114,26 +121,9 @@ export class TransferEngine {
       timing.idleTimeoutMs,
     );
     const me = this.localSide(caller);
-    const ends: Ends =
-      direction === 'push'
-        ? {
-            direction,
-            sender: me,
-            receiver: peer,
-            senderName: local,
-            receiverName: remote,
-            branch: localBranch,
-            stash: req.StashDivergence,
-          }
-        : {
-            direction,
-            sender: peer,
-            receiver: me,
-            senderName: remote,
-            receiverName: local,
-            branch: localBranch,
-            stash: req.StashDivergence,
-          };
+    const [sender, receiver, senderName, receiverName] =
+      direction === 'push' ? ([me, peer, local, remote] as const) : ([peer, me, remote, local] as const);
+    const ends: Ends = { direction, sender, receiver, senderName, receiverName, branch: localBranch, stash: req.StashDivergence };
     const [senderState, receiverState] = await Promise.all([
       ends.sender.state(ends.senderName.namespace, ends.senderName.name),
       ends.receiver.state(ends.receiverName.namespace, ends.receiverName.name),
@@ -182,7 +172,9 @@ export class TransferEngine {
     };
     this.#records.create(record, caller.id);
     this.#ctx.logger.info({ transfer: id, direction, peer: peer.label, local, remote, branch: ends.branch }, 'transfer started');
-    const run = this.#run(id, ends, fsId).finally(() => this.#running.delete(run));
+    const run = this.#run(id, ends, fsId, { sender: senderState!, receiver: receiverState }).finally(() =>
+      this.#running.delete(run),
+    );
     this.#running.add(run);
     return id;
   }
@@ -206,13 +198,14 @@ export class TransferEngine {
     clearTimeout(timer);
   }
 
-  async #run(id: string, ends: Ends, fsId: string): Promise<void> {
+  /** `preflight`: both sides' states as just read by start(), used by the first attempt. */
+  async #run(id: string, ends: Ends, fsId: string, preflight: States): Promise<void> {
     const started = process.hrtime.bigint();
     const elapsed = () => Number(process.hrtime.bigint() - started);
     const timing = this.#timing();
     for (let attempt = 1; ; attempt++) {
       try {
-        const message = await this.#attempt(id, ends, fsId, elapsed);
+        const message = await this.#attempt(id, ends, fsId, elapsed, attempt === 1 ? preflight : undefined);
         this.#records.update(id, { Status: 'finished', Message: message, NanosecondsElapsed: elapsed() }, true);
         this.#ctx.logger.info({ transfer: id, message }, 'transfer finished');
         return;
@@ -230,14 +223,17 @@ export class TransferEngine {
     }
   }
 
-  /** One pass: plan from both sides' current state, stash if needed, send. Returns the final message. */
-  async #attempt(id: string, ends: Ends, fsId: string, elapsed: () => number): Promise<string> {
+  /**
+   * One pass: plan from both sides' current state (`known`, else read now), stash if needed,
+   * send. Returns the final message.
+   */
+  async #attempt(id: string, ends: Ends, fsId: string, elapsed: () => number, known?: States): Promise<string> {
     const { sender, receiver } = ends;
     const update = (change: Partial<TransferPollResult>, important = false) =>
       this.#records.update(id, { ...change, NanosecondsElapsed: elapsed() }, important);
-    let senderState = await sender.state(ends.senderName.namespace, ends.senderName.name);
+    let senderState = known ? known.sender : await sender.state(ends.senderName.namespace, ends.senderName.name);
     if (!senderState) throw new DotmeshError('DOT_NOT_FOUND', `${sender.label}: ${fmt(ends.senderName)} no longer exists`);
-    let receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
+    let receiverState = known ? known.receiver : await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
     const notes: string[] = [];
     if (ends.stash && (volumeOf(receiverState ?? EMPTY, fsId)?.dirtyBytes ?? 0) > 0) {
       update({ Status: 'committing dirty data ready for stashing' }, true);
@@ -438,12 +434,7 @@ function refuseBranchClashes(clashes: readonly BranchClash[], receiverName: { na
 function checkReceiverWritable(state: WireDot | null, fsId: string, stash: boolean): void {
   const v = volumeOf(state ?? EMPTY, fsId);
   if (!v) return;
-  if (v.containers.length > 0) {
-    throw new DotmeshError(
-      'IN_USE',
-      `Aborting because there are active containers running on volume where data would be written: ${v.containers.join(', ')}. Stop the containers.`,
-    );
-  }
+  if (v.containers.length > 0) throw activeContainersError(v.containers);
   if (v.dirtyBytes > 0 && !stash) {
     throw new DotmeshError(
       'CONFLICT',

@@ -1,4 +1,4 @@
-import { type CommitOrigin, DotmeshError, FS_ID_PATTERN, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
 import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedDot } from '../dots/dot-index.ts';
@@ -163,6 +163,10 @@ export async function ensureVolume(
   return { label, created: true };
 }
 
-export function isFsId(s: string): boolean {
-  return FS_ID_PATTERN.test(s);
+/** The original's refusal to write where containers are running. */
+export function activeContainersError(names: readonly string[]): DotmeshError {
+  return new DotmeshError(
+    'IN_USE',
+    `Aborting because there are active containers running on volume where data would be written: ${names.join(', ')}. Stop the containers.`,
+  );
 }

@@ -1,8 +1,10 @@
 import { type CommitOrigin, DotmeshError, divergedBranchName } from '@dotmesh/core';
 import { type Caller, canAccess } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
+import type { IndexedBranch, IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
-import { refuseIfInUse } from '../dots/rollback.ts';
+import { labelResetTo, refuseIfInUse } from '../dots/rollback.ts';
+import { activeContainersError } from './incoming.ts';
 
 /**
  * Moves a branch's commits after `common` (all its commits when `common` is null) aside, to a
@@ -17,11 +19,7 @@ import { refuseIfInUse } from '../dots/rollback.ts';
  * as it is: the first incoming commit replaces it.
  */
 export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, commonCommitId: string | null): Promise<string> {
-  const state = ctx.index.branches.get(fsId);
-  const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
-  if (!state || !dot || !canAccess(caller, dot.info)) {
-    throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
-  }
+  const { state, dot } = visibleBranch(ctx, caller, fsId);
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
   ctx.writeGuard.assertWritable(`stash diverged commits of ${dotName}`);
   return ctx.locks.exclusive(dot.id, () =>
@@ -42,8 +40,7 @@ export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, 
       if (!head || (common && head.commitId === common.commitId && head.fsId === common.fsId)) return '';
       await refuseIfInUse(ctx, fsId, dotName);
 
-      let name = divergedBranchName(state.label.branch, ctx.now());
-      for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${state.label.branch}-${n}`, ctx.now());
+      const name = freeDivergedName(ctx, dot, state.label.branch);
       const newFsId = ctx.newId();
       const stashLabel = newBranchLabel({
         fsId: newFsId,
@@ -57,16 +54,7 @@ export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, 
       await ctx.mirror.syncDot(dot.id);
       ctx.failpoints.hit('stash.after-branch');
 
-      const hidden = new Set(state.label.hiddenCommits);
-      let origin = state.label.origin;
-      if (common && common.fsId === fsId) {
-        const seq = state.commits.find((c) => c.id === common.commitId)!.seq;
-        for (const c of state.commits) if (c.seq > seq) hidden.add(c.id);
-      } else {
-        for (const c of state.commits) hidden.add(c.id);
-        if (common) origin = common;
-      }
-      const label: BranchLabel = { ...state.label, origin, hiddenCommits: [...hidden] };
+      const label = labelResetTo(state, common);
       if (common) {
         await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to: common, opId: ctx.newId() } });
         await ctx.driver.rollback(fsId, { volumeId: common.fsId, commitId: common.commitId });
@@ -88,24 +76,14 @@ export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, 
  * One label write: a crash leaves the old or the new name.
  */
 export async function stashBranch(ctx: DotContext, caller: Caller, fsId: string): Promise<string> {
-  const state = ctx.index.branches.get(fsId);
-  const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
-  if (!state || !dot || !canAccess(caller, dot.info)) {
-    throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
-  }
+  const { state, dot } = visibleBranch(ctx, caller, fsId);
   if (state.label.branch === 'master') throw new DotmeshError('INVALID_ARGUMENT', 'the master branch cannot be renamed');
   return ctx.locks.exclusive(dot.id, () =>
     ctx.queues.run(fsId, async () => {
       const containers = await ctx.containers.containersFor(fsId);
-      if (containers.length > 0) {
-        throw new DotmeshError(
-          'IN_USE',
-          `Aborting because there are active containers running on volume where data would be written: ${containers.map((c) => c.Name).join(', ')}. Stop the containers.`,
-        );
-      }
+      if (containers.length > 0) throw activeContainersError(containers.map((c) => c.Name));
       const old = state.label.branch;
-      let name = divergedBranchName(old, ctx.now());
-      for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${old}-${n}`, ctx.now());
+      const name = freeDivergedName(ctx, dot, old);
       const label: BranchLabel = { ...state.label, branch: name };
       await ctx.driver.writeLabel(fsId, { ...label });
       state.label = label;
@@ -116,4 +94,21 @@ export async function stashBranch(ctx: DotContext, caller: Caller, fsId: string)
       return name;
     }),
   );
+}
+
+/** A branch by filesystem id, with its dot, for a caller who may see that dot. */
+function visibleBranch(ctx: DotContext, caller: Caller, fsId: string): { state: IndexedBranch; dot: IndexedDot } {
+  const state = ctx.index.branches.get(fsId);
+  const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
+  if (!state || !dot || !canAccess(caller, dot.info)) {
+    throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
+  }
+  return { state, dot };
+}
+
+/** `<branch>-DIVERGED-<now>`, made unique in the dot (`<branch>-2-DIVERGED-…` and so on). */
+function freeDivergedName(ctx: DotContext, dot: IndexedDot, branch: string): string {
+  let name = divergedBranchName(branch, ctx.now());
+  for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${branch}-${n}`, ctx.now());
+  return name;
 }
