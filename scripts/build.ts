@@ -62,6 +62,23 @@ const lazyBuiltins: Plugin = {
 };
 
 /**
+ * docker-modem (under dockerode) loads `ssh2` at start for `ssh://` engines, and ssh2 loads
+ * optional native addons a bundle cannot hold. We only talk to the engine over its unix
+ * socket: `ssh2` becomes a module whose Client refuses to be made.
+ */
+const noSsh2: Plugin = {
+  name: 'no-ssh2',
+  setup(b) {
+    b.onResolve({ filter: /^ssh2$/ }, () => ({ path: 'ssh2', namespace: 'no-ssh2' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-ssh2' }, () => ({
+      contents:
+        "module.exports = { Client: class { constructor() { throw new Error('dotmesh reaches Docker over its unix socket only (no ssh:// engines)'); } } };",
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * etcd3 reads its gRPC definitions at load time from `${__dirname}/../proto/rpc.proto`, which an
  * ESM bundle has no `__dirname` for: point it at the copy `buildBundles` puts in
  * `<outdir>/chunks/etcd-proto/` (installed with the chunks), found from the chunk or the entry.
@@ -152,7 +169,7 @@ async function buildOne(root: string, outdir: string, e: Entry): Promise<void> {
     sourcemap: 'linked',
     legalComments: 'none',
     banner: { js: BANNER },
-    plugins: [lazyBuiltins, etcdProto],
+    plugins: [lazyBuiltins, etcdProto, noSsh2],
     logLevel: 'warning',
   });
 }

@@ -6,3 +6,4 @@ export * from './names.ts';
 export * from './refs.ts';
 export * from './transfer-plan.ts';
 export * from './types.ts';
+export * from './volume-name.ts';

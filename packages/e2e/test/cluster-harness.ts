@@ -66,6 +66,11 @@ export async function initCluster(
     '--no-systemd',
     '--server-bin',
     SERVER_BUNDLE,
+    // The plugin is served, but where no dockerd looks, and no real engine is asked.
+    '--docker-plugin-socket',
+    join(poolDir, 'plugins', 'dm.sock'),
+    '--docker-socket',
+    join(poolDir, 'no-docker.sock'),
     ...(options.extraInitArgs ?? []),
   ];
   cleanup.add(async () => {

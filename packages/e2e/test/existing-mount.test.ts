@@ -34,6 +34,10 @@ describe('dm cluster init on an existing btrfs mount', { skip }, () => {
     '--no-systemd',
     '--server-bin',
     SERVER_BUNDLE,
+    '--docker-plugin-socket',
+    'none',
+    '--docker-socket',
+    join(poolDir, 'no-docker.sock'),
   ];
   before(async () => {
     const dir = await makeTempDir('userfs-', cleanup);

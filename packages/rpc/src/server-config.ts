@@ -4,6 +4,8 @@ import { z } from 'zod';
 import {
   CONFIG_FILE_NAME,
   DEFAULT_CHECK_PORT,
+  DEFAULT_DOCKER_PLUGIN_SOCKET,
+  DEFAULT_DOCKER_SOCKET,
   DEFAULT_LISTEN_HOST,
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
@@ -76,6 +78,15 @@ export interface ServerConfig {
   readonly transferAttempts: number;
   /** Transfers: the wait before attempt n+1 is n × this (default 2000 ms). */
   readonly transferBackoffMs: number;
+  /**
+   * Docker volume plugin socket; its file name without `.sock` is the volume driver name
+   * (default /run/docker/plugins/dm.sock: driver `dm`). null: no plugin.
+   */
+  readonly dockerPluginSocket: string | null;
+  /** The Docker Engine API socket, for tracking, stopping and starting containers (default /var/run/docker.sock). */
+  readonly dockerSocket: string;
+  /** The Dotmesh user the volume plugin acts as (default admin). */
+  readonly dockerPluginUser: string;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -115,6 +126,15 @@ export const serverConfigFileSchema = z.object({
   transferIdleTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
   transferAttempts: z.number().int().min(1).max(100).default(5),
   transferBackoffMs: z.number().int().min(0).max(600_000).default(2000),
+  dockerPluginSocket: absPath
+    .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
+    .nullable()
+    .default(DEFAULT_DOCKER_PLUGIN_SOCKET),
+  dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET),
+  dockerPluginUser: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'must be a user name' })
+    .default('admin'),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -152,6 +172,9 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     transferIdleTimeoutMs: c.transferIdleTimeoutMs,
     transferAttempts: c.transferAttempts,
     transferBackoffMs: c.transferBackoffMs,
+    dockerPluginSocket: c.dockerPluginSocket,
+    dockerSocket: c.dockerSocket,
+    dockerPluginUser: c.dockerPluginUser,
   };
 }
 

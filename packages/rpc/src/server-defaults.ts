@@ -12,6 +12,10 @@ export const DEFAULT_CHECK_PORT = 32608;
 export const DEFAULT_TLS_PORT = 32606;
 export const DEFAULT_LISTEN_HOST = '0.0.0.0';
 export const CONFIG_FILE_NAME = 'config.json';
+/** Where dockerd finds the `dm` volume driver (legacy plugins: `/run/docker/plugins/<driver>.sock`). */
+export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/dm.sock';
+/** The Docker Engine API the container tracker talks to. */
+export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
 /** Binary units as `truncate -s` reads them: K, M, G, T, P (optionally followed by "i"/"iB"/"B"). */
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };

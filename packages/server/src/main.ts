@@ -109,6 +109,11 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
         backoffMs: config.transferBackoffMs,
       },
       inUse: new ProcInUseChecker(),
+      docker: {
+        engineSocket: config.dockerSocket,
+        pluginSocket: config.dockerPluginSocket,
+        pluginUser: config.dockerPluginUser,
+      },
       ...(guard ? { writeGuard: guard } : {}),
       pool: new LoopPoolControl({
         device: {

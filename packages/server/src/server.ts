@@ -1,11 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
+import { basename } from 'node:path';
+import { formatVolumeName, parseVolumeName } from '@dotmesh/core';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
 import { UserService } from './auth/users.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
+import { DockerodeEngineClient, type EngineClient } from './docker/engine-client.ts';
+import { PluginSocketServer } from './docker/plugin-server.ts';
+import { DockerContainerTracker } from './docker/tracker.ts';
+import { VolumePlugin } from './docker/volume-plugin.ts';
+import type { Caller } from './dots/caller.ts';
 import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
 import type { DotContext } from './dots/context.ts';
 import { DotIndex } from './dots/dot-index.ts';
@@ -47,6 +54,8 @@ export interface ServerParts {
   readonly checkPort?: number;
   /** Also serve the API over HTTPS on this port (0 picks a free one) with this certificate. */
   readonly tls?: { readonly port: number; readonly material: TlsMaterial };
+  /** Tracks containers over this Docker engine (overrides `containers`) and serves the volume plugin. */
+  readonly docker?: DockerParts;
   readonly containers?: ContainerTracker;
   readonly inUse?: InUseChecker;
   readonly writeGuard?: WriteGuard;
@@ -61,6 +70,19 @@ export interface ServerParts {
   readonly closeStorage?: boolean;
 }
 
+export interface DockerParts {
+  /** The Engine API's unix socket (containers are listed, stopped and started there). */
+  readonly engineSocket: string;
+  /** Where to serve the volume plugin (`<dir>/<driver>.sock`); null: no plugin. */
+  readonly pluginSocket: string | null;
+  /** The Dotmesh user the plugin acts as. */
+  readonly pluginUser: string;
+  /** The volume driver name containers use; default: the plugin socket's name, else `dm`. */
+  readonly driverName?: string;
+  /** Another Engine API client (tests); default: dockerode on engineSocket. */
+  readonly engine?: EngineClient;
+}
+
 export interface RunningServer {
   readonly port: number;
   readonly checkPort: number | undefined;
@@ -70,6 +92,8 @@ export interface RunningServer {
   readonly handlers: HandlerTable;
   readonly transfers: TransferEngine;
   readonly recovery: readonly string[];
+  /** The Docker volume plugin, when one is served. */
+  readonly plugin: VolumePlugin | undefined;
   close(): Promise<void>;
 }
 
@@ -83,6 +107,16 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   if (admin !== 'kept') logger.info({ admin }, `${admin} the admin user from the initial credentials`);
 
   const index = new DotIndex();
+  const paths = new ContainerPaths(parts.containerMountDir);
+  const tracker = parts.docker
+    ? new DockerContainerTracker({
+        engine: parts.docker.engine ?? new DockerodeEngineClient(parts.docker.engineSocket),
+        driverName: parts.docker.driverName ?? (parts.docker.pluginSocket ? basename(parts.docker.pluginSocket, '.sock') : 'dm'),
+        paths,
+        fsIdAt: (path) => [...index.branches.keys()].find((fsId) => driver.volumePath(fsId) === path),
+        logger,
+      })
+    : undefined;
   const ctx: DotContext = {
     driver,
     index,
@@ -91,7 +125,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     logger,
     locks: new KeyedRwLock(),
     queues: new KeyedQueue(),
-    containers: parts.containers ?? NO_CONTAINERS,
+    containers: tracker ?? parts.containers ?? NO_CONTAINERS,
     inUse: parts.inUse ?? NEVER_IN_USE,
     writeGuard: parts.writeGuard ?? ALWAYS_WRITABLE,
     nodeId: parts.nodeId,
@@ -114,14 +148,22 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) },
     () => timing,
   );
+  const plugin = parts.docker?.pluginSocket
+    ? new VolumePlugin({
+        ctx,
+        paths,
+        caller: pluginCaller(users, parts.docker.pluginUser),
+        ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns),
+      })
+    : undefined;
   const handlers = createHandlers({
     ctx,
     sizes: new SizeTracker(driver),
     users,
     auth,
-    paths: new ContainerPaths(parts.containerMountDir),
+    paths,
     version: SERVER_VERSION,
-    internalState: () => dumpIndex(ctx),
+    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin) }),
     store,
     transfers,
     ...(parts.pool ? { pool: parts.pool } : {}),
@@ -142,6 +184,21 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     check = createCheckServer();
     await listen(check, parts.listenHost, parts.checkPort);
   }
+  let pluginServer: PluginSocketServer | undefined;
+  if (plugin && tracker && parts.docker?.pluginSocket) {
+    // Containers kept running across our restart hold mounts made before it: count them again.
+    plugin.refs.restore(await runningMountCounts(tracker));
+    pluginServer = await PluginSocketServer.listen({
+      socketPath: parts.docker.pluginSocket,
+      methods: plugin.methods,
+      logger,
+    }).catch((err: unknown) => {
+      logger.error({ err, socket: parts.docker?.pluginSocket }, 'the Docker volume plugin is not served');
+      return undefined;
+    });
+    if (pluginServer)
+      logger.info({ socket: parts.docker.pluginSocket, mounts: plugin.refs.snapshot() }, 'Docker volume plugin ready');
+  }
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;
   logger.info(
@@ -157,7 +214,9 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     handlers,
     transfers,
     recovery: report.actions,
+    plugin: pluginServer ? plugin : undefined,
     async close() {
+      await pluginServer?.close();
       api.closeIdleConnections();
       secure?.closeIdleConnections();
       await Promise.all([
@@ -172,4 +231,36 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       }
     },
   };
+}
+
+/** The plugin's user, looked up once it exists (ids never change). */
+function pluginCaller(users: UserService, name: string): () => Promise<Caller | undefined> {
+  let found: Caller | undefined;
+  return async () => {
+    if (found) return found;
+    const user = await users.byName(name);
+    if (user) found = { id: user.Id, name: user.Name, authMethod: 'internal' };
+    return found;
+  };
+}
+
+/** Running containers' mounts of our volumes, per canonical volume name. */
+async function runningMountCounts(tracker: DockerContainerTracker): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const use of await tracker.uses(true)) {
+    let name: string;
+    try {
+      name = formatVolumeName(parseVolumeName(use.volumeName));
+    } catch {
+      continue;
+    }
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function dockerMountsState(plugin: VolumePlugin | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [volume, n] of Object.entries(plugin?.refs.snapshot() ?? {})) out[`docker.mounts.${volume}`] = String(n);
+  return out;
 }

@@ -80,7 +80,23 @@ export async function startDockerd(o: { readonly cleanup: Cleanup }): Promise<Do
       const rootfs = join(dir, `rootfs-${name}`);
       await mkdir(join(rootfs, 'bin'), { recursive: true });
       await cp(BUSYBOX, join(rootfs, 'bin', 'busybox'));
-      for (const cmd of ['sh', 'echo', 'cat', 'ls', 'sleep', 'touch', 'mkdir', 'rm', 'sync']) {
+      for (const cmd of [
+        'sh',
+        'echo',
+        'cat',
+        'ls',
+        'sleep',
+        'touch',
+        'mkdir',
+        'rm',
+        'sync',
+        'grep',
+        'wc',
+        'head',
+        'dd',
+        'true',
+        'cp',
+      ]) {
         await symlink('busybox', join(rootfs, 'bin', cmd));
       }
       await mkdir(join(rootfs, 'tmp'));

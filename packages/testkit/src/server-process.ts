@@ -111,6 +111,9 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
         listenHost: o.host?.address ?? '127.0.0.1',
         port,
         checkPort: c,
+        // No Docker unless a test asks for it (extraConfig): never a real engine or plugin dir.
+        dockerPluginSocket: null,
+        dockerSocket: join(dir, 'no-docker.sock'),
         ...etcdConfig(o.etcd),
         ...o.extraConfig,
       }),

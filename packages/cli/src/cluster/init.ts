@@ -41,6 +41,9 @@ export interface ClusterInitOptions {
   readonly tlsPort?: number;
   readonly tlsCertFile?: string | null;
   readonly tlsKeyFile?: string | null;
+  /** The Docker volume plugin socket (null: none) and the Engine API socket; absent: the defaults. */
+  readonly dockerPluginSocket?: string | null;
+  readonly dockerSocket?: string;
 }
 
 export interface ClusterInitResult {
@@ -83,6 +86,8 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     tlsPort: o.tlsPort ?? 0,
     tlsCertFile: o.tlsCertFile ?? null,
     tlsKeyFile: o.tlsKeyFile ?? null,
+    ...(o.dockerPluginSocket === undefined ? {} : { dockerPluginSocket: o.dockerPluginSocket }),
+    ...(o.dockerSocket === undefined ? {} : { dockerSocket: o.dockerSocket }),
   });
   say('Checking suitable environment...');
   const pid = await runningPid(config.pidFile);

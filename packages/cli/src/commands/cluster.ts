@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
 import {
   DEFAULT_CHECK_PORT,
+  DEFAULT_DOCKER_PLUGIN_SOCKET,
+  DEFAULT_DOCKER_SOCKET,
   DEFAULT_LISTEN_HOST,
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
@@ -37,6 +39,16 @@ interface InitFlags {
   tlsPort: number;
   tlsCert?: string;
   tlsKey?: string;
+  dockerPluginSocket: string;
+  dockerSocket: string;
+}
+
+/** The Docker part of the server config from the init flags ("none": no plugin). */
+function dockerFlags(f: InitFlags) {
+  return {
+    dockerPluginSocket: f.dockerPluginSocket === 'none' ? null : resolve(f.dockerPluginSocket),
+    dockerSocket: resolve(f.dockerSocket),
+  };
 }
 
 /** The TLS part of the server config from the init flags. */
@@ -81,6 +93,12 @@ export function register(program: Command, app: CliApp): void {
     .option('--tls-port <n>', 'HTTPS API port, 0 = none', (v: string) => (v === '0' ? 0 : portOption(v)), DEFAULT_TLS_PORT)
     .option('--tls-cert <file>', 'PEM certificate for HTTPS instead of one issued by a generated cluster CA (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option(
+      '--docker-plugin-socket <path>',
+      'serve the Docker volume plugin here; its name without .sock is the driver name; none = no plugin',
+      DEFAULT_DOCKER_PLUGIN_SOCKET,
+    )
+    .option('--docker-socket <path>', 'Docker Engine API socket (containers using dots are tracked there)', DEFAULT_DOCKER_SOCKET)
     .option('--server-bin <path>', 'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
     .option('--no-systemd', 'do not install a systemd unit')
     .option('--store <kind>', 'cluster store: embedded (a file beside the pool) or etcd', 'embedded')
@@ -105,6 +123,7 @@ export function register(program: Command, app: CliApp): void {
           systemd: f.systemd,
           ...storeFlags(f),
           ...tlsFlags(f),
+          ...dockerFlags(f),
         });
         ctx.reporter.result(result, renderClusterInit);
       }),

@@ -93,14 +93,21 @@ export async function switchContainers(
   caller: Caller,
   req: { namespace: unknown; name: unknown; branch: unknown },
 ): Promise<void> {
-  const { dot, fsId } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
-  await ctx.locks.shared(dot.id, async () => {
-    const current = await paths.currentTarget(dot.info.namespace, dot.info.name);
-    const followed = [...dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
-    if (followed !== undefined && followed !== fsId) {
-      // Whatever holds the old branch open would silently stay on it: refuse instead.
-      await refuseIfInUse(ctx, followed, `${dot.info.namespace}/${dot.info.name}`);
-    }
-    await paths.point(paths.linkPath(dot.info.namespace, dot.info.name), ctx.driver.volumePath(fsId));
-  });
+  const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
+  const link = paths.linkPath(dot.info.namespace, dot.info.name);
+  const target = ctx.driver.volumePath(fsId);
+  if ((await paths.currentTarget(dot.info.namespace, dot.info.name)) === target) return;
+  const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  // Containers mounted through the link hold the old branch until they are mounted again.
+  await ctx.containers.whileStopped({ link }, `switch ${dotName} to branch ${branch}`, () =>
+    ctx.locks.shared(dot.id, async () => {
+      const current = await paths.currentTarget(dot.info.namespace, dot.info.name);
+      const followed = [...dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
+      if (followed !== undefined && followed !== fsId) {
+        // Whatever else holds the old branch open would silently stay on it: refuse instead.
+        await refuseIfInUse(ctx, followed, dotName);
+      }
+      await paths.point(link, target);
+    }),
+  );
 }

@@ -29,34 +29,35 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
   requireOwner(caller, dot.info, 'roll it back');
   ctx.writeGuard.assertWritable(`roll back ${dot.info.namespace}/${dot.info.name}`);
-  await ctx.locks.exclusive(dot.id, () =>
-    ctx.queues.run(fsId, async () => {
-      const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
-      if (!entry) {
-        throw new DotmeshError(
-          'COMMIT_NOT_FOUND',
-          `No commit ${target} in the history of branch ${branch} of ${dot.info.namespace}/${dot.info.name}`,
-          {
-            hint: "list commits with 'dm log'",
-          },
-        );
-      }
-      await refuseIfInUse(ctx, fsId, `${dot.info.namespace}/${dot.info.name}`);
-      const state = ctx.index.requireBranch(fsId);
-      const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
-      const label = labelResetTo(state, to);
-      await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
-      ctx.failpoints.hit('rollback.after-intent');
-      await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
-      ctx.failpoints.hit('rollback.after-swap');
-      await ctx.driver.writeLabel(fsId, { ...label });
-      state.label = label;
-      ctx.failpoints.hit('rollback.after-label');
-      await collectUnreachableCommits(ctx, dot.id);
-      ctx.failpoints.hit('rollback.after-gc');
-      await ctx.mirror.syncDot(dot.id);
-      ctx.logger.info({ fsId, to }, 'rolled back');
-    }),
+  const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  const notInHistory = () =>
+    new DotmeshError('COMMIT_NOT_FOUND', `No commit ${target} in the history of branch ${branch} of ${dotName}`, {
+      hint: "list commits with 'dm log'",
+    });
+  // Checked before containers are stopped for it, and again under the lock.
+  if (!ctx.index.history(fsId).some((h) => h.commitId === target)) throw notInHistory();
+  await ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>
+    ctx.locks.exclusive(dot.id, () =>
+      ctx.queues.run(fsId, async () => {
+        const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
+        if (!entry) throw notInHistory();
+        await refuseIfInUse(ctx, fsId, dotName);
+        const state = ctx.index.requireBranch(fsId);
+        const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
+        const label = labelResetTo(state, to);
+        await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
+        ctx.failpoints.hit('rollback.after-intent');
+        await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
+        ctx.failpoints.hit('rollback.after-swap');
+        await ctx.driver.writeLabel(fsId, { ...label });
+        state.label = label;
+        ctx.failpoints.hit('rollback.after-label');
+        await collectUnreachableCommits(ctx, dot.id);
+        ctx.failpoints.hit('rollback.after-gc');
+        await ctx.mirror.syncDot(dot.id);
+        ctx.logger.info({ fsId, to }, 'rolled back');
+      }),
+    ),
   );
 }
 

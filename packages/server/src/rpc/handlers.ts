@@ -6,6 +6,7 @@ import { safeUser, type UserService } from '../auth/users.ts';
 import { createBranch } from '../dots/branch.ts';
 import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
 import { commitBranch } from '../dots/commit.ts';
+import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
 import { createDot, deleteDot } from '../dots/create-delete.ts';
 import { type ContainerPaths, procure, switchContainers } from '../dots/procure.ts';
@@ -90,7 +91,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const out: ResultOf<'ListWithContainers'> = {};
       for (const m of await listMasters(caller)) {
         const ns = out[m.ns] ?? {};
-        ns[m.name] = { Volume: m.volume, Containers: await ctx.containers.containersFor(m.fsId) };
+        ns[m.name] = { Volume: m.volume, Containers: await dotContainers(ctx, m.ns, m.name) };
         out[m.ns] = ns;
       }
       return out;
@@ -218,6 +219,15 @@ async function requireUser(users: UserService, caller: Caller) {
 }
 
 /** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
+/** Containers using any branch of a dot (`dm list` shows them whichever branch they follow). */
+async function dotContainers(ctx: DotContext, namespace: string, name: string): Promise<ContainerInfo[]> {
+  const id = ctx.index.dotIdByName(namespace, name);
+  const dot = id === undefined ? undefined : ctx.index.dots.get(id);
+  const byId = new Map<string, ContainerInfo>();
+  for (const fsId of dot?.branches.values() ?? []) for (const c of await ctx.containers.containersFor(fsId)) byId.set(c.Id, c);
+  return [...byId.values()].sort((a, b) => a.Name.localeCompare(b.Name));
+}
+
 export function dumpIndex(ctx: DotContext): Record<string, string> {
   const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.queues.activeKeys) };
   for (const d of ctx.index.dots.values()) {

@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { type Cleanup, type DockerEngine, startDockerd } from '@dotmesh/testkit';
+import { initCluster, type TestCluster } from './cluster-harness.ts';
+
+/**
+ * A single-node cluster (`dm cluster init` of the built `dm`) whose volume plugin a real
+ * dockerd uses: dockerd runs in a private network namespace (testkit startDockerd), the
+ * plugin socket has a name of its own in /run/docker/plugins (where dockerd looks for legacy
+ * plugins whatever its exec root), so the driver is `dmt<random>`, never a real install's `dm`.
+ */
+export interface DockerCluster {
+  readonly c: TestCluster;
+  readonly engine: DockerEngine;
+  /** The volume driver name (`--volume-driver`). */
+  readonly driver: string;
+  readonly pluginSocket: string;
+  /** The busybox image. */
+  readonly image: string;
+  /** `docker run -v <volume>:/foo --volume-driver <driver> [flags] image sh -c <script>`; stdout. */
+  run(volume: string, script: string, flags?: readonly string[]): Promise<string>;
+  /**
+   * Like run, but as `-d --name <name>` with a long sleep after the script (which `docker stop`
+   * ends at once, where a bare `sleep` as PID 1 would wait out the stop timeout); returns the id.
+   */
+  start(name: string, volume: string, script?: string, flags?: readonly string[]): Promise<string>;
+  docker(args: readonly string[]): Promise<string>;
+}
+
+export async function startDockerCluster(cleanup: Cleanup, o: { poolSize?: string } = {}): Promise<DockerCluster> {
+  const engine = await startDockerd({ cleanup });
+  const image = await engine.importBusybox();
+  const driver = `dmt${randomBytes(4).toString('hex')}`;
+  const pluginSocket = `/run/docker/plugins/${driver}.sock`;
+  cleanup.add(() => rm(pluginSocket, { force: true }), `remove ${pluginSocket}`);
+  const c = await initCluster(cleanup, {
+    ...(o.poolSize ? { poolSize: o.poolSize } : {}),
+    extraInitArgs: ['--docker-plugin-socket', pluginSocket, '--docker-socket', engine.socket],
+  });
+  // Containers go before the cluster is reset (cleanup runs newest first).
+  cleanup.add(async () => {
+    const { stdout } = await engine.docker(['ps', '-aq']).catch(() => ({ stdout: '' }));
+    const ids = stdout.split('\n').filter((l) => l !== '');
+    if (ids.length > 0) await engine.docker(['rm', '-f', ...ids]).catch(() => undefined);
+  }, 'remove containers');
+  const docker = async (args: readonly string[]) => (await engine.docker(args)).stdout;
+  const volumeArgs = (volume: string, flags: readonly string[]) => [
+    'run',
+    '--network',
+    'none',
+    '-v',
+    `${volume}:/foo`,
+    '--volume-driver',
+    driver,
+    ...flags,
+    image,
+  ];
+  return {
+    c,
+    engine,
+    driver,
+    pluginSocket,
+    image,
+    docker,
+    run: (volume, script, flags = []) => docker([...volumeArgs(volume, ['--rm', ...flags]), 'sh', '-c', script]),
+    start: async (name, volume, script = 'true', flags = []) =>
+      (
+        await docker([...volumeArgs(volume, ['-d', '--name', name, ...flags]), 'sh', '-c', `trap 'exit 0' TERM; ${script}; sleep 100000 & wait`])
+      ).trim(),
+  };
+}
