@@ -74,7 +74,11 @@ export interface Federation {
   resetCurrentRemotes(): Promise<void>;
 }
 
-export async function startFederation(cleanup: Cleanup, names: readonly string[]): Promise<Federation> {
+export async function startFederation(
+  cleanup: Cleanup,
+  names: readonly string[],
+  options: { extraConfig?: (index: number) => Record<string, unknown> } = {},
+): Promise<Federation> {
   const hosts = await createHosts({ cleanup, count: names.length });
   const clusters: Cluster[] = [];
   const logs = async (chars = 6000) => {
@@ -87,7 +91,12 @@ export async function startFederation(cleanup: Cleanup, names: readonly string[]
     names.map(async (name, i) => {
       const host = hosts[i]!;
       const [server, home] = await Promise.all([
-        startServerProcess({ cleanup, host, serverBin: SERVER_BUNDLE, extraConfig: { ...TRANSFER_TIMING } }),
+        startServerProcess({
+          cleanup,
+          host,
+          serverBin: SERVER_BUNDLE,
+          extraConfig: { ...TRANSFER_TIMING, ...options.extraConfig?.(i) },
+        }),
         makeTempDir('home-', cleanup),
       ]);
       return { name, host, server, home };

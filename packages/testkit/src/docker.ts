@@ -27,6 +27,8 @@ export interface DockerEngine {
   readonly netnsName: string;
   /** Runs Debian's docker CLI against this engine; rejects on a non-zero exit. */
   docker(args: readonly string[], opts?: { timeoutMs?: number; input?: Buffer }): Promise<CommandResult>;
+  /** Stops dockerd gracefully (its containers stop with it) and starts it again on the same roots. */
+  restart(): Promise<void>;
   /** Makes a busybox image from busybox-static (`docker import`); returns its name. */
   importBusybox(name?: string): Promise<string>;
 }
@@ -41,41 +43,49 @@ export async function startDockerd(o: { readonly cleanup: Cleanup }): Promise<Do
   }, `remove netns ${ns}`);
   await runCommand('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   const socket = join(dir, 'docker.sock');
-  const proc = spawnTracked(
-    'nsenter',
-    [
-      `--net=/run/netns/${ns}`,
-      '--',
-      DOCKERD,
-      '--data-root',
-      join(dir, 'data'),
-      '--exec-root',
-      join(dir, 'exec'),
-      '--pidfile',
-      join(dir, 'dockerd.pid'),
-      '-H',
-      `unix://${socket}`,
-    ],
-    { cleanup: o.cleanup, graceMs: 10_000 },
-  );
+  const argv = [
+    `--net=/run/netns/${ns}`,
+    '--',
+    DOCKERD,
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    join(dir, 'exec'),
+    '--pidfile',
+    join(dir, 'dockerd.pid'),
+    '-H',
+    `unix://${socket}`,
+  ];
   const docker: DockerEngine['docker'] = (args, opts = {}) => dockerCli(socket, args, opts);
-  try {
-    await waitFor(
-      () =>
-        existsSync(socket) &&
-        docker(['version']).then(
-          () => true,
-          () => false,
-        ),
-      { timeoutMs: 60_000 },
-    );
-  } catch (e) {
-    throw new Error(`dockerd did not answer within 60 s:\n${proc.output().slice(-4000)}`, { cause: e });
-  }
+  const launch = async () => {
+    const proc = spawnTracked('nsenter', argv, { cleanup: o.cleanup, graceMs: 10_000 });
+    try {
+      await waitFor(
+        () =>
+          existsSync(socket) &&
+          docker(['version']).then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 60_000 },
+      );
+    } catch (e) {
+      throw new Error(`dockerd did not answer within 60 s:\n${proc.output().slice(-4000)}`, { cause: e });
+    }
+    return proc;
+  };
+  let proc = await launch();
   return {
     socket,
     netnsName: ns,
     docker,
+    async restart() {
+      // SIGTERM to dockerd alone (nsenter exec'd it): it stops its containers and exits, as a
+      // service restart does; killing its process tree would kill the containers instead.
+      process.kill(proc.pid, 'SIGTERM');
+      await proc.exited;
+      proc = await launch();
+    },
     async importBusybox(name = 'busybox') {
       const rootfs = join(dir, `rootfs-${name}`);
       await mkdir(join(rootfs, 'bin'), { recursive: true });
