@@ -103,8 +103,8 @@ describe('Docker volume plugin: faults and hostile input', { skip }, () => {
     );
     const numberName = JSON.parse((await post('/VolumeDriver.Mount', '{"Name":5,"ID":"x"}')).body);
     assert.match(numberName.Err, /volume name cannot be empty/);
-    const escape = JSON.parse((await post('/VolumeDriver.Mount', '{"Name":"../../../etc","ID":"x"}')).body);
-    assert.match(escape.Err, /Volume names must be of the form \[NAMESPACE\/\]DOT\[\.SUBDOT\]: '\.\.\/\.\.\/\.\.\/etc'/);
+    const traversal = JSON.parse((await post('/VolumeDriver.Mount', '{"Name":"../../../etc","ID":"x"}')).body);
+    assert.match(traversal.Err, /Volume names must be of the form \[NAMESPACE\/\]DOT\[\.SUBDOT\]: '\.\.\/\.\.\/\.\.\/etc'/);
     const missing = JSON.parse((await post('/VolumeDriver.Get', '{"Name":"nothere"}')).body);
     assert.equal(missing.Err, 'No such volume: nothere');
     const opts = JSON.parse((await post('/VolumeDriver.Create', '{"Name":"withopts","Opts":{"size":"1G"}}')).body);

@@ -65,7 +65,12 @@ export async function startDockerCluster(cleanup: Cleanup, o: { poolSize?: strin
     run: (volume, script, flags = []) => docker([...volumeArgs(volume, ['--rm', ...flags]), 'sh', '-c', script]),
     start: async (name, volume, script = 'true', flags = []) =>
       (
-        await docker([...volumeArgs(volume, ['-d', '--name', name, ...flags]), 'sh', '-c', `trap 'exit 0' TERM; ${script}; sleep 100000 & wait`])
+        await docker([
+          ...volumeArgs(volume, ['-d', '--name', name, ...flags]),
+          'sh',
+          '-c',
+          `trap 'exit 0' TERM; ${script}; sleep 100000 & wait`,
+        ])
       ).trim(),
   };
 }

@@ -206,7 +206,10 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
     const dot = uniq('defaulted');
     await d.run(dot, 'touch /foo/HELLO-DEFAULT');
     await d.run(`${dot}.__root__`, 'touch /foo/HELLO-ROOT');
-    assert.equal(await d.run(`${dot}.__root__`, 'ls /foo/__default__; ls /foo'), 'HELLO-DEFAULT\nHELLO-ROOT\n__default__\ndotmesh.metadata\n');
+    assert.equal(
+      await d.run(`${dot}.__root__`, 'ls /foo/__default__; ls /foo'),
+      'HELLO-DEFAULT\nHELLO-ROOT\n__default__\ndotmesh.metadata\n',
+    );
   });
 
   test('ConcurrentSubdots: four containers on one dot, followed across a branch and back', async () => {

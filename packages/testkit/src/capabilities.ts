@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
  * Capability gates for tests. Outside CI a test that lacks a capability is skipped with the
  * reason; under CI=true it fails instead, so a green CI run proves the real thing ran.
  */
-export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns' | 'docker';
+export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns' | 'docker' | 'debootstrap';
 
 const checks: Record<Capability, () => string | undefined> = {
   root: () => (process.getuid?.() === 0 ? undefined : 'needs root'),
@@ -23,6 +23,11 @@ const checks: Record<Capability, () => string | undefined> = {
     ['/usr/sbin/dockerd', '/usr/bin/docker', '/bin/busybox']
       .filter((p) => !existsSync(p))
       .map((p) => `${p} is missing (apt-get install docker.io busybox-static)`)[0],
+  // Builds the Debian rootfs of test images (postgres-image.ts); also needs flock (util-linux).
+  debootstrap: () =>
+    existsSync('/usr/sbin/debootstrap')
+      ? commandMissing('flock')
+      : '/usr/sbin/debootstrap is missing (apt-get install debootstrap)',
 };
 
 /** `ip netns list` must work (it needs root and a kernel with network namespaces). */

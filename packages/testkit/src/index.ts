@@ -8,6 +8,7 @@ export * from './loop.ts';
 export * from './netns.ts';
 export * from './netns-rpc.ts';
 export * from './ports.ts';
+export * from './postgres-image.ts';
 export * from './process.ts';
 export * from './server-process.ts';
 export * from './tmp.ts';
