@@ -186,8 +186,6 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   }
   let pluginServer: PluginSocketServer | undefined;
   if (plugin && tracker && parts.docker?.pluginSocket) {
-    // Containers kept running across our restart hold mounts made before it: count them again.
-    plugin.refs.restore(await runningMountCounts(tracker));
     pluginServer = await PluginSocketServer.listen({
       socketPath: parts.docker.pluginSocket,
       methods: plugin.methods,
@@ -196,8 +194,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       logger.error({ err, socket: parts.docker?.pluginSocket }, 'the Docker volume plugin is not served');
       return undefined;
     });
-    if (pluginServer)
-      logger.info({ socket: parts.docker.pluginSocket, mounts: plugin.refs.snapshot() }, 'Docker volume plugin ready');
+    if (pluginServer) {
+      logger.info({ socket: parts.docker.pluginSocket }, 'Docker volume plugin ready');
+      // Containers kept running across our restart hold mounts made before it: count them again
+      // (in the background: a slow engine must not hold up the API).
+      void runningMountCounts(tracker)
+        .then((counts) => {
+          plugin.refs.restore(counts);
+          logger.info({ mounts: plugin.refs.snapshot() }, 'Docker mounts counted from the running containers');
+        })
+        .catch((err: unknown) => logger.warn({ err }, 'could not count the running containers’ mounts'));
+    }
   }
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;

@@ -62,7 +62,7 @@ export class DockerodeEngineClient implements EngineClient {
       .getContainer(id)
       .stop({ t: timeoutSeconds })
       .catch((e: { statusCode?: number }) => {
-        if (e?.statusCode !== 304) throw e; // 304: already stopped
+        if (e?.statusCode !== 304 && e?.statusCode !== 404) throw e; // already stopped, or removed since
       });
   }
 
@@ -71,7 +71,7 @@ export class DockerodeEngineClient implements EngineClient {
       .getContainer(id)
       .start()
       .catch((e: { statusCode?: number }) => {
-        if (e?.statusCode !== 304) throw e; // 304: already started
+        if (e?.statusCode !== 304 && e?.statusCode !== 404) throw e; // already started, or removed since
       });
   }
 }

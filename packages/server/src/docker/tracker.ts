@@ -80,23 +80,25 @@ export class DockerContainerTracker implements ContainerTracker {
     }
     const names = affected.map((c) => c.Name).join(', ');
     this.#o.logger.info({ containers: names, what }, 'stopping containers');
-    await Promise.all(affected.map((c) => this.#o.engine.stop(c.Id, this.#o.stopTimeoutSeconds ?? 10)));
+    const stopFailures = await this.#each(affected, (c) => this.#o.engine.stop(c.Id, this.#o.stopTimeoutSeconds ?? 10));
     this.#cached = undefined;
+    if (stopFailures.length > 0) {
+      // Leave nothing half-done: what did stop is started again before giving up.
+      await this.#each(
+        affected.filter((c) => !stopFailures.includes(c.Name)),
+        (c) => this.#o.engine.start(c.Id),
+      );
+      throw new DotmeshError('UNAVAILABLE', `Cannot ${what}: Docker could not stop ${stopFailures.join(', ')}`, {
+        hint: "nothing was changed; the server log has the engine's error",
+      });
+    }
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
       outcome = { ok: true, value: await fn() };
     } catch (error) {
       outcome = { ok: false, error };
     }
-    const failed: string[] = [];
-    await Promise.all(
-      affected.map((c) =>
-        this.#o.engine.start(c.Id).catch((err: unknown) => {
-          failed.push(c.Name);
-          this.#o.logger.error({ err, container: c.Name }, 'could not start a container again');
-        }),
-      ),
-    );
+    const failed = await this.#each(affected, (c) => this.#o.engine.start(c.Id));
     this.#cached = undefined;
     if (!outcome.ok) throw outcome.error;
     if (failed.length > 0) {
@@ -106,6 +108,20 @@ export class DockerContainerTracker implements ContainerTracker {
     }
     this.#o.logger.info({ containers: names, what }, 'started containers again');
     return outcome.value;
+  }
+
+  /** Runs `action` on every container at once; returns the names of those it failed for (logged). */
+  async #each(containers: readonly ContainerInfo[], action: (c: ContainerInfo) => Promise<void>): Promise<string[]> {
+    const failed: string[] = [];
+    await Promise.all(
+      containers.map((c) =>
+        action(c).catch((err: unknown) => {
+          failed.push(c.Name);
+          this.#o.logger.error({ err, container: c.Name }, 'Docker engine call failed');
+        }),
+      ),
+    );
+    return failed.sort();
   }
 
   async #list(): Promise<VolumeUse[]> {
