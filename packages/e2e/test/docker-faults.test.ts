@@ -155,7 +155,7 @@ describe('Docker volume plugin: faults and hostile input', { skip }, () => {
     assert.equal(await dotId(c0, dot), await dotId(c1, dot));
   });
 
-  test('the server killed while containers run: they keep running, and the restarted server knows them', async () => {
+  test('the server killed or stopped while containers run: they keep running, and the restarted server knows them', async () => {
     const dot = `survive${tag}`;
     const name = `survivor${tag}`;
     await engine.docker([
@@ -170,8 +170,15 @@ describe('Docker volume plugin: faults and hostile input', { skip }, () => {
     const ticksWhileDown = await readTicks(engine, name);
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok((await readTicks(engine, name)) > ticksWhileDown, 'the container keeps writing while the server is down');
-    await c1.server.restart();
+    const restarted = await c1.server.restart();
     // The count comes back from the Engine API, in the background of the server's start.
+    await waitUntil(async () => (await state(c1))[`docker.mounts.${dot}`] === '1');
+    // A graceful restart (what `dm cluster upgrade` does) leaves the container alone too.
+    const running = await startedAt(name);
+    await restarted.stop();
+    assert.equal(await startedAt(name), running);
+    assert.equal((await engine.docker(['inspect', '-f', '{{.State.Running}}', name])).stdout.trim(), 'true');
+    await restarted.restart();
     await waitUntil(async () => (await state(c1))[`docker.mounts.${dot}`] === '1');
     assert.match(await c1.ok(['list']), new RegExp(`${dot}\\b.*/${name}`));
     const before = await startedAt(name);
