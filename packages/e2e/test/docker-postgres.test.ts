@@ -156,7 +156,6 @@ describe('PostgreSQL on a dot through the Docker volume plugin', { skip, timeout
 
     // The load runs in the background: this test's commit and branch happen while it does.
     let loadDone = false;
-    t.diagnostic(`load starts at ${new Date().toISOString()}`);
     const load = d.engine
       .docker(['exec', pg, 'pgbench', '-U', 'postgres', '-c', '4', '-j', '2', '-T', '20', 'postgres'], { timeoutMs: 120_000 })
       .finally(() => {
@@ -166,19 +165,23 @@ describe('PostgreSQL on a dot through the Docker volume plugin', { skip, timeout
     const historyCount = async (container: string) =>
       Number((await sql(container, 'select count(*) from pgbench_history')).trim());
     const deadline = Date.now() + 30_000;
+    const loadOutput = () => load.then((r) => r.stdout + r.stderr, String);
     while ((await historyCount(pg)) < 100) {
-      assert.ok(!loadDone, `pgbench ended early: ${await load.then((r) => r.stdout + r.stderr, String)}`);
+      if (loadDone) assert.fail(`pgbench ended early: ${await loadOutput()}`);
       assert.ok(Date.now() < deadline, 'pgbench made no progress in 30 s');
       await sleep(500);
     }
     await sleep(1000);
 
     await dm(['switch', dot]);
+    // Transactions committed before `dm commit` starts must be in the commit (a PostgreSQL commit
+    // is flushed to the WAL before others see it); those after it returns cannot be.
+    const committedBefore = await historyCount(pg);
     const t0 = Date.now();
-    t.diagnostic(`commit starts at ${new Date(t0).toISOString()}`);
     await dm(['commit', '-m', 'under-load']);
-    t.diagnostic(`commit took ${Date.now() - t0} ms`);
-    if (loadDone) assert.fail(`pgbench ended before the commit: ${await load.then((r) => r.stdout + r.stderr, String)}`);
+    t.diagnostic(`dm commit under load took ${Date.now() - t0} ms`);
+    const committedAfter = await historyCount(pg);
+    if (loadDone) assert.fail(`pgbench ended before the commit: ${await loadOutput()}`);
     const ids = await commitIds(); // the dot's initial commit, then under-load
     assert.equal(ids.length, 2);
     const commitId = ids[1] as string;
@@ -191,6 +194,7 @@ describe('PostgreSQL on a dot through the Docker volume plugin', { skip, timeout
       SourceCommitId: commitId,
     });
     assert.match(await dm(['branch']), /^\s+fromload$/m);
+    assert.match(await dm(['log']), /under-load/);
 
     const branchPg = 'pgbranch';
     await startPostgres(branchPg, `${dot}@fromload`);
@@ -216,8 +220,12 @@ describe('PostgreSQL on a dot through the Docker volume plugin', { skip, timeout
       return txns as number;
     };
     const atCommit = await books(branchPg);
-    assert.ok(atCommit > 0, 'the commit captured transactions in progress');
-    t.diagnostic(`pgbench_history rows at the commit: ${atCommit}`);
+    t.diagnostic(`pgbench_history rows: ${committedBefore} before dm commit, ${atCommit} in it, ${committedAfter} after`);
+    assert.ok(committedBefore >= 100, 'the commit captured work in progress');
+    assert.ok(
+      committedBefore <= atCommit && atCommit <= committedAfter,
+      `the commit holds the transactions of its moment (${committedBefore} <= ${atCommit} <= ${committedAfter})`,
+    );
 
     const { stdout: report } = await load;
     t.diagnostic(report.split('\n').find((l) => l.startsWith('tps')) ?? report);
