@@ -1,10 +1,12 @@
 /**
- * Runs the benchmarks of targets.md (P1-P7, P10) against a real dotmesh-server on a loop-file
- * btrfs pool (P4, P5: two servers in two network namespaces, pair-hosts.ts), each against its
- * reference measured in the same run; prints a table and writes JSON (see report.ts). Needs
- * root and btrfs (P4, P5 also network namespaces, curl and rsync); everything it makes (servers,
- * namespaces, pools, loop devices, mounts, files) is removed at the end, after a failure, and on
- * SIGINT/SIGTERM.
+ * Runs the benchmarks of targets.md (P1-P7, P9, P10) against a real dotmesh-server on a loop-file
+ * btrfs pool (P4, P5: two servers in two network namespaces, pair-hosts.ts; P9: a server of its
+ * own serving the volume plugin of a private dockerd, p9-docker.ts), each against its reference
+ * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
+ * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
+ * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
+ * makes (servers, dockerd, containers, namespaces, pools, loop devices, mounts, sockets, files)
+ * is removed at the end, after a failure, and on SIGINT/SIGTERM.
  *
  * Usage: node bench/src/run.ts [--smoke] [--only P1,P6] [--out FILE] [--markdown FILE]
  *                              [--sizes 1M,100M] [--dm dist/dm.mjs]
@@ -30,13 +32,14 @@ import { benchIncrementalPush } from './p4-push.ts';
 import { benchClone } from './p5-clone.ts';
 import { benchManyDots } from './p6-many-dots.ts';
 import { benchThroughput } from './p7-throughput.ts';
+import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, startBenchServer } from './server.ts';
 import { dropPair, preparePair } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P10'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9', 'P10'] as const;
 /** P1's "a 10 GiB dot within 1.2× of a 1 MiB dot", applied to P2/P3's "size-independent" too. */
 const SIZE_RATIO = 1.2;
 
@@ -69,6 +72,8 @@ const params = smoke
       p6Dots: 20,
       p6Samples: 2,
       p7: { clients: 4, seconds: 0.5, commits: 20 },
+      p9Run: { runs: 3, warmup: 1 },
+      p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
     }
   : {
@@ -82,11 +87,19 @@ const params = smoke
       p6Dots: 1000,
       p6Samples: 10,
       p7: { clients: 8, seconds: 5, commits: 200 },
+      p9Run: { runs: 20, warmup: 3 },
+      p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
     };
 
 const pairs = only.has('P4') || only.has('P5');
-const missing = missingCapabilities(['root', 'btrfs', 'losetup', ...(pairs ? (['netns'] as const) : [])]);
+const missing = missingCapabilities([
+  'root',
+  'btrfs',
+  'losetup',
+  ...(pairs ? (['netns'] as const) : []),
+  ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
+]);
 if (missing.length > 0) {
   console.error(`bench: cannot run: ${missing.join('; ')}`);
   process.exit(isCI() ? 1 : 0);
@@ -97,7 +110,9 @@ const poolBytes = 2 * maxSize + 8 * GiB;
 // P4/P5: two servers' pools, each up to twice the largest of their dots (dot + raw copy).
 const pairMax = Math.max(...(only.has('P4') ? params.p4.sizes : []), ...(only.has('P5') ? [params.p5.bigSize] : []), 0);
 const pairPoolBytes = 2 * pairMax + 4 * GiB;
-const needHost = 2 * maxSize + 4 * GiB + (pairs ? 4 * pairMax + 4 * GiB : 0);
+// P9: its own sparse pool; two pgbench databases (-s 10: ~160 MiB each, plus WAL) and their snapshots.
+const P9_POOL = '16G';
+const needHost = 2 * maxSize + 4 * GiB + (pairs ? 4 * pairMax + 4 * GiB : 0) + (only.has('P9') ? 4 * GiB : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -152,6 +167,7 @@ try {
     await step('P6', () =>
       benchManyDots(cleanup, s, { dots: params.p6Dots, samples: params.p6Samples, dmBundle: haveDm ? dmBundle : undefined }),
     );
+  if (only.has('P9')) await docker();
 } catch (e) {
   errors.push({ id: 'setup', error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   console.error(`bench: setup FAILED: ${errors.at(-1)?.error}`);
@@ -185,6 +201,29 @@ async function transfers(): Promise<void> {
     if (only.has('P5')) await step('P5', () => benchClone(local, p, params.p5));
   } finally {
     await step('P4/P5 teardown', async () => {
+      await local.run();
+      return [];
+    });
+  }
+}
+
+/** P9 on a dockerd and a server of their own, torn down as soon as P9 is done. */
+async function docker(): Promise<void> {
+  const local = new Cleanup();
+  cleanup.add(() => local.run(), 'P9 dockerd and server');
+  let d: DockerBench | undefined;
+  try {
+    await step('P9 setup', async () => {
+      d = await startDockerBench(local, P9_POOL);
+      console.error(`bench: dockerd at ${d.engine.socket}, volume driver ${d.driver}, ${P9_POOL} pool at ${d.s.mnt}`);
+      return [];
+    });
+    if (!d) return;
+    const dd = d;
+    await step('P9 docker run', () => benchDockerRun(dd, params.p9Run));
+    await step('P9 commit under pgbench', () => benchCommitUnderLoad(local, dd, params.p9Commit));
+  } finally {
+    await step('P9 teardown', async () => {
       await local.run();
       return [];
     });

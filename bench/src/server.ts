@@ -25,11 +25,16 @@ export interface BenchServer {
   readonly dmHome: string;
 }
 
-export async function startBenchServer(cleanup: Cleanup, poolSize: string): Promise<BenchServer> {
+export async function startBenchServer(
+  cleanup: Cleanup,
+  poolSize: string,
+  o: { readonly extraConfig?: Record<string, unknown> } = {},
+): Promise<BenchServer> {
   const dir = await makeTempDir('bench-server', cleanup);
   const serverBin = existsSync(SERVER_BUNDLE) ? SERVER_BUNDLE : join(import.meta.dirname, '../../packages/server/src/bin.ts');
   // The host-space guard refuses writes below 1 GiB free by default; leave it as users have it.
-  const proc = await startServerProcess({ cleanup, dir, poolSize, serverBin });
+  // `extraConfig`: server config fields on top of testkit's (P9: the Docker plugin and engine sockets).
+  const proc = await startServerProcess({ cleanup, dir, poolSize, serverBin, extraConfig: o.extraConfig ?? {} });
   const mnt = JSON.parse(await readFile(proc.configFile, 'utf8')).mountPoint ?? join(dir, 'mnt');
   const rawRoot = join(mnt, 'bench-raw');
   await mkdir(rawRoot, { recursive: true });
