@@ -39,6 +39,7 @@ export async function initCluster(
 ): Promise<TestCluster> {
   const home = await makeTempDir('home-', cleanup);
   const poolDir = await makeTempDir('pool-', cleanup);
+  const dockerDir = await makeTempDir('docker-', cleanup);
   const [port, checkPort, tlsPort] = (await freePorts(3)) as [number, number, number];
   const dm = (args: readonly string[], o: { input?: string; env?: Record<string, string> } = {}) =>
     runDm(args, { home, ...(o.input === undefined ? {} : { input: o.input }), ...(o.env ? { env: o.env } : {}) });
@@ -68,9 +69,9 @@ export async function initCluster(
     SERVER_BUNDLE,
     // The plugin is served, but where no dockerd looks, and no real engine is asked.
     '--docker-plugin-socket',
-    join(poolDir, 'plugins', 'dm.sock'),
+    join(dockerDir, 'plugins', 'dm.sock'),
     '--docker-socket',
-    join(poolDir, 'no-docker.sock'),
+    join(dockerDir, 'no-docker.sock'),
     ...(options.extraInitArgs ?? []),
   ];
   cleanup.add(async () => {

@@ -51,7 +51,23 @@ describe('server config', () => {
       transferIdleTimeoutMs: 30_000,
       transferAttempts: 5,
       transferBackoffMs: 2000,
+      dockerPluginSocket: '/run/docker/plugins/dm.sock',
+      dockerSocket: '/var/run/docker.sock',
+      dockerPluginUser: 'admin',
     });
+  });
+  it('takes a Docker plugin socket named <driver>.sock, or null', () => {
+    assert.equal(
+      resolveServerConfig({ dockerPluginSocket: '/run/docker/plugins/dm2.sock' }).dockerPluginSocket,
+      '/run/docker/plugins/dm2.sock',
+    );
+    assert.equal(resolveServerConfig({ dockerPluginSocket: null }).dockerPluginSocket, null);
+    assert.throws(
+      () => resolveServerConfig({ dockerPluginSocket: '/run/docker/plugins/dm' }),
+      /dockerPluginSocket must end in \/<driver name>\.sock/,
+    );
+    assert.throws(() => resolveServerConfig({ dockerPluginSocket: 'dm.sock' }), /dockerPluginSocket must be an absolute path/);
+    assert.throws(() => resolveServerConfig({ dockerPluginUser: 'a b' }), /dockerPluginUser must be a user name/);
   });
   it('round-trips a resolved config through JSON', () => {
     const c = resolveServerConfig({ poolDir: '/p', poolSizeBytes: '1G', sparse: true, port: 4000, nodeName: 'n1' });

@@ -254,7 +254,7 @@ function pluginCaller(users: UserService, name: string): () => Promise<Caller | 
 /** Running containers' mounts of our volumes, per canonical volume name. */
 async function runningMountCounts(tracker: DockerContainerTracker): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (const use of await tracker.uses(true)) {
+  for (const use of await tracker.uses()) {
     let name: string;
     try {
       name = formatVolumeName(parseVolumeName(use.volumeName));

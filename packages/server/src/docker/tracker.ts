@@ -24,8 +24,6 @@ export interface DockerTrackerOptions {
   /** The branch whose live data is at `path` (a link target). */
   readonly fsIdAt: (path: string) => string | undefined;
   readonly logger: Logger;
-  /** How old a listing may be for containersFor (refusals and stops always list afresh). Default 250 ms. */
-  readonly maxAgeMs?: number;
   /** `docker stop` grace period before SIGKILL. Default 10 s. */
   readonly stopTimeoutSeconds?: number;
 }
@@ -33,38 +31,35 @@ export interface DockerTrackerOptions {
 /**
  * Containers using our volumes, from the Docker Engine API: running containers whose mounts
  * have our driver, mapped to branch filesystems through the link their volume name goes through.
- * Listings are shared between callers that ask at the same time and reused for `maxAgeMs`,
- * so `dm list` on many dots costs one Engine API call. An engine that does not answer has no
+ * Every question lists afresh (one Engine API call, a few ms), so a refusal never rests on a
+ * container that is gone or misses a new one; `snapshot()` answers many questions from one
+ * listing (`dm list` over every dot). An engine that does not answer has no
  * running containers (its containers cannot be running either); that is logged once a minute.
  */
 export class DockerContainerTracker implements ContainerTracker {
   readonly #o: DockerTrackerOptions;
-  #cached: { at: number; uses: Promise<VolumeUse[]> } | undefined;
   #lastWarning = 0;
 
   constructor(options: DockerTrackerOptions) {
     this.#o = options;
   }
 
-  /** Every use of our volumes by a running container; `fresh` skips the cache. */
-  async uses(fresh = false): Promise<VolumeUse[]> {
-    const maxAge = this.#o.maxAgeMs ?? 250;
-    const cached = this.#cached;
-    if (!fresh && cached && Date.now() - cached.at <= maxAge) return cached.uses;
-    const uses = this.#list();
-    this.#cached = { at: Date.now(), uses };
-    uses.catch(() => {
-      if (this.#cached?.uses === uses) this.#cached = undefined;
-    });
-    return uses;
+  /** Every use of our volumes by a running container, listed now. */
+  async uses(): Promise<VolumeUse[]> {
+    return this.#list();
   }
 
   async containersFor(fsId: string): Promise<ContainerInfo[]> {
     return unique((await this.uses()).filter((u) => u.fsId === fsId).map((u) => u.container));
   }
 
+  async snapshot(): Promise<(fsId: string) => ContainerInfo[]> {
+    const uses = await this.uses();
+    return (fsId) => unique(uses.filter((u) => u.fsId === fsId).map((u) => u.container));
+  }
+
   async whileStopped<T>(match: ContainerMatch, what: string, fn: () => Promise<T>): Promise<T> {
-    const uses = await this.uses(true);
+    const uses = await this.uses();
     const affected = unique(
       uses.filter((u) => ('fsId' in match ? u.fsId === match.fsId : u.link === match.link)).map((u) => u.container),
     );
@@ -81,7 +76,6 @@ export class DockerContainerTracker implements ContainerTracker {
     const names = affected.map((c) => c.Name).join(', ');
     this.#o.logger.info({ containers: names, what }, 'stopping containers');
     const stopFailures = await this.#each(affected, (c) => this.#o.engine.stop(c.Id, this.#o.stopTimeoutSeconds ?? 10));
-    this.#cached = undefined;
     if (stopFailures.length > 0) {
       // Leave nothing half-done: what did stop is started again before giving up.
       await this.#each(
@@ -99,7 +93,6 @@ export class DockerContainerTracker implements ContainerTracker {
       outcome = { ok: false, error };
     }
     const failed = await this.#each(affected, (c) => this.#o.engine.start(c.Id));
-    this.#cached = undefined;
     if (!outcome.ok) throw outcome.error;
     if (failed.length > 0) {
       throw new DotmeshError('UNAVAILABLE', `${what} done, but ${plural(failed)} did not start again: ${failed.join(', ')}`, {

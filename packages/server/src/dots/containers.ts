@@ -14,6 +14,8 @@ export type ContainerMatch = { readonly fsId: string } | { readonly link: string
 export interface ContainerTracker {
   /** Containers currently using the given branch filesystem (pinned or following). */
   containersFor(fsId: string): Promise<ContainerInfo[]>;
+  /** One listing for many questions: which containers used each branch at the time of the call. */
+  snapshot(): Promise<(fsId: string) => ContainerInfo[]>;
   /**
    * Stops the running containers `match` selects, runs `fn`, and starts them again (also when
    * `fn` fails). Refuses, naming them, when stopping one would delete it (`docker run --rm`);
@@ -24,5 +26,6 @@ export interface ContainerTracker {
 
 export const NO_CONTAINERS: ContainerTracker = {
   containersFor: async () => [],
+  snapshot: async () => () => [],
   whileStopped: async (_match, _what, fn) => fn(),
 };

@@ -89,9 +89,10 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     },
     ListWithContainers: async (caller) => {
       const out: ResultOf<'ListWithContainers'> = {};
+      const using = await ctx.containers.snapshot();
       for (const m of await listMasters(caller)) {
         const ns = out[m.ns] ?? {};
-        ns[m.name] = { Volume: m.volume, Containers: await dotContainers(ctx, m.ns, m.name) };
+        ns[m.name] = { Volume: m.volume, Containers: dotContainers(ctx, using, m.ns, m.name) };
         out[m.ns] = ns;
       }
       return out;
@@ -220,11 +221,16 @@ async function requireUser(users: UserService, caller: Caller) {
 
 /** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
 /** Containers using any branch of a dot (`dm list` shows them whichever branch they follow). */
-async function dotContainers(ctx: DotContext, namespace: string, name: string): Promise<ContainerInfo[]> {
+function dotContainers(
+  ctx: DotContext,
+  using: (fsId: string) => ContainerInfo[],
+  namespace: string,
+  name: string,
+): ContainerInfo[] {
   const id = ctx.index.dotIdByName(namespace, name);
   const dot = id === undefined ? undefined : ctx.index.dots.get(id);
   const byId = new Map<string, ContainerInfo>();
-  for (const fsId of dot?.branches.values() ?? []) for (const c of await ctx.containers.containersFor(fsId)) byId.set(c.Id, c);
+  for (const fsId of dot?.branches.values() ?? []) for (const c of using(fsId)) byId.set(c.Id, c);
   return [...byId.values()].sort((a, b) => a.Name.localeCompare(b.Name));
 }
 
