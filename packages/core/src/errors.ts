@@ -3,7 +3,8 @@
  *
  * Contract: `code` is stable and machine-readable; `message` names the dot, branch,
  * commit or path involved (and, where the original Dotmesh had a fixed text, uses it
- * verbatim so its clients keep matching on it); `hint` says what to do next.
+ * verbatim so its clients keep matching on it); `hint` says what to do next; `data` holds
+ * what a program needs to act. Our own code never decides on the words of a message.
  * Programmer errors stay plain `Error`.
  */
 export type ErrorCode =
@@ -31,6 +32,10 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   /** A transfer stream failed its integrity checks (retried; a re-run resumes). */
   | 'TRANSFER_CORRUPT'
+  /** The store: a lease that expired, was revoked or never existed (data.leaseId). */
+  | 'LEASE_NOT_FOUND'
+  /** The store: a watch from a revision whose history was compacted away (data.fromRevision). */
+  | 'COMPACTED'
   | 'INTERNAL';
 
 interface CodeInfo {
@@ -44,8 +49,9 @@ interface CodeInfo {
 
 /**
  * One table maps each code to every outward representation. JSON-RPC errors always use
- * -32000 as the original server did (clients match on the message text), so only the
- * CLI exit code, the gRPC status and the plain-HTTP status vary.
+ * -32000 as the original server did (its clients match on the message text; ours read the
+ * code from the error's data, see error-wire.ts), so only the CLI exit code, the gRPC status
+ * and the plain-HTTP status vary.
  */
 export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   INVALID_ARGUMENT: { exitCode: 2, grpcStatus: 3, httpStatus: 400 },
@@ -71,12 +77,17 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   CONFLICT: { exitCode: 9, grpcStatus: 10, httpStatus: 409 },
   UNAVAILABLE: { exitCode: 10, grpcStatus: 14, httpStatus: 503 },
   TRANSFER_CORRUPT: { exitCode: 10, grpcStatus: 15, httpStatus: 422 },
+  LEASE_NOT_FOUND: { exitCode: 9, grpcStatus: 9, httpStatus: 409 },
+  COMPACTED: { exitCode: 9, grpcStatus: 11, httpStatus: 410 },
   INTERNAL: { exitCode: 1, grpcStatus: 13, httpStatus: 500 },
 };
 
 export interface DotmeshErrorOptions {
   readonly hint?: string;
-  /** Structured data a caller can act on (e.g. a divergence's common ancestor). */
+  /**
+   * Structured data a caller can act on (e.g. a divergence's common commit). JSON values only:
+   * it crosses every boundary as it is (error-wire.ts), so callers decide on it and on the code.
+   */
   readonly data?: Record<string, unknown>;
   readonly cause?: unknown;
 }

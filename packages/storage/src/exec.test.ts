@@ -25,7 +25,12 @@ describe('exec', () => {
     });
     assert.equal((await exec.run('sh', ['-c', 'exit 3'], { okCodes: [0, 3] })).code, 3);
     await assert.rejects(exec.run('sh', ['-c', 'echo "No space left on device" >&2; exit 1']), { code: 'POOL_FULL' });
-    await assert.rejects(exec.run('/nonexistent/cmd', []), ExecError);
+    await assert.rejects(exec.run('/nonexistent/cmd', []), (e: unknown) => {
+      assert.ok(e instanceof ExecError);
+      assert.equal(e.spawnErrno, 'ENOENT', 'a command that is not installed says so by its errno');
+      return true;
+    });
+    await assert.rejects(exec.run('sh', ['-c', 'exit 4']), { spawnErrno: undefined });
   });
 
   test('input, abort signal, timeout and running()', async () => {

@@ -50,29 +50,48 @@ export interface Exec {
   running(): RunningCommand[];
 }
 
-/** A command failed. `code` is POOL_FULL when the command ran out of space, else INTERNAL. */
+/**
+ * A command failed. `code` is POOL_FULL when the command ran out of space, else INTERNAL.
+ * `spawnErrno` is set when the command could not be started at all (`ENOENT`: not installed).
+ */
 export class ExecError extends DotmeshError {
   readonly cmd: string;
   readonly args: readonly string[];
   readonly exitCode: number | null;
   readonly stderr: string;
+  readonly spawnErrno: string | undefined;
 
-  constructor(cmd: string, args: readonly string[], exitCode: number | null, stderr: string, reason?: string) {
+  constructor(
+    cmd: string,
+    args: readonly string[],
+    exitCode: number | null,
+    stderr: string,
+    reason?: string,
+    spawnErrno?: string,
+  ) {
     const full = [cmd, ...args].join(' ');
     const why = reason ?? `exited with code ${exitCode}`;
-    super(isNoSpace(stderr) ? 'POOL_FULL' : 'INTERNAL', `${full}: ${why}${stderr ? `: ${stderr.trim().slice(0, 2000)}` : ''}`, {
-      hint: isNoSpace(stderr) ? 'the storage pool is full: delete volumes or commits, or grow the pool' : undefined,
+    const noSpace = reportsNoSpace(stderr);
+    super(noSpace ? 'POOL_FULL' : 'INTERNAL', `${full}: ${why}${stderr ? `: ${stderr.trim().slice(0, 2000)}` : ''}`, {
+      hint: noSpace ? 'the storage pool is full: delete volumes or commits, or grow the pool' : undefined,
     });
     this.name = 'ExecError';
     this.cmd = cmd;
     this.args = args;
     this.exitCode = exitCode;
     this.stderr = stderr;
+    this.spawnErrno = spawnErrno;
   }
 }
 
-export function isNoSpace(text: string): boolean {
-  return /No space left on device|ENOSPC/i.test(text);
+/**
+ * Whether a failed command ran out of space. The tools (btrfs-progs, mkfs, mount) exit with a
+ * plain 1 whatever went wrong and print the OS error (strerror(ENOSPC)) on stderr, so their
+ * stderr is the only signal: this is the one place that reads it, and it turns it into the
+ * POOL_FULL code every caller checks instead.
+ */
+function reportsNoSpace(stderr: string): boolean {
+  return /No space left on device|ENOSPC/i.test(stderr);
 }
 
 export const EXEC_ENV: Readonly<Record<string, string>> = {
@@ -163,7 +182,10 @@ export function createExec(options: { logger?: ExecLogger } = {}): Exec {
         const log = ok ? logger.debug : logger.warn;
         log.call(logger, { cmd, args, code, durationMs, stderr: ok ? undefined : stderr.trim() || undefined }, 'exec');
         if (ok) resolve({ stdout, stderr, code: code as number, durationMs });
-        else reject(new ExecError(cmd, args, code, stderr, spawnError ? spawnError.message : reason));
+        else {
+          const errno = (spawnError as NodeJS.ErrnoException | undefined)?.code;
+          reject(new ExecError(cmd, args, code, stderr, spawnError ? spawnError.message : reason, errno));
+        }
       };
       let done = false;
       child.once('error', (e) => {

@@ -10,8 +10,8 @@
  *   either the success or the failure ops, all in one revision.
  * - Watches deliver every change under a prefix, in revision order, starting after
  *   `fromRevision` when given (resumable), or from now. A watch whose start revision
- *   was compacted away fails with DotmeshError `CONFLICT` whose message contains
- *   "compacted" (resume from a fresh `range` instead).
+ *   was compacted away fails with DotmeshError `COMPACTED` (store-errors.ts; resume from a
+ *   fresh `range` instead).
  * - Leases expire `ttlSeconds` after their last keep-alive; their keys are then
  *   deleted (a delete event each, all at one revision).
  * - Keys are non-empty strings of at most MAX_KEY_BYTES UTF-8 bytes, values strings of
@@ -19,7 +19,7 @@
  *   by their UTF-8 bytes (= Unicode code point order), as etcd does. Breaking a limit
  *   fails with `INVALID_ARGUMENT`.
  * - A put with an unknown or expired lease, and a keep-alive of one, fail with
- *   `CONFLICT` ("lease not found"); nothing of the write is applied.
+ *   `LEASE_NOT_FOUND` (store-errors.ts); nothing of the write is applied.
  * - Every method of a closed store fails with `UNAVAILABLE`.
  *
  * Durability: a write resolves only once it is durable (survives kill -9 and power
@@ -43,7 +43,7 @@ export interface Store {
   watch(prefix: string, options: WatchOptions, onEvents: (events: readonly WatchEvent[]) => void): Promise<Watcher>;
   /** `ttlSeconds`: a positive integer. Returns the lease id. */
   grantLease(ttlSeconds: number): Promise<string>;
-  /** Restarts the lease's TTL. Unknown or expired lease → CONFLICT ("lease not found"). */
+  /** Restarts the lease's TTL. Unknown or expired lease → LEASE_NOT_FOUND. */
   keepAlive(leaseId: string): Promise<void>;
   /** Deletes the lease and, in one revision, its keys. Idempotent: an unknown lease succeeds. */
   revokeLease(leaseId: string): Promise<void>;

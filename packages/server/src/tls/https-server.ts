@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { DotmeshError } from '@dotmesh/core';
-import type { Exec } from '@dotmesh/storage';
+import { type Exec, ExecError } from '@dotmesh/storage';
 import type { ApiRoutes } from '../http/servers.ts';
 import { apiRequestHandler } from '../http/servers.ts';
 import type { Logger } from '../log.ts';
@@ -39,7 +39,7 @@ export async function loadTlsMaterial(o: {
       exec: o.exec,
       subjectAltNames: defaultSubjectAltNames(o.subjectAltNames),
     }).catch((e: unknown) => {
-      if (!/ENOENT/.test(String((e as Error)?.message))) throw e;
+      if (!(e instanceof ExecError && e.spawnErrno === 'ENOENT')) throw e;
       throw new DotmeshError('UNAVAILABLE', 'cannot make the cluster TLS certificate: the openssl command is not installed', {
         hint: 'install openssl (apt-get install openssl), give a certificate (tlsCertFile, tlsKeyFile), or set tlsPort to 0',
         cause: e,

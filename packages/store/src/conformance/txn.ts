@@ -166,7 +166,7 @@ export function txnTests(open: OpenStore): void {
         assert.equal(await store.get('other'), undefined);
       }));
 
-    test('a put with an unknown lease fails the whole txn with CONFLICT', () =>
+    test('a put with an unknown lease fails the whole txn with LEASE_NOT_FOUND', () =>
       withStore(open, async ({ store }) => {
         const before = await store.revision();
         const txn = store.txn({
@@ -176,7 +176,7 @@ export function txnTests(open: OpenStore): void {
             { type: 'put', key: 'leased', value: '1', lease: '7fffffff0badf00d' },
           ],
         });
-        await assert.rejects(txn, { code: 'CONFLICT', message: /lease not found/ });
+        await assert.rejects(txn, { code: 'LEASE_NOT_FOUND' });
         assert.equal(await store.get('plain'), undefined);
         assert.equal(await store.revision(), before);
       }));

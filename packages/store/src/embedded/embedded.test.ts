@@ -135,7 +135,7 @@ describe('EmbeddedStore', () => {
       await assert.rejects(EmbeddedStore.open({ path }), { code: 'INVALID_ARGUMENT', message: /not a dotmesh store file/ });
     }));
 
-  test('a watch from a compacted revision fails with CONFLICT; recent history replays, also after reopen', () =>
+  test('a watch from a compacted revision fails with COMPACTED; recent history replays, also after reopen', () =>
     withTempDir(async (dir) => {
       const options = { path: join(dir, 'store.db'), historyRevisions: 5 };
       let store = await EmbeddedStore.open(options);
@@ -145,7 +145,7 @@ describe('EmbeddedStore', () => {
         store = await EmbeddedStore.open(options);
         await assert.rejects(
           store.watch('k/', { fromRevision: 4 }, () => {}),
-          { code: 'CONFLICT', message: /compacted/ },
+          { code: 'COMPACTED', data: { fromRevision: 4, compactedRevision: 5 } },
         );
         const seen: WatchEvent[] = [];
         const watcher = await store.watch('k/', { fromRevision: 5 }, (events) => seen.push(...events));
@@ -172,7 +172,7 @@ describe('EmbeddedStore', () => {
       store = await EmbeddedStore.open(options);
       try {
         assert.equal(await store.get('eph'), undefined);
-        await assert.rejects(store.keepAlive(lease), { code: 'CONFLICT' });
+        await assert.rejects(store.keepAlive(lease), { code: 'LEASE_NOT_FOUND', data: { leaseId: lease } });
       } finally {
         await store.close();
       }

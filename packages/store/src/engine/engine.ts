@@ -13,6 +13,7 @@ import type {
   WatchOptions,
   WriteResult,
 } from '../store.ts';
+import { compactedHistory, leaseNotFound } from '../store-errors.ts';
 import type { Backend } from './backend.ts';
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
@@ -22,7 +23,7 @@ import { checkKey, checkLeaseId, checkPrefix, checkRevision, checkTtl, checkTxn,
 import type { StoreLogger } from './logger.ts';
 import { consoleLogger } from './logger.ts';
 import { WatchHub } from './watch-hub.ts';
-import { leaseNotFound, WriteBatch } from './write-batch.ts';
+import { WriteBatch } from './write-batch.ts';
 
 export interface EngineOptions {
   /** Time for lease expiry; default the system clock. */
@@ -117,10 +118,7 @@ export class StoreEngine implements Store {
       checkRevision(from, 'fromRevision');
       const compacted = this.#backend.compactedRevision();
       if (from < compacted) {
-        throw new DotmeshError('CONFLICT', `watch from revision ${from}: history up to revision ${compacted} was compacted`, {
-          hint: 'read the current state with range and watch from its revision',
-          data: { fromRevision: from, compactedRevision: compacted },
-        });
+        throw compactedHistory(from, compacted);
       }
       if (from < current) replay = this.#backend.eventsAfter(from, prefix);
     }

@@ -1,5 +1,5 @@
-import { DotmeshError } from '@dotmesh/core';
 import type { KeyValue, TxnOp, WatchEvent } from '../store.ts';
+import { leaseNotFound } from '../store-errors.ts';
 import type { Backend, Commit, LeaseRecord } from './backend.ts';
 import { compareKeys } from './keys.ts';
 
@@ -127,11 +127,4 @@ export class WriteBatch {
       throw leaseNotFound(leaseId);
     }
   }
-}
-
-export function leaseNotFound(leaseId: string): DotmeshError {
-  return new DotmeshError('CONFLICT', `lease not found: ${leaseId}`, {
-    hint: 'the lease expired or was revoked; grant a new one and write the keys again',
-    data: { leaseId },
-  });
 }

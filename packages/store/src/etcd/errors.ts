@@ -1,11 +1,23 @@
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { leaseNotFound } from '../engine/write-batch.ts';
+import {
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCInvalidArgumentError,
+  GRPCOutOfRangeError,
+  GRPCResourceExhastedError,
+} from 'etcd3';
+import { COMPACTED_HINT, leaseNotFound } from '../store-errors.ts';
 
 /**
- * Maps what the etcd3 client throws to DotmeshError codes: connection trouble → UNAVAILABLE
- * (naming the endpoints, with a hint), an unknown lease → CONFLICT "lease not found", a
- * compacted revision → CONFLICT "compacted", a request etcd refuses as too large or too
- * long → INVALID_ARGUMENT. Anything else becomes INTERNAL with the etcd message.
+ * Maps what the etcd3 client throws to DotmeshError codes, by the client's error classes
+ * (each stands for a gRPC status, or for one of etcd's fixed texts the client recognises
+ * itself): connection trouble → UNAVAILABLE (naming the endpoints, with a hint), an unknown
+ * lease → LEASE_NOT_FOUND, OUT_OF_RANGE → COMPACTED (etcd's answer to a revision compacted
+ * away; the other OUT_OF_RANGE, a future revision, cannot happen: this store only asks for
+ * revisions it has seen), a request etcd refuses (too large, too many operations, or no
+ * resources left for it) → INVALID_ARGUMENT, etcd's permission refusal → PERMISSION_DENIED.
+ * Anything else becomes INTERNAL with the etcd message. This is the only place that interprets
+ * etcd's errors.
  */
 export class EtcdErrors {
   readonly #endpoints: readonly string[];
@@ -29,18 +41,26 @@ export class EtcdErrors {
     if (isDotmeshError(error)) return error;
     const e = error instanceof Error ? error : new Error(String(error));
     const message = e.message;
-    if (/requested lease not found|lease not found/.test(message) || e.name === 'EtcdLeaseInvalidError') {
-      return leaseNotFound(leases.join(', ') || 'unknown');
+    if (e instanceof EtcdLeaseInvalidError) return leaseNotFound(leases.join(', ') || 'unknown');
+    if (e instanceof GRPCOutOfRangeError) {
+      return new DotmeshError('COMPACTED', `etcd: ${message}`, { hint: COMPACTED_HINT, cause: e });
     }
-    if (/compacted/.test(message)) {
-      return new DotmeshError('CONFLICT', `etcd: required revision has been compacted (${message})`, {
-        hint: 'read the current state with range and watch from its revision',
+    if (e instanceof GRPCInvalidArgumentError) {
+      return new DotmeshError('INVALID_ARGUMENT', `etcd refused the request: ${message}`, {
+        hint: 'run etcd with larger --max-txn-ops / --max-request-bytes, or write less at once',
         cause: e,
       });
     }
-    if (/too many operations in txn request|request is too large|message larger than max|duplicate key/.test(message)) {
+    if (e instanceof GRPCResourceExhastedError) {
+      // A message above gRPC's size limit, or etcd out of space or overloaded.
       return new DotmeshError('INVALID_ARGUMENT', `etcd refused the request: ${message}`, {
-        hint: 'run etcd with larger --max-txn-ops / --max-request-bytes, or write less at once',
+        hint: 'write less at once; if etcd is out of space, compact and defragment it or raise its --quota-backend-bytes',
+        cause: e,
+      });
+    }
+    if (e instanceof EtcdPermissionDeniedError) {
+      return new DotmeshError('PERMISSION_DENIED', `etcd refused the request: ${message}`, {
+        hint: 'give the etcd user of this server read and write access to its key prefix',
         cause: e,
       });
     }
@@ -63,6 +83,11 @@ const CONNECTION_ERRORS = new Set([
   'EtcdWatchStreamEnded',
 ]);
 
+/**
+ * Connection trouble, by the client's error classes; failures below gRPC (a refused TCP
+ * connection, a TLS handshake the CA or client certificate breaks) reach us as plain errors
+ * from grpc-js/Node whose only signal is their text, so those are recognised here by it.
+ */
 function isConnectionError(e: Error): boolean {
   return (
     CONNECTION_ERRORS.has(e.name) ||

@@ -1,7 +1,6 @@
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { Etcd3 } from 'etcd3';
 import { checkKey, checkLeaseId, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from '../engine/limits.ts';
-import { leaseNotFound } from '../engine/write-batch.ts';
 import type {
   DeleteResult,
   KeyValue,
@@ -14,6 +13,7 @@ import type {
   WatchOptions,
   WriteResult,
 } from '../store.ts';
+import { compactedHistory, leaseNotFound } from '../store-errors.ts';
 import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { EtcdErrors } from './errors.ts';
 import { keepAliveOnce } from './lease.ts';
@@ -166,6 +166,7 @@ export class EtcdStore implements Store {
       onError: options?.onError,
       timeoutMs: this.#requestTimeoutMs,
       onEnd: (w) => this.#watches.delete(w),
+      whyCanceled: (resumeAfter, err) => this.#whyCanceled(resumeAfter, err),
     });
     if (this.#closed) {
       await watch.cancel();
@@ -200,7 +201,7 @@ export class EtcdStore implements Store {
     try {
       await this.#call(() => this.#client.leaseClient.leaseRevoke({ ID: id }), [leaseId]);
     } catch (e) {
-      if (e instanceof DotmeshError && e.code === 'CONFLICT' && /lease not found/.test(e.message)) return;
+      if (isDotmeshError(e) && e.code === 'LEASE_NOT_FOUND') return;
       throw e;
     }
   }
@@ -226,16 +227,20 @@ export class EtcdStore implements Store {
     if (from >= current) return;
     await this.#call(() => this.#client.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) })).catch(
       (e: unknown) => {
-        if (e instanceof DotmeshError && /compacted/.test(e.message)) {
-          throw new DotmeshError('CONFLICT', `watch from revision ${from}: etcd has compacted that history`, {
-            hint: 'read the current state with range and watch from its revision',
-            data: { fromRevision: from },
-            cause: e,
-          });
-        }
-        throw e;
+        throw isDotmeshError(e) && e.code === 'COMPACTED' ? compactedHistory(from, undefined, e) : e;
       },
     );
+  }
+
+  /** A watch etcd canceled: its history is gone (COMPACTED), or whatever etcd said. */
+  async #whyCanceled(resumeAfter: number, err: Error): Promise<Error> {
+    if (this.#closed) return closedError();
+    try {
+      await this.#checkNotCompacted(resumeAfter);
+    } catch (e) {
+      return e instanceof Error ? e : this.#errors.map(e);
+    }
+    return this.#errors.map(err);
   }
 
   async #call<T>(fn: () => Promise<T>, leases: readonly string[] = []): Promise<T> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Cleanup, type EtcdProcess, skipUnless, startEtcd, waitFor } from '@dotmesh/testkit';
 import { Etcd3 } from 'etcd3';
@@ -7,6 +8,46 @@ import type { WatchEvent } from '../store.ts';
 import { EtcdStore } from './etcd-store.ts';
 
 const cleanup = new Cleanup();
+
+/**
+ * A TCP relay to etcd whose link the test can cut (every connection reset, new ones refused)
+ * and restore, so a client is cut off from an etcd that stays up for others.
+ */
+async function startTcpProxy(target: string) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  let open = true;
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
+  const server = createServer((client) => {
+    track(client);
+    if (!open) return void client.destroy();
+    const upstream = connect(Number(port), hostname);
+    track(upstream);
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
 after(() => cleanup.run());
 
 /** One plain etcd for the conformance suite; each test gets a fresh key prefix (an empty store). */
@@ -51,7 +92,7 @@ describe('EtcdStore', { skip }, () => {
     }
   });
 
-  test('a watch from a compacted revision fails with CONFLICT (compacted)', async () => {
+  test('a watch from a compacted revision fails with COMPACTED, naming the revision', async () => {
     const etcd = await plainEtcd();
     const store = await EtcdStore.open({ endpoints: etcd.endpoints, prefix: 'compact/' });
     const raw = new Etcd3({ hosts: etcd.endpoints });
@@ -62,7 +103,7 @@ describe('EtcdStore', { skip }, () => {
       await raw.kv.compact({ revision: last.revision, physical: true });
       await assert.rejects(
         store.watch('', { fromRevision: first.revision }, () => {}),
-        { code: 'CONFLICT', message: /compacted/ },
+        { code: 'COMPACTED', data: { fromRevision: first.revision } },
       );
       const seen: number[] = [];
       const watcher = await store.watch('', { fromRevision: last.revision }, (events) =>
@@ -72,6 +113,37 @@ describe('EtcdStore', { skip }, () => {
       await waitFor(() => seen.includes(next.revision), { what: 'the live event' });
       assert.deepEqual(seen, [next.revision]);
       await watcher.cancel();
+    } finally {
+      raw.close();
+      await store.close();
+    }
+  });
+
+  test('a watch that comes back after its history was compacted ends with COMPACTED', async () => {
+    const etcd = await plainEtcd();
+    const proxy = await startTcpProxy(etcd.endpoints[0]!);
+    cleanup.add(() => proxy.close(), 'etcd proxy');
+    const store = await EtcdStore.open({ endpoints: [proxy.endpoint], prefix: 'cut/', requestTimeoutMs: 3000 });
+    const raw = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      const errors: Error[] = [];
+      const seen: string[] = [];
+      await store.watch('', { onError: (e) => errors.push(e) }, (events) => seen.push(...events.map((e) => e.key)));
+      const delivered = await store.put('a', '1');
+      await waitFor(() => seen.includes('a'), { what: 'the first event' });
+      // The store is cut off from etcd while its watch's next revisions are written and compacted.
+      proxy.cut();
+      await raw.put('cut/b').value('2');
+      await raw.put('cut/c').value('3');
+      const { header } = await raw.kv.range({ key: Buffer.from('cut/c') });
+      await raw.kv.compact({ revision: header.revision, physical: true }); // b's revision is gone
+      proxy.restore();
+      await waitFor(() => errors.length > 0, { timeoutMs: 30_000, intervalMs: 100, what: 'the watch to end' });
+      assert.equal(errors.length, 1);
+      const error = errors[0] as Error & { code?: string; data?: Record<string, unknown> };
+      assert.equal(error.code, 'COMPACTED', error.message);
+      assert.deepEqual(error.data, { fromRevision: delivered.revision });
+      assert.deepEqual(seen, ['a'], 'no event after the gap');
     } finally {
       raw.close();
       await store.close();

@@ -1,4 +1,4 @@
-import type { Etcd3, ILeaseKeepAliveResponse } from 'etcd3';
+import { type Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type ILeaseKeepAliveResponse } from 'etcd3';
 
 /**
  * One keep-alive round trip on a fresh LeaseKeepAlive stream. Resolves with the TTL etcd
@@ -10,7 +10,7 @@ export async function keepAliveOnce(client: Etcd3, etcdLeaseId: string, timeoutM
   try {
     return await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`DEADLINE_EXCEEDED: no keep-alive answer within ${timeoutMs} ms`)),
+        () => reject(new GRPCDeadlineExceededError(`no keep-alive answer within ${timeoutMs} ms`)),
         timeoutMs,
       );
       stream.on('data', (res: ILeaseKeepAliveResponse) => {
@@ -23,7 +23,7 @@ export async function keepAliveOnce(client: Etcd3, etcdLeaseId: string, timeoutM
       });
       stream.on('end', () => {
         clearTimeout(timer);
-        reject(new Error('UNAVAILABLE: the keep-alive stream ended without an answer'));
+        reject(new GRPCUnavailableError('the keep-alive stream ended without an answer'));
       });
       stream.write({ ID: etcdLeaseId });
     });

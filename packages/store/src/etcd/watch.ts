@@ -1,4 +1,3 @@
-import { DotmeshError } from '@dotmesh/core';
 import type { Etcd3, Watcher as EtcdWatcher, IWatchResponse } from 'etcd3';
 import type { WatchEvent, Watcher } from '../store.ts';
 import type { KeyCodec } from './codec.ts';
@@ -17,6 +16,12 @@ export interface EtcdWatchParams {
   readonly timeoutMs: number;
   /** Called once when the watch ends for any reason (the store forgets it). */
   readonly onEnd: (watch: EtcdWatch) => void;
+  /**
+   * Why etcd canceled the watch (`err`: the client's error), as the error `onError` gets:
+   * COMPACTED when the history after `resumeAfter` is gone (etcd's usual reason, which it
+   * does not spell out), else what the store makes of `err`.
+   */
+  readonly whyCanceled: (resumeAfter: number, err: Error) => Promise<Error>;
 }
 
 /**
@@ -25,8 +30,8 @@ export interface EtcdWatchParams {
  * this class keeps the resume point exact: after the last revision actually delivered (the
  * client's own resume point, the response header's revision, can run ahead of a partly
  * delivered catch-up), so a watch survives an etcd restart without gaps or duplicates. It
- * ends with `onError` only when etcd cancels it (its start revision was compacted) or the
- * store closes.
+ * ends with `onError` only when etcd cancels it (COMPACTED when its history was compacted
+ * away) or the store closes.
  */
 export class EtcdWatch implements Watcher {
   readonly #params: EtcdWatchParams;
@@ -75,7 +80,7 @@ export class EtcdWatch implements Watcher {
           reject(errors.map(err));
           return;
         }
-        this.fail(canceledByEtcd(err));
+        void this.#params.whyCanceled(this.#resumeAfter, err).then((why) => this.fail(why));
       });
     }).catch(async (e: unknown) => {
       this.#ended = true;
@@ -127,12 +132,4 @@ export class EtcdWatch implements Watcher {
     this.#params.onEnd(this);
     await this.#watcher?.cancel().catch(() => undefined);
   }
-}
-
-function canceledByEtcd(err: Error): DotmeshError {
-  const reason = err.message.replace(/^.*Watcher canceled:\s*/, '').trim();
-  return new DotmeshError('CONFLICT', `etcd canceled the watch: ${reason || 'its start revision was compacted'}`, {
-    hint: 'read the current state with range and watch from its revision',
-    cause: err,
-  });
 }

@@ -17,13 +17,13 @@ runStoreConformance('MemoryStore', async () => {
   };
 });
 
-test('MemoryStore: a watch from a compacted revision fails with CONFLICT (compacted)', async () => {
+test('MemoryStore: a watch from a compacted revision fails with COMPACTED', async () => {
   const store = new MemoryStore({ historyRevisions: 5 });
   try {
     for (let i = 0; i < 10; i++) await store.put('k', String(i));
     await assert.rejects(
       store.watch('', { fromRevision: 4 }, () => {}),
-      { code: 'CONFLICT', message: /compacted/ },
+      { code: 'COMPACTED', data: { fromRevision: 4, compactedRevision: 5 } },
     );
     const seen: number[] = [];
     const watcher = await store.watch('', { fromRevision: 5 }, (events) => seen.push(...events.map((e) => e.revision)));
