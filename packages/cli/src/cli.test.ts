@@ -123,6 +123,7 @@ describe('dm arguments and errors', () => {
         code: 'PERMISSION_DENIED',
         message: 'User is not an administrator for namespace bob, so cannot create volumes',
         hint: 'h',
+        data: null,
       },
     });
   });

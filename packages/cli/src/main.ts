@@ -21,6 +21,7 @@ import * as reset from './commands/reset.ts';
 import * as switchCmd from './commands/switch.ts';
 import * as version from './commands/version.ts';
 import { CommandContext, type Runtime } from './context.ts';
+import { errorDetailLines } from './error-details.ts';
 import type { Io } from './io.ts';
 import { createReporter } from './reporter.ts';
 
@@ -53,7 +54,7 @@ export function exitCodesHelp(): string {
   const lines = [...byExit.entries()]
     .sort(([a], [b]) => a - b)
     .map(([n, codes]) => `  ${String(n).padEnd(3)} ${codes.join(', ')}`);
-  return `\nExit codes (errors print "error: <message>" on stderr, or {"error":{code,message,hint}} with --json):\n${lines.join('\n')}\n`;
+  return `\nExit codes (errors print "error: <message>" on stderr, or {"error":{code,message,hint,data}} with --json):\n${lines.join('\n')}\n`;
 }
 
 function buildProgram(app: CliApp, io: Io): Command {
@@ -96,15 +97,22 @@ add'. Create a dotmesh cluster with 'dm cluster init'.`,
   return program;
 }
 
+/**
+ * An error on stderr: `error: <message>`, the lines of its data worth reading
+ * (error-details.ts), `hint: <hint>`; with --json one line `{"error":{code,message,hint,data}}`.
+ */
 function printError(io: Io, e: unknown, verbose: boolean, json: boolean): void {
+  const message = e instanceof Error ? e.message : String(e);
   if (json) {
-    const code = isDotmeshError(e) ? e.code : 'INTERNAL';
-    const hint = isDotmeshError(e) ? (e.hint ?? null) : null;
-    io.stderr(`${JSON.stringify({ error: { code, message: e instanceof Error ? e.message : String(e), hint } })}\n`);
+    const error = isDotmeshError(e)
+      ? { code: e.code, message, hint: e.hint ?? null, data: e.data ?? null }
+      : { code: 'INTERNAL', message, hint: null, data: null };
+    io.stderr(`${JSON.stringify({ error })}\n`);
     return;
   }
-  const message = e instanceof Error ? e.message : String(e);
+  // Texts the original client printed with their own `Error:` prefix get no second one.
   io.stderr(/^error:/i.test(message) ? `${message}\n` : `error: ${message}\n`);
+  if (isDotmeshError(e)) for (const line of errorDetailLines(e)) io.stderr(`${line}\n`);
   if (isDotmeshError(e) && e.hint) io.stderr(`hint: ${e.hint}\n`);
   if (verbose && !isDotmeshError(e) && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
 }

@@ -1,4 +1,5 @@
 export * from './base32.ts';
+export * from './error-wire.ts';
 export * from './errors.ts';
 export * from './history.ts';
 export * from './metadata.ts';

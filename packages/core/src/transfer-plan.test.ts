@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DotmeshError } from './errors.ts';
 import { NAME_PATTERN } from './names.ts';
-import { divergedBranchName, planTransfer } from './transfer-plan.ts';
+import { divergedBranchName, MAX_DIVERGED_IDS, planTransfer } from './transfer-plan.ts';
 
 const base = { senderName: 'admin/foo', receiverName: 'origin:bob/foo' };
 
@@ -36,13 +36,33 @@ test('plan: divergence is refused with its data, or stashed and completed', () =
   const e = refused(() => planTransfer({ ...base, sender: ['a', 'b'], receiver: ['a', 'x', 'y'], stashOnDivergence: false }));
   assert.equal(e.code, 'DIVERGED');
   assert.match(e.message, /diverged after commit a: admin\/foo has b, origin:bob\/foo has x, y/);
-  assert.deepEqual(e.data, { common: 'a', senderExtra: ['b'], receiverExtra: ['x', 'y'] });
+  assert.deepEqual(e.data, {
+    common: 'a',
+    sender: 'admin/foo',
+    receiver: 'origin:bob/foo',
+    senderExtra: ['b'],
+    receiverExtra: ['x', 'y'],
+    senderExtraCount: 1,
+    receiverExtraCount: 2,
+  });
   assert.deepEqual(planTransfer({ ...base, sender: ['a', 'b'], receiver: ['a', 'x', 'y'], stashOnDivergence: true }), {
     kind: 'stash-then-send',
     from: 'a',
     stash: ['x', 'y'],
     commits: ['b'],
   });
+});
+
+test('plan: a long divergence carries the first ids of each side and the exact counts', () => {
+  const ids = (p: string, n: number) => Array.from({ length: n }, (_, k) => `${p}${k}`);
+  const e = refused(() =>
+    planTransfer({ ...base, sender: ['a', ...ids('s', 1500)], receiver: ['a', ...ids('r', 3)], stashOnDivergence: false }),
+  );
+  const data = e.data ?? {};
+  assert.deepEqual(data.senderExtra, ids('s', MAX_DIVERGED_IDS));
+  assert.equal(data.senderExtraCount, 1500);
+  assert.deepEqual(data.receiverExtra, ['r0', 'r1', 'r2']);
+  assert.equal(data.receiverExtraCount, 3);
 });
 
 test('plan: no common commit at all (original bug #600) and a receiver ahead are handled, never wedged', () => {
@@ -54,9 +74,11 @@ test('plan: no common commit at all (original bug #600) and a receiver ahead are
     stash: ['q'],
     commits: ['p'],
   });
+  assert.deepEqual(none.data?.common, null);
   const ahead = refused(() => planTransfer({ ...base, sender: ['a'], receiver: ['a', 'z'], stashOnDivergence: false }));
   assert.equal(ahead.code, 'DIVERGED');
   assert.match(ahead.message, /is ahead/);
+  assert.deepEqual([ahead.data?.common, ahead.data?.senderExtra, ahead.data?.receiverExtra], ['a', [], ['z']]);
   assert.deepEqual(planTransfer({ ...base, sender: ['a'], receiver: ['a', 'z'], stashOnDivergence: true }), {
     kind: 'stash-then-send',
     from: 'a',

@@ -53,7 +53,7 @@ export function planTransfer(i: PlanInput): TransferPlan {
           `${i.receiverName} is ahead of ${i.senderName}: it has ${rel.missing.length} commit(s) after ${rel.common ?? 'the start'} that ${i.senderName} lacks (${preview(rel.missing)})`,
           {
             hint: 'transfer in the other direction, or pass --stash-on-divergence to move those commits to a -DIVERGED- branch',
-            data: { common: rel.common, receiverExtra: rel.missing, senderExtra: [] },
+            data: divergence(i, rel.common, [], rel.missing),
           },
         );
       }
@@ -66,13 +66,33 @@ export function planTransfer(i: PlanInput): TransferPlan {
           `${i.senderName} and ${i.receiverName} have diverged${rel.common ? ` after commit ${rel.common}` : ' (no common commit)'}: ${i.senderName} has ${preview(rel.ours)}, ${i.receiverName} has ${preview(rel.theirs)}`,
           {
             hint: "pass --stash-on-divergence to keep the receiving side's commits on a -DIVERGED- branch and complete the transfer",
-            data: { common: rel.common, senderExtra: rel.ours, receiverExtra: rel.theirs },
+            data: divergence(i, rel.common, rel.ours, rel.theirs),
           },
         );
       }
       return { kind: 'stash-then-send', from: rel.common, stash: rel.theirs, commits: rel.ours };
     }
   }
+}
+
+/** At most this many of each side's extra commit ids travel in a refusal (the counts are exact). */
+export const MAX_DIVERGED_IDS = 1000;
+
+/**
+ * The data of a DIVERGED refusal: the latest common commit (null: none), the sides' names as
+ * in the message, and each side's commits after the common one, oldest first (the first
+ * MAX_DIVERGED_IDS) with their counts.
+ */
+function divergence(i: PlanInput, common: string | null, senderExtra: readonly string[], receiverExtra: readonly string[]) {
+  return {
+    common,
+    sender: i.senderName,
+    receiver: i.receiverName,
+    senderExtra: senderExtra.slice(0, MAX_DIVERGED_IDS),
+    receiverExtra: receiverExtra.slice(0, MAX_DIVERGED_IDS),
+    senderExtraCount: senderExtra.length,
+    receiverExtraCount: receiverExtra.length,
+  };
 }
 
 function preview(ids: readonly string[]): string {

@@ -221,7 +221,21 @@ describe('TestTwoSingleNodeClusters (ported)', { skip }, () => {
     assert.ok(r.output.includes(hello), `names the common commit ${hello}: ${r.output}`);
     assert.ok(r.output.includes(n1) && r.output.includes(n2), `names both extra commits: ${r.output}`);
     assert.match(r.output, DIVERGED_HINT);
-    assert.equal(r.code, 1, 'a transfer that ends in error exits 1');
+    assert.equal(r.code, 9, 'a diverged transfer exits with the status of DIVERGED');
+    assert.match(r.stderr, new RegExp(`\ncommon commit: ${hello}\n`));
+    assert.match(r.stderr, new RegExp(`\nonly on \\S+ \\(this server\\) \\(1 commit\\): ${n2}\n`), 'the sender (node2) has n2');
+    assert.match(r.stderr, new RegExp(`\nonly on \\S+ \\(peer [^)]+\\) \\(1 commit\\): ${n1}\n`), 'the receiver (node1) has n1');
+    // --json: the error object with its code, hint and the data to act on.
+    const json = await node2.fails(['--json', 'push', 'cluster_0']);
+    assert.equal(json.code, 9);
+    assert.equal(json.stdout, '');
+    const { error } = JSON.parse(json.stderr.trim().split('\n').at(-1)!);
+    assert.equal(error.code, 'DIVERGED');
+    assert.match(error.hint, DIVERGED_HINT);
+    assert.equal(error.data.common, hello);
+    assert.deepEqual([error.data.senderExtra, error.data.receiverExtra], [[n2], [n1]]);
+    assert.deepEqual([error.data.senderExtraCount, error.data.receiverExtraCount], [1, 1]);
+    assert.equal(typeof error.data.transferId, 'string');
     assert.deepEqual(await commitIds(node1, dot), before1);
     assert.deepEqual(await commitIds(node2, dot), before2);
     assert.deepEqual(await branchesOf(node1, dot), []);

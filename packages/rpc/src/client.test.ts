@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { DotmeshError } from '@dotmesh/core';
 import { DotmeshClient, randomRpcId, rpcUrl, UNAUTHENTICATED_MESSAGE } from './client.ts';
 import { parseRpcRequest, rpcErrorBody, rpcResultBody } from './codec.ts';
+import { rpcErrorData } from './rpc-error.ts';
 
 interface Seen {
   auth: string | undefined;
@@ -84,6 +85,34 @@ describe('DotmeshClient', () => {
     await assert.rejects(client.callRaw('DotmeshRPC.X', {}), {
       code: 'INTERNAL',
       message: 'rpc: can\'t find method "DotmeshRPC.X"',
+    });
+  });
+
+  it('rebuilds the server’s error with its code, hint and data', async () => {
+    const client = new DotmeshClient({ url, user: 'admin', apiKey: 'k' });
+    const data = { common: 'c0', senderExtra: ['s1'], receiverExtra: ['r1', 'r2'] };
+    reply = (req, res) =>
+      res.end(
+        rpcErrorBody(req.idText, 'they diverged', rpcErrorData({ code: 'DIVERGED', message: 'ignored', hint: 'stash', data })),
+      );
+    await assert.rejects(client.call('Ping', null), (e: unknown) => {
+      assert.ok(e instanceof DotmeshError);
+      assert.deepEqual([e.code, e.message, e.hint, e.data], ['DIVERGED', 'they diverged', 'stash', data]);
+      return true;
+    });
+  });
+
+  it('degrades a code it does not know (a newer server) to INTERNAL, keeping the code in the data', async () => {
+    const client = new DotmeshClient({ url, user: 'admin', apiKey: 'k' });
+    reply = (req, res) =>
+      res.end(rpcErrorBody(req.idText, 'over quota', { code: 'QUOTA_EXCEEDED', hint: 'ask for more', data: { limit: 3 } }));
+    await assert.rejects(client.call('Ping', null), (e: unknown) => {
+      assert.ok(e instanceof DotmeshError);
+      assert.deepEqual(
+        [e.code, e.message, e.hint, e.data],
+        ['INTERNAL', 'over quota', 'ask for more', { limit: 3, unknownCode: 'QUOTA_EXCEEDED' }],
+      );
+      return true;
     });
   });
 

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { request as httpRequest } from 'node:http';
-import { DotmeshError, ERROR_CODES, type ErrorCode } from '@dotmesh/core';
+import { DotmeshError, type ErrorCode } from '@dotmesh/core';
 import { rpcRequestBody, SERVICE } from './codec.ts';
 // Types only: the client never loads the zod schemas (keeps `dm` start-up fast).
 import type { CallParamsOf, MethodName, ResultOf } from './methods.ts';
+import { errorFromRpc } from './rpc-error.ts';
 import type { TlsTrust } from './tls.ts';
 
 /**
@@ -13,8 +14,9 @@ import type { TlsTrust } from './tls.ts';
  *
  * Contracts:
  * - Every failure is a DotmeshError: HTTP 401 → UNAUTHENTICATED with the original's text; a
- *   JSON-RPC error → the server's message verbatim, with `data.code` as the code when the
- *   server sent one (ours does) else INTERNAL; an unreachable server → UNAVAILABLE.
+ *   JSON-RPC error → the server's error rebuilt with its code, message (verbatim), hint and
+ *   data (rpc-error.ts; INTERNAL when the server sent no code); an unreachable server →
+ *   UNAVAILABLE.
  * - A null or absent result is an error ("result is null"), as in the original client.
  * - Request ids are random 63-bit decimal integers, as the original client's.
  */
@@ -143,18 +145,6 @@ export class DotmeshClient {
       cause: e,
     });
   }
-}
-
-/** Maps a JSON-RPC error object to a DotmeshError, keeping the server's message verbatim. */
-export function errorFromRpc(error: unknown): DotmeshError {
-  const err = (typeof error === 'object' && error !== null ? error : {}) as Record<string, unknown>;
-  const message = typeof err.message === 'string' ? err.message : JSON.stringify(error);
-  const data = (typeof err.data === 'object' && err.data !== null ? err.data : {}) as Record<string, unknown>;
-  const code = typeof data.code === 'string' && Object.hasOwn(ERROR_CODES, data.code) ? (data.code as ErrorCode) : 'INTERNAL';
-  return new DotmeshError(code, message, {
-    ...(typeof data.hint === 'string' && data.hint !== '' ? { hint: data.hint } : {}),
-    data: { rpcCode: err.code ?? null, ...data },
-  });
 }
 
 /** The RPC URL of a remote: http://host:port/rpc (https when port is 443 or `https` is set). */

@@ -8,5 +8,6 @@ export * from './client.ts';
 export * from './codec.ts';
 export * from './methods.ts';
 export * from './params.ts';
+export * from './rpc-error.ts';
 export * from './server-config.ts';
 export type * from './types.ts';

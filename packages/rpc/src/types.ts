@@ -1,3 +1,5 @@
+import type { ErrorObject } from '@dotmesh/core';
+
 /**
  * Result structs of the DotmeshRPC API with the original's exact JSON field names (Go default
  * PascalCase, except VersionInfo which is snake_case). Lists and maps are always present
@@ -144,6 +146,9 @@ export interface LastModifiedResult {
  * `calculating size`, `pushing`, `pulling`, `retry N`, `finished`, `error`; `Index`/`Total`
  * count the commits sent (1-based; `Index == Total` when finished); `Size`/`Sent` are bytes of
  * the whole transfer (Size estimated). `ApiKey` is always "" (the key lives only in memory).
+ * `Message` is the human text (the original's field); `Error` (an addition of this server) is
+ * the last failure as a structured error: set with `Status` `retry N` or `error`, null before
+ * any failure and once the transfer finished.
  */
 export interface TransferPollResult {
   TransferRequestId: string;
@@ -169,6 +174,8 @@ export interface TransferPollResult {
   Size: number;
   Sent: number;
   Message: string;
+  /** Absent from the original's and older records: read it as null. */
+  Error?: ErrorObject | null;
 }
 
 /** A branch's filesystem and its origin (original-dotmesh.md §4). */

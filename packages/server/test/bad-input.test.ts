@@ -116,4 +116,24 @@ describe('bad input to every RPC method (R4)', () => {
     const get = await fetch(s.url);
     assert.equal(get.status, 405);
   });
+
+  test('a method error keeps the original shape and carries its code, hint and data in `data`', async () => {
+    const auth = `admin:${s.apiKey}`;
+    const missing = await post(s.url, auth, '{"jsonrpc":"2.0","method":"DotmeshRPC.GetTransfer","params":"nope","id":9}');
+    assert.equal(missing.status, 200);
+    assert.equal(
+      missing.text,
+      '{"jsonrpc":"2.0","error":{"code":-32000,"message":"No such intercluster transfer nope",' +
+        '"data":{"code":"DOT_NOT_FOUND","hint":null,"data":{"transferId":"nope"}}},"id":9}',
+    );
+    const dup = await post(
+      s.url,
+      auth,
+      '{"jsonrpc":"2.0","method":"DotmeshRPC.Create","params":{"Namespace":"admin","Name":"target"},"id":10}',
+    );
+    const json = JSON.parse(dup.text) as { error: { code: number; message: string; data: Record<string, unknown> } };
+    assert.equal(json.error.code, -32000);
+    assert.deepEqual(Object.keys(json.error.data), ['code', 'hint', 'data']);
+    assert.equal(json.error.data.code, 'DOT_EXISTS');
+  });
 });

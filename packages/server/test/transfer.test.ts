@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallParamsOf, DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
+import { TRANSFERS_PREFIX } from '../src/transfer/records.ts';
 import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /**
@@ -133,14 +134,36 @@ describe('transfers between two servers (in-memory driver)', () => {
 
   test('divergence is refused with the common commit named; nothing changes on either side', async () => {
     const ida = await fsIdOf(a, 'apples');
+    const common = (await commitIds(a, 'apples')).at(-1)!;
     await da().writeFile(ida, '__default__/x', 'a side');
-    await commit(a, 'apples', 'a only');
+    const aOnly = await commit(a, 'apples', 'a only');
     await db().writeFile(ida, '__default__/x', 'b side');
-    await commit(b, 'apples', 'b only');
+    const bOnly = await commit(b, 'apples', 'b only');
     const [beforeA, beforeB] = [await commitIds(a, 'apples'), await commitIds(b, 'apples')];
     const r = await transfer(a.admin, request(b, 'push', { local: 'apples' }));
     assert.equal(r.Status, 'error');
     assert.match(r.Message, /diverged after commit/);
+    // The record keeps the structured error: code, hint and the data to act on.
+    assert.equal(r.Error?.code, 'DIVERGED', r.Message);
+    assert.match(r.Error?.hint ?? '', /--stash-on-divergence/);
+    assert.equal(r.Message, `${r.Error?.message} (${r.Error?.hint})`, 'Message stays the human text');
+    assert.deepEqual(r.Error?.data, {
+      common,
+      sender: `admin/apples@master (this server)`,
+      receiver: `admin/apples@master (peer 127.0.0.1:${b.server.port})`,
+      senderExtra: [aOnly],
+      receiverExtra: [bOnly],
+      senderExtraCount: 1,
+      receiverExtraCount: 1,
+    });
+    // ... and so does the record in the store (what any node's GetTransfer and a restart read).
+    const key = `${TRANSFERS_PREFIX}${r.TransferRequestId}`;
+    let stored: TransferPollResult | undefined;
+    for (let i = 0; i < 100 && stored?.Status !== 'error'; i++, await sleep(20)) {
+      const kv = await a.store.get(key);
+      stored = kv ? JSON.parse(kv.value) : undefined;
+    }
+    assert.deepEqual(stored?.Error, r.Error);
     assert.deepEqual(await commitIds(a, 'apples'), beforeA);
     assert.deepEqual(await commitIds(b, 'apples'), beforeB);
   });
@@ -272,5 +295,17 @@ describe('transfers between two servers (in-memory driver)', () => {
     )!;
     assert.equal(await fsIdOf(b, 'twins', renamed), bFeature, 'b’s own branch kept its id and commits');
     assert.deepEqual(await commitIds(b, 'twins', renamed), bCommits);
+  });
+
+  test('a peer’s refusal reaches the initiator’s record as the same error: code, hint and data', async () => {
+    const id = await fsIdOf(a, 'apples');
+    assert.equal(await fsIdOf(b, 'apples'), id, 'b holds apples under its own name');
+    const r = await transfer(a.admin, request(b, 'push', { local: 'apples', remote: 'apples-again' }));
+    assert.equal(r.Status, 'error');
+    assert.equal(r.Error?.code, 'CONFLICT', r.Message);
+    assert.ok(r.Error?.message.startsWith(`peer 127.0.0.1:${b.server.port}: `), r.Error?.message);
+    assert.match(r.Error?.hint ?? '', /admin\/apples/);
+    assert.deepEqual(r.Error?.data, { dotId: id, namespace: 'admin', name: 'apples' });
+    await rejectsCode(fsIdOf(b, 'apples-again'), 'DOT_NOT_FOUND');
   });
 });

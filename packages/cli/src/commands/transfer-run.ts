@@ -1,4 +1,4 @@
-import { DotmeshError, deMasterify, isDotmeshError } from '@dotmesh/core';
+import { DotmeshError, deMasterify, errorFromObject, isDotmeshError } from '@dotmesh/core';
 import type { CallParamsOf, TransferPollResult } from '@dotmesh/rpc';
 import { setUpstream } from '../config.ts';
 import type { CommandContext } from '../context.ts';
@@ -16,9 +16,10 @@ import { createTransferProgress, type TransferProgress } from './transfer-progre
  * Runs `dm push|pull|clone`: resolves the arguments (transfer-args.ts), remembers the upstream,
  * prints the preamble, asks the CURRENT remote (the initiator, which dials the peer) to start
  * the transfer (`Transfer`), then polls `GetTransfer` once a second until `Status` is
- * `finished` with `Index == Total` (success) or `error` (fails with the server's message,
- * exit 1). A poll that fails is retried; MAX_POLL_FAILURES failures in a row end the command
- * (the transfer itself goes on on the server). Loaded on first use only (start-up time).
+ * `finished` with `Index == Total` (success) or `error` (fails with the record's error: its
+ * code, message, hint and data, so `dm` exits with the code's status; see transferError). A
+ * poll that fails is retried; MAX_POLL_FAILURES failures in a row end the command (the
+ * transfer itself goes on on the server). Loaded on first use only (start-up time).
  */
 export const POLL_INTERVAL_MS = 1000;
 /** The original client's RPC timeout for GetTransfer. */
@@ -95,20 +96,28 @@ export async function pollTransfer(
         });
       }
       // As the original: a transfer not registered yet is no news worth printing.
-      if (!message.includes('No such intercluster transfer')) progress.message(`Got error, trying again: ${message}`);
+      if (!(isDotmeshError(e) && e.code === 'DOT_NOT_FOUND')) progress.message(`Got error, trying again: ${message}`);
       continue;
     }
     failures = 0;
     progress.update(poll);
     if (poll.Status === 'finished' && poll.Index === poll.Total) return poll;
-    if (poll.Status === 'error') {
-      const diverged = /diverged/i.test(poll.Message);
-      throw new DotmeshError('INTERNAL', poll.Message || `transfer ${transferId} failed`, {
-        ...(diverged ? { hint: 'pass --stash-on-divergence to move the diverging commits to a new branch and go on' } : {}),
-        data: { transferId },
-      });
-    }
+    if (poll.Status === 'error') throw transferError(poll);
   }
+}
+
+/**
+ * The error a transfer ended with, rebuilt from its record: the server's `Error` (code,
+ * message, hint, data) with `transferId` added to the data. A record without one (the
+ * original server, or a record written before servers kept it) gives INTERNAL with `Message`.
+ */
+export function transferError(poll: TransferPollResult): DotmeshError {
+  const fallback = poll.Message || `transfer ${poll.TransferRequestId} failed`;
+  const e = poll.Error ? errorFromObject(poll.Error, { fallbackMessage: fallback }) : new DotmeshError('INTERNAL', fallback);
+  return new DotmeshError(e.code, e.message, {
+    ...(e.hint ? { hint: e.hint } : {}),
+    data: { ...e.data, transferId: poll.TransferRequestId },
+  });
 }
 
 export async function runTransfer(

@@ -368,19 +368,89 @@ describe('dm push / pull / clone / dot set-upstream', () => {
     );
   });
 
-  it('fails with the server message and exit 1 when the transfer ends in error', async () => {
+  it('a record without a structured error (the original server) fails with its message, exit 1', async () => {
     script = [
       poll({ Status: 'pushing', Size: 10 * MIB, Sent: MIB, NanosecondsElapsed: 1e9 }),
       poll({ Status: 'error', Message: 'Transfer failed with: toSnaps diverged from fromSnaps' }),
     ];
     const run = await dm(['push', 'origin']);
     assert.equal(run.code, 1);
-    assert.equal(
-      run.stderr,
-      'error: Transfer failed with: toSnaps diverged from fromSnaps\nhint: pass --stash-on-divergence to move the diverging commits to a new branch and go on\n',
-    );
+    assert.equal(run.stderr, 'error: Transfer failed with: toSnaps diverged from fromSnaps\n');
     assert.match(run.stdout, /\nerror 0 B \/ \? {2}0\.00 MiB\/s \(1\/1\)\n$/);
     assert.doesNotMatch(run.stdout, /Done!/);
+  });
+
+  /** A transfer record as the server writes it when a push diverged. */
+  const divergedPoll = (extra: { senderExtra: string[]; receiverExtra: string[] }) =>
+    poll({
+      Status: 'error',
+      Message: 'they diverged (pass --stash-on-divergence)',
+      Error: {
+        code: 'DIVERGED',
+        message: 'they diverged',
+        hint: 'pass --stash-on-divergence',
+        data: {
+          common: 'c0',
+          sender: 'admin/foo@master (this server)',
+          receiver: 'bob/foo@master (peer 10.0.0.2:32607)',
+          ...extra,
+          senderExtraCount: extra.senderExtra.length,
+          receiverExtraCount: extra.receiverExtra.length,
+        },
+      },
+    });
+
+  it('a diverged transfer exits with DIVERGED’s status and prints the common commit and both sides’ commits', async () => {
+    script = [divergedPoll({ senderExtra: ['s1', 's2'], receiverExtra: ['r1'] })];
+    const run = await dm(['push', 'origin']);
+    assert.equal(run.code, 9);
+    assert.equal(
+      run.stderr,
+      [
+        'error: they diverged',
+        'common commit: c0',
+        'only on admin/foo@master (this server) (2 commits): s1, s2',
+        'only on bob/foo@master (peer 10.0.0.2:32607) (1 commit): r1',
+        'hint: pass --stash-on-divergence',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('--json: a diverged transfer is its error object with the code, hint and data', async () => {
+    script = [divergedPoll({ senderExtra: ['s1'], receiverExtra: ['r1', 'r2'] })];
+    const run = await dm(['push', 'origin', '--json']);
+    assert.equal(run.code, 9);
+    assert.equal(run.stdout, '');
+    const last = run.stderr.trim().split('\n').at(-1)!;
+    assert.deepEqual(JSON.parse(last), {
+      error: {
+        code: 'DIVERGED',
+        message: 'they diverged',
+        hint: 'pass --stash-on-divergence',
+        data: {
+          common: 'c0',
+          sender: 'admin/foo@master (this server)',
+          receiver: 'bob/foo@master (peer 10.0.0.2:32607)',
+          senderExtra: ['s1'],
+          receiverExtra: ['r1', 'r2'],
+          senderExtraCount: 1,
+          receiverExtraCount: 2,
+          transferId: 't1',
+        },
+      },
+    });
+  });
+
+  it('a transfer error from a newer server with a code this dm does not know exits 1 and keeps the code', async () => {
+    script = [
+      poll({ Status: 'error', Message: 'over quota', Error: { code: 'QUOTA', message: 'over quota', hint: null, data: null } }),
+    ];
+    const run = await dm(['push', 'origin', '--json']);
+    assert.equal(run.code, 1);
+    assert.deepEqual(JSON.parse(run.stderr.trim().split('\n').at(-1)!), {
+      error: { code: 'INTERNAL', message: 'over quota', hint: null, data: { unknownCode: 'QUOTA', transferId: 't1' } },
+    });
   });
 
   it('reports a Transfer refused by the server with its code', async () => {
@@ -394,7 +464,11 @@ describe('dm push / pull / clone / dot set-upstream', () => {
   });
 
   it('retries a failing poll, quietly while the transfer is not registered yet', async () => {
-    script = [new Error('No such intercluster transfer t1'), new Error('etcd hiccup'), poll({})];
+    script = [
+      new RpcFailure('No such intercluster transfer t1', { code: 'DOT_NOT_FOUND', hint: null, data: { transferId: 't1' } }),
+      new Error('etcd hiccup'),
+      poll({}),
+    ];
     const run = await dm(['push', 'origin']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(
@@ -434,7 +508,7 @@ describe('dm push / pull / clone / dot set-upstream', () => {
     const run = await dm(['push', 'origin', '--json']);
     assert.equal(run.code, 1);
     assert.equal(run.stdout, '');
-    assert.match(run.stderr, /\{"error":\{"code":"INTERNAL","message":"boom","hint":null\}\}\n$/);
+    assert.match(run.stderr, /\{"error":\{"code":"INTERNAL","message":"boom","hint":null,"data":\{"transferId":"t1"\}\}\}\n$/);
   });
 
   it('draws a progress bar on a terminal', async () => {

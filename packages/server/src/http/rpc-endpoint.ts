@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { DotmeshError, errorObject, isDotmeshError } from '@dotmesh/core';
 import {
   decodeParams,
   METHODS,
@@ -7,6 +7,7 @@ import {
   methodFromWire,
   parseRpcRequest,
   rpcErrorBody,
+  rpcErrorData,
   rpcResultBody,
 } from '@dotmesh/rpc';
 import { Authenticator } from '../auth/authenticator.ts';
@@ -28,7 +29,8 @@ export interface RpcEndpointDeps {
  * POST /rpc exactly as the original (gorilla/rpc json2): 405 for other verbs, 415 for other
  * content types, 401 `Unauthorized.` without valid Basic auth, then HTTP 200 with either a
  * result or an error (code -32000), never both, never a null result; notifications get no
- * body. Error `data` carries our stable code and hint (an addition clients ignore).
+ * body. Error `data` carries the rest of the error (rpcErrorData): its stable code, hint and
+ * structured data — an addition the original's clients ignore.
  */
 export function createRpcEndpoint(deps: RpcEndpointDeps) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -81,15 +83,10 @@ async function dispatch(handlers: HandlerTable, method: MethodName, caller: Call
 }
 
 function errorReply(idText: string | null, e: unknown, logger: Logger, method: string): string {
-  if (isDotmeshError(e)) {
-    logger.info({ method, code: e.code, msg: e.message }, 'rpc error');
-    return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? null });
-  }
-  logger.error({ method, err: e }, 'rpc internal error');
-  return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, {
-    code: 'INTERNAL',
-    hint: 'see the server log',
-  });
+  if (isDotmeshError(e)) logger.info({ method, code: e.code, msg: e.message }, 'rpc error');
+  else logger.error({ method, err: e }, 'rpc internal error');
+  const error = errorObject(e);
+  return rpcErrorBody(idText, error.message, rpcErrorData(error));
 }
 
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {

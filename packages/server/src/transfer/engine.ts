@@ -3,6 +3,7 @@ import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DotmeshError,
+  errorObject,
   isDotmeshError,
   MASTER_BRANCH,
   normalizeBranch,
@@ -137,7 +138,10 @@ export class TransferEngine {
       throw new DotmeshError(
         'CONFLICT',
         `Cannot reconcile filesystems with different ids, remote=${remoteState.id}, local=${localState.id}`,
-        { hint: 'these are two different dots with the same name: transfer under another name (--remote-name / --local-name)' },
+        {
+          hint: 'these are two different dots with the same name: transfer under another name (--remote-name / --local-name)',
+          data: { localDotId: localState.id, remoteDotId: remoteState.id },
+        },
       );
     }
     const fsId = senderBranch(senderState!, ends.branch, ends.senderName);
@@ -169,6 +173,7 @@ export class TransferEngine {
       Size: 0,
       Sent: 0,
       Message: '',
+      Error: null,
     };
     this.#records.create(record, caller.id);
     this.#ctx.logger.info({ transfer: id, direction, peer: peer.label, local, remote, branch: ends.branch }, 'transfer started');
@@ -206,18 +211,21 @@ export class TransferEngine {
     for (let attempt = 1; ; attempt++) {
       try {
         const message = await this.#attempt(id, ends, fsId, elapsed, attempt === 1 ? preflight : undefined);
-        this.#records.update(id, { Status: 'finished', Message: message, NanosecondsElapsed: elapsed() }, true);
+        this.#records.update(id, { Status: 'finished', Message: message, Error: null, NanosecondsElapsed: elapsed() }, true);
         this.#ctx.logger.info({ transfer: id, message }, 'transfer finished');
         return;
       } catch (e) {
         const retry = attempt < timing.attempts && retryable(e);
-        const text = isDotmeshError(e) ? e.fullMessage : ((e as Error)?.message ?? String(e));
-        this.#ctx.logger.warn({ transfer: id, attempt, err: text, retry }, 'transfer attempt failed');
+        const error = errorObject(e);
+        const text = error.hint ? `${error.message} (${error.hint})` : error.message;
+        this.#ctx.logger.warn({ transfer: id, attempt, err: text, code: error.code, retry }, 'transfer attempt failed');
+        if (!isDotmeshError(e)) this.#ctx.logger.error({ transfer: id, err: e }, 'transfer internal error');
+        const failed = { Message: text, Error: error, NanosecondsElapsed: elapsed() };
         if (!retry) {
-          this.#records.update(id, { Status: 'error', Message: text, NanosecondsElapsed: elapsed() }, true);
+          this.#records.update(id, { Status: 'error', ...failed }, true);
           return;
         }
-        this.#records.update(id, { Status: `retry ${attempt}`, Message: text, NanosecondsElapsed: elapsed() }, true);
+        this.#records.update(id, { Status: `retry ${attempt}`, ...failed }, true);
         await sleep(timing.backoffMs * attempt);
       }
     }

@@ -74,7 +74,10 @@ export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume):
     throw new DotmeshError(
       'CONFLICT',
       `Cannot reconcile filesystems with different ids, remote=${id}, local=${byName} (${namespace}/${name} is another dot here)`,
-      { hint: 'choose another name on this side (--remote-name / --local-name), or delete one of them' },
+      {
+        hint: 'choose another name on this side (--remote-name / --local-name), or delete one of them',
+        data: { namespace, name, incomingDotId: id, dotId: byName },
+      },
     );
   }
   if (existing) {
@@ -87,7 +90,10 @@ export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume):
       throw new DotmeshError(
         'CONFLICT',
         `dot ${id} exists here as ${existing.info.namespace}/${existing.info.name}, not ${namespace}/${name}`,
-        { hint: `transfer to ${existing.info.namespace}/${existing.info.name}` },
+        {
+          hint: `transfer to ${existing.info.namespace}/${existing.info.name}`,
+          data: { dotId: id, namespace: existing.info.namespace, name: existing.info.name },
+        },
       );
     }
     return existing;
@@ -168,5 +174,6 @@ export function activeContainersError(names: readonly string[]): DotmeshError {
   return new DotmeshError(
     'IN_USE',
     `Aborting because there are active containers running on volume where data would be written: ${names.join(', ')}. Stop the containers.`,
+    { data: { containers: [...names] } },
   );
 }

@@ -1,6 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
-import { DotmeshError, ERROR_CODES, isDotmeshError, validateFsId, validateName } from '@dotmesh/core';
+import {
+  DotmeshError,
+  ERROR_CODES,
+  type ErrorObject,
+  errorObject,
+  isDotmeshError,
+  isErrorCode,
+  validateFsId,
+  validateName,
+} from '@dotmesh/core';
 import { Authenticator } from '../auth/authenticator.ts';
 import type { Caller } from '../dots/caller.ts';
 import { readBody } from '../http/rpc-endpoint.ts';
@@ -173,19 +182,15 @@ function sendJson(res: ServerResponse, body: unknown): void {
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
-function errorBody(e: unknown, logger: Logger, op: string): { error: Record<string, unknown> } {
-  if (isDotmeshError(e)) {
-    logger.info({ transferOp: op, code: e.code, msg: e.message }, 'transfer endpoint error');
-    return { error: { code: e.code, message: e.message, hint: e.hint ?? null, data: e.data ?? null } };
-  }
-  logger.error({ transferOp: op, err: e }, 'transfer endpoint internal error');
-  return {
-    error: { code: 'INTERNAL', message: `internal error: ${(e as Error)?.message ?? String(e)}`, hint: 'see the server log' },
-  };
+/** `{"error": ErrorObject}`: the peer rebuilds the same DotmeshError from it (peer-side.ts). */
+function errorBody(e: unknown, logger: Logger, op: string): { error: ErrorObject } {
+  if (isDotmeshError(e)) logger.info({ transferOp: op, code: e.code, msg: e.message }, 'transfer endpoint error');
+  else logger.error({ transferOp: op, err: e }, 'transfer endpoint internal error');
+  return { error: errorObject(e) };
 }
 
 function sendError(res: ServerResponse, e: unknown, logger: Logger, op: string): void {
   const body = errorBody(e, logger, op);
-  const code = body.error.code as keyof typeof ERROR_CODES;
-  res.writeHead(ERROR_CODES[code]?.httpStatus ?? 500, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  const status = isErrorCode(body.error.code) ? ERROR_CODES[body.error.code].httpStatus : 500;
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }

@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { type CommitOrigin, DotmeshError, ERROR_CODES, type ErrorCode } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
 import { UNAUTHENTICATED_MESSAGE } from '@dotmesh/rpc';
 import { type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
 import type { WireDot } from './dot-state.ts';
@@ -28,8 +28,8 @@ export interface PeerAddress {
 /**
  * A peer server as one end of a transfer, over its `/transfer/v1` endpoints (peer-routes.ts),
  * authenticated as the peer's user. Every failure is a DotmeshError: the peer's own error
- * (code and message kept, prefixed with the peer), UNAUTHENTICATED, or UNAVAILABLE for a
- * connection that fails, resets, or goes silent for `idleTimeoutMs`.
+ * (code, hint and data kept, the message prefixed with the peer), UNAUTHENTICATED, or
+ * UNAVAILABLE for a connection that fails, resets, or goes silent for `idleTimeoutMs`.
  */
 export class PeerSide implements TransferSide {
   readonly label: string;
@@ -164,13 +164,7 @@ export class PeerSide implements TransferSide {
       });
     }
     const err = parsed?.error as Record<string, unknown> | undefined;
-    if (err && typeof err.message === 'string') {
-      const code = typeof err.code === 'string' && Object.hasOwn(ERROR_CODES, err.code) ? (err.code as ErrorCode) : 'INTERNAL';
-      return new DotmeshError(code, `${this.label}: ${err.message}`, {
-        ...(typeof err.hint === 'string' ? { hint: err.hint } : {}),
-        ...(typeof err.data === 'object' && err.data !== null ? { data: err.data as Record<string, unknown> } : {}),
-      });
-    }
+    if (err && typeof err.message === 'string') return errorFromObject(err, { prefix: `${this.label}: ` });
     if (status === 404) {
       return new DotmeshError('UNSUPPORTED', `${this.label} does not speak the dotmesh transfer protocol v1 (HTTP 404)`, {
         hint: 'upgrade the peer to a dotmesh-server with transfer protocol v1',

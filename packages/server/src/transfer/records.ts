@@ -1,4 +1,4 @@
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, type ErrorObject, errorObject } from '@dotmesh/core';
 import type { TransferPollResult } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 import type { Logger } from '../log.ts';
@@ -10,11 +10,18 @@ const KEEP_FINISHED = 200;
 
 export const INTERRUPTED_MESSAGE = 'the transfer was interrupted by a restart of dotmesh-server; run it again to resume';
 
+/** The structured error of a record cut by a restart (its Message is INTERRUPTED_MESSAGE). */
+export function interruptedError(): ErrorObject {
+  return errorObject(new DotmeshError('UNAVAILABLE', INTERRUPTED_MESSAGE, { hint: 'run the same push, pull or clone again' }));
+}
+
 /**
  * Transfer records (TransferPollResult) in memory, written through to the store at every
  * status change and at most once a second for progress. The peer's API key is never part of
  * a record: `ApiKey` is always "" (the key lives only in the running transfer's memory).
- * Records of transfers that were running when the server stopped end in `error` at start.
+ * A failure is kept twice: `Message` (the human text the original's clients print) and
+ * `Error` (code, message, hint and data; null while nothing failed). Records of transfers
+ * that were running when the server stopped end in `error` (UNAVAILABLE) at start.
  */
 export class TransferRecords {
   readonly #store: Store;
@@ -40,7 +47,7 @@ export class TransferRecords {
       if (typeof r?.TransferRequestId !== 'string') continue;
       this.#records.set(r.TransferRequestId, r);
       if (r.Status !== 'finished' && r.Status !== 'error') {
-        this.update(r.TransferRequestId, { Status: 'error', Message: INTERRUPTED_MESSAGE }, true);
+        this.update(r.TransferRequestId, { Status: 'error', Message: INTERRUPTED_MESSAGE, Error: interruptedError() }, true);
       }
     }
   }
@@ -63,13 +70,13 @@ export class TransferRecords {
   get(id: string, callerId: string, isAdmin: boolean): TransferPollResult {
     const r = this.#records.get(id);
     if (!r || (!isAdmin && r.owner !== callerId)) {
-      throw new DotmeshError('DOT_NOT_FOUND', `No such intercluster transfer ${id}`);
+      throw new DotmeshError('DOT_NOT_FOUND', `No such intercluster transfer ${id}`, { data: { transferId: id } });
     }
     const { owner: _owner, startedAt, ...result } = r;
     // A running transfer's elapsed time is current at every poll, between progress updates too.
     const running = r.Status !== 'finished' && r.Status !== 'error' && startedAt !== undefined;
     const elapsed = running ? Math.max(r.NanosecondsElapsed, (Date.now() - startedAt) * 1e6) : r.NanosecondsElapsed;
-    return { ...result, ApiKey: '', NanosecondsElapsed: elapsed };
+    return { ...result, ApiKey: '', NanosecondsElapsed: elapsed, Error: r.Error ?? null };
   }
 
   #persist(id: string, important: boolean): void {
