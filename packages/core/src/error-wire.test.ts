@@ -30,3 +30,12 @@ test('unknown codes degrade to INTERNAL keeping the code; junk is tolerated', ()
   const arrayData = errorFromObject({ code: 'CONFLICT', message: 'm', data: [1, 2] });
   assert.equal(arrayData.data, undefined);
 });
+
+test('passing an error on keeps a code this version does not know', () => {
+  for (const sent of [
+    { code: 'FROM_THE_FUTURE', message: 'm', hint: 'h', data: { a: 1 } },
+    { code: 'FROM_THE_FUTURE', message: 'm', hint: null, data: null },
+  ]) {
+    assert.deepEqual(errorObject(errorFromObject(sent)), sent);
+  }
+});

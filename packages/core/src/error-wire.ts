@@ -25,12 +25,19 @@ export function isErrorCode(code: unknown): code is ErrorCode {
 }
 
 /**
- * Any thrown value as an ErrorObject. A DotmeshError keeps its code, message, hint and data;
- * anything else is a bug: INTERNAL, message `internal error: <its message>`, hint
- * INTERNAL_ERROR_HINT (its stack stays in the log of the process that threw it).
+ * Any thrown value as an ErrorObject. A DotmeshError keeps its code, message, hint and data
+ * (one rebuilt from a code this version does not know gets that code back, so passing an error
+ * on changes nothing); anything else is a bug: INTERNAL, message `internal error: <its
+ * message>`, hint INTERNAL_ERROR_HINT (its stack stays in the log of the process that threw it).
  */
 export function errorObject(e: unknown): ErrorObject {
-  if (isDotmeshError(e)) return { code: e.code, message: e.message, hint: e.hint ?? null, data: e.data ?? null };
+  if (isDotmeshError(e)) {
+    const { unknownCode, ...rest } = e.data ?? {};
+    if (e.code === 'INTERNAL' && typeof unknownCode === 'string') {
+      return { code: unknownCode, message: e.message, hint: e.hint ?? null, data: Object.keys(rest).length > 0 ? rest : null };
+    }
+    return { code: e.code, message: e.message, hint: e.hint ?? null, data: e.data ?? null };
+  }
   const detail = e instanceof Error ? e.message : String(e);
   return { code: 'INTERNAL', message: `internal error: ${detail}`, hint: INTERNAL_ERROR_HINT, data: null };
 }
