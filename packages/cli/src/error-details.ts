@@ -23,9 +23,9 @@ function sideLine(side: string, extra: unknown, count: unknown): string {
   const ids = Array.isArray(extra) ? extra.filter((x): x is string => typeof x === 'string') : [];
   const total = typeof count === 'number' ? count : ids.length;
   if (total === 0) return `only on ${side}: no commits`;
-  const shown = ids.slice(0, SHOWN_IDS).join(', ');
-  const more = total > Math.min(ids.length, SHOWN_IDS) ? ` and ${total - Math.min(ids.length, SHOWN_IDS)} more` : '';
-  return `only on ${side} (${total} commit${total === 1 ? '' : 's'}): ${shown}${more}`;
+  const shown = ids.slice(0, SHOWN_IDS);
+  const more = total > shown.length ? ` and ${total - shown.length} more` : '';
+  return `only on ${side}: ${shown.join(', ')}${more}`;
 }
 
 function text(v: unknown, fallback: string): string {

@@ -409,8 +409,8 @@ describe('dm push / pull / clone / dot set-upstream', () => {
       [
         'error: they diverged',
         'common commit: c0',
-        'only on admin/foo@master (this server) (2 commits): s1, s2',
-        'only on bob/foo@master (peer 10.0.0.2:32607) (1 commit): r1',
+        'only on admin/foo@master (this server): s1, s2',
+        'only on bob/foo@master (peer 10.0.0.2:32607): r1',
         'hint: pass --stash-on-divergence',
         '',
       ].join('\n'),
