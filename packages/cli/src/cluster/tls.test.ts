@@ -11,11 +11,14 @@ test('cluster init prints the HTTPS port and the certificate fingerprint', () =>
   const base: ClusterInitResult = {
     serverConfigFile: '/p/server/config.json',
     serverBin: '/x',
+    serverVersion: '0.1.0',
     pid: 1,
     url: 'http://127.0.0.1:32607/rpc',
     remote: 'local',
+    admin: 'new',
     adminPasswordFile: '/root/.dotmesh/admin-password.txt',
     systemdUnit: null,
+    startCommand: 'dm cluster start',
     config,
     tlsFingerprint: FP,
   };
