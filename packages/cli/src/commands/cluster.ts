@@ -122,10 +122,7 @@ export function register(program: Command, app: CliApp): void {
     .description(
       `Starts a single-node dotmesh cluster on this host: a btrfs pool, the server and the remote 'local'. Must run as root.
 
-On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that
-cluster back: its config is kept (only the options given here change it), and so are the admin password,
-API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and
-API key change only with --new-admin-credentials.`,
+On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.`,
     )
     .usage('[--use-pool-dir <dir>] [--pool-size <size>] [--sparse] [--port <n>] [--tls-port <n>] [options]')
     .argument('[args...]')
@@ -187,10 +184,7 @@ API key change only with --new-admin-credentials.`,
     .command('start')
     .summary('Start the configured dotmesh server of this host again (after stop, a crash or a reboot)')
     .description(
-      `Starts this host's dotmesh server again on the config 'dm cluster init' wrote, with the server binary the
-cluster ran last: after 'dm cluster stop', a crash or a reboot (it mounts the pool again if needed). Nothing
-is made new: the admin password, API keys, users and TLS certificate stay, so remotes elsewhere keep working.
-Does nothing when the server is running. Under systemd it starts the unit. Must run as root.`,
+      `Starts this host's dotmesh server again on the config 'dm cluster init' wrote, with the server binary the cluster ran last: after 'dm cluster stop', a crash or a reboot (it mounts the pool again if needed). Nothing is made new: the admin password, API keys, users and TLS certificate stay, so remotes elsewhere keep working. Does nothing when the server is running. Under systemd it starts the unit. Must run as root.`,
     )
     .usage('[--use-pool-dir <dir>] [--server-bin <path>]')
     .argument('[args...]')
@@ -213,10 +207,7 @@ Does nothing when the server is running. Under systemd it starts the unit. Must 
     .command('stop')
     .summary('Stop the dotmesh server of this host gracefully (the pool stays mounted; dm cluster start brings it back)')
     .description(
-      `Stops this host's dotmesh server gracefully and waits until it is gone (SIGTERM, SIGKILL only after 15 s;
-under systemd, 'systemctl stop'). The pool stays mounted, so processes and containers using dots keep their
-files; dm commands need the server until 'dm cluster start'. Unlike 'dm cluster reset' it forgets nothing.
-Does nothing when the server is not running. Must run as root.`,
+      `Stops this host's dotmesh server gracefully and waits until it is gone (SIGTERM, SIGKILL only after 15 s; under systemd, 'systemctl stop'). The pool stays mounted, so processes and containers using dots keep their files; dm commands need the server until 'dm cluster start'. Unlike 'dm cluster reset' it forgets nothing. Does nothing when the server is not running. Must run as root.`,
     )
     .usage('[--use-pool-dir <dir>]')
     .argument('[args...]')
