@@ -35,7 +35,7 @@ describe('dm cluster init on a pool dir that has a cluster', () => {
   });
 });
 
-describe('dm cluster init output: how the server comes back', () => {
+describe('dm cluster init output', () => {
   const base: ClusterInitResult = {
     serverConfigFile: '/p/server/config.json',
     serverBin: '/x',
@@ -52,6 +52,12 @@ describe('dm cluster init output: how the server comes back', () => {
   };
   const text = (r: ClusterInitResult) => renderClusterInit(r).join('\n');
 
+  it('prints the HTTPS port and the certificate fingerprint', () => {
+    const FP = `${'AB:'.repeat(31)}AB`;
+    const withTls = { ...base, config: resolveServerConfig({ poolDir: '/p', tlsPort: 32606 }), tlsFingerprint: FP };
+    assert.ok(text(withTls).includes(`HTTPS API on port 32606; certificate SHA256 fingerprint ${FP}`), text(withTls));
+    assert.ok(!text(base).includes('HTTPS'));
+  });
   it('without systemd: the command to run after a reboot or a crash', () => {
     assert.match(text(base), /after a reboot or a crash, start it with 'dm cluster start --use-pool-dir \/p'/);
     assert.equal(startCommand('/var/lib/dotmesh'), 'dm cluster start');
