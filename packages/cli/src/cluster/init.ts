@@ -104,7 +104,7 @@ export interface ClusterInitResult {
 }
 
 /** The settings init asks for, as server config fields. */
-function wantedSettings(o: ClusterInitOptions): Record<InitSetting, unknown> {
+function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unknown>> {
   return {
     poolSizeBytes: o.poolSizeBytes,
     sparse: o.sparse,
@@ -122,7 +122,7 @@ function wantedSettings(o: ClusterInitOptions): Record<InitSetting, unknown> {
     tlsKeyFile: o.tlsKeyFile ?? null,
     ...(o.dockerPluginSocket === undefined ? {} : { dockerPluginSocket: o.dockerPluginSocket }),
     ...(o.dockerSocket === undefined ? {} : { dockerSocket: o.dockerSocket }),
-  } as Record<InitSetting, unknown>;
+  };
 }
 
 /**
@@ -165,6 +165,7 @@ async function fileSize(path: string): Promise<number | null> {
 
 export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): Promise<ClusterInitResult> {
   const say = (line: string) => ctx.reporter.notice(line);
+  say('Checking suitable environment...');
   const previous = await loadServerConfig(o.poolDir);
   let config = initServerConfig(o.poolDir, previous.existing ? previous.config : null, wantedSettings(o), o.given);
   const serverConfigFile = previous.file;
@@ -176,7 +177,6 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     }
     config = { ...config, poolSizeBytes: poolFileSize };
   }
-  say('Checking suitable environment...');
   const pid = await runningPid(config.pidFile);
   const reusePool = poolFileSize !== null;
   const problem = preflight(
