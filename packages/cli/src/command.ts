@@ -11,10 +11,11 @@ export interface CliApp {
   context(cmd: Command): CommandContext;
 }
 
-export type Handler<O> = (ctx: CommandContext, args: string[], opts: O) => Promise<void>;
+/** `cmd` is the command itself, for the few handlers that ask where an option's value came from. */
+export type Handler<O> = (ctx: CommandContext, args: string[], opts: O, cmd: Command) => Promise<void>;
 
 export function action<O>(app: CliApp, handler: Handler<O>) {
-  return async (args: string[], opts: O, cmd: Command): Promise<void> => handler(app.context(cmd), args, opts);
+  return async (args: string[], opts: O, cmd: Command): Promise<void> => handler(app.context(cmd), args, opts, cmd);
 }
 
 /** A wrong use of a command (exit code 2). */

@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { DotmeshClient } from '@dotmesh/rpc';
 import {
   type Cleanup,
@@ -101,4 +102,19 @@ export async function initCluster(
     log: () => readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => ''),
   };
   return self;
+}
+
+/**
+ * A copy of the built server bundle that reports `version` (a "newer" or "older" server), in
+ * `dir`, with the chunks the bundle imports beside it. Returns its path.
+ */
+export async function serverWithVersion(dir: string, version: string): Promise<string> {
+  const text = await readFile(SERVER_BUNDLE, 'utf8');
+  const patched = text.replace(/var SERVER_VERSION = [^;\n]+;/, `var SERVER_VERSION = ${JSON.stringify(version)};`);
+  if (patched === text) throw new Error(`${SERVER_BUNDLE} defines no SERVER_VERSION to patch`);
+  const chunks = join(dirname(SERVER_BUNDLE), 'chunks');
+  if (existsSync(chunks) && !existsSync(join(dir, 'chunks'))) await cp(chunks, join(dir, 'chunks'), { recursive: true });
+  const file = join(dir, `dotmesh-server-${version}.mjs`);
+  await writeFile(file, patched);
+  return file;
 }

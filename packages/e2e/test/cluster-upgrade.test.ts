@@ -1,26 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { cp, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cleanup, makeTempDir, SERVER_BUNDLE, skipUnless, spawnTracked, type TrackedProcess } from '@dotmesh/testkit';
-import { initCluster, type TestCluster } from './cluster-harness.ts';
+import { Cleanup, makeTempDir, skipUnless, spawnTracked, type TrackedProcess } from '@dotmesh/testkit';
+import { initCluster, serverWithVersion, type TestCluster } from './cluster-harness.ts';
 
 /**
  * `dm cluster upgrade` and `dm cluster grow` with the built dm and dotmesh-server. A "newer"
  * and an "older" server are copies of the built bundle with another SERVER_VERSION.
  */
 const skip = skipUnless(['root', 'btrfs', 'losetup']);
-
-async function serverWithVersion(dir: string, version: string): Promise<string> {
-  const text = await readFile(SERVER_BUNDLE, 'utf8');
-  const patched = text.replace(/var SERVER_VERSION = "[^"]*";/, `var SERVER_VERSION = "${version}";`);
-  assert.notEqual(patched, text, 'the bundle holds SERVER_VERSION');
-  const file = join(dir, `dotmesh-server-${version}.mjs`);
-  await writeFile(file, patched);
-  return file;
-}
 
 const lines = async (file: string) => (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
 
@@ -31,9 +21,6 @@ describe('dm cluster upgrade / grow (built dm and dotmesh-server)', { skip }, ()
   before(async () => {
     c = await initCluster(cleanup);
     bins = await makeTempDir('bins-', cleanup);
-    // The bundle may import shared chunks by relative path: the copies need them beside them.
-    const chunks = join(dirname(SERVER_BUNDLE), 'chunks');
-    if (existsSync(chunks)) await cp(chunks, join(bins, 'chunks'), { recursive: true });
   });
   after(async () => cleanup.run());
 

@@ -39,7 +39,11 @@ export interface ServerConfig {
   readonly storeFile: string;
   readonly logFile: string;
   readonly pidFile: string;
-  /** 0600 JSON {password, apiKey} read once at start to create the admin user. */
+  /**
+   * 0600 JSON {password, apiKey[, replaceExisting]} read at start and then deleted: it seeds the
+   * admin user of a store that has none, and is ignored when the store has an admin already
+   * (unless `replaceExisting`, which replaces that admin's password and API key).
+   */
   readonly initialAdminFile: string;
   readonly listenHost: string;
   readonly port: number;
@@ -236,6 +240,10 @@ export function serverConfigPath(config: Pick<ServerConfig, 'stateDir'>): string
   return join(config.stateDir, CONFIG_FILE_NAME);
 }
 
-/** Shape of the initial-admin file. */
-export const initialAdminSchema = z.object({ password: z.string().min(1), apiKey: z.string().min(1) });
+/** Shape of the initial-admin file (see `ServerConfig.initialAdminFile`). */
+export const initialAdminSchema = z.object({
+  password: z.string().min(1),
+  apiKey: z.string().min(1),
+  replaceExisting: z.boolean().optional(),
+});
 export type InitialAdmin = z.infer<typeof initialAdminSchema>;

@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
+import { type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
 import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -127,7 +127,7 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
       }),
     });
     await guard?.start();
-    // The initial credentials live on only as the admin user in the 0600 store.
+    // Used or not (they only seed a store without an admin), the initial credentials are not kept.
     await rm(config.initialAdminFile, { force: true });
     await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
   } catch (e) {
@@ -152,7 +152,7 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
   });
 }
 
-async function readInitialAdmin(file: string): Promise<{ password: string; apiKey: string } | undefined> {
+async function readInitialAdmin(file: string): Promise<InitialAdmin | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

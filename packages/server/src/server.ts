@@ -5,7 +5,7 @@ import { formatVolumeName, parseVolumeName } from '@dotmesh/core';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
-import { UserService } from './auth/users.ts';
+import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
 import { DockerodeEngineClient, type EngineClient } from './docker/engine-client.ts';
@@ -47,7 +47,7 @@ export interface ServerParts {
   readonly nodeId: string;
   /** Where the stable per-dot symlinks live (the original's CONTAINER_MOUNT_PREFIX). */
   readonly containerMountDir: string;
-  readonly initialAdmin?: { password: string; apiKey: string };
+  readonly initialAdmin?: InitialAdminCredentials;
   readonly listenHost: string;
   /** 0 picks a free port. */
   readonly port: number;
@@ -104,7 +104,10 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
 
   const users = new UserService(store);
   const admin = await users.ensureAdmin(parts.initialAdmin);
-  if (admin !== 'kept') logger.info({ admin }, `${admin} the admin user from the initial credentials`);
+  if (admin === 'created') logger.info({ admin }, 'created the admin user from the initial credentials');
+  if (admin === 'replaced') logger.warn({ admin }, "replaced the admin user's password and API key (new admin credentials)");
+  if (admin === 'ignored')
+    logger.info({ admin }, 'kept the admin user of the store; the initial credentials only seed a store without one');
 
   const index = new DotIndex();
   const paths = new ContainerPaths(parts.containerMountDir);

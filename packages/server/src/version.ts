@@ -1,2 +1,8 @@
-/** The server's version, reported by `Version` and `dm version`. */
-export const SERVER_VERSION = '0.1.0';
+import pkg from '../package.json' with { type: 'json' };
+
+/**
+ * The server's version, reported by `dotmesh-server version`, the `Version` RPC and so
+ * `dm version`: the `version` of @dotmesh/server's package.json, inlined into the bundle at
+ * build time. Bump it there for a release; `dm cluster upgrade` compares it as a semantic version.
+ */
+export const SERVER_VERSION: string = pkg.version;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +14,7 @@ import { MemoryStore } from '@dotmesh/store';
 import { SILENT_LOGGER } from '../src/log.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 import { loadTlsMaterial, type TlsMaterial } from '../src/tls/https-server.ts';
-import { ensureClusterPki } from '../src/tls/pki.ts';
+import { defaultSubjectAltNames, ensureClusterPki, LOOPBACK_NAMES } from '../src/tls/pki.ts';
 
 const exec = createExec({});
 const API_KEY = 'TLSTESTKEY';
@@ -83,6 +83,31 @@ describe('HTTPS API with a generated per-cluster CA (real openssl)', () => {
     const again = await ensureClusterPki({ stateDir: dir, exec, subjectAltNames: ['127.0.0.1', 'dotmesh.example.test'] });
     assert.equal(again.issued, false);
     assert.equal(new X509Certificate(await readFile(again.cert)).fingerprint256, material.fingerprint);
+  });
+
+  test('a new address on the host keeps the certificate; a newly configured name issues it again', async () => {
+    const configured = ['dotmesh.example.test', '192.0.2.7'];
+    const withNewInterface = await ensureClusterPki({
+      stateDir: dir,
+      exec,
+      subjectAltNames: [...defaultSubjectAltNames(configured), '198.51.100.23'],
+      requiredNames: [...LOOPBACK_NAMES, ...configured],
+    });
+    assert.equal(withNewInterface.issued, false, 'an address that appeared since does not change the identity');
+    const restarted = await loadTlsMaterial({ stateDir: dir, certFile: null, keyFile: null, subjectAltNames: configured, exec });
+    assert.equal(restarted.fingerprint, material.fingerprint);
+    // On a copy: a name added to tlsSubjectAltNames is a reason to issue the certificate again.
+    const copy = join(dir, 'copy');
+    await cp(join(dir, 'tls'), join(copy, 'tls'), { recursive: true });
+    const renamed = await loadTlsMaterial({
+      stateDir: copy,
+      certFile: null,
+      keyFile: null,
+      subjectAltNames: [...configured, 'new.example.test'],
+      exec,
+    });
+    assert.notEqual(renamed.fingerprint, material.fingerprint);
+    assert.ok(new X509Certificate(renamed.cert).subjectAltName?.includes('DNS:new.example.test'));
   });
 
   test('the handshake shows the generated certificate; plain HTTP still answers', async () => {

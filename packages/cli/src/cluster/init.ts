@@ -1,25 +1,37 @@
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { initialAdminSchema, resolveServerConfig, type ServerConfig, serverConfigPath } from '@dotmesh/rpc';
+import { DotmeshError } from '@dotmesh/core';
+import { type InitialAdmin, initialAdminSchema, resolveServerConfig, type ServerConfig } from '@dotmesh/rpc';
 import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
 import { prettySize } from '../format.ts';
-import { type AdminCredentials, generateAdminCredentials } from './credentials.ts';
+import { generateAdminCredentials } from './credentials.ts';
 import { preflight } from './preflight.ts';
-import { resolveServerBin, serverCommand, startServer, waitForServer } from './server-process.ts';
-import { btrfsInKernel, exists, freeBytesAt, isBtrfsMount, pid1IsSystemd, portFree, runningPid, which } from './system.ts';
-import { installUnit, UNIT_NAME } from './systemd.ts';
+import { waitForServer } from './server-process.ts';
+import { writeServerRecord } from './server-record.ts';
+import { launchServer, portsInUse, serveArgv, serverToRun } from './service.ts';
+import { loadServerConfig, localHost, startCommand } from './state.ts';
+import { btrfsInKernel, exists, freeBytesAt, isBtrfsMount, pid1IsSystemd, runningPid, which } from './system.ts';
+import { installUnit } from './systemd.ts';
 import { pinLocalServer } from './tls.ts';
 
 /**
- * `dm cluster init`: brings up a single-node cluster on this host. Steps: preflight (root,
- * not already running, btrfs, mkfs.btrfs, free space, free ports); state dir (0700) with the
- * initial admin credentials (0600) and the server config; the server started detached and
- * pinged until ready; remote `local` saved as current with the admin password file (0400);
- * a systemd unit enabled when PID 1 is systemd. Re-running after a stop generates new
- * credentials (unless an unused initial-admin.json is still there) and the server resets the
- * admin's password and API key to them; the `local` remote is rewritten with the new key.
+ * `dm cluster init`: brings up a single-node cluster on this host, or brings an existing one
+ * back (after a crash, a reboot or `dm cluster stop`) with the same identity. Steps: preflight
+ * (root, not already running, btrfs, mkfs.btrfs, free space, free ports); the server config —
+ * on a pool dir that has one, that config with only the options given on the command line
+ * changed (so the same flags, or none, give the same cluster); the state dir (0700) with
+ * initial admin credentials (0600) and the config; the server started (systemd or a detached
+ * process) and pinged until ready; remote `local` saved as current; a systemd unit enabled
+ * when PID 1 is systemd.
+ *
+ * Identity: the initial credentials only seed a store that has no admin yet. When the store
+ * has one (init again on an existing cluster), the server keeps its password and API keys,
+ * every user and the TLS certificate; init then keeps the `local` remote's key if the server
+ * accepts it, and fails with what to do if this dm config has no key it accepts.
+ * `newAdminCredentials` replaces the admin's password and API key instead.
  */
 export interface ClusterInitOptions {
   readonly poolDir: string;
@@ -44,34 +56,56 @@ export interface ClusterInitOptions {
   /** The Docker volume plugin socket (null: none) and the Engine API socket; absent: the defaults. */
   readonly dockerPluginSocket?: string | null;
   readonly dockerSocket?: string;
+  /**
+   * The settings given on the command line. On a pool dir with a server config only these
+   * change it; the others keep their values there. Absent: every setting counts as given.
+   */
+  readonly given?: ReadonlySet<InitSetting>;
+  /** Replace the admin's password and API key of an existing cluster by new ones. */
+  readonly newAdminCredentials?: boolean;
 }
+
+/** The options of `dm cluster init` that are server config fields. */
+export type InitSetting =
+  | 'poolSizeBytes'
+  | 'sparse'
+  | 'existingMount'
+  | 'port'
+  | 'checkPort'
+  | 'listenHost'
+  | 'store'
+  | 'etcdEndpoints'
+  | 'etcdCaFile'
+  | 'etcdCertFile'
+  | 'etcdKeyFile'
+  | 'tlsPort'
+  | 'tlsCertFile'
+  | 'tlsKeyFile'
+  | 'dockerPluginSocket'
+  | 'dockerSocket';
 
 export interface ClusterInitResult {
   serverConfigFile: string;
   serverBin: string;
+  serverVersion: string;
   pid: number | null;
   url: string;
   remote: string;
-  adminPasswordFile: string;
+  /** `new`: the admin got the credentials made now; `kept`: the cluster kept its admin (and every key). */
+  admin: 'new' | 'kept';
+  /** The admin password beside the dm config; null when this dm config has no copy (a kept admin). */
+  adminPasswordFile: string | null;
   systemdUnit: string | null;
+  /** How the server comes back after a reboot or a crash when no systemd unit runs it. */
+  startCommand: string;
   config: ServerConfig;
   /** SHA-256 fingerprint of the HTTPS certificate (null: no HTTPS), pinned in known_servers. */
   tlsFingerprint: string | null;
 }
 
-async function credentialsFor(config: ServerConfig): Promise<AdminCredentials> {
-  const text = await readFile(config.initialAdminFile, 'utf8').catch(() => null);
-  if (text !== null) {
-    const parsed = initialAdminSchema.safeParse(JSON.parse(text));
-    if (parsed.success) return parsed.data;
-  }
-  return generateAdminCredentials();
-}
-
-export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): Promise<ClusterInitResult> {
-  const say = (line: string) => ctx.reporter.notice(line);
-  const config = resolveServerConfig({
-    poolDir: o.poolDir,
+/** The settings init asks for, as server config fields. */
+function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unknown>> {
+  return {
     poolSizeBytes: o.poolSizeBytes,
     sparse: o.sparse,
     existingMount: o.existingMount,
@@ -88,106 +122,179 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     tlsKeyFile: o.tlsKeyFile ?? null,
     ...(o.dockerPluginSocket === undefined ? {} : { dockerPluginSocket: o.dockerPluginSocket }),
     ...(o.dockerSocket === undefined ? {} : { dockerSocket: o.dockerSocket }),
-  });
+  };
+}
+
+/**
+ * The server config init writes: with no `previous` one, the wanted settings (defaults for the
+ * rest); else `previous` with only the `given` settings changed (every field it has — edited
+ * ones such as tlsSubjectAltNames, or a size `dm cluster grow` wrote — is kept).
+ */
+export function initServerConfig(
+  poolDir: string,
+  previous: ServerConfig | null,
+  wanted: Partial<Record<InitSetting, unknown>>,
+  given: ReadonlySet<InitSetting> | undefined,
+): ServerConfig {
+  if (previous === null) return resolveServerConfig({ ...wanted, poolDir });
+  const changed = Object.entries(wanted).filter(([k]) => given === undefined || given.has(k as InitSetting));
+  return resolveServerConfig({ ...previous, ...Object.fromEntries(changed), poolDir: previous.poolDir });
+}
+
+/** Initial credentials: an unused file left by an init that failed before the server read it, else new ones. */
+async function credentialsFor(config: ServerConfig): Promise<InitialAdmin> {
+  const text = await readFile(config.initialAdminFile, 'utf8').catch(() => null);
+  if (text !== null) {
+    try {
+      const parsed = initialAdminSchema.safeParse(JSON.parse(text));
+      if (parsed.success) return { password: parsed.data.password, apiKey: parsed.data.apiKey };
+    } catch {
+      // not JSON: make new ones
+    }
+  }
+  return generateAdminCredentials();
+}
+
+async function fileSize(path: string): Promise<number | null> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return null;
+  }
+}
+
+export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): Promise<ClusterInitResult> {
+  const say = (line: string) => ctx.reporter.notice(line);
   say('Checking suitable environment...');
+  const previous = await loadServerConfig(o.poolDir);
+  let config = initServerConfig(o.poolDir, previous.existing ? previous.config : null, wantedSettings(o), o.given);
+  const serverConfigFile = previous.file;
+  const poolFileSize = config.existingMount ? null : await fileSize(config.poolFile);
+  if (poolFileSize !== null && poolFileSize !== config.poolSizeBytes) {
+    if (o.given === undefined || o.given.has('poolSizeBytes')) {
+      say(`The pool file ${config.poolFile} exists (${prettySize(poolFileSize)}): --pool-size applies to new pools only.`);
+      say(`(grow it with 'dm cluster grow --pool-size <size>' while the server runs)`);
+    }
+    config = { ...config, poolSizeBytes: poolFileSize };
+  }
   const pid = await runningPid(config.pidFile);
-  const reusePool = await exists(config.poolFile);
+  const reusePool = poolFileSize !== null;
   const problem = preflight(
     {
       uid: ctx.runtime.uid,
       runningPid: pid,
       btrfsInKernel: await btrfsInKernel(),
-      mkfsBtrfs: o.existingMount ? null : await which('mkfs.btrfs', ctx.env.PATH),
-      freeBytes: o.existingMount || o.sparse || reusePool ? null : await freeBytesAt(config.poolDir),
+      mkfsBtrfs: config.existingMount ? null : await which('mkfs.btrfs', ctx.env.PATH),
+      freeBytes: config.existingMount || config.sparse || reusePool ? null : await freeBytesAt(config.poolDir),
       portsInUse: pid !== null ? [] : await portsInUse(config),
-      existingMountIsBtrfs: o.existingMount ? await isBtrfsMount(o.existingMount) : null,
+      existingMountIsBtrfs: config.existingMount ? await isBtrfsMount(config.existingMount) : null,
     },
-    { ...config, existingMount: o.existingMount },
+    config,
   );
   if (problem) throw problem;
-  const serverBin = await resolveServerBin({ flag: o.serverBin, env: ctx.env, scriptPath: ctx.runtime.scriptPath });
+  const { serverBin, version } = await serverToRun(ctx, config, o.serverBin);
 
   await mkdir(config.poolDir, { recursive: true, mode: 0o755 });
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
   const creds = await credentialsFor(config);
-  await writeFile(config.initialAdminFile, JSON.stringify(creds), { mode: 0o600 });
+  const seed: InitialAdmin = o.newAdminCredentials ? { ...creds, replaceExisting: true } : creds;
+  await writeFile(config.initialAdminFile, JSON.stringify(seed), { mode: 0o600 });
   await chmod(config.initialAdminFile, 0o600);
-  const serverConfigFile = serverConfigPath(config);
   await writeFile(serverConfigFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   say(
-    o.existingMount
-      ? `Using the btrfs filesystem mounted at ${o.existingMount}`
+    config.existingMount
+      ? `Using the btrfs filesystem mounted at ${config.existingMount}`
       : `Pool: ${config.poolFile} (${prettySize(config.poolSizeBytes)}${config.sparse ? ', sparse' : ''}${reusePool ? ', existing' : ''}), mounted at ${config.mountPoint}`,
   );
-  say(`Wrote ${serverConfigFile}`);
+  say(`Wrote ${serverConfigFile}${previous.existing ? ' (its settings kept, the options given changed)' : ''}`);
 
-  const child = startServer({
-    serverBin,
-    configFile: serverConfigFile,
-    logFile: config.logFile,
-    nodePath: ctx.runtime.nodePath,
-    env: ctx.env,
-  });
-  say(`Started dotmesh-server (pid ${child.pid ?? '?'}), log: ${config.logFile}`);
-  const host = config.listenHost === '0.0.0.0' || config.listenHost === '::' ? '127.0.0.1' : config.listenHost;
+  if (o.systemd && (await pid1IsSystemd())) await installUnit(serveArgv(serverBin, serverConfigFile, ctx.runtime.nodePath));
+  const { child, systemdUnit } = await launchServer(ctx, { serverBin, configFile: serverConfigFile, config });
+  say(
+    `Started dotmesh-server ${version}${child ? ` (pid ${child.pid ?? '?'})` : ` (systemd unit ${systemdUnit})`}, log: ${config.logFile}`,
+  );
+  const host = localHost(config.listenHost);
   const url = rpcUrl(host, config.port);
-  const client = new DotmeshClient({ url, user: 'admin', apiKey: creds.apiKey });
   say(`Waiting for dotmesh-server to answer at ${url}...`);
-  await waitForServer({ client, child, logFile: config.logFile, io: ctx.io });
-
   const dmConfig = await ctx.loadConfig();
-  const previous = dmConfig.Remotes.local;
+  const previousRemote = dmConfig.Remotes.local;
+  const admin = await adminKey(ctx, { config, url, child, seed: creds.apiKey, localKey: previousRemote?.ApiKey });
+  await writeServerRecord(config, { serverBin, version });
+
   dmConfig.Remotes.local = {
-    ...(previous ?? newRemote('admin', host, config.port, creds.apiKey)),
+    ...(previousRemote ?? newRemote('admin', host, config.port, admin.apiKey)),
     User: 'admin',
     Hostname: host,
     Port: config.port,
-    ApiKey: creds.apiKey,
+    ApiKey: admin.apiKey,
   };
   dmConfig.CurrentRemote = 'local';
   await ctx.saveConfig();
-  const adminPasswordFile = join(dirname(ctx.options.configPath), 'admin-password.txt');
-  await rm(adminPasswordFile, { force: true });
-  await writeFile(adminPasswordFile, creds.password, { mode: 0o400 });
-  const tlsFingerprint = await pinLocalServer(ctx, config, host);
-
-  let systemdUnit: string | null = null;
-  if (o.systemd && (await pid1IsSystemd())) {
-    await installUnit([...serverCommand(serverBin, ['serve', '--config', serverConfigFile], ctx.runtime.nodePath).flat()]);
-    systemdUnit = UNIT_NAME;
+  const passwordFile = join(dirname(ctx.options.configPath), 'admin-password.txt');
+  if (admin.kind === 'new') {
+    await rm(passwordFile, { force: true });
+    await writeFile(passwordFile, creds.password, { mode: 0o400 });
   }
+  const tlsFingerprint = await pinLocalServer(ctx, config, host);
   return {
     serverConfigFile,
     serverBin,
-    pid: child.pid ?? null,
+    serverVersion: version,
+    pid: child?.pid ?? (await runningPid(config.pidFile)),
     url,
     remote: 'local',
-    adminPasswordFile,
+    admin: admin.kind,
+    adminPasswordFile: (await exists(passwordFile)) ? passwordFile : null,
     systemdUnit,
+    startCommand: startCommand(o.poolDir),
     config,
     tlsFingerprint,
   };
 }
 
-async function portsInUse(config: ServerConfig): Promise<number[]> {
-  const taken: number[] = [];
-  const ports = [config.port, config.checkPort, ...(config.tlsPort === 0 ? [] : [config.tlsPort])];
-  for (const port of ports) if (!(await portFree(config.listenHost, port))) taken.push(port);
-  return taken;
+/**
+ * Waits for the server, then finds the admin key it accepts: the new credentials (`new`: the
+ * store had no admin, or they replaced it), else the `local` remote's key (`kept`: the cluster
+ * kept its admin). UNAUTHENTICATED, with what to do, when it accepts neither.
+ */
+async function adminKey(
+  ctx: CommandContext,
+  o: { config: ServerConfig; url: string; child: ChildProcess | null; seed: string; localKey: string | undefined },
+): Promise<{ kind: 'new' | 'kept'; apiKey: string }> {
+  const client = (apiKey: string) => new DotmeshClient({ url: o.url, user: 'admin', apiKey });
+  const seeded = await waitForServer({ client: client(o.seed), child: o.child, logFile: o.config.logFile, io: ctx.io });
+  if (seeded === 'ready') return { kind: 'new', apiKey: o.seed };
+  if (o.localKey) {
+    const kept = await waitForServer({ client: client(o.localKey), child: null, logFile: o.config.logFile, io: ctx.io });
+    if (kept === 'ready') return { kind: 'kept', apiKey: o.localKey };
+  }
+  const flags = startCommand(o.config.poolDir).replace(/^dm cluster start/, '');
+  throw new DotmeshError(
+    'UNAUTHENTICATED',
+    `dotmesh-server is running and keeps the admin credentials this cluster had, but ${ctx.options.configPath} has no API key it accepts`,
+    {
+      hint: `add the admin API key you have: DOTMESH_PASSWORD=<key> dm remote add local admin@${new URL(o.url).host}; or replace the admin's password and API key (remotes elsewhere must then be added again): dm cluster stop${flags} && dm cluster init${flags} --new-admin-credentials`,
+    },
+  );
 }
 
 export function renderClusterInit(r: ClusterInitResult): string[] {
+  const remote = `Remote 'local' (admin@${new URL(r.url).host}) is now the current remote`;
   return [
     'dotmesh-server is ready.',
-    `Remote 'local' (admin@${new URL(r.url).host}) is now the current remote; the admin password is in ${r.adminPasswordFile}.`,
+    r.admin === 'new'
+      ? `${remote}; the admin password is in ${r.adminPasswordFile}.`
+      : `${remote}. The cluster keeps its admin password, API keys and users (remotes elsewhere keep working)${r.adminPasswordFile ? `; the admin password is in ${r.adminPasswordFile}` : ''}.`,
     ...(r.tlsFingerprint
       ? [
           `HTTPS API on port ${r.config.tlsPort}; certificate SHA256 fingerprint ${r.tlsFingerprint}`,
           `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
         ]
       : []),
-    ...(r.systemdUnit ? [`Installed and enabled the systemd unit ${r.systemdUnit} (starts the server at boot).`] : []),
+    r.systemdUnit
+      ? `The systemd unit ${r.systemdUnit} runs the server: it starts it at boot and after a crash ('dm cluster stop' / 'dm cluster start' stop and start it).`
+      : `No systemd unit runs the server on this host: after a reboot or a crash, start it with '${r.startCommand}' (or add that command to the host's boot, e.g. an @reboot line in root's crontab).`,
     "Next: 'dm init <dot>' creates a dot; 'dm list' shows them.",
   ];
 }

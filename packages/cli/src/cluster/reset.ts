@@ -1,9 +1,10 @@
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
-import { parseServerConfigText, resolveServerConfig, type ServerConfig, serverConfigPath } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
 import { resolveServerBin, serverCommand, stopServer } from './server-process.ts';
+import { serverRecordPath } from './server-record.ts';
+import { loadServerConfig, requireRoot } from './state.ts';
 import { run, runningPid } from './system.ts';
 import { removeUnit } from './systemd.ts';
 
@@ -28,22 +29,11 @@ export interface ClusterResetResult {
   remoteRemoved: boolean;
 }
 
-export async function loadServerConfig(poolDir: string): Promise<{ config: ServerConfig; file: string }> {
-  const defaults = resolveServerConfig({ poolDir });
-  const file = serverConfigPath(defaults);
-  const text = await readFile(file, 'utf8').catch(() => null);
-  return { config: text === null ? defaults : parseServerConfigText(text), file };
-}
-
 export async function clusterReset(ctx: CommandContext, o: ClusterResetOptions): Promise<ClusterResetResult> {
-  if (ctx.runtime.uid !== 0) {
-    throw new DotmeshError('PERMISSION_DENIED', 'dm cluster reset must run as root: it stops the server and removes its state', {
-      hint: 'run it again with sudo',
-    });
-  }
+  requireRoot(ctx, 'dm cluster reset', 'it stops the server and removes its state');
   const say = (line: string) => ctx.reporter.notice(line);
   const { config, file } = await loadServerConfig(o.poolDir);
-  const systemdUnitRemoved = await removeUnit();
+  const systemdUnitRemoved = await removeUnit(file);
   if (systemdUnitRemoved) say('Removed the systemd unit dotmesh-server.service');
   const pid = await runningPid(config.pidFile);
   const stopped = pid === null ? 'not-running' : await stopServer(pid, ctx.io);
@@ -71,7 +61,7 @@ export async function clusterReset(ctx: CommandContext, o: ClusterResetOptions):
   const sqliteSidecars = [`${config.storeFile}-wal`, `${config.storeFile}-shm`, `${config.storeFile}-journal`];
   const targets = o.destroyData
     ? [config.stateDir]
-    : [config.storeFile, ...sqliteSidecars, file, config.initialAdminFile, config.pidFile];
+    : [config.storeFile, ...sqliteSidecars, file, config.initialAdminFile, config.pidFile, serverRecordPath(config)];
   for (const target of targets) await rm(target, { recursive: true, force: true });
 
   const dmConfig = await ctx.loadConfig();

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isDotmeshError } from '@dotmesh/core';
-import { compareSemVer, parseSemVer } from './semver.ts';
+import { compareServerVersions, parseServerVersion } from './semver.ts';
 
-const cmp = (a: string, b: string) => Math.sign(compareSemVer(parseSemVer(a, 'a'), parseSemVer(b, 'b')));
+const cmp = (a: string, b: string) => Math.sign(compareServerVersions({ text: a, what: 'a' }, { text: b, what: 'b' }));
 
 test('semver precedence (semver.org §11), v prefix and build metadata', () => {
   const ordered = [
@@ -25,12 +25,13 @@ test('semver precedence (semver.org §11), v prefix and build metadata', () => {
   }
   assert.equal(cmp('v1.2.3', '1.2.3+build.5'), 0);
   assert.equal(cmp('1.2.3\n', '1.2.3'), 0);
+  assert.equal(parseServerVersion('v0.2.0-rc.1+build.7\n', 'x'), '0.2.0-rc.1');
 });
 
 test('not a version: INVALID_ARGUMENT naming who reported it', () => {
   for (const bad of ['', '1.2', '01.2.3', 'dotmesh 1.2.3', '1.2.3-']) {
     assert.throws(
-      () => parseSemVer(bad, 'the new dotmesh-server'),
+      () => parseServerVersion(bad, 'the new dotmesh-server'),
       (e: unknown) =>
         isDotmeshError(e) && e.code === 'INVALID_ARGUMENT' && e.message.startsWith('the new dotmesh-server reports'),
     );

@@ -1,28 +1,34 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import type { DotmeshClient } from '@dotmesh/rpc/client';
 import type { Io } from '../io.ts';
-import { commandLineOf, exists, processAlive, tail, which } from './system.ts';
+import { commandLineOf, exists, processAlive, run, tail, which } from './system.ts';
 
 /**
- * Starting and stopping dotmesh-server for `dm cluster init/reset`. The server's entry accepts
- * `serve --config FILE` and `destroy-pool --config FILE` and writes its own pid file.
+ * Starting and stopping dotmesh-server as a process, for `dm cluster init/start/stop/upgrade/
+ * reset`. The server's entry accepts `serve --config FILE`, `destroy-pool --config FILE` and
+ * `version`, and writes its own pid file.
  */
 export const SERVER_BIN_NAME = 'dotmesh-server';
 
 /**
- * Which server to run: --server-bin, else $DOTMESH_SERVER_BIN, else a dotmesh-server next to
- * the running dm script or bundle, else dotmesh-server on PATH.
+ * Which server to run: --server-bin, else $DOTMESH_SERVER_BIN, else the one this cluster ran
+ * last (`recorded`, while it exists), else a dotmesh-server next to the running dm script or
+ * bundle, else dotmesh-server on PATH.
  */
 export async function resolveServerBin(opts: {
   flag: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
   scriptPath: string | undefined;
+  recorded?: string | null | undefined;
 }): Promise<string> {
-  if (opts.flag) return opts.flag;
-  if (opts.env.DOTMESH_SERVER_BIN) return opts.env.DOTMESH_SERVER_BIN;
+  // A path is made absolute (it is recorded, and written into the systemd unit); a bare name runs from PATH.
+  if (opts.flag) return opts.flag.includes('/') ? resolve(opts.flag) : opts.flag;
+  if (opts.env.DOTMESH_SERVER_BIN)
+    return opts.env.DOTMESH_SERVER_BIN.includes('/') ? resolve(opts.env.DOTMESH_SERVER_BIN) : opts.env.DOTMESH_SERVER_BIN;
+  if (opts.recorded && (await exists(opts.recorded))) return opts.recorded;
   if (opts.scriptPath) {
     for (const name of [SERVER_BIN_NAME, `${SERVER_BIN_NAME}.mjs`, `${SERVER_BIN_NAME}.js`]) {
       const candidate = join(dirname(opts.scriptPath), name);
@@ -60,9 +66,22 @@ export function startServer(opts: {
   }
 }
 
+/** The output of `<serverBin> version`. */
+export async function binaryVersion(serverBin: string, nodePath: string): Promise<string> {
+  const [command, args] = serverCommand(serverBin, ['version'], nodePath);
+  try {
+    return (await run(command, args)).stdout.trim();
+  } catch (e) {
+    throw new DotmeshError('INVALID_ARGUMENT', `cannot run ${serverBin} version: ${(e as Error).message}`, {
+      hint: 'give a dotmesh-server binary or bundle with --server-bin',
+    });
+  }
+}
+
 /**
- * Pings the new server every 250 ms until it answers; fails early if the child exits, and after
- * `timeoutMs` with the log's tail in the message.
+ * Pings the new server every 250 ms until it answers: `ready`, or `unauthenticated` when it
+ * answers but refuses the client's key (it is up; the caller decides what that means). Fails
+ * early if the child exits, and after `timeoutMs` with the log's tail in the message.
  */
 export async function waitForServer(opts: {
   client: DotmeshClient;
@@ -71,7 +90,7 @@ export async function waitForServer(opts: {
   io: Io;
   timeoutMs?: number;
   now?: () => number;
-}): Promise<void> {
+}): Promise<'ready' | 'unauthenticated'> {
   const now = opts.now ?? Date.now;
   const deadline = now() + (opts.timeoutMs ?? 60_000);
   let exited: number | string | null = null;
@@ -81,9 +100,9 @@ export async function waitForServer(opts: {
   for (;;) {
     try {
       await opts.client.call('Ping', {}, { timeoutMs: 2000 });
-      return;
+      return 'ready';
     } catch (e) {
-      if (e instanceof DotmeshError && e.code === 'UNAUTHENTICATED') throw e;
+      if (e instanceof DotmeshError && e.code === 'UNAUTHENTICATED') return 'unauthenticated';
     }
     const logTail = async () => (await tail(opts.logFile)) || '(empty log)';
     if (exited !== null) {

@@ -1,32 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveServerConfig } from '@dotmesh/rpc';
-import { type ClusterInitResult, renderClusterInit } from './init.ts';
 import { preflight } from './preflight.ts';
-
-const FP = `${'AB:'.repeat(31)}AB`;
-
-test('cluster init prints the HTTPS port and the certificate fingerprint', () => {
-  const config = resolveServerConfig({ poolDir: '/p', tlsPort: 32606 });
-  const base: ClusterInitResult = {
-    serverConfigFile: '/p/server/config.json',
-    serverBin: '/x',
-    pid: 1,
-    url: 'http://127.0.0.1:32607/rpc',
-    remote: 'local',
-    adminPasswordFile: '/root/.dotmesh/admin-password.txt',
-    systemdUnit: null,
-    config,
-    tlsFingerprint: FP,
-  };
-  const lines = renderClusterInit(base).join('\n');
-  assert.ok(lines.includes(`HTTPS API on port 32606; certificate SHA256 fingerprint ${FP}`), lines);
-  assert.ok(
-    !renderClusterInit({ ...base, tlsFingerprint: null })
-      .join('\n')
-      .includes('HTTPS'),
-  );
-});
 
 test('preflight names --tls-port when the HTTPS port is taken; 0 is never checked', () => {
   const facts = {

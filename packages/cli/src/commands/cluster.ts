@@ -11,10 +11,14 @@ import {
   parseSize,
 } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
+import type { InitSetting } from '../cluster/init.ts';
 import { action, type CliApp, usage } from '../command.ts';
 import { registerBackup } from './cluster-backup.ts';
 
-/** `dm cluster init|reset|grow|upgrade`: set up or tear down the single-node cluster on this host (root). */
+/**
+ * `dm cluster init|start|stop|reset|grow|upgrade`: set up, start, stop or tear down the
+ * single-node cluster on this host (root).
+ */
 function portOption(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw usage(`invalid port ${JSON.stringify(value)}`);
@@ -41,6 +45,39 @@ interface InitFlags {
   tlsKey?: string;
   dockerPluginSocket: string;
   dockerSocket: string;
+  newAdminCredentials?: boolean;
+}
+
+/** Which server config setting each init flag sets (commander's attribute name → setting). */
+const INIT_SETTINGS: Readonly<Record<string, InitSetting>> = {
+  poolSize: 'poolSizeBytes',
+  sparse: 'sparse',
+  useExistingMount: 'existingMount',
+  port: 'port',
+  checkPort: 'checkPort',
+  listen: 'listenHost',
+  tlsPort: 'tlsPort',
+  tlsCert: 'tlsCertFile',
+  tlsKey: 'tlsKeyFile',
+  dockerPluginSocket: 'dockerPluginSocket',
+  dockerSocket: 'dockerSocket',
+  store: 'store',
+  etcdEndpoints: 'etcdEndpoints',
+  etcdCaFile: 'etcdCaFile',
+  etcdCertFile: 'etcdCertFile',
+  etcdKeyFile: 'etcdKeyFile',
+};
+
+/** The settings whose flags were given on the command line (not left at their defaults). */
+function givenSettings(cmd: Command): Set<InitSetting> {
+  const given = new Set<InitSetting>();
+  for (const [flag, setting] of Object.entries(INIT_SETTINGS)) if (cmd.getOptionValueSource(flag) === 'cli') given.add(setting);
+  // The store's settings go together: naming the store (or an etcd flag) sets all of them.
+  if (['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'].some((s) => given.has(s as InitSetting))) {
+    for (const s of ['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'] as const) given.add(s);
+  }
+  if (given.has('tlsCertFile') || given.has('tlsKeyFile')) for (const s of ['tlsCertFile', 'tlsKeyFile'] as const) given.add(s);
+  return given;
 }
 
 /** The Docker part of the server config from the init flags ("none": no plugin). */
@@ -78,13 +115,19 @@ function storeFlags(f: InitFlags) {
 }
 
 export function register(program: Command, app: CliApp): void {
-  const cluster = program.command('cluster').summary('Install a dotmesh server on this host (cluster init/reset)');
+  const cluster = program.command('cluster').summary('Set up, start, stop, upgrade or tear down the dotmesh server on this host');
   cluster
     .command('init')
-    .summary('Start a single-node dotmesh cluster on this host')
+    .summary('Start a single-node dotmesh cluster on this host (or bring an existing one back)')
+    .description(
+      `Starts a single-node dotmesh cluster on this host: a btrfs pool, the server and the remote 'local'. Must run as root.
+
+On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.`,
+    )
+    .usage('[--use-pool-dir <dir>] [--pool-size <size>] [--sparse] [--port <n>] [--tls-port <n>] [options]')
     .argument('[args...]')
     .option('--use-pool-dir <dir>', 'directory for the pool file and server state', DEFAULT_POOL_DIR)
-    .option('--pool-size <size>', 'size of the pool file (e.g. 10G, 512M)', DEFAULT_POOL_SIZE)
+    .option('--pool-size <size>', 'size of a new pool file (e.g. 10G, 512M)', DEFAULT_POOL_SIZE)
     .option('--sparse', 'create the pool file sparse instead of preallocating it')
     .option('--use-existing-mount <dir>', 'use this mounted btrfs filesystem instead of a pool file')
     .option('--port <n>', 'API port', portOption, DEFAULT_RPC_PORT)
@@ -99,20 +142,27 @@ export function register(program: Command, app: CliApp): void {
       DEFAULT_DOCKER_PLUGIN_SOCKET,
     )
     .option('--docker-socket <path>', 'Docker Engine API socket (containers using dots are tracked there)', DEFAULT_DOCKER_SOCKET)
-    .option('--server-bin <path>', 'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, next to dm, or on PATH)')
+    .option(
+      '--server-bin <path>',
+      'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, the one this cluster ran last, next to dm, or on PATH)',
+    )
     .option('--no-systemd', 'do not install a systemd unit')
+    .option(
+      '--new-admin-credentials',
+      "replace an existing cluster's admin password and API key by new ones (remotes using the old key stop working)",
+    )
     .option('--store <kind>', 'cluster store: embedded (a file beside the pool) or etcd', 'embedded')
     .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (with --store etcd)')
     .option('--etcd-ca-file <file>', 'PEM CA of the etcd server certificates (https endpoints)')
     .option('--etcd-cert-file <file>', 'PEM client certificate for etcd (with --etcd-key-file)')
     .option('--etcd-key-file <file>', 'PEM key of the etcd client certificate')
     .action(
-      action<InitFlags>(app, async (ctx, args, f) => {
+      action<InitFlags>(app, async (ctx, args, f, cmd) => {
         if (args.length > 0) throw usage('dm cluster init takes no arguments (see --help for its options).');
         // Loaded on demand: the cluster code (and the config schema) is not needed by other commands.
         const { clusterInit, renderClusterInit } = await import('../cluster/init.ts');
         const result = await clusterInit(ctx, {
-          poolDir: f.usePoolDir,
+          poolDir: resolve(f.usePoolDir),
           poolSizeBytes: parseSize(f.poolSize),
           sparse: f.sparse === true,
           existingMount: f.useExistingMount ?? null,
@@ -124,8 +174,49 @@ export function register(program: Command, app: CliApp): void {
           ...storeFlags(f),
           ...tlsFlags(f),
           ...dockerFlags(f),
+          given: givenSettings(cmd),
+          newAdminCredentials: f.newAdminCredentials === true,
         });
         ctx.reporter.result(result, renderClusterInit);
+      }),
+    );
+  cluster
+    .command('start')
+    .summary('Start the configured dotmesh server of this host again (after stop, a crash or a reboot)')
+    .description(
+      `Starts this host's dotmesh server again on the config 'dm cluster init' wrote, with the server binary the cluster ran last: after 'dm cluster stop', a crash or a reboot (it mounts the pool again if needed). Nothing is made new: the admin password, API keys, users and TLS certificate stay, so remotes elsewhere keep working. Does nothing when the server is running. Under systemd it starts the unit. Must run as root.`,
+    )
+    .usage('[--use-pool-dir <dir>] [--server-bin <path>]')
+    .argument('[args...]')
+    .option('--use-pool-dir <dir>', 'directory given to cluster init', DEFAULT_POOL_DIR)
+    .option(
+      '--server-bin <path>',
+      'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, the one this cluster ran last, next to dm, or on PATH)',
+    )
+    .action(
+      action<{ usePoolDir: string; serverBin?: string }>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster start takes no arguments (see --help for its options).');
+        const { clusterStart, renderClusterStart } = await import('../cluster/start.ts');
+        ctx.reporter.result(
+          await clusterStart(ctx, { poolDir: resolve(f.usePoolDir), serverBin: f.serverBin }),
+          renderClusterStart,
+        );
+      }),
+    );
+  cluster
+    .command('stop')
+    .summary('Stop the dotmesh server of this host gracefully (the pool stays mounted; dm cluster start brings it back)')
+    .description(
+      `Stops this host's dotmesh server gracefully and waits until it is gone (SIGTERM, SIGKILL only after 15 s; under systemd, 'systemctl stop'). The pool stays mounted, so processes and containers using dots keep their files; dm commands need the server until 'dm cluster start'. Unlike 'dm cluster reset' it forgets nothing. Does nothing when the server is not running. Must run as root.`,
+    )
+    .usage('[--use-pool-dir <dir>]')
+    .argument('[args...]')
+    .option('--use-pool-dir <dir>', 'directory given to cluster init', DEFAULT_POOL_DIR)
+    .action(
+      action<{ usePoolDir: string }>(app, async (ctx, args, f) => {
+        if (args.length > 0) throw usage('dm cluster stop takes no arguments (see --help for its options).');
+        const { clusterStop, renderClusterStop } = await import('../cluster/stop.ts');
+        ctx.reporter.result(await clusterStop(ctx, { poolDir: resolve(f.usePoolDir) }), renderClusterStop);
       }),
     );
   cluster

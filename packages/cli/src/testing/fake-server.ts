@@ -1,6 +1,6 @@
 /**
  * Test support: a stand-in for dotmesh-server's entry (`serve --config FILE`, `destroy-pool
- * --config FILE`) that speaks just enough JSON-RPC (Ping, ListWithContainers) with the initial
+ * --config FILE`, `version`) that speaks just enough JSON-RPC (Ping, ListWithContainers) with the initial
  * admin credentials, writes its pid file and exits on SIGTERM — to test `dm cluster init/reset`
  * without btrfs.
  */
@@ -9,6 +9,10 @@ import { createServer } from 'node:http';
 import { parseRpcRequest, rpcErrorBody, rpcResultBody } from '@dotmesh/rpc/codec';
 
 const [command, flag, file] = process.argv.slice(2);
+if (command === 'version') {
+  console.log('0.0.0-fake');
+  process.exit(0);
+}
 if (flag !== '--config' || file === undefined) throw new Error('usage: fake-server serve|destroy-pool --config FILE');
 const config = JSON.parse(readFileSync(file, 'utf8'));
 if (command === 'destroy-pool') {

@@ -18,9 +18,22 @@ test('API key and password both authenticate; failures are rate-limited per user
   assert.equal((await auth.authenticate('admin', 'KEY', '10.0.0.3'))?.authMethod, 'apikey', 'and let in again after it');
   assert.equal(await auth.authenticate('nobody', 'KEY', '10.0.0.4'), null);
   assert.equal(await users.ensureAdmin({ password: 'pw-1234567', apiKey: 'KEY' }), 'kept');
-  assert.equal(await users.ensureAdmin({ password: 'other-password', apiKey: 'KEY2' }), 'updated');
-  assert.equal((await auth.authenticate('admin', 'KEY2', '10.0.0.5'))?.authMethod, 'apikey');
-  assert.equal(await auth.authenticate('admin', 'KEY', '10.0.0.5'), null);
+  assert.equal(await users.ensureAdmin(undefined), 'kept');
+});
+
+test('initial credentials only seed a store without an admin; replaceExisting replaces them', async () => {
+  const users = new UserService(await MemoryStore.open());
+  assert.equal(await users.ensureAdmin({ password: 'pw-1234567', apiKey: 'KEY' }), 'created');
+  const auth = new Authenticator(users);
+  assert.equal(await users.ensureAdmin({ password: 'other-password', apiKey: 'KEY2' }), 'ignored');
+  assert.equal((await auth.authenticate('admin', 'KEY', '10.0.0.5'))?.authMethod, 'apikey', 'the stored key stays');
+  assert.equal((await auth.authenticate('admin', 'pw-1234567', '10.0.0.5'))?.authMethod, 'password', 'and the password');
+  assert.equal(await auth.authenticate('admin', 'KEY2', '10.0.0.5'), null);
+  assert.equal(await users.ensureAdmin({ password: 'other-password', apiKey: 'KEY2', replaceExisting: true }), 'replaced');
+  const restarted = new Authenticator(users);
+  assert.equal((await restarted.authenticate('admin', 'KEY2', '10.0.0.6'))?.authMethod, 'apikey');
+  assert.equal((await restarted.authenticate('admin', 'other-password', '10.0.0.6'))?.authMethod, 'password');
+  assert.equal(await restarted.authenticate('admin', 'KEY', '10.0.0.6'), null);
 });
 
 test('Basic header parsing', () => {

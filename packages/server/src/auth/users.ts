@@ -69,6 +69,13 @@ function userOps(user: UserRecord): TxnOp[] {
   return ops;
 }
 
+/** The initial-admin file's contents (`@dotmesh/rpc` initialAdminSchema). */
+export interface InitialAdminCredentials {
+  readonly password: string;
+  readonly apiKey: string;
+  readonly replaceExisting?: boolean;
+}
+
 export const MIN_PASSWORD_LENGTH = 7;
 const MAX_PASSWORD_LENGTH = 1024;
 const MAX_EMAIL_LENGTH = 254;
@@ -181,19 +188,21 @@ export class UserService {
   }
 
   /**
-   * Makes the admin user match the initial credentials `dm cluster init` left for this start
-   * (a 0600 file only root can write): creates it on a first start or after a store reset,
-   * and resets its password and API key when init ran again over an existing store.
-   * Without initial credentials the stored admin is kept. Returns what it did.
+   * The admin user at start. Initial credentials (from `dm cluster init`, a 0600 file only root
+   * can write) only seed a store that has no admin yet: a store with an admin keeps its
+   * password and API key, so a restart, a second `dm cluster init` or an upgrade never
+   * invalidates a key in use elsewhere. Only `replaceExisting` (init's
+   * `--new-admin-credentials`) replaces them. Returns what it did: `created`, `replaced`,
+   * `kept` (no initial credentials, or the same key) or `ignored` (other credentials, not used).
    */
-  async ensureAdmin(initial: { password: string; apiKey: string } | undefined): Promise<'created' | 'updated' | 'kept'> {
+  async ensureAdmin(initial: InitialAdminCredentials | undefined): Promise<'created' | 'replaced' | 'kept' | 'ignored'> {
     const existing = await this.byId(ADMIN_USER_ID);
-    if (existing && !initial) return 'kept';
-    if (existing && initial) {
-      if (existing.ApiKey === initial.apiKey && (await verifyPassword(existing, initial.password))) return 'kept';
+    if (existing) {
+      if (!initial || (existing.ApiKey === initial.apiKey && !initial.replaceExisting)) return 'kept';
+      if (!initial.replaceExisting) return 'ignored';
       const { salt, hash } = await hashPassword(initial.password);
       await this.save({ ...existing, Salt: salt, Password: hash, ApiKey: initial.apiKey });
-      return 'updated';
+      return 'replaced';
     }
     if (!initial) {
       throw new DotmeshError('UNAVAILABLE', 'The store has no admin user and no initial admin credentials were given', {

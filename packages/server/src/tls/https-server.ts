@@ -6,7 +6,7 @@ import { type Exec, ExecError } from '@dotmesh/storage';
 import type { ApiRoutes } from '../http/servers.ts';
 import { apiRequestHandler } from '../http/servers.ts';
 import type { Logger } from '../log.ts';
-import { defaultSubjectAltNames, ensureClusterPki } from './pki.ts';
+import { defaultSubjectAltNames, ensureClusterPki, LOOPBACK_NAMES } from './pki.ts';
 
 /**
  * The API over HTTPS: the same routes as the plain HTTP API port, on `tlsPort`, with either a
@@ -22,7 +22,12 @@ export interface TlsMaterial {
   readonly generated: boolean;
 }
 
-/** Reads the given certificate, or makes/keeps the generated one. */
+/**
+ * Reads the given certificate, or makes/keeps the generated one: issued for the loopback
+ * names, the host's name and addresses and `subjectAltNames`; kept across restarts while it
+ * covers the loopback names and `subjectAltNames` (the configured ones), so the fingerprint
+ * clients pinned stays valid when the host gains an address.
+ */
 export async function loadTlsMaterial(o: {
   readonly stateDir: string;
   readonly certFile: string | null;
@@ -38,6 +43,7 @@ export async function loadTlsMaterial(o: {
       stateDir: o.stateDir,
       exec: o.exec,
       subjectAltNames: defaultSubjectAltNames(o.subjectAltNames),
+      requiredNames: [...LOOPBACK_NAMES, ...o.subjectAltNames],
     }).catch((e: unknown) => {
       if (!(e instanceof ExecError && e.spawnErrno === 'ENOENT')) throw e;
       throw new DotmeshError('UNAVAILABLE', 'cannot make the cluster TLS certificate: the openssl command is not installed', {

@@ -13,8 +13,11 @@ import type { Exec } from '@dotmesh/storage';
  *
  * Contracts:
  * - Idempotent: the CA is made once and kept; the server certificate is kept while it is
- *   signed by that CA, covers every wanted name and has more than 30 days left, else it is
- *   issued again (its fingerprint then changes, and clients that pinned it must pin again).
+ *   signed by that CA, covers every required name and has more than 30 days left, else it is
+ *   issued again for `subjectAltNames` (its fingerprint then changes, and clients that pinned
+ *   it must pin again). The required names are the stable ones (the configured names and the
+ *   loopback names), not everything a host has now: an address that appears later (a new
+ *   interface, a container bridge, another DHCP lease) does not change the cluster's identity.
  * - Private keys are created in the 0700 directory as 0600 files before openssl writes into
  *   them; no secret is ever on a command line. Files are replaced atomically (rename).
  */
@@ -37,9 +40,12 @@ export function pkiFiles(stateDir: string): ClusterPkiFiles {
   };
 }
 
+/** The names every generated certificate covers, whatever the host's interfaces. */
+export const LOOPBACK_NAMES: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
+
 /** 127.0.0.1, ::1, localhost, the host name and the host's addresses, then the extras; no duplicates. */
 export function defaultSubjectAltNames(extra: readonly string[] = []): string[] {
-  const names = ['127.0.0.1', '::1', 'localhost', osHostname()];
+  const names = [...LOOPBACK_NAMES, osHostname()];
   for (const addrs of Object.values(networkInterfaces())) {
     for (const a of addrs ?? []) if (!a.address.startsWith('fe80:')) names.push(a.address);
   }
@@ -69,11 +75,16 @@ function canonicalIp(ip: string): string {
 
 const DAY_MS = 86_400_000;
 
-/** Makes (or keeps) the CA and the server certificate; returns the files. */
+/**
+ * Makes (or keeps) the CA and the server certificate; returns the files. A new certificate
+ * names `subjectAltNames`; an existing one is kept while it covers `requiredNames` (default:
+ * all of `subjectAltNames`).
+ */
 export async function ensureClusterPki(o: {
   readonly stateDir: string;
   readonly exec: Exec;
   readonly subjectAltNames: readonly string[];
+  readonly requiredNames?: readonly string[];
   readonly now?: () => Date;
 }): Promise<ClusterPkiFiles & { readonly issued: boolean }> {
   const f = pkiFiles(o.stateDir);
@@ -95,7 +106,7 @@ export async function ensureClusterPki(o: {
     current?.checkIssued(ca) === true &&
     current.verify(ca.publicKey) &&
     new Date(current.validTo).getTime() - now.getTime() > 30 * DAY_MS &&
-    certificateCovers(current, o.subjectAltNames);
+    certificateCovers(current, o.requiredNames ?? o.subjectAltNames);
   if (!keep) await issueServerCert(o.exec, f, o.subjectAltNames);
   return { ...f, issued: !keep };
 }
