@@ -4,9 +4,10 @@ import type { TransferFlags } from './transfer-args.ts';
 
 /** `dm push <remote> [<dot> [<branch>]] [--remote-name <ns/dot>] [--stash-on-divergence]`. */
 export const TRANSFER_EXIT_CODES = `
-Exit codes: 0 the transfer finished; 1 the server reports that it failed (its message is
-printed); else as in 'dm --help': 2 wrong arguments or an unknown remote, 3 a dot or branch
-not found when the transfer starts, 6 a rejected API key, 10 a server out of reach.`;
+Exit codes: 0 the transfer finished; 1 the server reports that it failed (its
+message is printed); else as in 'dm --help': 2 wrong arguments or an unknown
+remote, 3 a dot or branch not found when the transfer starts, 6 a rejected API
+key, 10 a server out of reach.`;
 
 export function register(program: Command, app: CliApp): void {
   program
@@ -28,7 +29,7 @@ dot 'postgres' to cluster 'backups':
     dm switch postgres && dm commit -m "friday backup"
     dm push backups`,
     )
-    .usage('<remote> [<dot> [<branch>]] [--remote-name <namespace/dot>] [--stash-on-divergence]')
+    .usage('[options] <remote> [<dot> [<branch>]]')
     .argument('[args...]')
     .option('--remote-name <dot>', 'Remote dot name to push to, including remote namespace e.g. alice/apples')
     .option('--stash-on-divergence', 'stash any divergence on a branch and continue')
