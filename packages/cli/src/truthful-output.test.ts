@@ -271,6 +271,37 @@ describe('dm output tells the truth', () => {
     });
   });
 
+  describe('dm dot delete of a dot in use', () => {
+    it('answers at once when containers use it (the server says so in its error data)', async () => {
+      let calls = 0;
+      handlers.Delete = () => {
+        calls++;
+        throw new RpcFailure('Cannot delete admin/foo: containers are using it: /pg', {
+          code: 'IN_USE',
+          hint: 'stop the containers first',
+          containers: ['/pg'],
+        });
+      };
+      const run = await dm(['dot', 'delete', '-f', 'foo']);
+      assert.equal(run.code, 5);
+      assert.equal(run.stderr, 'error: Cannot delete admin/foo: containers are using it: /pg\nhint: stop the containers first\n');
+      assert.equal(calls, 1);
+      assert.deepEqual(run.sleeps, [], 'no retries');
+    });
+
+    it('still retries an IN_USE that is not about containers', async () => {
+      let calls = 0;
+      handlers.Delete = () => {
+        calls++;
+        throw new RpcFailure('admin/foo is busy', { code: 'IN_USE' });
+      };
+      const run = await dm(['dot', 'delete', '-f', 'foo']);
+      assert.equal(run.code, 5);
+      assert.equal(calls, 5);
+      assert.deepEqual(run.sleeps, [1000, 2000, 3000, 4000]);
+    });
+  });
+
   describe('remotes: how they are reached, and adding one', () => {
     it('dm remote -v shows scheme, host and port', async () => {
       const run = await dm(['remote', '-v']);
