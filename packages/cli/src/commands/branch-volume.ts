@@ -18,12 +18,17 @@ export async function currentBranchVolume(ctx: CommandContext, dot: DotName, bra
     return await branchVolume(ctx, dot, branch);
   } catch (e) {
     if (isDotmeshError(e) && e.code === 'BRANCH_NOT_FOUND') {
-      ctx.reporter.warn(
-        `the current branch of ${dot.namespace}/${dot.name} in the config, ${branch}, does not exist on this remote; ` +
-          `pick one with \`dm switch ${dot.namespace}/${dot.name} && dm checkout <branch>\``,
-      );
+      warnNoSuchCurrentBranch(ctx, dot, branch);
       return null;
     }
     throw e;
   }
+}
+
+/** The warning of a current branch (in the config) that the dot does not have. */
+export function warnNoSuchCurrentBranch(ctx: CommandContext, dot: DotName, branch: string): void {
+  ctx.reporter.warn(
+    `the current branch of ${dot.namespace}/${dot.name} in the config, ${branch}, does not exist on this remote; ` +
+      `pick one with \`dm switch ${dot.namespace}/${dot.name} && dm checkout <branch>\``,
+  );
 }

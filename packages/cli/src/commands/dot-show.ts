@@ -4,7 +4,7 @@ import type { CommandContext } from '../context.ts';
 import { goStringSlice, prettySize } from '../format.ts';
 import { parseDotArg } from '../namespace.ts';
 import { allBranches } from './branch.ts';
-import { branchVolume } from './branch-volume.ts';
+import { branchVolume, warnNoSuchCurrentBranch } from './branch-volume.ts';
 import { dotCommitSpace } from './commit-space.ts';
 
 /**
@@ -113,12 +113,7 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
   const branchNames = branches.map((b) => b.name);
   const commitsExclusiveBytes = await dotCommitSpace(ctx, dot, branchNames);
   const figures = branches.find((b) => b.current);
-  if (!figures) {
-    ctx.reporter.warn(
-      `the current branch of ${dot.namespace}/${dot.name} in the config, ${currentBranch}, does not exist on this remote; ` +
-        'pick one with `dm checkout <branch>`',
-    );
-  }
+  if (!figures) warnNoSuchCurrentBranch(ctx, dot, currentBranch);
   return {
     namespace: dot.namespace,
     name: dot.name,
