@@ -279,7 +279,7 @@ describe('dm output tells the truth', () => {
         throw new RpcFailure('Cannot delete admin/foo: containers are using it: /pg', {
           code: 'IN_USE',
           hint: 'stop the containers first',
-          containers: ['/pg'],
+          data: { containers: ['/pg'] },
         });
       };
       const run = await dm(['dot', 'delete', '-f', 'foo']);
@@ -293,7 +293,11 @@ describe('dm output tells the truth', () => {
       let calls = 0;
       handlers.Delete = () => {
         calls++;
-        throw new RpcFailure('admin/foo is busy', { code: 'IN_USE' });
+        throw new RpcFailure('admin/foo is busy', {
+          code: 'IN_USE',
+          hint: null,
+          data: { processes: [{ pid: 1, command: 'sh' }] },
+        });
       };
       const run = await dm(['dot', 'delete', '-f', 'foo']);
       assert.equal(run.code, 5);

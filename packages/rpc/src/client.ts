@@ -14,7 +14,8 @@ import type { TlsTrust } from './tls.ts';
  * Contracts:
  * - Every failure is a DotmeshError: HTTP 401 → UNAUTHENTICATED with the original's text; a
  *   JSON-RPC error → the server's message verbatim, with `data.code` as the code when the
- *   server sent one (ours does) else INTERNAL; an unreachable server → UNAVAILABLE.
+ *   server sent one (ours does) else INTERNAL, `data.hint` as hint and `data.data` as data;
+ *   an unreachable server → UNAVAILABLE.
  * - A null or absent result is an error ("result is null"), as in the original client.
  * - Request ids are random 63-bit decimal integers, as the original client's.
  */
@@ -151,9 +152,11 @@ export function errorFromRpc(error: unknown): DotmeshError {
   const message = typeof err.message === 'string' ? err.message : JSON.stringify(error);
   const data = (typeof err.data === 'object' && err.data !== null ? err.data : {}) as Record<string, unknown>;
   const code = typeof data.code === 'string' && Object.hasOwn(ERROR_CODES, data.code) ? (data.code as ErrorCode) : 'INTERNAL';
+  // The error's own structured data travels nested in `data.data` (ours; null when none).
+  const nested = typeof data.data === 'object' && data.data !== null ? (data.data as Record<string, unknown>) : {};
   return new DotmeshError(code, message, {
     ...(typeof data.hint === 'string' && data.hint !== '' ? { hint: data.hint } : {}),
-    data: { rpcCode: err.code ?? null, ...data },
+    data: { rpcCode: err.code ?? null, ...nested },
   });
 }
 

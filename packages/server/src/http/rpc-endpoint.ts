@@ -83,8 +83,8 @@ async function dispatch(handlers: HandlerTable, method: MethodName, caller: Call
 function errorReply(idText: string | null, e: unknown, logger: Logger, method: string): string {
   if (isDotmeshError(e)) {
     logger.info({ method, code: e.code, msg: e.message }, 'rpc error');
-    // The error's data (e.g. which containers hold a dot) goes along; code and hint win.
-    return rpcErrorBody(idText, e.message, { ...e.data, code: e.code, hint: e.hint ?? null });
+    // The error's structured data (e.g. which containers hold a dot) goes along, nested.
+    return rpcErrorBody(idText, e.message, { code: e.code, hint: e.hint ?? null, data: e.data ?? null });
   }
   logger.error({ method, err: e }, 'rpc internal error');
   return rpcErrorBody(idText, `internal error: ${(e as Error)?.message ?? String(e)}`, {
