@@ -4,7 +4,7 @@ import { type DotShowResult, renderDotShow, renderDotShowScripting } from './com
 import { type ListResult, renderList } from './commands/list.ts';
 import { renderLog } from './commands/log.ts';
 import { renderRemotes } from './commands/remote.ts';
-import { prettySize, tabwrite } from './format.ts';
+import { formatTimestampNs, prettySize, tabwrite } from './format.ts';
 
 describe('sizes', () => {
   it('pretty-prints like the original', () => {
@@ -58,23 +58,39 @@ describe('tables', () => {
       '  ns2/bar  b1      node1               -         0        -',
     ]);
     assert.deepEqual(renderList(data, true), ['foo\tmaster\tnode1\tweb,db\t2097152\t3\t512', 'ns2/bar\tb1\tnode1\t\t0\t0\t0']);
+    const stale: ListResult = {
+      currentRemote: 'local',
+      dots: [dot({ branch: 'gone', sizeBytes: null, commitCount: null, dirtyBytes: null })],
+    };
+    assert.deepEqual(renderList(stale, false)[1], '  foo  gone    node1               ?     ?        ?');
+    assert.deepEqual(renderList(stale, true), ['foo\tgone\tnode1\t\t?\t?\t?']);
   });
 });
 
 describe('log', () => {
-  it('prints author, date, other metadata sorted, then the message', () => {
+  it('prints author, a readable date, other metadata sorted, then the message', () => {
     const lines = renderLog({
       namespace: 'admin',
       name: 'foo',
       branch: 'master',
       commits: [
-        { id: 'c1', metadata: { timestamp: '1', zeta: 'z', author: 'admin', message: 'hello', apples: 'green', empty: '' } },
+        {
+          id: 'c1',
+          metadata: {
+            timestamp: '1795628812414000000',
+            zeta: 'z',
+            author: 'admin',
+            message: 'hello',
+            apples: 'green',
+            empty: '',
+          },
+        },
       ],
     });
     assert.deepEqual(lines, [
       'commit c1',
       'author: admin',
-      'date: 1',
+      `date: ${formatTimestampNs('1795628812414000000')}`,
       'apples: green',
       'empty: ',
       'zeta: z',
@@ -82,6 +98,23 @@ describe('log', () => {
       '    hello',
       '',
     ]);
+  });
+
+  it('formats commit dates in the local zone, git ISO style; anything else as it is', () => {
+    const tz = process.env.TZ;
+    try {
+      process.env.TZ = 'UTC';
+      assert.equal(formatTimestampNs('1795628812414000000'), '2026-11-25 17:46:52 +0000');
+      process.env.TZ = 'Asia/Kolkata';
+      assert.equal(formatTimestampNs('1795628812414000000'), '2026-11-25 23:16:52 +0530');
+      process.env.TZ = 'America/St_Johns';
+      assert.equal(formatTimestampNs('1795628812414000000'), '2026-11-25 14:16:52 -0330');
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+    assert.equal(formatTimestampNs('yesterday'), 'yesterday');
+    assert.equal(formatTimestampNs(''), '');
   });
 });
 
@@ -96,11 +129,24 @@ describe('dot show', () => {
     dirtyBytes: 1024,
     currentBranch: 'master',
     branches: [
-      { name: 'b1', id: 'b-id', current: false, containers: [], replication: null, replicationError: 'boom' },
+      {
+        name: 'b1',
+        id: 'b-id',
+        current: false,
+        commitCount: 3,
+        sizeBytes: 4096,
+        dirtyBytes: 0,
+        containers: [],
+        replication: null,
+        replicationError: 'boom',
+      },
       {
         name: 'master',
         id: 'm-id',
         current: true,
+        commitCount: 2,
+        sizeBytes: 2048,
+        dirtyBytes: 1024,
         containers: ['web', 'db'],
         replication: [
           { server: 'n1', master: true, status: 'active, 2 commits', missingCommits: [] },
@@ -130,6 +176,12 @@ describe('dot show', () => {
     ]);
   });
 
+  it('shows unknown figures as ? (the current branch of the config does not exist)', () => {
+    const stale = { ...data, currentBranch: 'gone', commitCount: null, sizeBytes: null, dirtyBytes: null };
+    assert.deepEqual(renderDotShow(stale).slice(3, 6), ['Current branch: gone', 'Commits: ?', 'Dot size: ?']);
+    assert.deepEqual(renderDotShowScripting(stale).slice(4, 8), ['commitCount\t?', 'size\t?', 'dirty\t?', 'currentBranch\tgone']);
+  });
+
   it('renders the -H form', () => {
     assert.deepEqual(renderDotShowScripting(data), [
       'namespace\tadmin',
@@ -153,14 +205,38 @@ describe('dot show', () => {
 });
 
 describe('remotes', () => {
-  it('lists names, or with -v user@host and the current marker', () => {
+  it('lists names, or with -v scheme://user@host:port and the current marker', () => {
     const data = {
       remotes: [
-        { name: 'local', kind: 'dotmesh' as const, current: true, user: 'admin', hostname: '127.0.0.1', port: 32607 },
+        {
+          name: 'local',
+          kind: 'dotmesh' as const,
+          current: true,
+          user: 'admin',
+          hostname: '127.0.0.1',
+          port: 32607,
+          scheme: 'http' as const,
+          trust: null,
+        },
+        {
+          name: 'tls',
+          kind: 'dotmesh' as const,
+          current: false,
+          user: 'admin',
+          hostname: '::1',
+          port: 32606,
+          scheme: 'https' as const,
+        },
+        { name: 'nop', kind: 'dotmesh' as const, current: false, user: 'bob', hostname: 'h', port: 0, scheme: null },
         { name: 's3', kind: 's3' as const, current: false, keyId: 'AKIA' },
       ],
     };
-    assert.deepEqual(renderRemotes(data, false), ['local', 's3']);
-    assert.deepEqual(renderRemotes(data, true), ['* local\tadmin@127.0.0.1', 's3\tAKIA']);
+    assert.deepEqual(renderRemotes(data, false), ['local', 'tls', 'nop', 's3']);
+    assert.deepEqual(renderRemotes(data, true), [
+      '* local\thttp://admin@127.0.0.1:32607',
+      '  tls\thttps://admin@[::1]:32606',
+      '  nop\tbob@h (no port: tries https:443, http:80, http:32607)',
+      's3\tAKIA',
+    ]);
   });
 });

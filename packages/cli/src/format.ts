@@ -38,3 +38,18 @@ export function tabwrite(rows: readonly (readonly string[])[], minWidth = 3, pad
 export function goStringSlice(items: readonly string[]): string {
   return `[${items.join(' ')}]`;
 }
+
+/**
+ * A commit timestamp (Unix nanoseconds as decimal text, the original's format) as a local date
+ * in git's ISO style: `2026-11-26 12:26:52 +0100`. Anything else is shown as it is.
+ */
+export function formatTimestampNs(ns: string): string {
+  if (!/^\d{1,20}$/.test(ns)) return ns;
+  const date = new Date(Number(BigInt(ns) / 1_000_000n));
+  if (Number.isNaN(date.getTime())) return ns;
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const offset = -date.getTimezoneOffset();
+  const zone = `${offset < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(offset) / 60))}${pad(Math.abs(offset) % 60)}`;
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  return `${day} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${zone}`;
+}

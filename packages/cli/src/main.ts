@@ -22,6 +22,7 @@ import * as switchCmd from './commands/switch.ts';
 import * as version from './commands/version.ts';
 import { CommandContext, type Runtime } from './context.ts';
 import { errorDetailLines } from './error-details.ts';
+import { HELP_CONFIGURATION } from './help.ts';
 import type { Io } from './io.ts';
 import { createReporter } from './reporter.ts';
 
@@ -47,17 +48,29 @@ export function expandHome(path: string, env: Env): string {
   return (env.HOME || homedir()) + path.slice(1);
 }
 
+/** Items joined by ", " in lines of at most `width` characters. */
+function wrapList(items: readonly string[], width: number): string[] {
+  const lines: string[] = [];
+  for (const item of items) {
+    const last = lines.length - 1;
+    if (last >= 0 && `${lines[last]}, ${item},`.length <= width) lines[last] = `${lines[last]}, ${item}`;
+    else lines.push(item);
+  }
+  return lines.map((l, i) => (i < lines.length - 1 ? `${l},` : l));
+}
+
 /** The exit-code table of `dm --help`, generated from core's one table. */
 export function exitCodesHelp(): string {
   const byExit = new Map<number, string[]>([[0, ['success']]]);
   for (const [code, info] of Object.entries(ERROR_CODES)) byExit.set(info.exitCode, [...(byExit.get(info.exitCode) ?? []), code]);
   const lines = [...byExit.entries()]
     .sort(([a], [b]) => a - b)
-    .map(([n, codes]) => `  ${String(n).padEnd(3)} ${codes.join(', ')}`);
-  return `\nExit codes (errors print "error: <message>" on stderr, or {"error":{code,message,hint,data}} with --json):\n${lines.join('\n')}\n`;
+    .map(([n, codes]) => `  ${String(n).padEnd(3)} ${wrapList(codes, 80 - 6).join(`\n${' '.repeat(6)}`)}`);
+  return `\nExit codes (errors print "error: <message>" on stderr,\nor {"error":{code,message,hint,data}} with --json):\n${lines.join('\n')}\n`;
 }
 
-function buildProgram(app: CliApp, io: Io): Command {
+/** The command tree of `dm` (exported for the help tests, which walk it). */
+export function buildProgram(app: CliApp, io: Io): Command {
   const program = new Command('dm')
     .description(
       `dotmesh (dm) is like git for your data in Docker.
@@ -69,6 +82,7 @@ add'. Create a dotmesh cluster with 'dm cluster init'.`,
     .option('--verbose', 'Display details of RPC requests and responses to the dotmesh server')
     .option('--json', 'Print results as JSON (a stable shape per command) instead of text')
     .helpCommand(true)
+    .configureHelp(HELP_CONFIGURATION)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .addHelpText('after', exitCodesHelp());

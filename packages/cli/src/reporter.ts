@@ -5,10 +5,12 @@ import type { Io } from './io.ts';
  * prints the renderer's lines (human mode, the original client's texts) or the data as JSON
  * (`--json`, one stable object per command). `notice` lines are human-only preamble/progress
  * (e.g. the "Current remote: ..." header printed before the RPC, as the original does).
+ * `warn` lines go to stderr as `warning: <text>` in both modes (stdout stays the result).
  */
 export interface Reporter {
   readonly json: boolean;
   notice(line: string): void;
+  warn(text: string): void;
   result<T>(data: T, render: (data: T) => readonly string[]): void;
 }
 
@@ -17,6 +19,9 @@ export function createReporter(io: Io, json: boolean): Reporter {
     json,
     notice(line) {
       if (!json) io.stdout(`${line}\n`);
+    },
+    warn(text) {
+      io.stderr(`warning: ${text}\n`);
     },
     result(data, render) {
       if (json) {

@@ -4,7 +4,7 @@ import { DotmeshError } from './errors.ts';
 import { compareHistories } from './history.ts';
 import { validateCommitMetadata } from './metadata.ts';
 import { normalizeBranch, parseDotName, validateName } from './names.ts';
-import { resolveCommitRef } from './refs.ts';
+import { isHeadRef, parseCommitRef, resolveCommitRef } from './refs.ts';
 
 function code(fn: () => unknown): string {
   try {
@@ -95,6 +95,40 @@ test('refs: HEAD^ walks back from the newest commit', () => {
     code(() => resolveCommitRef('zzz', ids)),
     'COMMIT_NOT_FOUND: No commits match',
   );
+});
+
+test('refs: HEAD~N, ^0, ^1 and suffixes after a commit id, as git spells them', () => {
+  const ids = ['a', 'b', 'c', 'd'];
+  assert.equal(resolveCommitRef('HEAD~0', ids), 'd');
+  assert.equal(resolveCommitRef('HEAD~', ids), 'c');
+  assert.equal(resolveCommitRef('HEAD~2', ids), 'b');
+  assert.equal(resolveCommitRef('HEAD~1^', ids), 'b');
+  assert.equal(resolveCommitRef('HEAD^1^0~1', ids), 'b');
+  assert.equal(resolveCommitRef('c~2', ids), 'a');
+  assert.equal(resolveCommitRef('c^', ids), 'b');
+  assert.deepEqual(parseCommitRef('feature~3'), { base: 'feature', back: 3 });
+  assert.deepEqual(parseCommitRef('HEAD'), { base: 'HEAD', back: 0 });
+  assert.equal(isHeadRef('HEAD~2'), true);
+  assert.equal(isHeadRef('HEADS'), false);
+  assert.equal(
+    code(() => resolveCommitRef('HEAD~4', ids)),
+    "COMMIT_NOT_FOUND: Commits don't go back that far",
+  );
+  assert.equal(
+    code(() => resolveCommitRef('zzz~1', ids)),
+    'COMMIT_NOT_FOUND: No commits match',
+  );
+  assert.match(
+    code(() => resolveCommitRef('HEAD^2', ids)),
+    /^COMMIT_NOT_FOUND: HEAD\^2: commits have one parent/,
+  );
+  for (const bad of ['HEAD~x', '~1', 'HEAD^^-', 'HEAD~1~a']) {
+    assert.match(
+      code(() => parseCommitRef(bad)),
+      /^INVALID_ARGUMENT: .* is not a commit reference$/,
+      bad,
+    );
+  }
 });
 
 test('history: fast-forward relations and divergence carry their data', () => {

@@ -46,7 +46,10 @@ describe('dm cluster init / reset (built dm and dotmesh-server)', { skip }, () =
     await c.ok(['reset', '--hard', 'HEAD']);
     assert.equal(await readFile(join(mnt, 'hello.txt'), 'utf8'), 'hello v1\n');
     const log = await c.ok(['log']);
-    assert.match(log, /commit [0-9a-f-]{36}\nauthor: admin\ndate: \d{19}\ntype: dotmesh.initial\n\n {4}Initial commit\n/);
+    assert.match(
+      log,
+      /commit [0-9a-f-]{36}\nauthor: admin\ndate: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\ntype: dotmesh.initial\n\n {4}Initial commit\n/,
+    );
     assert.ok(log.includes(`commit ${first}\n`));
     assert.match(await c.ok(['branch']), /^ {2}experiment\n\* master\n$/);
   });

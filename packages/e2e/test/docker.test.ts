@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Cleanup, skipUnless } from '@dotmesh/testkit';
 import { type DockerCluster, startDockerCluster } from './docker-harness.ts';
@@ -268,17 +270,31 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
     }
   });
 
-  test('DeleteInUseFails: dm dot delete refuses while a container uses the dot', async () => {
+  test('DeleteInUseFails: dm dot delete refuses at once while a container uses the dot; then it removes the links', async () => {
     const dot = uniq('inuse');
     const user = uniq('user');
     await d.start(user, dot);
+    const failedDeletes = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${d.c.port}/metrics`)).text();
+      return Number(/^dm_state_transition_total\{op="delete",result="error"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    const before = await failedDeletes();
     const r = await d.c.dm(['dot', 'delete', '-f', dot]);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, new RegExp(`/${user}`));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, new RegExp(`containers are using it: /${user}\\n`));
+    assert.equal(await failedDeletes(), before + 1, 'one refusal, no retries: running containers do not go away by waiting');
     assert.match(await dm(['list']), new RegExp(`\\b${dot}\\b`));
+    const links = join(d.c.poolDir, 'container_mnt', 'admin');
+    assert.ok((await readdir(links)).includes(dot), 'the container mounted the dot through its link');
     await d.docker(['rm', '-f', user]);
     await dm(['dot', 'delete', '-f', dot]);
     assert.doesNotMatch(await dm(['list']), new RegExp(`\\b${dot}\\b`));
+    const left = await readdir(links).catch(() => [] as string[]);
+    assert.deepEqual(
+      left.filter((e) => e === dot || e.startsWith(`${dot}@`)),
+      [],
+      'dm dot delete removed the dot’s container_mnt links',
+    );
   });
 });
 

@@ -61,7 +61,7 @@ describe('two clusters on two hosts', { skip }, () => {
     await dm(a, ['remote', 'add', 'a', target(a)], a.server.apiKey);
     await dm(b, ['remote', 'add', 'a', target(a)], a.server.apiKey);
     await dm(b, ['remote', 'add', 'b', target(b)], b.server.apiKey);
-    assert.match(await dm(a, ['remote', '-v']), new RegExp(`\\* b\\tadmin@${b.host.address.replaceAll('.', '\\.')}`));
+    assert.match(await dm(a, ['remote', '-v']), new RegExp(`\\* b\\thttp://${target(b).replaceAll('.', '\\.')}\\n`));
 
     // A's dm creates a dot on B (its current remote); B's dm creates one on A.
     await dm(a, ['init', 'made-from-a']);

@@ -192,7 +192,7 @@ describe('TestThreeSingleNodeClusters (ported)', { skip }, () => {
     const r = await aliceNode.fails(['push', 'common_kiwis']);
     assert.match(r.output, /Pushing admin\/kiwis to common_kiwis:bob\/kiwis/);
     // (the hub refuses: this dot is alice/kiwis there, and bob's namespace is not alice's)
-    assert.match(r.output, /exists here as alice\/kiwis, not bob\/kiwis|User is not an administrator for namespace bob/);
+    assert.match(r.output, /bob\/kiwis would be a second copy of alice\/kiwis|User is not an administrator for namespace bob/);
     assert.ok(!(await dmListed(hub)).includes('bob/kiwis'));
 
     // the three-argument form sets it back

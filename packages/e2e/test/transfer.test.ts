@@ -74,11 +74,12 @@ describe('TestTwoSingleNodeClusters (ported)', { skip }, () => {
       env: { DOTMESH_PASSWORD: node2.server.apiKey },
     });
     assert.match(noPort.output, /cannot reach a dotmesh-server at \S+ on ports 443, 80 or 32607/);
+    assert.match(noPort.output, /hint: check that dotmesh-server runs on \S+ .* add --no-check/, 'advice for a remote host');
     assert.doesNotMatch(await node1.ok(['remote']), /no_port_remote/);
     await node1.ok(['remote', 'add', 'funny_port_remote', node2.target()], { env: { DOTMESH_PASSWORD: node2.server.apiKey } });
     assert.match(
       await node1.ok(['remote', '-v']),
-      new RegExp(`funny_port_remote\\tadmin@${node2.host.address.replaceAll('.', '\\.')}`),
+      new RegExp(`funny_port_remote\\thttp://${node2.target().replaceAll('.', '\\.')}\\n`),
     );
     await makeDot(node1, 'specport');
     const out = await node1.ok(['push', 'funny_port_remote']);

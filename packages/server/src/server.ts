@@ -13,6 +13,7 @@ import { PluginSocketServer } from './docker/plugin-server.ts';
 import { DockerContainerTracker } from './docker/tracker.ts';
 import { VolumePlugin } from './docker/volume-plugin.ts';
 import type { Caller } from './dots/caller.ts';
+import { pruneContainerLinks } from './dots/container-links.ts';
 import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
 import type { DotContext } from './dots/context.ts';
 import { DotIndex } from './dots/dot-index.ts';
@@ -140,6 +141,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     { dots: index.dots.size, branches: index.branches.size, changes: report.actions.length },
     'index rebuilt from the pool',
   );
+  const staleLinks = await pruneContainerLinks(ctx, paths);
+  if (staleLinks.length > 0) logger.info({ links: staleLinks.map((l) => l.path) }, 'removed container_mnt links no dot owns');
 
   const auth = new Authenticator(users);
   const records = new TransferRecords(store, logger);

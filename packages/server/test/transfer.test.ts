@@ -209,6 +209,20 @@ describe('transfers between two servers (in-memory driver)', () => {
     );
   });
 
+  test('cloning a dot that is here under another name says so in names, not ids', async () => {
+    const id = await fsIdOf(a, 'apples');
+    const message = await transfer(a.admin, request(b, 'pull', { local: 'apples-copy', remote: 'apples' })).then(
+      (r) => (r.Status === 'error' ? r.Message : assert.fail(`the clone ${r.Status}`)),
+      (e: Error) => e.message,
+    );
+    assert.match(
+      message,
+      /admin\/apples-copy would be a second copy of admin\/apples: the receiving side has this dot already, as admin\/apples/,
+    );
+    assert.ok(!message.includes(id), message);
+    await rejectsCode(a.admin.call('Lookup', { Namespace: 'admin', Name: 'apples-copy', Branch: '' }), 'DOT_NOT_FOUND');
+  });
+
   test('DeducePathToTopLevelFilesystem, PredictSize and StashAfter answer in the original’s shapes', async () => {
     const path = await b.admin.call('DeducePathToTopLevelFilesystem', {
       RemoteNamespace: 'admin',

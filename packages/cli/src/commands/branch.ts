@@ -25,6 +25,9 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('branch')
     .summary('List branches')
+    .description(
+      "List the current dot's branches, master included; '*' marks the current one. Make one with 'dm checkout -b <branch>'.",
+    )
     .argument('[args...]')
     .action(
       action(app, async (ctx, args) => {

@@ -21,7 +21,7 @@ copy of 'billing_postgres' at all yet:
 
     dm clone devdata billing_postgres repro_bug_1131`,
     )
-    .usage('<remote> [<dot> [<branch>]] [--local-name <dot>] [--stash-on-divergence]')
+    .usage('[options] <remote> [<dot> [<branch>]]')
     .argument('[args...]')
     .option('--local-name <dot>', 'Local dot name to create')
     .option('--stash-on-divergence', 'stash any divergence on a branch and continue')

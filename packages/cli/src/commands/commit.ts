@@ -42,6 +42,10 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('commit')
     .summary('Record changes to a dot')
+    .usage('-m <message> [-d <name=value>]...')
+    .description(
+      "Commit the current branch of the current dot: an atomic snapshot of all its data, whatever its size. Prints the new commit's id.",
+    )
     .argument('[args...]')
     .option('-m, --message <message>', 'Use the given string as the commit message.')
     .option('-d, --metadata <name=value>', 'Add custom metadata to the commit (e.g. --metadata name=value).', collect, [])

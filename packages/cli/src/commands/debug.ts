@@ -29,6 +29,9 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('debug')
     .summary('Make API calls')
+    .description(
+      "Call any API method of the current remote's server and print its result as JSON. <Method> without a dot means DotmeshRPC.<Method>; [params-json] is sent as JSON when it parses as JSON, else as a string.",
+    )
     .usage('[--parse-json] <Method> [params-json]')
     .argument('[args...]')
     .option('--parse-json', 'refuse params that are not valid JSON (instead of sending them as a string)')

@@ -1,16 +1,16 @@
-import { deMasterify, parseDotName, resolveCommitRef } from '@dotmesh/core';
+import { deMasterify, parseDotName } from '@dotmesh/core';
 import type { FileDiff } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
-import { commitsParams } from './log.ts';
+import { CommitRefResolver } from './commit-refs.ts';
 
 /**
  * `dm diff [<commit> [<commit>]]`: what changed in the current dot and branch.
  * No argument: the working copy (live state) against HEAD; one: the working copy against that
- * commit; two: between the two commits. Refs are commit ids (of any branch of the dot),
- * `HEAD`, `HEAD^`, `HEAD^^`… of the current branch. Paths are relative to the dot's root
- * (the default subdot is `__default__/`). RPCs: Commits (to resolve refs), DiffCommits.
+ * commit; two: between the two commits. Refs are resolved as git does (commit-refs.ts):
+ * `HEAD~2`, a branch name, a commit id of any branch. Paths are relative to the dot's root
+ * (the default subdot is `__default__/`). RPCs: Commits (and Branches) to resolve refs, DiffCommits.
  */
 export interface DiffOutput {
   namespace: string;
@@ -25,12 +25,9 @@ export interface DiffOutput {
 export async function diff(ctx: CommandContext, refs: readonly string[]): Promise<DiffOutput> {
   const dot = await ctx.strictCurrentDot();
   const branch = await ctx.currentBranch(dot);
-  const ids = (await ctx.call('Commits', commitsParams(dot, branch))).map((c) => c.Id);
-  // HEAD forms and ids of this branch resolve here; other ids go to the server as given
-  // (it finds commits of the dot's other branches and names what it cannot find).
-  const resolve = (ref: string) => (/^HEAD\^*$/.test(ref) || ids.includes(ref) ? resolveCommitRef(ref, ids) : ref);
-  const from = resolve(refs[0] ?? 'HEAD');
-  const to = refs[1] === undefined ? null : resolve(refs[1]);
+  const resolver = new CommitRefResolver(ctx, dot, branch);
+  const from = await resolver.resolve(refs[0] ?? 'HEAD');
+  const to = refs[1] === undefined ? null : await resolver.resolve(refs[1]);
   const { namespace, name } = parseDotName(dot);
   const result = await ctx.call('DiffCommits', {
     Branch: deMasterify(branch),
@@ -55,10 +52,11 @@ export function register(program: Command, app: CliApp): void {
     .summary('Show changes between the working copy and a commit, or between commits')
     .usage('[<commit> [<commit>]]')
     .description(
-      `Show what changed in the current dot and branch, one line per entry: "+" added,
-"-" removed, "M" modified, "R old -> new" moved. With no commit: the working copy against
-HEAD; with one: the working copy against that commit; with two: between them. A commit is an
-id, HEAD, HEAD^, HEAD^^...`,
+      `Show what changed in the current dot and branch, one line per entry: "+" added, "-" removed, "M" modified, "R old -> new" moved.
+
+With no commit: the working copy against HEAD; with one: the working copy against that commit; with two: from the first to the second.
+
+A commit is named as in git: HEAD, HEAD^, HEAD~2, a branch name (its newest commit, e.g. master or master~1), or a commit id of any branch of the dot.`,
     )
     .argument('[args...]')
     .action(

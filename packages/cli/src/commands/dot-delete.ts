@@ -5,7 +5,8 @@ import { parseDotArg } from '../namespace.ts';
 
 /**
  * `dm dot delete [-f] <dot>`: asks for an exact `Y` unless forced; Delete is tried up to 5
- * times (waiting 1, 2, 3, 4 s between tries) unless the error is definitive;
+ * times (waiting 1, 2, 3, 4 s between tries) unless the error is definitive — among them the
+ * server's IN_USE for running containers (its `data.containers`), which no wait ends;
  * then the dot is forgotten in the current remote's config. The current dot is never implied.
  */
 export const DELETE_ATTEMPTS = 5;
@@ -19,6 +20,12 @@ const DEFINITIVE: ReadonlySet<ErrorCode> = new Set([
   'UNAUTHENTICATED',
   'NOT_ADMIN',
 ]);
+
+/** IN_USE because containers run on the dot: they stay until someone stops them. */
+function usedByContainers(e: DotmeshError): boolean {
+  const containers = e.data?.containers;
+  return e.code === 'IN_USE' && Array.isArray(containers) && containers.length > 0;
+}
 
 export const confirmPrompt = (dot: string) =>
   `Please confirm that you really want to delete the dot ${dot}, including all branches and commits? (enter Y to continue): `;
@@ -42,7 +49,7 @@ export async function dotDelete(
       break;
     } catch (e) {
       lastError = e;
-      if (!(e instanceof DotmeshError) || DEFINITIVE.has(e.code)) break;
+      if (!(e instanceof DotmeshError) || DEFINITIVE.has(e.code) || usedByContainers(e)) break;
     }
   }
   if (lastError !== undefined) throw lastError;

@@ -1,15 +1,18 @@
-import { type DotName, deMasterify, formatDotName, MASTER_BRANCH, parseDotName } from '@dotmesh/core';
+import { deMasterify, formatDotName, MASTER_BRANCH, parseDotName } from '@dotmesh/core';
 import type { DotmeshVolume } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
 import { goStringSlice, prettySize } from '../format.ts';
 import { parseDotArg } from '../namespace.ts';
 import { allBranches } from './branch.ts';
+import { branchVolume, warnNoSuchCurrentBranch } from './branch-volume.ts';
 import { dotCommitSpace } from './commit-space.ts';
 
 /**
  * `dm dot show [-H] [<dot>]`. RPCs in the original's order: Lookup+Get (master), Branches, then
  * per branch (sorted, master included): Lookup+Get (non-master), Containers (current branch
  * only), GetReplicationLatencyForBranch (admin remotes only; a failure is shown, not fatal).
+ * The dot's figures (commits, size, dirty bytes) are those of its CURRENT branch (the config's),
+ * which the output names; every branch's figures are in `--json`.
  */
 export interface ReplicaState {
   server: string;
@@ -22,6 +25,9 @@ export interface BranchInfo {
   name: string;
   id: string;
   current: boolean;
+  commitCount: number;
+  sizeBytes: number;
+  dirtyBytes: number;
   containers: string[];
   /** null when not fetched (non-admin remote). */
   replication: ReplicaState[] | null;
@@ -33,19 +39,15 @@ export interface DotShowResult {
   name: string;
   masterBranchId: string;
   selected: boolean;
-  commitCount: number;
-  sizeBytes: number;
-  dirtyBytes: number;
+  /** Figures of `currentBranch`; null when the dot has no such branch (a stale config). */
+  commitCount: number | null;
+  sizeBytes: number | null;
+  dirtyBytes: number | null;
   /** Sum of the bytes each commit of the dot alone holds; null when the server cannot say. */
   commitsExclusiveBytes?: number | null;
   currentBranch: string;
   branches: BranchInfo[];
   upstreams: { remote: string; namespace: string; name: string }[];
-}
-
-async function branchVolume(ctx: CommandContext, dot: DotName, branch: string): Promise<DotmeshVolume> {
-  const id = await ctx.call('Lookup', { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) });
-  return ctx.call('Get', id);
 }
 
 function replicaStates(volume: DotmeshVolume, latency: Record<string, string[]>): ReplicaState[] {
@@ -77,7 +79,16 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
           (c) => c.Name,
         )
       : [];
-    const info: BranchInfo = { name: branch, id: volume.Id, current, containers, replication: null };
+    const info: BranchInfo = {
+      name: branch,
+      id: volume.Id,
+      current,
+      commitCount: volume.CommitCount,
+      sizeBytes: volume.SizeBytes,
+      dirtyBytes: volume.DirtyBytes,
+      containers,
+      replication: null,
+    };
     if (privileged) {
       try {
         const latency = await ctx.call('GetReplicationLatencyForBranch', {
@@ -101,14 +112,16 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
     });
   const branchNames = branches.map((b) => b.name);
   const commitsExclusiveBytes = await dotCommitSpace(ctx, dot, branchNames);
+  const figures = branches.find((b) => b.current);
+  if (!figures) warnNoSuchCurrentBranch(ctx, dot, currentBranch);
   return {
     namespace: dot.namespace,
     name: dot.name,
     masterBranchId: master.Id,
     selected,
-    commitCount: master.CommitCount,
-    sizeBytes: master.SizeBytes,
-    dirtyBytes: master.DirtyBytes,
+    commitCount: figures?.commitCount ?? null,
+    sizeBytes: figures?.sizeBytes ?? null,
+    dirtyBytes: figures?.dirtyBytes ?? null,
     commitsExclusiveBytes,
     currentBranch,
     branches,
@@ -119,12 +132,12 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
 export function renderDotShow(d: DotShowResult): string[] {
   const out = [`Dot ${d.namespace}/${d.name}:`, `Master branch ID: ${d.masterBranchId}`];
   if (d.selected) out.push('Dot is currently selected.');
-  out.push(`Commits: ${d.commitCount}`);
-  out.push(
-    d.dirtyBytes === 0
-      ? `Dot size: ${prettySize(d.sizeBytes)} (all clean)`
-      : `Dot size: ${prettySize(d.sizeBytes)} (${prettySize(d.dirtyBytes)} dirty)`,
-  );
+  // On master the original's lines, which were about master; else the figures' branch is named.
+  if (d.currentBranch !== MASTER_BRANCH) out.push(`Current branch: ${d.currentBranch}`);
+  out.push(`Commits: ${d.commitCount ?? '?'}`);
+  const size = d.sizeBytes === null ? '?' : prettySize(d.sizeBytes);
+  if (d.dirtyBytes === null) out.push(`Dot size: ${size}`);
+  else out.push(d.dirtyBytes === 0 ? `Dot size: ${size} (all clean)` : `Dot size: ${size} (${prettySize(d.dirtyBytes)} dirty)`);
   if (typeof d.commitsExclusiveBytes === 'number') out.push(`Space held by commits: ${prettySize(d.commitsExclusiveBytes)}`);
   out.push('Branches:');
   for (const b of d.branches) {
@@ -147,9 +160,9 @@ export function renderDotShowScripting(d: DotShowResult): string[] {
   const out = [`namespace\t${d.namespace}`, `name\t${d.name}`, `masterBranchId\t${d.masterBranchId}`];
   if (d.selected) out.push('selected');
   out.push(
-    `commitCount\t${d.commitCount}`,
-    `size\t${d.sizeBytes}`,
-    `dirty\t${d.dirtyBytes}`,
+    `commitCount\t${d.commitCount ?? '?'}`,
+    `size\t${d.sizeBytes ?? '?'}`,
+    `dirty\t${d.dirtyBytes ?? '?'}`,
     ...(typeof d.commitsExclusiveBytes !== 'number' ? [] : [`commitsExclusiveBytes\t${d.commitsExclusiveBytes}`]),
     `currentBranch\t${d.currentBranch}`,
   );

@@ -9,13 +9,15 @@ export function register(program: Command, app: CliApp): void {
   const dot = program
     .command('dot')
     .summary('Manage dots')
+    .usage('<command>')
     .description(
       `Manage dots in the cluster.
 
 Run 'dm dot set-upstream [<dot>] <remote> <remote-dot>' to
 change the default remote dot for <dot> on <remote>.
 Run 'dm dot show [<dot>]' to show information about the dot.
-Run 'dm dot delete [-f] <dot>' to delete a dot with all its branches and commits.
+Run 'dm dot delete [-f] <dot>' to delete a dot with all its
+branches and commits.
 
 Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
     );
@@ -24,6 +26,9 @@ Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
     .command('show')
     .summary('Display information about a dot')
     .usage('[-H] [<dot>]')
+    .description(
+      "Show a dot (default: the current dot): its ids, its current branch's commit count, size and uncommitted (dirty) data, its branches with their containers and replication status, and the remote dots it tracks.",
+    )
     .argument('[args...]')
     .option(
       '-H, --scripting',
@@ -40,6 +45,9 @@ Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
     .command('delete')
     .summary('Delete a dot')
     .usage('[-f] <dot>')
+    .description(
+      'Delete <dot> with all its branches and commits, after asking for confirmation unless -f is given. The current dot is never implied. Refused while containers use the dot.',
+    )
     .argument('[args...]')
     .option('-f, --force', 'perform dangerous operations without requiring confirmation.')
     .action(

@@ -33,6 +33,7 @@ export function register(program: Command, app: CliApp): void {
     .command('init')
     .summary('Create an empty dot')
     .usage('<dot>')
+    .description('Create an empty dot (a versioned volume) on the current remote and make it the current dot.')
     .argument('[args...]')
     .action(
       action(app, async (ctx, args) => {

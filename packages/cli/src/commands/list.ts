@@ -1,12 +1,18 @@
-import { formatDotName } from '@dotmesh/core';
+import { formatDotName, MASTER_BRANCH } from '@dotmesh/core';
 import type { DotListWithContainers } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { currentBranchOf } from '../config.ts';
 import { type CommandContext, listNames } from '../context.ts';
 import { prettySize, tabwrite } from '../format.ts';
+import { currentBranchVolume } from './branch-volume.ts';
 
-/** `dm list` / `dm ls [-H]`: one row per dot (master branch) with its containers. RPC: ListWithContainers. */
+/**
+ * `dm list` / `dm ls [-H]`: one row per dot with its containers and the figures (size, commits,
+ * dirty bytes, server) of its CURRENT branch, the one the BRANCH column names. RPCs:
+ * ListWithContainers (master figures, as the original server gives them), then Lookup+Get for
+ * each dot whose current branch is not master.
+ */
 export interface ListedDot {
   namespace: string;
   name: string;
@@ -18,9 +24,10 @@ export interface ListedDot {
   branch: string;
   server: string;
   containers: string[];
-  sizeBytes: number;
-  commitCount: number;
-  dirtyBytes: number;
+  /** Figures of `branch`; null when the server has no such branch (a stale config). */
+  sizeBytes: number | null;
+  commitCount: number | null;
+  dirtyBytes: number | null;
 }
 
 export interface ListResult {
@@ -39,19 +46,20 @@ export async function listDots(ctx: CommandContext): Promise<ListResult> {
   for (const [namespace, byName] of Object.entries(all)) {
     for (const [name, entry] of Object.entries(byName)) {
       const dot = formatDotName({ namespace, name });
-      const v = entry.Volume;
+      const branch = currentBranchOf(remote, dot);
+      const v = branch === MASTER_BRANCH ? entry.Volume : await currentBranchVolume(ctx, { namespace, name }, branch);
       dots.push({
         namespace,
         name,
         dot,
-        id: v.Id,
+        id: entry.Volume.Id,
         current: current !== '' && dot === formatDotName(parseLoose(current)),
-        branch: currentBranchOf(remote, dot),
-        server: v.Master,
+        branch,
+        server: v?.Master ?? entry.Volume.Master,
         containers: (entry.Containers ?? []).map((c) => c.Name),
-        sizeBytes: v.SizeBytes,
-        commitCount: v.CommitCount,
-        dirtyBytes: v.DirtyBytes,
+        sizeBytes: v?.SizeBytes ?? null,
+        commitCount: v?.CommitCount ?? null,
+        dirtyBytes: v?.DirtyBytes ?? null,
       });
     }
   }
@@ -65,11 +73,17 @@ function parseLoose(dot: string): { namespace: string; name: string } {
   return i < 0 ? { namespace: 'admin', name: dot } : { namespace: dot.slice(0, i), name: dot.slice(i + 1) };
 }
 
+/** `?` for a figure the server could not give (the branch does not exist). */
+function figure(n: number | null, scripting: boolean): string {
+  if (n === null) return '?';
+  return scripting ? String(n) : prettySize(n);
+}
+
 function cells(d: ListedDot, scripting: boolean): string[] {
-  const size = scripting ? String(d.sizeBytes) : prettySize(d.sizeBytes);
-  const dirty = scripting ? String(d.dirtyBytes) : prettySize(d.dirtyBytes);
   const start = scripting ? '' : d.current ? '* ' : '  ';
-  return [start + d.dot, d.branch, d.server, d.containers.join(','), size, String(d.commitCount), dirty];
+  const commits = d.commitCount === null ? '?' : String(d.commitCount);
+  const size = figure(d.sizeBytes, scripting);
+  return [start + d.dot, d.branch, d.server, d.containers.join(','), size, commits, figure(d.dirtyBytes, scripting)];
 }
 
 export function renderList(data: ListResult, scripting: boolean): string[] {
@@ -83,6 +97,10 @@ export function register(program: Command, app: CliApp): void {
     .command('list')
     .alias('ls')
     .summary('Enumerate dots on the current remote')
+    .usage('[-H]')
+    .description(
+      "List the dots on the current remote. For each: its current branch (chosen with 'dm checkout'), the server holding it, the containers using it, and the size, commit count and uncommitted (dirty) data of that branch. '*' marks the current dot.",
+    )
     .argument('[args...]')
     .option(
       '-H, --scripting',

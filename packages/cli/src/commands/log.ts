@@ -3,9 +3,13 @@ import type { CommitItem } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
+import { formatTimestampNs } from '../format.ts';
 import { commitSizesOf } from './commit-space.ts';
 
-/** `dm log`: commits of the current dot and branch, oldest first. RPC: Commits. */
+/**
+ * `dm log`: commits of the current dot and branch, oldest first, dates local and readable
+ * (`--json` keeps the raw `timestamp` in Unix nanoseconds). RPC: Commits.
+ */
 export interface LogResult {
   namespace: string;
   name: string;
@@ -53,7 +57,7 @@ export function renderLog(data: LogResult): string[] {
     return [
       `commit ${c.id}`,
       `author: ${m.author ?? ''}`,
-      `date: ${m.timestamp ?? ''}`,
+      `date: ${formatTimestampNs(m.timestamp ?? '')}`,
       ...extra,
       '',
       `    ${m.message ?? ''}`,
@@ -66,6 +70,9 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('log')
     .summary('Show commit logs')
+    .description(
+      "Show the commits of the current dot's current branch, oldest first: id, author, date, other metadata and message. With --json, the date is the raw timestamp (Unix nanoseconds) and each commit has its sizes.",
+    )
     .argument('[args...]')
     .action(
       action(app, async (ctx, args) => {

@@ -41,11 +41,13 @@ export function register(program: Command, app: CliApp): void {
     .description(
       `Mounts a dot's filesystem to a given location on your host.
 
-Run 'dm mount <dot> <mountpoint>' to expose the dot's filesystem at <mountpoint> on your host.
+Run 'dm mount <dot> <mountpoint>' to expose the dot's filesystem at <mountpoint> on your host: <mountpoint> becomes a symlink to the data of the dot's current branch, and follows 'dm checkout'.
+
+Run 'dm mount <dot>@<branch> <mountpoint>' to pin one branch instead.
 
 NOTE: this only works on the host running the dotmesh server (Linux).`,
     )
-    .usage('[-r] <dot> <mountpoint>')
+    .usage('[-r] <dot>[@<branch>] <mountpoint>')
     .argument('[args...]')
     .option('-r, --create', 'Create the dot if it does not exist.')
     .action(

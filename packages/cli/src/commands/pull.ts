@@ -24,7 +24,7 @@ cluster 'backups':
 
     dm pull backups postgres master`,
     )
-    .usage('<remote> [<dot> [<branch>]] [--remote-name <namespace/dot>] [--stash-on-divergence]')
+    .usage('[options] <remote> [<dot> [<branch>]]')
     .argument('[args...]')
     .option('--remote-name <dot>', 'Remote dot name to pull from')
     .option('--stash-on-divergence', 'stash any divergence on a branch and continue')

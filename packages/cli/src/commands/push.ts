@@ -4,11 +4,12 @@ import type { TransferFlags } from './transfer-args.ts';
 
 /** `dm push <remote> [<dot> [<branch>]] [--remote-name <ns/dot>] [--stash-on-divergence]`. */
 export const TRANSFER_EXIT_CODES = `
-Exit codes: 0 the transfer finished; else the status of the error it ended with, as in
-'dm --help': 9 the two sides diverged (the common commit and each side's extra commits are
-printed; --stash-on-divergence keeps the receiving side's on a new branch), 2 wrong
-arguments or an unknown remote, 3 a dot or branch not found, 5 the receiving branch in use,
-6 a rejected API key, 7 a full pool, 10 a server out of reach, 1 anything unexpected.`;
+Exit codes: 0 the transfer finished; else the status of the error it ended
+with, as in 'dm --help': 9 the two sides diverged (the common commit and each
+side's extra commits are printed; --stash-on-divergence keeps the receiving
+side's on a new branch), 2 wrong arguments or an unknown remote, 3 a dot or
+branch not found, 5 the receiving branch in use, 6 a rejected API key, 7 a full
+pool, 10 a server out of reach, 1 anything unexpected.`;
 
 export function register(program: Command, app: CliApp): void {
   program
@@ -30,7 +31,7 @@ dot 'postgres' to cluster 'backups':
     dm switch postgres && dm commit -m "friday backup"
     dm push backups`,
     )
-    .usage('<remote> [<dot> [<branch>]] [--remote-name <namespace/dot>] [--stash-on-divergence]')
+    .usage('[options] <remote> [<dot> [<branch>]]')
     .argument('[args...]')
     .option('--remote-name <dot>', 'Remote dot name to push to, including remote namespace e.g. alice/apples')
     .option('--stash-on-divergence', 'stash any divergence on a branch and continue')

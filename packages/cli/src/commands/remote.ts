@@ -1,9 +1,10 @@
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { DEFAULT_RPC_PORT, DEFAULT_TLS_PORT } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
-import { decideTls } from './remote-tls.ts';
+import { decideTls, type TlsDecision } from './remote-tls.ts';
 
 /**
  * `dm remote [-v]`, `dm remote add <name> <user@host[:port]>`, `dm remote rm <name>`,
@@ -17,25 +18,48 @@ export interface RemoteListItem {
   user?: string;
   hostname?: string;
   port?: number;
+  /** How dm talks to it: http or https (known_servers or port 443); null when the port is deduced. */
+  scheme?: 'http' | 'https' | null;
+  /** How an https server's certificate is trusted (known_servers); null for http. */
+  trust?: 'pin' | 'ca' | null;
   keyId?: string;
 }
 
 export async function listRemotes(ctx: CommandContext): Promise<{ currentRemote: string; remotes: RemoteListItem[] }> {
   const config = await ctx.loadConfig();
+  const known = await ctx.knownServers();
   const names = [...new Set([...Object.keys(config.Remotes), ...Object.keys(config.S3Remotes)])].sort();
   const remotes = names.map((name): RemoteListItem => {
     const r = config.Remotes[name];
     const current = name === config.CurrentRemote;
-    if (r) return { name, kind: 'dotmesh', current, user: r.User, hostname: r.Hostname, port: r.Port };
-    return { name, kind: 's3', current, keyId: config.S3Remotes[name]?.KeyID ?? '' };
+    if (!r) return { name, kind: 's3', current, keyId: config.S3Remotes[name]?.KeyID ?? '' };
+    const trust = r.Port === 0 ? undefined : known.get(r.Hostname, r.Port);
+    const scheme = r.Port === 0 ? null : trust !== undefined || r.Port === 443 ? 'https' : 'http';
+    return {
+      name,
+      kind: 'dotmesh',
+      current,
+      user: r.User,
+      hostname: r.Hostname,
+      port: r.Port,
+      scheme,
+      trust: trust?.kind ?? (r.Port === 443 ? 'ca' : null),
+    };
   });
   return { currentRemote: config.CurrentRemote, remotes };
+}
+
+/** `https://admin@10.0.0.2:32606`; without a port, the ports dm tries. */
+export function remoteAddress(r: Pick<RemoteListItem, 'user' | 'hostname' | 'port' | 'scheme'>): string {
+  const host = r.hostname?.includes(':') ? `[${r.hostname}]` : r.hostname;
+  if (r.port === 0 || r.scheme === null) return `${r.user}@${host} (no port: tries https:443, http:80, http:32607)`;
+  return `${r.scheme}://${r.user}@${host}:${r.port}`;
 }
 
 export function renderRemotes(data: { remotes: RemoteListItem[] }, verbose: boolean): string[] {
   if (!verbose) return data.remotes.map((r) => r.name);
   return data.remotes.map((r) =>
-    r.kind === 'dotmesh' ? `${r.current ? '* ' : '  '}${r.name}\t${r.user}@${r.hostname}` : `${r.name}\t${r.keyId}`,
+    r.kind === 'dotmesh' ? `${r.current ? '* ' : '  '}${r.name}\t${remoteAddress(r)}` : `${r.name}\t${r.keyId}`,
   );
 }
 
@@ -63,6 +87,37 @@ export interface AddRemoteOptions {
   /** Reach it over https (also implied by an `https://` target); see remote-tls.ts. */
   readonly https?: boolean;
   readonly trustFingerprint?: string;
+  /** false: save it without contacting it (`--no-check`). */
+  readonly check?: boolean;
+}
+
+export interface AddRemoteResult {
+  name: string;
+  switched: boolean;
+  /** false when saved with --no-check (neither the server nor the API key was checked). */
+  checked: boolean;
+  https?: { fingerprint: string; trust: 'pin' | 'ca' };
+  /** The API key goes in clear text over plain HTTP to a host that is not this one. */
+  cleartext: boolean;
+}
+
+/** Loopback names and addresses: plain HTTP never leaves the host. */
+export function isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1';
+}
+
+/** What to do when the server of a new remote cannot be reached. */
+function unreachableHint(name: string, hostname: string, port: number): string {
+  const where = port === 0 ? `on ${hostname}` : `at ${hostname}:${port}`;
+  if (isLoopback(hostname)) {
+    return `no dotmesh-server answers ${where}: start one on this host with \`dm cluster init\` (or check the port), then add the remote again`;
+  }
+  return (
+    `check that dotmesh-server runs on ${hostname} and listens ${where} on an address this machine reaches ` +
+    `(\`dm cluster init --listen\`, default 0.0.0.0), and that no firewall blocks the port; ` +
+    `to save the remote now and check later, add --no-check: \`dm remote add --no-check ${name} …\``
+  );
 }
 
 export async function addRemote(
@@ -70,22 +125,48 @@ export async function addRemote(
   name: string,
   target: string,
   options: AddRemoteOptions = {},
-): Promise<{ name: string; switched: boolean; https?: { fingerprint: string; trust: 'pin' | 'ca' } }> {
+): Promise<AddRemoteResult> {
   const https = options.https === true || /^https:\/\//i.test(target) || options.trustFingerprint !== undefined;
   const parsed = parseRemoteTarget(target.replace(/^https:\/\//i, ''));
   const { user, hostname } = parsed;
   const port = https && parsed.port === 0 ? 443 : parsed.port;
+  const check = options.check !== false;
+  if (!check && https && options.trustFingerprint === undefined && port !== 443) {
+    throw usage(
+      '--no-check with HTTPS needs --trust-fingerprint <sha256>: without contacting the server there is no certificate to pin',
+    );
+  }
   const config = await ctx.loadConfig();
   if (Object.hasOwn(config.Remotes, name) || Object.hasOwn(config.S3Remotes, name)) {
     throw new DotmeshError('CONFLICT', `Remote exists '${name}'`);
+  }
+  const cleartext = !https && port !== 443 && !isLoopback(hostname);
+  if (cleartext) {
+    const tlsPort = parsed.port === DEFAULT_RPC_PORT || parsed.port === 0 ? String(DEFAULT_TLS_PORT) : '<its HTTPS port>';
+    ctx.reporter.warn(
+      `the API key of remote '${name}' travels in clear text over plain HTTP to ${hostname}; ` +
+        `use HTTPS instead: dm remote add ${name} https://${user}@${hostname}:${tlsPort}`,
+    );
   }
   let apiKey = ctx.env.DOTMESH_PASSWORD ?? '';
   if (apiKey === '') {
     apiKey = (await ctx.io.readLine('API key: ', { hidden: true, toStderr: ctx.reporter.json })) ?? '';
   }
-  const tls = https ? await decideTls(ctx, hostname, port, options.trustFingerprint) : undefined;
   const remote = newRemote(user, hostname, port, apiKey);
-  await (await ctx.clientFor(remote, tls?.trust)).call('Ping', {});
+  let tls: TlsDecision | undefined;
+  if (check) {
+    try {
+      tls = https ? await decideTls(ctx, hostname, port, options.trustFingerprint) : undefined;
+      await (await ctx.clientFor(remote, tls?.trust)).call('Ping', {});
+    } catch (e) {
+      if (!isDotmeshError(e) || e.code !== 'UNAVAILABLE') throw e;
+      throw new DotmeshError('UNAVAILABLE', e.message, { hint: unreachableHint(name, hostname, parsed.port), cause: e });
+    }
+  } else if (https && options.trustFingerprint !== undefined) {
+    const { normalizeFingerprint } = await import('@dotmesh/rpc/tls');
+    const fingerprint = normalizeFingerprint(options.trustFingerprint);
+    tls = { trust: { kind: 'pin', fingerprint }, fingerprint, changed: true };
+  }
   if (tls?.changed) {
     const known = await ctx.knownServers();
     known.set(hostname, port, tls.trust);
@@ -95,7 +176,13 @@ export async function addRemote(
   const switched = config.CurrentRemote === '';
   if (switched) config.CurrentRemote = name;
   await ctx.saveConfig();
-  return { name, switched, ...(tls ? { https: { fingerprint: tls.fingerprint, trust: tls.trust.kind } } : {}) };
+  return {
+    name,
+    switched,
+    checked: check,
+    ...(tls ? { https: { fingerprint: tls.fingerprint, trust: tls.trust.kind } } : {}),
+    cleartext,
+  };
 }
 
 export async function removeRemote(ctx: CommandContext, name: string): Promise<{ name: string }> {
@@ -125,7 +212,10 @@ export function register(program: Command, app: CliApp): void {
   const remote = program
     .command('remote')
     .summary('List remote clusters. Use dm remote -v to see remotes')
-    .usage('[-v]')
+    .usage('[-v] [<command>]')
+    .description(
+      "List the remotes (dotmesh clusters) this client knows, by name. With -v: '*' marks the current remote, and each shows how dm reaches it: scheme, user, host and port.",
+    )
     .argument('[args...]')
     .option('-v, --verbose', 'verbose list of remotes')
     .action(
@@ -137,12 +227,16 @@ export function register(program: Command, app: CliApp): void {
   remote
     .command('add')
     .summary('Add a remote')
-    .usage('<remote-name> [https://]<user@cluster-hostname>[:<port-number>] [--https [--trust-fingerprint <sha256>]]')
+    .usage('[options] <remote-name> [https://]<user>@<host>[:<port>]')
+    .description(
+      "Add a remote: a dotmesh cluster reached at <host> as <user> with that user's API key (prompted for, or $DOTMESH_PASSWORD). The server is asked first, with the key, and the remote saved only if it answers (unless --no-check). Between machines use HTTPS (https://…, the server's port 32606 by default): over plain HTTP the API key travels in clear text.",
+    )
     .argument('[args...]')
     .option('--https', "talk to it over HTTPS (the server's tlsPort), verifying its certificate by a pin or the CAs")
     .option('--trust-fingerprint <sha256>', 'pin this SHA-256 certificate fingerprint (no prompt; implies --https)')
+    .option('--no-check', 'save the remote without contacting it (neither the server nor the API key is checked)')
     .action(
-      action<{ https?: boolean; trustFingerprint?: string }>(app, async (ctx, args, opts) => {
+      action<{ https?: boolean; trustFingerprint?: string; check?: boolean }>(app, async (ctx, args, opts) => {
         const [name, target] = args;
         if (args.length !== 2 || name === undefined || target === undefined) {
           throw usage('Please specify <remote-name> <user@cluster-hostname>');
@@ -150,18 +244,23 @@ export function register(program: Command, app: CliApp): void {
         const data = await addRemote(ctx, name, target, {
           ...(opts.https ? { https: true } : {}),
           ...(opts.trustFingerprint === undefined ? {} : { trustFingerprint: opts.trustFingerprint }),
+          ...(opts.check === false ? { check: false } : {}),
         });
-        ctx.reporter.result(data, (d) => ['Remote added.', ...(d.switched ? ['Automatically switched to first remote.'] : [])]);
+        ctx.reporter.result(data, (d) => [
+          d.checked ? 'Remote added.' : 'Remote added without checking it (--no-check).',
+          ...(d.switched ? ['Automatically switched to first remote.'] : []),
+        ]);
       }),
     );
-  for (const [verb, summary, run] of [
-    ['rm', 'Remove a remote', removeRemote],
-    ['switch', 'Switch to a remote', switchRemote],
+  for (const [verb, summary, description, run] of [
+    ['rm', 'Remove a remote', 'Remove the remote <remote> from the config (its server and dots are not touched).', removeRemote],
+    ['switch', 'Switch to a remote', 'Make <remote> the current remote: the cluster other commands talk to.', switchRemote],
   ] as const) {
     remote
       .command(verb)
       .summary(summary)
       .usage('<remote>')
+      .description(description)
       .argument('[args...]')
       .action(
         action(app, async (ctx, args) => {

@@ -26,6 +26,9 @@ export function register(program: Command, app: CliApp): void {
     .command('reset')
     .summary('Reset current HEAD to the specified state')
     .usage('[--hard] <ref>')
+    .description(
+      "Roll the current branch of the current dot back to <ref>: its data becomes that commit's, later commits leave the branch, and uncommitted changes are discarded. <ref> is a commit id of the branch, HEAD (drop uncommitted changes), HEAD^, HEAD^^, HEAD~2...",
+    )
     .argument('[args...]')
     .option('--hard', 'Any changes to tracked files in the current dot since <ref> are discarded (always the case).')
     .action(

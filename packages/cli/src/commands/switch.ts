@@ -20,6 +20,9 @@ export function register(program: Command, app: CliApp): void {
     .command('switch')
     .summary('Change which dot is active')
     .usage('<dot>')
+    .description(
+      'Make <dot> the current dot: the one that commit, log, branch, checkout, reset and diff work on. Only the config file changes.',
+    )
     .argument('[args...]')
     .action(
       action(app, async (ctx, args) => {

@@ -16,7 +16,8 @@ import { parseDotArg } from '../namespace.ts';
  * - A local dot named on the command line defaults to the current remote's user's namespace
  *   (`admin` for `local`), as every other `dm` command; the current dot is stored qualified.
  * - The upstream is remembered on the PEER remote's record when none is recorded yet
- *   (`DefaultRemoteVolumes[localNs][localName]`); an existing one is never overwritten here.
+ *   (`DefaultRemoteVolumes[localNs][localName]`), once the transfer has finished (a failed
+ *   one records nothing); an existing one is never overwritten here.
  * Differences: no current dot is an error (the original sent an empty name), more than three
  * arguments are refused (the original ignored them), S3 remotes are not supported.
  */

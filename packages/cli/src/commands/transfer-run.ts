@@ -13,13 +13,14 @@ import {
 import { createTransferProgress, type TransferProgress } from './transfer-progress.ts';
 
 /**
- * Runs `dm push|pull|clone`: resolves the arguments (transfer-args.ts), remembers the upstream,
- * prints the preamble, asks the CURRENT remote (the initiator, which dials the peer) to start
- * the transfer (`Transfer`), then polls `GetTransfer` once a second until `Status` is
- * `finished` with `Index == Total` (success) or `error` (fails with the record's error: its
- * code, message, hint and data, so `dm` exits with the code's status; see transferError). A
- * poll that fails is retried; MAX_POLL_FAILURES failures in a row end the command (the
- * transfer itself goes on on the server). Loaded on first use only (start-up time).
+ * Runs `dm push|pull|clone`: resolves the arguments (transfer-args.ts), prints the preamble,
+ * asks the CURRENT remote (the initiator, which dials the peer) to start the transfer
+ * (`Transfer`), then polls `GetTransfer` once a second until `Status` is `finished` with
+ * `Index == Total` (success: the upstream is remembered if none was) or `error` (fails with
+ * the record's error: its code, message, hint and data, so `dm` exits with the code's status;
+ * see transferError; nothing is remembered). A poll that fails is retried; MAX_POLL_FAILURES
+ * failures in a row end the command (the transfer itself goes on on the server). Loaded on
+ * first use only (start-up time).
  */
 export const POLL_INTERVAL_MS = 1000;
 /** The original client's RPC timeout for GetTransfer. */
@@ -127,13 +128,6 @@ export async function runTransfer(
   flags: TransferFlags,
 ): Promise<TransferOutcome> {
   const plan = await resolveTransfer(ctx, kind, args, flags);
-  if (plan.rememberUpstream) {
-    setUpstream(plan.peerRemote, plan.local.namespace, plan.local.name, {
-      Namespace: plan.remote.namespace,
-      Name: plan.remote.name,
-    });
-    await ctx.saveConfig();
-  }
   ctx.reporter.notice(preamble(plan));
   const transferId = await ctx.call('Transfer', await transferRequest(ctx, plan));
   // Under --json stdout carries only the result: progress goes to stderr as plain lines.
@@ -147,6 +141,14 @@ export async function runTransfer(
     result = await pollTransfer(ctx, transferId, progress);
   } finally {
     progress.finish();
+  }
+  // Only a transfer that finished names an upstream: a failed clone leaves no dot to track.
+  if (plan.rememberUpstream) {
+    setUpstream(plan.peerRemote, plan.local.namespace, plan.local.name, {
+      Namespace: plan.remote.namespace,
+      Name: plan.remote.name,
+    });
+    await ctx.saveConfig();
   }
   const { ApiKey: _apiKey, ...shown } = result;
   return { direction: plan.direction, peer: plan.peer, local: plan.local, remote: plan.remote, transferId, result: shown };

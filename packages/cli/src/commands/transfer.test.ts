@@ -440,6 +440,24 @@ describe('dm push / pull / clone / dot set-upstream', () => {
     });
   });
 
+  it('records no upstream for a push, pull or clone that fails; one that finishes records it', async () => {
+    script = [poll({ Status: 'error', Message: 'boom' })];
+    assert.equal((await dm(['push', 'origin'])).code, 1);
+    assert.equal((await dm(['clone', 'origin', 'carol/x'])).code, 1);
+    handlers.Transfer = () => {
+      throw new RpcFailure("Can't pull when remote doesn't exist", { code: 'DOT_NOT_FOUND' });
+    };
+    assert.equal((await dm(['pull', 'origin', 'foo'])).code, 3);
+    assert.equal((await loadConfig(configPath())).Remotes.origin!.DefaultRemoteVolumes, null);
+    handlers.Transfer = () => `t${++transfers}`;
+    script = [poll({})];
+    const ok = await dm(['clone', 'origin', 'carol/x']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual((await loadConfig(configPath())).Remotes.origin!.DefaultRemoteVolumes, {
+      admin: { x: { Namespace: 'carol', Name: 'x' } },
+    });
+  });
+
   it('reports a Transfer refused by the server with its code', async () => {
     handlers.Transfer = () => {
       throw new RpcFailure("Can't pull when remote doesn't exist", { code: 'DOT_NOT_FOUND' });

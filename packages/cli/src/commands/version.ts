@@ -37,6 +37,7 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('version')
     .summary('Show the Dotmesh version information')
+    .description("Show the version of this client and of the current remote's server.")
     .argument('[args...]')
     .action(
       action(app, async (ctx, args) => {

@@ -11,6 +11,7 @@ import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './c
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex, type IndexedCommit } from './dot-index.ts';
 import { type CommitMetaRecord, type DotInfo, newBranchLabel } from './labels.ts';
+import type { ContainerPaths } from './procure.ts';
 
 /**
  * Creates a dot: its master branch volume (with the `__default__` subdot) and the
@@ -102,12 +103,20 @@ export async function materializeDot(
 
 /**
  * Deletes a dot with all its branches. Owner or admin only; refused while containers use
- * any branch. Steps: delete intent on the master label ─(delete.after-intent)→ unindexed (the
- * name is free from here) ─(delete.after-index)→ branch volumes deleted
- * ─(delete.after-branches)→ master volume deleted. Recovery finishes any dot whose master
- * carries a delete intent. Deleting a dot that does not exist fails (as the original).
+ * any branch (IN_USE with `data.containers`, their names). Steps: delete intent on the master
+ * label ─(delete.after-intent)→ unindexed (the name is free from here) ─(delete.after-index)→
+ * branch volumes deleted ─(delete.after-branches)→ master volume deleted → the dot's
+ * container_mnt links removed. Recovery finishes any dot whose master carries a delete
+ * intent, and start-up removes links no dot owns (container-links.ts). Deleting a dot that
+ * does not exist fails (as the original).
  */
-export async function deleteDot(ctx: DotContext, caller: Caller, namespace: string, name: string): Promise<void> {
+export async function deleteDot(
+  ctx: DotContext,
+  caller: Caller,
+  namespace: string,
+  name: string,
+  paths?: ContainerPaths,
+): Promise<void> {
   validateName('namespace', namespace);
   validateName('dot', name);
   const dot = ctx.index.requireDot(namespace, name);
@@ -123,6 +132,7 @@ export async function deleteDot(ctx: DotContext, caller: Caller, namespace: stri
       if (inUse.length > 0) {
         throw new DotmeshError('IN_USE', `Cannot delete ${namespace}/${name}: containers are using it: ${inUse.join(', ')}`, {
           hint: 'stop the containers first',
+          data: { containers: inUse },
         });
       }
       const master = ctx.index.requireBranch(dot.id);
@@ -141,7 +151,8 @@ export async function deleteDot(ctx: DotContext, caller: Caller, namespace: stri
       await ctx.mirror.removeDot(dot.id, namespace, name, fsIds);
       ctx.failpoints.hit('delete.after-index');
       await finishDelete(ctx, dot.id, fsIds);
-      ctx.logger.info({ dotId: dot.id, namespace, name }, 'deleted dot');
+      const links = await paths?.removeDotLinks(namespace, name, new Set(fsIds.map((id) => ctx.driver.volumePath(id))));
+      ctx.logger.info({ dotId: dot.id, namespace, name, links: links?.map((l) => l.path) }, 'deleted dot');
     }),
   );
 }

@@ -1,4 +1,4 @@
-import { abbreviate, DEFAULT_SUBDOT, DotmeshError, isDotmeshError, resolveCommitRef } from '@dotmesh/core';
+import { abbreviate, DEFAULT_SUBDOT, DotmeshError, isDotmeshError, isHeadRef, resolveCommitRef } from '@dotmesh/core';
 import type { FileDiff } from '@dotmesh/rpc';
 import type { CommitRef, FileChange, LiveRef } from '@dotmesh/storage';
 import type { Caller } from './caller.ts';
@@ -34,7 +34,7 @@ export interface DiffCommitsRequest {
   readonly namespace: unknown;
   readonly name: unknown;
   readonly branch: unknown;
-  /** A commit id of the dot, `HEAD`, `HEAD^`…; "" = HEAD. */
+  /** A commit id of the dot, `HEAD`, `HEAD^`, `HEAD~N`…; "" = HEAD. */
   readonly fromCommit: string;
   /** Same, or "" for the live state. */
   readonly toCommit: string;
@@ -52,7 +52,7 @@ export async function diffCommits(ctx: DotContext, caller: Caller, req: DiffComm
 }
 
 /**
- * A commit by reference: `HEAD`/`HEAD^…` or an id in the branch's history, or an id of any
+ * A commit by reference: `HEAD`/`HEAD^…`/`HEAD~N` or an id in the branch's history, or an id of any
  * other branch of the dot (commit ids are unique within a dot). Call with the dot's lock held.
  */
 function findCommit(ctx: DotContext, dot: IndexedDot, fsId: string, ref: string): CommitRef {
@@ -64,7 +64,7 @@ function findCommit(ctx: DotContext, dot: IndexedDot, fsId: string, ref: string)
       history.map((h) => h.commitId),
     );
   } catch (e) {
-    if (!isDotmeshError(e) || /^HEAD\^*$/.test(ref)) throw e;
+    if (!isDotmeshError(e) || isHeadRef(ref)) throw e;
     id = ref;
   }
   for (const branchId of [fsId, ...dot.branches.values()]) {

@@ -1,4 +1,4 @@
-import { mkdir, readlink, rename, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SUBDOT, DotmeshError, MASTER_BRANCH, normalizeBranch, ROOT_SUBDOT, validateName } from '@dotmesh/core';
 import type { Caller } from './caller.ts';
@@ -38,6 +38,69 @@ export class ContainerPaths {
   async currentTarget(namespace: string, name: string): Promise<string | undefined> {
     return readlink(this.linkPath(namespace, name)).catch(() => undefined);
   }
+
+  /**
+   * Every symlink under the directory (`<ns>/<entry>`), with what it points at. Temporary
+   * links a crash left mid-`point` are listed with `temporary: true`. Anything else found
+   * there (files, directories) is not ours and not listed.
+   */
+  async links(): Promise<ContainerLink[]> {
+    const out: ContainerLink[] = [];
+    for (const namespace of await readdir(this.#dir).catch(() => [] as string[])) {
+      const nsDir = join(this.#dir, namespace);
+      for (const entry of await readdir(nsDir).catch(() => [] as string[])) {
+        const path = join(nsDir, entry);
+        if (!(await lstat(path).catch(() => undefined))?.isSymbolicLink()) continue;
+        const target = await readlink(path).catch(() => '');
+        const temporary = /\.tmp-\d+-\d+$/.test(entry);
+        const base = temporary ? entry.replace(/\.tmp-\d+-\d+$/, '') : entry;
+        const at = base.indexOf('@');
+        out.push({
+          path,
+          namespace,
+          name: at < 0 ? base : base.slice(0, at),
+          pinnedBranch: at < 0 ? undefined : base.slice(at + 1),
+          target,
+          temporary,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Removes links (by path), then the namespace directories they leave empty. */
+  async remove(links: readonly ContainerLink[]): Promise<void> {
+    for (const link of links) await unlink(link.path).catch(ignoreMissing);
+    for (const namespace of new Set(links.map((l) => l.namespace))) {
+      await rmdir(join(this.#dir, namespace)).catch(() => undefined); // not empty: another dot's links
+    }
+  }
+
+  /**
+   * Removes the links of dot `<ns>/<name>` (`<name>`, `<name>@<branch>`) that point at one of
+   * `targets` (the dot's volume paths). Links the name got since, for another dot, point
+   * elsewhere and are kept.
+   */
+  async removeDotLinks(namespace: string, name: string, targets: ReadonlySet<string>): Promise<ContainerLink[]> {
+    const gone = (await this.links()).filter((l) => l.namespace === namespace && l.name === name && targets.has(l.target));
+    await this.remove(gone);
+    return gone;
+  }
+}
+
+/** A symlink under the container mount directory. */
+export interface ContainerLink {
+  readonly path: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly pinnedBranch: string | undefined;
+  readonly target: string;
+  /** Made by `point` and not renamed into place (a crash in between). */
+  readonly temporary: boolean;
+}
+
+function ignoreMissing(e: unknown): void {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
 }
 
 export interface ProcureRequest {

@@ -153,7 +153,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return true;
     },
     Delete: async (caller, p) => {
-      await deleteDot(ctx, caller, p.Namespace, p.Name);
+      await deleteDot(ctx, caller, p.Namespace, p.Name, deps.paths);
       return true;
     },
     Branches: async (caller, p) =>

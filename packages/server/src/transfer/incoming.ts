@@ -87,12 +87,17 @@ export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume):
       });
     }
     if (existing.info.namespace !== namespace || existing.info.name !== name) {
+      const here = `${existing.info.namespace}/${existing.info.name}`;
       throw new DotmeshError(
         'CONFLICT',
-        `dot ${id} exists here as ${existing.info.namespace}/${existing.info.name}, not ${namespace}/${name}`,
+        `${namespace}/${name} would be a second copy of ${here}: the receiving side has this dot already, as ${here}`,
         {
-          hint: `transfer to ${existing.info.namespace}/${existing.info.name}`,
-          data: { dotId: id, namespace: existing.info.namespace, name: existing.info.name },
+          hint: `transfer into ${here} instead (a pull into ${here} rather than a clone; --remote-name ${here} for a push)`,
+          data: {
+            dotId: id,
+            existing: { namespace: existing.info.namespace, name: existing.info.name },
+            requested: { namespace, name },
+          },
         },
       );
     }
