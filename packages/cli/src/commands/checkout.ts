@@ -18,9 +18,11 @@ import { commitsParams } from './log.ts';
  * the current branch (HEAD) then Branch{SourceBranch: "master" spelled out}; then the config's
  * dot's containers are switched (SwitchContainers, master sent as "") and then the config's
  * current branch is set (the original set the config first; a refused switch then left the
- * config naming a branch the data did not show).
+ * config naming a branch the data did not show). The server refuses (IN_USE) to move a container
+ * onto data that another running container (pinned to the branch) uses; `--stop-others` has it
+ * stop those first (they stay stopped).
  */
-export async function checkout(ctx: CommandContext, to: string, create: boolean) {
+export async function checkout(ctx: CommandContext, to: string, create: boolean, stopOthers = false) {
   const dot = await ctx.strictCurrentDot();
   const from = await ctx.currentBranch(dot);
   const { namespace, name } = parseDotName(dot);
@@ -43,7 +45,13 @@ export async function checkout(ctx: CommandContext, to: string, create: boolean)
   }
   // Switch the data first: if the server refuses (IN_USE), the config keeps naming the branch
   // the data still shows.
-  await ctx.call('SwitchContainers', { Name: name, Namespace: namespace, NewBranchName: deMasterify(to) });
+  // StopOthers only when asked: otherwise the request is the original's, byte for byte.
+  await ctx.call('SwitchContainers', {
+    Name: name,
+    Namespace: namespace,
+    NewBranchName: deMasterify(to),
+    ...(stopOthers ? { StopOthers: true } : {}),
+  });
   const { remote } = await ctx.currentRemote();
   setCurrentBranch(remote, dot, to);
   await ctx.saveConfig();
@@ -54,14 +62,18 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('checkout')
     .summary('Switch or make branches')
-    .usage('[-b] <branch>')
+    .usage('[-b] [--stop-others] <branch>')
     .argument('[args...]')
     .option('-b, --branch', 'Make branch')
+    .option(
+      '--stop-others',
+      "stop the running containers pinned to the branch whose data the dot's containers would share (they stay stopped)",
+    )
     .action(
-      action<{ branch?: boolean }>(app, async (ctx, args, opts) => {
+      action<{ branch?: boolean; stopOthers?: boolean }>(app, async (ctx, args, opts) => {
         const [to] = args;
         if (args.length !== 1 || to === undefined) throw usage('Please give me a branch name.');
-        ctx.reporter.result(await checkout(ctx, to, opts.branch === true), () => []);
+        ctx.reporter.result(await checkout(ctx, to, opts.branch === true, opts.stopOthers === true), () => []);
       }),
     );
 }
