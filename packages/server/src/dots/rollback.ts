@@ -1,4 +1,5 @@
 import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
+import { phaseTimer } from '../phase-timer.ts';
 import { type Caller, requireOwner } from './caller.ts';
 import { containerMovesKey } from './containers.ts';
 import type { DotContext } from './context.ts';
@@ -37,29 +38,37 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
     });
   // Checked before containers are stopped for it, and again under the lock.
   if (!ctx.index.history(fsId).some((h) => h.commitId === target)) throw notInHistory();
+  const phase = phaseTimer();
   // The containers on the branch stop and start again on the same branch: a reset moves none.
   await ctx.queues.run(containerMovesKey(dot.id), () =>
     ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>
       ctx.locks.exclusive(dot.id, () =>
         ctx.queues.run(fsId, async () => {
+          phase.mark('containers'); // listed, stopped, and the locks taken
           const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
           if (!entry) throw notInHistory();
           await refuseIfContainersStarted(ctx, fsId, dotName);
+          phase.mark('containers');
           await refuseIfInUse(ctx, fsId, dotName);
+          phase.mark('inUse');
           const state = ctx.index.requireBranch(fsId);
           const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
           const label = labelResetTo(state, to);
           await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
+          phase.mark('intent');
           ctx.failpoints.hit('rollback.after-intent');
           await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
+          phase.mark('swap');
           ctx.failpoints.hit('rollback.after-swap');
           await ctx.driver.writeLabel(fsId, { ...label });
           state.label = label;
+          phase.mark('label');
           ctx.failpoints.hit('rollback.after-label');
           await collectUnreachableCommits(ctx, dot.id);
           ctx.failpoints.hit('rollback.after-gc');
           await ctx.mirror.syncDot(dot.id);
-          ctx.logger.info({ fsId, to }, 'rolled back');
+          phase.mark('gcAndStore');
+          ctx.logger.info({ fsId, to, ms: phase.totals() }, 'rolled back');
         }),
       ),
     ),
