@@ -1,7 +1,7 @@
 import { snapshot, syncFs } from './btrfs.ts';
 import { rotate, timeMs } from './harness.ts';
-import { type Row, slackRow } from './report.ts';
-import { type BenchTarget, stepNote } from './server.ts';
+import type { Row } from './report.ts';
+import { type BenchTarget, targetRows } from './server.ts';
 import { NS, type SizedPair, snapName } from './sized.ts';
 
 /**
@@ -34,17 +34,14 @@ export async function benchBranch(targets: readonly BenchTarget[], p: SizedPair,
     const timeRaw = async () => raw.push(await timeMs(() => snapshot(rawFrom, snapName(p, 'b', i), false)));
     await rotate(i, [timeRaw, ...targets.map((_, k) => timeDot(k))]);
   }
-  return Promise.all(
-    targets.map(async (t, k) => ({
-      ...slackRow({
-        id: 'P2',
-        what: t.config ? `${WHAT}, ${t.config}` : WHAT,
-        size: p.label,
-        samples: dot[k]!,
-        reference: { what: 'snapshot (writable)', samples: raw },
-        slackMs: P2_SLACK_MS,
-      }),
-      note: await stepNote(t.s, 'created branch', samples),
-    })),
-  );
+  return targetRows({
+    id: 'P2',
+    what: WHAT,
+    size: p.label,
+    targets,
+    samples: dot,
+    reference: { what: 'snapshot (writable)', samples: raw },
+    slackMs: P2_SLACK_MS,
+    logged: 'created branch',
+  });
 }

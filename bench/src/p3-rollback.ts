@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { deleteSubvolumes, overwrite, snapshot, swapLive, syncFs } from './btrfs.ts';
 import { KiB, rotate, timeMs } from './harness.ts';
-import { type Row, slackRow } from './report.ts';
-import { type BenchTarget, stepNote } from './server.ts';
+import type { Row } from './report.ts';
+import { type BenchTarget, targetRows } from './server.ts';
 import { NS, type SizedPair, snapName } from './sized.ts';
 
 /**
@@ -45,17 +45,14 @@ export async function benchRollback(targets: readonly BenchTarget[], p: SizedPai
     };
     await rotate(i, [timeRaw, ...targets.map((_, k) => timeDot(k))]);
   }
-  return Promise.all(
-    targets.map(async (t, k) => ({
-      ...slackRow({
-        id: 'P3',
-        what: t.config ? `${WHAT}, ${t.config}` : WHAT,
-        size: p.label,
-        samples: dot[k]!,
-        reference: { what: 'snapshot + rename', samples: raw },
-        slackMs: P3_SLACK_MS,
-      }),
-      note: await stepNote(t.s, 'rolled back', samples),
-    })),
-  );
+  return targetRows({
+    id: 'P3',
+    what: WHAT,
+    size: p.label,
+    targets,
+    samples: dot,
+    reference: { what: 'snapshot + rename', samples: raw },
+    slackMs: P3_SLACK_MS,
+    logged: 'rolled back',
+  });
 }

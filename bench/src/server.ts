@@ -6,6 +6,7 @@ import type { DotmeshClient } from '@dotmesh/rpc/client';
 import { DEFAULT_DOCKER_SOCKET } from '@dotmesh/rpc/server-defaults';
 import { type Cleanup, freePorts, makeTempDir, SERVER_BUNDLE, type ServerProcess, startServerProcess } from '@dotmesh/testkit';
 import { percentile, round } from './harness.ts';
+import { type Row, slackRow } from './report.ts';
 import type { SizedDot } from './sized.ts';
 
 /**
@@ -93,6 +94,37 @@ export interface BenchTarget {
   readonly s: BenchServer;
   readonly d: SizedDot;
   readonly config?: string;
+}
+
+/**
+ * One latency row per target (slackRow; `what` gets the target's config appended), all against
+ * the same reference samples, each noting the server's split of its time (stepNote of the
+ * operations logged as `logged`).
+ */
+export function targetRows(o: {
+  readonly id: string;
+  readonly what: string;
+  readonly size: string;
+  readonly targets: readonly BenchTarget[];
+  /** Per target, in the same order. */
+  readonly samples: readonly (readonly number[])[];
+  readonly reference: { readonly what: string; readonly samples: readonly number[] };
+  readonly slackMs: number;
+  readonly logged: string;
+}): Promise<Row[]> {
+  return Promise.all(
+    o.targets.map(async (t, k) => ({
+      ...slackRow({
+        id: o.id,
+        what: t.config ? `${o.what}, ${t.config}` : o.what,
+        size: o.size,
+        samples: o.samples[k]!,
+        reference: o.reference,
+        slackMs: o.slackMs,
+      }),
+      note: await stepNote(t.s, o.logged, o.samples[k]!.length),
+    })),
+  );
 }
 
 /**

@@ -23,6 +23,24 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
 
   const dm = (args: readonly string[]) => d.c.ok(args);
   const startedAt = async (container: string) => (await d.docker(['inspect', '-f', '{{.State.StartedAt}}', container])).trim();
+  /** `docker run -d` of a bare `sleep` as PID 1 on `volume` at /foo: SIGTERM does not stop it (Docker kills it after 10 s). */
+  const startSleeper = (name: string, volume: string, flags: readonly string[] = []) =>
+    d.docker([
+      'run',
+      '-d',
+      ...flags,
+      '--name',
+      name,
+      '--network',
+      'none',
+      '-v',
+      `${volume}:/foo`,
+      '--volume-driver',
+      d.driver,
+      d.image,
+      'sleep',
+      '100000',
+    ]);
 
   test('RunningContainerTwice: data persists between two containers', async () => {
     const dot = uniq('twice');
@@ -130,22 +148,7 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
     await d.run(dot, 'touch /foo/X');
     await dm(['switch', dot]);
     await dm(['commit', '-m', 'one']);
-    await d.docker([
-      'run',
-      '-d',
-      '--rm',
-      '--name',
-      name,
-      '--network',
-      'none',
-      '-v',
-      `${dot}:/foo`,
-      '--volume-driver',
-      d.driver,
-      d.image,
-      'sleep',
-      '100000',
-    ]);
+    await startSleeper(name, dot, ['--rm']);
     const before = await startedAt(name);
     for (const args of [
       ['reset', '--hard', 'HEAD'],
@@ -332,23 +335,9 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
     await dm(['switch', dot]);
     await dm(['commit', '-m', 'one']);
     await d.run(dot, 'echo uncommitted > /foo/F');
-    // PID 1 `sleep` ignores SIGTERM: stopping it takes Docker's 10-second grace period.
+    // Stopping it takes Docker's 10-second grace period: time to start another meanwhile.
     const slow = uniq('slow');
-    await d.docker([
-      'run',
-      '-d',
-      '--name',
-      slow,
-      '--network',
-      'none',
-      '-v',
-      `${dot}:/foo`,
-      '--volume-driver',
-      d.driver,
-      d.image,
-      'sleep',
-      '100000',
-    ]);
+    await startSleeper(slow, dot);
     const reset = d.c.dm(['reset', '--hard', 'HEAD']);
     const deadline = Date.now() + 30_000;
     const stopping = new RegExp(`"what":"reset admin/${dot}".*"msg":"stopping containers"`);
