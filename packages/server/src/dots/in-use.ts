@@ -26,7 +26,7 @@ function inside(target: string, root: string): boolean {
  * time), where the same syscalls in a row take ~10 ms. The scan yields to the event loop
  * between batches of processes, so other requests are not held up for long.
  */
-export class ProcInUseChecker {
+export class ProcInUseChecker implements InUseChecker {
   readonly #proc: string;
   readonly #selfPid: number;
 
