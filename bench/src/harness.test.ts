@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { atLeast, atMost, formatBytes, GiB, MiB, percentile, ratio, round, single, summarize } from './harness.ts';
+import { atLeast, atMost, formatBytes, GiB, MiB, percentile, ratio, rotate, round, single, summarize } from './harness.ts';
 import { markdownTable, type Row, textTable } from './report.ts';
 
 test('percentile interpolates between closest ranks (numpy type 7)', () => {
@@ -71,4 +71,22 @@ test('tables show p50/p90, the reference and the verdict', () => {
   const md = markdownTable([row]).split('\n');
   assert.equal(md[1], '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   assert.match(md[2]!, /^\| P1 \| Commit \\\| RPC \| 1 MiB \|/);
+});
+
+test('rotate runs every measurement once per sample, each going first in turn', async () => {
+  const order: string[][] = [];
+  for (let i = 0; i < 4; i++) {
+    const ran: string[] = [];
+    await rotate(
+      i,
+      ['raw', 'bare', 'installed'].map((name) => async () => ran.push(name)),
+    );
+    order.push(ran);
+  }
+  assert.deepEqual(order, [
+    ['raw', 'bare', 'installed'],
+    ['bare', 'installed', 'raw'],
+    ['installed', 'raw', 'bare'],
+    ['raw', 'bare', 'installed'],
+  ]);
 });

@@ -112,11 +112,10 @@ export function formatBytes(bytes: number): string {
 
 /** Runs the two measurements in an order that alternates with `i`, so neither always goes first. */
 export async function alternate(i: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<void> {
-  if (i % 2 === 0) {
-    await a();
-    await b();
-  } else {
-    await b();
-    await a();
-  }
+  await rotate(i, [a, b]);
+}
+
+/** Runs the measurements one after another, starting with the `i mod n`-th, so each goes first in turn. */
+export async function rotate(i: number, fns: readonly (() => Promise<unknown>)[]): Promise<void> {
+  for (let k = 0; k < fns.length; k++) await fns[(i + k) % fns.length]!();
 }

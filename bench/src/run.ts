@@ -1,7 +1,8 @@
 /**
  * Runs the benchmarks of targets.md (P1-P7, P9, P10) against a real dotmesh-server on a loop-file
- * btrfs pool (P4, P5: two servers in two network namespaces, pair-hosts.ts; P9: a server of its
- * own serving the volume plugin of a private dockerd, p9-docker.ts), each against its reference
+ * btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5: two
+ * servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
+ * plugin of a private dockerd, p9-docker.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
  * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
@@ -36,10 +37,19 @@ import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBenc
 import { benchCli } from './p10-cli.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
-import { type BenchServer, startBenchServer } from './server.ts';
-import { dropPair, preparePair } from './sized.ts';
+import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
+import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
 const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9', 'P10'] as const;
+/**
+ * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
+ * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
+ * fixture and against the same raw reference, for dots up to this size (its preallocated pool
+ * is INSTALLED_POOL; P2/P3 are size-independent, which the bare fixture's scaling rows check).
+ */
+const INSTALLED_MAX_SIZE = 100 * MiB;
+const INSTALLED_POOL = '2G';
+const INSTALLED = 'installed config';
 /** P1's "a 10 GiB dot within 1.2× of a 1 MiB dot", applied to P2/P3's "size-independent" too. */
 const SIZE_RATIO = 1.2;
 
@@ -112,7 +122,8 @@ const pairMax = Math.max(...(only.has('P4') ? params.p4.sizes : []), ...(only.ha
 const pairPoolBytes = 2 * pairMax + 4 * GiB;
 // P9: its own sparse pool; two pgbench databases (-s 10: ~160 MiB each, plus WAL) and their snapshots.
 const P9_POOL = '16G';
-const needHost = 2 * maxSize + 4 * GiB + (pairs ? 4 * pairMax + 4 * GiB : 0) + (only.has('P9') ? 4 * GiB : 0);
+const installedBytes = only.has('P2') || only.has('P3') ? parseSize(INSTALLED_POOL) : 0;
+const needHost = 2 * maxSize + 4 * GiB + installedBytes + (pairs ? 4 * pairMax + 4 * GiB : 0) + (only.has('P9') ? 4 * GiB : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -152,7 +163,13 @@ const started = Date.now();
 try {
   const s: BenchServer = await startBenchServer(cleanup, `${Math.ceil(poolBytes / GiB)}G`);
   console.error(`bench: ${s.serverBin} on a ${Math.ceil(poolBytes / GiB)} GiB sparse pool at ${s.mnt}`);
-  if (only.has('P1') || only.has('P2') || only.has('P3')) await sizeScaling(s);
+  if (only.has('P1') || only.has('P2') || only.has('P3')) {
+    const installed =
+      only.has('P2') || only.has('P3') ? await startBenchServer(cleanup, INSTALLED_POOL, { installed: true }) : undefined;
+    if (installed)
+      console.error(`bench: ${INSTALLED}: ${installed.serverBin} on a preallocated ${INSTALLED_POOL} pool at ${installed.mnt}`);
+    await sizeScaling(s, installed);
+  }
   if (pairs) await transfers();
   if (only.has('P7')) await step('P7', () => benchThroughput(s, params.p7));
   const haveDm = existsSync(dmBundle);
@@ -230,23 +247,34 @@ async function docker(): Promise<void> {
   }
 }
 
-async function sizeScaling(s: BenchServer): Promise<void> {
+async function sizeScaling(s: BenchServer, installed: BenchServer | undefined): Promise<void> {
   for (const size of [...sizes].sort((a, b) => a - b)) {
     const t0 = Date.now();
     let pair: Awaited<ReturnType<typeof preparePair>> | undefined;
+    let installedDot: SizedDot | undefined;
     await step(`fill ${formatBytes(size)}`, async () => {
       pair = await preparePair(s, size);
-      console.error(`bench: filled two ${pair.label} copies in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      if (installed && size <= INSTALLED_MAX_SIZE) installedDot = await prepareDot(installed, size);
+      console.error(`bench: filled the ${pair.label} copies in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return [];
     });
     if (!pair) continue;
     const p = pair;
+    const targets: BenchTarget[] = [
+      { s, d: p },
+      ...(installed && installedDot ? [{ s: installed, d: installedDot, config: INSTALLED }] : []),
+    ];
+    const withNotes = (rows: Row[]) => {
+      for (const r of rows) if (r.note) console.error(`bench: ${r.id} ${r.what}, ${r.size}: ${r.note}`);
+      return rows;
+    };
     if (only.has('P1'))
       await step(`P1 ${p.label}`, () => benchCommit(s, p, { samples: params.p1Samples, unflushedSamples: params.p1Unflushed }));
-    if (only.has('P2')) await step(`P2 ${p.label}`, () => benchBranch(s, p, params.p2Samples));
-    if (only.has('P3')) await step(`P3 ${p.label}`, () => benchRollback(s, p, params.p3Samples));
+    if (only.has('P2')) await step(`P2 ${p.label}`, async () => withNotes(await benchBranch(targets, p, params.p2Samples)));
+    if (only.has('P3')) await step(`P3 ${p.label}`, async () => withNotes(await benchRollback(targets, p, params.p3Samples)));
     await step(`drop ${p.label}`, async () => {
       await dropPair(s, p);
+      if (installed && installedDot) await dropDot(installed, installedDot);
       return [];
     });
   }

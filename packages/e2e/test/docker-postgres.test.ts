@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDotmeshError } from '@dotmesh/core';
 import { Cleanup, importPostgresImage, psql, skipUnless, waitForPostgres } from '@dotmesh/testkit';
 import { type DockerCluster, startDockerCluster } from './docker-harness.ts';
 
@@ -146,6 +147,69 @@ describe('PostgreSQL on a dot through the Docker volume plugin', { skip, timeout
     await dm(['checkout', 'master']);
     await waitForPostgres(d.engine, pg, STARTUP_MS);
     assert.equal(await items(pg), master);
+  });
+
+  test('checkout never starts a second server on a data directory a pinned server uses; --stop-others stops it first', async () => {
+    const dot = 'shop';
+    const pg = 'pgshop';
+    const pinned = 'pgshopexp';
+    await startPostgres(pg, dot);
+    await sql(pg, "create table items (id int primary key, name text); insert into items values (1, 'master');");
+    await dm(['switch', dot]);
+    await dm(['commit', '-m', 'master row']);
+    await dm(['checkout', '-b', 'exp']);
+    await waitForPostgres(d.engine, pg, STARTUP_MS);
+    await sql(pg, "insert into items values (2, 'exp');");
+    await dm(['commit', '-m', 'exp row']);
+    await dm(['checkout', 'master']);
+    await waitForPostgres(d.engine, pg, STARTUP_MS);
+    await startPostgres(pinned, `${dot}@exp`);
+    const exp = '1|master\n2|exp\n';
+    assert.equal(await items(pinned), exp);
+    const before = await Promise.all([pg, pinned].map(startedAt));
+
+    // What the issue saw: `dm checkout exp` would start pg on the data directory pgshopexp runs on.
+    const r = await d.c.dm(['checkout', 'exp']);
+    assert.equal(r.code, 5, `dm checkout exp: ${r.stdout}${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /Cannot switch admin\/shop to branch exp: \/pgshop would use the same data as \/pgshopexp, already running on exp/,
+    );
+    assert.match(r.stderr, /dm checkout --stop-others exp/);
+    // The original dm's request (no StopOthers) gets the same refusal.
+    const client = await d.c.client();
+    await assert.rejects(
+      client.call('SwitchContainers', { Namespace: 'admin', Name: dot, NewBranchName: 'exp' }),
+      (e: unknown) => {
+        assert.ok(isDotmeshError(e));
+        assert.equal(e.code, 'IN_USE');
+        assert.match(e.message, /\/pgshop would use the same data as \/pgshopexp/);
+        return true;
+      },
+    );
+    assert.deepEqual(await Promise.all([pg, pinned].map(startedAt)), before, 'neither server was touched');
+    assert.equal(await items(pg), '1|master\n', 'pg still serves master');
+    assert.equal(await items(pinned), exp);
+    assert.match(await dm(['branch']), /^\* master$/m);
+
+    await dm(['checkout', '--stop-others', 'exp']);
+    assert.equal(
+      (await d.docker(['inspect', '-f', '{{.State.Running}}', pinned])).trim(),
+      'false',
+      'the pinned server was stopped',
+    );
+    await waitForPostgres(d.engine, pg, STARTUP_MS);
+    assert.equal(await items(pg), exp, "pg serves exp's rows");
+    // pg found the data directory cleanly shut down by pgshopexp, not interrupted under a live server.
+    const { stdout, stderr } = await d.engine.docker(['logs', pg]);
+    const startups = [...(stdout + stderr).matchAll(/database system was (shut down|interrupted)/g)].map((m) => m[1]);
+    assert.equal(startups.at(-1), 'shut down', `pg's last start:\n${stdout}${stderr}`);
+    assert.match(await dm(['branch']), /^\* exp$/m);
+    await dm(['checkout', 'master']);
+    await waitForPostgres(d.engine, pg, STARTUP_MS);
+    assert.equal(await items(pg), '1|master\n');
+    await stopPostgres(pg);
+    await d.docker(['rm', pinned]);
   });
 
   test('a commit under pgbench load is crash-consistent: a branch of it recovers with balanced books', async (t) => {

@@ -25,6 +25,24 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
 
   const dm = (args: readonly string[]) => d.c.ok(args);
   const startedAt = async (container: string) => (await d.docker(['inspect', '-f', '{{.State.StartedAt}}', container])).trim();
+  /** `docker run -d` of a bare `sleep` as PID 1 on `volume` at /foo: SIGTERM does not stop it (Docker kills it after 10 s). */
+  const startSleeper = (name: string, volume: string, flags: readonly string[] = []) =>
+    d.docker([
+      'run',
+      '-d',
+      ...flags,
+      '--name',
+      name,
+      '--network',
+      'none',
+      '-v',
+      `${volume}:/foo`,
+      '--volume-driver',
+      d.driver,
+      d.image,
+      'sleep',
+      '100000',
+    ]);
 
   test('RunningContainerTwice: data persists between two containers', async () => {
     const dot = uniq('twice');
@@ -132,22 +150,7 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
     await d.run(dot, 'touch /foo/X');
     await dm(['switch', dot]);
     await dm(['commit', '-m', 'one']);
-    await d.docker([
-      'run',
-      '-d',
-      '--rm',
-      '--name',
-      name,
-      '--network',
-      'none',
-      '-v',
-      `${dot}:/foo`,
-      '--volume-driver',
-      d.driver,
-      d.image,
-      'sleep',
-      '100000',
-    ]);
+    await startSleeper(name, dot, ['--rm']);
     const before = await startedAt(name);
     for (const args of [
       ['reset', '--hard', 'HEAD'],
@@ -268,6 +271,90 @@ describe('Docker volume plugin: ported scenarios', { skip }, () => {
       assert.equal(await d.docker(['exec', frogs, 'cat', '/foo/HELLO']), `${b}_FROGS\n`);
       assert.equal(await d.docker(['exec', dflt, 'cat', '/foo/HELLO']), `${b}_DEFAULT\n`);
     }
+  });
+
+  test('SharedBranch: checkout never moves a container onto data another running container uses', async () => {
+    const dot = uniq('shared');
+    await d.run(dot, 'echo master > /foo/WHO');
+    await dm(['switch', dot]);
+    await dm(['commit', '-m', 'master']);
+    await dm(['checkout', '-b', 'b1']);
+    await d.run(dot, 'echo b1 > /foo/WHO');
+    await dm(['commit', '-m', 'b1']);
+    await dm(['checkout', 'master']);
+    const db = uniq('db');
+    const logger = uniq('logger');
+    await d.start(db, dot);
+    await d.start(logger, `${dot}.logs`);
+    const running = async (name: string) => (await d.docker(['inspect', '-f', '{{.State.Running}}', name])).trim();
+    const refused = async (names: RegExp) => {
+      const r = await d.c.dm(['checkout', 'b1']);
+      assert.equal(r.code, 5, `dm checkout b1: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, names);
+      assert.match(r.stderr, /--stop-others b1/);
+      assert.match(await dm(['branch']), /^\* master$/m, 'the current branch did not change');
+    };
+
+    // The same subdot of the branch: refused, naming the follower on it and the pinned container.
+    const pinnedLogs = uniq('pinnedlogs');
+    await d.start(pinnedLogs, `${dot}@b1.logs`);
+    const started = await Promise.all([db, logger, pinnedLogs].map(startedAt));
+    await refused(
+      new RegExp(
+        `Cannot switch admin/${dot} to branch b1: /${logger} would use the same data as /${pinnedLogs}, already running on b1`,
+      ),
+    );
+    assert.deepEqual(await Promise.all([db, logger, pinnedLogs].map(startedAt)), started, 'nothing was stopped');
+    assert.equal(await d.docker(['exec', db, 'cat', '/foo/WHO']), 'master\n');
+    await d.docker(['rm', '-f', pinnedLogs]);
+
+    // Another subdot of the branch: no shared directory, so the followers move and it stays.
+    const pinnedData = uniq('pinneddata');
+    await d.start(pinnedData, `${dot}@b1.data`);
+    const dataStarted = await startedAt(pinnedData);
+    await dm(['checkout', 'b1']);
+    assert.equal(await d.docker(['exec', db, 'cat', '/foo/WHO']), 'b1\n');
+    assert.equal(await startedAt(pinnedData), dataStarted, 'the pinned container was left alone');
+    await dm(['checkout', 'master']);
+
+    // The whole dot overlaps every subdot: refused for both followers; --stop-others stops it for good.
+    const pinnedRoot = uniq('pinnedroot');
+    await d.start(pinnedRoot, `${dot}@b1.__root__`);
+    await refused(new RegExp(`/${db}, /${logger} would use the same data as /${pinnedRoot}, already running on b1`));
+    assert.equal(await running(pinnedRoot), 'true');
+    await dm(['checkout', '--stop-others', 'b1']);
+    assert.equal(await running(pinnedRoot), 'false', 'the pinned container was stopped');
+    assert.equal(await running(pinnedData), 'true', 'a container on another subdot was not');
+    assert.equal(await startedAt(pinnedData), dataStarted);
+    assert.equal(await d.docker(['exec', db, 'cat', '/foo/WHO']), 'b1\n');
+    assert.match(await dm(['branch']), /^\* b1$/m);
+    await d.docker(['rm', '-f', db, logger, pinnedData, pinnedRoot]);
+  });
+
+  test('A container started on a branch while it is being reset makes the reset refuse, data untouched', async () => {
+    const dot = uniq('racy');
+    await d.run(dot, 'echo committed > /foo/F');
+    await dm(['switch', dot]);
+    await dm(['commit', '-m', 'one']);
+    await d.run(dot, 'echo uncommitted > /foo/F');
+    // Stopping it takes Docker's 10-second grace period: time to start another meanwhile.
+    const slow = uniq('slow');
+    await startSleeper(slow, dot);
+    const reset = d.c.dm(['reset', '--hard', 'HEAD']);
+    const deadline = Date.now() + 30_000;
+    const stopping = new RegExp(`"what":"reset admin/${dot}".*"msg":"stopping containers"`);
+    while (!stopping.test(await d.c.log())) {
+      assert.ok(Date.now() < deadline, 'the reset did not start stopping the container');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const newcomer = uniq('newcomer');
+    await d.start(newcomer, dot);
+    const r = await reset;
+    assert.equal(r.code, 5, `dm reset: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`Cannot reset admin/${dot}: /${newcomer} started on the branch while it was being reset`));
+    assert.equal(await d.docker(['exec', newcomer, 'cat', '/foo/F']), 'uncommitted\n', 'nothing was rolled back');
+    assert.equal((await d.docker(['inspect', '-f', '{{.State.Running}}', slow])).trim(), 'true', 'the stopped one runs again');
+    await d.docker(['rm', '-f', slow, newcomer]);
   });
 
   test('DeleteInUseFails: dm dot delete refuses at once while a container uses the dot; then it removes the links', async () => {

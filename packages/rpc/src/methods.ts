@@ -80,7 +80,11 @@ export const METHODS = {
   CommitsById: { params: stringParam, admin: false },
   Rollback: { params: z.object({ Namespace: str(), Name: str(), Branch: str(), SnapshotId: str() }), admin: true },
   Procure: { params: z.object({ Namespace: str(), Name: str(), Subdot: str() }), admin: true },
-  SwitchContainers: { params: z.object({ Namespace: str(), Name: str(), NewBranchName: str() }), admin: true },
+  SwitchContainers: {
+    // StopOthers (ours, optional): stop the containers already on the branch instead of refusing.
+    params: z.object({ Namespace: str(), Name: str(), NewBranchName: str(), StopOthers: z.boolean().optional() }),
+    admin: true,
+  },
   Containers: { params: branchParams, admin: false },
   ContainersById: { params: stringParam, admin: false },
   GetReplicationLatencyForBranch: { params: branchParams, admin: true },

@@ -17,7 +17,7 @@ import { branchVolume } from './branch-volume.ts';
 import { commitsParams } from './log.ts';
 
 /**
- * `dm checkout [-b [--carry]] <branch>`. RPCs, as the original: Branches (exists?); with -b:
+ * `dm checkout [-b [--carry]] [--stop-others] <branch>`. RPCs, as the original: Branches (exists?); with -b:
  * Commits of the current branch (HEAD), Lookup+Get of it (its uncommitted bytes, an addition)
  * then Branch{SourceBranch: "master" spelled out}; then the config's dot's containers are
  * switched (SwitchContainers, master sent as "") and then the config's current branch is set
@@ -29,6 +29,9 @@ import { commitsParams } from './log.ts';
  * branch is made from that commit, containers switch to it, and then the old branch is rolled
  * back to its previous HEAD — only if nothing wrote to it meanwhile and no container still
  * uses it; otherwise the commit stays on the old branch too, and a warning says how to drop it.
+ *
+ * The server refuses (IN_USE) to move a container onto data that another running container
+ * (pinned to the branch) uses; `--stop-others` has it stop those first (they stay stopped).
  */
 export interface CheckoutResult {
   namespace: string;
@@ -46,7 +49,13 @@ function amount(bytes: number): string {
   return bytes < 1024 ? `${bytes} bytes` : prettySize(bytes);
 }
 
-export async function checkout(ctx: CommandContext, to: string, create: boolean, carry = false): Promise<CheckoutResult> {
+export async function checkout(
+  ctx: CommandContext,
+  to: string,
+  create: boolean,
+  opts: { readonly carry?: boolean; readonly stopOthers?: boolean } = {},
+): Promise<CheckoutResult> {
+  const { carry = false, stopOthers = false } = opts;
   const dot = await ctx.strictCurrentDot();
   const from = await ctx.currentBranch(dot);
   const { namespace, name } = parseDotName(dot);
@@ -84,7 +93,13 @@ export async function checkout(ctx: CommandContext, to: string, create: boolean,
   }
   // Switch the data first: if the server refuses (IN_USE), the config keeps naming the branch
   // the data still shows.
-  await ctx.call('SwitchContainers', { Name: name, Namespace: namespace, NewBranchName: deMasterify(to) });
+  // StopOthers only when asked: otherwise the request is the original's, byte for byte.
+  await ctx.call('SwitchContainers', {
+    Name: name,
+    Namespace: namespace,
+    NewBranchName: deMasterify(to),
+    ...(stopOthers ? { StopOthers: true } : {}),
+  });
   const { remote } = await ctx.currentRemote();
   setCurrentBranch(remote, dot, to);
   await ctx.saveConfig();
@@ -135,19 +150,24 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('checkout')
     .summary('Switch or make branches')
-    .usage('[-b [--carry]] <branch>')
+    .usage('[-b [--carry]] [--stop-others] <branch>')
     .description(
-      "Switch the current dot to <branch>: its mounts and the containers following the dot show that branch's data. With -b, first make <branch> from the current branch's last commit.\n\nUncommitted changes stay on the branch they were made on (-b warns when it leaves some behind); with --carry, -b takes them along to the new branch as its first commit, and the current branch goes back to its last commit.",
+      "Switch the current dot to <branch>: its mounts and the containers following the dot show that branch's data. With -b, first make <branch> from the current branch's last commit.\n\nUncommitted changes stay on the branch they were made on (-b warns when it leaves some behind); with --carry, -b takes them along to the new branch as its first commit, and the current branch goes back to its last commit.\n\nA container is never moved onto data another running container (pinned to <branch>) uses: the checkout is refused, naming both, unless --stop-others stops those first.",
     )
     .argument('[args...]')
     .option('-b, --branch', 'Make branch')
     .option('--carry', 'with -b: take uncommitted changes along to the new branch (see above)')
+    .option(
+      '--stop-others',
+      "stop the running containers pinned to the branch whose data the dot's containers would share (they stay stopped)",
+    )
     .action(
-      action<{ branch?: boolean; carry?: boolean }>(app, async (ctx, args, opts) => {
+      action<{ branch?: boolean; carry?: boolean; stopOthers?: boolean }>(app, async (ctx, args, opts) => {
         const [to] = args;
         if (args.length !== 1 || to === undefined) throw usage('Please give me a branch name.');
         if (opts.carry && !opts.branch) throw usage('--carry goes with -b (it takes uncommitted changes to a new branch).');
-        ctx.reporter.result(await checkout(ctx, to, opts.branch === true, opts.carry === true), () => []);
+        const flags = { carry: opts.carry === true, stopOthers: opts.stopOthers === true };
+        ctx.reporter.result(await checkout(ctx, to, opts.branch === true, flags), () => []);
       }),
     );
 }

@@ -1,19 +1,13 @@
 import { readlink } from 'node:fs/promises';
 import { DotmeshError, parseVolumeName, type VolumeName } from '@dotmesh/core';
-import type { ContainerInfo, ContainerMatch, ContainerTracker } from '../dots/containers.ts';
+import type { ContainerInfo, ContainerMatch, ContainerTracker, ContainerUse } from '../dots/containers.ts';
 import type { ContainerPaths } from '../dots/procure.ts';
 import type { Logger } from '../log.ts';
 import type { EngineClient, RunningContainer } from './engine-client.ts';
 
-/** One running container's use of one of our volumes. */
-export interface VolumeUse {
-  readonly container: ContainerInfo;
-  /** The volume name the container was started with. */
+/** A ContainerUse with the volume name the container was started with. */
+export interface VolumeUse extends ContainerUse {
   readonly volumeName: string;
-  /** The link the mount goes through (see ContainerPaths), from the volume name. */
-  readonly link: string;
-  /** The branch filesystem the link pointed at when looked at; undefined if it points nowhere we know. */
-  readonly fsId: string | undefined;
 }
 
 export interface DockerTrackerOptions {
@@ -103,6 +97,17 @@ export class DockerContainerTracker implements ContainerTracker {
     return outcome.value;
   }
 
+  async stop(containers: readonly ContainerInfo[], what: string): Promise<void> {
+    if (containers.length === 0) return;
+    this.#o.logger.info({ containers: containers.map((c) => c.Name).join(', '), what }, 'stopping containers for good');
+    const failed = await this.#each(containers, (c) => this.#o.engine.stop(c.Id, this.#o.stopTimeoutSeconds ?? 10));
+    if (failed.length > 0) {
+      throw new DotmeshError('UNAVAILABLE', `Cannot ${what}: Docker could not stop ${failed.join(', ')}`, {
+        hint: "stop them with docker stop and try again; the server log has the engine's error",
+      });
+    }
+  }
+
   /** Runs `action` on every container at once; returns the names of those it failed for (logged). */
   async #each(containers: readonly ContainerInfo[], action: (c: ContainerInfo) => Promise<void>): Promise<string[]> {
     const failed: string[] = [];
@@ -151,6 +156,7 @@ export class DockerContainerTracker implements ContainerTracker {
           container: { Name: c.name, Id: c.id },
           volumeName: m.name,
           link,
+          subdot: volume.subdot,
           fsId: resolved === undefined ? undefined : this.#o.fsIdAt(resolved),
         });
       }

@@ -1,4 +1,5 @@
 import { DotmeshError, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
+import { phaseTimer } from '../phase-timer.ts';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { newBranchLabel } from './labels.ts';
@@ -27,8 +28,10 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
   const commitId = validateName('commit', req.sourceCommitId);
   const { dot } = source;
   ctx.writeGuard.assertWritable(`create branch ${newName} of ${dot.info.namespace}/${dot.info.name}`);
+  const phase = phaseTimer();
   await ctx.locks.shared(dot.id, () =>
     ctx.queues.run(`new:${dot.id}/${newName}`, async () => {
+      phase.mark('locks');
       if (dot.branches.has(newName)) {
         throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${newName}`, {
           hint: `switch to it with 'dm checkout ${newName}'`,
@@ -53,10 +56,12 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
         createdAt: ctx.now().toISOString(),
       });
       await ctx.driver.createVolume(fsId, { ...label }, { from: { volumeId: origin.fsId, commitId } });
+      phase.mark('volume');
       try {
         ctx.failpoints.hit('branch.after-volume');
         ctx.index.addBranch(label, []);
         await ctx.mirror.syncDot(dot.id);
+        phase.mark('store');
         ctx.failpoints.hit('branch.after-index');
       } catch (e) {
         ctx.index.removeBranch(fsId);
@@ -66,7 +71,7 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
         await ctx.mirror.syncDot(dot.id).catch(() => undefined);
         throw e;
       }
-      ctx.logger.info({ dotId: dot.id, branch: newName, fsId, origin: label.origin }, 'created branch');
+      ctx.logger.info({ dotId: dot.id, branch: newName, fsId, origin: label.origin, ms: phase.totals() }, 'created branch');
     }),
   );
 }

@@ -8,10 +8,23 @@ export interface ContainerInfo {
   readonly Id: string;
 }
 
+/** One running container's use of one of our volumes. */
+export interface ContainerUse {
+  readonly container: ContainerInfo;
+  /** The link the mount goes through (ContainerPaths.linkPath: following, or pinned to a branch). */
+  readonly link: string;
+  /** The subdot mounted (`__root__`: the whole dot). */
+  readonly subdot: string;
+  /** The branch filesystem the link pointed at when listed; undefined if it points nowhere we know. */
+  readonly fsId: string | undefined;
+}
+
 /** Which containers an operation affects: those using a branch, or those mounted through a link. */
 export type ContainerMatch = { readonly fsId: string } | { readonly link: string };
 
 export interface ContainerTracker {
+  /** Every use of our volumes by a running container, listed now. */
+  uses(): Promise<ContainerUse[]>;
   /** Containers currently using the given branch filesystem (pinned or following). */
   containersFor(fsId: string): Promise<ContainerInfo[]>;
   /** One listing for many questions: which containers used each branch at the time of the call. */
@@ -22,10 +35,22 @@ export interface ContainerTracker {
    * `what` names the operation in that refusal ("reset admin/foo").
    */
   whileStopped<T>(match: ContainerMatch, what: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Stops `containers` for good (nothing starts them again). Throws UNAVAILABLE, naming them,
+   * when the engine could not stop some; those it did stop stay stopped.
+   */
+  stop(containers: readonly ContainerInfo[], what: string): Promise<void>;
 }
 
 export const NO_CONTAINERS: ContainerTracker = {
+  uses: async () => [],
   containersFor: async () => [],
   snapshot: async () => () => [],
   whileStopped: async (_match, _what, fn) => fn(),
+  stop: async () => {},
 };
+
+/** The KeyedQueue key under which the container moves of one dot (switch, reset) run one at a time. */
+export function containerMovesKey(dotId: string): string {
+  return `containers:${dotId}`;
+}

@@ -5,7 +5,6 @@ import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { createDot } from './create-delete.ts';
 import { resolveBranch } from './resolve.ts';
-import { refuseIfInUse } from './rollback.ts';
 
 /**
  * Stable host paths for dots, as the original's CONTAINER_MOUNT_PREFIX: `<dir>/<ns>/<dot>` is
@@ -147,30 +146,4 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
   if (subdot === ROOT_SUBDOT) return link;
   await ctx.driver.ensureDirectory(fsId, subdot);
   return join(link, subdot);
-}
-
-/** SwitchContainers: containers following the dot now see `branch` ("" = master). */
-export async function switchContainers(
-  ctx: DotContext,
-  paths: ContainerPaths,
-  caller: Caller,
-  req: { namespace: unknown; name: unknown; branch: unknown },
-): Promise<void> {
-  const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
-  const link = paths.linkPath(dot.info.namespace, dot.info.name);
-  const target = ctx.driver.volumePath(fsId);
-  if ((await paths.currentTarget(dot.info.namespace, dot.info.name)) === target) return;
-  const dotName = `${dot.info.namespace}/${dot.info.name}`;
-  // Containers mounted through the link hold the old branch until they are mounted again.
-  await ctx.containers.whileStopped({ link }, `switch ${dotName} to branch ${branch}`, () =>
-    ctx.locks.shared(dot.id, async () => {
-      const current = await paths.currentTarget(dot.info.namespace, dot.info.name);
-      const followed = [...dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
-      if (followed !== undefined && followed !== fsId) {
-        // Whatever else holds the old branch open would silently stay on it: refuse instead.
-        await refuseIfInUse(ctx, followed, dotName);
-      }
-      await paths.point(link, target);
-    }),
-  );
 }

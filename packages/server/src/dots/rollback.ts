@@ -1,5 +1,7 @@
 import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
+import { phaseTimer } from '../phase-timer.ts';
 import { type Caller, requireOwner } from './caller.ts';
+import { containerMovesKey } from './containers.ts';
 import type { DotContext } from './context.ts';
 import type { IndexedBranch } from './dot-index.ts';
 import type { BranchLabel } from './labels.ts';
@@ -36,27 +38,39 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
     });
   // Checked before containers are stopped for it, and again under the lock.
   if (!ctx.index.history(fsId).some((h) => h.commitId === target)) throw notInHistory();
-  await ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>
-    ctx.locks.exclusive(dot.id, () =>
-      ctx.queues.run(fsId, async () => {
-        const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
-        if (!entry) throw notInHistory();
-        await refuseIfInUse(ctx, fsId, dotName);
-        const state = ctx.index.requireBranch(fsId);
-        const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
-        const label = labelResetTo(state, to);
-        await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
-        ctx.failpoints.hit('rollback.after-intent');
-        await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
-        ctx.failpoints.hit('rollback.after-swap');
-        await ctx.driver.writeLabel(fsId, { ...label });
-        state.label = label;
-        ctx.failpoints.hit('rollback.after-label');
-        await collectUnreachableCommits(ctx, dot.id);
-        ctx.failpoints.hit('rollback.after-gc');
-        await ctx.mirror.syncDot(dot.id);
-        ctx.logger.info({ fsId, to }, 'rolled back');
-      }),
+  const phase = phaseTimer();
+  // The containers on the branch stop and start again on the same branch: a reset moves none.
+  await ctx.queues.run(containerMovesKey(dot.id), () =>
+    ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>
+      ctx.locks.exclusive(dot.id, () =>
+        ctx.queues.run(fsId, async () => {
+          phase.mark('containers'); // listed, stopped, and the locks taken
+          const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
+          if (!entry) throw notInHistory();
+          await refuseIfContainersStarted(ctx, fsId, dotName);
+          phase.mark('containers');
+          await refuseIfInUse(ctx, fsId, dotName);
+          phase.mark('inUse');
+          const state = ctx.index.requireBranch(fsId);
+          const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
+          const label = labelResetTo(state, to);
+          await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
+          phase.mark('intent');
+          ctx.failpoints.hit('rollback.after-intent');
+          await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
+          phase.mark('swap');
+          ctx.failpoints.hit('rollback.after-swap');
+          await ctx.driver.writeLabel(fsId, { ...label });
+          state.label = label;
+          phase.mark('label');
+          ctx.failpoints.hit('rollback.after-label');
+          await collectUnreachableCommits(ctx, dot.id);
+          ctx.failpoints.hit('rollback.after-gc');
+          await ctx.mirror.syncDot(dot.id);
+          phase.mark('gcAndStore');
+          ctx.logger.info({ fsId, to, ms: phase.totals() }, 'rolled back');
+        }),
+      ),
     ),
   );
 }
@@ -101,10 +115,26 @@ export async function collectUnreachableCommits(ctx: DotContext, dotId: string):
   }
 }
 
-/** Refuses with IN_USE while processes or mounts that Dotmesh cannot stop use the live state. */
+/**
+ * Under the dot lock, after the containers using the branch were stopped: a container running
+ * on it now was started meanwhile, and the live state must not change under it.
+ */
+async function refuseIfContainersStarted(ctx: DotContext, fsId: string, dotName: string): Promise<void> {
+  const started = await ctx.containers.containersFor(fsId);
+  if (started.length === 0) return;
+  const names = started.map((c) => c.Name).join(', ');
+  throw new DotmeshError('IN_USE', `Cannot reset ${dotName}: ${names} started on the branch while it was being reset`, {
+    hint: 'try again',
+    data: { containers: started },
+  });
+}
+
+/**
+ * Refuses with IN_USE while processes or mounts that Dotmesh cannot stop use the live state
+ * (a scan of /proc: containers' processes see their own mount namespace and are not found
+ * here; the container tracker stops and starts those).
+ */
 export async function refuseIfInUse(ctx: DotContext, fsId: string, dotName: string): Promise<void> {
-  const containers = await ctx.containers.containersFor(fsId);
-  if (containers.length > 0) return; // the container tracker stops and restarts these itself
   const report = await ctx.inUse.check(ctx.driver.volumePath(fsId));
   if (report.processes.length === 0 && report.mounts.length === 0) return;
   const who = [...report.processes.map((p) => `process ${p.pid} (${p.command})`), ...report.mounts.map((m) => `mount ${m}`)];

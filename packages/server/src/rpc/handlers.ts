@@ -9,10 +9,11 @@ import { commitBranch } from '../dots/commit.ts';
 import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
 import { createDot, deleteDot } from '../dots/create-delete.ts';
-import { type ContainerPaths, procure, switchContainers } from '../dots/procure.ts';
+import { type ContainerPaths, procure } from '../dots/procure.ts';
 import { resolveBranch, resolveDot } from '../dots/resolve.ts';
 import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
+import { switchContainers } from '../dots/switch-containers.ts';
 import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
 import type { PoolControl } from '../pool/pool-grow.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
@@ -190,7 +191,12 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
         ownerOf: (ns) => ownerForNewDot(users, caller, ns),
       }),
     SwitchContainers: async (caller, p) => {
-      await switchContainers(ctx, deps.paths, caller, { namespace: p.Namespace, name: p.Name, branch: p.NewBranchName });
+      await switchContainers(ctx, deps.paths, caller, {
+        namespace: p.Namespace,
+        name: p.Name,
+        branch: p.NewBranchName,
+        stopOthers: p.StopOthers === true,
+      });
       return true;
     },
     Containers: async (caller, p) => ctx.containers.containersFor(resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),

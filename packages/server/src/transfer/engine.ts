@@ -14,6 +14,7 @@ import {
 import type { ParamsOf, TransferPollResult } from '@dotmesh/rpc';
 import { type Caller, isAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
+import { phaseTimer } from '../phase-timer.ts';
 import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './dot-state.ts';
 import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
 import { activeContainersError } from './incoming.ts';
@@ -285,6 +286,7 @@ export class TransferEngine {
       { Status: 'calculating size', StartingCommit: plan.from ?? '', Total: Math.max(1, entries.length), Index: 0, Sent: 0 },
       true,
     );
+    // `stream`: until the last byte left; `commit`: until the receiver said the commit is durable.
     const phase = phaseTimer();
     let size = 0;
     for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
@@ -360,24 +362,6 @@ export class TransferEngine {
 }
 
 const EMPTY: WireDot = { id: '', namespace: '', name: '', volumes: [] };
-
-/**
- * Where a transfer's time goes, for its log line: each `mark(name)` adds the time since the
- * previous mark to `name` (`stream`: until the last byte left; `commit`: until the receiver
- * said the commit is durable).
- */
-function phaseTimer() {
-  let last = performance.now();
-  const totals: Record<string, number> = {};
-  return {
-    mark(name: string, at = performance.now()) {
-      const t = Math.max(at, last);
-      totals[name] = Math.round((totals[name] ?? 0) + t - last);
-      last = t;
-    },
-    totals: () => totals,
-  };
-}
 
 function fmt(n: { namespace: string; name: string }): string {
   return `${n.namespace}/${n.name}`;

@@ -1,0 +1,22 @@
+/**
+ * Where an operation's time goes, for its log line: each `mark(name)` adds the time since the
+ * previous mark (or the timer's start) to `name`, in whole milliseconds. `at` marks an earlier
+ * moment than now (never before the previous mark).
+ */
+export interface PhaseTimer {
+  mark(name: string, at?: number): void;
+  totals(): Record<string, number>;
+}
+
+export function phaseTimer(): PhaseTimer {
+  let last = performance.now();
+  const totals: Record<string, number> = {};
+  return {
+    mark(name, at = performance.now()) {
+      const t = Math.max(at, last);
+      totals[name] = Math.round((totals[name] ?? 0) + t - last);
+      last = t;
+    },
+    totals: () => totals,
+  };
+}
