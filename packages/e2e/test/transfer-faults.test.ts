@@ -47,7 +47,7 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
   before(async () => {
     const [ha, hb] = (await createHosts({ cleanup, count: 2 })) as [TestHost, TestHost];
     const timing = TIMING;
-    bTlsPort = 32606;
+    bTlsPort = 32606; // inside B's own network namespace: free whatever runs on the host
     [a, b] = await Promise.all([
       startServerProcess({ cleanup, host: ha, serverBin: SERVER_BUNDLE, poolSize: '4G', extraConfig: timing }).then((server) => ({
         host: ha,

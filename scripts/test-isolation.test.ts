@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { test } from 'node:test';
+
+/**
+ * Static checks of the test sources for the rules that let the suite run beside a cluster
+ * installed with the defaults (README command 1) on the same machine. The tests themselves
+ * prove the rest when they run; these catch a test that only breaks on such a machine.
+ */
+const repo = resolve(import.meta.dirname, '..');
+const SKIP_DIRS = new Set(['node_modules', 'dist', '.git', '.tmp', 'results']);
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory() && !SKIP_DIRS.has(e.name)) out.push(...walk(join(dir, e.name)));
+    else if (e.isFile() && e.name.endsWith('.ts')) out.push(join(dir, e.name));
+  }
+  return out;
+}
+
+/** Test code: test files, test directories and helpers, testkit, the benchmarks. */
+export function isTestSource(rel: string): boolean {
+  return (
+    rel.endsWith('.test.ts') ||
+    /^packages\/[^/]+\/test\//.test(rel) ||
+    /^packages\/[^/]+\/src\/testing\//.test(rel) ||
+    rel.startsWith('packages/testkit/src/') ||
+    rel.startsWith('bench/src/')
+  );
+}
+
+const testSources = () =>
+  walk(repo)
+    .map((f) => relative(repo, f))
+    .filter(isTestSource)
+    .map((rel) => ({ rel, text: readFileSync(join(repo, rel), 'utf8') }));
+
+/**
+ * `dm cluster init` with a default left in place listens on 32606-32608 or serves
+ * /run/docker/plugins/dm.sock, and collides with an installed cluster. Only the test of the
+ * defaults uses them, on a host of its own (testkit's isolated host).
+ */
+const CLUSTER_INIT_FLAGS = [
+  '--use-pool-dir',
+  '--port',
+  '--check-port',
+  '--tls-port',
+  '--docker-plugin-socket',
+  '--docker-socket',
+];
+
+test('every `dm cluster init` a test runs names its own ports and paths, or runs on an isolated host', () => {
+  const runsInit = testSources().filter((s) => /'cluster',\s*'init'/.test(s.text));
+  assert.ok(runsInit.length >= 3, `found the tests that run dm cluster init: ${runsInit.map((s) => s.rel).join(', ')}`);
+  const problems: string[] = [];
+  for (const s of runsInit) {
+    if (/\bstartIsolatedHost\(/.test(s.text)) continue;
+    const missing = CLUSTER_INIT_FLAGS.filter((f) => !s.text.includes(`'${f}'`));
+    if (missing.length > 0) problems.push(`${s.rel}: no ${missing.join(', ')}`);
+  }
+  assert.deepEqual(problems, []);
+});
