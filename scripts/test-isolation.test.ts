@@ -62,3 +62,25 @@ test('every `dm cluster init` a test runs names its own ports and paths, or runs
   }
   assert.deepEqual(problems, []);
 });
+
+/** Where a test may make a folder itself instead of with testkit's makeTempDir, and why. */
+const OWN_TEMP_DIRS: Readonly<Record<string, string>> = {
+  'packages/testkit/src/tmp.ts': 'makeTempDir itself, and the OS temp dir as the root when no test root is set',
+  'packages/testkit/src/tmp.test.ts': 'asserts that fallback',
+  'packages/testkit/src/postgres-image.ts': 'builds in its image cache, which outlives runs on purpose',
+  'bench/src/quota-choice.ts': 'synchronous, under testRoot()',
+  'scripts/build.test.ts': "under the repo's ignored .tmp/, so that bundled imports resolve from node_modules",
+};
+
+test('tests make their folders under the test root (testkit makeTempDir), never in the OS temp dir', () => {
+  const problems = testSources()
+    .filter((s) => !(s.rel in OWN_TEMP_DIRS))
+    .flatMap((s) =>
+      s.text
+        .split('\n')
+        .map((line, i) => ({ line, at: `${s.rel}:${i + 1}` }))
+        .filter(({ line }) => /\btmpdir\(\)|\bmkdtemp(?:Sync)?\(/.test(line))
+        .map(({ line, at }) => `${at}: ${line.trim()}`),
+    );
+  assert.deepEqual(problems, []);
+});

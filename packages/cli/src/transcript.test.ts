@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { type Recorder, startRecorder } from './testing/recorder.ts';
 import { GO_RAND_IDS, runDm } from './testing/run-dm.ts';
 import { TRANSFER_IDS, transcriptHandlers } from './testing/transcript-server.ts';
@@ -222,7 +222,7 @@ describe('dm against the transcript recorder', () => {
   let home: string;
   before(async () => {
     recorder = await startRecorder(transcriptHandlers());
-    home = await mkdtemp(join(tmpdir(), 'dm-transcript-'));
+    home = await makeTempDir('transcript');
   });
   after(async () => {
     await recorder.close();
