@@ -84,3 +84,30 @@ test('tests make their folders under the test root (testkit makeTempDir), never 
     );
   assert.deepEqual(problems, []);
 });
+
+/** Paths a source names relative to itself: `resolve|join(import.meta.dirname, '...', ...)`, `new URL('...', import.meta.url)`. */
+export function relativePaths(text: string): string[][] {
+  const out: string[][] = [];
+  for (const m of text.matchAll(/\b(?:resolve|join)\(\s*import\.meta\.dirname\s*,((?:\s*'[^']*'\s*,?)+)\s*\)/g))
+    out.push([...(m[1] ?? '').matchAll(/'([^']*)'/g)].map((x) => x[1]!));
+  for (const m of text.matchAll(/new URL\(\s*'([^']*)'\s*,\s*import\.meta\.url\s*\)/g)) out.push([m[1]!]);
+  return out;
+}
+
+test('tests read only files inside the repository', () => {
+  assert.deepEqual(relativePaths("resolve(import.meta.dirname, '../a', 'b.md') + new URL('../c.ts', import.meta.url)"), [
+    ['../a', 'b.md'],
+    ['../c.ts'],
+  ]);
+  const problems: string[] = [];
+  let seen = 0;
+  for (const s of testSources()) {
+    for (const parts of relativePaths(s.text)) {
+      seen++;
+      const target = resolve(repo, s.rel, '..', ...parts);
+      if (target !== repo && !target.startsWith(`${repo}/`)) problems.push(`${s.rel}: ${parts.join(', ')} -> ${target}`);
+    }
+  }
+  assert.ok(seen >= 5, `found the relative paths of the test sources (${seen})`);
+  assert.deepEqual(problems, []);
+});

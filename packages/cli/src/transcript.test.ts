@@ -8,7 +8,7 @@ import { GO_RAND_IDS, runDm } from './testing/run-dm.ts';
 import { TRANSFER_IDS, transcriptHandlers } from './testing/transcript-server.ts';
 
 /**
- * Replays fixtures/dm-0.8.1-transcript.md: each command must send exactly the original
+ * Replays packages/server/test/fixtures/dm-0.8.1-transcript.md: each command must send exactly the original
  * client's request bodies (same key order, same ids, same auth) and print the same text.
  * Steps run in order and share one config file, as in the transcript.
  */
