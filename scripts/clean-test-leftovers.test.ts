@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   Cleanup,
@@ -12,6 +13,7 @@ import {
   listNetns,
   makeTempDir,
   mountsUnder,
+  parseLosetupAssociated,
   requireCapabilities,
   runCommand,
   spawnTracked,
@@ -51,6 +53,25 @@ test('clean-test-leftovers removes processes, mounts, loop devices and namespace
   await writeFile(join(root, 'disk.img'), Buffer.alloc(1024 * 1024));
   const dev = (await runCommand('losetup', ['-f', '--show', join(root, 'disk.img')])).stdout.trim();
   c.add(() => runCommand('losetup', ['-d', dev]).catch(() => undefined));
+  // Attached through a bind mount of a private mount namespace: its back-file names no path here.
+  await mkdir(join(root, 'ns-src'));
+  await mkdir(join(root, 'ns-target'));
+  await writeFile(join(root, 'ns-src', 'pool.img'), Buffer.alloc(1024 * 1024));
+  const bindScript = 'mount --bind "$1" "$2" && losetup -f --show "$2/pool.img"';
+  const nsDev = (
+    await runCommand('unshare', [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      bindScript,
+      'sh',
+      join(root, 'ns-src'),
+      join(root, 'ns-target'),
+    ])
+  ).stdout.trim();
+  c.add(() => runCommand('losetup', ['-d', nsDev]).catch(() => undefined));
   await runCommand('ip', ['netns', 'add', `${tag}a`]);
   c.add(() => runCommand('ip', ['netns', 'del', `${tag}a`]).catch(() => undefined));
   await runCommand('ip', ['netns', 'add', `other${tag}`]);
@@ -66,12 +87,14 @@ test('clean-test-leftovers removes processes, mounts, loop devices and namespace
   assert.match(res.stdout, new RegExp(`removed leftover network namespace ${tag}a`));
   assert.match(res.stdout, /removed leftover mount .*\/mnt/);
   assert.match(res.stdout, new RegExp(`removed leftover loop device ${dev}`));
+  assert.match(res.stdout, new RegExp(`removed leftover loop device ${nsDev} \\(backed by a file under the root\\)`));
 
   assert.equal(isAlive(leaked.pid), false);
   assert.equal(isAlive(squatter.pid), false);
   assert.equal(isAlive(bystander.pid), true);
   assert.deepEqual(mountsUnder(`${root}/`), []);
   assert.deepEqual(await listLoopDevicesFor(`${root}/`), []);
+  assert.equal(parseLosetupAssociated((await runCommand('losetup', ['-a'])).stdout).includes(nsDev), false);
   assert.deepEqual(listNetns(tag), []);
   assert.deepEqual(listNetns(`other${tag}`), [`other${tag}`]);
   assert.equal(existsSync(root), false);
@@ -80,4 +103,39 @@ test('clean-test-leftovers removes processes, mounts, loop devices and namespace
   await mkdir(root);
   const again = await run(process.execPath, [script, '--root', root, '--netns-prefix', tag]);
   assert.equal(again.stdout, '');
+});
+
+test('clean-test-leftovers lists the test folders made in the temp dir during the run, and removes none', async () => {
+  const c = new Cleanup();
+  try {
+    const tmp = await makeTempDir('fake-tmp', c);
+    const root = await makeTempDir('fake-root', c);
+    const before = join(tmp, 'dm-inproc-Old123');
+    await mkdir(before);
+    // File times have sub-millisecond digits and come from a coarse clock: keep clear of `since`.
+    await sleep(50);
+    const since = Date.now();
+    await sleep(50);
+    const strays = [join(tmp, 'dm-inproc-AbC123'), join(tmp, 'dmtest-pool-xYz789')];
+    for (const d of strays) await mkdir(d);
+    for (const name of ['dotmesh-demo', 'dmtest-other-run', 'dmtest-abcdef']) await mkdir(join(tmp, name));
+    await writeFile(join(tmp, 'dmtest-abcdef', '.pids'), ''); // another run's root
+    await writeFile(join(tmp, 'dm-file-ABCDEF'), 'a file, not a folder');
+
+    const res = await run(process.execPath, [script, '--root', root, '--since', String(since), '--tmp-dir', tmp]).then(
+      () => assert.fail('expected exit status 3 (test folders outside the root)'),
+      (e: { code: number; stdout: string }) => e,
+    );
+    assert.equal(res.code, 3);
+    assert.deepEqual(
+      res.stdout.trim().split('\n'),
+      strays.map((d) => `clean-test-leftovers: a test made ${d} outside the test root (not removed: rm -rf ${d})`),
+    );
+    for (const d of [before, ...strays]) assert.ok(existsSync(d), d);
+    const none = await run(process.execPath, [script, '--root', root, '--since', String(Date.now() + 60_000), '--tmp-dir', tmp]);
+    assert.equal(none.stdout, '');
+    await assert.rejects(run(process.execPath, [script, '--root', root, '--since', 'yesterday']), /--since must be a time/);
+  } finally {
+    await c.run();
+  }
 });

@@ -2,18 +2,27 @@
  * Removes what a test run left behind, and only that: processes recorded in the run's PID file
  * (or running with the run's directory in their command line or as their working directory),
  * network namespaces named with the run's prefix, mounts under the run's directory and loop
- * devices backed by files in it. Then (with --remove-root) the directory itself.
+ * devices backed by files in it (by path, or by inode when attached through another mount
+ * namespace). Then (with --remove-root) the directory itself.
+ *
+ * With --since, it also lists folders that tests made in the OS temp dir (--tmp-dir) instead of
+ * under the root: named like test folders and created at or after that time. Those are not
+ * removed: outside the run's root, one may belong to another run on the same machine.
  *
  * Usage: node scripts/clean-test-leftovers.ts --root DIR [--netns-prefix P] [--remove-root]
- * Exit status: 0 nothing was left, 2 leftovers were found and removed, 1 something could not be
- * removed.
+ *          [--since EPOCH_MS] [--tmp-dir DIR]
+ * Exit status: 0 nothing was left, 2 leftovers were found and removed, 3 test folders were
+ * found outside the root (listed, not removed), 1 something could not be removed.
  */
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   deleteNetnsWithPrefix,
+  detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
+  isTestDirName,
   killTree,
   listNetns,
   mountsUnder,
@@ -78,17 +87,59 @@ function processesUsing(root: string): Array<{ pid: number; cmd: string }> {
   return found;
 }
 
+/**
+ * Folders directly in `tmp` named like test folders, created at or after `sinceMs` (birth time,
+ * else change time), other than `root` and other runs' roots (a root holds a `.pids` file).
+ */
+export function strayTestDirs(tmp: string, sinceMs: number, root: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(tmp, { withFileTypes: true })) {
+    if (!e.isDirectory() || !isTestDirName(e.name)) continue;
+    const path = join(tmp, e.name);
+    if (path === root || existsSync(join(path, '.pids'))) continue;
+    try {
+      const st = statSync(path);
+      if ((st.birthtimeMs || st.ctimeMs) >= sinceMs) out.push(path);
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return out.sort();
+}
+
+/** Regular files of at least 1 MiB under `dir` (the ones that can back a loop device). */
+function largeFilesUnder(dir: string): string[] {
+  const out: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) out.push(...largeFilesUnder(path));
+    else if (e.isFile() && (statSync(path, { throwIfNoEntry: false })?.size ?? 0) >= 1024 * 1024) out.push(path);
+  }
+  return out;
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       root: { type: 'string' },
       'netns-prefix': { type: 'string' },
       'remove-root': { type: 'boolean', default: false },
+      since: { type: 'string' },
+      'tmp-dir': { type: 'string' },
     },
   });
   if (values.root === undefined) throw new Error('--root is required');
   const root = resolve(values.root);
   if (root === '/' || root.split('/').filter(Boolean).length < 2) throw new Error(`refusing to clean a shallow root: ${root}`);
+  const since = values.since === undefined ? undefined : Number(values.since);
+  if (since !== undefined && !Number.isFinite(since))
+    throw new Error(`--since must be a time in ms since the epoch, got ${values.since}`);
   const leftovers: string[] = [];
   const failures: string[] = [];
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
@@ -121,12 +172,17 @@ async function main(): Promise<number> {
   await attempt('unmount', () => unmountUnder(`${root}/`));
   await attempt('detach loop devices', async () => {
     for (const d of await detachLoopDevicesUnder(`${root}/`)) leftovers.push(`loop device ${d.name} (${d.backFile})`);
+    for (const d of await detachLoopDevicesBackedBy(largeFilesUnder(root)))
+      leftovers.push(`loop device ${d} (backed by a file under the root)`);
   });
+  const strays = since === undefined ? [] : strayTestDirs(resolve(values['tmp-dir'] ?? tmpdir()), since, root);
   if (values['remove-root'] && existsSync(root)) await attempt(`remove ${root}`, () => removeTempDir(root));
 
   for (const l of leftovers) console.log(`clean-test-leftovers: removed leftover ${l}`);
+  for (const d of strays) console.log(`clean-test-leftovers: a test made ${d} outside the test root (not removed: rm -rf ${d})`);
   for (const f of failures) console.error(`clean-test-leftovers: FAILED ${f}`);
   if (failures.length > 0) return 1;
+  if (strays.length > 0) return 3;
   return leftovers.length > 0 ? 2 : 0;
 }
 

@@ -25,24 +25,40 @@ test('README opens with the two commands, which run the install and the test sui
   }
 });
 
-test('.ci/run runs README commands 1 and 2 as extracted from the README, and the reset between them', () => {
+/** The top-level steps of .ci/run in order: `phase NAME COMMAND...` and `CLUSTER_UP=...` lines. */
+function ciSteps(ci: string): string[] {
+  return ci.split('\n').filter((l) => /^(?:phase |CLUSTER_UP=)/.test(l));
+}
+
+test('.ci/run runs command 2 beside the cluster of command 1, then the benchmarks, and tears the cluster down last', () => {
   const ci = readFileSync(join(repo, '.ci/run'), 'utf8');
-  const order = [
-    'phase apt ',
+  assert.deepEqual(ciSteps(ci), [
+    'CLUSTER_UP=false',
+    'phase apt apt_packages',
+    'CLUSTER_UP=true',
     'phase install run_readme_command 1',
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash array expansion, not a template
-    'phase reset dm cluster reset "${RESET_ARGS[@]}"',
     'phase tests run_readme_command 2',
-    'phase bench ',
-  ];
-  let at = -1;
-  for (const step of order) {
-    const i = ci.indexOf(step);
-    assert.ok(i > at, `.ci/run runs "${step}" after the previous phase`);
-    at = i;
-  }
+    'phase bench bench_smoke',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash array expansion, not a template
+    'phase teardown dm cluster reset "${RESET_ARGS[@]}"',
+    'CLUSTER_UP=false',
+  ]);
+  // Nothing else resets the cluster, except the EXIT trap while it is up (failure, interruption).
+  const resets = ci.split('\n').filter((l) => /dm cluster reset/.test(l) && !l.trimStart().startsWith('#'));
+  assert.equal(resets.length, 2, resets.join('\n'));
+  const cleanup = /^cleanup\(\) \{\n([\s\S]*?)^\}/m.exec(ci)?.[1] ?? '';
+  assert.match(
+    cleanup,
+    /if \[\[ \$CLUSTER_UP == true \]\][^\n]*\n(?:[^\n]*\n){0,2}[^\n]*dm cluster reset "\$\{RESET_ARGS\[@\]\}"/,
+  );
+  assert.match(ci, /^trap cleanup EXIT$/m);
   assert.match(ci, /scripts\/readme-command "\$1"/);
   assert.match(ci, /^RESET_ARGS=\(--destroy-data\)$/m);
+  // apt-get update before anything is installed.
+  const apt = /^apt_packages\(\) \{\n([\s\S]*?)^\}/m.exec(ci)?.[1] ?? '';
+  assert.ok(apt.indexOf('apt-get update') >= 0 && apt.indexOf('apt-get update') < apt.indexOf('apt-get install'), apt);
+  // Its own time guard: 85 minutes, inside the CI system's 90.
+  assert.match(ci, /^readonly LIMIT_SECONDS=\$\{DOTMESH_CI_LIMIT_SECONDS:-5100\}$/m);
 });
 
 test('readme-command fails clearly for a missing block', async () => {

@@ -6,12 +6,13 @@
  * The result decided how the btrfs driver sizes volumes: see docs/decisions.md.
  *
  * Usage: node bench/src/quota-choice.ts [--smoke] [--out FILE]
- * Needs root and btrfs. Works in a temp dir, on its own loop pools, and removes them.
+ * Needs root and btrfs. Works in a temp dir under $DOTMESH_TEST_ROOT (else the OS temp dir), on
+ * its own loop pools, and removes them.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TEST_NAME_PREFIX, testRoot } from '@dotmesh/testkit';
 
 const smoke = process.argv.includes('--smoke');
 const outIndex = process.argv.indexOf('--out');
@@ -46,7 +47,7 @@ interface Result {
 }
 
 function measure(quotas: boolean): Result {
-  const dir = mkdtempSync(join(tmpdir(), 'dm-quota-bench-'));
+  const dir = mkdtempSync(join(testRoot(), `${TEST_NAME_PREFIX}quota-bench-`));
   const img = join(dir, 'pool.img');
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { confirmPrompt } from './commands/dot-delete.ts';
 import { NO_CURRENT_DOT } from './context.ts';
 import { type Handler, type Recorder, RpcFailure, startRecorder } from './testing/recorder.ts';
@@ -28,7 +28,7 @@ describe('dm arguments and errors', () => {
   });
   after(() => recorder.close());
   beforeEach(async () => {
-    home = await mkdtemp(join(tmpdir(), 'dm-cli-'));
+    home = await makeTempDir('cli');
     for (const k of Object.keys(handlers)) delete handlers[k];
     handlers.Ping = () => true;
     const added = await runDm(['remote', 'add', 'local', `admin@127.0.0.1:${recorder.port}`], {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import {
   currentBranchOf,
   emptyConfig,
@@ -21,7 +21,7 @@ const ORIGINAL =
 describe('config file', () => {
   let dir: string;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dm-config-'));
+    dir = await makeTempDir('config');
   });
   after(() => rm(dir, { recursive: true, force: true }));
 

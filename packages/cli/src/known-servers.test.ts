@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { KnownServers, knownServersPath, serverKey } from './known-servers.ts';
 
 const FP = 'AB:'.repeat(31).concat('AB');
@@ -19,7 +19,7 @@ test('keys are host:port, IPv6 bracketed, case-insensitive', () => {
 });
 
 test('pins and CA entries round-trip; a set replaces; comments and unknown lines are kept; 0600', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'dm-known-'));
+  const dir = await makeTempDir('known');
   try {
     const path = join(dir, 'known_servers');
     await writeFile(path, `# my servers\n10.0.0.1:32606 ${'11:'.repeat(31)}11\nsomething else\n`);

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { formatTimestampNs } from './format.ts';
 import { type Recorder, startRecorder } from './testing/recorder.ts';
 import { GO_RAND_IDS, runDm } from './testing/run-dm.ts';
 import { TRANSFER_IDS, transcriptHandlers } from './testing/transcript-server.ts';
 
 /**
- * Replays fixtures/dm-0.8.1-transcript.md: each command must send exactly the original
- * client's request bodies (same key order, same ids, same auth) and print the same text,
- * except where dm tells more: `dm log` shows readable dates (the original printed the raw
+ * Replays packages/server/test/fixtures/dm-0.8.1-transcript.md: each command must send exactly
+ * the original client's request bodies (same key order, same ids, same auth) and print the same
+ * text, except where dm tells more: `dm log` shows readable dates (the original printed the raw
  * nanoseconds), `dm remote -v` shows scheme and port.
  * Steps run in order and share one config file, as in the transcript.
  */
@@ -229,7 +229,7 @@ describe('dm against the transcript recorder', () => {
   let home: string;
   before(async () => {
     recorder = await startRecorder(transcriptHandlers());
-    home = await mkdtemp(join(tmpdir(), 'dm-transcript-'));
+    home = await makeTempDir('transcript');
   });
   after(async () => {
     await recorder.close();

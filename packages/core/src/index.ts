@@ -7,4 +7,5 @@ export * from './names.ts';
 export * from './refs.ts';
 export * from './transfer-plan.ts';
 export * from './types.ts';
+export * from './utf8.ts';
 export * from './volume-name.ts';

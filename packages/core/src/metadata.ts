@@ -1,5 +1,6 @@
 import { DotmeshError } from './errors.ts';
 import { COMMIT_ID_PATTERN, NAME_PATTERN_TEXT } from './names.ts';
+import { utf8ByteLength } from './utf8.ts';
 
 /** Metadata key that overrides the id of a new commit, as in the original. */
 export const COMMIT_ID_OVERRIDE_KEY = '#commit-id';
@@ -48,10 +49,10 @@ export function validateCommitMetadata(input: unknown): { metadata: CommitMetada
         `Metadata field names must start with lowercase characters: ${key.slice(0, 256)}`,
       );
     }
-    if (Buffer.byteLength(key) > MAX_METADATA_KEY_BYTES || key.includes('\0')) {
+    if (utf8ByteLength(key) > MAX_METADATA_KEY_BYTES || key.includes('\0')) {
       throw new DotmeshError('INVALID_METADATA', `Metadata field name too long or invalid: ${key.slice(0, 80)}…`);
     }
-    if (Buffer.byteLength(value) > MAX_METADATA_VALUE_BYTES) {
+    if (utf8ByteLength(value) > MAX_METADATA_VALUE_BYTES) {
       throw new DotmeshError('INVALID_METADATA', `Metadata field ${key} is larger than ${MAX_METADATA_VALUE_BYTES} bytes`);
     }
     metadata[key] = value;

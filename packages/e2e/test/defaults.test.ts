@@ -1,62 +1,64 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
-import { Cleanup, isCI, makeTempDir, runDm, skipUnless } from '@dotmesh/testkit';
+import { after, before, describe, test } from 'node:test';
+import { Cleanup, type IsolatedHost, makeTempDir, skipUnless, startIsolatedHost } from '@dotmesh/testkit';
 
 /**
  * The one test of the defaults themselves (every other test sets its own paths and ports):
  * `dm cluster init` with no options uses /var/lib/dotmesh, a preallocated 10G pool, ports
- * 32607 and 32608 and finds dotmesh-server next to dm. It runs only when the defaults are
- * free (CI: README command 1 ran and was reset before the tests), and resets with
- * --destroy-data afterwards.
+ * 32607, 32608 and 32606 (HTTPS), the Docker plugin socket /run/docker/plugins/dm.sock, and
+ * finds dotmesh-server next to dm. It runs on an isolated host (testkit): its own PID, mount and
+ * network namespaces, where /var/lib and /run are empty test directories and only loopback
+ * exists, so the real defaults are used while a cluster installed on this machine with the same
+ * defaults keeps running untouched.
  */
-const POOL_DIR = '/var/lib/dotmesh';
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '0.0.0.0', () => s.close(() => resolve(true)));
-  });
-}
-
-async function defaultsBusy(): Promise<string | undefined> {
-  if (existsSync(join(POOL_DIR, 'dotmesh_data'))) return `${POOL_DIR}/dotmesh_data exists (a real install)`;
-  for (const port of [32606, 32607, 32608]) if (!(await portFree(port))) return `port ${port} is in use`;
-  return undefined;
-}
-
-describe('the defaults of dm cluster init (serial)', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, () => {
+describe('the defaults of dm cluster init', { skip: skipUnless(['root', 'btrfs', 'losetup', 'netns']) }, () => {
   const cleanup = new Cleanup();
-  after(async () => cleanup.run());
+  let host: IsolatedHost;
+  let home: string;
+  let varLib: string;
+  let run: string;
+  const poolFile = () => join(varLib, 'dotmesh', 'dotmesh_data');
 
-  test('init with no options, a first dot, then reset --destroy-data', async (t) => {
-    const busy = await defaultsBusy();
-    if (busy) {
-      if (isCI()) assert.fail(`the defaults must be free under CI=true: ${busy}`);
-      t.skip(`the defaults are taken on this machine: ${busy}`);
-      return;
-    }
-    const home = await makeTempDir('home-defaults-', cleanup);
-    cleanup.add(() => runDm(['cluster', 'reset', '--destroy-data'], { home }));
-    const init = await runDm(['cluster', 'init', '--no-systemd'], { home, timeoutMs: 300_000 });
+  before(async () => {
+    const dir = await makeTempDir('defaults', cleanup);
+    varLib = join(dir, 'var-lib');
+    run = join(dir, 'run');
+    home = join(dir, 'home');
+    for (const d of [varLib, run, home]) await mkdir(d);
+    host = await startIsolatedHost({ cleanup, dir, binds: { '/var/lib': varLib, '/run': run }, loopFiles: [poolFile()] });
+    // Inside, before the namespaces go: the server stopped, the pool unmounted and its loop device detached.
+    cleanup.add(() => host.dm(['cluster', 'reset', '--destroy-data'], { home }));
+  });
+  after(() => cleanup.run());
+
+  test('init with no options, a first dot, then reset --destroy-data', async () => {
+    const init = await host.dm(['cluster', 'init', '--no-systemd'], { home, timeoutMs: 300_000 });
     assert.equal(init.code, 0, `${init.stdout}\n${init.stderr}`);
     const config = JSON.parse(readFileSync(join(home, '.dotmesh', 'config'), 'utf8'));
     assert.equal(config.Remotes.local.Port, 32607);
     assert.equal(config.Remotes.local.Hostname, '127.0.0.1');
-    const pool = statSync(join(POOL_DIR, 'dotmesh_data'));
+    // What the namespace sees as /var/lib/dotmesh is the test's directory.
+    const pool = statSync(poolFile());
     assert.equal(pool.size, 10 * 2 ** 30, 'a 10G pool file');
     assert.ok(pool.blocks * 512 >= 10 * 2 ** 30, 'preallocated, not sparse');
-    assert.match(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(` ${POOL_DIR}/mnt .*noatime`));
-    assert.equal(await (await fetch('http://127.0.0.1:32608/check')).text(), 'OK');
-    assert.equal((await runDm(['init', 'first'], { home })).code, 0);
-    assert.equal((await runDm(['commit', '-m', 'first commit'], { home })).code, 0);
-    assert.match((await runDm(['log'], { home })).stdout, /first commit/);
-    const reset = await runDm(['cluster', 'reset', '--destroy-data'], { home });
+    assert.match(host.mountinfo(), / \/var\/lib\/dotmesh\/mnt .*noatime/);
+    assert.ok(statSync(join(run, 'docker', 'plugins', 'dm.sock')).isSocket(), 'the Docker plugin socket');
+    const check = await host.exec(process.execPath, [
+      '-e',
+      "fetch('http://127.0.0.1:32608/check').then(async (r) => console.log(await r.text()))",
+    ]);
+    assert.equal(check.stdout.trim(), 'OK');
+    assert.match(init.stdout, /HTTPS API on port 32606/);
+    assert.match((await host.exec('ss', ['-Hltn', 'sport = :32606'])).stdout, /:32606\b/);
+    assert.equal((await host.dm(['init', 'first'], { home })).code, 0);
+    assert.equal((await host.dm(['commit', '-m', 'first commit'], { home })).code, 0);
+    assert.match((await host.dm(['log'], { home })).stdout, /first commit/);
+    const reset = await host.dm(['cluster', 'reset', '--destroy-data'], { home });
     assert.equal(reset.code, 0, reset.stderr);
-    assert.ok(!existsSync(join(POOL_DIR, 'dotmesh_data')));
-    assert.ok(await portFree(32607));
+    assert.throws(() => statSync(poolFile()), /ENOENT/);
+    assert.equal((await host.exec('ss', ['-Hltn', 'sport = :32607'])).stdout.trim(), '', 'nothing listens on 32607 any more');
   });
 });

@@ -29,6 +29,8 @@ describe('dm cluster init on an existing btrfs mount', { skip }, () => {
     String(ports[0]),
     '--check-port',
     String(ports[1]),
+    '--tls-port',
+    String(ports[2]),
     '--listen',
     '127.0.0.1',
     '--no-systemd',
@@ -53,7 +55,7 @@ describe('dm cluster init on an existing btrfs mount', { skip }, () => {
     execFileSync('mount', ['-o', 'noatime', loop, fsDir]);
     cleanup.add(() => execFileSync('umount', [fsDir]));
     await writeFile(join(fsDir, 'users-own-file'), 'keep me');
-    ports = await freePorts(2);
+    ports = await freePorts(3);
     cleanup.add(() => runDm(['cluster', 'reset', '--use-pool-dir', poolDir, '--server-bin', SERVER_BUNDLE], { home }));
   });
   after(async () => cleanup.run());

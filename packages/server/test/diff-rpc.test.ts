@@ -7,7 +7,8 @@ import { type InProcessServer, rejectsCode, startInProcess } from './in-process.
 /** Diff, DiffCommits, GET /diff, LastModified, MountCommit, ForceBranchMasterById on the memory driver. */
 
 const dot = { Namespace: 'admin', Name: 'd' };
-const lines = (files: { change: string; filename: string; to?: string }[]) =>
+type DiffFile = { change: string; filename: string; to?: string };
+const lines = (files: DiffFile[]) =>
   files.map((f) => (f.to === undefined ? `${f.change} ${f.filename}` : `R ${f.filename} -> ${f.to}`));
 
 describe('diff and single-node inspection methods (in-process)', () => {
@@ -33,7 +34,8 @@ describe('diff and single-node inspection methods (in-process)', () => {
     await mem.writeFile(fsId, '__default__/a.txt', 'one');
     await mem.writeFile(fsId, '__default__/sub/b.txt', 'two');
     await mem.writeFile(fsId, 'frogs/x', 'other subdot');
-    const diff = await s.admin.call('Diff', { filesystemid: fsId });
+    // Lower-case keys on purpose: the original's Go decoder matched field names case-insensitively.
+    const diff = await s.admin.call('Diff', { filesystemid: fsId } as unknown as { FilesystemID: string });
     assert.deepEqual(lines(diff.Files), ['+ a.txt', '+ sub', '+ sub/b.txt']);
     const whole = await s.admin.call('DiffCommits', { ...dot, Branch: '', FromCommit: '', ToCommit: '' });
     assert.deepEqual(lines(whole.Files), [
@@ -98,7 +100,7 @@ describe('diff and single-node inspection methods (in-process)', () => {
     assert.deepEqual(await r.json(), [{ change: '+', filename: 'live.txt' }]);
     const first = (await s.admin.call('Commits', { ...dot, Branch: '' }))[1]!.Id;
     r = await getDiff(`/diff/admin:d/${first}`);
-    assert.deepEqual(lines(await r.json()), ['M a.txt', '+ live.txt', 'R sub/b.txt -> sub/c.txt']);
+    assert.deepEqual(lines((await r.json()) as DiffFile[]), ['M a.txt', '+ live.txt', 'R sub/b.txt -> sub/c.txt']);
     assert.equal((await getDiff('/diff/admin:d', 'admin:wrong')).status, 401);
     assert.equal((await fetch(`${s.url.replace(/\/rpc$/, '')}/diff/admin:d`)).status, 401);
     assert.equal((await getDiff('/diff/admin:missing')).status, 412);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDotmeshError } from '@dotmesh/core';
 import { DotmeshClient } from '@dotmesh/rpc';
 import { MemoryDriver, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
+import { makeTempDir } from '@dotmesh/testkit';
 import { SILENT_LOGGER } from '../src/log.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 
@@ -25,12 +25,34 @@ export interface InProcessServer {
   close(): Promise<void>;
 }
 
+/**
+ * Starts a server on `options.driver` and `options.store` (fresh in-memory ones when absent).
+ * Its directory (container_mnt links) is `options.dir`, else a new one under the test root that
+ * `close()` removes, also after any number of restarts.
+ */
 export async function startInProcess(
   options: { driver?: StorageDriver; store?: Store; dir?: string; crash?: () => never } = {},
 ): Promise<InProcessServer> {
-  const driver = options.driver ?? new MemoryDriver({ poolId: 'feedfacecafe0001' });
-  const store = options.store ?? (await MemoryStore.open());
-  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'dm-inproc-')));
+  return launch({
+    driver: options.driver ?? new MemoryDriver({ poolId: 'feedfacecafe0001' }),
+    store: options.store ?? (await MemoryStore.open()),
+    dir: options.dir ?? (await makeTempDir('inproc')),
+    ownsDir: options.dir === undefined,
+    ...(options.crash ? { crash: options.crash } : {}),
+  });
+}
+
+interface LaunchOptions {
+  readonly driver: StorageDriver;
+  readonly store: Store;
+  readonly dir: string;
+  /** The directory was made for this server: close() removes it. */
+  readonly ownsDir: boolean;
+  readonly crash?: () => never;
+}
+
+async function launch(o: LaunchOptions): Promise<InProcessServer> {
+  const { driver, store, dir } = o;
   const apiKey = 'TESTAPIKEY';
   const password = 'test-password';
   const server = await startServer({
@@ -43,7 +65,7 @@ export async function startInProcess(
     listenHost: '127.0.0.1',
     port: 0,
     closeStorage: false,
-    ...(options.crash ? { crash: options.crash } : {}),
+    ...(o.crash ? { crash: o.crash } : {}),
   });
   const url = `http://127.0.0.1:${server.port}/rpc`;
   const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret });
@@ -58,13 +80,13 @@ export async function startInProcess(
     client,
     async restart() {
       await server.close();
-      return startInProcess({ driver, store, dir, ...(options.crash ? { crash: options.crash } : {}) });
+      return launch(o);
     },
     async close() {
       await server.close();
       await driver.close();
       await store.close();
-      if (!options.dir) await rm(dir, { recursive: true, force: true });
+      if (o.ownsDir) await rm(dir, { recursive: true, force: true });
     },
   };
   return self;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { cp, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
@@ -11,6 +11,7 @@ import { DotmeshClient } from '@dotmesh/rpc';
 import { probeCertificate } from '@dotmesh/rpc/tls';
 import { createExec, MemoryDriver } from '@dotmesh/storage';
 import { MemoryStore } from '@dotmesh/store';
+import { makeTempDir } from '@dotmesh/testkit';
 import { SILENT_LOGGER } from '../src/log.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 import { loadTlsMaterial, type TlsMaterial } from '../src/tls/https-server.ts';
@@ -32,7 +33,7 @@ describe('HTTPS API with a generated per-cluster CA (real openssl)', () => {
     });
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dm-tls-'));
+    dir = await makeTempDir('tls');
     material = await loadTlsMaterial({
       stateDir: dir,
       certFile: null,
@@ -165,7 +166,7 @@ describe('HTTPS API with a generated per-cluster CA (real openssl)', () => {
   });
 
   test('a given certificate is served instead of the generated one', async () => {
-    const other = await mkdtemp(join(tmpdir(), 'dm-tls-given-'));
+    const other = await makeTempDir('tls-given');
     try {
       const pki = await ensureClusterPki({ stateDir: other, exec, subjectAltNames: ['127.0.0.1'] });
       const given = await loadTlsMaterial({ stateDir: dir, certFile: pki.cert, keyFile: pki.key, subjectAltNames: [], exec });

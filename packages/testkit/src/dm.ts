@@ -66,6 +66,14 @@ export async function runDmIn(
   return execDm(['nsenter', `--net=${host.netnsPath}`, '--', process.execPath, DM_BUNDLE, ...args], o);
 }
 
+/**
+ * Runs the built `dm` under `wrapper` (a command line that ends where dm's own argv begins,
+ * such as `nsenter --target=PID --net --`); the caller answers for where it connects.
+ */
+export function runDmWrapped(wrapper: readonly string[], args: readonly string[], o: DmOptions): Promise<DmResult> {
+  return execDm([...wrapper, process.execPath, DM_BUNDLE, ...args], o);
+}
+
 function execDm(argv: readonly string[], o: DmOptions): Promise<DmResult> {
   if (!existsSync(DM_BUNDLE)) throw new Error(`${DM_BUNDLE} is missing: run 'npm run build' first`);
   return new Promise((resolvePromise, reject) => {

@@ -4,6 +4,7 @@ export * from './dm.ts';
 export * from './docker.ts';
 export * from './etcd.ts';
 export * from './hosts.ts';
+export * from './isolated-host.ts';
 export * from './loop.ts';
 export * from './netns.ts';
 export * from './netns-rpc.ts';

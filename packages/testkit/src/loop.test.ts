@@ -6,10 +6,12 @@ import { requireCapabilities } from './capabilities.ts';
 import { Cleanup } from './cleanup.ts';
 import {
   deepestFirst,
+  detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
   isUnder,
   listLoopDevicesFor,
   mountsUnder,
+  parseLosetupAssociated,
   parseLosetupJson,
   parseMountInfo,
   unmountUnder,
@@ -91,4 +93,32 @@ test('unmountUnder and detachLoopDevicesUnder remove real mounts and loop device
     [dev],
   );
   assert.deepEqual(await listLoopDevicesFor(`${dir}/`), []);
+});
+
+test('parseLosetupAssociated: the devices of `losetup -j` lines', () => {
+  assert.deepEqual(
+    parseLosetupAssociated('/dev/loop4: [65024]:9981053 (/f.img)\n/dev/loop12: [65024]:9981053 (/x (deleted))\n'),
+    ['/dev/loop4', '/dev/loop12'],
+  );
+  assert.deepEqual(parseLosetupAssociated(''), []);
+});
+
+test('detachLoopDevicesBackedBy finds a device attached through a bind mount of another mount namespace', async (t) => {
+  if (!requireCapabilities(t, ['root', 'losetup'])) return;
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const dir = await makeTempDir('loop-ns', c);
+  const src = join(dir, 'src');
+  const target = join(dir, 'target');
+  await mkdir(src);
+  await mkdir(target);
+  const img = join(src, 'disk.img');
+  await writeFile(img, Buffer.alloc(1024 * 1024));
+  const script = 'mount --bind "$1" "$2" && losetup -f --show "$2/disk.img"';
+  const { stdout } = await runCommand('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', src, target]);
+  const dev = stdout.trim();
+  c.add(() => runCommand('losetup', ['-d', dev]).catch(() => undefined), 'losetup -d fallback');
+  assert.deepEqual(await listLoopDevicesFor(`${dir}/`), [], 'its back-file names a path of the other namespace');
+  assert.deepEqual(await detachLoopDevicesBackedBy([img, join(dir, 'missing.img')]), [dev]);
+  assert.equal(parseLosetupAssociated((await runCommand('losetup', ['-j', img])).stdout).length, 0);
 });

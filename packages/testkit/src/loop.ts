@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { runCommand } from './process.ts';
 
 /**
@@ -121,4 +121,28 @@ export async function unmountUnder(prefix: string): Promise<string[]> {
   const left = mountsUnder(prefix);
   if (left.length > 0) throw new Error(`mounts remain under ${prefix}: ${left.join(', ')}`);
   return done;
+}
+
+/** The devices in `losetup -j FILE` output (`/dev/loop4: [65024]:9981053 (/f.img)` lines). */
+export function parseLosetupAssociated(text: string): string[] {
+  return [...text.matchAll(/^(\/dev\/loop\d+):/gm)].map((m) => m[1]!);
+}
+
+/**
+ * Detaches the loop devices backed by each of `files` that exists. `losetup -j` matches the
+ * file itself (device and inode), not its path: this finds devices attached through another
+ * path, such as a bind mount in a private mount namespace, whose back-file reads differently
+ * here. Returns the devices detached.
+ */
+export async function detachLoopDevicesBackedBy(files: readonly string[]): Promise<string[]> {
+  const detached: string[] = [];
+  for (const file of files) {
+    if (!existsSync(file)) continue;
+    const { stdout } = await runCommand('losetup', ['-j', file]);
+    for (const dev of parseLosetupAssociated(stdout)) {
+      await runCommand('losetup', ['-d', dev]);
+      detached.push(dev);
+    }
+  }
+  return detached;
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { Cleanup } from './cleanup.ts';
-import { makeTempDir, TEST_NAME_PREFIX, testRoot } from './tmp.ts';
+import { isTestDirName, makeTempDir, TEST_NAME_PREFIX, testRoot } from './tmp.ts';
 
 test('makeTempDir: a fresh prefixed directory under the test root, removed by cleanup', async () => {
   const c = new Cleanup();
@@ -26,7 +26,7 @@ test('makeTempDir: refuses prefixes that are paths', async () => {
 });
 
 test('testRoot: DOTMESH_TEST_ROOT wins and is created; otherwise the OS temp dir', () => {
-  const base = mkdtempSync(join(tmpdir(), TEST_NAME_PREFIX));
+  const base = mkdtempSync(join(testRoot(), TEST_NAME_PREFIX));
   try {
     const root = join(base, 'run-1');
     assert.equal(testRoot({ DOTMESH_TEST_ROOT: root }), root);
@@ -35,4 +35,24 @@ test('testRoot: DOTMESH_TEST_ROOT wins and is created; otherwise the OS temp dir
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
+});
+
+test('isTestDirName: the names mkdtemp gives test folders, never a run root or a user folder', async () => {
+  const c = new Cleanup();
+  try {
+    for (const prefix of ['', 'pool', 'home-defaults-']) assert.ok(isTestDirName(basename(await makeTempDir(prefix, c))), prefix);
+  } finally {
+    await c.run();
+  }
+  for (const name of ['dm-inproc-OoUljX', 'dm-tls-given-a1B2c3', 'dotmesh-store-Zz9yY8']) assert.ok(isTestDirName(name), name);
+  for (const name of [
+    'dmtest-wt-tests',
+    'dmtest-8943',
+    'dmtest-run.123456',
+    'dotmesh-demo',
+    'dm-inproc-',
+    'dmtest-pool-abc',
+    'xdmtest-pool-abcdef',
+  ])
+    assert.equal(isTestDirName(name), false, name);
 });

@@ -9,6 +9,16 @@ import { mountsUnder, unmountUnder } from './loop.ts';
 export const TEST_NAME_PREFIX = 'dmtest-';
 
 /**
+ * Names of folders made by tests with mkdtemp: makeTempDir's `dmtest-[<prefix>-]XXXXXX`, and the
+ * `dm-<what>-XXXXXX` form of a direct `mkdtemp(join(tmpdir(), 'dm-<what>-'))`, which no test
+ * may use (scripts/test-isolation.test.ts) but a stray one would. A run's root, `dmtest-<name>`,
+ * does not match.
+ */
+export function isTestDirName(name: string): boolean {
+  return /^dmtest-(?:[A-Za-z0-9._-]+-)?[A-Za-z0-9]{6}$/.test(name) || /^(?:dm|dotmesh)-[a-z][a-z-]*-[A-Za-z0-9]{6}$/.test(name);
+}
+
+/**
  * The directory tests put their files in: `$DOTMESH_TEST_ROOT` (set by scripts/test-all to a
  * per-run directory, created here if missing) or the OS temp dir.
  */

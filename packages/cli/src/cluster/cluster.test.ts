@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { base32, generateAdminCredentials } from './credentials.ts';
 import { FREE_SPACE_MARGIN, type PreflightFacts, type PreflightPlan, preflight } from './preflight.ts';
 import { resolveServerBin, serverCommand } from './server-process.ts';
@@ -83,7 +83,7 @@ describe('server process', () => {
   });
 
   it('resolves the server: flag, then env, then next to dm, then PATH', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dm-bin-'));
+    const dir = await makeTempDir('bin');
     try {
       await writeFile(join(dir, 'dotmesh-server.mjs'), '');
       const script = join(dir, 'dm.mjs');
@@ -99,7 +99,7 @@ describe('server process', () => {
   });
 
   it('treats a stale pid file as not running', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dm-pid-'));
+    const dir = await makeTempDir('pid');
     try {
       const pidFile = join(dir, 'pid');
       assert.equal(await runningPid(pidFile), null);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
 import { runDm } from '../testing/run-dm.ts';
-import { portFree, processAlive, which } from './system.ts';
+import { processAlive, which } from './system.ts';
 
 /**
  * `dm cluster init` then `dm cluster reset` with a stand-in server (testing/fake-server.ts):
@@ -20,15 +20,13 @@ async function hostSupportsPreflight(): Promise<string | false> {
   return false;
 }
 
-async function freePort(): Promise<number> {
-  for (let p = 42000 + Math.floor(Math.random() * 2000); ; p++)
-    if ((await portFree('127.0.0.1', p)) && (await portFree('127.0.0.1', p + 1))) return p;
-}
-
 describe('dm cluster init/reset', async () => {
   const skip = await hostSupportsPreflight();
+  const cleanup = new Cleanup();
   let dir = '';
   let port = 0;
+  let checkPort = 0;
+  let tlsPort = 0;
   const env = () => ({ HOME: join(dir, 'home'), PATH: process.env.PATH ?? '' });
   const initArgs = () => [
     'cluster',
@@ -39,7 +37,14 @@ describe('dm cluster init/reset', async () => {
     '--port',
     String(port),
     '--check-port',
-    String(port + 1),
+    String(checkPort),
+    // Every listener and path of its own: a real cluster may run on this host with the defaults.
+    '--tls-port',
+    String(tlsPort),
+    '--docker-plugin-socket',
+    'none',
+    '--docker-socket',
+    join(dir, 'no-docker.sock'),
     '--listen',
     '127.0.0.1',
     '--server-bin',
@@ -47,14 +52,14 @@ describe('dm cluster init/reset', async () => {
     '--no-systemd',
   ];
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'dm-cluster-'));
-    port = await freePort();
+    dir = await makeTempDir('cluster', cleanup);
+    [port, checkPort, tlsPort] = (await freePorts(3)) as [number, number, number];
+    cleanup.add(async () => {
+      const pid = Number.parseInt(await readFile(join(dir, 'pool', 'server', 'dotmesh-server.pid'), 'utf8').catch(() => ''), 10);
+      if (pid > 0 && processAlive(pid)) process.kill(pid, 'SIGKILL');
+    });
   });
-  after(async () => {
-    const pid = Number.parseInt(await readFile(join(dir, 'pool', 'server', 'dotmesh-server.pid'), 'utf8').catch(() => ''), 10);
-    if (pid > 0 && processAlive(pid)) process.kill(pid, 'SIGKILL');
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cleanup.run());
 
   it('refuses to run as a normal user', async () => {
     const run = await runDm(initArgs(), env(), [], 1000);

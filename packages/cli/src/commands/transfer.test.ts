@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { TransferPollResult } from '@dotmesh/rpc';
+import { makeTempDir } from '@dotmesh/testkit';
 import { type DmConfig, loadConfig, saveConfig } from '../config.ts';
 import { NO_CURRENT_DOT } from '../context.ts';
 import { type Handler, type Recorder, RpcFailure, startRecorder } from '../testing/recorder.ts';
@@ -114,7 +114,7 @@ describe('dm push / pull / clone / dot set-upstream', () => {
   after(() => recorder.close());
   afterEach(() => rm(home, { recursive: true, force: true }));
   beforeEach(async () => {
-    home = await mkdtemp(join(tmpdir(), 'dm-transfer-'));
+    home = await makeTempDir('transfer');
     for (const k of Object.keys(handlers)) delete handlers[k];
     script = [poll({})];
     transfers = 0;

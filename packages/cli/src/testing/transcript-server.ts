@@ -3,9 +3,9 @@ import type { Handler } from './recorder.ts';
 import { RpcFailure } from './recorder.ts';
 
 /**
- * Test support: answers like the recorder behind fixtures/dm-0.8.1-transcript.md (same ids,
- * node name, timestamps), keeping just enough state (dots, branches, commits) for the
- * transcript's command sequence. Results are built with the original's field order.
+ * Test support: answers like the recorder behind the original client's transcript
+ * (packages/server/test/fixtures/dm-0.8.1-transcript.md: same ids, node name, timestamps),
+ * keeping just enough state (dots, branches, commits) for the transcript's command sequence. Results are built with the original's field order.
  */
 const COMMIT_IDS = [
   'd6677939-de29-40de-8b33-cacfeb58367a',

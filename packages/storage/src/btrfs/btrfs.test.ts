@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { skipUnless } from '@dotmesh/testkit';
+import { makeTempDir, skipUnless } from '@dotmesh/testkit';
 import { type DriverHarness, rejectsWithCode, runDriverConformance } from '../conformance.ts';
 import { createExec } from '../exec.ts';
 import { BtrfsCli } from './btrfs-cli.ts';
@@ -35,7 +34,7 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
   let poolA: OpenedPool;
   let poolB: OpenedPool;
   before(async () => {
-    base = await mkdtemp(join(tmpdir(), 'dm-storage-'));
+    base = await makeTempDir('storage');
     poolA = await makePool('a', true);
     poolB = await makePool('b', false);
   });

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { constants, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants, copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
 import { isDotmeshError } from '@dotmesh/core';
-import { skipUnless } from '@dotmesh/testkit';
+import { makeTempDir, skipUnless } from '@dotmesh/testkit';
 import { readAll } from '../conformance-util.ts';
 import type { CommitRef } from '../driver.ts';
 import { createExec } from '../exec.ts';
@@ -201,7 +200,7 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
   const receiveUnchecked = (stream: Buffer, body: (dir: string) => Promise<void>) => receiveUncheckedIn(d, stream, body);
 
   before(async () => {
-    base = await mkdtemp(join(tmpdir(), 'dm-sendcheck-'));
+    base = await makeTempDir('sendcheck');
     poolFile = join(base, 'p.img');
     mountPoint = join(base, 'p');
     const pool = await openPool({ poolFile, mountPoint, sizeBytes: 300 * 1024 * 1024, sparse: true, exec });
@@ -514,7 +513,7 @@ describe('one UUID per pool: no stream plants what btrfs receive resolves a pare
   };
 
   before(async () => {
-    base = await mkdtemp(join(tmpdir(), 'dm-uuids-'));
+    base = await makeTempDir('uuids');
     a = await openDriver('a');
     b = await openDriver('b');
     c = await openDriver('c');

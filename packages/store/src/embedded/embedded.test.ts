@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, test } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { runStoreConformance } from '../conformance.ts';
 import { ManualClock } from '../engine/clock.ts';
 import { MAX_VALUE_BYTES } from '../engine/limits.ts';
@@ -16,7 +16,7 @@ const WRITER = new URL('./fixtures/writer.ts', import.meta.url).pathname;
 const OPENER = new URL('./fixtures/open-store.ts', import.meta.url).pathname;
 
 runStoreConformance('EmbeddedStore', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'dotmesh-store-'));
+  const dir = await makeTempDir('store');
   const clock = new ManualClock();
   const options = { path: join(dir, 'store.db'), clock };
   return {
@@ -28,7 +28,7 @@ runStoreConformance('EmbeddedStore', async () => {
 });
 
 async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'dotmesh-store-'));
+  const dir = await makeTempDir('store');
   try {
     await body(dir);
   } finally {
