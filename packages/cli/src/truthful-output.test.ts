@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { loadConfig, saveConfig } from './config.ts';
 import { type Handler, type Recorder, RpcFailure, startRecorder } from './testing/recorder.ts';
 import { runDm } from './testing/run-dm.ts';
@@ -58,7 +58,7 @@ describe('dm output tells the truth', () => {
   });
   after(() => recorder.close());
   beforeEach(async () => {
-    home = await mkdtemp(join(process.env.DOTMESH_TEST_ROOT || tmpdir(), 'dmtest-cli-truth-'));
+    home = await makeTempDir('cli-truth');
     for (const k of Object.keys(handlers)) delete handlers[k];
     handlers.Ping = () => true;
     const added = await dm(['remote', 'add', 'local', `admin@127.0.0.1:${recorder.port}`], { DOTMESH_PASSWORD: 'k' });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { makeTempDir } from '@dotmesh/testkit';
 import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /**
@@ -31,7 +31,7 @@ describe('container_mnt links follow their dot', () => {
   };
 
   before(async () => {
-    dir = await mkdtemp(join(process.env.DOTMESH_TEST_ROOT || tmpdir(), 'dmtest-links-'));
+    dir = await makeTempDir('links');
     s = await startInProcess({ dir });
   });
   after(async () => {

@@ -160,7 +160,7 @@ describe('replay of the original dm 0.8.1 transcript', () => {
     // The same dot under a second name on one server would be two dots sharing an id: refused.
     const rename = outcome('dm push origin foo b1 --remote-name bob/foo2');
     assert.equal(rename.Status, 'error');
-    assert.match(rename.Message, /exists here as bob\/foo, not bob\/foo2/);
+    assert.match(rename.Message, /bob\/foo2 would be a second copy of bob\/foo/);
     assert.equal(await bob.call('Exists', { Namespace: 'bob', Name: 'foo2', Branch: '' }), '');
     assert.deepEqual(await bob.call('Branches', { Namespace: 'bob', Name: 'foo' }), []);
     const pull = outcome('dm pull origin foo');

@@ -319,7 +319,11 @@ describe('transfers between two servers (in-memory driver)', () => {
     assert.equal(r.Error?.code, 'CONFLICT', r.Message);
     assert.ok(r.Error?.message.startsWith(`peer 127.0.0.1:${b.server.port}: `), r.Error?.message);
     assert.match(r.Error?.hint ?? '', /admin\/apples/);
-    assert.deepEqual(r.Error?.data, { dotId: id, namespace: 'admin', name: 'apples' });
+    assert.deepEqual(r.Error?.data, {
+      dotId: id,
+      existing: { namespace: 'admin', name: 'apples' },
+      requested: { namespace: 'admin', name: 'apples-again' },
+    });
     await rejectsCode(fsIdOf(b, 'apples-again'), 'DOT_NOT_FOUND');
   });
 });

@@ -124,7 +124,7 @@ export function register(program: Command, app: CliApp): void {
 
 On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.`,
     )
-    .usage('[--use-pool-dir <dir>] [--pool-size <size>] [--sparse] [--port <n>] [--tls-port <n>] [options]')
+    .usage('[--use-pool-dir <dir>] [--pool-size <size>] [options]')
     .argument('[args...]')
     .option('--use-pool-dir <dir>', 'directory for the pool file and server state', DEFAULT_POOL_DIR)
     .option('--pool-size <size>', 'size of a new pool file (e.g. 10G, 512M)', DEFAULT_POOL_SIZE)
