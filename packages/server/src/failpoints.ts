@@ -9,11 +9,11 @@ import { DotmeshError } from '@dotmesh/core';
  * A failpoint fires once, then disarms itself.
  */
 export const FAILPOINTS = {
-  create: ['create.after-volume', 'create.after-initial-commit', 'create.after-index'],
-  commit: ['commit.after-snapshot', 'commit.after-index'],
-  branch: ['branch.after-volume', 'branch.after-index'],
-  rollback: ['rollback.after-intent', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
-  delete: ['delete.after-intent', 'delete.after-index', 'delete.after-branches'],
+  create: ['create.after-volume', 'create.after-initial-commit', 'create.after-store'],
+  commit: ['commit.after-snapshot', 'commit.after-store'],
+  branch: ['branch.after-volume', 'branch.after-store'],
+  rollback: ['rollback.after-intent', 'rollback.after-store', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
+  delete: ['delete.after-intent', 'delete.after-store', 'delete.after-branches'],
   receive: ['receive.after-intent', 'receive.after-import', 'receive.after-label'],
   stash: ['stash.after-branch', 'stash.after-label'],
   /** Between two commits of a transfer, on the initiating server. */

@@ -6,6 +6,8 @@ import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
+import { MasterTable } from './cluster/masters.ts';
+import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
 import { DockerodeEngineClient, type EngineClient } from './docker/engine-client.ts';
@@ -18,10 +20,12 @@ import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
 import type { DotContext } from './dots/context.ts';
 import { DotIndex } from './dots/dot-index.ts';
 import { type InUseChecker, NEVER_IN_USE } from './dots/in-use.ts';
+import { DotEvents } from './dots/mutation/events.ts';
+import { DotMutations } from './dots/mutation/mutations.ts';
 import { ContainerPaths } from './dots/procure.ts';
 import { reconcileFromPool } from './dots/reconcile.ts';
+import { publishOwnKeys } from './dots/reconcile-store.ts';
 import { SizeTracker } from './dots/sizes.ts';
-import { StoreMirror } from './dots/store-mirror.ts';
 import { Failpoints } from './failpoints.ts';
 import { createApiRoutes } from './http/api-routes.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
@@ -65,6 +69,8 @@ export interface ServerParts {
   readonly now?: () => Date;
   readonly newId?: () => string;
   readonly crash?: () => never;
+  /** This node's lease in the store (DEFAULT_NODE_LEASE when absent). */
+  readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
   readonly transferTiming?: TransferTiming;
   /** false: close() leaves the driver and store open (tests that restart on the same ones). */
@@ -121,22 +127,52 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         logger,
       })
     : undefined;
-  const ctx: DotContext = {
+  const masters = new MasterTable(parts.nodeId);
+  const lease = await NodeLease.grant(store, { ...(parts.nodeLease ?? DEFAULT_NODE_LEASE), logger });
+  const failpoints = new Failpoints(parts.crash);
+  const writeGuard = parts.writeGuard ?? ALWAYS_WRITABLE;
+  const newId = parts.newId ?? randomUUID;
+  const locks = new KeyedRwLock();
+  const mutations = new DotMutations({
     driver,
     index,
-    mirror: new StoreMirror(store, index, parts.nodeId),
-    failpoints: new Failpoints(parts.crash),
+    store,
+    masters,
+    lease,
+    failpoints,
     logger,
-    locks: new KeyedRwLock(),
+    events: new DotEvents(),
+    locks,
     queues: new KeyedQueue(),
+    writeGuard,
+    newId,
+  });
+  const ctx: DotContext = {
+    storage: driver,
+    index,
+    mutations,
+    masters,
+    failpoints,
+    logger,
+    locks,
+    containerMoves: new KeyedQueue(),
     containers: tracker ?? parts.containers ?? NO_CONTAINERS,
     inUse: parts.inUse ?? NEVER_IN_USE,
-    writeGuard: parts.writeGuard ?? ALWAYS_WRITABLE,
+    writeGuard,
     nodeId: parts.nodeId,
     now: parts.now ?? (() => new Date()),
-    newId: parts.newId ?? randomUUID,
+    newId,
   };
-  const report = await reconcileFromPool(ctx);
+  const report = await reconcileFromPool(ctx, store);
+  // A lease found gone (this node was cut off from the store for longer than its TTL): a new
+  // one, and this node's keys again under it. Mutations are refused meanwhile (the fence).
+  lease.onLost(() => {
+    void (async () => {
+      await lease.renew();
+      await publishOwnKeys(ctx, store, parts.nodeId);
+      logger.info({ lease: lease.id }, 'a new lease; this node’s keys are advertised again');
+    })().catch((err: unknown) => logger.error({ err }, 'could not renew this node’s lease'));
+  });
   logger.info(
     { dots: index.dots.size, branches: index.branches.size, changes: report.actions.length },
     'index rebuilt from the pool',
@@ -145,7 +181,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   if (staleLinks.length > 0) logger.info({ links: staleLinks.map((l) => l.path) }, 'removed container_mnt links no dot owns');
 
   const auth = new Authenticator(users);
-  const records = new TransferRecords(store, logger);
+  const records = new TransferRecords(store, logger, parts.nodeId);
   await records.load();
   const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
   const transfers = new TransferEngine(
@@ -238,6 +274,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
       ]);
       await transfers.idle();
+      lease.close();
       if (parts.closeStorage !== false) {
         await driver.close();
         await store.close();

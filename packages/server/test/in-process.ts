@@ -20,8 +20,11 @@ export interface InProcessServer {
   readonly apiKey: string;
   readonly password: string;
   client(user: string, secret: string): DotmeshClient;
-  /** Stops the server and starts a new one on the same driver and store (a restart). */
-  restart(): Promise<InProcessServer>;
+  /**
+   * Stops the server and starts a new one on the same driver and store (a restart); `whileDown`
+   * runs in between (what other nodes do meanwhile).
+   */
+  restart(whileDown?: () => Promise<void>): Promise<InProcessServer>;
   close(): Promise<void>;
 }
 
@@ -78,8 +81,9 @@ async function launch(o: LaunchOptions): Promise<InProcessServer> {
     password,
     admin: client('admin', apiKey),
     client,
-    async restart() {
+    async restart(whileDown) {
       await server.close();
+      await whileDown?.();
       return launch(o);
     },
     async close() {

@@ -2,8 +2,8 @@ import { DotmeshError } from '@dotmesh/core';
 import type { BackupClone, BackupFilesystemMaster, BackupRegistryFilesystem, BackupUser, BackupV1 } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 import type { UserRecord, UserService } from '../auth/users.ts';
+import { PREFIX } from '../cluster/store-keys.ts';
 import type { DotIndex } from '../dots/dot-index.ts';
-import { PREFIX } from '../dots/store-mirror.ts';
 
 /**
  * DumpEtcd / RestoreEtcd over any Store (embedded or etcd), in the original's BackupV1 shape.

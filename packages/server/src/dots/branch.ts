@@ -3,6 +3,7 @@ import { phaseTimer } from '../phase-timer.ts';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { newBranchLabel } from './labels.ts';
+import { claimBranch } from './mutation/store-writes.ts';
 import { resolveBranch } from './resolve.ts';
 
 export interface BranchRequest {
@@ -13,13 +14,17 @@ export interface BranchRequest {
   readonly sourceCommitId: unknown;
 }
 
+export type BranchDeps = Pick<DotContext, 'index' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>;
+
 /**
- * Creates a branch from a commit of the source branch's history (a writable copy).
- * Steps: volume created with its label ─(branch.after-volume)→ indexed
- * ─(branch.after-index)→ reply. The volume is created atomically with its label, so a crash
- * leaves either no branch or a complete one, which recovery adopts.
+ * Creates a branch from a commit of the source branch's history (a writable copy), on the
+ * source branch's master node, which becomes the new branch's master. Steps: volume created
+ * with its label (undone if the store write fails) ─(branch.after-volume)→ stored: clone
+ * record, master key and this copy's state, the name compared free ─(branch.after-store)→.
+ * The volume is created atomically with its label, so a crash leaves either no branch or a
+ * complete one, which recovery adopts.
  */
-export async function createBranch(ctx: DotContext, caller: Caller, req: BranchRequest): Promise<void> {
+export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchRequest): Promise<void> {
   const newName = validateName('branch', req.newBranchName);
   if (normalizeBranch(newName) === MASTER_BRANCH) {
     throw new DotmeshError('BRANCH_EXISTS', 'Branch already exists: master');
@@ -27,51 +32,47 @@ export async function createBranch(ctx: DotContext, caller: Caller, req: BranchR
   const source = resolveBranch(ctx, caller, req.namespace, req.name, req.sourceBranch);
   const commitId = validateName('commit', req.sourceCommitId);
   const { dot } = source;
-  ctx.writeGuard.assertWritable(`create branch ${newName} of ${dot.info.namespace}/${dot.info.name}`);
+  const what = `create branch ${newName} of ${dot.info.namespace}/${dot.info.name}`;
+  ctx.writeGuard.assertWritable(what);
   const phase = phaseTimer();
-  await ctx.locks.shared(dot.id, () =>
-    ctx.queues.run(`new:${dot.id}/${newName}`, async () => {
-      phase.mark('locks');
+  const fsId = await ctx.mutations.run(
+    {
+      op: 'branch',
+      what,
+      dotId: dot.id,
+      dotLock: 'shared',
+      queues: [`new:${dot.id}/${newName}`],
+      mastered: [source.fsId],
+      timer: phase,
+    },
+    async (tx) => {
       if (dot.branches.has(newName)) {
         throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${newName}`, {
           hint: `switch to it with 'dm checkout ${newName}'`,
         });
       }
-      const origin = ctx.index.history(source.fsId).find((h) => h.commitId === commitId);
-      if (!origin) {
+      const history = ctx.index.history(source.fsId);
+      const at = history.findIndex((h) => h.commitId === commitId);
+      if (at < 0) {
         throw new DotmeshError(
           'COMMIT_NOT_FOUND',
           `No commit ${commitId} in the history of branch ${source.branch} of ${dot.info.namespace}/${dot.info.name}`,
-          {
-            hint: "list commits with 'dm log'",
-          },
+          { hint: "list commits with 'dm log'" },
         );
       }
+      const origin = { fsId: history[at]!.fsId, commitId };
       const fsId = ctx.newId();
-      const label = newBranchLabel({
-        fsId,
-        dotId: dot.id,
-        branch: newName,
-        origin: { fsId: origin.fsId, commitId },
-        createdAt: ctx.now().toISOString(),
-      });
-      await ctx.driver.createVolume(fsId, { ...label }, { from: { volumeId: origin.fsId, commitId } });
-      phase.mark('volume');
-      try {
-        ctx.failpoints.hit('branch.after-volume');
-        ctx.index.addBranch(label, []);
-        await ctx.mirror.syncDot(dot.id);
-        phase.mark('store');
-        ctx.failpoints.hit('branch.after-index');
-      } catch (e) {
-        ctx.index.removeBranch(fsId);
-        await ctx.driver
-          .deleteVolume(fsId)
-          .catch((err: unknown) => ctx.logger.warn({ err, fsId }, 'cleanup after failed branch'));
-        await ctx.mirror.syncDot(dot.id).catch(() => undefined);
-        throw e;
-      }
-      ctx.logger.info({ dotId: dot.id, branch: newName, fsId, origin: label.origin, ms: phase.totals() }, 'created branch');
-    }),
+      const label = newBranchLabel({ fsId, dotId: dot.id, branch: newName, origin, createdAt: ctx.now().toISOString() });
+      await tx.createVolume(label, origin);
+      tx.mark('volume');
+      tx.failpoint('branch.after-volume');
+      const claim = claimBranch(ctx.mutations.nodeId, label, { head: origin, commitCount: at + 1 });
+      tx.storeCompare(...claim.compare);
+      tx.storeOps(...claim.ops);
+      tx.viewAddBranch(label, []);
+      tx.finish('branch.after-store', async () => tx.failpoint('branch.after-store'));
+      return fsId;
+    },
   );
+  ctx.logger.info({ dotId: dot.id, branch: newName, fsId, ms: phase.totals() }, 'created branch');
 }

@@ -18,7 +18,7 @@ export function mountCommit(ctx: DotContext, caller: Caller, fsId: unknown, comm
       hint: 'list commits with CommitsById',
     });
   }
-  return ctx.driver.commitPath(found.fsId, commit);
+  return ctx.storage.commitPath(found.fsId, commit);
 }
 
 /**

@@ -22,7 +22,7 @@ export async function branchCommitSizes(
     for (const h of ctx.index.history(fsId)) {
       let sizes = byVolume.get(h.fsId);
       if (!sizes) {
-        sizes = await ctx.driver.commitSizes(h.fsId);
+        sizes = await ctx.storage.commitSizes(h.fsId);
         byVolume.set(h.fsId, sizes);
       }
       const s = sizes.get(h.commitId);

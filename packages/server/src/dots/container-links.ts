@@ -13,7 +13,7 @@ export async function pruneContainerLinks(ctx: DotContext, paths: ContainerPaths
   for (const link of await paths.links()) {
     const id = ctx.index.dotIdByName(link.namespace, link.name);
     const dot = id === undefined ? undefined : ctx.index.dots.get(id);
-    const targets = new Set([...(dot?.branches.values() ?? [])].map((fsId) => ctx.driver.volumePath(fsId)));
+    const targets = new Set([...(dot?.branches.values() ?? [])].map((fsId) => ctx.storage.volumePath(fsId)));
     if (link.temporary || !targets.has(link.target)) stale.push(link);
   }
   await paths.remove(stale);

@@ -19,14 +19,14 @@ export async function diffLiveVsHead(ctx: DotContext, fsId: string): Promise<Fil
   return ctx.locks.shared(dotId, async () => {
     const head = ctx.index.head(fsId);
     if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `Filesystem ${fsId} has no commit to compare with`);
-    return ctx.driver.diff({ volumeId: head.fsId, commitId: head.commitId }, { volumeId: fsId, live: true });
+    return ctx.storage.diff({ volumeId: head.fsId, commitId: head.commitId }, { volumeId: fsId, live: true });
   });
 }
 
 /** The live state against one given commit of the dot (GET /diff/<ns>:<name>/<commit>). */
 export async function diffLiveVsCommit(ctx: DotContext, dot: IndexedDot, fsId: string, commit: string): Promise<FileChange[]> {
   return ctx.locks.shared(dot.id, async () =>
-    ctx.driver.diff(findCommit(ctx, dot, fsId, commit), { volumeId: fsId, live: true }),
+    ctx.storage.diff(findCommit(ctx, dot, fsId, commit), { volumeId: fsId, live: true }),
   );
 }
 
@@ -47,7 +47,7 @@ export async function diffCommits(ctx: DotContext, caller: Caller, req: DiffComm
     const from = findCommit(ctx, dot, fsId, req.fromCommit === '' ? 'HEAD' : req.fromCommit);
     const to: CommitRef | LiveRef =
       req.toCommit === '' ? { volumeId: fsId, live: true } : findCommit(ctx, dot, fsId, req.toCommit);
-    return ctx.driver.diff(from, to);
+    return ctx.storage.diff(from, to);
   });
 }
 

@@ -2,9 +2,10 @@ import { type CommitOrigin, type CommitRecord, DotmeshError, MASTER_BRANCH } fro
 import type { BranchLabel, CommitMetaRecord, DotInfo } from './labels.ts';
 
 /**
- * The server's in-memory index of dots, branches and commits: rebuilt from the pool at
- * start, then updated by the dot service after each durable mutation. Reads never touch
- * disk. Not thread-safe by itself: mutations are serialised by the dot service's locks.
+ * The server's in-memory index of the dots, branches and commits this node's pool holds:
+ * rebuilt from the pool at start, then changed only by the mutation path
+ * (mutation/mutations.ts) once a mutation is stored. Reads never touch disk. Not thread-safe
+ * by itself: mutations are serialised by the mutation path's locks.
  */
 export interface IndexedCommit {
   readonly id: string;
@@ -78,6 +79,33 @@ export class DotIndex {
     this.dots.get(label.dotId)?.branches.set(label.branch, label.fsId);
   }
 
+  /** A dot's info changed (collaborators); the master label carries it too. */
+  setDotInfo(dotId: string, info: DotInfo): void {
+    const dot = this.dots.get(dotId);
+    if (dot) dot.info = info;
+  }
+
+  /** A branch's label changed; a renamed branch moves under its new name. */
+  setLabel(label: BranchLabel): void {
+    const b = this.requireBranch(label.fsId);
+    const dot = this.dots.get(label.dotId);
+    if (dot && b.label.branch !== label.branch) {
+      if (dot.branches.get(b.label.branch) === label.fsId) dot.branches.delete(b.label.branch);
+      dot.branches.set(label.branch, label.fsId);
+    }
+    b.label = label;
+  }
+
+  addCommit(fsId: string, commit: IndexedCommit): void {
+    this.requireBranch(fsId).commits.push(commit);
+  }
+
+  dropCommits(fsId: string, commitIds: readonly string[]): void {
+    const b = this.requireBranch(fsId);
+    const drop = new Set(commitIds);
+    b.commits = b.commits.filter((c) => !drop.has(c.id));
+  }
+
   removeBranch(fsId: string): void {
     const b = this.branches.get(fsId);
     if (!b) return;
@@ -112,9 +140,14 @@ export class DotIndex {
 
   /** The branch's history oldest first, following parent links across branches. */
   history(fsId: string): Array<CommitOrigin & { readonly commit: IndexedCommit }> {
+    return this.historyFrom(this.head(fsId));
+  }
+
+  /** The history that ends at `head` (any commit held here), oldest first. */
+  historyFrom(head: CommitOrigin | null): Array<CommitOrigin & { readonly commit: IndexedCommit }> {
     const out: Array<CommitOrigin & { readonly commit: IndexedCommit }> = [];
     const seen = new Set<string>();
-    let ref = this.head(fsId);
+    let ref = head;
     while (ref) {
       const key = `${ref.fsId}@${ref.commitId}`;
       if (seen.has(key)) break; // defensive: a corrupt pool must not loop forever

@@ -1,8 +1,7 @@
 import { DotmeshError, validateFsId, validateName } from '@dotmesh/core';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
-import { materializeDot } from './create-delete.ts';
-import { DotIndex } from './dot-index.ts';
+import { materializeDot, nameLockKey } from './create-delete.ts';
 
 export const FORK_COMMIT_TYPE = 'fork';
 
@@ -11,10 +10,11 @@ export const FORK_COMMIT_TYPE = 'fork';
  * another dot's master branch, recorded as its ForkParentId / ForkParentSnapshotId. The fork
  * has its own id and history (one first commit, "Forked from …"): the parent's history stays
  * with the parent, so the two never look like the same dot to a transfer.
- * Steps as createDot (materializeDot), the volume made from the parent's commit.
+ * Steps as createDot (materializeDot), the volume made from the parent's commit, on the node
+ * that masters the parent's master branch.
  */
 export async function forkDot(
-  ctx: DotContext,
+  ctx: Pick<DotContext, 'index' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>,
   caller: Caller,
   req: { parentId: unknown; namespace: unknown; name: unknown },
   ownerOf: (namespace: string) => Promise<string>,
@@ -24,27 +24,32 @@ export async function forkDot(
   const name = validateName('dot', req.name);
   const parent = ctx.index.dots.get(parentId);
   if (!parent) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${parentId}'`);
-  ctx.writeGuard.assertWritable(`fork ${parent.info.namespace}/${parent.info.name}`);
+  const what = `fork ${parent.info.namespace}/${parent.info.name}`;
+  ctx.writeGuard.assertWritable(what);
   const ownerId = await ownerOf(namespace);
-  return ctx.locks.exclusive(`name:${DotIndex.nameKey(namespace, name)}`, () =>
-    ctx.locks.shared(parentId, async () => {
-      if (ctx.index.dotIdByName(namespace, name) !== undefined) {
-        throw new DotmeshError('DOT_EXISTS', `A dot named '${namespace}/${name}' already exists`, {
-          hint: 'choose another name for the fork',
-        });
-      }
+  const dotId = ctx.newId();
+  // The parent's lock is held shared, so its head commit cannot be collected while it is copied.
+  await ctx.mutations.run(
+    {
+      op: 'fork',
+      what,
+      dotId,
+      dotLock: 'exclusive',
+      nameLock: nameLockKey(namespace, name),
+      readLocks: [parentId],
+      mastered: [parentId],
+    },
+    async (tx) => {
       const head = ctx.index.head(ctx.index.masterFsId(parent));
       if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `${parent.info.namespace}/${parent.info.name} has no commit to fork`);
-      const dotId = ctx.newId();
-      const createdAt = ctx.now().toISOString();
-      await materializeDot(ctx, {
+      await materializeDot(ctx, tx, {
         dotId,
         info: {
           namespace,
           name,
           ownerId,
           collaboratorIds: [],
-          createdAt,
+          createdAt: ctx.now().toISOString(),
           forkParentId: parentId,
           forkParentSnapshotId: head.commitId,
         },
@@ -54,9 +59,10 @@ export async function forkDot(
           message: `Forked from ${parent.info.namespace}/${parent.info.name} at ${head.commitId}`,
           author: caller.name,
         },
+        existsHint: 'choose another name for the fork',
       });
-      ctx.logger.info({ dotId, parentId, namespace, name }, 'forked dot');
-      return dotId;
-    }),
+    },
   );
+  ctx.logger.info({ dotId, parentId, namespace, name }, 'forked dot');
+  return dotId;
 }

@@ -23,7 +23,7 @@ export async function lastModified(ctx: DotContext, caller: Caller, namespace: u
   const { fsId } = resolveBranch(ctx, caller, namespace, name, '');
   const changes = await diffLiveVsHead(ctx, fsId);
   if (changes.length === 0) return headTime(ctx, fsId) ?? ctx.now();
-  const root = ctx.driver.volumePath(fsId);
+  const root = ctx.storage.volumePath(fsId);
   if (!isAbsolute(root)) return ctx.now();
   const newest = await newestCtime(root, changes.slice(0, MAX_STATS));
   return newest === undefined ? ctx.now() : new Date(newest);

@@ -138,12 +138,12 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
   } else {
     const master = resolveBranch(ctx, caller, namespace, dotName, '');
     const current = await paths.currentTarget(namespace, dotName);
-    const followed = [...master.dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
+    const followed = [...master.dot.branches.values()].find((id) => ctx.storage.volumePath(id) === current);
     fsId = followed ?? master.fsId;
   }
   const link = paths.linkPath(namespace, dotName, isPinned ? pinned : undefined);
-  await paths.point(link, ctx.driver.volumePath(fsId));
+  await paths.point(link, ctx.storage.volumePath(fsId));
   if (subdot === ROOT_SUBDOT) return link;
-  await ctx.driver.ensureDirectory(fsId, subdot);
+  await ctx.storage.ensureDirectory(fsId, subdot);
   return join(link, subdot);
 }

@@ -1,17 +1,19 @@
 import type { CommitInfo } from '@dotmesh/storage';
+import type { Store } from '@dotmesh/store';
 import type { DotContext } from './context.ts';
-import { finishDelete } from './create-delete.ts';
 import type { IndexedCommit } from './dot-index.ts';
 import { type BranchLabel, parseCommitMeta, parseLabel } from './labels.ts';
+import type { MutationTx } from './mutation/tx.ts';
+import { publishFromPool } from './reconcile-store.ts';
 import { collectUnreachableCommits } from './rollback.ts';
 
 /**
- * Start-up recovery: rebuilds the index from the pool (authoritative), finishes or drops
- * half-done work, then makes the store's mirror match, logging every change. Runs before
- * the server accepts requests, so it needs no locks.
+ * Start-up recovery: rebuilds the index from the pool (authoritative for what it holds),
+ * finishes or drops half-done work, then brings the store in line (reconcile-store.ts),
+ * logging every change. Runs before the server accepts requests, so it needs no locks.
  *
  * Rules (docs/on-disk-format.md):
- * - a master label with a delete intent: finish the delete (branches, then master);
+ * - a master label with a delete intent: finish the delete (store, branches, then master);
  * - a label with a rollback intent: redo the live swap, clear the intent (an intent whose
  *   commit is absent — an incoming commit that never arrived whole — is only cleared);
  * - a master volume without any commit: a half-done create, dropped;
@@ -23,14 +25,29 @@ export interface ReconcileReport {
   readonly actions: string[];
 }
 
-export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileReport> {
+export type ReconcileContext = Pick<DotContext, 'index' | 'storage' | 'mutations' | 'masters' | 'logger' | 'now'>;
+
+export async function reconcileFromPool(ctx: ReconcileContext, store: Store): Promise<ReconcileReport> {
   const actions: string[] = [];
   const note = (msg: string, data: Record<string, unknown> = {}) => {
     actions.push(msg);
     ctx.logger.info({ ...data, reconcile: true }, msg);
   };
+  const deletedDots = await ctx.mutations.recover(async (tx) => {
+    const labels = await readLabels(ctx, note);
+    const deleted = await finishDeletes(tx, labels, note);
+    await indexPool(ctx, tx, labels, note);
+    await redoRollbacks(ctx, tx, note);
+    for (const dotId of ctx.index.dots.keys()) await collectUnreachableCommits(ctx, tx, dotId);
+    return deleted;
+  });
+  await ctx.mutations.recover((tx) => publishFromPool(ctx, tx, store, { deletedDots, note }));
+  return { actions };
+}
+
+async function readLabels(ctx: ReconcileContext, note: (msg: string, data?: Record<string, unknown>) => void) {
   const labels = new Map<string, BranchLabel>();
-  for (const v of await ctx.driver.listVolumes()) {
+  for (const v of await ctx.storage.listVolumes()) {
     const parsed = parseLabel(v.label, v.id);
     if (typeof parsed === 'string') {
       note(`ignored volume ${v.id}: ${parsed}`, { fsId: v.id });
@@ -38,29 +55,46 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
     }
     labels.set(v.id, parsed);
   }
+  return labels;
+}
 
-  // Finish deletes first: a dot being deleted takes its branches with it.
+/** Finishes deletes first: a dot being deleted takes its branches with it. Returns the dots. */
+async function finishDeletes(
+  tx: MutationTx,
+  labels: Map<string, BranchLabel>,
+  note: (msg: string, data?: Record<string, unknown>) => void,
+): Promise<Array<{ label: BranchLabel; fsIds: string[] }>> {
+  const deleted: Array<{ label: BranchLabel; fsIds: string[] }> = [];
   for (const label of [...labels.values()]) {
     if (label.intent?.op !== 'delete') continue;
     const fsIds = [...labels.values()].filter((l) => l.dotId === label.dotId).map((l) => l.fsId);
-    await finishDelete(ctx, label.dotId, fsIds);
+    for (const fsId of fsIds) if (fsId !== label.dotId) await tx.destroyVolume(fsId);
+    await tx.destroyVolume(label.dotId);
     for (const id of fsIds) labels.delete(id);
+    deleted.push({ label, fsIds });
     note(`finished interrupted delete of dot ${label.dot?.namespace}/${label.dot?.name} (${label.dotId})`, {
       dotId: label.dotId,
     });
   }
+  return deleted;
+}
 
-  // Commits of every volume.
+/** Masters (dropping half-created ones, renaming clashes), then every branch, into the index. */
+async function indexPool(
+  ctx: ReconcileContext,
+  tx: MutationTx,
+  labels: Map<string, BranchLabel>,
+  note: (msg: string, data?: Record<string, unknown>) => void,
+): Promise<void> {
   const commits = new Map<string, CommitInfo[]>();
-  for (const fsId of labels.keys()) commits.set(fsId, await ctx.driver.listCommits(fsId));
+  for (const fsId of labels.keys()) commits.set(fsId, await ctx.storage.listCommits(fsId));
 
-  // Masters: drop half-created ones, resolve name clashes, index the rest.
   const masters = [...labels.values()]
     .filter((l) => l.branch === 'master')
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   for (const label of masters) {
     if ((commits.get(label.fsId) ?? []).length === 0) {
-      await ctx.driver.deleteVolume(label.fsId);
+      await tx.destroyVolume(label.fsId);
       labels.delete(label.fsId);
       note(`dropped half-created dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}): it has no initial commit`, {
         dotId: label.fsId,
@@ -71,7 +105,7 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
     if (ctx.index.dotIdByName(info.namespace, info.name) !== undefined) {
       info = { ...info, name: recoveredName(info.name, label.fsId) };
       const renamed: BranchLabel = { ...label, dot: info };
-      await ctx.driver.writeLabel(label.fsId, { ...renamed });
+      await tx.rewriteLabel(renamed);
       labels.set(label.fsId, renamed);
       note(`renamed dot ${label.dot!.namespace}/${label.dot!.name} (${label.fsId}) to ${info.name}: the name was taken`, {
         dotId: label.fsId,
@@ -80,7 +114,6 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
     ctx.index.addDot(label.fsId, info);
   }
 
-  // Branches (the master's own entry included).
   for (let label of labels.values()) {
     const dot = ctx.index.dots.get(label.dotId);
     if (!dot) {
@@ -95,7 +128,7 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
         `renamed branch ${label.branch} (${label.fsId}) of ${dot.info.namespace}/${dot.info.name} to ${name}: the name was taken`,
       );
       label = { ...label, branch: name };
-      await ctx.driver.writeLabel(label.fsId, { ...label });
+      await tx.rewriteLabel(label);
     }
     const indexed: IndexedCommit[] = (commits.get(label.fsId) ?? []).map((c) => ({
       id: c.id,
@@ -104,31 +137,31 @@ export async function reconcileFromPool(ctx: DotContext): Promise<ReconcileRepor
     }));
     ctx.index.addBranch(label, indexed);
   }
+}
 
-  // Redo interrupted rollbacks.
+/** Redoes the live swap of every label that still carries a rollback intent, then clears it. */
+async function redoRollbacks(
+  ctx: ReconcileContext,
+  tx: MutationTx,
+  note: (msg: string, data?: Record<string, unknown>) => void,
+): Promise<void> {
   for (const [fsId, state] of ctx.index.branches) {
     const intent = state.label.intent;
     if (intent?.op !== 'rollback') continue;
     const { intent: _done, ...rest } = state.label;
     if (ctx.index.findCommit(intent.to)) {
-      await ctx.driver.rollback(fsId, { volumeId: intent.to.fsId, commitId: intent.to.commitId });
+      await tx.swapLive(fsId, intent.to);
       note(`finished interrupted rollback of ${fsId} to ${intent.to.commitId}`, { fsId });
     } else {
       // An incoming commit that never arrived whole (transfer/receive-commit.ts): nothing to redo.
       note(`dropped the intent of an interrupted receive of ${intent.to.commitId} into ${fsId}`, { fsId });
     }
-    state.label = rest as BranchLabel;
-    await ctx.driver.writeLabel(fsId, { ...state.label });
+    const label = rest as BranchLabel;
+    await tx.rewriteLabel(label);
+    ctx.index.setLabel(label);
   }
-
-  for (const dotId of ctx.index.dots.keys()) await collectUnreachableCommits(ctx, dotId);
-
-  const diff = await ctx.mirror.rebuild();
-  for (const key of diff.added) note(`store: adopted ${key} from the pool`);
-  for (const key of diff.removed) note(`store: dropped ${key} (not in the pool)`);
-  return { actions };
 }
 
-function recoveredName(name: string, fsId: string): string {
+export function recoveredName(name: string, fsId: string): string {
   return `${name.slice(0, 40)}-RECOVERED-${fsId.slice(0, 8)}`;
 }

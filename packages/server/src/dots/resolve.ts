@@ -12,7 +12,7 @@ export interface ResolvedBranch {
 
 /** Resolves `ns/name` + branch ("" = master) for a caller who must be able to see the dot. */
 export function resolveBranch(
-  ctx: DotContext,
+  ctx: Pick<DotContext, 'index'>,
   caller: Caller,
   namespace: unknown,
   name: unknown,
@@ -26,7 +26,7 @@ export function resolveBranch(
   return { dot, branch: b, fsId: ctx.index.requireBranchId(dot, b) };
 }
 
-export function resolveDot(ctx: DotContext, caller: Caller, namespace: unknown, name: unknown): IndexedDot {
+export function resolveDot(ctx: Pick<DotContext, 'index'>, caller: Caller, namespace: unknown, name: unknown): IndexedDot {
   const ns = validateName('namespace', namespace);
   const dotName = validateName('dot', name);
   const dot = ctx.index.requireDot(ns, dotName);

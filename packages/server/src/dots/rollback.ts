@@ -1,10 +1,12 @@
-import { type CommitOrigin, DotmeshError, validateName } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateName } from '@dotmesh/core';
 import { phaseTimer } from '../phase-timer.ts';
 import { type Caller, requireOwner } from './caller.ts';
 import { containerMovesKey } from './containers.ts';
 import type { DotContext } from './context.ts';
 import type { IndexedBranch } from './dot-index.ts';
 import type { BranchLabel } from './labels.ts';
+import { putBranchState, putClone } from './mutation/store-writes.ts';
+import type { MutationTx } from './mutation/tx.ts';
 import { resolveBranch } from './resolve.ts';
 
 export interface RollbackRequest {
@@ -14,6 +16,11 @@ export interface RollbackRequest {
   readonly commitId: unknown;
 }
 
+export type RollbackDeps = Pick<
+  DotContext,
+  'index' | 'mutations' | 'storage' | 'containers' | 'containerMoves' | 'inUse' | 'writeGuard' | 'logger'
+>;
+
 /**
  * Resets a branch's live state and history to a commit of its history (git reset --hard).
  * Commits after it leave the history: they are deleted, or kept hidden while another
@@ -21,17 +28,19 @@ export interface RollbackRequest {
  * re-bases it on that earlier commit.
  *
  * Steps (the label is the redo log): label with the new history and a rollback intent
- * ─(rollback.after-intent)→ live swapped atomically by the driver ─(rollback.after-swap)→
- * label without intent ─(rollback.after-label)→ unreachable commits deleted
- * ─(rollback.after-gc)→ store mirror. Recovery redoes the swap for any label that still
- * carries the intent, then collects unreachable hidden commits.
+ * (undone if the store write fails) ─(rollback.after-intent)→ stored: the branch's new head,
+ * fenced on the master key ─(rollback.after-store)→ live swapped atomically by the driver
+ * ─(rollback.after-swap)→ label without intent ─(rollback.after-label)→ unreachable commits
+ * deleted ─(rollback.after-gc)→. Recovery redoes the swap for any label that still carries the
+ * intent, then collects unreachable hidden commits.
  */
-export async function rollbackBranch(ctx: DotContext, caller: Caller, req: RollbackRequest): Promise<void> {
+export async function rollbackBranch(ctx: RollbackDeps, caller: Caller, req: RollbackRequest): Promise<void> {
   const target = validateName('commit', req.commitId);
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
   requireOwner(caller, dot.info, 'roll it back');
-  ctx.writeGuard.assertWritable(`roll back ${dot.info.namespace}/${dot.info.name}`);
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  const what = `roll back ${dotName}`;
+  ctx.writeGuard.assertWritable(what);
   const notInHistory = () =>
     new DotmeshError('COMMIT_NOT_FOUND', `No commit ${target} in the history of branch ${branch} of ${dotName}`, {
       hint: "list commits with 'dm log'",
@@ -40,39 +49,68 @@ export async function rollbackBranch(ctx: DotContext, caller: Caller, req: Rollb
   if (!ctx.index.history(fsId).some((h) => h.commitId === target)) throw notInHistory();
   const phase = phaseTimer();
   // The containers on the branch stop and start again on the same branch: a reset moves none.
-  await ctx.queues.run(containerMovesKey(dot.id), () =>
+  await ctx.containerMoves.run(containerMovesKey(dot.id), () =>
     ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>
-      ctx.locks.exclusive(dot.id, () =>
-        ctx.queues.run(fsId, async () => {
-          phase.mark('containers'); // listed, stopped, and the locks taken
-          const entry = ctx.index.history(fsId).find((h) => h.commitId === target);
-          if (!entry) throw notInHistory();
+      ctx.mutations.run(
+        { op: 'rollback', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId], timer: phase },
+        async (tx) => {
+          const history = ctx.index.history(fsId);
+          const at = history.findIndex((h) => h.commitId === target);
+          if (at < 0) throw notInHistory();
           await refuseIfContainersStarted(ctx, fsId, dotName);
-          phase.mark('containers');
+          tx.mark('containers');
           await refuseIfInUse(ctx, fsId, dotName);
-          phase.mark('inUse');
+          tx.mark('inUse');
           const state = ctx.index.requireBranch(fsId);
-          const to: CommitOrigin = { fsId: entry.fsId, commitId: target };
-          const label = labelResetTo(state, to);
-          await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
-          phase.mark('intent');
-          ctx.failpoints.hit('rollback.after-intent');
-          await ctx.driver.rollback(fsId, { volumeId: to.fsId, commitId: to.commitId });
-          phase.mark('swap');
-          ctx.failpoints.hit('rollback.after-swap');
-          await ctx.driver.writeLabel(fsId, { ...label });
-          state.label = label;
-          phase.mark('label');
-          ctx.failpoints.hit('rollback.after-label');
-          await collectUnreachableCommits(ctx, dot.id);
-          ctx.failpoints.hit('rollback.after-gc');
-          await ctx.mirror.syncDot(dot.id);
-          phase.mark('gcAndStore');
-          ctx.logger.info({ fsId, to, ms: phase.totals() }, 'rolled back');
-        }),
+          const to: CommitOrigin = { fsId: history[at]!.fsId, commitId: target };
+          await resetBranchTo(ctx, tx, state, to, { commitCount: at + 1, failpoints: 'rollback' });
+          tx.finish('collect unreachable commits', async () => {
+            await collectUnreachableCommits(ctx, tx, dot.id);
+            tx.failpoint('rollback.after-gc');
+          });
+        },
       ),
     ),
   );
+  ctx.logger.info({ fsId, to: target, ms: phase.totals() }, 'rolled back');
+}
+
+/**
+ * The steps that move a branch's history and live state back to `to` (a commit of its
+ * history; null: before its first own commit, keeping its origin and live state), shared by
+ * rollback, stash and receive: intent label (undoable) ─(<fp>.after-intent)→ new head stored
+ * ─(<fp>.after-store)→ swap ─(<fp>.after-swap)→ label without intent ─(<fp>.after-label)→.
+ */
+export async function resetBranchTo(
+  ctx: Pick<DotContext, 'mutations'>,
+  tx: MutationTx,
+  state: IndexedBranch,
+  to: CommitOrigin | null,
+  o: { readonly commitCount: number; readonly failpoints: 'rollback' | 'stash' },
+): Promise<void> {
+  const fsId = state.label.fsId;
+  const label = labelResetTo(state, to);
+  if (to) await tx.writeIntent(label, { op: 'rollback', to, opId: tx.newId() }, state.label);
+  else await tx.writeLabel(label, state.label);
+  if (o.failpoints === 'rollback') tx.failpoint('rollback.after-intent');
+  tx.storeOps(
+    putBranchState(ctx.mutations.nodeId, fsId, { head: to ?? state.label.origin, commitCount: o.commitCount, active: true }),
+  );
+  // Re-based on an earlier commit: the branch's clone record names its new origin.
+  if (label.branch !== MASTER_BRANCH && !sameOrigin(label.origin, state.label.origin)) tx.storeOps(putClone(label));
+  tx.viewSetLabel(label);
+  if (!to) return;
+  tx.finish('swap live data', async () => {
+    if (o.failpoints === 'rollback') tx.failpoint('rollback.after-store');
+    await tx.swapLive(fsId, to);
+    if (o.failpoints === 'rollback') tx.failpoint('rollback.after-swap');
+    await tx.rewriteLabel(label);
+    if (o.failpoints === 'rollback') tx.failpoint('rollback.after-label');
+  });
+}
+
+function sameOrigin(a: CommitOrigin | null, b: CommitOrigin | null): boolean {
+  return a?.fsId === b?.fsId && a?.commitId === b?.commitId;
 }
 
 /**
@@ -90,14 +128,20 @@ export function labelResetTo(state: IndexedBranch, to: CommitOrigin | null): Bra
     for (const c of state.commits) hidden.add(c.id);
     if (to) origin = to;
   }
-  return { ...state.label, origin, hiddenCommits: [...hidden] };
+  const { intent: _none, ...rest } = state.label;
+  return { ...rest, origin, hiddenCommits: [...hidden] };
 }
 
 /**
- * Deletes hidden commits that no branch of the dot reaches any more. Caller holds the dot
- * lock exclusively. Idempotent: the label is updated after each deletion.
+ * Deletes hidden commits that no branch of the dot reaches any more, as a finishing step of a
+ * mutation holding the dot lock exclusively (or of start-up recovery). Idempotent: each
+ * volume's label is rewritten after its deletions; the held-commit keys follow.
  */
-export async function collectUnreachableCommits(ctx: DotContext, dotId: string): Promise<void> {
+export async function collectUnreachableCommits(
+  ctx: Pick<DotContext, 'index' | 'mutations' | 'logger'>,
+  tx: MutationTx,
+  dotId: string,
+): Promise<void> {
   const dot = ctx.index.dots.get(dotId);
   if (!dot) return;
   const reachable = ctx.index.reachableCommits();
@@ -106,11 +150,10 @@ export async function collectUnreachableCommits(ctx: DotContext, dotId: string):
     if (!state || state.label.hiddenCommits.length === 0) continue;
     const drop = state.label.hiddenCommits.filter((c) => !reachable.has(`${fsId}@${c}`));
     if (drop.length === 0) continue;
-    for (const commitId of drop) await ctx.driver.deleteCommit(fsId, commitId);
+    for (const commitId of drop) await tx.dropCommit(fsId, commitId);
     const label: BranchLabel = { ...state.label, hiddenCommits: state.label.hiddenCommits.filter((c) => !drop.includes(c)) };
-    await ctx.driver.writeLabel(fsId, { ...label });
-    state.label = label;
-    state.commits = state.commits.filter((c) => !drop.includes(c.id));
+    await tx.rewriteLabel(label);
+    await tx.dropHeld(label, drop);
     ctx.logger.info({ fsId, commits: drop }, 'deleted commits no branch reaches');
   }
 }
@@ -119,7 +162,7 @@ export async function collectUnreachableCommits(ctx: DotContext, dotId: string):
  * Under the dot lock, after the containers using the branch were stopped: a container running
  * on it now was started meanwhile, and the live state must not change under it.
  */
-async function refuseIfContainersStarted(ctx: DotContext, fsId: string, dotName: string): Promise<void> {
+async function refuseIfContainersStarted(ctx: Pick<DotContext, 'containers'>, fsId: string, dotName: string): Promise<void> {
   const started = await ctx.containers.containersFor(fsId);
   if (started.length === 0) return;
   const names = started.map((c) => c.Name).join(', ');
@@ -134,8 +177,8 @@ async function refuseIfContainersStarted(ctx: DotContext, fsId: string, dotName:
  * (a scan of /proc: containers' processes see their own mount namespace and are not found
  * here; the container tracker stops and starts those).
  */
-export async function refuseIfInUse(ctx: DotContext, fsId: string, dotName: string): Promise<void> {
-  const report = await ctx.inUse.check(ctx.driver.volumePath(fsId));
+export async function refuseIfInUse(ctx: Pick<DotContext, 'inUse' | 'storage'>, fsId: string, dotName: string): Promise<void> {
+  const report = await ctx.inUse.check(ctx.storage.volumePath(fsId));
   if (report.processes.length === 0 && report.mounts.length === 0) return;
   const who = [...report.processes.map((p) => `process ${p.pid} (${p.command})`), ...report.mounts.map((m) => `mount ${m}`)];
   throw new DotmeshError('IN_USE', `${dotName} is in use: ${who.slice(0, 10).join(', ')}${who.length > 10 ? ', …' : ''}`, {

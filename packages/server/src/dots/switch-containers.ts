@@ -33,11 +33,11 @@ export async function switchContainers(
 ): Promise<void> {
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
   const link = paths.linkPath(dot.info.namespace, dot.info.name);
-  const target = ctx.driver.volumePath(fsId);
+  const target = ctx.storage.volumePath(fsId);
   if ((await paths.currentTarget(dot.info.namespace, dot.info.name)) === target) return;
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
   const what = `switch ${dotName} to branch ${branch}`;
-  await ctx.queues.run(containerMovesKey(dot.id), async () => {
+  await ctx.containerMoves.run(containerMovesKey(dot.id), async () => {
     const listed = await ctx.containers.uses();
     const movers = listed.filter((u) => u.link === link);
     // Before anything is stopped, and again under the lock just before the link moves (a
@@ -53,7 +53,7 @@ export async function switchContainers(
     await ctx.containers.whileStopped({ link }, what, () =>
       ctx.locks.shared(dot.id, async () => {
         const current = await paths.currentTarget(dot.info.namespace, dot.info.name);
-        const followed = [...dot.branches.values()].find((id) => ctx.driver.volumePath(id) === current);
+        const followed = [...dot.branches.values()].find((id) => ctx.storage.volumePath(id) === current);
         const uses = await ctx.containers.uses();
         if (followed !== undefined && followed !== fsId && !uses.some((u) => u.fsId === followed)) {
           // Whatever else holds the old branch open would silently stay on it: refuse instead

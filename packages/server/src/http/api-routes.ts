@@ -25,7 +25,7 @@ export function createApiRoutes(deps: {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
     {
-      poolInfo: () => ctx.driver.poolInfo(),
+      poolInfo: () => ctx.storage.poolInfo(),
       counts: () => ({ dots: ctx.index.dots.size, branches: ctx.index.branches.size }),
     },
     logger,

@@ -15,7 +15,7 @@ export function capacityHandlers(
   pool: PoolControl | undefined,
 ): Pick<HandlerTable, 'CommitSizes' | 'PoolInfo' | 'GrowPool'> {
   const status = async (): Promise<PoolStatus> => {
-    const info = await ctx.driver.poolInfo();
+    const info = await ctx.storage.poolInfo();
     const size = pool ? await pool.size() : { sizeBytes: null, growable: false };
     return {
       NodeId: ctx.nodeId,

@@ -241,7 +241,7 @@ function dotContainers(
 }
 
 export function dumpIndex(ctx: DotContext): Record<string, string> {
-  const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.queues.activeKeys) };
+  const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.mutations.activeQueues) };
   for (const d of ctx.index.dots.values()) {
     out[`dots.${d.id}.name`] = formatDotName(d.info);
     out[`dots.${d.id}.owner`] = d.info.ownerId;

@@ -39,7 +39,7 @@ export async function describeDot(ctx: DotContext, dotId: string): Promise<WireD
   const dot = ctx.index.dots.get(dotId);
   if (!dot) return null;
   const fsIds = [...dot.branches.values()];
-  const sizes = await ctx.driver.sizes(fsIds);
+  const sizes = await ctx.storage.sizes(fsIds);
   const volumes: WireVolume[] = [];
   for (const fsId of fsIds) {
     const b = ctx.index.branches.get(fsId);

@@ -119,7 +119,7 @@ export class TransferEngine {
         certSha256: req.PeerCertSha256,
         https: req.PeerHttps,
       },
-      this.#ctx.driver.kind,
+      this.#ctx.storage.kind,
       timing.idleTimeoutMs,
     );
     const me = this.localSide(caller);

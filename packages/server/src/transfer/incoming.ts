@@ -3,6 +3,8 @@ import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
+import { claimBranch } from '../dots/mutation/store-writes.ts';
+import type { MutationTx } from '../dots/mutation/tx.ts';
 
 /**
  * Where an incoming commit or branch belongs, as the sending side describes it. Everything
@@ -60,7 +62,7 @@ function object(raw: unknown, what: string): Record<string, unknown> {
  * - it does not exist: the caller must be the namespace's user (or admin); `undefined` is
  *   returned and the caller creates it with its first commit.
  */
-export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume): IndexedDot | undefined {
+export function incomingDot(ctx: Pick<DotContext, 'index'>, caller: Caller, v: IncomingVolume): IndexedDot | undefined {
   const { id, namespace, name } = v.dot;
   const byName = ctx.index.dotIdByName(namespace, name);
   const existing = ctx.index.dots.get(id);
@@ -108,13 +110,15 @@ export function incomingDot(ctx: DotContext, caller: Caller, v: IncomingVolume):
 }
 
 /**
- * Makes sure the volume exists here with the given identity. A missing non-master branch is
- * created from its origin (which must be here) and indexed; a missing master volume is
- * created but NOT indexed (it becomes visible with its first commit; recovery drops a master
- * without commits). Returns the label. Caller holds the dot lock exclusively.
+ * Inside a receive mutation: makes sure the volume exists here with the given identity. A
+ * missing non-master branch is created from its origin (which must be here) and claimed in the
+ * mutation's store write (clone record, master key: this node); a missing master volume is
+ * created but claimed only with its first commit (receiveCommit), so a dot appears with it.
+ * Both are undone with the mutation. Caller holds the dot lock exclusively.
  */
 export async function ensureVolume(
-  ctx: DotContext,
+  ctx: Pick<DotContext, 'index' | 'storage' | 'mutations' | 'logger' | 'now'>,
+  tx: MutationTx,
   v: IncomingVolume,
   dot: IndexedDot | undefined,
   ownerId: string,
@@ -129,6 +133,7 @@ export async function ensureVolume(
     }
     return { label: known.label, created: false };
   }
+  let originCount = 0;
   if (v.branch !== MASTER_BRANCH) {
     if (!dot) throw new DotmeshError('CONFLICT', `branch ${v.branch} arrived before the master branch of ${v.dot.id}`);
     const clash = dot.branches.get(v.branch);
@@ -142,6 +147,7 @@ export async function ensureVolume(
     if (!v.origin || !ctx.index.findCommit(v.origin)) {
       throw new DotmeshError('COMMIT_NOT_FOUND', `the origin commit of branch ${v.branch} (${v.origin?.commitId}) is not here`);
     }
+    originCount = ctx.index.historyFrom(v.origin).length;
   }
   const now = ctx.now().toISOString();
   const label = newBranchLabel({
@@ -155,22 +161,20 @@ export async function ensureVolume(
       : {}),
   });
   try {
-    await ctx.driver.createVolume(
-      v.fsId,
-      { ...label },
-      v.origin ? { from: { volumeId: v.origin.fsId, commitId: v.origin.commitId } } : {},
-    );
+    await tx.createVolume(label, v.origin ?? undefined);
   } catch (e) {
-    // A master volume left by an earlier attempt that received nothing (not indexed): reuse it.
+    // A master volume a crashed earlier attempt left without commits (never claimed): reuse it.
     if (!(e instanceof DotmeshError && e.code === 'CONFLICT' && v.branch === MASTER_BRANCH)) throw e;
-    if ((await ctx.driver.listCommits(v.fsId)).length > 0) throw e;
-    await ctx.driver.writeLabel(v.fsId, { ...label });
+    if ((await ctx.storage.listCommits(v.fsId)).length > 0) throw e;
+    await tx.relabelEmptyVolume(label);
   }
   if (v.branch !== MASTER_BRANCH) {
-    ctx.index.addBranch(label, []);
-    await ctx.mirror.syncDot(v.dot.id);
+    const claim = claimBranch(ctx.mutations.nodeId, label, { head: v.origin, commitCount: originCount });
+    tx.storeCompare(...claim.compare);
+    tx.storeOps(...claim.ops);
+    tx.viewAddBranch(label, []);
   }
-  ctx.logger.info({ dotId: v.dot.id, fsId: v.fsId, branch: v.branch }, 'created volume for an incoming transfer');
+  ctx.logger.info({ dotId: v.dot.id, fsId: v.fsId, branch: v.branch }, 'creating a volume for an incoming transfer');
   return { label, created: true };
 }
 

@@ -34,7 +34,7 @@ export class LocalSide implements TransferSide {
       protocol: PROTOCOL_NAME,
       versions: [...PROTOCOL_VERSIONS],
       nodeId: this.#ctx.nodeId,
-      driver: this.#ctx.driver.kind,
+      driver: this.#ctx.storage.kind,
       capabilities: ['crc32-frames', 'stash', 'hidden-commits'],
     };
   }
@@ -48,7 +48,7 @@ export class LocalSide implements TransferSide {
 
   async exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<Readable> {
     this.#requireReadable(fsId, commitId, parent);
-    const source = this.#ctx.driver.exportCommit(
+    const source = this.#ctx.storage.exportCommit(
       fsId,
       commitId,
       parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {},
@@ -61,7 +61,7 @@ export class LocalSide implements TransferSide {
 
   async predictSize(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<number> {
     this.#requireReadable(fsId, commitId, parent);
-    const sizes = await this.#ctx.driver.commitSizes(fsId);
+    const sizes = await this.#ctx.storage.commitSizes(fsId);
     const s = sizes.get(commitId);
     if (!s) return 0;
     return parent ? s.exclusiveBytes : s.referencedBytes;
@@ -101,10 +101,19 @@ export class LocalSide implements TransferSide {
       throw new DotmeshError('INVALID_ARGUMENT', 'a master branch arrives with its commits, not on its own');
     }
     incomingDot(this.#ctx, this.#caller, v);
-    await this.#ctx.locks.exclusive(v.dot.id, async () => {
-      const dot = incomingDot(this.#ctx, this.#caller, v);
-      await ensureVolume(this.#ctx, v, dot, dot?.info.ownerId ?? '');
-    });
+    await this.#ctx.mutations.run(
+      {
+        op: 'receive',
+        what: `create branch ${v.branch} of ${v.dot.namespace}/${v.dot.name}`,
+        dotId: v.dot.id,
+        dotLock: 'exclusive',
+        queues: [v.fsId],
+      },
+      async (tx) => {
+        const dot = incomingDot(this.#ctx, this.#caller, v);
+        await ensureVolume(this.#ctx, tx, v, dot, dot?.info.ownerId ?? '');
+      },
+    );
   }
 
   stash(fsId: string, common: string | null): Promise<string> {

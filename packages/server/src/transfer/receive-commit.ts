@@ -1,9 +1,12 @@
 import type { Readable } from 'node:stream';
-import { type CommitOrigin, DotmeshError, validateFsId, validateName } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import { KEYS } from '../cluster/store-keys.ts';
 import type { Caller } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedCommit } from '../dots/dot-index.ts';
 import { type BranchLabel, parseCommitMeta } from '../dots/labels.ts';
+import { absent, claimBranch, putBranchState, putHeldCommit, putRegistry } from '../dots/mutation/store-writes.ts';
+import type { MutationTx } from '../dots/mutation/tx.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
 import { ensureVolume, type IncomingVolume, incomingDot, parseIncomingVolume, parseOrigin } from './incoming.ts';
 
@@ -31,9 +34,14 @@ export interface ReceiveDeps {
   readonly ownerOf: (caller: Caller, namespace: string) => Promise<string>;
 }
 
+export type ReceiveContext = Pick<
+  DotContext,
+  'index' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'writeGuard' | 'logger' | 'now'
+>;
+
 /**
  * Applies one commit stream (the driver's format, already unframed and checksummed by the
- * caller's pipeline) to this server, under the dot's exclusive lock:
+ * caller's pipeline) to this server, in one mutation under the dot's exclusive lock:
  *
  * - the commit goes into its volume (created if missing, see ensureVolume);
  * - in the transfer's target branch it must extend the branch's head and becomes the new head:
@@ -42,51 +50,55 @@ export interface ReceiveDeps {
  *   when it extends it (fast-forward); otherwise it is kept hidden, for lineage only;
  * - a commit already here (hidden) is not received again: it is only made visible if needed.
  *
- * Steps (the label is the redo log): label with a rollback intent to the new commit (or the
- * commit listed hidden) ─(receive.after-intent)→ stream imported: visible in the pool only
- * once whole and checked ─(receive.after-import)→ live swapped ─→ label without intent
- * ─(receive.after-label)→ indexed and mirrored. Recovery redoes a rollback intent whose commit
- * arrived and drops one whose commit did not.
+ * Steps: label with a rollback intent to the new commit (or the commit listed hidden)
+ * ─(receive.after-intent)→ stream imported: visible in the pool only once whole and checked
+ * ─(receive.after-import)→ stored (held commit, new head; for a new dot its name and master
+ * key) → live swapped → label without intent ─(receive.after-label)→. Everything before the
+ * store write is undone on failure; recovery redoes a rollback intent whose commit arrived and
+ * drops one whose commit did not.
  */
 export async function receiveCommit(
-  ctx: DotContext,
+  ctx: ReceiveContext,
   deps: ReceiveDeps,
   caller: Caller,
   c: IncomingCommit,
   stream: Readable,
 ): Promise<{ visible: boolean; skipped: boolean }> {
   const v = c.volume;
-  ctx.writeGuard.assertWritable(`receive into ${v.dot.namespace}/${v.dot.name}`);
+  const what = `receive into ${v.dot.namespace}/${v.dot.name}`;
+  ctx.writeGuard.assertWritable(what);
   incomingDot(ctx, caller, v); // early refusal, before taking the lock
-  return ctx.locks.exclusive(v.dot.id, () =>
-    ctx.queues.run(v.fsId, async () => {
+  const known = ctx.index.branches.has(v.fsId);
+  const result = await ctx.mutations.run(
+    { op: 'receive', what, dotId: v.dot.id, dotLock: 'exclusive', queues: [v.fsId], mastered: known ? [v.fsId] : [] },
+    async (tx) => {
       const dot = incomingDot(ctx, caller, v);
-      const owner = dot ? dot.info.ownerId : await deps.ownerOf(caller, v.dot.namespace);
-      const { label: startLabel, created } = await ensureVolume(ctx, v, dot, owner);
-      try {
-        return await applyCommit(ctx, c, startLabel, stream);
-      } catch (e) {
-        // A dot or branch this call created for a first commit that failed must not half-exist.
-        if (created && (ctx.index.branches.get(v.fsId)?.commits.length ?? 0) === 0) {
-          ctx.index.removeBranch(v.fsId);
-          await ctx.driver.deleteVolume(v.fsId).catch(() => undefined);
-          if (ctx.index.dots.has(v.dot.id)) await ctx.mirror.syncDot(v.dot.id).catch(() => undefined);
-        }
-        throw e;
+      if (!known && ctx.index.branches.has(v.fsId)) {
+        throw new DotmeshError('CONFLICT', `filesystem ${v.fsId} arrived meanwhile`, { hint: 'run the transfer again' });
       }
-    }),
+      const owner = dot ? dot.info.ownerId : await deps.ownerOf(caller, v.dot.namespace);
+      const { label: startLabel, created } = await ensureVolume(ctx, tx, v, dot, owner);
+      return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH }, stream);
+    },
   );
+  if (!result.skipped) ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible }, 'received commit');
+  return result;
 }
 
 async function applyCommit(
-  ctx: DotContext,
+  ctx: ReceiveContext,
+  tx: MutationTx,
   c: IncomingCommit,
-  startLabel: BranchLabel,
+  start: { readonly label: BranchLabel; readonly newDot: boolean },
   stream: Readable,
 ): Promise<{ visible: boolean; skipped: boolean }> {
   const v = c.volume;
+  const startLabel = start.label;
+  const nodeId = ctx.mutations.nodeId;
+  // Undefined for a volume this mutation creates (its view entry is added after the store write).
   const state = ctx.index.branches.get(v.fsId);
   const head = state ? ctx.index.head(v.fsId) : v.origin;
+  const headCount = historyLength(ctx, head);
   const extendsHead = sameRef(head, c.parent);
   const isTarget = v.fsId === c.targetFsId;
   if (isTarget && !extendsHead) {
@@ -100,73 +112,65 @@ async function applyCommit(
     throw new DotmeshError('COMMIT_NOT_FOUND', `the parent ${c.parent.commitId} of incoming commit ${c.commitId} is not here`);
   }
   const visible = isTarget || extendsHead;
+  const to = { fsId: v.fsId, commitId: c.commitId };
   const held = state?.commits.find((x) => x.id === c.commitId);
   if (held) {
     // Already here (kept hidden, e.g. after a rollback): make it visible again if it must be.
     if (!visible || !startLabel.hiddenCommits.includes(c.commitId)) return { visible, skipped: true };
-    await switchLive(
-      ctx,
-      v.fsId,
-      { ...startLabel, hiddenCommits: startLabel.hiddenCommits.filter((x) => x !== c.commitId) },
-      c.commitId,
-    );
-    await ctx.mirror.syncDot(v.dot.id);
+    const label: BranchLabel = { ...startLabel, hiddenCommits: startLabel.hiddenCommits.filter((x) => x !== c.commitId) };
+    await tx.writeIntent(label, { op: 'rollback', to, opId: tx.newId() }, startLabel);
+    tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: true }));
+    tx.viewSetLabel(label);
+    tx.finish('make a held commit the head', async () => {
+      await tx.swapLive(v.fsId, to);
+      await tx.rewriteLabel(label);
+    });
     return { visible, skipped: true };
   }
   if (isTarget) await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`);
-  const to = { fsId: v.fsId, commitId: c.commitId };
-  const pre: BranchLabel = visible
-    ? { ...startLabel, intent: { op: 'rollback', to, opId: ctx.newId() } }
+  const finalLabel: BranchLabel = visible
+    ? startLabel
     : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
-  await ctx.driver.writeLabel(v.fsId, { ...pre });
-  ctx.failpoints.hit('receive.after-intent');
-  let info: Awaited<ReturnType<typeof ctx.driver.importCommit>>;
-  try {
-    info = await ctx.driver.importCommit(
-      v.fsId,
-      stream,
-      c.parent ? { parent: { volumeId: c.parent.fsId, commitId: c.parent.commitId } } : {},
+  if (visible) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
+  else await tx.writeLabel(finalLabel, startLabel);
+  tx.failpoint('receive.after-intent');
+  const info = await tx.importCommit(v.fsId, stream, c.parent);
+  const meta = parseCommitMeta(info.meta);
+  if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
+    throw new DotmeshError(
+      'INVALID_ARGUMENT',
+      `the stream for commit ${c.commitId} held commit ${info.id} with parent ${meta.parent?.commitId ?? 'none'} (expected ${c.parent?.commitId ?? 'none'})`,
     );
-    const meta = parseCommitMeta(info.meta);
-    if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
-      await ctx.driver.deleteCommit(v.fsId, info.id);
-      throw new DotmeshError(
-        'INVALID_ARGUMENT',
-        `the stream for commit ${c.commitId} held commit ${info.id} with parent ${meta.parent?.commitId ?? 'none'} (expected ${c.parent?.commitId ?? 'none'})`,
-      );
-    }
-  } catch (e) {
-    await ctx.driver.writeLabel(v.fsId, { ...startLabel }).catch(() => undefined);
-    throw e;
   }
-  ctx.failpoints.hit('receive.after-import');
-  const indexed: IndexedCommit = { id: info.id, seq: info.seq, meta: parseCommitMeta(info.meta) };
-  const { intent: _intent, ...finalLabel } = pre;
-  if (visible) {
-    await ctx.driver.rollback(v.fsId, { volumeId: v.fsId, commitId: c.commitId });
-    await ctx.driver.writeLabel(v.fsId, { ...finalLabel });
-  }
-  ctx.failpoints.hit('receive.after-label');
-  if (!ctx.index.dots.has(v.dot.id)) ctx.index.addDot(v.dot.id, finalLabel.dot!);
-  const indexedBranch = ctx.index.branches.get(v.fsId);
-  if (indexedBranch) {
-    indexedBranch.commits.push(indexed);
-    indexedBranch.label = finalLabel as BranchLabel;
+  tx.failpoint('receive.after-import');
+  const indexed: IndexedCommit = { id: info.id, seq: info.seq, meta };
+  tx.storeOps(putHeldCommit(nodeId, v.fsId, indexed));
+  if (visible) tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: true }));
+  if (start.newDot) {
+    // The first commit of a dot new here: the dot appears with it (its name, master key, state).
+    const info0 = finalLabel.dot!;
+    const claim = claimBranch(nodeId, finalLabel, { head: to, commitCount: 1 });
+    tx.storeCompare(absent(KEYS.registry(info0.namespace, info0.name)), ...claim.compare);
+    tx.storeOps(putRegistry(v.dot.id, info0), ...claim.ops);
+    tx.viewAddDot(v.dot.id, info0);
+    tx.viewAddBranch(finalLabel, [indexed]);
   } else {
-    ctx.index.addBranch(finalLabel as BranchLabel, [indexed]);
+    tx.viewSetLabel(finalLabel);
+    tx.viewAddCommit(v.fsId, indexed);
   }
-  await ctx.mirror.syncDot(v.dot.id);
-  ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible }, 'received commit');
+  tx.finish('receive: live state', async () => {
+    if (visible) {
+      await tx.swapLive(v.fsId, to);
+      await tx.rewriteLabel(finalLabel);
+    }
+    tx.failpoint('receive.after-label');
+  });
   return { visible, skipped: false };
 }
 
-/** Moves a branch's live state to one of its commits under a rollback intent, then clears it. */
-async function switchLive(ctx: DotContext, fsId: string, label: BranchLabel, commitId: string): Promise<void> {
-  const to = { fsId, commitId };
-  await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to, opId: ctx.newId() } });
-  await ctx.driver.rollback(fsId, { volumeId: fsId, commitId });
-  await ctx.driver.writeLabel(fsId, { ...label });
-  ctx.index.requireBranch(fsId).label = label;
+/** Commits in the history that ends at `head` (0 for none). */
+function historyLength(ctx: Pick<DotContext, 'index'>, head: CommitOrigin | null): number {
+  return ctx.index.historyFrom(head).length;
 }
 
 export function sameRef(a: CommitOrigin | null | undefined, b: CommitOrigin | null | undefined): boolean {

@@ -20,21 +20,25 @@ export function interruptedError(): ErrorObject {
  * status change and at most once a second for progress. The peer's API key is never part of
  * a record: `ApiKey` is always "" (the key lives only in the running transfer's memory).
  * A failure is kept twice: `Message` (the human text the original's clients print) and
- * `Error` (code, message, hint and data; null while nothing failed). Records of transfers
- * that were running when the server stopped end in `error` (UNAVAILABLE) at start.
+ * `Error` (code, message, hint and data; null while nothing failed). Each record names the node
+ * running it (`InitiatorNodeId`) and outlives that node's lease; at start a node ends its own
+ * records of transfers that were running when it stopped (`error`, UNAVAILABLE) and never
+ * touches another node's.
  */
 export class TransferRecords {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #records = new Map<string, TransferPollResult & { owner: string; startedAt?: number }>();
   readonly #lastWrite = new Map<string, number>();
+  readonly #nodeId: string;
 
-  constructor(store: Store, logger: Logger) {
+  constructor(store: Store, logger: Logger, nodeId: string) {
     this.#store = store;
     this.#logger = logger;
+    this.#nodeId = nodeId;
   }
 
-  /** Loads stored records; marks those still running as interrupted. */
+  /** Loads stored records; marks this node's that were still running as interrupted. */
   async load(): Promise<void> {
     const { kvs } = await this.#store.range(TRANSFERS_PREFIX);
     for (const kv of kvs) {
@@ -46,7 +50,7 @@ export class TransferRecords {
       }
       if (typeof r?.TransferRequestId !== 'string') continue;
       this.#records.set(r.TransferRequestId, r);
-      if (r.Status !== 'finished' && r.Status !== 'error') {
+      if (r.InitiatorNodeId === this.#nodeId && r.Status !== 'finished' && r.Status !== 'error') {
         this.update(r.TransferRequestId, { Status: 'error', Message: INTERRUPTED_MESSAGE, Error: interruptedError() }, true);
       }
     }
@@ -91,7 +95,9 @@ export class TransferRecords {
   }
 
   #prune(): void {
-    const done = [...this.#records.values()].filter((r) => r.Status === 'finished' || r.Status === 'error');
+    const done = [...this.#records.values()].filter(
+      (r) => r.InitiatorNodeId === this.#nodeId && (r.Status === 'finished' || r.Status === 'error'),
+    );
     for (const r of done.slice(0, Math.max(0, done.length - KEEP_FINISHED))) {
       this.#records.delete(r.TransferRequestId);
       this.#lastWrite.delete(r.TransferRequestId);

@@ -1,9 +1,11 @@
 import { type CommitOrigin, DotmeshError, divergedBranchName } from '@dotmesh/core';
+import { KEYS } from '../cluster/store-keys.ts';
 import { type Caller, canAccess } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedBranch, IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
-import { labelResetTo, refuseIfInUse } from '../dots/rollback.ts';
+import { absent, claimBranch, putClone } from '../dots/mutation/store-writes.ts';
+import { refuseIfInUse, resetBranchTo } from '../dots/rollback.ts';
 import { activeContainersError } from './incoming.ts';
 
 /**
@@ -18,17 +20,26 @@ import { activeContainersError } from './incoming.ts';
  * without intent ─(stash.after-label)→ mirrored. With no common commit the live state is left
  * as it is: the first incoming commit replaces it.
  */
-export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, commonCommitId: string | null): Promise<string> {
+export async function stashAfter(
+  ctx: Pick<DotContext, 'index' | 'mutations' | 'storage' | 'containers' | 'inUse' | 'writeGuard' | 'logger' | 'now'>,
+  caller: Caller,
+  fsId: string,
+  commonCommitId: string | null,
+): Promise<string> {
   const { state, dot } = visibleBranch(ctx, caller, fsId);
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
-  ctx.writeGuard.assertWritable(`stash diverged commits of ${dotName}`);
-  return ctx.locks.exclusive(dot.id, () =>
-    ctx.queues.run(fsId, async () => {
+  const what = `stash diverged commits of ${dotName}`;
+  ctx.writeGuard.assertWritable(what);
+  const name = await ctx.mutations.run(
+    { op: 'stash', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId] },
+    async (tx) => {
       const history = ctx.index.history(fsId);
       const head = ctx.index.head(fsId);
       let common: CommitOrigin | null = null;
+      let commonAt = -1;
       if (commonCommitId !== null) {
-        const entry = history.find((h) => h.commitId === commonCommitId);
+        commonAt = history.findIndex((h) => h.commitId === commonCommitId);
+        const entry = history[commonAt];
         if (!entry) {
           throw new DotmeshError(
             'COMMIT_NOT_FOUND',
@@ -41,63 +52,62 @@ export async function stashAfter(ctx: DotContext, caller: Caller, fsId: string, 
       await refuseIfInUse(ctx, fsId, dotName);
 
       const name = freeDivergedName(ctx, dot, state.label.branch);
-      const newFsId = ctx.newId();
       const stashLabel = newBranchLabel({
-        fsId: newFsId,
+        fsId: tx.newId(),
         dotId: dot.id,
         branch: name,
         origin: head,
         createdAt: ctx.now().toISOString(),
       });
-      await ctx.driver.createVolume(newFsId, { ...stashLabel }, { from: { volumeId: head.fsId, commitId: head.commitId } });
-      ctx.index.addBranch(stashLabel, []);
-      await ctx.mirror.syncDot(dot.id);
-      ctx.failpoints.hit('stash.after-branch');
-
-      const label = labelResetTo(state, common);
-      if (common) {
-        await ctx.driver.writeLabel(fsId, { ...label, intent: { op: 'rollback', to: common, opId: ctx.newId() } });
-        await ctx.driver.rollback(fsId, { volumeId: common.fsId, commitId: common.commitId });
-      }
-      await ctx.driver.writeLabel(fsId, { ...label });
-      state.label = label;
-      ctx.failpoints.hit('stash.after-label');
-      await ctx.mirror.syncDot(dot.id);
-      ctx.logger.info({ fsId, stash: name, newFsId, common }, 'stashed diverged commits');
+      await tx.createVolume(stashLabel, head);
+      tx.failpoint('stash.after-branch');
+      const claim = claimBranch(ctx.mutations.nodeId, stashLabel, { head, commitCount: history.length });
+      tx.storeCompare(...claim.compare);
+      tx.storeOps(...claim.ops);
+      tx.viewAddBranch(stashLabel, []);
+      await resetBranchTo(ctx, tx, state, common, { commitCount: commonAt + 1, failpoints: 'stash' });
+      tx.finish('stash.after-label', async () => tx.failpoint('stash.after-label'));
+      ctx.logger.info({ fsId, stash: name, newFsId: stashLabel.fsId, common }, 'stashing diverged commits');
       return name;
-    }),
+    },
   );
+  return name;
 }
 
 /**
  * Renames a branch out of the way of an incoming branch of the same name that was made
  * independently (another id): the branch keeps its volume, id and commits under the name
  * `<branch>-DIVERGED-<time>`; no data moves. Refused (IN_USE) while containers use it.
- * One label write: a crash leaves the old or the new name.
+ * One label write (undone if the store write fails): a crash leaves the old or the new name.
  */
-export async function stashBranch(ctx: DotContext, caller: Caller, fsId: string): Promise<string> {
+export async function stashBranch(
+  ctx: Pick<DotContext, 'index' | 'mutations' | 'containers' | 'logger' | 'now'>,
+  caller: Caller,
+  fsId: string,
+): Promise<string> {
   const { state, dot } = visibleBranch(ctx, caller, fsId);
   if (state.label.branch === 'master') throw new DotmeshError('INVALID_ARGUMENT', 'the master branch cannot be renamed');
-  return ctx.locks.exclusive(dot.id, () =>
-    ctx.queues.run(fsId, async () => {
+  const what = `rename branch ${state.label.branch} of ${dot.info.namespace}/${dot.info.name}`;
+  return ctx.mutations.run(
+    { op: 'rename', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId], evenWhenFull: true },
+    async (tx) => {
       const containers = await ctx.containers.containersFor(fsId);
       if (containers.length > 0) throw activeContainersError(containers.map((c) => c.Name));
       const old = state.label.branch;
       const name = freeDivergedName(ctx, dot, old);
       const label: BranchLabel = { ...state.label, branch: name };
-      await ctx.driver.writeLabel(fsId, { ...label });
-      state.label = label;
-      if (dot.branches.get(old) === fsId) dot.branches.delete(old);
-      dot.branches.set(name, fsId);
-      await ctx.mirror.syncDot(dot.id);
-      ctx.logger.info({ fsId, from: old, to: name }, 'renamed a branch out of the way of an incoming one');
+      await tx.writeLabel(label, state.label);
+      tx.storeCompare(absent(KEYS.clone(dot.id, name)));
+      tx.storeOps({ type: 'delete', key: KEYS.clone(dot.id, old) }, putClone(label));
+      tx.viewSetLabel(label);
+      ctx.logger.info({ fsId, from: old, to: name }, 'renaming a branch out of the way of an incoming one');
       return name;
-    }),
+    },
   );
 }
 
 /** A branch by filesystem id, with its dot, for a caller who may see that dot. */
-function visibleBranch(ctx: DotContext, caller: Caller, fsId: string): { state: IndexedBranch; dot: IndexedDot } {
+function visibleBranch(ctx: Pick<DotContext, 'index'>, caller: Caller, fsId: string): { state: IndexedBranch; dot: IndexedDot } {
   const state = ctx.index.branches.get(fsId);
   const dot = state ? ctx.index.dots.get(state.label.dotId) : undefined;
   if (!state || !dot || !canAccess(caller, dot.info)) {
@@ -107,7 +117,7 @@ function visibleBranch(ctx: DotContext, caller: Caller, fsId: string): { state: 
 }
 
 /** `<branch>-DIVERGED-<now>`, made unique in the dot (`<branch>-2-DIVERGED-…` and so on). */
-function freeDivergedName(ctx: DotContext, dot: IndexedDot, branch: string): string {
+function freeDivergedName(ctx: Pick<DotContext, 'now'>, dot: IndexedDot, branch: string): string {
   let name = divergedBranchName(branch, ctx.now());
   for (let n = 2; dot.branches.has(name); n++) name = divergedBranchName(`${branch}-${n}`, ctx.now());
   return name;

@@ -26,6 +26,7 @@ import { CommitStore } from './commits.ts';
 import { diffLive, diffSnapshots, dropDiffBase } from './diff.ts';
 import { exists, fsyncPath, isSubvolumeRoot, listDir, mapFsError, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
 import { Layout } from './layout.ts';
+import { waitForOrphans } from './orphans.ts';
 import { readPoolFile } from './pool-format.ts';
 import { purge, type RollbackIntent, recover } from './recovery.ts';
 import { volumeSizes } from './sizes.ts';
@@ -40,6 +41,8 @@ export interface BtrfsDriverOptions {
 }
 
 const noop: ExecLogger = { debug: () => {}, warn: () => {} };
+/** How long open() waits for btrfs commands a killed server left running on the pool. */
+const ORPHAN_WAIT_MS = 120_000;
 
 /**
  * StorageDriver over a btrfs filesystem: volumes are writable subvolumes, commits read-only
@@ -88,6 +91,9 @@ export class BtrfsDriver implements StorageDriver {
     this.referencedCache.clear();
     this.dirtyCache.clear();
     this.commitSizeCache.clear();
+    await waitForOrphans(this.layout.root, { timeoutMs: ORPHAN_WAIT_MS }, (pids) =>
+      this.logger.warn({ pids }, 'waiting for btrfs processes a killed server left on the pool'),
+    );
     const actions = await recover(this.layout, this.cli, this.logger);
     await this.reserve.ensure();
     return { actions };

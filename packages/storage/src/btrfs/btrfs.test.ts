@@ -234,6 +234,32 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
       }
     });
 
+    test('open() waits for btrfs processes a killed server left working on the pool', async () => {
+      const { d, h, op } = await setup();
+      await mkdir(op, { recursive: true });
+      // A receive that blocks on its input, as one whose server was killed mid-stream.
+      const orphan = spawn('btrfs', ['receive', op], { stdio: ['pipe', 'ignore', 'ignore'] });
+      const gone = new Promise<void>((resolve) => orphan.once('exit', () => resolve()));
+      try {
+        await new Promise((r) => setTimeout(r, 200));
+        let opened = false;
+        const opening = d.open().then((report) => {
+          opened = true;
+          return report;
+        });
+        await new Promise((r) => setTimeout(r, 600));
+        assert.equal(opened, false, 'recovery must not run beside a btrfs process on the pool');
+        orphan.stdin.end();
+        await gone;
+        const { actions } = await opening;
+        assert.match(actions.join('\n'), /discarded unfinished operation op1/);
+      } finally {
+        if (orphan.exitCode === null && orphan.signalCode === null) orphan.kill('SIGKILL');
+        await gone;
+        await h.cleanup();
+      }
+    });
+
     test('half-done delete, create and import are finished or discarded; stray meta makes no commit', async () => {
       const { d, h, op } = await setup();
       try {

@@ -53,7 +53,7 @@ after(() => cleanup.run());
 /** One plain etcd for the conformance suite; each test gets a fresh key prefix (an empty store). */
 let plain: Promise<EtcdProcess> | undefined;
 const plainEtcd = () => {
-  plain ??= startEtcd({ cleanup });
+  plain ??= startEtcd({ cleanup, largeRequests: true });
   return plain;
 };
 let tests = 0;
@@ -177,7 +177,7 @@ describe('EtcdStore', { skip }, () => {
 describe('EtcdStore over TLS with client certificates', { skip }, () => {
   let etcd: EtcdProcess;
   const tlsEtcd = async () => {
-    etcd ??= await startEtcd({ cleanup, tls: true });
+    etcd ??= await startEtcd({ cleanup, tls: true, largeRequests: true });
     return etcd;
   };
 

@@ -1,0 +1,138 @@
+import type { CommitOrigin } from '@dotmesh/core';
+
+/**
+ * Every key the server writes in the cluster store, and the shape of its value. The names are
+ * the original's (§8 of its facts) except where a value would grow with the number of commits:
+ * a node's commits are one key per commit (docs/cluster.md lists each departure).
+ *
+ * Who writes what:
+ * - cluster-wide facts (registry, clones, masters, tombstones) are written by the node that
+ *   masters the branch they describe, in the transaction of the mutation that changes them;
+ * - each node writes only its own keys (`servers/<kind>/<nodeId>/…`), bound to its own lease, so
+ *   they vanish when the node does.
+ */
+export const PREFIX = 'dotmesh.io/';
+
+export const KEYS = {
+  registryPrefix: `${PREFIX}registry/filesystems/`,
+  registry: (namespace: string, name: string) => `${PREFIX}registry/filesystems/${namespace}/${name}`,
+  clonesPrefix: `${PREFIX}registry/clones/`,
+  clonesOf: (dotId: string) => `${PREFIX}registry/clones/${dotId}/`,
+  clone: (dotId: string, branch: string) => `${PREFIX}registry/clones/${dotId}/${branch}`,
+  mastersPrefix: `${PREFIX}filesystems/masters/`,
+  master: (fsId: string) => `${PREFIX}filesystems/masters/${fsId}`,
+  deletedPrefix: `${PREFIX}filesystems/deleted/`,
+  deleted: (fsId: string) => `${PREFIX}filesystems/deleted/${fsId}`,
+  commitsPrefix: `${PREFIX}servers/snapshots/`,
+  nodeCommits: (nodeId: string) => `${PREFIX}servers/snapshots/${nodeId}/`,
+  commitsOf: (nodeId: string, fsId: string) => `${PREFIX}servers/snapshots/${nodeId}/${fsId}/`,
+  commit: (nodeId: string, fsId: string, commitId: string) => `${PREFIX}servers/snapshots/${nodeId}/${fsId}/${commitId}`,
+  statesPrefix: `${PREFIX}servers/states/`,
+  nodeStates: (nodeId: string) => `${PREFIX}servers/states/${nodeId}/`,
+  state: (nodeId: string, fsId: string) => `${PREFIX}servers/states/${nodeId}/${fsId}`,
+  addressesPrefix: `${PREFIX}servers/addresses/`,
+  address: (nodeId: string) => `${PREFIX}servers/addresses/${nodeId}`,
+  usersPrefix: `${PREFIX}users/users/`,
+  transfersPrefix: `${PREFIX}filesystems/transfers/`,
+} as const;
+
+/** `registry/filesystems/<ns>/<name>`: a dot's name → id, owner and collaborators. */
+export interface RegistryRecord {
+  readonly Id: string;
+  readonly OwnerId: string;
+  readonly Name: { readonly Namespace: string; readonly Name: string };
+  readonly CollaboratorIds: readonly string[];
+  readonly ForkParentId?: string;
+  readonly ForkParentSnapshotId?: string;
+}
+
+/** `registry/clones/<dotId>/<branch>`: a non-master branch of a dot. */
+export interface CloneRecord {
+  readonly TopLevelFilesystemId: string;
+  readonly FilesystemId: string;
+  readonly Name: string;
+  readonly Origin: { readonly FilesystemId: string; readonly SnapshotId: string };
+}
+
+/** `filesystems/masters/<fsId>`: the node that mounts the branch read-write. Never lease-bound. */
+export interface MasterRecord {
+  readonly filesystem_id: string;
+  readonly node_id: string;
+}
+
+/** `filesystems/deleted/<fsId>`: a tombstone; every node destroys its copy of that id. */
+export interface DeletedRecord {
+  readonly filesystem_id: string;
+  readonly server: string;
+  readonly username: string;
+  readonly deleted_at: string;
+  readonly name: { readonly Namespace: string; readonly Name: string };
+  readonly top_level_filesystem_id: string;
+  readonly clone: string;
+}
+
+/**
+ * `servers/snapshots/<nodeId>/<fsId>/<commitId>`: a commit this node holds (hidden ones too:
+ * they serve as incremental parents), with its metadata and history parent. Lease-bound.
+ */
+export interface HeldCommitRecord {
+  readonly Id: string;
+  readonly Metadata: Readonly<Record<string, string>>;
+  readonly Parent: CommitOrigin | null;
+}
+
+/**
+ * `servers/states/<nodeId>/<fsId>`: the node's copy of a branch: the original's state and
+ * status, plus the head of its history and the visible commit count. Lease-bound.
+ */
+export interface BranchStateRecord {
+  readonly id: string;
+  readonly filesystem_id: string;
+  readonly state: { readonly state: 'active' | 'inactive'; readonly status: string };
+  readonly head: CommitOrigin | null;
+  readonly commitCount: number;
+}
+
+/** `servers/addresses/<nodeId>`: where a live node answers. Lease-bound. */
+export interface AddressRecord {
+  readonly Id: string;
+  readonly Addresses: readonly string[];
+}
+
+export function registryRecord(o: {
+  readonly dotId: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly ownerId: string;
+  readonly collaboratorIds: readonly string[];
+  readonly forkParentId?: string | undefined;
+  readonly forkParentSnapshotId?: string | undefined;
+}): RegistryRecord {
+  return {
+    Id: o.dotId,
+    OwnerId: o.ownerId,
+    Name: { Namespace: o.namespace, Name: o.name },
+    CollaboratorIds: [...o.collaboratorIds],
+    ...(o.forkParentId ? { ForkParentId: o.forkParentId } : {}),
+    ...(o.forkParentSnapshotId ? { ForkParentSnapshotId: o.forkParentSnapshotId } : {}),
+  };
+}
+
+export function cloneRecord(dotId: string, fsId: string, branch: string, origin: CommitOrigin | null): CloneRecord {
+  return {
+    TopLevelFilesystemId: dotId,
+    FilesystemId: fsId,
+    Name: branch,
+    Origin: { FilesystemId: origin?.fsId ?? '', SnapshotId: origin?.commitId ?? '' },
+  };
+}
+
+/** Parses a stored JSON value, or undefined when it is not valid JSON (never throws). */
+export function parseValue<T>(value: string | undefined): T | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { TransferPollResult } from '@dotmesh/rpc';
+import { MemoryStore } from '@dotmesh/store';
+import { SILENT_LOGGER } from '../log.ts';
+import { INTERRUPTED_MESSAGE, TRANSFERS_PREFIX, TransferRecords } from './records.ts';
+
+const record = (id: string, node: string): TransferPollResult & { owner: string } => ({
+  TransferRequestId: id,
+  Peer: '10.0.0.2',
+  User: 'admin',
+  ApiKey: '',
+  Direction: 'push',
+  LocalNamespace: 'admin',
+  LocalName: 'x',
+  LocalBranchName: '',
+  RemoteNamespace: 'admin',
+  RemoteName: 'x',
+  RemoteBranchName: '',
+  FilesystemId: '11111111-1111-4111-8111-111111111111',
+  InitiatorNodeId: node,
+  PeerNodeId: 'peer',
+  StartingCommit: '',
+  TargetCommit: '',
+  Index: 1,
+  Total: 1,
+  Status: 'pushing',
+  NanosecondsElapsed: 0,
+  Size: 0,
+  Sent: 0,
+  Message: '',
+  Error: null,
+  owner: '00000000-0000-0000-0000-000000000000',
+});
+
+test('at start a node ends only its own running transfers; another node’s record is left as it is', async () => {
+  const store = await MemoryStore.open();
+  try {
+    await store.put(`${TRANSFERS_PREFIX}mine`, JSON.stringify(record('mine', 'node-a')));
+    const theirs = JSON.stringify(record('theirs', 'node-b'));
+    await store.put(`${TRANSFERS_PREFIX}theirs`, theirs);
+    const records = new TransferRecords(store, SILENT_LOGGER, 'node-a');
+    await records.load();
+    const admin = '00000000-0000-0000-0000-000000000000';
+    assert.equal(records.get('mine', admin, true).Status, 'error');
+    assert.equal(records.get('mine', admin, true).Message, INTERRUPTED_MESSAGE);
+    assert.equal(records.get('theirs', admin, true).Status, 'pushing');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await store.get(`${TRANSFERS_PREFIX}theirs`))?.value, theirs, 'the store keeps the other node’s record');
+    assert.equal(JSON.parse((await store.get(`${TRANSFERS_PREFIX}mine`))!.value).Status, 'error');
+  } finally {
+    await store.close();
+  }
+});
