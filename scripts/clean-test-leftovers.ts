@@ -1,5 +1,6 @@
 /**
- * Removes what a test run left behind, and only that: processes recorded in the run's PID file
+ * Removes what a test run left behind, and only that: Kubernetes test clusters (from their
+ * cluster-state.json), processes recorded in the run's PID file
  * (or running with the run's directory in their command line or as their working directory),
  * network namespaces named with the run's prefix, mounts under the run's directory and loop
  * devices backed by files in it (by path, or by inode when attached through another mount
@@ -29,6 +30,7 @@ import {
   processStartTime,
   processTree,
   removeTempDir,
+  teardownClustersUnder,
   unmountUnder,
 } from '../packages/testkit/src/index.ts';
 
@@ -150,6 +152,11 @@ async function main(): Promise<number> {
     }
   };
 
+  // Kubernetes test clusters first: their teardown stops the kubelets before the pods, and
+  // undoes what they changed outside the root (bridge, cgroups, sysctls, host files).
+  await attempt('tear down test clusters', async () => {
+    for (const dir of await teardownClustersUnder(root)) leftovers.push(`Kubernetes test cluster ${dir}`);
+  });
   const pidFile = `${root}/.pids`;
   if (existsSync(pidFile)) {
     for (const rec of parsePidFile(readFileSync(pidFile, 'utf8'))) {

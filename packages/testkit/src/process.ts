@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, type SpawnOptions, spawn } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cleanup } from './cleanup.ts';
@@ -237,6 +238,23 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: WaitForOptions 
       await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())), undefined, abort ? { signal: abort } : {});
     } catch (e) {
       throw abort?.aborted ? abort.reason : e;
+    }
+  }
+}
+
+/** SIGKILLs every process (with its descendants) whose root, cwd or command line is under `dir`. */
+export async function killProcessesUsing(dir: string): Promise<void> {
+  const inside = (p: string) => p === dir || p.startsWith(`${dir}/`);
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const root = await readlink(`/proc/${pid}/root`);
+      const cwd = await readlink(`/proc/${pid}/cwd`);
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      if (inside(root) || inside(cwd) || cmdline.some((a) => a.includes(dir))) await killTree(pid, { signal: 'SIGKILL' });
+    } catch {
+      // gone meanwhile, or a kernel thread
     }
   }
 }
