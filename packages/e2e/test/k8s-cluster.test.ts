@@ -162,6 +162,68 @@ describe('kubernetes test cluster', {
     }
   });
 
+  test('Services through kube-proxy: a ClusterIP and a NodePort reach a pod from pods and hostNetwork pods on other nodes; pods reach the API server through the kubernetes Service', async () => {
+    const token = createHash('sha256').update(`svc${ns}${Date.now()}`).digest('hex').slice(0, 16);
+    const web = cluster.nodes[0]!;
+    await cluster.kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        namespace: ns,
+        node: web.name,
+        name: 'web',
+        labels: { app: 'web' },
+        image: cluster.images.busybox.ref,
+        restartPolicy: 'Always',
+        command: ['sh', '-c', `mkdir -p /www && echo ${token} > /www/id && exec httpd -f -p 8080 -h /www`],
+      }),
+    });
+    const service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: ns },
+      spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
+    };
+    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(service) });
+    await waitForPodPhase(cluster.kubectl, ns, 'web', ['Running']);
+    const { stdout } = await cluster.kubectl(['get', 'service', 'web', '-n', ns, '-o', 'json']);
+    const spec = (JSON.parse(stdout) as { spec: { clusterIP: string; ports: { nodePort: number }[] } }).spec;
+    const nodePort = spec.ports[0]!.nodePort;
+    const sa = '/var/run/secrets/kubernetes.io/serviceaccount';
+    const clientScript = (nodePortTarget: string) =>
+      [
+        'set -eu',
+        'get() { curl -sSf --retry 20 --retry-delay 1 --retry-all-errors -m 5 "$@"; }',
+        `echo "clusterip=$(get http://${spec.clusterIP}/id)"`,
+        `echo "nodeport=$(get http://${nodePortTarget}:${nodePort}/id)"`,
+        `api=$(get --cacert ${sa}/ca.crt -H "Authorization: Bearer $(cat ${sa}/token)" "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api")`,
+        'echo "api=$(echo "$api" | tr -d " \n")"',
+      ].join('\n');
+    for (const [name, node, hostNetwork, target] of [
+      ['svc-client-pod', cluster.nodes[2]!, false, cluster.nodes[1]!.ip],
+      ['svc-client-host', cluster.nodes[1]!, true, cluster.nodes[2]!.ip],
+    ] as const) {
+      const out = await runPodToCompletion(
+        cluster.kubectl,
+        podManifest({
+          namespace: ns,
+          node: node.name,
+          name,
+          hostNetwork,
+          serviceAccountToken: true,
+          image: cluster.images.serverBase.ref,
+          command: ['sh', '-c', clientScript(target)],
+        }),
+        120_000,
+      );
+      assert.match(out, new RegExp(`^clusterip=${token}$`, 'm'), `${name}: the ClusterIP reaches the pod on ${web.name}`);
+      assert.match(out, new RegExp(`^nodeport=${token}$`, 'm'), `${name}: the NodePort on ${target} reaches it`);
+      assert.match(
+        out,
+        /^api=.*"kind":"APIVersions"/m,
+        `${name}: the kubernetes Service reaches the API server with the pod's token`,
+      );
+    }
+  });
+
   test('a privileged hostNetwork+hostPID pod attaches a loop device, makes, mounts and writes a btrfs pool, then detaches', async () => {
     const node = cluster.nodes[1]!;
     const poolDir = join(node.paths.dir, 'pool', ns);

@@ -29,8 +29,8 @@ const checks: Record<Capability, () => string | undefined> = {
     existsSync('/usr/sbin/debootstrap')
       ? commandMissing('flock')
       : '/usr/sbin/debootstrap is missing (apt-get install debootstrap)',
-  // The test Kubernetes cluster (k8s/cluster.ts): Debian's containerd, runc and CNI plugins,
-  // and the binaries tools/k8s/build makes (it needs Go >= 1.26).
+  // The test Kubernetes cluster (k8s/cluster.ts): Debian's containerd, runc, CNI plugins and
+  // iptables (kube-proxy), and the binaries tools/k8s/build makes (it needs Go >= 1.26).
   k8s: () =>
     [
       ['/usr/bin/containerd', 'containerd'],
@@ -39,10 +39,12 @@ const checks: Record<Capability, () => string | undefined> = {
       ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
       ['/usr/lib/cni/host-local', 'containernetworking-plugins'],
       ['/usr/lib/cni/loopback', 'containernetworking-plugins'],
+      ['/usr/sbin/iptables', 'iptables'],
     ]
       .filter(([p]) => !existsSync(p!))
       .map(([p, pkg]) => `${p} is missing (apt-get install ${pkg})`)[0] ??
     commandMissing('openssl') ??
+    commandMissing('curl') ??
     (() => {
       const found = findK8sTools();
       return found.ok ? undefined : found.reason;

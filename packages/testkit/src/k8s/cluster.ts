@@ -10,7 +10,7 @@ import { registerHostUser } from './host-state.ts';
 import { busyboxImage, type ImageOptions, pauseImage, serverBaseImage, type TestImage } from './images.ts';
 import { type Kubectl, kubectlRunner, nodeStatus } from './kubectl.ts';
 import { createClusterNetwork, networkNames, routeCheckRoot } from './network.ts';
-import { importImages, type NodePaths, nodePaths, startContainerd, startKubelet } from './node.ts';
+import { importImages, type NodePaths, nodePaths, startContainerd, startKubelet, startKubeProxy } from './node.ts';
 import { makeClusterPki } from './pki.ts';
 import { componentLauncher } from './process-log.ts';
 import { CLUSTER_STATE_FILE, type ClusterState, teardownCluster } from './teardown.ts';
@@ -102,13 +102,19 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   const names = networkNames(id.slice(netnsPrefix().length + 1), nodeNames, netnsPrefix());
   const paths = nodeNames.map((n) => nodePaths(dir, id, n));
   const state: ClusterState = { id, dir, network: names, nodes: paths };
-  await writeFile(join(dir, CLUSTER_STATE_FILE), JSON.stringify(state, null, 2));
+  let current = state;
+  const writeState = async (s: ClusterState) => {
+    current = s;
+    await writeFile(join(dir, `${CLUSTER_STATE_FILE}.tmp`), JSON.stringify(s, null, 2));
+    await rename(join(dir, `${CLUSTER_STATE_FILE}.tmp`), join(dir, CLUSTER_STATE_FILE));
+  };
+  await writeState(state);
   await o.onStateWritten?.(dir);
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
       const s = Date.now();
-      await teardownCluster(state);
+      await teardownCluster(current);
       await removeTempDir(dir);
       log(`stopped in ${Date.now() - s} ms`);
     })();
@@ -137,6 +143,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
     })(),
   ]);
   mark('network', t);
+  await writeState({ ...state, rootRoutes: net.rootRoutes });
   t = Date.now();
   const pki = await makeClusterPki({
     dir: join(dir, 'pki'),
@@ -185,12 +192,25 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
     },
     { timeoutMs: 120_000, intervalMs: 500, what: `nodes ${nodeNames.join(', ')} to be Ready` },
   );
+  await Promise.all(
+    net.nodes.map((n, i) =>
+      startKubeProxy({
+        tools,
+        paths: paths[i]!,
+        net: n,
+        pki,
+        apiServerUrl: cp.apiServerUrl,
+        clusterCidr: net.clusterCidr,
+        launch,
+      }),
+    ),
+  );
   // Pods are refused until the service-account controller made `default` in their namespace.
   await waitFor(() => kubectl(['get', 'serviceaccount', 'default', '-n', 'default']).then(() => true), {
     timeoutMs: 60_000,
     what: 'the default service account',
   });
-  mark('kubelets ready', t);
+  mark('kubelets ready, kube-proxy synced', t);
   timings.total = Date.now() - t0;
   log(`cluster ${id} ready in ${timings.total} ms`);
 

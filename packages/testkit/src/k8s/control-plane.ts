@@ -83,6 +83,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     '--enable-admission-plugins=NodeRestriction',
     '--allow-privileged=true',
     '--kubelet-preferred-address-types=InternalIP,Hostname',
+    // Webhooks and aggregated APIs by their endpoints (pod addresses, routed through the
+    // bridge), not by Service addresses, which only the nodes translate.
+    '--enable-aggregator-routing=true',
     `--kubelet-certificate-authority=${pki.caCert}`,
     `--kubelet-client-certificate=${pki.kubeletClientCert}`,
     `--kubelet-client-key=${pki.kubeletClientKey}`,

@@ -43,6 +43,8 @@ export async function clusterLeftovers(
   const links = new Set((JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname));
   for (const name of [state.network.bridge, ...state.network.nodes.map((n) => n.hostVeth)])
     if (links.has(name)) left.push(`link ${name}`);
+  const { stdout: routes } = await runCommand('ip', ['route', 'show', 'table', 'all']);
+  for (const r of state.rootRoutes ?? []) if (routes.includes(r.join(' '))) left.push(`route ${r.join(' ')}`);
   for (const n of state.nodes) for (const c of cgroupRootLeftovers(n.cgroupRoot)) left.push(`cgroup ${c}`);
   for (const f of footprint.hostFiles) if (existsSync(f)) left.push(`file ${f}`);
   if (existsSync(state.dir)) left.push(`directory ${state.dir}`);

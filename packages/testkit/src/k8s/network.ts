@@ -18,7 +18,9 @@ import { HOST_REGISTRY_DIR } from './host-state.ts';
  * - 10.<b>.0.1/24 on the bridge (API server, etcd clients stay on 127.0.0.1), node i 10.<b>.0.<11+i>
  * - node i's pods 10.<b>.<16+i>.0/24 (clusterCidr 10.<b>.16.0/20), reached from the root namespace
  *   and the other nodes through routes via the node's address
- * - Services 10.<b>.128.0/20 (the API server's --service-cluster-ip-range)
+ * - Services 10.<b>.128.0/20 (the API server's --service-cluster-ip-range): routed from the
+ *   nodes to the bridge address (kube-proxy translates them on the way), and `unreachable` in
+ *   the root namespace, so an address kube-proxy does not know ends there
  *
  * The routes to the node and pod addresses go through the bridge the kit made: callers check it
  * with `routeCheckRoot` before a root-namespace process connects there.
@@ -43,6 +45,8 @@ export interface ClusterNetwork {
   readonly serviceCidr: string;
   /** The first address of serviceCidr (the `kubernetes` Service). */
   readonly apiServiceIP: string;
+  /** Routes added to the root namespace that are not through the bridge (`ip route del` args). */
+  readonly rootRoutes: readonly (readonly string[])[];
   readonly nodes: readonly NodeNetwork[];
 }
 
@@ -104,10 +108,7 @@ async function chooseSecondOctet(seed: string): Promise<number> {
   throw new Error('no free 10.<b>.0.0/16 (b in 201..250) for a test cluster: every one overlaps a route of the root namespace');
 }
 
-/**
- * Creates the bridge, the node namespaces and veths, addresses and routes. `onCreated` is called
- * right after each thing exists (to register its removal); see teardown.ts for the removal.
- */
+/** Creates the bridge, the node namespaces and veths, addresses and routes (teardown.ts removes them). */
 export async function createClusterNetwork(o: { names: NetworkNames; seed: string }): Promise<ClusterNetwork> {
   const { names } = o;
   await mkdir(HOST_REGISTRY_DIR, { recursive: true });
@@ -118,6 +119,8 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
     await runCommand('ip', ['link', 'add', names.bridge, 'type', 'bridge']);
     await runCommand('ip', ['addr', 'add', `10.${b}.0.1/24`, 'dev', names.bridge]);
     await runCommand('ip', ['link', 'set', names.bridge, 'up']);
+    // Service addresses that kube-proxy does not translate end here, not on the default route.
+    await runCommand('ip', ['route', 'add', 'unreachable', serviceCidr(b)]);
   } finally {
     await release();
   }
@@ -138,6 +141,9 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
   for (const node of nodes) {
     // A node forwards between its pods' bridge and its veth; the setting is the namespace's own.
     await node.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    // A route for Service addresses, so that a connection from the node itself (hostNetwork
+    // pods) gets as far as kube-proxy's OUTPUT rules.
+    await runCommand('ip', ['-n', node.netns, 'route', 'add', serviceCidr(b), 'via', `10.${b}.0.1`, 'dev', 'eth0']);
     for (const other of nodes) {
       if (other !== node)
         await runCommand('ip', ['-n', node.netns, 'route', 'add', other.podCidr, 'via', other.ip, 'dev', 'eth0']);
@@ -147,13 +153,16 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
     bridge: names.bridge,
     gateway: `10.${b}.0.1`,
     clusterCidr: `10.${b}.16.0/20`,
-    serviceCidr: `10.${b}.128.0/20`,
+    serviceCidr: serviceCidr(b),
+    rootRoutes: [['unreachable', serviceCidr(b)]],
     apiServiceIP: `10.${b}.128.1`,
     nodes,
   };
   for (const node of nodes) await routeCheckRoot(net, node.ip);
   return net;
 }
+
+const serviceCidr = (b: number) => `10.${b}.128.0/20`;
 
 function nodeNetwork(name: string, netns: string, ip: string, podCidr: string, hostVeth: string): NodeNetwork {
   const netnsPath = `/run/netns/${netns}`;

@@ -240,3 +240,58 @@ export async function startKubelet(o: KubeletOptions): Promise<ComponentProcess>
     net.netnsPath,
   );
 }
+
+/**
+ * kube-proxy (iptables mode, in the node's namespace: its rules are the namespace's own) makes
+ * Services work as in a real cluster: ClusterIPs and NodePorts on the node address, and the
+ * `kubernetes` Service that in-cluster clients find through KUBERNETES_SERVICE_HOST. It changes
+ * no host-wide setting: the conntrack sizes and timeouts it would set are left alone (0).
+ */
+export async function startKubeProxy(o: {
+  tools: K8sTools;
+  paths: NodePaths;
+  net: NodeNetwork;
+  pki: ClusterPki;
+  apiServerUrl: string;
+  clusterCidr: string;
+  launch: ComponentLauncher;
+}): Promise<ComponentProcess> {
+  const { paths: p, net } = o;
+  const kubeconfig = join(p.dir, 'kube-proxy.kubeconfig');
+  await writeFile(
+    kubeconfig,
+    kubeconfigYaml({ server: o.apiServerUrl, caFile: o.pki.caCert, token: o.pki.kubeProxyToken, user: 'system:kube-proxy' }),
+    {
+      mode: 0o600,
+    },
+  );
+  const config = join(p.dir, 'kube-proxy-config.yaml');
+  await writeFile(
+    config,
+    JSON.stringify(
+      {
+        apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+        kind: 'KubeProxyConfiguration',
+        clientConnection: { kubeconfig },
+        mode: 'iptables',
+        hostnameOverride: net.name,
+        bindAddress: net.ip,
+        clusterCIDR: o.clusterCidr,
+        nodePortAddresses: [`${net.ip}/32`],
+        healthzBindAddress: '127.0.0.1:10256',
+        metricsBindAddress: '127.0.0.1:10249',
+        conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
+      },
+      null,
+      2,
+    ),
+  );
+  const proc = o.launch(`${net.name}-kube-proxy`, o.tools.bin('kube-proxy'), [`--config=${config}`, '--v=1'], net.netnsPath);
+  await waitUntil(proc, `kube-proxy of ${net.name} to sync its rules`, 60_000, () =>
+    net.exec('curl', ['-sf', '-o', '/dev/null', 'http://127.0.0.1:10256/healthz'], { timeoutMs: 5000 }).then(
+      () => true,
+      () => false,
+    ),
+  );
+  return proc;
+}

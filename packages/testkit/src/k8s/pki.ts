@@ -7,8 +7,8 @@ import { runCommand } from '../process.ts';
  * The test cluster's credentials, made with the openssl CLI (EC P-256, valid 2 days): one CA
  * that signs the API server's serving certificate, each kubelet's serving certificate and the
  * API server's client certificate for kubelets; a service-account key pair; and bearer tokens
- * (the API server's --token-auth-file) for the admin, the controller manager, the scheduler
- * and each node (`system:node:<name>` in `system:nodes`, as the Node authorizer wants).
+ * (the API server's --token-auth-file) for the admin, the controller manager, the scheduler,
+ * kube-proxy and each node (`system:node:<name>` in `system:nodes`, as the Node authorizer wants).
  */
 export interface ClusterPki {
   readonly dir: string;
@@ -26,6 +26,8 @@ export interface ClusterPki {
   readonly adminToken: string;
   readonly controllerManagerToken: string;
   readonly schedulerToken: string;
+  /** system:kube-proxy (bound to system:node-proxier by the API server's bootstrap RBAC). */
+  readonly kubeProxyToken: string;
   readonly nodes: ReadonlyMap<string, { readonly token: string; readonly servingCert: string; readonly servingKey: string }>;
 }
 
@@ -99,6 +101,7 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
   const adminToken = token();
   const controllerManagerToken = token();
   const schedulerToken = token();
+  const kubeProxyToken = token();
   const nodes = new Map(
     o.nodes.map((n) => [
       n.name,
@@ -110,6 +113,7 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
     `${adminToken},dmtest-admin,dmtest-admin,"system:masters"`,
     `${controllerManagerToken},system:kube-controller-manager,system:kube-controller-manager`,
     `${schedulerToken},system:kube-scheduler,system:kube-scheduler`,
+    `${kubeProxyToken},system:kube-proxy,system:kube-proxy`,
     ...[...nodes].map(([name, n]) => `${n.token},system:node:${name},system:node:${name},"system:nodes"`),
   ];
   await writeFile(f('tokens.csv'), `${lines.join('\n')}\n`, { mode: 0o600 });
@@ -127,6 +131,7 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
     adminToken,
     controllerManagerToken,
     schedulerToken,
+    kubeProxyToken,
     nodes,
   };
 }

@@ -36,6 +36,9 @@ export interface PodSpecOptions {
   readonly volumeMounts?: readonly Record<string, unknown>[];
   readonly env?: readonly Record<string, unknown>[];
   readonly initContainers?: readonly Record<string, unknown>[];
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Mount the service account's token (default false: most test pods never call the API). */
+  readonly serviceAccountToken?: boolean;
 }
 
 /** A pod manifest (JSON, which kubectl takes as YAML) using a locally imported image. */
@@ -43,14 +46,14 @@ export function podManifest(o: PodSpecOptions): string {
   return JSON.stringify({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: o.name, namespace: o.namespace },
+    metadata: { name: o.name, namespace: o.namespace, ...(o.labels ? { labels: o.labels } : {}) },
     spec: {
       nodeName: o.node,
       restartPolicy: o.restartPolicy ?? 'Never',
       hostNetwork: o.hostNetwork ?? false,
       hostPID: o.hostPID ?? false,
       terminationGracePeriodSeconds: 1,
-      automountServiceAccountToken: false,
+      automountServiceAccountToken: o.serviceAccountToken ?? false,
       ...(o.initContainers ? { initContainers: o.initContainers } : {}),
       containers: [
         {

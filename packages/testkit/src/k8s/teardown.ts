@@ -21,6 +21,8 @@ export interface ClusterState {
   readonly dir: string;
   readonly network: NetworkNames;
   readonly nodes: readonly NodePaths[];
+  /** Root-namespace routes not through the bridge (known once the network exists). */
+  readonly rootRoutes?: readonly (readonly string[])[];
 }
 
 export const CLUSTER_STATE_FILE = 'cluster-state.json';
@@ -166,6 +168,13 @@ export async function teardownCluster(state: ClusterState): Promise<void> {
     await step(`delete link ${name}`, () =>
       runCommand('ip', ['link', 'del', name]).catch((e: Error) => {
         if (!/Cannot find device/.test(e.message)) throw e;
+      }),
+    );
+  }
+  for (const r of state.rootRoutes ?? []) {
+    await step(`delete route ${r.join(' ')}`, () =>
+      runCommand('ip', ['route', 'del', ...r]).catch((e: Error) => {
+        if (!/No such process/.test(e.message)) throw e;
       }),
     );
   }
