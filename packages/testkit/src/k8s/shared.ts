@@ -75,8 +75,14 @@ async function sharedCluster(dir: string, owner: string | undefined, log: (s: st
     const failed = join(dir, SHARED_FILES.failed);
     if (existsSync(failed)) throw new Error(`the run's shared test cluster failed to start: ${await readFile(failed, 'utf8')}`);
     const pid = daemonPid(dir);
-    const info = readyInfo(dir);
-    if (info && pid !== undefined && isAlive(pid)) return clusterHandle(info);
+    if (pid !== undefined && isAlive(pid)) {
+      const info = readyInfo(dir);
+      if (info) return clusterHandle(info);
+      throw new Error(
+        `the shared test cluster's daemon (pid ${pid}) runs but its cluster is not ready (see ${join(dir, SHARED_FILES.log)})`,
+      );
+    }
+    await removeDeadCluster(dir);
     log(`starting the run's shared test cluster (daemon log: ${join(dir, SHARED_FILES.log)})`);
     const out = openSync(join(dir, SHARED_FILES.log), 'a');
     let daemon: ReturnType<typeof spawnTracked>;
@@ -89,6 +95,8 @@ async function sharedCluster(dir: string, owner: string | undefined, log: (s: st
     } finally {
       closeSync(out);
     }
+    // The daemon outlives this test file: its process must not keep this one's event loop alive.
+    daemon.child.unref();
     const stop = new AbortController();
     void daemon.exited.then((e) => stop.abort(new Error(`the cluster daemon exited (${e.code ?? e.signal})`)));
     try {
@@ -112,6 +120,17 @@ async function sharedCluster(dir: string, owner: string | undefined, log: (s: st
   }
 }
 
+/** Tears down what a dead daemon left and forgets it (the caller holds the lock). */
+async function removeDeadCluster(dir: string): Promise<void> {
+  const named = join(dir, SHARED_FILES.clusterDir);
+  const clusterDir = existsSync(named) ? readFileSync(named, 'utf8').trim() : undefined;
+  if (clusterDir !== undefined && existsSync(join(clusterDir, CLUSTER_STATE_FILE))) {
+    await teardownCluster(readClusterState(clusterDir));
+    await rm(clusterDir, { recursive: true, force: true });
+  }
+  for (const f of [SHARED_FILES.pid, SHARED_FILES.clusterDir, SHARED_FILES.ready]) await rm(join(dir, f), { force: true });
+}
+
 /**
  * Stops the shared cluster's daemon (SIGTERM: it tears the cluster down) and, if it died
  * without finishing, tears down what is left itself; then removes the shared directory.
@@ -127,11 +146,6 @@ export async function stopSharedCluster(dir: string): Promise<void> {
       what: `the cluster daemon (pid ${pid}) to stop`,
     }).catch(() => killTree(pid, { signal: 'SIGKILL' }));
   }
-  const named = join(dir, SHARED_FILES.clusterDir);
-  const clusterDir = existsSync(named) ? readFileSync(named, 'utf8').trim() : undefined;
-  if (clusterDir !== undefined && existsSync(join(clusterDir, CLUSTER_STATE_FILE))) {
-    await teardownCluster(readClusterState(clusterDir));
-    await rm(clusterDir, { recursive: true, force: true });
-  }
+  await removeDeadCluster(dir);
   await rm(dir, { recursive: true, force: true });
 }
