@@ -5,7 +5,7 @@ import { Cleanup } from '../cleanup.ts';
 import { netnsPrefix } from '../netns.ts';
 import { runCommand, waitFor } from '../process.ts';
 import { makeTempDir, removeTempDir } from '../tmp.ts';
-import { startControlPlane } from './control-plane.ts';
+import { type ControlPlaneOptions, startControlPlane } from './control-plane.ts';
 import { registerHostUser } from './host-state.ts';
 import { busyboxImage, type ImageOptions, pauseImage, serverBaseImage, type TestImage } from './images.ts';
 import { type Kubectl, kubectlRunner, nodeStatus } from './kubectl.ts';
@@ -79,6 +79,8 @@ export interface StartTestClusterOptions {
   /** The kubelets' port on their node address, and their healthz port on 127.0.0.1 (per namespace). */
   readonly kubeletPort?: number;
   readonly kubeletHealthzPort?: number;
+  /** Fixed control-plane ports (default: free ones). */
+  readonly controlPlanePorts?: ControlPlaneOptions['ports'];
   /** Called with the cluster's directory once its cluster-state.json is written. */
   readonly onStateWritten?: (dir: string) => unknown;
 }
@@ -167,6 +169,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
     serviceCidr: net.serviceCidr,
     clusterCidr: net.clusterCidr,
     launch,
+    ...(o.controlPlanePorts ? { ports: o.controlPlanePorts } : {}),
   });
   mark('control plane', t);
   await nodesUp;
