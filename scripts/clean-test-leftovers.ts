@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  ancestors,
   deleteNetnsWithPrefix,
   detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
@@ -47,20 +48,6 @@ export function parsePidFile(text: string): RecordedPid[] {
     const [pid, startTime = '', ...cmd] = line.split('\t');
     if (pid === undefined || !/^\d+$/.test(pid)) continue;
     out.push({ pid: Number(pid), startTime, cmd: cmd.join('\t') });
-  }
-  return out;
-}
-
-function ancestors(pid: number): Set<number> {
-  const out = new Set<number>();
-  for (let p = pid; p > 1 && !out.has(p); ) {
-    out.add(p);
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      break;
-    }
   }
   return out;
 }

@@ -15,4 +15,5 @@ export * from './ports.ts';
 export * from './postgres-image.ts';
 export * from './process.ts';
 export * from './server-process.ts';
+export * from './test-ca.ts';
 export * from './tmp.ts';

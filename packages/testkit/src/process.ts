@@ -258,3 +258,15 @@ export async function killProcessesUsing(dir: string): Promise<void> {
     }
   }
 }
+
+/** `pid` and its ancestors up to (not including) PID 1. */
+export function ancestors(pid: number = process.pid): Set<number> {
+  const out = new Set<number>();
+  for (let p = pid; p > 1 && !out.has(p); ) {
+    out.add(p);
+    const st = readStat(p);
+    if (st === undefined) break;
+    p = st.ppid;
+  }
+  return out;
+}

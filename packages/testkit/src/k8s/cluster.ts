@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cleanup } from '../cleanup.ts';
-import { netnsPrefix } from '../netns.ts';
-import { runCommand, waitFor } from '../process.ts';
+import { netnsCommands, netnsPrefix } from '../netns.ts';
+import { waitFor } from '../process.ts';
 import { makeTempDir, removeTempDir } from '../tmp.ts';
 import { type ControlPlaneOptions, startControlPlane } from './control-plane.ts';
 import { registerHostUser } from './host-state.ts';
@@ -248,7 +248,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
 
 /** Runs `cmd args` inside a node's network namespace (the node's own view: its address, 127.0.0.1). */
 export function nodeExec(node: TestClusterNode, cmd: string, args: readonly string[], timeoutMs?: number) {
-  return runCommand('nsenter', [`--net=${node.netnsPath}`, '--', cmd, ...args], timeoutMs === undefined ? {} : { timeoutMs });
+  return netnsCommands(node.netnsPath).exec(cmd, args, timeoutMs === undefined ? {} : { timeoutMs });
 }
 
 /** A private cluster whose cleanup is its own (for callers without a Cleanup stack). */

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { acquireFlock } from '../flock.ts';
 import { TEST_NETWORK } from '../hosts.ts';
-import { type CommandResult, runCommand, type SpawnTrackedOptions, spawnTracked, type TrackedProcess } from '../process.ts';
+import { type NetnsCommands, netnsCommands } from '../netns.ts';
+import { runCommand } from '../process.ts';
 import { HOST_REGISTRY_DIR } from './host-state.ts';
 
 /**
@@ -25,7 +26,7 @@ import { HOST_REGISTRY_DIR } from './host-state.ts';
  * The routes to the node and pod addresses go through the bridge the kit made: callers check it
  * with `routeCheckRoot` before a root-namespace process connects there.
  */
-export interface NodeNetwork {
+export interface NodeNetwork extends NetnsCommands {
   readonly name: string;
   readonly netns: string;
   readonly netnsPath: string;
@@ -33,8 +34,6 @@ export interface NodeNetwork {
   readonly podCidr: string;
   /** The veth end on the bridge, in the root namespace. */
   readonly hostVeth: string;
-  exec(cmd: string, args: readonly string[], opts?: { timeoutMs?: number }): Promise<CommandResult>;
-  spawn(cmd: string, args: readonly string[], opts?: SpawnTrackedOptions): TrackedProcess;
 }
 
 export interface ClusterNetwork {
@@ -166,17 +165,7 @@ const serviceCidr = (b: number) => `10.${b}.128.0/20`;
 
 function nodeNetwork(name: string, netns: string, ip: string, podCidr: string, hostVeth: string): NodeNetwork {
   const netnsPath = `/run/netns/${netns}`;
-  const wrap = (cmd: string, args: readonly string[]) => [`--net=${netnsPath}`, '--', cmd, ...args];
-  return {
-    name,
-    netns,
-    netnsPath,
-    ip,
-    podCidr,
-    hostVeth,
-    exec: (cmd, args, opts = {}) => runCommand('nsenter', wrap(cmd, args), opts),
-    spawn: (cmd, args, opts = {}) => spawnTracked('nsenter', wrap(cmd, args), opts),
-  };
+  return { name, netns, netnsPath, ip, podCidr, hostVeth, ...netnsCommands(netnsPath) };
 }
 
 /**

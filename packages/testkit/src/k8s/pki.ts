@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from '../process.ts';
+import { makeTestCa } from '../test-ca.ts';
 
 /**
  * The test cluster's credentials, made with the openssl CLI (EC P-256, valid 2 days): one CA
@@ -45,50 +46,17 @@ const API_SERVER_NAMES = [
   'kubernetes.default.svc',
   'kubernetes.default.svc.cluster.local',
 ];
-const KEY_ARGS = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
 export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> {
   const { dir } = o;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const f = (name: string) => join(dir, name);
-  await runCommand('openssl', [
-    'req',
-    '-x509',
-    ...KEY_ARGS,
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-    '-days',
-    '2',
-    '-subj',
-    '/CN=dmtest-k8s-ca',
-  ]);
-  const sign = async (name: string, subject: string, ext: string) => {
-    await writeFile(f(`${name}.ext`), ext);
-    await runCommand('openssl', ['req', ...KEY_ARGS, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subject]);
-    await runCommand('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f('ca.pem'),
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      f(`${name}.pem`),
-      '-days',
-      '2',
-      '-extfile',
-      f(`${name}.ext`),
-    ]);
-  };
+  const ca = await makeTestCa(dir, 'dmtest-k8s-ca');
+  const sign = (name: string, subject: string, ext: string) => ca.sign(name, subject, ext);
   const serverExt = (sans: string[]) =>
     `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n`;
   const apiSans = [...o.apiServerIPs.map((ip) => `IP:${ip}`), 'IP:127.0.0.1', ...API_SERVER_NAMES.map((n) => `DNS:${n}`)];
-  // Serially: `-CAcreateserial` rewrites ca.srl, which concurrent signers would race on.
+  // Serially: openssl rewrites the CA's serial file.
   await sign('apiserver', '/CN=kube-apiserver', serverExt(apiSans));
   await sign('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'extendedKeyUsage=clientAuth\n');
   for (const n of o.nodes) {
@@ -119,8 +87,8 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
   await writeFile(f('tokens.csv'), `${lines.join('\n')}\n`, { mode: 0o600 });
   return {
     dir,
-    caCert: f('ca.pem'),
-    caKey: f('ca.key'),
+    caCert: ca.caCert,
+    caKey: ca.caKey,
     apiServerCert: f('apiserver.pem'),
     apiServerKey: f('apiserver.key'),
     kubeletClientCert: f('apiserver-kubelet-client.pem'),

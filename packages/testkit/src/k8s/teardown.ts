@@ -4,7 +4,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unmountUnder } from '../loop.ts';
 import { deleteNetns } from '../netns.ts';
-import { isAlive, killTree, runCommand } from '../process.ts';
+import { ancestors, isAlive, killTree, runCommand } from '../process.ts';
 import { cgroupHierarchies, removeCgroupRoot } from './cgroups.ts';
 import { releaseHostUser } from './host-state.ts';
 import type { NetworkNames } from './network.ts';
@@ -31,24 +31,9 @@ export function readClusterState(dir: string): ClusterState {
   return JSON.parse(readFileSync(join(dir, CLUSTER_STATE_FILE), 'utf8')) as ClusterState;
 }
 
-/** This process and its ancestors (never killed by a teardown running inside them). */
-function selfAndAncestors(): Set<number> {
-  const out = new Set<number>();
-  for (let pid = process.pid; pid > 1 && !out.has(pid); ) {
-    out.add(pid);
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      break;
-    }
-  }
-  return out;
-}
-
 /** Live processes whose command line names a path under `dir/` (components, containerd shims). */
 export function clusterProcesses(dir: string): { pid: number; cmd: string }[] {
-  const skip = selfAndAncestors();
+  const skip = ancestors(process.pid); // never this process or its parents (a teardown inside them)
   const out: { pid: number; cmd: string }[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || skip.has(Number(name))) continue;
