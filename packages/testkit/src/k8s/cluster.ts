@@ -9,17 +9,18 @@ import { type ControlPlaneOptions, startControlPlane } from './control-plane.ts'
 import { registerHostUser } from './host-state.ts';
 import { busyboxImage, type ImageOptions, pauseImage, serverBaseImage, type TestImage } from './images.ts';
 import { type Kubectl, kubectlRunner, nodeStatus } from './kubectl.ts';
+import { startKubelet, startKubeProxy } from './kubelet.ts';
 import { createClusterNetwork, networkNames, routeCheckRoot } from './network.ts';
-import { importImages, type NodePaths, nodePaths, startContainerd, startKubelet, startKubeProxy } from './node.ts';
+import { importImages, type NodePaths, nodePaths, startContainerd } from './node.ts';
 import { makeClusterPki } from './pki.ts';
-import { componentLauncher } from './process-log.ts';
+import { type ComponentProcess, componentLauncher, logTail } from './process-log.ts';
 import { CLUSTER_STATE_FILE, type ClusterState, teardownCluster } from './teardown.ts';
 import { findK8sTools, type K8sTools, readManifest } from './tools.ts';
 
 /**
  * A real Kubernetes cluster for tests (see docs/kubernetes.md, "The test cluster"): the control
  * plane in the root network namespace on a bridge address, and N nodes (default 3), each a
- * kubelet with its own containerd in its own network namespace. Plain data (`TestClusterInfo`)
+ * kubelet and kube-proxy with its own containerd in its own network namespace. Plain data (`TestClusterInfo`)
  * so that another process can use a cluster it did not start (the shared cluster, shared.ts).
  */
 export interface TestClusterNode {
@@ -100,7 +101,10 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   // Everything is named before anything is made, and written down for teardownCluster.
   const dir = await makeTempDir('k8s');
   const id = `${netnsPrefix()}k${randomBytes(2).toString('hex').slice(0, 3)}`;
-  const nodeNames = Array.from({ length: o.nodes ?? 3 }, (_, i) => `node-${i}`);
+  const count = o.nodes ?? 3;
+  // Node i's pods are 10.<b>.<16+i>.0/24, inside the cluster CIDR 10.<b>.16.0/20.
+  if (!Number.isInteger(count) || count < 1 || count > 16) throw new Error(`a test cluster has 1 to 16 nodes, not ${count}`);
+  const nodeNames = Array.from({ length: count }, (_, i) => `node-${i}`);
   const names = networkNames(id.slice(netnsPrefix().length + 1), nodeNames, netnsPrefix());
   const paths = nodeNames.map((n) => nodePaths(dir, id, n));
   const state: ClusterState = { id, dir, network: names, nodes: paths };
@@ -144,7 +148,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
       return built;
     })(),
   ]);
-  mark('network', t);
+  mark('network (and images)', t);
   await writeState({ ...state, rootRoutes: net.rootRoutes });
   t = Date.now();
   const pki = await makeClusterPki({
@@ -161,6 +165,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
       await importImages(paths[i]!, [images.pause, images.busybox, images.serverBase]);
     }),
   ).then(() => mark('containerd started and images imported on every node', t));
+  nodesUp.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
   const cp = await startControlPlane({
     tools,
     pki,
@@ -175,9 +180,10 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   await nodesUp;
 
   t = Date.now();
+  const kubelets: ComponentProcess[] = [];
   for (const [i, n] of net.nodes.entries()) {
     await routeCheckRoot(net, n.ip);
-    await startKubelet({
+    const kubelet = await startKubelet({
       tools,
       paths: paths[i]!,
       net: n,
@@ -186,6 +192,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
       launch,
       ports: { kubelet: o.kubeletPort ?? 10250, healthz: o.kubeletHealthzPort ?? 10248 },
     });
+    kubelets.push(kubelet);
   }
   const kubectl = kubectlRunner(tools.bin('kubectl'), cp.adminKubeconfig);
   await waitFor(
@@ -194,7 +201,10 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
       return net.nodes.every((n) => status.get(n.name)?.ready === true);
     },
     { timeoutMs: 120_000, intervalMs: 500, what: `nodes ${nodeNames.join(', ')} to be Ready` },
-  );
+  ).catch((e: Error) => {
+    const tails = kubelets.map((k) => `--- ${k.logFile} (tail) ---\n${logTail(k, 2000)}`).join('\n');
+    throw new Error(`${e.message}\n${tails}`, { cause: e });
+  });
   await Promise.all(
     net.nodes.map((n, i) =>
       startKubeProxy({

@@ -4,6 +4,7 @@ export * from './host-state.ts';
 export * from './image-tar.ts';
 export * from './images.ts';
 export * from './kubectl.ts';
+export * from './kubelet.ts';
 export * from './leftovers.ts';
 export * from './network.ts';
 export * from './node.ts';
