@@ -1,5 +1,6 @@
 /**
- * Removes what a test run left behind, and only that: processes recorded in the run's PID file
+ * Removes what a test run left behind, and only that: Kubernetes test clusters (from their
+ * cluster-state.json), processes recorded in the run's PID file
  * (or running with the run's directory in their command line or as their working directory),
  * network namespaces named with the run's prefix, mounts under the run's directory and loop
  * devices backed by files in it (by path, or by inode when attached through another mount
@@ -19,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  ancestors,
   deleteNetnsWithPrefix,
   detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
@@ -29,6 +31,7 @@ import {
   processStartTime,
   processTree,
   removeTempDir,
+  teardownClustersUnder,
   unmountUnder,
 } from '../packages/testkit/src/index.ts';
 
@@ -45,20 +48,6 @@ export function parsePidFile(text: string): RecordedPid[] {
     const [pid, startTime = '', ...cmd] = line.split('\t');
     if (pid === undefined || !/^\d+$/.test(pid)) continue;
     out.push({ pid: Number(pid), startTime, cmd: cmd.join('\t') });
-  }
-  return out;
-}
-
-function ancestors(pid: number): Set<number> {
-  const out = new Set<number>();
-  for (let p = pid; p > 1 && !out.has(p); ) {
-    out.add(p);
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      break;
-    }
   }
   return out;
 }
@@ -150,6 +139,11 @@ async function main(): Promise<number> {
     }
   };
 
+  // Kubernetes test clusters first: their teardown stops the kubelets before the pods, and
+  // undoes what they changed outside the root (bridge, cgroups, sysctls, host files).
+  await attempt('tear down test clusters', async () => {
+    for (const dir of await teardownClustersUnder(root)) leftovers.push(`Kubernetes test cluster ${dir}`);
+  });
   const pidFile = `${root}/.pids`;
   if (existsSync(pidFile)) {
     for (const rec of parsePidFile(readFileSync(pidFile, 'utf8'))) {

@@ -37,6 +37,7 @@ test('.ci/run runs command 2 beside the cluster of command 1, then the benchmark
     'phase apt apt_packages',
     'CLUSTER_UP=true',
     'phase install run_readme_command 1',
+    'phase k8s-tools k8s_tools',
     'phase tests run_readme_command 2',
     'phase bench bench_smoke',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash array expansion, not a template

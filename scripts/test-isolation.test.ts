@@ -67,7 +67,7 @@ test('every `dm cluster init` a test runs names its own ports and paths, or runs
 const OWN_TEMP_DIRS: Readonly<Record<string, string>> = {
   'packages/testkit/src/tmp.ts': 'makeTempDir itself, and the OS temp dir as the root when no test root is set',
   'packages/testkit/src/tmp.test.ts': 'asserts that fallback',
-  'packages/testkit/src/postgres-image.ts': 'builds in its image cache, which outlives runs on purpose',
+  'packages/testkit/src/cached-build.ts': 'builds test images in their cache, which outlives runs on purpose',
   'bench/src/quota-choice.ts': 'synchronous, under testRoot()',
   'scripts/build.test.ts': "under the repo's ignored .tmp/, so that bundled imports resolve from node_modules",
 };

@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
+import { findK8sTools } from './k8s/tools.ts';
 
 /**
  * Capability gates for tests. Outside CI a test that lacks a capability is skipped with the
  * reason; under CI=true it fails instead, so a green CI run proves the real thing ran.
  */
-export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns' | 'docker' | 'debootstrap';
+export type Capability = 'root' | 'btrfs' | 'etcd' | 'losetup' | 'netns' | 'docker' | 'debootstrap' | 'k8s';
 
 const checks: Record<Capability, () => string | undefined> = {
   root: () => (process.getuid?.() === 0 ? undefined : 'needs root'),
@@ -28,6 +29,26 @@ const checks: Record<Capability, () => string | undefined> = {
     existsSync('/usr/sbin/debootstrap')
       ? commandMissing('flock')
       : '/usr/sbin/debootstrap is missing (apt-get install debootstrap)',
+  // The test Kubernetes cluster (k8s/cluster.ts): Debian's containerd, runc, CNI plugins and
+  // iptables (kube-proxy), and the binaries tools/k8s/build makes (it needs Go >= 1.26).
+  k8s: () =>
+    [
+      ['/usr/bin/containerd', 'containerd'],
+      ['/usr/bin/ctr', 'containerd'],
+      ['/usr/sbin/runc', 'runc'],
+      ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
+      ['/usr/lib/cni/host-local', 'containernetworking-plugins'],
+      ['/usr/lib/cni/loopback', 'containernetworking-plugins'],
+      ['/usr/sbin/iptables', 'iptables'],
+    ]
+      .filter(([p]) => !existsSync(p!))
+      .map(([p, pkg]) => `${p} is missing (apt-get install ${pkg})`)[0] ??
+    commandMissing('openssl') ??
+    commandMissing('curl') ??
+    (() => {
+      const found = findK8sTools();
+      return found.ok ? undefined : found.reason;
+    })(),
 };
 
 /** `ip netns list` must work (it needs root and a kernel with network namespaces). */

@@ -1,10 +1,11 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.ts';
 import { freePorts } from './ports.ts';
-import { runCommand, spawnTracked, type TrackedProcess, waitFor } from './process.ts';
+import { spawnTracked, type TrackedProcess, waitFor } from './process.ts';
+import { makeTestCa } from './test-ca.ts';
 import { makeTempDir } from './tmp.ts';
 
 /**
@@ -127,51 +128,14 @@ interface Certificates {
 
 /** A CA, a server certificate for 127.0.0.1/localhost and a client certificate (EC P-256, 2 days). */
 async function makeCertificates(dir: string): Promise<Certificates> {
-  const f = (name: string) => join(dir, name);
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await runCommand('openssl', [
-    'req',
-    '-x509',
-    ...key,
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-    '-days',
-    '2',
-    '-subj',
-    '/CN=dmtest-etcd-ca',
-  ]);
-  const sign = async (name: string, cn: string, ext: string) => {
-    await writeFile(f(`${name}.ext`), ext);
-    await runCommand('openssl', ['req', ...key, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`]);
-    await runCommand('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f('ca.pem'),
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      f(`${name}.pem`),
-      '-days',
-      '2',
-      '-extfile',
-      f(`${name}.ext`),
-    ]);
-  };
-  await sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
-  await sign('client', 'dotmesh-server', 'extendedKeyUsage=clientAuth\n');
-  return {
-    caFile: f('ca.pem'),
-    serverCert: f('server.pem'),
-    serverKey: f('server.key'),
-    clientCert: f('client.pem'),
-    clientKey: f('client.key'),
-  };
+  const ca = await makeTestCa(dir, 'dmtest-etcd-ca');
+  const server = await ca.sign(
+    'server',
+    '/CN=127.0.0.1',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n',
+  );
+  const client = await ca.sign('client', '/CN=dotmesh-server', 'extendedKeyUsage=clientAuth\n');
+  return { caFile: ca.caCert, serverCert: server.cert, serverKey: server.key, clientCert: client.cert, clientKey: client.key };
 }
 
 /** GET /health: true once etcd reports itself healthy. */

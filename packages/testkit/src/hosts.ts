@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import type { Cleanup } from './cleanup.ts';
-import { deleteNetns, netnsName } from './netns.ts';
-import { type CommandResult, runCommand, type SpawnTrackedOptions, spawnTracked, type TrackedProcess } from './process.ts';
+import { deleteNetns, type NetnsCommands, netnsCommands, netnsName } from './netns.ts';
+import { runCommand } from './process.ts';
 
 /**
  * Several "hosts" on one machine for multi-cluster tests: each host is a network namespace
@@ -29,7 +29,7 @@ import { type CommandResult, runCommand, type SpawnTrackedOptions, spawnTracked,
  * killed and it is deleted (with its veth ends). Names start with the run's prefix, so
  * scripts/clean-test-leftovers.ts removes whatever a crashed test left.
  */
-export interface TestHost {
+export interface TestHost extends NetnsCommands {
   /** The namespace's name (netnsName(...)). */
   readonly name: string;
   /** The host's IPv4 address on the test network. */
@@ -38,14 +38,6 @@ export interface TestHost {
   readonly netnsPath: string;
   /** The veth devices the kit created in this namespace. */
   readonly devices: readonly string[];
-  /** Runs `nsenter --net=<netnsPath> -- cmd args` to completion; rejects on a non-zero exit. */
-  exec(
-    cmd: string,
-    args: readonly string[],
-    opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string },
-  ): Promise<CommandResult>;
-  /** Starts `cmd args` inside the namespace as a tracked process (killed by `opts.cleanup`). */
-  spawn(cmd: string, args: readonly string[], opts?: SpawnTrackedOptions): TrackedProcess;
 }
 
 export type HostLinks = 'star' | 'mesh';
@@ -129,15 +121,7 @@ export async function routeCheck(from: TestHost, toAddress: string): Promise<voi
 
 function makeHost(name: string, address: string, devices: string[]): TestHost {
   const netnsPath = `/run/netns/${name}`;
-  const wrap = (cmd: string, args: readonly string[]) => [`--net=${netnsPath}`, '--', cmd, ...args];
-  return {
-    name,
-    address,
-    netnsPath,
-    devices,
-    exec: (cmd, args, opts = {}) => runCommand('nsenter', wrap(cmd, args), opts),
-    spawn: (cmd, args, opts = {}) => spawnTracked('nsenter', wrap(cmd, args), opts),
-  };
+  return { name, address, netnsPath, devices, ...netnsCommands(netnsPath) };
 }
 
 async function addNamespace(cleanup: Cleanup, name: string): Promise<void> {

@@ -1,5 +1,12 @@
 import { readdirSync } from 'node:fs';
-import { killTree, runCommand } from './process.ts';
+import {
+  type CommandResult,
+  killTree,
+  runCommand,
+  type SpawnTrackedOptions,
+  spawnTracked,
+  type TrackedProcess,
+} from './process.ts';
 
 /**
  * Network namespaces made by tests are named `<prefix><suffix>`; the prefix comes from
@@ -45,4 +52,28 @@ export async function deleteNetns(name: string): Promise<void> {
   const { stdout } = await runCommand('ip', ['netns', 'pids', name]).catch(() => ({ stdout: '' }));
   for (const pid of stdout.split('\n').filter(Boolean).map(Number)) await killTree(pid, { graceMs: 2000 });
   await runCommand('ip', ['netns', 'del', name]);
+}
+
+/** Running commands in the network namespace `/run/netns/...` at `netnsPath`. */
+export interface NetnsCommands {
+  /** Runs `nsenter --net=<netnsPath> -- cmd args` to completion; rejects on a non-zero exit. */
+  exec(
+    cmd: string,
+    args: readonly string[],
+    opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string },
+  ): Promise<CommandResult>;
+  /** Starts `cmd args` inside the namespace as a tracked process. */
+  spawn(cmd: string, args: readonly string[], opts?: SpawnTrackedOptions): TrackedProcess;
+}
+
+/**
+ * `nsenter --net` (not `ip netns exec`, which remounts /sys: dockerd and kubelets then fail)
+ * keeps the shared mount namespace.
+ */
+export function netnsCommands(netnsPath: string): NetnsCommands {
+  const wrap = (cmd: string, args: readonly string[]) => [`--net=${netnsPath}`, '--', cmd, ...args];
+  return {
+    exec: (cmd, args, opts = {}) => runCommand('nsenter', wrap(cmd, args), opts),
+    spawn: (cmd, args, opts = {}) => spawnTracked('nsenter', wrap(cmd, args), opts),
+  };
 }

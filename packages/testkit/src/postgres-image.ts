@@ -1,20 +1,17 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEBIAN_MIRROR, debootstrapRootfs, ensureCachedFile, imageCacheDir } from './cached-build.ts';
 import type { DockerEngine } from './docker.ts';
-import { killTree, runCommand } from './process.ts';
-import { removeTempDir } from './tmp.ts';
+import { runCommand } from './process.ts';
 
 /**
  * A PostgreSQL 15 image for tests, with no registry: a Debian bookworm rootfs made by
  * `debootstrap`, cached as a tar file, then `docker import`ed into a test's engine.
  */
 
-export const DEFAULT_IMAGE_CACHE = '/var/cache/dotmesh-test/images';
-export const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 export const PG_ENTRYPOINT = '/usr/local/bin/dm-postgres-entrypoint';
 export const DEFAULT_PGDATA = '/var/lib/postgresql/data';
@@ -77,134 +74,36 @@ export interface PostgresRootfsOptions {
 }
 
 const BUILD_TIMEOUT_MS = 10 * 60_000;
-const inProcess = new Map<string, Promise<string>>();
 
 /**
  * Returns the path of a cached tar of a Debian bookworm rootfs with PostgreSQL 15 (server,
  * client, contrib, pgbench) and the entrypoint script, building it when missing (about a minute
- * with a warm apt mirror). Safe to call concurrently, from this process or others: builders take
- * an exclusive flock on `<name>.lock` (released by the kernel if the holder dies); the tarball
- * appears by an atomic rename, so a reader never sees a partial one.
+ * with a warm apt mirror). Safe to call concurrently (see ensureCachedFile).
  */
 export function ensurePostgresRootfsTarball(opts: PostgresRootfsOptions = {}): Promise<string> {
-  const cacheDir = opts.cacheDir ?? (process.env.DOTMESH_TEST_IMAGE_CACHE || DEFAULT_IMAGE_CACHE);
-  const target = join(cacheDir, postgresTarballName());
-  if (existsSync(target)) return Promise.resolve(target);
-  let pending = inProcess.get(target);
-  if (pending === undefined) {
-    pending = buildLocked(cacheDir, target, opts).finally(() => inProcess.delete(target));
-    inProcess.set(target, pending);
-  }
-  return pending;
-}
-
-async function buildLocked(cacheDir: string, target: string, opts: PostgresRootfsOptions): Promise<string> {
   const log = opts.log ?? (() => {});
-  await mkdir(cacheDir, { recursive: true });
-  const release = await acquireFlock(`${target}.lock`, BUILD_TIMEOUT_MS + 60_000);
-  try {
-    if (existsSync(target)) return target; // another builder finished while we waited
-    // Holding the lock, any build directory left here is a dead builder's; its debootstrap or
-    // dpkg may outlive it (a SIGKILLed runner) and must stop writing there before it goes.
-    for (const name of await readdir(cacheDir)) {
-      if (!name.startsWith('.build-')) continue;
-      const stale = join(cacheDir, name);
-      log(`removing ${stale}, left by a dead builder`);
-      await killProcessesUsing(stale);
-      await removeTempDir(stale);
-    }
-    const work = await mkdtemp(join(cacheDir, '.build-'));
-    try {
-      await buildTarball(work, target, opts.mirror ?? DEBIAN_MIRROR, log);
-    } finally {
-      await killProcessesUsing(work); // what a timed-out debootstrap left running
-      await removeTempDir(work); // unmounts whatever debootstrap left mounted first
-    }
-    return target;
-  } finally {
-    await release();
-  }
+  return ensureCachedFile({
+    target: join(imageCacheDir(opts.cacheDir), postgresTarballName()),
+    timeoutMs: BUILD_TIMEOUT_MS,
+    log,
+    build: (work) => buildTarball(work, opts.mirror ?? DEBIAN_MIRROR, log),
+  });
 }
 
-async function buildTarball(work: string, target: string, mirror: string, log: (s: string) => void): Promise<void> {
+async function buildTarball(work: string, mirror: string, log: (s: string) => void): Promise<string> {
   const root = join(work, 'root');
-  let t0 = Date.now();
-  log(`debootstrap ${RECIPE.suite} (${RECIPE.include.join(', ')}) into ${root}`);
-  const args = [`--variant=${RECIPE.variant}`, `--include=${RECIPE.include.join(',')}`, RECIPE.suite, root, mirror];
-  await runCommand('debootstrap', args, { timeoutMs: BUILD_TIMEOUT_MS }).catch(async (e: Error) => {
-    const detail = await runCommand('tail', ['-n', '30', join(root, 'debootstrap', 'debootstrap.log')]).then(
-      (r) => `\n${r.stdout}`,
-      () => '',
-    );
-    throw new Error(`${e.message}${detail}`, { cause: e });
-  });
-  log(`debootstrap took ${Math.round((Date.now() - t0) / 1000)} s`);
+  const { suite, variant, include, prune } = RECIPE;
+  await debootstrapRootfs({ root, suite, variant, include, prune, mirror, timeoutMs: BUILD_TIMEOUT_MS, log });
   if (!existsSync(join(root, PG_BIN.slice(1), 'pgbench'))) throw new Error(`the rootfs has no ${PG_BIN}/pgbench`);
-  for (const p of RECIPE.prune) {
-    const dir = join(root, p);
-    for (const name of existsSync(dir) ? await readdir(dir) : []) {
-      await rm(join(dir, name), { recursive: true, force: true });
-    }
-  }
-  await mkdir(join(root, 'var/cache/apt/archives/partial'), { recursive: true });
-  await mkdir(join(root, 'var/lib/apt/lists/partial'), { recursive: true });
   const entry = join(root, PG_ENTRYPOINT.slice(1));
   await writeFile(entry, ENTRYPOINT_SCRIPT);
   await chmod(entry, 0o755);
-  t0 = Date.now();
-  const part = `${target}.${process.pid}.part`;
-  try {
-    await runCommand('tar', ['--numeric-owner', '-C', root, '-cf', part, '.'], { timeoutMs: BUILD_TIMEOUT_MS });
-    await rename(part, target);
-  } finally {
-    await rm(part, { force: true });
-  }
-  const { size } = await stat(target);
-  log(`tar took ${Math.round((Date.now() - t0) / 1000)} s: ${target} (${Math.round(size / 2 ** 20)} MiB)`);
-}
-
-/** SIGKILLs every process (with its descendants) whose root, cwd or command line is under `dir`. */
-async function killProcessesUsing(dir: string): Promise<void> {
-  const inside = (p: string) => p === dir || p.startsWith(`${dir}/`);
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      const root = await readlink(`/proc/${pid}/root`);
-      const cwd = await readlink(`/proc/${pid}/cwd`);
-      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-      if (inside(root) || inside(cwd) || cmdline.some((a) => a.includes(dir))) await killTree(pid, { signal: 'SIGKILL' });
-    } catch {
-      // gone meanwhile, or a kernel thread
-    }
-  }
-}
-
-/**
- * Takes an exclusive flock(1) on `path`, held by a child `cat` that lives until its stdin
- * closes: `release()` closes it, and so does the kernel if this process dies.
- */
-async function acquireFlock(path: string, timeoutMs: number): Promise<() => Promise<void>> {
-  const child = spawn('flock', ['-x', '-w', String(Math.ceil(timeoutMs / 1000)), path, 'sh', '-c', 'echo locked; exec cat'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => resolve(code));
-    child.once('error', () => resolve(null));
-  });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const locked = new Promise<boolean>((resolve) => {
-    child.stdout.on('data', (c: Buffer) => c.toString().includes('locked') && resolve(true));
-    void exited.then(() => resolve(false));
-  });
-  if (!(await locked)) throw new Error(`could not lock ${path}: ${stderr.trim() || 'flock exited'}`);
-  return async () => {
-    child.stdin.end();
-    await exited;
-  };
+  const t0 = Date.now();
+  const out = join(work, 'rootfs.tar');
+  await runCommand('tar', ['--numeric-owner', '-C', root, '-cf', out, '.'], { timeoutMs: BUILD_TIMEOUT_MS });
+  const { size } = await stat(out);
+  log(`tar took ${Math.round((Date.now() - t0) / 1000)} s (${Math.round(size / 2 ** 20)} MiB)`);
+  return out;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, type SpawnOptions, spawn } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cleanup } from './cleanup.ts';
@@ -239,4 +240,33 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: WaitForOptions 
       throw abort?.aborted ? abort.reason : e;
     }
   }
+}
+
+/** SIGKILLs every process (with its descendants) whose root, cwd or command line is under `dir`. */
+export async function killProcessesUsing(dir: string): Promise<void> {
+  const inside = (p: string) => p === dir || p.startsWith(`${dir}/`);
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const root = await readlink(`/proc/${pid}/root`);
+      const cwd = await readlink(`/proc/${pid}/cwd`);
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      if (inside(root) || inside(cwd) || cmdline.some((a) => a.includes(dir))) await killTree(pid, { signal: 'SIGKILL' });
+    } catch {
+      // gone meanwhile, or a kernel thread
+    }
+  }
+}
+
+/** `pid` and its ancestors up to (not including) PID 1. */
+export function ancestors(pid: number = process.pid): Set<number> {
+  const out = new Set<number>();
+  for (let p = pid; p > 1 && !out.has(p); ) {
+    out.add(p);
+    const st = readStat(p);
+    if (st === undefined) break;
+    p = st.ppid;
+  }
+  return out;
 }

@@ -1,0 +1,66 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runCommand } from './process.ts';
+
+/**
+ * A throwaway certificate authority for tests, made with the openssl CLI: EC P-256 keys,
+ * certificates valid 2 days. Files live in `dir`: `ca.pem`/`ca.key`, and `<name>.pem`/`<name>.key`
+ * per signed certificate.
+ */
+export interface TestCa {
+  readonly dir: string;
+  readonly caCert: string;
+  readonly caKey: string;
+  /**
+   * Signs a new key pair for `subject` (`/O=group/CN=name`) with openssl x509 extension lines
+   * `ext` (subjectAltName, extendedKeyUsage...). Returns the certificate and key paths. Not
+   * concurrent: openssl rewrites the CA's serial file.
+   */
+  sign(name: string, subject: string, ext: string): Promise<{ cert: string; key: string }>;
+}
+
+const KEY_ARGS = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+export async function makeTestCa(dir: string, commonName: string): Promise<TestCa> {
+  const f = (name: string) => join(dir, name);
+  await runCommand('openssl', [
+    'req',
+    '-x509',
+    ...KEY_ARGS,
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${commonName}`,
+  ]);
+  return {
+    dir,
+    caCert: f('ca.pem'),
+    caKey: f('ca.key'),
+    async sign(name, subject, ext) {
+      await writeFile(f(`${name}.ext`), ext);
+      await runCommand('openssl', ['req', ...KEY_ARGS, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subject]);
+      await runCommand('openssl', [
+        'x509',
+        '-req',
+        '-in',
+        f(`${name}.csr`),
+        '-CA',
+        f('ca.pem'),
+        '-CAkey',
+        f('ca.key'),
+        '-CAcreateserial',
+        '-out',
+        f(`${name}.pem`),
+        '-days',
+        '2',
+        '-extfile',
+        f(`${name}.ext`),
+      ]);
+      return { cert: f(`${name}.pem`), key: f(`${name}.key`) };
+    },
+  };
+}
