@@ -37,30 +37,39 @@ const dotParams = z.object({ Namespace: str(), Name: str() });
 const branchParams = z.object({ Namespace: str(), Name: str(), Branch: str() });
 
 export const METHODS = {
-  Ping: { params: noParams, admin: false },
-  Version: { params: noParams, admin: true },
-  Config: { params: noParams, admin: true },
-  CurrentUser: { params: noParams, admin: false },
-  AuthenticatedUser: { params: noParams, admin: false, passwordAuth: true },
-  GetApiKey: { params: noParams, admin: false },
-  ResetApiKey: { params: noParams, admin: false, passwordAuth: true },
-  UpdatePassword: { params: z.object({ NewPassword: str() }), admin: false, passwordAuth: true },
-  RegisterNewUser: { params: z.object({ Name: str(), Email: str(), Password: str() }), admin: true },
-  AddCollaborator: { params: z.object({ MasterBranchID: str(), Collaborator: str() }), admin: false },
-  RemoveCollaborator: { params: z.object({ MasterBranchID: str(), Collaborator: str() }), admin: false },
-  List: { params: noParams, admin: false },
-  ListWithContainers: { params: noParams, admin: false },
-  AllDotsAndBranches: { params: noParams, admin: false },
-  Get: { params: stringParam, admin: false },
-  Lookup: { params: branchParams, admin: false },
-  Exists: { params: branchParams, admin: false },
-  CheckNameIsValid: { params: branchParams, admin: false },
-  Create: { params: dotParams, admin: false },
-  Delete: { params: dotParams, admin: false },
-  Branches: { params: dotParams, admin: false },
+  Ping: { params: noParams, admin: false, route: 'here' },
+  Version: { params: noParams, admin: true, route: 'here' },
+  Config: { params: noParams, admin: true, route: 'here' },
+  CurrentUser: { params: noParams, admin: false, route: 'here' },
+  AuthenticatedUser: { params: noParams, admin: false, route: 'here', passwordAuth: true },
+  GetApiKey: { params: noParams, admin: false, route: 'here' },
+  ResetApiKey: { params: noParams, admin: false, route: 'here', passwordAuth: true },
+  UpdatePassword: { params: z.object({ NewPassword: str() }), admin: false, route: 'here', passwordAuth: true },
+  RegisterNewUser: { params: z.object({ Name: str(), Email: str(), Password: str() }), admin: true, route: 'here' },
+  AddCollaborator: {
+    params: z.object({ MasterBranchID: str(), Collaborator: str() }),
+    admin: false,
+    route: { fsId: 'MasterBranchID' },
+  },
+  RemoveCollaborator: {
+    params: z.object({ MasterBranchID: str(), Collaborator: str() }),
+    admin: false,
+    route: { fsId: 'MasterBranchID' },
+  },
+  List: { params: noParams, admin: false, route: 'here' },
+  ListWithContainers: { params: noParams, admin: false, route: 'here' },
+  AllDotsAndBranches: { params: noParams, admin: false, route: 'here' },
+  Get: { params: stringParam, admin: false, route: { fsId: null } },
+  Lookup: { params: branchParams, admin: false, route: 'here' },
+  Exists: { params: branchParams, admin: false, route: 'here' },
+  CheckNameIsValid: { params: branchParams, admin: false, route: 'here' },
+  Create: { params: dotParams, admin: false, route: 'here' },
+  Delete: { params: dotParams, admin: false, route: { branch: null } },
+  Branches: { params: dotParams, admin: false, route: 'here' },
   Branch: {
     params: z.object({ Namespace: str(), Name: str(), SourceBranch: str(), NewBranchName: str(), SourceCommitId: str() }),
     admin: false,
+    route: { branch: 'SourceBranch' },
   },
   Commit: {
     params: z.object({
@@ -75,31 +84,44 @@ export const METHODS = {
       }),
     }),
     admin: false,
+    route: { branch: 'Branch' },
   },
-  Commits: { params: branchParams, admin: false },
-  CommitsById: { params: stringParam, admin: false },
-  Rollback: { params: z.object({ Namespace: str(), Name: str(), Branch: str(), SnapshotId: str() }), admin: true },
-  Procure: { params: z.object({ Namespace: str(), Name: str(), Subdot: str() }), admin: true },
+  Commits: { params: branchParams, admin: false, route: { branch: 'Branch' } },
+  CommitsById: { params: stringParam, admin: false, route: { fsId: null } },
+  Rollback: {
+    params: z.object({ Namespace: str(), Name: str(), Branch: str(), SnapshotId: str() }),
+    admin: true,
+    route: { branch: 'Branch' },
+  },
+  Procure: { params: z.object({ Namespace: str(), Name: str(), Subdot: str() }), admin: true, route: 'here' },
   SwitchContainers: {
     // StopOthers (ours, optional): stop the containers already on the branch instead of refusing.
     params: z.object({ Namespace: str(), Name: str(), NewBranchName: str(), StopOthers: z.boolean().optional() }),
     admin: true,
+    route: 'here',
   },
-  Containers: { params: branchParams, admin: false },
-  ContainersById: { params: stringParam, admin: false },
-  GetReplicationLatencyForBranch: { params: branchParams, admin: true },
-  SetDebugFlag: { params: z.object({ FlagName: str(), FlagValue: str() }), admin: true },
-  DumpInternalState: { params: stringParam, admin: true },
-  Diff: { params: z.object({ FilesystemID: str() }), admin: false },
-  LastModified: { params: dotParams, admin: false },
-  MountCommit: { params: z.object({ FilesystemId: str(), CommitId: str() }), admin: false },
-  ForceBranchMasterById: { params: z.object({ FilesystemId: str(), Master: str() }), admin: false },
-  Transfer: { params: transferRequestSchema(), admin: false },
-  GetTransfer: { params: stringParam, admin: false },
-  RegisterTransfer: { params: transferPollSchema(), admin: false },
+  Containers: { params: branchParams, admin: false, route: { branch: 'Branch' } },
+  ContainersById: { params: stringParam, admin: false, route: { fsId: null } },
+  GetReplicationLatencyForBranch: { params: branchParams, admin: true, route: 'here' },
+  SetDebugFlag: { params: z.object({ FlagName: str(), FlagValue: str() }), admin: true, route: 'here' },
+  DumpInternalState: { params: stringParam, admin: true, route: 'here' },
+  Diff: { params: z.object({ FilesystemID: str() }), admin: false, route: { fsId: 'FilesystemID' } },
+  LastModified: { params: dotParams, admin: false, route: { branch: null } },
+  MountCommit: { params: z.object({ FilesystemId: str(), CommitId: str() }), admin: false, route: 'here' },
+  ForceBranchMasterById: { params: z.object({ FilesystemId: str(), Master: str() }), admin: true, route: 'here' },
+  // An addition: hand a branch to another node (on its master; Procure on another node does it).
+  MoveBranch: { params: z.object({ BranchId: str(), Node: str() }), admin: true, route: { fsId: 'BranchId' } },
+  Transfer: {
+    params: transferRequestSchema(),
+    admin: false,
+    route: { branch: 'LocalBranchName', namespace: 'LocalNamespace', name: 'LocalName' },
+  },
+  GetTransfer: { params: stringParam, admin: false, route: 'here' },
+  RegisterTransfer: { params: transferPollSchema(), admin: false, route: 'here' },
   DeducePathToTopLevelFilesystem: {
     params: z.object({ RemoteNamespace: str(), RemoteFilesystemName: str(), RemoteCloneName: str() }),
     admin: false,
+    route: 'here',
   },
   RegisterFilesystem: {
     params: z.object({
@@ -111,23 +133,30 @@ export const METHODS = {
       BecomeMasterIfNotExists: bool(),
     }),
     admin: false,
+    route: 'here',
   },
   PredictSize: {
     params: z.object({ FromFilesystemId: str(), FromSnapshotId: str(), ToFilesystemId: str(), ToSnapshotId: str() }),
     admin: false,
+    route: { fsId: 'FromFilesystemId' },
   },
-  StashAfter: { params: z.object({ FilesystemId: str(), SnapshotId: str() }), admin: false },
-  Fork: { params: z.object({ MasterBranchID: str(), ForkNamespace: str(), ForkName: str() }), admin: true },
+  StashAfter: { params: z.object({ FilesystemId: str(), SnapshotId: str() }), admin: false, route: { fsId: 'FilesystemId' } },
+  Fork: {
+    params: z.object({ MasterBranchID: str(), ForkNamespace: str(), ForkName: str() }),
+    admin: true,
+    route: { fsId: 'MasterBranchID' },
+  },
   // Additions of this server (not in the original), see docs/api.md.
   DiffCommits: {
     params: z.object({ Namespace: str(), Name: str(), Branch: str(), FromCommit: str(), ToCommit: str() }),
     admin: false,
+    route: { branch: 'Branch' },
   },
-  CommitSizes: { params: branchParams, admin: false },
-  PoolInfo: { params: noParams, admin: true },
-  GrowPool: { params: z.object({ SizeBytes: int() }), admin: true },
-  DumpEtcd: { params: z.object({ Prefix: str() }), admin: true },
-  RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true },
+  CommitSizes: { params: branchParams, admin: false, route: { branch: 'Branch' } },
+  PoolInfo: { params: noParams, admin: true, route: 'here' },
+  GrowPool: { params: z.object({ SizeBytes: int() }), admin: true, route: 'here' },
+  DumpEtcd: { params: z.object({ Prefix: str() }), admin: true, route: 'here' },
+  RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
 /** The fields a TransferRequest and a TransferPollResult share (original-dotmesh.md §4). */
@@ -181,10 +210,26 @@ function transferPollSchema() {
   });
 }
 
+/**
+ * Where a call runs in a cluster of several nodes (the server's dispatcher reads it):
+ * - `'here'`: on the node that received it (cluster-wide facts any node knows, users, host
+ *   paths, this node's own state);
+ * - `{ branch }`: on the master node of the branch named by `Namespace`/`Name` (or the fields
+ *   given) and the param `branch` (null: the dot's master branch);
+ * - `{ fsId }`: on the master node of the branch whose id is that param (null: the bare string
+ *   params of Get-style calls).
+ * A call whose branch does not exist runs here (and fails here with the usual error).
+ */
+export type MethodRoute =
+  | 'here'
+  | { readonly branch: string | null; readonly namespace?: string; readonly name?: string }
+  | { readonly fsId: string | null };
+
 export interface MethodSpec {
   readonly params: ParamsSchema;
   /** Caller must be the admin user (`Userid <id> is not admin user`). */
   readonly admin: boolean;
+  readonly route: MethodRoute;
   /** Caller must have authenticated with the password, not the API key. */
   readonly passwordAuth?: boolean;
 }
@@ -246,6 +291,8 @@ export interface ResultMap {
   /** Host path of the commit's read-only data. */
   MountCommit: string;
   ForceBranchMasterById: boolean;
+  /** The branch's master node after the move, and the store revision of the move. */
+  MoveBranch: { Master: string; Revision: number };
   /** The new transfer's id; the transfer runs in the background (poll GetTransfer). */
   Transfer: string;
   GetTransfer: TransferPollResult;

@@ -54,7 +54,19 @@ describe('server config', () => {
       dockerPluginSocket: '/run/docker/plugins/dm.sock',
       dockerSocket: '/var/run/docker.sock',
       dockerPluginUser: 'admin',
+      clusterPort: 0,
+      advertiseAddress: null,
+      nodeLeaseTtlSeconds: 10,
     });
+  });
+  it('takes a node-to-node port apart from the others, an IP address to advertise, a lease TTL', () => {
+    const c = resolveServerConfig({ clusterPort: 32609, advertiseAddress: '10.0.0.5', nodeLeaseTtlSeconds: 4 });
+    assert.equal(c.clusterPort, 32609);
+    assert.equal(c.advertiseAddress, '10.0.0.5');
+    assert.equal(c.nodeLeaseTtlSeconds, 4);
+    assert.throws(() => resolveServerConfig({ clusterPort: 32607 }), /clusterPort must differ from port, checkPort and tlsPort/);
+    assert.throws(() => resolveServerConfig({ advertiseAddress: 'node-1' }), /advertiseAddress must be an IP address/);
+    assert.throws(() => resolveServerConfig({ nodeLeaseTtlSeconds: 1 }), /nodeLeaseTtlSeconds/);
   });
   it('takes a Docker plugin socket named <driver>.sock, or null', () => {
     assert.equal(

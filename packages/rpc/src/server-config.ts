@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import { z } from 'zod';
@@ -91,6 +92,18 @@ export interface ServerConfig {
   readonly dockerSocket: string;
   /** The Dotmesh user the volume plugin acts as (default admin). */
   readonly dockerPluginUser: string;
+  /**
+   * The node-to-node endpoint of a cluster of several nodes (mutual TLS with certificates of the
+   * cluster CA in `<stateDir>/tls/`): forwarded calls, handoffs. 0 (the default) serves none.
+   */
+  readonly clusterPort: number;
+  /** The address other nodes reach this node at; null: the first non-loopback IPv4 address. */
+  readonly advertiseAddress: string | null;
+  /**
+   * TTL of this node's lease in the store, in seconds (default 10): its own keys vanish that
+   * long after it is gone, and it stops writing before that if it cannot renew the lease.
+   */
+  readonly nodeLeaseTtlSeconds: number;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -139,6 +152,13 @@ export const serverConfigFileSchema = z.object({
     .string()
     .regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'must be a user name' })
     .default('admin'),
+  clusterPort: z.number().int().min(0).max(65535).default(0),
+  advertiseAddress: z
+    .string()
+    .refine((a) => isIP(a) !== 0, { error: 'must be an IP address' })
+    .nullable()
+    .default(null),
+  nodeLeaseTtlSeconds: z.number().int().min(2).max(600).default(10),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -179,7 +199,18 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,
     dockerPluginUser: c.dockerPluginUser,
+    ...clusterSettings(c),
   };
+}
+
+/** The node-to-node fields: the cluster port must differ from the others. */
+function clusterSettings(
+  c: z.output<typeof serverConfigFileSchema>,
+): Pick<ServerConfig, 'clusterPort' | 'advertiseAddress' | 'nodeLeaseTtlSeconds'> {
+  if (c.clusterPort !== 0 && [c.port, c.checkPort, c.tlsPort].includes(c.clusterPort)) {
+    throw new DotmeshError('INVALID_ARGUMENT', 'invalid server config: clusterPort must differ from port, checkPort and tlsPort');
+  }
+  return { clusterPort: c.clusterPort, advertiseAddress: c.advertiseAddress, nodeLeaseTtlSeconds: c.nodeLeaseTtlSeconds };
 }
 
 /** The TLS fields: a given certificate needs its key; the port must differ from the others. */

@@ -11,6 +11,8 @@ export const DEFAULT_CHECK_PORT = 32608;
 /** The API over HTTPS, written by `dm cluster init` (a config file without `tlsPort` serves no HTTPS). */
 export const DEFAULT_TLS_PORT = 32606;
 export const DEFAULT_LISTEN_HOST = '0.0.0.0';
+/** The node-to-node endpoint of a cluster of several nodes (where the original ran NATS). */
+export const DEFAULT_CLUSTER_PORT = 32609;
 export const CONFIG_FILE_NAME = 'config.json';
 /** Where dockerd finds the `dm` volume driver (legacy plugins: `/run/docker/plugins/<driver>.sock`). */
 export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/dm.sock';

@@ -16,6 +16,8 @@ export const FAILPOINTS = {
   delete: ['delete.after-intent', 'delete.after-store', 'delete.after-branches'],
   receive: ['receive.after-intent', 'receive.after-import', 'receive.after-label'],
   stash: ['stash.after-branch', 'stash.after-label'],
+  /** On the master handing a branch to another node (cluster/handoff.ts). */
+  handoff: ['handoff.after-commit', 'handoff.after-send', 'handoff.after-move'],
   /** Between two commits of a transfer, on the initiating server. */
   transfer: ['transfer.after-commit'],
   /** Not a stop: the next exported commit stream gets one byte flipped after its checksum. */

@@ -1,8 +1,10 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
-import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, openPool, type PoolLock } from '@dotmesh/storage';
+import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, type Exec, openPool, type PoolLock } from '@dotmesh/storage';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
@@ -11,6 +13,7 @@ import { withPoolFullErrors } from './pool/pool-full-driver.ts';
 import { LoopPoolControl, writePoolSizeToConfig } from './pool/pool-grow.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { loadTlsMaterial } from './tls/https-server.ts';
+import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES } from './tls/pki.ts';
 import { SERVER_VERSION } from './version.ts';
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
@@ -47,6 +50,35 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
     return 1;
   }
+}
+
+/**
+ * The node-to-node endpoint's material: the cluster CA (made, or the one `dm cluster init`
+ * copied in) and this node's certificate for its advertised address.
+ */
+async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logger: Logger) {
+  const address = config.advertiseAddress ?? defaultAdvertiseAddress(config.listenHost);
+  await ensureClusterPki({
+    stateDir: config.stateDir,
+    exec,
+    subjectAltNames: defaultSubjectAltNames(config.tlsSubjectAltNames),
+    requiredNames: [...LOOPBACK_NAMES, ...config.tlsSubjectAltNames],
+  });
+  const files = await ensureNodeCert({ stateDir: config.stateDir, exec, nodeId, addresses: [address] });
+  logger.info({ address, port: config.clusterPort, issued: files.issued }, 'node-to-node endpoint certificate');
+  const [ca, cert, key] = await Promise.all([readFile(files.caCert), readFile(files.cert), readFile(files.key)]);
+  return { port: config.clusterPort, addresses: [address], tls: { ca, cert, key } };
+}
+
+/** The listen address when it is one, else this host's first non-loopback IPv4 address. */
+function defaultAdvertiseAddress(listenHost: string): string {
+  if (listenHost !== '0.0.0.0' && listenHost !== '::' && isIP(listenHost) !== 0) return listenHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  throw new DotmeshError('INVALID_ARGUMENT', 'this host has no non-loopback IPv4 address to advertise to the other nodes', {
+    hint: 'set advertiseAddress in the server config (dm cluster init --advertise-address)',
+  });
 }
 
 async function serve(config: ServerConfig, configFile: string): Promise<void> {
@@ -90,6 +122,7 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
             exec,
           });
     if (tls) logger.info({ certFile: tls.certFile, generated: tls.generated, sha256: tls.fingerprint }, 'TLS certificate');
+    const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger);
     const store = await openConfiguredStore(config);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
@@ -103,6 +136,8 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
       port: config.port,
       checkPort: config.checkPort,
       ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
+      ...(cluster ? { cluster } : {}),
+      nodeLease: { ttlSeconds: config.nodeLeaseTtlSeconds, marginMs: Math.min(2000, config.nodeLeaseTtlSeconds * 200) },
       transferTiming: {
         idleTimeoutMs: config.transferIdleTimeoutMs,
         attempts: config.transferAttempts,

@@ -1,13 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { basename } from 'node:path';
-import { formatVolumeName, parseVolumeName } from '@dotmesh/core';
+import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '@dotmesh/core';
+import { errorFromRpc } from '@dotmesh/rpc';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
+import { DirtyAdvertiser } from './cluster/dirty-advertiser.ts';
+import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
 import { MasterTable } from './cluster/masters.ts';
+import { createNodeEndpoint } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
+import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
+import { advertisePresence, type Presence } from './cluster/presence.ts';
+import { CallRouter } from './cluster/router.ts';
+import { followTombstones } from './cluster/tombstones.ts';
+import { ClusterView } from './cluster/view.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
 import { DockerodeEngineClient, type EngineClient } from './docker/engine-client.ts';
@@ -15,6 +24,7 @@ import { PluginSocketServer } from './docker/plugin-server.ts';
 import { DockerContainerTracker } from './docker/tracker.ts';
 import { VolumePlugin } from './docker/volume-plugin.ts';
 import type { Caller } from './dots/caller.ts';
+import { DotCatalog } from './dots/catalog.ts';
 import { pruneContainerLinks } from './dots/container-links.ts';
 import { type ContainerTracker, NO_CONTAINERS } from './dots/containers.ts';
 import type { DotContext } from './dots/context.ts';
@@ -36,6 +46,7 @@ import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts'
 import { ownerForNewDot } from './rpc/user-handlers.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
 import { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './transfer/engine.ts';
+import { createPeerRoutes } from './transfer/peer-routes.ts';
 import { TransferRecords } from './transfer/records.ts';
 import { SERVER_VERSION } from './version.ts';
 
@@ -69,6 +80,12 @@ export interface ServerParts {
   readonly now?: () => Date;
   readonly newId?: () => string;
   readonly crash?: () => never;
+  /**
+   * One node among several (absent: a single node): the node-to-node endpoint on this port
+   * (0 picks a free one) with this node's certificate of the cluster CA, and the addresses the
+   * other nodes reach it at.
+   */
+  readonly cluster?: { readonly port: number; readonly addresses: readonly string[]; readonly tls: NodeTls };
   /** This node's lease in the store (DEFAULT_NODE_LEASE when absent). */
   readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
@@ -93,6 +110,9 @@ export interface DockerParts {
 export interface RunningServer {
   readonly port: number;
   readonly checkPort: number | undefined;
+  /** The node-to-node endpoint's port, when serving one. */
+  readonly clusterPort: number | undefined;
+  readonly view: ClusterView;
   /** The HTTPS API port, when serving one. */
   readonly tlsPort: number | undefined;
   readonly ctx: DotContext;
@@ -147,9 +167,11 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     writeGuard,
     newId,
   });
+  const view = new ClusterView(store, masters, logger);
   const ctx: DotContext = {
     storage: driver,
     index,
+    view,
     mutations,
     masters,
     failpoints,
@@ -166,9 +188,11 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const report = await reconcileFromPool(ctx, store);
   // A lease found gone (this node was cut off from the store for longer than its TTL): a new
   // one, and this node's keys again under it. Mutations are refused meanwhile (the fence).
+  let presence: Presence | undefined;
   lease.onLost(() => {
     void (async () => {
       await lease.renew();
+      if (presence) await advertisePresence(store, lease.id, presence);
       await publishOwnKeys(ctx, store, parts.nodeId);
       logger.info({ lease: lease.id }, 'a new lease; this node’s keys are advertised again');
     })().catch((err: unknown) => logger.error({ err }, 'could not renew this node’s lease'));
@@ -177,6 +201,9 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     { dots: index.dots.size, branches: index.branches.size, changes: report.actions.length },
     'index rebuilt from the pool',
   );
+  await view.start();
+  mutations.followView(view);
+  const unfollowTombstones = followTombstones(ctx, view);
   const staleLinks = await pruneContainerLinks(ctx, paths);
   if (staleLinks.length > 0) logger.info({ links: staleLinks.map((l) => l.path) }, 'removed container_mnt links no dot owns');
 
@@ -198,9 +225,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns),
       })
     : undefined;
+  const sizes = new SizeTracker(driver);
+  const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
+  const router = nodeClient ? new CallRouter(view, masters, nodeClient) : undefined;
+  const handoff: HandoffDeps | undefined = parts.cluster
+    ? { ctx, transfers, tls: parts.cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }
+    : undefined;
+  const takeOver = router ? takeOverVia(router, ctx) : undefined;
+  const unfollowMastership = followMastership(ctx);
   const handlers = createHandlers({
     ctx,
-    sizes: new SizeTracker(driver),
+    sizes,
     users,
     auth,
     paths,
@@ -208,9 +243,21 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin) }),
     store,
     transfers,
+    catalog: new DotCatalog(view, index, masters),
+    view,
+    ...(handoff ? { handoff } : {}),
+    ...(takeOver ? { takeOver } : {}),
     ...(parts.pool ? { pool: parts.pool } : {}),
   });
-  const routes = createApiRoutes({ ctx, auth, handlers, logger, transfers, idleTimeoutMs: () => timing.idleTimeoutMs });
+  const routes = createApiRoutes({
+    ctx,
+    auth,
+    handlers,
+    logger,
+    transfers,
+    idleTimeoutMs: () => timing.idleTimeoutMs,
+    ...(router ? { router } : {}),
+  });
   const api = createApiServer(routes, logger);
   // HTTPS first: once plain HTTP answers (what `dm cluster init` waits for), HTTPS does too.
   const secure = parts.tls ? createHttpsApiServer(routes, logger, parts.tls.material) : undefined;
@@ -221,6 +268,44 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     secure?.close();
     throw e;
   }
+  let nodeServer: Server | undefined;
+  if (parts.cluster) {
+    const nodeTransfer = createPeerRoutes({
+      // The other nodes send as the cluster itself: with admin's rights, into replicas.
+      authenticate: async (req) => (peerNodeId(req) && view.node(peerNodeId(req)!) ? NODE_CALLER : null),
+      logger,
+      sideFor: (caller) => transfers.localSide(caller, { replica: true }),
+      idleTimeoutMs: () => timing.idleTimeoutMs,
+    });
+    nodeServer = createNodeServer(
+      parts.cluster.tls,
+      createNodeEndpoint({
+        rpc: routes.rpcDeps,
+        transfer: nodeTransfer,
+        users,
+        view,
+        logger: logger.child({ part: 'node-endpoint' }),
+      }),
+    );
+    await listen(nodeServer, parts.listenHost, parts.cluster.port);
+  }
+  const clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
+  const dirty = parts.cluster
+    ? new DirtyAdvertiser({ store, lease, sizes, masters, index, intervalMs: 2000, logger })
+    : undefined;
+  dirty?.start();
+  presence = {
+    nodeId: parts.nodeId,
+    addresses: parts.cluster?.addresses ?? [],
+    clusterPort: clusterPort ?? 0,
+    apiPort: (api.address() as { port: number }).port,
+  };
+  await advertisePresence(store, lease.id, presence).catch((e: unknown) => {
+    api.close();
+    secure?.close();
+    nodeServer?.close();
+    throw e;
+  });
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
     check = createCheckServer();
@@ -251,7 +336,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;
   logger.info(
-    { port, checkPort, tlsPort, tlsFingerprint: parts.tls?.material.fingerprint, nodeId: parts.nodeId },
+    { port, checkPort, tlsPort, clusterPort, tlsFingerprint: parts.tls?.material.fingerprint, nodeId: parts.nodeId },
     'dotmesh-server listening',
   );
 
@@ -259,6 +344,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     port,
     checkPort,
     tlsPort,
+    clusterPort,
+    view,
     ctx,
     handlers,
     transfers,
@@ -268,12 +355,18 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       await pluginServer?.close();
       api.closeIdleConnections();
       secure?.closeIdleConnections();
+      (nodeServer as { closeIdleConnections?: () => void } | undefined)?.closeIdleConnections?.();
       await Promise.all([
         new Promise<void>((r) => api.close(() => r())),
         secure ? new Promise<void>((r) => secure.close(() => r())) : Promise.resolve(),
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
+        nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);
       await transfers.idle();
+      await dirty?.stop();
+      unfollowTombstones();
+      unfollowMastership();
+      await view.close();
       lease.close();
       if (parts.closeStorage !== false) {
         await driver.close();
@@ -282,6 +375,40 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     },
   };
 }
+
+/**
+ * Makes this node the master of a branch another node masters: asks that node to hand it over
+ * (MoveBranch, passed on as `caller`), waits until the store's move is seen here, then takes the
+ * branch over (activateBranch; also what followMastership does on its own).
+ */
+function takeOverVia(router: CallRouter, ctx: DotContext): (caller: Caller, fsId: string) => Promise<void> {
+  return async (caller, fsId) => {
+    const master = ctx.masters.get(fsId)?.nodeId;
+    if (master === undefined) {
+      throw new DotmeshError('UNAVAILABLE', `branch ${fsId} has no master node to hand it over`, {
+        hint: 'make this node its master with dm dot smash-branch-master',
+      });
+    }
+    if (master !== ctx.nodeId) {
+      const body = JSON.stringify({
+        jsonrpc: '2.0',
+        method: 'DotmeshRPC.MoveBranch',
+        params: { BranchId: fsId, Node: ctx.nodeId },
+        id: 1,
+      });
+      const reply = JSON.parse(await router.forward(master, body, caller, 1)) as {
+        result?: { Revision?: number };
+        error?: unknown;
+      };
+      if (reply.error !== undefined) throw errorFromRpc(reply.error);
+      await ctx.view.caughtUp(reply.result?.Revision ?? 0);
+    }
+    await activateBranch(ctx, fsId);
+  };
+}
+
+/** Who another node of the cluster acts as on the node endpoint: the cluster itself. */
+export const NODE_CALLER: Caller = { id: ADMIN_USER_ID, name: 'admin', authMethod: 'internal' };
 
 /** The plugin's user, looked up once it exists (ids never change). */
 function pluginCaller(users: UserService, name: string): () => Promise<Caller | undefined> {

@@ -140,11 +140,11 @@ describe('diff and single-node inspection methods (in-process)', () => {
     await rejectsCode(
       s.admin.call('ForceBranchMasterById', { FilesystemId: fsId, Master: 'another-node' }),
       'INVALID_ARGUMENT',
-      /this cluster has one server, feedfacecafe0001/,
+      /"another-node" is not a live node of this cluster/,
     );
   });
 
-  test('another user sees none of it: not admin-gated, but visibility applies', async () => {
+  test('another user sees none of it (ForceBranchMasterById is admin only)', async () => {
     const { salt, hash } = await hashPassword('bob-password');
     await new UserService(s.store).save({
       Id: '11111111-2222-4333-8444-555555555555',
@@ -157,7 +157,7 @@ describe('diff and single-node inspection methods (in-process)', () => {
     });
     const bob = s.client('bob', 'BOBKEY');
     await rejectsCode(bob.call('Diff', { FilesystemID: fsId }), 'DOT_NOT_FOUND');
-    await rejectsCode(bob.call('ForceBranchMasterById', { FilesystemId: fsId, Master: '' }), 'DOT_NOT_FOUND');
+    await rejectsCode(bob.call('ForceBranchMasterById', { FilesystemId: fsId, Master: '' }), 'NOT_ADMIN');
     await rejectsCode(bob.call('MountCommit', { FilesystemId: fsId, CommitId: 'x' }), 'DOT_NOT_FOUND');
     await rejectsCode(bob.call('LastModified', dot), 'DOT_NOT_FOUND');
     await rejectsCode(bob.call('DiffCommits', { ...dot, Branch: '', FromCommit: '', ToCommit: '' }), 'DOT_NOT_FOUND');

@@ -34,14 +34,32 @@ export interface InProcessServer {
  * `close()` removes, also after any number of restarts.
  */
 export async function startInProcess(
-  options: { driver?: StorageDriver; store?: Store; dir?: string; crash?: () => never } = {},
+  options: {
+    driver?: StorageDriver;
+    store?: Store;
+    dir?: string;
+    crash?: () => never;
+    /** The node id (default feedfacecafe0001; a given driver's pool id should match it). */
+    nodeId?: string;
+    /** One node of several: its node-to-node endpoint (see startServer's `cluster`). */
+    cluster?: NonNullable<Parameters<typeof startServer>[0]['cluster']>;
+    /** Its store lease (short ones for tests of expiry). */
+    nodeLease?: { ttlSeconds: number; marginMs: number };
+    /** close() leaves the store open (servers sharing one store). */
+    keepStoreOpen?: boolean;
+  } = {},
 ): Promise<InProcessServer> {
+  const nodeId = options.nodeId ?? 'feedfacecafe0001';
   return launch({
-    driver: options.driver ?? new MemoryDriver({ poolId: 'feedfacecafe0001' }),
+    driver: options.driver ?? new MemoryDriver({ poolId: nodeId }),
     store: options.store ?? (await MemoryStore.open()),
+    ownsStore: options.keepStoreOpen !== true,
     dir: options.dir ?? (await makeTempDir('inproc')),
     ownsDir: options.dir === undefined,
+    nodeId,
     ...(options.crash ? { crash: options.crash } : {}),
+    ...(options.cluster ? { cluster: options.cluster } : {}),
+    ...(options.nodeLease ? { nodeLease: options.nodeLease } : {}),
   });
 }
 
@@ -51,7 +69,12 @@ interface LaunchOptions {
   readonly dir: string;
   /** The directory was made for this server: close() removes it. */
   readonly ownsDir: boolean;
+  /** close() closes the store (not when several servers share it). */
+  readonly ownsStore: boolean;
+  readonly nodeId: string;
   readonly crash?: () => never;
+  readonly cluster?: NonNullable<Parameters<typeof startServer>[0]['cluster']>;
+  readonly nodeLease?: { ttlSeconds: number; marginMs: number };
 }
 
 async function launch(o: LaunchOptions): Promise<InProcessServer> {
@@ -62,13 +85,15 @@ async function launch(o: LaunchOptions): Promise<InProcessServer> {
     driver,
     store,
     logger: SILENT_LOGGER,
-    nodeId: 'feedfacecafe0001',
+    nodeId: o.nodeId,
     containerMountDir: join(dir, 'container_mnt'),
     initialAdmin: { password, apiKey },
     listenHost: '127.0.0.1',
     port: 0,
     closeStorage: false,
     ...(o.crash ? { crash: o.crash } : {}),
+    ...(o.cluster ? { cluster: o.cluster } : {}),
+    ...(o.nodeLease ? { nodeLease: o.nodeLease } : {}),
   });
   const url = `http://127.0.0.1:${server.port}/rpc`;
   const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret });
@@ -89,7 +114,7 @@ async function launch(o: LaunchOptions): Promise<InProcessServer> {
     async close() {
       await server.close();
       await driver.close();
-      await store.close();
+      if (o.ownsStore) await store.close();
       if (o.ownsDir) await rm(dir, { recursive: true, force: true });
     },
   };

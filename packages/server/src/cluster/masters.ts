@@ -27,6 +27,10 @@ export class MasterTable {
     return this.#nodeId;
   }
 
+  clear(): void {
+    this.#masters.clear();
+  }
+
   async load(store: Store): Promise<void> {
     const { kvs } = await store.range(KEYS.mastersPrefix);
     this.#masters.clear();

@@ -21,6 +21,8 @@ export const KEYS = {
   clone: (dotId: string, branch: string) => `${PREFIX}registry/clones/${dotId}/${branch}`,
   mastersPrefix: `${PREFIX}filesystems/masters/`,
   master: (fsId: string) => `${PREFIX}filesystems/masters/${fsId}`,
+  dirtyPrefix: `${PREFIX}filesystems/dirty/`,
+  dirty: (fsId: string) => `${PREFIX}filesystems/dirty/${fsId}`,
   deletedPrefix: `${PREFIX}filesystems/deleted/`,
   deleted: (fsId: string) => `${PREFIX}filesystems/deleted/${fsId}`,
   commitsPrefix: `${PREFIX}servers/snapshots/`,
@@ -91,6 +93,14 @@ export interface BranchStateRecord {
   readonly state: { readonly state: 'active' | 'inactive'; readonly status: string };
   readonly head: CommitOrigin | null;
   readonly commitCount: number;
+}
+
+/** `filesystems/dirty/<fsId>`: a branch's size and uncommitted bytes, by its master node. Lease-bound. */
+export interface DirtyRecord {
+  readonly filesystem_id: string;
+  readonly node_id: string;
+  readonly dirty_bytes: number;
+  readonly size_bytes: number;
 }
 
 /** `servers/addresses/<nodeId>`: where a live node answers. Lease-bound. */

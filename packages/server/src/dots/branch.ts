@@ -14,7 +14,7 @@ export interface BranchRequest {
   readonly sourceCommitId: unknown;
 }
 
-export type BranchDeps = Pick<DotContext, 'index' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>;
+export type BranchDeps = Pick<DotContext, 'index' | 'view' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>;
 
 /**
  * Creates a branch from a commit of the source branch's history (a writable copy), on the
@@ -46,7 +46,7 @@ export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchR
       timer: phase,
     },
     async (tx) => {
-      if (dot.branches.has(newName)) {
+      if (dot.branches.has(newName) || ctx.view.branchesOf(dot.id).has(newName)) {
         throw new DotmeshError('BRANCH_EXISTS', `Branch already exists: ${newName}`, {
           hint: `switch to it with 'dm checkout ${newName}'`,
         });

@@ -17,7 +17,7 @@ export function requireAdmin(caller: Caller): void {
 }
 
 /** Owner, collaborator or admin may read and write a dot (as the original). */
-export function canAccess(caller: Caller, dot: DotInfo): boolean {
+export function canAccess(caller: Caller, dot: Pick<DotInfo, 'ownerId' | 'collaboratorIds'>): boolean {
   return isAdmin(caller) || dot.ownerId === caller.id || dot.collaboratorIds.includes(caller.id);
 }
 

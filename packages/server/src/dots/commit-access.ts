@@ -20,19 +20,3 @@ export function mountCommit(ctx: DotContext, caller: Caller, fsId: unknown, comm
   }
   return ctx.storage.commitPath(found.fsId, commit);
 }
-
-/**
- * ForceBranchMasterById on a single node: every branch is mastered by this node, so `Master`
- * "" (the node serving the call, as the original) or this node's id succeed and change
- * nothing; any other id names a node this cluster does not have. Not admin-gated (as the
- * original), but the caller must see the branch.
- */
-export function forceBranchMaster(ctx: DotContext, caller: Caller, fsId: unknown, master: string): void {
-  const id = requireVisibleFs(ctx, caller, fsId);
-  if (master === '' || master === ctx.nodeId) return;
-  throw new DotmeshError(
-    'INVALID_ARGUMENT',
-    `Cannot make ${JSON.stringify(abbreviate(master))} the master of filesystem ${id}: this cluster has one server, ${ctx.nodeId}`,
-    { hint: `pass "" or "${ctx.nodeId}" (multi-node clusters are not supported yet)` },
-  );
-}

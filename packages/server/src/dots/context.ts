@@ -1,5 +1,6 @@
 import type { StorageDriver } from '@dotmesh/storage';
 import type { MasterTable } from '../cluster/masters.ts';
+import type { ClusterView } from '../cluster/view.ts';
 import type { KeyedQueue } from '../concurrency/keyed-queue.ts';
 import type { KeyedRwLock } from '../concurrency/rw-lock.ts';
 import type { Failpoints } from '../failpoints.ts';
@@ -46,6 +47,8 @@ export type StorageReads = Pick<
 export interface DotContext {
   readonly storage: StorageReads;
   readonly index: DotIndex;
+  /** The cluster-wide facts (names, branches, masters) every node knows. */
+  readonly view: ClusterView;
   readonly mutations: DotMutations;
   readonly masters: MasterTable;
   readonly failpoints: Failpoints;

@@ -17,7 +17,7 @@ import { absent, claimBranch, dropOwnKeys, putHeldCommit, putRegistry, putTombst
 import type { MutationTx } from './mutation/tx.ts';
 import type { ContainerPaths } from './procure.ts';
 
-export type CreateDeps = Pick<DotContext, 'index' | 'mutations' | 'storage' | 'writeGuard' | 'logger' | 'now' | 'newId'>;
+export type CreateDeps = Pick<DotContext, 'index' | 'view' | 'mutations' | 'storage' | 'writeGuard' | 'logger' | 'now' | 'newId'>;
 
 /**
  * Creates a dot on this node (its master): its master branch volume (with the `__default__`
@@ -73,7 +73,7 @@ export function dotExists(
  * store: name (compared free), master key, held commit and state ─(create.after-store)→.
  */
 export async function materializeDot(
-  ctx: Pick<DotContext, 'index' | 'mutations' | 'now' | 'newId'>,
+  ctx: Pick<DotContext, 'index' | 'view' | 'mutations' | 'now' | 'newId'>,
   tx: MutationTx,
   o: {
     readonly dotId: string;
@@ -86,7 +86,8 @@ export async function materializeDot(
   },
 ): Promise<void> {
   const { dotId, info } = o;
-  if (ctx.index.dotIdByName(info.namespace, info.name) !== undefined) throw dotExists(info.namespace, info.name, o.existsHint);
+  const taken = ctx.index.dotIdByName(info.namespace, info.name) ?? ctx.view.dotByName(info.namespace, info.name)?.id;
+  if (taken !== undefined) throw dotExists(info.namespace, info.name, o.existsHint);
   const label = newBranchLabel({ fsId: dotId, dotId, branch: MASTER_BRANCH, origin: null, createdAt: info.createdAt, dot: info });
   await tx.createVolume(label, o.from);
   tx.failpoint('create.after-volume');

@@ -14,7 +14,7 @@ export const FORK_COMMIT_TYPE = 'fork';
  * that masters the parent's master branch.
  */
 export async function forkDot(
-  ctx: Pick<DotContext, 'index' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>,
+  ctx: Pick<DotContext, 'index' | 'view' | 'mutations' | 'writeGuard' | 'logger' | 'now' | 'newId'>,
   caller: Caller,
   req: { parentId: unknown; namespace: unknown; name: unknown },
   ownerOf: (namespace: string) => Promise<string>,

@@ -1,7 +1,7 @@
 import { lstat, mkdir, readdir, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SUBDOT, DotmeshError, MASTER_BRANCH, normalizeBranch, ROOT_SUBDOT, validateName } from '@dotmesh/core';
-import type { Caller } from './caller.ts';
+import { type Caller, canAccess } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { createDot } from './create-delete.ts';
 import { resolveBranch } from './resolve.ts';
@@ -108,9 +108,17 @@ export interface ProcureRequest {
   readonly subdot: unknown;
   /** Who owns a dot Procure creates (the namespace's user when admin creates it for them). */
   readonly ownerOf?: (namespace: string) => Promise<string>;
+  /**
+   * On a cluster of several nodes: makes this node the master of branch `fsId` (a handoff from
+   * its master), resolving once this node holds it and serves it. Absent on a single node.
+   */
+  readonly takeOver?: (fsId: string) => Promise<void>;
 }
 
-/** Procure: makes the dot (if missing and no branch is pinned) and returns its host path. */
+/**
+ * Procure: makes the dot (if missing and no branch is pinned) and returns its host path. On a
+ * cluster, a branch mastered by another node is moved here first (handoff), with its history.
+ */
 export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Caller, req: ProcureRequest): Promise<string> {
   if (typeof req.name !== 'string') throw new DotmeshError('INVALID_ARGUMENT', 'Name must be a string');
   const at = req.name.indexOf('@');
@@ -119,6 +127,12 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
   const namespace = validateName('namespace', req.namespace);
   validateName('dot', dotName);
   const subdot = req.subdot === '' || req.subdot === undefined ? DEFAULT_SUBDOT : validateName('subdot', req.subdot);
+  const inCluster = ctx.view.dotByName(namespace, dotName);
+  if (inCluster && canAccess(caller, inCluster) && req.takeOver) {
+    const wanted = pinned !== undefined && pinned !== MASTER_BRANCH ? pinned : MASTER_BRANCH;
+    const fsId = ctx.view.branchesOf(inCluster.id).get(wanted);
+    if (fsId !== undefined && !ctx.masters.isMine(fsId)) await req.takeOver(fsId);
+  }
   if (ctx.index.dotIdByName(namespace, dotName) === undefined) {
     if (pinned !== undefined && pinned !== MASTER_BRANCH) {
       throw new DotmeshError(

@@ -1,13 +1,14 @@
 import type { Authenticator } from '../auth/authenticator.ts';
+import type { CallRouter } from '../cluster/router.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { Logger } from '../log.ts';
 import { createMetricsEndpoint } from '../metrics/endpoint.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
-import { createPeerRoutes } from '../transfer/peer-routes.ts';
+import { basicAuthenticator, createPeerRoutes } from '../transfer/peer-routes.ts';
 import { createDiffEndpoint } from './diff-endpoint.ts';
-import { createRpcEndpoint } from './rpc-endpoint.ts';
+import { createRpcEndpoint, type RpcEndpointDeps } from './rpc-endpoint.ts';
 import type { ApiRoutes } from './servers.ts';
 
 /**
@@ -21,7 +22,9 @@ export function createApiRoutes(deps: {
   readonly logger: Logger;
   readonly transfers: TransferEngine;
   readonly idleTimeoutMs: () => number;
-}): ApiRoutes {
+  /** Where calls run in a cluster of several nodes (absent: always here). */
+  readonly router?: CallRouter;
+}): ApiRoutes & { readonly rpcDeps: RpcEndpointDeps } {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
     {
@@ -30,12 +33,20 @@ export function createApiRoutes(deps: {
     },
     logger,
   );
+  const rpcDeps: RpcEndpointDeps = {
+    auth,
+    handlers,
+    logger,
+    observe: (m, s, ok) => metrics.observeRpc(m, s, ok),
+    ...(deps.router ? { router: deps.router } : {}),
+  };
   return {
-    rpc: createRpcEndpoint({ auth, handlers, logger, observe: (m, s, ok) => metrics.observeRpc(m, s, ok) }),
+    rpcDeps,
+    rpc: createRpcEndpoint(rpcDeps),
     diff: createDiffEndpoint({ auth, ctx, logger }),
     metrics: createMetricsEndpoint(metrics, logger),
     transfer: createPeerRoutes({
-      auth,
+      authenticate: basicAuthenticator(auth),
       logger,
       sideFor: (caller) => deps.transfers.localSide(caller),
       idleTimeoutMs: deps.idleTimeoutMs,

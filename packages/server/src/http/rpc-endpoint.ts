@@ -11,6 +11,7 @@ import {
   rpcResultBody,
 } from '@dotmesh/rpc';
 import { Authenticator } from '../auth/authenticator.ts';
+import type { CallRouter } from '../cluster/router.ts';
 import { type Caller, requireAdmin } from '../dots/caller.ts';
 import type { Logger } from '../log.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
@@ -23,6 +24,8 @@ export interface RpcEndpointDeps {
   readonly handlers: HandlerTable;
   readonly logger: Logger;
   readonly observe?: (method: string, seconds: number, ok: boolean) => void;
+  /** Where a call runs in a cluster; absent: always here (a single node). */
+  readonly router?: CallRouter;
 }
 
 /**
@@ -48,22 +51,8 @@ export function createRpcEndpoint(deps: RpcEndpointDeps) {
     } catch {
       return plain(res, 413, `rpc: request body larger than ${MAX_RPC_BODY_BYTES} bytes`);
     }
-    const parsed = parseRpcRequest(body);
-    if (!parsed.ok) return json(res, rpcErrorBody(parsed.idText, parsed.message, null, parsed.code));
-    const started = process.hrtime.bigint();
-    const method = methodFromWire(parsed.method);
-    let reply: string;
-    let ok = true;
-    try {
-      if (method === null) throw new DotmeshError('UNKNOWN_METHOD', `rpc: can't find method "${parsed.method.slice(0, 200)}"`);
-      const result = await dispatch(deps.handlers, method, caller, parsed.params);
-      reply = rpcResultBody(parsed.idText, result);
-    } catch (e) {
-      ok = false;
-      reply = errorReply(parsed.idText, e, deps.logger, parsed.method);
-    }
-    deps.observe?.(method ?? 'unknown', Number(process.hrtime.bigint() - started) / 1e9, ok);
-    if (parsed.idText === null) {
+    const reply = await handleRpcBody(deps, body, caller, 0);
+    if (reply === null) {
       res.writeHead(204).end();
       return;
     }
@@ -71,15 +60,44 @@ export function createRpcEndpoint(deps: RpcEndpointDeps) {
   };
 }
 
-async function dispatch(handlers: HandlerTable, method: MethodName, caller: Caller, raw: unknown): Promise<unknown> {
+/**
+ * One JSON-RPC request body for an authenticated caller (from a client, or passed on by another
+ * node after `hops` hops): run here, or passed on to the node the method table's route names.
+ * Returns the reply body, or null for a notification.
+ */
+export async function handleRpcBody(deps: RpcEndpointDeps, body: string, caller: Caller, hops: number): Promise<string | null> {
+  const parsed = parseRpcRequest(body);
+  if (!parsed.ok) return rpcErrorBody(parsed.idText, parsed.message, null, parsed.code);
+  const started = process.hrtime.bigint();
+  const method = methodFromWire(parsed.method);
+  let reply: string;
+  let ok = true;
+  try {
+    if (method === null) throw new DotmeshError('UNKNOWN_METHOD', `rpc: can't find method "${parsed.method.slice(0, 200)}"`);
+    const params = checkAndDecode(method, caller, parsed.params);
+    const target = deps.router?.target(method, params);
+    if (target !== undefined) {
+      reply = await deps.router!.forward(target, body, caller, hops + 1);
+    } else {
+      const handler = deps.handlers[method] as (c: Caller, p: unknown) => Promise<unknown>;
+      reply = rpcResultBody(parsed.idText, await handler(caller, params));
+    }
+  } catch (e) {
+    ok = false;
+    reply = errorReply(parsed.idText, e, deps.logger, parsed.method);
+  }
+  deps.observe?.(method ?? 'unknown', Number(process.hrtime.bigint() - started) / 1e9, ok);
+  return parsed.idText === null ? null : reply;
+}
+
+/** The method table's checks of the caller, then the params decoded Go-style. */
+function checkAndDecode(method: MethodName, caller: Caller, raw: unknown): unknown {
   const spec = METHODS[method] as { admin: boolean; passwordAuth?: boolean };
   if (spec.admin) requireAdmin(caller);
   if (spec.passwordAuth && caller.authMethod !== 'password') {
     throw new DotmeshError('PERMISSION_DENIED', 'Password authentication is required for this method.');
   }
-  const params = decodeParams(method, raw);
-  const handler = handlers[method] as (c: Caller, p: unknown) => Promise<unknown>;
-  return handler(caller, params);
+  return decodeParams(method, raw);
 }
 
 function errorReply(idText: string | null, e: unknown, logger: Logger, method: string): string {

@@ -1,15 +1,13 @@
 import type { Caller } from '../dots/caller.ts';
-import { forceBranchMaster, mountCommit } from '../dots/commit-access.ts';
+import { mountCommit } from '../dots/commit-access.ts';
 import type { DotContext } from '../dots/context.ts';
 import { defaultSubdotView, diffCommits, diffLiveVsHead, toWire } from '../dots/diff.ts';
 import { lastModified, rfc3339 } from '../dots/last-modified.ts';
 import { requireVisibleFs } from '../dots/views.ts';
 import type { HandlerTable } from './handlers.ts';
 
-/** Handlers of the single-node inspection methods: diffs, LastModified, MountCommit, ForceBranchMasterById. */
-export function diffHandlers(
-  ctx: DotContext,
-): Pick<HandlerTable, 'Diff' | 'DiffCommits' | 'LastModified' | 'MountCommit' | 'ForceBranchMasterById'> {
+/** Handlers of the inspection methods: diffs, LastModified, MountCommit. */
+export function diffHandlers(ctx: DotContext): Pick<HandlerTable, 'Diff' | 'DiffCommits' | 'LastModified' | 'MountCommit'> {
   return {
     Diff: async (caller: Caller, p) => ({
       Files: defaultSubdotView(await diffLiveVsHead(ctx, requireVisibleFs(ctx, caller, p.FilesystemID))),
@@ -27,9 +25,5 @@ export function diffHandlers(
     }),
     LastModified: async (caller, p) => ({ Time: rfc3339(await lastModified(ctx, caller, p.Namespace, p.Name)) }),
     MountCommit: async (caller, p) => mountCommit(ctx, caller, p.FilesystemId, p.CommitId),
-    ForceBranchMasterById: async (caller, p) => {
-      forceBranchMaster(ctx, caller, p.FilesystemId, p.Master);
-      return true;
-    },
   };
 }

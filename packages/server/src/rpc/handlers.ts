@@ -3,8 +3,11 @@ import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc
 import type { Store } from '@dotmesh/store';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
+import type { HandoffDeps } from '../cluster/handoff.ts';
+import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
 import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
+import type { DotCatalog } from '../dots/catalog.ts';
 import { commitBranch } from '../dots/commit.ts';
 import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -19,6 +22,7 @@ import type { PoolControl } from '../pool/pool-grow.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
 import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
+import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
 import { ownerForNewDot, userHandlers } from './user-handlers.ts';
@@ -36,6 +40,11 @@ export interface HandlerDeps {
   /** The pool device, when the server may grow it (GrowPool). */
   readonly pool?: PoolControl;
   readonly transfers: TransferEngine;
+  readonly catalog: DotCatalog;
+  readonly view: ClusterView;
+  /** On a cluster of several nodes: handoffs (MoveBranch), and taking a branch over (Procure). */
+  readonly handoff?: HandoffDeps;
+  readonly takeOver?: (caller: Caller, fsId: string) => Promise<void>;
 }
 
 export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
@@ -48,15 +57,14 @@ export type HandlerTable = { [M in MethodName]: Handler<M> };
 export function createHandlers(deps: HandlerDeps): HandlerTable {
   const { ctx, sizes, users } = deps;
 
-  const visibleDots = (caller: Caller) => ctx.index.sortedDots().filter((d) => canAccess(caller, d.info));
+  const { catalog } = deps;
   const listMasters = async (
     caller: Caller,
   ): Promise<Array<{ ns: string; name: string; volume: DotmeshVolume; fsId: string }>> => {
     const s = await sizes.fresh();
-    return visibleDots(caller).map((d) => {
-      const fsId = ctx.index.masterFsId(d);
-      return { ns: d.info.namespace, name: d.info.name, fsId, volume: volumeView(ctx, fsId, s) };
-    });
+    return catalog
+      .visibleDots(caller)
+      .map((d) => ({ ns: d.namespace, name: d.name, fsId: d.id, volume: catalog.volume(d, d.id, s) }));
   };
 
   return {
@@ -101,42 +109,41 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     AllDotsAndBranches: async (caller) => {
       const s = await sizes.fresh();
       const dots = [];
-      for (const d of visibleDots(caller)) {
-        const masterId = ctx.index.masterFsId(d);
-        const others = [...d.branches.entries()]
+      for (const d of catalog.visibleDots(caller)) {
+        const others = [...catalog.branches(d.id).entries()]
           .filter(([name]) => name !== MASTER_BRANCH)
           .sort(([a], [b]) => a.localeCompare(b))
-          .map(([, fsId]) => volumeView(ctx, fsId, s));
-        const owner = await users.byId(d.info.ownerId);
+          .map(([, fsId]) => catalog.volume(d, fsId, s));
+        const owner = await users.byId(d.ownerId);
         const collaborators = [];
-        for (const id of d.info.collaboratorIds) {
+        for (const id of d.collaboratorIds) {
           const u = await users.byId(id);
           if (u) collaborators.push(safeUser(u));
         }
         dots.push({
-          MasterBranch: volumeView(ctx, masterId, s),
+          MasterBranch: catalog.volume(d, d.id, s),
           OtherBranches: others.length > 0 ? others : null,
-          Owner: owner ? safeUser(owner) : { Id: d.info.ownerId, Name: d.info.namespace, Email: '', EmailHash: '', Metadata: {} },
+          Owner: owner ? safeUser(owner) : { Id: d.ownerId, Name: d.namespace, Email: '', EmailHash: '', Metadata: {} },
           Collaborators: collaborators,
-          ForkParentId: d.info.forkParentId ?? '',
-          ForkParentSnapshotId: d.info.forkParentSnapshotId ?? '',
+          ForkParentId: d.forkParentId,
+          ForkParentSnapshotId: d.forkParentSnapshotId,
         });
       }
-      return { Dots: dots, Servers: [{ Id: ctx.nodeId, Addresses: [] }] };
+      const servers = deps.view.nodes().map((n) => ({ Id: n.id, Addresses: [...n.addresses] }));
+      return { Dots: dots, Servers: servers.length > 0 ? servers : [{ Id: ctx.nodeId, Addresses: [] }] };
     },
     Get: async (caller, fsId) => {
       const id = requireVisibleFs(ctx, caller, fsId);
       return volumeView(ctx, id, await sizes.fresh());
     },
-    Lookup: async (caller, p) => resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId,
+    Lookup: async (caller, p) => catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch),
     Exists: async (caller, p) => {
       validateName('namespace', p.Namespace);
       validateName('dot', p.Name);
       const b = normalizeBranch(p.Branch);
-      const id = ctx.index.dotIdByName(p.Namespace, p.Name);
-      const dot = id === undefined ? undefined : ctx.index.dots.get(id);
-      if (!dot || !canAccess(caller, dot.info)) return '';
-      return dot.branches.get(b) ?? '';
+      const dot = catalog.findDot(caller, p.Namespace, p.Name);
+      if (!dot) return '';
+      return catalog.branches(dot.id).get(b) ?? '';
     },
     CheckNameIsValid: async (_caller, p) => {
       try {
@@ -158,7 +165,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return true;
     },
     Branches: async (caller, p) =>
-      [...resolveDot(ctx, caller, p.Namespace, p.Name).branches.keys()].filter((b) => b !== MASTER_BRANCH).sort(),
+      [...catalog.branches(catalog.requireDot(caller, p.Namespace, p.Name).id).keys()].filter((b) => b !== MASTER_BRANCH).sort(),
     Branch: async (caller, p) => {
       await createBranch(ctx, caller, {
         namespace: p.Namespace,
@@ -183,13 +190,16 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       await rollbackBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch, commitId: p.SnapshotId });
       return true;
     },
-    Procure: async (caller, p) =>
-      procure(ctx, deps.paths, caller, {
+    Procure: async (caller, p) => {
+      const takeOver = deps.takeOver;
+      return procure(ctx, deps.paths, caller, {
         namespace: p.Namespace,
         name: p.Name,
         subdot: p.Subdot,
         ownerOf: (ns) => ownerForNewDot(users, caller, ns),
-      }),
+        ...(takeOver ? { takeOver: (fsId: string) => takeOver(caller, fsId) } : {}),
+      });
+    },
     SwitchContainers: async (caller, p) => {
       await switchContainers(ctx, deps.paths, caller, {
         namespace: p.Namespace,
@@ -202,8 +212,8 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     Containers: async (caller, p) => ctx.containers.containersFor(resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
     ContainersById: async (caller, fsId) => ctx.containers.containersFor(requireVisibleFs(ctx, caller, fsId)),
     GetReplicationLatencyForBranch: async (caller, p) => {
-      resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch);
-      return { [ctx.nodeId]: [] };
+      const fsId = catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch);
+      return replicationLatency(deps.view, catalog.masterOf(fsId), fsId);
     },
     SetDebugFlag: async (_caller, p) => ctx.failpoints.set(p.FlagName, p.FlagValue),
     DumpInternalState: async (caller, filter) => {
@@ -212,11 +222,28 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return Object.fromEntries(Object.entries(all).filter(([k]) => filter === '' || k.includes(filter)));
     },
     ...capacityHandlers(ctx, deps.pool),
+    ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...diffHandlers(ctx),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
     ...userHandlers({ ctx, users, auth: deps.auth }),
     ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
   };
+}
+
+/**
+ * GetReplicationLatencyForBranch: for every live node, the commits of the branch's history (as
+ * its master node holds it) that the node does not hold; the master itself misses none.
+ */
+function replicationLatency(view: ClusterView, masterNode: string, fsId: string): Record<string, string[]> {
+  const head = view.copiesOf(fsId).get(masterNode)?.head ?? null;
+  const history = view.historyOn(masterNode, head);
+  const out: Record<string, string[]> = {};
+  const nodes = new Set([masterNode, ...view.copiesOf(fsId).keys(), ...view.nodes().map((n) => n.id)]);
+  for (const node of nodes) {
+    if (node === '') continue;
+    out[node] = node === masterNode ? [] : history.filter((ref) => !view.holds(node, ref)).map((ref) => ref.commitId);
+  }
+  return out;
 }
 
 async function requireUser(users: UserService, caller: Caller) {

@@ -160,20 +160,30 @@ async function makeCa(exec: Exec, f: ClusterPkiFiles): Promise<void> {
 }
 
 async function issueServerCert(exec: Exec, f: ClusterPkiFiles, names: readonly string[]): Promise<void> {
-  const key = `${f.key}.new`;
-  const csr = join(f.dir, 'server.csr');
-  const ext = join(f.dir, 'server.ext');
-  const cert = `${f.cert}.new`;
-  await genKey(exec, key);
   const cn = names.find((n) => !isIP(n) && n !== 'localhost') ?? 'localhost';
-  await exec.run('openssl', ['req', '-new', '-key', key, '-subj', `/O=dotmesh/CN=${cn.replace(/[/=]/g, '_')}`, '-out', csr]);
+  await issueLeaf(exec, f, { key: f.key, cert: f.cert, cn, names, usage: 'serverAuth' });
+}
+
+/** A certificate signed by the cluster CA (a fresh key, CN and SANs), replaced atomically. */
+async function issueLeaf(
+  exec: Exec,
+  f: ClusterPkiFiles,
+  o: { key: string; cert: string; cn: string; names: readonly string[]; usage: string },
+): Promise<void> {
+  const key = `${o.key}.new`;
+  const base = o.cert.replace(/\.pem$/, '');
+  const csr = `${base}.csr`;
+  const ext = `${base}.ext`;
+  const cert = `${o.cert}.new`;
+  await genKey(exec, key);
+  await exec.run('openssl', ['req', '-new', '-key', key, '-subj', `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}`, '-out', csr]);
   await writeFile(
     ext,
     [
-      `subjectAltName=${sanExtension(names)}`,
+      ...(o.names.length > 0 ? [`subjectAltName=${sanExtension(o.names)}`] : []),
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature',
-      'extendedKeyUsage=serverAuth',
+      `extendedKeyUsage=${o.usage}`,
       '',
     ].join('\n'),
     { mode: 0o600 },
@@ -201,6 +211,62 @@ async function issueServerCert(exec: Exec, f: ClusterPkiFiles, names: readonly s
   ]);
   await rm(csr, { force: true });
   await rm(ext, { force: true });
-  await rename(key, f.key);
-  await rename(cert, f.cert);
+  await rename(key, o.key);
+  await rename(cert, o.cert);
+}
+
+/** This node's certificate for the node-to-node endpoint, in `<stateDir>/tls/`. */
+export interface NodeCertFiles {
+  readonly caCert: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/**
+ * Makes (or keeps) this node's certificate for mutual TLS between nodes: signed by the cluster
+ * CA (which must be there: `dm cluster init` makes it, or copies the cluster's), subject CN =
+ * the node id, SANs = the addresses other nodes dial, usable as server and client. Kept while
+ * signed by that CA, naming this node id and its addresses, with more than 30 days left.
+ */
+export async function ensureNodeCert(o: {
+  readonly stateDir: string;
+  readonly exec: Exec;
+  readonly nodeId: string;
+  readonly addresses: readonly string[];
+  readonly now?: () => Date;
+}): Promise<NodeCertFiles & { readonly issued: boolean }> {
+  const f = pkiFiles(o.stateDir);
+  const files = { caCert: f.caCert, cert: join(f.dir, 'node.pem'), key: join(f.dir, 'node-key.pem') };
+  const ca = await readCert(f.caCert);
+  const caKeyThere = await readFile(f.caKey).then(
+    () => true,
+    () => false,
+  );
+  if (!ca) {
+    throw new DotmeshError('POOL_UNAVAILABLE', `no cluster CA in ${f.caCert}: the node-to-node endpoint needs one`, {
+      hint: "make it with 'dm cluster init', or copy the cluster's CA there",
+    });
+  }
+  const now = (o.now ?? (() => new Date()))();
+  const current = await readCert(files.cert);
+  const keep =
+    current?.checkIssued(ca) === true &&
+    current.verify(ca.publicKey) &&
+    current.subject.split('\n').includes(`CN=${o.nodeId}`) &&
+    new Date(current.validTo).getTime() - now.getTime() > 30 * DAY_MS &&
+    certificateCovers(current, o.addresses);
+  if (keep) return { ...files, issued: false };
+  if (!caKeyThere) {
+    throw new DotmeshError('POOL_UNAVAILABLE', `cannot issue this node's certificate: no CA key in ${f.caKey}`, {
+      hint: "copy the cluster CA's key there (dm cluster init --cluster-ca-key), then start again",
+    });
+  }
+  await issueLeaf(o.exec, f, {
+    key: files.key,
+    cert: files.cert,
+    cn: o.nodeId,
+    names: o.addresses,
+    usage: 'serverAuth,clientAuth',
+  });
+  return { ...files, issued: true };
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  ADMIN_USER_ID,
   DotmeshError,
   errorObject,
   isDotmeshError,
@@ -34,6 +35,9 @@ export interface TransferTiming {
 }
 
 export const DEFAULT_TRANSFER_TIMING: TransferTiming = { idleTimeoutMs: 30_000, attempts: 5, backoffMs: 2_000 };
+
+/** The cluster itself, sending to its own nodes: admin's rights. */
+const CLUSTER_CALLER: Caller = { id: ADMIN_USER_ID, name: 'admin', authMethod: 'internal' };
 
 type TransferRequest = ParamsOf<'Transfer'>;
 
@@ -83,9 +87,15 @@ export class TransferEngine {
     this.#timing = timing;
   }
 
-  /** This server as a transfer side for `caller` (also what the peer endpoints use). */
-  localSide(caller: Caller): LocalSide {
-    return new LocalSide(this.#ctx, caller, this.#receiveDeps, () => this.#ctx.failpoints.take('transfer.corrupt-stream'));
+  /**
+   * This server as a transfer side for `caller` (also what the peer endpoints use); `replica`:
+   * for another node of this cluster, the branch's master, sending it commits (receiveCommit's
+   * ReceiveDeps.replica).
+   */
+  localSide(caller: Caller, o: { replica?: boolean } = {}): LocalSide {
+    return new LocalSide(this.#ctx, caller, { ...this.#receiveDeps, replica: o.replica === true }, () =>
+      this.#ctx.failpoints.take('transfer.corrupt-stream'),
+    );
   }
 
   async start(caller: Caller, req: TransferRequest): Promise<string> {
@@ -183,6 +193,39 @@ export class TransferEngine {
     );
     this.#running.add(run);
     return id;
+  }
+
+  /**
+   * Makes another node of this cluster (`peer`, its node endpoint) hold every commit of branch
+   * `fsId`'s history, into its replica: the sending half of a handoff (and of replication).
+   * Its own diverged commits, if any, are kept on a -DIVERGED- branch there, as a push with
+   * stash would. Retried like a transfer; no record is kept.
+   */
+  async sendToNode(peer: TransferSide, dotId: string, fsId: string): Promise<void> {
+    const dot = this.#ctx.index.dots.get(dotId);
+    const branch = this.#ctx.index.branches.get(fsId);
+    if (!dot || !branch) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
+    const name = { namespace: dot.info.namespace, name: dot.info.name };
+    const ends: Ends = {
+      direction: 'push',
+      sender: this.localSide(CLUSTER_CALLER),
+      receiver: peer,
+      senderName: name,
+      receiverName: name,
+      branch: branch.label.branch,
+      stash: true,
+    };
+    const timing = this.#timing();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#attempt(`node-send-${randomUUID()}`, ends, fsId, () => 0);
+        return;
+      } catch (e) {
+        if (attempt >= timing.attempts || !retryable(e)) throw e;
+        this.#ctx.logger.warn({ err: e, attempt, fsId, peer: peer.label }, 'sending commits to another node failed; retrying');
+        await sleep(timing.backoffMs * attempt);
+      }
+    }
   }
 
   get(caller: Caller, id: string): TransferPollResult {

@@ -3,7 +3,7 @@ import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
-import { claimBranch } from '../dots/mutation/store-writes.ts';
+import { claimBranch, putBranchState } from '../dots/mutation/store-writes.ts';
 import type { MutationTx } from '../dots/mutation/tx.ts';
 
 /**
@@ -112,9 +112,10 @@ export function incomingDot(ctx: Pick<DotContext, 'index'>, caller: Caller, v: I
 /**
  * Inside a receive mutation: makes sure the volume exists here with the given identity. A
  * missing non-master branch is created from its origin (which must be here) and claimed in the
- * mutation's store write (clone record, master key: this node); a missing master volume is
- * created but claimed only with its first commit (receiveCommit), so a dot appears with it.
- * Both are undone with the mutation. Caller holds the dot lock exclusively.
+ * mutation's store write (clone record, master key: this node) — or, for a `replica`, only
+ * advertised as this node's inactive copy; a missing master volume is created but claimed only
+ * with its first commit (receiveCommit), so a dot appears with it. Both are undone with the
+ * mutation. Caller holds the dot lock exclusively.
  */
 export async function ensureVolume(
   ctx: Pick<DotContext, 'index' | 'storage' | 'mutations' | 'logger' | 'now'>,
@@ -122,6 +123,7 @@ export async function ensureVolume(
   v: IncomingVolume,
   dot: IndexedDot | undefined,
   ownerId: string,
+  replica = false,
 ): Promise<{ label: BranchLabel; created: boolean }> {
   const known = ctx.index.branches.get(v.fsId);
   if (known) {
@@ -169,9 +171,13 @@ export async function ensureVolume(
     await tx.relabelEmptyVolume(label);
   }
   if (v.branch !== MASTER_BRANCH) {
-    const claim = claimBranch(ctx.mutations.nodeId, label, { head: v.origin, commitCount: originCount });
-    tx.storeCompare(...claim.compare);
-    tx.storeOps(...claim.ops);
+    if (replica) {
+      tx.storeOps(putBranchState(ctx.mutations.nodeId, v.fsId, { head: v.origin, commitCount: originCount, active: false }));
+    } else {
+      const claim = claimBranch(ctx.mutations.nodeId, label, { head: v.origin, commitCount: originCount });
+      tx.storeCompare(...claim.compare);
+      tx.storeOps(...claim.ops);
+    }
     tx.viewAddBranch(label, []);
   }
   ctx.logger.info({ dotId: v.dot.id, fsId: v.fsId, branch: v.branch }, 'creating a volume for an incoming transfer');

@@ -111,7 +111,7 @@ export class LocalSide implements TransferSide {
       },
       async (tx) => {
         const dot = incomingDot(this.#ctx, this.#caller, v);
-        await ensureVolume(this.#ctx, tx, v, dot, dot?.info.ownerId ?? '');
+        await ensureVolume(this.#ctx, tx, v, dot, dot?.info.ownerId ?? '', this.#deps.replica === true);
       },
     );
   }

@@ -24,12 +24,21 @@ const MAX_JSON_BODY = 64 * 1024;
 const KEEPALIVE_MS = 1000;
 
 export interface PeerRoutesDeps {
-  readonly auth: Authenticator;
+  /** Who is calling: Basic auth on the API port, the node certificate on the node endpoint. */
+  readonly authenticate: (req: IncomingMessage) => Promise<Caller | null>;
   readonly logger: Logger;
   /** This server as a transfer side acting for `caller`. */
   readonly sideFor: (caller: Caller) => TransferSide;
   /** A request that moves no byte for this long is dropped (its partial commit discarded). */
   readonly idleTimeoutMs: () => number;
+}
+
+/** Basic auth against the users, as every API endpoint (the peer's user and API key). */
+export function basicAuthenticator(auth: Authenticator): (req: IncomingMessage) => Promise<Caller | null> {
+  return async (req) => {
+    const basic = Authenticator.parseBasic(req.headers.authorization);
+    return basic ? auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
+  };
 }
 
 /**
@@ -44,8 +53,7 @@ export function createPeerRoutes(deps: PeerRoutesDeps) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://x');
     const op = url.pathname.slice(PROTOCOL_PATH.length + 1);
-    const basic = Authenticator.parseBasic(req.headers.authorization);
-    const caller = basic ? await deps.auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
+    const caller = await deps.authenticate(req);
     if (!caller) {
       res.writeHead(401, { 'content-type': 'text/plain' }).end('Unauthorized.\n');
       return;

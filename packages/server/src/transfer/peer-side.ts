@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
 import { UNAUTHENTICATED_MESSAGE } from '@dotmesh/rpc';
 import { type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
+import type { NodeTls } from '../cluster/node-transport.ts';
 import type { WireDot } from './dot-state.ts';
 import type { IncomingVolume } from './incoming.ts';
 import type { IncomingCommit } from './receive-commit.ts';
@@ -23,6 +24,11 @@ export interface PeerAddress {
   readonly tls?: TlsTrust;
   /** A request fails when no byte moves in either direction for this long. */
   readonly idleTimeoutMs: number;
+  /**
+   * Another node of this cluster, at its node-to-node endpoint (`baseUrl`): mutual TLS with this
+   * node's certificate, the peer's must name `nodeId`; no user or key is sent.
+   */
+  readonly node?: { readonly nodeId: string; readonly tls: NodeTls };
 }
 
 /**
@@ -109,13 +115,23 @@ export class PeerSide implements TransferSide {
   /** Sends a request; resolves with the response once its headers arrived. */
   #request(method: string, path: string, headers: Record<string, string>, body?: string | Readable): Promise<IncomingMessage> {
     const url = new URL(`${PROTOCOL_PATH}/${path}`, this.#peer.baseUrl);
+    const node = this.#peer.node;
     const auth = Buffer.from(`${this.#peer.user}:${this.#peer.apiKey}`).toString('base64');
-    const options: RequestOptions = { method, headers: { ...headers, authorization: `Basic ${auth}` } };
+    const options: RequestOptions = { method, headers: node ? headers : { ...headers, authorization: `Basic ${auth}` } };
     const https = url.protocol === 'https:';
     // A fresh connection per request, nothing pooled that a link reset could have broken:
     // https gets its own verified connection (no agent: an agent would ignore createConnection),
     // http `agent: false`.
-    if (https) Object.assign(options, { createConnection: verifiedConnection(this.#peer.tls ?? {}) });
+    if (node) {
+      Object.assign(options, {
+        agent: false,
+        ca: node.tls.ca,
+        cert: node.tls.cert,
+        key: node.tls.key,
+        checkServerIdentity: (_host: string, cert: { subject?: { CN?: string } }) =>
+          cert.subject?.CN === node.nodeId ? undefined : new Error(`the peer is not node ${node.nodeId}`),
+      });
+    } else if (https) Object.assign(options, { createConnection: verifiedConnection(this.#peer.tls ?? {}) });
     else options.agent = false;
     const idle = this.#peer.idleTimeoutMs;
     return new Promise((resolve, reject) => {

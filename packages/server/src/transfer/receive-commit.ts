@@ -32,6 +32,12 @@ export function parseIncomingCommit(raw: unknown): IncomingCommit {
 export interface ReceiveDeps {
   /** The owner of a dot created by an incoming transfer in `namespace`. */
   readonly ownerOf: (caller: Caller, namespace: string) => Promise<string>;
+  /**
+   * The commits come from the branch's master node (a handoff, replication): this node keeps a
+   * replica. It needs no mastership to take them and claims nothing in the store (no name, no
+   * clone record, no master key): it only advertises what it holds, as an inactive copy.
+   */
+  readonly replica?: boolean;
 }
 
 export type ReceiveContext = Pick<
@@ -69,16 +75,24 @@ export async function receiveCommit(
   ctx.writeGuard.assertWritable(what);
   incomingDot(ctx, caller, v); // early refusal, before taking the lock
   const known = ctx.index.branches.has(v.fsId);
+  const replica = deps.replica === true;
   const result = await ctx.mutations.run(
-    { op: 'receive', what, dotId: v.dot.id, dotLock: 'exclusive', queues: [v.fsId], mastered: known ? [v.fsId] : [] },
+    {
+      op: 'receive',
+      what,
+      dotId: v.dot.id,
+      dotLock: 'exclusive',
+      queues: [v.fsId],
+      mastered: known && !replica ? [v.fsId] : [],
+    },
     async (tx) => {
       const dot = incomingDot(ctx, caller, v);
       if (!known && ctx.index.branches.has(v.fsId)) {
         throw new DotmeshError('CONFLICT', `filesystem ${v.fsId} arrived meanwhile`, { hint: 'run the transfer again' });
       }
       const owner = dot ? dot.info.ownerId : await deps.ownerOf(caller, v.dot.namespace);
-      const { label: startLabel, created } = await ensureVolume(ctx, tx, v, dot, owner);
-      return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH }, stream);
+      const { label: startLabel, created } = await ensureVolume(ctx, tx, v, dot, owner, replica);
+      return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH, replica }, stream);
     },
   );
   if (!result.skipped) ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible }, 'received commit');
@@ -89,7 +103,7 @@ async function applyCommit(
   ctx: ReceiveContext,
   tx: MutationTx,
   c: IncomingCommit,
-  start: { readonly label: BranchLabel; readonly newDot: boolean },
+  start: { readonly label: BranchLabel; readonly newDot: boolean; readonly replica: boolean },
   stream: Readable,
 ): Promise<{ visible: boolean; skipped: boolean }> {
   const v = c.volume;
@@ -119,7 +133,7 @@ async function applyCommit(
     if (!visible || !startLabel.hiddenCommits.includes(c.commitId)) return { visible, skipped: true };
     const label: BranchLabel = { ...startLabel, hiddenCommits: startLabel.hiddenCommits.filter((x) => x !== c.commitId) };
     await tx.writeIntent(label, { op: 'rollback', to, opId: tx.newId() }, startLabel);
-    tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: true }));
+    tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: !start.replica }));
     tx.viewSetLabel(label);
     tx.finish('make a held commit the head', async () => {
       await tx.swapLive(v.fsId, to);
@@ -145,13 +159,16 @@ async function applyCommit(
   tx.failpoint('receive.after-import');
   const indexed: IndexedCommit = { id: info.id, seq: info.seq, meta };
   tx.storeOps(putHeldCommit(nodeId, v.fsId, indexed));
-  if (visible) tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: true }));
+  if (visible) tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: !start.replica }));
   if (start.newDot) {
-    // The first commit of a dot new here: the dot appears with it (its name, master key, state).
+    // The first commit of a dot new here: the dot appears with it (its name, master key, state);
+    // a replica only holds it.
     const info0 = finalLabel.dot!;
-    const claim = claimBranch(nodeId, finalLabel, { head: to, commitCount: 1 });
-    tx.storeCompare(absent(KEYS.registry(info0.namespace, info0.name)), ...claim.compare);
-    tx.storeOps(putRegistry(v.dot.id, info0), ...claim.ops);
+    if (!start.replica) {
+      const claim = claimBranch(nodeId, finalLabel, { head: to, commitCount: 1 });
+      tx.storeCompare(absent(KEYS.registry(info0.namespace, info0.name)), ...claim.compare);
+      tx.storeOps(putRegistry(v.dot.id, info0), ...claim.ops);
+    }
     tx.viewAddDot(v.dot.id, info0);
     tx.viewAddBranch(finalLabel, [indexed]);
   } else {

@@ -92,6 +92,7 @@ export interface MutationDeps {
  */
 export class DotMutations {
   readonly #deps: MutationDeps;
+  #view: { caughtUp(revision: number): Promise<void> } | undefined;
 
   constructor(deps: MutationDeps) {
     this.#deps = deps;
@@ -108,6 +109,14 @@ export class DotMutations {
   /** This node's lease id: own keys written outside a mutation (recovery) are bound to it. */
   get leaseId(): string {
     return this.#deps.lease.id;
+  }
+
+  /**
+   * Reads right after a mutation see it: once a mutation is stored, it waits until `view` (the
+   * cluster view every read of names uses) has seen its revision.
+   */
+  followView(view: { caughtUp(revision: number): Promise<void> }): void {
+    this.#view = view;
   }
 
   /** Branch queues with work queued or running (DumpInternalState). */
@@ -206,6 +215,7 @@ export class DotMutations {
         );
       }
       this.#deps.masters.observe(ops, result.revision);
+      await this.#view?.caughtUp(result.revision);
     }
     tx.markStored();
     for (let i = 0; i < request.followUps.length; i += TXN_OPS) {

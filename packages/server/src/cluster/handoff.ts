@@ -1,0 +1,168 @@
+import { ADMIN_USER_ID, DotmeshError } from '@dotmesh/core';
+import type { Caller } from '../dots/caller.ts';
+import { commitBranch } from '../dots/commit.ts';
+import type { DotContext } from '../dots/context.ts';
+import { putBranchState, putMaster } from '../dots/mutation/store-writes.ts';
+import { refuseIfInUse } from '../dots/rollback.ts';
+import type { TransferEngine } from '../transfer/engine.ts';
+import { PeerSide } from '../transfer/peer-side.ts';
+import type { NodeTls } from './node-transport.ts';
+
+/** Who writes the migration commit of a handoff (the original's `system`). */
+const SYSTEM: Caller = { id: ADMIN_USER_ID, name: 'system', authMethod: 'internal' };
+
+export type HandoffContext = Pick<
+  DotContext,
+  | 'index'
+  | 'view'
+  | 'storage'
+  | 'mutations'
+  | 'masters'
+  | 'containers'
+  | 'inUse'
+  | 'failpoints'
+  | 'writeGuard'
+  | 'logger'
+  | 'nodeId'
+  | 'now'
+  | 'newId'
+>;
+
+export interface HandoffDeps {
+  readonly ctx: HandoffContext;
+  readonly transfers: TransferEngine;
+  readonly tls: NodeTls;
+  readonly idleTimeoutMs: () => number;
+}
+
+/**
+ * Runs on the master node of branch `fsId` (MoveBranch): hands the branch to node `to`.
+ *
+ * 1. Refused (IN_USE) while anything uses the branch here: containers, processes, mounts.
+ * 2. Uncommitted data is committed (`type: migration`, author `system`) ─(handoff.after-commit)→
+ * 3. `to` is sent every commit of the branch's history it lacks, into its replica (the same
+ *    transfer engine as push and pull) ─(handoff.after-send)→
+ * 4. One mutation, fenced on this node's mastership: nothing used or wrote the branch meanwhile
+ *    and its head is still the one sent; the master key moves to `to` by compare-and-swap and
+ *    this node's copy turns inactive ─(handoff.after-move)→
+ *
+ * Until step 4 this node is the master and nothing changed; after it `to` is (it activates the
+ * branch when it sees the key, see activateBranch). So a handoff cut anywhere leaves exactly one
+ * master, and every committed commit on it. Returns the store revision of the move.
+ */
+export async function handOff(deps: HandoffDeps, fsId: string, to: string): Promise<number> {
+  const { ctx } = deps;
+  const what = `move branch ${fsId} to node ${to}`;
+  if (to === ctx.nodeId) return ctx.masters.requireMine(fsId, what).revision;
+  ctx.masters.requireMine(fsId, what);
+  const target = ctx.view.node(to);
+  if (!target || target.clusterPort === 0 || target.addresses.length === 0) {
+    throw new DotmeshError('UNAVAILABLE', `cannot ${what}: node ${to} is not a live node of this cluster`, {
+      hint: 'list the nodes with DumpInternalState (nodes.*), or start that node',
+      data: { node: to },
+    });
+  }
+  const branch = ctx.index.requireBranch(fsId);
+  const dot = ctx.index.dots.get(branch.label.dotId);
+  if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No dot for filesystem id '${fsId}'`);
+  const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  await refuseInUse(ctx, fsId, dotName, to);
+  if ((await ctx.storage.sizes([fsId])).get(fsId)?.dirty) {
+    await commitBranch(ctx, SYSTEM, {
+      namespace: dot.info.namespace,
+      name: dot.info.name,
+      branch: branch.label.branch,
+      message: `Automatic snapshot during migration from ${ctx.nodeId} to ${to}.`,
+      metadata: { type: 'migration' },
+    });
+  }
+  ctx.failpoints.hit('handoff.after-commit');
+  const head = ctx.index.head(fsId);
+  const peer = new PeerSide({
+    baseUrl: `https://${hostOf(target.addresses[0]!)}:${target.clusterPort}`,
+    user: '',
+    apiKey: '',
+    idleTimeoutMs: deps.idleTimeoutMs(),
+    node: { nodeId: to, tls: deps.tls },
+  });
+  await deps.transfers.sendToNode(peer, dot.id, fsId);
+  ctx.failpoints.hit('handoff.after-send');
+  await ctx.mutations.run(
+    { op: 'mastership', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId], evenWhenFull: true },
+    async (tx) => {
+      await refuseInUse(ctx, fsId, dotName, to);
+      const now = ctx.index.head(fsId);
+      const dirty = (await ctx.storage.sizes([fsId])).get(fsId)?.dirty === true;
+      if (dirty || now?.commitId !== head?.commitId || now?.fsId !== head?.fsId) {
+        throw new DotmeshError('CONFLICT', `cannot ${what}: ${dotName} was written to while it was being moved`, {
+          hint: 'stop what writes to it, then try again',
+        });
+      }
+      tx.storeOps(
+        putMaster(fsId, to),
+        putBranchState(ctx.nodeId, fsId, { head: now, commitCount: ctx.index.history(fsId).length, active: false }),
+      );
+      tx.finish('handoff.after-move', async () => tx.failpoint('handoff.after-move'));
+    },
+  );
+  ctx.logger.info({ fsId, from: ctx.nodeId, to, head: head?.commitId }, 'handed a branch to another node');
+  return ctx.masters.get(fsId)?.revision ?? 0;
+}
+
+/**
+ * On the node a branch was handed to (or forced to): once the store names it master, it takes
+ * the branch over. Its live state becomes the head of the history it holds, and its copy is
+ * advertised active. Idempotent; a no-op when it does not master or hold the branch.
+ */
+export async function activateBranch(ctx: HandoffContext, fsId: string): Promise<void> {
+  const state = ctx.index.branches.get(fsId);
+  if (!state || !ctx.masters.isMine(fsId)) return;
+  if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active') return;
+  await ctx.mutations.run(
+    {
+      op: 'mastership',
+      what: `take over branch ${fsId}`,
+      dotId: state.label.dotId,
+      dotLock: 'exclusive',
+      queues: [fsId],
+      mastered: [fsId],
+      evenWhenFull: true,
+    },
+    async (tx) => {
+      const head = ctx.index.head(fsId);
+      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: true }));
+      if (head) tx.finish('the live state follows the head', () => tx.swapLive(fsId, head));
+    },
+  );
+  ctx.logger.info({ fsId }, 'took over a branch: this node is its master now');
+}
+
+/**
+ * Follows the master keys: a branch handed (or forced) to this node is taken over as soon as
+ * the store says so, whoever started the move and whether or not they are still there.
+ */
+export function followMastership(ctx: HandoffContext): () => void {
+  return ctx.view.onChange((change) => {
+    if (change.kind !== 'master' || !ctx.masters.isMine(change.fsId) || !ctx.index.branches.has(change.fsId)) return;
+    void activateBranch(ctx, change.fsId).catch((err: unknown) =>
+      ctx.logger.warn({ err, fsId: change.fsId }, 'could not take over a branch this node now masters'),
+    );
+  });
+}
+
+/** Refuses a move while containers, processes or mounts use the branch here. */
+async function refuseInUse(ctx: HandoffContext, fsId: string, dotName: string, to: string): Promise<void> {
+  const containers = await ctx.containers.containersFor(fsId);
+  if (containers.length > 0) {
+    throw new DotmeshError(
+      'IN_USE',
+      `cannot move ${dotName} to node ${to} while containers are running on it here: ${containers.map((c) => c.Name).join(', ')}`,
+      { hint: 'stop the containers first', data: { containers: containers.map((c) => c.Name), node: ctx.nodeId } },
+    );
+  }
+  await refuseIfInUse(ctx, fsId, dotName);
+}
+
+function hostOf(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}

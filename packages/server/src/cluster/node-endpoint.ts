@@ -1,0 +1,73 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { UserService } from '../auth/users.ts';
+import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
+import type { Logger } from '../log.ts';
+import { PROTOCOL_PATH } from '../transfer/peer-side.ts';
+import { peerNodeId } from './node-transport.ts';
+import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH } from './router.ts';
+import type { ClusterView } from './view.ts';
+
+export interface NodeEndpointDeps {
+  readonly rpc: RpcEndpointDeps;
+  /**
+   * The transfer endpoints (`/transfer/v1/*`) for the other nodes: handoffs and replication
+   * send commits through them, as the branch's master.
+   */
+  readonly transfer: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  readonly users: UserService;
+  readonly view: ClusterView;
+  readonly logger: Logger;
+}
+
+/**
+ * The routes of the node-to-node endpoint (behind mutual TLS, see node-transport.ts):
+ * `POST /node/v1/rpc` runs a call another node passed on, as the caller that node
+ * authenticated; `/transfer/v1/*` takes commits from the master of a branch. The calling node must be a live node of this cluster (its certificate's CN
+ * names a node in `servers/addresses`), the caller a user that exists under that id and name,
+ * and the hop count within bounds; anything else is refused before the call is read.
+ */
+export function createNodeEndpoint(deps: NodeEndpointDeps): RequestListener {
+  return (req, res) => {
+    void serve(deps, req, res).catch((err: unknown) => {
+      deps.logger.error({ err }, 'node endpoint failed');
+      if (!res.headersSent) text(res, 500, 'internal error');
+    });
+  };
+}
+
+async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const peer = peerNodeId(req);
+  if (!peer || !deps.view.node(peer)) {
+    deps.logger.warn({ peer, remote: req.socket.remoteAddress }, 'refused a node call from an unknown node');
+    return text(res, 403, `unknown node ${peer ?? '(no certificate)'}`);
+  }
+  const url = req.url ?? '';
+  if (url.startsWith(`${PROTOCOL_PATH}/`)) return deps.transfer(req, res);
+  if (req.method !== 'POST' || url !== NODE_RPC_PATH) return text(res, 404, `no node route ${req.method} ${url.slice(0, 100)}`);
+  const caller = decodeCaller(req.headers[CALLER_HEADER]);
+  const hops = Number(req.headers[HOPS_HEADER]);
+  if (!caller || !Number.isInteger(hops) || hops < 1 || hops > MAX_HOPS + 1) {
+    return text(res, 400, 'a forwarded call needs a caller and a hop count');
+  }
+  const user = await deps.users.byId(caller.id);
+  if (!user || user.Name !== caller.name) {
+    deps.logger.warn({ peer, caller: caller.id }, 'refused a forwarded call for a user that does not exist');
+    return text(res, 403, `no user ${caller.name} with id ${caller.id}`);
+  }
+  let body: string;
+  try {
+    body = await readBody(req, MAX_RPC_BODY_BYTES);
+  } catch {
+    return text(res, 413, 'request body too large');
+  }
+  const reply = await handleRpcBody(deps.rpc, body, caller, hops);
+  if (reply === null) {
+    res.writeHead(204).end();
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' }).end(reply);
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`${body}\n`);
+}

@@ -1,0 +1,65 @@
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { createExec } from '@dotmesh/storage';
+import { MemoryStore, type Store } from '@dotmesh/store';
+import { type Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
+import type { NodeTls } from '../src/cluster/node-transport.ts';
+import { ensureClusterPki, ensureNodeCert, pkiFiles } from '../src/tls/pki.ts';
+import { type InProcessServer, startInProcess } from './in-process.ts';
+
+/**
+ * Several in-process servers sharing one in-memory store, each with its own pool and a
+ * node-to-node endpoint on 127.0.0.1 with certificates of one cluster CA: the unit-level
+ * cluster the routing tests use (the e2e tests run real processes in network namespaces).
+ */
+export interface InProcessCluster {
+  readonly store: Store;
+  readonly nodes: InProcessServer[];
+  /** Certificates of the same CA for another node id (forged-call tests). */
+  tlsFor(nodeId: string): Promise<NodeTls>;
+  /** This CA's material only (a CA of another cluster, for tests). */
+  readonly caDir: string;
+  close(): Promise<void>;
+}
+
+export const NODE_IDS = ['a0a0a0a0a0a00001', 'b0b0b0b0b0b00002', 'c0c0c0c0c0c00003'] as const;
+
+export async function startInProcessCluster(cleanup: Cleanup, count = 2): Promise<InProcessCluster> {
+  const exec = createExec();
+  const caDir = await makeTempDir('cluster-ca', cleanup);
+  await ensureClusterPki({ stateDir: caDir, exec, subjectAltNames: ['127.0.0.1'] });
+  const tlsFor = async (nodeId: string): Promise<NodeTls> => {
+    const dir = await makeTempDir(`node-${nodeId}`, cleanup);
+    const own = pkiFiles(dir);
+    const ca = pkiFiles(caDir);
+    await mkdir(own.dir, { recursive: true, mode: 0o700 });
+    await copyFile(ca.caCert, own.caCert);
+    await copyFile(ca.caKey, own.caKey);
+    const files = await ensureNodeCert({ stateDir: dir, exec, nodeId, addresses: ['127.0.0.1'] });
+    const [caPem, cert, key] = await Promise.all([readFile(files.caCert), readFile(files.cert), readFile(files.key)]);
+    return { ca: caPem, cert, key };
+  };
+  const store = await MemoryStore.open();
+  const ports = await freePorts(count);
+  const nodes: InProcessServer[] = [];
+  for (let i = 0; i < count; i++) {
+    const nodeId = NODE_IDS[i]!;
+    nodes.push(
+      await startInProcess({
+        store,
+        keepStoreOpen: true,
+        nodeId,
+        cluster: { port: ports[i]!, addresses: ['127.0.0.1'], tls: await tlsFor(nodeId) },
+      }),
+    );
+  }
+  return {
+    store,
+    nodes,
+    tlsFor,
+    caDir,
+    async close() {
+      for (const n of nodes.reverse()) await n.close().catch(() => undefined);
+      await store.close();
+    },
+  };
+}

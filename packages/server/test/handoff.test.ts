@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { MemoryDriver } from '@dotmesh/storage';
+import { Cleanup } from '@dotmesh/testkit';
+import { KEYS } from '../src/cluster/store-keys.ts';
+import { type InProcessCluster, NODE_IDS, startInProcessCluster } from './cluster-fixture.ts';
+import { type InProcessServer, rejectsCode } from './in-process.ts';
+
+/**
+ * Handoff: mounting a branch on another node (Procure) moves it there with its history; the old
+ * master commits what was uncommitted first (`type: migration`); exactly one master at a time;
+ * the branch moves back the same way. MoveBranch starts a move from any node; and
+ * ForceBranchMasterById forces one.
+ */
+const ids = async (s: InProcessServer, name: string) =>
+  (await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: '' })).map((c) => c.Id);
+const masterOf = async (s: InProcessServer, name: string) => (await s.admin.call('List', null)).admin?.[name]?.Master;
+
+describe('handoff between two nodes', () => {
+  const cleanup = new Cleanup();
+  let c: InProcessCluster;
+  before(async () => {
+    c = await startInProcessCluster(cleanup, 2);
+    cleanup.add(() => c.close(), 'stop the cluster');
+  });
+  after(() => cleanup.run());
+  const [a, b] = [() => c.nodes[0]!, () => c.nodes[1]!];
+  const driverOf = (s: InProcessServer) => s.driver as MemoryDriver;
+
+  test('Procure on the other node moves the branch there, uncommitted data committed first', async () => {
+    await a().admin.call('Procure', { Namespace: 'admin', Name: 'plums', Subdot: '' });
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    await driverOf(a()).writeFile(id, '__default__/data', 'committed on a');
+    await a().admin.call('Commit', { Namespace: 'admin', Name: 'plums', Branch: '', Message: 'one', Metadata: {} });
+    await driverOf(a()).writeFile(id, '__default__/data', 'uncommitted on a');
+    const before = await ids(a(), 'plums');
+
+    await b().admin.call('Procure', { Namespace: 'admin', Name: 'plums', Subdot: '' });
+    assert.equal(await masterOf(a(), 'plums'), NODE_IDS[1]);
+    const after = await ids(b(), 'plums');
+    assert.deepEqual(after.slice(0, before.length), before, 'every commit moved, in order');
+    assert.equal(after.length, before.length + 1, 'plus the migration commit');
+    const migration = (await b().admin.call('Commits', { Namespace: 'admin', Name: 'plums', Branch: '' })).at(-1)!;
+    assert.equal(migration.Metadata.type, 'migration');
+    assert.equal(migration.Metadata.author, 'system');
+    assert.equal(
+      (await driverOf(b()).readFile(id, '__default__/data')).toString(),
+      'uncommitted on a',
+      'b’s live data is the head',
+    );
+    assert.deepEqual(await ids(a(), 'plums'), after, 'asked through a, answered by the new master');
+    const states = JSON.parse((await c.store.get(KEYS.state(NODE_IDS[0], id)))!.value);
+    assert.equal(states.state.state, 'inactive', 'a keeps an inactive copy');
+  });
+
+  test('the new master takes commits, also those sent to the old one (passed on); the old one keeps what it had', async () => {
+    const id = await b().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    await driverOf(b()).writeFile(id, '__default__/data', 'two');
+    const two = await a().admin.call('Commit', { Namespace: 'admin', Name: 'plums', Branch: '', Message: 'two', Metadata: {} });
+    assert.ok((await driverOf(b()).listCommits(id)).some((x) => x.id === two));
+    assert.ok(!(await driverOf(a()).listCommits(id)).some((x) => x.id === two), 'a holds only what it had');
+  });
+
+  test('and back: Procure on the first node returns the branch with the commits made meanwhile', async () => {
+    await a().admin.call('Procure', { Namespace: 'admin', Name: 'plums', Subdot: '' });
+    assert.equal(await masterOf(b(), 'plums'), NODE_IDS[0]);
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    assert.deepEqual(await ids(a(), 'plums'), await ids(b(), 'plums'));
+    assert.equal((await driverOf(a()).readFile(id, '__default__/data')).toString(), 'two');
+  });
+
+  test('MoveBranch from any node to a named node; a node that is not live is refused', async () => {
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    const moved = await b().admin.call('MoveBranch', { BranchId: id, Node: NODE_IDS[1] });
+    assert.equal(moved.Master, NODE_IDS[1]);
+    assert.equal(await masterOf(a(), 'plums'), NODE_IDS[1]);
+    await rejectsCode(
+      b().admin.call('MoveBranch', { BranchId: id, Node: 'ffffffffffff0009' }),
+      'INVALID_ARGUMENT',
+      /not a live node/,
+    );
+  });
+
+  test('ForceBranchMasterById (smash-branch-master) makes the serving node master; it takes the branch over', async () => {
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    assert.equal(await a().admin.call('ForceBranchMasterById', { FilesystemId: id, Master: '' }), true);
+    assert.equal(await masterOf(b(), 'plums'), NODE_IDS[0]);
+    const three = await a().admin.call('Commit', {
+      Namespace: 'admin',
+      Name: 'plums',
+      Branch: '',
+      Message: 'forced',
+      Metadata: {},
+    });
+    assert.ok((await driverOf(a()).listCommits(id)).some((x) => x.id === three));
+  });
+});
