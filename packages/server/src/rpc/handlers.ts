@@ -21,7 +21,7 @@ import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
-import { ownerForNewDot, userHandlers } from './user-handlers.ts';
+import { ownerForNewDot, requireUser, userHandlers } from './user-handlers.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -73,12 +73,6 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     Config: async () => ({}),
     CurrentUser: async (caller) => safeUser(await requireUser(users, caller)),
     AuthenticatedUser: async (caller) => safeUser(await requireUser(users, caller)),
-    GetApiKey: async (caller) => ({ ApiKey: (await requireUser(users, caller)).ApiKey }),
-    ResetApiKey: async (caller) => {
-      const updated = await users.resetApiKey(await requireUser(users, caller));
-      deps.auth.forget(updated.Id);
-      return { ApiKey: updated.ApiKey };
-    },
     List: async (caller) => {
       const out: Record<string, Record<string, DotmeshVolume>> = {};
       for (const m of await listMasters(caller)) {
@@ -217,12 +211,6 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...userHandlers({ ctx, users, auth: deps.auth }),
     ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
   };
-}
-
-async function requireUser(users: UserService, caller: Caller) {
-  const u = await users.byId(caller.id);
-  if (!u) throw new DotmeshError('UNAUTHENTICATED', `No such user ${caller.name}`);
-  return u;
 }
 
 /** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
