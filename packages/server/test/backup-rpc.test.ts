@@ -2,28 +2,14 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
-import { MemoryStore, type Store } from '@dotmesh/store';
-import { EtcdStore } from '@dotmesh/store/etcd';
-import { Cleanup, type EtcdProcess, skipUnless, startEtcd } from '@dotmesh/testkit';
+import { Cleanup } from '@dotmesh/testkit';
 import { registryMismatches } from '../src/backup/etcd-backup.ts';
-import { startInProcess } from './in-process.ts';
+import { createDotWithBranch, startInProcess } from './in-process.ts';
+import { inProcessStoreKinds } from './store-kinds.ts';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-let etcd: Promise<EtcdProcess> | undefined;
-let stores = 0;
-
-/** A fresh, empty store of each kind (etcd: a new key prefix on one etcd). */
-const kinds: Record<string, { skip: string | false; open: () => Promise<Store> }> = {
-  memory: { skip: false, open: () => MemoryStore.open() },
-  etcd: {
-    skip: skipUnless(['etcd']),
-    open: async () => {
-      etcd ??= startEtcd({ cleanup });
-      return EtcdStore.open({ endpoints: (await etcd).endpoints, prefix: `backup-${++stores}/` });
-    },
-  },
-};
+const kinds = inProcessStoreKinds(cleanup, 'backup');
 
 for (const [kind, { skip, open }] of Object.entries(kinds)) {
   describe(`DumpEtcd / RestoreEtcd (${kind} store)`, { skip }, () => {
@@ -38,15 +24,7 @@ for (const [kind, { skip, open }] of Object.entries(kinds)) {
         await first.store.close();
       };
       cleanup.add(closeFirst);
-      await first.admin.call('Create', { Namespace: 'admin', Name: 'foo' });
-      const [initial] = await first.admin.call('Commits', { Namespace: 'admin', Name: 'foo', Branch: '' });
-      await first.admin.call('Branch', {
-        Namespace: 'admin',
-        Name: 'foo',
-        SourceBranch: 'master',
-        NewBranchName: 'b',
-        SourceCommitId: initial!.Id,
-      });
+      await createDotWithBranch(first.admin, 'foo', 'b');
       const { ApiKey: oldKey } = await first.client('admin', first.password).call('ResetApiKey', null);
       const asOld = (s: { url: string }) => new DotmeshClient({ url: s.url, user: 'admin', apiKey: oldKey });
       const dump = await asOld(first).call('DumpEtcd', { Prefix: '' });

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ADMIN_USER_ID, isDotmeshError } from '@dotmesh/core';
 import type { BackupV1 } from '@dotmesh/rpc';
-import { MemoryStore, type Store } from '@dotmesh/store';
-import { EtcdStore } from '@dotmesh/store/etcd';
-import { Cleanup, type EtcdProcess, skipUnless, startEtcd } from '@dotmesh/testkit';
+import type { Store } from '@dotmesh/store';
+import { Cleanup } from '@dotmesh/testkit';
 import { newPassword } from '../src/auth/secrets.ts';
 import { KEYS } from '../src/cluster/store-keys.ts';
-import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
+import { createDotWithBranch, type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
+import { inProcessStoreKinds } from './store-kinds.ts';
 
 /**
  * Secrets in the store, through a whole server (in process, on the memory driver), on each
@@ -27,19 +27,7 @@ const ORIGINAL_NODE = '6b1f0c4e93a2d758';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-let etcd: Promise<EtcdProcess> | undefined;
-let stores = 0;
-
-const kinds: Record<string, { skip: string | false; open: () => Promise<Store> }> = {
-  memory: { skip: false, open: () => MemoryStore.open() },
-  etcd: {
-    skip: skipUnless(['etcd']),
-    open: async () => {
-      etcd ??= startEtcd({ cleanup });
-      return EtcdStore.open({ endpoints: (await etcd).endpoints, prefix: `secrets-${++stores}/` });
-    },
-  },
-};
+const kinds = inProcessStoreKinds(cleanup, 'secrets');
 
 async function storeText(store: Store): Promise<string> {
   return (await store.range('')).kvs.map((kv) => `${kv.key}=${kv.value}`).join('\n');
@@ -156,17 +144,7 @@ for (const [kind, { skip, open }] of Object.entries(kinds)) {
     test('masters of a dump that name unknown node ids go to the node that holds the branch, never to the unknown id', async () => {
       try {
         const s = await server();
-        await s.admin.call('Create', { Namespace: 'admin', Name: 'orders' });
-        const [initial] = await s.admin.call('Commits', { Namespace: 'admin', Name: 'orders', Branch: '' });
-        await s.admin.call('Branch', {
-          Namespace: 'admin',
-          Name: 'orders',
-          SourceBranch: 'master',
-          NewBranchName: 'staging',
-          SourceCommitId: initial!.Id,
-        });
-        const dotId = await s.admin.call('Lookup', { Namespace: 'admin', Name: 'orders', Branch: '' });
-        const branchId = await s.admin.call('Lookup', { Namespace: 'admin', Name: 'orders', Branch: 'staging' });
+        const { dotId, branchId } = await createDotWithBranch(s.admin, 'orders', 'staging');
         const masterOf = async (fsId: string) => (await s.store.get(KEYS.master(fsId)))?.value;
         const kept = (await s.store.get(KEYS.master(dotId)))!;
         // The store lost the branch's master key (the dot's stays): only that one is restored.
