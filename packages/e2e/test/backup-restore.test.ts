@@ -18,7 +18,7 @@ describe('dm cluster backup-etcd / restore-etcd (built dm and dotmesh-server)', 
   }, async () => {
     const c = await initCluster(cleanup);
     const oldKey = await c.apiKey();
-    const oldPassword = await readFile(join(c.home, '.dotmesh', 'admin-password.txt'), 'utf8');
+    const oldPassword = (await readFile(join(c.home, '.dotmesh', 'admin-password.txt'), 'utf8')).trim();
     await c.ok(['init', 'demo']);
     const mnt = join(c.home, 'demo');
     await c.ok(['mount', 'demo', mnt]);

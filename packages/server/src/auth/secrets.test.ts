@@ -13,7 +13,7 @@ import {
   sealApiKey,
 } from './secrets.ts';
 
-/** An original 0.8.1 backup, written by the original's code (see packages/server/test/original-backup.test.ts). */
+/** An original 0.8.1 backup, written by the original's code (how it was made: packages/server/test/secrets-store.test.ts). */
 const ORIGINAL_BACKUP = join(import.meta.dirname, '../../test/fixtures/original-0.8.1-backup.json');
 
 test("the password verifier is the original's scrypt hash: a hash the original wrote verifies", async () => {
