@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
-import { Cleanup } from '@dotmesh/testkit';
+import { Cleanup, makeTempDir } from '@dotmesh/testkit';
 import { registryMismatches } from '../src/backup/etcd-backup.ts';
 import { createDotWithBranch, startInProcess } from './in-process.ts';
 import { inProcessStoreKinds } from './store-kinds.ts';
@@ -15,7 +15,8 @@ for (const [kind, { skip, open }] of Object.entries(kinds)) {
   describe(`DumpEtcd / RestoreEtcd (${kind} store)`, { skip }, () => {
     test('a dump holds verifiers only; restored into an empty store, the keys and passwords work again; dots come from the pool', async () => {
       const driver = new MemoryDriver({ poolId: 'feedfacecafe0001' });
-      const first = await startInProcess({ driver, store: await open() });
+      // Closed without close() (the driver goes on to the second server): its dir goes with `cleanup`.
+      const first = await startInProcess({ driver, store: await open(), dir: await makeTempDir('inproc', cleanup) });
       let firstOpen = true;
       const closeFirst = async () => {
         if (!firstOpen) return;
