@@ -92,10 +92,10 @@ export class CommandContext {
   /**
    * Builds a client for a remote's coordinates (deducing the URL when port is 0). A remote
    * with a `known_servers` line (or the given `trust`, for `dm remote add`) is reached over
-   * https, verified by its pin or the CAs.
+   * https, verified by its pin or the CAs. Clients are reused per coordinates and credentials.
    */
   async clientFor(remote: Pick<DmRemote, 'User' | 'Hostname' | 'Port' | 'ApiKey'>, trust?: KnownTrust): Promise<DotmeshClient> {
-    const key = `${remote.User}@${remote.Hostname}:${remote.Port}`;
+    const key = `${remote.User}@${remote.Hostname}:${remote.Port}\0${remote.ApiKey}`;
     const cached = trust ? undefined : this.clients.get(key);
     if (cached) return cached;
     const known = await this.knownServers();

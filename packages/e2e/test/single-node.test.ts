@@ -160,6 +160,7 @@ describe('TestSingleNode (ported)', { skip }, () => {
     await c.ok(['remote', 'switch', 'bypassword']);
     const { ApiKey } = JSON.parse(await c.ok(['debug', 'ResetApiKey'])) as { ApiKey: string };
     assert.notEqual(ApiKey, key);
+    assert.deepEqual(JSON.parse(await c.ok(['debug', 'GetApiKey'])), { ApiKey }, 'by password: the key sealed under it');
     await c.ok(['remote', 'switch', 'local']);
     const stale = await c.dm(['list']);
     assert.notEqual(stale.code, 0);

@@ -3,9 +3,11 @@ import { z } from 'zod';
 
 /**
  * BackupV1: what `DumpEtcd` returns and `RestoreEtcd` takes (the original's snake_case
- * backup format). Users carry their salt, password hash and API key, so credentials survive
- * a lost store; the registry parts describe dots, branches and masters as the store mirrored
- * them (the pool stays authoritative for those).
+ * backup format). Users carry the verifiers of their credentials, so they survive a lost
+ * store: the password's salt and hash, and the API key's verifier (`ApiKeySalt`,
+ * `ApiKeyHmac`) and sealed copy (`ApiKeySealed`); `ApiKey` is "" in our dumps and holds the
+ * key in clear only in the original's. The registry parts describe dots, branches and
+ * masters as the store mirrored them (the pool stays authoritative for those).
  */
 const text = z.string().max(64 * 1024);
 
@@ -16,6 +18,9 @@ export const backupUserSchema = z.looseObject({
   Salt: text.default(''),
   Password: text.default(''),
   ApiKey: text.default(''),
+  ApiKeySalt: text.default(''),
+  ApiKeyHmac: text.default(''),
+  ApiKeySealed: text.default(''),
   Metadata: z.record(z.string(), z.string()).nullable().default({}),
 });
 

@@ -130,6 +130,13 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   for (const action of opened.actions) logger.info({ recovery: true }, `storage: ${action}`);
 
   const users = new UserService(store);
+  const cleared = await users.removeClearApiKeys();
+  if (cleared > 0) {
+    logger.warn(
+      { users: cleared },
+      'replaced API keys an earlier version stored in clear by verifiers: they keep working, GetApiKey cannot show them (ResetApiKey issues new ones); the store history may hold the old values until compacted',
+    );
+  }
   const admin = await users.ensureAdmin(parts.initialAdmin);
   if (admin === 'created') logger.info({ admin }, 'created the admin user from the initial credentials');
   if (admin === 'replaced') logger.warn({ admin }, "replaced the admin user's password and API key (new admin credentials)");

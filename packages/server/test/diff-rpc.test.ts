@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { MemoryDriver, StorageDriver } from '@dotmesh/storage';
-import { hashPassword, UserService } from '../src/auth/users.ts';
+import { withCredentials } from '../src/auth/user-record.ts';
+import { UserService } from '../src/auth/users.ts';
 import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /** Diff, DiffCommits, GET /diff, LastModified, MountCommit, ForceBranchMasterById on the memory driver. */
@@ -145,16 +146,8 @@ describe('diff and single-node inspection methods (in-process)', () => {
   });
 
   test('another user sees none of it (ForceBranchMasterById is admin only)', async () => {
-    const { salt, hash } = await hashPassword('bob-password');
-    await new UserService(s.store).save({
-      Id: '11111111-2222-4333-8444-555555555555',
-      Name: 'bob',
-      Email: 'bob@example.com',
-      Salt: salt,
-      Password: hash,
-      ApiKey: 'BOBKEY',
-      Metadata: {},
-    });
+    const bobId = { Id: '11111111-2222-4333-8444-555555555555', Name: 'bob', Email: 'bob@example.com', Metadata: {} };
+    await new UserService(s.store).save(await withCredentials(bobId, 'bob-password', 'BOBKEY'));
     const bob = s.client('bob', 'BOBKEY');
     await rejectsCode(bob.call('Diff', { FilesystemID: fsId }), 'DOT_NOT_FOUND');
     await rejectsCode(bob.call('ForceBranchMasterById', { FilesystemId: fsId, Master: '' }), 'NOT_ADMIN');

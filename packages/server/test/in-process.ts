@@ -155,3 +155,24 @@ export async function rejectsCode(p: Promise<unknown>, code: string, message?: R
     return true;
   });
 }
+
+/** Creates `admin/<name>` and a branch of it from its initial commit; returns their filesystem ids. */
+export async function createDotWithBranch(
+  client: DotmeshClient,
+  name: string,
+  branch: string,
+): Promise<{ dotId: string; branchId: string }> {
+  await client.call('Create', { Namespace: 'admin', Name: name });
+  const [initial] = await client.call('Commits', { Namespace: 'admin', Name: name, Branch: '' });
+  await client.call('Branch', {
+    Namespace: 'admin',
+    Name: name,
+    SourceBranch: 'master',
+    NewBranchName: branch,
+    SourceCommitId: initial!.Id,
+  });
+  return {
+    dotId: await client.call('Lookup', { Namespace: 'admin', Name: name, Branch: '' }),
+    branchId: await client.call('Lookup', { Namespace: 'admin', Name: name, Branch: branch }),
+  };
+}

@@ -1,15 +1,20 @@
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import type { BackupV1 } from '@dotmesh/rpc';
 import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
+import type { DmRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
 
 /**
  * `dm cluster backup-etcd` prints the current remote's store backup (DumpEtcd, BackupV1
  * JSON) on stdout; `dm cluster restore-etcd` reads one from stdin and restores it
- * (RestoreEtcd): users with their password hashes and API keys. When the dump holds the
- * current remote's user with another API key, the remote's key is updated to it, since the
- * restore makes that the valid one. Both need the admin user.
+ * (RestoreEtcd): users with the verifiers of their passwords and API keys. A backup holds no
+ * API key in clear (except the original's), so when the restore replaced the current remote's
+ * user, dm learns the user's restored key from the original's backup, or asks GetApiKey with
+ * the API key or password from before the backup, given in $DOTMESH_PASSWORD, and updates the
+ * remote; without either it says that the remote's key is no longer accepted. That secret
+ * also authenticates the restore itself when the remote's key is refused (a remote an earlier
+ * restore left behind). Both need the admin user.
  */
 export async function backupEtcd(ctx: CommandContext): Promise<BackupV1> {
   const { remote } = await ctx.currentRemote();
@@ -21,6 +26,8 @@ export interface RestoreResult {
   users: number;
   /** The remote whose API key now is the restored one, when it changed. */
   updatedRemote: string | null;
+  /** The current remote, when the restored users do not accept its API key and dm could not learn the restored one. */
+  staleRemote: string | null;
 }
 
 export async function restoreEtcd(ctx: CommandContext, text: string): Promise<RestoreResult> {
@@ -31,19 +38,46 @@ export async function restoreEtcd(ctx: CommandContext, text: string): Promise<Re
   const { parseBackup } = await import('@dotmesh/rpc');
   const dump = parseBackup(text);
   const { name, remote } = await ctx.currentRemote();
-  const restored = await (await ctx.clientFor(remote)).call('RestoreEtcd', { Prefix: '', Dump: dump });
-  const mine = dump.users?.find((u) => u.Name === remote.User);
-  let updatedRemote: string | null = null;
-  if (restored && mine && mine.ApiKey !== '' && mine.ApiKey !== remote.ApiKey) {
+  const secret = ctx.env.DOTMESH_PASSWORD ?? '';
+  const restore = async (apiKey: string) =>
+    (await ctx.clientFor({ ...remote, ApiKey: apiKey })).call('RestoreEtcd', { Prefix: '', Dump: dump });
+  const restored = await restore(remote.ApiKey).catch((e: unknown) => {
+    if (secret === '' || !isUnauthenticated(e)) throw e;
+    return restore(secret);
+  });
+  const result: RestoreResult = { restored, users: dump.users?.length ?? 0, updatedRemote: null, staleRemote: null };
+  if (!restored) return result;
+  const clear = dump.users?.find((u) => u.Name === remote.User)?.ApiKey;
+  const apiKey = clear ? clear : ((await apiKeyFor(ctx, remote, remote.ApiKey)) ?? (await apiKeyFor(ctx, remote, secret)));
+  if (apiKey === null) result.staleRemote = name;
+  else if (apiKey !== remote.ApiKey) {
     const config = await ctx.loadConfig();
     const record = config.Remotes[name];
     if (record) {
-      record.ApiKey = mine.ApiKey;
+      record.ApiKey = apiKey;
       await ctx.saveConfig();
-      updatedRemote = name;
+      result.updatedRemote = name;
     }
   }
-  return { restored, users: dump.users?.length ?? 0, updatedRemote };
+  return result;
+}
+
+/**
+ * The remote user's API key, asked with `secret` (their key or password); null when the
+ * secret is refused, or when the server cannot show the key (kept as a verifier only).
+ */
+async function apiKeyFor(ctx: CommandContext, remote: DmRemote, secret: string): Promise<string | null> {
+  if (secret === '') return null;
+  try {
+    return (await (await ctx.clientFor({ ...remote, ApiKey: secret })).call('GetApiKey', {})).ApiKey;
+  } catch (e) {
+    if (isUnauthenticated(e) || (isDotmeshError(e) && e.code === 'UNSUPPORTED')) return null;
+    throw e;
+  }
+}
+
+function isUnauthenticated(e: unknown): boolean {
+  return isDotmeshError(e) && e.code === 'UNAUTHENTICATED';
 }
 
 /** Reads stdin line by line until the text read is one whole JSON document, or input ends. */
@@ -87,6 +121,12 @@ export function registerBackup(cluster: Command, app: CliApp): void {
         ctx.reporter.result(result, (r) => [
           `Restored ${r.users} user${r.users === 1 ? '' : 's'}; dots, branches and masters come from the pool.`,
           ...(r.updatedRemote ? [`Remote '${r.updatedRemote}' now uses the restored API key.`] : []),
+          ...(r.staleRemote
+            ? [
+                `Remote '${r.staleRemote}' has an API key the restored users do not accept (a backup holds no API key in clear).`,
+                `Give dm the admin's API key or password from before the backup: DOTMESH_PASSWORD=<it> dm cluster restore-etcd < <backup> (restoring again changes nothing else).`,
+              ]
+            : []),
         ]);
       }),
     );

@@ -1,11 +1,18 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Caller } from '../dots/caller.ts';
-import { type UserRecord, type UserService, verifyPassword } from './users.ts';
+import { CallerProof } from './proof.ts';
+import { isApiKeyOf, type UserRecord, unlockWithPassword } from './user-record.ts';
+import type { UserService } from './users.ts';
 
 /**
- * Checks HTTP Basic credentials: the secret is the user's API key, or their password.
- * Successful password checks are cached (as a salted digest, for a few minutes) because
- * scrypt costs ~100 ms; failures are rate-limited per user name and per client address.
+ * Checks HTTP Basic credentials: the secret is the user's API key, or their password. The
+ * user's record is read from the store on every request, so a new key or password counts at
+ * once on every node. An API key is checked against its HMAC verifier (microseconds); a
+ * password costs one scrypt run (~100 ms), so successful password checks are cached in memory
+ * for a few minutes, as a digest of the secret with the record's salt and hash (a changed
+ * password never matches a cached check) beside the password's unlock key. Failures are
+ * rate-limited per user name and per client address. The caller carries the proof
+ * (auth/proof.ts) for GetApiKey, ResetApiKey and UpdatePassword.
  */
 export interface AuthOptions {
   readonly now?: () => number;
@@ -23,7 +30,7 @@ export class Authenticator {
   readonly #cacheMs: number;
   readonly #maxFailures: number;
   readonly #windowMs: number;
-  readonly #passwordCache = new Map<string, { digest: Buffer; until: number }>();
+  readonly #passwordCache = new Map<string, { digest: Buffer; until: number; unlockKey: Buffer }>();
   readonly #failures = new Map<string, number[]>();
 
   constructor(users: UserService, options: AuthOptions = {}) {
@@ -47,8 +54,13 @@ export class Authenticator {
     if (this.#limited(`u:${userName}`) || this.#limited(`a:${clientAddress}`)) return null;
     const user = userName.length <= 256 ? await this.#users.byName(userName) : undefined;
     if (user && secret.length > 0 && secret.length <= 1024) {
-      if (equal(secret, user.ApiKey)) return { id: user.Id, name: user.Name, authMethod: 'apikey' };
-      if (await this.#passwordMatches(user, secret)) return { id: user.Id, name: user.Name, authMethod: 'password' };
+      if (isApiKeyOf(user, secret)) {
+        return { id: user.Id, name: user.Name, authMethod: 'apikey', proof: CallerProof.apiKey(secret) };
+      }
+      const unlockKey = await this.#passwordUnlockKey(user, secret);
+      if (unlockKey) {
+        return { id: user.Id, name: user.Name, authMethod: 'password', proof: CallerProof.password(unlockKey, user.Salt) };
+      }
     }
     this.#fail(`u:${userName}`);
     this.#fail(`a:${clientAddress}`);
@@ -60,13 +72,13 @@ export class Authenticator {
     this.#passwordCache.delete(userId);
   }
 
-  async #passwordMatches(user: UserRecord, secret: string): Promise<boolean> {
+  async #passwordUnlockKey(user: UserRecord, secret: string): Promise<Buffer | undefined> {
     const digest = createHash('sha256').update(user.Salt).update('\0').update(user.Password).update('\0').update(secret).digest();
     const cached = this.#passwordCache.get(user.Id);
-    if (cached && cached.until > this.#now() && timingSafeEqual(cached.digest, digest)) return true;
-    if (!(await verifyPassword(user, secret))) return false;
-    this.#passwordCache.set(user.Id, { digest, until: this.#now() + this.#cacheMs });
-    return true;
+    if (cached && cached.until > this.#now() && timingSafeEqual(cached.digest, digest)) return cached.unlockKey;
+    const unlockKey = await unlockWithPassword(user, secret);
+    if (unlockKey) this.#passwordCache.set(user.Id, { digest, until: this.#now() + this.#cacheMs, unlockKey });
+    return unlockKey;
   }
 
   #limited(key: string): boolean {
@@ -90,10 +102,4 @@ export class Authenticator {
     if (list.length > this.#maxFailures * 2) list.splice(0, list.length - this.#maxFailures * 2);
     this.#failures.set(key, list);
   }
-}
-
-function equal(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -1,73 +1,22 @@
-import { createHash, randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
-import { ADMIN_USER_ID, ADMIN_USER_NAME, abbreviate, base32, DotmeshError, validateName } from '@dotmesh/core';
-import type { SafeUser } from '@dotmesh/rpc';
-import type { Store, TxnOp } from '@dotmesh/store';
+import { randomUUID } from 'node:crypto';
+import { ADMIN_USER_ID, ADMIN_USER_NAME, abbreviate, DotmeshError, validateName } from '@dotmesh/core';
+import type { Store } from '@dotmesh/store';
+import type { CallerProof } from './proof.ts';
+import { API_KEY_BYTES, newApiKeyVerifier, newPassword, openApiKey, randomToken, sealApiKey } from './secrets.ts';
+import {
+  apiKeyVerifierOf,
+  decodeUser,
+  EMAILIDX,
+  encodeUser,
+  isApiKeyOf,
+  NAMEIDX,
+  USERS,
+  type UserRecord,
+  userOps,
+  withCredentials,
+} from './user-record.ts';
 
-const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, keylen: number, opts: object) => Promise<Buffer>;
-
-/** scrypt parameters of the original (N=32768, r=8, p=1, 32-byte key and salt). */
-const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
-const KEY_LEN = 32;
-
-/**
- * A user as stored (key `dotmesh.io/users/users/<id>`, name index `dotmesh.io/users/nameidx/<name>`,
- * email index `dotmesh.io/users/emailidx/<email>` for users with an email).
- * The API key is kept retrievable because `GetApiKey` returns it (as the original); the
- * password only as a salted scrypt hash. The store file is 0600 under a 0700 directory.
- */
-export interface UserRecord {
-  readonly Id: string;
-  readonly Name: string;
-  readonly Email: string;
-  readonly Salt: string;
-  readonly Password: string;
-  readonly ApiKey: string;
-  readonly Metadata: Record<string, string>;
-}
-
-const USERS = 'dotmesh.io/users/users/';
-const NAMEIDX = 'dotmesh.io/users/nameidx/';
-const EMAILIDX = 'dotmesh.io/users/emailidx/';
-
-/** The original's token format: base32 (padded) of `bytes` random bytes. */
-export function randomToken(bytes: number): string {
-  return base32(randomBytes(bytes));
-}
-
-export async function hashPassword(password: string, salt: Buffer = randomBytes(32)): Promise<{ salt: string; hash: string }> {
-  const key = await scrypt(password, salt, KEY_LEN, SCRYPT);
-  return { salt: salt.toString('hex'), hash: key.toString('hex') };
-}
-
-export async function verifyPassword(user: UserRecord, password: string): Promise<boolean> {
-  if (user.Salt === '' || user.Password === '') return false;
-  const key = await scrypt(password, Buffer.from(user.Salt, 'hex'), KEY_LEN, SCRYPT);
-  const expected = Buffer.from(user.Password, 'hex');
-  return expected.length === key.length && timingSafeEqual(expected, key);
-}
-
-export function safeUser(u: UserRecord): SafeUser {
-  return {
-    Id: u.Id,
-    Name: u.Name,
-    Email: u.Email,
-    EmailHash: createHash('md5').update(u.Email).digest('hex'),
-    Metadata: { ...u.Metadata },
-  };
-}
-
-/** The store writes of one user: its record and index entries. */
-function userOps(user: UserRecord): TxnOp[] {
-  const ops: TxnOp[] = [
-    { type: 'put', key: `${USERS}${user.Id}`, value: JSON.stringify(user) },
-    { type: 'put', key: `${NAMEIDX}${user.Name}`, value: JSON.stringify({ prefix: NAMEIDX, name: user.Name, id: user.Id }) },
-  ];
-  if (user.Email !== '') {
-    ops.push({ type: 'put', key: `${EMAILIDX}${user.Email}`, value: JSON.stringify({ email: user.Email, id: user.Id }) });
-  }
-  return ops;
-}
+export { safeUser, type UserRecord } from './user-record.ts';
 
 /** The initial-admin file's contents (`@dotmesh/rpc` initialAdminSchema). */
 export interface InitialAdminCredentials {
@@ -116,6 +65,14 @@ function emailExists(): DotmeshError {
   return new DotmeshError('CONFLICT', 'Email already exists - contact help@dotmesh.io');
 }
 
+/** How often an update of a user is tried again when another write to it came first. */
+const UPDATE_ATTEMPTS = 5;
+
+/**
+ * The users in the store. Every credential change (a new password, a new API key) is one
+ * compare-and-swap of the user's record, so it is seen at once by every node: the
+ * Authenticator reads the record on each request.
+ */
 export class UserService {
   readonly #store: Store;
 
@@ -125,7 +82,7 @@ export class UserService {
 
   async byId(id: string): Promise<UserRecord | undefined> {
     const kv = await this.#store.get(`${USERS}${id}`);
-    return kv ? (JSON.parse(kv.value) as UserRecord) : undefined;
+    return kv ? decodeUser(kv.value)?.user : undefined;
   }
 
   async byName(name: string): Promise<UserRecord | undefined> {
@@ -147,9 +104,30 @@ export class UserService {
   }
 
   /**
-   * Creates a user (RegisterNewUser): validated name, email and password, a new API key and a
-   * scrypt password hash. The name and email indexes are claimed in one transaction, so two
-   * concurrent registrations of one name (or email) cannot both succeed.
+   * Rewrites the user records an earlier version wrote with the API key in clear: each gets a
+   * verifier of its key instead (the key keeps working; it cannot be shown by GetApiKey, the
+   * password being unknown here). Idempotent, and safe on several nodes at once (each record
+   * is compared-and-swapped). Returns how many records it rewrote.
+   */
+  async removeClearApiKeys(): Promise<number> {
+    let rewritten = 0;
+    for (const kv of (await this.#store.range(USERS)).kvs) {
+      const decoded = decodeUser(kv.value);
+      if (!decoded?.clearKey) continue;
+      const result = await this.#store.txn({
+        compare: [{ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision }],
+        success: [{ type: 'put', key: kv.key, value: encodeUser(decoded.user) }],
+      });
+      if (result.succeeded) rewritten++;
+    }
+    return rewritten;
+  }
+
+  /**
+   * Creates a user (RegisterNewUser): validated name, email and password, a new API key, the
+   * verifiers of both and the key sealed under the password. The name and email indexes are
+   * claimed in one transaction, so two concurrent registrations of one name (or email) cannot
+   * both succeed.
    */
   async register(req: { name: string; email: string; password: string }): Promise<UserRecord> {
     const name = validateUserName(req.name);
@@ -157,16 +135,11 @@ export class UserService {
     validatePassword(req.password);
     if (name === ADMIN_USER_NAME || (await this.byName(name))) throw usernameExists();
     if (await this.byEmail(email)) throw emailExists();
-    const { salt, hash } = await hashPassword(req.password);
-    const user: UserRecord = {
-      Id: randomUUID(),
-      Name: name,
-      Email: email,
-      Salt: salt,
-      Password: hash,
-      ApiKey: randomToken(32),
-      Metadata: {},
-    };
+    const user = await withCredentials(
+      { Id: randomUUID(), Name: name, Email: email, Metadata: {} },
+      req.password,
+      randomToken(API_KEY_BYTES),
+    );
     const result = await this.#store.txn({
       compare: [
         { key: `${NAMEIDX}${name}`, target: 'version', op: '==', value: 0 },
@@ -178,13 +151,71 @@ export class UserService {
     return user;
   }
 
-  /** Sets a new password (≥ 7 characters); the API key stays. */
-  async updatePassword(user: UserRecord, password: string): Promise<UserRecord> {
+  /**
+   * Sets a new password (UpdatePassword, password auth): a new salt and hash, and the API key
+   * (which stays) sealed again under the new password. A key that could not be shown before
+   * (kept as a verifier only) still cannot.
+   */
+  async updatePassword(userId: string, proof: CallerProof | undefined, password: string): Promise<UserRecord> {
     validatePassword(password);
-    const { salt, hash } = await hashPassword(password);
-    const updated = { ...user, Salt: salt, Password: hash };
-    await this.save(updated);
-    return updated;
+    return this.#update(userId, async (user) => {
+      const unlockKey = requireUnlockKey(user, proof);
+      const verifier = apiKeyVerifierOf(user);
+      const apiKey = user.ApiKeySealed === '' ? undefined : openApiKey(user.ApiKeySealed, unlockKey, user.Id, verifier);
+      const pw = await newPassword(password, user.Id);
+      return {
+        ...user,
+        Salt: pw.salt,
+        Password: pw.hash,
+        ApiKeySealed: apiKey === undefined ? '' : sealApiKey(apiKey, pw.unlockKey, user.Id, verifier),
+      };
+    });
+  }
+
+  /** A new API key (ResetApiKey, password auth), sealed under the password; the old key fails from now on. */
+  async resetApiKey(userId: string, proof: CallerProof | undefined): Promise<string> {
+    let apiKey = '';
+    await this.#update(userId, async (user) => {
+      const unlockKey = requireUnlockKey(user, proof);
+      apiKey = randomToken(API_KEY_BYTES);
+      const verifier = newApiKeyVerifier(apiKey, user.Id);
+      return {
+        ...user,
+        ApiKeySalt: verifier.salt,
+        ApiKeyHmac: verifier.hmac,
+        ApiKeySealed: sealApiKey(apiKey, unlockKey, user.Id, verifier),
+      };
+    });
+    return apiKey;
+  }
+
+  /**
+   * The user's API key (GetApiKey): the one the caller authenticated with, or, for a caller
+   * who sent the password, the sealed copy opened with it. UNSUPPORTED for a key kept as a
+   * verifier only (written by an earlier version or restored from the original's backup).
+   */
+  apiKeyOf(user: UserRecord, proof: CallerProof | undefined): string {
+    const sent = proof?.apiKey;
+    if (sent !== undefined && isApiKeyOf(user, sent)) return sent;
+    const unlockKey = proof?.unlockKeyFor(user);
+    if (unlockKey === undefined) {
+      throw new DotmeshError('UNAUTHENTICATED', `The credentials of ${user.Name} changed while this call ran`, {
+        hint: 'call GetApiKey again with the current API key or password',
+      });
+    }
+    const apiKey =
+      user.ApiKeySealed === '' ? undefined : openApiKey(user.ApiKeySealed, unlockKey, user.Id, apiKeyVerifierOf(user));
+    if (apiKey === undefined) {
+      throw new DotmeshError(
+        'UNSUPPORTED',
+        `The API key of ${user.Name} cannot be shown: the server keeps only a verifier of it (it was set by an earlier version, or restored from a backup that held it in clear)`,
+        {
+          hint: 'the key keeps working where it is used; ResetApiKey (with the password) issues a new key that GetApiKey can show',
+          data: { user: user.Name, recoverable: false },
+        },
+      );
+    }
+    return apiKey;
   }
 
   /**
@@ -194,14 +225,14 @@ export class UserService {
    * invalidates a key in use elsewhere. Only `replaceExisting` (init's
    * `--new-admin-credentials`) replaces them. Returns what it did: `created`, `replaced`,
    * `kept` (no initial credentials, or the same key) or `ignored` (other credentials, not used).
+   * The store gets their verifiers, as for every user.
    */
   async ensureAdmin(initial: InitialAdminCredentials | undefined): Promise<'created' | 'replaced' | 'kept' | 'ignored'> {
     const existing = await this.byId(ADMIN_USER_ID);
     if (existing) {
-      if (!initial || (existing.ApiKey === initial.apiKey && !initial.replaceExisting)) return 'kept';
+      if (!initial || (!initial.replaceExisting && isApiKeyOf(existing, initial.apiKey))) return 'kept';
       if (!initial.replaceExisting) return 'ignored';
-      const { salt, hash } = await hashPassword(initial.password);
-      await this.save({ ...existing, Salt: salt, Password: hash, ApiKey: initial.apiKey });
+      await this.save(await withCredentials(existing, initial.password, initial.apiKey));
       return 'replaced';
     }
     if (!initial) {
@@ -209,22 +240,37 @@ export class UserService {
         hint: "run 'dm cluster init' to create them",
       });
     }
-    const { salt, hash } = await hashPassword(initial.password);
-    await this.save({
-      Id: ADMIN_USER_ID,
-      Name: ADMIN_USER_NAME,
-      Email: '',
-      Salt: salt,
-      Password: hash,
-      ApiKey: initial.apiKey,
-      Metadata: {},
-    });
+    const admin = { Id: ADMIN_USER_ID, Name: ADMIN_USER_NAME, Email: '', Metadata: {} };
+    await this.save(await withCredentials(admin, initial.password, initial.apiKey));
     return 'created';
   }
 
-  async resetApiKey(user: UserRecord): Promise<UserRecord> {
-    const updated = { ...user, ApiKey: randomToken(32) };
-    await this.save(updated);
-    return updated;
+  /** Reads the user, applies `change` and writes the result if nothing wrote the user meanwhile (else again). */
+  async #update(userId: string, change: (user: UserRecord) => Promise<UserRecord>): Promise<UserRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const kv = await this.#store.get(`${USERS}${userId}`);
+      const user = kv ? decodeUser(kv.value)?.user : undefined;
+      if (!kv || !user) throw new DotmeshError('UNAUTHENTICATED', `No such user ${userId}`);
+      const updated = await change(user);
+      const result = await this.#store.txn({
+        compare: [{ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision }],
+        success: userOps(updated),
+      });
+      if (result.succeeded) return updated;
+      if (attempt >= UPDATE_ATTEMPTS) {
+        throw new DotmeshError('CONFLICT', `The user ${user.Name} kept changing while this call ran`, { hint: 'try again' });
+      }
+    }
   }
+}
+
+/** The unlock key of the password the caller authenticated with, if it is still the user's. */
+function requireUnlockKey(user: UserRecord, proof: CallerProof | undefined): Buffer {
+  const unlockKey = proof?.unlockKeyFor(user);
+  if (unlockKey === undefined) {
+    throw new DotmeshError('UNAUTHENTICATED', `The password of ${user.Name} changed while this call ran`, {
+      hint: 'authenticate with the current password and try again',
+    });
+  }
+  return unlockKey;
 }

@@ -1,4 +1,5 @@
 import { ADMIN_USER_ID, DotmeshError } from '@dotmesh/core';
+import type { CallerProof } from '../auth/proof.ts';
 import type { DotInfo } from './labels.ts';
 
 /** Who is calling: the authenticated user and how they proved it. */
@@ -6,6 +7,11 @@ export interface Caller {
   readonly id: string;
   readonly name: string;
   readonly authMethod: 'apikey' | 'password' | 'internal';
+  /**
+   * The proof itself (the API key sent, or the unlock key of the password sent), for the
+   * user handlers that need it; set by the Authenticator, never serialised (auth/proof.ts).
+   */
+  readonly proof?: CallerProof;
 }
 
 export function isAdmin(caller: Caller): boolean {

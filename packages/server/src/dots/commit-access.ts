@@ -1,4 +1,4 @@
-import { abbreviate, DotmeshError, validateName } from '@dotmesh/core';
+import { DotmeshError, validateName } from '@dotmesh/core';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { requireVisibleFs } from './views.ts';

@@ -2,7 +2,7 @@ import { parseBackup } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { UserService } from '../auth/users.ts';
-import { checkBackupPrefix, dumpStore, registryMismatches, restoreUsers } from '../backup/etcd-backup.ts';
+import { checkBackupPrefix, dumpStore, registryMismatches, restoreMasters, restoreUsers } from '../backup/etcd-backup.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { HandlerTable } from './handlers.ts';
 
@@ -31,9 +31,24 @@ export function backupHandlers(deps: BackupHandlerDeps): Pick<HandlerTable, 'Dum
       for (const id of restored) auth.forget(id);
       const mismatches = registryMismatches(ctx.index, dump);
       for (const mismatch of mismatches) ctx.logger.warn({ restore: true }, `RestoreEtcd: ${mismatch} (the pool wins)`);
+      const masters = await restoreMasters(store, ctx.masters, dump);
+      for (const m of masters) {
+        ctx.logger.info(
+          { restore: true, fsId: m.fsId, node: m.nodeId, dumpNode: m.dumpNodeId },
+          m.nodeId === m.dumpNodeId
+            ? 'RestoreEtcd: restored a master key the store lacked'
+            : 'RestoreEtcd: restored a master key the store lacked, for the node that holds the branch (the dump names a node that does not)',
+        );
+      }
       ctx.logger.info(
-        { by: caller.name, users: restored.length, created: dump.created, mismatches: mismatches.length },
-        'RestoreEtcd: users restored; dots, branches and masters come from the pool',
+        {
+          by: caller.name,
+          users: restored.length,
+          masters: masters.length,
+          created: dump.created,
+          mismatches: mismatches.length,
+        },
+        'RestoreEtcd: users restored; dots and branches come from the pool, masters only where the store had none',
       );
       return true;
     },

@@ -6,14 +6,14 @@ import { safeUser, type UserService } from '../auth/users.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
-import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
+import { type Caller, isAdmin } from '../dots/caller.ts';
 import type { DotCatalog } from '../dots/catalog.ts';
 import { commitBranch } from '../dots/commit.ts';
 import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
 import { createDot, deleteDot } from '../dots/create-delete.ts';
 import { type ContainerPaths, procure } from '../dots/procure.ts';
-import { resolveBranch, resolveDot } from '../dots/resolve.ts';
+import { resolveBranch } from '../dots/resolve.ts';
 import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import { switchContainers } from '../dots/switch-containers.ts';
@@ -25,7 +25,7 @@ import { capacityHandlers } from './capacity-handlers.ts';
 import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
-import { ownerForNewDot, userHandlers } from './user-handlers.ts';
+import { ownerForNewDot, requireUser, userHandlers } from './user-handlers.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -81,12 +81,6 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     Config: async () => ({}),
     CurrentUser: async (caller) => safeUser(await requireUser(users, caller)),
     AuthenticatedUser: async (caller) => safeUser(await requireUser(users, caller)),
-    GetApiKey: async (caller) => ({ ApiKey: (await requireUser(users, caller)).ApiKey }),
-    ResetApiKey: async (caller) => {
-      const updated = await users.resetApiKey(await requireUser(users, caller));
-      deps.auth.forget(updated.Id);
-      return { ApiKey: updated.ApiKey };
-    },
     List: async (caller) => {
       const out: Record<string, Record<string, DotmeshVolume>> = {};
       for (const m of await listMasters(caller)) {
@@ -244,12 +238,6 @@ function replicationLatency(view: ClusterView, masterNode: string, fsId: string)
     out[node] = node === masterNode ? [] : history.filter((ref) => !view.holds(node, ref)).map((ref) => ref.commitId);
   }
   return out;
-}
-
-async function requireUser(users: UserService, caller: Caller) {
-  const u = await users.byId(caller.id);
-  if (!u) throw new DotmeshError('UNAUTHENTICATED', `No such user ${caller.name}`);
-  return u;
 }
 
 /** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */

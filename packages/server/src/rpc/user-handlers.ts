@@ -1,6 +1,6 @@
 import { ADMIN_USER_NAME, DotmeshError } from '@dotmesh/core';
 import type { Authenticator } from '../auth/authenticator.ts';
-import { safeUser, type UserService } from '../auth/users.ts';
+import { safeUser, type UserRecord, type UserService } from '../auth/users.ts';
 import { type Caller, isAdmin } from '../dots/caller.ts';
 import { setCollaborator } from '../dots/collaborators.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -13,13 +13,19 @@ export interface UserHandlerDeps {
 }
 
 /**
- * The multi-user methods: RegisterNewUser (admin, enforced by the method table),
- * UpdatePassword (password auth, enforced by the method table), AddCollaborator and
- * RemoveCollaborator (owner or admin of the dot).
+ * The user methods: GetApiKey (the caller's key: the one they sent, or opened with the
+ * password they sent), ResetApiKey and UpdatePassword (password auth, enforced by the method
+ * table), RegisterNewUser (admin, enforced by the method table), AddCollaborator and
+ * RemoveCollaborator (owner or admin of the dot). The credential methods need the caller's
+ * proof (auth/proof.ts), which exists only on the node that authenticated the call: they
+ * run there.
  */
 export function userHandlers(
   deps: UserHandlerDeps,
-): Pick<HandlerTable, 'RegisterNewUser' | 'UpdatePassword' | 'AddCollaborator' | 'RemoveCollaborator'> {
+): Pick<
+  HandlerTable,
+  'GetApiKey' | 'ResetApiKey' | 'RegisterNewUser' | 'UpdatePassword' | 'AddCollaborator' | 'RemoveCollaborator'
+> {
   const { ctx, users } = deps;
   const collaborator = async (name: string) => {
     const u = name.length > 0 && name.length <= 256 && !name.includes('\0') ? await users.byName(name) : undefined;
@@ -31,11 +37,15 @@ export function userHandlers(
     return { id: u.Id, name: u.Name };
   };
   return {
+    GetApiKey: async (caller) => ({ ApiKey: users.apiKeyOf(await requireUser(users, caller), caller.proof) }),
+    ResetApiKey: async (caller) => {
+      const apiKey = await users.resetApiKey((await requireUser(users, caller)).Id, caller.proof);
+      deps.auth.forget(caller.id);
+      return { ApiKey: apiKey };
+    },
     RegisterNewUser: async (_caller, p) => safeUser(await users.register({ name: p.Name, email: p.Email, password: p.Password })),
     UpdatePassword: async (caller, p) => {
-      const user = await users.byId(caller.id);
-      if (!user) throw new DotmeshError('UNAUTHENTICATED', `No such user ${caller.name}`);
-      const updated = await users.updatePassword(user, p.NewPassword);
+      const updated = await users.updatePassword((await requireUser(users, caller)).Id, caller.proof, p.NewPassword);
       deps.auth.forget(updated.Id);
       return safeUser(updated);
     },
@@ -48,6 +58,13 @@ export function userHandlers(
       return true;
     },
   };
+}
+
+/** The caller's user record; UNAUTHENTICATED when the user is gone. */
+export async function requireUser(users: UserService, caller: Caller): Promise<UserRecord> {
+  const u = await users.byId(caller.id);
+  if (!u) throw new DotmeshError('UNAUTHENTICATED', `No such user ${caller.name}`);
+  return u;
 }
 
 /**
