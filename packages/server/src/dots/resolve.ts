@@ -25,11 +25,3 @@ export function resolveBranch(
   if (!canAccess(caller, dot.info)) throw notFound(ns, dotName);
   return { dot, branch: b, fsId: ctx.index.requireBranchId(dot, b) };
 }
-
-export function resolveDot(ctx: Pick<DotContext, 'index'>, caller: Caller, namespace: unknown, name: unknown): IndexedDot {
-  const ns = validateName('namespace', namespace);
-  const dotName = validateName('dot', name);
-  const dot = ctx.index.requireDot(ns, dotName);
-  if (!canAccess(caller, dot.info)) throw notFound(ns, dotName);
-  return dot;
-}
