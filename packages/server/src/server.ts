@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { basename } from 'node:path';
 import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '@dotmesh/core';
 import { errorFromRpc } from '@dotmesh/rpc';
@@ -16,6 +16,7 @@ import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluste
 import { advertisePresence, type Presence } from './cluster/presence.ts';
 import { CallRouter } from './cluster/router.ts';
 import { followTombstones } from './cluster/tombstones.ts';
+import { ClusterTransferProxy } from './cluster/transfer-proxy.ts';
 import { ClusterView } from './cluster/view.ts';
 import { KeyedQueue } from './concurrency/keyed-queue.ts';
 import { KeyedRwLock } from './concurrency/rw-lock.ts';
@@ -264,6 +265,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     transfers,
     idleTimeoutMs: () => timing.idleTimeoutMs,
     ...(router ? { router } : {}),
+    ...(parts.cluster
+      ? {
+          transferProxy: new ClusterTransferProxy({
+            view,
+            masters,
+            tls: parts.cluster.tls,
+            idleTimeoutMs: () => timing.idleTimeoutMs,
+            logger,
+          }),
+        }
+      : {}),
   });
   const api = createApiServer(routes, logger);
   // HTTPS first: once plain HTTP answers (what `dm cluster init` waits for), HTTPS does too.
@@ -284,11 +296,22 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       sideFor: (caller) => transfers.localSide(caller, { replica: true }),
       idleTimeoutMs: () => timing.idleTimeoutMs,
     });
+    const forwardedCallers = new WeakMap<IncomingMessage, Caller>();
+    const forwarded = createPeerRoutes({
+      authenticate: async (req) => forwardedCallers.get(req) ?? null,
+      logger,
+      sideFor: (caller) => transfers.localSide(caller),
+      idleTimeoutMs: () => timing.idleTimeoutMs,
+    });
     nodeServer = createNodeServer(
       parts.cluster.tls,
       createNodeEndpoint({
         rpc: routes.rpcDeps,
         transfer: nodeTransfer,
+        forwardedTransfer: (req, res, caller) => {
+          forwardedCallers.set(req, caller);
+          return forwarded(req, res);
+        },
         users,
         view,
         logger: logger.child({ part: 'node-endpoint' }),

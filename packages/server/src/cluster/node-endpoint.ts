@@ -1,10 +1,12 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { UserService } from '../auth/users.ts';
+import type { Caller } from '../dots/caller.ts';
 import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
 import { PROTOCOL_PATH } from '../transfer/peer-side.ts';
 import { peerNodeId } from './node-transport.ts';
 import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH } from './router.ts';
+import { NODE_TRANSFER_PATH } from './transfer-proxy.ts';
 import type { ClusterView } from './view.ts';
 
 export interface NodeEndpointDeps {
@@ -14,6 +16,11 @@ export interface NodeEndpointDeps {
    * send commits through them, as the branch's master.
    */
   readonly transfer: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /**
+   * A push or pull from another cluster that reached another node of this one, passed on here
+   * (transfer-proxy.ts): served as `caller`, with the `/transfer/v1` routes.
+   */
+  readonly forwardedTransfer: (req: IncomingMessage, res: ServerResponse, caller: Caller) => Promise<void>;
   readonly users: UserService;
   readonly view: ClusterView;
   readonly logger: Logger;
@@ -43,7 +50,10 @@ async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerRe
   }
   const url = req.url ?? '';
   if (url.startsWith(`${PROTOCOL_PATH}/`)) return deps.transfer(req, res);
-  if (req.method !== 'POST' || url !== NODE_RPC_PATH) return text(res, 404, `no node route ${req.method} ${url.slice(0, 100)}`);
+  const forwardedTransfer = url.startsWith(`${NODE_TRANSFER_PATH}/`);
+  if (!forwardedTransfer && (req.method !== 'POST' || url !== NODE_RPC_PATH)) {
+    return text(res, 404, `no node route ${req.method} ${url.slice(0, 100)}`);
+  }
   const caller = decodeCaller(req.headers[CALLER_HEADER]);
   const hops = Number(req.headers[HOPS_HEADER]);
   if (!caller || !Number.isInteger(hops) || hops < 1 || hops > MAX_HOPS + 1) {
@@ -53,6 +63,10 @@ async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerRe
   if (!user || user.Name !== caller.name) {
     deps.logger.warn({ peer, caller: caller.id }, 'refused a forwarded call for a user that does not exist');
     return text(res, 403, `no user ${caller.name} with id ${caller.id}`);
+  }
+  if (forwardedTransfer) {
+    req.url = `${PROTOCOL_PATH}/${url.slice(NODE_TRANSFER_PATH.length + 1)}`;
+    return deps.forwardedTransfer(req, res, caller);
   }
   let body: string;
   try {

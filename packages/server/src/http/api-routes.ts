@@ -6,7 +6,7 @@ import { createMetricsEndpoint } from '../metrics/endpoint.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
-import { basicAuthenticator, createPeerRoutes } from '../transfer/peer-routes.ts';
+import { basicAuthenticator, createPeerRoutes, type TransferProxy } from '../transfer/peer-routes.ts';
 import { createDiffEndpoint } from './diff-endpoint.ts';
 import { createRpcEndpoint, type RpcEndpointDeps } from './rpc-endpoint.ts';
 import type { ApiRoutes } from './servers.ts';
@@ -24,6 +24,8 @@ export function createApiRoutes(deps: {
   readonly idleTimeoutMs: () => number;
   /** Where calls run in a cluster of several nodes (absent: always here). */
   readonly router?: CallRouter;
+  /** Where transfer requests about another node's branches go (absent: always here). */
+  readonly transferProxy?: TransferProxy;
 }): ApiRoutes & { readonly rpcDeps: RpcEndpointDeps } {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
@@ -50,6 +52,7 @@ export function createApiRoutes(deps: {
       logger,
       sideFor: (caller) => deps.transfers.localSide(caller),
       idleTimeoutMs: deps.idleTimeoutMs,
+      ...(deps.transferProxy ? { proxy: deps.transferProxy } : {}),
     }),
     observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
   };

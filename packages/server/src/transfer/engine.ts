@@ -228,7 +228,7 @@ export class TransferEngine {
     }
   }
 
-  get(caller: Caller, id: string): TransferPollResult {
+  get(caller: Caller, id: string): Promise<TransferPollResult> {
     return this.#records.get(id, caller.id, isAdmin(caller));
   }
 

@@ -31,6 +31,36 @@ export interface PeerRoutesDeps {
   readonly sideFor: (caller: Caller) => TransferSide;
   /** A request that moves no byte for this long is dropped (its partial commit discarded). */
   readonly idleTimeoutMs: () => number;
+  /**
+   * On a cluster of several nodes: the node that must serve a request about these branches
+   * (the master of `fsId`, else of the dot `dotId`), or undefined for this node; and how to pass
+   * the request on there (transfer-proxy.ts). Absent: everything is served here.
+   */
+  readonly proxy?: TransferProxy;
+}
+
+/** Where a transfer request about a branch or dot is served, and passing it on. */
+export interface TransferProxy {
+  target(about: {
+    readonly fsId?: string | undefined;
+    readonly dotId?: string | undefined;
+    readonly dotName?: { namespace: string; name: string } | undefined;
+  }): string | undefined;
+  /**
+   * Passes the request on to `nodeId` for `caller` (the rest of the body still in `req`, or
+   * the JSON body already read) and pipes the answer back.
+   */
+  forward(
+    nodeId: string,
+    o: {
+      readonly op: string;
+      readonly search: string;
+      readonly req: IncomingMessage;
+      readonly res: ServerResponse;
+      readonly caller: Caller;
+      readonly json?: Record<string, unknown>;
+    },
+  ): Promise<void>;
 }
 
 /** Basic auth against the users, as every API endpoint (the peer's user and API key). */
@@ -60,12 +90,26 @@ export function createPeerRoutes(deps: PeerRoutesDeps) {
     }
     req.socket.setTimeout(deps.idleTimeoutMs(), () => req.socket.destroy());
     const side = deps.sideFor(caller);
+    const proxy = deps.proxy;
+    const elsewhere = (about: Parameters<TransferProxy['target']>[0]) => proxy?.target(about);
     try {
       if (req.method === 'GET' && op === 'hello') return sendJson(res, await side.hello());
-      if (req.method === 'GET' && op === 'export') return await exportStream(side, url, res);
+      if (req.method === 'GET' && op === 'export') {
+        const node = elsewhere({ fsId: url.searchParams.get('fsId') ?? undefined });
+        if (node && proxy) return await proxy.forward(node, { op, search: url.search, req, res, caller });
+        return await exportStream(side, url, res);
+      }
       if (req.method !== 'POST') throw new DotmeshError('UNKNOWN_METHOD', `no transfer endpoint ${req.method} ${op}`);
-      if (op === 'receive') return await receive(side, req, res, deps.logger);
+      if (op === 'receive') {
+        const node = proxy ? elsewhere(receivingBranch(req)) : undefined;
+        if (node && proxy) return await proxy.forward(node, { op, search: url.search, req, res, caller });
+        return await receive(side, req, res, deps.logger);
+      }
       const body = await jsonBody(req);
+      if (proxy) {
+        const node = elsewhere(jsonAbout(op, body));
+        if (node) return await proxy.forward(node, { op, search: url.search, req, res, caller, json: body });
+      }
       switch (op) {
         case 'state':
           return sendJson(res, {
@@ -102,6 +146,37 @@ export function createPeerRoutes(deps: PeerRoutesDeps) {
       sendError(res, e, deps.logger, op);
     }
   };
+}
+
+/** The branch a pushed commit goes to (its header), for routing; nothing when unreadable. */
+function receivingBranch(req: IncomingMessage): Parameters<TransferProxy['target']>[0] {
+  try {
+    const header = req.headers[COMMIT_HEADER];
+    if (typeof header !== 'string' || header.length > 16 * 1024) return {};
+    const raw = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as {
+      targetFsId?: unknown;
+      volume?: { dot?: { id?: unknown } };
+    };
+    return {
+      fsId: typeof raw.targetFsId === 'string' ? raw.targetFsId : undefined,
+      dotId: typeof raw.volume?.dot?.id === 'string' ? raw.volume.dot.id : undefined,
+    };
+  } catch {
+    return {};
+  }
+}
+
+/** The branch or dot a JSON transfer request is about, for routing. */
+function jsonAbout(op: string, body: Record<string, unknown>): Parameters<TransferProxy['target']>[0] {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  if (op === 'state' && typeof body.namespace === 'string' && typeof body.name === 'string') {
+    return { dotName: { namespace: body.namespace, name: body.name } };
+  }
+  if (op === 'branch') {
+    const v = body.volume as { dot?: { id?: unknown } } | undefined;
+    return { dotId: str(v?.dot?.id) };
+  }
+  return { fsId: str(body.fsId) };
 }
 
 async function exportStream(side: TransferSide, url: URL, res: ServerResponse): Promise<void> {

@@ -42,9 +42,9 @@ test('at start a node ends only its own running transfers; another node’s reco
     const records = new TransferRecords(store, SILENT_LOGGER, 'node-a');
     await records.load();
     const admin = '00000000-0000-0000-0000-000000000000';
-    assert.equal(records.get('mine', admin, true).Status, 'error');
-    assert.equal(records.get('mine', admin, true).Message, INTERRUPTED_MESSAGE);
-    assert.equal(records.get('theirs', admin, true).Status, 'pushing');
+    assert.equal((await records.get('mine', admin, true)).Status, 'error');
+    assert.equal((await records.get('mine', admin, true)).Message, INTERRUPTED_MESSAGE);
+    assert.equal((await records.get('theirs', admin, true)).Status, 'pushing');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal((await store.get(`${TRANSFERS_PREFIX}theirs`))?.value, theirs, 'the store keeps the other node’s record');
     assert.equal(JSON.parse((await store.get(`${TRANSFERS_PREFIX}mine`))!.value).Status, 'error');

@@ -11,6 +11,16 @@ const KEEP_FINISHED = 200;
 export const INTERRUPTED_MESSAGE = 'the transfer was interrupted by a restart of dotmesh-server; run it again to resume';
 
 /** The structured error of a record cut by a restart (its Message is INTERRUPTED_MESSAGE). */
+/** A stored record, or undefined when the value is not one. */
+function parseRecord(value: string): (TransferPollResult & { owner: string; startedAt?: number }) | undefined {
+  try {
+    const r = JSON.parse(value) as TransferPollResult & { owner: string };
+    return typeof r?.TransferRequestId === 'string' && typeof r.owner === 'string' ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function interruptedError(): ErrorObject {
   return errorObject(new DotmeshError('UNAVAILABLE', INTERRUPTED_MESSAGE, { hint: 'run the same push, pull or clone again' }));
 }
@@ -70,9 +80,18 @@ export class TransferRecords {
     this.#persist(id, important);
   }
 
-  /** The record for its owner (or admin); other callers get the original's not-found text. */
-  get(id: string, callerId: string, isAdmin: boolean): TransferPollResult {
-    const r = this.#records.get(id);
+  /**
+   * The record for its owner (or admin); other callers get the original's not-found text. A
+   * transfer another node runs is read from the store (its node writes it there at every status
+   * change and once a second while it moves data).
+   */
+  async get(id: string, callerId: string, isAdmin: boolean): Promise<TransferPollResult> {
+    let r = this.#records.get(id);
+    if (!r && /^[A-Za-z0-9-]{1,100}$/.test(id)) {
+      const kv = await this.#store.get(`${TRANSFERS_PREFIX}${id}`);
+      const stored = kv ? parseRecord(kv.value) : undefined;
+      if (stored && stored.InitiatorNodeId !== this.#nodeId) r = stored;
+    }
     if (!r || (!isAdmin && r.owner !== callerId)) {
       throw new DotmeshError('DOT_NOT_FOUND', `No such intercluster transfer ${id}`, { data: { transferId: id } });
     }

@@ -1,0 +1,115 @@
+import { request } from 'node:https';
+import { finished } from 'node:stream/promises';
+import { DotmeshError, errorObject } from '@dotmesh/core';
+import type { Logger } from '../log.ts';
+import type { TransferProxy } from '../transfer/peer-routes.ts';
+import { COMMIT_HEADER } from '../transfer/peer-side.ts';
+import type { MasterTable } from './masters.ts';
+import type { NodeTls } from './node-transport.ts';
+import { CALLER_HEADER, encodeCaller, HOPS_HEADER } from './router.ts';
+import type { ClusterView } from './view.ts';
+
+/** Where another node serves the transfer requests passed on to it (as their caller). */
+export const NODE_TRANSFER_PATH = '/node/v1/transfer';
+
+/**
+ * Pushes and pulls from another cluster may reach any node of this one (the original's
+ * PushWrongNode / PullWrongNode): a `/transfer/v1` request about a branch another node masters
+ * is passed on, streams included, to that node's endpoint (`/node/v1/transfer/<op>`, mutual
+ * TLS), as the caller this node authenticated; the answer is piped back unchanged.
+ */
+export class ClusterTransferProxy implements TransferProxy {
+  readonly #view: ClusterView;
+  readonly #masters: MasterTable;
+  readonly #tls: NodeTls;
+  readonly #idleTimeoutMs: () => number;
+  readonly #logger: Logger;
+
+  constructor(o: { view: ClusterView; masters: MasterTable; tls: NodeTls; idleTimeoutMs: () => number; logger: Logger }) {
+    this.#view = o.view;
+    this.#masters = o.masters;
+    this.#tls = o.tls;
+    this.#idleTimeoutMs = o.idleTimeoutMs;
+    this.#logger = o.logger;
+  }
+
+  target(about: Parameters<TransferProxy['target']>[0]): string | undefined {
+    const fsId =
+      about.fsId ??
+      about.dotId ??
+      (about.dotName ? this.#view.dotByName(about.dotName.namespace, about.dotName.name)?.id : undefined);
+    if (fsId === undefined) return undefined;
+    // A branch the cluster does not know (a new one, pushed): its dot's master branch decides.
+    const known = this.#masters.get(fsId) ?? (about.dotId ? this.#masters.get(about.dotId) : undefined);
+    if (!known || known.nodeId === this.#masters.nodeId) return undefined;
+    return known.nodeId;
+  }
+
+  async forward(nodeId: string, o: Parameters<TransferProxy['forward']>[1]): Promise<void> {
+    const node = this.#view.node(nodeId);
+    const address = node?.addresses[0];
+    if (!node || address === undefined || node.clusterPort === 0) {
+      return this.#fail(
+        o.res,
+        new DotmeshError('UNAVAILABLE', `node ${nodeId}, which masters this dot, is not live`, { data: { node: nodeId } }),
+      );
+    }
+    const headers: Record<string, string> = {
+      [CALLER_HEADER]: encodeCaller(o.caller),
+      [HOPS_HEADER]: '1',
+      'content-type': o.json ? 'application/json' : (o.req.headers['content-type'] ?? 'application/octet-stream'),
+    };
+    const commit = o.req.headers[COMMIT_HEADER];
+    if (typeof commit === 'string') headers[COMMIT_HEADER] = commit;
+    const idle = this.#idleTimeoutMs();
+    await new Promise<void>((resolve) => {
+      const up = request(
+        {
+          host: address.includes(':') ? `[${address}]` : address,
+          port: node.clusterPort,
+          path: `${NODE_TRANSFER_PATH}/${o.op}${o.search}`,
+          method: o.req.method,
+          agent: false,
+          ca: this.#tls.ca,
+          cert: this.#tls.cert,
+          key: this.#tls.key,
+          checkServerIdentity: (_h, cert) =>
+            cert.subject?.CN === nodeId ? undefined : new Error(`the peer is not node ${nodeId}`),
+          headers,
+        },
+        (answer) => {
+          o.res.writeHead(answer.statusCode ?? 502, { 'content-type': answer.headers['content-type'] ?? 'application/json' });
+          answer.socket.setTimeout(idle, () => answer.destroy());
+          answer.on('error', () => o.res.destroy());
+          answer.pipe(o.res);
+          void finished(o.res)
+            .catch(() => undefined)
+            .finally(resolve);
+        },
+      );
+      up.setTimeout(idle, () => up.destroy(new Error(`node ${nodeId} sent nothing for ${idle} ms`)));
+      up.on('error', (e) => {
+        this.#logger.warn({ err: e, node: nodeId, op: o.op }, 'could not pass a transfer request on');
+        if (o.res.headersSent) o.res.destroy();
+        else
+          this.#fail(
+            o.res,
+            new DotmeshError('UNAVAILABLE', `cannot reach node ${nodeId}: ${e.message}`, { data: { node: nodeId } }),
+          );
+        resolve();
+      });
+      o.res.once('close', () => up.destroy());
+      if (o.json) up.end(JSON.stringify(o.json));
+      else {
+        o.req.once('close', () => {
+          if (!o.req.readableEnded) up.destroy(new Error('the sending server went away mid-stream'));
+        });
+        o.req.pipe(up);
+      }
+    });
+  }
+
+  #fail(res: Parameters<TransferProxy['forward']>[1]['res'], e: DotmeshError): void {
+    res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: errorObject(e) }));
+  }
+}
