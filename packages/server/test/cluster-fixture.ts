@@ -1,5 +1,5 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
-import { createExec } from '@dotmesh/storage';
+import { createExec, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
 import { type Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
 import type { NodeTls } from '../src/cluster/node-transport.ts';
@@ -23,7 +23,11 @@ export interface InProcessCluster {
 
 export const NODE_IDS = ['a0a0a0a0a0a00001', 'b0b0b0b0b0b00002', 'c0c0c0c0c0c00003'] as const;
 
-export async function startInProcessCluster(cleanup: Cleanup, count = 2): Promise<InProcessCluster> {
+export async function startInProcessCluster(
+  cleanup: Cleanup,
+  count = 2,
+  o: { readonly drivers?: readonly StorageDriver[]; readonly nodeIds?: readonly string[] } = {},
+): Promise<InProcessCluster> {
   const exec = createExec();
   const caDir = await makeTempDir('cluster-ca', cleanup);
   await ensureClusterPki({ stateDir: caDir, exec, subjectAltNames: ['127.0.0.1'] });
@@ -42,12 +46,14 @@ export async function startInProcessCluster(cleanup: Cleanup, count = 2): Promis
   const ports = await freePorts(count);
   const nodes: InProcessServer[] = [];
   for (let i = 0; i < count; i++) {
-    const nodeId = NODE_IDS[i]!;
+    const nodeId = o.nodeIds?.[i] ?? NODE_IDS[i]!;
+    const driver = o.drivers?.[i];
     nodes.push(
       await startInProcess({
         store,
         keepStoreOpen: true,
         nodeId,
+        ...(driver ? { driver } : {}),
         cluster: { port: ports[i]!, addresses: ['127.0.0.1'], tls: await tlsFor(nodeId) },
       }),
     );
@@ -58,7 +64,7 @@ export async function startInProcessCluster(cleanup: Cleanup, count = 2): Promis
     tlsFor,
     caDir,
     async close() {
-      for (const n of nodes.reverse()) await n.close().catch(() => undefined);
+      for (const n of nodes.splice(0).reverse()) await n.close().catch(() => undefined);
       await store.close();
     },
   };

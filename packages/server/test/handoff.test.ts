@@ -93,5 +93,31 @@ describe('handoff between two nodes', () => {
       Metadata: {},
     });
     assert.ok((await driverOf(a()).listCommits(id)).some((x) => x.id === three));
+    // b learnt it no longer masters the branch: its copy is a replica in its pool.
+    await waitFor(async () => (await driverOf(b()).readLabel(id)).replica === true);
+    assert.notEqual((await driverOf(a()).readLabel(id)).replica, true);
+  });
+
+  test('the store lost entirely: the master’s copy claims the branch back, never the older replica', async () => {
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
+    const expected = await ids(a(), 'plums');
+    // The replica (b) starts first on an empty store, then the master (a).
+    const drivers = [c.nodes[1]!.driver, c.nodes[0]!.driver];
+    await c.close();
+    const fresh = await startInProcessCluster(cleanup, 2, { drivers, nodeIds: [NODE_IDS[1], NODE_IDS[0]] });
+    cleanup.add(() => fresh.close(), 'stop the restarted cluster');
+    const [b2, a2] = fresh.nodes as [InProcessServer, InProcessServer];
+    assert.equal(await b2.admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' }), id);
+    assert.equal(await masterOf(b2, 'plums'), NODE_IDS[0], 'a, the master, claimed it');
+    assert.deepEqual(await ids(b2, 'plums'), expected, 'every commit is back, through either node');
+    assert.deepEqual(await ids(a2, 'plums'), expected);
   });
 });
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -98,6 +98,11 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
           hint: 'stop what writes to it, then try again',
         });
       }
+      // This copy becomes a replica: should the store be lost, it claims nothing.
+      const state = ctx.index.requireBranch(fsId);
+      const label = { ...state.label, replica: true };
+      await tx.writeLabel(label, state.label);
+      tx.viewSetLabel(label);
       tx.storeOps(
         putMaster(fsId, to),
         putBranchState(ctx.nodeId, fsId, { head: now, commitCount: ctx.index.history(fsId).length, active: false }),
@@ -117,7 +122,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
 export async function activateBranch(ctx: HandoffContext, fsId: string): Promise<void> {
   const state = ctx.index.branches.get(fsId);
   if (!state || !ctx.masters.isMine(fsId)) return;
-  if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active') return;
+  if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && state.label.replica !== true) return;
   await ctx.mutations.run(
     {
       op: 'mastership',
@@ -130,6 +135,12 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
     },
     async (tx) => {
       const head = ctx.index.head(fsId);
+      const current = ctx.index.requireBranch(fsId).label;
+      if (current.replica) {
+        const { replica: _was, ...label } = current;
+        await tx.writeLabel(label, current);
+        tx.viewSetLabel(label);
+      }
       tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: true }));
       if (head) tx.finish('the live state follows the head', () => tx.swapLive(fsId, head));
     },
@@ -143,11 +154,44 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
  */
 export function followMastership(ctx: HandoffContext): () => void {
   return ctx.view.onChange((change) => {
-    if (change.kind !== 'master' || !ctx.masters.isMine(change.fsId) || !ctx.index.branches.has(change.fsId)) return;
-    void activateBranch(ctx, change.fsId).catch((err: unknown) =>
-      ctx.logger.warn({ err, fsId: change.fsId }, 'could not take over a branch this node now masters'),
+    if (change.kind !== 'master' || !ctx.index.branches.has(change.fsId)) return;
+    const step = ctx.masters.isMine(change.fsId) ? activateBranch : standDown;
+    void step(ctx, change.fsId).catch((err: unknown) =>
+      ctx.logger.warn({ err, fsId: change.fsId }, 'could not follow a change of a branch’s master'),
     );
   });
+}
+
+/**
+ * This node's copy of a branch another node now masters (a forced move): it becomes a replica,
+ * advertised inactive. A no-op when it is one already, or masters the branch again.
+ */
+export async function standDown(ctx: HandoffContext, fsId: string): Promise<void> {
+  const state = ctx.index.branches.get(fsId);
+  if (!state || state.label.replica === true || ctx.masters.isMine(fsId)) return;
+  await ctx.mutations.run(
+    {
+      op: 'mastership',
+      what: `stand down as master of ${fsId}`,
+      dotId: state.label.dotId,
+      dotLock: 'exclusive',
+      queues: [fsId],
+      evenWhenFull: true,
+    },
+    async (tx) => {
+      const current = ctx.index.requireBranch(fsId).label;
+      if (current.replica === true || ctx.masters.isMine(fsId)) return;
+      const label = { ...current, replica: true };
+      await tx.writeLabel(label, current);
+      tx.viewSetLabel(label);
+      const head = ctx.index.head(fsId);
+      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: false }));
+    },
+  );
+  ctx.logger.info(
+    { fsId, master: ctx.masters.get(fsId)?.nodeId },
+    'another node masters this branch now: this copy is a replica',
+  );
 }
 
 /** Refuses a move while containers, processes or mounts use the branch here. */

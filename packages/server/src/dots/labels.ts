@@ -37,6 +37,11 @@ export interface BranchLabel {
   /** Present on the master branch only. */
   readonly dot?: DotInfo;
   readonly intent?: BranchIntent;
+  /**
+   * This copy is a replica: another node masters the branch (it was handed over, or this copy
+   * came from its master). When the store is lost, only copies without it claim mastership.
+   */
+  readonly replica?: boolean;
 }
 
 /** A new branch's label (no hidden commits, no intent); `dot` for a master branch only. */
@@ -87,6 +92,7 @@ export function parseLabel(raw: Record<string, unknown>, volumeId: string): Bran
   if (!Array.isArray(raw.hiddenCommits) || !raw.hiddenCommits.every((c) => typeof c === 'string')) {
     return 'label has invalid hiddenCommits';
   }
+  if (raw.replica !== undefined && typeof raw.replica !== 'boolean') return 'label has an invalid replica flag';
   if (raw.branch === 'master') {
     const d = raw.dot as Record<string, unknown> | undefined;
     if (

@@ -113,7 +113,9 @@ async function claimDot(ctx: PublishContext, tx: MutationTx, store: Store, dot: 
   for (const [branch, fsId] of dot.branches) {
     const label = ctx.index.requireBranch(fsId).label;
     if (branch !== MASTER_BRANCH) await claimClone(ctx, store, label, note);
-    if (!ctx.masters.get(fsId)) {
+    // A replica (its branch was handed to another node) never claims: when the store is lost,
+    // the master's copy must win, not an older one.
+    if (!ctx.masters.get(fsId) && label.replica !== true) {
       const put = putMaster(fsId, nodeId) as Extract<TxnOp, { type: 'put' }>;
       if (await claim(store, put.key, put)) note(`store: adopted ${put.key} from the pool`);
       const kv = await store.get(put.key);

@@ -152,7 +152,7 @@ export async function ensureVolume(
     originCount = ctx.index.historyFrom(v.origin).length;
   }
   const now = ctx.now().toISOString();
-  const label = newBranchLabel({
+  const fresh = newBranchLabel({
     fsId: v.fsId,
     dotId: v.dot.id,
     branch: v.branch,
@@ -162,6 +162,7 @@ export async function ensureVolume(
       ? { dot: { namespace: v.dot.namespace, name: v.dot.name, ownerId, collaboratorIds: [], createdAt: now } }
       : {}),
   });
+  const label: BranchLabel = replica ? { ...fresh, replica: true } : fresh;
   try {
     await tx.createVolume(label, v.origin ?? undefined);
   } catch (e) {
