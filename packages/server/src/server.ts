@@ -9,7 +9,7 @@ import { Authenticator } from './auth/authenticator.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { DirtyAdvertiser } from './cluster/dirty-advertiser.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
-import { MasterTable } from './cluster/masters.ts';
+import { MasterNodes } from './cluster/master-nodes.ts';
 import { createNodeEndpoint } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
@@ -155,7 +155,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         logger,
       })
     : undefined;
-  const masters = new MasterTable(parts.nodeId);
+  const masterNodes = new MasterNodes(parts.nodeId);
   const lease = await NodeLease.grant(store, { ...(parts.nodeLease ?? DEFAULT_NODE_LEASE), logger });
   const failpoints = new Failpoints(parts.crash);
   const writeGuard = parts.writeGuard ?? ALWAYS_WRITABLE;
@@ -165,7 +165,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     driver,
     index,
     store,
-    masters,
+    masterNodes,
     lease,
     failpoints,
     logger,
@@ -175,13 +175,13 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     writeGuard,
     newId,
   });
-  const view = new ClusterView(store, masters, logger);
+  const view = new ClusterView(store, masterNodes, logger);
   const ctx: DotContext = {
     storage: driver,
     index,
     view,
     mutations,
-    masters,
+    masterNodes,
     failpoints,
     logger,
     locks,
@@ -235,7 +235,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     : undefined;
   const sizes = new SizeTracker(driver);
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
-  const router = nodeClient ? new CallRouter(view, masters, nodeClient) : undefined;
+  const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient) : undefined;
   const handoff: HandoffDeps | undefined = parts.cluster
     ? { ctx, transfers, tls: parts.cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }
     : undefined;
@@ -251,7 +251,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin) }),
     store,
     transfers,
-    catalog: new DotCatalog(view, index, masters),
+    catalog: new DotCatalog(view, index, masterNodes),
     view,
     ...(handoff ? { handoff } : {}),
     ...(takeOver ? { takeOver } : {}),
@@ -269,7 +269,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       ? {
           transferProxy: new ClusterTransferProxy({
             view,
-            masters,
+            masterNodes,
             tls: parts.cluster.tls,
             idleTimeoutMs: () => timing.idleTimeoutMs,
             logger,
@@ -321,7 +321,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   }
   const clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
   const dirty = parts.cluster
-    ? new DirtyAdvertiser({ store, lease, sizes, masters, index, intervalMs: 2000, logger })
+    ? new DirtyAdvertiser({ store, lease, sizes, masterNodes, index, intervalMs: 2000, logger })
     : undefined;
   dirty?.start();
   presence = {
@@ -407,13 +407,13 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
 }
 
 /**
- * Makes this node the master of a branch another node masters: asks that node to hand it over
+ * Makes this node the master of a branch another node masterNodes: asks that node to hand it over
  * (MoveBranch, passed on as `caller`), waits until the store's move is seen here, then takes the
  * branch over (activateBranch; also what followMastership does on its own).
  */
 function takeOverVia(router: CallRouter, ctx: DotContext): (caller: Caller, fsId: string) => Promise<void> {
   return async (caller, fsId) => {
-    const master = ctx.masters.get(fsId)?.nodeId;
+    const master = ctx.masterNodes.get(fsId)?.nodeId;
     if (master === undefined) {
       throw new DotmeshError('UNAVAILABLE', `branch ${fsId} has no master node to hand it over`, {
         hint: 'make this node its master with dm dot smash-branch-master',

@@ -97,7 +97,7 @@ describe('the mutation path', () => {
 });
 
 describe('start-up reconcile and the store', () => {
-  test('touches only its own keys: another node’s registry, masters, commits and states stay as they are', async () => {
+  test('touches only its own keys: another node’s registry, masterNodes, commits and states stay as they are', async () => {
     const store = await MemoryStore.open();
     const foreign: Record<string, string> = {
       [KEYS.registry('admin', 'theirs')]: JSON.stringify({

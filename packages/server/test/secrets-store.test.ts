@@ -181,9 +181,9 @@ for (const [kind, { skip, open }] of Object.entries(kinds)) {
           Metadata: {},
         });
         assert.ok(id.length > 0, 'the restored master key is the one the node commits under');
-        const masters = (await s.admin.call('DumpEtcd', { Prefix: '' })).filesystem_masters ?? [];
+        const masterNodes = (await s.admin.call('DumpEtcd', { Prefix: '' })).filesystem_masters ?? [];
         assert.deepEqual(
-          masters.map((m) => m.node_id),
+          masterNodes.map((m) => m.node_id),
           ['feedfacecafe0001', 'feedfacecafe0001'],
         );
       } finally {

@@ -97,7 +97,7 @@ describe('push and pull between clusters through any node', () => {
 
   test('a transfer started on the non-master node runs on the master of its local branch', async () => {
     await other.admin.call('Commit', { Namespace: 'admin', Name: 'lime', Branch: '', Message: 'on other', Metadata: {} });
-    // b is asked to pull into lime, which a masters: a runs it.
+    // b is asked to pull into lime, which a masterNodes: a runs it.
     const r = await transfer(b().admin, {
       direction: 'pull',
       port: other.server.port,

@@ -3,7 +3,7 @@ import type { BackupClone, BackupFilesystemMaster, BackupRegistryFilesystem, Bac
 import type { Store, TxnOp } from '@dotmesh/store';
 import { decodeUser, USERS, type UserRecord, unsealedApiKey } from '../auth/user-record.ts';
 import type { UserService } from '../auth/users.ts';
-import type { MasterTable } from '../cluster/masters.ts';
+import type { MasterNodes } from '../cluster/master-nodes.ts';
 import { KEYS, PREFIX } from '../cluster/store-keys.ts';
 import type { DotIndex } from '../dots/dot-index.ts';
 import { absent, putMaster } from '../dots/mutation/store-writes.ts';
@@ -111,7 +111,7 @@ function restoredUser(u: BackupUser): UserRecord {
 }
 
 /**
- * The dump's masters, for the branches the store has no master key for: a restore never
+ * The dump's masterNodes, for the branches the store has no master key for: a restore never
  * moves a master. Each goes to the node the dump names if that node holds the branch (it
  * advertises `servers/states/<node>/<fsId>`), else to a node that holds it — this node first —
  * never to a node id that is not in this cluster (the original's node ids never are). A branch
@@ -120,7 +120,7 @@ function restoredUser(u: BackupUser): UserRecord {
  */
 export async function restoreMasters(
   store: Store,
-  masters: MasterTable,
+  masterNodes: MasterNodes,
   dump: BackupV1,
 ): Promise<Array<{ fsId: string; nodeId: string; dumpNodeId: string }>> {
   const holders = new Map<string, string[]>();
@@ -132,11 +132,11 @@ export async function restoreMasters(
   for (const m of dump.filesystem_masters ?? []) {
     const nodes = (holders.get(m.filesystem_id) ?? []).sort();
     if (nodes.length === 0 || (await store.get(KEYS.master(m.filesystem_id)))) continue;
-    const nodeId = nodes.includes(m.node_id) ? m.node_id : nodes.includes(masters.nodeId) ? masters.nodeId : nodes[0]!;
+    const nodeId = nodes.includes(m.node_id) ? m.node_id : nodes.includes(masterNodes.nodeId) ? masterNodes.nodeId : nodes[0]!;
     const put = putMaster(m.filesystem_id, nodeId) as Extract<TxnOp, { type: 'put' }>;
     const result = await store.txn({ compare: [absent(put.key)], success: [put] });
     if (!result.succeeded) continue;
-    masters.applyPut(put.key, put.value, result.revision);
+    masterNodes.applyPut(put.key, put.value, result.revision);
     written.push({ fsId: m.filesystem_id, nodeId, dumpNodeId: m.node_id });
   }
   return written;

@@ -2,7 +2,7 @@ import type { Store, TxnOp } from '@dotmesh/store';
 import type { DotIndex } from '../dots/dot-index.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import type { Logger } from '../log.ts';
-import type { MasterTable } from './masters.ts';
+import type { MasterNodes } from './master-nodes.ts';
 import type { NodeLease } from './node-lease.ts';
 import { type DirtyRecord, KEYS } from './store-keys.ts';
 
@@ -16,7 +16,7 @@ export interface DirtyAdvertiserOptions {
   readonly store: Store;
   readonly lease: NodeLease;
   readonly sizes: SizeTracker;
-  readonly masters: MasterTable;
+  readonly masterNodes: MasterNodes;
   readonly index: DotIndex;
   readonly intervalMs: number;
   readonly logger: Logger;
@@ -50,11 +50,11 @@ export class DirtyAdvertiser {
 
   /** One round: the figures of every branch this node masters and holds. */
   async tick(): Promise<void> {
-    const { store, lease, sizes, masters, index } = this.#o;
+    const { store, lease, sizes, masterNodes, index } = this.#o;
     const all = await sizes.fresh();
-    const nodeId = masters.nodeId;
+    const nodeId = masterNodes.nodeId;
     const ops: TxnOp[] = [];
-    const mine = new Set(masters.mine().filter((fsId) => index.branches.has(fsId)));
+    const mine = new Set(masterNodes.mine().filter((fsId) => index.branches.has(fsId)));
     for (const fsId of mine) {
       const s = all.get(fsId);
       const record: DirtyRecord = {

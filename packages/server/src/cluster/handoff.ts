@@ -17,7 +17,7 @@ export type HandoffContext = Pick<
   | 'view'
   | 'storage'
   | 'mutations'
-  | 'masters'
+  | 'masterNodes'
   | 'containers'
   | 'inUse'
   | 'failpoints'
@@ -53,8 +53,8 @@ export interface HandoffDeps {
 export async function handOff(deps: HandoffDeps, fsId: string, to: string): Promise<number> {
   const { ctx } = deps;
   const what = `move branch ${fsId} to node ${to}`;
-  if (to === ctx.nodeId) return ctx.masters.requireMine(fsId, what).revision;
-  ctx.masters.requireMine(fsId, what);
+  if (to === ctx.nodeId) return ctx.masterNodes.requireMine(fsId, what).revision;
+  ctx.masterNodes.requireMine(fsId, what);
   const target = ctx.view.node(to);
   if (!target || target.clusterPort === 0 || target.addresses.length === 0) {
     throw new DotmeshError('UNAVAILABLE', `cannot ${what}: node ${to} is not a live node of this cluster`, {
@@ -111,7 +111,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
     },
   );
   ctx.logger.info({ fsId, from: ctx.nodeId, to, head: head?.commitId }, 'handed a branch to another node');
-  return ctx.masters.get(fsId)?.revision ?? 0;
+  return ctx.masterNodes.get(fsId)?.revision ?? 0;
 }
 
 /**
@@ -121,7 +121,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
  */
 export async function activateBranch(ctx: HandoffContext, fsId: string): Promise<void> {
   const state = ctx.index.branches.get(fsId);
-  if (!state || !ctx.masters.isMine(fsId)) return;
+  if (!state || !ctx.masterNodes.isMine(fsId)) return;
   if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && state.label.replica !== true) return;
   await ctx.mutations.run(
     {
@@ -155,7 +155,7 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
 export function followMastership(ctx: HandoffContext): () => void {
   return ctx.view.onChange((change) => {
     if (change.kind !== 'master' || !ctx.index.branches.has(change.fsId)) return;
-    const step = ctx.masters.isMine(change.fsId) ? activateBranch : standDown;
+    const step = ctx.masterNodes.isMine(change.fsId) ? activateBranch : standDown;
     void step(ctx, change.fsId).catch((err: unknown) =>
       ctx.logger.warn({ err, fsId: change.fsId }, 'could not follow a change of a branch’s master'),
     );
@@ -168,7 +168,7 @@ export function followMastership(ctx: HandoffContext): () => void {
  */
 export async function standDown(ctx: HandoffContext, fsId: string): Promise<void> {
   const state = ctx.index.branches.get(fsId);
-  if (!state || state.label.replica === true || ctx.masters.isMine(fsId)) return;
+  if (!state || state.label.replica === true || ctx.masterNodes.isMine(fsId)) return;
   await ctx.mutations.run(
     {
       op: 'mastership',
@@ -180,7 +180,7 @@ export async function standDown(ctx: HandoffContext, fsId: string): Promise<void
     },
     async (tx) => {
       const current = ctx.index.requireBranch(fsId).label;
-      if (current.replica === true || ctx.masters.isMine(fsId)) return;
+      if (current.replica === true || ctx.masterNodes.isMine(fsId)) return;
       const label = { ...current, replica: true };
       await tx.writeLabel(label, current);
       tx.viewSetLabel(label);
@@ -189,7 +189,7 @@ export async function standDown(ctx: HandoffContext, fsId: string): Promise<void
     },
   );
   ctx.logger.info(
-    { fsId, master: ctx.masters.get(fsId)?.nodeId },
+    { fsId, master: ctx.masterNodes.get(fsId)?.nodeId },
     'another node masters this branch now: this copy is a replica',
   );
 }

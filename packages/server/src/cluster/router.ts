@@ -1,7 +1,7 @@
 import { DotmeshError, normalizeBranch, validateName } from '@dotmesh/core';
 import { METHODS, type MethodName, type MethodRoute } from '@dotmesh/rpc';
 import type { Caller } from '../dots/caller.ts';
-import type { MasterTable } from './masters.ts';
+import type { MasterNodes } from './master-nodes.ts';
 import type { NodeClient } from './node-transport.ts';
 import type { ClusterView } from './view.ts';
 
@@ -21,12 +21,12 @@ export const HOPS_HEADER = 'x-dotmesh-hops';
  */
 export class CallRouter {
   readonly #view: ClusterView;
-  readonly #masters: MasterTable;
+  readonly #masterNodes: MasterNodes;
   readonly #client: NodeClient;
 
-  constructor(view: ClusterView, masters: MasterTable, client: NodeClient) {
+  constructor(view: ClusterView, masterNodes: MasterNodes, client: NodeClient) {
     this.#view = view;
-    this.#masters = masters;
+    this.#masterNodes = masterNodes;
     this.#client = client;
   }
 
@@ -34,8 +34,8 @@ export class CallRouter {
   target(method: MethodName, params: unknown): string | undefined {
     const fsId = this.#branchOf((METHODS[method] as { route: MethodRoute }).route, params);
     if (fsId === undefined) return undefined;
-    const master = this.#masters.get(fsId);
-    if (!master || master.nodeId === this.#masters.nodeId) return undefined;
+    const master = this.#masterNodes.get(fsId);
+    if (!master || master.nodeId === this.#masterNodes.nodeId) return undefined;
     return master.nodeId;
   }
 

@@ -6,7 +6,7 @@ import type { CommitOrigin } from '@dotmesh/core';
  * a node's commits are one key per commit (docs/cluster.md lists each departure).
  *
  * Who writes what:
- * - cluster-wide facts (registry, clones, masters, tombstones) are written by the node that
+ * - cluster-wide facts (registry, clones, master keys, tombstones) are written by the node that
  *   masters the branch they describe, in the transaction of the mutation that changes them;
  * - each node writes only its own keys (`servers/<kind>/<nodeId>/…`), bound to its own lease, so
  *   they vanish when the node does.

@@ -4,7 +4,7 @@ import { DotmeshError, errorObject } from '@dotmesh/core';
 import type { Logger } from '../log.ts';
 import type { TransferProxy } from '../transfer/peer-routes.ts';
 import { COMMIT_HEADER } from '../transfer/peer-side.ts';
-import type { MasterTable } from './masters.ts';
+import type { MasterNodes } from './master-nodes.ts';
 import type { NodeTls } from './node-transport.ts';
 import { CALLER_HEADER, encodeCaller, HOPS_HEADER } from './router.ts';
 import type { ClusterView } from './view.ts';
@@ -20,14 +20,14 @@ export const NODE_TRANSFER_PATH = '/node/v1/transfer';
  */
 export class ClusterTransferProxy implements TransferProxy {
   readonly #view: ClusterView;
-  readonly #masters: MasterTable;
+  readonly #masterNodes: MasterNodes;
   readonly #tls: NodeTls;
   readonly #idleTimeoutMs: () => number;
   readonly #logger: Logger;
 
-  constructor(o: { view: ClusterView; masters: MasterTable; tls: NodeTls; idleTimeoutMs: () => number; logger: Logger }) {
+  constructor(o: { view: ClusterView; masterNodes: MasterNodes; tls: NodeTls; idleTimeoutMs: () => number; logger: Logger }) {
     this.#view = o.view;
-    this.#masters = o.masters;
+    this.#masterNodes = o.masterNodes;
     this.#tls = o.tls;
     this.#idleTimeoutMs = o.idleTimeoutMs;
     this.#logger = o.logger;
@@ -40,8 +40,8 @@ export class ClusterTransferProxy implements TransferProxy {
       (about.dotName ? this.#view.dotByName(about.dotName.namespace, about.dotName.name)?.id : undefined);
     if (fsId === undefined) return undefined;
     // A branch the cluster does not know (a new one, pushed): its dot's master branch decides.
-    const known = this.#masters.get(fsId) ?? (about.dotId ? this.#masters.get(about.dotId) : undefined);
-    if (!known || known.nodeId === this.#masters.nodeId) return undefined;
+    const known = this.#masterNodes.get(fsId) ?? (about.dotId ? this.#masterNodes.get(about.dotId) : undefined);
+    if (!known || known.nodeId === this.#masterNodes.nodeId) return undefined;
     return known.nodeId;
   }
 

@@ -1,7 +1,7 @@
 import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
 import type { Store, WatchEvent, Watcher } from '@dotmesh/store';
 import type { Logger } from '../log.ts';
-import type { MasterTable } from './masters.ts';
+import type { MasterNodes } from './master-nodes.ts';
 import {
   type AddressRecord,
   type BranchStateRecord,
@@ -48,7 +48,7 @@ export type ViewChange =
 
 /**
  * Every node's picture of the cluster-wide facts, kept by one watch on the store: dots by
- * name, their branches, each branch's master node (fed into the MasterTable), tombstones, the
+ * name, their branches, each branch's master node (fed into the MasterNodes), tombstones, the
  * live nodes and each node's copy of each branch (its head and commit count). Any node answers
  * name lookups and lists from it; calls that need a branch's data go to its master.
  *
@@ -57,7 +57,7 @@ export type ViewChange =
  */
 export class ClusterView {
   readonly #store: Store;
-  readonly #masters: MasterTable;
+  readonly #masterNodes: MasterNodes;
   readonly #logger: Logger;
   readonly #dots = new Map<string, ClusterDot>();
   readonly #byName = new Map<string, string>();
@@ -75,9 +75,9 @@ export class ClusterView {
   #revision = 0;
   #closed = false;
 
-  constructor(store: Store, masters: MasterTable, logger: Logger) {
+  constructor(store: Store, masterNodes: MasterNodes, logger: Logger) {
     this.#store = store;
-    this.#masters = masters;
+    this.#masterNodes = masterNodes;
     this.#logger = logger;
   }
 
@@ -197,7 +197,7 @@ export class ClusterView {
   async #load(): Promise<void> {
     const { kvs, revision } = await this.#store.range(PREFIX);
     this.#clear();
-    this.#masters.clear();
+    this.#masterNodes.clear();
     for (const kv of kvs) this.#apply({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision }, false);
     this.#advance(revision);
     this.#watcher = await this.#store.watch(
@@ -247,8 +247,8 @@ export class ClusterView {
       if (key.startsWith(KEYS.registryPrefix)) this.#applyRegistry(key, e);
       else if (key.startsWith(KEYS.clonesPrefix)) this.#applyClone(key, e);
       else if (key.startsWith(KEYS.mastersPrefix)) {
-        if (e.type === 'put') this.#masters.applyPut(key, e.value ?? '', e.revision);
-        else this.#masters.applyDelete(key);
+        if (e.type === 'put') this.#masterNodes.applyPut(key, e.value ?? '', e.revision);
+        else this.#masterNodes.applyDelete(key);
         if (notify) this.#emit({ kind: 'master', fsId: key.slice(KEYS.mastersPrefix.length) });
       } else if (key.startsWith(KEYS.deletedPrefix)) {
         const fsId = key.slice(KEYS.deletedPrefix.length);

@@ -1,7 +1,7 @@
 import { DotmeshError, deMasterify, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { DotmeshVolume } from '@dotmesh/rpc';
 import type { VolumeSizes } from '@dotmesh/storage';
-import type { MasterTable } from '../cluster/masters.ts';
+import type { MasterNodes } from '../cluster/master-nodes.ts';
 import type { ClusterDot, ClusterView } from '../cluster/view.ts';
 import { type Caller, canAccess } from './caller.ts';
 import { notFound } from './create-delete.ts';
@@ -9,7 +9,7 @@ import type { DotIndex } from './dot-index.ts';
 
 /**
  * What any node answers about every dot of the cluster, without asking another node: names,
- * ids, owners, branches and masters from the cluster view; a branch's figures from this node's
+ * ids, owners, branches and master nodes from the cluster view; a branch's figures from this node's
  * pool when it masters the branch, else from what its master advertises (its state record:
  * head and commit count; its size and uncommitted bytes). Calls that need a branch's data
  * (commits, containers, mutations) are routed to its master instead (router.ts).
@@ -17,12 +17,12 @@ import type { DotIndex } from './dot-index.ts';
 export class DotCatalog {
   readonly #view: ClusterView;
   readonly #index: DotIndex;
-  readonly #masters: MasterTable;
+  readonly #masterNodes: MasterNodes;
 
-  constructor(view: ClusterView, index: DotIndex, masters: MasterTable) {
+  constructor(view: ClusterView, index: DotIndex, masterNodes: MasterNodes) {
     this.#view = view;
     this.#index = index;
-    this.#masters = masters;
+    this.#masterNodes = masterNodes;
   }
 
   /** Dots the caller may see (owner, collaborator or admin), by namespace then name. */
@@ -68,8 +68,8 @@ export class DotCatalog {
   }
 
   /** The master node of a branch ("" when it has none). */
-  masterOf(fsId: string): string {
-    return this.#masters.get(fsId)?.nodeId ?? '';
+  masterNodeOf(fsId: string): string {
+    return this.#masterNodes.get(fsId)?.nodeId ?? '';
   }
 
   /**
@@ -78,8 +78,8 @@ export class DotCatalog {
    */
   volume(dot: ClusterDot, fsId: string, sizes: ReadonlyMap<string, VolumeSizes>): DotmeshVolume {
     const branch = this.#view.branch(fsId);
-    const master = this.masterOf(fsId);
-    const local = master === this.#masters.nodeId && this.#index.branches.has(fsId);
+    const master = this.masterNodeOf(fsId);
+    const local = master === this.#masterNodes.nodeId && this.#index.branches.has(fsId);
     const copies = this.#view.copiesOf(fsId);
     let commitCount: number;
     let sizeBytes: number;

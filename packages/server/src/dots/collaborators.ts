@@ -74,7 +74,7 @@ function requireVisibleMaster(ctx: Pick<DotContext, 'index'>, caller: Caller, ma
     throw new DotmeshError(
       'INVALID_ARGUMENT',
       `'${id}' is the id of branch ${branch.label.branch}, not of a master branch: collaborators belong to a whole dot`,
-      { hint: `use the dot's master branch id ${ctx.index.masterFsId(dot)}` },
+      { hint: `use the dot's master branch id ${ctx.index.masterBranchId(dot)}` },
     );
   }
   return dot;

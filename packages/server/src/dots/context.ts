@@ -1,5 +1,5 @@
 import type { StorageDriver } from '@dotmesh/storage';
-import type { MasterTable } from '../cluster/masters.ts';
+import type { MasterNodes } from '../cluster/master-nodes.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import type { KeyedQueue } from '../concurrency/keyed-queue.ts';
 import type { KeyedRwLock } from '../concurrency/rw-lock.ts';
@@ -47,10 +47,10 @@ export type StorageReads = Pick<
 export interface DotContext {
   readonly storage: StorageReads;
   readonly index: DotIndex;
-  /** The cluster-wide facts (names, branches, masters) every node knows. */
+  /** The cluster-wide facts (names, branches, masterNodes) every node knows. */
   readonly view: ClusterView;
   readonly mutations: DotMutations;
-  readonly masters: MasterTable;
+  readonly masterNodes: MasterNodes;
   readonly failpoints: Failpoints;
   readonly logger: Logger;
   /** The dot locks, for reads that need a dot to hold still (diff, sizes); mutations lock themselves. */

@@ -181,7 +181,7 @@ export class DotIndex {
     return false;
   }
 
-  masterFsId(dot: IndexedDot): string {
+  masterBranchId(dot: IndexedDot): string {
     return dot.branches.get(MASTER_BRANCH) ?? dot.id;
   }
 

@@ -40,7 +40,7 @@ export async function forkDot(
       mastered: [parentId],
     },
     async (tx) => {
-      const head = ctx.index.head(ctx.index.masterFsId(parent));
+      const head = ctx.index.head(ctx.index.masterBranchId(parent));
       if (!head) throw new DotmeshError('COMMIT_NOT_FOUND', `${parent.info.namespace}/${parent.info.name} has no commit to fork`);
       await materializeDot(ctx, tx, {
         dotId,

@@ -131,7 +131,7 @@ export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Ca
   if (inCluster && canAccess(caller, inCluster) && req.takeOver) {
     const wanted = pinned !== undefined && pinned !== MASTER_BRANCH ? pinned : MASTER_BRANCH;
     const fsId = ctx.view.branchesOf(inCluster.id).get(wanted);
-    if (fsId !== undefined && !ctx.masters.isMine(fsId)) await req.takeOver(fsId);
+    if (fsId !== undefined && !ctx.masterNodes.isMine(fsId)) await req.takeOver(fsId);
   }
   if (ctx.index.dotIdByName(namespace, dotName) === undefined) {
     if (pinned !== undefined && pinned !== MASTER_BRANCH) {

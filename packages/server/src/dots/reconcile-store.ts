@@ -11,7 +11,7 @@ import type { MutationTx } from './mutation/tx.ts';
 import { recoveredName } from './reconcile.ts';
 
 type Note = (msg: string, data?: Record<string, unknown>) => void;
-type PublishContext = Pick<DotContext, 'index' | 'mutations' | 'masters' | 'logger' | 'now'>;
+type PublishContext = Pick<DotContext, 'index' | 'mutations' | 'masterNodes' | 'logger' | 'now'>;
 
 /**
  * The store half of start-up recovery, after the pool half rebuilt the index. It touches only
@@ -35,17 +35,17 @@ export async function publishFromPool(
 ): Promise<void> {
   const { note } = o;
   const nodeId = ctx.mutations.nodeId;
-  await ctx.masters.load(store);
+  await ctx.masterNodes.load(store);
   for (const d of o.deletedDots) await finishDeleteInStore(ctx, store, d, note);
   await destroyTombstoned(ctx, tx, store, note);
   for (const dot of [...ctx.index.dots.values()]) await claimDot(ctx, tx, store, dot, note);
-  for (const fsId of ctx.masters.mine()) {
+  for (const fsId of ctx.masterNodes.mine()) {
     if (ctx.index.branches.has(fsId)) continue;
     await store.txn({
-      compare: [{ key: KEYS.master(fsId), target: 'modRevision', op: '==', value: ctx.masters.get(fsId)!.revision }],
+      compare: [{ key: KEYS.master(fsId), target: 'modRevision', op: '==', value: ctx.masterNodes.get(fsId)!.revision }],
       success: [{ type: 'delete', key: KEYS.master(fsId) }],
     });
-    ctx.masters.delete(fsId);
+    ctx.masterNodes.delete(fsId);
     note(`store: dropped ${KEYS.master(fsId)} (not in the pool)`);
   }
   await publishOwnKeys(ctx, store, nodeId);
@@ -58,7 +58,7 @@ async function finishDeleteInStore(
   note: Note,
 ): Promise<void> {
   const info = d.label.dot;
-  const master = ctx.masters.get(d.label.dotId);
+  const master = ctx.masterNodes.get(d.label.dotId);
   if (!info || (master && master.nodeId !== ctx.mutations.nodeId)) return;
   const reg = parseValue<RegistryRecord>((await store.get(KEYS.registry(info.namespace, info.name)))?.value);
   const ops = deleteDotOps(ctx, { dotId: d.label.dotId, info, fsIds: d.fsIds, username: 'system' });
@@ -68,7 +68,7 @@ async function finishDeleteInStore(
       ? ops.main.filter((op) => !('key' in op && op.key.startsWith(KEYS.registryPrefix)))
       : ops.main;
   await applyChunked(store, [...main, ...ops.followUps]);
-  for (const fsId of d.fsIds) ctx.masters.delete(fsId);
+  for (const fsId of d.fsIds) ctx.masterNodes.delete(fsId);
   note(`store: finished the interrupted delete of ${info.namespace}/${info.name} (${d.label.dotId})`);
 }
 
@@ -96,7 +96,7 @@ async function destroyTombstoned(ctx: PublishContext, tx: MutationTx, store: Sto
 /** Claims or refreshes the cluster keys of one dot this node holds. */
 async function claimDot(ctx: PublishContext, tx: MutationTx, store: Store, dot: IndexedDot, note: Note): Promise<void> {
   const nodeId = ctx.mutations.nodeId;
-  const masterOfDot = ctx.masters.get(dot.id);
+  const masterOfDot = ctx.masterNodes.get(dot.id);
   const mastersDot = masterOfDot === undefined || masterOfDot.nodeId === nodeId;
   const regKey = KEYS.registry(dot.info.namespace, dot.info.name);
   const reg = await store.get(regKey);
@@ -115,11 +115,11 @@ async function claimDot(ctx: PublishContext, tx: MutationTx, store: Store, dot: 
     if (branch !== MASTER_BRANCH) await claimClone(ctx, store, label, note);
     // A replica (its branch was handed to another node) never claims: when the store is lost,
     // the master's copy must win, not an older one.
-    if (!ctx.masters.get(fsId) && label.replica !== true) {
+    if (!ctx.masterNodes.get(fsId) && label.replica !== true) {
       const put = putMaster(fsId, nodeId) as Extract<TxnOp, { type: 'put' }>;
       if (await claim(store, put.key, put)) note(`store: adopted ${put.key} from the pool`);
       const kv = await store.get(put.key);
-      if (kv) ctx.masters.applyPut(kv.key, kv.value, kv.modRevision);
+      if (kv) ctx.masterNodes.applyPut(kv.key, kv.value, kv.modRevision);
     }
   }
 }
@@ -131,7 +131,7 @@ async function claimClone(ctx: PublishContext, store: Store, label: BranchLabel,
   const record = parseValue<CloneRecord>(kv?.value);
   if (!kv) {
     if (await claim(store, key, wanted)) note(`store: adopted ${key} from the pool`);
-  } else if (record?.FilesystemId === label.fsId && ctx.masters.isMine(label.fsId) && !sameJson(kv.value, wanted.value)) {
+  } else if (record?.FilesystemId === label.fsId && ctx.masterNodes.isMine(label.fsId) && !sameJson(kv.value, wanted.value)) {
     await store.put(key, wanted.value);
     note(`store: updated ${key} from the pool`);
   } else if (record?.FilesystemId !== label.fsId) {
@@ -174,7 +174,7 @@ export async function publishOwnKeys(ctx: PublishContext, store: Store, nodeId: 
     const op = putBranchState(nodeId, fsId, {
       head,
       commitCount: ctx.index.history(fsId).length,
-      active: ctx.masters.isMine(fsId),
+      active: ctx.masterNodes.isMine(fsId),
     }) as Extract<TxnOp, { type: 'put' }>;
     wanted.set(op.key, op.value);
   }

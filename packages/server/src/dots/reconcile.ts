@@ -25,7 +25,7 @@ export interface ReconcileReport {
   readonly actions: string[];
 }
 
-export type ReconcileContext = Pick<DotContext, 'index' | 'storage' | 'mutations' | 'masters' | 'logger' | 'now'>;
+export type ReconcileContext = Pick<DotContext, 'index' | 'storage' | 'mutations' | 'masterNodes' | 'logger' | 'now'>;
 
 export async function reconcileFromPool(ctx: ReconcileContext, store: Store): Promise<ReconcileReport> {
   const actions: string[] = [];
@@ -89,10 +89,10 @@ async function indexPool(
   const commits = new Map<string, CommitInfo[]>();
   for (const fsId of labels.keys()) commits.set(fsId, await ctx.storage.listCommits(fsId));
 
-  const masters = [...labels.values()]
+  const masterNodes = [...labels.values()]
     .filter((l) => l.branch === 'master')
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  for (const label of masters) {
+  for (const label of masterNodes) {
     if ((commits.get(label.fsId) ?? []).length === 0) {
       await tx.destroyVolume(label.fsId);
       labels.delete(label.fsId);

@@ -31,8 +31,8 @@ export function backupHandlers(deps: BackupHandlerDeps): Pick<HandlerTable, 'Dum
       for (const id of restored) auth.forget(id);
       const mismatches = registryMismatches(ctx.index, dump);
       for (const mismatch of mismatches) ctx.logger.warn({ restore: true }, `RestoreEtcd: ${mismatch} (the pool wins)`);
-      const masters = await restoreMasters(store, ctx.masters, dump);
-      for (const m of masters) {
+      const masterNodes = await restoreMasters(store, ctx.masterNodes, dump);
+      for (const m of masterNodes) {
         ctx.logger.info(
           { restore: true, fsId: m.fsId, node: m.nodeId, dumpNode: m.dumpNodeId },
           m.nodeId === m.dumpNodeId
@@ -44,7 +44,7 @@ export function backupHandlers(deps: BackupHandlerDeps): Pick<HandlerTable, 'Dum
         {
           by: caller.name,
           users: restored.length,
-          masters: masters.length,
+          masterNodes: masterNodes.length,
           created: dump.created,
           mismatches: mismatches.length,
         },

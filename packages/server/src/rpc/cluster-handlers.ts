@@ -56,7 +56,7 @@ export function clusterHandlers(deps: {
       const { fsId } = visibleBranch(caller, p.BranchId);
       const node = liveNode(p.Node);
       if (!deps.handoff) {
-        if (node === ctx.nodeId) return { Master: node, Revision: ctx.masters.requireMine(fsId, 'move it').revision };
+        if (node === ctx.nodeId) return { Master: node, Revision: ctx.masterNodes.requireMine(fsId, 'move it').revision };
         throw new DotmeshError('UNSUPPORTED', 'this server is a single node: there is no other node to move a branch to');
       }
       const revision = await handOff(deps.handoff, fsId, node);

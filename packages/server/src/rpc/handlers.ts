@@ -207,7 +207,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ContainersById: async (caller, fsId) => ctx.containers.containersFor(requireVisibleFs(ctx, caller, fsId)),
     GetReplicationLatencyForBranch: async (caller, p) => {
       const fsId = catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch);
-      return replicationLatency(deps.view, catalog.masterOf(fsId), fsId);
+      return replicationLatency(deps.view, catalog.masterNodeOf(fsId), fsId);
     },
     SetDebugFlag: async (_caller, p) => ctx.failpoints.set(p.FlagName, p.FlagValue),
     DumpInternalState: async (caller, filter) => {

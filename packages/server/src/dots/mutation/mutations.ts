@@ -1,7 +1,7 @@
 import { DotmeshError } from '@dotmesh/core';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
-import type { MasterTable } from '../../cluster/masters.ts';
+import type { MasterNodes } from '../../cluster/master-nodes.ts';
 import type { NodeLease } from '../../cluster/node-lease.ts';
 import { KEYS } from '../../cluster/store-keys.ts';
 import type { KeyedQueue } from '../../concurrency/keyed-queue.ts';
@@ -58,7 +58,7 @@ export interface MutationDeps {
   readonly driver: StorageDriver;
   readonly index: DotIndex;
   readonly store: Store;
-  readonly masters: MasterTable;
+  readonly masterNodes: MasterNodes;
   readonly lease: NodeLease;
   readonly failpoints: Failpoints;
   readonly logger: Logger;
@@ -99,7 +99,7 @@ export class DotMutations {
   }
 
   get nodeId(): string {
-    return this.#deps.masters.nodeId;
+    return this.#deps.masterNodes.nodeId;
   }
 
   get events(): DotEvents {
@@ -131,8 +131,10 @@ export class DotMutations {
    * reconcile-store.ts).
    */
   async recover<T>(body: (tx: MutationTx) => Promise<T>): Promise<T> {
-    const { driver, store, masters, index, failpoints, logger, newId } = this.#deps;
-    return body(new MutationTx({ driver, store, nodeId: masters.nodeId, index, failpoints, logger, newId, timer: phaseTimer() }));
+    const { driver, store, masterNodes, index, failpoints, logger, newId } = this.#deps;
+    return body(
+      new MutationTx({ driver, store, nodeId: masterNodes.nodeId, index, failpoints, logger, newId, timer: phaseTimer() }),
+    );
   }
 
   async run<T>(scope: MutationScope, body: (tx: MutationTx) => Promise<T>): Promise<T> {
@@ -157,15 +159,15 @@ export class DotMutations {
   }
 
   async #locked<T>(scope: MutationScope, body: (tx: MutationTx) => Promise<T>): Promise<T> {
-    const { lease, masters, driver, index, failpoints, logger, newId } = this.#deps;
+    const { lease, masterNodes, driver, index, failpoints, logger, newId } = this.#deps;
     const timer = scope.timer ?? phaseTimer();
     timer.mark('locks');
     lease.assertLive(scope.what);
-    const fences = (scope.mastered ?? []).map((fsId) => ({ fsId, mastership: masters.requireMine(fsId, scope.what) }));
+    const fences = (scope.mastered ?? []).map((fsId) => ({ fsId, mastership: masterNodes.requireMine(fsId, scope.what) }));
     const tx = new MutationTx({
       driver,
       store: this.#deps.store,
-      nodeId: masters.nodeId,
+      nodeId: masterNodes.nodeId,
       index,
       failpoints,
       logger,
@@ -214,7 +216,7 @@ export class DotMutations {
           { hint: 'run it again', data: { branches: fences.map((f) => f.fsId) } },
         );
       }
-      this.#deps.masters.observe(ops, result.revision);
+      this.#deps.masterNodes.observe(ops, result.revision);
       await this.#view?.caughtUp(result.revision);
     }
     tx.markStored();

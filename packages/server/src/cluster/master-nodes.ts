@@ -15,9 +15,9 @@ export interface Mastership {
  * mutations) and, on a cluster, by the store watch. A master key is created with its branch,
  * deleted with it, and otherwise moves only by compare-and-swap.
  */
-export class MasterTable {
+export class MasterNodes {
   readonly #nodeId: string;
-  readonly #masters = new Map<string, Mastership>();
+  readonly #masterNodes = new Map<string, Mastership>();
 
   constructor(nodeId: string) {
     this.#nodeId = nodeId;
@@ -28,12 +28,12 @@ export class MasterTable {
   }
 
   clear(): void {
-    this.#masters.clear();
+    this.#masterNodes.clear();
   }
 
   async load(store: Store): Promise<void> {
     const { kvs } = await store.range(KEYS.mastersPrefix);
-    this.#masters.clear();
+    this.#masterNodes.clear();
     for (const kv of kvs) this.applyPut(kv.key, kv.value, kv.modRevision);
   }
 
@@ -42,11 +42,11 @@ export class MasterTable {
     const fsId = key.slice(KEYS.mastersPrefix.length);
     const record = parseValue<MasterRecord>(value);
     if (!record || typeof record.node_id !== 'string') return;
-    this.#masters.set(fsId, { nodeId: record.node_id, revision });
+    this.#masterNodes.set(fsId, { nodeId: record.node_id, revision });
   }
 
   applyDelete(key: string): void {
-    this.#masters.delete(key.slice(KEYS.mastersPrefix.length));
+    this.#masterNodes.delete(key.slice(KEYS.mastersPrefix.length));
   }
 
   /** Applies the master keys a successful transaction of ours wrote at `revision`. */
@@ -58,24 +58,24 @@ export class MasterTable {
   }
 
   set(fsId: string, nodeId: string, revision: number): void {
-    this.#masters.set(fsId, { nodeId, revision });
+    this.#masterNodes.set(fsId, { nodeId, revision });
   }
 
   delete(fsId: string): void {
-    this.#masters.delete(fsId);
+    this.#masterNodes.delete(fsId);
   }
 
   get(fsId: string): Mastership | undefined {
-    return this.#masters.get(fsId);
+    return this.#masterNodes.get(fsId);
   }
 
   isMine(fsId: string): boolean {
-    return this.#masters.get(fsId)?.nodeId === this.#nodeId;
+    return this.#masterNodes.get(fsId)?.nodeId === this.#nodeId;
   }
 
   /** Every branch this node masters. */
   mine(): string[] {
-    return [...this.#masters].filter(([, m]) => m.nodeId === this.#nodeId).map(([fsId]) => fsId);
+    return [...this.#masterNodes].filter(([, m]) => m.nodeId === this.#nodeId).map(([fsId]) => fsId);
   }
 
   /**
@@ -83,7 +83,7 @@ export class MasterTable {
    * `{ fsId, masterNode }`, masterNode "" when the branch has none).
    */
   requireMine(fsId: string, what: string): Mastership {
-    const m = this.#masters.get(fsId);
+    const m = this.#masterNodes.get(fsId);
     if (m?.nodeId === this.#nodeId) return m;
     throw new DotmeshError(
       'NOT_MASTER',
