@@ -7,7 +7,7 @@ import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
-import { DirtyAdvertiser } from './cluster/dirty-advertiser.ts';
+import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
 import { MasterNodes } from './cluster/master-nodes.ts';
 import { createNodeEndpoint } from './cluster/node-endpoint.ts';
@@ -320,10 +320,10 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     await listen(nodeServer, parts.listenHost, parts.cluster.port);
   }
   const clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
-  const dirty = parts.cluster
-    ? new DirtyAdvertiser({ store, lease, sizes, masterNodes, index, intervalMs: 2000, logger })
+  const advertiser = parts.cluster
+    ? new BranchAdvertiser({ store, lease, sizes, masterNodes, index, containers: ctx.containers, intervalMs: 2000, logger })
     : undefined;
-  dirty?.start();
+  advertiser?.start();
   presence = {
     nodeId: parts.nodeId,
     addresses: parts.cluster?.addresses ?? [],
@@ -393,7 +393,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);
       await transfers.idle();
-      await dirty?.stop();
+      await advertiser?.stop();
       unfollowTombstones();
       unfollowMastership();
       await view.close();

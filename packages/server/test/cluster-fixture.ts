@@ -3,6 +3,7 @@ import { createExec, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
 import { type Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
 import type { NodeTls } from '../src/cluster/node-transport.ts';
+import type { ContainerTracker } from '../src/dots/containers.ts';
 import { ensureClusterPki, ensureNodeCert, pkiFiles } from '../src/tls/pki.ts';
 import { type InProcessServer, startInProcess } from './in-process.ts';
 
@@ -26,7 +27,11 @@ export const NODE_IDS = ['a0a0a0a0a0a00001', 'b0b0b0b0b0b00002', 'c0c0c0c0c0c000
 export async function startInProcessCluster(
   cleanup: Cleanup,
   count = 2,
-  o: { readonly drivers?: readonly StorageDriver[]; readonly nodeIds?: readonly string[] } = {},
+  o: {
+    readonly drivers?: readonly StorageDriver[];
+    readonly nodeIds?: readonly string[];
+    readonly containers?: readonly (ContainerTracker | undefined)[];
+  } = {},
 ): Promise<InProcessCluster> {
   const exec = createExec();
   const caDir = await makeTempDir('cluster-ca', cleanup);
@@ -48,12 +53,14 @@ export async function startInProcessCluster(
   for (let i = 0; i < count; i++) {
     const nodeId = o.nodeIds?.[i] ?? NODE_IDS[i]!;
     const driver = o.drivers?.[i];
+    const containers = o.containers?.[i];
     nodes.push(
       await startInProcess({
         store,
         keepStoreOpen: true,
         nodeId,
         ...(driver ? { driver } : {}),
+        ...(containers ? { containers } : {}),
         cluster: { port: ports[i]!, addresses: ['127.0.0.1'], tls: await tlsFor(nodeId) },
       }),
     );

@@ -7,6 +7,7 @@ import { DotmeshClient } from '@dotmesh/rpc';
 import { MemoryDriver, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
 import { makeTempDir } from '@dotmesh/testkit';
+import type { ContainerTracker } from '../src/dots/containers.ts';
 import { SILENT_LOGGER } from '../src/log.ts';
 import { type RunningServer, startServer } from '../src/server.ts';
 
@@ -47,6 +48,8 @@ export async function startInProcess(
     nodeLease?: { ttlSeconds: number; marginMs: number };
     /** close() leaves the store open (servers sharing one store). */
     keepStoreOpen?: boolean;
+    /** Where container lists come from (default: none, as without Docker). */
+    containers?: ContainerTracker;
   } = {},
 ): Promise<InProcessServer> {
   const nodeId = options.nodeId ?? 'feedfacecafe0001';
@@ -60,6 +63,7 @@ export async function startInProcess(
     ...(options.crash ? { crash: options.crash } : {}),
     ...(options.cluster ? { cluster: options.cluster } : {}),
     ...(options.nodeLease ? { nodeLease: options.nodeLease } : {}),
+    ...(options.containers ? { containers: options.containers } : {}),
   });
 }
 
@@ -75,6 +79,7 @@ interface LaunchOptions {
   readonly crash?: () => never;
   readonly cluster?: NonNullable<Parameters<typeof startServer>[0]['cluster']>;
   readonly nodeLease?: { ttlSeconds: number; marginMs: number };
+  readonly containers?: ContainerTracker;
 }
 
 async function launch(o: LaunchOptions): Promise<InProcessServer> {
@@ -94,6 +99,7 @@ async function launch(o: LaunchOptions): Promise<InProcessServer> {
     ...(o.crash ? { crash: o.crash } : {}),
     ...(o.cluster ? { cluster: o.cluster } : {}),
     ...(o.nodeLease ? { nodeLease: o.nodeLease } : {}),
+    ...(o.containers ? { containers: o.containers } : {}),
   });
   const url = `http://127.0.0.1:${server.port}/rpc`;
   const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret });

@@ -21,6 +21,8 @@ export const KEYS = {
   clone: (dotId: string, branch: string) => `${PREFIX}registry/clones/${dotId}/${branch}`,
   mastersPrefix: `${PREFIX}filesystems/masters/`,
   master: (fsId: string) => `${PREFIX}filesystems/masters/${fsId}`,
+  containersPrefix: `${PREFIX}filesystems/containers/`,
+  containers: (fsId: string) => `${PREFIX}filesystems/containers/${fsId}`,
   dirtyPrefix: `${PREFIX}filesystems/dirty/`,
   dirty: (fsId: string) => `${PREFIX}filesystems/dirty/${fsId}`,
   deletedPrefix: `${PREFIX}filesystems/deleted/`,
@@ -101,6 +103,13 @@ export interface DirtyRecord {
   readonly node_id: string;
   readonly dirty_bytes: number;
   readonly size_bytes: number;
+}
+
+/** `filesystems/containers/<fsId>`: the containers using a branch, by its master node. Lease-bound. */
+export interface ContainersRecord {
+  readonly filesystem_id: string;
+  readonly node_id: string;
+  readonly containers: ReadonlyArray<{ readonly Name: string; readonly Id: string }>;
 }
 
 /** `servers/addresses/<nodeId>`: where a live node answers. Lease-bound. */

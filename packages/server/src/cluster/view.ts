@@ -6,6 +6,7 @@ import {
   type AddressRecord,
   type BranchStateRecord,
   type CloneRecord,
+  type ContainersRecord,
   type DirtyRecord,
   type HeldCommitRecord,
   KEYS,
@@ -68,6 +69,7 @@ export class ClusterView {
   readonly #states = new Map<string, Map<string, BranchStateRecord>>();
   readonly #listeners = new Set<(change: ViewChange) => void>();
   readonly #dirty = new Map<string, DirtyRecord>();
+  readonly #containers = new Map<string, ContainersRecord>();
   /** nodeId → fsId → commitId → its history parent: the commits each node holds. */
   readonly #held = new Map<string, Map<string, Map<string, CommitOrigin | null>>>();
   readonly #waiters = new Set<{ rev: number; resolve: () => void }>();
@@ -164,6 +166,11 @@ export class ClusterView {
     return this.#dirty.get(fsId);
   }
 
+  /** The containers a branch's master node last advertised as using it. */
+  containersOf(fsId: string): ReadonlyArray<{ readonly Name: string; readonly Id: string }> {
+    return this.#containers.get(fsId)?.containers ?? [];
+  }
+
   /** Whether `nodeId` advertises holding commit `ref`. */
   holds(nodeId: string, ref: CommitOrigin): boolean {
     return this.#held.get(nodeId)?.get(ref.fsId)?.has(ref.commitId) ?? false;
@@ -231,6 +238,7 @@ export class ClusterView {
 
   #clear(): void {
     this.#dirty.clear();
+    this.#containers.clear();
     this.#held.clear();
     this.#dots.clear();
     this.#byName.clear();
@@ -259,7 +267,12 @@ export class ClusterView {
       } else if (key.startsWith(KEYS.addressesPrefix)) this.#applyNode(key, e, notify);
       else if (key.startsWith(KEYS.statesPrefix)) this.#applyState(key, e);
       else if (key.startsWith(KEYS.commitsPrefix)) this.#applyHeld(key, e);
-      else if (key.startsWith(KEYS.dirtyPrefix)) {
+      else if (key.startsWith(KEYS.containersPrefix)) {
+        const fsId = key.slice(KEYS.containersPrefix.length);
+        const r = e.type === 'put' ? parseValue<ContainersRecord>(e.value) : undefined;
+        if (r && Array.isArray(r.containers)) this.#containers.set(fsId, r);
+        else this.#containers.delete(fsId);
+      } else if (key.startsWith(KEYS.dirtyPrefix)) {
         const fsId = key.slice(KEYS.dirtyPrefix.length);
         const r = e.type === 'put' ? parseValue<DirtyRecord>(e.value) : undefined;
         if (r) this.#dirty.set(fsId, r);

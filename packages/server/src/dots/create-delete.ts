@@ -106,7 +106,10 @@ export async function materializeDot(
   tx.finish('create.after-store', async () => tx.failpoint('create.after-store'));
 }
 
-export type DeleteDeps = Pick<DotContext, 'index' | 'mutations' | 'storage' | 'containers' | 'logger' | 'now'>;
+export type DeleteDeps = Pick<
+  DotContext,
+  'index' | 'view' | 'masterNodes' | 'mutations' | 'storage' | 'containers' | 'logger' | 'now'
+>;
 
 /**
  * Deletes a dot with all its branches. Owner or admin only; refused while containers use
@@ -144,9 +147,13 @@ export async function deleteDot(
     },
     async (tx) => {
       if (ctx.index.dots.get(dot.id) !== dot) throw notFound(namespace, name);
+      // Every branch of the dot in the cluster, also those other nodes master: their containers
+      // as their master nodes advertise them, their master keys and tombstones below.
+      const allBranches = [...new Set([...dot.branches.values(), ...ctx.view.branchesOf(dot.id).values()])];
       const inUse: string[] = [];
-      for (const fsId of dot.branches.values()) {
-        for (const c of await ctx.containers.containersFor(fsId)) inUse.push(c.Name);
+      for (const fsId of allBranches) {
+        const users = ctx.masterNodes.isMine(fsId) ? await ctx.containers.containersFor(fsId) : ctx.view.containersOf(fsId);
+        for (const c of users) inUse.push(c.Name);
       }
       if (inUse.length > 0) {
         throw new DotmeshError('IN_USE', `Cannot delete ${namespace}/${name}: containers are using it: ${inUse.join(', ')}`, {
@@ -158,7 +165,7 @@ export async function deleteDot(
       const fsIds = [...dot.branches.values()];
       await tx.writeIntent(master.label, { op: 'delete', opId: tx.newId() }, master.label);
       tx.failpoint('delete.after-intent');
-      const ops = deleteDotOps(ctx, { dotId: dot.id, info: dot.info, fsIds, username: caller.name });
+      const ops = deleteDotOps(ctx, { dotId: dot.id, info: dot.info, fsIds: allBranches, username: caller.name });
       tx.storeOps(...ops.main);
       tx.storeFollowUps(...ops.followUps);
       tx.viewRemoveDot(dot.id);

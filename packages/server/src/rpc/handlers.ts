@@ -95,7 +95,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const using = await ctx.containers.snapshot();
       for (const m of await listMasters(caller)) {
         const ns = out[m.ns] ?? {};
-        ns[m.name] = { Volume: m.volume, Containers: dotContainers(ctx, using, m.ns, m.name) };
+        ns[m.name] = { Volume: m.volume, Containers: dotContainers(ctx, catalog, using, m.fsId) };
         out[m.ns] = ns;
       }
       return out;
@@ -241,17 +241,21 @@ function replicationLatency(view: ClusterView, masterNode: string, fsId: string)
 }
 
 /** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
-/** Containers using any branch of a dot (`dm list` shows them whichever branch they follow). */
+/**
+ * Containers using any branch of a dot (`dm list` shows them whichever branch they follow): on
+ * this node for the branches it masters, as their master node advertises them for the others.
+ */
 function dotContainers(
   ctx: DotContext,
+  catalog: DotCatalog,
   using: (fsId: string) => ContainerInfo[],
-  namespace: string,
-  name: string,
+  dotId: string,
 ): ContainerInfo[] {
-  const id = ctx.index.dotIdByName(namespace, name);
-  const dot = id === undefined ? undefined : ctx.index.dots.get(id);
   const byId = new Map<string, ContainerInfo>();
-  for (const fsId of dot?.branches.values() ?? []) for (const c of using(fsId)) byId.set(c.Id, c);
+  for (const fsId of catalog.branches(dotId).values()) {
+    const here = ctx.masterNodes.isMine(fsId) || catalog.masterNodeOf(fsId) === '';
+    for (const c of here ? using(fsId) : ctx.view.containersOf(fsId)) byId.set(c.Id, { Name: c.Name, Id: c.Id });
+  }
   return [...byId.values()].sort((a, b) => a.Name.localeCompare(b.Name));
 }
 

@@ -1,34 +1,37 @@
 import type { Store, TxnOp } from '@dotmesh/store';
+import type { ContainerTracker } from '../dots/containers.ts';
 import type { DotIndex } from '../dots/dot-index.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import type { Logger } from '../log.ts';
 import type { MasterNodes } from './master-nodes.ts';
 import type { NodeLease } from './node-lease.ts';
-import { type DirtyRecord, KEYS } from './store-keys.ts';
+import { type ContainersRecord, type DirtyRecord, KEYS } from './store-keys.ts';
 
 /**
  * On a cluster of several nodes, the master of each branch advertises its size and uncommitted
- * bytes (`filesystems/dirty/<fsId>`, under its lease, the original's key) so that any node can
- * list them. Checked every `intervalMs`; a key is written only when its figures changed, and
- * removed when this node no longer masters the branch.
+ * bytes (`filesystems/dirty/<fsId>`) and the containers using it (`filesystems/containers/<fsId>`),
+ * under its lease, the original's keys, so that any node can list them. Checked every
+ * `intervalMs`; a key is written only when it changed, and removed when this node no longer
+ * masters the branch.
  */
-export interface DirtyAdvertiserOptions {
+export interface BranchAdvertiserOptions {
   readonly store: Store;
   readonly lease: NodeLease;
   readonly sizes: SizeTracker;
   readonly masterNodes: MasterNodes;
   readonly index: DotIndex;
+  readonly containers: ContainerTracker;
   readonly intervalMs: number;
   readonly logger: Logger;
 }
 
-export class DirtyAdvertiser {
-  readonly #o: DirtyAdvertiserOptions;
+export class BranchAdvertiser {
+  readonly #o: BranchAdvertiserOptions;
   readonly #written = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
-  constructor(o: DirtyAdvertiserOptions) {
+  constructor(o: BranchAdvertiserOptions) {
     this.#o = o;
   }
 
@@ -43,6 +46,13 @@ export class DirtyAdvertiser {
     this.#timer.unref();
   }
 
+  /** Queues a put of `key` unless it holds `value` already (as this node last wrote it). */
+  #put(ops: TxnOp[], key: string, value: string, lease: string): void {
+    if (this.#written.get(key) === value) return;
+    ops.push({ type: 'put', key, value, lease });
+    this.#written.set(key, value);
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#running;
@@ -52,6 +62,7 @@ export class DirtyAdvertiser {
   async tick(): Promise<void> {
     const { store, lease, sizes, masterNodes, index } = this.#o;
     const all = await sizes.fresh();
+    const using = await this.#o.containers.snapshot();
     const nodeId = masterNodes.nodeId;
     const ops: TxnOp[] = [];
     const mine = new Set(masterNodes.mine().filter((fsId) => index.branches.has(fsId)));
@@ -63,20 +74,21 @@ export class DirtyAdvertiser {
         dirty_bytes: s?.dirty ? Math.max(s.dirtyBytes, 1) : 0,
         size_bytes: s?.referencedBytes ?? 0,
       };
-      const value = JSON.stringify(record);
-      if (this.#written.get(fsId) === value) continue;
-      ops.push({ type: 'put', key: KEYS.dirty(fsId), value, lease: lease.id });
-      this.#written.set(fsId, value);
+      this.#put(ops, KEYS.dirty(fsId), JSON.stringify(record), lease.id);
+      const containers: ContainersRecord = {
+        filesystem_id: fsId,
+        node_id: nodeId,
+        containers: using(fsId).map((c) => ({ Name: c.Name, Id: c.Id })),
+      };
+      this.#put(ops, KEYS.containers(fsId), JSON.stringify(containers), lease.id);
     }
     for (let i = 0; i < ops.length; i += 100) await store.txn({ compare: [], success: ops.slice(i, i + 100) });
-    // A branch that moved away: its record goes, unless its new master wrote its own meanwhile.
-    for (const [fsId, value] of [...this.#written]) {
+    // A branch that moved away: its records go, unless its new master wrote its own meanwhile.
+    for (const [key, value] of [...this.#written]) {
+      const fsId = key.slice(key.lastIndexOf('/') + 1);
       if (mine.has(fsId)) continue;
-      this.#written.delete(fsId);
-      await store.txn({
-        compare: [{ key: KEYS.dirty(fsId), target: 'value', op: '==', value }],
-        success: [{ type: 'delete', key: KEYS.dirty(fsId) }],
-      });
+      this.#written.delete(key);
+      await store.txn({ compare: [{ key, target: 'value', op: '==', value }], success: [{ type: 'delete', key }] });
     }
   }
 }
