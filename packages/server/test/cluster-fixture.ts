@@ -1,7 +1,8 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { createExec, type StorageDriver } from '@dotmesh/storage';
 import { MemoryStore, type Store } from '@dotmesh/store';
-import { type Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
+import { Cleanup, freePorts, makeTempDir } from '@dotmesh/testkit';
 import type { NodeTls } from '../src/cluster/node-transport.ts';
 import type { ContainerTracker } from '../src/dots/containers.ts';
 import { ensureClusterPki, ensureNodeCert, pkiFiles } from '../src/tls/pki.ts';
@@ -74,5 +75,27 @@ export async function startInProcessCluster(
       for (const n of nodes.splice(0).reverse()) await n.close().catch(() => undefined);
       await store.close();
     },
+  };
+}
+
+/**
+ * Registers before/after hooks (in the calling describe) that start an in-process cluster and
+ * stop it with everything else `cleanup` holds; returns accessors for use inside the tests.
+ */
+export function useInProcessCluster(
+  count = 2,
+  o: Parameters<typeof startInProcessCluster>[2] = {},
+): { readonly cleanup: Cleanup; cluster(): InProcessCluster; node(i: number): InProcessServer } {
+  const cleanup = new Cleanup();
+  let c: InProcessCluster | undefined;
+  before(async () => {
+    c = await startInProcessCluster(cleanup, count, o);
+    cleanup.add(() => c!.close(), 'stop the cluster');
+  });
+  after(() => cleanup.run());
+  return {
+    cleanup,
+    cluster: () => c!,
+    node: (i) => c!.nodes[i]!,
   };
 }

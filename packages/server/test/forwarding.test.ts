@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { after, before, describe, test } from 'node:test';
-import { Cleanup } from '@dotmesh/testkit';
+import { describe, test } from 'node:test';
 import type { NodeTls } from '../src/cluster/node-transport.ts';
 import { CALLER_HEADER, encodeCaller, HOPS_HEADER, NODE_RPC_PATH } from '../src/cluster/router.ts';
-import { type InProcessCluster, NODE_IDS, startInProcessCluster } from './cluster-fixture.ts';
+import { NODE_IDS, useInProcessCluster } from './cluster-fixture.ts';
 import { rejectsCode } from './in-process.ts';
 
 /**
@@ -46,15 +45,9 @@ function nodePost(
 }
 
 describe('one node among several: routing at the RPC boundary', () => {
-  const cleanup = new Cleanup();
-  let c: InProcessCluster;
-  before(async () => {
-    c = await startInProcessCluster(cleanup, 2);
-    cleanup.add(() => c.close(), 'stop the cluster');
-  });
-  after(() => cleanup.run());
-
-  const [a, b] = [() => c.nodes[0]!, () => c.nodes[1]!];
+  const fixture = useInProcessCluster(2);
+  const [a, b] = [() => fixture.node(0), () => fixture.node(1)];
+  const c = { tlsFor: (id: string) => fixture.cluster().tlsFor(id) };
 
   test('a dot made on one node is seen, named and changed through the other', async () => {
     await a().admin.call('Create', { Namespace: 'admin', Name: 'apples' });

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { MemoryDriver } from '@dotmesh/storage';
-import { Cleanup } from '@dotmesh/testkit';
 import { KEYS } from '../src/cluster/store-keys.ts';
-import { type InProcessCluster, NODE_IDS, startInProcessCluster } from './cluster-fixture.ts';
+import { NODE_IDS, startInProcessCluster, useInProcessCluster } from './cluster-fixture.ts';
 import { type InProcessServer, rejectsCode } from './in-process.ts';
 
 /**
@@ -17,14 +16,9 @@ const ids = async (s: InProcessServer, name: string) =>
 const masterOf = async (s: InProcessServer, name: string) => (await s.admin.call('List', null)).admin?.[name]?.Master;
 
 describe('handoff between two nodes', () => {
-  const cleanup = new Cleanup();
-  let c: InProcessCluster;
-  before(async () => {
-    c = await startInProcessCluster(cleanup, 2);
-    cleanup.add(() => c.close(), 'stop the cluster');
-  });
-  after(() => cleanup.run());
-  const [a, b] = [() => c.nodes[0]!, () => c.nodes[1]!];
+  const fixture = useInProcessCluster(2);
+  const { cleanup } = fixture;
+  const [a, b] = [() => fixture.node(0), () => fixture.node(1)];
   const driverOf = (s: InProcessServer) => s.driver as MemoryDriver;
 
   test('Procure on the other node moves the branch there, uncommitted data committed first', async () => {
@@ -49,7 +43,7 @@ describe('handoff between two nodes', () => {
       'b’s live data is the head',
     );
     assert.deepEqual(await ids(a(), 'plums'), after, 'asked through a, answered by the new master');
-    const states = JSON.parse((await c.store.get(KEYS.state(NODE_IDS[0], id)))!.value);
+    const states = JSON.parse((await fixture.cluster().store.get(KEYS.state(NODE_IDS[0], id)))!.value);
     assert.equal(states.state.state, 'inactive', 'a keeps an inactive copy');
   });
 
@@ -102,8 +96,8 @@ describe('handoff between two nodes', () => {
     const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
     const expected = await ids(a(), 'plums');
     // The replica (b) starts first on an empty store, then the master (a).
-    const drivers = [c.nodes[1]!.driver, c.nodes[0]!.driver];
-    await c.close();
+    const drivers = [b().driver, a().driver];
+    await fixture.cluster().close();
     const fresh = await startInProcessCluster(cleanup, 2, { drivers, nodeIds: [NODE_IDS[1], NODE_IDS[0]] });
     cleanup.add(() => fresh.close(), 'stop the restarted cluster');
     const [b2, a2] = fresh.nodes as [InProcessServer, InProcessServer];
