@@ -9,7 +9,12 @@ import { requireVisibleFs } from './views.ts';
  * so nothing is mounted: the path is valid while the commit exists (a rollback may delete
  * commits it leaves unreachable); writes there fail with EROFS.
  */
-export function mountCommit(ctx: DotContext, caller: Caller, fsId: unknown, commitId: unknown): string {
+export function mountCommit(
+  ctx: Pick<DotContext, 'index' | 'storage'>,
+  caller: Caller,
+  fsId: unknown,
+  commitId: unknown,
+): string {
   const id = requireVisibleFs(ctx, caller, fsId);
   const commit = validateName('commit', commitId);
   const found = ctx.index.history(id).find((h) => h.commitId === commit);

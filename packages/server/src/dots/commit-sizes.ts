@@ -11,7 +11,7 @@ import { resolveBranch } from './resolve.ts';
  * per volume; a commit the driver does not report (none today) shows 0.
  */
 export async function branchCommitSizes(
-  ctx: DotContext,
+  ctx: Pick<DotContext, 'index' | 'locks' | 'storage'>,
   caller: Caller,
   req: { namespace: unknown; name: unknown; branch: unknown },
 ): Promise<CommitSizesResult> {

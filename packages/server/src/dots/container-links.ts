@@ -8,7 +8,10 @@ import type { ContainerLink, ContainerPaths } from './procure.ts';
  * name. Links to a branch of the dot they name are kept (containers running across a restart
  * and mounts made by `dm mount` go through them). Returns what was removed.
  */
-export async function pruneContainerLinks(ctx: DotContext, paths: ContainerPaths): Promise<ContainerLink[]> {
+export async function pruneContainerLinks(
+  ctx: Pick<DotContext, 'index' | 'storage'>,
+  paths: ContainerPaths,
+): Promise<ContainerLink[]> {
   const stale: ContainerLink[] = [];
   for (const link of await paths.links()) {
     const id = ctx.index.dotIdByName(link.namespace, link.name);

@@ -14,7 +14,7 @@ import { resolveBranch } from './resolve.ts';
  */
 
 /** The live state of branch `fsId` against its latest commit (its origin for a new branch). */
-export async function diffLiveVsHead(ctx: DotContext, fsId: string): Promise<FileChange[]> {
+export async function diffLiveVsHead(ctx: Pick<DotContext, 'index' | 'locks' | 'storage'>, fsId: string): Promise<FileChange[]> {
   const dotId = ctx.index.requireBranch(fsId).label.dotId;
   return ctx.locks.shared(dotId, async () => {
     const head = ctx.index.head(fsId);
@@ -24,7 +24,12 @@ export async function diffLiveVsHead(ctx: DotContext, fsId: string): Promise<Fil
 }
 
 /** The live state against one given commit of the dot (GET /diff/<ns>:<name>/<commit>). */
-export async function diffLiveVsCommit(ctx: DotContext, dot: IndexedDot, fsId: string, commit: string): Promise<FileChange[]> {
+export async function diffLiveVsCommit(
+  ctx: Pick<DotContext, 'index' | 'locks' | 'storage'>,
+  dot: IndexedDot,
+  fsId: string,
+  commit: string,
+): Promise<FileChange[]> {
   return ctx.locks.shared(dot.id, async () =>
     ctx.storage.diff(findCommit(ctx, dot, fsId, commit), { volumeId: fsId, live: true }),
   );
@@ -41,7 +46,11 @@ export interface DiffCommitsRequest {
 }
 
 /** DiffCommits: two commits of a dot, or a commit and the branch's live state. */
-export async function diffCommits(ctx: DotContext, caller: Caller, req: DiffCommitsRequest): Promise<FileChange[]> {
+export async function diffCommits(
+  ctx: Pick<DotContext, 'index' | 'locks' | 'storage'>,
+  caller: Caller,
+  req: DiffCommitsRequest,
+): Promise<FileChange[]> {
   const { dot, fsId } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
   return ctx.locks.shared(dot.id, async () => {
     const from = findCommit(ctx, dot, fsId, req.fromCommit === '' ? 'HEAD' : req.fromCommit);
@@ -55,7 +64,7 @@ export async function diffCommits(ctx: DotContext, caller: Caller, req: DiffComm
  * A commit by reference: `HEAD`/`HEAD^…`/`HEAD~N` or an id in the branch's history, or an id of any
  * other branch of the dot (commit ids are unique within a dot). Call with the dot's lock held.
  */
-function findCommit(ctx: DotContext, dot: IndexedDot, fsId: string, ref: string): CommitRef {
+function findCommit(ctx: Pick<DotContext, 'index'>, dot: IndexedDot, fsId: string, ref: string): CommitRef {
   const history = ctx.index.history(fsId);
   let id: string;
   try {

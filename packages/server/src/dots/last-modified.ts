@@ -19,7 +19,12 @@ const MAX_STATS = 10_000;
  *    now (an upper bound).
  * The original returned the creation time of its temporary diff snapshot instead.
  */
-export async function lastModified(ctx: DotContext, caller: Caller, namespace: unknown, name: unknown): Promise<Date> {
+export async function lastModified(
+  ctx: Pick<DotContext, 'index' | 'locks' | 'now' | 'storage'>,
+  caller: Caller,
+  namespace: unknown,
+  name: unknown,
+): Promise<Date> {
   const { fsId } = resolveBranch(ctx, caller, namespace, name, '');
   const changes = await diffLiveVsHead(ctx, fsId);
   if (changes.length === 0) return headTime(ctx, fsId) ?? ctx.now();
@@ -34,7 +39,7 @@ export function rfc3339(date: Date): string {
   return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
-function headTime(ctx: DotContext, fsId: string): Date | undefined {
+function headTime(ctx: Pick<DotContext, 'index'>, fsId: string): Date | undefined {
   const head = ctx.index.head(fsId);
   const ts = head ? ctx.index.findCommit(head)?.meta.metadata.timestamp : undefined;
   if (typeof ts !== 'string' || !/^\d{1,30}$/.test(ts)) return undefined;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DEFAULT_SUBDOT, DotmeshError, MASTER_BRANCH, normalizeBranch, ROOT_SUBDOT, validateName } from '@dotmesh/core';
 import { type Caller, canAccess } from './caller.ts';
 import type { DotContext } from './context.ts';
-import { createDot } from './create-delete.ts';
+import { type CreateDeps, createDot } from './create-delete.ts';
 import { resolveBranch } from './resolve.ts';
 
 /**
@@ -119,7 +119,12 @@ export interface ProcureRequest {
  * Procure: makes the dot (if missing and no branch is pinned) and returns its host path. On a
  * cluster, a branch mastered by another node is moved here first (handoff), with its history.
  */
-export async function procure(ctx: DotContext, paths: ContainerPaths, caller: Caller, req: ProcureRequest): Promise<string> {
+export async function procure(
+  ctx: CreateDeps & Pick<DotContext, 'masterNodes'>,
+  paths: ContainerPaths,
+  caller: Caller,
+  req: ProcureRequest,
+): Promise<string> {
   if (typeof req.name !== 'string') throw new DotmeshError('INVALID_ARGUMENT', 'Name must be a string');
   const at = req.name.indexOf('@');
   const dotName = at >= 0 ? req.name.slice(0, at) : req.name;

@@ -26,7 +26,7 @@ export interface SwitchRequest {
  * one at a time (a reset waiting to start its containers again cannot interleave with a switch).
  */
 export async function switchContainers(
-  ctx: DotContext,
+  ctx: Pick<DotContext, 'containerMoves' | 'containers' | 'index' | 'inUse' | 'locks' | 'storage'>,
   paths: ContainerPaths,
   caller: Caller,
   req: SwitchRequest,

@@ -5,7 +5,11 @@ import { type Caller, canAccess } from './caller.ts';
 import type { DotContext } from './context.ts';
 
 /** Builds the API's view of one branch (DotmeshVolume), exactly in the original's shape. */
-export function volumeView(ctx: DotContext, fsId: string, sizes: Map<string, VolumeSizes>): DotmeshVolume {
+export function volumeView(
+  ctx: Pick<DotContext, 'index' | 'nodeId'>,
+  fsId: string,
+  sizes: Map<string, VolumeSizes>,
+): DotmeshVolume {
   const branch = ctx.index.requireBranch(fsId);
   const dot = ctx.index.dots.get(branch.label.dotId);
   if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No dot for filesystem id '${fsId}'`);
@@ -26,12 +30,12 @@ export function volumeView(ctx: DotContext, fsId: string, sizes: Map<string, Vol
   };
 }
 
-export function commitItems(ctx: DotContext, fsId: string): CommitItem[] {
+export function commitItems(ctx: Pick<DotContext, 'index'>, fsId: string): CommitItem[] {
   return ctx.index.commitRecords(fsId).map((c) => ({ Id: c.id, Metadata: { ...c.metadata } }));
 }
 
 /** A branch by filesystem id, for a caller who may see its dot. */
-export function requireVisibleFs(ctx: DotContext, caller: Caller, fsId: unknown): string {
+export function requireVisibleFs(ctx: Pick<DotContext, 'index'>, caller: Caller, fsId: unknown): string {
   const id = validateFsId(fsId);
   const branch = ctx.index.branches.get(id);
   const dot = branch ? ctx.index.dots.get(branch.label.dotId) : undefined;

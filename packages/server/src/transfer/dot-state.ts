@@ -35,7 +35,10 @@ export interface WireDot {
   readonly volumes: readonly WireVolume[];
 }
 
-export async function describeDot(ctx: DotContext, dotId: string): Promise<WireDot | null> {
+export async function describeDot(
+  ctx: Pick<DotContext, 'containers' | 'index' | 'storage'>,
+  dotId: string,
+): Promise<WireDot | null> {
   const dot = ctx.index.dots.get(dotId);
   if (!dot) return null;
   const fsIds = [...dot.branches.values()];

@@ -7,7 +7,7 @@ import type { IndexedDot } from '../dots/dot-index.ts';
  * The original's PathToTopLevelFilesystem of a branch: the dot's master, then each branch
  * volume on the way from it to the given branch (root → tip), each with its origin commit.
  */
-export function pathToTopLevel(ctx: DotContext, dot: IndexedDot, fsId: string): PathToTopLevelFilesystem {
+export function pathToTopLevel(ctx: Pick<DotContext, 'index'>, dot: IndexedDot, fsId: string): PathToTopLevelFilesystem {
   const clones: PathToTopLevelFilesystem['Clones'] = [];
   const seen = new Set<string>();
   let current = ctx.index.branches.get(fsId);
