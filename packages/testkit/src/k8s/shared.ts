@@ -134,18 +134,23 @@ async function removeDeadCluster(dir: string): Promise<void> {
 /**
  * Stops the shared cluster's daemon (SIGTERM: it tears the cluster down) and, if it died
  * without finishing, tears down what is left itself; then removes the shared directory.
+ * Returns the pid of the daemon it stopped (undefined: none was running). Throws if the daemon
+ * survives SIGKILL.
  */
-export async function stopSharedCluster(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
+export async function stopSharedCluster(dir: string): Promise<number | undefined> {
+  if (!existsSync(dir)) return undefined;
   const pid = daemonPid(dir);
-  if (pid !== undefined && isAlive(pid)) {
-    process.kill(pid, 'SIGTERM');
-    await waitFor(() => !isAlive(pid), {
+  const running = pid !== undefined && isAlive(pid) ? pid : undefined;
+  if (running !== undefined) {
+    process.kill(running, 'SIGTERM');
+    await waitFor(() => !isAlive(running), {
       timeoutMs: 180_000,
       intervalMs: 200,
-      what: `the cluster daemon (pid ${pid}) to stop`,
-    }).catch(() => killTree(pid, { signal: 'SIGKILL' }));
+      what: `the cluster daemon (pid ${running}) to stop`,
+    }).catch(() => killTree(running, { signal: 'SIGKILL' }));
+    if (isAlive(running)) throw new Error(`the shared test cluster's daemon (pid ${running}) is still running`);
   }
   await removeDeadCluster(dir);
   await rm(dir, { recursive: true, force: true });
+  return running;
 }
