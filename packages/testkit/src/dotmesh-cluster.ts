@@ -120,27 +120,35 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
     );
     return parts.join('\n');
   };
+  const nodeOptions = {
+    cleanup,
+    etcd,
+    curl,
+    logs,
+    config: {
+      ...CLUSTER_TEST_TIMING,
+      ...(o.nodeLeaseTtlSeconds === undefined ? {} : { nodeLeaseTtlSeconds: o.nodeLeaseTtlSeconds }),
+      ...o.extraConfig,
+    },
+  };
   const addNode = async (a: AddNodeOptions): Promise<DotmeshNode> => {
     const node = await startNode({
-      cleanup,
+      ...nodeOptions,
       index: nodes.length,
       host: a.host,
-      etcd,
       etcdPrefix: a.etcdPrefix ?? '',
       ca: a.ca ?? ca,
-      curl,
-      logs,
-      config: {
-        ...CLUSTER_TEST_TIMING,
-        ...(o.nodeLeaseTtlSeconds === undefined ? {} : { nodeLeaseTtlSeconds: o.nodeLeaseTtlSeconds }),
-        ...o.extraConfig,
-      },
     });
     nodes.push(node);
     return node;
   };
-  // One after the other: the first node creates the admin user that the others then find.
-  for (const host of hosts.slice(0, o.nodes)) await addNode({ host });
+  // The first node creates the admin user that the others then find; they start together.
+  const [first, ...others] = hosts.slice(0, o.nodes);
+  await addNode({ host: first! });
+  const started = await Promise.all(
+    others.map((host, i) => startNode({ ...nodeOptions, index: i + 1, host, etcdPrefix: '', ca })),
+  );
+  nodes.push(...started);
   return { nodes, etcd, ca, spares: hosts.slice(o.nodes, o.nodes + spareCount), curl, addNode, logs };
 }
 

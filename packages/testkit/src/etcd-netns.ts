@@ -20,8 +20,8 @@ export interface NetnsEtcd {
   readonly endpoints: string[];
   /** Each member's data directory (WAL, snapshots, database). */
   readonly dataDirs: string[];
-  /** Every key starting with `prefix` and its value, read with etcdctl inside the host. */
-  keys(prefix?: string): Promise<Array<{ key: string; value: string }>>;
+  /** Every key starting with `prefix`, its value and its lease (0: none), read with etcdctl inside the host. */
+  keys(prefix?: string): Promise<Array<{ key: string; value: string; lease: number }>>;
   /** SIGKILLs every member; resolves once they are gone. */
   kill9(): Promise<void>;
   /** Starts every member again on its data directory; resolves once the cluster is healthy. */
@@ -111,10 +111,11 @@ export async function startEtcdIn(o: StartEtcdInOptions): Promise<NetnsEtcd> {
         [`--endpoints=${members[0]!.client}`, 'get', prefix, '--prefix', '-w', 'json'],
         { env: { ...env, ETCDCTL_API: '3' } },
       );
-      const reply = JSON.parse(stdout) as { kvs?: Array<{ key: string; value?: string }> };
+      const reply = JSON.parse(stdout) as { kvs?: Array<{ key: string; value?: string; lease?: number }> };
       return (reply.kvs ?? []).map((kv) => ({
         key: Buffer.from(kv.key, 'base64').toString('utf8'),
         value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
+        lease: kv.lease ?? 0,
       }));
     },
     kill9,
