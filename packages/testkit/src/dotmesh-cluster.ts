@@ -8,7 +8,7 @@ import { createHosts, type TestHost } from './hosts.ts';
 import { CurlClients } from './netns-curl.ts';
 import { freePorts } from './ports.ts';
 import { SERVER_BUNDLE, type ServerProcess, startServerProcess } from './server-process.ts';
-import { makeTestCa } from './test-ca.ts';
+import { makeTestCa, type TestCa } from './test-ca.ts';
 import { makeTempDir } from './tmp.ts';
 
 /**
@@ -65,8 +65,8 @@ export interface DotmeshNode {
 export interface DotmeshTestCluster {
   readonly nodes: DotmeshNode[];
   readonly etcd: NetnsEtcd;
-  /** The cluster CA every node's certificate is signed by. */
-  readonly ca: { readonly cert: string; readonly key: string };
+  /** The cluster CA every node's certificate is signed by (tests sign forged certificates with it). */
+  readonly ca: TestCa;
   /** Hosts on the cluster's network that run no node (`spareHosts`). */
   readonly spares: TestHost[];
   readonly curl: CurlClients;
@@ -82,7 +82,7 @@ export interface DotmeshTestCluster {
 export interface AddNodeOptions {
   readonly host: TestHost;
   readonly etcdPrefix?: string;
-  readonly ca?: { readonly cert: string; readonly key: string };
+  readonly ca?: TestCa;
 }
 
 export interface StartDotmeshClusterOptions {
@@ -107,11 +107,10 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
   const hosts = await createHosts({ cleanup, count: o.nodes + spareCount + 1 });
   const etcdHost = hosts.at(-1)!;
   const caDir = await makeTempDir('cluster-ca', cleanup);
-  const [etcd, testCa] = await Promise.all([
+  const [etcd, ca] = await Promise.all([
     startEtcdIn({ cleanup, host: etcdHost, members: o.etcdMembers ?? 1 }),
     makeTestCa(caDir, 'dmtest dotmesh cluster CA'),
   ]);
-  const ca = { cert: testCa.caCert, key: testCa.caKey };
   const curl = new CurlClients(cleanup);
   const nodes: DotmeshNode[] = [];
   const logs = async (chars = 6000) => {
@@ -158,18 +157,18 @@ interface StartNodeOptions {
   readonly host: TestHost;
   readonly etcd: NetnsEtcd;
   readonly etcdPrefix: string;
-  readonly ca: { readonly cert: string; readonly key: string };
+  readonly ca: TestCa;
   readonly curl: CurlClients;
   readonly logs: (chars?: number) => Promise<string>;
   readonly config: Record<string, unknown>;
 }
 
 /** Copies a cluster CA where a node's server looks for it (`<state dir>/tls/ca.pem`, `ca-key.pem`). */
-export async function installClusterCa(stateDir: string, ca: { cert: string; key: string }): Promise<void> {
+export async function installClusterCa(stateDir: string, ca: Pick<TestCa, 'caCert' | 'caKey'>): Promise<void> {
   const tls = join(stateDir, 'tls');
   await mkdir(tls, { recursive: true, mode: 0o700 });
-  await copyFile(ca.cert, join(tls, 'ca.pem'));
-  await copyFile(ca.key, join(tls, 'ca-key.pem'));
+  await copyFile(ca.caCert, join(tls, 'ca.pem'));
+  await copyFile(ca.caKey, join(tls, 'ca-key.pem'));
 }
 
 async function startNode(o: StartNodeOptions): Promise<DotmeshNode> {
