@@ -96,6 +96,9 @@ export interface StartDotmeshClusterOptions {
   readonly nodeLeaseTtlSeconds?: number;
   /** More server config for every node. */
   readonly extraConfig?: Record<string, unknown>;
+  /** The admin's API key and password (startServerProcess's defaults when absent). */
+  readonly apiKey?: string;
+  readonly password?: string;
 }
 
 /** Short transfer timings: a cut transfer is noticed in seconds, not minutes. */
@@ -122,6 +125,10 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
   const nodeOptions = {
     cleanup,
     etcd,
+    credentials: {
+      ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
+      ...(o.password === undefined ? {} : { password: o.password }),
+    },
     curl,
     logs,
     config: {
@@ -161,6 +168,7 @@ interface StartNodeOptions {
   readonly curl: CurlClients;
   readonly logs: (chars?: number) => Promise<string>;
   readonly config: Record<string, unknown>;
+  readonly credentials: { readonly apiKey?: string; readonly password?: string };
 }
 
 /** Copies a cluster CA where a node's server looks for it (`<state dir>/tls/ca.pem`, `ca-key.pem`). */
@@ -183,6 +191,7 @@ async function startNode(o: StartNodeOptions): Promise<DotmeshNode> {
     serverBin: SERVER_BUNDLE,
     etcd: { endpoints: o.etcd.endpoints, prefix: o.etcdPrefix },
     extraConfig: { clusterPort, advertiseAddress: host.address, ...o.config },
+    ...o.credentials,
   });
   const admin = o.curl.client(host, current.url, 'admin', current.apiKey);
   const state = (await admin.call('DumpInternalState', 'myNodeId')) as Record<string, string>;
