@@ -20,3 +20,4 @@ export * from './process.ts';
 export * from './server-process.ts';
 export * from './test-ca.ts';
 export * from './tmp.ts';
+export * from './transcript.ts';

@@ -18,6 +18,7 @@ export class CurlClients {
   #dir: string | undefined;
   #files = 0;
   readonly #made = new Map<string, DotmeshClient>();
+  readonly #headers = new Map<string, Promise<string>>();
 
   constructor(cleanup: Cleanup) {
     this.#cleanup = cleanup;
@@ -34,7 +35,31 @@ export class CurlClients {
     return c;
   }
 
-  async #headerFile(user: string, secret: string): Promise<string> {
+  /**
+   * POSTs `body` as it is to `url` from `host` as `user`; resolves the HTTP status and the
+   * reply's text untouched (for wire-level checks, such as a request id echoed digit for digit).
+   */
+  async post(host: TestHost, url: string, user: string, secret: string, body: string): Promise<{ status: number; text: string }> {
+    await routeCheck(host, new URL(url).hostname);
+    const { stdout } = await host.exec('curl', curlPostArgs(await this.#headerFile(user, secret), body, 120, url), {
+      timeoutMs: 130_000,
+    });
+    const nl = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(nl + 1)), text: stdout.slice(0, nl) };
+  }
+
+  /** The 0600 file with the Authorization header of `user:secret` (one per pair). */
+  #headerFile(user: string, secret: string): Promise<string> {
+    const key = `${user}:${secret}`;
+    let file = this.#headers.get(key);
+    if (!file) {
+      file = this.#writeHeaderFile(user, secret);
+      this.#headers.set(key, file);
+    }
+    return file;
+  }
+
+  async #writeHeaderFile(user: string, secret: string): Promise<string> {
     this.#dir ??= await makeTempDir('rpc-auth-', this.#cleanup);
     const file = join(this.#dir, `auth-${this.#files++}`);
     await writeFile(file, `Authorization: Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}\n`, { mode: 0o600 });
@@ -64,24 +89,9 @@ class CurlClient extends DotmeshClient {
     const seconds = Math.ceil((options.timeoutMs ?? 120_000) / 1000);
     let stdout: string;
     try {
-      ({ stdout } = await this.#host.exec(
-        'curl',
-        [
-          '-sS',
-          '--max-time',
-          String(seconds),
-          '-H',
-          `@${headerFile}`,
-          '-H',
-          'Content-Type: application/json',
-          '--data-binary',
-          body,
-          '-w',
-          '\n%{http_code}',
-          this.url,
-        ],
-        { timeoutMs: seconds * 1000 + 10_000 },
-      ));
+      ({ stdout } = await this.#host.exec('curl', curlPostArgs(headerFile, body, seconds, this.url), {
+        timeoutMs: seconds * 1000 + 10_000,
+      }));
     } catch (e) {
       throw new DotmeshError('UNAVAILABLE', `cannot reach dotmesh-server at ${this.url}: ${(e as Error).message}`);
     }
@@ -95,4 +105,22 @@ class CurlClient extends DotmeshClient {
     if (reply.result === undefined || reply.result === null) throw new DotmeshError('INTERNAL', 'result is null');
     return reply.result;
   }
+}
+
+/** curl's arguments for a JSON POST with the headers in `headerFile`; stdout ends with `\n<status>`. */
+function curlPostArgs(headerFile: string, body: string, seconds: number, url: string): string[] {
+  return [
+    '-sS',
+    '--max-time',
+    String(seconds),
+    '-H',
+    `@${headerFile}`,
+    '-H',
+    'Content-Type: application/json',
+    '--data-binary',
+    body,
+    '-w',
+    '\n%{http_code}',
+    url,
+  ];
 }
