@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Cleanup, makeTempDir, makeTestCa } from '@dotmesh/testkit';
+import { Cleanup, freePorts, makeTempDir, makeTestCa } from '@dotmesh/testkit';
 import { runDm } from '../testing/run-dm.ts';
 import { installClusterCa } from './cluster-ca.ts';
 import { preflight } from './preflight.ts';
@@ -41,7 +41,12 @@ describe('dm cluster init: a node of several', () => {
   it('the flags: the CA flags go together; a cluster port needs etcd; the CA flags need a cluster port', async () => {
     const home = await makeTempDir('cli', cleanup);
     const pool = await makeTempDir('pool', cleanup);
-    const init = (args: string[]) => runDm(['cluster', 'init', '--use-pool-dir', pool, ...args], { HOME: home }, [], 0);
+    // Every failure comes before anything starts; its own ports and paths all the same.
+    const [port, checkPort] = (await freePorts(2)) as [number, number];
+    const own = ['--port', String(port), '--check-port', String(checkPort), '--tls-port', '0'];
+    const docker = ['--docker-plugin-socket', 'none', '--docker-socket', join(pool, 'no-docker.sock')];
+    const init = (args: string[]) =>
+      runDm(['cluster', 'init', '--use-pool-dir', pool, ...own, ...docker, ...args], { HOME: home }, [], 0);
     const half = await init(['--cluster-ca-cert', '/x.pem']);
     assert.equal(half.stderr, 'error: --cluster-ca-cert and --cluster-ca-key go together\n');
     const noEtcd = await init(['--cluster-port', '4000']);
