@@ -15,6 +15,7 @@ import {
   startDotmeshCluster,
   type TestCa,
   type TestHost,
+  waitFor,
 } from '@dotmesh/testkit';
 import { commit, commitIds, fileHash, holdsVolume, listedMaster, lookup, procure, writeRandom } from './cluster-helpers.ts';
 
@@ -206,6 +207,16 @@ describe('bad input on a cluster of real nodes', { skip }, () => {
     await other.configure({ etcdPrefix: '' });
     await installClusterCa(join(other.dir, 'server'), cluster.ca);
     await other.start();
+    // The other nodes' views follow etcd: wait until they have seen what the joining node claimed.
+    for (const n of [n1, n2]) {
+      await waitFor(
+        async () => {
+          const names = Object.keys((await n.admin.call('List', null)).admin ?? {});
+          return names.includes('own') && names.some((name) => name.startsWith('shared-RECOVERED-'));
+        },
+        { timeoutMs: 20_000, what: `node ${n.index} to see the joining node's dots` },
+      );
+    }
 
     // Nothing of ours changed.
     for (const n of [n1, n2, other]) {

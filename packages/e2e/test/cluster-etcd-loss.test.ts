@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster } from '@dotmesh/testkit';
+import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster, waitFor } from '@dotmesh/testkit';
 import { commit, commitIds, fileHash, listedMaster, lookup, masterKey, procure, writeRandom } from './cluster-helpers.ts';
 
 /**
@@ -84,6 +84,16 @@ describe('etcd lost entirely: the pools bring everything back', { skip }, () => 
     }
     await n1.start();
     await n2.start();
+    // Each node's view follows etcd: wait until both have seen every claim.
+    for (const n of [n1, n2]) {
+      await waitFor(
+        async () => {
+          const list = (await n.admin.call('List', null)).admin ?? {};
+          return ['alpha', 'beta', 'moved'].every((name) => (list[name]?.Master ?? '') !== '');
+        },
+        { timeoutMs: 20_000, what: `node ${n.index} to list every dot with its master` },
+      );
+    }
 
     for (const n of [n1, n2]) {
       assert.deepEqual(Object.keys((await n.admin.call('List', null)).admin ?? {}).sort(), ['alpha', 'beta', 'moved']);
