@@ -164,6 +164,39 @@ describe('dm arguments and errors', () => {
     assert.equal(gone.code, 3);
   });
 
+  it('dot smash-branch-master: Lookup, then ForceBranchMasterById with the server id ("" = the serving node)', async () => {
+    handlers.List = () => ({ admin: { foo: volume('admin', 'foo') } });
+    handlers.Lookup = () => 'fs-b1';
+    handlers.ForceBranchMasterById = () => true;
+    handlers.Get = () => ({ ...volume('admin', 'foo'), Id: 'fs-b1', Branch: 'b1', Master: 'n2' });
+    const run = await dm(['dot', 'smash-branch-master', 'foo', 'b1', 'n2']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'Node n2 is now the master of branch b1 of foo (fs-b1).\n');
+    assert.deepEqual(
+      recorder.take().map((r) => r.body.replace(/"id":\d+/, '')),
+      [
+        '{"jsonrpc":"2.0","method":"DotmeshRPC.Lookup","params":{"Namespace":"admin","Name":"foo","Branch":"b1"},}',
+        '{"jsonrpc":"2.0","method":"DotmeshRPC.ForceBranchMasterById","params":{"FilesystemId":"fs-b1","Master":"n2"},}',
+        '{"jsonrpc":"2.0","method":"DotmeshRPC.Get","params":"fs-b1",}',
+      ],
+    );
+    // One argument: the branch of the current dot (the only one here); master is "" on the wire.
+    const current = await dm(['dot', 'smash-branch-master', 'master']);
+    assert.equal(current.code, 0, current.stderr);
+    const sent = recorder.take().map((r) => r.body.replace(/"id":\d+/, ''));
+    assert.ok(
+      sent.includes('{"jsonrpc":"2.0","method":"DotmeshRPC.Lookup","params":{"Namespace":"admin","Name":"foo","Branch":""},}'),
+    );
+    assert.ok(
+      sent.includes(
+        '{"jsonrpc":"2.0","method":"DotmeshRPC.ForceBranchMasterById","params":{"FilesystemId":"fs-b1","Master":""},}',
+      ),
+    );
+    const bad = await dm(['dot', 'smash-branch-master']);
+    assert.equal(bad.stderr, 'error: Please specify [<dot>] <branch> [<server ID>] as arguments.\n');
+    assert.equal(bad.code, 2);
+  });
+
   it('maps HTTP 401 to the original permission text', async () => {
     const run = await runDm(['remote', 'add', 'x', `admin@127.0.0.1:${recorder.port}`], {
       HOME: home,

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc';
-import { Cleanup, SERVER_BUNDLE, skipUnless, startEtcd } from '@dotmesh/testkit';
+import { Cleanup, freePort, SERVER_BUNDLE, skipUnless, startEtcd } from '@dotmesh/testkit';
 import { initCluster } from './cluster-harness.ts';
 
 /** An original 0.8.1 backup (how it was made: packages/server/test/secrets-store.test.ts). */
@@ -102,11 +102,15 @@ describe('dm cluster backup-etcd / restore-etcd (built dm and dotmesh-server)', 
         etcd.certFile!,
         '--etcd-key-file',
         etcd.keyFile!,
+        // A node on etcd serves the node-to-node endpoint: on a port of the test's own.
+        '--cluster-port',
+        String(await freePort()),
       ],
     });
     const config = JSON.parse(await readFile(join(c.poolDir, 'server', 'config.json'), 'utf8'));
     assert.equal(config.store, 'etcd');
     assert.deepEqual(config.etcdEndpoints, etcd.endpoints);
+    assert.ok(config.clusterPort > 0, 'a node on etcd is a node of a cluster of several nodes');
     await c.ok(['init', 'indb']);
     assert.match(await c.ok(['list']), /indb/);
     const dump = JSON.parse(await c.ok(['cluster', 'backup-etcd']));

@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DotmeshError } from '@dotmesh/core';
-import {
-  type CallOptions,
-  type CommitItem,
-  DotmeshClient,
-  errorFromRpc,
-  rpcRequestBody,
-  UNAUTHENTICATED_MESSAGE,
-} from '@dotmesh/rpc';
+import type { CommitItem, DotmeshClient } from '@dotmesh/rpc';
 import {
   type Cleanup,
+  CurlClients,
   createHosts,
   type DmResult,
   makeTempDir,
-  routeCheck,
   runDmIn,
   SERVER_BUNDLE,
   type ServerProcess,
@@ -35,10 +27,9 @@ import {
  * Data is written where the original ran `docker run -v dot:/foo`: into the host path that
  * `Procure` returns (the test process shares the server's mount namespace).
  *
- * The RPC clients of a Cluster (`admin`, `client()`) call from inside its host like the kit's
- * NetnsClient (route check first, never from the root namespace), but with `curl` rather than
- * a new node process per call: these scenarios make hundreds of checks, and node's start-up
- * would triple their run time. Credentials go in a header file, not in curl's argv.
+ * The RPC clients of a Cluster (`admin`, `client()`) call from inside its host with the kit's
+ * CurlClients (route check first, never from the root namespace): these scenarios make
+ * hundreds of checks.
  */
 export const TRANSFER_TIMING = { transferIdleTimeoutMs: 5000, transferAttempts: 3, transferBackoffMs: 200 } as const;
 
@@ -102,25 +93,9 @@ export async function startFederation(
       return { name, host, server, home };
     }),
   );
-  const headerDir = await makeTempDir('rpc-auth-', cleanup);
-  let headerFiles = 0;
-  const curlClient = async (host: TestHost, url: string, user: string, secret: string) => {
-    const file = join(headerDir, `auth-${headerFiles++}`);
-    await writeFile(file, `Authorization: Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}\n`, { mode: 0o600 });
-    return new CurlClient(host, url, file);
-  };
+  const curl = new CurlClients(cleanup);
   for (const m of made) {
-    const admin = await curlClient(m.host, m.server.url, 'admin', m.server.apiKey);
-    const clients = new Map<string, DotmeshClient>();
-    const clientFor = async (user: string, secret: string) => {
-      const key = `${user}:${secret}`;
-      let c = clients.get(key);
-      if (!c) {
-        c = await curlClient(m.host, m.server.url, user, secret);
-        clients.set(key, c);
-      }
-      return c;
-    };
+    const admin = curl.client(m.host, m.server.url, 'admin', m.server.apiKey);
     const dm = (args: readonly string[], o: DmRunOptions = {}) =>
       runDmIn(m.host, args, { home: m.home, timeoutMs: 120_000, ...(o.env ? { env: o.env } : {}) });
     const describe = (args: readonly string[], r: DmResult) =>
@@ -128,7 +103,7 @@ export async function startFederation(
     clusters.push({
       ...m,
       admin,
-      client: (user, secret) => new LazyClient(m.server.url, () => clientFor(user, secret)),
+      client: (user, secret) => curl.client(m.host, m.server.url, user, secret),
       target: (user = 'admin') => `${user}@${m.host.address}:${m.server.port}`,
       dm,
       async ok(args, o) {
@@ -259,70 +234,4 @@ export async function addUserRemote(from: Cluster, remote: string, to: Cluster, 
 /** The branch `dm` made for stashed commits: `<branch>-DIVERGED-<time>`. */
 export function divergedBranches(branches: readonly string[], branch = 'master'): string[] {
   return branches.filter((b) => b.startsWith(`${branch}-DIVERGED-`));
-}
-
-let rpcIds = 0;
-
-/** JSON-RPC over `curl` run inside `host`'s namespace; errors as the real client makes them. */
-class CurlClient extends DotmeshClient {
-  readonly #host: TestHost;
-  readonly #headerFile: string;
-
-  constructor(host: TestHost, url: string, headerFile: string) {
-    super({ url, user: '', apiKey: '' });
-    this.#host = host;
-    this.#headerFile = headerFile;
-  }
-
-  override async callRaw(wireMethod: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
-    await routeCheck(this.#host, new URL(this.url).hostname);
-    const body = rpcRequestBody(String(++rpcIds), wireMethod, params);
-    const seconds = Math.ceil((options.timeoutMs ?? 120_000) / 1000);
-    let stdout: string;
-    try {
-      ({ stdout } = await this.#host.exec(
-        'curl',
-        [
-          '-sS',
-          '--max-time',
-          String(seconds),
-          '-H',
-          `@${this.#headerFile}`,
-          '-H',
-          'Content-Type: application/json',
-          '--data-binary',
-          body,
-          '-w',
-          '\n%{http_code}',
-          this.url,
-        ],
-        { timeoutMs: seconds * 1000 + 10_000 },
-      ));
-    } catch (e) {
-      throw new DotmeshError('UNAVAILABLE', `cannot reach dotmesh-server at ${this.url}: ${(e as Error).message}`);
-    }
-    const nl = stdout.lastIndexOf('\n');
-    const status = Number(stdout.slice(nl + 1));
-    const text = stdout.slice(0, nl);
-    if (status === 401) throw new DotmeshError('UNAUTHENTICATED', UNAUTHENTICATED_MESSAGE);
-    if (status !== 200) throw new DotmeshError('INTERNAL', `HTTP ${status} to ${wireMethod}: ${text.slice(0, 300)}`);
-    const reply = JSON.parse(text) as { result?: unknown; error?: unknown };
-    if (reply.error !== undefined && reply.error !== null) throw errorFromRpc(reply.error);
-    if (reply.result === undefined || reply.result === null) throw new DotmeshError('INTERNAL', 'result is null');
-    return reply.result;
-  }
-}
-
-/** A client whose header file is written on first use (so `client()` can stay synchronous). */
-class LazyClient extends DotmeshClient {
-  readonly #get: () => Promise<DotmeshClient>;
-
-  constructor(url: string, get: () => Promise<DotmeshClient>) {
-    super({ url, user: '', apiKey: '' });
-    this.#get = get;
-  }
-
-  override async callRaw(wireMethod: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
-    return (await this.#get()).callRaw(wireMethod, params, options);
-  }
 }

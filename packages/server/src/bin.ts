@@ -1,4 +1,6 @@
 #!/usr/bin/env node
 import { main } from './main.ts';
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// A failed start may leave timers and connections behind (a lease, a store client): exit anyway.
+if (code !== 0) process.exit(code);

@@ -13,7 +13,7 @@ import { MasterNodes } from './cluster/master-nodes.ts';
 import { createNodeEndpoint } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
-import { advertisePresence, type Presence } from './cluster/presence.ts';
+import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { CallRouter } from './cluster/router.ts';
 import { followTombstones } from './cluster/tombstones.ts';
 import { ClusterTransferProxy } from './cluster/transfer-proxy.ts';
@@ -127,6 +127,10 @@ export interface RunningServer {
 
 export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const { driver, store, logger } = parts;
+  // A copy of this pool already live elsewhere: refused before anything touches the store.
+  if (parts.cluster) {
+    await refuseClash(store, { nodeId: parts.nodeId, addresses: parts.cluster.addresses, clusterPort: parts.cluster.port });
+  }
   const opened = await driver.open();
   for (const action of opened.actions) logger.info({ recovery: true }, `storage: ${action}`);
 

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
+import { loadTranscript } from '@dotmesh/testkit';
 import { type InProcessServer, postRaw as post, startInProcess } from './in-process.ts';
 
 /**
@@ -20,36 +19,9 @@ import { type InProcessServer, postRaw as post, startInProcess } from './in-proc
  * bob's real key. Every push, pull and clone then runs for real and its outcome is checked on
  * both servers.
  */
-const TRANSCRIPT = join(import.meta.dirname, 'fixtures', 'dm-0.8.1-transcript.md');
 /** The master branch id of `foo` that `dm dot show foo` printed in the transcript. */
 const FOO_MASTER_ID = '286e4f1b-eed1-4e55-a849-f4159fdb2638';
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
-
-interface Recorded {
-  readonly command: string;
-  readonly user: string;
-  readonly body: string;
-  readonly printed: string[];
-}
-
-async function loadTranscript(): Promise<Recorded[]> {
-  const text = await readFile(TRANSCRIPT, 'utf8');
-  const out: Recorded[] = [];
-  let command = '';
-  let printed: string[] = [];
-  for (const line of text.split('\n')) {
-    if (line.startsWith('### ')) {
-      command = line.slice(4);
-      printed = [];
-    } else if (line.startsWith('    | ')) {
-      printed.push(line.slice(6));
-    } else {
-      const m = /^ {4}-> POST \/rpc auth=([^:]+):\S+\s+(.*)$/.exec(line);
-      if (m) out.push({ command, user: m[1]!, body: m[2]!, printed });
-    }
-  }
-  return out;
-}
 
 /** Polls a transfer until it ends. */
 async function transferEnd(client: DotmeshClient, id: string): Promise<TransferPollResult> {

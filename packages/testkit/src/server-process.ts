@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshClient } from '@dotmesh/rpc';
 import type { Cleanup } from './cleanup.ts';
 import type { EtcdProcess } from './etcd.ts';
-import type { TestHost } from './hosts.ts';
+import { routeCheck, type TestHost } from './hosts.ts';
 import { detachLoopDevicesUnder, unmountUnder } from './loop.ts';
 import { NetnsClient } from './netns-rpc.ts';
 import { freePorts } from './ports.ts';
@@ -96,12 +96,15 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
   const apiKey = o.apiKey ?? 'TESTKEY0123456789';
   const password = o.password ?? 'test-password-1';
   let port: number;
+  let checkPort: number;
   try {
-    const existing = JSON.parse(await readFile(configFile, 'utf8')) as { port: number };
+    const existing = JSON.parse(await readFile(configFile, 'utf8')) as { port: number; checkPort: number };
     port = existing.port;
+    checkPort = existing.checkPort;
   } catch {
     const [p, c] = await freePorts(2);
     port = p!;
+    checkPort = c!;
     await writeFile(
       configFile,
       JSON.stringify({
@@ -110,7 +113,7 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
         sparse: true,
         listenHost: o.host?.address ?? '127.0.0.1',
         port,
-        checkPort: c,
+        checkPort,
         // No Docker unless a test asks for it (extraConfig): never a real engine or plugin dir.
         dockerPluginSocket: null,
         dockerSocket: join(dir, 'no-docker.sock'),
@@ -153,12 +156,21 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
     );
     return parts.join('\n');
   };
+  // On a host, `GET /check` with curl inside it (a node process per attempt would cost far
+  // more): the check port answers once the API listens and the node has advertised itself.
+  const ready = host
+    ? async () => {
+        await routeCheck(host, host.address);
+        const { stdout } = await host.exec('curl', ['-sS', '--max-time', '2', `http://${host.address}:${checkPort}/check`]);
+        return stdout.trim() === 'OK';
+      }
+    : async () => (await admin.call('Ping', null, { timeoutMs: 2000 })) === true;
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (exitedCode !== undefined)
       throw new Error(`dotmesh-server exited with ${exitedCode} during start:\n${(await logText()).slice(-4000)}`);
     try {
-      if ((await admin.call('Ping', null, { timeoutMs: 2000 })) === true) break;
+      if (await ready()) break;
     } catch {
       // not up yet
     }

@@ -7,6 +7,7 @@ import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
 import { prettySize } from '../format.ts';
+import { type ClusterCaFiles, installClusterCa } from './cluster-ca.ts';
 import { generateAdminCredentials } from './credentials.ts';
 import { preflight } from './preflight.ts';
 import { waitForServer } from './server-process.ts';
@@ -63,6 +64,14 @@ export interface ClusterInitOptions {
   readonly given?: ReadonlySet<InitSetting>;
   /** Replace the admin's password and API key of an existing cluster by new ones. */
   readonly newAdminCredentials?: boolean;
+  /**
+   * A node of a cluster of several nodes (store etcd): its node-to-node endpoint's port (0 or
+   * absent: none) and the address the other nodes reach it at (null or absent: the server picks).
+   */
+  readonly clusterPort?: number;
+  readonly advertiseAddress?: string | null;
+  /** The cluster's CA, copied into `<stateDir>/tls/` before the server starts (see cluster-ca.ts). */
+  readonly clusterCa?: ClusterCaFiles;
 }
 
 /** The options of `dm cluster init` that are server config fields. */
@@ -82,7 +91,9 @@ export type InitSetting =
   | 'tlsCertFile'
   | 'tlsKeyFile'
   | 'dockerPluginSocket'
-  | 'dockerSocket';
+  | 'dockerSocket'
+  | 'clusterPort'
+  | 'advertiseAddress';
 
 export interface ClusterInitResult {
   serverConfigFile: string;
@@ -122,7 +133,27 @@ function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unkn
     tlsKeyFile: o.tlsKeyFile ?? null,
     ...(o.dockerPluginSocket === undefined ? {} : { dockerPluginSocket: o.dockerPluginSocket }),
     ...(o.dockerSocket === undefined ? {} : { dockerSocket: o.dockerSocket }),
+    clusterPort: o.clusterPort ?? 0,
+    advertiseAddress: o.advertiseAddress ?? null,
   };
+}
+
+/** A node of several (a cluster port) needs the shared store; the cluster CA is for such a node. */
+function checkClusterSettings(config: ServerConfig, o: ClusterInitOptions): void {
+  if (config.clusterPort !== 0 && config.store !== 'etcd') {
+    throw new DotmeshError('INVALID_ARGUMENT', 'a node of a cluster of several nodes (--cluster-port) needs the shared store', {
+      hint: 'give --store etcd --etcd-endpoints <urls> (every node of the cluster the same), or --cluster-port 0',
+    });
+  }
+  if (o.clusterCa && config.clusterPort === 0) {
+    throw new DotmeshError(
+      'INVALID_ARGUMENT',
+      '--cluster-ca-cert and --cluster-ca-key are for a node of a cluster of several nodes',
+      {
+        hint: 'give --store etcd --etcd-endpoints <urls> (the node-to-node endpoint then listens on --cluster-port)',
+      },
+    );
+  }
 }
 
 /**
@@ -168,6 +199,7 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   say('Checking suitable environment...');
   const previous = await loadServerConfig(o.poolDir);
   let config = initServerConfig(o.poolDir, previous.existing ? previous.config : null, wantedSettings(o), o.given);
+  checkClusterSettings(config, o);
   const serverConfigFile = previous.file;
   const poolFileSize = config.existingMount ? null : await fileSize(config.poolFile);
   if (poolFileSize !== null && poolFileSize !== config.poolSizeBytes) {
@@ -197,6 +229,14 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   await mkdir(config.poolDir, { recursive: true, mode: 0o755 });
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
+  if (o.clusterCa) {
+    const { changed } = await installClusterCa(config.stateDir, o.clusterCa);
+    say(
+      changed
+        ? `Installed the cluster CA ${o.clusterCa.cert} in ${join(config.stateDir, 'tls')} (this node's certificates are issued again by it)`
+        : `The cluster CA ${o.clusterCa.cert} is this node's CA already`,
+    );
+  }
   const creds = await credentialsFor(config);
   const seed: InitialAdmin = o.newAdminCredentials ? { ...creds, replaceExisting: true } : creds;
   await writeFile(config.initialAdminFile, JSON.stringify(seed), { mode: 0o600 });
@@ -292,6 +332,12 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
           `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
         ]
       : []),
+    ...(r.config.clusterPort === 0
+      ? []
+      : [
+          `Node of a cluster of several nodes: node-to-node endpoint on port ${r.config.clusterPort}${r.config.advertiseAddress ? `, advertised at ${r.config.advertiseAddress}` : ''}; store etcd at ${r.config.etcdEndpoints.join(',')}.`,
+          `Further nodes join with the same --store etcd --etcd-endpoints and this cluster's CA: --cluster-ca-cert ${join(r.config.stateDir, 'tls', 'ca.pem')} --cluster-ca-key ${join(r.config.stateDir, 'tls', 'ca-key.pem')} (copy both to them; keep the key secret).`,
+        ]),
     r.systemdUnit
       ? `The systemd unit ${r.systemdUnit} runs the server: it starts it at boot and after a crash ('dm cluster stop' / 'dm cluster start' stop and start it).`
       : `No systemd unit runs the server on this host: after a reboot or a crash, start it with '${r.startCommand}' (or add that command to the host's boot, e.g. an @reboot line in root's crontab).`,

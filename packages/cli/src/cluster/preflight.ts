@@ -13,7 +13,7 @@ export interface PreflightFacts {
   readonly mkfsBtrfs: string | null;
   /** Free bytes where the pool file goes; null when not checked (reused file, sparse, mount). */
   readonly freeBytes: number | null;
-  /** Ports already taken (of the API and check ports). */
+  /** Ports already taken (of the API, check, HTTPS and node-to-node ports). */
   readonly portsInUse: readonly number[];
   /** For --use-existing-mount: whether that path is a mounted btrfs filesystem. */
   readonly existingMountIsBtrfs: boolean | null;
@@ -27,6 +27,8 @@ export interface PreflightPlan {
   /** HTTPS port; 0 or absent: none. */
   readonly tlsPort?: number;
   readonly checkPort: number;
+  /** The node-to-node endpoint's port; 0 or absent: none. */
+  readonly clusterPort?: number;
 }
 
 /** Room kept free beside a preallocated pool file. */
@@ -71,9 +73,16 @@ export function preflight(facts: PreflightFacts, plan: PreflightPlan): DotmeshEr
       );
     }
   }
-  for (const port of [plan.port, plan.checkPort, plan.tlsPort ?? 0]) {
+  for (const port of [plan.port, plan.checkPort, plan.tlsPort ?? 0, plan.clusterPort ?? 0]) {
     if (port !== 0 && facts.portsInUse.includes(port)) {
-      const flag = port === plan.port ? '--port' : port === plan.checkPort ? '--check-port' : '--tls-port (0: no HTTPS)';
+      const flag =
+        port === plan.port
+          ? '--port'
+          : port === plan.checkPort
+            ? '--check-port'
+            : port === plan.tlsPort
+              ? '--tls-port (0: no HTTPS)'
+              : '--cluster-port';
       return new DotmeshError('CONFLICT', `port ${port} is already in use`, { hint: `choose another with ${flag}` });
     }
   }

@@ -110,9 +110,11 @@ export async function serverToRun(
 }
 
 /** The ports of `config` that something else already listens on. */
-export async function portsInUse(config: Pick<ServerConfig, 'listenHost' | 'port' | 'checkPort' | 'tlsPort'>): Promise<number[]> {
+export async function portsInUse(
+  config: Pick<ServerConfig, 'listenHost' | 'port' | 'checkPort' | 'tlsPort' | 'clusterPort'>,
+): Promise<number[]> {
   const taken: number[] = [];
-  const ports = [config.port, config.checkPort, ...(config.tlsPort === 0 ? [] : [config.tlsPort])];
+  const ports = [config.port, config.checkPort, ...[config.tlsPort, config.clusterPort].filter((p) => p !== 0)];
   for (const port of ports) if (!(await portFree(config.listenHost, port))) taken.push(port);
   return taken;
 }

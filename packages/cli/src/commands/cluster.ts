@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import {
   DEFAULT_CHECK_PORT,
+  DEFAULT_CLUSTER_PORT,
   DEFAULT_DOCKER_PLUGIN_SOCKET,
   DEFAULT_DOCKER_SOCKET,
   DEFAULT_LISTEN_HOST,
@@ -46,6 +47,10 @@ interface InitFlags {
   dockerPluginSocket: string;
   dockerSocket: string;
   newAdminCredentials?: boolean;
+  clusterPort?: number;
+  advertiseAddress?: string;
+  clusterCaCert?: string;
+  clusterCaKey?: string;
 }
 
 /** Which server config setting each init flag sets (commander's attribute name → setting). */
@@ -66,6 +71,8 @@ const INIT_SETTINGS: Readonly<Record<string, InitSetting>> = {
   etcdCaFile: 'etcdCaFile',
   etcdCertFile: 'etcdCertFile',
   etcdKeyFile: 'etcdKeyFile',
+  clusterPort: 'clusterPort',
+  advertiseAddress: 'advertiseAddress',
 };
 
 /** The settings whose flags were given on the command line (not left at their defaults). */
@@ -73,8 +80,9 @@ function givenSettings(cmd: Command): Set<InitSetting> {
   const given = new Set<InitSetting>();
   for (const [flag, setting] of Object.entries(INIT_SETTINGS)) if (cmd.getOptionValueSource(flag) === 'cli') given.add(setting);
   // The store's settings go together: naming the store (or an etcd flag) sets all of them.
+  // ... and the cluster port with them (a node of several nodes needs etcd; see clusterFlags).
   if (['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'].some((s) => given.has(s as InitSetting))) {
-    for (const s of ['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'] as const) given.add(s);
+    for (const s of ['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile', 'clusterPort'] as const) given.add(s);
   }
   if (given.has('tlsCertFile') || given.has('tlsKeyFile')) for (const s of ['tlsCertFile', 'tlsKeyFile'] as const) given.add(s);
   return given;
@@ -95,6 +103,24 @@ function tlsFlags(f: InitFlags) {
     tlsPort: f.tlsPort,
     tlsCertFile: f.tlsCert === undefined ? null : resolve(f.tlsCert),
     tlsKeyFile: f.tlsKey === undefined ? null : resolve(f.tlsKey),
+  };
+}
+
+/**
+ * The node-to-node part from the init flags: a node on etcd is a node of a cluster of several
+ * nodes, with its endpoint on --cluster-port (default DEFAULT_CLUSTER_PORT); on the embedded
+ * store there is none. The cluster CA flags go together.
+ */
+function clusterFlags(f: InitFlags) {
+  if ((f.clusterCaCert === undefined) !== (f.clusterCaKey === undefined)) {
+    throw usage('--cluster-ca-cert and --cluster-ca-key go together');
+  }
+  return {
+    clusterPort: f.clusterPort ?? (f.store === 'etcd' ? DEFAULT_CLUSTER_PORT : 0),
+    advertiseAddress: f.advertiseAddress ?? null,
+    ...(f.clusterCaCert !== undefined && f.clusterCaKey !== undefined
+      ? { clusterCa: { cert: resolve(f.clusterCaCert), key: resolve(f.clusterCaKey) } }
+      : {}),
   };
 }
 
@@ -122,7 +148,9 @@ export function register(program: Command, app: CliApp): void {
     .description(
       `Starts a single-node dotmesh cluster on this host: a btrfs pool, the server and the remote 'local'. Must run as root.
 
-On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.`,
+On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.
+
+With --store etcd it starts one node of a cluster of several nodes that share that etcd: every node answers for every dot, and the nodes talk to each other on --cluster-port with certificates of one cluster CA. The first node makes the CA (<pool dir>/server/tls/ca.pem and ca-key.pem); each further node is given both with --cluster-ca-cert and --cluster-ca-key. These flags are temporary: joining with tokens will replace them.`,
     )
     .usage('[--use-pool-dir <dir>] [--pool-size <size>] [options]')
     .argument('[args...]')
@@ -156,6 +184,14 @@ On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster
     .option('--etcd-ca-file <file>', 'PEM CA of the etcd server certificates (https endpoints)')
     .option('--etcd-cert-file <file>', 'PEM client certificate for etcd (with --etcd-key-file)')
     .option('--etcd-key-file <file>', 'PEM key of the etcd client certificate')
+    .option(
+      '--cluster-port <n>',
+      `node-to-node endpoint (mutual TLS) of a node of several; 0 = none (default with --store etcd: ${DEFAULT_CLUSTER_PORT})`,
+      (v: string) => (v === '0' ? 0 : portOption(v)),
+    )
+    .option('--advertise-address <ip>', "the address other nodes reach this node at (default: --listen's, else the first IPv4)")
+    .option('--cluster-ca-cert <file>', "the cluster's CA certificate, to join a cluster (temporary: with --cluster-ca-key)")
+    .option('--cluster-ca-key <file>', "the cluster's CA private key (copied into the state dir, 0600)")
     .action(
       action<InitFlags>(app, async (ctx, args, f, cmd) => {
         if (args.length > 0) throw usage('dm cluster init takes no arguments (see --help for its options).');
@@ -174,6 +210,7 @@ On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster
           ...storeFlags(f),
           ...tlsFlags(f),
           ...dockerFlags(f),
+          ...clusterFlags(f),
           given: givenSettings(cmd),
           newAdminCredentials: f.newAdminCredentials === true,
         });

@@ -3,8 +3,9 @@ import { action, type CliApp, usage } from '../command.ts';
 import { dotDelete, renderDotDelete } from './dot-delete.ts';
 import { dotShow, renderDotShow, renderDotShowScripting } from './dot-show.ts';
 import { registerSetUpstream } from './set-upstream.ts';
+import { registerSmashBranchMaster } from './smash-branch-master.ts';
 
-/** `dm dot show|delete|set-upstream`. */
+/** `dm dot show|delete|set-upstream|smash-branch-master`. */
 export function register(program: Command, app: CliApp): void {
   const dot = program
     .command('dot')
@@ -18,6 +19,8 @@ change the default remote dot for <dot> on <remote>.
 Run 'dm dot show [<dot>]' to show information about the dot.
 Run 'dm dot delete [-f] <dot>' to delete a dot with all its
 branches and commits.
+Run 'dm dot smash-branch-master [<dot>] <branch> [<server ID>]' to make
+a node the master of a branch when its master node is gone for good.
 
 Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
     );
@@ -59,4 +62,5 @@ Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
         ctx.reporter.result(await dotDelete(ctx, name, opts.force === true), renderDotDelete);
       }),
     );
+  registerSmashBranchMaster(dot, app);
 }

@@ -15,33 +15,44 @@ export interface Presence {
 type AddressValue = AddressRecord & { readonly ClusterPort?: number; readonly ApiPort?: number };
 
 /**
+ * Refuses (CONFLICT, nothing written) when a live record of `p.nodeId` from another process
+ * names another place: other addresses, or another cluster port (`p.clusterPort` 0: not known
+ * yet, addresses only). That is a copy of this pool running elsewhere. The same addresses and
+ * port are this node's own earlier process (restarted within its lease TTL). A record bound to
+ * `ownLease` is this process's own. A node of several calls it before it touches the store, so
+ * a clash changes nothing there.
+ */
+export async function refuseClash(
+  store: Store,
+  p: Pick<Presence, 'nodeId' | 'addresses' | 'clusterPort'>,
+  ownLease?: string,
+): Promise<void> {
+  const existing = await store.get(KEYS.address(p.nodeId));
+  if (!existing || (ownLease !== undefined && existing.lease === ownLease)) return;
+  const old = parseValue<AddressValue>(existing.value);
+  const same =
+    old !== undefined &&
+    JSON.stringify(old.Addresses) === JSON.stringify([...p.addresses]) &&
+    (p.clusterPort === 0 || old.ClusterPort === p.clusterPort);
+  if (same) return;
+  throw new DotmeshError(
+    'CONFLICT',
+    `node id ${p.nodeId} is already live at ${(old?.Addresses ?? []).join(', ') || 'another address'}: this pool's id clashes with a running node`,
+    {
+      hint: 'a copy of this pool runs elsewhere: stop it, or give this host its own pool',
+      data: { nodeId: p.nodeId, addresses: old?.Addresses ?? [] },
+    },
+  );
+}
+
+/**
  * Writes this node's address record under its lease. On a cluster of several nodes (a
- * cluster port), a live record of the same node id from another place (other addresses or
- * cluster port: a copy of this pool running elsewhere) is a clash: CONFLICT, and nothing is
- * written. The same addresses and port are this node's own earlier process (restarted within
- * its lease TTL), which the new record replaces. A single node (no cluster port) has no one to
- * clash with: the pool lock keeps a second server off its pool.
+ * cluster port), a clash with a live record of the same node id is refused (refuseClash). A
+ * single node (no cluster port) has no one to clash with: the pool lock keeps a second server
+ * off its pool.
  */
 export async function advertisePresence(store: Store, leaseId: string, p: Presence): Promise<void> {
-  const key = KEYS.address(p.nodeId);
-  const existing = await store.get(key);
+  if (p.clusterPort !== 0) await refuseClash(store, p, leaseId);
   const value: AddressValue = { Id: p.nodeId, Addresses: [...p.addresses], ClusterPort: p.clusterPort, ApiPort: p.apiPort };
-  if (existing && existing.lease !== leaseId && p.clusterPort !== 0) {
-    const old = parseValue<AddressValue>(existing.value);
-    const same =
-      old !== undefined &&
-      JSON.stringify(old.Addresses) === JSON.stringify(value.Addresses) &&
-      old.ClusterPort === value.ClusterPort;
-    if (!same) {
-      throw new DotmeshError(
-        'CONFLICT',
-        `node id ${p.nodeId} is already live at ${(old?.Addresses ?? []).join(', ') || 'another address'}: this pool's id clashes with a running node`,
-        {
-          hint: 'a copy of this pool runs elsewhere: stop it, or give this host its own pool',
-          data: { nodeId: p.nodeId, addresses: old?.Addresses ?? [] },
-        },
-      );
-    }
-  }
-  await store.put(key, JSON.stringify(value), { lease: leaseId });
+  await store.put(KEYS.address(p.nodeId), JSON.stringify(value), { lease: leaseId });
 }

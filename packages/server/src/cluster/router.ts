@@ -39,7 +39,10 @@ export class CallRouter {
     return master.nodeId;
   }
 
-  /** Passes the call on; resolves with the reply body the other node sent. */
+  /**
+   * Passes the call on; resolves with the reply body the other node sent, once this node's
+   * view has caught up with the store (read-your-writes through this node).
+   */
   async forward(nodeId: string, body: string, caller: Caller, hops: number): Promise<string> {
     if (hops > MAX_HOPS) {
       throw new DotmeshError('NOT_MASTER', `the branch moved while the call was passed on (${hops} hops)`, {
@@ -55,6 +58,9 @@ export class CallRouter {
         data: { node: nodeId },
       });
     }
+    // What the other node wrote is in the store before it answered: the caller's next call
+    // here (a read of names, a SwitchContainers) must see it.
+    await this.#view.caughtUpWithStore();
     return res.text;
   }
 

@@ -125,6 +125,14 @@ export class ClusterView {
     });
   }
 
+  /**
+   * Resolves once the view has seen every write the store holds now: after a call another node
+   * ran (a forwarded mutation), this node's reads then see what it wrote.
+   */
+  async caughtUpWithStore(timeoutMs = 10_000): Promise<void> {
+    await this.caughtUp(await this.#store.revision(), timeoutMs);
+  }
+
   // ── reads ────────────────────────────────────────────────────────────────────────────
 
   dotByName(namespace: string, name: string): ClusterDot | undefined {

@@ -1,4 +1,5 @@
-import type { Caller } from './caller.ts';
+import { DotmeshError, normalizeBranch, validateName } from '@dotmesh/core';
+import { type Caller, canAccess } from './caller.ts';
 import { type ContainerUse, containerMovesKey } from './containers.ts';
 import type { DotContext } from './context.ts';
 import type { ContainerPaths } from './procure.ts';
@@ -26,11 +27,12 @@ export interface SwitchRequest {
  * one at a time (a reset waiting to start its containers again cannot interleave with a switch).
  */
 export async function switchContainers(
-  ctx: Pick<DotContext, 'containerMoves' | 'containers' | 'index' | 'inUse' | 'locks' | 'storage'>,
+  ctx: Pick<DotContext, 'containerMoves' | 'containers' | 'index' | 'inUse' | 'locks' | 'storage' | 'view' | 'masterNodes'>,
   paths: ContainerPaths,
   caller: Caller,
   req: SwitchRequest,
 ): Promise<void> {
+  if (await heldElsewhere(ctx, paths, caller, req)) return;
   const { dot, fsId, branch } = resolveBranch(ctx, caller, req.namespace, req.name, req.branch);
   const link = paths.linkPath(dot.info.namespace, dot.info.name);
   const target = ctx.storage.volumePath(fsId);
@@ -65,4 +67,37 @@ export async function switchContainers(
       }),
     );
   });
+}
+
+/**
+ * On a cluster, a branch that another node holds and this one does not (`dm checkout` sent to a
+ * node that does not master the dot): true when no container here follows the dot, so there is
+ * nothing to switch on this node; IN_USE naming the holder when containers here follow it (they
+ * can only see the branch once it is mounted here). False when this node holds the branch or
+ * the cluster does not know it (resolveBranch then answers as on a single node).
+ */
+async function heldElsewhere(
+  ctx: Pick<DotContext, 'containers' | 'index' | 'view' | 'masterNodes'>,
+  paths: ContainerPaths,
+  caller: Caller,
+  req: SwitchRequest,
+): Promise<boolean> {
+  const namespace = validateName('namespace', req.namespace);
+  const name = validateName('dot', req.name);
+  const branch = normalizeBranch(req.branch);
+  const dot = ctx.view.dotByName(namespace, name);
+  const fsId = dot && canAccess(caller, dot) ? ctx.view.branchesOf(dot.id).get(branch) : undefined;
+  if (fsId === undefined || ctx.index.branches.has(fsId)) return false;
+  const link = paths.linkPath(namespace, name);
+  const followers = (await ctx.containers.uses()).filter((u) => u.link === link);
+  if (followers.length === 0) return true;
+  const holder = ctx.masterNodes.get(fsId)?.nodeId ?? '';
+  throw new DotmeshError(
+    'IN_USE',
+    `cannot switch the containers following ${namespace}/${name} on this node to branch ${branch}: node ${holder || '(none)'} holds it, not this node`,
+    {
+      hint: `mount the branch here first (dm mount ${namespace}/${name}@${branch} <dir>), or run the containers on node ${holder}`,
+      data: { containers: followers.map((u) => u.container.Name), node: holder },
+    },
+  );
 }

@@ -17,7 +17,7 @@ import { resolveBranch } from '../dots/resolve.ts';
 import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import { switchContainers } from '../dots/switch-containers.ts';
-import { commitItems, requireVisibleFs, volumeView } from '../dots/views.ts';
+import { commitItems, requireVisibleFs } from '../dots/views.ts';
 import type { PoolControl } from '../pool/pool-grow.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
 import { backupHandlers } from './backup-handlers.ts';
@@ -126,9 +126,12 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const servers = deps.view.nodes().map((n) => ({ Id: n.id, Addresses: [...n.addresses] }));
       return { Dots: dots, Servers: servers.length > 0 ? servers : [{ Id: ctx.nodeId, Addresses: [] }] };
     },
+    // Every node's copy (ServerStates/ServerStatuses), as List gives them: dm dot show's replication lines.
     Get: async (caller, fsId) => {
       const id = requireVisibleFs(ctx, caller, fsId);
-      return volumeView(ctx, id, await sizes.fresh());
+      const dot = deps.view.dot(ctx.index.requireBranch(id).label.dotId);
+      if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${id}'`, { hint: 'look the id up with Lookup' });
+      return catalog.volume(dot, id, await sizes.fresh());
     },
     Lookup: async (caller, p) => catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch),
     Exists: async (caller, p) => {
@@ -240,7 +243,6 @@ function replicationLatency(view: ClusterView, masterNode: string, fsId: string)
   return out;
 }
 
-/** Key/value dump of the index for DumpInternalState: names, ids and counts, never secrets. */
 /**
  * Containers using any branch of a dot (`dm list` shows them whichever branch they follow): on
  * this node for the branches it masters, as their master node advertises them for the others.
@@ -259,6 +261,11 @@ function dotContainers(
   return [...byId.values()].sort((a, b) => a.Name.localeCompare(b.Name));
 }
 
+/**
+ * Key/value dump for DumpInternalState: this node's id and index (names, ids and counts) and
+ * its view of the cluster — each live node (`nodes.<id>.*`) and each branch's master node
+ * (`masters.<fsId>`) — never secrets.
+ */
 export function dumpIndex(ctx: DotContext): Record<string, string> {
   const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.mutations.activeQueues) };
   for (const d of ctx.index.dots.values()) {
@@ -269,6 +276,16 @@ export function dumpIndex(ctx: DotContext): Record<string, string> {
       out[`dots.${d.id}.branches.${branch}.id`] = fsId;
       out[`dots.${d.id}.branches.${branch}.commits`] = String(b?.commits.length ?? 0);
       out[`dots.${d.id}.branches.${branch}.hidden`] = String(b?.label.hiddenCommits.length ?? 0);
+    }
+  }
+  for (const n of ctx.view.nodes()) {
+    out[`nodes.${n.id}.addresses`] = n.addresses.join(',');
+    out[`nodes.${n.id}.clusterPort`] = String(n.clusterPort);
+  }
+  for (const dot of ctx.view.dots()) {
+    for (const fsId of ctx.view.branchesOf(dot.id).values()) {
+      const master = ctx.masterNodes.get(fsId);
+      if (master) out[`masters.${fsId}`] = master.nodeId;
     }
   }
   return out;

@@ -52,3 +52,24 @@ test('at start a node ends only its own running transfers; another node’s reco
     await store.close();
   }
 });
+
+test('GetTransfer on another node: the record of a transfer another node runs is read from the store, current', async () => {
+  const store = await MemoryStore.open();
+  try {
+    const admin = '00000000-0000-0000-0000-000000000000';
+    const running = new TransferRecords(store, SILENT_LOGGER, 'node-a');
+    const elsewhere = new TransferRecords(store, SILENT_LOGGER, 'node-b');
+    await elsewhere.load();
+    running.create(record('moving', 'node-a'), admin);
+    for (let i = 0; i < 20; i++) running.update('moving', { Sent: i }); // progress, at most one write a second
+    running.update('moving', { Status: 'finished', Sent: 20 }, true);
+    await new Promise((r) => setTimeout(r, 50));
+    const seen = await elsewhere.get('moving', admin, true);
+    assert.equal(seen.Status, 'finished', 'the final status, never overwritten by a progress write still in flight');
+    assert.equal(seen.Sent, 20);
+    await assert.rejects(elsewhere.get('nope', admin, true), /No such intercluster transfer nope/);
+    await assert.rejects(elsewhere.get('moving', 'someone-else', false), /No such intercluster transfer/);
+  } finally {
+    await store.close();
+  }
+});

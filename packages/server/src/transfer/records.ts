@@ -40,6 +40,7 @@ export class TransferRecords {
   readonly #logger: Logger;
   readonly #records = new Map<string, TransferPollResult & { owner: string; startedAt?: number }>();
   readonly #lastWrite = new Map<string, number>();
+  readonly #writing = new Map<string, Promise<void>>();
   readonly #nodeId: string;
 
   constructor(store: Store, logger: Logger, nodeId: string) {
@@ -87,7 +88,8 @@ export class TransferRecords {
    */
   async get(id: string, callerId: string, isAdmin: boolean): Promise<TransferPollResult> {
     let r = this.#records.get(id);
-    if (!r && /^[A-Za-z0-9-]{1,100}$/.test(id)) {
+    // Another node's transfer: its record as the store has it now (one loaded at start is old).
+    if (r?.InitiatorNodeId !== this.#nodeId && /^[A-Za-z0-9-]{1,100}$/.test(id)) {
       const kv = await this.#store.get(`${TRANSFERS_PREFIX}${id}`);
       const stored = kv ? parseRecord(kv.value) : undefined;
       if (stored && stored.InitiatorNodeId !== this.#nodeId) r = stored;
@@ -108,9 +110,18 @@ export class TransferRecords {
     const now = Date.now();
     if (!important && now - (this.#lastWrite.get(id) ?? 0) < 1000) return;
     this.#lastWrite.set(id, now);
-    this.#store
-      .put(`${TRANSFERS_PREFIX}${id}`, JSON.stringify({ ...r, ApiKey: '', startedAt: undefined }))
-      .catch((err: unknown) => this.#logger.warn({ err, transfer: id }, 'could not store a transfer record'));
+    // One write at a time per record, in order: a progress write still in flight must never
+    // land after the final status (other nodes read the record from the store).
+    const value = JSON.stringify({ ...r, ApiKey: '', startedAt: undefined });
+    const write = (this.#writing.get(id) ?? Promise.resolve())
+      .then(async () => {
+        await this.#store.put(`${TRANSFERS_PREFIX}${id}`, value);
+      })
+      .catch((err: unknown) => this.#logger.warn({ err, transfer: id }, 'could not store a transfer record'))
+      .finally(() => {
+        if (this.#writing.get(id) === write) this.#writing.delete(id);
+      });
+    this.#writing.set(id, write);
   }
 
   #prune(): void {

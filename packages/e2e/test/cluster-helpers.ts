@@ -1,0 +1,69 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CommitItem } from '@dotmesh/rpc';
+import { type DotmeshNode, type DotmeshTestCluster, waitFor } from '@dotmesh/testkit';
+
+/**
+ * Small steps the multi-node tests share. Data is written where a container would write it:
+ * into the host path `Procure` returns on a node (the test process shares the servers' mount
+ * namespace); it is checked by the SHA-256 of real files.
+ */
+export const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+
+/** The host path of `admin/<name>[@branch]`'s default subdot on `node` (created if missing; moved there if another node masters it). */
+export function procure(node: DotmeshNode, name: string): Promise<string> {
+  return node.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
+}
+
+/** Writes `bytes` random bytes to `file` in the dot through `node`; returns their SHA-256. */
+export async function writeRandom(node: DotmeshNode, name: string, file: string, bytes = 256 * 1024): Promise<string> {
+  const data = randomBytes(bytes);
+  await writeFile(join(await procure(node, name), file), data);
+  return sha256(data);
+}
+
+export async function fileHash(path: string): Promise<string> {
+  return sha256(await readFile(path));
+}
+
+export async function commitsOf(node: DotmeshNode, name: string, branch = ''): Promise<CommitItem[]> {
+  return node.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: branch });
+}
+
+export async function commitIds(node: DotmeshNode, name: string, branch = ''): Promise<string[]> {
+  return (await commitsOf(node, name, branch)).map((c) => c.Id);
+}
+
+export function commit(node: DotmeshNode, name: string, message: string, branch = ''): Promise<string> {
+  return node.admin.call('Commit', { Namespace: 'admin', Name: name, Branch: branch, Message: message, Metadata: {} });
+}
+
+export function lookup(node: DotmeshNode, name: string, branch = ''): Promise<string> {
+  return node.admin.call('Lookup', { Namespace: 'admin', Name: name, Branch: branch });
+}
+
+/** The master node `node` names for `admin/<name>`'s master branch (List's Master), or undefined. */
+export async function listedMaster(node: DotmeshNode, name: string): Promise<string | undefined> {
+  return (await node.admin.call('List', null)).admin?.[name]?.Master;
+}
+
+/** The master key of branch `fsId` in etcd (`filesystems/masters/<fsId>`): its node id, or undefined. */
+export async function masterKey(cluster: DotmeshTestCluster, fsId: string): Promise<string | undefined> {
+  const [kv] = await cluster.etcd.keys(`dotmesh.io/filesystems/masters/${fsId}`);
+  return kv === undefined ? undefined : (JSON.parse(kv.value) as { node_id: string }).node_id;
+}
+
+/** Whether `node`'s pool holds a volume (a dot's master branch or another branch) with this id. */
+export function holdsVolume(node: DotmeshNode, fsId: string): boolean {
+  return existsSync(join(node.dir, 'mnt', 'fs', fsId));
+}
+
+/** Waits until every node names `expected` as the master of `admin/<name>` (the views follow etcd). */
+export async function untilMasterEverywhere(nodes: readonly DotmeshNode[], name: string, expected: string): Promise<void> {
+  await waitFor(async () => (await Promise.all(nodes.map((n) => listedMaster(n, name)))).every((m) => m === expected), {
+    timeoutMs: 20_000,
+    what: `every node to name ${expected} as the master of ${name}`,
+  });
+}

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  Cleanup,
+  type DotmeshNode,
+  type DotmeshTestCluster,
+  processTree,
+  skipUnless,
+  startDotmeshCluster,
+} from '@dotmesh/testkit';
+import { commit, procure, writeRandom } from './cluster-helpers.ts';
+
+/**
+ * R5 on a cluster: canary credentials (the admin's API key and password, a user's password)
+ * are used through two nodes that pass calls to each other and hand a branch over; afterwards
+ * they appear nowhere in etcd — not in any key or value of the whole keyspace, not in any file
+ * of any of the three members' data directories (WAL, snapshots, database) — nor in either
+ * node's files (logs, config, TLS), replies, argv or environment. The store holds verifiers
+ * only; a forwarded call carries the caller, never the credentials.
+ */
+const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
+const CANARY_KEY = 'CANARYCLUSTERKEYH8V2QK';
+const CANARY_PASSWORD = 'canary-cluster-password-5d9e1a';
+const CANARY_USER_PASSWORD = 'canary-user-password-7f3b2c';
+const CANARIES = [CANARY_KEY, CANARY_PASSWORD, CANARY_USER_PASSWORD];
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, entry.name);
+    // The pool (its file and mount) holds user data, not the server's.
+    if (entry.isDirectory() && entry.name !== 'mnt' && entry.name !== 'container_mnt') out.push(...(await filesUnder(p)));
+    else if (entry.isFile() && entry.name !== 'dotmesh_data') out.push(p);
+  }
+  return out;
+}
+
+const leaks = (text: string | Buffer) => CANARIES.filter((c) => text.includes(c));
+
+describe('canary credentials never leak on a cluster (R5, two nodes, three etcd members)', { skip }, () => {
+  const cleanup = new Cleanup();
+  let cluster: DotmeshTestCluster;
+  let n1: DotmeshNode;
+  let n2: DotmeshNode;
+  const replies: string[] = [];
+  before(async () => {
+    cluster = await startDotmeshCluster({
+      cleanup,
+      nodes: 2,
+      etcdMembers: 3,
+      apiKey: CANARY_KEY,
+      password: CANARY_PASSWORD,
+    });
+    [n1, n2] = cluster.nodes as [DotmeshNode, DotmeshNode];
+  });
+  after(() => cleanup.run());
+
+  test('use the canaries through both nodes: forwarded calls, a handoff, failures', async () => {
+    const byPassword = n2.client('admin', CANARY_PASSWORD);
+    await writeRandom(n1, 'canary', 'data');
+    // Passed on from node 2 to node 1 (the master), authenticated by password on node 2.
+    await byPassword.call('Commit', { Namespace: 'admin', Name: 'canary', Branch: '', Message: 'm', Metadata: { note: 'hi' } });
+    await n2.admin.call('RegisterNewUser', { Name: 'carol', Email: 'carol@example.com', Password: CANARY_USER_PASSWORD });
+    const carolKey = (await n1.client('carol', CANARY_USER_PASSWORD).call('GetApiKey', null)).ApiKey;
+    const carol = n1.client('carol', carolKey);
+    await carol.call('Create', { Namespace: 'carol', Name: 'hers' });
+    await n2.client('carol', CANARY_USER_PASSWORD).call('Commit', {
+      Namespace: 'carol',
+      Name: 'hers',
+      Branch: '',
+      Message: 'through node 2',
+      Metadata: {},
+    });
+    await procure(n2, 'canary'); // a handoff: node 1 sends the branch to node 2
+    await commit(n1, 'canary', 'passed on to the new master');
+    for (const [user, bad] of [
+      ['admin', `${CANARY_PASSWORD}x`],
+      ['admin', `x${CANARY_KEY}`],
+      ['carol', `${CANARY_USER_PASSWORD}!`],
+    ] as const) {
+      await assert.rejects(n2.client(user, bad).call('Ping', null), (e: Error) => {
+        replies.push(e.message);
+        return true;
+      });
+    }
+    await assert.rejects(
+      n1.client('carol', CANARY_USER_PASSWORD).call('Commit', {
+        Namespace: 'admin',
+        Name: 'canary',
+        Branch: '',
+        Message: 'not hers',
+        Metadata: {},
+      }),
+      (e: Error) => {
+        replies.push(e.message);
+        return true;
+      },
+    );
+    for (const n of [n1, n2]) {
+      replies.push(JSON.stringify(await n.admin.call('DumpInternalState', '')));
+      replies.push(JSON.stringify(await n.admin.call('DumpEtcd', { Prefix: '' })));
+      replies.push(JSON.stringify(await n.admin.call('AllDotsAndBranches', null)));
+    }
+    assert.deepEqual(await n2.admin.call('GetApiKey', null), { ApiKey: CANARY_KEY });
+    assert.deepEqual(await byPassword.call('GetApiKey', null), { ApiKey: CANARY_KEY }, 'the password opens the sealed key');
+  });
+
+  test('no reply, log, file, argv or environment of either node holds a canary', async () => {
+    for (const text of replies) assert.deepEqual(leaks(text), [], `a reply leaks: ${text.slice(0, 200)}`);
+    for (const n of [n1, n2]) {
+      const files = await filesUnder(n.dir);
+      assert.ok(files.some((f) => f.endsWith('dotmesh-server.log')));
+      assert.ok(files.some((f) => f.endsWith('config.json')));
+      for (const f of files) assert.deepEqual(leaks(await readFile(f)), [], `${f} leaks`);
+      for (const pid of processTree(n.process.pid)) {
+        for (const part of ['cmdline', 'environ']) {
+          assert.deepEqual(
+            leaks(await readFile(`/proc/${pid}/${part}`).catch(() => Buffer.alloc(0))),
+            [],
+            `/proc/${pid}/${part}`,
+          );
+        }
+      }
+    }
+  });
+
+  test('etcd: no key or value of the whole keyspace, no file of any member’s data directory holds a canary', async () => {
+    const kvs = await cluster.etcd.keys('');
+    assert.ok(
+      kvs.some((kv) => kv.key.startsWith('dotmesh.io/users/users/')),
+      'the users are in the keyspace read',
+    );
+    assert.ok(kvs.some((kv) => kv.key.startsWith('dotmesh.io/servers/addresses/')));
+    for (const kv of kvs) assert.deepEqual(leaks(`${kv.key}=${kv.value}`), [], `etcd key ${kv.key}`);
+    assert.equal(cluster.etcd.dataDirs.length, 3);
+    for (const dir of cluster.etcd.dataDirs) {
+      const files = await filesUnder(dir);
+      assert.ok(
+        files.some((f) => f.endsWith('.wal')),
+        `${dir}: the WAL is among the files checked`,
+      );
+      assert.ok(
+        files.some((f) => f.endsWith('/db')),
+        `${dir}: and the database`,
+      );
+      for (const f of files) assert.deepEqual(leaks(await readFile(f)), [], `${f} leaks`);
+    }
+  });
+});
