@@ -1,6 +1,9 @@
 import { readFile } from 'node:fs/promises';
 
 export interface MountEntry {
+  /** Mount id and the id of the mount it sits on (fields 1 and 2 of mountinfo). */
+  readonly id: number;
+  readonly parentId: number;
   readonly mountPoint: string;
   /** Path inside the filesystem that is mounted (btrfs: the subvolume path). */
   readonly root: string;
@@ -21,6 +24,8 @@ export function parseMountInfo(text: string): MountEntry[] {
     const r = right?.split(' ') ?? [];
     if (l.length < 6 || r.length < 2) continue;
     out.push({
+      id: Number(l[0]),
+      parentId: Number(l[1]),
       root: unescapeOctal(l[3]!),
       mountPoint: unescapeOctal(l[4]!),
       options: l[5]!,
@@ -31,6 +36,47 @@ export function parseMountInfo(text: string): MountEntry[] {
   return out;
 }
 
+const coversPath = (outer: string, inner: string) =>
+  outer === inner || inner.startsWith(outer.endsWith('/') ? outer : `${outer}/`);
+
+/**
+ * Drops the mounts nobody can reach by path, which mountinfo still lists: those under a mount
+ * stacked on the same path, or under a later mount of an enclosing directory. A mount is kept
+ * when resolving its own mount point from the root lands on it. This is what a process sees in a
+ * mount namespace where a directory was bind-mounted over a tree that had mounts below it (a
+ * test's isolated host over the real /var/lib, a container).
+ */
+export function visibleMounts(entries: readonly MountEntry[]): MountEntry[] {
+  const ids = new Set(entries.map((m) => m.id));
+  const children = new Map<number, MountEntry[]>();
+  for (const m of entries) children.set(m.parentId, [...(children.get(m.parentId) ?? []), m]);
+  // Of several mounts on one parent at one path, the later one (in mountinfo order) is on top.
+  const topOf = (m: MountEntry): MountEntry => {
+    for (let at = m; ; ) {
+      const over = (children.get(at.id) ?? []).filter((c) => c.mountPoint === at.mountPoint).at(-1);
+      if (!over) return at;
+      at = over;
+    }
+  };
+  const root = entries.filter((m) => !ids.has(m.parentId) && m.mountPoint === '/').at(-1);
+  if (!root) return [...entries];
+  const resolve = (path: string): MountEntry => {
+    let at = topOf(root);
+    for (;;) {
+      const inner = (children.get(at.id) ?? []).filter((c) => c.mountPoint !== at.mountPoint && coversPath(c.mountPoint, path));
+      // The first mount point met walking down the path: the shortest; the later of equals.
+      const first = inner.reduce<MountEntry | undefined>(
+        (best, c) => (!best || c.mountPoint.length <= best.mountPoint.length ? c : best),
+        undefined,
+      );
+      if (!first) return at;
+      at = topOf(first);
+    }
+  };
+  return entries.filter((m) => resolve(m.mountPoint) === m);
+}
+
+/** The mounts this process can reach by path, in mountinfo order. */
 export async function readMounts(): Promise<MountEntry[]> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  return visibleMounts(parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')));
 }
