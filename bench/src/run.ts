@@ -1,8 +1,9 @@
 /**
- * Runs the benchmarks of targets.md (P1-P7, P9, P10) against a real dotmesh-server on a loop-file
- * btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5: two
- * servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
- * plugin of a private dockerd, p9-docker.ts), each against its reference
+ * Runs the benchmarks of targets.md (P1-P7, P9, P10, P13) against a real dotmesh-server on a
+ * loop-file btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5:
+ * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
+ * plugin of a private dockerd, p9-docker.ts; P13: a cluster of three nodes in network namespaces
+ * on one etcd, cluster-bench.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
  * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
@@ -24,6 +25,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSize } from '@dotmesh/rpc/server-defaults';
 import { Cleanup, DM_BUNDLE, isCI, missingCapabilities, testRoot } from '@dotmesh/testkit';
+import { type BenchCluster, startBenchCluster } from './cluster-bench.ts';
 import { atMost, formatBytes, GiB, MiB, ratio, single } from './harness.ts';
 import { describeMachine } from './machine.ts';
 import { benchCommit } from './p1-commit.ts';
@@ -35,12 +37,13 @@ import { benchManyDots } from './p6-many-dots.ts';
 import { benchThroughput } from './p7-throughput.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
+import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9', 'P10'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9', 'P10', 'P13'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -85,6 +88,7 @@ const params = smoke
       p9Run: { runs: 3, warmup: 1 },
       p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
+      p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
     }
   : {
       sizes,
@@ -100,6 +104,7 @@ const params = smoke
       p9Run: { runs: 20, warmup: 3 },
       p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
+      p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
     };
 
 const pairs = only.has('P4') || only.has('P5');
@@ -107,7 +112,7 @@ const missing = missingCapabilities([
   'root',
   'btrfs',
   'losetup',
-  ...(pairs ? (['netns'] as const) : []),
+  ...(pairs || only.has('P13') ? (['netns', 'etcd'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
 if (missing.length > 0) {
@@ -123,7 +128,15 @@ const pairPoolBytes = 2 * pairMax + 4 * GiB;
 // P9: its own sparse pool; two pgbench databases (-s 10: ~160 MiB each, plus WAL) and their snapshots.
 const P9_POOL = '16G';
 const installedBytes = only.has('P2') || only.has('P3') ? parseSize(INSTALLED_POOL) : 0;
-const needHost = 2 * maxSize + 4 * GiB + installedBytes + (pairs ? 4 * pairMax + 4 * GiB : 0) + (only.has('P9') ? 4 * GiB : 0);
+// P13: three nodes' pools; nodes 0 and 1 hold the handoff dot and node 0 its raw twin too.
+const clusterPoolBytes = 2 * params.p13.handoffSize + 2 * GiB;
+const needHost =
+  2 * maxSize +
+  4 * GiB +
+  installedBytes +
+  (pairs ? 4 * pairMax + 4 * GiB : 0) +
+  (only.has('P9') ? 4 * GiB : 0) +
+  (only.has('P13') ? 3 * clusterPoolBytes : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -185,6 +198,7 @@ try {
       benchManyDots(cleanup, s, { dots: params.p6Dots, samples: params.p6Samples, dmBundle: haveDm ? dmBundle : undefined }),
     );
   if (only.has('P9')) await docker();
+  if (only.has('P13')) await cluster();
 } catch (e) {
   errors.push({ id: 'setup', error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   console.error(`bench: setup FAILED: ${errors.at(-1)?.error}`);
@@ -218,6 +232,32 @@ async function transfers(): Promise<void> {
     if (only.has('P5')) await step('P5', () => benchClone(local, p, params.p5));
   } finally {
     await step('P4/P5 teardown', async () => {
+      await local.run();
+      return [];
+    });
+  }
+}
+
+/** P13 on a cluster of three nodes of its own, torn down as soon as P13 is done. */
+async function cluster(): Promise<void> {
+  const local = new Cleanup();
+  cleanup.add(() => local.run(), 'P13 cluster');
+  let c: BenchCluster | undefined;
+  const poolSize = `${Math.ceil(clusterPoolBytes / GiB)}G`;
+  try {
+    await step('P13 setup', async () => {
+      c = await startBenchCluster(local, { nodes: 3, poolSize });
+      console.error(`bench: three nodes ${c.nodes.map((n) => n.host.address).join(', ')} on one etcd, ${poolSize} pools each`);
+      return [];
+    });
+    if (!c) return;
+    const cc = c;
+    const p = params.p13;
+    await step('P13 forwarding', () => benchForwarding(cc, { rounds: p.rounds, callsPerRound: p.callsPerRound }));
+    await step(`P13 handoff ${formatBytes(p.handoffSize)}`, () => benchHandoff(cc, p.handoffSize, { samples: p.handoffSamples }));
+    await step('P13 store cost', () => benchStoreCost(cc, { dots: p.storeDots, idleMs: p.idleMs }));
+  } finally {
+    await step('P13 teardown', async () => {
       await local.run();
       return [];
     });
@@ -314,6 +354,7 @@ const report: Report = {
     sizes: sizes.map(formatBytes),
     p4: { ...params.p4, sizes: params.p4.sizes.map(formatBytes) },
     p5: { ...params.p5, bigSize: formatBytes(params.p5.bigSize) },
+    p13: { ...params.p13, handoffSize: formatBytes(params.p13.handoffSize) },
     dmBundle,
     durationS: Math.round((Date.now() - started) / 1000),
   },

@@ -94,6 +94,8 @@ export interface StartDotmeshClusterOptions {
   readonly spareHosts?: number;
   /** The nodes' lease TTL (default: the server's, 10 s). */
   readonly nodeLeaseTtlSeconds?: number;
+  /** Each node's sparse pool file (default: startServerProcess's, 1G). */
+  readonly poolSize?: string;
   /** More server config for every node. */
   readonly extraConfig?: Record<string, unknown>;
   /** The admin's API key and password (startServerProcess's defaults when absent). */
@@ -131,6 +133,7 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
     },
     curl,
     logs,
+    ...(o.poolSize === undefined ? {} : { poolSize: o.poolSize }),
     config: {
       ...CLUSTER_TEST_TIMING,
       ...(o.nodeLeaseTtlSeconds === undefined ? {} : { nodeLeaseTtlSeconds: o.nodeLeaseTtlSeconds }),
@@ -169,6 +172,7 @@ interface StartNodeOptions {
   readonly logs: (chars?: number) => Promise<string>;
   readonly config: Record<string, unknown>;
   readonly credentials: { readonly apiKey?: string; readonly password?: string };
+  readonly poolSize?: string;
 }
 
 /** Copies a cluster CA where a node's server looks for it (`<state dir>/tls/ca.pem`, `ca-key.pem`). */
@@ -189,6 +193,7 @@ async function startNode(o: StartNodeOptions): Promise<DotmeshNode> {
     dir,
     host,
     serverBin: SERVER_BUNDLE,
+    ...(o.poolSize === undefined ? {} : { poolSize: o.poolSize }),
     etcd: { endpoints: o.etcd.endpoints, prefix: o.etcdPrefix },
     extraConfig: { clusterPort, advertiseAddress: host.address, ...o.config },
     ...o.credentials,

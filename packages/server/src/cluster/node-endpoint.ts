@@ -5,7 +5,7 @@ import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } fro
 import type { Logger } from '../log.ts';
 import { PROTOCOL_PATH } from '../transfer/peer-side.ts';
 import { peerNodeId } from './node-transport.ts';
-import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH } from './router.ts';
+import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH, STORE_REVISION_HEADER } from './router.ts';
 import { NODE_TRANSFER_PATH } from './transfer-proxy.ts';
 import type { ClusterView } from './view.ts';
 
@@ -75,11 +75,12 @@ async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerRe
     return text(res, 413, 'request body too large');
   }
   const reply = await handleRpcBody(deps.rpc, body, caller, hops);
+  const revision = { [STORE_REVISION_HEADER]: String(deps.view.revision) };
   if (reply === null) {
-    res.writeHead(204).end();
+    res.writeHead(204, revision).end();
     return;
   }
-  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' }).end(reply);
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', ...revision }).end(reply);
 }
 
 function text(res: ServerResponse, status: number, body: string): void {

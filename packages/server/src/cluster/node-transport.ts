@@ -1,4 +1,4 @@
-import type { IncomingMessage, RequestListener } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, RequestListener } from 'node:http';
 import { createServer, request, type Server } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { DotmeshError } from '@dotmesh/core';
@@ -37,6 +37,7 @@ function commonName(cert: PeerCertificate | undefined): string | undefined {
 
 export interface NodeResponse {
   readonly status: number;
+  readonly headers: IncomingHttpHeaders;
   readonly text: string;
 }
 
@@ -89,7 +90,9 @@ export class NodeClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }),
+          );
           res.on('error', (e) => reject(unreachable(nodeId, e)));
         },
       );

@@ -12,6 +12,11 @@ export const NODE_RPC_PATH = '/node/v1/rpc';
 /** The authenticated caller a forwarded call runs as (base64 JSON `{id, name, authMethod}`). */
 export const CALLER_HEADER = 'x-dotmesh-caller';
 export const HOPS_HEADER = 'x-dotmesh-hops';
+/**
+ * On the reply to a passed-on call: the store revision the answering node's view had reached
+ * once the call was done (its writes included: the mutation path waits for its own write).
+ */
+export const STORE_REVISION_HEADER = 'x-dotmesh-store-revision';
 
 /**
  * Decides where a call runs (the method table's `route`) and passes it on to the branch's
@@ -41,7 +46,8 @@ export class CallRouter {
 
   /**
    * Passes the call on; resolves with the reply body the other node sent, once this node's
-   * view has caught up with the store (read-your-writes through this node).
+   * view has caught up with what that node had seen when it answered (read-your-writes through
+   * this node; a read that wrote nothing waits for nothing).
    */
   async forward(nodeId: string, body: string, caller: Caller, hops: number): Promise<string> {
     if (hops > MAX_HOPS) {
@@ -59,8 +65,11 @@ export class CallRouter {
       });
     }
     // What the other node wrote is in the store before it answered: the caller's next call
-    // here (a read of names, a SwitchContainers) must see it.
-    await this.#view.caughtUpWithStore();
+    // here (a read of names, a SwitchContainers) must see it. A reply without the revision
+    // (a node of an older version) costs a read of the store's revision.
+    const revision = Number(res.headers[STORE_REVISION_HEADER]);
+    if (Number.isSafeInteger(revision) && revision > 0) await this.#view.caughtUp(revision);
+    else await this.#view.caughtUpWithStore();
     return res.text;
   }
 
