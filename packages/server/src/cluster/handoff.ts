@@ -123,7 +123,7 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
   const state = ctx.index.branches.get(fsId);
   if (!state || !ctx.masterNodes.isMine(fsId)) return;
   if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && state.label.replica !== true) return;
-  await ctx.mutations.run(
+  const tookOver = await ctx.mutations.run(
     {
       op: 'mastership',
       what: `take over branch ${fsId}`,
@@ -134,8 +134,10 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
       evenWhenFull: true,
     },
     async (tx) => {
-      const head = ctx.index.head(fsId);
       const current = ctx.index.requireBranch(fsId).label;
+      // Checked again under the lock: followMastership and the handoff's own call both get here.
+      if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && current.replica !== true) return false;
+      const head = ctx.index.head(fsId);
       if (current.replica) {
         const { replica: _was, ...label } = current;
         await tx.writeLabel(label, current);
@@ -143,9 +145,10 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
       }
       tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: true }));
       if (head) tx.finish('the live state follows the head', () => tx.swapLive(fsId, head));
+      return true;
     },
   );
-  ctx.logger.info({ fsId }, 'took over a branch: this node is its master now');
+  if (tookOver) ctx.logger.info({ fsId }, 'took over a branch: this node is its master now');
 }
 
 /**
