@@ -24,6 +24,7 @@ import {
   deleteNetnsWithPrefix,
   detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
+  isAlive,
   isTestDirName,
   killTree,
   listNetns,
@@ -149,6 +150,9 @@ async function main(): Promise<number> {
     for (const rec of parsePidFile(readFileSync(pidFile, 'utf8'))) {
       // A matching start time proves the PID was not reused by an unrelated process.
       if (processStartTime(rec.pid) !== rec.startTime || rec.startTime === '') continue;
+      // A zombie has exited: only its parent's wait() is missing (a stopped test cluster's
+      // daemon, reparented to an init that reaps a moment later). Nothing to remove.
+      if (!isAlive(rec.pid)) continue;
       leftovers.push(`process ${rec.pid} still running: ${rec.cmd} (children: ${processTree(rec.pid).length - 1})`);
       await attempt(`kill ${rec.pid}`, () => killTree(rec.pid, { graceMs: 3000 }));
     }

@@ -11,8 +11,9 @@ import { type ContainersRecord, type DirtyRecord, KEYS } from './store-keys.ts';
  * On a cluster of several nodes, the master of each branch advertises its size and uncommitted
  * bytes (`filesystems/dirty/<fsId>`) and the containers using it (`filesystems/containers/<fsId>`),
  * under its lease, the original's keys, so that any node can list them. Checked every
- * `intervalMs`; a key is written only when it changed, and removed when this node no longer
- * masters the branch.
+ * `intervalMs`; a key is written only when it changed and while the master key still names
+ * this node (compared in the same transaction), and removed when this node no longer masters
+ * the branch (deleting a dot removes them at once: deleteDotOps).
  */
 export interface BranchAdvertiserOptions {
   readonly store: Store;
@@ -64,9 +65,11 @@ export class BranchAdvertiser {
     const all = await sizes.fresh();
     const using = await this.#o.containers.snapshot();
     const nodeId = masterNodes.nodeId;
-    const ops: TxnOp[] = [];
     const mine = new Set(masterNodes.mine().filter((fsId) => index.branches.has(fsId)));
     for (const fsId of mine) {
+      const mastership = masterNodes.get(fsId);
+      if (!mastership) continue;
+      const ops: TxnOp[] = [];
       const s = all.get(fsId);
       const record: DirtyRecord = {
         filesystem_id: fsId,
@@ -81,8 +84,15 @@ export class BranchAdvertiser {
         containers: using(fsId).map((c) => ({ Name: c.Name, Id: c.Id })),
       };
       this.#put(ops, KEYS.containers(fsId), JSON.stringify(containers), lease.id);
+      if (ops.length === 0) continue;
+      // Only while this node still masters the branch: a delete or a move since the list was
+      // taken has removed or changed the master key, and must not find these records back.
+      const written = await store.txn({
+        compare: [{ key: KEYS.master(fsId), target: 'modRevision', op: '==', value: mastership.revision }],
+        success: ops,
+      });
+      if (!written.succeeded) for (const op of ops) if (op.type === 'put') this.#written.delete(op.key);
     }
-    for (let i = 0; i < ops.length; i += 100) await store.txn({ compare: [], success: ops.slice(i, i + 100) });
     // A branch that moved away: its records go, unless its new master wrote its own meanwhile.
     for (const [key, value] of [...this.#written]) {
       const fsId = key.slice(key.lastIndexOf('/') + 1);

@@ -13,7 +13,15 @@ import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './c
 import { type DotContext, timestampNs } from './context.ts';
 import { DotIndex, type IndexedCommit } from './dot-index.ts';
 import { type CommitMetaRecord, type DotInfo, newBranchLabel } from './labels.ts';
-import { absent, claimBranch, dropOwnKeys, putHeldCommit, putRegistry, putTombstone } from './mutation/store-writes.ts';
+import {
+  absent,
+  claimBranch,
+  dropAdvertisedKeys,
+  dropOwnKeys,
+  putHeldCommit,
+  putRegistry,
+  putTombstone,
+} from './mutation/store-writes.ts';
 import type { MutationTx } from './mutation/tx.ts';
 import type { ContainerPaths } from './procure.ts';
 
@@ -187,8 +195,8 @@ const BRANCHES_IN_MAIN_TXN = 45;
  * The store side of deleting a dot: a tombstone for each branch (every node destroys its copy
  * of a tombstoned id, also one that was down during the delete; the dot's own tombstone, its
  * master branch's, covers every branch), the name, the clone records and the master keys
- * (`main`, one transaction for up to BRANCHES_IN_MAIN_TXN branches), then this node's own keys
- * and the rest (`followUps`: recovery redoes them from the pool's delete intent).
+ * (`main`, one transaction for up to BRANCHES_IN_MAIN_TXN branches), then this node's own keys,
+ * what the branches' masters advertise of them, and the rest (`followUps`: recovery redoes them from the pool's delete intent).
  */
 export function deleteDotOps(
   ctx: Pick<DotContext, 'mutations' | 'now'>,
@@ -209,7 +217,7 @@ export function deleteDotOps(
     ],
     followUps: [
       ...ordered.slice(BRANCHES_IN_MAIN_TXN).flatMap(branchOps),
-      ...ordered.flatMap((fsId) => dropOwnKeys(nodeId, fsId)),
+      ...ordered.flatMap((fsId) => [...dropOwnKeys(nodeId, fsId), ...dropAdvertisedKeys(fsId)]),
     ],
   };
 }

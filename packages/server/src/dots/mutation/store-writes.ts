@@ -131,6 +131,17 @@ export function putTombstone(o: {
   };
 }
 
+/**
+ * What a branch's master advertises of it under its lease (sizes, containers: branch-advertiser),
+ * for deletion with the branch: they would otherwise stay until that lease ends.
+ */
+export function dropAdvertisedKeys(fsId: string): TxnOp[] {
+  return [
+    { type: 'delete', key: KEYS.dirty(fsId) },
+    { type: 'delete', key: KEYS.containers(fsId) },
+  ];
+}
+
 /** This node's keys of one volume (its held commits and its copy's state), for deletion. */
 export function dropOwnKeys(nodeId: string, fsId: string): TxnOp[] {
   return [
