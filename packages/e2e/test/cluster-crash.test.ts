@@ -27,6 +27,7 @@ const FAILPOINTS = {
   rollback: ['rollback.after-intent', 'rollback.after-store', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
   delete: ['delete.after-intent', 'delete.after-store', 'delete.after-branches'],
   handoff: ['handoff.after-commit', 'handoff.after-send', 'handoff.after-move'],
+  takeover: ['takeover.after-store', 'takeover.after-swap'],
   receive: ['receive.after-intent', 'receive.after-import', 'receive.after-label'],
 } as const;
 
@@ -232,6 +233,29 @@ describe('kill -9 at every failpoint, on a cluster of two nodes', { skip }, () =
       // The move completes when asked again; the data is whole on node 2.
       assert.equal(await fileHash(join(await procure(b, name), 'uncommitted')), dirty);
       assert.equal(await masterKey(cluster, await lookup(b, name)), b.nodeId);
+    });
+  }
+
+  for (const fp of FAILPOINTS.takeover) {
+    test(`the new node is killed taking the branch over, after the key moved, at ${fp}`, async () => {
+      const name = `t-${slug(fp)}`;
+      const committed = await writeRandom(a, name, 'committed');
+      const one = await commit(a, name, 'one');
+      const dirty = await writeRandom(a, name, 'uncommitted');
+      await crashAt(b, fp, () => procure(b, name));
+      // The key moved before node 2 died: at its start it takes the branch over by itself (it
+      // logs that only once the takeover is whole), before anyone mounts it there.
+      const fsId = await lookup(a, name);
+      assert.equal(await masterKey(cluster, fsId), b.nodeId);
+      await waitFor(async () => (await b.log()).split('\n').some((l) => l.includes('took over a branch') && l.includes(fsId)), {
+        timeoutMs: 20_000,
+        what: `node 2 to take ${fsId} over at its start`,
+      });
+      assert.equal(await healthy(name, '', [one]), b);
+      // Its live data is the head: what was committed, and what was uncommitted on node 1.
+      const path = await procure(b, name);
+      assert.equal(await fileHash(join(path, 'committed')), committed);
+      assert.equal(await fileHash(join(path, 'uncommitted')), dirty);
     });
   }
 

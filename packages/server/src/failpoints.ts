@@ -18,6 +18,8 @@ export const FAILPOINTS = {
   stash: ['stash.after-branch', 'stash.after-label'],
   /** On the master handing a branch to another node (cluster/handoff.ts). */
   handoff: ['handoff.after-commit', 'handoff.after-send', 'handoff.after-move'],
+  /** On the node a branch was handed to, taking it over (cluster/handoff.ts activateBranch). */
+  takeover: ['takeover.after-store', 'takeover.after-swap'],
   /** Between two commits of a transfer, on the initiating server. */
   transfer: ['transfer.after-commit'],
   /** Not a stop: the next exported commit stream gets one byte flipped after its checksum. */

@@ -116,8 +116,10 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
 
 /**
  * On the node a branch was handed to (or forced to): once the store names it master, it takes
- * the branch over. Its live state becomes the head of the history it holds, and its copy is
- * advertised active. Idempotent; a no-op when it does not master or hold the branch.
+ * the branch over. Its copy is advertised active ─(takeover.after-store)→ a replica's live state
+ * becomes the head of the history it holds ─(takeover.after-swap)→ its label stops saying
+ * replica. Idempotent; a no-op when it does not master or hold the branch, or already took it
+ * over. A copy that is not a replica keeps its live data (it may hold uncommitted changes).
  */
 export async function activateBranch(ctx: HandoffContext, fsId: string): Promise<void> {
   const state = ctx.index.branches.get(fsId);
@@ -138,13 +140,19 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
       // Checked again under the lock: followMastership and the handoff's own call both get here.
       if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && current.replica !== true) return false;
       const head = ctx.index.head(fsId);
-      if (current.replica) {
-        const { replica: _was, ...label } = current;
-        await tx.writeLabel(label, current);
-        tx.viewSetLabel(label);
-      }
       tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: true }));
-      if (head) tx.finish('the live state follows the head', () => tx.swapLive(fsId, head));
+      if (current.replica !== true) return true; // this node's own live data: only its state key was missing
+      // A replica: its live data becomes the head, then the label stops saying replica. Until
+      // that last step the pool still says replica, so a crash anywhere here takes over again
+      // at the next start (followMastership), and the swap is repeated.
+      const { replica: _was, ...label } = current;
+      tx.viewSetLabel(label);
+      tx.finish('the live state follows the head', async () => {
+        tx.failpoint('takeover.after-store');
+        if (head) await tx.swapLive(fsId, head);
+        tx.failpoint('takeover.after-swap');
+        await tx.rewriteLabel(label);
+      });
       return true;
     },
   );
@@ -153,16 +161,26 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
 
 /**
  * Follows the master keys: a branch handed (or forced) to this node is taken over as soon as
- * the store says so, whoever started the move and whether or not they are still there.
+ * the store says so, whoever started the move and whether or not they are still there. At
+ * start it first settles what the store says already: a branch whose key names this node is
+ * taken over (a node killed after a handoff moved the key to it, before it took over), and this
+ * node's copy of a branch another node masters becomes a replica.
  */
 export function followMastership(ctx: HandoffContext): () => void {
-  return ctx.view.onChange((change) => {
-    if (change.kind !== 'master' || !ctx.index.branches.has(change.fsId)) return;
-    const step = ctx.masterNodes.isMine(change.fsId) ? activateBranch : standDown;
-    void step(ctx, change.fsId).catch((err: unknown) =>
-      ctx.logger.warn({ err, fsId: change.fsId }, 'could not follow a change of a branch’s master'),
+  const follow = (fsId: string, step: (ctx: HandoffContext, fsId: string) => Promise<void>) =>
+    void step(ctx, fsId).catch((err: unknown) =>
+      ctx.logger.warn({ err, fsId }, 'could not follow a change of a branch’s master'),
     );
+  const unsubscribe = ctx.view.onChange((change) => {
+    if (change.kind !== 'master' || !ctx.index.branches.has(change.fsId)) return;
+    follow(change.fsId, ctx.masterNodes.isMine(change.fsId) ? activateBranch : standDown);
   });
+  for (const fsId of ctx.index.branches.keys()) {
+    const master = ctx.masterNodes.get(fsId)?.nodeId;
+    if (master === undefined) continue;
+    follow(fsId, master === ctx.nodeId ? activateBranch : standDown);
+  }
+  return unsubscribe;
 }
 
 /**
