@@ -14,6 +14,7 @@ import {
 } from './cluster-bench.ts';
 import { alternate, formatBytes, KiB, MiB, single } from './harness.ts';
 import { type Row, slackRow } from './report.ts';
+import { loggedAs, phasesNote } from './server.ts';
 
 /**
  * P13 on a cluster of nodes sharing one etcd (cluster-bench.ts), and the store's cost per dot.
@@ -132,6 +133,17 @@ async function readAt(file: string, length: number, offset: number): Promise<Buf
 
 const procure = (dot: string): AgentCall => ({ method: 'Procure', params: { Namespace: NS, Name: dot, Subdot: '' } });
 
+/**
+ * Where the old master's time went in the timed handoffs (not the first, whole one): the
+ * medians of its "handed a branch to another node" phases (inUse, commit, send, move) and of
+ * the transfer inside (size, stream, and the receiver's commit).
+ */
+async function handoffSplit(n0: BenchNode, n1: BenchNode): Promise<string> {
+  const logs = await Promise.all([n0, n1].map(async (n) => (await n.node.log()).split('\n')));
+  const timed = (msg: string) => logs.flatMap((lines, i) => loggedAs(lines, msg).slice(i === 0 ? 1 : 0));
+  return `old master p50 ms: ${phasesNote(timed('handed a branch to another node'))}; its transfer: ${phasesNote(timed('transfer timings'))}`;
+}
+
 export async function benchHandoff(c: BenchCluster, size: number, o: HandoffOptions): Promise<Row[]> {
   const [n0, n1] = c.nodes as [BenchNode, BenchNode];
   const label = formatBytes(size);
@@ -200,7 +212,7 @@ export async function benchHandoff(c: BenchCluster, size: number, o: HandoffOpti
           reference: { what: 'snapshot -r + send -p | curl | receive', samples: raw },
           slackMs: P13_HANDOFF_SLACK_MS,
         }),
-        note: fullNote,
+        note: `${fullNote}; ${await handoffSplit(n0, n1)}`,
       },
     ];
   } finally {

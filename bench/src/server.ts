@@ -133,9 +133,20 @@ export function targetRows(o: {
  * "server p50 ms: containers 1, inUse 4, intent 8, swap 20, label 8, gcAndStore 1".
  */
 export async function stepNote(s: BenchServer, msg: string, n: number): Promise<string> {
+  const lines = loggedAs((await s.proc.log()).split('\n'), msg).slice(-n);
+  const note = phasesNote(lines);
+  return note === '' ? '' : `server p50 ms: ${note}`;
+}
+
+/** The server log lines (pino JSON) whose message is `msg`. */
+export function loggedAs(lines: readonly string[], msg: string): string[] {
+  return lines.filter((l) => l.includes(`"msg":"${msg}"`));
+}
+
+/** The median of each phase of the `ms` field over log `lines`: "inUse 4, swap 20", or ''. */
+export function phasesNote(lines: readonly string[]): string {
   const phases = new Map<string, number[]>();
-  const lines = (await s.proc.log()).split('\n').filter((l) => l.includes(`"msg":"${msg}"`));
-  for (const line of lines.slice(-n)) {
+  for (const line of lines) {
     let ms: unknown;
     try {
       ms = (JSON.parse(line) as { ms?: unknown }).ms;
@@ -145,8 +156,7 @@ export async function stepNote(s: BenchServer, msg: string, n: number): Promise<
     if (typeof ms !== 'object' || ms === null) continue;
     for (const [k, v] of Object.entries(ms)) if (typeof v === 'number') phases.set(k, [...(phases.get(k) ?? []), v]);
   }
-  if (phases.size === 0) return '';
-  return `server p50 ms: ${[...phases].map(([k, v]) => `${k} ${round(percentile(v, 50))}`).join(', ')}`;
+  return [...phases].map(([k, v]) => `${k} ${round(percentile(v, 50))}`).join(', ');
 }
 
 /** Resident and peak resident memory of a process, in MiB (from /proc/<pid>/status). */

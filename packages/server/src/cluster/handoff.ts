@@ -4,6 +4,7 @@ import { commitBranch } from '../dots/commit.ts';
 import type { DotContext } from '../dots/context.ts';
 import { putBranchState, putMaster } from '../dots/mutation/store-writes.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
+import { phaseTimer } from '../phase-timer.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
 import { PeerSide } from '../transfer/peer-side.ts';
 import type { NodeTls } from './node-transport.ts';
@@ -66,7 +67,9 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
   const dot = ctx.index.dots.get(branch.label.dotId);
   if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No dot for filesystem id '${fsId}'`);
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
+  const phase = phaseTimer();
   await refuseInUse(ctx, fsId, dotName, to);
+  phase.mark('inUse');
   if ((await ctx.storage.sizes([fsId])).get(fsId)?.dirty) {
     await commitBranch(ctx, SYSTEM, {
       namespace: dot.info.namespace,
@@ -76,6 +79,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
       metadata: { type: 'migration' },
     });
   }
+  phase.mark('commit');
   ctx.failpoints.hit('handoff.after-commit');
   const head = ctx.index.head(fsId);
   const peer = new PeerSide({
@@ -86,6 +90,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
     node: { nodeId: to, tls: deps.tls },
   });
   await deps.transfers.sendToNode(peer, dot.id, fsId);
+  phase.mark('send');
   ctx.failpoints.hit('handoff.after-send');
   await ctx.mutations.run(
     { op: 'mastership', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId], evenWhenFull: true },
@@ -110,7 +115,8 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
       tx.finish('handoff.after-move', async () => tx.failpoint('handoff.after-move'));
     },
   );
-  ctx.logger.info({ fsId, from: ctx.nodeId, to, head: head?.commitId }, 'handed a branch to another node');
+  phase.mark('move');
+  ctx.logger.info({ fsId, from: ctx.nodeId, to, head: head?.commitId, ms: phase.totals() }, 'handed a branch to another node');
   return ctx.masterNodes.get(fsId)?.revision ?? 0;
 }
 
