@@ -14,6 +14,8 @@ import type {
   DotList,
   DotListWithContainers,
   DotmeshVolume,
+  JoinTokenCreated,
+  JoinTokenInfo,
   LastModifiedResult,
   PathToTopLevelFilesystem,
   PoolStatus,
@@ -157,6 +159,13 @@ export const METHODS = {
   GrowPool: { params: z.object({ SizeBytes: int() }), admin: true, route: 'here' },
   DumpEtcd: { params: z.object({ Prefix: str() }), admin: true, route: 'here' },
   RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true, route: 'here' },
+  CreateJoinToken: {
+    params: z.object({ TtlSeconds: int(), Uses: int(), Description: str() }),
+    admin: true,
+    route: 'here',
+  },
+  ListJoinTokens: { params: noParams, admin: true, route: 'here' },
+  DeleteJoinToken: { params: z.object({ Id: str() }), admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
 /** The fields a TransferRequest and a TransferPollResult share (original-dotmesh.md §4). */
@@ -314,6 +323,11 @@ export interface ResultMap {
   GrowPool: PoolStatus;
   DumpEtcd: BackupV1;
   RestoreEtcd: boolean;
+  /** The token (shown once) and where to join: the node-to-node address of the node that made it and the CA's pin. */
+  CreateJoinToken: JoinTokenCreated;
+  ListJoinTokens: JoinTokenInfo[];
+  /** false: there was no token with that id. */
+  DeleteJoinToken: boolean;
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

@@ -33,6 +33,8 @@ describe('server config', () => {
       logFile: '/var/lib/dotmesh/server/dotmesh-server.log',
       pidFile: '/var/lib/dotmesh/server/dotmesh-server.pid',
       initialAdminFile: '/var/lib/dotmesh/server/initial-admin.json',
+      join: null,
+      joinTokenFile: '/var/lib/dotmesh/server/join-token',
       listenHost: '0.0.0.0',
       port: 32607,
       checkPort: 32608,

@@ -104,6 +104,14 @@ export interface ServerConfig {
    * long after it is gone, and it stops writing before that if it cannot renew the lease.
    */
   readonly nodeLeaseTtlSeconds: number;
+  /**
+   * The cluster this node joins (`dm cluster join`): a node's node-to-node `host:port` and the
+   * pin of the cluster CA. The server joins at start while `joinTokenFile` exists (it deletes
+   * the file then, joined or not); null: not a joined node.
+   */
+  readonly join: { readonly address: string; readonly caHash: string } | null;
+  /** 0600: the join token `dm cluster join` leaves for the server (default `<stateDir>/join-token`). */
+  readonly joinTokenFile: string;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -159,6 +167,14 @@ export const serverConfigFileSchema = z.object({
     .nullable()
     .default(null),
   nodeLeaseTtlSeconds: z.number().int().min(2).max(600).default(10),
+  join: z
+    .object({
+      address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'must be host:port' }),
+      caHash: z.string().regex(/^sha256:[0-9a-f]{64}$/, { error: 'must be sha256:<64 hex digits>' }),
+    })
+    .nullable()
+    .default(null),
+  joinTokenFile: absPath.optional(),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -185,6 +201,8 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     logFile: c.logFile ?? join(stateDir, 'dotmesh-server.log'),
     pidFile: c.pidFile ?? join(stateDir, 'dotmesh-server.pid'),
     initialAdminFile: c.initialAdminFile ?? join(stateDir, 'initial-admin.json'),
+    join: c.join,
+    joinTokenFile: c.joinTokenFile ?? join(stateDir, 'join-token'),
     listenHost: c.listenHost,
     port: c.port,
     checkPort: c.checkPort,
@@ -235,7 +253,8 @@ function etcdSettings(
 ): Pick<ServerConfig, 'store' | 'etcdEndpoints' | 'etcdCaFile' | 'etcdCertFile' | 'etcdKeyFile' | 'etcdPrefix'> {
   const bad = (why: string) => new DotmeshError('INVALID_ARGUMENT', `invalid server config: ${why}`);
   if (c.store === 'etcd') {
-    if (c.etcdEndpoints.length === 0) throw bad('store "etcd" needs etcdEndpoints');
+    // A node that joins learns the endpoints from the cluster when it joins.
+    if (c.etcdEndpoints.length === 0 && c.join === null) throw bad('store "etcd" needs etcdEndpoints');
     const https = c.etcdEndpoints.some((e) => e.startsWith('https:'));
     if (https && c.etcdCaFile === null) throw bad('https etcd endpoints need etcdCaFile');
     if ((c.etcdCertFile === null) !== (c.etcdKeyFile === null)) throw bad('etcdCertFile and etcdKeyFile go together');

@@ -110,6 +110,24 @@ export interface CommitSize {
 export type CommitSizesResult = Record<string, CommitSize>;
 
 /** The node's pool (an addition of this server). */
+/** A join token (without its secret). UsesLeft null: any number of joins until it expires. */
+export interface JoinTokenInfo {
+  Id: string;
+  Created: string;
+  Expires: string;
+  UsesLeft: number | null;
+  Description: string;
+}
+
+/** CreateJoinToken's answer: the token, once, and what a joining host needs besides it. */
+export interface JoinTokenCreated extends JoinTokenInfo {
+  Token: string;
+  /** `host:port` of this node's node-to-node endpoint. */
+  JoinAddress: string;
+  /** `sha256:<hex>` of the cluster CA's SubjectPublicKeyInfo. */
+  CaHash: string;
+}
+
 export interface PoolStatus {
   NodeId: string;
   FormatVersion: number;

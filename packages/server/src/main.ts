@@ -1,10 +1,12 @@
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
 import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, type Exec, openPool, type PoolLock } from '@dotmesh/storage';
+import { joinCluster } from './cluster/join-client.ts';
+import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
@@ -13,7 +15,7 @@ import { withPoolFullErrors } from './pool/pool-full-driver.ts';
 import { LoopPoolControl, writePoolSizeToConfig } from './pool/pool-grow.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { loadTlsMaterial } from './tls/https-server.ts';
-import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES } from './tls/pki.ts';
+import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES, pkiFiles, signCsr } from './tls/pki.ts';
 import { SERVER_VERSION } from './version.ts';
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
@@ -57,17 +59,77 @@ export async function main(argv: readonly string[]): Promise<number> {
  * copied in) and this node's certificate for its advertised address.
  */
 async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logger: Logger) {
-  const address = config.advertiseAddress ?? defaultAdvertiseAddress(config.listenHost);
-  await ensureClusterPki({
-    stateDir: config.stateDir,
-    exec,
-    subjectAltNames: defaultSubjectAltNames(config.tlsSubjectAltNames),
-    requiredNames: [...LOOPBACK_NAMES, ...config.tlsSubjectAltNames],
-  });
+  const address = advertiseAddressOf(config);
+  const caKey = pkiFiles(config.stateDir).caKey;
+  // The first node of a cluster makes its CA here (a joined node has the cluster's already).
+  const hasCa = await readFile(pkiFiles(config.stateDir).caCert).then(
+    () => true,
+    () => false,
+  );
+  if (!hasCa) {
+    await ensureClusterPki({
+      stateDir: config.stateDir,
+      exec,
+      subjectAltNames: defaultSubjectAltNames(config.tlsSubjectAltNames),
+      requiredNames: [...LOOPBACK_NAMES, ...config.tlsSubjectAltNames],
+    });
+  }
   const files = await ensureNodeCert({ stateDir: config.stateDir, exec, nodeId, addresses: [address] });
   logger.info({ address, port: config.clusterPort, issued: files.issued }, 'node-to-node endpoint certificate');
   const [ca, cert, key] = await Promise.all([readFile(files.caCert), readFile(files.cert), readFile(files.key)]);
-  return { port: config.clusterPort, addresses: [address], tls: { ca, cert, key } };
+  const etcdCa = config.etcdCaFile ? await readFile(config.etcdCaFile, 'utf8') : null;
+  const join = {
+    canSign: () =>
+      readFile(caKey).then(
+        () => true,
+        () => false,
+      ),
+    sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => signCsr(exec, config.stateDir, o),
+    etcd: { Endpoints: config.etcdEndpoints, Prefix: config.etcdPrefix, CaCert: etcdCa },
+  };
+  return { port: config.clusterPort, addresses: [address], tls: { ca, cert, key }, join };
+}
+
+function advertiseAddressOf(config: ServerConfig): string {
+  return config.advertiseAddress ?? defaultAdvertiseAddress(config.listenHost);
+}
+
+/**
+ * A node that `dm cluster join` set up joins at its first start (while the token file is
+ * there): it gets its certificates and the store's whereabouts (cluster/join-client.ts), which
+ * go into its config file. The token file is deleted whatever the outcome.
+ */
+async function joinAtStart(config: ServerConfig, configFile: string, nodeId: string, exec: Exec, logger: Logger) {
+  const target = config.join;
+  const token = target ? await readFile(config.joinTokenFile, 'utf8').catch(() => null) : null;
+  if (!target || token === null) return config;
+  try {
+    logger.info({ through: target.address, caHash: target.caHash, node: nodeId }, 'joining the cluster');
+    const joined = await joinCluster({
+      target,
+      token: token.trim(),
+      nodeId,
+      stateDir: config.stateDir,
+      exec,
+      nodeAddresses: [advertiseAddressOf(config)],
+      httpsNames: config.tlsPort === 0 || config.tlsCertFile ? null : defaultSubjectAltNames(config.tlsSubjectAltNames),
+    });
+    const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    const updated = {
+      ...text,
+      store: 'etcd',
+      etcdEndpoints: joined.etcd.endpoints,
+      etcdPrefix: joined.etcd.prefix,
+      ...(joined.etcd.caFile ? { etcdCaFile: joined.etcd.caFile } : {}),
+    };
+    const next = parseServerConfigText(JSON.stringify(updated));
+    await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${configFile}.new`, configFile);
+    logger.info({ endpoints: next.etcdEndpoints }, 'joined the cluster');
+    return next;
+  } finally {
+    await rm(config.joinTokenFile, { force: true });
+  }
 }
 
 /** The listen address when it is one, else this host's first non-loopback IPv4 address. */
@@ -81,7 +143,8 @@ function defaultAdvertiseAddress(listenHost: string): string {
   });
 }
 
-async function serve(config: ServerConfig, configFile: string): Promise<void> {
+async function serve(initialConfig: ServerConfig, configFile: string): Promise<void> {
+  let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
   const logger = createLogger({ destination: config.logFile });
@@ -100,6 +163,7 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
       ...(config.existingMount ? { existingMount: config.existingMount } : {}),
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
+    config = await joinAtStart(config, configFile, pool.poolId, exec, logger);
     const guard =
       config.sparse && !config.existingMount
         ? new HostSpaceGuard({
@@ -122,8 +186,12 @@ async function serve(config: ServerConfig, configFile: string): Promise<void> {
             exec,
           });
     if (tls) logger.info({ certFile: tls.certFile, generated: tls.generated, sha256: tls.fingerprint }, 'TLS certificate');
-    const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger);
     const store = await openConfiguredStore(config);
+    // A copied pool is refused as a clash before this node's certificate is looked at.
+    if (config.clusterPort !== 0) {
+      await refuseClash(store, { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort });
+    }
+    const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
       driver: withPoolFullErrors(new BtrfsDriver({ root: pool.root, exec, logger }), config.existingMount ?? config.poolFile),

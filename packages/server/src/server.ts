@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import { basename } from 'node:path';
 import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '@dotmesh/core';
@@ -9,6 +9,8 @@ import { Authenticator } from './auth/authenticator.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
+import type { JoinIssuerDeps } from './cluster/join-issuer.ts';
+import { JoinTokens } from './cluster/join-tokens.ts';
 import { MasterNodes } from './cluster/master-nodes.ts';
 import { createNodeEndpoint } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
@@ -46,6 +48,7 @@ import type { PoolControl } from './pool/pool-grow.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
 import { ownerForNewDot } from './rpc/user-handlers.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
+import { caPublicKeyHash } from './tls/pki.ts';
 import { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './transfer/engine.ts';
 import { createPeerRoutes } from './transfer/peer-routes.ts';
 import { TransferRecords } from './transfer/records.ts';
@@ -86,7 +89,13 @@ export interface ServerParts {
    * (0 picks a free one) with this node's certificate of the cluster CA, and the addresses the
    * other nodes reach it at.
    */
-  readonly cluster?: { readonly port: number; readonly addresses: readonly string[]; readonly tls: NodeTls };
+  readonly cluster?: {
+    readonly port: number;
+    readonly addresses: readonly string[];
+    readonly tls: NodeTls;
+    /** Signing hosts' certificates when they join (join-issuer.ts); absent: no host joins here. */
+    readonly join?: Pick<JoinIssuerDeps, 'canSign' | 'sign' | 'etcd'>;
+  };
   /** This node's lease in the store (DEFAULT_NODE_LEASE when absent). */
   readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
@@ -245,6 +254,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     : undefined;
   const takeOver = router ? takeOverVia(router, ctx) : undefined;
   const unfollowMastership = followMastership(ctx);
+  const joinTokens = new JoinTokens(store, parts.now);
+  let clusterPort: number | undefined;
   const handlers = createHandlers({
     ctx,
     sizes,
@@ -260,6 +271,14 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     ...(handoff ? { handoff } : {}),
     ...(takeOver ? { takeOver } : {}),
     ...(parts.pool ? { pool: parts.pool } : {}),
+    joinTokens,
+    joinPoint: () =>
+      parts.cluster && clusterPort !== undefined
+        ? {
+            address: `${parts.cluster.addresses[0]}:${clusterPort}`,
+            caHash: caPublicKeyHash(new X509Certificate(parts.cluster.tls.ca)),
+          }
+        : undefined,
   });
   const routes = createApiRoutes({
     ctx,
@@ -319,11 +338,22 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         users,
         view,
         logger: logger.child({ part: 'node-endpoint' }),
+        ...(parts.cluster.join
+          ? {
+              join: {
+                ...parts.cluster.join,
+                tokens: joinTokens,
+                view,
+                caPem: parts.cluster.tls.ca.toString('utf8'),
+                logger: logger.child({ part: 'join' }),
+              },
+            }
+          : {}),
       }),
     );
     await listen(nodeServer, parts.listenHost, parts.cluster.port);
   }
-  const clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
+  clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
   const advertiser = parts.cluster
     ? new BranchAdvertiser({ store, lease, sizes, masterNodes, index, containers: ctx.containers, intervalMs: 2000, logger })
     : undefined;

@@ -14,11 +14,13 @@ import { makeTempDir } from './tmp.ts';
 /**
  * A Dotmesh cluster of several nodes for end-to-end tests: each node is a test host (a network
  * namespace, see hosts.ts) running the built `dotmesh-server` on its own loop-file btrfs pool;
- * all share one real etcd (etcd-netns.ts: its own host, etcd's default limits) and one cluster
- * CA, copied into each node's `<state dir>/tls/` before its first start (the node then issues
- * its own certificate, CN = its node id). Each node's config names the store (`store: etcd`,
- * `etcdEndpoints`), its node-to-node endpoint (`clusterPort`, `advertiseAddress` = its host's
- * address) and its lease TTL.
+ * all share one real etcd (etcd-netns.ts: its own host, etcd's default limits). The first node
+ * is given the test cluster CA (copied into its `<state dir>/tls/`, so tests can sign forged
+ * certificates) and the store's address; every other node of the cluster joins through it
+ * with a join token and the CA's pin, as `dm cluster join` sets a node up (the token file and
+ * `join` in its config: the server joins at its first start and learns the store from the
+ * cluster). Each node's config names its node-to-node endpoint (`clusterPort`,
+ * `advertiseAddress` = its host's address) and its lease TTL.
  *
  * Clients run inside the hosts: `admin`/`client()` with curl (CurlClients), `dm` with runDmIn
  * and a HOME whose remote `local` (current) is that node. Everything — processes, pools, loop
@@ -140,24 +142,33 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
       ...o.extraConfig,
     },
   };
+  // The first node is the cluster's (the test CA, the admin); the others join through it with a
+  // token, as `dm cluster join` makes them (cluster/join-client.ts), all with one multi-use token.
+  const [first, ...others] = hosts.slice(0, o.nodes);
+  const firstNode = await startNode({ ...nodeOptions, index: 0, host: first!, etcdPrefix: '', ca });
+  nodes.push(firstNode);
+  const joinToken = async (): Promise<JoinVia> => {
+    const t = await firstNode.admin.call('CreateJoinToken', { TtlSeconds: 3600, Uses: 0, Description: 'testkit cluster' });
+    return { address: t.JoinAddress, caHash: t.CaHash, token: t.Token };
+  };
+  const via = others.length > 0 ? await joinToken() : undefined;
+  const started = await Promise.all(
+    others.map((host, i) => startNode({ ...nodeOptions, index: i + 1, host, etcdPrefix: '', ca, join: via })),
+  );
+  nodes.push(...started);
   const addNode = async (a: AddNodeOptions): Promise<DotmeshNode> => {
+    const ofThisCluster = a.etcdPrefix === undefined && a.ca === undefined;
     const node = await startNode({
       ...nodeOptions,
       index: nodes.length,
       host: a.host,
       etcdPrefix: a.etcdPrefix ?? '',
       ca: a.ca ?? ca,
+      ...(ofThisCluster ? { join: await joinToken() } : {}),
     });
     nodes.push(node);
     return node;
   };
-  // The first node creates the admin user that the others then find; they start together.
-  const [first, ...others] = hosts.slice(0, o.nodes);
-  await addNode({ host: first! });
-  const started = await Promise.all(
-    others.map((host, i) => startNode({ ...nodeOptions, index: i + 1, host, etcdPrefix: '', ca })),
-  );
-  nodes.push(...started);
   return { nodes, etcd, ca, spares: hosts.slice(o.nodes, o.nodes + spareCount), curl, addNode, logs };
 }
 
@@ -173,6 +184,14 @@ interface StartNodeOptions {
   readonly config: Record<string, unknown>;
   readonly credentials: { readonly apiKey?: string; readonly password?: string };
   readonly poolSize?: string;
+  /** Join the cluster through this node endpoint with this token (else: the CA is copied in). */
+  readonly join?: JoinVia | undefined;
+}
+
+interface JoinVia {
+  readonly address: string;
+  readonly caHash: string;
+  readonly token: string;
 }
 
 /** Copies a cluster CA where a node's server looks for it (`<state dir>/tls/ca.pem`, `ca-key.pem`). */
@@ -186,7 +205,13 @@ export async function installClusterCa(stateDir: string, ca: Pick<TestCa, 'caCer
 async function startNode(o: StartNodeOptions): Promise<DotmeshNode> {
   const { cleanup, host } = o;
   const dir = await makeTempDir(`node${o.index}`, cleanup);
-  await installClusterCa(join(dir, 'server'), o.ca);
+  const stateDir = join(dir, 'server');
+  if (o.join) {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(stateDir, 'join-token'), `${o.join.token}\n`, { mode: 0o600 });
+  } else {
+    await installClusterCa(stateDir, o.ca);
+  }
   const [clusterPort] = (await freePorts(1)) as [number];
   let current = await startServerProcess({
     cleanup,
@@ -194,8 +219,13 @@ async function startNode(o: StartNodeOptions): Promise<DotmeshNode> {
     host,
     serverBin: SERVER_BUNDLE,
     ...(o.poolSize === undefined ? {} : { poolSize: o.poolSize }),
-    etcd: { endpoints: o.etcd.endpoints, prefix: o.etcdPrefix },
-    extraConfig: { clusterPort, advertiseAddress: host.address, ...o.config },
+    ...(o.join ? {} : { etcd: { endpoints: o.etcd.endpoints, prefix: o.etcdPrefix } }),
+    extraConfig: {
+      clusterPort,
+      advertiseAddress: host.address,
+      ...(o.join ? { store: 'etcd', join: { address: o.join.address, caHash: o.join.caHash } } : {}),
+      ...o.config,
+    },
     ...o.credentials,
   });
   const admin = o.curl.client(host, current.url, 'admin', current.apiKey);

@@ -49,6 +49,7 @@ describe('dm cluster init output', () => {
     startCommand: startCommand('/p'),
     config: resolveServerConfig({ poolDir: '/p' }),
     tlsFingerprint: null,
+    joinedThrough: null,
   };
   const text = (r: ClusterInitResult) => renderClusterInit(r).join('\n');
 

@@ -72,6 +72,12 @@ export interface ClusterInitOptions {
   readonly advertiseAddress?: string | null;
   /** The cluster's CA, copied into `<stateDir>/tls/` before the server starts (see cluster-ca.ts). */
   readonly clusterCa?: ClusterCaFiles;
+  /**
+   * `dm cluster join`: the server joins the cluster at its start through this node endpoint,
+   * checking the CA against the pin, with this token (left for it in the 0600 `joinTokenFile`,
+   * which it deletes). No admin credentials are made: the cluster has its admin.
+   */
+  readonly join?: { readonly address: string; readonly caHash: string; readonly token: string };
 }
 
 /** The options of `dm cluster init` that are server config fields. */
@@ -93,7 +99,8 @@ export type InitSetting =
   | 'dockerPluginSocket'
   | 'dockerSocket'
   | 'clusterPort'
-  | 'advertiseAddress';
+  | 'advertiseAddress'
+  | 'join';
 
 export interface ClusterInitResult {
   serverConfigFile: string;
@@ -102,8 +109,11 @@ export interface ClusterInitResult {
   pid: number | null;
   url: string;
   remote: string;
-  /** `new`: the admin got the credentials made now; `kept`: the cluster kept its admin (and every key). */
-  admin: 'new' | 'kept';
+  /**
+   * `new`: the admin got the credentials made now; `kept`: the cluster kept its admin (and every
+   * key); `unknown`: a node that joined, and this dm config has no key the cluster accepts.
+   */
+  admin: 'new' | 'kept' | 'unknown';
   /** The admin password beside the dm config; null when this dm config has no copy (a kept admin). */
   adminPasswordFile: string | null;
   systemdUnit: string | null;
@@ -112,6 +122,8 @@ export interface ClusterInitResult {
   config: ServerConfig;
   /** SHA-256 fingerprint of the HTTPS certificate (null: no HTTPS), pinned in known_servers. */
   tlsFingerprint: string | null;
+  /** `dm cluster join`: the node endpoint it joined through (null: init). */
+  joinedThrough: string | null;
 }
 
 /** The settings init asks for, as server config fields. */
@@ -135,6 +147,7 @@ function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unkn
     ...(o.dockerSocket === undefined ? {} : { dockerSocket: o.dockerSocket }),
     clusterPort: o.clusterPort ?? 0,
     advertiseAddress: o.advertiseAddress ?? null,
+    join: o.join ? { address: o.join.address, caHash: o.join.caHash } : null,
   };
 }
 
@@ -239,8 +252,15 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   }
   const creds = await credentialsFor(config);
   const seed: InitialAdmin = o.newAdminCredentials ? { ...creds, replaceExisting: true } : creds;
-  await writeFile(config.initialAdminFile, JSON.stringify(seed), { mode: 0o600 });
-  await chmod(config.initialAdminFile, 0o600);
+  if (o.join) {
+    await rm(config.initialAdminFile, { force: true });
+    await rm(config.joinTokenFile, { force: true });
+    await writeFile(config.joinTokenFile, `${o.join.token}\n`, { mode: 0o600 });
+    await chmod(config.joinTokenFile, 0o600);
+  } else {
+    await writeFile(config.initialAdminFile, JSON.stringify(seed), { mode: 0o600 });
+    await chmod(config.initialAdminFile, 0o600);
+  }
   await writeFile(serverConfigFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   say(
     config.existingMount
@@ -259,18 +279,22 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   say(`Waiting for dotmesh-server to answer at ${url}...`);
   const dmConfig = await ctx.loadConfig();
   const previousRemote = dmConfig.Remotes.local;
-  const admin = await adminKey(ctx, { config, url, child, seed: creds.apiKey, localKey: previousRemote?.ApiKey });
+  const admin = o.join
+    ? await joinedAdminKey(ctx, { config, url, child, localKey: previousRemote?.ApiKey })
+    : await adminKey(ctx, { config, url, child, seed: creds.apiKey, localKey: previousRemote?.ApiKey });
   await writeServerRecord(config, { serverBin, version });
 
-  dmConfig.Remotes.local = {
-    ...(previousRemote ?? newRemote('admin', host, config.port, admin.apiKey)),
-    User: 'admin',
-    Hostname: host,
-    Port: config.port,
-    ApiKey: admin.apiKey,
-  };
-  dmConfig.CurrentRemote = 'local';
-  await ctx.saveConfig();
+  if (admin.kind !== 'unknown') {
+    dmConfig.Remotes.local = {
+      ...(previousRemote ?? newRemote('admin', host, config.port, admin.apiKey)),
+      User: 'admin',
+      Hostname: host,
+      Port: config.port,
+      ApiKey: admin.apiKey,
+    };
+    dmConfig.CurrentRemote = 'local';
+    await ctx.saveConfig();
+  }
   const passwordFile = join(dirname(ctx.options.configPath), 'admin-password.txt');
   if (admin.kind === 'new') {
     await rm(passwordFile, { force: true });
@@ -290,6 +314,7 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     startCommand: startCommand(o.poolDir),
     config,
     tlsFingerprint,
+    joinedThrough: o.join?.address ?? null,
   };
 }
 
@@ -319,13 +344,35 @@ async function adminKey(
   );
 }
 
+/**
+ * A node that joined: waits until it answers (any answer: its admin is the cluster's), then
+ * keeps the `local` remote's key when the cluster accepts it (`kept`), else `unknown`.
+ */
+async function joinedAdminKey(
+  ctx: CommandContext,
+  o: { config: ServerConfig; url: string; child: ChildProcess | null; localKey: string | undefined },
+): Promise<{ kind: 'kept' | 'unknown'; apiKey: string }> {
+  const client = (apiKey: string) => new DotmeshClient({ url: o.url, user: 'admin', apiKey });
+  const io = ctx.io;
+  await waitForServer({ client: client(o.localKey ?? 'none'), child: o.child, logFile: o.config.logFile, io });
+  if (o.localKey) {
+    const kept = await waitForServer({ client: client(o.localKey), child: null, logFile: o.config.logFile, io });
+    if (kept === 'ready') return { kind: 'kept', apiKey: o.localKey };
+  }
+  return { kind: 'unknown', apiKey: '' };
+}
+
 export function renderClusterInit(r: ClusterInitResult): string[] {
   const remote = `Remote 'local' (admin@${new URL(r.url).host}) is now the current remote`;
   return [
-    'dotmesh-server is ready.',
+    r.joinedThrough
+      ? `dotmesh-server is ready: this node joined the cluster through ${r.joinedThrough}.`
+      : 'dotmesh-server is ready.',
     r.admin === 'new'
       ? `${remote}; the admin password is in ${r.adminPasswordFile}.`
-      : `${remote}. The cluster keeps its admin password, API keys and users (remotes elsewhere keep working)${r.adminPasswordFile ? `; the admin password is in ${r.adminPasswordFile}` : ''}.`,
+      : r.admin === 'unknown'
+        ? `The cluster keeps its admin and users; to use this node with dm here: DOTMESH_PASSWORD=<the admin API key> dm remote add local admin@${new URL(r.url).host}`
+        : `${remote}. The cluster keeps its admin password, API keys and users (remotes elsewhere keep working)${r.adminPasswordFile ? `; the admin password is in ${r.adminPasswordFile}` : ''}.`,
     ...(r.tlsFingerprint
       ? [
           `HTTPS API on port ${r.config.tlsPort}; certificate SHA256 fingerprint ${r.tlsFingerprint}`,
@@ -336,7 +383,7 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
       ? []
       : [
           `Node of a cluster of several nodes: node-to-node endpoint on port ${r.config.clusterPort}${r.config.advertiseAddress ? `, advertised at ${r.config.advertiseAddress}` : ''}; store etcd at ${r.config.etcdEndpoints.join(',')}.`,
-          `Further nodes join with the same --store etcd --etcd-endpoints and this cluster's CA: --cluster-ca-cert ${join(r.config.stateDir, 'tls', 'ca.pem')} --cluster-ca-key ${join(r.config.stateDir, 'tls', 'ca-key.pem')} (copy both to them; keep the key secret).`,
+          "Further hosts join with a token: 'dm cluster token create --token-file <file>' on a node holding the CA key prints the 'dm cluster join' command to run on them.",
         ]),
     r.systemdUnit
       ? `The systemd unit ${r.systemdUnit} runs the server: it starts it at boot and after a crash ('dm cluster stop' / 'dm cluster start' stop and start it).`

@@ -15,18 +15,19 @@ import type { Command } from 'commander';
 import type { InitSetting } from '../cluster/init.ts';
 import { action, type CliApp, usage } from '../command.ts';
 import { registerBackup } from './cluster-backup.ts';
+import { registerJoin } from './cluster-join.ts';
 
 /**
  * `dm cluster init|start|stop|reset|grow|upgrade`: set up, start, stop or tear down the
  * single-node cluster on this host (root).
  */
-function portOption(value: string): number {
+export function portOption(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw usage(`invalid port ${JSON.stringify(value)}`);
   return n;
 }
 
-interface InitFlags {
+export interface InitFlags {
   usePoolDir: string;
   poolSize: string;
   sparse?: boolean;
@@ -76,7 +77,7 @@ const INIT_SETTINGS: Readonly<Record<string, InitSetting>> = {
 };
 
 /** The settings whose flags were given on the command line (not left at their defaults). */
-function givenSettings(cmd: Command): Set<InitSetting> {
+export function givenSettings(cmd: Command): Set<InitSetting> {
   const given = new Set<InitSetting>();
   for (const [flag, setting] of Object.entries(INIT_SETTINGS)) if (cmd.getOptionValueSource(flag) === 'cli') given.add(setting);
   // The store's settings go together: naming the store (or an etcd flag) sets all of them.
@@ -89,7 +90,7 @@ function givenSettings(cmd: Command): Set<InitSetting> {
 }
 
 /** The Docker part of the server config from the init flags ("none": no plugin). */
-function dockerFlags(f: InitFlags) {
+export function dockerFlags(f: InitFlags) {
   return {
     dockerPluginSocket: f.dockerPluginSocket === 'none' ? null : resolve(f.dockerPluginSocket),
     dockerSocket: resolve(f.dockerSocket),
@@ -97,7 +98,7 @@ function dockerFlags(f: InitFlags) {
 }
 
 /** The TLS part of the server config from the init flags. */
-function tlsFlags(f: InitFlags) {
+export function tlsFlags(f: InitFlags) {
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw usage('--tls-cert and --tls-key go together');
   return {
     tlsPort: f.tlsPort,
@@ -140,20 +141,9 @@ function storeFlags(f: InitFlags) {
   } as const;
 }
 
-export function register(program: Command, app: CliApp): void {
-  const cluster = program.command('cluster').summary('Set up, start, stop, upgrade or tear down the dotmesh server on this host');
-  cluster
-    .command('init')
-    .summary('Start a single-node dotmesh cluster on this host (or bring an existing one back)')
-    .description(
-      `Starts a single-node dotmesh cluster on this host: a btrfs pool, the server and the remote 'local'. Must run as root.
-
-On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.
-
-With --store etcd it starts one node of a cluster of several nodes that share that etcd: every node answers for every dot, and the nodes talk to each other on --cluster-port with certificates of one cluster CA. The first node makes the CA (<pool dir>/server/tls/ca.pem and ca-key.pem); each further node is given both with --cluster-ca-cert and --cluster-ca-key. These flags are temporary: joining with tokens will replace them.`,
-    )
-    .usage('[--use-pool-dir <dir>] [--pool-size <size>] [options]')
-    .argument('[args...]')
+/** The options of the node this host runs: `dm cluster init` and `dm cluster join` take them. */
+export function addNodeOptions(cmd: Command): Command {
+  return cmd
     .option('--use-pool-dir <dir>', 'directory for the pool file and server state', DEFAULT_POOL_DIR)
     .option('--pool-size <size>', 'size of a new pool file (e.g. 10G, 512M)', DEFAULT_POOL_SIZE)
     .option('--sparse', 'create the pool file sparse instead of preallocating it')
@@ -174,7 +164,24 @@ With --store etcd it starts one node of a cluster of several nodes that share th
       '--server-bin <path>',
       'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, the one this cluster ran last, next to dm, or on PATH)',
     )
-    .option('--no-systemd', 'do not install a systemd unit')
+    .option('--no-systemd', 'do not install a systemd unit');
+}
+
+export function register(program: Command, app: CliApp): void {
+  const cluster = program.command('cluster').summary('Set up, start, stop, upgrade or tear down the dotmesh server on this host');
+  const init = cluster
+    .command('init')
+    .summary('Start a single-node dotmesh cluster on this host (or bring an existing one back)')
+    .description(
+      `Starts a single-node dotmesh cluster on this host: a btrfs pool, the server and the remote 'local'. Must run as root.
+
+On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.
+
+With --store etcd it starts the first node of a cluster meant to grow, on that etcd: every node answers for every dot, and the nodes talk to each other on --cluster-port with certificates of one cluster CA, which this node makes (<pool dir>/server/tls/ca.pem and ca-key.pem). Further hosts join with 'dm cluster token create' here and 'dm cluster join' there. (--cluster-ca-cert and --cluster-ca-key give a node the cluster's CA by hand instead.)`,
+    )
+    .usage('[--use-pool-dir <dir>] [--pool-size <size>] [options]')
+    .argument('[args...]');
+  addNodeOptions(init)
     .option(
       '--new-admin-credentials',
       "replace an existing cluster's admin password and API key by new ones (remotes using the old key stop working)",
@@ -302,4 +309,5 @@ With --store etcd it starts one node of a cluster of several nodes that share th
       }),
     );
   registerBackup(cluster, app);
+  registerJoin(cluster, app);
 }

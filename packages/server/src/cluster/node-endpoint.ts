@@ -4,6 +4,7 @@ import type { Caller } from '../dots/caller.ts';
 import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
 import { PROTOCOL_PATH } from '../transfer/peer-side.ts';
+import { JOIN_PATH_PREFIX, type JoinIssuerDeps, serveJoin } from './join-issuer.ts';
 import { peerNodeId } from './node-transport.ts';
 import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH, STORE_REVISION_HEADER } from './router.ts';
 import { NODE_TRANSFER_PATH } from './transfer-proxy.ts';
@@ -24,12 +25,16 @@ export interface NodeEndpointDeps {
   readonly users: UserService;
   readonly view: ClusterView;
   readonly logger: Logger;
+  /** Hosts joining the cluster (`/join/v1/*`, served without a client certificate); absent: none here. */
+  readonly join?: JoinIssuerDeps;
 }
 
 /**
  * The routes of the node-to-node endpoint (behind mutual TLS, see node-transport.ts):
  * `POST /node/v1/rpc` runs a call another node passed on, as the caller that node
- * authenticated; `/transfer/v1/*` takes commits from the master of a branch. The calling node must be a live node of this cluster (its certificate's CN
+ * authenticated; `/transfer/v1/*` takes commits from the master of a branch; `/join/v1/*` lets
+ * a host with a join token in (join-issuer.ts: the only routes served to a caller without a
+ * node certificate). The calling node must be a live node of this cluster (its certificate's CN
  * names a node in `servers/addresses`), the caller a user that exists under that id and name,
  * and the hop count within bounds; anything else is refused before the call is read.
  */
@@ -43,6 +48,10 @@ export function createNodeEndpoint(deps: NodeEndpointDeps): RequestListener {
 }
 
 async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if ((req.url ?? '').startsWith(JOIN_PATH_PREFIX)) {
+    if (!deps.join) return text(res, 404, 'hosts do not join through this node');
+    return serveJoin(deps.join, req, res);
+  }
   const peer = peerNodeId(req);
   if (!peer || !deps.view.node(peer)) {
     deps.logger.warn({ peer, remote: req.socket.remoteAddress }, 'refused a node call from an unknown node');

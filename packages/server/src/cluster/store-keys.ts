@@ -38,6 +38,8 @@ export const KEYS = {
   address: (nodeId: string) => `${PREFIX}servers/addresses/${nodeId}`,
   usersPrefix: `${PREFIX}users/users/`,
   transfersPrefix: `${PREFIX}filesystems/transfers/`,
+  joinTokensPrefix: `${PREFIX}join/tokens/`,
+  joinToken: (id: string) => `${PREFIX}join/tokens/${id}`,
 } as const;
 
 /** `registry/filesystems/<ns>/<name>`: a dot's name → id, owner and collaborators. */

@@ -4,6 +4,7 @@ import type { Store } from '@dotmesh/store';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
+import type { JoinTokens } from '../cluster/join-tokens.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
 import { type Caller, isAdmin } from '../dots/caller.ts';
@@ -24,6 +25,7 @@ import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
+import { type JoinPoint, joinTokenHandlers } from './join-token-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
 import { ownerForNewDot, requireUser, userHandlers } from './user-handlers.ts';
 
@@ -45,6 +47,9 @@ export interface HandlerDeps {
   /** On a cluster of several nodes: handoffs (MoveBranch), and taking a branch over (Procure). */
   readonly handoff?: HandoffDeps;
   readonly takeOver?: (caller: Caller, fsId: string) => Promise<void>;
+  /** Join tokens, and where hosts join through this node (none on a single node). */
+  readonly joinTokens: JoinTokens;
+  readonly joinPoint: () => JoinPoint | undefined;
 }
 
 export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
@@ -221,6 +226,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...capacityHandlers(ctx, deps.pool),
     ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...diffHandlers(ctx),
+    ...joinTokenHandlers({ tokens: deps.joinTokens, joinPoint: deps.joinPoint }),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
     ...userHandlers({ ctx, users, auth: deps.auth }),
     ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),

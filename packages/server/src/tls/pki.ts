@@ -1,4 +1,4 @@
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces, hostname as osHostname } from 'node:os';
@@ -96,7 +96,9 @@ export async function ensureClusterPki(o: {
     () => true,
     () => false,
   );
-  if (!ca || !caKeyThere) {
+  // A node that joined a cluster holds the cluster's CA certificate without its key: that CA
+  // stays (its certificates were issued by the node that let it join).
+  if (!ca) {
     await makeCa(o.exec, f);
     ca = await readCert(f.caCert);
   }
@@ -107,6 +109,11 @@ export async function ensureClusterPki(o: {
     current.verify(ca.publicKey) &&
     new Date(current.validTo).getTime() - now.getTime() > 30 * DAY_MS &&
     certificateCovers(current, o.requiredNames ?? o.subjectAltNames);
+  if (!keep && !caKeyThere) {
+    throw new DotmeshError('POOL_UNAVAILABLE', `cannot issue this node's HTTPS certificate: no CA key in ${f.caKey}`, {
+      hint: 'join the cluster again with a new token (dm cluster token create on a node holding the CA key, then dm cluster join), or copy the CA key here (dm cluster copy-ca)',
+    });
+  }
   if (!keep) await issueServerCert(o.exec, f, o.subjectAltNames);
   return { ...f, issued: !keep };
 }
@@ -164,6 +171,24 @@ async function issueServerCert(exec: Exec, f: ClusterPkiFiles, names: readonly s
   await issueLeaf(exec, f, { key: f.key, cert: f.cert, cn, names, usage: 'serverAuth' });
 }
 
+/** The extensions of a leaf certificate (openssl -extfile syntax). */
+function leafExtensions(names: readonly string[], usage: string): string {
+  return [
+    ...(names.length > 0 ? [`subjectAltName=${sanExtension(names)}`] : []),
+    'basicConstraints=critical,CA:FALSE',
+    'keyUsage=critical,digitalSignature',
+    `extendedKeyUsage=${usage}`,
+    '',
+  ].join('\n');
+}
+
+/** A random positive 128-bit serial number. */
+function serial(): string {
+  return `0x${randomBytes(16)
+    .toString('hex')
+    .replace(/^[89a-f]/, '1')}`;
+}
+
 /** A certificate signed by the cluster CA (a fresh key, CN and SANs), replaced atomically. */
 async function issueLeaf(
   exec: Exec,
@@ -177,17 +202,7 @@ async function issueLeaf(
   const cert = `${o.cert}.new`;
   await genKey(exec, key);
   await exec.run('openssl', ['req', '-new', '-key', key, '-subj', `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}`, '-out', csr]);
-  await writeFile(
-    ext,
-    [
-      ...(o.names.length > 0 ? [`subjectAltName=${sanExtension(o.names)}`] : []),
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature',
-      `extendedKeyUsage=${o.usage}`,
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  await writeFile(ext, leafExtensions(o.names, o.usage), { mode: 0o600 });
   await exec.run('openssl', [
     'x509',
     '-req',
@@ -198,9 +213,7 @@ async function issueLeaf(
     '-CAkey',
     f.caKey,
     '-set_serial',
-    `0x${randomBytes(16)
-      .toString('hex')
-      .replace(/^[89a-f]/, '1')}`,
+    serial(),
     '-days',
     '825',
     '-sha256',
@@ -258,7 +271,7 @@ export async function ensureNodeCert(o: {
   if (keep) return { ...files, issued: false };
   if (!caKeyThere) {
     throw new DotmeshError('POOL_UNAVAILABLE', `cannot issue this node's certificate: no CA key in ${f.caKey}`, {
-      hint: "copy the cluster CA's key there (dm cluster init --cluster-ca-key), then start again",
+      hint: 'join the cluster again with a new token (dm cluster token create, then dm cluster join), or copy the CA key here (dm cluster copy-ca)',
     });
   }
   await issueLeaf(o.exec, f, {
@@ -269,4 +282,74 @@ export async function ensureNodeCert(o: {
     usage: 'serverAuth,clientAuth',
   });
   return { ...files, issued: true };
+}
+
+/** The SHA-256 of a certificate's SubjectPublicKeyInfo (DER) as `sha256:<hex>`: a CA's pin, as kubeadm's. */
+export function caPublicKeyHash(cert: X509Certificate): string {
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
+/** A new private key (0600) and a certificate request for it, in `dir`; returns the request (PEM). */
+export async function makeKeyAndCsr(exec: Exec, keyFile: string, cn: string): Promise<string> {
+  const csr = `${keyFile}.csr`;
+  await genKey(exec, keyFile);
+  await exec.run('openssl', ['req', '-new', '-key', keyFile, '-subj', `/O=dotmesh/CN=${cn.replace(/[/=]/g, '_')}`, '-out', csr]);
+  try {
+    return await readFile(csr, 'utf8');
+  } finally {
+    await rm(csr, { force: true });
+  }
+}
+
+/**
+ * Signs a certificate request another node sent with the cluster CA (which must be here):
+ * its signature is checked, its subject is replaced by `/O=dotmesh/CN=<cn>`, its extensions by
+ * ours (`names` as SANs, `usage`). Returns the certificate (PEM).
+ */
+export async function signCsr(
+  exec: Exec,
+  stateDir: string,
+  o: { readonly csrPem: string; readonly cn: string; readonly names: readonly string[]; readonly usage: string },
+): Promise<string> {
+  const f = pkiFiles(stateDir);
+  const base = join(f.dir, `sign-${randomBytes(8).toString('hex')}`);
+  const csr = `${base}.csr`;
+  const ext = `${base}.ext`;
+  const out = `${base}.pem`;
+  try {
+    await writeFile(csr, o.csrPem, { mode: 0o600 });
+    try {
+      await exec.run('openssl', ['req', '-in', csr, '-verify', '-noout']);
+    } catch {
+      throw new DotmeshError('INVALID_ARGUMENT', 'the certificate request is not a valid, self-signed PEM CSR', {
+        hint: 'make it with openssl req -new (dm cluster join does)',
+      });
+    }
+    await writeFile(ext, leafExtensions(o.names, o.usage), { mode: 0o600 });
+    await exec.run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-subj',
+      `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}`,
+      '-CA',
+      f.caCert,
+      '-CAkey',
+      f.caKey,
+      '-set_serial',
+      serial(),
+      '-days',
+      '825',
+      '-sha256',
+      '-extfile',
+      ext,
+      '-out',
+      out,
+    ]);
+    return await readFile(out, 'utf8');
+  } finally {
+    await Promise.all([csr, ext, out].map((p) => rm(p, { force: true })));
+  }
 }

@@ -1,0 +1,38 @@
+import { DotmeshError } from '@dotmesh/core';
+import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, type JoinTokens } from '../cluster/join-tokens.ts';
+import type { HandlerTable } from './handlers.ts';
+
+/** Where hosts join through this node: its node-to-node `host:port` and the cluster CA's pin. */
+export interface JoinPoint {
+  readonly address: string;
+  readonly caHash: string;
+}
+
+/**
+ * CreateJoinToken, ListJoinTokens, DeleteJoinToken (admin only, by the method table; ours, not
+ * the original's). A token is made on a node of a cluster of several nodes (`joinPoint`
+ * absent: UNSUPPORTED); TtlSeconds 0 takes the default (24 h), Uses 0 = unlimited until it expires.
+ */
+export function joinTokenHandlers(deps: {
+  readonly tokens: JoinTokens;
+  readonly joinPoint: () => JoinPoint | undefined;
+}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken'> {
+  return {
+    CreateJoinToken: async (_caller, p) => {
+      const point = deps.joinPoint();
+      if (!point) {
+        throw new DotmeshError('UNSUPPORTED', 'this node serves no node-to-node endpoint: hosts cannot join it', {
+          hint: 'make the cluster with dm cluster init --store etcd (a cluster meant to grow), then make tokens there',
+        });
+      }
+      const { token, info } = await deps.tokens.create({
+        ttlSeconds: p.TtlSeconds === 0 ? DEFAULT_JOIN_TOKEN_TTL_SECONDS : p.TtlSeconds,
+        uses: p.Uses,
+        description: p.Description,
+      });
+      return { ...info, Token: token, JoinAddress: point.address, CaHash: point.caHash };
+    },
+    ListJoinTokens: async () => deps.tokens.list(),
+    DeleteJoinToken: async (_caller, p) => deps.tokens.delete(p.Id),
+  };
+}
