@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,11 +21,12 @@ import {
 } from '@dotmesh/testkit';
 
 /**
- * docs/cluster.md, "Make a cluster of several nodes", run as written: `dm cluster init` on the
- * first node with the shared etcd, the CA files copied, then on the second node `dm remote add
- * local` with the admin's key and `dm cluster init` with the cluster CA flags. Each node is a
- * test host; every path and port is the test's own (the flags the docs leave at their defaults
- * are given here with free ports and private paths).
+ * docs/cluster.md, "Make a three-node cluster", run as written: `dm cluster init --store etcd`
+ * on the first node, `dm cluster token create --token-file` there, then `dm cluster join` with
+ * the printed command on the second and third hosts; then the bad input a join can meet, on
+ * the same cluster and a spare host. Each node is a test host; every path and port is the
+ * test's own (the flags the docs leave at their defaults are given with free ports and private
+ * paths).
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 
@@ -33,20 +35,28 @@ interface Node {
   readonly home: string;
   readonly poolDir: string;
   readonly port: number;
+  readonly clusterPort: number;
   dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
   ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
-  initArgs(etcd: NetnsEtcd): Promise<string[]>;
+  /** The options of this host's node (ports, paths), after `init` or `join ...`. */
+  nodeArgs(): string[];
 }
 
-describe('make a cluster of several nodes with dm cluster init (docs/cluster.md)', { skip }, () => {
+describe('make a three-node cluster with dm cluster init and dm cluster join (docs/cluster.md)', { skip }, () => {
   const cleanup = new Cleanup();
   let etcd: NetnsEtcd;
   let n1: Node;
   let n2: Node;
+  let n3: Node;
+  let spare: Node;
+  let tokens: string;
+  /** The single-use token node 2 joined with (used up since). */
+  let usedToken: { file: string; address: string; caHash: string };
   before(async () => {
-    const [h1, h2, etcdHost] = (await createHosts({ cleanup, count: 3 })) as [TestHost, TestHost, TestHost];
-    etcd = await startEtcdIn({ cleanup, host: etcdHost });
-    [n1, n2] = await Promise.all([node(h1), node(h2)]);
+    const hosts = (await createHosts({ cleanup, count: 5 })) as [TestHost, TestHost, TestHost, TestHost, TestHost];
+    etcd = await startEtcdIn({ cleanup, host: hosts[4] });
+    [n1, n2, n3, spare] = (await Promise.all(hosts.slice(0, 4).map((h) => node(h)))) as [Node, Node, Node, Node];
+    tokens = await makeTempDir('tokens', cleanup);
   });
   after(() => cleanup.run());
 
@@ -79,13 +89,8 @@ describe('make a cluster of several nodes with dm cluster init (docs/cluster.md)
       port,
       dm,
       ok,
-      initArgs: async (e: NetnsEtcd) => [
-        'cluster',
-        'init',
-        '--store',
-        'etcd',
-        '--etcd-endpoints',
-        e.endpoints.join(','),
+      clusterPort,
+      nodeArgs: () => [
         '--advertise-address',
         host.address,
         // The docs' defaults, made private to the test:
@@ -115,55 +120,92 @@ describe('make a cluster of several nodes with dm cluster init (docs/cluster.md)
     };
   }
 
-  test('the first node, then a node with the cluster CA: one cluster, every dot seen and moved from either', async () => {
-    const first = await n1.ok(await n1.initArgs(etcd));
-    const tls1 = join(n1.poolDir, 'server', 'tls');
+  /** `dm cluster token create` on node 1 into a new file; returns the file and the join command's address and pin. */
+  async function token(name: string, extra: readonly string[] = []): Promise<{ file: string; address: string; caHash: string }> {
+    const file = join(tokens, name);
+    const out = await n1.ok(['cluster', 'token', 'create', '--token-file', file, ...extra]);
+    const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64}) --token-file <file holding the token>/.exec(out);
+    assert.ok(m, out);
+    assert.ok(!out.includes((await readFile(file, 'utf8')).trim()), 'the token is not printed when it goes into a file');
+    return { file, address: m[1]!, caHash: m[2]! };
+  }
+
+  const joinArgs = (n: Node, t: { file: string; address: string; caHash: string }) => [
+    'cluster',
+    'join',
+    t.address,
+    '--ca-hash',
+    t.caHash,
+    '--token-file',
+    t.file,
+    ...n.nodeArgs(),
+  ];
+
+  /** Every key in etcd but the ones live nodes rewrite on their own (sizes, containers) and the tokens. */
+  const etcdFacts = async () =>
+    (await etcd.keys('dotmesh.io/'))
+      .filter((kv) => !/\/filesystems\/(dirty|containers)\/|\/join\/tokens\//.test(kv.key))
+      .map((kv) => `${kv.key}=${kv.value}`)
+      .sort();
+
+  const nodeId = async (n: Node) =>
+    (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
+
+  test('init, then two joins: one cluster of three nodes, every dot seen and moved from any node', async () => {
+    const first = await n1.ok([
+      'cluster',
+      'init',
+      '--store',
+      'etcd',
+      '--etcd-endpoints',
+      etcd.endpoints.join(','),
+      ...n1.nodeArgs(),
+    ]);
     assert.match(
       first,
       new RegExp(
         `Node of a cluster of several nodes: node-to-node endpoint on port \\d+, advertised at ${n1.host.address.replaceAll('.', '\\.')}; store etcd at ${etcd.endpoints[0]}\\.`,
       ),
     );
-    assert.ok(first.includes(`--cluster-ca-cert ${join(tls1, 'ca.pem')} --cluster-ca-key ${join(tls1, 'ca-key.pem')}`), first);
+    assert.match(first, /Further hosts join with a token: 'dm cluster token create --token-file <file>'/);
+    const tls1 = join(n1.poolDir, 'server', 'tls');
+    const ca = new X509Certificate(await readFile(join(tls1, 'ca.pem')));
 
-    // Step 2: the CA files go to the second node (a directory of its own).
-    const carried = await makeTempDir('dotmesh-ca', cleanup);
-    for (const f of ['ca.pem', 'ca-key.pem']) await writeFile(join(carried, f), await readFile(join(tls1, f)), { mode: 0o600 });
-
-    // Step 3: the admin's API key from the first node, then init with the CA flags.
+    for (const n of [n2, n3]) {
+      const t = await token(`join-${n.host.address}`);
+      assert.equal(t.address, `${n1.host.address}:${n1.clusterPort}`);
+      if (n === n2) usedToken = t;
+      const out = await n.ok(joinArgs(n, t));
+      assert.match(out, new RegExp(`this node joined the cluster through ${t.address.replaceAll('.', '\\.')}`));
+      assert.match(out, /DOTMESH_PASSWORD=<the admin API key> dm remote add local admin@/);
+      const tls = join(n.poolDir, 'server', 'tls');
+      assert.deepEqual(await readFile(join(tls, 'ca.pem')), await readFile(join(tls1, 'ca.pem')), 'the cluster CA');
+      assert.ok(!existsSync(join(tls, 'ca-key.pem')), 'a joined node never gets the CA key');
+      assert.ok(!existsSync(join(n.poolDir, 'server', 'join-token')), 'the server deleted its copy of the token');
+      const config = JSON.parse(await readFile(join(n.poolDir, 'server', 'config.json'), 'utf8')) as Record<string, unknown>;
+      assert.equal(config.store, 'etcd');
+      assert.deepEqual(config.etcdEndpoints, etcd.endpoints, 'the store came from the cluster');
+      for (const f of ['node.pem', 'server.pem']) {
+        assert.ok(new X509Certificate(await readFile(join(tls, f))).checkIssued(ca), `${f} is of the cluster CA`);
+      }
+    }
+    // The joined nodes' dm: the admin's API key from the first node, as the join's output says.
     const { ApiKey } = JSON.parse(await n1.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
-    await n2.ok(['remote', 'add', 'local', `admin@${n1.host.address}:${n1.port}`], { DOTMESH_PASSWORD: ApiKey });
-    const second = await n2.ok([
-      ...(await n2.initArgs(etcd)),
-      '--cluster-ca-cert',
-      join(carried, 'ca.pem'),
-      '--cluster-ca-key',
-      join(carried, 'ca-key.pem'),
-    ]);
-    assert.match(
-      second,
-      /Installed the cluster CA .*ca\.pem in .*\/server\/tls \(this node's certificates are issued again by it\)/,
-    );
-    assert.match(second, /The cluster keeps its admin password, API keys and users/);
-    const tls2 = join(n2.poolDir, 'server', 'tls');
-    assert.deepEqual(await readFile(join(tls2, 'ca.pem')), await readFile(join(tls1, 'ca.pem')));
-    const config = JSON.parse(await readFile(join(n2.poolDir, 'server', 'config.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(config.store, 'etcd');
-    assert.equal(config.advertiseAddress, n2.host.address);
-    assert.ok(typeof config.clusterPort === 'number' && config.clusterPort > 0);
-
-    // Step 4: one cluster.
-    const id1 = (JSON.parse(await n1.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
-    const id2 = (JSON.parse(await n2.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
-    const nodeCert = new X509Certificate(await readFile(join(tls2, 'node.pem')));
-    assert.ok(
-      nodeCert.checkIssued(new X509Certificate(await readFile(join(tls1, 'ca.pem')))),
-      'node 2’s certificate is of the cluster CA',
-    );
-    assert.ok(nodeCert.subject.split('\n').includes(`CN=${id2}`));
-    const nodes = JSON.parse(await n2.ok(['debug', 'DumpInternalState', 'nodes.'])) as Record<string, string>;
+    for (const n of [n2, n3]) {
+      await n.ok(['remote', 'add', 'local', `admin@${n.host.address}:${n.port}`], { DOTMESH_PASSWORD: ApiKey });
+    }
+    const [id1, id2, id3] = await Promise.all([n1, n2, n3].map(nodeId));
+    for (const [n, id] of [
+      [n2, id2],
+      [n3, id3],
+    ] as const) {
+      const cert = new X509Certificate(await readFile(join(n.poolDir, 'server', 'tls', 'node.pem')));
+      assert.ok(cert.subject.split('\n').includes(`CN=${id}`), 'the node certificate names the node id');
+    }
+    const nodes = JSON.parse(await n3.ok(['debug', 'DumpInternalState', 'nodes.'])) as Record<string, string>;
     assert.equal(nodes[`nodes.${id1}.addresses`], n1.host.address);
     assert.equal(nodes[`nodes.${id2}.addresses`], n2.host.address);
+    assert.equal(nodes[`nodes.${id3}.addresses`], n3.host.address);
 
     await n1.ok(['init', 'docs']);
     const server = (out: string) =>
@@ -171,13 +213,87 @@ describe('make a cluster of several nodes with dm cluster init (docs/cluster.md)
         .split('\n')
         .find((l) => l.startsWith('docs\t'))
         ?.split('\t')[2];
-    assert.equal(server(await n2.ok(['list', '-H'])), id1, 'node 2 lists the dot node 1 made, mastered by node 1');
+    assert.equal(server(await n3.ok(['list', '-H'])), id1, 'node 3 lists the dot node 1 made, mastered by node 1');
     const mnt = join(n2.home, 'docs-mnt');
     await n2.ok(['mount', 'docs', mnt]);
     await writeFile(join(mnt, 'hello'), 'from node 2');
     assert.equal(server(await n1.ok(['list', '-H'])), id2, 'mounted on node 2: moved there');
-    await n1.ok(['switch', 'docs']);
-    await n1.ok(['commit', '-m', 'committed through node 1']);
-    assert.match(await n2.ok(['switch', 'docs']).then(() => n2.ok(['log'])), /committed through node 1/);
+    await n3.ok(['switch', 'docs']);
+    await n3.ok(['commit', '-m', 'committed through node 3']);
+    assert.match(await n2.ok(['switch', 'docs']).then(() => n2.ok(['log'])), /committed through node 3/);
+    // Tokens: the two single-use ones are used up; a listed one shows no secret.
+    const listed = await n1.ok(['cluster', 'token', 'list']);
+    assert.equal(listed.trim(), 'No join tokens.');
+  });
+
+  /** A join on the spare host that must fail; returns its output. Nothing in etcd changes. */
+  async function refusedJoin(args: readonly string[], why: RegExp): Promise<string> {
+    const before = await etcdFacts();
+    const r = await spare.dm(args);
+    assert.notEqual(r.code, 0, `the join must fail:\n${r.stdout}\n${r.stderr}`);
+    const out = `${r.stdout}${r.stderr}`;
+    assert.match(out, why);
+    assert.deepEqual(await etcdFacts(), before, 'nothing in etcd changed');
+    assert.ok(!existsSync(join(spare.poolDir, 'server', 'join-token')), 'no copy of the token is left');
+    assert.ok(!existsSync(join(spare.poolDir, 'server', 'tls', 'node.pem')), 'no certificate was issued');
+    return out;
+  }
+
+  test('bad joins: a wrong, expired or used-up token, a CA pin that does not match; each changes nothing', async () => {
+    const good = await token('spare-good');
+    const secretOf = async (file: string) => (await readFile(file, 'utf8')).trim();
+    // A wrong secret for a real token id.
+    const wrong = join(tokens, 'wrong');
+    const [id] = (await secretOf(good.file)).split('.');
+    await writeFile(join(tokens, 'wrong'), `${id}.${'x'.repeat(32)}\n`, { mode: 0o600 });
+    await refusedJoin(joinArgs(spare, { ...good, file: wrong }), new RegExp(`join token ${id} is unknown`));
+    // The CA pin of another cluster (a server in the middle): refused before the token is sent.
+    const otherPin = `sha256:${'ab'.repeat(32)}`;
+    const mitm = await refusedJoin(
+      joinArgs(spare, { ...good, caHash: otherPin }),
+      /the CA that .* presents \(sha256:[0-9a-f]{64}\) is not the pinned one/,
+    );
+    assert.match(mitm, new RegExp(otherPin));
+    assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id}\\s+\\S+\\s+1$`, 'm'), 'the token was not used');
+    // An expired token.
+    const expired = await token('spare-expired', ['--ttl', '1s']);
+    await new Promise((r) => setTimeout(r, 1500));
+    await refusedJoin(joinArgs(spare, expired), /join token [a-z0-9]{6} (expired at|is unknown)/);
+    // A used-up token: the single-use one node 2 joined with.
+    await refusedJoin(joinArgs(spare, usedToken), /join token [a-z0-9]{6} is used up/);
+    // A deleted token.
+    const deleted = await token('spare-deleted');
+    await n1.ok(['cluster', 'token', 'delete', (await secretOf(deleted.file)).split('.')[0]!]);
+    await refusedJoin(joinArgs(spare, deleted), /join token [a-z0-9]{6} is unknown/);
+    // Bad pins and addresses never reach the network.
+    const malformed = await spare.dm(joinArgs(spare, { ...good, caHash: 'sha256:1234' }));
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /--ca-hash sha256:<64 hex digits> is required/);
+  });
+
+  test('a second join of a host that runs a node is refused, and its token is not used', async () => {
+    const t = await token('second-join');
+    const [id] = (await readFile(t.file, 'utf8')).trim().split('.');
+    const r = await n2.dm(joinArgs(n2, t));
+    assert.notEqual(r.code, 0);
+    assert.match(`${r.stdout}${r.stderr}`, /already running|is running/);
+    assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id} `, 'm'), 'the token is still there');
+    await n1.ok(['cluster', 'token', 'delete', id!]);
+  });
+
+  test('a host whose node belongs to another cluster is refused before it sends its token', async () => {
+    // The spare host runs a cluster of its own first (on a pool dir of its own), then that node
+    // tries to join this cluster.
+    const other = await node(spare.host);
+    await other.ok(['cluster', 'init', ...other.nodeArgs(), '--cluster-port', '0']);
+    await other.ok(['cluster', 'stop', '--use-pool-dir', other.poolDir]);
+    const t = await token('other-cluster');
+    const [id] = (await readFile(t.file, 'utf8')).trim().split('.');
+    const before = await etcdFacts();
+    const r = await other.dm(joinArgs(other, t));
+    assert.notEqual(r.code, 0);
+    assert.match(`${r.stdout}${r.stderr}`, /this host's node belongs to another cluster/);
+    assert.deepEqual(await etcdFacts(), before, 'nothing in etcd changed');
+    assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id}\\s+\\S+\\s+1$`, 'm'), 'the token was not used');
   });
 });

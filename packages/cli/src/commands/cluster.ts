@@ -218,7 +218,8 @@ With --store etcd it starts the first node of a cluster meant to grow, on that e
           ...tlsFlags(f),
           ...dockerFlags(f),
           ...clusterFlags(f),
-          given: givenSettings(cmd),
+          // An init is never a join: a join that was set up on this pool dir is dropped.
+          given: new Set([...givenSettings(cmd), 'join']),
           newAdminCredentials: f.newAdminCredentials === true,
         });
         ctx.reporter.result(result, renderClusterInit);

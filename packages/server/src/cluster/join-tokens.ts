@@ -10,8 +10,8 @@ import { KEYS } from './store-keys.ts';
  * how many joins it has left (null: any number until it expires).
  *
  * Contracts: a token is used by one compare-and-swap of its record (two joins racing for the
- * last use: one wins); an expired or used-up record is refused like an unknown one, and
- * deleted; errors name the token's id, never its secret.
+ * last use: one wins); a used-up record stays (refused as used up) until it expires; an
+ * expired one is refused and deleted; errors name the token's id, never its secret.
  */
 export interface JoinTokenRecord {
   readonly Id: string;
@@ -92,14 +92,14 @@ export class JoinTokens {
     }
   }
 
-  /** The tokens that can still be used (expired ones are deleted on the way). */
+  /** The tokens that can still be used (expired ones are deleted on the way; used-up ones stay until they expire). */
   async list(): Promise<JoinTokenInfo[]> {
     const { kvs } = await this.#store.range(KEYS.joinTokensPrefix);
     const out: JoinTokenInfo[] = [];
     for (const kv of kvs) {
       const record = parse(kv.value);
-      if (record && !this.#expired(record)) out.push(info(record));
-      else await this.#store.delete(kv.key);
+      if (!record || this.#expired(record)) await this.#store.delete(kv.key);
+      else if (record.UsesLeft !== 0) out.push(info(record));
     }
     return out;
   }
@@ -122,12 +122,7 @@ export class JoinTokens {
       const left = record.UsesLeft;
       const r = await this.#store.txn({
         compare: [{ key, target: 'modRevision', op: '==', value: modRevision }],
-        success:
-          left === null
-            ? []
-            : left <= 1
-              ? [{ type: 'delete', key }]
-              : [{ type: 'put', key, value: JSON.stringify({ ...record, UsesLeft: left - 1 }) }],
+        success: left === null ? [] : [{ type: 'put', key, value: JSON.stringify({ ...record, UsesLeft: left - 1 }) }],
       });
       if (r.succeeded) return;
     }

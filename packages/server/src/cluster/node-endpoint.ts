@@ -55,7 +55,7 @@ async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerRe
   const peer = peerNodeId(req);
   if (!peer || !deps.view.node(peer)) {
     deps.logger.warn({ peer, remote: req.socket.remoteAddress }, 'refused a node call from an unknown node');
-    return text(res, 403, `unknown node ${peer ?? '(no certificate)'}`);
+    return text(res, 403, `unknown node ${peer ?? '(no certificate of this cluster)'}`);
   }
   const url = req.url ?? '';
   if (url.startsWith(`${PROTOCOL_PATH}/`)) return deps.transfer(req, res);

@@ -92,7 +92,7 @@ export async function ensureClusterPki(o: {
   await mkdir(f.dir, { recursive: true, mode: 0o700 });
   await chmod(f.dir, 0o700);
   let ca = await readCert(f.caCert);
-  const caKeyThere = await readFile(f.caKey).then(
+  let caKeyThere = await readFile(f.caKey).then(
     () => true,
     () => false,
   );
@@ -101,6 +101,7 @@ export async function ensureClusterPki(o: {
   if (!ca) {
     await makeCa(o.exec, f);
     ca = await readCert(f.caCert);
+    caKeyThere = true;
   }
   if (!ca) throw new DotmeshError('INTERNAL', `openssl made no readable CA certificate in ${f.caCert}`);
   const current = await readCert(f.cert);
