@@ -120,13 +120,22 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     };
   }
 
-  /** `dm cluster token create` on node 1 into a new file; returns the file and the join command's address and pin. */
+  /** `dm cluster token create` on node 1 into a new file; the token is not printed then. */
   async function token(name: string, extra: readonly string[] = []): Promise<{ file: string; address: string; caHash: string }> {
     const file = join(tokens, name);
     const out = await n1.ok(['cluster', 'token', 'create', '--token-file', file, ...extra]);
     const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64}) --token-file <file holding the token>/.exec(out);
     assert.ok(m, out);
     assert.ok(!out.includes((await readFile(file, 'utf8')).trim()), 'the token is not printed when it goes into a file');
+    return { file, address: m[1]!, caHash: m[2]! };
+  }
+
+  /** `dm cluster token create` on `n` (its remote `local`), single use, into a new file. */
+  async function tokenOn(n: Node, name: string): Promise<{ file: string; address: string; caHash: string }> {
+    const file = join(tokens, name);
+    const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
+    const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
+    assert.ok(m, out);
     return { file, address: m[1]!, caHash: m[2]! };
   }
 
@@ -279,6 +288,26 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.match(`${r.stdout}${r.stderr}`, /already running|is running/);
     assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id} `, 'm'), 'the token is still there');
     await n1.ok(['cluster', 'token', 'delete', id!]);
+  });
+
+  test('joins survive the loss of the first node once its CA key is copied to another (docs/cluster.md)', async () => {
+    const t = await tokenOn(n2, 'through-node-2');
+    assert.equal(t.address, `${n2.host.address}:${n2.clusterPort}`);
+    // Node 2 has no CA key yet: it refuses to let a host in, and the token stays unused.
+    await refusedJoin(joinArgs(spare, t), /this node does not hold the cluster CA key, so it cannot let a host join/);
+    // The documented copy, then node 1 goes away: a host joins through node 2.
+    const key = join(n2.poolDir, 'server', 'tls', 'ca-key.pem');
+    await writeFile(key, await readFile(join(n1.poolDir, 'server', 'tls', 'ca-key.pem')), { mode: 0o600 });
+    await n1.ok(['cluster', 'stop', '--use-pool-dir', n1.poolDir]);
+    const out = await spare.ok(joinArgs(spare, t));
+    assert.match(out, /this node joined the cluster through/);
+    const { ApiKey } = JSON.parse(await n2.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
+    await spare.ok(['remote', 'add', 'local', `admin@${spare.host.address}:${spare.port}`], { DOTMESH_PASSWORD: ApiKey });
+    const id = await nodeId(spare);
+    const nodes = JSON.parse(await n2.ok(['debug', 'DumpInternalState', 'nodes.'])) as Record<string, string>;
+    assert.equal(nodes[`nodes.${id}.addresses`], spare.host.address, 'node 2 sees the new node');
+    assert.match(await spare.ok(['list', '-H']), /^docs\t/m, 'the new node answers for the cluster');
+    await n1.ok(['cluster', 'start', '--use-pool-dir', n1.poolDir, '--server-bin', SERVER_BUNDLE]);
   });
 
   test('a host whose node belongs to another cluster is refused before it sends its token', async () => {

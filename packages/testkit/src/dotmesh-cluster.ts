@@ -69,6 +69,8 @@ export interface DotmeshTestCluster {
   readonly etcd: NetnsEtcd;
   /** The cluster CA every node's certificate is signed by (tests sign forged certificates with it). */
   readonly ca: TestCa;
+  /** Every join token the further nodes joined with (secrets tests look for in what they leave). */
+  readonly joinTokens: readonly string[];
   /** Hosts on the cluster's network that run no node (`spareHosts`). */
   readonly spares: TestHost[];
   readonly curl: CurlClients;
@@ -145,10 +147,12 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
   // The first node is the cluster's (the test CA, the admin); the others join through it with a
   // token, as `dm cluster join` makes them (cluster/join-client.ts), all with one multi-use token.
   const [first, ...others] = hosts.slice(0, o.nodes);
+  const joinTokens: string[] = [];
   const firstNode = await startNode({ ...nodeOptions, index: 0, host: first!, etcdPrefix: '', ca });
   nodes.push(firstNode);
   const joinToken = async (): Promise<JoinVia> => {
     const t = await firstNode.admin.call('CreateJoinToken', { TtlSeconds: 3600, Uses: 0, Description: 'testkit cluster' });
+    joinTokens.push(t.Token);
     return { address: t.JoinAddress, caHash: t.CaHash, token: t.Token };
   };
   const via = others.length > 0 ? await joinToken() : undefined;
@@ -169,7 +173,7 @@ export async function startDotmeshCluster(o: StartDotmeshClusterOptions): Promis
     nodes.push(node);
     return node;
   };
-  return { nodes, etcd, ca, spares: hosts.slice(o.nodes, o.nodes + spareCount), curl, addNode, logs };
+  return { nodes, etcd, ca, joinTokens, spares: hosts.slice(o.nodes, o.nodes + spareCount), curl, addNode, logs };
 }
 
 interface StartNodeOptions {

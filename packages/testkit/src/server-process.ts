@@ -102,7 +102,10 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
     port = existing.port;
     checkPort = existing.checkPort;
   } catch {
-    const [p, c] = await freePorts(2);
+    // Ports the config names already (a cluster or TLS port picked by the caller) are not reused.
+    const taken = new Set<unknown>([o.extraConfig?.clusterPort, o.extraConfig?.tlsPort].filter((v) => typeof v === 'number'));
+    let [p, c] = await freePorts(2);
+    while (taken.has(p) || taken.has(c)) [p, c] = await freePorts(2);
     port = p!;
     checkPort = c!;
     await writeFile(

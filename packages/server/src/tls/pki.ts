@@ -320,15 +320,16 @@ export async function signCsr(
   const out = `${base}.pem`;
   try {
     await writeFile(csr, o.csrPem, { mode: 0o600 });
-    try {
-      await exec.run('openssl', ['req', '-in', csr, '-verify', '-noout']);
-    } catch {
-      throw new DotmeshError('INVALID_ARGUMENT', 'the certificate request is not a valid, self-signed PEM CSR', {
+    await writeFile(ext, leafExtensions(o.names, o.usage), { mode: 0o600 });
+    const badRequest = () =>
+      new DotmeshError('INVALID_ARGUMENT', 'the certificate request is not a valid, self-signed PEM CSR', {
         hint: 'make it with openssl req -new (dm cluster join does)',
       });
-    }
-    await writeFile(ext, leafExtensions(o.names, o.usage), { mode: 0o600 });
-    await exec.run('openssl', [
+    // openssl x509 -req checks the request's self-signature.
+    await exec.run('openssl', ['req', '-in', csr, '-noout']).catch(() => {
+      throw badRequest();
+    });
+    const signing = exec.run('openssl', [
       'x509',
       '-req',
       '-in',
@@ -349,6 +350,9 @@ export async function signCsr(
       '-out',
       out,
     ]);
+    await signing.catch((e: unknown) => {
+      throw /self-signature|signature/i.test(String((e as Error).message)) ? badRequest() : e;
+    });
     return await readFile(out, 'utf8');
   } finally {
     await Promise.all([csr, ext, out].map((p) => rm(p, { force: true })));
