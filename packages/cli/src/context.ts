@@ -103,6 +103,7 @@ export class CommandContext {
     const tlsFor = (url: string) => {
       const u = new URL(url);
       const t = trustOf(Number(u.port || 443));
+      if (t?.kind === 'cluster-ca') return { tls: { caPin: t.caPin, pinSource: known.path } };
       return t?.kind === 'pin' ? { tls: { pin: t.fingerprint, pinSource: known.path } } : {};
     };
     const make = (url: string, timeoutMs?: number) =>

@@ -10,12 +10,16 @@ import { DotmeshError } from '@dotmesh/core';
  *     # comment
  *     127.0.0.1:32606 AB:CD:…:EF      a pinned certificate (SHA-256 of the leaf's DER)
  *     dotmesh.example.com:443 ca      verified by the CAs Node and the system trust
+ *     10.0.0.2:32606 cluster-ca:sha256:…   issued by the cluster CA of that pin (any node)
  *
  * A remote whose `host:port` has a line here is reached over https with that trust; any
  * other remote over plain http as the original (port 443 excepted: https, CA-verified).
  * Written 0600 in the 0700 config directory, atomically; unknown lines are kept.
  */
-export type KnownTrust = { readonly kind: 'pin'; readonly fingerprint: string } | { readonly kind: 'ca' };
+export type KnownTrust =
+  | { readonly kind: 'pin'; readonly fingerprint: string }
+  | { readonly kind: 'ca' }
+  | { readonly kind: 'cluster-ca'; readonly caPin: string };
 
 export const KNOWN_SERVERS_FILE = 'known_servers';
 
@@ -53,6 +57,7 @@ export class KnownServers {
       const [k, value] = line.trim().split(/\s+/);
       if (k !== key || value === undefined) continue;
       if (value === 'ca') return { kind: 'ca' };
+      if (value.startsWith('cluster-ca:')) return { kind: 'cluster-ca', caPin: value.slice('cluster-ca:'.length) };
       return { kind: 'pin', fingerprint: value };
     }
     return undefined;
@@ -61,7 +66,8 @@ export class KnownServers {
   /** Replaces the line of host:port (or adds one). */
   set(host: string, port: number, trust: KnownTrust): void {
     const key = serverKey(host, port);
-    const line = `${key} ${trust.kind === 'ca' ? 'ca' : trust.fingerprint}`;
+    const value = trust.kind === 'ca' ? 'ca' : trust.kind === 'cluster-ca' ? `cluster-ca:${trust.caPin}` : trust.fingerprint;
+    const line = `${key} ${value}`;
     const at = this.lines.findIndex((l) => l.trim().split(/\s+/)[0] === key);
     if (at >= 0) this.lines[at] = line;
     else this.lines.push(line);

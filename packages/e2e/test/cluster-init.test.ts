@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -36,6 +36,8 @@ interface Node {
   readonly poolDir: string;
   readonly port: number;
   readonly clusterPort: number;
+  /** The HTTPS API port. */
+  readonly tlsPort: number;
   dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
   ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
   /** The options of this host's node (ports, paths), after `init` or `join ...`. */
@@ -90,6 +92,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       dm,
       ok,
       clusterPort,
+      tlsPort,
       nodeArgs: () => [
         '--advertise-address',
         host.address,
@@ -288,6 +291,47 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.match(`${r.stdout}${r.stderr}`, /already running|is running/);
     assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id} `, 'm'), 'the token is still there');
     await n1.ok(['cluster', 'token', 'delete', id!]);
+  });
+
+  test('dm pins the cluster CA: a remote works against any node and survives a reissued certificate', async () => {
+    const { caHash } = await token('for-the-pin', ['--ttl', '60s']);
+    const { ApiKey } = JSON.parse(await n1.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
+    const env = { DOTMESH_PASSWORD: ApiKey };
+    // From node 2's host: node 1 and node 3 by the CA pin; from node 3's, node 1 by its leaf's
+    // fingerprint (known_servers holds one trust per host:port).
+    await n2.ok(['remote', 'add', 'ca1', `admin@${n1.host.address}:${n1.tlsPort}`, '--trust-ca', caHash], env);
+    await n2.ok(['remote', 'add', 'ca3', `admin@${n3.host.address}:${n3.tlsPort}`, '--trust-ca', caHash], env);
+    const leaf = new X509Certificate(await readFile(join(n1.poolDir, 'server', 'tls', 'server.pem'))).fingerprint256;
+    await n3.ok(['remote', 'add', 'leaf1', `admin@${n1.host.address}:${n1.tlsPort}`, '--trust-fingerprint', leaf], env);
+    const known = await readFile(join(n2.home, '.dotmesh', 'known_servers'), 'utf8');
+    assert.ok(known.includes(`${n3.host.address}:${n3.tlsPort} cluster-ca:${caHash}`), known);
+    // A wrong pin is refused before the key is sent, and nothing is saved.
+    const wrong = await n2.dm(
+      ['remote', 'add', 'bad', `admin@${n3.host.address}:${n3.tlsPort}`, '--trust-ca', `sha256:${'0'.repeat(64)}`],
+      env,
+    );
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /is not issued by the cluster CA sha256:0{64} given with --trust-ca/);
+    assert.ok(!(await n2.ok(['remote'])).includes('bad'));
+    const listVia = async (n: Node, remote: string) => {
+      await n.ok(['remote', 'switch', remote]);
+      const r = await n.dm(['list', '-H']);
+      await n.ok(['remote', 'switch', 'local']);
+      return r;
+    };
+    for (const r of ['ca1', 'ca3']) assert.equal((await listVia(n2, r)).code, 0, r);
+    assert.equal((await listVia(n3, 'leaf1')).code, 0);
+    // Node 1's HTTPS certificate is issued again (a new key and fingerprint): the CA pin still
+    // holds, the leaf pin no longer does.
+    await n1.ok(['cluster', 'stop', '--use-pool-dir', n1.poolDir]);
+    await rm(join(n1.poolDir, 'server', 'tls', 'server.pem'));
+    await n1.ok(['cluster', 'start', '--use-pool-dir', n1.poolDir, '--server-bin', SERVER_BUNDLE]);
+    assert.notEqual(new X509Certificate(await readFile(join(n1.poolDir, 'server', 'tls', 'server.pem'))).fingerprint256, leaf);
+    const pinned = await listVia(n2, 'ca1');
+    assert.equal(pinned.code, 0, `the CA pin survives the new certificate: ${pinned.stderr}`);
+    const stale = await listVia(n3, 'leaf1');
+    assert.notEqual(stale.code, 0);
+    assert.match(stale.stderr, /does not match its pin/);
   });
 
   test('joins survive the loss of the first node once its CA key is copied to another (docs/cluster.md)', async () => {

@@ -65,3 +65,30 @@ describe('the trust decision', () => {
     assert.match(err.hint ?? '', /--trust-fingerprint/);
   });
 });
+
+describe('the cluster CA pin', () => {
+  const pin = `sha256:${'a'.repeat(64)}`;
+  const other = `sha256:${'b'.repeat(64)}`;
+  const info = (issuerPin: string | null): PeerCertificateInfo => ({
+    fingerprint: fp,
+    trustedByCa: false,
+    caError: 'self-signed certificate in certificate chain',
+    issuerPin,
+  });
+
+  test('a leaf issued by the pinned CA is trusted, whatever its own fingerprint and the CAs say', () => {
+    assert.equal(trustError('10.0.0.2', 32606, info(pin), { caPin: pin }), null);
+  });
+
+  test('another issuer, or none sent, is refused naming both pins', () => {
+    for (const [presented, why] of [
+      [other, `its issuer is ${other}`],
+      [null, 'the server sent no CA that issued it'],
+    ] as const) {
+      const e = trustError('10.0.0.2', 32606, info(presented), { caPin: pin, pinSource: '/k' });
+      assert.ok(e && e.code === 'PERMISSION_DENIED');
+      assert.ok(e.message.includes(`not issued by the pinned cluster CA ${pin} (in /k)`), e.message);
+      assert.ok(e.message.includes(why), e.message);
+    }
+  });
+});

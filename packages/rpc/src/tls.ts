@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
@@ -9,8 +9,12 @@ import { DotmeshError } from '@dotmesh/core';
  *
  * Contracts:
  * - A server is trusted either by a pin (the SHA-256 of its leaf certificate's DER, exactly; the
- *   chain and the host name are then not checked, as ssh's known_hosts) or, without a pin, by the
- *   CA certificates Node trusts (its bundle and the system's) with the usual host name check.
+ *   chain and the host name are then not checked, as ssh's known_hosts), or by the pin of its
+ *   cluster's CA (`caPin`: the SHA-256 of the CA's SubjectPublicKeyInfo, as kubeadm's; the server
+ *   sends the CA after its leaf, and the leaf must be issued and signed by a CA of that key — any
+ *   node of the cluster, and a reissued certificate, pass; the host name is not checked), or,
+ *   without a pin, by the CA certificates Node trusts (its bundle and the system's) with the
+ *   usual host name check.
  *   Verification is never skipped: the handshake runs with `rejectUnauthorized: false` only so
  *   that the decision (and a useful error naming the fingerprint) is ours, and it is taken on
  *   `secureConnect`, before the socket is handed to HTTP, so no request byte (no credential)
@@ -22,7 +26,18 @@ export interface TlsTrust {
   readonly pin?: string;
   /** Where the pin came from, named in errors (e.g. ~/.dotmesh/known_servers). */
   readonly pinSource?: string;
+  /** Pin of the cluster CA the server's certificate must be issued by, `sha256:<hex>`. */
+  readonly caPin?: string;
 }
+
+/** `sha256:<hex>` of a certificate's SubjectPublicKeyInfo (DER): a CA's pin. */
+export function publicKeyPin(cert: X509Certificate): string {
+  return `sha256:${createHash('sha256')
+    .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
+}
+
+export const CA_PIN_RE = /^sha256:[0-9a-f]{64}$/;
 
 /** `AB:CD:…` of a certificate's DER bytes. */
 export function fingerprintOfDer(der: Uint8Array): string {
@@ -64,6 +79,8 @@ export interface PeerCertificateInfo {
   readonly trustedByCa: boolean;
   /** Why not (OpenSSL's code, e.g. SELF_SIGNED_CERT_IN_CHAIN, or the host name mismatch). */
   readonly caError: string | null;
+  /** The pin of the CA certificate the server sent after its leaf, when that CA issued and signed the leaf. */
+  readonly issuerPin?: string | null;
 }
 
 let trustedCas: string[] | undefined;
@@ -74,19 +91,44 @@ function caCertificates(): string[] {
 }
 
 function peerInfo(socket: tls.TLSSocket): PeerCertificateInfo {
-  const cert = socket.getPeerCertificate();
+  const cert = socket.getPeerCertificate(true);
   if (!cert?.raw) throw new DotmeshError('UNAVAILABLE', 'the server sent no TLS certificate');
   const err = socket.authorizationError as unknown;
   return {
     fingerprint: fingerprintOfDer(cert.raw),
     trustedByCa: socket.authorized,
     caError: socket.authorized ? null : err instanceof Error ? err.message : String(err ?? 'not trusted'),
+    issuerPin: issuerPin(cert.raw, cert.issuerCertificate?.raw),
   };
+}
+
+/** The pin of `issuerDer` when it is a CA that issued and signed `leafDer`; else null. */
+export function issuerPin(leafDer: Uint8Array, issuerDer: Uint8Array | undefined): string | null {
+  if (!issuerDer || Buffer.from(issuerDer).equals(Buffer.from(leafDer))) return null;
+  try {
+    const leaf = new X509Certificate(leafDer);
+    const ca = new X509Certificate(issuerDer);
+    return ca.ca && leaf.checkIssued(ca) && leaf.verify(ca.publicKey) ? publicKeyPin(ca) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The decision on a handshake's outcome: null when trusted, else the error to fail with. */
 export function trustError(host: string, port: number, info: PeerCertificateInfo, trust: TlsTrust): DotmeshError | null {
   const where = `${host}:${port}`;
+  if (trust.caPin !== undefined) {
+    if (info.issuerPin === trust.caPin) return null;
+    return new DotmeshError(
+      'PERMISSION_DENIED',
+      `the TLS certificate of ${where} is not issued by the pinned cluster CA ${trust.caPin}${trust.pinSource ? ` (in ${trust.pinSource})` : ''}: ` +
+        (info.issuerPin ? `its issuer is ${info.issuerPin}` : 'the server sent no CA that issued it'),
+      {
+        hint: 'check that the address is a node of that cluster; otherwise someone may be intercepting the connection',
+        data: { presented: info.issuerPin ?? null, pinned: trust.caPin, fingerprint: info.fingerprint },
+      },
+    );
+  }
   if (trust.pin !== undefined) {
     if (sameFingerprint(trust.pin, info.fingerprint)) return null;
     return new DotmeshError(

@@ -5,6 +5,8 @@ import type { KnownTrust } from '../known-servers.ts';
 /**
  * How `dm remote add … --https` decides to trust a server, before any credential is sent:
  * 1. `--trust-fingerprint F`: the certificate must be exactly F (else refused); F is pinned.
+ *    `--trust-ca P`: the certificate must be issued by a CA the server sends whose public key
+ *    has pin P (else refused); P is pinned (`cluster-ca`: any node of that cluster passes).
  * 2. a pin already in known_servers that matches: kept.
  * 3. a certificate the CAs vouch for (chain and host name): trusted through the CAs, no pin.
  * 4. otherwise the fingerprint is shown and the user asked `Trust it? [y/N]`; anything but
@@ -17,6 +19,17 @@ export interface TlsDecision {
   readonly changed: boolean;
 }
 
+/** A `sha256:<64 hex>` CA pin (INVALID_ARGUMENT otherwise). */
+export function checkCaPin(text: string): string {
+  const pin = text.trim().toLowerCase();
+  if (!/^sha256:[0-9a-f]{64}$/.test(pin)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `not a CA pin: ${JSON.stringify(text.slice(0, 100))}`, {
+      hint: "give sha256:<64 hex digits>, as 'dm cluster token create' prints it",
+    });
+  }
+  return pin;
+}
+
 export const UNTRUSTED_PREFIX = "The server's certificate is not trusted: SHA256 fingerprint";
 
 export async function decideTls(
@@ -24,12 +37,30 @@ export async function decideTls(
   host: string,
   port: number,
   trustFingerprint: string | undefined,
+  trustCa?: string,
 ): Promise<TlsDecision> {
   const { probeCertificate, normalizeFingerprint, sameFingerprint } = await import('@dotmesh/rpc/tls');
   const wanted = trustFingerprint === undefined ? undefined : normalizeFingerprint(trustFingerprint);
+  const caPin = trustCa === undefined ? undefined : checkCaPin(trustCa);
   const info = await probeCertificate(host, port);
   const known = (await ctx.knownServers()).get(host, port);
   const where = `${host}:${port}`;
+  if (caPin !== undefined) {
+    if (info.issuerPin !== caPin) {
+      throw new DotmeshError(
+        'PERMISSION_DENIED',
+        `the TLS certificate of ${where} is not issued by the cluster CA ${caPin} given with --trust-ca (${info.issuerPin ? `its issuer is ${info.issuerPin}` : 'the server sent no CA that issued it'})`,
+        {
+          hint: "check the pin ('dm cluster token create' on a node of the cluster prints it); nothing was saved and no credential was sent",
+        },
+      );
+    }
+    return {
+      trust: { kind: 'cluster-ca', caPin },
+      fingerprint: info.fingerprint,
+      changed: !(known?.kind === 'cluster-ca' && known.caPin === caPin),
+    };
+  }
   if (wanted !== undefined) {
     if (!sameFingerprint(wanted, info.fingerprint)) {
       throw new DotmeshError(

@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
-import { decideTls, type TlsDecision } from './remote-tls.ts';
+import type { KnownTrust } from '../known-servers.ts';
+import { checkCaPin, decideTls, type TlsDecision } from './remote-tls.ts';
 
 /**
  * `dm remote [-v]`, `dm remote add <name> <user@host[:port]>`, `dm remote rm <name>`,
@@ -21,7 +22,7 @@ export interface RemoteListItem {
   /** How dm talks to it: http or https (known_servers or port 443); null when the port is deduced. */
   scheme?: 'http' | 'https' | null;
   /** How an https server's certificate is trusted (known_servers); null for http. */
-  trust?: 'pin' | 'ca' | null;
+  trust?: KnownTrust['kind'] | null;
   keyId?: string;
 }
 
@@ -87,6 +88,8 @@ export interface AddRemoteOptions {
   /** Reach it over https (also implied by an `https://` target); see remote-tls.ts. */
   readonly https?: boolean;
   readonly trustFingerprint?: string;
+  /** Trust any certificate of the cluster CA with this pin (`sha256:<hex>`), as a join does. */
+  readonly trustCa?: string;
   /** false: save it without contacting it (`--no-check`). */
   readonly check?: boolean;
 }
@@ -96,7 +99,7 @@ export interface AddRemoteResult {
   switched: boolean;
   /** false when saved with --no-check (neither the server nor the API key was checked). */
   checked: boolean;
-  https?: { fingerprint: string; trust: 'pin' | 'ca' };
+  https?: { fingerprint: string; trust: KnownTrust['kind'] };
   /** The API key goes in clear text over plain HTTP to a host that is not this one. */
   cleartext: boolean;
 }
@@ -126,12 +129,19 @@ export async function addRemote(
   target: string,
   options: AddRemoteOptions = {},
 ): Promise<AddRemoteResult> {
-  const https = options.https === true || /^https:\/\//i.test(target) || options.trustFingerprint !== undefined;
+  const https =
+    options.https === true ||
+    /^https:\/\//i.test(target) ||
+    options.trustFingerprint !== undefined ||
+    options.trustCa !== undefined;
+  if (options.trustFingerprint !== undefined && options.trustCa !== undefined) {
+    throw usage('--trust-fingerprint and --trust-ca: give one of them');
+  }
   const parsed = parseRemoteTarget(target.replace(/^https:\/\//i, ''));
   const { user, hostname } = parsed;
   const port = https && parsed.port === 0 ? 443 : parsed.port;
   const check = options.check !== false;
-  if (!check && https && options.trustFingerprint === undefined && port !== 443) {
+  if (!check && https && options.trustFingerprint === undefined && options.trustCa === undefined && port !== 443) {
     throw usage(
       '--no-check with HTTPS needs --trust-fingerprint <sha256>: without contacting the server there is no certificate to pin',
     );
@@ -156,12 +166,14 @@ export async function addRemote(
   let tls: TlsDecision | undefined;
   if (check) {
     try {
-      tls = https ? await decideTls(ctx, hostname, port, options.trustFingerprint) : undefined;
+      tls = https ? await decideTls(ctx, hostname, port, options.trustFingerprint, options.trustCa) : undefined;
       await (await ctx.clientFor(remote, tls?.trust)).call('Ping', {});
     } catch (e) {
       if (!isDotmeshError(e) || e.code !== 'UNAVAILABLE') throw e;
       throw new DotmeshError('UNAVAILABLE', e.message, { hint: unreachableHint(name, hostname, parsed.port), cause: e });
     }
+  } else if (https && options.trustCa !== undefined) {
+    tls = { trust: { kind: 'cluster-ca', caPin: checkCaPin(options.trustCa) }, fingerprint: '', changed: true };
   } else if (https && options.trustFingerprint !== undefined) {
     const { normalizeFingerprint } = await import('@dotmesh/rpc/tls');
     const fingerprint = normalizeFingerprint(options.trustFingerprint);
@@ -234,9 +246,13 @@ export function register(program: Command, app: CliApp): void {
     .argument('[args...]')
     .option('--https', "talk to it over HTTPS (the server's tlsPort), verifying its certificate by a pin or the CAs")
     .option('--trust-fingerprint <sha256>', 'pin this SHA-256 certificate fingerprint (no prompt; implies --https)')
+    .option(
+      '--trust-ca <pin>',
+      "trust any node of the cluster whose CA has this pin (sha256:<hex>, as 'dm cluster token create' prints it)",
+    )
     .option('--no-check', 'save the remote without contacting it (neither the server nor the API key is checked)')
     .action(
-      action<{ https?: boolean; trustFingerprint?: string; check?: boolean }>(app, async (ctx, args, opts) => {
+      action<{ https?: boolean; trustFingerprint?: string; trustCa?: string; check?: boolean }>(app, async (ctx, args, opts) => {
         const [name, target] = args;
         if (args.length !== 2 || name === undefined || target === undefined) {
           throw usage('Please specify <remote-name> <user@cluster-hostname>');
@@ -244,6 +260,7 @@ export function register(program: Command, app: CliApp): void {
         const data = await addRemote(ctx, name, target, {
           ...(opts.https ? { https: true } : {}),
           ...(opts.trustFingerprint === undefined ? {} : { trustFingerprint: opts.trustFingerprint }),
+          ...(opts.trustCa === undefined ? {} : { trustCa: opts.trustCa }),
           ...(opts.check === false ? { check: false } : {}),
         });
         ctx.reporter.result(data, (d) => [

@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { issuerPin } from '@dotmesh/rpc/tls';
 import { createExec } from '@dotmesh/storage';
 import { MemoryStore } from '@dotmesh/store';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
@@ -121,6 +122,26 @@ describe('join requests and certificates', () => {
       await assert.rejects(signCsr(exec, cluster, { csrPem: tampered, cn: 'x', names: [], usage: 'serverAuth' }), {
         code: 'INVALID_ARGUMENT',
       });
+    } finally {
+      await cleanup.run();
+    }
+  });
+});
+
+describe('the CA pin of a certificate chain', () => {
+  test("issuerPin is the CA's pin only when that CA issued and signed the leaf", async () => {
+    const cleanup = new Cleanup();
+    try {
+      const exec = createExec();
+      const a = await ensureClusterPki({ stateDir: await makeTempDir('pin-a', cleanup), exec, subjectAltNames: ['127.0.0.1'] });
+      const b = await ensureClusterPki({ stateDir: await makeTempDir('pin-b', cleanup), exec, subjectAltNames: ['127.0.0.1'] });
+      const [leafA, caA, caB] = await Promise.all(
+        [a.cert, a.caCert, b.caCert].map(async (f) => new X509Certificate(await readFile(f))),
+      );
+      assert.equal(issuerPin(leafA!.raw, caA!.raw), caPublicKeyHash(caA!));
+      assert.equal(issuerPin(leafA!.raw, caB!.raw), null, 'another CA');
+      assert.equal(issuerPin(leafA!.raw, leafA!.raw), null, 'the leaf itself');
+      assert.equal(issuerPin(leafA!.raw, undefined), null, 'no CA sent');
     } finally {
       await cleanup.run();
     }

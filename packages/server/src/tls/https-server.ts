@@ -6,12 +6,13 @@ import { type Exec, ExecError } from '@dotmesh/storage';
 import type { ApiRoutes } from '../http/servers.ts';
 import { apiRequestHandler } from '../http/servers.ts';
 import type { Logger } from '../log.ts';
-import { defaultSubjectAltNames, ensureClusterPki, LOOPBACK_NAMES } from './pki.ts';
+import { defaultSubjectAltNames, ensureClusterPki, LOOPBACK_NAMES, pkiFiles } from './pki.ts';
 
 /**
  * The API over HTTPS: the same routes as the plain HTTP API port, on `tlsPort`, with either a
- * given certificate or the cluster's generated one (pki.ts). Clients pin the certificate's
- * SHA-256 fingerprint (seen in the handshake) or trust it through a CA.
+ * given certificate or the cluster's generated one (pki.ts), sent with the cluster CA after it.
+ * Clients pin the certificate's SHA-256 fingerprint (seen in the handshake), the cluster CA's
+ * public key, or trust it through a CA.
  */
 export interface TlsMaterial {
   readonly cert: Buffer;
@@ -61,14 +62,18 @@ export async function loadTlsMaterial(o: {
       throw new DotmeshError('INVALID_ARGUMENT', `cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
     }
   };
-  const cert = await read(certFile, 'certificate');
+  const leafPem = await read(certFile, 'certificate');
   const key = await read(keyFile, 'key');
   let leaf: X509Certificate;
   try {
-    leaf = new X509Certificate(cert);
+    leaf = new X509Certificate(leafPem);
   } catch (e) {
     throw new DotmeshError('INVALID_ARGUMENT', `${certFile} is not a PEM certificate: ${(e as Error).message}`);
   }
+  // A generated certificate goes out with the cluster CA after it, so clients can pin the CA.
+  const cert = generated
+    ? Buffer.concat([leafPem, Buffer.from('\n'), await read(pkiFiles(o.stateDir).caCert, 'CA certificate')])
+    : leafPem;
   return { cert, key, fingerprint: leaf.fingerprint256, certFile, generated };
 }
 

@@ -1,9 +1,10 @@
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces, hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
+import { publicKeyPin } from '@dotmesh/rpc/tls';
 import type { Exec } from '@dotmesh/storage';
 
 /**
@@ -286,10 +287,7 @@ export async function ensureNodeCert(o: {
 }
 
 /** The SHA-256 of a certificate's SubjectPublicKeyInfo (DER) as `sha256:<hex>`: a CA's pin, as kubeadm's. */
-export function caPublicKeyHash(cert: X509Certificate): string {
-  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
-  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
-}
+export const caPublicKeyHash = publicKeyPin;
 
 /** A new private key (0600) and a certificate request for it, in `dir`; returns the request (PEM). */
 export async function makeKeyAndCsr(exec: Exec, keyFile: string, cn: string): Promise<string> {
