@@ -2,13 +2,26 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster } from '@dotmesh/testkit';
-import { commitsOf, fileHash, listedMaster, lookup, masterKey, procure, writeRandom } from './cluster-helpers.ts';
+import {
+  commit,
+  commitIds,
+  commitsOf,
+  fileHash,
+  listedMaster,
+  lookup,
+  masterKey,
+  procure,
+  untilMasterEverywhere,
+  writeRandom,
+} from './cluster-helpers.ts';
 
 /**
  * The original's TestStressHandover: a dot mounted on every node of a three-node cluster in
  * turn, ten rounds. Each mount moves the branch there (a handoff) with what the previous node
  * wrote, committed by the handoff; the data's hash is checked at every step, and so are the
  * master key, the master every node names and the history (one migration commit per move).
+ * Then, on the same cluster, `dm cluster remove-node`: a live node's branches move off it
+ * first; a node gone for good is refused, naming its branches, until --force gives them away.
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 const ROUNDS = 10;
@@ -46,5 +59,57 @@ describe('handover stress: ten rounds of mounting on every node', { skip }, () =
       }
     }
     assert.equal(moves, ROUNDS * 3 - 1);
+  });
+
+  test('dm cluster remove-node of a node that masters branches: they move off it first, with their data', async () => {
+    const [n1, n2, n3] = nodes as [DotmeshNode, DotmeshNode, DotmeshNode];
+    await n2.ok(['init', 'leaving']);
+    await writeRandom(n2, 'leaving', 'data');
+    await commit(n2, 'leaving', 'on node 2');
+    await n2.admin.call('Branch', {
+      Namespace: 'admin',
+      Name: 'leaving',
+      SourceBranch: '',
+      NewBranchName: 'side',
+      SourceCommitId: (await commitsOf(n2, 'leaving')).at(-1)!.Id,
+    });
+    const uncommitted = await writeRandom(n2, 'leaving', 'data');
+    const out = await n1.ok(['cluster', 'remove-node', n2.nodeId]);
+    assert.match(out, new RegExp(`Moved 2 branch\\(es\\) of node ${n2.nodeId} to ${n1.nodeId}: leaving, leaving@side\\.`));
+    assert.match(out, /can leave now: on its host, 'dm cluster stop'/);
+    await untilMasterEverywhere(nodes, 'leaving', n1.nodeId);
+    assert.equal(await fileHash(join(await procure(n1, 'leaving'), 'data')), uncommitted, 'the uncommitted data moved too');
+    const all = await n3.admin.call('AllDotsAndBranches', null);
+    const mastered = all.Dots.flatMap((d) => [d.MasterBranch, ...(d.OtherBranches ?? [])]).filter((v) => v.Master === n2.nodeId);
+    assert.deepEqual(mastered, [], 'node 2 masters nothing now');
+    assert.match(await n1.ok(['cluster', 'remove-node', n2.nodeId]), /masters no branch/);
+  });
+
+  test('dm cluster remove-node of a node gone for good: refused naming its branches, then given away with --force', async () => {
+    const [n1, , n3] = nodes as [DotmeshNode, DotmeshNode, DotmeshNode];
+    await n1.ok(['init', 'stranded']);
+    await writeRandom(n1, 'stranded', 'data');
+    const shared = await commit(n1, 'stranded', 'held by node 1 too');
+    await procure(n3, 'stranded');
+    await writeRandom(n3, 'stranded', 'data');
+    const only3 = await commit(n3, 'stranded', 'only node 3 holds this');
+    await procure(n1, 'stress'); // the stress test's dot ends on node 3: move it off first
+    await n3.kill9();
+    // Until its lease expires node 3 counts as live; then it is gone.
+    const deadline = Date.now() + 30_000;
+    while ((await n1.admin.call('AllDotsAndBranches', null)).Servers.some((s) => s.Id === n3.nodeId)) {
+      assert.ok(Date.now() < deadline, 'node 3 is still live 30 s after kill -9');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const refused = await n1.fails(['cluster', 'remove-node', n3.nodeId]);
+    assert.match(refused, new RegExp(`node ${n3.nodeId} is not live and masters 1 branch\\(es\\): stranded`));
+    assert.match(refused, /--force/);
+    assert.equal(await listedMaster(n1, 'stranded'), n3.nodeId, 'nothing changed');
+    const forced = await n1.ok(['cluster', 'remove-node', n3.nodeId, '--force']);
+    assert.match(forced, new RegExp(`Gave 1 branch\\(es\\) of node ${n3.nodeId} to ${n1.nodeId}: stranded\\.`));
+    assert.equal(await listedMaster(n1, 'stranded'), n1.nodeId);
+    const history = await commitIds(n1, 'stranded');
+    assert.ok(history.includes(shared), 'node 1 continues from the commits it holds');
+    assert.ok(!history.includes(only3), 'the commit only node 3 held is missing, as documented');
   });
 });

@@ -109,7 +109,6 @@ export interface CommitSize {
 /** commit id → its space. */
 export type CommitSizesResult = Record<string, CommitSize>;
 
-/** The node's pool (an addition of this server). */
 /** A join token (without its secret). UsesLeft null: any number of joins until it expires. */
 export interface JoinTokenInfo {
   Id: string;
@@ -128,6 +127,7 @@ export interface JoinTokenCreated extends JoinTokenInfo {
   CaHash: string;
 }
 
+/** The node's pool (an addition of this server). */
 export interface PoolStatus {
   NodeId: string;
   FormatVersion: number;

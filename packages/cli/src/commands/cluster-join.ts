@@ -100,6 +100,20 @@ export function registerJoin(cluster: Command, app: CliApp): void {
       }),
     );
 
+  cluster
+    .command('remove-node')
+    .summary("Take a node's branches off it so it can leave the cluster (a live node's move; a gone node's with --force)")
+    .argument('[args...]')
+    .option('--to <node>', "the live node that gets them (default: the current remote's node)")
+    .option('--force', 'a node that is gone: give its branches to --to without handing them over')
+    .action(
+      action<{ to?: string; force?: boolean }>(app, async (ctx, args, f) => {
+        if (args.length !== 1) throw usage('dm cluster remove-node takes one argument: the node id.');
+        const { removeNode, renderRemoveNode } = await import('../cluster/remove-node.ts');
+        ctx.reporter.result(await removeNode(ctx, { node: args[0]!, to: f.to, force: f.force === true }), renderRemoveNode);
+      }),
+    );
+
   const token = cluster.command('token').summary('Make, list or delete the tokens hosts join the cluster with');
   token
     .command('create')

@@ -1,0 +1,94 @@
+import { DotmeshError, formatDotName } from '@dotmesh/core';
+import type { DotmeshVolume } from '@dotmesh/rpc';
+import type { CommandContext } from '../context.ts';
+
+/**
+ * `dm cluster remove-node <node> [--to <node>] [--force]`, run against any node of the cluster
+ * (the current remote): takes a node's branches off it so it can leave.
+ * - A live node: every branch it masters is handed to `--to` (default: the current remote's
+ *   node) by MoveBranch — committed data and uncommitted changes move with it. A branch that
+ *   cannot move (in use there, …) is named in the error; the ones moved before stay moved.
+ * - A node that is gone (no live lease): its branches cannot be handed over. Without `--force`
+ *   the command refuses, naming them; with it, their master keys go to `--to`
+ *   (ForceBranchMasterById), which continues from the commits it holds.
+ * The node itself is then stopped or reset on its host (`dm cluster stop` / `reset`); its own
+ * keys vanish with its lease. No etcd member is removed: the cluster's etcd is not Dotmesh's.
+ */
+export interface RemoveNodeResult {
+  readonly node: string;
+  readonly live: boolean;
+  readonly to: string;
+  /** `ns/name[@branch]` of every branch given to `to`. */
+  readonly moved: string[];
+  readonly forced: boolean;
+}
+
+const NODE_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+function branchName(v: DotmeshVolume): string {
+  const dot = formatDotName({ namespace: v.Name.Namespace, name: v.Name.Name });
+  return v.Branch === '' ? dot : `${dot}@${v.Branch}`;
+}
+
+export async function removeNode(
+  ctx: CommandContext,
+  o: { node: string; to: string | undefined; force: boolean },
+): Promise<RemoveNodeResult> {
+  if (!NODE_RE.test(o.node))
+    throw new DotmeshError('INVALID_ARGUMENT', `${JSON.stringify(o.node.slice(0, 80))} is not a node id`);
+  const all = await ctx.call('AllDotsAndBranches', {});
+  const here = (await ctx.call('PoolInfo', {})).NodeId;
+  const live = all.Servers.some((s) => s.Id === o.node);
+  const to = o.to ?? here;
+  if (to === o.node) {
+    throw new DotmeshError('INVALID_ARGUMENT', `cannot give the branches of ${o.node} to itself`, {
+      hint: 'give --to <another live node>, or run the command against another node (dm remote switch)',
+    });
+  }
+  if (!all.Servers.some((s) => s.Id === to)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `${to} is not a live node of this cluster`, {
+      hint: `the live nodes: ${all.Servers.map((s) => s.Id).join(', ')}`,
+    });
+  }
+  const mastered = all.Dots.flatMap((d) => [d.MasterBranch, ...(d.OtherBranches ?? [])]).filter((v) => v.Master === o.node);
+  if (!live && !o.force && mastered.length > 0) {
+    throw new DotmeshError(
+      'IN_USE',
+      `node ${o.node} is not live and masters ${mastered.length} branch(es): ${mastered.map(branchName).join(', ')}`,
+      {
+        hint: `they cannot be handed over from a node that is gone: start it again and retry, or give them to ${to} with --force (the commits only ${o.node} held are then missing)`,
+        data: { branches: mastered.map((v) => v.Id) },
+      },
+    );
+  }
+  const moved: string[] = [];
+  for (const v of mastered) {
+    try {
+      if (live) await ctx.call('MoveBranch', { BranchId: v.Id, Node: to });
+      else await ctx.call('ForceBranchMasterById', { FilesystemId: v.Id, Master: to });
+    } catch (e) {
+      const left = mastered.filter((m) => !moved.includes(branchName(m))).map(branchName);
+      throw new DotmeshError(
+        e instanceof DotmeshError ? e.code : 'INTERNAL',
+        `cannot move ${branchName(v)} off node ${o.node}: ${(e as Error).message}`,
+        {
+          hint: `${moved.length > 0 ? `moved already: ${moved.join(', ')}; ` : ''}still on ${o.node}: ${left.join(', ')}. ${e instanceof DotmeshError && e.hint ? e.hint : 'fix that and run the command again'}`,
+          data: { moved, left },
+        },
+      );
+    }
+    moved.push(branchName(v));
+  }
+  return { node: o.node, live, to, moved, forced: !live && mastered.length > 0 };
+}
+
+export function renderRemoveNode(r: RemoveNodeResult): string[] {
+  return [
+    r.moved.length === 0
+      ? `Node ${r.node} masters no branch.`
+      : `${r.forced ? 'Gave' : 'Moved'} ${r.moved.length} branch(es) of node ${r.node} to ${r.to}: ${r.moved.join(', ')}.`,
+    r.live
+      ? `Node ${r.node} can leave now: on its host, 'dm cluster stop' (or 'dm cluster reset --destroy-data' to free the host).`
+      : `Node ${r.node} is gone; its own keys went with its lease.`,
+  ];
+}
