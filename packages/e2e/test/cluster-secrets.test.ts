@@ -55,6 +55,7 @@ describe('canary credentials never leak on a cluster (R5, two nodes, three etcd 
       cleanup,
       nodes: 2,
       etcdMembers: 3,
+      spareHosts: 1,
       apiKey: CANARY_KEY,
       password: CANARY_PASSWORD,
     });
@@ -172,6 +173,32 @@ describe('canary credentials never leak on a cluster (R5, two nodes, three etcd 
         assert.deepEqual(leaks(content), [], `${f} leaks`);
         assert.ok(!content.includes(caKeyBody.slice(0, 40)), `${f} holds the CA key`);
       }
+    }
+  });
+
+  test('a host joins while one of the three etcd members is down, and leaves no secret either', async () => {
+    await cluster.etcd.kill9Member(2);
+    try {
+      const n3 = await cluster.addNode({ host: cluster.spares[0]! }).catch(async (e: unknown) => {
+        throw new Error(`${(e as Error).message}\n${await cluster.logs(3000)}`, { cause: e });
+      });
+      const secret = cluster.joinTokens.at(-1)!.split('.')[1]!;
+      const servers = (await n1.admin.call('AllDotsAndBranches', null)).Servers.map((sv) => sv.Id);
+      assert.ok(servers.includes(n3.nodeId), 'node 1 sees the node that joined');
+      assert.deepEqual(await n3.admin.call('List', null), await n1.admin.call('List', null), 'it answers for the cluster');
+      for (const f of await filesUnder(n3.dir)) {
+        const content = await readFile(f);
+        assert.ok(!content.includes(secret), `${f} holds the token secret`);
+        assert.ok(!content.toString('utf8').replaceAll('\n', '').includes(caKeyBody), `${f} holds the CA key`);
+      }
+      for (const pid of processTree(n3.process.pid)) {
+        for (const part of ['cmdline', 'environ']) {
+          const text = await readFile(`/proc/${pid}/${part}`).catch(() => Buffer.alloc(0));
+          assert.ok(!text.includes(secret), `/proc/${pid}/${part}`);
+        }
+      }
+    } finally {
+      await cluster.etcd.startMember(2);
     }
   });
 });

@@ -24,6 +24,10 @@ export interface NetnsEtcd {
   keys(prefix?: string): Promise<Array<{ key: string; value: string; lease: number }>>;
   /** SIGKILLs every member; resolves once they are gone. */
   kill9(): Promise<void>;
+  /** SIGKILLs member `index` only; resolves once the others are healthy (they keep quorum when there are three). */
+  kill9Member(index: number): Promise<void>;
+  /** Starts member `index` again on its data directory; resolves once it reports healthy. */
+  startMember(index: number): Promise<void>;
   /** Starts every member again on its data directory; resolves once the cluster is healthy. */
   start(): Promise<void>;
   /** etcd lost entirely: kills every member, deletes its data and starts a new, empty cluster on the same ports. */
@@ -52,28 +56,29 @@ export async function startEtcdIn(o: StartEtcdInOptions): Promise<NetnsEtcd> {
   const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
   let procs: TrackedProcess[] = [];
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  let token = '';
+  const spawnMember = (m: (typeof members)[number]) =>
+    host.spawn(
+      'etcd',
+      [
+        `--name=${m.name}`,
+        `--data-dir=${m.dataDir}`,
+        `--listen-client-urls=${m.client}`,
+        `--advertise-client-urls=${m.client}`,
+        `--listen-peer-urls=${m.peer}`,
+        `--initial-advertise-peer-urls=${m.peer}`,
+        `--initial-cluster=${initialCluster}`,
+        '--initial-cluster-state=new',
+        `--initial-cluster-token=${token}`,
+        '--logger=zap',
+        '--log-outputs=stderr',
+      ],
+      { cleanup, env },
+    );
   const start = async () => {
     // A new token per start of a new cluster: members of a wiped cluster never meet old data.
-    const token = `dmtest-${randomBytes(4).toString('hex')}`;
-    procs = members.map((m) =>
-      host.spawn(
-        'etcd',
-        [
-          `--name=${m.name}`,
-          `--data-dir=${m.dataDir}`,
-          `--listen-client-urls=${m.client}`,
-          `--advertise-client-urls=${m.client}`,
-          `--listen-peer-urls=${m.peer}`,
-          `--initial-advertise-peer-urls=${m.peer}`,
-          `--initial-cluster=${initialCluster}`,
-          '--initial-cluster-state=new',
-          `--initial-cluster-token=${token}`,
-          '--logger=zap',
-          '--log-outputs=stderr',
-        ],
-        { cleanup, env },
-      ),
-    );
+    token = `dmtest-${randomBytes(4).toString('hex')}`;
+    procs = members.map(spawnMember);
     await waitFor(
       async () => {
         for (const p of procs) {
@@ -120,6 +125,33 @@ export async function startEtcdIn(o: StartEtcdInOptions): Promise<NetnsEtcd> {
     },
     kill9,
     start,
+    async kill9Member(index) {
+      const p = procs[index];
+      if (!p) throw new Error(`no etcd member ${index}`);
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await p.exited;
+      // The others elect a leader among themselves (etcd's /health is false without one).
+      const others = members.filter((_, i) => i !== index);
+      await waitFor(async () => (await Promise.all(others.map((m) => health(host, m.client)))).every(Boolean), {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: `the etcd members but ${members[index]!.name} to be healthy`,
+      });
+    },
+    async startMember(index) {
+      const m = members[index];
+      if (!m) throw new Error(`no etcd member ${index}`);
+      procs[index] = spawnMember(m);
+      await waitFor(() => health(host, m.client), {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: `etcd member ${m.name} to be healthy`,
+      });
+    },
     async wipe() {
       await kill9();
       await Promise.all(members.map((m) => rm(m.dataDir, { recursive: true, force: true })));
