@@ -369,4 +369,63 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.deepEqual(await etcdFacts(), before, 'nothing in etcd changed');
     assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id}\\s+\\S+\\s+1$`, 'm'), 'the token was not used');
   });
+
+  test('a single-node cluster moves from the embedded store to etcd with one init: dots, branches, users and a process using a dot are kept', async () => {
+    const etcd2 = await startEtcdIn({ cleanup, host: etcd.host });
+    const m = await node(n3.host);
+    await m.ok(['cluster', 'init', ...m.nodeArgs(), '--cluster-port', '0']);
+    await m.ok(['init', 'kept']);
+    const mnt = join(m.home, 'kept-mnt');
+    await m.ok(['mount', 'kept', mnt]);
+    await writeFile(join(mnt, 'committed'), 'one');
+    await m.ok(['switch', 'kept']);
+    await m.ok(['commit', '-m', 'before the move']);
+    await m.ok(['checkout', '-b', 'side']);
+    await m.ok(['checkout', 'master']);
+    await writeFile(join(mnt, 'uncommitted'), 'two');
+    await m.ok([
+      'debug',
+      'RegisterNewUser',
+      JSON.stringify({ Name: 'bob', Email: 'bob@example.com', Password: 'bob-password-1' }),
+    ]);
+    // A process working in the dot (as a container would) keeps running across the move.
+    const worker = m.host.spawn('sh', ['-c', `cd ${mnt} && exec sleep 600`], { cleanup });
+    const before = { log: await m.ok(['log']), branches: await m.ok(['branch']), list: await m.ok(['list', '-H']) };
+    const apiKey = (JSON.parse(await m.ok(['debug', 'GetApiKey'])) as { ApiKey: string }).ApiKey;
+
+    await m.ok(['cluster', 'stop', '--use-pool-dir', m.poolDir]);
+    const out = await m.ok([
+      'cluster',
+      'init',
+      ...m.nodeArgs(),
+      '--store',
+      'etcd',
+      '--etcd-endpoints',
+      etcd2.endpoints.join(','),
+    ]);
+    assert.match(out, /Moving the cluster store .*store\.db into etcd at/);
+    assert.match(out, /The cluster keeps its admin password, API keys and users/);
+    assert.ok(existsSync(join(m.poolDir, 'server', 'store.db.imported')), 'the embedded store is kept as a backup');
+    assert.equal((JSON.parse(await m.ok(['debug', 'GetApiKey'])) as { ApiKey: string }).ApiKey, apiKey, 'the same admin key');
+    assert.equal(await m.ok(['log']), before.log);
+    assert.equal(await m.ok(['branch']), before.branches);
+    assert.equal(await m.ok(['list', '-H']).then((l) => l.split('\t')[0]), before.list.split('\t')[0]);
+    assert.equal(await readFile(join(mnt, 'uncommitted'), 'utf8'), 'two', 'uncommitted data is still there');
+    assert.equal(
+      await readFile(join('/proc', String(worker.pid), 'cwd', 'committed'), 'utf8'),
+      'one',
+      'the worker still sees its files',
+    );
+    await m.ok(['remote', 'add', 'asbob', `bob@${m.host.address}:${m.port}`], { DOTMESH_PASSWORD: 'bob-password-1' });
+    const keys = (await etcd2.keys('dotmesh.io/')).map((kv) => kv.key);
+    assert.ok(
+      keys.some((k) => k.startsWith('dotmesh.io/registry/filesystems/admin/kept')),
+      'the dot is in etcd',
+    );
+    assert.ok(
+      keys.some((k) => k.startsWith('dotmesh.io/users/nameidx/bob')),
+      'bob is in etcd',
+    );
+    await worker.stop();
+  });
 });

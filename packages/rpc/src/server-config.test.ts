@@ -35,6 +35,7 @@ describe('server config', () => {
       initialAdminFile: '/var/lib/dotmesh/server/initial-admin.json',
       join: null,
       joinTokenFile: '/var/lib/dotmesh/server/join-token',
+      importStoreFile: null,
       listenHost: '0.0.0.0',
       port: 32607,
       checkPort: 32608,

@@ -112,6 +112,11 @@ export interface ServerConfig {
   readonly join: { readonly address: string; readonly caHash: string } | null;
   /** 0600: the join token `dm cluster join` leaves for the server (default `<stateDir>/join-token`). */
   readonly joinTokenFile: string;
+  /**
+   * A node moving from the embedded store to etcd: this embedded store file is copied into etcd
+   * at start while it exists (then renamed `<file>.imported`); null: nothing to move.
+   */
+  readonly importStoreFile: string | null;
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -175,6 +180,7 @@ export const serverConfigFileSchema = z.object({
     .nullable()
     .default(null),
   joinTokenFile: absPath.optional(),
+  importStoreFile: absPath.nullable().default(null),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -203,6 +209,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     initialAdminFile: c.initialAdminFile ?? join(stateDir, 'initial-admin.json'),
     join: c.join,
     joinTokenFile: c.joinTokenFile ?? join(stateDir, 'join-token'),
+    importStoreFile: c.importStoreFile,
     listenHost: c.listenHost,
     port: c.port,
     checkPort: c.checkPort,

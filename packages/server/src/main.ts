@@ -8,6 +8,7 @@ import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, type Exec, openP
 import { joinCluster } from './cluster/join-client.ts';
 import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
+import { importEmbeddedStore } from './import-store.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
 import { HostSpaceGuard } from './pool/host-space-guard.ts';
@@ -187,6 +188,9 @@ async function serve(initialConfig: ServerConfig, configFile: string): Promise<v
           });
     if (tls) logger.info({ certFile: tls.certFile, generated: tls.generated, sha256: tls.fingerprint }, 'TLS certificate');
     const store = await openConfiguredStore(config);
+    if (config.store === 'etcd' && config.importStoreFile) {
+      await importEmbeddedStore({ file: config.importStoreFile, target: store, logger });
+    }
     // A copied pool is refused as a clash before this node's certificate is looked at.
     if (config.clusterPort !== 0) {
       await refuseClash(store, { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort });

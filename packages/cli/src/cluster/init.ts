@@ -214,6 +214,18 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   let config = initServerConfig(o.poolDir, previous.existing ? previous.config : null, wantedSettings(o), o.given);
   checkClusterSettings(config, o);
   const serverConfigFile = previous.file;
+  // A single-node cluster moving from the embedded store to etcd takes its store along.
+  const moving =
+    previous.existing &&
+    previous.config.store === 'embedded' &&
+    config.store === 'etcd' &&
+    (await exists(previous.config.storeFile));
+  if (moving) {
+    config = { ...config, importStoreFile: previous.config.storeFile };
+    say(
+      `Moving the cluster store ${previous.config.storeFile} into etcd at ${config.etcdEndpoints.join(',')} (the server copies it at start)`,
+    );
+  }
   const poolFileSize = config.existingMount ? null : await fileSize(config.poolFile);
   if (poolFileSize !== null && poolFileSize !== config.poolSizeBytes) {
     if (o.given === undefined || o.given.has('poolSizeBytes')) {
