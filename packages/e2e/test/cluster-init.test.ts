@@ -354,6 +354,68 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     await n1.ok(['cluster', 'start', '--use-pool-dir', n1.poolDir, '--server-bin', SERVER_BUNDLE]);
   });
 
+  test('a pool whose node is live is refused as a clash; once its lease expired, it rejoins as that node with new certificates', async () => {
+    // The spare host joined through node 2 (the test before). A join naming its live node id is
+    // refused by the node, and uses no token: sent by hand, with a request for a fresh key.
+    const spareId = await nodeId(spare);
+    const t = await token('rejoin');
+    const [id, secret] = (await readFile(t.file, 'utf8')).trim().split('.') as [string, string];
+    const dir = await makeTempDir('clash', cleanup);
+    await n1.host.exec('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=x',
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'r.csr'),
+    ]);
+    const body = JSON.stringify({
+      Token: `${id}.${secret}`,
+      NodeId: spareId,
+      NodeCsr: await readFile(join(dir, 'r.csr'), 'utf8'),
+      Addresses: [n1.host.address],
+      HttpsCsr: null,
+    });
+    await writeFile(join(dir, 'body.json'), body, { mode: 0o600 });
+    const { stdout } = await n1.host.exec('curl', [
+      '-sS',
+      '--cacert',
+      join(n1.poolDir, 'server', 'tls', 'ca.pem'),
+      '-H',
+      'Content-Type: application/json',
+      '--data-binary',
+      `@${join(dir, 'body.json')}`,
+      '-w',
+      '\n%{http_code}',
+      `https://${n1.host.address}:${n1.clusterPort}/join/v1/node`,
+    ]);
+    assert.match(stdout, /\n409$/, stdout);
+    assert.match(stdout, new RegExp(`node id ${spareId} is already live at ${spare.host.address.replaceAll('.', '\\.')}`));
+    assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id}\\s+\\S+\\s+1$`, 'm'), 'the token was not used');
+
+    // The spare's node goes away; once its lease expired, the same pool joins again as that node.
+    const before = new X509Certificate(await readFile(join(spare.poolDir, 'server', 'tls', 'node.pem')));
+    await spare.ok(['cluster', 'stop', '--use-pool-dir', spare.poolDir]);
+    const deadline = Date.now() + 30_000;
+    while ((await etcd.keys(`dotmesh.io/servers/addresses/${spareId}`)).length > 0) {
+      assert.ok(Date.now() < deadline, 'the stopped node’s lease did not expire within 30 s');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const out = await spare.ok(joinArgs(spare, t));
+    assert.match(out, /this node joined the cluster through/);
+    assert.equal(await nodeId(spare), spareId, 'the same node');
+    const after = new X509Certificate(await readFile(join(spare.poolDir, 'server', 'tls', 'node.pem')));
+    assert.notEqual(after.serialNumber, before.serialNumber, 'a newly issued certificate');
+    assert.ok(after.subject.split('\n').includes(`CN=${spareId}`));
+  });
+
   test('a host whose node belongs to another cluster is refused before it sends its token', async () => {
     // The spare host runs a cluster of its own first (on a pool dir of its own), then that node
     // tries to join this cluster.

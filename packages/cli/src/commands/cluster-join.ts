@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
-import { DEFAULT_CLUSTER_PORT, parseSize } from '@dotmesh/rpc/server-defaults';
+import { DEFAULT_CLUSTER_PORT } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
 import type { InitSetting } from '../cluster/init.ts';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
-import { addNodeOptions, dockerFlags, givenSettings, type InitFlags, portOption, tlsFlags } from './cluster.ts';
+import { addNodeOptions, dockerFlags, givenSettings, type InitFlags, nodeFlags, portOption, tlsFlags } from './cluster.ts';
 
 /**
  * `dm cluster join <host:port> --ca-hash sha256:<hex> --token-file <file>`: starts this host's
@@ -76,15 +76,7 @@ export function registerJoin(cluster: Command, app: CliApp): void {
           given.add(s as InitSetting);
         }
         const result = await clusterInit(ctx, {
-          poolDir: resolve(f.usePoolDir),
-          poolSizeBytes: parseSize(f.poolSize),
-          sparse: f.sparse === true,
-          existingMount: f.useExistingMount ?? null,
-          port: f.port,
-          checkPort: f.checkPort,
-          listenHost: f.listen,
-          serverBin: f.serverBin,
-          systemd: f.systemd,
+          ...nodeFlags(f),
           store: 'etcd',
           etcdEndpoints: [],
           etcdCertFile: f.etcdCertFile === undefined ? null : resolve(f.etcdCertFile),

@@ -89,6 +89,21 @@ export function givenSettings(cmd: Command): Set<InitSetting> {
   return given;
 }
 
+/** The pool, ports and server of the node from the flags `addNodeOptions` defines. */
+export function nodeFlags(f: InitFlags) {
+  return {
+    poolDir: resolve(f.usePoolDir),
+    poolSizeBytes: parseSize(f.poolSize),
+    sparse: f.sparse === true,
+    existingMount: f.useExistingMount ?? null,
+    port: f.port,
+    checkPort: f.checkPort,
+    listenHost: f.listen,
+    serverBin: f.serverBin,
+    systemd: f.systemd,
+  };
+}
+
 /** The Docker part of the server config from the init flags ("none": no plugin). */
 export function dockerFlags(f: InitFlags) {
   return {
@@ -205,15 +220,7 @@ With --store etcd it starts the first node of a cluster meant to grow, on that e
         // Loaded on demand: the cluster code (and the config schema) is not needed by other commands.
         const { clusterInit, renderClusterInit } = await import('../cluster/init.ts');
         const result = await clusterInit(ctx, {
-          poolDir: resolve(f.usePoolDir),
-          poolSizeBytes: parseSize(f.poolSize),
-          sparse: f.sparse === true,
-          existingMount: f.useExistingMount ?? null,
-          port: f.port,
-          checkPort: f.checkPort,
-          listenHost: f.listen,
-          serverBin: f.serverBin,
-          systemd: f.systemd,
+          ...nodeFlags(f),
           ...storeFlags(f),
           ...tlsFlags(f),
           ...dockerFlags(f),

@@ -184,6 +184,34 @@ function leafExtensions(names: readonly string[], usage: string): string {
   ].join('\n');
 }
 
+/** `openssl x509 -req`: the CA signs `csr` with the extensions in `ext` (and `subject` instead of the request's). */
+async function signRequest(
+  exec: Exec,
+  f: ClusterPkiFiles,
+  o: { csr: string; ext: string; out: string; subject?: string },
+): Promise<void> {
+  await exec.run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    o.csr,
+    ...(o.subject === undefined ? [] : ['-subj', o.subject]),
+    '-CA',
+    f.caCert,
+    '-CAkey',
+    f.caKey,
+    '-set_serial',
+    serial(),
+    '-days',
+    '825',
+    '-sha256',
+    '-extfile',
+    o.ext,
+    '-out',
+    o.out,
+  ]);
+}
+
 /** A random positive 128-bit serial number. */
 function serial(): string {
   return `0x${randomBytes(16)
@@ -205,25 +233,7 @@ async function issueLeaf(
   await genKey(exec, key);
   await exec.run('openssl', ['req', '-new', '-key', key, '-subj', `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}`, '-out', csr]);
   await writeFile(ext, leafExtensions(o.names, o.usage), { mode: 0o600 });
-  await exec.run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    f.caCert,
-    '-CAkey',
-    f.caKey,
-    '-set_serial',
-    serial(),
-    '-days',
-    '825',
-    '-sha256',
-    '-extfile',
-    ext,
-    '-out',
-    cert,
-  ]);
+  await signRequest(exec, f, { csr, ext, out: cert });
   await rm(csr, { force: true });
   await rm(ext, { force: true });
   await rename(key, o.key);
@@ -327,28 +337,7 @@ export async function signCsr(
     await exec.run('openssl', ['req', '-in', csr, '-noout']).catch(() => {
       throw badRequest();
     });
-    const signing = exec.run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-subj',
-      `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}`,
-      '-CA',
-      f.caCert,
-      '-CAkey',
-      f.caKey,
-      '-set_serial',
-      serial(),
-      '-days',
-      '825',
-      '-sha256',
-      '-extfile',
-      ext,
-      '-out',
-      out,
-    ]);
-    await signing.catch((e: unknown) => {
+    await signRequest(exec, f, { csr, ext, out, subject: `/O=dotmesh/CN=${o.cn.replace(/[/=]/g, '_')}` }).catch((e: unknown) => {
       throw /self-signature|signature/i.test(String((e as Error).message)) ? badRequest() : e;
     });
     return await readFile(out, 'utf8');
