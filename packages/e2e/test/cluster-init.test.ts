@@ -489,5 +489,14 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       'bob is in etcd',
     );
     await worker.stop();
+    // A push from this cluster to the three-node one, whose node it trusts by the CA pin.
+    const { caHash } = await token('for-the-push', ['--ttl', '60s']);
+    const { ApiKey } = JSON.parse(await n1.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
+    await m.ok(['remote', 'add', 'prod', `admin@${n1.host.address}:${n1.tlsPort}`, '--trust-ca', caHash], {
+      DOTMESH_PASSWORD: ApiKey,
+    });
+    await m.ok(['remote', 'switch', 'local']);
+    await m.ok(['push', 'prod', 'kept']);
+    assert.match(await n2.ok(['list', '-H']), /^kept\t/m, 'the pushed dot is in the three-node cluster');
   });
 });

@@ -185,7 +185,7 @@ function transferFields() {
   };
 }
 
-/** TransferRequest, plus our optional PeerCertSha256 pin and PeerHttps. */
+/** TransferRequest, plus our optional PeerCertSha256 pin, PeerHttps and PeerCaPin. */
 function transferRequestSchema() {
   return z.object({
     ...transferFields(),
@@ -198,6 +198,11 @@ function transferRequestSchema() {
     PeerCertSha256: str(),
     /** Dial the peer over HTTPS verified by the system CAs (implied by port 443 or a pin). */
     PeerHttps: bool(),
+    /**
+     * The pin of the peer cluster's CA (`sha256:<hex>`, as `dm remote add --trust-ca`): the peer
+     * is dialled over HTTPS and its certificate must be issued by a CA of that key.
+     */
+    PeerCaPin: str().optional(),
   });
 }
 

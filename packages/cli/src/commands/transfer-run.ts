@@ -62,8 +62,9 @@ export async function transferRequest(ctx: CommandContext, plan: TransferPlan): 
     StashDivergence: plan.stashDivergence,
     ...(trust?.kind === 'pin' ? { PeerCertSha256: trust.fingerprint } : {}),
     ...(trust?.kind === 'ca' ? { PeerHttps: true } : {}),
+    ...(trust?.kind === 'cluster-ca' ? { PeerCaPin: trust.caPin } : {}),
   };
-  // The two optional fields are left out rather than sent empty: the server reads a missing
+  // The optional fields are left out rather than sent empty: the server reads a missing
   // field as its zero value.
   return params as CallParamsOf<'Transfer'>;
 }

@@ -128,6 +128,7 @@ export class TransferEngine {
         apiKey: req.ApiKey,
         certSha256: req.PeerCertSha256,
         https: req.PeerHttps,
+        ...(req.PeerCaPin ? { caPin: req.PeerCaPin } : {}),
       },
       this.#ctx.storage.kind,
       timing.idleTimeoutMs,

@@ -1,5 +1,5 @@
 import { DotmeshError } from '@dotmesh/core';
-import { normalizeFingerprint } from '@dotmesh/rpc/tls';
+import { CA_PIN_RE, normalizeFingerprint } from '@dotmesh/rpc/tls';
 import { PeerSide } from './peer-side.ts';
 import { type Hello, PROTOCOL_NAME, PROTOCOL_VERSIONS } from './side.ts';
 
@@ -19,6 +19,8 @@ export interface PeerRequest {
   /** Pinned certificate fingerprint ("" = none). */
   readonly certSha256: string;
   readonly https: boolean;
+  /** Pin of the peer cluster's CA, `sha256:<hex>` ("" or absent = none). */
+  readonly caPin?: string;
 }
 
 /**
@@ -43,11 +45,17 @@ export async function connectPeer(
     });
   }
   const pin = r.certSha256 === '' ? undefined : normalizeFingerprint(r.certSha256);
+  const caPin = r.caPin === undefined || r.caPin === '' ? undefined : r.caPin.toLowerCase();
+  if (caPin !== undefined && !CA_PIN_RE.test(caPin)) {
+    throw new DotmeshError('INVALID_ARGUMENT', `invalid PeerCaPin ${JSON.stringify(caPin.slice(0, 100))}`, {
+      hint: 'sha256:<64 hex digits>, as dm cluster token create prints it',
+    });
+  }
   const host = r.host.includes(':') && !r.host.startsWith('[') ? `[${r.host}]` : r.host;
   const candidates =
     r.port !== 0
-      ? [{ https: pin !== undefined || r.https || r.port === 443, port: r.port }]
-      : pin !== undefined || r.https
+      ? [{ https: pin !== undefined || caPin !== undefined || r.https || r.port === 443, port: r.port }]
+      : pin !== undefined || caPin !== undefined || r.https
         ? [{ https: true, port: 443 }]
         : DEDUCED;
   let lastError: unknown;
@@ -56,7 +64,14 @@ export async function connectPeer(
       baseUrl: `${c.https ? 'https' : 'http'}://${host}:${c.port}`,
       user: r.user,
       apiKey: r.apiKey,
-      ...(c.https ? { tls: { ...(pin ? { pin, pinSource: 'the PeerCertSha256 of the transfer' } : {}) } } : {}),
+      ...(c.https
+        ? {
+            tls: {
+              ...(pin ? { pin, pinSource: 'the PeerCertSha256 of the transfer' } : {}),
+              ...(caPin ? { caPin, pinSource: 'the PeerCaPin of the transfer' } : {}),
+            },
+          }
+        : {}),
       idleTimeoutMs,
     });
     let hello: Hello;
