@@ -186,6 +186,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     for (const n of [n2, n3]) {
       const t = await token(`join-${n.host.address}`);
       assert.equal(t.address, `${n1.host.address}:${n1.clusterPort}`);
+      assert.ok(first.includes(`Cluster CA pin ${t.caHash}: `), 'init printed the same pin');
       if (n === n2) usedToken = t;
       const out = await n.ok(joinArgs(n, t));
       assert.match(out, new RegExp(`this node joined the cluster through ${t.address.replaceAll('.', '\\.')}`));

@@ -50,6 +50,7 @@ describe('dm cluster init output', () => {
     config: resolveServerConfig({ poolDir: '/p' }),
     tlsFingerprint: null,
     joinedThrough: null,
+    caPin: null,
   };
   const text = (r: ClusterInitResult) => renderClusterInit(r).join('\n');
 
@@ -58,6 +59,19 @@ describe('dm cluster init output', () => {
     const withTls = { ...base, config: resolveServerConfig({ poolDir: '/p', tlsPort: 32606 }), tlsFingerprint: FP };
     assert.ok(text(withTls).includes(`HTTPS API on port 32606; certificate SHA256 fingerprint ${FP}`), text(withTls));
     assert.ok(!text(base).includes('HTTPS'));
+  });
+  it('a node of several with HTTPS: the cluster CA pin and how to trust every node by it', () => {
+    const pin = `sha256:${'c'.repeat(64)}`;
+    const config = resolveServerConfig({
+      poolDir: '/p',
+      tlsPort: 32606,
+      clusterPort: 32609,
+      store: 'etcd',
+      etcdEndpoints: ['http://e:2379'],
+    });
+    const out = text({ ...base, config, caPin: pin });
+    assert.ok(out.includes(`Cluster CA pin ${pin}: 'dm remote add <name> admin@<any node>:32606 --trust-ca ${pin}'`), out);
+    assert.ok(!text({ ...base, caPin: pin }).includes('Cluster CA pin'), 'a single node says nothing of it');
   });
   it('without systemd: the command to run after a reboot or a crash', () => {
     assert.match(text(base), /after a reboot or a crash, start it with 'dm cluster start --use-pool-dir \/p'/);

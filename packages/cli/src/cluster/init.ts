@@ -16,7 +16,7 @@ import { launchServer, portsInUse, serveArgv, serverToRun } from './service.ts';
 import { loadServerConfig, localHost, startCommand } from './state.ts';
 import { btrfsInKernel, exists, freeBytesAt, isBtrfsMount, pid1IsSystemd, runningPid, which } from './system.ts';
 import { installUnit } from './systemd.ts';
-import { pinLocalServer } from './tls.ts';
+import { clusterCaPin, pinLocalServer } from './tls.ts';
 
 /**
  * `dm cluster init`: brings up a single-node cluster on this host, or brings an existing one
@@ -124,6 +124,8 @@ export interface ClusterInitResult {
   tlsFingerprint: string | null;
   /** `dm cluster join`: the node endpoint it joined through (null: init). */
   joinedThrough: string | null;
+  /** The pin of the cluster CA that issued the HTTPS certificate (null: no HTTPS, or a given certificate). */
+  caPin: string | null;
 }
 
 /** The settings init asks for, as server config fields. */
@@ -327,6 +329,7 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     config,
     tlsFingerprint,
     joinedThrough: o.join?.address ?? null,
+    caPin: await clusterCaPin(config),
   };
 }
 
@@ -389,6 +392,11 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
       ? [
           `HTTPS API on port ${r.config.tlsPort}; certificate SHA256 fingerprint ${r.tlsFingerprint}`,
           `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
+        ]
+      : []),
+    ...(r.caPin && r.config.clusterPort !== 0
+      ? [
+          `Cluster CA pin ${r.caPin}: 'dm remote add <name> admin@<any node>:${r.config.tlsPort} --trust-ca ${r.caPin}' trusts every node of the cluster.`,
         ]
       : []),
     ...(r.config.clusterPort === 0

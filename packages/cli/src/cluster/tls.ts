@@ -1,8 +1,23 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import { type ServerConfig, serverCertificateFile } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
+
+/**
+ * The pin (`sha256:<hex>` of its public key) of the cluster CA that issued the server's HTTPS
+ * certificate; null when the server serves no HTTPS or a given certificate.
+ */
+export async function clusterCaPin(config: ServerConfig): Promise<string | null> {
+  if (config.tlsPort === 0 || config.tlsCertFile !== null) return null;
+  const { publicKeyPin } = await import('@dotmesh/rpc/tls');
+  try {
+    return publicKeyPin(new X509Certificate(await readFile(join(config.stateDir, 'tls', 'ca.pem'))));
+  } catch {
+    return null;
+  }
+}
 
 /**
  * After `dm cluster init` brought the server up: the SHA-256 fingerprint of the certificate it
