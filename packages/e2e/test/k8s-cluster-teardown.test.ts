@@ -10,6 +10,7 @@ import {
   clusterFootprint,
   clusterHandle,
   clusterLeftovers,
+  hostBaseline,
   isAlive,
   makeTempDir,
   podManifest,
@@ -17,7 +18,6 @@ import {
   runPodToCompletion,
   SHARED_FILES,
   skipUnless,
-  snapshotHost,
   spawnTracked,
   startTestCluster,
   stopSharedCluster,
@@ -55,7 +55,7 @@ async function populate(cluster: TestCluster): Promise<void> {
 
 describe('kubernetes test cluster teardown', { skip: skipUnless(['root', 'netns', 'k8s']), timeout: 30 * 60_000 }, () => {
   test('stop() undoes everything the cluster started, mounted, wrote and changed on the host', async (t) => {
-    const before = snapshotHost();
+    const before = await hostBaseline();
     const cleanup = new Cleanup();
     try {
       const cluster = await startTestCluster({ cleanup, log: (s) => t.diagnostic(s) });
@@ -84,7 +84,7 @@ describe('kubernetes test cluster teardown', { skip: skipUnless(['root', 'netns'
   });
 
   test('a cluster whose owner was SIGKILLed is torn down from its state file', async (t) => {
-    const before = snapshotHost();
+    const before = await hostBaseline();
     const cleanup = new Cleanup();
     try {
       const shared = join(await makeTempDir('k8s-crash', cleanup), 'shared');

@@ -61,6 +61,18 @@ export function snapshotHost(): HostSnapshot {
   };
 }
 
+/**
+ * The host's state as it was before any test cluster changed it: what the registry recorded
+ * when a cluster is registered now (its kubelets have already set the sysctls), else the state
+ * right now. What a cluster's teardown must bring back once no cluster is registered any more.
+ */
+export async function hostBaseline(): Promise<HostSnapshot> {
+  return withRegistry(async (r) => {
+    if (r === undefined || r.users.length === 0) return [r, snapshotHost()];
+    return [r, { sysctls: { ...r.sysctls }, existing: SHARED_HOST_PATHS.filter((p) => !r.created.includes(p)) }];
+  });
+}
+
 async function withRegistry<T>(fn: (r: Registry | undefined) => Promise<[Registry | undefined, T]>): Promise<T> {
   await mkdir(HOST_REGISTRY_DIR, { recursive: true });
   const release = await acquireFlock(LOCK, 60_000);

@@ -25,8 +25,9 @@ export function clusterFootprint(state: ClusterState): ClusterFootprint {
 
 /**
  * Everything of the cluster still on the host (an empty list once torn down). `before` is the
- * host's state before the cluster started: with no other test cluster registered any more, the
- * sysctls and shared paths must be back to it.
+ * host's state before any test cluster changed it (hostBaseline, taken before the cluster
+ * started): with no other test cluster registered any more, the sysctls and shared paths must
+ * be back to it.
  */
 export async function clusterLeftovers(
   state: ClusterState,
