@@ -230,6 +230,11 @@ describe('DeleteCommit', () => {
         's1 stays in the pool: s2 builds on it',
       );
       for (const c of ['s1', 's3']) assert.ok(await s.store.get(KEYS.deletedCommit(branchId, c)), `${c} is tombstoned`);
+      assert.deepEqual(
+        Object.keys(await s.admin.call('CommitSizes', { Namespace: NS, Name: 'snaps', Branch: 'b' })).sort(),
+        [initial, 's2'].sort(),
+        'sizes leave deleted commits out too',
+      );
       // Idempotent; and a deleted commit cannot be branched from or rolled back to.
       assert.equal((await s.admin.call('DeleteCommit', { FilesystemId: branchId, CommitId: 's3' })).Deleted, true);
       assert.equal((await s.admin.call('DeleteCommit', { FilesystemId: branchId, CommitId: 's1' })).Hidden, true);
