@@ -182,6 +182,7 @@ export const METHODS = {
   },
   UnpublishBranch: { params: z.object({ FilesystemId: str(), Target: str() }), admin: false, route: 'here' },
   BranchPublications: { params: stringParam, admin: false, route: 'here' },
+  BranchById: { params: stringParam, admin: false, route: 'here' },
   RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true, route: 'here' },
   CreateJoinToken: {
     params: z.object({ TtlSeconds: int(), Uses: int(), Description: str() }),
@@ -373,6 +374,8 @@ export interface ResultMap {
   /** Host path of the subdot's live data on this node (this node masters the branch). */
   PublishBranch: string;
   UnpublishBranch: boolean;
+  /** Where a branch volume is: its dot and names ("" for master), and its master node. */
+  BranchById: { Id: string; DotId: string; Namespace: string; Name: string; Branch: string; Master: string };
   BranchPublications: {
     Node: string;
     Uses: Array<{ Kind: string; Volume: string; Target: string; ReadOnly: boolean; Subdot: string }>;

@@ -334,6 +334,27 @@ describe('FindCommits, DeleteSubdot and Capacity', () => {
     });
   });
 
+  test('BranchById names a branch’s dot and branch for whoever may see it', async () => {
+    await withServer(async (s) => {
+      const { dotId, branchId } = await createDotWithBranch(s.admin, 'byid', 'b');
+      assert.deepEqual(await s.admin.call('BranchById', branchId), {
+        Id: branchId,
+        DotId: dotId,
+        Namespace: NS,
+        Name: 'byid',
+        Branch: 'b',
+        Master: s.server.ctx.nodeId,
+      });
+      assert.equal((await s.admin.call('BranchById', dotId)).Branch, '');
+      await s.admin.call('RegisterNewUser', { Name: 'carl', Email: 'carl@example.com', Password: 'carl-password-1' });
+      const key = await s.client('carl', 'carl-password-1').call('GetApiKey', null);
+      await rejectsCode(s.client('carl', key.ApiKey).call('BranchById', branchId), 'DOT_NOT_FOUND');
+      await rejectsCode(s.admin.call('BranchById', 'nope/../x'), 'INVALID_ARGUMENT');
+      await s.admin.call('DeleteBranch', { Namespace: NS, Name: 'byid', Branch: 'b' });
+      await rejectsCode(s.admin.call('BranchById', branchId), 'DOT_NOT_FOUND');
+    });
+  });
+
   test('Capacity reports this node’s pool', async () => {
     await withServer(async (s) => {
       const pool = await s.driver.poolInfo();

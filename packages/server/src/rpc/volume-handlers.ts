@@ -1,4 +1,4 @@
-import { DotmeshError, deMasterify, ROOT_SUBDOT, validateName } from '@dotmesh/core';
+import { DotmeshError, deMasterify, ROOT_SUBDOT, validateFsId, validateName } from '@dotmesh/core';
 import type { FoundCommit } from '@dotmesh/rpc';
 import { describeUses } from '../cluster/publications.ts';
 import { type Caller, canAccess, requireOwner } from '../dots/caller.ts';
@@ -13,11 +13,11 @@ const NOT_SUBDOTS = new Set(['dotmesh.metadata']);
 
 /**
  * Handlers of the methods volume managers (the CSI driver) need beyond the original's:
- * DeleteBranch, DeleteCommit, FindCommits, DeleteSubdot and Capacity.
+ * DeleteBranch, DeleteCommit, FindCommits, DeleteSubdot, Capacity and BranchById.
  */
 export function volumeHandlers(
   ctx: DotContext,
-): Pick<HandlerTable, 'DeleteBranch' | 'DeleteCommit' | 'FindCommits' | 'DeleteSubdot' | 'Capacity'> {
+): Pick<HandlerTable, 'DeleteBranch' | 'DeleteCommit' | 'FindCommits' | 'DeleteSubdot' | 'Capacity' | 'BranchById'> {
   return {
     DeleteBranch: async (caller, p) => {
       const r = await deleteBranch(ctx, caller, { namespace: p.Namespace, name: p.Name, branch: p.Branch });
@@ -51,6 +51,22 @@ export function volumeHandlers(
       const remaining = (await ctx.storage.listDirectory(fsId, '')).filter((n) => !NOT_SUBDOTS.has(n));
       ctx.logger.info({ fsId, subdot, remaining: remaining.length }, 'deleted a subdot');
       return { Remaining: remaining };
+    },
+    BranchById: async (caller, raw) => {
+      const fsId = validateFsId(raw);
+      const branch = ctx.view.branch(fsId);
+      const dot = branch ? ctx.view.dot(branch.dotId) : undefined;
+      if (!branch || !dot || ctx.view.isDeleted(fsId) || !canAccess(caller, dot)) {
+        throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`, { hint: 'look the id up with Lookup' });
+      }
+      return {
+        Id: fsId,
+        DotId: dot.id,
+        Namespace: dot.namespace,
+        Name: dot.name,
+        Branch: deMasterify(branch.name),
+        Master: ctx.masterNodes.get(fsId)?.nodeId ?? '',
+      };
     },
     Capacity: async () => {
       const own = await ctx.storage.poolInfo();
