@@ -1,0 +1,60 @@
+import { access, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Cleanup, type ServerProcess, spawnTracked, type TrackedProcess } from '@dotmesh/testkit';
+
+/** The bundle `npm run build` makes: what a deployment runs. */
+export const DRIVER_BIN = resolve(import.meta.dirname, '../../../dist/dotmesh-csi.mjs');
+
+export interface CsiDriverProcess {
+  readonly socket: string;
+  readonly process: TrackedProcess;
+  /** Starts another driver process on the same socket and flags (after a kill). */
+  restart(): Promise<CsiDriverProcess>;
+}
+
+/**
+ * Runs `dotmesh-csi` (the built bundle: `npm run build` first) against `server`, acting as the server's admin for the
+ * calls without secrets, with its socket in `dir`; resolves once the socket exists.
+ */
+export async function startCsiDriver(o: {
+  readonly cleanup: Cleanup;
+  readonly dir: string;
+  readonly server: ServerProcess;
+  readonly csiProto: string;
+}): Promise<CsiDriverProcess> {
+  const socket = join(o.dir, 'csi.sock');
+  const credentials = join(o.dir, 'driver-credentials.json');
+  await writeFile(credentials, JSON.stringify({ user: 'admin', apiKey: o.server.apiKey }), { mode: 0o600 });
+  await access(DRIVER_BIN).catch(() => {
+    throw new Error(`${DRIVER_BIN} is missing: run npm run build first`);
+  });
+  const launch = async (): Promise<CsiDriverProcess> => {
+    const p = spawnTracked(
+      process.execPath,
+      [
+        DRIVER_BIN,
+        `--endpoint=unix://${socket}`,
+        `--server-url=${o.server.url}`,
+        `--credentials-file=${credentials}`,
+        `--csi-proto=${o.csiProto}`,
+      ],
+      { cleanup: o.cleanup },
+    );
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (
+        await access(socket).then(
+          () => p.output().includes('"listening"'),
+          () => false,
+        )
+      )
+        break;
+      if (p.child.exitCode !== null) throw new Error(`dotmesh-csi exited:\n${p.output()}`);
+      if (Date.now() > deadline) throw new Error(`dotmesh-csi did not listen within 30 s:\n${p.output()}`);
+      await sleep(100);
+    }
+    return { socket, process: p, restart: launch };
+  };
+  return launch();
+}
