@@ -3,6 +3,7 @@ import { status as Status, type UntypedServiceImplementation } from '@grpc/grpc-
 import { requireCapability, requireSupported, unsupported } from './capabilities.ts';
 import type { Clients } from './credentials.ts';
 import type { CreateVolumeRequest, PagedRequest, Secrets, VolumeCapability } from './csi-types.ts';
+import { type Failpoint, NO_FAILPOINTS } from './failpoints.ts';
 import { CsiError, invalid, isCode, notFound } from './grpc-errors.ts';
 import { nameHash, parseSnapshotId, parseVolumeId, type VolumeRef } from './ids.ts';
 import { page } from './paging.ts';
@@ -87,7 +88,11 @@ async function idempotent(fn: () => Promise<unknown>, ...done: string[]): Promis
  * commits, clones branches of a commit of the source's live data, publishing a move of the
  * branch to the node (AttachBranch). See docs/kubernetes.md.
  */
-export function controllerService(clients: Clients, log: Log): UntypedServiceImplementation {
+export function controllerService(
+  clients: Clients,
+  log: Log,
+  failpoint: Failpoint = NO_FAILPOINTS,
+): UntypedServiceImplementation {
   const createVolume = async (req: CreateVolumeRequest) => {
     if (!req.name) throw invalid('CreateVolume: name is required');
     requireSupported(req.volume_capabilities, 'CreateVolume');
@@ -113,6 +118,7 @@ export function controllerService(clients: Clients, log: Log): UntypedServiceImp
       }
     }
     const where = await placeVolume(client, req, params, hash, sourceId);
+    failpoint('create-volume.after-dot');
     if (where.fromCommit !== '') {
       await idempotent(
         () =>
@@ -126,7 +132,9 @@ export function controllerService(clients: Clients, log: Log): UntypedServiceImp
         'BRANCH_EXISTS',
       );
     }
+    failpoint('create-volume.after-branch');
     await recordVolume(client, where, hash, required, sourceId);
+    failpoint('create-volume.after-record');
     const created = await findVolume(client, hash);
     if (!created)
       throw new CsiError(Status.INTERNAL, `CreateVolume: the volume record of ${req.name} is not found after its commit`);
@@ -234,6 +242,7 @@ export function controllerService(clients: Clients, log: Log): UntypedServiceImp
       Volume: req.volume_id,
       ReadOnly: req.readonly,
     });
+    failpoint('controller-publish.after-attach');
     return { publish_context: {} };
   };
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { controllerService } from './controller.ts';
 import { Clients, type Credentials } from './credentials.ts';
+import type { Failpoint } from './failpoints.ts';
 import { DRIVER_NAME, identityService } from './identity.ts';
 import { nodeService } from './node.ts';
 import { loadCsiServices, loadRegistrationService } from './proto.ts';
@@ -24,6 +25,8 @@ export interface DriverOptions {
   readonly version: string;
   readonly requestTimeoutMs: number;
   readonly log: Log;
+  /** Test-only stops (failpoints.ts); none by default. */
+  readonly failpoint?: Failpoint;
 }
 
 export interface RunningDriver {
@@ -38,8 +41,8 @@ export async function startDriver(o: DriverOptions): Promise<RunningDriver> {
   const clients = new Clients({ url: o.serverUrl, own: o.credentials, timeoutMs: o.requestTimeoutMs });
   const server = new Server();
   server.addService(services.Identity, identityService(clients, o.version, o.log));
-  server.addService(services.Controller, controllerService(clients, o.log));
-  server.addService(services.Node, nodeService(clients, o.nodeId, o.log));
+  server.addService(services.Controller, controllerService(clients, o.log, o.failpoint));
+  server.addService(services.Node, nodeService(clients, o.nodeId, o.log, o.failpoint));
   await listen(server, o.socketPath);
   let registration: { server: Server; socket: string } | undefined;
   if (o.registrationDir) {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { DotmeshClient } from '@dotmesh/rpc';
 import { parseCredentials } from './credentials.ts';
 import { type RunningDriver, startDriver } from './driver.ts';
+import { killingFailpoints } from './failpoints.ts';
 
 export const USAGE = `Usage: dotmesh-csi --endpoint unix:///PATH/csi.sock --credentials-file FILE --csi-proto FILE [options]
 
@@ -17,6 +18,7 @@ The Kubernetes CSI driver csi.dotmesh.io (Identity, Controller and Node services
   --registration-dir DIR    register with the kubelet: its plugins_registry directory
   --registration-proto FILE the kubelet's pluginregistration api.proto (with --registration-dir)
   --request-timeout-ms N    timeout of one call to the server (default 300000)
+  --failpoint NAME          tests only: SIGKILL itself at that step (repeatable)
   -h, --help`;
 
 export interface MainIo {
@@ -27,7 +29,7 @@ export interface MainIo {
 
 /** Parses the flags, starts the driver and runs it until `io.stopped`. Returns the exit status. */
 export async function main(argv: readonly string[], io: MainIo, version: string): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -40,6 +42,7 @@ export async function main(argv: readonly string[], io: MainIo, version: string)
         'registration-dir': { type: 'string' },
         'registration-proto': { type: 'string' },
         'request-timeout-ms': { type: 'string', default: '300000' },
+        failpoint: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -85,6 +88,7 @@ export async function main(argv: readonly string[], io: MainIo, version: string)
       version,
       requestTimeoutMs: timeout,
       log,
+      failpoint: killingFailpoints(new Set(Array.isArray(values.failpoint) ? values.failpoint : []), log),
     });
   } catch (e) {
     io.stderr(`dotmesh-csi: cannot start: ${(e as Error).message}`);

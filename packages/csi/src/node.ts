@@ -4,6 +4,7 @@ import { isReadOnlyMode, requireCapability } from './capabilities.ts';
 import { branchOf } from './controller.ts';
 import type { Clients } from './credentials.ts';
 import type { Secrets, VolumeCapability } from './csi-types.ts';
+import { type Failpoint, NO_FAILPOINTS } from './failpoints.ts';
 import { CsiError, invalid, isCode, notFound } from './grpc-errors.ts';
 import { parseVolumeId, type VolumeRef } from './ids.ts';
 import { bindMount, mountAt, unmountAll } from './mounts.ts';
@@ -47,7 +48,12 @@ function requireRef(id: string, call: string): VolumeRef {
  * mount found in place on a retry is kept: calls are idempotent and a killed driver leaves
  * nothing a retry does not finish or undo.
  */
-export function nodeService(clients: Clients, nodeId: string, log: Log): UntypedServiceImplementation {
+export function nodeService(
+  clients: Clients,
+  nodeId: string,
+  log: Log,
+  failpoint: Failpoint = NO_FAILPOINTS,
+): UntypedServiceImplementation {
   const locks = new PathLocks();
 
   const stage = async (req: {
@@ -70,8 +76,10 @@ export function nodeService(clients: Clients, nodeId: string, log: Log): Untyped
         Target: req.staging_target_path,
         ReadOnly: readOnly,
       });
+      failpoint('node-stage.after-record');
       await mkdir(req.staging_target_path, { recursive: true });
       if (!(await mountAt(req.staging_target_path))) await bindMount(host, req.staging_target_path, readOnly);
+      failpoint('node-stage.after-mount');
       return {};
     });
   };
@@ -127,6 +135,7 @@ export function nodeService(clients: Clients, nodeId: string, log: Log): Untyped
         Target: req.target_path,
         ReadOnly: readOnly,
       });
+      failpoint('node-publish.after-record');
       const staged = await mountAt(req.staging_target_path);
       if (!staged) {
         throw new CsiError(
@@ -146,6 +155,7 @@ export function nodeService(clients: Clients, nodeId: string, log: Log): Untyped
         return {};
       }
       await bindMount(req.staging_target_path, req.target_path, readOnly);
+      failpoint('node-publish.after-mount');
       return {};
     });
   };

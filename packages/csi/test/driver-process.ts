@@ -9,8 +9,8 @@ export const DRIVER_BIN = resolve(import.meta.dirname, '../../../dist/dotmesh-cs
 export interface CsiDriverProcess {
   readonly socket: string;
   readonly process: TrackedProcess;
-  /** Starts another driver process on the same socket and flags (after a kill). */
-  restart(): Promise<CsiDriverProcess>;
+  /** Starts another driver process on the same socket (after a kill), with these failpoints armed. */
+  restart(failpoints?: readonly string[]): Promise<CsiDriverProcess>;
 }
 
 /**
@@ -22,6 +22,8 @@ export async function startCsiDriver(o: {
   readonly dir: string;
   readonly server: ServerProcess;
   readonly csiProto: string;
+  /** Driver failpoints to arm (it SIGKILLs itself there). */
+  readonly failpoints?: readonly string[];
 }): Promise<CsiDriverProcess> {
   const socket = join(o.dir, 'csi.sock');
   const credentials = join(o.dir, 'driver-credentials.json');
@@ -29,7 +31,7 @@ export async function startCsiDriver(o: {
   await access(DRIVER_BIN).catch(() => {
     throw new Error(`${DRIVER_BIN} is missing: run npm run build first`);
   });
-  const launch = async (): Promise<CsiDriverProcess> => {
+  const launch = async (failpoints: readonly string[] = o.failpoints ?? []): Promise<CsiDriverProcess> => {
     const p = spawnTracked(
       process.execPath,
       [
@@ -38,6 +40,7 @@ export async function startCsiDriver(o: {
         `--server-url=${o.server.url}`,
         `--credentials-file=${credentials}`,
         `--csi-proto=${o.csiProto}`,
+        ...failpoints.map((f) => `--failpoint=${f}`),
       ],
       { cleanup: o.cleanup },
     );
@@ -54,7 +57,7 @@ export async function startCsiDriver(o: {
       if (Date.now() > deadline) throw new Error(`dotmesh-csi did not listen within 30 s:\n${p.output()}`);
       await sleep(100);
     }
-    return { socket, process: p, restart: launch };
+    return { socket, process: p, restart: (again = []) => launch(again) };
   };
   return launch();
 }
