@@ -2,6 +2,7 @@
  * @dotmesh/csi: the Kubernetes CSI driver csi.dotmesh.io, a client of the dotmesh-server API
  * (like `dm`): volumes are branches of dots, snapshots retained commits. See docs/kubernetes.md.
  */
+export { type CsiClient, csiClient } from './client.ts';
 export { CONTROLLER_CAPABILITIES } from './controller.ts';
 export { type Credentials, parseCredentials, SECRET_API_KEY, SECRET_USER_KEY } from './credentials.ts';
 export { type DriverOptions, type RunningDriver, startDriver } from './driver.ts';

@@ -10,11 +10,11 @@ import {
   type ServerProcess,
   skipUnless,
   spawnTracked,
+  startCsiDriver,
   startServerProcess,
   unmountUnder,
 } from '@dotmesh/testkit';
 import { CONTROLLER_CAPABILITIES, NODE_CAPABILITIES } from '../src/index.ts';
-import { startCsiDriver } from './driver-process.ts';
 
 /**
  * csi-sanity v5.6.0 (the CSI community's conformance suite, built by tools/k8s/build) against

@@ -4,18 +4,19 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
+  type CsiDriverProcess,
   findK8sTools,
   isCI,
   makeTempDir,
   type ServerProcess,
   skipUnless,
+  startCsiDriver,
   startServerProcess,
   unmountUnder,
 } from '@dotmesh/testkit';
 import { status as Status } from '@grpc/grpc-js';
+import { type CsiClient, csiClient } from '../src/client.ts';
 import { nameHash } from '../src/ids.ts';
-import { type CsiClient, csiClient } from './csi-client.ts';
-import { type CsiDriverProcess, startCsiDriver } from './driver-process.ts';
 
 /**
  * Faults and bad input, against the built driver, a real dotmesh-server and a btrfs pool:

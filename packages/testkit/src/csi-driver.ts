@@ -1,10 +1,12 @@
 import { access, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Cleanup, type ServerProcess, spawnTracked, type TrackedProcess } from '@dotmesh/testkit';
+import type { Cleanup } from './cleanup.ts';
+import { spawnTracked, type TrackedProcess } from './process.ts';
+import type { ServerProcess } from './server-process.ts';
 
-/** The bundle `npm run build` makes: what a deployment runs. */
-export const DRIVER_BIN = resolve(import.meta.dirname, '../../../dist/dotmesh-csi.mjs');
+/** The CSI driver bundle `npm run build` makes: what a deployment runs. */
+export const CSI_DRIVER_BUNDLE = resolve(import.meta.dirname, '../../../dist/dotmesh-csi.mjs');
 
 export interface CsiDriverProcess {
   readonly socket: string;
@@ -28,14 +30,14 @@ export async function startCsiDriver(o: {
   const socket = join(o.dir, 'csi.sock');
   const credentials = join(o.dir, 'driver-credentials.json');
   await writeFile(credentials, JSON.stringify({ user: 'admin', apiKey: o.server.apiKey }), { mode: 0o600 });
-  await access(DRIVER_BIN).catch(() => {
-    throw new Error(`${DRIVER_BIN} is missing: run npm run build first`);
+  await access(CSI_DRIVER_BUNDLE).catch(() => {
+    throw new Error(`${CSI_DRIVER_BUNDLE} is missing: run npm run build first`);
   });
   const launch = async (failpoints: readonly string[] = o.failpoints ?? []): Promise<CsiDriverProcess> => {
     const p = spawnTracked(
       process.execPath,
       [
-        DRIVER_BIN,
+        CSI_DRIVER_BUNDLE,
         `--endpoint=unix://${socket}`,
         `--server-url=${o.server.url}`,
         `--credentials-file=${credentials}`,

@@ -28,7 +28,10 @@ type NodeMethod =
   | 'NodeGetCapabilities'
   | 'NodeGetInfo';
 
-/** A CSI client for tests: `c.Controller.CreateVolume({...})` resolves the reply or rejects with the ServiceError. */
+/**
+ * A CSI client (tests, benchmarks, tools): `c.Controller.CreateVolume({...})` resolves the reply or
+ * rejects with the gRPC ServiceError. Messages are as proto.ts decodes them.
+ */
 export interface CsiClient {
   readonly Identity: Readonly<Record<IdentityMethod, Call>>;
   readonly Controller: Readonly<Record<ControllerMethod, Call>>;
