@@ -74,6 +74,28 @@ async function volumeOf(client: DotmeshClient, id: string): Promise<VolumeRecord
   return undefined;
 }
 
+/** The branch of a volume id the caller may use, else NOT_FOUND naming `call`. */
+async function requireVolumeBranch(client: DotmeshClient, id: string, call: string) {
+  const ref = parseVolumeId(id);
+  const b = ref ? await branchOf(client, ref) : undefined;
+  if (!ref || !b) throw notFound(`${call}: no volume ${id.slice(0, 300)}`);
+  return { ref, b };
+}
+
+/** Commits on a branch with a fixed commit id: a retry finds the commit made (COMMIT_EXISTS). */
+function commitOnce(
+  client: DotmeshClient,
+  at: { readonly Namespace: string; readonly Name: string; readonly Branch: string },
+  message: string,
+  metadata: Record<string, string>,
+): Promise<void> {
+  return idempotent(
+    () =>
+      client.call('Commit', { Namespace: at.Namespace, Name: at.Name, Branch: at.Branch, Message: message, Metadata: metadata }),
+    'COMMIT_EXISTS',
+  );
+}
+
 /** Runs `fn`, taking the dotmesh error codes in `done` as "already so" (a retried step). */
 async function idempotent(fn: () => Promise<unknown>, ...done: string[]): Promise<void> {
   try {
@@ -175,8 +197,7 @@ export function controllerService(
   }) => {
     if (!req.volume_id) throw invalid('ValidateVolumeCapabilities: volume_id is required');
     if (!req.volume_capabilities?.length) throw invalid('ValidateVolumeCapabilities: volume capabilities are required');
-    const client =
-      Object.keys(req.secrets ?? {}).length > 0 ? clients.forSecrets(req.secrets, 'ValidateVolumeCapabilities') : clients.own;
+    const client = clients.forSecretsOrOwn(req.secrets, 'ValidateVolumeCapabilities');
     if (!(await volumeOf(client, req.volume_id))) throw notFound(`no volume ${req.volume_id}`);
     const why = req.volume_capabilities.map(unsupported).find((w) => w !== undefined);
     if (why) return { message: why };
@@ -250,8 +271,7 @@ export function controllerService(
     if (!req.volume_id) throw invalid('ControllerUnpublishVolume: volume_id is required');
     const ref = parseVolumeId(req.volume_id);
     if (!ref) return {};
-    const client =
-      Object.keys(req.secrets ?? {}).length > 0 ? clients.forSecrets(req.secrets, 'ControllerUnpublishVolume') : clients.own;
+    const client = clients.forSecretsOrOwn(req.secrets, 'ControllerUnpublishVolume');
     await idempotent(
       () => client.call('DetachBranch', { FilesystemId: ref.branchId, Node: req.node_id, Volume: req.volume_id }),
       'DOT_NOT_FOUND',
@@ -271,27 +291,15 @@ export function controllerService(
       }
       return { snapshot: snapshotMessage(existing) };
     }
-    const ref = parseVolumeId(req.source_volume_id);
-    const b = ref ? await branchOf(client, ref) : undefined;
-    if (!ref || !b) throw notFound(`CreateSnapshot: no volume ${req.source_volume_id}`);
-    await idempotent(
-      () =>
-        client.call('Commit', {
-          Namespace: b.Namespace,
-          Name: b.Name,
-          Branch: b.Branch,
-          Message: `Kubernetes snapshot ${req.name.slice(0, 200)}`,
-          Metadata: {
-            '#commit-id': snapshotCommitId(hash),
-            [META.retain]: 'true',
-            [META.kind]: 'snapshot',
-            [META.snapshot]: hash,
-            [META.volume]: req.source_volume_id,
-            ...(ref.subdot ? { [META.subdot]: ref.subdot } : {}),
-          },
-        }),
-      'COMMIT_EXISTS',
-    );
+    const { ref, b } = await requireVolumeBranch(client, req.source_volume_id, 'CreateSnapshot');
+    await commitOnce(client, b, `Kubernetes snapshot ${req.name.slice(0, 200)}`, {
+      '#commit-id': snapshotCommitId(hash),
+      [META.retain]: 'true',
+      [META.kind]: 'snapshot',
+      [META.snapshot]: hash,
+      [META.volume]: req.source_volume_id,
+      ...(ref.subdot ? { [META.subdot]: ref.subdot } : {}),
+    });
     const made = await findSnapshot(client, hash);
     if (!made) throw new CsiError(Status.INTERNAL, `CreateSnapshot: snapshot ${req.name} is not found after its commit`);
     return { snapshot: snapshotMessage(made) };
@@ -315,7 +323,7 @@ export function controllerService(
   };
 
   const listSnapshots = async (req: PagedRequest & { source_volume_id: string; snapshot_id: string; secrets: Secrets }) => {
-    const client = Object.keys(req.secrets ?? {}).length > 0 ? clients.forSecrets(req.secrets, 'ListSnapshots') : clients.own;
+    const client = clients.forSecretsOrOwn(req.secrets, 'ListSnapshots');
     const snapshots = (await allSnapshots(client)).filter(
       (s) =>
         (req.snapshot_id === '' || s.id === req.snapshot_id) &&
@@ -419,21 +427,12 @@ async function placeVolume(
     };
   }
   if (req.volume_content_source?.volume) {
-    const ref = parseVolumeId(sourceId);
-    const b = ref ? await branchOf(client, ref) : undefined;
-    if (!ref || !b) throw notFound(`CreateVolume: no volume ${sourceId}`);
+    const { ref, b } = await requireVolumeBranch(client, sourceId, 'CreateVolume');
     const commit = clonePointCommitId(hash);
-    await idempotent(
-      () =>
-        client.call('Commit', {
-          Namespace: b.Namespace,
-          Name: b.Name,
-          Branch: b.Branch,
-          Message: `Kubernetes clone ${req.name.slice(0, 200)}`,
-          Metadata: { '#commit-id': commit, [META.kind]: 'clone-point' },
-        }),
-      'COMMIT_EXISTS',
-    );
+    await commitOnce(client, b, `Kubernetes clone ${req.name.slice(0, 200)}`, {
+      '#commit-id': commit,
+      [META.kind]: 'clone-point',
+    });
     return {
       namespace: b.Namespace,
       dotName: b.Name,
@@ -452,24 +451,14 @@ async function placeVolume(
 }
 
 async function recordVolume(client: DotmeshClient, where: Placement, hash: string, capacity: number, sourceId: string) {
-  await idempotent(
-    () =>
-      client.call('Commit', {
-        Namespace: where.namespace,
-        Name: where.dotName,
-        Branch: where.branch,
-        Message: 'Kubernetes volume',
-        Metadata: {
-          '#commit-id': volumeRecordCommitId(hash),
-          [META.kind]: 'volume',
-          [META.name]: hash,
-          [META.capacity]: String(capacity),
-          [META.source]: sourceId,
-          ...(where.subdot ? { [META.subdot]: where.subdot } : {}),
-        },
-      }),
-    'COMMIT_EXISTS',
-  );
+  await commitOnce(client, { Namespace: where.namespace, Name: where.dotName, Branch: where.branch }, 'Kubernetes volume', {
+    '#commit-id': volumeRecordCommitId(hash),
+    [META.kind]: 'volume',
+    [META.name]: hash,
+    [META.capacity]: String(capacity),
+    [META.source]: sourceId,
+    ...(where.subdot ? { [META.subdot]: where.subdot } : {}),
+  });
 }
 
 /** Deletes a dot this driver made (`csi-<hash>`) once it holds no branch; others are the user's. */

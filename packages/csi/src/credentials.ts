@@ -34,6 +34,11 @@ export class Clients {
     return this.#own;
   }
 
+  /** For calls whose secrets are optional: the user of `secrets` when given, else the driver's own. */
+  forSecretsOrOwn(secrets: Readonly<Record<string, string>> | undefined, call: string): DotmeshClient {
+    return secrets && Object.keys(secrets).length > 0 ? this.forSecrets(secrets, call) : this.#own;
+  }
+
   /** A client acting as the user of `secrets`; INVALID_ARGUMENT without them. */
   forSecrets(secrets: Readonly<Record<string, string>> | undefined, call: string): DotmeshClient {
     const user = secrets?.[SECRET_USER_KEY];
