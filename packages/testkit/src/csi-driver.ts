@@ -16,8 +16,10 @@ export interface CsiDriverProcess {
 }
 
 /**
- * Runs `dotmesh-csi` (the built bundle: `npm run build` first) against `server`, acting as the server's admin for the
- * calls without secrets, with its socket in `dir`; resolves once the socket exists.
+ * Runs `dotmesh-csi` (the built bundle: `npm run build` first) against `server`, acting as the
+ * server's admin for the calls without secrets, with its socket in `dir` (or at `socketPath`);
+ * resolves once it listens. `netnsPath`: run it in that network namespace (a Kubernetes node's,
+ * beside that node's server); `extraArgs`: more flags (the kubelet registration).
  */
 export async function startCsiDriver(o: {
   readonly cleanup: Cleanup;
@@ -26,26 +28,29 @@ export async function startCsiDriver(o: {
   readonly csiProto: string;
   /** Driver failpoints to arm (it SIGKILLs itself there). */
   readonly failpoints?: readonly string[];
+  readonly socketPath?: string;
+  readonly netnsPath?: string;
+  readonly extraArgs?: readonly string[];
 }): Promise<CsiDriverProcess> {
-  const socket = join(o.dir, 'csi.sock');
+  const socket = o.socketPath ?? join(o.dir, 'csi.sock');
   const credentials = join(o.dir, 'driver-credentials.json');
   await writeFile(credentials, JSON.stringify({ user: 'admin', apiKey: o.server.apiKey }), { mode: 0o600 });
   await access(CSI_DRIVER_BUNDLE).catch(() => {
     throw new Error(`${CSI_DRIVER_BUNDLE} is missing: run npm run build first`);
   });
   const launch = async (failpoints: readonly string[] = o.failpoints ?? []): Promise<CsiDriverProcess> => {
-    const p = spawnTracked(
+    const argv = [
       process.execPath,
-      [
-        CSI_DRIVER_BUNDLE,
-        `--endpoint=unix://${socket}`,
-        `--server-url=${o.server.url}`,
-        `--credentials-file=${credentials}`,
-        `--csi-proto=${o.csiProto}`,
-        ...failpoints.map((f) => `--failpoint=${f}`),
-      ],
-      { cleanup: o.cleanup },
-    );
+      CSI_DRIVER_BUNDLE,
+      `--endpoint=unix://${socket}`,
+      `--server-url=${o.server.url}`,
+      `--credentials-file=${credentials}`,
+      `--csi-proto=${o.csiProto}`,
+      ...failpoints.map((f) => `--failpoint=${f}`),
+      ...(o.extraArgs ?? []),
+    ];
+    const full = o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...argv] : argv;
+    const p = spawnTracked(full[0]!, full.slice(1), { cleanup: o.cleanup });
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (
