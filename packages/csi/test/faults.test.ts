@@ -1,22 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  Cleanup,
-  type CsiDriverProcess,
-  findK8sTools,
-  isCI,
-  makeTempDir,
-  type ServerProcess,
-  skipUnless,
-  startCsiDriver,
-  startServerProcess,
-  unmountUnder,
-} from '@dotmesh/testkit';
+import { describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
-import { type CsiClient, csiClient } from '../src/client.ts';
 import { nameHash } from '../src/ids.ts';
+import { CAP, CSI_SKIP, useCsiFixture } from './fixture.ts';
 
 /**
  * Faults and bad input, against the built driver, a real dotmesh-server and a btrfs pool:
@@ -25,9 +13,6 @@ import { nameHash } from '../src/ids.ts';
  * do: it completes, with no second dot or branch, no stacked or stale mount, and everything goes
  * with the deletes. Then hostile names, parameters and ids, and another user's volume.
  */
-const tools = findK8sTools();
-const skip = skipUnless(['root', 'btrfs', 'losetup']) || (tools.ok || isCI() ? false : tools.reason);
-const CAP = { mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
 
 function mountsAt(path: string, mountinfo: string): number {
   return mountinfo.split('\n').filter((l) => l.split(' ')[4] === path).length;
@@ -42,51 +27,25 @@ async function rejectsWith(p: Promise<unknown>, code: Status, message?: RegExp):
   });
 }
 
-describe('the CSI driver under faults and bad input', { skip }, () => {
-  const cleanup = new Cleanup();
-  let server: ServerProcess;
-  let dir: string;
-  let driver: CsiDriverProcess;
-  let csi: CsiClient;
-  let nodeId: string;
-  let secrets: Record<string, string>;
-  const proto = () => {
-    if (!tools.ok) throw new Error(`the Kubernetes test tools are needed: ${tools.reason}`);
-    return tools.tools.protos.csi;
-  };
-
-  before(async () => {
-    server = await startServerProcess({ cleanup, poolSize: '2G' });
-    dir = await makeTempDir('csi-faults', cleanup);
-    cleanup.add(() => unmountUnder(`${dir}/`), 'unmount what the driver left');
-    driver = await startCsiDriver({ cleanup, dir, server, csiProto: proto() });
-    csi = csiClient(driver.socket, proto());
-    cleanup.add(async () => csi.close(), 'close the CSI client');
-    secrets = { user: 'admin', apiKey: server.apiKey };
-    nodeId = String((await csi.Node.NodeGetInfo({})).node_id);
-  });
-  after(() => cleanup.run());
+describe('the CSI driver under faults and bad input', { skip: CSI_SKIP }, () => {
+  const fixture = useCsiFixture('csi-faults');
+  const f = () => fixture();
 
   /** Runs `call` on a driver armed to SIGKILL itself at `failpoint`, then starts a clean one. */
   async function killedAt(failpoint: string, call: () => Promise<unknown>): Promise<void> {
-    await driver.process.stop();
-    driver = await driver.restart([failpoint]);
-    csi.close();
-    csi = csiClient(driver.socket, proto());
+    await f().restartDriver([failpoint]);
     await assert.rejects(call(), (e: { code?: number }) => e.code === Status.UNAVAILABLE || e.code === Status.INTERNAL);
-    const exit = await driver.process.exited;
-    assert.equal(exit.signal, 'SIGKILL', `the driver died at ${failpoint}: ${driver.process.output().slice(-2000)}`);
-    driver = await driver.restart([]);
-    csi.close();
-    csi = csiClient(driver.socket, proto());
+    const exit = await f().driver.process.exited;
+    assert.equal(exit.signal, 'SIGKILL', `the driver died at ${failpoint}: ${f().driver.process.output().slice(-2000)}`);
+    await f().restartDriver([]);
   }
 
   const createVolume = (name: string, extra: Record<string, unknown> = {}) =>
-    csi.Controller.CreateVolume({ name, volume_capabilities: [CAP], secrets, ...extra }) as Promise<{
+    f().csi.Controller.CreateVolume({ name, volume_capabilities: [CAP], secrets: f().secrets, ...extra }) as Promise<{
       volume: { volume_id: string };
     }>;
   const csiDots = async () =>
-    (await server.admin.call('AllDotsAndBranches', null)).Dots.filter((d) => d.MasterBranch.Name.Name.startsWith('csi-')).map(
+    (await f().server.admin.call('AllDotsAndBranches', null)).Dots.filter((d) => d.MasterBranch.Name.Name.startsWith('csi-')).map(
       (d) => ({ name: d.MasterBranch.Name.Name, branches: (d.OtherBranches ?? []).map((b) => b.Branch) }),
     );
 
@@ -102,9 +61,9 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
         (await csiDots()).filter((d) => d.name === `csi-${hash}`),
         [{ name: `csi-${hash}`, branches: [`csi-${hash}`] }],
       );
-      const listed = (await csi.Controller.ListVolumes({})) as { entries: Array<{ volume: { volume_id: string } }> };
+      const listed = (await f().csi.Controller.ListVolumes({})) as { entries: Array<{ volume: { volume_id: string } }> };
       assert.equal(listed.entries.filter((e) => e.volume.volume_id === first.volume.volume_id).length, 1);
-      await csi.Controller.DeleteVolume({ volume_id: first.volume.volume_id, secrets });
+      await f().csi.Controller.DeleteVolume({ volume_id: first.volume.volume_id, secrets: f().secrets });
       assert.deepEqual(
         (await csiDots()).filter((d) => d.name === `csi-${hash}`),
         [],
@@ -115,23 +74,33 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
 
   test('ControllerPublishVolume killed after the attachment, retried: one attachment, gone with the unpublish', async () => {
     const { volume } = await createVolume('pvc-publish-kill');
-    const req = { volume_id: volume.volume_id, node_id: nodeId, volume_capability: CAP, readonly: false, secrets };
-    await killedAt('controller-publish.after-attach', () => csi.Controller.ControllerPublishVolume(req));
-    await csi.Controller.ControllerPublishVolume(req);
+    const req = {
+      volume_id: volume.volume_id,
+      node_id: f().nodeId,
+      volume_capability: CAP,
+      readonly: false,
+      secrets: f().secrets,
+    };
+    await killedAt('controller-publish.after-attach', () => f().csi.Controller.ControllerPublishVolume(req));
+    await f().csi.Controller.ControllerPublishVolume(req);
     const branchId = volume.volume_id.split('/')[3]!;
-    const uses = await server.admin.call('BranchPublications', branchId);
+    const uses = await f().server.admin.call('BranchPublications', branchId);
     assert.deepEqual(
       uses.Uses.map((u) => [u.Kind, u.Volume]),
       [['attach', volume.volume_id]],
     );
     await rejectsWith(
-      csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets }),
+      f().csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets: f().secrets }),
       Status.FAILED_PRECONDITION,
       /in use/,
     );
-    await csi.Controller.ControllerUnpublishVolume({ volume_id: volume.volume_id, node_id: nodeId, secrets });
-    assert.deepEqual((await server.admin.call('BranchPublications', branchId)).Uses, []);
-    await csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets });
+    await f().csi.Controller.ControllerUnpublishVolume({
+      volume_id: volume.volume_id,
+      node_id: f().nodeId,
+      secrets: f().secrets,
+    });
+    assert.deepEqual((await f().server.admin.call('BranchPublications', branchId)).Uses, []);
+    await f().csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets: f().secrets });
   });
 
   for (const [stageFp, publishFp] of [
@@ -141,19 +110,24 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
     test(`NodeStage killed at ${stageFp} and NodePublish at ${publishFp}, retried: one mount each, none left after`, async () => {
       const { volume } = await createVolume(`pvc-${publishFp}`);
       const branchId = volume.volume_id.split('/')[3]!;
-      await csi.Controller.ControllerPublishVolume({
+      await f().csi.Controller.ControllerPublishVolume({
         volume_id: volume.volume_id,
-        node_id: nodeId,
+        node_id: f().nodeId,
         volume_capability: CAP,
         readonly: false,
-        secrets,
+        secrets: f().secrets,
       });
-      const staging = join(dir, `staging-${publishFp}`);
-      const target = join(dir, `pods-${publishFp}`, 'mount');
-      const stageReq = { volume_id: volume.volume_id, staging_target_path: staging, volume_capability: CAP, secrets };
-      await killedAt(stageFp, () => csi.Node.NodeStageVolume(stageReq));
-      await csi.Node.NodeStageVolume(stageReq);
-      await csi.Node.NodeStageVolume(stageReq);
+      const staging = join(f().dir, `staging-${publishFp}`);
+      const target = join(f().dir, `pods-${publishFp}`, 'mount');
+      const stageReq = {
+        volume_id: volume.volume_id,
+        staging_target_path: staging,
+        volume_capability: CAP,
+        secrets: f().secrets,
+      };
+      await killedAt(stageFp, () => f().csi.Node.NodeStageVolume(stageReq));
+      await f().csi.Node.NodeStageVolume(stageReq);
+      await f().csi.Node.NodeStageVolume(stageReq);
       assert.equal(await mountCount(staging), 1, 'one mount at the staging path');
       const publishReq = {
         volume_id: volume.volume_id,
@@ -161,33 +135,37 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
         target_path: target,
         volume_capability: CAP,
         readonly: false,
-        secrets,
+        secrets: f().secrets,
       };
-      await killedAt(publishFp, () => csi.Node.NodePublishVolume(publishReq));
-      await csi.Node.NodePublishVolume(publishReq);
+      await killedAt(publishFp, () => f().csi.Node.NodePublishVolume(publishReq));
+      await f().csi.Node.NodePublishVolume(publishReq);
       assert.equal(await mountCount(target), 1, 'one mount at the target');
       // The pod's writes land in the branch's live data, which a snapshot then holds.
       await writeFile(join(target, 'written-by-pod'), 'data of the pod');
       assert.equal(await readFile(join(staging, 'written-by-pod'), 'utf8'), 'data of the pod');
-      const snap = (await csi.Controller.CreateSnapshot({
+      const snap = (await f().csi.Controller.CreateSnapshot({
         source_volume_id: volume.volume_id,
         name: `snap-${publishFp}`,
-        secrets,
+        secrets: f().secrets,
       })) as { snapshot: { snapshot_id: string } };
       const [, , , , commitId] = snap.snapshot.snapshot_id.split('/');
-      const snapPath = await server.admin.call('MountCommit', { FilesystemId: branchId, CommitId: commitId! });
+      const snapPath = await f().server.admin.call('MountCommit', { FilesystemId: branchId, CommitId: commitId! });
       assert.equal(await readFile(join(snapPath, '__default__', 'written-by-pod'), 'utf8'), 'data of the pod');
 
-      await csi.Node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
-      await csi.Node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+      await f().csi.Node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+      await f().csi.Node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
       assert.equal(await mountCount(target), 0);
       await assert.rejects(stat(target), { code: 'ENOENT' });
-      await csi.Node.NodeUnstageVolume({ volume_id: volume.volume_id, staging_target_path: staging });
+      await f().csi.Node.NodeUnstageVolume({ volume_id: volume.volume_id, staging_target_path: staging });
       assert.equal(await mountCount(staging), 0);
-      await csi.Controller.ControllerUnpublishVolume({ volume_id: volume.volume_id, node_id: nodeId, secrets });
-      assert.deepEqual((await server.admin.call('BranchPublications', branchId)).Uses, [], 'no use left recorded');
-      await csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets });
-      await csi.Controller.DeleteSnapshot({ snapshot_id: snap.snapshot.snapshot_id, secrets });
+      await f().csi.Controller.ControllerUnpublishVolume({
+        volume_id: volume.volume_id,
+        node_id: f().nodeId,
+        secrets: f().secrets,
+      });
+      assert.deepEqual((await f().server.admin.call('BranchPublications', branchId)).Uses, [], 'no use left recorded');
+      await f().csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets: f().secrets });
+      await f().csi.Controller.DeleteSnapshot({ snapshot_id: snap.snapshot.snapshot_id, secrets: f().secrets });
       assert.deepEqual(
         (await csiDots()).filter((d) => d.name === `csi-${nameHash(`pvc-${publishFp}`)}`),
         [],
@@ -198,17 +176,17 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
 
   test('credentials: none is INVALID_ARGUMENT, a wrong key UNAUTHENTICATED; no key ever reaches the log', async () => {
     await rejectsWith(
-      csi.Controller.CreateVolume({ name: 'no-secrets', volume_capabilities: [CAP] }),
+      f().csi.Controller.CreateVolume({ name: 'no-secrets: f().secrets', volume_capabilities: [CAP] }),
       Status.INVALID_ARGUMENT,
       /csi\.storage\.k8s\.io/,
     );
     const wrong = 'WRONGKEY-0123456789-never-logged';
     await rejectsWith(
-      csi.Controller.CreateVolume({ name: 'bad-key', volume_capabilities: [CAP], secrets: { user: 'admin', apiKey: wrong } }),
+      f().csi.Controller.CreateVolume({ name: 'bad-key', volume_capabilities: [CAP], secrets: { user: 'admin', apiKey: wrong } }),
       Status.UNAUTHENTICATED,
     );
-    const out = driver.process.output();
-    assert.ok(!out.includes(wrong) && !out.includes(server.apiKey), 'no API key in the driver log');
+    const out = f().driver.process.output();
+    assert.ok(!out.includes(wrong) && !out.includes(f().server.apiKey), 'no API key in the driver log');
   });
 
   test('hostile names become dot names of hex digits; hostile parameters are refused', async () => {
@@ -216,7 +194,7 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
       const { volume } = await createVolume(name);
       assert.match(volume.volume_id, /^v1\/admin\/[0-9a-f-]{36}\/[0-9a-f-]{36}$/);
       assert.ok((await csiDots()).some((d) => d.name === `csi-${nameHash(name)}`));
-      await csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets });
+      await f().csi.Controller.DeleteVolume({ volume_id: volume.volume_id, secrets: f().secrets });
     }
     for (const parameters of [
       { dotmeshDot: '../../x' },
@@ -257,41 +235,46 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
         createVolume('pvc-from-bad-snap', { volume_content_source: { snapshot: { snapshot_id: id } } }),
         Status.NOT_FOUND,
       );
-      await csi.Controller.DeleteSnapshot({ snapshot_id: id, secrets });
-      const listed = (await csi.Controller.ListSnapshots({ snapshot_id: id })) as { entries: unknown[] };
+      await f().csi.Controller.DeleteSnapshot({ snapshot_id: id, secrets: f().secrets });
+      const listed = (await f().csi.Controller.ListSnapshots({ snapshot_id: id })) as { entries: unknown[] };
       assert.deepEqual(listed.entries, []);
     }
     for (const id of ['v1/admin/../..', `v1/admin/${dot}/${dot}`, `v1/admin/${dot}/${dot}/../../x`]) {
       await rejectsWith(
-        csi.Controller.ControllerPublishVolume({
+        f().csi.Controller.ControllerPublishVolume({
           volume_id: id,
-          node_id: nodeId,
+          node_id: f().nodeId,
           volume_capability: CAP,
           readonly: false,
-          secrets,
+          secrets: f().secrets,
         }),
         Status.NOT_FOUND,
       );
       await rejectsWith(
-        csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: join(dir, 'x'), volume_capability: CAP, secrets }),
+        f().csi.Node.NodeStageVolume({
+          volume_id: id,
+          staging_target_path: join(f().dir, 'x'),
+          volume_capability: CAP,
+          secrets: f().secrets,
+        }),
         Status.NOT_FOUND,
       );
-      await csi.Controller.DeleteVolume({ volume_id: id, secrets });
+      await f().csi.Controller.DeleteVolume({ volume_id: id, secrets: f().secrets });
     }
-    await rejectsWith(csi.Controller.ListVolumes({ starting_token: '../../x' }), Status.ABORTED);
+    await rejectsWith(f().csi.Controller.ListVolumes({ starting_token: '../../x' }), Status.ABORTED);
   });
 
   test('a volume id of another user’s dot: not found for them, and left as it is', async () => {
-    await server.admin.call('RegisterNewUser', { Name: 'mallory', Email: 'mallory@example.com', Password: 'mallory-pw-1' });
-    const key = await server.client('mallory', 'mallory-pw-1').call('GetApiKey', null);
+    await f().server.admin.call('RegisterNewUser', { Name: 'mallory', Email: 'mallory@example.com', Password: 'mallory-pw-1' });
+    const key = await f().server.client('mallory', 'mallory-pw-1').call('GetApiKey', null);
     const theirs = { user: 'mallory', apiKey: key.ApiKey };
     const { volume } = await createVolume('pvc-of-admin');
     const id = volume.volume_id;
-    await csi.Controller.DeleteVolume({ volume_id: id, secrets: theirs });
+    await f().csi.Controller.DeleteVolume({ volume_id: id, secrets: theirs });
     await rejectsWith(
-      csi.Controller.ControllerPublishVolume({
+      f().csi.Controller.ControllerPublishVolume({
         volume_id: id,
-        node_id: nodeId,
+        node_id: f().nodeId,
         volume_capability: CAP,
         readonly: false,
         secrets: theirs,
@@ -299,17 +282,20 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
       Status.NOT_FOUND,
     );
     await rejectsWith(
-      csi.Node.NodeStageVolume({
+      f().csi.Node.NodeStageVolume({
         volume_id: id,
-        staging_target_path: join(dir, 'mallory'),
+        staging_target_path: join(f().dir, 'mallory'),
         volume_capability: CAP,
         secrets: theirs,
       }),
       Status.NOT_FOUND,
     );
-    await rejectsWith(csi.Controller.CreateSnapshot({ source_volume_id: id, name: 'steal', secrets: theirs }), Status.NOT_FOUND);
     await rejectsWith(
-      csi.Controller.CreateVolume({
+      f().csi.Controller.CreateSnapshot({ source_volume_id: id, name: 'steal', secrets: theirs }),
+      Status.NOT_FOUND,
+    );
+    await rejectsWith(
+      f().csi.Controller.CreateVolume({
         name: 'steal-clone',
         volume_capabilities: [CAP],
         secrets: theirs,
@@ -317,9 +303,9 @@ describe('the CSI driver under faults and bad input', { skip }, () => {
       }),
       Status.NOT_FOUND,
     );
-    const still = (await csi.Controller.ControllerGetVolume({ volume_id: id })) as { volume: { volume_id: string } };
+    const still = (await f().csi.Controller.ControllerGetVolume({ volume_id: id })) as { volume: { volume_id: string } };
     assert.equal(still.volume.volume_id, id, 'the volume is still there');
-    assert.equal(await mountCount(join(dir, 'mallory')), 0);
-    await csi.Controller.DeleteVolume({ volume_id: id, secrets });
+    assert.equal(await mountCount(join(f().dir, 'mallory')), 0);
+    await f().csi.Controller.DeleteVolume({ volume_id: id, secrets: f().secrets });
   });
 });

@@ -1,57 +1,26 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  Cleanup,
-  findK8sTools,
-  isCI,
-  makeTempDir,
-  type ServerProcess,
-  skipUnless,
-  startCsiDriver,
-  startServerProcess,
-  unmountUnder,
-} from '@dotmesh/testkit';
+import { describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
-import { type CsiClient, csiClient } from '../src/client.ts';
 import { parseVolumeId } from '../src/ids.ts';
+import { CAP, CSI_SKIP, useCsiFixture } from './fixture.ts';
 
 /**
  * A StorageClass with `dotmeshDot: <ns>/<name>`: every volume is a subdot of that dot's master
  * branch, named from its PVC; their data stays apart; deleting one removes its subdot only, and
  * not while it is mounted.
  */
-const tools = findK8sTools();
-const skip = skipUnless(['root', 'btrfs', 'losetup']) || (tools.ok || isCI() ? false : tools.reason);
-const CAP = { mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
 
-describe('volumes as subdots of one dot (dotmeshDot)', { skip }, () => {
-  const cleanup = new Cleanup();
-  let server: ServerProcess;
-  let dir: string;
-  let csi: CsiClient;
-  let secrets: Record<string, string>;
-  let nodeId: string;
-
-  before(async () => {
-    if (!tools.ok) throw new Error(`the Kubernetes test tools are needed: ${tools.reason}`);
-    server = await startServerProcess({ cleanup, poolSize: '2G' });
-    dir = await makeTempDir('csi-shared', cleanup);
-    cleanup.add(() => unmountUnder(`${dir}/`), 'unmount what the driver left');
-    const driver = await startCsiDriver({ cleanup, dir, server, csiProto: tools.tools.protos.csi });
-    csi = csiClient(driver.socket, tools.tools.protos.csi);
-    cleanup.add(async () => csi.close(), 'close the CSI client');
-    secrets = { user: 'admin', apiKey: server.apiKey };
-    nodeId = String((await csi.Node.NodeGetInfo({})).node_id);
-  });
-  after(() => cleanup.run());
+describe('volumes as subdots of one dot (dotmeshDot)', { skip: CSI_SKIP }, () => {
+  const fixture = useCsiFixture('csi-shared');
+  const f = () => fixture();
 
   const create = (pvc: string) =>
-    csi.Controller.CreateVolume({
+    f().csi.Controller.CreateVolume({
       name: `pvc-uid-${pvc}`,
       volume_capabilities: [CAP],
-      secrets,
+      secrets: f().secrets,
       parameters: {
         dotmeshDot: 'admin/shared',
         'csi.storage.k8s.io/pvc/namespace': 'default',
@@ -60,23 +29,33 @@ describe('volumes as subdots of one dot (dotmeshDot)', { skip }, () => {
     }) as Promise<{ volume: { volume_id: string } }>;
 
   async function mount(id: string, name: string): Promise<{ staging: string; target: string }> {
-    const staging = join(dir, `staging-${name}`);
-    const target = join(dir, `pod-${name}`, 'mount');
-    await csi.Controller.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: CAP, secrets });
-    await csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: CAP, secrets });
-    await csi.Node.NodePublishVolume({
+    const staging = join(f().dir, `staging-${name}`);
+    const target = join(f().dir, `pod-${name}`, 'mount');
+    await f().csi.Controller.ControllerPublishVolume({
+      volume_id: id,
+      node_id: f().nodeId,
+      volume_capability: CAP,
+      secrets: f().secrets,
+    });
+    await f().csi.Node.NodeStageVolume({
+      volume_id: id,
+      staging_target_path: staging,
+      volume_capability: CAP,
+      secrets: f().secrets,
+    });
+    await f().csi.Node.NodePublishVolume({
       volume_id: id,
       staging_target_path: staging,
       target_path: target,
       volume_capability: CAP,
-      secrets,
+      secrets: f().secrets,
     });
     return { staging, target };
   }
   async function unmount(id: string, m: { staging: string; target: string }): Promise<void> {
-    await csi.Node.NodeUnpublishVolume({ volume_id: id, target_path: m.target });
-    await csi.Node.NodeUnstageVolume({ volume_id: id, staging_target_path: m.staging });
-    await csi.Controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId, secrets });
+    await f().csi.Node.NodeUnpublishVolume({ volume_id: id, target_path: m.target });
+    await f().csi.Node.NodeUnstageVolume({ volume_id: id, staging_target_path: m.staging });
+    await f().csi.Controller.ControllerUnpublishVolume({ volume_id: id, node_id: f().nodeId, secrets: f().secrets });
   }
 
   test('two PVCs: two subdots of admin/shared, their data apart; one deleted, the other intact', async () => {
@@ -87,7 +66,7 @@ describe('volumes as subdots of one dot (dotmeshDot)', { skip }, () => {
     assert.equal(ra.subdot, 'default-data-a');
     assert.equal(rb.subdot, 'default-data-b');
     assert.equal(ra.branchId, rb.branchId, 'one branch');
-    const dotId = await server.admin.call('Lookup', { Namespace: 'admin', Name: 'shared', Branch: '' });
+    const dotId = await f().server.admin.call('Lookup', { Namespace: 'admin', Name: 'shared', Branch: '' });
     assert.equal(ra.branchId, dotId, 'the master branch of admin/shared');
 
     const ma = await mount(a, 'a');
@@ -95,35 +74,35 @@ describe('volumes as subdots of one dot (dotmeshDot)', { skip }, () => {
     await writeFile(join(ma.target, 'f'), 'written to a');
     await writeFile(join(mb.target, 'f'), 'written to b');
     assert.equal(await readFile(join(ma.target, 'f'), 'utf8'), 'written to a');
-    const live = await server.admin.call('PublishBranch', {
+    const live = await f().server.admin.call('PublishBranch', {
       FilesystemId: dotId,
       Subdot: '__root__',
       Volume: 'probe',
       Target: '/probe',
       ReadOnly: true,
     });
-    await server.admin.call('UnpublishBranch', { FilesystemId: dotId, Target: '/probe' });
+    await f().server.admin.call('UnpublishBranch', { FilesystemId: dotId, Target: '/probe' });
     assert.equal(await readFile(join(live, 'default-data-b', 'f'), 'utf8'), 'written to b');
 
     // Not while mounted; then only its subdot goes.
     await assert.rejects(
-      csi.Controller.DeleteVolume({ volume_id: a, secrets }),
+      f().csi.Controller.DeleteVolume({ volume_id: a, secrets: f().secrets }),
       (e: { code?: number }) => e.code === Status.FAILED_PRECONDITION,
     );
     await unmount(a, ma);
-    await csi.Controller.DeleteVolume({ volume_id: a, secrets });
+    await f().csi.Controller.DeleteVolume({ volume_id: a, secrets: f().secrets });
     const left = await readdir(live);
     assert.ok(!left.includes('default-data-a') && left.includes('default-data-b'), left.join(', '));
     assert.equal(await readFile(join(mb.target, 'f'), 'utf8'), 'written to b');
-    const listed = (await csi.Controller.ListVolumes({})) as { entries: Array<{ volume: { volume_id: string } }> };
+    const listed = (await f().csi.Controller.ListVolumes({})) as { entries: Array<{ volume: { volume_id: string } }> };
     assert.deepEqual(
       listed.entries.map((e) => e.volume.volume_id).filter((id) => id === a || id === b),
       [b],
     );
     await unmount(b, mb);
-    await csi.Controller.DeleteVolume({ volume_id: b, secrets });
+    await f().csi.Controller.DeleteVolume({ volume_id: b, secrets: f().secrets });
     assert.equal(
-      (await server.admin.call('Exists', { Namespace: 'admin', Name: 'shared', Branch: '' })) !== '',
+      (await f().server.admin.call('Exists', { Namespace: 'admin', Name: 'shared', Branch: '' })) !== '',
       true,
       'the dot stays: it is the user’s',
     );
@@ -131,10 +110,10 @@ describe('volumes as subdots of one dot (dotmeshDot)', { skip }, () => {
 
   test('a dotmeshDot volume starts empty: a snapshot or volume source is refused', async () => {
     await assert.rejects(
-      csi.Controller.CreateVolume({
+      f().csi.Controller.CreateVolume({
         name: 'from-source',
         volume_capabilities: [CAP],
-        secrets,
+        secrets: f().secrets,
         parameters: { dotmeshDot: 'admin/shared' },
         volume_content_source: {
           volume: {
