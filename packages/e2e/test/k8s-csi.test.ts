@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
   makeTempDir,
   podManifest,
+  runCommand,
   runPodToCompletion,
   type ServerProcess,
   skipUnless,
@@ -23,10 +25,28 @@ import {
  * driver as host processes, the driver registered with node-0's kubelet through its
  * plugin-registration socket, and csi-provisioner (built from its Go module) provisioning a PVC
  * of a dotmesh StorageClass. A pod on node-0 writes through the PVC; the data is in the volume's
- * branch (read back from a commit); deleting the PVC deletes the branch. (No attacher here:
- * the CSIDriver says attachRequired: false, and the pod runs on the node that made the volume.)
+ * branch (read back from a commit); deleting the PVC deletes the branch. csi-snapshotter and the
+ * snapshot-controller (with the VolumeSnapshot CRDs of their module) take a VolumeSnapshot; a PVC
+ * from it holds exactly the snapshot's data, a clone the live data. (No attacher here: the
+ * CSIDriver says attachRequired: false, and the pods run on the node that made the volumes.)
  */
 const DRIVER = 'csi.dotmesh.io';
+const SNAPSHOTTER_CLIENT_MODULE = 'github.com/kubernetes-csi/external-snapshotter/client/v8@v8.7.0';
+const TOOLS_SNAPSHOTTER = join(import.meta.dirname, '../../../tools/k8s/csi-snapshotter');
+
+/**
+ * The VolumeSnapshot CRDs of external-snapshotter's client module v8.7.0, from the module cache tools/k8s/build
+ * filled (its csi-snapshotter module requires that version; `go mod download` finds it there).
+ */
+async function snapshotCrds(): Promise<string[]> {
+  const go = [process.env.DOTMESH_GO, '/usr/local/go/bin/go'].find((g) => g && existsSync(g)) ?? 'go';
+  const { stdout } = await runCommand(go, ['mod', 'download', '-json', SNAPSHOTTER_CLIENT_MODULE], {
+    cwd: TOOLS_SNAPSHOTTER,
+    env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
+  });
+  const dir = join((JSON.parse(stdout) as { Dir: string }).Dir, 'config', 'crd');
+  return (await readdir(dir)).filter((f) => f.startsWith('snapshot.storage.k8s.io_')).map((f) => join(dir, f));
+}
 
 describe('the CSI driver with a real kubelet', {
   skip: skipUnless(['root', 'netns', 'btrfs', 'losetup', 'k8s']),
@@ -60,6 +80,35 @@ describe('the CSI driver with a real kubelet', {
         `--registration-proto=${cluster.tools.protos.pluginRegistration}`,
       ],
     });
+    const crds = await snapshotCrds();
+    for (const crd of crds) await cluster.kubectl(['apply', '-f', crd]);
+    cleanup.add(async () => {
+      for (const crd of crds) await cluster.kubectl(['delete', '-f', crd, '--wait=false', '--ignore-not-found']);
+    }, 'remove the VolumeSnapshot CRDs');
+    await cluster.kubectl([
+      'wait',
+      '--for=condition=established',
+      '--timeout=60s',
+      'crd/volumesnapshots.snapshot.storage.k8s.io',
+    ]);
+    spawnTracked(
+      cluster.tools.bin('snapshot-controller'),
+      [`--kubeconfig=${cluster.adminKubeconfig}`, '--leader-election=false'],
+      {
+        cleanup,
+      },
+    );
+    spawnTracked(
+      cluster.tools.bin('csi-snapshotter'),
+      [
+        `--csi-address=${join(pluginDir, 'csi.sock')}`,
+        `--kubeconfig=${cluster.adminKubeconfig}`,
+        '--leader-election=false',
+        '--extra-create-metadata',
+        '--timeout=60s',
+      ],
+      { cleanup },
+    );
     spawnTracked(
       cluster.tools.bin('csi-provisioner'),
       [
@@ -99,7 +148,19 @@ describe('the CSI driver with a real kubelet', {
         ),
       },
     ];
+    manifest.push({
+      apiVersion: 'snapshot.storage.k8s.io/v1',
+      kind: 'VolumeSnapshotClass',
+      metadata: { name: `dotmesh-${ns}` },
+      driver: DRIVER,
+      deletionPolicy: 'Delete',
+      parameters: {
+        'csi.storage.k8s.io/snapshotter-secret-name': 'dotmesh-user',
+        'csi.storage.k8s.io/snapshotter-secret-namespace': ns,
+      },
+    } as never);
     for (const m of manifest) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
+    cleanup.add(() => cluster.kubectl(['delete', 'volumesnapshotclass', `dotmesh-${ns}`, '--wait=false']).then(() => undefined));
     cleanup.add(() => cluster.kubectl(['delete', 'storageclass', `dotmesh-${ns}`, '--wait=false']).then(() => undefined));
   });
 
@@ -167,5 +228,86 @@ describe('the CSI driver with a real kubelet', {
     );
     const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(branchId));
     assert.deepEqual(mounts, [], 'no mount of the volume is left');
+  });
+
+  /** Creates a PVC of the class (from `dataSource` when given) and waits until it is Bound. */
+  async function boundPvc(name: string, dataSource?: Record<string, string>): Promise<string> {
+    const pvc = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name, namespace: ns },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: `dotmesh-${ns}`,
+        resources: { requests: { storage: '1Mi' } },
+        ...(dataSource ? { dataSource } : {}),
+      },
+    };
+    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pvc) });
+    return waitFor(
+      async () => {
+        const r = await cluster.kubectl(['get', 'pvc', name, '-n', ns, '-o', 'jsonpath={.status.phase} {.spec.volumeName}']);
+        const [phase, pv] = r.stdout.trim().split(' ');
+        return phase === 'Bound' ? pv : undefined;
+      },
+      { timeoutMs: 120_000, what: `PVC ${name} bound` },
+    );
+  }
+
+  /** Runs `script` in a pod on node-0 with PVC `claim` at /data; returns its output; deletes the pod. */
+  async function inPod(name: string, claim: string, script: string): Promise<string> {
+    const out = await runPodToCompletion(
+      cluster.kubectl,
+      podManifest({
+        name,
+        namespace: ns,
+        node: cluster.nodes[0]!.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', script],
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }],
+        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+      }),
+      180_000,
+    );
+    await cluster.kubectl(['delete', 'pod', name, '-n', ns, '--wait=true', '--timeout=120s']);
+    return out.trim();
+  }
+
+  test('a VolumeSnapshot; a PVC from it holds exactly the snapshot’s data; a clone holds the live data; all go with their objects', async () => {
+    await boundPvc('source');
+    assert.equal(await inPod('w1', 'source', 'echo at-snapshot > /data/f && cat /data/f'), 'at-snapshot');
+    const snap = {
+      apiVersion: 'snapshot.storage.k8s.io/v1',
+      kind: 'VolumeSnapshot',
+      metadata: { name: 'snap', namespace: ns },
+      spec: { volumeSnapshotClassName: `dotmesh-${ns}`, source: { persistentVolumeClaimName: 'source' } },
+    };
+    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(snap) });
+    await waitFor(
+      async () =>
+        (
+          await cluster.kubectl(['get', 'volumesnapshot', 'snap', '-n', ns, '-o', 'jsonpath={.status.readyToUse}'])
+        ).stdout.trim() === 'true',
+      { timeoutMs: 120_000, what: 'the VolumeSnapshot ready to use' },
+    );
+    assert.equal(
+      await inPod('w2', 'source', 'echo after-snapshot > /data/f && echo new > /data/g && cat /data/f'),
+      'after-snapshot',
+    );
+
+    await boundPvc('restored', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap' });
+    assert.equal(await inPod('r1', 'restored', 'cat /data/f; ls /data'), 'at-snapshot\nf');
+    await boundPvc('clone', { kind: 'PersistentVolumeClaim', name: 'source' });
+    assert.equal(await inPod('c1', 'clone', 'cat /data/f /data/g'), 'after-snapshot\nnew');
+
+    for (const claim of ['restored', 'clone', 'source']) {
+      await cluster.kubectl(['delete', 'pvc', claim, '-n', ns, '--wait=true', '--timeout=120s']);
+    }
+    await cluster.kubectl(['delete', 'volumesnapshot', 'snap', '-n', ns, '--wait=true', '--timeout=120s']);
+    await waitFor(
+      async () =>
+        !(await server.admin.call('AllDotsAndBranches', null)).Dots.some((d) => d.MasterBranch.Name.Name.startsWith('csi-')),
+      { timeoutMs: 120_000, what: 'every volume’s dot deleted with its objects' },
+    );
   });
 });
