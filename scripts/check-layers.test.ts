@@ -63,11 +63,13 @@ test('edgeProblem: lower layers allowed, same or higher refused, cli restricted,
   assert.match(edgeProblem('cli', 'storage', false) ?? '', /cli may import only core, rpc/);
   assert.match(edgeProblem('cli', 'server', false) ?? '', /cli may import only core, rpc/);
   assert.equal(edgeProblem('cli', 'rpc', false), undefined);
+  assert.match(edgeProblem('csi', 'server', false) ?? '', /csi may import only core, rpc/);
+  assert.equal(edgeProblem('csi', 'rpc', false), undefined);
   assert.match(edgeProblem('storage', 'testkit', false) ?? '', /only lower layers/);
   assert.equal(edgeProblem('storage', 'testkit', true), undefined);
   assert.equal(edgeProblem('cli', 'testkit', true), undefined);
   assert.match(edgeProblem('cli', 'store', true) ?? '', /cli may import only/);
-  assert.match(edgeProblem('csi', 'core', false) ?? '', /has no layer/);
+  assert.match(edgeProblem('operator', 'core', false) ?? '', /has no layer/);
 });
 
 test('isTestFile and findImports', () => {

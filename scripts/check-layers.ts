@@ -1,10 +1,10 @@
 /**
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
- * Layers, low to high: core (0); storage, store, rpc (1); server, cli (2); testkit (3); bench, e2e (4).
- * A package may depend only on packages of lower layers, except that cli may depend only on core
- * and rpc (clients never touch storage). Test code (`*.test.*`, `conformance.*`, anything under a
- * `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
+ * Layers, low to high: core (0); storage, store, rpc (1); server, cli, csi (2); testkit (3); bench, e2e (4).
+ * A package may depend only on packages of lower layers, except that cli and csi may depend only on
+ * core and rpc (clients never touch storage or the server's internals). Test code (`*.test.*`,
+ * `conformance.*`, anything under a `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
  * fields, and static, dynamic and require imports of `@dotmesh/*` in every source file; a
  * relative import that reaches into another package's directory is always a violation.
  *
@@ -20,6 +20,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   rpc: 1,
   server: 2,
   cli: 2,
+  csi: 2,
   testkit: 3,
   bench: 4,
   e2e: 4,
@@ -28,6 +29,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
 /** Packages restricted to an explicit list instead of "any lower layer". */
 export const ONLY: Readonly<Record<string, readonly string[]>> = {
   cli: ['core', 'rpc'],
+  csi: ['core', 'rpc'],
 };
 
 const SCOPE = '@dotmesh/';

@@ -1,8 +1,8 @@
 /**
- * Runs the benchmarks of targets.md (P1-P7, P9, P10, P13) against a real dotmesh-server on a
+ * Runs the benchmarks of targets.md (P1-P10, P13) against a real dotmesh-server on a
  * loop-file btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5:
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
- * plugin of a private dockerd, p9-docker.ts; P13: a cluster of three nodes in network namespaces
+ * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
@@ -24,7 +24,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseSize } from '@dotmesh/rpc/server-defaults';
-import { Cleanup, DM_BUNDLE, isCI, missingCapabilities, testRoot } from '@dotmesh/testkit';
+import { Cleanup, DM_BUNDLE, findK8sTools, isCI, missingCapabilities, testRoot } from '@dotmesh/testkit';
 import { type BenchCluster, startBenchCluster } from './cluster-bench.ts';
 import { atMost, formatBytes, GiB, MiB, ratio, single } from './harness.ts';
 import { describeMachine } from './machine.ts';
@@ -35,6 +35,7 @@ import { benchIncrementalPush } from './p4-push.ts';
 import { benchClone } from './p5-clone.ts';
 import { benchManyDots } from './p6-many-dots.ts';
 import { benchThroughput } from './p7-throughput.ts';
+import { benchCsi } from './p8-csi.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
@@ -43,7 +44,7 @@ import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9', 'P10', 'P13'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -85,6 +86,7 @@ const params = smoke
       p6Dots: 20,
       p6Samples: 2,
       p7: { clients: 4, seconds: 0.5, commits: 20 },
+      p8Samples: 3,
       p9Run: { runs: 3, warmup: 1 },
       p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
@@ -101,6 +103,7 @@ const params = smoke
       p6Dots: 1000,
       p6Samples: 10,
       p7: { clients: 8, seconds: 5, commits: 200 },
+      p8Samples: 30,
       p9Run: { runs: 20, warmup: 3 },
       p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
@@ -185,6 +188,17 @@ try {
   }
   if (pairs) await transfers();
   if (only.has('P7')) await step('P7', () => benchThroughput(s, params.p7));
+  if (only.has('P8')) {
+    const tools = findK8sTools();
+    // Like the capabilities above: without the tools P8 is left out, except under CI.
+    if (!tools.ok && !isCI())
+      console.error(`bench: P8 left out: it needs csi.proto from the Kubernetes test tools: ${tools.reason}`);
+    else
+      await step('P8', async () => {
+        if (!tools.ok) throw new Error(`P8 needs csi.proto from the Kubernetes test tools: ${tools.reason}`);
+        return benchCsi(cleanup, s, { samples: params.p8Samples, csiProto: tools.tools.protos.csi });
+      });
+  }
   const haveDm = existsSync(dmBundle);
   if (!haveDm && (only.has('P10') || only.has('P6')))
     console.error(`bench: ${dmBundle} is missing (npm run build): no dm figures`);

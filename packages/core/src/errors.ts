@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'BRANCH_EXISTS'
   | 'COMMIT_NOT_FOUND'
   | 'COMMIT_EXISTS'
+  /** A node id that is not a live node of the cluster (data.node). */
+  | 'NODE_NOT_FOUND'
   | 'IN_USE'
   | 'PERMISSION_DENIED'
   | 'UNAUTHENTICATED'
@@ -63,6 +65,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   BRANCH_EXISTS: { exitCode: 4, grpcStatus: 6, httpStatus: 409 },
   COMMIT_NOT_FOUND: { exitCode: 3, grpcStatus: 5, httpStatus: 404 },
   COMMIT_EXISTS: { exitCode: 4, grpcStatus: 6, httpStatus: 409 },
+  NODE_NOT_FOUND: { exitCode: 3, grpcStatus: 5, httpStatus: 404 },
   IN_USE: { exitCode: 5, grpcStatus: 9, httpStatus: 409 },
   PERMISSION_DENIED: { exitCode: 6, grpcStatus: 7, httpStatus: 403 },
   UNAUTHENTICATED: { exitCode: 6, grpcStatus: 16, httpStatus: 401 },

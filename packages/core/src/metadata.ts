@@ -4,6 +4,16 @@ import { utf8ByteLength } from './utf8.ts';
 
 /** Metadata key that overrides the id of a new commit, as in the original. */
 export const COMMIT_ID_OVERRIDE_KEY = '#commit-id';
+/**
+ * Metadata key of a retained commit (value `true`): it outlives the deletion of its branch (the
+ * branch is then kept, retired, for it) and a rollback, until DeleteCommit removes it. The CSI
+ * driver's snapshots are retained commits.
+ */
+export const RETAIN_METADATA_KEY = 'retain';
+
+export function isRetained(metadata: Readonly<Record<string, string>>): boolean {
+  return metadata[RETAIN_METADATA_KEY] === 'true';
+}
 /** Upper bounds that keep one request from filling the pool's metadata. */
 export const MAX_METADATA_KEYS = 256;
 export const MAX_METADATA_KEY_BYTES = 256;

@@ -16,6 +16,20 @@ export const DEFAULT_NAMESPACE = 'admin';
 export const MASTER_BRANCH = 'master';
 export const DEFAULT_SUBDOT = '__default__';
 export const ROOT_SUBDOT = '__root__';
+/**
+ * A deleted branch whose commits are still needed (another branch builds on them, or they are
+ * retained) keeps its volume under the name `__deleted-<fsId>`: its own name is free again, and
+ * listings leave it out. No one else may name a branch so.
+ */
+export const RETIRED_BRANCH_PREFIX = '__deleted-';
+
+export function retiredBranchName(fsId: string): string {
+  return `${RETIRED_BRANCH_PREFIX}${fsId}`;
+}
+
+export function isRetiredBranchName(branch: string): boolean {
+  return branch.startsWith(RETIRED_BRANCH_PREFIX);
+}
 /** The original `dm init` refuses names of 50 characters or more. */
 export const CLI_MAX_DOT_NAME = 50;
 

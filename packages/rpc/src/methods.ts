@@ -14,6 +14,7 @@ import type {
   DotList,
   DotListWithContainers,
   DotmeshVolume,
+  FoundCommit,
   JoinTokenCreated,
   JoinTokenInfo,
   LastModifiedResult,
@@ -158,6 +159,30 @@ export const METHODS = {
   PoolInfo: { params: noParams, admin: true, route: 'here' },
   GrowPool: { params: z.object({ SizeBytes: int() }), admin: true, route: 'here' },
   DumpEtcd: { params: z.object({ Prefix: str() }), admin: true, route: 'here' },
+  // Volumes for Kubernetes (the CSI driver) and anyone else: additions, see docs/api.md.
+  DeleteBranch: { params: branchParams, admin: false, route: { branch: 'Branch' } },
+  DeleteCommit: { params: z.object({ FilesystemId: str(), CommitId: str() }), admin: false, route: { fsId: 'FilesystemId' } },
+  FindCommits: { params: z.object({ Key: str(), Value: str() }), admin: false, route: 'here' },
+  DeleteSubdot: {
+    params: z.object({ Namespace: str(), Name: str(), Branch: str(), Subdot: str() }),
+    admin: false,
+    route: { branch: 'Branch' },
+  },
+  Capacity: { params: noParams, admin: false, route: 'here' },
+  AttachBranch: {
+    params: z.object({ FilesystemId: str(), Node: str(), Volume: str(), ReadOnly: bool() }),
+    admin: false,
+    route: { fsId: 'FilesystemId' },
+  },
+  DetachBranch: { params: z.object({ FilesystemId: str(), Node: str(), Volume: str() }), admin: false, route: 'here' },
+  PublishBranch: {
+    params: z.object({ FilesystemId: str(), Subdot: str(), Volume: str(), Target: str(), ReadOnly: bool() }),
+    admin: false,
+    route: 'here',
+  },
+  UnpublishBranch: { params: z.object({ FilesystemId: str(), Target: str() }), admin: false, route: 'here' },
+  BranchPublications: { params: stringParam, admin: false, route: 'here' },
+  BranchById: { params: stringParam, admin: false, route: 'here' },
   RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true, route: 'here' },
   CreateJoinToken: {
     params: z.object({ TtlSeconds: int(), Uses: int(), Description: str() }),
@@ -333,6 +358,28 @@ export interface ResultMap {
   ListJoinTokens: JoinTokenInfo[];
   /** false: there was no token with that id. */
   DeleteJoinToken: boolean;
+  /** Deleted: the volume is gone; Retired: kept (renamed) for commits still needed. */
+  DeleteBranch: { Deleted: boolean; Retired: boolean; KeptCommits: number; Branches: number };
+  /** Deleted: gone from the pool; Hidden: kept while a history passes through it. */
+  DeleteCommit: { Deleted: boolean; Hidden: boolean };
+  /** Every commit held in the cluster whose Metadata[Key] is Value (deleted ones left out). */
+  FindCommits: FoundCommit[];
+  /** The names left in the branch's data (subdots and other entries). */
+  DeleteSubdot: { Remaining: string[] };
+  /** The smallest free space among the live nodes' pools, and each node's. */
+  Capacity: { FreeBytes: number; Nodes: Record<string, { FreeBytes: number; TotalBytes: number }> };
+  /** The branch's master node after the attachment (it moved there), and the store revision. */
+  AttachBranch: { Master: string; Revision: number };
+  DetachBranch: boolean;
+  /** Host path of the subdot's live data on this node (this node masters the branch). */
+  PublishBranch: string;
+  UnpublishBranch: boolean;
+  /** Where a branch volume is: its dot and names ("" for master), and its master node. */
+  BranchById: { Id: string; DotId: string; Namespace: string; Name: string; Branch: string; Master: string };
+  BranchPublications: {
+    Node: string;
+    Uses: Array<{ Kind: string; Volume: string; Target: string; ReadOnly: boolean; Subdot: string }>;
+  };
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

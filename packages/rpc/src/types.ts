@@ -41,6 +41,19 @@ export interface VolumeWithContainers {
   Containers: Container[];
 }
 
+/** A commit FindCommits found, with where it is. */
+export interface FoundCommit {
+  Id: string;
+  /** The branch volume that holds it (for a retired branch, `__deleted-<id>`). */
+  FilesystemId: string;
+  DotId: string;
+  Namespace: string;
+  Name: string;
+  /** "" for master. */
+  Branch: string;
+  Metadata: Record<string, string>;
+}
+
 /** A commit: its id and string metadata (message, author, timestamp in unix ns, …). */
 export interface CommitItem {
   Id: string;

@@ -14,6 +14,10 @@ export const FAILPOINTS = {
   branch: ['branch.after-volume', 'branch.after-store'],
   rollback: ['rollback.after-intent', 'rollback.after-store', 'rollback.after-swap', 'rollback.after-label', 'rollback.after-gc'],
   delete: ['delete.after-intent', 'delete.after-store', 'delete.after-branches'],
+  /** Deleting one branch (dots/delete-branch.ts): `after-label` and `after-swap` when it is retired. */
+  deleteBranch: ['delete-branch.after-label', 'delete-branch.after-store', 'delete-branch.after-swap'],
+  /** Deleting one commit (dots/delete-commit.ts). */
+  deleteCommit: ['delete-commit.after-label', 'delete-commit.after-store'],
   receive: ['receive.after-intent', 'receive.after-import', 'receive.after-label'],
   stash: ['stash.after-branch', 'stash.after-label'],
   /** On the master handing a branch to another node (cluster/handoff.ts). */

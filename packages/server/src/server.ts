@@ -16,6 +16,7 @@ import { createNodeEndpoint } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
+import { BranchPublications } from './cluster/publications.ts';
 import { CallRouter } from './cluster/router.ts';
 import { followTombstones } from './cluster/tombstones.ts';
 import { ClusterTransferProxy } from './cluster/transfer-proxy.ts';
@@ -200,6 +201,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     locks,
     containerMoves: new KeyedQueue(),
     containers: tracker ?? parts.containers ?? NO_CONTAINERS,
+    publications: new BranchPublications(store, view),
     inUse: parts.inUse ?? NEVER_IN_USE,
     writeGuard,
     nodeId: parts.nodeId,
@@ -355,7 +357,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   }
   clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;
   const advertiser = parts.cluster
-    ? new BranchAdvertiser({ store, lease, sizes, masterNodes, index, containers: ctx.containers, intervalMs: 2000, logger })
+    ? new BranchAdvertiser({
+        store,
+        lease,
+        sizes,
+        masterNodes,
+        index,
+        containers: ctx.containers,
+        pool: () => driver.poolInfo(),
+        intervalMs: 2000,
+        logger,
+      })
     : undefined;
   advertiser?.start();
   presence = {

@@ -156,6 +156,78 @@ for (const store of STORE_KINDS) {
       });
     }
 
+    const commitOn = (name: string, branch: string, id: string, metadata: Record<string, string> = {}) =>
+      s.admin.call('Commit', {
+        Namespace: 'admin',
+        Name: name,
+        Branch: branch,
+        Message: id,
+        Metadata: { '#commit-id': id, ...metadata },
+      });
+    const idsOf = async (name: string, branch: string) =>
+      (await s.admin.call('Commits', { Namespace: 'admin', Name: name, Branch: branch })).map((c) => c.Id);
+    const branchFrom = (name: string, from: string, to: string, commitId: string) =>
+      s.admin.call('Branch', { Namespace: 'admin', Name: name, SourceBranch: from, NewBranchName: to, SourceCommitId: commitId });
+
+    for (const fp of FAILPOINTS.deleteBranch) {
+      test(`delete-branch crashes at ${fp} (a branch another builds on: retired)`, async () => {
+        const name = `db-${fp.replace(/\W/g, '-')}`;
+        const path = await s.admin.call('Procure', { Namespace: 'admin', Name: name, Subdot: '' });
+        await writeFile(join(path, 'data'), 'base');
+        await commitOn(name, '', 'm1');
+        await branchFrom(name, 'master', 'parent', 'm1');
+        await commitOn(name, 'parent', 'p1');
+        await commitOn(name, 'parent', 'p2');
+        await branchFrom(name, 'parent', 'child', 'p1');
+        await commitOn(name, 'child', 'c1');
+        const child = await idsOf(name, 'child');
+        s = await crashAt(s, fp, (c) => c.call('DeleteBranch', { Namespace: 'admin', Name: name, Branch: 'parent' }));
+        // The label is renamed before the store: recovery completes the delete.
+        assert.deepEqual(await s.admin.call('Branches', { Namespace: 'admin', Name: name }), ['child']);
+        assert.deepEqual(await idsOf(name, 'child'), child, 'the other branch keeps its whole history');
+        await invariants(s.admin);
+        await branchFrom(name, 'child', 'parent', 'c1');
+        assert.deepEqual(await idsOf(name, 'parent'), child, 'the name is free: a new branch takes it');
+      });
+    }
+
+    test('delete-branch crashes at delete-branch.after-store (a branch nothing builds on: deleted)', async () => {
+      const name = 'db-leaf';
+      await s.admin.call('Create', { Namespace: 'admin', Name: name });
+      const [initial] = await idsOf(name, '');
+      await branchFrom(name, 'master', 'leaf', initial!);
+      await commitOn(name, 'leaf', 'l1');
+      s = await crashAt(s, 'delete-branch.after-store', (c) =>
+        c.call('DeleteBranch', { Namespace: 'admin', Name: name, Branch: 'leaf' }),
+      );
+      assert.deepEqual(await s.admin.call('Branches', { Namespace: 'admin', Name: name }), []);
+      await invariants(s.admin);
+      await branchFrom(name, 'master', 'leaf', initial!);
+      assert.deepEqual(await idsOf(name, 'leaf'), [initial]);
+    });
+
+    for (const fp of FAILPOINTS.deleteCommit) {
+      test(`delete-commit crashes at ${fp}`, async () => {
+        const name = `dc-${fp.replace(/\W/g, '-')}`;
+        await s.admin.call('Create', { Namespace: 'admin', Name: name });
+        const [initial] = await idsOf(name, '');
+        await branchFrom(name, 'master', 'b', initial!);
+        const branchId = await s.admin.call('Lookup', { Namespace: 'admin', Name: name, Branch: 'b' });
+        await commitOn(name, 'b', 's1', { snap: `${name}-s1` });
+        await commitOn(name, 'b', 's2', { snap: `${name}-s2` });
+        s = await crashAt(s, fp, (c) => c.call('DeleteCommit', { FilesystemId: branchId, CommitId: 's1' }));
+        // The label marks it deleted before the store: recovery completes the delete.
+        assert.deepEqual(await idsOf(name, 'b'), [initial, 's2']);
+        assert.deepEqual(await s.admin.call('FindCommits', { Key: 'snap', Value: `${name}-s1` }), []);
+        assert.equal((await s.admin.call('FindCommits', { Key: 'snap', Value: `${name}-s2` })).length, 1);
+        assert.deepEqual(await s.admin.call('DeleteCommit', { FilesystemId: branchId, CommitId: 's1' }), {
+          Deleted: false,
+          Hidden: true,
+        });
+        await invariants(s.admin);
+      });
+    }
+
     test('error mode (the original PartialFail flags): Create fails with "Injected fault", a retry works', async () => {
       assert.equal(await s.admin.call('SetDebugFlag', { FlagName: 'PartialFailCreateFilesystem', FlagValue: 'true' }), 'false');
       await assert.rejects(s.admin.call('Create', { Namespace: 'admin', Name: 'partial' }), /Injected fault/);

@@ -44,6 +44,34 @@ export function volumeCases(withHarness: WithHarness): void {
   );
 
   test(
+    'removeDirectory and listDirectory: a subdot goes with everything in it; idempotent; refuses escapes',
+    withHarness(async (h, d) => {
+      const id = vid();
+      await d.createVolume(id, {});
+      await d.ensureDirectory(id, 'keep');
+      await d.ensureDirectory(id, 'gone/deeper');
+      await h.writeFile(id, 'gone/deeper/f', 'x');
+      await h.writeFile(id, 'keep/g', 'y');
+      assert.deepEqual(
+        (await d.listDirectory(id, '')).filter((n) => n !== 'dotmesh.metadata'),
+        ['gone', 'keep'],
+      );
+      assert.deepEqual(await d.listDirectory(id, 'gone'), ['deeper']);
+      await d.removeDirectory(id, 'gone');
+      await d.removeDirectory(id, 'gone');
+      await d.removeDirectory(id, 'never/was');
+      assert.deepEqual(
+        (await d.listDirectory(id, '')).filter((n) => n !== 'dotmesh.metadata'),
+        ['keep'],
+      );
+      assert.deepEqual(await d.listDirectory(id, 'gone'), []);
+      assert.equal(text(await h.readFile(id, 'keep/g')), 'y');
+      for (const bad of ['../x', '/abs', 'a/../b', '', 'a//b'])
+        await rejectsWithCode(d.removeDirectory(id, bad), 'INVALID_ARGUMENT');
+    }),
+  );
+
+  test(
     'invalid ids are refused before touching anything',
     withHarness(async (_h, d) => {
       await rejectsWithCode(d.createVolume('../escape', {}), 'INVALID_ARGUMENT');

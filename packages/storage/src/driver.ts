@@ -43,6 +43,13 @@ export interface StorageDriver {
    * `relPath` is relative, without `..` segments. Idempotent.
    */
   ensureDirectory(id: string, relPath: string): Promise<void>;
+  /**
+   * Removes a directory and everything in it from the live data (a subdot); missing: nothing
+   * to do. Same path rules as ensureDirectory; never follows a symlink out of the volume.
+   */
+  removeDirectory(id: string, relPath: string): Promise<void>;
+  /** Names in a directory of the live data (`""`: its top), sorted; a missing directory: []. */
+  listDirectory(id: string, relPath: string): Promise<string[]>;
 
   /**
    * Takes an atomic read-only snapshot of the whole volume, storing `meta` inside it.

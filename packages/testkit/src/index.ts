@@ -1,6 +1,7 @@
 export * from './cached-build.ts';
 export * from './capabilities.ts';
 export * from './cleanup.ts';
+export * from './csi-driver.ts';
 export * from './dm.ts';
 export * from './docker.ts';
 export * from './dotmesh-cluster.ts';

@@ -5,7 +5,7 @@ import type { SizeTracker } from '../dots/sizes.ts';
 import type { Logger } from '../log.ts';
 import type { MasterNodes } from './master-nodes.ts';
 import type { NodeLease } from './node-lease.ts';
-import { type ContainersRecord, type DirtyRecord, KEYS } from './store-keys.ts';
+import { type ContainersRecord, type DirtyRecord, KEYS, type PoolRecord } from './store-keys.ts';
 
 /**
  * On a cluster of several nodes, the master of each branch advertises its size and uncommitted
@@ -13,7 +13,8 @@ import { type ContainersRecord, type DirtyRecord, KEYS } from './store-keys.ts';
  * under its lease, the original's keys, so that any node can list them. Checked every
  * `intervalMs`; a key is written only when it changed and while the master key still names
  * this node (compared in the same transaction), and removed when this node no longer masters
- * the branch (deleting a dot removes them at once: deleteDotOps).
+ * the branch (deleting a dot removes them at once: deleteDotOps). It also advertises this node's pool space
+ * (`servers/pools/<nodeId>`, in MiB steps), for Capacity on any node.
  */
 export interface BranchAdvertiserOptions {
   readonly store: Store;
@@ -22,6 +23,8 @@ export interface BranchAdvertiserOptions {
   readonly masterNodes: MasterNodes;
   readonly index: DotIndex;
   readonly containers: ContainerTracker;
+  /** This node's pool space now. */
+  readonly pool: () => Promise<{ readonly freeBytes: number; readonly totalBytes: number }>;
   readonly intervalMs: number;
   readonly logger: Logger;
 }
@@ -93,12 +96,26 @@ export class BranchAdvertiser {
       });
       if (!written.succeeded) for (const op of ops) if (op.type === 'put') this.#written.delete(op.key);
     }
+    const pool = await this.#o.pool();
+    const poolRecord: PoolRecord = {
+      node_id: nodeId,
+      free_bytes: roundMiB(pool.freeBytes),
+      total_bytes: roundMiB(pool.totalBytes),
+    };
+    const poolOps: TxnOp[] = [];
+    this.#put(poolOps, KEYS.pool(nodeId), JSON.stringify(poolRecord), lease.id);
+    if (poolOps.length > 0) await store.txn({ compare: [], success: poolOps });
     // A branch that moved away: its records go, unless its new master wrote its own meanwhile.
     for (const [key, value] of [...this.#written]) {
+      if (key.startsWith(KEYS.poolsPrefix)) continue;
       const fsId = key.slice(key.lastIndexOf('/') + 1);
       if (mine.has(fsId)) continue;
       this.#written.delete(key);
       await store.txn({ compare: [{ key, target: 'value', op: '==', value }], success: [{ type: 'delete', key }] });
     }
   }
+}
+
+function roundMiB(bytes: number): number {
+  return Math.floor(bytes / 1048576) * 1048576;
 }

@@ -8,6 +8,8 @@ import { phaseTimer } from '../phase-timer.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
 import { PeerSide } from '../transfer/peer-side.ts';
 import type { NodeTls } from './node-transport.ts';
+import { refuseIfPublished } from './publications.ts';
+import type { PublicationsRecord } from './store-keys.ts';
 
 /** Who writes the migration commit of a handoff (the original's `system`). */
 const SYSTEM: Caller = { id: ADMIN_USER_ID, name: 'system', authMethod: 'internal' };
@@ -20,6 +22,7 @@ export type HandoffContext = Pick<
   | 'mutations'
   | 'masterNodes'
   | 'containers'
+  | 'publications'
   | 'inUse'
   | 'failpoints'
   | 'writeGuard'
@@ -96,6 +99,10 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
     { op: 'mastership', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId], evenWhenFull: true },
     async (tx) => {
       await refuseInUse(ctx, fsId, dotName, to);
+      // Fenced: a use registered meanwhile fails the move.
+      const uses = await ctx.publications.read(fsId);
+      refusePublishedAway(uses.record, fsId, dotName, to);
+      tx.storeCompare(uses.fence);
       const now = ctx.index.head(fsId);
       const dirty = (await ctx.storage.sizes([fsId])).get(fsId)?.dirty === true;
       if (dirty || now?.commitId !== head?.commitId || now?.fsId !== head?.fsId) {
@@ -110,7 +117,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
       tx.viewSetLabel(label);
       tx.storeOps(
         putMaster(fsId, to),
-        putBranchState(ctx.nodeId, fsId, { head: now, commitCount: ctx.index.history(fsId).length, active: false }),
+        putBranchState(ctx.nodeId, fsId, { head: now, commitCount: ctx.index.listedHistory(fsId).length, active: false }),
       );
       tx.finish('handoff.after-move', async () => tx.failpoint('handoff.after-move'));
     },
@@ -146,7 +153,7 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
       // Checked again under the lock: followMastership and the handoff's own call both get here.
       if (ctx.view.copiesOf(fsId).get(ctx.nodeId)?.state.state === 'active' && current.replica !== true) return false;
       const head = ctx.index.head(fsId);
-      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: true }));
+      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.listedHistory(fsId).length, active: true }));
       if (current.replica !== true) return true; // this node's own live data: only its state key was missing
       // A replica: its live data becomes the head, then the label stops saying replica. Until
       // that last step the pool still says replica, so a crash anywhere here takes over again
@@ -212,7 +219,7 @@ export async function standDown(ctx: HandoffContext, fsId: string): Promise<void
       await tx.writeLabel(label, current);
       tx.viewSetLabel(label);
       const head = ctx.index.head(fsId);
-      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.history(fsId).length, active: false }));
+      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.listedHistory(fsId).length, active: false }));
     },
   );
   ctx.logger.info(
@@ -221,8 +228,12 @@ export async function standDown(ctx: HandoffContext, fsId: string): Promise<void
   );
 }
 
-/** Refuses a move while containers, processes or mounts use the branch here. */
+/**
+ * Refuses a move while containers, processes or mounts use the branch here, or it is published
+ * (Kubernetes) on a node other than `to` (an attachment to `to` is what asks for the move).
+ */
 async function refuseInUse(ctx: HandoffContext, fsId: string, dotName: string, to: string): Promise<void> {
+  refusePublishedAway(ctx.publications.of(fsId), fsId, dotName, to);
   const containers = await ctx.containers.containersFor(fsId);
   if (containers.length > 0) {
     throw new DotmeshError(
@@ -231,7 +242,12 @@ async function refuseInUse(ctx: HandoffContext, fsId: string, dotName: string, t
       { hint: 'stop the containers first', data: { containers: containers.map((c) => c.Name), node: ctx.nodeId } },
     );
   }
-  await refuseIfInUse(ctx, fsId, dotName);
+  await refuseIfInUse(ctx, fsId, dotName, { allowed: (_use, node) => node === to });
+}
+
+function refusePublishedAway(record: PublicationsRecord | undefined, fsId: string, dotName: string, to: string): void {
+  if (!record || record.node_id === to) return;
+  refuseIfPublished({ of: () => record }, fsId, `cannot move ${dotName} to node ${to}`);
 }
 
 function hostOf(address: string): string {

@@ -27,6 +27,10 @@ export const KEYS = {
   dirty: (fsId: string) => `${PREFIX}filesystems/dirty/${fsId}`,
   deletedPrefix: `${PREFIX}filesystems/deleted/`,
   deleted: (fsId: string) => `${PREFIX}filesystems/deleted/${fsId}`,
+  deletedCommitsPrefix: `${PREFIX}filesystems/deleted-commits/`,
+  deletedCommit: (fsId: string, commitId: string) => `${PREFIX}filesystems/deleted-commits/${fsId}/${commitId}`,
+  publicationsPrefix: `${PREFIX}filesystems/publications/`,
+  publications: (fsId: string) => `${PREFIX}filesystems/publications/${fsId}`,
   commitsPrefix: `${PREFIX}servers/snapshots/`,
   nodeCommits: (nodeId: string) => `${PREFIX}servers/snapshots/${nodeId}/`,
   commitsOf: (nodeId: string, fsId: string) => `${PREFIX}servers/snapshots/${nodeId}/${fsId}/`,
@@ -34,6 +38,8 @@ export const KEYS = {
   statesPrefix: `${PREFIX}servers/states/`,
   nodeStates: (nodeId: string) => `${PREFIX}servers/states/${nodeId}/`,
   state: (nodeId: string, fsId: string) => `${PREFIX}servers/states/${nodeId}/${fsId}`,
+  poolsPrefix: `${PREFIX}servers/pools/`,
+  pool: (nodeId: string) => `${PREFIX}servers/pools/${nodeId}`,
   addressesPrefix: `${PREFIX}servers/addresses/`,
   address: (nodeId: string) => `${PREFIX}servers/addresses/${nodeId}`,
   usersPrefix: `${PREFIX}users/users/`,
@@ -75,6 +81,53 @@ export interface DeletedRecord {
   readonly name: { readonly Namespace: string; readonly Name: string };
   readonly top_level_filesystem_id: string;
   readonly clone: string;
+}
+
+/**
+ * `filesystems/deleted-commits/<fsId>/<commitId>`: a commit deleted with DeleteCommit. It is
+ * listed nowhere any more, even where a copy stays because a history passes through it.
+ */
+export interface DeletedCommitRecord {
+  readonly filesystem_id: string;
+  readonly commit_id: string;
+  readonly server: string;
+  readonly username: string;
+  readonly deleted_at: string;
+}
+
+/**
+ * One use of a branch by something outside Dotmesh that the server cannot stop: a volume
+ * attached to a node (`attach`, ControllerPublishVolume) or mounted at a target on it (`mount`,
+ * NodeStageVolume / NodePublishVolume).
+ */
+export interface BranchUse {
+  readonly kind: 'attach' | 'mount';
+  /** The user's name for the use (the CSI volume id). */
+  readonly volume: string;
+  /** The host path of a mount; "" for an attachment. */
+  readonly target: string;
+  readonly read_only: boolean;
+  /** The subdot mounted ("" for an attachment). */
+  readonly subdot: string;
+  readonly at: string;
+}
+
+/**
+ * `filesystems/publications/<fsId>`: the uses of a branch, all on one node (a branch is
+ * published on one node at a time). Changed only by compare-and-swap; absent when unused.
+ * Not lease-bound: mounts outlive a restart of the server.
+ */
+export interface PublicationsRecord {
+  readonly filesystem_id: string;
+  readonly node_id: string;
+  readonly uses: readonly BranchUse[];
+}
+
+/** `servers/pools/<nodeId>`: the node's pool space, refreshed by the node. Lease-bound. */
+export interface PoolRecord {
+  readonly node_id: string;
+  readonly free_bytes: number;
+  readonly total_bytes: number;
 }
 
 /**

@@ -10,7 +10,9 @@ import {
   type DirtyRecord,
   type HeldCommitRecord,
   KEYS,
+  type PoolRecord,
   PREFIX,
+  type PublicationsRecord,
   parseValue,
   type RegistryRecord,
 } from './store-keys.ts';
@@ -42,6 +44,12 @@ export interface ClusterNode {
   readonly clusterPort: number;
 }
 
+/** A commit some node holds, as it advertises it. */
+export interface HeldCommit {
+  readonly parent: CommitOrigin | null;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
 export type ViewChange =
   | { readonly kind: 'master'; readonly fsId: string }
   | { readonly kind: 'deleted'; readonly fsId: string }
@@ -70,8 +78,12 @@ export class ClusterView {
   readonly #listeners = new Set<(change: ViewChange) => void>();
   readonly #dirty = new Map<string, DirtyRecord>();
   readonly #containers = new Map<string, ContainersRecord>();
-  /** nodeId → fsId → commitId → its history parent: the commits each node holds. */
-  readonly #held = new Map<string, Map<string, Map<string, CommitOrigin | null>>>();
+  /** nodeId → fsId → commitId → its history parent and metadata: the commits each node holds. */
+  readonly #held = new Map<string, Map<string, Map<string, HeldCommit>>>();
+  /** `<fsId>@<commitId>` of every commit deleted with DeleteCommit. */
+  readonly #deletedCommits = new Set<string>();
+  readonly #publications = new Map<string, PublicationsRecord & { readonly revision: number }>();
+  readonly #pools = new Map<string, PoolRecord>();
   readonly #waiters = new Set<{ rev: number; resolve: () => void }>();
   #watcher: Watcher | undefined;
   #revision = 0;
@@ -179,6 +191,39 @@ export class ClusterView {
     return this.#containers.get(fsId)?.containers ?? [];
   }
 
+  /** Whether commit `ref` was deleted (DeleteCommit): it is listed nowhere any more. */
+  isCommitDeleted(ref: CommitOrigin): boolean {
+    return this.#deletedCommits.has(`${ref.fsId}@${ref.commitId}`);
+  }
+
+  /** The uses of a branch (attachments, mounts) and the store revision of their record. */
+  publicationsOf(fsId: string): (PublicationsRecord & { readonly revision: number }) | undefined {
+    return this.#publications.get(fsId);
+  }
+
+  /** The pool space each live node last advertised. */
+  pools(): ReadonlyMap<string, PoolRecord> {
+    return this.#pools;
+  }
+
+  /**
+   * Every commit a node holds, once each (the first node's advertisement wins), with the
+   * branch volume that holds it; deleted commits included (see isCommitDeleted).
+   */
+  *heldCommits(): Generator<{ readonly ref: CommitOrigin; readonly commit: HeldCommit }> {
+    const seen = new Set<string>();
+    for (const byFs of this.#held.values()) {
+      for (const [fsId, commits] of byFs) {
+        for (const [commitId, commit] of commits) {
+          const key = `${fsId}@${commitId}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          yield { ref: { fsId, commitId }, commit };
+        }
+      }
+    }
+  }
+
   /** Whether `nodeId` advertises holding commit `ref`. */
   holds(nodeId: string, ref: CommitOrigin): boolean {
     return this.#held.get(nodeId)?.get(ref.fsId)?.has(ref.commitId) ?? false;
@@ -197,7 +242,7 @@ export class ClusterView {
       const commits = this.#held.get(nodeId)?.get(ref.fsId);
       if (!commits?.has(ref.commitId)) break;
       out.push(ref);
-      ref = commits.get(ref.commitId) ?? null;
+      ref = commits.get(ref.commitId)?.parent ?? null;
     }
     return out.reverse();
   }
@@ -248,6 +293,9 @@ export class ClusterView {
     this.#dirty.clear();
     this.#containers.clear();
     this.#held.clear();
+    this.#deletedCommits.clear();
+    this.#publications.clear();
+    this.#pools.clear();
     this.#dots.clear();
     this.#byName.clear();
     this.#branches.clear();
@@ -272,6 +320,22 @@ export class ClusterView {
           this.#deleted.add(fsId);
           if (notify) this.#emit({ kind: 'deleted', fsId });
         } else this.#deleted.delete(fsId);
+      } else if (key.startsWith(KEYS.deletedCommitsPrefix)) {
+        const [fsId, commitId] = key.slice(KEYS.deletedCommitsPrefix.length).split('/');
+        if (fsId === undefined || commitId === undefined) return;
+        if (e.type === 'put') this.#deletedCommits.add(`${fsId}@${commitId}`);
+        else this.#deletedCommits.delete(`${fsId}@${commitId}`);
+      } else if (key.startsWith(KEYS.publicationsPrefix)) {
+        const fsId = key.slice(KEYS.publicationsPrefix.length);
+        const r = e.type === 'put' ? parseValue<PublicationsRecord>(e.value) : undefined;
+        if (r && Array.isArray(r.uses) && typeof r.node_id === 'string')
+          this.#publications.set(fsId, { ...r, revision: e.revision });
+        else this.#publications.delete(fsId);
+      } else if (key.startsWith(KEYS.poolsPrefix)) {
+        const nodeId = key.slice(KEYS.poolsPrefix.length);
+        const r = e.type === 'put' ? parseValue<PoolRecord>(e.value) : undefined;
+        if (r && typeof r.free_bytes === 'number') this.#pools.set(nodeId, r);
+        else this.#pools.delete(nodeId);
       } else if (key.startsWith(KEYS.addressesPrefix)) this.#applyNode(key, e, notify);
       else if (key.startsWith(KEYS.statesPrefix)) this.#applyState(key, e);
       else if (key.startsWith(KEYS.commitsPrefix)) this.#applyHeld(key, e);
@@ -389,7 +453,7 @@ export class ClusterView {
       commits = new Map();
       byFs.set(fsId, commits);
     }
-    commits.set(commitId, r?.Parent ?? null);
+    commits.set(commitId, { parent: r?.Parent ?? null, metadata: r?.Metadata ?? {} });
   }
 
   #branchMap(dotId: string): Map<string, string> {

@@ -1,4 +1,11 @@
-import { DotmeshError, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
+import {
+  DotmeshError,
+  isRetiredBranchName,
+  MASTER_BRANCH,
+  normalizeBranch,
+  RETIRED_BRANCH_PREFIX,
+  validateName,
+} from '@dotmesh/core';
 import { phaseTimer } from '../phase-timer.ts';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
@@ -29,6 +36,15 @@ export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchR
   if (normalizeBranch(newName) === MASTER_BRANCH) {
     throw new DotmeshError('BRANCH_EXISTS', 'Branch already exists: master');
   }
+  if (isRetiredBranchName(newName)) {
+    throw new DotmeshError(
+      'INVALID_NAME',
+      `invalid branch name ${JSON.stringify(newName)}: ${RETIRED_BRANCH_PREFIX}… names deleted branches`,
+      {
+        hint: 'choose another name',
+      },
+    );
+  }
   const source = resolveBranch(ctx, caller, req.namespace, req.name, req.sourceBranch);
   const commitId = validateName('commit', req.sourceCommitId);
   const { dot } = source;
@@ -53,7 +69,7 @@ export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchR
       }
       const history = ctx.index.history(source.fsId);
       const at = history.findIndex((h) => h.commitId === commitId);
-      if (at < 0) {
+      if (at < 0 || ctx.index.isDeletedCommit(history[at]!)) {
         throw new DotmeshError(
           'COMMIT_NOT_FOUND',
           `No commit ${commitId} in the history of branch ${source.branch} of ${dot.info.namespace}/${dot.info.name}`,
@@ -66,7 +82,10 @@ export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchR
       await tx.createVolume(label, origin);
       tx.mark('volume');
       tx.failpoint('branch.after-volume');
-      const claim = claimBranch(ctx.mutations.nodeId, label, { head: origin, commitCount: at + 1 });
+      const claim = claimBranch(ctx.mutations.nodeId, label, {
+        head: origin,
+        commitCount: ctx.index.listedHistoryFrom(origin).length,
+      });
       tx.storeCompare(...claim.compare);
       tx.storeOps(...claim.ops);
       tx.viewAddBranch(label, []);

@@ -85,7 +85,7 @@ export class DotCatalog {
     let sizeBytes: number;
     let dirtyBytes: number;
     if (local) {
-      commitCount = this.#index.history(fsId).length;
+      commitCount = this.#index.listedHistory(fsId).length;
       const s = sizes.get(fsId);
       sizeBytes = s?.referencedBytes ?? 0;
       dirtyBytes = s?.dirty ? Math.max(s.dirtyBytes, 1) : 0;

@@ -17,7 +17,7 @@ export function mountCommit(
 ): string {
   const id = requireVisibleFs(ctx, caller, fsId);
   const commit = validateName('commit', commitId);
-  const found = ctx.index.history(id).find((h) => h.commitId === commit);
+  const found = ctx.index.listedHistory(id).find((h) => h.commitId === commit);
   if (!found) {
     throw new DotmeshError('COMMIT_NOT_FOUND', `No commit ${commit} in the history of filesystem ${id}`, {
       hint: 'list commits with CommitsById',

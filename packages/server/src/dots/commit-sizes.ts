@@ -19,7 +19,7 @@ export async function branchCommitSizes(
   return ctx.locks.shared(dot.id, async () => {
     const byVolume = new Map<string, Map<string, CommitSizes>>();
     const out: CommitSizesResult = {};
-    for (const h of ctx.index.history(fsId)) {
+    for (const h of ctx.index.listedHistory(fsId)) {
       let sizes = byVolume.get(h.fsId);
       if (!sizes) {
         sizes = await ctx.storage.commitSizes(h.fsId);

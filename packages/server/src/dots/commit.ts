@@ -58,7 +58,7 @@ export async function commitBranch(ctx: CommitDeps, caller: Caller, req: CommitR
         putHeldCommit(ctx.mutations.nodeId, fsId, commit),
         putBranchState(ctx.mutations.nodeId, fsId, {
           head: { fsId, commitId },
-          commitCount: ctx.index.history(fsId).length + 1,
+          commitCount: ctx.index.listedHistory(fsId).length + 1,
           active: true,
         }),
       );

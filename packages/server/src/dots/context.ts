@@ -1,5 +1,6 @@
 import type { StorageDriver } from '@dotmesh/storage';
 import type { MasterNodes } from '../cluster/master-nodes.ts';
+import type { BranchPublications } from '../cluster/publications.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import type { KeyedQueue } from '../concurrency/keyed-queue.ts';
 import type { KeyedRwLock } from '../concurrency/rw-lock.ts';
@@ -13,8 +14,8 @@ import type { DotMutations } from './mutation/mutations.ts';
 
 /**
  * What the storage driver offers to everything but the mutation path: paths, listings, sizes,
- * streams and diffs. Creating a subdot directory is a write inside the live data, like a
- * container's, not a change of the dot.
+ * streams and diffs. Creating or removing a subdot directory is a write inside the live data,
+ * like a container's, not a change of the dot.
  */
 export type StorageReads = Pick<
   StorageDriver,
@@ -30,6 +31,8 @@ export type StorageReads = Pick<
   | 'exportCommit'
   | 'diff'
   | 'ensureDirectory'
+  | 'removeDirectory'
+  | 'listDirectory'
 >;
 
 /**
@@ -61,6 +64,8 @@ export interface DotContext {
    */
   readonly containerMoves: KeyedQueue;
   readonly containers: ContainerTracker;
+  /** Uses of branches outside Dotmesh (Kubernetes attachments and mounts), cluster-wide. */
+  readonly publications: BranchPublications;
   readonly inUse: InUseChecker;
   /** Refuses writes while the host under a sparse pool is almost full. */
   readonly writeGuard: WriteGuard;

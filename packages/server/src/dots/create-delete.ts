@@ -8,6 +8,7 @@ import {
   validateName,
 } from '@dotmesh/core';
 import type { TxnOp } from '@dotmesh/store';
+import { refuseIfPublished } from '../cluster/publications.ts';
 import { KEYS } from '../cluster/store-keys.ts';
 import { type Caller, canAccess, requireNamespaceAdmin, requireOwner } from './caller.ts';
 import { type DotContext, timestampNs } from './context.ts';
@@ -116,12 +117,13 @@ export async function materializeDot(
 
 export type DeleteDeps = Pick<
   DotContext,
-  'index' | 'view' | 'masterNodes' | 'mutations' | 'storage' | 'containers' | 'logger' | 'now'
+  'index' | 'view' | 'masterNodes' | 'mutations' | 'storage' | 'containers' | 'publications' | 'logger' | 'now'
 >;
 
 /**
  * Deletes a dot with all its branches. Owner or admin only; refused while containers use
- * any branch (IN_USE with `data.containers`, their names). Steps: delete intent on the master
+ * any branch (IN_USE with `data.containers`, their names) or Kubernetes uses one
+ * (BranchPublications). Steps: delete intent on the master
  * label (undone on failure) ─(delete.after-intent)→ stored: a tombstone per branch, the name,
  * clone records, master keys and this node's keys removed (the name is free from here)
  * ─(delete.after-store)→ branch volumes deleted ─(delete.after-branches)→ master volume deleted
@@ -169,6 +171,7 @@ export async function deleteDot(
           data: { containers: inUse },
         });
       }
+      for (const fsId of allBranches) refuseIfPublished(ctx.publications, fsId, `Cannot delete ${namespace}/${name}`);
       const master = ctx.index.requireBranch(dot.id);
       const fsIds = [...dot.branches.values()];
       await tx.writeIntent(master.label, { op: 'delete', opId: tx.newId() }, master.label);

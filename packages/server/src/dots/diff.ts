@@ -65,7 +65,7 @@ export async function diffCommits(
  * other branch of the dot (commit ids are unique within a dot). Call with the dot's lock held.
  */
 function findCommit(ctx: Pick<DotContext, 'index'>, dot: IndexedDot, fsId: string, ref: string): CommitRef {
-  const history = ctx.index.history(fsId);
+  const history = ctx.index.listedHistory(fsId);
   let id: string;
   try {
     id = resolveCommitRef(
@@ -77,7 +77,7 @@ function findCommit(ctx: Pick<DotContext, 'index'>, dot: IndexedDot, fsId: strin
     id = ref;
   }
   for (const branchId of [fsId, ...dot.branches.values()]) {
-    const found = ctx.index.history(branchId).find((h) => h.commitId === id);
+    const found = ctx.index.listedHistory(branchId).find((h) => h.commitId === id);
     if (found) return { volumeId: found.fsId, commitId: id };
   }
   throw new DotmeshError(

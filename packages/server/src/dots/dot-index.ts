@@ -160,17 +160,26 @@ export class DotIndex {
     return out.reverse();
   }
 
-  commitRecords(fsId: string): CommitRecord[] {
-    return this.history(fsId).map((h) => ({ id: h.commitId, metadata: h.commit.meta.metadata }));
+  /** Whether commit `ref` was deleted with DeleteCommit (kept, hidden, while a history passes through it). */
+  isDeletedCommit(ref: CommitOrigin): boolean {
+    return this.branches.get(ref.fsId)?.label.deletedCommits?.includes(ref.commitId) ?? false;
   }
 
-  /** Every commit some branch's history reaches; the rest of the hidden commits can go. */
-  reachableCommits(): Set<string> {
-    const reachable = new Set<string>();
-    for (const fsId of this.branches.keys()) {
-      for (const h of this.history(fsId)) reachable.add(`${h.fsId}@${h.commitId}`);
-    }
-    return reachable;
+  /**
+   * The part of the history that ends at `head` that listings show and count: deleted commits
+   * left out (historyFrom keeps them: transfers and parents need them).
+   */
+  listedHistoryFrom(head: CommitOrigin | null): Array<CommitOrigin & { readonly commit: IndexedCommit }> {
+    return this.historyFrom(head).filter((h) => !this.isDeletedCommit(h));
+  }
+
+  /** listedHistoryFrom the branch's head. */
+  listedHistory(fsId: string): Array<CommitOrigin & { readonly commit: IndexedCommit }> {
+    return this.listedHistoryFrom(this.head(fsId));
+  }
+
+  commitRecords(fsId: string): CommitRecord[] {
+    return this.listedHistory(fsId).map((h) => ({ id: h.commitId, metadata: h.commit.meta.metadata }));
   }
 
   /** Whether a commit id is used anywhere in the dot (ids must be new in the dot). */

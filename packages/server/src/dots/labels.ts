@@ -42,6 +42,16 @@ export interface BranchLabel {
    * came from its master). When the store is lost, only copies without it claim mastership.
    */
   readonly replica?: boolean;
+  /**
+   * When the branch was deleted (ISO time) while commits of its were still needed: it is kept,
+   * renamed `__deleted-<fsId>`, until nothing needs them (dots/delete-branch.ts).
+   */
+  readonly retired?: string;
+  /**
+   * Own commits deleted with DeleteCommit but kept because a history still passes through them
+   * (they are hidden too, and never retained).
+   */
+  readonly deletedCommits?: readonly string[];
 }
 
 /** A new branch's label (no hidden commits, no intent); `dot` for a master branch only. */
@@ -93,6 +103,13 @@ export function parseLabel(raw: Record<string, unknown>, volumeId: string): Bran
     return 'label has invalid hiddenCommits';
   }
   if (raw.replica !== undefined && typeof raw.replica !== 'boolean') return 'label has an invalid replica flag';
+  if (raw.retired !== undefined && typeof raw.retired !== 'string') return 'label has an invalid retired time';
+  if (
+    raw.deletedCommits !== undefined &&
+    (!Array.isArray(raw.deletedCommits) || !raw.deletedCommits.every((c) => typeof c === 'string'))
+  ) {
+    return 'label has invalid deletedCommits';
+  }
   if (raw.branch === 'master') {
     const d = raw.dot as Record<string, unknown> | undefined;
     if (

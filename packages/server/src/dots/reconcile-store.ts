@@ -6,7 +6,15 @@ import { deleteDotOps } from './create-delete.ts';
 import type { IndexedDot } from './dot-index.ts';
 import type { BranchLabel } from './labels.ts';
 import { TXN_OPS } from './mutation/mutations.ts';
-import { absent, putBranchState, putClone, putHeldCommit, putMaster, putRegistry } from './mutation/store-writes.ts';
+import {
+  absent,
+  putBranchState,
+  putClone,
+  putDeletedCommit,
+  putHeldCommit,
+  putMaster,
+  putRegistry,
+} from './mutation/store-writes.ts';
 import type { MutationTx } from './mutation/tx.ts';
 import { recoveredName } from './reconcile.ts';
 
@@ -122,6 +130,48 @@ async function claimDot(ctx: PublishContext, tx: MutationTx, store: Store, dot: 
       if (kv) ctx.masterNodes.applyPut(kv.key, kv.value, kv.modRevision);
     }
   }
+  await dropStaleNames(ctx, store, dot, note);
+  await claimDeletedCommits(ctx, store, dot, note);
+}
+
+/**
+ * Commits the pool marks deleted (a DeleteCommit cut before its store write) get their
+ * tombstone, on the branch's master, so that no node lists them.
+ */
+async function claimDeletedCommits(ctx: PublishContext, store: Store, dot: IndexedDot, note: Note): Promise<void> {
+  for (const fsId of dot.branches.values()) {
+    const label = ctx.index.requireBranch(fsId).label;
+    if (!ctx.masterNodes.isMine(fsId)) continue;
+    for (const commitId of label.deletedCommits ?? []) {
+      const put = putDeletedCommit({
+        fsId,
+        commitId,
+        nodeId: ctx.mutations.nodeId,
+        username: 'system',
+        at: ctx.now(),
+      }) as Extract<TxnOp, { type: 'put' }>;
+      if (await claim(store, put.key, put)) note(`store: adopted ${put.key} from the pool`);
+    }
+  }
+}
+
+/**
+ * Clone records of this dot that name a branch this node masters under a name its label no
+ * longer has (a delete that retired the branch, cut before its store write): removed, so the
+ * old name is free as the pool says.
+ */
+async function dropStaleNames(ctx: PublishContext, store: Store, dot: IndexedDot, note: Note): Promise<void> {
+  for (const kv of (await store.range(KEYS.clonesOf(dot.id))).kvs) {
+    const record = parseValue<CloneRecord>(kv.value);
+    const label = record ? ctx.index.branches.get(record.FilesystemId)?.label : undefined;
+    if (!label || label.dotId !== dot.id || !ctx.masterNodes.isMine(label.fsId)) continue;
+    if (kv.key === KEYS.clone(dot.id, label.branch)) continue;
+    await store.txn({
+      compare: [{ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision }],
+      success: [{ type: 'delete', key: kv.key }],
+    });
+    note(`store: dropped ${kv.key} (branch ${label.fsId} is named ${label.branch} in the pool)`);
+  }
 }
 
 async function claimClone(ctx: PublishContext, store: Store, label: BranchLabel, note: Note): Promise<void> {
@@ -173,7 +223,7 @@ export async function publishOwnKeys(ctx: PublishContext, store: Store, nodeId: 
     const head = ctx.index.head(fsId);
     const op = putBranchState(nodeId, fsId, {
       head,
-      commitCount: ctx.index.history(fsId).length,
+      commitCount: ctx.index.listedHistory(fsId).length,
       active: ctx.masterNodes.isMine(fsId),
     }) as Extract<TxnOp, { type: 'put' }>;
     wanted.set(op.key, op.value);

@@ -1,11 +1,11 @@
 import type { CommitInfo } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
+import { collectUnreachableCommits } from './collect.ts';
 import type { DotContext } from './context.ts';
 import type { IndexedCommit } from './dot-index.ts';
 import { type BranchLabel, parseCommitMeta, parseLabel } from './labels.ts';
 import type { MutationTx } from './mutation/tx.ts';
 import { publishFromPool } from './reconcile-store.ts';
-import { collectUnreachableCommits } from './rollback.ts';
 
 /**
  * Start-up recovery: rebuilds the index from the pool (authoritative for what it holds),

@@ -1,6 +1,9 @@
 import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateName } from '@dotmesh/core';
+import { refuseIfPublished } from '../cluster/publications.ts';
+import type { BranchUse } from '../cluster/store-keys.ts';
 import { phaseTimer } from '../phase-timer.ts';
 import { type Caller, requireOwner } from './caller.ts';
+import { collectUnreachableCommits } from './collect.ts';
 import { containerMovesKey } from './containers.ts';
 import type { DotContext } from './context.ts';
 import type { IndexedBranch } from './dot-index.ts';
@@ -18,7 +21,7 @@ export interface RollbackRequest {
 
 export type RollbackDeps = Pick<
   DotContext,
-  'index' | 'mutations' | 'storage' | 'containers' | 'containerMoves' | 'inUse' | 'writeGuard' | 'logger'
+  'index' | 'mutations' | 'storage' | 'containers' | 'containerMoves' | 'inUse' | 'publications' | 'writeGuard' | 'logger'
 >;
 
 /**
@@ -45,8 +48,10 @@ export async function rollbackBranch(ctx: RollbackDeps, caller: Caller, req: Rol
     new DotmeshError('COMMIT_NOT_FOUND', `No commit ${target} in the history of branch ${branch} of ${dotName}`, {
       hint: "list commits with 'dm log'",
     });
+  // A deleted commit (DeleteCommit) is no rollback target, even while the history passes through it.
+  const inHistory = () => ctx.index.listedHistory(fsId).some((h) => h.commitId === target);
   // Checked before containers are stopped for it, and again under the lock.
-  if (!ctx.index.history(fsId).some((h) => h.commitId === target)) throw notInHistory();
+  if (!inHistory()) throw notInHistory();
   const phase = phaseTimer();
   // The containers on the branch stop and start again on the same branch: a reset moves none.
   await ctx.containerMoves.run(containerMovesKey(dot.id), () =>
@@ -56,14 +61,21 @@ export async function rollbackBranch(ctx: RollbackDeps, caller: Caller, req: Rol
         async (tx) => {
           const history = ctx.index.history(fsId);
           const at = history.findIndex((h) => h.commitId === target);
-          if (at < 0) throw notInHistory();
+          if (at < 0 || !inHistory()) throw notInHistory();
           await refuseIfContainersStarted(ctx, fsId, dotName);
           tx.mark('containers');
           await refuseIfInUse(ctx, fsId, dotName);
+          // Fenced: a Kubernetes use registered meanwhile fails the reset.
+          const uses = await ctx.publications.read(fsId);
+          refuseIfPublished({ of: () => uses.record }, fsId, `${dotName} is in use`);
+          tx.storeCompare(uses.fence);
           tx.mark('inUse');
           const state = ctx.index.requireBranch(fsId);
           const to: CommitOrigin = { fsId: history[at]!.fsId, commitId: target };
-          await resetBranchTo(ctx, tx, state, to, { commitCount: at + 1, failpoints: 'rollback' });
+          await resetBranchTo(ctx, tx, state, to, {
+            commitCount: ctx.index.listedHistoryFrom(to).length,
+            failpoints: 'rollback',
+          });
           tx.finish('collect unreachable commits', async () => {
             await collectUnreachableCommits(ctx, tx, dot.id);
             tx.failpoint('rollback.after-gc');
@@ -133,32 +145,6 @@ export function labelResetTo(state: IndexedBranch, to: CommitOrigin | null): Bra
 }
 
 /**
- * Deletes hidden commits that no branch of the dot reaches any more, as a finishing step of a
- * mutation holding the dot lock exclusively (or of start-up recovery). Idempotent: each
- * volume's label is rewritten after its deletions; the held-commit keys follow.
- */
-export async function collectUnreachableCommits(
-  ctx: Pick<DotContext, 'index' | 'mutations' | 'logger'>,
-  tx: MutationTx,
-  dotId: string,
-): Promise<void> {
-  const dot = ctx.index.dots.get(dotId);
-  if (!dot) return;
-  const reachable = ctx.index.reachableCommits();
-  for (const fsId of dot.branches.values()) {
-    const state = ctx.index.branches.get(fsId);
-    if (!state || state.label.hiddenCommits.length === 0) continue;
-    const drop = state.label.hiddenCommits.filter((c) => !reachable.has(`${fsId}@${c}`));
-    if (drop.length === 0) continue;
-    for (const commitId of drop) await tx.dropCommit(fsId, commitId);
-    const label: BranchLabel = { ...state.label, hiddenCommits: state.label.hiddenCommits.filter((c) => !drop.includes(c)) };
-    await tx.rewriteLabel(label);
-    await tx.dropHeld(label, drop);
-    ctx.logger.info({ fsId, commits: drop }, 'deleted commits no branch reaches');
-  }
-}
-
-/**
  * Under the dot lock, after the containers using the branch were stopped: a container running
  * on it now was started meanwhile, and the live state must not change under it.
  */
@@ -173,11 +159,21 @@ async function refuseIfContainersStarted(ctx: Pick<DotContext, 'containers'>, fs
 }
 
 /**
- * Refuses with IN_USE while processes or mounts that Dotmesh cannot stop use the live state
- * (a scan of /proc: containers' processes see their own mount namespace and are not found
- * here; the container tracker stops and starts those).
+ * Refuses with IN_USE while anything Dotmesh cannot stop uses the live state: a Kubernetes
+ * attachment or mount (BranchPublications; the uses `o.allowed` accepts do not count), processes
+ * or mounts (a scan of /proc: containers' processes see their own mount namespace and are not
+ * found here; the container tracker stops and starts those).
  */
-export async function refuseIfInUse(ctx: Pick<DotContext, 'inUse' | 'storage'>, fsId: string, dotName: string): Promise<void> {
+export async function refuseIfInUse(
+  ctx: Pick<DotContext, 'inUse' | 'storage' | 'publications'>,
+  fsId: string,
+  dotName: string,
+  o: { readonly allowed?: (use: BranchUse, node: string) => boolean } = {},
+): Promise<void> {
+  const record = ctx.publications.of(fsId);
+  const blocking = record?.uses.filter((u) => !o.allowed?.(u, record.node_id)) ?? [];
+  if (record && blocking.length > 0)
+    refuseIfPublished({ of: () => ({ ...record, uses: blocking }) }, fsId, `${dotName} is in use`);
   const report = await ctx.inUse.check(ctx.storage.volumePath(fsId));
   if (report.processes.length === 0 && report.mounts.length === 0) return;
   const who = [...report.processes.map((p) => `process ${p.pid} (${p.command})`), ...report.mounts.map((m) => `mount ${m}`)];

@@ -27,7 +27,10 @@ export interface SwitchRequest {
  * one at a time (a reset waiting to start its containers again cannot interleave with a switch).
  */
 export async function switchContainers(
-  ctx: Pick<DotContext, 'containerMoves' | 'containers' | 'index' | 'inUse' | 'locks' | 'storage' | 'view' | 'masterNodes'>,
+  ctx: Pick<
+    DotContext,
+    'containerMoves' | 'containers' | 'index' | 'inUse' | 'publications' | 'locks' | 'storage' | 'view' | 'masterNodes'
+  >,
   paths: ContainerPaths,
   caller: Caller,
   req: SwitchRequest,

@@ -1,4 +1,4 @@
-import { DotmeshError, formatDotName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
+import { DotmeshError, formatDotName, isRetiredBranchName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 import type { Authenticator } from '../auth/authenticator.ts';
@@ -26,8 +26,10 @@ import { capacityHandlers } from './capacity-handlers.ts';
 import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
 import { type JoinPoint, joinTokenHandlers } from './join-token-handlers.ts';
+import { publicationHandlers } from './publication-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
 import { ownerForNewDot, requireUser, userHandlers } from './user-handlers.ts';
+import { volumeHandlers } from './volume-handlers.ts';
 
 export interface HandlerDeps {
   readonly ctx: DotContext;
@@ -110,7 +112,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const dots = [];
       for (const d of catalog.visibleDots(caller)) {
         const others = [...catalog.branches(d.id).entries()]
-          .filter(([name]) => name !== MASTER_BRANCH)
+          .filter(([name]) => name !== MASTER_BRANCH && !isRetiredBranchName(name))
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([, fsId]) => catalog.volume(d, fsId, s));
         const owner = await users.byId(d.ownerId);
@@ -167,7 +169,9 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return true;
     },
     Branches: async (caller, p) =>
-      [...catalog.branches(catalog.requireDot(caller, p.Namespace, p.Name).id).keys()].filter((b) => b !== MASTER_BRANCH).sort(),
+      [...catalog.branches(catalog.requireDot(caller, p.Namespace, p.Name).id).keys()]
+        .filter((b) => b !== MASTER_BRANCH && !isRetiredBranchName(b))
+        .sort(),
     Branch: async (caller, p) => {
       await createBranch(ctx, caller, {
         namespace: p.Namespace,
@@ -225,6 +229,8 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     },
     ...capacityHandlers(ctx, deps.pool),
     ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
+    ...volumeHandlers(ctx),
+    ...publicationHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...diffHandlers(ctx),
     ...joinTokenHandlers({ tokens: deps.joinTokens, joinPoint: deps.joinPoint }),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),

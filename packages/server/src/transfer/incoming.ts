@@ -149,7 +149,7 @@ export async function ensureVolume(
     if (!v.origin || !ctx.index.findCommit(v.origin)) {
       throw new DotmeshError('COMMIT_NOT_FOUND', `the origin commit of branch ${v.branch} (${v.origin?.commitId}) is not here`);
     }
-    originCount = ctx.index.historyFrom(v.origin).length;
+    originCount = ctx.index.listedHistoryFrom(v.origin).length;
   }
   const now = ctx.now().toISOString();
   const fresh = newBranchLabel({

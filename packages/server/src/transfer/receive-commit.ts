@@ -42,7 +42,7 @@ export interface ReceiveDeps {
 
 export type ReceiveContext = Pick<
   DotContext,
-  'index' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'writeGuard' | 'logger' | 'now'
+  'index' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
 >;
 
 /**
@@ -141,7 +141,12 @@ async function applyCommit(
     });
     return { visible, skipped: true };
   }
-  if (isTarget) await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`);
+  // An attachment to this node does not touch the live data: it is what asks for a handoff here.
+  if (isTarget) {
+    await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
+      allowed: (use, node) => use.kind === 'attach' && node === ctx.mutations.nodeId,
+    });
+  }
   const finalLabel: BranchLabel = visible
     ? startLabel
     : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
@@ -187,7 +192,7 @@ async function applyCommit(
 
 /** Commits in the history that ends at `head` (0 for none). */
 function historyLength(ctx: Pick<DotContext, 'index'>, head: CommitOrigin | null): number {
-  return ctx.index.historyFrom(head).length;
+  return ctx.index.listedHistoryFrom(head).length;
 }
 
 export function sameRef(a: CommitOrigin | null | undefined, b: CommitOrigin | null | undefined): boolean {

@@ -21,7 +21,10 @@ import { activeContainersError } from './incoming.ts';
  * as it is: the first incoming commit replaces it.
  */
 export async function stashAfter(
-  ctx: Pick<DotContext, 'index' | 'mutations' | 'storage' | 'containers' | 'inUse' | 'writeGuard' | 'logger' | 'now'>,
+  ctx: Pick<
+    DotContext,
+    'index' | 'mutations' | 'storage' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
+  >,
   caller: Caller,
   fsId: string,
   commonCommitId: string | null,

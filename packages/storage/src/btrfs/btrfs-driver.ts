@@ -1,4 +1,4 @@
-import { lstat, mkdir, rename, statfs } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DotmeshError } from '@dotmesh/core';
@@ -204,6 +204,44 @@ export class BtrfsDriver implements StorageDriver {
         }
       }
     });
+  }
+
+  /** Refuses when a segment above the last is a symlink (a container could plant one). */
+  async removeDirectory(id: string, relPath: string): Promise<void> {
+    checkVolumeId(id);
+    const parts = checkRelPath(relPath);
+    return this.mutex.run(id, async () => {
+      await this.requireVolume(id);
+      const path = await this.#insideLive(id, parts);
+      if (path === undefined) return;
+      await rm(path, { recursive: true, force: true }).catch((e: unknown) =>
+        mapFsError(e, `removing ${relPath} in volume ${id}`),
+      );
+    });
+  }
+
+  async listDirectory(id: string, relPath: string): Promise<string[]> {
+    checkVolumeId(id);
+    const parts = relPath === '' ? [] : checkRelPath(relPath);
+    await this.requireVolume(id);
+    const path = parts.length === 0 ? this.layout.live(id) : await this.#insideLive(id, parts);
+    if (path === undefined) return [];
+    const s = await lstat(path).catch(() => undefined);
+    if (!s?.isDirectory()) return [];
+    return (await readdir(path)).sort();
+  }
+
+  /** The path of `parts` in the live data if every segment above the last is a real directory. */
+  async #insideLive(id: string, parts: readonly string[]): Promise<string | undefined> {
+    let path = this.layout.live(id);
+    for (const [i, part] of parts.entries()) {
+      path = join(path, part);
+      if (i === parts.length - 1) break;
+      const s = await lstat(path).catch(() => undefined);
+      if (!s) return undefined;
+      if (!s.isDirectory()) throw new DotmeshError('CONFLICT', `${parts.join('/')} in volume ${id}: ${part} is not a directory`);
+    }
+    return path;
   }
 
   async commit(id: string, commitId: string, meta: CommitMeta): Promise<CommitInfo> {

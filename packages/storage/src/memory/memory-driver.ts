@@ -108,6 +108,27 @@ export class MemoryDriver implements StorageDriver {
     }
   }
 
+  async removeDirectory(id: string, relPath: string): Promise<void> {
+    const v = this.get(id);
+    const prefix = `${checkRelPath(relPath).join('/')}/`;
+    for (const key of [...v.files.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      v.files.delete(key);
+      v.dirty = true;
+    }
+  }
+
+  async listDirectory(id: string, relPath: string): Promise<string[]> {
+    const v = this.get(id);
+    const prefix = relPath === '' ? '' : `${checkRelPath(relPath).join('/')}/`;
+    const names = new Set<string>();
+    for (const key of v.files.keys()) {
+      if (!key.startsWith(prefix) || key === prefix) continue;
+      names.add(key.slice(prefix.length).split('/')[0]!);
+    }
+    return [...names].sort();
+  }
+
   async commit(id: string, commitId: string, meta: CommitMeta): Promise<CommitInfo> {
     const v = this.get(id);
     checkCommitId(commitId);

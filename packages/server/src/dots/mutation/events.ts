@@ -6,6 +6,8 @@ export type MutationOp =
   | 'branch'
   | 'rollback'
   | 'delete'
+  | 'delete-branch'
+  | 'delete-commit'
   | 'receive'
   | 'stash'
   | 'rename'

@@ -3,6 +3,7 @@ import type { Compare, TxnOp } from '@dotmesh/store';
 import {
   type BranchStateRecord,
   cloneRecord,
+  type DeletedCommitRecord,
   type DeletedRecord,
   type HeldCommitRecord,
   KEYS,
@@ -140,6 +141,27 @@ export function dropAdvertisedKeys(fsId: string): TxnOp[] {
     { type: 'delete', key: KEYS.dirty(fsId) },
     { type: 'delete', key: KEYS.containers(fsId) },
   ];
+}
+
+/** The tombstone of a commit deleted with DeleteCommit (`filesystems/deleted-commits/<fsId>/<commitId>`). */
+export function putDeletedCommit(o: {
+  readonly fsId: string;
+  readonly commitId: string;
+  readonly nodeId: string;
+  readonly username: string;
+  readonly at: Date;
+}): TxnOp {
+  return {
+    type: 'put',
+    key: KEYS.deletedCommit(o.fsId, o.commitId),
+    value: JSON.stringify({
+      filesystem_id: o.fsId,
+      commit_id: o.commitId,
+      server: o.nodeId,
+      username: o.username,
+      deleted_at: o.at.toISOString(),
+    } satisfies DeletedCommitRecord),
+  };
 }
 
 /** This node's keys of one volume (its held commits and its copy's state), for deletion. */

@@ -1,0 +1,11 @@
+/**
+ * @dotmesh/csi: the Kubernetes CSI driver csi.dotmesh.io, a client of the dotmesh-server API
+ * (like `dm`): volumes are branches of dots, snapshots retained commits. See docs/kubernetes.md.
+ */
+export { type CsiClient, csiClient } from './client.ts';
+export { CONTROLLER_CAPABILITIES } from './controller.ts';
+export { type Credentials, parseCredentials, SECRET_API_KEY, SECRET_USER_KEY } from './credentials.ts';
+export { type DriverOptions, type RunningDriver, startDriver } from './driver.ts';
+export { DRIVER_NAME } from './identity.ts';
+export { nameHash, parseSnapshotId, parseVolumeId, snapshotId, volumeId } from './ids.ts';
+export { NODE_CAPABILITIES } from './node.ts';

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import type { MemoryDriver } from '@dotmesh/storage';
+import { NODE_IDS, useInProcessCluster } from './cluster-fixture.ts';
+import { type InProcessServer, rejectsCode } from './in-process.ts';
+
+/**
+ * Kubernetes uses of branches on a cluster of two nodes: AttachBranch moves the branch to the
+ * node it is attached to (a handoff with its data); while it is attached or mounted there, no
+ * other node takes it (Procure, MoveBranch, an attachment elsewhere: IN_USE), and a mount is
+ * only made on its master. DeleteBranch through the other node is refused the same way.
+ */
+const masterOf = async (s: InProcessServer, name: string, branch = '') => {
+  const id = await s.admin.call('Lookup', { Namespace: 'admin', Name: name, Branch: branch });
+  return (await s.admin.call('AllDotsAndBranches', null)).Dots.flatMap((d) => [d.MasterBranch, ...(d.OtherBranches ?? [])]).find(
+    (v) => v.Id === id,
+  )?.Master;
+};
+
+describe('publications on two nodes', () => {
+  const fixture = useInProcessCluster(2);
+  const [a, b] = [() => fixture.node(0), () => fixture.node(1)];
+
+  test('AttachBranch to the other node moves the branch there with its data; then it stays there while used', async () => {
+    await a().admin.call('Create', { Namespace: 'admin', Name: 'kube' });
+    const [initial] = await a().admin.call('Commits', { Namespace: 'admin', Name: 'kube', Branch: '' });
+    await a().admin.call('Branch', {
+      Namespace: 'admin',
+      Name: 'kube',
+      SourceBranch: 'master',
+      NewBranchName: 'pvc',
+      SourceCommitId: initial!.Id,
+    });
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'kube', Branch: 'pvc' });
+    await (a().driver as MemoryDriver).writeFile(id, '__default__/data', 'written on a');
+
+    // A mount is only made where the branch lives.
+    await rejectsCode(
+      b().admin.call('PublishBranch', { FilesystemId: id, Subdot: '', Volume: 'v', Target: '/t/b', ReadOnly: false }),
+      'NOT_MASTER',
+    );
+    assert.deepEqual((await a().admin.call('BranchPublications', id)).Uses, [], 'the refused mount left no record');
+
+    const r = await a().admin.call('AttachBranch', { FilesystemId: id, Node: NODE_IDS[1], Volume: 'v', ReadOnly: false });
+    assert.equal(r.Master, NODE_IDS[1]);
+    assert.equal(await masterOf(a(), 'kube', 'pvc'), NODE_IDS[1]);
+    assert.equal((await (b().driver as MemoryDriver).readFile(id, '__default__/data')).toString(), 'written on a');
+    const path = await b().admin.call('PublishBranch', {
+      FilesystemId: id,
+      Subdot: '',
+      Volume: 'v',
+      Target: '/t/b',
+      ReadOnly: false,
+    });
+    assert.equal(path, join(b().driver.volumePath(id), '__default__'));
+
+    // Used on b: nothing takes it to a.
+    await rejectsCode(a().admin.call('MoveBranch', { BranchId: id, Node: NODE_IDS[0] }), 'IN_USE', /mounted at \/t\/b/);
+    await rejectsCode(
+      a().admin.call('AttachBranch', { FilesystemId: id, Node: NODE_IDS[0], Volume: 'v2', ReadOnly: false }),
+      'IN_USE',
+    );
+    await rejectsCode(a().admin.call('DeleteBranch', { Namespace: 'admin', Name: 'kube', Branch: 'pvc' }), 'IN_USE');
+    assert.equal(await masterOf(a(), 'kube', 'pvc'), NODE_IDS[1]);
+    const uses = await a().admin.call('BranchPublications', id);
+    assert.equal(uses.Node, NODE_IDS[1]);
+    assert.deepEqual(uses.Uses.map((u) => u.Kind).sort(), ['attach', 'mount']);
+
+    // Unpublished and detached: it moves again, and goes.
+    await b().admin.call('UnpublishBranch', { FilesystemId: id, Target: '/t/b' });
+    await a().admin.call('DetachBranch', { FilesystemId: id, Node: NODE_IDS[1], Volume: 'v' });
+    await a().admin.call('AttachBranch', { FilesystemId: id, Node: NODE_IDS[0], Volume: 'v', ReadOnly: false });
+    assert.equal(await masterOf(b(), 'kube', 'pvc'), NODE_IDS[0]);
+    await a().admin.call('DetachBranch', { FilesystemId: id, Node: '', Volume: 'v' });
+    const gone = await b().admin.call('DeleteBranch', { Namespace: 'admin', Name: 'kube', Branch: 'pvc' });
+    assert.equal(gone.Deleted, true);
+    assert.deepEqual(await b().admin.call('Branches', { Namespace: 'admin', Name: 'kube' }), []);
+  });
+
+  test('Capacity lists both nodes’ pools and answers the smallest free space', async () => {
+    const deadline = Date.now() + 10_000;
+    let c = await a().admin.call('Capacity', null);
+    // Each node advertises its pool with its branch sizes (every 2 s).
+    while (Object.keys(c.Nodes).length < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      c = await a().admin.call('Capacity', null);
+    }
+    assert.deepEqual(Object.keys(c.Nodes).sort(), [...NODE_IDS.slice(0, 2)].sort());
+    assert.equal(c.FreeBytes, Math.min(...Object.values(c.Nodes).map((n) => n.FreeBytes)));
+  });
+});
