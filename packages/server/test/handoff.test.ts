@@ -63,6 +63,36 @@ describe('handoff between two nodes', () => {
     assert.equal((await driverOf(a()).readFile(id, '__default__/data')).toString(), 'two');
   });
 
+  test('back to a node whose copy holds commits the master rolled back: they are stashed there, the move goes on', async () => {
+    await a().admin.call('Procure', { Namespace: 'admin', Name: 'pears', Subdot: '' });
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'pears', Branch: '' });
+    const commit = async (s: InProcessServer, data: string) => {
+      await driverOf(s).writeFile(id, '__default__/data', data);
+      return s.admin.call('Commit', { Namespace: 'admin', Name: 'pears', Branch: '', Message: data, Metadata: {} });
+    };
+    const one = await commit(a(), 'one');
+    const two = await commit(a(), 'two');
+    await b().admin.call('Procure', { Namespace: 'admin', Name: 'pears', Subdot: '' });
+    await b().admin.call('Rollback', { Namespace: 'admin', Name: 'pears', Branch: '', SnapshotId: one });
+    const three = await commit(b(), 'three');
+    // a's replica still holds `two`, which the master dropped: a diverged copy.
+    await a().admin.call('Procure', { Namespace: 'admin', Name: 'pears', Subdot: '' });
+    assert.equal(await masterOf(b(), 'pears'), NODE_IDS[0]);
+    const history = await ids(a(), 'pears');
+    assert.deepEqual(history.slice(-2), [one, three], 'the master’s history, as the master left it');
+    assert.ok(!history.includes(two));
+    assert.equal((await driverOf(a()).readFile(id, '__default__/data')).toString(), 'three');
+    const branches = await a().admin.call('Branches', { Namespace: 'admin', Name: 'pears' });
+    const stash = branches.find((name) => name.startsWith('master-DIVERGED-'));
+    assert.ok(stash, `a DIVERGED branch keeps what only a held: ${branches.join(', ')}`);
+    const kept = await a().admin.call('Commits', { Namespace: 'admin', Name: 'pears', Branch: stash });
+    assert.ok(
+      kept.some((c) => c.Id === two),
+      'the dropped commit is in it',
+    );
+    assert.deepEqual(await ids(b(), 'pears'), history, 'both nodes list one history');
+  });
+
   test('MoveBranch from any node to a named node; a node that is not live is refused', async () => {
     const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
     const moved = await b().admin.call('MoveBranch', { BranchId: id, Node: NODE_IDS[1] });

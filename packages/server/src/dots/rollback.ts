@@ -105,11 +105,18 @@ export async function resetBranchTo(
   if (to) await tx.writeIntent(label, { op: 'rollback', to, opId: tx.newId() }, state.label);
   else await tx.writeLabel(label, state.label);
   if (o.failpoints === 'rollback') tx.failpoint('rollback.after-intent');
+  // A replica (stashing what the master dropped, before it receives the master's history)
+  // stays inactive and leaves the branch's cluster-wide records to its master.
+  const replica = state.label.replica === true;
   tx.storeOps(
-    putBranchState(ctx.mutations.nodeId, fsId, { head: to ?? state.label.origin, commitCount: o.commitCount, active: true }),
+    putBranchState(ctx.mutations.nodeId, fsId, {
+      head: to ?? state.label.origin,
+      commitCount: o.commitCount,
+      active: !replica,
+    }),
   );
   // Re-based on an earlier commit: the branch's clone record names its new origin.
-  if (label.branch !== MASTER_BRANCH && !sameOrigin(label.origin, state.label.origin)) tx.storeOps(putClone(label));
+  if (!replica && label.branch !== MASTER_BRANCH && !sameOrigin(label.origin, state.label.origin)) tx.storeOps(putClone(label));
   tx.viewSetLabel(label);
   if (!to) return;
   tx.finish('swap live data', async () => {

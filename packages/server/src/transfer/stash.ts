@@ -18,7 +18,8 @@ import { activeContainersError } from './incoming.ts';
  * Steps: DIVERGED branch volume created from the head, indexed ─(stash.after-branch)→ label
  * with the shortened history and a rollback intent ─→ live swapped to `common` ─→ label
  * without intent ─(stash.after-label)→ mirrored. With no common commit the live state is left
- * as it is: the first incoming commit replaces it.
+ * as it is: the first incoming commit replaces it. On a replica (a copy this node does not
+ * master) no mastership is needed; it stays inactive and the stash branch is this node's.
  */
 export async function stashAfter(
   ctx: Pick<
@@ -33,8 +34,11 @@ export async function stashAfter(
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
   const what = `stash diverged commits of ${dotName}`;
   ctx.writeGuard.assertWritable(what);
+  // A replica's copy (a handoff or replication into it) is stashed without mastership: what
+  // it holds beyond the master's history is its own, and the master's records stay as they are.
+  const mastered = state.label.replica === true ? [] : [fsId];
   const name = await ctx.mutations.run(
-    { op: 'stash', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered: [fsId] },
+    { op: 'stash', what, dotId: dot.id, dotLock: 'exclusive', queues: [fsId], mastered },
     async (tx) => {
       const history = ctx.index.history(fsId);
       const head = ctx.index.head(fsId);
