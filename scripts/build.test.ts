@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Cleanup, makeTempDir } from '../packages/testkit/src/index.ts';
-import { buildBundles } from './build.ts';
+import { buildBundles, buildPump } from './build.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..');
@@ -83,4 +83,19 @@ test('build: dm loads neither zod nor the cluster code at start (P10)', async (t
   assert.doesNotMatch(loaded, /packages\/cli\/src\/cluster\/init\.ts/, 'cluster init is loaded lazily');
   const { stdout } = await run(process.execPath, [join(out, 'dm.mjs'), '--help']);
   assert.match(stdout, /Usage: dm/);
+});
+
+test('build: dotmesh-pump is compiled from its C source beside the bundles and runs', async (t) => {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const out = await makeTempDir('build-pump', c);
+  const logs: string[] = [];
+  await buildPump(repo, out, (l) => logs.push(l));
+  const pump = join(out, 'dotmesh-pump');
+  assert.equal((await stat(pump)).mode & 0o111, 0o111);
+  assert.equal((await run(pump, ['--version'])).stdout, 'dotmesh-pump 1\n');
+  assert.ok(
+    logs.some((l) => /dotmesh-pump\.c -> .*dotmesh-pump/.test(l)),
+    logs.join('\n'),
+  );
 });

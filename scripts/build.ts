@@ -14,10 +14,13 @@
  * An entry whose source does not exist yet is skipped with a warning. Each entry starts with a
  * `#!/usr/bin/env node` line and is executable; every output file gets a source map beside it.
  * `<outdir>/chunks` is emptied first, so no stale chunk is left behind.
+ * Beside the bundles: `<outdir>/dotmesh-pump`, the btrfs driver's C helper (packages/storage/
+ * native/build-pump: gcc, libc6-dev and libisal-dev; docs/install.md).
  *
  * Usage: node scripts/build.ts [--outdir DIR]
  */
 
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
@@ -176,11 +179,40 @@ async function buildOne(root: string, outdir: string, e: Entry): Promise<void> {
   });
 }
 
+/** The native helper of the btrfs driver (packages/storage/native): compiled beside the bundles. */
+export const PUMP = { script: 'packages/storage/native/build-pump', out: 'dotmesh-pump' } as const;
+
+export async function buildPump(
+  root: string,
+  outdir: string,
+  log: (line: string) => void = (l) => console.log(l),
+): Promise<void> {
+  const started = performance.now();
+  const out = join(outdir, PUMP.out);
+  await new Promise<void>((resolvePromise, reject) => {
+    const child = spawn(resolve(root, PUMP.script), [out], { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0
+        ? resolvePromise()
+        : reject(new Error(`build: ${PUMP.script} exited ${code} (needs gcc, libc6-dev and libisal-dev: see docs/install.md)`)),
+    );
+  });
+  const shown = relative(root, out);
+  log(
+    `build: packages/storage/native/dotmesh-pump.c -> ${shown.startsWith('..') ? out : shown} (${Math.round(performance.now() - started)} ms)`,
+  );
+}
+
 async function main(): Promise<void> {
   const root = resolve(import.meta.dirname, '..');
   const { values } = parseArgs({ options: { outdir: { type: 'string', default: join(root, 'dist') } } });
-  const { built, skipped } = await buildBundles({ root, outdir: resolve(values.outdir) });
-  console.log(`build: ${built.length} bundle(s) built${skipped.length > 0 ? `, ${skipped.length} skipped` : ''}`);
+  const outdir = resolve(values.outdir);
+  const { built, skipped } = await buildBundles({ root, outdir });
+  await buildPump(root, outdir);
+  console.log(
+    `build: ${built.length} bundle(s) and dotmesh-pump built${skipped.length > 0 ? `, ${skipped.length} skipped` : ''}`,
+  );
 }
 
 if (import.meta.main) await main();

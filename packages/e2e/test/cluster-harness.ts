@@ -106,7 +106,7 @@ export async function initCluster(
 
 /**
  * A copy of the built server bundle that reports `version` (a "newer" or "older" server), in
- * `dir`, with the chunks the bundle imports beside it. Returns its path.
+ * `dir`, with the chunks the bundle imports and dotmesh-pump beside it. Returns its path.
  */
 export async function serverWithVersion(dir: string, version: string): Promise<string> {
   const text = await readFile(SERVER_BUNDLE, 'utf8');
@@ -114,6 +114,9 @@ export async function serverWithVersion(dir: string, version: string): Promise<s
   if (patched === text) throw new Error(`${SERVER_BUNDLE} defines no SERVER_VERSION to patch`);
   const chunks = join(dirname(SERVER_BUNDLE), 'chunks');
   if (existsSync(chunks) && !existsSync(join(dir, 'chunks'))) await cp(chunks, join(dir, 'chunks'), { recursive: true });
+  // the server runs the dotmesh-pump beside its bundle
+  const pump = join(dirname(SERVER_BUNDLE), 'dotmesh-pump');
+  if (!existsSync(join(dir, 'dotmesh-pump'))) await cp(pump, join(dir, 'dotmesh-pump'));
   const file = join(dir, `dotmesh-server-${version}.mjs`);
   await writeFile(file, patched);
   return file;

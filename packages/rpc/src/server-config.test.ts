@@ -54,6 +54,8 @@ describe('server config', () => {
       transferIdleTimeoutMs: 30_000,
       transferAttempts: 5,
       transferBackoffMs: 2000,
+      transferStreamUpgrade: true,
+      pumpBinary: null,
       dockerPluginSocket: '/run/docker/plugins/dm.sock',
       dockerSocket: '/var/run/docker.sock',
       dockerPluginUser: 'admin',

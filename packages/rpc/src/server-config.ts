@@ -84,6 +84,18 @@ export interface ServerConfig {
   /** Transfers: the wait before attempt n+1 is n × this (default 2000 ms). */
   readonly transferBackoffMs: number;
   /**
+   * Transfers: offer and serve commit streams on upgraded connections, which on plain HTTP the
+   * btrfs driver's helper reads and writes without Node (default true). false: plain HTTP
+   * bodies only, as servers before them.
+   */
+  readonly transferStreamUpgrade: boolean;
+  /**
+   * dotmesh-pump, the btrfs driver's helper that moves commit streams; null (the default): the
+   * `dotmesh-pump` beside the server's entry script (where `npm run build` and scripts/install
+   * put it).
+   */
+  readonly pumpBinary: string | null;
+  /**
    * Docker volume plugin socket; its file name without `.sock` is the volume driver name
    * (default /run/docker/plugins/dm.sock: driver `dm`). null: no plugin.
    */
@@ -156,6 +168,8 @@ export const serverConfigFileSchema = z.object({
   transferIdleTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
   transferAttempts: z.number().int().min(1).max(100).default(5),
   transferBackoffMs: z.number().int().min(0).max(600_000).default(2000),
+  transferStreamUpgrade: z.boolean().default(true),
+  pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
     .nullable()
@@ -221,6 +235,8 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     transferIdleTimeoutMs: c.transferIdleTimeoutMs,
     transferAttempts: c.transferAttempts,
     transferBackoffMs: c.transferBackoffMs,
+    transferStreamUpgrade: c.transferStreamUpgrade,
+    pumpBinary: c.pumpBinary,
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,
     dockerPluginUser: c.dockerPluginUser,

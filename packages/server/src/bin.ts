@@ -1,6 +1,7 @@
 #!/usr/bin/env node
+import { dirname } from 'node:path';
 import { main } from './main.ts';
 
-const code = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2), dirname(process.argv[1] ?? '.'));
 // A failed start may leave timers and connections behind (a lease, a store client): exit anyway.
 if (code !== 0) process.exit(code);

@@ -4,7 +4,16 @@ import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
-import { acquirePoolLock, BtrfsDriver, createExec, destroyPool, type Exec, openPool, type PoolLock } from '@dotmesh/storage';
+import {
+  acquirePoolLock,
+  BtrfsDriver,
+  checkPump,
+  createExec,
+  destroyPool,
+  type Exec,
+  openPool,
+  type PoolLock,
+} from '@dotmesh/storage';
 import { joinCluster } from './cluster/join-client.ts';
 import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
@@ -28,8 +37,11 @@ commands:
 
 The config file is written by 'dm cluster init' (<pool dir>/server/config.json).`;
 
-/** Entry point: parses argv once, then runs one command. Returns the exit status. */
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * Entry point: parses argv once, then runs one command. Returns the exit status. `entryDir`:
+ * the directory of the script node runs (`dotmesh-pump` is looked for beside it).
+ */
+export async function main(argv: readonly string[], entryDir: string): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'version' || command === '--version') {
     process.stdout.write(`${SERVER_VERSION}\n`);
@@ -47,7 +59,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       await destroy(config);
       return 0;
     }
-    await serve(config, configFile);
+    await serve(config, configFile, entryDir);
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -144,7 +156,7 @@ function defaultAdvertiseAddress(listenHost: string): string {
   });
 }
 
-async function serve(initialConfig: ServerConfig, configFile: string): Promise<void> {
+async function serve(initialConfig: ServerConfig, configFile: string, entryDir: string): Promise<void> {
   let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
@@ -152,6 +164,9 @@ async function serve(initialConfig: ServerConfig, configFile: string): Promise<v
   const exec = createExec({ logger });
   let lock: PoolLock | undefined;
   let server: RunningServer | undefined;
+  // Without its helper the btrfs driver cannot move commits: refuse to start rather than fail later.
+  const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
+  await checkPump(exec, pump);
   try {
     lock = await acquirePoolLock(config.existingMount ?? dirname(config.poolFile));
     const pool = await openPool({
@@ -198,7 +213,11 @@ async function serve(initialConfig: ServerConfig, configFile: string): Promise<v
     const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
-      driver: withPoolFullErrors(new BtrfsDriver({ root: pool.root, exec, logger }), config.existingMount ?? config.poolFile),
+      driver: withPoolFullErrors(
+        new BtrfsDriver({ root: pool.root, exec, logger, pump }),
+        config.existingMount ?? config.poolFile,
+      ),
+      transferStreamUpgrade: config.transferStreamUpgrade,
       store,
       logger,
       nodeId: pool.poolId,

@@ -12,7 +12,7 @@ import { activateBranch, followMastership, type HandoffDeps } from './cluster/ha
 import type { JoinIssuerDeps } from './cluster/join-issuer.ts';
 import { JoinTokens } from './cluster/join-tokens.ts';
 import { MasterNodes } from './cluster/master-nodes.ts';
-import { createNodeEndpoint } from './cluster/node-endpoint.ts';
+import { createNodeEndpoint, createNodeUpgrades } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
@@ -51,7 +51,8 @@ import { ownerForNewDot } from './rpc/user-handlers.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
 import { caPublicKeyHash } from './tls/pki.ts';
 import { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './transfer/engine.ts';
-import { createPeerRoutes } from './transfer/peer-routes.ts';
+import { createPeerRoutes, type PeerRoutesDeps } from './transfer/peer-routes.ts';
+import { createPeerStreams } from './transfer/peer-streams.ts';
 import { TransferRecords } from './transfer/records.ts';
 import { SERVER_VERSION } from './version.ts';
 
@@ -101,6 +102,12 @@ export interface ServerParts {
   readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
   readonly transferTiming?: TransferTiming;
+  /**
+   * false: commit streams only as plain HTTP bodies, neither offered in hello nor served on
+   * upgraded connections — what servers before the upgraded streams speak (tests of the
+   * fallback). Default true.
+   */
+  readonly transferStreamUpgrade?: boolean;
   /** false: close() leaves the driver and store open (tests that restart on the same ones). */
   readonly closeStorage?: boolean;
 }
@@ -234,11 +241,12 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const records = new TransferRecords(store, logger, parts.nodeId);
   await records.load();
   const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
+  const streamUpgrade = parts.transferStreamUpgrade !== false;
   const transfers = new TransferEngine(
     ctx,
     records,
     { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) },
-    () => timing,
+    { timing: () => timing, streamUpgrade },
   );
   const plugin = parts.docker?.pluginSocket
     ? new VolumePlugin({
@@ -289,6 +297,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     logger,
     transfers,
     idleTimeoutMs: () => timing.idleTimeoutMs,
+    streamUpgrade,
     ...(router ? { router } : {}),
     ...(parts.cluster
       ? {
@@ -322,12 +331,14 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       idleTimeoutMs: () => timing.idleTimeoutMs,
     });
     const forwardedCallers = new WeakMap<IncomingMessage, Caller>();
-    const forwarded = createPeerRoutes({
+    const forwardedDeps: PeerRoutesDeps = {
       authenticate: async (req) => forwardedCallers.get(req) ?? null,
       logger,
       sideFor: (caller) => transfers.localSide(caller),
       idleTimeoutMs: () => timing.idleTimeoutMs,
-    });
+    };
+    const forwarded = createPeerRoutes(forwardedDeps);
+    const forwardedStreams = createPeerStreams(forwardedDeps);
     nodeServer = createNodeServer(
       parts.cluster.tls,
       createNodeEndpoint({
@@ -353,6 +364,20 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
           : {}),
       }),
     );
+    if (streamUpgrade) {
+      nodeServer.on(
+        'upgrade',
+        createNodeUpgrades({
+          users,
+          view,
+          logger: logger.child({ part: 'node-endpoint' }),
+          forwardedStreams: (req, socket, head, caller) => {
+            forwardedCallers.set(req, caller);
+            return forwardedStreams(req, socket, head);
+          },
+        }),
+      );
+    }
     await listen(nodeServer, parts.listenHost, parts.cluster.port);
   }
   clusterPort = nodeServer ? (nodeServer.address() as { port: number }).port : undefined;

@@ -50,6 +50,8 @@ export async function startInProcess(
     keepStoreOpen?: boolean;
     /** Where container lists come from (default: none, as without Docker). */
     containers?: ContainerTracker;
+    /** false: commit streams as plain HTTP bodies only, as servers before the upgraded streams. */
+    transferStreamUpgrade?: boolean;
   } = {},
 ): Promise<InProcessServer> {
   const nodeId = options.nodeId ?? 'feedfacecafe0001';
@@ -64,6 +66,7 @@ export async function startInProcess(
     ...(options.cluster ? { cluster: options.cluster } : {}),
     ...(options.nodeLease ? { nodeLease: options.nodeLease } : {}),
     ...(options.containers ? { containers: options.containers } : {}),
+    ...(options.transferStreamUpgrade === false ? { transferStreamUpgrade: false } : {}),
   });
 }
 
@@ -80,6 +83,7 @@ interface LaunchOptions {
   readonly cluster?: NonNullable<Parameters<typeof startServer>[0]['cluster']>;
   readonly nodeLease?: { ttlSeconds: number; marginMs: number };
   readonly containers?: ContainerTracker;
+  readonly transferStreamUpgrade?: boolean;
 }
 
 async function launch(o: LaunchOptions): Promise<InProcessServer> {
@@ -100,6 +104,7 @@ async function launch(o: LaunchOptions): Promise<InProcessServer> {
     ...(o.cluster ? { cluster: o.cluster } : {}),
     ...(o.nodeLease ? { nodeLease: o.nodeLease } : {}),
     ...(o.containers ? { containers: o.containers } : {}),
+    ...(o.transferStreamUpgrade === false ? { transferStreamUpgrade: false } : {}),
   });
   const url = `http://127.0.0.1:${server.port}/rpc`;
   const client = (user: string, secret: string) => new DotmeshClient({ url, user, apiKey: secret });

@@ -46,11 +46,15 @@ describe('push and pull between clusters through any node', () => {
   const cleanup = new Cleanup();
   let cluster: InProcessCluster;
   let other: InProcessServer;
+  /** Another cluster of the previous protocol: commit streams as plain HTTP bodies only. */
+  let legacy: InProcessServer;
   before(async () => {
     cluster = await startInProcessCluster(cleanup, 2);
     cleanup.add(() => cluster.close(), 'stop the cluster');
     other = await startInProcess({ nodeId: 'e0e0e0e0e0e00005' });
     cleanup.add(() => other.close(), 'stop the other cluster');
+    legacy = await startInProcess({ nodeId: 'e0e0e0e0e0e00006', transferStreamUpgrade: false });
+    cleanup.add(() => legacy.close(), 'stop the cluster of the previous protocol');
   });
   after(() => cleanup.run());
   const [a, b] = [() => cluster.nodes[0]!, () => cluster.nodes[1]!];
@@ -109,5 +113,39 @@ describe('push and pull between clusters through any node', () => {
     assert.deepEqual(await ids(a().admin, 'lime'), await ids(other.admin, 'lime'));
     const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'lime', Branch: '' });
     assert.equal((await a().driver.listCommits(id)).length, 3);
+  });
+
+  test('a cluster of the previous protocol pushes and pulls through the wrong node too (plain bodies passed on)', async () => {
+    await legacy.admin.call('Create', { Namespace: 'admin', Name: 'plum' });
+    await legacy.admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'one', Metadata: {} });
+    const pushed = await transfer(legacy.admin, {
+      direction: 'push',
+      port: a().server.port,
+      apiKey: a().apiKey,
+      local: 'plum',
+      remote: 'plum',
+    });
+    assert.equal(pushed.Status, 'finished', pushed.Message);
+    await legacy.admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'two', Metadata: {} });
+    const again = await transfer(legacy.admin, {
+      direction: 'push',
+      port: b().server.port,
+      apiKey: a().apiKey,
+      local: 'plum',
+      remote: 'plum',
+    });
+    assert.equal(again.Status, 'finished', again.Message);
+    assert.deepEqual(await ids(a().admin, 'plum'), await ids(legacy.admin, 'plum'));
+    await a().admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'three, on a', Metadata: {} });
+    const pulled = await transfer(legacy.admin, {
+      direction: 'pull',
+      port: b().server.port,
+      apiKey: a().apiKey,
+      local: 'plum',
+      remote: 'plum',
+    });
+    assert.equal(pulled.Status, 'finished', pulled.Message);
+    assert.deepEqual(await ids(legacy.admin, 'plum'), await ids(a().admin, 'plum'));
+    assert.deepEqual(await b().driver.listVolumes(), [], 'b passed everything on and holds nothing');
   });
 });

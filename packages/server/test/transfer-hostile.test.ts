@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import type { MemoryDriver } from '@dotmesh/storage';
@@ -262,5 +263,130 @@ describe('transfer endpoints under hostile input (R4, R5)', () => {
     );
     await assert.rejects(bob.call('StashAfter', { FilesystemId: applesId, SnapshotId: applesHead }), /No such filesystem id/);
     await assert.rejects(bob.call('GetTransfer', 'no-such-transfer'), /No such intercluster transfer no-such-transfer/);
+  });
+
+  /**
+   * A raw request upgraded to the commit stream protocol (stream-protocol.ts): `early` is sent
+   * with the request head, `stream` once the server sent its go byte. Returns the status and,
+   * after a 101, the answer (keep-alives and the go byte left out) and whether a go came.
+   */
+  const upgradeRaw = (o: {
+    method: string;
+    op: string;
+    auth: string;
+    headers?: Record<string, string>;
+    token?: string;
+    early?: Buffer;
+    stream?: Buffer;
+    /** Close the sending side after the stream (a peer that went away). */
+    cut?: boolean;
+  }): Promise<{ status: number; answer: string; go: boolean; json: { error?: { code: string; message: string } } }> =>
+    new Promise((resolve, reject) => {
+      const socket = connect(Number(new URL(base).port), '127.0.0.1');
+      const head = [
+        `${o.method} /transfer/v1/${o.op} HTTP/1.1`,
+        'host: 127.0.0.1',
+        'connection: Upgrade',
+        `upgrade: ${o.token ?? 'dotmesh-commit-stream/1'}`,
+        ...(o.auth ? [`authorization: ${o.auth}`] : []),
+        ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+        '',
+        '',
+      ].join('\r\n');
+      socket.write(Buffer.concat([Buffer.from(head), o.early ?? Buffer.alloc(0)]));
+      let got = Buffer.alloc(0);
+      let go = false;
+      socket.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        const end = got.indexOf('\r\n\r\n');
+        if (!go && end >= 0 && got.subarray(0, 12).toString().endsWith('101') && got.subarray(end + 4).includes(10)) {
+          go = true;
+          if (o.stream) socket.write(o.stream);
+          if (o.cut) socket.end();
+        }
+      });
+      socket.setTimeout(20_000, () => socket.destroy(new Error('no answer')));
+      socket.on('error', reject);
+      socket.on('end', () => {
+        socket.end();
+        const text = got.toString('utf8');
+        const end = text.indexOf('\r\n\r\n');
+        const status = Number(text.slice(9, 12));
+        const answer = text.slice(end + 4).replace(/^[ \n]+/, '');
+        let json = {};
+        try {
+          json = JSON.parse(answer);
+        } catch {}
+        resolve({ status, answer, go, json });
+      });
+    });
+
+  test('upgraded commit streams: the same refusals, before or after the 101, and nothing left behind', async () => {
+    const bob = basic('bob', bobKey);
+    const id = '51111111-2222-4333-8444-555555555555';
+    const mine = {
+      volume: { dot: { id, namespace: 'bob', name: 'streamed' }, fsId: id, branch: 'master', origin: null },
+      commitId: 'c1',
+      parent: null,
+      targetFsId: id,
+    };
+    const into = (desc: unknown) => ({ 'x-dotmesh-commit': commitHeader(desc) });
+    // before the 101: credentials, the upgrade token, bytes sent before the go, unknown commits
+    assert.equal((await upgradeRaw({ method: 'POST', op: 'receive', auth: '', headers: into(mine) })).status, 401);
+    assert.equal(
+      (await upgradeRaw({ method: 'POST', op: 'receive', auth: basic('bob', 'wrong'), headers: into(mine) })).status,
+      401,
+    );
+    const token = await upgradeRaw({ method: 'POST', op: 'receive', auth: bob, headers: into(mine), token: 'websocket' });
+    assert.equal(token.json.error?.code, 'UNSUPPORTED', token.answer);
+    const early = await upgradeRaw({
+      method: 'POST',
+      op: 'receive',
+      auth: bob,
+      headers: into(mine),
+      early: framed(Buffer.from('x')),
+    });
+    assert.equal(early.json.error?.code, 'INVALID_ARGUMENT', early.answer);
+    assert.match(early.json.error?.message ?? '', /after the go byte/);
+    const bad = await upgradeRaw({
+      method: 'POST',
+      op: 'receive',
+      auth: bob,
+      headers: { 'x-dotmesh-commit': 'not base64 json!' },
+    });
+    assert.equal(bad.json.error?.code, 'INVALID_ARGUMENT', bad.answer);
+    const theirs = await upgradeRaw({ method: 'GET', op: `export?fsId=${applesId}&commitId=${applesHead}`, auth: bob });
+    assert.equal(theirs.status, 404);
+    assert.equal(theirs.json.error?.code, 'DOT_NOT_FOUND');
+    // after the 101: a forged description is refused without asking for the stream
+    const forged = await upgradeRaw({
+      method: 'POST',
+      op: 'receive',
+      auth: bob,
+      headers: into({
+        ...mine,
+        volume: { ...mine.volume, dot: { id: applesId, namespace: 'alice', name: 'apples' }, fsId: applesId },
+        targetFsId: applesId,
+      }),
+      stream: framed(Buffer.from('never sent')),
+    });
+    assert.equal(forged.status, 101);
+    assert.equal(forged.go, false, 'no go byte for a refused commit');
+    assert.equal(forged.json.error?.code, 'PERMISSION_DENIED', forged.answer);
+    // damaged and garbage streams
+    for (const [body, code, cut] of [
+      [framed(Buffer.from('garbage'), true), 'TRANSFER_CORRUPT', false],
+      [framed(Buffer.from('garbage')).subarray(0, 15), 'TRANSFER_CORRUPT', true],
+      [framed(Buffer.from('definitely not a commit stream')), 'INVALID_ARGUMENT', false],
+    ] as const) {
+      const r = await upgradeRaw({ method: 'POST', op: 'receive', auth: bob, headers: into(mine), stream: body, cut });
+      assert.equal(r.status, 101);
+      assert.equal(r.go, true);
+      assert.equal(r.json.error?.code, code, r.answer);
+    }
+    assert.equal(await s.client('bob', bobKey).call('Exists', { Namespace: 'bob', Name: 'streamed', Branch: '' }), '');
+    assert.ok(!(await s.driver.listVolumes()).some((v) => v.id === id), 'no half-created volume');
+    const commits = await s.client('alice', aliceKey).call('Commits', { Namespace: 'alice', Name: 'apples', Branch: '' });
+    assert.equal(commits.at(-1)?.Id, applesHead);
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { readAll, rejectsWithCode, text, vid, type WithHarness } from './conformance-util.ts';
+import { END_FRAME_BYTES, flipOnePayloadByte } from './frames.ts';
 
 /** Conformance cases: sizes, export/import, parallelism, open(). */
 export function dataCases(withHarness: WithHarness): void {
@@ -117,19 +118,20 @@ export function dataCases(withHarness: WithHarness): void {
         },
       });
       await assert.rejects(d2.importCommit(dst, failing));
-      // every byte arrives, then the source fails (a checksum found wrong at the very end):
-      // refused, and never left waiting
+      // every byte but the end frame arrives, then the source fails: refused, never left waiting
       let sent = false;
       const failsLate = new Readable({
         read() {
           if (!sent) {
             sent = true;
-            this.push(whole);
-            setTimeout(() => this.destroy(new Error('checksum mismatch at the end')), 200);
+            this.push(whole.subarray(0, whole.length - END_FRAME_BYTES));
+            setTimeout(() => this.destroy(new Error('connection reset at the end')), 200);
           }
         },
       });
       await assert.rejects(d2.importCommit(dst, failsLate));
+      // a byte flipped on the way: TRANSFER_CORRUPT
+      await rejectsWithCode(d2.importCommit(dst, Readable.from([whole]).pipe(flipOnePayloadByte())), 'TRANSFER_CORRUPT');
       // a source that already failed before the import began (its 'error' event long gone)
       const dead = new Readable({ read() {} });
       dead.on('error', () => {});
@@ -138,7 +140,13 @@ export function dataCases(withHarness: WithHarness): void {
       await new Promise((r) => setImmediate(r));
       await assert.rejects(d2.importCommit(dst, dead));
       assert.deepEqual(await d2.listCommits(dst), []);
-      const ok = await d2.importCommit(dst, Readable.from([whole]));
+      // read up to its end frame and no further: a stream that goes on (a connection that will
+      // carry an answer back) completes the import without ending
+      const goesOn = new Readable({ read() {} });
+      goesOn.push(whole);
+      const ok = await d2.importCommit(dst, goesOn);
+      assert.equal(goesOn.destroyed, false, 'the stream is left open');
+      goesOn.destroy();
       assert.equal(ok.id, 'c1');
       assert.equal((await h2.readCommitFile(dst, 'c1', 'big')).length, 256 * 1024);
     }),

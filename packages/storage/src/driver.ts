@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 
 /**
@@ -82,17 +83,50 @@ export interface StorageDriver {
   commitSizes(id: string): Promise<Map<string, CommitSizes>>;
 
   /**
-   * A stream holding one commit, complete (`parent` omitted) or as the difference from
-   * `parent`, which the receiving side must already hold.
+   * One commit as a framed stream (frames.ts: CRC-32 per data frame, totals in the end frame),
+   * complete (`parent` omitted) or as the difference from `parent`, which the receiving side
+   * must already hold. The stream ends after its end frame, which is written only once the
+   * whole commit was read; any failure (COMMIT_NOT_FOUND, a read error) fails the stream
+   * instead. Destroying it stops the export.
    */
   exportCommit(id: string, commitId: string, options?: { parent?: CommitRef }): Readable;
   /**
-   * Receives a stream made by `exportCommit` into volume `id` (which must exist). The
-   * commit becomes visible only once the whole stream arrived intact. The stream's parent and
-   * clone sources are checked to be `parent` (a full stream when omitted) or the commit itself
-   * (INVALID_ARGUMENT otherwise).
+   * Optional: the stream of exportCommit written by the driver itself (outside Node) straight
+   * into `socket`, a connected TCP socket (not TLS) that stays open and the caller's (who may
+   * go on reading it). Resolves once the end frame is out; fails (the end frame never sent)
+   * like exportCommit, or with UNAVAILABLE when the peer stops reading for `idleTimeoutMs`.
    */
-  importCommit(id: string, stream: Readable, options?: { parent?: CommitRef }): Promise<CommitInfo>;
+  exportCommitTo?(
+    id: string,
+    commitId: string,
+    socket: Socket,
+    options: SocketTransferOptions & { readonly parent?: CommitRef },
+  ): Promise<void>;
+  /**
+   * Receives a framed stream made by exportCommit into volume `id` (which must exist). Reads
+   * it up to its end frame and no further (what may follow on the stream is the caller's).
+   * The commit becomes visible only once the whole stream arrived intact: TRANSFER_CORRUPT for
+   * damaged or truncated framing, the stream's own error (UNAVAILABLE unless a DotmeshError)
+   * when it fails first. The stream's parent and clone sources are checked to be `parent` (a
+   * full stream when omitted) or the commit itself (INVALID_ARGUMENT otherwise). `onProgress`
+   * gets the framed bytes read so far.
+   */
+  importCommit(
+    id: string,
+    stream: Readable,
+    options?: { readonly parent?: CommitRef; readonly onProgress?: (bytes: number) => void },
+  ): Promise<CommitInfo>;
+  /**
+   * Optional: importCommit of a stream the driver reads itself (outside Node) from `socket`, a
+   * connected TCP socket (not TLS) with nothing buffered that Node must not read meanwhile.
+   * `onReady` is called once the driver owns the socket (only then may the peer send);
+   * UNAVAILABLE when the peer sends nothing for `idleTimeoutMs`. The socket stays open.
+   */
+  importCommitFrom?(
+    id: string,
+    socket: Socket,
+    options: SocketTransferOptions & { readonly parent?: CommitRef; readonly onReady: () => void },
+  ): Promise<CommitInfo>;
 
   /**
    * What changed from commit `from` to commit `to` (or to a volume's live state), sorted by
@@ -101,6 +135,14 @@ export interface StorageDriver {
    * volume's size. COMMIT_NOT_FOUND / BRANCH_NOT_FOUND when a side does not exist.
    */
   diff(from: CommitRef, to: CommitRef | LiveRef): Promise<FileChange[]>;
+}
+
+/** How a driver moves a commit stream over a socket itself (exportCommitTo, importCommitFrom). */
+export interface SocketTransferOptions {
+  /** A socket on which no byte moves for this long fails the transfer (UNAVAILABLE). */
+  readonly idleTimeoutMs: number;
+  /** Framed bytes moved so far, called as they grow. */
+  readonly onProgress?: (bytes: number) => void;
 }
 
 /** The live (writable) state of a volume, as a side of `diff`. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn as nodeSpawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { DotmeshError } from '@dotmesh/core';
 
 /**
@@ -35,6 +36,13 @@ export interface SpawnOptions {
   readonly cwd?: string;
   /** stdin of the child: a pipe (default) or ignored. */
   readonly stdin?: 'pipe' | 'ignore';
+  /** stdout of the child: a pipe (default) or ignored. */
+  readonly stdout?: 'pipe' | 'ignore';
+  /**
+   * The child's fds 3, 4, ...: a pipe (on Linux a socket pair, both ways), or a connected socket
+   * the child shares (Node stops reading it when the child starts). stderr is always collected.
+   */
+  readonly extraFds?: readonly ('pipe' | Socket)[];
 }
 
 export interface RunningCommand {
@@ -120,7 +128,7 @@ export function createExec(options: { logger?: ExecLogger } = {}): Exec {
       env: { ...EXEC_ENV },
       cwd: opts.cwd,
       signal: opts.signal,
-      stdio: [opts.stdin ?? 'pipe', 'pipe', 'pipe'],
+      stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe', ...(opts.extraFds ?? [])],
     });
     const entry = track(cmd, args, child);
     let stderr = '';

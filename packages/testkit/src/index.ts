@@ -18,6 +18,7 @@ export * from './netns-rpc.ts';
 export * from './ports.ts';
 export * from './postgres-image.ts';
 export * from './process.ts';
+export * from './pump.ts';
 export * from './server-process.ts';
 export * from './test-ca.ts';
 export * from './tmp.ts';

@@ -9,6 +9,7 @@ import { routeCheck, type TestHost } from './hosts.ts';
 import { detachLoopDevicesUnder, unmountUnder } from './loop.ts';
 import { NetnsClient } from './netns-rpc.ts';
 import { freePorts } from './ports.ts';
+import { pumpBinary } from './pump.ts';
 import { makeTempDir } from './tmp.ts';
 
 /** The server's source entry (tests of the server) and its built bundle (end-to-end tests). */
@@ -120,6 +121,8 @@ async function launch(o: ServerProcessOptions, dir: string): Promise<ServerProce
         // No Docker unless a test asks for it (extraConfig): never a real engine or plugin dir.
         dockerPluginSocket: null,
         dockerSocket: join(dir, 'no-docker.sock'),
+        // From source, no dotmesh-pump sits beside the entry script: name one built from source.
+        ...((o.serverBin ?? SERVER_SOURCE_BIN) === SERVER_SOURCE_BIN ? { pumpBinary: await pumpBinary() } : {}),
         ...etcdConfig(o.etcd),
         ...o.extraConfig,
       }),

@@ -1,4 +1,5 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { UserService } from '../auth/users.ts';
 import type { Caller } from '../dots/caller.ts';
 import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
@@ -47,32 +48,51 @@ export function createNodeEndpoint(deps: NodeEndpointDeps): RequestListener {
   };
 }
 
+/** Why a call from another node is refused (HTTP status and text), or undefined. */
+type Refusal = { readonly status: number; readonly text: string };
+
+/** The calling node is a live node of this cluster (its certificate's CN names it). */
+function refuseUnknownNode(deps: Pick<NodeEndpointDeps, 'view' | 'logger'>, req: IncomingMessage): Refusal | undefined {
+  const peer = peerNodeId(req);
+  if (peer && deps.view.node(peer)) return undefined;
+  deps.logger.warn({ peer, remote: req.socket.remoteAddress }, 'refused a node call from an unknown node');
+  return { status: 403, text: `unknown node ${peer ?? '(no certificate of this cluster)'}` };
+}
+
+/** The caller a forwarded call carries, with its hop count, checked against the users. */
+async function forwardedCaller(
+  deps: Pick<NodeEndpointDeps, 'users' | 'logger'>,
+  req: IncomingMessage,
+): Promise<{ caller: Caller; hops: number } | Refusal> {
+  const caller = decodeCaller(req.headers[CALLER_HEADER]);
+  const hops = Number(req.headers[HOPS_HEADER]);
+  if (!caller || !Number.isInteger(hops) || hops < 1 || hops > MAX_HOPS + 1) {
+    return { status: 400, text: 'a forwarded call needs a caller and a hop count' };
+  }
+  const user = await deps.users.byId(caller.id);
+  if (!user || user.Name !== caller.name) {
+    deps.logger.warn({ peer: peerNodeId(req), caller: caller.id }, 'refused a forwarded call for a user that does not exist');
+    return { status: 403, text: `no user ${caller.name} with id ${caller.id}` };
+  }
+  return { caller, hops };
+}
+
 async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if ((req.url ?? '').startsWith(JOIN_PATH_PREFIX)) {
     if (!deps.join) return text(res, 404, 'hosts do not join through this node');
     return serveJoin(deps.join, req, res);
   }
-  const peer = peerNodeId(req);
-  if (!peer || !deps.view.node(peer)) {
-    deps.logger.warn({ peer, remote: req.socket.remoteAddress }, 'refused a node call from an unknown node');
-    return text(res, 403, `unknown node ${peer ?? '(no certificate of this cluster)'}`);
-  }
+  const unknown = refuseUnknownNode(deps, req);
+  if (unknown) return text(res, unknown.status, unknown.text);
   const url = req.url ?? '';
   if (url.startsWith(`${PROTOCOL_PATH}/`)) return deps.transfer(req, res);
   const forwardedTransfer = url.startsWith(`${NODE_TRANSFER_PATH}/`);
   if (!forwardedTransfer && (req.method !== 'POST' || url !== NODE_RPC_PATH)) {
     return text(res, 404, `no node route ${req.method} ${url.slice(0, 100)}`);
   }
-  const caller = decodeCaller(req.headers[CALLER_HEADER]);
-  const hops = Number(req.headers[HOPS_HEADER]);
-  if (!caller || !Number.isInteger(hops) || hops < 1 || hops > MAX_HOPS + 1) {
-    return text(res, 400, 'a forwarded call needs a caller and a hop count');
-  }
-  const user = await deps.users.byId(caller.id);
-  if (!user || user.Name !== caller.name) {
-    deps.logger.warn({ peer, caller: caller.id }, 'refused a forwarded call for a user that does not exist');
-    return text(res, 403, `no user ${caller.name} with id ${caller.id}`);
-  }
+  const forwarded = await forwardedCaller(deps, req);
+  if ('status' in forwarded) return text(res, forwarded.status, forwarded.text);
+  const { caller, hops } = forwarded;
   if (forwardedTransfer) {
     req.url = `${PROTOCOL_PATH}/${url.slice(NODE_TRANSFER_PATH.length + 1)}`;
     return deps.forwardedTransfer(req, res, caller);
@@ -90,6 +110,40 @@ async function serve(deps: NodeEndpointDeps, req: IncomingMessage, res: ServerRe
     return;
   }
   res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', ...revision }).end(reply);
+}
+
+/**
+ * The node endpoint's upgraded connections: a commit stream of a push or pull from another
+ * cluster that reached another node of this one (transfer-proxy.ts forwardUpgrade), served as
+ * its caller by `forwardedStreams`, with the checks of a forwarded call.
+ */
+export function createNodeUpgrades(
+  deps: Pick<NodeEndpointDeps, 'users' | 'view' | 'logger'> & {
+    readonly forwardedStreams: (req: IncomingMessage, socket: Duplex, head: Buffer, caller: Caller) => Promise<void>;
+  },
+): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', () => {});
+    void (async () => {
+      const unknown = refuseUnknownNode(deps, req);
+      const url = req.url ?? '';
+      const refusal: Refusal | undefined =
+        unknown ??
+        (url.startsWith(`${NODE_TRANSFER_PATH}/`) ? undefined : { status: 404, text: `no node upgrade ${url.slice(0, 100)}` });
+      const forwarded = refusal ?? (await forwardedCaller(deps, req));
+      if ('status' in forwarded) {
+        socket.end(
+          `HTTP/1.1 ${forwarded.status} Refused\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(forwarded.text)}\r\nconnection: close\r\n\r\n${forwarded.text}`,
+        );
+        return;
+      }
+      req.url = `${PROTOCOL_PATH}/${url.slice(NODE_TRANSFER_PATH.length + 1)}`;
+      await deps.forwardedStreams(req, socket, head, forwarded.caller);
+    })().catch((err: unknown) => {
+      deps.logger.error({ err }, 'node endpoint upgrade failed');
+      socket.destroy();
+    });
+  };
 }
 
 function text(res: ServerResponse, status: number, body: string): void {

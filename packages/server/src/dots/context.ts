@@ -29,6 +29,7 @@ export type StorageReads = Pick<
   | 'sizes'
   | 'commitSizes'
   | 'exportCommit'
+  | 'exportCommitTo'
   | 'diff'
   | 'ensureDirectory'
   | 'removeDirectory'

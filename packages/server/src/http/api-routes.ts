@@ -6,7 +6,8 @@ import { createMetricsEndpoint } from '../metrics/endpoint.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
-import { basicAuthenticator, createPeerRoutes, type TransferProxy } from '../transfer/peer-routes.ts';
+import { basicAuthenticator, createPeerRoutes, type PeerRoutesDeps, type TransferProxy } from '../transfer/peer-routes.ts';
+import { createPeerStreams } from '../transfer/peer-streams.ts';
 import { createDiffEndpoint } from './diff-endpoint.ts';
 import { createRpcEndpoint, type RpcEndpointDeps } from './rpc-endpoint.ts';
 import type { ApiRoutes } from './servers.ts';
@@ -26,6 +27,8 @@ export function createApiRoutes(deps: {
   readonly router?: CallRouter;
   /** Where transfer requests about another node's branches go (absent: always here). */
   readonly transferProxy?: TransferProxy;
+  /** Serve commit streams on upgraded connections (peer-streams.ts). */
+  readonly streamUpgrade: boolean;
 }): ApiRoutes & { readonly rpcDeps: RpcEndpointDeps } {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
@@ -42,18 +45,20 @@ export function createApiRoutes(deps: {
     observe: (m, s, ok) => metrics.observeRpc(m, s, ok),
     ...(deps.router ? { router: deps.router } : {}),
   };
+  const transferDeps: PeerRoutesDeps = {
+    authenticate: basicAuthenticator(auth),
+    logger,
+    sideFor: (caller) => deps.transfers.localSide(caller),
+    idleTimeoutMs: deps.idleTimeoutMs,
+    ...(deps.transferProxy ? { proxy: deps.transferProxy } : {}),
+  };
   return {
     rpcDeps,
     rpc: createRpcEndpoint(rpcDeps),
     diff: createDiffEndpoint({ auth, ctx, logger }),
     metrics: createMetricsEndpoint(metrics, logger),
-    transfer: createPeerRoutes({
-      authenticate: basicAuthenticator(auth),
-      logger,
-      sideFor: (caller) => deps.transfers.localSide(caller),
-      idleTimeoutMs: deps.idleTimeoutMs,
-      ...(deps.transferProxy ? { proxy: deps.transferProxy } : {}),
-    }),
+    transfer: createPeerRoutes(transferDeps),
+    ...(deps.streamUpgrade ? { transferStreams: createPeerStreams(transferDeps) } : {}),
     observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
   };
 }

@@ -1,4 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
 
 /**
@@ -25,17 +27,42 @@ export interface ApiRoutes {
   readonly metrics?: RequestHandler;
   /** /transfer/v1/* (server-to-server transfers) */
   readonly transfer?: RequestHandler;
+  /** /transfer/v1/* on connections upgraded to a commit stream (transfer/peer-streams.ts). */
+  readonly transferStreams?: (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
   /** Called once per finished response (metrics). */
   readonly observe?: (method: string, path: string, code: number, seconds: number) => void;
 }
 
 export function createApiServer(routes: ApiRoutes, logger: Logger): Server {
   const server = createServer(apiRequestHandler(routes, logger));
+  handleUpgrades(server, routes, logger);
   // No overall request deadline: a transfer stream may take hours. Transfer endpoints drop a
   // connection idle for the transfer idle timeout; /rpc bodies are small and size-limited.
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   return server;
+}
+
+/**
+ * Upgraded connections of the API port (HTTP and HTTPS): the commit streams under
+ * /transfer/v1/; any other upgrade is answered 404. Without a listener for upgrades (a server
+ * with stream upgrades off, or an older version) Node serves such a request as an ordinary one.
+ */
+export function handleUpgrades(server: Server | HttpsServer, routes: ApiRoutes, logger: Logger): void {
+  const streams = routes.transferStreams;
+  if (!streams) return;
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (!path.startsWith('/transfer/v1/')) {
+      socket.on('error', () => {});
+      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    streams(req, socket, head).catch((err: unknown) => {
+      logger.error({ err, path: path.slice(0, 200) }, 'unhandled error in a transfer stream');
+      socket.destroy();
+    });
+  });
 }
 
 /** The API port's routing, shared by the HTTP server and the HTTPS one (tls/https-server.ts). */

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:https';
 import { DotmeshError } from '@dotmesh/core';
 import { type Exec, ExecError } from '@dotmesh/storage';
 import type { ApiRoutes } from '../http/servers.ts';
-import { apiRequestHandler } from '../http/servers.ts';
+import { apiRequestHandler, handleUpgrades } from '../http/servers.ts';
 import type { Logger } from '../log.ts';
 import { defaultSubjectAltNames, ensureClusterPki, LOOPBACK_NAMES, pkiFiles } from './pki.ts';
 
@@ -86,6 +86,7 @@ export function createHttpsApiServer(routes: ApiRoutes, logger: Logger, material
       hint: 'tlsKeyFile must hold the private key of tlsCertFile (PEM)',
     });
   }
+  handleUpgrades(server, routes, logger);
   server.requestTimeout = 0; // as the HTTP server (http/servers.ts): transfers may take hours
   server.headersTimeout = 30_000;
   return server;

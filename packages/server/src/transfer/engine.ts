@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ADMIN_USER_ID,
@@ -17,7 +16,6 @@ import { type Caller, isAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import { phaseTimer } from '../phase-timer.ts';
 import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './dot-state.ts';
-import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
 import { activeContainersError } from './incoming.ts';
 import { LocalSide } from './local-side.ts';
 import { connectPeer } from './peer-connect.ts';
@@ -78,13 +76,21 @@ export class TransferEngine {
   readonly #records: TransferRecords;
   readonly #receiveDeps: ReceiveDeps;
   readonly #timing: () => TransferTiming;
+  readonly #streamUpgrade: boolean;
   readonly #running = new Set<Promise<void>>();
 
-  constructor(ctx: DotContext, records: TransferRecords, receiveDeps: ReceiveDeps, timing: () => TransferTiming) {
+  /** `streamUpgrade`: this server's endpoints take upgraded commit streams (peer-streams.ts). */
+  constructor(
+    ctx: DotContext,
+    records: TransferRecords,
+    receiveDeps: ReceiveDeps,
+    o: { timing: () => TransferTiming; streamUpgrade: boolean },
+  ) {
     this.#ctx = ctx;
     this.#records = records;
     this.#receiveDeps = receiveDeps;
-    this.#timing = timing;
+    this.#timing = o.timing;
+    this.#streamUpgrade = o.streamUpgrade;
   }
 
   /**
@@ -93,8 +99,15 @@ export class TransferEngine {
    * ReceiveDeps.replica).
    */
   localSide(caller: Caller, o: { replica?: boolean } = {}): LocalSide {
-    return new LocalSide(this.#ctx, caller, { ...this.#receiveDeps, replica: o.replica === true }, () =>
-      this.#ctx.failpoints.take('transfer.corrupt-stream'),
+    return new LocalSide(
+      this.#ctx,
+      caller,
+      { ...this.#receiveDeps, replica: o.replica === true },
+      {
+        idleTimeoutMs: () => this.#timing().idleTimeoutMs,
+        corrupt: () => this.#ctx.failpoints.take('transfer.corrupt-stream'),
+        streamUpgrade: this.#streamUpgrade,
+      },
     );
   }
 
@@ -130,8 +143,7 @@ export class TransferEngine {
         https: req.PeerHttps,
         ...(req.PeerCaPin ? { caPin: req.PeerCaPin } : {}),
       },
-      this.#ctx.storage.kind,
-      timing.idleTimeoutMs,
+      { driver: this.#ctx.storage.kind, idleTimeoutMs: timing.idleTimeoutMs, streamUpgrade: this.#streamUpgrade },
     );
     const me = this.localSide(caller);
     const [sender, receiver, senderName, receiverName] =
@@ -340,20 +352,18 @@ export class TransferEngine {
     for (const [i, e] of entries.entries()) {
       update({ Index: i + 1, TargetCommit: e.id }, true);
       const stream = await sender.exportCommit(e.fsId, e.id, e.parent);
-      const counted = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
-      counted.on('data', (c: Buffer) => {
-        sent += c.length;
-        size = Math.max(size, sent); // Size is an estimate: never report more sent than expected
-        update({ Sent: sent, Size: size });
-      });
-      stream.on('error', (err) => counted.destroy(err));
-      counted.once('close', () => stream.destroy());
-      stream.pipe(counted);
+      const before = sent;
       let lastByteAt = 0;
-      counted.once('end', () => {
-        lastByteAt = performance.now();
-      });
-      await receiver.receiveCommit(this.#incoming(ends, senderState, e, fsId), counted);
+      try {
+        await receiver.receiveCommit(this.#incoming(ends, senderState, e, fsId), stream, (bytes) => {
+          sent = before + bytes;
+          size = Math.max(size, sent); // Size is an estimate: never report more sent than expected
+          lastByteAt = performance.now();
+          update({ Sent: sent, Size: size });
+        });
+      } finally {
+        stream.close();
+      }
       phase.mark('stream', lastByteAt);
       phase.mark('commit');
       this.#ctx.failpoints.hit('transfer.after-commit');

@@ -1,17 +1,33 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
+import { flipOnePayloadByte } from '@dotmesh/storage';
 import { type Caller, canAccess } from '../dots/caller.ts';
 import { commitBranch } from '../dots/commit.ts';
 import type { DotContext } from '../dots/context.ts';
+import type { CommitInput } from '../dots/mutation/tx.ts';
 import { describeDot, type WireDot } from './dot-state.ts';
-import { frameDecoder, frameEncoder, PIPELINE_HIGH_WATER_MARK } from './frames.ts';
 import { ensureVolume, type IncomingVolume, incomingDot } from './incoming.ts';
 import { type IncomingCommit, type ReceiveDeps, receiveCommit } from './receive-commit.ts';
-import { type Hello, PROTOCOL_NAME, PROTOCOL_VERSIONS, type TransferSide } from './side.ts';
+import {
+  type CommitStream,
+  type Hello,
+  PROTOCOL_NAME,
+  PROTOCOL_VERSIONS,
+  STREAM_UPGRADE_CAPABILITY,
+  type TransferSide,
+} from './side.ts';
 import { stashAfter, stashBranch } from './stash.ts';
 
 export const DIRTY_STASH_MESSAGE = 'committing dirty data ready for stashing';
+
+export interface LocalSideOptions {
+  /** A socket the storage driver reads or writes itself fails after this long without a byte. */
+  readonly idleTimeoutMs: () => number;
+  /** Test hook: the failpoint `transfer.corrupt-stream` flips a byte in the next export. */
+  readonly corrupt?: () => boolean;
+  /** Whether this server's endpoints take upgraded commit streams (peer-streams.ts), for hello. */
+  readonly streamUpgrade?: boolean;
+}
 
 /** This server as one end of a transfer, acting with `caller`'s rights. */
 export class LocalSide implements TransferSide {
@@ -19,14 +35,13 @@ export class LocalSide implements TransferSide {
   readonly #ctx: DotContext;
   readonly #caller: Caller;
   readonly #deps: ReceiveDeps;
-  /** Test hook: the failpoint `transfer.corrupt-stream` flips a byte in the next export. */
-  readonly #corrupt: () => boolean;
+  readonly #options: LocalSideOptions;
 
-  constructor(ctx: DotContext, caller: Caller, deps: ReceiveDeps, corrupt: () => boolean = () => false) {
+  constructor(ctx: DotContext, caller: Caller, deps: ReceiveDeps, options: LocalSideOptions) {
     this.#ctx = ctx;
     this.#caller = caller;
     this.#deps = deps;
-    this.#corrupt = corrupt;
+    this.#options = options;
   }
 
   async hello(): Promise<Hello> {
@@ -35,7 +50,12 @@ export class LocalSide implements TransferSide {
       versions: [...PROTOCOL_VERSIONS],
       nodeId: this.#ctx.nodeId,
       driver: this.#ctx.storage.kind,
-      capabilities: ['crc32-frames', 'stash', 'hidden-commits'],
+      capabilities: [
+        'crc32-frames',
+        'stash',
+        'hidden-commits',
+        ...(this.#options.streamUpgrade ? [STREAM_UPGRADE_CAPABILITY] : []),
+      ],
     };
   }
 
@@ -46,17 +66,35 @@ export class LocalSide implements TransferSide {
     return describeDot(this.#ctx, dot.id);
   }
 
-  async exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<Readable> {
+  /**
+   * The storage driver's export; on a plain TCP socket the driver writes it itself when it
+   * can. While the corruption failpoint is armed, the stream goes through Node, which flips a
+   * byte of it after it was checksummed.
+   */
+  async exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<CommitStream> {
     this.#requireReadable(fsId, commitId, parent);
-    const source = this.#ctx.storage.exportCommit(
-      fsId,
-      commitId,
-      parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {},
-    );
-    const framed = frameEncoder({ corrupt: this.#corrupt() });
-    source.on('error', (e) => framed.destroy(e));
-    framed.on('close', () => source.destroy());
-    return source.pipe(framed);
+    const storage = this.#ctx.storage;
+    const options = parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {};
+    const corrupt = this.#options.corrupt?.() === true;
+    let stream: Readable | undefined;
+    const open = () => {
+      const source = storage.exportCommit(fsId, commitId, options);
+      if (!corrupt) return source;
+      const flipped = flipOnePayloadByte();
+      source.on('error', (e) => flipped.destroy(e));
+      flipped.once('close', () => source.destroy());
+      return source.pipe(flipped);
+    };
+    return {
+      readable: () => {
+        stream ??= open();
+        return stream;
+      },
+      ...(storage.exportCommitTo && !corrupt
+        ? { writeTo: (socket, o) => storage.exportCommitTo!(fsId, commitId, socket, { ...o, ...options }) }
+        : {}),
+      close: () => stream?.destroy(),
+    } satisfies CommitStream;
   }
 
   async predictSize(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<number> {
@@ -67,33 +105,17 @@ export class LocalSide implements TransferSide {
     return parent ? s.exclusiveBytes : s.referencedBytes;
   }
 
-  async receiveCommit(c: IncomingCommit, framed: Readable): Promise<void> {
-    const raw = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
-    const decoding = pipeline(framed, frameDecoder(`commit ${c.commitId}`), raw);
-    decoding.catch(() => undefined); // the receive below sees the same failure through `raw`
-    // A commit already here is not read: drain the rest so the checksum is still verified.
-    const receiving = receiveCommit(this.#ctx, this.#deps, this.#caller, c, raw).then((r) => {
-      raw.resume();
-      return r;
-    });
-    try {
-      await Promise.all([receiving, decoding]);
-    } catch (e) {
-      // A stream the driver refused as malformed (our check, or btrfs receive's own CRCs) may
-      // simply have been damaged on the way: read it to its end frame, and if the checksum
-      // fails report that (retried) instead.
-      if (!(e instanceof DotmeshError) || e.code === 'INVALID_ARGUMENT' || e.code === 'INTERNAL') {
-        raw.resume();
-        const damaged = await decoding.then(
-          () => undefined,
-          (d: unknown) => (d instanceof DotmeshError && d.code === 'TRANSFER_CORRUPT' ? d : undefined),
-        );
-        if (damaged) throw damaged;
-      }
-      framed.destroy();
-      raw.destroy();
-      throw e;
-    }
+  /**
+   * A stream on a connection of its own goes to the mutation as that connection (the storage
+   * driver's own process reads a plain TCP socket, see tx.importCommit); a stream inside an
+   * HTTP body is read through Node.
+   */
+  async receiveCommit(c: IncomingCommit, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void> {
+    const on = stream.socket;
+    const input: CommitInput = on
+      ? { socket: on.socket, onReady: () => on.start(), idleTimeoutMs: this.#options.idleTimeoutMs(), onProgress }
+      : { stream: stream.readable(), onProgress };
+    await receiveCommit(this.#ctx, this.#deps, this.#caller, c, input);
   }
 
   async ensureBranch(v: IncomingVolume): Promise<void> {

@@ -32,8 +32,7 @@ export interface PeerRequest {
  */
 export async function connectPeer(
   r: PeerRequest,
-  localDriver: string,
-  idleTimeoutMs: number,
+  local: { readonly driver: string; readonly idleTimeoutMs: number; readonly streamUpgrade: boolean },
 ): Promise<{ side: PeerSide; hello: Hello }> {
   if (!HOST_PATTERN.test(r.host))
     throw new DotmeshError('INVALID_ARGUMENT', `invalid peer host ${JSON.stringify(r.host.slice(0, 100))}`);
@@ -72,7 +71,8 @@ export async function connectPeer(
             },
           }
         : {}),
-      idleTimeoutMs,
+      idleTimeoutMs: local.idleTimeoutMs,
+      streamUpgrade: local.streamUpgrade,
     });
     let hello: Hello;
     try {
@@ -91,10 +91,10 @@ export async function connectPeer(
         },
       );
     }
-    if (hello.driver !== localDriver) {
+    if (hello.driver !== local.driver) {
       throw new DotmeshError(
         'UNSUPPORTED',
-        `${side.label} stores dots with the ${hello.driver} driver, this server with ${localDriver}: commits cannot move between them`,
+        `${side.label} stores dots with the ${hello.driver} driver, this server with ${local.driver}: commits cannot move between them`,
       );
     }
     return { side, hello };

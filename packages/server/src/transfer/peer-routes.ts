@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough } from 'node:stream';
+import { type Duplex, PassThrough } from 'node:stream';
 import {
+  type CommitOrigin,
   DotmeshError,
   ERROR_CODES,
   type ErrorObject,
@@ -10,18 +11,18 @@ import {
   validateFsId,
   validateName,
 } from '@dotmesh/core';
+import { PIPELINE_HIGH_WATER_MARK } from '@dotmesh/storage';
 import { Authenticator } from '../auth/authenticator.ts';
 import type { Caller } from '../dots/caller.ts';
 import { readBody } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
-import { PIPELINE_HIGH_WATER_MARK } from './frames.ts';
 import { parseIncomingVolume, parseOrigin } from './incoming.ts';
 import { COMMIT_HEADER, PROTOCOL_PATH } from './peer-side.ts';
-import { parseIncomingCommit } from './receive-commit.ts';
+import { type IncomingCommit, parseIncomingCommit } from './receive-commit.ts';
 import type { TransferSide } from './side.ts';
+import { KEEPALIVE_MS } from './stream-protocol.ts';
 
 const MAX_JSON_BODY = 64 * 1024;
-const KEEPALIVE_MS = 1000;
 
 export interface PeerRoutesDeps {
   /** Who is calling: Basic auth on the API port, the node certificate on the node endpoint. */
@@ -59,6 +60,21 @@ export interface TransferProxy {
       readonly res: ServerResponse;
       readonly caller: Caller;
       readonly json?: Record<string, unknown>;
+    },
+  ): Promise<void>;
+  /**
+   * Passes an upgraded commit stream request (peer-streams.ts) on to `nodeId` for `caller`,
+   * upgraded there too, and joins the two connections once it answered 101 (its refusal is
+   * passed back as it is).
+   */
+  forwardUpgrade(
+    nodeId: string,
+    o: {
+      readonly op: string;
+      readonly search: string;
+      readonly req: IncomingMessage;
+      readonly socket: Duplex;
+      readonly caller: Caller;
     },
   ): Promise<void>;
 }
@@ -179,20 +195,28 @@ function jsonAbout(op: string, body: Record<string, unknown>): Parameters<Transf
   return { fsId: str(body.fsId) };
 }
 
-async function exportStream(side: TransferSide, url: URL, res: ServerResponse): Promise<void> {
+/** The commit an export request names (and its parent), validated. */
+export function exportParams(url: URL): { fsId: string; commitId: string; parent: CommitOrigin | null } {
   const q = url.searchParams;
   const parentFsId = q.get('parentFsId');
   const parent = parentFsId
     ? { fsId: validateFsId(parentFsId), commitId: validateName('commit', q.get('parentCommitId')) }
     : null;
-  const stream = await side.exportCommit(validateFsId(q.get('fsId')), validateName('commit', q.get('commitId')), parent);
+  return { fsId: validateFsId(q.get('fsId')), commitId: validateName('commit', q.get('commitId')), parent };
+}
+
+async function exportStream(side: TransferSide, url: URL, res: ServerResponse): Promise<void> {
+  const p = exportParams(url);
+  const exported = await side.exportCommit(p.fsId, p.commitId, p.parent);
+  const stream = exported.readable();
   res.writeHead(200, { 'content-type': 'application/octet-stream' });
   stream.on('error', () => res.destroy()); // the receiver sees a stream without its end frame
-  res.on('close', () => stream.destroy());
+  res.on('close', () => exported.close());
   stream.pipe(res);
 }
 
-async function receive(side: TransferSide, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+/** The description of a pushed commit, from its header. */
+export function pushedCommit(req: IncomingMessage): IncomingCommit {
   const header = req.headers[COMMIT_HEADER];
   if (typeof header !== 'string' || header.length > 16 * 1024) {
     throw new DotmeshError('INVALID_ARGUMENT', `missing or oversized ${COMMIT_HEADER} header`);
@@ -203,7 +227,11 @@ async function receive(side: TransferSide, req: IncomingMessage, res: ServerResp
   } catch {
     throw new DotmeshError('INVALID_ARGUMENT', `${COMMIT_HEADER} header is not base64url JSON`);
   }
-  const commit = parseIncomingCommit(raw);
+  return parseIncomingCommit(raw);
+}
+
+async function receive(side: TransferSide, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+  const commit = pushedCommit(req);
   let keepalive: NodeJS.Timeout | undefined;
   let done = false;
   req.once('end', () => {
@@ -223,18 +251,21 @@ async function receive(side: TransferSide, req: IncomingMessage, res: ServerResp
     req.once('close', () => {
       if (!req.readableEnded) body.destroy(new DotmeshError('UNAVAILABLE', 'the sending server went away mid-stream'));
     });
-    await side.receiveCommit(commit, body);
+    await side.receiveCommit(commit, { readable: () => body, close: () => body.destroy() }, () => {});
     done = true;
     finish(res, { ok: true });
   } catch (e) {
     done = true;
-    // Refused before reading it all: drain the rest, so the sender reads this answer rather
-    // than a broken pipe.
-    if (!req.readableEnded) req.resume();
     if (!res.headersSent) throw e;
     finish(res, errorBody(e, logger, 'receive'));
   } finally {
     clearInterval(keepalive);
+    // Not read to its end (a commit already here, a refusal, an end frame before the body's
+    // end): drain the rest, so the sender reads the answer rather than a broken pipe.
+    if (!req.readableEnded) {
+      req.unpipe();
+      req.resume();
+    }
   }
 }
 
@@ -266,7 +297,7 @@ function sendJson(res: ServerResponse, body: unknown): void {
 }
 
 /** `{"error": ErrorObject}`: the peer rebuilds the same DotmeshError from it (peer-side.ts). */
-function errorBody(e: unknown, logger: Logger, op: string): { error: ErrorObject } {
+export function errorBody(e: unknown, logger: Logger, op: string): { error: ErrorObject } {
   if (isDotmeshError(e)) logger.info({ transferOp: op, code: e.code, msg: e.message }, 'transfer endpoint error');
   else logger.error({ transferOp: op, err: e }, 'transfer endpoint internal error');
   return { error: errorObject(e) };

@@ -1,14 +1,17 @@
-import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { type ClientRequest, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
 import { UNAUTHENTICATED_MESSAGE } from '@dotmesh/rpc';
 import { type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
 import type { NodeTls } from '../cluster/node-transport.ts';
+import { isPlainSocket } from '../sockets.ts';
 import type { WireDot } from './dot-state.ts';
 import type { IncomingVolume } from './incoming.ts';
 import type { IncomingCommit } from './receive-commit.ts';
-import type { Hello, TransferSide } from './side.ts';
+import { type CommitStream, type Hello, STREAM_UPGRADE_CAPABILITY, type TransferSide } from './side.ts';
+import { AnswerReader, STREAM_GO, STREAM_UPGRADE } from './stream-protocol.ts';
 
 export const PROTOCOL_PATH = '/transfer/v1';
 /** Header carrying the JSON description of a pushed commit (base64url). */
@@ -29,25 +32,36 @@ export interface PeerAddress {
    * node's certificate, the peer's must name `nodeId`; no user or key is sent.
    */
   readonly node?: { readonly nodeId: string; readonly tls: NodeTls };
+  /** Commit streams may go on upgraded connections when the peer's hello offers them. */
+  readonly streamUpgrade?: boolean;
 }
 
 /**
- * A peer server as one end of a transfer, over its `/transfer/v1` endpoints (peer-routes.ts),
- * authenticated as the peer's user. Every failure is a DotmeshError: the peer's own error
- * (code, hint and data kept, the message prefixed with the peer), UNAUTHENTICATED, or
+ * A peer server as one end of a transfer, over its `/transfer/v1` endpoints (peer-routes.ts,
+ * peer-streams.ts), authenticated as the peer's user. Commit streams go on connections
+ * upgraded to STREAM_UPGRADE when the peer's hello offers it (stream-protocol.ts), else as
+ * plain HTTP bodies (what every version speaks). Every failure is a DotmeshError: the peer's
+ * own error (code, hint and data kept, the message prefixed with the peer), UNAUTHENTICATED, or
  * UNAVAILABLE for a connection that fails, resets, or goes silent for `idleTimeoutMs`.
  */
 export class PeerSide implements TransferSide {
   readonly label: string;
   readonly #peer: PeerAddress;
+  /** Commit streams go on upgraded connections (allowed, and the peer's hello offers them). */
+  #streams = false;
 
   constructor(peer: PeerAddress) {
     this.#peer = peer;
     this.label = `peer ${new URL(peer.baseUrl).host}`;
   }
 
-  hello(): Promise<Hello> {
-    return this.#json('GET', 'hello', undefined) as Promise<Hello>;
+  async hello(): Promise<Hello> {
+    const hello = (await this.#json('GET', 'hello', undefined)) as Hello;
+    this.#streams =
+      this.#peer.streamUpgrade === true &&
+      Array.isArray(hello.capabilities) &&
+      hello.capabilities.includes(STREAM_UPGRADE_CAPABILITY);
+    return hello;
   }
 
   async state(namespace: string, name: string): Promise<WireDot | null> {
@@ -55,15 +69,40 @@ export class PeerSide implements TransferSide {
     return r.dot;
   }
 
-  async exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<Readable> {
+  /**
+   * Pull. Upgraded: the peer writes the stream once told to (`start()`, or reading it through
+   * Node), so a plain socket is read by the receiving driver from its first byte.
+   */
+  async exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<CommitStream> {
     const q = new URLSearchParams({
       fsId,
       commitId,
       ...(parent ? { parentFsId: parent.fsId, parentCommitId: parent.commitId } : {}),
     });
-    const res = await this.#request('GET', `export?${q}`, {});
-    if (res.statusCode !== 200) throw await this.#errorOf(res);
-    return res;
+    if (!this.#streams) {
+      const res = await this.#request('GET', `export?${q}`, {});
+      if (res.statusCode !== 200) throw await this.#errorOf(res);
+      return { readable: () => res, close: () => res.destroy() };
+    }
+    const { socket, head } = await this.#upgrade('GET', `export?${q}`, {});
+    if (head.length > 0) {
+      socket.destroy();
+      throw new DotmeshError('UNAVAILABLE', `${this.label} sent data before it was asked to (protocol error)`);
+    }
+    let started = false;
+    const start = () => {
+      if (started) return;
+      started = true;
+      socket.write(STREAM_GO);
+    };
+    return {
+      readable: () => {
+        start();
+        return socket;
+      },
+      socket: { socket, start },
+      close: () => socket.destroy(),
+    };
   }
 
   async predictSize(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<number> {
@@ -71,18 +110,86 @@ export class PeerSide implements TransferSide {
     return typeof r.bytes === 'number' ? r.bytes : 0;
   }
 
-  async receiveCommit(c: IncomingCommit, framed: Readable): Promise<void> {
+  /**
+   * Push. Upgraded: once the peer's driver owns the connection (its go byte), the stream goes
+   * out — written by the sending driver itself on a plain socket, else piped by Node — while
+   * the peer's answer comes back on the same connection; the answer wins over a failed send
+   * (it says why the peer stopped).
+   */
+  async receiveCommit(c: IncomingCommit, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void> {
     const header = Buffer.from(JSON.stringify(c)).toString('base64url');
-    const res = await this.#request(
-      'POST',
-      'receive',
-      { [COMMIT_HEADER]: header, 'content-type': 'application/octet-stream' },
-      framed,
-    );
-    // 200 with keep-alive spaces while the peer finishes, then one JSON object.
-    const body = await this.#body(res);
-    const parsed = parseJson(body);
-    if (res.statusCode !== 200 || parsed?.error) throw this.#errorFrom(res.statusCode ?? 0, parsed, body);
+    if (!this.#streams) {
+      const body = stream.readable();
+      let bytes = 0;
+      body.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        onProgress(bytes);
+      });
+      const res = await this.#request(
+        'POST',
+        'receive',
+        { [COMMIT_HEADER]: header, 'content-type': 'application/octet-stream' },
+        body,
+      );
+      // 200 with keep-alive spaces while the peer finishes, then one JSON object.
+      const text = await this.#body(res);
+      const parsed = parseJson(text);
+      if (res.statusCode !== 200 || parsed?.error) throw this.#errorFrom(res.statusCode ?? 0, parsed, text);
+      return;
+    }
+    const { socket, head } = await this.#upgrade('POST', 'receive', { [COMMIT_HEADER]: header });
+    try {
+      await this.#push(socket, head, stream, onProgress);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  /** The client side of an upgraded push (stream-protocol.ts); `head`: the peer's first bytes. */
+  async #push(socket: Socket, head: Buffer, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void> {
+    let sending: Promise<void> | undefined;
+    let sendError: unknown;
+    const send = () => {
+      const options = { idleTimeoutMs: this.#peer.idleTimeoutMs, onProgress };
+      sending = (
+        stream.writeTo && isPlainSocket(socket)
+          ? stream.writeTo(socket, options)
+          : pipeInto(stream.readable(), socket, onProgress)
+      ).catch((e: unknown) => {
+        sendError = e;
+        // an answer already on its way says why: give it a moment, then give up on the connection
+        setTimeout(() => socket.destroy(), 1000).unref();
+      });
+    };
+    const reader = new AnswerReader(send);
+    const answered = new Promise<void>((resolve, reject) => {
+      const feed = (chunk: Buffer) => {
+        try {
+          reader.feed(chunk);
+        } catch (e) {
+          reject(this.#unreachable(new Error(`protocol error: ${(e as Error).message}`)));
+        }
+      };
+      feed(head);
+      socket.on('data', feed);
+      socket.once('end', () => resolve());
+      socket.once('close', () => resolve());
+      socket.once('error', (e) => reject(this.#unreachable(e)));
+    });
+    // The peer sends a keep-alive every second: silence means the connection is gone.
+    socket.setTimeout(this.#peer.idleTimeoutMs, () => socket.destroy(this.#silent()));
+    socket.resume();
+    await answered.catch((e: unknown) => {
+      throw sendError ?? e;
+    });
+    const answer = reader.answer();
+    if (answer?.error) throw this.#errorFrom(200, answer, reader.text);
+    if (sendError) throw sendError;
+    if (answer?.ok !== true) {
+      throw this.#unreachable(new Error('the connection was closed before the answer'));
+    }
+    await sending;
+    if (sendError) throw sendError;
   }
 
   async ensureBranch(v: IncomingVolume): Promise<void> {
@@ -114,12 +221,33 @@ export class PeerSide implements TransferSide {
 
   /** Sends a request; resolves with the response once its headers arrived. */
   #request(method: string, path: string, headers: Record<string, string>, body?: string | Readable): Promise<IncomingMessage> {
+    const req = this.#send(method, path, headers);
+    return new Promise((resolve, reject) => {
+      req.on('response', (res) => {
+        res.socket.setTimeout(this.#peer.idleTimeoutMs);
+        resolve(res);
+      });
+      req.on('error', (e) => reject(this.#unreachable(e)));
+      if (body === undefined || typeof body === 'string') {
+        req.end(body);
+        return;
+      }
+      body.on('error', (e) => req.destroy(e));
+      // A request that failed (reset, idle timeout) stops its source (e.g. kills `btrfs send`).
+      req.once('close', () => {
+        if (!body.readableEnded) body.destroy();
+      });
+      body.pipe(req);
+    });
+  }
+
+  /** A request on a fresh connection, nothing pooled that a link reset could have broken. */
+  #send(method: string, path: string, headers: Record<string, string>): ClientRequest {
     const url = new URL(`${PROTOCOL_PATH}/${path}`, this.#peer.baseUrl);
     const node = this.#peer.node;
     const auth = Buffer.from(`${this.#peer.user}:${this.#peer.apiKey}`).toString('base64');
     const options: RequestOptions = { method, headers: node ? headers : { ...headers, authorization: `Basic ${auth}` } };
     const https = url.protocol === 'https:';
-    // A fresh connection per request, nothing pooled that a link reset could have broken:
     // https gets its own verified connection (no agent: an agent would ignore createConnection),
     // http `agent: false`.
     if (node) {
@@ -133,24 +261,30 @@ export class PeerSide implements TransferSide {
       });
     } else if (https) Object.assign(options, { createConnection: verifiedConnection(this.#peer.tls ?? {}) });
     else options.agent = false;
-    const idle = this.#peer.idleTimeoutMs;
+    const req = (https ? httpsRequest : httpRequest)(url, options);
+    req.setTimeout(this.#peer.idleTimeoutMs, () => req.destroy(this.#silent()));
+    return req;
+  }
+
+  /**
+   * A request upgraded to STREAM_UPGRADE (stream-protocol.ts): resolves with the connection,
+   * paused, once the peer answered 101, and the bytes that came with the 101 (`head`); any
+   * other answer is the peer's error. A fresh connection, as #request.
+   */
+  #upgrade(method: string, path: string, headers: Record<string, string>): Promise<{ socket: Socket; head: Buffer }> {
+    const req = this.#send(method, path, { ...headers, connection: 'Upgrade', upgrade: STREAM_UPGRADE });
     return new Promise((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(url, options, (res) => {
-        res.socket.setTimeout(idle);
-        resolve(res);
-      });
-      req.setTimeout(idle, () => req.destroy(this.#silent()));
       req.on('error', (e) => reject(this.#unreachable(e)));
-      if (body === undefined || typeof body === 'string') {
-        req.end(body);
-        return;
-      }
-      body.on('error', (e) => req.destroy(e));
-      // A request that failed (reset, idle timeout) stops its source (e.g. kills `btrfs send`).
-      req.once('close', () => {
-        if (!body.readableEnded) body.destroy();
+      req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+        socket.pause();
+        socket.setTimeout(0);
+        socket.on('error', () => {}); // reported by whoever reads or writes it
+        resolve({ socket, head });
       });
-      body.pipe(req);
+      req.on('response', (res) => {
+        this.#body(res).then((body) => reject(this.#errorFrom(res.statusCode ?? 0, parseJson(body), body)), reject);
+      });
+      req.end();
     });
   }
 
@@ -212,4 +346,22 @@ function parseJson(text: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Pipes `stream` into `socket` without ending it, counting the bytes; settles when the stream
+ * ended (its bytes handed to the socket) or failed.
+ */
+function pipeInto(stream: Readable, socket: Socket, onProgress: (bytes: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      onProgress(bytes);
+    });
+    stream.once('error', reject);
+    stream.once('end', () => resolve());
+    socket.once('close', () => stream.destroy());
+    stream.pipe(socket, { end: false });
+  });
 }

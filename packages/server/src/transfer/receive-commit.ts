@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
 import { KEYS } from '../cluster/store-keys.ts';
 import type { Caller } from '../dots/caller.ts';
@@ -6,7 +5,7 @@ import type { DotContext } from '../dots/context.ts';
 import type { IndexedCommit } from '../dots/dot-index.ts';
 import { type BranchLabel, parseCommitMeta } from '../dots/labels.ts';
 import { absent, claimBranch, putBranchState, putHeldCommit, putRegistry } from '../dots/mutation/store-writes.ts';
-import type { MutationTx } from '../dots/mutation/tx.ts';
+import type { CommitInput, MutationTx } from '../dots/mutation/tx.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
 import { ensureVolume, type IncomingVolume, incomingDot, parseIncomingVolume, parseOrigin } from './incoming.ts';
 
@@ -46,15 +45,16 @@ export type ReceiveContext = Pick<
 >;
 
 /**
- * Applies one commit stream (the driver's format, already unframed and checksummed by the
- * caller's pipeline) to this server, in one mutation under the dot's exclusive lock:
+ * Applies one framed commit stream (the driver's exportCommit of the sending side) to this
+ * server, in one mutation under the dot's exclusive lock:
  *
  * - the commit goes into its volume (created if missing, see ensureVolume);
  * - in the transfer's target branch it must extend the branch's head and becomes the new head:
  *   the live state follows it (refused while processes hold the live data);
  * - in another volume (an ancestor on the branch's path) it becomes that branch's head only
  *   when it extends it (fast-forward); otherwise it is kept hidden, for lineage only;
- * - a commit already here (hidden) is not received again: it is only made visible if needed.
+ * - a commit already here (hidden) is not received again: it is only made visible if needed
+ *   (`skipped`; nothing of the stream was read, and a socket's peer was never told to send).
  *
  * Steps: label with a rollback intent to the new commit (or the commit listed hidden)
  * ─(receive.after-intent)→ stream imported: visible in the pool only once whole and checked
@@ -68,7 +68,7 @@ export async function receiveCommit(
   deps: ReceiveDeps,
   caller: Caller,
   c: IncomingCommit,
-  stream: Readable,
+  input: CommitInput,
 ): Promise<{ visible: boolean; skipped: boolean }> {
   const v = c.volume;
   const what = `receive into ${v.dot.namespace}/${v.dot.name}`;
@@ -92,7 +92,7 @@ export async function receiveCommit(
       }
       const owner = dot ? dot.info.ownerId : await deps.ownerOf(caller, v.dot.namespace);
       const { label: startLabel, created } = await ensureVolume(ctx, tx, v, dot, owner, replica);
-      return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH, replica }, stream);
+      return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH, replica }, input);
     },
   );
   if (!result.skipped) ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible }, 'received commit');
@@ -104,7 +104,7 @@ async function applyCommit(
   tx: MutationTx,
   c: IncomingCommit,
   start: { readonly label: BranchLabel; readonly newDot: boolean; readonly replica: boolean },
-  stream: Readable,
+  input: CommitInput,
 ): Promise<{ visible: boolean; skipped: boolean }> {
   const v = c.volume;
   const startLabel = start.label;
@@ -153,7 +153,7 @@ async function applyCommit(
   if (visible) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
   else await tx.writeLabel(finalLabel, startLabel);
   tx.failpoint('receive.after-intent');
-  const info = await tx.importCommit(v.fsId, stream, c.parent);
+  const info = await tx.importCommit(v.fsId, input, c.parent);
   const meta = parseCommitMeta(info.meta);
   if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
     throw new DotmeshError(

@@ -1,5 +1,7 @@
-import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Duplex, Readable } from 'node:stream';
 import type { CommitOrigin } from '@dotmesh/core';
+import type { SocketTransferOptions } from '@dotmesh/storage';
 import type { WireDot } from './dot-state.ts';
 import type { IncomingVolume } from './incoming.ts';
 import type { IncomingCommit } from './receive-commit.ts';
@@ -7,6 +9,11 @@ import type { IncomingCommit } from './receive-commit.ts';
 /** Transfer protocol versions this server speaks (capability exchange: `hello`). */
 export const PROTOCOL_NAME = 'dotmesh-transfer';
 export const PROTOCOL_VERSIONS = [1] as const;
+/**
+ * Capability: the server takes pushed commits and serves pulled ones on connections upgraded
+ * to STREAM_UPGRADE (peer-streams.ts), besides the plain HTTP bodies every version speaks.
+ */
+export const STREAM_UPGRADE_CAPABILITY = 'commit-stream-upgrade';
 
 export interface Hello {
   readonly protocol: string;
@@ -20,7 +27,7 @@ export interface Hello {
 /**
  * One end of a transfer, as the engine drives it: the local server (LocalSide) or a peer
  * reached over HTTP(S) (PeerSide). The same operations, the same checks, the same errors on
- * both, with the calling user's rights. Streams are framed (frames.ts) on both.
+ * both, with the calling user's rights. Commit streams are framed (@dotmesh/storage frames.ts).
  */
 export interface TransferSide {
   /** For messages: "this server" / "peer 10.0.0.2:32607". */
@@ -28,12 +35,15 @@ export interface TransferSide {
   hello(): Promise<Hello>;
   /** The dot by name, or null when it does not exist or the caller may not see it. */
   state(namespace: string, name: string): Promise<WireDot | null>;
-  /** A framed stream of one commit, complete or incremental from `parent`. */
-  exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<Readable>;
+  /** One commit, complete or incremental from `parent`, ready to go to the receiving side. */
+  exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<CommitStream>;
   /** Estimated bytes of that stream. */
   predictSize(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<number>;
-  /** Applies a framed commit stream; resolves once the commit is durable here. */
-  receiveCommit(c: IncomingCommit, framed: Readable): Promise<void>;
+  /**
+   * Applies a commit stream; resolves once the commit is durable on this side. `onProgress`
+   * gets the framed bytes moved so far. The caller closes `stream` afterwards.
+   */
+  receiveCommit(c: IncomingCommit, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void>;
   /** Makes sure a branch volume exists (a branch with no own commits to receive). */
   ensureBranch(v: IncomingVolume): Promise<void>;
   /** Moves commits after `common` (all when null) to a -DIVERGED- branch; returns its name. */
@@ -42,4 +52,27 @@ export interface TransferSide {
   stashBranch(fsId: string): Promise<string>;
   /** Commits uncommitted changes of a branch before a stash. */
   commitDirty(fsId: string): Promise<void>;
+}
+
+/**
+ * One commit's framed stream on its way from the sending side to the receiving one. The
+ * receiving side takes it in the cheapest way both support: a plain TCP socket read or
+ * written by the storage driver's own process (no Node in the data path), else through Node.
+ */
+export interface CommitStream {
+  /** The stream, read through Node. Called at most once. */
+  readable(): Readable;
+  /**
+   * Present when the sending side can write the stream into a connected TCP socket (not TLS)
+   * itself (its driver's exportCommitTo); the socket stays open.
+   */
+  readonly writeTo?: (socket: Socket, options: SocketTransferOptions) => Promise<void>;
+  /**
+   * Present when the stream arrives on a connection of its own (an upgraded one): the peer
+   * starts sending once `start()` is called, so the receiving side calls it once its reader is
+   * in place — the storage driver's own process for a plain TCP socket, else Node.
+   */
+  readonly socket?: { readonly socket: Duplex; start(): void };
+  /** Releases the source whatever happened (stops an export, closes a connection). Idempotent. */
+  close(): void;
 }

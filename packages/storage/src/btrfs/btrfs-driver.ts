@@ -1,4 +1,5 @@
 import { lstat, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DotmeshError } from '@dotmesh/core';
@@ -11,6 +12,7 @@ import type {
   LiveRef,
   PoolInfo,
   RecoveryReport,
+  SocketTransferOptions,
   StorageDriver,
   VolumeInfo,
   VolumeLabel,
@@ -28,16 +30,19 @@ import { exists, fsyncPath, isSubvolumeRoot, listDir, mapFsError, mkdirp, readJs
 import { Layout } from './layout.ts';
 import { waitForOrphans } from './orphans.ts';
 import { readPoolFile } from './pool-format.ts';
+import type { PumpConfig, PumpInput } from './pump.ts';
 import { purge, type RollbackIntent, recover } from './recovery.ts';
 import { volumeSizes } from './sizes.ts';
 import { SpaceReserve } from './space-reserve.ts';
-import { exportCommit, importCommit } from './transfer.ts';
+import { type ExportRequest, exportCommit, exportCommitTo, importCommit } from './transfer.ts';
 
 export interface BtrfsDriverOptions {
   /** A directory on a mounted btrfs filesystem holding pool.json (see pool.ts). */
   readonly root: string;
   readonly exec: Exec;
   readonly logger?: ExecLogger;
+  /** dotmesh-pump, the data path of commit streams (pump.ts). */
+  readonly pump: PumpConfig;
 }
 
 const noop: ExecLogger = { debug: () => {}, warn: () => {} };
@@ -56,6 +61,7 @@ export class BtrfsDriver implements StorageDriver {
   readonly layout: Layout;
   private readonly cli: BtrfsCli;
   private readonly exec: Exec;
+  private readonly pump: PumpConfig;
   private readonly logger: ExecLogger;
   private readonly mutex = new KeyedMutex();
   private readonly commits: CommitStore;
@@ -71,6 +77,7 @@ export class BtrfsDriver implements StorageDriver {
   constructor(options: BtrfsDriverOptions) {
     this.layout = new Layout(options.root);
     this.exec = options.exec;
+    this.pump = options.pump;
     this.cli = new BtrfsCli(options.exec);
     this.logger = options.logger ?? noop;
     this.commits = new CommitStore(this.layout, this.cli);
@@ -323,23 +330,58 @@ export class BtrfsDriver implements StorageDriver {
   }
 
   exportCommit(id: string, commitId: string, options: { parent?: CommitRef } = {}): Readable {
-    return exportCommit({ exec: this.exec, layout: this.layout, ref: { volumeId: id, commitId }, parent: options.parent });
+    return exportCommit(this.exportRequest(id, commitId, options.parent));
   }
 
-  async importCommit(id: string, stream: Readable, options: { parent?: CommitRef } = {}): Promise<CommitInfo> {
+  exportCommitTo(
+    id: string,
+    commitId: string,
+    socket: Socket,
+    options: SocketTransferOptions & { readonly parent?: CommitRef },
+  ): Promise<void> {
+    return exportCommitTo({ ...this.exportRequest(id, commitId, options.parent), socket, options });
+  }
+
+  importCommit(
+    id: string,
+    stream: Readable,
+    options: { readonly parent?: CommitRef; readonly onProgress?: (bytes: number) => void } = {},
+  ): Promise<CommitInfo> {
+    return this.importFrom(id, { stream }, options.parent, options.onProgress ? { onProgress: options.onProgress } : {});
+  }
+
+  importCommitFrom(
+    id: string,
+    socket: Socket,
+    options: SocketTransferOptions & { readonly parent?: CommitRef; readonly onReady: () => void },
+  ): Promise<CommitInfo> {
+    return this.importFrom(id, { socket, onReady: options.onReady }, options.parent, options);
+  }
+
+  private exportRequest(id: string, commitId: string, parent: CommitRef | undefined): ExportRequest {
+    return { exec: this.exec, layout: this.layout, pump: this.pump, ref: { volumeId: id, commitId }, parent };
+  }
+
+  private async importFrom(
+    id: string,
+    input: PumpInput,
+    parent: CommitRef | undefined,
+    options: Partial<SocketTransferOptions>,
+  ): Promise<CommitInfo> {
     checkVolumeId(id);
     return this.mutex.run(id, async () => {
       await this.requireVolume(id);
-      if (options.parent) await this.existingCommit(options.parent);
-      const { parent } = options;
+      if (parent) await this.existingCommit(parent);
       return importCommit({
         exec: this.exec,
         cli: this.cli,
         layout: this.layout,
         commits: this.commits,
+        pump: this.pump,
         volumeId: id,
-        stream,
+        input,
         parent,
+        options,
       });
     });
   }

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir, skipUnless } from '@dotmesh/testkit';
+import { isDotmeshError } from '@dotmesh/core';
+import { makeTempDir, pumpBinary, skipUnless } from '@dotmesh/testkit';
 import { type DriverHarness, rejectsWithCode, runDriverConformance } from '../conformance.ts';
+import { readAll } from '../conformance-util.ts';
 import { createExec } from '../exec.ts';
 import { BtrfsCli } from './btrfs-cli.ts';
 import { BtrfsDriver } from './btrfs-driver.ts';
@@ -13,6 +17,7 @@ import { readMounts } from './mountinfo.ts';
 import { destroyPool, loopDevicesOf, type OpenedPool, openPool } from './pool.ts';
 import { ensurePoolFile } from './pool-format.ts';
 import { acquirePoolLock } from './pool-lock.ts';
+import { checkPump } from './pump.ts';
 import { purge } from './recovery.ts';
 
 const exec = createExec();
@@ -49,7 +54,7 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
     const root = join(pool.root, `r${++roots}`);
     await mkdir(root);
     await ensurePoolFile(root);
-    return new BtrfsDriver({ root, exec });
+    return new BtrfsDriver({ root, exec, pump: { binary: await pumpBinary() } });
   };
   const harness = (driver: BtrfsDriver, second?: () => Promise<DriverHarness>): DriverHarness => {
     const live = (v: string, rel: string) => join(driver.volumePath(v), rel);
@@ -143,7 +148,10 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
         openPool({ poolFile: '', mountPoint: '', sizeBytes: 0, sparse: true, existingMount: base, exec }),
         'UNSUPPORTED',
       );
-      await rejectsWithCode(new BtrfsDriver({ root: join(poolA.root, 'nopool'), exec }).open(), 'POOL_UNAVAILABLE');
+      await rejectsWithCode(
+        new BtrfsDriver({ root: join(poolA.root, 'nopool'), exec, pump: { binary: await pumpBinary() } }).open(),
+        'POOL_UNAVAILABLE',
+      );
     });
 
     test('pool lock: a second locker fails at once; released on release() and on SIGKILL of the holder', async () => {
@@ -292,6 +300,142 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
       } finally {
         await h.cleanup();
       }
+    });
+  });
+
+  describe('commit streams over a socket (dotmesh-pump reads and writes it, not Node)', () => {
+    /** A connected loopback TCP pair: `a` dialled, `b` accepted. */
+    const tcpPair = async (): Promise<{ a: Socket; b: Socket; close: () => void }> => {
+      const server = createServer();
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const accepted = new Promise<Socket>((r) => server.once('connection', r));
+      const a = connect((server.address() as AddressInfo).port, '127.0.0.1');
+      await once(a, 'connect');
+      const b = await accepted;
+      server.close();
+      for (const s of [a, b]) s.on('error', () => {});
+      return {
+        a,
+        b,
+        close: () => {
+          a.destroy();
+          b.destroy();
+        },
+      };
+    };
+    const GO = Buffer.from('\n');
+    /** The sending end: waits for the go byte, then lets the driver write the stream. */
+    /** Two opened drivers, on pool A and pool B. */
+    const twoDrivers = async () => {
+      const pair = [harness(await freshDriver(poolA)), harness(await freshDriver(poolB))] as const;
+      for (const h of pair) await h.driver.open();
+      return pair;
+    };
+    const sendOnGo = async (send: () => Promise<void>, socket: Socket) => {
+      await once(socket, 'data');
+      await send();
+    };
+
+    test('a full and an incremental commit cross; Node reads none of their bytes; progress is reported', async () => {
+      const [src, dst] = await twoDrivers();
+      try {
+        const big = Buffer.alloc(3 * 1024 * 1024 + 17, 9);
+        await src.driver.createVolume('v', {});
+        await src.writeFile('v', 'big', big);
+        await src.driver.commit('v', 'c1', { n: 1 });
+        await src.writeFile('v', 'small', 'two');
+        await src.driver.commit('v', 'c2', { n: 2 });
+        await dst.driver.createVolume('w', {});
+        const d = dst.driver as BtrfsDriver;
+        const s = src.driver as BtrfsDriver;
+        for (const [commitId, parent] of [
+          ['c1', undefined],
+          ['c2', 'c1'],
+        ] as const) {
+          const { a, b, close } = await tcpPair();
+          try {
+            const seen: number[] = [];
+            const [info] = await Promise.all([
+              d.importCommitFrom('w', b, {
+                idleTimeoutMs: 5000,
+                onReady: () => b.write(GO),
+                onProgress: (n) => seen.push(n),
+                ...(parent ? { parent: { volumeId: 'w', commitId: parent } } : {}),
+              }),
+              sendOnGo(
+                () =>
+                  s.exportCommitTo('v', commitId, a, {
+                    idleTimeoutMs: 5000,
+                    ...(parent ? { parent: { volumeId: 'v', commitId: parent } } : {}),
+                  }),
+                a,
+              ),
+            ]);
+            assert.equal(info.id, commitId);
+            assert.equal(b.bytesRead, 0, 'the receiving Node read nothing');
+            assert.equal(a.bytesWritten, 0, 'the sending Node wrote nothing');
+            assert.ok(seen.length > 0 && seen.at(-1)! > 0, `progress ${seen}`);
+          } finally {
+            close();
+          }
+        }
+        assert.deepEqual(
+          (await d.listCommits('w')).map((c) => [c.id, c.meta]),
+          [
+            ['c1', { n: 1 }],
+            ['c2', { n: 2 }],
+          ],
+        );
+        assert.ok((await readFile(join(d.commitPath('w', 'c2'), 'big'))).equals(big));
+        assert.equal(await readFile(join(d.commitPath('w', 'c2'), 'small'), 'utf8'), 'two');
+      } finally {
+        await src.cleanup();
+        await dst.cleanup();
+      }
+    });
+
+    test('a peer cut mid-stream or silent: refused in time, nothing visible, nothing staged', async () => {
+      const [src, dst] = await twoDrivers();
+      try {
+        await src.driver.createVolume('v', {});
+        await src.writeFile('v', 'big', Buffer.alloc(4 * 1024 * 1024, 1));
+        await src.driver.commit('v', 'c1', {});
+        const whole = await readAll(src.driver.exportCommit('v', 'c1'));
+        const d = dst.driver as BtrfsDriver;
+        await d.createVolume('w', {});
+        // cut: half the stream, then the connection closes
+        let pair = await tcpPair();
+        const cut = d.importCommitFrom('w', pair.b, { idleTimeoutMs: 5000, onReady: () => pair.b.write(GO) });
+        await once(pair.a, 'data');
+        pair.a.end(whole.subarray(0, whole.length >> 1));
+        await rejectsWithCode(cut, 'TRANSFER_CORRUPT');
+        pair.close();
+        // silent: a part of the stream, then nothing
+        pair = await tcpPair();
+        const started = Date.now();
+        const silent = d.importCommitFrom('w', pair.b, { idleTimeoutMs: 700, onReady: () => pair.b.write(GO) });
+        await once(pair.a, 'data');
+        pair.a.write(whole.subarray(0, 100_000));
+        await rejectsWithCode(silent, 'UNAVAILABLE');
+        assert.ok(Date.now() - started < 10_000, 'within the idle timeout and a margin');
+        pair.close();
+        assert.deepEqual(await d.listCommits('w'), []);
+        assert.deepEqual(await readdir(d.layout.stagingDir).catch(() => []), []);
+      } finally {
+        await src.cleanup();
+        await dst.cleanup();
+      }
+    });
+
+    test('a missing or foreign dotmesh-pump is refused with what to do', async () => {
+      await assert.rejects(checkPump(exec, { binary: join(base, 'no-such-pump') }), (e: unknown) => {
+        assert.ok(isDotmeshError(e) && e.code === 'UNAVAILABLE', String(e));
+        assert.match(e.message, /cannot run dotmesh-pump/);
+        assert.match(e.hint ?? '', /npm run build/);
+        return true;
+      });
+      await assert.rejects(checkPump(exec, { binary: '/bin/echo' }), /not dotmesh-pump 1/);
+      await checkPump(exec, { binary: await pumpBinary() });
     });
   });
 });

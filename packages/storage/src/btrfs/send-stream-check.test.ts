@@ -5,11 +5,13 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
 import { isDotmeshError } from '@dotmesh/core';
-import { makeTempDir, skipUnless } from '@dotmesh/testkit';
+import { makeTempDir, pumpBinary, skipUnless } from '@dotmesh/testkit';
 import { readAll } from '../conformance-util.ts';
 import type { CommitRef } from '../driver.ts';
 import { createExec } from '../exec.ts';
+import { FRAME_DATA, FRAME_END, frameDecoder } from '../frames.ts';
 import { BtrfsCli } from './btrfs-cli.ts';
 import { BtrfsDriver } from './btrfs-driver.ts';
 import { listDir } from './fsutil.ts';
@@ -109,6 +111,35 @@ function remapUuids(stream: Buffer, map: ReadonlyMap<string, string>): Buffer {
   return Buffer.concat(parts);
 }
 
+/** The btrfs send stream inside a driver's (framed) export. */
+const sendStreamOf = (framedStream: Readable) => readAll(framedStream.pipe(frameDecoder('test export')));
+
+/** A framed stream (frames.ts) of `parts`, one data frame per part, as they come. */
+function framed(parts: Iterable<Buffer> | AsyncIterable<Buffer>): Readable {
+  return Readable.from(
+    (async function* () {
+      let total = 0;
+      let frames = 0;
+      for await (const part of parts) {
+        if (part.length === 0) continue;
+        const head = Buffer.alloc(9);
+        head.writeUInt8(FRAME_DATA, 0);
+        head.writeUInt32BE(part.length + 4, 1);
+        head.writeUInt32BE(crc32(part), 5);
+        yield Buffer.concat([head, part]);
+        total += part.length;
+        frames++;
+      }
+      const end = Buffer.alloc(17);
+      end.writeUInt8(FRAME_END, 0);
+      end.writeUInt32BE(12, 1);
+      end.writeBigUInt64BE(BigInt(total), 5);
+      end.writeUInt32BE(frames, 13);
+      yield end;
+    })(),
+  );
+}
+
 const chunked = (b: Buffer, size: number): Buffer[] => {
   const out: Buffer[] = [];
   for (let i = 0; i < b.length; i += size) out.push(b.subarray(i, i + size));
@@ -195,7 +226,7 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
   };
   const ids = async (v: string) => (await d.listCommits(v)).map((c) => c.id);
   const importBuf = (v: string, b: Buffer | Buffer[], parent?: CommitRef) =>
-    d.importCommit(v, Readable.from(Array.isArray(b) ? b : [b]), parent ? { parent } : {});
+    d.importCommit(v, framed(Array.isArray(b) ? b : [b]), parent ? { parent } : {});
   const refused = (v: string, p: Promise<unknown>, why: RegExp) => refusedIn(d, v, p, why);
   const receiveUnchecked = (stream: Buffer, body: (dir: string) => Promise<void>) => receiveUncheckedIn(d, stream, body);
 
@@ -207,7 +238,7 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
     const root = join(pool.root, 'r');
     await mkdir(root);
     await ensurePoolFile(root);
-    d = new BtrfsDriver({ root, exec });
+    d = new BtrfsDriver({ root, exec, pump: { binary: await pumpBinary() } });
     await d.open();
 
     // x holds a secret; z is made independently; y too, but shares the secret's extents (reflink)
@@ -222,8 +253,8 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
     await d.createVolume('z', {});
     await put('z', 'own', 'z data');
     await d.commit('z', 'b', {});
-    f.xa = await readAll(d.exportCommit('x', 'a'));
-    f.zb = await readAll(d.exportCommit('z', 'b', { parent: { volumeId: 'x', commitId: 'a' } }));
+    f.xa = await sendStreamOf(d.exportCommit('x', 'a'));
+    f.zb = await sendStreamOf(d.exportCommit('z', 'b', { parent: { volumeId: 'x', commitId: 'a' } }));
 
     // src: c1 clones from itself; c2 clones from itself (f2) and from c1 (h2: h is gone in c2).
     // esc is a symlink that, seen from a commit's subvolume, leads into x's live state.
@@ -239,8 +270,8 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
     await rm(live('src', 'h'));
     await put('src', 'd/g', 'two');
     await d.commit('src', 'c2', {});
-    f.full = await readAll(d.exportCommit('src', 'c1'));
-    f.inc = await readAll(d.exportCommit('src', 'c2', { parent: { volumeId: 'src', commitId: 'c1' } }));
+    f.full = await sendStreamOf(d.exportCommit('src', 'c1'));
+    f.inc = await sendStreamOf(d.exportCommit('src', 'c2', { parent: { volumeId: 'src', commitId: 'c1' } }));
     c1Uuid = (await cli.show(d.commitPath('src', 'c1'))).uuid;
     c2Uuid = (await cli.show(d.commitPath('src', 'c2'))).uuid;
   });
@@ -332,8 +363,8 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
     assert.equal(received.receivedUuid, src.c1);
     // relayed: received commits sent on name themselves (and their clones) by received UUID
     const w = await freshVolume();
-    const sentFull = await readAll(d.exportCommit(v, 'c1'));
-    const sentInc = await readAll(d.exportCommit(v, 'c2', { parent }));
+    const sentFull = await sendStreamOf(d.exportCommit(v, 'c1'));
+    const sentInc = await sendStreamOf(d.exportCommit(v, 'c2', { parent }));
     assert.equal((await runCheck([sentFull], null)).summary.subvolume?.uuid, src.c1);
     const s = (await runCheck([sentInc], [src.c1])).summary;
     assert.equal(s.subvolume?.uuid, src.c2);
@@ -413,7 +444,7 @@ describe('btrfs send stream check', { skip: skipUnless(['root', 'btrfs', 'losetu
       await setTimeout(500);
       yield f.xa;
     };
-    await refused(v, d.importCommit(v, Readable.from(late())), /data follows the END command/);
+    await refused(v, d.importCommit(v, framed(late())), /data follows the END command/);
     const noEnd = full.subarray(0, full.length - 10);
     assert.equal(commandsOf(full).at(-1)?.cmd, SEND_CMD.END);
     await refused(v, importBuf(v, Buffer.concat([noEnd, f.xa.subarray(17)])), /more than one subvolume/);
@@ -482,7 +513,7 @@ describe('one UUID per pool: no stream plants what btrfs receive resolves a pare
     const root = join(pool.root, 'r');
     await mkdir(root);
     await ensurePoolFile(root);
-    const driver = new BtrfsDriver({ root, exec });
+    const driver = new BtrfsDriver({ root, exec, pump: { binary: await pumpBinary() } });
     await driver.open();
     return driver;
   };
@@ -495,9 +526,9 @@ describe('one UUID per pool: no stream plants what btrfs receive resolves a pare
   const ref = (v: string, commitId: string | undefined): { parent?: CommitRef } =>
     commitId ? { parent: { volumeId: v, commitId } } : {};
   const exportOf = (d: BtrfsDriver, v: string, commitId: string, parent?: string) =>
-    readAll(d.exportCommit(v, commitId, ref(v, parent)));
+    sendStreamOf(d.exportCommit(v, commitId, ref(v, parent)));
   const importTo = (d: BtrfsDriver, v: string, stream: Buffer, parent?: string) =>
-    d.importCommit(v, Readable.from([stream]), ref(v, parent));
+    d.importCommit(v, framed([stream]), ref(v, parent));
   const uuidOfCommit = async (d: BtrfsDriver, v: string, commitId: string) => (await cli.show(d.commitPath(v, commitId))).uuid;
   const ids = async (d: BtrfsDriver, v: string) => (await d.listCommits(v)).map((x) => x.id);
   /** Every UUID and received UUID value of the filesystem is carried by one subvolume only. */
@@ -693,7 +724,7 @@ describe('one UUID per pool: no stream plants what btrfs receive resolves a pare
     const r1 = await uuidOfCommit(a, 'race', 'r1');
     // both get past the first command before either ends: each sees no copy of r1 there yet
     const slow = () =>
-      Readable.from(
+      framed(
         (async function* () {
           yield stream.subarray(0, stream.length - 10);
           await setTimeout(300);

@@ -1,63 +1,88 @@
 import { rename, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import type { CommitInfo, CommitRef } from '../driver.ts';
-import { type Exec, ExecError } from '../exec.ts';
+import { DotmeshError } from '@dotmesh/core';
+import type { CommitInfo, CommitRef, SocketTransferOptions } from '../driver.ts';
+import type { Exec } from '../exec.ts';
+import { PIPELINE_HIGH_WATER_MARK } from '../frames.ts';
 import { newOpId, STORAGE_ID_PATTERN } from '../ids.ts';
 import type { BtrfsCli, SubvolumeListEntry } from './btrfs-cli.ts';
 import type { CommitStore } from './commits.ts';
 import { fsyncPath, isSubvolumeRoot, listDir, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
 import { type Layout, metaFileIn } from './layout.ts';
+import { type PumpConfig, type PumpInput, pumpReceive, pumpSendInto, pumpSendStream } from './pump.ts';
 import { purge } from './recovery.ts';
 import { plainFileIn, SendStreamCheck, type SendStreamSubvolume } from './send-stream-check.ts';
 
-/**
- * `btrfs send [-p parent] commit` as a Readable. The stream ends only after `btrfs send`
- * exited 0; any failure (missing commit, send error) surfaces as a stream error. Destroying
- * the stream kills the child.
- */
-export function exportCommit(o: { exec: Exec; layout: Layout; ref: CommitRef; parent?: CommitRef | undefined }): Readable {
-  const out = new PassThrough();
-  void (async () => {
-    const path = o.layout.commit(o.ref.volumeId, o.ref.commitId);
-    const parentPath = o.parent ? o.layout.commit(o.parent.volumeId, o.parent.commitId) : undefined;
-    for (const [p, ref] of [
-      [path, o.ref],
-      [parentPath, o.parent],
-    ] as const) {
-      if (p && ref && !(await isSubvolumeRoot(p))) {
-        throw new DotmeshError('COMMIT_NOT_FOUND', `commit ${ref.commitId} not found in volume ${ref.volumeId}`);
-      }
+/** How an export is made: the commit, its optional parent, and the pump. */
+export interface ExportRequest {
+  readonly exec: Exec;
+  readonly layout: Layout;
+  readonly pump: PumpConfig;
+  readonly ref: CommitRef;
+  readonly parent?: CommitRef | undefined;
+}
+
+/** `btrfs send` arguments for a commit, after checking it (and its parent) exist. */
+async function sendArgs(o: ExportRequest): Promise<string[]> {
+  const path = o.layout.commit(o.ref.volumeId, o.ref.commitId);
+  const parentPath = o.parent ? o.layout.commit(o.parent.volumeId, o.parent.commitId) : undefined;
+  for (const [p, ref] of [
+    [path, o.ref],
+    [parentPath, o.parent],
+  ] as const) {
+    if (p && ref && !(await isSubvolumeRoot(p))) {
+      throw new DotmeshError('COMMIT_NOT_FOUND', `commit ${ref.commitId} not found in volume ${ref.volumeId}`);
     }
-    const args = ['send', '-q', ...(parentPath ? ['-p', parentPath] : []), path];
-    const child = o.exec.spawn('btrfs', args, { stdin: 'ignore' });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    out.once('close', () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    child.stdout?.pipe(out, { end: false });
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c) => resolve(c));
-    });
-    if (code !== 0) throw new ExecError('btrfs', args, code, stderr);
-    out.end();
-  })().catch((e: unknown) => out.destroy(e instanceof Error ? e : new Error(String(e))));
-  return out;
+  }
+  return ['send', '-q', ...(parentPath ? ['-p', parentPath] : []), path];
 }
 
 /**
- * Receives one commit into volume `volumeId`: `btrfs receive -e -E 1 --chroot` into
- * staging/<op>/recv, then checks the result (exactly one subvolume, named by a valid commit
+ * `btrfs send [-p parent] commit`, framed (frames.ts) by dotmesh-pump, as a Readable. The
+ * stream ends only after its end frame, written once `btrfs send` exited 0; any failure
+ * (missing commit, send error) surfaces as a stream error. Destroying the stream kills the pump.
+ */
+export function exportCommit(o: ExportRequest): Readable {
+  const out = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
+  sendArgs(o).then(
+    (args) => {
+      if (out.destroyed) return;
+      const framed = pumpSendStream({ exec: o.exec, config: o.pump, sendArgs: args });
+      framed.on('error', (e) => out.destroy(e));
+      out.once('close', () => framed.destroy());
+      framed.pipe(out);
+    },
+    (e: Error) => out.destroy(e),
+  );
+  return out;
+}
+
+/** The same framed stream, written by dotmesh-pump straight into a plain TCP socket. */
+export async function exportCommitTo(o: ExportRequest & { socket: Socket; options: SocketTransferOptions }): Promise<void> {
+  const args = await sendArgs(o);
+  await pumpSendInto({
+    exec: o.exec,
+    config: o.pump,
+    sendArgs: args,
+    socket: o.socket,
+    idleMs: o.options.idleTimeoutMs,
+    onProgress: o.options.onProgress,
+  });
+}
+
+/**
+ * Receives one framed commit stream into volume `volumeId`: dotmesh-pump reads it up to its end
+ * frame (from a Node stream, or a plain TCP socket it reads itself), verifies each frame before
+ * any of its bytes goes on, and feeds `btrfs receive -e -E 1 --chroot` into staging/<op>/box,
+ * flushing the pool in the background as the data goes (so the final sync finds little left to
+ * write). Then it checks the result (exactly one subvolume, named by a valid commit
  * id, read-only with a received UUID — set by btrfs only once the stream completed — and
  * holding its meta file), records its local seq in imported/<id>.json, renames it into
  * commits/ and syncs. Any failure deletes the staging directory: nothing becomes visible.
- * The stream flows through SendStreamCheck first: it must be incremental from `parent` (the
+ * SendStreamCheck sees the stream's metadata (pump.ts) and approves every command that is not
+ * plain data before `btrfs receive` gets it: the stream must be incremental from `parent` (the
  * caller checked it exists) when given, else full, and may clone data only from itself or
  * that parent (btrfs would take any subvolume of the filesystem); otherwise INVALID_ARGUMENT.
  *
@@ -86,9 +111,11 @@ export async function importCommit(o: {
   cli: BtrfsCli;
   layout: Layout;
   commits: CommitStore;
+  pump: PumpConfig;
   volumeId: string;
-  stream: Readable;
+  input: PumpInput;
   parent?: CommitRef | undefined;
+  options?: Partial<SocketTransferOptions>;
 }): Promise<CommitInfo> {
   const id = o.volumeId;
   const opDir = o.layout.staging(newOpId());
@@ -96,12 +123,23 @@ export async function importCommit(o: {
   try {
     const parent = o.parent ? await expectedParent(o.cli, o.layout, o.parent) : undefined;
     const check = new SendStreamCheck({
+      elidedPayloads: true,
       parentUuids: parent ? parent.uuids : null,
       ...(parent ? { checkParentClonePath: plainFileIn(parent.path) } : {}),
       checkSubvolume: (s) => checkNewSubvolume(o, parent, s),
     });
     await mkdirp(recvDir);
-    await receive(o.exec, recvDir, o.stream, id, check);
+    await pumpReceive({
+      exec: o.exec,
+      config: o.pump,
+      receiveArgs: ['receive', '-e', '-E', '1', '--chroot', recvDir],
+      input: o.input,
+      check,
+      what: `stream into volume ${id}`,
+      syncDir: o.layout.root,
+      idleMs: o.options?.idleTimeoutMs,
+      onProgress: o.options?.onProgress,
+    });
     const names = await listDir(recvDir);
     const commitId = names[0];
     if (names.length !== 1 || commitId === undefined || !STORAGE_ID_PATTERN.test(commitId)) {
@@ -230,62 +268,4 @@ async function checkReceivedSubvolume(
       `btrfs receive based commit ${s.path} on subvolume ${self.parentUuid ?? 'none'}, not on ${parent ? `the parent commit ${parent.ref.commitId} (${parent.uuid})` : 'nothing (full stream)'}`,
     );
   }
-}
-
-/**
- * source → check → `btrfs receive` into `dir`. Settles once receive exited and the check saw
- * the whole stream end (receive may exit at END before the source ended: the rest still goes
- * through the check, which refuses any byte after END). Errors, by priority: the check's
- * (INVALID_ARGUMENT, as is), the source's (UNAVAILABLE), receive's exit code (ExecError).
- * Either of the first two kills receive at once.
- */
-function receive(exec: Exec, dir: string, source: Readable, volumeId: string, check: SendStreamCheck): Promise<void> {
-  const args = ['receive', '-e', '-E', '1', '--chroot', dir];
-  const child = exec.spawn('btrfs', args);
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdout?.resume();
-  const stdin = child.stdin!;
-  return new Promise<void>((resolve, reject) => {
-    let checkError: Error | undefined;
-    let sourceError: Error | undefined;
-    const failure = () => checkError ?? sourceError;
-    // finished() also reports a source that failed before we got here (its 'error' is gone).
-    finished(source).catch((e: Error) => {
-      sourceError = isDotmeshError(e)
-        ? e
-        : new DotmeshError('UNAVAILABLE', `stream into volume ${volumeId} failed: ${e.message}`, { cause: e });
-      child.kill('SIGKILL');
-      // pipe() does not end the check on a source error: stop it, or a receive that already
-      // exited 0 would wait for it forever.
-      check.destroy();
-    });
-    check.once('error', (e) => {
-      checkError =
-        e instanceof DotmeshError
-          ? new DotmeshError(e.code, `stream into volume ${volumeId} refused: ${e.message}`, { cause: e })
-          : e;
-      child.kill('SIGKILL');
-    });
-    const checked = finished(check);
-    checked.catch(() => {}); // reported through checkError
-    stdin.on('error', () => {}); // EPIPE if receive dies first; its exit code tells why
-    source.pipe(check).pipe(stdin);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      check.unpipe(stdin);
-      if (failure() || code !== 0) {
-        source.unpipe(check);
-        reject(failure() ?? new ExecError('btrfs', args, code, stderr));
-        return;
-      }
-      check.resume(); // receive stopped reading at END: drain the rest through the check
-      checked.then(
-        () => (failure() ? reject(failure()) : resolve()),
-        () => reject(failure() ?? new DotmeshError('UNAVAILABLE', `stream into volume ${volumeId} ended early`)),
-      );
-    });
-  });
 }

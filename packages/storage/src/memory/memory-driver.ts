@@ -17,6 +17,7 @@ import type {
   VolumeSizes,
 } from '../driver.ts';
 import { isLiveRef } from '../file-changes.ts';
+import { frameEncoder, readFramed } from '../frames.ts';
 import { checkCommitId, checkRelPath, checkVolumeId, newPoolId } from '../ids.ts';
 import { diffTrees } from './diff.ts';
 import { decodeStream, encodeStream, type StreamEntry } from './stream-format.ts';
@@ -193,9 +194,8 @@ export class MemoryDriver implements StorageDriver {
       // As btrfs send: a received commit is named by the uuid it was received as.
       const uuid = c.receivedUuid ?? c.uuid;
       const header = { format: 'dotmesh-memory-stream' as const, version: 1 as const, commitId, uuid, meta: c.meta };
-      return Readable.from(
-        encodeStream(parent ? { ...header, parentUuid: parent.receivedUuid ?? parent.uuid } : header, entries),
-      );
+      const raw = encodeStream(parent ? { ...header, parentUuid: parent.receivedUuid ?? parent.uuid } : header, entries);
+      return Readable.from(raw, { objectMode: false }).pipe(frameEncoder());
     } catch (e) {
       const r = new Readable({ read() {} });
       process.nextTick(() => r.destroy(e as Error));
@@ -203,12 +203,16 @@ export class MemoryDriver implements StorageDriver {
     }
   }
 
-  async importCommit(id: string, stream: Readable, options: { parent?: CommitRef } = {}): Promise<CommitInfo> {
+  async importCommit(
+    id: string,
+    stream: Readable,
+    options: { readonly parent?: CommitRef; readonly onProgress?: (bytes: number) => void } = {},
+  ): Promise<CommitInfo> {
     const v = this.get(id);
     const expectedParent = options.parent ? this.getCommit(options.parent) : undefined;
-    const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(Buffer.from(chunk));
-    const { header, entries } = decodeStream(Buffer.concat(chunks).toString());
+    const { header, entries } = decodeStream(
+      (await readFramed(stream, `stream into volume ${id}`, options.onProgress)).toString(),
+    );
     checkCommitId(header.commitId);
     let files: Tree = new Map();
     if (v.commits.has(header.commitId)) {

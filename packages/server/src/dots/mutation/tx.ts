@@ -1,11 +1,12 @@
-import type { Readable } from 'node:stream';
-import type { CommitOrigin } from '@dotmesh/core';
-import type { CommitInfo, StorageDriver } from '@dotmesh/storage';
+import type { Duplex, Readable } from 'node:stream';
+import { type CommitOrigin, DotmeshError } from '@dotmesh/core';
+import type { CommitInfo, SocketTransferOptions, StorageDriver } from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
 import { KEYS } from '../../cluster/store-keys.ts';
 import type { FailpointName, Failpoints } from '../../failpoints.ts';
 import type { Logger } from '../../log.ts';
 import type { PhaseTimer } from '../../phase-timer.ts';
+import { isPlainSocket, watchReads } from '../../sockets.ts';
 import type { DotIndex, IndexedCommit } from '../dot-index.ts';
 import type { BranchIntent, BranchLabel, CommitMetaRecord, DotInfo } from '../labels.ts';
 
@@ -25,6 +26,14 @@ import type { BranchIntent, BranchLabel, CommitMetaRecord, DotInfo } from '../la
  *   redoable from an intent recorded in the pool (start-up recovery redoes them), because an
  *   acknowledged mutation can no longer be undone (swapping live data, deleting volumes).
  */
+/**
+ * An incoming commit's framed stream: a Node stream, or a connection of its own on which the
+ * peer starts sending once `onReady` is called.
+ */
+export type CommitInput =
+  | { readonly stream: Readable; readonly onProgress?: (bytes: number) => void }
+  | (SocketTransferOptions & { readonly socket: Duplex; readonly onReady: () => void });
+
 export interface TxDeps {
   readonly driver: StorageDriver;
   readonly store: Store;
@@ -93,13 +102,34 @@ export class MutationTx {
     return info;
   }
 
-  /** Applies a commit stream (visible only once whole and checked); undone by deleting it. */
-  async importCommit(fsId: string, stream: Readable, parent: CommitOrigin | null): Promise<CommitInfo> {
-    const info = await this.#deps.driver.importCommit(
-      fsId,
-      stream,
-      parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {},
-    );
+  /**
+   * Applies a framed commit stream (visible only once whole and checked); undone by deleting
+   * it. A plain TCP socket goes to the driver's importCommitFrom when it has one (no Node in the
+   * data path); any other connection is read through Node, which watches for a silent peer.
+   */
+  async importCommit(fsId: string, input: CommitInput, parent: CommitOrigin | null): Promise<CommitInfo> {
+    const driver = this.#deps.driver;
+    const options = {
+      ...(parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {}),
+      ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+    };
+    let info: CommitInfo;
+    if (!('socket' in input)) info = await driver.importCommit(fsId, input.stream, options);
+    else if (driver.importCommitFrom && isPlainSocket(input.socket)) {
+      info = await driver.importCommitFrom(fsId, input.socket, { ...input, ...options });
+    } else {
+      const socket = input.socket;
+      socket.pause(); // what arrives waits for the driver's reader
+      const stop = watchReads(socket, input.idleTimeoutMs, () =>
+        socket.destroy(new DotmeshError('UNAVAILABLE', `the stream into ${fsId} went silent for ${input.idleTimeoutMs} ms`)),
+      );
+      try {
+        input.onReady();
+        info = await driver.importCommit(fsId, socket, options);
+      } finally {
+        stop();
+      }
+    }
     this.#undo.push({ what: `delete commit ${fsId}@${info.id}`, run: () => this.#deps.driver.deleteCommit(fsId, info.id) });
     return info;
   }

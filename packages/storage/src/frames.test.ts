@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { isDotmeshError } from '@dotmesh/core';
-import { frameDecoder, frameEncoder } from './frames.ts';
+import { FRAME_DATA, flipOnePayloadByte, frameDecoder, frameEncoder, readFramed } from './frames.ts';
 
 async function collect(r: Readable): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -11,7 +11,10 @@ async function collect(r: Readable): Promise<Buffer> {
   return Buffer.concat(out);
 }
 
-const encode = (data: Buffer, corrupt = false) => collect(Readable.from([data]).pipe(frameEncoder({ corrupt })));
+const encode = (data: Buffer, corrupt = false) =>
+  collect(
+    corrupt ? Readable.from([data]).pipe(frameEncoder()).pipe(flipOnePayloadByte()) : Readable.from([data]).pipe(frameEncoder()),
+  );
 
 /** Feeds `bytes` to a decoder in chunks of `size`; returns the output or the error. */
 async function decode(bytes: Buffer, size: number): Promise<Buffer> {
@@ -52,4 +55,39 @@ test('a flipped byte, a cut, a lost or repeated frame, trailing bytes: TRANSFER_
   await assert.rejects(decode(Buffer.concat([first, framed]), 65536), corruptError);
   await assert.rejects(decode(Buffer.from([9, 0, 0, 0, 0]), 5), corruptError);
   await assert.rejects(decode(Buffer.from([1, 0xff, 0xff, 0xff, 0xff]), 5), corruptError);
+});
+
+test('flipOnePayloadByte changes exactly one byte, inside the first data frame’s payload', async () => {
+  const data = randomBytes(3 * 1024 * 1024);
+  const good = await encode(data);
+  const bad = await encode(data, true);
+  assert.equal(bad.length, good.length);
+  const differ = [...good.keys()].filter((i) => good[i] !== bad[i]);
+  assert.equal(differ.length, 1);
+  assert.equal(good.readUInt8(0), FRAME_DATA);
+  const firstEnd = 5 + good.readUInt32BE(1);
+  assert.ok(differ[0]! >= 9 && differ[0]! < firstEnd, `flipped byte ${differ[0]} in the first payload (9..${firstEnd})`);
+});
+
+test('readFramed: the payload up to the end frame; the stream stays open after it', async () => {
+  const data = randomBytes(2 * 1024 * 1024 + 7);
+  const framed = await encode(data);
+  // a stream that goes on (a connection carrying an answer later) is left open and paused
+  const open = new Readable({ read() {} });
+  open.pause(); // also a stream paused before (a socket nobody read yet)
+  for (let i = 0; i < framed.length; i += 100_000) open.push(framed.subarray(i, i + 100_000));
+  const seen: number[] = [];
+  assert.ok((await readFramed(open, 'test stream', (n) => seen.push(n))).equals(data));
+  assert.equal(seen.at(-1), framed.length, 'progress up to the end frame');
+  assert.equal(open.destroyed, false);
+  assert.equal(open.isPaused(), true);
+  await assert.rejects(readFramed(Readable.from([framed.subarray(0, framed.length - 3)]), 'cut'), corruptError);
+  await assert.rejects(readFramed(Readable.from([await encode(data, true)]), 'flipped'), corruptError);
+  await assert.rejects(readFramed(Readable.from([Buffer.concat([framed, Buffer.from('x')])]), 'trailing'), corruptError);
+  const failing = new Readable({
+    read() {
+      this.destroy(new Error('peer went away'));
+    },
+  });
+  await assert.rejects(readFramed(failing, 'failing'), /peer went away/);
 });
