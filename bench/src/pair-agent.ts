@@ -16,9 +16,13 @@
  *                                                 the commit was listed) and exits; exit 1 on timeout
  *   run {argv,timeoutMs}                         runs argv to completion and prints
  *                                                 {"ms","code","stdout","stderr"} (ms: spawn → exit)
+ *   tls-cipher {host,port}                       connects with Node's TLS defaults (what a
+ *                                                 server's transfers use), prints {"name",
+ *                                                 "standardName","protocol"} and disconnects
  */
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from 'node:tls';
 import { type CallParamsOf, DotmeshClient } from '@dotmesh/rpc';
 
 const [mode, json] = process.argv.slice(2);
@@ -96,11 +100,25 @@ function run(o: { argv: string[]; timeoutMs: number }): Promise<void> {
   });
 }
 
+function tlsCipher(o: { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // No cipher or version options: the defaults of rpc/tls verifiedConnection (server transfers).
+    const socket = connect({ host: o.host, port: o.port, rejectUnauthorized: false }, () => {
+      const c = socket.getCipher();
+      print({ name: c.name, standardName: c.standardName, protocol: socket.getProtocol() });
+      socket.end();
+      resolve();
+    });
+    socket.once('error', reject);
+  });
+}
+
 const o = JSON.parse(json ?? '{}');
 if (mode === 'transfer') await transfer(o);
 else if (mode === 'await-commit') await awaitCommit(o);
 else if (mode === 'run') await run(o);
+else if (mode === 'tls-cipher') await tlsCipher(o);
 else {
-  console.error(`pair-agent: unknown mode ${mode} (transfer | await-commit | run)`);
+  console.error(`pair-agent: unknown mode ${mode} (transfer | await-commit | run | tls-cipher)`);
   process.exitCode = 2;
 }

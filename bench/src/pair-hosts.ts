@@ -26,8 +26,8 @@ import { deleteSubvolumes, sh } from './btrfs.ts';
  * veths), a real dotmesh-server on each ("a" sends, "b" receives) listening on plain HTTP and on
  * HTTPS (b's certificate is pinned by fingerprint), a directory for raw subvolumes on each
  * server's pool (`rawRoot`, which the server never looks at), and the references' far ends in
- * b's namespace: the raw HTTP sink (raw-sink.ts: body → `btrfs receive`) and, on demand, an
- * rsync daemon. Timings run in pair-agent.ts inside the namespaces: the benchmark process lives
+ * b's namespace: the raw sink (raw-sink.ts: body → `btrfs receive`) over plain HTTP and over
+ * HTTPS with b's own certificate (Node's TLS, as b's server) and, on demand, an rsync daemon. Timings run in pair-agent.ts inside the namespaces: the benchmark process lives
  * in the root namespace and never contacts a test address; every connection is preceded by a
  * `routeCheck`. `cleanup` stops every process and removes the hosts, pools and files.
  */
@@ -46,8 +46,11 @@ export interface PairSide {
 export interface BenchPair {
   readonly a: PairSide;
   readonly b: PairSide;
-  /** The raw sink in b's namespace, and the directory on b's pool it receives into. */
+  /** The raw sink in b's namespace (HTTP, HTTPS), and the directory on b's pool it receives into. */
   readonly sinkUrl: string;
+  readonly tlsSinkUrl: string;
+  /** The CA b's certificate is issued by (curl verifies the TLS sink with it). */
+  readonly caFile: string;
   readonly recvDir: string;
   readonly serverBin: string;
 }
@@ -72,10 +75,25 @@ export async function startPair(cleanup: Cleanup, poolSize: string): Promise<Ben
     await routeCheck(from.host, to.host.address);
   const recvDir = join(b.rawRoot, 'recv');
   await mkdir(recvDir, { recursive: true });
-  const port = await portFor(b);
+  const [port, tlsPort] = await portsFor(b, 2);
+  const tlsDir = join(b.server.dir, 'server', 'tls');
   const sink = b.host.spawn(process.execPath, [SINK, b.host.address, String(port), recvDir], { cleanup });
-  await firstLine(sink, 'listening', 10_000);
-  return { a, b, sinkUrl: `http://${b.host.address}:${port}/sink`, recvDir, serverBin };
+  const tlsSink = b.host.spawn(
+    process.execPath,
+    [SINK, b.host.address, String(tlsPort), recvDir, join(tlsDir, 'server.pem'), join(tlsDir, 'server-key.pem')],
+    { cleanup },
+  );
+  // both read from the start: a line printed before its reader is attached would be lost
+  await Promise.all([firstLine(sink, 'listening', 10_000), firstLine(tlsSink, 'listening', 10_000)]);
+  return {
+    a,
+    b,
+    sinkUrl: `http://${b.host.address}:${port}/sink`,
+    tlsSinkUrl: `https://${b.host.address}:${tlsPort}/sink`,
+    caFile: join(tlsDir, 'ca.pem'),
+    recvDir,
+    serverBin,
+  };
 }
 
 async function startSide(
@@ -102,13 +120,13 @@ async function startSide(
   return { host, server, mnt, rawRoot, tlsPort, fingerprint };
 }
 
-/** A port for a listener in `side`'s namespace that none of its server's listeners uses. */
-async function portFor(side: PairSide): Promise<number> {
+/** `count` ports for listeners in `side`'s namespace that none of its server's listeners uses. */
+async function portsFor(side: PairSide, count: number): Promise<number[]> {
   const config = JSON.parse(await readFile(side.server.configFile, 'utf8')) as { port: number; checkPort: number };
   const taken = new Set([config.port, config.checkPort, side.tlsPort]);
-  const port = (await freePorts(4)).find((p) => !taken.has(p));
-  if (port === undefined) throw new Error('no free port for a listener in the peer namespace');
-  return port;
+  const ports = (await freePorts(count + 4)).filter((p) => !taken.has(p)).slice(0, count);
+  if (ports.length < count) throw new Error('no free port for a listener in the peer namespace');
+  return ports;
 }
 
 /** Reads a process's stdout as JSON lines. */
@@ -269,19 +287,67 @@ export async function timedRunInA(p: BenchPair, argv: readonly string[], timeout
 export interface RawSend extends TimedRun {
   /** Body bytes the sink counted (the send stream). */
   readonly bytes: number;
+  /** Through TLS: the cipher and protocol the sink saw. */
+  readonly cipher: string | null;
+  readonly protocol: string | null;
+}
+
+/** A TLS cipher suite as Node reports it (getCipher) and the protocol version. */
+export interface TlsChoice {
+  /** OpenSSL's name (what curl takes). */
+  readonly name: string;
+  /** The IANA name. */
+  readonly standardName: string;
+  readonly protocol: string;
 }
 
 /**
  * The raw reference: `btrfs send [-p parent] snapshot | curl -T- <sink>` from a's namespace;
  * the sink in b's namespace pipes it into `btrfs receive` and answers when receive exited 0.
+ * With `tls`, curl talks HTTPS to the TLS sink with exactly that protocol and cipher (and checks
+ * b's certificate against its CA); the sink reports what was used, which must be it.
  */
-export async function rawSend(p: BenchPair, o: { snapshot: string; parent?: string; timeoutMs: number }): Promise<RawSend> {
-  const script = 'url=$1; shift; btrfs send -q "$@" | curl -sS --fail-with-body -T- "$url"';
+export async function rawSend(
+  p: BenchPair,
+  o: { snapshot: string; parent?: string; timeoutMs: number; tls?: TlsChoice },
+): Promise<RawSend> {
+  const curlTls = o.tls
+    ? o.tls.protocol === 'TLSv1.3'
+      ? ['--cacert', p.caFile, '--tlsv1.3', '--tls-max', '1.3', '--tls13-ciphers', o.tls.name]
+      : ['--cacert', p.caFile, '--tlsv1.2', '--tls-max', '1.2', '--ciphers', o.tls.name]
+    : [];
+  const url = o.tls ? p.tlsSinkUrl : p.sinkUrl;
+  const script = `btrfs send -q "$@" | curl -sS --fail-with-body ${[...curlTls, '-T-', url].map(shellQuote).join(' ')}`;
   const args = [...(o.parent ? ['-p', o.parent] : []), o.snapshot];
-  const r = await timedRunInA(p, ['bash', '-o', 'pipefail', '-c', script, 'bash', p.sinkUrl, ...args], o.timeoutMs);
-  const bytes = Number(r.stdout.trim());
+  const r = await timedRunInA(p, ['bash', '-o', 'pipefail', '-c', script, 'bash', ...args], o.timeoutMs);
+  let answer: { bytes?: unknown; cipher?: string | null; protocol?: string | null };
+  try {
+    answer = JSON.parse(r.stdout.trim());
+  } catch {
+    throw new Error(`the raw sink answered ${JSON.stringify(r.stdout)}`);
+  }
+  const bytes = Number(answer.bytes);
   if (!Number.isFinite(bytes)) throw new Error(`the raw sink answered ${JSON.stringify(r.stdout)}`);
-  return { ...r, bytes };
+  if (o.tls && (answer.cipher !== o.tls.standardName || answer.protocol !== o.tls.protocol)) {
+    throw new Error(`the TLS reference used ${answer.protocol} ${answer.cipher}, not ${o.tls.protocol} ${o.tls.standardName}`);
+  }
+  return { ...r, bytes, cipher: answer.cipher ?? null, protocol: answer.protocol ?? null };
+}
+
+/** `s` as one shell word. */
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The protocol and cipher a dotmesh server on a negotiates with b's HTTPS port: a Node TLS
+ * client with the defaults of the server's own transfers (pair-agent tls-cipher, in a's namespace).
+ */
+export async function dmTlsChoice(p: BenchPair): Promise<TlsChoice> {
+  await routeCheck(p.a.host, p.b.host.address);
+  const [r] = await agent(p.a.host, 'tls-cipher', { host: p.b.host.address, port: p.b.tlsPort }, 30_000);
+  if (typeof r?.name !== 'string' || typeof r.standardName !== 'string' || typeof r.protocol !== 'string') {
+    throw new Error(`tls-cipher printed ${JSON.stringify(r)}`);
+  }
+  return { name: r.name, standardName: r.standardName, protocol: r.protocol };
 }
 
 /** Deletes every subvolume the raw sink received whose name starts with `prefix`. */
@@ -333,7 +399,7 @@ export async function startRsyncDaemon(cleanup: Cleanup, p: BenchPair): Promise<
       '',
     ].join('\n'),
   );
-  const port = await portFor(p.b);
+  const [port] = await portsFor(p.b, 1);
   const addr = p.b.host.address;
   const daemon = p.b.host.spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`, `--port=${port}`, `--address=${addr}`], {
     cleanup,

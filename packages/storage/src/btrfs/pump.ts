@@ -1,10 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { type Duplex, PassThrough, type Readable } from 'node:stream';
+import type { Duplex, PassThrough, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { type Exec, ExecError } from '../exec.ts';
-import { PIPELINE_HIGH_WATER_MARK } from '../frames.ts';
 import type { SendStreamCheck } from './send-stream-check.ts';
 
 /**
@@ -87,15 +86,15 @@ function followProgress(channel: Readable, onProgress: ((bytes: number) => void)
 }
 
 /**
- * `btrfs <sendArgs>` as a framed stream (frames.ts). The stream ends only after the end frame,
- * which the pump writes only once `btrfs send` exited 0; otherwise it fails. Destroying it
- * kills the pump (and so btrfs send).
+ * `btrfs <sendArgs>` framed (frames.ts) into `out`, which ends only after the end frame — which
+ * the pump writes only once `btrfs send` exited 0 — and is destroyed with the failure otherwise.
+ * Destroying `out` kills the pump (and so btrfs send).
  */
-export function pumpSendStream(o: { exec: Exec; config: PumpConfig; sendArgs: readonly string[] }): Readable {
+export function pumpSendStream(o: { exec: Exec; config: PumpConfig; sendArgs: readonly string[]; out: PassThrough }): void {
   const command = ['btrfs', ...o.sendArgs];
   const child = o.exec.spawn(o.config.binary, ['send', ...common(o.config, undefined), '--', ...command], { stdin: 'ignore' });
   const done = exited(child);
-  const out = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
+  const out = o.out;
   out.once('close', () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -109,7 +108,6 @@ export function pumpSendStream(o: { exec: Exec; config: PumpConfig; sendArgs: re
     },
     (e: Error) => out.destroy(e),
   );
-  return out;
 }
 
 /**

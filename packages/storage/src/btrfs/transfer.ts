@@ -48,11 +48,7 @@ export function exportCommit(o: ExportRequest): Readable {
   const out = new PassThrough({ highWaterMark: PIPELINE_HIGH_WATER_MARK });
   sendArgs(o).then(
     (args) => {
-      if (out.destroyed) return;
-      const framed = pumpSendStream({ exec: o.exec, config: o.pump, sendArgs: args });
-      framed.on('error', (e) => out.destroy(e));
-      out.once('close', () => framed.destroy());
-      framed.pipe(out);
+      if (!out.destroyed) pumpSendStream({ exec: o.exec, config: o.pump, sendArgs: args, out });
     },
     (e: Error) => out.destroy(e),
   );
