@@ -51,7 +51,10 @@ const sink = (req: IncomingMessage, res: ServerResponse) => {
     });
   });
   void exited.then((code) => {
-    req.resume(); // receive -e may stop at the end marker: drain whatever follows
+    // receive -e may stop at the end marker: drain whatever follows. Unpipe first: the pipe would
+    // otherwise pause req again when stdin closes after this, and 'end' would never come.
+    req.unpipe(child.stdin);
+    req.resume();
     return bodyDone.then(() => {
       const tls = 'getCipher' in req.socket ? (req.socket as TLSSocket) : undefined;
       const answer = { bytes, cipher: tls?.getCipher().standardName ?? null, protocol: tls?.getProtocol() ?? null };

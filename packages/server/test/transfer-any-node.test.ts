@@ -13,19 +13,21 @@ import { type InProcessServer, startInProcess } from './in-process.ts';
  */
 async function transfer(
   from: DotmeshClient,
-  o: { direction: 'push' | 'pull'; port: number; apiKey: string; local: string; remote: string },
+  direction: 'push' | 'pull',
+  to: { port: number; apiKey: string },
+  name: string,
 ): Promise<{ Status: string; Message: string }> {
   const id = await from.call('Transfer', {
     Peer: '127.0.0.1',
     User: 'admin',
-    Port: o.port,
-    ApiKey: o.apiKey,
-    Direction: o.direction,
+    Port: to.port,
+    ApiKey: to.apiKey,
+    Direction: direction,
     LocalNamespace: 'admin',
-    LocalName: o.local,
+    LocalName: name,
     LocalBranchName: '',
     RemoteNamespace: 'admin',
-    RemoteName: o.remote,
+    RemoteName: name,
     RemoteBranchName: '',
     TargetCommit: '',
     StashDivergence: false,
@@ -61,22 +63,10 @@ describe('push and pull between clusters through any node', () => {
 
   test('PushWrongNode: a push into a dot mastered by a, sent to b, lands on a', async () => {
     await other.admin.call('Create', { Namespace: 'admin', Name: 'kiwi' });
-    const first = await transfer(other.admin, {
-      direction: 'push',
-      port: a().server.port,
-      apiKey: a().apiKey,
-      local: 'kiwi',
-      remote: 'kiwi',
-    });
+    const first = await transfer(other.admin, 'push', { port: a().server.port, apiKey: a().apiKey }, 'kiwi');
     assert.equal(first.Status, 'finished', first.Message);
     await other.admin.call('Commit', { Namespace: 'admin', Name: 'kiwi', Branch: '', Message: 'second', Metadata: {} });
-    const second = await transfer(other.admin, {
-      direction: 'push',
-      port: b().server.port,
-      apiKey: a().apiKey,
-      local: 'kiwi',
-      remote: 'kiwi',
-    });
+    const second = await transfer(other.admin, 'push', { port: b().server.port, apiKey: a().apiKey }, 'kiwi');
     assert.equal(second.Status, 'finished', second.Message);
     const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'kiwi', Branch: '' });
     assert.deepEqual(await ids(a().admin, 'kiwi'), await ids(other.admin, 'kiwi'));
@@ -88,13 +78,7 @@ describe('push and pull between clusters through any node', () => {
   test('PullWrongNode: a pull from b of a dot a masters gets a’s commits', async () => {
     await a().admin.call('Create', { Namespace: 'admin', Name: 'lime' });
     await a().admin.call('Commit', { Namespace: 'admin', Name: 'lime', Branch: '', Message: 'on a', Metadata: {} });
-    const r = await transfer(other.admin, {
-      direction: 'pull',
-      port: b().server.port,
-      apiKey: a().apiKey,
-      local: 'lime',
-      remote: 'lime',
-    });
+    const r = await transfer(other.admin, 'pull', { port: b().server.port, apiKey: a().apiKey }, 'lime');
     assert.equal(r.Status, 'finished', r.Message);
     assert.deepEqual(await ids(other.admin, 'lime'), await ids(a().admin, 'lime'));
   });
@@ -102,13 +86,7 @@ describe('push and pull between clusters through any node', () => {
   test('a transfer started on the non-master node runs on the master of its local branch', async () => {
     await other.admin.call('Commit', { Namespace: 'admin', Name: 'lime', Branch: '', Message: 'on other', Metadata: {} });
     // b is asked to pull into lime, which a masterNodes: a runs it.
-    const r = await transfer(b().admin, {
-      direction: 'pull',
-      port: other.server.port,
-      apiKey: other.apiKey,
-      local: 'lime',
-      remote: 'lime',
-    });
+    const r = await transfer(b().admin, 'pull', { port: other.server.port, apiKey: other.apiKey }, 'lime');
     assert.equal(r.Status, 'finished', r.Message);
     assert.deepEqual(await ids(a().admin, 'lime'), await ids(other.admin, 'lime'));
     const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'lime', Branch: '' });
@@ -118,32 +96,14 @@ describe('push and pull between clusters through any node', () => {
   test('a cluster of the previous protocol pushes and pulls through the wrong node too (plain bodies passed on)', async () => {
     await legacy.admin.call('Create', { Namespace: 'admin', Name: 'plum' });
     await legacy.admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'one', Metadata: {} });
-    const pushed = await transfer(legacy.admin, {
-      direction: 'push',
-      port: a().server.port,
-      apiKey: a().apiKey,
-      local: 'plum',
-      remote: 'plum',
-    });
+    const pushed = await transfer(legacy.admin, 'push', { port: a().server.port, apiKey: a().apiKey }, 'plum');
     assert.equal(pushed.Status, 'finished', pushed.Message);
     await legacy.admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'two', Metadata: {} });
-    const again = await transfer(legacy.admin, {
-      direction: 'push',
-      port: b().server.port,
-      apiKey: a().apiKey,
-      local: 'plum',
-      remote: 'plum',
-    });
+    const again = await transfer(legacy.admin, 'push', { port: b().server.port, apiKey: a().apiKey }, 'plum');
     assert.equal(again.Status, 'finished', again.Message);
     assert.deepEqual(await ids(a().admin, 'plum'), await ids(legacy.admin, 'plum'));
     await a().admin.call('Commit', { Namespace: 'admin', Name: 'plum', Branch: '', Message: 'three, on a', Metadata: {} });
-    const pulled = await transfer(legacy.admin, {
-      direction: 'pull',
-      port: b().server.port,
-      apiKey: a().apiKey,
-      local: 'plum',
-      remote: 'plum',
-    });
+    const pulled = await transfer(legacy.admin, 'pull', { port: b().server.port, apiKey: a().apiKey }, 'plum');
     assert.equal(pulled.Status, 'finished', pulled.Message);
     assert.deepEqual(await ids(legacy.admin, 'plum'), await ids(a().admin, 'plum'));
     assert.deepEqual(await b().driver.listVolumes(), [], 'b passed everything on and holds nothing');
