@@ -4,6 +4,7 @@ import type { DotmeshClient } from '@dotmesh/rpc';
 import { Cleanup } from '@dotmesh/testkit';
 import { type InProcessCluster, NODE_IDS, startInProcessCluster } from './cluster-fixture.ts';
 import { type InProcessServer, startInProcess } from './in-process.ts';
+import { transferRequest } from './transfer-request.ts';
 
 /**
  * The original's PushWrongNode / PullWrongNode: a push or pull between clusters works through any
@@ -17,23 +18,7 @@ async function transfer(
   to: { port: number; apiKey: string },
   name: string,
 ): Promise<{ Status: string; Message: string }> {
-  const id = await from.call('Transfer', {
-    Peer: '127.0.0.1',
-    User: 'admin',
-    Port: to.port,
-    ApiKey: to.apiKey,
-    Direction: direction,
-    LocalNamespace: 'admin',
-    LocalName: name,
-    LocalBranchName: '',
-    RemoteNamespace: 'admin',
-    RemoteName: name,
-    RemoteBranchName: '',
-    TargetCommit: '',
-    StashDivergence: false,
-    PeerCertSha256: '',
-    PeerHttps: false,
-  });
+  const id = await from.call('Transfer', transferRequest({ ...to, direction, name }));
   for (;;) {
     const r = await from.call('GetTransfer', id);
     if (r.Status === 'finished' || r.Status === 'error') return r;

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallParamsOf, DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
 import { type InProcessServer, startInProcess } from './in-process.ts';
+import { transferRequest } from './transfer-request.ts';
 
 /**
  * Servers of the previous protocol (commit streams as plain HTTP bodies only: no
@@ -35,23 +36,8 @@ describe('transfers between servers of the previous protocol and upgraded ones',
     await other?.close();
   });
 
-  const request = (to: number, apiKey: string, direction: 'push' | 'pull', name: string): CallParamsOf<'Transfer'> => ({
-    Peer: '127.0.0.1',
-    User: 'admin',
-    Port: to,
-    ApiKey: apiKey,
-    Direction: direction,
-    LocalNamespace: 'admin',
-    LocalName: name,
-    LocalBranchName: '',
-    RemoteNamespace: 'admin',
-    RemoteName: name,
-    RemoteBranchName: '',
-    TargetCommit: '',
-    StashDivergence: false,
-    PeerCertSha256: '',
-    PeerHttps: false,
-  });
+  const request = (port: number, apiKey: string, direction: 'push' | 'pull', name: string) =>
+    transferRequest({ port, apiKey, direction, name });
 
   async function transfer(initiator: DotmeshClient, req: CallParamsOf<'Transfer'>): Promise<TransferPollResult> {
     const id = await initiator.call('Transfer', req);
