@@ -191,6 +191,7 @@ export const METHODS = {
   },
   ListJoinTokens: { params: noParams, admin: true, route: 'here' },
   DeleteJoinToken: { params: z.object({ Id: str() }), admin: true, route: 'here' },
+  RemoveEtcdMember: { params: z.object({ Node: str() }), admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
 /** The fields a TransferRequest and a TransferPollResult share (original-dotmesh.md §4). */
@@ -380,6 +381,8 @@ export interface ResultMap {
     Node: string;
     Uses: Array<{ Kind: string; Volume: string; Target: string; ReadOnly: boolean; Subdot: string }>;
   };
+  /** Removed: the node had a managed etcd member, removed now; Members: how many the cluster has left. */
+  RemoveEtcdMember: { Removed: boolean; Members: number };
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

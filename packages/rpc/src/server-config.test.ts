@@ -36,6 +36,7 @@ describe('server config', () => {
       join: null,
       joinTokenFile: '/var/lib/dotmesh/server/join-token',
       importStoreFile: null,
+      etcdMember: null,
       listenHost: '0.0.0.0',
       port: 32607,
       checkPort: 32608,

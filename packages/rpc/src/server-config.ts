@@ -129,6 +129,44 @@ export interface ServerConfig {
    * at start while it exists (then renamed `<file>.imported`); null: nothing to move.
    */
   readonly importStoreFile: string | null;
+  /**
+   * A managed etcd member on this host (`dm cluster init --store etcd` without endpoints, or a
+   * node that joined such a cluster while it had fewer than three members): dotmesh-server
+   * starts it before it opens the store and stops it after it closed it, with its peer and
+   * client certificate of the cluster CA (`<stateDir>/tls/etcd.pem`), its data in
+   * `<stateDir>/etcd/`. null: the store's etcd is not run by this node.
+   */
+  readonly etcdMember: EtcdMemberConfig | null;
+}
+
+/** The managed etcd member's settings (see `ServerConfig.etcdMember`). */
+export interface EtcdMemberConfig {
+  /** The etcd binary (3.4 or later). */
+  readonly bin: string;
+  /** Client URL port (https, on the advertised address and loopback) and peer URL port (https). */
+  readonly clientPort: number;
+  readonly peerPort: number;
+}
+
+/** Where a managed etcd member keeps its data, pid, log and certificate (under the state dir). */
+export function etcdMemberFiles(config: Pick<ServerConfig, 'stateDir'>): {
+  dataDir: string;
+  pidFile: string;
+  logFile: string;
+  statusFile: string;
+  cert: string;
+  key: string;
+  ca: string;
+} {
+  return {
+    dataDir: join(config.stateDir, 'etcd'),
+    pidFile: join(config.stateDir, 'etcd.pid'),
+    logFile: join(config.stateDir, 'etcd.log'),
+    statusFile: join(config.stateDir, 'etcd-member.json'),
+    cert: join(config.stateDir, 'tls', 'etcd.pem'),
+    key: join(config.stateDir, 'tls', 'etcd-key.pem'),
+    ca: join(config.stateDir, 'tls', 'ca.pem'),
+  };
 }
 
 const absPath = z.string().refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
@@ -195,6 +233,10 @@ export const serverConfigFileSchema = z.object({
     .default(null),
   joinTokenFile: absPath.optional(),
   importStoreFile: absPath.nullable().default(null),
+  etcdMember: z
+    .object({ bin: z.string().min(1), clientPort: port, peerPort: port })
+    .nullable()
+    .default(null),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -224,6 +266,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     join: c.join,
     joinTokenFile: c.joinTokenFile ?? join(stateDir, 'join-token'),
     importStoreFile: c.importStoreFile,
+    etcdMember: c.etcdMember,
     listenHost: c.listenHost,
     port: c.port,
     checkPort: c.checkPort,
@@ -277,7 +320,8 @@ function etcdSettings(
   const bad = (why: string) => new DotmeshError('INVALID_ARGUMENT', `invalid server config: ${why}`);
   if (c.store === 'etcd') {
     // A node that joins learns the endpoints from the cluster when it joins.
-    if (c.etcdEndpoints.length === 0 && c.join === null) throw bad('store "etcd" needs etcdEndpoints');
+    // A node that runs the first managed member learns them when it starts it.
+    if (c.etcdEndpoints.length === 0 && c.join === null && c.etcdMember === null) throw bad('store "etcd" needs etcdEndpoints');
     const https = c.etcdEndpoints.some((e) => e.startsWith('https:'));
     if (https && c.etcdCaFile === null) throw bad('https etcd endpoints need etcdCaFile');
     if ((c.etcdCertFile === null) !== (c.etcdKeyFile === null)) throw bad('etcdCertFile and etcdKeyFile go together');

@@ -13,6 +13,9 @@ export const DEFAULT_TLS_PORT = 32606;
 export const DEFAULT_LISTEN_HOST = '0.0.0.0';
 /** The node-to-node endpoint of a cluster of several nodes (where the original ran NATS). */
 export const DEFAULT_CLUSTER_PORT = 32609;
+/** Client and peer ports of a managed etcd member (the original Dotmesh's). */
+export const DEFAULT_ETCD_CLIENT_PORT = 42379;
+export const DEFAULT_ETCD_PEER_PORT = 42380;
 export const CONFIG_FILE_NAME = 'config.json';
 /** Where dockerd finds the `dm` volume driver (legacy plugins: `/run/docker/plugins/<driver>.sock`). */
 export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/dm.sock';

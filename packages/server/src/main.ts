@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
+import { etcdMemberFiles, type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
 import {
   acquirePoolLock,
   BtrfsDriver,
@@ -14,9 +14,12 @@ import {
   openPool,
   type PoolLock,
 } from '@dotmesh/storage';
+import type { EtcdMembers } from '@dotmesh/store/etcd-members';
 import { joinCluster } from './cluster/join-client.ts';
 import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
+import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
+import { managedMemberControl } from './etcd/member-control.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
@@ -71,10 +74,34 @@ export async function main(argv: readonly string[], entryDir: string): Promise<n
  * The node-to-node endpoint's material: the cluster CA (made, or the one `dm cluster init`
  * copied in) and this node's certificate for its advertised address.
  */
-async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logger: Logger) {
+async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logger: Logger, members: EtcdMembers | undefined) {
   const address = advertiseAddressOf(config);
   const caKey = pkiFiles(config.stateDir).caKey;
-  // The first node of a cluster makes its CA here (a joined node has the cluster's already).
+  await ensureCa(config, exec);
+  const files = await ensureNodeCert({ stateDir: config.stateDir, exec, nodeId, addresses: [address] });
+  logger.info({ address, port: config.clusterPort, issued: files.issued }, 'node-to-node endpoint certificate');
+  const [ca, cert, key] = await Promise.all([readFile(files.caCert), readFile(files.cert), readFile(files.key)]);
+  const etcdCa = config.etcdCaFile ? await readFile(config.etcdCaFile, 'utf8') : null;
+  const join = {
+    canSign: () =>
+      readFile(caKey).then(
+        () => true,
+        () => false,
+      ),
+    sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => signCsr(exec, config.stateDir, o),
+    etcd: async () => ({
+      // A managed etcd tells the members it has now.
+      Endpoints: members ? await memberClientUrls(members) : config.etcdEndpoints,
+      Prefix: config.etcdPrefix,
+      CaCert: etcdCa,
+      Managed: members !== undefined,
+    }),
+  };
+  return { port: config.clusterPort, addresses: [address], tls: { ca, cert, key }, join };
+}
+
+/** The first node of a cluster makes its CA (a joined node has the cluster's already). */
+async function ensureCa(config: ServerConfig, exec: Exec): Promise<void> {
   const hasCa = await readFile(pkiFiles(config.stateDir).caCert).then(
     () => true,
     () => false,
@@ -87,20 +114,55 @@ async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logg
       requiredNames: [...LOOPBACK_NAMES, ...config.tlsSubjectAltNames],
     });
   }
-  const files = await ensureNodeCert({ stateDir: config.stateDir, exec, nodeId, addresses: [address] });
-  logger.info({ address, port: config.clusterPort, issued: files.issued }, 'node-to-node endpoint certificate');
-  const [ca, cert, key] = await Promise.all([readFile(files.caCert), readFile(files.cert), readFile(files.key)]);
-  const etcdCa = config.etcdCaFile ? await readFile(config.etcdCaFile, 'utf8') : null;
-  const join = {
-    canSign: () =>
-      readFile(caKey).then(
-        () => true,
-        () => false,
-      ),
-    sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => signCsr(exec, config.stateDir, o),
-    etcd: { Endpoints: config.etcdEndpoints, Prefix: config.etcdPrefix, CaCert: etcdCa },
-  };
-  return { port: config.clusterPort, addresses: [address], tls: { ca, cert, key }, join };
+}
+
+/** The client URLs of the voting members (those the store can use). */
+async function memberClientUrls(members: EtcdMembers): Promise<string[]> {
+  return (await members.list()).filter((m) => !m.learner).flatMap((m) => m.clientUrls);
+}
+
+/** Whether this node's store is a managed etcd (TLS with the cluster CA and this node's etcd certificate). */
+function managedStore(config: ServerConfig): boolean {
+  const files = etcdMemberFiles(config);
+  return config.store === 'etcd' && config.etcdCaFile === files.ca && config.etcdCertFile === files.cert;
+}
+
+/** Replaces fields of the config file (atomically) and returns the config it now holds. */
+async function updateConfigFile(configFile: string, patch: Record<string, unknown>): Promise<ServerConfig> {
+  const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+  const updated = { ...text, ...patch };
+  const next = parseServerConfigText(JSON.stringify(updated));
+  await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
+  await rename(`${configFile}.new`, configFile);
+  return next;
+}
+
+/**
+ * A node that runs a managed etcd member starts it (see etcd/managed-member.ts) and keeps the
+ * members' client URLs and its certificate files in its config; a joined node that did not
+ * become a member (the cluster had three) keeps none.
+ */
+async function startEtcdMember(config: ServerConfig, configFile: string, nodeId: string, exec: Exec, logger: Logger) {
+  const member = config.etcdMember;
+  if (!member || config.store !== 'etcd') return { config, member: null };
+  await ensureCa(config, exec);
+  const started = await startManagedMember({
+    config,
+    member,
+    nodeId,
+    address: advertiseAddressOf(config),
+    joining: config.join !== null,
+    exec,
+    logger,
+  });
+  const files = etcdMemberFiles(config);
+  const next = await updateConfigFile(
+    configFile,
+    started
+      ? { etcdEndpoints: started.endpoints, etcdCaFile: files.ca, etcdCertFile: files.cert, etcdKeyFile: files.key }
+      : { etcdMember: null },
+  );
+  return { config: next, member: started };
 }
 
 function advertiseAddressOf(config: ServerConfig): string {
@@ -127,17 +189,14 @@ async function joinAtStart(config: ServerConfig, configFile: string, nodeId: str
       nodeAddresses: [advertiseAddressOf(config)],
       httpsNames: config.tlsPort === 0 || config.tlsCertFile ? null : defaultSubjectAltNames(config.tlsSubjectAltNames),
     });
-    const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-    const updated = {
-      ...text,
+    const etcdFiles = etcdMemberFiles(config);
+    const next = await updateConfigFile(configFile, {
       store: 'etcd',
       etcdEndpoints: joined.etcd.endpoints,
       etcdPrefix: joined.etcd.prefix,
       ...(joined.etcd.caFile ? { etcdCaFile: joined.etcd.caFile } : {}),
-    };
-    const next = parseServerConfigText(JSON.stringify(updated));
-    await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
-    await rename(`${configFile}.new`, configFile);
+      ...(joined.etcd.managed ? { etcdCertFile: etcdFiles.cert, etcdKeyFile: etcdFiles.key } : { etcdMember: null }),
+    });
     logger.info({ endpoints: next.etcdEndpoints }, 'joined the cluster');
     return next;
   } finally {
@@ -164,6 +223,8 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
   const exec = createExec({ logger });
   let lock: PoolLock | undefined;
   let server: RunningServer | undefined;
+  let etcd: StartedMember | null = null;
+  let members: EtcdMembers | undefined;
   // Without its helper the btrfs driver cannot move commits: refuse to start rather than fail later.
   const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
   await checkPump(exec, pump);
@@ -180,6 +241,7 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
     config = await joinAtStart(config, configFile, pool.poolId, exec, logger);
+    ({ config, member: etcd } = await startEtcdMember(config, configFile, pool.poolId, exec, logger));
     const guard =
       config.sparse && !config.existingMount
         ? new HostSpaceGuard({
@@ -210,7 +272,14 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
     if (config.clusterPort !== 0) {
       await refuseClash(store, { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort });
     }
-    const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger);
+    if (managedStore(config)) {
+      const { EtcdMembers } = await import('@dotmesh/store/etcd-members');
+      const [ca, cert, key] = await Promise.all(
+        [config.etcdCaFile, config.etcdCertFile, config.etcdKeyFile].map((f) => readFile(f!)),
+      );
+      members = new EtcdMembers({ endpoints: config.etcdEndpoints, ca: ca!, cert: cert!, key: key! });
+    }
+    const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger, members);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
     server = await startServer({
       driver: withPoolFullErrors(
@@ -228,6 +297,7 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
       checkPort: config.checkPort,
       ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
       ...(cluster ? { cluster } : {}),
+      ...(members ? { etcdMembers: managedMemberControl(members) } : {}),
       nodeLease: { ttlSeconds: config.nodeLeaseTtlSeconds, marginMs: Math.min(2000, config.nodeLeaseTtlSeconds * 200) },
       transferTiming: {
         idleTimeoutMs: config.transferIdleTimeoutMs,
@@ -259,16 +329,24 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
   } catch (e) {
     logger.error({ err: e }, 'dotmesh-server failed to start');
     await server?.close().catch(() => undefined);
+    members?.close();
+    await etcd?.process.stop().catch(() => undefined);
     await lock?.release().catch(() => undefined);
     throw e;
   }
   const running = server;
+  const member = etcd;
+  const membersClient = members;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping (the pool stays mounted)');
       void running
         .close()
         .catch((err: unknown) => logger.error({ err }, 'error while stopping'))
+        // The store's etcd member stops after the server closed the store.
+        .then(() => membersClient?.close())
+        .then(() => member?.process.stop())
+        .catch((err: unknown) => logger.error({ err }, 'error while stopping the etcd member'))
         .then(() => rm(config.pidFile, { force: true }))
         .then(() => lock?.release())
         .finally(resolve);

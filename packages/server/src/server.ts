@@ -40,6 +40,7 @@ import { ContainerPaths } from './dots/procure.ts';
 import { reconcileFromPool } from './dots/reconcile.ts';
 import { publishOwnKeys } from './dots/reconcile-store.ts';
 import { SizeTracker } from './dots/sizes.ts';
+import type { EtcdMemberControl } from './etcd/member-control.ts';
 import { Failpoints } from './failpoints.ts';
 import { createApiRoutes } from './http/api-routes.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
@@ -98,6 +99,8 @@ export interface ServerParts {
     /** Signing hosts' certificates when they join (join-issuer.ts); absent: no host joins here. */
     readonly join?: Pick<JoinIssuerDeps, 'canSign' | 'sign' | 'etcd'>;
   };
+  /** The managed etcd's members (RemoveEtcdMember); absent: the store's etcd is not Dotmesh's. */
+  readonly etcdMembers?: EtcdMemberControl;
   /** This node's lease in the store (DEFAULT_NODE_LEASE when absent). */
   readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
@@ -282,6 +285,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     ...(takeOver ? { takeOver } : {}),
     ...(parts.pool ? { pool: parts.pool } : {}),
     joinTokens,
+    ...(parts.etcdMembers ? { etcdMembers: parts.etcdMembers } : {}),
     joinPoint: () =>
       parts.cluster && clusterPort !== undefined
         ? {

@@ -51,6 +51,7 @@ describe('dm cluster init output', () => {
     tlsFingerprint: null,
     joinedThrough: null,
     caPin: null,
+    etcdMember: null,
   };
   const text = (r: ClusterInitResult) => renderClusterInit(r).join('\n');
 

@@ -9,6 +9,7 @@ import type { CommandContext } from '../context.ts';
 import { prettySize } from '../format.ts';
 import { type ClusterCaFiles, installClusterCa } from './cluster-ca.ts';
 import { generateAdminCredentials } from './credentials.ts';
+import { type EtcdMemberStatus, readEtcdMemberStatus, stopLeftoverEtcd } from './etcd-member.ts';
 import { preflight } from './preflight.ts';
 import { waitForServer } from './server-process.ts';
 import { writeServerRecord } from './server-record.ts';
@@ -78,6 +79,13 @@ export interface ClusterInitOptions {
    * which it deletes). No admin credentials are made: the cluster has its admin.
    */
   readonly join?: { readonly address: string; readonly caHash: string; readonly token: string };
+  /**
+   * The ports of a managed etcd member, run by this node when `--store etcd` has no endpoints
+   * (the first node), or when it joins a cluster whose etcd Dotmesh runs and that has fewer than
+   * three members; `etcdBin` (default: etcd on PATH).
+   */
+  readonly etcdMemberPorts?: { readonly clientPort: number; readonly peerPort: number };
+  readonly etcdBin?: string | undefined;
 }
 
 /** The options of `dm cluster init` that are server config fields. */
@@ -100,7 +108,8 @@ export type InitSetting =
   | 'dockerSocket'
   | 'clusterPort'
   | 'advertiseAddress'
-  | 'join';
+  | 'join'
+  | 'etcdMember';
 
 export interface ClusterInitResult {
   serverConfigFile: string;
@@ -126,10 +135,17 @@ export interface ClusterInitResult {
   joinedThrough: string | null;
   /** The pin of the cluster CA that issued the HTTPS certificate (null: no HTTPS, or a given certificate). */
   caPin: string | null;
+  /** This node's managed etcd member once it votes (null: it runs none). */
+  etcdMember: EtcdMemberStatus | null;
 }
 
-/** The settings init asks for, as server config fields. */
-function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unknown>> {
+/** Whether this node runs a managed etcd member: the first node of `--store etcd` without endpoints, or a joining node. */
+function wantsEtcdMember(o: ClusterInitOptions): boolean {
+  return o.etcdMemberPorts !== undefined && o.store === 'etcd' && (o.join !== undefined || (o.etcdEndpoints ?? []).length === 0);
+}
+
+/** The settings init asks for, as server config fields (`etcdBin`: the etcd binary a member runs). */
+function wantedSettings(o: ClusterInitOptions, etcdBin: string | null): Partial<Record<InitSetting, unknown>> {
   return {
     poolSizeBytes: o.poolSizeBytes,
     sparse: o.sparse,
@@ -150,7 +166,29 @@ function wantedSettings(o: ClusterInitOptions): Partial<Record<InitSetting, unkn
     clusterPort: o.clusterPort ?? 0,
     advertiseAddress: o.advertiseAddress ?? null,
     join: o.join ? { address: o.join.address, caHash: o.join.caHash } : null,
+    etcdMember: etcdBin !== null && o.etcdMemberPorts ? { bin: etcdBin, ...o.etcdMemberPorts } : null,
   };
+}
+
+/**
+ * The etcd binary of a managed member: the one given, else etcd on PATH. The first node needs
+ * one (UNAVAILABLE); a joining host without one joins as a client of the store only (null).
+ */
+async function etcdBinFor(ctx: CommandContext, o: ClusterInitOptions): Promise<string | null> {
+  if (!wantsEtcdMember(o)) return null;
+  const bin = o.etcdBin ?? (await which('etcd', ctx.env.PATH));
+  if (bin !== null && (await exists(bin))) return bin;
+  if (o.join) {
+    ctx.reporter.notice('No etcd binary here (--etcd-bin, or etcd on PATH): this node joins without an etcd member.');
+    return null;
+  }
+  throw new DotmeshError(
+    'UNAVAILABLE',
+    `no etcd binary ${o.etcdBin ?? 'on PATH'}: a cluster without --etcd-endpoints runs a managed etcd member`,
+    {
+      hint: 'install etcd 3.4 or later (Debian: apt-get install etcd-server) or give its path with --etcd-bin; or give the endpoints of an etcd you run with --etcd-endpoints',
+    },
+  );
 }
 
 /** A node of several (a cluster port) needs the shared store; the cluster CA is for such a node. */
@@ -213,7 +251,12 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   const say = (line: string) => ctx.reporter.notice(line);
   say('Checking suitable environment...');
   const previous = await loadServerConfig(o.poolDir);
-  let config = initServerConfig(o.poolDir, previous.existing ? previous.config : null, wantedSettings(o), o.given);
+  let config = initServerConfig(
+    o.poolDir,
+    previous.existing ? previous.config : null,
+    wantedSettings(o, await etcdBinFor(ctx, o)),
+    o.given,
+  );
   checkClusterSettings(config, o);
   const serverConfigFile = previous.file;
   // A single-node cluster moving from the embedded store to etcd takes its store along.
@@ -237,6 +280,8 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     config = { ...config, poolSizeBytes: poolFileSize };
   }
   const pid = await runningPid(config.pidFile);
+  // An etcd member a killed server left running holds its ports: the server starts it again.
+  if (pid === null) await stopLeftoverEtcd(config);
   const reusePool = poolFileSize !== null;
   const problem = preflight(
     {
@@ -315,6 +360,8 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     await writeFile(passwordFile, creds.password, { mode: 0o400 });
   }
   const tlsFingerprint = await pinLocalServer(ctx, config, host);
+  // The server wrote what it learned at start (a joined node's store, a managed member's endpoints).
+  const running = (await loadServerConfig(o.poolDir)).config;
   return {
     serverConfigFile,
     serverBin,
@@ -326,10 +373,11 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     adminPasswordFile: (await exists(passwordFile)) ? passwordFile : null,
     systemdUnit,
     startCommand: startCommand(o.poolDir),
-    config,
+    config: running,
     tlsFingerprint,
     joinedThrough: o.join?.address ?? null,
     caPin: await clusterCaPin(config),
+    etcdMember: running.etcdMember ? await readEtcdMemberStatus(running) : null,
   };
 }
 
@@ -377,6 +425,23 @@ async function joinedAdminKey(
   return { kind: 'unknown', apiKey: '' };
 }
 
+/** What the node's managed etcd member is (or why it runs none). */
+function etcdMemberLines(r: ClusterInitResult): string[] {
+  const m = r.etcdMember;
+  if (m) {
+    return [
+      `This host runs etcd member ${m.id} of the cluster's store (${m.voting ? 'voting' : 'learner'}; ${m.voters} voting of ${m.members} member(s)), started and stopped with dotmesh-server; its data in ${r.config.stateDir}/etcd.`,
+      ...(m.voters < 3
+        ? [`The store survives the loss of a member from three on: ${3 - m.voters} more join(s) make members.`]
+        : []),
+    ];
+  }
+  if (r.joinedThrough && r.config.etcdCertFile !== null && r.config.etcdCaFile?.endsWith('/tls/ca.pem')) {
+    return ["The cluster's etcd has its three members: this node uses them and runs none."];
+  }
+  return [];
+}
+
 export function renderClusterInit(r: ClusterInitResult): string[] {
   const remote = `Remote 'local' (admin@${new URL(r.url).host}) is now the current remote`;
   return [
@@ -403,6 +468,7 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
       ? []
       : [
           `Node of a cluster of several nodes: node-to-node endpoint on port ${r.config.clusterPort}${r.config.advertiseAddress ? `, advertised at ${r.config.advertiseAddress}` : ''}; store etcd at ${r.config.etcdEndpoints.join(',')}.`,
+          ...etcdMemberLines(r),
           "Further hosts join with a token: 'dm cluster token create --token-file <file>' on a node holding the CA key prints the 'dm cluster join' command to run on them.",
         ]),
     r.systemdUnit

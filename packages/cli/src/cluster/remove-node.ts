@@ -11,8 +11,9 @@ import type { CommandContext } from '../context.ts';
  * - A node that is gone (no live lease): its branches cannot be handed over. Without `--force`
  *   the command refuses, naming them; with it, their master keys go to `--to`
  *   (ForceBranchMasterById), which continues from the commits it holds.
- * The node itself is then stopped or reset on its host (`dm cluster stop` / `reset`); its own
- * keys vanish with its lease. No etcd member is removed: the cluster's etcd is not Dotmesh's.
+ * Then its managed etcd member, if it runs one, is removed from the cluster's etcd (a node that
+ * is gone for good too). The node itself is then stopped or reset on its host (`dm cluster
+ * stop` / `reset`); its own keys vanish with its lease. An etcd Dotmesh does not run is left alone.
  */
 export interface RemoveNodeResult {
   readonly node: string;
@@ -21,6 +22,8 @@ export interface RemoveNodeResult {
   /** `ns/name[@branch]` of every branch given to `to`. */
   readonly moved: string[];
   readonly forced: boolean;
+  /** Its managed etcd member: removed (and how many are left), none, or not Dotmesh's etcd. */
+  readonly etcdMember: { readonly removed: boolean; readonly members: number } | 'not-managed';
 }
 
 const NODE_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -79,7 +82,19 @@ export async function removeNode(
     }
     moved.push(branchName(v));
   }
-  return { node: o.node, live, to, moved, forced: !live && mastered.length > 0 };
+  const etcdMember = await removeEtcdMember(ctx, o.node);
+  return { node: o.node, live, to, moved, forced: !live && mastered.length > 0, etcdMember };
+}
+
+/** RemoveEtcdMember: its member goes once its branches moved (UNSUPPORTED: the cluster's etcd is not Dotmesh's). */
+async function removeEtcdMember(ctx: CommandContext, node: string): Promise<RemoveNodeResult['etcdMember']> {
+  try {
+    const r = await ctx.call('RemoveEtcdMember', { Node: node });
+    return { removed: r.Removed, members: r.Members };
+  } catch (e) {
+    if (e instanceof DotmeshError && e.code === 'UNSUPPORTED') return 'not-managed';
+    throw e;
+  }
 }
 
 export function renderRemoveNode(r: RemoveNodeResult): string[] {
@@ -90,5 +105,8 @@ export function renderRemoveNode(r: RemoveNodeResult): string[] {
     r.live
       ? `Node ${r.node} can leave now: on its host, 'dm cluster stop' (or 'dm cluster reset --destroy-data' to free the host).`
       : `Node ${r.node} is gone; its own keys went with its lease.`,
+    ...(r.etcdMember === 'not-managed' || !r.etcdMember.removed
+      ? []
+      : [`Removed its etcd member: the cluster's etcd has ${r.etcdMember.members} member(s) left.`]),
   ];
 }

@@ -1,7 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
+import { etcdMemberFiles } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
+import { stopLeftoverEtcd } from './etcd-member.ts';
 import { resolveServerBin, serverCommand, stopServer } from './server-process.ts';
 import { serverRecordPath } from './server-record.ts';
 import { loadServerConfig, requireRoot } from './state.ts';
@@ -12,7 +14,8 @@ import { removeUnit } from './systemd.ts';
  * `dm cluster reset [--use-pool-dir DIR] [--destroy-data]`: stops the server (SIGTERM, 15 s,
  * SIGKILL), removes the systemd unit, with --destroy-data runs `destroy-pool` (the server
  * removes the pool), removes the store, config and credentials from the state dir (the pool and
- * the log are kept without --destroy-data), and forgets the `local` remote. Idempotent.
+ * the log are kept without --destroy-data; a managed etcd member's data dir goes with the store),
+ * and forgets the `local` remote. Idempotent.
  */
 export interface ClusterResetOptions {
   readonly poolDir: string;
@@ -43,6 +46,8 @@ export async function clusterReset(ctx: CommandContext, o: ClusterResetOptions):
     });
   }
   if (pid !== null) say(`Stopped dotmesh-server (pid ${pid}, ${stopped})`);
+  const etcdPid = await stopLeftoverEtcd(config);
+  if (etcdPid !== null) say(`Stopped the etcd member a killed server left running (pid ${etcdPid})`);
 
   let poolDestroyed = false;
   if (o.destroyData) {
@@ -58,10 +63,22 @@ export async function clusterReset(ctx: CommandContext, o: ClusterResetOptions):
     say(`Destroyed the pool in ${config.poolDir}`);
   }
 
+  const etcd = etcdMemberFiles(config);
   const sqliteSidecars = [`${config.storeFile}-wal`, `${config.storeFile}-shm`, `${config.storeFile}-journal`];
   const targets = o.destroyData
     ? [config.stateDir]
-    : [config.storeFile, ...sqliteSidecars, file, config.initialAdminFile, config.pidFile, serverRecordPath(config)];
+    : [
+        config.storeFile,
+        ...sqliteSidecars,
+        // A managed etcd member's data is this node's copy of the store.
+        etcd.dataDir,
+        etcd.statusFile,
+        etcd.pidFile,
+        file,
+        config.initialAdminFile,
+        config.pidFile,
+        serverRecordPath(config),
+      ];
   for (const target of targets) await rm(target, { recursive: true, force: true });
 
   const dmConfig = await ctx.loadConfig();

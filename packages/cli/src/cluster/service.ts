@@ -111,10 +111,11 @@ export async function serverToRun(
 
 /** The ports of `config` that something else already listens on. */
 export async function portsInUse(
-  config: Pick<ServerConfig, 'listenHost' | 'port' | 'checkPort' | 'tlsPort' | 'clusterPort'>,
+  config: Pick<ServerConfig, 'listenHost' | 'port' | 'checkPort' | 'tlsPort' | 'clusterPort' | 'etcdMember'>,
 ): Promise<number[]> {
   const taken: number[] = [];
-  const ports = [config.port, config.checkPort, ...[config.tlsPort, config.clusterPort].filter((p) => p !== 0)];
+  const member = config.etcdMember ? [config.etcdMember.clientPort, config.etcdMember.peerPort] : [];
+  const ports = [config.port, config.checkPort, ...[config.tlsPort, config.clusterPort].filter((p) => p !== 0), ...member];
   for (const port of ports) if (!(await portFree(config.listenHost, port))) taken.push(port);
   return taken;
 }

@@ -1,6 +1,7 @@
 import { DotmeshError } from '@dotmesh/core';
 import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import type { CommandContext } from '../context.ts';
+import { stopLeftoverEtcd } from './etcd-member.ts';
 import { waitForServer } from './server-process.ts';
 import { writeServerRecord } from './server-record.ts';
 import { launchServer, portsInUse, serverToRun } from './service.ts';
@@ -47,6 +48,8 @@ export async function clusterStart(ctx: CommandContext, o: ClusterStartOptions):
     say(`dotmesh-server is running already (pid ${running}); nothing to do.`);
     return { ...nothing, started: false, pid: running };
   }
+  // An etcd member a killed server left running holds its ports: the server starts it again.
+  await stopLeftoverEtcd(config);
   const taken = await portsInUse(config);
   if (taken.length > 0) {
     throw new DotmeshError('CONFLICT', `port ${taken.join(', ')} of ${file} is already in use`, {

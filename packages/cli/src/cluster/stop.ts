@@ -1,4 +1,5 @@
 import type { CommandContext } from '../context.ts';
+import { stopLeftoverEtcd } from './etcd-member.ts';
 import { type HaltResult, haltServer } from './service.ts';
 import { requireCluster, requireRoot, startCommand } from './state.ts';
 
@@ -6,7 +7,8 @@ import { requireCluster, requireRoot, startCommand } from './state.ts';
  * `dm cluster stop [--use-pool-dir DIR]`: stops this host's server gracefully and waits until
  * it is gone (SIGTERM; SIGKILL only after 15 s; under systemd `systemctl stop`). The pool stays
  * mounted, so processes and containers using dots keep their files; `dm` commands need the
- * server until `dm cluster start`. Nothing is forgotten (unlike `dm cluster reset`).
+ * server until `dm cluster start`. A managed etcd member stops with the server (after it). Nothing
+ * is forgotten (unlike `dm cluster reset`).
  * Idempotent.
  */
 export interface ClusterStopResult extends HaltResult {
@@ -16,7 +18,10 @@ export interface ClusterStopResult extends HaltResult {
 export async function clusterStop(ctx: CommandContext, o: { readonly poolDir: string }): Promise<ClusterStopResult> {
   requireRoot(ctx, 'dm cluster stop', 'it stops the server');
   const { config, file } = await requireCluster(o.poolDir);
-  return { ...(await haltServer(ctx, { configFile: file, config })), startCommand: startCommand(o.poolDir) };
+  const halted = await haltServer(ctx, { configFile: file, config });
+  // The server stops its etcd member after itself; one a killed server left is stopped here.
+  await stopLeftoverEtcd(config);
+  return { ...halted, startCommand: startCommand(o.poolDir) };
 }
 
 export function renderClusterStop(r: ClusterStopResult): string[] {

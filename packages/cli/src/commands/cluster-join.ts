@@ -6,7 +6,16 @@ import type { Command } from 'commander';
 import type { InitSetting } from '../cluster/init.ts';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
-import { addNodeOptions, dockerFlags, givenSettings, type InitFlags, nodeFlags, portOption, tlsFlags } from './cluster.ts';
+import {
+  addNodeOptions,
+  dockerFlags,
+  etcdMemberFlags,
+  givenSettings,
+  type InitFlags,
+  nodeFlags,
+  portOption,
+  tlsFlags,
+} from './cluster.ts';
 
 /**
  * `dm cluster join <host:port> --ca-hash sha256:<hex> --token-file <file>`: starts this host's
@@ -72,7 +81,16 @@ export function registerJoin(cluster: Command, app: CliApp): void {
         const token = await readToken(ctx, f.tokenFile);
         const { clusterInit, renderClusterInit } = await import('../cluster/init.ts');
         const given = givenSettings(cmd);
-        for (const s of ['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile', 'clusterPort', 'join'] as const) {
+        for (const s of [
+          'store',
+          'etcdEndpoints',
+          'etcdCaFile',
+          'etcdCertFile',
+          'etcdKeyFile',
+          'clusterPort',
+          'join',
+          'etcdMember',
+        ] as const) {
           given.add(s as InitSetting);
         }
         const result = await clusterInit(ctx, {
@@ -83,6 +101,7 @@ export function registerJoin(cluster: Command, app: CliApp): void {
           etcdKeyFile: f.etcdKeyFile === undefined ? null : resolve(f.etcdKeyFile),
           ...tlsFlags(f),
           ...dockerFlags(f),
+          ...etcdMemberFlags(f),
           clusterPort: f.clusterPort ?? DEFAULT_CLUSTER_PORT,
           advertiseAddress: f.advertiseAddress ?? null,
           given,

@@ -4,6 +4,8 @@ import {
   DEFAULT_CLUSTER_PORT,
   DEFAULT_DOCKER_PLUGIN_SOCKET,
   DEFAULT_DOCKER_SOCKET,
+  DEFAULT_ETCD_CLIENT_PORT,
+  DEFAULT_ETCD_PEER_PORT,
   DEFAULT_LISTEN_HOST,
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
@@ -52,6 +54,9 @@ export interface InitFlags {
   advertiseAddress?: string;
   clusterCaCert?: string;
   clusterCaKey?: string;
+  etcdClientPort: number;
+  etcdPeerPort: number;
+  etcdBin?: string;
 }
 
 /** Which server config setting each init flag sets (commander's attribute name → setting). */
@@ -74,6 +79,9 @@ const INIT_SETTINGS: Readonly<Record<string, InitSetting>> = {
   etcdKeyFile: 'etcdKeyFile',
   clusterPort: 'clusterPort',
   advertiseAddress: 'advertiseAddress',
+  etcdClientPort: 'etcdMember',
+  etcdPeerPort: 'etcdMember',
+  etcdBin: 'etcdMember',
 };
 
 /** The settings whose flags were given on the command line (not left at their defaults). */
@@ -83,7 +91,17 @@ export function givenSettings(cmd: Command): Set<InitSetting> {
   // The store's settings go together: naming the store (or an etcd flag) sets all of them.
   // ... and the cluster port with them (a node of several nodes needs etcd; see clusterFlags).
   if (['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'].some((s) => given.has(s as InitSetting))) {
-    for (const s of ['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile', 'clusterPort'] as const) given.add(s);
+    for (const s of [
+      'store',
+      'etcdEndpoints',
+      'etcdCaFile',
+      'etcdCertFile',
+      'etcdKeyFile',
+      'clusterPort',
+      'etcdMember',
+    ] as const) {
+      given.add(s);
+    }
   }
   if (given.has('tlsCertFile') || given.has('tlsKeyFile')) for (const s of ['tlsCertFile', 'tlsKeyFile'] as const) given.add(s);
   return given;
@@ -140,6 +158,14 @@ function clusterFlags(f: InitFlags) {
   };
 }
 
+/** The managed etcd member's flags (its binary is looked up when the node runs one). */
+export function etcdMemberFlags(f: InitFlags) {
+  return {
+    etcdMemberPorts: { clientPort: f.etcdClientPort, peerPort: f.etcdPeerPort },
+    etcdBin: f.etcdBin === undefined ? undefined : resolve(f.etcdBin),
+  };
+}
+
 /** The store part of the server config from the init flags (validated by the config schema). */
 function storeFlags(f: InitFlags) {
   if (f.store !== 'embedded' && f.store !== 'etcd') {
@@ -176,6 +202,14 @@ export function addNodeOptions(cmd: Command): Command {
     )
     .option('--docker-socket <path>', 'Docker Engine API socket (containers using dots are tracked there)', DEFAULT_DOCKER_SOCKET)
     .option(
+      '--etcd-client-port <n>',
+      "client port (https) of this host's managed etcd member, when it runs one",
+      portOption,
+      DEFAULT_ETCD_CLIENT_PORT,
+    )
+    .option('--etcd-peer-port <n>', "peer port (https) of this host's managed etcd member", portOption, DEFAULT_ETCD_PEER_PORT)
+    .option('--etcd-bin <path>', 'the etcd binary (3.4 or later) of a managed member (default: etcd on PATH)')
+    .option(
       '--server-bin <path>',
       'dotmesh-server to run (default: $DOTMESH_SERVER_BIN, the one this cluster ran last, next to dm, or on PATH)',
     )
@@ -192,7 +226,7 @@ export function register(program: Command, app: CliApp): void {
 
 On a pool dir that has a cluster already (after a crash, a reboot or 'dm cluster stop'), it brings that cluster back: its config is kept (only the options given here change it), and so are the admin password, API keys, users and TLS certificate, so remotes and pins elsewhere keep working. The admin's password and API key change only with --new-admin-credentials.
 
-With --store etcd it starts the first node of a cluster meant to grow, on that etcd: every node answers for every dot, and the nodes talk to each other on --cluster-port with certificates of one cluster CA, which this node makes (<pool dir>/server/tls/ca.pem and ca-key.pem). Further hosts join with 'dm cluster token create' here and 'dm cluster join' there. (--cluster-ca-cert and --cluster-ca-key give a node the cluster's CA by hand instead.)`,
+With --store etcd it starts the first node of a cluster meant to grow: without --etcd-endpoints this host runs a managed etcd member (TLS with certificates of the cluster CA, its data in <pool dir>/server/etcd/, started and stopped with the server; joining hosts become members until there are three); with them, on that etcd: every node answers for every dot, and the nodes talk to each other on --cluster-port with certificates of one cluster CA, which this node makes (<pool dir>/server/tls/ca.pem and ca-key.pem). Further hosts join with 'dm cluster token create' here and 'dm cluster join' there. (--cluster-ca-cert and --cluster-ca-key give a node the cluster's CA by hand instead.)`,
     )
     .usage('[--use-pool-dir <dir>] [--pool-size <size>] [options]')
     .argument('[args...]');
@@ -202,7 +236,7 @@ With --store etcd it starts the first node of a cluster meant to grow, on that e
       "replace an existing cluster's admin password and API key by new ones (remotes using the old key stop working)",
     )
     .option('--store <kind>', 'cluster store: embedded (a file beside the pool) or etcd', 'embedded')
-    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (with --store etcd)')
+    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (with --store etcd; none: a managed etcd member)')
     .option('--etcd-ca-file <file>', 'PEM CA of the etcd server certificates (https endpoints)')
     .option('--etcd-cert-file <file>', 'PEM client certificate for etcd (with --etcd-key-file)')
     .option('--etcd-key-file <file>', 'PEM key of the etcd client certificate')
@@ -225,6 +259,7 @@ With --store etcd it starts the first node of a cluster meant to grow, on that e
           ...tlsFlags(f),
           ...dockerFlags(f),
           ...clusterFlags(f),
+          ...etcdMemberFlags(f),
           // An init is never a join: a join that was set up on this pool dir is dropped.
           given: new Set([...givenSettings(cmd), 'join']),
           newAdminCredentials: f.newAdminCredentials === true,

@@ -18,7 +18,13 @@ export interface JoinTarget {
 
 /** The files a join wrote in `<stateDir>/tls/`, and where the store is. */
 export interface Joined {
-  readonly etcd: { readonly endpoints: readonly string[]; readonly prefix: string; readonly caFile: string | null };
+  readonly etcd: {
+    readonly endpoints: readonly string[];
+    readonly prefix: string;
+    readonly caFile: string | null;
+    /** Dotmesh runs the cluster's etcd: this node got its etcd certificate (`tls/etcd.pem`, `etcd-key.pem`). */
+    readonly managed: boolean;
+  };
 }
 
 export const CA_HASH_RE = /^sha256:[0-9a-f]{64}$/;
@@ -33,7 +39,8 @@ export const CA_HASH_RE = /^sha256:[0-9a-f]{64}$/;
  *    the token over TLS verified against that CA;
  * 3. checks what it got (certificates of that CA for its keys) and writes them in
  *    `<stateDir>/tls/` (ca.pem, node.pem and node-key.pem, server.pem and server-key.pem when it
- *    serves HTTPS, etcd-ca.pem when the store's etcd has a CA of its own).
+ *    serves HTTPS, etcd.pem and etcd-key.pem when the cluster runs managed etcd, etcd-ca.pem
+ *    when the store's etcd has a CA of its own).
  * Errors the issuing node answers come back with their code, message and hint.
  */
 export async function joinCluster(o: {
@@ -91,6 +98,7 @@ export async function joinCluster(o: {
   }
   const nodeKey = join(f.dir, 'node-key.pem.join');
   const httpsKey = join(f.dir, 'server-key.pem.join');
+  const etcdKey = join(f.dir, 'etcd-key.pem.join');
   try {
     const body: JoinRequest = {
       Token: o.token,
@@ -99,6 +107,7 @@ export async function joinCluster(o: {
       Addresses: o.nodeAddresses,
       HttpsCsr: o.httpsNames === null ? null : await makeKeyAndCsr(o.exec, httpsKey, o.nodeId),
       HttpsNames: o.httpsNames ?? [],
+      EtcdCsr: await makeKeyAndCsr(o.exec, etcdKey, o.nodeId),
     };
     const reply = await call({ host, port, path: JOIN_PATH, method: 'POST', ca: caPem, body: JSON.stringify(body), timeoutMs });
     const answer = JSON.parse(reply.text) as JoinAnswer;
@@ -111,12 +120,20 @@ export async function joinCluster(o: {
       await writeFile(f.cert, answer.HttpsCert, { mode: 0o644 });
       await rename(httpsKey, f.key);
     }
-    const caFile = answer.Etcd.CaCert ? join(f.dir, 'etcd-ca.pem') : null;
-    if (caFile && answer.Etcd.CaCert) await writeFile(caFile, answer.Etcd.CaCert, { mode: 0o644 });
-    return { etcd: { endpoints: answer.Etcd.Endpoints, prefix: answer.Etcd.Prefix, caFile } };
+    const managed = answer.Etcd.Managed === true && typeof answer.EtcdCert === 'string';
+    if (managed) {
+      await checkIssued(answer.EtcdCert ?? '', ca, etcdKey, 'etcd');
+      await writeFile(join(f.dir, 'etcd.pem'), answer.EtcdCert ?? '', { mode: 0o644 });
+      await rename(etcdKey, join(f.dir, 'etcd-key.pem'));
+    }
+    // A managed etcd's CA is the cluster CA.
+    const caFile = managed ? f.caCert : answer.Etcd.CaCert ? join(f.dir, 'etcd-ca.pem') : null;
+    if (!managed && caFile && answer.Etcd.CaCert) await writeFile(caFile, answer.Etcd.CaCert, { mode: 0o644 });
+    return { etcd: { endpoints: answer.Etcd.Endpoints, prefix: answer.Etcd.Prefix, caFile, managed } };
   } finally {
     await rm(nodeKey, { force: true });
     await rm(httpsKey, { force: true });
+    await rm(etcdKey, { force: true });
   }
 }
 

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { DotmeshError, ERROR_CODES, errorObject, isDotmeshError } from '@dotmesh/core';
 import { readBody } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
+import { LOOPBACK_NAMES } from '../tls/pki.ts';
 import type { JoinTokens } from './join-tokens.ts';
 import type { ClusterView } from './view.ts';
 
@@ -23,6 +24,11 @@ export interface JoinRequest {
   /** PEM request for its HTTPS API certificate and the names it covers (null: it serves no HTTPS). */
   readonly HttpsCsr: string | null;
   readonly HttpsNames: readonly string[];
+  /**
+   * PEM request for its etcd certificate (client of the store, and its own member's peer and
+   * client certificate when it becomes one); used when the cluster runs managed etcd.
+   */
+  readonly EtcdCsr: string | null;
 }
 
 /** What it gets: certificates of the cluster CA and where the store is (never a key, password or API key). */
@@ -30,7 +36,17 @@ export interface JoinAnswer {
   readonly CaCert: string;
   readonly NodeCert: string;
   readonly HttpsCert: string | null;
-  readonly Etcd: { readonly Endpoints: readonly string[]; readonly Prefix: string; readonly CaCert: string | null };
+  /** Its etcd certificate (CN = its node id, for its addresses and loopback); null: the cluster's etcd is not managed. */
+  readonly EtcdCert: string | null;
+  readonly Etcd: JoinEtcd;
+}
+
+/** Where the store is. `Managed`: Dotmesh runs the etcd members (TLS with the cluster CA). */
+export interface JoinEtcd {
+  readonly Endpoints: readonly string[];
+  readonly Prefix: string;
+  readonly CaCert: string | null;
+  readonly Managed: boolean;
 }
 
 export interface JoinIssuerDeps {
@@ -41,7 +57,8 @@ export interface JoinIssuerDeps {
   readonly canSign: () => Promise<boolean>;
   /** Signs a request with the cluster CA (tls/pki.ts signCsr). */
   readonly sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => Promise<string>;
-  readonly etcd: JoinAnswer['Etcd'];
+  /** Where the store is now (a managed etcd's members change as hosts join). */
+  readonly etcd: () => Promise<JoinEtcd>;
   readonly logger: Logger;
 }
 
@@ -100,8 +117,18 @@ async function join(deps: JoinIssuerDeps, r: JoinRequest, from: string): Promise
   const NodeCert = await deps.sign({ csrPem: r.NodeCsr, cn: r.NodeId, names: r.Addresses, usage: 'serverAuth,clientAuth' });
   const HttpsCert =
     r.HttpsCsr === null ? null : await deps.sign({ csrPem: r.HttpsCsr, cn: r.NodeId, names: r.HttpsNames, usage: 'serverAuth' });
+  const etcd = await deps.etcd();
+  const EtcdCert =
+    etcd.Managed && r.EtcdCsr !== null
+      ? await deps.sign({
+          csrPem: r.EtcdCsr,
+          cn: r.NodeId,
+          names: [...new Set([...r.Addresses, ...LOOPBACK_NAMES])],
+          usage: 'serverAuth,clientAuth',
+        })
+      : null;
   deps.logger.info({ node: r.NodeId, from, addresses: r.Addresses }, 'a host joined the cluster: issued its certificates');
-  return { CaCert: deps.caPem, NodeCert, HttpsCert, Etcd: deps.etcd };
+  return { CaCert: deps.caPem, NodeCert, HttpsCert, EtcdCert, Etcd: etcd };
 }
 
 const NODE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -118,7 +145,7 @@ export function parseJoinRequest(body: string): JoinRequest {
     throw bad('not JSON');
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('not a JSON object');
-  const { Token, NodeId, NodeCsr, Addresses, HttpsCsr, HttpsNames } = raw;
+  const { Token, NodeId, NodeCsr, Addresses, HttpsCsr, HttpsNames, EtcdCsr } = raw;
   if (typeof Token !== 'string' || Token.length > 100) throw bad('Token must be a string');
   if (typeof NodeId !== 'string' || !NODE_ID_RE.test(NodeId)) throw bad('NodeId must be a node id ([A-Za-z0-9_-], 1-64)');
   const csr = (v: unknown, field: string) => {
@@ -142,5 +169,6 @@ export function parseJoinRequest(body: string): JoinRequest {
     Addresses: addresses,
     HttpsCsr: HttpsCsr === null || HttpsCsr === undefined ? null : csr(HttpsCsr, 'HttpsCsr'),
     HttpsNames: HttpsNames === undefined ? [] : names(HttpsNames, 'HttpsNames', (n) => NAME_RE.test(n)),
+    EtcdCsr: EtcdCsr === null || EtcdCsr === undefined ? null : csr(EtcdCsr, 'EtcdCsr'),
   };
 }

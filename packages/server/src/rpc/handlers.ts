@@ -19,6 +19,7 @@ import { rollbackBranch } from '../dots/rollback.ts';
 import type { SizeTracker } from '../dots/sizes.ts';
 import { switchContainers } from '../dots/switch-containers.ts';
 import { commitItems, requireVisibleFs } from '../dots/views.ts';
+import type { EtcdMemberControl } from '../etcd/member-control.ts';
 import type { PoolControl } from '../pool/pool-grow.ts';
 import type { TransferEngine } from '../transfer/engine.ts';
 import { backupHandlers } from './backup-handlers.ts';
@@ -52,6 +53,8 @@ export interface HandlerDeps {
   /** Join tokens, and where hosts join through this node (none on a single node). */
   readonly joinTokens: JoinTokens;
   readonly joinPoint: () => JoinPoint | undefined;
+  /** The managed etcd's members (absent: the cluster's etcd is not Dotmesh's). */
+  readonly etcdMembers?: EtcdMemberControl;
 }
 
 export type Handler<M extends MethodName> = (caller: Caller, params: ParamsOf<M>) => Promise<ResultOf<M>>;
@@ -232,7 +235,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...volumeHandlers(ctx),
     ...publicationHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...diffHandlers(ctx),
-    ...joinTokenHandlers({ tokens: deps.joinTokens, joinPoint: deps.joinPoint }),
+    ...joinTokenHandlers({ tokens: deps.joinTokens, joinPoint: deps.joinPoint, etcdMembers: deps.etcdMembers }),
     ...backupHandlers({ ctx, store: deps.store, users, auth: deps.auth }),
     ...userHandlers({ ctx, users, auth: deps.auth }),
     ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),

@@ -1,5 +1,6 @@
 import { DotmeshError } from '@dotmesh/core';
 import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, type JoinTokens } from '../cluster/join-tokens.ts';
+import type { EtcdMemberControl } from '../etcd/member-control.ts';
 import type { HandlerTable } from './handlers.ts';
 
 /** Where hosts join through this node: its node-to-node `host:port` and the cluster CA's pin. */
@@ -9,14 +10,16 @@ export interface JoinPoint {
 }
 
 /**
- * CreateJoinToken, ListJoinTokens, DeleteJoinToken (admin only, by the method table; ours, not
- * the original's). A token is made on a node of a cluster of several nodes (`joinPoint`
+ * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember (admin only, by the method
+ * table; ours, not the original's). RemoveEtcdMember removes a node's managed etcd member
+ * (UNSUPPORTED on an etcd Dotmesh does not run). A token is made on a node of a cluster of several nodes (`joinPoint`
  * absent: UNSUPPORTED); TtlSeconds 0 takes the default (24 h), Uses 0 = unlimited until it expires.
  */
 export function joinTokenHandlers(deps: {
   readonly tokens: JoinTokens;
   readonly joinPoint: () => JoinPoint | undefined;
-}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken'> {
+  readonly etcdMembers: EtcdMemberControl | undefined;
+}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken' | 'RemoveEtcdMember'> {
   return {
     CreateJoinToken: async (_caller, p) => {
       const point = deps.joinPoint();
@@ -34,5 +37,21 @@ export function joinTokenHandlers(deps: {
     },
     ListJoinTokens: async () => deps.tokens.list(),
     DeleteJoinToken: async (_caller, p) => deps.tokens.delete(p.Id),
+    RemoveEtcdMember: async (_caller, p) => {
+      if (!deps.etcdMembers) {
+        throw new DotmeshError(
+          'UNSUPPORTED',
+          "this cluster's etcd is not run by Dotmesh: its members are not Dotmesh's to remove",
+          {
+            hint: 'remove the member with etcdctl member remove, if the node ran one',
+          },
+        );
+      }
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(p.Node)) {
+        throw new DotmeshError('INVALID_ARGUMENT', `${JSON.stringify(p.Node.slice(0, 80))} is not a node id`);
+      }
+      const r = await deps.etcdMembers.remove(p.Node);
+      return { Removed: r.removed, Members: r.members };
+    },
   };
 }

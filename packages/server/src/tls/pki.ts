@@ -259,9 +259,12 @@ export async function ensureNodeCert(o: {
   readonly nodeId: string;
   readonly addresses: readonly string[];
   readonly now?: () => Date;
+  /** The certificate's file name in `<stateDir>/tls/` (default `node`: node.pem, node-key.pem). */
+  readonly name?: string;
 }): Promise<NodeCertFiles & { readonly issued: boolean }> {
   const f = pkiFiles(o.stateDir);
-  const files = { caCert: f.caCert, cert: join(f.dir, 'node.pem'), key: join(f.dir, 'node-key.pem') };
+  const name = o.name ?? 'node';
+  const files = { caCert: f.caCert, cert: join(f.dir, `${name}.pem`), key: join(f.dir, `${name}-key.pem`) };
   const ca = await readCert(f.caCert);
   const caKeyThere = await readFile(f.caKey).then(
     () => true,

@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  Cleanup,
+  createHosts,
+  type DmResult,
+  detachLoopDevicesUnder,
+  freePorts,
+  makeTempDir,
+  routeCheck,
+  runDmIn,
+  SERVER_BUNDLE,
+  skipUnless,
+  type TestHost,
+  unmountUnder,
+  waitFor,
+} from '@dotmesh/testkit';
+
+/**
+ * docs/cluster.md, "Make a three-node cluster" with the etcd Dotmesh runs: `dm cluster init
+ * --store etcd` without endpoints starts a managed etcd member (TLS with the cluster CA), and
+ * each of two `dm cluster join`s adds one (a learner, promoted once caught up). Then a crash of
+ * one member is seen and it is started again; the first node's server and etcd are killed with
+ * -9 and the other two keep serving (list, commits through either); `dm cluster remove-node`
+ * from another node takes the gone node's member out. One cluster of three test hosts, every
+ * path and port the test's own; the members are real etcd processes in the hosts' namespaces.
+ */
+const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
+
+interface Node {
+  readonly host: TestHost;
+  readonly home: string;
+  readonly poolDir: string;
+  readonly port: number;
+  readonly etcdClientPort: number;
+  dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
+  ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
+  nodeArgs(): string[];
+}
+
+interface MemberJson {
+  ID: number | string;
+  name: string;
+  peerURLs: string[];
+  clientURLs?: string[];
+  isLearner?: boolean;
+}
+
+describe('a cluster on managed etcd: init and two joins make three voting members, and it survives the loss of one', {
+  skip,
+}, () => {
+  const cleanup = new Cleanup();
+  let n1: Node;
+  let n2: Node;
+  let n3: Node;
+  let tokens: string;
+  before(async () => {
+    const hosts = (await createHosts({ cleanup, count: 3 })) as [TestHost, TestHost, TestHost];
+    [n1, n2, n3] = (await Promise.all(hosts.map((h) => node(h)))) as [Node, Node, Node];
+    tokens = await makeTempDir('tokens', cleanup);
+  });
+  after(() => cleanup.run());
+
+  async function node(host: TestHost): Promise<Node> {
+    const [home, poolDir, dockerDir] = await Promise.all([
+      makeTempDir('home', cleanup),
+      makeTempDir('pool', cleanup),
+      makeTempDir('docker', cleanup),
+    ]);
+    const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = (await freePorts(6)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const dm = (args: readonly string[], env: Record<string, string> = {}) =>
+      runDmIn(host, args, { home, env, timeoutMs: 180_000 });
+    const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
+      const r = await dm(args, env);
+      if (r.code !== 0) {
+        const log = await readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => '');
+        const etcdLog = await readFile(join(poolDir, 'server', 'etcd.log'), 'utf8').catch(() => '');
+        assert.fail(
+          `dm ${args.join(' ')} on ${host.address} exited ${r.code}\n${r.stdout}\n${r.stderr}\n${log.slice(-3000)}\n--- etcd ---\n${etcdLog.slice(-3000)}`,
+        );
+      }
+      return r.stdout;
+    };
+    cleanup.add(async () => {
+      // Stops the server, which stops its etcd member (and one a killed server left running).
+      await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);
+      await unmountUnder(poolDir);
+      await detachLoopDevicesUnder(poolDir);
+    }, `reset the node on ${host.address}`);
+    return {
+      host,
+      home,
+      poolDir,
+      port,
+      etcdClientPort,
+      dm,
+      ok,
+      nodeArgs: () => [
+        '--advertise-address',
+        host.address,
+        '--cluster-port',
+        String(clusterPort),
+        '--etcd-client-port',
+        String(etcdClientPort),
+        '--etcd-peer-port',
+        String(etcdPeerPort),
+        '--use-pool-dir',
+        poolDir,
+        '--pool-size',
+        '1G',
+        '--sparse',
+        '--port',
+        String(port),
+        '--check-port',
+        String(checkPort),
+        '--tls-port',
+        String(tlsPort),
+        '--listen',
+        host.address,
+        '--no-systemd',
+        '--server-bin',
+        SERVER_BUNDLE,
+        '--docker-plugin-socket',
+        'none',
+        '--docker-socket',
+        join(dockerDir, 'no-docker.sock'),
+      ],
+    };
+  }
+
+  const stateFile = (n: Node, name: string) => join(n.poolDir, 'server', name);
+  const pidIn = async (file: string) => Number.parseInt(await readFile(file, 'utf8'), 10);
+  /** A process that runs (a zombie does not). */
+  const alive = (pid: number) => {
+    try {
+      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+
+  /** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
+  async function members(n: Node): Promise<MemberJson[]> {
+    await routeCheck(n.host, n.host.address);
+    const tls = join(n.poolDir, 'server', 'tls');
+    const { stdout } = await n.host.exec(
+      'etcdctl',
+      [
+        `--endpoints=https://${n.host.address}:${n.etcdClientPort}`,
+        `--cacert=${join(tls, 'ca.pem')}`,
+        `--cert=${join(tls, 'etcd.pem')}`,
+        `--key=${join(tls, 'etcd-key.pem')}`,
+        'member',
+        'list',
+        '-w',
+        'json',
+      ],
+      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
+    );
+    return (JSON.parse(stdout) as { members: MemberJson[] }).members;
+  }
+
+  const nodeId = async (n: Node) =>
+    (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
+
+  let ids: [string, string, string];
+
+  test('init starts a managed etcd member; two joins add theirs: three voting members, TLS of the cluster CA', async () => {
+    const first = await n1.ok(['cluster', 'init', '--store', 'etcd', ...n1.nodeArgs()]);
+    const own = `https://${n1.host.address}:${n1.etcdClientPort}`;
+    assert.ok(first.includes(`store etcd at ${own}.`), first);
+    assert.match(first, /This host runs etcd member [0-9a-f]+ of the cluster's store \(voting; 1 voting of 1 member\(s\)\)/);
+    const ca = new X509Certificate(await readFile(stateFile(n1, 'tls/ca.pem')));
+    for (const [i, n] of [n2, n3].entries()) {
+      const file = join(tokens, `join-${i}`);
+      const out = await n1.ok(['cluster', 'token', 'create', '--token-file', file]);
+      const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
+      assert.ok(m, out);
+      const joined = await n.ok(['cluster', 'join', m[1]!, '--ca-hash', m[2]!, '--token-file', file, ...n.nodeArgs()]);
+      assert.match(
+        joined,
+        new RegExp(`This host runs etcd member [0-9a-f]+ of the cluster's store \\(voting; ${i + 2} voting of ${i + 2} member`),
+      );
+      const etcdCert = new X509Certificate(await readFile(stateFile(n, 'tls/etcd.pem')));
+      assert.ok(etcdCert.checkIssued(ca) && etcdCert.verify(ca.publicKey), 'its etcd certificate is of the cluster CA');
+      assert.ok(!existsSync(stateFile(n, 'tls/ca-key.pem')), 'a joined node never gets the CA key');
+      const config = JSON.parse(await readFile(stateFile(n, 'config.json'), 'utf8')) as Record<string, unknown>;
+      assert.ok((config.etcdEndpoints as string[]).includes(`https://${n.host.address}:${n.etcdClientPort}`));
+    }
+    const { ApiKey } = JSON.parse(await n1.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
+    for (const n of [n2, n3]) {
+      await n.ok(['remote', 'add', 'local', `admin@${n.host.address}:${n.port}`], { DOTMESH_PASSWORD: ApiKey });
+    }
+    ids = (await Promise.all([n1, n2, n3].map(nodeId))) as [string, string, string];
+    for (const n of [n1, n2, n3]) {
+      const list = await members(n);
+      assert.deepEqual(list.map((m) => m.name).sort(), [...ids].sort(), 'one member per node, named by its node id');
+      assert.ok(
+        list.every((m) => m.isLearner !== true),
+        'every member votes',
+      );
+      assert.ok(list.every((m) => m.peerURLs.every((u) => u.startsWith('https://'))));
+    }
+    // Without a certificate of the cluster CA etcd answers nothing.
+    const anonymous = await n2.host
+      .exec(
+        'curl',
+        [
+          '-sS',
+          '-k',
+          '--max-time',
+          '5',
+          `https://${n1.host.address}:${n1.etcdClientPort}/v3/cluster/member/list`,
+          '-X',
+          'POST',
+          '-d',
+          '{}',
+        ],
+        {
+          timeoutMs: 10_000,
+        },
+      )
+      .then(
+        (r) => r.stdout,
+        (e: unknown) => String((e as Error).message),
+      );
+    assert.doesNotMatch(anonymous, /"members"/, 'etcd refuses a client without a certificate');
+  });
+
+  test('a crashed etcd member is seen, said and started again', async () => {
+    const before = await pidIn(stateFile(n3, 'etcd.pid'));
+    process.kill(before, 'SIGKILL');
+    const after = await waitFor(
+      async () => {
+        const pid = await pidIn(stateFile(n3, 'etcd.pid')).catch(() => 0);
+        return pid !== before && pid > 0 && alive(pid) ? pid : 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "node 3's etcd member to be started again" },
+    );
+    assert.notEqual(after, before);
+    const log = await readFile(stateFile(n3, 'dotmesh-server.log'), 'utf8');
+    assert.match(log, /the managed etcd member exited \(SIGKILL\): starting it again/);
+    await waitFor(async () => (await members(n3)).length === 3, { timeoutMs: 30_000, intervalMs: 500, what: 'member 3 back' });
+  });
+
+  test('kill -9 of the first node (server and etcd): the other two serve; remove-node takes its member out', async () => {
+    await n2.ok(['init', 'shared']);
+    const mnt = join(n2.home, 'shared-mnt');
+    await n2.ok(['mount', 'shared', mnt]);
+    await writeFile(join(mnt, 'a'), 'before the loss');
+    await n2.ok(['switch', 'shared']);
+    await n2.ok(['commit', '-m', 'before the loss']);
+
+    const serverPid = await pidIn(stateFile(n1, 'dotmesh-server.pid'));
+    const etcdPid = await pidIn(stateFile(n1, 'etcd.pid'));
+    process.kill(serverPid, 'SIGKILL');
+    process.kill(etcdPid, 'SIGKILL');
+    await waitFor(() => !alive(serverPid) && !alive(etcdPid), { timeoutMs: 10_000, what: "node 1's server and etcd gone" });
+
+    for (const n of [n2, n3]) {
+      assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'the dot is listed');
+    }
+    await writeFile(join(mnt, 'b'), 'after the loss');
+    await n2.ok(['commit', '-m', 'through node 2 after the loss']);
+    await n3.ok(['switch', 'shared']);
+    await n3.ok(['commit', '-m', 'through node 3 after the loss']);
+    const log = await n2.ok(['log']);
+    assert.match(log, /through node 2 after the loss/);
+    assert.match(log, /through node 3 after the loss/);
+
+    const removed = await n2.ok(['cluster', 'remove-node', ids[0]]);
+    assert.match(removed, /Removed its etcd member: the cluster's etcd has 2 member\(s\) left\./);
+    const left = await members(n3);
+    assert.deepEqual(left.map((m) => m.name).sort(), [ids[1], ids[2]].sort());
+    // Two members of two: the store still takes writes.
+    await n3.ok(['commit', '-m', 'after the removal']);
+    assert.match(await n2.ok(['log']), /after the removal/);
+  });
+});

@@ -1,0 +1,253 @@
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { connect, isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DotmeshError } from '@dotmesh/core';
+import { type EtcdMemberConfig, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
+import type { Exec } from '@dotmesh/storage';
+import { type EtcdMember, EtcdMembers } from '@dotmesh/store/etcd-members';
+import type { Logger } from '../log.ts';
+import { ensureNodeCert, LOOPBACK_NAMES } from '../tls/pki.ts';
+import { EtcdProcess } from './etcd-process.ts';
+
+/** What `dm cluster init` / `join` report about this node's member (`<stateDir>/etcd-member.json`). */
+export interface EtcdMemberStatus {
+  readonly name: string;
+  readonly id: string;
+  /** Voting member (a learner that caught up was promoted); false: still a learner. */
+  readonly voting: boolean;
+  readonly members: number;
+  readonly voters: number;
+}
+
+export interface StartedMember {
+  readonly process: EtcdProcess;
+  /** The client URLs of every member that has started (the store's endpoints). */
+  readonly endpoints: string[];
+  readonly status: EtcdMemberStatus;
+}
+
+/** Members a cluster grows to by joins; further nodes use the store without a member. */
+export const MAX_MANAGED_MEMBERS = 3;
+const LEARNER_WAIT_MS = 120_000;
+const READY_WAIT_MS = 60_000;
+
+function url(address: string, port: number): string {
+  return `https://${isIP(address) === 6 ? `[${address}]` : address}:${port}`;
+}
+
+/**
+ * Runs this node's managed etcd member (see `ServerConfig.etcdMember`), before the server
+ * opens the store:
+ * - its certificate (`tls/etcd.pem`, CN = the node id, for its address and loopback, server and
+ *   client use) is issued here on a node holding the CA key, else it came with the join;
+ * - a data dir that holds a member starts as it is (restarts; etcd ignores the bootstrap flags);
+ * - an empty one on the first node bootstraps a new cluster of one;
+ * - an empty one on a node that joined (`joining`) is added to the cluster as a learner (after
+ *   the one learner etcd allows at a time is promoted), unless the cluster has three members
+ *   already (null: this node runs no member); then started, and promoted once etcd accepts it
+ *   (it has caught up with the leader).
+ * Peer and client traffic are TLS with certificates of the cluster CA required on both.
+ */
+export async function startManagedMember(o: {
+  readonly config: ServerConfig;
+  readonly member: EtcdMemberConfig;
+  readonly nodeId: string;
+  readonly address: string;
+  readonly joining: boolean;
+  readonly exec: Exec;
+  readonly logger: Logger;
+}): Promise<StartedMember | null> {
+  const files = etcdMemberFiles(o.config);
+  const hasCa = await readFile(files.ca).then(
+    () => true,
+    () => false,
+  );
+  if (!hasCa) throw new DotmeshError('POOL_UNAVAILABLE', `no cluster CA in ${files.ca}: the managed etcd member needs one`);
+  await ensureNodeCert({
+    stateDir: o.config.stateDir,
+    exec: o.exec,
+    nodeId: o.nodeId,
+    addresses: [...new Set([o.address, ...LOOPBACK_NAMES])],
+    name: 'etcd',
+  });
+  const [ca, cert, key] = await Promise.all([readFile(files.ca), readFile(files.cert), readFile(files.key)]);
+  const peerUrl = url(o.address, o.member.peerPort);
+  const clientUrl = url(o.address, o.member.clientPort);
+  const loopbackUrl = url('127.0.0.1', o.member.clientPort);
+  await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
+  const fresh = (await readdir(files.dataDir)).length === 0;
+
+  let initialCluster = `${o.nodeId}=${peerUrl}`;
+  let state: 'new' | 'existing' = 'new';
+  const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl);
+  if (fresh && o.joining) {
+    const cluster = new EtcdMembers({ endpoints: others, ca, cert, key });
+    try {
+      const members = await addAsLearner(cluster, peerUrl, o.logger);
+      if (members === null) return null;
+      initialCluster = members.map((m) => `${m.name === '' ? o.nodeId : m.name}=${m.peerUrls[0]}`).join(',');
+      state = 'existing';
+    } finally {
+      cluster.close();
+    }
+  }
+  const listenClient = [...new Set([clientUrl, loopbackUrl])].join(',');
+  const args = [
+    `--name=${o.nodeId}`,
+    `--data-dir=${files.dataDir}`,
+    `--listen-client-urls=${listenClient}`,
+    `--advertise-client-urls=${clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=${initialCluster}`,
+    `--initial-cluster-state=${state}`,
+    `--initial-cluster-token=dotmesh-${o.nodeId}`,
+    `--cert-file=${files.cert}`,
+    `--key-file=${files.key}`,
+    '--client-cert-auth',
+    `--trusted-ca-file=${files.ca}`,
+    `--peer-cert-file=${files.cert}`,
+    `--peer-key-file=${files.key}`,
+    '--peer-client-cert-auth',
+    `--peer-trusted-ca-file=${files.ca}`,
+    '--logger=zap',
+    '--log-outputs=stderr',
+  ];
+  const proc = new EtcdProcess(
+    { bin: o.member.bin, args, dataDir: files.dataDir, logFile: files.logFile, pidFile: files.pidFile },
+    o.logger,
+  );
+  await proc.start();
+  try {
+    await waitListening('127.0.0.1', o.member.clientPort, proc, files.logFile);
+    const status = await settle({ proc, nodeId: o.nodeId, peerUrl, clientUrl, others, ca, cert, key, logger: o.logger });
+    await writeFile(files.statusFile, `${JSON.stringify(status.status)}\n`, { mode: 0o644 });
+    proc.healthy();
+    o.logger.info({ ...status.status, endpoints: status.endpoints }, 'managed etcd member ready');
+    return { process: proc, endpoints: status.endpoints, status: status.status };
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+}
+
+/** Adds `peerUrl` as a learner (or finds it added by an earlier attempt); null when the cluster is full. */
+async function addAsLearner(cluster: EtcdMembers, peerUrl: string, logger: Logger): Promise<EtcdMember[] | null> {
+  const deadline = Date.now() + LEARNER_WAIT_MS;
+  let why = '';
+  for (;;) {
+    try {
+      const members = await cluster.list();
+      if (members.some((m) => m.peerUrls.includes(peerUrl))) return members;
+      if (members.length >= MAX_MANAGED_MEMBERS) {
+        logger.info({ members: members.length }, 'the etcd cluster has its members: this node runs none');
+        return null;
+      }
+      // etcd allows one learner at a time: wait for the one there to be promoted.
+      if (members.some((m) => m.learner)) {
+        why = 'the learner of another join is not promoted yet';
+      } else {
+        return (await cluster.addLearner(peerUrl)).members;
+      }
+    } catch (e) {
+      // etcd refuses a change while a member is new or unreachable (its strict reconfig check),
+      // and the client pauses calls to a member after failures: both pass.
+      why = (e as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new DotmeshError('UNAVAILABLE', `etcd did not take this node as a member within 120 s: ${why}`, {
+        hint: 'check the etcd members (their logs in <state dir>/etcd.log); then start this node again (dm cluster start)',
+      });
+    }
+    logger.info({ why }, 'etcd takes no new member yet: trying again');
+    await sleep(1000);
+  }
+}
+
+/** Promotes this member while it is a learner, and reports the membership once it votes. */
+async function settle(o: {
+  proc: EtcdProcess;
+  nodeId: string;
+  peerUrl: string;
+  clientUrl: string;
+  /** Other members' client URLs known from the config (a learner answers no cluster call). */
+  others: readonly string[];
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  logger: Logger;
+}): Promise<{ status: EtcdMemberStatus; endpoints: string[] }> {
+  const deadline = Date.now() + READY_WAIT_MS;
+  let endpoints = [...o.others, o.clientUrl];
+  let lastError: unknown;
+  for (;;) {
+    const cluster = new EtcdMembers({ endpoints, ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
+    try {
+      const members = await cluster.list();
+      const me = members.find((m) => m.peerUrls.includes(o.peerUrl));
+      if (!me) {
+        throw new DotmeshError('CONFLICT', `the etcd cluster has no member at ${o.peerUrl}: this node's member was removed`, {
+          hint: 'a node removed from the cluster (dm cluster remove-node) leaves it: dm cluster reset --destroy-data on this host',
+        });
+      }
+      endpoints = [...new Set([...members.filter((m) => !m.learner).flatMap((m) => m.clientUrls), o.clientUrl])];
+      if (me.learner) {
+        // A learner answers no cluster call: ask the voting members, until etcd lets it vote.
+        const voters = members.filter((m) => !m.learner).flatMap((m) => m.clientUrls);
+        const leader = new EtcdMembers({ endpoints: voters, ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
+        try {
+          await leader.promote(me.id);
+          o.logger.info({ member: me.id }, 'this etcd learner caught up: promoted to a voting member');
+        } finally {
+          leader.close();
+        }
+        continue;
+      }
+      const voters = members.filter((m) => !m.learner).length;
+      return {
+        status: { name: o.nodeId, id: me.id, voting: true, members: members.length, voters },
+        endpoints: [...new Set([o.clientUrl, ...members.filter((m) => !m.learner).flatMap((m) => m.clientUrls)])],
+      };
+    } catch (e) {
+      if (e instanceof DotmeshError && e.code === 'CONFLICT') throw e;
+      lastError = e;
+    } finally {
+      cluster.close();
+    }
+    if (Date.now() > deadline) {
+      throw new DotmeshError(
+        'UNAVAILABLE',
+        `the managed etcd member did not become a voting member within 60 s: ${String((lastError as Error)?.message ?? lastError)}`,
+        {
+          hint: `see its log ${o.proc.pid === undefined ? '' : `(pid ${o.proc.pid}) `}in <state dir>/etcd.log`,
+        },
+      );
+    }
+    await sleep(500);
+  }
+}
+
+/** Resolves once something listens on host:port; fails if etcd exits meanwhile or within 60 s. */
+async function waitListening(host: string, port: number, proc: EtcdProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + READY_WAIT_MS;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host, port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (proc.crashes > 0 || Date.now() > deadline) {
+      const tail = await readFile(logFile, 'utf8').then(
+        (t) => t.slice(-1500),
+        () => '',
+      );
+      throw new DotmeshError('UNAVAILABLE', `the managed etcd member does not listen on ${host}:${port}: ${tail}`, {
+        hint: `see ${logFile}`,
+      });
+    }
+    await sleep(200);
+  }
+}

@@ -1,0 +1,100 @@
+import { DotmeshError } from '@dotmesh/core';
+import { Etcd3 } from 'etcd3';
+
+/** One member of an etcd cluster, as its cluster API reports it. */
+export interface EtcdMember {
+  /** etcd's member id (decimal, as the API sends it). */
+  readonly id: string;
+  /** Empty until the member has started once. */
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  /** Empty until the member has started once. */
+  readonly clientUrls: readonly string[];
+  readonly learner: boolean;
+}
+
+export interface EtcdMembersOptions {
+  /** Client URLs to send the cluster calls to (any member; learners do not answer them). */
+  readonly endpoints: readonly string[];
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** Deadline of each call; default 10000 ms. */
+  readonly requestTimeoutMs?: number;
+}
+
+/**
+ * etcd's cluster API (v3 `Cluster` service) through the etcd3 client: list, add as learner,
+ * promote and remove members. Errors are UNAVAILABLE naming the endpoints, with etcd's own
+ * message (e.g. "etcdserver: can only promote a learner member which is in sync with leader").
+ */
+export class EtcdMembers {
+  readonly #client: Etcd3;
+  readonly #endpoints: readonly string[];
+
+  constructor(o: EtcdMembersOptions) {
+    if (o.endpoints.length === 0) throw new DotmeshError('INVALID_ARGUMENT', 'etcd membership calls need at least one endpoint');
+    this.#endpoints = [...o.endpoints];
+    const timeout = o.requestTimeoutMs ?? 10_000;
+    this.#client = new Etcd3({
+      hosts: [...o.endpoints],
+      ...(o.ca === undefined
+        ? {}
+        : {
+            credentials: {
+              rootCertificate: o.ca,
+              ...(o.key === undefined ? {} : { privateKey: o.key }),
+              ...(o.cert === undefined ? {} : { certChain: o.cert }),
+            },
+          }),
+      defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
+    });
+  }
+
+  async list(): Promise<EtcdMember[]> {
+    const res = await this.#call('list the members', () => this.#client.cluster.memberList({ linearizable: true }));
+    return res.members.map(toMember);
+  }
+
+  /** Adds a non-voting member that will listen at `peerUrl`; returns it and every member then. */
+  async addLearner(peerUrl: string): Promise<{ added: EtcdMember; members: EtcdMember[] }> {
+    const res = await this.#call(`add a learner at ${peerUrl}`, () =>
+      this.#client.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true }),
+    );
+    return { added: toMember(res.member), members: res.members.map(toMember) };
+  }
+
+  /** Makes a learner a voting member; etcd refuses while it has not caught up with the leader. */
+  async promote(id: string): Promise<void> {
+    await this.#call(`promote member ${id}`, () => this.#client.cluster.memberPromote({ ID: id }));
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.#call(`remove member ${id}`, () => this.#client.cluster.memberRemove({ ID: id }));
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  async #call<T>(what: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw new DotmeshError('UNAVAILABLE', `etcd at ${this.#endpoints.join(',')}: cannot ${what}: ${(e as Error).message}`, {
+        hint: 'check that a majority of the etcd members run and reach each other',
+        cause: e,
+      });
+    }
+  }
+}
+
+function toMember(m: { ID: string; name: string; peerURLs: string[]; clientURLs: string[]; isLearner?: boolean }): EtcdMember {
+  return {
+    id: String(m.ID),
+    name: m.name,
+    peerUrls: [...m.peerURLs],
+    clientUrls: [...m.clientURLs],
+    learner: m.isLearner === true,
+  };
+}
