@@ -9,6 +9,7 @@ import {
   createHosts,
   type DmResult,
   detachLoopDevicesUnder,
+  findK8sTools,
   freePorts,
   makeTempDir,
   routeCheck,
@@ -50,6 +51,122 @@ interface MemberJson {
   isLearner?: boolean;
 }
 
+/** A host's node: its dirs, free ports and dm; `reset --destroy-data` at cleanup. */
+async function makeNode(cleanup: Cleanup, host: TestHost, extraArgs: readonly string[] = []): Promise<Node> {
+  const [home, poolDir, dockerDir] = await Promise.all([
+    makeTempDir('home', cleanup),
+    makeTempDir('pool', cleanup),
+    makeTempDir('docker', cleanup),
+  ]);
+  const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = (await freePorts(6)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const dm = (args: readonly string[], env: Record<string, string> = {}) =>
+    runDmIn(host, args, { home, env, timeoutMs: 180_000 });
+  const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
+    const r = await dm(args, env);
+    if (r.code !== 0) {
+      const log = await readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => '');
+      const etcdLog = await readFile(join(poolDir, 'server', 'etcd.log'), 'utf8').catch(() => '');
+      assert.fail(
+        `dm ${args.join(' ')} on ${host.address} exited ${r.code}\n${r.stdout}\n${r.stderr}\n${log.slice(-3000)}\n--- etcd ---\n${etcdLog.slice(-3000)}`,
+      );
+    }
+    return r.stdout;
+  };
+  cleanup.add(async () => {
+    // Stops the server, which stops its etcd member (and one a killed server left running).
+    await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);
+    await unmountUnder(poolDir);
+    await detachLoopDevicesUnder(poolDir);
+  }, `reset the node on ${host.address}`);
+  return {
+    host,
+    home,
+    poolDir,
+    port,
+    etcdClientPort,
+    dm,
+    ok,
+    nodeArgs: () => [
+      '--advertise-address',
+      host.address,
+      '--cluster-port',
+      String(clusterPort),
+      '--etcd-client-port',
+      String(etcdClientPort),
+      '--etcd-peer-port',
+      String(etcdPeerPort),
+      '--use-pool-dir',
+      poolDir,
+      '--pool-size',
+      '1G',
+      '--sparse',
+      '--port',
+      String(port),
+      '--check-port',
+      String(checkPort),
+      '--tls-port',
+      String(tlsPort),
+      '--listen',
+      host.address,
+      '--no-systemd',
+      '--server-bin',
+      SERVER_BUNDLE,
+      '--docker-plugin-socket',
+      'none',
+      '--docker-socket',
+      join(dockerDir, 'no-docker.sock'),
+      ...extraArgs,
+    ],
+  };
+}
+
+const stateFile = (n: Node, name: string) => join(n.poolDir, 'server', name);
+const pidIn = async (file: string) => Number.parseInt(await readFile(file, 'utf8'), 10);
+/** A process that runs (a zombie does not). */
+const alive = (pid: number) => {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
+/** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
+async function members(n: Node): Promise<MemberJson[]> {
+  await routeCheck(n.host, n.host.address);
+  const tls = join(n.poolDir, 'server', 'tls');
+  const { stdout } = await n.host.exec(
+    'etcdctl',
+    [
+      `--endpoints=https://${n.host.address}:${n.etcdClientPort}`,
+      `--cacert=${join(tls, 'ca.pem')}`,
+      `--cert=${join(tls, 'etcd.pem')}`,
+      `--key=${join(tls, 'etcd-key.pem')}`,
+      'member',
+      'list',
+      '-w',
+      'json',
+    ],
+    { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
+  );
+  return (JSON.parse(stdout) as { members: MemberJson[] }).members;
+}
+
+/** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
+async function tokenFor(n: Node, file: string): Promise<{ address: string; caHash: string }> {
+  const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
+  const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
+  assert.ok(m, out);
+  return { address: m[1]!, caHash: m[2]! };
+}
+
 describe('a cluster on managed etcd: init and two joins make three voting members, and it survives the loss of one', {
   skip,
 }, () => {
@@ -60,116 +177,10 @@ describe('a cluster on managed etcd: init and two joins make three voting member
   let tokens: string;
   before(async () => {
     const hosts = (await createHosts({ cleanup, count: 3 })) as [TestHost, TestHost, TestHost];
-    [n1, n2, n3] = (await Promise.all(hosts.map((h) => node(h)))) as [Node, Node, Node];
+    [n1, n2, n3] = (await Promise.all(hosts.map((h) => makeNode(cleanup, h)))) as [Node, Node, Node];
     tokens = await makeTempDir('tokens', cleanup);
   });
   after(() => cleanup.run());
-
-  async function node(host: TestHost): Promise<Node> {
-    const [home, poolDir, dockerDir] = await Promise.all([
-      makeTempDir('home', cleanup),
-      makeTempDir('pool', cleanup),
-      makeTempDir('docker', cleanup),
-    ]);
-    const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = (await freePorts(6)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const dm = (args: readonly string[], env: Record<string, string> = {}) =>
-      runDmIn(host, args, { home, env, timeoutMs: 180_000 });
-    const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
-      const r = await dm(args, env);
-      if (r.code !== 0) {
-        const log = await readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => '');
-        const etcdLog = await readFile(join(poolDir, 'server', 'etcd.log'), 'utf8').catch(() => '');
-        assert.fail(
-          `dm ${args.join(' ')} on ${host.address} exited ${r.code}\n${r.stdout}\n${r.stderr}\n${log.slice(-3000)}\n--- etcd ---\n${etcdLog.slice(-3000)}`,
-        );
-      }
-      return r.stdout;
-    };
-    cleanup.add(async () => {
-      // Stops the server, which stops its etcd member (and one a killed server left running).
-      await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);
-      await unmountUnder(poolDir);
-      await detachLoopDevicesUnder(poolDir);
-    }, `reset the node on ${host.address}`);
-    return {
-      host,
-      home,
-      poolDir,
-      port,
-      etcdClientPort,
-      dm,
-      ok,
-      nodeArgs: () => [
-        '--advertise-address',
-        host.address,
-        '--cluster-port',
-        String(clusterPort),
-        '--etcd-client-port',
-        String(etcdClientPort),
-        '--etcd-peer-port',
-        String(etcdPeerPort),
-        '--use-pool-dir',
-        poolDir,
-        '--pool-size',
-        '1G',
-        '--sparse',
-        '--port',
-        String(port),
-        '--check-port',
-        String(checkPort),
-        '--tls-port',
-        String(tlsPort),
-        '--listen',
-        host.address,
-        '--no-systemd',
-        '--server-bin',
-        SERVER_BUNDLE,
-        '--docker-plugin-socket',
-        'none',
-        '--docker-socket',
-        join(dockerDir, 'no-docker.sock'),
-      ],
-    };
-  }
-
-  const stateFile = (n: Node, name: string) => join(n.poolDir, 'server', name);
-  const pidIn = async (file: string) => Number.parseInt(await readFile(file, 'utf8'), 10);
-  /** A process that runs (a zombie does not). */
-  const alive = (pid: number) => {
-    try {
-      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return false;
-    }
-  };
-
-  /** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
-  async function members(n: Node): Promise<MemberJson[]> {
-    await routeCheck(n.host, n.host.address);
-    const tls = join(n.poolDir, 'server', 'tls');
-    const { stdout } = await n.host.exec(
-      'etcdctl',
-      [
-        `--endpoints=https://${n.host.address}:${n.etcdClientPort}`,
-        `--cacert=${join(tls, 'ca.pem')}`,
-        `--cert=${join(tls, 'etcd.pem')}`,
-        `--key=${join(tls, 'etcd-key.pem')}`,
-        'member',
-        'list',
-        '-w',
-        'json',
-      ],
-      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
-    );
-    return (JSON.parse(stdout) as { members: MemberJson[] }).members;
-  }
 
   const nodeId = async (n: Node) =>
     (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
@@ -184,10 +195,8 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     const ca = new X509Certificate(await readFile(stateFile(n1, 'tls/ca.pem')));
     for (const [i, n] of [n2, n3].entries()) {
       const file = join(tokens, `join-${i}`);
-      const out = await n1.ok(['cluster', 'token', 'create', '--token-file', file]);
-      const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
-      assert.ok(m, out);
-      const joined = await n.ok(['cluster', 'join', m[1]!, '--ca-hash', m[2]!, '--token-file', file, ...n.nodeArgs()]);
+      const t = await tokenFor(n1, file);
+      const joined = await n.ok(['cluster', 'join', t.address, '--ca-hash', t.caHash, '--token-file', file, ...n.nodeArgs()]);
       assert.match(
         joined,
         new RegExp(`This host runs etcd member [0-9a-f]+ of the cluster's store \\(voting; ${i + 2} voting of ${i + 2} member`),
@@ -286,5 +295,45 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     // Two members of two: the store still takes writes.
     await n3.ok(['commit', '-m', 'after the removal']);
     assert.match(await n2.ok(['log']), /after the removal/);
+  });
+});
+
+/** etcd 3.6 (the Kubernetes test tools' build) runs the members as well as Debian's 3.4. */
+const skip36 = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'k8s']);
+
+describe('managed etcd 3.6: init and a join make two voting members; dm cluster stop and start take the member along', {
+  skip: skip36,
+}, () => {
+  const cleanup = new Cleanup();
+  after(() => cleanup.run());
+
+  test('two members on etcd 3.6; stop stops the member after the server, start starts it before', async () => {
+    const found = findK8sTools();
+    assert.ok(found.ok, 'the k8s capability found the tools');
+    const etcd36 = found.tools.bin('etcd');
+    const hosts = (await createHosts({ cleanup, count: 2 })) as [TestHost, TestHost];
+    const [a, b] = await Promise.all(hosts.map((h) => makeNode(cleanup, h, ['--etcd-bin', etcd36])));
+    const tokens = await makeTempDir('tokens', cleanup);
+    await a!.ok(['cluster', 'init', '--store', 'etcd', ...a!.nodeArgs()]);
+    const file = join(tokens, 'join');
+    const t = await tokenFor(a!, file);
+    const joined = await b!.ok(['cluster', 'join', t.address, '--ca-hash', t.caHash, '--token-file', file, ...b!.nodeArgs()]);
+    assert.match(joined, /\(voting; 2 voting of 2 member\(s\)\)/);
+    const { ApiKey } = JSON.parse(await a!.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
+    await b!.ok(['remote', 'add', 'local', `admin@${b!.host.address}:${b!.port}`], { DOTMESH_PASSWORD: ApiKey });
+    const list = await members(b!);
+    assert.equal(list.length, 2);
+    assert.ok(list.every((m) => m.isLearner !== true));
+    const etcdPid = await pidIn(stateFile(a!, 'etcd.pid'));
+    assert.match(readFileSync(`/proc/${etcdPid}/cmdline`, 'utf8').split('\0')[0]!, /k8s-tools/, 'the member runs etcd 3.6');
+
+    await a!.ok(['cluster', 'stop', '--use-pool-dir', a!.poolDir]);
+    assert.ok(!alive(etcdPid), 'the member stopped with the server');
+    assert.ok(!existsSync(stateFile(a!, 'etcd.pid')));
+    await a!.ok(['cluster', 'start', '--use-pool-dir', a!.poolDir, '--server-bin', SERVER_BUNDLE]);
+    const again = await pidIn(stateFile(a!, 'etcd.pid'));
+    assert.ok(alive(again) && again !== etcdPid, 'start started the member again');
+    await a!.ok(['init', 'after-restart']);
+    assert.match(await b!.ok(['list', '-H']), /^after-restart\t/m, 'the other node sees what the restarted one wrote');
   });
 });

@@ -268,7 +268,7 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
   if (moving) {
     config = { ...config, importStoreFile: previous.config.storeFile };
     say(
-      `Moving the cluster store ${previous.config.storeFile} into etcd at ${config.etcdEndpoints.join(',')} (the server copies it at start)`,
+      `Moving the cluster store ${previous.config.storeFile} into etcd at ${config.etcdEndpoints.join(',') || "this host's managed etcd member"} (the server copies it at start)`,
     );
   }
   const poolFileSize = config.existingMount ? null : await fileSize(config.poolFile);
