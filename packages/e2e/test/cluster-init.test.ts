@@ -7,18 +7,14 @@ import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
   createHosts,
-  type DmResult,
-  detachLoopDevicesUnder,
-  freePorts,
   makeTempDir,
   type NetnsEtcd,
-  runDmIn,
   SERVER_BUNDLE,
   skipUnless,
   startEtcdIn,
   type TestHost,
-  unmountUnder,
 } from '@dotmesh/testkit';
+import { type HostNode, makeHostNode } from './cluster-host-node.ts';
 
 /**
  * docs/cluster.md, "Make a three-node cluster", run as written: `dm cluster init --store etcd`
@@ -30,98 +26,25 @@ import {
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 
-interface Node {
-  readonly host: TestHost;
-  readonly home: string;
-  readonly poolDir: string;
-  readonly port: number;
-  readonly clusterPort: number;
-  /** The HTTPS API port. */
-  readonly tlsPort: number;
-  dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
-  ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
-  /** The options of this host's node (ports, paths), after `init` or `join ...`. */
-  nodeArgs(): string[];
-}
-
 describe('make a three-node cluster with dm cluster init and dm cluster join (docs/cluster.md)', { skip }, () => {
   const cleanup = new Cleanup();
   let etcd: NetnsEtcd;
-  let n1: Node;
-  let n2: Node;
-  let n3: Node;
-  let spare: Node;
+  let n1: HostNode;
+  let n2: HostNode;
+  let n3: HostNode;
+  let spare: HostNode;
   let tokens: string;
   /** The single-use token node 2 joined with (used up since). */
   let usedToken: { file: string; address: string; caHash: string };
   before(async () => {
     const hosts = (await createHosts({ cleanup, count: 5 })) as [TestHost, TestHost, TestHost, TestHost, TestHost];
     etcd = await startEtcdIn({ cleanup, host: hosts[4] });
-    [n1, n2, n3, spare] = (await Promise.all(hosts.slice(0, 4).map((h) => node(h)))) as [Node, Node, Node, Node];
+    [n1, n2, n3, spare] = (await Promise.all(hosts.slice(0, 4).map((h) => node(h)))) as [HostNode, HostNode, HostNode, HostNode];
     tokens = await makeTempDir('tokens', cleanup);
   });
   after(() => cleanup.run());
 
-  async function node(host: TestHost): Promise<Node> {
-    const [home, poolDir, dockerDir] = await Promise.all([
-      makeTempDir('home', cleanup),
-      makeTempDir('pool', cleanup),
-      makeTempDir('docker', cleanup),
-    ]);
-    const [port, checkPort, tlsPort, clusterPort] = (await freePorts(4)) as [number, number, number, number];
-    const dm = (args: readonly string[], env: Record<string, string> = {}) =>
-      runDmIn(host, args, { home, env, timeoutMs: 120_000 });
-    const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
-      const r = await dm(args, env);
-      if (r.code !== 0) {
-        const log = await readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => '');
-        assert.fail(`dm ${args.join(' ')} on ${host.address} exited ${r.code}\n${r.stdout}\n${r.stderr}\n${log.slice(-3000)}`);
-      }
-      return r.stdout;
-    };
-    cleanup.add(async () => {
-      await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);
-      await unmountUnder(poolDir);
-      await detachLoopDevicesUnder(poolDir);
-    }, `reset the node on ${host.address}`);
-    return {
-      host,
-      home,
-      poolDir,
-      port,
-      dm,
-      ok,
-      clusterPort,
-      tlsPort,
-      nodeArgs: () => [
-        '--advertise-address',
-        host.address,
-        // The docs' defaults, made private to the test:
-        '--cluster-port',
-        String(clusterPort),
-        '--use-pool-dir',
-        poolDir,
-        '--pool-size',
-        '1G',
-        '--sparse',
-        '--port',
-        String(port),
-        '--check-port',
-        String(checkPort),
-        '--tls-port',
-        String(tlsPort),
-        '--listen',
-        host.address,
-        '--no-systemd',
-        '--server-bin',
-        SERVER_BUNDLE,
-        '--docker-plugin-socket',
-        'none',
-        '--docker-socket',
-        join(dockerDir, 'no-docker.sock'),
-      ],
-    };
-  }
+  const node = (host: TestHost) => makeHostNode(cleanup, host);
 
   /** `dm cluster token create` on node 1 into a new file; the token is not printed then. */
   async function token(name: string, extra: readonly string[] = []): Promise<{ file: string; address: string; caHash: string }> {
@@ -134,7 +57,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
   }
 
   /** `dm cluster token create` on `n` (its remote `local`), single use, into a new file. */
-  async function tokenOn(n: Node, name: string): Promise<{ file: string; address: string; caHash: string }> {
+  async function tokenOn(n: HostNode, name: string): Promise<{ file: string; address: string; caHash: string }> {
     const file = join(tokens, name);
     const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
     const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
@@ -142,7 +65,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     return { file, address: m[1]!, caHash: m[2]! };
   }
 
-  const joinArgs = (n: Node, t: { file: string; address: string; caHash: string }) => [
+  const joinArgs = (n: HostNode, t: { file: string; address: string; caHash: string }) => [
     'cluster',
     'join',
     t.address,
@@ -160,7 +83,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       .map((kv) => `${kv.key}=${kv.value}`)
       .sort();
 
-  const nodeId = async (n: Node) =>
+  const nodeId = async (n: HostNode) =>
     (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
 
   test('init, then two joins: one cluster of three nodes, every dot seen and moved from any node', async () => {
@@ -197,6 +120,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       assert.ok(!existsSync(join(n.poolDir, 'server', 'join-token')), 'the server deleted its copy of the token');
       const config = JSON.parse(await readFile(join(n.poolDir, 'server', 'config.json'), 'utf8')) as Record<string, unknown>;
       assert.equal(config.store, 'etcd');
+      assert.equal(config.etcdMember, null, 'on an etcd Dotmesh does not run, a joined node runs no member');
       assert.deepEqual(config.etcdEndpoints, etcd.endpoints, 'the store came from the cluster');
       for (const f of ['node.pem', 'server.pem']) {
         assert.ok(new X509Certificate(await readFile(join(tls, f))).checkIssued(ca), `${f} is of the cluster CA`);
@@ -314,7 +238,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stderr, /is not issued by the cluster CA sha256:0{64} given with --trust-ca/);
     assert.ok(!(await n2.ok(['remote'])).includes('bad'));
-    const listVia = async (n: Node, remote: string) => {
+    const listVia = async (n: HostNode, remote: string) => {
       await n.ok(['remote', 'switch', remote]);
       const r = await n.dm(['list', '-H']);
       await n.ok(['remote', 'switch', 'local']);

@@ -7,19 +7,15 @@ import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
   createHosts,
-  type DmResult,
-  detachLoopDevicesUnder,
   findK8sTools,
-  freePorts,
   makeTempDir,
   routeCheck,
-  runDmIn,
   SERVER_BUNDLE,
   skipUnless,
   type TestHost,
-  unmountUnder,
   waitFor,
 } from '@dotmesh/testkit';
+import { type HostNode, makeHostNode } from './cluster-host-node.ts';
 
 /**
  * docs/cluster.md, "Make a three-node cluster" with the etcd Dotmesh runs: `dm cluster init
@@ -32,17 +28,6 @@ import {
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 
-interface Node {
-  readonly host: TestHost;
-  readonly home: string;
-  readonly poolDir: string;
-  readonly port: number;
-  readonly etcdClientPort: number;
-  dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
-  ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
-  nodeArgs(): string[];
-}
-
 interface MemberJson {
   ID: number | string;
   name: string;
@@ -51,83 +36,7 @@ interface MemberJson {
   isLearner?: boolean;
 }
 
-/** A host's node: its dirs, free ports and dm; `reset --destroy-data` at cleanup. */
-async function makeNode(cleanup: Cleanup, host: TestHost, extraArgs: readonly string[] = []): Promise<Node> {
-  const [home, poolDir, dockerDir] = await Promise.all([
-    makeTempDir('home', cleanup),
-    makeTempDir('pool', cleanup),
-    makeTempDir('docker', cleanup),
-  ]);
-  const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = (await freePorts(6)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const dm = (args: readonly string[], env: Record<string, string> = {}) =>
-    runDmIn(host, args, { home, env, timeoutMs: 180_000 });
-  const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
-    const r = await dm(args, env);
-    if (r.code !== 0) {
-      const log = await readFile(join(poolDir, 'server', 'dotmesh-server.log'), 'utf8').catch(() => '');
-      const etcdLog = await readFile(join(poolDir, 'server', 'etcd.log'), 'utf8').catch(() => '');
-      assert.fail(
-        `dm ${args.join(' ')} on ${host.address} exited ${r.code}\n${r.stdout}\n${r.stderr}\n${log.slice(-3000)}\n--- etcd ---\n${etcdLog.slice(-3000)}`,
-      );
-    }
-    return r.stdout;
-  };
-  cleanup.add(async () => {
-    // Stops the server, which stops its etcd member (and one a killed server left running).
-    await dm(['cluster', 'reset', '--use-pool-dir', poolDir, '--destroy-data', '--server-bin', SERVER_BUNDLE]);
-    await unmountUnder(poolDir);
-    await detachLoopDevicesUnder(poolDir);
-  }, `reset the node on ${host.address}`);
-  return {
-    host,
-    home,
-    poolDir,
-    port,
-    etcdClientPort,
-    dm,
-    ok,
-    nodeArgs: () => [
-      '--advertise-address',
-      host.address,
-      '--cluster-port',
-      String(clusterPort),
-      '--etcd-client-port',
-      String(etcdClientPort),
-      '--etcd-peer-port',
-      String(etcdPeerPort),
-      '--use-pool-dir',
-      poolDir,
-      '--pool-size',
-      '1G',
-      '--sparse',
-      '--port',
-      String(port),
-      '--check-port',
-      String(checkPort),
-      '--tls-port',
-      String(tlsPort),
-      '--listen',
-      host.address,
-      '--no-systemd',
-      '--server-bin',
-      SERVER_BUNDLE,
-      '--docker-plugin-socket',
-      'none',
-      '--docker-socket',
-      join(dockerDir, 'no-docker.sock'),
-      ...extraArgs,
-    ],
-  };
-}
-
-const stateFile = (n: Node, name: string) => join(n.poolDir, 'server', name);
+const stateFile = (n: HostNode, name: string) => join(n.poolDir, 'server', name);
 const pidIn = async (file: string) => Number.parseInt(await readFile(file, 'utf8'), 10);
 /** A process that runs (a zombie does not). */
 const alive = (pid: number) => {
@@ -139,7 +48,7 @@ const alive = (pid: number) => {
 };
 
 /** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
-async function members(n: Node): Promise<MemberJson[]> {
+async function members(n: HostNode): Promise<MemberJson[]> {
   await routeCheck(n.host, n.host.address);
   const tls = join(n.poolDir, 'server', 'tls');
   const { stdout } = await n.host.exec(
@@ -160,7 +69,7 @@ async function members(n: Node): Promise<MemberJson[]> {
 }
 
 /** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
-async function tokenFor(n: Node, file: string): Promise<{ address: string; caHash: string }> {
+async function tokenFor(n: HostNode, file: string): Promise<{ address: string; caHash: string }> {
   const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
   const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
   assert.ok(m, out);
@@ -171,18 +80,18 @@ describe('a cluster on managed etcd: init and two joins make three voting member
   skip,
 }, () => {
   const cleanup = new Cleanup();
-  let n1: Node;
-  let n2: Node;
-  let n3: Node;
+  let n1: HostNode;
+  let n2: HostNode;
+  let n3: HostNode;
   let tokens: string;
   before(async () => {
     const hosts = (await createHosts({ cleanup, count: 3 })) as [TestHost, TestHost, TestHost];
-    [n1, n2, n3] = (await Promise.all(hosts.map((h) => makeNode(cleanup, h)))) as [Node, Node, Node];
+    [n1, n2, n3] = (await Promise.all(hosts.map((h) => makeHostNode(cleanup, h)))) as [HostNode, HostNode, HostNode];
     tokens = await makeTempDir('tokens', cleanup);
   });
   after(() => cleanup.run());
 
-  const nodeId = async (n: Node) =>
+  const nodeId = async (n: HostNode) =>
     (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
 
   let ids: [string, string, string];
@@ -312,7 +221,7 @@ describe('managed etcd 3.6: init and a join make two voting members; dm cluster 
     assert.ok(found.ok, 'the k8s capability found the tools');
     const etcd36 = found.tools.bin('etcd');
     const hosts = (await createHosts({ cleanup, count: 2 })) as [TestHost, TestHost];
-    const [a, b] = await Promise.all(hosts.map((h) => makeNode(cleanup, h, ['--etcd-bin', etcd36])));
+    const [a, b] = await Promise.all(hosts.map((h) => makeHostNode(cleanup, h, ['--etcd-bin', etcd36])));
     const tokens = await makeTempDir('tokens', cleanup);
     await a!.ok(['cluster', 'init', '--store', 'etcd', ...a!.nodeArgs()]);
     const file = join(tokens, 'join');

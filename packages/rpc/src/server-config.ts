@@ -157,6 +157,7 @@ export function etcdMemberFiles(config: Pick<ServerConfig, 'stateDir'>): {
   cert: string;
   key: string;
   ca: string;
+  caKey: string;
 } {
   return {
     dataDir: join(config.stateDir, 'etcd'),
@@ -166,6 +167,7 @@ export function etcdMemberFiles(config: Pick<ServerConfig, 'stateDir'>): {
     cert: join(config.stateDir, 'tls', 'etcd.pem'),
     key: join(config.stateDir, 'tls', 'etcd-key.pem'),
     ca: join(config.stateDir, 'tls', 'ca.pem'),
+    caKey: join(config.stateDir, 'tls', 'ca-key.pem'),
   };
 }
 

@@ -83,6 +83,8 @@ describe('join requests and certificates', () => {
     const csr = '-----BEGIN CERTIFICATE REQUEST-----\nx\n-----END CERTIFICATE REQUEST-----\n';
     const ok = { Token: 't', NodeId: 'abc123', NodeCsr: csr, Addresses: ['10.0.0.2'], HttpsCsr: null, HttpsNames: [] };
     assert.equal(parseJoinRequest(JSON.stringify(ok)).NodeId, 'abc123');
+    assert.equal(parseJoinRequest(JSON.stringify(ok)).EtcdCsr, null, 'a joiner of before managed etcd sends no etcd request');
+    assert.equal(parseJoinRequest(JSON.stringify({ ...ok, EtcdCsr: csr })).EtcdCsr, csr);
     for (const [bad, why] of [
       ['nope', /not JSON/],
       [JSON.stringify({ ...ok, NodeId: '../etc' }), /NodeId/],
@@ -90,6 +92,7 @@ describe('join requests and certificates', () => {
       [JSON.stringify({ ...ok, Addresses: ['not-an-ip'] }), /Addresses/],
       [JSON.stringify({ ...ok, Addresses: [] }), /Addresses must name/],
       [JSON.stringify({ ...ok, HttpsNames: ['a b'] }), /HttpsNames/],
+      [JSON.stringify({ ...ok, EtcdCsr: 'x' }), /EtcdCsr must be a PEM certificate request/],
     ] as const) {
       assert.throws(
         () => parseJoinRequest(bad),

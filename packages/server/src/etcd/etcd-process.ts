@@ -32,12 +32,16 @@ export class EtcdProcess {
   #stopping = false;
   /** Exits in a row since the member last answered (the restart back-off). */
   #streak = 0;
-  /** Exits nobody asked for since the start (seen by the supervisor). */
-  crashes = 0;
+  #crashes = 0;
 
   constructor(spec: EtcdProcessSpec, logger: Logger) {
     this.#spec = spec;
     this.#logger = logger;
+  }
+
+  /** Exits nobody asked for since the start (seen by the supervisor). */
+  get crashes(): number {
+    return this.#crashes;
   }
 
   get pid(): number | undefined {
@@ -77,7 +81,7 @@ export class EtcdProcess {
 
   async #exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     if (this.#stopping || this.#child !== child) return;
-    this.crashes++;
+    this.#crashes++;
     const delay = RESTART_DELAYS_MS[Math.min(this.#streak, RESTART_DELAYS_MS.length - 1)]!;
     this.#streak++;
     const tail = await readFile(this.#spec.logFile, 'utf8').then(

@@ -77,6 +77,21 @@ export async function startManagedMember(o: {
   await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
   const fresh = (await readdir(files.dataDir)).length === 0;
 
+  // A new etcd cluster is made only by the node that made the cluster (it holds the CA key):
+  // any other node with an empty data dir must join one.
+  const hasCaKey = await readFile(files.caKey).then(
+    () => true,
+    () => false,
+  );
+  if (fresh && !o.joining && !hasCaKey) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `this node has no etcd data in ${files.dataDir} and did not make the cluster: it cannot start a new etcd cluster`,
+      {
+        hint: 'a node joins a cluster with dm cluster join (a new token); to make a new cluster on this host, dm cluster reset --destroy-data first',
+      },
+    );
+  }
   let initialCluster = `${o.nodeId}=${peerUrl}`;
   let state: 'new' | 'existing' = 'new';
   const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl);
