@@ -74,6 +74,39 @@ describe('dm cluster init output', () => {
     assert.ok(out.includes(`Cluster CA pin ${pin}: 'dm remote add <name> admin@<any node>:32606 --trust-ca ${pin}'`), out);
     assert.ok(!text({ ...base, caPin: pin }).includes('Cluster CA pin'), 'a single node says nothing of it');
   });
+  it('a node running a managed etcd member says which, how many vote, and how many more make three', () => {
+    const config = resolveServerConfig({
+      poolDir: '/p',
+      clusterPort: 32609,
+      store: 'etcd',
+      etcdEndpoints: ['https://10.0.0.1:42379'],
+      etcdCaFile: '/p/server/tls/ca.pem',
+      etcdMember: { bin: '/usr/bin/etcd', clientPort: 42379, peerPort: 42380 },
+    });
+    const member = { name: 'n1', id: '8e9e05c52164694d', voting: true, members: 1, voters: 1 };
+    const first = text({ ...base, config, etcdMember: member });
+    assert.match(
+      first,
+      /This host runs etcd member 8e9e05c52164694d of the cluster's store \(voting; 1 voting of 1 member\(s\)\)/,
+    );
+    assert.match(first, /its data in \/p\/server\/etcd\./);
+    assert.match(first, /2 more join\(s\) make members\./);
+    const third = text({ ...base, config, etcdMember: { ...member, members: 3, voters: 3 } });
+    assert.doesNotMatch(third, /more join/, 'three members: nothing more to add');
+    const client = resolveServerConfig({
+      poolDir: '/p',
+      clusterPort: 32609,
+      store: 'etcd',
+      etcdEndpoints: ['https://10.0.0.1:42379'],
+      etcdCaFile: '/p/server/tls/ca.pem',
+      etcdCertFile: '/p/server/tls/etcd.pem',
+      etcdKeyFile: '/p/server/tls/etcd-key.pem',
+    });
+    assert.match(
+      text({ ...base, config: client, joinedThrough: '10.0.0.1:32609', admin: 'unknown' }),
+      /The cluster's etcd has its three members: this node uses them and runs none\./,
+    );
+  });
   it('without systemd: the command to run after a reboot or a crash', () => {
     assert.match(text(base), /after a reboot or a crash, start it with 'dm cluster start --use-pool-dir \/p'/);
     assert.equal(startCommand('/var/lib/dotmesh'), 'dm cluster start');
