@@ -148,6 +148,20 @@ export interface EtcdMemberConfig {
   readonly peerPort: number;
 }
 
+/**
+ * What the server writes into `etcd-member.json` once its managed member votes (and `dm
+ * cluster init` / `join` report): its name (the node id), etcd's member id, and the
+ * membership then.
+ */
+export interface EtcdMemberStatus {
+  readonly name: string;
+  readonly id: string;
+  /** Voting member (a learner that caught up was promoted); false: still a learner. */
+  readonly voting: boolean;
+  readonly members: number;
+  readonly voters: number;
+}
+
 /** Where a managed etcd member keeps its data, pid, log and certificate (under the state dir). */
 export function etcdMemberFiles(config: Pick<ServerConfig, 'stateDir'>): {
   dataDir: string;

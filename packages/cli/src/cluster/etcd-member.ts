@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
+import { type EtcdMemberStatus, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
 import { commandLineOf, processAlive } from './system.ts';
 
 /**
@@ -8,14 +8,6 @@ import { commandLineOf, processAlive } from './system.ts';
  * server wrote once the member voted (`<stateDir>/etcd-member.json`), and the member a server
  * killed with -9 left running (its pid file), which `dm cluster stop` and `reset` stop.
  */
-export interface EtcdMemberStatus {
-  readonly name: string;
-  readonly id: string;
-  readonly voting: boolean;
-  readonly members: number;
-  readonly voters: number;
-}
-
 export async function readEtcdMemberStatus(config: Pick<ServerConfig, 'stateDir'>): Promise<EtcdMemberStatus | null> {
   const text = await readFile(etcdMemberFiles(config).statusFile, 'utf8').catch(() => null);
   if (text === null) return null;

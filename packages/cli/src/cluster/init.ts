@@ -2,14 +2,20 @@ import type { ChildProcess } from 'node:child_process';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
-import { type InitialAdmin, initialAdminSchema, resolveServerConfig, type ServerConfig } from '@dotmesh/rpc';
+import {
+  type EtcdMemberStatus,
+  type InitialAdmin,
+  initialAdminSchema,
+  resolveServerConfig,
+  type ServerConfig,
+} from '@dotmesh/rpc';
 import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import { newRemote } from '../config.ts';
 import type { CommandContext } from '../context.ts';
 import { prettySize } from '../format.ts';
 import { type ClusterCaFiles, installClusterCa } from './cluster-ca.ts';
 import { generateAdminCredentials } from './credentials.ts';
-import { type EtcdMemberStatus, readEtcdMemberStatus, stopLeftoverEtcd } from './etcd-member.ts';
+import { readEtcdMemberStatus, stopLeftoverEtcd } from './etcd-member.ts';
 import { preflight } from './preflight.ts';
 import { waitForServer } from './server-process.ts';
 import { writeServerRecord } from './server-record.ts';

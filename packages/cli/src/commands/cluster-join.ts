@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import { DEFAULT_CLUSTER_PORT } from '@dotmesh/rpc/server-defaults';
 import type { Command } from 'commander';
-import type { InitSetting } from '../cluster/init.ts';
 import { action, type CliApp, usage } from '../command.ts';
 import type { CommandContext } from '../context.ts';
 import {
@@ -14,6 +13,7 @@ import {
   type InitFlags,
   nodeFlags,
   portOption,
+  STORE_SETTINGS,
   tlsFlags,
 } from './cluster.ts';
 
@@ -81,18 +81,7 @@ export function registerJoin(cluster: Command, app: CliApp): void {
         const token = await readToken(ctx, f.tokenFile);
         const { clusterInit, renderClusterInit } = await import('../cluster/init.ts');
         const given = givenSettings(cmd);
-        for (const s of [
-          'store',
-          'etcdEndpoints',
-          'etcdCaFile',
-          'etcdCertFile',
-          'etcdKeyFile',
-          'clusterPort',
-          'join',
-          'etcdMember',
-        ] as const) {
-          given.add(s as InitSetting);
-        }
+        for (const s of [...STORE_SETTINGS, 'join'] as const) given.add(s);
         const result = await clusterInit(ctx, {
           ...nodeFlags(f),
           store: 'etcd',

@@ -84,6 +84,17 @@ const INIT_SETTINGS: Readonly<Record<string, InitSetting>> = {
   etcdBin: 'etcdMember',
 };
 
+/** The store's settings, which go together (with the cluster port and the managed etcd member). */
+export const STORE_SETTINGS: readonly InitSetting[] = [
+  'store',
+  'etcdEndpoints',
+  'etcdCaFile',
+  'etcdCertFile',
+  'etcdKeyFile',
+  'clusterPort',
+  'etcdMember',
+];
+
 /** The settings whose flags were given on the command line (not left at their defaults). */
 export function givenSettings(cmd: Command): Set<InitSetting> {
   const given = new Set<InitSetting>();
@@ -91,17 +102,7 @@ export function givenSettings(cmd: Command): Set<InitSetting> {
   // The store's settings go together: naming the store (or an etcd flag) sets all of them.
   // ... and the cluster port with them (a node of several nodes needs etcd; see clusterFlags).
   if (['store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile'].some((s) => given.has(s as InitSetting))) {
-    for (const s of [
-      'store',
-      'etcdEndpoints',
-      'etcdCaFile',
-      'etcdCertFile',
-      'etcdKeyFile',
-      'clusterPort',
-      'etcdMember',
-    ] as const) {
-      given.add(s);
-    }
+    for (const s of STORE_SETTINGS) given.add(s);
   }
   if (given.has('tlsCertFile') || given.has('tlsKeyFile')) for (const s of ['tlsCertFile', 'tlsKeyFile'] as const) given.add(s);
   return given;

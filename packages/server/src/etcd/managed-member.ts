@@ -2,22 +2,12 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
-import { type EtcdMemberConfig, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
+import { type EtcdMemberConfig, type EtcdMemberStatus, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
 import type { Exec } from '@dotmesh/storage';
 import { type EtcdMember, EtcdMembers } from '@dotmesh/store/etcd-members';
 import type { Logger } from '../log.ts';
 import { ensureNodeCert, LOOPBACK_NAMES } from '../tls/pki.ts';
 import { EtcdProcess } from './etcd-process.ts';
-
-/** What `dm cluster init` / `join` report about this node's member (`<stateDir>/etcd-member.json`). */
-export interface EtcdMemberStatus {
-  readonly name: string;
-  readonly id: string;
-  /** Voting member (a learner that caught up was promoted); false: still a learner. */
-  readonly voting: boolean;
-  readonly members: number;
-  readonly voters: number;
-}
 
 export interface StartedMember {
   readonly process: EtcdProcess;
