@@ -15,6 +15,7 @@ import type {
 } from '../store.ts';
 import { compactedHistory, leaseNotFound } from '../store-errors.ts';
 import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
+import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
 import { keepAliveOnce } from './lease.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
@@ -72,15 +73,7 @@ export class EtcdStore implements Store {
     const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     const client = new Etcd3({
       hosts: [...options.endpoints],
-      ...(options.ca === undefined
-        ? {}
-        : {
-            credentials: {
-              rootCertificate: options.ca,
-              ...(options.key === undefined ? {} : { privateKey: options.key }),
-              ...(options.cert === undefined ? {} : { certChain: options.cert }),
-            },
-          }),
+      ...etcdCredentials(options),
       grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
     });

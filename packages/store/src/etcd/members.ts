@@ -1,5 +1,6 @@
 import { DotmeshError } from '@dotmesh/core';
 import { Etcd3 } from 'etcd3';
+import { etcdCredentials } from './credentials.ts';
 
 /** One member of an etcd cluster, as its cluster API reports it. */
 export interface EtcdMember {
@@ -38,15 +39,7 @@ export class EtcdMembers {
     const timeout = o.requestTimeoutMs ?? 10_000;
     this.#client = new Etcd3({
       hosts: [...o.endpoints],
-      ...(o.ca === undefined
-        ? {}
-        : {
-            credentials: {
-              rootCertificate: o.ca,
-              ...(o.key === undefined ? {} : { privateKey: o.key }),
-              ...(o.cert === undefined ? {} : { certChain: o.cert }),
-            },
-          }),
+      ...etcdCredentials(o),
       defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
     });
   }
