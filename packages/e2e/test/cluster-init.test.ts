@@ -76,10 +76,10 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     ...n.nodeArgs(),
   ];
 
-  /** Every key in etcd but the ones live nodes rewrite on their own (sizes, containers) and the tokens. */
+  /** Every key in etcd but the ones live nodes rewrite on their own (sizes, pool space, containers) and the tokens. */
   const etcdFacts = async () =>
     (await etcd.keys('dotmesh.io/'))
-      .filter((kv) => !/\/filesystems\/(dirty|containers)\/|\/join\/tokens\//.test(kv.key))
+      .filter((kv) => !/\/filesystems\/(dirty|containers)\/|\/servers\/pools\/|\/join\/tokens\//.test(kv.key))
       .map((kv) => `${kv.key}=${kv.value}`)
       .sort();
 
