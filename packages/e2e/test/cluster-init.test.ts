@@ -14,6 +14,7 @@ import {
   startEtcdIn,
   type TestHost,
 } from '@dotmesh/testkit';
+import { rewrittenByLiveNodes } from './cluster-helpers.ts';
 import { type HostNode, makeHostNode } from './cluster-host-node.ts';
 
 /**
@@ -79,7 +80,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
   /** Every key in etcd but the ones live nodes rewrite on their own (sizes, pool space, containers) and the tokens. */
   const etcdFacts = async () =>
     (await etcd.keys('dotmesh.io/'))
-      .filter((kv) => !/\/filesystems\/(dirty|containers)\/|\/servers\/pools\/|\/join\/tokens\//.test(kv.key))
+      .filter((kv) => !rewrittenByLiveNodes(kv.key) && !kv.key.includes('/join/tokens/'))
       .map((kv) => `${kv.key}=${kv.value}`)
       .sort();
 
