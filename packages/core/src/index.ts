@@ -3,6 +3,7 @@ export * from './error-wire.ts';
 export * from './errors.ts';
 export * from './history.ts';
 export * from './metadata.ts';
+export * from './mountinfo.ts';
 export * from './names.ts';
 export * from './refs.ts';
 export * from './transfer-plan.ts';
