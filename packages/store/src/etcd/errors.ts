@@ -16,7 +16,10 @@ import { COMPACTED_HINT, leaseNotFound } from '../store-errors.ts';
  * away; the other OUT_OF_RANGE, a future revision, cannot happen: this store only asks for
  * revisions it has seen), a request etcd refuses (too large, too many operations, or no
  * resources left for it) → INVALID_ARGUMENT, etcd's permission refusal → PERMISSION_DENIED.
- * Anything else becomes INTERNAL with the etcd message. This is the only place that interprets
+ * etcd's own transient answers (no leader, leader changed, request timed out, too many requests,
+ * an unhealthy cluster) → UNAVAILABLE whatever class or gRPC code carries them: the request may
+ * be retried once the cluster has a leader again. Anything else becomes INTERNAL with the etcd
+ * message. This is the only place that interprets
  * etcd's errors.
  */
 export class EtcdErrors {
@@ -42,6 +45,7 @@ export class EtcdErrors {
     const e = error instanceof Error ? error : new Error(String(error));
     const message = e.message;
     if (e instanceof EtcdLeaseInvalidError) return leaseNotFound(leases.join(', ') || 'unknown');
+    if (ETCD_TRANSIENT.test(message)) return this.unavailable(message, e);
     if (e instanceof GRPCOutOfRangeError) {
       return new DotmeshError('COMPACTED', `etcd: ${message}`, { hint: COMPACTED_HINT, cause: e });
     }
@@ -68,6 +72,14 @@ export class EtcdErrors {
     return new DotmeshError('INTERNAL', `etcd: ${message}`, { cause: e });
   }
 }
+
+/**
+ * etcd server texts that say "not now" rather than "no": quorum or leadership trouble, or load.
+ * They arrive with gRPC UNAVAILABLE, RESOURCE_EXHAUSTED or none (a watch cancelled with a
+ * reason), so they are recognised by text.
+ */
+const ETCD_TRANSIENT =
+  /etcdserver: (no leader|leader changed|request timed out|too many requests|unhealthy cluster|server stopped|not capable|timed out waiting for read index)/;
 
 const CONNECTION_ERRORS = new Set([
   'GRPCUnavailableError',
