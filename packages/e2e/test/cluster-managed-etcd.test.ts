@@ -205,6 +205,45 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     await n3.ok(['commit', '-m', 'after the removal']);
     assert.match(await n2.ok(['log']), /after the removal/);
   });
+
+  test('quorum lost (one of two members frozen): writes fail with a clear error, reads and mounted data work; quorum back, writes resume without a restart', async (t) => {
+    // SIGSTOP, not a kill: the node's supervisor would start a killed member again at once.
+    const frozen = await pidIn(stateFile(n3, 'etcd.pid'));
+    process.kill(frozen, 'SIGSTOP');
+    let resumed = false;
+    const resume = () => {
+      if (resumed) return;
+      resumed = true;
+      try {
+        process.kill(frozen, 'SIGCONT');
+      } catch {}
+    };
+    cleanup.add(resume, "resume node 3's frozen etcd member");
+    const mnt = join(n2.home, 'shared-mnt');
+    await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
+
+    const started = Date.now();
+    const refused = await n2.dm(['commit', '-m', 'without quorum']);
+    t.diagnostic(`a commit without quorum answered in ${Date.now() - started} ms`);
+    assert.notEqual(refused.code, 0, `the commit is refused: ${refused.stdout}`);
+    assert.match(refused.stderr, /etcd .*unavailable/i, 'the error says the store is unavailable');
+    for (const n of [n2, n3]) {
+      assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
+      const log = await n.ok(['log']);
+      assert.match(log, /after the removal/, 'commits are listed without quorum');
+      assert.doesNotMatch(log, /without quorum/, 'the refused commit is not there');
+    }
+    assert.equal(await readFile(join(mnt, 'a'), 'utf8'), 'before the loss', 'mounted data is readable');
+
+    resume();
+    // etcd elects a leader again; the server needs no restart.
+    await waitFor(async () => (await n2.dm(['commit', '-m', 'quorum back'])).code === 0, {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'a commit once quorum is back',
+    });
+    for (const n of [n2, n3]) assert.match(await n.ok(['log']), /quorum back/);
+  });
 });
 
 /** etcd 3.6 (the Kubernetes test tools' build) runs the members as well as Debian's 3.4. */

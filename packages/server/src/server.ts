@@ -6,6 +6,7 @@ import { errorFromRpc } from '@dotmesh/rpc';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import { Authenticator } from './auth/authenticator.ts';
+import { KnownUsers } from './auth/known-users.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
@@ -18,6 +19,7 @@ import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluste
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { BranchPublications } from './cluster/publications.ts';
 import { CallRouter } from './cluster/router.ts';
+import { StoreHealth } from './cluster/store-health.ts';
 import { followTombstones } from './cluster/tombstones.ts';
 import { ClusterTransferProxy } from './cluster/transfer-proxy.ts';
 import { ClusterView } from './cluster/view.ts';
@@ -146,7 +148,8 @@ export interface RunningServer {
 }
 
 export async function startServer(parts: ServerParts): Promise<RunningServer> {
-  const { driver, store, logger } = parts;
+  const { driver, logger } = parts;
+  const store = new StoreHealth(parts.store, { logger });
   // A copy of this pool already live elsewhere: refused before anything touches the store.
   if (parts.cluster) {
     await refuseClash(store, { nodeId: parts.nodeId, addresses: parts.cluster.addresses, clusterPort: parts.cluster.port });
@@ -198,6 +201,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     queues: new KeyedQueue(),
     writeGuard,
     newId,
+    storeHealth: store,
   });
   const view = new ClusterView(store, masterNodes, logger);
   const ctx: DotContext = {
@@ -240,7 +244,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const staleLinks = await pruneContainerLinks(ctx, paths);
   if (staleLinks.length > 0) logger.info({ links: staleLinks.map((l) => l.path) }, 'removed container_mnt links no dot owns');
 
-  const auth = new Authenticator(users);
+  const knownUsers = new KnownUsers(users, { storeAvailable: () => store.available, logger });
+  const auth = new Authenticator(knownUsers);
   const records = new TransferRecords(store, logger, parts.nodeId);
   await records.load();
   const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
@@ -352,7 +357,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
           forwardedCallers.set(req, caller);
           return forwarded(req, res);
         },
-        users,
+        users: knownUsers,
         view,
         logger: logger.child({ part: 'node-endpoint' }),
         ...(parts.cluster.join
@@ -372,7 +377,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       nodeServer.on(
         'upgrade',
         createNodeUpgrades({
-          users,
+          users: knownUsers,
           view,
           logger: logger.child({ part: 'node-endpoint' }),
           forwardedStreams: (req, socket, head, caller) => {
@@ -473,6 +478,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       unfollowMastership();
       await view.close();
       lease.close();
+      store.stop();
       if (parts.closeStorage !== false) {
         await driver.close();
         await store.close();

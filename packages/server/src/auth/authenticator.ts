@@ -13,6 +13,8 @@ import type { UserService } from './users.ts';
  * password never matches a cached check) beside the password's unlock key. Failures are
  * rate-limited per user name and per client address. The caller carries the proof
  * (auth/proof.ts) for GetApiKey, ResetApiKey and UpdatePassword.
+ * `users` is the server's KnownUsers (known-users.ts): while the store cannot be read, the
+ * last record this node read of a user.
  */
 export interface AuthOptions {
   readonly now?: () => number;
@@ -25,7 +27,7 @@ export interface AuthOptions {
 const MAX_TRACKED_KEYS = 10_000;
 
 export class Authenticator {
-  readonly #users: UserService;
+  readonly #users: Pick<UserService, 'byName'>;
   readonly #now: () => number;
   readonly #cacheMs: number;
   readonly #maxFailures: number;
@@ -33,7 +35,7 @@ export class Authenticator {
   readonly #passwordCache = new Map<string, { digest: Buffer; until: number; unlockKey: Buffer }>();
   readonly #failures = new Map<string, number[]>();
 
-  constructor(users: UserService, options: AuthOptions = {}) {
+  constructor(users: Pick<UserService, 'byName'>, options: AuthOptions = {}) {
     this.#users = users;
     this.#now = options.now ?? Date.now;
     this.#cacheMs = options.cacheMs ?? 5 * 60_000;

@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { UserService } from '../auth/users.ts';
+import { ERROR_CODES, isDotmeshError } from '@dotmesh/core';
+import type { KnownUsers } from '../auth/known-users.ts';
 import type { Caller } from '../dots/caller.ts';
 import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
@@ -23,7 +24,8 @@ export interface NodeEndpointDeps {
    * (transfer-proxy.ts): served as `caller`, with the `/transfer/v1` routes.
    */
   readonly forwardedTransfer: (req: IncomingMessage, res: ServerResponse, caller: Caller) => Promise<void>;
-  readonly users: UserService;
+  /** Users as the request path reads them (the last record read while the store is unavailable). */
+  readonly users: Pick<KnownUsers, 'byId'>;
   readonly view: ClusterView;
   readonly logger: Logger;
   /** Hosts joining the cluster (`/join/v1/*`, served without a client certificate); absent: none here. */
@@ -42,6 +44,13 @@ export interface NodeEndpointDeps {
 export function createNodeEndpoint(deps: NodeEndpointDeps): RequestListener {
   return (req, res) => {
     void serve(deps, req, res).catch((err: unknown) => {
+      // A DotmeshError before the call ran (the store unavailable while checking the caller):
+      // its status and message, which the calling node passes on.
+      if (isDotmeshError(err)) {
+        deps.logger.warn({ err }, 'a node call failed before it ran');
+        if (!res.headersSent) text(res, ERROR_CODES[err.code].httpStatus, err.fullMessage);
+        return;
+      }
       deps.logger.error({ err }, 'node endpoint failed');
       if (!res.headersSent) text(res, 500, 'internal error');
     });

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import { ERROR_CODES, isDotmeshError } from '@dotmesh/core';
 import type { Logger } from '../log.ts';
 
 /**
@@ -86,6 +87,20 @@ export function apiRequestHandler(routes: ApiRoutes, logger: Logger): RequestHan
               : undefined;
     if (route) {
       Promise.resolve(route(req, res)).catch((err: unknown) => {
+        // A DotmeshError before the route could answer (the store unavailable while checking
+        // credentials): its status and message, as plain text.
+        if (isDotmeshError(err)) {
+          logger.warn({ err, path: path.slice(0, 200) }, 'an API route failed before it could answer');
+          if (!res.headersSent) {
+            res
+              .writeHead(ERROR_CODES[err.code].httpStatus, {
+                'Content-Type': 'text/plain; charset=utf-8',
+                'X-Content-Type-Options': 'nosniff',
+              })
+              .end(`${err.fullMessage}\n`);
+          }
+          return;
+        }
         logger.error({ err, path: path.slice(0, 200) }, 'unhandled error in an API route');
         if (!res.headersSent) res.writeHead(500).end('internal error\n');
       });

@@ -67,6 +67,8 @@ export interface MutationDeps {
   readonly queues: KeyedQueue;
   readonly writeGuard: WriteGuard;
   readonly newId: () => string;
+  /** Refuses at once while the cluster store is known to be unavailable (cluster/store-health.ts). */
+  readonly storeHealth?: { assertAvailable(what: string): void };
 }
 
 /**
@@ -74,8 +76,8 @@ export interface MutationDeps {
  * receive, stash, rename, fork, collaborators, mastership). In order:
  *
  *  1. locks: the name lock, the dot lock, the branch queues;
- *  2. may this node do it: its lease deadline has not passed, and it masters every branch in
- *     `scope.mastered`;
+ *  2. may this node do it: the store is not known to be unavailable, its lease deadline has not
+ *     passed, and it masters every branch in `scope.mastered`;
  *  3. the operation's body: pool steps that can be undone (an intent recorded in the pool, the
  *     driver step, the label), failpoints between them;
  *  4. ONE store transaction comparing the master key revision of every mastered branch (and
@@ -162,6 +164,7 @@ export class DotMutations {
     const { lease, masterNodes, driver, index, failpoints, logger, newId } = this.#deps;
     const timer = scope.timer ?? phaseTimer();
     timer.mark('locks');
+    this.#deps.storeHealth?.assertAvailable(scope.what);
     lease.assertLive(scope.what);
     const fences = (scope.mastered ?? []).map((fsId) => ({ fsId, mastership: masterNodes.requireMine(fsId, scope.what) }));
     const tx = new MutationTx({
