@@ -1,8 +1,6 @@
 import type { Duplex, Readable } from 'node:stream';
-import type { PhaseTimer } from '@dotmesh/core';
-import { type CommitOrigin, DotmeshError } from '@dotmesh/core';
-import type { CommitInfo, SocketTransferOptions, StorageDriver } from '@dotmesh/storage';
-import { isPlainSocket, watchReads } from '@dotmesh/storage';
+import { type CommitOrigin, DotmeshError, type PhaseTimer } from '@dotmesh/core';
+import { type CommitInfo, isPlainSocket, type SocketTransferOptions, type StorageDriver, watchReads } from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
 import { KEYS } from '../../cluster/store-keys.ts';
 import type { FailpointName, Failpoints } from '../../failpoints.ts';
