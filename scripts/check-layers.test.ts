@@ -113,10 +113,10 @@ test('checkLayers: reports each bad edge with file and line', async (t) => {
   );
   const got = checkLayers(root).violations.map((v) => `${v.file}:${v.line}: ${v.message}`);
   assert.deepEqual(got, [
-    'packages/core/src/bad.ts:3: imports @dotmesh/server: core (layer 0) may import only lower layers, and server is layer 2',
+    'packages/core/src/bad.ts:3: imports @dotmesh/server: core (layer 0) may import only lower layers, and server is layer 3',
     'packages/store/package.json:5: dependencies: @dotmesh/rpc: store (layer 1) may import only lower layers, and rpc is layer 1',
     'packages/store/src/peek.ts:1: imports ../../storage/src/index.ts: reaches into @dotmesh/storage by relative path; import @dotmesh/storage instead',
-    'packages/rpc/src/uses-testkit.ts:1: imports @dotmesh/testkit: rpc (layer 1) may import only lower layers, and testkit is layer 3',
+    'packages/rpc/src/uses-testkit.ts:1: imports @dotmesh/testkit: rpc (layer 1) may import only lower layers, and testkit is layer 4',
     'packages/cli/src/commands/list.ts:2: imports @dotmesh/storage: cli may import only core, rpc',
   ]);
 });

@@ -1,7 +1,8 @@
 /**
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
- * Layers, low to high: core (0); storage, store, rpc (1); server, cli, csi (2); testkit (3); bench, e2e (4).
+ * Layers, low to high: core (0); storage, store, rpc (1); transfer (2); server, cli, csi (3); testkit (4);
+ * bench, e2e (5).
  * A package may depend only on packages of lower layers, except that cli and csi may depend only on
  * core and rpc (clients never touch storage or the server's internals). Test code (`*.test.*`,
  * `conformance.*`, anything under a `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
@@ -18,12 +19,13 @@ export const LAYERS: Readonly<Record<string, number>> = {
   storage: 1,
   store: 1,
   rpc: 1,
-  server: 2,
-  cli: 2,
-  csi: 2,
-  testkit: 3,
-  bench: 4,
-  e2e: 4,
+  transfer: 2,
+  server: 3,
+  cli: 3,
+  csi: 3,
+  testkit: 4,
+  bench: 5,
+  e2e: 5,
 };
 
 /** Packages restricted to an explicit list instead of "any lower layer". */

@@ -30,6 +30,13 @@ export interface TlsTrust {
   readonly caPin?: string;
 }
 
+/** A node's certificate and key, and the cluster CA every node's certificate is signed by (mutual TLS between the nodes of a cluster). */
+export interface NodeTls {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
 /** `sha256:<hex>` of a certificate's SubjectPublicKeyInfo (DER): a CA's pin. */
 export function publicKeyPin(cert: X509Certificate): string {
   return `sha256:${createHash('sha256')

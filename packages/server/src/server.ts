@@ -5,6 +5,15 @@ import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '
 import { errorFromRpc } from '@dotmesh/rpc';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
+import {
+  createPeerRoutes,
+  createPeerStreams,
+  DEFAULT_TRANSFER_TIMING,
+  type PeerRoutesDeps,
+  TransferEngine,
+  TransferRecords,
+  type TransferTiming,
+} from '@dotmesh/transfer';
 import { Authenticator } from './auth/authenticator.ts';
 import { KnownUsers } from './auth/known-users.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
@@ -53,10 +62,7 @@ import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts'
 import { ownerForNewDot } from './rpc/user-handlers.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
 import { caPublicKeyHash } from './tls/pki.ts';
-import { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './transfer/engine.ts';
-import { createPeerRoutes, type PeerRoutesDeps } from './transfer/peer-routes.ts';
-import { createPeerStreams } from './transfer/peer-streams.ts';
-import { TransferRecords } from './transfer/records.ts';
+import { transferHost } from './transfer/host.ts';
 import { SERVER_VERSION } from './version.ts';
 
 /**
@@ -140,7 +146,7 @@ export interface RunningServer {
   readonly tlsPort: number | undefined;
   readonly ctx: DotContext;
   readonly handlers: HandlerTable;
-  readonly transfers: TransferEngine;
+  readonly transfers: TransferEngine<Caller>;
   readonly recovery: readonly string[];
   /** The Docker volume plugin, when one is served. */
   readonly plugin: VolumePlugin | undefined;
@@ -251,9 +257,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
   const streamUpgrade = parts.transferStreamUpgrade !== false;
   const transfers = new TransferEngine(
-    ctx,
+    transferHost(ctx, { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
     records,
-    { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) },
     { timing: () => timing, streamUpgrade },
   );
   const plugin = parts.docker?.pluginSocket
@@ -340,7 +345,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       idleTimeoutMs: () => timing.idleTimeoutMs,
     });
     const forwardedCallers = new WeakMap<IncomingMessage, Caller>();
-    const forwardedDeps: PeerRoutesDeps = {
+    const forwardedDeps: PeerRoutesDeps<Caller> = {
       authenticate: async (req) => forwardedCallers.get(req) ?? null,
       logger,
       sideFor: (caller) => transfers.localSide(caller),

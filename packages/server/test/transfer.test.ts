@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallParamsOf, DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import { MemoryDriver } from '@dotmesh/storage';
-import { TRANSFERS_PREFIX } from '../src/transfer/records.ts';
+import { TRANSFERS_PREFIX } from '@dotmesh/transfer';
 import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
 /**

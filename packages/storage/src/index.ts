@@ -30,3 +30,4 @@ export {
 } from './frames.ts';
 export { checkCommitId, checkVolumeId, STORAGE_ID_PATTERN } from './ids.ts';
 export { MemoryDriver } from './memory/memory-driver.ts';
+export { isPlainSocket, watchReads } from './sockets.ts';

@@ -1,12 +1,10 @@
-import { ADMIN_USER_ID, DotmeshError } from '@dotmesh/core';
+import { ADMIN_USER_ID, DotmeshError, phaseTimer } from '@dotmesh/core';
+import { PeerSide, type TransferEngine } from '@dotmesh/transfer';
 import type { Caller } from '../dots/caller.ts';
 import { commitBranch } from '../dots/commit.ts';
 import type { DotContext } from '../dots/context.ts';
 import { putBranchState, putMaster } from '../dots/mutation/store-writes.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
-import { phaseTimer } from '../phase-timer.ts';
-import type { TransferEngine } from '../transfer/engine.ts';
-import { PeerSide } from '../transfer/peer-side.ts';
 import type { NodeTls } from './node-transport.ts';
 import { refuseIfPublished } from './publications.ts';
 import type { PublicationsRecord } from './store-keys.ts';
@@ -34,7 +32,7 @@ export type HandoffContext = Pick<
 
 export interface HandoffDeps {
   readonly ctx: HandoffContext;
-  readonly transfers: TransferEngine;
+  readonly transfers: TransferEngine<Caller>;
   readonly tls: NodeTls;
   readonly idleTimeoutMs: () => number;
 }
@@ -70,7 +68,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
   const dot = ctx.index.dots.get(branch.label.dotId);
   if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No dot for filesystem id '${fsId}'`);
   const dotName = `${dot.info.namespace}/${dot.info.name}`;
-  const phase = phaseTimer();
+  const phase = phaseTimer(() => performance.now());
   await refuseInUse(ctx, fsId, dotName, to);
   phase.mark('inUse');
   if ((await ctx.storage.sizes([fsId])).get(fsId)?.dirty) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { DotmeshError, ERROR_CODES, errorObject, isDotmeshError } from '@dotmesh/core';
-import { readBody } from '../http/rpc-endpoint.ts';
+import { readBody } from '@dotmesh/rpc/http-body';
 import type { Logger } from '../log.ts';
 import { LOOPBACK_NAMES } from '../tls/pki.ts';
 import type { JoinTokens } from './join-tokens.ts';

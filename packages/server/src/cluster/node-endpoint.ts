@@ -1,11 +1,12 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERROR_CODES, isDotmeshError } from '@dotmesh/core';
+import { readBody } from '@dotmesh/rpc/http-body';
+import { PROTOCOL_PATH } from '@dotmesh/transfer';
 import type { KnownUsers } from '../auth/known-users.ts';
 import type { Caller } from '../dots/caller.ts';
-import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps, readBody } from '../http/rpc-endpoint.ts';
+import { handleRpcBody, MAX_RPC_BODY_BYTES, type RpcEndpointDeps } from '../http/rpc-endpoint.ts';
 import type { Logger } from '../log.ts';
-import { PROTOCOL_PATH } from '../transfer/peer-side.ts';
 import { JOIN_PATH_PREFIX, type JoinIssuerDeps, serveJoin } from './join-issuer.ts';
 import { peerNodeId } from './node-transport.ts';
 import { CALLER_HEADER, decodeCaller, HOPS_HEADER, MAX_HOPS, NODE_RPC_PATH, STORE_REVISION_HEADER } from './router.ts';

@@ -2,14 +2,10 @@ import type { IncomingHttpHeaders, IncomingMessage, RequestListener } from 'node
 import { createServer, request, type Server } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { DotmeshError } from '@dotmesh/core';
+import type { NodeTls } from '@dotmesh/rpc/tls';
 import type { ClusterView } from './view.ts';
 
-/** This node's certificate and key, and the cluster CA every node's certificate is signed by. */
-export interface NodeTls {
-  readonly ca: Buffer;
-  readonly cert: Buffer;
-  readonly key: Buffer;
-}
+export type { NodeTls };
 
 /**
  * The node-to-node endpoint: HTTPS that asks every client for a certificate of the cluster CA

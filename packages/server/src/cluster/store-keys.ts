@@ -1,4 +1,5 @@
 import type { CommitOrigin } from '@dotmesh/core';
+import { TRANSFERS_PREFIX } from '@dotmesh/transfer';
 
 /**
  * Every key the server writes in the cluster store, and the shape of its value. The names are
@@ -43,7 +44,8 @@ export const KEYS = {
   addressesPrefix: `${PREFIX}servers/addresses/`,
   address: (nodeId: string) => `${PREFIX}servers/addresses/${nodeId}`,
   usersPrefix: `${PREFIX}users/users/`,
-  transfersPrefix: `${PREFIX}filesystems/transfers/`,
+  /** Transfer records (@dotmesh/transfer records.ts writes them). */
+  transfersPrefix: TRANSFERS_PREFIX,
   joinTokensPrefix: `${PREFIX}join/tokens/`,
   joinToken: (id: string) => `${PREFIX}join/tokens/${id}`,
 } as const;

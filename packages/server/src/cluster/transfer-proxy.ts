@@ -3,11 +3,16 @@ import { type RequestOptions, request } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DotmeshError, errorObject } from '@dotmesh/core';
+import {
+  COMMIT_HEADER,
+  type ProxyTarget,
+  rawJsonResponse,
+  STREAM_UPGRADE,
+  switchingProtocols,
+  type TransferProxy,
+} from '@dotmesh/transfer';
 import type { Caller } from '../dots/caller.ts';
 import type { Logger } from '../log.ts';
-import type { TransferProxy } from '../transfer/peer-routes.ts';
-import { COMMIT_HEADER } from '../transfer/peer-side.ts';
-import { rawJsonResponse, STREAM_UPGRADE, switchingProtocols } from '../transfer/stream-protocol.ts';
 import type { MasterNodes } from './master-nodes.ts';
 import type { NodeTls } from './node-transport.ts';
 import { CALLER_HEADER, encodeCaller, HOPS_HEADER } from './router.ts';
@@ -23,7 +28,7 @@ export const NODE_TRANSFER_PATH = '/node/v1/transfer';
  * TLS), as the caller this node authenticated; the answer is piped back unchanged. An upgraded
  * commit stream (peer-streams.ts) is upgraded there too, and the two connections joined.
  */
-export class ClusterTransferProxy implements TransferProxy {
+export class ClusterTransferProxy implements TransferProxy<Caller> {
   readonly #view: ClusterView;
   readonly #masterNodes: MasterNodes;
   readonly #tls: NodeTls;
@@ -38,7 +43,7 @@ export class ClusterTransferProxy implements TransferProxy {
     this.#logger = o.logger;
   }
 
-  target(about: Parameters<TransferProxy['target']>[0]): string | undefined {
+  target(about: ProxyTarget): string | undefined {
     const fsId =
       about.fsId ??
       about.dotId ??
@@ -50,7 +55,7 @@ export class ClusterTransferProxy implements TransferProxy {
     return known.nodeId;
   }
 
-  async forward(nodeId: string, o: Parameters<TransferProxy['forward']>[1]): Promise<void> {
+  async forward(nodeId: string, o: Parameters<TransferProxy<Caller>['forward']>[1]): Promise<void> {
     const up = this.#upstream(nodeId, o);
     if (up instanceof DotmeshError) return this.#fail(o.res, up);
     const idle = this.#idleTimeoutMs();
@@ -95,7 +100,7 @@ export class ClusterTransferProxy implements TransferProxy {
     });
   }
 
-  async forwardUpgrade(nodeId: string, o: Parameters<TransferProxy['forwardUpgrade']>[1]): Promise<void> {
+  async forwardUpgrade(nodeId: string, o: Parameters<TransferProxy<Caller>['forwardUpgrade']>[1]): Promise<void> {
     const up = this.#upstream(nodeId, o);
     if (up instanceof DotmeshError) return rawJsonResponse(o.socket, 503, { error: errorObject(up) });
     const idle = this.#idleTimeoutMs();
@@ -172,7 +177,7 @@ export class ClusterTransferProxy implements TransferProxy {
     };
   }
 
-  #fail(res: Parameters<TransferProxy['forward']>[1]['res'], e: DotmeshError): void {
+  #fail(res: Parameters<TransferProxy<Caller>['forward']>[1]['res'], e: DotmeshError): void {
     res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: errorObject(e) }));
   }
 }

@@ -3,10 +3,10 @@ import {
   isRetiredBranchName,
   MASTER_BRANCH,
   normalizeBranch,
+  phaseTimer,
   RETIRED_BRANCH_PREFIX,
   validateName,
 } from '@dotmesh/core';
-import { phaseTimer } from '../phase-timer.ts';
 import type { Caller } from './caller.ts';
 import type { DotContext } from './context.ts';
 import { newBranchLabel } from './labels.ts';
@@ -50,7 +50,7 @@ export async function createBranch(ctx: BranchDeps, caller: Caller, req: BranchR
   const { dot } = source;
   const what = `create branch ${newName} of ${dot.info.namespace}/${dot.info.name}`;
   ctx.writeGuard.assertWritable(what);
-  const phase = phaseTimer();
+  const phase = phaseTimer(() => performance.now());
   const fsId = await ctx.mutations.run(
     {
       op: 'branch',

@@ -1,4 +1,4 @@
-import { type CommitOrigin, type CommitRecord, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
+import { branchHead, type CommitOrigin, type CommitRecord, DotmeshError, historyFrom, MASTER_BRANCH } from '@dotmesh/core';
 import type { BranchLabel, CommitMetaRecord, DotInfo } from './labels.ts';
 
 /**
@@ -130,12 +130,7 @@ export class DotIndex {
   /** The newest commit of a branch's history: its newest visible own commit, else its origin. */
   head(fsId: string): CommitOrigin | null {
     const b = this.requireBranch(fsId);
-    const hidden = new Set(b.label.hiddenCommits);
-    for (let i = b.commits.length - 1; i >= 0; i--) {
-      const c = b.commits[i]!;
-      if (!hidden.has(c.id)) return { fsId, commitId: c.id };
-    }
-    return b.label.origin;
+    return branchHead(fsId, b.commits, b.label.hiddenCommits, b.label.origin);
   }
 
   /** The branch's history oldest first, following parent links across branches. */
@@ -145,19 +140,11 @@ export class DotIndex {
 
   /** The history that ends at `head` (any commit held here), oldest first. */
   historyFrom(head: CommitOrigin | null): Array<CommitOrigin & { readonly commit: IndexedCommit }> {
-    const out: Array<CommitOrigin & { readonly commit: IndexedCommit }> = [];
-    const seen = new Set<string>();
-    let ref = head;
-    while (ref) {
-      const key = `${ref.fsId}@${ref.commitId}`;
-      if (seen.has(key)) break; // defensive: a corrupt pool must not loop forever
-      seen.add(key);
-      const commit = this.findCommit(ref);
-      if (!commit) break;
-      out.push({ ...ref, commit });
-      ref = commit.meta.parent;
-    }
-    return out.reverse();
+    return historyFrom(
+      head,
+      (ref) => this.findCommit(ref),
+      (commit) => commit.meta.parent,
+    );
   }
 
   /** Whether commit `ref` was deleted with DeleteCommit (kept, hidden, while a history passes through it). */

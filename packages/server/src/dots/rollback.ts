@@ -1,7 +1,6 @@
-import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateName } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, phaseTimer, validateName } from '@dotmesh/core';
 import { refuseIfPublished } from '../cluster/publications.ts';
 import type { BranchUse } from '../cluster/store-keys.ts';
-import { phaseTimer } from '../phase-timer.ts';
 import { type Caller, requireOwner } from './caller.ts';
 import { collectUnreachableCommits } from './collect.ts';
 import { containerMovesKey } from './containers.ts';
@@ -52,7 +51,7 @@ export async function rollbackBranch(ctx: RollbackDeps, caller: Caller, req: Rol
   const inHistory = () => ctx.index.listedHistory(fsId).some((h) => h.commitId === target);
   // Checked before containers are stopped for it, and again under the lock.
   if (!inHistory()) throw notInHistory();
-  const phase = phaseTimer();
+  const phase = phaseTimer(() => performance.now());
   // The containers on the branch stop and start again on the same branch: a reset moves none.
   await ctx.containerMoves.run(containerMovesKey(dot.id), () =>
     ctx.containers.whileStopped({ fsId }, `reset ${dotName}`, () =>

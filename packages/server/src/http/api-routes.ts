@@ -1,13 +1,19 @@
-import type { Authenticator } from '../auth/authenticator.ts';
+import type { IncomingMessage } from 'node:http';
+import {
+  createPeerRoutes,
+  createPeerStreams,
+  type PeerRoutesDeps,
+  type TransferEngine,
+  type TransferProxy,
+} from '@dotmesh/transfer';
+import { Authenticator } from '../auth/authenticator.ts';
 import type { CallRouter } from '../cluster/router.ts';
+import type { Caller } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { Logger } from '../log.ts';
 import { createMetricsEndpoint } from '../metrics/endpoint.ts';
 import { ServerMetrics } from '../metrics/metrics.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
-import type { TransferEngine } from '../transfer/engine.ts';
-import { basicAuthenticator, createPeerRoutes, type PeerRoutesDeps, type TransferProxy } from '../transfer/peer-routes.ts';
-import { createPeerStreams } from '../transfer/peer-streams.ts';
 import { createDiffEndpoint } from './diff-endpoint.ts';
 import { createRpcEndpoint, type RpcEndpointDeps } from './rpc-endpoint.ts';
 import type { ApiRoutes } from './servers.ts';
@@ -21,13 +27,13 @@ export function createApiRoutes(deps: {
   readonly auth: Authenticator;
   readonly handlers: HandlerTable;
   readonly logger: Logger;
-  readonly transfers: TransferEngine;
+  readonly transfers: TransferEngine<Caller>;
   readonly idleTimeoutMs: () => number;
   /** Where calls run in a cluster of several nodes (absent: always here). */
   readonly router?: CallRouter;
   /** Where transfer requests about another node's branches go (absent: always here). */
-  readonly transferProxy?: TransferProxy;
-  /** Serve commit streams on upgraded connections (peer-streams.ts). */
+  readonly transferProxy?: TransferProxy<Caller>;
+  /** Serve commit streams on upgraded connections (@dotmesh/transfer peer-streams.ts). */
   readonly streamUpgrade: boolean;
 }): ApiRoutes & { readonly rpcDeps: RpcEndpointDeps } {
   const { ctx, auth, handlers, logger } = deps;
@@ -45,7 +51,7 @@ export function createApiRoutes(deps: {
     observe: (m, s, ok) => metrics.observeRpc(m, s, ok),
     ...(deps.router ? { router: deps.router } : {}),
   };
-  const transferDeps: PeerRoutesDeps = {
+  const transferDeps: PeerRoutesDeps<Caller> = {
     authenticate: basicAuthenticator(auth),
     logger,
     sideFor: (caller) => deps.transfers.localSide(caller),
@@ -60,5 +66,13 @@ export function createApiRoutes(deps: {
     transfer: createPeerRoutes(transferDeps),
     ...(deps.streamUpgrade ? { transferStreams: createPeerStreams(transferDeps) } : {}),
     observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
+  };
+}
+
+/** Basic auth against the users, as every API endpoint (the peer's user and API key). */
+function basicAuthenticator(auth: Authenticator): (req: IncomingMessage) => Promise<Caller | null> {
+  return async (req) => {
+    const basic = Authenticator.parseBasic(req.headers.authorization);
+    return basic ? auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
   };
 }

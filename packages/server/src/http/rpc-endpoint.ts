@@ -10,6 +10,7 @@ import {
   rpcErrorData,
   rpcResultBody,
 } from '@dotmesh/rpc';
+import { readBody } from '@dotmesh/rpc/http-body';
 import { Authenticator } from '../auth/authenticator.ts';
 import type { CallRouter } from '../cluster/router.ts';
 import { type Caller, requireAdmin } from '../dots/caller.ts';
@@ -105,24 +106,6 @@ function errorReply(idText: string | null, e: unknown, logger: Logger, method: s
   else logger.error({ method, err: e }, 'rpc internal error');
   const error = errorObject(e);
   return rpcErrorBody(idText, error.message, rpcErrorData(error));
-}
-
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.destroy();
-        reject(new Error('too large'));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function plain(res: ServerResponse, status: number, text: string): void {

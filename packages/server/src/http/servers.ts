@@ -28,7 +28,7 @@ export interface ApiRoutes {
   readonly metrics?: RequestHandler;
   /** /transfer/v1/* (server-to-server transfers) */
   readonly transfer?: RequestHandler;
-  /** /transfer/v1/* on connections upgraded to a commit stream (transfer/peer-streams.ts). */
+  /** /transfer/v1/* on connections upgraded to a commit stream (@dotmesh/transfer peer-streams.ts). */
   readonly transferStreams?: (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
   /** Called once per finished response (metrics). */
   readonly observe?: (method: string, path: string, code: number, seconds: number) => void;

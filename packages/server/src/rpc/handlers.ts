@@ -1,6 +1,7 @@
 import { DotmeshError, formatDotName, isRetiredBranchName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
 import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
+import type { TransferEngine } from '@dotmesh/transfer';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
@@ -21,7 +22,6 @@ import { switchContainers } from '../dots/switch-containers.ts';
 import { commitItems, requireVisibleFs } from '../dots/views.ts';
 import type { EtcdMemberControl } from '../etcd/member-control.ts';
 import type { PoolControl } from '../pool/pool-grow.ts';
-import type { TransferEngine } from '../transfer/engine.ts';
 import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { clusterHandlers } from './cluster-handlers.ts';
@@ -44,7 +44,7 @@ export interface HandlerDeps {
   readonly store: Store;
   /** The pool device, when the server may grow it (GrowPool). */
   readonly pool?: PoolControl;
-  readonly transfers: TransferEngine;
+  readonly transfers: TransferEngine<Caller>;
   readonly catalog: DotCatalog;
   readonly view: ClusterView;
   /** On a cluster of several nodes: handoffs (MoveBranch), and taking a branch over (Procure). */

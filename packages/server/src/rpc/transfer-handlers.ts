@@ -1,10 +1,10 @@
 import { DotmeshError, FS_ID_PATTERN, validateFsId, validateName } from '@dotmesh/core';
+import type { TransferEngine } from '@dotmesh/transfer';
 import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import { forkDot } from '../dots/fork.ts';
 import { resolveBranch } from '../dots/resolve.ts';
 import { requireVisibleFs } from '../dots/views.ts';
-import type { TransferEngine } from '../transfer/engine.ts';
 import { pathToTopLevel } from '../transfer/path.ts';
 import { stashAfter } from '../transfer/stash.ts';
 import type { HandlerTable } from './handlers.ts';
@@ -27,7 +27,7 @@ type TransferMethods =
  */
 export function transferHandlers(deps: {
   readonly ctx: DotContext;
-  readonly transfers: TransferEngine;
+  readonly transfers: TransferEngine<Caller>;
   readonly ownerOf: (caller: Caller, namespace: string) => Promise<string>;
 }): Pick<HandlerTable, TransferMethods> {
   const { ctx, transfers } = deps;

@@ -1,43 +1,42 @@
 import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
 import { flipOnePayloadByte } from '@dotmesh/storage';
-import { type Caller, canAccess } from '../dots/caller.ts';
-import { commitBranch } from '../dots/commit.ts';
-import type { DotContext } from '../dots/context.ts';
-import type { CommitInput } from '../dots/mutation/tx.ts';
-import { describeDot, type WireDot } from './dot-state.ts';
-import { ensureVolume, type IncomingVolume, incomingDot } from './incoming.ts';
-import { type IncomingCommit, type ReceiveDeps, receiveCommit } from './receive-commit.ts';
 import {
   type CommitStream,
   type Hello,
+  type IncomingCommit,
+  type IncomingVolume,
+  type LocalSideOptions,
   PROTOCOL_NAME,
   PROTOCOL_VERSIONS,
   STREAM_UPGRADE_CAPABILITY,
   type TransferSide,
-} from './side.ts';
+  type WireDot,
+} from '@dotmesh/transfer';
+import { type Caller, canAccess } from '../dots/caller.ts';
+import { commitBranch } from '../dots/commit.ts';
+import type { DotContext } from '../dots/context.ts';
+import type { CommitInput } from '../dots/mutation/tx.ts';
+import { describeDot } from './describe-dot.ts';
+import { ensureVolume, incomingDot } from './incoming.ts';
+import { type ReceiveDeps, receiveCommit } from './receive-commit.ts';
 import { stashAfter, stashBranch } from './stash.ts';
 
 export const DIRTY_STASH_MESSAGE = 'committing dirty data ready for stashing';
 
-export interface LocalSideOptions {
-  /** A socket the storage driver reads or writes itself fails after this long without a byte. */
-  readonly idleTimeoutMs: () => number;
-  /** Test hook: the failpoint `transfer.corrupt-stream` flips a byte in the next export. */
-  readonly corrupt?: () => boolean;
-  /** Whether this server's endpoints take upgraded commit streams (peer-streams.ts), for hello. */
-  readonly streamUpgrade?: boolean;
-}
-
-/** This server as one end of a transfer, acting with `caller`'s rights. */
+/**
+ * This server as one end of a transfer, acting with `caller`'s rights (the host's side of
+ * @dotmesh/transfer, TransferHost.localSide): every change it makes goes through the mutation
+ * path (receiveCommit, ensureVolume, stash, commitBranch run in `ctx.mutations`).
+ */
 export class LocalSide implements TransferSide {
   readonly label = 'this server';
   readonly #ctx: DotContext;
   readonly #caller: Caller;
   readonly #deps: ReceiveDeps;
-  readonly #options: LocalSideOptions;
+  readonly #options: Omit<LocalSideOptions, 'replica'>;
 
-  constructor(ctx: DotContext, caller: Caller, deps: ReceiveDeps, options: LocalSideOptions) {
+  constructor(ctx: DotContext, caller: Caller, deps: ReceiveDeps, options: Omit<LocalSideOptions, 'replica'>) {
     this.#ctx = ctx;
     this.#caller = caller;
     this.#deps = deps;
@@ -75,7 +74,7 @@ export class LocalSide implements TransferSide {
     this.#requireReadable(fsId, commitId, parent);
     const storage = this.#ctx.storage;
     const options = parent ? { parent: { volumeId: parent.fsId, commitId: parent.commitId } } : {};
-    const corrupt = this.#options.corrupt?.() === true;
+    const corrupt = this.#options.corrupt();
     let stream: Readable | undefined;
     const open = () => {
       const source = storage.exportCommit(fsId, commitId, options);

@@ -1,4 +1,5 @@
-import { type CommitOrigin, DotmeshError, MASTER_BRANCH, validateFsId, validateName } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
+import type { IncomingCommit } from '@dotmesh/transfer';
 import { KEYS } from '../cluster/store-keys.ts';
 import type { Caller } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -7,35 +8,12 @@ import { type BranchLabel, parseCommitMeta } from '../dots/labels.ts';
 import { absent, claimBranch, putBranchState, putHeldCommit, putRegistry } from '../dots/mutation/store-writes.ts';
 import type { CommitInput, MutationTx } from '../dots/mutation/tx.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
-import { ensureVolume, type IncomingVolume, incomingDot, parseIncomingVolume, parseOrigin } from './incoming.ts';
-
-/** One commit arriving from a peer: where it goes, its id and its history parent. */
-export interface IncomingCommit {
-  readonly volume: IncomingVolume;
-  readonly commitId: string;
-  readonly parent: CommitOrigin | null;
-  /** The branch the transfer is about: its volume takes every commit as its new head. */
-  readonly targetFsId: string;
-}
-
-export function parseIncomingCommit(raw: unknown): IncomingCommit {
-  const o = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  return {
-    volume: parseIncomingVolume(o.volume),
-    commitId: validateName('commit', o.commitId),
-    parent: parseOrigin(o.parent, 'parent'),
-    targetFsId: validateFsId(o.targetFsId, 'targetFsId'),
-  };
-}
+import { ensureVolume, incomingDot } from './incoming.ts';
 
 export interface ReceiveDeps {
   /** The owner of a dot created by an incoming transfer in `namespace`. */
   readonly ownerOf: (caller: Caller, namespace: string) => Promise<string>;
-  /**
-   * The commits come from the branch's master node (a handoff, replication): this node keeps a
-   * replica. It needs no mastership to take them and claims nothing in the store (no name, no
-   * clone record, no master key): it only advertises what it holds, as an inactive copy.
-   */
+  /** The commits come from the branch's master node: LocalSideOptions.replica (@dotmesh/transfer). */
   readonly replica?: boolean;
 }
 

@@ -1,4 +1,5 @@
 import { type CommitOrigin, DotmeshError, divergedBranchName } from '@dotmesh/core';
+import { activeContainersError } from '@dotmesh/transfer';
 import { KEYS } from '../cluster/store-keys.ts';
 import { type Caller, canAccess } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -6,7 +7,6 @@ import type { IndexedBranch, IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
 import { absent, claimBranch, putClone } from '../dots/mutation/store-writes.ts';
 import { refuseIfInUse, resetBranchTo } from '../dots/rollback.ts';
-import { activeContainersError } from './incoming.ts';
 
 /**
  * Moves a branch's commits after `common` (all its commits when `common` is null) aside, to a

@@ -1,4 +1,4 @@
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, type PhaseTimer, phaseTimer } from '@dotmesh/core';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
 import type { MasterNodes } from '../../cluster/master-nodes.ts';
@@ -8,7 +8,6 @@ import type { KeyedQueue } from '../../concurrency/keyed-queue.ts';
 import type { KeyedRwLock } from '../../concurrency/rw-lock.ts';
 import type { Failpoints } from '../../failpoints.ts';
 import type { Logger } from '../../log.ts';
-import { type PhaseTimer, phaseTimer } from '../../phase-timer.ts';
 import type { WriteGuard } from '../../pool/host-space-guard.ts';
 import type { DotIndex } from '../dot-index.ts';
 import type { DotEvents, MutationOp } from './events.ts';
@@ -135,7 +134,16 @@ export class DotMutations {
   async recover<T>(body: (tx: MutationTx) => Promise<T>): Promise<T> {
     const { driver, store, masterNodes, index, failpoints, logger, newId } = this.#deps;
     return body(
-      new MutationTx({ driver, store, nodeId: masterNodes.nodeId, index, failpoints, logger, newId, timer: phaseTimer() }),
+      new MutationTx({
+        driver,
+        store,
+        nodeId: masterNodes.nodeId,
+        index,
+        failpoints,
+        logger,
+        newId,
+        timer: phaseTimer(() => performance.now()),
+      }),
     );
   }
 
@@ -162,7 +170,7 @@ export class DotMutations {
 
   async #locked<T>(scope: MutationScope, body: (tx: MutationTx) => Promise<T>): Promise<T> {
     const { lease, masterNodes, driver, index, failpoints, logger, newId } = this.#deps;
-    const timer = scope.timer ?? phaseTimer();
+    const timer = scope.timer ?? phaseTimer(() => performance.now());
     timer.mark('locks');
     this.#deps.storeHealth?.assertAvailable(scope.what);
     lease.assertLive(scope.what);

@@ -1,12 +1,10 @@
 import type { Duplex, Readable } from 'node:stream';
-import { type CommitOrigin, DotmeshError } from '@dotmesh/core';
-import type { CommitInfo, SocketTransferOptions, StorageDriver } from '@dotmesh/storage';
+import { type CommitOrigin, DotmeshError, type PhaseTimer } from '@dotmesh/core';
+import { type CommitInfo, isPlainSocket, type SocketTransferOptions, type StorageDriver, watchReads } from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
 import { KEYS } from '../../cluster/store-keys.ts';
 import type { FailpointName, Failpoints } from '../../failpoints.ts';
 import type { Logger } from '../../log.ts';
-import type { PhaseTimer } from '../../phase-timer.ts';
-import { isPlainSocket, watchReads } from '../../sockets.ts';
 import type { DotIndex, IndexedCommit } from '../dot-index.ts';
 import type { BranchIntent, BranchLabel, CommitMetaRecord, DotInfo } from '../labels.ts';
 

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { TransferPollResult } from '@dotmesh/rpc';
 import { MemoryStore } from '@dotmesh/store';
-import { SILENT_LOGGER } from '../log.ts';
+import type { TransferLogger } from './host.ts';
 import { INTERRUPTED_MESSAGE, TRANSFERS_PREFIX, TransferRecords } from './records.ts';
+
+const SILENT_LOGGER: TransferLogger = { info: () => {}, warn: () => {}, error: () => {} };
 
 const record = (id: string, node: string): TransferPollResult & { owner: string } => ({
   TransferRequestId: id,

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { DotmeshError, ERROR_CODES, isErrorCode } from '@dotmesh/core';
-import { isPlainSocket } from '../sockets.ts';
+import { isPlainSocket } from '@dotmesh/storage';
+import type { TransferCaller } from './host.ts';
 import { errorBody, exportParams, type PeerRoutesDeps, pushedCommit } from './peer-routes.ts';
 import { PROTOCOL_PATH } from './peer-side.ts';
 import type { CommitStream, TransferSide } from './side.ts';
@@ -15,6 +16,9 @@ import {
   switchingProtocols,
 } from './stream-protocol.ts';
 
+/** What a stream's two ends need besides the side. */
+type StreamDeps = Pick<PeerRoutesDeps<TransferCaller>, 'logger' | 'idleTimeoutMs'>;
+
 /** The 'upgrade' listener of a server: the request, its connection, bytes read past the headers. */
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
@@ -24,7 +28,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
  * another node and errors as the plain endpoints (peer-routes.ts). On a plain TCP connection
  * the storage driver's own process reads or writes the socket.
  */
-export function createPeerStreams(deps: PeerRoutesDeps): UpgradeHandler {
+export function createPeerStreams<C extends TransferCaller>(deps: PeerRoutesDeps<C>): UpgradeHandler {
   return async (req, socket, head) => {
     socket.on('error', () => {}); // a dead peer is seen by whoever reads or writes
     const url = new URL(req.url ?? '/', 'http://x');
@@ -66,7 +70,7 @@ async function receive(
   side: TransferSide,
   commit: ReturnType<typeof pushedCommit>,
   socket: Duplex,
-  deps: PeerRoutesDeps,
+  deps: StreamDeps,
 ): Promise<void> {
   socket.write(switchingProtocols());
   const keepalive = setInterval(() => {
@@ -106,12 +110,7 @@ async function receive(
 }
 
 /** Pull: 101, then the stream once the client sent the go byte, then the end of the connection. */
-async function exportTo(
-  side: TransferSide,
-  p: ReturnType<typeof exportParams>,
-  socket: Duplex,
-  deps: PeerRoutesDeps,
-): Promise<void> {
+async function exportTo(side: TransferSide, p: ReturnType<typeof exportParams>, socket: Duplex, deps: StreamDeps): Promise<void> {
   const exported = await side.exportCommit(p.fsId, p.commitId, p.parent);
   const s = socket as Socket;
   const idleMs = deps.idleTimeoutMs();

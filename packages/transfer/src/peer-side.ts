@@ -4,14 +4,12 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
 import { UNAUTHENTICATED_MESSAGE } from '@dotmesh/rpc';
-import { type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
-import type { NodeTls } from '../cluster/node-transport.ts';
-import { isPlainSocket } from '../sockets.ts';
-import type { WireDot } from './dot-state.ts';
-import type { IncomingVolume } from './incoming.ts';
-import type { IncomingCommit } from './receive-commit.ts';
+import { type NodeTls, type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
+import { isPlainSocket } from '@dotmesh/storage';
+import type { IncomingCommit, IncomingVolume } from './incoming.ts';
 import { type CommitStream, type Hello, STREAM_UPGRADE_CAPABILITY, type TransferSide } from './side.ts';
 import { AnswerReader, STREAM_GO, STREAM_UPGRADE } from './stream-protocol.ts';
+import type { WireDot } from './wire-dot.ts';
 
 export const PROTOCOL_PATH = '/transfer/v1';
 /** Header carrying the JSON description of a pushed commit (base64url). */

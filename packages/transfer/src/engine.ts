@@ -1,27 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  ADMIN_USER_ID,
   DotmeshError,
   errorObject,
   isDotmeshError,
   MASTER_BRANCH,
   normalizeBranch,
+  phaseTimer,
   planTransfer,
   type TransferPlan,
   validateName,
 } from '@dotmesh/core';
 import type { ParamsOf, TransferPollResult } from '@dotmesh/rpc';
-import { type Caller, isAdmin } from '../dots/caller.ts';
-import type { DotContext } from '../dots/context.ts';
-import { phaseTimer } from '../phase-timer.ts';
-import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './dot-state.ts';
+import type { TransferCaller, TransferHost } from './host.ts';
 import { activeContainersError } from './incoming.ts';
-import { LocalSide } from './local-side.ts';
 import { connectPeer } from './peer-connect.ts';
-import type { ReceiveDeps } from './receive-commit.ts';
 import type { TransferRecords } from './records.ts';
 import type { TransferSide } from './side.ts';
+import { type HistoryEntry, holds, volumeOf, type WireDot, wireHistory } from './wire-dot.ts';
 
 export interface TransferTiming {
   /** A connection that moves no byte for this long is dropped (then retried). */
@@ -33,9 +29,6 @@ export interface TransferTiming {
 }
 
 export const DEFAULT_TRANSFER_TIMING: TransferTiming = { idleTimeoutMs: 30_000, attempts: 5, backoffMs: 2_000 };
-
-/** The cluster itself, sending to its own nodes: admin's rights. */
-const CLUSTER_CALLER: Caller = { id: ADMIN_USER_ID, name: 'admin', authMethod: 'internal' };
 
 type TransferRequest = ParamsOf<'Transfer'>;
 
@@ -70,48 +63,42 @@ interface Ends {
  * `StashDivergence`) or refuses with the common commit and each side's extra commits.
  * Network failures, silent links (idle timeout) and corrupt streams are retried with backoff;
  * refusals (permissions, divergence, a full pool) are not.
+ *
+ * One engine for every transfer: push and pull between clusters, and sending a branch to
+ * another node of this cluster (handoff, replication). The ends are TransferSides: the host's
+ * own side (TransferHost.localSide, which makes every change through the host's mutation path)
+ * and peers reached over HTTP(S) (PeerSide).
  */
-export class TransferEngine {
-  readonly #ctx: DotContext;
+export class TransferEngine<C extends TransferCaller> {
+  readonly #host: TransferHost<C>;
   readonly #records: TransferRecords;
-  readonly #receiveDeps: ReceiveDeps;
   readonly #timing: () => TransferTiming;
   readonly #streamUpgrade: boolean;
   readonly #running = new Set<Promise<void>>();
 
   /** `streamUpgrade`: this server's endpoints take upgraded commit streams (peer-streams.ts). */
-  constructor(
-    ctx: DotContext,
-    records: TransferRecords,
-    receiveDeps: ReceiveDeps,
-    o: { timing: () => TransferTiming; streamUpgrade: boolean },
-  ) {
-    this.#ctx = ctx;
+  constructor(host: TransferHost<C>, records: TransferRecords, o: { timing: () => TransferTiming; streamUpgrade: boolean }) {
+    this.#host = host;
     this.#records = records;
-    this.#receiveDeps = receiveDeps;
     this.#timing = o.timing;
     this.#streamUpgrade = o.streamUpgrade;
   }
 
   /**
    * This server as a transfer side for `caller` (also what the peer endpoints use); `replica`:
-   * for another node of this cluster, the branch's master, sending it commits (receiveCommit's
-   * ReceiveDeps.replica).
+   * for another node of this cluster, the branch's master, sending it commits
+   * (LocalSideOptions.replica).
    */
-  localSide(caller: Caller, o: { replica?: boolean } = {}): LocalSide {
-    return new LocalSide(
-      this.#ctx,
-      caller,
-      { ...this.#receiveDeps, replica: o.replica === true },
-      {
-        idleTimeoutMs: () => this.#timing().idleTimeoutMs,
-        corrupt: () => this.#ctx.failpoints.take('transfer.corrupt-stream'),
-        streamUpgrade: this.#streamUpgrade,
-      },
-    );
+  localSide(caller: C, o: { replica?: boolean } = {}): TransferSide {
+    return this.#host.localSide(caller, {
+      replica: o.replica === true,
+      idleTimeoutMs: () => this.#timing().idleTimeoutMs,
+      corrupt: () => this.#host.failpoints.take('transfer.corrupt-stream'),
+      streamUpgrade: this.#streamUpgrade,
+    });
   }
 
-  async start(caller: Caller, req: TransferRequest): Promise<string> {
+  async start(caller: C, req: TransferRequest): Promise<string> {
     const direction = req.Direction;
     if (direction !== 'push' && direction !== 'pull') {
       throw new DotmeshError(
@@ -143,7 +130,7 @@ export class TransferEngine {
         https: req.PeerHttps,
         ...(req.PeerCaPin ? { caPin: req.PeerCaPin } : {}),
       },
-      { driver: this.#ctx.storage.kind, idleTimeoutMs: timing.idleTimeoutMs, streamUpgrade: this.#streamUpgrade },
+      { driver: this.#host.driverKind, idleTimeoutMs: timing.idleTimeoutMs, streamUpgrade: this.#streamUpgrade },
     );
     const me = this.localSide(caller);
     const [sender, receiver, senderName, receiverName] =
@@ -186,7 +173,7 @@ export class TransferEngine {
       RemoteName: remote.name,
       RemoteBranchName: req.RemoteBranchName,
       FilesystemId: fsId,
-      InitiatorNodeId: this.#ctx.nodeId,
+      InitiatorNodeId: this.#host.nodeId,
       PeerNodeId: hello.nodeId,
       StartingCommit: '',
       TargetCommit: req.TargetCommit,
@@ -200,7 +187,7 @@ export class TransferEngine {
       Error: null,
     };
     this.#records.create(record, caller.id);
-    this.#ctx.logger.info({ transfer: id, direction, peer: peer.label, local, remote, branch: ends.branch }, 'transfer started');
+    this.#host.logger.info({ transfer: id, direction, peer: peer.label, local, remote, branch: ends.branch }, 'transfer started');
     const run = this.#run(id, ends, fsId, { sender: senderState!, receiver: receiverState }).finally(() =>
       this.#running.delete(run),
     );
@@ -215,17 +202,16 @@ export class TransferEngine {
    * stash would. Retried like a transfer; no record is kept.
    */
   async sendToNode(peer: TransferSide, dotId: string, fsId: string): Promise<void> {
-    const dot = this.#ctx.index.dots.get(dotId);
-    const branch = this.#ctx.index.branches.get(fsId);
-    if (!dot || !branch) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
-    const name = { namespace: dot.info.namespace, name: dot.info.name };
+    const names = this.#host.branchNames(dotId, fsId);
+    if (!names) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${fsId}'`);
+    const name = { namespace: names.namespace, name: names.name };
     const ends: Ends = {
       direction: 'push',
-      sender: this.localSide(CLUSTER_CALLER),
+      sender: this.localSide(this.#host.clusterCaller),
       receiver: peer,
       senderName: name,
       receiverName: name,
-      branch: branch.label.branch,
+      branch: names.branch,
       stash: true,
     };
     const timing = this.#timing();
@@ -235,14 +221,14 @@ export class TransferEngine {
         return;
       } catch (e) {
         if (attempt >= timing.attempts || !retryable(e)) throw e;
-        this.#ctx.logger.warn({ err: e, attempt, fsId, peer: peer.label }, 'sending commits to another node failed; retrying');
+        this.#host.logger.warn({ err: e, attempt, fsId, peer: peer.label }, 'sending commits to another node failed; retrying');
         await sleep(timing.backoffMs * attempt);
       }
     }
   }
 
-  get(caller: Caller, id: string): Promise<TransferPollResult> {
-    return this.#records.get(id, caller.id, isAdmin(caller));
+  get(caller: C, id: string): Promise<TransferPollResult> {
+    return this.#records.get(id, caller.id, this.#host.isAdmin(caller));
   }
 
   /**
@@ -269,14 +255,14 @@ export class TransferEngine {
       try {
         const message = await this.#attempt(id, ends, fsId, elapsed, attempt === 1 ? preflight : undefined);
         this.#records.update(id, { Status: 'finished', Message: message, Error: null, NanosecondsElapsed: elapsed() }, true);
-        this.#ctx.logger.info({ transfer: id, message }, 'transfer finished');
+        this.#host.logger.info({ transfer: id, message }, 'transfer finished');
         return;
       } catch (e) {
         const retry = attempt < timing.attempts && retryable(e);
         const error = errorObject(e);
         const text = error.hint ? `${error.message} (${error.hint})` : error.message;
-        this.#ctx.logger.warn({ transfer: id, attempt, err: text, code: error.code, retry }, 'transfer attempt failed');
-        if (!isDotmeshError(e)) this.#ctx.logger.error({ transfer: id, err: e }, 'transfer internal error');
+        this.#host.logger.warn({ transfer: id, attempt, err: text, code: error.code, retry }, 'transfer attempt failed');
+        if (!isDotmeshError(e)) this.#host.logger.error({ transfer: id, err: e }, 'transfer internal error');
         const failed = { Message: text, Error: error, NanosecondsElapsed: elapsed() };
         if (!retry) {
           this.#records.update(id, { Status: 'error', ...failed }, true);
@@ -343,7 +329,7 @@ export class TransferEngine {
       true,
     );
     // `stream`: until the last byte left; `commit`: until the receiver said the commit is durable.
-    const phase = phaseTimer();
+    const phase = phaseTimer(() => performance.now());
     let size = 0;
     for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
     phase.mark('size');
@@ -366,11 +352,11 @@ export class TransferEngine {
       }
       phase.mark('stream', lastByteAt);
       phase.mark('commit');
-      this.#ctx.failpoints.hit('transfer.after-commit');
+      this.#host.failpoints.hit('transfer.after-commit');
     }
     await this.#ensureTargetBranch(ends, senderState, receiverState, fsId);
     update({ Index: entries.length, Sent: sent, Size: Math.max(size, sent) }, true);
-    this.#ctx.logger.info({ transfer: id, commits: entries.length, bytes: sent, ms: phase.totals() }, 'transfer timings');
+    this.#host.logger.info({ transfer: id, commits: entries.length, bytes: sent, ms: phase.totals() }, 'transfer timings');
     return [...notes, `sent ${entries.length} commit(s)`].join('; ');
   }
 

@@ -2,9 +2,8 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { CommitOrigin } from '@dotmesh/core';
 import type { SocketTransferOptions } from '@dotmesh/storage';
-import type { WireDot } from './dot-state.ts';
-import type { IncomingVolume } from './incoming.ts';
-import type { IncomingCommit } from './receive-commit.ts';
+import type { IncomingCommit, IncomingVolume } from './incoming.ts';
+import type { WireDot } from './wire-dot.ts';
 
 /** Transfer protocol versions this server speaks (capability exchange: `hello`). */
 export const PROTOCOL_NAME = 'dotmesh-transfer';
@@ -25,9 +24,9 @@ export interface Hello {
 }
 
 /**
- * One end of a transfer, as the engine drives it: the local server (LocalSide) or a peer
- * reached over HTTP(S) (PeerSide). The same operations, the same checks, the same errors on
- * both, with the calling user's rights. Commit streams are framed (@dotmesh/storage frames.ts).
+ * One end of a transfer, as the engine drives it: the local server (the host's side,
+ * TransferHost.localSide) or a peer reached over HTTP(S) (PeerSide). The same operations, the
+ * same checks, the same errors on both, with the calling user's rights. Commit streams are framed (@dotmesh/storage frames.ts).
  */
 export interface TransferSide {
   /** For messages: "this server" / "peer 10.0.0.2:32607". */

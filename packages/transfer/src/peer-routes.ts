@@ -11,25 +11,22 @@ import {
   validateFsId,
   validateName,
 } from '@dotmesh/core';
+import { readBody } from '@dotmesh/rpc/http-body';
 import { PIPELINE_HIGH_WATER_MARK } from '@dotmesh/storage';
-import { Authenticator } from '../auth/authenticator.ts';
-import type { Caller } from '../dots/caller.ts';
-import { readBody } from '../http/rpc-endpoint.ts';
-import type { Logger } from '../log.ts';
-import { parseIncomingVolume, parseOrigin } from './incoming.ts';
+import type { TransferCaller, TransferLogger } from './host.ts';
+import { type IncomingCommit, parseIncomingCommit, parseIncomingVolume, parseOrigin } from './incoming.ts';
 import { COMMIT_HEADER, PROTOCOL_PATH } from './peer-side.ts';
-import { type IncomingCommit, parseIncomingCommit } from './receive-commit.ts';
 import type { TransferSide } from './side.ts';
 import { KEEPALIVE_MS } from './stream-protocol.ts';
 
 const MAX_JSON_BODY = 64 * 1024;
 
-export interface PeerRoutesDeps {
+export interface PeerRoutesDeps<C extends TransferCaller> {
   /** Who is calling: Basic auth on the API port, the node certificate on the node endpoint. */
-  readonly authenticate: (req: IncomingMessage) => Promise<Caller | null>;
-  readonly logger: Logger;
+  readonly authenticate: (req: IncomingMessage) => Promise<C | null>;
+  readonly logger: TransferLogger;
   /** This server as a transfer side acting for `caller`. */
-  readonly sideFor: (caller: Caller) => TransferSide;
+  readonly sideFor: (caller: C) => TransferSide;
   /** A request that moves no byte for this long is dropped (its partial commit discarded). */
   readonly idleTimeoutMs: () => number;
   /**
@@ -37,16 +34,19 @@ export interface PeerRoutesDeps {
    * (the master of `fsId`, else of the dot `dotId`), or undefined for this node; and how to pass
    * the request on there (transfer-proxy.ts). Absent: everything is served here.
    */
-  readonly proxy?: TransferProxy;
+  readonly proxy?: TransferProxy<C>;
+}
+
+/** What a transfer request is about, for routing it to the node that serves it. */
+export interface ProxyTarget {
+  readonly fsId?: string | undefined;
+  readonly dotId?: string | undefined;
+  readonly dotName?: { namespace: string; name: string } | undefined;
 }
 
 /** Where a transfer request about a branch or dot is served, and passing it on. */
-export interface TransferProxy {
-  target(about: {
-    readonly fsId?: string | undefined;
-    readonly dotId?: string | undefined;
-    readonly dotName?: { namespace: string; name: string } | undefined;
-  }): string | undefined;
+export interface TransferProxy<C extends TransferCaller> {
+  target(about: ProxyTarget): string | undefined;
   /**
    * Passes the request on to `nodeId` for `caller` (the rest of the body still in `req`, or
    * the JSON body already read) and pipes the answer back.
@@ -58,7 +58,7 @@ export interface TransferProxy {
       readonly search: string;
       readonly req: IncomingMessage;
       readonly res: ServerResponse;
-      readonly caller: Caller;
+      readonly caller: C;
       readonly json?: Record<string, unknown>;
     },
   ): Promise<void>;
@@ -74,17 +74,9 @@ export interface TransferProxy {
       readonly search: string;
       readonly req: IncomingMessage;
       readonly socket: Duplex;
-      readonly caller: Caller;
+      readonly caller: C;
     },
   ): Promise<void>;
-}
-
-/** Basic auth against the users, as every API endpoint (the peer's user and API key). */
-export function basicAuthenticator(auth: Authenticator): (req: IncomingMessage) => Promise<Caller | null> {
-  return async (req) => {
-    const basic = Authenticator.parseBasic(req.headers.authorization);
-    return basic ? auth.authenticate(basic.user, basic.secret, req.socket.remoteAddress ?? '?') : null;
-  };
 }
 
 /**
@@ -95,7 +87,7 @@ export function basicAuthenticator(auth: Authenticator): (req: IncomingMessage) 
  * gets 200 at once and its outcome as the JSON after keep-alive spaces (the receiver may need
  * a while to make it durable, and the sender must not take that silence for a dead link).
  */
-export function createPeerRoutes(deps: PeerRoutesDeps) {
+export function createPeerRoutes<C extends TransferCaller>(deps: PeerRoutesDeps<C>) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://x');
     const op = url.pathname.slice(PROTOCOL_PATH.length + 1);
@@ -107,7 +99,7 @@ export function createPeerRoutes(deps: PeerRoutesDeps) {
     req.socket.setTimeout(deps.idleTimeoutMs(), () => req.socket.destroy());
     const side = deps.sideFor(caller);
     const proxy = deps.proxy;
-    const elsewhere = (about: Parameters<TransferProxy['target']>[0]) => proxy?.target(about);
+    const elsewhere = (about: ProxyTarget) => proxy?.target(about);
     try {
       if (req.method === 'GET' && op === 'hello') return sendJson(res, await side.hello());
       if (req.method === 'GET' && op === 'export') {
@@ -165,7 +157,7 @@ export function createPeerRoutes(deps: PeerRoutesDeps) {
 }
 
 /** The branch a pushed commit goes to (its header), for routing; nothing when unreadable. */
-function receivingBranch(req: IncomingMessage): Parameters<TransferProxy['target']>[0] {
+function receivingBranch(req: IncomingMessage): ProxyTarget {
   try {
     const header = req.headers[COMMIT_HEADER];
     if (typeof header !== 'string' || header.length > 16 * 1024) return {};
@@ -183,7 +175,7 @@ function receivingBranch(req: IncomingMessage): Parameters<TransferProxy['target
 }
 
 /** The branch or dot a JSON transfer request is about, for routing. */
-function jsonAbout(op: string, body: Record<string, unknown>): Parameters<TransferProxy['target']>[0] {
+function jsonAbout(op: string, body: Record<string, unknown>): ProxyTarget {
   const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
   if (op === 'state' && typeof body.namespace === 'string' && typeof body.name === 'string') {
     return { dotName: { namespace: body.namespace, name: body.name } };
@@ -230,7 +222,7 @@ export function pushedCommit(req: IncomingMessage): IncomingCommit {
   return parseIncomingCommit(raw);
 }
 
-async function receive(side: TransferSide, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+async function receive(side: TransferSide, req: IncomingMessage, res: ServerResponse, logger: TransferLogger): Promise<void> {
   const commit = pushedCommit(req);
   let keepalive: NodeJS.Timeout | undefined;
   let done = false;
@@ -297,13 +289,13 @@ function sendJson(res: ServerResponse, body: unknown): void {
 }
 
 /** `{"error": ErrorObject}`: the peer rebuilds the same DotmeshError from it (peer-side.ts). */
-export function errorBody(e: unknown, logger: Logger, op: string): { error: ErrorObject } {
+export function errorBody(e: unknown, logger: TransferLogger, op: string): { error: ErrorObject } {
   if (isDotmeshError(e)) logger.info({ transferOp: op, code: e.code, msg: e.message }, 'transfer endpoint error');
   else logger.error({ transferOp: op, err: e }, 'transfer endpoint internal error');
   return { error: errorObject(e) };
 }
 
-function sendError(res: ServerResponse, e: unknown, logger: Logger, op: string): void {
+function sendError(res: ServerResponse, e: unknown, logger: TransferLogger, op: string): void {
   const body = errorBody(e, logger, op);
   const status = isErrorCode(body.error.code) ? ERROR_CODES[body.error.code].httpStatus : 500;
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));

@@ -8,11 +8,12 @@ export interface PhaseTimer {
   totals(): Record<string, number>;
 }
 
-export function phaseTimer(): PhaseTimer {
-  let last = performance.now();
+/** A timer reading the monotonic clock `now` (milliseconds; callers pass `performance.now`). */
+export function phaseTimer(now: () => number): PhaseTimer {
+  let last = now();
   const totals: Record<string, number> = {};
   return {
-    mark(name, at = performance.now()) {
+    mark(name, at = now()) {
       const t = Math.max(at, last);
       totals[name] = Math.round((totals[name] ?? 0) + t - last);
       last = t;

@@ -1,7 +1,7 @@
 import { DotmeshError, type ErrorObject, errorObject } from '@dotmesh/core';
 import type { TransferPollResult } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
-import type { Logger } from '../log.ts';
+import type { TransferLogger } from './host.ts';
 
 /** The original's key for transfer records (any node's GetTransfer reads them). */
 export const TRANSFERS_PREFIX = 'dotmesh.io/filesystems/transfers/';
@@ -37,13 +37,13 @@ export function interruptedError(): ErrorObject {
  */
 export class TransferRecords {
   readonly #store: Store;
-  readonly #logger: Logger;
+  readonly #logger: TransferLogger;
   readonly #records = new Map<string, TransferPollResult & { owner: string; startedAt?: number }>();
   readonly #lastWrite = new Map<string, number>();
   readonly #writing = new Map<string, Promise<void>>();
   readonly #nodeId: string;
 
-  constructor(store: Store, logger: Logger, nodeId: string) {
+  constructor(store: Store, logger: TransferLogger, nodeId: string) {
     this.#store = store;
     this.#logger = logger;
     this.#nodeId = nodeId;
