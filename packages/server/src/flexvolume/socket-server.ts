@@ -1,0 +1,114 @@
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { DotmeshError, errorObject } from '@dotmesh/core';
+import { FLEX_MOUNT_PATH, FLEX_UNMOUNT_PATH, type FlexErrorReply } from '@dotmesh/rpc/flexvolume';
+import type { Logger } from '../log.ts';
+import type { FlexMounts } from './mounts.ts';
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * The FlexVolume driver's socket (`dm.sock` beside the driver): HTTP on a unix socket, mode
+ * 0600 in a root-owned directory — whoever can open it mounts any dot as admin, as with the
+ * original's socket. A socket left by a killed server is replaced; one a live server answers
+ * on is left alone (CONFLICT).
+ */
+export class FlexSocketServer {
+  readonly #server: Server;
+  readonly #socketPath: string;
+
+  private constructor(server: Server, socketPath: string) {
+    this.#server = server;
+    this.#socketPath = socketPath;
+  }
+
+  static async listen(o: { socketPath: string; mounts: FlexMounts; logger: Logger }): Promise<FlexSocketServer> {
+    await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
+    if (await answers(o.socketPath)) {
+      throw new DotmeshError('CONFLICT', `another process serves the FlexVolume socket ${o.socketPath}`, {
+        hint: 'stop the other dotmesh-server, or give this one another flexVolumeDir',
+      });
+    }
+    await unlink(o.socketPath).catch(() => undefined);
+    const server = createServer((req, res) => void handle(req, res, o.mounts, o.logger));
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 0; // a mount may wait for a handoff
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    await chmod(o.socketPath, 0o600);
+    return new FlexSocketServer(server, o.socketPath);
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeIdleConnections();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+    await unlink(this.#socketPath).catch(() => undefined);
+  }
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, mounts: FlexMounts, logger: Logger): Promise<void> {
+  const reply = (status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  const path = (req.url ?? '/').split('?')[0];
+  const action = path === FLEX_MOUNT_PATH ? 'mount' : path === FLEX_UNMOUNT_PATH ? 'unmount' : undefined;
+  if (req.method !== 'POST' || action === undefined) {
+    req.resume();
+    reply(
+      404,
+      errorBody(new DotmeshError('UNKNOWN_METHOD', `no FlexVolume endpoint ${req.method} ${String(path).slice(0, 80)}`)),
+    );
+    return;
+  }
+  const started = Date.now();
+  let body: unknown;
+  try {
+    body = JSON.parse(await readBody(req));
+    const result = action === 'mount' ? await mounts.mount(body) : await mounts.unmount(body);
+    logger.info({ action, request: body, result, ms: Date.now() - started }, 'FlexVolume call');
+    reply(200, result);
+  } catch (e) {
+    const error = errorBody(e);
+    logger.warn({ action, request: body, err: error.Error, ms: Date.now() - started }, 'FlexVolume call refused');
+    reply(error.Error.code === 'INTERNAL' ? 500 : 400, error);
+  }
+}
+
+function errorBody(e: unknown): FlexErrorReply {
+  return { Error: errorObject(e instanceof SyntaxError ? new DotmeshError('INVALID_ARGUMENT', 'the request is not JSON') : e) };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      req.destroy();
+      throw new DotmeshError('INVALID_ARGUMENT', `request body over ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Whether something accepts connections on the unix socket (a live server rather than a stale file). */
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
