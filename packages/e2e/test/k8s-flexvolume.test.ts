@@ -181,30 +181,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
     cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
     cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the server runs');
     assert.equal(await dotExists(server, 'admin', 'apples'), false);
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteOnce'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: ns, name: 'apples' },
-        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: 'apples' } },
-      },
-    });
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: 'apples', namespace: ns },
-      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
-    });
-    await waitFor(
-      async () =>
-        (await cluster.kubectl(['get', 'pvc', 'apples', '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
-      { timeoutMs: 60_000, what: 'the PVC bound to the static PV' },
-    );
+    await staticVolume(pv, 'apples');
     await cluster.kubectl(['apply', '-f', '-'], {
       input: podManifest({
         name: 'writer',
@@ -217,15 +194,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
       }),
     });
     await waitForPodPhase(cluster.kubectl, ns, 'writer', ['Running'], 180_000);
-    const log = await waitFor(
-      async () => {
-        const out = (await cluster.kubectl(['logs', 'writer', '-n', ns])).stdout;
-        return out.includes('written') ? out : undefined;
-      },
-      { timeoutMs: 60_000, what: 'the pod wrote its data' },
-    );
-    const podHash = log.trim().split('\n')[0]!;
-    assert.match(podHash, /^[0-9a-f]{64}$/);
+    const podHash = await podOutput('writer');
     assert.ok(await dotExists(server, 'admin', 'apples'), 'the dot was made on first use');
     assert.equal(await hashInNewCommit(server, 'admin', 'apples', 'blob'), podHash, 'the commit holds what the pod wrote');
 
@@ -244,4 +213,82 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
     await waitUnused(server, fsId, 'the kubelet unmounted the volume (the use ended)');
     assert.equal(await isMountPoint(uses[0]!.Target), false, 'no mount is left');
   });
+
+  test('the server killed while a pod uses a dot: the pod still goes (the driver unbinds with no server), and the restarted server ends the use', async () => {
+    const node = cluster.nodes[0]!;
+    const pv = `flex-pears-${ns}`;
+    cleanup.add(() => deleteAndWait(cluster, ['pv', pv]), 'delete the second static PV');
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
+    cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the server runs');
+    await staticVolume(pv, 'pears');
+    await cluster.kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'keeper',
+        namespace: ns,
+        node: node.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', writeRandomScript('blob', true)],
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'pears' } }],
+        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+      }),
+    });
+    await waitForPodPhase(cluster.kubectl, ns, 'keeper', ['Running'], 180_000);
+    const hash = await podOutput('keeper');
+    const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: 'pears', Branch: '' });
+    const [use] = (await server.admin.call('BranchPublications', fsId)).Uses;
+    assert.ok(use && (await isMountPoint(use.Target)));
+
+    await server.kill9();
+    await deleteAndWait(cluster, ['pod', 'keeper', '-n', ns]);
+    assert.equal(await isMountPoint(use.Target), false, 'the driver unbound the volume with no server');
+    assert.equal(existsSync(use.Target), false, 'the kubelet removed the directory');
+
+    server = await server.restart();
+    await waitFor(async () => (await server.admin.call('BranchPublications', fsId)).Uses.length === 0, {
+      timeoutMs: 60_000,
+      what: 'the restarted server ended the use the unmount left',
+    });
+    assert.equal(await hashInNewCommit(server, 'admin', 'pears', 'blob'), hash, 'the data is there');
+  });
+
+  /** A static PV `pv` for dot admin/<dot> and a PVC named after the dot, bound to it. */
+  async function staticVolume(pv: string, dot: string): Promise<void> {
+    await apply(cluster, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: pv },
+      spec: {
+        capacity: { storage: '1Gi' },
+        accessModes: ['ReadWriteOnce'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: '',
+        claimRef: { namespace: ns, name: dot },
+        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: dot } },
+      },
+    });
+    await apply(cluster, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: dot, namespace: ns },
+      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
+    });
+    await waitFor(
+      async () => (await cluster.kubectl(['get', 'pvc', dot, '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+      { timeoutMs: 60_000, what: `PVC ${dot} bound to the static PV` },
+    );
+  }
+
+  /** The first line a pod wrote (a hash) once it printed `written`. */
+  async function podOutput(pod: string): Promise<string> {
+    const log = await waitFor(
+      async () => {
+        const out = (await cluster.kubectl(['logs', pod, '-n', ns])).stdout;
+        return out.includes('written') ? out : undefined;
+      },
+      { timeoutMs: 60_000, what: `pod ${pod} wrote its data` },
+    );
+    const hash = log.trim().split('\n')[0]!;
+    assert.match(hash, /^[0-9a-f]{64}$/);
+    return hash;
+  }
 });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
+  makeTempDir,
   podManifest,
   runPodToCompletion,
   type ServerProcess,
@@ -29,8 +30,9 @@ import {
  * and PVCMakeNew, and TestKubernetesVolumes DynamicProvisioning) on node-0 of the run's shared
  * test cluster. Until the operator deploys them, dotmesh-server and the provisioner run as host
  * processes: the server beside node-0 (installing its FlexVolume driver there), the provisioner
- * (the bundle `npm run build` makes) with the cluster admin's kubeconfig. The provisioner runs
- * under a name of this test's own, so it never answers another test's StorageClass.
+ * (the bundle `npm run build` makes) with a kubeconfig of a service account holding the original's
+ * provisioner ClusterRole. The provisioner runs under a name of this test's own, so it never
+ * answers another test's StorageClass.
  */
 const PROVISIONER_BUNDLE = join(import.meta.dirname, '../../../dist/dotmesh-provisioner.mjs');
 
@@ -54,7 +56,7 @@ describe('the dynamic provisioner with a real cluster', {
     const name = `dotmesh/test-${ns}`;
     const provisioner = spawnTracked(
       process.execPath,
-      [PROVISIONER_BUNDLE, `--kubeconfig=${cluster.adminKubeconfig}`, `--name=${name}`, '--resync-seconds=2'],
+      [PROVISIONER_BUNDLE, `--kubeconfig=${await provisionerKubeconfig()}`, `--name=${name}`, '--resync-seconds=2'],
       { cleanup },
     );
     await waitFor(() => provisioner.output().includes('provisioner running'), {
@@ -84,6 +86,49 @@ describe('the dynamic provisioner with a real cluster', {
       parameters: { dotmeshNamespace: 'admin', dotmeshNamespaceAllowlist: `${ns}-other=alice` },
     });
   });
+
+  /**
+   * A kubeconfig for a service account with exactly the original's ClusterRole
+   * `dotmesh-provisioner-runner` (docs/kubernetes.md), so the test proves those rights suffice.
+   */
+  async function provisionerKubeconfig(): Promise<string> {
+    const role = `dotmesh-provisioner-runner-${ns}`;
+    cleanup.add(async () => {
+      await cluster.kubectl(['delete', 'clusterrolebinding', role, '--ignore-not-found']);
+      await cluster.kubectl(['delete', 'clusterrole', role, '--ignore-not-found']);
+    }, 'delete the provisioner’s ClusterRole and binding');
+    await apply(cluster, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'dotmesh-provisioner', namespace: ns } });
+    await apply(cluster, {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: role },
+      rules: [
+        { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+        { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'update'] },
+        { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'update', 'patch'] },
+      ],
+    });
+    await apply(cluster, {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: role },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects: [{ kind: 'ServiceAccount', name: 'dotmesh-provisioner', namespace: ns }],
+    });
+    const token = (await cluster.kubectl(['create', 'token', 'dotmesh-provisioner', '-n', ns, '--duration=2h'])).stdout.trim();
+    const file = join(await makeTempDir('k8s-provisioner', cleanup), 'kubeconfig');
+    const kubeconfig = {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: cluster.apiServerUrl, 'certificate-authority': cluster.caFile } }],
+      users: [{ name: 'provisioner', user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: 'provisioner' } }],
+      'current-context': 'test',
+    };
+    await writeFile(file, JSON.stringify(kubeconfig), { mode: 0o600 });
+    return file;
+  }
 
   async function claim(name: string, annotations: Record<string, string> = {}): Promise<void> {
     await apply(cluster, {

@@ -74,7 +74,7 @@ async function mount(dir: string | undefined, options: string | undefined, io: D
 /**
  * Unbinds `dir` (if bound) and ends its use, so the branch may move to another node. With no
  * server to reach (stopped, uninstalled) the unbind alone succeeds, so the pod can go: the
- * server ends such uses when it starts again. Any other refusal fails the call (the kubelet
+ * server ends such uses when it starts again (the kubelet has removed their directories). Any other refusal fails the call (the kubelet
  * retries it).
  */
 async function unmount(dir: string | undefined, io: DriverIo): Promise<DriverReply> {

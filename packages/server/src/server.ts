@@ -1,8 +1,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server } from 'node:http';
 import { basename, join } from 'node:path';
-import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseMountInfo, parseVolumeName } from '@dotmesh/core';
+import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '@dotmesh/core';
 import { errorFromRpc } from '@dotmesh/rpc';
 import { FLEX_SOCKET_FILE } from '@dotmesh/rpc/flexvolume';
 import type { StorageDriver } from '@dotmesh/storage';
@@ -56,7 +55,7 @@ import { SizeTracker } from './dots/sizes.ts';
 import type { EtcdMemberControl } from './etcd/member-control.ts';
 import { Failpoints } from './failpoints.ts';
 import { flexDriverDir, installFlexDriver } from './flexvolume/install.ts';
-import { FlexMounts, type FlexMountsDeps } from './flexvolume/mounts.ts';
+import { FlexMounts, type FlexMountsDeps, removedByKubelet } from './flexvolume/mounts.ts';
 import { FlexSocketServer } from './flexvolume/socket-server.ts';
 import { createApiRoutes } from './http/api-routes.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
@@ -96,8 +95,8 @@ export interface ServerParts {
   readonly inUse?: InUseChecker;
   readonly writeGuard?: WriteGuard;
   /**
-   * Install the FlexVolume driver `dotmesh.io/dm` (this executable) into the kubelet's plugin
-   * directory `dir` and serve its socket there; absent: no FlexVolume driver.
+   * Install the FlexVolume driver `dotmesh.io/dm` (the executable `driverBinary`) into the
+   * kubelet's plugin directory `dir` and serve its socket there; absent: no FlexVolume driver.
    */
   readonly flexVolume?: { readonly dir: string; readonly driverBinary: string };
   /** The pool device (GrowPool, PoolInfo's file size); absent: the pool cannot grow. */
@@ -458,7 +457,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         .catch((err: unknown) => logger.warn({ err }, 'could not count the running containers’ mounts'));
     }
   }
-  const flexServer = parts.flexVolume ? await serveFlexVolume(parts.flexVolume, { ctx, handlers, paths }, logger) : undefined;
+  const flexServer = parts.flexVolume ? await serveFlexVolume(parts.flexVolume, { ctx, handlers }, logger) : undefined;
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;
   logger.info(
@@ -553,8 +552,7 @@ async function serveFlexVolume(
     const installed = await installFlexDriver(flex.dir, flex.driverBinary);
     const mounts = new FlexMounts({ ...deps, caller: NODE_CALLER });
     const server = await FlexSocketServer.listen({ socketPath, mounts, logger: logger.child({ part: 'flexvolume' }) });
-    const mountPoints = new Set(parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).map((m) => m.mountPoint));
-    const pruned = await mounts.pruneStale((target) => mountPoints.has(target));
+    const pruned = await mounts.pruneStale((target) => removedByKubelet(target));
     logger.info({ dir: flex.dir, installed, socket: socketPath, pruned }, 'FlexVolume driver dotmesh.io/dm ready');
     return server;
   } catch (err) {

@@ -1,9 +1,10 @@
+import { existsSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
-import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { dirname } from 'node:path';
+import { DotmeshError, isDotmeshError, ROOT_SUBDOT } from '@dotmesh/core';
 import { checkMountRequest, checkUnmountRequest, type FlexMountReply, type FlexUnmountReply } from '@dotmesh/rpc/flexvolume';
 import type { Caller } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
-import type { ContainerPaths } from '../dots/procure.ts';
 import type { HandlerTable } from '../rpc/handlers.ts';
 
 /** The `Volume` of the uses FlexVolume mounts record: `flexvolume:<namespace>/<name>`. */
@@ -15,7 +16,6 @@ const MOUNT_ATTEMPTS = 3;
 export interface FlexMountsDeps {
   readonly ctx: Pick<DotContext, 'index' | 'storage' | 'publications' | 'nodeId'>;
   readonly handlers: Pick<HandlerTable, 'Procure' | 'PublishBranch' | 'UnpublishBranch'>;
-  readonly paths: ContainerPaths;
   /** Who the driver acts as (admin, as the original's pre-authenticated socket). */
   readonly caller: Caller;
 }
@@ -37,8 +37,8 @@ export class FlexMounts {
     const r = checkMountRequest(raw);
     const { handlers, caller } = this.#deps;
     for (let attempt = 1; ; attempt++) {
-      await handlers.Procure(caller, { Namespace: r.Namespace, Name: r.Name, Subdot: r.Subdot });
-      const fsId = await this.#procuredBranch(r.Namespace, r.Name);
+      const procured = await handlers.Procure(caller, { Namespace: r.Namespace, Name: r.Name, Subdot: r.Subdot });
+      const fsId = await this.#procuredBranch(r.Subdot === ROOT_SUBDOT ? procured : dirname(procured), r);
       try {
         const path = await handlers.PublishBranch(caller, {
           FilesystemId: fsId,
@@ -69,35 +69,49 @@ export class FlexMounts {
   }
 
   /**
-   * Ends this node's FlexVolume uses whose directory is no longer a mount point (`mounted`
-   * says which are): an unmount the driver made while the server was down (it unbinds and
-   * reports success, so pods can go) leaves its use behind until this runs at start.
+   * Ends this node's FlexVolume uses whose directory `gone` says the kubelet removed: an
+   * unmount the driver made while the server was down (it unbinds and reports success, so pods
+   * can go, and the kubelet then removes the directory) leaves its use behind until this runs
+   * at start.
    */
-  async pruneStale(mounted: (target: string) => boolean): Promise<string[]> {
+  async pruneStale(gone: (target: string) => boolean): Promise<string[]> {
     const { ctx, handlers, caller } = this.#deps;
-    const gone: string[] = [];
+    const ended: string[] = [];
     for (const fsId of ctx.index.branches.keys()) {
       const record = ctx.publications.of(fsId);
       if (record?.node_id !== ctx.nodeId) continue;
       for (const use of record.uses) {
-        if (use.kind !== 'mount' || !use.volume.startsWith(USE_PREFIX) || mounted(use.target)) continue;
+        if (use.kind !== 'mount' || !use.volume.startsWith(USE_PREFIX) || !gone(use.target)) continue;
         await handlers.UnpublishBranch(caller, { FilesystemId: fsId, Target: use.target });
-        gone.push(use.target);
+        ended.push(use.target);
       }
     }
-    return gone;
+    return ended;
   }
 
-  /** The branch Procure pointed the dot's link at (master, the branch containers follow, or the pinned one). */
-  async #procuredBranch(namespace: string, name: string): Promise<string> {
-    const { ctx, paths } = this.#deps;
-    const at = name.indexOf('@');
-    const link = at < 0 ? paths.linkPath(namespace, name) : paths.linkPath(namespace, name.slice(0, at), name.slice(at + 1));
+  /**
+   * The branch Procure chose (master, the branch containers follow, or the pinned one): the
+   * one its link points at (Procure returns `<link>` or `<link>/<subdot>`).
+   */
+  async #procuredBranch(link: string, r: { Namespace: string; Name: string }): Promise<string> {
+    const { ctx } = this.#deps;
     const target = await readlink(link).catch(() => undefined);
     const fsId = [...ctx.index.branches.keys()].find((id) => ctx.storage.volumePath(id) === target);
     if (fsId === undefined) {
-      throw new DotmeshError('INTERNAL', `Procure of ${namespace}/${name} left no link to a branch of this node`);
+      throw new DotmeshError('INTERNAL', `Procure of ${r.Namespace}/${r.Name} left no link to a branch of this node`);
     }
     return fsId;
   }
+}
+
+/**
+ * Whether the kubelet removed a volume directory, as far as this server can tell: the
+ * directory is gone and the directory that would hold it is visible — for the kubelet's
+ * `<root>/pods/<uid>/volumes/<plugin>/<name>`, its `<root>/pods` (the kubelet removes the whole
+ * pod directory soon after), else its parent. A server that cannot see that far (a pod without
+ * the kubelet's directory) keeps the use.
+ */
+export function removedByKubelet(target: string, exists: (path: string) => boolean = existsSync): boolean {
+  const podsDir = /^(.*\/pods)\/[^/]+\/volumes\/[^/]+\/[^/]+$/.exec(target)?.[1];
+  return !exists(target) && exists(podsDir ?? dirname(target));
 }

@@ -1,10 +1,8 @@
-import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
 import { DotmeshError, errorObject } from '@dotmesh/core';
 import { FLEX_MOUNT_PATH, FLEX_UNMOUNT_PATH, type FlexErrorReply } from '@dotmesh/rpc/flexvolume';
 import type { Logger } from '../log.ts';
+import { closeUnixSocket, listenUnixSocket } from '../unix-socket.ts';
 import type { FlexMounts } from './mounts.ts';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -25,31 +23,20 @@ export class FlexSocketServer {
   }
 
   static async listen(o: { socketPath: string; mounts: FlexMounts; logger: Logger }): Promise<FlexSocketServer> {
-    await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
-    if (await answers(o.socketPath)) {
-      throw new DotmeshError('CONFLICT', `another process serves the FlexVolume socket ${o.socketPath}`, {
-        hint: 'stop the other dotmesh-server, or give this one another flexVolumeDir',
-      });
-    }
-    await unlink(o.socketPath).catch(() => undefined);
     const server = createServer((req, res) => void handle(req, res, o.mounts, o.logger));
     server.headersTimeout = 10_000;
     server.requestTimeout = 0; // a mount may wait for a handoff
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(o.socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    await listenUnixSocket(server, {
+      socketPath: o.socketPath,
+      mode: 0o600,
+      what: 'FlexVolume',
+      hint: 'stop the other dotmesh-server, or give this one another flexVolumeDir',
     });
-    await chmod(o.socketPath, 0o600);
     return new FlexSocketServer(server, o.socketPath);
   }
 
   async close(): Promise<void> {
-    this.#server.closeIdleConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
-    await unlink(this.#socketPath).catch(() => undefined);
+    await closeUnixSocket(this.#server, this.#socketPath);
   }
 }
 
@@ -99,16 +86,4 @@ async function readBody(req: IncomingMessage): Promise<string> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Whether something accepts connections on the unix socket (a live server rather than a stale file). */
-function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
