@@ -1,6 +1,6 @@
 import { DEFAULT_SUBDOT, isDotmeshError, validateName } from '@dotmesh/core';
 import type { V1PersistentVolume, V1PersistentVolumeClaim, V1StorageClass } from '@kubernetes/client-node';
-import { NamespaceAllowlist } from './allowlist.ts';
+import { ALLOWLIST_PARAMETER, NamespaceAllowlist } from './allowlist.ts';
 
 /** The provisioner's name, as StorageClasses name it (the original's). */
 export const PROVISIONER_NAME = 'dotmesh/dotmesh-dynamic-provisioner';
@@ -13,7 +13,7 @@ export const DEFAULT_DOTMESH_NAMESPACE = 'admin';
 /** Set on the PVs this provisioner makes (as every external provisioner does). */
 export const PROVISIONED_BY = 'pv.kubernetes.io/provisioned-by';
 /** Parameters a class may carry; anything else is refused (a typo would otherwise be ignored). */
-const KNOWN_PARAMETERS = new Set([NAMESPACE_PARAMETER, 'dotmeshNamespaceAllowlist']);
+const KNOWN_PARAMETERS = new Set([NAMESPACE_PARAMETER, ALLOWLIST_PARAMETER]);
 /** The capacity a PV states when its PVC asks for none (dots have no fixed size). */
 const DEFAULT_CAPACITY = '1Gi';
 
@@ -62,7 +62,7 @@ export function decide(
   let classNamespace: string;
   try {
     classNamespace = validateName('namespace', params[NAMESPACE_PARAMETER] || DEFAULT_DOTMESH_NAMESPACE);
-    allowlist = NamespaceAllowlist.parse(params.dotmeshNamespaceAllowlist);
+    allowlist = NamespaceAllowlist.parse(params[ALLOWLIST_PARAMETER]);
     dotmeshNamespace = validateName('namespace', annotations[ANNOTATIONS.namespace] || classNamespace);
     dot = validateName('dot', annotations[ANNOTATIONS.name] || claimName);
     subdot = validateName('subdot', annotations[ANNOTATIONS.subdot] || DEFAULT_SUBDOT);

@@ -3,7 +3,7 @@ import { DEFAULT_SUBDOT, DotmeshError, type ErrorObject, MASTER_BRANCH, normaliz
 /**
  * The FlexVolume socket protocol between dotmesh-server and its FlexVolume driver `dotmesh.io/dm`
  * (HTTP on the unix socket `dm.sock` beside the driver, which the server serves mode 0600 and
- * answers as its FlexVolume user, admin by default — the socket's file mode is the only guard):
+ * answers as admin — the socket's file mode is the only guard):
  *
  *   POST /flexvolume/v1/mount   FlexMountRequest   → 200 FlexMountReply   (Procure + a mount use)
  *   POST /flexvolume/v1/unmount FlexUnmountRequest → 200 FlexUnmountReply (the use ends)
@@ -12,8 +12,7 @@ import { DEFAULT_SUBDOT, DotmeshError, type ErrorObject, MASTER_BRANCH, normaliz
  */
 export const FLEX_MOUNT_PATH = '/flexvolume/v1/mount';
 export const FLEX_UNMOUNT_PATH = '/flexvolume/v1/unmount';
-/** The driver's name, as PVs name it; installed as `<dir>/dotmesh.io~dm/dm`. */
-export const FLEX_DRIVER = 'dotmesh.io/dm';
+/** The driver `dotmesh.io/dm` is installed as `<plugin dir>/dotmesh.io~dm/dm`. */
 export const FLEX_DRIVER_DIR = 'dotmesh.io~dm';
 export const FLEX_DRIVER_FILE = 'dm';
 export const FLEX_SOCKET_FILE = 'dm.sock';
