@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { DotmeshError, errorObject } from '@dotmesh/core';
 import { FLEX_MOUNT_PATH, FLEX_UNMOUNT_PATH, type FlexErrorReply } from '@dotmesh/rpc/flexvolume';
+import { readBody } from '@dotmesh/rpc/http-body';
 import type { Logger } from '../log.ts';
 import { closeUnixSocket, listenUnixSocket } from '../unix-socket.ts';
 import type { FlexMounts } from './mounts.ts';
@@ -59,7 +60,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, mounts: FlexMou
   const started = Date.now();
   let body: unknown;
   try {
-    body = JSON.parse(await readBody(req));
+    body = JSON.parse(await readRequest(req));
     const result = action === 'mount' ? await mounts.mount(body) : await mounts.unmount(body);
     logger.info({ action, request: body, result, ms: Date.now() - started }, 'FlexVolume call');
     reply(200, result);
@@ -74,16 +75,9 @@ function errorBody(e: unknown): FlexErrorReply {
   return { Error: errorObject(e instanceof SyntaxError ? new DotmeshError('INVALID_ARGUMENT', 'the request is not JSON') : e) };
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      req.destroy();
-      throw new DotmeshError('INVALID_ARGUMENT', `request body over ${MAX_BODY_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** The body as text (at most MAX_BODY_BYTES; a longer or broken one is refused). */
+function readRequest(req: IncomingMessage): Promise<string> {
+  return readBody(req, MAX_BODY_BYTES).catch(() => {
+    throw new DotmeshError('INVALID_ARGUMENT', `request body over ${MAX_BODY_BYTES} bytes, or cut off`);
+  });
 }
