@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Cleanup, makeTempDir } from '../packages/testkit/src/index.ts';
-import { buildBundles, buildPump } from './build.ts';
+import { buildBundles, buildFlexDriver, buildPump } from './build.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..');
@@ -98,4 +98,23 @@ test('build: dotmesh-pump is compiled from its C source beside the bundles and r
     logs.some((l) => /dotmesh-pump\.c -> .*dotmesh-pump/.test(l)),
     logs.join('\n'),
   );
+});
+
+test('build: the FlexVolume driver is a single executable that runs with no node on PATH', async (t) => {
+  const c = new Cleanup();
+  t.after(() => c.run());
+  const out = await makeTempDir('build-flex', c);
+  const emptyPath = await makeTempDir('build-flex-path', c);
+  await buildFlexDriver(repo, out, () => {});
+  const driver = join(out, 'dotmesh-flexvolume');
+  assert.equal((await stat(driver)).mode & 0o777, 0o755);
+  const init = await run(driver, ['init'], { env: { PATH: emptyPath } });
+  assert.deepEqual(JSON.parse(init.stdout), { status: 'Success', capabilities: { attach: false } });
+  assert.equal(init.stderr, '', 'nothing on stderr (the kubelet reads both as the reply)');
+  const bad = await run(driver, ['mount', '/x', '{"name":"../etc"}'], { env: { PATH: emptyPath } }).then(
+    () => assert.fail('a refused mount exits non-zero'),
+    (e: { code: number; stdout: string }) => e,
+  );
+  assert.equal(bad.code, 1);
+  assert.equal(JSON.parse(bad.stdout).status, 'Failure');
 });

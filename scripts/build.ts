@@ -3,6 +3,7 @@
  *   packages/cli/src/bin.ts    -> dist/dm.mjs
  *   packages/server/src/bin.ts -> dist/dotmesh-server.mjs
  *   packages/csi/src/bin.ts    -> dist/dotmesh-csi.mjs (the Kubernetes CSI driver)
+ *   packages/provisioner/src/bin.ts -> dist/dotmesh-provisioner.mjs (the dynamic provisioner)
  *   code shared by both, or loaded only by `import()` -> dist/chunks/*.mjs
  * Why splitting: `dm` imports what most commands need; what only some commands need (the
  * cluster code with zod's schemas, ~0.8 MB) sits in chunks loaded on first use, so ordinary
@@ -15,14 +16,15 @@
  * `#!/usr/bin/env node` line and is executable; every output file gets a source map beside it.
  * `<outdir>/chunks` is emptied first, so no stale chunk is left behind.
  * Beside the bundles: `<outdir>/dotmesh-pump`, the btrfs driver's C helper (packages/storage/
- * native/build-pump: gcc, libc6-dev and libisal-dev; docs/install.md).
+ * native/build-pump: gcc, libc6-dev and libisal-dev; docs/install.md), and
+ * `<outdir>/dotmesh-flexvolume`, the FlexVolume driver as a single executable (buildFlexDriver).
  *
  * Usage: node scripts/build.ts [--outdir DIR]
  */
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,6 +41,7 @@ export const ENTRIES: readonly Entry[] = [
   { source: 'packages/cli/src/bin.ts', out: 'dm.mjs' },
   { source: 'packages/server/src/bin.ts', out: 'dotmesh-server.mjs' },
   { source: 'packages/csi/src/bin.ts', out: 'dotmesh-csi.mjs' },
+  { source: 'packages/provisioner/src/bin.ts', out: 'dotmesh-provisioner.mjs' },
 ];
 
 const SHEBANG = '#!/usr/bin/env node\n';
@@ -204,14 +207,93 @@ export async function buildPump(
   );
 }
 
+/**
+ * The FlexVolume driver `dotmesh.io/dm` as a Node single executable application: the driver
+ * bundled as one CommonJS script (SEA runs CommonJS on Node 24), its blob made by
+ * `node --experimental-sea-config`, injected by postject (pinned devDependency) into a copy of
+ * the Node binary that runs this build. The kubelet's host runs it with no Node.js installed
+ * (it needs only glibc and libstdc++, as Node itself). ~125 MB: it is Node.
+ */
+export const FLEX_DRIVER = { source: 'packages/flexvolume/src/bin.ts', out: 'dotmesh-flexvolume' } as const;
+/** The fuse string Node's SEA support looks for (Node's single-executable-applications docs). */
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+export async function buildFlexDriver(
+  root: string,
+  outdir: string,
+  log: (line: string) => void = (l) => console.log(l),
+): Promise<void> {
+  const started = performance.now();
+  await mkdir(outdir, { recursive: true });
+  const work = await mkdtemp(join(outdir, '.flexvolume-'));
+  try {
+    const script = join(work, 'driver.cjs');
+    await build({
+      absWorkingDir: root,
+      entryPoints: [resolve(root, FLEX_DRIVER.source)],
+      outfile: script,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node24',
+      legalComments: 'none',
+      logLevel: 'warning',
+    });
+    const blob = join(work, 'driver.blob');
+    const seaConfig = join(work, 'sea.json');
+    await writeFile(
+      seaConfig,
+      JSON.stringify({
+        main: script,
+        output: blob,
+        disableExperimentalSEAWarning: true,
+        useSnapshot: false,
+        useCodeCache: false,
+      }),
+    );
+    await runTool(process.execPath, ['--experimental-sea-config', seaConfig]);
+    const exe = join(work, FLEX_DRIVER.out);
+    await copyFile(process.execPath, exe);
+    const postject = join(root, 'node_modules', 'postject', 'dist', 'cli.js');
+    await runTool(process.execPath, [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
+    await chmod(exe, 0o755);
+    await rename(exe, join(outdir, FLEX_DRIVER.out));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  const shown = relative(root, join(outdir, FLEX_DRIVER.out));
+  log(
+    `build: ${FLEX_DRIVER.source} -> ${shown.startsWith('..') ? join(outdir, FLEX_DRIVER.out) : shown} (single executable, ${Math.round(performance.now() - started)} ms)`,
+  );
+}
+
+/** Runs a build tool; its output is shown only when it fails. */
+function runTool(command: string, args: readonly string[]): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0 ? resolvePromise() : reject(new Error(`build: ${command} ${args.join(' ')} exited ${code}:\n${output}`)),
+    );
+  });
+}
+
 async function main(): Promise<void> {
   const root = resolve(import.meta.dirname, '..');
   const { values } = parseArgs({ options: { outdir: { type: 'string', default: join(root, 'dist') } } });
   const outdir = resolve(values.outdir);
   const { built, skipped } = await buildBundles({ root, outdir });
   await buildPump(root, outdir);
+  await buildFlexDriver(root, outdir);
   console.log(
-    `build: ${built.length} bundle(s) and dotmesh-pump built${skipped.length > 0 ? `, ${skipped.length} skipped` : ''}`,
+    `build: ${built.length} bundle(s), dotmesh-pump and dotmesh-flexvolume built${skipped.length > 0 ? `, ${skipped.length} skipped` : ''}`,
   );
 }
 

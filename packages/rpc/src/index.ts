@@ -6,6 +6,7 @@
 export { backupV1Schema, parseBackup } from './backup.ts';
 export * from './client.ts';
 export * from './codec.ts';
+export * from './flexvolume.ts';
 export * from './methods.ts';
 export * from './params.ts';
 export * from './rpc-error.ts';

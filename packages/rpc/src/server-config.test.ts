@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultServerConfig, parseServerConfigText, parseSize, resolveServerConfig } from './server-config.ts';
+import {
+  defaultServerConfig,
+  parseServerConfigText,
+  parseSize,
+  resolveFlexVolumeDir,
+  resolveServerConfig,
+} from './server-config.ts';
 
 describe('parseSize', () => {
   it('reads binary units like truncate -s', () => {
@@ -57,6 +63,8 @@ describe('server config', () => {
       transferBackoffMs: 2000,
       transferStreamUpgrade: true,
       pumpBinary: null,
+      flexVolumeDir: undefined,
+      flexVolumeDriver: null,
       dockerPluginSocket: '/run/docker/plugins/dm.sock',
       dockerSocket: '/var/run/docker.sock',
       dockerPluginUser: 'admin',
@@ -113,5 +121,27 @@ describe('server config', () => {
     assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['https://h:1'] }), /etcdCaFile/);
     assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['h:1'] }), /etcdEndpoints/);
     assert.throws(() => resolveServerConfig({ store: 'zk' }), { code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('the FlexVolume directory', () => {
+  const dir = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
+  it('is nowhere outside Kubernetes unless configured, the original default under Kubernetes', () => {
+    assert.equal(resolveFlexVolumeDir(resolveServerConfig({}), {}), null);
+    assert.equal(resolveFlexVolumeDir(resolveServerConfig({}), { KUBERNETES_SERVICE_HOST: '10.0.0.1' }), dir);
+    assert.equal(resolveFlexVolumeDir(resolveServerConfig({ flexVolumeDir: '/k/exec' }), {}), '/k/exec');
+    assert.equal(resolveFlexVolumeDir(resolveServerConfig({ flexVolumeDir: null }), { KUBERNETES_SERVICE_HOST: 'x' }), null);
+  });
+  it('DOTMESH_FLEXVOLUME_DIR overrides the config ("" or none: nowhere); it must be absolute', () => {
+    const config = resolveServerConfig({ flexVolumeDir: '/k/exec' });
+    assert.equal(
+      resolveFlexVolumeDir(config, { DOTMESH_FLEXVOLUME_DIR: '/home/kubernetes/flexvolume' }),
+      '/home/kubernetes/flexvolume',
+    );
+    assert.equal(resolveFlexVolumeDir(config, { DOTMESH_FLEXVOLUME_DIR: 'none' }), null);
+    assert.equal(resolveFlexVolumeDir(config, { DOTMESH_FLEXVOLUME_DIR: '' }), null);
+    assert.throws(() => resolveFlexVolumeDir(config, { DOTMESH_FLEXVOLUME_DIR: 'relative' }), /must be an absolute path/);
+    assert.throws(() => resolveServerConfig({ flexVolumeDir: 'relative' }), /flexVolumeDir must be an absolute path/);
+    assert.throws(() => resolveServerConfig({ flexVolumeDriver: 'dm' }), /flexVolumeDriver must be an absolute path/);
   });
 });

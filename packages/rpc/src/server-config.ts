@@ -7,6 +7,7 @@ import {
   DEFAULT_CHECK_PORT,
   DEFAULT_DOCKER_PLUGIN_SOCKET,
   DEFAULT_DOCKER_SOCKET,
+  DEFAULT_FLEXVOLUME_DIR,
   DEFAULT_LISTEN_HOST,
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
@@ -104,6 +105,15 @@ export interface ServerConfig {
   readonly dockerSocket: string;
   /** The Dotmesh user the volume plugin acts as (default admin). */
   readonly dockerPluginUser: string;
+  /**
+   * The kubelet's FlexVolume plugin directory (its `volumePluginDir`): the server installs the
+   * driver `dotmesh.io/dm` there (`<dir>/dotmesh.io~dm/dm`) and serves `dm.sock` beside it.
+   * null: none. undefined (the field absent): `resolveFlexVolumeDir` decides at start — the
+   * original's DEFAULT_FLEXVOLUME_DIR under Kubernetes only.
+   */
+  readonly flexVolumeDir: string | null | undefined;
+  /** The driver executable to install; null (the default): `dotmesh-flexvolume` beside the server's entry script. */
+  readonly flexVolumeDriver: string | null;
   /**
    * The node-to-node endpoint of a cluster of several nodes (mutual TLS with certificates of the
    * cluster CA in `<stateDir>/tls/`): forwarded calls, handoffs. 0 (the default) serves none.
@@ -233,6 +243,8 @@ export const serverConfigFileSchema = z.object({
     .string()
     .regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'must be a user name' })
     .default('admin'),
+  flexVolumeDir: absPath.nullable().optional(),
+  flexVolumeDriver: absPath.nullable().default(null),
   clusterPort: z.number().int().min(0).max(65535).default(0),
   advertiseAddress: z
     .string()
@@ -299,6 +311,8 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,
     dockerPluginUser: c.dockerPluginUser,
+    flexVolumeDir: c.flexVolumeDir,
+    flexVolumeDriver: c.flexVolumeDriver,
     ...clusterSettings(c),
   };
 }
@@ -361,6 +375,30 @@ export function parseServerConfigText(text: string): ServerConfig {
     throw new DotmeshError('INVALID_ARGUMENT', `invalid server config: not JSON (${(e as Error).message})`);
   }
   return resolveServerConfig(json);
+}
+
+/**
+ * Where the FlexVolume driver goes: `DOTMESH_FLEXVOLUME_DIR` when set ("" or "none": nowhere),
+ * else the config's `flexVolumeDir`, else — the field absent — the original's default dir when
+ * running under Kubernetes (`KUBERNETES_SERVICE_HOST` set) and nowhere outside it.
+ */
+export function resolveFlexVolumeDir(
+  config: Pick<ServerConfig, 'flexVolumeDir'>,
+  env: Readonly<Record<string, string | undefined>>,
+): string | null {
+  const fromEnv = env.DOTMESH_FLEXVOLUME_DIR;
+  if (fromEnv !== undefined) {
+    if (fromEnv === '' || fromEnv === 'none') return null;
+    if (!fromEnv.startsWith('/')) {
+      throw new DotmeshError(
+        'INVALID_ARGUMENT',
+        `DOTMESH_FLEXVOLUME_DIR must be an absolute path, got ${JSON.stringify(fromEnv.slice(0, 200))}`,
+      );
+    }
+    return fromEnv;
+  }
+  if (config.flexVolumeDir !== undefined) return config.flexVolumeDir;
+  return env.KUBERNETES_SERVICE_HOST ? DEFAULT_FLEXVOLUME_DIR : null;
 }
 
 /** The full default config for a pool dir. */

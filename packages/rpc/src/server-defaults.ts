@@ -41,3 +41,6 @@ export function parseSize(input: string | number): number {
     hint: 'use a byte count or a number with a unit, e.g. 10G, 512M, 1T',
   });
 }
+
+/** The kubelet's default FlexVolume plugin directory (the original's `flexvolumeDriverDir`). */
+export const DEFAULT_FLEXVOLUME_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';

@@ -3,7 +3,14 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { etcdMemberFiles, type InitialAdmin, initialAdminSchema, parseServerConfigText, type ServerConfig } from '@dotmesh/rpc';
+import {
+  etcdMemberFiles,
+  type InitialAdmin,
+  initialAdminSchema,
+  parseServerConfigText,
+  resolveFlexVolumeDir,
+  type ServerConfig,
+} from '@dotmesh/rpc';
 import {
   acquirePoolLock,
   BtrfsDriver,
@@ -42,9 +49,15 @@ The config file is written by 'dm cluster init' (<pool dir>/server/config.json).
 
 /**
  * Entry point: parses argv once, then runs one command. Returns the exit status. `entryDir`:
- * the directory of the script node runs (`dotmesh-pump` is looked for beside it).
+ * the directory of the script node runs (`dotmesh-pump` and `dotmesh-flexvolume` are looked for
+ * beside it). `env`: the process environment (`DOTMESH_FLEXVOLUME_DIR`, `KUBERNETES_SERVICE_HOST`:
+ * see resolveFlexVolumeDir).
  */
-export async function main(argv: readonly string[], entryDir: string): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  entryDir: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'version' || command === '--version') {
     process.stdout.write(`${SERVER_VERSION}\n`);
@@ -62,7 +75,7 @@ export async function main(argv: readonly string[], entryDir: string): Promise<n
       await destroy(config);
       return 0;
     }
-    await serve(config, configFile, entryDir);
+    await serve(config, configFile, entryDir, resolveFlexVolumeDir(config, env));
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -215,7 +228,12 @@ function defaultAdvertiseAddress(listenHost: string): string {
   });
 }
 
-async function serve(initialConfig: ServerConfig, configFile: string, entryDir: string): Promise<void> {
+async function serve(
+  initialConfig: ServerConfig,
+  configFile: string,
+  entryDir: string,
+  flexVolumeDir: string | null,
+): Promise<void> {
   let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700);
@@ -310,6 +328,9 @@ async function serve(initialConfig: ServerConfig, configFile: string, entryDir: 
         pluginSocket: config.dockerPluginSocket,
         pluginUser: config.dockerPluginUser,
       },
+      ...(flexVolumeDir
+        ? { flexVolume: { dir: flexVolumeDir, driverBinary: config.flexVolumeDriver ?? join(entryDir, 'dotmesh-flexvolume') } }
+        : {}),
       ...(guard ? { writeGuard: guard } : {}),
       pool: new LoopPoolControl({
         device: {

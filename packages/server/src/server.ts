@@ -1,8 +1,9 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { ADMIN_USER_ID, DotmeshError, formatVolumeName, parseVolumeName } from '@dotmesh/core';
 import { errorFromRpc } from '@dotmesh/rpc';
+import { FLEX_SOCKET_FILE } from '@dotmesh/rpc/flexvolume';
 import type { StorageDriver } from '@dotmesh/storage';
 import type { Store } from '@dotmesh/store';
 import {
@@ -53,6 +54,9 @@ import { publishOwnKeys } from './dots/reconcile-store.ts';
 import { SizeTracker } from './dots/sizes.ts';
 import type { EtcdMemberControl } from './etcd/member-control.ts';
 import { Failpoints } from './failpoints.ts';
+import { flexDriverDir, installFlexDriver } from './flexvolume/install.ts';
+import { FlexMounts, type FlexMountsDeps, removedByKubelet } from './flexvolume/mounts.ts';
+import { FlexSocketServer } from './flexvolume/socket-server.ts';
 import { createApiRoutes } from './http/api-routes.ts';
 import { createApiServer, createCheckServer, listen } from './http/servers.ts';
 import type { Logger } from './log.ts';
@@ -90,6 +94,11 @@ export interface ServerParts {
   readonly containers?: ContainerTracker;
   readonly inUse?: InUseChecker;
   readonly writeGuard?: WriteGuard;
+  /**
+   * Install the FlexVolume driver `dotmesh.io/dm` (the executable `driverBinary`) into the
+   * kubelet's plugin directory `dir` and serve its socket there; absent: no FlexVolume driver.
+   */
+  readonly flexVolume?: { readonly dir: string; readonly driverBinary: string };
   /** The pool device (GrowPool, PoolInfo's file size); absent: the pool cannot grow. */
   readonly pool?: PoolControl;
   readonly now?: () => Date;
@@ -448,6 +457,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         .catch((err: unknown) => logger.warn({ err }, 'could not count the running containers’ mounts'));
     }
   }
+  const flexServer = parts.flexVolume ? await serveFlexVolume(parts.flexVolume, { ctx, handlers }, logger) : undefined;
   const port = (api.address() as { port: number }).port;
   const checkPort = check ? (check.address() as { port: number }).port : undefined;
   logger.info(
@@ -468,6 +478,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     plugin: pluginServer ? plugin : undefined,
     async close() {
       await pluginServer?.close();
+      await flexServer?.close();
       api.closeIdleConnections();
       secure?.closeIdleConnections();
       (nodeServer as { closeIdleConnections?: () => void } | undefined)?.closeIdleConnections?.();
@@ -525,6 +536,30 @@ function takeOverVia(router: CallRouter, ctx: DotContext): (caller: Caller, fsId
 
 /** Who another node of the cluster acts as on the node endpoint: the cluster itself. */
 export const NODE_CALLER: Caller = { id: ADMIN_USER_ID, name: 'admin', authMethod: 'internal' };
+
+/**
+ * Installs the FlexVolume driver and serves its socket beside it, acting as admin (the socket
+ * is root's alone). A failure is logged and the server runs on without FlexVolume, as without
+ * the Docker plugin.
+ */
+async function serveFlexVolume(
+  flex: NonNullable<ServerParts['flexVolume']>,
+  deps: Omit<FlexMountsDeps, 'caller'>,
+  logger: Logger,
+): Promise<FlexSocketServer | undefined> {
+  const socketPath = join(flexDriverDir(flex.dir), FLEX_SOCKET_FILE);
+  try {
+    const installed = await installFlexDriver(flex.dir, flex.driverBinary);
+    const mounts = new FlexMounts({ ...deps, caller: NODE_CALLER });
+    const server = await FlexSocketServer.listen({ socketPath, mounts, logger: logger.child({ part: 'flexvolume' }) });
+    const pruned = await mounts.pruneStale((target) => removedByKubelet(target));
+    logger.info({ dir: flex.dir, installed, socket: socketPath, pruned }, 'FlexVolume driver dotmesh.io/dm ready');
+    return server;
+  } catch (err) {
+    logger.error({ err, dir: flex.dir }, 'the FlexVolume driver is not served');
+    return undefined;
+  }
+}
 
 /** The plugin's user, looked up once it exists (ids never change). */
 function pluginCaller(users: UserService, name: string): () => Promise<Caller | undefined> {

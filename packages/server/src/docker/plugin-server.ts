@@ -1,9 +1,6 @@
-import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
-import { DotmeshError } from '@dotmesh/core';
 import type { Logger } from '../log.ts';
+import { closeUnixSocket, listenUnixSocket } from '../unix-socket.ts';
 import type { PluginMethod } from './volume-plugin.ts';
 
 /** Docker's content type for plugin calls (v1.2 of the plugin API). */
@@ -29,31 +26,20 @@ export class PluginSocketServer {
     methods: Readonly<Record<string, PluginMethod>>;
     logger: Logger;
   }): Promise<PluginSocketServer> {
-    await mkdir(dirname(o.socketPath), { recursive: true, mode: 0o755 });
-    if (await answers(o.socketPath)) {
-      throw new DotmeshError('CONFLICT', `another process serves the Docker plugin socket ${o.socketPath}`, {
-        hint: 'stop the other dotmesh-server, or give this one another dockerPluginSocket',
-      });
-    }
-    await unlink(o.socketPath).catch(() => undefined);
     const server = createServer((req, res) => void handle(req, res, o.methods, o.logger));
     server.headersTimeout = 10_000;
     server.requestTimeout = 60_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(o.socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    await listenUnixSocket(server, {
+      socketPath: o.socketPath,
+      mode: 0o660,
+      what: 'Docker plugin',
+      hint: 'stop the other dotmesh-server, or give this one another dockerPluginSocket',
     });
-    await chmod(o.socketPath, 0o660);
     return new PluginSocketServer(server, o.socketPath);
   }
 
   async close(): Promise<void> {
-    this.#server.closeIdleConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
-    await unlink(this.#socketPath).catch(() => undefined);
+    await closeUnixSocket(this.#server, this.#socketPath);
   }
 }
 
@@ -111,16 +97,4 @@ async function handle(
   else if (name !== 'VolumeDriver.Get' && name !== 'VolumeDriver.List')
     logger.info({ method: name, volume: (body as { Name?: unknown }).Name, ms }, 'docker plugin call');
   reply(200, result);
-}
-
-/** Whether something accepts connections on the unix socket (a live server rather than a stale file). */
-function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type Cleanup,
+  type ServerProcess,
+  startServerProcess,
+  type TestCluster,
+  type TestClusterNode,
+  waitFor,
+} from '@dotmesh/testkit';
+
+/**
+ * Shared by the FlexVolume and provisioner tests. Until the operator deploys dotmesh-server as a
+ * pod, these tests run it as a host process beside one node of the shared test cluster (as
+ * k8s-csi.test.ts does): the kubelet runs the driver on the host, which reaches the server's
+ * socket in the node's FlexVolume directory.
+ */
+
+/** The driver `npm run build` makes (a single executable: no Node.js needed to run it). */
+export const FLEX_DRIVER_BIN = join(import.meta.dirname, '../../../dist/dotmesh-flexvolume');
+
+/** The installed driver's directory in a node's FlexVolume plugin directory. */
+export function installedDriverDir(node: TestClusterNode): string {
+  return join(node.paths.flexVolumeDir, 'dotmesh.io~dm');
+}
+
+/**
+ * A dotmesh-server (host process) that installs its FlexVolume driver into `node`'s plugin
+ * directory. The installed files are removed after the server stops.
+ */
+export async function startFlexServer(cleanup: Cleanup, node: TestClusterNode): Promise<ServerProcess> {
+  cleanup.add(() => rm(installedDriverDir(node), { recursive: true, force: true }), 'remove the installed FlexVolume driver');
+  const server = await startServerProcess({
+    cleanup,
+    poolSize: '2G',
+    extraConfig: { flexVolumeDir: node.paths.flexVolumeDir, flexVolumeDriver: FLEX_DRIVER_BIN },
+  });
+  // The API answers first; the driver (~125 MB) is installed and its socket served just after.
+  await waitFor(() => existsSync(join(installedDriverDir(node), 'dm.sock')), {
+    timeoutMs: 60_000,
+    what: 'the FlexVolume driver installed and its socket served',
+  });
+  return server;
+}
+
+/** Applies one object (JSON) with kubectl. */
+export async function apply(cluster: TestCluster, object: Record<string, unknown>): Promise<void> {
+  await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(object) });
+}
+
+/** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
+export async function deleteAndWait(cluster: TestCluster, args: readonly string[]): Promise<void> {
+  await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s']);
+}
+
+/** The SHA-256 of `file` (relative to the dot's default subdot) in a new commit of the dot's master. */
+export async function hashInNewCommit(server: ServerProcess, namespace: string, name: string, file: string): Promise<string> {
+  const commit = await server.admin.call('Commit', {
+    Namespace: namespace,
+    Name: name,
+    Branch: '',
+    Message: 'check',
+    Metadata: {},
+  });
+  const fsId = await server.admin.call('Lookup', { Namespace: namespace, Name: name, Branch: '' });
+  const path = await server.admin.call('MountCommit', { FilesystemId: fsId, CommitId: commit });
+  return createHash('sha256')
+    .update(await readFile(join(path, '__default__', file)))
+    .digest('hex');
+}
+
+/** Whether the dot exists. */
+export async function dotExists(server: ServerProcess, namespace: string, name: string): Promise<boolean> {
+  const all = await server.admin.call('AllDotsAndBranches', null);
+  return all.Dots.some((d) => d.MasterBranch.Name.Namespace === namespace && d.MasterBranch.Name.Name === name);
+}
+
+/** Waits until the branch has no recorded use (the kubelet unmounted it). */
+export async function waitUnused(server: ServerProcess, fsId: string, what: string): Promise<void> {
+  await waitFor(async () => (await server.admin.call('BranchPublications', fsId)).Uses.length === 0, {
+    timeoutMs: 120_000,
+    what,
+  });
+}
+
+/** A pod script: writes 256 KiB of random data to /data/<file> and prints its SHA-256 (then sleeps when `stay`). */
+export function writeRandomScript(file: string, stay: boolean): string {
+  return `head -c 262144 /dev/urandom > /data/${file} && sha256sum /data/${file} | cut -d' ' -f1${stay ? ' && echo written && sleep 3600' : ''}`;
+}

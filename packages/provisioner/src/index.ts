@@ -1,0 +1,3 @@
+export { ALLOWLIST_PARAMETER, NamespaceAllowlist } from './allowlist.ts';
+export * from './decide.ts';
+export { Provisioner, type ProvisionerApi } from './provisioner.ts';
