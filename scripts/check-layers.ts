@@ -1,9 +1,10 @@
 /**
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
- * Layers, low to high: core (0); storage, store, rpc (1); server, cli, csi (2); testkit (3); bench, e2e (4).
+ * Layers, low to high: core (0); storage, store, rpc (1); server, cli, csi, operator (2); testkit (3); bench, e2e (4).
  * A package may depend only on packages of lower layers, except that cli and csi may depend only on
- * core and rpc (clients never touch storage or the server's internals). Test code (`*.test.*`,
+ * core and rpc (clients never touch storage or the server's internals), and operator only on core,
+ * rpc and store (the cluster's shared records; never the server's internals). Test code (`*.test.*`,
  * `conformance.*`, anything under a `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
  * fields, and static, dynamic and require imports of `@dotmesh/*` in every source file; a
  * relative import that reaches into another package's directory is always a violation.
@@ -21,6 +22,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   server: 2,
   cli: 2,
   csi: 2,
+  operator: 2,
   testkit: 3,
   bench: 4,
   e2e: 4,
@@ -30,6 +32,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
 export const ONLY: Readonly<Record<string, readonly string[]>> = {
   cli: ['core', 'rpc'],
   csi: ['core', 'rpc'],
+  operator: ['core', 'rpc', 'store'],
 };
 
 const SCOPE = '@dotmesh/';

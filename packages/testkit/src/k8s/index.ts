@@ -9,6 +9,7 @@ export * from './leftovers.ts';
 export * from './network.ts';
 export * from './node.ts';
 export * from './pods.ts';
+export * from './product-images.ts';
 export * from './shared.ts';
 export * from './teardown.ts';
 export * from './tools.ts';
