@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONFIG_DEFAULTS, parseOperatorConfig, poolLocationFor } from './config.ts';
+import { CONFIG_DEFAULTS, flexvolumeDirFor, parseOperatorConfig, poolLocationFor } from './config.ts';
 import { matchesSelector, parseLabelSelector } from './label-selector.ts';
 
 describe('parseOperatorConfig', () => {
@@ -26,7 +26,7 @@ describe('parseOperatorConfig', () => {
     const { config, problems } = parseOperatorConfig({
       nodeSelector: 'dotmesh.io/enabled=true, tier in (a,b)',
       upgradesIntervalSeconds: '60',
-      flexvolumeDriverDir: '/home/kubernetes/flexvolume',
+      flexvolumeDriverDir: '/k8s/#HOSTNAME#/flexvolume',
       storageMode: 'local',
       'local.poolSizePerNode': '512M',
       'local.poolLocation': '/data/#HOSTNAME#/dotmesh',
@@ -38,6 +38,7 @@ describe('parseOperatorConfig', () => {
     assert.equal(config.local.poolSizePerNodeBytes, 512 * 2 ** 20);
     assert.equal(config.pvcPerNode.pvSizePerNodeBytes, 2 ** 40);
     assert.equal(poolLocationFor(config, 'node-1'), '/data/node-1/dotmesh');
+    assert.equal(flexvolumeDirFor(config, 'node-1'), '/k8s/node-1/flexvolume');
     assert.equal(config.upgradesIntervalSeconds, 60);
     assert.equal(config.nodeSelector, 'dotmesh.io/enabled=true, tier in (a,b)');
   });

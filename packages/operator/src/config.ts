@@ -16,6 +16,7 @@ export interface OperatorConfig {
   /** Read for compatibility and never contacted (no upgrade checks are made). */
   readonly upgradesUrl: string;
   readonly upgradesIntervalSeconds: number;
+  /** Absolute; `#HOSTNAME#` stands for the node's name (an addition: `flexvolumeDirFor`). */
   readonly flexvolumeDriverDir: string;
   readonly poolNamePrefix: string;
   readonly logAddress: string;
@@ -94,16 +95,12 @@ const size: Field<number> = (text) => {
   }
 };
 
-/** An absolute path with no `..` component and no control characters. */
-function absolutePath(placeholder: boolean): Field<string> {
+/** An absolute path with no `..` component and no control characters; `#HOSTNAME#` allowed. */
+function absolutePath(): Field<string> {
   return (text) => {
-    const path = placeholder ? text.replaceAll(HOSTNAME_PLACEHOLDER, 'h') : text;
+    const path = text.replaceAll(HOSTNAME_PLACEHOLDER, 'h');
     const ok = isAbsolute(path) && !path.split('/').includes('..') && !/[\0-\x1f]/.test(path) && path.length <= 1024;
-    return ok
-      ? text
-      : accepted(
-          `an absolute path without ".." components${placeholder ? `, where ${HOSTNAME_PLACEHOLDER} stands for the node's name` : ''}`,
-        );
+    return ok ? text : accepted(`an absolute path without ".." components (${HOSTNAME_PLACEHOLDER} stands for the node's name)`);
   };
 }
 
@@ -118,7 +115,7 @@ const FIELDS = {
   upgradesUrl: (text: string) => text,
   upgradesIntervalSeconds: (text: string) =>
     /^\d{1,9}$/.test(text.trim()) && Number(text) > 0 ? Number(text) : accepted('a whole number of seconds above 0'),
-  flexvolumeDriverDir: absolutePath(false),
+  flexvolumeDriverDir: absolutePath(),
   poolNamePrefix: (text: string) =>
     /^[A-Za-z0-9_.-]*$/.test(text) && text.length <= MAX_POOL_PREFIX
       ? text
@@ -132,7 +129,7 @@ const FIELDS = {
   storageMode: (text: string): 'local' =>
     text === 'local' ? 'local' : accepted('local (pvcPerNode, a PersistentVolumeClaim per node, is not supported yet)'),
   'local.poolSizePerNode': size,
-  'local.poolLocation': absolutePath(true),
+  'local.poolLocation': absolutePath(),
   'pvcPerNode.pvSizePerNode': size,
   'pvcPerNode.storageClass': (text: string) =>
     DNS_SUBDOMAIN.test(text) && text.length <= 253 ? text : accepted('the name of a StorageClass'),
@@ -196,4 +193,9 @@ export function parseOperatorConfig(data: Readonly<Record<string, string>> | und
 /** The node's pool directory: `local.poolLocation` with `#HOSTNAME#` replaced by the node's name. */
 export function poolLocationFor(config: OperatorConfig, nodeName: string): string {
   return config.local.poolLocation.replaceAll(HOSTNAME_PLACEHOLDER, nodeName);
+}
+
+/** The node's FlexVolume driver directory: `flexvolumeDriverDir` with `#HOSTNAME#` replaced. */
+export function flexvolumeDirFor(config: OperatorConfig, nodeName: string): string {
+  return config.flexvolumeDriverDir.replaceAll(HOSTNAME_PLACEHOLDER, nodeName);
 }

@@ -69,6 +69,7 @@ function watched<T extends KubernetesObject>(
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const { core, namespace, log } = o;
   let stopping = false;
+  let synced = false;
   const isStopped = () => stopping;
   let queued = false;
   let running: Promise<void> | undefined;
@@ -104,6 +105,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   );
 
   let lastGood: OperatorConfig | undefined;
+  /** Reconcile steps taken (the first is always logged, as "reconciled" with step 0). */
+  let steps = 0;
   let reportedVersion: string | undefined;
 
   async function report(cm: V1ConfigMap | undefined, problems: readonly ConfigProblem[]): Promise<void> {
@@ -172,20 +175,24 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const deleted: string[] = [];
     for (const d of plan.delete) {
       log.info('deleting server pod', { pod: d.name, reason: d.reason });
-      await ignoring(404, core.deleteNamespacedPod({ name: d.name, namespace }));
-      deleted.push(d.name);
+      if (await ignoring(404, core.deleteNamespacedPod({ name: d.name, namespace }))) deleted.push(d.name);
     }
     for (const pod of plan.create) {
       log.info('creating server pod', { pod: pod.metadata!.name!, node: pod.spec!.nodeName! });
-      await ignoring(409, core.createNamespacedPod({ namespace, body: pod }));
-      created.push(pod.metadata!.name!);
+      if (await ignoring(409, core.createNamespacedPod({ namespace, body: pod }))) created.push(pod.metadata!.name!);
     }
     if (plan.waiting.length > 0) log.info('waiting to replace outdated server pods', { pods: plan.waiting });
+    if (steps === 0 || created.length + deleted.length > 0) {
+      log.info('reconciled', { step: steps, selectedNodes: plan.selectedNodes, created, deleted, waiting: plan.waiting });
+    }
+    steps++;
     o.onStep?.({ created, deleted, waiting: plan.waiting, configError: parsed.config === undefined });
   }
 
   function schedule(): void {
-    if (stopping) return;
+    // Before every informer has listed, a snapshot would lack nodes or pods (and the step would
+    // delete or create what exists): wait for all three.
+    if (stopping || !synced) return;
     if (running) {
       queued = true;
       return;
@@ -202,6 +209,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   }
 
   await Promise.all([nodes.start(), pods.start(), configMaps.start()]);
+  synced = true;
   log.info('watching nodes, server pods and the ConfigMap', { namespace, serverImage: o.serverImage });
   schedule();
   const resync = setInterval(schedule, o.resyncMs ?? 30_000);

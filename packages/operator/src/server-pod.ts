@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type OperatorConfig, poolLocationFor } from './config.ts';
+import { flexvolumeDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
 
 /**
  * The dotmesh-server pod the operator keeps on each selected node (not a DaemonSet: the
@@ -77,7 +77,7 @@ export function serverPod(node: string, ctx: ServerPodContext): V1Pod {
     volumes: [
       { name: 'pool', hostPath: { path: poolDir, type: 'DirectoryOrCreate' } },
       { name: 'dev', hostPath: { path: '/dev', type: 'Directory' } },
-      { name: 'flexvolume', hostPath: { path: ctx.config.flexvolumeDriverDir, type: 'DirectoryOrCreate' } },
+      { name: 'flexvolume', hostPath: { path: flexvolumeDirFor(ctx.config, node), type: 'DirectoryOrCreate' } },
       { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
     ],
   };

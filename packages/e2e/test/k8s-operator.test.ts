@@ -1,0 +1,287 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import {
+  Cleanup,
+  importIntoCluster,
+  type Kubectl,
+  makeTempDir,
+  manifestFromDoc,
+  operatorImage,
+  replaceInManifest,
+  runCommand,
+  serverImage,
+  skipUnless,
+  type TestCluster,
+  useTestCluster,
+  waitFor,
+} from '@dotmesh/testkit';
+
+/**
+ * The operator deployed with the manifest docs/kubernetes.md gives users, on the run's shared
+ * test cluster (3 real kubelets), with the product's images built from this checkout's dist/
+ * (`npm run build` first). Stage 1: the operator's decisions, seen through the API server: one
+ * server pod per selected node as the original names and labels them; a restarted operator
+ * recreates nothing; a bad ConfigMap value gives a warning Event naming the key and the pods
+ * stay; node selection follows the ConfigMap's nodeSelector and the nodes' labels.
+ * (The server pods' `serve-kubernetes` and the cluster bootstrap are not built yet: the server
+ * containers exit at once, so nothing here waits for them to serve.)
+ *
+ * Deviations from the documented install, each for a reason:
+ * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
+ *   one; hosts running systemd have / shared, this machine does not);
+ * - the image names: the test's locally built images (no registry);
+ * - the ConfigMap's local.poolLocation and flexvolumeDriverDir: under the test's own directory
+ *   and the test nodes' own FlexVolume directories (never the host's /var/lib/dotmesh);
+ * - the Secret `dotmesh` holds random test credentials.
+ */
+const REPO = join(import.meta.dirname, '../../..');
+const DOC = join(REPO, 'docs/kubernetes.md');
+const DIST = join(REPO, 'dist');
+const NS = 'dotmesh';
+const ROLE = 'dotmesh.io/role=dotmesh-server';
+
+interface PodJson {
+  metadata: { name: string; uid: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  spec: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    hostPID?: boolean;
+    containers: { image: string; securityContext?: { privileged?: boolean }; args?: string[] }[];
+    volumes?: { name: string; hostPath?: { path: string }; secret?: { secretName: string } }[];
+  };
+  status?: { phase?: string; conditions?: { type: string; status: string }[] };
+}
+
+async function getJson<T>(kubectl: Kubectl, args: readonly string[]): Promise<T> {
+  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as T;
+}
+
+/** The live (not being deleted) server pods, by name. */
+async function serverPods(kubectl: Kubectl): Promise<Map<string, PodJson>> {
+  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', ROLE]);
+  return new Map(list.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => [p.metadata.name, p]));
+}
+
+async function operatorPod(kubectl: Kubectl): Promise<PodJson | undefined> {
+  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'app=dotmesh-operator']);
+  return list.items.find(
+    (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+}
+
+/** The operator's log lines (JSON) of pod `name`. */
+async function operatorLog(kubectl: Kubectl, name: string): Promise<Record<string, unknown>[]> {
+  const { stdout } = await kubectl(['logs', '-n', NS, name]);
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const uids = (pods: Map<string, PodJson>) => new Map([...pods].map(([n, p]) => [n, p.metadata.uid]));
+
+describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
+  skip: skipUnless(['root', 'netns', 'k8s']),
+  timeout: 20 * 60_000,
+}, () => {
+  const cleanup = new Cleanup();
+  const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
+  let cluster: TestCluster;
+  let kubectl: Kubectl;
+  let configMap: (data: Record<string, string>) => string;
+  let baseData: Record<string, string>;
+  const label = `dmtest-${randomBytes(3).toString('hex')}.example/pick`;
+  let failed = false;
+  afterEach((t) => {
+    if ('passed' in t && t.passed === false) failed = true;
+  });
+  after(() => cleanup.run());
+
+  before(async () => {
+    cluster = await useTestCluster(suite);
+    kubectl = cluster.kubectl;
+    const dir = await makeTempDir('k8s-operator', cleanup);
+    // The server pods mount their pool directory with Bidirectional propagation, which needs a
+    // shared mount (systemd makes / shared; this machine's / is private): the pools' parent is
+    // a shared bind mount of itself, unmounted after everything else.
+    const pools = join(dir, 'pools');
+    await mkdir(pools);
+    await runCommand('mount', ['--bind', pools, pools]);
+    cleanup.add(() => runCommand('umount', ['--lazy', pools]).then(() => undefined), `unmount ${pools}`);
+    await runCommand('mount', ['--make-rshared', pools]);
+    const [server, operator] = [await serverImage({ dist: DIST }), await operatorImage({ dist: DIST })];
+    await importIntoCluster(cluster, [server, operator], suite);
+    const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
+      'dotmesh/dotmesh-operator:0.1.0': operator.ref,
+      'dotmesh/dotmesh-server:0.1.0': server.ref,
+    });
+    const configText = await manifestFromDoc(DOC, 'dotmesh-configuration.yaml');
+    baseData = {
+      'local.poolLocation': join(pools, '#HOSTNAME#'),
+      flexvolumeDriverDir: join(cluster.dir, '#HOSTNAME#', 'flexvolume'),
+    };
+    // The documented ConfigMap with `data`'s keys set (a key already there gets the new value).
+    configMap = (data) => {
+      let text = configText;
+      for (const [k, v] of Object.entries(data)) {
+        const line = new RegExp(`^  ${k.replaceAll('.', '\\.')}: .*$`, 'm');
+        const set = `  ${k}: ${JSON.stringify(v)}`;
+        text = line.test(text) ? text.replace(line, set) : `${text}${set}\n`;
+      }
+      return text;
+    };
+    // Everything the manifest made goes, cluster-scoped objects included (the namespace takes
+    // the pods, the ConfigMap, the Secret, the Lease and the Events with it); then the test
+    // nodes' labels; the pool directories go with the test's directory.
+    cleanup.add(async () => {
+      for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
+    });
+    cleanup.add(() =>
+      kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+        input: manifest,
+        timeoutMs: 200_000,
+      }),
+    );
+    // LIFO: runs before the deletes above. What the operator saw, for a failing run's reader.
+    cleanup.add(async () => {
+      if (!failed) return;
+      const show = (args: string[]) =>
+        kubectl(args).then(
+          (r) => r.stdout,
+          (e: Error) => e.message,
+        );
+      const op = await operatorPod(kubectl).catch(() => undefined);
+      console.error(
+        [
+          await show(['get', 'pods', '-n', NS, '-o', 'wide']),
+          await show(['get', 'events', '-n', NS]),
+          op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
+        ].join('\n'),
+      );
+    });
+    await kubectl(['create', 'namespace', NS]);
+    const secret = (k: string) => `--from-literal=${k}=${randomBytes(12).toString('hex')}`;
+    await kubectl([
+      'create',
+      'secret',
+      'generic',
+      'dotmesh',
+      '-n',
+      NS,
+      secret('dotmesh-admin-password.txt'),
+      secret('dotmesh-api-key.txt'),
+    ]);
+    await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+    await kubectl(['apply', '-f', '-'], { input: manifest });
+  });
+
+  test('one server pod per node, named and labelled as the original, privileged on the host network', async () => {
+    const names = cluster.nodes.map((n) => `server-${n.name}`).sort();
+    await waitFor(async () => [...(await serverPods(kubectl)).keys()].sort().join() === names.join(), {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      what: `server pods ${names.join(', ')}`,
+    });
+    const pods = await serverPods(kubectl);
+    for (const node of cluster.nodes) {
+      const pod = pods.get(`server-${node.name}`)!;
+      assert.deepEqual(pod.metadata.labels, { 'dotmesh.io/role': 'dotmesh-server', 'dotmesh.io/node': node.name });
+      assert.equal(pod.spec.nodeName, node.name);
+      assert.equal(pod.spec.hostNetwork, true);
+      assert.equal(pod.spec.hostPID, true);
+      assert.equal(pod.spec.containers[0]?.securityContext?.privileged, true);
+      assert.match(pod.spec.containers[0]!.image, /^dotmesh\.test\/server:/);
+      const pool = baseData['local.poolLocation']!.replace('#HOSTNAME#', node.name);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'pool')?.hostPath?.path, pool);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'flexvolume')?.hostPath?.path, node.paths.flexVolumeDir);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
+      assert.ok(pod.spec.containers[0]!.args?.includes(`--pool-dir=${pool}`));
+    }
+    const leader = await operatorPod(kubectl);
+    assert.ok(leader, 'the operator pod is Ready');
+  });
+
+  test('a restarted operator recreates nothing', async () => {
+    const before = uids(await serverPods(kubectl));
+    const old = await operatorPod(kubectl);
+    assert.ok(old);
+    await kubectl(['delete', 'pod', '-n', NS, old.metadata.name, '--grace-period=0', '--force', '--wait=true']);
+    let next: PodJson | undefined;
+    await waitFor(
+      async () => {
+        next = await operatorPod(kubectl);
+        if (!next || next.metadata.uid === old.metadata.uid) return false;
+        return (await operatorLog(kubectl, next.metadata.name)).some((l) => l.msg === 'reconciled');
+      },
+      { timeoutMs: 180_000, intervalMs: 1000, what: 'a new operator pod that reconciled' },
+    );
+    const first = (await operatorLog(kubectl, next!.metadata.name)).find((l) => l.msg === 'reconciled')!;
+    assert.deepEqual([first.created, first.deleted], [[], []], JSON.stringify(first));
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
+  });
+
+  test('a bad ConfigMap value: a warning Event and a log line naming the key, the pods unchanged', async () => {
+    const before = uids(await serverPods(kubectl));
+    await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, 'local.poolSizePerNode': 'lots' }) });
+    type Events = { items: { reason: string; type: string; message: string }[] };
+    let message = '';
+    await waitFor(
+      async () => {
+        const events = await getJson<Events>(kubectl, [
+          'get',
+          'events',
+          '-n',
+          NS,
+          '--field-selector',
+          'involvedObject.kind=ConfigMap,involvedObject.name=configuration,reason=InvalidConfiguration',
+        ]);
+        message = events.items.find((e) => e.type === 'Warning')?.message ?? '';
+        return message !== '';
+      },
+      { timeoutMs: 60_000, intervalMs: 1000, what: 'a warning Event on the ConfigMap' },
+    );
+    assert.match(
+      message,
+      /ConfigMap key local\.poolSizePerNode has the invalid value "lots"; accepted values: a size such as 10G/,
+    );
+    const op = await operatorPod(kubectl);
+    const lines = await operatorLog(kubectl, op!.metadata.name);
+    assert.ok(lines.some((l) => l.level === 'error' && l.key === 'local.poolSizePerNode'));
+    // The step that reported it kept the last good config: the same pods, with the same spec.
+    await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
+  });
+
+  test('node selection follows the nodeSelector and the nodes’ labels', async () => {
+    const [n0, n1, n2] = cluster.nodes.map((n) => n.name) as [string, string, string];
+    const before = uids(await serverPods(kubectl));
+    await kubectl(['label', 'node', n0, n1, `${label}=yes`]);
+    await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, nodeSelector: `${label}=yes` }) });
+    const has = async (names: string[]) => [...(await serverPods(kubectl)).keys()].sort().join() === names.sort().join();
+    await waitFor(() => has([`server-${n0}`, `server-${n1}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the pod of unselected ${n2} to go`,
+    });
+    const kept = uids(await serverPods(kubectl));
+    assert.equal(kept.get(`server-${n0}`), before.get(`server-${n0}`));
+    assert.equal(kept.get(`server-${n1}`), before.get(`server-${n1}`));
+
+    await kubectl(['label', 'node', n2, `${label}=yes`]);
+    await waitFor(() => has([`server-${n0}`, `server-${n1}`, `server-${n2}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `a pod on newly labelled ${n2}`,
+    });
+    await kubectl(['label', 'node', n1, `${label}-`]);
+    await waitFor(() => has([`server-${n0}`, `server-${n2}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the pod of unlabelled ${n1} to go`,
+    });
+    assert.equal(uids(await serverPods(kubectl)).get(`server-${n0}`), before.get(`server-${n0}`));
+  });
+});
