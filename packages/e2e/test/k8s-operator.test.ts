@@ -23,8 +23,8 @@ import {
  * The operator deployed with the manifest docs/kubernetes.md gives users, on the run's shared
  * test cluster (3 real kubelets), with the product's images built from this checkout's dist/
  * (`npm run build` first). Stage 1: the operator's decisions, seen through the API server: one
- * server pod per selected node as the original names and labels them; a restarted operator
- * recreates nothing; a bad ConfigMap value gives a warning Event naming the key and the pods
+ * server pod per selected node as the original names and labels them; two operator replicas,
+ * one leading (Lease, metrics); the leader killed, the standby takes over and recreates nothing; a bad ConfigMap value gives a warning Event naming the key and the pods
  * stay; node selection follows the ConfigMap's nodeSelector and the nodes' labels.
  * (The server pods' `serve-kubernetes` and the cluster bootstrap are not built yet: the server
  * containers exit at once, so nothing here waits for them to serve.)
@@ -65,11 +65,32 @@ async function serverPods(kubectl: Kubectl): Promise<Map<string, PodJson>> {
   return new Map(list.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => [p.metadata.name, p]));
 }
 
-async function operatorPod(kubectl: Kubectl): Promise<PodJson | undefined> {
+/** The operator pods that run and are Ready. */
+async function operatorPods(kubectl: Kubectl): Promise<PodJson[]> {
   const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'app=dotmesh-operator']);
-  return list.items.find(
+  return list.items.filter(
     (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
   );
+}
+
+/** The operator pod holding the leader Lease (its holder identity is the pod's name). */
+async function leaderPod(kubectl: Kubectl): Promise<PodJson | undefined> {
+  const lease = await getJson<{ spec?: { holderIdentity?: string } }>(kubectl, [
+    'get',
+    'lease',
+    '-n',
+    NS,
+    'dotmesh-operator',
+  ]).catch(() => undefined);
+  return (await operatorPods(kubectl)).find((p) => p.metadata.name === lease?.spec?.holderIdentity);
+}
+
+/** A metric of an operator pod, read from its /metrics (curl inside the pod). */
+async function metric(kubectl: Kubectl, pod: string, name: string): Promise<number> {
+  const { stdout } = await kubectl(['exec', '-n', NS, pod, '--', 'curl', '-sf', 'http://127.0.0.1:32608/metrics']);
+  const line = stdout.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${pod} has no metric ${name}`);
+  return Number(line.split(' ')[1]);
 }
 
 /** The operator's log lines (JSON) of pod `name`. */
@@ -153,7 +174,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
           (r) => r.stdout,
           (e: Error) => e.message,
         );
-      const op = await operatorPod(kubectl).catch(() => undefined);
+      const op = await leaderPod(kubectl).catch(() => undefined);
       console.error(
         [
           await show(['get', 'pods', '-n', NS, '-o', 'wide']),
@@ -200,26 +221,40 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
       assert.ok(pod.spec.containers[0]!.args?.includes(`--pool-dir=${pool}`));
     }
-    const leader = await operatorPod(kubectl);
-    assert.ok(leader, 'the operator pod is Ready');
+    // Two replicas: one leads (and says so in its metrics), the other stands by.
+    await waitFor(async () => (await operatorPods(kubectl)).length === 2 && (await leaderPod(kubectl)) !== undefined, {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: 'two operator pods, one leading',
+    });
+    const leader = (await leaderPod(kubectl))!;
+    const standby = (await operatorPods(kubectl)).find((p) => p.metadata.name !== leader.metadata.name)!;
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_leader'), 1);
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_selected_nodes'), cluster.nodes.length);
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_server_pods_created_total'), cluster.nodes.length);
+    assert.equal(await metric(kubectl, standby.metadata.name, 'dm_operator_leader'), 0);
   });
 
-  test('a restarted operator recreates nothing', async () => {
+  test('the leader killed: the standby takes over and recreates nothing', async () => {
     const before = uids(await serverPods(kubectl));
-    const old = await operatorPod(kubectl);
+    const old = await leaderPod(kubectl);
     assert.ok(old);
+    // Deleted at once (no grace period): the standby takes the Lease when the old leader gives it
+    // up as it dies, or when the Lease runs out.
     await kubectl(['delete', 'pod', '-n', NS, old.metadata.name, '--grace-period=0', '--force', '--wait=true']);
     let next: PodJson | undefined;
     await waitFor(
       async () => {
-        next = await operatorPod(kubectl);
+        next = await leaderPod(kubectl);
         if (!next || next.metadata.uid === old.metadata.uid) return false;
         return (await operatorLog(kubectl, next.metadata.name)).some((l) => l.msg === 'reconciled');
       },
-      { timeoutMs: 180_000, intervalMs: 1000, what: 'a new operator pod that reconciled' },
+      { timeoutMs: 180_000, intervalMs: 1000, what: 'a new leader that reconciled' },
     );
     const first = (await operatorLog(kubectl, next!.metadata.name)).find((l) => l.msg === 'reconciled')!;
     assert.deepEqual([first.created, first.deleted], [[], []], JSON.stringify(first));
+    assert.equal(await metric(kubectl, next!.metadata.name, 'dm_operator_leader'), 1);
+    assert.equal(await metric(kubectl, next!.metadata.name, 'dm_operator_server_pods_created_total'), 0);
     assert.deepEqual(uids(await serverPods(kubectl)), before);
   });
 
@@ -247,11 +282,25 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       message,
       /ConfigMap key local\.poolSizePerNode has the invalid value "lots"; accepted values: a size such as 10G/,
     );
-    const op = await operatorPod(kubectl);
-    const lines = await operatorLog(kubectl, op!.metadata.name);
+    const op = (await leaderPod(kubectl))!.metadata.name;
+    const lines = await operatorLog(kubectl, op);
     assert.ok(lines.some((l) => l.level === 'error' && l.key === 'local.poolSizePerNode'));
-    // The step that reported it kept the last good config: the same pods, with the same spec.
+    // Once a later step has finished (so the one that reported has), the last good config is
+    // still in force: the same pods, not replaced.
+    const steps = await metric(kubectl, op, 'dm_operator_reconcile_steps_total');
+    await waitFor(async () => (await metric(kubectl, op, 'dm_operator_reconcile_steps_total')) > steps, {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'another reconcile step',
+    });
+    assert.equal(await metric(kubectl, op, 'dm_operator_config_valid'), 0);
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
     await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+    await waitFor(async () => (await metric(kubectl, op, 'dm_operator_config_valid')) === 1, {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'the fixed ConfigMap in force',
+    });
     assert.deepEqual(uids(await serverPods(kubectl)), before);
   });
 

@@ -31,11 +31,13 @@ export interface ControllerOptions {
   /** This operator's pod name, as the Events' reporting instance. */
   readonly instance: string;
   readonly resyncMs?: number;
-  /** Called after every reconcile step (tests and metrics). */
+  /** Called after every reconcile step, and for each ConfigMap problem reported (metrics). */
   readonly onStep?: (step: StepReport) => void;
+  readonly onProblem?: (p: ConfigProblem) => void;
 }
 
 export interface StepReport {
+  readonly selectedNodes: number;
   readonly created: readonly string[];
   readonly deleted: readonly string[];
   readonly waiting: readonly string[];
@@ -114,6 +116,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     if (version === reportedVersion) return;
     reportedVersion = version;
     for (const p of problems) {
+      o.onProblem?.(p);
       const fields = { key: p.key, kind: p.kind, configMap: `${namespace}/${CONFIGMAP_NAME}` };
       if (p.kind === 'invalid') log.error(p.message, fields);
       else log.warn(p.message, fields);
@@ -162,7 +165,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const config = lastGood;
     if (!config) {
       log.error('no valid configuration yet: not changing any server pod', { configMap: `${namespace}/${CONFIGMAP_NAME}` });
-      o.onStep?.({ created: [], deleted: [], waiting: [], configError: true });
+      o.onStep?.({ selectedNodes: 0, created: [], deleted: [], waiting: [], configError: true });
       return;
     }
     const plan = planReconcile({
@@ -186,7 +189,13 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       log.info('reconciled', { step: steps, selectedNodes: plan.selectedNodes, created, deleted, waiting: plan.waiting });
     }
     steps++;
-    o.onStep?.({ created, deleted, waiting: plan.waiting, configError: parsed.config === undefined });
+    o.onStep?.({
+      selectedNodes: plan.selectedNodes.length,
+      created,
+      deleted,
+      waiting: plan.waiting,
+      configError: parsed.config === undefined,
+    });
   }
 
   function schedule(): void {
