@@ -1,20 +1,24 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
   Cleanup,
+  detachLoopDevicesUnder,
   importIntoCluster,
   type Kubectl,
   makeTempDir,
   manifestFromDoc,
   operatorImage,
   replaceInManifest,
+  routeCheckRoot,
   runCommand,
   serverImage,
   skipUnless,
   type TestCluster,
+  unmountUnder,
   useTestCluster,
   waitFor,
 } from '@dotmesh/testkit';
@@ -26,8 +30,9 @@ import {
  * server pod per selected node as the original names and labels them; two operator replicas,
  * one leading (Lease, metrics); the leader killed, the standby takes over and recreates nothing; a bad ConfigMap value gives a warning Event naming the key and the pods
  * stay; node selection follows the ConfigMap's nodeSelector and the nodes' labels.
- * (The server pods' `serve-kubernetes` and the cluster bootstrap are not built yet: the server
- * containers exit at once, so nothing here waits for them to serve.)
+ * The servers make one Dotmesh cluster: the first node's server makes it (its CA, the first
+ * managed etcd member), the operator makes a join Secret for each other node through it, and
+ * they join; the test talks to each server on its node's address from the root namespace.
  *
  * Deviations from the documented install, each for a reason:
  * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
@@ -115,6 +120,9 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   let configMap: (data: Record<string, string>) => string;
   let baseData: Record<string, string>;
   const label = `dmtest-${randomBytes(3).toString('hex')}.example/pick`;
+  const apiKey = randomBytes(16).toString('hex');
+  /** The API of the server on `node`, from the root namespace (through the test bridge). */
+  const api = (ip: string) => new DotmeshClient({ url: `http://${ip}:32607/rpc`, user: 'admin', apiKey, timeoutMs: 60_000 });
   let failed = false;
   afterEach((t) => {
     if ('passed' in t && t.passed === false) failed = true;
@@ -127,13 +135,19 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     const dir = await makeTempDir('k8s-operator', cleanup);
     // The server pods mount their pool directory with Bidirectional propagation, which needs a
     // shared mount (systemd makes / shared; this machine's / is private): the pools' parent is
-    // a shared bind mount of itself, unmounted after everything else.
+    // a shared bind mount of itself. The servers leave their pools mounted and attached when
+    // they stop (by design): once the pods are gone, everything under it is unmounted (itself
+    // last) and its loop devices detached.
     const pools = join(dir, 'pools');
     await mkdir(pools);
     await runCommand('mount', ['--bind', pools, pools]);
-    cleanup.add(() => runCommand('umount', ['--lazy', pools]).then(() => undefined), `unmount ${pools}`);
+    cleanup.add(async () => {
+      await unmountUnder(pools);
+      await detachLoopDevicesUnder(pools);
+    }, `unmount and detach the nodes' pools under ${pools}`);
     await runCommand('mount', ['--make-rshared', pools]);
-    const [server, operator] = [await serverImage({ dist: DIST }), await operatorImage({ dist: DIST })];
+    const server = await serverImage({ dist: DIST, etcd: cluster.tools.bin('etcd') });
+    const operator = await operatorImage({ dist: DIST });
     await importIntoCluster(cluster, [server, operator], suite);
     const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
       'dotmesh/dotmesh-operator:0.1.0': operator.ref,
@@ -180,11 +194,18 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
           await show(['get', 'pods', '-n', NS, '-o', 'wide']),
           await show(['get', 'events', '-n', NS]),
           op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
+          ...(await Promise.all(
+            cluster.nodes.map((n) =>
+              readFile(join(pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
+                (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
+                () => `no server log on ${n.name}`,
+              ),
+            ),
+          )),
         ].join('\n'),
       );
     });
     await kubectl(['create', 'namespace', NS]);
-    const secret = (k: string) => `--from-literal=${k}=${randomBytes(12).toString('hex')}`;
     await kubectl([
       'create',
       'secret',
@@ -192,8 +213,8 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       'dotmesh',
       '-n',
       NS,
-      secret('dotmesh-admin-password.txt'),
-      secret('dotmesh-api-key.txt'),
+      `--from-literal=dotmesh-admin-password.txt=${randomBytes(12).toString('hex')}`,
+      `--from-literal=dotmesh-api-key.txt=${apiKey}`,
     ]);
     await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
     await kubectl(['apply', '-f', '-'], { input: manifest });
@@ -201,11 +222,14 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
 
   test('one server pod per node, named and labelled as the original, privileged on the host network', async () => {
     const names = cluster.nodes.map((n) => `server-${n.name}`).sort();
-    await waitFor(async () => [...(await serverPods(kubectl)).keys()].sort().join() === names.join(), {
-      timeoutMs: 180_000,
-      intervalMs: 1000,
-      what: `server pods ${names.join(', ')}`,
-    });
+    const ready = (p: PodJson) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    await waitFor(
+      async () => {
+        const pods = await serverPods(kubectl);
+        return [...pods.keys()].sort().join() === names.join() && [...pods.values()].every(ready);
+      },
+      { timeoutMs: 600_000, intervalMs: 2000, what: `server pods ${names.join(', ')} Ready` },
+    );
     const pods = await serverPods(kubectl);
     for (const node of cluster.nodes) {
       const pod = pods.get(`server-${node.name}`)!;
@@ -233,6 +257,50 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_selected_nodes'), cluster.nodes.length);
     assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_server_pods_created_total'), cluster.nodes.length);
     assert.equal(await metric(kubectl, standby.metadata.name, 'dm_operator_leader'), 0);
+  });
+
+  test('one Dotmesh cluster: every node in Servers, a dot made through one node seen through the others', async () => {
+    const ips = cluster.nodes.map((n) => n.ip);
+    for (const ip of ips) await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, ip);
+    const dot = `k8s-${randomBytes(3).toString('hex')}`;
+    const [first, ...others] = ips.map(api);
+    await first!.call('Create', { Namespace: 'admin', Name: dot }).catch((e: Error) => {
+      throw new Error(`${first!.url}: ${e.message}`, { cause: e });
+    });
+    for (const client of [first!, ...others]) {
+      const all = await client.call('AllDotsAndBranches', {}).catch((e: Error) => {
+        throw new Error(`${client.url}: ${e.message}`, { cause: e });
+      });
+      assert.deepEqual(
+        all.Servers.flatMap((s) => s.Addresses)
+          .map((a) => a.split(':')[0])
+          .sort(),
+        [...ips].sort(),
+        client.url,
+      );
+      const id = await client.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+      assert.match(id, /^[0-9a-f-]{36}$/, client.url);
+    }
+  });
+
+  test('data written through one node is read on another: the dot moves there with its commit', async () => {
+    const [c0, c1] = cluster.nodes.map((n) => api(n.ip)) as [DotmeshClient, DotmeshClient];
+    const dot = `k8s-data-${randomBytes(3).toString('hex')}`;
+    // Procure mounts the dot on the node asked (making it, or moving it there); the path is on
+    // the host too (the pool directory's mounts propagate out of the server pod).
+    const path0 = await c0.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    const data = randomBytes(1 << 20);
+    await writeFile(join(path0, 'data.bin'), data);
+    const commit = await c0.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'from node-0', Metadata: {} });
+    const path1 = await c1.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    assert.notEqual(path1, path0);
+    const read = await readFile(join(path1, 'data.bin'));
+    assert.equal(createHash('sha256').update(read).digest('hex'), createHash('sha256').update(data).digest('hex'));
+    const commits = await c1.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    assert.ok(
+      commits.some((c) => c.Id === commit),
+      `commit ${commit} in ${JSON.stringify(commits.map((c) => c.Id))}`,
+    );
   });
 
   test('the leader killed: the standby takes over and recreates nothing', async () => {

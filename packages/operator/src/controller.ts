@@ -11,9 +11,10 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
+import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
-import { planReconcile } from './plan.ts';
-import { ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
+import { isServing, planReconcile } from './plan.ts';
+import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 
 /**
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
@@ -168,12 +169,20 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       o.onStep?.({ selectedNodes: 0, created: [], deleted: [], waiting: [], configError: true });
       return;
     }
+    const joinSecrets = await core.listNamespacedSecret({ namespace, labelSelector: JOIN_SECRET_LABEL });
+    const serverPods = pods.list(namespace);
     const plan = planReconcile({
       config,
       nodes: nodes.list().map((n) => ({ name: n.metadata!.name!, labels: n.metadata?.labels ?? {} })),
-      pods: pods.list(namespace),
+      pods: serverPods,
+      joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
       context: { namespace, image: o.serverImage },
     });
+    const through = serverPods.find(isServing);
+    if (plan.tokensNeeded.length > 0 && through?.status?.hostIP) {
+      await makeJoinSecrets(o, through.status.hostIP, plan.tokensNeeded);
+      queued = true; // their pods are made by the next step
+    }
     const created: string[] = [];
     const deleted: string[] = [];
     for (const d of plan.delete) {

@@ -7,12 +7,14 @@ import { type NodeInfo, planReconcile } from './plan.ts';
 import { NODE_LABEL, ROLE_LABEL, SPEC_HASH_ANNOTATION, serverPod } from './server-pod.ts';
 
 const context = { namespace: 'dotmesh', image: 'dotmesh.test/server:1' };
+/** Every node has its join Secret (the bootstrap is tested on its own below). */
+const joinSecrets = { has: () => true } as unknown as ReadonlySet<string>;
 const config = (data: Record<string, string> = {}) => parseOperatorConfig(data).config!;
 const nodes = (...names: string[]): NodeInfo[] => names.map((name) => ({ name, labels: { 'kubernetes.io/hostname': name } }));
 
 /** The pod the operator would make on `node`, as the API shows it once it serves. */
 function running(node: string, o: { image?: string; ready?: boolean; phase?: string } = {}): V1Pod {
-  const pod = serverPod(node, { ...context, image: o.image ?? context.image, config: config() });
+  const pod = serverPod(node, { ...context, image: o.image ?? context.image, config: config() }, true);
   return {
     ...pod,
     status: { phase: o.phase ?? 'Running', conditions: [{ type: 'Ready', status: o.ready === false ? 'False' : 'True' }] },
@@ -54,7 +56,7 @@ describe('serverPod', () => {
 
 describe('planReconcile', () => {
   it('creates a pod for every selected node, and nothing when all are there', () => {
-    const first = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c'), pods: [], context });
+    const first = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c'), pods: [], joinSecrets, context });
     assert.deepEqual(
       first.create.map((p) => p.metadata?.name),
       ['server-a', 'server-b', 'server-c'],
@@ -64,6 +66,7 @@ describe('planReconcile', () => {
       config: config(),
       nodes: nodes('a', 'b', 'c'),
       pods: ['a', 'b', 'c'].map((n) => running(n)),
+      joinSecrets,
       context,
     });
     assert.deepEqual([again.create, again.delete, again.waiting], [[], [], []]);
@@ -73,7 +76,13 @@ describe('planReconcile', () => {
       { name: 'a', labels: { pick: 'yes' } },
       { name: 'b', labels: {} },
     ];
-    const plan = planReconcile({ config: config({ nodeSelector: 'pick=yes' }), nodes: labelled, pods: [running('b')], context });
+    const plan = planReconcile({
+      config: config({ nodeSelector: 'pick=yes' }),
+      nodes: labelled,
+      pods: [running('b')],
+      joinSecrets,
+      context,
+    });
     assert.deepEqual(
       plan.create.map((p) => p.metadata?.name),
       ['server-a'],
@@ -86,6 +95,7 @@ describe('planReconcile', () => {
       config: config(),
       nodes: nodes('a'),
       pods: [running('a', { phase: 'Failed' }), running('gone')],
+      joinSecrets,
       context,
     });
     assert.deepEqual(plan.delete.map((d) => d.name).sort(), ['server-a', 'server-gone']);
@@ -94,19 +104,19 @@ describe('planReconcile', () => {
   it('waits for a pod being deleted before recreating it', () => {
     const going = running('a');
     going.metadata!.deletionTimestamp = new Date();
-    const plan = planReconcile({ config: config(), nodes: nodes('a'), pods: [going], context });
+    const plan = planReconcile({ config: config(), nodes: nodes('a'), pods: [going], joinSecrets, context });
     assert.deepEqual([plan.create, plan.delete], [[], []]);
   });
   it('replaces outdated pods keeping floor(0.75 x N) serving', () => {
     const names = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
     const old = names.map((n) => running(n, { image: 'old' }));
-    const plan = planReconcile({ config: config(), nodes: nodes(...names), pods: old, context });
+    const plan = planReconcile({ config: config(), nodes: nodes(...names), pods: old, joinSecrets, context });
     // N = 8: 6 must serve, so 2 are replaced now and 6 wait.
     assert.equal(plan.delete.length, 2);
     assert.equal(plan.waiting.length, 6);
     // With one of them already down (not ready), only that one and one more go.
     const oneDown = old.map((p, i) => (i === 7 ? running('h', { image: 'old', ready: false }) : p));
-    const next = planReconcile({ config: config(), nodes: nodes(...names), pods: oneDown, context });
+    const next = planReconcile({ config: config(), nodes: nodes(...names), pods: oneDown, joinSecrets, context });
     assert.ok(next.delete.some((d) => d.name === 'server-h'));
     assert.equal(next.delete.length, 2);
     for (const n of [1, 2, 3, 4]) {
@@ -115,10 +125,40 @@ describe('planReconcile', () => {
         config: config(),
         nodes: nodes(...few),
         pods: few.map((x) => running(x, { image: 'old' })),
+        joinSecrets,
         context,
       });
       assert.equal(p.delete.length, n - Math.floor(0.75 * n), `N=${n}`);
     }
+  });
+});
+
+describe('cluster bootstrap', () => {
+  const args = (p: V1Pod) => p.spec!.containers[0]!.args!;
+  it('starts the first node alone, then the others with join Secrets made through it', () => {
+    const first = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c'), pods: [], joinSecrets: new Set(), context });
+    assert.deepEqual(
+      first.create.map((p) => p.metadata?.name),
+      ['server-a'],
+    );
+    assert.ok(!args(first.create[0]!).some((a) => a.startsWith('--join-dir')));
+    assert.deepEqual(first.tokensNeeded, ['b', 'c']);
+    const seed = { ...first.create[0]!, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } };
+    const next = planReconcile({
+      config: config(),
+      nodes: nodes('a', 'b', 'c'),
+      pods: [seed],
+      joinSecrets: new Set(['b']),
+      context,
+    });
+    assert.deepEqual(
+      next.create.map((p) => p.metadata?.name),
+      ['server-b'],
+    );
+    assert.ok(args(next.create[0]!).includes('--join-dir=/dotmesh-join'));
+    assert.equal(next.create[0]!.spec?.volumes?.find((v) => v.name === 'join')?.secret?.secretName, 'dotmesh-join-b');
+    assert.deepEqual(next.tokensNeeded, ['c']);
+    assert.deepEqual(next.delete, []);
   });
 });
 

@@ -12,6 +12,9 @@ import { NODE_LABEL, type ServerPodContext, SPEC_HASH_ANNOTATION, serverPod } fr
  *   but only while at least floor(0.75 × N) of the N selected nodes keep a serving pod (the
  *   original's upgrade rule): one step deletes at most as many as that allows, the rest wait.
  * A pod already being deleted counts as not serving and is left alone.
+ * Cluster bootstrap: while no server pod exists, only the first selected node gets one (it
+ * makes the cluster); a node without a pod then needs a join Secret first (`tokensNeeded`, made
+ * by the controller through a serving node) and gets its pod once that exists.
  */
 export interface NodeInfo {
   readonly name: string;
@@ -25,6 +28,8 @@ export interface PodDeletion {
 
 export interface ReconcilePlan {
   readonly create: readonly V1Pod[];
+  /** Nodes that need a join Secret before their pod can be made. */
+  readonly tokensNeeded: readonly string[];
   readonly delete: readonly PodDeletion[];
   /** Pods due for replacement that wait for others to serve again. */
   readonly waiting: readonly string[];
@@ -43,6 +48,8 @@ export function planReconcile(o: {
   readonly nodes: readonly NodeInfo[];
   /** The server pods that exist (those labelled with the server role). */
   readonly pods: readonly V1Pod[];
+  /** Nodes whose join Secret exists. */
+  readonly joinSecrets: ReadonlySet<string>;
   readonly context: Omit<ServerPodContext, 'config'>;
 }): ReconcilePlan {
   const selected = o.nodes
@@ -64,8 +71,10 @@ export function planReconcile(o: {
       if (!pod.metadata?.deletionTimestamp) del.push({ name: pod.metadata!.name!, reason: `node ${node} is not selected` });
     }
   }
+  const tokensNeeded: string[] = [];
+  const anyPod = o.pods.length > 0;
   for (const node of selected) {
-    const desired = serverPod(node, { ...o.context, config: o.config });
+    const desired = serverPod(node, { ...o.context, config: o.config }, o.joinSecrets.has(node));
     const pods = (byNode.get(node) ?? []).filter((p) => !p.metadata?.deletionTimestamp);
     const [pod, ...extra] = pods.filter((p) => p.metadata?.name === desired.metadata!.name);
     for (const p of [...pods.filter((x) => x.metadata?.name !== desired.metadata!.name), ...extra]) {
@@ -74,8 +83,10 @@ export function planReconcile(o: {
     if ((byNode.get(node) ?? []).some((p) => p.metadata?.deletionTimestamp && p.metadata.name === desired.metadata!.name)) {
       continue; // the old pod is going; recreate once it is gone
     }
-    if (!pod) create.push(desired);
-    else if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
+    if (!pod) {
+      if (o.joinSecrets.has(node) || (!anyPod && create.length === 0)) create.push(desired);
+      else tokensNeeded.push(node);
+    } else if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
       del.push({ name: pod.metadata!.name!, reason: `it ended (${pod.status.phase})` });
     } else if (pod.metadata?.annotations?.[SPEC_HASH_ANNOTATION] !== desired.metadata!.annotations![SPEC_HASH_ANNOTATION]) {
       outdated.push(pod);
@@ -96,5 +107,5 @@ export function planReconcile(o: {
       del.push({ name, reason: 'its spec is outdated' });
     } else waiting.push(name);
   }
-  return { create, delete: del, waiting, selectedNodes: selected };
+  return { create, tokensNeeded, delete: del, waiting, selectedNodes: selected };
 }

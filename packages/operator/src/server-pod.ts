@@ -24,6 +24,17 @@ export const SERVER_PORT = 32607;
 export const SERVER_SERVICE_ACCOUNT = 'dotmesh';
 /** Where the kubelet looks for FlexVolume drivers, inside the pod. */
 export const FLEXVOLUME_MOUNT = '/flexvolume';
+/** The server's liveness port (GET /check), on its node's address. */
+export const CHECK_PORT = 32608;
+/** The etcd binary of the server image (each server runs its node's managed etcd member). */
+export const SERVER_ETCD_BIN = '/usr/local/bin/etcd';
+/** A node's join Secret (keys `token`, `address`, `ca-hash`), made by the operator. */
+export const JOIN_SECRET_LABEL = 'dotmesh.io/join-for';
+export const JOIN_MOUNT = '/dotmesh-join';
+
+export function joinSecretName(node: string): string {
+  return `dotmesh-join-${node}`;
+}
 
 export interface ServerPodContext {
   readonly namespace: string;
@@ -35,8 +46,11 @@ export function serverPodName(node: string): string {
   return `server-${node}`;
 }
 
-/** The pod for `node`, its spec hash in an annotation. */
-export function serverPod(node: string, ctx: ServerPodContext): V1Pod {
+/**
+ * The pod for `node`, its spec hash in an annotation. `join`: the node joins the cluster with
+ * its join Secret (absent: the cluster's first node, or a node whose pool already has its config).
+ */
+export function serverPod(node: string, ctx: ServerPodContext, join = false): V1Pod {
   const poolDir = poolLocationFor(ctx.config, node);
   const spec: V1Pod['spec'] = {
     nodeName: node,
@@ -62,15 +76,19 @@ export function serverPod(node: string, ctx: ServerPodContext): V1Pod {
           `--flexvolume-dir=${FLEXVOLUME_MOUNT}`,
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
+          `--etcd-bin=${SERVER_ETCD_BIN}`,
+          ...(join ? [`--join-dir=${JOIN_MOUNT}`] : []),
         ],
         env: [{ name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
         ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
+        readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
         securityContext: { privileged: true },
         volumeMounts: [
           { name: 'pool', mountPath: poolDir, mountPropagation: 'Bidirectional' },
           { name: 'dev', mountPath: '/dev' },
           { name: 'flexvolume', mountPath: FLEXVOLUME_MOUNT },
           { name: 'admin-secret', mountPath: SECRET_MOUNT, readOnly: true },
+          ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
         ],
       },
     ],
@@ -79,6 +97,7 @@ export function serverPod(node: string, ctx: ServerPodContext): V1Pod {
       { name: 'dev', hostPath: { path: '/dev', type: 'Directory' } },
       { name: 'flexvolume', hostPath: { path: flexvolumeDirFor(ctx.config, node), type: 'DirectoryOrCreate' } },
       { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
+      ...(join ? [{ name: 'join', secret: { secretName: joinSecretName(node), defaultMode: 0o400 } }] : []),
     ],
   };
   const labels = { [ROLE_LABEL]: SERVER_ROLE, [NODE_LABEL]: node };

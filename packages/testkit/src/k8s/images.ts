@@ -29,7 +29,7 @@ export interface TestImage {
   readonly archive: string;
 }
 
-/** Bump when a recipe (here or in product-images.ts) changes what it produces for the same inputs. */
+/** Bump when a recipe below changes what it produces for the same inputs. */
 const RECIPE_VERSION = 1;
 const BUILD_TIMEOUT_MS = 10 * 60_000;
 

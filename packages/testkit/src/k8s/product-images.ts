@@ -13,16 +13,21 @@ import type { K8sTools } from './tools.ts';
  * The images of the product itself, for the Kubernetes tests (docs/kubernetes.md, "Images"),
  * built from the repository with no registry and cached like the test images (images.ts):
  * - server: server-base + dotmesh-server, dm and dotmesh-pump from `npm run build`'s output
- *   (`/opt/dotmesh`, on PATH as `dotmesh-server` and `dm`);
+ *   (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
+ *   (/usr/local/bin/etcd: each server runs its node's managed etcd member);
  * - operator: server-base + the operator's bundle (`dotmesh-operator` on PATH);
  * - etcd: the tools' etcd 3.6.5 (static) at /usr/local/bin/etcd, and nothing else.
  * Keys hash every file copied in, so a rebuilt bundle is a new image name.
  */
 export const PRODUCT_DIR = '/opt/dotmesh';
+/** Bump when a recipe below changes what it produces for the same inputs. */
+const PRODUCT_RECIPE_VERSION = 2;
 
 export interface ProductImageOptions extends ImageOptions {
   /** `npm run build`'s output directory (dist/ of the repository). */
   readonly dist: string;
+  /** The server image: the etcd binary of each node's managed etcd member (the tools' 3.6.5). */
+  readonly etcd?: string;
   /** The Node.js binary of server-base (default: the running one). */
   readonly node?: string;
 }
@@ -31,10 +36,19 @@ export interface ProductImageOptions extends ImageOptions {
 interface BundleSet {
   readonly entries: readonly string[];
   readonly extra: readonly string[];
+  /** Arguments with which the first entry exits 0 without doing anything (the image's check). */
+  readonly check: readonly string[];
+  /** Whether the image holds etcd at /usr/local/bin/etcd. */
+  readonly etcd?: boolean;
 }
 
-const SERVER_BUNDLES: BundleSet = { entries: ['dotmesh-server', 'dm'], extra: ['dotmesh-pump'] };
-const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [] };
+const SERVER_BUNDLES: BundleSet = {
+  entries: ['dotmesh-server', 'dm'],
+  extra: ['dotmesh-pump'],
+  check: ['version'],
+  etcd: true,
+};
+const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [], check: ['--help'] };
 /** The chunks directory of the etcd3 client's .proto files (scripts/build.ts, ETCD_PROTO_DIR). */
 const ETCD_PROTO_DIR = 'etcd-proto';
 
@@ -74,9 +88,22 @@ async function unpackServerBase(base: TestImage, rootfs: string, work: string): 
 async function productImage(name: string, set: BundleSet, o: ProductImageOptions): Promise<TestImage> {
   const base = await serverBaseImage(o);
   const files = await bundleFiles(o.dist, set);
-  const key = keyOf(name, base.ref, await hashFiles(o.dist, files));
-  const entry = `/usr/local/bin/${set.entries[0]}`;
-  return cachedImage(name, key, o, { Entrypoint: [entry], Env: [`DOTMESH_IMAGE=${name}`] }, async (rootfs, work) => {
+  const etcd = set.etcd ? o.etcd : undefined;
+  if (set.etcd && !etcd) throw new Error(`the ${name} image needs the etcd binary (options.etcd)`);
+  const key = keyOf(
+    `product-v${PRODUCT_RECIPE_VERSION}`,
+    name,
+    base.ref,
+    await hashFiles(o.dist, files),
+    etcd ? await sha256File(etcd) : '',
+  );
+  // The executables are symlinks beside their bundles (the server finds dotmesh-pump beside
+  // the path it was started by), that directory first on PATH.
+  const config = {
+    Entrypoint: [`${PRODUCT_DIR}/${set.entries[0]}`],
+    Env: [`PATH=${PRODUCT_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`],
+  };
+  return cachedImage(name, key, o, config, async (rootfs, work) => {
     await unpackServerBase(base, rootfs, work);
     const target = join(rootfs, PRODUCT_DIR.slice(1));
     await mkdir(join(target, 'chunks'), { recursive: true });
@@ -86,16 +113,23 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
     }
     for (const e of set.entries) {
       await chmod(join(target, `${e}.mjs`), 0o755);
-      await symlink(`${PRODUCT_DIR}/${e}.mjs`, join(rootfs, 'usr/local/bin', e));
+      await symlink(`${e}.mjs`, join(target, e));
     }
     for (const x of set.extra) await chmod(join(target, x), 0o755);
+    if (etcd) {
+      await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
+      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
+      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+    }
     // Each bundle must load in the image (its chunks there, its Node the image's).
-    await runCommand('chroot', [rootfs, '/usr/local/bin/node', '--check', `${PRODUCT_DIR}/${set.entries[0]}.mjs`]);
+    await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
+      throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
+    });
     if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
   });
 }
 
-/** The dotmesh server image (`dotmesh-server`, `dm`, `dotmesh-pump`; btrfs-progs from server-base). */
+/** The dotmesh server image (`dotmesh-server`, `dm`, `dotmesh-pump`, `etcd`; btrfs-progs from server-base). */
 export function serverImage(o: ProductImageOptions): Promise<TestImage> {
   return productImage('server', SERVER_BUNDLES, o);
 }
@@ -109,13 +143,19 @@ export function operatorImage(o: ProductImageOptions): Promise<TestImage> {
 export async function etcdImage(tools: K8sTools, o: ImageOptions = {}): Promise<TestImage> {
   const bin = tools.bin('etcd');
   const config = { Entrypoint: ['/usr/local/bin/etcd'] };
-  return cachedImage('etcd', keyOf('etcd', await sha256File(bin)), o, config, async (rootfs) => {
-    await baseDirs(rootfs);
-    await mkdir(join(rootfs, 'usr/local/bin'), { recursive: true });
-    await copyFile(bin, join(rootfs, 'usr/local/bin/etcd'));
-    await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
-    await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
-  });
+  return cachedImage(
+    'etcd',
+    keyOf(`product-v${PRODUCT_RECIPE_VERSION}`, 'etcd', await sha256File(bin)),
+    o,
+    config,
+    async (rootfs) => {
+      await baseDirs(rootfs);
+      await mkdir(join(rootfs, 'usr/local/bin'), { recursive: true });
+      await copyFile(bin, join(rootfs, 'usr/local/bin/etcd'));
+      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
+      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+    },
+  );
 }
 
 /**
