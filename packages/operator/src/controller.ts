@@ -180,8 +180,17 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     });
     const through = serverPods.find(isServing);
     if (plan.tokensNeeded.length > 0 && through?.status?.hostIP) {
-      await makeJoinSecrets(o, through.status.hostIP, plan.tokensNeeded);
-      queued = true; // their pods are made by the next step
+      // Their pods are made by the next step; a failure here holds back only those nodes.
+      await makeJoinSecrets(o, through.status.hostIP, plan.tokensNeeded).then(
+        () => {
+          queued = true;
+        },
+        (e) => {
+          const error = String((e as Error)?.message ?? e);
+          log.warn('could not make join Secrets; retrying', { nodes: plan.tokensNeeded, error });
+          setTimeout(schedule, RETRY_MS).unref();
+        },
+      );
     }
     const created: string[] = [];
     const deleted: string[] = [];
@@ -216,7 +225,10 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       return;
     }
     running = step()
-      .catch((e) => log.error('reconcile step failed; retrying', { error: String((e as Error)?.message ?? e) }))
+      .catch((e) => {
+        log.error('reconcile step failed; retrying', { error: String((e as Error)?.message ?? e) });
+        setTimeout(schedule, RETRY_MS).unref();
+      })
       .finally(() => {
         running = undefined;
         if (queued) {
