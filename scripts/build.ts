@@ -4,6 +4,7 @@
  *   packages/server/src/bin.ts -> dist/dotmesh-server.mjs
  *   packages/csi/src/bin.ts    -> dist/dotmesh-csi.mjs (the Kubernetes CSI driver)
  *   packages/provisioner/src/bin.ts -> dist/dotmesh-provisioner.mjs (the dynamic provisioner)
+ *   packages/operator/src/bin.ts -> dist/dotmesh-operator.mjs (the Kubernetes operator)
  *   code shared by both, or loaded only by `import()` -> dist/chunks/*.mjs
  * Why splitting: `dm` imports what most commands need; what only some commands need (the
  * cluster code with zod's schemas, ~0.8 MB) sits in chunks loaded on first use, so ordinary
@@ -42,6 +43,7 @@ export const ENTRIES: readonly Entry[] = [
   { source: 'packages/server/src/bin.ts', out: 'dotmesh-server.mjs' },
   { source: 'packages/csi/src/bin.ts', out: 'dotmesh-csi.mjs' },
   { source: 'packages/provisioner/src/bin.ts', out: 'dotmesh-provisioner.mjs' },
+  { source: 'packages/operator/src/bin.ts', out: 'dotmesh-operator.mjs' },
 ];
 
 const SHEBANG = '#!/usr/bin/env node\n';

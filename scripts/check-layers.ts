@@ -2,10 +2,11 @@
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
  * Layers, low to high: core (0); storage, store, rpc (1); transfer (2); server, cli, csi, flexvolume,
- * provisioner (3); testkit (4); bench, e2e (5).
+ * provisioner, operator (3); testkit (4); bench, e2e (5).
  * A package may depend only on packages of lower layers, except that cli, csi and flexvolume may
- * depend only on core and rpc, and provisioner only on core (clients never touch storage or the
- * server's internals). Test code (`*.test.*`,
+ * depend only on core and rpc, provisioner only on core (clients never touch storage or the
+ * server's internals), and operator only on core, rpc and store (the cluster's shared records;
+ * never the server's internals). Test code (`*.test.*`,
  * `conformance.*`, anything under a `test/` directory) and devDependencies may also use testkit. Checked: package.json dependency
  * fields, and static, dynamic and require imports of `@dotmesh/*` in every source file; a
  * relative import that reaches into another package's directory is always a violation.
@@ -26,6 +27,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   csi: 3,
   flexvolume: 3,
   provisioner: 3,
+  operator: 3,
   testkit: 4,
   bench: 5,
   e2e: 5,
@@ -37,6 +39,7 @@ export const ONLY: Readonly<Record<string, readonly string[]>> = {
   csi: ['core', 'rpc'],
   flexvolume: ['core', 'rpc'],
   provisioner: ['core'],
+  operator: ['core', 'rpc', 'store'],
 };
 
 const SCOPE = '@dotmesh/';

@@ -28,6 +28,7 @@ import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
 import { importEmbeddedStore } from './import-store.ts';
+import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
 import { HostSpaceGuard } from './pool/host-space-guard.ts';
@@ -42,6 +43,8 @@ const USAGE = `usage: dotmesh-server <command> --config FILE
 
 commands:
   serve          run the server (pool, store, API on the configured ports)
+  serve-kubernetes  a node's server in its Kubernetes pod (writes its config at the first
+                 start, then serves; see kubernetes-node.ts and docs/kubernetes.md)
   destroy-pool   unmount and detach the pool and delete its file (all data!)
   version        print the version
 
@@ -63,19 +66,21 @@ export async function main(
     process.stdout.write(`${SERVER_VERSION}\n`);
     return 0;
   }
+  const kubernetes = command === 'serve-kubernetes';
   const configIndex = rest.indexOf('--config');
   const configFile = configIndex >= 0 ? rest[configIndex + 1] : undefined;
-  if ((command !== 'serve' && command !== 'destroy-pool') || !configFile) {
+  if (!kubernetes && ((command !== 'serve' && command !== 'destroy-pool') || !configFile)) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
   try {
-    const config = parseServerConfigText(await readFile(configFile, 'utf8'));
+    const file = kubernetes ? await prepareKubernetesNode(parseKubernetesArgs(rest)) : configFile!;
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
     if (command === 'destroy-pool') {
       await destroy(config);
       return 0;
     }
-    await serve(config, configFile, entryDir, resolveFlexVolumeDir(config, env));
+    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env));
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);

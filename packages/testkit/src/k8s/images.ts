@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { debootstrapRootfs, ensureCachedFile, imageCacheDir } from '../cached-build.ts';
 import { BUSYBOX } from '../docker.ts';
 import { runCommand } from '../process.ts';
-import { sha256File, writeImageArchive } from './image-tar.ts';
+import { type ImageConfig, sha256File, writeImageArchive } from './image-tar.ts';
 import type { K8sTools } from './tools.ts';
 
 /**
@@ -15,8 +15,10 @@ import type { K8sTools } from './tools.ts';
  * - busybox: busybox-static with every applet linked, a small workload image (its `wget -T`
  *   segfaults and its TLS fails against the API server: use server-base's curl for that);
  * - server-base: a Debian bookworm rootfs (debootstrap) with btrfs-progs, util-linux, mount,
- *   curl and the Node.js that runs the tests at /usr/local/bin/node: what the dotmesh server
- *   image builds on.
+ *   curl, libisal2 and the Node.js that runs the tests at /usr/local/bin/node: what the dotmesh
+ *   server image builds on;
+ * - server, operator (product-images.ts): server-base plus the built bundles of `npm run build`;
+ * - etcd (product-images.ts): the tools' etcd 3.6.5, alone.
  * Image names are `dotmesh.test/<name>:<key>`: a registry host no one can pull from, so a pod
  * must use `imagePullPolicy: Never` (or IfNotPresent) and finds the imported image or nothing.
  */
@@ -37,18 +39,18 @@ export interface ImageOptions {
   readonly log?: (s: string) => void;
 }
 
-function keyOf(...parts: string[]): string {
+export function keyOf(...parts: string[]): string {
   return createHash('sha256')
     .update([`v${RECIPE_VERSION}`, ...parts].join('\0'))
     .digest('hex')
     .slice(0, 12);
 }
 
-async function cachedImage(
+export async function cachedImage(
   name: string,
   key: string,
   o: ImageOptions,
-  config: { Entrypoint?: string[]; Cmd?: string[] },
+  config: ImageConfig,
   fill: (rootfs: string, work: string) => Promise<void>,
 ): Promise<TestImage> {
   const ref = `dotmesh.test/${name}:${key}`;
@@ -77,7 +79,7 @@ export async function pauseImage(tools: K8sTools, o: ImageOptions = {}): Promise
 }
 
 /** The standard directories a container's rootfs needs (runc mounts proc, sys, dev over them). */
-async function baseDirs(rootfs: string): Promise<void> {
+export async function baseDirs(rootfs: string): Promise<void> {
   for (const d of ['bin', 'dev', 'etc', 'proc', 'root', 'run', 'sys', 'tmp', 'var'])
     await mkdir(join(rootfs, d), { recursive: true });
   await chmod(join(rootfs, 'tmp'), 0o1777);
@@ -100,7 +102,8 @@ export async function busyboxImage(o: ImageOptions = {}): Promise<TestImage> {
 const SERVER_BASE = {
   suite: 'bookworm',
   variant: 'minbase',
-  include: ['btrfs-progs', 'util-linux', 'mount', 'curl', 'ca-certificates'],
+  // libisal2: dotmesh-pump's one library beyond libc (the server image runs it).
+  include: ['btrfs-progs', 'util-linux', 'mount', 'curl', 'ca-certificates', 'libisal2'],
   prune: ['var/cache/apt', 'var/lib/apt/lists', 'usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale'],
 } as const;
 

@@ -1,5 +1,6 @@
 export * from './cgroups.ts';
 export * from './cluster.ts';
+export * from './doc-manifest.ts';
 export * from './host-state.ts';
 export * from './image-tar.ts';
 export * from './images.ts';
@@ -9,6 +10,7 @@ export * from './leftovers.ts';
 export * from './network.ts';
 export * from './node.ts';
 export * from './pods.ts';
+export * from './product-images.ts';
 export * from './shared.ts';
 export * from './teardown.ts';
 export * from './tools.ts';

@@ -172,7 +172,7 @@ function nodeNetwork(name: string, netns: string, ip: string, podCidr: string, h
  * Throws unless the root namespace reaches `address` through the cluster's bridge (a node or
  * pod address) or locally (the bridge's own address), never through another interface.
  */
-export async function routeCheckRoot(net: ClusterNetwork, address: string): Promise<void> {
+export async function routeCheckRoot(net: Pick<ClusterNetwork, 'gateway' | 'bridge'>, address: string): Promise<void> {
   const { stdout } = await runCommand('ip', ['-j', 'route', 'get', address]);
   const r = (JSON.parse(stdout) as RouteJson[])[0];
   if (r?.type === 'local' && address === net.gateway) return;

@@ -152,3 +152,8 @@ export async function startContainerd(o: {
 export async function importImages(p: NodePaths, images: readonly TestImage[]): Promise<void> {
   for (const image of images) await ctr(p, ['images', 'import', image.archive], 600_000);
 }
+
+/** Removes images from a node's containerd (a test undoing its imports; absent images are fine). */
+export async function removeImages(p: NodePaths, images: readonly TestImage[]): Promise<void> {
+  for (const image of images) await ctr(p, ['images', 'rm', image.ref], 60_000).catch(() => {});
+}

@@ -1,0 +1,404 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { DotmeshClient } from '@dotmesh/rpc/client';
+import {
+  Cleanup,
+  detachLoopDevicesUnder,
+  importIntoCluster,
+  type Kubectl,
+  makeTempDir,
+  manifestFromDoc,
+  operatorImage,
+  replaceInManifest,
+  routeCheckRoot,
+  runCommand,
+  serverImage,
+  skipUnless,
+  type TestCluster,
+  unmountUnder,
+  useTestCluster,
+  waitFor,
+} from '@dotmesh/testkit';
+
+/**
+ * The operator deployed with the manifest docs/kubernetes.md gives users, on the run's shared
+ * test cluster (3 real kubelets), with the product's images built from this checkout's dist/
+ * (`npm run build` first). Stage 1: the operator's decisions, seen through the API server: one
+ * server pod per selected node as the original names and labels them; two operator replicas,
+ * one leading (Lease, metrics); the leader killed, the standby takes over and recreates nothing; a bad ConfigMap value gives a warning Event naming the key and the pods
+ * stay; node selection follows the ConfigMap's nodeSelector and the nodes' labels.
+ * The servers make one Dotmesh cluster: the first node's server makes it (its CA, the first
+ * managed etcd member), the operator makes a join Secret for each other node through it, and
+ * they join; the test talks to each server on its node's address from the root namespace.
+ *
+ * Deviations from the documented install, each for a reason:
+ * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
+ *   one; hosts running systemd have / shared, this machine does not);
+ * - the image names: the test's locally built images (no registry);
+ * - the ConfigMap's local.poolLocation and flexvolumeDriverDir: under the test's own directory
+ *   and the test nodes' own FlexVolume directories (never the host's /var/lib/dotmesh);
+ * - the Secret `dotmesh` holds random test credentials.
+ */
+const REPO = join(import.meta.dirname, '../../..');
+const DOC = join(REPO, 'docs/kubernetes.md');
+const DIST = join(REPO, 'dist');
+const NS = 'dotmesh';
+const ROLE = 'dotmesh.io/role=dotmesh-server';
+
+interface PodJson {
+  metadata: { name: string; uid: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  spec: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    hostPID?: boolean;
+    containers: { image: string; securityContext?: { privileged?: boolean }; args?: string[] }[];
+    volumes?: { name: string; hostPath?: { path: string }; secret?: { secretName: string } }[];
+  };
+  status?: { phase?: string; conditions?: { type: string; status: string }[] };
+}
+
+async function getJson<T>(kubectl: Kubectl, args: readonly string[]): Promise<T> {
+  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as T;
+}
+
+/** The live (not being deleted) server pods, by name. */
+async function serverPods(kubectl: Kubectl): Promise<Map<string, PodJson>> {
+  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', ROLE]);
+  return new Map(list.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => [p.metadata.name, p]));
+}
+
+/** The operator pods that run and are Ready. */
+async function operatorPods(kubectl: Kubectl): Promise<PodJson[]> {
+  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'app=dotmesh-operator']);
+  return list.items.filter(
+    (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+}
+
+/** The operator pod holding the leader Lease (its holder identity is the pod's name). */
+async function leaderPod(kubectl: Kubectl): Promise<PodJson | undefined> {
+  const lease = await getJson<{ spec?: { holderIdentity?: string } }>(kubectl, [
+    'get',
+    'lease',
+    '-n',
+    NS,
+    'dotmesh-operator',
+  ]).catch(() => undefined);
+  return (await operatorPods(kubectl)).find((p) => p.metadata.name === lease?.spec?.holderIdentity);
+}
+
+/** A metric of an operator pod, read from its /metrics (curl inside the pod). */
+async function metric(kubectl: Kubectl, pod: string, name: string): Promise<number> {
+  const { stdout } = await kubectl(['exec', '-n', NS, pod, '--', 'curl', '-sf', 'http://127.0.0.1:32608/metrics']);
+  const line = stdout.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${pod} has no metric ${name}`);
+  return Number(line.split(' ')[1]);
+}
+
+/** The operator's log lines (JSON) of pod `name`. */
+async function operatorLog(kubectl: Kubectl, name: string): Promise<Record<string, unknown>[]> {
+  const { stdout } = await kubectl(['logs', '-n', NS, name]);
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const uids = (pods: Map<string, PodJson>) => new Map([...pods].map(([n, p]) => [n, p.metadata.uid]));
+
+describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
+  skip: skipUnless(['root', 'netns', 'k8s']),
+  timeout: 20 * 60_000,
+}, () => {
+  const cleanup = new Cleanup();
+  const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
+  let cluster: TestCluster;
+  let kubectl: Kubectl;
+  let configMap: (data: Record<string, string>) => string;
+  let baseData: Record<string, string>;
+  const label = `dmtest-${randomBytes(3).toString('hex')}.example/pick`;
+  const apiKey = randomBytes(16).toString('hex');
+  /** The API of the server on `node`, from the root namespace (through the test bridge). */
+  const api = (ip: string) => new DotmeshClient({ url: `http://${ip}:32607/rpc`, user: 'admin', apiKey, timeoutMs: 60_000 });
+  let failed = false;
+  afterEach((t) => {
+    if ('passed' in t && t.passed === false) failed = true;
+  });
+  after(() => cleanup.run());
+
+  before(async () => {
+    cluster = await useTestCluster(suite);
+    kubectl = cluster.kubectl;
+    const dir = await makeTempDir('k8s-operator', cleanup);
+    // The server pods mount their pool directory with Bidirectional propagation, which needs a
+    // shared mount (systemd makes / shared; this machine's / is private): the pools' parent is
+    // a shared bind mount of itself. The servers leave their pools mounted and attached when
+    // they stop (by design): once the pods are gone, everything under it is unmounted (itself
+    // last) and its loop devices detached.
+    const pools = join(dir, 'pools');
+    await mkdir(pools);
+    await runCommand('mount', ['--bind', pools, pools]);
+    cleanup.add(async () => {
+      await unmountUnder(pools);
+      await detachLoopDevicesUnder(pools);
+    }, `unmount and detach the nodes' pools under ${pools}`);
+    await runCommand('mount', ['--make-rshared', pools]);
+    const server = await serverImage({ dist: DIST, etcd: cluster.tools.bin('etcd') });
+    const operator = await operatorImage({ dist: DIST });
+    await importIntoCluster(cluster, [server, operator], suite);
+    const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
+      'dotmesh/dotmesh-operator:0.1.0': operator.ref,
+      'dotmesh/dotmesh-server:0.1.0': server.ref,
+    });
+    const configText = await manifestFromDoc(DOC, 'dotmesh-configuration.yaml');
+    baseData = {
+      'local.poolLocation': join(pools, '#HOSTNAME#'),
+      flexvolumeDriverDir: join(cluster.dir, '#HOSTNAME#', 'flexvolume'),
+    };
+    // The documented ConfigMap with `data`'s keys set (a key already there gets the new value).
+    configMap = (data) => {
+      let text = configText;
+      for (const [k, v] of Object.entries(data)) {
+        const line = new RegExp(`^  ${k.replaceAll('.', '\\.')}: .*$`, 'm');
+        const set = `  ${k}: ${JSON.stringify(v)}`;
+        text = line.test(text) ? text.replace(line, set) : `${text}${set}\n`;
+      }
+      return text;
+    };
+    // Everything the manifest made goes, cluster-scoped objects included (the namespace takes
+    // the pods, the ConfigMap, the Secret, the Lease and the Events with it); then the test
+    // nodes' labels; the pool directories go with the test's directory.
+    cleanup.add(async () => {
+      for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
+    });
+    cleanup.add(() =>
+      kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+        input: manifest,
+        timeoutMs: 200_000,
+      }),
+    );
+    // LIFO: runs before the deletes above. What the operator saw, for a failing run's reader.
+    cleanup.add(async () => {
+      if (!failed) return;
+      const show = (args: string[]) =>
+        kubectl(args).then(
+          (r) => r.stdout,
+          (e: Error) => e.message,
+        );
+      const op = await leaderPod(kubectl).catch(() => undefined);
+      console.error(
+        [
+          await show(['get', 'pods', '-n', NS, '-o', 'wide']),
+          await show(['get', 'events', '-n', NS]),
+          op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
+          ...(await Promise.all(
+            cluster.nodes.map((n) =>
+              readFile(join(pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
+                (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
+                () => `no server log on ${n.name}`,
+              ),
+            ),
+          )),
+        ].join('\n'),
+      );
+    });
+    await kubectl(['create', 'namespace', NS]);
+    await kubectl([
+      'create',
+      'secret',
+      'generic',
+      'dotmesh',
+      '-n',
+      NS,
+      `--from-literal=dotmesh-admin-password.txt=${randomBytes(12).toString('hex')}`,
+      `--from-literal=dotmesh-api-key.txt=${apiKey}`,
+    ]);
+    await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+    await kubectl(['apply', '-f', '-'], { input: manifest });
+  });
+
+  test('one server pod per node, named and labelled as the original, privileged on the host network', async () => {
+    const names = cluster.nodes.map((n) => `server-${n.name}`).sort();
+    const ready = (p: PodJson) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    await waitFor(
+      async () => {
+        const pods = await serverPods(kubectl);
+        return [...pods.keys()].sort().join() === names.join() && [...pods.values()].every(ready);
+      },
+      { timeoutMs: 600_000, intervalMs: 2000, what: `server pods ${names.join(', ')} Ready` },
+    );
+    const pods = await serverPods(kubectl);
+    for (const node of cluster.nodes) {
+      const pod = pods.get(`server-${node.name}`)!;
+      assert.deepEqual(pod.metadata.labels, { 'dotmesh.io/role': 'dotmesh-server', 'dotmesh.io/node': node.name });
+      assert.equal(pod.spec.nodeName, node.name);
+      assert.equal(pod.spec.hostNetwork, true);
+      assert.equal(pod.spec.hostPID, true);
+      assert.equal(pod.spec.containers[0]?.securityContext?.privileged, true);
+      assert.match(pod.spec.containers[0]!.image, /^dotmesh\.test\/server:/);
+      const pool = baseData['local.poolLocation']!.replace('#HOSTNAME#', node.name);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'pool')?.hostPath?.path, pool);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'flexvolume')?.hostPath?.path, node.paths.flexVolumeDir);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
+      assert.ok(pod.spec.containers[0]!.args?.includes(`--pool-dir=${pool}`));
+    }
+    // Two replicas: one leads (and says so in its metrics), the other stands by.
+    await waitFor(async () => (await operatorPods(kubectl)).length === 2 && (await leaderPod(kubectl)) !== undefined, {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: 'two operator pods, one leading',
+    });
+    const leader = (await leaderPod(kubectl))!;
+    const standby = (await operatorPods(kubectl)).find((p) => p.metadata.name !== leader.metadata.name)!;
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_leader'), 1);
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_selected_nodes'), cluster.nodes.length);
+    assert.equal(await metric(kubectl, leader.metadata.name, 'dm_operator_server_pods_created_total'), cluster.nodes.length);
+    assert.equal(await metric(kubectl, standby.metadata.name, 'dm_operator_leader'), 0);
+  });
+
+  test('one Dotmesh cluster: every node in Servers, a dot made through one node seen through the others', async () => {
+    const ips = cluster.nodes.map((n) => n.ip);
+    for (const ip of ips) await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, ip);
+    const dot = `k8s-${randomBytes(3).toString('hex')}`;
+    const [first, ...others] = ips.map(api);
+    await first!.call('Create', { Namespace: 'admin', Name: dot }).catch((e: Error) => {
+      throw new Error(`${first!.url}: ${e.message}`, { cause: e });
+    });
+    for (const client of [first!, ...others]) {
+      const all = await client.call('AllDotsAndBranches', {}).catch((e: Error) => {
+        throw new Error(`${client.url}: ${e.message}`, { cause: e });
+      });
+      assert.deepEqual(
+        all.Servers.flatMap((s) => s.Addresses)
+          .map((a) => a.split(':')[0])
+          .sort(),
+        [...ips].sort(),
+        client.url,
+      );
+      const id = await client.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+      assert.match(id, /^[0-9a-f-]{36}$/, client.url);
+    }
+  });
+
+  test('data written through one node is read on another: the dot moves there with its commit', async () => {
+    const [c0, c1] = cluster.nodes.map((n) => api(n.ip)) as [DotmeshClient, DotmeshClient];
+    const dot = `k8s-data-${randomBytes(3).toString('hex')}`;
+    // Procure mounts the dot on the node asked (making it, or moving it there); the path is on
+    // the host too (the pool directory's mounts propagate out of the server pod).
+    const path0 = await c0.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    const data = randomBytes(1 << 20);
+    await writeFile(join(path0, 'data.bin'), data);
+    const commit = await c0.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'from node-0', Metadata: {} });
+    const path1 = await c1.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    assert.notEqual(path1, path0);
+    const read = await readFile(join(path1, 'data.bin'));
+    assert.equal(createHash('sha256').update(read).digest('hex'), createHash('sha256').update(data).digest('hex'));
+    const commits = await c1.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    assert.ok(
+      commits.some((c) => c.Id === commit),
+      `commit ${commit} in ${JSON.stringify(commits.map((c) => c.Id))}`,
+    );
+  });
+
+  test('the leader killed: the standby takes over and recreates nothing', async () => {
+    const before = uids(await serverPods(kubectl));
+    const old = await leaderPod(kubectl);
+    assert.ok(old);
+    // Deleted at once (no grace period): the standby takes the Lease when the old leader gives it
+    // up as it dies, or when the Lease runs out.
+    await kubectl(['delete', 'pod', '-n', NS, old.metadata.name, '--grace-period=0', '--force', '--wait=true']);
+    let next: PodJson | undefined;
+    await waitFor(
+      async () => {
+        next = await leaderPod(kubectl);
+        if (!next || next.metadata.uid === old.metadata.uid) return false;
+        return (await operatorLog(kubectl, next.metadata.name)).some((l) => l.msg === 'reconciled');
+      },
+      { timeoutMs: 180_000, intervalMs: 1000, what: 'a new leader that reconciled' },
+    );
+    const first = (await operatorLog(kubectl, next!.metadata.name)).find((l) => l.msg === 'reconciled')!;
+    assert.deepEqual([first.created, first.deleted], [[], []], JSON.stringify(first));
+    assert.equal(await metric(kubectl, next!.metadata.name, 'dm_operator_leader'), 1);
+    assert.equal(await metric(kubectl, next!.metadata.name, 'dm_operator_server_pods_created_total'), 0);
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
+  });
+
+  test('a bad ConfigMap value: a warning Event and a log line naming the key, the pods unchanged', async () => {
+    const before = uids(await serverPods(kubectl));
+    await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, 'local.poolSizePerNode': 'lots' }) });
+    type Events = { items: { reason: string; type: string; message: string }[] };
+    let message = '';
+    await waitFor(
+      async () => {
+        const events = await getJson<Events>(kubectl, [
+          'get',
+          'events',
+          '-n',
+          NS,
+          '--field-selector',
+          'involvedObject.kind=ConfigMap,involvedObject.name=configuration,reason=InvalidConfiguration',
+        ]);
+        message = events.items.find((e) => e.type === 'Warning')?.message ?? '';
+        return message !== '';
+      },
+      { timeoutMs: 60_000, intervalMs: 1000, what: 'a warning Event on the ConfigMap' },
+    );
+    assert.match(
+      message,
+      /ConfigMap key local\.poolSizePerNode has the invalid value "lots"; accepted values: a size such as 10G/,
+    );
+    const op = (await leaderPod(kubectl))!.metadata.name;
+    const lines = await operatorLog(kubectl, op);
+    assert.ok(lines.some((l) => l.level === 'error' && l.key === 'local.poolSizePerNode'));
+    // Once a later step has finished (so the one that reported has), the last good config is
+    // still in force: the same pods, not replaced.
+    const steps = await metric(kubectl, op, 'dm_operator_reconcile_steps_total');
+    await waitFor(async () => (await metric(kubectl, op, 'dm_operator_reconcile_steps_total')) > steps, {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'another reconcile step',
+    });
+    assert.equal(await metric(kubectl, op, 'dm_operator_config_valid'), 0);
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
+    await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+    await waitFor(async () => (await metric(kubectl, op, 'dm_operator_config_valid')) === 1, {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'the fixed ConfigMap in force',
+    });
+    assert.deepEqual(uids(await serverPods(kubectl)), before);
+  });
+
+  test('node selection follows the nodeSelector and the nodes’ labels', async () => {
+    const [n0, n1, n2] = cluster.nodes.map((n) => n.name) as [string, string, string];
+    const before = uids(await serverPods(kubectl));
+    await kubectl(['label', 'node', n0, n1, `${label}=yes`]);
+    await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, nodeSelector: `${label}=yes` }) });
+    const has = async (names: string[]) => [...(await serverPods(kubectl)).keys()].sort().join() === names.sort().join();
+    await waitFor(() => has([`server-${n0}`, `server-${n1}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the pod of unselected ${n2} to go`,
+    });
+    const kept = uids(await serverPods(kubectl));
+    assert.equal(kept.get(`server-${n0}`), before.get(`server-${n0}`));
+    assert.equal(kept.get(`server-${n1}`), before.get(`server-${n1}`));
+
+    await kubectl(['label', 'node', n2, `${label}=yes`]);
+    await waitFor(() => has([`server-${n0}`, `server-${n1}`, `server-${n2}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `a pod on newly labelled ${n2}`,
+    });
+    await kubectl(['label', 'node', n1, `${label}-`]);
+    await waitFor(() => has([`server-${n0}`, `server-${n2}`]), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the pod of unlabelled ${n1} to go`,
+    });
+    assert.equal(uids(await serverPods(kubectl)).get(`server-${n0}`), before.get(`server-${n0}`));
+  });
+});

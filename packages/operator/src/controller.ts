@@ -1,0 +1,263 @@
+import {
+  ApiException,
+  type CoreV1Api,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+  makeInformer,
+  type ObjectCache,
+  type V1ConfigMap,
+  type V1Node,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
+import { makeJoinSecrets } from './join-secrets.ts';
+import type { Logger } from './logger.ts';
+import { isServing, planReconcile } from './plan.ts';
+import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
+
+/**
+ * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
+ * (informers: a list, then a watch, restarted on errors), and after any change (and every
+ * `resyncMs`) takes one reconcile step (plan.ts) and applies it. ConfigMap problems are
+ * reported once per version of the ConfigMap, as a warning Event on it and a log line; an
+ * invalid ConfigMap leaves the last good config in force.
+ */
+export interface ControllerOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly core: CoreV1Api;
+  readonly namespace: string;
+  readonly serverImage: string;
+  readonly log: Logger;
+  /** This operator's pod name, as the Events' reporting instance. */
+  readonly instance: string;
+  readonly resyncMs?: number;
+  /** Called after every reconcile step, and for each ConfigMap problem reported (metrics). */
+  readonly onStep?: (step: StepReport) => void;
+  readonly onProblem?: (p: ConfigProblem) => void;
+}
+
+export interface StepReport {
+  readonly selectedNodes: number;
+  readonly created: readonly string[];
+  readonly deleted: readonly string[];
+  readonly waiting: readonly string[];
+  readonly configError: boolean;
+}
+
+export interface RunningController {
+  stop(): Promise<void>;
+}
+
+const RETRY_MS = 2_000;
+
+function watched<T extends KubernetesObject>(
+  o: ControllerOptions,
+  what: string,
+  informer: Informer<T> & ObjectCache<T>,
+  changed: () => void,
+  stopped: () => boolean,
+): Informer<T> & ObjectCache<T> {
+  for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, changed);
+  informer.on('error', (err: unknown) => {
+    if (stopped()) return;
+    o.log.warn('watch failed; restarting it', { what, error: String((err as Error)?.message ?? err) });
+    setTimeout(() => {
+      if (!stopped()) informer.start().catch(() => {});
+    }, RETRY_MS).unref();
+  });
+  return informer;
+}
+
+export async function startController(o: ControllerOptions): Promise<RunningController> {
+  const { core, namespace, log } = o;
+  let stopping = false;
+  let synced = false;
+  const isStopped = () => stopping;
+  let queued = false;
+  let running: Promise<void> | undefined;
+  const changed = () => schedule();
+  const nodes = watched(
+    o,
+    'nodes',
+    makeInformer<V1Node>(o.kubeConfig, '/api/v1/nodes', () => core.listNode()),
+    changed,
+    isStopped,
+  );
+  const selector = `${ROLE_LABEL}=${SERVER_ROLE}`;
+  const pods = watched(
+    o,
+    'server pods',
+    makeInformer<V1Pod>(
+      o.kubeConfig,
+      `/api/v1/namespaces/${namespace}/pods`,
+      () => core.listNamespacedPod({ namespace, labelSelector: selector }),
+      selector,
+    ),
+    changed,
+    isStopped,
+  );
+  const configMaps = watched(
+    o,
+    'configmaps',
+    makeInformer<V1ConfigMap>(o.kubeConfig, `/api/v1/namespaces/${namespace}/configmaps`, () =>
+      core.listNamespacedConfigMap({ namespace }),
+    ),
+    changed,
+    isStopped,
+  );
+
+  let lastGood: OperatorConfig | undefined;
+  /** Reconcile steps taken (the first is always logged, as "reconciled" with step 0). */
+  let steps = 0;
+  let reportedVersion: string | undefined;
+
+  async function report(cm: V1ConfigMap | undefined, problems: readonly ConfigProblem[]): Promise<void> {
+    const version = cm?.metadata?.resourceVersion ?? 'none';
+    if (version === reportedVersion) return;
+    reportedVersion = version;
+    for (const p of problems) {
+      o.onProblem?.(p);
+      const fields = { key: p.key, kind: p.kind, configMap: `${namespace}/${CONFIGMAP_NAME}` };
+      if (p.kind === 'invalid') log.error(p.message, fields);
+      else log.warn(p.message, fields);
+      if (cm) await warningEvent(cm, p).catch((e) => log.warn('could not record an Event', { error: String(e) }));
+    }
+  }
+
+  async function warningEvent(cm: V1ConfigMap, p: ConfigProblem): Promise<void> {
+    const now = new Date();
+    const reason = {
+      invalid: 'InvalidConfiguration',
+      obsolete: 'ObsoleteKey',
+      unknown: 'UnknownKey',
+      unsupported: 'UnsupportedKey',
+    }[p.kind];
+    await core.createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { generateName: `${CONFIGMAP_NAME}.`, namespace },
+        involvedObject: {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          namespace,
+          name: CONFIGMAP_NAME,
+          uid: cm.metadata?.uid,
+          resourceVersion: cm.metadata?.resourceVersion,
+        },
+        type: 'Warning',
+        reason,
+        message: p.message,
+        source: { component: 'dotmesh-operator' },
+        reportingComponent: 'dotmesh.io/operator',
+        reportingInstance: o.instance,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
+  }
+
+  async function step(): Promise<void> {
+    const cm = configMaps.get(CONFIGMAP_NAME, namespace);
+    const parsed = parseOperatorConfig(cm?.data ?? undefined);
+    await report(cm, parsed.problems);
+    if (parsed.config) lastGood = parsed.config;
+    const config = lastGood;
+    if (!config) {
+      log.error('no valid configuration yet: not changing any server pod', { configMap: `${namespace}/${CONFIGMAP_NAME}` });
+      o.onStep?.({ selectedNodes: 0, created: [], deleted: [], waiting: [], configError: true });
+      return;
+    }
+    const joinSecrets = await core.listNamespacedSecret({ namespace, labelSelector: JOIN_SECRET_LABEL });
+    const serverPods = pods.list(namespace);
+    const plan = planReconcile({
+      config,
+      nodes: nodes.list().map((n) => ({ name: n.metadata!.name!, labels: n.metadata?.labels ?? {} })),
+      pods: serverPods,
+      joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
+      context: { namespace, image: o.serverImage },
+    });
+    const through = serverPods.find(isServing);
+    if (plan.tokensNeeded.length > 0 && through?.status?.hostIP) {
+      // Their pods are made by the next step; a failure here holds back only those nodes.
+      await makeJoinSecrets(o, through.status.hostIP, plan.tokensNeeded).then(
+        () => {
+          queued = true;
+        },
+        (e) => {
+          const error = String((e as Error)?.message ?? e);
+          log.warn('could not make join Secrets; retrying', { nodes: plan.tokensNeeded, error });
+          setTimeout(schedule, RETRY_MS).unref();
+        },
+      );
+    }
+    const created: string[] = [];
+    const deleted: string[] = [];
+    for (const d of plan.delete) {
+      log.info('deleting server pod', { pod: d.name, reason: d.reason });
+      if (await ignoring(404, core.deleteNamespacedPod({ name: d.name, namespace }))) deleted.push(d.name);
+    }
+    for (const pod of plan.create) {
+      log.info('creating server pod', { pod: pod.metadata!.name!, node: pod.spec!.nodeName! });
+      if (await ignoring(409, core.createNamespacedPod({ namespace, body: pod }))) created.push(pod.metadata!.name!);
+    }
+    if (plan.waiting.length > 0) log.info('waiting to replace outdated server pods', { pods: plan.waiting });
+    if (steps === 0 || created.length + deleted.length > 0) {
+      log.info('reconciled', { step: steps, selectedNodes: plan.selectedNodes, created, deleted, waiting: plan.waiting });
+    }
+    steps++;
+    o.onStep?.({
+      selectedNodes: plan.selectedNodes.length,
+      created,
+      deleted,
+      waiting: plan.waiting,
+      configError: parsed.config === undefined,
+    });
+  }
+
+  function schedule(): void {
+    // Before every informer has listed, a snapshot would lack nodes or pods (and the step would
+    // delete or create what exists): wait for all three.
+    if (stopping || !synced) return;
+    if (running) {
+      queued = true;
+      return;
+    }
+    running = step()
+      .catch((e) => {
+        log.error('reconcile step failed; retrying', { error: String((e as Error)?.message ?? e) });
+        setTimeout(schedule, RETRY_MS).unref();
+      })
+      .finally(() => {
+        running = undefined;
+        if (queued) {
+          queued = false;
+          setTimeout(schedule, 200).unref();
+        }
+      });
+  }
+
+  await Promise.all([nodes.start(), pods.start(), configMaps.start()]);
+  synced = true;
+  log.info('watching nodes, server pods and the ConfigMap', { namespace, serverImage: o.serverImage });
+  schedule();
+  const resync = setInterval(schedule, o.resyncMs ?? 30_000);
+  return {
+    async stop() {
+      stopping = true;
+      clearInterval(resync);
+      await Promise.all([nodes.stop(), pods.stop(), configMaps.stop()]).catch(() => {});
+      await running;
+    },
+  };
+}
+
+async function ignoring<T>(status: number, p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof ApiException && e.code === status) return undefined;
+    throw e;
+  }
+}

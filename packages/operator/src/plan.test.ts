@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { parseOperatorConfig } from './config.ts';
+import { leaseTakeable } from './leader.ts';
+import { type NodeInfo, planReconcile } from './plan.ts';
+import { NODE_LABEL, ROLE_LABEL, SPEC_HASH_ANNOTATION, serverPod } from './server-pod.ts';
+
+const context = { namespace: 'dotmesh', image: 'dotmesh.test/server:1' };
+/** Every node has its join Secret (the bootstrap is tested on its own below). */
+const joinSecrets = { has: () => true } as unknown as ReadonlySet<string>;
+const config = (data: Record<string, string> = {}) => parseOperatorConfig(data).config!;
+const nodes = (...names: string[]): NodeInfo[] => names.map((name) => ({ name, labels: { 'kubernetes.io/hostname': name } }));
+
+/** The pod the operator would make on `node`, as the API shows it once it serves. */
+function running(node: string, o: { image?: string; ready?: boolean; phase?: string } = {}): V1Pod {
+  const pod = serverPod(node, { ...context, image: o.image ?? context.image, config: config() }, true);
+  return {
+    ...pod,
+    status: { phase: o.phase ?? 'Running', conditions: [{ type: 'Ready', status: o.ready === false ? 'False' : 'True' }] },
+  };
+}
+
+describe('serverPod', () => {
+  it('is the original pod: name, labels, privileged, host PID and network, the pool at poolLocation', () => {
+    const pod = serverPod('node-1', {
+      ...context,
+      config: config({ 'local.poolLocation': '/pools/#HOSTNAME#', 'local.poolSizePerNode': '2G' }),
+    });
+    assert.equal(pod.metadata?.name, 'server-node-1');
+    assert.deepEqual(pod.metadata?.labels, { [ROLE_LABEL]: 'dotmesh-server', [NODE_LABEL]: 'node-1' });
+    assert.equal(pod.spec?.nodeName, 'node-1');
+    assert.equal(pod.spec?.hostNetwork, true);
+    assert.equal(pod.spec?.hostPID, true);
+    const c = pod.spec!.containers[0]!;
+    assert.equal(c.securityContext?.privileged, true);
+    assert.ok(c.args?.includes('--pool-dir=/pools/node-1'));
+    assert.ok(c.args?.includes(`--pool-size=${2 * 2 ** 30}`));
+    assert.deepEqual(pod.spec?.volumes?.find((v) => v.name === 'pool')?.hostPath, {
+      path: '/pools/node-1',
+      type: 'DirectoryOrCreate',
+    });
+    // The admin secret is a mounted file, never an environment variable.
+    assert.equal(pod.spec?.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
+    assert.ok(!JSON.stringify(c.env).includes('secretKeyRef'));
+  });
+  it('changes its hash with the image and the config, not otherwise', () => {
+    const hash = (image: string, data: Record<string, string> = {}) =>
+      serverPod('n', { ...context, image, config: config(data) }).metadata!.annotations![SPEC_HASH_ANNOTATION];
+    assert.equal(hash('a'), hash('a'));
+    assert.notEqual(hash('a'), hash('b'));
+    assert.notEqual(hash('a'), hash('a', { 'local.poolSizePerNode': '20G' }));
+    assert.equal(hash('a'), hash('a', { upgradesUrl: 'https://x.invalid/' }));
+  });
+});
+
+describe('planReconcile', () => {
+  it('creates a pod for every selected node, and nothing when all are there', () => {
+    const first = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c'), pods: [], joinSecrets, context });
+    assert.deepEqual(
+      first.create.map((p) => p.metadata?.name),
+      ['server-a', 'server-b', 'server-c'],
+    );
+    assert.deepEqual(first.delete, []);
+    const again = planReconcile({
+      config: config(),
+      nodes: nodes('a', 'b', 'c'),
+      pods: ['a', 'b', 'c'].map((n) => running(n)),
+      joinSecrets,
+      context,
+    });
+    assert.deepEqual([again.create, again.delete, again.waiting], [[], [], []]);
+  });
+  it('follows the node selector: an unlabelled node loses its pod, a labelled one gets one', () => {
+    const labelled: NodeInfo[] = [
+      { name: 'a', labels: { pick: 'yes' } },
+      { name: 'b', labels: {} },
+    ];
+    const plan = planReconcile({
+      config: config({ nodeSelector: 'pick=yes' }),
+      nodes: labelled,
+      pods: [running('b')],
+      joinSecrets,
+      context,
+    });
+    assert.deepEqual(
+      plan.create.map((p) => p.metadata?.name),
+      ['server-a'],
+    );
+    assert.deepEqual(plan.delete, [{ name: 'server-b', reason: 'node b is not selected' }]);
+    assert.deepEqual(plan.selectedNodes, ['a']);
+  });
+  it('deletes the pod of a node that left, and an ended pod', () => {
+    const plan = planReconcile({
+      config: config(),
+      nodes: nodes('a'),
+      pods: [running('a', { phase: 'Failed' }), running('gone')],
+      joinSecrets,
+      context,
+    });
+    assert.deepEqual(plan.delete.map((d) => d.name).sort(), ['server-a', 'server-gone']);
+    assert.deepEqual(plan.create, []);
+  });
+  it('waits for a pod being deleted before recreating it', () => {
+    const going = running('a');
+    going.metadata!.deletionTimestamp = new Date();
+    const plan = planReconcile({ config: config(), nodes: nodes('a'), pods: [going], joinSecrets, context });
+    assert.deepEqual([plan.create, plan.delete], [[], []]);
+  });
+  it('replaces outdated pods keeping floor(0.75 x N) serving', () => {
+    const names = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const old = names.map((n) => running(n, { image: 'old' }));
+    const plan = planReconcile({ config: config(), nodes: nodes(...names), pods: old, joinSecrets, context });
+    // N = 8: 6 must serve, so 2 are replaced now and 6 wait.
+    assert.equal(plan.delete.length, 2);
+    assert.equal(plan.waiting.length, 6);
+    // With one of them already down (not ready), only that one and one more go.
+    const oneDown = old.map((p, i) => (i === 7 ? running('h', { image: 'old', ready: false }) : p));
+    const next = planReconcile({ config: config(), nodes: nodes(...names), pods: oneDown, joinSecrets, context });
+    assert.ok(next.delete.some((d) => d.name === 'server-h'));
+    assert.equal(next.delete.length, 2);
+    for (const n of [1, 2, 3, 4]) {
+      const few = names.slice(0, n);
+      const p = planReconcile({
+        config: config(),
+        nodes: nodes(...few),
+        pods: few.map((x) => running(x, { image: 'old' })),
+        joinSecrets,
+        context,
+      });
+      assert.equal(p.delete.length, n - Math.floor(0.75 * n), `N=${n}`);
+    }
+  });
+});
+
+describe('cluster bootstrap', () => {
+  const args = (p: V1Pod) => p.spec!.containers[0]!.args!;
+  it('starts the first node alone, then the others with join Secrets made through it', () => {
+    const first = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c'), pods: [], joinSecrets: new Set(), context });
+    assert.deepEqual(
+      first.create.map((p) => p.metadata?.name),
+      ['server-a'],
+    );
+    assert.ok(!args(first.create[0]!).some((a) => a.startsWith('--join-dir')));
+    assert.deepEqual(first.tokensNeeded, ['b', 'c']);
+    const seed = { ...first.create[0]!, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } };
+    const next = planReconcile({
+      config: config(),
+      nodes: nodes('a', 'b', 'c'),
+      pods: [seed],
+      joinSecrets: new Set(['b']),
+      context,
+    });
+    assert.deepEqual(
+      next.create.map((p) => p.metadata?.name),
+      ['server-b'],
+    );
+    assert.ok(args(next.create[0]!).includes('--join-dir=/dotmesh-join'));
+    assert.equal(next.create[0]!.spec?.volumes?.find((v) => v.name === 'join')?.secret?.secretName, 'dotmesh-join-b');
+    assert.deepEqual(next.tokensNeeded, ['c']);
+    assert.deepEqual(next.delete, []);
+  });
+});
+
+describe('leaseTakeable', () => {
+  const lease = (holder: string, renewedMsAgo: number) => ({
+    spec: { holderIdentity: holder, leaseDurationSeconds: 15, renewTime: new Date(Date.now() - renewedMsAgo) },
+  });
+  it('is free when unheld, held by us, or not renewed within its duration', () => {
+    assert.equal(leaseTakeable(lease('', 0), 'me', Date.now()), true);
+    assert.equal(leaseTakeable(lease('me', 0), 'me', Date.now()), true);
+    assert.equal(leaseTakeable(lease('other', 1000), 'me', Date.now()), false);
+    assert.equal(leaseTakeable(lease('other', 16_000), 'me', Date.now()), true);
+  });
+});

@@ -1,0 +1,111 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import type { OperatorConfig } from './config.ts';
+import { matchesSelector } from './label-selector.ts';
+import { NODE_LABEL, type ServerPodContext, SPEC_HASH_ANNOTATION, serverPod } from './server-pod.ts';
+
+/**
+ * One reconcile step, decided from a snapshot (pure; controller.ts applies it):
+ * - a selected node with no server pod gets one;
+ * - a pod on a node that is gone or no longer selected is deleted;
+ * - a pod that ended (Failed/Succeeded) is deleted, to be recreated on the next step;
+ * - a pod whose spec hash differs from the desired one (a new image, a new config) is replaced,
+ *   but only while at least floor(0.75 × N) of the N selected nodes keep a serving pod (the
+ *   original's upgrade rule): one step deletes at most as many as that allows, the rest wait.
+ * A pod already being deleted counts as not serving and is left alone.
+ * Cluster bootstrap: while no server pod exists, only the first selected node gets one (it
+ * makes the cluster); a node without a pod then needs a join Secret first (`tokensNeeded`, made
+ * by the controller through a serving node) and gets its pod once that exists.
+ */
+export interface NodeInfo {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface PodDeletion {
+  readonly name: string;
+  readonly reason: string;
+}
+
+export interface ReconcilePlan {
+  readonly create: readonly V1Pod[];
+  /** Nodes that need a join Secret before their pod can be made. */
+  readonly tokensNeeded: readonly string[];
+  readonly delete: readonly PodDeletion[];
+  /** Pods due for replacement that wait for others to serve again. */
+  readonly waiting: readonly string[];
+  readonly selectedNodes: readonly string[];
+}
+
+/** Whether a pod serves: Running and Ready, not being deleted. */
+export function isServing(pod: V1Pod): boolean {
+  if (pod.metadata?.deletionTimestamp) return false;
+  if (pod.status?.phase !== 'Running') return false;
+  return pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+export function planReconcile(o: {
+  readonly config: OperatorConfig;
+  readonly nodes: readonly NodeInfo[];
+  /** The server pods that exist (those labelled with the server role). */
+  readonly pods: readonly V1Pod[];
+  /** Nodes whose join Secret exists. */
+  readonly joinSecrets: ReadonlySet<string>;
+  readonly context: Omit<ServerPodContext, 'config'>;
+}): ReconcilePlan {
+  const selected = o.nodes
+    .filter((n) => matchesSelector(o.config.nodeSelectorParsed, n.labels))
+    .map((n) => n.name)
+    .sort();
+  const selectedSet = new Set(selected);
+  const create: V1Pod[] = [];
+  const del: PodDeletion[] = [];
+  const outdated: V1Pod[] = [];
+  const byNode = new Map<string, V1Pod[]>();
+  for (const pod of o.pods) {
+    const node = pod.metadata?.labels?.[NODE_LABEL] ?? pod.spec?.nodeName ?? '';
+    byNode.set(node, [...(byNode.get(node) ?? []), pod]);
+  }
+  for (const [node, pods] of byNode) {
+    if (selectedSet.has(node)) continue;
+    for (const pod of pods) {
+      if (!pod.metadata?.deletionTimestamp) del.push({ name: pod.metadata!.name!, reason: `node ${node} is not selected` });
+    }
+  }
+  const tokensNeeded: string[] = [];
+  const anyPod = o.pods.length > 0;
+  for (const node of selected) {
+    const desired = serverPod(node, { ...o.context, config: o.config }, o.joinSecrets.has(node));
+    const pods = (byNode.get(node) ?? []).filter((p) => !p.metadata?.deletionTimestamp);
+    const [pod, ...extra] = pods.filter((p) => p.metadata?.name === desired.metadata!.name);
+    for (const p of [...pods.filter((x) => x.metadata?.name !== desired.metadata!.name), ...extra]) {
+      del.push({ name: p.metadata!.name!, reason: `not the server pod of node ${node}` });
+    }
+    if ((byNode.get(node) ?? []).some((p) => p.metadata?.deletionTimestamp && p.metadata.name === desired.metadata!.name)) {
+      continue; // the old pod is going; recreate once it is gone
+    }
+    if (!pod) {
+      if (o.joinSecrets.has(node) || (!anyPod && create.length === 0)) create.push(desired);
+      else tokensNeeded.push(node);
+    } else if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
+      del.push({ name: pod.metadata!.name!, reason: `it ended (${pod.status.phase})` });
+    } else if (pod.metadata?.annotations?.[SPEC_HASH_ANNOTATION] !== desired.metadata!.annotations![SPEC_HASH_ANNOTATION]) {
+      outdated.push(pod);
+    }
+  }
+  // The upgrade rule: replace outdated pods only while floor(0.75 × N) nodes keep serving.
+  const minServing = Math.floor(0.75 * selected.length);
+  const deleting = new Set(del.map((d) => d.name));
+  let serving = o.pods.filter(
+    (p) => selectedSet.has(p.spec?.nodeName ?? '') && isServing(p) && !deleting.has(p.metadata!.name!),
+  ).length;
+  const waiting: string[] = [];
+  for (const pod of outdated.sort((a, b) => Number(isServing(a)) - Number(isServing(b)))) {
+    const name = pod.metadata!.name!;
+    if (!isServing(pod)) del.push({ name, reason: 'its spec is outdated (not serving)' });
+    else if (serving - 1 >= minServing) {
+      serving--;
+      del.push({ name, reason: 'its spec is outdated' });
+    } else waiting.push(name);
+  }
+  return { create, tokensNeeded, delete: del, waiting, selectedNodes: selected };
+}

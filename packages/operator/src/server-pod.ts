@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import { flexvolumeDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
+
+/**
+ * The dotmesh-server pod the operator keeps on each selected node (not a DaemonSet: the
+ * original's rule, so that upgrades and node selection are the operator's decisions). Named and
+ * labelled as the original's: `server-<node>`, `dotmesh.io/role=dotmesh-server`,
+ * `dotmesh.io/node=<node>`. Privileged with the host's PID and network namespaces: the server
+ * attaches a loop device, mounts its btrfs pool (propagated to the host, where the kubelet and
+ * other pods see the dots), and binds its API (32607) on its node's address.
+ */
+export const ROLE_LABEL = 'dotmesh.io/role';
+export const SERVER_ROLE = 'dotmesh-server';
+export const NODE_LABEL = 'dotmesh.io/node';
+/** A hash of everything the operator decided about the pod: a different hash means replace it. */
+export const SPEC_HASH_ANNOTATION = 'dotmesh.io/spec-hash';
+/** The user's Secret (original name and keys): mounted as files, never put in env. */
+export const ADMIN_SECRET = 'dotmesh';
+export const ADMIN_PASSWORD_KEY = 'dotmesh-admin-password.txt';
+export const ADMIN_API_KEY_KEY = 'dotmesh-api-key.txt';
+export const SECRET_MOUNT = '/secret';
+export const SERVER_PORT = 32607;
+export const SERVER_SERVICE_ACCOUNT = 'dotmesh';
+/** Where the kubelet looks for FlexVolume drivers, inside the pod. */
+export const FLEXVOLUME_MOUNT = '/flexvolume';
+/** The server's liveness port (GET /check), on its node's address. */
+export const CHECK_PORT = 32608;
+/** The etcd binary of the server image (each server runs its node's managed etcd member). */
+export const SERVER_ETCD_BIN = '/usr/local/bin/etcd';
+/** A node's join Secret (keys `token`, `address`, `ca-hash`), made by the operator. */
+export const JOIN_SECRET_LABEL = 'dotmesh.io/join-for';
+export const JOIN_MOUNT = '/dotmesh-join';
+
+export function joinSecretName(node: string): string {
+  return `dotmesh-join-${node}`;
+}
+
+export interface ServerPodContext {
+  readonly namespace: string;
+  readonly image: string;
+  readonly config: OperatorConfig;
+}
+
+export function serverPodName(node: string): string {
+  return `server-${node}`;
+}
+
+/**
+ * The pod for `node`, its spec hash in an annotation. `join`: the node joins the cluster with
+ * its join Secret (absent: the cluster's first node, or a node whose pool already has its config).
+ */
+export function serverPod(node: string, ctx: ServerPodContext, join = false): V1Pod {
+  const poolDir = poolLocationFor(ctx.config, node);
+  const spec: V1Pod['spec'] = {
+    nodeName: node,
+    hostNetwork: true,
+    hostPID: true,
+    restartPolicy: 'Always',
+    serviceAccountName: SERVER_SERVICE_ACCOUNT,
+    automountServiceAccountToken: false,
+    terminationGracePeriodSeconds: 30,
+    // A node's server runs on it whatever its taints: the node's dots are there.
+    tolerations: [{ operator: 'Exists' }],
+    containers: [
+      {
+        name: 'dotmesh-server',
+        image: ctx.image,
+        imagePullPolicy: 'IfNotPresent',
+        command: ['dotmesh-server', 'serve-kubernetes'],
+        args: [
+          `--node-name=${node}`,
+          '--advertise-address=$(DOTMESH_NODE_IP)',
+          `--pool-dir=${poolDir}`,
+          `--pool-size=${ctx.config.local.poolSizePerNodeBytes}`,
+          `--flexvolume-dir=${FLEXVOLUME_MOUNT}`,
+          `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
+          `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
+          `--etcd-bin=${SERVER_ETCD_BIN}`,
+          ...(join ? [`--join-dir=${JOIN_MOUNT}`] : []),
+        ],
+        env: [{ name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
+        ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
+        readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
+        securityContext: { privileged: true },
+        volumeMounts: [
+          { name: 'pool', mountPath: poolDir, mountPropagation: 'Bidirectional' },
+          { name: 'dev', mountPath: '/dev' },
+          { name: 'flexvolume', mountPath: FLEXVOLUME_MOUNT },
+          { name: 'admin-secret', mountPath: SECRET_MOUNT, readOnly: true },
+          ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
+        ],
+      },
+    ],
+    volumes: [
+      { name: 'pool', hostPath: { path: poolDir, type: 'DirectoryOrCreate' } },
+      { name: 'dev', hostPath: { path: '/dev', type: 'Directory' } },
+      { name: 'flexvolume', hostPath: { path: flexvolumeDirFor(ctx.config, node), type: 'DirectoryOrCreate' } },
+      { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
+      ...(join ? [{ name: 'join', secret: { secretName: joinSecretName(node), defaultMode: 0o400 } }] : []),
+    ],
+  };
+  const labels = { [ROLE_LABEL]: SERVER_ROLE, [NODE_LABEL]: node };
+  const hash = createHash('sha256').update(JSON.stringify({ labels, spec })).digest('hex').slice(0, 16);
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: serverPodName(node), namespace: ctx.namespace, labels, annotations: { [SPEC_HASH_ANNOTATION]: hash } },
+    spec,
+  };
+}

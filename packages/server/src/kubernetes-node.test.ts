@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parseServerConfigText } from '@dotmesh/rpc';
+import { Cleanup, makeTempDir } from '@dotmesh/testkit';
+import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
+
+async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
+  const dir = await makeTempDir('k8s-node', cleanup);
+  await writeFile(join(dir, 'password'), 'pw-123\n');
+  await writeFile(join(dir, 'key'), 'KEY456\n');
+  if (join_) {
+    await mkdir(join(dir, 'join'));
+    for (const [k, v] of Object.entries(join_)) await writeFile(join(dir, 'join', k), `${v}\n`);
+  }
+  const argv = [
+    '--node-name=node-1',
+    '--advertise-address=10.9.0.12',
+    `--pool-dir=${join(dir, 'pool')}`,
+    '--pool-size=2G',
+    `--admin-password-file=${join(dir, 'password')}`,
+    `--admin-api-key-file=${join(dir, 'key')}`,
+    '--etcd-bin=/usr/local/bin/etcd',
+    ...(join_ ? [`--join-dir=${join(dir, 'join')}`] : []),
+  ];
+  return { dir, options: parseKubernetesArgs(argv) };
+}
+
+const JOIN = {
+  token: 'abcdef.0123456789abcdefghijklmnopqrstuv',
+  address: '10.9.0.11:32609',
+  'ca-hash': `sha256:${'a'.repeat(64)}`,
+};
+
+describe('serve-kubernetes: a node config written at the first start', () => {
+  test('the first node: a managed etcd member, on its node address only, the admin from the Secret files', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const file = await prepareKubernetesNode(options);
+    assert.equal(file, join(dir, 'pool', 'server', 'config.json'));
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.listenHost, '10.9.0.12');
+    assert.equal(config.advertiseAddress, '10.9.0.12');
+    assert.equal(config.store, 'etcd');
+    assert.deepEqual(config.etcdMember, { bin: '/usr/local/bin/etcd', clientPort: 42379, peerPort: 42380 });
+    assert.equal(config.poolSizeBytes, 2 * 2 ** 30);
+    assert.equal(config.join, null);
+    assert.equal(config.dockerPluginSocket, null);
+    assert.deepEqual(JSON.parse(await readFile(config.initialAdminFile, 'utf8')), { password: 'pw-123', apiKey: 'KEY456' });
+    assert.equal((await stat(config.initialAdminFile)).mode & 0o777, 0o600);
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    await assert.rejects(readFile(config.joinTokenFile));
+  });
+
+  test('a joining node gets the join target and its token; a later start keeps the config it has', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup, JOIN);
+    const file = await prepareKubernetesNode(options);
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.deepEqual(config.join, { address: JOIN.address, caHash: JOIN['ca-hash'] });
+    assert.equal((await readFile(config.joinTokenFile, 'utf8')).trim(), JOIN.token);
+    // The server deletes the token once used; a restart must not write a new one or another config.
+    await writeFile(file, (await readFile(file, 'utf8')).replace('"sparse": true', '"sparse": true, "nodeLeaseTtlSeconds": 11'));
+    await writeFile(join(dir, 'join', 'token'), 'changed\n');
+    assert.equal(await prepareKubernetesNode(options), file);
+    assert.equal(parseServerConfigText(await readFile(file, 'utf8')).nodeLeaseTtlSeconds, 11);
+  });
+
+  test('bad input: missing flags, an incomplete join Secret, empty admin files', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    assert.throws(() => parseKubernetesArgs(['--node-name=x']), {
+      code: 'INVALID_ARGUMENT',
+      message: /missing --advertise-address/,
+    });
+    assert.throws(() => parseKubernetesArgs(['--bogus']), /Unknown option/);
+    const partial = await fixture(cleanup, { token: JOIN.token });
+    await assert.rejects(prepareKubernetesNode(partial.options), {
+      code: 'INVALID_ARGUMENT',
+      message: /lacks token, address or ca-hash/,
+    });
+    const empty = await fixture(cleanup);
+    await writeFile(join(empty.dir, 'key'), '\n');
+    await assert.rejects(prepareKubernetesNode(empty.options), {
+      code: 'INVALID_ARGUMENT',
+      message: /admin's password and API key/,
+    });
+  });
+});

@@ -1,0 +1,172 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AfterHook } from '../cleanup.ts';
+import { runCommand } from '../process.ts';
+import { sha256File } from './image-tar.ts';
+import { baseDirs, cachedImage, type ImageOptions, keyOf, serverBaseImage, type TestImage } from './images.ts';
+import { importImages, type NodePaths, removeImages } from './node.ts';
+import type { K8sTools } from './tools.ts';
+
+/**
+ * The images of the product itself, for the Kubernetes tests (docs/kubernetes.md, "Images"),
+ * built from the repository with no registry and cached like the test images (images.ts):
+ * - server: server-base + dotmesh-server, dm and dotmesh-pump from `npm run build`'s output
+ *   (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
+ *   (/usr/local/bin/etcd: each server runs its node's managed etcd member);
+ * - operator: server-base + the operator's bundle (`dotmesh-operator` on PATH);
+ * - etcd: the tools' etcd 3.6.5 (static) at /usr/local/bin/etcd, and nothing else.
+ * Keys hash every file copied in, so a rebuilt bundle is a new image name.
+ */
+export const PRODUCT_DIR = '/opt/dotmesh';
+/** Bump when a recipe below changes what it produces for the same inputs. */
+const PRODUCT_RECIPE_VERSION = 2;
+
+export interface ProductImageOptions extends ImageOptions {
+  /** `npm run build`'s output directory (dist/ of the repository). */
+  readonly dist: string;
+  /** The server image: the etcd binary of each node's managed etcd member (the tools' 3.6.5). */
+  readonly etcd?: string;
+  /** The Node.js binary of server-base (default: the running one). */
+  readonly node?: string;
+}
+
+/** The bundles (`<name>.mjs`) an image holds, the chunks their names own, and extra files. */
+interface BundleSet {
+  readonly entries: readonly string[];
+  readonly extra: readonly string[];
+  /** Arguments with which the first entry exits 0 without doing anything (the image's check). */
+  readonly check: readonly string[];
+  /** Whether the image holds etcd at /usr/local/bin/etcd. */
+  readonly etcd?: boolean;
+}
+
+const SERVER_BUNDLES: BundleSet = {
+  entries: ['dotmesh-server', 'dm'],
+  extra: ['dotmesh-pump'],
+  check: ['version'],
+  etcd: true,
+};
+const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [], check: ['--help'] };
+/** The chunks directory of the etcd3 client's .proto files (scripts/build.ts, ETCD_PROTO_DIR). */
+const ETCD_PROTO_DIR = 'etcd-proto';
+
+/** The paths (relative to dist) that `set` needs; throws naming what `npm run build` did not make. */
+async function bundleFiles(dist: string, set: BundleSet): Promise<string[]> {
+  const files: string[] = [];
+  for (const e of set.entries) files.push(`${e}.mjs`);
+  files.push(...set.extra);
+  const missing = files.filter((f) => !existsSync(join(dist, f)));
+  if (missing.length > 0) throw new Error(`${dist} has no ${missing.join(', ')}: run \`npm run build\` first`);
+  const chunks = await readdir(join(dist, 'chunks')).catch(() => [] as string[]);
+  for (const c of chunks.sort()) {
+    if (set.entries.some((e) => c.startsWith(`${e}-`)) && c.endsWith('.mjs')) files.push(join('chunks', c));
+  }
+  return files;
+}
+
+async function hashFiles(dist: string, files: readonly string[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of files) h.update(`${f}\0${await sha256File(join(dist, f))}\0`);
+  const proto = join(dist, 'chunks', ETCD_PROTO_DIR);
+  if (existsSync(proto)) for (const f of (await readdir(proto)).sort()) h.update(`${f}\0${await readFile(join(proto, f))}`);
+  return h.digest('hex');
+}
+
+/** Unpacks server-base's single layer into `rootfs`. */
+async function unpackServerBase(base: TestImage, rootfs: string, work: string): Promise<void> {
+  const dir = join(work, 'base');
+  await mkdir(dir);
+  await runCommand('tar', ['-C', dir, '-xf', base.archive], { timeoutMs: 600_000 });
+  const [manifest] = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { Layers: string[] }[];
+  for (const layer of manifest!.Layers) {
+    await runCommand('tar', ['--numeric-owner', '--xattrs', '-C', rootfs, '-xpf', join(dir, layer)], { timeoutMs: 600_000 });
+  }
+}
+
+async function productImage(name: string, set: BundleSet, o: ProductImageOptions): Promise<TestImage> {
+  const base = await serverBaseImage(o);
+  const files = await bundleFiles(o.dist, set);
+  const etcd = set.etcd ? o.etcd : undefined;
+  if (set.etcd && !etcd) throw new Error(`the ${name} image needs the etcd binary (options.etcd)`);
+  const key = keyOf(
+    `product-v${PRODUCT_RECIPE_VERSION}`,
+    name,
+    base.ref,
+    await hashFiles(o.dist, files),
+    etcd ? await sha256File(etcd) : '',
+  );
+  // The executables are symlinks beside their bundles (the server finds dotmesh-pump beside
+  // the path it was started by), that directory first on PATH.
+  const config = {
+    Entrypoint: [`${PRODUCT_DIR}/${set.entries[0]}`],
+    Env: [`PATH=${PRODUCT_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`],
+  };
+  return cachedImage(name, key, o, config, async (rootfs, work) => {
+    await unpackServerBase(base, rootfs, work);
+    const target = join(rootfs, PRODUCT_DIR.slice(1));
+    await mkdir(join(target, 'chunks'), { recursive: true });
+    for (const f of files) await copyFile(join(o.dist, f), join(target, f));
+    if (existsSync(join(o.dist, 'chunks', ETCD_PROTO_DIR))) {
+      await cp(join(o.dist, 'chunks', ETCD_PROTO_DIR), join(target, 'chunks', ETCD_PROTO_DIR), { recursive: true });
+    }
+    for (const e of set.entries) {
+      await chmod(join(target, `${e}.mjs`), 0o755);
+      await symlink(`${e}.mjs`, join(target, e));
+    }
+    for (const x of set.extra) await chmod(join(target, x), 0o755);
+    if (etcd) {
+      await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
+      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
+      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+    }
+    // Each bundle must load in the image (its chunks there, its Node the image's).
+    await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
+      throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
+    });
+    if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
+  });
+}
+
+/** The dotmesh server image (`dotmesh-server`, `dm`, `dotmesh-pump`, `etcd`; btrfs-progs from server-base). */
+export function serverImage(o: ProductImageOptions): Promise<TestImage> {
+  return productImage('server', SERVER_BUNDLES, o);
+}
+
+/** The operator image (`dotmesh-operator`). */
+export function operatorImage(o: ProductImageOptions): Promise<TestImage> {
+  return productImage('operator', OPERATOR_BUNDLES, o);
+}
+
+/** The tools' etcd (3.6.5, a static binary) as an image: `/usr/local/bin/etcd`. */
+export async function etcdImage(tools: K8sTools, o: ImageOptions = {}): Promise<TestImage> {
+  const bin = tools.bin('etcd');
+  const config = { Entrypoint: ['/usr/local/bin/etcd'] };
+  return cachedImage(
+    'etcd',
+    keyOf(`product-v${PRODUCT_RECIPE_VERSION}`, 'etcd', await sha256File(bin)),
+    o,
+    config,
+    async (rootfs) => {
+      await baseDirs(rootfs);
+      await mkdir(join(rootfs, 'usr/local/bin'), { recursive: true });
+      await copyFile(bin, join(rootfs, 'usr/local/bin/etcd'));
+      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
+      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+    },
+  );
+}
+
+/**
+ * Imports `images` into every node's containerd of a (shared) test cluster, and removes them
+ * again when `t` ends, so the cluster is left as it was.
+ */
+export async function importIntoCluster(
+  cluster: { readonly nodes: readonly { readonly paths: NodePaths }[] },
+  images: readonly TestImage[],
+  t: AfterHook,
+): Promise<void> {
+  t.after(() => Promise.all(cluster.nodes.map((n) => removeImages(n.paths, images))).then(() => undefined));
+  await Promise.all(cluster.nodes.map((n) => importImages(n.paths, images)));
+}
