@@ -20,6 +20,12 @@ export interface CachedFileOptions {
   readonly build: (work: string) => Promise<string>;
   readonly timeoutMs: number;
   readonly log?: (s: string) => void;
+  /**
+   * Names (in the target's directory) of earlier versions of the same file: once a new target is
+   * built, each one no builder holds is removed with its lock file, so that a cache keyed on its
+   * inputs does not grow with every change of them.
+   */
+  readonly supersedes?: (name: string) => boolean;
 }
 
 const inProcess = new Map<string, Promise<string>>();
@@ -60,6 +66,7 @@ async function buildLocked(o: CachedFileOptions): Promise<string> {
     try {
       const made = await o.build(work);
       await rename(made, o.target);
+      if (o.supersedes) await removeSuperseded(cacheDir, o.target, o.supersedes, log);
     } finally {
       await killProcessesUsing(work); // what a timed-out debootstrap left running
       await removeTempDir(work); // unmounts whatever debootstrap left mounted first
@@ -67,6 +74,28 @@ async function buildLocked(o: CachedFileOptions): Promise<string> {
     return o.target;
   } finally {
     await release();
+  }
+}
+
+async function removeSuperseded(
+  cacheDir: string,
+  target: string,
+  supersedes: (name: string) => boolean,
+  log: (s: string) => void,
+) {
+  for (const name of await readdir(cacheDir)) {
+    const path = join(cacheDir, name);
+    if (path === target || name.endsWith('.lock') || !supersedes(name)) continue;
+    // A builder holding its lock is making it right now: leave it.
+    const release = await acquireFlock(`${path}.lock`, 0).catch(() => undefined);
+    if (!release) continue;
+    try {
+      log(`removing ${path}, superseded by ${target}`);
+      await rm(path, { force: true });
+      await rm(`${path}.lock`, { force: true });
+    } finally {
+      await release();
+    }
   }
 }
 

@@ -58,6 +58,8 @@ export async function cachedImage(
     target: join(imageCacheDir(o.cacheDir), `k8s-${name}-${key}.tar`),
     timeoutMs: BUILD_TIMEOUT_MS,
     ...(o.log ? { log: o.log } : {}),
+    // The same image for earlier inputs (a server image of an earlier build of dist/).
+    supersedes: (file) => file.startsWith(`k8s-${name}-`) && /^[0-9a-f]{12}\.tar$/.test(file.slice(`k8s-${name}-`.length)),
     build: async (work) => {
       const rootfs = join(work, 'rootfs');
       await mkdir(rootfs, { recursive: true });
