@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
@@ -12,16 +12,29 @@ import {
   makeTempDir,
   manifestFromDoc,
   operatorImage,
+  podManifest,
   replaceInManifest,
   routeCheckRoot,
   runCommand,
   serverImage,
   skipUnless,
   type TestCluster,
+  testNamespace,
   unmountUnder,
   useTestCluster,
   waitFor,
+  waitForPodPhase,
 } from '@dotmesh/testkit';
+import {
+  apply,
+  deleteAndWait,
+  dotExists,
+  FLEX_DRIVER_BIN,
+  hashInNewCommit,
+  installedDriverDir,
+  waitUnused,
+  writeRandomScript,
+} from './k8s-volumes.ts';
 
 /**
  * The operator deployed with the manifest docs/kubernetes.md gives users, on the run's shared
@@ -33,13 +46,17 @@ import {
  * The servers make one Dotmesh cluster: the first node's server makes it (its CA, the first
  * managed etcd member), the operator makes a join Secret for each other node through it, and
  * they join; the test talks to each server on its node's address from the root namespace.
+ * Each server pod installs the FlexVolume driver into its node's FlexVolume directory; the
+ * original's TestKubernetesVolumes FlexVolume case (a static PV) runs through it, and a pod
+ * recreated on another node reads its data there (the branch handed over).
  *
  * Deviations from the documented install, each for a reason:
  * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
  *   one; hosts running systemd have / shared, this machine does not);
  * - the image names: the test's locally built images (no registry);
- * - the ConfigMap's local.poolLocation and flexvolumeDriverDir: under the test's own directory
- *   and the test nodes' own FlexVolume directories (never the host's /var/lib/dotmesh);
+ * - the ConfigMap's local.poolLocation, flexvolumeDriverDir and kubeletRootDir: under the
+ *   test's own directory and the test nodes' own FlexVolume and kubelet directories (each test
+ *   kubelet has its own; never the host's /var/lib/dotmesh or /var/lib/kubelet);
  * - the Secret `dotmesh` holds random test credentials.
  */
 const REPO = join(import.meta.dirname, '../../..');
@@ -157,7 +174,12 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     baseData = {
       'local.poolLocation': join(pools, '#HOSTNAME#'),
       flexvolumeDriverDir: join(cluster.dir, '#HOSTNAME#', 'flexvolume'),
+      kubeletRootDir: join(cluster.dir, '#HOSTNAME#', 'kubelet'),
     };
+    for (const n of cluster.nodes) {
+      assert.equal(baseData.flexvolumeDriverDir!.replace('#HOSTNAME#', n.name), n.paths.flexVolumeDir);
+      assert.equal(baseData.kubeletRootDir!.replace('#HOSTNAME#', n.name), n.paths.kubeletRootDir);
+    }
     // The documented ConfigMap with `data`'s keys set (a key already there gets the new value).
     configMap = (data) => {
       let text = configText;
@@ -174,6 +196,10 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     cleanup.add(async () => {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
+    // The drivers the server pods installed in the shared cluster's nodes go once the pods have.
+    cleanup.add(async () => {
+      for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
+    }, 'remove the installed FlexVolume drivers');
     cleanup.add(() =>
       kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
         input: manifest,
@@ -242,6 +268,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       const pool = baseData['local.poolLocation']!.replace('#HOSTNAME#', node.name);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'pool')?.hostPath?.path, pool);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'flexvolume')?.hostPath?.path, node.paths.flexVolumeDir);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'kubelet')?.hostPath?.path, node.paths.kubeletRootDir);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
       assert.ok(pod.spec.containers[0]!.args?.includes(`--pool-dir=${pool}`));
     }
@@ -302,6 +329,129 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       `commit ${commit} in ${JSON.stringify(commits.map((c) => c.Id))}`,
     );
   });
+
+  test("each server pod installs the FlexVolume driver (the image's, 0755) and its 0600 socket in its node's directory", async () => {
+    const sha256File = async (file: string) =>
+      createHash('sha256')
+        .update(await readFile(file))
+        .digest('hex');
+    const want = await sha256File(FLEX_DRIVER_BIN);
+    for (const node of cluster.nodes) {
+      const dir = installedDriverDir(node);
+      await waitFor(
+        () =>
+          stat(join(dir, 'dm.sock')).then(
+            () => true,
+            () => false,
+          ),
+        {
+          timeoutMs: 120_000,
+          intervalMs: 1000,
+          what: `the FlexVolume socket on ${node.name}`,
+        },
+      );
+      const bin = join(dir, 'dm');
+      assert.equal((await stat(bin)).mode & 0o777, 0o755, bin);
+      assert.equal(await sha256File(bin), want, `${bin} is the built driver`);
+      const socket = await stat(join(dir, 'dm.sock'));
+      assert.ok(socket.isSocket(), node.name);
+      assert.equal(socket.mode & 0o777, 0o600, `${node.name}: the admin socket is root’s alone`);
+    }
+  });
+
+  test("FlexVolume (static PV) through the operator's servers: a pod writes, the data is in a commit; recreated on another node, it reads the same data", async () => {
+    const [n0, n1] = cluster.nodes as [TestCluster['nodes'][number], TestCluster['nodes'][number]];
+    const s0 = { admin: api(n0.ip) };
+    const s1 = { admin: api(n1.ip) };
+    const ns = await testNamespace(kubectl, suite, 'dmtest-opflex');
+    const dot = `opflex-${randomBytes(3).toString('hex')}`;
+    const pv = `opflex-${ns}`;
+    // Undone newest first: the pods (unmounted while the servers run), the claim, the PV.
+    cleanup.add(() => deleteAndWait(cluster, ['pv', pv]), 'delete the static PV');
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
+    cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');
+    await apply(cluster, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: pv },
+      spec: {
+        capacity: { storage: '1Gi' },
+        accessModes: ['ReadWriteOnce'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: '',
+        claimRef: { namespace: ns, name: 'data' },
+        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: dot } },
+      },
+    });
+    await apply(cluster, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'data', namespace: ns },
+      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
+    });
+    const volume = {
+      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+      volumeMounts: [{ name: 'data', mountPath: '/data' }],
+    };
+    assert.equal(await dotExists(s0, 'admin', dot), false);
+
+    await kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'writer',
+        namespace: ns,
+        node: n0.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', writeRandomScript('blob', true)],
+        ...volume,
+      }),
+    });
+    await waitForPodPhase(kubectl, ns, 'writer', ['Running'], 180_000);
+    const written = await podHash(ns, 'writer', 'written');
+    assert.ok(await dotExists(s0, 'admin', dot), 'the dot was made on first use');
+    assert.equal(await hashInNewCommit(s0, 'admin', dot, 'blob'), written, 'a commit on node-0 holds what the pod wrote');
+    const fsId = await s0.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+    const uses = (await s0.admin.call('BranchPublications', fsId)).Uses;
+    assert.equal(uses.length, 1);
+    assert.ok(uses[0]!.Target.startsWith(join(n0.paths.kubeletRootDir, 'pods')), uses[0]!.Target);
+    await deleteAndWait(cluster, ['pod', 'writer', '-n', ns]);
+    await waitUnused(s0, fsId, 'node-0 ended the use when the kubelet unmounted the volume');
+
+    // The same claim in a pod on node-1: the branch is handed over there with its data.
+    await kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'reader',
+        namespace: ns,
+        node: n1.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', 'sha256sum /data/blob | cut -d" " -f1 && echo read && sleep 3600'],
+        ...volume,
+      }),
+    });
+    await waitForPodPhase(kubectl, ns, 'reader', ['Running'], 180_000);
+    assert.equal(await podHash(ns, 'reader', 'read'), written, 'the pod on node-1 reads what node-0’s pod wrote');
+    const fsIdOn1 = await s1.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+    assert.equal(fsIdOn1, fsId);
+    const used = (await s1.admin.call('BranchPublications', fsId)).Uses;
+    assert.equal(used.length, 1, 'one use, the pod on node-1');
+    assert.ok(used[0]!.Target.startsWith(join(n1.paths.kubeletRootDir, 'pods')), used[0]!.Target);
+    assert.equal(await hashInNewCommit(s1, 'admin', dot, 'blob'), written, 'a commit on node-1 holds the same data');
+    await deleteAndWait(cluster, ['pod', 'reader', '-n', ns]);
+    await waitUnused(s1, fsId, 'node-1 ended the use');
+  });
+
+  /** The first line (a SHA-256) pod `pod` printed, once it printed `done`. */
+  async function podHash(ns: string, pod: string, done: string): Promise<string> {
+    const log = await waitFor(
+      async () => {
+        const out = (await kubectl(['logs', pod, '-n', ns])).stdout;
+        return out.includes(done) ? out : undefined;
+      },
+      { timeoutMs: 60_000, what: `pod ${pod} printed ${done}` },
+    );
+    const hash = log.trim().split('\n')[0]!;
+    assert.match(hash, /^[0-9a-f]{64}$/);
+    return hash;
+  }
 
   test('the leader killed: the standby takes over and recreates nothing', async () => {
     const before = uids(await serverPods(kubectl));

@@ -55,8 +55,11 @@ export async function deleteAndWait(cluster: TestCluster, args: readonly string[
   await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s']);
 }
 
+/** What the helpers below need of a server: its API as admin (a host process's, or a pod's through its node address). */
+export type AdminApi = Pick<ServerProcess, 'admin'>;
+
 /** The SHA-256 of `file` (relative to the dot's default subdot) in a new commit of the dot's master. */
-export async function hashInNewCommit(server: ServerProcess, namespace: string, name: string, file: string): Promise<string> {
+export async function hashInNewCommit(server: AdminApi, namespace: string, name: string, file: string): Promise<string> {
   const commit = await server.admin.call('Commit', {
     Namespace: namespace,
     Name: name,
@@ -72,13 +75,13 @@ export async function hashInNewCommit(server: ServerProcess, namespace: string, 
 }
 
 /** Whether the dot exists. */
-export async function dotExists(server: ServerProcess, namespace: string, name: string): Promise<boolean> {
+export async function dotExists(server: AdminApi, namespace: string, name: string): Promise<boolean> {
   const all = await server.admin.call('AllDotsAndBranches', null);
   return all.Dots.some((d) => d.MasterBranch.Name.Namespace === namespace && d.MasterBranch.Name.Name === name);
 }
 
 /** Waits until the branch has no recorded use (the kubelet unmounted it). */
-export async function waitUnused(server: ServerProcess, fsId: string, what: string): Promise<void> {
+export async function waitUnused(server: AdminApi, fsId: string, what: string): Promise<void> {
   await waitFor(async () => (await server.admin.call('BranchPublications', fsId)).Uses.length === 0, {
     timeoutMs: 120_000,
     what,
