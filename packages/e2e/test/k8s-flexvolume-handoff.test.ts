@@ -19,7 +19,8 @@ import { apply, deleteAndWait, FLEX_DRIVER_BIN, installedDriverDir, writeRandomS
 
 /**
  * A pod that moves to another node finds its dot there, with its history: a Dotmesh cluster of
- * two nodes (host processes on one etcd, until the operator deploys them as pods), node i
+ * two nodes (host processes on one etcd; k8s-operator.test.ts does the same with the
+ * operator's pods), node i
  * installing its FlexVolume driver into Kubernetes node-i's plugin directory. A pod on node-0
  * writes through a static PV; a pod on node-1 then mounts the same dot, which hands the branch
  * over (Procure through node-1's server); while that pod uses it, a pod on node-0 cannot mount

@@ -32,9 +32,10 @@ import {
 
 /**
  * The FlexVolume driver `dotmesh.io/dm` (the original's TestKubernetesVolumes, FlexVolume with a
- * static PV) on node-0 of the run's shared test cluster. dotmesh-server runs as a host process
- * (until the operator deploys it as a pod) and installs the driver into node-0's FlexVolume
- * directory; node-0's kubelet finds it there and runs it for the pods' volumes.
+ * static PV) on node-0 of the run's shared test cluster, the driver alone: dotmesh-server runs
+ * as a host process (k8s-operator.test.ts runs it as the operator's pods) and installs the
+ * driver into node-0's FlexVolume directory; node-0's kubelet finds it there and runs it for the
+ * pods' volumes.
  */
 
 interface DriverRun {

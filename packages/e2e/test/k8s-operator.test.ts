@@ -13,9 +13,11 @@ import {
   manifestFromDoc,
   operatorImage,
   podManifest,
+  provisionerImage,
   replaceInManifest,
   routeCheckRoot,
   runCommand,
+  runPodToCompletion,
   serverImage,
   skipUnless,
   type TestCluster,
@@ -48,12 +50,14 @@ import {
  * they join; the test talks to each server on its node's address from the root namespace.
  * Each server pod installs the FlexVolume driver into its node's FlexVolume directory; the
  * original's TestKubernetesVolumes FlexVolume case (a static PV) runs through it, and a pod
- * recreated on another node reads its data there (the branch handed over).
+ * recreated on another node reads its data there (the branch handed over). The manifest's
+ * provisioner and StorageClass `dotmesh` run the original's TestKubernetesOperator
+ * DynamicProvisioning, PVCReuse and PVCMakeNew.
  *
  * Deviations from the documented install, each for a reason:
  * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
  *   one; hosts running systemd have / shared, this machine does not);
- * - the image names: the test's locally built images (no registry);
+ * - the image names (server, operator, provisioner): the test's locally built images (no registry);
  * - the ConfigMap's local.poolLocation, flexvolumeDriverDir and kubeletRootDir: under the
  *   test's own directory and the test nodes' own FlexVolume and kubelet directories (each test
  *   kubelet has its own; never the host's /var/lib/dotmesh or /var/lib/kubelet);
@@ -165,10 +169,12 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     await runCommand('mount', ['--make-rshared', pools]);
     const server = await serverImage({ dist: DIST, etcd: cluster.tools.bin('etcd') });
     const operator = await operatorImage({ dist: DIST });
-    await importIntoCluster(cluster, [server, operator], suite);
+    const provisioner = await provisionerImage({ dist: DIST });
+    await importIntoCluster(cluster, [server, operator, provisioner], suite);
     const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
       'dotmesh/dotmesh-operator:0.1.0': operator.ref,
       'dotmesh/dotmesh-server:0.1.0': server.ref,
+      'dotmesh/dotmesh-provisioner:0.1.0': provisioner.ref,
     });
     const configText = await manifestFromDoc(DOC, 'dotmesh-configuration.yaml');
     baseData = {
@@ -438,6 +444,123 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     await deleteAndWait(cluster, ['pod', 'reader', '-n', ns]);
     await waitUnused(s1, fsId, 'node-1 ended the use');
   });
+
+  test("DynamicProvisioning, PVCReuse, PVCMakeNew: the manifest's provisioner and StorageClass dotmesh, through the operator's servers", async () => {
+    const [n0, n1] = cluster.nodes as [TestCluster['nodes'][number], TestCluster['nodes'][number]];
+    const s0 = { admin: api(n0.ip) };
+    const s1 = { admin: api(n1.ip) };
+    const ns = await testNamespace(kubectl, suite, 'dmtest-opprov');
+    const suffix = randomBytes(3).toString('hex');
+    const [dynamic, fresh] = [`dynamic-${suffix}`, `fresh-${suffix}`];
+    // Undone newest first: the pods, the claims, then the PVs the provisioner deletes (it runs until the manifest goes).
+    cleanup.add(
+      () =>
+        waitFor(async () => (await pvsOf(ns)).length === 0, {
+          timeoutMs: 120_000,
+          intervalMs: 1000,
+          what: `the provisioner deleted the PVs of ${ns}`,
+        }),
+      'wait for the provisioned PVs to go',
+    );
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
+    cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');
+    await waitFor(
+      async () =>
+        (await kubectl(['get', 'deployment', '-n', NS, 'dotmesh-dynamic-provisioner', '-o', 'jsonpath={.status.readyReplicas}']))
+          .stdout === '1',
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the provisioner Deployment ready' },
+    );
+    const claim = (name: string, annotations: Record<string, string> = {}) =>
+      apply(cluster, {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name, namespace: ns, annotations },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+      });
+    /** Runs `script` in a pod on `node` with claim `name` at /data; its output once the pod is gone and `dot`'s use ended. */
+    const inPod = async (node: TestCluster['nodes'][number], pod: string, name: string, script: string, dot: string) => {
+      const out = await runPodToCompletion(
+        kubectl,
+        podManifest({
+          name: pod,
+          namespace: ns,
+          node: node.name,
+          image: cluster.images.busybox.ref,
+          command: ['sh', '-c', script],
+          volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
+          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        }),
+        180_000,
+      );
+      await deleteAndWait(cluster, ['pod', pod, '-n', ns]);
+      const server = { admin: api(node.ip) };
+      const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+      await waitUnused(server, fsId, `the kubelet of ${node.name} unmounted ${dot} after pod ${pod}`);
+      return out.trim();
+    };
+
+    // DynamicProvisioning: a PVC of the class gets a PV with the FlexVolume source naming admin/<pvc name>.
+    assert.equal(await dotExists(s0, 'admin', dynamic), false);
+    await claim(dynamic);
+    const pv = await boundPv(ns, dynamic);
+    const got = await getJson<{ spec: { flexVolume: unknown; storageClassName: string } }>(kubectl, ['get', 'pv', pv]);
+    assert.equal(got.spec.storageClassName, 'dotmesh');
+    assert.deepEqual(got.spec.flexVolume, {
+      driver: 'dotmesh.io/dm',
+      options: { namespace: 'admin', name: dynamic, subdot: '__default__' },
+    });
+    const written = await inPod(n0, 'writer', dynamic, writeRandomScript('blob', false), dynamic);
+    assert.match(written, /^[0-9a-f]{64}$/);
+    assert.equal(await hashInNewCommit(s0, 'admin', dynamic, 'blob'), written, 'a commit on node-0 holds what the pod wrote');
+
+    // PVCReuse: a second PVC naming the same dot, in a pod on node-1: the same data (handed over).
+    await claim('reuse', { dotmeshName: dynamic });
+    await boundPv(ns, 'reuse');
+    assert.equal(await inPod(n1, 'reader', 'reuse', 'sha256sum /data/blob | cut -d" " -f1', dynamic), written);
+    assert.equal(await hashInNewCommit(s1, 'admin', dynamic, 'blob'), written, 'a commit on node-1 holds the same data');
+
+    // PVCMakeNew: another dot name starts empty; dotmeshSubdot picks the directory.
+    await claim('makenew', { dotmeshName: fresh, dotmeshSubdot: 'db' });
+    await boundPv(ns, 'makenew');
+    assert.equal(await inPod(n0, 'fresh', 'makenew', 'ls -A /data | wc -l && echo new > /data/f', fresh), '0');
+    assert.ok(await dotExists(s0, 'admin', fresh), 'the dot was made on first use');
+    const fsId = await s0.admin.call('Lookup', { Namespace: 'admin', Name: fresh, Branch: '' });
+    const commit = await s0.admin.call('Commit', { Namespace: 'admin', Name: fresh, Branch: '', Message: 'c', Metadata: {} });
+    const path = await s0.admin.call('MountCommit', { FilesystemId: fsId, CommitId: commit });
+    assert.equal(await readFile(join(path, 'db', 'f'), 'utf8'), 'new\n', 'the subdot annotation chose the directory');
+
+    // Deleting the claims removes their PVs (reclaim policy Delete) and keeps the dots and commits.
+    const commits = await s1.admin.call('Commits', { Namespace: 'admin', Name: dynamic, Branch: '' });
+    await deleteAndWait(cluster, ['pvc', '--all', '-n', ns]);
+    await waitFor(async () => (await pvsOf(ns)).length === 0, {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the provisioner deleted the PVs of ${ns}`,
+    });
+    assert.ok((await dotExists(s0, 'admin', dynamic)) && (await dotExists(s0, 'admin', fresh)), 'the dots are kept');
+    assert.deepEqual(await s1.admin.call('Commits', { Namespace: 'admin', Name: dynamic, Branch: '' }), commits);
+  });
+
+  /** The PV bound to PVC `name` of `ns`, once it is Bound. */
+  async function boundPv(ns: string, name: string): Promise<string> {
+    return waitFor(
+      async () => {
+        const r = await kubectl(['get', 'pvc', name, '-n', ns, '-o', 'jsonpath={.status.phase} {.spec.volumeName}']);
+        const [phase, pv] = r.stdout.trim().split(' ');
+        return phase === 'Bound' ? pv : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: `PVC ${name} bound` },
+    );
+  }
+
+  /** The PVs whose claim is in `ns`. */
+  async function pvsOf(ns: string): Promise<string[]> {
+    const list = await getJson<{ items: { metadata: { name: string }; spec: { claimRef?: { namespace?: string } } }[] }>(
+      kubectl,
+      ['get', 'pv'],
+    );
+    return list.items.filter((p) => p.spec.claimRef?.namespace === ns).map((p) => p.metadata.name);
+  }
 
   /** The first line (a SHA-256) pod `pod` printed, once it printed `done`. */
   async function podHash(ns: string, pod: string, done: string): Promise<string> {

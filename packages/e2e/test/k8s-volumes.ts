@@ -12,10 +12,11 @@ import {
 } from '@dotmesh/testkit';
 
 /**
- * Shared by the FlexVolume and provisioner tests. Until the operator deploys dotmesh-server as a
- * pod, these tests run it as a host process beside one node of the shared test cluster (as
- * k8s-csi.test.ts does): the kubelet runs the driver on the host, which reaches the server's
- * socket in the node's FlexVolume directory.
+ * Shared by the FlexVolume, provisioner and operator tests. The FlexVolume and provisioner tests
+ * exercise those parts alone, with dotmesh-server a host process beside one node of the shared
+ * test cluster (as k8s-csi.test.ts does; k8s-operator.test.ts runs them as users get them): the
+ * kubelet runs the driver on the host, which reaches the server's socket in the node's
+ * FlexVolume directory.
  */
 
 /** The driver `npm run build` makes (a single executable: no Node.js needed to run it). */

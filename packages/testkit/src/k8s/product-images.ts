@@ -17,6 +17,7 @@ import type { K8sTools } from './tools.ts';
  *   build`'s output (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
  *   (/usr/local/bin/etcd: each server runs its node's managed etcd member);
  * - operator: server-base + the operator's bundle (`dotmesh-operator` on PATH);
+ * - provisioner: server-base + the dynamic provisioner's bundle (`dotmesh-provisioner` on PATH);
  * - etcd: the tools' etcd 3.6.5 (static) at /usr/local/bin/etcd, and nothing else.
  * Keys hash every file copied in, so a rebuilt bundle is a new image name.
  */
@@ -50,6 +51,7 @@ const SERVER_BUNDLES: BundleSet = {
   etcd: true,
 };
 const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [], check: ['--help'] };
+const PROVISIONER_BUNDLES: BundleSet = { entries: ['dotmesh-provisioner'], extra: [], check: ['--help'] };
 /** The chunks directory of the etcd3 client's .proto files (scripts/build.ts, ETCD_PROTO_DIR). */
 const ETCD_PROTO_DIR = 'etcd-proto';
 
@@ -142,6 +144,11 @@ export function serverImage(o: ProductImageOptions): Promise<TestImage> {
 /** The operator image (`dotmesh-operator`). */
 export function operatorImage(o: ProductImageOptions): Promise<TestImage> {
   return productImage('operator', OPERATOR_BUNDLES, o);
+}
+
+/** The dynamic provisioner's image (`dotmesh-provisioner`). */
+export function provisionerImage(o: ProductImageOptions): Promise<TestImage> {
+  return productImage('provisioner', PROVISIONER_BUNDLES, o);
 }
 
 /** The tools' etcd (3.6.5, a static binary) as an image: `/usr/local/bin/etcd`. */
