@@ -20,12 +20,13 @@ import {
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
-  apply,
+  claimAtData,
   deleteAndWait,
   dotExists,
   hashInNewCommit,
   installedDriverDir,
   startFlexServer,
+  staticFlexVolume,
   waitUnused,
   writeRandomScript,
 } from './k8s-volumes.ts';
@@ -190,8 +191,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
         node: node.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', writeRandomScript('blob', true)],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'apples' } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData('apples'),
       }),
     });
     await waitForPodPhase(cluster.kubectl, ns, 'writer', ['Running'], 180_000);
@@ -229,8 +229,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
         node: node.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', writeRandomScript('blob', true)],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'pears' } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData('pears'),
       }),
     });
     await waitForPodPhase(cluster.kubectl, ns, 'keeper', ['Running'], 180_000);
@@ -253,30 +252,8 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
   });
 
   /** A static PV `pv` for dot admin/<dot> and a PVC named after the dot, bound to it. */
-  async function staticVolume(pv: string, dot: string): Promise<void> {
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteOnce'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: ns, name: dot },
-        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: dot } },
-      },
-    });
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: dot, namespace: ns },
-      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
-    });
-    await waitFor(
-      async () => (await cluster.kubectl(['get', 'pvc', dot, '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
-      { timeoutMs: 60_000, what: `PVC ${dot} bound to the static PV` },
-    );
+  function staticVolume(pv: string, dot: string): Promise<void> {
+    return staticFlexVolume(cluster, { pv, namespace: ns, claim: dot, dot });
   }
 
   /** The first line a pod wrote (a hash) once it printed `written`. */

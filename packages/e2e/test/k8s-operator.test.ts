@@ -29,11 +29,13 @@ import {
 } from '@dotmesh/testkit';
 import {
   apply,
+  claimAtData,
   deleteAndWait,
   dotExists,
   FLEX_DRIVER_BIN,
   hashInNewCommit,
   installedDriverDir,
+  staticFlexVolume,
   waitUnused,
   writeRandomScript,
 } from './k8s-volumes.ts';
@@ -376,29 +378,8 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     cleanup.add(() => deleteAndWait(cluster, ['pv', pv]), 'delete the static PV');
     cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
     cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteOnce'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: ns, name: 'data' },
-        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: dot } },
-      },
-    });
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: 'data', namespace: ns },
-      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
-    });
-    const volume = {
-      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
-      volumeMounts: [{ name: 'data', mountPath: '/data' }],
-    };
+    await staticFlexVolume(cluster, { pv, namespace: ns, claim: 'data', dot });
+    const volume = claimAtData('data');
     assert.equal(await dotExists(s0, 'admin', dot), false);
 
     await kubectl(['apply', '-f', '-'], {
@@ -487,8 +468,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
           node: node.name,
           image: cluster.images.busybox.ref,
           command: ['sh', '-c', script],
-          volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
-          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+          ...claimAtData(name),
         }),
         180_000,
       );

@@ -17,6 +17,7 @@ import {
 } from '@dotmesh/testkit';
 import {
   apply,
+  claimAtData,
   deleteAndWait,
   dotExists,
   hashInNewCommit,
@@ -160,8 +161,7 @@ describe('the dynamic provisioner with a real cluster', {
         node: cluster.nodes[0]!.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', script],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData(name),
       }),
       180_000,
     );

@@ -51,6 +51,48 @@ export async function apply(cluster: TestCluster, object: Record<string, unknown
   await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(object) });
 }
 
+/**
+ * A static PV `pv` with the FlexVolume source naming dot admin/`dot`, and the PVC `claim` of
+ * `namespace` bound to it; waits until the claim is Bound.
+ */
+export async function staticFlexVolume(
+  cluster: TestCluster,
+  o: { readonly pv: string; readonly namespace: string; readonly claim: string; readonly dot: string },
+): Promise<void> {
+  await apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name: o.pv },
+    spec: {
+      capacity: { storage: '1Gi' },
+      accessModes: ['ReadWriteOnce'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: '',
+      claimRef: { namespace: o.namespace, name: o.claim },
+      flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: o.dot } },
+    },
+  });
+  await apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: o.claim, namespace: o.namespace },
+    spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: o.pv, resources: { requests: { storage: '1Gi' } } },
+  });
+  await waitFor(
+    async () =>
+      (await cluster.kubectl(['get', 'pvc', o.claim, '-n', o.namespace, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+    { timeoutMs: 60_000, what: `PVC ${o.claim} bound to the static PV` },
+  );
+}
+
+/** The pod fields (podManifest) that mount the PVC `claim` at /data. */
+export function claimAtData(claim: string) {
+  return {
+    volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }],
+    volumeMounts: [{ name: 'data', mountPath: '/data' }],
+  };
+}
+
 /** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
 export async function deleteAndWait(cluster: TestCluster, args: readonly string[]): Promise<void> {
   await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s']);
