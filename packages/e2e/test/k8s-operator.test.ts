@@ -399,9 +399,24 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     const fsId = await s0.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
     const uses = (await s0.admin.call('BranchPublications', fsId)).Uses;
     assert.equal(uses.length, 1);
-    assert.ok(uses[0]!.Target.startsWith(join(n0.paths.kubeletRootDir, 'pods')), uses[0]!.Target);
+    const target = uses[0]!.Target;
+    assert.ok(target.startsWith(join(n0.paths.kubeletRootDir, 'pods')), target);
+    // The server pod sees the kubelet's volume directory at the host's path (it ends, when it
+    // starts, uses whose directory the kubelet removed), and the kubelet's mounts reach it
+    // (HostToContainer): the bind mount is there while the pod runs, and gone after.
+    const inServer = async (test: string) => {
+      const script = `if ${test}; then echo yes; else echo no; fi`;
+      return (await kubectl(['exec', '-n', NS, `server-${n0.name}`, '--', 'sh', '-c', script])).stdout.trim();
+    };
+    const mounted = `grep -qF ' ${target} ' /proc/self/mountinfo`;
+    assert.equal(await inServer(`test -d '${target}' && ${mounted}`), 'yes', `the server pod sees ${target} mounted`);
     await deleteAndWait(cluster, ['pod', 'writer', '-n', ns]);
     await waitUnused(s0, fsId, 'node-0 ended the use when the kubelet unmounted the volume');
+    await waitFor(async () => (await inServer(`test -e '${target}' || ${mounted}`)) === 'no', {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: `${target} unmounted and removed in the server pod too`,
+    });
 
     // The same claim in a pod on node-1: the branch is handed over there with its data.
     await kubectl(['apply', '-f', '-'], {
