@@ -15,11 +15,19 @@ import {
   useTestCluster,
   waitFor,
 } from '@dotmesh/testkit';
-import { apply, deleteAndWait, FLEX_DRIVER_BIN, installedDriverDir, writeRandomScript } from './k8s-volumes.ts';
+import {
+  claimAtData,
+  deleteAndWait,
+  FLEX_DRIVER_BIN,
+  installedDriverDir,
+  staticFlexVolume,
+  writeRandomScript,
+} from './k8s-volumes.ts';
 
 /**
  * A pod that moves to another node finds its dot there, with its history: a Dotmesh cluster of
- * two nodes (host processes on one etcd, until the operator deploys them as pods), node i
+ * two nodes (host processes on one etcd; k8s-operator.test.ts does the same with the
+ * operator's pods), node i
  * installing its FlexVolume driver into Kubernetes node-i's plugin directory. A pod on node-0
  * writes through a static PV; a pod on node-1 then mounts the same dot, which hands the branch
  * over (Procure through node-1's server); while that pod uses it, a pod on node-0 cannot mount
@@ -65,36 +73,12 @@ describe('FlexVolume across nodes: a handoff when a pod moves', {
       node: k8s.nodes[nodeIndex]!.name,
       image: k8s.images.busybox.ref,
       command: ['sh', '-c', script],
-      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'moving' } }],
-      volumeMounts: [{ name: 'data', mountPath: '/data' }],
+      ...claimAtData('moving'),
     });
 
   test('written on node-0, read on node-1 after the handoff (with the commit made on node-0); node-0 cannot mount it meanwhile', async () => {
     const [a, b] = dotmesh.nodes;
-    await apply(k8s, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: `flex-move-${ns}` },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteOnce'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: ns, name: 'moving' },
-        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: 'moving' } },
-      },
-    });
-    await apply(k8s, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: 'moving', namespace: ns },
-      spec: {
-        accessModes: ['ReadWriteOnce'],
-        storageClassName: '',
-        volumeName: `flex-move-${ns}`,
-        resources: { requests: { storage: '1Gi' } },
-      },
-    });
+    await staticFlexVolume(k8s, { pv: `flex-move-${ns}`, namespace: ns, claim: 'moving', dot: 'moving' });
 
     const written = (await runPodToCompletion(k8s.kubectl, pod('writer', 0, writeRandomScript('blob', false)), 180_000)).trim();
     assert.match(written, /^[0-9a-f]{64}$/);

@@ -20,21 +20,23 @@ import {
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
-  apply,
+  claimAtData,
   deleteAndWait,
   dotExists,
   hashInNewCommit,
   installedDriverDir,
   startFlexServer,
+  staticFlexVolume,
   waitUnused,
   writeRandomScript,
 } from './k8s-volumes.ts';
 
 /**
  * The FlexVolume driver `dotmesh.io/dm` (the original's TestKubernetesVolumes, FlexVolume with a
- * static PV) on node-0 of the run's shared test cluster. dotmesh-server runs as a host process
- * (until the operator deploys it as a pod) and installs the driver into node-0's FlexVolume
- * directory; node-0's kubelet finds it there and runs it for the pods' volumes.
+ * static PV) on node-0 of the run's shared test cluster, the driver alone: dotmesh-server runs
+ * as a host process (k8s-operator.test.ts runs it as the operator's pods) and installs the
+ * driver into node-0's FlexVolume directory; node-0's kubelet finds it there and runs it for the
+ * pods' volumes.
  */
 
 interface DriverRun {
@@ -189,8 +191,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
         node: node.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', writeRandomScript('blob', true)],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'apples' } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData('apples'),
       }),
     });
     await waitForPodPhase(cluster.kubectl, ns, 'writer', ['Running'], 180_000);
@@ -228,8 +229,7 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
         node: node.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', writeRandomScript('blob', true)],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'pears' } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData('pears'),
       }),
     });
     await waitForPodPhase(cluster.kubectl, ns, 'keeper', ['Running'], 180_000);
@@ -252,30 +252,8 @@ describe('the FlexVolume driver dotmesh.io/dm with a real kubelet', {
   });
 
   /** A static PV `pv` for dot admin/<dot> and a PVC named after the dot, bound to it. */
-  async function staticVolume(pv: string, dot: string): Promise<void> {
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteOnce'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: ns, name: dot },
-        flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: dot } },
-      },
-    });
-    await apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'PersistentVolumeClaim',
-      metadata: { name: dot, namespace: ns },
-      spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: pv, resources: { requests: { storage: '1Gi' } } },
-    });
-    await waitFor(
-      async () => (await cluster.kubectl(['get', 'pvc', dot, '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
-      { timeoutMs: 60_000, what: `PVC ${dot} bound to the static PV` },
-    );
+  function staticVolume(pv: string, dot: string): Promise<void> {
+    return staticFlexVolume(cluster, { pv, namespace: ns, claim: dot, dot });
   }
 
   /** The first line a pod wrote (a hash) once it printed `written`. */

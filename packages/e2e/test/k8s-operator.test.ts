@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
@@ -12,16 +12,33 @@ import {
   makeTempDir,
   manifestFromDoc,
   operatorImage,
+  podManifest,
+  provisionerImage,
   replaceInManifest,
   routeCheckRoot,
   runCommand,
+  runPodToCompletion,
   serverImage,
   skipUnless,
   type TestCluster,
+  testNamespace,
   unmountUnder,
   useTestCluster,
   waitFor,
+  waitForPodPhase,
 } from '@dotmesh/testkit';
+import {
+  apply,
+  claimAtData,
+  deleteAndWait,
+  dotExists,
+  FLEX_DRIVER_BIN,
+  hashInNewCommit,
+  installedDriverDir,
+  staticFlexVolume,
+  waitUnused,
+  writeRandomScript,
+} from './k8s-volumes.ts';
 
 /**
  * The operator deployed with the manifest docs/kubernetes.md gives users, on the run's shared
@@ -33,13 +50,19 @@ import {
  * The servers make one Dotmesh cluster: the first node's server makes it (its CA, the first
  * managed etcd member), the operator makes a join Secret for each other node through it, and
  * they join; the test talks to each server on its node's address from the root namespace.
+ * Each server pod installs the FlexVolume driver into its node's FlexVolume directory; the
+ * original's TestKubernetesVolumes FlexVolume case (a static PV) runs through it, and a pod
+ * recreated on another node reads its data there (the branch handed over). The manifest's
+ * provisioner and StorageClass `dotmesh` run the original's TestKubernetesOperator
+ * DynamicProvisioning, PVCReuse and PVCMakeNew.
  *
  * Deviations from the documented install, each for a reason:
  * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
  *   one; hosts running systemd have / shared, this machine does not);
- * - the image names: the test's locally built images (no registry);
- * - the ConfigMap's local.poolLocation and flexvolumeDriverDir: under the test's own directory
- *   and the test nodes' own FlexVolume directories (never the host's /var/lib/dotmesh);
+ * - the image names (server, operator, provisioner): the test's locally built images (no registry);
+ * - the ConfigMap's local.poolLocation, flexvolumeDriverDir and kubeletRootDir: under the
+ *   test's own directory and the test nodes' own FlexVolume and kubelet directories (each test
+ *   kubelet has its own; never the host's /var/lib/dotmesh or /var/lib/kubelet);
  * - the Secret `dotmesh` holds random test credentials.
  */
 const REPO = join(import.meta.dirname, '../../..');
@@ -148,16 +171,23 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     await runCommand('mount', ['--make-rshared', pools]);
     const server = await serverImage({ dist: DIST, etcd: cluster.tools.bin('etcd') });
     const operator = await operatorImage({ dist: DIST });
-    await importIntoCluster(cluster, [server, operator], suite);
+    const provisioner = await provisionerImage({ dist: DIST });
+    await importIntoCluster(cluster, [server, operator, provisioner], suite);
     const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
       'dotmesh/dotmesh-operator:0.1.0': operator.ref,
       'dotmesh/dotmesh-server:0.1.0': server.ref,
+      'dotmesh/dotmesh-provisioner:0.1.0': provisioner.ref,
     });
     const configText = await manifestFromDoc(DOC, 'dotmesh-configuration.yaml');
     baseData = {
       'local.poolLocation': join(pools, '#HOSTNAME#'),
       flexvolumeDriverDir: join(cluster.dir, '#HOSTNAME#', 'flexvolume'),
+      kubeletRootDir: join(cluster.dir, '#HOSTNAME#', 'kubelet'),
     };
+    for (const n of cluster.nodes) {
+      assert.equal(baseData.flexvolumeDriverDir!.replace('#HOSTNAME#', n.name), n.paths.flexVolumeDir);
+      assert.equal(baseData.kubeletRootDir!.replace('#HOSTNAME#', n.name), n.paths.kubeletRootDir);
+    }
     // The documented ConfigMap with `data`'s keys set (a key already there gets the new value).
     configMap = (data) => {
       let text = configText;
@@ -174,6 +204,10 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     cleanup.add(async () => {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
+    // The drivers the server pods installed in the shared cluster's nodes go once the pods have.
+    cleanup.add(async () => {
+      for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
+    }, 'remove the installed FlexVolume drivers');
     cleanup.add(() =>
       kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
         input: manifest,
@@ -242,6 +276,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       const pool = baseData['local.poolLocation']!.replace('#HOSTNAME#', node.name);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'pool')?.hostPath?.path, pool);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'flexvolume')?.hostPath?.path, node.paths.flexVolumeDir);
+      assert.equal(pod.spec.volumes?.find((v) => v.name === 'kubelet')?.hostPath?.path, node.paths.kubeletRootDir);
       assert.equal(pod.spec.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
       assert.ok(pod.spec.containers[0]!.args?.includes(`--pool-dir=${pool}`));
     }
@@ -302,6 +337,239 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       `commit ${commit} in ${JSON.stringify(commits.map((c) => c.Id))}`,
     );
   });
+
+  test("each server pod installs the FlexVolume driver (the image's, 0755) and its 0600 socket in its node's directory", async () => {
+    const sha256File = async (file: string) =>
+      createHash('sha256')
+        .update(await readFile(file))
+        .digest('hex');
+    const want = await sha256File(FLEX_DRIVER_BIN);
+    for (const node of cluster.nodes) {
+      const dir = installedDriverDir(node);
+      await waitFor(
+        () =>
+          stat(join(dir, 'dm.sock')).then(
+            () => true,
+            () => false,
+          ),
+        {
+          timeoutMs: 120_000,
+          intervalMs: 1000,
+          what: `the FlexVolume socket on ${node.name}`,
+        },
+      );
+      const bin = join(dir, 'dm');
+      assert.equal((await stat(bin)).mode & 0o777, 0o755, bin);
+      assert.equal(await sha256File(bin), want, `${bin} is the built driver`);
+      const socket = await stat(join(dir, 'dm.sock'));
+      assert.ok(socket.isSocket(), node.name);
+      assert.equal(socket.mode & 0o777, 0o600, `${node.name}: the admin socket is root’s alone`);
+    }
+  });
+
+  test("FlexVolume (static PV) through the operator's servers: a pod writes, the data is in a commit; recreated on another node, it reads the same data", async () => {
+    const [n0, n1] = cluster.nodes as [TestCluster['nodes'][number], TestCluster['nodes'][number]];
+    const s0 = { admin: api(n0.ip) };
+    const s1 = { admin: api(n1.ip) };
+    const ns = await testNamespace(kubectl, suite, 'dmtest-opflex');
+    const dot = `opflex-${randomBytes(3).toString('hex')}`;
+    const pv = `opflex-${ns}`;
+    // Undone newest first: the pods (unmounted while the servers run), the claim, the PV.
+    cleanup.add(() => deleteAndWait(cluster, ['pv', pv]), 'delete the static PV');
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
+    cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');
+    await staticFlexVolume(cluster, { pv, namespace: ns, claim: 'data', dot });
+    const volume = claimAtData('data');
+    assert.equal(await dotExists(s0, 'admin', dot), false);
+
+    await kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'writer',
+        namespace: ns,
+        node: n0.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', writeRandomScript('blob', true)],
+        ...volume,
+      }),
+    });
+    await waitForPodPhase(kubectl, ns, 'writer', ['Running'], 180_000);
+    const written = await podHash(ns, 'writer', 'written');
+    assert.ok(await dotExists(s0, 'admin', dot), 'the dot was made on first use');
+    assert.equal(await hashInNewCommit(s0, 'admin', dot, 'blob'), written, 'a commit on node-0 holds what the pod wrote');
+    const fsId = await s0.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+    const uses = (await s0.admin.call('BranchPublications', fsId)).Uses;
+    assert.equal(uses.length, 1);
+    const target = uses[0]!.Target;
+    assert.ok(target.startsWith(join(n0.paths.kubeletRootDir, 'pods')), target);
+    // The server pod sees the kubelet's volume directory at the host's path (it ends, when it
+    // starts, uses whose directory the kubelet removed), and the kubelet's mounts reach it
+    // (HostToContainer): the bind mount is there while the pod runs, and gone after.
+    const inServer = async (test: string) => {
+      const script = `if ${test}; then echo yes; else echo no; fi`;
+      return (await kubectl(['exec', '-n', NS, `server-${n0.name}`, '--', 'sh', '-c', script])).stdout.trim();
+    };
+    const mounted = `grep -qF ' ${target} ' /proc/self/mountinfo`;
+    assert.equal(await inServer(`test -d '${target}' && ${mounted}`), 'yes', `the server pod sees ${target} mounted`);
+    await deleteAndWait(cluster, ['pod', 'writer', '-n', ns]);
+    await waitUnused(s0, fsId, 'node-0 ended the use when the kubelet unmounted the volume');
+    await waitFor(async () => (await inServer(`test -e '${target}' || ${mounted}`)) === 'no', {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: `${target} unmounted and removed in the server pod too`,
+    });
+
+    // The same claim in a pod on node-1: the branch is handed over there with its data.
+    await kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'reader',
+        namespace: ns,
+        node: n1.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', 'sha256sum /data/blob | cut -d" " -f1 && echo read && sleep 3600'],
+        ...volume,
+      }),
+    });
+    await waitForPodPhase(kubectl, ns, 'reader', ['Running'], 180_000);
+    assert.equal(await podHash(ns, 'reader', 'read'), written, 'the pod on node-1 reads what node-0’s pod wrote');
+    const fsIdOn1 = await s1.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+    assert.equal(fsIdOn1, fsId);
+    const used = (await s1.admin.call('BranchPublications', fsId)).Uses;
+    assert.equal(used.length, 1, 'one use, the pod on node-1');
+    assert.ok(used[0]!.Target.startsWith(join(n1.paths.kubeletRootDir, 'pods')), used[0]!.Target);
+    assert.equal(await hashInNewCommit(s1, 'admin', dot, 'blob'), written, 'a commit on node-1 holds the same data');
+    await deleteAndWait(cluster, ['pod', 'reader', '-n', ns]);
+    await waitUnused(s1, fsId, 'node-1 ended the use');
+  });
+
+  test("DynamicProvisioning, PVCReuse, PVCMakeNew: the manifest's provisioner and StorageClass dotmesh, through the operator's servers", async () => {
+    const [n0, n1] = cluster.nodes as [TestCluster['nodes'][number], TestCluster['nodes'][number]];
+    const s0 = { admin: api(n0.ip) };
+    const s1 = { admin: api(n1.ip) };
+    const ns = await testNamespace(kubectl, suite, 'dmtest-opprov');
+    const suffix = randomBytes(3).toString('hex');
+    const [dynamic, fresh] = [`dynamic-${suffix}`, `fresh-${suffix}`];
+    // Undone newest first: the pods, the claims, then the PVs the provisioner deletes (it runs until the manifest goes).
+    cleanup.add(
+      () =>
+        waitFor(async () => (await pvsOf(ns)).length === 0, {
+          timeoutMs: 120_000,
+          intervalMs: 1000,
+          what: `the provisioner deleted the PVs of ${ns}`,
+        }),
+      'wait for the provisioned PVs to go',
+    );
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
+    cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');
+    await waitFor(
+      async () =>
+        (await kubectl(['get', 'deployment', '-n', NS, 'dotmesh-dynamic-provisioner', '-o', 'jsonpath={.status.readyReplicas}']))
+          .stdout === '1',
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the provisioner Deployment ready' },
+    );
+    const claim = (name: string, annotations: Record<string, string> = {}) =>
+      apply(cluster, {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name, namespace: ns, annotations },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+      });
+    /** Runs `script` in a pod on `node` with claim `name` at /data; its output once the pod is gone and `dot`'s use ended. */
+    const inPod = async (node: TestCluster['nodes'][number], pod: string, name: string, script: string, dot: string) => {
+      const out = await runPodToCompletion(
+        kubectl,
+        podManifest({
+          name: pod,
+          namespace: ns,
+          node: node.name,
+          image: cluster.images.busybox.ref,
+          command: ['sh', '-c', script],
+          ...claimAtData(name),
+        }),
+        180_000,
+      );
+      await deleteAndWait(cluster, ['pod', pod, '-n', ns]);
+      const server = { admin: api(node.ip) };
+      const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
+      await waitUnused(server, fsId, `the kubelet of ${node.name} unmounted ${dot} after pod ${pod}`);
+      return out.trim();
+    };
+
+    // DynamicProvisioning: a PVC of the class gets a PV with the FlexVolume source naming admin/<pvc name>.
+    assert.equal(await dotExists(s0, 'admin', dynamic), false);
+    await claim(dynamic);
+    const pv = await boundPv(ns, dynamic);
+    const got = await getJson<{ spec: { flexVolume: unknown; storageClassName: string } }>(kubectl, ['get', 'pv', pv]);
+    assert.equal(got.spec.storageClassName, 'dotmesh');
+    assert.deepEqual(got.spec.flexVolume, {
+      driver: 'dotmesh.io/dm',
+      options: { namespace: 'admin', name: dynamic, subdot: '__default__' },
+    });
+    const written = await inPod(n0, 'writer', dynamic, writeRandomScript('blob', false), dynamic);
+    assert.match(written, /^[0-9a-f]{64}$/);
+    assert.equal(await hashInNewCommit(s0, 'admin', dynamic, 'blob'), written, 'a commit on node-0 holds what the pod wrote');
+
+    // PVCReuse: a second PVC naming the same dot, in a pod on node-1: the same data (handed over).
+    await claim('reuse', { dotmeshName: dynamic });
+    await boundPv(ns, 'reuse');
+    assert.equal(await inPod(n1, 'reader', 'reuse', 'sha256sum /data/blob | cut -d" " -f1', dynamic), written);
+    assert.equal(await hashInNewCommit(s1, 'admin', dynamic, 'blob'), written, 'a commit on node-1 holds the same data');
+
+    // PVCMakeNew: another dot name starts empty; dotmeshSubdot picks the directory.
+    await claim('makenew', { dotmeshName: fresh, dotmeshSubdot: 'db' });
+    await boundPv(ns, 'makenew');
+    assert.equal(await inPod(n0, 'fresh', 'makenew', 'ls -A /data | wc -l && echo new > /data/f', fresh), '0');
+    assert.ok(await dotExists(s0, 'admin', fresh), 'the dot was made on first use');
+    const fsId = await s0.admin.call('Lookup', { Namespace: 'admin', Name: fresh, Branch: '' });
+    const commit = await s0.admin.call('Commit', { Namespace: 'admin', Name: fresh, Branch: '', Message: 'c', Metadata: {} });
+    const path = await s0.admin.call('MountCommit', { FilesystemId: fsId, CommitId: commit });
+    assert.equal(await readFile(join(path, 'db', 'f'), 'utf8'), 'new\n', 'the subdot annotation chose the directory');
+
+    // Deleting the claims removes their PVs (reclaim policy Delete) and keeps the dots and commits.
+    const commits = await s1.admin.call('Commits', { Namespace: 'admin', Name: dynamic, Branch: '' });
+    await deleteAndWait(cluster, ['pvc', '--all', '-n', ns]);
+    await waitFor(async () => (await pvsOf(ns)).length === 0, {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `the provisioner deleted the PVs of ${ns}`,
+    });
+    assert.ok((await dotExists(s0, 'admin', dynamic)) && (await dotExists(s0, 'admin', fresh)), 'the dots are kept');
+    assert.deepEqual(await s1.admin.call('Commits', { Namespace: 'admin', Name: dynamic, Branch: '' }), commits);
+  });
+
+  /** The PV bound to PVC `name` of `ns`, once it is Bound. */
+  async function boundPv(ns: string, name: string): Promise<string> {
+    return waitFor(
+      async () => {
+        const r = await kubectl(['get', 'pvc', name, '-n', ns, '-o', 'jsonpath={.status.phase} {.spec.volumeName}']);
+        const [phase, pv] = r.stdout.trim().split(' ');
+        return phase === 'Bound' ? pv : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: `PVC ${name} bound` },
+    );
+  }
+
+  /** The PVs whose claim is in `ns`. */
+  async function pvsOf(ns: string): Promise<string[]> {
+    const list = await getJson<{ items: { metadata: { name: string }; spec: { claimRef?: { namespace?: string } } }[] }>(
+      kubectl,
+      ['get', 'pv'],
+    );
+    return list.items.filter((p) => p.spec.claimRef?.namespace === ns).map((p) => p.metadata.name);
+  }
+
+  /** The first line (a SHA-256) pod `pod` printed, once it printed `done`. */
+  async function podHash(ns: string, pod: string, done: string): Promise<string> {
+    const log = await waitFor(
+      async () => {
+        const out = (await kubectl(['logs', pod, '-n', ns])).stdout;
+        return out.includes(done) ? out : undefined;
+      },
+      { timeoutMs: 60_000, what: `pod ${pod} printed ${done}` },
+    );
+    const hash = log.trim().split('\n')[0]!;
+    assert.match(hash, /^[0-9a-f]{64}$/);
+    return hash;
+  }
 
   test('the leader killed: the standby takes over and recreates nothing', async () => {
     const before = uids(await serverPods(kubectl));

@@ -17,6 +17,7 @@ import {
 } from '@dotmesh/testkit';
 import {
   apply,
+  claimAtData,
   deleteAndWait,
   dotExists,
   hashInNewCommit,
@@ -28,8 +29,8 @@ import {
 /**
  * The dynamic provisioner (the original's TestKubernetesOperator DynamicProvisioning, PVCReuse
  * and PVCMakeNew, and TestKubernetesVolumes DynamicProvisioning) on node-0 of the run's shared
- * test cluster. Until the operator deploys them, dotmesh-server and the provisioner run as host
- * processes: the server beside node-0 (installing its FlexVolume driver there), the provisioner
+ * test cluster, the provisioner alone (k8s-operator.test.ts runs it from the manifest):
+ * dotmesh-server and the provisioner run as host processes: the server beside node-0 (installing its FlexVolume driver there), the provisioner
  * (the bundle `npm run build` makes) with a kubeconfig of a service account holding the original's
  * provisioner ClusterRole. The provisioner runs under a name of this test's own, so it never
  * answers another test's StorageClass.
@@ -160,8 +161,7 @@ describe('the dynamic provisioner with a real cluster', {
         node: cluster.nodes[0]!.name,
         image: cluster.images.busybox.ref,
         command: ['sh', '-c', script],
-        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
-        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        ...claimAtData(name),
       }),
       180_000,
     );

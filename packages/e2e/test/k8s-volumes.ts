@@ -12,10 +12,11 @@ import {
 } from '@dotmesh/testkit';
 
 /**
- * Shared by the FlexVolume and provisioner tests. Until the operator deploys dotmesh-server as a
- * pod, these tests run it as a host process beside one node of the shared test cluster (as
- * k8s-csi.test.ts does): the kubelet runs the driver on the host, which reaches the server's
- * socket in the node's FlexVolume directory.
+ * Shared by the FlexVolume, provisioner and operator tests. The FlexVolume and provisioner tests
+ * exercise those parts alone, with dotmesh-server a host process beside one node of the shared
+ * test cluster (as k8s-csi.test.ts does; k8s-operator.test.ts runs them as users get them): the
+ * kubelet runs the driver on the host, which reaches the server's socket in the node's
+ * FlexVolume directory.
  */
 
 /** The driver `npm run build` makes (a single executable: no Node.js needed to run it). */
@@ -50,13 +51,58 @@ export async function apply(cluster: TestCluster, object: Record<string, unknown
   await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(object) });
 }
 
+/**
+ * A static PV `pv` with the FlexVolume source naming dot admin/`dot`, and the PVC `claim` of
+ * `namespace` bound to it; waits until the claim is Bound.
+ */
+export async function staticFlexVolume(
+  cluster: TestCluster,
+  o: { readonly pv: string; readonly namespace: string; readonly claim: string; readonly dot: string },
+): Promise<void> {
+  await apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name: o.pv },
+    spec: {
+      capacity: { storage: '1Gi' },
+      accessModes: ['ReadWriteOnce'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: '',
+      claimRef: { namespace: o.namespace, name: o.claim },
+      flexVolume: { driver: 'dotmesh.io/dm', options: { namespace: 'admin', name: o.dot } },
+    },
+  });
+  await apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: o.claim, namespace: o.namespace },
+    spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', volumeName: o.pv, resources: { requests: { storage: '1Gi' } } },
+  });
+  await waitFor(
+    async () =>
+      (await cluster.kubectl(['get', 'pvc', o.claim, '-n', o.namespace, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+    { timeoutMs: 60_000, what: `PVC ${o.claim} bound to the static PV` },
+  );
+}
+
+/** The pod fields (podManifest) that mount the PVC `claim` at /data. */
+export function claimAtData(claim: string) {
+  return {
+    volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }],
+    volumeMounts: [{ name: 'data', mountPath: '/data' }],
+  };
+}
+
 /** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
 export async function deleteAndWait(cluster: TestCluster, args: readonly string[]): Promise<void> {
   await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s']);
 }
 
+/** What the helpers below need of a server: its API as admin (a host process's, or a pod's through its node address). */
+export type AdminApi = Pick<ServerProcess, 'admin'>;
+
 /** The SHA-256 of `file` (relative to the dot's default subdot) in a new commit of the dot's master. */
-export async function hashInNewCommit(server: ServerProcess, namespace: string, name: string, file: string): Promise<string> {
+export async function hashInNewCommit(server: AdminApi, namespace: string, name: string, file: string): Promise<string> {
   const commit = await server.admin.call('Commit', {
     Namespace: namespace,
     Name: name,
@@ -72,13 +118,13 @@ export async function hashInNewCommit(server: ServerProcess, namespace: string, 
 }
 
 /** Whether the dot exists. */
-export async function dotExists(server: ServerProcess, namespace: string, name: string): Promise<boolean> {
+export async function dotExists(server: AdminApi, namespace: string, name: string): Promise<boolean> {
   const all = await server.admin.call('AllDotsAndBranches', null);
   return all.Dots.some((d) => d.MasterBranch.Name.Namespace === namespace && d.MasterBranch.Name.Name === name);
 }
 
 /** Waits until the branch has no recorded use (the kubelet unmounted it). */
-export async function waitUnused(server: ServerProcess, fsId: string, what: string): Promise<void> {
+export async function waitUnused(server: AdminApi, fsId: string, what: string): Promise<void> {
   await waitFor(async () => (await server.admin.call('BranchPublications', fsId)).Uses.length === 0, {
     timeoutMs: 120_000,
     what,

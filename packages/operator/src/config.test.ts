@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONFIG_DEFAULTS, flexvolumeDirFor, parseOperatorConfig, poolLocationFor } from './config.ts';
+import { CONFIG_DEFAULTS, flexvolumeDirFor, kubeletRootDirFor, parseOperatorConfig, poolLocationFor } from './config.ts';
 import { matchesSelector, parseLabelSelector } from './label-selector.ts';
 
 describe('parseOperatorConfig', () => {
@@ -14,6 +14,7 @@ describe('parseOperatorConfig', () => {
       assert.equal(config.upgradesUrl, 'https://checkpoint.dotmesh.com/');
       assert.equal(config.upgradesIntervalSeconds, 14400);
       assert.equal(config.flexvolumeDriverDir, '/usr/libexec/kubernetes/kubelet-plugins/volume/exec');
+      assert.equal(config.kubeletRootDir, '/var/lib/kubelet');
       assert.equal(config.storageMode, 'local');
       assert.equal(config.local.poolSizePerNodeBytes, 10 * 2 ** 30);
       assert.equal(config.local.poolLocation, '/var/lib/dotmesh');
@@ -27,6 +28,7 @@ describe('parseOperatorConfig', () => {
       nodeSelector: 'dotmesh.io/enabled=true, tier in (a,b)',
       upgradesIntervalSeconds: '60',
       flexvolumeDriverDir: '/k8s/#HOSTNAME#/flexvolume',
+      kubeletRootDir: '/k8s/#HOSTNAME#/kubelet',
       storageMode: 'local',
       'local.poolSizePerNode': '512M',
       'local.poolLocation': '/data/#HOSTNAME#/dotmesh',
@@ -39,6 +41,7 @@ describe('parseOperatorConfig', () => {
     assert.equal(config.pvcPerNode.pvSizePerNodeBytes, 2 ** 40);
     assert.equal(poolLocationFor(config, 'node-1'), '/data/node-1/dotmesh');
     assert.equal(flexvolumeDirFor(config, 'node-1'), '/k8s/node-1/flexvolume');
+    assert.equal(kubeletRootDirFor(config, 'node-1'), '/k8s/node-1/kubelet');
     assert.equal(config.upgradesIntervalSeconds, 60);
     assert.equal(config.nodeSelector, 'dotmesh.io/enabled=true, tier in (a,b)');
   });
@@ -48,6 +51,7 @@ describe('parseOperatorConfig', () => {
       nodeSelector: 'a b c',
       upgradesIntervalSeconds: '-5',
       flexvolumeDriverDir: 'relative/dir',
+      kubeletRootDir: '/var/lib/kubelet/../../etc',
       poolNamePrefix: 'no spaces',
       logAddress: 'host:99999',
       storageMode: 'zfs',

@@ -18,6 +18,12 @@ export interface OperatorConfig {
   readonly upgradesIntervalSeconds: number;
   /** Absolute; `#HOSTNAME#` stands for the node's name (an addition: `flexvolumeDirFor`). */
   readonly flexvolumeDriverDir: string;
+  /**
+   * The kubelet's root directory (`--root-dir`), absolute, `#HOSTNAME#` allowed (an addition):
+   * the server pod sees it read-only, to end the FlexVolume uses of volumes the kubelet
+   * unmounted while the server was down (`kubeletRootDirFor`).
+   */
+  readonly kubeletRootDir: string;
   readonly poolNamePrefix: string;
   readonly logAddress: string;
   readonly storageMode: 'local';
@@ -38,6 +44,7 @@ export const CONFIG_DEFAULTS: Readonly<Record<string, string>> = {
   upgradesUrl: 'https://checkpoint.dotmesh.com/',
   upgradesIntervalSeconds: '14400',
   flexvolumeDriverDir: '/usr/libexec/kubernetes/kubelet-plugins/volume/exec',
+  kubeletRootDir: '/var/lib/kubelet',
   poolNamePrefix: '',
   logAddress: '',
   storageMode: 'local',
@@ -116,6 +123,7 @@ const FIELDS = {
   upgradesIntervalSeconds: (text: string) =>
     /^\d{1,9}$/.test(text.trim()) && Number(text) > 0 ? Number(text) : accepted('a whole number of seconds above 0'),
   flexvolumeDriverDir: absolutePath(),
+  kubeletRootDir: absolutePath(),
   poolNamePrefix: (text: string) =>
     /^[A-Za-z0-9_.-]*$/.test(text) && text.length <= MAX_POOL_PREFIX
       ? text
@@ -181,6 +189,7 @@ export function parseOperatorConfig(data: Readonly<Record<string, string>> | und
       upgradesUrl: p.upgradesUrl,
       upgradesIntervalSeconds: p.upgradesIntervalSeconds,
       flexvolumeDriverDir: p.flexvolumeDriverDir,
+      kubeletRootDir: p.kubeletRootDir,
       poolNamePrefix: p.poolNamePrefix,
       logAddress: p.logAddress,
       storageMode: p.storageMode,
@@ -198,4 +207,9 @@ export function poolLocationFor(config: OperatorConfig, nodeName: string): strin
 /** The node's FlexVolume driver directory: `flexvolumeDriverDir` with `#HOSTNAME#` replaced. */
 export function flexvolumeDirFor(config: OperatorConfig, nodeName: string): string {
   return config.flexvolumeDriverDir.replaceAll(HOSTNAME_PLACEHOLDER, nodeName);
+}
+
+/** The node's kubelet root directory: `kubeletRootDir` with `#HOSTNAME#` replaced. */
+export function kubeletRootDirFor(config: OperatorConfig, nodeName: string): string {
+  return config.kubeletRootDir.replaceAll(HOSTNAME_PLACEHOLDER, nodeName);
 }

@@ -44,6 +44,27 @@ describe('serverPod', () => {
     assert.equal(pod.spec?.volumes?.find((v) => v.name === 'admin-secret')?.secret?.secretName, 'dotmesh');
     assert.ok(!JSON.stringify(c.env).includes('secretKeyRef'));
   });
+  it('sees the FlexVolume and kubelet directories at the host paths; the server installs the driver there', () => {
+    const pod = serverPod('node-1', {
+      ...context,
+      config: config({ flexvolumeDriverDir: '/k/#HOSTNAME#/exec', kubeletRootDir: '/k/#HOSTNAME#/kubelet' }),
+    });
+    const c = pod.spec!.containers[0]!;
+    assert.deepEqual(
+      c.env?.find((e) => e.name === 'DOTMESH_FLEXVOLUME_DIR'),
+      { name: 'DOTMESH_FLEXVOLUME_DIR', value: '/k/node-1/exec' },
+    );
+    const mount = (name: string) => {
+      const m = c.volumeMounts?.find((v) => v.name === name);
+      return { path: pod.spec?.volumes?.find((v) => v.name === name)?.hostPath?.path, at: m?.mountPath, m };
+    };
+    assert.deepEqual([mount('flexvolume').path, mount('flexvolume').at], ['/k/node-1/exec', '/k/node-1/exec']);
+    const kubelet = mount('kubelet');
+    assert.deepEqual([kubelet.path, kubelet.at], ['/k/node-1/kubelet', '/k/node-1/kubelet']);
+    assert.equal(kubelet.m?.readOnly, true);
+    assert.equal(kubelet.m?.mountPropagation, 'HostToContainer');
+    assert.equal(mount('pool').m?.mountPropagation, 'Bidirectional');
+  });
   it('changes its hash with the image and the config, not otherwise', () => {
     const hash = (image: string, data: Record<string, string> = {}) =>
       serverPod('n', { ...context, image, config: config(data) }).metadata!.annotations![SPEC_HASH_ANNOTATION];

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { flexvolumeDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
+import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
 
 /**
  * The dotmesh-server pod the operator keeps on each selected node (not a DaemonSet: the
@@ -9,6 +9,14 @@ import { flexvolumeDirFor, type OperatorConfig, poolLocationFor } from './config
  * `dotmesh.io/node=<node>`. Privileged with the host's PID and network namespaces: the server
  * attaches a loop device, mounts its btrfs pool (propagated to the host, where the kubelet and
  * other pods see the dots), and binds its API (32607) on its node's address.
+ *
+ * It also serves the FlexVolume driver `dotmesh.io/dm`: the server installs the driver (the
+ * image's `dotmesh-flexvolume`) and its socket into the node's FlexVolume directory
+ * (`DOTMESH_FLEXVOLUME_DIR`). The driver runs on the host and binds the paths the server
+ * answers, so the pod sees the host's paths at the same place: the FlexVolume directory, the
+ * pool directory (Bidirectional: the server's btrfs mounts are the host's) and, read-only, the
+ * kubelet's root directory (a use whose volume directory the kubelet removed while the server
+ * was down is ended when it starts).
  */
 export const ROLE_LABEL = 'dotmesh.io/role';
 export const SERVER_ROLE = 'dotmesh-server';
@@ -22,8 +30,8 @@ export const ADMIN_API_KEY_KEY = 'dotmesh-api-key.txt';
 export const SECRET_MOUNT = '/secret';
 export const SERVER_PORT = 32607;
 export const SERVER_SERVICE_ACCOUNT = 'dotmesh';
-/** Where the kubelet looks for FlexVolume drivers, inside the pod. */
-export const FLEXVOLUME_MOUNT = '/flexvolume';
+/** The server's environment variable naming the FlexVolume directory it installs the driver in. */
+export const FLEXVOLUME_DIR_ENV = 'DOTMESH_FLEXVOLUME_DIR';
 /** The server's liveness port (GET /check), on its node's address. */
 export const CHECK_PORT = 32608;
 /** The etcd binary of the server image (each server runs its node's managed etcd member). */
@@ -52,6 +60,8 @@ export function serverPodName(node: string): string {
  */
 export function serverPod(node: string, ctx: ServerPodContext, join = false): V1Pod {
   const poolDir = poolLocationFor(ctx.config, node);
+  const flexDir = flexvolumeDirFor(ctx.config, node);
+  const kubeletRoot = kubeletRootDirFor(ctx.config, node);
   const spec: V1Pod['spec'] = {
     nodeName: node,
     hostNetwork: true,
@@ -73,20 +83,24 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
           '--advertise-address=$(DOTMESH_NODE_IP)',
           `--pool-dir=${poolDir}`,
           `--pool-size=${ctx.config.local.poolSizePerNodeBytes}`,
-          `--flexvolume-dir=${FLEXVOLUME_MOUNT}`,
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
           `--etcd-bin=${SERVER_ETCD_BIN}`,
           ...(join ? [`--join-dir=${JOIN_MOUNT}`] : []),
         ],
-        env: [{ name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
+        env: [
+          { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+          { name: FLEXVOLUME_DIR_ENV, value: flexDir },
+        ],
         ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
         readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
         securityContext: { privileged: true },
         volumeMounts: [
           { name: 'pool', mountPath: poolDir, mountPropagation: 'Bidirectional' },
           { name: 'dev', mountPath: '/dev' },
-          { name: 'flexvolume', mountPath: FLEXVOLUME_MOUNT },
+          { name: 'flexvolume', mountPath: flexDir },
+          // HostToContainer: the kubelet's later unmounts reach the pod (no pod volume is pinned).
+          { name: 'kubelet', mountPath: kubeletRoot, readOnly: true, mountPropagation: 'HostToContainer' },
           { name: 'admin-secret', mountPath: SECRET_MOUNT, readOnly: true },
           ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
         ],
@@ -95,7 +109,8 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
     volumes: [
       { name: 'pool', hostPath: { path: poolDir, type: 'DirectoryOrCreate' } },
       { name: 'dev', hostPath: { path: '/dev', type: 'Directory' } },
-      { name: 'flexvolume', hostPath: { path: flexvolumeDirFor(ctx.config, node), type: 'DirectoryOrCreate' } },
+      { name: 'flexvolume', hostPath: { path: flexDir, type: 'DirectoryOrCreate' } },
+      { name: 'kubelet', hostPath: { path: kubeletRoot, type: 'Directory' } },
       { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
       ...(join ? [{ name: 'join', secret: { secretName: joinSecretName(node), defaultMode: 0o400 } }] : []),
     ],

@@ -25,7 +25,7 @@ import {
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
-       [--etcd-bin FILE] [--flexvolume-dir DIR]`;
+       [--etcd-bin FILE]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -51,7 +51,6 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'admin-api-key-file': { type: 'string' },
       'join-dir': { type: 'string' },
       'etcd-bin': { type: 'string', default: 'etcd' },
-      'flexvolume-dir': { type: 'string' },
     },
     strict: true,
   });

@@ -17,7 +17,7 @@ import type { K8sTools } from './tools.ts';
  * - server-base: a Debian bookworm rootfs (debootstrap) with btrfs-progs, util-linux, mount,
  *   curl, libisal2 and the Node.js that runs the tests at /usr/local/bin/node: what the dotmesh
  *   server image builds on;
- * - server, operator (product-images.ts): server-base plus the built bundles of `npm run build`;
+ * - server, operator, provisioner (product-images.ts): server-base plus the built bundles of `npm run build`;
  * - etcd (product-images.ts): the tools' etcd 3.6.5, alone.
  * Image names are `dotmesh.test/<name>:<key>`: a registry host no one can pull from, so a pod
  * must use `imagePullPolicy: Never` (or IfNotPresent) and finds the imported image or nothing.

@@ -12,16 +12,18 @@ import type { K8sTools } from './tools.ts';
 /**
  * The images of the product itself, for the Kubernetes tests (docs/kubernetes.md, "Images"),
  * built from the repository with no registry and cached like the test images (images.ts):
- * - server: server-base + dotmesh-server, dm and dotmesh-pump from `npm run build`'s output
- *   (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
+ * - server: server-base + dotmesh-server, dm, dotmesh-pump and the FlexVolume driver
+ *   dotmesh-flexvolume (a single executable the server installs on its node) from `npm run
+ *   build`'s output (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
  *   (/usr/local/bin/etcd: each server runs its node's managed etcd member);
  * - operator: server-base + the operator's bundle (`dotmesh-operator` on PATH);
+ * - provisioner: server-base + the dynamic provisioner's bundle (`dotmesh-provisioner` on PATH);
  * - etcd: the tools' etcd 3.6.5 (static) at /usr/local/bin/etcd, and nothing else.
  * Keys hash every file copied in, so a rebuilt bundle is a new image name.
  */
 export const PRODUCT_DIR = '/opt/dotmesh';
 /** Bump when a recipe below changes what it produces for the same inputs. */
-const PRODUCT_RECIPE_VERSION = 2;
+const PRODUCT_RECIPE_VERSION = 3;
 
 export interface ProductImageOptions extends ImageOptions {
   /** `npm run build`'s output directory (dist/ of the repository). */
@@ -44,11 +46,12 @@ interface BundleSet {
 
 const SERVER_BUNDLES: BundleSet = {
   entries: ['dotmesh-server', 'dm'],
-  extra: ['dotmesh-pump'],
+  extra: ['dotmesh-pump', 'dotmesh-flexvolume'],
   check: ['version'],
   etcd: true,
 };
 const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [], check: ['--help'] };
+const PROVISIONER_BUNDLES: BundleSet = { entries: ['dotmesh-provisioner'], extra: [], check: ['--help'] };
 /** The chunks directory of the etcd3 client's .proto files (scripts/build.ts, ETCD_PROTO_DIR). */
 const ETCD_PROTO_DIR = 'etcd-proto';
 
@@ -126,6 +129,10 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
       throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
     });
     if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
+    if (set.extra.includes('dotmesh-flexvolume')) {
+      const { stdout } = await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-flexvolume`, 'init']);
+      if (!stdout.includes('"Success"')) throw new Error(`${name} image: dotmesh-flexvolume init answered ${stdout}`);
+    }
   });
 }
 
@@ -137,6 +144,11 @@ export function serverImage(o: ProductImageOptions): Promise<TestImage> {
 /** The operator image (`dotmesh-operator`). */
 export function operatorImage(o: ProductImageOptions): Promise<TestImage> {
   return productImage('operator', OPERATOR_BUNDLES, o);
+}
+
+/** The dynamic provisioner's image (`dotmesh-provisioner`). */
+export function provisionerImage(o: ProductImageOptions): Promise<TestImage> {
+  return productImage('provisioner', PROVISIONER_BUNDLES, o);
 }
 
 /** The tools' etcd (3.6.5, a static binary) as an image: `/usr/local/bin/etcd`. */
