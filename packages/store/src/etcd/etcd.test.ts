@@ -164,6 +164,48 @@ describe('EtcdStore', { skip }, () => {
     );
   });
 
+  test('setEndpoints moves a live store to other endpoints: watches go on without gaps or repeats, leases stay, the old link is not used', async () => {
+    const etcd = await plainEtcd();
+    const first = await startTcpProxy(etcd.endpoints[0]!);
+    const second = await startTcpProxy(etcd.endpoints[0]!);
+    cleanup.add(() => first.close(), 'first proxy');
+    cleanup.add(() => second.close(), 'second proxy');
+    const store = await EtcdStore.open({ endpoints: [first.endpoint], prefix: 'switch/', requestTimeoutMs: 3000 });
+    try {
+      const events: WatchEvent[] = [];
+      const errors: Error[] = [];
+      await store.watch('', { onError: (e) => errors.push(e) }, (batch) => events.push(...batch));
+      const lease = await store.grantLease(30);
+      await store.put('before', '1', { lease });
+      assert.equal(await store.setEndpoints([first.endpoint]), false, 'the same endpoints change nothing');
+      await assert.rejects(store.setEndpoints(['http://127.0.0.1:1']), { code: 'UNAVAILABLE', message: /127\.0\.0\.1:1/ });
+      assert.deepEqual(store.endpoints, [first.endpoint], 'a failed change keeps the endpoints');
+      assert.equal(await store.setEndpoints([second.endpoint]), true);
+      assert.deepEqual(store.endpoints, [second.endpoint]);
+      // The first link is gone for good: everything now goes through the second.
+      first.cut();
+      await store.put('after', '2', { lease });
+      await store.keepAlive(lease);
+      assert.equal((await store.get('before'))?.value, '1');
+      await store.txn({ compare: [], success: [{ type: 'put', key: 'txn', value: '3' }], failure: [] });
+      await waitFor(() => events.some((e) => e.key === 'txn'), { timeoutMs: 20_000, what: 'the moved watch to see the txn' });
+      assert.deepEqual(
+        events.map((e) => e.key),
+        ['before', 'after', 'txn'],
+        'every change once, in order',
+      );
+      await store.revokeLease(lease);
+      await waitFor(() => events.some((e) => e.type === 'delete' && e.key === 'after'), {
+        timeoutMs: 20_000,
+        what: 'the lease revocation seen by the watch',
+      });
+      assert.equal(await store.get('before'), undefined, 'the lease granted before the move still held the keys');
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('bad options fail with INVALID_ARGUMENT; an unreachable etcd with UNAVAILABLE naming it', async () => {
     await assert.rejects(EtcdStore.open({ endpoints: [] }), { code: 'INVALID_ARGUMENT' });
     await assert.rejects(EtcdStore.open({ endpoints: ['127.0.0.1:2379'] }), { code: 'INVALID_ARGUMENT' });
