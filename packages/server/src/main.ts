@@ -21,12 +21,13 @@ import {
   openPool,
   type PoolLock,
 } from '@dotmesh/storage';
-import type { EtcdMembers } from '@dotmesh/store/etcd-members';
+import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import { joinCluster } from './cluster/join-client.ts';
 import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
+import { EtcdMemberFollower } from './etcd/member-follower.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -109,7 +110,7 @@ async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logg
     sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => signCsr(exec, config.stateDir, o),
     etcd: async () => ({
       // A managed etcd tells the members it has now.
-      Endpoints: members ? await memberClientUrls(members) : config.etcdEndpoints,
+      Endpoints: members ? votingClientUrls(await members.list()) : config.etcdEndpoints,
       Prefix: config.etcdPrefix,
       CaCert: etcdCa,
       Managed: members !== undefined,
@@ -132,11 +133,6 @@ async function ensureCa(config: ServerConfig, exec: Exec): Promise<void> {
       requiredNames: [...LOOPBACK_NAMES, ...config.tlsSubjectAltNames],
     });
   }
-}
-
-/** The client URLs of the voting members (those the store can use). */
-async function memberClientUrls(members: EtcdMembers): Promise<string[]> {
-  return (await members.list()).filter((m) => !m.learner).flatMap((m) => m.clientUrls);
 }
 
 /** Whether this node's store is a managed etcd (TLS with the cluster CA and this node's etcd certificate). */
@@ -248,6 +244,7 @@ async function serve(
   let server: RunningServer | undefined;
   let etcd: StartedMember | null = null;
   let members: EtcdMembers | undefined;
+  let follower: EtcdMemberFollower | undefined;
   // Without its helper the btrfs driver cannot move commits: refuse to start rather than fail later.
   const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
   await checkPump(exec, pump);
@@ -297,10 +294,21 @@ async function serve(
     }
     if (managedStore(config)) {
       const { EtcdMembers } = await import('@dotmesh/store/etcd-members');
+      const { EtcdStore } = await import('@dotmesh/store/etcd');
       const [ca, cert, key] = await Promise.all(
         [config.etcdCaFile, config.etcdCertFile, config.etcdKeyFile].map((f) => readFile(f!)),
       );
       members = new EtcdMembers({ endpoints: config.etcdEndpoints, ca: ca!, cert: cert!, key: key! });
+      if (store instanceof EtcdStore) {
+        follower = new EtcdMemberFollower({
+          members,
+          store,
+          persisted: config.etcdEndpoints,
+          persist: async (endpoints) => void (await updateConfigFile(configFile, { etcdEndpoints: endpoints })),
+          logger,
+        });
+        follower.start();
+      }
     }
     const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger, members);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
@@ -320,7 +328,7 @@ async function serve(
       checkPort: config.checkPort,
       ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
       ...(cluster ? { cluster } : {}),
-      ...(members ? { etcdMembers: managedMemberControl(members) } : {}),
+      ...(members ? { etcdMembers: managedMemberControl(members, () => follower?.refresh()) } : {}),
       nodeLease: { ttlSeconds: config.nodeLeaseTtlSeconds, marginMs: Math.min(2000, config.nodeLeaseTtlSeconds * 200) },
       transferTiming: {
         idleTimeoutMs: config.transferIdleTimeoutMs,
@@ -354,6 +362,7 @@ async function serve(
     await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
   } catch (e) {
     logger.error({ err: e }, 'dotmesh-server failed to start');
+    follower?.stop();
     await server?.close().catch(() => undefined);
     members?.close();
     await etcd?.process.stop().catch(() => undefined);
@@ -363,9 +372,11 @@ async function serve(
   const running = server;
   const member = etcd;
   const membersClient = members;
+  const following = follower;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping (the pool stays mounted)');
+      following?.stop();
       void running
         .close()
         .catch((err: unknown) => logger.error({ err }, 'error while stopping'))

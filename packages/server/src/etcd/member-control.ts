@@ -10,9 +10,10 @@ export interface EtcdMemberControl {
 /**
  * Member removal on a managed etcd: the member whose name is the node id goes (a node that is
  * gone for good too: a majority of the members must answer). The last voting member is never
- * removed (the cluster's store would go with it).
+ * removed (the cluster's store would go with it). `changed` runs after a removal (this
+ * server's clients follow the members left).
  */
-export function managedMemberControl(members: EtcdMembers): EtcdMemberControl {
+export function managedMemberControl(members: EtcdMembers, changed: () => unknown = () => {}): EtcdMemberControl {
   return {
     async remove(node) {
       const all = await members.list();
@@ -28,6 +29,7 @@ export function managedMemberControl(members: EtcdMembers): EtcdMemberControl {
         );
       }
       await members.remove(it.id);
+      await changed();
       return { removed: true, members: all.length - 1 };
     },
   };
