@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -297,6 +297,52 @@ describe('a cluster on managed etcd: init and two joins make three voting member
       what: 'a commit once quorum is back',
     });
     for (const n of [n2, n3]) assert.match(await n.ok(['log']), /quorum back/);
+  });
+
+  test('remove-node of a live node: its supervisor stops its member for good, saying why, and the node goes on with the members left', async () => {
+    const etcdPid = await pidIn(stateFile(n3, 'etcd.pid'));
+    const dataDir = readFileSync(`/proc/${etcdPid}/cmdline`, 'utf8')
+      .split('\0')
+      .find((a) => a.startsWith('--data-dir='));
+    assert.ok(dataDir, 'the member runs on its data dir');
+    const logBefore = (await readFile(stateFile(n3, 'dotmesh-server.log'), 'utf8')).length;
+    const removed = await n2.ok(['cluster', 'remove-node', ids[2]]);
+    assert.match(removed, /Removed its etcd member: the cluster's etcd has 1 member\(s\) left\./);
+    await waitFor(() => !alive(etcdPid), { timeoutMs: 30_000, intervalMs: 200, what: "node 3's removed member to exit" });
+    const etcdOn = () =>
+      readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(dataDir) && alive(Number(d));
+          } catch {
+            return false;
+          }
+        });
+    // The supervisor's longest restart delay is 10 s: 25 s without a new member is for good.
+    const deadline = Date.now() + 25_000;
+    while (Date.now() < deadline) {
+      assert.deepEqual(etcdOn(), [], "no etcd runs on node 3's member data dir again");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(!existsSync(stateFile(n3, 'etcd.pid')), 'its pid file is gone');
+    const log = (await readFile(stateFile(n3, 'dotmesh-server.log'), 'utf8')).slice(logBefore);
+    assert.match(
+      log,
+      /the managed etcd member exited because the cluster removed it \(dm cluster remove-node\): not starting it again/,
+    );
+    assert.doesNotMatch(log, /exited \([^)]*\): starting it again/, 'no restart was tried');
+    // Node 3 now uses node 2's member alone, and keeps that for its next start.
+    const own2 = `https://${n2.host.address}:${n2.etcdClientPort}`;
+    await waitFor(
+      async () => {
+        const c = JSON.parse(await readFile(stateFile(n3, 'config.json'), 'utf8')) as Record<string, unknown>;
+        return c.etcdMember === null && JSON.stringify(c.etcdEndpoints) === JSON.stringify([own2]);
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "node 3's config to name the members left and no member of its own" },
+    );
+    await n3.ok(['init', 'after-member-removed']);
+    assert.match(await n2.ok(['list', '-H']), /^after-member-removed\t/m, 'a write through node 3 reached the store');
   });
 });
 

@@ -308,6 +308,15 @@ async function serve(
           logger,
         });
         follower.start();
+        const following = follower;
+        // A member the cluster removed is not started again (etcd-process.ts); the next start
+        // runs none either, and the store uses the members left.
+        etcd?.process.onRemoved(() => {
+          void updateConfigFile(configFile, { etcdMember: null })
+            .then(() => rm(etcdMemberFiles(config).statusFile, { force: true }))
+            .catch((err: unknown) => logger.error({ err }, 'cannot record in the config that this node runs no etcd member'))
+            .then(() => following.refresh());
+        });
       }
     }
     const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger, members);
