@@ -68,6 +68,25 @@ async function members(n: HostNode): Promise<MemberJson[]> {
   return (JSON.parse(stdout) as { members: MemberJson[] }).members;
 }
 
+/**
+ * Freezes `n`'s etcd member (SIGSTOP, not a kill: the node's supervisor would start a killed
+ * member again at once); returns what thaws it, also run by `cleanup`.
+ */
+async function freezeMember(n: HostNode, cleanup: Cleanup): Promise<() => void> {
+  const frozen = await pidIn(stateFile(n, 'etcd.pid'));
+  process.kill(frozen, 'SIGSTOP');
+  let resumed = false;
+  const resume = () => {
+    if (resumed) return;
+    resumed = true;
+    try {
+      process.kill(frozen, 'SIGCONT');
+    } catch {}
+  };
+  cleanup.add(resume, `thaw the frozen etcd member of ${n.host.address}`);
+  return resume;
+}
+
 /** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
 async function tokenFor(n: HostNode, file: string): Promise<{ address: string; caHash: string }> {
   const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
@@ -171,18 +190,7 @@ describe('a cluster on managed etcd: init and two joins make three voting member
       await readFile(stateFile(n1, 'dotmesh-server.log'), 'utf8'),
       /the etcd members changed: the store client uses the current ones/,
     );
-    // SIGSTOP, not a kill: the node's supervisor would start a killed member again at once.
-    const frozen = await pidIn(stateFile(n1, 'etcd.pid'));
-    process.kill(frozen, 'SIGSTOP');
-    let resumed = false;
-    const resume = () => {
-      if (resumed) return;
-      resumed = true;
-      try {
-        process.kill(frozen, 'SIGCONT');
-      } catch {}
-    };
-    cleanup.add(resume, "resume node 1's frozen etcd member");
+    const resume = await freezeMember(n1, cleanup);
     try {
       // A store write through node 1 (a join token lives in the store), read through node 2.
       const file = join(tokens, 'while-frozen');
@@ -254,18 +262,7 @@ describe('a cluster on managed etcd: init and two joins make three voting member
   });
 
   test('quorum lost (one of two members frozen): writes fail with a clear error, reads and mounted data work; quorum back, writes resume without a restart', async (t) => {
-    // SIGSTOP, not a kill: the node's supervisor would start a killed member again at once.
-    const frozen = await pidIn(stateFile(n3, 'etcd.pid'));
-    process.kill(frozen, 'SIGSTOP');
-    let resumed = false;
-    const resume = () => {
-      if (resumed) return;
-      resumed = true;
-      try {
-        process.kill(frozen, 'SIGCONT');
-      } catch {}
-    };
-    cleanup.add(resume, "resume node 3's frozen etcd member");
+    const resume = await freezeMember(n3, cleanup);
     const mnt = join(n2.home, 'shared-mnt');
     await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
 

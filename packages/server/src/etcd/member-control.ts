@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import type { EtcdMembers } from '@dotmesh/store/etcd-members';
 
@@ -28,9 +29,30 @@ export function managedMemberControl(members: EtcdMembers, changed: () => unknow
           },
         );
       }
-      await members.remove(it.id);
+      await removeWhenHealthy(members, it.id);
       await changed();
       return { removed: true, members: all.length - 1 };
     },
   };
+}
+
+/** How long a removal waits for etcd to find the cluster healthy enough for it. */
+const REMOVE_WAIT_MS = 30_000;
+
+/**
+ * etcd refuses a member change while a member came back less than 5 s ago or cannot be
+ * reached ("unhealthy cluster", its strict reconfiguration check): that passes, so the
+ * removal is tried again for up to 30 s; any other error ends it at once.
+ */
+async function removeWhenHealthy(members: EtcdMembers, id: string): Promise<void> {
+  const deadline = Date.now() + REMOVE_WAIT_MS;
+  for (;;) {
+    try {
+      await members.remove(id);
+      return;
+    } catch (e) {
+      if (!/etcdserver: unhealthy cluster/.test((e as Error).message) || Date.now() > deadline) throw e;
+    }
+    await sleep(1000);
+  }
 }

@@ -17,7 +17,7 @@ import { compactedHistory, leaseNotFound } from '../store-errors.ts';
 import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
-import { keepAliveOnce } from './lease.ts';
+import { keepAliveWithin } from './lease.ts';
 import { SwappableClient } from './swappable-client.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
 import { EtcdWatch } from './watch.ts';
@@ -233,7 +233,7 @@ export class EtcdStore implements Store {
     checkLeaseId(leaseId);
     const id = leaseToEtcd(leaseId);
     if (id === undefined) throw leaseNotFound(leaseId);
-    const ttl = await this.#call((c) => keepAliveOnce(c, id, this.#requestTimeoutMs), [leaseId]);
+    const ttl = await this.#call((c) => keepAliveWithin(c, id, this.#requestTimeoutMs), [leaseId]);
     if (ttl <= 0) throw leaseNotFound(leaseId);
   }
 
