@@ -141,14 +141,26 @@ function managedStore(config: ServerConfig): boolean {
   return config.store === 'etcd' && config.etcdCaFile === files.ca && config.etcdCertFile === files.cert;
 }
 
+/** The config file update running: they run one at a time (a running server makes several). */
+let configUpdates: Promise<unknown> = Promise.resolve();
+
+/** Runs `update` of the config file after the ones before it. */
+function inConfigOrder<T>(update: () => Promise<T>): Promise<T> {
+  const run = configUpdates.then(update);
+  configUpdates = run.catch(() => undefined);
+  return run;
+}
+
 /** Replaces fields of the config file (atomically) and returns the config it now holds. */
-async function updateConfigFile(configFile: string, patch: Record<string, unknown>): Promise<ServerConfig> {
-  const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-  const updated = { ...text, ...patch };
-  const next = parseServerConfigText(JSON.stringify(updated));
-  await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
-  await rename(`${configFile}.new`, configFile);
-  return next;
+function updateConfigFile(configFile: string, patch: Record<string, unknown>): Promise<ServerConfig> {
+  return inConfigOrder(async () => {
+    const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    const updated = { ...text, ...patch };
+    const next = parseServerConfigText(JSON.stringify(updated));
+    await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${configFile}.new`, configFile);
+    return next;
+  });
 }
 
 /**
@@ -362,7 +374,7 @@ async function serve(
         },
         exec,
         logger,
-        persistSize: (bytes) => writePoolSizeToConfig(configFile, bytes),
+        persistSize: (bytes) => inConfigOrder(() => writePoolSizeToConfig(configFile, bytes)),
       }),
     });
     await guard?.start();
