@@ -41,8 +41,9 @@ const REMOVE_WAIT_MS = 30_000;
 
 /**
  * etcd refuses a member change while a member came back less than 5 s ago or cannot be
- * reached ("unhealthy cluster", its strict reconfiguration check): that passes, so the
- * removal is tried again for up to 30 s; any other error ends it at once.
+ * reached ("unhealthy cluster", its strict reconfiguration check), and after three refusals
+ * the client pauses calls to that member for 5 s ("circuit breaker is open"): both pass, so
+ * the removal is tried again for up to 30 s; any other error ends it at once.
  */
 async function removeWhenHealthy(members: EtcdMembers, id: string): Promise<void> {
   const deadline = Date.now() + REMOVE_WAIT_MS;
@@ -51,7 +52,7 @@ async function removeWhenHealthy(members: EtcdMembers, id: string): Promise<void
       await members.remove(id);
       return;
     } catch (e) {
-      if (!/etcdserver: unhealthy cluster/.test((e as Error).message) || Date.now() > deadline) throw e;
+      if (!/etcdserver: unhealthy cluster|circuit breaker is open/.test((e as Error).message) || Date.now() > deadline) throw e;
     }
     await sleep(1000);
   }
