@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -66,6 +66,25 @@ async function members(n: HostNode): Promise<MemberJson[]> {
     { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
   );
   return (JSON.parse(stdout) as { members: MemberJson[] }).members;
+}
+
+/**
+ * Freezes `n`'s etcd member (SIGSTOP, not a kill: the node's supervisor would start a killed
+ * member again at once); returns what thaws it, also run by `cleanup`.
+ */
+async function freezeMember(n: HostNode, cleanup: Cleanup): Promise<() => void> {
+  const frozen = await pidIn(stateFile(n, 'etcd.pid'));
+  process.kill(frozen, 'SIGSTOP');
+  let resumed = false;
+  const resume = () => {
+    if (resumed) return;
+    resumed = true;
+    try {
+      process.kill(frozen, 'SIGCONT');
+    } catch {}
+  };
+  cleanup.add(resume, `thaw the frozen etcd member of ${n.host.address}`);
+  return resume;
 }
 
 /** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
@@ -156,6 +175,42 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     assert.doesNotMatch(anonymous, /"members"/, 'etcd refuses a client without a certificate');
   });
 
+  test("a server started before two joins follows the member list: with its own member frozen it reaches the store through the joiners' members", async () => {
+    const all = [n1, n2, n3].map((n) => `https://${n.host.address}:${n.etcdClientPort}`).sort();
+    const endpointsOf = async (n: HostNode) =>
+      [...(JSON.parse(await readFile(stateFile(n, 'config.json'), 'utf8')) as { etcdEndpoints: string[] }).etcdEndpoints].sort();
+    // Node 1's server started with its own member alone; it reads the member list every 30 s
+    // and keeps what it found in its config.
+    await waitFor(async () => JSON.stringify(await endpointsOf(n1)) === JSON.stringify(all), {
+      timeoutMs: 90_000,
+      intervalMs: 1000,
+      what: "node 1's store client to follow the three members",
+    });
+    assert.match(
+      await readFile(stateFile(n1, 'dotmesh-server.log'), 'utf8'),
+      /the etcd members changed: the store client uses the current ones/,
+    );
+    const resume = await freezeMember(n1, cleanup);
+    try {
+      // A store write through node 1 (a join token lives in the store), read through node 2.
+      const file = join(tokens, 'while-frozen');
+      const created = await waitFor(
+        async () => {
+          const r = await n1.dm(['cluster', 'token', 'create', '--token-file', file]);
+          return r.code === 0 ? r.stdout : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 2000, what: 'a store write through node 1 while its member is frozen' },
+      );
+      const id = /Join token (\S+) /.exec(created)?.[1];
+      assert.ok(id, created);
+      assert.match(await n2.ok(['cluster', 'token', 'list']), new RegExp(`^${id} `, 'm'), 'node 2 reads what node 1 wrote');
+      await n1.ok(['cluster', 'token', 'delete', id]);
+    } finally {
+      resume();
+    }
+    await waitFor(async () => (await members(n1)).length === 3, { timeoutMs: 30_000, intervalMs: 500, what: 'member 1 back' });
+  });
+
   test('a crashed etcd member is seen, said and started again', async () => {
     const before = await pidIn(stateFile(n3, 'etcd.pid'));
     process.kill(before, 'SIGKILL');
@@ -207,18 +262,7 @@ describe('a cluster on managed etcd: init and two joins make three voting member
   });
 
   test('quorum lost (one of two members frozen): writes fail with a clear error, reads and mounted data work; quorum back, writes resume without a restart', async (t) => {
-    // SIGSTOP, not a kill: the node's supervisor would start a killed member again at once.
-    const frozen = await pidIn(stateFile(n3, 'etcd.pid'));
-    process.kill(frozen, 'SIGSTOP');
-    let resumed = false;
-    const resume = () => {
-      if (resumed) return;
-      resumed = true;
-      try {
-        process.kill(frozen, 'SIGCONT');
-      } catch {}
-    };
-    cleanup.add(resume, "resume node 3's frozen etcd member");
+    const resume = await freezeMember(n3, cleanup);
     const mnt = join(n2.home, 'shared-mnt');
     await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
 
@@ -226,7 +270,14 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     const refused = await n2.dm(['commit', '-m', 'without quorum']);
     t.diagnostic(`a commit without quorum answered in ${Date.now() - started} ms`);
     assert.notEqual(refused.code, 0, `the commit is refused: ${refused.stdout}`);
-    assert.match(refused.stderr, /etcd .*unavailable/i, 'the error says the store is unavailable');
+    // Node 2's store client uses both members (it follows the member list), so its calls and
+    // lease keep-alives to the frozen one wait for their deadline: which of the two refusals
+    // comes first (the store's, or the lease fence's once the keep-alives are late) is a race.
+    assert.match(
+      refused.stderr,
+      /etcd .*unavailable|lost contact with the cluster store/i,
+      'the error says the store is unavailable',
+    );
     for (const n of [n2, n3]) {
       assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
       const log = await n.ok(['log']);
@@ -243,6 +294,52 @@ describe('a cluster on managed etcd: init and two joins make three voting member
       what: 'a commit once quorum is back',
     });
     for (const n of [n2, n3]) assert.match(await n.ok(['log']), /quorum back/);
+  });
+
+  test('remove-node of a live node: its supervisor stops its member for good, saying why, and the node goes on with the members left', async () => {
+    const etcdPid = await pidIn(stateFile(n3, 'etcd.pid'));
+    const dataDir = readFileSync(`/proc/${etcdPid}/cmdline`, 'utf8')
+      .split('\0')
+      .find((a) => a.startsWith('--data-dir='));
+    assert.ok(dataDir, 'the member runs on its data dir');
+    const logBefore = (await readFile(stateFile(n3, 'dotmesh-server.log'), 'utf8')).length;
+    const removed = await n2.ok(['cluster', 'remove-node', ids[2]]);
+    assert.match(removed, /Removed its etcd member: the cluster's etcd has 1 member\(s\) left\./);
+    await waitFor(() => !alive(etcdPid), { timeoutMs: 30_000, intervalMs: 200, what: "node 3's removed member to exit" });
+    const etcdOn = () =>
+      readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(dataDir) && alive(Number(d));
+          } catch {
+            return false;
+          }
+        });
+    // The supervisor's longest restart delay is 10 s: 25 s without a new member is for good.
+    const deadline = Date.now() + 25_000;
+    while (Date.now() < deadline) {
+      assert.deepEqual(etcdOn(), [], "no etcd runs on node 3's member data dir again");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(!existsSync(stateFile(n3, 'etcd.pid')), 'its pid file is gone');
+    const log = (await readFile(stateFile(n3, 'dotmesh-server.log'), 'utf8')).slice(logBefore);
+    assert.match(
+      log,
+      /the managed etcd member exited because the cluster removed it \(dm cluster remove-node\): not starting it again/,
+    );
+    assert.doesNotMatch(log, /exited \([^)]*\): starting it again/, 'no restart was tried');
+    // Node 3 now uses node 2's member alone, and keeps that for its next start.
+    const own2 = `https://${n2.host.address}:${n2.etcdClientPort}`;
+    await waitFor(
+      async () => {
+        const c = JSON.parse(await readFile(stateFile(n3, 'config.json'), 'utf8')) as Record<string, unknown>;
+        return c.etcdMember === null && JSON.stringify(c.etcdEndpoints) === JSON.stringify([own2]);
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "node 3's config to name the members left and no member of its own" },
+    );
+    await n3.ok(['init', 'after-member-removed']);
+    assert.match(await n2.ok(['list', '-H']), /^after-member-removed\t/m, 'a write through node 3 reached the store');
   });
 });
 

@@ -21,12 +21,13 @@ import {
   openPool,
   type PoolLock,
 } from '@dotmesh/storage';
-import type { EtcdMembers } from '@dotmesh/store/etcd-members';
+import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import { joinCluster } from './cluster/join-client.ts';
 import { refuseClash } from './cluster/presence.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
+import { EtcdMemberFollower } from './etcd/member-follower.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -109,7 +110,7 @@ async function clusterTls(config: ServerConfig, nodeId: string, exec: Exec, logg
     sign: (o: { csrPem: string; cn: string; names: readonly string[]; usage: string }) => signCsr(exec, config.stateDir, o),
     etcd: async () => ({
       // A managed etcd tells the members it has now.
-      Endpoints: members ? await memberClientUrls(members) : config.etcdEndpoints,
+      Endpoints: members ? votingClientUrls(await members.list()) : config.etcdEndpoints,
       Prefix: config.etcdPrefix,
       CaCert: etcdCa,
       Managed: members !== undefined,
@@ -134,25 +135,32 @@ async function ensureCa(config: ServerConfig, exec: Exec): Promise<void> {
   }
 }
 
-/** The client URLs of the voting members (those the store can use). */
-async function memberClientUrls(members: EtcdMembers): Promise<string[]> {
-  return (await members.list()).filter((m) => !m.learner).flatMap((m) => m.clientUrls);
-}
-
 /** Whether this node's store is a managed etcd (TLS with the cluster CA and this node's etcd certificate). */
 function managedStore(config: ServerConfig): boolean {
   const files = etcdMemberFiles(config);
   return config.store === 'etcd' && config.etcdCaFile === files.ca && config.etcdCertFile === files.cert;
 }
 
+/** The config file update running: they run one at a time (a running server makes several). */
+let configUpdates: Promise<unknown> = Promise.resolve();
+
+/** Runs `update` of the config file after the ones before it. */
+function inConfigOrder<T>(update: () => Promise<T>): Promise<T> {
+  const run = configUpdates.then(update);
+  configUpdates = run.catch(() => undefined);
+  return run;
+}
+
 /** Replaces fields of the config file (atomically) and returns the config it now holds. */
-async function updateConfigFile(configFile: string, patch: Record<string, unknown>): Promise<ServerConfig> {
-  const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
-  const updated = { ...text, ...patch };
-  const next = parseServerConfigText(JSON.stringify(updated));
-  await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
-  await rename(`${configFile}.new`, configFile);
-  return next;
+function updateConfigFile(configFile: string, patch: Record<string, unknown>): Promise<ServerConfig> {
+  return inConfigOrder(async () => {
+    const text = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown>;
+    const updated = { ...text, ...patch };
+    const next = parseServerConfigText(JSON.stringify(updated));
+    await writeFile(`${configFile}.new`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${configFile}.new`, configFile);
+    return next;
+  });
 }
 
 /**
@@ -248,6 +256,7 @@ async function serve(
   let server: RunningServer | undefined;
   let etcd: StartedMember | null = null;
   let members: EtcdMembers | undefined;
+  let follower: EtcdMemberFollower | undefined;
   // Without its helper the btrfs driver cannot move commits: refuse to start rather than fail later.
   const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
   await checkPump(exec, pump);
@@ -297,10 +306,30 @@ async function serve(
     }
     if (managedStore(config)) {
       const { EtcdMembers } = await import('@dotmesh/store/etcd-members');
+      const { EtcdStore } = await import('@dotmesh/store/etcd');
       const [ca, cert, key] = await Promise.all(
         [config.etcdCaFile, config.etcdCertFile, config.etcdKeyFile].map((f) => readFile(f!)),
       );
       members = new EtcdMembers({ endpoints: config.etcdEndpoints, ca: ca!, cert: cert!, key: key! });
+      if (store instanceof EtcdStore) {
+        follower = new EtcdMemberFollower({
+          members,
+          store,
+          persisted: config.etcdEndpoints,
+          persist: async (endpoints) => void (await updateConfigFile(configFile, { etcdEndpoints: endpoints })),
+          logger,
+        });
+        follower.start();
+        const following = follower;
+        // A member the cluster removed is not started again (etcd-process.ts); the next start
+        // runs none either, and the store uses the members left.
+        etcd?.process.onRemoved(() => {
+          void updateConfigFile(configFile, { etcdMember: null })
+            .then(() => rm(etcdMemberFiles(config).statusFile, { force: true }))
+            .catch((err: unknown) => logger.error({ err }, 'cannot record in the config that this node runs no etcd member'))
+            .then(() => following.refresh());
+        });
+      }
     }
     const cluster = config.clusterPort === 0 ? undefined : await clusterTls(config, pool.poolId, exec, logger, members);
     logger.info({ store: config.store, endpoints: config.etcdEndpoints }, 'store open');
@@ -320,7 +349,7 @@ async function serve(
       checkPort: config.checkPort,
       ...(tls ? { tls: { port: config.tlsPort, material: tls } } : {}),
       ...(cluster ? { cluster } : {}),
-      ...(members ? { etcdMembers: managedMemberControl(members) } : {}),
+      ...(members ? { etcdMembers: managedMemberControl(members, () => follower?.refresh()) } : {}),
       nodeLease: { ttlSeconds: config.nodeLeaseTtlSeconds, marginMs: Math.min(2000, config.nodeLeaseTtlSeconds * 200) },
       transferTiming: {
         idleTimeoutMs: config.transferIdleTimeoutMs,
@@ -345,7 +374,7 @@ async function serve(
         },
         exec,
         logger,
-        persistSize: (bytes) => writePoolSizeToConfig(configFile, bytes),
+        persistSize: (bytes) => inConfigOrder(() => writePoolSizeToConfig(configFile, bytes)),
       }),
     });
     await guard?.start();
@@ -354,6 +383,7 @@ async function serve(
     await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
   } catch (e) {
     logger.error({ err: e }, 'dotmesh-server failed to start');
+    follower?.stop();
     await server?.close().catch(() => undefined);
     members?.close();
     await etcd?.process.stop().catch(() => undefined);
@@ -363,9 +393,11 @@ async function serve(
   const running = server;
   const member = etcd;
   const membersClient = members;
+  const following = follower;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping (the pool stays mounted)');
+      following?.stop();
       void running
         .close()
         .catch((err: unknown) => logger.error({ err }, 'error while stopping'))

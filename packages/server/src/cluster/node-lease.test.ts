@@ -56,3 +56,35 @@ test('the fence deadline runs from the send time of the last acknowledged keep-a
     await store.close();
   }
 });
+
+test('a keep-alive that never answers (a frozen etcd member) does not hold back the next ones', async () => {
+  const store = await MemoryStore.open();
+  let calls = 0;
+  let release: () => void = () => {};
+  const stuck = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const firstHangs = new Proxy(store, {
+    get(target, key, receiver) {
+      if (key === 'keepAlive') {
+        return async (id: string) => {
+          if (++calls === 1) await stuck;
+          return target.keepAlive(id);
+        };
+      }
+      const v = Reflect.get(target, key, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  // Ticks every 500 ms; the fence passes 1.5 s after the last acknowledged send.
+  const lease = await NodeLease.grant(firstHangs, { ttlSeconds: 2, marginMs: 500, logger: SILENT_LOGGER });
+  try {
+    await new Promise((r) => setTimeout(r, 3_000));
+    assert.ok(calls >= 3, `keep-alives went on while the first hung (${calls} sent)`);
+    lease.assertLive('commit');
+  } finally {
+    release();
+    lease.close();
+    await store.close();
+  }
+});

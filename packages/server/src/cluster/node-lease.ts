@@ -13,6 +13,9 @@ export interface NodeLeaseOptions {
 
 export const DEFAULT_NODE_LEASE = { ttlSeconds: 10, marginMs: 2_000 } as const;
 
+/** Keep-alives at once: at TTL/4 apart, enough to span a request deadline of one TTL. */
+const MAX_KEEPALIVES_IN_FLIGHT = 4;
+
 /**
  * This node's lease in the cluster store. Its own keys (held commits, branch states, address)
  * are bound to it, and it fences every mutation: the node may act as a branch's master only
@@ -21,9 +24,12 @@ export const DEFAULT_NODE_LEASE = { ttlSeconds: 10, marginMs: 2_000 } as const;
  * before then, whatever the network did after the send. The deadline never comes from a
  * library's "lease lost" event, which may arrive late.
  *
- * Keep-alives run every TTL/4; a failed one is retried at the next tick while time is left.
- * Once the lease is gone (expired, revoked), `onLost` is called once: the owner grants a new
- * lease and advertises its keys again.
+ * Keep-alives run every TTL/4, each without waiting for the one before (up to
+ * MAX_KEEPALIVES_IN_FLIGHT at once): one stuck on an etcd member that accepts connections but
+ * does not answer (frozen, partitioned) until its request deadline must not hold back those the
+ * other members answer. A failed one is retried at the next tick while time is left. Once the
+ * lease is gone (expired, revoked), `onLost` is called once: the owner grants a new lease and
+ * advertises its keys again.
  */
 export class NodeLease {
   readonly #store: Store;
@@ -34,6 +40,9 @@ export class NodeLease {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #onLost: (() => void) | undefined;
+  #inFlight = 0;
+  /** The lease id found gone (onLost ran for it). */
+  #lostId: string | undefined;
 
   private constructor(store: Store, id: string, sentAt: number, options: NodeLeaseOptions) {
     this.#store = store;
@@ -90,9 +99,13 @@ export class NodeLease {
   /** One keep-alive now (tests; the loop calls it). Resolves false when the lease is gone. */
   async keepAlive(): Promise<boolean> {
     const sentAt = this.#now();
+    const id = this.#id;
     try {
-      await this.#store.keepAlive(this.#id);
-      this.#deadline = Math.max(this.#deadline, sentAt + this.#options.ttlSeconds * 1000 - this.#options.marginMs);
+      await this.#store.keepAlive(id);
+      // An answer for a lease replaced meanwhile says nothing about the current one.
+      if (id === this.#id) {
+        this.#deadline = Math.max(this.#deadline, sentAt + this.#options.ttlSeconds * 1000 - this.#options.marginMs);
+      }
       return true;
     } catch (e) {
       if (isDotmeshError(e) && e.code === 'LEASE_NOT_FOUND') return false; // expired or revoked
@@ -116,10 +129,19 @@ export class NodeLease {
 
   async #tick(): Promise<void> {
     if (this.#closed) return;
-    if (await this.keepAlive()) {
-      this.#schedule();
-      return;
+    this.#schedule();
+    if (this.#inFlight >= MAX_KEEPALIVES_IN_FLIGHT) return;
+    const id = this.#id;
+    this.#inFlight++;
+    let alive: boolean;
+    try {
+      alive = await this.keepAlive();
+    } finally {
+      this.#inFlight--;
     }
+    if (alive || this.#closed || id !== this.#id || this.#lostId === id) return;
+    this.#lostId = id;
+    clearTimeout(this.#timer);
     this.#options.logger.warn({ lease: this.#id }, 'this node’s lease is gone');
     this.#deadline = Number.NEGATIVE_INFINITY;
     this.#onLost?.();

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import type { Logger } from '../log.ts';
@@ -22,8 +22,10 @@ const RESTART_DELAYS_MS = [500, 1000, 2000, 5000, 10_000];
  * the store, stopped (SIGTERM, SIGKILL after 10 s) after it closed it. Its output goes to
  * `logFile`, its pid to `pidFile`. An exit nobody asked for is logged at error level with its
  * code or signal and the tail of etcd's log, and the member is started again (after 0.5 s,
- * growing to 10 s for exits in a row). A member left running by a server killed with -9 is
- * stopped first (found by the pid file, checked to be an etcd on this data dir).
+ * growing to 10 s for exits in a row), unless etcd said it exits because the cluster removed
+ * this member (`dm cluster remove-node`): then it is not started again, the log says so, and
+ * the `onRemoved` listeners run. A member left running by a server killed with -9 is stopped
+ * first (found by the pid file, checked to be an etcd on this data dir).
  */
 export class EtcdProcess {
   readonly #spec: EtcdProcessSpec;
@@ -33,6 +35,10 @@ export class EtcdProcess {
   /** Exits in a row since the member last answered (the restart back-off). */
   #streak = 0;
   #crashes = 0;
+  /** Where the current run's output starts in the log file. */
+  #logOffset = 0;
+  #removed = false;
+  readonly #removedListeners: (() => void)[] = [];
 
   constructor(spec: EtcdProcessSpec, logger: Logger) {
     this.#spec = spec;
@@ -48,12 +54,26 @@ export class EtcdProcess {
     return this.#child?.pid;
   }
 
+  /** The cluster removed this member: it is not started again. */
+  get removed(): boolean {
+    return this.#removed;
+  }
+
+  /** Runs `listener` once this member is seen removed from the cluster. */
+  onRemoved(listener: () => void): void {
+    this.#removedListeners.push(listener);
+  }
+
   async start(): Promise<void> {
     await stopLeftover(this.#spec, this.#logger);
     await this.#spawn();
   }
 
   async #spawn(): Promise<void> {
+    this.#logOffset = await stat(this.#spec.logFile).then(
+      (s) => s.size,
+      () => 0,
+    );
     const log = await open(this.#spec.logFile, 'a', 0o600);
     let child: ChildProcess;
     try {
@@ -84,10 +104,27 @@ export class EtcdProcess {
     this.#crashes++;
     const delay = RESTART_DELAYS_MS[Math.min(this.#streak, RESTART_DELAYS_MS.length - 1)]!;
     this.#streak++;
-    const tail = await readFile(this.#spec.logFile, 'utf8').then(
-      (t) => t.slice(-1500),
+    const thisRun = await readFile(this.#spec.logFile).then(
+      (b) => b.subarray(this.#logOffset).toString('utf8'),
       () => '',
     );
+    const tail = thisRun.slice(-1500);
+    if (saysMemberRemoved(thisRun)) {
+      this.#removed = true;
+      this.#logger.error(
+        { pid: child.pid, code, signal, etcdLog: this.#spec.logFile, tail },
+        'the managed etcd member exited because the cluster removed it (dm cluster remove-node): not starting it again; this node uses the remaining members',
+      );
+      await rm(this.#spec.pidFile, { force: true });
+      for (const listener of this.#removedListeners) {
+        try {
+          listener();
+        } catch (err) {
+          this.#logger.error({ err }, 'after the etcd member was removed');
+        }
+      }
+      return;
+    }
     this.#logger.error(
       { pid: child.pid, code, signal, restartInMs: delay, etcdLog: this.#spec.logFile, tail },
       `the managed etcd member exited (${signal ?? `code ${code}`}): starting it again`,
@@ -121,6 +158,14 @@ export class EtcdProcess {
     }
     await rm(this.#spec.pidFile, { force: true });
   }
+}
+
+/**
+ * Whether etcd's output says it stopped because the cluster removed its member (its own text,
+ * the same in etcd 3.4 to 3.6: "the member has been permanently removed from the cluster").
+ */
+export function saysMemberRemoved(etcdOutput: string): boolean {
+  return /(the|this) member has been permanently removed from the cluster/.test(etcdOutput);
 }
 
 /** Whether `pid` runs etcd on `dataDir` (its command line says so). */

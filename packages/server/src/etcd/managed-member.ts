@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import { type EtcdMemberConfig, type EtcdMemberStatus, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
 import type { Exec } from '@dotmesh/storage';
-import { type EtcdMember, EtcdMembers } from '@dotmesh/store/etcd-members';
+import { type EtcdMember, EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import type { Logger } from '../log.ts';
 import { ensureNodeCert, LOOPBACK_NAMES } from '../tls/pki.ts';
 import { EtcdProcess } from './etcd-process.ts';
@@ -195,11 +195,16 @@ async function settle(o: {
           hint: 'a node removed from the cluster (dm cluster remove-node) leaves it: dm cluster reset --destroy-data on this host',
         });
       }
-      endpoints = [...new Set([...members.filter((m) => !m.learner).flatMap((m) => m.clientUrls), o.clientUrl])];
+      endpoints = [...new Set([...votingClientUrls(members), o.clientUrl])];
       if (me.learner) {
         // A learner answers no cluster call: ask the voting members, until etcd lets it vote.
-        const voters = members.filter((m) => !m.learner).flatMap((m) => m.clientUrls);
-        const leader = new EtcdMembers({ endpoints: voters, ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
+        const leader = new EtcdMembers({
+          endpoints: votingClientUrls(members),
+          ca: o.ca,
+          cert: o.cert,
+          key: o.key,
+          requestTimeoutMs: 3000,
+        });
         try {
           await leader.promote(me.id);
           o.logger.info({ member: me.id }, 'this etcd learner caught up: promoted to a voting member');
@@ -211,7 +216,7 @@ async function settle(o: {
       const voters = members.filter((m) => !m.learner).length;
       return {
         status: { name: o.nodeId, id: me.id, voting: true, members: members.length, voters },
-        endpoints: [...new Set([o.clientUrl, ...members.filter((m) => !m.learner).flatMap((m) => m.clientUrls)])],
+        endpoints: [...new Set([o.clientUrl, ...votingClientUrls(members)])],
       };
     } catch (e) {
       if (e instanceof DotmeshError && e.code === 'CONFLICT') throw e;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import type { EtcdMembers } from '@dotmesh/store/etcd-members';
 
@@ -10,9 +11,10 @@ export interface EtcdMemberControl {
 /**
  * Member removal on a managed etcd: the member whose name is the node id goes (a node that is
  * gone for good too: a majority of the members must answer). The last voting member is never
- * removed (the cluster's store would go with it).
+ * removed (the cluster's store would go with it). `changed` runs after a removal (this
+ * server's clients follow the members left).
  */
-export function managedMemberControl(members: EtcdMembers): EtcdMemberControl {
+export function managedMemberControl(members: EtcdMembers, changed: () => unknown = () => {}): EtcdMemberControl {
   return {
     async remove(node) {
       const all = await members.list();
@@ -27,8 +29,31 @@ export function managedMemberControl(members: EtcdMembers): EtcdMemberControl {
           },
         );
       }
-      await members.remove(it.id);
+      await removeWhenHealthy(members, it.id);
+      await changed();
       return { removed: true, members: all.length - 1 };
     },
   };
+}
+
+/** How long a removal waits for etcd to find the cluster healthy enough for it. */
+const REMOVE_WAIT_MS = 30_000;
+
+/**
+ * etcd refuses a member change while a member came back less than 5 s ago or cannot be
+ * reached ("unhealthy cluster", its strict reconfiguration check), and after three refusals
+ * the client pauses calls to that member for 5 s ("circuit breaker is open"): both pass, so
+ * the removal is tried again for up to 30 s; any other error ends it at once.
+ */
+async function removeWhenHealthy(members: EtcdMembers, id: string): Promise<void> {
+  const deadline = Date.now() + REMOVE_WAIT_MS;
+  for (;;) {
+    try {
+      await members.remove(id);
+      return;
+    } catch (e) {
+      if (!/etcdserver: unhealthy cluster|circuit breaker is open/.test((e as Error).message) || Date.now() > deadline) throw e;
+    }
+    await sleep(1000);
+  }
 }

@@ -17,7 +17,8 @@ import { compactedHistory, leaseNotFound } from '../store-errors.ts';
 import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
-import { keepAliveOnce } from './lease.ts';
+import { keepAliveWithin } from './lease.ts';
+import { SwappableClient } from './swappable-client.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
 import { EtcdWatch } from './watch.ts';
 
@@ -49,49 +50,89 @@ const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
  * A request that times out may still have been applied (etcd's usual ambiguity).
  */
 export class EtcdStore implements Store {
-  readonly endpoints: readonly string[];
   readonly prefix: string;
-  readonly #client: Etcd3;
+  readonly #options: EtcdStoreOptions;
+  #endpoints: readonly string[];
+  readonly #clients: SwappableClient;
   readonly #codec: KeyCodec;
-  readonly #errors: EtcdErrors;
+  #errors: EtcdErrors;
   readonly #requestTimeoutMs: number;
   readonly #watches = new Set<EtcdWatch>();
+  /** The endpoint change running (they run one at a time). */
+  #switching: Promise<unknown> = Promise.resolve();
   #closed = false;
 
   private constructor(client: Etcd3, options: EtcdStoreOptions) {
-    this.#client = client;
-    this.endpoints = [...options.endpoints];
+    this.#options = options;
+    this.#clients = new SwappableClient(client);
+    this.#endpoints = [...options.endpoints];
     this.prefix = options.prefix ?? '';
     this.#codec = new KeyCodec(this.prefix);
-    this.#errors = new EtcdErrors(this.endpoints);
+    this.#errors = new EtcdErrors(this.#endpoints);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  }
+
+  /** The etcd client URLs this store uses now. */
+  get endpoints(): readonly string[] {
+    return this.#endpoints;
   }
 
   /** Connects and checks that etcd answers; UNAVAILABLE (naming the endpoints) if not. */
   static async open(options: EtcdStoreOptions): Promise<EtcdStore> {
     validateOptions(options);
-    const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-    const client = new Etcd3({
-      hosts: [...options.endpoints],
-      ...etcdCredentials(options),
-      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-    });
-    const store = new EtcdStore(client, options);
-    const dialTimeoutMs = options.dialTimeoutMs ?? 5000;
-    try {
-      await client.kv.range({ key: Buffer.from([0]), count_only: true }, { deadline: Date.now() + dialTimeoutMs });
-    } catch (e) {
+    const client = await connect(options, new EtcdErrors(options.endpoints));
+    return new EtcdStore(client, options);
+  }
+
+  /**
+   * Uses other endpoints of the same etcd cluster from now on (its members changed), without
+   * losing anything: a client for them must answer first (else UNAVAILABLE naming them, and
+   * the store keeps its endpoints); then every watch moves to it, resuming after the last
+   * revision it delivered; calls started before finish on the old client, which closes after
+   * them. Leases are etcd's, so their ids stay valid. The same set of endpoints (in any order)
+   * changes nothing; resolves with whether the endpoints changed.
+   */
+  setEndpoints(endpoints: readonly string[]): Promise<boolean> {
+    const run = this.#switching.then(() => this.#setEndpoints(endpoints));
+    this.#switching = run.catch(() => undefined);
+    return run;
+  }
+
+  async #setEndpoints(endpoints: readonly string[]): Promise<boolean> {
+    this.#assertOpen();
+    const options = { ...this.#options, endpoints: [...endpoints] };
+    validateOptions(options);
+    if (sameEndpoints(endpoints, this.#endpoints)) return false;
+    const errors = new EtcdErrors(options.endpoints);
+    const client = await connect(options, errors);
+    if (this.#closed) {
       client.close();
-      throw store.#errors.unavailable(`no answer within ${dialTimeoutMs} ms (${(e as Error).message})`, e);
+      throw closedError();
     }
-    return store;
+    const moving = [...this.#watches];
+    try {
+      for (const watch of moving) await watch.moveTo(client, errors);
+    } catch (e) {
+      // Watches already moved go back; the new client is dropped.
+      for (const watch of moving)
+        await watch.moveTo(this.#clients.current, this.#errors).catch((err: unknown) => watch.fail(err as Error));
+      client.close();
+      throw errors.map(e);
+    }
+    this.#endpoints = options.endpoints;
+    this.#errors = errors;
+    this.#clients.replace(client);
+    // Watches created on the old client meanwhile follow.
+    for (const watch of [...this.#watches]) {
+      await watch.moveTo(client, errors).catch((err: unknown) => watch.fail(errors.map(err)));
+    }
+    return true;
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
     this.#assertOpen();
     checkKey(key);
-    const res = await this.#call(() => this.#client.kv.range({ key: this.#codec.encode(key) }));
+    const res = await this.#call((c) => c.kv.range({ key: this.#codec.encode(key) }));
     const kv = res.kvs[0];
     return kv === undefined ? undefined : this.#codec.keyValue(kv);
   }
@@ -99,7 +140,7 @@ export class EtcdStore implements Store {
   async range(prefix: string): Promise<RangeResult> {
     this.#assertOpen();
     checkPrefix(prefix);
-    const res = await this.#call(() => this.#client.kv.range(this.#codec.range(prefix)));
+    const res = await this.#call((c) => c.kv.range(this.#codec.range(prefix)));
     return { kvs: res.kvs.map((kv) => this.#codec.keyValue(kv)), revision: Number(res.header.revision) };
   }
 
@@ -115,28 +156,28 @@ export class EtcdStore implements Store {
       if (etcdLease === undefined) throw leaseNotFound(lease);
     }
     const req = { key: this.#codec.encode(key), value: Buffer.from(value, 'utf8'), ...(etcdLease ? { lease: etcdLease } : {}) };
-    const res = await this.#call(() => this.#client.kv.put(req), lease === undefined ? [] : [lease]);
+    const res = await this.#call((c) => c.kv.put(req), lease === undefined ? [] : [lease]);
     return { revision: Number(res.header.revision) };
   }
 
   async delete(key: string): Promise<DeleteResult> {
     this.#assertOpen();
     checkKey(key);
-    const res = await this.#call(() => this.#client.kv.deleteRange({ key: this.#codec.encode(key) }));
+    const res = await this.#call((c) => c.kv.deleteRange({ key: this.#codec.encode(key) }));
     return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
   }
 
   async deletePrefix(prefix: string): Promise<DeleteResult> {
     this.#assertOpen();
     checkPrefix(prefix);
-    const res = await this.#call(() => this.#client.kv.deleteRange(this.#codec.range(prefix)));
+    const res = await this.#call((c) => c.kv.deleteRange(this.#codec.range(prefix)));
     return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
     this.#assertOpen();
     checkTxn(request);
-    const res = await this.#call(() => this.#client.kv.txn(toEtcdTxn(this.#codec, request)), leasesOf(request));
+    const res = await this.#call((c) => c.kv.txn(toEtcdTxn(this.#codec, request)), leasesOf(request));
     return fromEtcdTxn(this.#codec, request, res);
   }
 
@@ -149,17 +190,27 @@ export class EtcdStore implements Store {
       checkRevision(from, 'fromRevision');
       await this.#checkNotCompacted(from);
     }
-    const watch = await EtcdWatch.start({
-      client: this.#client,
-      codec: this.#codec,
-      errors: this.#errors,
-      prefix,
-      fromRevision: from,
-      onEvents,
-      onError: options?.onError,
-      timeoutMs: this.#requestTimeoutMs,
-      onEnd: (w) => this.#watches.delete(w),
-      whyCanceled: (resumeAfter, err) => this.#whyCanceled(resumeAfter, err),
+    // Started on the current client, kept open (`use`) until the watch is on the current one.
+    const watch = await this.#clients.use(async (client) => {
+      const started = await EtcdWatch.start({
+        client,
+        codec: this.#codec,
+        errors: this.#errors,
+        prefix,
+        fromRevision: from,
+        onEvents,
+        onError: options?.onError,
+        timeoutMs: this.#requestTimeoutMs,
+        onEnd: (w) => this.#watches.delete(w),
+        whyCanceled: (resumeAfter, err) => this.#whyCanceled(resumeAfter, err),
+      });
+      if (started.client !== this.#clients.current) {
+        await started.moveTo(this.#clients.current, this.#errors).catch(async (e: unknown) => {
+          await started.cancel();
+          throw this.#errors.map(e);
+        });
+      }
+      return started;
     });
     if (this.#closed) {
       await watch.cancel();
@@ -172,7 +223,7 @@ export class EtcdStore implements Store {
   async grantLease(ttlSeconds: number): Promise<string> {
     this.#assertOpen();
     checkTtl(ttlSeconds);
-    const res = await this.#call(() => this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    const res = await this.#call((c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }));
     if (res.error) throw new DotmeshError('INTERNAL', `etcd refused the lease: ${res.error}`);
     return leaseToStore(res.ID) as string;
   }
@@ -182,7 +233,7 @@ export class EtcdStore implements Store {
     checkLeaseId(leaseId);
     const id = leaseToEtcd(leaseId);
     if (id === undefined) throw leaseNotFound(leaseId);
-    const ttl = await this.#call(() => keepAliveOnce(this.#client, id, this.#requestTimeoutMs), [leaseId]);
+    const ttl = await this.#call((c) => keepAliveWithin(c, id, this.#requestTimeoutMs), [leaseId]);
     if (ttl <= 0) throw leaseNotFound(leaseId);
   }
 
@@ -192,7 +243,7 @@ export class EtcdStore implements Store {
     const id = leaseToEtcd(leaseId);
     if (id === undefined) return;
     try {
-      await this.#call(() => this.#client.leaseClient.leaseRevoke({ ID: id }), [leaseId]);
+      await this.#call((c) => c.leaseClient.leaseRevoke({ ID: id }), [leaseId]);
     } catch (e) {
       if (isDotmeshError(e) && e.code === 'LEASE_NOT_FOUND') return;
       throw e;
@@ -201,7 +252,7 @@ export class EtcdStore implements Store {
 
   async revision(): Promise<number> {
     this.#assertOpen();
-    const res = await this.#call(() => this.#client.kv.range({ key: Buffer.from([0]), count_only: true }));
+    const res = await this.#call((c) => c.kv.range({ key: Buffer.from([0]), count_only: true }));
     return Number(res.header.revision);
   }
 
@@ -211,14 +262,14 @@ export class EtcdStore implements Store {
     const error = closedError();
     for (const watch of [...this.#watches]) watch.fail(error);
     this.#watches.clear();
-    this.#client.close();
+    this.#clients.close();
   }
 
   /** A watch from `from` needs the history after it: reading at revision from+1 proves it is there. */
   async #checkNotCompacted(from: number): Promise<void> {
     const current = await this.revision();
     if (from >= current) return;
-    await this.#call(() => this.#client.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) })).catch(
+    await this.#call((c) => c.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) })).catch(
       (e: unknown) => {
         throw isDotmeshError(e) && e.code === 'COMPACTED' ? compactedHistory(from, undefined, e) : e;
       },
@@ -236,9 +287,9 @@ export class EtcdStore implements Store {
     return this.#errors.map(err);
   }
 
-  async #call<T>(fn: () => Promise<T>, leases: readonly string[] = []): Promise<T> {
+  async #call<T>(fn: (client: Etcd3) => Promise<T>, leases: readonly string[] = []): Promise<T> {
     try {
-      return await fn();
+      return await this.#clients.use(fn);
     } catch (e) {
       throw this.#closed ? closedError() : this.#errors.map(e, leases);
     }
@@ -247,6 +298,32 @@ export class EtcdStore implements Store {
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
+}
+
+/** A client for `options` that answered a read within the dial timeout (else UNAVAILABLE). */
+async function connect(options: EtcdStoreOptions, errors: EtcdErrors): Promise<Etcd3> {
+  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  const client = new Etcd3({
+    hosts: [...options.endpoints],
+    ...etcdCredentials(options),
+    grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
+  });
+  const dialTimeoutMs = options.dialTimeoutMs ?? 5000;
+  try {
+    await client.kv.range({ key: Buffer.from([0]), count_only: true }, { deadline: Date.now() + dialTimeoutMs });
+  } catch (e) {
+    client.close();
+    throw errors.unavailable(`no answer within ${dialTimeoutMs} ms (${(e as Error).message})`, e);
+  }
+  return client;
+}
+
+/** Whether two lists name the same endpoints (order and repeats aside). */
+export function sameEndpoints(a: readonly string[], b: readonly string[]): boolean {
+  const x = new Set(a);
+  const y = new Set(b);
+  return x.size === y.size && [...x].every((e) => y.has(e));
 }
 
 function validateOptions(options: EtcdStoreOptions): void {

@@ -11,12 +11,14 @@ const cleanup = new Cleanup();
 
 /**
  * A TCP relay to etcd whose link the test can cut (every connection reset, new ones refused)
- * and restore, so a client is cut off from an etcd that stays up for others.
+ * and restore, so a client is cut off from an etcd that stays up for others; or freeze
+ * (connections stay open and new ones are accepted, but nothing passes: a SIGSTOPped member).
  */
 async function startTcpProxy(target: string) {
   const { hostname, port } = new URL(target);
   const sockets = new Set<Socket>();
   let open = true;
+  let frozen = false;
   const track = (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -25,6 +27,7 @@ async function startTcpProxy(target: string) {
   const server = createServer((client) => {
     track(client);
     if (!open) return void client.destroy();
+    if (frozen) return void client.pause();
     const upstream = connect(Number(port), hostname);
     track(upstream);
     client.pipe(upstream).pipe(client);
@@ -40,6 +43,13 @@ async function startTcpProxy(target: string) {
     },
     restore() {
       open = true;
+    },
+    freeze() {
+      frozen = true;
+      for (const s of sockets) {
+        s.pause();
+        s.unpipe();
+      }
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -162,6 +172,66 @@ describe('EtcdStore', { skip }, () => {
       store.watch('', {}, () => {}),
       { code: 'UNAVAILABLE' },
     );
+  });
+
+  test('setEndpoints moves a live store to other endpoints: watches go on without gaps or repeats, leases stay, the old link is not used', async () => {
+    const etcd = await plainEtcd();
+    const first = await startTcpProxy(etcd.endpoints[0]!);
+    const second = await startTcpProxy(etcd.endpoints[0]!);
+    cleanup.add(() => first.close(), 'first proxy');
+    cleanup.add(() => second.close(), 'second proxy');
+    const store = await EtcdStore.open({ endpoints: [first.endpoint], prefix: 'switch/', requestTimeoutMs: 3000 });
+    try {
+      const events: WatchEvent[] = [];
+      const errors: Error[] = [];
+      await store.watch('', { onError: (e) => errors.push(e) }, (batch) => events.push(...batch));
+      const lease = await store.grantLease(30);
+      await store.put('before', '1', { lease });
+      assert.equal(await store.setEndpoints([first.endpoint]), false, 'the same endpoints change nothing');
+      await assert.rejects(store.setEndpoints(['http://127.0.0.1:1']), { code: 'UNAVAILABLE', message: /127\.0\.0\.1:1/ });
+      assert.deepEqual(store.endpoints, [first.endpoint], 'a failed change keeps the endpoints');
+      assert.equal(await store.setEndpoints([second.endpoint]), true);
+      assert.deepEqual(store.endpoints, [second.endpoint]);
+      // The first link is gone for good: everything now goes through the second.
+      first.cut();
+      await store.put('after', '2', { lease });
+      await store.keepAlive(lease);
+      assert.equal((await store.get('before'))?.value, '1');
+      await store.txn({ compare: [], success: [{ type: 'put', key: 'txn', value: '3' }], failure: [] });
+      await waitFor(() => events.some((e) => e.key === 'txn'), { timeoutMs: 20_000, what: 'the moved watch to see the txn' });
+      assert.deepEqual(
+        events.map((e) => e.key),
+        ['before', 'after', 'txn'],
+        'every change once, in order',
+      );
+      await store.revokeLease(lease);
+      await waitFor(() => events.some((e) => e.type === 'delete' && e.key === 'after'), {
+        timeoutMs: 20_000,
+        what: 'the lease revocation seen by the watch',
+      });
+      assert.equal(await store.get('before'), undefined, 'the lease granted before the move still held the keys');
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a lease keep-alive is answered while one of the endpoints accepts connections but never answers', async () => {
+    const etcd = await plainEtcd();
+    const good = await startTcpProxy(etcd.endpoints[0]!);
+    const frozen = await startTcpProxy(etcd.endpoints[0]!);
+    cleanup.add(() => good.close(), 'good proxy');
+    cleanup.add(() => frozen.close(), 'frozen proxy');
+    const store = await EtcdStore.open({ endpoints: [good.endpoint, frozen.endpoint], prefix: 'frozen/' });
+    try {
+      const lease = await store.grantLease(30);
+      frozen.freeze();
+      // Each keep-alive picks an endpoint at random: one stuck on the frozen one must try again
+      // elsewhere within the request time rather than fail (1 in 2^6 to pass by luck without).
+      for (let i = 0; i < 6; i++) await store.keepAlive(lease);
+    } finally {
+      await store.close();
+    }
   });
 
   test('bad options fail with INVALID_ARGUMENT; an unreachable etcd with UNAVAILABLE naming it', async () => {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, type ILeaseKeepAliveResponse } from 'etcd3';
 
 /**
@@ -30,5 +31,31 @@ export async function keepAliveOnce(client: Etcd3, etcdLeaseId: string, timeoutM
   } finally {
     stream.end();
     stream.cancel();
+  }
+}
+
+/**
+ * How long one keep-alive attempt waits: a member answers one in milliseconds, so a longer
+ * wait means this one cannot (frozen, cut off) and another attempt may reach another member.
+ */
+const KEEPALIVE_ATTEMPT_MS = 2000;
+
+/**
+ * Keep-alive round trips until one is answered or `timeoutMs` passed: each attempt is a new
+ * stream, on a member the client picks again, so one member that accepts connections but never
+ * answers does not use up the whole time. Other errors than "no answer" or "unavailable" end
+ * it at once.
+ */
+export async function keepAliveWithin(client: Etcd3, etcdLeaseId: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - Date.now();
+    try {
+      return await keepAliveOnce(client, etcdLeaseId, Math.max(1, Math.min(KEEPALIVE_ATTEMPT_MS, left)));
+    } catch (e) {
+      const retryable = e instanceof GRPCDeadlineExceededError || e instanceof GRPCUnavailableError;
+      if (!retryable || Date.now() + 100 >= deadline) throw e;
+      if (e instanceof GRPCUnavailableError) await sleep(100);
+    }
   }
 }

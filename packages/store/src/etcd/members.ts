@@ -1,6 +1,7 @@
 import { DotmeshError } from '@dotmesh/core';
 import { Etcd3 } from 'etcd3';
 import { etcdCredentials } from './credentials.ts';
+import { SwappableClient } from './swappable-client.ts';
 
 /** One member of an etcd cluster, as its cluster API reports it. */
 export interface EtcdMember {
@@ -30,56 +31,80 @@ export interface EtcdMembersOptions {
  * message (e.g. "etcdserver: can only promote a learner member which is in sync with leader").
  */
 export class EtcdMembers {
-  readonly #client: Etcd3;
-  readonly #endpoints: readonly string[];
+  readonly #options: EtcdMembersOptions;
+  readonly #clients: SwappableClient;
+  #endpoints: readonly string[];
 
   constructor(o: EtcdMembersOptions) {
-    if (o.endpoints.length === 0) throw new DotmeshError('INVALID_ARGUMENT', 'etcd membership calls need at least one endpoint');
+    this.#options = o;
     this.#endpoints = [...o.endpoints];
-    const timeout = o.requestTimeoutMs ?? 10_000;
-    this.#client = new Etcd3({
-      hosts: [...o.endpoints],
-      ...etcdCredentials(o),
-      defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
-    });
+    this.#clients = new SwappableClient(clientFor(o));
+  }
+
+  /** The client URLs the calls go to now. */
+  get endpoints(): readonly string[] {
+    return this.#endpoints;
+  }
+
+  /** Sends later calls to `endpoints` (the members changed); calls running finish where they are. */
+  setEndpoints(endpoints: readonly string[]): void {
+    const next = clientFor({ ...this.#options, endpoints });
+    this.#endpoints = [...endpoints];
+    this.#clients.replace(next);
   }
 
   async list(): Promise<EtcdMember[]> {
-    const res = await this.#call('list the members', () => this.#client.cluster.memberList({ linearizable: true }));
+    const res = await this.#call('list the members', (c) => c.cluster.memberList({ linearizable: true }));
     return res.members.map(toMember);
   }
 
   /** Adds a non-voting member that will listen at `peerUrl`; returns it and every member then. */
   async addLearner(peerUrl: string): Promise<{ added: EtcdMember; members: EtcdMember[] }> {
-    const res = await this.#call(`add a learner at ${peerUrl}`, () =>
-      this.#client.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true }),
+    const res = await this.#call(`add a learner at ${peerUrl}`, (c) =>
+      c.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true }),
     );
     return { added: toMember(res.member), members: res.members.map(toMember) };
   }
 
   /** Makes a learner a voting member; etcd refuses while it has not caught up with the leader. */
   async promote(id: string): Promise<void> {
-    await this.#call(`promote member ${id}`, () => this.#client.cluster.memberPromote({ ID: id }));
+    await this.#call(`promote member ${id}`, (c) => c.cluster.memberPromote({ ID: id }));
   }
 
   async remove(id: string): Promise<void> {
-    await this.#call(`remove member ${id}`, () => this.#client.cluster.memberRemove({ ID: id }));
+    await this.#call(`remove member ${id}`, (c) => c.cluster.memberRemove({ ID: id }));
   }
 
   close(): void {
-    this.#client.close();
+    this.#clients.close();
   }
 
-  async #call<T>(what: string, f: () => Promise<T>): Promise<T> {
+  async #call<T>(what: string, f: (client: Etcd3) => Promise<T>): Promise<T> {
+    const endpoints = this.#endpoints;
     try {
-      return await f();
+      return await this.#clients.use(f);
     } catch (e) {
-      throw new DotmeshError('UNAVAILABLE', `etcd at ${this.#endpoints.join(',')}: cannot ${what}: ${(e as Error).message}`, {
+      throw new DotmeshError('UNAVAILABLE', `etcd at ${endpoints.join(',')}: cannot ${what}: ${(e as Error).message}`, {
         hint: 'check that a majority of the etcd members run and reach each other',
         cause: e,
       });
     }
   }
+}
+
+function clientFor(o: EtcdMembersOptions): Etcd3 {
+  if (o.endpoints.length === 0) throw new DotmeshError('INVALID_ARGUMENT', 'etcd membership calls need at least one endpoint');
+  const timeout = o.requestTimeoutMs ?? 10_000;
+  return new Etcd3({
+    hosts: [...o.endpoints],
+    ...etcdCredentials(o),
+    defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
+  });
+}
+
+/** The client URLs of the voting members (learners answer no linearizable read): what a store uses. */
+export function votingClientUrls(members: readonly EtcdMember[]): string[] {
+  return [...new Set(members.filter((m) => !m.learner).flatMap((m) => m.clientUrls))];
 }
 
 function toMember(m: { ID: string; name: string; peerURLs: string[]; clientURLs: string[]; isLearner?: boolean }): EtcdMember {

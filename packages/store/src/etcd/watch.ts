@@ -34,7 +34,7 @@ export interface EtcdWatchParams {
  * away) or the store closes.
  */
 export class EtcdWatch implements Watcher {
-  readonly #params: EtcdWatchParams;
+  #params: EtcdWatchParams;
   #watcher: EtcdWatcher | undefined;
   /** Every event up to this revision was delivered (or precedes the watch). */
   #resumeAfter = 0;
@@ -46,17 +46,46 @@ export class EtcdWatch implements Watcher {
 
   static async start(params: EtcdWatchParams): Promise<EtcdWatch> {
     const watch = new EtcdWatch(params);
-    await watch.#create();
+    watch.#watcher = await watch.#open(params.fromRevision, true);
     return watch;
   }
 
-  async #create(): Promise<void> {
-    const { client, codec, fromRevision, errors, timeoutMs } = this.#params;
-    const range = codec.range(this.#params.prefix);
+  /** The client this watch's stream runs on. */
+  get client(): Etcd3 {
+    return this.#params.client;
+  }
+
+  /**
+   * Moves the watch to another client (other endpoints of the same etcd cluster): a stream
+   * there resumes after the last revision delivered, then the old stream is canceled. Events
+   * both streams carry are delivered once (by revision). Rejects (the watch stays on its old
+   * client) if the new stream is not accepted.
+   */
+  async moveTo(client: Etcd3, errors: EtcdErrors): Promise<void> {
+    if (this.#ended || client === this.#params.client) return;
+    const params = { ...this.#params, client, errors };
+    const next = await this.#open(this.#resumeAfter, false, params);
+    if (this.#ended) {
+      await next.cancel().catch(() => undefined);
+      return;
+    }
+    const old = this.#watcher;
+    this.#params = params;
+    this.#watcher = next;
+    this.#pinResume(next);
+    await old?.cancel().catch(() => undefined);
+  }
+
+  /**
+   * A stream of this watch from `fromRevision` (undefined: from now), resolved once etcd
+   * accepted it. `initial`: the watch's first stream, which sets the resume point.
+   */
+  async #open(fromRevision: number | undefined, initial: boolean, params = this.#params): Promise<EtcdWatcher> {
+    const { client, codec, errors, timeoutMs } = params;
+    const range = codec.range(params.prefix);
     let builder = client.watch().inRange({ start: range.key, end: range.range_end });
     if (fromRevision !== undefined) builder = builder.startRevision(String(fromRevision + 1));
     const watcher = builder.watcher();
-    this.#watcher = watcher;
     let created = false;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -67,12 +96,12 @@ export class EtcdWatch implements Watcher {
         if (!created) {
           created = true;
           clearTimeout(timer);
-          this.#resumeAfter = fromRevision ?? Number(res.header.revision);
+          if (initial) this.#resumeAfter = fromRevision ?? Number(res.header.revision);
           resolve();
         }
-        this.#pinResume();
+        this.#pinResume(watcher);
       });
-      watcher.on('data', (res: IWatchResponse) => this.#receive(res));
+      watcher.on('data', (res: IWatchResponse) => this.#receive(res, watcher));
       watcher.on('error', (err: Error) => {
         if (!created) {
           created = true;
@@ -80,16 +109,19 @@ export class EtcdWatch implements Watcher {
           reject(errors.map(err));
           return;
         }
+        // A stream this watch moved away from ends as it likes.
+        if (watcher !== this.#watcher) return;
         void this.#params.whyCanceled(this.#resumeAfter, err).then((why) => this.fail(why));
       });
     }).catch(async (e: unknown) => {
-      this.#ended = true;
+      if (initial) this.#ended = true;
       await watcher.cancel().catch(() => undefined);
       throw e;
     });
+    return watcher;
   }
 
-  #receive(res: IWatchResponse): void {
+  #receive(res: IWatchResponse, from: EtcdWatcher): void {
     if (this.#ended) return;
     const events: WatchEvent[] = [];
     for (const ev of res.events) {
@@ -104,13 +136,13 @@ export class EtcdWatch implements Watcher {
     }
     if (events.length > 0) this.#resumeAfter = events[events.length - 1]!.revision;
     else if (res.events.length === 0) this.#resumeAfter = Math.max(this.#resumeAfter, Number(res.header.revision));
-    this.#pinResume();
+    this.#pinResume(from);
     if (events.length > 0) this.#params.onEvents(events);
   }
 
-  /** Overrides the client's resume point (set from the header) with the exact one. */
-  #pinResume(): void {
-    if (this.#watcher) this.#watcher.request.start_revision = String(this.#resumeAfter + 1);
+  /** Overrides the client's resume point of `watcher` (set from the header) with the exact one. */
+  #pinResume(watcher: EtcdWatcher): void {
+    watcher.request.start_revision = String(this.#resumeAfter + 1);
   }
 
   /** Ends the watch with `onError` (at most once); no events follow. */
