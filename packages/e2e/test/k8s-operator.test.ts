@@ -141,8 +141,11 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   before(async () => {
     cluster = await useTestCluster(suite);
     kubectl = cluster.kubectl;
-    // LIFO: the label removal below runs before the install's removal, which runs this first:
-    // what the operator saw, for a failing run's reader.
+    // The test nodes' labels go once the install has (LIFO).
+    cleanup.add(async () => {
+      for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
+    });
+    // Run first when the install is removed: what the operator saw, for a failing run's reader.
     const diagnostics = async (install: DocInstall) => {
       if (!failed) return;
       const show = (args: string[]) =>
@@ -169,9 +172,6 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     };
     const install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
     ({ apiKey, baseData, configMap } = install);
-    cleanup.add(async () => {
-      for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
-    });
   });
 
   test('one server pod per node, named and labelled as the original, privileged on the host network', async () => {
