@@ -18,18 +18,18 @@ import { alternate, ratio, summarize, timeMs } from './harness.ts';
 import type { Row } from './report.ts';
 
 /**
- * P16 (issue 16, "Kubernetes": not in the targets table, so informational): a PersistentVolumeClaim
- * of the StorageClass `dotmesh` and a pod that mounts it and writes a file, from `kubectl apply`
- * until the file with what the pod wrote is seen on the node (through the kubelet's mount of
- * the volume; the pod then syncs, prints it and exits, which is checked outside the clock), on a one-node
- * test cluster of the bench's own (testkit's startTestCluster) with Dotmesh installed as
- * docs/kubernetes.md says (the operator manifest; testkit's installDotmeshFromDoc). The clock
- * covers the dynamic provisioner making the dot and its PV, the binding, the kubelet's FlexVolume
- * mount through the node's server pod, the container's start and its write. Both pods go through the
- * scheduler, as users' pods do (it holds the pod until its claim is bound). Reference, in the
- * same run on the same node: the same pod on a fresh hostPath directory. Samples alternate which
- * side goes first; after each, the pod and the claim are deleted (not timed) and what the pod
- * printed is checked against the token it was given.
+ * P16 (issue 16, "Kubernetes"; not in the targets table, so informational): a
+ * PersistentVolumeClaim of the StorageClass `dotmesh` and a pod that mounts it and writes a
+ * file, from `kubectl apply` until the file holding what the pod wrote is seen on the node
+ * (through the kubelet's mount of the volume; the pod then syncs, prints it and exits, checked
+ * outside the clock), on a one-node test cluster of the bench's own (testkit's
+ * startTestCluster) with Dotmesh installed as docs/kubernetes.md says (the operator manifest;
+ * testkit's installDotmeshFromDoc). The clock covers the dynamic provisioner making the dot and
+ * its PV, the binding, the kubelet's FlexVolume mount through the node's server pod, the
+ * container's start and its write. Both pods go through the scheduler, as users' pods do (it
+ * holds the pod until its claim is bound). Reference, in the same run on the same node: the
+ * same pod on a fresh hostPath directory. Samples alternate which side goes first; after each,
+ * the pod and the claim are deleted (not timed).
  */
 const REPO = resolve(import.meta.dirname, '../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
@@ -141,10 +141,9 @@ async function measure(local: Cleanup, o: K8sBenchOptions): Promise<Row[]> {
     for (const args of after) await deleteAndWait(cluster, [...args, '-n', ns]);
     return ms;
   };
-  /** The FlexVolume volumes' mount points of pod `uid` in the node's kubelet directory (one per PV). */
-  const flexVolumes = join(node.paths.kubeletRootDir, 'pods');
+  /** The written file in each FlexVolume mount of pod `uid` in the node's kubelet directory (one per PV). */
   const flexFiles = async (uid: string) => {
-    const dir = join(flexVolumes, uid, 'volumes', 'dotmesh.io~dm');
+    const dir = join(node.paths.kubeletRootDir, 'pods', uid, 'volumes', 'dotmesh.io~dm');
     return (await readdir(dir).catch(() => [])).map((pv) => join(dir, pv, 'written'));
   };
   const dotmesh = (name: string) => {
