@@ -3,7 +3,8 @@
  * loop-file btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5:
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
  * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
- * on one etcd, cluster-bench.ts), each against its reference
+ * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
+ * p16-k8s.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
  * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
@@ -39,12 +40,13 @@ import { benchCsi } from './p8-csi.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
+import { benchK8sVolume } from './p16-k8s.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13', 'P16'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -91,6 +93,7 @@ const params = smoke
       p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
       p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
+      p16: { samples: 3, warmup: 1 },
     }
   : {
       sizes,
@@ -108,6 +111,7 @@ const params = smoke
       p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
       p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
+      p16: { samples: 20, warmup: 2 },
     };
 
 const pairs = only.has('P4') || only.has('P5');
@@ -116,6 +120,7 @@ const missing = missingCapabilities([
   'btrfs',
   'losetup',
   ...(pairs || only.has('P13') ? (['netns', 'etcd'] as const) : []),
+  ...(only.has('P16') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
 if (missing.length > 0) {
@@ -130,6 +135,8 @@ const pairMax = Math.max(...(only.has('P4') ? params.p4.sizes : []), ...(only.ha
 const pairPoolBytes = 2 * pairMax + 4 * GiB;
 // P9: its own sparse pool; two pgbench databases (-s 10: ~160 MiB each, plus WAL) and their snapshots.
 const P9_POOL = '16G';
+// P16: the node's sparse pool (docs/kubernetes.md's 10G, barely used), the images and the node's containerd.
+const P16_HOST_BYTES = 2 * GiB;
 const installedBytes = only.has('P2') || only.has('P3') ? parseSize(INSTALLED_POOL) : 0;
 // P13: three nodes' pools; nodes 0 and 1 hold the handoff dot and node 0 its raw twin too.
 const clusterPoolBytes = 2 * params.p13.handoffSize + 2 * GiB;
@@ -139,7 +146,8 @@ const needHost =
   installedBytes +
   (pairs ? 4 * pairMax + 4 * GiB : 0) +
   (only.has('P9') ? 4 * GiB : 0) +
-  (only.has('P13') ? 3 * clusterPoolBytes : 0);
+  (only.has('P13') ? 3 * clusterPoolBytes : 0) +
+  (only.has('P16') ? P16_HOST_BYTES : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -213,6 +221,18 @@ try {
     );
   if (only.has('P9')) await docker();
   if (only.has('P13')) await cluster();
+  if (only.has('P16')) {
+    const k8s = missingCapabilities(['k8s']);
+    // Like P8: without the Kubernetes test tools P16 is left out, except under CI.
+    if (k8s.length > 0 && !isCI()) console.error(`bench: P16 left out: it needs a test cluster: ${k8s.join('; ')}`);
+    else
+      await step('P16', async () => {
+        if (k8s.length > 0) throw new Error(`P16 needs a test cluster: ${k8s.join('; ')}`);
+        if (!existsSync(dmBundle))
+          throw new Error(`${dmBundle} is missing: run 'npm run build' first (P16 builds its images from dist/)`);
+        return benchK8sVolume({ ...params.p16, log: (line) => console.error(`bench: ${line}`) });
+      });
+  }
 } catch (e) {
   errors.push({ id: 'setup', error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   console.error(`bench: setup FAILED: ${errors.at(-1)?.error}`);

@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
+  claimAtData,
   type DotmeshTestCluster,
+  deleteAndWait,
+  installedDriverDir,
   podManifest,
   runPodToCompletion,
   skipUnless,
@@ -15,14 +18,7 @@ import {
   useTestCluster,
   waitFor,
 } from '@dotmesh/testkit';
-import {
-  claimAtData,
-  deleteAndWait,
-  FLEX_DRIVER_BIN,
-  installedDriverDir,
-  staticFlexVolume,
-  writeRandomScript,
-} from './k8s-volumes.ts';
+import { FLEX_DRIVER_BIN, staticFlexVolume, writeRandomScript } from './k8s-volumes.ts';
 
 /**
  * A pod that moves to another node finds its dot there, with its history: a Dotmesh cluster of

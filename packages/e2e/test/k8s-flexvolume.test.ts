@@ -8,6 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { parseMountInfo } from '@dotmesh/core';
 import {
   Cleanup,
+  claimAtData,
+  deleteAndWait,
+  installedDriverDir,
   makeTempDir,
   podManifest,
   type ServerProcess,
@@ -19,17 +22,7 @@ import {
   waitFor,
   waitForPodPhase,
 } from '@dotmesh/testkit';
-import {
-  claimAtData,
-  deleteAndWait,
-  dotExists,
-  hashInNewCommit,
-  installedDriverDir,
-  startFlexServer,
-  staticFlexVolume,
-  waitUnused,
-  writeRandomScript,
-} from './k8s-volumes.ts';
+import { dotExists, hashInNewCommit, startFlexServer, staticFlexVolume, waitUnused, writeRandomScript } from './k8s-volumes.ts';
 
 /**
  * The FlexVolume driver `dotmesh.io/dm` (the original's TestKubernetesVolumes, FlexVolume with a

@@ -1,40 +1,32 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
   Cleanup,
-  detachLoopDevicesUnder,
-  importIntoCluster,
+  claimAtData,
+  type DocInstall,
+  deleteAndWait,
+  installDotmeshFromDoc,
+  installedDriverDir,
   type Kubectl,
-  makeTempDir,
-  manifestFromDoc,
-  operatorImage,
   podManifest,
-  provisionerImage,
-  replaceInManifest,
   routeCheckRoot,
-  runCommand,
   runPodToCompletion,
-  serverImage,
   skipUnless,
   type TestCluster,
   testNamespace,
-  unmountUnder,
   useTestCluster,
   waitFor,
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
   apply,
-  claimAtData,
-  deleteAndWait,
   dotExists,
   FLEX_DRIVER_BIN,
   hashInNewCommit,
-  installedDriverDir,
   staticFlexVolume,
   waitUnused,
   writeRandomScript,
@@ -56,14 +48,8 @@ import {
  * provisioner and StorageClass `dotmesh` run the original's TestKubernetesOperator
  * DynamicProvisioning, PVCReuse and PVCMakeNew.
  *
- * Deviations from the documented install, each for a reason:
- * - the pools' directory is made a shared mount first (Bidirectional mount propagation needs
- *   one; hosts running systemd have / shared, this machine does not);
- * - the image names (server, operator, provisioner): the test's locally built images (no registry);
- * - the ConfigMap's local.poolLocation, flexvolumeDriverDir and kubeletRootDir: under the
- *   test's own directory and the test nodes' own FlexVolume and kubelet directories (each test
- *   kubelet has its own; never the host's /var/lib/dotmesh or /var/lib/kubelet);
- * - the Secret `dotmesh` holds random test credentials.
+ * The install and its deviations from the documented one: testkit's installDotmeshFromDoc
+ * (doc-install.ts).
  */
 const REPO = join(import.meta.dirname, '../../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
@@ -140,10 +126,10 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   let cluster: TestCluster;
   let kubectl: Kubectl;
-  let configMap: (data: Record<string, string>) => string;
-  let baseData: Record<string, string>;
+  let configMap: DocInstall['configMap'];
+  let baseData: DocInstall['baseData'];
   const label = `dmtest-${randomBytes(3).toString('hex')}.example/pick`;
-  const apiKey = randomBytes(16).toString('hex');
+  let apiKey: string;
   /** The API of the server on `node`, from the root namespace (through the test bridge). */
   const api = (ip: string) => new DotmeshClient({ url: `http://${ip}:32607/rpc`, user: 'admin', apiKey, timeoutMs: 60_000 });
   let failed = false;
@@ -155,67 +141,12 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   before(async () => {
     cluster = await useTestCluster(suite);
     kubectl = cluster.kubectl;
-    const dir = await makeTempDir('k8s-operator', cleanup);
-    // The server pods mount their pool directory with Bidirectional propagation, which needs a
-    // shared mount (systemd makes / shared; this machine's / is private): the pools' parent is
-    // a shared bind mount of itself. The servers leave their pools mounted and attached when
-    // they stop (by design): once the pods are gone, everything under it is unmounted (itself
-    // last) and its loop devices detached.
-    const pools = join(dir, 'pools');
-    await mkdir(pools);
-    await runCommand('mount', ['--bind', pools, pools]);
-    cleanup.add(async () => {
-      await unmountUnder(pools);
-      await detachLoopDevicesUnder(pools);
-    }, `unmount and detach the nodes' pools under ${pools}`);
-    await runCommand('mount', ['--make-rshared', pools]);
-    const server = await serverImage({ dist: DIST, etcd: cluster.tools.bin('etcd') });
-    const operator = await operatorImage({ dist: DIST });
-    const provisioner = await provisionerImage({ dist: DIST });
-    await importIntoCluster(cluster, [server, operator, provisioner], suite);
-    const manifest = replaceInManifest(await manifestFromDoc(DOC, 'dotmesh.yaml'), {
-      'dotmesh/dotmesh-operator:0.1.0': operator.ref,
-      'dotmesh/dotmesh-server:0.1.0': server.ref,
-      'dotmesh/dotmesh-provisioner:0.1.0': provisioner.ref,
-    });
-    const configText = await manifestFromDoc(DOC, 'dotmesh-configuration.yaml');
-    baseData = {
-      'local.poolLocation': join(pools, '#HOSTNAME#'),
-      flexvolumeDriverDir: join(cluster.dir, '#HOSTNAME#', 'flexvolume'),
-      kubeletRootDir: join(cluster.dir, '#HOSTNAME#', 'kubelet'),
-    };
-    for (const n of cluster.nodes) {
-      assert.equal(baseData.flexvolumeDriverDir!.replace('#HOSTNAME#', n.name), n.paths.flexVolumeDir);
-      assert.equal(baseData.kubeletRootDir!.replace('#HOSTNAME#', n.name), n.paths.kubeletRootDir);
-    }
-    // The documented ConfigMap with `data`'s keys set (a key already there gets the new value).
-    configMap = (data) => {
-      let text = configText;
-      for (const [k, v] of Object.entries(data)) {
-        const line = new RegExp(`^  ${k.replaceAll('.', '\\.')}: .*$`, 'm');
-        const set = `  ${k}: ${JSON.stringify(v)}`;
-        text = line.test(text) ? text.replace(line, set) : `${text}${set}\n`;
-      }
-      return text;
-    };
-    // Everything the manifest made goes, cluster-scoped objects included (the namespace takes
-    // the pods, the ConfigMap, the Secret, the Lease and the Events with it); then the test
-    // nodes' labels; the pool directories go with the test's directory.
+    // The test nodes' labels go once the install has (LIFO).
     cleanup.add(async () => {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
-    // The drivers the server pods installed in the shared cluster's nodes go once the pods have.
-    cleanup.add(async () => {
-      for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
-    }, 'remove the installed FlexVolume drivers');
-    cleanup.add(() =>
-      kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
-        input: manifest,
-        timeoutMs: 200_000,
-      }),
-    );
-    // LIFO: runs before the deletes above. What the operator saw, for a failing run's reader.
-    cleanup.add(async () => {
+    // Run first when the install is removed: what the operator saw, for a failing run's reader.
+    const diagnostics = async (install: DocInstall) => {
       if (!failed) return;
       const show = (args: string[]) =>
         kubectl(args).then(
@@ -230,7 +161,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
           op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
           ...(await Promise.all(
             cluster.nodes.map((n) =>
-              readFile(join(pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
+              readFile(join(install.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
                 (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
                 () => `no server log on ${n.name}`,
               ),
@@ -238,20 +169,9 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
           )),
         ].join('\n'),
       );
-    });
-    await kubectl(['create', 'namespace', NS]);
-    await kubectl([
-      'create',
-      'secret',
-      'generic',
-      'dotmesh',
-      '-n',
-      NS,
-      `--from-literal=dotmesh-admin-password.txt=${randomBytes(12).toString('hex')}`,
-      `--from-literal=dotmesh-api-key.txt=${apiKey}`,
-    ]);
-    await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
-    await kubectl(['apply', '-f', '-'], { input: manifest });
+    };
+    const install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
+    ({ apiKey, baseData, configMap } = install);
   });
 
   test('one server pod per node, named and labelled as the original, privileged on the host network', async () => {

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
+  claimAtData,
+  deleteAndWait,
   makeTempDir,
   podManifest,
   runPodToCompletion,
@@ -15,16 +17,7 @@ import {
   useTestCluster,
   waitFor,
 } from '@dotmesh/testkit';
-import {
-  apply,
-  claimAtData,
-  deleteAndWait,
-  dotExists,
-  hashInNewCommit,
-  startFlexServer,
-  waitUnused,
-  writeRandomScript,
-} from './k8s-volumes.ts';
+import { apply, dotExists, hashInNewCommit, startFlexServer, waitUnused, writeRandomScript } from './k8s-volumes.ts';
 
 /**
  * The dynamic provisioner (the original's TestKubernetesOperator DynamicProvisioning, PVCReuse

@@ -4,6 +4,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Cleanup,
+  installedDriverDir,
   type ServerProcess,
   startServerProcess,
   type TestCluster,
@@ -21,11 +22,6 @@ import {
 
 /** The driver `npm run build` makes (a single executable: no Node.js needed to run it). */
 export const FLEX_DRIVER_BIN = join(import.meta.dirname, '../../../dist/dotmesh-flexvolume');
-
-/** The installed driver's directory in a node's FlexVolume plugin directory. */
-export function installedDriverDir(node: TestClusterNode): string {
-  return join(node.paths.flexVolumeDir, 'dotmesh.io~dm');
-}
 
 /**
  * A dotmesh-server (host process) that installs its FlexVolume driver into `node`'s plugin
@@ -83,19 +79,6 @@ export async function staticFlexVolume(
       (await cluster.kubectl(['get', 'pvc', o.claim, '-n', o.namespace, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
     { timeoutMs: 60_000, what: `PVC ${o.claim} bound to the static PV` },
   );
-}
-
-/** The pod fields (podManifest) that mount the PVC `claim` at /data. */
-export function claimAtData(claim: string) {
-  return {
-    volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }],
-    volumeMounts: [{ name: 'data', mountPath: '/data' }],
-  };
-}
-
-/** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
-export async function deleteAndWait(cluster: TestCluster, args: readonly string[]): Promise<void> {
-  await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s']);
 }
 
 /** What the helpers below need of a server: its API as admin (a host process's, or a pod's through its node address). */

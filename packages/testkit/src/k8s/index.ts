@@ -1,5 +1,6 @@
 export * from './cgroups.ts';
 export * from './cluster.ts';
+export * from './doc-install.ts';
 export * from './doc-manifest.ts';
 export * from './host-state.ts';
 export * from './image-tar.ts';

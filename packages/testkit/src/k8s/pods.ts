@@ -23,8 +23,14 @@ export async function testNamespace(kubectl: Kubectl, t: AfterHook, prefix = 'dm
 export interface PodSpecOptions {
   readonly name: string;
   readonly namespace: string;
-  /** The node the pod runs on (spec.nodeName: no scheduling). */
+  /** The node the pod runs on (spec.nodeName: no scheduling, unless `scheduled`). */
   readonly node: string;
+  /**
+   * The scheduler places the pod on `node` (a nodeSelector on its hostname label) rather than
+   * the pod being bound there directly: as users' pods, which the scheduler holds until their
+   * claims are bound.
+   */
+  readonly scheduled?: boolean;
   readonly image: string;
   readonly command: readonly string[];
   readonly hostNetwork?: boolean;
@@ -48,7 +54,7 @@ export function podManifest(o: PodSpecOptions): string {
     kind: 'Pod',
     metadata: { name: o.name, namespace: o.namespace, ...(o.labels ? { labels: o.labels } : {}) },
     spec: {
-      nodeName: o.node,
+      ...(o.scheduled ? { nodeSelector: { 'kubernetes.io/hostname': o.node } } : { nodeName: o.node }),
       restartPolicy: o.restartPolicy ?? 'Never',
       hostNetwork: o.hostNetwork ?? false,
       hostPID: o.hostPID ?? false,
@@ -68,6 +74,21 @@ export function podManifest(o: PodSpecOptions): string {
       ],
       ...(o.volumes ? { volumes: o.volumes } : {}),
     },
+  });
+}
+
+/** The pod fields (podManifest) that mount the PVC `claim` at /data. */
+export function claimAtData(claim: string) {
+  return {
+    volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }],
+    volumeMounts: [{ name: 'data', mountPath: '/data' }],
+  };
+}
+
+/** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
+export async function deleteAndWait(cluster: { readonly kubectl: Kubectl }, args: readonly string[]): Promise<void> {
+  await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+    timeoutMs: 200_000,
   });
 }
 
