@@ -69,7 +69,9 @@ test('edgeProblem: lower layers allowed, same or higher refused, cli restricted,
   assert.equal(edgeProblem('storage', 'testkit', true), undefined);
   assert.equal(edgeProblem('cli', 'testkit', true), undefined);
   assert.match(edgeProblem('cli', 'store', true) ?? '', /cli may import only/);
-  assert.match(edgeProblem('provisioner', 'core', false) ?? '', /has no layer/);
+  assert.match(edgeProblem('nonesuch', 'core', false) ?? '', /has no layer/);
+  assert.equal(edgeProblem('provisioner', 'core', false), undefined);
+  assert.match(edgeProblem('provisioner', 'rpc', false) ?? '', /provisioner may import only core/);
   assert.equal(edgeProblem('operator', 'store', false), undefined);
   assert.match(edgeProblem('operator', 'server', false) ?? '', /operator may import only core, rpc, store/);
   assert.match(edgeProblem('operator', 'storage', false) ?? '', /operator may import only/);
