@@ -83,37 +83,25 @@ export class StoreHealth implements Store {
       this.#unavailable = err;
       return;
     }
-    if (this.#probing) return;
-    this.#probing = true;
-    this.#inner
-      .revision()
-      .then(
-        () => {},
-        (probeErr: unknown) => {
-          if (this.#closed || this.#unavailable !== undefined) return;
-          this.#unavailable = isDotmeshError(probeErr) && probeErr.code === 'UNAVAILABLE' ? probeErr : err;
-          this.#logger.warn(
-            { err: this.#unavailable },
-            'the cluster store is unavailable: writes are refused until it answers again',
-          );
-          this.#probe = setInterval(() => this.#probeOnce(), this.#probeIntervalMs);
-          this.#probe.unref();
-        },
-      )
-      .finally(() => {
-        this.#probing = false;
-      });
+    this.#probeOnce((probeErr) => {
+      if (this.#closed || this.#unavailable !== undefined) return;
+      this.#unavailable = isDotmeshError(probeErr) && probeErr.code === 'UNAVAILABLE' ? probeErr : err;
+      this.#logger.warn(
+        { err: this.#unavailable },
+        'the cluster store is unavailable: writes are refused until it answers again',
+      );
+      this.#probe = setInterval(() => this.#probeOnce(() => {}), this.#probeIntervalMs);
+      this.#probe.unref();
+    });
   }
 
-  #probeOnce(): void {
+  /** One probe at a time: an answer makes the store available, a failure goes to `onFailure`. */
+  #probeOnce(onFailure: (err: unknown) => void): void {
     if (this.#probing) return;
     this.#probing = true;
     this.#inner
       .revision()
-      .then(
-        () => this.#markAvailable(),
-        () => {},
-      )
+      .then(() => this.#markAvailable(), onFailure)
       .finally(() => {
         this.#probing = false;
       });
