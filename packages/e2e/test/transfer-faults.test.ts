@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { isDotmeshError } from '@dotmesh/core';
@@ -115,15 +115,40 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
   const blob = (bytes: number, _seed: string) => randomBytes(bytes);
 
   /**
+   * Limits what A sends to B to ~25 MB/s (a token bucket on A's veth), so a push takes seconds
+   * and a fault injected after its first MiB lands mid-stream however fast the machine is
+   * (unthrottled, 256 MiB can be out between a poll and the fault). `fullSpeed` lifts it.
+   */
+  const throttle = () =>
+    a.host.exec('tc', [
+      'qdisc',
+      'replace',
+      'dev',
+      a.host.devices[0]!,
+      'root',
+      'tbf',
+      'rate',
+      '200mbit',
+      'burst',
+      '256kb',
+      'latency',
+      '200ms',
+    ]);
+  const fullSpeed = () => a.host.exec('tc', ['qdisc', 'del', 'dev', a.host.devices[0]!, 'root']).catch(() => undefined);
+  afterEach(fullSpeed);
+
+  /**
    * Writes `mib` MiB of random data into the dot `data` on A, commits it and starts pushing it
-   * to B; resolves once more than 1 MiB went out and the push is still running, so that a fault
-   * lands mid-stream however slow the machine is (fails if the push ended first).
+   * to B over the throttled link; resolves once more than 1 MiB went out and the push is still
+   * running, so that a fault lands mid-stream (fails if the push ended first). The test lifts
+   * the throttle (`fullSpeed`) once its fault is in.
    */
   async function startBigPush(file: string, mib: number): Promise<{ id: string; payload: Buffer; before: string[] }> {
     const payload = blob(mib * 1024 * 1024, file);
     await writeFile(join(await procure(a, 'data'), file), payload);
     await commit(a, 'data', file);
     const before = await commitsOf(b, 'data');
+    await throttle();
     const id = await a.server.admin.call('Transfer', request({ dot: 'data' }));
     await waitFor(
       async () => {
@@ -217,6 +242,7 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
     const { id, payload, before } = await startBigPush('silent.bin', 192);
     await a.host.exec('ip', ['link', 'set', dev, 'down']);
     const downAt = Date.now();
+    await fullSpeed();
     let sawRetry = false;
     try {
       for (;;) {
@@ -253,16 +279,16 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
     const filter = ['state', 'established', 'dst', b.host.address, 'dport', '=', `:${b.server.port}`];
     const killed = (await a.host.exec('ss', ['-HK', ...filter])).stdout.trim();
     assert.notEqual(killed, '', `no connection from A to B to kill: ${(await a.server.admin.call('GetTransfer', id)).Status}`);
+    await fullSpeed();
     const { final, seen } = await waitTransfer(id);
     assert.equal(final.Status, 'finished', `${final.Message} (${seen.join(' → ')})`);
     // The kill hit the transfer: an attempt failed on the cut connection and was retried (the log
     // keeps it; a poll may miss the short "retry 1" status on a busy machine).
-    const failed = await waitFor(
-      async () => (await failedAttempts(id)).find((f) => /ECONNABORTED|ECONNRESET|EPIPE/.test(f.err)),
-      {
-        what: `the attempt cut by ss -K in A’s log (statuses: ${seen.join(' → ')})`,
-      },
-    );
+    const attempts = await waitFor(async () => ((await failedAttempts(id)).length > 0 ? failedAttempts(id) : undefined), {
+      what: `a failed attempt in A’s log (statuses: ${seen.join(' → ')}; killed: ${killed})`,
+    });
+    const failed = attempts.find((f) => /ECONNABORTED|ECONNRESET|EPIPE|connection was closed before the answer/.test(f.err));
+    assert.ok(failed, `the attempt cut by ss -K among: ${attempts.map((f) => f.err).join('; ')}`);
     assert.equal(failed.retry, true, failed.err);
     assert.deepEqual(await commitsOf(b, 'data'), await commitsOf(a, 'data'));
     assert.equal(sha(await readFile(join(await procure(b, 'data'), 'reset.bin'))), sha(payload));
@@ -271,10 +297,11 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
   test('the receiver killed mid-stream: the transfer ends in a clear error, no partial commit; a re-run after restart completes', async () => {
     const { id, payload, before } = await startBigPush('kill.bin', 256);
     await b.server.kill9();
+    await fullSpeed();
     const { final } = await waitTransfer(id);
+    b.server = await b.server.restart(); // first, so that a failed check leaves B serving the next tests
     assert.equal(final.Status, 'error');
     assert.match(final.Message, /cannot reach|sent nothing|closed|reset|socket hang up|ECONN/i);
-    b.server = await b.server.restart();
     assert.deepEqual(await commitsOf(b, 'data'), before, 'no partial commit after the restart');
     const rerun = await waitTransfer(await a.server.admin.call('Transfer', request({ dot: 'data' })));
     assert.equal(rerun.final.Status, 'finished', rerun.final.Message);
@@ -284,10 +311,12 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
   test('the initiator killed mid-stream: the peer drops the partial commit; after a restart the record says re-run, and the re-run completes', async () => {
     const { id, payload, before } = await startBigPush('initiator.bin', 256);
     await a.server.kill9();
+    await fullSpeed();
     // the peer notices within its idle timeout, discards the partial stream and keeps serving
     await sleep(IDLE_MS + 1000);
-    assert.deepEqual(await commitsOf(b, 'data'), before);
-    a.server = await a.server.restart();
+    const onPeer = await commitsOf(b, 'data');
+    a.server = await a.server.restart(); // first, so that a failed check leaves A serving the next tests
+    assert.deepEqual(onPeer, before);
     const record = await a.server.admin.call('GetTransfer', id);
     assert.equal(record.Status, 'error');
     assert.match(record.Message, /interrupted by a restart.*run it again/);

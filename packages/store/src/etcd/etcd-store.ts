@@ -18,6 +18,7 @@ import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
 import { keepAliveWithin } from './lease.ts';
+import { MemberClients } from './member-clients.ts';
 import { SwappableClient } from './swappable-client.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
 import { EtcdWatch } from './watch.ts';
@@ -54,6 +55,8 @@ export class EtcdStore implements Store {
   readonly #options: EtcdStoreOptions;
   #endpoints: readonly string[];
   readonly #clients: SwappableClient;
+  /** Clients bound to one member each, for keep-alives (which must not retry on a stuck member). */
+  readonly #members: MemberClients;
   readonly #codec: KeyCodec;
   #errors: EtcdErrors;
   readonly #requestTimeoutMs: number;
@@ -66,6 +69,7 @@ export class EtcdStore implements Store {
     this.#options = options;
     this.#clients = new SwappableClient(client);
     this.#endpoints = [...options.endpoints];
+    this.#members = new MemberClients(this.#endpoints, (endpoint) => newClient({ ...options, endpoints: [endpoint] }));
     this.prefix = options.prefix ?? '';
     this.#codec = new KeyCodec(this.prefix);
     this.#errors = new EtcdErrors(this.#endpoints);
@@ -122,6 +126,7 @@ export class EtcdStore implements Store {
     this.#endpoints = options.endpoints;
     this.#errors = errors;
     this.#clients.replace(client);
+    this.#members.setEndpoints(options.endpoints);
     // Watches created on the old client meanwhile follow.
     for (const watch of [...this.#watches]) {
       await watch.moveTo(client, errors).catch((err: unknown) => watch.fail(errors.map(err)));
@@ -233,7 +238,7 @@ export class EtcdStore implements Store {
     checkLeaseId(leaseId);
     const id = leaseToEtcd(leaseId);
     if (id === undefined) throw leaseNotFound(leaseId);
-    const ttl = await this.#call((c) => keepAliveWithin(c, id, this.#requestTimeoutMs), [leaseId]);
+    const ttl = await this.#mapErrors(() => keepAliveWithin(this.#members, id, this.#requestTimeoutMs), [leaseId]);
     if (ttl <= 0) throw leaseNotFound(leaseId);
   }
 
@@ -263,6 +268,7 @@ export class EtcdStore implements Store {
     for (const watch of [...this.#watches]) watch.fail(error);
     this.#watches.clear();
     this.#clients.close();
+    this.#members.close();
   }
 
   /** A watch from `from` needs the history after it: reading at revision from+1 proves it is there. */
@@ -287,9 +293,14 @@ export class EtcdStore implements Store {
     return this.#errors.map(err);
   }
 
-  async #call<T>(fn: (client: Etcd3) => Promise<T>, leases: readonly string[] = []): Promise<T> {
+  #call<T>(fn: (client: Etcd3) => Promise<T>, leases: readonly string[] = []): Promise<T> {
+    return this.#mapErrors(() => this.#clients.use(fn), leases);
+  }
+
+  /** `fn`'s result, its failure as a DotmeshError (leases named in it are the ones of `leases`). */
+  async #mapErrors<T>(fn: () => Promise<T>, leases: readonly string[]): Promise<T> {
     try {
-      return await this.#clients.use(fn);
+      return await fn();
     } catch (e) {
       throw this.#closed ? closedError() : this.#errors.map(e, leases);
     }
@@ -300,15 +311,20 @@ export class EtcdStore implements Store {
   }
 }
 
-/** A client for `options` that answered a read within the dial timeout (else UNAVAILABLE). */
-async function connect(options: EtcdStoreOptions, errors: EtcdErrors): Promise<Etcd3> {
+/** A client for `options` (it connects on its first call). */
+function newClient(options: EtcdStoreOptions): Etcd3 {
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-  const client = new Etcd3({
+  return new Etcd3({
     hosts: [...options.endpoints],
     ...etcdCredentials(options),
     grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
   });
+}
+
+/** A client for `options` that answered a read within the dial timeout (else UNAVAILABLE). */
+async function connect(options: EtcdStoreOptions, errors: EtcdErrors): Promise<Etcd3> {
+  const client = newClient(options);
   const dialTimeoutMs = options.dialTimeoutMs ?? 5000;
   try {
     await client.kv.range({ key: Buffer.from([0]), count_only: true }, { deadline: Date.now() + dialTimeoutMs });

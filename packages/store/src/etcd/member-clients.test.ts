@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Etcd3 } from 'etcd3';
+import { MemberClients } from './member-clients.ts';
+
+/** Stand-ins that record their endpoint and whether they were closed (no call is made on them). */
+function recorder() {
+  const made: Array<{ endpoint: string; closed: boolean }> = [];
+  const make = (endpoint: string) => {
+    const entry = { endpoint, closed: false };
+    made.push(entry);
+    return { close: () => (entry.closed = true) } as unknown as Etcd3;
+  };
+  return { made, make };
+}
+
+test('MemberClients: the endpoint that answered last comes first, the others follow in turn', () => {
+  const { make } = recorder();
+  const members = new MemberClients(['a', 'b', 'c'], make);
+  assert.deepEqual(members.order(), ['a', 'b', 'c']);
+  members.answered('b');
+  assert.deepEqual(members.order(), ['b', 'c', 'a']);
+  members.setEndpoints(['c', 'a']);
+  assert.deepEqual(members.order(), ['c', 'a'], 'a preferred endpoint that left is forgotten');
+});
+
+test('MemberClients: one client per endpoint, made once; removed endpoints and close() close theirs', () => {
+  const { made, make } = recorder();
+  const members = new MemberClients(['a', 'b'], make);
+  assert.equal(members.client('a'), members.client('a'));
+  members.client('b');
+  assert.deepEqual(
+    made.map((m) => m.endpoint),
+    ['a', 'b'],
+  );
+  members.setEndpoints(['b', 'c']);
+  assert.deepEqual(
+    made.map((m) => m.closed),
+    [true, false],
+  );
+  members.close();
+  assert.deepEqual(
+    made.map((m) => m.closed),
+    [true, true],
+  );
+  assert.throws(() => members.client('b'), /closed/);
+});
