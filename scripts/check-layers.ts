@@ -2,7 +2,7 @@
  * Fails on a dependency edge that points the wrong way between workspace packages.
  *
  * Layers, low to high: core (0); storage, store, rpc (1); transfer (2); server, cli, csi, flexvolume,
- * provisioner, operator (3); testkit (4); bench, e2e (5).
+ * provisioner, operator (3); testkit, cloud-csi (the test-only CSI driver) (4); bench, e2e (5).
  * A package may depend only on packages of lower layers, except that cli, csi and flexvolume may
  * depend only on core and rpc, provisioner only on core (clients never touch storage or the
  * server's internals), and operator only on core, rpc and store (the cluster's shared records;
@@ -29,6 +29,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   provisioner: 3,
   operator: 3,
   testkit: 4,
+  'cloud-csi': 4,
   bench: 5,
   e2e: 5,
 };

@@ -17,7 +17,8 @@ type ControllerMethod =
   | 'DeleteSnapshot'
   | 'ListSnapshots'
   | 'ControllerGetVolume'
-  | 'ControllerGetVolumeHealth';
+  | 'ControllerGetVolumeHealth'
+  | 'ControllerExpandVolume';
 type NodeMethod =
   | 'NodeStageVolume'
   | 'NodeUnstageVolume'
@@ -26,7 +27,8 @@ type NodeMethod =
   | 'NodeGetVolumeStats'
   | 'NodeGetVolumeHealth'
   | 'NodeGetCapabilities'
-  | 'NodeGetInfo';
+  | 'NodeGetInfo'
+  | 'NodeExpandVolume';
 
 /**
  * A CSI client (tests, benchmarks, tools): `c.Controller.CreateVolume({...})` resolves the reply or

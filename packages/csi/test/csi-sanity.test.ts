@@ -7,9 +7,9 @@ import {
   findK8sTools,
   isCI,
   makeTempDir,
+  runCsiSanity,
   type ServerProcess,
   skipUnless,
-  spawnTracked,
   startCsiDriver,
   startServerProcess,
   unmountUnder,
@@ -76,31 +76,15 @@ describe('csi-sanity v5.6.0 against the driver', { skip }, () => {
       'ListSnapshotsSecret',
     ];
     await writeFile(secretsFile, names.map((n) => `${n}: ${secret}\n`).join(''), { mode: 0o600 });
-    const junit = join(dir, 'junit.xml');
-    const sanity = spawnTracked(
-      tools.tools.bin('csi-sanity'),
-      [
-        `--csi.endpoint=unix://${socket}`,
-        `--csi.mountdir=${join(dir, 'mount')}`,
-        `--csi.stagingdir=${join(dir, 'staging')}`,
-        `--csi.secrets=${secretsFile}`,
-        '--csi.testvolumesize=16777216',
-        `--ginkgo.junit-report=${junit}`,
-        '--ginkgo.no-color',
-      ],
-      { cleanup },
-    );
-    const { code } = await sanity.exited;
-    const report = await readFile(junit, 'utf8').catch(() => '');
-    const cases = [...report.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)].map((m) => ({
-      name: decode(m[1]!),
-      body: m[3] ?? '',
-    }));
-    const failed = cases.filter((c) => /<failure|<error/.test(c.body)).map((c) => c.name);
-    const skipped = cases.filter((c) => /<skipped/.test(c.body)).map((c) => c.name);
-    const passed = cases.filter((c) => !/<failure|<error|<skipped/.test(c.body)).map((c) => c.name);
-    assert.deepEqual(failed, [], `failed specs:\n${failed.join('\n')}\n\ncsi-sanity output:\n${sanity.output().slice(-20_000)}`);
-    assert.equal(code, 0, sanity.output().slice(-5000));
+    const { code, output, failed, skipped, passed } = await runCsiSanity({
+      cleanup,
+      bin: tools.tools.bin('csi-sanity'),
+      socket,
+      dir,
+      args: [`--csi.secrets=${secretsFile}`, '--csi.testvolumesize=16777216'],
+    });
+    assert.deepEqual(failed, [], `failed specs:\n${failed.join('\n')}\n\ncsi-sanity output:\n${output}`);
+    assert.equal(code, 0, output.slice(-5000));
     const unexpected = skipped.filter((n) => !EXPECTED_SKIPS.some((r) => r.test(n)));
     assert.deepEqual(unexpected, [], `specs skipped although their capability is advertised:\n${unexpected.join('\n')}`);
     for (const mustRun of [
@@ -130,13 +114,3 @@ describe('csi-sanity v5.6.0 against the driver', { skip }, () => {
     assert.ok(CONTROLLER_CAPABILITIES.includes('CLONE_VOLUME') && NODE_CAPABILITIES.includes('STAGE_UNSTAGE_VOLUME'));
   });
 });
-
-function decode(s: string): string {
-  return s
-    .replaceAll('&#34;', '"')
-    .replaceAll('&quot;', '"')
-    .replaceAll('&#39;', "'")
-    .replaceAll('&lt;', '<')
-    .replaceAll('&gt;', '>')
-    .replaceAll('&amp;', '&');
-}
