@@ -1,4 +1,5 @@
 export * from './cgroups.ts';
+export * from './cloud-volumes.ts';
 export * from './cluster.ts';
 export * from './doc-install.ts';
 export * from './doc-manifest.ts';

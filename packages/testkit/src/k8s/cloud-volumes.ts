@@ -1,0 +1,125 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Cleanup } from '../cleanup.ts';
+import { startCloudCsi } from '../cloud-csi.ts';
+import { spawnTracked, waitFor } from '../process.ts';
+import { makeTempDir } from '../tmp.ts';
+import type { TestCluster } from './cluster.ts';
+
+/** The test-only cloud driver's name, and the topology key of its zones (packages/cloud-csi). */
+export const CLOUD_DRIVER = 'cloud.test.dotmesh.io';
+export const CLOUD_ZONE_KEY = 'topology.cloud.test.dotmesh.io/zone';
+
+export interface CloudVolumes {
+  /** The StorageClass of cloud disks (WaitForFirstConsumer, expandable). */
+  readonly storageClass: string;
+  /** The folder holding every disk (`<root>/<zone>/<id>.img`), shared by the nodes. */
+  readonly root: string;
+  /** The zone of each node, by node name. */
+  readonly zones: Readonly<Record<string, string>>;
+}
+
+/**
+ * Gives the test cluster "cloud" volumes, standing in for EBS or PD: the test-only driver's node
+ * plugin on every node (registered with its kubelet, which then labels the Node with its zone),
+ * its controller with csi-provisioner (topology on) and csi-attacher (a disk attaches to one node
+ * of its zone at a time, detached by the attach-detach controller when its pods are gone), the
+ * CSIDriver object and the StorageClass `storageClass`. `zones` gives each node's zone, by node
+ * index. One installation per cluster at a time (the CSIDriver object is cluster-wide). Cleanup
+ * removes the StorageClass and the CSIDriver and stops the processes; the caller deletes its PVCs
+ * (and so their disks) first.
+ */
+export async function installCloudVolumes(o: {
+  readonly cluster: TestCluster;
+  readonly cleanup: Cleanup;
+  readonly zones: readonly string[];
+  readonly storageClass?: string;
+}): Promise<CloudVolumes> {
+  const { cluster, cleanup } = o;
+  const dir = await makeTempDir('k8s-cloud', cleanup);
+  const root = join(dir, 'disks');
+  const zoneNames = [...new Set(o.zones)];
+  const zones: Record<string, string> = {};
+  const storageClass = o.storageClass ?? 'cloud';
+  await Promise.all(
+    cluster.nodes.map(async (node, i) => {
+      const zone = o.zones[i];
+      if (zone === undefined) throw new Error(`no zone given for node ${node.name}`);
+      zones[node.name] = zone;
+      const pluginDir = join(node.paths.kubeletRootDir, 'plugins', CLOUD_DRIVER);
+      await mkdir(pluginDir, { recursive: true });
+      await startCloudCsi({
+        cleanup,
+        root,
+        zones: zoneNames,
+        socketPath: join(pluginDir, 'csi.sock'),
+        csiProto: cluster.tools.protos.csi,
+        node: { name: node.name, zone },
+        registration: {
+          dir: join(node.paths.kubeletRootDir, 'plugins_registry'),
+          proto: cluster.tools.protos.pluginRegistration,
+        },
+      });
+    }),
+  );
+  const controller = await startCloudCsi({
+    cleanup,
+    root,
+    zones: zoneNames,
+    socketPath: join(dir, 'controller.sock'),
+    csiProto: cluster.tools.protos.csi,
+  });
+  const sidecar = (bin: string, extra: readonly string[]) =>
+    spawnTracked(
+      cluster.tools.bin(bin),
+      [
+        `--csi-address=${controller.socket}`,
+        `--kubeconfig=${cluster.adminKubeconfig}`,
+        '--leader-election=false',
+        '--timeout=60s',
+        ...extra,
+      ],
+      { cleanup },
+    );
+  sidecar('csi-provisioner', ['--feature-gates=Topology=true']);
+  sidecar('csi-attacher', []);
+  const objects = [
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'CSIDriver',
+      metadata: { name: CLOUD_DRIVER },
+      spec: { attachRequired: true, podInfoOnMount: false, volumeLifecycleModes: ['Persistent'] },
+    },
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: storageClass },
+      provisioner: CLOUD_DRIVER,
+      reclaimPolicy: 'Delete',
+      volumeBindingMode: 'WaitForFirstConsumer',
+      allowVolumeExpansion: true,
+    },
+  ];
+  for (const m of objects) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
+  cleanup.add(async () => {
+    await cluster.kubectl(['delete', 'storageclass', storageClass, '--ignore-not-found', '--wait=false']);
+    await cluster.kubectl(['delete', 'csidriver', CLOUD_DRIVER, '--ignore-not-found', '--wait=false']);
+  }, 'remove the cloud StorageClass and CSIDriver');
+  // Registered: the kubelet labels each Node with the zone its node plugin reports.
+  for (const node of cluster.nodes) {
+    await waitFor(
+      async () =>
+        (
+          await cluster.kubectl([
+            'get',
+            'node',
+            node.name,
+            '-o',
+            `jsonpath={.metadata.labels.${CLOUD_ZONE_KEY.replaceAll('.', '\\.')}}`,
+          ])
+        ).stdout.trim() === zones[node.name],
+      { timeoutMs: 60_000, what: `node ${node.name} labelled with its zone ${zones[node.name]}` },
+    );
+  }
+  return { storageClass, root, zones };
+}
