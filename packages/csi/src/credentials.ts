@@ -4,6 +4,11 @@ import { invalid } from './grpc-errors.ts';
 /** A dotmesh user's credentials: the keys of the Kubernetes Secret the StorageClass names. */
 export const SECRET_USER_KEY = 'user';
 export const SECRET_API_KEY = 'apiKey';
+/**
+ * The key of the admin's API key in the Secret `dotmesh` that users create for the operator (the
+ * original's name): a StorageClass may name that Secret, and the driver then acts as `admin`.
+ */
+export const ADMIN_SECRET_API_KEY = 'dotmesh-api-key.txt';
 
 export interface Credentials {
   readonly user: string;
@@ -13,7 +18,8 @@ export interface Credentials {
 /**
  * Makes the clients the driver calls the server with. Calls that carry secrets (the standard
  * `csi.storage.k8s.io/*-secret-*` parameters: CreateVolume, DeleteVolume, ControllerPublish,
- * NodeStage, NodePublish, CreateSnapshot, ...) act as the dotmesh user of those secrets, and are
+ * NodeStage, NodePublish, CreateSnapshot, ...) act as the dotmesh user of those secrets (keys
+ * `user` and `apiKey`, or the admin's `dotmesh-api-key.txt` of the Secret `dotmesh`), and are
  * refused without them. Calls the spec gives no secrets (ListVolumes, GetCapacity,
  * ControllerGetVolume, NodeUnstage, NodeUnpublish, NodeGetVolumeStats, ...) act as the driver's
  * own user (`--credentials-file`). Credentials are never logged nor put in an error.
@@ -41,11 +47,13 @@ export class Clients {
 
   /** A client acting as the user of `secrets`; INVALID_ARGUMENT without them. */
   forSecrets(secrets: Readonly<Record<string, string>> | undefined, call: string): DotmeshClient {
-    const user = secrets?.[SECRET_USER_KEY];
-    const apiKey = secrets?.[SECRET_API_KEY];
+    const adminKey = secrets?.[ADMIN_SECRET_API_KEY]?.trim();
+    const named = secrets?.[SECRET_USER_KEY] !== undefined || secrets?.[SECRET_API_KEY] !== undefined;
+    const user = named || !adminKey ? secrets?.[SECRET_USER_KEY] : 'admin';
+    const apiKey = named || !adminKey ? secrets?.[SECRET_API_KEY] : adminKey;
     if (!user || !apiKey) {
       throw invalid(
-        `${call}: no dotmesh credentials: the StorageClass must name a Secret with keys "${SECRET_USER_KEY}" and "${SECRET_API_KEY}" (csi.storage.k8s.io/*-secret-name and -namespace parameters)`,
+        `${call}: no dotmesh credentials: the StorageClass must name a Secret with keys "${SECRET_USER_KEY}" and "${SECRET_API_KEY}", or the Secret dotmesh (key "${ADMIN_SECRET_API_KEY}") (csi.storage.k8s.io/*-secret-name and -namespace parameters)`,
       );
     }
     return new DotmeshClient({ url: this.#url, user, apiKey, timeoutMs: this.#timeoutMs });

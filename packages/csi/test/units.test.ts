@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { parseMountInfo } from '@dotmesh/core';
 import { status as Status } from '@grpc/grpc-js';
 import { unsupported } from '../src/capabilities.ts';
-import { parseCredentials } from '../src/credentials.ts';
+import { ADMIN_SECRET_API_KEY, Clients, parseCredentials } from '../src/credentials.ts';
 import { CsiError } from '../src/grpc-errors.ts';
 import { nameHash, parseSnapshotId, parseVolumeId, snapshotId, volumeId } from '../src/ids.ts';
 import { page } from '../src/paging.ts';
 import { parseVolumeParameters } from '../src/volume-parameters.ts';
 
+/** The Secret dotmesh's other key (the admin's password): never used by the driver. */
+const ADMIN_PASSWORD_KEY = 'dotmesh-admin-password.txt';
 const DOT = 'abcdef12-2222-4333-8444-555555555555';
 const BRANCH = '66666666-7777-4888-9999-aaaaaaaaaaaa';
 
@@ -143,6 +147,37 @@ describe('parameters, capabilities, credentials, mountinfo', () => {
         () => parseCredentials(bad, 'f'),
         (e: unknown) => e instanceof Error && !e.message.includes('SECRETKEY'),
       );
+    }
+  });
+
+  test("a StorageClass's secrets: user and apiKey, or the Secret dotmesh's admin key; none is refused", async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(Buffer.from(String(req.headers.authorization).replace(/^Basic /, ''), 'base64').toString());
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: true }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/rpc`;
+      const clients = new Clients({ url, own: { user: 'own', apiKey: 'o' }, timeoutMs: 5000 });
+      await clients.forSecrets({ user: 'alice', apiKey: 'a' }, 'CreateVolume').call('Ping', null);
+      await clients.forSecrets({ [ADMIN_SECRET_API_KEY]: 'k\n', [ADMIN_PASSWORD_KEY]: 'p' }, 'CreateVolume').call('Ping', null);
+      assert.deepEqual(seen, ['alice:a', 'admin:k']);
+      const refused: Array<Record<string, string> | undefined> = [
+        undefined,
+        {},
+        { user: 'alice' },
+        { user: 'alice', [ADMIN_SECRET_API_KEY]: 'k' },
+      ];
+      for (const secrets of refused) {
+        assert.throws(() => clients.forSecrets(secrets, 'CreateVolume'), {
+          code: Status.INVALID_ARGUMENT,
+          message: /dotmesh-api-key\.txt/,
+        });
+      }
+    } finally {
+      server.close();
     }
   });
 
