@@ -183,8 +183,8 @@ export function controllerService(
     }
     if (b.Branch === '')
       throw new CsiError(Status.FAILED_PRECONDITION, 'DeleteVolume: the master branch of a dot is not a volume of this driver');
-    const r = await client.call('DeleteBranch', { Namespace: b.Namespace, Name: b.Name, Branch: b.Branch });
-    if (r.Branches === 0) await deleteDriverDot(client, b.Namespace, b.Name);
+    await client.call('DeleteBranch', { Namespace: b.Namespace, Name: b.Name, Branch: b.Branch });
+    await deleteDriverDotIfUnused(client, b, ref.dotId);
     return {};
   };
 
@@ -316,9 +316,7 @@ export function controllerService(
       () => client.call('DeleteCommit', { FilesystemId: ref.branchId, CommitId: ref.commitId }),
       'COMMIT_NOT_FOUND',
     );
-    const left = await client.call('Branches', { Namespace: b.Namespace, Name: b.Name });
-    const snapshotsLeft = (await allSnapshots(client)).some((s) => s.ref.dotId === ref.dotId);
-    if (left.length === 0 && !snapshotsLeft) await deleteDriverDot(client, b.Namespace, b.Name);
+    await deleteDriverDotIfUnused(client, b, ref.dotId);
     return {};
   };
 
@@ -462,7 +460,19 @@ async function recordVolume(client: DotmeshClient, where: Placement, hash: strin
 }
 
 /** Deletes a dot this driver made (`csi-<hash>`) once it holds no branch; others are the user's. */
-async function deleteDriverDot(client: DotmeshClient, namespace: string, name: string): Promise<void> {
-  if (!/^csi-[0-9a-f]{32}$/.test(name)) return;
-  await idempotent(() => client.call('Delete', { Namespace: namespace, Name: name }), 'DOT_NOT_FOUND');
+/**
+ * Deletes a dot the driver made once no volume (branch besides master) and no snapshot of it is
+ * left. Retired branches do not count: they are kept only for what a volume or a snapshot needs
+ * (and one mastered by another node than the deleting one's is not collected with it), so the
+ * dot's delete, which destroys every branch on every node, takes them.
+ */
+async function deleteDriverDotIfUnused(
+  client: DotmeshClient,
+  b: { readonly Namespace: string; readonly Name: string },
+  dotId: string,
+): Promise<void> {
+  if (!/^csi-[0-9a-f]{32}$/.test(b.Name)) return;
+  const left = await client.call('Branches', { Namespace: b.Namespace, Name: b.Name });
+  if (left.length > 0 || (await allSnapshots(client)).some((s) => s.ref.dotId === dotId)) return;
+  await idempotent(() => client.call('Delete', { Namespace: b.Namespace, Name: b.Name }), 'DOT_NOT_FOUND');
 }

@@ -1,5 +1,5 @@
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { controllerService } from './controller.ts';
 import { Clients, type Credentials } from './credentials.ts';
@@ -66,8 +66,9 @@ export async function startDriver(o: DriverOptions): Promise<RunningDriver> {
   };
 }
 
-/** Binds a unix socket, replacing a stale socket file a killed driver left. */
+/** Binds a unix socket (its directory made if missing), replacing a stale socket file a killed driver left. */
 async function listen(server: Server, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
   await rm(path, { force: true });
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${path}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Cleanup,
+  installVolumeSnapshotCrds,
   makeTempDir,
   podManifest,
-  runCommand,
   runPodToCompletion,
   type ServerProcess,
   skipUnless,
@@ -31,23 +30,6 @@ import {
  * CSIDriver says attachRequired: false, and the pods run on the node that made the volumes.)
  */
 const DRIVER = 'csi.dotmesh.io';
-const SNAPSHOTTER_CLIENT_MODULE = 'github.com/kubernetes-csi/external-snapshotter/client/v8@v8.7.0';
-const TOOLS_SNAPSHOTTER = join(import.meta.dirname, '../../../tools/k8s/csi-snapshotter');
-
-/**
- * The VolumeSnapshot CRDs of external-snapshotter's client module v8.7.0, from the module cache tools/k8s/build
- * filled (its csi-snapshotter module requires that version; `go mod download` finds it there).
- */
-async function snapshotCrds(): Promise<string[]> {
-  const go = [process.env.DOTMESH_GO, '/usr/local/go/bin/go'].find((g) => g && existsSync(g)) ?? 'go';
-  const { stdout } = await runCommand(go, ['mod', 'download', '-json', SNAPSHOTTER_CLIENT_MODULE], {
-    cwd: TOOLS_SNAPSHOTTER,
-    env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
-  });
-  const dir = join((JSON.parse(stdout) as { Dir: string }).Dir, 'config', 'crd');
-  return (await readdir(dir)).filter((f) => f.startsWith('snapshot.storage.k8s.io_')).map((f) => join(dir, f));
-}
-
 describe('the CSI driver with a real kubelet', {
   skip: skipUnless(['root', 'netns', 'btrfs', 'losetup', 'k8s']),
   timeout: 30 * 60_000,
@@ -80,17 +62,7 @@ describe('the CSI driver with a real kubelet', {
         `--registration-proto=${cluster.tools.protos.pluginRegistration}`,
       ],
     });
-    const crds = await snapshotCrds();
-    for (const crd of crds) await cluster.kubectl(['apply', '-f', crd]);
-    cleanup.add(async () => {
-      for (const crd of crds) await cluster.kubectl(['delete', '-f', crd, '--wait=false', '--ignore-not-found']);
-    }, 'remove the VolumeSnapshot CRDs');
-    await cluster.kubectl([
-      'wait',
-      '--for=condition=established',
-      '--timeout=60s',
-      'crd/volumesnapshots.snapshot.storage.k8s.io',
-    ]);
+    await installVolumeSnapshotCrds(cluster, cleanup);
     spawnTracked(
       cluster.tools.bin('snapshot-controller'),
       [`--kubeconfig=${cluster.adminKubeconfig}`, '--leader-election=false'],

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseOperatorConfig } from './config.ts';
+import { CSI_NODE_CONTAINER } from './csi-node.ts';
 import { leaseTakeable } from './leader.ts';
 import { type NodeInfo, planReconcile } from './plan.ts';
 import { NODE_LABEL, ROLE_LABEL, SPEC_HASH_ANNOTATION, serverPod } from './server-pod.ts';
@@ -64,6 +65,30 @@ describe('serverPod', () => {
     assert.equal(kubelet.m?.readOnly, true);
     assert.equal(kubelet.m?.mountPropagation, 'HostToContainer');
     assert.equal(mount('pool').m?.mountPropagation, 'Bidirectional');
+  });
+  it("runs the CSI node plugin beside the server: the node's kubelet directory, its server, the Secret's key file", () => {
+    const pod = serverPod('node-1', {
+      ...context,
+      config: config({ kubeletRootDir: '/k/#HOSTNAME#/kubelet', 'local.poolLocation': '/pools/#HOSTNAME#' }),
+    });
+    const csi = pod.spec!.containers.find((c) => c.name === CSI_NODE_CONTAINER)!;
+    assert.equal(csi.image, pod.spec!.containers[0]!.image);
+    assert.deepEqual(csi.command, ['dotmesh-csi']);
+    for (const arg of [
+      '--endpoint=unix:///k/node-1/kubelet/plugins/csi.dotmesh.io/csi.sock',
+      '--registration-dir=/k/node-1/kubelet/plugins_registry',
+      '--server-url=http://$(DOTMESH_NODE_IP):32607/rpc',
+      '--api-key-file=/secret/dotmesh-api-key.txt',
+    ])
+      assert.ok(csi.args?.includes(arg), arg);
+    const mounts = Object.fromEntries((csi.volumeMounts ?? []).map((m) => [m.name, [m.mountPath, m.mountPropagation ?? '']]));
+    assert.deepEqual(mounts, {
+      kubelet: ['/k/node-1/kubelet', 'Bidirectional'],
+      pool: ['/pools/node-1', 'HostToContainer'],
+      'admin-secret': ['/secret', ''],
+    });
+    assert.equal(csi.securityContext?.privileged, true);
+    assert.ok(!JSON.stringify(csi.env).includes('secretKeyRef'));
   });
   it('changes its hash with the image and the config, not otherwise', () => {
     const hash = (image: string, data: Record<string, string> = {}) =>

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
+import { csiNodeContainer } from './csi-node.ts';
 
 /**
  * The dotmesh-server pod the operator keeps on each selected node (not a DaemonSet: the
@@ -17,6 +18,8 @@ import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationF
  * pool directory (Bidirectional: the server's btrfs mounts are the host's) and, read-only, the
  * kubelet's root directory (a use whose volume directory the kubelet removed while the server
  * was down is ended when it starts).
+ *
+ * Its second container is the CSI driver's node plugin (csi-node.ts).
  */
 export const ROLE_LABEL = 'dotmesh.io/role';
 export const SERVER_ROLE = 'dotmesh-server';
@@ -105,6 +108,17 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
           ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
         ],
       },
+      csiNodeContainer({
+        image: ctx.image,
+        kubeletRoot,
+        poolDir,
+        serverPort: SERVER_PORT,
+        apiKeyFile: `${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
+        secretVolume: 'admin-secret',
+        secretMount: SECRET_MOUNT,
+        poolVolume: 'pool',
+        kubeletVolume: 'kubelet',
+      }),
     ],
     volumes: [
       { name: 'pool', hostPath: { path: poolDir, type: 'DirectoryOrCreate' } },

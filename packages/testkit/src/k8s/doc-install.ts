@@ -7,7 +7,16 @@ import { runCommand, waitFor } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
-import { importIntoCluster, operatorImage, provisionerImage, serverImage } from './product-images.ts';
+import {
+  CSI_SIDECARS,
+  type CsiSidecar,
+  csiSidecarImage,
+  importIntoCluster,
+  operatorImage,
+  provisionerImage,
+  serverImage,
+} from './product-images.ts';
+import { installVolumeSnapshotCrds } from './snapshot-crds.ts';
 
 /**
  * Dotmesh installed on a test cluster as docs/kubernetes.md tells users (its `dotmesh.yaml` and
@@ -28,6 +37,8 @@ const SERVER_ROLE = 'dotmesh.io/role=dotmesh-server';
 export interface DocInstall {
   /** The applied operator manifest (images replaced). */
   readonly manifest: string;
+  /** The server image the install runs (it holds dotmesh-csi too). */
+  readonly serverImage: string;
   /** The parent of the nodes' pool directories (`<pools>/<node name>`). */
   readonly pools: string;
   /** The API key of the servers' `admin` user (also in the Secret). */
@@ -69,7 +80,7 @@ export async function installDotmeshFromDoc(
     await detachLoopDevicesUnder(pools);
   }, `unmount and detach the nodes' pools under ${pools}`);
   await runCommand('mount', ['--make-rshared', pools]);
-  const server = await serverImage({ dist: o.dist, etcd: cluster.tools.bin('etcd') });
+  const server = await serverImage({ dist: o.dist, etcd: cluster.tools.bin('etcd'), protos: cluster.tools.protos });
   const operator = await operatorImage({ dist: o.dist });
   const provisioner = await provisionerImage({ dist: o.dist });
   await importIntoCluster(cluster, [server, operator, provisioner], suite);
@@ -102,7 +113,7 @@ export async function installDotmeshFromDoc(
     return text;
   };
   const apiKey = randomBytes(16).toString('hex');
-  const install: DocInstall = { manifest, pools, apiKey, baseData, configMap };
+  const install: DocInstall = { manifest, serverImage: server.ref, pools, apiKey, baseData, configMap };
   cleanup.add(async () => {
     for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
   }, 'remove the installed FlexVolume drivers');
@@ -192,4 +203,76 @@ export async function waitForDotmesh(
       ).stdout === '1',
     { timeoutMs: 120_000, intervalMs: 1000, what: 'the provisioner Deployment ready' },
   );
+}
+
+/**
+ * Installs the CSI driver on a cluster where `installDotmeshFromDoc` installed Dotmesh, as
+ * docs/kubernetes.md says ("Deploying it with the operator"): the VolumeSnapshot CRDs, then its
+ * `dotmesh-csi.yaml` manifest with the local images (deviation: the server image and the CSI
+ * sidecars are built here, the sidecars from the tools' binaries of the versions the doc names).
+ * Removed again at cleanup. Returns once applied (`waitForDotmeshCsi`).
+ */
+export async function installDotmeshCsiFromDoc(
+  cluster: TestCluster,
+  cleanup: Cleanup,
+  install: DocInstall,
+  o: { readonly docFile: string },
+): Promise<string> {
+  const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
+  const sidecars = await Promise.all(CSI_SIDECARS.map((name) => csiSidecarImage(cluster.tools, name)));
+  await importIntoCluster(cluster, sidecars, suite);
+  await installVolumeSnapshotCrds(cluster, cleanup);
+  const text = await manifestFromDoc(o.docFile, 'dotmesh-csi.yaml');
+  const versions = /registry\.k8s\.io\/sig-storage\/([a-z-]+):(v[0-9.]+)/g;
+  const replacements: Record<string, string> = { 'dotmesh/dotmesh-server:0.1.0': install.serverImage };
+  for (const m of text.matchAll(versions)) {
+    const i = CSI_SIDECARS.indexOf(m[1] as CsiSidecar);
+    if (i < 0) throw new Error(`dotmesh-csi.yaml names ${m[0]}, which the test tools do not build`);
+    replacements[m[0]] = sidecars[i]!.ref;
+  }
+  const manifest = replaceInManifest(text, replacements);
+  cleanup.add(
+    () =>
+      cluster.kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+        input: manifest,
+        timeoutMs: 200_000,
+      }),
+    'delete the CSI manifest',
+  );
+  await cluster.kubectl(['apply', '-f', '-'], { input: manifest });
+  return manifest;
+}
+
+/** Waits until the CSI controller is ready and every node's kubelet lists csi.dotmesh.io (its CSINode). */
+export async function waitForDotmeshCsi(
+  cluster: TestCluster,
+  nodes: readonly TestClusterNode[],
+  timeoutMs = 300_000,
+): Promise<void> {
+  for (const deployment of ['dotmesh-csi-controller', 'dotmesh-snapshot-controller']) {
+    await waitFor(
+      async () =>
+        (
+          await cluster.kubectl([
+            'get',
+            'deployment',
+            '-n',
+            DOTMESH_NAMESPACE,
+            deployment,
+            '-o',
+            'jsonpath={.status.readyReplicas}',
+          ])
+        ).stdout === '1',
+      { timeoutMs, intervalMs: 1000, what: `the Deployment ${deployment} ready` },
+    );
+  }
+  for (const node of nodes) {
+    await waitFor(
+      async () =>
+        (await cluster.kubectl(['get', 'csinode', node.name, '-o', 'jsonpath={.spec.drivers[*].name}'])).stdout.includes(
+          'csi.dotmesh.io',
+        ),
+      { timeoutMs, intervalMs: 1000, what: `csi.dotmesh.io registered with the kubelet of ${node.name}` },
+    );
+  }
 }

@@ -14,5 +14,6 @@ export * from './node.ts';
 export * from './pods.ts';
 export * from './product-images.ts';
 export * from './shared.ts';
+export * from './snapshot-crds.ts';
 export * from './teardown.ts';
 export * from './tools.ts';

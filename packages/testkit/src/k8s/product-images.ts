@@ -12,10 +12,11 @@ import type { K8sTools } from './tools.ts';
 /**
  * The images of the product itself, for the Kubernetes tests (docs/kubernetes.md, "Images"),
  * built from the repository with no registry and cached like the test images (images.ts):
- * - server: server-base + dotmesh-server, dm, dotmesh-pump and the FlexVolume driver
- *   dotmesh-flexvolume (a single executable the server installs on its node) from `npm run
- *   build`'s output (in `/opt/dotmesh`, first on PATH, as `dotmesh-server` and `dm`) and the tools' etcd
- *   (/usr/local/bin/etcd: each server runs its node's managed etcd member);
+ * - server: server-base + dotmesh-server, dm, the CSI driver dotmesh-csi, dotmesh-pump and the
+ *   FlexVolume driver dotmesh-flexvolume (a single executable the server installs on its node)
+ *   from `npm run build`'s output (in `/opt/dotmesh`, first on PATH, as `dotmesh-server`, `dm`
+ *   and `dotmesh-csi`), the .proto files dotmesh-csi loads (`/opt/dotmesh/proto`) and the
+ *   tools' etcd (/usr/local/bin/etcd: each server runs its node's managed etcd member);
  * - operator: server-base + the operator's bundle (`dotmesh-operator` on PATH);
  * - provisioner: server-base + the dynamic provisioner's bundle (`dotmesh-provisioner` on PATH);
  * - etcd: the tools' etcd 3.6.5 (static) at /usr/local/bin/etcd, and nothing else.
@@ -30,6 +31,11 @@ export interface ProductImageOptions extends ImageOptions {
   readonly dist: string;
   /** The server image: the etcd binary of each node's managed etcd member (the tools' 3.6.5). */
   readonly etcd?: string;
+  /**
+   * The server image: the .proto files the CSI driver loads (the tools' copies), put at
+   * CSI_PROTO and REGISTRATION_PROTO.
+   */
+  readonly protos?: { readonly csi: string; readonly pluginRegistration: string };
   /** The Node.js binary of server-base (default: the running one). */
   readonly node?: string;
 }
@@ -42,14 +48,20 @@ interface BundleSet {
   readonly check: readonly string[];
   /** Whether the image holds etcd at /usr/local/bin/etcd. */
   readonly etcd?: boolean;
+  /** Whether the image holds the CSI driver's .proto files. */
+  readonly protos?: boolean;
 }
 
 const SERVER_BUNDLES: BundleSet = {
-  entries: ['dotmesh-server', 'dm'],
+  entries: ['dotmesh-server', 'dm', 'dotmesh-csi'],
   extra: ['dotmesh-pump', 'dotmesh-flexvolume'],
   check: ['version'],
   etcd: true,
+  protos: true,
 };
+/** Where the server image keeps the CSI spec's csi.proto and the kubelet's plugin-registration api.proto. */
+export const CSI_PROTO = `${PRODUCT_DIR}/proto/csi.proto`;
+export const REGISTRATION_PROTO = `${PRODUCT_DIR}/proto/pluginregistration/api.proto`;
 const OPERATOR_BUNDLES: BundleSet = { entries: ['dotmesh-operator'], extra: [], check: ['--help'] };
 const PROVISIONER_BUNDLES: BundleSet = { entries: ['dotmesh-provisioner'], extra: [], check: ['--help'] };
 /** The chunks directory of the etcd3 client's .proto files (scripts/build.ts, ETCD_PROTO_DIR). */
@@ -93,12 +105,15 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
   const files = await bundleFiles(o.dist, set);
   const etcd = set.etcd ? o.etcd : undefined;
   if (set.etcd && !etcd) throw new Error(`the ${name} image needs the etcd binary (options.etcd)`);
+  const protos = set.protos ? o.protos : undefined;
+  if (set.protos && !protos) throw new Error(`the ${name} image needs the CSI .proto files (options.protos)`);
   const key = keyOf(
     `product-v${PRODUCT_RECIPE_VERSION}`,
     name,
     base.ref,
     await hashFiles(o.dist, files),
     etcd ? await sha256File(etcd) : '',
+    protos ? `${await sha256File(protos.csi)}/${await sha256File(protos.pluginRegistration)}` : '',
   );
   // The executables are symlinks beside their bundles (the server finds dotmesh-pump beside
   // the path it was started by), that directory first on PATH.
@@ -119,6 +134,11 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
       await symlink(`${e}.mjs`, join(target, e));
     }
     for (const x of set.extra) await chmod(join(target, x), 0o755);
+    if (protos) {
+      await mkdir(join(rootfs, REGISTRATION_PROTO.slice(1), '..'), { recursive: true });
+      await copyFile(protos.csi, join(rootfs, CSI_PROTO.slice(1)));
+      await copyFile(protos.pluginRegistration, join(rootfs, REGISTRATION_PROTO.slice(1)));
+    }
     if (etcd) {
       await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
       await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
@@ -152,20 +172,42 @@ export function provisionerImage(o: ProductImageOptions): Promise<TestImage> {
 }
 
 /** The tools' etcd (3.6.5, a static binary) as an image: `/usr/local/bin/etcd`. */
-export async function etcdImage(tools: K8sTools, o: ImageOptions = {}): Promise<TestImage> {
-  const bin = tools.bin('etcd');
-  const config = { Entrypoint: ['/usr/local/bin/etcd'] };
+export function etcdImage(tools: K8sTools, o: ImageOptions = {}): Promise<TestImage> {
+  return binaryImage('etcd', tools.bin('etcd'), '/usr/local/bin/etcd', ['--version'], o);
+}
+
+/** The CSI sidecars the manifest of docs/kubernetes.md runs, by their names there. */
+export const CSI_SIDECARS = ['csi-provisioner', 'csi-attacher', 'csi-snapshotter', 'snapshot-controller'] as const;
+export type CsiSidecar = (typeof CSI_SIDECARS)[number];
+
+/**
+ * A CSI sidecar built by the tools (a static Go binary) as the image its project publishes:
+ * the binary at `/<name>`, its entrypoint.
+ */
+export function csiSidecarImage(tools: K8sTools, name: CsiSidecar, o: ImageOptions = {}): Promise<TestImage> {
+  return binaryImage(name, tools.bin(name), `/${name}`, ['--help'], o);
+}
+
+/** An image holding only the static binary `bin` at `path` (its entrypoint), checked by running it with `check`. */
+async function binaryImage(
+  name: string,
+  bin: string,
+  path: string,
+  check: readonly string[],
+  o: ImageOptions,
+): Promise<TestImage> {
+  const config = { Entrypoint: [path] };
   return cachedImage(
-    'etcd',
-    keyOf(`product-v${PRODUCT_RECIPE_VERSION}`, 'etcd', await sha256File(bin)),
+    name,
+    keyOf(`product-v${PRODUCT_RECIPE_VERSION}`, name, await sha256File(bin)),
     o,
     config,
     async (rootfs) => {
       await baseDirs(rootfs);
-      await mkdir(join(rootfs, 'usr/local/bin'), { recursive: true });
-      await copyFile(bin, join(rootfs, 'usr/local/bin/etcd'));
-      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
-      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+      await mkdir(join(rootfs, path.slice(1), '..'), { recursive: true });
+      await copyFile(bin, join(rootfs, path.slice(1)));
+      await chmod(join(rootfs, path.slice(1)), 0o755);
+      await runCommand('chroot', [rootfs, path, ...check]);
     },
   );
 }
