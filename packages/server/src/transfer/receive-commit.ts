@@ -19,7 +19,7 @@ export interface ReceiveDeps {
 
 export type ReceiveContext = Pick<
   DotContext,
-  'index' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
+  'index' | 'view' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
 >;
 
 /**
