@@ -130,8 +130,7 @@ export class Replicator {
   request(fsId: string, nodeId: string): void {
     if (this.#stopped || nodeId === this.#o.ctx.nodeId) return;
     const key = pairKey(fsId, nodeId);
-    if (this.#waiting.has(key)) return;
-    this.#waiting.set(key, { fsId, nodeId });
+    if (!this.#waiting.has(key)) this.#waiting.set(key, { fsId, nodeId });
     this.#pump();
   }
 
