@@ -1,6 +1,6 @@
-import type { CommitOrigin } from '@dotmesh/core';
 import { KeyedQueue } from '../concurrency/keyed-queue.ts';
 import type { DotContext } from '../dots/context.ts';
+import { sameRef } from '../transfer/receive-commit.ts';
 
 export interface ReplicationSettings {
   /** false: no background replication (handoffs still send what they need, through sendNow). */
@@ -48,7 +48,7 @@ interface Pair {
  * `concurrency` transfers run at once. A failed pair is tried again after a backoff that
  * doubles per failure. Deleted dots and branches are never sent: the pair is dropped when a
  * tombstone names them, and a replica refuses commits for a tombstoned id
- * (transfer/receive-commit.ts).
+ * (transfer/incoming.ts).
  *
  * A `sync` durability (a Commit that replies once another node holds it) would await sendNow
  * for one node inside the Commit; nothing here assumes the background path is the only one.
@@ -191,7 +191,8 @@ export class Replicator {
     if (ctx.view.isDeleted(fsId) || ctx.view.isDeleted(dotId)) return this.#settled(key);
     const node = ctx.view.node(nodeId);
     if (!node || node.clusterPort === 0) return this.#settled(key);
-    if (sameRef(ctx.view.copiesOf(fsId).get(nodeId)?.head, ctx.index.head(fsId))) return this.#settled(key);
+    const copy = ctx.view.copiesOf(fsId).get(nodeId);
+    if (copy && sameRef(copy.head, ctx.index.head(fsId))) return this.#settled(key);
     try {
       await this.#o.send(dotId, fsId, nodeId);
       this.#settled(key);
@@ -215,10 +216,4 @@ export class Replicator {
 
 function pairKey(fsId: string, nodeId: string): string {
   return `${fsId}/${nodeId}`;
-}
-
-function sameRef(a: CommitOrigin | null | undefined, b: CommitOrigin | null | undefined): boolean {
-  if (a === undefined) return false;
-  if (!a || !b) return !a && !b;
-  return a.fsId === b.fsId && a.commitId === b.commitId;
 }
