@@ -431,7 +431,6 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       })
     : undefined;
   advertiser?.start();
-  replicator?.start();
   presence = {
     nodeId: parts.nodeId,
     addresses: parts.cluster?.addresses ?? [],
@@ -444,6 +443,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     nodeServer?.close();
     throw e;
   });
+  // Once this node is in the address records: the other nodes' endpoints take its calls only then.
+  replicator?.start();
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
     check = createCheckServer();
