@@ -143,8 +143,21 @@ describe('the dm 0.8.1 transcript replays against every node of a cluster', { sk
   }
 
   async function checkOutcome(receiver: DotmeshNode, origin: Origin, r: Awaited<ReturnType<typeof replay>>, master: DotmeshNode) {
-    // foo has b1, master was reset; ns2/bar was deleted; the master node named.
-    assert.deepEqual(await receiver.admin.call('Branches', { Namespace: 'admin', Name: 'foo' }), ['b1']);
+    // foo has b1, master was reset; ns2/bar was deleted; the master node named. The other node,
+    // whose replica may have held the commits `dm reset` dropped, keeps them on a
+    // master-DIVERGED-<time> branch it masters, as the original's replicas did
+    // (recoverFromDivergence).
+    const branches = await receiver.admin.call('Branches', { Namespace: 'admin', Name: 'foo' });
+    assert.deepEqual(
+      branches.filter((b) => !b.includes('-DIVERGED-')),
+      ['b1'],
+    );
+    for (const b of branches.filter((name) => name.includes('-DIVERGED-'))) {
+      assert.match(b, /^master-DIVERGED-/);
+      const fsId = await lookup(receiver, 'foo', b);
+      const state = (await receiver.admin.call('DumpInternalState', `masters.${fsId}`)) as Record<string, string>;
+      assert.notEqual(state[`masters.${fsId}`], master.nodeId, `${b} is a replica's, not the master's`);
+    }
     assert.equal((await commitIds(receiver, 'foo')).at(-1), r.realCommits[0]);
     assert.equal(await receiver.admin.call('Exists', { Namespace: 'ns2', Name: 'bar', Branch: '' }), '');
     assert.equal((await receiver.admin.call('List', null)).admin?.foo?.Master, master.nodeId);

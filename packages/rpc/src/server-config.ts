@@ -91,6 +91,16 @@ export interface ServerConfig {
    */
   readonly transferStreamUpgrade: boolean;
   /**
+   * Replication (a cluster of several nodes): every commit of the branches this node masters
+   * is sent to every other live node in the background (default true). false: commits move
+   * only with a handoff.
+   */
+  readonly replicate: boolean;
+  /** Replication: every branch is checked against every node this often, catching anything missed (default 30 s). */
+  readonly replicationSweepMs: number;
+  /** Replication: transfers to other nodes running at once, at most (default 2). */
+  readonly replicationConcurrency: number;
+  /**
    * dotmesh-pump, the btrfs driver's helper that moves commit streams; null (the default): the
    * `dotmesh-pump` beside the server's entry script (where `npm run build` and scripts/install
    * put it).
@@ -233,6 +243,9 @@ export const serverConfigFileSchema = z.object({
   transferAttempts: z.number().int().min(1).max(100).default(5),
   transferBackoffMs: z.number().int().min(0).max(600_000).default(2000),
   transferStreamUpgrade: z.boolean().default(true),
+  replicate: z.boolean().default(true),
+  replicationSweepMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  replicationConcurrency: z.number().int().min(1).max(64).default(2),
   pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
@@ -307,6 +320,9 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     transferAttempts: c.transferAttempts,
     transferBackoffMs: c.transferBackoffMs,
     transferStreamUpgrade: c.transferStreamUpgrade,
+    replicate: c.replicate,
+    replicationSweepMs: c.replicationSweepMs,
+    replicationConcurrency: c.replicationConcurrency,
     pumpBinary: c.pumpBinary,
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,

@@ -356,6 +356,12 @@ async function serve(
         attempts: config.transferAttempts,
         backoffMs: config.transferBackoffMs,
       },
+      replication: {
+        enabled: config.replicate,
+        sweepMs: config.replicationSweepMs,
+        concurrency: config.replicationConcurrency,
+        backoffMs: Math.max(config.transferBackoffMs, 100),
+      },
       inUse: new ProcInUseChecker(),
       docker: {
         engineSocket: config.dockerSocket,

@@ -25,9 +25,11 @@ import { JoinTokens } from './cluster/join-tokens.ts';
 import { MasterNodes } from './cluster/master-nodes.ts';
 import { createNodeEndpoint, createNodeUpgrades } from './cluster/node-endpoint.ts';
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
+import { sendBranchToNode } from './cluster/node-send.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { BranchPublications } from './cluster/publications.ts';
+import { DEFAULT_REPLICATION, type ReplicationSettings, Replicator } from './cluster/replicator.ts';
 import { CallRouter } from './cluster/router.ts';
 import { StoreHealth } from './cluster/store-health.ts';
 import { followTombstones } from './cluster/tombstones.ts';
@@ -122,6 +124,8 @@ export interface ServerParts {
   readonly nodeLease?: { readonly ttlSeconds: number; readonly marginMs: number };
   /** Transfer idle timeout, attempts and backoff (DEFAULT_TRANSFER_TIMING when absent). */
   readonly transferTiming?: TransferTiming;
+  /** Background replication of commits to the other nodes (DEFAULT_REPLICATION when absent; a cluster of several only). */
+  readonly replication?: ReplicationSettings;
   /**
    * false: commit streams only as plain HTTP bodies, neither offered in hello nor served on
    * upgraded connections — what servers before the upgraded streams speak (tests of the
@@ -281,8 +285,17 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const sizes = new SizeTracker(driver);
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
   const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient) : undefined;
-  const handoff: HandoffDeps | undefined = parts.cluster
-    ? { ctx, transfers, tls: parts.cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }
+  const cluster = parts.cluster;
+  const replicator = cluster
+    ? new Replicator({
+        ctx,
+        send: (dotId, fsId, to) =>
+          sendBranchToNode({ view, transfers, tls: cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }, dotId, fsId, to),
+        settings: parts.replication ?? DEFAULT_REPLICATION,
+      })
+    : undefined;
+  const handoff: HandoffDeps | undefined = replicator
+    ? { ctx, send: (dotId, fsId, to) => replicator.sendNow(dotId, fsId, to) }
     : undefined;
   const takeOver = router ? takeOverVia(router, ctx) : undefined;
   const unfollowMastership = followMastership(ctx);
@@ -295,7 +308,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     auth,
     paths,
     version: SERVER_VERSION,
-    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin) }),
+    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin), ...replicator?.state() }),
     store,
     transfers,
     catalog: new DotCatalog(view, index, masterNodes),
@@ -430,6 +443,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     nodeServer?.close();
     throw e;
   });
+  // Once this node is in the address records: the other nodes' endpoints take its calls only then.
+  replicator?.start();
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
     check = createCheckServer();
@@ -488,6 +503,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
         nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);
+      await replicator?.stop();
       await transfers.idle();
       await advertiser?.stop();
       unfollowTombstones();

@@ -99,3 +99,8 @@ export function useInProcessCluster(
     node: (i) => c!.nodes[i]!,
   };
 }
+
+/** The volumes a node holds other than replicas (copies of branches another node masters, see replication). */
+export async function ownVolumes(driver: StorageDriver): Promise<string[]> {
+  return (await driver.listVolumes()).filter((v) => v.label.replica !== true).map((v) => v.id);
+}

@@ -47,12 +47,16 @@ describe('handoff between two nodes', () => {
     assert.equal(states.state.state, 'inactive', 'a keeps an inactive copy');
   });
 
-  test('the new master takes commits, also those sent to the old one (passed on); the old one keeps what it had', async () => {
+  test('the new master takes commits, also those sent to the old one (passed on); the old one gets them as a replica', async () => {
     const id = await b().admin.call('Lookup', { Namespace: 'admin', Name: 'plums', Branch: '' });
     await driverOf(b()).writeFile(id, '__default__/data', 'two');
     const two = await a().admin.call('Commit', { Namespace: 'admin', Name: 'plums', Branch: '', Message: 'two', Metadata: {} });
     assert.ok((await driverOf(b()).listCommits(id)).some((x) => x.id === two));
-    assert.ok(!(await driverOf(a()).listCommits(id)).some((x) => x.id === two), 'a holds only what it had');
+    // Replication brings it to a, in the background.
+    await waitFor(async () => (await driverOf(a()).listCommits(id)).some((x) => x.id === two), 10_000);
+    const label = (await driverOf(a()).listVolumes()).find((v) => v.id === id)?.label;
+    assert.equal(label?.replica, true, 'a’s copy stays a replica');
+    assert.equal((await driverOf(a()).readFile(id, '__default__/data')).toString(), 'two', 'its (unmounted) data follows');
   });
 
   test('and back: Procure on the first node returns the branch with the commits made meanwhile', async () => {

@@ -1,11 +1,10 @@
 import { ADMIN_USER_ID, DotmeshError, phaseTimer } from '@dotmesh/core';
-import { PeerSide, type TransferEngine } from '@dotmesh/transfer';
 import type { Caller } from '../dots/caller.ts';
 import { commitBranch } from '../dots/commit.ts';
 import type { DotContext } from '../dots/context.ts';
 import { putBranchState, putMaster } from '../dots/mutation/store-writes.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
-import type { NodeTls } from './node-transport.ts';
+import { requireLiveNode } from './node-send.ts';
 import { refuseIfPublished } from './publications.ts';
 import type { PublicationsRecord } from './store-keys.ts';
 
@@ -32,9 +31,11 @@ export type HandoffContext = Pick<
 
 export interface HandoffDeps {
   readonly ctx: HandoffContext;
-  readonly transfers: TransferEngine<Caller>;
-  readonly tls: NodeTls;
-  readonly idleTimeoutMs: () => number;
+  /**
+   * Makes node `to` hold every commit of branch `fsId`'s history, into its replica: the
+   * replicator's sendNow (one transfer per branch and node at a time, background ones included).
+   */
+  readonly send: (dotId: string, fsId: string, to: string) => Promise<void>;
 }
 
 /**
@@ -57,13 +58,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
   const what = `move branch ${fsId} to node ${to}`;
   if (to === ctx.nodeId) return ctx.masterNodes.requireMine(fsId, what).revision;
   ctx.masterNodes.requireMine(fsId, what);
-  const target = ctx.view.node(to);
-  if (!target || target.clusterPort === 0 || target.addresses.length === 0) {
-    throw new DotmeshError('UNAVAILABLE', `cannot ${what}: node ${to} is not a live node of this cluster`, {
-      hint: 'list the nodes with DumpInternalState (nodes.*), or start that node',
-      data: { node: to },
-    });
-  }
+  requireLiveNode(ctx.view, to, what);
   const branch = ctx.index.requireBranch(fsId);
   const dot = ctx.index.dots.get(branch.label.dotId);
   if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No dot for filesystem id '${fsId}'`);
@@ -83,14 +78,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
   phase.mark('commit');
   ctx.failpoints.hit('handoff.after-commit');
   const head = ctx.index.head(fsId);
-  const peer = new PeerSide({
-    baseUrl: `https://${hostOf(target.addresses[0]!)}:${target.clusterPort}`,
-    user: '',
-    apiKey: '',
-    idleTimeoutMs: deps.idleTimeoutMs(),
-    node: { nodeId: to, tls: deps.tls },
-  });
-  await deps.transfers.sendToNode(peer, dot.id, fsId);
+  await deps.send(dot.id, fsId, to);
   phase.mark('send');
   ctx.failpoints.hit('handoff.after-send');
   await ctx.mutations.run(
@@ -246,8 +234,4 @@ async function refuseInUse(ctx: HandoffContext, fsId: string, dotName: string, t
 function refusePublishedAway(record: PublicationsRecord | undefined, fsId: string, dotName: string, to: string): void {
   if (!record || record.node_id === to) return;
   refuseIfPublished({ of: () => record }, fsId, `cannot move ${dotName} to node ${to}`);
-}
-
-function hostOf(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
 }

@@ -53,6 +53,7 @@ export interface HeldCommit {
 export type ViewChange =
   | { readonly kind: 'master'; readonly fsId: string }
   | { readonly kind: 'deleted'; readonly fsId: string }
+  | { readonly kind: 'deleted-commit'; readonly fsId: string; readonly commitId: string }
   | { readonly kind: 'node'; readonly nodeId: string };
 
 /**
@@ -323,8 +324,10 @@ export class ClusterView {
       } else if (key.startsWith(KEYS.deletedCommitsPrefix)) {
         const [fsId, commitId] = key.slice(KEYS.deletedCommitsPrefix.length).split('/');
         if (fsId === undefined || commitId === undefined) return;
-        if (e.type === 'put') this.#deletedCommits.add(`${fsId}@${commitId}`);
-        else this.#deletedCommits.delete(`${fsId}@${commitId}`);
+        if (e.type === 'put') {
+          this.#deletedCommits.add(`${fsId}@${commitId}`);
+          if (notify) this.#emit({ kind: 'deleted-commit', fsId, commitId });
+        } else this.#deletedCommits.delete(`${fsId}@${commitId}`);
       } else if (key.startsWith(KEYS.publicationsPrefix)) {
         const fsId = key.slice(KEYS.publicationsPrefix.length);
         const r = e.type === 'put' ? parseValue<PublicationsRecord>(e.value) : undefined;

@@ -7,6 +7,7 @@ import {
   type TransferProxy,
 } from '@dotmesh/transfer';
 import { Authenticator } from '../auth/authenticator.ts';
+import { pendingReplication } from '../cluster/replication-lag.ts';
 import type { CallRouter } from '../cluster/router.ts';
 import type { Caller } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -41,6 +42,7 @@ export function createApiRoutes(deps: {
     {
       poolInfo: () => ctx.storage.poolInfo(),
       counts: () => ({ dots: ctx.index.dots.size, branches: ctx.index.branches.size }),
+      replicationLag: () => pendingReplication(ctx),
     },
     logger,
   );

@@ -5,6 +5,8 @@ import type { Logger } from '../log.ts';
 export interface MetricsSources {
   poolInfo(): Promise<{ readonly totalBytes: number; readonly freeBytes: number }>;
   counts(): { readonly dots: number; readonly branches: number };
+  /** For each branch this node masters and each other live node: the commits that node lacks. */
+  replicationLag(): ReadonlyArray<{ readonly fsId: string; readonly node: string; readonly commits: number }>;
 }
 
 /** RPC methods whose outcomes dm_state_transition_total counts, and their `op` label. */
@@ -107,6 +109,16 @@ export class ServerMetrics {
       registers,
       collect() {
         this.set(sources.counts().dots);
+      },
+    });
+    new Gauge({
+      name: 'dm_replication_pending_commits',
+      help: 'Commits of a branch this node masters that another live node does not hold yet, by branch id and node',
+      labelNames: ['branch', 'node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const lag of sources.replicationLag()) this.set({ branch: lag.fsId, node: lag.node }, lag.commits);
       },
     });
     new Gauge({

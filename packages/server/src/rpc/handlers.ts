@@ -6,6 +6,7 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
 import type { JoinTokens } from '../cluster/join-tokens.ts';
+import { replicationLatency } from '../cluster/replication-lag.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
 import { type Caller, isAdmin } from '../dots/caller.ts';
@@ -240,22 +241,6 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...userHandlers({ ctx, users, auth: deps.auth }),
     ...transferHandlers({ ctx, transfers: deps.transfers, ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
   };
-}
-
-/**
- * GetReplicationLatencyForBranch: for every live node, the commits of the branch's history (as
- * its master node holds it) that the node does not hold; the master itself misses none.
- */
-function replicationLatency(view: ClusterView, masterNode: string, fsId: string): Record<string, string[]> {
-  const head = view.copiesOf(fsId).get(masterNode)?.head ?? null;
-  const history = view.historyOn(masterNode, head);
-  const out: Record<string, string[]> = {};
-  const nodes = new Set([masterNode, ...view.copiesOf(fsId).keys(), ...view.nodes().map((n) => n.id)]);
-  for (const node of nodes) {
-    if (node === '') continue;
-    out[node] = node === masterNode ? [] : history.filter((ref) => !view.holds(node, ref)).map((ref) => ref.commitId);
-  }
-  return out;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
 import type { IncomingVolume } from '@dotmesh/transfer';
+import { KEYS } from '../cluster/store-keys.ts';
+import type { ClusterView } from '../cluster/view.ts';
 import { type Caller, canAccess, requireNamespaceAdmin } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import type { IndexedDot } from '../dots/dot-index.ts';
 import { type BranchLabel, newBranchLabel } from '../dots/labels.ts';
-import { claimBranch, putBranchState } from '../dots/mutation/store-writes.ts';
+import { absent, claimBranch, putBranchState } from '../dots/mutation/store-writes.ts';
 import type { MutationTx } from '../dots/mutation/tx.ts';
 
 /**
@@ -68,16 +70,18 @@ export function incomingDot(ctx: Pick<DotContext, 'index'>, caller: Caller, v: I
  * mutation's store write (clone record, master key: this node) — or, for a `replica`, only
  * advertised as this node's inactive copy; a missing master volume is created but claimed only
  * with its first commit (receiveCommit), so a dot appears with it. Both are undone with the
- * mutation. Caller holds the dot lock exclusively.
+ * mutation. Caller holds the dot lock exclusively. A replica refuses a dot or branch that was
+ * deleted (refuseDeleted).
  */
 export async function ensureVolume(
-  ctx: Pick<DotContext, 'index' | 'storage' | 'mutations' | 'logger' | 'now'>,
+  ctx: Pick<DotContext, 'index' | 'view' | 'storage' | 'mutations' | 'logger' | 'now'>,
   tx: MutationTx,
   v: IncomingVolume,
   dot: IndexedDot | undefined,
   ownerId: string,
   replica = false,
 ): Promise<{ label: BranchLabel; created: boolean }> {
+  if (replica) refuseDeleted(ctx.view, tx, v);
   const known = ctx.index.branches.get(v.fsId);
   if (known) {
     if (known.label.dotId !== v.dot.id || known.label.branch !== v.branch) {
@@ -136,4 +140,26 @@ export async function ensureVolume(
   }
   ctx.logger.info({ dotId: v.dot.id, fsId: v.fsId, branch: v.branch }, 'creating a volume for an incoming transfer');
   return { label, created: true };
+}
+
+/**
+ * Replication never brings a deleted dot or branch back: a replica refuses commits for an id a
+ * tombstone names (`filesystems/deleted/<id>`), and its store write is fenced on the tombstones'
+ * absence, so a delete that lands while the commit arrives fails the receive (undone) rather
+ * than leave a copy nobody destroys.
+ */
+function refuseDeleted(view: Pick<ClusterView, 'isDeleted'>, tx: MutationTx, v: IncomingVolume): void {
+  for (const id of new Set([v.dot.id, v.fsId])) {
+    if (view.isDeleted(id)) {
+      throw new DotmeshError(
+        'DOT_NOT_FOUND',
+        `${v.dot.namespace}/${v.dot.name} (filesystem ${id}) was deleted: no replica of it is kept`,
+        {
+          hint: 'nothing to do: the master of a deleted dot or branch no longer sends it',
+          data: { fsId: id },
+        },
+      );
+    }
+    tx.storeCompare(absent(KEYS.deleted(id)));
+  }
 }

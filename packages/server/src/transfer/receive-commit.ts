@@ -19,7 +19,7 @@ export interface ReceiveDeps {
 
 export type ReceiveContext = Pick<
   DotContext,
-  'index' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
+  'index' | 'view' | 'storage' | 'mutations' | 'containers' | 'inUse' | 'publications' | 'writeGuard' | 'logger' | 'now'
 >;
 
 /**
@@ -30,7 +30,8 @@ export type ReceiveContext = Pick<
  * - in the transfer's target branch it must extend the branch's head and becomes the new head:
  *   the live state follows it (refused while processes hold the live data);
  * - in another volume (an ancestor on the branch's path) it becomes that branch's head only
- *   when it extends it (fast-forward); otherwise it is kept hidden, for lineage only;
+ *   when it extends it (fast-forward) and it does not come from the branch's master node (a
+ *   replica's receive); otherwise it is kept hidden, for lineage only;
  * - a commit already here (hidden) is not received again: it is only made visible if needed
  *   (`skipped`; nothing of the stream was read, and a socket's peer was never told to send).
  *
@@ -103,7 +104,11 @@ async function applyCommit(
   if (c.parent && !ctx.index.findCommit(c.parent)) {
     throw new DotmeshError('COMMIT_NOT_FOUND', `the parent ${c.parent.commitId} of incoming commit ${c.commitId} is not here`);
   }
-  const visible = isTarget || extendsHead;
+  // From the branch's master node (replication, a handoff), only the target branch moves: a
+  // commit of another volume on its path is kept for lineage. That volume's head is its own
+  // master's to set (a fast-forward here could undo a rollback there, or re-show a commit this
+  // replica moved to a DIVERGED branch); its own replication makes such commits visible.
+  const visible = isTarget || (extendsHead && !start.replica);
   const to = { fsId: v.fsId, commitId: c.commitId };
   const held = state?.commits.find((x) => x.id === c.commitId);
   if (held) {
@@ -125,9 +130,13 @@ async function applyCommit(
       allowed: (use, node) => use.kind === 'attach' && node === ctx.mutations.nodeId,
     });
   }
-  const finalLabel: BranchLabel = visible
-    ? startLabel
-    : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
+  const shown: BranchLabel = visible ? startLabel : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
+  // A replica receiving a commit its master deleted (one a history still passes through): it
+  // arrives deleted, as the master lists it (cluster/tombstones.ts hideDeletedCommit).
+  const arrivesDeleted = start.replica && ctx.view.isCommitDeleted(to);
+  const finalLabel: BranchLabel = arrivesDeleted
+    ? { ...shown, deletedCommits: [...new Set([...(shown.deletedCommits ?? []), c.commitId])] }
+    : shown;
   if (visible) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
   else await tx.writeLabel(finalLabel, startLabel);
   tx.failpoint('receive.after-intent');
@@ -142,7 +151,10 @@ async function applyCommit(
   tx.failpoint('receive.after-import');
   const indexed: IndexedCommit = { id: info.id, seq: info.seq, meta };
   tx.storeOps(putHeldCommit(nodeId, v.fsId, indexed));
-  if (visible) tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount: headCount + 1, active: !start.replica }));
+  if (visible) {
+    const commitCount = headCount + (arrivesDeleted ? 0 : 1);
+    tx.storeOps(putBranchState(nodeId, v.fsId, { head: to, commitCount, active: !start.replica }));
+  }
   if (start.newDot) {
     // The first commit of a dot new here: the dot appears with it (its name, master key, state);
     // a replica only holds it.
