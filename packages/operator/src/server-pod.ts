@@ -17,6 +17,14 @@ import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationF
  * pool directory (Bidirectional: the server's btrfs mounts are the host's) and, read-only, the
  * kubelet's root directory (a use whose volume directory the kubelet removed while the server
  * was down is ended when it starts).
+ *
+ * It outlives the pods using its dots when its node is drained: its preStop hook
+ * (`dotmesh-server pre-stop`) waits, when the pod is evicted, until no use of the node's dots is
+ * left (bounded: PRESTOP_TIMEOUT_SECONDS, within the grace period); a plain delete (the
+ * operator's replacement) stops at once. The hook reads its own pod with the pod's
+ * service-account token (the original's ClusterRole `dotmesh` may get pods). The pod's
+ * controller is its Node (an owner reference, as the kubelet's mirror pods have), so that
+ * `kubectl drain` evicts it without `--force` and the pod goes with a deleted node.
  */
 export const ROLE_LABEL = 'dotmesh.io/role';
 export const SERVER_ROLE = 'dotmesh-server';
@@ -39,6 +47,9 @@ export const SERVER_ETCD_BIN = '/usr/local/bin/etcd';
 /** A node's join Secret (keys `token`, `address`, `ca-hash`), made by the operator. */
 export const JOIN_SECRET_LABEL = 'dotmesh.io/join-for';
 export const JOIN_MOUNT = '/dotmesh-join';
+/** How long the preStop hook waits for the node's dots to be unused, and the grace around it. */
+export const PRESTOP_TIMEOUT_SECONDS = 100;
+export const TERMINATION_GRACE_SECONDS = 120;
 
 export function joinSecretName(node: string): string {
   return `dotmesh-join-${node}`;
@@ -58,7 +69,7 @@ export function serverPodName(node: string): string {
  * The pod for `node`, its spec hash in an annotation. `join`: the node joins the cluster with
  * its join Secret (absent: the cluster's first node, or a node whose pool already has its config).
  */
-export function serverPod(node: string, ctx: ServerPodContext, join = false): V1Pod {
+export function serverPod(node: string, ctx: ServerPodContext, join = false, nodeUid?: string): V1Pod {
   const poolDir = poolLocationFor(ctx.config, node);
   const flexDir = flexvolumeDirFor(ctx.config, node);
   const kubeletRoot = kubeletRootDirFor(ctx.config, node);
@@ -68,8 +79,9 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
     hostPID: true,
     restartPolicy: 'Always',
     serviceAccountName: SERVER_SERVICE_ACCOUNT,
-    automountServiceAccountToken: false,
-    terminationGracePeriodSeconds: 30,
+    // The token is for the preStop hook alone (it reads its own pod).
+    automountServiceAccountToken: true,
+    terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
     // A node's server runs on it whatever its taints: the node's dots are there.
     tolerations: [{ operator: 'Exists' }],
     containers: [
@@ -91,7 +103,21 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
         env: [
           { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
           { name: FLEXVOLUME_DIR_ENV, value: flexDir },
+          { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+          { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
         ],
+        lifecycle: {
+          preStop: {
+            exec: {
+              command: [
+                'dotmesh-server',
+                'pre-stop',
+                `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
+                `--timeout-seconds=${PRESTOP_TIMEOUT_SECONDS}`,
+              ],
+            },
+          },
+        },
         ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
         readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
         securityContext: { privileged: true },
@@ -120,7 +146,13 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: serverPodName(node), namespace: ctx.namespace, labels, annotations: { [SPEC_HASH_ANNOTATION]: hash } },
+    metadata: {
+      name: serverPodName(node),
+      namespace: ctx.namespace,
+      labels,
+      annotations: { [SPEC_HASH_ANNOTATION]: hash },
+      ...(nodeUid ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: node, uid: nodeUid, controller: true }] } : {}),
+    },
     spec,
   };
 }

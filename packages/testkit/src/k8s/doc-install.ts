@@ -7,6 +7,7 @@ import { runCommand, waitFor } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
+import type { TestImage } from './images.ts';
 import { importIntoCluster, operatorImage, provisionerImage, serverImage } from './product-images.ts';
 
 /**
@@ -30,6 +31,8 @@ export interface DocInstall {
   readonly manifest: string;
   /** The parent of the nodes' pool directories (`<pools>/<node name>`). */
   readonly pools: string;
+  /** The server image the manifest names (imported into every node). */
+  readonly serverImage: TestImage;
   /** The API key of the servers' `admin` user (also in the Secret). */
   readonly apiKey: string;
   /** The ConfigMap data the install set beside the documented defaults. */
@@ -102,7 +105,7 @@ export async function installDotmeshFromDoc(
     return text;
   };
   const apiKey = randomBytes(16).toString('hex');
-  const install: DocInstall = { manifest, pools, apiKey, baseData, configMap };
+  const install: DocInstall = { manifest, pools, serverImage: server, apiKey, baseData, configMap };
   cleanup.add(async () => {
     for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
   }, 'remove the installed FlexVolume drivers');
