@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import type { Kubectl } from '@dotmesh/testkit';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DocInstall, Kubectl, TestCluster } from '@dotmesh/testkit';
 
 /**
  * What the operator tests read of an installed Dotmesh through the API server: the server pods,
@@ -74,3 +76,35 @@ export async function operatorLog(kubectl: Kubectl, name: string): Promise<Recor
 }
 
 export const uids = (pods: Map<string, PodJson>) => new Map([...pods].map(([n, p]) => [n, p.metadata.uid]));
+
+/**
+ * An `onBeforeRemoval` for installDotmeshFromDoc: when `failed()`, prints what the operator saw
+ * (pods, events, the leading operator's log, each server's log tail) for a failing run's reader.
+ */
+export function diagnosticsOnFailure(cluster: TestCluster, failed: () => boolean): (install: DocInstall) => Promise<void> {
+  const { kubectl } = cluster;
+  return async (install) => {
+    if (!failed()) return;
+    const show = (args: string[]) =>
+      kubectl(args).then(
+        (r) => r.stdout,
+        (e: Error) => e.message,
+      );
+    const op = await leaderPod(kubectl).catch(() => undefined);
+    console.error(
+      [
+        await show(['get', 'pods', '-A', '-o', 'wide']),
+        await show(['get', 'events', '-n', NS]),
+        op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
+        ...(await Promise.all(
+          cluster.nodes.map((n) =>
+            readFile(join(install.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
+              (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
+              () => `no server log on ${n.name}`,
+            ),
+          ),
+        )),
+      ].join('\n'),
+    );
+  };
+}

@@ -22,7 +22,16 @@ import {
   waitFor,
   waitForDotmesh,
 } from '@dotmesh/testkit';
-import { getJson, leaderPod, NS, operatorLog, type PodJson, serverPods } from './k8s-operator-pods.ts';
+import {
+  diagnosticsOnFailure,
+  getJson,
+  leaderPod,
+  NS,
+  operatorLog,
+  type PodJson,
+  ROLE,
+  serverPods,
+} from './k8s-operator-pods.ts';
 import { type AdminApi, apply, hashInNewCommit, staticFlexVolume } from './k8s-volumes.ts';
 import { watchPods } from './k8s-watch.ts';
 
@@ -44,7 +53,7 @@ import { watchPods } from './k8s-watch.ts';
  * floor(0.75 × N) are Ready; the operator leader is killed mid-upgrade and the standby finishes
  * it (its log shows the pods it replaced); afterwards every server runs the new image, every
  * record is in the writers' files and in a commit (sequence and hashes), and no branch changed
- * master.
+ * master. Then with one operator replica: killed mid-upgrade, its pod made again finishes it.
  */
 const REPO = join(import.meta.dirname, '../../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
@@ -71,34 +80,62 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
   before(async () => {
     cluster = await useTestCluster(suite);
     kubectl = cluster.kubectl;
-    const diagnostics = async (installed: DocInstall) => {
-      if (!failed) return;
-      const show = (args: string[]) =>
-        kubectl(args).then(
-          (r) => r.stdout,
-          (e: Error) => e.message,
-        );
-      console.error(
-        [
-          await show(['get', 'pods', '-A', '-o', 'wide']),
-          await show(['get', 'events', '-A']),
-          await show(['logs', '-n', NS, '-l', 'app=dotmesh-operator', '--tail=200']),
-          ...(await Promise.all(
-            cluster.nodes.map((n) =>
-              readFile(join(installed.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
-                (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
-                () => `no server log on ${n.name}`,
-              ),
-            ),
-          )),
-        ].join('\n'),
-      );
-    };
+    const diagnostics = diagnosticsOnFailure(cluster, () => failed);
     install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
     apiKey = install.apiKey;
     await waitForDotmesh(cluster, cluster.nodes);
     for (const n of cluster.nodes) await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, n.ip);
   });
+
+  /**
+   * Waits until every server pod runs `ref` and is Ready, once a second counting the Ready ones
+   * (each count at least floor(0.75 × N)); once the first has `ref` and others not yet, kills
+   * the leading operator pod. Then: every pod replaced, another operator leads and its log
+   * names server pods it replaced (it finished the job). Returns the killed pod.
+   */
+  async function upgradeKillingTheLeader(ref: string, oldPods: Map<string, PodJson>): Promise<PodJson> {
+    const n = cluster.nodes.length;
+    const minServing = Math.floor(0.75 * n);
+    const ready = (p: PodJson) =>
+      !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    const observed: number[] = [];
+    let killed: PodJson | undefined;
+    await waitFor(
+      async () => {
+        const all = (await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', ROLE])).items;
+        const serving = all.filter(ready);
+        observed.push(serving.length);
+        const upgraded = serving.filter((p) => p.spec.containers[0]!.image === ref);
+        if (!killed && upgraded.length >= 1 && upgraded.length < n) {
+          killed = await leaderPod(kubectl);
+          if (killed) await kubectl(['delete', 'pod', '-n', NS, killed.metadata.name, '--wait=false']);
+        }
+        return upgraded.length === n && all.length === n;
+      },
+      { timeoutMs: 900_000, intervalMs: 1000, what: `every server pod running ${ref} and Ready` },
+    );
+    assert.ok(killed, 'the leader was killed mid-upgrade');
+    assert.ok(
+      observed.every((c) => c >= minServing),
+      `at least ${minServing} of ${n} server pods Ready at every observation: ${observed.join(' ')}`,
+    );
+    assert.ok(
+      observed.some((c) => c < n),
+      'the observations saw a server pod being replaced',
+    );
+    for (const [name, pod] of await serverPods(kubectl)) {
+      assert.equal(pod.spec.containers[0]!.image, ref, name);
+      assert.notEqual(pod.metadata.uid, oldPods.get(name)?.metadata.uid, `${name} was replaced`);
+    }
+    await waitFor(async () => (await leaderPod(kubectl)) !== undefined, { timeoutMs: 60_000, what: 'a leader' });
+    const leader = (await leaderPod(kubectl))!;
+    assert.notEqual(leader.metadata.name, killed.metadata.name, 'another operator leads');
+    const replaced = (await operatorLog(kubectl, leader.metadata.name)).filter(
+      (l) => l.msg === 'deleting server pod' && String(l.reason).includes('outdated'),
+    );
+    assert.ok(replaced.length >= 1, `the new leader replaced server pods: ${JSON.stringify(replaced)}`);
+    return killed;
+  }
 
   test('the operator keeps a PodDisruptionBudget of floor(0.75 × N) server pods; each server pod’s controller is its Node', async () => {
     const want = Math.floor(0.75 * cluster.nodes.length);
@@ -288,49 +325,7 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
     assert.ok([...oldPods.values()].every((p) => p.spec.containers[0]!.image === oldRef));
     await kubectl(['apply', '-f', '-'], { input: replaceInManifest(install.manifest, { [oldRef]: next.ref }) });
 
-    const n = cluster.nodes.length;
-    const minServing = Math.floor(0.75 * n);
-    const ready = (p: PodJson) =>
-      !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-    const observed: number[] = [];
-    let killed: PodJson | undefined;
-    await waitFor(
-      async () => {
-        const all = (
-          await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'dotmesh.io/role=dotmesh-server'])
-        ).items;
-        const serving = all.filter(ready);
-        observed.push(serving.length);
-        const upgraded = serving.filter((p) => p.spec.containers[0]!.image === next.ref);
-        // Midway (one server replaced, others not yet): the leader goes.
-        if (!killed && upgraded.length >= 1 && upgraded.length < n) {
-          killed = await leaderPod(kubectl);
-          if (killed) await kubectl(['delete', 'pod', '-n', NS, killed.metadata.name, '--wait=false']);
-        }
-        return upgraded.length === n && all.length === n;
-      },
-      { timeoutMs: 900_000, intervalMs: 1000, what: `every server pod running ${next.ref} and Ready` },
-    );
-    assert.ok(killed, 'the leader was killed mid-upgrade');
-    assert.ok(
-      observed.every((c) => c >= minServing),
-      `at least ${minServing} of ${n} server pods Ready at every observation: ${observed.join(' ')}`,
-    );
-    assert.ok(
-      observed.some((c) => c < n),
-      'the observations saw a server pod being replaced',
-    );
-    for (const [name, pod] of await serverPods(kubectl)) {
-      assert.equal(pod.spec.containers[0]!.image, next.ref, name);
-      assert.notEqual(pod.metadata.uid, oldPods.get(name)?.metadata.uid, `${name} was replaced`);
-    }
-    // The standby took the Lease and finished the job: its log names the pods it replaced.
-    const leader = await leaderPod(kubectl);
-    assert.ok(leader && leader.metadata.name !== killed.metadata.name, 'another operator leads');
-    const replaced = (await operatorLog(kubectl, leader.metadata.name)).filter(
-      (l) => l.msg === 'deleting server pod' && String(l.reason).includes('outdated'),
-    );
-    assert.ok(replaced.length >= 1, `the new leader replaced server pods: ${JSON.stringify(replaced)}`);
+    await upgradeKillingTheLeader(next.ref, oldPods);
 
     // The writers wrote throughout; every record is there, in order, with its hash, and in a commit.
     for (const [i, w] of writers.entries()) {
@@ -364,5 +359,23 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
       );
     }
     assert.deepEqual(await Promise.all(writers.map((w) => master(w.dot))), mastersBefore, 'no branch changed master');
+  });
+  test('a single operator killed mid-upgrade finishes it when its pod comes back', async () => {
+    // One replica (the manifest applied with replicas 1: a deviation for this test), then
+    // another "new version": the Deployment makes the operator pod again after it is killed.
+    const repo = install.serverImage.ref.split(':')[0];
+    const third = await tagInCluster(cluster, install.serverImage, `${repo}:again-${randomBytes(3).toString('hex')}`, suite);
+    const oldPods = await serverPods(kubectl);
+    const oneReplica = replaceInManifest(install.manifest, {
+      'replicas: 2': 'replicas: 1',
+      [install.serverImage.ref]: third.ref,
+    });
+    await kubectl(['apply', '-f', '-'], { input: oneReplica });
+    const killed = await upgradeKillingTheLeader(third.ref, oldPods);
+    const operators = (
+      await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'app=dotmesh-operator'])
+    ).items.filter((p) => !p.metadata.deletionTimestamp);
+    assert.equal(operators.length, 1, 'one operator pod');
+    assert.notEqual(operators[0]!.metadata.uid, killed.metadata.uid, 'the operator pod that finished is the one made again');
   });
 });

@@ -23,6 +23,7 @@ import {
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
+  diagnosticsOnFailure,
   getJson,
   leaderPod,
   metric,
@@ -94,30 +95,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
     // Run first when the install is removed: what the operator saw, for a failing run's reader.
-    const diagnostics = async (install: DocInstall) => {
-      if (!failed) return;
-      const show = (args: string[]) =>
-        kubectl(args).then(
-          (r) => r.stdout,
-          (e: Error) => e.message,
-        );
-      const op = await leaderPod(kubectl).catch(() => undefined);
-      console.error(
-        [
-          await show(['get', 'pods', '-n', NS, '-o', 'wide']),
-          await show(['get', 'events', '-n', NS]),
-          op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
-          ...(await Promise.all(
-            cluster.nodes.map((n) =>
-              readFile(join(install.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
-                (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
-                () => `no server log on ${n.name}`,
-              ),
-            ),
-          )),
-        ].join('\n'),
-      );
-    };
+    const diagnostics = diagnosticsOnFailure(cluster, () => failed);
     const install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
     ({ apiKey, baseData, configMap } = install);
   });
