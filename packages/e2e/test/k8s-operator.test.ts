@@ -23,6 +23,18 @@ import {
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
+  diagnosticsOnFailure,
+  getJson,
+  leaderPod,
+  metric,
+  NS,
+  operatorLog,
+  operatorPods,
+  type PodJson,
+  serverPods,
+  uids,
+} from './k8s-operator-pods.ts';
+import {
   apply,
   dotExists,
   FLEX_DRIVER_BIN,
@@ -54,69 +66,6 @@ import {
 const REPO = join(import.meta.dirname, '../../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
 const DIST = join(REPO, 'dist');
-const NS = 'dotmesh';
-const ROLE = 'dotmesh.io/role=dotmesh-server';
-
-interface PodJson {
-  metadata: { name: string; uid: string; labels?: Record<string, string>; deletionTimestamp?: string };
-  spec: {
-    nodeName?: string;
-    hostNetwork?: boolean;
-    hostPID?: boolean;
-    containers: { image: string; securityContext?: { privileged?: boolean }; args?: string[] }[];
-    volumes?: { name: string; hostPath?: { path: string }; secret?: { secretName: string } }[];
-  };
-  status?: { phase?: string; conditions?: { type: string; status: string }[] };
-}
-
-async function getJson<T>(kubectl: Kubectl, args: readonly string[]): Promise<T> {
-  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as T;
-}
-
-/** The live (not being deleted) server pods, by name. */
-async function serverPods(kubectl: Kubectl): Promise<Map<string, PodJson>> {
-  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', ROLE]);
-  return new Map(list.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => [p.metadata.name, p]));
-}
-
-/** The operator pods that run and are Ready. */
-async function operatorPods(kubectl: Kubectl): Promise<PodJson[]> {
-  const list = await getJson<{ items: PodJson[] }>(kubectl, ['get', 'pods', '-n', NS, '-l', 'app=dotmesh-operator']);
-  return list.items.filter(
-    (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-  );
-}
-
-/** The operator pod holding the leader Lease (its holder identity is the pod's name). */
-async function leaderPod(kubectl: Kubectl): Promise<PodJson | undefined> {
-  const lease = await getJson<{ spec?: { holderIdentity?: string } }>(kubectl, [
-    'get',
-    'lease',
-    '-n',
-    NS,
-    'dotmesh-operator',
-  ]).catch(() => undefined);
-  return (await operatorPods(kubectl)).find((p) => p.metadata.name === lease?.spec?.holderIdentity);
-}
-
-/** A metric of an operator pod, read from its /metrics (curl inside the pod). */
-async function metric(kubectl: Kubectl, pod: string, name: string): Promise<number> {
-  const { stdout } = await kubectl(['exec', '-n', NS, pod, '--', 'curl', '-sf', 'http://127.0.0.1:32608/metrics']);
-  const line = stdout.split('\n').find((l) => l.startsWith(`${name} `));
-  assert.ok(line, `${pod} has no metric ${name}`);
-  return Number(line.split(' ')[1]);
-}
-
-/** The operator's log lines (JSON) of pod `name`. */
-async function operatorLog(kubectl: Kubectl, name: string): Promise<Record<string, unknown>[]> {
-  const { stdout } = await kubectl(['logs', '-n', NS, name]);
-  return stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-const uids = (pods: Map<string, PodJson>) => new Map([...pods].map(([n, p]) => [n, p.metadata.uid]));
 
 describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   skip: skipUnless(['root', 'netns', 'k8s']),
@@ -146,30 +95,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
     // Run first when the install is removed: what the operator saw, for a failing run's reader.
-    const diagnostics = async (install: DocInstall) => {
-      if (!failed) return;
-      const show = (args: string[]) =>
-        kubectl(args).then(
-          (r) => r.stdout,
-          (e: Error) => e.message,
-        );
-      const op = await leaderPod(kubectl).catch(() => undefined);
-      console.error(
-        [
-          await show(['get', 'pods', '-n', NS, '-o', 'wide']),
-          await show(['get', 'events', '-n', NS]),
-          op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
-          ...(await Promise.all(
-            cluster.nodes.map((n) =>
-              readFile(join(install.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
-                (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
-                () => `no server log on ${n.name}`,
-              ),
-            ),
-          )),
-        ].join('\n'),
-      );
-    };
+    const diagnostics = diagnosticsOnFailure(cluster, () => failed);
     const install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
     ({ apiKey, baseData, configMap } = install);
   });

@@ -6,11 +6,13 @@ import {
   type KubernetesObject,
   makeInformer,
   type ObjectCache,
+  PolicyV1Api,
   type V1ConfigMap,
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
+import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
 import { isServing, planReconcile } from './plan.ts';
@@ -19,7 +21,8 @@ import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 /**
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
  * (informers: a list, then a watch, restarted on errors), and after any change (and every
- * `resyncMs`) takes one reconcile step (plan.ts) and applies it. ConfigMap problems are
+ * `resyncMs`) takes one reconcile step (plan.ts) and applies it; the server pods'
+ * PodDisruptionBudget follows the selected nodes (disruption-budget.ts). ConfigMap problems are
  * reported once per version of the ConfigMap, as a warning Event on it and a log line; an
  * invalid ConfigMap leaves the last good config in force.
  */
@@ -71,6 +74,7 @@ function watched<T extends KubernetesObject>(
 
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const { core, namespace, log } = o;
+  const policy = o.kubeConfig.makeApiClient(PolicyV1Api);
   let stopping = false;
   let synced = false;
   const isStopped = () => stopping;
@@ -173,7 +177,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const serverPods = pods.list(namespace);
     const plan = planReconcile({
       config,
-      nodes: nodes.list().map((n) => ({ name: n.metadata!.name!, labels: n.metadata?.labels ?? {} })),
+      nodes: nodes.list().map((n) => ({ name: n.metadata!.name!, uid: n.metadata?.uid, labels: n.metadata?.labels ?? {} })),
       pods: serverPods,
       joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
       context: { namespace, image: o.serverImage },
@@ -192,6 +196,11 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         },
       );
     }
+    await ensureServerDisruptionBudget({ policy, namespace, log }, plan.minServing).catch((e) =>
+      log.warn('could not set the server pods’ disruption budget; retrying at the next step', {
+        error: String((e as Error)?.message ?? e),
+      }),
+    );
     const created: string[] = [];
     const deleted: string[] = [];
     for (const d of plan.delete) {

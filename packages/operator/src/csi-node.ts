@@ -1,4 +1,4 @@
-import type { V1Container } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1Lifecycle } from '@kubernetes/client-node';
 
 /**
  * The CSI driver's node plugin, a second container of each server pod (the pod is per node, so
@@ -28,6 +28,8 @@ export interface CsiNodeMounts {
   readonly secretMount: string;
   readonly poolVolume: string;
   readonly kubeletVolume: string;
+  /** The server container's preStop hook and the environment it needs (the plugin stops with the server). */
+  readonly preStop: { readonly lifecycle: V1Lifecycle; readonly env: readonly V1EnvVar[] };
 }
 
 export function csiNodeContainer(m: CsiNodeMounts): V1Container {
@@ -44,7 +46,8 @@ export function csiNodeContainer(m: CsiNodeMounts): V1Container {
       `--registration-dir=${m.kubeletRoot}/plugins_registry`,
       `--registration-proto=${REGISTRATION_PROTO}`,
     ],
-    env: [{ name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }],
+    env: [...m.preStop.env],
+    lifecycle: m.preStop.lifecycle,
     securityContext: { privileged: true },
     volumeMounts: [
       { name: m.kubeletVolume, mountPath: m.kubeletRoot, mountPropagation: 'Bidirectional' },

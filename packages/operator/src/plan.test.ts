@@ -3,9 +3,17 @@ import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseOperatorConfig } from './config.ts';
 import { CSI_NODE_CONTAINER } from './csi-node.ts';
+import { serverDisruptionBudget } from './disruption-budget.ts';
 import { leaseTakeable } from './leader.ts';
-import { type NodeInfo, planReconcile } from './plan.ts';
-import { NODE_LABEL, ROLE_LABEL, SPEC_HASH_ANNOTATION, serverPod } from './server-pod.ts';
+import { minServingOf, type NodeInfo, planReconcile } from './plan.ts';
+import {
+  NODE_LABEL,
+  PRESTOP_TIMEOUT_SECONDS,
+  ROLE_LABEL,
+  SPEC_HASH_ANNOTATION,
+  serverPod,
+  TERMINATION_GRACE_SECONDS,
+} from './server-pod.ts';
 
 const context = { namespace: 'dotmesh', image: 'dotmesh.test/server:1' };
 /** Every node has its join Secret (the bootstrap is tested on its own below). */
@@ -89,6 +97,34 @@ describe('serverPod', () => {
     });
     assert.equal(csi.securityContext?.privileged, true);
     assert.ok(!JSON.stringify(csi.env).includes('secretKeyRef'));
+    // it stops with the server on a drain: the kubelet unmounts CSI volumes through it
+    assert.deepEqual(csi.lifecycle, pod.spec!.containers[0]!.lifecycle);
+    assert.ok(csi.env?.some((e) => e.name === 'POD_NAME'));
+  });
+  it('outlives the pods using its dots: a bounded preStop wait within the grace period, its Node as controller', () => {
+    const pod = serverPod('node-1', { ...context, config: config() }, false, 'uid-1');
+    const c = pod.spec!.containers[0]!;
+    assert.deepEqual(c.lifecycle?.preStop?.exec?.command, [
+      'dotmesh-server',
+      'pre-stop',
+      '--admin-api-key-file=/secret/dotmesh-api-key.txt',
+      `--timeout-seconds=${PRESTOP_TIMEOUT_SECONDS}`,
+    ]);
+    assert.equal(pod.spec?.terminationGracePeriodSeconds, TERMINATION_GRACE_SECONDS);
+    // The server stops cleanly after the wait (its etcd member takes up to 10 s).
+    assert.ok(TERMINATION_GRACE_SECONDS - PRESTOP_TIMEOUT_SECONDS >= 15);
+    assert.equal(pod.spec?.automountServiceAccountToken, true);
+    assert.deepEqual(
+      c.env?.filter((e) => e.name.startsWith('POD_')).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]),
+      [
+        ['POD_NAME', 'metadata.name'],
+        ['POD_NAMESPACE', 'metadata.namespace'],
+      ],
+    );
+    assert.deepEqual(pod.metadata?.ownerReferences, [
+      { apiVersion: 'v1', kind: 'Node', name: 'node-1', uid: 'uid-1', controller: true },
+    ]);
+    assert.equal(serverPod('node-1', { ...context, config: config() }).metadata?.ownerReferences, undefined);
   });
   it('changes its hash with the image and the config, not otherwise', () => {
     const hash = (image: string, data: Record<string, string> = {}) =>
@@ -97,6 +133,26 @@ describe('serverPod', () => {
     assert.notEqual(hash('a'), hash('b'));
     assert.notEqual(hash('a'), hash('a', { 'local.poolSizePerNode': '20G' }));
     assert.equal(hash('a'), hash('a', { upgradesUrl: 'https://x.invalid/' }));
+  });
+});
+
+describe('the server pods’ disruption budget', () => {
+  it('keeps floor(0.75 × N) Ready, as the upgrade rule; the plan says N', () => {
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 8].map(minServingOf), [0, 0, 1, 2, 3, 3, 6]);
+    const pdb = serverDisruptionBudget('dotmesh', 2);
+    assert.deepEqual(pdb.spec, { minAvailable: 2, selector: { matchLabels: { [ROLE_LABEL]: 'dotmesh-server' } } });
+    const plan = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c', 'd'), pods: [], joinSecrets, context });
+    assert.equal(plan.minServing, 3);
+  });
+  it('makes each node its pod’s controller when the node’s uid is known', () => {
+    const plan = planReconcile({
+      config: config(),
+      nodes: [{ name: 'a', uid: 'u-a', labels: {} }],
+      pods: [],
+      joinSecrets,
+      context,
+    });
+    assert.equal(plan.create[0]?.metadata?.ownerReferences?.[0]?.uid, 'u-a');
   });
 });
 

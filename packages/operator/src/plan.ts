@@ -18,6 +18,8 @@ import { NODE_LABEL, type ServerPodContext, SPEC_HASH_ANNOTATION, serverPod } fr
  */
 export interface NodeInfo {
   readonly name: string;
+  /** The Node's uid: the server pod's owner (controller) reference. */
+  readonly uid?: string;
   readonly labels: Readonly<Record<string, string>>;
 }
 
@@ -34,6 +36,13 @@ export interface ReconcilePlan {
   /** Pods due for replacement that wait for others to serve again. */
   readonly waiting: readonly string[];
   readonly selectedNodes: readonly string[];
+  /** The server pods' PodDisruptionBudget's minAvailable: floor(0.75 × selected nodes). */
+  readonly minServing: number;
+}
+
+/** The original's upgrade rule: floor(0.75 × N) of N selected nodes keep a serving pod. */
+export function minServingOf(selectedNodes: number): number {
+  return Math.floor(0.75 * selectedNodes);
 }
 
 /** Whether a pod serves: Running and Ready, not being deleted. */
@@ -52,6 +61,7 @@ export function planReconcile(o: {
   readonly joinSecrets: ReadonlySet<string>;
   readonly context: Omit<ServerPodContext, 'config'>;
 }): ReconcilePlan {
+  const uids = new Map(o.nodes.map((n) => [n.name, n.uid]));
   const selected = o.nodes
     .filter((n) => matchesSelector(o.config.nodeSelectorParsed, n.labels))
     .map((n) => n.name)
@@ -74,7 +84,7 @@ export function planReconcile(o: {
   const tokensNeeded: string[] = [];
   const anyPod = o.pods.length > 0;
   for (const node of selected) {
-    const desired = serverPod(node, { ...o.context, config: o.config }, o.joinSecrets.has(node));
+    const desired = serverPod(node, { ...o.context, config: o.config }, o.joinSecrets.has(node), uids.get(node));
     const pods = (byNode.get(node) ?? []).filter((p) => !p.metadata?.deletionTimestamp);
     const [pod, ...extra] = pods.filter((p) => p.metadata?.name === desired.metadata!.name);
     for (const p of [...pods.filter((x) => x.metadata?.name !== desired.metadata!.name), ...extra]) {
@@ -93,7 +103,7 @@ export function planReconcile(o: {
     }
   }
   // The upgrade rule: replace outdated pods only while floor(0.75 × N) nodes keep serving.
-  const minServing = Math.floor(0.75 * selected.length);
+  const minServing = minServingOf(selected.length);
   const deleting = new Set(del.map((d) => d.name));
   let serving = o.pods.filter(
     (p) => selectedSet.has(p.spec?.nodeName ?? '') && isServing(p) && !deleting.has(p.metadata!.name!),
@@ -107,5 +117,5 @@ export function planReconcile(o: {
       del.push({ name, reason: 'its spec is outdated' });
     } else waiting.push(name);
   }
-  return { create, tokensNeeded, delete: del, waiting, selectedNodes: selected };
+  return { create, tokensNeeded, delete: del, waiting, selectedNodes: selected, minServing };
 }

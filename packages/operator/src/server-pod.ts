@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1EnvVar, V1Lifecycle, V1Pod } from '@kubernetes/client-node';
 import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
 import { csiNodeContainer } from './csi-node.ts';
 
@@ -20,6 +20,13 @@ import { csiNodeContainer } from './csi-node.ts';
  * was down is ended when it starts).
  *
  * Its second container is the CSI driver's node plugin (csi-node.ts).
+ * It outlives the pods using its dots when its node is drained: its preStop hook
+ * (`dotmesh-server pre-stop`) waits, when the pod is evicted, until no use of the node's dots is
+ * left (bounded: PRESTOP_TIMEOUT_SECONDS, within the grace period); a plain delete (the
+ * operator's replacement) stops at once. The hook reads its own pod with the pod's
+ * service-account token (the original's ClusterRole `dotmesh` may get pods). The pod's
+ * controller is its Node (an owner reference, as the kubelet's mirror pods have), so that
+ * `kubectl drain` evicts it without `--force` and the pod goes with a deleted node.
  */
 export const ROLE_LABEL = 'dotmesh.io/role';
 export const SERVER_ROLE = 'dotmesh-server';
@@ -42,6 +49,9 @@ export const SERVER_ETCD_BIN = '/usr/local/bin/etcd';
 /** A node's join Secret (keys `token`, `address`, `ca-hash`), made by the operator. */
 export const JOIN_SECRET_LABEL = 'dotmesh.io/join-for';
 export const JOIN_MOUNT = '/dotmesh-join';
+/** How long the preStop hook waits for the node's dots to be unused, and the grace around it. */
+export const PRESTOP_TIMEOUT_SECONDS = 100;
+export const TERMINATION_GRACE_SECONDS = 120;
 
 export function joinSecretName(node: string): string {
   return `dotmesh-join-${node}`;
@@ -53,6 +63,27 @@ export interface ServerPodContext {
   readonly config: OperatorConfig;
 }
 
+/** What the preStop hook (`dotmesh-server pre-stop`) needs in a container's environment. */
+const PRESTOP_ENV: V1EnvVar[] = [
+  { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+];
+
+/** The preStop hook of the pod's containers: on an eviction, wait until no use of the node's dots is left (bounded). */
+const PRESTOP: V1Lifecycle = {
+  preStop: {
+    exec: {
+      command: [
+        'dotmesh-server',
+        'pre-stop',
+        `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
+        `--timeout-seconds=${PRESTOP_TIMEOUT_SECONDS}`,
+      ],
+    },
+  },
+};
+
 export function serverPodName(node: string): string {
   return `server-${node}`;
 }
@@ -61,7 +92,7 @@ export function serverPodName(node: string): string {
  * The pod for `node`, its spec hash in an annotation. `join`: the node joins the cluster with
  * its join Secret (absent: the cluster's first node, or a node whose pool already has its config).
  */
-export function serverPod(node: string, ctx: ServerPodContext, join = false): V1Pod {
+export function serverPod(node: string, ctx: ServerPodContext, join = false, nodeUid?: string): V1Pod {
   const poolDir = poolLocationFor(ctx.config, node);
   const flexDir = flexvolumeDirFor(ctx.config, node);
   const kubeletRoot = kubeletRootDirFor(ctx.config, node);
@@ -71,8 +102,9 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
     hostPID: true,
     restartPolicy: 'Always',
     serviceAccountName: SERVER_SERVICE_ACCOUNT,
-    automountServiceAccountToken: false,
-    terminationGracePeriodSeconds: 30,
+    // The token is for the preStop hook alone (it reads its own pod).
+    automountServiceAccountToken: true,
+    terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
     // A node's server runs on it whatever its taints: the node's dots are there.
     tolerations: [{ operator: 'Exists' }],
     containers: [
@@ -91,10 +123,8 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
           `--etcd-bin=${SERVER_ETCD_BIN}`,
           ...(join ? [`--join-dir=${JOIN_MOUNT}`] : []),
         ],
-        env: [
-          { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
-          { name: FLEXVOLUME_DIR_ENV, value: flexDir },
-        ],
+        env: [...PRESTOP_ENV, { name: FLEXVOLUME_DIR_ENV, value: flexDir }],
+        lifecycle: PRESTOP,
         ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
         readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
         securityContext: { privileged: true },
@@ -118,6 +148,9 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
         secretMount: SECRET_MOUNT,
         poolVolume: 'pool',
         kubeletVolume: 'kubelet',
+        // The kubelet's unmounts of CSI volumes during a drain go through the node plugin: it
+        // stays as long as the server does.
+        preStop: { lifecycle: PRESTOP, env: PRESTOP_ENV },
       }),
     ],
     volumes: [
@@ -134,7 +167,13 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false): V1
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: serverPodName(node), namespace: ctx.namespace, labels, annotations: { [SPEC_HASH_ANNOTATION]: hash } },
+    metadata: {
+      name: serverPodName(node),
+      namespace: ctx.namespace,
+      labels,
+      annotations: { [SPEC_HASH_ANNOTATION]: hash },
+      ...(nodeUid ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: node, uid: nodeUid, controller: true }] } : {}),
+    },
     spec,
   };
 }

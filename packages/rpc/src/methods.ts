@@ -182,6 +182,7 @@ export const METHODS = {
   },
   UnpublishBranch: { params: z.object({ FilesystemId: str(), Target: str() }), admin: false, route: 'here' },
   BranchPublications: { params: stringParam, admin: false, route: 'here' },
+  NodeUses: { params: noParams, admin: true, route: 'here' },
   BranchById: { params: stringParam, admin: false, route: 'here' },
   RestoreEtcd: { params: z.object({ Prefix: str(), Dump: backupParamSchema }), admin: true, route: 'here' },
   CreateJoinToken: {
@@ -380,6 +381,11 @@ export interface ResultMap {
   BranchPublications: {
     Node: string;
     Uses: Array<{ Kind: string; Volume: string; Target: string; ReadOnly: boolean; Subdot: string }>;
+  };
+  /** The uses (attachments, mounts) recorded on the node that answers, of every branch. */
+  NodeUses: {
+    Node: string;
+    Uses: Array<{ FilesystemId: string; Kind: string; Volume: string; Target: string }>;
   };
   /** Removed: the node had a managed etcd member, removed now; Members: how many the cluster has left. */
   RemoveEtcdMember: { Removed: boolean; Members: number };

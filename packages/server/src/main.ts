@@ -30,6 +30,7 @@ import { managedMemberControl } from './etcd/member-control.ts';
 import { EtcdMemberFollower } from './etcd/member-follower.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
+import { parsePreStop, preStop } from './kubernetes-prestop.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openConfiguredStore } from './open-store.ts';
 import { HostSpaceGuard } from './pool/host-space-guard.ts';
@@ -46,6 +47,8 @@ commands:
   serve          run the server (pool, store, API on the configured ports)
   serve-kubernetes  a node's server in its Kubernetes pod (writes its config at the first
                  start, then serves; see kubernetes-node.ts and docs/kubernetes.md)
+  pre-stop       the server pod's preStop hook: when the pod is evicted, waits until no use
+                 of this node's dots is left (kubernetes-prestop.ts)
   destroy-pool   unmount and detach the pool and delete its file (all data!)
   version        print the version
 
@@ -66,6 +69,15 @@ export async function main(
   if (command === 'version' || command === '--version') {
     process.stdout.write(`${SERVER_VERSION}\n`);
     return 0;
+  }
+  if (command === 'pre-stop') {
+    try {
+      await preStop(parsePreStop(rest, env));
+      return 0;
+    } catch (e) {
+      process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
+      return 2;
+    }
   }
   const kubernetes = command === 'serve-kubernetes';
   const configIndex = rest.indexOf('--config');

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DotmeshClient } from '@dotmesh/rpc';
+import { withCredentials } from '../src/auth/user-record.ts';
+import { UserService } from '../src/auth/users.ts';
 import { KEYS } from '../src/cluster/store-keys.ts';
 import { createDotWithBranch, type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
@@ -178,6 +180,37 @@ describe('DeleteBranch', () => {
       await s.admin.call('DeleteBranch', { Namespace: NS, Name: 'att', Branch: 'b' });
       // Detaching a deleted branch's volume again succeeds (the sidecar retries).
       assert.equal(await s.admin.call('DetachBranch', { FilesystemId: branchId, Node: '', Volume: 'vol-a' }), true);
+    });
+  });
+
+  test('NodeUses lists every use on this node, of every branch; admin only', async () => {
+    await withServer(async (s) => {
+      const a = await createDotWithBranch(s.admin, 'nu-a', 'b');
+      const b = await createDotWithBranch(s.admin, 'nu-b', 'b');
+      assert.deepEqual(await s.admin.call('NodeUses', {}), { Node: s.server.ctx.nodeId, Uses: [] });
+      const target = '/var/lib/kubelet/pods/p/volumes/nu/mount';
+      await s.admin.call('PublishBranch', {
+        FilesystemId: a.branchId,
+        Subdot: '',
+        Volume: 'vol-nu',
+        Target: target,
+        ReadOnly: false,
+      });
+      await s.admin.call('AttachBranch', { FilesystemId: b.branchId, Node: '', Volume: 'vol-att', ReadOnly: false });
+      const uses = await s.admin.call('NodeUses', {});
+      assert.deepEqual(
+        uses.Uses.map((u) => [u.FilesystemId, u.Kind, u.Volume, u.Target]).sort(),
+        [
+          [a.branchId, 'mount', 'vol-nu', target],
+          [b.branchId, 'attach', 'vol-att', ''],
+        ].sort(),
+      );
+      const bobId = { Id: '11111111-2222-4333-8444-555555555555', Name: 'bob', Email: 'bob@example.com', Metadata: {} };
+      await new UserService(s.store).save(await withCredentials(bobId, 'bob-password', 'BOBKEY'));
+      await rejectsCode(s.client('bob', 'BOBKEY').call('NodeUses', {}), 'NOT_ADMIN');
+      await s.admin.call('UnpublishBranch', { FilesystemId: a.branchId, Target: target });
+      await s.admin.call('DetachBranch', { FilesystemId: b.branchId, Node: '', Volume: 'vol-att' });
+      assert.deepEqual((await s.admin.call('NodeUses', {})).Uses, []);
     });
   });
 

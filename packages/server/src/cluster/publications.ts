@@ -29,6 +29,15 @@ export class BranchPublications {
     return r && r.uses.length > 0 ? r : undefined;
   }
 
+  /** Every use recorded on `node`, of any branch, as this node's view last saw them. */
+  onNode(node: string): Array<{ readonly fsId: string; readonly use: BranchUse }> {
+    const found: Array<{ fsId: string; use: BranchUse }> = [];
+    for (const r of this.#view.allPublications()) {
+      if (r.node_id === node) for (const use of r.uses) found.push({ fsId: r.filesystem_id, use });
+    }
+    return found;
+  }
+
   /**
    * The record as the store holds it now, and the compare that fails a transaction if it
    * changes meanwhile (a mutation that relies on the branch being unused fences on it).

@@ -202,6 +202,11 @@ export class ClusterView {
     return this.#publications.get(fsId);
   }
 
+  /** Every branch's uses, as last seen (one record per branch that has any). */
+  allPublications(): Iterable<PublicationsRecord & { readonly revision: number }> {
+    return this.#publications.values();
+  }
+
   /** The pool space each live node last advertised. */
   pools(): ReadonlyMap<string, PoolRecord> {
     return this.#pools;

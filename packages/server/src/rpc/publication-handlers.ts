@@ -14,14 +14,18 @@ const MAX_TARGET_BYTES = 4096;
  * Kubernetes uses of branches (the CSI driver): AttachBranch moves a branch to the node a
  * volume is attached to and records the attachment; PublishBranch records a mount on this node
  * and returns the host path to bind; DetachBranch and UnpublishBranch remove them;
- * BranchPublications lists them. While a branch has uses it is not moved to another node,
+ * BranchPublications lists them; NodeUses lists every use on this node (admin: what a server
+ * pod's preStop waits for, docs/kubernetes.md "Upgrades and drain"). While a branch has uses it is not moved to another node,
  * rolled back or deleted (IN_USE). Owner, collaborator or admin of the dot.
  */
 export function publicationHandlers(deps: {
   readonly ctx: DotContext;
   /** Absent on a single node. */
   readonly handoff?: HandoffDeps;
-}): Pick<HandlerTable, 'AttachBranch' | 'DetachBranch' | 'PublishBranch' | 'UnpublishBranch' | 'BranchPublications'> {
+}): Pick<
+  HandlerTable,
+  'AttachBranch' | 'DetachBranch' | 'PublishBranch' | 'UnpublishBranch' | 'BranchPublications' | 'NodeUses'
+> {
   const { ctx } = deps;
   return {
     AttachBranch: async (caller, p) => {
@@ -112,6 +116,15 @@ export function publicationHandlers(deps: {
         })),
       };
     },
+    NodeUses: async () => ({
+      Node: ctx.nodeId,
+      Uses: ctx.publications.onNode(ctx.nodeId).map(({ fsId, use }) => ({
+        FilesystemId: fsId,
+        Kind: use.kind,
+        Volume: use.volume,
+        Target: use.target,
+      })),
+    }),
   };
 }
 

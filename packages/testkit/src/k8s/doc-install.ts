@@ -7,6 +7,7 @@ import { runCommand, waitFor } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
+import type { TestImage } from './images.ts';
 import {
   CSI_SIDECARS,
   type CsiSidecar,
@@ -37,10 +38,10 @@ const SERVER_ROLE = 'dotmesh.io/role=dotmesh-server';
 export interface DocInstall {
   /** The applied operator manifest (images replaced). */
   readonly manifest: string;
-  /** The server image the install runs (it holds dotmesh-csi too). */
-  readonly serverImage: string;
   /** The parent of the nodes' pool directories (`<pools>/<node name>`). */
   readonly pools: string;
+  /** The server image the manifest names (imported into every node; it holds dotmesh-csi too). */
+  readonly serverImage: TestImage;
   /** The API key of the servers' `admin` user (also in the Secret). */
   readonly apiKey: string;
   /** The ConfigMap data the install set beside the documented defaults. */
@@ -113,7 +114,7 @@ export async function installDotmeshFromDoc(
     return text;
   };
   const apiKey = randomBytes(16).toString('hex');
-  const install: DocInstall = { manifest, serverImage: server.ref, pools, apiKey, baseData, configMap };
+  const install: DocInstall = { manifest, pools, serverImage: server, apiKey, baseData, configMap };
   cleanup.add(async () => {
     for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
   }, 'remove the installed FlexVolume drivers');
@@ -224,7 +225,7 @@ export async function installDotmeshCsiFromDoc(
   await installVolumeSnapshotCrds(cluster, cleanup);
   const text = await manifestFromDoc(o.docFile, 'dotmesh-csi.yaml');
   const versions = /registry\.k8s\.io\/sig-storage\/([a-z-]+):(v[0-9.]+)/g;
-  const replacements: Record<string, string> = { 'dotmesh/dotmesh-server:0.1.0': install.serverImage };
+  const replacements: Record<string, string> = { 'dotmesh/dotmesh-server:0.1.0': install.serverImage.ref };
   for (const m of text.matchAll(versions)) {
     const i = CSI_SIDECARS.indexOf(m[1] as CsiSidecar);
     if (i < 0) throw new Error(`dotmesh-csi.yaml names ${m[0]}, which the test tools do not build`);

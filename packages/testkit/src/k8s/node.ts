@@ -153,6 +153,11 @@ export async function importImages(p: NodePaths, images: readonly TestImage[]): 
   for (const image of images) await ctr(p, ['images', 'import', image.archive], 600_000);
 }
 
+/** Gives an imported image another name in a node's containerd (the same content). */
+export async function tagImage(p: NodePaths, from: string, to: string): Promise<void> {
+  await ctr(p, ['images', 'tag', '--force', from, to], 60_000);
+}
+
 /** Removes images from a node's containerd (a test undoing its imports; absent images are fine). */
 export async function removeImages(p: NodePaths, images: readonly TestImage[]): Promise<void> {
   for (const image of images) await ctr(p, ['images', 'rm', image.ref], 60_000).catch(() => {});

@@ -6,7 +6,7 @@ import type { AfterHook } from '../cleanup.ts';
 import { runCommand } from '../process.ts';
 import { sha256File } from './image-tar.ts';
 import { baseDirs, cachedImage, type ImageOptions, keyOf, serverBaseImage, type TestImage } from './images.ts';
-import { importImages, type NodePaths, removeImages } from './node.ts';
+import { importImages, type NodePaths, removeImages, tagImage } from './node.ts';
 import type { K8sTools } from './tools.ts';
 
 /**
@@ -223,4 +223,20 @@ export async function importIntoCluster(
 ): Promise<void> {
   t.after(() => Promise.all(cluster.nodes.map((n) => removeImages(n.paths, images))).then(() => undefined));
   await Promise.all(cluster.nodes.map((n) => importImages(n.paths, images)));
+}
+
+/**
+ * `image` (imported already) under another name `ref` in every node's containerd: the same
+ * build as another version, for upgrade tests (no registry, no rebuild). Removed when `t` ends.
+ */
+export async function tagInCluster(
+  cluster: { readonly nodes: readonly { readonly paths: NodePaths }[] },
+  image: TestImage,
+  ref: string,
+  t: AfterHook,
+): Promise<TestImage> {
+  const tagged = { ref, archive: image.archive };
+  t.after(() => Promise.all(cluster.nodes.map((n) => removeImages(n.paths, [tagged]))).then(() => undefined));
+  await Promise.all(cluster.nodes.map((n) => tagImage(n.paths, image.ref, ref)));
+  return tagged;
 }
