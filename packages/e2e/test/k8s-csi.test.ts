@@ -131,6 +131,8 @@ describe('the CSI driver with a real kubelet', {
         'csi.storage.k8s.io/snapshotter-secret-namespace': ns,
       },
     } as never);
+    // Cluster-wide and immutable in part (attachRequired): the next install of the driver makes its own.
+    cleanup.add(() => cluster.kubectl(['delete', 'csidriver', DRIVER, '--ignore-not-found']).then(() => undefined));
     for (const m of manifest) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
     cleanup.add(() => cluster.kubectl(['delete', 'volumesnapshotclass', `dotmesh-${ns}`, '--wait=false']).then(() => undefined));
     cleanup.add(() => cluster.kubectl(['delete', 'storageclass', `dotmesh-${ns}`, '--wait=false']).then(() => undefined));

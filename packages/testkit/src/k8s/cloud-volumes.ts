@@ -100,11 +100,11 @@ export async function installCloudVolumes(o: {
       allowVolumeExpansion: true,
     },
   ];
-  for (const m of objects) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
   cleanup.add(async () => {
     await cluster.kubectl(['delete', 'storageclass', storageClass, '--ignore-not-found', '--wait=false']);
     await cluster.kubectl(['delete', 'csidriver', CLOUD_DRIVER, '--ignore-not-found', '--wait=false']);
   }, 'remove the cloud StorageClass and CSIDriver');
+  for (const m of objects) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
   // Registered: the kubelet labels each Node with the zone its node plugin reports.
   for (const node of cluster.nodes) {
     await waitFor(
