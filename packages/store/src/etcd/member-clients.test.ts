@@ -45,3 +45,16 @@ test('MemberClients: one client per endpoint, made once; removed endpoints and c
   );
   assert.throws(() => members.client('b'), /closed/);
 });
+
+test('MemberClients: an endpoint that missed its answer stops coming first; one that did not come first changes nothing', () => {
+  const { make } = recorder();
+  const members = new MemberClients(['a', 'b', 'c'], make);
+  members.missed('a');
+  assert.deepEqual(members.order(), ['b', 'c', 'a']);
+  members.missed('a');
+  assert.deepEqual(members.order(), ['b', 'c', 'a'], 'a member that is not first stays where it is');
+  members.missed('c');
+  assert.deepEqual(members.order(), ['b', 'c', 'a']);
+  members.missed('b');
+  assert.deepEqual(members.order(), ['c', 'a', 'b']);
+});

@@ -41,6 +41,13 @@ export class MemberClients {
     this.#preferred = endpoint;
   }
 
+  /** Records that `endpoint` did not answer in time: if it was tried first, the next one is from now on. */
+  missed(endpoint: string): void {
+    if (this.#preferred !== undefined && this.#preferred !== endpoint) return;
+    const at = this.#endpoints.indexOf(endpoint);
+    this.#preferred = this.#endpoints[(at + 1) % this.#endpoints.length];
+  }
+
   /** Uses these endpoints from now on; the clients of endpoints no longer listed close (their calls fail). */
   setEndpoints(endpoints: readonly string[]): void {
     this.#endpoints = [...endpoints];
