@@ -73,8 +73,6 @@ export interface MutationDeps {
   readonly newId: () => string;
   /** Refuses at once while the cluster store is known to be unavailable (cluster/store-health.ts). */
   readonly storeHealth?: { assertAvailable(what: string): void };
-  /** How often an unsettled mutation asks the store again (default 1000 ms; tests use less). */
-  readonly settleIntervalMs?: number;
 }
 
 /**
@@ -248,7 +246,6 @@ export class DotMutations {
   #settleLater(scope: MutationScope, tx: MutationTx, cause: DotmeshError): DotmeshError {
     const { store, logger, lease } = this.#deps;
     const ops = tx.storeRequest().ops.map((op) => withLease(op, lease.id));
-    const interval = this.#deps.settleIntervalMs ?? SETTLE_INTERVAL_MS;
     const settle = async () => {
       for (;;) {
         const applied = await wasApplied(store, ops);
@@ -265,7 +262,7 @@ export class DotMutations {
           logger.warn({ what: scope.what }, 'a change whose store write timed out was not stored: its pool steps are undone');
           return;
         }
-        await sleep(interval);
+        await sleep(SETTLE_INTERVAL_MS);
       }
     };
     const running = settle()
