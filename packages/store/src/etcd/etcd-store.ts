@@ -19,11 +19,11 @@ import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
 import { keepAliveWithin } from './lease.ts';
+import { type CallOptions, readOnMembers, writeOnMembers } from './member-calls.ts';
 import { MemberClients } from './member-clients.ts';
 import { SwappableClient } from './swappable-client.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
 import { EtcdWatch } from './watch.ts';
-import { type CallOptions, writeOnMembers } from './write.ts';
 
 export interface EtcdStoreOptions {
   /** Client URLs of the etcd members, e.g. `https://10.0.0.1:2379`. At least one. */
@@ -62,8 +62,8 @@ const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
  * int64 ids in hex (as etcdctl prints them). etcd must accept the contract's limits: run it
  * with `--max-request-bytes` above MAX_VALUE_BYTES (e.g. 8388608) and `--max-txn-ops` above
  * the largest transaction the server writes (e.g. 10000); a refusal is INVALID_ARGUMENT.
- * Each call has one deadline for all its attempts (the etcd3 client retries on another member
- * after connection trouble), so no call takes longer than its timeout; a write that fails with
+ * Each call has one deadline for all its attempts (on one member after another), so no call
+ * takes longer than its timeout; a write that fails with
  * UNAVAILABLE may still have been applied (etcd's usual ambiguity) and says so
  * (`data.outcome: 'unknown'`, store-errors.ts).
  */
@@ -73,8 +73,8 @@ export class EtcdStore implements Store {
   #endpoints: readonly string[];
   readonly #clients: SwappableClient;
   /**
-   * Clients bound to one member each, without the etcd3 client's retries, for writes and
-   * keep-alives: they choose the member themselves, so a stuck one costs one attempt.
+   * Clients bound to one member each, without the etcd3 client's retries, for every call but
+   * watches: calls choose the member themselves, so a stuck one costs one attempt.
    */
   readonly #members: MemberClients;
   readonly #codec: KeyCodec;
@@ -317,14 +317,18 @@ export class EtcdStore implements Store {
     return this.#errors.map(err);
   }
 
-  /** A read or lease call: all its attempts within the request timeout. */
+  /**
+   * A read or lease call: on one member after another while they fail with connection trouble
+   * or etcd's "not now" (member-calls.ts), all within the request timeout.
+   */
   #call<T>(fn: (client: Etcd3, options: CallOptions) => Promise<T>, leases: readonly string[] = []): Promise<T> {
     const options = { deadline: Date.now() + this.#requestTimeoutMs };
-    return this.#mapErrors(() => this.#clients.use((c) => fn(c, options)), leases);
+    const retryable = (e: unknown) => this.#errors.map(e, leases).code === 'UNAVAILABLE';
+    return this.#mapErrors(() => readOnMembers(this.#members, options, retryable, fn), leases);
   }
 
   /**
-   * A write: on one member after another until one takes it (write.ts), all within the write
+   * A write: on one member after another until one takes it (member-calls.ts), all within the write
    * timeout. Failing with UNAVAILABLE it may still have been applied (a timeout after it reached
    * etcd), so the error says the outcome is unknown.
    */

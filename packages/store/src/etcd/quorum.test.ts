@@ -106,6 +106,31 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
   });
   after(() => cleanup.run());
 
+  test('one member frozen (quorum kept): a read goes on to another member within the request time; writes then go there too', async () => {
+    // A follower (a frozen leader stalls writes for etcd's election), listed first: a new store
+    // tries its endpoints in their order.
+    const frozen = await followerOf(members);
+    const ordered = await EtcdStore.open({
+      endpoints: [frozen, ...members.filter((m) => m !== frozen)].map((m) => m.endpoint),
+      prefix: 'quorum/',
+      requestTimeoutMs: 3000,
+      writeTimeoutMs: WRITE_TIMEOUT_MS,
+    });
+    signal(frozen.process.pid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      assert.equal((await ordered.get('ready'))?.value, 'yes');
+      const took = Date.now() - started;
+      assert.ok(took < 3000, `the read answered from another member in ${took} ms`);
+      for (let i = 0; i < 3; i++) await ordered.put('while-frozen', `w${i}`);
+      assert.equal((await ordered.get('while-frozen'))?.value, 'w2');
+    } finally {
+      signal(frozen.process.pid, 'SIGCONT');
+      await ordered.close();
+    }
+    await waitFor(() => store.put('thawed', 'yes').then(() => true), { timeoutMs: 30_000, what: 'the cluster after the thaw' });
+  });
+
   test('one member (a follower) killed: every write and read works as before', async () => {
     // A follower: losing the leader stalls writes for etcd's election (1–2 s), which the write
     // timeout does not cover (docs/cluster.md, "When etcd has no quorum").
