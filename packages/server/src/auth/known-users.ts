@@ -19,7 +19,8 @@ const DEFAULT_READ_GRACE_MS = 500;
  * it), the last record this node read of that user answers instead, so reads keep working; no
  * credential change can be stored meanwhile, except by the majority side of a partition, whose
  * change counts here once the store answers again. A read the store has not answered within
- * `readGraceMs` counts as one it cannot answer (for a user with a record to fall back on). A
+ * `readGraceMs` counts as one it cannot answer (for a user with a record to fall back on), and
+ * until that read ends, users with a record are not read from the store at all. A
  * user this node has not read since it started cannot be checked then (UNAVAILABLE).
  */
 export class KnownUsers {
@@ -27,6 +28,8 @@ export class KnownUsers {
   readonly #storeAvailable: () => boolean;
   readonly #logger: Logger;
   readonly #readGraceMs: number;
+  /** A read that outlasted its grace time and has not ended yet. */
+  #lateRead: Promise<void> | undefined;
   /** The last record read of each user, by id; names map to ids. */
   readonly #byId = new Map<string, UserRecord>();
   readonly #idOf = new Map<string, string>();
@@ -66,7 +69,7 @@ export class KnownUsers {
     forget: () => void,
   ): Promise<UserRecord | undefined> {
     let cause: DotmeshError | undefined;
-    if (this.#storeAvailable()) {
+    if (this.#storeAvailable() && !(this.#lateRead !== undefined && remembered() !== undefined)) {
       try {
         const reading = read().then((user) => {
           if (user) this.#remember(user);
@@ -90,14 +93,24 @@ export class KnownUsers {
     });
   }
 
-  /** `reading`'s answer, or UNAVAILABLE once the grace time passed (the read goes on). */
+  /**
+   * `reading`'s answer, or UNAVAILABLE once the grace time passed (the read goes on). Until a
+   * late read ends, lookups of users with a record answer from it without asking the store.
+   */
   #withinGrace<T>(reading: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new DotmeshError('UNAVAILABLE', `the cluster store did not answer within ${this.#readGraceMs} ms`)),
-        this.#readGraceMs,
-      );
+      timer = setTimeout(() => {
+        const mark = reading.then(
+          () => {},
+          () => {},
+        );
+        this.#lateRead = mark;
+        void mark.then(() => {
+          if (this.#lateRead === mark) this.#lateRead = undefined;
+        });
+        reject(new DotmeshError('UNAVAILABLE', `the cluster store did not answer within ${this.#readGraceMs} ms`));
+      }, this.#readGraceMs);
     });
     reading.catch(() => {}); // a late failure has no one waiting for it
     return Promise.race([reading, late]).finally(() => clearTimeout(timer));

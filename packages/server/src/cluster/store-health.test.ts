@@ -124,6 +124,9 @@ describe('store health', () => {
       assert.ok(await auth.authenticate('admin', 'ADMINKEY7Q4ZL2MXW9', '10.1.0.1'), 'the last record answers');
       const took = Date.now() - started;
       assert.ok(took < 2000, `without waiting for the store's own timeout (${took} ms)`);
+      const next = Date.now();
+      assert.ok(await auth.authenticate('admin', 'ADMINKEY7Q4ZL2MXW9', '10.1.0.1'));
+      assert.ok(Date.now() - next < 150, 'while that read hangs, the next lookup does not wait for the store again');
 
       await assert.rejects(store.put('x', '1'), { code: 'UNAVAILABLE' });
       const confirmed = Date.now() + 5000;
