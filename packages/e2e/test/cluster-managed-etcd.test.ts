@@ -292,40 +292,43 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     const mnt = join(n2.home, 'shared-mnt');
     const commitsBefore = logIds(await n2.ok(['log']));
     const resume = await freezeMember(n3, cleanup);
-    await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
-
-    // Every kind of write answers with a clear error, each within a few seconds (the bound,
-    // under 2 s, is measured in bench/; this is a behaviour check on a loaded machine).
-    const writes: Array<[string, string[]]> = [
-      ['commit', ['commit', '-m', 'without quorum']],
-      ['create', ['init', 'without-quorum']],
-      ['branch', ['checkout', '-b', 'without-quorum']],
-      ['commit again', ['commit', '-m', 'without quorum again']],
-    ];
-    for (const [what, args] of writes) {
-      const started = Date.now();
-      const refused = await n2.dm(args);
-      const took = Date.now() - started;
-      t.diagnostic(`${what} without quorum answered in ${took} ms`);
-      assert.notEqual(refused.code, 0, `the ${what} is refused: ${refused.stdout}`);
-      // Node 2's store client uses both members, so its lease keep-alives to the frozen one fail
-      // too: once its fence passes, a write is refused by that first ("lost contact").
-      assert.match(
-        refused.stderr,
-        /etcd .*unavailable|cluster store did not confirm|lost contact with the cluster store|cluster store is unavailable|waiting for the cluster store/i,
-        `the error of the ${what} says the store is unavailable`,
-      );
-      assert.ok(took < 5000, `the ${what} answered in ${took} ms, not after the store's own timeouts`);
+    try {
+      // (The member is thawed however this ends: the later tests need it.)
+      await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
+      // Every kind of write answers with a clear error, each within a few seconds (the store's
+      // bound is measured in bench/, R7; this is a behaviour check on a loaded machine).
+      const writes: Array<[string, string[]]> = [
+        ['commit', ['commit', '-m', 'without quorum']],
+        ['create', ['init', 'without-quorum']],
+        ['branch', ['checkout', '-b', 'without-quorum']],
+        ['commit again', ['commit', '-m', 'without quorum again']],
+      ];
+      for (const [what, args] of writes) {
+        const started = Date.now();
+        const refused = await n2.dm(args);
+        const took = Date.now() - started;
+        t.diagnostic(`${what} without quorum answered in ${took} ms`);
+        assert.notEqual(refused.code, 0, `the ${what} is refused: ${refused.stdout}`);
+        // Node 2's store client uses both members, so its lease keep-alives to the frozen one fail
+        // too: once its fence passes, a write is refused by that first ("lost contact").
+        assert.match(
+          refused.stderr,
+          /etcd .*unavailable|cluster store did not confirm|lost contact with the cluster store|cluster store is unavailable|waiting for the cluster store/i,
+          `the error of the ${what} says the store is unavailable`,
+        );
+        assert.ok(took < 5000, `the ${what} answered in ${took} ms, not after the store's own timeouts`);
+      }
+      for (const n of [n2, n3]) {
+        assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
+        const log = await n.ok(['log']);
+        assert.match(log, /after the removal/, 'commits are listed without quorum');
+        assert.doesNotMatch(log, /without quorum/, 'no refused commit is listed');
+      }
+      assert.equal(await readFile(join(mnt, 'a'), 'utf8'), 'before the loss', 'mounted data is readable');
+    } finally {
+      resume();
     }
-    for (const n of [n2, n3]) {
-      assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
-      const log = await n.ok(['log']);
-      assert.match(log, /after the removal/, 'commits are listed without quorum');
-      assert.doesNotMatch(log, /without quorum/, 'no refused commit is listed');
-    }
-    assert.equal(await readFile(join(mnt, 'a'), 'utf8'), 'before the loss', 'mounted data is readable');
 
-    resume();
     // etcd elects a leader again; the server needs no restart.
     await waitFor(async () => (await n2.dm(['commit', '-m', 'quorum back'])).code === 0, {
       timeoutMs: 120_000,

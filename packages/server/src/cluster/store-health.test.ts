@@ -132,7 +132,10 @@ describe('store health', () => {
       const confirmed = Date.now() + 5000;
       while (store.available && Date.now() < confirmed) await new Promise((r) => setTimeout(r, 5));
       assert.equal(store.available, false, 'the probe gave up on the hanging store');
-      assert.throws(() => store.assertAvailable('commit admin/x'), /did not answer a read within 200 ms/);
+      assert.throws(
+        () => store.assertAvailable('commit admin/x'),
+        /the cluster store is unavailable: no answer to a read within 200 ms/,
+      );
 
       hang = false;
       const until = Date.now() + 5000;

@@ -112,9 +112,13 @@ export class StoreHealth implements Store {
       timer = setTimeout(
         () =>
           reject(
-            new DotmeshError('UNAVAILABLE', `the cluster store did not answer a read within ${this.#probeTimeoutMs} ms`, {
-              hint: 'check that etcd has a quorum and that this node reaches its members',
-            }),
+            new DotmeshError(
+              'UNAVAILABLE',
+              `the cluster store is unavailable: no answer to a read within ${this.#probeTimeoutMs} ms`,
+              {
+                hint: 'check that etcd has a quorum and that this node reaches its members',
+              },
+            ),
           ),
         this.#probeTimeoutMs,
       );

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DotmeshError } from '@dotmesh/core';
-import { Cleanup, freePorts, makeTempDir, skipUnless, spawnTracked, type TrackedProcess, waitFor } from '@dotmesh/testkit';
-import { Etcd3 } from 'etcd3';
+import { Cleanup, type EtcdClusterMember, etcdFollower, skipUnless, startEtcdCluster, waitFor } from '@dotmesh/testkit';
 import { isOutcomeUnknown } from '../store-errors.ts';
 import { EtcdStore } from './etcd-store.ts';
 
@@ -16,63 +14,6 @@ import { EtcdStore } from './etcd-store.ts';
  */
 const skip = skipUnless(['etcd']);
 const WRITE_TIMEOUT_MS = 1500;
-
-interface Member {
-  readonly endpoint: string;
-  readonly process: TrackedProcess;
-}
-
-async function startCluster(cleanup: Cleanup): Promise<Member[]> {
-  const dir = await makeTempDir('etcd-quorum', cleanup);
-  const ports = await freePorts(6);
-  const names = ['m0', 'm1', 'm2'];
-  const peer = (i: number) => `http://127.0.0.1:${ports[3 + i]}`;
-  const initial = names.map((n, i) => `${n}=${peer(i)}`).join(',');
-  return names.map((name, i) => {
-    const endpoint = `http://127.0.0.1:${ports[i]}`;
-    const process = spawnTracked(
-      'etcd',
-      [
-        `--name=${name}`,
-        `--data-dir=${join(dir, name)}`,
-        `--listen-client-urls=${endpoint}`,
-        `--advertise-client-urls=${endpoint}`,
-        `--listen-peer-urls=${peer(i)}`,
-        `--initial-advertise-peer-urls=${peer(i)}`,
-        `--initial-cluster=${initial}`,
-        '--initial-cluster-state=new',
-        '--logger=zap',
-        '--log-outputs=stderr',
-      ],
-      { cleanup, env: { PATH: globalThis.process.env.PATH ?? '/usr/bin:/bin' } },
-    );
-    // A frozen member cannot act on SIGTERM: thawing it is added after its stop, so it runs before.
-    cleanup.add(() => signal(process.pid, 'SIGCONT'), `thaw etcd member ${name}`);
-    return { endpoint, process };
-  });
-}
-
-/** A member that is not the leader, by etcd's own status of each member. */
-async function followerOf(members: readonly Member[]): Promise<Member> {
-  for (const m of members) {
-    const client = new Etcd3({ hosts: m.endpoint });
-    try {
-      const status = await client.maintenance.status();
-      if (status.leader !== status.header.member_id) return m;
-    } finally {
-      client.close();
-    }
-  }
-  assert.fail('every member says it leads');
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
 
 /** `p`'s rejection and how long it took to come. */
 async function failure(p: Promise<unknown>): Promise<{ error: DotmeshError; ms: number }> {
@@ -87,10 +28,10 @@ async function failure(p: Promise<unknown>): Promise<{ error: DotmeshError; ms: 
 
 describe('etcd store on three members: one lost, then quorum lost and back', { skip }, () => {
   const cleanup = new Cleanup();
-  let members: Member[];
+  let members: EtcdClusterMember[];
   let store: EtcdStore;
   before(async () => {
-    members = await startCluster(cleanup);
+    members = await startEtcdCluster({ cleanup });
     store = await waitFor(
       () =>
         EtcdStore.open({
@@ -109,14 +50,14 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
   test('one member frozen (quorum kept): a read goes on to another member within the request time; writes then go there too', async () => {
     // A follower (a frozen leader stalls writes for etcd's election), listed first: a new store
     // tries its endpoints in their order.
-    const frozen = await followerOf(members);
+    const frozen = await etcdFollower(members);
     const ordered = await EtcdStore.open({
       endpoints: [frozen, ...members.filter((m) => m !== frozen)].map((m) => m.endpoint),
       prefix: 'quorum/',
       requestTimeoutMs: 3000,
       writeTimeoutMs: WRITE_TIMEOUT_MS,
     });
-    signal(frozen.process.pid, 'SIGSTOP');
+    frozen.freeze();
     try {
       const started = Date.now();
       assert.equal((await ordered.get('ready'))?.value, 'yes');
@@ -125,7 +66,7 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
       for (let i = 0; i < 3; i++) await ordered.put('while-frozen', `w${i}`);
       assert.equal((await ordered.get('while-frozen'))?.value, 'w2');
     } finally {
-      signal(frozen.process.pid, 'SIGCONT');
+      frozen.thaw();
       await ordered.close();
     }
     await waitFor(() => store.put('thawed', 'yes').then(() => true), { timeoutMs: 30_000, what: 'the cluster after the thaw' });
@@ -134,9 +75,8 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
   test('one member (a follower) killed: every write and read works as before', async () => {
     // A follower: losing the leader stalls writes for etcd's election (1–2 s), which the write
     // timeout does not cover (docs/cluster.md, "When etcd has no quorum").
-    const victim = await followerOf(members);
-    signal(victim.process.pid, 'SIGKILL');
-    await victim.process.exited;
+    const victim = await etcdFollower(members);
+    await victim.kill();
     // The client sees its connection to the member close. (A write sent on that connection before
     // it does fails with UNAVAILABLE, outcome unknown: the client cannot tell whether the member
     // took it before it died.)
@@ -155,7 +95,7 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
 
   test('quorum lost (a second member frozen): every write fails with UNAVAILABLE, outcome unknown, after the write timeout; quorum back, writes resume', async (t) => {
     const frozen = members.find((m) => m.process.child.exitCode === null && m.process.child.signalCode === null)!;
-    signal(frozen.process.pid, 'SIGSTOP');
+    frozen.freeze();
     const writes: Array<[string, () => Promise<unknown>]> = [
       ['txn', () => store.txn({ compare: [], success: [{ type: 'put', key: 'k', value: 'no quorum' }] })],
       ['put', () => store.put('p', 'no quorum')],
@@ -174,7 +114,7 @@ describe('etcd store on three members: one lost, then quorum lost and back', { s
     assert.equal(read.error.code, 'UNAVAILABLE');
     assert.ok(read.ms < 6000, `a read fails within its request timeout (${read.ms} ms)`);
 
-    signal(frozen.process.pid, 'SIGCONT');
+    frozen.thaw();
     await waitFor(
       () =>
         store.put('back', 'yes').then(
