@@ -38,8 +38,8 @@ export interface EtcdStoreOptions {
   /** How long `open` waits for etcd to answer; default 5000 ms. */
   readonly dialTimeoutMs?: number;
   /**
-   * How long a read (and a lease call, and a watch's creation) may take in all, the etcd
-   * client's retries on other members included; default 10000 ms.
+   * How long a read (and a lease call, and a watch's creation) may take in all, its attempts
+   * on other members included; default 10000 ms.
    */
   readonly requestTimeoutMs?: number;
   /**
@@ -63,9 +63,8 @@ const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
  * with `--max-request-bytes` above MAX_VALUE_BYTES (e.g. 8388608) and `--max-txn-ops` above
  * the largest transaction the server writes (e.g. 10000); a refusal is INVALID_ARGUMENT.
  * Each call has one deadline for all its attempts (on one member after another), so no call
- * takes longer than its timeout; a write that fails with
- * UNAVAILABLE may still have been applied (etcd's usual ambiguity) and says so
- * (`data.outcome: 'unknown'`, store-errors.ts).
+ * takes longer than its timeout; a write that fails with UNAVAILABLE may still have been
+ * applied (etcd's usual ambiguity) and says so (`data.outcome: 'unknown'`, store-errors.ts).
  */
 export class EtcdStore implements Store {
   readonly prefix: string;
