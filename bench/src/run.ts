@@ -4,7 +4,7 @@
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
  * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
- * p16-k8s.ts), each against its reference
+ * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
  * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
@@ -42,11 +42,12 @@ import { benchCli } from './p10-cli.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { benchK8sVolume } from './p16-k8s.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
+import { benchQuorumLoss } from './r7-quorum.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13', 'P16'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13', 'P16', 'R7'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -94,6 +95,7 @@ const params = smoke
       p10Samples: 2,
       p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
       p16: { samples: 3, warmup: 1 },
+      r7Samples: 2,
     }
   : {
       sizes,
@@ -112,6 +114,7 @@ const params = smoke
       p10Samples: 20,
       p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
       p16: { samples: 20, warmup: 2 },
+      r7Samples: 10,
     };
 
 const pairs = only.has('P4') || only.has('P5');
@@ -120,6 +123,7 @@ const missing = missingCapabilities([
   'btrfs',
   'losetup',
   ...(pairs || only.has('P13') ? (['netns', 'etcd'] as const) : []),
+  ...(only.has('R7') ? (['etcd'] as const) : []),
   ...(only.has('P16') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
@@ -221,6 +225,7 @@ try {
     );
   if (only.has('P9')) await docker();
   if (only.has('P13')) await cluster();
+  if (only.has('R7')) await step('R7', () => benchQuorumLoss(cleanup, { samples: params.r7Samples }));
   if (only.has('P16')) {
     const k8s = missingCapabilities(['k8s']);
     // Like P8: without the Kubernetes test tools P16 is left out, except under CI.

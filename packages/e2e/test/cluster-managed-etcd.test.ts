@@ -87,6 +87,33 @@ async function freezeMember(n: HostNode, cleanup: Cleanup): Promise<() => void> 
   return resume;
 }
 
+/** The commit ids `dm log` lists, oldest first. */
+const logIds = (log: string) => [...log.matchAll(/^commit (\S+)/gm)].map((m) => m[1]!);
+
+/** DumpInternalState of `n`'s server. */
+const dump = async (n: HostNode) => JSON.parse(await n.ok(['debug', 'DumpInternalState'])) as Record<string, string>;
+
+/**
+ * The commits `n`'s pool holds of volume `fsId`, from the pool on disk (`<root>/fs/<fsId>/commits/`,
+ * the btrfs driver's layout; the root is a few levels under the pool dir).
+ */
+function poolCommitIds(n: HostNode, fsId: string): string[] {
+  const find = (dir: string, depth: number): string | undefined => {
+    const commits = join(dir, 'fs', fsId, 'commits');
+    if (existsSync(commits)) return commits;
+    if (depth === 0) return undefined;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isDirectory() || e.name === 'fs') continue;
+      const found = find(join(dir, e.name), depth - 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const dir = find(n.poolDir, 3);
+  assert.ok(dir, `volume ${fsId} is in the pool of ${n.host.address}`);
+  return readdirSync(dir);
+}
+
 /** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
 async function tokenFor(n: HostNode, file: string): Promise<{ address: string; caHash: string }> {
   const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
@@ -261,39 +288,78 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     assert.match(await n2.ok(['log']), /after the removal/);
   });
 
-  test('quorum lost (one of two members frozen): writes fail with a clear error, reads and mounted data work; quorum back, writes resume without a restart', async (t) => {
-    const resume = await freezeMember(n3, cleanup);
+  test('quorum lost (one of two members frozen): every write fails fast with UNAVAILABLE, reads and mounted data work; quorum back, writes resume without a restart and the pool holds no commit the store lacks', async (t) => {
     const mnt = join(n2.home, 'shared-mnt');
-    await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
-
-    const started = Date.now();
-    const refused = await n2.dm(['commit', '-m', 'without quorum']);
-    t.diagnostic(`a commit without quorum answered in ${Date.now() - started} ms`);
-    assert.notEqual(refused.code, 0, `the commit is refused: ${refused.stdout}`);
-    // Node 2's store client uses both members (it follows the member list), so its calls and
-    // lease keep-alives to the frozen one wait for their deadline: which of the two refusals
-    // comes first (the store's, or the lease fence's once the keep-alives are late) is a race.
-    assert.match(
-      refused.stderr,
-      /etcd .*unavailable|lost contact with the cluster store/i,
-      'the error says the store is unavailable',
-    );
-    for (const n of [n2, n3]) {
-      assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
-      const log = await n.ok(['log']);
-      assert.match(log, /after the removal/, 'commits are listed without quorum');
-      assert.doesNotMatch(log, /without quorum/, 'the refused commit is not there');
+    const commitsBefore = logIds(await n2.ok(['log']));
+    const resume = await freezeMember(n3, cleanup);
+    try {
+      // (The member is thawed however this ends: the later tests need it.)
+      await writeFile(join(mnt, 'c'), 'while etcd has no quorum');
+      // Every kind of write answers with a clear error, each within a few seconds (the store's
+      // bound is measured in bench/, R7; this is a behaviour check on a loaded machine).
+      const writes: Array<[string, string[]]> = [
+        ['commit', ['commit', '-m', 'without quorum']],
+        ['create', ['init', 'without-quorum']],
+        ['branch', ['checkout', '-b', 'without-quorum']],
+        ['commit again', ['commit', '-m', 'without quorum again']],
+      ];
+      for (const [what, args] of writes) {
+        const started = Date.now();
+        const refused = await n2.dm(args);
+        const took = Date.now() - started;
+        t.diagnostic(`${what} without quorum answered in ${took} ms`);
+        assert.notEqual(refused.code, 0, `the ${what} is refused: ${refused.stdout}`);
+        // Node 2's store client uses both members, so its lease keep-alives to the frozen one fail
+        // too: once its fence passes, a write is refused by that first ("lost contact").
+        assert.match(
+          refused.stderr,
+          /etcd .*unavailable|cluster store did not confirm|lost contact with the cluster store|cluster store is unavailable|waiting for the cluster store/i,
+          `the error of the ${what} says the store is unavailable`,
+        );
+        assert.ok(took < 5000, `the ${what} answered in ${took} ms, not after the store's own timeouts`);
+      }
+      for (const n of [n2, n3]) {
+        assert.match(await n.ok(['list', '-H']), /^shared\t/m, 'listing works without quorum');
+        const log = await n.ok(['log']);
+        assert.match(log, /after the removal/, 'commits are listed without quorum');
+        assert.doesNotMatch(log, /without quorum/, 'no refused commit is listed');
+      }
+      assert.equal(await readFile(join(mnt, 'a'), 'utf8'), 'before the loss', 'mounted data is readable');
+    } finally {
+      resume();
     }
-    assert.equal(await readFile(join(mnt, 'a'), 'utf8'), 'before the loss', 'mounted data is readable');
 
-    resume();
     // etcd elects a leader again; the server needs no restart.
     await waitFor(async () => (await n2.dm(['commit', '-m', 'quorum back'])).code === 0, {
       timeoutMs: 120_000,
       intervalMs: 1000,
       what: 'a commit once quorum is back',
     });
-    assert.match(await n2.ok(['log']), /quorum back/);
+    const log = await n2.ok(['log']);
+    assert.match(log, /quorum back/);
+    // A write whose store transaction timed out is settled once the store answers: kept (then
+    // listed) or undone in the pool. Either way the pool and the store hold the same commits.
+    await waitFor(async () => (await dump(n2))['mutations.unsettled'] === '', {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+      what: 'every timed-out write to be settled',
+    });
+    const stored = logIds(await n2.ok(['log']));
+    assert.ok(
+      commitsBefore.every((id) => stored.includes(id)),
+      'no commit made before the outage is lost',
+    );
+    const state = await dump(n2);
+    const dotId = Object.entries(state)
+      .find(([k, v]) => /^dots\.[^.]+\.name$/.test(k) && v === 'shared')?.[0]
+      .split('.')[1];
+    const fsId = state[`dots.${dotId}.branches.master.id`];
+    assert.ok(fsId, 'the dot is in the dump');
+    assert.deepEqual(
+      poolCommitIds(n2, fsId).sort(),
+      [...stored].sort(),
+      "the master's pool holds exactly the commits the store lists",
+    );
     // Node 3's lease may have expired during the outage: it takes a new one and advertises
     // itself again before the other nodes take calls it passes on ("unknown node" until then).
     await waitFor(async () => /quorum back/.test((await n3.dm(['log'])).stdout), {

@@ -43,6 +43,7 @@ describe('server config', () => {
       joinTokenFile: '/var/lib/dotmesh/server/join-token',
       importStoreFile: null,
       etcdMember: null,
+      etcdWriteTimeoutMs: 1500,
       listenHost: '0.0.0.0',
       port: 32607,
       checkPort: 32608,

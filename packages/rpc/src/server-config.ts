@@ -69,6 +69,11 @@ export interface ServerConfig {
   /** Key prefix every store key lives under in etcd (default ''). */
   readonly etcdPrefix: string;
   /**
+   * How long an etcd write may take before it fails with UNAVAILABLE (default 1500 ms): etcd with a
+   * quorum commits in milliseconds, without one it never answers (docs/cluster.md).
+   */
+  readonly etcdWriteTimeoutMs: number;
+  /**
    * The API over HTTPS on this port beside plain HTTP on `port`; 0 (the default of a file
    * without the field) serves no HTTPS. `dm cluster init` writes DEFAULT_TLS_PORT.
    */
@@ -233,6 +238,7 @@ export const serverConfigFileSchema = z.object({
   etcdCertFile: absPath.nullable().default(null),
   etcdKeyFile: absPath.nullable().default(null),
   etcdPrefix: z.string().default(''),
+  etcdWriteTimeoutMs: z.number().int().min(100).max(60_000).default(1500),
   tlsPort: z.number().int().min(0).max(65535).default(0),
   tlsCertFile: absPath.nullable().default(null),
   tlsKeyFile: absPath.nullable().default(null),
@@ -308,6 +314,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     joinTokenFile: c.joinTokenFile ?? join(stateDir, 'join-token'),
     importStoreFile: c.importStoreFile,
     etcdMember: c.etcdMember,
+    etcdWriteTimeoutMs: c.etcdWriteTimeoutMs,
     listenHost: c.listenHost,
     port: c.port,
     checkPort: c.checkPort,

@@ -11,7 +11,7 @@ import { EmbeddedStore, type Store } from '@dotmesh/store';
 export async function openConfiguredStore(
   config: Pick<
     ServerConfig,
-    'store' | 'storeFile' | 'etcdEndpoints' | 'etcdCaFile' | 'etcdCertFile' | 'etcdKeyFile' | 'etcdPrefix'
+    'store' | 'storeFile' | 'etcdEndpoints' | 'etcdCaFile' | 'etcdCertFile' | 'etcdKeyFile' | 'etcdPrefix' | 'etcdWriteTimeoutMs'
   >,
 ): Promise<Store> {
   if (config.store === 'embedded') return EmbeddedStore.open({ path: config.storeFile });
@@ -25,6 +25,7 @@ export async function openConfiguredStore(
   return EtcdStore.open({
     endpoints: config.etcdEndpoints,
     prefix: config.etcdPrefix,
+    writeTimeoutMs: config.etcdWriteTimeoutMs,
     ...(ca ? { ca } : {}),
     ...(cert ? { cert } : {}),
     ...(key ? { key } : {}),

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { DotmeshError } from '@dotmesh/core';
 import { MemoryDriver } from '@dotmesh/storage';
-import { MemoryStore } from '@dotmesh/store';
+import { MemoryStore, type Store, type TxnRequest } from '@dotmesh/store';
 import { KEYS } from '../src/cluster/store-keys.ts';
 import { type InProcessServer, rejectsCode, startInProcess } from './in-process.ts';
 
@@ -20,6 +21,47 @@ async function withServer(fn: (s: InProcessServer) => Promise<void>, o: Paramete
   } finally {
     await s.close();
   }
+}
+
+/**
+ * A MemoryStore that can make the next transaction writing a commit key fail as an etcd write
+ * does when it times out (UNAVAILABLE, outcome unknown) — applied first or not — after which
+ * every call fails until `setDown(false)` (etcd without quorum), so the mutation path must settle
+ * it from the store once it answers.
+ */
+async function ambiguousStore() {
+  const inner = await MemoryStore.open();
+  let next: boolean | undefined;
+  let down = false;
+  const unavailable = (outcome?: 'unknown') =>
+    new DotmeshError('UNAVAILABLE', 'etcd at http://10.0.0.1:2379 is unavailable: 4 DEADLINE_EXCEEDED', {
+      ...(outcome ? { data: { outcome } } : {}),
+    });
+  const overrides: Partial<Store> = {
+    txn: async (request: TxnRequest) => {
+      const writesCommit = request.success.some((op) => op.type === 'put' && op.key.startsWith(KEYS.commitsPrefix));
+      if (next === undefined || !writesCommit) {
+        if (down) throw unavailable('unknown');
+        return inner.txn(request);
+      }
+      const apply = next;
+      next = undefined;
+      if (apply) await inner.txn(request);
+      down = true; // and the store answers nothing until the test says so
+      throw unavailable('unknown');
+    },
+    get: (key: string) => (down ? Promise.reject(unavailable()) : inner.get(key)),
+    revision: () => (down ? Promise.reject(unavailable()) : inner.revision()),
+  };
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const own = overrides[prop as keyof Store];
+      if (own !== undefined) return own;
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as Store;
+  return { store, timeOutNextCommit: (applied: boolean) => (next = applied), setDown: (d: boolean) => (down = d) };
 }
 
 const commit = (s: InProcessServer, name: string, message: string, metadata: Record<string, string> = {}) =>
@@ -94,6 +136,43 @@ describe('the mutation path', () => {
       assert.equal(state.head.commitId, (await commitIds(s, 'long')).at(-1));
     });
   });
+
+  for (const applied of [true, false]) {
+    test(`a store write that times out ${applied ? 'after etcd applied it' : 'without being applied'}: UNAVAILABLE at once, then the commit is ${applied ? 'kept' : 'undone'} once the store answers`, async () => {
+      const { store, timeOutNextCommit, setDown } = await ambiguousStore();
+      await withServer(
+        async (s) => {
+          await s.admin.call('Create', { Namespace: 'admin', Name: 'unsure' });
+          const dotId = await s.admin.call('Lookup', { Namespace: 'admin', Name: 'unsure', Branch: '' });
+          const before = await commitIds(s, 'unsure');
+          timeOutNextCommit(applied);
+          await rejectsCode(
+            commit(s, 'unsure', 'unsure', { '#commit-id': 'unsure' }),
+            'UNAVAILABLE',
+            /did not confirm it in time/,
+          );
+          assert.deepEqual(s.server.ctx.mutations.unsettled, [dotId], 'the dot waits to be settled');
+          await rejectsCode(commit(s, 'unsure', 'meanwhile'), 'UNAVAILABLE');
+          assert.equal(
+            (await s.driver.listCommits(dotId)).some((c) => c.id === 'unsure'),
+            true,
+            'the snapshot stays while the outcome is unknown',
+          );
+          setDown(false);
+          await s.server.ctx.mutations.settled(dotId);
+          assert.deepEqual(s.server.ctx.mutations.unsettled, []);
+          const stored = (await store.get(KEYS.commit(NODE, dotId, 'unsure'))) !== undefined;
+          const inPool = (await s.driver.listCommits(dotId)).some((c) => c.id === 'unsure');
+          assert.equal(stored, applied, 'the store holds the commit exactly when it applied the write');
+          assert.equal(inPool, applied, 'the pool agrees with the store');
+          assert.deepEqual(await commitIds(s, 'unsure'), applied ? [...before, 'unsure'] : before, 'and so does the view');
+          const after = await commit(s, 'unsure', 'after');
+          assert.deepEqual(await commitIds(s, 'unsure'), [...(applied ? [...before, 'unsure'] : before), after]);
+        },
+        { store },
+      );
+    });
+  }
 });
 
 describe('start-up reconcile and the store', () => {

@@ -9,3 +9,4 @@ export { consoleLogger } from './engine/logger.ts';
 export type { MemoryStoreOptions } from './memory/memory-store.ts';
 export { MemoryStore } from './memory/memory-store.ts';
 export type * from './store.ts';
+export { isOutcomeUnknown } from './store-errors.ts';

@@ -21,6 +21,9 @@
  * - A put with an unknown or expired lease, and a keep-alive of one, fail with
  *   `LEASE_NOT_FOUND` (store-errors.ts); nothing of the write is applied.
  * - Every method of a closed store fails with `UNAVAILABLE`.
+ * - A write (put, delete, deletePrefix, txn) that fails with `UNAVAILABLE` and
+ *   `data.outcome === 'unknown'` (store-errors.ts, `isOutcomeUnknown`) may still have been
+ *   applied (a networked store timed out after sending it); read the keys it wrote to know.
  *
  * Durability: a write resolves only once it is durable (survives kill -9 and power
  * loss as far as the storage underneath honours fsync).

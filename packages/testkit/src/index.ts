@@ -8,6 +8,7 @@ export * from './dm.ts';
 export * from './docker.ts';
 export * from './dotmesh-cluster.ts';
 export * from './etcd.ts';
+export * from './etcd-cluster.ts';
 export * from './etcd-netns.ts';
 export * from './flock.ts';
 export * from './hosts.ts';

@@ -88,6 +88,65 @@ describe('store health', () => {
     }
   });
 
+  test('a store that hangs (etcd without quorum answers no read) is found unavailable by a probe that stops waiting; a user read that hangs falls back to the last record at once', async () => {
+    const inner = await MemoryStore.open();
+    let hang = false;
+    const never = new Promise<never>(() => {});
+    const writes = new Set(['put', 'delete', 'deletePrefix', 'txn']);
+    // Reads never answer; writes fail as the etcd store's do once their write timeout passed.
+    const hanging = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        const method = (value as (...a: unknown[]) => unknown).bind(target);
+        if (prop === 'close') return method;
+        return (...args: unknown[]) => {
+          if (!hang) return method(...args);
+          if (!writes.has(String(prop))) return never;
+          return Promise.reject(
+            new DotmeshError('UNAVAILABLE', 'etcd at https://10.0.0.1:2379 is unavailable: 4 DEADLINE_EXCEEDED', {
+              data: { outcome: 'unknown' },
+            }),
+          );
+        };
+      },
+    });
+    const store = new StoreHealth(hanging, { logger: SILENT_LOGGER, probeIntervalMs: 20, probeTimeoutMs: 200 });
+    try {
+      const users = new UserService(store);
+      await users.ensureAdmin({ password: 'admin-password', apiKey: 'ADMINKEY7Q4ZL2MXW9' });
+      const known = new KnownUsers(users, { storeAvailable: () => store.available, logger: SILENT_LOGGER, readGraceMs: 200 });
+      const auth = new Authenticator(known);
+      assert.ok(await auth.authenticate('admin', 'ADMINKEY7Q4ZL2MXW9', '10.1.0.1'));
+
+      hang = true;
+      const started = Date.now();
+      assert.ok(await auth.authenticate('admin', 'ADMINKEY7Q4ZL2MXW9', '10.1.0.1'), 'the last record answers');
+      const took = Date.now() - started;
+      assert.ok(took < 2000, `without waiting for the store's own timeout (${took} ms)`);
+      const next = Date.now();
+      assert.ok(await auth.authenticate('admin', 'ADMINKEY7Q4ZL2MXW9', '10.1.0.1'));
+      assert.ok(Date.now() - next < 150, 'while that read hangs, the next lookup does not wait for the store again');
+
+      await assert.rejects(store.put('x', '1'), { code: 'UNAVAILABLE' });
+      const confirmed = Date.now() + 5000;
+      while (store.available && Date.now() < confirmed) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(store.available, false, 'the probe gave up on the hanging store');
+      assert.throws(
+        () => store.assertAvailable('commit admin/x'),
+        /the cluster store is unavailable: no answer to a read within 200 ms/,
+      );
+
+      hang = false;
+      const until = Date.now() + 5000;
+      while (!store.available && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(store.available, true, 'a probe that answers brings writes back');
+    } finally {
+      hang = false;
+      await store.close();
+    }
+  });
+
   test('without the store, a user this node read logs in from the last record; one it never read cannot; the store back, changes count', async () => {
     const { store: inner, setDown } = await flakyStore();
     const store = new StoreHealth(inner, { logger: SILENT_LOGGER, probeIntervalMs: 20 });

@@ -15,11 +15,17 @@ import type { Logger } from '../log.ts';
 
 /** How often an unavailable store is asked again whether it answers. */
 const DEFAULT_PROBE_INTERVAL_MS = 1000;
+/**
+ * How long a probe waits for its answer: a store with a quorum answers a linearizable read in
+ * milliseconds, one without never does (its own read timeout is far longer).
+ */
+const DEFAULT_PROBE_TIMEOUT_MS = 1500;
 
 /**
  * The store as this server uses it, watched for availability. Every call goes to the inner
  * store unchanged. A call that fails with UNAVAILABLE (etcd lost quorum, has no leader, or
- * cannot be reached) starts a probe (`revision()`, a linearizable read); if that fails too, the
+ * cannot be reached) starts a probe (`revision()`, a linearizable read, given `probeTimeoutMs`
+ * to answer); if that fails too, the
  * store is unavailable, and a probe runs every `probeIntervalMs` until one answers (or any call
  * succeeds), which makes it available again. A store that never fails is never probed.
  *
@@ -32,15 +38,17 @@ export class StoreHealth implements Store {
   readonly #inner: Store;
   readonly #logger: Logger;
   readonly #probeIntervalMs: number;
+  readonly #probeTimeoutMs: number;
   #unavailable: DotmeshError | undefined;
   #probe: NodeJS.Timeout | undefined;
   #probing = false;
   #closed = false;
 
-  constructor(inner: Store, o: { logger: Logger; probeIntervalMs?: number }) {
+  constructor(inner: Store, o: { logger: Logger; probeIntervalMs?: number; probeTimeoutMs?: number }) {
     this.#inner = inner;
     this.#logger = o.logger;
     this.#probeIntervalMs = o.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    this.#probeTimeoutMs = o.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   }
 
   /** False from a call failing with UNAVAILABLE until a probe (or any call) succeeds. */
@@ -99,10 +107,26 @@ export class StoreHealth implements Store {
   #probeOnce(onFailure: (err: unknown) => void): void {
     if (this.#probing) return;
     this.#probing = true;
-    this.#inner
-      .revision()
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new DotmeshError(
+              'UNAVAILABLE',
+              `the cluster store is unavailable: no answer to a read within ${this.#probeTimeoutMs} ms`,
+              {
+                hint: 'check that etcd has a quorum and that this node reaches its members',
+              },
+            ),
+          ),
+        this.#probeTimeoutMs,
+      );
+    });
+    Promise.race([this.#inner.revision(), late])
       .then(() => this.#markAvailable(), onFailure)
       .finally(() => {
+        clearTimeout(timer);
         this.#probing = false;
       });
   }

@@ -262,12 +262,17 @@ function dotContainers(
 }
 
 /**
- * Key/value dump for DumpInternalState: this node's id and index (names, ids and counts) and
+ * Key/value dump for DumpInternalState: this node's id, the dots with a mutation whose store
+ * write awaits settling (`mutations.unsettled`), its index (names, ids and counts) and
  * its view of the cluster — each live node (`nodes.<id>.*`) and each branch's master node
  * (`masters.<fsId>`) — never secrets.
  */
 export function dumpIndex(ctx: DotContext): Record<string, string> {
-  const out: Record<string, string> = { myNodeId: ctx.nodeId, 'queues.active': String(ctx.mutations.activeQueues) };
+  const out: Record<string, string> = {
+    myNodeId: ctx.nodeId,
+    'queues.active': String(ctx.mutations.activeQueues),
+    'mutations.unsettled': ctx.mutations.unsettled.join(','),
+  };
   for (const d of ctx.index.dots.values()) {
     out[`dots.${d.id}.name`] = formatDotName(d.info);
     out[`dots.${d.id}.owner`] = d.info.ownerId;

@@ -1,4 +1,5 @@
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
 import { checkKey, checkLeaseId, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue } from '../engine/limits.ts';
 import type {
@@ -13,11 +14,12 @@ import type {
   WatchOptions,
   WriteResult,
 } from '../store.ts';
-import { compactedHistory, leaseNotFound } from '../store-errors.ts';
+import { compactedHistory, leaseNotFound, outcomeUnknown } from '../store-errors.ts';
 import { KeyCodec, leaseToEtcd, leaseToStore } from './codec.ts';
 import { etcdCredentials } from './credentials.ts';
 import { EtcdErrors } from './errors.ts';
 import { keepAliveWithin } from './lease.ts';
+import { type CallOptions, readOnMembers, writeOnMembers } from './member-calls.ts';
 import { MemberClients } from './member-clients.ts';
 import { SwappableClient } from './swappable-client.ts';
 import { fromEtcdTxn, leasesOf, toEtcdTxn } from './txn.ts';
@@ -35,9 +37,21 @@ export interface EtcdStoreOptions {
   readonly prefix?: string;
   /** How long `open` waits for etcd to answer; default 5000 ms. */
   readonly dialTimeoutMs?: number;
-  /** Deadline of each request (and of watch creation); default 10000 ms. */
+  /**
+   * How long a read (and a lease call, and a watch's creation) may take in all, its attempts
+   * on other members included; default 10000 ms.
+   */
   readonly requestTimeoutMs?: number;
+  /**
+   * How long a write (put, delete, txn) may take in all, retries included; default 1500 ms.
+   * etcd commits a write in milliseconds when it has a quorum; without one it never answers,
+   * so this is how long a write waits before failing with UNAVAILABLE (outcome unknown).
+   */
+  readonly writeTimeoutMs?: number;
 }
+
+/** Default of EtcdStoreOptions.writeTimeoutMs. */
+export const DEFAULT_WRITE_TIMEOUT_MS = 1500;
 
 /** Large enough for a range of many 4 MiB values; grpc-js defaults to 4 MiB. */
 const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
@@ -48,18 +62,24 @@ const MAX_RECEIVE_BYTES = 1024 * 1024 * 1024;
  * int64 ids in hex (as etcdctl prints them). etcd must accept the contract's limits: run it
  * with `--max-request-bytes` above MAX_VALUE_BYTES (e.g. 8388608) and `--max-txn-ops` above
  * the largest transaction the server writes (e.g. 10000); a refusal is INVALID_ARGUMENT.
- * A request that times out may still have been applied (etcd's usual ambiguity).
+ * Each call has one deadline for all its attempts (on one member after another), so no call
+ * takes longer than its timeout; a write that fails with UNAVAILABLE may still have been
+ * applied (etcd's usual ambiguity) and says so (`data.outcome: 'unknown'`, store-errors.ts).
  */
 export class EtcdStore implements Store {
   readonly prefix: string;
   readonly #options: EtcdStoreOptions;
   #endpoints: readonly string[];
   readonly #clients: SwappableClient;
-  /** Clients bound to one member each, for keep-alives (which must not retry on a stuck member). */
+  /**
+   * Clients bound to one member each, without the etcd3 client's retries, for every call but
+   * watches: calls choose the member themselves, so a stuck one costs one attempt.
+   */
   readonly #members: MemberClients;
   readonly #codec: KeyCodec;
   #errors: EtcdErrors;
   readonly #requestTimeoutMs: number;
+  readonly #writeTimeoutMs: number;
   readonly #watches = new Set<EtcdWatch>();
   /** The endpoint change running (they run one at a time). */
   #switching: Promise<unknown> = Promise.resolve();
@@ -69,11 +89,14 @@ export class EtcdStore implements Store {
     this.#options = options;
     this.#clients = new SwappableClient(client);
     this.#endpoints = [...options.endpoints];
-    this.#members = new MemberClients(this.#endpoints, (endpoint) => newClient({ ...options, endpoints: [endpoint] }));
+    this.#members = new MemberClients(this.#endpoints, (endpoint) =>
+      newClient({ ...options, endpoints: [endpoint] }, { retries: false }),
+    );
     this.prefix = options.prefix ?? '';
     this.#codec = new KeyCodec(this.prefix);
     this.#errors = new EtcdErrors(this.#endpoints);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#writeTimeoutMs = options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
   }
 
   /** The etcd client URLs this store uses now. */
@@ -137,7 +160,7 @@ export class EtcdStore implements Store {
   async get(key: string): Promise<KeyValue | undefined> {
     this.#assertOpen();
     checkKey(key);
-    const res = await this.#call((c) => c.kv.range({ key: this.#codec.encode(key) }));
+    const res = await this.#call((c, o) => c.kv.range({ key: this.#codec.encode(key) }, o));
     const kv = res.kvs[0];
     return kv === undefined ? undefined : this.#codec.keyValue(kv);
   }
@@ -145,7 +168,7 @@ export class EtcdStore implements Store {
   async range(prefix: string): Promise<RangeResult> {
     this.#assertOpen();
     checkPrefix(prefix);
-    const res = await this.#call((c) => c.kv.range(this.#codec.range(prefix)));
+    const res = await this.#call((c, o) => c.kv.range(this.#codec.range(prefix), o));
     return { kvs: res.kvs.map((kv) => this.#codec.keyValue(kv)), revision: Number(res.header.revision) };
   }
 
@@ -161,28 +184,28 @@ export class EtcdStore implements Store {
       if (etcdLease === undefined) throw leaseNotFound(lease);
     }
     const req = { key: this.#codec.encode(key), value: Buffer.from(value, 'utf8'), ...(etcdLease ? { lease: etcdLease } : {}) };
-    const res = await this.#call((c) => c.kv.put(req), lease === undefined ? [] : [lease]);
+    const res = await this.#write((c, o) => c.kv.put(req, o), lease === undefined ? [] : [lease]);
     return { revision: Number(res.header.revision) };
   }
 
   async delete(key: string): Promise<DeleteResult> {
     this.#assertOpen();
     checkKey(key);
-    const res = await this.#call((c) => c.kv.deleteRange({ key: this.#codec.encode(key) }));
+    const res = await this.#write((c, o) => c.kv.deleteRange({ key: this.#codec.encode(key) }, o));
     return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
   }
 
   async deletePrefix(prefix: string): Promise<DeleteResult> {
     this.#assertOpen();
     checkPrefix(prefix);
-    const res = await this.#call((c) => c.kv.deleteRange(this.#codec.range(prefix)));
+    const res = await this.#write((c, o) => c.kv.deleteRange(this.#codec.range(prefix), o));
     return { revision: Number(res.header.revision), deleted: Number(res.deleted) };
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
     this.#assertOpen();
     checkTxn(request);
-    const res = await this.#call((c) => c.kv.txn(toEtcdTxn(this.#codec, request)), leasesOf(request));
+    const res = await this.#write((c, o) => c.kv.txn(toEtcdTxn(this.#codec, request), o), leasesOf(request));
     return fromEtcdTxn(this.#codec, request, res);
   }
 
@@ -228,7 +251,7 @@ export class EtcdStore implements Store {
   async grantLease(ttlSeconds: number): Promise<string> {
     this.#assertOpen();
     checkTtl(ttlSeconds);
-    const res = await this.#call((c) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    const res = await this.#call((c, o) => c.leaseClient.leaseGrant({ TTL: ttlSeconds }, o));
     if (res.error) throw new DotmeshError('INTERNAL', `etcd refused the lease: ${res.error}`);
     return leaseToStore(res.ID) as string;
   }
@@ -248,7 +271,7 @@ export class EtcdStore implements Store {
     const id = leaseToEtcd(leaseId);
     if (id === undefined) return;
     try {
-      await this.#call((c) => c.leaseClient.leaseRevoke({ ID: id }), [leaseId]);
+      await this.#call((c, o) => c.leaseClient.leaseRevoke({ ID: id }, o), [leaseId]);
     } catch (e) {
       if (isDotmeshError(e) && e.code === 'LEASE_NOT_FOUND') return;
       throw e;
@@ -257,7 +280,7 @@ export class EtcdStore implements Store {
 
   async revision(): Promise<number> {
     this.#assertOpen();
-    const res = await this.#call((c) => c.kv.range({ key: Buffer.from([0]), count_only: true }));
+    const res = await this.#call((c, o) => c.kv.range({ key: Buffer.from([0]), count_only: true }, o));
     return Number(res.header.revision);
   }
 
@@ -275,7 +298,7 @@ export class EtcdStore implements Store {
   async #checkNotCompacted(from: number): Promise<void> {
     const current = await this.revision();
     if (from >= current) return;
-    await this.#call((c) => c.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) })).catch(
+    await this.#call((c, o) => c.kv.range({ key: Buffer.from([0]), count_only: true, revision: String(from + 1) }, o)).catch(
       (e: unknown) => {
         throw isDotmeshError(e) && e.code === 'COMPACTED' ? compactedHistory(from, undefined, e) : e;
       },
@@ -293,8 +316,28 @@ export class EtcdStore implements Store {
     return this.#errors.map(err);
   }
 
-  #call<T>(fn: (client: Etcd3) => Promise<T>, leases: readonly string[] = []): Promise<T> {
-    return this.#mapErrors(() => this.#clients.use(fn), leases);
+  /**
+   * A read or lease call: on one member after another while they fail with connection trouble
+   * or etcd's "not now" (member-calls.ts), all within the request timeout.
+   */
+  #call<T>(fn: (client: Etcd3, options: CallOptions) => Promise<T>, leases: readonly string[] = []): Promise<T> {
+    const options = { deadline: Date.now() + this.#requestTimeoutMs };
+    const retryable = (e: unknown) => this.#errors.map(e, leases).code === 'UNAVAILABLE';
+    return this.#mapErrors(() => readOnMembers(this.#members, options, retryable, fn), leases);
+  }
+
+  /**
+   * A write: on one member after another until one takes it (member-calls.ts), all within the write
+   * timeout. Failing with UNAVAILABLE it may still have been applied (a timeout after it reached
+   * etcd), so the error says the outcome is unknown.
+   */
+  async #write<T>(fn: (client: Etcd3, options: CallOptions) => Promise<T>, leases: readonly string[] = []): Promise<T> {
+    const options = { deadline: Date.now() + this.#writeTimeoutMs };
+    try {
+      return await this.#mapErrors(() => writeOnMembers(this.#members, options, fn), leases);
+    } catch (e) {
+      throw isDotmeshError(e) && !this.#closed ? outcomeUnknown(e) : e;
+    }
   }
 
   /** `fn`'s result, its failure as a DotmeshError (leases named in it are the ones of `leases`). */
@@ -311,11 +354,15 @@ export class EtcdStore implements Store {
   }
 }
 
-/** A client for `options` (it connects on its first call). */
-function newClient(options: EtcdStoreOptions): Etcd3 {
+/**
+ * A client for `options` (it connects on its first call). Its calls get their deadline from
+ * the store (`CallOptions`); the fallback here is for calls made without one.
+ */
+function newClient(options: EtcdStoreOptions, o: { retries: boolean } = { retries: true }): Etcd3 {
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
   return new Etcd3({
     hosts: [...options.endpoints],
+    ...(o.retries ? {} : { faultHandling: { global: noop, host: () => noop } }),
     ...etcdCredentials(options),
     grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),

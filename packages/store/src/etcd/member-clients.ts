@@ -1,5 +1,8 @@
 import type { Etcd3 } from 'etcd3';
 
+/** How long a client of an endpoint no longer listed stays open for the calls under way on it. */
+const RETIRED_CLOSE_MS = 30_000;
+
 /**
  * One etcd3 client per endpoint, for calls that must choose which member they reach (the
  * etcd3 client picks a member at random for each call, so retries can land on the same stuck
@@ -10,6 +13,8 @@ import type { Etcd3 } from 'etcd3';
 export class MemberClients {
   readonly #make: (endpoint: string) => Etcd3;
   readonly #clients = new Map<string, Etcd3>();
+  /** Clients of endpoints no longer listed, until they close. */
+  readonly #retired = new Set<Etcd3>();
   #endpoints: readonly string[];
   #preferred: string | undefined;
   #closed = false;
@@ -41,19 +46,33 @@ export class MemberClients {
     this.#preferred = endpoint;
   }
 
-  /** Uses these endpoints from now on; the clients of endpoints no longer listed close (their calls fail). */
+  /** Records that `endpoint` did not answer in time: if it was tried first, the next one is from now on. */
+  missed(endpoint: string): void {
+    if (this.#preferred !== undefined && this.#preferred !== endpoint) return;
+    const at = this.#endpoints.indexOf(endpoint);
+    this.#preferred = this.#endpoints[(at + 1) % this.#endpoints.length];
+  }
+
+  /**
+   * Uses these endpoints from now on; the clients of endpoints no longer listed close once the
+   * calls under way on them had their time (RETIRED_CLOSE_MS), or at `close()`.
+   */
   setEndpoints(endpoints: readonly string[]): void {
     this.#endpoints = [...endpoints];
     for (const [endpoint, client] of this.#clients) {
       if (endpoints.includes(endpoint)) continue;
       this.#clients.delete(endpoint);
-      client.close();
+      this.#retired.add(client);
+      setTimeout(() => {
+        if (this.#retired.delete(client)) client.close();
+      }, RETIRED_CLOSE_MS).unref();
     }
   }
 
   close(): void {
     this.#closed = true;
-    for (const client of this.#clients.values()) client.close();
+    for (const client of [...this.#clients.values(), ...this.#retired]) client.close();
     this.#clients.clear();
+    this.#retired.clear();
   }
 }

@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError, type PhaseTimer, phaseTimer } from '@dotmesh/core';
 import type { StorageDriver } from '@dotmesh/storage';
-import type { Compare, Store, TxnOp } from '@dotmesh/store';
+import { type Compare, isOutcomeUnknown, type Store, type TxnOp } from '@dotmesh/store';
 import type { MasterNodes } from '../../cluster/master-nodes.ts';
 import type { NodeLease } from '../../cluster/node-lease.ts';
 import { KEYS } from '../../cluster/store-keys.ts';
@@ -11,10 +12,14 @@ import type { Logger } from '../../log.ts';
 import type { WriteGuard } from '../../pool/host-space-guard.ts';
 import type { DotIndex } from '../dot-index.ts';
 import type { DotEvents, MutationOp } from './events.ts';
+import { wasApplied } from './settle.ts';
 import { MutationTx } from './tx.ts';
 
 /** Ops per store transaction, under etcd's default limit of 128. */
 export const TXN_OPS = 100;
+
+/** How often a mutation whose store write timed out asks the store whether it was applied. */
+const SETTLE_INTERVAL_MS = 1000;
 
 export interface MutationScope {
   readonly op: MutationOp;
@@ -84,6 +89,11 @@ export interface MutationDeps {
  *     lease expired cannot write either;
  *     → if anything up to here fails, the pool steps are undone and the caller gets the error:
  *       nothing of the mutation is visible anywhere;
+ *     → if the transaction's outcome is unknown (the store timed out: it may have applied it),
+ *       the caller gets UNAVAILABLE at once and the mutation is *settled* in the background:
+ *       once the store answers, the keys it wrote tell whether it was applied; then steps 5–7
+ *       run, or the pool steps are undone. Until then the dot refuses other mutations, so the
+ *       pool and the store never disagree unnoticed;
  *  5. the in-memory view (readers see the change from here on);
  *  6. finishing steps that cannot be undone (swap live data, delete volumes), redone from the
  *     pool's intent by start-up recovery if the process dies before they end;
@@ -93,6 +103,8 @@ export interface MutationDeps {
  */
 export class DotMutations {
   readonly #deps: MutationDeps;
+  /** Dots with a mutation whose store write is not settled yet (see `run`), to what settles it. */
+  readonly #unsettled = new Map<string, Promise<void>>();
   #view: { caughtUp(revision: number): Promise<void> } | undefined;
 
   constructor(deps: MutationDeps) {
@@ -172,6 +184,7 @@ export class DotMutations {
     const { lease, masterNodes, driver, index, failpoints, logger, newId } = this.#deps;
     const timer = scope.timer ?? phaseTimer(() => performance.now());
     timer.mark('locks');
+    this.#assertSettled(scope);
     this.#deps.storeHealth?.assertAvailable(scope.what);
     lease.assertLive(scope.what);
     const fences = (scope.mastered ?? []).map((fsId) => ({ fsId, mastership: masterNodes.requireMine(fsId, scope.what) }));
@@ -186,12 +199,15 @@ export class DotMutations {
       timer,
     });
     let result: T;
+    let bodyDone = false;
     try {
       result = await body(tx);
+      bodyDone = true;
       timer.mark('steps');
       await this.#write(scope, tx, fences);
       timer.mark('store');
     } catch (e) {
+      if (bodyDone && isOutcomeUnknown(e)) throw this.#settleLater(scope, tx, e as DotmeshError);
       await tx.undo();
       throw e;
     }
@@ -200,6 +216,68 @@ export class DotMutations {
     timer.mark('finish');
     this.#deps.events.emit({ op: scope.op, dotId: scope.dotId });
     return result;
+  }
+
+  /** Dots whose last mutation is not settled yet (DumpInternalState, tests). */
+  get unsettled(): readonly string[] {
+    return [...this.#unsettled.keys()];
+  }
+
+  /** Resolves once no mutation of `dotId` waits to be settled (tests). */
+  async settled(dotId: string): Promise<void> {
+    await this.#unsettled.get(dotId);
+  }
+
+  #assertSettled(scope: MutationScope): void {
+    if (!this.#unsettled.has(scope.dotId)) return;
+    throw new DotmeshError(
+      'UNAVAILABLE',
+      `cannot ${scope.what}: an earlier change to this dot is waiting for the cluster store to say whether it was stored`,
+      { hint: 'it is kept or undone once the store answers; run it again then' },
+    );
+  }
+
+  /**
+   * The store transaction of `tx` timed out: it may or may not have been applied. Settles it in
+   * the background (the caller does not wait): asks the store every SETTLE_INTERVAL_MS until it
+   * answers; if the transaction was applied, the mutation completes (view, finishing steps,
+   * event), else its pool steps are undone. Returns the error for the caller.
+   */
+  #settleLater(scope: MutationScope, tx: MutationTx, cause: DotmeshError): DotmeshError {
+    const { store, logger, lease } = this.#deps;
+    const ops = tx.storeRequest().ops.map((op) => withLease(op, lease.id));
+    const settle = async () => {
+      for (;;) {
+        const applied = await wasApplied(store, ops);
+        if (applied === true) {
+          tx.markStored();
+          tx.applyView();
+          await tx.runFinish();
+          this.#deps.events.emit({ op: scope.op, dotId: scope.dotId });
+          logger.warn({ what: scope.what }, 'a change whose store write timed out was stored after all: it is kept');
+          return;
+        }
+        if (applied === false) {
+          await tx.undo();
+          logger.warn({ what: scope.what }, 'a change whose store write timed out was not stored: its pool steps are undone');
+          return;
+        }
+        await sleep(SETTLE_INTERVAL_MS);
+      }
+    };
+    const running = settle()
+      .catch((err: unknown) => logger.error({ err, what: scope.what }, 'could not settle a change whose store write timed out'))
+      .finally(() => this.#unsettled.delete(scope.dotId));
+    this.#unsettled.set(scope.dotId, running);
+    return new DotmeshError(
+      'UNAVAILABLE',
+      `cannot ${scope.what}: the cluster store did not confirm it in time (${cause.message})`,
+      {
+        hint: 'the change is kept if the store applied it, and undone if not, once the store answers; check with dm log then',
+        data: { ...cause.data, outcome: 'unknown' },
+        cause,
+      },
+    );
   }
 
   async #write(
