@@ -1,4 +1,4 @@
-import { invalid, type VolumeCapability } from '@dotmesh/csi';
+import { invalid, requireSupported as requireCapabilities, type VolumeCapability } from '@dotmesh/csi';
 
 /** The topology key of a node's and a disk's zone. */
 export const ZONE_KEY = 'topology.cloud.test.dotmesh.io/zone';
@@ -25,13 +25,9 @@ export function unsupported(cap: VolumeCapability): string | undefined {
   return undefined;
 }
 
-/** INVALID_ARGUMENT unless `caps` is non-empty and every one is served. */
+/** INVALID_ARGUMENT unless `caps` is non-empty and every one is served by this driver. */
 export function requireSupported(caps: readonly VolumeCapability[] | undefined, call: string): void {
-  if (!caps || caps.length === 0) throw invalid(`${call}: volume capabilities are required`);
-  for (const cap of caps) {
-    const why = unsupported(cap);
-    if (why) throw invalid(`${call}: ${why}`);
-  }
+  requireCapabilities(caps, call, unsupported);
 }
 
 /** `field` of a request, INVALID_ARGUMENT naming it when empty. */

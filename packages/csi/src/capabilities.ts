@@ -26,12 +26,19 @@ export function unsupported(cap: VolumeCapability): string | undefined {
   return undefined;
 }
 
-/** INVALID_ARGUMENT unless `caps` is non-empty and every one is served. */
-export function requireSupported(caps: readonly VolumeCapability[] | undefined, call: string): void {
+/**
+ * INVALID_ARGUMENT unless `caps` is non-empty and every one is served: `why` says why one is not
+ * (this driver's rules by default; a test driver passes its own).
+ */
+export function requireSupported(
+  caps: readonly VolumeCapability[] | undefined,
+  call: string,
+  why: (cap: VolumeCapability) => string | undefined = unsupported,
+): void {
   if (!caps || caps.length === 0) throw invalid(`${call}: volume capabilities are required`);
   for (const cap of caps) {
-    const why = unsupported(cap);
-    if (why) throw invalid(`${call}: ${why}`);
+    const reason = why(cap);
+    if (reason) throw invalid(`${call}: ${reason}`);
   }
 }
 

@@ -2,10 +2,12 @@
  * @dotmesh/csi: the Kubernetes CSI driver csi.dotmesh.io, a client of the dotmesh-server API
  * (like `dm`): volumes are branches of dots, snapshots retained commits. See docs/kubernetes.md.
  */
+
+// The gRPC plumbing of a CSI driver, for the repository's test-only drivers (packages/cloud-csi).
+export { requireSupported } from './capabilities.ts';
 export { type CsiClient, csiClient } from './client.ts';
 export { CONTROLLER_CAPABILITIES } from './controller.ts';
 export { type Credentials, parseCredentials, SECRET_API_KEY, SECRET_USER_KEY } from './credentials.ts';
-// The gRPC plumbing of a CSI driver, for the repository's test-only drivers (packages/cloud-csi).
 export type { AccessModeName, VolumeCapability } from './csi-types.ts';
 export { type DriverOptions, type RunningDriver, startDriver } from './driver.ts';
 export { CsiError, invalid, notFound } from './grpc-errors.ts';

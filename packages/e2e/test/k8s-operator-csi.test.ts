@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
@@ -21,6 +20,7 @@ import {
   waitForDotmesh,
   waitForDotmeshCsi,
 } from '@dotmesh/testkit';
+import { diagnosticsOnFailure } from './k8s-operator-pods.ts';
 
 /**
  * The CSI driver csi.dotmesh.io as docs/kubernetes.md deploys it with the operator, on the run's
@@ -53,36 +53,10 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
 
   before(async () => {
     cluster = await useTestCluster(suite);
-    const diagnostics = async (i: DocInstall) => {
-      if (!failed) return;
-      const show = (args: string[]) =>
-        cluster.kubectl(args).then(
-          (r) => r.stdout,
-          (e: Error) => e.message,
-        );
-      const logs = await Promise.all(
-        [
-          ['deployment/dotmesh-csi-controller', '--all-containers'],
-          ...cluster.nodes.map((n) => [`server-${n.name}`, '-c', 'csi-node']),
-        ].map((args) => show(['logs', '-n', 'dotmesh', '--tail=60', ...args])),
-      );
-      const serverLogs = await Promise.all(
-        cluster.nodes.map((n) =>
-          readFile(join(i.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
-            (l) => `--- server log of ${n.name} (tail) ---\n${l.slice(-3000)}`,
-            () => `no server log on ${n.name}`,
-          ),
-        ),
-      );
-      console.error(
-        [
-          await show(['get', 'pods,volumeattachments', '-A', '-o', 'wide']),
-          await show(['get', 'events', '-A']),
-          ...logs,
-          ...serverLogs,
-        ].join('\n'),
-      );
-    };
+    const diagnostics = diagnosticsOnFailure(cluster, () => failed, [
+      ['deployment/dotmesh-csi-controller', '--all-containers'],
+      ...cluster.nodes.map((n) => [`server-${n.name}`, '-c', 'csi-node']),
+    ]);
     install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST });
     await waitForDotmesh(cluster, cluster.nodes);
     await installDotmeshCsiFromDoc(cluster, cleanup, install, { docFile: DOC });

@@ -79,9 +79,14 @@ export const uids = (pods: Map<string, PodJson>) => new Map([...pods].map(([n, p
 
 /**
  * An `onBeforeRemoval` for installDotmeshFromDoc: when `failed()`, prints what the operator saw
- * (pods, events, the leading operator's log, each server's log tail) for a failing run's reader.
+ * (pods, events, the leading operator's log, each server's log tail) for a failing run's reader,
+ * and the logs `moreLogs` names (`kubectl logs -n dotmesh` arguments, e.g. other Deployments').
  */
-export function diagnosticsOnFailure(cluster: TestCluster, failed: () => boolean): (install: DocInstall) => Promise<void> {
+export function diagnosticsOnFailure(
+  cluster: TestCluster,
+  failed: () => boolean,
+  moreLogs: readonly (readonly string[])[] = [],
+): (install: DocInstall) => Promise<void> {
   const { kubectl } = cluster;
   return async (install) => {
     if (!failed()) return;
@@ -96,6 +101,7 @@ export function diagnosticsOnFailure(cluster: TestCluster, failed: () => boolean
         await show(['get', 'pods', '-A', '-o', 'wide']),
         await show(['get', 'events', '-n', NS]),
         op ? await show(['logs', '-n', NS, op.metadata.name]) : 'no operator pod',
+        ...(await Promise.all(moreLogs.map((args) => show(['logs', '-n', NS, '--tail=100', ...args])))),
         ...(await Promise.all(
           cluster.nodes.map((n) =>
             readFile(join(install.pools, n.name, 'server', 'dotmesh-server.log'), 'utf8').then(
