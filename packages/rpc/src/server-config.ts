@@ -257,7 +257,8 @@ export const serverConfigFileSchema = z.object({
   replicate: z.boolean().default(true),
   replicationSweepMs: z.number().int().min(100).max(3_600_000).default(30_000),
   replicationConcurrency: z.number().int().min(1).max(64).default(2),
-  syncCommitTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
+  // Below the 120 s a node waits for a call it forwarded to the master (NodeClient).
+  syncCommitTimeoutMs: z.number().int().min(100).max(100_000).default(30_000),
   pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
