@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isDotmeshError } from '@dotmesh/core';
 import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster, waitFor } from '@dotmesh/testkit';
-import { commit, commitIds, fileHash, lookup, writeRandom } from './cluster-helpers.ts';
+import {
+  commit,
+  commitIds,
+  committedFile,
+  fileHash,
+  heldOn as heldBy,
+  logged as loggedOn,
+  lookup,
+  writeRandom,
+} from './cluster-helpers.ts';
 
 /**
  * Durability per branch on two real nodes (servers on their own pools and hosts, one etcd on a
@@ -42,25 +50,8 @@ describe('sync and async durability per branch', { skip }, () => {
   });
   after(() => cleanup.run());
 
-  function logged(body: () => Promise<void>): () => Promise<void> {
-    return async () => {
-      try {
-        await body();
-      } catch (e) {
-        throw new Error(`${(e as Error).message}\n${await cluster.logs(12_000)}`, { cause: e });
-      }
-    };
-  }
-
-  /** The commits `node` advertises holding in volume `fsId` (its own keys in etcd). */
-  async function heldOn(node: DotmeshNode, fsId: string): Promise<Set<string>> {
-    const prefix = `dotmesh.io/servers/snapshots/${node.nodeId}/${fsId}/`;
-    return new Set((await cluster.etcd.keys(prefix)).map((kv) => kv.key.slice(prefix.length)));
-  }
-
-  function committedFile(node: DotmeshNode, fsId: string, commitId: string, file: string): string {
-    return join(node.dir, 'mnt', 'fs', fsId, 'commits', commitId, commitId, '__default__', file);
-  }
+  const logged = (body: () => Promise<void>) => loggedOn(() => cluster, body);
+  const heldOn = (node: DotmeshNode, fsId: string) => heldBy(cluster, node, fsId);
 
   /** Runs `body` with node 2's links down (it reaches neither node 1 nor etcd), then brings them up. */
   async function cutOff<T>(node: DotmeshNode, body: () => Promise<T>): Promise<T> {
