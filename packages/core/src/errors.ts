@@ -32,6 +32,11 @@ export type ErrorCode =
   | 'NOT_MASTER'
   | 'CONFLICT'
   | 'UNAVAILABLE'
+  /**
+   * A commit of a `sync` branch was made and kept on its master, but no other node confirmed
+   * holding it in time (data.commitId, data.node, data.timeoutMs): it is not acknowledged.
+   */
+  | 'NOT_REPLICATED'
   /** A transfer stream failed its integrity checks (retried; a re-run resumes). */
   | 'TRANSFER_CORRUPT'
   /** The store: a lease that expired, was revoked or never existed (data.leaseId). */
@@ -79,6 +84,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   NOT_MASTER: { exitCode: 9, grpcStatus: 9, httpStatus: 409 },
   CONFLICT: { exitCode: 9, grpcStatus: 10, httpStatus: 409 },
   UNAVAILABLE: { exitCode: 10, grpcStatus: 14, httpStatus: 503 },
+  NOT_REPLICATED: { exitCode: 10, grpcStatus: 14, httpStatus: 503 },
   TRANSFER_CORRUPT: { exitCode: 10, grpcStatus: 15, httpStatus: 422 },
   LEASE_NOT_FOUND: { exitCode: 9, grpcStatus: 9, httpStatus: 409 },
   COMPACTED: { exitCode: 9, grpcStatus: 11, httpStatus: 410 },

@@ -75,3 +75,25 @@ export async function untilMasterEverywhere(nodes: readonly DotmeshNode[], name:
 export function rewrittenByLiveNodes(key: string): boolean {
   return /\/filesystems\/(dirty|containers)\/|\/servers\/pools\//.test(key);
 }
+
+/** A test body whose failure carries the tail of every node's log. */
+export function logged(cluster: () => DotmeshTestCluster, body: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await body();
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${await cluster().logs(12_000)}`, { cause: e });
+    }
+  };
+}
+
+/** The commits `node` advertises holding in volume `fsId` (its own keys in etcd). */
+export async function heldOn(cluster: DotmeshTestCluster, node: DotmeshNode, fsId: string): Promise<Set<string>> {
+  const prefix = `dotmesh.io/servers/snapshots/${node.nodeId}/${fsId}/`;
+  return new Set((await cluster.etcd.keys(prefix)).map((kv) => kv.key.slice(prefix.length)));
+}
+
+/** A file of commit `commitId` as `node`'s pool holds it (its own snapshot, unmounted on a replica). */
+export function committedFile(node: DotmeshNode, fsId: string, commitId: string, file: string): string {
+  return join(node.dir, 'mnt', 'fs', fsId, 'commits', commitId, commitId, '__default__', file);
+}

@@ -11,7 +11,18 @@ import {
   startDotmeshCluster,
   waitFor,
 } from '@dotmesh/testkit';
-import { commit, commitIds, fileHash, holdsVolume, lookup, procure, writeRandom } from './cluster-helpers.ts';
+import {
+  commit,
+  commitIds,
+  committedFile,
+  fileHash,
+  heldOn as heldBy,
+  holdsVolume,
+  logged as loggedOn,
+  lookup,
+  procure,
+  writeRandom,
+} from './cluster-helpers.ts';
 
 /**
  * Replication on three real nodes (servers on their own pools and hosts, one etcd): every
@@ -39,22 +50,9 @@ describe('replication of commits to every node', { skip }, () => {
   });
   after(() => cleanup.run());
 
-  /** A test body whose failure carries the tail of every node's log. */
-  function logged(body: () => Promise<void>): () => Promise<void> {
-    return async () => {
-      try {
-        await body();
-      } catch (e) {
-        throw new Error(`${(e as Error).message}\n${await cluster.logs(12_000)}`, { cause: e });
-      }
-    };
-  }
+  const logged = (body: () => Promise<void>) => loggedOn(() => cluster, body);
 
-  /** The commits `node` advertises holding in volume `fsId` (its own keys in etcd). */
-  async function heldOn(node: DotmeshNode, fsId: string): Promise<Set<string>> {
-    const prefix = `dotmesh.io/servers/snapshots/${node.nodeId}/${fsId}/`;
-    return new Set((await cluster.etcd.keys(prefix)).map((kv) => kv.key.slice(prefix.length)));
-  }
+  const heldOn = (node: DotmeshNode, fsId: string) => heldBy(cluster, node, fsId);
 
   /** `node`'s advertised copy of branch `fsId` (its state key), or undefined. */
   async function copyOn(
@@ -79,11 +77,6 @@ describe('replication of commits to every node', { skip }, () => {
       },
       { timeoutMs: 60_000, what: `nodes ${nodes.map((n) => n.index).join(', ')} to hold ${ids.join(', ')} of ${fsId}` },
     );
-  }
-
-  /** A file of commit `commitId` as `node`'s pool holds it (the replica's own snapshot, unmounted). */
-  function committedFile(node: DotmeshNode, fsId: string, commitId: string, file: string): string {
-    return join(node.dir, 'mnt', 'fs', fsId, 'commits', commitId, commitId, '__default__', file);
   }
 
   async function metrics(node: DotmeshNode): Promise<string> {

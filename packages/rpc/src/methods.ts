@@ -14,6 +14,7 @@ import type {
   DotList,
   DotListWithContainers,
   DotmeshVolume,
+  DurabilityInfo,
   FoundCommit,
   JoinTokenCreated,
   JoinTokenInfo,
@@ -106,6 +107,14 @@ export const METHODS = {
   Containers: { params: branchParams, admin: false, route: { branch: 'Branch' } },
   ContainersById: { params: stringParam, admin: false, route: { fsId: null } },
   GetReplicationLatencyForBranch: { params: branchParams, admin: true, route: 'here' },
+  // Additions: a dot's or branch's durability (`sync`: a Commit replies once another node holds it).
+  GetDurability: { params: branchParams, admin: false, route: 'here' },
+  SetDurability: {
+    // WholeDot: the dot's own setting (its branches' unless set on one), Branch ignored. Durability "" clears it.
+    params: z.object({ Namespace: str(), Name: str(), Branch: str(), WholeDot: bool(), Durability: str() }),
+    admin: false,
+    route: 'here',
+  },
   SetDebugFlag: { params: z.object({ FlagName: str(), FlagValue: str() }), admin: true, route: 'here' },
   DumpInternalState: { params: stringParam, admin: true, route: 'here' },
   Diff: { params: z.object({ FilesystemID: str() }), admin: false, route: { fsId: 'FilesystemID' } },
@@ -323,6 +332,9 @@ export interface ResultMap {
   Containers: Container[];
   ContainersById: Container[];
   GetReplicationLatencyForBranch: ReplicationLatency;
+  GetDurability: DurabilityInfo;
+  /** The branch's durability after the change (for WholeDot, the master branch's). */
+  SetDurability: DurabilityInfo;
   /** The flag's previous value. */
   SetDebugFlag: string;
   DumpInternalState: Record<string, string>;

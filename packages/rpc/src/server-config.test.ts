@@ -36,6 +36,7 @@ describe('server config', () => {
       mountPoint: '/var/lib/dotmesh/mnt',
       stateDir: '/var/lib/dotmesh/server',
       storeFile: '/var/lib/dotmesh/server/store.db',
+      syncCommitTimeoutMs: 30_000,
       logFile: '/var/lib/dotmesh/server/dotmesh-server.log',
       pidFile: '/var/lib/dotmesh/server/dotmesh-server.pid',
       initialAdminFile: '/var/lib/dotmesh/server/initial-admin.json',

@@ -106,6 +106,11 @@ export interface ServerConfig {
   /** Replication: transfers to other nodes running at once, at most (default 2). */
   readonly replicationConcurrency: number;
   /**
+   * A Commit on a `sync` branch waits this long at most for another node to hold the commit
+   * before answering NOT_REPLICATED (default 30 s).
+   */
+  readonly syncCommitTimeoutMs: number;
+  /**
    * dotmesh-pump, the btrfs driver's helper that moves commit streams; null (the default): the
    * `dotmesh-pump` beside the server's entry script (where `npm run build` and scripts/install
    * put it).
@@ -252,6 +257,8 @@ export const serverConfigFileSchema = z.object({
   replicate: z.boolean().default(true),
   replicationSweepMs: z.number().int().min(100).max(3_600_000).default(30_000),
   replicationConcurrency: z.number().int().min(1).max(64).default(2),
+  // Below the 120 s a node waits for a call it forwarded to the master (NodeClient).
+  syncCommitTimeoutMs: z.number().int().min(100).max(100_000).default(30_000),
   pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
@@ -330,6 +337,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     replicate: c.replicate,
     replicationSweepMs: c.replicationSweepMs,
     replicationConcurrency: c.replicationConcurrency,
+    syncCommitTimeoutMs: c.syncCommitTimeoutMs,
     pumpBinary: c.pumpBinary,
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,

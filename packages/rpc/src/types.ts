@@ -111,6 +111,18 @@ export interface AllDotsAndBranches {
 /** server id → ids of commits that server is missing. */
 export type ReplicationLatency = Record<string, string[]>;
 
+/** A branch's durability (an addition of this server: GetDurability, SetDurability). */
+export interface DurabilityInfo {
+  /** `sync`: a Commit replies once another node holds the commit; `async`: at once. */
+  Durability: 'sync' | 'async';
+  /** Where it comes from: set on the branch, on its dot, or the cluster's default. */
+  Source: 'branch' | 'dot' | 'cluster';
+  /** What is set on the dot ("" nothing). */
+  DotDurability: '' | 'sync' | 'async';
+  /** What is set on the branch ("" nothing). */
+  BranchDurability: '' | 'sync' | 'async';
+}
+
 /** Space of one commit (an addition of this server). */
 export interface CommitSize {
   /** Bytes of data the commit references, shared or not. */

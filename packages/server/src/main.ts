@@ -373,6 +373,7 @@ async function serve(
         sweepMs: config.replicationSweepMs,
         concurrency: config.replicationConcurrency,
         backoffMs: Math.max(config.transferBackoffMs, 100),
+        syncCommitTimeoutMs: config.syncCommitTimeoutMs,
       },
       inUse: new ProcInUseChecker(),
       docker: {

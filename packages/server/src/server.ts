@@ -19,6 +19,7 @@ import { Authenticator } from './auth/authenticator.ts';
 import { KnownUsers } from './auth/known-users.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
+import { DurabilitySettings } from './cluster/durability.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
 import type { JoinIssuerDeps } from './cluster/join-issuer.ts';
 import { JoinTokens } from './cluster/join-tokens.ts';
@@ -32,6 +33,7 @@ import { BranchPublications } from './cluster/publications.ts';
 import { DEFAULT_REPLICATION, type ReplicationSettings, Replicator } from './cluster/replicator.ts';
 import { CallRouter } from './cluster/router.ts';
 import { StoreHealth } from './cluster/store-health.ts';
+import type { SyncCommitDeps } from './cluster/sync-commit.ts';
 import { followTombstones } from './cluster/tombstones.ts';
 import { ClusterTransferProxy } from './cluster/transfer-proxy.ts';
 import { ClusterView } from './cluster/view.ts';
@@ -286,14 +288,25 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
   const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient) : undefined;
   const cluster = parts.cluster;
+  const replication = parts.replication ?? DEFAULT_REPLICATION;
   const replicator = cluster
     ? new Replicator({
         ctx,
         send: (dotId, fsId, to) =>
           sendBranchToNode({ view, transfers, tls: cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }, dotId, fsId, to),
-        settings: parts.replication ?? DEFAULT_REPLICATION,
+        settings: replication,
       })
     : undefined;
+  const durability = new DurabilitySettings(store, view, parts.nodeId, replicator !== undefined && replication.enabled);
+  const syncCommit: SyncCommitDeps = {
+    nodeId: parts.nodeId,
+    view,
+    send: (dotId, fsId, to) =>
+      replicator
+        ? replicator.sendNow(dotId, fsId, to)
+        : Promise.reject(new DotmeshError('UNSUPPORTED', 'this server is a single node: it sends commits to no other node')),
+    timeoutMs: replication.syncCommitTimeoutMs,
+  };
   const handoff: HandoffDeps | undefined = replicator
     ? { ctx, send: (dotId, fsId, to) => replicator.sendNow(dotId, fsId, to) }
     : undefined;
@@ -312,6 +325,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     store,
     transfers,
     catalog: new DotCatalog(view, index, masterNodes),
+    durability,
+    syncCommit,
     view,
     ...(handoff ? { handoff } : {}),
     ...(takeOver ? { takeOver } : {}),

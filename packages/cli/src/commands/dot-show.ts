@@ -10,7 +10,8 @@ import { dotCommitSpace } from './commit-space.ts';
 /**
  * `dm dot show [-H] [<dot>]`. RPCs in the original's order: Lookup+Get (master), Branches, then
  * per branch (sorted, master included): Lookup+Get (non-master), Containers (current branch
- * only), GetReplicationLatencyForBranch (admin remotes only; a failure is shown, not fatal).
+ * only), GetReplicationLatencyForBranch (admin remotes only; a failure is shown, not fatal),
+ * GetDurability (ours; a server without it, or a failure, shows none).
  * The dot's figures (commits, size, dirty bytes) are those of its CURRENT branch (the config's),
  * which the output names; every branch's figures are in `--json`.
  */
@@ -31,6 +32,8 @@ export interface BranchInfo {
   containers: string[];
   /** null when not fetched (non-admin remote). */
   replication: ReplicaState[] | null;
+  /** `sync` or `async` and where it comes from; null when the server has no such setting. */
+  durability?: { durability: string; source: string } | null;
   replicationError?: string;
 }
 
@@ -61,6 +64,27 @@ function replicaStates(volume: DotmeshVolume, latency: Record<string, string[]>)
     }));
 }
 
+/** GetDurability, or null from a server that does not have it (the original's). */
+async function branchDurability(
+  ctx: CommandContext,
+  dot: { namespace: string; name: string },
+  branch: string,
+): Promise<BranchInfo['durability']> {
+  try {
+    const d = await ctx.call('GetDurability', { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) });
+    return { durability: d.Durability, source: d.Source };
+  } catch {
+    // The original's server has no such method; anything else fails the calls around it too.
+    return null;
+  }
+}
+
+const SOURCE_WORDS: Record<string, string> = {
+  branch: 'set on the branch',
+  dot: 'set on the dot',
+  cluster: "the cluster's default",
+};
+
 export async function dotShow(ctx: CommandContext, arg: string | undefined): Promise<DotShowResult> {
   const qualified = arg !== undefined ? formatDotName(await parseDotArg(ctx, arg)) : await ctx.strictCurrentDot();
   const dot = parseDotName(qualified);
@@ -88,6 +112,7 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
       dirtyBytes: volume.DirtyBytes,
       containers,
       replication: null,
+      durability: await branchDurability(ctx, dot, branch),
     };
     if (privileged) {
       try {
@@ -143,6 +168,8 @@ export function renderDotShow(d: DotShowResult): string[] {
   for (const b of d.branches) {
     const containers = b.containers.length > 0 ? ` (containers: ${b.containers.join(',')})` : '';
     out.push(`${b.current ? '* ' : '  '}${b.name} (${b.id})${containers}`);
+    if (b.durability)
+      out.push(`   Durability: ${b.durability.durability} (${SOURCE_WORDS[b.durability.source] ?? b.durability.source})`);
     if (b.replication === null && b.replicationError === undefined) continue;
     out.push('   Replication Status:');
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
@@ -169,6 +196,7 @@ export function renderDotShowScripting(d: DotShowResult): string[] {
   for (const b of d.branches) {
     out.push(`branch\t${b.id}\t${b.name}`);
     for (const c of b.containers) out.push(`container\t${b.name}\t${c}`);
+    if (b.durability) out.push(`durability\t${b.name}\t${b.durability.durability}\t${b.durability.source}`);
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
     for (const r of b.replication ?? []) {
       out.push(['latency', r.server, r.master ? 'master' : 'replica', r.status, r.missingCommits.join('\t')].join('\t'));

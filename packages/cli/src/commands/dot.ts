@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { dotDelete, renderDotDelete } from './dot-delete.ts';
 import { dotShow, renderDotShow, renderDotShowScripting } from './dot-show.ts';
+import { registerSetDurability } from './set-durability.ts';
 import { registerSetUpstream } from './set-upstream.ts';
 import { registerSmashBranchMaster } from './smash-branch-master.ts';
 
-/** `dm dot show|delete|set-upstream|smash-branch-master`. */
+/** `dm dot show|delete|set-upstream|set-durability|smash-branch-master`. */
 export function register(program: Command, app: CliApp): void {
   const dot = program
     .command('dot')
@@ -19,6 +20,8 @@ change the default remote dot for <dot> on <remote>.
 Run 'dm dot show [<dot>]' to show information about the dot.
 Run 'dm dot delete [-f] <dot>' to delete a dot with all its
 branches and commits.
+Run 'dm dot set-durability [--branch <branch>] [<dot>] sync|async|inherit'
+to choose whether commits wait for another node to hold them.
 Run 'dm dot smash-branch-master [<dot>] <branch> [<server ID>]' to make
 a node the master of a branch when its master node is gone for good.
 
@@ -62,5 +65,6 @@ Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
         ctx.reporter.result(await dotDelete(ctx, name, opts.force === true), renderDotDelete);
       }),
     );
+  registerSetDurability(dot, app);
   registerSmashBranchMaster(dot, app);
 }

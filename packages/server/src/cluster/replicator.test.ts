@@ -54,7 +54,7 @@ function harness(settings: Partial<ReplicationSettings> = {}) {
   let maxRunning = 0;
   const replicator = new Replicator({
     ctx,
-    settings: { enabled: true, sweepMs: 3_600_000, concurrency: 2, backoffMs: 50, ...settings },
+    settings: { enabled: true, sweepMs: 3_600_000, concurrency: 2, backoffMs: 50, syncCommitTimeoutMs: 1000, ...settings },
     send: async (_dotId, fsId, to) => {
       running++;
       maxRunning = Math.max(maxRunning, running);

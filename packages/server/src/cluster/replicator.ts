@@ -11,9 +11,17 @@ export interface ReplicationSettings {
   readonly concurrency: number;
   /** After a failed transfer to a node, the next try waits this long, doubling per failure (at most MAX_BACKOFF_MS). */
   readonly backoffMs: number;
+  /** A Commit on a `sync` branch waits this long at most for another node to hold it (cluster/sync-commit.ts). */
+  readonly syncCommitTimeoutMs: number;
 }
 
-export const DEFAULT_REPLICATION: ReplicationSettings = { enabled: true, sweepMs: 30_000, concurrency: 2, backoffMs: 2000 };
+export const DEFAULT_REPLICATION: ReplicationSettings = {
+  enabled: true,
+  sweepMs: 30_000,
+  concurrency: 2,
+  backoffMs: 2000,
+  syncCommitTimeoutMs: 30_000,
+};
 
 const MAX_BACKOFF_MS = 5 * 60_000;
 
@@ -50,8 +58,8 @@ interface Pair {
  * tombstone names them, and a replica refuses commits for a tombstoned id
  * (transfer/incoming.ts).
  *
- * A `sync` durability (a Commit that replies once another node holds it) would await sendNow
- * for one node inside the Commit; nothing here assumes the background path is the only one.
+ * A Commit on a `sync` branch awaits sendNow to the other live nodes (cluster/sync-commit.ts)
+ * besides the background path; both share the per-pair queue.
  */
 export class Replicator {
   readonly #o: ReplicatorOptions;

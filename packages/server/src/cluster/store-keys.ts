@@ -32,6 +32,8 @@ export const KEYS = {
   deletedCommit: (fsId: string, commitId: string) => `${PREFIX}filesystems/deleted-commits/${fsId}/${commitId}`,
   publicationsPrefix: `${PREFIX}filesystems/publications/`,
   publications: (fsId: string) => `${PREFIX}filesystems/publications/${fsId}`,
+  durabilityPrefix: `${PREFIX}filesystems/durability/`,
+  durability: (dotId: string) => `${PREFIX}filesystems/durability/${dotId}`,
   commitsPrefix: `${PREFIX}servers/snapshots/`,
   nodeCommits: (nodeId: string) => `${PREFIX}servers/snapshots/${nodeId}/`,
   commitsOf: (nodeId: string, fsId: string) => `${PREFIX}servers/snapshots/${nodeId}/${fsId}/`,
@@ -123,6 +125,19 @@ export interface PublicationsRecord {
   readonly filesystem_id: string;
   readonly node_id: string;
   readonly uses: readonly BranchUse[];
+}
+
+export type Durability = 'sync' | 'async';
+
+/**
+ * `filesystems/durability/<dotId>`: the durability set on a dot (`default`, its branches'
+ * unless set on one) and on its branches (by branch id). Absent: nothing set. Changed only by
+ * compare-and-swap; not lease-bound. Ours (the original had no such setting).
+ */
+export interface DurabilityRecord {
+  readonly dot_id: string;
+  readonly default?: Durability;
+  readonly branches: Readonly<Record<string, Durability>>;
 }
 
 /** `servers/pools/<nodeId>`: the node's pool space, refreshed by the node. Lease-bound. */

@@ -8,6 +8,7 @@ import {
   type CloneRecord,
   type ContainersRecord,
   type DirtyRecord,
+  type DurabilityRecord,
   type HeldCommitRecord,
   KEYS,
   type PoolRecord,
@@ -85,6 +86,7 @@ export class ClusterView {
   readonly #deletedCommits = new Set<string>();
   readonly #publications = new Map<string, PublicationsRecord & { readonly revision: number }>();
   readonly #pools = new Map<string, PoolRecord>();
+  readonly #durability = new Map<string, DurabilityRecord & { readonly revision: number }>();
   readonly #waiters = new Set<{ rev: number; resolve: () => void }>();
   #watcher: Watcher | undefined;
   #revision = 0;
@@ -207,6 +209,11 @@ export class ClusterView {
     return this.#publications.values();
   }
 
+  /** The durability set on a dot and its branches, and the store revision of that record. */
+  durabilityOf(dotId: string): (DurabilityRecord & { readonly revision: number }) | undefined {
+    return this.#durability.get(dotId);
+  }
+
   /** The pool space each live node last advertised. */
   pools(): ReadonlyMap<string, PoolRecord> {
     return this.#pools;
@@ -302,6 +309,7 @@ export class ClusterView {
     this.#deletedCommits.clear();
     this.#publications.clear();
     this.#pools.clear();
+    this.#durability.clear();
     this.#dots.clear();
     this.#byName.clear();
     this.#branches.clear();
@@ -339,6 +347,12 @@ export class ClusterView {
         if (r && Array.isArray(r.uses) && typeof r.node_id === 'string')
           this.#publications.set(fsId, { ...r, revision: e.revision });
         else this.#publications.delete(fsId);
+      } else if (key.startsWith(KEYS.durabilityPrefix)) {
+        const dotId = key.slice(KEYS.durabilityPrefix.length);
+        const r = e.type === 'put' ? parseValue<DurabilityRecord>(e.value) : undefined;
+        if (r && typeof r.branches === 'object' && r.branches !== null)
+          this.#durability.set(dotId, { ...r, revision: e.revision });
+        else this.#durability.delete(dotId);
       } else if (key.startsWith(KEYS.poolsPrefix)) {
         const nodeId = key.slice(KEYS.poolsPrefix.length);
         const r = e.type === 'put' ? parseValue<PoolRecord>(e.value) : undefined;

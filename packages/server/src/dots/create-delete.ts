@@ -216,6 +216,7 @@ export function deleteDotOps(
     main: [
       { type: 'delete', key: KEYS.registry(o.info.namespace, o.info.name) },
       { type: 'deletePrefix', prefix: KEYS.clonesOf(o.dotId) },
+      { type: 'delete', key: KEYS.durability(o.dotId) },
       ...ordered.slice(0, BRANCHES_IN_MAIN_TXN).flatMap(branchOps),
     ],
     followUps: [

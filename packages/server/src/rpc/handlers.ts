@@ -4,14 +4,15 @@ import type { Store } from '@dotmesh/store';
 import type { TransferEngine } from '@dotmesh/transfer';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { safeUser, type UserService } from '../auth/users.ts';
+import type { DurabilitySettings } from '../cluster/durability.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
 import type { JoinTokens } from '../cluster/join-tokens.ts';
 import { replicationLatency } from '../cluster/replication-lag.ts';
+import type { SyncCommitDeps } from '../cluster/sync-commit.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
 import { type Caller, isAdmin } from '../dots/caller.ts';
 import type { DotCatalog } from '../dots/catalog.ts';
-import { commitBranch } from '../dots/commit.ts';
 import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
 import { createDot, deleteDot } from '../dots/create-delete.ts';
@@ -27,6 +28,7 @@ import { backupHandlers } from './backup-handlers.ts';
 import { capacityHandlers } from './capacity-handlers.ts';
 import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
+import { durabilityHandlers } from './durability-handlers.ts';
 import { type JoinPoint, joinTokenHandlers } from './join-token-handlers.ts';
 import { publicationHandlers } from './publication-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
@@ -47,6 +49,9 @@ export interface HandlerDeps {
   readonly pool?: PoolControl;
   readonly transfers: TransferEngine<Caller>;
   readonly catalog: DotCatalog;
+  readonly durability: DurabilitySettings;
+  /** How a Commit on a `sync` branch waits for another node. */
+  readonly syncCommit: SyncCommitDeps;
   readonly view: ClusterView;
   /** On a cluster of several nodes: handoffs (MoveBranch), and taking a branch over (Procure). */
   readonly handoff?: HandoffDeps;
@@ -186,14 +191,6 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       });
       return true;
     },
-    Commit: async (caller, p) =>
-      commitBranch(ctx, caller, {
-        namespace: p.Namespace,
-        name: p.Name,
-        branch: p.Branch,
-        message: p.Message,
-        metadata: p.Metadata,
-      }),
     Commits: async (caller, p) => commitItems(ctx, resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
     CommitsById: async (caller, fsId) => commitItems(ctx, requireVisibleFs(ctx, caller, fsId)),
     Rollback: async (caller, p) => {
@@ -231,6 +228,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       const all = deps.internalState();
       return Object.fromEntries(Object.entries(all).filter(([k]) => filter === '' || k.includes(filter)));
     },
+    ...durabilityHandlers({ ctx, catalog, durability: deps.durability, syncCommit: deps.syncCommit }),
     ...capacityHandlers(ctx, deps.pool),
     ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...volumeHandlers(ctx),
