@@ -1,10 +1,11 @@
 /**
- * Runs the benchmarks of targets.md (P1-P10, P13) against a real dotmesh-server on a
+ * Runs the benchmarks of targets.md (P1-P11, P13) against a real dotmesh-server on a
  * loop-file btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5:
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
  * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
- * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts), each against its reference
+ * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P11: replication lag and
+ * the Commit by durability on P13's cluster against the single-node server, p11-replication.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
  * the cached PostgreSQL rootfs of testkit, built with debootstrap when missing); everything it
@@ -39,6 +40,7 @@ import { benchThroughput } from './p7-throughput.ts';
 import { benchCsi } from './p8-csi.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
+import { benchReplication } from './p11-replication.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { benchK8sVolume } from './p16-k8s.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
@@ -47,7 +49,7 @@ import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P13', 'P16', 'R7'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11', 'P13', 'P16', 'R7'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -93,6 +95,7 @@ const params = smoke
       p9Run: { runs: 3, warmup: 1 },
       p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
+      p11: { size: 16 * MiB, samples: 2, rounds: 2, pollMs: 5 },
       p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
       p16: { samples: 3, warmup: 1 },
       r7Samples: 2,
@@ -112,17 +115,20 @@ const params = smoke
       p9Run: { runs: 20, warmup: 3 },
       p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
+      p11: { size: GiB, samples: 30, rounds: 5, pollMs: 5 },
       p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
       p16: { samples: 20, warmup: 2 },
       r7Samples: 10,
     };
 
 const pairs = only.has('P4') || only.has('P5');
+/** P11 runs on P13's cluster (cluster()), which either of them starts. */
+const clustered = only.has('P11') || only.has('P13');
 const missing = missingCapabilities([
   'root',
   'btrfs',
   'losetup',
-  ...(pairs || only.has('P13') ? (['netns', 'etcd'] as const) : []),
+  ...(pairs || clustered ? (['netns', 'etcd'] as const) : []),
   ...(only.has('R7') ? (['etcd'] as const) : []),
   ...(only.has('P16') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
@@ -142,15 +148,16 @@ const P9_POOL = '16G';
 // P16: the node's sparse pool (docs/kubernetes.md's 10G, barely used), the images and the node's containerd.
 const P16_HOST_BYTES = 2 * GiB;
 const installedBytes = only.has('P2') || only.has('P3') ? parseSize(INSTALLED_POOL) : 0;
-// P13: three nodes' pools; nodes 0 and 1 hold the handoff dot and node 0 its raw twin too.
-const clusterPoolBytes = 2 * params.p13.handoffSize + 2 * GiB;
+// P13: three nodes' pools; nodes 0 and 1 hold the handoff dot and node 0 its raw twin too (P11
+// after it: every node its lag dot, node 0 its raw twin and node 1 the twin's received copies).
+const clusterPoolBytes = 2 * Math.max(params.p13.handoffSize, params.p11.size) + 2 * GiB;
 const needHost =
   2 * maxSize +
   4 * GiB +
   installedBytes +
   (pairs ? 4 * pairMax + 4 * GiB : 0) +
   (only.has('P9') ? 4 * GiB : 0) +
-  (only.has('P13') ? 3 * clusterPoolBytes : 0) +
+  (clustered ? 3 * clusterPoolBytes : 0) +
   (only.has('P16') ? P16_HOST_BYTES : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
@@ -224,7 +231,7 @@ try {
       benchManyDots(cleanup, s, { dots: params.p6Dots, samples: params.p6Samples, dmBundle: haveDm ? dmBundle : undefined }),
     );
   if (only.has('P9')) await docker();
-  if (only.has('P13')) await cluster();
+  if (clustered) await cluster(s);
   if (only.has('R7')) await step('R7', () => benchQuorumLoss(cleanup, { samples: params.r7Samples }));
   if (only.has('P16')) {
     const k8s = missingCapabilities(['k8s']);
@@ -277,8 +284,11 @@ async function transfers(): Promise<void> {
   }
 }
 
-/** P13 on a cluster of three nodes of its own, torn down as soon as P13 is done. */
-async function cluster(): Promise<void> {
+/**
+ * P13 and P11 on a cluster of three nodes of their own, torn down as soon as they are done (P11
+ * also on `single`, the benchmark's single-node server).
+ */
+async function cluster(single: BenchServer): Promise<void> {
   const local = new Cleanup();
   cleanup.add(() => local.run(), 'P13 cluster');
   let c: BenchCluster | undefined;
@@ -292,9 +302,17 @@ async function cluster(): Promise<void> {
     if (!c) return;
     const cc = c;
     const p = params.p13;
-    await step('P13 forwarding', () => benchForwarding(cc, { rounds: p.rounds, callsPerRound: p.callsPerRound }));
-    await step(`P13 handoff ${formatBytes(p.handoffSize)}`, () => benchHandoff(cc, p.handoffSize, { samples: p.handoffSamples }));
-    await step('P13 store cost', () => benchStoreCost(cc, { dots: p.storeDots, idleMs: p.idleMs }));
+    if (only.has('P13')) {
+      await step('P13 forwarding', () => benchForwarding(cc, { rounds: p.rounds, callsPerRound: p.callsPerRound }));
+      await step(`P13 handoff ${formatBytes(p.handoffSize)}`, () =>
+        benchHandoff(cc, p.handoffSize, { samples: p.handoffSamples }),
+      );
+    }
+    if (only.has('P11'))
+      await step(`P11 replication ${formatBytes(params.p11.size)}`, () =>
+        benchReplication(cc, single, params.p11.size, params.p11),
+      );
+    if (only.has('P13')) await step('P13 store cost', () => benchStoreCost(cc, { dots: p.storeDots, idleMs: p.idleMs }));
   } finally {
     await step('P13 teardown', async () => {
       await local.run();
@@ -393,6 +411,7 @@ const report: Report = {
     sizes: sizes.map(formatBytes),
     p4: { ...params.p4, sizes: params.p4.sizes.map(formatBytes) },
     p5: { ...params.p5, bigSize: formatBytes(params.p5.bigSize) },
+    p11: { ...params.p11, size: formatBytes(params.p11.size) },
     p13: { ...params.p13, handoffSize: formatBytes(params.p13.handoffSize) },
     dmBundle,
     durationS: Math.round((Date.now() - started) / 1000),
