@@ -5,7 +5,7 @@ import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh } from './b
 import { type BenchCluster, type BenchNode, rawSnapshotAndSend } from './cluster-bench.ts';
 import { formatBytes, MiB, percentile, ratio, rotate, summarize } from './harness.ts';
 import { type Row, slackRow } from './report.ts';
-import type { BenchServer } from './server.ts';
+import { type BenchServer, loggedAs, phasesNote } from './server.ts';
 
 /**
  * P11 (issue 15) on P13's cluster of three nodes, and the Commit's latency by durability.
@@ -25,7 +25,9 @@ import type { BenchServer } from './server.ts';
  *
  * Rows: the lag of an `async` branch against the raw send (target P11: p50 ≤ reference +
  * 300 ms); the Commit on a `sync` and on an `async` branch of the cluster, each against the
- * single-node server's Commit (ratio of the p50s; no target). p99 figures are in the notes.
+ * single-node server's Commit (ratio of the p50s; no target). p99 figures are in the notes, and
+ * the lag row's note has the medians of the phases of node 0's sends during P11 (its `transfer
+ * timings` log lines, the initial full sends included).
  * Failover time is not measured: failover is not built yet.
  */
 export const P11_LAG_SLACK_MS = 300;
@@ -88,6 +90,17 @@ async function writeAt(file: string, data: Buffer, offset: number): Promise<void
   }
 }
 
+/** The pino log lines whose `time` (epoch ms) is at or after `since`. */
+function loggedSince(lines: readonly string[], since: number): string[] {
+  return lines.filter((l) => {
+    try {
+      return ((JSON.parse(l) as { time?: unknown }).time as number) >= since;
+    } catch {
+      return false;
+    }
+  });
+}
+
 const p99 = (xs: readonly number[]) => Math.round(percentile(xs, 99) * 10) / 10;
 
 export async function benchReplication(
@@ -102,6 +115,7 @@ export async function benchReplication(
   const rawDir = join(n0.rawRoot, dot);
   const rawLive = join(rawDir, 'live');
   const snaps: string[] = [];
+  const since = Date.now();
   try {
     const seed = randomBytes(MiB);
     const live0 = String(await n0.node.admin.call('Procure', { Namespace: NS, Name: dot, Subdot: '' }));
@@ -191,7 +205,8 @@ export async function benchReplication(
         }),
         note:
           `p99 ${p99(lag(asyncRuns))} ms (raw ${p99(raw)} ms); on a \`sync\` branch the lag is ` +
-          `p50 ${summarize(lag(syncRuns)).p50.toFixed(1)} / p99 ${p99(lag(syncRuns))} ms`,
+          `p50 ${summarize(lag(syncRuns)).p50.toFixed(1)} / p99 ${p99(lag(syncRuns))} ms; node 0's sends, p50 ms: ` +
+          phasesNote(loggedSince(loggedAs((await n0.node.log()).split('\n'), 'transfer timings'), since)),
       },
       commitRow('sync', syncRuns),
       commitRow('async', asyncRuns),
