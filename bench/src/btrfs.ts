@@ -60,6 +60,16 @@ export async function fillFile(file: string, bytes: number, seed: Buffer): Promi
   }
 }
 
+/** Writes `data` into `file` at `offset`, in place (the file must exist). Not synced. */
+export async function writeAt(file: string, data: Buffer, offset: number): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    await fh.write(data, 0, data.length, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Overwrites `file` with `bytes` of `fill` (the "4 KiB write" and the "100 MiB unflushed"). */
 export async function overwrite(file: string, bytes: number, fill: number): Promise<void> {
   await writeFile(file, Buffer.alloc(bytes, fill));

@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh } from './btrfs.ts';
+import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh, writeAt } from './btrfs.ts';
 import { type BenchCluster, type BenchNode, rawSnapshotAndSend } from './cluster-bench.ts';
 import { formatBytes, MiB, percentile, ratio, rotate, summarize } from './harness.ts';
 import { type Row, slackRow } from './report.ts';
@@ -79,15 +79,6 @@ function parseAgent(stdout: string, samples: number, where: string): AgentSample
   if (failed) throw new Error(`commit-agent on ${where}: ${failed.error}`);
   if (out.length !== samples) throw new Error(`commit-agent on ${where} answered ${out.length} of ${samples} samples`);
   return out;
-}
-
-async function writeAt(file: string, data: Buffer, offset: number): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    await fh.write(data, 0, data.length, offset);
-  } finally {
-    await fh.close();
-  }
 }
 
 /** The pino log lines whose `time` (epoch ms) is at or after `since`. */

@@ -2,7 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh } from './btrfs.ts';
+import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh, writeAt } from './btrfs.ts';
 import {
   type AgentCall,
   type BenchCluster,
@@ -109,15 +109,6 @@ async function expectMaster(c: BenchCluster, dot: string, master: BenchNode): Pr
 
 export interface HandoffOptions {
   readonly samples: number;
-}
-
-async function writeAt(file: string, data: Buffer, offset: number): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    await fh.write(data, 0, data.length, offset);
-  } finally {
-    await fh.close();
-  }
 }
 
 async function readAt(file: string, length: number, offset: number): Promise<Buffer> {

@@ -1,8 +1,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cleanup } from '@dotmesh/testkit';
-import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh, snapshot } from './btrfs.ts';
+import { createSubvolume, deleteSubvolumes, fillFile, removeTree, sh, snapshot, writeAt } from './btrfs.ts';
 import { alternate, atMost, formatBytes, KiB, MiB, ratio, summarize } from './harness.ts';
 import { type BenchPair, dropReceived, NS, rawSend, settle, timedPush } from './pair-hosts.ts';
 import { type Row, slackRow } from './report.ts';
@@ -34,15 +34,6 @@ export interface PushOptions {
 }
 
 const TIMEOUT_MS = 60 * 60_000;
-
-async function writeAt(file: string, data: Buffer, offset: number): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    await fh.write(data, 0, data.length, offset);
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function benchIncrementalPush(cleanup: Cleanup, p: BenchPair, size: number, o: PushOptions): Promise<Row[]> {
   const label = formatBytes(size);
