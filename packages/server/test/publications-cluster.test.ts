@@ -78,6 +78,31 @@ describe('publications on two nodes', () => {
     assert.deepEqual(await b().admin.call('Branches', { Namespace: 'admin', Name: 'kube' }), []);
   });
 
+  test('a branch mounted on its master still replicates: a sync commit is acknowledged once the other node holds it', async () => {
+    await a().admin.call('Create', { Namespace: 'admin', Name: 'mounted' });
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'mounted', Branch: '' });
+    await a().admin.call('SetDurability', {
+      Namespace: 'admin',
+      Name: 'mounted',
+      Branch: '',
+      WholeDot: true,
+      Durability: 'sync',
+    });
+    await a().admin.call('PublishBranch', { FilesystemId: id, Subdot: '', Volume: 'v', Target: '/t/mounted', ReadOnly: false });
+    await (a().driver as MemoryDriver).writeFile(id, '__default__/data', 'while mounted');
+    // The mount is a's: b's replica is not in use, so it takes the commit (sync: the reply waits for it).
+    const commit = await a().admin.call('Commit', {
+      Namespace: 'admin',
+      Name: 'mounted',
+      Branch: '',
+      Message: 'm',
+      Metadata: {},
+    });
+    assert.equal((await (b().driver as MemoryDriver).readFile(id, '__default__/data')).toString(), 'while mounted');
+    assert.ok(commit);
+    await a().admin.call('UnpublishBranch', { FilesystemId: id, Target: '/t/mounted' });
+  });
+
   test('Capacity lists both nodes’ pools and answers the smallest free space', async () => {
     const deadline = Date.now() + 10_000;
     let c = await a().admin.call('Capacity', null);

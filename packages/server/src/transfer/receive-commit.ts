@@ -124,10 +124,12 @@ async function applyCommit(
     });
     return { visible, skipped: true };
   }
-  // An attachment to this node does not touch the live data: it is what asks for a handoff here.
+  // Only what uses this node's copy blocks: a use recorded on another node (the master's mounts,
+  // while this node is its replica) is of that node's copy; an attachment to this node does not
+  // touch the live data (it is what asks for a handoff here).
   if (isTarget) {
     await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
-      allowed: (use, node) => use.kind === 'attach' && node === ctx.mutations.nodeId,
+      allowed: (use, node) => node !== ctx.mutations.nodeId || use.kind === 'attach',
     });
   }
   const shown: BranchLabel = visible ? startLabel : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
