@@ -11,6 +11,7 @@ import {
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { CLUSTER_CA_CONFIGMAP, publishClusterCa } from './cluster-ca.ts';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
 import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
@@ -22,7 +23,8 @@ import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
  * (informers: a list, then a watch, restarted on errors), and after any change (and every
  * `resyncMs`) takes one reconcile step (plan.ts) and applies it; the server pods'
- * PodDisruptionBudget follows the selected nodes (disruption-budget.ts). ConfigMap problems are
+ * PodDisruptionBudget follows the selected nodes (disruption-budget.ts), and the ConfigMap
+ * `dotmesh-cluster-ca` is written once a server serves (cluster-ca.ts). ConfigMap problems are
  * reported once per version of the ConfigMap, as a warning Event on it and a log line; an
  * invalid ConfigMap leaves the last good config in force.
  */
@@ -115,6 +117,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   /** Reconcile steps taken (the first is always logged, as "reconciled" with step 0). */
   let steps = 0;
   let reportedVersion: string | undefined;
+  /** Whether this operator has compared the ConfigMap dotmesh-cluster-ca with the cluster's CA. */
+  let caChecked = false;
 
   async function report(cm: V1ConfigMap | undefined, problems: readonly ConfigProblem[]): Promise<void> {
     const version = cm?.metadata?.resourceVersion ?? 'none';
@@ -194,6 +198,16 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           log.warn('could not make join Secrets; retrying', { nodes: plan.tokensNeeded, error });
           setTimeout(schedule, RETRY_MS).unref();
         },
+      );
+    }
+    if (through?.status?.hostIP && (!caChecked || !configMaps.get(CLUSTER_CA_CONFIGMAP, namespace))) {
+      // A failure is retried by the next step (a change, or the resync).
+      await publishClusterCa(o, through.status.hostIP, configMaps.get(CLUSTER_CA_CONFIGMAP, namespace)).then(
+        () => {
+          caChecked = true;
+        },
+        (e) =>
+          log.warn('could not publish the cluster CA; retrying at the next step', { error: String((e as Error)?.message ?? e) }),
       );
     }
     await ensureServerDisruptionBudget({ policy, namespace, log }, plan.minServing).catch((e) =>
