@@ -9,6 +9,7 @@ import {
   Cleanup,
   claimAtData,
   type DmResult,
+  type DocInstall,
   deleteAndWait,
   installDotmeshFromDoc,
   type Kubectl,
@@ -27,8 +28,8 @@ import {
   waitFor,
   waitForDotmesh,
 } from '@dotmesh/testkit';
-import { diagnosticsOnFailure, NS } from './k8s-operator-pods.ts';
-import { apply, waitUnused, writeRandomScript } from './k8s-volumes.ts';
+import { diagnosticsOnFailure, leaderPod, NS, operatorLog, serverPods } from './k8s-operator-pods.ts';
+import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, writeRandomScript } from './k8s-volumes.ts';
 
 /**
  * `dm` from a workstation, as docs/kubernetes.md ("Using dm from a workstation") tells users, on
@@ -40,6 +41,12 @@ import { apply, waitUnused, writeRandomScript } from './k8s-volumes.ts';
  * dotmesh-server process with its own pool) pulls a dot a pod wrote and `dm` committed in the
  * cluster, and pushes a dot made outside into the cluster, where a pod reads it: the commit ids
  * and the files' hashes are the same on both sides.
+ *
+ * Bad input through the operator on the same install: a node loses the selection label while
+ * a pod writes to a dot there (its server pod stays, serving, until that pod is gone, then goes;
+ * the data is kept); PVCs of the class `dotmesh` with a hostile `dotmeshName` or a dotmesh
+ * namespace outside the allowlist get a ProvisioningFailed Event from the manifest's
+ * provisioner, no PV, and no dot.
  */
 const REPO = join(import.meta.dirname, '../../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
@@ -56,6 +63,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
   let cluster: TestCluster;
   let kubectl: Kubectl;
   let apiKey: string;
+  let install: DocInstall;
   let outside: ServerProcess;
   let home: string;
   let ns: string;
@@ -129,7 +137,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
   before(async () => {
     cluster = await useTestCluster(suite);
     kubectl = cluster.kubectl;
-    const install = await installDotmeshFromDoc(cluster, cleanup, {
+    install = await installDotmeshFromDoc(cluster, cleanup, {
       docFile: DOC,
       dist: DIST,
       onBeforeRemoval: diagnosticsOnFailure(cluster, () => failed),
@@ -253,6 +261,114 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     await claim('made-outside', madeOutside);
     const read = await inPod(1, 'reader', 'made-outside', madeOutside, 'sha256sum /data/blob | cut -d" " -f1');
     assert.equal(read, sha256(data), 'the pod reads what was pushed');
+  });
+  test('a node loses the selection label while a pod writes to a dot there: its server stays until the pod is gone', async () => {
+    const label = `dmtest-${suffix}.example/pick`;
+    const names = cluster.nodes.map((n) => n.name);
+    const n2 = node(2).name;
+    const dot = `held-${suffix}`;
+    cleanup.add(async () => {
+      await kubectl(['apply', '-f', '-'], { input: install.configMap(install.baseData) }).catch(() => {});
+      for (const n of names) await kubectl(['label', 'node', n, `${label}-`]).catch(() => {});
+    }, 'restore the node selection');
+    await kubectl(['label', 'node', ...names, `${label}=yes`]);
+    await kubectl(['apply', '-f', '-'], { input: install.configMap({ ...install.baseData, nodeSelector: `${label}=yes` }) });
+    const before = await serverPods(kubectl);
+    // A pod on node-2 appends numbered lines to its dot until it is deleted.
+    await claim('held', dot);
+    await kubectl(['apply', '-f', '-'], {
+      input: podManifest({
+        name: 'appender',
+        namespace: ns,
+        node: n2,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', 'i=0; while true; do echo $i >> /data/log; i=$((i+1)); sleep 0.2; done'],
+        ...claimAtData('held'),
+      }),
+    });
+    const s2 = await api(2);
+    await waitFor(async () => (await dotExists({ admin: s2 }, 'admin', dot)) && (await s2.call('NodeUses', {})).Uses.length > 0, {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      what: `the pod on ${n2} using ${dot}`,
+    });
+
+    await kubectl(['label', 'node', n2, `${label}-`]);
+    const leader = await leaderPod(kubectl);
+    assert.ok(leader, 'an operator leads');
+    await waitFor(
+      async () =>
+        (await operatorLog(kubectl, leader.metadata.name)).some(
+          (l) =>
+            String(l.msg).startsWith('keeping the server pods of nodes no longer selected') &&
+            JSON.stringify(l.pods).includes(`server-${n2}`),
+        ),
+      { timeoutMs: 120_000, intervalMs: 1000, what: `the operator holding server-${n2}` },
+    );
+    // Held: the same pod, serving; a commit through node-0 reaches it (the dot's master).
+    const held = (await serverPods(kubectl)).get(`server-${n2}`);
+    assert.equal(held?.metadata.uid, before.get(`server-${n2}`)?.metadata.uid, 'the server pod of the unlabelled node is kept');
+    const s0 = await api(0);
+    // Async: a sync commit of a branch in use on its master is refused by the replicas
+    // (IN_USE → NOT_REPLICATED), a stage-a interaction of replication with durability that
+    // this test is not about; the commit is what shows the held server serving.
+    await s0.call('SetDurability', { Namespace: 'admin', Name: dot, Branch: '', WholeDot: true, Durability: 'async' });
+    const commit = await s0.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'while held', Metadata: {} });
+    const lines = (await readFile(join(await mountOf(s2, dot, commit), '__default__', 'log'), 'utf8')).trim().split('\n');
+    assert.ok(lines.length > 0);
+    assert.deepEqual(
+      lines,
+      lines.map((_, i) => String(i)),
+      'every line the pod wrote, in order',
+    );
+
+    // The pod deleted: its unmount reaches the held server (the deletion completes), then the server pod goes.
+    await deleteAndWait(cluster, ['pod', 'appender', '-n', ns]);
+    await waitFor(async () => !(await serverPods(kubectl)).has(`server-${n2}`), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: `server-${n2} to go once its dots are unused`,
+    });
+    assert.deepEqual(
+      [...(await serverPods(kubectl)).keys()].sort(),
+      names.filter((n) => n !== n2).map((n) => `server-${n}`),
+    );
+    // Labelled again: the node's server comes back as the same node, with the data.
+    await kubectl(['label', 'node', n2, `${label}=yes`]);
+    await waitForDotmesh(cluster, cluster.nodes);
+    const after = (await s0.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).map((c) => c.Id);
+    assert.ok(after.includes(commit), 'the commit made while held is kept');
+    const last = await s0.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'after', Metadata: {} });
+    const finalLines = (await readFile(join(await mountOf(s2, dot, last), '__default__', 'log'), 'utf8')).trim().split('\n');
+    assert.ok(finalLines.length >= lines.length, `${finalLines.length} lines at the end, ${lines.length} while held`);
+    assert.deepEqual(
+      finalLines,
+      finalLines.map((_, i) => String(i)),
+      'the pod’s writes, in order',
+    );
+  });
+
+  test("PVCs with a hostile dotmeshName or a dotmesh namespace outside the allowlist: the manifest's provisioner refuses them with an Event, no PV, no dot", async () => {
+    const cases: RefusedClaim[] = [
+      ['hostile-name', { dotmeshName: '../../etc' }, /invalid dot name "\.\.\/\.\.\/etc"/],
+      [
+        'outside-allowlist',
+        { dotmeshNamespace: 'alice' },
+        new RegExp(`Kubernetes namespace ${ns} may not use dotmesh namespace alice`),
+      ],
+    ];
+    await expectClaimsRefused(cluster, ns, cases, (name, annotations) =>
+      apply(cluster, {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name, namespace: ns, annotations },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+      }),
+    );
+    const s0 = { admin: await api(0) };
+    assert.equal(await dotExists(s0, 'alice', 'outside-allowlist'), false, 'no dot in the namespace outside the allowlist');
+    const all = await s0.admin.call('AllDotsAndBranches', null);
+    assert.ok(!all.Dots.some((d) => d.MasterBranch.Name.Name.includes('etc')), 'no dot named after the hostile name');
   });
 });
 
