@@ -1,9 +1,11 @@
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Cleanup,
+  deleteAndWait,
   installedDriverDir,
   type ServerProcess,
   startServerProcess,
@@ -117,4 +119,53 @@ export async function waitUnused(server: AdminApi, fsId: string, what: string): 
 /** A pod script: writes 256 KiB of random data to /data/<file> and prints its SHA-256 (then sleeps when `stay`). */
 export function writeRandomScript(file: string, stay: boolean): string {
   return `head -c 262144 /dev/urandom > /data/${file} && sha256sum /data/${file} | cut -d' ' -f1${stay ? ' && echo written && sleep 3600' : ''}`;
+}
+
+/** The Warning Events on PVC `name` of `namespace`, as "reason: message". */
+export async function pvcWarnings(cluster: TestCluster, namespace: string, name: string): Promise<string[]> {
+  const { stdout } = await cluster.kubectl([
+    'get',
+    'events',
+    '-n',
+    namespace,
+    '--field-selector',
+    `involvedObject.kind=PersistentVolumeClaim,involvedObject.name=${name},type=Warning`,
+    '-o',
+    'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}',
+  ]);
+  return stdout.split('\n').filter(Boolean);
+}
+
+/** A PVC the provisioner must refuse: its name, its annotations, the Event message expected. */
+export type RefusedClaim = readonly [name: string, annotations: Record<string, string>, message: RegExp];
+
+/**
+ * Makes each claim (`claim(name, annotations)`), then checks that each gets one
+ * `ProvisioningFailed` Warning Event matching its message and, several provisioner resyncs
+ * later, is still Pending with no PV and that one Event; deletes the claims.
+ */
+export async function expectClaimsRefused(
+  cluster: TestCluster,
+  namespace: string,
+  cases: readonly RefusedClaim[],
+  claim: (name: string, annotations: Record<string, string>) => Promise<void>,
+): Promise<void> {
+  for (const [name, annotations] of cases) await claim(name, annotations);
+  for (const [name, , message] of cases) {
+    const events = await waitFor(
+      async () => ((await pvcWarnings(cluster, namespace, name)).length > 0 ? pvcWarnings(cluster, namespace, name) : undefined),
+      { timeoutMs: 120_000, intervalMs: 1000, what: `a Warning Event on PVC ${name}` },
+    );
+    assert.ok(
+      events.some((e) => e.startsWith('ProvisioningFailed: ') && message.test(e)),
+      `${name}: ${events.join(' | ')}`,
+    );
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  for (const [name] of cases) {
+    const r = await cluster.kubectl(['get', 'pvc', name, '-n', namespace, '-o', 'jsonpath={.status.phase}/{.spec.volumeName}']);
+    assert.equal(r.stdout, 'Pending/', `${name} has no PV`);
+    assert.equal((await pvcWarnings(cluster, namespace, name)).length, 1, `${name}: one Event, not one per resync`);
+    await deleteAndWait(cluster, ['pvc', name, '-n', namespace]);
+  }
 }

@@ -11,18 +11,21 @@ import {
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { adminClient } from './admin-client.ts';
+import { CLUSTER_CA_CONFIGMAP, publishClusterCa } from './cluster-ca.ts';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
 import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
-import { isServing, planReconcile } from './plan.ts';
+import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
 import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 
 /**
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
  * (informers: a list, then a watch, restarted on errors), and after any change (and every
  * `resyncMs`) takes one reconcile step (plan.ts) and applies it; the server pods'
- * PodDisruptionBudget follows the selected nodes (disruption-budget.ts). ConfigMap problems are
+ * PodDisruptionBudget follows the selected nodes (disruption-budget.ts), and the ConfigMap
+ * `dotmesh-cluster-ca` is written once a server serves (cluster-ca.ts). ConfigMap problems are
  * reported once per version of the ConfigMap, as a warning Event on it and a log line; an
  * invalid ConfigMap leaves the last good config in force.
  */
@@ -53,6 +56,8 @@ export interface RunningController {
 }
 
 const RETRY_MS = 2_000;
+/** How often a held server pod's node is asked again whether its dots are still in use. */
+const HELD_RECHECK_MS = 5_000;
 
 function watched<T extends KubernetesObject>(
   o: ControllerOptions,
@@ -115,6 +120,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   /** Reconcile steps taken (the first is always logged, as "reconciled" with step 0). */
   let steps = 0;
   let reportedVersion: string | undefined;
+  /** Whether this operator has compared the ConfigMap dotmesh-cluster-ca with the cluster's CA. */
+  let caChecked = false;
 
   async function report(cm: V1ConfigMap | undefined, problems: readonly ConfigProblem[]): Promise<void> {
     const version = cm?.metadata?.resourceVersion ?? 'none';
@@ -175,13 +182,23 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     }
     const joinSecrets = await core.listNamespacedSecret({ namespace, labelSelector: JOIN_SECRET_LABEL });
     const serverPods = pods.list(namespace);
+    const nodeInfos: NodeInfo[] = nodes
+      .list()
+      .map((n) => ({ name: n.metadata!.name!, uid: n.metadata?.uid, labels: n.metadata?.labels ?? {} }));
+    const dotsInUse = await nodesWithUses(o, deselectedServing({ config, nodes: nodeInfos, pods: serverPods }));
     const plan = planReconcile({
       config,
-      nodes: nodes.list().map((n) => ({ name: n.metadata!.name!, uid: n.metadata?.uid, labels: n.metadata?.labels ?? {} })),
+      nodes: nodeInfos,
       pods: serverPods,
       joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
+      dotsInUse,
       context: { namespace, image: o.serverImage },
     });
+    if (plan.held.length > 0) {
+      log.info('keeping the server pods of nodes no longer selected while their dots are in use', { pods: plan.held });
+      // Nothing else changes when the uses end (the kubelet talks to the server): look again soon.
+      setTimeout(schedule, HELD_RECHECK_MS).unref();
+    }
     const through = serverPods.find(isServing);
     if (plan.tokensNeeded.length > 0 && through?.status?.hostIP) {
       // Their pods are made by the next step; a failure here holds back only those nodes.
@@ -194,6 +211,16 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           log.warn('could not make join Secrets; retrying', { nodes: plan.tokensNeeded, error });
           setTimeout(schedule, RETRY_MS).unref();
         },
+      );
+    }
+    if (through?.status?.hostIP && (!caChecked || !configMaps.get(CLUSTER_CA_CONFIGMAP, namespace))) {
+      // A failure is retried by the next step (a change, or the resync).
+      await publishClusterCa(o, through.status.hostIP, configMaps.get(CLUSTER_CA_CONFIGMAP, namespace)).then(
+        () => {
+          caChecked = true;
+        },
+        (e) =>
+          log.warn('could not publish the cluster CA; retrying at the next step', { error: String((e as Error)?.message ?? e) }),
       );
     }
     await ensureServerDisruptionBudget({ policy, namespace, log }, plan.minServing).catch((e) =>
@@ -260,6 +287,30 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       await running;
     },
   };
+}
+
+/**
+ * The nodes (of `servers`: node → its server's address) whose dots are in use: their server
+ * reports uses (NodeUses), or does not answer (it may still have them: keep it).
+ */
+async function nodesWithUses(o: ControllerOptions, servers: ReadonlyMap<string, string>): Promise<Set<string>> {
+  const inUse = new Set<string>();
+  for (const [node, address] of servers) {
+    const uses = await adminClient(o, address)
+      .then((c) => c.call('NodeUses', {}))
+      .then(
+        (r) => r.Uses.length,
+        (e: unknown) => {
+          o.log.warn('could not ask a server of a node no longer selected for its uses; keeping it', {
+            node,
+            error: String((e as Error)?.message ?? e),
+          });
+          return 1;
+        },
+      );
+    if (uses > 0) inUse.add(node);
+  }
+  return inUse;
 }
 
 async function ignoring<T>(status: number, p: Promise<T>): Promise<T | undefined> {

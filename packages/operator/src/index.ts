@@ -1,3 +1,4 @@
+export * from './cluster-ca.ts';
 export * from './config.ts';
 export * from './label-selector.ts';
 export * from './leader.ts';

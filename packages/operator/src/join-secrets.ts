@@ -1,7 +1,7 @@
-import { DotmeshClient } from '@dotmesh/rpc/client';
 import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
+import { adminClient } from './admin-client.ts';
 import type { Logger } from './logger.ts';
-import { ADMIN_API_KEY_KEY, ADMIN_SECRET, JOIN_SECRET_LABEL, joinSecretName, SERVER_PORT } from './server-pod.ts';
+import { JOIN_SECRET_LABEL, joinSecretName } from './server-pod.ts';
 
 /**
  * Join Secrets: for each node that has no server pod yet (the cluster exists), a single-use join
@@ -16,17 +16,7 @@ export async function makeJoinSecrets(
   serverAddress: string,
   nodes: readonly string[],
 ): Promise<void> {
-  const admin = await o.core.readNamespacedSecret({ name: ADMIN_SECRET, namespace: o.namespace });
-  const apiKey = Buffer.from(admin.data?.[ADMIN_API_KEY_KEY] ?? '', 'base64')
-    .toString('utf8')
-    .trim();
-  if (apiKey === '') throw new Error(`the Secret ${o.namespace}/${ADMIN_SECRET} has no ${ADMIN_API_KEY_KEY}`);
-  const client = new DotmeshClient({
-    url: `http://${serverAddress}:${SERVER_PORT}/rpc`,
-    user: 'admin',
-    apiKey,
-    timeoutMs: 30_000,
-  });
+  const client = await adminClient(o, serverAddress);
   for (const node of nodes) {
     const made = await client.call('CreateJoinToken', {
       TtlSeconds: JOIN_TOKEN_TTL_SECONDS,

@@ -5,7 +5,7 @@ import { parseOperatorConfig } from './config.ts';
 import { CSI_NODE_CONTAINER } from './csi-node.ts';
 import { serverDisruptionBudget } from './disruption-budget.ts';
 import { leaseTakeable } from './leader.ts';
-import { minServingOf, type NodeInfo, planReconcile } from './plan.ts';
+import { deselectedServing, minServingOf, type NodeInfo, planReconcile } from './plan.ts';
 import {
   NODE_LABEL,
   PRESTOP_TIMEOUT_SECONDS,
@@ -191,6 +191,39 @@ describe('planReconcile', () => {
     );
     assert.deepEqual(plan.delete, [{ name: 'server-b', reason: 'node b is not selected' }]);
     assert.deepEqual(plan.selectedNodes, ['a']);
+  });
+  it('keeps the pod of a node no longer selected while its dots are in use, and asks only such pods', () => {
+    const labelled: NodeInfo[] = [
+      { name: 'a', labels: { pick: 'yes' } },
+      { name: 'b', labels: {} },
+      { name: 'c', labels: {} },
+    ];
+    const pods = [
+      running('a'),
+      { ...running('b'), status: { ...running('b').status, hostIP: '10.0.0.2' } },
+      running('c', { phase: 'Failed' }),
+    ];
+    const picked = config({ nodeSelector: 'pick=yes' });
+    assert.deepEqual([...deselectedServing({ config: picked, nodes: labelled, pods })], [['b', '10.0.0.2']]);
+    const inUse = planReconcile({ config: picked, nodes: labelled, pods, joinSecrets, dotsInUse: new Set(['b', 'c']), context });
+    assert.deepEqual(inUse.held, ['server-b']);
+    assert.deepEqual(inUse.delete, [{ name: 'server-c', reason: 'node c is not selected' }], 'an ended pod goes all the same');
+    const unused = planReconcile({ config: picked, nodes: labelled, pods, joinSecrets, dotsInUse: new Set(), context });
+    assert.deepEqual(unused.held, []);
+    assert.deepEqual(unused.delete.map((d) => d.name).sort(), ['server-b', 'server-c']);
+    // A node that is gone takes its pod whatever the uses (its pods went with it).
+    const gone = planReconcile({
+      config: picked,
+      nodes: labelled.slice(0, 1),
+      pods,
+      joinSecrets,
+      dotsInUse: new Set(['b']),
+      context,
+    });
+    assert.deepEqual(
+      gone.delete.find((d) => d.name === 'server-b'),
+      { name: 'server-b', reason: 'node b is gone' },
+    );
   });
   it('deletes the pod of a node that left, and an ended pod', () => {
     const plan = planReconcile({

@@ -6,7 +6,9 @@ import { NODE_LABEL, type ServerPodContext, SPEC_HASH_ANNOTATION, serverPod } fr
 /**
  * One reconcile step, decided from a snapshot (pure; controller.ts applies it):
  * - a selected node with no server pod gets one;
- * - a pod on a node that is gone or no longer selected is deleted;
+ * - a pod on a node that is gone is deleted; on a node no longer selected, too, unless the
+ *   node's dots are in use there (`dotsInUse`: the controller asks that server, NodeUses): then
+ *   it is held (kept, serving the uses' unmounts and its branches) until they end;
  * - a pod that ended (Failed/Succeeded) is deleted, to be recreated on the next step;
  * - a pod whose spec hash differs from the desired one (a new image, a new config) is replaced,
  *   but only while at least floor(0.75 × N) of the N selected nodes keep a serving pod (the
@@ -35,6 +37,8 @@ export interface ReconcilePlan {
   readonly delete: readonly PodDeletion[];
   /** Pods due for replacement that wait for others to serve again. */
   readonly waiting: readonly string[];
+  /** Pods of nodes no longer selected, kept while their node's dots are in use. */
+  readonly held: readonly string[];
   readonly selectedNodes: readonly string[];
   /** The server pods' PodDisruptionBudget's minAvailable: floor(0.75 × selected nodes). */
   readonly minServing: number;
@@ -59,6 +63,8 @@ export function planReconcile(o: {
   readonly pods: readonly V1Pod[];
   /** Nodes whose join Secret exists. */
   readonly joinSecrets: ReadonlySet<string>;
+  /** Nodes whose server has uses of its dots, or could not say (see deselectedServing). */
+  readonly dotsInUse?: ReadonlySet<string>;
   readonly context: Omit<ServerPodContext, 'config'>;
 }): ReconcilePlan {
   const uids = new Map(o.nodes.map((n) => [n.name, n.uid]));
@@ -75,10 +81,15 @@ export function planReconcile(o: {
     const node = pod.metadata?.labels?.[NODE_LABEL] ?? pod.spec?.nodeName ?? '';
     byNode.set(node, [...(byNode.get(node) ?? []), pod]);
   }
+  const held: string[] = [];
   for (const [node, pods] of byNode) {
     if (selectedSet.has(node)) continue;
     for (const pod of pods) {
-      if (!pod.metadata?.deletionTimestamp) del.push({ name: pod.metadata!.name!, reason: `node ${node} is not selected` });
+      if (pod.metadata?.deletionTimestamp) continue;
+      const ended = pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
+      if (!ended && uids.has(node) && o.dotsInUse?.has(node)) held.push(pod.metadata!.name!);
+      else
+        del.push({ name: pod.metadata!.name!, reason: uids.has(node) ? `node ${node} is not selected` : `node ${node} is gone` });
     }
   }
   const tokensNeeded: string[] = [];
@@ -117,5 +128,24 @@ export function planReconcile(o: {
       del.push({ name, reason: 'its spec is outdated' });
     } else waiting.push(name);
   }
-  return { create, tokensNeeded, delete: del, waiting, selectedNodes: selected, minServing };
+  return { create, tokensNeeded, delete: del, waiting, held, selectedNodes: selected, minServing };
+}
+
+/**
+ * The server pods to ask about their node's dots before a step (`dotsInUse`): Running, not
+ * being deleted, on a node that exists and is not selected. Their node addresses, by node.
+ */
+export function deselectedServing(o: {
+  readonly config: OperatorConfig;
+  readonly nodes: readonly NodeInfo[];
+  readonly pods: readonly V1Pod[];
+}): Map<string, string> {
+  const deselected = new Set(o.nodes.filter((n) => !matchesSelector(o.config.nodeSelectorParsed, n.labels)).map((n) => n.name));
+  const out = new Map<string, string>();
+  for (const pod of o.pods) {
+    const node = pod.metadata?.labels?.[NODE_LABEL] ?? pod.spec?.nodeName ?? '';
+    const ip = pod.status?.hostIP;
+    if (deselected.has(node) && ip && pod.status?.phase === 'Running' && !pod.metadata?.deletionTimestamp) out.set(node, ip);
+  }
+  return out;
 }

@@ -202,6 +202,7 @@ export const METHODS = {
   ListJoinTokens: { params: noParams, admin: true, route: 'here' },
   DeleteJoinToken: { params: z.object({ Id: str() }), admin: true, route: 'here' },
   RemoveEtcdMember: { params: z.object({ Node: str() }), admin: true, route: 'here' },
+  ClusterCa: { params: noParams, admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
 /** The fields a TransferRequest and a TransferPollResult share (original-dotmesh.md §4). */
@@ -401,6 +402,8 @@ export interface ResultMap {
   };
   /** Removed: the node had a managed etcd member, removed now; Members: how many the cluster has left. */
   RemoveEtcdMember: { Removed: boolean; Members: number };
+  /** The cluster CA's certificate (PEM) and its pin, as `dm remote add --trust-ca` takes it. */
+  ClusterCa: { Certificate: string; CaHash: string };
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

@@ -7,11 +7,14 @@ import type { HandlerTable } from './handlers.ts';
 export interface JoinPoint {
   readonly address: string;
   readonly caHash: string;
+  /** The cluster CA's certificate (PEM), as GET /join/v1/ca presents it. */
+  readonly caCertificate: string;
 }
 
 /**
- * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember (admin only, by the method
- * table; ours, not the original's). RemoveEtcdMember removes a node's managed etcd member
+ * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember, ClusterCa (admin only, by
+ * the method table; ours, not the original's). ClusterCa gives the cluster CA and its pin (what
+ * the operator publishes for `dm remote add --trust-ca`); UNSUPPORTED like CreateJoinToken. RemoveEtcdMember removes a node's managed etcd member
  * (UNSUPPORTED on an etcd Dotmesh does not run). A token is made on a node of a cluster of several nodes (`joinPoint`
  * absent: UNSUPPORTED); TtlSeconds 0 takes the default (24 h), Uses 0 = unlimited until it expires.
  */
@@ -19,21 +22,29 @@ export function joinTokenHandlers(deps: {
   readonly tokens: JoinTokens;
   readonly joinPoint: () => JoinPoint | undefined;
   readonly etcdMembers: EtcdMemberControl | undefined;
-}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken' | 'RemoveEtcdMember'> {
+}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken' | 'RemoveEtcdMember' | 'ClusterCa'> {
+  const joinPoint = (): JoinPoint => {
+    const point = deps.joinPoint();
+    if (!point) {
+      throw new DotmeshError('UNSUPPORTED', 'this node serves no node-to-node endpoint: hosts cannot join it', {
+        hint: 'make the cluster with dm cluster init --store etcd (a cluster meant to grow), then make tokens there',
+      });
+    }
+    return point;
+  };
   return {
     CreateJoinToken: async (_caller, p) => {
-      const point = deps.joinPoint();
-      if (!point) {
-        throw new DotmeshError('UNSUPPORTED', 'this node serves no node-to-node endpoint: hosts cannot join it', {
-          hint: 'make the cluster with dm cluster init --store etcd (a cluster meant to grow), then make tokens there',
-        });
-      }
+      const point = joinPoint();
       const { token, info } = await deps.tokens.create({
         ttlSeconds: p.TtlSeconds === 0 ? DEFAULT_JOIN_TOKEN_TTL_SECONDS : p.TtlSeconds,
         uses: p.Uses,
         description: p.Description,
       });
       return { ...info, Token: token, JoinAddress: point.address, CaHash: point.caHash };
+    },
+    ClusterCa: async () => {
+      const point = joinPoint();
+      return { Certificate: point.caCertificate, CaHash: point.caHash };
     },
     ListJoinTokens: async () => deps.tokens.list(),
     DeleteJoinToken: async (_caller, p) => deps.tokens.delete(p.Id),
