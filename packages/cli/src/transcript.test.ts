@@ -17,7 +17,8 @@ import { TRANSFER_IDS, transcriptHandlers } from './testing/transcript-server.ts
  */
 const R = (method: string, params: string, id: string) =>
   `{"jsonrpc":"2.0","method":"DotmeshRPC.${method}","params":${params},"id":${id}}`;
-const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9] = GO_RAND_IDS as [
+const [ID1, ID2, ID3, ID4, ID5, ID6, ID7, ID8, ID9, ID10] = GO_RAND_IDS as [
+  string,
   string,
   string,
   string,
@@ -169,12 +170,15 @@ Branches:
       R('Branches', FOO, ID3),
       R('Lookup', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID4),
       R('Get', '"08ebd658-9a57-4e7a-a931-9edd0b315637"', ID5),
-      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID6),
-      R('Containers', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID7),
-      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":""}', ID8),
-      // Not sent by the original: this server's per-commit space; the recorder refuses it, so
-      // nothing more is asked and the output is the original's.
-      R('CommitSizes', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID9),
+      // Not sent by the original: each branch's durability (GetDurability) and this server's
+      // per-commit space (CommitSizes); the recorder refuses them, so nothing more is asked and
+      // the output is the original's. (The test harness's ids wrap after its ten.)
+      R('GetDurability', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID6),
+      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID7),
+      R('Containers', '{"Branch":"","Name":"foo","Namespace":"admin"}', ID8),
+      R('GetDurability', '{"Namespace":"admin","Name":"foo","Branch":""}', ID9),
+      R('GetReplicationLatencyForBranch', '{"Namespace":"admin","Name":"foo","Branch":""}', ID10),
+      R('CommitSizes', '{"Namespace":"admin","Name":"foo","Branch":"b1"}', ID1),
     ],
   },
   { args: ['dot', 'delete', '-f', 'ns2/bar'], stdout: '', requests: [R('Delete', '{"Namespace":"ns2","Name":"bar"}', ID1)] },
