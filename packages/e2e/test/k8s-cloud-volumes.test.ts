@@ -17,6 +17,7 @@ import {
   useTestCluster,
   waitFor,
 } from '@dotmesh/testkit';
+import { attachedNodes } from './k8s-volumes.ts';
 
 /**
  * The "cloud" volumes of the test cluster (the test-only driver of packages/cloud-csi standing in
@@ -55,13 +56,6 @@ describe('cloud volumes on the test cluster (test-only CSI driver, csi-provision
       command: ['sh', '-c', script],
       ...claimAtData('disk'),
     });
-  /** The nodes the VolumeAttachments of PV `pv` say it is attached to. */
-  const attachedNode = async (pv: string) => {
-    const { items } = JSON.parse((await cluster.kubectl(['get', 'volumeattachments', '-o', 'json'])).stdout) as {
-      items: Array<{ spec: { nodeName: string; source: { persistentVolumeName?: string } }; status?: { attached?: boolean } }>;
-    };
-    return items.filter((a) => a.spec.source.persistentVolumeName === pv && a.status?.attached).map((a) => a.spec.nodeName);
-  };
 
   test('a claim is made in its pod’s zone; the disk moves to another node of that zone with its data; deleting the claim deletes the disk', async () => {
     const [a0, a1, b0] = cluster.nodes.map((n) => n.name) as [string, string, string];
@@ -97,12 +91,12 @@ describe('cloud volumes on the test cluster (test-only CSI driver, csi-provision
       'the PV is tied to zone-a',
     );
     assert.equal((await disks('zone-a')).length, 1, 'one disk in zone-a');
-    assert.deepEqual(await attachedNode(pv), [a0]);
+    assert.deepEqual(await attachedNodes(cluster, pv), [a0]);
 
     await deleteAndWait(cluster, ['pod', 'writer', '-n', ns]);
     const read = await runPodToCompletion(cluster.kubectl, pod('reader', a1, 'sha256sum /data/blob | cut -d" " -f1'), 180_000);
     assert.equal(read.trim(), written.trim(), 'the data written on node 0 is read on node 1');
-    assert.deepEqual(await attachedNode(pv), [a1], 'detached from node 0, attached to node 1');
+    assert.deepEqual(await attachedNodes(cluster, pv), [a1], 'detached from node 0, attached to node 1');
     await deleteAndWait(cluster, ['pod', 'reader', '-n', ns]);
 
     // zone-b cannot have it: the scheduler leaves the pod Pending, the PV's node affinity unmatched

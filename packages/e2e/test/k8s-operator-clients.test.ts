@@ -28,7 +28,7 @@ import {
   waitFor,
   waitForDotmesh,
 } from '@dotmesh/testkit';
-import { diagnosticsOnFailure, leaderPod, NS, operatorLog, serverPods } from './k8s-operator-pods.ts';
+import { DIST, DOC, diagnosticsOnFailure, leaderPod, NS, operatorLog, serverPods } from './k8s-operator-pods.ts';
 import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, writeRandomScript } from './k8s-volumes.ts';
 
 /**
@@ -48,9 +48,6 @@ import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, w
  * namespace outside the allowlist get a ProvisioningFailed Event from the manifest's
  * provisioner, no PV, and no dot.
  */
-const REPO = join(import.meta.dirname, '../../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
@@ -20,7 +19,8 @@ import {
   waitForDotmesh,
   waitForDotmeshCsi,
 } from '@dotmesh/testkit';
-import { diagnosticsOnFailure } from './k8s-operator-pods.ts';
+import { DIST, DOC, diagnosticsOnFailure } from './k8s-operator-pods.ts';
+import { attachedNodes } from './k8s-volumes.ts';
 
 /**
  * The CSI driver csi.dotmesh.io as docs/kubernetes.md deploys it with the operator, on the run's
@@ -32,9 +32,6 @@ import { diagnosticsOnFailure } from './k8s-operator-pods.ts';
  * branch (a handoff). A VolumeSnapshot of it restores into a PVC whose pod, on node-2, reads the
  * data as it was at the snapshot. Deleting the objects deletes the dots.
  */
-const REPO = join(import.meta.dirname, '../../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 
 describe('the CSI driver deployed with the operator (docs/kubernetes.md manifests)', {
   skip: skipUnless(['root', 'netns', 'k8s']),
@@ -88,13 +85,12 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     });
   const apply = (o: unknown) => cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(o) });
   const sha = 'sha256sum /data/blob | cut -d" " -f1';
-  const attachedTo = async (pvc: string) => {
-    const pv = (await cluster.kubectl(['get', 'pvc', pvc, '-n', ns, '-o', 'jsonpath={.spec.volumeName}'])).stdout.trim();
-    const { items } = JSON.parse((await cluster.kubectl(['get', 'volumeattachments', '-o', 'json'])).stdout) as {
-      items: Array<{ spec: { nodeName: string; source: { persistentVolumeName?: string } }; status?: { attached?: boolean } }>;
-    };
-    return items.filter((a) => a.spec.source.persistentVolumeName === pv && a.status?.attached).map((a) => a.spec.nodeName);
-  };
+  /** The nodes the PVC `pvc`'s volume is attached to. */
+  const attachedTo = async (pvc: string) =>
+    attachedNodes(
+      cluster,
+      (await cluster.kubectl(['get', 'pvc', pvc, '-n', ns, '-o', 'jsonpath={.spec.volumeName}'])).stdout.trim(),
+    );
   const nodeName = (i: number) => cluster.nodes[i]!.name;
   const n0 = () => nodeName(0);
   const n1 = () => nodeName(1);

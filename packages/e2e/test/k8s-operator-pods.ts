@@ -7,6 +7,9 @@ import type { DocInstall, Kubectl, TestCluster } from '@dotmesh/testkit';
  * What the operator tests read of an installed Dotmesh through the API server: the server pods,
  * the operator pods and which one leads, their metrics and logs.
  */
+/** The docs the operator tests install Dotmesh from, and the build whose images they run. */
+export const DOC = join(import.meta.dirname, '../../../docs/kubernetes.md');
+export const DIST = join(import.meta.dirname, '../../../dist');
 export const NS = 'dotmesh';
 export const ROLE = 'dotmesh.io/role=dotmesh-server';
 

@@ -23,6 +23,8 @@ import {
   waitForDotmesh,
 } from '@dotmesh/testkit';
 import {
+  DIST,
+  DOC,
   diagnosticsOnFailure,
   getJson,
   leaderPod,
@@ -55,9 +57,6 @@ import { watchPods } from './k8s-watch.ts';
  * record is in the writers' files and in a commit (sequence and hashes), and no branch changed
  * master. Then with one operator replica: killed mid-upgrade, its pod made again finishes it.
  */
-const REPO = join(import.meta.dirname, '../../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 describe('upgrades and drain through the operator (docs/kubernetes.md manifest)', {
   skip: skipUnless(['root', 'netns', 'k8s']),
   timeout: 30 * 60_000,

@@ -23,6 +23,8 @@ import {
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
+  DIST,
+  DOC,
   diagnosticsOnFailure,
   getJson,
   leaderPod,
@@ -63,9 +65,6 @@ import {
  * The install and its deviations from the documented one: testkit's installDotmeshFromDoc
  * (doc-install.ts).
  */
-const REPO = join(import.meta.dirname, '../../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 
 describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   skip: skipUnless(['root', 'netns', 'k8s']),

@@ -169,3 +169,11 @@ export async function expectClaimsRefused(
     await deleteAndWait(cluster, ['pvc', name, '-n', namespace]);
   }
 }
+
+/** The nodes the VolumeAttachments of PersistentVolume `pv` say it is attached to now. */
+export async function attachedNodes(cluster: TestCluster, pv: string): Promise<string[]> {
+  const { items } = JSON.parse((await cluster.kubectl(['get', 'volumeattachments', '-o', 'json'])).stdout) as {
+    items: Array<{ spec: { nodeName: string; source: { persistentVolumeName?: string } }; status?: { attached?: boolean } }>;
+  };
+  return items.filter((a) => a.spec.source.persistentVolumeName === pv && a.status?.attached).map((a) => a.spec.nodeName);
+}
