@@ -114,11 +114,34 @@ test('detachLoopDevicesBackedBy finds a device attached through a bind mount of 
   await mkdir(target);
   const img = join(src, 'disk.img');
   await writeFile(img, Buffer.alloc(1024 * 1024));
-  const script = 'mount --bind "$1" "$2" && losetup -f --show "$2/disk.img"';
-  const { stdout } = await runCommand('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', src, target]);
-  const dev = stdout.trim();
-  c.add(() => runCommand('losetup', ['-d', dev]).catch(() => undefined), 'losetup -d fallback');
+  const attachInNamespace = async () => {
+    const script = 'mount --bind "$1" "$2" && losetup -f --show "$2/disk.img"';
+    const { stdout } = await runCommand('unshare', [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'sh',
+      src,
+      target,
+    ]);
+    const dev = stdout.trim();
+    c.add(() => runCommand('losetup', ['-d', dev]).catch(() => undefined), 'losetup -d fallback');
+    return dev;
+  };
+  const dev = await attachInNamespace();
   assert.deepEqual(await listLoopDevicesFor(`${dir}/`), [], 'its back-file names a path of the other namespace');
   assert.deepEqual(await detachLoopDevicesBackedBy([img, join(dir, 'missing.img')]), [dev]);
+  assert.equal(parseLosetupAssociated((await runCommand('losetup', ['-j', img])).stdout).length, 0);
+
+  const again = await attachInNamespace();
+  const detached = await detachLoopDevicesUnder(`${dir}/`);
+  assert.deepEqual(
+    detached.map((d) => d.name),
+    [again],
+    'a directory prefix also finds the devices of the files inside it by inode',
+  );
   assert.equal(parseLosetupAssociated((await runCommand('losetup', ['-j', img])).stdout).length, 0);
 });

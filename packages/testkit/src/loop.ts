@@ -1,4 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { runCommand } from './process.ts';
 
 /**
@@ -41,7 +43,13 @@ export async function listLoopDevicesFor(fileOrPrefix: string): Promise<LoopDevi
   return parseLosetupJson(stdout).filter((d) => isUnder(d.backFile, fileOrPrefix));
 }
 
-/** Detaches every loop device backed by a file under `prefix`; returns the devices detached. */
+/**
+ * Detaches every loop device backed by a file under `prefix`; returns the devices detached.
+ * When `prefix` names a directory, the devices backed by the regular files inside it are found
+ * by their inode as well (detachLoopDevicesBackedBy): a device a server attached inside a pod
+ * or another mount namespace reads as a path of that namespace (`/dotmesh_data`), never as
+ * one under `prefix`.
+ */
 export async function detachLoopDevicesUnder(prefix: string): Promise<LoopDevice[]> {
   const devices = await listLoopDevicesFor(prefix);
   const errors: string[] = [];
@@ -52,8 +60,34 @@ export async function detachLoopDevicesUnder(prefix: string): Promise<LoopDevice
       errors.push(`${d.name} (${d.backFile}): ${(e as Error).message}`);
     }
   }
+  const dir = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  try {
+    const byInode = await detachLoopDevicesBackedBy(await regularFilesOnDevice(dir));
+    devices.push(...byInode.map((name) => ({ name, backFile: '(found by inode)', deleted: false })));
+  } catch (e) {
+    errors.push(`by inode under ${dir}: ${(e as Error).message}`);
+  }
   if (errors.length > 0) throw new Error(`could not detach loop devices: ${errors.join('; ')}`);
   return devices;
+}
+
+/**
+ * The regular files under directory `dir` (none when it is not a directory), not descending
+ * into file systems mounted below it (a pool still mounted is not walked).
+ */
+export async function regularFilesOnDevice(dir: string): Promise<string[]> {
+  const top = await stat(dir).catch(() => undefined);
+  if (!top?.isDirectory()) return [];
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true })) {
+      const path = join(d, entry.name);
+      if (entry.isFile()) out.push(path);
+      else if (entry.isDirectory() && (await stat(path)).dev === top.dev) await walk(path);
+    }
+  };
+  await walk(dir);
+  return out;
 }
 
 export interface MountEntry {
