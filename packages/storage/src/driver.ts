@@ -40,6 +40,17 @@ export interface StorageDriver {
   /** Host path of the volume's live, writable data (a directory). */
   volumePath(id: string): string;
   /**
+   * Makes the live data read-only (`true`) or writable again, whoever holds it open: opening
+   * a file for writing, creating, renaming or removing anything in it then fails with EROFS
+   * (btrfs: the subvolume's `ro` property). A file descriptor opened for writing before the
+   * change keeps writing (the kernel checks at open). The driver's own steps still work on a
+   * read-only live: `commit` snapshots it (it stays read-only), `rollback` replaces it by a
+   * writable copy. Idempotent.
+   */
+  setLiveReadOnly(id: string, readOnly: boolean): Promise<void>;
+  /** Whether the live data is read-only (setLiveReadOnly). */
+  liveReadOnly(id: string): Promise<boolean>;
+  /**
    * Creates a directory (and its parents) inside the live data if missing, e.g. a subdot.
    * `relPath` is relative, without `..` segments. Idempotent.
    */

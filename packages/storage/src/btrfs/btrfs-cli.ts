@@ -41,6 +41,11 @@ export class BtrfsCli {
     await this.exec.run('btrfs', ['subvolume', 'snapshot', ...(options.readonly ? ['-r'] : []), source, dest]);
   }
 
+  /** Sets a subvolume's `ro` property (works on a mounted subvolume others have open). */
+  async setReadOnly(path: string, readOnly: boolean): Promise<void> {
+    await this.exec.run('btrfs', ['property', 'set', '-ts', path, 'ro', String(readOnly)]);
+  }
+
   /** Deletes subvolumes (read-only ones too). Space is freed asynchronously by the cleaner. */
   async delete(paths: readonly string[]): Promise<void> {
     if (paths.length > 0) await this.exec.run('btrfs', ['subvolume', 'delete', ...paths]);

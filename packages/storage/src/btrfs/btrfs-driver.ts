@@ -1,4 +1,4 @@
-import { lstat, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -188,6 +188,32 @@ export class BtrfsDriver implements StorageDriver {
     return this.layout.live(id);
   }
 
+  /** The live subvolume's `ro` property: the kernel refuses writes through every path to it. */
+  async setLiveReadOnly(id: string, readOnly: boolean): Promise<void> {
+    checkVolumeId(id);
+    return this.mutex.run(id, async () => {
+      await this.requireVolume(id);
+      await this.cli.setReadOnly(this.layout.live(id), readOnly);
+    });
+  }
+
+  async liveReadOnly(id: string): Promise<boolean> {
+    checkVolumeId(id);
+    await this.requireVolume(id);
+    return this.#isReadOnly(this.layout.live(id));
+  }
+
+  /** access(W_OK) answers EROFS for a read-only subvolume, even for root: no subprocess. */
+  async #isReadOnly(path: string): Promise<boolean> {
+    try {
+      await access(path, constants.W_OK);
+      return false;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EROFS') return true;
+      return mapFsError(e, `checking ${path}`);
+    }
+  }
+
   /**
    * mkdir of each missing segment inside the live state. Refuses to follow a symlink (a
    * container could plant one pointing out of the volume); a container racing to swap a
@@ -257,7 +283,16 @@ export class BtrfsDriver implements StorageDriver {
     return this.mutex.run(id, async () => {
       await this.requireVolume(id);
       await this.reserve.ensure();
-      const info = await this.commits.commit(id, commitId, meta);
+      // A read-only live (setLiveReadOnly) takes the meta file for the moment of the snapshot.
+      const live = this.layout.live(id);
+      const readOnly = await this.#isReadOnly(live);
+      if (readOnly) await this.cli.setReadOnly(live, false);
+      let info: CommitInfo;
+      try {
+        info = await this.commits.commit(id, commitId, meta);
+      } finally {
+        if (readOnly) await this.cli.setReadOnly(live, true);
+      }
       await dropDiffBase(this.cli, this.layout, id); // the new commit is the live's clean baseline now
       return info;
     });
@@ -297,6 +332,9 @@ export class BtrfsDriver implements StorageDriver {
         await this.cli.snapshot(source, join(opDir, 'new'), { readonly: false });
         await this.cli.sync(this.layout.root);
         this.liveUuids.delete(id);
+        // btrfs refuses (EROFS) to move a read-only subvolume to another directory; the old
+        // live is discarded, the new one is writable.
+        if (await this.#isReadOnly(this.layout.live(id))) await this.cli.setReadOnly(this.layout.live(id), false);
         await rename(this.layout.live(id), join(opDir, 'old'));
         await rename(join(opDir, 'new'), this.layout.live(id));
         this.liveUuids.delete(id); // again: a concurrent sizes() may have cached the old live meanwhile

@@ -193,6 +193,54 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
     });
   });
 
+  describe('a read-only live (setLiveReadOnly, the fence of a node cut off from the cluster)', () => {
+    test('a process writing into it gets EROFS; commit still works and keeps it read-only; rollback makes it writable', async () => {
+      const d = await freshDriver(poolA);
+      await d.open();
+      const h = harness(d);
+      try {
+        await d.createVolume('ro', {});
+        const file = join(d.volumePath('ro'), 'log');
+        // A writer that opens the file for each line, as a shell's `>>` does.
+        const writer = spawn('sh', ['-c', `while echo line >> '${file}'; do sleep 0.02; done`], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        writer.stderr.on('data', (b: Buffer) => {
+          stderr += b.toString();
+        });
+        const exited = once(writer, 'exit');
+        while ((await readFile(file, 'utf8').catch(() => '')).length === 0) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(await d.liveReadOnly('ro'), false);
+        await d.setLiveReadOnly('ro', true);
+        await exited;
+        assert.match(stderr, /Read-only file system/, 'the writer was refused with EROFS');
+        assert.equal(await d.liveReadOnly('ro'), true);
+        await assert.rejects(writeFile(join(d.volumePath('ro'), 'new'), 'x'), { code: 'EROFS' });
+        const { stdout } = await exec.run('btrfs', ['property', 'get', '-ts', d.volumePath('ro'), 'ro']);
+        assert.equal(stdout.trim(), 'ro=true');
+        const content = await readFile(file, 'utf8');
+        await d.commit('ro', 'c1', { m: 1 });
+        assert.equal(await d.liveReadOnly('ro'), true, 'a commit leaves it read-only');
+        assert.equal(await readFile(join(d.commitPath('ro', 'c1'), 'log'), 'utf8'), content, 'the commit holds what was written');
+        await d.rollback('ro', { volumeId: 'ro', commitId: 'c1' });
+        assert.equal(await d.liveReadOnly('ro'), false, 'a rollback puts a writable copy in place');
+        await writeFile(join(d.volumePath('ro'), 'after'), 'x');
+        await d.setLiveReadOnly('ro', true);
+        await d.setLiveReadOnly('ro', false);
+        await writeFile(join(d.volumePath('ro'), 'again'), 'y');
+        await d.setLiveReadOnly('ro', true);
+        await d.deleteVolume('ro');
+        assert.deepEqual(
+          (await d.listVolumes()).map((v) => v.id),
+          [],
+        );
+      } finally {
+        await h.cleanup();
+      }
+    });
+  });
+
   describe('crash recovery in open()', () => {
     const setup = async () => {
       const d = await freshDriver(poolA);

@@ -41,6 +41,7 @@ interface MemVolume {
   nextSeq: number;
   dirtyBytes: number;
   dirty: boolean;
+  readOnly?: boolean;
 }
 
 const copyTree = (t: Tree): Tree => new Map([...t].map(([k, v]) => [k, Buffer.from(v)]));
@@ -96,6 +97,12 @@ export class MemoryDriver implements StorageDriver {
   }
   volumePath(id: string): string {
     return `memory://${checkVolumeId(id)}`;
+  }
+  async setLiveReadOnly(id: string, readOnly: boolean): Promise<void> {
+    this.get(id).readOnly = readOnly;
+  }
+  async liveReadOnly(id: string): Promise<boolean> {
+    return this.get(id).readOnly === true;
   }
   /** Directories are entries `<path>/` with no data (so they travel in commits and streams). */
   async ensureDirectory(id: string, relPath: string): Promise<void> {
@@ -153,6 +160,7 @@ export class MemoryDriver implements StorageDriver {
   async rollback(id: string, to: CommitRef): Promise<void> {
     const v = this.get(id);
     v.files = copyTree(this.getCommit(to).files);
+    v.readOnly = false;
     v.dirty = false;
     v.dirtyBytes = 0;
   }
@@ -272,6 +280,7 @@ export class MemoryDriver implements StorageDriver {
 
   async writeFile(id: string, relPath: string, data: string | Buffer): Promise<void> {
     const v = this.get(id);
+    if (v.readOnly) throw Object.assign(new Error(`EROFS: read-only volume ${id}`), { code: 'EROFS' });
     const buf = Buffer.from(data);
     v.files.set(normalize(relPath), buf);
     v.dirty = true;
