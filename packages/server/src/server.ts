@@ -19,7 +19,9 @@ import { Authenticator } from './auth/authenticator.ts';
 import { KnownUsers } from './auth/known-users.ts';
 import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
+import { standDown } from './cluster/come-back.ts';
 import { DurabilitySettings } from './cluster/durability.ts';
+import { BranchFence, leadMsFor } from './cluster/fence.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
 import type { JoinIssuerDeps } from './cluster/join-issuer.ts';
 import { JoinTokens } from './cluster/join-tokens.ts';
@@ -204,10 +206,13 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       })
     : undefined;
   const masterNodes = new MasterNodes(parts.nodeId);
-  const lease = await NodeLease.grant(store, { ...(parts.nodeLease ?? DEFAULT_NODE_LEASE), logger });
+  const leaseOptions = parts.nodeLease ?? DEFAULT_NODE_LEASE;
+  const lease = await NodeLease.grant(store, { ...leaseOptions, logger });
   const failpoints = new Failpoints(parts.crash);
   const writeGuard = parts.writeGuard ?? ALWAYS_WRITABLE;
   const newId = parts.newId ?? randomUUID;
+  const now = parts.now ?? (() => new Date());
+  const fence = new BranchFence({ driver, index, masterNodes, lease, logger, now, leadMs: leadMsFor(leaseOptions) });
   const locks = new KeyedRwLock();
   const mutations = new DotMutations({
     driver,
@@ -223,6 +228,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     writeGuard,
     newId,
     storeHealth: store,
+    fence,
   });
   const view = new ClusterView(store, masterNodes, logger);
   const ctx: DotContext = {
@@ -240,7 +246,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     inUse: parts.inUse ?? NEVER_IN_USE,
     writeGuard,
     nodeId: parts.nodeId,
-    now: parts.now ?? (() => new Date()),
+    now,
     newId,
   };
   const report = await reconcileFromPool(ctx, store);
@@ -260,6 +266,8 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     'index rebuilt from the pool',
   );
   await view.start();
+  // Never two writers: a copy another node masters now is read-only before anything is served.
+  await fence.atStart();
   mutations.followView(view);
   const unfollowTombstones = followTombstones(ctx, view);
   const staleLinks = await pruneContainerLinks(ctx, paths);
@@ -312,6 +320,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     : undefined;
   const takeOver = router ? takeOverVia(router, ctx) : undefined;
   const unfollowMastership = followMastership(ctx);
+  fence.start({ caughtUp: () => view.caughtUpWithStore(), lost: (fsId) => standDown(ctx, fsId) });
   const joinTokens = new JoinTokens(store, parts.now);
   let clusterPort: number | undefined;
   const handlers = createHandlers({
@@ -321,7 +330,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     auth,
     paths,
     version: SERVER_VERSION,
-    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin), ...replicator?.state() }),
+    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin), ...replicator?.state(), ...fence.state() }),
     store,
     transfers,
     catalog: new DotCatalog(view, index, masterNodes),
@@ -524,6 +533,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       await advertiser?.stop();
       unfollowTombstones();
       unfollowMastership();
+      fence.stop();
       await view.close();
       lease.close();
       store.stop();

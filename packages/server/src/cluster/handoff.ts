@@ -4,6 +4,7 @@ import { commitBranch } from '../dots/commit.ts';
 import type { DotContext } from '../dots/context.ts';
 import { putBranchState, putMaster } from '../dots/mutation/store-writes.ts';
 import { refuseIfInUse } from '../dots/rollback.ts';
+import { standDown } from './come-back.ts';
 import { requireLiveNode } from './node-send.ts';
 import { refuseIfPublished } from './publications.ts';
 import type { PublicationsRecord } from './store-keys.ts';
@@ -166,7 +167,7 @@ export async function activateBranch(ctx: HandoffContext, fsId: string): Promise
  * node's copy of a branch another node masters becomes a replica.
  */
 export function followMastership(ctx: HandoffContext): () => void {
-  const follow = (fsId: string, step: (ctx: HandoffContext, fsId: string) => Promise<void>) =>
+  const follow = (fsId: string, step: (ctx: HandoffContext, fsId: string) => Promise<unknown>) =>
     void step(ctx, fsId).catch((err: unknown) =>
       ctx.logger.warn({ err, fsId }, 'could not follow a change of a branch’s master'),
     );
@@ -180,38 +181,6 @@ export function followMastership(ctx: HandoffContext): () => void {
     follow(fsId, master === ctx.nodeId ? activateBranch : standDown);
   }
   return unsubscribe;
-}
-
-/**
- * This node's copy of a branch another node now masters (a forced move): it becomes a replica,
- * advertised inactive. A no-op when it is one already, or masters the branch again.
- */
-export async function standDown(ctx: HandoffContext, fsId: string): Promise<void> {
-  const state = ctx.index.branches.get(fsId);
-  if (!state || state.label.replica === true || ctx.masterNodes.isMine(fsId)) return;
-  await ctx.mutations.run(
-    {
-      op: 'mastership',
-      what: `stand down as master of ${fsId}`,
-      dotId: state.label.dotId,
-      dotLock: 'exclusive',
-      queues: [fsId],
-      evenWhenFull: true,
-    },
-    async (tx) => {
-      const current = ctx.index.requireBranch(fsId).label;
-      if (current.replica === true || ctx.masterNodes.isMine(fsId)) return;
-      const label = { ...current, replica: true };
-      await tx.writeLabel(label, current);
-      tx.viewSetLabel(label);
-      const head = ctx.index.head(fsId);
-      tx.storeOps(putBranchState(ctx.nodeId, fsId, { head, commitCount: ctx.index.listedHistory(fsId).length, active: false }));
-    },
-  );
-  ctx.logger.info(
-    { fsId, master: ctx.masterNodes.get(fsId)?.nodeId },
-    'another node masters this branch now: this copy is a replica',
-  );
 }
 
 /**

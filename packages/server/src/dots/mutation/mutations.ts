@@ -73,6 +73,8 @@ export interface MutationDeps {
   readonly newId: () => string;
   /** Refuses at once while the cluster store is known to be unavailable (cluster/store-health.ts). */
   readonly storeHealth?: { assertAvailable(what: string): void };
+  /** Refuses changes of branches made read-only because this node lost contact (cluster/fence.ts). */
+  readonly fence?: { assertWritable(fsIds: readonly string[], what: string): void };
 }
 
 /**
@@ -80,8 +82,9 @@ export interface MutationDeps {
  * receive, stash, rename, fork, collaborators, mastership). In order:
  *
  *  1. locks: the name lock, the dot lock, the branch queues;
- *  2. may this node do it: the store is not known to be unavailable, its lease deadline has not
- *     passed, and it masters every branch in `scope.mastered`;
+ *  2. may this node do it: no branch in `scope.mastered` is fenced (read-only since this node
+ *     lost contact with the store), the store is not known to be unavailable, its lease
+ *     deadline has not passed, and it masters every branch in `scope.mastered`;
  *  3. the operation's body: pool steps that can be undone (an intent recorded in the pool, the
  *     driver step, the label), failpoints between them;
  *  4. ONE store transaction comparing the master key revision of every mastered branch (and
@@ -185,6 +188,7 @@ export class DotMutations {
     const timer = scope.timer ?? phaseTimer(() => performance.now());
     timer.mark('locks');
     this.#assertSettled(scope);
+    this.#deps.fence?.assertWritable(scope.mastered ?? [], scope.what);
     this.#deps.storeHealth?.assertAvailable(scope.what);
     lease.assertLive(scope.what);
     const fences = (scope.mastered ?? []).map((fsId) => ({ fsId, mastership: masterNodes.requireMine(fsId, scope.what) }));

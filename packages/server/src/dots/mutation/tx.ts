@@ -93,6 +93,15 @@ export class MutationTx {
     this.#undo.push({ what: `delete volume ${label.fsId}`, run: () => this.#deps.driver.deleteVolume(label.fsId) });
   }
 
+  /**
+   * Makes the branch's live data read-only (a copy another node masters now). Never undone:
+   * read-only is the safe state of a copy this node does not master, and a replacement of the
+   * live data (a rollback, a take-over) brings a writable one.
+   */
+  async fenceLive(fsId: string): Promise<void> {
+    await this.#deps.driver.setLiveReadOnly(fsId, true);
+  }
+
   /** A read-only snapshot of the live state with its metadata inside; undone by deleting it. */
   async commit(fsId: string, commitId: string, meta: CommitMetaRecord): Promise<CommitInfo> {
     const info = await this.#deps.driver.commit(fsId, commitId, { ...meta });
