@@ -164,11 +164,18 @@ describe('a node comes back: what it held goes to a -DIVERGED- branch', { skip }
   });
   after(() => cleanup.run());
 
-  /** A dot made on `node` whose commits answer at once (`async`: the other node may be down). */
-  async function asyncDot(node: DotmeshNode, name: string): Promise<string> {
-    await procure(node, name);
-    await node.ok(['dot', 'set-durability', name, 'async']);
-    return lookup(node, name);
+  /**
+   * A dot made on node 1 whose commits answer at once (`async`: the other node may be down),
+   * with file A in a commit both nodes hold.
+   */
+  async function committedOnBoth(name: string): Promise<{ fsId: string; hashA: string; common: string }> {
+    await procure(n1, name);
+    await n1.ok(['dot', 'set-durability', name, 'async']);
+    const fsId = await lookup(n1, name);
+    const hashA = await writeRandom(n1, name, 'A');
+    const common = await commit(n1, name, 'on node 1');
+    await waitFor(async () => (await heldOn(cluster, n2, fsId)).has(common), { ...WAIT, what: 'node 2 to hold the commit' });
+    return { fsId, hashA, common };
   }
 
   test(
@@ -176,10 +183,7 @@ describe('a node comes back: what it held goes to a -DIVERGED- branch', { skip }
     logged(
       () => cluster,
       async () => {
-        const fsId = await asyncDot(n1, 'div');
-        const hashA = await writeRandom(n1, 'div', 'A');
-        const common = await commit(n1, 'div', 'on node 1');
-        await waitFor(async () => (await heldOn(cluster, n2, fsId)).has(common), { ...WAIT, what: 'node 2 to hold the commit' });
+        const { fsId, hashA, common } = await committedOnBoth('div');
 
         await n1.kill9();
         await n2.ok(['dot', 'smash-branch-master', 'div', 'master']);
@@ -239,10 +243,7 @@ describe('a node comes back: what it held goes to a -DIVERGED- branch', { skip }
     logged(
       () => cluster,
       async () => {
-        const fsId = await asyncDot(n1, 'back');
-        const hashA = await writeRandom(n1, 'back', 'A');
-        const common = await commit(n1, 'back', 'on node 1');
-        await waitFor(async () => (await heldOn(cluster, n2, fsId)).has(common), { ...WAIT, what: 'node 2 to hold the commit' });
+        const { fsId, hashA, common } = await committedOnBoth('back');
         const hashU = await writeRandom(n1, 'back', 'U'); // never committed on node 1
 
         await setLinks(n1, 'down');
