@@ -87,7 +87,7 @@ test('clean-test-leftovers removes processes, mounts, loop devices and namespace
   assert.match(res.stdout, new RegExp(`removed leftover network namespace ${tag}a`));
   assert.match(res.stdout, /removed leftover mount .*\/mnt/);
   assert.match(res.stdout, new RegExp(`removed leftover loop device ${dev}`));
-  assert.match(res.stdout, new RegExp(`removed leftover loop device ${nsDev} \\(backed by a file under the root\\)`));
+  assert.match(res.stdout, new RegExp(`removed leftover loop device ${nsDev} \\(${root}/ns-src/pool\\.img\\)`));
 
   assert.equal(isAlive(leaked.pid), false);
   assert.equal(isAlive(squatter.pid), false);

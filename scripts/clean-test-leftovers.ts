@@ -15,14 +15,13 @@
  * Exit status: 0 nothing was left, 2 leftovers were found and removed, 3 test folders were
  * found outside the root (listed, not removed), 1 something could not be removed.
  */
-import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   ancestors,
   deleteNetnsWithPrefix,
-  detachLoopDevicesBackedBy,
   detachLoopDevicesUnder,
   isAlive,
   isTestDirName,
@@ -97,23 +96,6 @@ export function strayTestDirs(tmp: string, sinceMs: number, root: string): strin
   return out.sort();
 }
 
-/** Regular files of at least 1 MiB under `dir` (the ones that can back a loop device). */
-function largeFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) out.push(...largeFilesUnder(path));
-    else if (e.isFile() && (statSync(path, { throwIfNoEntry: false })?.size ?? 0) >= 1024 * 1024) out.push(path);
-  }
-  return out;
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -170,8 +152,6 @@ async function main(): Promise<number> {
   await attempt('unmount', () => unmountUnder(`${root}/`));
   await attempt('detach loop devices', async () => {
     for (const d of await detachLoopDevicesUnder(`${root}/`)) leftovers.push(`loop device ${d.name} (${d.backFile})`);
-    for (const d of await detachLoopDevicesBackedBy(largeFilesUnder(root)))
-      leftovers.push(`loop device ${d} (backed by a file under the root)`);
   });
   const strays = since === undefined ? [] : strayTestDirs(resolve(values['tmp-dir'] ?? tmpdir()), since, root);
   if (values['remove-root'] && existsSync(root)) await attempt(`remove ${root}`, () => removeTempDir(root));

@@ -10,6 +10,7 @@ import {
   detachLoopDevicesUnder,
   isUnder,
   listLoopDevicesFor,
+  majorMinor,
   mountsUnder,
   parseLosetupAssociated,
   parseLosetupJson,
@@ -41,6 +42,20 @@ test('parseLosetupJson: devices, deleted backing files, empty output', () => {
     { name: '/dev/loop1', backFile: '/tmp/dmtest-1/old.img', deleted: true },
   ]);
   assert.deepEqual(parseLosetupJson(''), []);
+  const withInode = JSON.stringify({
+    loopdevices: [
+      { name: '/dev/loop3', 'back-file': '/dotmesh_data (deleted)', 'back-ino': 11109784, 'back-maj:min': '  254:0 ' },
+    ],
+  });
+  assert.deepEqual(parseLosetupJson(withInode), [
+    { name: '/dev/loop3', backFile: '/dotmesh_data', deleted: true, backIno: 11109784, backDev: '254:0' },
+  ]);
+});
+
+test('majorMinor decodes Linux device numbers', () => {
+  assert.equal(majorMinor(65024), '254:0');
+  assert.equal(majorMinor(2049), '8:1');
+  assert.equal(majorMinor(5 | (259 << 8) | (256 << 12)), '259:261'); // minor 261 = 0x105: its high bits above the major
 });
 
 test('parseMountInfo: unescapes mount points, finds fs type after the separator', () => {

@@ -20,6 +20,9 @@ export interface LoopDevice {
   /** Backing file, without the ` (deleted)` suffix losetup adds for an unlinked file. */
   readonly backFile: string;
   readonly deleted: boolean;
+  /** The backing file's inode and device (`maj:min`), when losetup was asked for them. */
+  readonly backIno?: number;
+  readonly backDev?: string;
 }
 
 /** Parses `losetup -J` output (empty output means no devices). */
@@ -32,26 +35,78 @@ export function parseLosetupJson(text: string): LoopDevice[] {
     const raw = d['back-file'];
     if (typeof name !== 'string' || typeof raw !== 'string') continue;
     const deleted = raw.endsWith(' (deleted)');
-    out.push({ name, backFile: deleted ? raw.slice(0, -' (deleted)'.length) : raw, deleted });
+    const ino = Number(d['back-ino']);
+    const dev = d['back-maj:min'];
+    out.push({
+      name,
+      backFile: deleted ? raw.slice(0, -' (deleted)'.length) : raw,
+      deleted,
+      ...(d['back-ino'] !== undefined && Number.isSafeInteger(ino) ? { backIno: ino } : {}),
+      ...(typeof dev === 'string' ? { backDev: dev.trim() } : {}),
+    });
   }
   return out;
 }
 
+async function listLoopDevices(): Promise<LoopDevice[]> {
+  const { stdout } = await runCommand('losetup', ['-J', '--list', '-O', 'NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN']);
+  return parseLosetupJson(stdout);
+}
+
 /** Loop devices whose backing file is `fileOrPrefix` or starts with it. */
 export async function listLoopDevicesFor(fileOrPrefix: string): Promise<LoopDevice[]> {
-  const { stdout } = await runCommand('losetup', ['-J', '--list']);
-  return parseLosetupJson(stdout).filter((d) => isUnder(d.backFile, fileOrPrefix));
+  return (await listLoopDevices()).filter((d) => isUnder(d.backFile, fileOrPrefix));
 }
 
 /**
- * Detaches every loop device backed by a file under `prefix`; returns the devices detached.
- * When `prefix` names a directory, the devices backed by the regular files inside it are found
- * by their inode as well (detachLoopDevicesBackedBy): a device a server attached inside a pod
- * or another mount namespace reads as a path of that namespace (`/dotmesh_data`), never as
- * one under `prefix`.
+ * Loop devices backed by a file under `prefix`: by path, and — when `prefix` names a directory
+ * — by the inode of a regular file inside it (reported with that file as `backFile`). A device
+ * attached inside a pod or another mount namespace reads as a path of that namespace
+ * (`/dotmesh_data`), never as one under `prefix`. The walk does not descend into file systems
+ * mounted below the directory.
  */
+export async function listLoopDevicesUnder(prefix: string): Promise<LoopDevice[]> {
+  const all = await listLoopDevices();
+  const found = all.filter((d) => isUnder(d.backFile, prefix));
+  const byKey = new Map<string, LoopDevice[]>();
+  for (const d of all) {
+    if (found.includes(d) || d.backIno === undefined || d.backDev === undefined) continue;
+    const key = `${d.backDev}/${d.backIno}`;
+    byKey.set(key, [...(byKey.get(key) ?? []), d]);
+  }
+  if (byKey.size === 0) return found;
+  const dir = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  const top = await stat(dir).catch(() => undefined);
+  if (!top?.isDirectory()) return found;
+  // Entries that vanish meanwhile (another process cleaning up) are skipped.
+  const walk = async (d: string): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const path = join(d, entry.name);
+      if (!entry.isFile() && !entry.isDirectory()) continue;
+      const st = await stat(path).catch(() => undefined);
+      if (st?.dev !== top.dev) continue;
+      if (entry.isDirectory()) {
+        await walk(path);
+        continue;
+      }
+      for (const dev of byKey.get(`${majorMinor(st.dev)}/${st.ino}`) ?? [])
+        found.push({ ...dev, backFile: path, deleted: false });
+    }
+  };
+  await walk(dir);
+  return found;
+}
+
+/** Linux's `maj:min` of a device number (the kernel's new_encode_dev layout). */
+export function majorMinor(dev: number): string {
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  return `${major}:${minor}`;
+}
+
+/** Detaches every loop device listLoopDevicesUnder(`prefix`) finds; returns them. */
 export async function detachLoopDevicesUnder(prefix: string): Promise<LoopDevice[]> {
-  const devices = await listLoopDevicesFor(prefix);
+  const devices = await listLoopDevicesUnder(prefix);
   const errors: string[] = [];
   for (const d of devices) {
     try {
@@ -60,34 +115,8 @@ export async function detachLoopDevicesUnder(prefix: string): Promise<LoopDevice
       errors.push(`${d.name} (${d.backFile}): ${(e as Error).message}`);
     }
   }
-  const dir = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
-  try {
-    const byInode = await detachLoopDevicesBackedBy(await regularFilesOnDevice(dir));
-    devices.push(...byInode.map((name) => ({ name, backFile: '(found by inode)', deleted: false })));
-  } catch (e) {
-    errors.push(`by inode under ${dir}: ${(e as Error).message}`);
-  }
   if (errors.length > 0) throw new Error(`could not detach loop devices: ${errors.join('; ')}`);
   return devices;
-}
-
-/**
- * The regular files under directory `dir` (none when it is not a directory), not descending
- * into file systems mounted below it (a pool still mounted is not walked).
- */
-export async function regularFilesOnDevice(dir: string): Promise<string[]> {
-  const top = await stat(dir).catch(() => undefined);
-  if (!top?.isDirectory()) return [];
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    for (const entry of await readdir(d, { withFileTypes: true })) {
-      const path = join(d, entry.name);
-      if (entry.isFile()) out.push(path);
-      else if (entry.isDirectory() && (await stat(path)).dev === top.dev) await walk(path);
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 export interface MountEntry {
