@@ -70,8 +70,22 @@ describe('parseOperatorConfig', () => {
       assert.match(p!.message, new RegExp(`ConfigMap key ${key.replace('.', '\\.')} has the invalid value`));
       assert.match(p!.message, /accepted values: /, key);
     }
-    assert.match(parseOperatorConfig({ storageMode: 'pvcPerNode' }).problems[0]!.message, /accepted values: local/);
+    assert.match(parseOperatorConfig({ storageMode: 'pvc' }).problems[0]!.message, /accepted values: local .* or pvcPerNode/);
+    assert.match(parseOperatorConfig({ 'pvcPerNode.pvSizePerNode': '100M' }).problems[0]!.message, /at least 512M/);
     assert.match(parseOperatorConfig({ 'local.poolSizePerNode': 'x' }).problems[0]!.message, /10G, 512M or 1T/);
+  });
+
+  it("accepts storageMode pvcPerNode with a size as a Quantity (10Gi) or in the original's units (10G)", () => {
+    for (const [text, bytes] of [
+      ['10Gi', 10 * 2 ** 30],
+      ['10G', 10 * 2 ** 30],
+      ['1536Mi', 1536 * 2 ** 20],
+    ] as const) {
+      const { config, problems } = parseOperatorConfig({ storageMode: 'pvcPerNode', 'pvcPerNode.pvSizePerNode': text });
+      assert.deepEqual(problems, []);
+      assert.equal(config?.storageMode, 'pvcPerNode');
+      assert.equal(config?.pvcPerNode.pvSizePerNodeBytes, bytes, text);
+    }
   });
 
   it('accepts obsolete keys with a warning, and warns about unknown and unsupported ones', () => {

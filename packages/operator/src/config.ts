@@ -26,7 +26,8 @@ export interface OperatorConfig {
   readonly kubeletRootDir: string;
   readonly poolNamePrefix: string;
   readonly logAddress: string;
-  readonly storageMode: 'local';
+  /** `local`: a pool file under poolLocation; `pvcPerNode`: the pool on a PVC per node (pool-claims.ts). */
+  readonly storageMode: StorageMode;
   readonly local: {
     readonly poolSizePerNodeBytes: number;
     /** Absolute; `#HOSTNAME#` stands for the node's name (`poolLocationFor`). */
@@ -34,6 +35,8 @@ export interface OperatorConfig {
   };
   readonly pvcPerNode: { readonly pvSizePerNodeBytes: number; readonly storageClass: string };
 }
+
+export type StorageMode = 'local' | 'pvcPerNode';
 
 export const CONFIGMAP_NAME = 'configuration';
 export const HOSTNAME_PLACEHOLDER = '#HOSTNAME#';
@@ -82,6 +85,8 @@ export interface ParsedConfig {
   readonly problems: readonly ConfigProblem[];
 }
 
+/** The smallest pool volume: room for a btrfs pool and the node's etcd data. */
+export const MIN_PV_SIZE_BYTES = 512 * 2 ** 20;
 const SIZE_ACCEPTED = 'a size such as 10G, 512M or 1T (binary units, as truncate -s reads them)';
 const MAX_POOL_PREFIX = 64;
 const DNS_SUBDOMAIN = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
@@ -134,11 +139,17 @@ const FIELDS = {
       ? text
       : accepted('"" or host[:port]');
   },
-  storageMode: (text: string): 'local' =>
-    text === 'local' ? 'local' : accepted('local (pvcPerNode, a PersistentVolumeClaim per node, is not supported yet)'),
+  storageMode: (text: string): StorageMode =>
+    text === 'local' || text === 'pvcPerNode'
+      ? text
+      : accepted("local (a pool file on each node) or pvcPerNode (each node's pool on a PersistentVolumeClaim)"),
   'local.poolSizePerNode': size,
   'local.poolLocation': absolutePath(),
-  'pvcPerNode.pvSizePerNode': size,
+  // Also a Kubernetes Quantity with a binary suffix (10Gi).
+  'pvcPerNode.pvSizePerNode': (text: string) => {
+    const bytes = size(text.replace(/^(\s*\d+(?:\.\d+)?\s*[KMGTP])i\s*$/i, '$1'));
+    return bytes >= MIN_PV_SIZE_BYTES ? bytes : accepted(`${SIZE_ACCEPTED}, at least 512M`);
+  },
   'pvcPerNode.storageClass': (text: string) =>
     DNS_SUBDOMAIN.test(text) && text.length <= 253 ? text : accepted('the name of a StorageClass'),
 } as const;

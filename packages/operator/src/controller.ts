@@ -9,6 +9,7 @@ import {
   PolicyV1Api,
   type V1ConfigMap,
   type V1Node,
+  type V1PersistentVolumeClaim,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { adminClient } from './admin-client.ts';
@@ -18,7 +19,8 @@ import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
 import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
-import { JOIN_SECRET_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
+import { reconcilePoolVolumes } from './pool-volumes.ts';
+import { JOIN_SECRET_LABEL, NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 
 /**
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
@@ -169,6 +171,39 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     });
   }
 
+  /** Pool PVCs (by name and version) already reported as unreachable. */
+  const reportedUnreachable = new Set<string>();
+  async function unreachablePoolEvent(pvc: V1PersistentVolumeClaim, message: string): Promise<void> {
+    const version = `${pvc.metadata?.name}@${pvc.metadata?.resourceVersion}`;
+    if (reportedUnreachable.has(version)) return;
+    reportedUnreachable.add(version);
+    log.warn(message, { pvc: pvc.metadata?.name });
+    const now = new Date();
+    await core.createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { generateName: `${pvc.metadata!.name}.`, namespace },
+        involvedObject: {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          namespace,
+          name: pvc.metadata!.name!,
+          uid: pvc.metadata?.uid,
+          resourceVersion: pvc.metadata?.resourceVersion,
+        },
+        type: 'Warning',
+        reason: 'PoolVolumeUnreachable',
+        message,
+        source: { component: 'dotmesh-operator' },
+        reportingComponent: 'dotmesh.io/operator',
+        reportingInstance: o.instance,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
+  }
+
   async function step(): Promise<void> {
     const cm = configMaps.get(CONFIGMAP_NAME, namespace);
     const parsed = parseOperatorConfig(cm?.data ?? undefined);
@@ -186,12 +221,17 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       .list()
       .map((n) => ({ name: n.metadata!.name!, uid: n.metadata?.uid, labels: n.metadata?.labels ?? {} }));
     const dotsInUse = await nodesWithUses(o, deselectedServing({ config, nodes: nodeInfos, pods: serverPods }));
+    const poolClaims =
+      config.storageMode === 'pvcPerNode'
+        ? await reconcilePoolVolumes({ core, namespace, config, nodes: nodes.list(), log, unreachable: unreachablePoolEvent })
+        : undefined;
     const plan = planReconcile({
       config,
       nodes: nodeInfos,
       pods: serverPods,
       joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
       dotsInUse,
+      ...(poolClaims ? { poolClaims } : {}),
       context: { namespace, image: o.serverImage },
     });
     if (plan.held.length > 0) {
@@ -235,7 +275,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       if (await ignoring(404, core.deleteNamespacedPod({ name: d.name, namespace }))) deleted.push(d.name);
     }
     for (const pod of plan.create) {
-      log.info('creating server pod', { pod: pod.metadata!.name!, node: pod.spec!.nodeName! });
+      log.info('creating server pod', { pod: pod.metadata!.name!, node: pod.metadata!.labels![NODE_LABEL]! });
       if (await ignoring(409, core.createNamespacedPod({ namespace, body: pod }))) created.push(pod.metadata!.name!);
     }
     if (plan.waiting.length > 0) log.info('waiting to replace outdated server pods', { pods: plan.waiting });

@@ -65,7 +65,9 @@ export function planReconcile(o: {
   readonly joinSecrets: ReadonlySet<string>;
   /** Nodes whose server has uses of its dots, or could not say (see deselectedServing). */
   readonly dotsInUse?: ReadonlySet<string>;
-  readonly context: Omit<ServerPodContext, 'config'>;
+  /** `storageMode: pvcPerNode`: each node's pool PVC (pool-claims.ts); a node without one gets no pod yet. */
+  readonly poolClaims?: ReadonlyMap<string, string>;
+  readonly context: Omit<ServerPodContext, 'config' | 'poolClaim'>;
 }): ReconcilePlan {
   const uids = new Map(o.nodes.map((n) => [n.name, n.uid]));
   const selected = o.nodes
@@ -94,8 +96,11 @@ export function planReconcile(o: {
   }
   const tokensNeeded: string[] = [];
   const anyPod = o.pods.length > 0;
+  const pvcMode = o.config.storageMode === 'pvcPerNode';
   for (const node of selected) {
-    const desired = serverPod(node, { ...o.context, config: o.config }, o.joinSecrets.has(node), uids.get(node));
+    const poolClaim = pvcMode ? o.poolClaims?.get(node) : undefined;
+    if (pvcMode && poolClaim === undefined) continue; // its PVC is made first
+    const desired = serverPod(node, { ...o.context, config: o.config, poolClaim }, o.joinSecrets.has(node), uids.get(node));
     const pods = (byNode.get(node) ?? []).filter((p) => !p.metadata?.deletionTimestamp);
     const [pod, ...extra] = pods.filter((p) => p.metadata?.name === desired.metadata!.name);
     for (const p of [...pods.filter((x) => x.metadata?.name !== desired.metadata!.name), ...extra]) {
@@ -117,7 +122,10 @@ export function planReconcile(o: {
   const minServing = minServingOf(selected.length);
   const deleting = new Set(del.map((d) => d.name));
   let serving = o.pods.filter(
-    (p) => selectedSet.has(p.spec?.nodeName ?? '') && isServing(p) && !deleting.has(p.metadata!.name!),
+    (p) =>
+      selectedSet.has(p.metadata?.labels?.[NODE_LABEL] ?? p.spec?.nodeName ?? '') &&
+      isServing(p) &&
+      !deleting.has(p.metadata!.name!),
   ).length;
   const waiting: string[] = [];
   for (const pod of outdated.sort((a, b) => Number(isServing(a)) - Number(isServing(b)))) {

@@ -61,6 +61,24 @@ export interface ServerPodContext {
   readonly namespace: string;
   readonly image: string;
   readonly config: OperatorConfig;
+  /** `storageMode: pvcPerNode`: the node's pool PVC (pool-claims.ts). */
+  readonly poolClaim?: string;
+}
+
+/**
+ * Where a pvcPerNode pod mounts its pool PVC (the original's CONTAINER_POOL_MNT): the pool file
+ * and the server's state (its config, certificates and etcd member's data) live there and move
+ * with the PVC; the pool's mount point stays under poolLocation on the host, where the kubelet
+ * and the FlexVolume driver see the dots.
+ */
+export const POOL_VOLUME_MOUNT = '/backend-pv';
+/** The part of a pool PVC left for its filesystem and the etcd member's data: 5 %, at least this. */
+export const POOL_VOLUME_RESERVE_BYTES = 192 * 2 ** 20;
+
+/** The pool file's size on a pool PVC of `pvBytes`: the PVC less its reserve, in whole MiB. */
+export function poolSizeOnVolume(pvBytes: number): number {
+  const mib = 2 ** 20;
+  return Math.floor((pvBytes - Math.max(POOL_VOLUME_RESERVE_BYTES, pvBytes * 0.05)) / mib) * mib;
 }
 
 /** What the preStop hook (`dotmesh-server pre-stop`) needs in a container's environment. */
@@ -84,8 +102,9 @@ const PRESTOP: V1Lifecycle = {
   },
 };
 
-export function serverPodName(node: string): string {
-  return `server-${node}`;
+/** `server-<node>`, or with a pool PVC (`pvc-<hex>`) the original's `server-pvc-<last 4 of the PVC>-<node>`. */
+export function serverPodName(node: string, poolClaim?: string): string {
+  return poolClaim === undefined ? `server-${node}` : `server-pvc-${poolClaim.slice(-4)}-${node}`;
 }
 
 /**
@@ -96,8 +115,22 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
   const poolDir = poolLocationFor(ctx.config, node);
   const flexDir = flexvolumeDirFor(ctx.config, node);
   const kubeletRoot = kubeletRootDirFor(ctx.config, node);
+  const claim = ctx.poolClaim;
   const spec: V1Pod['spec'] = {
-    nodeName: node,
+    // A pod with a PVC goes through the scheduler (pinned to its node by affinity), which binds
+    // a WaitForFirstConsumer claim in the node's zone and checks an adopted PV's zone; without
+    // one the pod names its node itself.
+    ...(claim === undefined
+      ? { nodeName: node }
+      : {
+          affinity: {
+            nodeAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }] }],
+              },
+            },
+          },
+        }),
     hostNetwork: true,
     hostPID: true,
     restartPolicy: 'Always',
@@ -117,7 +150,12 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
           `--node-name=${node}`,
           '--advertise-address=$(DOTMESH_NODE_IP)',
           `--pool-dir=${poolDir}`,
-          `--pool-size=${ctx.config.local.poolSizePerNodeBytes}`,
+          ...(claim === undefined
+            ? [`--pool-size=${ctx.config.local.poolSizePerNodeBytes}`]
+            : [
+                `--pool-size=${poolSizeOnVolume(ctx.config.pvcPerNode.pvSizePerNodeBytes)}`,
+                `--pool-volume-dir=${POOL_VOLUME_MOUNT}`,
+              ]),
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
           `--etcd-bin=${SERVER_ETCD_BIN}`,
@@ -136,6 +174,7 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
           { name: 'kubelet', mountPath: kubeletRoot, readOnly: true, mountPropagation: 'HostToContainer' },
           { name: 'admin-secret', mountPath: SECRET_MOUNT, readOnly: true },
           ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
+          ...(claim === undefined ? [] : [{ name: 'pool-volume', mountPath: POOL_VOLUME_MOUNT }]),
         ],
       },
       csiNodeContainer({
@@ -160,6 +199,7 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
       { name: 'kubelet', hostPath: { path: kubeletRoot, type: 'Directory' } },
       { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
       ...(join ? [{ name: 'join', secret: { secretName: joinSecretName(node), defaultMode: 0o400 } }] : []),
+      ...(claim === undefined ? [] : [{ name: 'pool-volume', persistentVolumeClaim: { claimName: claim } }]),
     ],
   };
   const labels = { [ROLE_LABEL]: SERVER_ROLE, [NODE_LABEL]: node };
@@ -168,7 +208,7 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: serverPodName(node),
+      name: serverPodName(node, claim),
       namespace: ctx.namespace,
       labels,
       annotations: { [SPEC_HASH_ANNOTATION]: hash },

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { V1NodeSelector } from '@kubernetes/client-node';
+import { parseOperatorConfig } from './config.ts';
+import { type NodeInfo, planReconcile } from './plan.ts';
+import { affinityAllows, type PoolClaim, type PoolNode, planPoolClaims } from './pool-claims.ts';
+import { NODE_LABEL, POOL_VOLUME_MOUNT, poolSizeOnVolume, serverPod } from './server-pod.ts';
+
+const ZONE = 'topology.cloud.test.dotmesh.io/zone';
+const node = (name: string, zone: string, selected = true): PoolNode => ({ name, labels: { [ZONE]: zone }, selected });
+const inZone = (zone: string): V1NodeSelector => ({
+  nodeSelectorTerms: [{ matchExpressions: [{ key: ZONE, operator: 'In', values: [zone] }] }],
+});
+const pvc = (name: string, heldBy: string, zone?: string, created = '2026-01-01T00:00:00Z'): PoolClaim => ({
+  name,
+  heldBy,
+  created,
+  ...(zone ? { nodeAffinity: inZone(zone) } : {}),
+});
+
+describe('planPoolClaims: which pool PVC a node gets', () => {
+  it('makes one PVC for each selected node that has none, and none for a node not selected', () => {
+    const plan = planPoolClaims({ nodes: [node('a', 'z1'), node('b', 'z2'), node('c', 'z1', false)], pvcs: [] });
+    assert.deepEqual(plan.create, ['a', 'b']);
+    assert.deepEqual(plan.adopt, []);
+    assert.deepEqual([...plan.assigned], []);
+  });
+
+  it('keeps a PVC with its node while the Node exists, selected or not (a drained node keeps its pool)', () => {
+    const plan = planPoolClaims({
+      nodes: [node('a', 'z1'), node('b', 'z1', false)],
+      pvcs: [pvc('pvc-a', 'a', 'z1'), pvc('pvc-b', 'b', 'z1')],
+    });
+    assert.deepEqual([...plan.assigned].sort(), [
+      ['a', 'pvc-a'],
+      ['b', 'pvc-b'],
+    ]);
+    assert.deepEqual([plan.release, plan.adopt, plan.create, plan.unreachable], [[], [], [], []]);
+  });
+
+  it('releases the PVC of a deleted Node and gives it to the replacement node of the same zone before making any', () => {
+    // Surge order: node-new joined zone z1, node-old (z1) was drained and deleted.
+    const plan = planPoolClaims({
+      nodes: [node('node-b', 'z2'), node('node-new', 'z1')],
+      pvcs: [pvc('pvc-old', 'node-old', 'z1'), pvc('pvc-b', 'node-b', 'z2')],
+    });
+    assert.deepEqual(plan.release, ['pvc-old']);
+    assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'node-new' }]);
+    assert.deepEqual(plan.create, []);
+    assert.equal(plan.assigned.get('node-new'), 'pvc-old');
+  });
+
+  it('adopts only a PVC of its own zone: a node of another zone gets a new PVC, the unheld one waits with a report', () => {
+    const plan = planPoolClaims({ nodes: [node('n2', 'z2')], pvcs: [pvc('pvc-z1', '', 'z1')] });
+    assert.deepEqual(plan.adopt, []);
+    assert.deepEqual(plan.create, ['n2']);
+    assert.deepEqual(plan.unreachable, [{ pvc: 'pvc-z1', where: `${ZONE} in (z1)` }]);
+  });
+
+  it('adopts the oldest unheld PVC of the zone first, one per node; a spare reachable PVC is not reported', () => {
+    const plan = planPoolClaims({
+      nodes: [node('n1', 'z1')],
+      pvcs: [pvc('pvc-young', '', 'z1', '2026-03-01T00:00:00Z'), pvc('pvc-old', '', 'z1', '2026-02-01T00:00:00Z')],
+    });
+    assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'n1' }]);
+    assert.deepEqual(plan.unreachable, []);
+  });
+
+  it('a PVC with no PV yet fits any node; a PVC being deleted is never adopted', () => {
+    const plan = planPoolClaims({
+      nodes: [node('n1', 'z1'), node('n2', 'z2')],
+      pvcs: [{ ...pvc('pvc-gone', '', 'z1'), deleting: true }, pvc('pvc-unbound', 'departed')],
+    });
+    assert.deepEqual(plan.release, ['pvc-unbound']);
+    assert.deepEqual(plan.adopt, [{ pvc: 'pvc-unbound', node: 'n1' }]);
+    assert.deepEqual(plan.create, ['n2']);
+  });
+
+  it('a node not selected adopts nothing; a zone with no selected node leaves its PVC unadopted', () => {
+    const plan = planPoolClaims({ nodes: [node('n1', 'z1', false)], pvcs: [pvc('pvc-z1', 'gone', 'z1')] });
+    assert.deepEqual(plan.release, ['pvc-z1']);
+    assert.deepEqual(plan.adopt, []);
+    assert.deepEqual(
+      plan.unreachable.map((u) => u.pvc),
+      ['pvc-z1'],
+    );
+  });
+
+  it('reads node affinity as the scheduler does: any term, every expression; field terms never match', () => {
+    const labels = { [ZONE]: 'z1', disk: 'ssd' };
+    const terms = (...t: V1NodeSelector['nodeSelectorTerms']) => ({ nodeSelectorTerms: t });
+    assert.equal(affinityAllows(undefined, labels), true);
+    assert.equal(affinityAllows(inZone('z2'), labels), false);
+    assert.equal(
+      affinityAllows(
+        terms(
+          { matchExpressions: [{ key: ZONE, operator: 'In', values: ['z2'] }] },
+          {
+            matchExpressions: [
+              { key: 'disk', operator: 'Exists' },
+              { key: 'gpu', operator: 'DoesNotExist' },
+              { key: ZONE, operator: 'NotIn', values: ['z3'] },
+            ],
+          },
+        ),
+        labels,
+      ),
+      true,
+    );
+    assert.equal(
+      affinityAllows(terms({ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['x'] }] }), labels),
+      false,
+    );
+  });
+});
+
+describe('the server pod in pvcPerNode mode', () => {
+  const config = parseOperatorConfig({ storageMode: 'pvcPerNode', 'pvcPerNode.pvSizePerNode': '4G' }).config!;
+  const context = { namespace: 'dotmesh', image: 'dotmesh.test/server:1' };
+  const nodes: NodeInfo[] = [
+    { name: 'n1', labels: {} },
+    { name: 'n2', labels: {} },
+  ];
+  const joinSecrets = new Set(['n1', 'n2']);
+
+  it("mounts its node's PVC for the pool file and the server's state; the scheduler pins it to the node", () => {
+    const pod = serverPod('n1', { ...context, config, poolClaim: 'pvc-0123456789abcdef' });
+    assert.equal(pod.metadata?.name, 'server-pvc-cdef-n1');
+    assert.equal(pod.metadata?.labels?.[NODE_LABEL], 'n1');
+    assert.equal(pod.spec?.nodeName, undefined);
+    assert.deepEqual(pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms, [
+      { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n1'] }] },
+    ]);
+    assert.equal(
+      pod.spec?.volumes?.find((v) => v.name === 'pool-volume')?.persistentVolumeClaim?.claimName,
+      'pvc-0123456789abcdef',
+    );
+    const c = pod.spec!.containers[0]!;
+    assert.deepEqual(c.volumeMounts?.find((m) => m.name === 'pool-volume')?.mountPath, POOL_VOLUME_MOUNT);
+    assert.ok(c.args?.includes(`--pool-volume-dir=${POOL_VOLUME_MOUNT}`));
+    assert.ok(c.args?.includes(`--pool-size=${poolSizeOnVolume(4 * 2 ** 30)}`));
+  });
+
+  it('leaves room on the PVC for its filesystem and the etcd data', () => {
+    assert.equal(poolSizeOnVolume(4 * 2 ** 30), Math.floor((4 * 2 ** 30 * 0.95) / 2 ** 20) * 2 ** 20);
+    assert.equal(poolSizeOnVolume(512 * 2 ** 20), 320 * 2 ** 20);
+  });
+
+  it('makes a pod only for a node whose PVC is known; the pod is the one of that PVC', () => {
+    const plan = planReconcile({
+      config,
+      nodes,
+      pods: [],
+      joinSecrets,
+      poolClaims: new Map([['n2', 'pvc-00000000000000b2']]),
+      context,
+    });
+    assert.deepEqual(
+      plan.create.map((p) => p.metadata?.name),
+      ['server-pvc-00b2-n2'],
+    );
+  });
+
+  it('replaces the pod of a node that adopted another PVC', () => {
+    const old = serverPod('n1', { ...context, config, poolClaim: 'pvc-000000000000aaaa' }, true);
+    const running = { ...old, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } };
+    const plan = planReconcile({
+      config,
+      nodes,
+      pods: [running],
+      joinSecrets,
+      poolClaims: new Map([
+        ['n1', 'pvc-000000000000bbbb'],
+        ['n2', 'pvc-000000000000cccc'],
+      ]),
+      context,
+    });
+    assert.deepEqual(
+      plan.delete.map((d) => d.name),
+      ['server-pvc-aaaa-n1'],
+    );
+    assert.deepEqual(
+      plan.create.map((p) => p.metadata?.name),
+      ['server-pvc-bbbb-n1', 'server-pvc-cccc-n2'],
+    );
+  });
+});
