@@ -89,4 +89,36 @@ describe('serve-kubernetes: a node config written at the first start', () => {
       message: /admin's password and API key/,
     });
   });
+
+  test('a pool volume (pvcPerNode) holds the pool file, preallocated, and the state; the mount point stays in the pool dir', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const volume = join(dir, 'volume');
+    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+    assert.equal(file, join(volume, 'server', 'config.json'));
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.poolFile, join(volume, 'dotmesh_data'));
+    assert.equal(config.stateDir, join(volume, 'server'));
+    assert.equal(config.mountPoint, join(dir, 'pool', 'mnt'));
+    assert.equal(config.sparse, false);
+    assert.equal(
+      parseKubernetesArgs([
+        '--node-name=n',
+        '--advertise-address=10.0.0.1',
+        '--pool-dir=/p',
+        '--pool-size=1G',
+        '--admin-password-file=/a',
+        '--admin-api-key-file=/b',
+        '--pool-volume-dir=/backend-pv',
+      ]).poolVolumeDir,
+      '/backend-pv',
+    );
+    // The same node starting again keeps it; a node at another address is refused, naming both.
+    assert.equal(await prepareKubernetesNode({ ...options, poolVolumeDir: volume }), file);
+    await assert.rejects(
+      prepareKubernetesNode({ ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' }),
+      { code: 'CONFLICT', message: /belongs to node node-1 at 10\.9\.0\.12; this is node node-9 at 10\.9\.0\.99/ },
+    );
+  });
 });

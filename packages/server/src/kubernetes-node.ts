@@ -22,10 +22,17 @@ import {
  * `address`, `ca-hash`) — the join target and its single-use token. Without a join Secret it
  * is the cluster's first node (it makes the cluster CA and the first etcd member). Later starts
  * find the config and come back as the same node (the join Secret is then not read).
+ *
+ * With `--pool-volume-dir` (the operator's `storageMode: pvcPerNode`: the node's pool PVC) the
+ * pool file (preallocated: the volume is the pool's alone) and the state directory (config,
+ * certificates, the etcd member's data) live on that volume and move with it; the pool's mount
+ * point stays under `--pool-dir`, where the kubelet sees the dots. A volume whose config names
+ * another node address is refused: a pool moved to a node with another address needs its node
+ * and etcd certificates and its etcd member's peer URL changed, which is not built yet.
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
-       [--etcd-bin FILE]`;
+       [--etcd-bin FILE] [--pool-volume-dir DIR]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -37,6 +44,8 @@ export interface KubernetesNodeOptions {
   /** The mounted join Secret's directory (absent or empty: the first node). */
   readonly joinDir: string | undefined;
   readonly etcdBin: string;
+  /** The node's pool volume (a PVC): the pool file and the state live there (absent: in poolDir). */
+  readonly poolVolumeDir: string | undefined;
 }
 
 export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOptions {
@@ -51,6 +60,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'admin-api-key-file': { type: 'string' },
       'join-dir': { type: 'string' },
       'etcd-bin': { type: 'string', default: 'etcd' },
+      'pool-volume-dir': { type: 'string' },
     },
     strict: true,
   });
@@ -67,6 +77,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     adminApiKeyFile: values['admin-api-key-file']!,
     joinDir: values['join-dir'],
     etcdBin: values['etcd-bin']!,
+    poolVolumeDir: values['pool-volume-dir'] || undefined,
   };
 }
 
@@ -84,9 +95,13 @@ async function writePrivate(file: string, text: string): Promise<void> {
 
 /** Writes the node's config at its first start; returns the config file's path either way. */
 export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<string> {
-  const stateDir = join(o.poolDir, 'server');
+  const stateDir = join(o.poolVolumeDir ?? o.poolDir, 'server');
   const configFile = join(stateDir, 'config.json');
-  if ((await readOptional(configFile)) !== undefined) return configFile;
+  const existing = await readOptional(configFile);
+  if (existing !== undefined) {
+    if (o.poolVolumeDir !== undefined) refuseMovedVolume(existing, o);
+    return configFile;
+  }
   const join_ = o.joinDir
     ? {
         token: await readOptional(join(o.joinDir, 'token')),
@@ -112,7 +127,8 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   const input: ServerConfigInput = {
     poolDir: o.poolDir,
     poolSizeBytes: o.poolSizeBytes,
-    sparse: true,
+    sparse: o.poolVolumeDir === undefined,
+    ...(o.poolVolumeDir === undefined ? {} : { poolFile: join(o.poolVolumeDir, 'dotmesh_data'), stateDir }),
     nodeName: o.nodeName,
     listenHost: o.advertiseAddress,
     advertiseAddress: o.advertiseAddress,
@@ -132,4 +148,22 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   if (join_) await writePrivate(config.joinTokenFile, `${join_.token}\n`);
   await writePrivate(configFile, `${JSON.stringify(input, null, 2)}\n`);
   return configFile;
+}
+
+/** Refuses a pool volume whose config was written on a node at another address (see above). */
+function refuseMovedVolume(configText: string, o: KubernetesNodeOptions): void {
+  let written: { advertiseAddress?: unknown; nodeName?: unknown };
+  try {
+    written = JSON.parse(configText) as typeof written;
+  } catch {
+    return; // the server reports a damaged config itself
+  }
+  if (written.advertiseAddress === undefined || written.advertiseAddress === o.advertiseAddress) return;
+  throw new DotmeshError(
+    'CONFLICT',
+    `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}`,
+    {
+      hint: 'a pool adopted by a node with another address cannot serve yet (its certificates and etcd peer URL name the old address): keep the node address, or restore the dots from a push to another cluster',
+    },
+  );
 }
