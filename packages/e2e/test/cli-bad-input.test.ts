@@ -75,7 +75,7 @@ describe('dm with bad input (R4)', { skip }, () => {
   test('nothing was written outside the pool', async () => {
     assert.deepEqual(await readdir(cwd), []);
     const pool = await readdir(c.poolDir);
-    const allowed = ['container_mnt', 'dotmesh-pool.lock', 'dotmesh_data', 'mnt', 'server'];
+    const allowed = ['container_mnt', 'dotmesh-pool.holder', 'dotmesh-pool.lock', 'dotmesh_data', 'mnt', 'server'];
     assert.deepEqual(
       pool.filter((n) => !allowed.includes(n)),
       [],

@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import {
@@ -23,7 +23,7 @@ import {
 } from '@dotmesh/storage';
 import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import { joinCluster } from './cluster/join-client.ts';
-import { refuseClash } from './cluster/presence.ts';
+import { awaitPoolClaim } from './cluster/pool-claim.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
@@ -242,6 +242,11 @@ async function joinAtStart(config: ServerConfig, configFile: string, nodeId: str
   }
 }
 
+/** How this server names itself in its pool's lock (pool-lock.ts): its node and API address. */
+function poolHolderOf(config: ServerConfig): string {
+  return `node ${config.nodeName ?? hostname()}, API at ${config.listenHost}:${config.port}`;
+}
+
 /** The listen address when it is one, else this host's first non-loopback IPv4 address. */
 function defaultAdvertiseAddress(listenHost: string): string {
   if (listenHost !== '0.0.0.0' && listenHost !== '::' && isIP(listenHost) !== 0) return listenHost;
@@ -273,7 +278,7 @@ async function serve(
   const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
   await checkPump(exec, pump);
   try {
-    lock = await acquirePoolLock(config.existingMount ?? dirname(config.poolFile));
+    lock = await acquirePoolLock(config.existingMount ?? dirname(config.poolFile), poolHolderOf(config));
     const pool = await openPool({
       poolFile: config.poolFile,
       mountPoint: config.mountPoint,
@@ -312,9 +317,14 @@ async function serve(
     if (config.store === 'etcd' && config.importStoreFile) {
       await importEmbeddedStore({ file: config.importStoreFile, target: store, logger });
     }
-    // A copied pool is refused as a clash before this node's certificate is looked at.
+    // The pool's claim, before this node's certificate is looked at: a pool whose earlier holder
+    // died is taken over once its lease expires; a copy of a live pool is refused.
     if (config.clusterPort !== 0) {
-      await refuseClash(store, { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort });
+      await awaitPoolClaim(
+        store,
+        { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort },
+        { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+      );
     }
     if (managedStore(config)) {
       const { EtcdMembers } = await import('@dotmesh/store/etcd-members');

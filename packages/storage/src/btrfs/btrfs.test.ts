@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -156,8 +157,14 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
 
     test('pool lock: a second locker fails at once; released on release() and on SIGKILL of the holder', async () => {
       const dir = join(base, 'lockdir');
-      const lock = await acquirePoolLock(dir);
+      const lock = await acquirePoolLock(dir, 'node a, API at 127.0.0.1:1');
       await rejectsWithCode(acquirePoolLock(dir), 'UNAVAILABLE');
+      // The refusal names the holder: its pid, host and its own words.
+      await assert.rejects(acquirePoolLock(dir), (e: Error) =>
+        e.message.includes(
+          `already using the pool at ${dir}: pid ${process.pid} on host ${hostname()} (node a, API at 127.0.0.1:1) since `,
+        ),
+      );
       await lock.release();
       await (await acquirePoolLock(dir)).release();
       const lockModule = join(dirname(fileURLToPath(import.meta.url)), 'pool-lock.ts');

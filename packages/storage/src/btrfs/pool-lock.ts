@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import { EXEC_ENV } from '../exec.ts';
@@ -13,6 +14,25 @@ export interface PoolLock {
 }
 
 const CONFLICT_EXIT = 75;
+const HOLDER_FILE = 'dotmesh-pool.holder';
+
+interface HolderRecord {
+  readonly pid: number;
+  readonly host: string;
+  readonly holder: string;
+  readonly since: string;
+}
+
+/** `: pid 12 on host h (node-1 at 10.0.0.1) since …`, or '' when the holder left no record. */
+async function describeHolder(file: string): Promise<string> {
+  try {
+    const r = JSON.parse(await readFile(file, 'utf8')) as Partial<HolderRecord>;
+    const what = r.holder ? ` (${r.holder})` : '';
+    return `: pid ${r.pid} on host ${r.host}${what} since ${r.since}`;
+  } catch {
+    return '';
+  }
+}
 
 /**
  * Takes the exclusive lock `<dir>/dotmesh-pool.lock` so that one dotmesh-server uses a pool.
@@ -21,8 +41,12 @@ const CONFLICT_EXIT = 75;
  * SIGKILL, the pipe closes, `cat` exits and the kernel releases the lock. A second locker
  * fails at once with UNAVAILABLE. The child is spawned directly (not via Exec) because it
  * lives as long as the server; its pid is exposed for diagnostics.
+ *
+ * The holder describes itself in `<dir>/dotmesh-pool.holder` (JSON: pid, host, `holder` —
+ * the caller's words, e.g. its node and address — and since when), written once it holds the
+ * lock: a refused locker names it.
  */
-export async function acquirePoolLock(dir: string): Promise<PoolLock> {
+export async function acquirePoolLock(dir: string, holder = ''): Promise<PoolLock> {
   await mkdir(dir, { recursive: true });
   const lockFile = join(dir, 'dotmesh-pool.lock');
   const child = spawn(
@@ -55,13 +79,18 @@ export async function acquirePoolLock(dir: string): Promise<PoolLock> {
   if (!locked) {
     const code = await exited;
     if (code === CONFLICT_EXIT) {
-      throw new DotmeshError('UNAVAILABLE', `another dotmesh-server is already using the pool at ${dir}`, {
+      const by = await describeHolder(join(dir, HOLDER_FILE));
+      throw new DotmeshError('UNAVAILABLE', `another dotmesh-server is already using the pool at ${dir}${by}`, {
         hint: `stop the other server (lock file ${lockFile})`,
       });
     }
     throw new DotmeshError('INTERNAL', `cannot lock ${lockFile}: flock exited with ${code}: ${stderr.trim()}`);
   }
   child.stdout.resume();
+  const record: HolderRecord = { pid: process.pid, host: hostname(), holder, since: new Date().toISOString() };
+  const holderFile = join(dir, HOLDER_FILE);
+  await writeFile(`${holderFile}.new`, `${JSON.stringify(record)}\n`, { mode: 0o644 });
+  await rename(`${holderFile}.new`, holderFile);
   let released: Promise<void> | undefined;
   return {
     lockFile,
