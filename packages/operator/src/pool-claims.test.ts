@@ -7,6 +7,8 @@ import { affinityAllows, type PoolClaim, type PoolNode, planPoolClaims } from '.
 import { NODE_LABEL, POOL_VOLUME_MOUNT, poolSizeOnVolume, serverPod } from './server-pod.ts';
 
 const ZONE = 'topology.cloud.test.dotmesh.io/zone';
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+const ago = (ms: number) => new Date(NOW - ms).toISOString();
 const node = (name: string, zone: string, selected = true): PoolNode => ({ name, labels: { [ZONE]: zone }, selected });
 const inZone = (zone: string): V1NodeSelector => ({
   nodeSelectorTerms: [{ matchExpressions: [{ key: ZONE, operator: 'In', values: [zone] }] }],
@@ -20,7 +22,7 @@ const pvc = (name: string, heldBy: string, zone?: string, created = '2026-01-01T
 
 describe('planPoolClaims: which pool PVC a node gets', () => {
   it('makes one PVC for each selected node that has none, and none for a node not selected', () => {
-    const plan = planPoolClaims({ nodes: [node('a', 'z1'), node('b', 'z2'), node('c', 'z1', false)], pvcs: [] });
+    const plan = planPoolClaims({ nodes: [node('a', 'z1'), node('b', 'z2'), node('c', 'z1', false)], pvcs: [], now: NOW });
     assert.deepEqual(plan.create, ['a', 'b']);
     assert.deepEqual(plan.adopt, []);
     assert.deepEqual([...plan.assigned], []);
@@ -30,6 +32,7 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
     const plan = planPoolClaims({
       nodes: [node('a', 'z1'), node('b', 'z1', false)],
       pvcs: [pvc('pvc-a', 'a', 'z1'), pvc('pvc-b', 'b', 'z1')],
+      now: NOW,
     });
     assert.deepEqual([...plan.assigned].sort(), [
       ['a', 'pvc-a'],
@@ -41,8 +44,9 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
   it('releases the PVC of a deleted Node and gives it to the replacement node of the same zone before making any', () => {
     // Surge order: node-new joined zone z1, node-old (z1) was drained and deleted.
     const plan = planPoolClaims({
-      nodes: [node('node-b', 'z2'), node('node-new', 'z1')],
+      nodes: [node('node-b', 'z2'), { ...node('node-new', 'z1'), created: ago(5_000) }],
       pvcs: [pvc('pvc-old', 'node-old', 'z1'), pvc('pvc-b', 'node-b', 'z2')],
+      now: NOW,
     });
     assert.deepEqual(plan.release, ['pvc-old']);
     assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'node-new' }]);
@@ -51,7 +55,7 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
   });
 
   it('adopts only a PVC of its own zone: a node of another zone gets a new PVC, the unheld one waits with a report', () => {
-    const plan = planPoolClaims({ nodes: [node('n2', 'z2')], pvcs: [pvc('pvc-z1', '', 'z1')] });
+    const plan = planPoolClaims({ nodes: [node('n2', 'z2')], pvcs: [pvc('pvc-z1', '', 'z1')], now: NOW });
     assert.deepEqual(plan.adopt, []);
     assert.deepEqual(plan.create, ['n2']);
     assert.deepEqual(plan.unreachable, [{ pvc: 'pvc-z1', where: `${ZONE} in (z1)` }]);
@@ -61,6 +65,7 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
     const plan = planPoolClaims({
       nodes: [node('n1', 'z1')],
       pvcs: [pvc('pvc-young', '', 'z1', '2026-03-01T00:00:00Z'), pvc('pvc-old', '', 'z1', '2026-02-01T00:00:00Z')],
+      now: NOW,
     });
     assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'n1' }]);
     assert.deepEqual(plan.unreachable, []);
@@ -70,6 +75,7 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
     const plan = planPoolClaims({
       nodes: [node('n1', 'z1'), node('n2', 'z2')],
       pvcs: [{ ...pvc('pvc-gone', '', 'z1'), deleting: true }, pvc('pvc-unbound', 'departed')],
+      now: NOW,
     });
     assert.deepEqual(plan.release, ['pvc-unbound']);
     assert.deepEqual(plan.adopt, [{ pvc: 'pvc-unbound', node: 'n1' }]);
@@ -77,13 +83,50 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
   });
 
   it('a node not selected adopts nothing; a zone with no selected node leaves its PVC unadopted', () => {
-    const plan = planPoolClaims({ nodes: [node('n1', 'z1', false)], pvcs: [pvc('pvc-z1', 'gone', 'z1')] });
+    const plan = planPoolClaims({ nodes: [node('n1', 'z1', false)], pvcs: [pvc('pvc-z1', 'gone', 'z1')], now: NOW });
     assert.deepEqual(plan.release, ['pvc-z1']);
     assert.deepEqual(plan.adopt, []);
     assert.deepEqual(
       plan.unreachable.map((u) => u.pvc),
       ['pvc-z1'],
     );
+  });
+
+  it('surge order, step by step: the new node waits while it is new or a cordoned node of its zone holds a pool, then adopts it', () => {
+    const old = node('old', 'z1');
+    const fresh = { ...node('new', 'z1'), created: ago(10_000) };
+    const pools = [pvc('pvc-old', 'old', 'z1'), pvc('pvc-b', 'b', 'z2')];
+    const nodes = [node('b', 'z2')];
+    // 1. The new node joins: new, and the cluster has pools: it waits.
+    let plan = planPoolClaims({ nodes: [...nodes, old, fresh], pvcs: pools, now: NOW });
+    assert.deepEqual(plan.create, []);
+    assert.deepEqual(
+      plan.waiting.map((w) => w.node),
+      ['new'],
+    );
+    // 2. The old node is drained (cordoned): the new one waits, however old it is by then.
+    plan = planPoolClaims({ nodes: [...nodes, { ...old, unschedulable: true }, fresh], pvcs: pools, now: NOW + 600_000 });
+    assert.deepEqual(plan.create, []);
+    assert.match(plan.waiting[0]!.reason, /cordoned node old holds pool PVC pvc-old/);
+    // 3. The old Node is deleted: released and adopted by the new one.
+    plan = planPoolClaims({ nodes: [...nodes, fresh], pvcs: pools, now: NOW + 600_000 });
+    assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'new' }]);
+    assert.deepEqual([plan.create, plan.waiting], [[], []]);
+  });
+
+  it('a new node gets a new PVC once its grace is over with nothing released; a first install makes PVCs at once', () => {
+    const fresh = { ...node('new', 'z1'), created: ago(10_000) };
+    const plan = planPoolClaims({ nodes: [node('a', 'z1'), fresh], pvcs: [pvc('pvc-a', 'a', 'z1')], now: NOW + 200_000 });
+    assert.deepEqual(plan.create, ['new']);
+    const first = planPoolClaims({ nodes: [fresh, { ...node('n2', 'z2'), created: ago(1000) }], pvcs: [], now: NOW });
+    assert.deepEqual(first.create, ['n2', 'new']);
+    // A cordoned node of another zone holds nobody back.
+    const other = planPoolClaims({
+      nodes: [{ ...node('b', 'z2'), unschedulable: true }, node('c', 'z1')],
+      pvcs: [pvc('pvc-b', 'b', 'z2')],
+      now: NOW,
+    });
+    assert.deepEqual(other.create, ['c']);
   });
 
   it('reads node affinity as the scheduler does: any term, every expression; field terms never match', () => {

@@ -10,7 +10,11 @@ import type { V1NodeSelector, V1NodeSelectorRequirement } from '@kubernetes/clie
  *   or rebooting node keeps its pool;
  * - a selected node without a PVC first adopts an unheld one it can reach: one whose PV's node
  *   affinity its labels satisfy (a cloud disk's zone; a PVC with no PV yet fits any node), the
- *   oldest first; only when none fits is a new PVC made for it;
+ *   oldest first; only when none fits is a new PVC made for it — but not while it may be the
+ *   replacement of a node being recycled (surge order: the new node comes first, the old one is
+ *   drained and deleted after): it waits while a cordoned node holds a PVC it could use, and
+ *   while it is younger than `newNodeGraceMs` and the cluster has pool PVCs at all (a first
+ *   install does not wait);
  * - an unheld PVC that no existing selected node can reach is left alone and reported
  *   (`unreachable`: the caller records an Event on it), for a node of its zone to adopt later.
  * A PVC being deleted is never adopted.
@@ -23,7 +27,14 @@ export interface PoolNode {
   readonly labels: Readonly<Record<string, string>>;
   /** Whether the ConfigMap's nodeSelector selects it (only selected nodes get a pool). */
   readonly selected: boolean;
+  /** Cordoned (`spec.unschedulable`): being drained, perhaps to be replaced. */
+  readonly unschedulable?: boolean;
+  /** The Node's creationTimestamp (RFC 3339). */
+  readonly created?: string;
 }
+
+/** How long a new node waits for a pool of its zone to be released before one is made for it. */
+export const NEW_NODE_GRACE_MS = 120_000;
 
 export interface PoolClaim {
   readonly name: string;
@@ -45,6 +56,8 @@ export interface PoolClaimPlan {
   readonly adopt: readonly { readonly pvc: string; readonly node: string }[];
   /** Selected nodes that no unheld PVC fits: make one for each. */
   readonly create: readonly string[];
+  /** Selected nodes without a PVC that may be replacements: they wait (see above). */
+  readonly waiting: readonly { readonly node: string; readonly reason: string }[];
   /** Unheld PVCs that no existing selected node can reach, with where they can be used. */
   readonly unreachable: readonly { readonly pvc: string; readonly where: string }[];
 }
@@ -99,8 +112,17 @@ function byAge(a: PoolClaim, b: PoolClaim): number {
   return (a.created ?? '').localeCompare(b.created ?? '') || a.name.localeCompare(b.name);
 }
 
-export function planPoolClaims(o: { readonly nodes: readonly PoolNode[]; readonly pvcs: readonly PoolClaim[] }): PoolClaimPlan {
+export function planPoolClaims(o: {
+  readonly nodes: readonly PoolNode[];
+  readonly pvcs: readonly PoolClaim[];
+  /** Now, in ms since the epoch (a node's age), and the new node grace (default NEW_NODE_GRACE_MS). */
+  readonly now: number;
+  readonly newNodeGraceMs?: number;
+}): PoolClaimPlan {
   const existing = new Set(o.nodes.map((n) => n.name));
+  const cordoned = new Set(o.nodes.filter((n) => n.unschedulable).map((n) => n.name));
+  const grace = o.newNodeGraceMs ?? NEW_NODE_GRACE_MS;
+  const waiting: { node: string; reason: string }[] = [];
   const assigned = new Map<string, string>();
   const release: string[] = [];
   const free: PoolClaim[] = [];
@@ -120,7 +142,15 @@ export function planPoolClaims(o: { readonly nodes: readonly PoolNode[]; readonl
     if (assigned.has(node.name)) continue;
     const i = free.findIndex((p) => affinityAllows(p.nodeAffinity, node.labels));
     if (i < 0) {
-      create.push(node.name);
+      const draining = o.pvcs.find(
+        (p) => cordoned.has(p.heldBy ?? '') && p.heldBy !== node.name && affinityAllows(p.nodeAffinity, node.labels),
+      );
+      const age = node.created ? o.now - Date.parse(node.created) : Number.POSITIVE_INFINITY;
+      if (draining) {
+        waiting.push({ node: node.name, reason: `cordoned node ${draining.heldBy} holds pool PVC ${draining.name} of its zone` });
+      } else if (age < grace && o.pvcs.length > 0) {
+        waiting.push({ node: node.name, reason: `a new node waits ${grace / 1000} s for a pool PVC of its zone to be released` });
+      } else create.push(node.name);
       continue;
     }
     const [pvc] = free.splice(i, 1);
@@ -132,5 +162,5 @@ export function planPoolClaims(o: { readonly nodes: readonly PoolNode[]; readonl
     .filter((p) => !selected.some((n) => affinityAllows(p.nodeAffinity, n.labels)))
     .map((p) => ({ pvc: p.name, where: describeAffinity(p.nodeAffinity) }));
   for (const node of create) assigned.delete(node);
-  return { assigned, release, adopt, create, unreachable };
+  return { assigned, release, adopt, create, waiting, unreachable };
 }

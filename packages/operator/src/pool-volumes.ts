@@ -57,9 +57,13 @@ export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<Map<s
       name: n.metadata!.name!,
       labels: n.metadata?.labels ?? {},
       selected: matchesSelector(config.nodeSelectorParsed, n.metadata?.labels ?? {}),
+      unschedulable: n.spec?.unschedulable === true,
+      ...(n.metadata?.creationTimestamp ? { created: new Date(n.metadata.creationTimestamp).toISOString() } : {}),
     })),
     pvcs: claims,
+    now: Date.now(),
   });
+  if (plan.waiting.length > 0) log.info('nodes without a pool PVC wait before one is made', { waiting: plan.waiting });
   const annotate = (name: string, node: string | null) =>
     core.patchNamespacedPersistentVolumeClaim(
       { name, namespace, body: { metadata: { annotations: { [POOL_NODE_ANNOTATION]: node } } } },
