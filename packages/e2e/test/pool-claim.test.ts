@@ -9,6 +9,8 @@ import {
   Cleanup,
   type EtcdProcess,
   freePorts,
+  listLoopDevicesFor,
+  mountsUnder,
   SERVER_BUNDLE,
   type ServerProcess,
   skipUnless,
@@ -24,6 +26,8 @@ import {
  * - The first killed (-9), a server at another address (the replacement node) takes the pool over
  *   only once the dead one's lease has expired: while the dead server's address record lives the
  *   new one does not serve; then it serves every commit, and the record names its address.
+ * - A server with `releasePoolAtStop` (the Kubernetes pool PVCs') stopped gracefully leaves no
+ *   mount and no loop device of its pool, so its volume can move; started again, it has it all.
  * Lasts about 30 s (a 6 s node lease).
  */
 const skip = skipUnless(['root', 'btrfs', 'losetup', 'etcd']);
@@ -121,5 +125,22 @@ describe('a pool is served by one server at a time', { skip }, () => {
     assert.match(log, /another server holds this pool in the cluster: waiting for its lease to expire/);
     assert.match(log, /lease expired: taking the pool over/);
     assert.deepEqual(await b.call('Commits', { ...dot, Branch: '' }), before, 'every commit is there');
+  });
+
+  test('releasePoolAtStop: a stopped server leaves no mount and no loop device of its pool; it starts again with everything', async () => {
+    const s = await startServerProcess({ cleanup, serverBin: SERVER_BUNDLE, extraConfig: { releasePoolAtStop: true } });
+    await s.admin.call('Create', dot);
+    await s.admin.call('Procure', { ...dot, Subdot: '' });
+    await s.admin.call('Commit', { ...dot, Branch: '', Message: 'kept', Metadata: {} });
+    const before = await s.admin.call('Commits', { ...dot, Branch: '' });
+    assert.ok(mountsUnder(`${s.dir}/`).length > 0, 'mounted while it serves');
+    assert.equal((await listLoopDevicesFor(join(s.dir, 'dotmesh_data'))).length, 1);
+    await s.stop();
+    assert.deepEqual(mountsUnder(`${s.dir}/`), [], 'no mount of the pool or its dots is left');
+    assert.deepEqual(await listLoopDevicesFor(join(s.dir, 'dotmesh_data')), [], 'no loop device is left');
+    assert.match(await s.log(), /pool unmounted and its loop device detached/);
+    const again = await s.restart();
+    assert.deepEqual(await again.admin.call('Commits', { ...dot, Branch: '' }), before);
+    await again.stop();
   });
 });

@@ -34,6 +34,7 @@ describe('server config', () => {
       sparse: false,
       existingMount: null,
       mountPoint: '/var/lib/dotmesh/mnt',
+      releasePoolAtStop: false,
       stateDir: '/var/lib/dotmesh/server',
       storeFile: '/var/lib/dotmesh/server/store.db',
       syncCommitTimeoutMs: 30_000,

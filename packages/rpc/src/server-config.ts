@@ -36,6 +36,12 @@ export interface ServerConfig {
   readonly existingMount: string | null;
   /** Where the pool is mounted. */
   readonly mountPoint: string;
+  /**
+   * On a graceful stop, unmount the pool (and the dots' mounts of it) and detach its loop
+   * device, instead of leaving it mounted for the next start (default false): for a pool file on
+   * a volume that must move to another host (a Kubernetes pool PVC).
+   */
+  readonly releasePoolAtStop: boolean;
   /** Store, logs, pid file, credentials; mode 0700. */
   readonly stateDir: string;
   readonly storeFile: string;
@@ -226,6 +232,7 @@ export const serverConfigFileSchema = z.object({
   sparse: z.boolean().default(false),
   existingMount: absPath.nullable().default(null),
   mountPoint: absPath.optional(),
+  releasePoolAtStop: z.boolean().default(false),
   stateDir: absPath.optional(),
   storeFile: absPath.optional(),
   logFile: absPath.optional(),
@@ -328,6 +335,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     ...(c.nodeName === undefined ? {} : { nodeName: c.nodeName }),
     hostFreeReserveBytes: parseSize(c.hostFreeReserveBytes ?? '1G'),
     hostCheckIntervalMs: c.hostCheckIntervalMs,
+    releasePoolAtStop: c.releasePoolAtStop,
     ...etcdSettings(c),
     ...tlsSettings(c),
     transferIdleTimeoutMs: c.transferIdleTimeoutMs,

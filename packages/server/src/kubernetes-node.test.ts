@@ -102,6 +102,7 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     assert.equal(config.stateDir, join(volume, 'server'));
     assert.equal(config.mountPoint, join(dir, 'pool', 'mnt'));
     assert.equal(config.sparse, false);
+    assert.equal(config.releasePoolAtStop, true);
     assert.equal(
       parseKubernetesArgs([
         '--node-name=n',

@@ -26,7 +26,8 @@ import {
  * With `--pool-volume-dir` (the operator's `storageMode: pvcPerNode`: the node's pool PVC) the
  * pool file (preallocated: the volume is the pool's alone) and the state directory (config,
  * certificates, the etcd member's data) live on that volume and move with it; the pool's mount
- * point stays under `--pool-dir`, where the kubelet sees the dots. A volume whose config names
+ * point stays under `--pool-dir`, where the kubelet sees the dots, and a stopping server lets
+ * go of the pool (unmounted, its loop device detached) so that the volume can move. A volume whose config names
  * another node address is refused: a pool moved to a node with another address needs its node
  * and etcd certificates and its etcd member's peer URL changed, which is not built yet.
  */
@@ -128,7 +129,9 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
     poolDir: o.poolDir,
     poolSizeBytes: o.poolSizeBytes,
     sparse: o.poolVolumeDir === undefined,
-    ...(o.poolVolumeDir === undefined ? {} : { poolFile: join(o.poolVolumeDir, 'dotmesh_data'), stateDir }),
+    ...(o.poolVolumeDir === undefined
+      ? {}
+      : { poolFile: join(o.poolVolumeDir, 'dotmesh_data'), stateDir, releasePoolAtStop: true }),
     nodeName: o.nodeName,
     listenHost: o.advertiseAddress,
     advertiseAddress: o.advertiseAddress,

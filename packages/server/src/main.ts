@@ -20,6 +20,7 @@ import {
   type Exec,
   openPool,
   type PoolLock,
+  releasePool,
 } from '@dotmesh/storage';
 import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import { joinCluster } from './cluster/join-client.ts';
@@ -425,7 +426,7 @@ async function serve(
   const following = follower;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      logger.info({ signal }, 'stopping (the pool stays mounted)');
+      logger.info({ signal }, config.releasePoolAtStop ? 'stopping (the pool is released)' : 'stopping (the pool stays mounted)');
       following?.stop();
       void running
         .close()
@@ -434,6 +435,7 @@ async function serve(
         .then(() => membersClient?.close())
         .then(() => member?.process.stop())
         .catch((err: unknown) => logger.error({ err }, 'error while stopping the etcd member'))
+        .then(() => (config.releasePoolAtStop && !config.existingMount ? releasedPool(config, logger) : undefined))
         .then(() => rm(config.pidFile, { force: true }))
         .then(() => lock?.release())
         .finally(resolve);
@@ -441,6 +443,16 @@ async function serve(
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** releasePoolAtStop: unmounts and detaches the pool (after the server and etcd member stopped). */
+async function releasedPool(config: ServerConfig, logger: Logger): Promise<void> {
+  try {
+    await releasePool({ poolFile: config.poolFile, mountPoint: config.mountPoint, exec: createExec({ logger }) });
+    logger.info({ poolFile: config.poolFile }, 'pool unmounted and its loop device detached: its volume can move');
+  } catch (err) {
+    logger.error({ err, poolFile: config.poolFile }, 'cannot release the pool (something still uses a mount of it)');
+  }
 }
 
 async function readInitialAdmin(file: string): Promise<InitialAdmin | undefined> {

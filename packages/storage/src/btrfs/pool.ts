@@ -107,6 +107,17 @@ async function attachLoop(exec: Exec, file: string): Promise<string> {
  * deletes the file. Idempotent. Only for `dm cluster reset`-like commands and tests.
  */
 export async function destroyPool(o: { poolFile: string; mountPoint?: string; exec: Exec }): Promise<void> {
+  await releasePool(o);
+  await rm(o.poolFile, { force: true });
+  await rm(`${o.poolFile}.creating`, { force: true });
+}
+
+/**
+ * Lets go of a pool, keeping it: unmounts every mount of its loop device(s) (the pool's and the
+ * dots' bind mounts of it, innermost first) and detaches them, so that the file's volume can
+ * be unmounted and moved. Idempotent. Fails (the umount's error) while something uses a mount.
+ */
+export async function releasePool(o: { poolFile: string; mountPoint?: string; exec: Exec }): Promise<void> {
   const devices = (await exists(o.poolFile)) ? await loopDevicesOf(o.exec, o.poolFile) : [];
   const mounts = (await readMounts())
     .filter(
@@ -115,6 +126,4 @@ export async function destroyPool(o: { poolFile: string; mountPoint?: string; ex
     .reverse();
   for (const m of mounts) await o.exec.run('umount', [m.mountPoint]);
   for (const d of devices) await o.exec.run('losetup', ['-d', d]);
-  await rm(o.poolFile, { force: true });
-  await rm(`${o.poolFile}.creating`, { force: true });
 }
