@@ -16,6 +16,7 @@ import { adminClient } from './admin-client.ts';
 import { CLUSTER_CA_CONFIGMAP, publishClusterCa } from './cluster-ca.ts';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
 import { ensureServerDisruptionBudget } from './disruption-budget.ts';
+import { warnOn } from './events.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
 import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
@@ -139,36 +140,13 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   }
 
   async function warningEvent(cm: V1ConfigMap, p: ConfigProblem): Promise<void> {
-    const now = new Date();
     const reason = {
       invalid: 'InvalidConfiguration',
       obsolete: 'ObsoleteKey',
       unknown: 'UnknownKey',
       unsupported: 'UnsupportedKey',
     }[p.kind];
-    await core.createNamespacedEvent({
-      namespace,
-      body: {
-        metadata: { generateName: `${CONFIGMAP_NAME}.`, namespace },
-        involvedObject: {
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          namespace,
-          name: CONFIGMAP_NAME,
-          uid: cm.metadata?.uid,
-          resourceVersion: cm.metadata?.resourceVersion,
-        },
-        type: 'Warning',
-        reason,
-        message: p.message,
-        source: { component: 'dotmesh-operator' },
-        reportingComponent: 'dotmesh.io/operator',
-        reportingInstance: o.instance,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      },
-    });
+    await warnOn(o, 'ConfigMap', { ...cm.metadata, name: CONFIGMAP_NAME }, reason, p.message);
   }
 
   /** Pool PVCs (by name and version) already reported as unreachable. */
@@ -178,30 +156,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     if (reportedUnreachable.has(version)) return;
     reportedUnreachable.add(version);
     log.warn(message, { pvc: pvc.metadata?.name });
-    const now = new Date();
-    await core.createNamespacedEvent({
-      namespace,
-      body: {
-        metadata: { generateName: `${pvc.metadata!.name}.`, namespace },
-        involvedObject: {
-          apiVersion: 'v1',
-          kind: 'PersistentVolumeClaim',
-          namespace,
-          name: pvc.metadata!.name!,
-          uid: pvc.metadata?.uid,
-          resourceVersion: pvc.metadata?.resourceVersion,
-        },
-        type: 'Warning',
-        reason: 'PoolVolumeUnreachable',
-        message,
-        source: { component: 'dotmesh-operator' },
-        reportingComponent: 'dotmesh.io/operator',
-        reportingInstance: o.instance,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      },
-    });
+    await warnOn(o, 'PersistentVolumeClaim', pvc.metadata!, 'PoolVolumeUnreachable', message);
   }
 
   async function step(): Promise<void> {
