@@ -66,7 +66,13 @@ export function installedDriverDir(node: TestClusterNode): string {
 export async function installDotmeshFromDoc(
   cluster: TestCluster,
   cleanup: Cleanup,
-  o: { readonly docFile: string; readonly dist: string; readonly onBeforeRemoval?: (install: DocInstall) => unknown },
+  o: {
+    readonly docFile: string;
+    readonly dist: string;
+    readonly onBeforeRemoval?: (install: DocInstall) => unknown;
+    /** ConfigMap keys the cluster starts with, beside the documented ones (e.g. storageMode). */
+    readonly config?: Readonly<Record<string, string>>;
+  },
 ): Promise<DocInstall> {
   const { kubectl } = cluster;
   const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
@@ -139,7 +145,7 @@ export async function installDotmeshFromDoc(
     `--from-literal=dotmesh-admin-password.txt=${randomBytes(12).toString('hex')}`,
     `--from-literal=dotmesh-api-key.txt=${apiKey}`,
   ]);
-  await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
+  await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, ...o.config }) });
   await kubectl(['apply', '-f', '-'], { input: manifest });
   return install;
 }
