@@ -27,10 +27,11 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * the server's state (config, etcd data) on it; a dot written by a pod and committed there comes
  * back with every commit and the same bytes when the node's server pod is deleted and made again
  * from the same PVC, and a pod using the dot runs again; a pool PVC that no node can reach (a
- * zone without nodes) is left unadopted with an Event saying so. Install and first serving take
- * most of its 4 minutes (with a cluster of its own). Not here (see docs/kubernetes.md, "Surviving node upgrades"): the
- * recycle of a node (the test cluster cannot add a node yet, and a pool adopted by a node with
- * another address is refused), replacing every node at once, growing pools online.
+ * zone without nodes) is left unadopted with an Event saying so. About 4 minutes with a cluster
+ * of its own (about 1.5 on the shared one: install and first serving take most of it). Not here
+ * (docs/kubernetes.md, "Surviving node upgrades"): the recycle of a node (the test cluster cannot
+ * add a node yet, and a pool adopted by a node at another address is refused), replacing every
+ * node at once, growing pools online.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 
