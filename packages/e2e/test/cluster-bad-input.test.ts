@@ -269,6 +269,12 @@ describe('bad input on a cluster of real nodes', { skip }, () => {
     const poolJson = join(copy.dir, 'mnt', 'pool.json');
     const pool = JSON.parse(await readFile(poolJson, 'utf8')) as { poolId: string };
     await writeFile(poolJson, JSON.stringify({ ...pool, poolId: n1.nodeId }));
+    // The refused server waits a lease TTL for n1's record (a dead holder's would expire): the
+    // copy's own keys from its first life expire meanwhile, so they go before the snapshot.
+    await waitFor(async () => (await cluster.etcd.keys(`dotmesh.io/servers/addresses/${pool.poolId}`)).length === 0, {
+      timeoutMs: 60_000,
+      what: "the copy's first node's lease expired",
+    });
     const before = await cluster.etcd.keys('dotmesh.io/');
     const keysOf = (kvs: typeof before) => kvs.map((kv) => `${kv.key}=${kv.value}`).sort();
     await assert.rejects(copy.start(), (e: Error) => {
