@@ -21,8 +21,8 @@ import {
  * wrote, committed by the handoff; the data's hash is checked at every step, and so are the
  * master key, the master every node names and the history (one migration commit per move).
  * Then, on the same cluster, `dm cluster remove-node`: a live node's branches move off it
- * first; a node gone for good is refused, naming its branches, until --force gives them away
- * (with every commit replication brought to the node they go to).
+ * first; a node gone for good is refused, naming its (pinned: no automatic failover) branches,
+ * until --force gives them away (with every commit replication brought to the node they go to).
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 const ROUNDS = 10;
@@ -100,6 +100,8 @@ describe('handover stress: ten rounds of mounting on every node', { skip }, () =
       { timeoutMs: 60_000, what: 'node 1 to hold the commit node 3 made' },
     );
     await procure(n1, 'stress'); // the stress test's dot ends on node 3: move it off first
+    // Pinned: it stays with node 3 when node 3 is gone (no automatic failover) until given away by hand.
+    await n3.ok(['dot', 'pin', 'stranded']);
     await n3.kill9();
     // Until its lease expires node 3 counts as live; then it is gone.
     const deadline = Date.now() + 30_000;

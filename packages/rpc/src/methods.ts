@@ -20,6 +20,7 @@ import type {
   JoinTokenInfo,
   LastModifiedResult,
   PathToTopLevelFilesystem,
+  PinnedInfo,
   PoolStatus,
   ReplicationLatency,
   SafeUser,
@@ -112,6 +113,14 @@ export const METHODS = {
   SetDurability: {
     // WholeDot: the dot's own setting (its branches' unless set on one), Branch ignored. Durability "" clears it.
     params: z.object({ Namespace: str(), Name: str(), Branch: str(), WholeDot: bool(), Durability: str() }),
+    admin: false,
+    route: 'here',
+  },
+  // Additions: a branch pinned to its master node (no automatic failover when that node is gone).
+  GetPinned: { params: branchParams, admin: false, route: 'here' },
+  SetBranchPinned: {
+    // WholeDot: the dot's own pin (all its branches, later ones too), Branch ignored.
+    params: z.object({ Namespace: str(), Name: str(), Branch: str(), WholeDot: bool(), Pinned: bool() }),
     admin: false,
     route: 'here',
   },
@@ -336,6 +345,9 @@ export interface ResultMap {
   GetDurability: DurabilityInfo;
   /** The branch's durability after the change (for WholeDot, the master branch's). */
   SetDurability: DurabilityInfo;
+  GetPinned: PinnedInfo;
+  /** The branch's pin after the change (for WholeDot, the master branch's). */
+  SetBranchPinned: PinnedInfo;
   /** The flag's previous value. */
   SetDebugFlag: string;
   DumpInternalState: Record<string, string>;

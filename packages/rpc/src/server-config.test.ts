@@ -68,6 +68,8 @@ describe('server config', () => {
       replicate: true,
       replicationSweepMs: 30_000,
       replicationConcurrency: 2,
+      failover: true,
+      failoverSweepMs: 3000,
       pumpBinary: null,
       flexVolumeDir: undefined,
       flexVolumeDriver: null,

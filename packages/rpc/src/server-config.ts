@@ -117,6 +117,14 @@ export interface ServerConfig {
    */
   readonly syncCommitTimeoutMs: number;
   /**
+   * Automatic failover (a cluster of several nodes): a branch whose master node is gone (its
+   * lease expired) moves to the live node holding its newest commit, unless pinned (default
+   * true). false: such branches wait for an admin (dm dot smash-branch-master).
+   */
+  readonly failover: boolean;
+  /** Failover: every branch's master node is checked this often (default 3 s). */
+  readonly failoverSweepMs: number;
+  /**
    * dotmesh-pump, the btrfs driver's helper that moves commit streams; null (the default): the
    * `dotmesh-pump` beside the server's entry script (where `npm run build` and scripts/install
    * put it).
@@ -266,6 +274,8 @@ export const serverConfigFileSchema = z.object({
   replicationConcurrency: z.number().int().min(1).max(64).default(2),
   // Below the 120 s a node waits for a call it forwarded to the master (NodeClient).
   syncCommitTimeoutMs: z.number().int().min(100).max(100_000).default(30_000),
+  failover: z.boolean().default(true),
+  failoverSweepMs: z.number().int().min(100).max(600_000).default(3000),
   pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
@@ -346,6 +356,8 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     replicationSweepMs: c.replicationSweepMs,
     replicationConcurrency: c.replicationConcurrency,
     syncCommitTimeoutMs: c.syncCommitTimeoutMs,
+    failover: c.failover,
+    failoverSweepMs: c.failoverSweepMs,
     pumpBinary: c.pumpBinary,
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,

@@ -123,6 +123,18 @@ export interface DurabilityInfo {
   BranchDurability: '' | 'sync' | 'async';
 }
 
+/** Whether a branch is pinned to its master node (an addition of this server: GetPinned, SetBranchPinned). */
+export interface PinnedInfo {
+  /** true: the branch stays with its master node when that node is gone (no automatic failover). */
+  Pinned: boolean;
+  /** Where the pin comes from: set on the branch, on its dot; "" not pinned. */
+  Source: '' | 'branch' | 'dot';
+  /** The dot is pinned (every branch of it). */
+  DotPinned: boolean;
+  /** The branch itself is pinned. */
+  BranchPinned: boolean;
+}
+
 /** Space of one commit (an addition of this server). */
 export interface CommitSize {
   /** Bytes of data the commit references, shared or not. */

@@ -386,6 +386,7 @@ async function serve(
         backoffMs: Math.max(config.transferBackoffMs, 100),
         syncCommitTimeoutMs: config.syncCommitTimeoutMs,
       },
+      failover: { enabled: config.failover, sweepMs: config.failoverSweepMs },
       inUse: new ProcInUseChecker(),
       docker: {
         engineSocket: config.dockerSocket,

@@ -21,6 +21,7 @@ import { type InitialAdminCredentials, UserService } from './auth/users.ts';
 import { BranchAdvertiser } from './cluster/branch-advertiser.ts';
 import { standDown } from './cluster/come-back.ts';
 import { DurabilitySettings } from './cluster/durability.ts';
+import { DEFAULT_FAILOVER_SWEEP_MS, Failover } from './cluster/failover.ts';
 import { BranchFence, leadMsFor } from './cluster/fence.ts';
 import { activateBranch, followMastership, type HandoffDeps } from './cluster/handoff.ts';
 import type { JoinIssuerDeps } from './cluster/join-issuer.ts';
@@ -30,6 +31,7 @@ import { createNodeEndpoint, createNodeUpgrades } from './cluster/node-endpoint.
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { sendBranchToNode } from './cluster/node-send.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
+import { PinnedBranches } from './cluster/pinned.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { BranchPublications } from './cluster/publications.ts';
 import { DEFAULT_REPLICATION, type ReplicationSettings, Replicator } from './cluster/replicator.ts';
@@ -136,6 +138,11 @@ export interface ServerParts {
    * fallback). Default true.
    */
   readonly transferStreamUpgrade?: boolean;
+  /**
+   * Automatic failover of the branches of a node that is gone (a cluster of several only):
+   * enabled (default true) and the sweep's period (default DEFAULT_FAILOVER_SWEEP_MS).
+   */
+  readonly failover?: { readonly enabled: boolean; readonly sweepMs: number };
   /** false: close() leaves the driver and store open (tests that restart on the same ones). */
   readonly closeStorage?: boolean;
 }
@@ -321,6 +328,14 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const takeOver = router ? takeOverVia(router, ctx) : undefined;
   const unfollowMastership = followMastership(ctx);
   fence.start({ caughtUp: () => view.caughtUpWithStore(), lost: (fsId) => standDown(ctx, fsId) });
+  const failover = cluster
+    ? new Failover(ctx, {
+        enabled: parts.failover?.enabled ?? true,
+        sweepMs: parts.failover?.sweepMs ?? DEFAULT_FAILOVER_SWEEP_MS,
+        absentGraceMs: leaseOptions.ttlSeconds * 1000,
+      })
+    : undefined;
+  const pinned = new PinnedBranches(store, view);
   const joinTokens = new JoinTokens(store, parts.now);
   let clusterPort: number | undefined;
   const handlers = createHandlers({
@@ -330,11 +345,18 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     auth,
     paths,
     version: SERVER_VERSION,
-    internalState: () => ({ ...dumpIndex(ctx), ...dockerMountsState(plugin), ...replicator?.state(), ...fence.state() }),
+    internalState: () => ({
+      ...dumpIndex(ctx),
+      ...dockerMountsState(plugin),
+      ...replicator?.state(),
+      ...fence.state(),
+      ...failover?.state(),
+    }),
     store,
     transfers,
     catalog: new DotCatalog(view, index, masterNodes),
     durability,
+    pinned,
     syncCommit,
     view,
     ...(handoff ? { handoff } : {}),
@@ -470,6 +492,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   });
   // Once this node is in the address records: the other nodes' endpoints take its calls only then.
   replicator?.start();
+  failover?.start();
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
     check = createCheckServer();
@@ -528,6 +551,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
         nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);
+      await failover?.stop();
       await replicator?.stop();
       await transfers.idle();
       await advertiser?.stop();

@@ -20,8 +20,13 @@ export interface NetnsEtcd {
   readonly endpoints: string[];
   /** Each member's data directory (WAL, snapshots, database). */
   readonly dataDirs: string[];
-  /** Every key starting with `prefix`, its value and its lease (0: none), read with etcdctl inside the host. */
-  keys(prefix?: string): Promise<Array<{ key: string; value: string; lease: number }>>;
+  /**
+   * Every key starting with `prefix`: its value, its lease (0: none) and the store revisions that
+   * created and last changed it, read with etcdctl inside the host.
+   */
+  keys(
+    prefix?: string,
+  ): Promise<Array<{ key: string; value: string; lease: number; createRevision: number; modRevision: number }>>;
   /** SIGKILLs every member; resolves once they are gone. */
   kill9(): Promise<void>;
   /** SIGKILLs member `index` only; resolves once the others are healthy (they keep quorum when there are three). */
@@ -116,11 +121,15 @@ export async function startEtcdIn(o: StartEtcdInOptions): Promise<NetnsEtcd> {
         [`--endpoints=${members[0]!.client}`, 'get', prefix, '--prefix', '-w', 'json'],
         { env: { ...env, ETCDCTL_API: '3' } },
       );
-      const reply = JSON.parse(stdout) as { kvs?: Array<{ key: string; value?: string; lease?: number }> };
+      const reply = JSON.parse(stdout) as {
+        kvs?: Array<{ key: string; value?: string; lease?: number; create_revision?: number; mod_revision?: number }>;
+      };
       return (reply.kvs ?? []).map((kv) => ({
         key: Buffer.from(kv.key, 'base64').toString('utf8'),
         value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
         lease: kv.lease ?? 0,
+        createRevision: kv.create_revision ?? 0,
+        modRevision: kv.mod_revision ?? 0,
       }));
     },
     kill9,

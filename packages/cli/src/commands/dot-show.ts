@@ -11,7 +11,7 @@ import { dotCommitSpace } from './commit-space.ts';
  * `dm dot show [-H] [<dot>]`. RPCs in the original's order: Lookup+Get (master), Branches, then
  * per branch (sorted, master included): Lookup+Get (non-master), Containers (current branch
  * only), GetReplicationLatencyForBranch (admin remotes only; a failure is shown, not fatal),
- * GetDurability (ours; a server without it, or a failure, shows none).
+ * GetDurability and GetPinned (ours; a server without them, or a failure, shows none).
  * The dot's figures (commits, size, dirty bytes) are those of its CURRENT branch (the config's),
  * which the output names; every branch's figures are in `--json`.
  */
@@ -34,6 +34,8 @@ export interface BranchInfo {
   replication: ReplicaState[] | null;
   /** `sync` or `async` and where it comes from; null when the server has no such setting. */
   durability?: { durability: string; source: string } | null;
+  /** Pinned to its master node (no automatic failover), and by what; null when the server has no such setting. */
+  pinned?: { pinned: boolean; source: string } | null;
   replicationError?: string;
 }
 
@@ -79,6 +81,20 @@ async function branchDurability(
   }
 }
 
+/** GetPinned, or null from a server that does not have it (asked only of one that has GetDurability). */
+async function branchPinned(
+  ctx: CommandContext,
+  dot: { namespace: string; name: string },
+  branch: string,
+): Promise<BranchInfo['pinned']> {
+  try {
+    const p = await ctx.call('GetPinned', { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) });
+    return { pinned: p.Pinned, source: p.Source };
+  } catch {
+    return null;
+  }
+}
+
 const SOURCE_WORDS: Record<string, string> = {
   branch: 'set on the branch',
   dot: 'set on the dot',
@@ -103,6 +119,7 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
           (c) => c.Name,
         )
       : [];
+    const durability = await branchDurability(ctx, dot, branch);
     const info: BranchInfo = {
       name: branch,
       id: volume.Id,
@@ -112,7 +129,8 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
       dirtyBytes: volume.DirtyBytes,
       containers,
       replication: null,
-      durability: await branchDurability(ctx, dot, branch),
+      durability,
+      pinned: durability === null ? null : await branchPinned(ctx, dot, branch),
     };
     if (privileged) {
       try {
@@ -170,6 +188,8 @@ export function renderDotShow(d: DotShowResult): string[] {
     out.push(`${b.current ? '* ' : '  '}${b.name} (${b.id})${containers}`);
     if (b.durability)
       out.push(`   Durability: ${b.durability.durability} (${SOURCE_WORDS[b.durability.source] ?? b.durability.source})`);
+    if (b.pinned?.pinned)
+      out.push(`   Pinned to its node: no automatic failover (${SOURCE_WORDS[b.pinned.source] ?? b.pinned.source})`);
     if (b.replication === null && b.replicationError === undefined) continue;
     out.push('   Replication Status:');
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
@@ -197,6 +217,7 @@ export function renderDotShowScripting(d: DotShowResult): string[] {
     out.push(`branch\t${b.id}\t${b.name}`);
     for (const c of b.containers) out.push(`container\t${b.name}\t${c}`);
     if (b.durability) out.push(`durability\t${b.name}\t${b.durability.durability}\t${b.durability.source}`);
+    if (b.pinned?.pinned) out.push(`pinned\t${b.name}\t${b.pinned.source}`);
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
     for (const r of b.replication ?? []) {
       out.push(['latency', r.server, r.master ? 'master' : 'replica', r.status, r.missingCommits.join('\t')].join('\t'));

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { action, type CliApp, usage } from '../command.ts';
 import { dotDelete, renderDotDelete } from './dot-delete.ts';
 import { dotShow, renderDotShow, renderDotShowScripting } from './dot-show.ts';
+import { registerPin } from './pin.ts';
 import { registerSetDurability } from './set-durability.ts';
 import { registerSetUpstream } from './set-upstream.ts';
 import { registerSmashBranchMaster } from './smash-branch-master.ts';
@@ -66,5 +67,6 @@ Where '[<dot>]' is omitted, the current dot (selected by 'dm switch') is used.`,
       }),
     );
   registerSetDurability(dot, app);
+  registerPin(dot, app);
   registerSmashBranchMaster(dot, app);
 }

@@ -1,11 +1,7 @@
-import { DotmeshError } from '@dotmesh/core';
 import type { Store } from '@dotmesh/store';
-import { absent } from '../dots/mutation/store-writes.ts';
-import { type Durability, type DurabilityRecord, KEYS, parseValue } from './store-keys.ts';
+import { updateDotRecord } from './dot-record.ts';
+import { type Durability, type DurabilityRecord, KEYS } from './store-keys.ts';
 import type { ClusterView } from './view.ts';
-
-/** Compare-and-swap rounds before a contended record gives up. */
-const CAS_ATTEMPTS = 20;
 
 /** Where a branch's durability comes from: set on it, set on its dot, or the cluster's default. */
 export type DurabilitySource = 'branch' | 'dot' | 'cluster';
@@ -94,30 +90,11 @@ export class DurabilitySettings {
 
   /** Sets (or, with null, clears) the durability of dot `dotId` (`fsId` null) or of one of its branches. */
   async set(dotId: string, fsId: string | null, durability: Durability | null): Promise<void> {
-    const key = KEYS.durability(dotId);
-    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const kv = await this.#store.get(key);
-      const next = withDurability(parseValue<DurabilityRecord>(kv?.value), dotId, fsId, durability);
-      const fence = kv ? { key, target: 'modRevision' as const, op: '==' as const, value: kv.modRevision } : absent(key);
-      if (!kv && next === undefined) return;
-      const op =
-        next === undefined ? { type: 'delete' as const, key } : { type: 'put' as const, key, value: JSON.stringify(next) };
-      // A dot deleted meanwhile keeps no record: its tombstone fails the write.
-      const result = await this.#store.txn({ compare: [fence, absent(KEYS.deleted(dotId))], success: [op] });
-      if (result.succeeded) {
-        await this.#view.caughtUp(result.revision);
-        return;
-      }
-      if (this.#view.isDeleted(dotId)) {
-        throw new DotmeshError('DOT_NOT_FOUND', `dot ${dotId} was deleted: it has no durability to set`, { data: { dotId } });
-      }
-    }
-    throw new DotmeshError(
-      'UNAVAILABLE',
-      `the durability of dot ${dotId} kept changing: gave up after ${CAS_ATTEMPTS} attempts`,
-      {
-        hint: 'run it again',
-      },
+    await updateDotRecord<DurabilityRecord>(
+      this.#store,
+      this.#view,
+      { key: KEYS.durability(dotId), dotId, what: 'durability' },
+      (stored) => withDurability(stored, dotId, fsId, durability),
     );
   }
 }

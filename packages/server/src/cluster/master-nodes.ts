@@ -73,6 +73,11 @@ export class MasterNodes {
     return this.#masterNodes.get(fsId)?.nodeId === this.#nodeId;
   }
 
+  /** Every branch with a master node: fsId → its mastership. */
+  all(): ReadonlyMap<string, Mastership> {
+    return this.#masterNodes;
+  }
+
   /** Every branch this node masters. */
   mine(): string[] {
     return [...this.#masterNodes].filter(([, m]) => m.nodeId === this.#nodeId).map(([fsId]) => fsId);

@@ -34,6 +34,8 @@ export const KEYS = {
   publications: (fsId: string) => `${PREFIX}filesystems/publications/${fsId}`,
   durabilityPrefix: `${PREFIX}filesystems/durability/`,
   durability: (dotId: string) => `${PREFIX}filesystems/durability/${dotId}`,
+  pinnedPrefix: `${PREFIX}filesystems/pinned/`,
+  pinned: (dotId: string) => `${PREFIX}filesystems/pinned/${dotId}`,
   commitsPrefix: `${PREFIX}servers/snapshots/`,
   nodeCommits: (nodeId: string) => `${PREFIX}servers/snapshots/${nodeId}/`,
   commitsOf: (nodeId: string, fsId: string) => `${PREFIX}servers/snapshots/${nodeId}/${fsId}/`,
@@ -138,6 +140,17 @@ export interface DurabilityRecord {
   readonly dot_id: string;
   readonly default?: Durability;
   readonly branches: Readonly<Record<string, Durability>>;
+}
+
+/**
+ * `filesystems/pinned/<dotId>`: the dot (`dot`: every branch of it, those made later too) or
+ * some of its branches (by branch id) pinned to their master node: no automatic failover.
+ * Absent: nothing pinned. Changed only by compare-and-swap; not lease-bound. Ours.
+ */
+export interface PinnedRecord {
+  readonly dot_id: string;
+  readonly dot: boolean;
+  readonly branches: readonly string[];
 }
 
 /** `servers/pools/<nodeId>`: the node's pool space, refreshed by the node. Lease-bound. */

@@ -11,6 +11,7 @@ import {
   type DurabilityRecord,
   type HeldCommitRecord,
   KEYS,
+  type PinnedRecord,
   type PoolRecord,
   PREFIX,
   type PublicationsRecord,
@@ -87,6 +88,7 @@ export class ClusterView {
   readonly #publications = new Map<string, PublicationsRecord & { readonly revision: number }>();
   readonly #pools = new Map<string, PoolRecord>();
   readonly #durability = new Map<string, DurabilityRecord & { readonly revision: number }>();
+  readonly #pinned = new Map<string, PinnedRecord & { readonly revision: number }>();
   readonly #waiters = new Set<{ rev: number; resolve: () => void }>();
   #watcher: Watcher | undefined;
   #revision = 0;
@@ -214,6 +216,11 @@ export class ClusterView {
     return this.#durability.get(dotId);
   }
 
+  /** What is pinned of a dot (the dot, some branches) and the store revision of that record. */
+  pinnedOf(dotId: string): (PinnedRecord & { readonly revision: number }) | undefined {
+    return this.#pinned.get(dotId);
+  }
+
   /** The pool space each live node last advertised. */
   pools(): ReadonlyMap<string, PoolRecord> {
     return this.#pools;
@@ -310,6 +317,7 @@ export class ClusterView {
     this.#publications.clear();
     this.#pools.clear();
     this.#durability.clear();
+    this.#pinned.clear();
     this.#dots.clear();
     this.#byName.clear();
     this.#branches.clear();
@@ -353,6 +361,11 @@ export class ClusterView {
         if (r && typeof r.branches === 'object' && r.branches !== null)
           this.#durability.set(dotId, { ...r, revision: e.revision });
         else this.#durability.delete(dotId);
+      } else if (key.startsWith(KEYS.pinnedPrefix)) {
+        const dotId = key.slice(KEYS.pinnedPrefix.length);
+        const r = e.type === 'put' ? parseValue<PinnedRecord>(e.value) : undefined;
+        if (r && Array.isArray(r.branches)) this.#pinned.set(dotId, { ...r, dot: r.dot === true, revision: e.revision });
+        else this.#pinned.delete(dotId);
       } else if (key.startsWith(KEYS.poolsPrefix)) {
         const nodeId = key.slice(KEYS.poolsPrefix.length);
         const r = e.type === 'put' ? parseValue<PoolRecord>(e.value) : undefined;

@@ -7,6 +7,7 @@ import { safeUser, type UserService } from '../auth/users.ts';
 import type { DurabilitySettings } from '../cluster/durability.ts';
 import type { HandoffDeps } from '../cluster/handoff.ts';
 import type { JoinTokens } from '../cluster/join-tokens.ts';
+import type { PinnedBranches } from '../cluster/pinned.ts';
 import { replicationLatency } from '../cluster/replication-lag.ts';
 import type { SyncCommitDeps } from '../cluster/sync-commit.ts';
 import type { ClusterView } from '../cluster/view.ts';
@@ -30,6 +31,7 @@ import { clusterHandlers } from './cluster-handlers.ts';
 import { diffHandlers } from './diff-handlers.ts';
 import { durabilityHandlers } from './durability-handlers.ts';
 import { type JoinPoint, joinTokenHandlers } from './join-token-handlers.ts';
+import { pinnedHandlers } from './pinned-handlers.ts';
 import { publicationHandlers } from './publication-handlers.ts';
 import { transferHandlers } from './transfer-handlers.ts';
 import { ownerForNewDot, requireUser, userHandlers } from './user-handlers.ts';
@@ -50,6 +52,8 @@ export interface HandlerDeps {
   readonly transfers: TransferEngine<Caller>;
   readonly catalog: DotCatalog;
   readonly durability: DurabilitySettings;
+  /** Branches pinned to their master node (no automatic failover). */
+  readonly pinned: PinnedBranches;
   /** How a Commit on a `sync` branch waits for another node. */
   readonly syncCommit: SyncCommitDeps;
   readonly view: ClusterView;
@@ -229,6 +233,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return Object.fromEntries(Object.entries(all).filter(([k]) => filter === '' || k.includes(filter)));
     },
     ...durabilityHandlers({ ctx, catalog, durability: deps.durability, syncCommit: deps.syncCommit }),
+    ...pinnedHandlers({ ctx, catalog, pinned: deps.pinned }),
     ...capacityHandlers(ctx, deps.pool),
     ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...volumeHandlers(ctx),
