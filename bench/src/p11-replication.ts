@@ -28,7 +28,7 @@ import { type BenchServer, loggedAs, phasesNote } from './server.ts';
  * single-node server's Commit (ratio of the p50s; no target). p99 figures are in the notes, and
  * the lag row's note has the medians of the phases of node 0's sends during P11 (its `transfer
  * timings` log lines, the initial full sends included).
- * Failover time is not measured: failover is not built yet.
+ * Failover time is P12's (p12-failover.ts, on a cluster of its own).
  */
 export const P11_LAG_SLACK_MS = 300;
 const NS = 'admin';

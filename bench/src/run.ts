@@ -4,7 +4,8 @@
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
  * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
- * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P11: replication lag and
+ * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
+ * three nodes of its own, each trial's master host taken away, p12-failover.ts; P11: replication lag and
  * the Commit by durability on P13's cluster against the single-node server, p11-replication.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
  * (P4, P5 also network namespaces, curl and rsync; P9 Debian's docker.io and busybox-static, and
@@ -41,6 +42,7 @@ import { benchCsi } from './p8-csi.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
 import { benchReplication } from './p11-replication.ts';
+import { benchFailover } from './p12-failover.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { benchK8sVolume } from './p16-k8s.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
@@ -49,7 +51,7 @@ import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11', 'P13', 'P16', 'R7'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11', 'P12', 'P13', 'P16', 'R7'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -97,6 +99,7 @@ const params = smoke
       p10Samples: 2,
       p11: { size: 16 * MiB, samples: 2, rounds: 2, pollMs: 5 },
       p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
+      p12: { trials: 3, ttlSeconds: 3 },
       p16: { samples: 3, warmup: 1 },
       r7Samples: 2,
     }
@@ -117,6 +120,7 @@ const params = smoke
       p10Samples: 20,
       p11: { size: GiB, samples: 30, rounds: 5, pollMs: 5 },
       p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
+      p12: { trials: 10, ttlSeconds: 10 },
       p16: { samples: 20, warmup: 2 },
       r7Samples: 10,
     };
@@ -130,6 +134,7 @@ const missing = missingCapabilities([
   'losetup',
   ...(pairs || clustered ? (['netns', 'etcd'] as const) : []),
   ...(only.has('R7') ? (['etcd'] as const) : []),
+  ...(only.has('P12') ? (['netns', 'etcd'] as const) : []),
   ...(only.has('P16') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
@@ -147,6 +152,9 @@ const pairPoolBytes = 2 * pairMax + 4 * GiB;
 const P9_POOL = '16G';
 // P16: the node's sparse pool (docs/kubernetes.md's 10G, barely used), the images and the node's containerd.
 const P16_HOST_BYTES = 2 * GiB;
+// P12: three nodes' sparse pools, a 1 MiB dot per trial.
+const P12_POOL = '2G';
+const P12_HOST_BYTES = 3 * GiB;
 const installedBytes = only.has('P2') || only.has('P3') ? parseSize(INSTALLED_POOL) : 0;
 // P13: three nodes' pools; nodes 0 and 1 hold the handoff dot and node 0 its raw twin too (P11
 // after it: every node its lag dot, node 0 its raw twin and node 1 the twin's received copies).
@@ -158,6 +166,7 @@ const needHost =
   (pairs ? 4 * pairMax + 4 * GiB : 0) +
   (only.has('P9') ? 4 * GiB : 0) +
   (clustered ? 3 * clusterPoolBytes : 0) +
+  (only.has('P12') ? P12_HOST_BYTES : 0) +
   (only.has('P16') ? P16_HOST_BYTES : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
@@ -232,6 +241,7 @@ try {
     );
   if (only.has('P9')) await docker();
   if (clustered) await cluster(s);
+  if (only.has('P12')) await failover();
   if (only.has('R7')) await step('R7', () => benchQuorumLoss(cleanup, { samples: params.r7Samples }));
   if (only.has('P16')) {
     const k8s = missingCapabilities(['k8s']);
@@ -315,6 +325,20 @@ async function cluster(single: BenchServer): Promise<void> {
     if (only.has('P13')) await step('P13 store cost', () => benchStoreCost(cc, { dots: p.storeDots, idleMs: p.idleMs }));
   } finally {
     await step('P13 teardown', async () => {
+      await local.run();
+      return [];
+    });
+  }
+}
+
+/** P12 on a cluster of three nodes of its own, torn down as soon as P12 is done. */
+async function failover(): Promise<void> {
+  const local = new Cleanup();
+  cleanup.add(() => local.run(), 'P12 cluster');
+  try {
+    await step('P12', () => benchFailover(local, { ...params.p12, poolSize: P12_POOL }));
+  } finally {
+    await step('P12 teardown', async () => {
       await local.run();
       return [];
     });

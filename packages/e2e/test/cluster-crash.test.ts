@@ -4,7 +4,17 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isDotmeshError } from '@dotmesh/core';
 import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster, waitFor } from '@dotmesh/testkit';
-import { commit, commitIds, commitsOf, fileHash, lookup, masterKey, procure, writeRandom } from './cluster-helpers.ts';
+import {
+  activeCopies,
+  commit,
+  commitIds,
+  commitsOf,
+  fileHash,
+  lookup,
+  masterKey,
+  procure,
+  writeRandom,
+} from './cluster-helpers.ts';
 
 /**
  * kill -9 on a cluster of two real nodes: the server kills itself (SIGKILL) at each failpoint
@@ -77,11 +87,7 @@ describe('kill -9 at every failpoint, on a cluster of two nodes', { skip }, () =
         { timeoutMs: 20_000, what: `node ${n.index} to name ${key} the master of ${fsId}` },
       );
     }
-    const active = (await cluster.etcd.keys('dotmesh.io/servers/states/'))
-      .filter((kv) => kv.key.endsWith(`/${fsId}`))
-      .filter((kv) => (JSON.parse(kv.value) as { state: { state: string } }).state.state === 'active')
-      .map((kv) => kv.key.split('/').at(-2));
-    assert.deepEqual(active, [key], 'exactly one active copy: the master’s');
+    assert.deepEqual(await activeCopies(cluster, fsId), [key], 'exactly one active copy: the master’s');
     for (const n of nodes()) {
       const listed = await commitsOf(n, name, branch);
       const ids = listed.map((c) => c.Id);

@@ -14,6 +14,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import {
+  activeCopies as activeOn,
   commit,
   commitIds,
   committedFile,
@@ -65,12 +66,7 @@ describe('automatic failover of a gone master node', { skip }, () => {
     assert.ok(kv, `branch ${fsId} has a master key`);
     return { node: (JSON.parse(kv.value) as { node_id: string }).node_id, modRevision: kv.modRevision };
   };
-  /** The nodes advertising an active copy of `fsId` (servers/states). */
-  const activeCopies = async (fsId: string) =>
-    (await cluster.etcd.keys('dotmesh.io/servers/states/'))
-      .filter((kv) => kv.key.endsWith(`/${fsId}`))
-      .filter((kv) => (JSON.parse(kv.value) as { state: { state: string } }).state.state === 'active')
-      .map((kv) => kv.key.split('/').at(-2));
+  const activeCopies = (fsId: string) => activeOn(cluster, fsId);
   const untilHeld = (nodes: readonly DotmeshNode[], fsId: string, commitId: string) =>
     waitFor(async () => (await Promise.all(nodes.map((n) => heldOn(n, fsId)))).every((h) => h.has(commitId)), {
       timeoutMs: 60_000,

@@ -55,6 +55,14 @@ export async function masterKey(cluster: DotmeshTestCluster, fsId: string): Prom
   return kv === undefined ? undefined : (JSON.parse(kv.value) as { node_id: string }).node_id;
 }
 
+/** The nodes advertising an active copy of branch `fsId` (`servers/states/<node>/<fsId>`): its master's alone, normally. */
+export async function activeCopies(cluster: DotmeshTestCluster, fsId: string): Promise<string[]> {
+  return (await cluster.etcd.keys('dotmesh.io/servers/states/'))
+    .filter((kv) => kv.key.endsWith(`/${fsId}`))
+    .filter((kv) => (JSON.parse(kv.value) as { state: { state: string } }).state.state === 'active')
+    .map((kv) => kv.key.split('/').at(-2) ?? '');
+}
+
 /** Whether `node`'s pool holds a volume (a dot's master branch or another branch) with this id. */
 export function holdsVolume(node: DotmeshNode, fsId: string): boolean {
   return existsSync(join(node.dir, 'mnt', 'fs', fsId));
