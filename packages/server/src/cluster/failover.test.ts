@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CommitOrigin } from '@dotmesh/core';
-import { chooseNewMaster } from './failover.ts';
+import { chooseNewMaster, Failover, type FailoverContext } from './failover.ts';
+import { MasterNodes } from './master-nodes.ts';
 import { pinSource, withPinned } from './pinned.ts';
 import type { BranchStateRecord } from './store-keys.ts';
 import type { ClusterNode } from './view.ts';
@@ -65,5 +66,113 @@ describe('withPinned and pinSource', () => {
     assert.equal(withPinned(c, 'd', null, false), undefined);
     assert.equal(pinSource(undefined, 'f1'), '');
     assert.deepEqual(a, { dot_id: 'd', dot: false, branches: ['f1'] }, 'the record given is not changed');
+  });
+});
+
+describe('Failover', () => {
+  /**
+   * A node `me` of a cluster whose view says: branch `f` (dot `d`) is mastered by `gone` at
+   * revision 7; `me` and `other` are live and hold copies (`me` the longer history unless
+   * `otherAhead`). The mutation path is a fake that records the transaction it is given (the
+   * takeover that follows finds no real index and stops, logged).
+   */
+  function setup(o: { goneLive?: boolean; otherAhead?: boolean; pinned?: boolean } = {}) {
+    let clock = 0;
+    const listeners: Array<(c: { kind: 'node'; nodeId: string }) => void> = [];
+    const live = new Set(['me', 'other', ...(o.goneLive ? ['gone'] : [])]);
+    const masterNodes = new MasterNodes('me');
+    masterNodes.set('f', 'gone', 7);
+    const copies = { me: o.otherAhead ? 2 : 3, other: o.otherAhead ? 3 : 2 };
+    const base = view(Object.fromEntries([...live].map((n) => [n, 1])), copies);
+    const writes: Array<{ compares: unknown[]; ops: unknown[] }> = [];
+    const ctx = {
+      nodeId: 'me',
+      masterNodes,
+      logger: { warn: () => {}, info: () => {}, debug: () => {}, error: () => {} },
+      index: {
+        branches: new Map([['f', { label: { dotId: 'd' } }]]),
+        requireBranch: () => ({ label: { dotId: 'd' } }),
+      },
+      view: {
+        ...base,
+        node: (id: string) => (live.has(id) ? base.node(id) : undefined),
+        branch: (fsId: string) => (fsId === 'f' ? { fsId, dotId: 'd', name: 'master', origin: null } : undefined),
+        isDeleted: () => false,
+        pinnedOf: () => (o.pinned ? { dot_id: 'd', dot: true, branches: [], revision: 5 } : undefined),
+        onChange: (l: (typeof listeners)[number]) => {
+          listeners.push(l);
+          return () => {};
+        },
+      },
+      mutations: {
+        run: async (_scope: unknown, body: (tx: unknown) => Promise<unknown>) => {
+          const w = { compares: [] as unknown[], ops: [] as unknown[] };
+          const result = await body({
+            storeCompare: (...c: unknown[]) => w.compares.push(...c),
+            storeOps: (...ops: unknown[]) => w.ops.push(...ops),
+          });
+          if (w.ops.length > 0) {
+            writes.push(w);
+            masterNodes.set('f', 'me', 8); // what the mutation path's store write does
+          }
+          return result;
+        },
+      },
+    } as unknown as FailoverContext;
+    const failover = new Failover(ctx, { enabled: true, sweepMs: 60_000, absentGraceMs: 10_000 }, () => clock);
+    return {
+      failover,
+      writes,
+      advance: (ms: number) => {
+        clock += ms;
+      },
+      leave: (nodeId: string) => {
+        live.delete(nodeId);
+        for (const l of listeners) l({ kind: 'node', nodeId });
+      },
+    };
+  }
+
+  it('takes a branch over by one compare-and-swap when its master left and this node holds the newest copy', async () => {
+    const t = setup({ goneLive: true });
+    t.failover.start();
+    await t.failover.sweep();
+    assert.equal(t.writes.length, 0, 'its master is live: nothing moves');
+    t.leave('gone');
+    await new Promise((r) => setImmediate(r));
+    await t.failover.sweep();
+    await t.failover.stop();
+    assert.equal(t.writes.length, 1, 'the lease expired: at once, no grace');
+    assert.deepEqual(t.writes[0]?.compares, [
+      { key: 'dotmesh.io/filesystems/masters/f', target: 'modRevision', op: '==', value: 7 },
+      { key: 'dotmesh.io/servers/addresses/gone', target: 'createRevision', op: '==', value: 0 },
+      { key: 'dotmesh.io/filesystems/pinned/d', target: 'createRevision', op: '==', value: 0 },
+      { key: 'dotmesh.io/filesystems/deleted/f', target: 'createRevision', op: '==', value: 0 },
+    ]);
+    assert.deepEqual(t.writes[0]?.ops, [
+      { type: 'put', key: 'dotmesh.io/filesystems/masters/f', value: JSON.stringify({ filesystem_id: 'f', node_id: 'me' }) },
+    ]);
+  });
+
+  it('waits one grace period for a master never seen live since this node started (the cluster restarting)', async () => {
+    const t = setup();
+    t.failover.start();
+    await t.failover.sweep();
+    assert.equal(t.writes.length, 0, 'it may be starting too');
+    t.advance(10_000);
+    await t.failover.sweep();
+    await t.failover.stop();
+    assert.equal(t.writes.length, 1);
+  });
+
+  it('leaves a pinned branch, and a branch another node holds more of', async () => {
+    for (const o of [{ pinned: true }, { otherAhead: true }]) {
+      const t = setup(o);
+      t.failover.start();
+      t.advance(60_000);
+      await t.failover.sweep();
+      await t.failover.stop();
+      assert.equal(t.writes.length, 0, JSON.stringify(o));
+    }
   });
 });
