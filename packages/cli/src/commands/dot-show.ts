@@ -1,5 +1,5 @@
 import { deMasterify, formatDotName, MASTER_BRANCH, parseDotName } from '@dotmesh/core';
-import type { DotmeshVolume } from '@dotmesh/rpc';
+import type { CallParamsOf, DotmeshVolume, ResultOf } from '@dotmesh/rpc';
 import type { CommandContext } from '../context.ts';
 import { goStringSlice, prettySize } from '../format.ts';
 import { parseDotArg } from '../namespace.ts';
@@ -66,30 +66,22 @@ function replicaStates(volume: DotmeshVolume, latency: Record<string, string[]>)
     }));
 }
 
-/** GetDurability, or null from a server that does not have it (the original's). */
-async function branchDurability(
+/**
+ * A branch's setting from one of this server's additions (GetDurability, GetPinned), or null
+ * from a server that does not have it (the original's); anything else fails the calls around it
+ * too.
+ */
+async function branchSetting<M extends 'GetDurability' | 'GetPinned', T>(
   ctx: CommandContext,
+  method: M,
   dot: { namespace: string; name: string },
   branch: string,
-): Promise<BranchInfo['durability']> {
+  pick: (result: ResultOf<M>) => T,
+): Promise<T | null> {
   try {
-    const d = await ctx.call('GetDurability', { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) });
-    return { durability: d.Durability, source: d.Source };
-  } catch {
-    // The original's server has no such method; anything else fails the calls around it too.
-    return null;
-  }
-}
-
-/** GetPinned, or null from a server that does not have it (asked only of one that has GetDurability). */
-async function branchPinned(
-  ctx: CommandContext,
-  dot: { namespace: string; name: string },
-  branch: string,
-): Promise<BranchInfo['pinned']> {
-  try {
-    const p = await ctx.call('GetPinned', { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) });
-    return { pinned: p.Pinned, source: p.Source };
+    // Both methods take the branch params.
+    const params = { Namespace: dot.namespace, Name: dot.name, Branch: deMasterify(branch) } as CallParamsOf<M>;
+    return pick(await ctx.call(method, params));
   } catch {
     return null;
   }
@@ -119,7 +111,10 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
           (c) => c.Name,
         )
       : [];
-    const durability = await branchDurability(ctx, dot, branch);
+    const durability = await branchSetting(ctx, 'GetDurability', dot, branch, (d) => ({
+      durability: d.Durability,
+      source: d.Source,
+    }));
     const info: BranchInfo = {
       name: branch,
       id: volume.Id,
@@ -130,7 +125,11 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
       containers,
       replication: null,
       durability,
-      pinned: durability === null ? null : await branchPinned(ctx, dot, branch),
+      // Asked only of a server that has GetDurability: the original's is spared a second refusal.
+      pinned:
+        durability === null
+          ? null
+          : await branchSetting(ctx, 'GetPinned', dot, branch, (p) => ({ pinned: p.Pinned, source: p.Source })),
     };
     if (privileged) {
       try {
