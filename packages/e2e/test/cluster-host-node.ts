@@ -7,6 +7,7 @@ import {
   detachLoopDevicesUnder,
   freePorts,
   makeTempDir,
+  routeCheck,
   runDmIn,
   SERVER_BUNDLE,
   type TestHost,
@@ -38,19 +39,39 @@ export interface HostNode {
 }
 
 export async function makeHostNode(cleanup: Cleanup, host: TestHost, extraArgs: readonly string[] = []): Promise<HostNode> {
-  const [home, poolDir, dockerDir] = await Promise.all([
-    makeTempDir('home', cleanup),
-    makeTempDir('pool', cleanup),
-    makeTempDir('docker', cleanup),
-  ]);
-  const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = (await freePorts(6)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [poolDir, dockerDir] = await Promise.all([makeTempDir('pool', cleanup), makeTempDir('docker', cleanup)]);
+  const ports = (await freePorts(6)) as unknown as HostNodePorts;
+  return hostNodeOn(cleanup, host, { poolDir, dockerDir, ports, extraArgs });
+}
+
+/**
+ * `node`'s pool dir served by another test host (a disk moved to a replacement machine): the
+ * same pool dir, ports and options, this host's address, a HOME of its own.
+ */
+export async function moveHostNode(cleanup: Cleanup, node: HostNode, to: TestHost): Promise<HostNode> {
+  const internals = INTERNALS.get(node);
+  if (!internals) throw new Error('moveHostNode: not a node made by makeHostNode');
+  return hostNodeOn(cleanup, to, { ...internals, poolDir: node.poolDir });
+}
+
+type HostNodePorts = [number, number, number, number, number, number];
+
+interface HostNodeInternals {
+  readonly dockerDir: string;
+  readonly ports: HostNodePorts;
+  readonly extraArgs: readonly string[];
+}
+
+const INTERNALS = new WeakMap<HostNode, HostNodeInternals>();
+
+async function hostNodeOn(
+  cleanup: Cleanup,
+  host: TestHost,
+  o: HostNodeInternals & { readonly poolDir: string },
+): Promise<HostNode> {
+  const { poolDir, dockerDir, extraArgs } = o;
+  const home = await makeTempDir('home', cleanup);
+  const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = o.ports;
   const dm = (args: readonly string[], env: Record<string, string> = {}) =>
     runDmIn(host, args, { home, env, timeoutMs: 180_000 });
   const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
@@ -68,7 +89,7 @@ export async function makeHostNode(cleanup: Cleanup, host: TestHost, extraArgs: 
     await unmountUnder(poolDir);
     await detachLoopDevicesUnder(poolDir);
   }, `reset the node on ${host.address}`);
-  return {
+  const node: HostNode = {
     host,
     home,
     poolDir,
@@ -110,4 +131,46 @@ export async function makeHostNode(cleanup: Cleanup, host: TestHost, extraArgs: 
       ...extraArgs,
     ],
   };
+  INTERNALS.set(node, { dockerDir, ports: o.ports, extraArgs });
+  return node;
+}
+
+export interface MemberJson {
+  ID: number | string;
+  name: string;
+  peerURLs: string[];
+  clientURLs?: string[];
+  isLearner?: boolean;
+}
+
+/** etcdctl inside `n`'s host with `n`'s etcd certificate, against its own member unless `endpoints` are given. */
+export async function etcdctl(n: HostNode, args: readonly string[], endpoints?: readonly string[]): Promise<string> {
+  const urls = endpoints ?? [`https://${n.host.address}:${n.etcdClientPort}`];
+  for (const u of urls) await routeCheck(n.host, new URL(u).hostname);
+  const tls = join(n.poolDir, 'server', 'tls');
+  const { stdout } = await n.host.exec(
+    'etcdctl',
+    [
+      `--endpoints=${urls.join(',')}`,
+      `--cacert=${join(tls, 'ca.pem')}`,
+      `--cert=${join(tls, 'etcd.pem')}`,
+      `--key=${join(tls, 'etcd-key.pem')}`,
+      ...args,
+    ],
+    { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
+  );
+  return stdout;
+}
+
+/** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
+export async function members(n: HostNode): Promise<MemberJson[]> {
+  return (JSON.parse(await etcdctl(n, ['member', 'list', '-w', 'json'])) as { members: MemberJson[] }).members;
+}
+
+/** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
+export async function tokenFor(n: HostNode, file: string): Promise<{ address: string; caHash: string }> {
+  const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
+  const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
+  assert.ok(m, out);
+  return { address: m[1]!, caHash: m[2]! };
 }

@@ -9,13 +9,12 @@ import {
   createHosts,
   findK8sTools,
   makeTempDir,
-  routeCheck,
   SERVER_BUNDLE,
   skipUnless,
   type TestHost,
   waitFor,
 } from '@dotmesh/testkit';
-import { type HostNode, makeHostNode } from './cluster-host-node.ts';
+import { type HostNode, makeHostNode, members, tokenFor } from './cluster-host-node.ts';
 
 /**
  * docs/cluster.md, "Make a three-node cluster" with the etcd Dotmesh runs: `dm cluster init
@@ -28,14 +27,6 @@ import { type HostNode, makeHostNode } from './cluster-host-node.ts';
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 
-interface MemberJson {
-  ID: number | string;
-  name: string;
-  peerURLs: string[];
-  clientURLs?: string[];
-  isLearner?: boolean;
-}
-
 const stateFile = (n: HostNode, name: string) => join(n.poolDir, 'server', name);
 const pidIn = async (file: string) => Number.parseInt(await readFile(file, 'utf8'), 10);
 /** A process that runs (a zombie does not). */
@@ -46,27 +37,6 @@ const alive = (pid: number) => {
     return false;
   }
 };
-
-/** The etcd members as `n`'s own etcd certificate sees them (etcdctl inside its host). */
-async function members(n: HostNode): Promise<MemberJson[]> {
-  await routeCheck(n.host, n.host.address);
-  const tls = join(n.poolDir, 'server', 'tls');
-  const { stdout } = await n.host.exec(
-    'etcdctl',
-    [
-      `--endpoints=https://${n.host.address}:${n.etcdClientPort}`,
-      `--cacert=${join(tls, 'ca.pem')}`,
-      `--cert=${join(tls, 'etcd.pem')}`,
-      `--key=${join(tls, 'etcd-key.pem')}`,
-      'member',
-      'list',
-      '-w',
-      'json',
-    ],
-    { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3' }, timeoutMs: 20_000 },
-  );
-  return (JSON.parse(stdout) as { members: MemberJson[] }).members;
-}
 
 /**
  * Freezes `n`'s etcd member (SIGSTOP, not a kill: the node's supervisor would start a killed
@@ -112,14 +82,6 @@ function poolCommitIds(n: HostNode, fsId: string): string[] {
   const dir = find(n.poolDir, 3);
   assert.ok(dir, `volume ${fsId} is in the pool of ${n.host.address}`);
   return readdirSync(dir);
-}
-
-/** The first line of `dm cluster token create` into a new file in `dir`: the join command's address and pin. */
-async function tokenFor(n: HostNode, file: string): Promise<{ address: string; caHash: string }> {
-  const out = await n.ok(['cluster', 'token', 'create', '--token-file', file]);
-  const m = /dm cluster join (\S+) --ca-hash (sha256:[0-9a-f]{64})/.exec(out);
-  assert.ok(m, out);
-  return { address: m[1]!, caHash: m[2]! };
 }
 
 describe('a cluster on managed etcd: init and two joins make three voting members, and it survives the loss of one', {

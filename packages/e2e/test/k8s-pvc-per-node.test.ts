@@ -30,8 +30,8 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * zone without nodes) is left unadopted with an Event saying so. About 4 minutes with a cluster
  * of its own (about 1.5 on the shared one: install and first serving take most of it). Not here
  * (docs/kubernetes.md, "Surviving node upgrades"): the recycle of a node (the test cluster cannot
- * add a node yet, and a pool adopted by a node at another address is refused), replacing every
- * node at once, growing pools online.
+ * add a node yet; a pool served at another address is cluster-readdress.test.ts's), replacing
+ * every node at once, growing pools online.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 

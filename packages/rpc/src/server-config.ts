@@ -204,6 +204,8 @@ export interface EtcdMemberStatus {
   readonly voting: boolean;
   readonly members: number;
   readonly voters: number;
+  /** The peer URL it ran with (a later start at another address moves it first). */
+  readonly peerUrl?: string;
 }
 
 /** Where a managed etcd member keeps its data, pid, log and certificate (under the state dir). */

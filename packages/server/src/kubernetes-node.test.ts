@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseServerConfigText } from '@dotmesh/rpc';
@@ -115,11 +116,55 @@ describe('serve-kubernetes: a node config written at the first start', () => {
       ]).poolVolumeDir,
       '/backend-pv',
     );
-    // The same node starting again keeps it; a node at another address is refused, naming both.
+    // The same node starting again keeps it; a node at another address without a join Secret
+    // (and no CA key in the state) is refused, naming both, and nothing changes.
+    const before = await readFile(file, 'utf8');
     assert.equal(await prepareKubernetesNode({ ...options, poolVolumeDir: volume }), file);
-    await assert.rejects(
-      prepareKubernetesNode({ ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' }),
-      { code: 'CONFLICT', message: /belongs to node node-1 at 10\.9\.0\.12; this is node node-9 at 10\.9\.0\.99/ },
-    );
+    const moved = { ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };
+    await assert.rejects(prepareKubernetesNode(moved), {
+      code: 'CONFLICT',
+      message: /belongs to node node-1 at 10\.9\.0\.12; this is node node-9 at 10\.9\.0\.99, with no join Secret/,
+    });
+    assert.equal(await readFile(file, 'utf8'), before);
+  });
+
+  test('a pool volume adopted by a node at another address: the config takes its address and name, and it rejoins with the join Secret', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup, JOIN);
+    const volume = join(dir, 'volume');
+    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+    // The first start's join happened (the server deletes the token file once it joined).
+    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    await rm(first.joinTokenFile);
+    const moved = { ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };
+    assert.equal(await prepareKubernetesNode(moved), file);
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.advertiseAddress, '10.9.0.99');
+    assert.equal(config.listenHost, '10.9.0.99');
+    assert.equal(config.nodeName, 'node-9');
+    assert.deepEqual(config.join, { address: JOIN.address, caHash: JOIN['ca-hash'] });
+    assert.equal((await readFile(config.joinTokenFile, 'utf8')).trim(), JOIN.token);
+    assert.equal((await stat(config.joinTokenFile)).mode & 0o777, 0o600);
+    assert.equal(config.stateDir, first.stateDir, 'the same state: the same node');
+    assert.equal(config.poolFile, first.poolFile);
+  });
+
+  test('a pool volume whose state holds the CA key (the first node) takes the new address without a join', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const volume = join(dir, 'volume');
+    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    await rm(first.initialAdminFile);
+    await mkdir(join(first.stateDir, 'tls'), { recursive: true });
+    await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
+    await prepareKubernetesNode({ ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' });
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.advertiseAddress, '10.9.0.99');
+    assert.equal(config.nodeName, 'node-9');
+    assert.equal(config.join, null);
+    assert.ok(!existsSync(config.joinTokenFile), 'no token: it issues its certificates itself');
   });
 });

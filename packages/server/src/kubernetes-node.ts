@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,9 +28,12 @@ import {
  * pool file (preallocated: the volume is the pool's alone) and the state directory (config,
  * certificates, the etcd member's data) live on that volume and move with it; the pool's mount
  * point stays under `--pool-dir`, where the kubelet sees the dots, and a stopping server lets
- * go of the pool (unmounted, its loop device detached) so that the volume can move. A volume whose config names
- * another node address is refused: a pool moved to a node with another address needs its node
- * and etcd certificates and its etcd member's peer URL changed, which is not built yet.
+ * go of the pool (unmounted, its loop device detached) so that the volume can move. A volume
+ * whose config names another node address (adopted by a replacement node) serves there as the
+ * same node: its config takes the new address and node name, and the server rejoins through
+ * the join Secret (new certificates; its etcd member moves to the new peer URL), or — when the
+ * pool's state holds the CA key (the cluster's first node) — issues them itself; without
+ * either it is refused (CONFLICT).
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
@@ -100,21 +104,10 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   const configFile = join(stateDir, 'config.json');
   const existing = await readOptional(configFile);
   if (existing !== undefined) {
-    if (o.poolVolumeDir !== undefined) refuseMovedVolume(existing, o);
+    if (o.poolVolumeDir !== undefined) await readdressMovedVolume(existing, configFile, stateDir, o);
     return configFile;
   }
-  const join_ = o.joinDir
-    ? {
-        token: await readOptional(join(o.joinDir, 'token')),
-        address: await readOptional(join(o.joinDir, 'address')),
-        caHash: await readOptional(join(o.joinDir, 'ca-hash')),
-      }
-    : undefined;
-  if (join_ && (!join_.token || !join_.address || !join_.caHash)) {
-    throw new DotmeshError('INVALID_ARGUMENT', `the join Secret in ${o.joinDir} lacks token, address or ca-hash`, {
-      hint: 'the operator writes it; delete the pod so that it is made again',
-    });
-  }
+  const join_ = await readJoinSecret(o.joinDir);
   const [password, apiKey] = await Promise.all([readOptional(o.adminPasswordFile), readOptional(o.adminApiKeyFile)]);
   if (!password || !apiKey) {
     throw new DotmeshError(
@@ -153,20 +146,69 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   return configFile;
 }
 
-/** Refuses a pool volume whose config was written on a node at another address (see above). */
-function refuseMovedVolume(configText: string, o: KubernetesNodeOptions): void {
-  let written: { advertiseAddress?: unknown; nodeName?: unknown };
+interface JoinSecret {
+  readonly token: string;
+  readonly address: string;
+  readonly caHash: string;
+}
+
+/** The mounted join Secret (undefined: none mounted). */
+async function readJoinSecret(joinDir: string | undefined): Promise<JoinSecret | undefined> {
+  if (!joinDir) return undefined;
+  const [token, address, caHash] = await Promise.all(['token', 'address', 'ca-hash'].map((k) => readOptional(join(joinDir, k))));
+  if (!token || !address || !caHash) {
+    throw new DotmeshError('INVALID_ARGUMENT', `the join Secret in ${joinDir} lacks token, address or ca-hash`, {
+      hint: 'the operator writes it; delete the pod so that it is made again',
+    });
+  }
+  return { token, address, caHash };
+}
+
+/**
+ * A pool volume whose config or node certificate names another node address (a replacement
+ * node adopted it; or an earlier start here stopped before its rejoin was done): the config
+ * takes this node's address and name, and the server serves the pool as the same node.
+ * Its certificates name the old address: a state holding the CA key issues them again itself;
+ * else the server rejoins through the join Secret (the token file and `join` in the config; the
+ * join endpoint lets it in once the old node's lease expired). The config is replaced
+ * atomically, after the token file: a kill in between leaves the old config, done again next.
+ */
+async function readdressMovedVolume(
+  configText: string,
+  configFile: string,
+  stateDir: string,
+  o: KubernetesNodeOptions,
+): Promise<void> {
+  let written: ServerConfigInput & { advertiseAddress?: unknown; nodeName?: unknown };
   try {
     written = JSON.parse(configText) as typeof written;
   } catch {
     return; // the server reports a damaged config itself
   }
-  if (written.advertiseAddress === undefined || written.advertiseAddress === o.advertiseAddress) return;
-  throw new DotmeshError(
-    'CONFLICT',
-    `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}`,
-    {
-      hint: 'a pool adopted by a node with another address cannot serve yet (its certificates and etcd peer URL name the old address): keep the node address, or restore the dots from a push to another cluster',
-    },
+  if (written.advertiseAddress === undefined) return;
+  const nodeCert = await readFile(join(stateDir, 'tls', 'node.pem')).then(
+    (pem) => new X509Certificate(pem),
+    () => undefined,
   );
+  const certHere = nodeCert?.subjectAltName?.split(', ').includes(`IP Address:${o.advertiseAddress}`) ?? true;
+  if (written.advertiseAddress === o.advertiseAddress && certHere) return;
+  const secret = await readJoinSecret(o.joinDir);
+  const holdsCaKey = await readOptional(join(stateDir, 'tls', 'ca-key.pem')).then((k) => k !== undefined);
+  if (!holdsCaKey && secret === undefined) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}, with no join Secret to get its certificates for the new address`,
+      { hint: 'the operator gives a node without a server pod a join Secret: delete this pod so that it is made again' },
+    );
+  }
+  const next: ServerConfigInput = {
+    ...written,
+    nodeName: o.nodeName,
+    listenHost: o.advertiseAddress,
+    advertiseAddress: o.advertiseAddress,
+    ...(holdsCaKey || secret === undefined ? {} : { join: { address: secret.address, caHash: secret.caHash } }),
+  };
+  const config = resolveServerConfig(next);
+  if (!holdsCaKey && secret) await writePrivate(config.joinTokenFile, `${secret.token}\n`);
+  await writePrivate(configFile, `${JSON.stringify(next, null, 2)}\n`);
 }

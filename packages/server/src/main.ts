@@ -23,7 +23,7 @@ import {
   releasePool,
 } from '@dotmesh/storage';
 import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
-import { joinCluster } from './cluster/join-client.ts';
+import { finishJoinFiles, holdsClusterCa, joinCluster, rejoinCluster } from './cluster/join-client.ts';
 import { awaitPoolClaim } from './cluster/pool-claim.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
@@ -185,12 +185,26 @@ async function startEtcdMember(config: ServerConfig, configFile: string, nodeId:
   const member = config.etcdMember;
   if (!member || config.store !== 'etcd') return { config, member: null };
   await ensureCa(config, exec);
+  const address = advertiseAddressOf(config);
   const started = await startManagedMember({
     config,
     member,
     nodeId,
-    address: advertiseAddressOf(config),
+    address,
     joining: config.join !== null,
+    // A member moves to the node's new address only once the pool's earlier holder is gone.
+    beforePeerUrlChange: async (endpoints) => {
+      const store = await openConfiguredStore({ ...config, etcdEndpoints: [...endpoints] });
+      try {
+        await awaitPoolClaim(
+          store,
+          { nodeId, addresses: [address], clusterPort: config.clusterPort },
+          { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+        );
+      } finally {
+        await store.close();
+      }
+    },
     exec,
     logger,
   });
@@ -211,15 +225,21 @@ function advertiseAddressOf(config: ServerConfig): string {
 /**
  * A node that `dm cluster join` set up joins at its first start (while the token file is
  * there): it gets its certificates and the store's whereabouts (cluster/join-client.ts), which
- * go into its config file. The token file is deleted whatever the outcome.
+ * go into its config file. The token file is deleted whatever the outcome. A pool of this
+ * cluster rejoins as its node (rejoinCluster: at a new address, new certificates). The files of
+ * a join stopped midway are first put in place (finishJoinFiles).
  */
 async function joinAtStart(config: ServerConfig, configFile: string, nodeId: string, exec: Exec, logger: Logger) {
+  await finishJoinFiles(config.stateDir);
   const target = config.join;
   const token = target ? await readFile(config.joinTokenFile, 'utf8').catch(() => null) : null;
   if (!target || token === null) return config;
   try {
-    logger.info({ through: target.address, caHash: target.caHash, node: nodeId }, 'joining the cluster');
-    const joined = await joinCluster({
+    // A pool of this cluster (a reinstalled host, a pool moved to a host at another address)
+    // rejoins as its node, once that node is no longer live elsewhere.
+    const rejoin = await holdsClusterCa(config.stateDir, target.caHash);
+    logger.info({ through: target.address, caHash: target.caHash, node: nodeId, rejoin }, 'joining the cluster');
+    const request = {
       target,
       token: token.trim(),
       nodeId,
@@ -227,7 +247,10 @@ async function joinAtStart(config: ServerConfig, configFile: string, nodeId: str
       exec,
       nodeAddresses: [advertiseAddressOf(config)],
       httpsNames: config.tlsPort === 0 || config.tlsCertFile ? null : defaultSubjectAltNames(config.tlsSubjectAltNames),
-    });
+    };
+    const joined = rejoin
+      ? await rejoinCluster({ ...request, leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger })
+      : await joinCluster(request);
     const etcdFiles = etcdMemberFiles(config);
     const next = await updateConfigFile(configFile, {
       store: 'etcd',

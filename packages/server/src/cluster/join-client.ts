@@ -3,8 +3,10 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { DotmeshError, errorFromObject } from '@dotmesh/core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DotmeshError, errorFromObject, isDotmeshError } from '@dotmesh/core';
 import type { Exec } from '@dotmesh/storage';
+import type { Logger } from '../log.ts';
 import { caPublicKeyHash, makeKeyAndCsr, pkiFiles } from '../tls/pki.ts';
 import { JOIN_CA_PATH, JOIN_PATH, type JoinAnswer, type JoinRequest } from './join-issuer.ts';
 
@@ -99,6 +101,8 @@ export async function joinCluster(o: {
   const nodeKey = join(f.dir, 'node-key.pem.join');
   const httpsKey = join(f.dir, 'server-key.pem.join');
   const etcdKey = join(f.dir, 'etcd-key.pem.join');
+  /** Staged files, removed when the join fails before its journal is written. */
+  const staged: string[] = [nodeKey, httpsKey, etcdKey];
   try {
     const body: JoinRequest = {
       Token: o.token,
@@ -113,27 +117,124 @@ export async function joinCluster(o: {
     const answer = JSON.parse(reply.text) as JoinAnswer;
     await checkIssued(answer.NodeCert, ca, nodeKey, 'node');
     if (o.httpsNames !== null) await checkIssued(answer.HttpsCert ?? '', ca, httpsKey, 'HTTPS');
-    await writeFile(f.caCert, caPem, { mode: 0o644 });
-    await writeFile(join(f.dir, 'node.pem'), answer.NodeCert, { mode: 0o644 });
-    await rename(nodeKey, join(f.dir, 'node-key.pem'));
-    if (o.httpsNames !== null && answer.HttpsCert) {
-      await writeFile(f.cert, answer.HttpsCert, { mode: 0o644 });
-      await rename(httpsKey, f.key);
-    }
     const managed = answer.Etcd.Managed === true && typeof answer.EtcdCert === 'string';
-    if (managed) {
-      await checkIssued(answer.EtcdCert ?? '', ca, etcdKey, 'etcd');
-      await writeFile(join(f.dir, 'etcd.pem'), answer.EtcdCert ?? '', { mode: 0o644 });
-      await rename(etcdKey, join(f.dir, 'etcd-key.pem'));
-    }
+    if (managed) await checkIssued(answer.EtcdCert ?? '', ca, etcdKey, 'etcd');
     // A managed etcd's CA is the cluster CA.
     const caFile = managed ? f.caCert : answer.Etcd.CaCert ? join(f.dir, 'etcd-ca.pem') : null;
-    if (!managed && caFile && answer.Etcd.CaCert) await writeFile(caFile, answer.Etcd.CaCert, { mode: 0o644 });
+    // Every file (a rejoin replaces the ones the node had) goes in place at once: staged, then
+    // moved by one journal (a kill midway is finished by the next start, finishJoinFiles).
+    const files: Array<[string, string | null]> = [
+      [f.caCert, caPem],
+      [join(f.dir, 'node.pem'), answer.NodeCert],
+      [join(f.dir, 'node-key.pem'), null],
+      ...(o.httpsNames !== null && answer.HttpsCert
+        ? ([
+            [f.cert, answer.HttpsCert],
+            [f.key, null],
+          ] as Array<[string, string | null]>)
+        : []),
+      ...(managed
+        ? ([
+            [join(f.dir, 'etcd.pem'), answer.EtcdCert ?? ''],
+            [join(f.dir, 'etcd-key.pem'), null],
+          ] as Array<[string, string | null]>)
+        : []),
+      ...(!managed && caFile && answer.Etcd.CaCert ? ([[caFile, answer.Etcd.CaCert]] as Array<[string, string | null]>) : []),
+    ];
+    const moves: Array<[string, string]> = [];
+    for (const [to, text] of files) {
+      const from = `${to}.join`;
+      if (text !== null) {
+        staged.push(from);
+        await writeFile(from, text, { mode: 0o644 });
+      }
+      moves.push([from, to]);
+    }
+    const journal = join(f.dir, JOIN_JOURNAL);
+    await writeFile(`${journal}.new`, JSON.stringify(moves), { mode: 0o600 });
+    await rename(`${journal}.new`, journal);
+    staged.length = 0; // the journal has them now
+    await finishJoinFiles(o.stateDir);
     return { etcd: { endpoints: answer.Etcd.Endpoints, prefix: answer.Etcd.Prefix, caFile, managed } };
   } finally {
-    await rm(nodeKey, { force: true });
-    await rm(httpsKey, { force: true });
-    await rm(etcdKey, { force: true });
+    for (const file of staged) await rm(file, { force: true });
+  }
+}
+
+/** The journal of a join's files in `<stateDir>/tls/`: `[staged, final]` pairs to move. */
+const JOIN_JOURNAL = 'join-files.json';
+
+/**
+ * Finishes the move of a join's files into place when a journal is there (the join that wrote
+ * it was stopped midway): each staged file still there replaces its final one, then the
+ * journal goes. Run at start before any certificate is read; nothing to do without a journal.
+ */
+export async function finishJoinFiles(stateDir: string): Promise<void> {
+  const journal = join(pkiFiles(stateDir).dir, JOIN_JOURNAL);
+  const text = await readFile(journal, 'utf8').catch(() => null);
+  if (text === null) return;
+  for (const [from, to] of JSON.parse(text) as Array<[string, string]>) {
+    await rename(from, to).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+  }
+  await rm(journal, { force: true });
+}
+
+/** Whether this host's state holds the cluster CA of `caHash` (its pool is a node of that cluster). */
+export async function holdsClusterCa(stateDir: string, caHash: string): Promise<boolean> {
+  const pem = await readFile(pkiFiles(stateDir).caCert).catch(() => null);
+  if (pem === null) return false;
+  try {
+    return caPublicKeyHash(new X509Certificate(pem)) === caHash;
+  } catch {
+    return false;
+  }
+}
+
+/** How long a rejoin tries again while no node of the cluster answers. */
+const REJOIN_UNREACHABLE_MS = 120_000;
+
+/**
+ * A rejoin: a pool of this cluster (its state holds the pinned CA) joins again as its node —
+ * at a new address, when it moved to another host. The join endpoint refuses while the node is
+ * still live elsewhere (its earlier holder's lease has not expired: a host killed moments ago);
+ * that is tried again until `leaseTtlSeconds` (plus one) passed since the first refusal, then
+ * refused (CONFLICT, naming where the node lives: a copy of a running pool). A cluster that does
+ * not answer (UNAVAILABLE) is tried again for up to 120 s. Any other refusal ends it at once.
+ */
+export async function rejoinCluster(
+  o: Parameters<typeof joinCluster>[0] & { readonly leaseTtlSeconds: number; readonly logger: Logger; readonly pollMs?: number },
+): Promise<Joined> {
+  const unreachableUntil = Date.now() + REJOIN_UNREACHABLE_MS;
+  let liveUntil: number | undefined;
+  for (;;) {
+    try {
+      return await joinCluster(o);
+    } catch (e) {
+      if (!isDotmeshError(e)) throw e;
+      const live = e.code === 'CONFLICT' && (e.data as { node?: unknown } | undefined)?.node === o.nodeId;
+      if (live) {
+        // etcd may give a lease a little longer than its TTL (a leader change renews it): one more second.
+        liveUntil ??= Date.now() + (o.leaseTtlSeconds + 1) * 1000;
+        if (Date.now() >= liveUntil) {
+          throw new DotmeshError('CONFLICT', `${e.message} (still live after ${o.leaseTtlSeconds + 1} s: it runs)`, {
+            hint: 'stop the server that runs this node elsewhere first; a pool is served by one host at a time',
+            data: { node: o.nodeId },
+          });
+        }
+        o.logger.warn({ node: o.nodeId, why: e.message }, 'this node is still live elsewhere: waiting for its lease to expire');
+      } else if (
+        e.code === 'UNAVAILABLE' &&
+        !/does not hold the cluster CA key/.test(e.message) &&
+        Date.now() < unreachableUntil
+      ) {
+        o.logger.warn({ why: e.message }, 'the cluster does not answer the rejoin: trying again');
+      } else {
+        throw e;
+      }
+      await sleep(o.pollMs ?? 1000);
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import { type EtcdMember, EtcdMembers, votingClientUrls } from '@dotmesh/store/e
 import type { Logger } from '../log.ts';
 import { ensureNodeCert, LOOPBACK_NAMES } from '../tls/pki.ts';
 import { EtcdProcess } from './etcd-process.ts';
+import { movePeerUrl } from './peer-url-move.ts';
 
 export interface StartedMember {
   readonly process: EtcdProcess;
@@ -31,6 +32,8 @@ function url(address: string, port: number): string {
  * - its certificate (`tls/etcd.pem`, CN = the node id, for its address and loopback, server and
  *   client use) is issued here on a node holding the CA key, else it came with the join;
  * - a data dir that holds a member starts as it is (restarts; etcd ignores the bootstrap flags);
+ *   when the node's address changed since the member last ran (its pool moved to another host),
+ *   the member's peer URL is changed first, through the other members (peer-url-move.ts);
  * - an empty one on the first node bootstraps a new cluster of one;
  * - an empty one on a node that joined (`joining`) is added to the cluster as a learner (after
  *   the one learner etcd allows at a time is promoted), unless the cluster has three members
@@ -44,6 +47,8 @@ export async function startManagedMember(o: {
   readonly nodeId: string;
   readonly address: string;
   readonly joining: boolean;
+  /** Resolves once the node's earlier holder is gone (a moved member's peer URL changes only then). */
+  readonly beforePeerUrlChange: (endpoints: readonly string[]) => Promise<void>;
   readonly exec: Exec;
   readonly logger: Logger;
 }): Promise<StartedMember | null> {
@@ -84,7 +89,22 @@ export async function startManagedMember(o: {
   }
   let initialCluster = `${o.nodeId}=${peerUrl}`;
   let state: 'new' | 'existing' = 'new';
-  const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl);
+  // The peer URL this member last ran with (absent: a status written before it was recorded).
+  const lastPeerUrl = fresh ? undefined : await readLastPeerUrl(files.statusFile);
+  const moved = lastPeerUrl !== undefined && lastPeerUrl !== peerUrl;
+  const oldClientUrl = moved ? url(new URL(lastPeerUrl).hostname.replace(/^\[|\]$/g, ''), o.member.clientPort) : undefined;
+  const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl && e !== oldClientUrl);
+  if (moved) {
+    o.logger.info({ from: lastPeerUrl, to: peerUrl }, "this node's address changed: moving its etcd member's peer URL");
+    await movePeerUrl({
+      nodeId: o.nodeId,
+      peerUrl,
+      endpoints: others,
+      tls: { ca, cert, key },
+      beforeChange: o.beforePeerUrlChange,
+      logger: o.logger,
+    });
+  }
   if (fresh && o.joining) {
     const cluster = new EtcdMembers({ endpoints: others, ca, cert, key });
     try {
@@ -126,13 +146,23 @@ export async function startManagedMember(o: {
   try {
     await waitListening('127.0.0.1', o.member.clientPort, proc, files.logFile);
     const status = await settle({ proc, nodeId: o.nodeId, peerUrl, clientUrl, others, ca, cert, key, logger: o.logger });
-    await writeFile(files.statusFile, `${JSON.stringify(status.status)}\n`, { mode: 0o644 });
+    await writeFile(files.statusFile, `${JSON.stringify({ ...status.status, peerUrl })}\n`, { mode: 0o644 });
     proc.healthy();
     o.logger.info({ ...status.status, endpoints: status.endpoints }, 'managed etcd member ready');
     return { process: proc, endpoints: status.endpoints, status: status.status };
   } catch (e) {
     await proc.stop();
     throw e;
+  }
+}
+
+/** The `peerUrl` the status file of the member's last start names (undefined: none recorded). */
+async function readLastPeerUrl(statusFile: string): Promise<string | undefined> {
+  try {
+    const status = JSON.parse(await readFile(statusFile, 'utf8')) as { peerUrl?: unknown };
+    return typeof status.peerUrl === 'string' && /^https:\/\//.test(status.peerUrl) ? status.peerUrl : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -9,10 +9,10 @@ after(() => cleanup.run());
 /**
  * The cluster API client on a real etcd (Debian's, TLS with client certificates): a learner is
  * added (it never starts here, so the quorum stays the one member), listed as such, refused
- * promotion while it is not in sync (etcd's own refusal), and removed.
+ * promotion while it is not in sync (etcd's own refusal), its peer URL updated, and removed.
  */
 describe('EtcdMembers on a real etcd', { skip: skipUnless(['etcd']) }, () => {
-  test('list, add a learner, refuse its promotion until it caught up, remove it', async () => {
+  test('list, add a learner, refuse its promotion until it caught up, update its peer URL, remove it', async () => {
     const etcd = await startEtcd({ cleanup, tls: true });
     const members = new EtcdMembers({
       endpoints: etcd.endpoints,
@@ -34,6 +34,10 @@ describe('EtcdMembers on a real etcd', { skip: skipUnless(['etcd']) }, () => {
         assert.match(e.message, /cannot promote member .*in sync with leader/);
         return true;
       });
+      // A member's peer URL changed (its host moved): listed at the new one.
+      const [moved] = (await freePorts(1)) as [number];
+      await members.update(added.id, [`https://127.0.0.1:${moved}`]);
+      assert.deepEqual((await members.list()).find((m) => m.id === added.id)?.peerUrls, [`https://127.0.0.1:${moved}`]);
       await members.remove(added.id);
       assert.deepEqual(
         (await members.list()).map((m) => m.id),

@@ -27,7 +27,7 @@ export interface EtcdMembersOptions {
 
 /**
  * etcd's cluster API (v3 `Cluster` service) through the etcd3 client: list, add as learner,
- * promote and remove members. Errors are UNAVAILABLE naming the endpoints, with etcd's own
+ * promote, update (peer URLs) and remove members. Errors are UNAVAILABLE naming the endpoints, with etcd's own
  * message (e.g. "etcdserver: can only promote a learner member which is in sync with leader").
  */
 export class EtcdMembers {
@@ -69,6 +69,17 @@ export class EtcdMembers {
   /** Makes a learner a voting member; etcd refuses while it has not caught up with the leader. */
   async promote(id: string): Promise<void> {
     await this.#call(`promote member ${id}`, (c) => c.cluster.memberPromote({ ID: id }));
+  }
+
+  /**
+   * Changes the peer URLs of member `id` (a member whose host has a new address): the other
+   * members dial it there from then on. etcd takes it while a majority of the members answer;
+   * the member itself need not run.
+   */
+  async update(id: string, peerUrls: readonly string[]): Promise<void> {
+    await this.#call(`update member ${id} to ${peerUrls.join(',')}`, (c) =>
+      c.cluster.memberUpdate({ ID: id, peerURLs: [...peerUrls] }),
+    );
   }
 
   async remove(id: string): Promise<void> {

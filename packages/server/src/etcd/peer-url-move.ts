@@ -1,0 +1,70 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DotmeshError } from '@dotmesh/core';
+import { EtcdMembers } from '@dotmesh/store/etcd-members';
+import type { Logger } from '../log.ts';
+
+/** How long a moved member waits for the cluster to take its new peer URL. */
+const MOVE_WAIT_MS = 120_000;
+
+/**
+ * A managed member whose host has a new address (its pool moved: an adopted pool volume, a disk
+ * moved by hand) must be known at its new peer URL before it starts on its data, or the other
+ * members keep dialling the old one. Through the other members (`endpoints`, never its own),
+ * once `beforeChange` resolved (the node's earlier holder is gone: its lease expired), the
+ * member named `nodeId` gets `peerUrl` (etcd's `member update`, a change a majority of the
+ * members must accept, so the quorum holds throughout: the member is down while it moves).
+ * Tried again while etcd does not answer or refuses the change, for up to 120 s; a cluster
+ * without that member refuses (CONFLICT: the node was removed).
+ */
+export async function movePeerUrl(o: {
+  readonly nodeId: string;
+  readonly peerUrl: string;
+  readonly endpoints: readonly string[];
+  readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  readonly beforeChange: (endpoints: readonly string[]) => Promise<void>;
+  readonly logger: Logger;
+}): Promise<void> {
+  if (o.endpoints.length === 0) {
+    throw new DotmeshError(
+      'UNAVAILABLE',
+      `this node's etcd member must move to ${o.peerUrl}, and the config names no other member to ask`,
+      {
+        hint: 'a member moves through the others: a cluster whose every member moved at once needs its etcd restored from a backup (dm cluster restore-etcd)',
+      },
+    );
+  }
+  await o.beforeChange(o.endpoints);
+  const members = new EtcdMembers({ endpoints: o.endpoints, ...o.tls, requestTimeoutMs: 5000 });
+  const deadline = Date.now() + MOVE_WAIT_MS;
+  let why = '';
+  try {
+    for (;;) {
+      try {
+        const me = (await members.list()).find((m) => m.name === o.nodeId);
+        if (!me) {
+          throw new DotmeshError('CONFLICT', `the etcd cluster has no member named ${o.nodeId}: this node's member was removed`, {
+            hint: 'a node removed from the cluster (dm cluster remove-node) leaves it: dm cluster reset --destroy-data on this host',
+          });
+        }
+        if (me.peerUrls.length === 1 && me.peerUrls[0] === o.peerUrl) return;
+        await members.update(me.id, [o.peerUrl]);
+        o.logger.info(
+          { member: me.id, from: me.peerUrls, to: o.peerUrl },
+          "this node's address changed: its etcd member's peer URL was updated",
+        );
+      } catch (e) {
+        if (e instanceof DotmeshError && e.code === 'CONFLICT') throw e;
+        why = (e as Error).message;
+      }
+      if (Date.now() > deadline) {
+        throw new DotmeshError('UNAVAILABLE', `etcd did not take this member's new peer URL ${o.peerUrl} within 120 s: ${why}`, {
+          hint: 'a majority of the etcd members must run; then start this node again (dm cluster start)',
+        });
+      }
+      o.logger.info({ why }, "etcd takes no change of this member's peer URL yet: trying again");
+      await sleep(1000);
+    }
+  } finally {
+    members.close();
+  }
+}
