@@ -174,3 +174,13 @@ export async function tokenFor(n: HostNode, file: string): Promise<{ address: st
   assert.ok(m, out);
   return { address: m[1]!, caHash: m[2]! };
 }
+
+/** `dm cluster join` through `t` (a node's address and CA pin) with the token in `t.file`, and `n`'s options. */
+export function joinArgs(n: HostNode, t: { readonly file: string; readonly address: string; readonly caHash: string }): string[] {
+  return ['cluster', 'join', t.address, '--ca-hash', t.caHash, '--token-file', t.file, ...n.nodeArgs()];
+}
+
+/** The node id `n`'s server has (its pool's id). */
+export async function nodeIdOf(n: HostNode): Promise<string> {
+  return (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
+}

@@ -15,7 +15,7 @@ import {
   type TestHost,
 } from '@dotmesh/testkit';
 import { rewrittenByLiveNodes } from './cluster-helpers.ts';
-import { type HostNode, makeHostNode } from './cluster-host-node.ts';
+import { type HostNode, joinArgs, makeHostNode, nodeIdOf } from './cluster-host-node.ts';
 
 /**
  * docs/cluster.md, "Make a three-node cluster", run as written: `dm cluster init --store etcd`
@@ -66,26 +66,12 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     return { file, address: m[1]!, caHash: m[2]! };
   }
 
-  const joinArgs = (n: HostNode, t: { file: string; address: string; caHash: string }) => [
-    'cluster',
-    'join',
-    t.address,
-    '--ca-hash',
-    t.caHash,
-    '--token-file',
-    t.file,
-    ...n.nodeArgs(),
-  ];
-
   /** Every key in etcd but the ones live nodes rewrite on their own (sizes, pool space, containers) and the tokens. */
   const etcdFacts = async () =>
     (await etcd.keys('dotmesh.io/'))
       .filter((kv) => !rewrittenByLiveNodes(kv.key) && !kv.key.includes('/join/tokens/'))
       .map((kv) => `${kv.key}=${kv.value}`)
       .sort();
-
-  const nodeId = async (n: HostNode) =>
-    (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
 
   test('init, then two joins: one cluster of three nodes, every dot seen and moved from any node', async () => {
     const first = await n1.ok([
@@ -132,7 +118,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     for (const n of [n2, n3]) {
       await n.ok(['remote', 'add', 'local', `admin@${n.host.address}:${n.port}`], { DOTMESH_PASSWORD: ApiKey });
     }
-    const [id1, id2, id3] = await Promise.all([n1, n2, n3].map(nodeId));
+    const [id1, id2, id3] = await Promise.all([n1, n2, n3].map(nodeIdOf));
     for (const [n, id] of [
       [n2, id2],
       [n3, id3],
@@ -273,7 +259,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.match(out, /this node joined the cluster through/);
     const { ApiKey } = JSON.parse(await n2.ok(['debug', 'GetApiKey'])) as { ApiKey: string };
     await spare.ok(['remote', 'add', 'local', `admin@${spare.host.address}:${spare.port}`], { DOTMESH_PASSWORD: ApiKey });
-    const id = await nodeId(spare);
+    const id = await nodeIdOf(spare);
     const nodes = JSON.parse(await n2.ok(['debug', 'DumpInternalState', 'nodes.'])) as Record<string, string>;
     assert.equal(nodes[`nodes.${id}.addresses`], spare.host.address, 'node 2 sees the new node');
     assert.match(await spare.ok(['list', '-H']), /^docs\t/m, 'the new node answers for the cluster');
@@ -283,7 +269,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
   test('a pool whose node is live is refused as a clash; once its lease expired, it rejoins as that node with new certificates', async () => {
     // The spare host joined through node 2 (the test before). A join naming its live node id is
     // refused by the node, and uses no token: sent by hand, with a request for a fresh key.
-    const spareId = await nodeId(spare);
+    const spareId = await nodeIdOf(spare);
     const t = await token('rejoin');
     const [id, secret] = (await readFile(t.file, 'utf8')).trim().split('.') as [string, string];
     const dir = await makeTempDir('clash', cleanup);
@@ -336,7 +322,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     }
     const out = await spare.ok(joinArgs(spare, t));
     assert.match(out, /this node joined the cluster through/);
-    assert.equal(await nodeId(spare), spareId, 'the same node');
+    assert.equal(await nodeIdOf(spare), spareId, 'the same node');
     const after = new X509Certificate(await readFile(join(spare.poolDir, 'server', 'tls', 'node.pem')));
     assert.notEqual(after.serialNumber, before.serialNumber, 'a newly issued certificate');
     assert.ok(after.subject.split('\n').includes(`CN=${spareId}`));

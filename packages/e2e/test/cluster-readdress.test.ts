@@ -13,7 +13,16 @@ import {
   unmountUnder,
   waitFor,
 } from '@dotmesh/testkit';
-import { etcdctl, type HostNode, makeHostNode, members, moveHostNode, tokenFor } from './cluster-host-node.ts';
+import {
+  etcdctl,
+  type HostNode,
+  joinArgs,
+  makeHostNode,
+  members,
+  moveHostNode,
+  nodeIdOf,
+  tokenFor,
+} from './cluster-host-node.ts';
 
 /**
  * docs/cluster.md, "A host that comes back" at a new address: a three-node cluster on managed
@@ -58,30 +67,16 @@ describe('a pool moved to a host at a new address serves again as its node (rejo
     tokens = await makeTempDir('tokens', cleanup);
   });
 
-  const nodeId = async (n: HostNode) =>
-    (JSON.parse(await n.ok(['debug', 'DumpInternalState', 'myNodeId'])) as Record<string, string>).myNodeId!;
-
-  const joinArgs = (n: HostNode, t: { address: string; caHash: string }, file: string) => [
-    'cluster',
-    'join',
-    t.address,
-    '--ca-hash',
-    t.caHash,
-    '--token-file',
-    file,
-    ...n.nodeArgs(),
-  ];
-
   test('node 3 moves to a host at another address and serves every dot and commit as node 3', async () => {
     await n1.ok(['cluster', 'init', '--store', 'etcd', ...n1.nodeArgs()]);
     for (const [i, n] of [n2, n3].entries()) {
       const file = join(tokens, `join-${i}`);
-      await n.ok(joinArgs(n, await tokenFor(n1, file), file));
+      await n.ok(joinArgs(n, { ...(await tokenFor(n1, file)), file }));
     }
     apiKey = (JSON.parse(await n1.ok(['debug', 'GetApiKey'])) as { ApiKey: string }).ApiKey;
     for (const n of [n2, n3])
       await n.ok(['remote', 'add', 'local', `admin@${n.host.address}:${n.port}`], { DOTMESH_PASSWORD: apiKey });
-    const ids = (await Promise.all([n1, n2, n3].map(nodeId))) as [string, string, string];
+    const ids = (await Promise.all([n1, n2, n3].map(nodeIdOf))) as [string, string, string];
     assert.equal((await members(n1)).filter((m) => m.isLearner !== true).length, 3, 'three voting members');
 
     // Node 3's data: a dot it masters, pinned to it (it waits for node 3 rather than fail over),
@@ -107,7 +102,7 @@ describe('a pool moved to a host at a new address serves again as its node (rejo
 
     // Node 3's host dies: server and member killed, links down, its mounts and loop device gone.
     const token = join(tokens, 'rejoin');
-    const t = await tokenFor(n1, token);
+    const t = { ...(await tokenFor(n1, token)), file: token };
     for (const f of ['dotmesh-server.pid', 'etcd.pid']) process.kill(await pidIn(stateFile(n3, f)), 'SIGKILL');
     for (const dev of n3.host.devices) await n3.host.exec('ip', ['link', 'set', dev, 'down']);
     await unmountUnder(n3.home);
@@ -116,11 +111,11 @@ describe('a pool moved to a host at a new address serves again as its node (rejo
 
     // Its pool dir on another host, at once (node 3 is still live for the cluster until its lease expires).
     const moved = await moveHostNode(cleanup, n3, hosts[3]);
-    const joined = await moved.ok(joinArgs(moved, t, token));
+    const joined = await moved.ok(joinArgs(moved, t));
     assert.match(joined, /this node joined the cluster through/);
     assert.match(joined, /This host runs etcd member [0-9a-f]+ of the cluster's store \(voting; 3 voting of 3 member\(s\)\)/);
     await moved.ok(['remote', 'add', 'local', `admin@${moved.host.address}:${moved.port}`], { DOTMESH_PASSWORD: apiKey });
-    assert.equal(await nodeId(moved), ids[2], 'the same node');
+    assert.equal(await nodeIdOf(moved), ids[2], 'the same node');
     const log = await readFile(stateFile(moved, 'dotmesh-server.log'), 'utf8');
     assert.match(log, /its etcd member's peer URL was updated/);
 

@@ -23,7 +23,8 @@ import {
   releasePool,
 } from '@dotmesh/storage';
 import { type EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
-import { finishJoinFiles, holdsClusterCa, joinCluster, rejoinCluster } from './cluster/join-client.ts';
+import { holdsClusterCa, joinCluster, rejoinCluster } from './cluster/join-client.ts';
+import { finishJoinFiles } from './cluster/join-files.ts';
 import { awaitPoolClaim } from './cluster/pool-claim.ts';
 import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { DotmeshError, errorFromObject, isDotmeshError } from '@dotmesh/core';
 import type { Exec } from '@dotmesh/storage';
 import type { Logger } from '../log.ts';
 import { caPublicKeyHash, makeKeyAndCsr, pkiFiles } from '../tls/pki.ts';
+import { type JoinFile, placeJoinFiles } from './join-files.ts';
 import { JOIN_CA_PATH, JOIN_PATH, type JoinAnswer, type JoinRequest } from './join-issuer.ts';
 
 /** Where a host joins: a node's node-to-node endpoint and the pin of the cluster's CA. */
@@ -101,8 +102,8 @@ export async function joinCluster(o: {
   const nodeKey = join(f.dir, 'node-key.pem.join');
   const httpsKey = join(f.dir, 'server-key.pem.join');
   const etcdKey = join(f.dir, 'etcd-key.pem.join');
-  /** Staged files, removed when the join fails before its journal is written. */
-  const staged: string[] = [nodeKey, httpsKey, etcdKey];
+  /** The keys made for the requests, removed unless they were placed. */
+  const keys = [nodeKey, httpsKey, etcdKey];
   try {
     const body: JoinRequest = {
       Token: o.token,
@@ -121,64 +122,32 @@ export async function joinCluster(o: {
     if (managed) await checkIssued(answer.EtcdCert ?? '', ca, etcdKey, 'etcd');
     // A managed etcd's CA is the cluster CA.
     const caFile = managed ? f.caCert : answer.Etcd.CaCert ? join(f.dir, 'etcd-ca.pem') : null;
-    // Every file (a rejoin replaces the ones the node had) goes in place at once: staged, then
-    // moved by one journal (a kill midway is finished by the next start, finishJoinFiles).
-    const files: Array<[string, string | null]> = [
+    // Every file goes in place at once (a kill midway is finished by the next start).
+    const dir = (name: string) => join(f.dir, name);
+    const files: JoinFile[] = [
       [f.caCert, caPem],
-      [join(f.dir, 'node.pem'), answer.NodeCert],
-      [join(f.dir, 'node-key.pem'), null],
+      [dir('node.pem'), answer.NodeCert],
+      [dir('node-key.pem'), null],
       ...(o.httpsNames !== null && answer.HttpsCert
         ? ([
             [f.cert, answer.HttpsCert],
             [f.key, null],
-          ] as Array<[string, string | null]>)
+          ] as const)
         : []),
       ...(managed
         ? ([
-            [join(f.dir, 'etcd.pem'), answer.EtcdCert ?? ''],
-            [join(f.dir, 'etcd-key.pem'), null],
-          ] as Array<[string, string | null]>)
+            [dir('etcd.pem'), answer.EtcdCert ?? ''],
+            [dir('etcd-key.pem'), null],
+          ] as const)
         : []),
-      ...(!managed && caFile && answer.Etcd.CaCert ? ([[caFile, answer.Etcd.CaCert]] as Array<[string, string | null]>) : []),
+      ...(!managed && caFile && answer.Etcd.CaCert ? ([[caFile, answer.Etcd.CaCert]] as const) : []),
     ];
-    const moves: Array<[string, string]> = [];
-    for (const [to, text] of files) {
-      const from = `${to}.join`;
-      if (text !== null) {
-        staged.push(from);
-        await writeFile(from, text, { mode: 0o644 });
-      }
-      moves.push([from, to]);
-    }
-    const journal = join(f.dir, JOIN_JOURNAL);
-    await writeFile(`${journal}.new`, JSON.stringify(moves), { mode: 0o600 });
-    await rename(`${journal}.new`, journal);
-    staged.length = 0; // the journal has them now
-    await finishJoinFiles(o.stateDir);
+    await placeJoinFiles(o.stateDir, files);
+    keys.length = 0; // placed
     return { etcd: { endpoints: answer.Etcd.Endpoints, prefix: answer.Etcd.Prefix, caFile, managed } };
   } finally {
-    for (const file of staged) await rm(file, { force: true });
+    for (const file of keys) await rm(file, { force: true });
   }
-}
-
-/** The journal of a join's files in `<stateDir>/tls/`: `[staged, final]` pairs to move. */
-const JOIN_JOURNAL = 'join-files.json';
-
-/**
- * Finishes the move of a join's files into place when a journal is there (the join that wrote
- * it was stopped midway): each staged file still there replaces its final one, then the
- * journal goes. Run at start before any certificate is read; nothing to do without a journal.
- */
-export async function finishJoinFiles(stateDir: string): Promise<void> {
-  const journal = join(pkiFiles(stateDir).dir, JOIN_JOURNAL);
-  const text = await readFile(journal, 'utf8').catch(() => null);
-  if (text === null) return;
-  for (const [from, to] of JSON.parse(text) as Array<[string, string]>) {
-    await rename(from, to).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw e;
-    });
-  }
-  await rm(journal, { force: true });
 }
 
 /** Whether this host's state holds the cluster CA of `caHash` (its pool is a node of that cluster). */

@@ -11,7 +11,8 @@ import { MemoryStore } from '@dotmesh/store';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
 import { SILENT_LOGGER } from '../log.ts';
 import { caPublicKeyHash, ensureClusterPki, LOOPBACK_NAMES, signCsr } from '../tls/pki.ts';
-import { finishJoinFiles, rejoinCluster } from './join-client.ts';
+import { rejoinCluster } from './join-client.ts';
+import { finishJoinFiles } from './join-files.ts';
 import { serveJoin } from './join-issuer.ts';
 import { JoinTokens } from './join-tokens.ts';
 import type { ClusterView } from './view.ts';
@@ -57,7 +58,20 @@ async function cluster(cleanup: Cleanup) {
   await copyFile(pki.caCert, join(stateDir, 'tls', 'ca.pem'));
   const caHash = caPublicKeyHash(new X509Certificate(caPem));
   const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { exec, tokens, live, stateDir, caPem, target: { address, caHash } };
+  const rejoin = (token: string, leaseTtlSeconds: number) =>
+    rejoinCluster({
+      target: { address, caHash },
+      token,
+      nodeId: 'node3',
+      stateDir,
+      exec,
+      nodeAddresses: ['10.0.0.4'],
+      httpsNames: null,
+      leaseTtlSeconds,
+      logger: SILENT_LOGGER,
+      pollMs: 200,
+    });
+  return { tokens, live, stateDir, rejoin };
 }
 
 describe('a pool rejoins as its node at a new address', () => {
@@ -70,18 +84,7 @@ describe('a pool rejoins as its node at a new address', () => {
     const gone = setTimeout(() => c.live.delete('node3'), 1500);
     const started = Date.now();
     try {
-      const joined = await rejoinCluster({
-        target: c.target,
-        token,
-        nodeId: 'node3',
-        stateDir: c.stateDir,
-        exec: c.exec,
-        nodeAddresses: ['10.0.0.4'],
-        httpsNames: null,
-        leaseTtlSeconds: 5,
-        logger: SILENT_LOGGER,
-        pollMs: 200,
-      });
+      const joined = await c.rejoin(token, 5);
       assert.ok(Date.now() - started >= 1400, 'it waited for the node to be gone');
       assert.equal(joined.etcd.managed, true);
     } finally {
@@ -109,25 +112,11 @@ describe('a pool rejoins as its node at a new address', () => {
     const { token } = await c.tokens.create({ ttlSeconds: 60, uses: 1, description: '' });
     c.live.set('node3', ['10.0.0.3']);
     const started = Date.now();
-    await assert.rejects(
-      rejoinCluster({
-        target: c.target,
-        token,
-        nodeId: 'node3',
-        stateDir: c.stateDir,
-        exec: c.exec,
-        nodeAddresses: ['10.0.0.4'],
-        httpsNames: null,
-        leaseTtlSeconds: 2,
-        logger: SILENT_LOGGER,
-        pollMs: 200,
-      }),
-      (e: Error & { code?: string }) => {
-        assert.equal(e.code, 'CONFLICT');
-        assert.match(e.message, /node id node3 is already live at 10\.0\.0\.3.*\(still live after 3 s: it runs\)/);
-        return true;
-      },
-    );
+    await assert.rejects(c.rejoin(token, 2), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'CONFLICT');
+      assert.match(e.message, /node id node3 is already live at 10\.0\.0\.3.*\(still live after 3 s: it runs\)/);
+      return true;
+    });
     assert.ok(Date.now() - started >= 2900, 'it waited the lease TTL and a second first');
     assert.equal((await c.tokens.list())[0]?.UsesLeft, 1, 'the token was not used');
     assert.ok(!existsSync(join(c.stateDir, 'tls', 'node.pem')), 'no certificate was written');
