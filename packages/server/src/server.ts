@@ -302,7 +302,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     : undefined;
   const sizes = new SizeTracker(driver);
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
-  const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient) : undefined;
+  const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient, (fsId) => index.branches.has(fsId)) : undefined;
   const cluster = parts.cluster;
   const replication = parts.replication ?? DEFAULT_REPLICATION;
   const peers = cluster ? new PeerTransfers(view, logger) : undefined;
