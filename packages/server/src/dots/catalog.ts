@@ -97,14 +97,11 @@ export class DotCatalog {
       const s = sizes.get(fsId);
       sizeBytes = s?.referencedBytes ?? 0;
       dirtyBytes = s?.dirty ? Math.max(s.dirtyBytes, 1) : 0;
-    } else if (this.isGone(master)) {
-      // What failover would continue from: the newest copy a live node holds.
-      commitCount = Math.max(0, ...[...copies.values()].map((c) => c.commitCount ?? 0));
-      const d = this.#view.dirty(fsId);
-      sizeBytes = d?.size_bytes ?? 0;
-      dirtyBytes = d?.dirty_bytes ?? 0;
     } else {
-      commitCount = copies.get(master)?.commitCount ?? 0;
+      commitCount = this.isGone(master)
+        ? // What failover would continue from: the newest copy a live node holds.
+          Math.max(0, ...[...copies.values()].map((c) => c.commitCount ?? 0))
+        : (copies.get(master)?.commitCount ?? 0);
       const d = this.#view.dirty(fsId);
       sizeBytes = d?.size_bytes ?? 0;
       dirtyBytes = d?.dirty_bytes ?? 0;
