@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type DotShowResult, renderDotShow, renderDotShowScripting } from './commands/dot-show.ts';
+import { type BranchInfo, type DotShowResult, renderDotShow, renderDotShowScripting } from './commands/dot-show.ts';
 import { type ListResult, renderList } from './commands/list.ts';
 import { renderLog } from './commands/log.ts';
 import { renderRemotes } from './commands/remote.ts';
@@ -201,6 +201,20 @@ describe('dot show', () => {
       'latency\tn2\treplica\tunknown\tc1\tc2',
       'defaultUpstreamDot\thub\talice/foo',
     ]);
+  });
+
+  it('says when a branch’s master node is gone and what the branch waits for', () => {
+    const status = 'gone (its lease expired): the branch waits for failover to the live node holding its newest commit';
+    const [b1, master] = data.branches as [BranchInfo, BranchInfo];
+    const gone: DotShowResult = {
+      ...data,
+      branches: [b1, { ...master, replication: null, masterGone: { node: 'n9', status } }],
+    };
+    assert.deepEqual(renderDotShow(gone).slice(9, 11), [
+      '* master (m-id) (containers: web,db)',
+      `   Master node n9 is ${status}`,
+    ]);
+    assert.ok(renderDotShowScripting(gone).includes('masterGone\tmaster\tn9'));
   });
 });
 

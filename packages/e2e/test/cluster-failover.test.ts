@@ -225,6 +225,31 @@ describe('automatic failover of a gone master node', { skip }, () => {
         { timeoutMs: 60_000, what: 'both live nodes to pass over the pinned branch' },
       );
       assert.equal((await masterKv(fsId)).node, n2.nodeId, 'the pinned branch still names the gone node');
+      // dm dot show answers from what the live nodes know, and says what the branch waits for.
+      const shown = await n1.ok(['dot', 'show', 'anchored']);
+      assert.match(shown, /^Commits: 2$/m, shown);
+      assert.match(shown, /Pinned to its node: no automatic failover \(set on the dot\)/);
+      assert.ok(
+        shown.includes(
+          `Master node ${n2.nodeId} is gone (its lease expired): the branch is pinned to it and waits for it, or for dm dot smash-branch-master`,
+        ),
+        shown,
+      );
+      assert.match(shown, new RegExp(`server ${n2.nodeId} \\[MASTER\\] \\(status: gone \\(its lease expired\\)`));
+      assert.match(await n1.ok(['dot', 'show', '-H', 'anchored']), new RegExp(`^masterGone\tmaster\t${n2.nodeId}$`, 'm'));
+      // The original client's calls for dm dot show, through node 3 (no copy needed for these).
+      const call = { Namespace: 'admin', Name: 'anchored', Branch: '' };
+      const id = await n3.admin.call('Lookup', call);
+      const volume = await n3.admin.call('Get', id);
+      assert.equal(volume.Master, n2.nodeId);
+      assert.equal(volume.ServerStates[n2.nodeId], 'gone');
+      assert.equal(volume.CommitCount, 2);
+      assert.deepEqual(await n3.admin.call('Branches', { Namespace: 'admin', Name: 'anchored' }), []);
+      assert.deepEqual(await n3.admin.call('Containers', call), []);
+      const latency = await n3.admin.call('GetReplicationLatencyForBranch', call);
+      assert.deepEqual(latency[n2.nodeId], []);
+      // dm log's call: from node 3's own copy.
+      assert.equal((await n3.admin.call('Commits', call)).at(-1)?.Id, commitId);
       assert.deepEqual(await n3.admin.call('GetPinned', { Namespace: 'admin', Name: 'anchored', Branch: '' }), {
         Pinned: true,
         Source: 'dot',

@@ -8,7 +8,6 @@ import {
   Cleanup,
   type DotmeshNode,
   type DotmeshTestCluster,
-  runCommand,
   skipUnless,
   spawnTracked,
   startDotmeshCluster,
@@ -23,6 +22,9 @@ import {
   logged,
   lookup,
   procure,
+  readOnly,
+  setLinks,
+  untilDivergedEverywhere,
   untilMasterEverywhere,
   writeRandom,
 } from './cluster-helpers.ts';
@@ -40,41 +42,6 @@ import {
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 200 } as const;
-
-/** The host path of branch `fsId`'s live subvolume in `node`'s pool. */
-const livePath = (node: DotmeshNode, fsId: string) => join(node.dir, 'mnt', 'fs', fsId, 'live');
-
-/** `btrfs property get <live> ro`: whether the kernel makes the live data read-only. */
-async function readOnly(node: DotmeshNode, fsId: string): Promise<boolean> {
-  const { stdout } = await runCommand('btrfs', ['property', 'get', '-ts', livePath(node, fsId), 'ro']);
-  return stdout.trim() === 'ro=true';
-}
-
-async function setLinks(node: DotmeshNode, state: 'up' | 'down'): Promise<void> {
-  for (const dev of node.host.devices) await node.host.exec('ip', ['link', 'set', dev, state]);
-}
-
-/** The `-DIVERGED-` branches of `admin/<name>` as `node` lists them (`dm branch`'s call). */
-async function divergedBranches(node: DotmeshNode, name: string): Promise<string[]> {
-  const branches: string[] = await node.admin.call('Branches', { Namespace: 'admin', Name: name });
-  return branches.filter((b) => b.includes('-DIVERGED-'));
-}
-
-/** Waits until every node lists exactly one -DIVERGED- branch of `name`; returns its name. */
-async function untilDivergedEverywhere(nodes: readonly DotmeshNode[], name: string): Promise<string> {
-  let found = '';
-  await waitFor(
-    async () => {
-      const lists = await Promise.all(nodes.map((n) => divergedBranches(n, name)));
-      if (!lists.every((l) => l.length === 1 && l[0] === lists[0]![0])) return false;
-      found = lists[0]![0]!;
-      return true;
-    },
-    { ...WAIT, what: `every node to list one -DIVERGED- branch of ${name}` },
-  );
-  return found;
-}
-
 const ids = (commits: readonly CommitItem[]) => commits.map((c) => c.Id);
 
 describe('never two writers: a master cut off from etcd turns read-only', { skip }, () => {

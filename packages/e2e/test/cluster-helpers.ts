@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CommitItem } from '@dotmesh/rpc';
-import { type DotmeshNode, type DotmeshTestCluster, waitFor } from '@dotmesh/testkit';
+import { type DotmeshNode, type DotmeshTestCluster, runCommand, waitFor } from '@dotmesh/testkit';
 
 /**
  * Small steps the multi-node tests share. Data is written where a container would write it:
@@ -104,4 +104,40 @@ export async function heldOn(cluster: DotmeshTestCluster, node: DotmeshNode, fsI
 /** A file of commit `commitId` as `node`'s pool holds it (its own snapshot, unmounted on a replica). */
 export function committedFile(node: DotmeshNode, fsId: string, commitId: string, file: string): string {
   return join(node.dir, 'mnt', 'fs', fsId, 'commits', commitId, commitId, '__default__', file);
+}
+
+/** The host path of branch `fsId`'s live subvolume in `node`'s pool. */
+export const livePath = (node: DotmeshNode, fsId: string): string => join(node.dir, 'mnt', 'fs', fsId, 'live');
+
+/** `btrfs property get <live> ro`: whether the kernel makes the live data of `fsId` on `node` read-only. */
+export async function readOnly(node: DotmeshNode, fsId: string): Promise<boolean> {
+  const { stdout } = await runCommand('btrfs', ['property', 'get', '-ts', livePath(node, fsId), 'ro']);
+  return stdout.trim() === 'ro=true';
+}
+
+/** Every link of `node`'s host down (cut off from the other hosts and etcd) or up again. */
+export async function setLinks(node: DotmeshNode, state: 'up' | 'down'): Promise<void> {
+  for (const dev of node.host.devices) await node.host.exec('ip', ['link', 'set', dev, state]);
+}
+
+/** The `-DIVERGED-` branches of `admin/<name>` as `node` lists them (`dm branch`'s call). */
+export async function divergedBranches(node: DotmeshNode, name: string): Promise<string[]> {
+  const branches: string[] = await node.admin.call('Branches', { Namespace: 'admin', Name: name });
+  return branches.filter((b) => b.includes('-DIVERGED-'));
+}
+
+/** Waits until every node lists exactly one -DIVERGED- branch of `admin/<name>`; returns its name. */
+export async function untilDivergedEverywhere(nodes: readonly DotmeshNode[], name: string): Promise<string> {
+  let found = '';
+  await waitFor(
+    async () => {
+      const lists = await Promise.all(nodes.map((n) => divergedBranches(n, name)));
+      const first = lists[0]?.[0];
+      if (first === undefined || !lists.every((l) => l.length === 1 && l[0] === first)) return false;
+      found = first;
+      return true;
+    },
+    { timeoutMs: 90_000, intervalMs: 200, what: `every node to list one -DIVERGED- branch of ${name}` },
+  );
+  return found;
 }

@@ -31,6 +31,7 @@ import { createNodeEndpoint, createNodeUpgrades } from './cluster/node-endpoint.
 import { DEFAULT_NODE_LEASE, NodeLease } from './cluster/node-lease.ts';
 import { sendBranchToNode } from './cluster/node-send.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
+import { PeerTransfers } from './cluster/peer-transfers.ts';
 import { PinnedBranches } from './cluster/pinned.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { BranchPublications } from './cluster/publications.ts';
@@ -301,17 +302,24 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     : undefined;
   const sizes = new SizeTracker(driver);
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
-  const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient) : undefined;
+  const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient, (fsId) => index.branches.has(fsId)) : undefined;
   const cluster = parts.cluster;
   const replication = parts.replication ?? DEFAULT_REPLICATION;
-  const replicator = cluster
-    ? new Replicator({
-        ctx,
-        send: (dotId, fsId, to) =>
-          sendBranchToNode({ view, transfers, tls: cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs }, dotId, fsId, to),
-        settings: replication,
-      })
-    : undefined;
+  const peers = cluster ? new PeerTransfers(view, logger) : undefined;
+  const replicator =
+    cluster && peers
+      ? new Replicator({
+          ctx,
+          send: (dotId, fsId, to) =>
+            sendBranchToNode(
+              { view, transfers, tls: cluster.tls, idleTimeoutMs: () => timing.idleTimeoutMs, peers },
+              dotId,
+              fsId,
+              to,
+            ),
+          settings: replication,
+        })
+      : undefined;
   const durability = new DurabilitySettings(store, view, parts.nodeId, replicator !== undefined && replication.enabled);
   const syncCommit: SyncCommitDeps = {
     nodeId: parts.nodeId,
@@ -351,6 +359,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       ...replicator?.state(),
       ...fence.state(),
       ...failover?.state(),
+      ...peers?.state(),
     }),
     store,
     transfers,
@@ -426,7 +435,12 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       parts.cluster.tls,
       createNodeEndpoint({
         rpc: routes.rpcDeps,
-        transfer: nodeTransfer,
+        // A receive from a node stops at once when that node is gone (PeerTransfers).
+        transfer: (req, res) => {
+          const peer = peerNodeId(req);
+          if (peer) peers?.track(peer, req.socket);
+          return nodeTransfer(req, res);
+        },
         forwardedTransfer: (req, res, caller) => {
           forwardedCallers.set(req, caller);
           return forwarded(req, res);
@@ -492,6 +506,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   });
   // Once this node is in the address records: the other nodes' endpoints take its calls only then.
   replicator?.start();
+  peers?.start();
   failover?.start();
   let check: Server | undefined;
   if (parts.checkPort !== undefined) {
@@ -551,6 +566,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
         nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);
+      peers?.stop();
       await failover?.stop();
       await replicator?.stop();
       await transfers.idle();

@@ -32,6 +32,8 @@ export interface PeerAddress {
   readonly node?: { readonly nodeId: string; readonly tls: NodeTls };
   /** Commit streams may go on upgraded connections when the peer's hello offers them. */
   readonly streamUpgrade?: boolean;
+  /** Told of each connection a request of this transfer opens (to cut it early, see the server's PeerTransfers). */
+  readonly onSocket?: (socket: Socket) => void;
 }
 
 /**
@@ -261,6 +263,7 @@ export class PeerSide implements TransferSide {
     else options.agent = false;
     const req = (https ? httpsRequest : httpRequest)(url, options);
     req.setTimeout(this.#peer.idleTimeoutMs, () => req.destroy(this.#silent()));
+    if (this.#peer.onSocket) req.once('socket', this.#peer.onSocket);
     return req;
   }
 

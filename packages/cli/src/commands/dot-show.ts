@@ -12,6 +12,8 @@ import { dotCommitSpace } from './commit-space.ts';
  * per branch (sorted, master included): Lookup+Get (non-master), Containers (current branch
  * only), GetReplicationLatencyForBranch (admin remotes only; a failure is shown, not fatal),
  * GetDurability and GetPinned (ours; a server without them, or a failure, shows none).
+ * A branch whose master node is gone (ServerStates says `gone`) gets a line saying what it
+ * waits for (failover, or its node when pinned).
  * The dot's figures (commits, size, dirty bytes) are those of its CURRENT branch (the config's),
  * which the output names; every branch's figures are in `--json`.
  */
@@ -36,6 +38,8 @@ export interface BranchInfo {
   durability?: { durability: string; source: string } | null;
   /** Pinned to its master node (no automatic failover), and by what; null when the server has no such setting. */
   pinned?: { pinned: boolean; source: string } | null;
+  /** Its master node when that node is gone (its lease expired), and what the branch waits for. */
+  masterGone?: { node: string; status: string } | null;
   replicationError?: string;
 }
 
@@ -124,6 +128,10 @@ export async function dotShow(ctx: CommandContext, arg: string | undefined): Pro
       dirtyBytes: volume.DirtyBytes,
       containers,
       replication: null,
+      masterGone:
+        volume.ServerStates?.[volume.Master] === 'gone'
+          ? { node: volume.Master, status: volume.ServerStatuses?.[volume.Master] ?? 'gone' }
+          : null,
       durability,
       // Asked only of a server that has GetDurability: the original's is spared a second refusal.
       pinned:
@@ -189,6 +197,7 @@ export function renderDotShow(d: DotShowResult): string[] {
       out.push(`   Durability: ${b.durability.durability} (${SOURCE_WORDS[b.durability.source] ?? b.durability.source})`);
     if (b.pinned?.pinned)
       out.push(`   Pinned to its node: no automatic failover (${SOURCE_WORDS[b.pinned.source] ?? b.pinned.source})`);
+    if (b.masterGone) out.push(`   Master node ${b.masterGone.node} is ${b.masterGone.status}`);
     if (b.replication === null && b.replicationError === undefined) continue;
     out.push('   Replication Status:');
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
@@ -217,6 +226,7 @@ export function renderDotShowScripting(d: DotShowResult): string[] {
     for (const c of b.containers) out.push(`container\t${b.name}\t${c}`);
     if (b.durability) out.push(`durability\t${b.name}\t${b.durability.durability}\t${b.durability.source}`);
     if (b.pinned?.pinned) out.push(`pinned\t${b.name}\t${b.pinned.source}`);
+    if (b.masterGone) out.push(`masterGone\t${b.name}\t${b.masterGone.node}`);
     if (b.replicationError !== undefined) out.push(`unable to fetch replication status (${b.replicationError}), proceeding...`);
     for (const r of b.replication ?? []) {
       out.push(['latency', r.server, r.master ? 'master' : 'replica', r.status, r.missingCommits.join('\t')].join('\t'));

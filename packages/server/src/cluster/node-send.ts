@@ -2,6 +2,7 @@ import { DotmeshError } from '@dotmesh/core';
 import { PeerSide, type TransferEngine } from '@dotmesh/transfer';
 import type { Caller } from '../dots/caller.ts';
 import type { NodeTls } from './node-transport.ts';
+import type { PeerTransfers } from './peer-transfers.ts';
 import type { ClusterNode, ClusterView } from './view.ts';
 
 /** What sending a branch's commits to another node of this cluster needs. */
@@ -10,6 +11,8 @@ export interface NodeSendDeps {
   readonly transfers: TransferEngine<Caller>;
   readonly tls: NodeTls;
   readonly idleTimeoutMs: () => number;
+  /** The transfers with other nodes, cut when their node is gone. */
+  readonly peers: Pick<PeerTransfers, 'track'>;
 }
 
 /**
@@ -41,6 +44,7 @@ export async function sendBranchToNode(deps: NodeSendDeps, dotId: string, fsId: 
     apiKey: '',
     idleTimeoutMs: deps.idleTimeoutMs(),
     node: { nodeId: to, tls: deps.tls },
+    onSocket: (socket) => deps.peers.track(to, socket),
   });
   await deps.transfers.sendToNode(peer, dotId, fsId);
 }

@@ -5,6 +5,15 @@ import type { MasterNodes } from './master-nodes.ts';
 import type { NodeClient } from './node-transport.ts';
 import type { ClusterView } from './view.ts';
 
+/**
+ * Reads this node answers itself when a branch's master node is gone (its lease expired: the
+ * branch waits for failover, or for its node when pinned), instead of failing: from the cluster
+ * view (Get, Containers) or from this node's copy of the branch (Commits, CommitSizes; only
+ * when it holds one). So `dm dot show` and `dm log`, the original client's included, answer.
+ */
+const FROM_VIEW_WITHOUT_MASTER: ReadonlySet<MethodName> = new Set(['Get', 'Containers']);
+const FROM_COPY_WITHOUT_MASTER: ReadonlySet<MethodName> = new Set(['Commits', 'CommitsById', 'CommitSizes']);
+
 /** How many times one call may be passed on (a branch moving while the call travels). */
 export const MAX_HOPS = 2;
 
@@ -28,11 +37,14 @@ export class CallRouter {
   readonly #view: ClusterView;
   readonly #masterNodes: MasterNodes;
   readonly #client: NodeClient;
+  readonly #holdsCopy: (fsId: string) => boolean;
 
-  constructor(view: ClusterView, masterNodes: MasterNodes, client: NodeClient) {
+  /** `holdsCopy`: whether this node's pool holds a copy of a branch (its replica, say). */
+  constructor(view: ClusterView, masterNodes: MasterNodes, client: NodeClient, holdsCopy: (fsId: string) => boolean) {
     this.#view = view;
     this.#masterNodes = masterNodes;
     this.#client = client;
+    this.#holdsCopy = holdsCopy;
   }
 
   /** The node that must run the call, or undefined for this one. */
@@ -41,6 +53,10 @@ export class CallRouter {
     if (fsId === undefined) return undefined;
     const master = this.#masterNodes.get(fsId);
     if (!master || master.nodeId === this.#masterNodes.nodeId) return undefined;
+    if (!this.#view.node(master.nodeId)) {
+      if (FROM_VIEW_WITHOUT_MASTER.has(method)) return undefined;
+      if (FROM_COPY_WITHOUT_MASTER.has(method) && this.#holdsCopy(fsId)) return undefined;
+    }
     return master.nodeId;
   }
 
@@ -54,6 +70,13 @@ export class CallRouter {
       throw new DotmeshError('NOT_MASTER', `the branch moved while the call was passed on (${hops} hops)`, {
         hint: 'run it again',
       });
+    }
+    if (!this.#view.node(nodeId)) {
+      throw new DotmeshError(
+        'UNAVAILABLE',
+        `node ${nodeId}, the master of this branch, is gone (its lease expired): the branch waits for failover to a live node, or for its node if it is pinned`,
+        { hint: "run it again in a few seconds; 'dm dot show' says where the branch is", data: { node: nodeId } },
+      );
     }
     const res = await this.#client.post(nodeId, NODE_RPC_PATH, body, {
       [CALLER_HEADER]: encodeCaller(caller),

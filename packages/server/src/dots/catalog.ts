@@ -2,6 +2,7 @@ import { DotmeshError, deMasterify, MASTER_BRANCH, normalizeBranch, validateName
 import type { DotmeshVolume } from '@dotmesh/rpc';
 import type { VolumeSizes } from '@dotmesh/storage';
 import type { MasterNodes } from '../cluster/master-nodes.ts';
+import { pinSource } from '../cluster/pinned.ts';
 import type { ClusterDot, ClusterView } from '../cluster/view.ts';
 import { type Caller, canAccess } from './caller.ts';
 import { notFound } from './create-delete.ts';
@@ -12,7 +13,9 @@ import type { DotIndex } from './dot-index.ts';
  * ids, owners, branches and master nodes from the cluster view; a branch's figures from this node's
  * pool when it masters the branch, else from what its master advertises (its state record:
  * head and commit count; its size and uncommitted bytes). Calls that need a branch's data
- * (commits, containers, mutations) are routed to its master instead (router.ts).
+ * (commits, containers, mutations) are routed to its master instead (router.ts). A branch whose
+ * master node is gone (its lease expired) is shown with what the live nodes hold: the newest
+ * copy's commit count, and its master `gone` with what the branch waits for (masterGoneStatus).
  */
 export class DotCatalog {
   readonly #view: ClusterView;
@@ -72,6 +75,11 @@ export class DotCatalog {
     return this.#masterNodes.get(fsId)?.nodeId ?? '';
   }
 
+  /** Whether `nodeId` names a master node that is gone: not this node, and not live (its lease expired). */
+  isGone(nodeId: string): boolean {
+    return nodeId !== '' && nodeId !== this.#masterNodes.nodeId && !this.#view.node(nodeId);
+  }
+
   /**
    * The API's view of one branch (DotmeshVolume, the original's shape). `sizes`: this node's
    * sizes of the volumes it holds (SizeTracker).
@@ -90,7 +98,10 @@ export class DotCatalog {
       sizeBytes = s?.referencedBytes ?? 0;
       dirtyBytes = s?.dirty ? Math.max(s.dirtyBytes, 1) : 0;
     } else {
-      commitCount = copies.get(master)?.commitCount ?? 0;
+      commitCount = this.isGone(master)
+        ? // What failover would continue from: the newest copy a live node holds.
+          Math.max(0, ...[...copies.values()].map((c) => c.commitCount ?? 0))
+        : (copies.get(master)?.commitCount ?? 0);
       const d = this.#view.dirty(fsId);
       sizeBytes = d?.size_bytes ?? 0;
       dirtyBytes = d?.dirty_bytes ?? 0;
@@ -104,6 +115,9 @@ export class DotCatalog {
     if (local) {
       states[master] = 'active';
       statuses[master] = `active, ${commitCount} commits`;
+    } else if (this.isGone(master) && branch) {
+      states[master] = 'gone';
+      statuses[master] = masterGoneStatus(pinSource(this.#view.pinnedOf(branch.dotId), fsId) !== '');
     }
     return {
       Id: fsId,
@@ -119,4 +133,14 @@ export class DotCatalog {
       ForkParentSnapshotId: dot.forkParentSnapshotId,
     };
   }
+}
+
+/**
+ * The status of a branch's master node that is gone (ServerStatuses, so `dm dot show` of the
+ * original client shows it too): what the branch waits for.
+ */
+export function masterGoneStatus(pinned: boolean): string {
+  return pinned
+    ? 'gone (its lease expired): the branch is pinned to it and waits for it, or for dm dot smash-branch-master'
+    : 'gone (its lease expired): the branch waits for failover to the live node holding its newest commit';
 }

@@ -1,4 +1,12 @@
-import { DotmeshError, formatDotName, isRetiredBranchName, MASTER_BRANCH, normalizeBranch, validateName } from '@dotmesh/core';
+import {
+  DotmeshError,
+  formatDotName,
+  isRetiredBranchName,
+  MASTER_BRANCH,
+  normalizeBranch,
+  validateFsId,
+  validateName,
+} from '@dotmesh/core';
 import type { DotmeshVolume, MethodName, ParamsOf, ResultOf } from '@dotmesh/rpc';
 import type { Store } from '@dotmesh/store';
 import type { TransferEngine } from '@dotmesh/transfer';
@@ -12,7 +20,7 @@ import { replicationLatency } from '../cluster/replication-lag.ts';
 import type { SyncCommitDeps } from '../cluster/sync-commit.ts';
 import type { ClusterView } from '../cluster/view.ts';
 import { createBranch } from '../dots/branch.ts';
-import { type Caller, isAdmin } from '../dots/caller.ts';
+import { type Caller, canAccess, isAdmin } from '../dots/caller.ts';
 import type { DotCatalog } from '../dots/catalog.ts';
 import type { ContainerInfo } from '../dots/containers.ts';
 import type { DotContext } from '../dots/context.ts';
@@ -147,10 +155,14 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       return { Dots: dots, Servers: servers.length > 0 ? servers : [{ Id: ctx.nodeId, Addresses: [] }] };
     },
     // Every node's copy (ServerStates/ServerStatuses), as List gives them: dm dot show's replication lines.
+    // Also for a branch this node holds no copy of whose master is gone (router.ts): from the view.
     Get: async (caller, fsId) => {
-      const id = requireVisibleFs(ctx, caller, fsId);
-      const dot = deps.view.dot(ctx.index.requireBranch(id).label.dotId);
-      if (!dot) throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${id}'`, { hint: 'look the id up with Lookup' });
+      const id = validateFsId(fsId);
+      const dotId = ctx.index.branches.get(id)?.label.dotId ?? deps.view.branch(id)?.dotId;
+      const dot = dotId === undefined ? undefined : deps.view.dot(dotId);
+      if (!dot || !canAccess(caller, dot)) {
+        throw new DotmeshError('DOT_NOT_FOUND', `No such filesystem id '${id}'`, { hint: 'look the id up with Lookup' });
+      }
       return catalog.volume(dot, id, await sizes.fresh());
     },
     Lookup: async (caller, p) => catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch),
@@ -220,7 +232,17 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       });
       return true;
     },
-    Containers: async (caller, p) => ctx.containers.containersFor(resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId),
+    // On the master: the containers using the branch here. A branch whose master is gone (router.ts):
+    // the containers its master last advertised.
+    Containers: async (caller, p) => {
+      const dot = catalog.findDot(caller, p.Namespace, p.Name);
+      const fsId = dot ? catalog.branches(dot.id).get(normalizeBranch(p.Branch)) : undefined;
+      if (fsId !== undefined && catalog.isGone(catalog.masterNodeOf(fsId))) {
+        return deps.view.containersOf(fsId).map((c) => ({ Name: c.Name, Id: c.Id }));
+      }
+      // Anything else (errors included) as on any master.
+      return ctx.containers.containersFor(resolveBranch(ctx, caller, p.Namespace, p.Name, p.Branch).fsId);
+    },
     ContainersById: async (caller, fsId) => ctx.containers.containersFor(requireVisibleFs(ctx, caller, fsId)),
     GetReplicationLatencyForBranch: async (caller, p) => {
       const fsId = catalog.requireBranchId(caller, p.Namespace, p.Name, p.Branch);
