@@ -43,8 +43,10 @@ import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, w
  * and the files' hashes are the same on both sides.
  *
  * Bad input through the operator on the same install: a node loses the selection label while
- * a pod writes to a dot there (its server pod stays, serving, until that pod is gone, then goes;
- * the data is kept); PVCs of the class `dotmesh` with a hostile `dotmeshName` or a dotmesh
+ * a pod writes to a dot there (its server pod stays, serving, until that pod is gone; then the
+ * node leaves the Dotmesh cluster, its dot moving to a node left with every line the pod wrote,
+ * and its pod goes; labelled again, it comes back as the same node and holds the data as a
+ * replica); PVCs of the class `dotmesh` with a hostile `dotmeshName` or a dotmesh
  * namespace outside the allowlist get a ProvisioningFailed Event from the manifest's
  * provisioner, no PV, and no dot.
  */
@@ -290,6 +292,12 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       what: `the pod on ${n2} using ${dot}`,
     });
 
+    // Node ids by node; the dot is mastered on node-2, where the pod uses it.
+    const ids = await Promise.all([api(0), api(1), s2].map(async (c) => (await (await c).call('PoolInfo', {})).NodeId));
+    const masterOf = async (via: DotmeshClient) =>
+      (await via.call('AllDotsAndBranches', {})).Dots.find((d) => d.MasterBranch.Name.Name === dot)?.MasterBranch.Master ?? '';
+    assert.equal(await masterOf(s2), ids[2]);
+
     await kubectl(['label', 'node', n2, `${label}-`]);
     const leader = await leaderPod(kubectl);
     assert.ok(leader, 'an operator leads');
@@ -330,13 +338,23 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       [...(await serverPods(kubectl)).keys()].sort(),
       names.filter((n) => n !== n2).map((n) => `server-${n}`),
     );
-    // Labelled again: the node's server comes back as the same node, with the data.
+    // The node left the Dotmesh cluster before its pod went: the dot it mastered moved to a node left.
+    assert.ok([ids[0], ids[1]].includes(await masterOf(s0)), `${dot} moved off ${n2}`);
+    // Labelled again: the node's server comes back as the same node; the dot's commits reach it.
     await kubectl(['label', 'node', n2, `${label}=yes`]);
     await waitForDotmesh(cluster, cluster.nodes);
     const after = (await s0.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).map((c) => c.Id);
     assert.ok(after.includes(commit), 'the commit made while held is kept');
     const last = await s0.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'after', Metadata: {} });
-    const finalLines = (await readFile(join(await mountOf(s2, dot, last), '__default__', 'log'), 'utf8')).trim().split('\n');
+    let lastMount = '';
+    await waitFor(
+      async () => {
+        lastMount = await mountOf(s2, dot, last).catch(() => '');
+        return lastMount !== '';
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: `commit ${last} replicated to ${n2}` },
+    );
+    const finalLines = (await readFile(join(lastMount, '__default__', 'log'), 'utf8')).trim().split('\n');
     assert.ok(finalLines.length >= lines.length, `${finalLines.length} lines at the end, ${lines.length} while held`);
     assert.deepEqual(
       finalLines,

@@ -20,6 +20,7 @@ import {
   testNamespace,
   useTestCluster,
   waitFor,
+  waitForDotmesh,
   waitForPodPhase,
 } from '@dotmesh/testkit';
 import {
@@ -485,8 +486,26 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     assert.deepEqual(uids(await serverPods(kubectl)), before);
   });
 
-  test('node selection follows the nodeSelector and the nodes’ labels', async () => {
+  test('node selection follows the nodeSelector and the nodes’ labels; a node that leaves leaves the Dotmesh cluster (its etcd member removed, its branches moved), the others serve and commit', async () => {
     const [n0, n1, n2] = cluster.nodes.map((n) => n.name) as [string, string, string];
+    const [c0, c1, c2] = cluster.nodes.map((n) => api(n.ip)) as [DotmeshClient, DotmeshClient, DotmeshClient];
+    const [id0, id1, id2] = (await Promise.all([c0, c1, c2].map((c) => c.call('PoolInfo', {})))).map((p) => p.NodeId) as [
+      string,
+      string,
+      string,
+    ];
+    const members = async () => (await c0.call('EtcdMembers', {})).Members.map((m) => m.Name).sort();
+    assert.deepEqual(await members(), [id0, id1, id2].sort(), 'three managed etcd members, named by node id');
+    // A dot mastered on node-2, with data in a commit: it must survive node-2 leaving.
+    const dot = `leaving-${randomBytes(3).toString('hex')}`;
+    const data = randomBytes(1 << 20);
+    await writeFile(join(await c2.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' }), 'data.bin'), data);
+    const first = await c2.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'on node-2', Metadata: {} });
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const master = async () =>
+      (await c0.call('AllDotsAndBranches', {})).Dots.find((d) => d.MasterBranch.Name.Name === dot)?.MasterBranch.Master;
+    assert.equal(await master(), id2);
+
     const before = uids(await serverPods(kubectl));
     await kubectl(['label', 'node', n0, n1, `${label}=yes`]);
     await kubectl(['apply', '-f', '-'], { input: configMap({ ...baseData, nodeSelector: `${label}=yes` }) });
@@ -499,13 +518,33 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     const kept = uids(await serverPods(kubectl));
     assert.equal(kept.get(`server-${n0}`), before.get(`server-${n0}`));
     assert.equal(kept.get(`server-${n1}`), before.get(`server-${n1}`));
+    // Its pod went only once its node was removed: its member is gone, its branch moved.
+    assert.deepEqual(await members(), [id0, id1].sort(), `${n2}'s etcd member removed`);
+    assert.ok([id0, id1].includes((await master()) ?? ''), `the dot's master moved off ${id2}`);
+    await waitForRemovedEvent(id2);
+    // The two left serve: the data is read on node-1 (the dot moves there), a commit there is listed through node-0.
+    assert.equal(
+      sha(await readFile(join(await c1.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' }), 'data.bin'))),
+      sha(data),
+    );
+    const second = await c1.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'on node-1', Metadata: {} });
+    assert.deepEqual((await c0.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).map((c) => c.Id).slice(-2), [
+      first,
+      second,
+    ]);
 
+    // Selected again, node-2's server comes back as the same node (running no member now).
     await kubectl(['label', 'node', n2, `${label}=yes`]);
     await waitFor(() => has([`server-${n0}`, `server-${n1}`, `server-${n2}`]), {
       timeoutMs: 120_000,
       intervalMs: 1000,
       what: `a pod on newly labelled ${n2}`,
     });
+    await waitForDotmesh(cluster, cluster.nodes);
+    assert.equal((await c2.call('PoolInfo', {})).NodeId, id2);
+    assert.deepEqual(await members(), [id0, id1].sort(), 'a node that comes back is no member again by itself');
+
+    // Then node-1 leaves (its branch moves, its member goes: one member left, still a quorum).
     await kubectl(['label', 'node', n1, `${label}-`]);
     await waitFor(() => has([`server-${n0}`, `server-${n2}`]), {
       timeoutMs: 120_000,
@@ -513,5 +552,42 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       what: `the pod of unlabelled ${n1} to go`,
     });
     assert.equal(uids(await serverPods(kubectl)).get(`server-${n0}`), before.get(`server-${n0}`));
+    assert.deepEqual(await members(), [id0], `${n1}'s etcd member removed`);
+    await waitForRemovedEvent(id1);
+    assert.equal(
+      sha(await readFile(join(await c2.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' }), 'data.bin'))),
+      sha(data),
+    );
+    const third = await c2.call('Commit', {
+      Namespace: 'admin',
+      Name: dot,
+      Branch: '',
+      Message: 'on node-2 again',
+      Metadata: {},
+    });
+    assert.deepEqual((await c0.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).map((c) => c.Id).slice(-3), [
+      first,
+      second,
+      third,
+    ]);
   });
+
+  /** The operator's Normal Event NodeRemoved on its ConfigMap, naming the Dotmesh node id. */
+  async function waitForRemovedEvent(nodeId: string): Promise<void> {
+    type Events = { items: { reason: string; type: string; message: string }[] };
+    await waitFor(
+      async () =>
+        (
+          await getJson<Events>(kubectl, [
+            'get',
+            'events',
+            '-n',
+            NS,
+            '--field-selector',
+            'involvedObject.kind=ConfigMap,involvedObject.name=configuration,reason=NodeRemoved',
+          ])
+        ).items.some((e) => e.type === 'Normal' && e.message.includes(`removed node ${nodeId} `)),
+      { timeoutMs: 30_000, intervalMs: 1000, what: `a NodeRemoved Event naming ${nodeId}` },
+    );
+  }
 });

@@ -19,6 +19,7 @@ import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { warnOn } from './events.ts';
 import { makeJoinSecrets } from './join-secrets.ts';
 import type { Logger } from './logger.ts';
+import { NodeDepartures } from './node-removal.ts';
 import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
 import { reconcilePoolVolumes } from './pool-volumes.ts';
 import { JOIN_SECRET_LABEL, NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
@@ -27,8 +28,10 @@ import { JOIN_SECRET_LABEL, NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server
  * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
  * (informers: a list, then a watch, restarted on errors), and after any change (and every
  * `resyncMs`) takes one reconcile step (plan.ts) and applies it; the server pods'
- * PodDisruptionBudget follows the selected nodes (disruption-budget.ts), and the ConfigMap
- * `dotmesh-cluster-ca` is written once a server serves (cluster-ca.ts). ConfigMap problems are
+ * PodDisruptionBudget follows the selected nodes (disruption-budget.ts), the ConfigMap
+ * `dotmesh-cluster-ca` is written once a server serves (cluster-ca.ts), and nodes that left
+ * (deselected and drained, or deleted) are removed from the Dotmesh cluster (node-removal.ts):
+ * a deselected node's server pod is deleted only once its node is removed. ConfigMap problems are
  * reported once per version of the ConfigMap, as a warning Event on it and a log line; an
  * invalid ConfigMap leaves the last good config in force.
  */
@@ -51,6 +54,8 @@ export interface StepReport {
   readonly created: readonly string[];
   readonly deleted: readonly string[];
   readonly waiting: readonly string[];
+  /** Dotmesh node ids removed from the cluster (their Kubernetes node left). */
+  readonly removedNodes: readonly string[];
   readonly configError: boolean;
 }
 
@@ -59,6 +64,7 @@ export interface RunningController {
 }
 
 const RETRY_MS = 2_000;
+const NO_DEPARTURES = { hold: new Set<string>(), again: false, removed: [] as string[] };
 /** How often a held server pod's node is asked again whether its dots are still in use. */
 const HELD_RECHECK_MS = 5_000;
 
@@ -125,6 +131,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   let reportedVersion: string | undefined;
   /** Whether this operator has compared the ConfigMap dotmesh-cluster-ca with the cluster's CA. */
   let caChecked = false;
+  const leaving = new NodeDepartures({ core, namespace, instance: o.instance, log });
 
   async function report(cm: V1ConfigMap | undefined, problems: readonly ConfigProblem[]): Promise<void> {
     const version = cm?.metadata?.resourceVersion ?? 'none';
@@ -167,7 +174,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const config = lastGood;
     if (!config) {
       log.error('no valid configuration yet: not changing any server pod', { configMap: `${namespace}/${CONFIGMAP_NAME}` });
-      o.onStep?.({ selectedNodes: 0, created: [], deleted: [], waiting: [], configError: true });
+      o.onStep?.({ selectedNodes: 0, created: [], deleted: [], waiting: [], removedNodes: [], configError: true });
       return;
     }
     const joinSecrets = await core.listNamespacedSecret({ namespace, labelSelector: JOIN_SECRET_LABEL });
@@ -223,9 +230,31 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         error: String((e as Error)?.message ?? e),
       }),
     );
+    // Nodes that left: removed from the Dotmesh cluster (a deselected node's before its pod goes).
+    // Not with pvcPerNode: a pool (and its Dotmesh node) outlives its Kubernetes node there and
+    // comes back on another one.
+    const deselected = new Set(plan.delete.filter((d) => d.deselected).map((d) => d.name));
+    const departures = await (config.storageMode === 'pvcPerNode'
+      ? Promise.resolve(NO_DEPARTURES)
+      : leaving
+          .step({
+            nodes: nodes.list(),
+            selected: new Set(plan.selectedNodes),
+            pods: serverPods,
+            deselectedDeletions: deselected,
+            configMap: cm,
+          })
+          .catch((e) => {
+            log.warn('could not look for nodes that left; keeping the server pods of deselected nodes', {
+              error: String((e as Error)?.message ?? e),
+            });
+            return { hold: deselected, again: true, removed: [] };
+          }));
+    if (departures.again) setTimeout(schedule, HELD_RECHECK_MS).unref();
     const created: string[] = [];
     const deleted: string[] = [];
     for (const d of plan.delete) {
+      if (departures.hold.has(d.name)) continue;
       log.info('deleting server pod', { pod: d.name, reason: d.reason });
       if (await ignoring(404, core.deleteNamespacedPod({ name: d.name, namespace }))) deleted.push(d.name);
     }
@@ -243,6 +272,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       created,
       deleted,
       waiting: plan.waiting,
+      removedNodes: departures.removed,
       configError: parsed.config === undefined,
     });
   }

@@ -1,14 +1,22 @@
 import type { CoreV1Api, V1ObjectMeta } from '@kubernetes/client-node';
 
 /**
- * Records a warning Event on an object of the operator's namespace (`kind` with its metadata),
- * as the operator's component and instance: what `kubectl get events` and `kubectl describe`
- * show users.
+ * Records an Event on an object of the operator's namespace (`kind` with its metadata), as the
+ * operator's component and instance: what `kubectl get events` and `kubectl describe` show
+ * users. `warnOn` for problems (ConfigMap values, pool PVCs, refused node removals), `eventOn`
+ * with `Normal` for what it did (a node removed from the Dotmesh cluster).
  */
-export async function warnOn(
-  o: { readonly core: CoreV1Api; readonly namespace: string; readonly instance: string },
+export interface EventSource {
+  readonly core: CoreV1Api;
+  readonly namespace: string;
+  readonly instance: string;
+}
+
+export async function eventOn(
+  o: EventSource,
   kind: string,
   object: V1ObjectMeta,
+  type: 'Normal' | 'Warning',
   reason: string,
   message: string,
 ): Promise<void> {
@@ -25,7 +33,7 @@ export async function warnOn(
         uid: object.uid,
         resourceVersion: object.resourceVersion,
       },
-      type: 'Warning',
+      type,
       reason,
       message,
       source: { component: 'dotmesh-operator' },
@@ -36,4 +44,8 @@ export async function warnOn(
       count: 1,
     },
   });
+}
+
+export function warnOn(o: EventSource, kind: string, object: V1ObjectMeta, reason: string, message: string): Promise<void> {
+  return eventOn(o, kind, object, 'Warning', reason, message);
 }

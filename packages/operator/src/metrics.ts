@@ -45,6 +45,11 @@ export class OperatorMetrics {
     labelNames: ['kind'],
     registers: [this.registry],
   });
+  readonly #removed = new Counter({
+    name: 'dm_operator_nodes_removed_total',
+    help: 'Dotmesh nodes removed from the cluster after their Kubernetes node left (deselected and drained, or deleted)',
+    registers: [this.registry],
+  });
   readonly #leader = new Gauge({
     name: 'dm_operator_leader',
     help: '1 while this replica holds the leader Lease',
@@ -55,6 +60,7 @@ export class OperatorMetrics {
     this.#steps.inc();
     this.#created.inc(r.created.length);
     this.#deleted.inc(r.deleted.length);
+    this.#removed.inc(r.removedNodes.length);
     this.#waiting.set(r.waiting.length);
     this.#selected.set(r.selectedNodes);
     this.#configValid.set(r.configError ? 0 : 1);

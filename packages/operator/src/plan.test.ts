@@ -189,7 +189,7 @@ describe('planReconcile', () => {
       plan.create.map((p) => p.metadata?.name),
       ['server-a'],
     );
-    assert.deepEqual(plan.delete, [{ name: 'server-b', reason: 'node b is not selected' }]);
+    assert.deepEqual(plan.delete, [{ name: 'server-b', reason: 'node b is not selected', deselected: true }]);
     assert.deepEqual(plan.selectedNodes, ['a']);
   });
   it('keeps the pod of a node no longer selected while its dots are in use, and asks only such pods', () => {
@@ -207,7 +207,11 @@ describe('planReconcile', () => {
     assert.deepEqual([...deselectedServing({ config: picked, nodes: labelled, pods })], [['b', '10.0.0.2']]);
     const inUse = planReconcile({ config: picked, nodes: labelled, pods, joinSecrets, dotsInUse: new Set(['b', 'c']), context });
     assert.deepEqual(inUse.held, ['server-b']);
-    assert.deepEqual(inUse.delete, [{ name: 'server-c', reason: 'node c is not selected' }], 'an ended pod goes all the same');
+    assert.deepEqual(
+      inUse.delete,
+      [{ name: 'server-c', reason: 'node c is not selected', deselected: true }],
+      'an ended pod goes all the same',
+    );
     const unused = planReconcile({ config: picked, nodes: labelled, pods, joinSecrets, dotsInUse: new Set(), context });
     assert.deepEqual(unused.held, []);
     assert.deepEqual(unused.delete.map((d) => d.name).sort(), ['server-b', 'server-c']);

@@ -28,6 +28,8 @@ export interface NodeInfo {
 export interface PodDeletion {
   readonly name: string;
   readonly reason: string;
+  /** Its node exists and is no longer selected: the node leaves the Dotmesh cluster (node-removal.ts). */
+  readonly deselected?: boolean;
 }
 
 export interface ReconcilePlan {
@@ -90,8 +92,8 @@ export function planReconcile(o: {
       if (pod.metadata?.deletionTimestamp) continue;
       const ended = pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
       if (!ended && uids.has(node) && o.dotsInUse?.has(node)) held.push(pod.metadata!.name!);
-      else
-        del.push({ name: pod.metadata!.name!, reason: uids.has(node) ? `node ${node} is not selected` : `node ${node} is gone` });
+      else if (uids.has(node)) del.push({ name: pod.metadata!.name!, reason: `node ${node} is not selected`, deselected: true });
+      else del.push({ name: pod.metadata!.name!, reason: `node ${node} is gone` });
     }
   }
   const tokensNeeded: string[] = [];

@@ -211,6 +211,7 @@ export const METHODS = {
   ListJoinTokens: { params: noParams, admin: true, route: 'here' },
   DeleteJoinToken: { params: z.object({ Id: str() }), admin: true, route: 'here' },
   RemoveEtcdMember: { params: z.object({ Node: str() }), admin: true, route: 'here' },
+  EtcdMembers: { params: noParams, admin: true, route: 'here' },
   ClusterCa: { params: noParams, admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
@@ -414,6 +415,11 @@ export interface ResultMap {
   };
   /** Removed: the node had a managed etcd member, removed now; Members: how many the cluster has left. */
   RemoveEtcdMember: { Removed: boolean; Members: number };
+  /**
+   * The managed etcd's members as etcd lists them: Name is the node id (empty until the member
+   * first started), PeerUrls/ClientUrls its addresses, Learner whether it does not vote yet.
+   */
+  EtcdMembers: { Members: Array<{ Id: string; Name: string; Learner: boolean; PeerUrls: string[]; ClientUrls: string[] }> };
   /** The cluster CA's certificate (PEM) and its pin, as `dm remote add --trust-ca` takes it. */
   ClusterCa: { Certificate: string; CaHash: string };
 }

@@ -94,6 +94,23 @@ export async function startManagedMember(o: {
   const moved = lastPeerUrl !== undefined && lastPeerUrl !== peerUrl;
   const oldClientUrl = moved ? url(new URL(lastPeerUrl).hostname.replace(/^\[|\]$/g, ''), o.member.clientPort) : undefined;
   const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl && e !== oldClientUrl);
+  if (
+    !fresh &&
+    (await removedWhileDown({
+      others,
+      nodeId: o.nodeId,
+      peerUrls: [peerUrl, ...(lastPeerUrl ? [lastPeerUrl] : [])],
+      ca,
+      cert,
+      key,
+    }))
+  ) {
+    o.logger.warn(
+      { peerUrl, members: others },
+      'this node’s etcd member was removed from the cluster while the node was down (dm cluster remove-node, or the Kubernetes operator after the node left): not starting it; this node uses the remaining members',
+    );
+    return null;
+  }
   if (moved) {
     o.logger.info({ from: lastPeerUrl, to: peerUrl }, "this node's address changed: moving its etcd member's peer URL");
     await movePeerUrl({
@@ -163,6 +180,32 @@ async function readLastPeerUrl(statusFile: string): Promise<string | undefined> 
     return typeof status.peerUrl === 'string' && /^https:\/\//.test(status.peerUrl) ? status.peerUrl : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Whether the other members' cluster no longer has this node's member (none named by its id nor
+ * at one of its peer URLs: it was removed while this node was down). Unknown (no other member answers in 3 s: a whole cluster
+ * starting again) counts as not removed: the member starts as before.
+ */
+async function removedWhileDown(o: {
+  others: readonly string[];
+  /** This node's id (the member's name) and the peer URLs it may be listed at. */
+  nodeId: string;
+  peerUrls: readonly string[];
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}): Promise<boolean> {
+  if (o.others.length === 0) return false;
+  const cluster = new EtcdMembers({ endpoints: o.others, ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
+  try {
+    const members = await cluster.list();
+    return members.length > 0 && !members.some((m) => m.name === o.nodeId || m.peerUrls.some((u) => o.peerUrls.includes(u)));
+  } catch {
+    return false;
+  } finally {
+    cluster.close();
   }
 }
 

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
-import type { EtcdMembers } from '@dotmesh/store/etcd-members';
+import type { EtcdMember, EtcdMembers } from '@dotmesh/store/etcd-members';
 
-/** What the API does with the managed etcd's members (RemoveEtcdMember). */
+/** What the API does with the managed etcd's members (EtcdMembers, RemoveEtcdMember). */
 export interface EtcdMemberControl {
+  /** Every member, as etcd lists them (a majority of the members must answer). */
+  list(): Promise<EtcdMember[]>;
   /** Removes the member named `node` (a node id); `removed` false: it had none. `members`: how many are left. */
   remove(node: string): Promise<{ removed: boolean; members: number }>;
 }
@@ -16,6 +18,7 @@ export interface EtcdMemberControl {
  */
 export function managedMemberControl(members: EtcdMembers, changed: () => unknown = () => {}): EtcdMemberControl {
   return {
+    list: () => members.list(),
     async remove(node) {
       const all = await members.list();
       const it = all.find((m) => m.name === node);

@@ -12,17 +12,21 @@ export interface JoinPoint {
 }
 
 /**
- * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember, ClusterCa (admin only, by
- * the method table; ours, not the original's). ClusterCa gives the cluster CA and its pin (what
- * the operator publishes for `dm remote add --trust-ca`); UNSUPPORTED like CreateJoinToken. RemoveEtcdMember removes a node's managed etcd member
- * (UNSUPPORTED on an etcd Dotmesh does not run). A token is made on a node of a cluster of several nodes (`joinPoint`
+ * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember, EtcdMembers, ClusterCa (admin
+ * only, by the method table; ours, not the original's). ClusterCa gives the cluster CA and its pin
+ * (what the operator publishes for `dm remote add --trust-ca`); UNSUPPORTED like CreateJoinToken.
+ * RemoveEtcdMember removes a node's managed etcd member, EtcdMembers lists the members (both
+ * UNSUPPORTED on an etcd Dotmesh does not run). A token is made on a node of a cluster of several nodes (`joinPoint`
  * absent: UNSUPPORTED); TtlSeconds 0 takes the default (24 h), Uses 0 = unlimited until it expires.
  */
 export function joinTokenHandlers(deps: {
   readonly tokens: JoinTokens;
   readonly joinPoint: () => JoinPoint | undefined;
   readonly etcdMembers: EtcdMemberControl | undefined;
-}): Pick<HandlerTable, 'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken' | 'RemoveEtcdMember' | 'ClusterCa'> {
+}): Pick<
+  HandlerTable,
+  'CreateJoinToken' | 'ListJoinTokens' | 'DeleteJoinToken' | 'RemoveEtcdMember' | 'EtcdMembers' | 'ClusterCa'
+> {
   const joinPoint = (): JoinPoint => {
     const point = deps.joinPoint();
     if (!point) {
@@ -49,20 +53,32 @@ export function joinTokenHandlers(deps: {
     ListJoinTokens: async () => deps.tokens.list(),
     DeleteJoinToken: async (_caller, p) => deps.tokens.delete(p.Id),
     RemoveEtcdMember: async (_caller, p) => {
-      if (!deps.etcdMembers) {
-        throw new DotmeshError(
-          'UNSUPPORTED',
-          "this cluster's etcd is not run by Dotmesh: its members are not Dotmesh's to remove",
-          {
-            hint: 'remove the member with etcdctl member remove, if the node ran one',
-          },
-        );
-      }
+      const members = managed(deps.etcdMembers, 'remove', 'remove the member with etcdctl member remove, if the node ran one');
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(p.Node)) {
         throw new DotmeshError('INVALID_ARGUMENT', `${JSON.stringify(p.Node.slice(0, 80))} is not a node id`);
       }
-      const r = await deps.etcdMembers.remove(p.Node);
+      const r = await members.remove(p.Node);
       return { Removed: r.removed, Members: r.members };
     },
+    EtcdMembers: async () => {
+      const members = await managed(deps.etcdMembers, 'list', 'list them with etcdctl member list').list();
+      return {
+        Members: members.map((m) => ({
+          Id: m.id,
+          Name: m.name,
+          Learner: m.learner,
+          PeerUrls: [...m.peerUrls],
+          ClientUrls: [...m.clientUrls],
+        })),
+      };
+    },
   };
+}
+
+/** The managed etcd's member control, or UNSUPPORTED when the cluster's etcd is not Dotmesh's. */
+function managed(members: EtcdMemberControl | undefined, verb: string, hint: string): EtcdMemberControl {
+  if (members) return members;
+  throw new DotmeshError('UNSUPPORTED', `this cluster's etcd is not run by Dotmesh: its members are not Dotmesh's to ${verb}`, {
+    hint,
+  });
 }
