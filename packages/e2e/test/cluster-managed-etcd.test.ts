@@ -22,7 +22,8 @@ import { type HostNode, makeHostNode, members, tokenFor } from './cluster-host-n
  * each of two `dm cluster join`s adds one (a learner, promoted once caught up). Then a crash of
  * one member is seen and it is started again; the first node's server and etcd are killed with
  * -9 and the other two keep serving (list, commits through either); `dm cluster remove-node`
- * from another node takes the gone node's member out. One cluster of three test hosts, every
+ * from another node takes the gone node's member out, and that node, started again, runs no
+ * member and serves through the members left. One cluster of three test hosts, every
  * path and port the test's own; the members are real etcd processes in the hosts' namespaces.
  */
 const skip = skipUnless(['root', 'netns', 'btrfs', 'losetup', 'etcd']);
@@ -375,6 +376,25 @@ describe('a cluster on managed etcd: init and two joins make three voting member
     );
     await n3.ok(['init', 'after-member-removed']);
     assert.match(await n2.ok(['list', '-H']), /^after-member-removed\t/m, 'a write through node 3 reached the store');
+  });
+
+  test('a node whose member was removed while it was down starts again without it, saying why, and serves through the members left', async () => {
+    // Node 1 was killed with -9 and its member removed meanwhile (above): its config still names its member.
+    const config = async () => JSON.parse(await readFile(stateFile(n1, 'config.json'), 'utf8')) as Record<string, unknown>;
+    assert.notEqual((await config()).etcdMember, null, 'node 1 never saw its removal');
+    await n1.ok(['cluster', 'start', '--use-pool-dir', n1.poolDir, '--server-bin', SERVER_BUNDLE]);
+    assert.match(
+      await readFile(stateFile(n1, 'dotmesh-server.log'), 'utf8'),
+      /this node’s etcd member was removed from the cluster while the node was down .*: not starting it; this node uses the remaining members/,
+    );
+    assert.equal((await config()).etcdMember, null, 'its next start runs no member either');
+    assert.deepEqual(
+      (await members(n2)).map((m) => m.name),
+      [ids[1]],
+      'no member was added back',
+    );
+    await n1.ok(['init', 'after-coming-back']);
+    assert.match(await n2.ok(['list', '-H']), /^after-coming-back\t/m, 'a write through node 1 reached the store');
   });
 });
 

@@ -31,9 +31,11 @@ function url(address: string, port: number): string {
  * opens the store:
  * - its certificate (`tls/etcd.pem`, CN = the node id, for its address and loopback, server and
  *   client use) is issued here on a node holding the CA key, else it came with the join;
- * - a data dir that holds a member starts as it is (restarts; etcd ignores the bootstrap flags);
- *   when the node's address changed since the member last ran (its pool moved to another host),
- *   the member's peer URL is changed first, through the other members (peer-url-move.ts);
+ * - a data dir that holds a member starts as it is (restarts; etcd ignores the bootstrap flags),
+ *   unless the other members' cluster has no such member any more (removed while this node was
+ *   down: null, this node runs no member); when the node's address changed since the member
+ *   last ran (its pool moved to another host), the member's peer URL is changed first, through
+ *   the other members (peer-url-move.ts);
  * - an empty one on the first node bootstraps a new cluster of one;
  * - an empty one on a node that joined (`joining`) is added to the cluster as a learner (after
  *   the one learner etcd allows at a time is promoted), unless the cluster has three members
