@@ -39,7 +39,7 @@ export interface ServerPodInfo {
 }
 
 export interface DepartureInput {
-  /** The addresses (InternalIP) of every existing Node the ConfigMap selects. */
+  /** The addresses of every existing Node the ConfigMap selects (InternalIPs, and where its server pod last ran). */
   readonly selectedAddresses: ReadonlySet<string>;
   /** Every server pod that exists (being deleted too). */
   readonly pods: readonly ServerPodInfo[];

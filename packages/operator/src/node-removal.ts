@@ -41,6 +41,8 @@ export class NodeDepartures {
   /** What was last reported as refused or failed, by Dotmesh node id (no Event repeated each step). */
   readonly #reported = new Map<string, string>();
   #warnedNoServer = false;
+  /** Where each node's server pod last ran (its node's address), by node name. */
+  readonly #lastPodAddress = new Map<string, string>();
   readonly #o: DepartureContext;
 
   constructor(o: DepartureContext) {
@@ -70,10 +72,16 @@ export class NodeDepartures {
     }
     this.#warnedNoServer = false;
     const client = await adminClient(this.#o, through.status!.hostIP!, REMOVAL_TIMEOUT_MS);
+    for (const p of s.pods) if (p.status?.hostIP) this.#lastPodAddress.set(nodeOf(p), p.status.hostIP);
+    // A selected node's addresses: its InternalIPs, and where its server pod last ran (a node
+    // without an InternalIP whose pod is being made again is still there).
     const selectedAddresses = new Set(
       s.nodes
         .filter((n) => s.selected.has(n.metadata?.name ?? ''))
-        .flatMap((n) => (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address)),
+        .flatMap((n) => [
+          ...(n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address),
+          ...[this.#lastPodAddress.get(n.metadata?.name ?? '')].filter((a): a is string => a !== undefined),
+        ]),
     );
     const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP ? [p.status.hostIP] : [])));
     let members: MemberInfo[] | undefined;
