@@ -11,10 +11,10 @@ import { FAULT_KINDS, type FaultKind, injectFault, seededRandom } from './histor
  * on a three-member etcd; three clients commit concurrently to their own `sync` dots (the
  * default on a multi-node cluster), two mastered on node 0 and one on node 1, and record every
  * acknowledged commit id with the SHA-256 of what they wrote (history-clients.ts). Meanwhile a
- * schedule injects faults of four kinds in turn, each healed before the next
+ * schedule injects faults of five kinds in turn, each healed before the next
  * (history-faults.ts): kill -9 of a server started again within its lease TTL and after it,
- * an etcd member killed and started again, and node 2 (which masters no written dot) cut off
- * and healed. At the end, with replication settled, every acknowledged commit is listed on its
+ * an etcd member killed and started again, node 2 (which masters no written dot) cut off and
+ * healed, and a master's host gone until its dots failed over, then back. At the end, with replication settled, every acknowledged commit is listed on its
  * branch (or a `-DIVERGED-` branch) with exactly the written content on every node holding it,
  * and no commit id has two contents (history-check.ts). The output reports the trials, the
  * faults by kind and the losses.
@@ -31,7 +31,7 @@ const LEASE_TTL_SECONDS = 5;
 const RUN_SECONDS = Number(process.env.DOTMESH_HISTORY_SECONDS ?? 0);
 const SEED = Number(process.env.DOTMESH_HISTORY_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
-describe('history checker: concurrent sync commits under kills, partitions and etcd member losses', {
+describe('history checker: concurrent sync commits under kills, partitions, etcd member losses and failovers', {
   skip,
   timeout: Math.max(20 * 60_000, (RUN_SECONDS + 900) * 1000),
 }, () => {
@@ -43,7 +43,7 @@ describe('history checker: concurrent sync commits under kills, partitions and e
       nodes: 3,
       etcdMembers: 3,
       nodeLeaseTtlSeconds: LEASE_TTL_SECONDS,
-      extraConfig: { syncCommitTimeoutMs: 4000, replicationSweepMs: 2000 },
+      extraConfig: { syncCommitTimeoutMs: 4000, replicationSweepMs: 2000, failoverSweepMs: 1000 },
     });
   });
   after(() => cleanup.run());
@@ -78,6 +78,7 @@ describe('history checker: concurrent sync commits under kills, partitions and e
             const what = await injectFault(kind, {
               cluster,
               bystander: n2,
+              dots,
               leaseTtlSeconds: LEASE_TTL_SECONDS,
               random,
             });

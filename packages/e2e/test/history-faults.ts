@@ -1,4 +1,5 @@
-import type { DotmeshNode, DotmeshTestCluster } from '@dotmesh/testkit';
+import { type DotmeshNode, type DotmeshTestCluster, waitFor } from '@dotmesh/testkit';
+import { listedMaster } from './cluster-helpers.ts';
 
 /**
  * The faults of the history checker (cluster-history.test.ts), each injected and then healed
@@ -7,16 +8,21 @@ import type { DotmeshNode, DotmeshTestCluster } from '@dotmesh/testkit';
  * - `server-kill-late`: the same, started again only after its lease TTL has passed;
  * - `etcd-member`: one of the three etcd members killed (kill -9), started again after a pause;
  * - `partition`: the node that masters no written dot cut off (its links down: it reaches
- *   neither the other nodes nor etcd), then healed.
- * Master-host loss is not among them: automatic failover is not on this branch yet.
+ *   neither the other nodes nor etcd), then healed;
+ * - `master-host-loss`: a node that masters written dots gone (links down, its server killed
+ *   with -9) until every dot it mastered has failed over to another node, then back (links up,
+ *   server started on its pool: what it held that the new master lacks goes to a -DIVERGED-
+ *   branch, and it becomes a replica).
  */
-export const FAULT_KINDS = ['server-kill', 'etcd-member', 'partition', 'server-kill-late'] as const;
+export const FAULT_KINDS = ['server-kill', 'etcd-member', 'partition', 'server-kill-late', 'master-host-loss'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultTarget {
   readonly cluster: DotmeshTestCluster;
   /** The node that masters no dot the clients write. */
   readonly bystander: DotmeshNode;
+  /** The dots the clients write. */
+  readonly dots: readonly string[];
   readonly leaseTtlSeconds: number;
   /** A number in [0, 1) (the schedule's seeded random). */
   readonly random: () => number;
@@ -50,6 +56,31 @@ export async function injectFault(kind: FaultKind, t: FaultTarget): Promise<stri
       await t.cluster.etcd.startMember(member);
       return `kill -9 of etcd member ${member}, started again`;
     }
+    case 'master-host-loss': {
+      const others = nodes.filter((n) => n !== t.bystander);
+      const masters = await mastersOf(t.bystander, t.dots);
+      const holding = others.filter((n) => masters.includes(n.nodeId));
+      const node = pick(holding.length > 0 ? holding : others);
+      const mastered = t.dots.filter((_, i) => masters[i] === node.nodeId);
+      const started = Date.now();
+      for (const dev of node.host.devices) await node.host.exec('ip', ['link', 'set', dev, 'down']);
+      await node.kill9();
+      try {
+        const alive = nodes.filter((n) => n !== node);
+        await waitFor(
+          async () => {
+            const now = await mastersOf(alive[0]!, mastered).catch(() => undefined);
+            return now?.every((m) => m !== undefined && m !== node.nodeId) ?? false;
+          },
+          { timeoutMs: 90_000, intervalMs: 500, what: `the dots of node ${node.index} (${mastered.join(', ')}) to fail over` },
+        );
+      } finally {
+        for (const dev of node.host.devices) await node.host.exec('ip', ['link', 'set', dev, 'up']);
+      }
+      const failedOver = Date.now() - started;
+      await node.start();
+      return `node ${node.index}'s host gone (links down, server killed): ${mastered.length} dot(s) failed over in ${failedOver} ms; the host came back`;
+    }
     case 'partition': {
       const host = t.bystander.host;
       const ms = 2000 + Math.floor(t.random() * 3000);
@@ -62,6 +93,22 @@ export async function injectFault(kind: FaultKind, t: FaultTarget): Promise<stri
       return `node ${t.bystander.index} cut off for ${ms} ms, healed`;
     }
   }
+}
+
+/**
+ * The master node ids `via` lists for `dots`. A List may fail for a moment while a branch moves
+ * (seen: BRANCH_NOT_FOUND from a node right after a failover): asked again for up to 30 s.
+ */
+async function mastersOf(via: DotmeshNode, dots: readonly string[]): Promise<(string | undefined)[]> {
+  let masters: (string | undefined)[] = [];
+  await waitFor(
+    async () => {
+      masters = await Promise.all(dots.map((d) => listedMaster(via, d)));
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 500, what: `node ${via.index} to list the masters of ${dots.join(', ')}` },
+  );
+  return masters;
 }
 
 /** A small seeded generator (mulberry32): a failing schedule can be run again with its seed. */
