@@ -14,7 +14,8 @@
  * - **Gone**: an etcd member at an address that is no selected Node's address and no server
  *   pod's (the Node was deleted, or its pod went while the operator was not looking), once the
  *   node's lease has expired (it is not among the live servers: a server merely restarting keeps
- *   its lease). Its branches are given to a live node (`force`).
+ *   its lease). Its branches are left to automatic failover: the removal waits until it masters
+ *   none (a pinned branch waits for an admin).
  * A node that is selected and exists is never a departure, whatever its pod does.
  *
  * The quorum rule: a voting member is removed only if the voting members left would still be a
@@ -59,7 +60,7 @@ export interface Departure {
   readonly kubernetesNode?: string;
   /** The server pod deleted once the removal is done (a deselected node's). */
   readonly pod?: string;
-  /** Whether its server is live (its branches are moved; otherwise they are given, `force`). */
+  /** Whether its server is live (its branches are moved; otherwise failover has to move them first). */
   readonly live: boolean;
 }
 

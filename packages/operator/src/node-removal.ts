@@ -12,7 +12,7 @@ import { NODE_LABEL } from './server-pod.ts';
 /**
  * Applies departures.ts at each reconcile step: through the API of a server serving on a
  * selected node (as admin), it lists the etcd members and the live servers, removes at most one
- * departed node per step (`removeNode`, as `dm cluster remove-node [--force]` does), and says
+ * departed node per step (`removeNode`, as `dm cluster remove-node` does, never `--force`), and says
  * which deselected nodes' server pods must stay until their removal is done or allowed. Each
  * removal is a log line and a Normal Event `NodeRemoved` on the ConfigMap; a removal the quorum
  * rule refuses (`NodeRemovalRefused`) or that fails (`NodeRemovalFailed`) is a Warning Event,
@@ -137,7 +137,9 @@ export class NodeDepartures {
     const [next, ...later] = plan.remove;
     if (next) {
       try {
-        const r = await removeNode(client, { node: next.nodeId, to: undefined, force: !next.live });
+        // Never forced: the branches of a gone node are automatic failover's to move (to the node
+        // holding the newest commit); until it has, the removal is refused (IN_USE) and tried again.
+        const r = await removeNode(client, { node: next.nodeId, to: undefined, force: false });
         removed.push(next.nodeId);
         this.#reported.delete(next.nodeId);
         if (next.pod) hold.delete(next.pod);
@@ -147,8 +149,7 @@ export class NodeDepartures {
             : r.etcdMember.removed
               ? `its etcd member removed, ${r.etcdMember.members} left`
               : 'no etcd member';
-        const branches =
-          r.moved.length === 0 ? 'no branch' : `${r.moved.length} branch(es) ${r.forced ? 'given' : 'moved'} to ${r.to}`;
+        const branches = r.moved.length === 0 ? 'no branch' : `${r.moved.length} branch(es) moved to ${r.to}`;
         const message = `removed ${describe(next)} from the Dotmesh cluster: ${branches}; ${member}`;
         log.info(message, { node: next.nodeId, kubernetesNode: next.kubernetesNode, moved: r.moved, etcdMember: r.etcdMember });
         await this.#event(s.configMap, 'Normal', 'NodeRemoved', message);
