@@ -187,8 +187,8 @@ async function readLastPeerUrl(statusFile: string): Promise<string | undefined> 
 
 /**
  * Whether the other members' cluster no longer has this node's member (none named by its id nor
- * at one of its peer URLs: it was removed while this node was down). Unknown (no other member answers in 3 s: a whole cluster
- * starting again) counts as not removed: the member starts as before.
+ * at one of its peer URLs: it was removed while this node was down). Unknown (no other member
+ * answers in 3 s: a whole cluster starting again) counts as not removed: it starts as before.
  */
 async function removedWhileDown(o: {
   others: readonly string[];
