@@ -187,8 +187,9 @@ async function readLastPeerUrl(statusFile: string): Promise<string | undefined> 
 
 /**
  * Whether the other members' cluster no longer has this node's member (none named by its id nor
- * at one of its peer URLs: it was removed while this node was down). Unknown (no other member
- * answers in 3 s: a whole cluster starting again) counts as not removed: it starts as before.
+ * at one of its peer URLs: it was removed while this node was down), asking the other members
+ * one by one. Unknown (none answers in 3 s: a whole cluster starting again) counts as not
+ * removed: it starts as before.
  */
 async function removedWhileDown(o: {
   others: readonly string[];
@@ -199,16 +200,20 @@ async function removedWhileDown(o: {
   cert: Buffer;
   key: Buffer;
 }): Promise<boolean> {
-  if (o.others.length === 0) return false;
-  const cluster = new EtcdMembers({ endpoints: o.others, ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
-  try {
-    const members = await cluster.list();
-    return members.length > 0 && !members.some((m) => m.name === o.nodeId || m.peerUrls.some((u) => o.peerUrls.includes(u)));
-  } catch {
-    return false;
-  } finally {
-    cluster.close();
+  // One endpoint at a time: a member that is down (refusing connections) must not hide the
+  // answer of one that is up.
+  for (const endpoint of o.others) {
+    const cluster = new EtcdMembers({ endpoints: [endpoint], ca: o.ca, cert: o.cert, key: o.key, requestTimeoutMs: 3000 });
+    try {
+      const members = await cluster.list();
+      return members.length > 0 && !members.some((m) => m.name === o.nodeId || m.peerUrls.some((u) => o.peerUrls.includes(u)));
+    } catch {
+      // the next member
+    } finally {
+      cluster.close();
+    }
   }
+  return false;
 }
 
 /** Adds `peerUrl` as a learner (or finds it added by an earlier attempt); null when the cluster is full. */
