@@ -138,6 +138,34 @@ describe('automatic failover of a gone master node', { skip }, () => {
     }),
   );
 
+  test(
+    'a clean stop (SIGTERM) announces a planned restart: the branch waits past the lease TTL, and its node keeps it when back',
+    logged(async () => {
+      const fsId = await lookup(n1, 'steady');
+      const masterBefore = await masterKv(fsId);
+      assert.equal(masterBefore.node, n1.nodeId);
+      await n1.stop();
+      const restartingKey = `dotmesh.io/servers/restarting/${n1.nodeId}`;
+      assert.equal((await cluster.etcd.keys(restartingKey)).length, 1, 'the stop announced a planned restart');
+      // Its lease expires (the address key goes) and several failover sweeps pass.
+      await waitFor(async () => (await cluster.etcd.keys(`dotmesh.io/servers/addresses/${n1.nodeId}`)).length === 0, {
+        timeoutMs: 60_000,
+        what: "node 1's lease to expire",
+      });
+      await new Promise((r) => setTimeout(r, 5000));
+      assert.deepEqual(await masterKv(fsId), masterBefore, 'no node took the branch over during the planned restart');
+      for (const n of [n2, n3]) {
+        assert.deepEqual(await failedOverLines(n), [], `node ${n.index} failed nothing over`);
+        assert.match(await n.log(), /announced a planned restart is away/);
+      }
+      await n1.start();
+      assert.equal((await cluster.etcd.keys(restartingKey)).length, 0, 'back: the planned-restart key is gone');
+      const after = await commit(n1, 'steady', 'after the planned restart');
+      assert.ok((await commitIds(n3, 'steady')).includes(after), 'another node lists the commit (routed to node 1)');
+      assert.deepEqual(await masterKv(fsId), masterBefore);
+    }),
+  );
+
   /** What the host-gone test leaves for the pinned-dot test. */
   let pinnedDot: { fsId: string; commitId: string; hash: string } | undefined;
   let survivors: DotmeshNode[] = [];

@@ -70,6 +70,7 @@ describe('server config', () => {
       replicationConcurrency: 2,
       failover: true,
       failoverSweepMs: 3000,
+      restartGraceSeconds: 120,
       pumpBinary: null,
       flexVolumeDir: undefined,
       flexVolumeDriver: null,

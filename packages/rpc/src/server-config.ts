@@ -125,6 +125,12 @@ export interface ServerConfig {
   /** Failover: every branch's master node is checked this often (default 3 s). */
   readonly failoverSweepMs: number;
   /**
+   * A clean stop (SIGTERM) of a node of several announces a planned restart for this long: no
+   * other node takes its branches over meanwhile, even past its lease TTL (an upgrade, a pod
+   * made again). 0: none (failover one TTL after any stop).
+   */
+  readonly restartGraceSeconds: number;
+  /**
    * dotmesh-pump, the btrfs driver's helper that moves commit streams; null (the default): the
    * `dotmesh-pump` beside the server's entry script (where `npm run build` and scripts/install
    * put it).
@@ -278,6 +284,7 @@ export const serverConfigFileSchema = z.object({
   syncCommitTimeoutMs: z.number().int().min(100).max(100_000).default(30_000),
   failover: z.boolean().default(true),
   failoverSweepMs: z.number().int().min(100).max(600_000).default(3000),
+  restartGraceSeconds: z.number().int().min(0).max(3600).default(120),
   pumpBinary: absPath.nullable().default(null),
   dockerPluginSocket: absPath
     .refine((p) => /\/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\.sock$/.test(p), { error: 'must end in /<driver name>.sock' })
@@ -360,6 +367,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     syncCommitTimeoutMs: c.syncCommitTimeoutMs,
     failover: c.failover,
     failoverSweepMs: c.failoverSweepMs,
+    restartGraceSeconds: c.restartGraceSeconds,
     pumpBinary: c.pumpBinary,
     dockerPluginSocket: c.dockerPluginSocket,
     dockerSocket: c.dockerSocket,

@@ -411,6 +411,7 @@ async function serve(
         syncCommitTimeoutMs: config.syncCommitTimeoutMs,
       },
       failover: { enabled: config.failover, sweepMs: config.failoverSweepMs },
+      restartGraceSeconds: config.restartGraceSeconds,
       inUse: new ProcInUseChecker(),
       docker: {
         engineSocket: config.dockerSocket,

@@ -33,6 +33,7 @@ import { sendBranchToNode } from './cluster/node-send.ts';
 import { createNodeServer, NodeClient, type NodeTls, peerNodeId } from './cluster/node-transport.ts';
 import { PeerTransfers } from './cluster/peer-transfers.ts';
 import { PinnedBranches } from './cluster/pinned.ts';
+import { announceRestart, clearRestart, pendingRestart } from './cluster/planned-restart.ts';
 import { advertisePresence, type Presence, refuseClash } from './cluster/presence.ts';
 import { BranchPublications } from './cluster/publications.ts';
 import { DEFAULT_REPLICATION, type ReplicationSettings, Replicator } from './cluster/replicator.ts';
@@ -144,6 +145,11 @@ export interface ServerParts {
    * enabled (default true) and the sweep's period (default DEFAULT_FAILOVER_SWEEP_MS).
    */
   readonly failover?: { readonly enabled: boolean; readonly sweepMs: number };
+  /**
+   * A cluster node's close() announces a planned restart for this many seconds
+   * (planned-restart.ts): failover leaves its branches for that long. 0 or absent: none.
+   */
+  readonly restartGraceSeconds?: number;
   /** false: close() leaves the driver and store open (tests that restart on the same ones). */
   readonly closeStorage?: boolean;
 }
@@ -341,6 +347,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
         enabled: parts.failover?.enabled ?? true,
         sweepMs: parts.failover?.sweepMs ?? DEFAULT_FAILOVER_SWEEP_MS,
         absentGraceMs: leaseOptions.ttlSeconds * 1000,
+        restartPending: async (nodeId) => (await pendingRestart(store, nodeId)) !== undefined,
       })
     : undefined;
   const pinned = new PinnedBranches(store, view);
@@ -504,6 +511,11 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     nodeServer?.close();
     throw e;
   });
+  // Back from a planned restart (if it announced one): failover may act on this node again.
+  if (cluster)
+    await clearRestart(store, parts.nodeId).catch((err: unknown) =>
+      logger.warn({ err }, 'could not clear this node’s planned-restart key: it ends with its grace'),
+    );
   // Once this node is in the address records: the other nodes' endpoints take its calls only then.
   replicator?.start();
   peers?.start();
@@ -575,6 +587,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       unfollowMastership();
       fence.stop();
       await view.close();
+      if (cluster && parts.restartGraceSeconds) await announceRestart(store, parts.nodeId, parts.restartGraceSeconds, logger);
       lease.close();
       store.stop();
       if (parts.closeStorage !== false) {

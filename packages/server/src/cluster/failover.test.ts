@@ -78,6 +78,7 @@ describe('Failover', () => {
    */
   function setup(o: { goneLive?: boolean; otherAhead?: boolean; pinned?: boolean } = {}) {
     let clock = 0;
+    const restarting = new Set<string>();
     const listeners: Array<(c: { kind: 'node'; nodeId: string }) => void> = [];
     const live = new Set(['me', 'other', ...(o.goneLive ? ['gone'] : [])]);
     const masterNodes = new MasterNodes('me');
@@ -119,10 +120,15 @@ describe('Failover', () => {
         },
       },
     } as unknown as FailoverContext;
-    const failover = new Failover(ctx, { enabled: true, sweepMs: 60_000, absentGraceMs: 10_000 }, () => clock);
+    const failover = new Failover(
+      ctx,
+      { enabled: true, sweepMs: 60_000, absentGraceMs: 10_000, restartPending: async (id) => restarting.has(id) },
+      () => clock,
+    );
     return {
       failover,
       writes,
+      restarting,
       advance: (ms: number) => {
         clock += ms;
       },
@@ -146,6 +152,7 @@ describe('Failover', () => {
     assert.deepEqual(t.writes[0]?.compares, [
       { key: 'dotmesh.io/filesystems/masters/f', target: 'modRevision', op: '==', value: 7 },
       { key: 'dotmesh.io/servers/addresses/gone', target: 'createRevision', op: '==', value: 0 },
+      { key: 'dotmesh.io/servers/restarting/gone', target: 'createRevision', op: '==', value: 0 },
       { key: 'dotmesh.io/filesystems/pinned/d', target: 'createRevision', op: '==', value: 0 },
       { key: 'dotmesh.io/filesystems/deleted/f', target: 'createRevision', op: '==', value: 0 },
     ]);
@@ -160,6 +167,22 @@ describe('Failover', () => {
     await t.failover.sweep();
     assert.equal(t.writes.length, 0, 'it may be starting too');
     t.advance(10_000);
+    await t.failover.sweep();
+    await t.failover.stop();
+    assert.equal(t.writes.length, 1);
+  });
+
+  it('leaves the branches of a node that announced a planned restart while its grace runs', async () => {
+    const t = setup({ goneLive: true });
+    t.restarting.add('gone');
+    t.failover.start();
+    t.leave('gone');
+    await new Promise((r) => setImmediate(r));
+    t.advance(60_000);
+    await t.failover.sweep();
+    assert.equal(t.writes.length, 0, 'its planned restart is awaited');
+    assert.equal(t.failover.state()['failover.awaitingRestart'], '1');
+    t.restarting.delete('gone'); // its grace ended without it coming back
     await t.failover.sweep();
     await t.failover.stop();
     assert.equal(t.writes.length, 1);

@@ -16,6 +16,11 @@ export interface FailoverSettings {
    * counts as gone at once. The lease TTL.
    */
   readonly absentGraceMs: number;
+  /**
+   * Whether `nodeId` announced a planned restart whose grace still runs (planned-restart.ts):
+   * its branches wait for it. Absent: no node is ever waited for.
+   */
+  readonly restartPending?: (nodeId: string) => Promise<boolean>;
 }
 
 export const DEFAULT_FAILOVER_SWEEP_MS = 3000;
@@ -55,14 +60,17 @@ export type FailoverContext = HandoffContext;
  * deleted, i.e. its lease expired), the branch moves to the live node holding its newest commit
  * (chooseNewMaster), unless it is pinned. Every live node runs the same choice; only the
  * chosen node writes: one compare-and-swap of the master key, against the revision it saw, the
- * gone node's address key still absent, the pin record as seen and no tombstone — so two
+ * gone node's address key and planned-restart key still absent, the pin record as seen and no
+ * tombstone — so two
  * electors never both win, a node that came back keeps its branches, and a pin set meanwhile
  * holds. That node then takes the branch over (activateBranch: its replica's live data becomes
  * the head), as after a handoff. Runs when the view sees a node leave, and on a sweep every
  * `sweepMs` (a chosen node that died or failed meanwhile, a master gone while the whole
  * cluster was down).
  *
- * A node restarted within its lease TTL keeps its branches: its address key never went away.
+ * A node restarted within its lease TTL keeps its branches: its address key never went away. A
+ * node that stopped cleanly and announced a planned restart (planned-restart.ts) keeps them
+ * while its restart grace runs.
  * What only the gone node held is lost: its uncommitted data and the commits not yet
  * replicated (none of a `sync` branch's acknowledged ones).
  */
@@ -74,6 +82,8 @@ export class Failover {
   readonly #absentSince = new Map<string, number>();
   /** Pinned branches whose master is gone, logged once each. */
   readonly #strandedPinned = new Set<string>();
+  /** Gone nodes whose planned restart is awaited, logged once each. */
+  readonly #awaited = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #running: Promise<void> | undefined;
@@ -118,6 +128,7 @@ export class Failover {
       'failover.enabled': String(this.#settings.enabled),
       'failover.failedOver': String(this.#failedOver),
       'failover.strandedPinned': String(this.#strandedPinned.size),
+      'failover.awaitingRestart': String(this.#awaited.size),
     };
   }
 
@@ -142,6 +153,7 @@ export class Failover {
   async #sweepOnce(): Promise<void> {
     const ctx = this.#ctx;
     const now = this.#now();
+    const restarting = new Map<string, Promise<boolean>>();
     for (const [fsId, mastership] of [...ctx.masterNodes.all()]) {
       if (this.#stopped) return;
       const gone = mastership.nodeId;
@@ -149,6 +161,8 @@ export class Failover {
       const since = this.#absentSince.get(gone) ?? now;
       this.#absentSince.set(gone, since);
       if (now - since < this.#settings.absentGraceMs) continue;
+      if (!restarting.has(gone)) restarting.set(gone, this.#restartPending(gone));
+      if (await restarting.get(gone)) continue;
       const branch = ctx.view.branch(fsId);
       if (!branch || ctx.view.isDeleted(fsId) || ctx.view.isDeleted(branch.dotId)) continue;
       const pin = pinSource(ctx.view.pinnedOf(branch.dotId), fsId);
@@ -163,6 +177,18 @@ export class Failover {
         ctx.logger.warn({ err, fsId, gone }, 'could not fail a branch over to this node; the next sweep tries again'),
       );
     }
+  }
+
+  async #restartPending(gone: string): Promise<boolean> {
+    const pending = await (this.#settings.restartPending?.(gone) ?? Promise.resolve(false));
+    if (pending && !this.#awaited.has(gone)) {
+      this.#awaited.add(gone);
+      this.#ctx.logger.info(
+        { node: gone },
+        'a node that announced a planned restart is away: its branches wait for it until its restart grace ends',
+      );
+    } else if (!pending) this.#awaited.delete(gone);
+    return pending;
   }
 
   async #takeOver(fsId: string, dotId: string, gone: string, revision: number, chosen: Candidate): Promise<void> {
@@ -184,6 +210,7 @@ export class Failover {
         tx.storeCompare(
           { key: KEYS.master(fsId), target: 'modRevision', op: '==', value: revision },
           { key: KEYS.address(gone), target: 'createRevision', op: '==', value: 0 },
+          { key: KEYS.restarting(gone), target: 'createRevision', op: '==', value: 0 },
           pinRecord
             ? { key: KEYS.pinned(dotId), target: 'modRevision', op: '==', value: pinRecord.revision }
             : { key: KEYS.pinned(dotId), target: 'createRevision', op: '==', value: 0 },

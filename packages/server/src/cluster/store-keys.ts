@@ -47,6 +47,8 @@ export const KEYS = {
   pool: (nodeId: string) => `${PREFIX}servers/pools/${nodeId}`,
   addressesPrefix: `${PREFIX}servers/addresses/`,
   address: (nodeId: string) => `${PREFIX}servers/addresses/${nodeId}`,
+  /** A planned restart of a node's server (planned-restart.ts), on a lease of the restart grace. */
+  restarting: (nodeId: string) => `${PREFIX}servers/restarting/${nodeId}`,
   usersPrefix: `${PREFIX}users/users/`,
   /** Transfer records (@dotmesh/transfer records.ts writes them). */
   transfersPrefix: TRANSFERS_PREFIX,
