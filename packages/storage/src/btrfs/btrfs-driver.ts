@@ -348,8 +348,17 @@ export class BtrfsDriver implements StorageDriver {
   }
 
   async sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>> {
-    const wanted = ids ?? (await listDir(this.layout.fsDir)).filter((id) => STORAGE_ID_PATTERN.test(id));
-    for (const id of wanted) await this.requireVolume(id);
+    let wanted: string[];
+    if (ids) {
+      for (const id of ids) await this.requireVolume(id);
+      wanted = [...ids];
+    } else {
+      // Every volume there is: a folder whose live subvolume is not made yet (a volume being
+      // created, e.g. by an incoming transfer) is not one yet, and must not fail the listing.
+      const dirs = (await listDir(this.layout.fsDir)).filter((id) => STORAGE_ID_PATTERN.test(id));
+      wanted = [];
+      for (const id of dirs) if (await isSubvolumeRoot(this.layout.live(id))) wanted.push(id);
+    }
     return volumeSizes({
       exec: this.exec,
       cli: this.cli,

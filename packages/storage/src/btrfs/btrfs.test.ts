@@ -200,6 +200,21 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
     });
   });
 
+  test('sizes() of every volume skips a folder whose live subvolume is not made yet (a volume being created)', async () => {
+    const d = await freshDriver(poolA);
+    await d.open();
+    const h = harness(d);
+    try {
+      await d.createVolume('whole', {});
+      await mkdir(d.layout.volume('half'), { recursive: true });
+      assert.deepEqual([...(await d.sizes()).keys()], ['whole']);
+      await assert.rejects(d.sizes(['half']), { code: 'BRANCH_NOT_FOUND' }, 'asked for by id, it is not a volume');
+    } finally {
+      await rm(d.layout.volume('half'), { recursive: true, force: true });
+      await h.cleanup();
+    }
+  });
+
   describe('a read-only live (setLiveReadOnly, the fence of a node cut off from the cluster)', () => {
     test('a process writing into it gets EROFS; commit still works and keeps it read-only; rollback makes it writable', async () => {
       const d = await freshDriver(poolA);
