@@ -17,7 +17,15 @@ import { CLUSTER_CA_CONFIGMAP, publishClusterCa } from './cluster-ca.ts';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
 import { ensureServerDisruptionBudget } from './disruption-budget.ts';
 import { warnOn } from './events.ts';
-import { makeJoinSecrets } from './join-secrets.ts';
+import {
+  deleteJoinSecrets,
+  findJoinIssuer,
+  joinSecretNode,
+  makeJoinSecrets,
+  orphanedJoinSecrets,
+  renewJoinSecrets,
+  staleJoinSecrets,
+} from './join-secrets.ts';
 import type { Logger } from './logger.ts';
 import { NodeDepartures } from './node-removal.ts';
 import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
@@ -183,7 +191,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       .list()
       .map((n) => ({ name: n.metadata!.name!, uid: n.metadata?.uid, labels: n.metadata?.labels ?? {} }));
     const dotsInUse = await nodesWithUses(o, deselectedServing({ config, nodes: nodeInfos, pods: serverPods }));
-    const poolClaims =
+    const pools =
       config.storageMode === 'pvcPerNode'
         ? await reconcilePoolVolumes({ core, namespace, config, nodes: nodes.list(), log, unreachable: unreachablePoolEvent })
         : undefined;
@@ -193,7 +201,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       pods: serverPods,
       joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
       dotsInUse,
-      ...(poolClaims ? { poolClaims } : {}),
+      ...(pools ? { poolClaims: pools.assigned, replacedNodes: pools.replaced } : {}),
       context: { namespace, image: o.serverImage },
     });
     if (plan.held.length > 0) {
@@ -202,9 +210,36 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       setTimeout(schedule, HELD_RECHECK_MS).unref();
     }
     const through = serverPods.find(isServing);
-    if (plan.tokensNeeded.length > 0 && through?.status?.hostIP) {
+    // Join Secrets: made for nodes that need one, renewed (expired tokens) before pods are made
+    // with them, deleted with their Node; through a serving node that holds the CA key.
+    const servingAddresses = serverPods.filter(isServing).flatMap((p) => (p.status?.hostIP ? [p.status.hostIP] : []));
+    const creating = plan.create.map((p) => p.metadata?.labels?.[NODE_LABEL] ?? '');
+    const stale = staleJoinSecrets(joinSecrets.items, creating, Date.now());
+    const orphaned = orphanedJoinSecrets(joinSecrets.items, new Set(nodeInfos.map((n) => n.name)));
+    const needIssuer = plan.tokensNeeded.length + stale.length + orphaned.length > 0 && servingAddresses.length > 0;
+    const issuer = needIssuer ? await findJoinIssuer(o, servingAddresses) : undefined;
+    if (plan.tokensNeeded.length > 0 && servingAddresses.length > 0 && issuer === undefined) {
+      log.warn('no serving node holds the cluster CA key: join Secrets wait for one', { nodes: plan.tokensNeeded });
+      setTimeout(schedule, RETRY_MS).unref();
+    }
+    if (stale.length > 0 && issuer !== undefined) {
+      await renewJoinSecrets(o, issuer, stale).catch((e) =>
+        log.warn('could not renew expired join Secrets; their pods are made with them', {
+          nodes: stale.map(joinSecretNode),
+          error: String((e as Error)?.message ?? e),
+        }),
+      );
+    }
+    if (orphaned.length > 0) {
+      await deleteJoinSecrets(o, issuer, orphaned).catch((e) =>
+        log.warn('could not delete the join Secrets of gone nodes; retrying at the next step', {
+          error: String((e as Error)?.message ?? e),
+        }),
+      );
+    }
+    if (plan.tokensNeeded.length > 0 && issuer !== undefined) {
       // Their pods are made by the next step; a failure here holds back only those nodes.
-      await makeJoinSecrets(o, through.status.hostIP, plan.tokensNeeded).then(
+      await makeJoinSecrets(o, issuer, plan.tokensNeeded).then(
         () => {
           queued = true;
         },

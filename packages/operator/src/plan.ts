@@ -5,7 +5,8 @@ import { NODE_LABEL, type ServerPodContext, SPEC_HASH_ANNOTATION, serverPod } fr
 
 /**
  * One reconcile step, decided from a snapshot (pure; controller.ts applies it):
- * - a selected node with no server pod gets one;
+ * - a selected node with no server pod gets one (in pvcPerNode mode: unless it is a cordoned node
+ *   being replaced, pool-claims.ts);
  * - a pod on a node that is gone is deleted; on a node no longer selected, too, unless the
  *   node's dots are in use there (`dotsInUse`: the controller asks that server, NodeUses): then
  *   it is held (kept, serving the uses' unmounts and its branches) until they end;
@@ -69,6 +70,8 @@ export function planReconcile(o: {
   readonly dotsInUse?: ReadonlySet<string>;
   /** `storageMode: pvcPerNode`: each node's pool PVC (pool-claims.ts); a node without one gets no pod yet. */
   readonly poolClaims?: ReadonlyMap<string, string>;
+  /** `storageMode: pvcPerNode`: cordoned nodes being replaced (pool-claims.ts): a pod they lost is not made again. */
+  readonly replacedNodes?: ReadonlySet<string>;
   readonly context: Omit<ServerPodContext, 'config' | 'poolClaim'>;
 }): ReconcilePlan {
   const uids = new Map(o.nodes.map((n) => [n.name, n.uid]));
@@ -112,6 +115,7 @@ export function planReconcile(o: {
       continue; // the old pod is going; recreate once it is gone
     }
     if (!pod) {
+      if (o.replacedNodes?.has(node)) continue; // its pool is to move to the replacement
       if (o.joinSecrets.has(node) || (!anyPod && create.length === 0)) create.push(desired);
       else tokensNeeded.push(node);
     } else if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {

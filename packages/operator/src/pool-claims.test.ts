@@ -104,10 +104,15 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
       plan.waiting.map((w) => w.node),
       ['new'],
     );
-    // 2. The old node is drained (cordoned): the new one waits, however old it is by then.
+    assert.deepEqual(plan.replaced, [], 'an old node not cordoned is not being replaced');
+    // 2. The old node is drained (cordoned): the new one waits, however old it is by then, and
+    // the old one is being replaced (its server pod, once evicted, is not made again).
     plan = planPoolClaims({ nodes: [...nodes, { ...old, unschedulable: true }, fresh], pvcs: pools, now: NOW + 600_000 });
     assert.deepEqual(plan.create, []);
     assert.match(plan.waiting[0]!.reason, /cordoned node old holds pool PVC pvc-old/);
+    assert.deepEqual(plan.replaced, ['old']);
+    // A cordoned node that no new node waits for (maintenance) is not being replaced.
+    assert.deepEqual(planPoolClaims({ nodes: [...nodes, { ...old, unschedulable: true }], pvcs: pools, now: NOW }).replaced, []);
     // 3. The old Node is deleted: released and adopted by the new one.
     plan = planPoolClaims({ nodes: [...nodes, fresh], pvcs: pools, now: NOW + 600_000 });
     assert.deepEqual(plan.adopt, [{ pvc: 'pvc-old', node: 'new' }]);
@@ -202,6 +207,23 @@ describe('the server pod in pvcPerNode mode', () => {
       plan.create.map((p) => p.metadata?.name),
       ['server-pvc-00b2-n2'],
     );
+  });
+
+  it('makes no pod again on a cordoned node being replaced, and leaves the pod it still has', () => {
+    const poolClaims = new Map([
+      ['n1', 'pvc-000000000000aaaa'],
+      ['n2', 'pvc-000000000000bbbb'],
+    ]);
+    const replacedNodes = new Set(['n1']);
+    const gone = planReconcile({ config, nodes, pods: [], joinSecrets, poolClaims, replacedNodes, context });
+    assert.deepEqual(
+      gone.create.map((p) => p.metadata?.name),
+      ['server-pvc-bbbb-n2'],
+    );
+    const pod = serverPod('n1', { ...context, config, poolClaim: 'pvc-000000000000aaaa' }, true);
+    const running = { ...pod, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] } };
+    const kept = planReconcile({ config, nodes, pods: [running], joinSecrets, poolClaims, replacedNodes, context });
+    assert.deepEqual(kept.delete, []);
   });
 
   it('replaces the pod of a node that adopted another PVC', () => {

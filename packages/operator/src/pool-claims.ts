@@ -15,6 +15,10 @@ import type { V1NodeSelector, V1NodeSelectorRequirement } from '@kubernetes/clie
  *   drained and deleted after): it waits while a cordoned node holds a PVC it could use, and
  *   while it is younger than `newNodeGraceMs` and the cluster has pool PVCs at all (a first
  *   install does not wait);
+ * - a cordoned node holding a PVC that such a waiting node could use is being replaced
+ *   (`replaced`): its server pod, once the drain evicted it, is not made again there, so that
+ *   the pool is let go of (unmounted, its disk detached) and can move as soon as the Node is
+ *   deleted;
  * - an unheld PVC that no existing selected node can reach is left alone and reported
  *   (`unreachable`: the caller records an Event on it), for a node of its zone to adopt later.
  * A PVC being deleted is never adopted.
@@ -58,6 +62,8 @@ export interface PoolClaimPlan {
   readonly create: readonly string[];
   /** Selected nodes without a PVC that may be replacements: they wait (see above). */
   readonly waiting: readonly { readonly node: string; readonly reason: string }[];
+  /** Cordoned nodes holding a PVC a waiting node could use: being replaced (no new server pod there). */
+  readonly replaced: readonly string[];
   /** Unheld PVCs that no existing selected node can reach, with where they can be used. */
   readonly unreachable: readonly { readonly pvc: string; readonly where: string }[];
 }
@@ -123,6 +129,7 @@ export function planPoolClaims(o: {
   const cordoned = new Set(o.nodes.filter((n) => n.unschedulable).map((n) => n.name));
   const grace = o.newNodeGraceMs ?? NEW_NODE_GRACE_MS;
   const waiting: { node: string; reason: string }[] = [];
+  const replaced = new Set<string>();
   const assigned = new Map<string, string>();
   const release: string[] = [];
   const free: PoolClaim[] = [];
@@ -147,6 +154,7 @@ export function planPoolClaims(o: {
       );
       const age = node.created ? o.now - Date.parse(node.created) : Number.POSITIVE_INFINITY;
       if (draining) {
+        replaced.add(draining.heldBy!);
         waiting.push({ node: node.name, reason: `cordoned node ${draining.heldBy} holds pool PVC ${draining.name} of its zone` });
       } else if (age < grace && o.pvcs.length > 0) {
         waiting.push({ node: node.name, reason: `a new node waits ${grace / 1000} s for a pool PVC of its zone to be released` });
@@ -162,5 +170,5 @@ export function planPoolClaims(o: {
     .filter((p) => !selected.some((n) => affinityAllows(p.nodeAffinity, n.labels)))
     .map((p) => ({ pvc: p.name, where: describeAffinity(p.nodeAffinity) }));
   for (const node of create) assigned.delete(node);
-  return { assigned, release, adopt, create, waiting, unreachable };
+  return { assigned, release, adopt, create, waiting, replaced: [...replaced].sort(), unreachable };
 }

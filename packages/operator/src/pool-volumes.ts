@@ -16,7 +16,8 @@ import { ROLE_LABEL } from './server-pod.ts';
 /**
  * `storageMode: pvcPerNode`, applied: reads the pool PVCs of the operator's namespace and their
  * PVs, decides with pool-claims.ts and writes the decision (annotations set and cleared, new
- * PVCs made, a warning Event on each PVC no node can reach). Returns each node's PVC. A new PVC
+ * PVCs made, a warning Event on each PVC no node can reach). Returns each node's PVC and the
+ * cordoned nodes being replaced (pool-claims.ts's `replaced`). A new PVC
  * is bound when its node's server pod is scheduled (the StorageClass's WaitForFirstConsumer puts
  * the disk in the node's zone); its name is the original's `pvc-<16 hex>`.
  */
@@ -36,7 +37,14 @@ export function newPoolClaimName(): string {
   return `pvc-${randomBytes(8).toString('hex')}`;
 }
 
-export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<Map<string, string>> {
+export interface PoolVolumes {
+  /** Each node's pool PVC, by node. */
+  readonly assigned: ReadonlyMap<string, string>;
+  /** Cordoned nodes whose pool a replacement waits for: no new server pod there. */
+  readonly replaced: ReadonlySet<string>;
+}
+
+export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<PoolVolumes> {
   const { core, namespace, config, log } = o;
   const listed = await core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: `${ROLE_LABEL}=${POOL_PVC_ROLE}` });
   const pvcs = new Map(listed.items.map((p) => [p.metadata!.name!, p]));
@@ -103,7 +111,8 @@ export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<Map<s
     const message = `pool PVC ${pvc} is held by no node and no selected node can use it (its volume needs ${where}): it waits for a node there`;
     await o.unreachable(object, message).catch((e) => log.warn('could not record an Event', { error: String(e) }));
   }
-  return assigned;
+  if (plan.replaced.length > 0) log.info('cordoned nodes being replaced get no new server pod', { nodes: plan.replaced });
+  return { assigned, replaced: new Set(plan.replaced) };
 }
 
 function notFound(e: unknown): undefined {

@@ -421,7 +421,8 @@ export interface ResultMap {
    */
   EtcdMembers: { Members: Array<{ Id: string; Name: string; Learner: boolean; PeerUrls: string[]; ClientUrls: string[] }> };
   /** The cluster CA's certificate (PEM) and its pin, as `dm remote add --trust-ca` takes it. */
-  ClusterCa: { Certificate: string; CaHash: string };
+  /** HoldsCaKey: this node holds the CA's key, so hosts can join through it. */
+  ClusterCa: { Certificate: string; CaHash: string; HoldsCaKey: boolean };
 }
 
 export type ResultOf<M extends MethodName> = ResultMap[M];

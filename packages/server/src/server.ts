@@ -386,6 +386,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
             address: `${parts.cluster.addresses[0]}:${clusterPort}`,
             caHash: caPublicKeyHash(new X509Certificate(parts.cluster.tls.ca)),
             caCertificate: parts.cluster.tls.ca.toString('utf8'),
+            ...(parts.cluster.join ? { holdsCaKey: parts.cluster.join.canSign } : {}),
           }
         : undefined,
   });

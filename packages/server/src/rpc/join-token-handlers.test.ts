@@ -7,14 +7,26 @@ import { joinTokenHandlers } from './join-token-handlers.ts';
 const caller = {} as Parameters<ReturnType<typeof joinTokenHandlers>['ClusterCa']>[0];
 const tokens = {} as JoinTokens;
 
-test('ClusterCa: the CA and pin of the join point; UNSUPPORTED on a node without one', async () => {
+test('ClusterCa: the CA and pin of the join point, and whether this node holds the CA key; UNSUPPORTED on a node without one', async () => {
   const point = {
     address: '10.0.0.1:32609',
     caHash: `sha256:${'ab'.repeat(32)}`,
     caCertificate: '-----BEGIN CERTIFICATE-----\n',
   };
-  const withPoint = joinTokenHandlers({ tokens, joinPoint: () => point, etcdMembers: undefined });
-  assert.deepEqual(await withPoint.ClusterCa(caller, {}), { Certificate: point.caCertificate, CaHash: point.caHash });
+  for (const holds of [true, false]) {
+    const withPoint = joinTokenHandlers({
+      tokens,
+      joinPoint: () => ({ ...point, holdsCaKey: async () => holds }),
+      etcdMembers: undefined,
+    });
+    assert.deepEqual(await withPoint.ClusterCa(caller, {}), {
+      Certificate: point.caCertificate,
+      CaHash: point.caHash,
+      HoldsCaKey: holds,
+    });
+  }
+  const noIssuer = joinTokenHandlers({ tokens, joinPoint: () => point, etcdMembers: undefined });
+  assert.equal((await noIssuer.ClusterCa(caller, {})).HoldsCaKey, false, 'a node where no host joins holds no key to use');
   const without = joinTokenHandlers({ tokens, joinPoint: () => undefined, etcdMembers: undefined });
   await assert.rejects(
     Promise.resolve().then(() => without.ClusterCa(caller, {})),

@@ -9,12 +9,16 @@ export interface JoinPoint {
   readonly caHash: string;
   /** The cluster CA's certificate (PEM), as GET /join/v1/ca presents it. */
   readonly caCertificate: string;
+  /** Whether this node holds the CA's key (so hosts can join through it); absent: it does not. */
+  readonly holdsCaKey?: () => Promise<boolean>;
 }
 
 /**
  * CreateJoinToken, ListJoinTokens, DeleteJoinToken, RemoveEtcdMember, EtcdMembers, ClusterCa (admin
  * only, by the method table; ours, not the original's). ClusterCa gives the cluster CA and its pin
- * (what the operator publishes for `dm remote add --trust-ca`); UNSUPPORTED like CreateJoinToken.
+ * (what the operator publishes for `dm remote add --trust-ca`) and whether this node holds the CA
+ * key (HoldsCaKey: hosts can join through it; the operator makes join Secrets through such a
+ * node); UNSUPPORTED like CreateJoinToken.
  * RemoveEtcdMember removes a node's managed etcd member, EtcdMembers lists the members (both
  * UNSUPPORTED on an etcd Dotmesh does not run). A token is made on a node of a cluster of several nodes (`joinPoint`
  * absent: UNSUPPORTED); TtlSeconds 0 takes the default (24 h), Uses 0 = unlimited until it expires.
@@ -48,7 +52,8 @@ export function joinTokenHandlers(deps: {
     },
     ClusterCa: async () => {
       const point = joinPoint();
-      return { Certificate: point.caCertificate, CaHash: point.caHash };
+      const HoldsCaKey = (await point.holdsCaKey?.()) ?? false;
+      return { Certificate: point.caCertificate, CaHash: point.caHash, HoldsCaKey };
     },
     ListJoinTokens: async () => deps.tokens.list(),
     DeleteJoinToken: async (_caller, p) => deps.tokens.delete(p.Id),
