@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  addClusterNode,
   Cleanup,
   type ClusterState,
   clusterFootprint,
@@ -13,8 +14,12 @@ import {
   hostBaseline,
   isAlive,
   makeTempDir,
+  nodeHostFiles,
+  nodeLeftovers,
+  nodeStatus,
   podManifest,
   readClusterState,
+  removeClusterNode,
   runPodToCompletion,
   SHARED_FILES,
   skipUnless,
@@ -23,6 +28,7 @@ import {
   stopSharedCluster,
   type TestCluster,
   type TestClusterInfo,
+  type TestClusterNode,
   waitFor,
   waitForPodPhase,
 } from '@dotmesh/testkit';
@@ -30,15 +36,18 @@ import {
 /**
  * The test cluster leaves nothing behind: after `stop()`, and after its owner was SIGKILLed
  * (the leftover cleaner's path), no process, mount, loop device, namespace, link, cgroup, host
- * file or registration of it remains, and the sysctls the kubelets changed are restored. Each
- * test runs a private cluster (never the run's shared one) with pods on every node first.
+ * file or registration of it remains, and the sysctls the kubelets changed are restored — nodes
+ * added while it ran included (added-nodes.ts); a node removed while it runs leaves nothing
+ * either, and its Node object is gone. Each test runs a private cluster (never the run's shared
+ * one) with pods on every node first.
  */
 const DAEMON = fileURLToPath(new URL('../../testkit/src/k8s/cluster-daemon.ts', import.meta.url));
 
 /** A finished and a running pod on every node (containers, overlay mounts, pod netns, CNI results, shims). */
-async function populate(cluster: TestCluster): Promise<void> {
+async function populate(cluster: TestCluster, nodes: readonly TestClusterNode[] = cluster.nodes): Promise<void> {
   await Promise.all(
-    cluster.nodes.map(async (node, i) => {
+    nodes.map(async (node) => {
+      const i = node.name.replace('node-', '');
       const common = { namespace: 'default', node: node.name, image: cluster.images.busybox.ref };
       const out = await runPodToCompletion(
         cluster.kubectl,
@@ -60,11 +69,37 @@ describe('kubernetes test cluster teardown', { skip: skipUnless(['root', 'netns'
     try {
       const cluster = await startTestCluster({ cleanup, log: (s) => t.diagnostic(s) });
       await populate(cluster);
+      // Two nodes added while it runs: the first removed again, the second left to stop().
+      const t1 = Date.now();
+      const added = [await addClusterNode(cluster, { cleanup }), await addClusterNode(cluster, { cleanup })];
+      t.diagnostic(`two nodes added in ${Date.now() - t1} ms`);
+      assert.deepEqual(
+        added.map((n) => n.name),
+        ['node-3', 'node-4'],
+      );
+      await populate(cluster, added);
+      const [gone, kept] = added as [TestClusterNode, TestClusterNode];
+      const goneFiles = nodeHostFiles([gone.paths], gone.paths.dir);
+      assert.ok(
+        goneFiles.some((f) => f.startsWith('/run/containerd/s/')),
+        'the added node ran shims',
+      );
+      const t2 = Date.now();
+      await removeClusterNode(cluster, gone.name);
+      t.diagnostic(`node removed in ${Date.now() - t2} ms`);
+      assert.deepEqual(await nodeLeftovers(gone, goneFiles, [...cluster.nodes, kept]), []);
+      assert.equal((await nodeStatus(cluster.kubectl)).has(gone.name), false, 'its Node object is deleted');
       const state = readClusterState(cluster.dir);
+      assert.deepEqual(
+        state.network.nodes.map((n) => n.name),
+        ['node-0', 'node-1', 'node-2', 'node-4'],
+        'the state file lists the nodes there are',
+      );
+      assert.equal(state.nextNodeIndex, 5, 'a removed node’s index is not used again');
       const footprint = clusterFootprint(state);
       t.diagnostic(`before stop: ${footprint.pids.length} processes, ${footprint.mounts.length} mounts`);
       t.diagnostic(`host files: ${footprint.hostFiles.join(' ')}`);
-      assert.ok(footprint.pids.length >= 3 * 3, 'kubelets, containerds and pods were running');
+      assert.ok(footprint.pids.length >= 4 * 3, 'kubelets, containerds and pods were running');
       assert.ok(footprint.mounts.length > 0, 'overlay, netns and volume mounts');
       assert.ok(
         footprint.hostFiles.some((f) => f.startsWith('/run/containerd/s/')),
@@ -99,8 +134,15 @@ describe('kubernetes test cluster teardown', { skip: skipUnless(['root', 'netns'
       if (existsSync(join(shared, SHARED_FILES.failed))) assert.fail(`the daemon failed:\n${daemon.output().slice(-3000)}`);
       const clusterDir = readFileSync(join(shared, SHARED_FILES.ready), 'utf8').trim();
       const info = JSON.parse(readFileSync(join(clusterDir, 'cluster.json'), 'utf8')) as TestClusterInfo;
-      await populate(clusterHandle(info));
+      const handle = clusterHandle(info);
+      await populate(handle);
+      // A node added by another process than the cluster's owner is in the state file too.
+      await populate(handle, [await addClusterNode(handle, { cleanup })]);
       const state: ClusterState = readClusterState(clusterDir);
+      assert.ok(
+        state.network.nodes.some((n) => n.name === 'node-3'),
+        'the added node is recorded',
+      );
       const footprint = clusterFootprint(state);
 
       process.kill(daemon.pid, 'SIGKILL');

@@ -36,6 +36,12 @@ export async function makeTestCa(dir: string, commonName: string): Promise<TestC
     '-subj',
     `/CN=${commonName}`,
   ]);
+  return openTestCa(dir);
+}
+
+/** The CA `makeTestCa` made earlier in `dir` (e.g. by another process), to sign more certificates. */
+export function openTestCa(dir: string): TestCa {
+  const f = (name: string) => join(dir, name);
   return {
     dir,
     caCert: f('ca.pem'),

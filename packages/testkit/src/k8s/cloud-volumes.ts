@@ -4,7 +4,7 @@ import type { Cleanup } from '../cleanup.ts';
 import { startCloudCsi } from '../cloud-csi.ts';
 import { spawnTracked, waitFor } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
-import type { TestCluster } from './cluster.ts';
+import type { TestCluster, TestClusterNode } from './cluster.ts';
 
 /** The test-only cloud driver's name, and the topology key of its zones (packages/cloud-csi). */
 export const CLOUD_DRIVER = 'cloud.test.dotmesh.io';
@@ -15,8 +15,14 @@ export interface CloudVolumes {
   readonly storageClass: string;
   /** The folder holding every disk (`<root>/<zone>/<id>.img`), shared by the nodes. */
   readonly root: string;
-  /** The zone of each node, by node name. */
+  /** The zone of each node, by node name (nodes given to `addNode` too). */
   readonly zones: Readonly<Record<string, string>>;
+  /**
+   * Runs the node plugin on a node added to the cluster later (added-nodes.ts), in `zone` (one
+   * of the zones installed), and waits until the kubelet labelled the Node with it. The plugin
+   * stops with the node's removal (or at this installation's cleanup).
+   */
+  addNode(node: TestClusterNode, zone: string): Promise<void>;
 }
 
 /**
@@ -41,25 +47,44 @@ export async function installCloudVolumes(o: {
   const zoneNames = [...new Set(o.zones)];
   const zones: Record<string, string> = {};
   const storageClass = o.storageClass ?? 'cloud';
+  const startNodePlugin = async (node: TestClusterNode, zone: string) => {
+    if (!zoneNames.includes(zone)) throw new Error(`zone ${zone} is not one of the installed zones ${zoneNames.join(', ')}`);
+    zones[node.name] = zone;
+    const pluginDir = join(node.paths.kubeletRootDir, 'plugins', CLOUD_DRIVER);
+    await mkdir(pluginDir, { recursive: true });
+    await startCloudCsi({
+      cleanup,
+      root,
+      zones: zoneNames,
+      socketPath: join(pluginDir, 'csi.sock'),
+      csiProto: cluster.tools.protos.csi,
+      node: { name: node.name, zone },
+      registration: {
+        dir: join(node.paths.kubeletRootDir, 'plugins_registry'),
+        proto: cluster.tools.protos.pluginRegistration,
+      },
+    });
+  };
+  // Registered: the kubelet labels each Node with the zone its node plugin reports.
+  const zoneLabelled = (node: TestClusterNode) =>
+    waitFor(
+      async () =>
+        (
+          await cluster.kubectl([
+            'get',
+            'node',
+            node.name,
+            '-o',
+            `jsonpath={.metadata.labels.${CLOUD_ZONE_KEY.replaceAll('.', '\\.')}}`,
+          ])
+        ).stdout.trim() === zones[node.name],
+      { timeoutMs: 60_000, what: `node ${node.name} labelled with its zone ${zones[node.name]}` },
+    );
   await Promise.all(
     cluster.nodes.map(async (node, i) => {
       const zone = o.zones[i];
       if (zone === undefined) throw new Error(`no zone given for node ${node.name}`);
-      zones[node.name] = zone;
-      const pluginDir = join(node.paths.kubeletRootDir, 'plugins', CLOUD_DRIVER);
-      await mkdir(pluginDir, { recursive: true });
-      await startCloudCsi({
-        cleanup,
-        root,
-        zones: zoneNames,
-        socketPath: join(pluginDir, 'csi.sock'),
-        csiProto: cluster.tools.protos.csi,
-        node: { name: node.name, zone },
-        registration: {
-          dir: join(node.paths.kubeletRootDir, 'plugins_registry'),
-          proto: cluster.tools.protos.pluginRegistration,
-        },
-      });
+      await startNodePlugin(node, zone);
     }),
   );
   const controller = await startCloudCsi({
@@ -105,21 +130,14 @@ export async function installCloudVolumes(o: {
     await cluster.kubectl(['delete', 'csidriver', CLOUD_DRIVER, '--ignore-not-found', '--wait=false']);
   }, 'remove the cloud StorageClass and CSIDriver');
   for (const m of objects) await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(m) });
-  // Registered: the kubelet labels each Node with the zone its node plugin reports.
-  for (const node of cluster.nodes) {
-    await waitFor(
-      async () =>
-        (
-          await cluster.kubectl([
-            'get',
-            'node',
-            node.name,
-            '-o',
-            `jsonpath={.metadata.labels.${CLOUD_ZONE_KEY.replaceAll('.', '\\.')}}`,
-          ])
-        ).stdout.trim() === zones[node.name],
-      { timeoutMs: 60_000, what: `node ${node.name} labelled with its zone ${zones[node.name]}` },
-    );
-  }
-  return { storageClass, root, zones };
+  for (const node of cluster.nodes) await zoneLabelled(node);
+  return {
+    storageClass,
+    root,
+    zones,
+    async addNode(node, zone) {
+      await startNodePlugin(node, zone);
+      await zoneLabelled(node);
+    },
+  };
 }

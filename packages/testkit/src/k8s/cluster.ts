@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cleanup } from '../cleanup.ts';
@@ -10,11 +11,11 @@ import { registerHostUser } from './host-state.ts';
 import { busyboxImage, type ImageOptions, pauseImage, serverBaseImage, type TestImage } from './images.ts';
 import { type Kubectl, kubectlRunner, nodeStatus } from './kubectl.ts';
 import { startKubelet, startKubeProxy } from './kubelet.ts';
-import { createClusterNetwork, networkNames, routeCheckRoot } from './network.ts';
+import { clusterNodeName, createClusterNetwork, MAX_CLUSTER_NODES, networkNames, routeCheckRoot } from './network.ts';
 import { importImages, type NodePaths, nodePaths, startContainerd } from './node.ts';
 import { makeClusterPki } from './pki.ts';
 import { type ComponentProcess, componentLauncher, logTail } from './process-log.ts';
-import { CLUSTER_STATE_FILE, type ClusterState, teardownCluster } from './teardown.ts';
+import { CLUSTER_STATE_FILE, type ClusterState, readClusterState, teardownCluster, writeClusterState } from './teardown.ts';
 import { findK8sTools, type K8sTools, readManifest } from './tools.ts';
 
 /**
@@ -49,6 +50,8 @@ export interface TestClusterInfo {
   readonly nodes: readonly TestClusterNode[];
   readonly images: { readonly pause: TestImage; readonly busybox: TestImage; readonly serverBase: TestImage };
   readonly toolsDir: string;
+  /** The kubelets' port on their node address and healthz port on 127.0.0.1 (nodes added later too). */
+  readonly kubeletPorts: { readonly kubelet: number; readonly healthz: number };
   /** Milliseconds from start to every node Ready, and the phases. */
   readonly timings: Readonly<Record<string, number>>;
 }
@@ -103,16 +106,16 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   const id = `${netnsPrefix()}k${randomBytes(2).toString('hex').slice(0, 3)}`;
   const count = o.nodes ?? 3;
   // Node i's pods are 10.<b>.<16+i>.0/24, inside the cluster CIDR 10.<b>.16.0/20.
-  if (!Number.isInteger(count) || count < 1 || count > 16) throw new Error(`a test cluster has 1 to 16 nodes, not ${count}`);
-  const nodeNames = Array.from({ length: count }, (_, i) => `node-${i}`);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_CLUSTER_NODES)
+    throw new Error(`a test cluster has 1 to ${MAX_CLUSTER_NODES} nodes, not ${count}`);
+  const nodeNames = Array.from({ length: count }, (_, i) => clusterNodeName(i));
   const names = networkNames(id.slice(netnsPrefix().length + 1), nodeNames, netnsPrefix());
   const paths = nodeNames.map((n) => nodePaths(dir, id, n));
-  const state: ClusterState = { id, dir, network: names, nodes: paths };
+  const state: ClusterState = { id, dir, network: names, nodes: paths, nextNodeIndex: count };
   let current = state;
   const writeState = async (s: ClusterState) => {
     current = s;
-    await writeFile(join(dir, `${CLUSTER_STATE_FILE}.tmp`), JSON.stringify(s, null, 2));
-    await rename(join(dir, `${CLUSTER_STATE_FILE}.tmp`), join(dir, CLUSTER_STATE_FILE));
+    await writeClusterState(s);
   };
   await writeState(state);
   await o.onStateWritten?.(dir);
@@ -120,7 +123,8 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   const stop = () => {
     stopped ??= (async () => {
       const s = Date.now();
-      await teardownCluster(current);
+      // The file, not `current`: nodes added later (added-nodes.ts, perhaps by another process) are there.
+      await teardownCluster(existsSync(join(dir, CLUSTER_STATE_FILE)) ? readClusterState(dir) : current);
       await removeTempDir(dir);
       log(`stopped in ${Date.now() - s} ms`);
     })();
@@ -149,7 +153,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
     })(),
   ]);
   mark('network (and images)', t);
-  await writeState({ ...state, rootRoutes: net.rootRoutes });
+  await writeState({ ...state, rootRoutes: net.rootRoutes, gateway: net.gateway });
   t = Date.now();
   const pki = await makeClusterPki({
     dir: join(dir, 'pki'),
@@ -180,6 +184,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   await nodesUp;
 
   t = Date.now();
+  const kubeletPorts = { kubelet: o.kubeletPort ?? 10250, healthz: o.kubeletHealthzPort ?? 10248 };
   const kubelets: ComponentProcess[] = [];
   for (const [i, n] of net.nodes.entries()) {
     await routeCheckRoot(net, n.ip);
@@ -190,7 +195,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
       pki,
       apiServerUrl: cp.apiServerUrl,
       launch,
-      ports: { kubelet: o.kubeletPort ?? 10250, healthz: o.kubeletHealthzPort ?? 10248 },
+      ports: kubeletPorts,
     });
     kubelets.push(kubelet);
   }
@@ -249,6 +254,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
     })),
     images,
     toolsDir: tools.dir,
+    kubeletPorts,
     timings,
   };
   await writeFile(join(dir, `${CLUSTER_INFO_FILE}.tmp`), JSON.stringify(info, null, 2));

@@ -42,6 +42,8 @@ export interface DocInstall {
   readonly pools: string;
   /** The server image the manifest names (imported into every node; it holds dotmesh-csi too). */
   readonly serverImage: TestImage;
+  /** Every product image imported into the nodes (for a node added later: `addClusterNode`'s images). */
+  readonly images: readonly TestImage[];
   /** The API key of the servers' `admin` user (also in the Secret). */
   readonly apiKey: string;
   /** The ConfigMap data the install set beside the documented defaults. */
@@ -120,7 +122,8 @@ export async function installDotmeshFromDoc(
     return text;
   };
   const apiKey = randomBytes(16).toString('hex');
-  const install: DocInstall = { manifest, pools, serverImage: server, apiKey, baseData, configMap };
+  const images = [server, operator, provisioner];
+  const install: DocInstall = { manifest, pools, serverImage: server, images, apiKey, baseData, configMap };
   cleanup.add(async () => {
     for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
   }, 'remove the installed FlexVolume drivers');

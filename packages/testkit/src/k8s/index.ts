@@ -1,3 +1,4 @@
+export * from './added-nodes.ts';
 export * from './cgroups.ts';
 export * from './cloud-volumes.ts';
 export * from './cluster.ts';

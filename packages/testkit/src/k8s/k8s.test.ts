@@ -8,7 +8,7 @@ import { runCommand } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
 import { cgroupHierarchies } from './cgroups.ts';
 import { sha256File, writeImageArchive } from './image-tar.ts';
-import { networkNames } from './network.ts';
+import { clusterNodeName, networkNames, nodeAddresses, nodeNetworkNames, secondOctetOf } from './network.ts';
 import { kubeconfigYaml } from './pki.ts';
 import { shimSocketPath } from './teardown.ts';
 
@@ -23,6 +23,17 @@ test('network names carry the run prefix and fit Linux interface names', () => {
     ],
   );
   assert.throws(() => networkNames('a1f', ['node-0'], 'a-much-too-long-'), /longer than 15 bytes.*DOTMESH_TEST_NETNS_PREFIX/);
+});
+
+test('a node added later gets the names and addresses of its index, within the cluster’s ranges', () => {
+  const n = networkNames('a1f', ['node-0', 'node-1', 'node-2'], 'dm12ab-');
+  assert.deepEqual(nodeNetworkNames(n, 'node-12', 12), { name: 'node-12', netns: 'dm12ab-ka1fn12', hostVeth: 'dm12ab-ka1fv12' });
+  assert.deepEqual(nodeAddresses(233, 3), { ip: '10.233.0.14', podCidr: '10.233.19.0/24' });
+  assert.deepEqual(nodeAddresses(233, 15), { ip: '10.233.0.26', podCidr: '10.233.31.0/24' });
+  assert.equal(clusterNodeName(4), 'node-4');
+  assert.throws(() => clusterNodeName(16), /nodes 0 to 15/);
+  assert.equal(secondOctetOf('10.233.0.1'), 233);
+  assert.throws(() => secondOctetOf('10.233.0.2'), /no test cluster bridge address/);
 });
 
 test('an image archive has docker-save layout: manifest, config with the layer digest, one layer', async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createCgroupRoot } from './cgroups.ts';
 import type { NodeNetwork } from './network.ts';
 import type { NodePaths } from './node.ts';
-import { type ClusterPki, kubeconfigYaml } from './pki.ts';
+import { kubeconfigYaml, type NodePki } from './pki.ts';
 import { type ComponentLauncher, type ComponentProcess, waitUntil } from './process-log.ts';
 import type { K8sTools } from './tools.ts';
 
@@ -11,7 +11,7 @@ import type { K8sTools } from './tools.ts';
  * A node's kubelet and kube-proxy, both started inside the node's network namespace with
  * `nsenter --net` (see node.ts for its containerd and the paths).
  */
-function kubeletConfig(p: NodePaths, net: NodeNetwork, pki: ClusterPki, ports: { kubelet: number; healthz: number }): string {
+function kubeletConfig(p: NodePaths, net: NodeNetwork, pki: NodePki, ports: { kubelet: number; healthz: number }): string {
   const node = pki.nodes.get(net.name)!;
   // JSON is YAML: no YAML library needed for a config file.
   return JSON.stringify(
@@ -57,10 +57,12 @@ export interface KubeletOptions {
   readonly tools: K8sTools;
   readonly paths: NodePaths;
   readonly net: NodeNetwork;
-  readonly pki: ClusterPki;
+  readonly pki: NodePki;
   readonly apiServerUrl: string;
   readonly launch: ComponentLauncher;
   readonly ports: { kubelet: number; healthz: number };
+  /** Labels the node registers with, beside `dotmesh.test/node=<name>`. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** Starts the kubelet (after `createCgroupRoot`); the caller waits for the Node to be Ready. */
@@ -88,7 +90,9 @@ export async function startKubelet(o: KubeletOptions): Promise<ComponentProcess>
       `--root-dir=${p.kubeletRootDir}`,
       `--hostname-override=${net.name}`,
       `--node-ip=${net.ip}`,
-      `--node-labels=dotmesh.test/node=${net.name}`,
+      `--node-labels=${Object.entries({ 'dotmesh.test/node': net.name, ...o.labels })
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')}`,
       '--v=1',
     ],
     net.netnsPath,
@@ -105,7 +109,7 @@ export async function startKubeProxy(o: {
   tools: K8sTools;
   paths: NodePaths;
   net: NodeNetwork;
-  pki: ClusterPki;
+  pki: NodePki;
   apiServerUrl: string;
   clusterCidr: string;
   launch: ComponentLauncher;

@@ -3,8 +3,9 @@ import { listLoopDevicesFor, mountsUnder } from '../loop.ts';
 import { listNetns } from '../netns.ts';
 import { isAlive, runCommand } from '../process.ts';
 import { cgroupRootLeftovers } from './cgroups.ts';
+import type { TestClusterNode } from './cluster.ts';
 import { type HostSnapshot, hostUsers, snapshotHost } from './host-state.ts';
-import { type ClusterState, cgroupTasks, clusterHostFiles, clusterProcesses } from './teardown.ts';
+import { type ClusterState, cgroupTasks, clusterHostFiles, clusterProcesses, nodeHostFiles } from './teardown.ts';
 
 /**
  * What a running test cluster has on the host, recorded before `stop()` so that a test can
@@ -58,5 +59,36 @@ export async function clusterLeftovers(
     // (/run/containerd is left out: Docker's containerd on this host may use it meanwhile.)
     for (const p of now.existing) if (!p.startsWith('/run/') && !before.existing.includes(p)) left.push(`host path ${p}`);
   }
+  return left;
+}
+
+/**
+ * What a node removed from a running cluster (removeClusterNode) left on the host: an empty
+ * list once it is gone. `node` is its handle, `hostFiles` its nodeHostFiles taken before the
+ * removal; `others` the network namespaces of the nodes still there (none may keep a route to
+ * its pods).
+ */
+export async function nodeLeftovers(
+  node: TestClusterNode,
+  hostFiles: readonly string[],
+  others: readonly { readonly netns: string }[],
+): Promise<string[]> {
+  const left: string[] = [];
+  const dir = node.paths.dir;
+  for (const p of clusterProcesses(dir)) left.push(`process ${p.pid} (${p.cmd.slice(0, 120)})`);
+  for (const pid of cgroupTasks(node.paths.cgroupRoot)) left.push(`process ${pid} in its cgroup`);
+  for (const m of mountsUnder(`${dir}/`)) left.push(`mount ${m}`);
+  for (const d of await listLoopDevicesFor(`${dir}/`)) left.push(`loop device ${d.name} (${d.backFile})`);
+  if (listNetns(node.netns).includes(node.netns)) left.push(`netns ${node.netns}`);
+  const hostVeth = node.netns.replace(/n(\d+)$/, 'v$1');
+  const { stdout } = await runCommand('ip', ['-j', 'link', 'show']);
+  if ((JSON.parse(stdout) as { ifname: string }[]).some((l) => l.ifname === hostVeth)) left.push(`link ${hostVeth}`);
+  const routeTo = async (where: readonly string[]) =>
+    (await runCommand('ip', [...where, 'route', 'show', node.podCidr])).stdout.trim() !== '';
+  if (await routeTo([])) left.push(`route to ${node.podCidr}`);
+  for (const o of others) if (await routeTo(['-n', o.netns])) left.push(`route to ${node.podCidr} in ${o.netns}`);
+  for (const c of cgroupRootLeftovers(node.paths.cgroupRoot)) left.push(`cgroup ${c}`);
+  for (const f of [...hostFiles, ...nodeHostFiles([node.paths], dir)]) if (existsSync(f)) left.push(`file ${f}`);
+  if (existsSync(dir)) left.push(`directory ${dir}`);
   return left;
 }

@@ -59,16 +59,45 @@ const IFNAMSIZ = 15;
 
 export function networkNames(tag: string, nodeNames: readonly string[], netnsPrefix: string): NetworkNames {
   const bridge = `${netnsPrefix}k${tag}b`;
-  const nodes = nodeNames.map((name, i) => ({
-    name,
-    netns: `${netnsPrefix}k${tag}n${i}`,
-    hostVeth: `${netnsPrefix}k${tag}v${i}`,
-  }));
+  const nodes = nodeNames.map((name, i) => nodeNetworkNames({ bridge }, name, i));
   for (const n of [bridge, ...nodes.map((x) => x.hostVeth)]) {
     if (n.length > IFNAMSIZ)
       throw new Error(`interface name ${n} is longer than ${IFNAMSIZ} bytes: use a shorter DOTMESH_TEST_NETNS_PREFIX`);
   }
   return { bridge, nodes };
+}
+
+/** A cluster has at most this many nodes over its life (node i's pods are 10.<b>.<16+i>.0/24, in 10.<b>.16.0/20). */
+export const MAX_CLUSTER_NODES = 16;
+
+/** The name of the cluster's node of index i (indexes are never reused: an added node gets the next). */
+export function clusterNodeName(i: number): string {
+  if (!Number.isInteger(i) || i < 0 || i >= MAX_CLUSTER_NODES)
+    throw new Error(`a test cluster has nodes 0 to ${MAX_CLUSTER_NODES - 1} over its life, not ${i}`);
+  return `node-${i}`;
+}
+
+/** The namespace and veth names of node `index` of the cluster whose bridge is `names.bridge`. */
+export function nodeNetworkNames(
+  names: Pick<NetworkNames, 'bridge'>,
+  name: string,
+  index: number,
+): NetworkNames['nodes'][number] {
+  const base = names.bridge.slice(0, -1); // `<prefix>k<tag>`
+  return { name, netns: `${base}n${index}`, hostVeth: `${base}v${index}` };
+}
+
+/** Node i's address and pod range in the cluster 10.<b>.0.0/16. */
+export function nodeAddresses(b: number, i: number): { ip: string; podCidr: string } {
+  clusterNodeName(i);
+  return { ip: `10.${b}.0.${11 + i}`, podCidr: `10.${b}.${16 + i}.0/24` };
+}
+
+/** The b of a cluster's 10.<b>.0.0/16, from its bridge address. */
+export function secondOctetOf(gateway: string): number {
+  const b = Number(gateway.split('.')[1]);
+  if (!/^10\.\d+\.0\.1$/.test(gateway) || b < 1 || b > 254) throw new Error(`${gateway} is no test cluster bridge address`);
+  return b;
 }
 
 interface RouteJson {
@@ -124,29 +153,13 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
     await release();
   }
   const nodes: NodeNetwork[] = [];
-  for (const [i, n] of names.nodes.entries()) {
-    const ip = `10.${b}.0.${11 + i}`;
-    const podCidr = `10.${b}.${16 + i}.0/24`;
-    await runCommand('ip', ['netns', 'add', n.netns]);
-    const ipn = (args: string[]) => runCommand('ip', ['-n', n.netns, ...args]);
-    await ipn(['link', 'set', 'lo', 'up']);
-    await runCommand('ip', ['link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
-    await runCommand('ip', ['link', 'set', n.hostVeth, 'master', names.bridge, 'up']);
-    await ipn(['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-    await ipn(['link', 'set', 'eth0', 'up']);
-    await runCommand('ip', ['route', 'add', podCidr, 'via', ip, 'dev', names.bridge]);
-    nodes.push(nodeNetwork(n.name, n.netns, ip, podCidr, n.hostVeth));
-  }
+  for (const [i, n] of names.nodes.entries()) nodes.push(await createNodeNamespace(names.bridge, b, i, n));
   for (const node of nodes) {
-    // A node forwards between its pods' bridge and its veth; the setting is the namespace's own.
-    await node.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    // A route for Service addresses, so that a connection from the node itself (hostNetwork
-    // pods) gets as far as kube-proxy's OUTPUT rules.
-    await runCommand('ip', ['-n', node.netns, 'route', 'add', serviceCidr(b), 'via', `10.${b}.0.1`, 'dev', 'eth0']);
-    for (const other of nodes) {
-      if (other !== node)
-        await runCommand('ip', ['-n', node.netns, 'route', 'add', other.podCidr, 'via', other.ip, 'dev', 'eth0']);
-    }
+    await joinNodeRoutes(
+      node,
+      b,
+      nodes.filter((other) => other !== node),
+    );
   }
   const net: ClusterNetwork = {
     bridge: names.bridge,
@@ -162,6 +175,74 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
 }
 
 const serviceCidr = (b: number) => `10.${b}.128.0/20`;
+
+/**
+ * Node `index`'s namespace, joined to the bridge by its veth, with its address and the root
+ * namespace's route to its pods (via its address); forwarding on in the namespace.
+ */
+async function createNodeNamespace(
+  bridge: string,
+  b: number,
+  index: number,
+  n: NetworkNames['nodes'][number],
+): Promise<NodeNetwork> {
+  const { ip, podCidr } = nodeAddresses(b, index);
+  await runCommand('ip', ['netns', 'add', n.netns]);
+  const ipn = (args: string[]) => runCommand('ip', ['-n', n.netns, ...args]);
+  await ipn(['link', 'set', 'lo', 'up']);
+  await runCommand('ip', ['link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
+  await runCommand('ip', ['link', 'set', n.hostVeth, 'master', bridge, 'up']);
+  await ipn(['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  await ipn(['link', 'set', 'eth0', 'up']);
+  await runCommand('ip', ['route', 'add', podCidr, 'via', ip, 'dev', bridge]);
+  const node = nodeNetwork(n.name, n.netns, ip, podCidr, n.hostVeth);
+  // A node forwards between its pods' bridge and its veth; the setting is the namespace's own.
+  await node.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  return node;
+}
+
+/**
+ * Routes inside `node`'s namespace: the Service range to the bridge address (so that a
+ * connection from the node itself, hostNetwork pods, gets as far as kube-proxy's OUTPUT
+ * rules) and every other node's pods via that node.
+ */
+async function joinNodeRoutes(node: NodeNetwork, b: number, others: readonly NodeNetwork[]): Promise<void> {
+  await runCommand('ip', ['-n', node.netns, 'route', 'add', serviceCidr(b), 'via', `10.${b}.0.1`, 'dev', 'eth0']);
+  for (const other of others)
+    await runCommand('ip', ['-n', node.netns, 'route', 'add', other.podCidr, 'via', other.ip, 'dev', 'eth0']);
+}
+
+/**
+ * A node added to a running cluster's network (see added-nodes.ts): its namespace and veth,
+ * its routes, and a route to its pods in each of `others`' namespaces. teardown.ts's
+ * teardownNode undoes it.
+ */
+export async function addNodeNetwork(o: {
+  readonly bridge: string;
+  readonly gateway: string;
+  readonly index: number;
+  readonly names: NetworkNames['nodes'][number];
+  readonly others: readonly NodeNetwork[];
+}): Promise<NodeNetwork> {
+  const b = secondOctetOf(o.gateway);
+  const node = await createNodeNamespace(o.bridge, b, o.index, o.names);
+  await joinNodeRoutes(node, b, o.others);
+  for (const other of o.others)
+    await runCommand('ip', ['-n', other.netns, 'route', 'add', node.podCidr, 'via', node.ip, 'dev', 'eth0']);
+  await routeCheckRoot({ gateway: o.gateway, bridge: o.bridge }, node.ip);
+  return node;
+}
+
+/** The NodeNetwork of a node whose namespace exists (a cluster's node, by its recorded names). */
+export function existingNodeNetwork(n: {
+  name: string;
+  netns: string;
+  ip: string;
+  podCidr: string;
+  hostVeth: string;
+}): NodeNetwork {
+  return nodeNetwork(n.name, n.netns, n.ip, n.podCidr, n.hostVeth);
+}
 
 function nodeNetwork(name: string, netns: string, ip: string, podCidr: string, hostVeth: string): NodeNetwork {
   const netnsPath = `/run/netns/${netns}`;

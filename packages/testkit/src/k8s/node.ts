@@ -158,7 +158,8 @@ export async function tagImage(p: NodePaths, from: string, to: string): Promise<
   await ctr(p, ['images', 'tag', '--force', from, to], 60_000);
 }
 
-/** Removes images from a node's containerd (a test undoing its imports; absent images are fine). */
+/** Removes images from a node's containerd (a test undoing its imports; absent images, or a node removed already, are fine). */
 export async function removeImages(p: NodePaths, images: readonly TestImage[]): Promise<void> {
+  if (!existsSync(p.containerdSocket)) return;
   for (const image of images) await ctr(p, ['images', 'rm', image.ref], 60_000).catch(() => {});
 }

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from '../process.ts';
-import { makeTestCa } from '../test-ca.ts';
+import { makeTestCa, openTestCa } from '../test-ca.ts';
+import { clusterNodeName, MAX_CLUSTER_NODES } from './network.ts';
 
 /**
  * The test cluster's credentials, made with the openssl CLI (EC P-256, valid 2 days): one CA
@@ -10,6 +11,8 @@ import { makeTestCa } from '../test-ca.ts';
  * API server's client certificate for kubelets; a service-account key pair; and bearer tokens
  * (the API server's --token-auth-file) for the admin, the controller manager, the scheduler,
  * kube-proxy and each node (`system:node:<name>` in `system:nodes`, as the Node authorizer wants).
+ * The API server reads its token file once: it holds a token for every node name the cluster
+ * may ever have (`node-0`…`node-15`), so that nodes added later (added-nodes.ts) can register.
  */
 export interface ClusterPki {
   readonly dir: string;
@@ -53,15 +56,11 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
   const f = (name: string) => join(dir, name);
   const ca = await makeTestCa(dir, 'dmtest-k8s-ca');
   const sign = (name: string, subject: string, ext: string) => ca.sign(name, subject, ext);
-  const serverExt = (sans: string[]) =>
-    `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n`;
   const apiSans = [...o.apiServerIPs.map((ip) => `IP:${ip}`), 'IP:127.0.0.1', ...API_SERVER_NAMES.map((n) => `DNS:${n}`)];
   // Serially: openssl rewrites the CA's serial file.
-  await sign('apiserver', '/CN=kube-apiserver', serverExt(apiSans));
+  await sign('apiserver', '/CN=kube-apiserver', serverExtension(apiSans));
   await sign('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'extendedKeyUsage=clientAuth\n');
-  for (const n of o.nodes) {
-    await sign(`kubelet-${n.name}`, `/O=system:nodes/CN=system:node:${n.name}`, serverExt([`IP:${n.ip}`, `DNS:${n.name}`]));
-  }
+  for (const n of o.nodes) await signKubeletCert(dir, n);
   await runCommand('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]);
   await runCommand('openssl', ['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
 
@@ -70,10 +69,12 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
   const controllerManagerToken = token();
   const schedulerToken = token();
   const kubeProxyToken = token();
+  const nodeTokens = new Map(Array.from({ length: MAX_CLUSTER_NODES }, (_, i) => [clusterNodeName(i), token()]));
+  for (const n of o.nodes) if (!nodeTokens.has(n.name)) nodeTokens.set(n.name, token());
   const nodes = new Map(
     o.nodes.map((n) => [
       n.name,
-      { token: token(), servingCert: f(`kubelet-${n.name}.pem`), servingKey: f(`kubelet-${n.name}.key`) },
+      { token: nodeTokens.get(n.name)!, servingCert: f(`kubelet-${n.name}.pem`), servingKey: f(`kubelet-${n.name}.key`) },
     ]),
   );
   // token,user,uid,"group1,group2"
@@ -82,7 +83,7 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
     `${controllerManagerToken},system:kube-controller-manager,system:kube-controller-manager`,
     `${schedulerToken},system:kube-scheduler,system:kube-scheduler`,
     `${kubeProxyToken},system:kube-proxy,system:kube-proxy`,
-    ...[...nodes].map(([name, n]) => `${n.token},system:node:${name},system:node:${name},"system:nodes"`),
+    ...[...nodeTokens].map(([name, t]) => `${t},system:node:${name},system:node:${name},"system:nodes"`),
   ];
   await writeFile(f('tokens.csv'), `${lines.join('\n')}\n`, { mode: 0o600 });
   return {
@@ -101,6 +102,46 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
     schedulerToken,
     kubeProxyToken,
     nodes,
+  };
+}
+
+const serverExtension = (sans: readonly string[]) =>
+  `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n`;
+
+async function signKubeletCert(pkiDir: string, n: { readonly name: string; readonly ip: string }) {
+  return openTestCa(pkiDir).sign(
+    `kubelet-${n.name}`,
+    `/O=system:nodes/CN=system:node:${n.name}`,
+    serverExtension([`IP:${n.ip}`, `DNS:${n.name}`]),
+  );
+}
+
+/** What a kubelet and kube-proxy of the cluster need: the CA, their node's credentials, kube-proxy's token. */
+export type NodePki = Pick<ClusterPki, 'caCert' | 'kubeProxyToken' | 'nodes'>;
+
+/**
+ * The credentials of a node added to a running cluster (another process may have made the
+ * PKI): a kubelet serving certificate for its address, signed now, and the tokens of the
+ * token file (its own, made at the start, and kube-proxy's).
+ */
+export async function addedNodePki(pkiDir: string, n: { readonly name: string; readonly ip: string }): Promise<NodePki> {
+  const users = new Map(
+    (await readFile(join(pkiDir, 'tokens.csv'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [token, user] = line.split(',');
+        return [user ?? '', token ?? ''] as const;
+      }),
+  );
+  const token = users.get(`system:node:${n.name}`);
+  const kubeProxyToken = users.get('system:kube-proxy');
+  if (!token || !kubeProxyToken) throw new Error(`the cluster's token file has no token for node ${n.name} or kube-proxy`);
+  const cert = await signKubeletCert(pkiDir, n);
+  return {
+    caCert: join(pkiDir, 'ca.pem'),
+    kubeProxyToken,
+    nodes: new Map([[n.name, { token, servingCert: cert.cert, servingKey: cert.key }]]),
   };
 }
 

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { acquireFlock } from '../flock.ts';
 import { unmountUnder } from '../loop.ts';
 import { deleteNetns } from '../netns.ts';
 import { ancestors, isAlive, killTree, runCommand } from '../process.ts';
 import { cgroupHierarchies, removeCgroupRoot } from './cgroups.ts';
 import { releaseHostUser } from './host-state.ts';
-import type { NetworkNames } from './network.ts';
+import { type NetworkNames, nodeAddresses, secondOctetOf } from './network.ts';
 import type { NodePaths } from './node.ts';
 
 /**
@@ -23,12 +24,43 @@ export interface ClusterState {
   readonly nodes: readonly NodePaths[];
   /** Root-namespace routes not through the bridge (known once the network exists). */
   readonly rootRoutes?: readonly (readonly string[])[];
+  /** The bridge's address (known once the network exists): the cluster's 10.<b>.0.0/16. */
+  readonly gateway?: string;
+  /** The index the next added node gets (added-nodes.ts; indexes are never reused). */
+  readonly nextNodeIndex?: number;
 }
 
 export const CLUSTER_STATE_FILE = 'cluster-state.json';
+const STATE_LOCK_FILE = 'cluster-state.lock';
 
 export function readClusterState(dir: string): ClusterState {
   return JSON.parse(readFileSync(join(dir, CLUSTER_STATE_FILE), 'utf8')) as ClusterState;
+}
+
+/** Replaces the state file atomically. */
+export async function writeClusterState(state: ClusterState): Promise<void> {
+  const file = join(state.dir, CLUSTER_STATE_FILE);
+  await writeFile(`${file}.tmp`, JSON.stringify(state, null, 2));
+  await rename(`${file}.tmp`, file);
+}
+
+/**
+ * Reads, changes and writes a running cluster's state file under a lock in its directory (nodes
+ * are added and removed by test processes while the cluster's owner, perhaps another process,
+ * runs it). Returns what `change` returned beside the new state.
+ */
+export async function updateClusterState<T>(
+  dir: string,
+  change: (s: ClusterState) => { state: ClusterState; result: T },
+): Promise<T> {
+  const release = await acquireFlock(join(dir, STATE_LOCK_FILE), 60_000);
+  try {
+    const { state, result } = change(readClusterState(dir));
+    await writeClusterState(state);
+    return result;
+  } finally {
+    await release();
+  }
 }
 
 /** Live processes whose command line names a path under `dir/` (components, containerd shims). */
@@ -85,9 +117,14 @@ function entries(dir: string): string[] {
  * containerd directories, which outlive containerd: collect them before killing anything.
  */
 export function clusterHostFiles(state: ClusterState): string[] {
+  return nodeHostFiles(state.nodes, state.dir);
+}
+
+/** clusterHostFiles of some nodes: their shim sockets and CNI results, and the log links into `dir`. */
+export function nodeHostFiles(nodes: readonly NodePaths[], dir: string): string[] {
   const files: string[] = [];
   const results = entries('/var/lib/cni/results');
-  for (const n of state.nodes) {
+  for (const n of nodes) {
     const tasks = join(n.containerdState, 'io.containerd.runtime.v2.task');
     for (const ns of entries(tasks))
       for (const id of entries(join(tasks, ns))) files.push(shimSocketPath(n.containerdSocket, ns, id));
@@ -104,7 +141,7 @@ export function clusterHostFiles(state: ClusterState): string[] {
   for (const f of entries('/var/log/containers')) {
     const link = join('/var/log/containers', f);
     try {
-      if (readlinkSync(link).startsWith(`${state.dir}/`)) files.push(link);
+      if (readlinkSync(link).startsWith(`${dir}/`)) files.push(link);
     } catch {
       // not a link, or gone
     }
@@ -131,30 +168,11 @@ export async function teardownCluster(state: ClusterState): Promise<void> {
   };
   const dir = state.dir;
   const hostFiles = clusterHostFiles(state);
-  await step('stop kubelets', async () => {
-    for (const p of clusterProcesses(dir).filter((x) => /\bkubelet\b/.test(x.cmd.split(' ')[0] ?? ''))) {
-      await killTree(p.pid, { graceMs: 5000 });
-    }
-  });
-  await step('kill pods', async () => {
-    for (const n of state.nodes)
-      for (const pid of cgroupTasks(n.cgroupRoot)) if (isAlive(pid)) await killTree(pid, { signal: 'SIGKILL' });
-    for (const p of clusterProcesses(dir).filter((x) => x.cmd.includes('containerd-shim')))
-      await killTree(p.pid, { signal: 'SIGKILL' });
-  });
-  await step('stop components', async () => {
-    // Newest first: the API server before etcd, containerd after the pods it ran.
-    for (const p of clusterProcesses(dir).reverse()) await killTree(p.pid, { graceMs: 5000 });
-  });
+  await stopProcessesUnder(dir, state.nodes, step);
   await step('unmount', () => unmountUnder(`${dir}/`));
   for (const n of state.network.nodes) await step(`delete netns ${n.netns}`, () => deleteNetns(n.netns));
   for (const name of [...state.network.nodes.map((n) => n.hostVeth), state.network.bridge]) {
-    // A veth goes with its peer's namespace, asynchronously: it may vanish between list and delete.
-    await step(`delete link ${name}`, () =>
-      runCommand('ip', ['link', 'del', name]).catch((e: Error) => {
-        if (!/Cannot find device/.test(e.message)) throw e;
-      }),
-    );
+    await step(`delete link ${name}`, () => deleteLink(name));
   }
   for (const r of state.rootRoutes ?? []) {
     await step(`delete route ${r.join(' ')}`, () =>
@@ -169,6 +187,94 @@ export async function teardownCluster(state: ClusterState): Promise<void> {
   });
   await step('release host registration', () => releaseHostUser(state.id));
   if (failures.length > 0) throw new Error(`test cluster teardown of ${dir} failed:\n${failures.join('\n')}`);
+}
+
+type Step = (what: string, fn: () => Promise<unknown>) => Promise<void>;
+
+/**
+ * Stops what runs for the nodes `nodes` (whose paths are under `dir`): kubelets first (so
+ * nothing restarts pods), the pods' processes (their cgroups) and shims, then every other
+ * process whose command line names a path under `dir`, newest first (the API server before
+ * etcd, containerd after the pods it ran).
+ */
+async function stopProcessesUnder(dir: string, nodes: readonly NodePaths[], step: Step): Promise<void> {
+  await step('stop kubelets', async () => {
+    for (const p of clusterProcesses(dir).filter((x) => /\bkubelet\b/.test(x.cmd.split(' ')[0] ?? ''))) {
+      await killTree(p.pid, { graceMs: 5000 });
+    }
+  });
+  await step('kill pods', async () => {
+    for (const n of nodes)
+      for (const pid of cgroupTasks(n.cgroupRoot)) if (isAlive(pid)) await killTree(pid, { signal: 'SIGKILL' });
+    for (const p of clusterProcesses(dir).filter((x) => x.cmd.includes('containerd-shim')))
+      await killTree(p.pid, { signal: 'SIGKILL' });
+  });
+  await step('stop components', async () => {
+    for (const p of clusterProcesses(dir).reverse()) await killTree(p.pid, { graceMs: 5000 });
+  });
+}
+
+/** A node of the cluster `state` describes, with its paths and index (undefined: not in the state). */
+export function stateNode(
+  state: ClusterState,
+  name: string,
+): { readonly network: NetworkNames['nodes'][number]; readonly paths: NodePaths; readonly index: number } | undefined {
+  const network = state.network.nodes.find((n) => n.name === name);
+  const paths = state.nodes.find((p) => p.dir === join(state.dir, name));
+  const index = Number(/n(\d+)$/.exec(network?.netns ?? '')?.[1]);
+  return network && paths && Number.isInteger(index) ? { network, paths, index } : undefined;
+}
+
+/**
+ * Undoes one node of a running cluster (added-nodes.ts's removal): its kubelet, pods and
+ * components, the mounts under its directory, its namespace and veth, the routes to its pods
+ * (in the root namespace and the other nodes'), its cgroup root, its host files and its
+ * directory. Idempotent; leaves the state file to the caller. Throws, after doing all it can,
+ * with every step that failed.
+ */
+export async function teardownNode(state: ClusterState, name: string): Promise<void> {
+  const node = stateNode(state, name);
+  if (!node) throw new Error(`the test cluster ${state.id} has no node ${name}`);
+  const failures: string[] = [];
+  const step: Step = async (what, fn) => {
+    try {
+      await fn();
+    } catch (e) {
+      failures.push(`${what}: ${(e as Error).message}`);
+    }
+  };
+  const dir = node.paths.dir;
+  const hostFiles = nodeHostFiles([node.paths], dir);
+  await stopProcessesUnder(dir, [node.paths], step);
+  await step('unmount', () => unmountUnder(`${dir}/`));
+  await step(`delete netns ${node.network.netns}`, () => deleteNetns(node.network.netns));
+  await step(`delete link ${node.network.hostVeth}`, () => deleteLink(node.network.hostVeth));
+  if (state.gateway) {
+    const { podCidr } = nodeAddresses(secondOctetOf(state.gateway), node.index);
+    await step(`delete route ${podCidr}`, () => deleteRoute([], podCidr));
+    for (const other of state.network.nodes.filter((n) => n.name !== name))
+      await step(`delete route ${podCidr} in ${other.netns}`, () => deleteRoute(['-n', other.netns], podCidr));
+  }
+  await step(`remove cgroup /${node.paths.cgroupRoot}`, () => removeCgroupRoot(node.paths.cgroupRoot));
+  await step('remove host files', async () => {
+    for (const f of [...hostFiles, ...nodeHostFiles([node.paths], dir)]) await rm(f, { force: true });
+  });
+  await step(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  if (failures.length > 0) throw new Error(`teardown of node ${name} of ${state.dir} failed:\n${failures.join('\n')}`);
+}
+
+/** `ip link del`; a link already gone is fine (a veth goes with its peer's namespace, asynchronously). */
+function deleteLink(name: string): Promise<unknown> {
+  return runCommand('ip', ['link', 'del', name]).catch((e: Error) => {
+    if (!/Cannot find device/.test(e.message)) throw e;
+  });
+}
+
+/** `ip [-n NS] route del DST`; a route already gone (or its namespace) is fine. */
+function deleteRoute(where: readonly string[], dst: string): Promise<unknown> {
+  return runCommand('ip', [...where, 'route', 'del', dst]).catch((e: Error) => {
+    if (!/No such process|Cannot open network namespace|No such file/.test(e.message)) throw e;
+  });
 }
 
 /** Tears down every crashed cluster under `root` (directories holding a cluster-state.json). */
