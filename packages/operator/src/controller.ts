@@ -217,10 +217,16 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const stale = staleJoinSecrets(joinSecrets.items, creating, Date.now());
     const orphaned = orphanedJoinSecrets(joinSecrets.items, new Set(nodeInfos.map((n) => n.name)));
     const needIssuer = plan.tokensNeeded.length + stale.length + orphaned.length > 0 && servingAddresses.length > 0;
-    const issuer = needIssuer ? await findJoinIssuer(o, servingAddresses) : undefined;
-    if (plan.tokensNeeded.length > 0 && servingAddresses.length > 0 && issuer === undefined) {
-      log.warn('no serving node holds the cluster CA key: join Secrets wait for one', { nodes: plan.tokensNeeded });
-      setTimeout(schedule, RETRY_MS).unref();
+    const found = needIssuer ? await findJoinIssuer(o, servingAddresses) : undefined;
+    const issuer = found?.address;
+    if (plan.tokensNeeded.length > 0 && found && !found.holdsCaKey) {
+      log.warn(
+        'no serving node holds the cluster CA key: join tokens made through another, which refuses joins until it holds it',
+        {
+          nodes: plan.tokensNeeded,
+          through: found.address,
+        },
+      );
     }
     if (stale.length > 0 && issuer !== undefined) {
       await renewJoinSecrets(o, issuer, stale).catch((e) =>

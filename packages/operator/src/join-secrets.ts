@@ -26,14 +26,20 @@ export interface IssuerAnswer {
  * The node to make join tokens through: a token names its maker's address as the join
  * address, and only a node holding the cluster CA's key lets a host join (the cluster's first
  * node, or one the key was copied to). The first that holds it; else the first that does not
- * say (a server older than ClusterCa's HoldsCaKey: as before, hope); else none.
+ * say (a server older than ClusterCa's HoldsCaKey); else the first that answered — while the
+ * CA holder itself is down, a node whose pool already joined still needs its Secret to get a
+ * pod (it does not read it), and the CA holder is such a node: without one, it never comes back.
  */
-export function chooseJoinIssuer(answers: readonly IssuerAnswer[]): string | undefined {
-  return (answers.find((a) => a.holdsCaKey === true) ?? answers.find((a) => a.holdsCaKey === undefined))?.address;
+export function chooseJoinIssuer(answers: readonly IssuerAnswer[]): { address: string; holdsCaKey: boolean } | undefined {
+  const chosen = answers.find((a) => a.holdsCaKey === true) ?? answers.find((a) => a.holdsCaKey === undefined) ?? answers[0];
+  return chosen ? { address: chosen.address, holdsCaKey: chosen.holdsCaKey !== false } : undefined;
 }
 
 /** Asks the serving nodes at `addresses` (ClusterCa, as admin) and chooses with chooseJoinIssuer. */
-export async function findJoinIssuer(o: Api, addresses: readonly string[]): Promise<string | undefined> {
+export async function findJoinIssuer(
+  o: Api,
+  addresses: readonly string[],
+): Promise<{ address: string; holdsCaKey: boolean } | undefined> {
   const answers: IssuerAnswer[] = [];
   for (const address of addresses) {
     const answer = await adminClient(o, address)
@@ -48,7 +54,7 @@ export async function findJoinIssuer(o: Api, addresses: readonly string[]): Prom
           return undefined;
         },
       );
-    if (answer?.holdsCaKey === true) return address;
+    if (answer?.holdsCaKey === true) return { address, holdsCaKey: true };
     if (answer) answers.push(answer);
   }
   return chooseJoinIssuer(answers);
