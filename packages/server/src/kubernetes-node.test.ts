@@ -137,9 +137,15 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     // The first start's join happened (the server deletes the token file once it joined).
     const first = parseServerConfigText(await readFile(file, 'utf8'));
     await rm(first.joinTokenFile);
-    const moved = { ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };
+    const poolDir = join(dir, 'pool-of-node-9');
+    const moved = { ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99', poolDir };
     assert.equal(await prepareKubernetesNode(moved), file);
     const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(
+      config.mountPoint,
+      join(poolDir, 'mnt'),
+      'mounted under the new node’s pool directory, where its kubelet sees it',
+    );
     assert.equal(config.advertiseAddress, '10.9.0.99');
     assert.equal(config.listenHost, '10.9.0.99');
     assert.equal(config.nodeName, 'node-9');

@@ -165,9 +165,10 @@ async function readJoinSecret(joinDir: string | undefined): Promise<JoinSecret |
 }
 
 /**
- * A pool volume whose config or node certificate names another node address (a replacement
- * node adopted it; or an earlier start here stopped before its rejoin was done): the config
- * takes this node's address and name, and the server serves the pool as the same node.
+ * A pool volume whose config or node certificate names another node address, or whose config
+ * names another pool directory (a replacement node adopted it; or an earlier start here stopped
+ * before its rejoin was done): the config takes this node's address, name and pool directory
+ * (where the pool is mounted for its kubelet), and the server serves the pool as the same node.
  * Its certificates name the old address: a state holding the CA key issues them again itself;
  * else the server rejoins through the join Secret (the token file and `join` in the config; the
  * join endpoint lets it in once the old node's lease expired). The config is replaced
@@ -191,7 +192,7 @@ async function readdressMovedVolume(
     () => undefined,
   );
   const certHere = nodeCert?.subjectAltName?.split(', ').includes(`IP Address:${o.advertiseAddress}`) ?? true;
-  if (written.advertiseAddress === o.advertiseAddress && certHere) return;
+  if (written.advertiseAddress === o.advertiseAddress && certHere && written.poolDir === o.poolDir) return;
   const secret = await readJoinSecret(o.joinDir);
   const holdsCaKey = await readOptional(join(stateDir, 'tls', 'ca-key.pem')).then((k) => k !== undefined);
   if (!holdsCaKey && secret === undefined) {
@@ -203,6 +204,8 @@ async function readdressMovedVolume(
   }
   const next: ServerConfigInput = {
     ...written,
+    // The pool is mounted under this node's pool directory, where its kubelet and pods see it.
+    poolDir: o.poolDir,
     nodeName: o.nodeName,
     listenHost: o.advertiseAddress,
     advertiseAddress: o.advertiseAddress,
