@@ -1,23 +1,27 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
+  addClusterNode,
   Cleanup,
   claimAtData,
   type DocInstall,
   deleteAndWait,
+  detachLoopDevicesUnder,
   installDotmeshFromDoc,
   installedDriverDir,
   type Kubectl,
   podManifest,
+  removeClusterNode,
   routeCheckRoot,
   runPodToCompletion,
   skipUnless,
   type TestCluster,
   testNamespace,
+  unmountUnder,
   useTestCluster,
   waitFor,
   waitForDotmesh,
@@ -61,7 +65,10 @@ import {
  * original's TestKubernetesVolumes FlexVolume case (a static PV) runs through it, and a pod
  * recreated on another node reads its data there (the branch handed over). The manifest's
  * provisioner and StorageClass `dotmesh` run the original's TestKubernetesOperator
- * DynamicProvisioning, PVCReuse and PVCMakeNew.
+ * DynamicProvisioning, PVCReuse and PVCMakeNew. Last, the control case of
+ * k8s-pvc-per-node.test.ts's recycle: two nodes of the test's own added, the first recycled in
+ * surge order in `local` mode — the replacement is another Dotmesh node on an empty pool and the
+ * old node is removed from the cluster (its pool is lost with its machine).
  *
  * The install and its deviations from the documented one: testkit's installDotmeshFromDoc
  * (doc-install.ts).
@@ -75,6 +82,9 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   let cluster: TestCluster;
   let kubectl: Kubectl;
+  let install: DocInstall;
+  /** Removes the nodes a test added, once Dotmesh is gone. */
+  const extraNodes = new Cleanup();
   let configMap: DocInstall['configMap'];
   let baseData: DocInstall['baseData'];
   const label = `dmtest-${randomBytes(3).toString('hex')}.example/pick`;
@@ -94,9 +104,10 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     cleanup.add(async () => {
       for (const n of cluster.nodes) await kubectl(['label', 'node', n.name, `${label}-`]).catch(() => {});
     });
+    cleanup.add(() => extraNodes.run(), 'remove the nodes the tests added');
     // Run first when the install is removed: what the operator saw, for a failing run's reader.
     const diagnostics = diagnosticsOnFailure(cluster, () => failed);
-    const install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
+    install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST, onBeforeRemoval: diagnostics });
     ({ apiKey, baseData, configMap } = install);
   });
 
@@ -572,8 +583,55 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     ]);
   });
 
+  test('control case of the pvcPerNode recycle: in local mode a node recycled in surge order loses its pool — the replacement is another Dotmesh node, the old one is removed', async (t) => {
+    // Two nodes of this test's own, selected by the label the test before left in force: the
+    // one to recycle and its replacement, added first as surge order has it.
+    const labels = { [label]: 'yes' };
+    let t0 = Date.now();
+    const [old, fresh] = await Promise.all([
+      addClusterNode(cluster, { cleanup: extraNodes, images: install.images, labels }),
+      addClusterNode(cluster, { cleanup: extraNodes, images: install.images, labels }),
+    ]);
+    await waitForDotmesh(cluster, [old, fresh]);
+    t.diagnostic(`two nodes added and served in ${Date.now() - t0} ms`);
+    for (const n of [old, fresh]) await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, n.ip);
+    const onOld = api(old.ip);
+    const oldId = (await onOld.call('PoolInfo', {})).NodeId;
+    const dot = `recycled-${randomBytes(3).toString('hex')}`;
+    await writeFile(
+      join(await onOld.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' }), 'data.bin'),
+      randomBytes(1 << 20),
+    );
+    await onOld.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'on the node to recycle', Metadata: {} });
+
+    t0 = Date.now();
+    await kubectl(['drain', old.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=300s'], {
+      timeoutMs: 320_000,
+    });
+    await kubectl(['delete', 'node', old.name]);
+    await removeClusterNode(cluster, old.name);
+    // The machine's local disk goes with it: its pool (left mounted and attached by its server).
+    const pool = join(install.pools, old.name);
+    await unmountUnder(pool);
+    await detachLoopDevicesUnder(pool);
+    await rm(pool, { recursive: true, force: true });
+    t.diagnostic(`${old.name} drained, deleted and gone in ${Date.now() - t0} ms`);
+
+    // What the pvcPerNode recycle proves does not hold here: the replacement serves another pool.
+    const freshId = (await api(fresh.ip).call('PoolInfo', {})).NodeId;
+    assert.notEqual(freshId, oldId, 'the replacement is another Dotmesh node, on a new, empty pool');
+    // The old pool is gone for good: the operator removes its node from the Dotmesh cluster
+    // (once failover moved its branch: after the planned-restart grace, 120 s, its server's
+    // SIGTERM announced), which it never does in pvcPerNode mode.
+    await waitForRemovedEvent(oldId, 300_000);
+    assert.ok(
+      !(await api(fresh.ip).call('AllDotsAndBranches', {})).Servers.some((s) => s.Id === oldId),
+      'the old node is no server of the cluster any more',
+    );
+  });
+
   /** The operator's Normal Event NodeRemoved on its ConfigMap, naming the Dotmesh node id. */
-  async function waitForRemovedEvent(nodeId: string): Promise<void> {
+  async function waitForRemovedEvent(nodeId: string, timeoutMs = 30_000): Promise<void> {
     type Events = { items: { reason: string; type: string; message: string }[] };
     await waitFor(
       async () =>
@@ -587,7 +645,7 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
             'involvedObject.kind=ConfigMap,involvedObject.name=configuration,reason=NodeRemoved',
           ])
         ).items.some((e) => e.type === 'Normal' && e.message.includes(`removed node ${nodeId} `)),
-      { timeoutMs: 30_000, intervalMs: 1000, what: `a NodeRemoved Event naming ${nodeId}` },
+      { timeoutMs, intervalMs: 1000, what: `a NodeRemoved Event naming ${nodeId}` },
     );
   }
 });
