@@ -3,17 +3,21 @@ import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
+  addClusterNode,
   Cleanup,
   type CloudVolumes,
   claimAtData,
+  type DocInstall,
   deleteAndWait,
   installCloudVolumes,
   installDotmeshFromDoc,
   podManifest,
+  removeClusterNode,
   routeCheckRoot,
   runPodToCompletion,
   skipUnless,
   type TestCluster,
+  type TestClusterNode,
   testNamespace,
   useTestCluster,
   waitFor,
@@ -22,18 +26,22 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
 
 /**
  * `storageMode: pvcPerNode` on the run's shared test cluster, its pools on the test-only "cloud"
- * volumes (packages/cloud-csi; nodes 0 and 1 in zone-a, node 2 in zone-b): every node gets a pool
- * PVC of its own zone, tied to it by `dotmesh.io/node`, and its server pod keeps the pool file and
- * the server's state (config, etcd data) on it; a dot written by a pod and committed there comes
- * back with every commit and the same bytes when the node's server pod is deleted and made again
- * from the same PVC, and a pod using the dot runs again; a pool PVC that no node can reach (a
- * zone without nodes) is left unadopted with an Event saying so. About 4 minutes with a cluster
- * of its own (about 1.5 on the shared one: install and first serving take most of it). Not here
- * (docs/kubernetes.md, "Surviving node upgrades"): the recycle of a node (the test cluster cannot
- * add a node yet; a pool served at another address is cluster-readdress.test.ts's), replacing
- * every node at once, growing pools online.
+ * volumes (packages/cloud-csi; nodes 0 and 1 in zone-a, node 2 in zone-b, and this suite's own
+ * extra node in zone-a, added before the install): every node gets a pool PVC of its own zone,
+ * tied to it by `dotmesh.io/node`, and its server pod keeps the pool file and the server's state
+ * (config, etcd data) on it; a dot written by a pod and committed there comes back with every
+ * commit and the same bytes when the node's server pod is deleted and made again from the same
+ * PVC, and a pod using the dot runs again; a pool PVC that no node can reach (a zone without
+ * nodes) is left unadopted with an Event saying so; and the extra node, recycled in surge order
+ * (a replacement added in its zone, the old one drained, its Node deleted and the machine gone:
+ * docs/kubernetes.md, "Surviving node upgrades"), hands its pool PVC to the replacement, whose
+ * server serves the pool at its new address as the same Dotmesh node, with every commit and the
+ * same bytes. Nodes 0–2 are never drained or removed (other tests use them); the extra nodes
+ * are this suite's own and removed at its end. About 6 minutes with a cluster of its own (about
+ * 3.5 on the shared one). Not here: replacing every node at once, growing pools online.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
+const SHA = 'sha256sum /data/blob | cut -d" " -f1';
 
 interface PvcJson {
   metadata: { name: string; annotations?: Record<string, string> };
@@ -49,6 +57,13 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   let cluster: TestCluster;
   let cloud: CloudVolumes;
+  let install: DocInstall;
+  /** This suite's own node (zone-a), the one recycled; nodes 0–2 stay untouched. */
+  let extra: TestClusterNode;
+  /** The nodes with a pool: the cluster's and the extra one. */
+  let poolNodes: TestClusterNode[];
+  /** Removes the nodes this suite added, once Dotmesh and the pools are gone. */
+  const extraNodes = new Cleanup();
   let apiKey: string;
   let ns: string;
   let failed = false;
@@ -60,14 +75,59 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   const poolClaims = async () =>
     (await getJson<{ items: PvcJson[] }>(cluster.kubectl, ['get', 'pvc', '-n', NS, '-l', POOL_ROLE])).items;
   const ready = (p: PodJson) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+  const serverPodOf = async (node: string) =>
+    [...(await serverPods(cluster.kubectl)).values()].find((p) => p.metadata.labels?.['dotmesh.io/node'] === node);
+  /** Runs `script` in a busybox pod on `node` with the dot's claim at /data; its output. */
+  const inPod = async (node: TestClusterNode, dot: string, name: string, script: string) => {
+    const out = await runPodToCompletion(
+      cluster.kubectl,
+      podManifest({
+        name,
+        namespace: ns,
+        node: node.name,
+        image: cluster.images.busybox.ref,
+        command: ['sh', '-c', script],
+        ...claimAtData(dot),
+      }),
+      240_000,
+    );
+    await deleteAndWait(cluster, ['pod', name, '-n', ns]);
+    return out.trim();
+  };
+  /** A new dot (a claim of the `dotmesh` class) written by a pod on `node` and committed there. */
+  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+    await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
+    const dot = `pvcmode-${randomBytes(3).toString('hex')}`;
+    await cluster.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: dot, namespace: ns },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+      }),
+    });
+    cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
+    const written = await inPod(node, dot, 'writer', `head -c 2097152 /dev/urandom > /data/blob && ${SHA}`);
+    const server = api(node.ip);
+    const commit = await server.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
+    const commits = await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    return { dot, written, commit, commits };
+  };
 
   before(async () => {
     cluster = await useTestCluster(suite);
     cloud = await installCloudVolumes({ cluster, cleanup, zones: ['zone-a', 'zone-a', 'zone-b'], storageClass: 'dmtest-pool' });
+    cleanup.add(() => extraNodes.run(), 'remove the nodes the suite added');
+    // There before the install, so that the first install makes its PVC at once (a node added
+    // later waits for a released pool first: the recycle test below).
+    extra = await addClusterNode(cluster, { cleanup: extraNodes });
+    await cloud.addNode(extra, 'zone-a');
+    poolNodes = [...cluster.nodes, extra];
     const diagnostics = diagnosticsOnFailure(cluster, () => failed, [
       ['-l', 'dotmesh.io/role=dotmesh-server', '-c', 'dotmesh-server', '--prefix'],
     ]);
-    const install = await installDotmeshFromDoc(cluster, cleanup, {
+    // The product's images go onto the extra node too (the install imports them into `nodes`).
+    install = await installDotmeshFromDoc({ ...cluster, nodes: poolNodes }, cleanup, {
       docFile: DOC,
       dist: DIST,
       onBeforeRemoval: async (i) => {
@@ -97,7 +157,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   });
 
   test('every node gets a pool PVC of its zone, tied to it, and its server pod keeps the pool and its state there', async () => {
-    const nodes = cluster.nodes.map((n) => n.name);
+    const nodes = poolNodes.map((n) => n.name);
     await waitFor(
       async () => {
         const pods = [...(await serverPods(cluster.kubectl)).values()];
@@ -145,65 +205,22 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
 
   test('a dot written by a pod and committed comes back with every commit when its node’s server pod is made again from the PVC', async () => {
     const node = cluster.nodes[0]!;
-    await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
-    const dot = `pvcmode-${randomBytes(3).toString('hex')}`;
-    await cluster.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'PersistentVolumeClaim',
-        metadata: { name: dot, namespace: ns },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
-      }),
-    });
-    cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
-    const inPod = async (name: string, script: string) => {
-      const out = await runPodToCompletion(
-        cluster.kubectl,
-        podManifest({
-          name,
-          namespace: ns,
-          node: node.name,
-          image: cluster.images.busybox.ref,
-          command: ['sh', '-c', script],
-          ...claimAtData(dot),
-        }),
-        240_000,
-      );
-      await deleteAndWait(cluster, ['pod', name, '-n', ns]);
-      return out.trim();
-    };
-    const sha = 'sha256sum /data/blob | cut -d" " -f1';
-    const written = await inPod('writer', `head -c 2097152 /dev/urandom > /data/blob && ${sha}`);
-    const s0 = api(node.ip);
-    const commit = await s0.call('Commit', {
-      Namespace: 'admin',
-      Name: dot,
-      Branch: '',
-      Message: 'on the pool PVC',
-      Metadata: {},
-    });
-    const commits = await s0.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
-    const old = [...(await serverPods(cluster.kubectl)).values()].find(
-      (p) => p.metadata.labels?.['dotmesh.io/node'] === node.name,
-    )!;
+    const { dot, written, commit, commits } = await writeAndCommit(node, 'on the pool PVC');
+    const old = (await serverPodOf(node.name))!;
     await deleteAndWait(cluster, ['pod', old.metadata.name, '-n', NS]);
     await waitFor(
       async () => {
-        const back = [...(await serverPods(cluster.kubectl)).values()].find(
-          (p) => p.metadata.labels?.['dotmesh.io/node'] === node.name,
-        );
+        const back = await serverPodOf(node.name);
         return back !== undefined && back.metadata.uid !== old.metadata.uid && ready(back);
       },
       { timeoutMs: 300_000, intervalMs: 1000, what: `the server pod of ${node.name} made again and Ready` },
     );
-    const again = [...(await serverPods(cluster.kubectl)).values()].find(
-      (p) => p.metadata.labels?.['dotmesh.io/node'] === node.name,
-    )!;
+    const again = (await serverPodOf(node.name))!;
     assert.equal(again.metadata.name, old.metadata.name, 'the same PVC');
     const after = await api(node.ip).call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
     assert.deepEqual(after, commits, 'every commit is there');
     assert.ok(after.some((c) => c.Id === commit));
-    assert.equal(await inPod('reader', sha), written, 'a pod using the dot runs again and reads the same bytes');
+    assert.equal(await inPod(node, dot, 'reader', SHA), written, 'a pod using the dot runs again and reads the same bytes');
   });
 
   test('a pool PVC that no node can reach (a zone without nodes) is left unadopted, with an Event saying so', async () => {
@@ -261,6 +278,64 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     );
     const stray = (await poolClaims()).find((c) => c.metadata.name === 'pvc-00000000000strayc')!;
     assert.equal(stray.metadata.annotations?.['dotmesh.io/node'], undefined, 'no node adopted it');
-    assert.equal((await poolClaims()).length, cluster.nodes.length + 1, 'no PVC was made or taken for it');
+    assert.equal((await poolClaims()).length, poolNodes.length + 1, 'no PVC was made or taken for it');
+  });
+  test('a node recycled in surge order hands its pool PVC to its replacement, which serves it at its new address as the same node', async (t) => {
+    const old = extra;
+    const { dot, written, commit, commits } = await writeAndCommit(old, 'before the recycle');
+    const { NodeId: nodeId } = await api(old.ip).call('PoolInfo', {});
+    const pvc = (await poolClaims()).find((c) => c.metadata.annotations?.['dotmesh.io/node'] === old.name)!;
+    const claimsBefore = (await poolClaims()).length;
+
+    // 1. Add the replacement in the same zone: Ready, it waits for a pool.
+    let t0 = Date.now();
+    const fresh = await addClusterNode(cluster, { cleanup: extraNodes, images: install.images });
+    await cloud.addNode(fresh, 'zone-a');
+    t.diagnostic(`replacement ${fresh.name} Ready in ${Date.now() - t0} ms`);
+    // 2. Drain the old node: its server pod is evicted and not made again there (it is being
+    // replaced), so its pool is unmounted and its disk detached.
+    t0 = Date.now();
+    await cluster.kubectl(['drain', old.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=300s'], {
+      timeoutMs: 320_000,
+    });
+    await waitFor(
+      async () =>
+        !(
+          await cluster.kubectl(['get', 'volumeattachments', '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}'])
+        ).stdout
+          .split('\n')
+          .includes(old.name),
+      { timeoutMs: 180_000, intervalMs: 1000, what: `the disks of ${old.name} detached` },
+    );
+    t.diagnostic(`${old.name} drained and its disk detached in ${Date.now() - t0} ms`);
+    assert.equal(await serverPodOf(old.name), undefined, 'no server pod is made again on the node being replaced');
+    assert.equal(await serverPodOf(fresh.name), undefined, 'the replacement waits for the pool');
+    // 3. Delete the Node and the machine.
+    await cluster.kubectl(['delete', 'node', old.name]);
+    await removeClusterNode(cluster, old.name);
+    // 4. The replacement adopts the pool PVC and serves it.
+    t0 = Date.now();
+    await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, fresh.ip);
+    await waitFor(
+      async () => {
+        const p = await serverPodOf(fresh.name);
+        return p !== undefined && ready(p);
+      },
+      { timeoutMs: 300_000, intervalMs: 1000, what: `the server pod of ${fresh.name} Ready` },
+    );
+    t.diagnostic(`old Node deleted to the replacement's server Ready: ${Date.now() - t0} ms`);
+    const adopted = (await poolClaims()).find((c) => c.metadata.name === pvc.metadata.name)!;
+    assert.equal(adopted.metadata.annotations?.['dotmesh.io/node'], fresh.name, 'the old pool PVC is the replacement’s');
+    assert.equal((await poolClaims()).length, claimsBefore, 'no PVC was made');
+    assert.equal((await serverPodOf(fresh.name))!.metadata.name, `server-pvc-${pvc.metadata.name.slice(-4)}-${fresh.name}`);
+    const server = api(fresh.ip);
+    assert.equal((await server.call('PoolInfo', {})).NodeId, nodeId, 'the same Dotmesh node (its pool) at the new address');
+    assert.deepEqual(await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' }), commits, 'every commit');
+    assert.ok(commits.some((c) => c.Id === commit));
+    assert.equal(
+      await inPod(fresh, dot, 'reader-new', SHA),
+      written,
+      'a pod using the dot runs on the replacement and reads the same bytes',
+    );
   });
 });
