@@ -282,6 +282,9 @@ export class TransferEngine<C extends TransferCaller> {
     const { sender, receiver } = ends;
     const update = (change: Partial<TransferPollResult>, important = false) =>
       this.#records.update(id, { ...change, NanosecondsElapsed: elapsed() }, important);
+    // `states`: both sides read, stashed, planned; `size`: the estimate; `stream`: until the
+    // last byte left; `commit`: until the receiver said the commit is durable.
+    const phase = phaseTimer(() => performance.now());
     let senderState = known ? known.sender : await sender.state(ends.senderName.namespace, ends.senderName.name);
     if (!senderState) throw new DotmeshError('DOT_NOT_FOUND', `${sender.label}: ${fmt(ends.senderName)} no longer exists`);
     let receiverState = known ? known.receiver : await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
@@ -324,12 +327,11 @@ export class TransferEngine<C extends TransferCaller> {
       return [...notes, 'remote already up-to-date, nothing to do'].join('; ');
     }
     const entries = plan.commits.map((c) => history.find((h) => h.id === c)!);
+    phase.mark('states');
     update(
       { Status: 'calculating size', StartingCommit: plan.from ?? '', Total: Math.max(1, entries.length), Index: 0, Sent: 0 },
       true,
     );
-    // `stream`: until the last byte left; `commit`: until the receiver said the commit is durable.
-    const phase = phaseTimer(() => performance.now());
     let size = 0;
     for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
     phase.mark('size');

@@ -1,4 +1,4 @@
-import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, phaseTimer } from '@dotmesh/core';
 import type { IncomingCommit } from '@dotmesh/transfer';
 import { KEYS } from '../cluster/store-keys.ts';
 import type { Caller } from '../dots/caller.ts';
@@ -55,6 +55,10 @@ export async function receiveCommit(
   incomingDot(ctx, caller, v); // early refusal, before taking the lock
   const known = ctx.index.branches.has(v.fsId);
   const replica = deps.replica === true;
+  // Where the time goes (the log line's `ms`): the mutation path's `locks`, `steps`, `store`
+  // (the commit is held and listed from its end) and `finish`; applyCommit's `intent`, `import`
+  // (the stream received, checked and synced), and in the finish `swap` and `label`.
+  const timer = phaseTimer(() => performance.now());
   const result = await ctx.mutations.run(
     {
       op: 'receive',
@@ -63,6 +67,7 @@ export async function receiveCommit(
       dotLock: 'exclusive',
       queues: [v.fsId],
       mastered: known && !replica ? [v.fsId] : [],
+      timer,
     },
     async (tx) => {
       const dot = incomingDot(ctx, caller, v);
@@ -74,7 +79,9 @@ export async function receiveCommit(
       return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH, replica }, input);
     },
   );
-  if (!result.skipped) ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible }, 'received commit');
+  if (!result.skipped) {
+    ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible, ms: timer.totals() }, 'received commit');
+  }
   return result;
 }
 
@@ -141,8 +148,10 @@ async function applyCommit(
     : shown;
   if (visible) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
   else await tx.writeLabel(finalLabel, startLabel);
+  tx.mark('intent');
   tx.failpoint('receive.after-intent');
   const info = await tx.importCommit(v.fsId, input, c.parent);
+  tx.mark('import');
   const meta = parseCommitMeta(info.meta);
   if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
     throw new DotmeshError(
@@ -175,7 +184,9 @@ async function applyCommit(
   tx.finish('receive: live state', async () => {
     if (visible) {
       await tx.swapLive(v.fsId, to);
+      tx.mark('swap');
       await tx.rewriteLabel(finalLabel);
+      tx.mark('label');
     }
     tx.failpoint('receive.after-label');
   });
