@@ -133,12 +133,15 @@ async function applyCommit(
   }
   // Only what uses this node's copy blocks: a use recorded on another node (the master's mounts,
   // while this node is its replica) is of that node's copy; an attachment to this node does not
-  // touch the live data (it is what asks for a handoff here).
-  if (isTarget) {
-    await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
-      allowed: (use, node) => node !== ctx.mutations.nodeId || use.kind === 'attach',
-    });
-  }
+  // touch the live data (it is what asks for a handoff here). The check (a scan of /proc) runs
+  // while the intent is written and the stream arrives; it is awaited before anything is
+  // stored, so a refusal still undoes every pool step and leaves nothing visible.
+  const notInUse = isTarget
+    ? refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
+        allowed: (use, node) => node !== ctx.mutations.nodeId || use.kind === 'attach',
+      })
+    : Promise.resolve();
+  notInUse.catch(() => {}); // awaited below; a failure before then must not go unhandled
   const shown: BranchLabel = visible ? startLabel : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
   // A replica receiving a commit its master deleted (one a history still passes through): it
   // arrives deleted, as the master lists it (cluster/tombstones.ts hideDeletedCommit).
@@ -152,6 +155,7 @@ async function applyCommit(
   tx.failpoint('receive.after-intent');
   const info = await tx.importCommit(v.fsId, input, c.parent);
   tx.mark('import');
+  await notInUse;
   const meta = parseCommitMeta(info.meta);
   if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
     throw new DotmeshError(
