@@ -15,7 +15,7 @@ export async function describeDot(
   const dot = ctx.index.dots.get(dotId);
   if (!dot) return null;
   const fsIds = [...dot.branches.values()];
-  const sizes = o.usage ? await ctx.storage.sizes(fsIds) : new Map<string, VolumeSizes>();
+  const sizes = o.usage ? await ctx.storage.sizes(fsIds, { referenced: false }) : new Map<string, VolumeSizes>();
   const volumes: WireVolume[] = [];
   for (const fsId of fsIds) {
     const b = ctx.index.branches.get(fsId);

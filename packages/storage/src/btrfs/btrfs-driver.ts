@@ -348,7 +348,7 @@ export class BtrfsDriver implements StorageDriver {
     });
   }
 
-  async sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>> {
+  async sizes(ids?: readonly string[], o: { readonly referenced?: boolean } = {}): Promise<Map<string, VolumeSizes>> {
     let wanted: string[];
     if (ids) {
       for (const id of ids) await this.requireVolume(id);
@@ -369,6 +369,7 @@ export class BtrfsDriver implements StorageDriver {
       liveUuids: this.liveUuids,
       referencedCache: this.referencedCache,
       dirtyCache: this.dirtyCache,
+      referenced: o.referenced !== false,
     });
   }
 
