@@ -9,7 +9,7 @@ import { PIPELINE_HIGH_WATER_MARK } from '../frames.ts';
 import { newOpId, STORAGE_ID_PATTERN } from '../ids.ts';
 import type { BtrfsCli, SubvolumeListEntry } from './btrfs-cli.ts';
 import type { CommitStore } from './commits.ts';
-import { fsyncPath, isSubvolumeRoot, listDir, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
+import { isSubvolumeRoot, listDir, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
 import { type Layout, metaFileIn } from './layout.ts';
 import { type PumpConfig, type PumpInput, pumpReceive, pumpSendInto, pumpSendStream } from './pump.ts';
 import { purge } from './recovery.ts';
@@ -166,7 +166,9 @@ export async function importCommit(o: {
     await writeJsonAtomic(join(recvDir, 'seq.json'), { seq });
     await mkdirp(o.layout.commitsDir(id));
     await rename(recvDir, o.layout.commitBox(id, commitId));
-    await fsyncPath(o.layout.commitsDir(id));
+    // The durability point: the pool's sync flushes the data and commits the btrfs transaction
+    // that holds the rename and everything before it, so no fsync of the directory comes first
+    // (on btrfs, fsync of a directory after a rename commits a whole transaction of its own).
     await o.cli.sync(o.layout.root);
     return { id: commitId, seq, meta };
   } finally {
