@@ -26,8 +26,9 @@ import { type BenchServer, loggedAs, phasesNote } from './server.ts';
  * Rows: the lag of an `async` branch against the raw send (target P11: p50 ≤ reference +
  * 300 ms); the Commit on a `sync` and on an `async` branch of the cluster, each against the
  * single-node server's Commit (ratio of the p50s; no target). p99 figures are in the notes, and
- * the lag row's note has the medians of the phases of node 0's sends during P11 (its `transfer
- * timings` log lines, the initial full sends included).
+ * the lag row's note has the medians of the phases of node 0's sends and node 1's receives
+ * during P11 (their `transfer timings` and `received commit` log lines, the initial full sends
+ * included).
  * Failover time is P12's (p12-failover.ts, on a cluster of its own).
  */
 export const P11_LAG_SLACK_MS = 300;
@@ -90,6 +91,11 @@ function loggedSince(lines: readonly string[], since: number): string[] {
       return false;
     }
   });
+}
+
+/** The medians of the `ms` phases of `node`'s log lines `msg` since `since` (phasesNote). */
+async function phasesSince(node: BenchNode, msg: string, since: number): Promise<string> {
+  return phasesNote(loggedSince(loggedAs((await node.node.log()).split('\n'), msg), since));
 }
 
 const p99 = (xs: readonly number[]) => Math.round(percentile(xs, 99) * 10) / 10;
@@ -197,7 +203,8 @@ export async function benchReplication(
         note:
           `p99 ${p99(lag(asyncRuns))} ms (raw ${p99(raw)} ms); on a \`sync\` branch the lag is ` +
           `p50 ${summarize(lag(syncRuns)).p50.toFixed(1)} / p99 ${p99(lag(syncRuns))} ms; node 0's sends, p50 ms: ` +
-          phasesNote(loggedSince(loggedAs((await n0.node.log()).split('\n'), 'transfer timings'), since)),
+          (await phasesSince(n0, 'transfer timings', since)) +
+          `; node 1's receives, p50 ms: ${await phasesSince(n1, 'received commit', since)}`,
       },
       commitRow('sync', syncRuns),
       commitRow('async', asyncRuns),

@@ -34,6 +34,13 @@ export function dataCases(withHarness: WithHarness): void {
       assert.equal((await dirty()).dirty, false);
       const all = await d.sizes();
       assert.ok(all.has(id));
+      await h.writeFile(id, 'again', 'y');
+      const dirtyOnly = (await d.sizes([id], { referenced: false })).get(id)!;
+      assert.deepEqual(
+        { dirty: dirtyOnly.dirty, referencedBytes: dirtyOnly.referencedBytes },
+        { dirty: true, referencedBytes: 0 },
+        'referenced: false tells the dirty state and measures no bytes',
+      );
     }),
   );
 

@@ -82,8 +82,11 @@ export interface StorageDriver {
    */
   rollback(id: string, to: CommitRef): Promise<void>;
 
-  /** Sizes and dirty state of the given volumes (all when omitted). */
-  sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>>;
+  /**
+   * Sizes and dirty state of the given volumes (all when omitted). `o.referenced: false` when
+   * only the dirty state is wanted: `referencedBytes` is not measured and reads 0.
+   */
+  sizes(ids?: readonly string[], o?: { readonly referenced?: boolean }): Promise<Map<string, VolumeSizes>>;
 
   /**
    * Space of each commit of a volume (commit id → sizes): `exclusiveBytes` is what deleting

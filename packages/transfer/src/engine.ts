@@ -47,6 +47,11 @@ interface Ends {
   readonly receiverName: { namespace: string; name: string };
   readonly branch: string;
   readonly stash: boolean;
+  /**
+   * A transfer with a record (`Transfer`): its size is predicted for the progress it shows.
+   * Sends to another node keep none, so they skip that look at the sending pool.
+   */
+  readonly recorded: boolean;
 }
 
 /**
@@ -135,9 +140,18 @@ export class TransferEngine<C extends TransferCaller> {
     const me = this.localSide(caller);
     const [sender, receiver, senderName, receiverName] =
       direction === 'push' ? ([me, peer, local, remote] as const) : ([peer, me, remote, local] as const);
-    const ends: Ends = { direction, sender, receiver, senderName, receiverName, branch: localBranch, stash: req.StashDivergence };
+    const ends: Ends = {
+      direction,
+      sender,
+      receiver,
+      senderName,
+      receiverName,
+      branch: localBranch,
+      stash: req.StashDivergence,
+      recorded: true,
+    };
     const [senderState, receiverState] = await Promise.all([
-      ends.sender.state(ends.senderName.namespace, ends.senderName.name),
+      senderStateOf(ends),
       ends.receiver.state(ends.receiverName.namespace, ends.receiverName.name),
     ]);
     const localState = direction === 'push' ? senderState : receiverState;
@@ -213,6 +227,7 @@ export class TransferEngine<C extends TransferCaller> {
       receiverName: name,
       branch: names.branch,
       stash: true,
+      recorded: false,
     };
     const timing = this.#timing();
     for (let attempt = 1; ; attempt++) {
@@ -282,7 +297,11 @@ export class TransferEngine<C extends TransferCaller> {
     const { sender, receiver } = ends;
     const update = (change: Partial<TransferPollResult>, important = false) =>
       this.#records.update(id, { ...change, NanosecondsElapsed: elapsed() }, important);
-    let senderState = known ? known.sender : await sender.state(ends.senderName.namespace, ends.senderName.name);
+    // `states`: both sides read, stashed, planned; `size`: the estimate (recorded transfers
+    // only); `stream`: until the last byte left; `commit`: until the receiver said the commit
+    // is durable.
+    const phase = phaseTimer(() => performance.now());
+    let senderState = known ? known.sender : await senderStateOf(ends);
     if (!senderState) throw new DotmeshError('DOT_NOT_FOUND', `${sender.label}: ${fmt(ends.senderName)} no longer exists`);
     let receiverState = known ? known.receiver : await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
     const notes: string[] = [];
@@ -309,7 +328,7 @@ export class TransferEngine<C extends TransferCaller> {
       const stashed = await receiver.stash(fsId, plan.from);
       if (stashed !== '') notes.push(`the receiving side's diverged commits are kept on branch ${stashed}`);
       receiverState = await receiver.state(ends.receiverName.namespace, ends.receiverName.name);
-      senderState = (await sender.state(ends.senderName.namespace, ends.senderName.name)) ?? senderState;
+      senderState = (await senderStateOf(ends)) ?? senderState;
       history = wireHistory(senderState, fsId);
       plan = this.#plan(ends, history, receiverState, fsId);
       if (plan.kind === 'stash-then-send') {
@@ -324,14 +343,13 @@ export class TransferEngine<C extends TransferCaller> {
       return [...notes, 'remote already up-to-date, nothing to do'].join('; ');
     }
     const entries = plan.commits.map((c) => history.find((h) => h.id === c)!);
+    phase.mark('states');
     update(
       { Status: 'calculating size', StartingCommit: plan.from ?? '', Total: Math.max(1, entries.length), Index: 0, Sent: 0 },
       true,
     );
-    // `stream`: until the last byte left; `commit`: until the receiver said the commit is durable.
-    const phase = phaseTimer(() => performance.now());
     let size = 0;
-    for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
+    if (ends.recorded) for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
     phase.mark('size');
     update({ Size: size, Status: ends.direction === 'push' ? 'pushing' : 'pulling' }, true);
     let sent = 0;
@@ -402,6 +420,11 @@ export class TransferEngine<C extends TransferCaller> {
 }
 
 const EMPTY: WireDot = { id: '', namespace: '', name: '', volumes: [] };
+
+/** The sending side's state: its history is all the engine reads of it. */
+function senderStateOf(ends: Ends): Promise<WireDot | null> {
+  return ends.sender.state(ends.senderName.namespace, ends.senderName.name, { usage: false });
+}
 
 function fmt(n: { namespace: string; name: string }): string {
   return `${n.namespace}/${n.name}`;

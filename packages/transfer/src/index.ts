@@ -19,6 +19,7 @@ export {
   PROTOCOL_NAME,
   PROTOCOL_VERSIONS,
   STREAM_UPGRADE_CAPABILITY,
+  type StateOptions,
   type TransferSide,
 } from './side.ts';
 export {

@@ -1,5 +1,5 @@
 import { type ClientRequest, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
@@ -47,12 +47,23 @@ export interface PeerAddress {
 export class PeerSide implements TransferSide {
   readonly label: string;
   readonly #peer: PeerAddress;
+  /**
+   * Another node's endpoint: the requests of this side share one connection, one after the
+   * other (one TLS handshake per send to a node, not one per request); close() ends it.
+   */
+  readonly #nodeAgent: HttpsAgent | undefined;
   /** Commit streams go on upgraded connections (allowed, and the peer's hello offers them). */
   #streams = false;
 
   constructor(peer: PeerAddress) {
     this.#peer = peer;
     this.label = `peer ${new URL(peer.baseUrl).host}`;
+    this.#nodeAgent = peer.node ? new HttpsAgent({ keepAlive: true, maxSockets: 1 }) : undefined;
+  }
+
+  /** Closes the connection a node's side keeps between its requests (nothing for other peers). Idempotent. */
+  close(): void {
+    this.#nodeAgent?.destroy();
   }
 
   async hello(): Promise<Hello> {
@@ -241,7 +252,11 @@ export class PeerSide implements TransferSide {
     });
   }
 
-  /** A request on a fresh connection, nothing pooled that a link reset could have broken. */
+  /**
+   * A request on a fresh connection, nothing pooled that a link reset could have broken — but
+   * for another node's endpoint, where the requests of one send share a connection (a reset one
+   * fails the request, and the engine's next attempt opens a new one).
+   */
   #send(method: string, path: string, headers: Record<string, string>): ClientRequest {
     const url = new URL(`${PROTOCOL_PATH}/${path}`, this.#peer.baseUrl);
     const node = this.#peer.node;
@@ -249,10 +264,10 @@ export class PeerSide implements TransferSide {
     const options: RequestOptions = { method, headers: node ? headers : { ...headers, authorization: `Basic ${auth}` } };
     const https = url.protocol === 'https:';
     // https gets its own verified connection (no agent: an agent would ignore createConnection),
-    // http `agent: false`.
+    // http `agent: false`; a node's endpoint this side's keep-alive agent.
     if (node) {
       Object.assign(options, {
-        agent: false,
+        agent: this.#nodeAgent,
         ca: node.tls.ca,
         cert: node.tls.cert,
         key: node.tls.key,

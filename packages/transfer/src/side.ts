@@ -23,6 +23,11 @@ export interface Hello {
   readonly capabilities: readonly string[];
 }
 
+export interface StateOptions {
+  /** false: `dirtyBytes` and `containers` may be left out (0 / empty). Default true. */
+  readonly usage?: boolean;
+}
+
 /**
  * One end of a transfer, as the engine drives it: the local server (the host's side,
  * TransferHost.localSide) or a peer reached over HTTP(S) (PeerSide). The same operations, the
@@ -32,8 +37,13 @@ export interface TransferSide {
   /** For messages: "this server" / "peer 10.0.0.2:32607". */
   readonly label: string;
   hello(): Promise<Hello>;
-  /** The dot by name, or null when it does not exist or the caller may not see it. */
-  state(namespace: string, name: string): Promise<WireDot | null>;
+  /**
+   * The dot by name, or null when it does not exist or the caller may not see it. `o.usage:
+   * false` (what a sending side is asked: only its history is read) allows leaving out what the
+   * branches' live data is used for — `dirtyBytes` 0 and `containers` empty — which costs a
+   * look at the pool; a side may describe it anyway.
+   */
+  state(namespace: string, name: string, o?: StateOptions): Promise<WireDot | null>;
   /** One commit, complete or incremental from `parent`, ready to go to the receiving side. */
   exportCommit(fsId: string, commitId: string, parent: CommitOrigin | null): Promise<CommitStream>;
   /** Estimated bytes of that stream. */

@@ -35,7 +35,7 @@ export async function standDown(ctx: HandoffContext, fsId: string): Promise<stri
       let head = ctx.index.head(fsId);
       let commitCount = ctx.index.listedHistory(fsId).length;
       let stashing = '';
-      if ((await ctx.storage.sizes([fsId])).get(fsId)?.dirty) {
+      if ((await ctx.storage.sizes([fsId], { referenced: false })).get(fsId)?.dirty) {
         stashing = tx.newId();
         const meta: CommitMetaRecord = {
           metadata: {

@@ -67,7 +67,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
   const phase = phaseTimer(() => performance.now());
   await refuseInUse(ctx, fsId, dotName, to);
   phase.mark('inUse');
-  if ((await ctx.storage.sizes([fsId])).get(fsId)?.dirty) {
+  if ((await ctx.storage.sizes([fsId], { referenced: false })).get(fsId)?.dirty) {
     await commitBranch(ctx, SYSTEM, {
       namespace: dot.info.namespace,
       name: dot.info.name,
@@ -91,7 +91,7 @@ export async function handOff(deps: HandoffDeps, fsId: string, to: string): Prom
       refusePublishedAway(uses.record, fsId, dotName, to);
       tx.storeCompare(uses.fence);
       const now = ctx.index.head(fsId);
-      const dirty = (await ctx.storage.sizes([fsId])).get(fsId)?.dirty === true;
+      const dirty = (await ctx.storage.sizes([fsId], { referenced: false })).get(fsId)?.dirty === true;
       if (dirty || now?.commitId !== head?.commitId || now?.fsId !== head?.fsId) {
         throw new DotmeshError('CONFLICT', `cannot ${what}: ${dotName} was written to while it was being moved`, {
           hint: 'stop what writes to it, then try again',

@@ -46,7 +46,11 @@ export async function sendBranchToNode(deps: NodeSendDeps, dotId: string, fsId: 
     node: { nodeId: to, tls: deps.tls },
     onSocket: (socket) => deps.peers.track(to, socket),
   });
-  await deps.transfers.sendToNode(peer, dotId, fsId);
+  try {
+    await deps.transfers.sendToNode(peer, dotId, fsId);
+  } finally {
+    peer.close();
+  }
 }
 
 function hostOf(address: string): string {

@@ -10,6 +10,7 @@ import {
   PROTOCOL_NAME,
   PROTOCOL_VERSIONS,
   STREAM_UPGRADE_CAPABILITY,
+  type StateOptions,
   type TransferSide,
   type WireDot,
 } from '@dotmesh/transfer';
@@ -58,11 +59,11 @@ export class LocalSide implements TransferSide {
     };
   }
 
-  async state(namespace: string, name: string): Promise<WireDot | null> {
+  async state(namespace: string, name: string, o: StateOptions = {}): Promise<WireDot | null> {
     const id = this.#ctx.index.dotIdByName(namespace, name);
     const dot = id === undefined ? undefined : this.#ctx.index.dots.get(id);
     if (!dot || !canAccess(this.#caller, dot.info)) return null;
-    return describeDot(this.#ctx, dot.id);
+    return describeDot(this.#ctx, dot.id, { usage: o.usage !== false });
   }
 
   /**

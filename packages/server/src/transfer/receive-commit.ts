@@ -1,4 +1,4 @@
-import { type CommitOrigin, DotmeshError, MASTER_BRANCH } from '@dotmesh/core';
+import { type CommitOrigin, DotmeshError, MASTER_BRANCH, phaseTimer } from '@dotmesh/core';
 import type { IncomingCommit } from '@dotmesh/transfer';
 import { KEYS } from '../cluster/store-keys.ts';
 import type { Caller } from '../dots/caller.ts';
@@ -28,7 +28,9 @@ export type ReceiveContext = Pick<
  *
  * - the commit goes into its volume (created if missing, see ensureVolume);
  * - in the transfer's target branch it must extend the branch's head and becomes the new head:
- *   the live state follows it (refused while processes hold the live data);
+ *   the live state follows it (refused while processes hold the live data) — except in a
+ *   replica (its label says so), whose live data nothing mounts: it stays as it is, and the
+ *   copy's takeover swaps it to the head then (cluster/handoff.ts activateBranch);
  * - in another volume (an ancestor on the branch's path) it becomes that branch's head only
  *   when it extends it (fast-forward) and it does not come from the branch's master node (a
  *   replica's receive); otherwise it is kept hidden, for lineage only;
@@ -40,7 +42,10 @@ export type ReceiveContext = Pick<
  * ─(receive.after-import)→ stored (held commit, new head; for a new dot its name and master
  * key) → live swapped → label without intent ─(receive.after-label)→. Everything before the
  * store write is undone on failure; recovery redoes a rollback intent whose commit arrived and
- * drops one whose commit did not.
+ * drops one whose commit did not. A replica has no swap to redo, so no intent: its label is
+ * written only when it changes (a commit arriving hidden or deleted), and a commit that arrived
+ * whole is its head at the next start whether or not the store write happened (start-up
+ * rewrites this node's own keys from the pool).
  */
 export async function receiveCommit(
   ctx: ReceiveContext,
@@ -55,6 +60,10 @@ export async function receiveCommit(
   incomingDot(ctx, caller, v); // early refusal, before taking the lock
   const known = ctx.index.branches.has(v.fsId);
   const replica = deps.replica === true;
+  // Where the time goes (the log line's `ms`): the mutation path's `locks`, `steps`, `store`
+  // (the commit is held and listed from its end) and `finish`; applyCommit's `intent`, `import`
+  // (the stream received, checked and synced), and in the finish `swap` and `label`.
+  const timer = phaseTimer(() => performance.now());
   const result = await ctx.mutations.run(
     {
       op: 'receive',
@@ -63,6 +72,7 @@ export async function receiveCommit(
       dotLock: 'exclusive',
       queues: [v.fsId],
       mastered: known && !replica ? [v.fsId] : [],
+      timer,
     },
     async (tx) => {
       const dot = incomingDot(ctx, caller, v);
@@ -74,7 +84,9 @@ export async function receiveCommit(
       return applyCommit(ctx, tx, c, { label: startLabel, newDot: created && v.branch === MASTER_BRANCH, replica }, input);
     },
   );
-  if (!result.skipped) ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible }, 'received commit');
+  if (!result.skipped) {
+    ctx.logger.info({ fsId: v.fsId, commitId: c.commitId, visible: result.visible, ms: timer.totals() }, 'received commit');
+  }
   return result;
 }
 
@@ -124,14 +136,21 @@ async function applyCommit(
     });
     return { visible, skipped: true };
   }
-  // Only what uses this node's copy blocks: a use recorded on another node (the master's mounts,
-  // while this node is its replica) is of that node's copy; an attachment to this node does not
-  // touch the live data (it is what asks for a handoff here).
-  if (isTarget) {
-    await refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
-      allowed: (use, node) => node !== ctx.mutations.nodeId || use.kind === 'attach',
-    });
-  }
+  // The live data follows the new head, except in a replica (see above).
+  const followLive = visible && startLabel.replica !== true;
+  // Only what uses this node's copy blocks, and only when its live data is swapped: a use
+  // recorded on another node (the master's mounts, while this node is its replica) is of that
+  // node's copy; an attachment to this node does not touch the live data (it is what asks for a
+  // handoff here). The check (a scan of /proc) runs while the intent is written and the stream
+  // arrives; it is awaited before anything is stored, so a refusal still undoes every pool step
+  // and leaves nothing visible.
+  const notInUse =
+    isTarget && followLive
+      ? refuseIfInUse(ctx, v.fsId, `${v.dot.namespace}/${v.dot.name}`, {
+          allowed: (use, node) => node !== ctx.mutations.nodeId || use.kind === 'attach',
+        })
+      : Promise.resolve();
+  notInUse.catch(() => {}); // awaited below; a failure before then must not go unhandled
   const shown: BranchLabel = visible ? startLabel : { ...startLabel, hiddenCommits: [...startLabel.hiddenCommits, c.commitId] };
   // A replica receiving a commit its master deleted (one a history still passes through): it
   // arrives deleted, as the master lists it (cluster/tombstones.ts hideDeletedCommit).
@@ -139,10 +158,13 @@ async function applyCommit(
   const finalLabel: BranchLabel = arrivesDeleted
     ? { ...shown, deletedCommits: [...new Set([...(shown.deletedCommits ?? []), c.commitId])] }
     : shown;
-  if (visible) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
-  else await tx.writeLabel(finalLabel, startLabel);
+  if (followLive) await tx.writeIntent(finalLabel, { op: 'rollback', to, opId: tx.newId() }, startLabel);
+  else if (finalLabel !== startLabel) await tx.writeLabel(finalLabel, startLabel);
+  tx.mark('intent');
   tx.failpoint('receive.after-intent');
   const info = await tx.importCommit(v.fsId, input, c.parent);
+  tx.mark('import');
+  await notInUse;
   const meta = parseCommitMeta(info.meta);
   if (info.id !== c.commitId || !sameRef(meta.parent, c.parent)) {
     throw new DotmeshError(
@@ -173,9 +195,11 @@ async function applyCommit(
     tx.viewAddCommit(v.fsId, indexed);
   }
   tx.finish('receive: live state', async () => {
-    if (visible) {
+    if (followLive) {
       await tx.swapLive(v.fsId, to);
+      tx.mark('swap');
       await tx.rewriteLabel(finalLabel);
+      tx.mark('label');
     }
     tx.failpoint('receive.after-label');
   });

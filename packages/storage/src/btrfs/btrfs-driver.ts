@@ -317,7 +317,9 @@ export class BtrfsDriver implements StorageDriver {
 
   /**
    * Steps: intent.json → writable snapshot `new` → rename live→`old` → rename `new`→live →
-   * delete `old`. recovery.ts finishes or undoes it from any point.
+   * delete `old`. recovery.ts finishes or undoes it from any point. Creating the snapshot
+   * commits the btrfs transaction before the ioctl returns (as in CommitStore.commit), so `new`
+   * is on disk before the renames: no separate sync.
    */
   async rollback(id: string, to: CommitRef): Promise<void> {
     checkVolumeId(id);
@@ -330,7 +332,6 @@ export class BtrfsDriver implements StorageDriver {
         const intent: RollbackIntent = { kind: 'rollback', volumeId: id, commitId: to.commitId };
         await this.reserve.withReserve(() => writeJsonAtomic(join(opDir, 'intent.json'), intent));
         await this.cli.snapshot(source, join(opDir, 'new'), { readonly: false });
-        await this.cli.sync(this.layout.root);
         this.liveUuids.delete(id);
         // btrfs refuses (EROFS) to move a read-only subvolume to another directory; the old
         // live is discarded, the new one is writable.
@@ -347,7 +348,7 @@ export class BtrfsDriver implements StorageDriver {
     });
   }
 
-  async sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>> {
+  async sizes(ids?: readonly string[], o: { readonly referenced?: boolean } = {}): Promise<Map<string, VolumeSizes>> {
     let wanted: string[];
     if (ids) {
       for (const id of ids) await this.requireVolume(id);
@@ -368,6 +369,7 @@ export class BtrfsDriver implements StorageDriver {
       liveUuids: this.liveUuids,
       referencedCache: this.referencedCache,
       dirtyCache: this.dirtyCache,
+      referenced: o.referenced !== false,
     });
   }
 

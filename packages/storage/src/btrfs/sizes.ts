@@ -19,7 +19,8 @@ import type { Layout } from './layout.ts';
  *
  * referencedBytes: `btrfs filesystem du -s` over all lives in one call (walks each tree:
  * O(files); chosen over qgroups, which cost on every write and must not be enabled on a
- * user's filesystem). dirtyBytes: extents newer than the baseline (`find-new`, bounded).
+ * user's filesystem); not measured (0) with `referenced: false`. dirtyBytes: extents newer
+ * than the baseline (`find-new`, bounded).
  */
 export async function volumeSizes(o: {
   exec: Exec;
@@ -33,6 +34,8 @@ export async function volumeSizes(o: {
   referencedCache: Map<string, { uuid: string; gen: number; bytes: number }>;
   /** Cache volumeId → dirty bytes measured at (live UUID, generation, baseline), owned by the driver. */
   dirtyCache?: Map<string, { uuid: string; gen: number; baseline: number; bytes: number }>;
+  /** false: referencedBytes is not measured (0), only the dirty state. Default true. */
+  referenced?: boolean;
 }): Promise<Map<string, VolumeSizes>> {
   const out = new Map<string, VolumeSizes>();
   if (o.ids.length === 0) return out;
@@ -52,7 +55,9 @@ export async function volumeSizes(o: {
   const uuids = await Promise.all(o.ids.map((id) => liveUuid(o, id)));
   const byUuid = new Map<string, SubvolumeListEntry>(list.map((e) => [e.uuid, e]));
   // `du` walks files: only for lives whose generation moved since their last measurement.
+  const measure = o.referenced !== false;
   const stale = o.ids.filter((id, i) => {
+    if (!measure) return false;
     const cached = o.referencedCache.get(id);
     const live = byUuid.get(uuids[i]!);
     return !cached || !live || cached.uuid !== live.uuid || cached.gen !== live.gen;
@@ -66,7 +71,7 @@ export async function volumeSizes(o: {
       referenced.set(o.layout.live(id), fresh);
       if (live) o.referencedCache.set(id, { uuid: live.uuid, gen: live.gen, bytes: fresh });
     } else {
-      referenced.set(o.layout.live(id), o.referencedCache.get(id)?.bytes ?? 0);
+      referenced.set(o.layout.live(id), measure ? (o.referencedCache.get(id)?.bytes ?? 0) : 0);
     }
   });
   const ownSnapshotCgen = new Map<string, number>();

@@ -9,7 +9,7 @@ import { PIPELINE_HIGH_WATER_MARK } from '../frames.ts';
 import { newOpId, STORAGE_ID_PATTERN } from '../ids.ts';
 import type { BtrfsCli, SubvolumeListEntry } from './btrfs-cli.ts';
 import type { CommitStore } from './commits.ts';
-import { fsyncPath, isSubvolumeRoot, listDir, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
+import { isSubvolumeRoot, listDir, mkdirp, readJsonObject, writeJsonAtomic } from './fsutil.ts';
 import { type Layout, metaFileIn } from './layout.ts';
 import { type PumpConfig, type PumpInput, pumpReceive, pumpSendInto, pumpSendStream } from './pump.ts';
 import { purge } from './recovery.ts';
@@ -145,13 +145,17 @@ export async function importCommit(o: {
       );
     }
     const received = join(recvDir, commitId);
-    const show = (await isSubvolumeRoot(received)) ? await o.cli.show(received) : undefined;
+    // The received subvolume and the pool's listing, read at once (two processes side by side).
+    const [show, pool] = await Promise.all([
+      isSubvolumeRoot(received).then((root) => (root ? o.cli.show(received) : undefined)),
+      o.cli.list(o.layout.root),
+    ]);
     if (!show?.readonly || !show.receivedUuid) {
       throw new DotmeshError('INVALID_ARGUMENT', `commit ${commitId} for volume ${id} arrived incomplete`);
     }
     const streamed = check.summary.subvolume;
     if (streamed?.path !== commitId) throw new Error(`received ${commitId}, but the stream named ${streamed?.path}`);
-    await checkReceivedSubvolume(o, parent, streamed, show.uuid);
+    checkReceivedSubvolume(pool, parent, streamed, show.uuid);
     const meta = await readReceivedMeta(received, commitId);
     if (!meta) throw new DotmeshError('INVALID_METADATA', `received commit ${commitId} of volume ${id} has no metadata file`);
     if (await isSubvolumeRoot(o.layout.commit(id, commitId))) {
@@ -162,7 +166,9 @@ export async function importCommit(o: {
     await writeJsonAtomic(join(recvDir, 'seq.json'), { seq });
     await mkdirp(o.layout.commitsDir(id));
     await rename(recvDir, o.layout.commitBox(id, commitId));
-    await fsyncPath(o.layout.commitsDir(id));
+    // The durability point: the pool's sync flushes the data and commits the btrfs transaction
+    // that holds the rename and everything before it, so no fsync of the directory comes first
+    // (on btrfs, fsync of a directory after a rename commits a whole transaction of its own).
     await o.cli.sync(o.layout.root);
     return { id: commitId, seq, meta };
   } finally {
@@ -237,16 +243,15 @@ async function checkNewSubvolume(
 
 /**
  * After `btrfs receive`, before the commit becomes visible: the received subvolume (UUID
- * `localUuid`) carries the stream's UUID and nothing else does, and btrfs based it on the
- * expected parent (see importCommit).
+ * `localUuid`) carries the stream's UUID and nothing else does in the `pool`'s listing (made
+ * after the receive), and btrfs based it on the expected parent (see importCommit).
  */
-async function checkReceivedSubvolume(
-  o: { cli: BtrfsCli; layout: Layout },
+function checkReceivedSubvolume(
+  pool: readonly SubvolumeListEntry[],
   parent: ExpectedParent | undefined,
   s: SendStreamSubvolume,
   localUuid: string,
-): Promise<void> {
-  const pool = await o.cli.list(o.layout.root);
+): void {
   const self = pool.find((e) => e.uuid === localUuid);
   if (self?.receivedUuid !== s.uuid) {
     throw new DotmeshError(

@@ -165,11 +165,12 @@ export class MemoryDriver implements StorageDriver {
     v.dirtyBytes = 0;
   }
 
-  async sizes(ids?: readonly string[]): Promise<Map<string, VolumeSizes>> {
+  async sizes(ids?: readonly string[], o: { readonly referenced?: boolean } = {}): Promise<Map<string, VolumeSizes>> {
     const out = new Map<string, VolumeSizes>();
     for (const id of ids ?? [...this.volumes.keys()]) {
       const v = this.get(id);
-      out.set(id, { referencedBytes: treeBytes(v.files), dirty: v.dirty, dirtyBytes: v.dirty ? v.dirtyBytes : 0 });
+      const referencedBytes = o.referenced === false ? 0 : treeBytes(v.files);
+      out.set(id, { referencedBytes, dirty: v.dirty, dirtyBytes: v.dirty ? v.dirtyBytes : 0 });
     }
     return out;
   }
