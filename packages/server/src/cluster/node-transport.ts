@@ -38,6 +38,17 @@ export interface NodeResponse {
   readonly text: string;
 }
 
+export interface NodeClientTimeouts {
+  /** Longest silence on an established call (a forwarded call may run long: a handoff, a sync commit). */
+  readonly idleMs?: number;
+  /**
+   * Longest wait for the connection and its TLS handshake. A node cut off by a partition (its
+   * address still advertised until its lease expires) drops packets: without this a call to it
+   * waits for the kernel's TCP connect timeout (about two minutes).
+   */
+  readonly connectMs?: number;
+}
+
 /**
  * Calls another node's endpoint over mutual TLS, at the address and port it advertises
  * (`servers/addresses/<id>`). The other side must present a certificate of the cluster CA whose
@@ -46,12 +57,14 @@ export interface NodeResponse {
 export class NodeClient {
   readonly #view: ClusterView;
   readonly #tls: NodeTls;
-  readonly #timeoutMs: number;
+  readonly #idleMs: number;
+  readonly #connectMs: number;
 
-  constructor(view: ClusterView, tls: NodeTls, timeoutMs = 120_000) {
+  constructor(view: ClusterView, tls: NodeTls, timeouts: NodeClientTimeouts = {}) {
     this.#view = view;
     this.#tls = tls;
-    this.#timeoutMs = timeoutMs;
+    this.#idleMs = timeouts.idleMs ?? 120_000;
+    this.#connectMs = timeouts.connectMs ?? 10_000;
   }
 
   /** POSTs `body` to `path` on `nodeId`; UNAVAILABLE when the node cannot be reached. */
@@ -82,7 +95,7 @@ export class NodeClient {
             commonName(cert) === nodeId
               ? undefined
               : new Error(`the node at ${address}:${node.clusterPort} is ${commonName(cert) ?? 'unnamed'}, not ${nodeId}`),
-          timeout: this.#timeoutMs,
+          timeout: this.#idleMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -93,7 +106,16 @@ export class NodeClient {
           res.on('error', (e) => reject(unreachable(nodeId, e)));
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.#idleMs} ms`)));
+      req.on('socket', (socket) => {
+        if (!socket.connecting) return; // a kept-alive connection, already up
+        const timer = setTimeout(
+          () => req.destroy(new Error(`no TLS connection to ${address}:${node.clusterPort} within ${this.#connectMs} ms`)),
+          this.#connectMs,
+        );
+        socket.once('secureConnect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
       req.on('error', (e) => reject(unreachable(nodeId, e)));
       req.end(body);
     });
