@@ -17,7 +17,7 @@
  * `#!/usr/bin/env node` line and is executable; every output file gets a source map beside it.
  * `<outdir>/chunks` is emptied first, so no stale chunk is left behind.
  * Beside the bundles: `<outdir>/dotmesh-pump`, the btrfs driver's C helper (packages/storage/
- * native/build-pump: gcc, libc6-dev and libisal-dev; docs/install.md), and
+ * native/build-pump: gcc, libc6-dev, libisal-dev and libssl-dev; docs/install.md), and
  * `<outdir>/dotmesh-flexvolume`, the FlexVolume driver as a single executable (buildFlexDriver).
  *
  * Usage: node scripts/build.ts [--outdir DIR]
@@ -200,7 +200,11 @@ export async function buildPump(
     child.once('close', (code) =>
       code === 0
         ? resolvePromise()
-        : reject(new Error(`build: ${PUMP.script} exited ${code} (needs gcc, libc6-dev and libisal-dev: see docs/install.md)`)),
+        : reject(
+            new Error(
+              `build: ${PUMP.script} exited ${code} (needs gcc, libc6-dev, libisal-dev and libssl-dev: see docs/install.md)`,
+            ),
+          ),
     );
   });
   const shown = relative(root, out);

@@ -21,6 +21,19 @@
  * --sync-dir DIR and --sync-every N (syncfs(DIR) in a background thread after every N bytes
  * passed on, so that the caller's final sync finds little left to write).
  *
+ * TLS on the connection (pump-tls.c, OpenSSL 3, TLS 1.3 only), so that over HTTPS no byte of a
+ * commit passes through Node either: --tls client (send: --out-fd is a connected TCP socket) or
+ * --tls server (receive: --in-fd is an accepted one), --tls-alpn P (required of the peer),
+ * --stream-key-fd N (32 bytes read to the end of N: the client sends them first inside TLS, the
+ * server requires them before anything else), --handshake-ms N (the whole handshake; default
+ * 10000). Client trust, one of: --tls-pin SHA256 (the leaf certificate), --tls-ca-pin sha256:HEX
+ * (the SubjectPublicKeyInfo of the CA that issued and signed the leaf), --tls-ca FILE or the
+ * system's CAs, with --tls-name NAME checked; --tls-cert/--tls-key present a client certificate.
+ * Server: --tls-cert/--tls-key (its chain and key), --tls-ca FILE (then a client certificate
+ * issued by one of these CAs is required), --tls-prefix-fd N (bytes a listener already read of
+ * the connection, read to the end of N and taken before the socket's). Every check comes before
+ * the command starts: nothing of the stream reaches or comes from an untrusted peer.
+ *
  * Framed stream (transfer protocol v1, the same as @dotmesh/storage frames.ts):
  *     frame := type:u8 length:u32be body[length]
  *     type 1 = data: body = crc32:u32be payload[length - 4]   (payload 1..4 MiB)
@@ -36,14 +49,16 @@
  * refused). Any other answer, or the checker going away, stops everything.
  *
  * The pump dies with its parent (PR_SET_PDEATHSIG), and the command with the pump.
- * Exit: 0 done; 10 corrupt framing; 11 input/output failed (ended early, idle, reset);
- * 12 refused by the checker; 13 the command failed (its stderr passes through); 2 usage;
- * 1 internal. The last stderr line is "dotmesh-pump: <message>"; errors of system calls name
+ * Exit: 0 done; 10 corrupt framing; 11 input/output failed (ended early, idle, reset, a
+ * handshake past --handshake-ms); 12 refused by the checker; 13 the command failed (its stderr
+ * passes through); 14 TLS refused (failed handshake, untrusted peer, wrong ALPN or stream key);
+ * 2 usage; 1 internal. The last stderr line is "dotmesh-pump: <message>"; errors of system calls name
  * the errno (e.g. "ECONNRESET (Connection reset by peer)").
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include "pump-tls.h"
 #include <isa-l/crc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -60,7 +75,6 @@
 
 #define PUMP_VERSION "1"
 
-enum { EXIT_CORRUPT = 10, EXIT_IO = 11, EXIT_REFUSED = 12, EXIT_COMMAND = 13, EXIT_USAGE = 2 };
 enum { FRAME_DATA = 1, FRAME_END = 2 };
 #define FRAME_HEADER_BYTES 5
 #define MAX_FRAME_BYTES (4u << 20)
@@ -76,7 +90,7 @@ static const char *sync_dir = NULL;
 static uint64_t sync_every = 0;
 static pid_t child = -1;
 
-static void die(int code, const char *fmt, ...) {
+_Noreturn void die(int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("dotmesh-pump: ", stderr);
@@ -88,7 +102,7 @@ static void die(int code, const char *fmt, ...) {
 }
 
 /* "ECONNRESET (Connection reset by peer)" for errno e. */
-static const char *why(int e) {
+const char *why(int e) {
   static char text[160];
   const char *name = strerrorname_np(e);
   snprintf(text, sizeof text, "%s (%s)", name ? name : "error", strerror(e));
@@ -114,6 +128,7 @@ static void await_fd(int fd, short events, const char *what) {
 
 /* Reads up to n bytes (at least 1); 0 at end of input. Blocking and non-blocking fds alike. */
 static size_t read_some(int fd, void *buf, size_t n, const char *what) {
+  if (tls_on(fd)) return tls_read_some(buf, n, what);
   for (;;) {
     ssize_t r = read(fd, buf, n);
     if (r >= 0) return (size_t)r;
@@ -135,6 +150,10 @@ static int read_full(int fd, void *buf, size_t n, const char *what) {
 
 /* Writes everything or dies with `fail_code`. */
 static void write_full(int fd, const void *buf, size_t n, const char *what, int fail_code) {
+  if (tls_on(fd)) {
+    tls_write_full(buf, n, what, fail_code);
+    return;
+  }
   const char *p = buf;
   while (n > 0) {
     ssize_t w = write(fd, p, n);
@@ -206,7 +225,10 @@ static void progress(int force) {
 
 /* ---- send ---------------------------------------------------------------------------------- */
 
+static struct tls_options tls = {.prefix_fd = -1, .handshake_ms = 10000, .key_fd = -1};
+
 static int run_send(char **argv) {
+  if (tls.mode) tls_open(out_fd, &tls, idle_ms);
   int from = start_command(argv, 0);
   unsigned char *buf = malloc(TARGET_FRAME_BYTES + FRAME_HEADER_BYTES + 4);
   if (!buf) die(1, "out of memory");
@@ -241,6 +263,7 @@ static int run_send(char **argv) {
   put_be32(end + 9, (uint32_t)total);
   put_be32(end + 13, frames);
   write_full(out_fd, end, sizeof end, "the framed output", EXIT_IO);
+  tls_finish();
   framed_bytes += sizeof end;
   progress(1);
   return 0;
@@ -396,6 +419,7 @@ static const char *const CUT = "the stream ended before its last frame (connecti
 static int run_receive(char **argv) {
   if (check_fd < 0) die(EXIT_USAGE, "receive needs --check-fd");
   command_argv = argv;
+  if (tls.mode) tls_open(in_fd, &tls, idle_ms);
   to_cmd = start_command(argv, 1);
   if (sync_dir && sync_every > 0) {
     sync_fd = open(sync_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -474,6 +498,17 @@ int main(int argc, char **argv) {
     else if (!strcmp(o, "--pipe-bytes")) pipe_bytes = int_option(o, v);
     else if (!strcmp(o, "--sync-dir")) sync_dir = v;
     else if (!strcmp(o, "--sync-every")) sync_every = strtoull(v, NULL, 10);
+    else if (!strcmp(o, "--tls")) tls.mode = v;
+    else if (!strcmp(o, "--tls-cert")) tls.cert = v;
+    else if (!strcmp(o, "--tls-key")) tls.key = v;
+    else if (!strcmp(o, "--tls-ca")) tls.ca_file = v;
+    else if (!strcmp(o, "--tls-pin")) tls.pin_cert = v;
+    else if (!strcmp(o, "--tls-ca-pin")) tls.pin_ca = v;
+    else if (!strcmp(o, "--tls-name")) tls.name = v;
+    else if (!strcmp(o, "--tls-alpn")) tls.alpn = v;
+    else if (!strcmp(o, "--tls-prefix-fd")) tls.prefix_fd = int_option(o, v);
+    else if (!strcmp(o, "--stream-key-fd")) tls.key_fd = int_option(o, v);
+    else if (!strcmp(o, "--handshake-ms")) tls.handshake_ms = int_option(o, v);
     else die(EXIT_USAGE, "unknown option %s", o);
   }
   if (i + 1 >= argc) die(EXIT_USAGE, "missing -- command...");

@@ -157,7 +157,55 @@ export interface SocketTransferOptions {
   readonly idleTimeoutMs: number;
   /** Framed bytes moved so far, called as they grow. */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * TLS spoken on the socket by the driver's own process: the socket is plain TCP up to its
+   * first TLS byte, and Node neither reads nor writes it (see StreamTls).
+   */
+  readonly tls?: StreamTls;
 }
+
+/**
+ * TLS 1.3 on a commit stream's own connection, ended by the storage driver's process rather
+ * than Node, with Node's trust rules (@dotmesh/rpc tls.ts). The handshake, every check of the
+ * peer and the stream key come before any byte of the stream: an untrusted peer, a failed
+ * handshake or a wrong key fail with PERMISSION_DENIED, a handshake that takes longer than
+ * `handshakeTimeoutMs` with UNAVAILABLE.
+ */
+export type StreamTls = StreamTlsClient | StreamTlsServer;
+
+/** The dialling end (the socket is connected, nothing written yet). */
+export interface StreamTlsClient {
+  readonly role: 'client';
+  /** The server's host name or address: sent as SNI (names only) and checked when trusted by CAs. */
+  readonly serverName: string;
+  /** Pinned leaf certificate (SHA-256 of its DER, `AB:CD:…`), or pinned cluster CA (`sha256:<hex>` of its SubjectPublicKeyInfo), or CAs (a PEM file; the system's when absent) with the name check. */
+  readonly trust: { readonly certSha256: string } | { readonly caPin: string } | { readonly caFile?: string };
+  /** A certificate (PEM chain) and key to present: mutual TLS between the nodes of a cluster. */
+  readonly identity?: { readonly certFile: string; readonly keyFile: string };
+  /** The ALPN protocol the server must agree to. */
+  readonly alpn: string;
+  /** STREAM_KEY_BYTES random bytes the control call gave: sent first, inside TLS. */
+  readonly streamKey: Buffer;
+  readonly handshakeTimeoutMs?: number;
+}
+
+/** The accepting end (the socket was accepted; `peeked` holds what was already read of it). */
+export interface StreamTlsServer {
+  readonly role: 'server';
+  readonly identity: { readonly certFile: string; readonly keyFile: string };
+  /** Mutual TLS: the client must present a certificate issued by a CA of this PEM file. */
+  readonly clientCaFile?: string;
+  /** The ALPN protocol the client must offer. */
+  readonly alpn: string;
+  /** Bytes already read from the socket (the ClientHello a listener looked at), up to 16.5 KiB. */
+  readonly peeked?: Buffer;
+  /** The key the client must send first: ties the connection to the transfer its control call set up. */
+  readonly streamKey: Buffer;
+  readonly handshakeTimeoutMs?: number;
+}
+
+/** Length of a StreamTls stream key. */
+export const STREAM_KEY_BYTES = 32;
 
 /** The live (writable) state of a volume, as a side of `diff`. */
 export interface LiveRef {

@@ -1,8 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import type { Duplex, PassThrough, Readable } from 'node:stream';
+import type { Duplex, PassThrough, Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { STREAM_KEY_BYTES, type StreamTls } from '../driver.ts';
 import { type Exec, ExecError } from '../exec.ts';
 import type { SendStreamCheck } from './send-stream-check.ts';
 
@@ -28,7 +29,7 @@ export const DEFAULT_SYNC_EVERY_BYTES = 256 * 1024 * 1024;
 const DEFAULT_IDLE_MS = 30_000;
 
 /** Exit codes of dotmesh-pump (its header comment). */
-const EXIT = { corrupt: 10, io: 11, refused: 12, command: 13 } as const;
+const EXIT = { corrupt: 10, io: 11, refused: 12, command: 13, tls: 14 } as const;
 
 /** Where a pump reads a framed stream from: a Node stream (piped into its stdin) or a socket it reads itself. */
 export type PumpInput =
@@ -41,6 +42,42 @@ export type PumpInput =
 
 function common(config: PumpConfig, idleMs: number | undefined): string[] {
   return ['--idle-ms', String(idleMs ?? DEFAULT_IDLE_MS), '--pipe-bytes', String(config.pipeBytes ?? DEFAULT_PIPE_BYTES)];
+}
+
+/**
+ * The pump's options for TLS on its connection, and what it reads on extra fds from `firstFd`
+ * on (the stream key, then the peeked bytes): secrets never go on a command line.
+ */
+function tlsOptions(tls: StreamTls | undefined, firstFd: number): { args: string[]; inputs: Buffer[] } {
+  if (!tls) return { args: [], inputs: [] };
+  if (tls.streamKey.length !== STREAM_KEY_BYTES) {
+    throw new DotmeshError('INVALID_ARGUMENT', `a stream key has ${STREAM_KEY_BYTES} bytes, not ${tls.streamKey.length}`);
+  }
+  const args = ['--tls', tls.role, '--tls-alpn', tls.alpn, '--stream-key-fd', String(firstFd)];
+  const inputs = [tls.streamKey];
+  if (tls.handshakeTimeoutMs !== undefined) args.push('--handshake-ms', String(tls.handshakeTimeoutMs));
+  if (tls.role === 'client') {
+    args.push('--tls-name', tls.serverName);
+    if ('certSha256' in tls.trust) args.push('--tls-pin', tls.trust.certSha256);
+    else if ('caPin' in tls.trust) args.push('--tls-ca-pin', tls.trust.caPin);
+    else if (tls.trust.caFile !== undefined) args.push('--tls-ca', tls.trust.caFile);
+    if (tls.identity) args.push('--tls-cert', tls.identity.certFile, '--tls-key', tls.identity.keyFile);
+  } else {
+    args.push('--tls-cert', tls.identity.certFile, '--tls-key', tls.identity.keyFile);
+    if (tls.clientCaFile !== undefined) args.push('--tls-ca', tls.clientCaFile);
+    args.push('--tls-prefix-fd', String(firstFd + 1));
+    inputs.push(tls.peeked ?? Buffer.alloc(0));
+  }
+  return { args, inputs };
+}
+
+/** Writes each of `inputs` whole into the child's fd `firstFd + i`, then closes it. */
+function feedInputs(child: ChildProcess, firstFd: number, inputs: readonly Buffer[]): void {
+  inputs.forEach((data, i) => {
+    const fd = child.stdio[firstFd + i] as Writable;
+    fd.on('error', () => {}); // the pump died first: its exit code says why
+    fd.end(data);
+  });
 }
 
 /** Collects a child's stderr (bounded) and settles with its exit code once it closed. */
@@ -67,6 +104,10 @@ function pumpError(code: number | null, stderr: string, what: string, command: r
       return new DotmeshError('UNAVAILABLE', `${what}: ${last}`, { hint: 'run the transfer again' });
     case EXIT.refused:
       return new DotmeshError('INVALID_ARGUMENT', `${what} refused: ${last}`);
+    case EXIT.tls:
+      return new DotmeshError('PERMISSION_DENIED', `${what}: ${last}`, {
+        hint: 'check that the address is the peer the transfer was set up with; otherwise someone may be intercepting the connection',
+      });
     case EXIT.command:
       return new ExecError(command[0] ?? 'btrfs', command.slice(1), null, lines.slice(0, -1).join('\n') || last, 'failed');
     default:
@@ -123,13 +164,22 @@ export async function pumpSendInto(o: {
   socket: Socket;
   idleMs?: number;
   onProgress?: (bytes: number) => void;
+  /** TLS the pump speaks on the socket (then Node never reads it). */
+  tls?: StreamTls;
 }): Promise<void> {
   const command = ['btrfs', ...o.sendArgs];
-  const args = ['send', ...common(o.config, o.idleMs), '--out-fd', '4', '--progress-fd', '3', '--', ...command];
+  const tls = tlsOptions(o.tls, 5);
+  const args = ['send', ...common(o.config, o.idleMs), '--out-fd', '4', '--progress-fd', '3', ...tls.args, '--', ...command];
   const flowing = o.socket.readableFlowing;
-  const child = o.exec.spawn(o.config.binary, args, { stdin: 'ignore', stdout: 'ignore', extraFds: ['pipe', o.socket] });
+  const child = o.exec.spawn(o.config.binary, args, {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    extraFds: ['pipe', o.socket, ...tls.inputs.map(() => 'pipe' as const)],
+  });
   // Node stops reading a socket it hands to a child: its owner may be reading it (an answer).
-  if (flowing === true) o.socket.resume();
+  // Never a TLS one: its bytes are the pump's TLS session.
+  if (flowing === true && !o.tls) o.socket.resume();
+  feedInputs(child, 5, tls.inputs);
   const done = exited(child);
   const progress = child.stdio[3] as Readable;
   followProgress(progress, o.onProgress);
@@ -162,10 +212,14 @@ export async function pumpReceive(o: {
   syncDir?: string;
   idleMs?: number;
   onProgress?: (bytes: number) => void;
+  /** TLS the pump speaks on the socket input. */
+  tls?: StreamTls;
 }): Promise<void> {
   const socket = 'socket' in o.input ? o.input.socket : undefined;
+  if (o.tls && !socket) throw new Error('pumpReceive: TLS needs a socket input');
   const command = ['btrfs', ...o.receiveArgs];
   const sync = o.config.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES;
+  const tls = tlsOptions(o.tls, 6);
   const args = [
     'receive',
     ...common(o.config, o.idleMs),
@@ -175,16 +229,23 @@ export async function pumpReceive(o: {
     '4',
     ...(o.syncDir && sync > 0 ? ['--sync-dir', o.syncDir, '--sync-every', String(sync)] : []),
     ...(socket ? ['--in-fd', '5'] : []),
+    ...tls.args,
     '--',
     ...command,
   ];
   // The pump reads the socket from now on and measures its idleness itself.
   socket?.setTimeout(0);
+  // What Node already read of the socket (and holds unread) is the start of the client's
+  // handshake: it goes to the pump after the peeked bytes. Taken in the same tick as the spawn,
+  // which stops Node's reading, so no byte is read in between.
+  const early = o.tls?.role === 'server' && socket && socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
   const child = o.exec.spawn(o.config.binary, args, {
     stdin: socket ? 'ignore' : 'pipe',
     stdout: 'ignore',
-    extraFds: socket ? ['pipe', 'pipe', socket] : ['pipe', 'pipe'],
+    extraFds: socket ? ['pipe', 'pipe', socket, ...tls.inputs.map(() => 'pipe' as const)] : ['pipe', 'pipe'],
   });
+  if (early) tls.inputs[1] = Buffer.concat([tls.inputs[1] ?? Buffer.alloc(0), early]);
+  feedInputs(child, 6, tls.inputs);
   const done = exited(child);
   followProgress(child.stdio[4] as Readable, o.onProgress);
   let checkError: Error | undefined;

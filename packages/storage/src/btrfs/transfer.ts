@@ -65,6 +65,7 @@ export async function exportCommitTo(o: ExportRequest & { socket: Socket; option
     socket: o.socket,
     idleMs: o.options.idleTimeoutMs,
     onProgress: o.options.onProgress,
+    ...(o.options.tls ? { tls: o.options.tls } : {}),
   });
 }
 
@@ -135,6 +136,7 @@ export async function importCommit(o: {
       syncDir: o.layout.root,
       idleMs: o.options?.idleTimeoutMs,
       onProgress: o.options?.onProgress,
+      ...(o.options?.tls ? { tls: o.options.tls } : {}),
     });
     const names = await listDir(recvDir);
     const commitId = names[0];

@@ -104,7 +104,7 @@ export async function busyboxImage(o: ImageOptions = {}): Promise<TestImage> {
 const SERVER_BASE = {
   suite: 'bookworm',
   variant: 'minbase',
-  // libisal2: dotmesh-pump's one library beyond libc (the server image runs it).
+  // libisal2: a library of dotmesh-pump (the server image runs it); its other one, libssl3, comes with curl.
   include: ['btrfs-progs', 'util-linux', 'mount', 'curl', 'ca-certificates', 'libisal2'],
   prune: ['var/cache/apt', 'var/lib/apt/lists', 'usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale'],
 } as const;
