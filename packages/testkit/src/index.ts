@@ -23,6 +23,7 @@ export * from './postgres-image.ts';
 export * from './process.ts';
 export * from './pump.ts';
 export * from './server-process.ts';
+export * from './tcp-pair.ts';
 export * from './test-ca.ts';
 export * from './tmp.ts';
 export * from './transcript.ts';

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isDotmeshError } from '@dotmesh/core';
-import { makeTempDir, pumpBinary, skipUnless } from '@dotmesh/testkit';
+import { makeTempDir, pumpBinary, skipUnless, tcpPair } from '@dotmesh/testkit';
 import { type DriverHarness, rejectsWithCode, runDriverConformance } from '../conformance.ts';
 import { readAll } from '../conformance-util.ts';
 import { createExec } from '../exec.ts';
@@ -374,25 +374,6 @@ describe('btrfs storage', { skip: skipUnless(['root', 'btrfs', 'losetup']) }, ()
   });
 
   describe('commit streams over a socket (dotmesh-pump reads and writes it, not Node)', () => {
-    /** A connected loopback TCP pair: `a` dialled, `b` accepted. */
-    const tcpPair = async (): Promise<{ a: Socket; b: Socket; close: () => void }> => {
-      const server = createServer();
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      const accepted = new Promise<Socket>((r) => server.once('connection', r));
-      const a = connect((server.address() as AddressInfo).port, '127.0.0.1');
-      await once(a, 'connect');
-      const b = await accepted;
-      server.close();
-      for (const s of [a, b]) s.on('error', () => {});
-      return {
-        a,
-        b,
-        close: () => {
-          a.destroy();
-          b.destroy();
-        },
-      };
-    };
     const GO = Buffer.from('\n');
     /** The sending end: waits for the go byte, then lets the driver write the stream. */
     /** Two opened drivers, on pool A and pool B. */

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
-import { promisify } from 'node:util';
 import { type DotmeshError, isDotmeshError } from '@dotmesh/core';
-import { makeTempDir, pumpBinary, skipUnless } from '@dotmesh/testkit';
+import { makeTempDir, makeTestCa, pumpBinary, skipUnless, type TestCa, tcpPair } from '@dotmesh/testkit';
 import { readAll } from '../conformance-util.ts';
 import type { StreamTlsClient, StreamTlsServer } from '../driver.ts';
 import { createExec } from '../exec.ts';
@@ -20,81 +18,41 @@ import { ensurePoolFile } from './pool-format.ts';
 import { purge } from './recovery.ts';
 
 const exec = createExec();
-const run = promisify(execFile);
 const ALPN = 'dotmesh-commit-stream';
 const CIPHER = 'TLS_AES_256_GCM_SHA384';
 
-/** A CA, a server certificate (127.0.0.1) sent with it, a client certificate, and an impostor of another CA. */
+/** Our CA, a server certificate (127.0.0.1) sent with it, a client certificate, and an impostor of another CA. */
 async function makePki(dir: string) {
-  const f = (n: string) => join(dir, n);
-  const ssl = (args: string[]) => run('openssl', args);
-  const key = (n: string) => ssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(n)]);
-  const ca = async (n: string) => {
-    await key(`${n}-key.pem`);
-    await ssl(['req', '-x509', '-new', '-key', f(`${n}-key.pem`), '-out', f(`${n}.pem`), '-days', '2', '-subj', `/CN=${n}`]);
+  const newCa = async (n: string) => {
+    await mkdir(join(dir, n));
+    return makeTestCa(join(dir, n), n);
   };
-  const leaf = async (n: string, by: string, ext: string) => {
-    await key(`${n}-key.pem`);
-    await ssl(['req', '-new', '-key', f(`${n}-key.pem`), '-out', f(`${n}.csr`), '-subj', `/CN=${n}`]);
-    await writeFile(f(`${n}.ext`), `${ext}\nbasicConstraints=CA:FALSE\n`);
-    await ssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        f(`${n}.csr`),
-        '-CA',
-        f(`${by}.pem`),
-        '-CAkey',
-        f(`${by}-key.pem`),
-        '-set_serial',
-        '7',
-        '-days',
-        '2',
-      ].concat(['-extfile', f(`${n}.ext`), '-out', f(`${n}-leaf.pem`)]),
-    );
-    await writeFile(f(`${n}.pem`), Buffer.concat([await readFile(f(`${n}-leaf.pem`)), await readFile(f(`${by}.pem`))]));
+  const ours = await newCa('ca');
+  const other = await newCa('other-ca');
+  /** A leaf of `ca`, and a chain file (the leaf, then the CA) as a server sends it. */
+  const leaf = async (ca: TestCa, name: string, ext: string) => {
+    const signed = await ca.sign(name, `/CN=${name}`, `${ext}\nbasicConstraints=CA:FALSE\n`);
+    const chain = join(ca.dir, `${name}-chain.pem`);
+    await writeFile(chain, Buffer.concat([await readFile(signed.cert), await readFile(ca.caCert)]));
+    const fingerprint = new X509Certificate(await readFile(signed.cert)).fingerprint256;
+    return { certFile: chain, keyFile: signed.key, fingerprint };
   };
-  await ca('ca');
-  await ca('other-ca');
-  await leaf('server', 'ca', 'subjectAltName=IP:127.0.0.1');
-  await leaf('client', 'ca', 'subjectAltName=DNS:client');
-  await leaf('impostor', 'other-ca', 'subjectAltName=IP:127.0.0.1');
-  const fingerprint = async (n: string) => new X509Certificate(await readFile(f(`${n}-leaf.pem`))).fingerprint256;
-  const caPin = async (n: string) => {
-    const der = new X509Certificate(await readFile(f(`${n}.pem`))).publicKey.export({ type: 'spki', format: 'der' });
-    const { createHash } = await import('node:crypto');
+  const caPin = async (ca: TestCa) => {
+    const der = new X509Certificate(await readFile(ca.caCert)).publicKey.export({ type: 'spki', format: 'der' });
     return `sha256:${createHash('sha256').update(der).digest('hex')}`;
   };
+  const server = await leaf(ours, 'server', 'subjectAltName=IP:127.0.0.1');
+  const client = await leaf(ours, 'client', 'subjectAltName=DNS:client');
+  const impostor = await leaf(other, 'impostor', 'subjectAltName=IP:127.0.0.1');
   return {
-    caFile: f('ca.pem'),
-    server: { certFile: f('server.pem'), keyFile: f('server-key.pem') },
-    client: { certFile: f('client.pem'), keyFile: f('client-key.pem') },
-    impostor: { certFile: f('impostor.pem'), keyFile: f('impostor-key.pem') },
-    serverPin: await fingerprint('server'),
-    impostorPin: await fingerprint('impostor'),
-    caPin: await caPin('ca'),
-    otherCaPin: await caPin('other-ca'),
-  };
-}
-
-/** A connected loopback TCP pair: `a` dialled, `b` accepted. */
-async function tcpPair(): Promise<{ a: Socket; b: Socket; close: () => void }> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<Socket>((r) => server.once('connection', r));
-  const a = connect((server.address() as AddressInfo).port, '127.0.0.1');
-  await once(a, 'connect');
-  const b = await accepted;
-  server.close();
-  for (const s of [a, b]) s.on('error', () => {});
-  return {
-    a,
-    b,
-    close: () => {
-      a.destroy();
-      b.destroy();
-    },
+    caFile: ours.caCert,
+    server,
+    client,
+    impostor,
+    serverPin: server.fingerprint,
+    impostorPin: impostor.fingerprint,
+    caPin: await caPin(ours),
+    otherCaPin: await caPin(other),
   };
 }
 
