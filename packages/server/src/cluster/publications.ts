@@ -20,6 +20,8 @@ const CAS_ATTEMPTS = 20;
  * (the non-graceful shutdown's forced detach, ControllerUnpublishVolume → DetachBranch), its
  * kubelet will never unmount them, and its copy is a fenced replica that takes no writes. An
  * attachment to another node then replaces them (see `add`); until then they block as any use.
+ * FlexVolume mounts have no attachment: theirs give way once the node is gone and the branch
+ * failed over.
  */
 export class BranchPublications {
   readonly #store: Store;
