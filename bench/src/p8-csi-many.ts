@@ -4,6 +4,7 @@ import { type CsiClient, csiClient } from '@dotmesh/csi';
 import { Cleanup, makeTempDir, startCsiDriver, unmountUnder } from '@dotmesh/testkit';
 import { createSubvolume, deleteSubvolumes, sh } from './btrfs.ts';
 import { ratio, single, summarize, timeMs } from './harness.ts';
+import { createAndPublish } from './p8-csi.ts';
 import type { Row } from './report.ts';
 import { type BenchServer, pool, rssMiB } from './server.ts';
 
@@ -18,8 +19,6 @@ import { type BenchServer, pool, rssMiB } from './server.ts';
  */
 const IN_FLIGHT = 4;
 const LIST_SAMPLES = 5;
-
-const CAP = { mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
 
 export async function benchCsiManyVolumes(
   cleanup: Cleanup,
@@ -45,21 +44,7 @@ export async function benchCsiManyVolumes(
     const driverBefore = await rssMiB(driverPid);
     const csiMs = await timeMs(() =>
       pool(indexes, IN_FLIGHT, async (i) => {
-        const v = (await csi.Controller.CreateVolume({ name: `p8many-${i}`, volume_capabilities: [CAP], secrets })) as {
-          volume: { volume_id: string };
-        };
-        const id = v.volume.volume_id;
-        volumes.set(i, id);
-        const { staging, target } = paths(i);
-        await csi.Controller.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: CAP, secrets });
-        await csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: CAP, secrets });
-        await csi.Node.NodePublishVolume({
-          volume_id: id,
-          staging_target_path: staging,
-          target_path: target,
-          volume_capability: CAP,
-          secrets,
-        });
+        await createAndPublish(csi, { name: `p8many-${i}`, nodeId, ...paths(i), secrets }, (id) => volumes.set(i, id));
       }),
     );
     const list: number[] = [];

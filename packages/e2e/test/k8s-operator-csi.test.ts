@@ -154,6 +154,21 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
       { timeoutMs: 120_000, intervalMs: 500, what: `what pod ${name} printed` },
     );
   };
+  /** A VolumeSnapshot `name` of the PVC `pvc`, once readyToUse. */
+  const snapshotOf = async (pvc: string, name: string) => {
+    await apply({
+      apiVersion: 'snapshot.storage.k8s.io/v1',
+      kind: 'VolumeSnapshot',
+      metadata: { name, namespace: ns },
+      spec: { volumeSnapshotClassName: 'dotmesh-csi', source: { persistentVolumeClaimName: pvc } },
+    });
+    await waitFor(
+      async () =>
+        (await cluster.kubectl(['get', 'volumesnapshot', name, '-n', ns, '-o', 'jsonpath={.status.readyToUse}'])).stdout ===
+        'true',
+      { timeoutMs: 180_000, intervalMs: 1000, what: `the VolumeSnapshot ${name} ready` },
+    );
+  };
   const n0 = () => nodeName(0);
   const n1 = () => nodeName(1);
   const n2 = () => nodeName(2);
@@ -172,18 +187,7 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
   test('a VolumeSnapshot restores into a PVC whose pod on node-2 reads the data as it was', async () => {
     const before = await runPodToCompletion(cluster.kubectl, pod('before', n1(), 'data', sha), 300_000);
     await deleteAndWait(cluster, ['pod', 'before', '-n', ns]);
-    await apply({
-      apiVersion: 'snapshot.storage.k8s.io/v1',
-      kind: 'VolumeSnapshot',
-      metadata: { name: 'snap', namespace: ns },
-      spec: { volumeSnapshotClassName: 'dotmesh-csi', source: { persistentVolumeClaimName: 'data' } },
-    });
-    await waitFor(
-      async () =>
-        (await cluster.kubectl(['get', 'volumesnapshot', 'snap', '-n', ns, '-o', 'jsonpath={.status.readyToUse}'])).stdout ===
-        'true',
-      { timeoutMs: 180_000, intervalMs: 1000, what: 'the VolumeSnapshot ready' },
-    );
+    await snapshotOf('data', 'snap');
     // the live data changes after the snapshot; the restore must not see it
     await runPodToCompletion(cluster.kubectl, pod('changer', n1(), 'data', 'echo changed > /data/blob'), 300_000);
     await deleteAndWait(cluster, ['pod', 'changer', '-n', ns]);
@@ -220,18 +224,7 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     const branchId = volumeBranch(await volumeHandle('lossy'));
     const lostId = (await api.call('BranchPublications', branchId)).Node;
     assert.ok(lostId, 'the volume is published on the node to lose');
-    await apply({
-      apiVersion: 'snapshot.storage.k8s.io/v1',
-      kind: 'VolumeSnapshot',
-      metadata: { name: 'lossy-snap', namespace: ns },
-      spec: { volumeSnapshotClassName: 'dotmesh-csi', source: { persistentVolumeClaimName: 'lossy' } },
-    });
-    await waitFor(
-      async () =>
-        (await kubectl(['get', 'volumesnapshot', 'lossy-snap', '-n', ns, '-o', 'jsonpath={.status.readyToUse}'])).stdout ===
-        'true',
-      { timeoutMs: 180_000, intervalMs: 1000, what: 'the VolumeSnapshot ready' },
-    );
+    await snapshotOf('lossy', 'lossy-snap');
     // Written after the commit: on the lost host only (its uncommitted data goes with it).
     await kubectl(['exec', '-n', ns, writer, '--', 'sh', '-c', 'echo uncommitted > /data/after && sync']);
 
