@@ -42,20 +42,7 @@ export async function benchCsi(cleanup: Cleanup, s: BenchServer, o: { samples: n
       const timeDot = async () =>
         dot.push(
           await timeMs(async () => {
-            const v = (await csi.Controller.CreateVolume({ name: `p8-${i}`, volume_capabilities: [CAP], secrets })) as {
-              volume: { volume_id: string };
-            };
-            const id = v.volume.volume_id;
-            volumes.push(id);
-            await csi.Controller.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: CAP, secrets });
-            await csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: CAP, secrets });
-            await csi.Node.NodePublishVolume({
-              volume_id: id,
-              staging_target_path: staging,
-              target_path: target,
-              volume_capability: CAP,
-              secrets,
-            });
+            await createAndPublish(csi, { name: `p8-${i}`, nodeId, staging, target, secrets }, (id) => volumes.push(id));
           }),
         );
       const timeRaw = async () =>
@@ -87,6 +74,39 @@ export async function benchCsi(cleanup: Cleanup, s: BenchServer, o: { samples: n
       verdict: atMost(`p50 ≤ ${P8_MS} ms`, figure.p50, P8_MS, 'ms'),
     },
   ];
+}
+
+/**
+ * CreateVolume → ControllerPublishVolume → NodeStageVolume → NodePublishVolume of a new volume,
+ * as the sidecars and the kubelet call them; `made` gets its id as soon as it exists (so that a
+ * failure later still tears it down).
+ */
+export async function createAndPublish(
+  csi: CsiClient,
+  o: {
+    readonly name: string;
+    readonly nodeId: string;
+    readonly staging: string;
+    readonly target: string;
+    readonly secrets: Record<string, string>;
+  },
+  made: (volumeId: string) => unknown,
+): Promise<void> {
+  const { secrets } = o;
+  const v = (await csi.Controller.CreateVolume({ name: o.name, volume_capabilities: [CAP], secrets })) as {
+    volume: { volume_id: string };
+  };
+  const id = v.volume.volume_id;
+  made(id);
+  await csi.Controller.ControllerPublishVolume({ volume_id: id, node_id: o.nodeId, volume_capability: CAP, secrets });
+  await csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: o.staging, volume_capability: CAP, secrets });
+  await csi.Node.NodePublishVolume({
+    volume_id: id,
+    staging_target_path: o.staging,
+    target_path: o.target,
+    volume_capability: CAP,
+    secrets,
+  });
 }
 
 async function tearDown(

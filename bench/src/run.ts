@@ -2,7 +2,9 @@
  * Runs the benchmarks of targets.md (P1-P11, P13) against a real dotmesh-server on a
  * loop-file btrfs pool (P2, P3 also on a second server with the installed default config; P4, P5:
  * two servers in two network namespaces, pair-hosts.ts; P9: a server of its own serving the volume
- * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts; P13: a cluster of three nodes in network namespaces
+ * plugin of a private dockerd, p9-docker.ts; P8: the built CSI driver, p8-csi.ts, and 1,000 volumes
+ * published through it, p8-csi-many.ts; P8K: snapshot → restored PVC through Kubernetes on a one-node
+ * test cluster of its own with the CSI driver installed from docs/kubernetes.md, p8-csi-restore.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
  * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
  * three nodes of its own, each trial's master host taken away, p12-failover.ts; P11: replication lag and
@@ -39,6 +41,8 @@ import { benchClone } from './p5-clone.ts';
 import { benchManyDots } from './p6-many-dots.ts';
 import { benchThroughput } from './p7-throughput.ts';
 import { benchCsi } from './p8-csi.ts';
+import { benchCsiManyVolumes } from './p8-csi-many.ts';
+import { benchCsiRestore } from './p8-csi-restore.ts';
 import { benchCommitUnderLoad, benchDockerRun, type DockerBench, startDockerBench } from './p9-docker.ts';
 import { benchCli } from './p10-cli.ts';
 import { benchReplication } from './p11-replication.ts';
@@ -51,7 +55,7 @@ import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11', 'P12', 'P13', 'P16', 'R7'] as const;
+const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P8K', 'P9', 'P10', 'P11', 'P12', 'P13', 'P16', 'R7'] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -94,6 +98,8 @@ const params = smoke
       p6Samples: 2,
       p7: { clients: 4, seconds: 0.5, commits: 20 },
       p8Samples: 3,
+      p8Volumes: 20,
+      p8k: { sizes: [MiB, 16 * MiB], samples: 2, poolSize: '2G' },
       p9Run: { runs: 3, warmup: 1 },
       p9Commit: { commits: 5, pgScale: 1, pgClients: 4, spacingMs: 200 },
       p10Samples: 2,
@@ -115,6 +121,8 @@ const params = smoke
       p6Samples: 10,
       p7: { clients: 8, seconds: 5, commits: 200 },
       p8Samples: 30,
+      p8Volumes: 1000,
+      p8k: { sizes: [GiB, 10 * GiB], samples: 5, poolSize: '16G' },
       p9Run: { runs: 20, warmup: 3 },
       p9Commit: { commits: 30, pgScale: 10, pgClients: 4, spacingMs: 200 },
       p10Samples: 20,
@@ -135,7 +143,7 @@ const missing = missingCapabilities([
   ...(pairs || clustered ? (['netns', 'etcd'] as const) : []),
   ...(only.has('R7') ? (['etcd'] as const) : []),
   ...(only.has('P12') ? (['netns', 'etcd'] as const) : []),
-  ...(only.has('P16') ? (['netns'] as const) : []),
+  ...(only.has('P16') || only.has('P8K') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
 if (missing.length > 0) {
@@ -152,6 +160,8 @@ const pairPoolBytes = 2 * pairMax + 4 * GiB;
 const P9_POOL = '16G';
 // P16: the node's sparse pool (docs/kubernetes.md's 10G, barely used), the images and the node's containerd.
 const P16_HOST_BYTES = 2 * GiB;
+// P8K: the node's sparse pool holds each size's data once (snapshots and restores share it).
+const P8K_HOST_BYTES = params.p8k.sizes.reduce((a, b) => a + b, 0) + 2 * GiB;
 // P12: three nodes' sparse pools, a 1 MiB dot per trial.
 const P12_POOL = '2G';
 const P12_HOST_BYTES = 3 * GiB;
@@ -167,7 +177,8 @@ const needHost =
   (only.has('P9') ? 4 * GiB : 0) +
   (clustered ? 3 * clusterPoolBytes : 0) +
   (only.has('P12') ? P12_HOST_BYTES : 0) +
-  (only.has('P16') ? P16_HOST_BYTES : 0);
+  (only.has('P16') ? P16_HOST_BYTES : 0) +
+  (only.has('P8K') ? P8K_HOST_BYTES : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -224,7 +235,11 @@ try {
     else
       await step('P8', async () => {
         if (!tools.ok) throw new Error(`P8 needs csi.proto from the Kubernetes test tools: ${tools.reason}`);
-        return benchCsi(cleanup, s, { samples: params.p8Samples, csiProto: tools.tools.protos.csi });
+        const csiProto = tools.tools.protos.csi;
+        return [
+          ...(await benchCsi(cleanup, s, { samples: params.p8Samples, csiProto })),
+          ...(await benchCsiManyVolumes(cleanup, s, { volumes: params.p8Volumes, csiProto })),
+        ];
       });
   }
   const haveDm = existsSync(dmBundle);
@@ -243,16 +258,20 @@ try {
   if (clustered) await cluster(s);
   if (only.has('P12')) await failover();
   if (only.has('R7')) await step('R7', () => benchQuorumLoss(cleanup, { samples: params.r7Samples }));
-  if (only.has('P16')) {
+  for (const [id, run] of [
+    ['P16', () => benchK8sVolume({ ...params.p16, log: (line) => console.error(`bench: ${line}`) })],
+    ['P8K', () => benchCsiRestore({ ...params.p8k, log: (line) => console.error(`bench: ${line}`) })],
+  ] as const) {
+    if (!only.has(id)) continue;
     const k8s = missingCapabilities(['k8s']);
-    // Like P8: without the Kubernetes test tools P16 is left out, except under CI.
-    if (k8s.length > 0 && !isCI()) console.error(`bench: P16 left out: it needs a test cluster: ${k8s.join('; ')}`);
+    // Like P8: without the Kubernetes test tools P16 and P8K are left out, except under CI.
+    if (k8s.length > 0 && !isCI()) console.error(`bench: ${id} left out: it needs a test cluster: ${k8s.join('; ')}`);
     else
-      await step('P16', async () => {
-        if (k8s.length > 0) throw new Error(`P16 needs a test cluster: ${k8s.join('; ')}`);
+      await step(id, async () => {
+        if (k8s.length > 0) throw new Error(`${id} needs a test cluster: ${k8s.join('; ')}`);
         if (!existsSync(dmBundle))
-          throw new Error(`${dmBundle} is missing: run 'npm run build' first (P16 builds its images from dist/)`);
-        return benchK8sVolume({ ...params.p16, log: (line) => console.error(`bench: ${line}`) });
+          throw new Error(`${dmBundle} is missing: run 'npm run build' first (${id} builds its images from dist/)`);
+        return run();
       });
   }
 } catch (e) {

@@ -256,7 +256,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     locks,
     containerMoves: new KeyedQueue(),
     containers: tracker ?? parts.containers ?? NO_CONTAINERS,
-    publications: new BranchPublications(store, view),
+    publications: new BranchPublications(store, view, masterNodes),
     inUse: parts.inUse ?? NEVER_IN_USE,
     writeGuard,
     nodeId: parts.nodeId,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { MemoryDriver } from '@dotmesh/storage';
+import { KEYS } from '../src/cluster/store-keys.ts';
 import { NODE_IDS, useInProcessCluster } from './cluster-fixture.ts';
 import { type InProcessServer, rejectsCode } from './in-process.ts';
 
@@ -76,6 +77,53 @@ describe('publications on two nodes', () => {
     const gone = await b().admin.call('DeleteBranch', { Namespace: 'admin', Name: 'kube', Branch: 'pvc' });
     assert.equal(gone.Deleted, true);
     assert.deepEqual(await b().admin.call('Branches', { Namespace: 'admin', Name: 'kube' }), []);
+  });
+
+  test('the mounts of a lost node that no longer masters the branch give way once its attachment is gone (a forced detach)', async () => {
+    await a().admin.call('Create', { Namespace: 'admin', Name: 'lost' });
+    const id = await a().admin.call('Lookup', { Namespace: 'admin', Name: 'lost', Branch: '' });
+    await (a().driver as MemoryDriver).writeFile(id, '__default__/data', 'committed before the loss');
+    // As a node that is gone left them: its lease expired (no address key: never live here),
+    // the branch mastered elsewhere (on a, as after a failover), its kubelet never unmounting.
+    const lost = 'd0d0d0d0d0d00004';
+    const use = (kind: 'attach' | 'mount', target: string) => ({
+      kind,
+      volume: 'v',
+      target,
+      read_only: false,
+      subdot: kind === 'mount' ? '__default__' : '',
+      at: new Date().toISOString(),
+    });
+    const leave = async (uses: ReturnType<typeof use>[]) => {
+      const { revision } = await fixture
+        .cluster()
+        .store.put(KEYS.publications(id), JSON.stringify({ filesystem_id: id, node_id: lost, uses }));
+      for (const s of [a(), b()]) await s.server.ctx.view.caughtUp(revision);
+    };
+
+    // Still attached there (Kubernetes has not detached it): the branch stays where it is.
+    await leave([use('attach', ''), use('mount', '/t/lost/staging'), use('mount', '/t/lost/pod')]);
+    await rejectsCode(
+      a().admin.call('AttachBranch', { FilesystemId: id, Node: NODE_IDS[1], Volume: 'v', ReadOnly: false }),
+      'IN_USE',
+      /in use on node d0d0d0d0d0d00004/,
+    );
+    assert.equal(await masterOf(a(), 'lost'), NODE_IDS[0]);
+
+    // Detached (the out-of-service taint's forced detach): its mounts are void, the attachment
+    // to b replaces them and moves the branch there with its data.
+    await a().admin.call('DetachBranch', { FilesystemId: id, Node: lost, Volume: 'v' });
+    assert.equal((await a().admin.call('BranchPublications', id)).Node, lost, 'the mounts are left as they were');
+    const r = await a().admin.call('AttachBranch', { FilesystemId: id, Node: NODE_IDS[1], Volume: 'v', ReadOnly: false });
+    assert.equal(r.Master, NODE_IDS[1]);
+    assert.equal((await (b().driver as MemoryDriver).readFile(id, '__default__/data')).toString(), 'committed before the loss');
+    const now = await a().admin.call('BranchPublications', id);
+    assert.equal(now.Node, NODE_IDS[1]);
+    assert.deepEqual(
+      now.Uses.map((u) => u.Kind),
+      ['attach'],
+    );
+    await a().admin.call('DetachBranch', { FilesystemId: id, Node: NODE_IDS[1], Volume: 'v' });
   });
 
   test('a branch mounted on its master still replicates: a sync commit is acknowledged once the other node holds it', async () => {

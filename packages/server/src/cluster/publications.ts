@@ -1,6 +1,7 @@
 import { DotmeshError } from '@dotmesh/core';
 import type { Compare, Store } from '@dotmesh/store';
 import { absent } from '../dots/mutation/store-writes.ts';
+import type { MasterNodes } from './master-nodes.ts';
 import { type BranchUse, KEYS, type PublicationsRecord, parseValue } from './store-keys.ts';
 import type { ClusterView } from './view.ts';
 
@@ -13,14 +14,24 @@ const CAS_ATTEMPTS = 20;
  * <fsId>`, one record per branch, changed by compare-and-swap) so that every node sees them and
  * they outlive a restart. A branch in use is not handed to another node, rolled back or deleted
  * (IN_USE); all the uses of a branch are on one node.
+ *
+ * A lost node's mounts are void once Kubernetes detached the volume from it: when the node is
+ * gone (its lease expired), the branch failed over elsewhere and no attachment to it is left
+ * (the non-graceful shutdown's forced detach, ControllerUnpublishVolume → DetachBranch), its
+ * kubelet will never unmount them, and its copy is a fenced replica that takes no writes. An
+ * attachment to another node then replaces them (see `add`); until then they block as any use.
+ * FlexVolume mounts have no attachment: theirs give way once the node is gone and the branch
+ * failed over.
  */
 export class BranchPublications {
   readonly #store: Store;
   readonly #view: ClusterView;
+  readonly #masterNodes: Pick<MasterNodes, 'get'>;
 
-  constructor(store: Store, view: ClusterView) {
+  constructor(store: Store, view: ClusterView, masterNodes: Pick<MasterNodes, 'get'>) {
     this.#store = store;
     this.#view = view;
+    this.#masterNodes = masterNodes;
   }
 
   /** The uses of a branch as this node's view last saw them. */
@@ -55,14 +66,19 @@ export class BranchPublications {
 
   /**
    * Adds a use of `fsId` on `node` (the same use again changes nothing). Refused with IN_USE
-   * while the branch is in use on another node, and with CONFLICT when the same use exists
-   * with another read-only flag. True when this call added it.
+   * while the branch is in use on another node (unless that node's uses are void: see the
+   * class), and with CONFLICT when the same use exists with another read-only flag. True when
+   * this call added it.
    */
   async add(fsId: string, node: string, use: Omit<BranchUse, 'at'>, what: string): Promise<boolean> {
     let added = false;
-    await this.#update(fsId, (record) => {
+    await this.#update(fsId, (current) => {
       added = false;
-      if (record && record.node_id !== node) throw publishedElsewhere(what, record);
+      let record = current;
+      if (record && record.node_id !== node) {
+        if (!this.#voidOnLostNode(fsId, record)) throw publishedElsewhere(what, record);
+        record = undefined; // replaced, by compare-and-swap on the record as read
+      }
       const uses = record?.uses ?? [];
       const same = uses.find((u) => sameUse(u, use));
       if (same) {
@@ -79,6 +95,18 @@ export class BranchPublications {
       return { filesystem_id: fsId, node_id: node, uses: [...uses, { ...use, at: new Date().toISOString() }] };
     });
     return added;
+  }
+
+  /**
+   * True when `record`'s node is gone (no address key: its lease expired), no longer masters
+   * the branch (failover moved it) and holds no attachment of it (Kubernetes detached it): its
+   * mounts can neither be unmounted by their kubelet nor written through.
+   */
+  #voidOnLostNode(fsId: string, record: PublicationsRecord): boolean {
+    if (this.#view.node(record.node_id)) return false;
+    const master = this.#masterNodes.get(fsId)?.nodeId;
+    if (master === undefined || master === record.node_id) return false;
+    return !record.uses.some((u) => u.kind === 'attach');
   }
 
   /** Removes the uses `match` selects; the record goes with its last use. Idempotent. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Cleanup } from '../cleanup.ts';
 import { acquireFlock } from '../flock.ts';
 import { listNetns } from '../netns.ts';
-import { waitFor } from '../process.ts';
+import { isAlive, runCommand, waitFor } from '../process.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import type { TestImage } from './images.ts';
 import { nodeStatus } from './kubectl.ts';
@@ -20,7 +20,7 @@ import {
 import { importImages, nodePaths, startContainerd } from './node.ts';
 import { addedNodePki } from './pki.ts';
 import { componentLauncher, logTail } from './process-log.ts';
-import { CLUSTER_STATE_FILE, readClusterState, stateNode, teardownNode, updateClusterState } from './teardown.ts';
+import { CLUSTER_STATE_FILE, nodeProcessIds, readClusterState, stateNode, teardownNode, updateClusterState } from './teardown.ts';
 
 /**
  * Nodes added to and removed from a running test cluster (a node recycled as a cloud's node
@@ -152,4 +152,39 @@ export async function removeClusterNode(
     }));
   }
   if (o.deleteNodeObject !== false) await cluster.kubectl(['delete', 'node', name, '--ignore-not-found']);
+}
+
+/**
+ * Loses an added node as a host vanishes (power gone, no clean stop): every process of it —
+ * kubelet, kube-proxy, containerd, its shims and its pods' processes (a Dotmesh server pod's
+ * too) — SIGKILLed by PID, rounds until none is left, and its link to the cluster's bridge set
+ * down. Nothing is unmounted and its Node object stays (NotReady once the node lifecycle
+ * controller notices): `removeClusterNode` removes what is left. Returns the PIDs killed.
+ */
+export async function loseClusterNode(cluster: TestCluster, name: string): Promise<number[]> {
+  const state = readClusterState(cluster.dir);
+  const node = stateNode(state, name);
+  if (!node) throw new Error(`the test cluster ${cluster.id} has no node ${name}`);
+  const killed: number[] = [];
+  for (let round = 0; round < 20; round++) {
+    const pids = nodeProcessIds(state, name);
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: `${name}'s processes to die`,
+    });
+  }
+  const left = nodeProcessIds(state, name);
+  if (left.length > 0) throw new Error(`node ${name} still has processes after SIGKILL: ${left.join(', ')}`);
+  await runCommand('ip', ['link', 'set', node.network.hostVeth, 'down']);
+  return killed;
 }

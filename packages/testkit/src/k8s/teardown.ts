@@ -214,6 +214,18 @@ async function stopProcessesUnder(dir: string, nodes: readonly NodePaths[], step
   });
 }
 
+/**
+ * Every live process of node `name`: its components (their command lines name its directory:
+ * kubelet, kube-proxy, containerd and its shims) and its pods' processes (its cgroup root,
+ * host-PID pods such as a Dotmesh server included). Empty for a node not in the state.
+ */
+export function nodeProcessIds(state: ClusterState, name: string): number[] {
+  const node = stateNode(state, name);
+  if (!node) return [];
+  const pids = new Set([...clusterProcesses(node.paths.dir).map((p) => p.pid), ...cgroupTasks(node.paths.cgroupRoot)]);
+  return [...pids].filter(isAlive);
+}
+
 /** A node of the cluster `state` describes, with its paths and index (undefined: not in the state). */
 export function stateNode(
   state: ClusterState,
