@@ -118,6 +118,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     '--use-service-account-credentials=true',
     `--cluster-cidr=${o.clusterCidr}`,
     `--service-cluster-ip-range=${o.serviceCidr}`,
+    // The PV binder's periodic pass (default 15 s): a claim and a pre-bound PV created in quick
+    // succession are sometimes bound only by it; tests wait for such bindings.
+    '--pvclaimbinder-sync-period=2s',
     '--profiling=false',
     '--v=1',
   ]);

@@ -8,6 +8,7 @@ import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
 import type { TestImage } from './images.ts';
+import { deleteAndWait } from './pods.ts';
 import {
   CSI_SIDECARS,
   type CsiSidecar,
@@ -61,9 +62,10 @@ export function installedDriverDir(node: TestClusterNode): string {
  * Installs Dotmesh on `cluster` from `docFile` (docs/kubernetes.md) with the images built from
  * `dist`, and registers its removal on `cleanup`: the manifest's objects (cluster-scoped ones
  * included; the namespace takes the pods, ConfigMap, Secret, Lease and Events with it), the
- * FlexVolume drivers the server pods installed, the images, then the pools (unmounted, their
- * loop devices detached). Returns once everything is applied, not when it runs
- * (`waitForDotmesh`). `onBeforeRemoval` runs first at cleanup (e.g. to print diagnostics).
+ * FlexVolume drivers the server pods installed, then the pools (unmounted, their loop devices
+ * detached); the images stay in the nodes until the cluster goes (`importIntoCluster`). Returns
+ * once everything is applied, not when it runs (`waitForDotmesh`). `onBeforeRemoval` runs first
+ * at cleanup (e.g. to print diagnostics).
  */
 export async function installDotmeshFromDoc(
   cluster: TestCluster,
@@ -77,7 +79,6 @@ export async function installDotmeshFromDoc(
   },
 ): Promise<DocInstall> {
   const { kubectl } = cluster;
-  const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   const dir = await makeTempDir('k8s-dotmesh', cleanup);
   // The servers leave their pools mounted and attached when they stop (by design): once the
   // pods are gone, everything under the pools' shared bind mount goes (itself last).
@@ -92,7 +93,7 @@ export async function installDotmeshFromDoc(
   const server = await serverImage({ dist: o.dist, etcd: cluster.tools.bin('etcd'), protos: cluster.tools.protos });
   const operator = await operatorImage({ dist: o.dist });
   const provisioner = await provisionerImage({ dist: o.dist });
-  await importIntoCluster(cluster, [server, operator, provisioner], suite);
+  await importIntoCluster(cluster, [server, operator, provisioner]);
   const manifest = replaceInManifest(await manifestFromDoc(o.docFile, 'dotmesh.yaml'), {
     'dotmesh/dotmesh-operator:0.1.0': operator.ref,
     'dotmesh/dotmesh-server:0.1.0': server.ref,
@@ -127,14 +128,17 @@ export async function installDotmeshFromDoc(
   cleanup.add(async () => {
     for (const n of cluster.nodes) await rm(installedDriverDir(n), { recursive: true, force: true });
   }, 'remove the installed FlexVolume drivers');
-  cleanup.add(
-    () =>
-      kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
-        input: manifest,
-        timeoutMs: 200_000,
-      }),
-    'delete the Dotmesh manifest',
-  );
+  cleanup.add(async () => {
+    // The controllers first, then the pods they made, then the manifest: a namespace deleted
+    // while its pods stop is finished by the namespace controller only after half their grace
+    // period (the server pods': 120 s), a namespace without pods at once.
+    await deleteAndWait(cluster, ['deployment', '--all', '-n', DOTMESH_NAMESPACE]);
+    await deleteAndWait(cluster, ['pod', '--all', '-n', DOTMESH_NAMESPACE]);
+    await kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+      input: manifest,
+      timeoutMs: 200_000,
+    });
+  }, 'delete the Dotmesh manifest (its Deployments and pods first)');
   const before = o.onBeforeRemoval;
   if (before) cleanup.add(() => before(install), 'before removing Dotmesh');
   await kubectl(['create', 'namespace', DOTMESH_NAMESPACE]);
@@ -220,7 +224,8 @@ export async function waitForDotmesh(
  * docs/kubernetes.md says ("Deploying it with the operator"): the VolumeSnapshot CRDs, then its
  * `dotmesh-csi.yaml` manifest with the local images (deviation: the server image and the CSI
  * sidecars are built here, the sidecars from the tools' binaries of the versions the doc names).
- * Removed again at cleanup. Returns once applied (`waitForDotmeshCsi`).
+ * Removed again at cleanup (the images stay until the cluster goes). Returns once applied
+ * (`waitForDotmeshCsi`).
  */
 export async function installDotmeshCsiFromDoc(
   cluster: TestCluster,
@@ -228,9 +233,8 @@ export async function installDotmeshCsiFromDoc(
   install: DocInstall,
   o: { readonly docFile: string },
 ): Promise<string> {
-  const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   const sidecars = await Promise.all(CSI_SIDECARS.map((name) => csiSidecarImage(cluster.tools, name)));
-  await importIntoCluster(cluster, sidecars, suite);
+  await importIntoCluster(cluster, sidecars);
   await installVolumeSnapshotCrds(cluster, cleanup);
   const text = await manifestFromDoc(o.docFile, 'dotmesh-csi.yaml');
   const versions = /registry\.k8s\.io\/sig-storage\/([a-z-]+):(v[0-9.]+)/g;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { debootstrapRootfs, ensureCachedFile, imageCacheDir } from '../cached-build.ts';
 import { BUSYBOX } from '../docker.ts';
 import { runCommand } from '../process.ts';
-import { type ImageConfig, sha256File, writeImageArchive } from './image-tar.ts';
+import { type ImageConfig, sha256File, type UnpackedArchive, writeImageArchive } from './image-tar.ts';
 import type { K8sTools } from './tools.ts';
 
 /**
@@ -17,7 +17,8 @@ import type { K8sTools } from './tools.ts';
  * - server-base: a Debian bookworm rootfs (debootstrap) with btrfs-progs, util-linux, mount,
  *   curl, libisal2 and the Node.js that runs the tests at /usr/local/bin/node: what the dotmesh
  *   server image builds on;
- * - server, operator, provisioner (product-images.ts): server-base plus the built bundles of `npm run build`;
+ * - server, operator, provisioner (product-images.ts): server-base's layer plus one of the built
+ *   bundles of `npm run build`;
  * - etcd (product-images.ts): the tools' etcd 3.6.5, alone.
  * Image names are `dotmesh.test/<name>:<key>`: a registry host no one can pull from, so a pod
  * must use `imagePullPolicy: Never` (or IfNotPresent) and finds the imported image or nothing.
@@ -46,12 +47,22 @@ export function keyOf(...parts: string[]): string {
     .slice(0, 12);
 }
 
+/**
+ * An image made of `base`'s layers plus one layer of `paths` of the rootfs (which `fill` gave
+ * `base`'s files too, for the checks run in it). `base` is found in the build's work folder.
+ */
+export interface LayeredOn {
+  readonly base: (work: string) => UnpackedArchive;
+  readonly paths: readonly string[];
+}
+
 export async function cachedImage(
   name: string,
   key: string,
   o: ImageOptions,
   config: ImageConfig,
   fill: (rootfs: string, work: string) => Promise<void>,
+  layered?: LayeredOn,
 ): Promise<TestImage> {
   const ref = `dotmesh.test/${name}:${key}`;
   const archive = await ensureCachedFile({
@@ -65,7 +76,14 @@ export async function cachedImage(
       await mkdir(rootfs, { recursive: true });
       await fill(rootfs, work);
       const out = join(work, 'image.tar');
-      await writeImageArchive({ rootfs, ref, config, work, out });
+      await writeImageArchive({
+        rootfs,
+        ref,
+        config,
+        work,
+        out,
+        ...(layered ? { base: layered.base(work), paths: layered.paths } : {}),
+      });
       return out;
     },
   });

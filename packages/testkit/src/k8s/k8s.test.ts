@@ -77,6 +77,47 @@ test('an image archive has docker-save layout: manifest, config with the layer d
   assert.match(stdout, /-rwxr-xr-x 0\/0 .* \.\/bin\/hello$/m, 'the file, its mode and numeric root ownership');
 });
 
+test("a layered image archive: the base archive's layers unchanged, then one of the given paths", async () => {
+  await using cleanup = new Cleanup();
+  const dir = await makeTempDir('k8s-image', cleanup);
+  const rootfs = join(dir, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await writeFile(join(rootfs, 'bin', 'base-file'), 'base\n');
+  const baseOut = join(dir, 'base.tar');
+  await writeImageArchive({ rootfs, ref: 'dotmesh.test/base:1', config: {}, work: join(dir, 'w1'), out: baseOut });
+  const base = join(dir, 'base');
+  await mkdir(base);
+  await runCommand('tar', ['-C', base, '-xf', baseOut]);
+  await mkdir(join(rootfs, 'opt', 'app'), { recursive: true });
+  await writeFile(join(rootfs, 'opt', 'app', 'run'), 'app\n', { mode: 0o755 });
+  const out = join(dir, 'app.tar');
+  await writeImageArchive({
+    rootfs,
+    ref: 'dotmesh.test/app:1',
+    config: { Entrypoint: ['/opt/app/run'] },
+    work: join(dir, 'w2'),
+    out,
+    base: { dir: base },
+    paths: ['./opt/app'],
+  });
+
+  const x = join(dir, 'x');
+  await mkdir(x);
+  await runCommand('tar', ['-C', x, '-xf', out]);
+  const [manifest] = JSON.parse(await readFile(join(x, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];
+  const [baseManifest] = JSON.parse(await readFile(join(base, 'manifest.json'), 'utf8')) as { Layers: string[] }[];
+  assert.equal(manifest!.Layers.length, 2);
+  assert.equal(manifest!.Layers[0], baseManifest!.Layers[0], 'the base layer under its own name');
+  assert.equal(await sha256File(join(x, manifest!.Layers[0]!)), await sha256File(join(base, baseManifest!.Layers[0]!)));
+  const config = JSON.parse(await readFile(join(x, manifest!.Config), 'utf8')) as { rootfs: { diff_ids: string[] } };
+  assert.deepEqual(config.rootfs.diff_ids, [
+    `sha256:${await sha256File(join(x, manifest!.Layers[0]!))}`,
+    `sha256:${await sha256File(join(x, manifest!.Layers[1]!))}`,
+  ]);
+  const { stdout } = await runCommand('tar', ['-tf', join(x, manifest!.Layers[1]!)]);
+  assert.deepEqual(stdout.trim().split('\n').sort(), ['./opt/app/', './opt/app/run'], 'only the given paths');
+});
+
 test('shim socket paths follow containerd 1.6: /run/containerd/s/sha256(address/namespace/id)', () => {
   const want = createHash('sha256').update('/x/containerd.sock/k8s.io/abc').digest('hex');
   assert.equal(shimSocketPath('/x/containerd.sock', 'k8s.io', 'abc'), `/run/containerd/s/${want}`);

@@ -153,6 +153,18 @@ export async function importImages(p: NodePaths, images: readonly TestImage[]): 
   for (const image of images) await ctr(p, ['images', 'import', image.archive], 600_000);
 }
 
+/**
+ * Imports those of `images` that a node's containerd does not hold yet (by reference: test
+ * image references name a hash of their content, so a present reference is the same image).
+ */
+export async function importMissingImages(p: NodePaths, images: readonly TestImage[]): Promise<void> {
+  const present = new Set((await ctr(p, ['images', 'ls', '-q'])).stdout.split('\n'));
+  await importImages(
+    p,
+    images.filter((i) => !present.has(i.ref)),
+  );
+}
+
 /** Gives an imported image another name in a node's containerd (the same content). */
 export async function tagImage(p: NodePaths, from: string, to: string): Promise<void> {
   await ctr(p, ['images', 'tag', '--force', from, to], 60_000);

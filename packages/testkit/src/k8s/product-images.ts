@@ -4,14 +4,16 @@ import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink } from 'node:fs/
 import { join } from 'node:path';
 import type { AfterHook } from '../cleanup.ts';
 import { runCommand } from '../process.ts';
-import { sha256File } from './image-tar.ts';
+import { sha256File, type UnpackedArchive } from './image-tar.ts';
 import { baseDirs, cachedImage, type ImageOptions, keyOf, serverBaseImage, type TestImage } from './images.ts';
-import { importImages, type NodePaths, removeImages, tagImage } from './node.ts';
+import { importMissingImages, type NodePaths, removeImages, tagImage } from './node.ts';
 import type { K8sTools } from './tools.ts';
 
 /**
  * The images of the product itself, for the Kubernetes tests (docs/kubernetes.md, "Images"),
- * built from the repository with no registry and cached like the test images (images.ts):
+ * built from the repository with no registry and cached like the test images (images.ts). The
+ * server, operator and provisioner images are server-base's layer (unchanged) plus a layer of
+ * their own files:
  * - server: server-base + dotmesh-server, dm, the CSI driver dotmesh-csi, dotmesh-pump and the
  *   FlexVolume driver dotmesh-flexvolume (a single executable the server installs on its node)
  *   from `npm run build`'s output (in `/opt/dotmesh`, first on PATH, as `dotmesh-server`, `dm`
@@ -23,8 +25,10 @@ import type { K8sTools } from './tools.ts';
  * Keys hash every file copied in, so a rebuilt bundle is a new image name.
  */
 export const PRODUCT_DIR = '/opt/dotmesh';
-/** Bump when a recipe below changes what it produces for the same inputs. */
-const PRODUCT_RECIPE_VERSION = 3;
+/** Bump when the server, operator or provisioner recipe changes what it produces for the same inputs. */
+const PRODUCT_RECIPE_VERSION = 4;
+/** The same for the single-binary images (etcd, the CSI sidecars). */
+const BINARY_RECIPE_VERSION = 3;
 
 export interface ProductImageOptions extends ImageOptions {
   /** `npm run build`'s output directory (dist/ of the repository). */
@@ -89,9 +93,12 @@ async function hashFiles(dist: string, files: readonly string[]): Promise<string
   return h.digest('hex');
 }
 
-/** Unpacks server-base's single layer into `rootfs`. */
+/** Where unpackServerBase leaves server-base's archive unpacked. */
+const unpackedBase = (work: string): UnpackedArchive => ({ dir: join(work, 'base') });
+
+/** Unpacks server-base's archive into `unpackedBase(work)`, and its layers into `rootfs`. */
 async function unpackServerBase(base: TestImage, rootfs: string, work: string): Promise<void> {
-  const dir = join(work, 'base');
+  const { dir } = unpackedBase(work);
   await mkdir(dir);
   await runCommand('tar', ['-C', dir, '-xf', base.archive], { timeoutMs: 600_000 });
   const [manifest] = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { Layers: string[] }[];
@@ -121,39 +128,48 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
     Entrypoint: [`${PRODUCT_DIR}/${set.entries[0]}`],
     Env: [`PATH=${PRODUCT_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`],
   };
-  return cachedImage(name, key, o, config, async (rootfs, work) => {
-    await unpackServerBase(base, rootfs, work);
-    const target = join(rootfs, PRODUCT_DIR.slice(1));
-    await mkdir(join(target, 'chunks'), { recursive: true });
-    for (const f of files) await copyFile(join(o.dist, f), join(target, f));
-    if (existsSync(join(o.dist, 'chunks', ETCD_PROTO_DIR))) {
-      await cp(join(o.dist, 'chunks', ETCD_PROTO_DIR), join(target, 'chunks', ETCD_PROTO_DIR), { recursive: true });
-    }
-    for (const e of set.entries) {
-      await chmod(join(target, `${e}.mjs`), 0o755);
-      await symlink(`${e}.mjs`, join(target, e));
-    }
-    for (const x of set.extra) await chmod(join(target, x), 0o755);
-    if (protos) {
-      await mkdir(join(rootfs, REGISTRATION_PROTO.slice(1), '..'), { recursive: true });
-      await copyFile(protos.csi, join(rootfs, CSI_PROTO.slice(1)));
-      await copyFile(protos.pluginRegistration, join(rootfs, REGISTRATION_PROTO.slice(1)));
-    }
-    if (etcd) {
-      await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
-      await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
-      await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
-    }
-    // Each bundle must load in the image (its chunks there, its Node the image's).
-    await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
-      throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
-    });
-    if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
-    if (set.extra.includes('dotmesh-flexvolume')) {
-      const { stdout } = await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-flexvolume`, 'init']);
-      if (!stdout.includes('"Success"')) throw new Error(`${name} image: dotmesh-flexvolume init answered ${stdout}`);
-    }
-  });
+  return cachedImage(
+    name,
+    key,
+    o,
+    config,
+    async (rootfs, work) => {
+      await unpackServerBase(base, rootfs, work);
+      const target = join(rootfs, PRODUCT_DIR.slice(1));
+      await mkdir(join(target, 'chunks'), { recursive: true });
+      for (const f of files) await copyFile(join(o.dist, f), join(target, f));
+      if (existsSync(join(o.dist, 'chunks', ETCD_PROTO_DIR))) {
+        await cp(join(o.dist, 'chunks', ETCD_PROTO_DIR), join(target, 'chunks', ETCD_PROTO_DIR), { recursive: true });
+      }
+      for (const e of set.entries) {
+        await chmod(join(target, `${e}.mjs`), 0o755);
+        await symlink(`${e}.mjs`, join(target, e));
+      }
+      for (const x of set.extra) await chmod(join(target, x), 0o755);
+      if (protos) {
+        await mkdir(join(rootfs, REGISTRATION_PROTO.slice(1), '..'), { recursive: true });
+        await copyFile(protos.csi, join(rootfs, CSI_PROTO.slice(1)));
+        await copyFile(protos.pluginRegistration, join(rootfs, REGISTRATION_PROTO.slice(1)));
+      }
+      if (etcd) {
+        await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
+        await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
+        await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+      }
+      // Each bundle must load in the image (its chunks there, its Node the image's).
+      await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
+        throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
+      });
+      if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
+      if (set.extra.includes('dotmesh-flexvolume')) {
+        const { stdout } = await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-flexvolume`, 'init']);
+        if (!stdout.includes('"Success"')) throw new Error(`${name} image: dotmesh-flexvolume init answered ${stdout}`);
+      }
+    },
+    // server-base's layer as it is (each node holds it already: the cluster imports server-base),
+    // then one of what this image adds.
+    { base: unpackedBase, paths: [`.${PRODUCT_DIR}`, ...(etcd ? ['./usr/local/bin/etcd'] : [])] },
+  );
 }
 
 /** The dotmesh server image (`dotmesh-server`, `dm`, `dotmesh-pump`, `etcd`; btrfs-progs from server-base). */
@@ -197,34 +213,29 @@ async function binaryImage(
   o: ImageOptions,
 ): Promise<TestImage> {
   const config = { Entrypoint: [path] };
-  return cachedImage(
-    name,
-    keyOf(`product-v${PRODUCT_RECIPE_VERSION}`, name, await sha256File(bin)),
-    o,
-    config,
-    async (rootfs) => {
-      await baseDirs(rootfs);
-      await mkdir(join(rootfs, path.slice(1), '..'), { recursive: true });
-      await copyFile(bin, join(rootfs, path.slice(1)));
-      await chmod(join(rootfs, path.slice(1)), 0o755);
-      await runCommand('chroot', [rootfs, path, ...check]);
-    },
-  );
+  return cachedImage(name, keyOf(`product-v${BINARY_RECIPE_VERSION}`, name, await sha256File(bin)), o, config, async (rootfs) => {
+    await baseDirs(rootfs);
+    await mkdir(join(rootfs, path.slice(1), '..'), { recursive: true });
+    await copyFile(bin, join(rootfs, path.slice(1)));
+    await chmod(join(rootfs, path.slice(1)), 0o755);
+    await runCommand('chroot', [rootfs, path, ...check]);
+  });
 }
 
 /**
- * Imports `images` into every node's containerd of a (shared) test cluster, and removes them
- * again when `t` ends, so the cluster is left as it was.
+ * Imports `images` into every node's containerd of a (shared) test cluster, unless the node
+ * holds them already. They stay until the cluster goes (its containerd roots go with it): the
+ * run's shared cluster imports each build of the product images once for all the files that
+ * install them (an import of the three is ≈ 1 GB per node), and a reference names its content,
+ * so a later file finds exactly the image it would import. Only what the files make from them
+ * (pods, tags: `tagInCluster`) is theirs to remove.
  */
 export async function importIntoCluster(
   cluster: { readonly nodes: readonly { readonly paths: NodePaths }[] },
   images: readonly TestImage[],
-  t: AfterHook,
 ): Promise<void> {
-  t.after(() => Promise.all(cluster.nodes.map((n) => removeImages(n.paths, images))).then(() => undefined));
-  await Promise.all(cluster.nodes.map((n) => importImages(n.paths, images)));
+  await Promise.all(cluster.nodes.map((n) => importMissingImages(n.paths, images)));
 }
-
 /**
  * `image` (imported already) under another name `ref` in every node's containerd: the same
  * build as another version, for upgrade tests (no registry, no rebuild). Removed when `t` ends.
