@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isDotmeshError } from '@dotmesh/core';
-import { disruptionOf, parsePreStop, preStop } from './kubernetes-prestop.ts';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
+import { disruptionOf, parsePreStop, preStop, waitForNoUse } from './kubernetes-prestop.ts';
 
 const env = { POD_NAME: 'server-n', POD_NAMESPACE: 'dotmesh', DOTMESH_NODE_IP: '10.0.0.1', KUBERNETES_SERVICE_HOST: '10.96.0.1' };
 
@@ -33,6 +33,43 @@ describe('dotmesh-server pre-stop', () => {
       disruptionOf({ status: { conditions: [{ type: 'DisruptionTarget', status: 'True', reason: 'EvictionByEvictionAPI' }] } }),
       'EvictionByEvictionAPI',
     );
+  });
+  it('waits while uses are left or the server does not answer, and ends when none is left', async () => {
+    const answers: (readonly unknown[] | Error)[] = [
+      ['use'],
+      new DotmeshError('UNAVAILABLE', 'timed out after 10000 ms waiting for dotmesh-server'),
+      ['use'],
+      [],
+    ];
+    const lines: string[] = [];
+    let calls = 0;
+    const client = {
+      call: async () => {
+        const a = answers[calls++]!;
+        if (a instanceof Error) throw a;
+        return { Uses: a };
+      },
+    };
+    await waitForNoUse(client, { timeoutSeconds: 60, pollMs: 1, say: (l) => lines.push(l) });
+    assert.equal(calls, 4);
+    assert.match(lines.at(-1)!, /no use left: stopping/);
+  });
+  it('stops waiting once the server refuses connections (it stopped; no unmount can reach it)', async () => {
+    const lines: string[] = [];
+    let calls = 0;
+    const refusedError = Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:32607'), { code: 'ECONNREFUSED' });
+    const client = {
+      call: async () => {
+        calls++;
+        if (calls === 1) return { Uses: ['use'] };
+        throw new DotmeshError('UNAVAILABLE', 'cannot reach dotmesh-server', { cause: refusedError });
+      },
+    };
+    const started = Date.now();
+    await waitForNoUse(client, { timeoutSeconds: 60, pollMs: 1, say: (l) => lines.push(l) });
+    assert.equal(calls, 2);
+    assert.ok(Date.now() - started < 5_000);
+    assert.match(lines.at(-1)!, /refuses connections \(it stopped\): stopping/);
   });
   it('does not wait when it cannot read its pod (no API server), and says why', async () => {
     const lines: string[] = [];

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DotmeshError } from '@dotmesh/core';
+import { DotmeshError, isDotmeshError } from '@dotmesh/core';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import { DEFAULT_RPC_PORT } from '@dotmesh/rpc/server-defaults';
 
@@ -15,7 +15,8 @@ import { DEFAULT_RPC_PORT } from '@dotmesh/rpc/server-defaults';
  * pod that is merely deleted (the operator replacing it with a new image, a user's delete)
  * stops at once: the pods using its dots stay, and the new server pod takes them up.
  * The wait is bounded by `--timeout-seconds` (less than the pod's grace period, so the server
- * still has time to stop cleanly). It reads its own pod with the pod's service-account token;
+ * still has time to stop cleanly), and ends when the server refuses connections (it stopped:
+ * the CSI node container's hook, which outlives the server container's). It reads its own pod with the pod's service-account token;
  * if it cannot tell, it does not wait (a wait is a courtesy to the unmounts, never a safety
  * need: the dots stay mounted on the node whatever the server does).
  */
@@ -137,8 +138,26 @@ export async function preStop(o: PreStopOptions): Promise<void> {
     apiKey,
     timeoutMs: 10_000,
   });
-  const deadline = Date.now() + o.timeoutSeconds * 1000;
   o.say(`pre-stop: evicted (${reason}): waiting up to ${o.timeoutSeconds} s for the uses of this node's dots to end`);
+  await waitForNoUse(client, o);
+}
+
+/** Whether `e` says that nothing listens at the server's address (it stopped, or never started). */
+function refused(e: Error): boolean {
+  return isDotmeshError(e) && e.code === 'UNAVAILABLE' && (e.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED';
+}
+
+/**
+ * Asks the node's server for the uses of its dots every `pollMs` until there is none, the
+ * server refuses connections (it stopped: no unmount can reach it any more, e.g. the CSI node
+ * container's hook after the server container's), or `timeoutSeconds` passed. Another error
+ * (a timeout, a busy server) counts as uses left.
+ */
+export async function waitForNoUse(
+  client: { call(method: 'NodeUses', params: Record<string, never>): Promise<{ Uses: readonly unknown[] }> },
+  o: Pick<PreStopOptions, 'timeoutSeconds' | 'pollMs' | 'say'>,
+): Promise<void> {
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
   let last = '';
   for (;;) {
     const uses = await client.call('NodeUses', {}).then(
@@ -147,6 +166,10 @@ export async function preStop(o: PreStopOptions): Promise<void> {
     );
     if (!(uses instanceof Error) && uses.length === 0) {
       o.say('pre-stop: no use left: stopping');
+      return;
+    }
+    if (uses instanceof Error && refused(uses)) {
+      o.say(`pre-stop: the server refuses connections (it stopped): stopping (${uses.message})`);
       return;
     }
     const now = uses instanceof Error ? `cannot list the uses: ${uses.message}` : `${uses.length} use(s) left`;
