@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { holdCachedFile } from '../cached-build.ts';
 import type { Cleanup } from '../cleanup.ts';
 import { detachLoopDevicesUnder, unmountUnder } from '../loop.ts';
 import { runCommand, waitFor } from '../process.ts';
@@ -92,6 +93,8 @@ export async function installDotmeshFromDoc(
   const server = await serverImage({ dist: o.dist, etcd: cluster.tools.bin('etcd'), protos: cluster.tools.protos });
   const operator = await operatorImage({ dist: o.dist });
   const provisioner = await provisionerImage({ dist: o.dist });
+  // Nodes added later import them too: kept in the cache until the install is removed.
+  for (const image of [server, operator, provisioner]) await holdCachedFile(image.archive, cleanup);
   await importIntoCluster(cluster, [server, operator, provisioner], suite);
   const manifest = replaceInManifest(await manifestFromDoc(o.docFile, 'dotmesh.yaml'), {
     'dotmesh/dotmesh-operator:0.1.0': operator.ref,
