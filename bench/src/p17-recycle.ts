@@ -6,6 +6,7 @@ import {
   addClusterNode,
   Cleanup,
   deleteAndWait,
+  deletePoolVolumes,
   installCloudVolumes,
   installDotmeshFromDoc,
   removeClusterNode,
@@ -38,7 +39,6 @@ const REPO = resolve(import.meta.dirname, '../..');
 const DOC = join(REPO, 'docs/kubernetes.md');
 const DIST = join(REPO, 'dist');
 const NS = 'dotmesh';
-const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SERVER_ROLE = 'dotmesh.io/role=dotmesh-server';
 const ZONE = 'zone-a';
 const WAIT_MS = 300_000;
@@ -81,20 +81,8 @@ async function measure(local: Cleanup, o: RecycleBenchOptions): Promise<Row[]> {
     dist: DIST,
     config: { storageMode: 'pvcPerNode', 'pvcPerNode.storageClass': cloud.storageClass, 'pvcPerNode.pvSizePerNode': '1G' },
   });
-  // Before the manifest goes: the operator (it would make them again), the server pods (they
-  // let go of their pools), the pool PVCs and, through the cloud driver, their disks.
-  local.add(async () => {
-    await deleteAndWait(cluster, ['deployment', 'dotmesh-operator', '-n', NS]);
-    await deleteAndWait(cluster, ['pod', '-n', NS, '-l', SERVER_ROLE]);
-    await deleteAndWait(cluster, ['pvc', '-n', NS, '-l', POOL_ROLE]);
-    await waitFor(
-      async () =>
-        !(await cluster.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].spec.storageClassName}'])).stdout.includes(
-          cloud.storageClass,
-        ),
-      { timeoutMs: 180_000, intervalMs: 1000, what: 'the pool PVs deleted' },
-    );
-  }, 'delete the pool PVCs and their disks');
+  // Before the manifest goes, and the cloud driver with the nodes added.
+  local.add(() => deletePoolVolumes(cluster, cloud.storageClass), 'delete the pool PVCs and their disks');
   const api = (node: TestClusterNode) =>
     new DotmeshClient({ url: `http://${node.ip}:32607/rpc`, user: 'admin', apiKey: install.apiKey, timeoutMs: 5000 });
   let node = cluster.nodes[0]!;

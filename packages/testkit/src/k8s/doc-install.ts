@@ -9,6 +9,7 @@ import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
 import type { TestImage } from './images.ts';
+import { deleteAndWait } from './pods.ts';
 import {
   CSI_SIDECARS,
   type CsiSidecar,
@@ -288,4 +289,29 @@ export async function waitForDotmeshCsi(
       { timeoutMs, intervalMs: 1000, what: `csi.dotmesh.io registered with the kubelet of ${node.name}` },
     );
   }
+}
+
+/**
+ * The teardown of a `storageMode: pvcPerNode` install's pools, to run before the install's own
+ * removal (register it after installDotmeshFromDoc): the operator first (it would make them
+ * again), then the server pods (they let go of their pools), then the pool PVCs and `pvs`
+ * (static ones the caller made), and waits until the PVs of `storageClass` are gone, i.e. the
+ * cloud driver deleted their disks (before the driver itself is stopped).
+ */
+export async function deletePoolVolumes(
+  cluster: TestCluster,
+  storageClass: string,
+  o: { readonly pvs?: readonly string[] } = {},
+): Promise<void> {
+  await deleteAndWait(cluster, ['deployment', 'dotmesh-operator', '-n', DOTMESH_NAMESPACE]);
+  await deleteAndWait(cluster, ['pod', '-n', DOTMESH_NAMESPACE, '-l', SERVER_ROLE]);
+  await deleteAndWait(cluster, ['pvc', '-n', DOTMESH_NAMESPACE, '-l', 'dotmesh.io/role=dotmesh-pvc']);
+  for (const pv of o.pvs ?? []) await deleteAndWait(cluster, ['pv', pv]);
+  await waitFor(
+    async () =>
+      !(await cluster.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].spec.storageClassName}'])).stdout
+        .split(' ')
+        .includes(storageClass),
+    { timeoutMs: 180_000, intervalMs: 1000, what: `the PVs of ${storageClass} deleted` },
+  );
 }
