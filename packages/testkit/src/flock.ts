@@ -21,6 +21,8 @@ export async function acquireFlock(
     child.once('exit', (code) => resolve(code));
     child.once('error', () => resolve(null));
   });
+  // A holder that died already released the lock: ending its stdin then fails (EPIPE), harmlessly.
+  child.stdin.on('error', () => {});
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => {
     stderr += c.toString();
