@@ -6,7 +6,7 @@
  * published through it, p8-csi-many.ts; P8K: snapshot → restored PVC through Kubernetes on a one-node
  * test cluster of its own with the CSI driver installed from docs/kubernetes.md, p8-csi-restore.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
- * p16-k8s.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
+ * p16-k8s.ts; P17: a pvcPerNode node recycled onto a replacement on a one-node test cluster of its own, p17-recycle.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
  * three nodes of its own, each trial's master host taken away, p12-failover.ts; P11: replication lag and
  * the Commit by durability on P13's cluster against the single-node server, p11-replication.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
@@ -49,13 +49,32 @@ import { benchReplication } from './p11-replication.ts';
 import { benchFailover } from './p12-failover.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { benchK8sVolume } from './p16-k8s.ts';
+import { benchRecycle } from './p17-recycle.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { benchQuorumLoss } from './r7-quorum.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
 import { type BenchServer, type BenchTarget, startBenchServer } from './server.ts';
 import { dropDot, dropPair, prepareDot, preparePair, type SizedDot } from './sized.ts';
 
-const ALL = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P8K', 'P9', 'P10', 'P11', 'P12', 'P13', 'P16', 'R7'] as const;
+const ALL = [
+  'P1',
+  'P2',
+  'P3',
+  'P4',
+  'P5',
+  'P6',
+  'P7',
+  'P8',
+  'P8K',
+  'P9',
+  'P10',
+  'P11',
+  'P12',
+  'P13',
+  'P16',
+  'P17',
+  'R7',
+] as const;
 /**
  * P2 and P3 also run on a server with the config `dm cluster init` writes by default (server.ts
  * installedConfig: preallocated pool, HTTPS, Docker plugin and engine socket), beside the bare
@@ -107,6 +126,7 @@ const params = smoke
       p13: { handoffSize: 16 * MiB, handoffSamples: 2, rounds: 2, callsPerRound: 5, storeDots: 12, idleMs: 1000 },
       p12: { trials: 3, ttlSeconds: 3 },
       p16: { samples: 3, warmup: 1 },
+      p17: { samples: 1, dots: 1 },
       r7Samples: 2,
     }
   : {
@@ -130,6 +150,7 @@ const params = smoke
       p13: { handoffSize: GiB, handoffSamples: 10, rounds: 6, callsPerRound: 20, storeDots: 1000, idleMs: 5000 },
       p12: { trials: 10, ttlSeconds: 10 },
       p16: { samples: 20, warmup: 2 },
+      p17: { samples: 3, dots: 3 },
       r7Samples: 10,
     };
 
@@ -143,7 +164,7 @@ const missing = missingCapabilities([
   ...(pairs || clustered ? (['netns', 'etcd'] as const) : []),
   ...(only.has('R7') ? (['etcd'] as const) : []),
   ...(only.has('P12') ? (['netns', 'etcd'] as const) : []),
-  ...(only.has('P16') || only.has('P8K') ? (['netns'] as const) : []),
+  ...(only.has('P16') || only.has('P8K') || only.has('P17') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
 if (missing.length > 0) {
@@ -162,6 +183,8 @@ const P9_POOL = '16G';
 const P16_HOST_BYTES = 2 * GiB;
 // P8K: the node's sparse pool holds each size's data once (snapshots and restores share it).
 const P8K_HOST_BYTES = params.p8k.sizes.reduce((a, b) => a + b, 0) + 2 * GiB;
+// P17: the cloud disks (1G each, sparse), the images and the containerd of the node and its replacements.
+const P17_HOST_BYTES = 3 * GiB;
 // P12: three nodes' sparse pools, a 1 MiB dot per trial.
 const P12_POOL = '2G';
 const P12_HOST_BYTES = 3 * GiB;
@@ -178,7 +201,8 @@ const needHost =
   (clustered ? 3 * clusterPoolBytes : 0) +
   (only.has('P12') ? P12_HOST_BYTES : 0) +
   (only.has('P16') ? P16_HOST_BYTES : 0) +
-  (only.has('P8K') ? P8K_HOST_BYTES : 0);
+  (only.has('P8K') ? P8K_HOST_BYTES : 0) +
+  (only.has('P17') ? P17_HOST_BYTES : 0);
 const free = (() => {
   const s = statfsSync(testRoot());
   return s.bavail * s.bsize;
@@ -272,6 +296,17 @@ try {
         if (!existsSync(dmBundle))
           throw new Error(`${dmBundle} is missing: run 'npm run build' first (${id} builds its images from dist/)`);
         return run();
+      });
+  }
+  if (only.has('P17')) {
+    const k8s = missingCapabilities(['k8s']);
+    if (k8s.length > 0 && !isCI()) console.error(`bench: P17 left out: it needs a test cluster: ${k8s.join('; ')}`);
+    else
+      await step('P17', async () => {
+        if (k8s.length > 0) throw new Error(`P17 needs a test cluster: ${k8s.join('; ')}`);
+        if (!existsSync(dmBundle))
+          throw new Error(`${dmBundle} is missing: run 'npm run build' first (P17 builds its images from dist/)`);
+        return benchRecycle({ ...params.p17, log: (line) => console.error(`bench: ${line}`) });
       });
   }
 } catch (e) {

@@ -9,6 +9,7 @@ import {
   claimAtData,
   type DocInstall,
   deleteAndWait,
+  deletePoolVolumes,
   installCloudVolumes,
   installDotmeshFromDoc,
   podManifest,
@@ -140,19 +141,10 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     // Before the manifest goes (LIFO): the operator first (it would make the PVCs again), then the
     // server pods (they let go of their pools), then the pool PVCs and, through the cloud
     // driver, their disks — before the driver itself is stopped.
-    cleanup.add(async () => {
-      await deleteAndWait(cluster, ['deployment', 'dotmesh-operator', '-n', NS]);
-      await deleteAndWait(cluster, ['pod', '-n', NS, '-l', 'dotmesh.io/role=dotmesh-server']);
-      await deleteAndWait(cluster, ['pvc', '-n', NS, '-l', POOL_ROLE]);
-      await deleteAndWait(cluster, ['pv', 'dmtest-stray-pool']);
-      await waitFor(
-        async () =>
-          !(await cluster.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].spec.storageClassName}'])).stdout.includes(
-            cloud.storageClass,
-          ),
-        { timeoutMs: 180_000, intervalMs: 1000, what: 'the pool PVs deleted' },
-      );
-    }, 'delete the pool PVCs and their disks');
+    cleanup.add(
+      () => deletePoolVolumes(cluster, cloud.storageClass, { pvs: ['dmtest-stray-pool'] }),
+      'delete the pool PVCs and their disks',
+    );
     ns = await testNamespace(cluster.kubectl, suite, 'dmtest-pvcmode');
   });
 

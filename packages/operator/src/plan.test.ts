@@ -144,6 +144,21 @@ describe('the server pods’ disruption budget', () => {
     const plan = planReconcile({ config: config(), nodes: nodes('a', 'b', 'c', 'd'), pods: [], joinSecrets, context });
     assert.equal(plan.minServing, 3);
   });
+  it('in pvcPerNode mode, N counts only the nodes holding a pool: a surge replacement waiting for one does not keep the old node from draining', () => {
+    const pvc = config({ storageMode: 'pvcPerNode', 'pvcPerNode.storageClass': 'cloud', 'pvcPerNode.pvSizePerNode': '1G' });
+    const plan = (claims: Record<string, string>, ...names: string[]) =>
+      planReconcile({
+        config: pvc,
+        nodes: nodes(...names),
+        pods: [],
+        joinSecrets,
+        poolClaims: new Map(Object.entries(claims)),
+        context,
+      });
+    // One node and its replacement: the old node's only pod may be evicted.
+    assert.equal(plan({ old: 'pvc-0000000000000001' }, 'old', 'new').minServing, 0);
+    assert.equal(plan({ a: 'pvc-1', b: 'pvc-2', c: 'pvc-3', d: 'pvc-4' }, 'a', 'b', 'c', 'd', 'e').minServing, 3);
+  });
   it('makes each node its pod’s controller when the node’s uid is known', () => {
     const plan = planReconcile({
       config: config(),

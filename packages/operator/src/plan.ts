@@ -43,7 +43,7 @@ export interface ReconcilePlan {
   /** Pods of nodes no longer selected, kept while their node's dots are in use. */
   readonly held: readonly string[];
   readonly selectedNodes: readonly string[];
-  /** The server pods' PodDisruptionBudget's minAvailable: floor(0.75 × selected nodes). */
+  /** The server pods' PodDisruptionBudget's minAvailable: floor(0.75 × selected nodes; pvcPerNode: those holding a pool). */
   readonly minServing: number;
 }
 
@@ -124,8 +124,11 @@ export function planReconcile(o: {
       outdated.push(pod);
     }
   }
-  // The upgrade rule: replace outdated pods only while floor(0.75 × N) nodes keep serving.
-  const minServing = minServingOf(selected.length);
+  // The upgrade rule: replace outdated pods only while floor(0.75 × N) nodes keep serving. In
+  // pvcPerNode mode N counts the nodes that hold a pool: a node waiting for one (a surge
+  // replacement) serves nothing yet, and counting it would keep the node it replaces from
+  // being drained (with one node: a budget of 1 that its only pod can never leave).
+  const minServing = minServingOf(pvcMode ? selected.filter((n) => o.poolClaims?.has(n)).length : selected.length);
   const deleting = new Set(del.map((d) => d.name));
   let serving = o.pods.filter(
     (p) =>

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Cleanup } from './cleanup.ts';
 import { acquireFlock } from './flock.ts';
 import { killProcessesUsing, runCommand } from './process.ts';
 import { removeTempDir } from './tmp.ts';
@@ -77,6 +78,18 @@ async function buildLocked(o: CachedFileOptions): Promise<string> {
   }
 }
 
+/**
+ * Keeps a cached file (built by ensureCachedFile) from being removed as superseded while it is
+ * used (a test cluster imports a product image into nodes it adds later, while another test
+ * process may build a newer version): a shared lock on its lock file until `cleanup` runs.
+ * Throws when the file is gone already.
+ */
+export async function holdCachedFile(target: string, cleanup: Cleanup): Promise<void> {
+  const release = await acquireFlock(`${target}.lock`, 60_000, { shared: true });
+  cleanup.add(release, `release the hold on ${target}`);
+  if (!existsSync(target)) throw new Error(`${target} was removed (superseded by a newer build) before it could be held`);
+}
+
 async function removeSuperseded(
   cacheDir: string,
   target: string,
@@ -86,7 +99,7 @@ async function removeSuperseded(
   for (const name of await readdir(cacheDir)) {
     const path = join(cacheDir, name);
     if (path === target || name.endsWith('.lock') || !supersedes(name)) continue;
-    // A builder holding its lock is making it right now: leave it.
+    // A builder holding its lock is making it right now, or a user holds it (holdCachedFile): leave it.
     const release = await acquireFlock(`${path}.lock`, 0).catch(() => undefined);
     if (!release) continue;
     try {

@@ -35,7 +35,8 @@ function url(address: string, port: number): string {
  *   unless the other members' cluster has no such member any more (removed while this node was
  *   down: null, this node runs no member); when the node's address changed since the member
  *   last ran (its pool moved to another host), the member's peer URL is changed first, through
- *   the other members (peer-url-move.ts);
+ *   the other members (peer-url-move.ts) — or, when the config names none (a cluster of one
+ *   node), through itself once it runs on its data at the new address;
  * - an empty one on the first node bootstraps a new cluster of one;
  * - an empty one on a node that joined (`joining`) is added to the cluster as a learner (after
  *   the one learner etcd allows at a time is promoted), unless the cluster has three members
@@ -113,17 +114,21 @@ export async function startManagedMember(o: {
     );
     return null;
   }
-  if (moved) {
+  // A member of one (the config names no other) moves through itself once it runs.
+  const movesAlone = moved && others.length === 0;
+  const move = (endpoints: readonly string[]) => {
     o.logger.info({ from: lastPeerUrl, to: peerUrl }, "this node's address changed: moving its etcd member's peer URL");
-    await movePeerUrl({
+    return movePeerUrl({
       nodeId: o.nodeId,
       peerUrl,
-      endpoints: others,
+      endpoints,
+      alone: movesAlone,
       tls: { ca, cert, key },
       beforeChange: o.beforePeerUrlChange,
       logger: o.logger,
     });
-  }
+  };
+  if (moved && !movesAlone) await move(others);
   if (fresh && o.joining) {
     const cluster = new EtcdMembers({ endpoints: others, ca, cert, key });
     try {
@@ -164,6 +169,7 @@ export async function startManagedMember(o: {
   await proc.start();
   try {
     await waitListening('127.0.0.1', o.member.clientPort, proc, files.logFile);
+    if (movesAlone) await move([loopbackUrl]);
     const status = await settle({ proc, nodeId: o.nodeId, peerUrl, clientUrl, others, ca, cert, key, logger: o.logger });
     await writeFile(files.statusFile, `${JSON.stringify({ ...status.status, peerUrl })}\n`, { mode: 0o644 });
     proc.healthy();

@@ -13,7 +13,7 @@ after(() => cleanup.run());
  * The follower on a real etcd: clients opened on another name of the member's address
  * (`localhost` for `127.0.0.1`, as a config from before a membership change would hold) move
  * to the client URL the member list gives, which is persisted once; an unreachable list
- * changes nothing. (Several members, joins and removals: e2e/test/cluster-managed-etcd.test.ts.)
+ * changes nothing; `start()` does its first round at once. (Several members, joins and removals: e2e/test/cluster-managed-etcd.test.ts.)
  */
 describe('EtcdMemberFollower on a real etcd', { skip: skipUnless(['etcd']) }, () => {
   test('moves the store and the membership client to the voting members, persists the list once, keeps them when the list cannot be read', async () => {
@@ -50,6 +50,34 @@ describe('EtcdMemberFollower on a real etcd', { skip: skipUnless(['etcd']) }, ()
       await follower.refresh();
       assert.deepEqual(store.endpoints, [advertised], 'a list that cannot be read changes nothing');
       assert.equal(persisted.length, 1);
+    } finally {
+      follower.stop();
+      members.close();
+      await store.close();
+    }
+  });
+
+  test('start() follows the list at once, not one interval later (a node without a member knows the others before its join endpoint goes)', async () => {
+    const etcd = await startEtcd({ cleanup });
+    const advertised = etcd.endpoints[0]!;
+    const other = advertised.replace('127.0.0.1', 'localhost');
+    const store = await EtcdStore.open({ endpoints: [other], prefix: 'follow-start/' });
+    const members = new EtcdMembers({ endpoints: [other] });
+    const persisted: (readonly string[])[] = [];
+    const follower = new EtcdMemberFollower({
+      members,
+      store,
+      persisted: [other],
+      persist: async (e) => void persisted.push(e),
+      logger: SILENT_LOGGER,
+      intervalMs: 3_600_000,
+    });
+    try {
+      follower.start();
+      const deadline = Date.now() + 10_000;
+      while (persisted.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(persisted, [[advertised]]);
+      assert.deepEqual(store.endpoints, [advertised]);
     } finally {
       follower.stop();
       members.close();

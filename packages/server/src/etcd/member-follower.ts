@@ -49,7 +49,12 @@ export class EtcdMemberFollower {
     this.#intervalMs = o.intervalMs ?? MEMBERS_REFRESH_MS;
   }
 
+  /**
+   * A round now, then one every `intervalMs`: a node that runs no member opened the store on
+   * the endpoint it joined through alone, and must know the other members before that one goes.
+   */
   start(): void {
+    void this.refresh();
     this.#timer = setInterval(() => void this.refresh(), this.#intervalMs);
     this.#timer.unref();
   }

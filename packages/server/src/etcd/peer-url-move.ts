@@ -15,11 +15,18 @@ const MOVE_WAIT_MS = 120_000;
  * members must accept, so the quorum holds throughout: the member is down while it moves).
  * Tried again while etcd does not answer or refuses the change, for up to 120 s; a cluster
  * without that member refuses (CONFLICT: the node was removed).
+ *
+ * `alone`: the config names no other member (a cluster of one node whose pool moved). The
+ * member then moves through itself: `endpoints` is its own client URL, it already runs on its
+ * data at the new address (a member of one needs no peer to serve), and its peer URL is
+ * changed only if it is the cluster's only member (else CONFLICT: the other members must be
+ * asked, and the config does not name them).
  */
 export async function movePeerUrl(o: {
   readonly nodeId: string;
   readonly peerUrl: string;
   readonly endpoints: readonly string[];
+  readonly alone?: boolean;
   readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
   readonly beforeChange: (endpoints: readonly string[]) => Promise<void>;
   readonly logger: Logger;
@@ -40,13 +47,24 @@ export async function movePeerUrl(o: {
   try {
     for (;;) {
       try {
-        const me = (await members.list()).find((m) => m.name === o.nodeId);
+        const listed = await members.list();
+        const me = listed.find((m) => m.name === o.nodeId);
         if (!me) {
           throw new DotmeshError('CONFLICT', `the etcd cluster has no member named ${o.nodeId}: this node's member was removed`, {
             hint: 'a node removed from the cluster (dm cluster remove-node) leaves it: dm cluster reset --destroy-data on this host',
           });
         }
         if (me.peerUrls.length === 1 && me.peerUrls[0] === o.peerUrl) return;
+        const others = listed.filter((m) => m !== me).flatMap((m) => m.peerUrls);
+        if (o.alone && others.length > 0) {
+          throw new DotmeshError(
+            'CONFLICT',
+            `this node's etcd member must move to ${o.peerUrl}, and the cluster has other members (${others.join(', ')}) that this node's config does not name`,
+            {
+              hint: 'a member moves through the others: start this node with a config that names their client URLs (etcdEndpoints)',
+            },
+          );
+        }
         await members.update(me.id, [o.peerUrl]);
         o.logger.info(
           { member: me.id, from: me.peerUrls, to: o.peerUrl },

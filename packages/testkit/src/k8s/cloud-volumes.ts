@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Cleanup } from '../cleanup.ts';
+import { Cleanup } from '../cleanup.ts';
 import { startCloudCsi } from '../cloud-csi.ts';
 import { spawnTracked, waitFor } from '../process.ts';
 import { makeTempDir } from '../tmp.ts';
@@ -20,7 +20,8 @@ export interface CloudVolumes {
   /**
    * Runs the node plugin on a node added to the cluster later (added-nodes.ts), in `zone` (one
    * of the zones installed), and waits until the kubelet labelled the Node with it. The plugin
-   * stops with the node's removal (or at this installation's cleanup).
+   * stops with the node's removal, or at this installation's place in its cleanup (after what
+   * was added to the cleanup since, such as the pods using its volumes).
    */
   addNode(node: TestClusterNode, zone: string): Promise<void>;
 }
@@ -47,13 +48,13 @@ export async function installCloudVolumes(o: {
   const zoneNames = [...new Set(o.zones)];
   const zones: Record<string, string> = {};
   const storageClass = o.storageClass ?? 'cloud';
-  const startNodePlugin = async (node: TestClusterNode, zone: string) => {
+  const startNodePlugin = async (node: TestClusterNode, zone: string, stops: Cleanup) => {
     if (!zoneNames.includes(zone)) throw new Error(`zone ${zone} is not one of the installed zones ${zoneNames.join(', ')}`);
     zones[node.name] = zone;
     const pluginDir = join(node.paths.kubeletRootDir, 'plugins', CLOUD_DRIVER);
     await mkdir(pluginDir, { recursive: true });
     await startCloudCsi({
-      cleanup,
+      cleanup: stops,
       root,
       zones: zoneNames,
       socketPath: join(pluginDir, 'csi.sock'),
@@ -84,9 +85,14 @@ export async function installCloudVolumes(o: {
     cluster.nodes.map(async (node, i) => {
       const zone = o.zones[i];
       if (zone === undefined) throw new Error(`no zone given for node ${node.name}`);
-      await startNodePlugin(node, zone);
+      await startNodePlugin(node, zone, cleanup);
     }),
   );
+  // The plugins of nodes added later stop here in the order, not when they were added: after
+  // whatever the caller made since this installation (its pods and PVCs, whose volumes they
+  // unmount), never before (a pod whose node plugin is gone never finishes terminating).
+  const addedPlugins = new Cleanup();
+  cleanup.add(() => addedPlugins.run(), 'stop the cloud node plugins of the nodes added later');
   const controller = await startCloudCsi({
     cleanup,
     root,
@@ -136,7 +142,7 @@ export async function installCloudVolumes(o: {
     root,
     zones,
     async addNode(node, zone) {
-      await startNodePlugin(node, zone);
+      await startNodePlugin(node, zone, addedPlugins);
       await zoneLabelled(node);
     },
   };

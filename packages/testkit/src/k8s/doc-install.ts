@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { holdCachedFile } from '../cached-build.ts';
 import type { Cleanup } from '../cleanup.ts';
 import { detachLoopDevicesUnder, unmountUnder } from '../loop.ts';
 import { runCommand, waitFor } from '../process.ts';
@@ -93,6 +94,8 @@ export async function installDotmeshFromDoc(
   const server = await serverImage({ dist: o.dist, etcd: cluster.tools.bin('etcd'), protos: cluster.tools.protos });
   const operator = await operatorImage({ dist: o.dist });
   const provisioner = await provisionerImage({ dist: o.dist });
+  // Nodes added later import them too: kept in the cache until the install is removed.
+  for (const image of [server, operator, provisioner]) await holdCachedFile(image.archive, cleanup);
   await importIntoCluster(cluster, [server, operator, provisioner]);
   const manifest = replaceInManifest(await manifestFromDoc(o.docFile, 'dotmesh.yaml'), {
     'dotmesh/dotmesh-operator:0.1.0': operator.ref,
@@ -289,4 +292,29 @@ export async function waitForDotmeshCsi(
       { timeoutMs, intervalMs: 1000, what: `csi.dotmesh.io registered with the kubelet of ${node.name}` },
     );
   }
+}
+
+/**
+ * The teardown of a `storageMode: pvcPerNode` install's pools, to run before the install's own
+ * removal (register it after installDotmeshFromDoc): the operator first (it would make them
+ * again), then the server pods (they let go of their pools), then the pool PVCs and `pvs`
+ * (static ones the caller made), and waits until the PVs of `storageClass` are gone, i.e. the
+ * cloud driver deleted their disks (before the driver itself is stopped).
+ */
+export async function deletePoolVolumes(
+  cluster: TestCluster,
+  storageClass: string,
+  o: { readonly pvs?: readonly string[] } = {},
+): Promise<void> {
+  await deleteAndWait(cluster, ['deployment', 'dotmesh-operator', '-n', DOTMESH_NAMESPACE]);
+  await deleteAndWait(cluster, ['pod', '-n', DOTMESH_NAMESPACE, '-l', SERVER_ROLE]);
+  await deleteAndWait(cluster, ['pvc', '-n', DOTMESH_NAMESPACE, '-l', 'dotmesh.io/role=dotmesh-pvc']);
+  for (const pv of o.pvs ?? []) await deleteAndWait(cluster, ['pv', pv]);
+  await waitFor(
+    async () =>
+      !(await cluster.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].spec.storageClassName}'])).stdout
+        .split(' ')
+        .includes(storageClass),
+    { timeoutMs: 180_000, intervalMs: 1000, what: `the PVs of ${storageClass} deleted` },
+  );
 }
