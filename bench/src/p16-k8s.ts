@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import {
   Cleanup,
   claimAtData,
@@ -15,6 +15,7 @@ import {
   waitForDotmesh,
 } from '@dotmesh/testkit';
 import { alternate, ratio, summarize, timeMs } from './harness.ts';
+import { DIST, KUBERNETES_DOC } from './repo-paths.ts';
 import type { Row } from './report.ts';
 
 /**
@@ -31,9 +32,6 @@ import type { Row } from './report.ts';
  * same pod on a fresh hostPath directory. Samples alternate which side goes first; after each,
  * the pod and the claim are deleted (not timed).
  */
-const REPO = resolve(import.meta.dirname, '../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 const WAIT_S = 180;
 
 export interface K8sBenchOptions {
@@ -58,7 +56,7 @@ async function measure(local: Cleanup, o: K8sBenchOptions): Promise<Row[]> {
   const node = cluster.nodes[0]!;
   o.log(`P16: one-node test cluster ${cluster.id} up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const t1 = Date.now();
-  await installDotmeshFromDoc(cluster, local, { docFile: DOC, dist: DIST });
+  await installDotmeshFromDoc(cluster, local, { docFile: KUBERNETES_DOC, dist: DIST });
   await waitForDotmesh(cluster, [node]);
   o.log(`P16: Dotmesh installed from docs/kubernetes.md and serving in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   const { kubectl } = cluster;

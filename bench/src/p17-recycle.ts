@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { DotmeshClient } from '@dotmesh/rpc/client';
 import {
   addClusterNode,
@@ -17,6 +17,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { alternate, ratio, summarize } from './harness.ts';
+import { DIST, KUBERNETES_DOC } from './repo-paths.ts';
 import type { Row } from './report.ts';
 
 /**
@@ -35,9 +36,6 @@ import type { Row } from './report.ts';
  * the server pod deleted and made again on its node from the same PVC (no move), from the old
  * pod gone until the dots are served. Samples alternate which side goes first.
  */
-const REPO = resolve(import.meta.dirname, '../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 const NS = 'dotmesh';
 const SERVER_ROLE = 'dotmesh.io/role=dotmesh-server';
 const ZONE = 'zone-a';
@@ -77,7 +75,7 @@ async function measure(local: Cleanup, o: RecycleBenchOptions): Promise<Row[]> {
   o.log(`P17: one-node test cluster ${cluster.id} with cloud disks up in ${secs(t0)}`);
   const t1 = Date.now();
   const install = await installDotmeshFromDoc(cluster, local, {
-    docFile: DOC,
+    docFile: KUBERNETES_DOC,
     dist: DIST,
     config: { storageMode: 'pvcPerNode', 'pvcPerNode.storageClass': cloud.storageClass, 'pvcPerNode.pvSizePerNode': '1G' },
   });

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
 import {
   Cleanup,
   claimAtData,
@@ -14,6 +13,7 @@ import {
   waitForDotmeshCsi,
 } from '@dotmesh/testkit';
 import { formatBytes, ratio, summarize, timeMs } from './harness.ts';
+import { DIST, KUBERNETES_DOC } from './repo-paths.ts';
 import type { Row } from './report.ts';
 
 /**
@@ -29,9 +29,6 @@ import type { Row } from './report.ts';
  * claim is that neither depends on the size: the rows of the larger sizes are compared with the
  * smallest's in the same run. Snapshots and claims are deleted after each sample (untimed).
  */
-const REPO = resolve(import.meta.dirname, '../..');
-const DOC = join(REPO, 'docs/kubernetes.md');
-const DIST = join(REPO, 'dist');
 
 export interface CsiRestoreOptions {
   readonly sizes: readonly number[];
@@ -55,12 +52,12 @@ async function measure(local: Cleanup, o: CsiRestoreOptions): Promise<Row[]> {
   const cluster = await startTestCluster({ cleanup: local, nodes: 1 });
   const node = cluster.nodes[0]!;
   const install = await installDotmeshFromDoc(cluster, local, {
-    docFile: DOC,
+    docFile: KUBERNETES_DOC,
     dist: DIST,
     config: { 'local.poolSizePerNode': o.poolSize },
   });
   await waitForDotmesh(cluster, [node]);
-  await installDotmeshCsiFromDoc(cluster, local, install, { docFile: DOC });
+  await installDotmeshCsiFromDoc(cluster, local, install, { docFile: KUBERNETES_DOC });
   await waitForDotmeshCsi(cluster, [node]);
   o.log(`P8 restore: one-node cluster with Dotmesh and its CSI driver up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const { kubectl } = cluster;

@@ -16,9 +16,10 @@ import { DEFAULT_RPC_PORT } from '@dotmesh/rpc/server-defaults';
  * stops at once: the pods using its dots stay, and the new server pod takes them up.
  * The wait is bounded by `--timeout-seconds` (less than the pod's grace period, so the server
  * still has time to stop cleanly), and ends when the server refuses connections (it stopped:
- * the CSI node container's hook, which outlives the server container's). It reads its own pod with the pod's service-account token;
- * if it cannot tell, it does not wait (a wait is a courtesy to the unmounts, never a safety
- * need: the dots stay mounted on the node whatever the server does).
+ * the CSI node container's hook, which outlives the server container's). It reads its own pod
+ * with the pod's service-account token; if it cannot tell, it does not wait (a wait is a
+ * courtesy to the unmounts, never a safety need: the dots stay mounted on the node whatever the
+ * server does).
  */
 export const PRESTOP_USAGE = `usage: dotmesh-server pre-stop --admin-api-key-file FILE [--timeout-seconds N]
   (in the server pod: POD_NAME, POD_NAMESPACE, DOTMESH_NODE_IP and the service account token)`;
