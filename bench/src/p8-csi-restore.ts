@@ -20,14 +20,18 @@ import type { Row } from './report.ts';
  * P8 through Kubernetes (issue 18: "snapshot → restored PVC ready, size-independent"): on a
  * one-node test cluster of the bench's own with Dotmesh and its CSI driver installed as
  * docs/kubernetes.md says (operator manifest, then `dotmesh-csi.yaml`), a PVC of `dotmesh-csi`
- * per size gets that many random bytes from a pod (untimed). Each sample times, from `kubectl
- * apply` of a VolumeSnapshot of it, until the snapshot is readyToUse, then from `kubectl apply`
- * of a PVC with that snapshot as its dataSource until the claim is Bound (the StorageClass binds
- * at once: csi-provisioner's CreateVolume made the branch from the snapshot's commit), after one
- * untimed round (the sidecars' first calls). The first
- * restore of each size is checked by a pod reading it (its hash is the source's, untimed). The
- * claim is that neither depends on the size: the rows of the larger sizes are compared with the
- * smallest's in the same run. Snapshots and claims are deleted after each sample (untimed).
+ * per size gets that many random bytes from a pod (untimed, every size before any sample). Each
+ * sample times, from `kubectl apply` of a VolumeSnapshot of it, until the snapshot is readyToUse,
+ * then from `kubectl apply` of a PVC with that snapshot as its dataSource until the claim is Bound
+ * (the StorageClass binds at once: csi-provisioner's CreateVolume made the branch from the
+ * snapshot's commit), after one untimed round (the sidecars' first calls). Samples go round the
+ * sizes in alternating order (small first, then large first), so no size always runs after
+ * another's writes. Beside the Kubernetes figures, the driver's own CreateVolume time of each
+ * restored claim (its call log) separates Dotmesh's part from the sidecars' and the API server's.
+ * The first restore of each size is checked by a pod reading it (its hash is the source's,
+ * untimed). The claim is that none of it depends on the size: the rows of the larger sizes are
+ * compared with the smallest's in the same run. Snapshots and claims are deleted after each
+ * sample (untimed).
  */
 
 export interface CsiRestoreOptions {
@@ -95,65 +99,90 @@ async function measure(local: Cleanup, o: CsiRestoreOptions): Promise<Row[]> {
   // Time enough for the slowest step on a loaded machine: writing or hashing the data at ≥ 10 MiB/s.
   const dataMs = (bytes: number) => 300_000 + bytes / (10 * 1024);
 
-  const results: { size: number; snapshot: number[]; restore: number[] }[] = [];
+  // Every size's source first (untimed), so no sample runs right after a large write.
+  const sources: { size: number; label: string; name: string; written: string }[] = [];
   for (const size of o.sizes) {
     const label = formatBytes(size).replace(/\s+/g, '').toLowerCase();
-    const source = `src-${label}`;
-    await apply(claim(source));
+    const name = `src-${label}`;
+    await apply(claim(name));
     const writer = `write-${label}`;
     const written = (
       await runPodToCompletion(
         kubectl,
-        pod(writer, source, `head -c ${size} /dev/urandom > /data/blob && sync && ${sha}`),
+        pod(writer, name, `head -c ${size} /dev/urandom > /data/blob && sync && ${sha}`),
         dataMs(size),
       )
     ).trim();
     await deleteAndWait(cluster, ['pod', writer, '-n', ns]);
-    o.log(`P8 restore: ${formatBytes(size)} written to ${source}`);
-    const snapshot: number[] = [];
-    const restore: number[] = [];
-    // One untimed round first (i = -1): the sidecars' and the snapshot-controller's first calls.
-    for (let i = -1; i < o.samples; i++) {
-      const snap = `snap-${label}-${i + 1}`;
-      const restored = `restored-${label}-${i + 1}`;
-      const timed = i >= 0 ? snapshot : [];
-      timed.push(
-        await timeMs(async () => {
-          await apply({
-            apiVersion: 'snapshot.storage.k8s.io/v1',
-            kind: 'VolumeSnapshot',
-            metadata: { name: snap, namespace: ns },
-            spec: { volumeSnapshotClassName: 'dotmesh-csi', source: { persistentVolumeClaimName: source } },
-          });
-          await waitFor(async () => (await jsonpath(['get', 'volumesnapshot', snap], '{.status.readyToUse}')) === 'true', {
-            timeoutMs: 300_000,
-            intervalMs: 20,
-            what: `VolumeSnapshot ${snap} ready`,
-          });
-        }),
-      );
-      (i >= 0 ? restore : []).push(
-        await timeMs(async () => {
-          await apply(claim(restored, snap));
-          await waitFor(async () => (await jsonpath(['get', 'pvc', restored], '{.status.phase}')) === 'Bound', {
-            timeoutMs: 300_000,
-            intervalMs: 20,
-            what: `PVC ${restored} from ${snap} Bound`,
-          });
-        }),
-      );
-      if (i === 0) {
-        const reader = `read-${label}`;
-        const read = (await runPodToCompletion(kubectl, pod(reader, restored, sha), dataMs(size))).trim();
-        if (read !== written) throw new Error(`${restored} holds ${read}, not ${written} (the data at ${snap})`);
-        await deleteAndWait(cluster, ['pod', reader, '-n', ns]);
-      }
-      await deleteAndWait(cluster, ['pvc', restored, '-n', ns]);
-      await deleteAndWait(cluster, ['volumesnapshot', snap, '-n', ns]);
-    }
-    await deleteAndWait(cluster, ['pvc', source, '-n', ns]);
-    results.push({ size, snapshot, restore });
+    o.log(`P8 restore: ${formatBytes(size)} written to ${name}`);
+    sources.push({ size, label, name, written });
   }
+
+  const results = sources.map((s) => ({ ...s, snapshot: [] as number[], restore: [] as number[], volumes: [] as string[] }));
+  /** One round on one size: snapshot → ready, claim from it → Bound; its PV is remembered (the driver's log). */
+  const round = async (r: (typeof results)[number], n: string, timed: boolean, check: boolean) => {
+    const snap = `snap-${r.label}-${n}`;
+    const restored = `restored-${r.label}-${n}`;
+    const snapshotMs = await timeMs(async () => {
+      await apply({
+        apiVersion: 'snapshot.storage.k8s.io/v1',
+        kind: 'VolumeSnapshot',
+        metadata: { name: snap, namespace: ns },
+        spec: { volumeSnapshotClassName: 'dotmesh-csi', source: { persistentVolumeClaimName: r.name } },
+      });
+      await waitFor(async () => (await jsonpath(['get', 'volumesnapshot', snap], '{.status.readyToUse}')) === 'true', {
+        timeoutMs: 300_000,
+        intervalMs: 20,
+        what: `VolumeSnapshot ${snap} ready`,
+      });
+    });
+    const restoreMs = await timeMs(async () => {
+      await apply(claim(restored, snap));
+      await waitFor(async () => (await jsonpath(['get', 'pvc', restored], '{.status.phase}')) === 'Bound', {
+        timeoutMs: 300_000,
+        intervalMs: 20,
+        what: `PVC ${restored} from ${snap} Bound`,
+      });
+    });
+    if (timed) {
+      r.snapshot.push(snapshotMs);
+      r.restore.push(restoreMs);
+      r.volumes.push(await jsonpath(['get', 'pvc', restored], '{.spec.volumeName}'));
+    }
+    if (check) {
+      const reader = `read-${r.label}`;
+      const read = (await runPodToCompletion(kubectl, pod(reader, restored, sha), dataMs(r.size))).trim();
+      if (read !== r.written) throw new Error(`${restored} holds ${read}, not ${r.written} (the data at ${snap})`);
+      await deleteAndWait(cluster, ['pod', reader, '-n', ns]);
+    }
+    await deleteAndWait(cluster, ['pvc', restored, '-n', ns]);
+    await deleteAndWait(cluster, ['volumesnapshot', snap, '-n', ns]);
+  };
+  // One untimed round first: the sidecars' and the snapshot-controller's first calls.
+  await round(results[0]!, 'warm', false, false);
+  // Sizes alternate in order (small first, then large first, ...), so neither always follows the other.
+  for (let i = 0; i < o.samples; i++) {
+    for (const r of i % 2 === 0 ? results : [...results].reverse()) await round(r, String(i), true, i === 0);
+  }
+  for (const r of results) await deleteAndWait(cluster, ['pvc', r.name, '-n', ns]);
+  // The driver's own CreateVolume time of each timed restore, from its call log (one JSON line per call).
+  const driverLog = (
+    await kubectl(['logs', 'deployment/dotmesh-csi-controller', '-c', 'dotmesh-csi', '-n', 'dotmesh', '--tail=-1'])
+  ).stdout;
+  const createVolumeMs = new Map<string, number>();
+  for (const line of driverLog.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { method?: unknown; name?: unknown; ok?: unknown; ms?: unknown };
+    if (entry.method === 'CreateVolume' && entry.ok === true && typeof entry.name === 'string' && typeof entry.ms === 'number') {
+      createVolumeMs.set(entry.name, entry.ms);
+    }
+  }
+  const driverMs = (r: (typeof results)[number]) =>
+    r.volumes.map((v) => {
+      const ms = createVolumeMs.get(v);
+      if (ms === undefined) throw new Error(`the CSI driver's log has no successful CreateVolume of ${v}`);
+      return ms;
+    });
 
   const base = results[0]!;
   const rows: Row[] = [];
@@ -162,6 +191,7 @@ async function measure(local: Cleanup, o: CsiRestoreOptions): Promise<Row[]> {
     for (const [what, samples, baseSamples] of [
       ['VolumeSnapshot applied → readyToUse', r.snapshot, base.snapshot],
       ['PVC from the VolumeSnapshot applied → Bound', r.restore, base.restore],
+      ["the driver's CreateVolume of that PVC (its call log)", driverMs(r), driverMs(base)],
     ] as const) {
       const figure = summarize(samples);
       const reference = summarize(baseSamples);

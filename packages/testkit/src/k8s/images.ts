@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { debootstrapRootfs, ensureCachedFile, imageCacheDir } from '../cached-build.ts';
 import { BUSYBOX } from '../docker.ts';
 import { runCommand } from '../process.ts';
@@ -119,6 +120,23 @@ export async function busyboxImage(o: ImageOptions = {}): Promise<TestImage> {
   });
 }
 
+/**
+ * Runs `argv` chrooted into `rootfs`, where its binary was just copied in. The images are built
+ * side by side, so another build's child may hold the new file open for writing for a moment
+ * (a descriptor a fork inherits until its exec closes it); exec then fails with ETXTBSY ("Text
+ * file busy"). That, and only that, is tried again, a few times.
+ */
+export async function runInRootfs(rootfs: string, argv: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runCommand('chroot', [rootfs, ...argv]);
+    } catch (e) {
+      if (attempt >= 6 || !/Text file busy/.test((e as Error).message)) throw e;
+      await sleep(100 * attempt);
+    }
+  }
+}
+
 const SERVER_BASE = {
   suite: 'bookworm',
   variant: 'minbase',
@@ -139,7 +157,7 @@ export async function serverBaseImage(o: ImageOptions & { node?: string; mirror?
     const target = join(rootfs, 'usr/local/bin/node');
     await copyFile(node, target);
     await chmod(target, 0o755);
-    const { stdout } = await runCommand('chroot', [rootfs, '/usr/local/bin/node', '-p', 'process.version']);
+    const { stdout } = await runInRootfs(rootfs, ['/usr/local/bin/node', '-p', 'process.version']);
     o.log?.(`server-base: node ${stdout.trim()} runs in the rootfs`);
   });
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { AfterHook } from '../cleanup.ts';
 import { runCommand } from '../process.ts';
 import { sha256File, type UnpackedArchive } from './image-tar.ts';
-import { baseDirs, cachedImage, type ImageOptions, keyOf, serverBaseImage, type TestImage } from './images.ts';
+import { baseDirs, cachedImage, type ImageOptions, keyOf, runInRootfs, serverBaseImage, type TestImage } from './images.ts';
 import { importMissingImages, type NodePaths, removeImages, tagImage } from './node.ts';
 import type { K8sTools } from './tools.ts';
 
@@ -154,15 +154,15 @@ async function productImage(name: string, set: BundleSet, o: ProductImageOptions
       if (etcd) {
         await copyFile(etcd, join(rootfs, 'usr/local/bin/etcd'));
         await chmod(join(rootfs, 'usr/local/bin/etcd'), 0o755);
-        await runCommand('chroot', [rootfs, '/usr/local/bin/etcd', '--version']);
+        await runInRootfs(rootfs, ['/usr/local/bin/etcd', '--version']);
       }
       // Each bundle must load in the image (its chunks there, its Node the image's).
-      await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
+      await runInRootfs(rootfs, [`${PRODUCT_DIR}/${set.entries[0]}`, ...set.check]).catch((e: Error) => {
         throw new Error(`${name} image: ${set.entries[0]} does not run inside the image: ${e.message}`, { cause: e });
       });
-      if (set.extra.includes('dotmesh-pump')) await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-pump`, '--version']);
+      if (set.extra.includes('dotmesh-pump')) await runInRootfs(rootfs, [`${PRODUCT_DIR}/dotmesh-pump`, '--version']);
       if (set.extra.includes('dotmesh-flexvolume')) {
-        const { stdout } = await runCommand('chroot', [rootfs, `${PRODUCT_DIR}/dotmesh-flexvolume`, 'init']);
+        const { stdout } = await runInRootfs(rootfs, [`${PRODUCT_DIR}/dotmesh-flexvolume`, 'init']);
         if (!stdout.includes('"Success"')) throw new Error(`${name} image: dotmesh-flexvolume init answered ${stdout}`);
       }
     },
@@ -218,7 +218,7 @@ async function binaryImage(
     await mkdir(join(rootfs, path.slice(1), '..'), { recursive: true });
     await copyFile(bin, join(rootfs, path.slice(1)));
     await chmod(join(rootfs, path.slice(1)), 0o755);
-    await runCommand('chroot', [rootfs, path, ...check]);
+    await runInRootfs(rootfs, [path, ...check]);
   });
 }
 
