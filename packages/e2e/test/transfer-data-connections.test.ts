@@ -69,10 +69,10 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
   const procure = (s: Side, dot: string) => s.server.admin.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
   const routed = async (s: Side) => (await s.server.log()).split(ROUTE_LOG).length - 1;
 
-  const request = (dot: string, to: Side): CallParamsOf<'Transfer'> => ({
+  const request = (dot: string, to: Side, o: { plainHttp?: boolean } = {}): CallParamsOf<'Transfer'> => ({
     Peer: to.host.address,
     User: 'admin',
-    Port: TLS_PORT,
+    Port: o.plainHttp ? to.server.port : TLS_PORT,
     ApiKey: to.server.apiKey,
     Direction: 'push',
     LocalNamespace: 'admin',
@@ -83,8 +83,8 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
     RemoteBranchName: '',
     TargetCommit: '',
     StashDivergence: false,
-    PeerCertSha256: to.fingerprint,
-    PeerHttps: true,
+    PeerCertSha256: o.plainHttp ? '' : to.fingerprint,
+    PeerHttps: !o.plainHttp,
   });
 
   async function waitTransfer(from: Side, id: string): Promise<TransferPollResult> {
@@ -103,18 +103,24 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
    * `to` took on data connections meanwhile, and how many commits the dot has (a new dot's
    * first commit included).
    */
-  async function pushAndCompare(from: Side, to: Side, dot: string, bytes: number): Promise<{ routed: number; commits: number }> {
+  async function pushAndCompare(
+    from: Side,
+    to: Side,
+    dot: string,
+    bytes: number,
+    o: { plainHttp?: boolean } = {},
+  ): Promise<{ routed: number; commits: number }> {
     const before = await routed(to);
     const path = await procure(from, dot);
     const big = randomBytes(bytes);
     await writeFile(join(path, 'big.bin'), big);
     await from.server.admin.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'one', Metadata: {} });
-    const first = await waitTransfer(from, await from.server.admin.call('Transfer', request(dot, to)));
+    const first = await waitTransfer(from, await from.server.admin.call('Transfer', request(dot, to, o)));
     assert.equal(first.Status, 'finished', `${first.Message}\n${await logs()}`);
     const more = randomBytes(1024 * 1024);
     await writeFile(join(path, 'more.bin'), more);
     await from.server.admin.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: 'two', Metadata: {} });
-    const second = await waitTransfer(from, await from.server.admin.call('Transfer', request(dot, to)));
+    const second = await waitTransfer(from, await from.server.admin.call('Transfer', request(dot, to, o)));
     assert.equal(second.Status, 'finished', `${second.Message}\n${await logs()}`);
     const there = await procure(to, dot);
     assert.equal(sha(await readFile(join(there, 'big.bin'))), sha(big));
@@ -157,5 +163,13 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
     // the API over HTTPS on the same port, pinned: a transfer to it still works
     const r = await pushAndCompare(on1, on2, 'after-stray', 4 * 1024 * 1024);
     assert.equal(r.routed, r.commits);
+  });
+
+  test('after pushes over HTTPS and over plain HTTP, every server stops (no connection of a stream left open)', async () => {
+    assert.equal((await pushAndCompare(on1, on2, 'plain-http', 4 * 1024 * 1024, { plainHttp: true })).routed, 0);
+    for (const s of [on2, off, on1]) {
+      const stopped = await Promise.race([s.server.stop().then(() => 'stopped'), sleep(60_000).then(() => 'still running')]);
+      assert.equal(stopped, 'stopped', `${s.name} did not finish stopping within 60 s\n${await logs()}`);
+    }
   });
 });
