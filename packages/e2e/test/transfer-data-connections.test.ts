@@ -33,6 +33,8 @@ interface Side {
   readonly host: TestHost;
   readonly server: ServerProcess;
   readonly fingerprint: string;
+  /** Pin of its cluster CA, `sha256:<hex of the SubjectPublicKeyInfo>`. */
+  readonly caPin: string;
 }
 
 describe('commit streams over HTTPS on data connections of the pumps', { skip }, () => {
@@ -52,8 +54,11 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
         poolSize: '2G',
         extraConfig: { ...TIMING, tlsPort: TLS_PORT, tlsSubjectAltNames: [host.address], ...extra },
       });
-      const pem = await readFile(join(server.dir, 'server', 'tls', 'server.pem'));
-      return { name, host, server, fingerprint: new X509Certificate(pem).fingerprint256 };
+      const tlsDir = join(server.dir, 'server', 'tls');
+      const pem = await readFile(join(tlsDir, 'server.pem'));
+      const caKey = new X509Certificate(await readFile(join(tlsDir, 'ca.pem'))).publicKey.export({ type: 'spki', format: 'der' });
+      const caPin = `sha256:${createHash('sha256').update(caKey).digest('hex')}`;
+      return { name, host, server, fingerprint: new X509Certificate(pem).fingerprint256, caPin };
     };
     [on1, on2, off] = await Promise.all([
       start('on1', hosts[0], {}),
@@ -69,7 +74,9 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
   const procure = (s: Side, dot: string) => s.server.admin.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
   const routed = async (s: Side) => (await s.server.log()).split(ROUTE_LOG).length - 1;
 
-  const request = (dot: string, to: Side, o: { plainHttp?: boolean } = {}): CallParamsOf<'Transfer'> => ({
+  /** plainHttp: to the API port without TLS; caPin: trusted by its cluster CA rather than its certificate. */
+  type Route = { plainHttp?: boolean; caPin?: boolean };
+  const request = (dot: string, to: Side, o: Route = {}): CallParamsOf<'Transfer'> => ({
     Peer: to.host.address,
     User: 'admin',
     Port: o.plainHttp ? to.server.port : TLS_PORT,
@@ -83,8 +90,9 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
     RemoteBranchName: '',
     TargetCommit: '',
     StashDivergence: false,
-    PeerCertSha256: o.plainHttp ? '' : to.fingerprint,
+    PeerCertSha256: o.plainHttp || o.caPin ? '' : to.fingerprint,
     PeerHttps: !o.plainHttp,
+    ...(o.caPin ? { PeerCaPin: to.caPin } : {}),
   });
 
   async function waitTransfer(from: Side, id: string): Promise<TransferPollResult> {
@@ -108,7 +116,7 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
     to: Side,
     dot: string,
     bytes: number,
-    o: { plainHttp?: boolean } = {},
+    o: Route = {},
   ): Promise<{ routed: number; commits: number }> {
     const before = await routed(to);
     const path = await procure(from, dot);
@@ -135,6 +143,11 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
   test('a push over HTTPS to a pinned peer moves both commits on data connections; hashes equal', async () => {
     const r = await pushAndCompare(on1, on2, 'both-on', 64 * 1024 * 1024);
     assert.ok(r.commits >= 2);
+    assert.equal(r.routed, r.commits, 'every commit stream on a data connection');
+  });
+
+  test('trusted by the pinned cluster CA instead: the pumps check the chain the TLS port sends; hashes equal', async () => {
+    const r = await pushAndCompare(on1, on2, 'ca-pinned', 8 * 1024 * 1024, { caPin: true });
     assert.equal(r.routed, r.commits, 'every commit stream on a data connection');
   });
 
