@@ -65,6 +65,7 @@ describe('server config', () => {
       transferAttempts: 5,
       transferBackoffMs: 2000,
       transferStreamUpgrade: true,
+      transferDataConnections: true,
       replicate: true,
       replicationSweepMs: 30_000,
       replicationConcurrency: 2,

@@ -102,6 +102,12 @@ export interface ServerConfig {
    */
   readonly transferStreamUpgrade: boolean;
   /**
+   * Transfers over HTTPS: a push to a pinned peer moves its commit stream on a data connection
+   * of its own, with TLS ended by the btrfs driver's helper on both servers instead of Node
+   * (default true; needs transferStreamUpgrade). false: neither asked for nor offered.
+   */
+  readonly transferDataConnections: boolean;
+  /**
    * Replication (a cluster of several nodes): every commit of the branches this node masters
    * is sent to every other live node in the background (default true). false: commits move
    * only with a handoff.
@@ -277,6 +283,7 @@ export const serverConfigFileSchema = z.object({
   transferAttempts: z.number().int().min(1).max(100).default(5),
   transferBackoffMs: z.number().int().min(0).max(600_000).default(2000),
   transferStreamUpgrade: z.boolean().default(true),
+  transferDataConnections: z.boolean().default(true),
   replicate: z.boolean().default(true),
   replicationSweepMs: z.number().int().min(100).max(3_600_000).default(30_000),
   replicationConcurrency: z.number().int().min(1).max(64).default(2),
@@ -361,6 +368,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     transferAttempts: c.transferAttempts,
     transferBackoffMs: c.transferBackoffMs,
     transferStreamUpgrade: c.transferStreamUpgrade,
+    transferDataConnections: c.transferDataConnections,
     replicate: c.replicate,
     replicationSweepMs: c.replicationSweepMs,
     replicationConcurrency: c.replicationConcurrency,

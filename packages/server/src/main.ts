@@ -386,6 +386,7 @@ async function serve(
         config.existingMount ?? config.poolFile,
       ),
       transferStreamUpgrade: config.transferStreamUpgrade,
+      transferDataConnections: config.transferDataConnections,
       store,
       logger,
       nodeId: pool.poolId,

@@ -9,6 +9,7 @@ import type { Store } from '@dotmesh/store';
 import {
   createPeerRoutes,
   createPeerStreams,
+  DataConnections,
   DEFAULT_TRANSFER_TIMING,
   type PeerRoutesDeps,
   TransferEngine,
@@ -74,8 +75,10 @@ import { ALWAYS_WRITABLE, type WriteGuard } from './pool/host-space-guard.ts';
 import type { PoolControl } from './pool/pool-grow.ts';
 import { createHandlers, dumpIndex, type HandlerTable } from './rpc/handlers.ts';
 import { ownerForNewDot } from './rpc/user-handlers.ts';
+import { DATA_HANDSHAKE_TIMEOUT_MS, dataConnectionRoute, FIRST_RECORD_TIMEOUT_MS } from './tls/data-connection-route.ts';
 import { createHttpsApiServer, listenTls, type TlsMaterial } from './tls/https-server.ts';
 import { caPublicKeyHash } from './tls/pki.ts';
+import { createSharedTlsPort } from './tls/shared-tls-port.ts';
 import { transferHost } from './transfer/host.ts';
 import { SERVER_VERSION } from './version.ts';
 
@@ -141,6 +144,11 @@ export interface ServerParts {
    */
   readonly transferStreamUpgrade?: boolean;
   /**
+   * false: pushes over HTTPS keep their stream on the upgraded connection (Node ends TLS),
+   * neither asked for nor offered a data connection of the pumps' own. Default true.
+   */
+  readonly transferDataConnections?: boolean;
+  /**
    * Automatic failover of the branches of a node that is gone (a cluster of several only):
    * enabled (default true) and the sweep's period (default DEFAULT_FAILOVER_SWEEP_MS).
    */
@@ -175,6 +183,8 @@ export interface RunningServer {
   readonly view: ClusterView;
   /** The HTTPS API port, when serving one. */
   readonly tlsPort: number | undefined;
+  /** Commit streams waiting for, and taken on, data connections of the TLS port (when offered). */
+  readonly dataConnections: DataConnections | undefined;
   readonly ctx: DotContext;
   readonly handlers: HandlerTable;
   readonly transfers: TransferEngine<Caller>;
@@ -293,11 +303,19 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   await records.load();
   const timing = parts.transferTiming ?? DEFAULT_TRANSFER_TIMING;
   const streamUpgrade = parts.transferStreamUpgrade !== false;
+  const dataConnectionsOn = streamUpgrade && parts.transferDataConnections !== false;
   const transfers = new TransferEngine(
     transferHost(ctx, { ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns) }),
     records,
-    { timing: () => timing, streamUpgrade },
+    { timing: () => timing, streamUpgrade, dataConnections: dataConnectionsOn && driver.exportCommitTo !== undefined },
   );
+  const dataConnections =
+    dataConnectionsOn && parts.tls && driver.importCommitFrom
+      ? new DataConnections({
+          identity: { certFile: parts.tls.material.chainFile, keyFile: parts.tls.material.keyFile },
+          handshakeTimeoutMs: DATA_HANDSHAKE_TIMEOUT_MS,
+        })
+      : undefined;
   const plugin = parts.docker?.pluginSocket
     ? new VolumePlugin({
         ctx,
@@ -398,6 +416,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     transfers,
     idleTimeoutMs: () => timing.idleTimeoutMs,
     streamUpgrade,
+    ...(dataConnections ? { dataConnections } : {}),
     ...(router ? { router } : {}),
     ...(parts.cluster
       ? {
@@ -414,11 +433,18 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   const api = createApiServer(routes, logger);
   // HTTPS first: once plain HTTP answers (what `dm cluster init` waits for), HTTPS does too.
   const secure = parts.tls ? createHttpsApiServer(routes, logger, parts.tls.material) : undefined;
-  const tlsPort = secure && parts.tls ? await listenTls(secure, parts.listenHost, parts.tls.port) : undefined;
+  const tlsListener = secure
+    ? createSharedTlsPort({
+        https: secure,
+        route: dataConnectionRoute(dataConnections, logger),
+        firstRecordTimeoutMs: FIRST_RECORD_TIMEOUT_MS,
+      })
+    : undefined;
+  const tlsPort = tlsListener && parts.tls ? await listenTls(tlsListener, parts.listenHost, parts.tls.port) : undefined;
   try {
     await listen(api, parts.listenHost, parts.port);
   } catch (e) {
-    secure?.close();
+    tlsListener?.close();
     throw e;
   }
   let nodeServer: Server | undefined;
@@ -508,7 +534,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
   };
   await advertisePresence(store, lease.id, presence).catch((e: unknown) => {
     api.close();
-    secure?.close();
+    tlsListener?.close();
     nodeServer?.close();
     throw e;
   });
@@ -560,6 +586,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     port,
     checkPort,
     tlsPort,
+    dataConnections,
     clusterPort,
     view,
     ctx,
@@ -575,7 +602,7 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
       (nodeServer as { closeIdleConnections?: () => void } | undefined)?.closeIdleConnections?.();
       await Promise.all([
         new Promise<void>((r) => api.close(() => r())),
-        secure ? new Promise<void>((r) => secure.close(() => r())) : Promise.resolve(),
+        tlsListener ? new Promise<void>((r) => tlsListener.close(() => r())) : Promise.resolve(),
         check ? new Promise<void>((r) => check.close(() => r())) : Promise.resolve(),
         nodeServer ? new Promise<void>((r) => nodeServer.close(() => r())) : Promise.resolve(),
       ]);

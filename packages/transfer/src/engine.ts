@@ -79,14 +79,20 @@ export class TransferEngine<C extends TransferCaller> {
   readonly #records: TransferRecords;
   readonly #timing: () => TransferTiming;
   readonly #streamUpgrade: boolean;
+  readonly #dataConnections: boolean;
   readonly #running = new Set<Promise<void>>();
 
   /** `streamUpgrade`: this server's endpoints take upgraded commit streams (peer-streams.ts). */
-  constructor(host: TransferHost<C>, records: TransferRecords, o: { timing: () => TransferTiming; streamUpgrade: boolean }) {
+  constructor(
+    host: TransferHost<C>,
+    records: TransferRecords,
+    o: { timing: () => TransferTiming; streamUpgrade: boolean; dataConnections?: boolean },
+  ) {
     this.#host = host;
     this.#records = records;
     this.#timing = o.timing;
     this.#streamUpgrade = o.streamUpgrade;
+    this.#dataConnections = o.dataConnections === true;
   }
 
   /**
@@ -135,7 +141,12 @@ export class TransferEngine<C extends TransferCaller> {
         https: req.PeerHttps,
         ...(req.PeerCaPin ? { caPin: req.PeerCaPin } : {}),
       },
-      { driver: this.#host.driverKind, idleTimeoutMs: timing.idleTimeoutMs, streamUpgrade: this.#streamUpgrade },
+      {
+        driver: this.#host.driverKind,
+        idleTimeoutMs: timing.idleTimeoutMs,
+        streamUpgrade: this.#streamUpgrade,
+        dataConnections: this.#dataConnections,
+      },
     );
     const me = this.localSide(caller);
     const [sender, receiver, senderName, receiverName] =

@@ -1,3 +1,11 @@
+export {
+  DATA_TRANSPORT_HEADER,
+  type DataConnection,
+  DataConnections,
+  dataAlpn,
+  type ExpectedConnection,
+  TLS_PUMP_TRANSPORT,
+} from './data-connections.ts';
 export { DEFAULT_TRANSFER_TIMING, TransferEngine, type TransferTiming } from './engine.ts';
 export type { LocalSideOptions, TransferCaller, TransferFailpoints, TransferHost, TransferLogger } from './host.ts';
 export {
@@ -11,7 +19,7 @@ export {
 export { connectPeer, type PeerRequest } from './peer-connect.ts';
 export { createPeerRoutes, type PeerRoutesDeps, type ProxyTarget, type TransferProxy } from './peer-routes.ts';
 export { COMMIT_HEADER, type PeerAddress, PeerSide, PROTOCOL_PATH } from './peer-side.ts';
-export { createPeerStreams, type UpgradeHandler } from './peer-streams.ts';
+export { createPeerStreams, type DataConnectionsDeps, type UpgradeHandler } from './peer-streams.ts';
 export { INTERRUPTED_MESSAGE, interruptedError, TRANSFERS_PREFIX, TransferRecords } from './records.ts';
 export {
   type CommitStream,

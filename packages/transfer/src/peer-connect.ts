@@ -32,7 +32,12 @@ export interface PeerRequest {
  */
 export async function connectPeer(
   r: PeerRequest,
-  local: { readonly driver: string; readonly idleTimeoutMs: number; readonly streamUpgrade: boolean },
+  local: {
+    readonly driver: string;
+    readonly idleTimeoutMs: number;
+    readonly streamUpgrade: boolean;
+    readonly dataConnections?: boolean;
+  },
 ): Promise<{ side: PeerSide; hello: Hello }> {
   if (!HOST_PATTERN.test(r.host))
     throw new DotmeshError('INVALID_ARGUMENT', `invalid peer host ${JSON.stringify(r.host.slice(0, 100))}`);
@@ -73,6 +78,7 @@ export async function connectPeer(
         : {}),
       idleTimeoutMs: local.idleTimeoutMs,
       streamUpgrade: local.streamUpgrade,
+      dataConnections: local.dataConnections === true,
     });
     let hello: Hello;
     try {

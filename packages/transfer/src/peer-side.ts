@@ -1,11 +1,12 @@
 import { type ClientRequest, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, errorFromObject } from '@dotmesh/core';
 import { UNAUTHENTICATED_MESSAGE } from '@dotmesh/rpc';
 import { type NodeTls, type TlsTrust, verifiedConnection } from '@dotmesh/rpc/tls';
-import { isPlainSocket } from '@dotmesh/storage';
+import { isPlainSocket, type StreamTlsClient } from '@dotmesh/storage';
+import { DATA_TRANSPORT_HEADER, dataAlpn, parseDataLine, TLS_PUMP_TRANSPORT } from './data-connections.ts';
 import type { IncomingCommit, IncomingVolume } from './incoming.ts';
 import { type CommitStream, type Hello, STREAM_UPGRADE_CAPABILITY, type TransferSide } from './side.ts';
 import { AnswerReader, STREAM_GO, STREAM_UPGRADE } from './stream-protocol.ts';
@@ -32,6 +33,11 @@ export interface PeerAddress {
   readonly node?: { readonly nodeId: string; readonly tls: NodeTls };
   /** Commit streams may go on upgraded connections when the peer's hello offers them. */
   readonly streamUpgrade?: boolean;
+  /**
+   * A push over HTTPS to a pinned peer (certificate or cluster CA) asks for a data connection
+   * of the pumps' own (data-connections.ts) when the stream's driver can write it.
+   */
+  readonly dataConnections?: boolean;
   /** Told of each connection a request of this transfer opens (to cut it early, see the server's PeerTransfers). */
   readonly onSocket?: (socket: Socket) => void;
 }
@@ -148,31 +154,101 @@ export class PeerSide implements TransferSide {
       if (res.statusCode !== 200 || parsed?.error) throw this.#errorFrom(res.statusCode ?? 0, parsed, text);
       return;
     }
-    const { socket, head } = await this.#upgrade('POST', 'receive', { [COMMIT_HEADER]: header });
+    const trust = stream.writeTo ? this.#dataTrust() : undefined;
+    const { socket, head, headers } = await this.#upgrade('POST', 'receive', {
+      [COMMIT_HEADER]: header,
+      ...(trust ? { [DATA_TRANSPORT_HEADER]: TLS_PUMP_TRANSPORT } : {}),
+    });
+    const data = trust && headers[DATA_TRANSPORT_HEADER] === TLS_PUMP_TRANSPORT ? trust : undefined;
     try {
-      await this.#push(socket, head, stream, onProgress);
+      await this.#push(socket, head, stream, onProgress, data);
     } finally {
       socket.destroy();
     }
   }
 
-  /** The client side of an upgraded push (stream-protocol.ts); `head`: the peer's first bytes. */
-  async #push(socket: Socket, head: Buffer, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void> {
+  /**
+   * How this push's pump trusts the peer on a data connection: the pin the control connection
+   * was trusted by. Undefined (no data connection) but over HTTPS to a pinned peer, asked for.
+   */
+  #dataTrust(): StreamTlsClient['trust'] | undefined {
+    const tls = this.#peer.tls;
+    if (this.#peer.dataConnections !== true || this.#peer.node || !this.#peer.baseUrl.startsWith('https:') || !tls)
+      return undefined;
+    if (tls.pin !== undefined) return { certSha256: tls.pin };
+    if (tls.caPin !== undefined) return { caPin: tls.caPin };
+    return undefined;
+  }
+
+  /**
+   * The stream on a data connection (data-connections.ts): the pump dials the peer's TLS port
+   * itself, with the line's stream id as ALPN protocol and its key.
+   */
+  async #sendOnDataConnection(
+    stream: CommitStream,
+    line: string,
+    trust: StreamTlsClient['trust'],
+    onProgress: (bytes: number) => void,
+  ): Promise<void> {
+    const named = parseDataLine(line);
+    if (!named || !stream.writeTo) throw this.#unreachable(new Error('protocol error: a malformed data connection line'));
+    const url = new URL(this.#peer.baseUrl);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const socket = netConnect({ host, port: Number(url.port || 443) });
+    socket.on('error', () => {}); // the pump reports a connection that fails
+    this.#peer.onSocket?.(socket);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', (e) => reject(this.#unreachable(e)));
+        socket.setTimeout(this.#peer.idleTimeoutMs, () => socket.destroy(this.#silent()));
+      });
+      socket.setTimeout(0);
+      await stream.writeTo(socket, {
+        idleTimeoutMs: this.#peer.idleTimeoutMs,
+        onProgress,
+        tls: {
+          role: 'client',
+          serverName: host,
+          trust,
+          alpn: dataAlpn(named.id),
+          streamKey: named.key,
+          handshakeTimeoutMs: this.#peer.idleTimeoutMs,
+        },
+      });
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  /**
+   * The client side of an upgraded push (stream-protocol.ts); `head`: the peer's first bytes;
+   * `data`: the peer agreed to a data connection, trusted so.
+   */
+  async #push(
+    socket: Socket,
+    head: Buffer,
+    stream: CommitStream,
+    onProgress: (bytes: number) => void,
+    data: StreamTlsClient['trust'] | undefined,
+  ): Promise<void> {
     let sending: Promise<void> | undefined;
     let sendError: unknown;
-    const send = () => {
+    const send = (line: string) => {
       const options = { idleTimeoutMs: this.#peer.idleTimeoutMs, onProgress };
       sending = (
-        stream.writeTo && isPlainSocket(socket)
-          ? stream.writeTo(socket, options)
-          : pipeInto(stream.readable(), socket, onProgress)
+        data
+          ? this.#sendOnDataConnection(stream, line, data, onProgress)
+          : stream.writeTo && isPlainSocket(socket)
+            ? stream.writeTo(socket, options)
+            : pipeInto(stream.readable(), socket, onProgress)
       ).catch((e: unknown) => {
         sendError = e;
         // an answer already on its way says why: give it a moment, then give up on the connection
         setTimeout(() => socket.destroy(), 1000).unref();
       });
     };
-    const reader = new AnswerReader(send);
+    const reader = new AnswerReader(send, { line: data !== undefined });
     const answered = new Promise<void>((resolve, reject) => {
       const feed = (chunk: Buffer) => {
         try {
@@ -287,15 +363,19 @@ export class PeerSide implements TransferSide {
    * paused, once the peer answered 101, and the bytes that came with the 101 (`head`); any
    * other answer is the peer's error. A fresh connection, as #request.
    */
-  #upgrade(method: string, path: string, headers: Record<string, string>): Promise<{ socket: Socket; head: Buffer }> {
+  #upgrade(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<{ socket: Socket; head: Buffer; headers: IncomingMessage['headers'] }> {
     const req = this.#send(method, path, { ...headers, connection: 'Upgrade', upgrade: STREAM_UPGRADE });
     return new Promise((resolve, reject) => {
       req.on('error', (e) => reject(this.#unreachable(e)));
-      req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+      req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
         socket.pause();
         socket.setTimeout(0);
         socket.on('error', () => {}); // reported by whoever reads or writes it
-        resolve({ socket, head });
+        resolve({ socket, head, headers: res.headers });
       });
       req.on('response', (res) => {
         this.#body(res).then((body) => reject(this.#errorFrom(res.statusCode ?? 0, parseJson(body), body)), reject);

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { DotmeshError, ERROR_CODES, isErrorCode } from '@dotmesh/core';
 import { isPlainSocket } from '@dotmesh/storage';
+import { DATA_TRANSPORT_HEADER, type DataConnections, dataLine, TLS_PUMP_TRANSPORT } from './data-connections.ts';
 import type { TransferCaller } from './host.ts';
 import { errorBody, exportParams, type PeerRoutesDeps, pushedCommit } from './peer-routes.ts';
 import { PROTOCOL_PATH } from './peer-side.ts';
@@ -19,6 +20,15 @@ import {
 /** What a stream's two ends need besides the side. */
 type StreamDeps = Pick<PeerRoutesDeps<TransferCaller>, 'logger' | 'idleTimeoutMs'>;
 
+/**
+ * Pushes over HTTPS whose sender asks for it (DATA_TRANSPORT_HEADER) take their stream on a
+ * data connection of the pumps' own, registered here (data-connections.ts). Only for a server
+ * that receives commits itself with a driver that reads sockets itself.
+ */
+export interface DataConnectionsDeps {
+  readonly dataConnections?: DataConnections;
+}
+
 /** The 'upgrade' listener of a server: the request, its connection, bytes read past the headers. */
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
 
@@ -28,7 +38,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
  * another node and errors as the plain endpoints (peer-routes.ts). On a plain TCP connection
  * the storage driver's own process reads or writes the socket.
  */
-export function createPeerStreams<C extends TransferCaller>(deps: PeerRoutesDeps<C>): UpgradeHandler {
+export function createPeerStreams<C extends TransferCaller>(deps: PeerRoutesDeps<C> & DataConnectionsDeps): UpgradeHandler {
   return async (req, socket, head) => {
     socket.on('error', () => {}); // a dead peer is seen by whoever reads or writes
     const url = new URL(req.url ?? '/', 'http://x');
@@ -46,7 +56,11 @@ export function createPeerStreams<C extends TransferCaller>(deps: PeerRoutesDeps
         const commit = pushedCommit(req);
         const node = proxy?.target({ fsId: commit.targetFsId, dotId: commit.volume.dot.id });
         if (node && proxy) return await proxy.forwardUpgrade(node, { op, search: url.search, req, socket, caller });
-        return await receive(deps.sideFor(caller), commit, socket, deps);
+        const data =
+          deps.dataConnections && 'encrypted' in req.socket && req.headers[DATA_TRANSPORT_HEADER] === TLS_PUMP_TRANSPORT
+            ? deps.dataConnections
+            : undefined;
+        return await receive(deps.sideFor(caller), commit, socket, deps, data);
       }
       if (req.method === 'GET' && op === 'export') {
         const p = exportParams(url);
@@ -64,15 +78,18 @@ export function createPeerStreams<C extends TransferCaller>(deps: PeerRoutesDeps
 
 /**
  * Push: 101, keep-alives, the go byte once the driver owns the connection, the answer, then
- * whatever the client still sends is read and dropped until it closes.
+ * whatever the client still sends is read and dropped until it closes. With `data`: the 101
+ * says so, and instead of the go byte the stream's id and key go out once the driver wants the
+ * stream, which then arrives on its data connection (waited for up to the idle timeout).
  */
 async function receive(
   side: TransferSide,
   commit: ReturnType<typeof pushedCommit>,
   socket: Duplex,
   deps: StreamDeps,
+  data: DataConnections | undefined,
 ): Promise<void> {
-  socket.write(switchingProtocols());
+  socket.write(switchingProtocols(data ? { [DATA_TRANSPORT_HEADER]: TLS_PUMP_TRANSPORT } : {}));
   const keepalive = setInterval(() => {
     if (!socket.writableEnded) socket.write(STREAM_KEEPALIVE);
   }, KEEPALIVE_MS);
@@ -82,14 +99,32 @@ async function receive(
     go = true;
     socket.write(STREAM_GO);
   };
-  const stream: CommitStream = {
-    readable: () => {
-      start();
-      return socket;
-    },
-    socket: { socket, start },
-    close: () => {},
-  };
+  let expected: ReturnType<DataConnections['expect']> | undefined;
+  const stream: CommitStream = data
+    ? {
+        readable: () => {
+          throw new Error('this stream arrives on a data connection');
+        },
+        data: () => {
+          if (expected) throw new Error('a data connection is asked for once');
+          expected = data.expect(deps.idleTimeoutMs());
+          socket.write(`${dataLine(expected.id, expected.key)}${STREAM_GO}`);
+          const id = expected.id;
+          return expected.connection.then((c) => {
+            deps.logger.info({ stream: id }, 'commit stream arriving on a data connection');
+            return c;
+          });
+        },
+        close: () => {},
+      }
+    : {
+        readable: () => {
+          start();
+          return socket;
+        },
+        socket: { socket, start },
+        close: () => {},
+      };
   let answer: unknown;
   try {
     await side.receiveCommit(commit, stream, () => {});
@@ -98,6 +133,7 @@ async function receive(
     answer = errorBody(e, deps.logger, 'receive');
   } finally {
     clearInterval(keepalive);
+    expected?.cancel();
   }
   if (socket.destroyed) return;
   socket.unpipe();

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { CommitOrigin } from '@dotmesh/core';
 import type { SocketTransferOptions } from '@dotmesh/storage';
+import type { DataConnection } from './data-connections.ts';
 import type { IncomingCommit, IncomingVolume } from './incoming.ts';
 import type { WireDot } from './wire-dot.ts';
 
@@ -82,6 +83,12 @@ export interface CommitStream {
    * in place — the storage driver's own process for a plain TCP socket, else Node.
    */
   readonly socket?: { readonly socket: Duplex; start(): void };
+  /**
+   * Present when the stream arrives on a data connection of the pumps' own (a push over HTTPS,
+   * data-connections.ts): calling it tells the peer to send, and resolves with the connection
+   * (TLS ended by the receiving driver's process) or fails when it does not come. At most once.
+   */
+  readonly data?: () => Promise<DataConnection>;
   /** Releases the source whatever happened (stops an export, closes a connection). Idempotent. */
   close(): void;
 }

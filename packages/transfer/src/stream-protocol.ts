@@ -30,9 +30,16 @@ export const KEEPALIVE_MS = 1000;
 /** The largest answer a client reads. */
 const MAX_ANSWER_BYTES = 1024 * 1024;
 
-export function switchingProtocols(): string {
-  return `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${STREAM_UPGRADE}\r\n\r\n`;
+/** The 101 answer, with `headers` (names and values the caller's, never a peer's). */
+export function switchingProtocols(headers: Readonly<Record<string, string>> = {}): string {
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  return `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${STREAM_UPGRADE}\r\n${extra}\r\n`;
 }
+
+/** The longest line a receiver sends instead of the go byte (data-connections.ts). */
+const MAX_GO_LINE = 200;
 
 /** A whole HTTP response with a JSON body, on a connection that was not upgraded; then closed. */
 export function rawJsonResponse(socket: Duplex, status: number, body: unknown): void {
@@ -45,17 +52,22 @@ export function rawJsonResponse(socket: Duplex, status: number, body: unknown): 
 
 /**
  * What a push's client reads from the server after the 101: keep-alive spaces, at most one go
- * byte, then the JSON answer up to the end of the connection. Feed it the bytes as they come;
- * `go` fires once, `answer` with the text of the answer (or a protocol error).
+ * byte — or, with `o.line` (a data connection was agreed, data-connections.ts), at most one
+ * line ending in the go byte, given to `onGo` without it — then the JSON answer up to the end
+ * of the connection. Feed it the bytes as they come; `onGo` fires once.
  */
 export class AnswerReader {
   #answer = '';
   #inAnswer = false;
   #sawGo = false;
-  readonly #onGo: () => void;
+  /** The go line so far (line mode, once its first byte came). */
+  #line: string | undefined;
+  readonly #lineMode: boolean;
+  readonly #onGo: (line: string) => void;
 
-  constructor(onGo: () => void) {
+  constructor(onGo: (line: string) => void, o: { readonly line?: boolean } = {}) {
     this.#onGo = onGo;
+    this.#lineMode = o.line === true;
   }
 
   /** Throws on bytes that are neither keep-alives, the go byte nor an answer. */
@@ -66,10 +78,26 @@ export class AnswerReader {
     }
     for (let i = 0; i < chunk.length; i++) {
       const c = String.fromCharCode(chunk[i] ?? 0);
-      if (c === STREAM_KEEPALIVE) continue;
-      if (c === STREAM_GO && !this.#sawGo) {
+      if (this.#line !== undefined) {
+        if (c !== STREAM_GO) {
+          this.#line += c;
+          if (this.#line.length > MAX_GO_LINE) throw new Error('oversized go line');
+          continue;
+        }
+        const line = this.#line;
+        this.#line = undefined;
         this.#sawGo = true;
-        this.#onGo();
+        this.#onGo(line);
+        continue;
+      }
+      if (c === STREAM_KEEPALIVE) continue;
+      if (c === STREAM_GO && !this.#sawGo && !this.#lineMode) {
+        this.#sawGo = true;
+        this.#onGo('');
+        continue;
+      }
+      if (this.#lineMode && !this.#sawGo && /^[0-9a-f]$/.test(c)) {
+        this.#line = c;
         continue;
       }
       if (c !== '{') throw new Error(`unexpected byte ${JSON.stringify(c)} before the answer`);

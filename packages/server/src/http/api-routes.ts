@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import {
   createPeerRoutes,
   createPeerStreams,
+  type DataConnections,
   type PeerRoutesDeps,
   type TransferEngine,
   type TransferProxy,
@@ -36,6 +37,8 @@ export function createApiRoutes(deps: {
   readonly transferProxy?: TransferProxy<Caller>;
   /** Serve commit streams on upgraded connections (@dotmesh/transfer peer-streams.ts). */
   readonly streamUpgrade: boolean;
+  /** Pushes over HTTPS may take their stream on a data connection (@dotmesh/transfer data-connections.ts). */
+  readonly dataConnections?: DataConnections;
 }): ApiRoutes & { readonly rpcDeps: RpcEndpointDeps } {
   const { ctx, auth, handlers, logger } = deps;
   const metrics = new ServerMetrics(
@@ -66,7 +69,14 @@ export function createApiRoutes(deps: {
     diff: createDiffEndpoint({ auth, ctx, logger }),
     metrics: createMetricsEndpoint(metrics, logger),
     transfer: createPeerRoutes(transferDeps),
-    ...(deps.streamUpgrade ? { transferStreams: createPeerStreams(transferDeps) } : {}),
+    ...(deps.streamUpgrade
+      ? {
+          transferStreams: createPeerStreams({
+            ...transferDeps,
+            ...(deps.dataConnections ? { dataConnections: deps.dataConnections } : {}),
+          }),
+        }
+      : {}),
     observe: (method, path, code, seconds) => metrics.observeHttp(method, path, code, seconds),
   };
 }

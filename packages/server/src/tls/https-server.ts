@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
+import type { Server as NetServer } from 'node:net';
 import { DotmeshError } from '@dotmesh/core';
 import { type Exec, ExecError } from '@dotmesh/storage';
 import type { ApiRoutes } from '../http/servers.ts';
@@ -20,6 +21,12 @@ export interface TlsMaterial {
   /** SHA-256 of the leaf certificate's DER, `AB:CD:…`. */
   readonly fingerprint: string;
   readonly certFile: string;
+  /**
+   * Files of the same certificate (PEM chain, as sent) and key for TLS ended outside Node: the
+   * pumps' data connections (shared-tls-port.ts).
+   */
+  readonly chainFile: string;
+  readonly keyFile: string;
   readonly generated: boolean;
 }
 
@@ -74,7 +81,12 @@ export async function loadTlsMaterial(o: {
   const cert = generated
     ? Buffer.concat([leafPem, Buffer.from('\n'), await read(pkiFiles(o.stateDir).caCert, 'CA certificate')])
     : leafPem;
-  return { cert, key, fingerprint: leaf.fingerprint256, certFile, generated };
+  let chainFile = certFile;
+  if (generated) {
+    chainFile = pkiFiles(o.stateDir).chain;
+    await writeFileAtomic(chainFile, cert);
+  }
+  return { cert, key, fingerprint: leaf.fingerprint256, certFile, chainFile, keyFile, generated };
 }
 
 export function createHttpsApiServer(routes: ApiRoutes, logger: Logger, material: TlsMaterial): Server {
@@ -92,7 +104,7 @@ export function createHttpsApiServer(routes: ApiRoutes, logger: Logger, material
   return server;
 }
 
-export async function listenTls(server: Server, host: string, port: number): Promise<number> {
+export async function listenTls(server: NetServer, host: string, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -101,4 +113,11 @@ export async function listenTls(server: Server, host: string, port: number): Pro
     });
   });
   return (server.address() as { port: number }).port;
+}
+
+/** Writes `data` to `file` through a temporary file and a rename (readers never see half of it). */
+async function writeFileAtomic(file: string, data: Buffer): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, data, { mode: 0o644 });
+  await rename(tmp, file);
 }

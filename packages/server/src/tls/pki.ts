@@ -28,6 +28,8 @@ export interface ClusterPkiFiles {
   readonly caKey: string;
   readonly cert: string;
   readonly key: string;
+  /** The server certificate followed by the CA, as the TLS port sends it (for the pumps' TLS). */
+  readonly chain: string;
 }
 
 export function pkiFiles(stateDir: string): ClusterPkiFiles {
@@ -38,6 +40,7 @@ export function pkiFiles(stateDir: string): ClusterPkiFiles {
     caKey: join(dir, 'ca-key.pem'),
     cert: join(dir, 'server.pem'),
     key: join(dir, 'server-key.pem'),
+    chain: join(dir, 'server-chain.pem'),
   };
 }
 

@@ -112,9 +112,12 @@ export class LocalSide implements TransferSide {
    */
   async receiveCommit(c: IncomingCommit, stream: CommitStream, onProgress: (bytes: number) => void): Promise<void> {
     const on = stream.socket;
-    const input: CommitInput = on
-      ? { socket: on.socket, onReady: () => on.start(), idleTimeoutMs: this.#options.idleTimeoutMs(), onProgress }
-      : { stream: stream.readable(), onProgress };
+    const idleTimeoutMs = this.#options.idleTimeoutMs();
+    const input: CommitInput = stream.data
+      ? { data: stream.data, idleTimeoutMs, onProgress }
+      : on
+        ? { socket: on.socket, onReady: () => on.start(), idleTimeoutMs, onProgress }
+        : { stream: stream.readable(), onProgress };
     await receiveCommit(this.#ctx, this.#deps, this.#caller, c, input);
   }
 

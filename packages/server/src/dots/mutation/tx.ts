@@ -1,6 +1,14 @@
+import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { type CommitOrigin, DotmeshError, type PhaseTimer } from '@dotmesh/core';
-import { type CommitInfo, isPlainSocket, type SocketTransferOptions, type StorageDriver, watchReads } from '@dotmesh/storage';
+import {
+  type CommitInfo,
+  isPlainSocket,
+  type SocketTransferOptions,
+  type StorageDriver,
+  type StreamTls,
+  watchReads,
+} from '@dotmesh/storage';
 import type { Compare, Store, TxnOp } from '@dotmesh/store';
 import { KEYS } from '../../cluster/store-keys.ts';
 import type { FailpointName, Failpoints } from '../../failpoints.ts';
@@ -30,7 +38,11 @@ import type { BranchIntent, BranchLabel, CommitMetaRecord, DotInfo } from '../la
  */
 export type CommitInput =
   | { readonly stream: Readable; readonly onProgress?: (bytes: number) => void }
-  | (SocketTransferOptions & { readonly socket: Duplex; readonly onReady: () => void });
+  | (SocketTransferOptions & { readonly socket: Duplex; readonly onReady: () => void })
+  | (SocketTransferOptions & {
+      /** Tells the peer to send and gives the data connection, TLS ended by the driver (@dotmesh/transfer data-connections.ts). */
+      readonly data: () => Promise<{ readonly socket: Socket; readonly tls: StreamTls }>;
+    });
 
 export interface TxDeps {
   readonly driver: StorageDriver;
@@ -121,7 +133,11 @@ export class MutationTx {
       ...(input.onProgress ? { onProgress: input.onProgress } : {}),
     };
     let info: CommitInfo;
-    if (!('socket' in input)) info = await driver.importCommit(fsId, input.stream, options);
+    if ('data' in input) {
+      if (!driver.importCommitFrom) throw new Error('a data connection needs a driver that reads sockets itself');
+      const { socket, tls } = await input.data();
+      info = await driver.importCommitFrom(fsId, socket, { ...input, ...options, tls, onReady: () => {} });
+    } else if (!('socket' in input)) info = await driver.importCommit(fsId, input.stream, options);
     else if (driver.importCommitFrom && isPlainSocket(input.socket)) {
       info = await driver.importCommitFrom(fsId, input.socket, { ...input, ...options });
     } else {
