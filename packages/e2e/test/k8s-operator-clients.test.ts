@@ -374,10 +374,14 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       await commitIds(outside.admin, inCluster),
       'the same commits in the cluster',
     );
-    assert.equal(
-      await hashInCommit(k8s, inCluster, outsideCommit, 'from-outside'),
-      sha256(data),
-      'the same bytes in the cluster',
+    // Read on node-0, which gets the commit by replication from the dot's master.
+    await waitFor(
+      async () => (await hashInCommit(k8s, inCluster, outsideCommit, 'from-outside').catch(() => '')) === sha256(data),
+      {
+        timeoutMs: 120_000,
+        intervalMs: 1000,
+        what: 'the bytes pulled from outside, in the cluster',
+      },
     );
 
     // Divergence: a commit on each side of the dot made outside; the pull is refused, nothing changes.
