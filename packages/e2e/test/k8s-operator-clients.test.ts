@@ -59,7 +59,8 @@ import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, w
  * commits and bytes on both sides, progress and Completed in their status and Started/Completed
  * Events; a pull onto a diverged dot fails with DIVERGED and its hint, nothing pulled; a missing
  * Secret, a remote that is down (retried) and a hostile dot name each fail with a clear status
- * error and nothing transferred; `kubectl get dots` lists the dots with their branches; neither
+ * error and nothing transferred; `kubectl get dots` lists the dots with their branches, and
+ * an edit or a deletion of a Dot is refused by the manifest's policy; neither
  * API key appears in any status, Event, pod spec or operator log.
  *
  * Bad input through the operator on the same install: a node loses the selection label while
@@ -491,6 +492,22 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
         ],
       ],
     );
+    // Read-only: the manifest's policy refuses an edit or a deletion, even by a cluster admin.
+    for (const args of [
+      ['annotate', 'dot', inCluster, '-n', NS, 'edited=yes'],
+      ['delete', 'dot', inCluster, '-n', NS, '--wait=false'],
+    ]) {
+      await assert.rejects(kubectl(args), /dotmesh-dots-read-only.*only the operator writes them/s, args.join(' '));
+    }
+    const unchanged = await getJson<{ metadata: { annotations?: Record<string, string>; deletionTimestamp?: string } }>(kubectl, [
+      'get',
+      'dot',
+      inCluster,
+      '-n',
+      NS,
+    ]);
+    assert.equal(unchanged.metadata.annotations?.edited, undefined);
+    assert.equal(unchanged.metadata.deletionTimestamp, undefined);
     // The key of the remote (and the cluster's own) appear nowhere users or logs see.
     const seen = [
       (await kubectl(['get', 'dottransfers,dotremotes,dots', '-n', NS, '-o', 'json'])).stdout,
