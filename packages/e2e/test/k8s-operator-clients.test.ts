@@ -11,6 +11,7 @@ import {
   type DmResult,
   type DocInstall,
   deleteAndWait,
+  freePorts,
   installDotmeshFromDoc,
   type Kubectl,
   makeTempDir,
@@ -28,7 +29,17 @@ import {
   waitFor,
   waitForDotmesh,
 } from '@dotmesh/testkit';
-import { DIST, DOC, diagnosticsOnFailure, leaderPod, NS, operatorLog, serverPods } from './k8s-operator-pods.ts';
+import {
+  DIST,
+  DOC,
+  diagnosticsOnFailure,
+  getJson,
+  leaderPod,
+  NS,
+  operatorLog,
+  operatorPods,
+  serverPods,
+} from './k8s-operator-pods.ts';
 import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, writeRandomScript } from './k8s-volumes.ts';
 
 /**
@@ -41,6 +52,16 @@ import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, w
  * dotmesh-server process with its own pool) pulls a dot a pod wrote and `dm` committed in the
  * cluster, and pushes a dot made outside into the cluster, where a pod reads it: the commit ids
  * and the files' hashes are the same on both sides.
+ *
+ * The CRDs of the manifest, on the same install: DotTransfers run by the operator push a new
+ * branch of that dot to the server outside (which listens on every address: the cluster's
+ * servers dial it through the test bridge) and pull a commit made there back, with the same
+ * commits and bytes on both sides, progress and Completed in their status and Started/Completed
+ * Events; a pull onto a diverged dot fails with DIVERGED and its hint, nothing pulled; a missing
+ * Secret, a remote that is down (retried) and a hostile dot name each fail with a clear status
+ * error and nothing transferred; `kubectl get dots` lists the dots with their branches, and
+ * an edit or a deletion of a Dot is refused by the manifest's policy; neither
+ * API key appears in any status, Event, pod spec or operator log.
  *
  * Bad input through the operator on the same install: a node loses the selection label while
  * a pod writes to a dot there (its server pod stays, serving, until that pod is gone; then the
@@ -143,7 +164,13 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     });
     apiKey = install.apiKey;
     await waitForDotmesh(cluster, cluster.nodes);
-    outside = await startServerProcess({ cleanup, serverBin: SERVER_BUNDLE, poolSize: '2G' });
+    // On every address: the cluster's servers dial it (DotTransfers) through the test bridge.
+    outside = await startServerProcess({
+      cleanup,
+      serverBin: SERVER_BUNDLE,
+      poolSize: '2G',
+      extraConfig: { listenHost: '0.0.0.0' },
+    });
     home = await makeTempDir('k8s-workstation-home', cleanup);
     ns = await testNamespace(kubectl, suite, 'dmtest-opclients');
     // Undone newest first: the pods, then the claims (their PVs go with the provisioner).
@@ -261,6 +288,240 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     const read = await inPod(1, 'reader', 'made-outside', madeOutside, 'sha256sum /data/blob | cut -d" " -f1');
     assert.equal(read, sha256(data), 'the pod reads what was pushed');
   });
+  /** Applies a DotTransfer and waits until it is Completed or Failed; its status. */
+  const runTransfer = async (name: string, spec: Record<string, unknown>): Promise<TransferStatus> => {
+    await kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'dotmesh.io/v1alpha1', kind: 'DotTransfer', metadata: { name, namespace: NS }, spec }),
+    });
+    let status: TransferStatus | undefined;
+    await waitFor(
+      async () => {
+        status = (await getJson<{ status?: TransferStatus }>(kubectl, ['get', 'dottransfer', name, '-n', NS])).status;
+        return status?.phase === 'Completed' || status?.phase === 'Failed';
+      },
+      { timeoutMs: 240_000, intervalMs: 1000, what: `DotTransfer ${name} to end` },
+    );
+    return status!;
+  };
+  const transferObjects: string[] = [];
+  const remoteObjects: string[] = [];
+  const remote = async (name: string, spec: Record<string, unknown>) => {
+    remoteObjects.push(name);
+    await kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'dotmesh.io/v1alpha1', kind: 'DotRemote', metadata: { name, namespace: NS }, spec }),
+    });
+  };
+
+  test('DotTransfers: a branch pushed to the server outside, a commit pulled back (same commits, same bytes), a divergence refused with its structured error', async () => {
+    cleanup.add(async () => {
+      for (const t of transferObjects)
+        await kubectl(['delete', 'dottransfer', t, '-n', NS, '--ignore-not-found']).catch(() => {});
+      for (const r of remoteObjects) await kubectl(['delete', 'dotremote', r, '-n', NS, '--ignore-not-found']).catch(() => {});
+      await kubectl(['delete', 'secret', 'outside-key', '-n', NS, '--ignore-not-found']).catch(() => {});
+    }, 'delete the DotTransfers, DotRemotes and the remote key');
+    await kubectl(['create', 'secret', 'generic', 'outside-key', '-n', NS, `--from-literal=apiKey=${outside.apiKey}`]);
+    await remote('outside', {
+      host: cluster.apiServerAddress,
+      port: outside.port,
+      plainHttp: true,
+      apiKeySecret: { name: 'outside-key' },
+    });
+    const k8s = await api(0);
+    const branchCommits = async (server: DotmeshClient, dot: string, branch: string) =>
+      (await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: branch })).map((c) => c.Id);
+
+    // Push: a new branch of the dot a pod wrote, with a commit of its own.
+    const base = await newest(k8s, inCluster);
+    await k8s.call('Branch', {
+      Namespace: 'admin',
+      Name: inCluster,
+      SourceBranch: '',
+      NewBranchName: 'feature',
+      SourceCommitId: base.id,
+    });
+    const onFeature = await k8s.call('Commit', {
+      Namespace: 'admin',
+      Name: inCluster,
+      Branch: 'feature',
+      Message: 'on feature',
+      Metadata: {},
+    });
+    transferObjects.push('push-feature');
+    const pushed = await runTransfer('push-feature', { remote: 'outside', direction: 'push', dot: inCluster, branch: 'feature' });
+    assert.equal(pushed.phase, 'Completed', JSON.stringify(pushed));
+    assert.ok(pushed.commitsTotal >= 1 && pushed.commitsSent === pushed.commitsTotal, JSON.stringify(pushed));
+    assert.match(pushed.progress, /^(\d+)\/\1 commits, \d+\/\d+ bytes$/);
+    assert.equal(pushed.error, undefined);
+    const featureHere = await branchCommits(k8s, inCluster, 'feature');
+    assert.ok(featureHere.includes(onFeature));
+    assert.deepEqual(await branchCommits(outside.admin, inCluster, 'feature'), featureHere, 'the same commits outside');
+
+    // Pull: a commit made outside on master arrives in the cluster, with its bytes.
+    const data = randomBytes(200_000);
+    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: inCluster, Subdot: '' });
+    await writeFile(join(path, 'from-outside'), data);
+    const outsideCommit = await outside.admin.call('Commit', {
+      Namespace: 'admin',
+      Name: inCluster,
+      Branch: '',
+      Message: 'outside',
+      Metadata: {},
+    });
+    transferObjects.push('pull-master');
+    const pulled = await runTransfer('pull-master', { remote: 'outside', direction: 'pull', dot: inCluster });
+    assert.equal(pulled.phase, 'Completed', JSON.stringify(pulled));
+    assert.deepEqual(
+      await commitIds(k8s, inCluster),
+      await commitIds(outside.admin, inCluster),
+      'the same commits in the cluster',
+    );
+    // Read on node-0, which gets the commit by replication from the dot's master.
+    await waitFor(
+      async () => (await hashInCommit(k8s, inCluster, outsideCommit, 'from-outside').catch(() => '')) === sha256(data),
+      {
+        timeoutMs: 120_000,
+        intervalMs: 1000,
+        what: 'the bytes pulled from outside, in the cluster',
+      },
+    );
+
+    // Divergence: a commit on each side of the dot made outside; the pull is refused, nothing changes.
+    await k8s.call('Commit', { Namespace: 'admin', Name: madeOutside, Branch: '', Message: 'here', Metadata: {} });
+    await outside.admin.call('Commit', { Namespace: 'admin', Name: madeOutside, Branch: '', Message: 'there', Metadata: {} });
+    const before = await commitIds(k8s, madeOutside);
+    transferObjects.push('pull-diverged');
+    const diverged = await runTransfer('pull-diverged', { remote: 'outside', direction: 'pull', dot: madeOutside });
+    assert.equal(diverged.phase, 'Failed', JSON.stringify(diverged));
+    assert.equal(diverged.error?.code, 'DIVERGED', JSON.stringify(diverged));
+    assert.match(diverged.error?.hint ?? '', /stash/);
+    assert.deepEqual(await commitIds(k8s, madeOutside), before, 'nothing pulled');
+
+    // Events: Started and Completed, Failed with the code.
+    const events = await getJson<{
+      items: { involvedObject: { name: string; kind: string }; reason: string; message: string }[];
+    }>(kubectl, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.kind=DotTransfer']);
+    const reasons = (name: string) =>
+      events.items
+        .filter((e) => e.involvedObject.name === name)
+        .map((e) => e.reason)
+        .sort();
+    assert.deepEqual(reasons('push-feature'), ['Completed', 'Started']);
+    assert.ok(
+      events.items.some(
+        (e) => e.involvedObject.name === 'pull-diverged' && e.reason === 'Failed' && e.message.startsWith('DIVERGED:'),
+      ),
+    );
+  });
+
+  test('DotTransfers with bad input fail with a clear status error, nothing transferred: a missing Secret, a remote that is down, a hostile dot name', async () => {
+    const [downPort] = await freePorts(1);
+    await remote('no-secret', {
+      host: cluster.apiServerAddress,
+      port: outside.port,
+      plainHttp: true,
+      apiKeySecret: { name: `absent-${suffix}` },
+    });
+    await remote('down', {
+      host: cluster.apiServerAddress,
+      port: downPort,
+      plainHttp: true,
+      apiKeySecret: { name: 'outside-key' },
+    });
+    const never = `never-${suffix}`;
+    transferObjects.push('bad-secret', 'bad-down', 'bad-name');
+    const [noSecret, down, hostile] = await Promise.all([
+      runTransfer('bad-secret', { remote: 'no-secret', direction: 'push', dot: inCluster }),
+      runTransfer('bad-down', { remote: 'down', direction: 'pull', dot: never }),
+      runTransfer('bad-name', { remote: 'outside', direction: 'pull', dot: '../../etc' }),
+    ]);
+    assert.equal(noSecret.phase, 'Failed');
+    assert.equal(noSecret.error?.code, 'INVALID_ARGUMENT');
+    assert.match(
+      noSecret.error?.message ?? '',
+      new RegExp(`the Secret ${NS}/absent-${suffix} holding the remote’s API key does not exist`),
+    );
+    assert.match(noSecret.error?.hint ?? '', /kubectl create secret generic/);
+    assert.equal(noSecret.transferId, undefined, 'never handed to a server');
+    assert.equal(down.phase, 'Failed', JSON.stringify(down));
+    assert.equal(down.error?.code, 'UNAVAILABLE', JSON.stringify(down));
+    assert.ok((down.retries ?? 0) >= 1, `retried: ${JSON.stringify(down)}`);
+    assert.equal(hostile.phase, 'Failed');
+    assert.equal(hostile.error?.code, 'INVALID_NAME');
+    assert.match(hostile.error?.message ?? '', /\.\.\/\.\.\/etc|more than one slash|invalid/i);
+    assert.equal(hostile.transferId, undefined);
+    // Nothing transferred: no such dot on either side.
+    assert.equal(await dotExists({ admin: outside.admin }, 'admin', never), false);
+    assert.equal(await dotExists({ admin: await api(0) }, 'admin', never), false);
+  });
+
+  test('kubectl get dots lists the dots with their branches; no credential in a status, an Event or the operator log', async () => {
+    const row = (out: string, dot: string) => out.split('\n').find((l) => l.split(/\s+/)[1] === `admin/${dot}`);
+    let table = '';
+    await waitFor(
+      async () => {
+        table = (await kubectl(['get', 'dots', '-n', NS])).stdout;
+        return row(table, inCluster)?.includes('master,feature') === true && row(table, madeOutside) !== undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 2000, what: `kubectl get dots to list admin/${inCluster} with its branch` },
+    );
+    assert.match(table.split('\n')[0]!, /^NAME\s+DOT\s+BRANCHES\s+SIZE\s+MASTER\s+REPLICATION\s+AGE$/);
+    const cols = row(table, inCluster)!.split(/\s+/);
+    assert.equal(cols[0], inCluster, 'named after the dot');
+    assert.equal(cols[2], 'master,feature');
+    assert.match(cols[3]!, /^\d+(\.\d)?[KMG]?i?B$/, `a size: ${cols[3]}`);
+    assert.ok(
+      cluster.nodes.some((n) => n.name === cols[4]),
+      `the master column names a node: ${cols[4]}`,
+    );
+    assert.match(cols[5]!, /^[1-9]\d*\/[1-9]\d*$/, `replication: ${cols[5]}`);
+    const dot = await getJson<{ status: { branches: { name: string; commits: number }[]; dotmeshName: string } }>(kubectl, [
+      'get',
+      'dot',
+      inCluster,
+      '-n',
+      NS,
+    ]);
+    assert.equal(dot.status.dotmeshName, inCluster);
+    assert.deepEqual(
+      dot.status.branches.map((b) => [b.name, b.commits]),
+      [
+        ['master', (await commitIds(await api(0), inCluster)).length],
+        [
+          'feature',
+          (await api(0).then((c) => c.call('Commits', { Namespace: 'admin', Name: inCluster, Branch: 'feature' }))).length,
+        ],
+      ],
+    );
+    // Read-only: the manifest's policy refuses an edit or a deletion, even by a cluster admin.
+    for (const args of [
+      ['annotate', 'dot', inCluster, '-n', NS, 'edited=yes'],
+      ['delete', 'dot', inCluster, '-n', NS, '--wait=false'],
+    ]) {
+      await assert.rejects(kubectl(args), /dotmesh-dots-read-only.*only the operator writes them/s, args.join(' '));
+    }
+    const unchanged = await getJson<{ metadata: { annotations?: Record<string, string>; deletionTimestamp?: string } }>(kubectl, [
+      'get',
+      'dot',
+      inCluster,
+      '-n',
+      NS,
+    ]);
+    assert.equal(unchanged.metadata.annotations?.edited, undefined);
+    assert.equal(unchanged.metadata.deletionTimestamp, undefined);
+    // The key of the remote (and the cluster's own) appear nowhere users or logs see.
+    const seen = [
+      (await kubectl(['get', 'dottransfers,dotremotes,dots', '-n', NS, '-o', 'json'])).stdout,
+      (await kubectl(['get', 'events', '-n', NS, '-o', 'json'])).stdout,
+      ...(await Promise.all(
+        (await operatorPods(kubectl)).map(async (p) => (await kubectl(['logs', '-n', NS, p.metadata.name])).stdout),
+      )),
+      (await kubectl(['get', 'pods', '-n', NS, '-o', 'json'])).stdout,
+    ].join('\n');
+    assert.ok(seen.includes('push-feature'), 'the transfers are in what was read');
+    assert.ok(!seen.includes(outside.apiKey), 'the remote’s API key appears nowhere');
+    assert.ok(!seen.includes(apiKey), 'the cluster’s API key appears nowhere');
+  });
+
   test('a node loses the selection label while a pod writes to a dot there: its server stays until the pod is gone', async () => {
     const label = `dmtest-${suffix}.example/pick`;
     const names = cluster.nodes.map((n) => n.name);
@@ -386,6 +647,16 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     assert.ok(!all.Dots.some((d) => d.MasterBranch.Name.Name.includes('etc')), 'no dot named after the hostile name');
   });
 });
+
+interface TransferStatus {
+  phase: string;
+  transferId?: string;
+  progress: string;
+  commitsSent: number;
+  commitsTotal: number;
+  retries?: number;
+  error?: { code: string; message: string; hint?: string };
+}
 
 /** Where commit `commit` of admin/`dot` is mounted (read-only) on `server`. */
 async function mountOf(server: DotmeshClient, dot: string, commit: string): Promise<string> {

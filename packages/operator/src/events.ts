@@ -4,7 +4,8 @@ import type { CoreV1Api, V1ObjectMeta } from '@kubernetes/client-node';
  * Records an Event on an object of the operator's namespace (`kind` with its metadata), as the
  * operator's component and instance: what `kubectl get events` and `kubectl describe` show
  * users. `warnOn` for problems (ConfigMap values, pool PVCs, refused node removals), `eventOn`
- * with `Normal` for what it did (a node removed from the Dotmesh cluster).
+ * with `Normal` for what it did (a node removed from the Dotmesh cluster, a DotTransfer
+ * started); `apiVersion` is the object's (a DotTransfer's: dotmesh.io/v1alpha1).
  */
 export interface EventSource {
   readonly core: CoreV1Api;
@@ -19,6 +20,7 @@ export async function eventOn(
   type: 'Normal' | 'Warning',
   reason: string,
   message: string,
+  apiVersion = 'v1',
 ): Promise<void> {
   const now = new Date();
   await o.core.createNamespacedEvent({
@@ -26,7 +28,7 @@ export async function eventOn(
     body: {
       metadata: { generateName: `${object.name}.`, namespace: o.namespace },
       involvedObject: {
-        apiVersion: 'v1',
+        apiVersion,
         kind,
         namespace: o.namespace,
         name: object.name!,

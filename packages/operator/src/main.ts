@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { startController } from './controller.ts';
+import { startDotController } from './dot-controller.ts';
 import { acquireLeadership } from './leader.ts';
 import { jsonLogger } from './logger.ts';
 import { OperatorMetrics, serveMetrics } from './metrics.ts';
@@ -9,7 +10,8 @@ import { OperatorMetrics, serveMetrics } from './metrics.ts';
 export const USAGE = `Usage: dotmesh-operator --server-image IMAGE [options]
 
 Keeps one dotmesh-server pod on every selected node of the Kubernetes cluster it runs in,
-configured by the ConfigMap <namespace>/configuration (docs/kubernetes.md).
+configured by the ConfigMap <namespace>/configuration; mirrors the dots as Dot objects and runs
+DotTransfers, in the same namespace (docs/kubernetes.md).
 
   --server-image IMAGE  the dotmesh-server image the server pods run
   --namespace NS        where the ConfigMap, the server pods and the Lease are (default: the
@@ -18,6 +20,7 @@ configured by the ConfigMap <namespace>/configuration (docs/kubernetes.md).
   --identity NAME       this replica's name in the leader Lease (default: $POD_NAME, else the host name)
   --no-leader-elect     act without taking the Lease (a single replica only)
   --resync-seconds N    reconcile at least this often (default 30)
+  --mirror-seconds N    update the Dot objects from the dots this often (default 10)
   --metrics-port N      serve GET /metrics (dm_operator_*) on this port, all addresses (default
                         32608, the original's op-monitor; 0: none)
   -h, --help`;
@@ -46,6 +49,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
         identity: { type: 'string' },
         'no-leader-elect': { type: 'boolean' },
         'resync-seconds': { type: 'string', default: '30' },
+        'mirror-seconds': { type: 'string', default: '10' },
         'metrics-port': { type: 'string', default: String(METRICS_PORT) },
         help: { type: 'boolean', short: 'h' },
       },
@@ -61,9 +65,19 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
   }
   const serverImage = values['server-image'];
   const resync = Number(values['resync-seconds']);
+  const mirror = Number(values['mirror-seconds']);
   const metricsPort = Number(values['metrics-port']);
-  if (typeof serverImage !== 'string' || serverImage === '' || !Number.isInteger(resync) || resync < 1) {
-    io.stderr(`dotmesh-operator: --server-image is required and --resync-seconds must be a whole number above 0\n${USAGE}\n`);
+  if (
+    typeof serverImage !== 'string' ||
+    serverImage === '' ||
+    !Number.isInteger(resync) ||
+    resync < 1 ||
+    !Number.isInteger(mirror) ||
+    mirror < 1
+  ) {
+    io.stderr(
+      `dotmesh-operator: --server-image is required and --resync-seconds and --mirror-seconds must be whole numbers above 0\n${USAGE}\n`,
+    );
     return 2;
   }
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
@@ -108,11 +122,12 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
     onStep: (r) => metrics.step(r),
     onProblem: (p) => metrics.problem(p.kind),
   });
+  const dots = await startDotController({ kubeConfig, core, namespace, log, instance: identity, mirrorMs: mirror * 1000 });
   const why = await Promise.race([
     io.stopped.then(() => 'stopped' as const),
     leadership?.lost.then(() => 'lost' as const) ?? new Promise<never>(() => {}),
   ]);
-  await controller.stop();
+  await Promise.all([controller.stop(), dots.stop()]);
   metrics.leader(false);
   monitor?.close();
   if (why === 'lost') return 1; // restart as a candidate
