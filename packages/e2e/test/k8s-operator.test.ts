@@ -620,10 +620,18 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     // What the pvcPerNode recycle proves does not hold here: the replacement serves another pool.
     const freshId = (await api(fresh.ip).call('PoolInfo', {})).NodeId;
     assert.notEqual(freshId, oldId, 'the replacement is another Dotmesh node, on a new, empty pool');
-    // The old pool is gone for good: the operator removes its node from the Dotmesh cluster
-    // (once failover moved its branch: after the planned-restart grace, 120 s, its server's
-    // SIGTERM announced), which it never does in pvcPerNode mode.
+    // The old pool is gone for good: the operator removes its node from the Dotmesh cluster,
+    // which it never does in pvcPerNode mode. Once failover moved its branch: the operator ended
+    // the planned restart its server's SIGTERM announced (the drain), so failover need not wait
+    // out the grace (120 s) for a node that cannot come back.
     await waitForRemovedEvent(oldId, 300_000);
+    const op = (await leaderPod(kubectl))!.metadata.name;
+    assert.ok(
+      (await operatorLog(kubectl, op)).some(
+        (l) => l.msg === 'ended the planned restart of a node gone from Kubernetes' && l.node === oldId,
+      ),
+      `the operator ended the planned restart of ${oldId}`,
+    );
     assert.ok(
       !(await api(fresh.ip).call('AllDotsAndBranches', {})).Servers.some((s) => s.Id === oldId),
       'the old node is no server of the cluster any more',
