@@ -479,13 +479,18 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     const lines = await operatorLog(kubectl, op);
     assert.ok(lines.some((l) => l.level === 'error' && l.key === 'local.poolSizePerNode'));
     // Once a later step has finished (so the one that reported has), the last good config is
-    // still in force: the same pods, not replaced.
+    // still in force: the same pods, not replaced. The step is made at once by a change of the
+    // ConfigMap that leaves its data (still the bad value) alone: an annotation (else the next
+    // comes with the operator's resync, 30 s later).
     const steps = await metric(kubectl, op, 'dm_operator_reconcile_steps_total');
+    const poke = ['annotate', 'configmap', 'configuration', '-n', NS];
+    await kubectl([...poke, `dotmesh.test/poke=${randomBytes(3).toString('hex')}`, '--overwrite']);
     await waitFor(async () => (await metric(kubectl, op, 'dm_operator_reconcile_steps_total')) > steps, {
       timeoutMs: 60_000,
       intervalMs: 1000,
       what: 'another reconcile step',
     });
+    await kubectl([...poke, 'dotmesh.test/poke-']);
     assert.equal(await metric(kubectl, op, 'dm_operator_config_valid'), 0);
     assert.deepEqual(uids(await serverPods(kubectl)), before);
     await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });

@@ -112,11 +112,13 @@ export class NodeDepartures {
       });
       return { hold: new Set(s.deselectedDeletions), again: true, removed: [] };
     }
+    const existing = new Set(s.nodes.map((n) => n.metadata?.name));
     const pods: ServerPodInfo[] = s.pods.map((p) => ({
       pod: p.metadata!.name!,
       node: nodeOf(p),
       ...(p.status?.hostIP ? { address: p.status.hostIP } : {}),
       serving: isServing(p),
+      nodeGone: !existing.has(nodeOf(p)),
     }));
     const plan = planDepartures({
       selectedAddresses,
