@@ -85,7 +85,10 @@ export class NodeDepartures {
           ...[this.#lastPodAddress.get(n.metadata?.name ?? '')].filter((a): a is string => a !== undefined),
         ]),
     );
-    const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP ? [p.status.hostIP] : [])));
+    // A pod whose Node was deleted counts as none (departures.ts): the live servers are then
+    // read for its node, whose lease decides.
+    const existing = new Set(s.nodes.map((n) => n.metadata?.name));
+    const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP && existing.has(nodeOf(p)) ? [p.status.hostIP] : [])));
     let members: MemberInfo[] | undefined;
     let servers: { id: string; addresses: string[] }[] = [];
     try {
@@ -112,7 +115,6 @@ export class NodeDepartures {
       });
       return { hold: new Set(s.deselectedDeletions), again: true, removed: [] };
     }
-    const existing = new Set(s.nodes.map((n) => n.metadata?.name));
     const pods: ServerPodInfo[] = s.pods.map((p) => ({
       pod: p.metadata!.name!,
       node: nodeOf(p),
