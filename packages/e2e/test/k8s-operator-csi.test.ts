@@ -210,7 +210,9 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
       await detachLoopDevicesUnder(lostPool);
       await rm(lostPool, { recursive: true, force: true });
     }, 'remove the lost node’s pool');
-    const lost = await addClusterNode(cluster, { cleanup: extraNodes, images: install.images });
+    // Only the server image goes onto it (its server pod with the CSI node plugin, and the
+    // test's pod, are all it runs), not the operator's and provisioner's (~5 s each).
+    const lost = await addClusterNode(cluster, { cleanup: extraNodes, images: [install.serverImage] });
     lostPool = join(install.pools, lost.name);
     await waitForDotmesh(cluster, [lost]);
     await waitForDotmeshCsi(cluster, [lost]);

@@ -479,13 +479,18 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     const lines = await operatorLog(kubectl, op);
     assert.ok(lines.some((l) => l.level === 'error' && l.key === 'local.poolSizePerNode'));
     // Once a later step has finished (so the one that reported has), the last good config is
-    // still in force: the same pods, not replaced.
+    // still in force: the same pods, not replaced. The step is made at once by a change of the
+    // ConfigMap that leaves its data (still the bad value) alone: an annotation (else the next
+    // comes with the operator's resync, 30 s later).
     const steps = await metric(kubectl, op, 'dm_operator_reconcile_steps_total');
+    const poke = ['annotate', 'configmap', 'configuration', '-n', NS];
+    await kubectl([...poke, `dotmesh.test/poke=${randomBytes(3).toString('hex')}`, '--overwrite']);
     await waitFor(async () => (await metric(kubectl, op, 'dm_operator_reconcile_steps_total')) > steps, {
       timeoutMs: 60_000,
       intervalMs: 1000,
       what: 'another reconcile step',
     });
+    await kubectl([...poke, 'dotmesh.test/poke-']);
     assert.equal(await metric(kubectl, op, 'dm_operator_config_valid'), 0);
     assert.deepEqual(uids(await serverPods(kubectl)), before);
     await kubectl(['apply', '-f', '-'], { input: configMap(baseData) });
@@ -586,11 +591,14 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
   test('control case of the pvcPerNode recycle: in local mode a node recycled in surge order loses its pool — the replacement is another Dotmesh node, the old one is removed', async (t) => {
     // Two nodes of this test's own, selected by the label the test before left in force: the
     // one to recycle and its replacement, added first as surge order has it.
+    // Only the server image goes onto them (its pod is all they run: no pod of the install's
+    // Deployments is made while they exist), not the operator's and provisioner's (~5 s each).
     const labels = { [label]: 'yes' };
+    const images = [install.serverImage];
     let t0 = Date.now();
     const [old, fresh] = await Promise.all([
-      addClusterNode(cluster, { cleanup: extraNodes, images: install.images, labels }),
-      addClusterNode(cluster, { cleanup: extraNodes, images: install.images, labels }),
+      addClusterNode(cluster, { cleanup: extraNodes, images, labels }),
+      addClusterNode(cluster, { cleanup: extraNodes, images, labels }),
     ]);
     await waitForDotmesh(cluster, [old, fresh]);
     t.diagnostic(`two nodes added and served in ${Date.now() - t0} ms`);
@@ -620,10 +628,18 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
     // What the pvcPerNode recycle proves does not hold here: the replacement serves another pool.
     const freshId = (await api(fresh.ip).call('PoolInfo', {})).NodeId;
     assert.notEqual(freshId, oldId, 'the replacement is another Dotmesh node, on a new, empty pool');
-    // The old pool is gone for good: the operator removes its node from the Dotmesh cluster
-    // (once failover moved its branch: after the planned-restart grace, 120 s, its server's
-    // SIGTERM announced), which it never does in pvcPerNode mode.
+    // The old pool is gone for good: the operator removes its node from the Dotmesh cluster,
+    // which it never does in pvcPerNode mode. Once failover moved its branch: the operator ended
+    // the planned restart its server's SIGTERM announced (the drain), so failover need not wait
+    // out the grace (120 s) for a node that cannot come back.
     await waitForRemovedEvent(oldId, 300_000);
+    const op = (await leaderPod(kubectl))!.metadata.name;
+    assert.ok(
+      (await operatorLog(kubectl, op)).some(
+        (l) => l.msg === 'ended the planned restart of a node gone from Kubernetes' && l.node === oldId,
+      ),
+      `the operator ended the planned restart of ${oldId}`,
+    );
     assert.ok(
       !(await api(fresh.ip).call('AllDotsAndBranches', {})).Servers.some((s) => s.Id === oldId),
       'the old node is no server of the cluster any more',

@@ -68,8 +68,18 @@ describe('nodes that left, and the quorum rule', () => {
     assert.deepEqual(waiting.waitingForLease, [{ nodeId: 'id2', address: '10.1.0.12', live: false }]);
     const p = plan({ ...gone, liveServers: live(0, 1) });
     assert.deepEqual(p.remove, [{ nodeId: 'id2', address: '10.1.0.12', live: false }]);
-    // While its pod still exists (being deleted), nothing is decided.
+    // While its pod still exists (being deleted) on an existing Node, nothing is decided.
     assert.deepEqual(plan({ ...gone, pods: [pod(0), pod(1), pod(2, false)], liveServers: live(0, 1) }).remove, []);
+    // A pod whose Node was deleted lingers until it is collected: it counts as none (its last
+    // status, serving or not, neither), and its member waits for its lease alone.
+    for (const serving of [true, false]) {
+      const lingering = { ...pod(2, serving), nodeGone: true };
+      const removed = plan({ ...gone, pods: [pod(0), pod(1), lingering], liveServers: live(0, 1) });
+      assert.deepEqual(removed.remove, [{ nodeId: 'id2', address: '10.1.0.12', live: false }], `serving: ${serving}`);
+      const held = plan({ ...gone, pods: [pod(0), pod(1), lingering], liveServers: live(0, 1, 2) });
+      assert.deepEqual(held.waitingForLease, [{ nodeId: 'id2', address: '10.1.0.12', live: false }]);
+      assert.deepEqual(held.remove, []);
+    }
   });
 
   test('two of three members gone at once: neither removal keeps a quorum, both refused', () => {

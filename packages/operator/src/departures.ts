@@ -12,7 +12,8 @@
  *   removed while its server still runs (`live`: its branches move with their uncommitted data,
  *   its member leaves while it still votes), and its pod is deleted only after that.
  * - **Gone**: an etcd member at an address that is no selected Node's address and no server
- *   pod's (the Node was deleted, or its pod went while the operator was not looking), once the
+ *   pod's (the Node was deleted, or its pod went while the operator was not looking; a pod
+ *   whose Node was deleted counts as none, though it lingers until it is collected), once the
  *   node's lease has expired (it is not among the live servers: a server merely restarting keeps
  *   its lease). Its branches are left to automatic failover: the removal waits until it masters
  *   none (a pinned branch waits for an admin).
@@ -37,6 +38,11 @@ export interface ServerPodInfo {
   /** Its node's address (status.hostIP), absent before it is scheduled. */
   readonly address?: string;
   readonly serving: boolean;
+  /**
+   * Its Node was deleted: the pod lingers (Terminating, with its last status) until the pod
+   * garbage collector takes it, up to a minute later, but it runs nowhere: it counts as no pod.
+   */
+  readonly nodeGone?: boolean;
 }
 
 export interface DepartureInput {
@@ -121,8 +127,9 @@ export function quorumAfterRemoval(
 
 export function planDepartures(i: DepartureInput): DeparturePlan {
   const members = i.members ?? [];
-  const servingAddresses = new Set(i.pods.filter((p) => p.serving && p.address).map((p) => p.address!));
-  const podAddresses = new Set(i.pods.filter((p) => p.address).map((p) => p.address!));
+  const pods = i.pods.filter((p) => !p.nodeGone);
+  const servingAddresses = new Set(pods.filter((p) => p.serving && p.address).map((p) => p.address!));
+  const podAddresses = new Set(pods.filter((p) => p.address).map((p) => p.address!));
   const up = (m: MemberInfo) => {
     const a = memberAddress(m);
     return a !== undefined && servingAddresses.has(a);
@@ -140,7 +147,7 @@ export function planDepartures(i: DepartureInput): DeparturePlan {
 
   // Deselected and drained: removed while its server is live; its pod goes afterwards.
   const deselectedAddresses = new Set<string>();
-  for (const p of i.pods) {
+  for (const p of pods) {
     if (!i.deselectedDeletions.has(p.pod) || !p.address) continue;
     deselectedAddresses.add(p.address);
     const live = liveAt(p.address);

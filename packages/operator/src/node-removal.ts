@@ -1,4 +1,5 @@
 import { DotmeshError } from '@dotmesh/core';
+import type { DotmeshClient } from '@dotmesh/rpc/client';
 import { removeNode } from '@dotmesh/rpc/remove-node';
 import type { CoreV1Api, V1ConfigMap, V1Node, V1Pod } from '@kubernetes/client-node';
 import { adminClient } from './admin-client.ts';
@@ -16,7 +17,8 @@ import { NODE_LABEL } from './server-pod.ts';
  * which deselected nodes' server pods must stay until their removal is done or allowed. Each
  * removal is a log line and a Normal Event `NodeRemoved` on the ConfigMap; a removal the quorum
  * rule refuses (`NodeRemovalRefused`) or that fails (`NodeRemovalFailed`) is a Warning Event,
- * recorded once per node and message, and tried again at later steps.
+ * recorded once per node and message, and tried again at later steps. A gone node's planned
+ * restart is ended first (EndPlannedRestart): its failover need not wait for the grace.
  */
 export interface DepartureContext {
   readonly core: CoreV1Api;
@@ -83,7 +85,10 @@ export class NodeDepartures {
           ...[this.#lastPodAddress.get(n.metadata?.name ?? '')].filter((a): a is string => a !== undefined),
         ]),
     );
-    const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP ? [p.status.hostIP] : [])));
+    // A pod whose Node was deleted counts as none (departures.ts): the live servers are then
+    // read for its node, whose lease decides.
+    const existing = new Set(s.nodes.map((n) => n.metadata?.name));
+    const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP && existing.has(nodeOf(p)) ? [p.status.hostIP] : [])));
     let members: MemberInfo[] | undefined;
     let servers: { id: string; addresses: string[] }[] = [];
     try {
@@ -115,6 +120,7 @@ export class NodeDepartures {
       node: nodeOf(p),
       ...(p.status?.hostIP ? { address: p.status.hostIP } : {}),
       serving: isServing(p),
+      nodeGone: !existing.has(nodeOf(p)),
     }));
     const plan = planDepartures({
       selectedAddresses,
@@ -136,6 +142,7 @@ export class NodeDepartures {
     const removed: string[] = [];
     const [next, ...later] = plan.remove;
     if (next) {
+      if (!next.live && next.pod === undefined) await this.#endPlannedRestart(client, next);
       try {
         // Never forced: the branches of a gone node are automatic failover's to move (to the node
         // holding the newest commit); until it has, the removal is refused (IN_USE) and tried again.
@@ -166,6 +173,26 @@ export class NodeDepartures {
     const again =
       plan.refused.length + plan.waitingForLease.length + later.length > 0 || (next !== undefined && removed.length === 0);
     return { hold, again, removed };
+  }
+
+  /**
+   * A node gone from Kubernetes (its Node deleted) in `local` mode took its pool with its
+   * machine (the controller runs departures in that mode alone): it never comes back, so the
+   * planned restart its server announced when it stopped cleanly (a drain) is ended, and
+   * failover moves its branches at its next sweep instead of when the grace (120 s) ends. A
+   * failure is logged and changes nothing else: the removal then waits for the grace.
+   */
+  async #endPlannedRestart(client: DotmeshClient, d: Departure): Promise<void> {
+    try {
+      const r = await client.call('EndPlannedRestart', { Node: d.nodeId });
+      if (r.Ended)
+        this.#o.log.info('ended the planned restart of a node gone from Kubernetes', { node: d.nodeId, address: d.address });
+    } catch (e) {
+      this.#o.log.warn('could not end the planned restart of a node gone from Kubernetes; its branches wait for its grace', {
+        node: d.nodeId,
+        error: String((e as Error)?.message ?? e),
+      });
+    }
   }
 
   async #report(cm: V1ConfigMap | undefined, d: Departure, reason: string, message: string): Promise<void> {

@@ -212,6 +212,7 @@ export const METHODS = {
   DeleteJoinToken: { params: z.object({ Id: str() }), admin: true, route: 'here' },
   RemoveEtcdMember: { params: z.object({ Node: str() }), admin: true, route: 'here' },
   EtcdMembers: { params: noParams, admin: true, route: 'here' },
+  EndPlannedRestart: { params: z.object({ Node: str() }), admin: true, route: 'here' },
   ClusterCa: { params: noParams, admin: true, route: 'here' },
 } as const satisfies Record<string, MethodSpec>;
 
@@ -420,6 +421,8 @@ export interface ResultMap {
    * first started), PeerUrls/ClientUrls its addresses, Learner whether it does not vote yet.
    */
   EtcdMembers: { Members: Array<{ Id: string; Name: string; Learner: boolean; PeerUrls: string[]; ClientUrls: string[] }> };
+  /** Ended: the node had announced a planned restart whose grace still ran, ended now. */
+  EndPlannedRestart: { Ended: boolean };
   /** The cluster CA's certificate (PEM) and its pin, as `dm remote add --trust-ca` takes it. */
   /** HoldsCaKey: this node holds the CA's key, so hosts can join through it. */
   ClusterCa: { Certificate: string; CaHash: string; HoldsCaKey: boolean };

@@ -1,20 +1,29 @@
 import { DotmeshError, validateFsId } from '@dotmesh/core';
+import type { Store } from '@dotmesh/store';
 import { activateBranch, type HandoffDeps, handOff } from '../cluster/handoff.ts';
+import { clearRestart, pendingRestart } from '../cluster/planned-restart.ts';
 import { canAccess } from '../dots/caller.ts';
 import type { DotContext } from '../dots/context.ts';
 import { putMaster } from '../dots/mutation/store-writes.ts';
 import type { HandlerTable } from './handlers.ts';
 
+const NODE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
 /**
  * Mastership: ForceBranchMasterById (the original's escape hatch: write the master key, no
- * questions asked; "" = the node serving the call) and MoveBranch (ours: a handoff, run on the
- * branch's master, see cluster/handoff.ts). Both admin only.
+ * questions asked; "" = the node serving the call), MoveBranch (ours: a handoff, run on the
+ * branch's master, see cluster/handoff.ts) and EndPlannedRestart (ours: a node that stopped
+ * cleanly and will not come back — its machine is gone — has its planned-restart grace ended,
+ * so that failover moves its branches one lease TTL after it went instead of at the grace's
+ * end; cluster/planned-restart.ts). All admin only.
  */
 export function clusterHandlers(deps: {
   readonly ctx: DotContext;
+  /** The cluster store (the planned-restart keys). */
+  readonly store: Store;
   /** Absent on a single node (no other node to move a branch to). */
   readonly handoff?: HandoffDeps;
-}): Pick<HandlerTable, 'ForceBranchMasterById' | 'MoveBranch'> {
+}): Pick<HandlerTable, 'ForceBranchMasterById' | 'MoveBranch' | 'EndPlannedRestart'> {
   const { ctx } = deps;
   /** A branch the caller may see, by id, from the cluster's facts (any node knows them). */
   const visibleBranch = (caller: Parameters<HandlerTable['MoveBranch']>[0], raw: unknown) => {
@@ -61,6 +70,26 @@ export function clusterHandlers(deps: {
       }
       const revision = await handOff(deps.handoff, fsId, node);
       return { Master: node, Revision: revision };
+    },
+    EndPlannedRestart: async (caller, p) => {
+      if (!NODE_ID_RE.test(p.Node)) {
+        throw new DotmeshError('INVALID_ARGUMENT', `${JSON.stringify(p.Node.slice(0, 80))} is not a node id`, {
+          hint: 'give the id of a node that is away (dm cluster nodes, or the NodeId of PoolInfo)',
+        });
+      }
+      if (p.Node === ctx.nodeId || ctx.view.node(p.Node)) {
+        throw new DotmeshError('INVALID_ARGUMENT', `node ${p.Node} is live: it has no planned restart to end`, {
+          hint: 'a planned restart is ended only for a node that is away for good',
+        });
+      }
+      const pending = await pendingRestart(deps.store, p.Node);
+      if (!pending) return { Ended: false };
+      await clearRestart(deps.store, p.Node);
+      ctx.logger.warn(
+        { node: p.Node, since: pending.since, by: caller.name },
+        'planned restart ended: failover may now move the away node’s branches',
+      );
+      return { Ended: true };
     },
   };
 }

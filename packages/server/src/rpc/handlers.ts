@@ -257,7 +257,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     ...durabilityHandlers({ ctx, catalog, durability: deps.durability, syncCommit: deps.syncCommit }),
     ...pinnedHandlers({ ctx, catalog, pinned: deps.pinned }),
     ...capacityHandlers(ctx, deps.pool),
-    ...clusterHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
+    ...clusterHandlers({ ctx, store: deps.store, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...volumeHandlers(ctx),
     ...publicationHandlers({ ctx, ...(deps.handoff ? { handoff: deps.handoff } : {}) }),
     ...diffHandlers(ctx),

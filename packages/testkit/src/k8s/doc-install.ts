@@ -9,7 +9,7 @@ import { makeTempDir } from '../tmp.ts';
 import type { TestCluster, TestClusterNode } from './cluster.ts';
 import { manifestFromDoc, replaceInManifest } from './doc-manifest.ts';
 import type { TestImage } from './images.ts';
-import { deleteAndWait } from './pods.ts';
+import { deleteAndWait, forceDeleteOrphanedPods } from './pods.ts';
 import {
   CSI_SIDECARS,
   type CsiSidecar,
@@ -134,8 +134,10 @@ export async function installDotmeshFromDoc(
   cleanup.add(async () => {
     // The controllers first, then the pods they made, then the manifest: a namespace deleted
     // while its pods stop is finished by the namespace controller only after half their grace
-    // period (the server pods': 120 s), a namespace without pods at once.
+    // period (the server pods': 120 s), a namespace without pods at once. A server pod left on
+    // a node a test removed has no kubelet to end it: it goes at once.
     await deleteAndWait(cluster, ['deployment', '--all', '-n', DOTMESH_NAMESPACE]);
+    await forceDeleteOrphanedPods(cluster, DOTMESH_NAMESPACE);
     await deleteAndWait(cluster, ['pod', '--all', '-n', DOTMESH_NAMESPACE]);
     await kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
       input: manifest,

@@ -92,6 +92,25 @@ export async function deleteAndWait(cluster: { readonly kubectl: Kubectl }, args
   });
 }
 
+/**
+ * Force-deletes the pods of `namespace` bound to a Node that no longer exists (a node the test
+ * removed), as the pod garbage collector does only after its quarantine (40 s and more): no
+ * kubelet is left to end them, so a wait for them (a namespace's or `deleteAndWait`'s) would
+ * wait for the collector. Returns their names.
+ */
+export async function forceDeleteOrphanedPods(cluster: { readonly kubectl: Kubectl }, namespace: string): Promise<string[]> {
+  const { kubectl } = cluster;
+  const nodes = new Set((await kubectl(['get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'])).stdout.split(/\s+/));
+  const pods = JSON.parse((await kubectl(['get', 'pods', '-n', namespace, '-o', 'json'])).stdout) as {
+    items: { metadata: { name: string }; spec?: { nodeName?: string } }[];
+  };
+  const orphans = pods.items.filter((p) => p.spec?.nodeName && !nodes.has(p.spec.nodeName)).map((p) => p.metadata.name);
+  if (orphans.length > 0) {
+    await kubectl(['delete', 'pod', ...orphans, '-n', namespace, '--force', '--grace-period=0', '--ignore-not-found']);
+  }
+  return orphans;
+}
+
 interface PodJson {
   readonly status?: { readonly phase?: string; readonly containerStatuses?: unknown[] };
 }
