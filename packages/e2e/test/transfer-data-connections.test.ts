@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallParamsOf, TransferPollResult } from '@dotmesh/rpc';
+import { publicKeyPin } from '@dotmesh/rpc/tls';
 import {
   Cleanup,
   createHosts,
@@ -56,8 +57,7 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
       });
       const tlsDir = join(server.dir, 'server', 'tls');
       const pem = await readFile(join(tlsDir, 'server.pem'));
-      const caKey = new X509Certificate(await readFile(join(tlsDir, 'ca.pem'))).publicKey.export({ type: 'spki', format: 'der' });
-      const caPin = `sha256:${createHash('sha256').update(caKey).digest('hex')}`;
+      const caPin = publicKeyPin(new X509Certificate(await readFile(join(tlsDir, 'ca.pem'))));
       return { name, host, server, fingerprint: new X509Certificate(pem).fingerprint256, caPin };
     };
     [on1, on2, off] = await Promise.all([

@@ -125,11 +125,21 @@ export function quorumAfterRemoval(
   return { ok: true };
 }
 
+/** The server pods that count: those whose Node still exists (nodeGone: it runs nowhere). */
+export function presentPods(pods: readonly ServerPodInfo[]): ServerPodInfo[] {
+  return pods.filter((p) => !p.nodeGone);
+}
+
+/** Where the present server pods are (their nodes' addresses). */
+export function podAddressesOf(pods: readonly ServerPodInfo[]): Set<string> {
+  return new Set(presentPods(pods).flatMap((p) => (p.address ? [p.address] : [])));
+}
+
 export function planDepartures(i: DepartureInput): DeparturePlan {
   const members = i.members ?? [];
-  const pods = i.pods.filter((p) => !p.nodeGone);
+  const pods = presentPods(i.pods);
   const servingAddresses = new Set(pods.filter((p) => p.serving && p.address).map((p) => p.address!));
-  const podAddresses = new Set(pods.filter((p) => p.address).map((p) => p.address!));
+  const podAddresses = podAddressesOf(pods);
   const up = (m: MemberInfo) => {
     const a = memberAddress(m);
     return a !== undefined && servingAddresses.has(a);

@@ -4,7 +4,14 @@ import { removeNode } from '@dotmesh/rpc/remove-node';
 import type { CoreV1Api, V1ConfigMap, V1Node, V1Pod } from '@kubernetes/client-node';
 import { adminClient } from './admin-client.ts';
 import { CONFIGMAP_NAME } from './config.ts';
-import { type Departure, type MemberInfo, memberAddress, planDepartures, type ServerPodInfo } from './departures.ts';
+import {
+  type Departure,
+  type MemberInfo,
+  memberAddress,
+  planDepartures,
+  podAddressesOf,
+  type ServerPodInfo,
+} from './departures.ts';
 import { eventOn } from './events.ts';
 import type { Logger } from './logger.ts';
 import { isServing } from './plan.ts';
@@ -88,7 +95,14 @@ export class NodeDepartures {
     // A pod whose Node was deleted counts as none (departures.ts): the live servers are then
     // read for its node, whose lease decides.
     const existing = new Set(s.nodes.map((n) => n.metadata?.name));
-    const podAddresses = new Set(s.pods.flatMap((p) => (p.status?.hostIP && existing.has(nodeOf(p)) ? [p.status.hostIP] : [])));
+    const pods: ServerPodInfo[] = s.pods.map((p) => ({
+      pod: p.metadata!.name!,
+      node: nodeOf(p),
+      ...(p.status?.hostIP ? { address: p.status.hostIP } : {}),
+      serving: isServing(p),
+      nodeGone: !existing.has(nodeOf(p)),
+    }));
+    const podAddresses = podAddressesOf(pods);
     let members: MemberInfo[] | undefined;
     let servers: { id: string; addresses: string[] }[] = [];
     try {
@@ -115,13 +129,6 @@ export class NodeDepartures {
       });
       return { hold: new Set(s.deselectedDeletions), again: true, removed: [] };
     }
-    const pods: ServerPodInfo[] = s.pods.map((p) => ({
-      pod: p.metadata!.name!,
-      node: nodeOf(p),
-      ...(p.status?.hostIP ? { address: p.status.hostIP } : {}),
-      serving: isServing(p),
-      nodeGone: !existing.has(nodeOf(p)),
-    }));
     const plan = planDepartures({
       selectedAddresses,
       pods,
