@@ -28,6 +28,7 @@ import {
   rewrittenByLiveNodes,
   writeRandom,
 } from './cluster-helpers.ts';
+import { waitForTransfer } from './transfer-harness.ts';
 
 /**
  * What a cluster of real nodes does with input nobody should send it: node-to-node calls that
@@ -200,12 +201,8 @@ describe('bad input on a cluster of real nodes', { skip }, () => {
       PeerCertSha256: '',
       PeerHttps: false,
     });
-    for (;;) {
-      const t = await n1.admin.call('GetTransfer', transfer);
-      if (t.Status === 'finished') break;
-      assert.notEqual(t.Status, 'error', t.Message);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const { final } = await waitForTransfer(n1.admin, transfer, { intervalMs: 100 });
+    assert.equal(final.Status, 'finished', final.Message);
     assert.equal(await lookup(other, 'pushed'), pushedId, 'a push keeps the dot’s id');
     await writeRandom(other, 'pushed', 'theirs');
     const theirPushed = await commit(other, 'pushed', 'written in the other cluster');

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import {
   Cleanup,
@@ -16,6 +15,7 @@ import {
   type TestHost,
 } from '@dotmesh/testkit';
 import { commitIds, lookup } from './cluster-helpers.ts';
+import { waitForTransfer } from './transfer-harness.ts';
 
 /**
  * The recorded dm 0.8.1 transcript (packages/server/test/fixtures/) replayed against each node
@@ -39,15 +39,9 @@ interface Origin {
   readonly applesId: string;
 }
 
-async function transferEnd(client: DotmeshClient, id: string): Promise<TransferPollResult> {
-  let last: TransferPollResult | undefined;
-  for (let i = 0; i < 600; i++) {
-    last = await client.call('GetTransfer', id);
-    if (last.Status === 'finished' || last.Status === 'error') return last;
-    await sleep(50);
-  }
-  throw new Error(`transfer ${id} did not end: ${JSON.stringify(last)}`);
-}
+/** The final record of a transfer `client`'s server started (polled every 50 ms, up to 30 s). */
+const transferEnd = async (client: DotmeshClient, id: string): Promise<TransferPollResult> =>
+  (await waitForTransfer(client, id, { timeoutMs: 30_000, intervalMs: 50 })).final;
 
 describe('the dm 0.8.1 transcript replays against every node of a cluster', { skip }, () => {
   const cleanup = new Cleanup();

@@ -15,6 +15,7 @@ import {
   startServerProcess,
   type TestHost,
 } from '@dotmesh/testkit';
+import { waitForTransfer } from './transfer-harness.ts';
 
 /**
  * Pushes over HTTPS to a pinned peer between real btrfs servers in network namespaces: the
@@ -95,15 +96,8 @@ describe('commit streams over HTTPS on data connections of the pumps', { skip },
     ...(o.caPin ? { PeerCaPin: to.caPin } : {}),
   });
 
-  async function waitTransfer(from: Side, id: string): Promise<TransferPollResult> {
-    const deadline = Date.now() + 120_000;
-    while (Date.now() < deadline) {
-      const r = await from.server.admin.call('GetTransfer', id);
-      if (r.Status === 'finished' || r.Status === 'error') return r;
-      await sleep(200);
-    }
-    throw new Error(`transfer ${id} did not end\n${await logs()}`);
-  }
+  const waitTransfer = async (from: Side, id: string): Promise<TransferPollResult> =>
+    (await waitForTransfer(from.server.admin, id, { diagnostics: logs })).final;
 
   /**
    * A dot with `bytes` of random data and a second, incremental commit on `from`, pushed in

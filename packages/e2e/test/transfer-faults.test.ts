@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { isDotmeshError } from '@dotmesh/core';
-import type { CallParamsOf, TransferPollResult } from '@dotmesh/rpc';
+import type { CallParamsOf } from '@dotmesh/rpc';
 import {
   Cleanup,
   createHosts,
@@ -19,6 +19,7 @@ import {
   type TestHost,
   waitFor,
 } from '@dotmesh/testkit';
+import { waitForTransfer } from './transfer-harness.ts';
 
 /**
  * Transfers between two real btrfs servers, each in its own network namespace (the kit's
@@ -92,18 +93,8 @@ describe('transfers between two btrfs servers in network namespaces', { skip }, 
 
   const logs = async () => `A:\n${(await a.server.log()).slice(-4000)}\nB:\n${(await b.server.log()).slice(-4000)}`;
 
-  /** Polls until the transfer ends; returns the final record and every status seen. */
-  async function waitTransfer(id: string, timeoutMs = 120_000): Promise<{ final: TransferPollResult; seen: string[] }> {
-    const seen: string[] = [];
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const r = await a.server.admin.call('GetTransfer', id);
-      if (seen.at(-1) !== r.Status) seen.push(r.Status);
-      if (r.Status === 'finished' || r.Status === 'error') return { final: r, seen };
-      await sleep(200);
-    }
-    throw new Error(`transfer ${id} did not end; statuses ${seen.join(' → ')}\n${await logs()}`);
-  }
+  /** Polls A (every transfer here starts there) until the transfer ends; the final record and every status seen. */
+  const waitTransfer = (id: string, timeoutMs = 120_000) => waitForTransfer(a.server.admin, id, { timeoutMs, diagnostics: logs });
 
   const procure = (s: Side, dot: string) => s.server.admin.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
   const commitsOf = async (s: Side, dot: string) =>

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CommitItem, DotmeshClient } from '@dotmesh/rpc';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CommitItem, DotmeshClient, TransferPollResult } from '@dotmesh/rpc';
 import {
   type Cleanup,
   CurlClients,
@@ -234,4 +235,33 @@ export async function addUserRemote(from: Cluster, remote: string, to: Cluster, 
 /** The branch `dm` made for stashed commits: `<branch>-DIVERGED-<time>`. */
 export function divergedBranches(branches: readonly string[], branch = 'master'): string[] {
   return branches.filter((b) => b.startsWith(`${branch}-DIVERGED-`));
+}
+
+/** How `waitForTransfer` polls, and what a timeout adds to its error (e.g. server logs). */
+export interface WaitForTransferOptions {
+  readonly timeoutMs?: number;
+  readonly intervalMs?: number;
+  readonly diagnostics?: () => Promise<string>;
+}
+
+/**
+ * Polls `GetTransfer` on the transfer's initiator until the transfer ends (`finished` or
+ * `error`); returns the final record and every status seen, in order. A transfer still running
+ * after `timeoutMs` (default 120 s) is an error naming its id and the statuses it went through.
+ */
+export async function waitForTransfer(
+  client: Pick<DotmeshClient, 'call'>,
+  id: string,
+  o: WaitForTransferOptions = {},
+): Promise<{ final: TransferPollResult; seen: string[] }> {
+  const seen: string[] = [];
+  const deadline = Date.now() + (o.timeoutMs ?? 120_000);
+  while (Date.now() < deadline) {
+    const r = await client.call('GetTransfer', id);
+    if (seen.at(-1) !== r.Status) seen.push(r.Status);
+    if (r.Status === 'finished' || r.Status === 'error') return { final: r, seen };
+    await sleep(o.intervalMs ?? 200);
+  }
+  const extra = o.diagnostics ? `\n${await o.diagnostics()}` : '';
+  throw new Error(`transfer ${id} did not end; statuses ${seen.join(' → ')}${extra}`);
 }
