@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { cp, readFile, rm } from 'node:fs/promises';
+import { cp, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -95,8 +95,15 @@ describe('HTTPS API with a generated per-cluster CA (real openssl)', () => {
       requiredNames: [...LOOPBACK_NAMES, ...configured],
     });
     assert.equal(withNewInterface.issued, false, 'an address that appeared since does not change the identity');
+    const chainBefore = await stat(material.chainFile);
     const restarted = await loadTlsMaterial({ stateDir: dir, certFile: null, keyFile: null, subjectAltNames: configured, exec });
     assert.equal(restarted.fingerprint, material.fingerprint);
+    const chainAfter = await stat(restarted.chainFile);
+    assert.deepEqual(
+      [chainAfter.ino, chainAfter.mtimeMs],
+      [chainBefore.ino, chainBefore.mtimeMs],
+      'an unchanged chain file is not written again',
+    );
     // On a copy: a name added to tlsSubjectAltNames is a reason to issue the certificate again.
     const copy = join(dir, 'copy');
     await cp(join(dir, 'tls'), join(copy, 'tls'), { recursive: true });
@@ -108,6 +115,7 @@ describe('HTTPS API with a generated per-cluster CA (real openssl)', () => {
       exec,
     });
     assert.notEqual(renamed.fingerprint, material.fingerprint);
+    assert.deepEqual(await readFile(renamed.chainFile), renamed.cert, 'a reissued certificate rewrites the chain file');
     assert.ok(new X509Certificate(renamed.cert).subjectAltName?.includes('DNS:new.example.test'));
   });
 

@@ -84,7 +84,9 @@ export async function loadTlsMaterial(o: {
   let chainFile = certFile;
   if (generated) {
     chainFile = pkiFiles(o.stateDir).chain;
-    await writeFileAtomic(chainFile, cert);
+    // Written only when it changed (a reissued leaf or CA): a restart leaves the file as it was.
+    const current = await readFile(chainFile).catch(() => undefined);
+    if (!current?.equals(cert)) await writeFileAtomic(chainFile, cert);
   }
   return { cert, key, fingerprint: leaf.fingerprint256, certFile, chainFile, keyFile, generated };
 }
