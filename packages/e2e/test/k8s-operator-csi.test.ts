@@ -257,12 +257,14 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
       intervalMs: 1000,
       what: `${lost.name} NotReady`,
     });
+    t.diagnostic(`${lost.name} NotReady ${Date.now() - killedAt} ms after the loss`);
     await kubectl(['taint', 'node', lost.name, 'node.kubernetes.io/out-of-service=nodeshutdown:NoExecute']);
     await waitFor(async () => !(await exists(['pod', writer, '-n', ns])), {
       timeoutMs: 180_000,
       intervalMs: 1000,
       what: `the pod ${writer} of the lost node force-deleted`,
     });
+    t.diagnostic(`its pod force-deleted ${Date.now() - killedAt} ms after the loss`);
     // The pod made again on node-1 (a live node), as its controller would; it keeps the volume
     // published while the checks below run.
     const reader = 'lossy-reader';

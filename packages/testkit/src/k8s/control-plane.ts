@@ -121,6 +121,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     // The PV binder's periodic pass (default 15 s): a claim and a pre-bound PV created in quick
     // succession are sometimes bound only by it; tests wait for such bindings.
     '--pvclaimbinder-sync-period=2s',
+    // A node whose lease is not renewed for 20 s is NotReady (default 50 s): tests that lose a
+    // node wait for that. Its kubelets renew every 3 s (nodeLeaseDurationSeconds 12, kubelet.ts),
+    // so a busy machine has ~6 renewals of slack before a live node would flap.
+    '--node-monitor-grace-period=20s',
+    '--node-monitor-period=2s',
     '--profiling=false',
     '--v=1',
   ]);

@@ -37,6 +37,9 @@ function kubeletConfig(p: NodePaths, net: NodeNetwork, pki: NodePki, ports: { ku
       clusterDomain: 'cluster.local',
       resolvConf: '/etc/resolv.conf',
       serializeImagePulls: false,
+      // The lease is renewed every quarter of it (3 s); the controller manager's
+      // --node-monitor-grace-period (20 s, control-plane.ts) marks a silent node NotReady.
+      nodeLeaseDurationSeconds: 12,
       // The machine is shared: never evict or garbage-collect the imported images over the
       // host's disk or memory use.
       evictionHard: {
