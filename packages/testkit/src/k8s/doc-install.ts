@@ -138,7 +138,9 @@ export async function installDotmeshFromDoc(
     // a node a test removed has no kubelet to end it: it goes at once.
     await deleteAndWait(cluster, ['deployment', '--all', '-n', DOTMESH_NAMESPACE]);
     await forceDeleteOrphanedPods(cluster, DOTMESH_NAMESPACE);
-    await deleteAndWait(cluster, ['pod', '--all', '-n', DOTMESH_NAMESPACE]);
+    // A second of grace, not the servers' 120 s with a preStop that waits for unmounts: the
+    // test pods are gone by now, and what a stopped server leaves mounted goes below.
+    await deleteAndWait(cluster, ['pod', '--all', '-n', DOTMESH_NAMESPACE, '--grace-period=1']);
     await kubectl(['delete', '-f', '-', '--ignore-not-found', '--wait=true', '--timeout=180s'], {
       input: manifest,
       timeoutMs: 200_000,
