@@ -37,9 +37,12 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * (a replacement added in its zone, the old one drained, its Node deleted and the machine gone:
  * docs/kubernetes.md, "Surviving node upgrades"), hands its pool PVC to the replacement, whose
  * server serves the pool at its new address as the same Dotmesh node, with every commit and the
- * same bytes. Nodes 0–2 are never drained or removed (other tests use them); the extra nodes
- * are this suite's own and removed at its end. About 6 minutes with a cluster of its own (about
- * 3.5 on the shared one). Not here: replacing every node at once, growing pools online.
+ * same bytes; and raising `pvcPerNode.pvSizePerNode` grows every held pool PVC (csi-resizer,
+ * then the kubelet's online NodeExpandVolume) and every pool online (`df` in a pod using a dot
+ * on each node shows it), with no server pod replaced, a running pod untouched and its dot's
+ * bytes the same. Nodes 0–2 are never drained or removed (other tests use them); the extra
+ * nodes are this suite's own and removed at its end. About 6 minutes with a cluster of its own
+ * (about 3.5 on the shared one). Not here: replacing every node at once.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SHA = 'sha256sum /data/blob | cut -d" " -f1';
@@ -47,7 +50,7 @@ const SHA = 'sha256sum /data/blob | cut -d" " -f1';
 interface PvcJson {
   metadata: { name: string; annotations?: Record<string, string> };
   spec: { volumeName?: string };
-  status?: { phase?: string };
+  status?: { phase?: string; capacity?: { storage?: string } };
 }
 
 describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
@@ -117,7 +120,14 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
 
   before(async () => {
     cluster = await useTestCluster(suite);
-    cloud = await installCloudVolumes({ cluster, cleanup, zones: ['zone-a', 'zone-a', 'zone-b'], storageClass: 'dmtest-pool' });
+    // btrfs disks: they grow online here (ext4 would need CAP_SYS_RESOURCE: cloud-volumes.ts).
+    cloud = await installCloudVolumes({
+      cluster,
+      cleanup,
+      zones: ['zone-a', 'zone-a', 'zone-b'],
+      storageClass: 'dmtest-pool',
+      fsType: 'btrfs',
+    });
     cleanup.add(() => extraNodes.run(), 'remove the nodes the suite added');
     // There before the install, so that the first install makes its PVC at once (a node added
     // later waits for a released pool first: the recycle test below).
@@ -272,6 +282,111 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     assert.equal(stray.metadata.annotations?.['dotmesh.io/node'], undefined, 'no node adopted it');
     assert.equal((await poolClaims()).length, poolNodes.length + 1, 'no PVC was made or taken for it');
   });
+  test('raising pvSizePerNode grows every pool PVC and every pool online: df in a pod on each node shows it, a running pod and its data untouched', async (t) => {
+    const MiB = 2 ** 20;
+    // A pod on each node using a dot of its own, running throughout; /data is the dot, so its
+    // df is the size of the node's pool.
+    const users = await Promise.all(
+      poolNodes.map(async (node, i) => {
+        await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
+        const dot = `grow-${i}-${randomBytes(3).toString('hex')}`;
+        await cluster.kubectl(['apply', '-f', '-'], {
+          input: JSON.stringify({
+            apiVersion: 'v1',
+            kind: 'PersistentVolumeClaim',
+            metadata: { name: dot, namespace: ns },
+            spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+          }),
+        });
+        cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
+        const pod = `grow-user-${i}`;
+        await cluster.kubectl(['apply', '-f', '-'], {
+          input: JSON.stringify(
+            podManifest({
+              name: pod,
+              namespace: ns,
+              node: node.name,
+              image: cluster.images.busybox.ref,
+              command: ['sh', '-c', 'head -c 1048576 /dev/urandom > /data/blob && exec sleep 3600'],
+              ...claimAtData(dot),
+            }),
+          ),
+        });
+        cleanup.add(() => deleteAndWait(cluster, ['pod', pod, '-n', ns]), 'delete the pod using the dot');
+        return { node, dot, pod };
+      }),
+    );
+    const exec = async (pod: string, script: string) =>
+      (await cluster.kubectl(['exec', '-n', ns, pod, '--', 'sh', '-c', script])).stdout.trim();
+    const dfBytes = async (pod: string) => Number(await exec(pod, "df -k /data | tail -n 1 | awk '{print $2}'")) * 1024;
+    const podState = async (pod: string) => {
+      const p = await getJson<PodJson & { status?: { containerStatuses?: { restartCount: number }[] } }>(cluster.kubectl, [
+        'get',
+        'pod',
+        pod,
+        '-n',
+        ns,
+      ]);
+      return { uid: p.metadata.uid, restarts: p.status?.containerStatuses?.[0]?.restartCount, ready: ready(p) };
+    };
+    await waitFor(async () => (await Promise.all(users.map((u) => podState(u.pod)))).every((s) => s.ready), {
+      timeoutMs: 300_000,
+      intervalMs: 2000,
+      what: 'a Ready pod using a dot on every node',
+    });
+    const before = await Promise.all(
+      users.map(async (u) => ({
+        ...u,
+        df: await dfBytes(u.pod),
+        hash: await exec(u.pod, SHA),
+        state: await podState(u.pod),
+      })),
+    );
+    const serversBefore = new Map(
+      [...(await serverPods(cluster.kubectl)).values()].map((p) => [p.metadata.name, p.metadata.uid]),
+    );
+    const held = (await poolClaims()).filter((c) => c.metadata.annotations?.['dotmesh.io/node'] !== undefined);
+    assert.equal(held.length, poolNodes.length);
+
+    const t0 = Date.now();
+    await cluster.kubectl([
+      'patch',
+      'configmap',
+      'configuration',
+      '-n',
+      NS,
+      '--type=merge',
+      '-p',
+      JSON.stringify({ data: { 'pvcPerNode.pvSizePerNode': '1536M' } }),
+    ]);
+    await waitFor(
+      async () => {
+        const now = new Map((await poolClaims()).map((c) => [c.metadata.name, c]));
+        // The kubelet copies the PV's capacity, which the resizer writes as a binary Quantity.
+        return held.every((c) =>
+          ['1536Mi', String(1536 * MiB)].includes(now.get(c.metadata.name)?.status?.capacity?.storage ?? ''),
+        );
+      },
+      { timeoutMs: 240_000, intervalMs: 1000, what: 'every held pool PVC at 1536 MiB (status.capacity)' },
+    );
+    t.diagnostic(`every pool PVC grown in ${Date.now() - t0} ms`);
+    await waitFor(
+      async () => {
+        const sizes = await Promise.all(before.map((b) => dfBytes(b.pod)));
+        return sizes.every((size, i) => size >= before[i]!.df + 400 * MiB);
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'df in the pod on every node showing its pool ~480 MiB bigger' },
+    );
+    t.diagnostic(`every pool grown (df in the pods) ${Date.now() - t0} ms after the ConfigMap changed`);
+    for (const b of before) {
+      assert.deepEqual(await podState(b.pod), b.state, `the pod on ${b.node.name} kept running (same uid, no restart)`);
+      assert.equal(await exec(b.pod, SHA), b.hash, `the dot on ${b.node.name} has the same bytes`);
+      assert.equal(await exec(b.pod, 'echo more > /data/after && cat /data/after'), 'more', 'the dot is writable');
+    }
+    const serversAfter = new Map([...(await serverPods(cluster.kubectl)).values()].map((p) => [p.metadata.name, p.metadata.uid]));
+    assert.deepEqual(serversAfter, serversBefore, 'no server pod was replaced (the pools grew online)');
+  });
+
   test('a node recycled in surge order hands its pool PVC to its replacement, which serves it at its new address as the same node', async (t) => {
     const old = extra;
     const { dot, written, commit, commits } = await writeAndCommit(old, 'before the recycle');
