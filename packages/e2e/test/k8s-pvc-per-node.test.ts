@@ -98,10 +98,10 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     await deleteAndWait(cluster, ['pod', name, '-n', ns]);
     return out.trim();
   };
-  /** A new dot (a claim of the `dotmesh` class) written by a pod on `node` and committed there. */
-  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+  /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
+  const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
-    const dot = `pvcmode-${randomBytes(3).toString('hex')}`;
+    const dot = `${prefix}-${randomBytes(3).toString('hex')}`;
     await cluster.kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'v1',
@@ -111,6 +111,11 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       }),
     });
     cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
+    return dot;
+  };
+  /** A new dot written by a pod on `node` and committed there. */
+  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+    const dot = await newDot(node, 'pvcmode');
     const written = await inPod(node, dot, 'writer', `head -c 2097152 /dev/urandom > /data/blob && ${SHA}`);
     const server = api(node.ip);
     const commit = await server.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
@@ -288,17 +293,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     // df is the size of the node's pool.
     const users = await Promise.all(
       poolNodes.map(async (node, i) => {
-        await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
-        const dot = `grow-${i}-${randomBytes(3).toString('hex')}`;
-        await cluster.kubectl(['apply', '-f', '-'], {
-          input: JSON.stringify({
-            apiVersion: 'v1',
-            kind: 'PersistentVolumeClaim',
-            metadata: { name: dot, namespace: ns },
-            spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
-          }),
-        });
-        cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
+        const dot = await newDot(node, `grow-${i}`);
         const pod = `grow-user-${i}`;
         await cluster.kubectl(['apply', '-f', '-'], {
           input: JSON.stringify(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { poolSizeOnVolume } from '@dotmesh/rpc/server-defaults';
@@ -16,17 +16,13 @@ import { filesystemBytes, VolumeGrowth } from '../src/pool/volume-growth.ts';
  * volume's), grown online the way a CSI driver's NodeExpandVolume does (file bigger,
  * `losetup -c`, then the filesystem); the pool is a preallocated btrfs loop file on it. The
  * volume is btrfs: growing ext4 online (resize2fs) needs CAP_SYS_RESOURCE, which this
- * machine's root lacks. The pool grows
- * on the next look while a file on it is open for writing, nothing unmounted, the data the
- * same; and a grow stopped halfway (the pool file grown, btrfs not) is finished by a new start.
+ * machine's root lacks. The pool grows on the next look while a file on it is open for
+ * writing, nothing unmounted, the data the same; and a grow stopped halfway (the pool file
+ * grown, btrfs not) is finished by a new start.
  */
 const exec = createExec();
 const MiB = 2 ** 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const btrfsBytes = async (dir: string) => {
-  const s = await statfs(dir);
-  return s.blocks * s.bsize;
-};
 
 describe('VolumeGrowth: a pool on a volume of its own grows with it, online', {
   skip: skipUnless(['root', 'btrfs', 'losetup']),
@@ -74,7 +70,7 @@ describe('VolumeGrowth: a pool on a volume of its own grows with it, online', {
     const data = randomBytes(4 * MiB);
     await writeFile(join(mountPoint, 'kept'), data);
     const poolBefore = (await stat(poolFile)).size;
-    const btrfsBefore = await btrfsBytes(mountPoint);
+    const btrfsBefore = await filesystemBytes(mountPoint);
     const growth = new VolumeGrowth({ volumeDir: volume, pool: control(), intervalMs: 60_000, logger: SILENT_LOGGER });
     await growth.start();
     growth.stop();
@@ -93,7 +89,7 @@ describe('VolumeGrowth: a pool on a volume of its own grows with it, online', {
     } finally {
       await writer.close();
     }
-    const btrfsAfter = await btrfsBytes(mountPoint);
+    const btrfsAfter = await filesystemBytes(mountPoint);
     assert.ok(btrfsAfter - btrfsBefore >= 300 * MiB, `btrfs grew online: ${btrfsBefore} → ${btrfsAfter}`);
     assert.equal((await stat(join(mountPoint, 'open'))).size, 2 * MiB, 'the writer kept writing across the grow');
     assert.equal(sha(await readFile(join(mountPoint, 'kept'))), sha(data));
@@ -102,16 +98,16 @@ describe('VolumeGrowth: a pool on a volume of its own grows with it, online', {
   test('a grow stopped after the pool file grew is finished when the server starts again', async () => {
     await growVolume(1280 * MiB);
     const target = poolSizeOnVolume(await filesystemBytes(volume));
-    const btrfsBefore = await btrfsBytes(mountPoint);
+    const btrfsBefore = await filesystemBytes(mountPoint);
     // The server was killed after the file grew: the loop device and btrfs are the old size.
     await exec.run('fallocate', ['-l', String(target), poolFile]);
-    assert.equal(await btrfsBytes(mountPoint), btrfsBefore);
+    assert.equal(await filesystemBytes(mountPoint), btrfsBefore);
     const restarted = new VolumeGrowth({ volumeDir: volume, pool: control(), intervalMs: 60_000, logger: SILENT_LOGGER });
     await restarted.start();
     restarted.stop();
     const [loop] = await loopDevicesOf(exec, poolFile);
     assert.equal(Number((await exec.run('blockdev', ['--getsize64', loop!])).stdout.trim()), target, 'the loop device re-read');
-    assert.ok((await btrfsBytes(mountPoint)) - btrfsBefore >= 200 * MiB, 'btrfs grown to the file');
+    assert.ok((await filesystemBytes(mountPoint)) - btrfsBefore >= 200 * MiB, 'btrfs grown to the file');
     assert.equal(persisted.at(-1), target);
   });
 });
