@@ -49,7 +49,7 @@ const SHA = 'sha256sum /data/blob | cut -d" " -f1';
 
 interface PvcJson {
   metadata: { name: string; annotations?: Record<string, string> };
-  spec: { volumeName?: string };
+  spec: { volumeName?: string; resources?: { requests?: { storage?: string } } };
   status?: { phase?: string; capacity?: { storage?: string } };
 }
 
@@ -296,16 +296,14 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         const dot = await newDot(node, `grow-${i}`);
         const pod = `grow-user-${i}`;
         await cluster.kubectl(['apply', '-f', '-'], {
-          input: JSON.stringify(
-            podManifest({
-              name: pod,
-              namespace: ns,
-              node: node.name,
-              image: cluster.images.busybox.ref,
-              command: ['sh', '-c', 'head -c 1048576 /dev/urandom > /data/blob && exec sleep 3600'],
-              ...claimAtData(dot),
-            }),
-          ),
+          input: podManifest({
+            name: pod,
+            namespace: ns,
+            node: node.name,
+            image: cluster.images.busybox.ref,
+            command: ['sh', '-c', 'head -c 1048576 /dev/urandom > /data/blob && exec sleep 3600'],
+            ...claimAtData(dot),
+          }),
         });
         cleanup.add(() => deleteAndWait(cluster, ['pod', pod, '-n', ns]), 'delete the pod using the dot');
         return { node, dot, pod };
@@ -313,7 +311,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     );
     const exec = async (pod: string, script: string) =>
       (await cluster.kubectl(['exec', '-n', ns, pod, '--', 'sh', '-c', script])).stdout.trim();
-    const dfBytes = async (pod: string) => Number(await exec(pod, "df -k /data | tail -n 1 | awk '{print $2}'")) * 1024;
+    const dfBytes = async (pod: string) => Number(await exec(pod, "df -Pk /data | tail -n 1 | awk '{print $2}'")) * 1024;
     const podState = async (pod: string) => {
       const p = await getJson<PodJson & { status?: { containerStatuses?: { restartCount: number }[] } }>(cluster.kubectl, [
         'get',
@@ -343,17 +341,19 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     const held = (await poolClaims()).filter((c) => c.metadata.annotations?.['dotmesh.io/node'] !== undefined);
     assert.equal(held.length, poolNodes.length);
 
+    const setSize = (size: string) =>
+      cluster.kubectl([
+        'patch',
+        'configmap',
+        'configuration',
+        '-n',
+        NS,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ data: { 'pvcPerNode.pvSizePerNode': size } }),
+      ]);
     const t0 = Date.now();
-    await cluster.kubectl([
-      'patch',
-      'configmap',
-      'configuration',
-      '-n',
-      NS,
-      '--type=merge',
-      '-p',
-      JSON.stringify({ data: { 'pvcPerNode.pvSizePerNode': '1536M' } }),
-    ]);
+    await setSize('1536M');
     await waitFor(
       async () => {
         const now = new Map((await poolClaims()).map((c) => [c.metadata.name, c]));
@@ -380,6 +380,33 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     }
     const serversAfter = new Map([...(await serverPods(cluster.kubectl)).values()].map((p) => [p.metadata.name, p.metadata.uid]));
     assert.deepEqual(serversAfter, serversBefore, 'no server pod was replaced (the pools grew online)');
+    // Lowered again: refused (PVCs do not shrink), with an Event on each PVC; nothing changes.
+    await setSize('1G');
+    const claim = held[0]!.metadata.name;
+    await waitFor(
+      async () =>
+        (
+          await cluster.kubectl([
+            'get',
+            'events',
+            '-n',
+            NS,
+            '--field-selector',
+            `involvedObject.name=${claim},reason=PoolVolumeShrinkRefused`,
+            '-o',
+            'jsonpath={.items[*].message}',
+          ])
+        ).stdout.includes('PVCs do not shrink'),
+      { timeoutMs: 60_000, intervalMs: 1000, what: `a PoolVolumeShrinkRefused Event on ${claim}` },
+    );
+    const requests = (await poolClaims()).filter((c) => held.some((h) => h.metadata.name === c.metadata.name));
+    assert.ok(
+      requests.every((c) => c.spec.resources?.requests?.storage === String(1536 * MiB)),
+      'no PVC shrank',
+    );
+    await setSize('1536M');
+    // The recycle below drains the extra node: without these pods.
+    await Promise.all(users.map((u) => deleteAndWait(cluster, ['pod', u.pod, '-n', ns])));
   });
 
   test('a node recycled in surge order hands its pool PVC to its replacement, which serves it at its new address as the same node', async (t) => {

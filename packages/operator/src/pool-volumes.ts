@@ -117,6 +117,8 @@ export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<PoolV
       .warn(object, 'PoolVolumeUnreachable', message)
       .catch((e) => log.warn('could not record an Event', { error: String(e) }));
   }
+  // A failed growth (a refused patch, no right to read StorageClasses) holds nothing else up:
+  // logged, and tried again on the next pass.
   await growPoolVolumes({
     core,
     storage: o.storage,
@@ -127,7 +129,7 @@ export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<PoolV
     held: new Set(plan.assigned.values()),
     log,
     warn: o.warn,
-  });
+  }).catch((e) => log.warn('could not grow the pool PVCs', { error: String(e) }));
   if (plan.replaced.length > 0) log.info('cordoned nodes being replaced get no new server pod', { nodes: plan.replaced });
   return { assigned, replaced: new Set(plan.replaced) };
 }
