@@ -98,6 +98,20 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     await deleteAndWait(cluster, ['pod', name, '-n', ns]);
     return out.trim();
   };
+  /** The messages of the Events `reason` on the object `name` of the Dotmesh namespace. */
+  const eventMessages = async (name: string, reason: string) =>
+    (
+      await cluster.kubectl([
+        'get',
+        'events',
+        '-n',
+        NS,
+        '--field-selector',
+        `involvedObject.name=${name},reason=${reason}`,
+        '-o',
+        'jsonpath={.items[*].message}',
+      ])
+    ).stdout;
   /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
   const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
@@ -267,22 +281,11 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         },
       }),
     });
-    await waitFor(
-      async () =>
-        (
-          await cluster.kubectl([
-            'get',
-            'events',
-            '-n',
-            NS,
-            '--field-selector',
-            'involvedObject.name=pvc-00000000000strayc,reason=PoolVolumeUnreachable',
-            '-o',
-            'jsonpath={.items[*].message}',
-          ])
-        ).stdout.includes('zone-c'),
-      { timeoutMs: 120_000, intervalMs: 1000, what: 'a PoolVolumeUnreachable Event naming zone-c' },
-    );
+    await waitFor(async () => (await eventMessages('pvc-00000000000strayc', 'PoolVolumeUnreachable')).includes('zone-c'), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: 'a PoolVolumeUnreachable Event naming zone-c',
+    });
     const stray = (await poolClaims()).find((c) => c.metadata.name === 'pvc-00000000000strayc')!;
     assert.equal(stray.metadata.annotations?.['dotmesh.io/node'], undefined, 'no node adopted it');
     assert.equal((await poolClaims()).length, poolNodes.length + 1, 'no PVC was made or taken for it');
@@ -383,22 +386,11 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     // Lowered again: refused (PVCs do not shrink), with an Event on each PVC; nothing changes.
     await setSize('1G');
     const claim = held[0]!.metadata.name;
-    await waitFor(
-      async () =>
-        (
-          await cluster.kubectl([
-            'get',
-            'events',
-            '-n',
-            NS,
-            '--field-selector',
-            `involvedObject.name=${claim},reason=PoolVolumeShrinkRefused`,
-            '-o',
-            'jsonpath={.items[*].message}',
-          ])
-        ).stdout.includes('PVCs do not shrink'),
-      { timeoutMs: 60_000, intervalMs: 1000, what: `a PoolVolumeShrinkRefused Event on ${claim}` },
-    );
+    await waitFor(async () => (await eventMessages(claim, 'PoolVolumeShrinkRefused')).includes('PVCs do not shrink'), {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: `a PoolVolumeShrinkRefused Event on ${claim}`,
+    });
     const requests = (await poolClaims()).filter((c) => held.some((h) => h.metadata.name === c.metadata.name));
     assert.ok(
       requests.every((c) => c.spec.resources?.requests?.storage === String(1536 * MiB)),
