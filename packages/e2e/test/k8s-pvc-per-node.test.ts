@@ -37,17 +37,20 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * (a replacement added in its zone, the old one drained, its Node deleted and the machine gone:
  * docs/kubernetes.md, "Surviving node upgrades"), hands its pool PVC to the replacement, whose
  * server serves the pool at its new address as the same Dotmesh node, with every commit and the
- * same bytes. Nodes 0–2 are never drained or removed (other tests use them); the extra nodes
- * are this suite's own and removed at its end. About 6 minutes with a cluster of its own (about
- * 3.5 on the shared one). Not here: replacing every node at once, growing pools online.
+ * same bytes; and raising `pvcPerNode.pvSizePerNode` grows every held pool PVC (csi-resizer,
+ * then the kubelet's online NodeExpandVolume) and every pool online (`df` in a pod using a dot
+ * on each node shows it), with no server pod replaced, a running pod untouched and its dot's
+ * bytes the same. Nodes 0–2 are never drained or removed (other tests use them); the extra
+ * nodes are this suite's own and removed at its end. About 6 minutes with a cluster of its own
+ * (about 3.5 on the shared one). Not here: replacing every node at once.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SHA = 'sha256sum /data/blob | cut -d" " -f1';
 
 interface PvcJson {
   metadata: { name: string; annotations?: Record<string, string> };
-  spec: { volumeName?: string };
-  status?: { phase?: string };
+  spec: { volumeName?: string; resources?: { requests?: { storage?: string } } };
+  status?: { phase?: string; capacity?: { storage?: string } };
 }
 
 describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
@@ -95,10 +98,24 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     await deleteAndWait(cluster, ['pod', name, '-n', ns]);
     return out.trim();
   };
-  /** A new dot (a claim of the `dotmesh` class) written by a pod on `node` and committed there. */
-  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+  /** The messages of the Events `reason` on the object `name` of the Dotmesh namespace. */
+  const eventMessages = async (name: string, reason: string) =>
+    (
+      await cluster.kubectl([
+        'get',
+        'events',
+        '-n',
+        NS,
+        '--field-selector',
+        `involvedObject.name=${name},reason=${reason}`,
+        '-o',
+        'jsonpath={.items[*].message}',
+      ])
+    ).stdout;
+  /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
+  const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
-    const dot = `pvcmode-${randomBytes(3).toString('hex')}`;
+    const dot = `${prefix}-${randomBytes(3).toString('hex')}`;
     await cluster.kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'v1',
@@ -108,6 +125,11 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       }),
     });
     cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
+    return dot;
+  };
+  /** A new dot written by a pod on `node` and committed there. */
+  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+    const dot = await newDot(node, 'pvcmode');
     const written = await inPod(node, dot, 'writer', `head -c 2097152 /dev/urandom > /data/blob && ${SHA}`);
     const server = api(node.ip);
     const commit = await server.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
@@ -117,7 +139,14 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
 
   before(async () => {
     cluster = await useTestCluster(suite);
-    cloud = await installCloudVolumes({ cluster, cleanup, zones: ['zone-a', 'zone-a', 'zone-b'], storageClass: 'dmtest-pool' });
+    // btrfs disks: they grow online here (ext4 would need CAP_SYS_RESOURCE: cloud-volumes.ts).
+    cloud = await installCloudVolumes({
+      cluster,
+      cleanup,
+      zones: ['zone-a', 'zone-a', 'zone-b'],
+      storageClass: 'dmtest-pool',
+      fsType: 'btrfs',
+    });
     cleanup.add(() => extraNodes.run(), 'remove the nodes the suite added');
     // There before the install, so that the first install makes its PVC at once (a node added
     // later waits for a released pool first: the recycle test below).
@@ -252,26 +281,126 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         },
       }),
     });
-    await waitFor(
-      async () =>
-        (
-          await cluster.kubectl([
-            'get',
-            'events',
-            '-n',
-            NS,
-            '--field-selector',
-            'involvedObject.name=pvc-00000000000strayc,reason=PoolVolumeUnreachable',
-            '-o',
-            'jsonpath={.items[*].message}',
-          ])
-        ).stdout.includes('zone-c'),
-      { timeoutMs: 120_000, intervalMs: 1000, what: 'a PoolVolumeUnreachable Event naming zone-c' },
-    );
+    await waitFor(async () => (await eventMessages('pvc-00000000000strayc', 'PoolVolumeUnreachable')).includes('zone-c'), {
+      timeoutMs: 120_000,
+      intervalMs: 1000,
+      what: 'a PoolVolumeUnreachable Event naming zone-c',
+    });
     const stray = (await poolClaims()).find((c) => c.metadata.name === 'pvc-00000000000strayc')!;
     assert.equal(stray.metadata.annotations?.['dotmesh.io/node'], undefined, 'no node adopted it');
     assert.equal((await poolClaims()).length, poolNodes.length + 1, 'no PVC was made or taken for it');
   });
+  test('raising pvSizePerNode grows every pool PVC and every pool online: df in a pod on each node shows it, a running pod and its data untouched', async (t) => {
+    const MiB = 2 ** 20;
+    // A pod on each node using a dot of its own, running throughout; /data is the dot, so its
+    // df is the size of the node's pool.
+    const users = await Promise.all(
+      poolNodes.map(async (node, i) => {
+        const dot = await newDot(node, `grow-${i}`);
+        const pod = `grow-user-${i}`;
+        await cluster.kubectl(['apply', '-f', '-'], {
+          input: podManifest({
+            name: pod,
+            namespace: ns,
+            node: node.name,
+            image: cluster.images.busybox.ref,
+            command: ['sh', '-c', 'head -c 1048576 /dev/urandom > /data/blob && exec sleep 3600'],
+            ...claimAtData(dot),
+          }),
+        });
+        cleanup.add(() => deleteAndWait(cluster, ['pod', pod, '-n', ns]), 'delete the pod using the dot');
+        return { node, dot, pod };
+      }),
+    );
+    const exec = async (pod: string, script: string) =>
+      (await cluster.kubectl(['exec', '-n', ns, pod, '--', 'sh', '-c', script])).stdout.trim();
+    const dfBytes = async (pod: string) => Number(await exec(pod, "df -Pk /data | tail -n 1 | awk '{print $2}'")) * 1024;
+    const podState = async (pod: string) => {
+      const p = await getJson<PodJson & { status?: { containerStatuses?: { restartCount: number }[] } }>(cluster.kubectl, [
+        'get',
+        'pod',
+        pod,
+        '-n',
+        ns,
+      ]);
+      return { uid: p.metadata.uid, restarts: p.status?.containerStatuses?.[0]?.restartCount, ready: ready(p) };
+    };
+    await waitFor(async () => (await Promise.all(users.map((u) => podState(u.pod)))).every((s) => s.ready), {
+      timeoutMs: 300_000,
+      intervalMs: 2000,
+      what: 'a Ready pod using a dot on every node',
+    });
+    const before = await Promise.all(
+      users.map(async (u) => ({
+        ...u,
+        df: await dfBytes(u.pod),
+        hash: await exec(u.pod, SHA),
+        state: await podState(u.pod),
+      })),
+    );
+    const serversBefore = new Map(
+      [...(await serverPods(cluster.kubectl)).values()].map((p) => [p.metadata.name, p.metadata.uid]),
+    );
+    const held = (await poolClaims()).filter((c) => c.metadata.annotations?.['dotmesh.io/node'] !== undefined);
+    assert.equal(held.length, poolNodes.length);
+
+    const setSize = (size: string) =>
+      cluster.kubectl([
+        'patch',
+        'configmap',
+        'configuration',
+        '-n',
+        NS,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ data: { 'pvcPerNode.pvSizePerNode': size } }),
+      ]);
+    const t0 = Date.now();
+    await setSize('1536M');
+    await waitFor(
+      async () => {
+        const now = new Map((await poolClaims()).map((c) => [c.metadata.name, c]));
+        // The kubelet copies the PV's capacity, which the resizer writes as a binary Quantity.
+        return held.every((c) =>
+          ['1536Mi', String(1536 * MiB)].includes(now.get(c.metadata.name)?.status?.capacity?.storage ?? ''),
+        );
+      },
+      { timeoutMs: 240_000, intervalMs: 1000, what: 'every held pool PVC at 1536 MiB (status.capacity)' },
+    );
+    t.diagnostic(`every pool PVC grown in ${Date.now() - t0} ms`);
+    await waitFor(
+      async () => {
+        const sizes = await Promise.all(before.map((b) => dfBytes(b.pod)));
+        return sizes.every((size, i) => size >= before[i]!.df + 400 * MiB);
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'df in the pod on every node showing its pool ~480 MiB bigger' },
+    );
+    t.diagnostic(`every pool grown (df in the pods) ${Date.now() - t0} ms after the ConfigMap changed`);
+    for (const b of before) {
+      assert.deepEqual(await podState(b.pod), b.state, `the pod on ${b.node.name} kept running (same uid, no restart)`);
+      assert.equal(await exec(b.pod, SHA), b.hash, `the dot on ${b.node.name} has the same bytes`);
+      assert.equal(await exec(b.pod, 'echo more > /data/after && cat /data/after'), 'more', 'the dot is writable');
+    }
+    const serversAfter = new Map([...(await serverPods(cluster.kubectl)).values()].map((p) => [p.metadata.name, p.metadata.uid]));
+    assert.deepEqual(serversAfter, serversBefore, 'no server pod was replaced (the pools grew online)');
+    // Lowered again: refused (PVCs do not shrink), with an Event on each PVC; nothing changes.
+    await setSize('1G');
+    const claim = held[0]!.metadata.name;
+    await waitFor(async () => (await eventMessages(claim, 'PoolVolumeShrinkRefused')).includes('PVCs do not shrink'), {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: `a PoolVolumeShrinkRefused Event on ${claim}`,
+    });
+    const requests = (await poolClaims()).filter((c) => held.some((h) => h.metadata.name === c.metadata.name));
+    assert.ok(
+      requests.every((c) => c.spec.resources?.requests?.storage === String(1536 * MiB)),
+      'no PVC shrank',
+    );
+    await setSize('1536M');
+    // The recycle below drains the extra node: without these pods.
+    await Promise.all(users.map((u) => deleteAndWait(cluster, ['pod', u.pod, '-n', ns])));
+  });
+
   test('a node recycled in surge order hands its pool PVC to its replacement, which serves it at its new address as the same node', async (t) => {
     const old = extra;
     const { dot, written, commit, commits } = await writeAndCommit(old, 'before the recycle');

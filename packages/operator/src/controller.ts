@@ -7,6 +7,7 @@ import {
   makeInformer,
   type ObjectCache,
   PolicyV1Api,
+  StorageV1Api,
   type V1ConfigMap,
   type V1Node,
   type V1PersistentVolumeClaim,
@@ -97,6 +98,7 @@ function watched<T extends KubernetesObject>(
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const { core, namespace, log } = o;
   const policy = o.kubeConfig.makeApiClient(PolicyV1Api);
+  const storage = o.kubeConfig.makeApiClient(StorageV1Api);
   let stopping = false;
   let synced = false;
   const isStopped = () => stopping;
@@ -164,14 +166,14 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     await warnOn(o, 'ConfigMap', { ...cm.metadata, name: CONFIGMAP_NAME }, reason, p.message);
   }
 
-  /** Pool PVCs (by name and version) already reported as unreachable. */
-  const reportedUnreachable = new Set<string>();
-  async function unreachablePoolEvent(pvc: V1PersistentVolumeClaim, message: string): Promise<void> {
-    const version = `${pvc.metadata?.name}@${pvc.metadata?.resourceVersion}`;
-    if (reportedUnreachable.has(version)) return;
-    reportedUnreachable.add(version);
-    log.warn(message, { pvc: pvc.metadata?.name });
-    await warnOn(o, 'PersistentVolumeClaim', pvc.metadata!, 'PoolVolumeUnreachable', message);
+  /** Warnings on pool PVCs already recorded (by reason, PVC and version of it). */
+  const reportedPoolWarnings = new Set<string>();
+  async function poolVolumeWarning(pvc: V1PersistentVolumeClaim, reason: string, message: string): Promise<void> {
+    const version = `${reason}:${pvc.metadata?.name}@${pvc.metadata?.resourceVersion}`;
+    if (reportedPoolWarnings.has(version)) return;
+    reportedPoolWarnings.add(version);
+    log.warn(message, { pvc: pvc.metadata?.name, reason });
+    await warnOn(o, 'PersistentVolumeClaim', pvc.metadata!, reason, message);
   }
 
   async function step(): Promise<void> {
@@ -193,7 +195,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const dotsInUse = await nodesWithUses(o, deselectedServing({ config, nodes: nodeInfos, pods: serverPods }));
     const pools =
       config.storageMode === 'pvcPerNode'
-        ? await reconcilePoolVolumes({ core, namespace, config, nodes: nodes.list(), log, unreachable: unreachablePoolEvent })
+        ? await reconcilePoolVolumes({ core, storage, namespace, config, nodes: nodes.list(), log, warn: poolVolumeWarning })
         : undefined;
     const plan = planReconcile({
       config,

@@ -4,7 +4,7 @@ import type { V1NodeSelector } from '@kubernetes/client-node';
 import { parseOperatorConfig } from './config.ts';
 import { type NodeInfo, planReconcile } from './plan.ts';
 import { affinityAllows, type PoolClaim, type PoolNode, planPoolClaims } from './pool-claims.ts';
-import { NODE_LABEL, POOL_VOLUME_MOUNT, poolSizeOnVolume, serverPod } from './server-pod.ts';
+import { NODE_LABEL, POOL_VOLUME_MOUNT, serverPod } from './server-pod.ts';
 
 const ZONE = 'topology.cloud.test.dotmesh.io/zone';
 const NOW = Date.parse('2026-06-01T12:00:00Z');
@@ -186,12 +186,14 @@ describe('the server pod in pvcPerNode mode', () => {
     const c = pod.spec!.containers[0]!;
     assert.deepEqual(c.volumeMounts?.find((m) => m.name === 'pool-volume')?.mountPath, POOL_VOLUME_MOUNT);
     assert.ok(c.args?.includes(`--pool-volume-dir=${POOL_VOLUME_MOUNT}`));
-    assert.ok(c.args?.includes(`--pool-size=${poolSizeOnVolume(4 * 2 ** 30)}`));
+    assert.ok(!c.args?.some((a) => a.startsWith('--pool-size=')), 'the pool follows its volume: no size in the pod');
   });
 
-  it('leaves room on the PVC for its filesystem and the etcd data', () => {
-    assert.equal(poolSizeOnVolume(4 * 2 ** 30), Math.floor((4 * 2 ** 30 * 0.95) / 2 ** 20) * 2 ** 20);
-    assert.equal(poolSizeOnVolume(512 * 2 ** 20), 320 * 2 ** 20);
+  it('the same pod whatever pvSizePerNode says: raising it grows the pools without replacing a pod', () => {
+    const bigger = { ...config, pvcPerNode: { ...config.pvcPerNode, pvSizePerNodeBytes: 8 * 2 ** 30 } };
+    const a = serverPod('n1', { ...context, config, poolClaim: 'pvc-0123456789abcdef' });
+    const b = serverPod('n1', { ...context, config: bigger, poolClaim: 'pvc-0123456789abcdef' });
+    assert.deepEqual(b, a);
   });
 
   it('makes a pod only for a node whose PVC is known; the pod is the one of that PVC', () => {

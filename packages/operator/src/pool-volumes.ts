@@ -3,6 +3,7 @@ import {
   ApiException,
   type CoreV1Api,
   PatchStrategy,
+  type StorageV1Api,
   setHeaderOptions,
   type V1Node,
   type V1PersistentVolumeClaim,
@@ -11,12 +12,14 @@ import type { OperatorConfig } from './config.ts';
 import { matchesSelector } from './label-selector.ts';
 import type { Logger } from './logger.ts';
 import { POOL_NODE_ANNOTATION, POOL_PVC_ROLE, type PoolClaim, planPoolClaims } from './pool-claims.ts';
+import { growPoolVolumes } from './pool-growth.ts';
 import { ROLE_LABEL } from './server-pod.ts';
 
 /**
  * `storageMode: pvcPerNode`, applied: reads the pool PVCs of the operator's namespace and their
  * PVs, decides with pool-claims.ts and writes the decision (annotations set and cleared, new
- * PVCs made, a warning Event on each PVC no node can reach). Returns each node's PVC and the
+ * PVCs made, a warning Event on each PVC no node can reach, held PVCs grown to a raised
+ * pvSizePerNode: pool-growth.ts). Returns each node's PVC and the
  * cordoned nodes being replaced (pool-claims.ts's `replaced`). A new PVC
  * is bound when its node's server pod is scheduled (the StorageClass's WaitForFirstConsumer puts
  * the disk in the node's zone); its name is the original's `pvc-<16 hex>`.
@@ -27,8 +30,9 @@ export interface PoolVolumesOptions {
   readonly config: OperatorConfig;
   readonly nodes: readonly V1Node[];
   readonly log: Logger;
-  /** Reports an unreachable PVC (an Event), once per PVC per version of it. */
-  readonly unreachable: (pvc: V1PersistentVolumeClaim, message: string) => Promise<void>;
+  readonly storage: StorageV1Api;
+  /** Records a warning Event `reason` on a pool PVC, once per PVC per version of it. */
+  readonly warn: (pvc: V1PersistentVolumeClaim, reason: string, message: string) => Promise<void>;
 }
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -109,8 +113,23 @@ export async function reconcilePoolVolumes(o: PoolVolumesOptions): Promise<PoolV
   for (const { pvc, where } of plan.unreachable) {
     const object = pvcs.get(pvc)!;
     const message = `pool PVC ${pvc} is held by no node and no selected node can use it (its volume needs ${where}): it waits for a node there`;
-    await o.unreachable(object, message).catch((e) => log.warn('could not record an Event', { error: String(e) }));
+    await o
+      .warn(object, 'PoolVolumeUnreachable', message)
+      .catch((e) => log.warn('could not record an Event', { error: String(e) }));
   }
+  // A failed growth (a refused patch, no right to read StorageClasses) holds nothing else up:
+  // logged, and tried again on the next pass.
+  await growPoolVolumes({
+    core,
+    storage: o.storage,
+    namespace,
+    storageClass: config.pvcPerNode.storageClass,
+    wantBytes: config.pvcPerNode.pvSizePerNodeBytes,
+    pvcs: listed.items,
+    held: new Set(plan.assigned.values()),
+    log,
+    warn: o.warn,
+  }).catch((e) => log.warn('could not grow the pool PVCs', { error: String(e) }));
   if (plan.replaced.length > 0) log.info('cordoned nodes being replaced get no new server pod', { nodes: plan.replaced });
   return { assigned, replaced: new Set(plan.replaced) };
 }

@@ -72,15 +72,6 @@ export interface ServerPodContext {
  * and the FlexVolume driver see the dots.
  */
 export const POOL_VOLUME_MOUNT = '/backend-pv';
-/** The part of a pool PVC left for its filesystem and the etcd member's data: 5 %, at least this. */
-export const POOL_VOLUME_RESERVE_BYTES = 192 * 2 ** 20;
-
-/** The pool file's size on a pool PVC of `pvBytes`: the PVC less its reserve, in whole MiB. */
-export function poolSizeOnVolume(pvBytes: number): number {
-  const mib = 2 ** 20;
-  return Math.floor((pvBytes - Math.max(POOL_VOLUME_RESERVE_BYTES, pvBytes * 0.05)) / mib) * mib;
-}
-
 /** What the preStop hook (`dotmesh-server pre-stop`) needs in a container's environment. */
 const PRESTOP_ENV: V1EnvVar[] = [
   { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
@@ -152,10 +143,9 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
           `--pool-dir=${poolDir}`,
           ...(claim === undefined
             ? [`--pool-size=${ctx.config.local.poolSizePerNodeBytes}`]
-            : [
-                `--pool-size=${poolSizeOnVolume(ctx.config.pvcPerNode.pvSizePerNodeBytes)}`,
-                `--pool-volume-dir=${POOL_VOLUME_MOUNT}`,
-              ]),
+            : // No --pool-size: the pool follows its volume's size (the server's
+              // pool/volume-growth.ts), so raising pvSizePerNode changes no pod (no restart).
+              [`--pool-volume-dir=${POOL_VOLUME_MOUNT}`]),
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
           `--etcd-bin=${SERVER_ETCD_BIN}`,

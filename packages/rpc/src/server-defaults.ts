@@ -22,6 +22,26 @@ export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/dm.sock';
 /** The Docker Engine API the container tracker talks to. */
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
+/**
+ * A pool on a volume of its own (the operator's `storageMode: pvcPerNode`): the part of the
+ * volume's filesystem left beside the pool file is this plus 5 % of the volume: for the server's
+ * state (its etcd member's data: its write-ahead log alone preallocates 2 × 64 MiB) and for the
+ * filesystem's own needs (a btrfs volume's statfs counts its metadata, about 120 MiB on 1 GiB).
+ */
+export const POOL_VOLUME_RESERVE_BYTES = 256 * 2 ** 20;
+
+/**
+ * The pool file's size on a volume whose filesystem holds `volumeBytes` (statfs: blocks ×
+ * block size): the volume less POOL_VOLUME_RESERVE_BYTES and 5 %, in whole MiB, never below 0.
+ * The server creates the pool at this size and grows it to this size when the volume grows
+ * (pool/volume-growth.ts). A bigger volume never gives a smaller pool.
+ */
+export function poolSizeOnVolume(volumeBytes: number): number {
+  const mib = 2 ** 20;
+  const size = Math.floor((volumeBytes * 0.95 - POOL_VOLUME_RESERVE_BYTES) / mib) * mib;
+  return Math.max(0, size);
+}
+
 /** Binary units as `truncate -s` reads them: K, M, G, T, P (optionally followed by "i"/"iB"/"B"). */
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
 

@@ -4,8 +4,10 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseServerConfigText } from '@dotmesh/rpc';
+import { poolSizeOnVolume } from '@dotmesh/rpc/server-defaults';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
+import { filesystemBytes } from './pool/volume-growth.ts';
 
 async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
   const dir = await makeTempDir('k8s-node', cleanup);
@@ -96,6 +98,7 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup);
     const volume = join(dir, 'volume');
+    await mkdir(volume);
     const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
     assert.equal(file, join(volume, 'server', 'config.json'));
     const config = parseServerConfigText(await readFile(file, 'utf8'));
@@ -104,18 +107,22 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     assert.equal(config.mountPoint, join(dir, 'pool', 'mnt'));
     assert.equal(config.sparse, false);
     assert.equal(config.releasePoolAtStop, true);
-    assert.equal(
-      parseKubernetesArgs([
-        '--node-name=n',
-        '--advertise-address=10.0.0.1',
-        '--pool-dir=/p',
-        '--pool-size=1G',
-        '--admin-password-file=/a',
-        '--admin-api-key-file=/b',
-        '--pool-volume-dir=/backend-pv',
-      ]).poolVolumeDir,
-      '/backend-pv',
-    );
+    assert.equal(config.poolSizeBytes, poolSizeOnVolume(await filesystemBytes(volume)), 'the pool follows its volume');
+    const args = [
+      '--node-name=n',
+      '--advertise-address=10.0.0.1',
+      '--pool-dir=/p',
+      '--admin-password-file=/a',
+      '--admin-api-key-file=/b',
+    ];
+    const parsed = parseKubernetesArgs([...args, '--pool-volume-dir=/backend-pv']);
+    assert.deepEqual([parsed.poolVolumeDir, parsed.poolSizeBytes], ['/backend-pv', undefined], 'no --pool-size needed');
+    assert.equal(parseKubernetesArgs([...args, '--pool-size=1G', '--pool-volume-dir=/v']).poolSizeBytes, undefined, 'ignored');
+    assert.throws(() => parseKubernetesArgs(args), { code: 'INVALID_ARGUMENT', message: /missing --pool-size/ });
+    await assert.rejects(prepareKubernetesNode({ ...options, poolVolumeDir: join(dir, 'absent') }), {
+      code: 'INVALID_ARGUMENT',
+      message: /pool volume directory .*absent does not exist/,
+    });
     // The same node starting again keeps it; a node at another address without a join Secret
     // (and no CA key in the state) is refused, naming both, and nothing changes.
     const before = await readFile(file, 'utf8');
@@ -133,6 +140,7 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup, JOIN);
     const volume = join(dir, 'volume');
+    await mkdir(volume);
     const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
     // The first start's join happened (the server deletes the token file once it joined).
     const first = parseServerConfigText(await readFile(file, 'utf8'));
@@ -161,6 +169,7 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup);
     const volume = join(dir, 'volume');
+    await mkdir(volume);
     const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
     const first = parseServerConfigText(await readFile(file, 'utf8'));
     await rm(first.initialAdminFile);

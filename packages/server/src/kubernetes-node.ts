@@ -12,7 +12,9 @@ import {
   DEFAULT_RPC_PORT,
   DEFAULT_TLS_PORT,
   parseSize,
+  poolSizeOnVolume,
 } from '@dotmesh/rpc/server-defaults';
+import { filesystemBytes } from './pool/volume-growth.ts';
 
 /**
  * `dotmesh-server serve-kubernetes`: the server of one node, as the operator runs it in a pod.
@@ -33,17 +35,20 @@ import {
  * same node: its config takes the new address and node name, and the server rejoins through
  * the join Secret (new certificates; its etcd member moves to the new peer URL), or — when the
  * pool's state holds the CA key (the cluster's first node) — issues them itself; without
- * either it is refused (CONFLICT).
+ * either it is refused (CONFLICT). The pool on a volume follows the volume's size
+ * (`--pool-size` is ignored there): it is made `poolSizeOnVolume(the volume's filesystem)` big
+ * and grows online when the volume does (pool/volume-growth.ts).
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
-       --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
-       [--etcd-bin FILE] [--pool-volume-dir DIR]`;
+       (--pool-size SIZE | --pool-volume-dir DIR) --admin-password-file FILE --admin-api-key-file FILE
+       [--join-dir DIR] [--etcd-bin FILE]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
   readonly advertiseAddress: string;
   readonly poolDir: string;
-  readonly poolSizeBytes: number;
+  /** The pool's size (undefined with poolVolumeDir: the pool follows the volume's size). */
+  readonly poolSizeBytes: number | undefined;
   readonly adminPasswordFile: string;
   readonly adminApiKeyFile: string;
   /** The mounted join Secret's directory (absent or empty: the first node). */
@@ -69,7 +74,15 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     },
     strict: true,
   });
-  const need = ['node-name', 'advertise-address', 'pool-dir', 'pool-size', 'admin-password-file', 'admin-api-key-file'] as const;
+  const poolVolumeDir = values['pool-volume-dir'] || undefined;
+  const need = [
+    'node-name',
+    'advertise-address',
+    'pool-dir',
+    ...(poolVolumeDir === undefined ? (['pool-size'] as const) : []),
+    'admin-password-file',
+    'admin-api-key-file',
+  ] as const;
   const missing = need.filter((k) => typeof values[k] !== 'string' || values[k] === '');
   if (missing.length > 0)
     throw new DotmeshError('INVALID_ARGUMENT', `missing --${missing.join(', --')}`, { hint: KUBERNETES_USAGE });
@@ -77,13 +90,30 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     nodeName: values['node-name']!,
     advertiseAddress: values['advertise-address']!,
     poolDir: values['pool-dir']!,
-    poolSizeBytes: parseSize(values['pool-size']!),
+    poolSizeBytes: poolVolumeDir === undefined ? parseSize(values['pool-size']!) : undefined,
     adminPasswordFile: values['admin-password-file']!,
     adminApiKeyFile: values['admin-api-key-file']!,
     joinDir: values['join-dir'],
     etcdBin: values['etcd-bin']!,
-    poolVolumeDir: values['pool-volume-dir'] || undefined,
+    poolVolumeDir,
   };
+}
+
+/** The size of a new pool on the volume at `dir`; refused when the volume is too small for one. */
+async function poolSizeForVolume(dir: string): Promise<number> {
+  const volume = await filesystemBytes(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+    throw new DotmeshError('INVALID_ARGUMENT', `the pool volume directory ${dir} does not exist`, {
+      hint: 'mount the pool PVC there (the operator does: docs/kubernetes.md, "Pools on PVCs")',
+    });
+  });
+  const size = poolSizeOnVolume(volume);
+  if (size < 128 * 2 ** 20) {
+    throw new DotmeshError('INVALID_ARGUMENT', `the pool volume at ${dir} holds ${volume} bytes: too small for a pool`, {
+      hint: "give pool PVCs at least 512M (the operator ConfigMap's pvcPerNode.pvSizePerNode)",
+    });
+  }
+  return size;
 }
 
 async function readOptional(file: string): Promise<string | undefined> {
@@ -120,7 +150,7 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   }
   const input: ServerConfigInput = {
     poolDir: o.poolDir,
-    poolSizeBytes: o.poolSizeBytes,
+    poolSizeBytes: o.poolVolumeDir === undefined ? o.poolSizeBytes! : await poolSizeForVolume(o.poolVolumeDir),
     sparse: o.poolVolumeDir === undefined,
     ...(o.poolVolumeDir === undefined
       ? {}

@@ -38,6 +38,7 @@ import { openConfiguredStore } from './open-store.ts';
 import { HostSpaceGuard } from './pool/host-space-guard.ts';
 import { withPoolFullErrors } from './pool/pool-full-driver.ts';
 import { LoopPoolControl, writePoolSizeToConfig } from './pool/pool-grow.ts';
+import { VOLUME_GROWTH_CHECK_MS, VolumeGrowth } from './pool/volume-growth.ts';
 import { type RunningServer, startServer } from './server.ts';
 import { loadTlsMaterial } from './tls/https-server.ts';
 import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES, pkiFiles, signCsr } from './tls/pki.ts';
@@ -89,13 +90,14 @@ export async function main(
     return 2;
   }
   try {
-    const file = kubernetes ? await prepareKubernetesNode(parseKubernetesArgs(rest)) : configFile!;
+    const k8s = kubernetes ? parseKubernetesArgs(rest) : undefined;
+    const file = k8s ? await prepareKubernetesNode(k8s) : configFile!;
     const config = parseServerConfigText(await readFile(file, 'utf8'));
     if (command === 'destroy-pool') {
       await destroy(config);
       return 0;
     }
-    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env));
+    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env), k8s?.poolVolumeDir);
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -288,6 +290,8 @@ async function serve(
   configFile: string,
   entryDir: string,
   flexVolumeDir: string | null,
+  /** The pool's own volume (serve-kubernetes --pool-volume-dir): the pool follows its size. */
+  poolVolumeDir?: string,
 ): Promise<void> {
   let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
@@ -299,6 +303,7 @@ async function serve(
   let etcd: StartedMember | null = null;
   let members: EtcdMembers | undefined;
   let follower: EtcdMemberFollower | undefined;
+  let growth: VolumeGrowth | undefined;
   // Without its helper the btrfs driver cannot move commits: refuse to start rather than fail later.
   const pump = { binary: config.pumpBinary ?? join(entryDir, 'dotmesh-pump') };
   await checkPump(exec, pump);
@@ -338,6 +343,21 @@ async function serve(
             exec,
           });
     if (tls) logger.info({ certFile: tls.certFile, generated: tls.generated, sha256: tls.fingerprint }, 'TLS certificate');
+    const poolControl = new LoopPoolControl({
+      device: {
+        poolFile: config.existingMount ? null : config.poolFile,
+        mountPoint: pool.root,
+        sparse: config.sparse,
+        ownsFilesystem: poolVolumeDir !== undefined,
+      },
+      exec,
+      logger,
+      persistSize: (bytes) => inConfigOrder(() => writePoolSizeToConfig(configFile, bytes)),
+    });
+    growth =
+      poolVolumeDir === undefined
+        ? undefined
+        : new VolumeGrowth({ volumeDir: poolVolumeDir, pool: poolControl, intervalMs: VOLUME_GROWTH_CHECK_MS, logger });
     const store = await openConfiguredStore(config);
     if (config.store === 'etcd' && config.importStoreFile) {
       await importEmbeddedStore({ file: config.importStoreFile, target: store, logger });
@@ -423,23 +443,16 @@ async function serve(
         ? { flexVolume: { dir: flexVolumeDir, driverBinary: config.flexVolumeDriver ?? join(entryDir, 'dotmesh-flexvolume') } }
         : {}),
       ...(guard ? { writeGuard: guard } : {}),
-      pool: new LoopPoolControl({
-        device: {
-          poolFile: config.existingMount ? null : config.poolFile,
-          mountPoint: pool.root,
-          sparse: config.sparse,
-        },
-        exec,
-        logger,
-        persistSize: (bytes) => inConfigOrder(() => writePoolSizeToConfig(configFile, bytes)),
-      }),
+      pool: poolControl,
     });
     await guard?.start();
+    await growth?.start();
     // Used or not (they only seed a store without an admin), the initial credentials are not kept.
     await rm(config.initialAdminFile, { force: true });
     await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
   } catch (e) {
     logger.error({ err: e }, 'dotmesh-server failed to start');
+    growth?.stop();
     follower?.stop();
     await server?.close().catch(() => undefined);
     members?.close();
@@ -455,6 +468,7 @@ async function serve(
     const stop = (signal: string) => {
       logger.info({ signal }, config.releasePoolAtStop ? 'stopping (the pool is released)' : 'stopping (the pool stays mounted)');
       following?.stop();
+      growth?.stop();
       void running
         .close()
         .catch((err: unknown) => logger.error({ err }, 'error while stopping'))

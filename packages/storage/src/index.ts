@@ -1,5 +1,13 @@
 export { BtrfsDriver, type BtrfsDriverOptions } from './btrfs/btrfs-driver.ts';
-export { destroyPool, loopDevicesOf, type OpenedPool, type OpenPoolOptions, openPool, releasePool } from './btrfs/pool.ts';
+export {
+  destroyPool,
+  growPool,
+  loopDevicesOf,
+  type OpenedPool,
+  type OpenPoolOptions,
+  openPool,
+  releasePool,
+} from './btrfs/pool.ts';
 export { ensurePoolFile, MIGRATIONS, type Migration, POOL_FORMAT_VERSION, type PoolFile } from './btrfs/pool-format.ts';
 export { acquirePoolLock, type PoolLock } from './btrfs/pool-lock.ts';
 export { checkPump, type PumpConfig } from './btrfs/pump.ts';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
-import { type Exec, loopDevicesOf } from '@dotmesh/storage';
+import { type Exec, growPool } from '@dotmesh/storage';
 import type { Logger } from '../log.ts';
 
 /** What the server can do with its pool device (see main.ts for the real one). */
@@ -20,6 +20,11 @@ export interface PoolDevice {
   readonly mountPoint: string;
   /** true: grow with truncate (sparse file); false: with fallocate (preallocated). */
   readonly sparse: boolean;
+  /**
+   * The pool file's filesystem is the pool's alone (a pool volume): its root-reserved blocks
+   * count as free space for a grow (ext4 keeps 5 % for root, which the server is).
+   */
+  readonly ownsFilesystem?: boolean;
 }
 
 export interface LoopPoolControlOptions {
@@ -31,10 +36,9 @@ export interface LoopPoolControlOptions {
 }
 
 /**
- * Grows a loop-file pool while it is mounted and in use: extends the file (fallocate keeps a
- * preallocated pool preallocated; truncate keeps a sparse one sparse), tells the loop device
- * (`losetup -c`), then btrfs (`btrfs filesystem resize max`), then persists the size. Every
- * command goes through the storage package's Exec. Contracts: never shrinks (INVALID_ARGUMENT);
+ * Grows a loop-file pool while it is mounted and in use, through the storage package's
+ * growPool (fallocate keeps a preallocated pool preallocated; truncate keeps a sparse one
+ * sparse; then `losetup -c` and `btrfs filesystem resize max`), then persists the size. Contracts: never shrinks (INVALID_ARGUMENT);
  * refuses existing mounts (UNSUPPORTED); idempotent: growing to the current size re-runs the
  * loop and btrfs steps, which finishes a grow interrupted by a crash; grows are serialised.
  */
@@ -80,13 +84,8 @@ export class LoopPoolControl implements PoolControl {
         { hint: `give a size larger than ${gib(current)}` },
       );
     }
-    if (sizeBytes > current) {
-      if (!device.sparse) await this.#requireHostSpace(file, sizeBytes - current, sizeBytes);
-      if (device.sparse) await exec.run('truncate', ['-s', String(sizeBytes), file]);
-      else await exec.run('fallocate', ['-l', String(sizeBytes), file]);
-    }
-    for (const loop of await loopDevicesOf(exec, file)) await exec.run('losetup', ['-c', loop]);
-    await exec.run('btrfs', ['filesystem', 'resize', 'max', device.mountPoint]);
+    if (sizeBytes > current && !device.sparse) await this.#requireHostSpace(file, sizeBytes - current, sizeBytes);
+    await growPool({ poolFile: file, mountPoint: device.mountPoint, sizeBytes, sparse: device.sparse, exec });
     await this.#o.persistSize(sizeBytes);
     logger.info({ poolFile: file, from: current, to: sizeBytes }, 'pool grown');
     return sizeBytes;
@@ -94,7 +93,8 @@ export class LoopPoolControl implements PoolControl {
 
   async #requireHostSpace(file: string, needed: number, target: number): Promise<void> {
     const s = await statfs(dirname(file));
-    const free = s.bavail * s.bsize;
+    // On a filesystem of its own the server (root) may use the root-reserved blocks too.
+    const free = (this.#o.device.ownsFilesystem ? s.bfree : s.bavail) * s.bsize;
     if (free < needed) {
       throw new DotmeshError(
         'POOL_FULL',

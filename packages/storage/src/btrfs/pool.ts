@@ -1,4 +1,4 @@
-import { mkdir, open, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DotmeshError } from '@dotmesh/core';
 import type { Exec, ExecLogger } from '../exec.ts';
@@ -84,6 +84,31 @@ async function createPoolFile(o: OpenPoolOptions): Promise<void> {
   await o.exec.run('mkfs.btrfs', ['-q', tmp]);
   await rename(tmp, o.poolFile);
   o.logger?.debug({ poolFile: o.poolFile, sizeBytes: o.sizeBytes, sparse: o.sparse }, 'created pool file');
+}
+
+/**
+ * Grows a pool file while its pool is mounted and in use (no unmount, nothing paused): extends
+ * the file to `sizeBytes` when it is smaller (truncate for a sparse pool, fallocate for a
+ * preallocated one: its new part is allocated too), has every loop device of it re-read its size
+ * (`losetup -c`) and grows the btrfs mounted at `mountPoint` to its device (`btrfs filesystem
+ * resize max`). Never shrinks (a larger file is left as it is). Idempotent: each step is a
+ * no-op once done, so running it again finishes a grow stopped at any point (after the file
+ * grew, the loop device or the filesystem still small). Callers check the sizes and the space.
+ */
+export async function growPool(o: {
+  readonly poolFile: string;
+  readonly mountPoint: string;
+  readonly sizeBytes: number;
+  readonly sparse: boolean;
+  readonly exec: Exec;
+}): Promise<void> {
+  const current = (await stat(o.poolFile)).size;
+  if (o.sizeBytes > current) {
+    if (o.sparse) await o.exec.run('truncate', ['-s', String(o.sizeBytes), o.poolFile]);
+    else await o.exec.run('fallocate', ['-l', String(o.sizeBytes), o.poolFile]);
+  }
+  for (const loop of await loopDevicesOf(o.exec, o.poolFile)) await o.exec.run('losetup', ['-c', loop]);
+  await o.exec.run('btrfs', ['filesystem', 'resize', 'max', o.mountPoint]);
 }
 
 /** Loop devices attached to `file` (`losetup -j`). */

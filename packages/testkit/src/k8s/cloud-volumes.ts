@@ -29,8 +29,9 @@ export interface CloudVolumes {
 /**
  * Gives the test cluster "cloud" volumes, standing in for EBS or PD: the test-only driver's node
  * plugin on every node (registered with its kubelet, which then labels the Node with its zone),
- * its controller with csi-provisioner (topology on) and csi-attacher (a disk attaches to one node
- * of its zone at a time, detached by the attach-detach controller when its pods are gone), the
+ * its controller with csi-provisioner (topology on), csi-attacher (a disk attaches to one node
+ * of its zone at a time, detached by the attach-detach controller when its pods are gone) and
+ * csi-resizer (a raised PVC request grows the disk, then the kubelet its filesystem online), the
  * CSIDriver object and the StorageClass `storageClass`. `zones` gives each node's zone, by node
  * index. One installation per cluster at a time (the CSIDriver object is cluster-wide). Cleanup
  * removes the StorageClass and the CSIDriver and stops the processes; the caller deletes its PVCs
@@ -41,6 +42,12 @@ export async function installCloudVolumes(o: {
   readonly cleanup: Cleanup;
   readonly zones: readonly string[];
   readonly storageClass?: string;
+  /**
+   * The filesystem the disks get (the StorageClass's `csi.storage.k8s.io/fstype`; default the
+   * driver's, ext4). Online growth here needs btrfs: growing ext4 online (resize2fs) needs
+   * CAP_SYS_RESOURCE, which the test machines' root may lack.
+   */
+  readonly fsType?: 'ext4' | 'btrfs';
 }): Promise<CloudVolumes> {
   const { cluster, cleanup } = o;
   const dir = await makeTempDir('k8s-cloud', cleanup);
@@ -114,6 +121,8 @@ export async function installCloudVolumes(o: {
     );
   sidecar('csi-provisioner', ['--feature-gates=Topology=true']);
   sidecar('csi-attacher', []);
+  // Expansion: a PVC's raised request → ControllerExpandVolume, then the kubelet's NodeExpandVolume (online).
+  sidecar('csi-resizer', []);
   const objects = [
     {
       apiVersion: 'storage.k8s.io/v1',
@@ -129,6 +138,7 @@ export async function installCloudVolumes(o: {
       reclaimPolicy: 'Delete',
       volumeBindingMode: 'WaitForFirstConsumer',
       allowVolumeExpansion: true,
+      ...(o.fsType ? { parameters: { 'csi.storage.k8s.io/fstype': o.fsType } } : {}),
     },
   ];
   cleanup.add(async () => {

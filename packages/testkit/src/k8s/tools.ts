@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 /**
  * The Kubernetes test tooling that `tools/k8s/build` builds from the repository's Go modules
  * into a cache outside the clone (kube-apiserver, kubelet, kubectl, etcd 3.6, csi-sanity, the
- * CSI sidecars, the pause program) and the .proto files it copies there.
+ * CSI sidecars (csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter), the pause program) and the .proto files it copies there.
  */
 export interface K8sTools {
   /** The cache directory of this build (`<cache>/<key>`). */
