@@ -198,6 +198,134 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     await deleteAndWait(cluster, ['pod', 'restorer', '-n', ns]);
   });
 
+  test('a VolumeGroupSnapshot of two subdots of one dot is one commit; its members restore each volume as it was; a group over two dots is refused', async () => {
+    const api = await nodeApi(0);
+    const dot = 'gs-group';
+    const classParams = JSON.parse(
+      (await cluster.kubectl(['get', 'storageclass', 'dotmesh-csi', '-o', 'jsonpath={.parameters}'])).stdout,
+    ) as Record<string, string>;
+    cleanup.add(
+      () => cluster.kubectl(['delete', 'storageclass', 'dotmesh-grouped', '--ignore-not-found']),
+      'delete the StorageClass dotmesh-grouped',
+    );
+    await apply({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'dotmesh-grouped' },
+      provisioner: 'csi.dotmesh.io',
+      reclaimPolicy: 'Delete',
+      parameters: { ...classParams, dotmeshDot: `admin/${dot}` },
+    });
+    const grouped = ['grp-db', 'grp-logs'];
+    for (const name of grouped) {
+      const c = claim(name);
+      await apply({
+        ...c,
+        metadata: { ...c.metadata, labels: { 'gs-group': 'app' } },
+        spec: { ...c.spec, storageClassName: 'dotmesh-grouped' },
+      });
+    }
+    // Two pods write (and stay, their volumes published); the group snapshot is taken while they run.
+    const written: string[] = [];
+    for (const name of grouped) {
+      const [hash] = await podOutput(`${name}-w`, n0(), name, `head -c 524288 /dev/urandom > /data/blob && sync && ${sha}`);
+      written.push(hash!);
+    }
+    const commitsBefore = await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    await apply({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
+      kind: 'VolumeGroupSnapshot',
+      metadata: { name: 'gs-snap', namespace: ns },
+      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels: { 'gs-group': 'app' } } } },
+    });
+    await waitFor(
+      async () =>
+        (await cluster.kubectl(['get', 'volumegroupsnapshot', 'gs-snap', '-n', ns, '-o', 'jsonpath={.status.readyToUse}']))
+          .stdout === 'true',
+      { timeoutMs: 180_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-snap ready' },
+    );
+    // Its members: VolumeSnapshots the snapshot-controller made, owned by the group, one per PVC.
+    const members = new Map(
+      (
+        await getJson<{
+          items: {
+            metadata: { name: string; ownerReferences?: { kind: string; name: string }[] };
+            spec: { source: { persistentVolumeClaimName?: string } };
+            status?: { readyToUse?: boolean };
+          }[];
+        }>(cluster.kubectl, ['get', 'volumesnapshots', '-n', ns])
+      ).items
+        .filter((v) => v.metadata.ownerReferences?.some((o) => o.kind === 'VolumeGroupSnapshot' && o.name === 'gs-snap'))
+        .map((v) => [v.spec.source.persistentVolumeClaimName ?? '', v.metadata.name]),
+    );
+    assert.deepEqual([...members.keys()].sort(), grouped);
+    const commitsAfter = await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    assert.equal(commitsAfter.length, commitsBefore.length + 1, 'one commit of the dot for the group');
+    assert.equal(commitsAfter.at(-1)?.Metadata['csi-kind'], 'group-snapshot');
+
+    // The pods write more; PVCs restored from the members hold the group's moment.
+    for (const name of grouped) {
+      await cluster.kubectl(['exec', '-n', ns, `${name}-w`, '--', 'sh', '-c', 'echo changed > /data/blob && sync']);
+    }
+    for (const name of grouped) {
+      await apply(claim(`${name}-r`, { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: members.get(name)! }));
+    }
+    const reader = podManifest({
+      name: 'grp-reader',
+      namespace: ns,
+      node: n0(),
+      scheduled: true,
+      image: cluster.images.busybox.ref,
+      command: ['sh', '-c', 'sha256sum /r0/blob /r1/blob | cut -d" " -f1'],
+      volumes: grouped.map((name, i) => ({ name: `r${i}`, persistentVolumeClaim: { claimName: `${name}-r` } })),
+      volumeMounts: grouped.map((_, i) => ({ name: `r${i}`, mountPath: `/r${i}` })),
+    });
+    const read = await runPodToCompletion(cluster.kubectl, reader, 300_000);
+    assert.deepEqual(read.trim().split('\n'), written, 'each restored PVC holds its volume at the group snapshot');
+
+    // A group over volumes of two dots (a grouped PVC and the plain PVC data) is refused, saying why.
+    await cluster.kubectl(['label', 'pvc', 'grp-db', 'data', '-n', ns, 'gs-mixed=yes']);
+    await apply({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
+      kind: 'VolumeGroupSnapshot',
+      metadata: { name: 'gs-mixed', namespace: ns },
+      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels: { 'gs-mixed': 'yes' } } } },
+    });
+    const refusal = await waitFor(
+      async () => {
+        const m = (
+          await cluster.kubectl(['get', 'volumegroupsnapshot', 'gs-mixed', '-n', ns, '-o', 'jsonpath={.status.error.message}'])
+        ).stdout;
+        return m.includes('different dots') ? m : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-mixed refused' },
+    );
+    assert.match(refusal, /InvalidArgument/);
+    assert.match(refusal, new RegExp(`dot admin/${dot}`));
+    assert.match(refusal, /dotmeshDot/);
+    assert.equal((await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).length, commitsAfter.length);
+
+    // Everything goes: the pods, the restored PVCs, the groups (the group's commit with them), the
+    // grouped PVCs (their subdots), then the dot (once the restored volumes' branches are gone).
+    await deleteAndWait(cluster, ['pod', 'grp-reader', ...grouped.map((n) => `${n}-w`), '-n', ns]);
+    await cluster.kubectl(['label', 'pvc', 'data', '-n', ns, 'gs-mixed-']);
+    await deleteAndWait(cluster, ['pvc', ...grouped.map((n) => `${n}-r`), '-n', ns]);
+    await deleteAndWait(cluster, ['volumegroupsnapshot', 'gs-mixed', 'gs-snap', '-n', ns]);
+    await deleteAndWait(cluster, ['pvc', ...grouped, '-n', ns]);
+    await waitFor(
+      async () => !(await api.call('FindCommits', { Key: 'csi-kind', Value: 'group-snapshot' })).some((c) => c.Name === dot),
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the group’s commit deleted with the VolumeGroupSnapshot' },
+    );
+    await waitFor(
+      () =>
+        api.call('Delete', { Namespace: 'admin', Name: dot }).then(
+          () => true,
+          () => false,
+        ),
+      { timeoutMs: 120_000, intervalMs: 1000, what: `the dot admin/${dot} deleted (its restored volumes gone)` },
+    );
+  });
+
   test('a node lost while its pod writes to a volume: failover moves the branch, the out-of-service taint detaches it, the pod made again on node-1 reads every committed byte', async (t) => {
     const { kubectl } = cluster;
     const api = await nodeApi(0);
