@@ -88,7 +88,7 @@ export function oneBranch(volumes: readonly GroupVolume[]): {
 export function checkMemberIds(call: string, groupId: string, members: readonly string[], asked: readonly string[] | undefined) {
   if (!asked || asked.length === 0) return;
   const want = new Set(members);
-  if (asked.length !== want.size || !asked.every((id) => want.has(id))) {
+  if (asked.length !== want.size || new Set(asked).size !== asked.length || !asked.every((id) => want.has(id))) {
     throw invalid(
       `${call}: snapshot_ids ${asked.map((s) => s.slice(0, 300)).join(', ')} are not the snapshots of group ${groupId} (${members.join(', ')})`,
     );

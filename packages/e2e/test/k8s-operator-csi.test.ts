@@ -283,8 +283,15 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     const read = await runPodToCompletion(cluster.kubectl, reader, 300_000);
     assert.deepEqual(read.trim().split('\n'), written, 'each restored PVC holds its volume at the group snapshot');
 
-    // A group over volumes of two dots (a grouped PVC and the plain PVC data) is refused, saying why.
-    await cluster.kubectl(['label', 'pvc', 'grp-db', 'data', '-n', ns, 'gs-mixed=yes']);
+    // A group over volumes of two dots (a grouped PVC and a plain PVC, its own dot) is refused, saying why.
+    const other = claim('grp-other');
+    await apply({ ...other, metadata: { ...other.metadata, labels: { 'gs-mixed': 'yes' } } });
+    await cluster.kubectl(['label', 'pvc', 'grp-db', '-n', ns, 'gs-mixed=yes']);
+    await waitFor(
+      async () =>
+        (await cluster.kubectl(['get', 'pvc', 'grp-other', '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+      { timeoutMs: 120_000, intervalMs: 500, what: 'the PVC grp-other bound' },
+    );
     await apply({
       apiVersion: 'groupsnapshot.storage.k8s.io/v1',
       kind: 'VolumeGroupSnapshot',
@@ -308,10 +315,9 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     // Everything goes: the pods, the restored PVCs, the groups (the group's commit with them), the
     // grouped PVCs (their subdots), then the dot (once the restored volumes' branches are gone).
     await deleteAndWait(cluster, ['pod', 'grp-reader', ...grouped.map((n) => `${n}-w`), '-n', ns]);
-    await cluster.kubectl(['label', 'pvc', 'data', '-n', ns, 'gs-mixed-']);
     await deleteAndWait(cluster, ['pvc', ...grouped.map((n) => `${n}-r`), '-n', ns]);
     await deleteAndWait(cluster, ['volumegroupsnapshot', 'gs-mixed', 'gs-snap', '-n', ns]);
-    await deleteAndWait(cluster, ['pvc', ...grouped, '-n', ns]);
+    await deleteAndWait(cluster, ['pvc', ...grouped, 'grp-other', '-n', ns]);
     await waitFor(
       async () => !(await api.call('FindCommits', { Key: 'csi-kind', Value: 'group-snapshot' })).some((c) => c.Name === dot),
       { timeoutMs: 120_000, intervalMs: 1000, what: 'the group’s commit deleted with the VolumeGroupSnapshot' },
