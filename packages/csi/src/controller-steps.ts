@@ -45,9 +45,9 @@ export async function idempotent(fn: () => Promise<unknown>, ...done: string[]):
 
 /**
  * Deletes a dot the driver made once no volume (branch besides master) and no snapshot of it (a
- * group's member included) is left. Retired branches do not count: they are kept only for what a volume or a snapshot needs
- * (and one mastered by another node than the deleting one's is not collected with it), so the
- * dot's delete, which destroys every branch on every node, takes them.
+ * group's member included) is left. Retired branches do not count: they are kept only for what
+ * a volume or a snapshot needs (and one mastered by another node than the deleting one's is not
+ * collected with it), so the dot's delete, which destroys every branch on every node, takes them.
  */
 export async function deleteDriverDotIfUnused(
   client: DotmeshClient,

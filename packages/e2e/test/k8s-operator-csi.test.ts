@@ -40,10 +40,13 @@ import { attachedNodes } from './k8s-volumes.ts';
  * from the tools' binaries of the versions the manifest names). A PVC's pod writes on node-0; the
  * pod recreated on node-1 reads the same bytes there: csi-attacher's ControllerPublish moved the
  * branch (a handoff). A VolumeSnapshot of it restores into a PVC whose pod, on node-2, reads the
- * data as it was at the snapshot. A node of the test's own, lost for real while a pod writes to
- * a volume there (every process of it SIGKILLed), is recovered as a user does on Kubernetes ≥
- * 1.28: Dotmesh fails the branch over, the out-of-service taint detaches the volume, and the pod
- * made again elsewhere reads every committed byte. Deleting the objects deletes the dots.
+ * data as it was at the snapshot. A VolumeGroupSnapshot of two PVCs that are subdots of one dot
+ * (written by two running pods) is one commit of the dot; PVCs restored from its members hold
+ * each volume as it was then; a group over two dots is refused, its status saying why. A node
+ * of the test's own, lost for real while a pod writes to a volume there (every process of it
+ * SIGKILLed), is recovered as a user does on Kubernetes ≥ 1.28: Dotmesh fails the branch over,
+ * the out-of-service taint detaches the volume, and the pod made again elsewhere reads every
+ * committed byte. Deleting the objects deletes the dots.
  */
 
 describe('the CSI driver deployed with the operator (docs/kubernetes.md manifests)', {
