@@ -204,6 +204,7 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
   test('a VolumeGroupSnapshot of two subdots of one dot is one commit; its members restore each volume as it was; a group over two dots is refused', async () => {
     const api = await nodeApi(0);
     const dot = 'gs-group';
+    const commitsOfDot = () => api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
     const classParams = JSON.parse(
       (await cluster.kubectl(['get', 'storageclass', 'dotmesh-csi', '-o', 'jsonpath={.parameters}'])).stdout,
     ) as Record<string, string>;
@@ -219,34 +220,68 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
       reclaimPolicy: 'Delete',
       parameters: { ...classParams, dotmeshDot: `admin/${dot}` },
     });
+    // grp-db and grp-logs: subdots of admin/gs-group (the group gs-snap); grp-db with grp-other,
+    // a plain PVC (its own dot), make the group gs-mixed, which is refused.
     const grouped = ['grp-db', 'grp-logs'];
-    for (const name of grouped) {
+    const labelled = (name: string, labels: Record<string, string>, storageClassName = 'dotmesh-csi') => {
       const c = claim(name);
-      await apply({
-        ...c,
-        metadata: { ...c.metadata, labels: { 'gs-group': 'app' } },
-        spec: { ...c.spec, storageClassName: 'dotmesh-grouped' },
-      });
-    }
-    // Two pods write (and stay, their volumes published); the group snapshot is taken while they run.
-    const written: string[] = [];
-    for (const name of grouped) {
-      const [hash] = await podOutput(`${name}-w`, n0(), name, `head -c 524288 /dev/urandom > /data/blob && sync && ${sha}`);
-      written.push(hash!);
-    }
-    const commitsBefore = await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+      return { ...c, metadata: { ...c.metadata, labels }, spec: { ...c.spec, storageClassName } };
+    };
     await apply({
-      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
-      kind: 'VolumeGroupSnapshot',
-      metadata: { name: 'gs-snap', namespace: ns },
-      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels: { 'gs-group': 'app' } } } },
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        labelled('grp-db', { 'gs-group': 'app', 'gs-mixed': 'yes' }, 'dotmesh-grouped'),
+        labelled('grp-logs', { 'gs-group': 'app' }, 'dotmesh-grouped'),
+        labelled('grp-other', { 'gs-mixed': 'yes' }),
+      ],
     });
+    // Two pods write (and stay, their volumes published); the group snapshot is taken while they run.
+    const written = await Promise.all(
+      grouped.map(
+        async (name) =>
+          (await podOutput(`${name}-w`, n0(), name, `head -c 524288 /dev/urandom > /data/blob && sync && ${sha}`))[0]!,
+      ),
+    );
     await waitFor(
       async () =>
-        (await cluster.kubectl(['get', 'volumegroupsnapshot', 'gs-snap', '-n', ns, '-o', 'jsonpath={.status.readyToUse}']))
-          .stdout === 'true',
-      { timeoutMs: 180_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-snap ready' },
+        (await cluster.kubectl(['get', 'pvc', 'grp-other', '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+      { timeoutMs: 120_000, intervalMs: 500, what: 'the PVC grp-other bound' },
     );
+    const commitsBefore = await commitsOfDot();
+    const group = (name: string, matchLabels: Record<string, string>) => ({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
+      kind: 'VolumeGroupSnapshot',
+      metadata: { name, namespace: ns },
+      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels } } },
+    });
+    await apply({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [group('gs-snap', { 'gs-group': 'app' }), group('gs-mixed', { 'gs-mixed': 'yes' })],
+    });
+    const vgs = (name: string, path: string) =>
+      cluster.kubectl(['get', 'volumegroupsnapshot', name, '-n', ns, '-o', `jsonpath={${path}}`]).then((r) => r.stdout);
+    await waitFor(async () => (await vgs('gs-snap', '.status.readyToUse')) === 'true', {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      what: 'the VolumeGroupSnapshot gs-snap ready',
+    });
+    // The group over two dots is refused, its status saying why, and commits nothing.
+    const refusal = await waitFor(
+      async () => {
+        const m = await vgs('gs-mixed', '.status.error.message');
+        return m.includes('different dots') ? m : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-mixed refused' },
+    );
+    assert.match(refusal, /InvalidArgument/);
+    assert.match(refusal, new RegExp(`dot admin/${dot}`));
+    assert.match(refusal, /dotmeshDot/);
+    const commitsAfter = await commitsOfDot();
+    assert.equal(commitsAfter.length, commitsBefore.length + 1, 'one commit of the dot, for gs-snap');
+    assert.equal(commitsAfter.at(-1)?.Metadata['csi-kind'], 'group-snapshot');
+
     // Its members: VolumeSnapshots the snapshot-controller made, owned by the group, one per PVC.
     const members = new Map(
       (
@@ -254,7 +289,6 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
           items: {
             metadata: { name: string; ownerReferences?: { kind: string; name: string }[] };
             spec: { source: { persistentVolumeClaimName?: string } };
-            status?: { readyToUse?: boolean };
           }[];
         }>(cluster.kubectl, ['get', 'volumesnapshots', '-n', ns])
       ).items
@@ -262,17 +296,20 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
         .map((v) => [v.spec.source.persistentVolumeClaimName ?? '', v.metadata.name]),
     );
     assert.deepEqual([...members.keys()].sort(), grouped);
-    const commitsAfter = await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
-    assert.equal(commitsAfter.length, commitsBefore.length + 1, 'one commit of the dot for the group');
-    assert.equal(commitsAfter.at(-1)?.Metadata['csi-kind'], 'group-snapshot');
 
     // The pods write more; PVCs restored from the members hold the group's moment.
-    for (const name of grouped) {
-      await cluster.kubectl(['exec', '-n', ns, `${name}-w`, '--', 'sh', '-c', 'echo changed > /data/blob && sync']);
-    }
-    for (const name of grouped) {
-      await apply(claim(`${name}-r`, { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: members.get(name)! }));
-    }
+    await Promise.all(
+      grouped.map((name) =>
+        cluster.kubectl(['exec', '-n', ns, `${name}-w`, '--', 'sh', '-c', 'echo changed > /data/blob && sync']),
+      ),
+    );
+    await apply({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: grouped.map((name) =>
+        claim(`${name}-r`, { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: members.get(name)! }),
+      ),
+    });
     const reader = podManifest({
       name: 'grp-reader',
       namespace: ns,
@@ -286,41 +323,13 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     const read = await runPodToCompletion(cluster.kubectl, reader, 300_000);
     assert.deepEqual(read.trim().split('\n'), written, 'each restored PVC holds its volume at the group snapshot');
 
-    // A group over volumes of two dots (a grouped PVC and a plain PVC, its own dot) is refused, saying why.
-    const other = claim('grp-other');
-    await apply({ ...other, metadata: { ...other.metadata, labels: { 'gs-mixed': 'yes' } } });
-    await cluster.kubectl(['label', 'pvc', 'grp-db', '-n', ns, 'gs-mixed=yes']);
-    await waitFor(
-      async () =>
-        (await cluster.kubectl(['get', 'pvc', 'grp-other', '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
-      { timeoutMs: 120_000, intervalMs: 500, what: 'the PVC grp-other bound' },
-    );
-    await apply({
-      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
-      kind: 'VolumeGroupSnapshot',
-      metadata: { name: 'gs-mixed', namespace: ns },
-      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels: { 'gs-mixed': 'yes' } } } },
-    });
-    const refusal = await waitFor(
-      async () => {
-        const m = (
-          await cluster.kubectl(['get', 'volumegroupsnapshot', 'gs-mixed', '-n', ns, '-o', 'jsonpath={.status.error.message}'])
-        ).stdout;
-        return m.includes('different dots') ? m : undefined;
-      },
-      { timeoutMs: 120_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-mixed refused' },
-    );
-    assert.match(refusal, /InvalidArgument/);
-    assert.match(refusal, new RegExp(`dot admin/${dot}`));
-    assert.match(refusal, /dotmeshDot/);
-    assert.equal((await api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).length, commitsAfter.length);
-
-    // Everything goes: the pods, the restored PVCs, the groups (the group's commit with them), the
-    // grouped PVCs (their subdots), then the dot (once the restored volumes' branches are gone).
+    // Everything goes: the pods, then the groups (the group's commit with them) and the PVCs
+    // (the restored branches, the subdots), then the dot once the restored branches are gone.
     await deleteAndWait(cluster, ['pod', 'grp-reader', ...grouped.map((n) => `${n}-w`), '-n', ns]);
-    await deleteAndWait(cluster, ['pvc', ...grouped.map((n) => `${n}-r`), '-n', ns]);
-    await deleteAndWait(cluster, ['volumegroupsnapshot', 'gs-mixed', 'gs-snap', '-n', ns]);
-    await deleteAndWait(cluster, ['pvc', ...grouped, 'grp-other', '-n', ns]);
+    await Promise.all([
+      deleteAndWait(cluster, ['volumegroupsnapshot', 'gs-mixed', 'gs-snap', '-n', ns]),
+      deleteAndWait(cluster, ['pvc', ...grouped.flatMap((n) => [`${n}-r`, n]), 'grp-other', '-n', ns]),
+    ]);
     await waitFor(
       async () => !(await api.call('FindCommits', { Key: 'csi-kind', Value: 'group-snapshot' })).some((c) => c.Name === dot),
       { timeoutMs: 120_000, intervalMs: 1000, what: 'the group’s commit deleted with the VolumeGroupSnapshot' },
