@@ -19,6 +19,11 @@ type ControllerMethod =
   | 'ControllerGetVolume'
   | 'ControllerGetVolumeHealth'
   | 'ControllerExpandVolume';
+type GroupControllerMethod =
+  | 'GroupControllerGetCapabilities'
+  | 'CreateVolumeGroupSnapshot'
+  | 'GetVolumeGroupSnapshot'
+  | 'DeleteVolumeGroupSnapshot';
 type NodeMethod =
   | 'NodeStageVolume'
   | 'NodeUnstageVolume'
@@ -37,6 +42,7 @@ type NodeMethod =
 export interface CsiClient {
   readonly Identity: Readonly<Record<IdentityMethod, Call>>;
   readonly Controller: Readonly<Record<ControllerMethod, Call>>;
+  readonly GroupController: Readonly<Record<GroupControllerMethod, Call>>;
   readonly Node: Readonly<Record<NodeMethod, Call>>;
   close(): void;
 }
@@ -65,6 +71,7 @@ export function csiClient(socket: string, protoPath: string): CsiClient {
   return {
     Identity: service('Identity'),
     Controller: service('Controller'),
+    GroupController: service('GroupController'),
     Node: service('Node'),
     close: () => {
       for (const c of made) c.close();

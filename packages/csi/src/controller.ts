@@ -1,14 +1,15 @@
 import type { DotmeshClient } from '@dotmesh/rpc';
 import { status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { requireCapability, requireSupported, unsupported } from './capabilities.ts';
+import { branchOf, commitOnce, deleteDriverDotIfUnused, idempotent } from './controller-steps.ts';
 import type { Clients } from './credentials.ts';
 import type { CreateVolumeRequest, PagedRequest, Secrets, VolumeCapability } from './csi-types.ts';
 import { type Failpoint, NO_FAILPOINTS } from './failpoints.ts';
-import { CsiError, invalid, isCode, notFound } from './grpc-errors.ts';
-import { nameHash, parseSnapshotId, parseVolumeId, type VolumeRef } from './ids.ts';
+import { everySnapshot, groupAmong } from './group-records.ts';
+import { CsiError, invalid, notFound } from './grpc-errors.ts';
+import { groupSnapshotId, nameHash, parseSnapshotId, parseVolumeId } from './ids.ts';
 import { page } from './paging.ts';
 import {
-  allSnapshots,
   allVolumes,
   clonePointCommitId,
   findSnapshot,
@@ -40,18 +41,6 @@ export const CONTROLLER_CAPABILITIES = [
   'SINGLE_NODE_MULTI_WRITER',
 ] as const;
 
-/** The branch a volume id names, checked against the cluster (its dot id and namespace too). */
-export async function branchOf(client: DotmeshClient, ref: VolumeRef) {
-  try {
-    const b = await client.call('BranchById', ref.branchId);
-    if (b.DotId !== ref.dotId || b.Namespace !== ref.namespace) return undefined;
-    return b;
-  } catch (e) {
-    if (isCode(e, 'DOT_NOT_FOUND')) return undefined;
-    throw e;
-  }
-}
-
 /** The volume record of a volume id, or undefined when there is no such volume. */
 async function volumeOf(client: DotmeshClient, id: string): Promise<VolumeRecord | undefined> {
   const ref = parseVolumeId(id);
@@ -80,29 +69,6 @@ async function requireVolumeBranch(client: DotmeshClient, id: string, call: stri
   const b = ref ? await branchOf(client, ref) : undefined;
   if (!ref || !b) throw notFound(`${call}: no volume ${id.slice(0, 300)}`);
   return { ref, b };
-}
-
-/** Commits on a branch with a fixed commit id: a retry finds the commit made (COMMIT_EXISTS). */
-function commitOnce(
-  client: DotmeshClient,
-  at: { readonly Namespace: string; readonly Name: string; readonly Branch: string },
-  message: string,
-  metadata: Record<string, string>,
-): Promise<void> {
-  return idempotent(
-    () =>
-      client.call('Commit', { Namespace: at.Namespace, Name: at.Name, Branch: at.Branch, Message: message, Metadata: metadata }),
-    'COMMIT_EXISTS',
-  );
-}
-
-/** Runs `fn`, taking the dotmesh error codes in `done` as "already so" (a retried step). */
-async function idempotent(fn: () => Promise<unknown>, ...done: string[]): Promise<void> {
-  try {
-    await fn();
-  } catch (e) {
-    if (!isCode(e, ...done)) throw e;
-  }
 }
 
 /**
@@ -312,6 +278,13 @@ export function controllerService(
     const client = clients.forSecrets(req.secrets, 'DeleteSnapshot');
     const b = await branchOf(client, ref);
     if (!b) return {};
+    const group = groupAmong(await client.call('CommitsById', ref.branchId), ref);
+    if (group) {
+      throw new CsiError(
+        Status.FAILED_PRECONDITION,
+        `DeleteSnapshot: snapshot ${req.snapshot_id} is a member of the group snapshot ${groupSnapshotId(ref)}: it is deleted with the group (delete the VolumeGroupSnapshot)`,
+      );
+    }
     await idempotent(
       () => client.call('DeleteCommit', { FilesystemId: ref.branchId, CommitId: ref.commitId }),
       'COMMIT_NOT_FOUND',
@@ -322,7 +295,7 @@ export function controllerService(
 
   const listSnapshots = async (req: PagedRequest & { source_volume_id: string; snapshot_id: string; secrets: Secrets }) => {
     const client = clients.forSecretsOrOwn(req.secrets, 'ListSnapshots');
-    const snapshots = (await allSnapshots(client)).filter(
+    const snapshots = (await everySnapshot(client)).filter(
       (s) =>
         (req.snapshot_id === '' || s.id === req.snapshot_id) &&
         (req.source_volume_id === '' || s.sourceVolumeId === req.source_volume_id),
@@ -457,22 +430,4 @@ async function recordVolume(client: DotmeshClient, where: Placement, hash: strin
     [META.source]: sourceId,
     ...(where.subdot ? { [META.subdot]: where.subdot } : {}),
   });
-}
-
-/** Deletes a dot this driver made (`csi-<hash>`) once it holds no branch; others are the user's. */
-/**
- * Deletes a dot the driver made once no volume (branch besides master) and no snapshot of it is
- * left. Retired branches do not count: they are kept only for what a volume or a snapshot needs
- * (and one mastered by another node than the deleting one's is not collected with it), so the
- * dot's delete, which destroys every branch on every node, takes them.
- */
-async function deleteDriverDotIfUnused(
-  client: DotmeshClient,
-  b: { readonly Namespace: string; readonly Name: string },
-  dotId: string,
-): Promise<void> {
-  if (!/^csi-[0-9a-f]{32}$/.test(b.Name)) return;
-  const left = await client.call('Branches', { Namespace: b.Namespace, Name: b.Name });
-  if (left.length > 0 || (await allSnapshots(client)).some((s) => s.ref.dotId === dotId)) return;
-  await idempotent(() => client.call('Delete', { Namespace: b.Namespace, Name: b.Name }), 'DOT_NOT_FOUND');
 }

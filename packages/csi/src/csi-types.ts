@@ -51,6 +51,15 @@ export interface Snapshot {
   readonly source_volume_id: string;
   readonly creation_time: { readonly seconds: number; readonly nanos: number };
   readonly ready_to_use: boolean;
+  /** "" unless the snapshot is a member of a group snapshot (then deleted only with it). */
+  readonly group_snapshot_id: string;
+}
+
+export interface VolumeGroupSnapshot {
+  readonly group_snapshot_id: string;
+  readonly snapshots: readonly Snapshot[];
+  readonly creation_time: { readonly seconds: number; readonly nanos: number };
+  readonly ready_to_use: boolean;
 }
 
 export interface PagedRequest {

@@ -4,6 +4,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { controllerService } from './controller.ts';
 import { Clients, type Credentials } from './credentials.ts';
 import type { Failpoint } from './failpoints.ts';
+import { groupControllerService } from './group-controller.ts';
 import { DRIVER_NAME, identityService } from './identity.ts';
 import { nodeService } from './node.ts';
 import { loadCsiServices, loadRegistrationService } from './proto.ts';
@@ -35,13 +36,14 @@ export interface RunningDriver {
   close(): Promise<void>;
 }
 
-/** Starts the Identity, Controller and Node services on one socket (and the kubelet registration). */
+/** Starts the Identity, Controller, GroupController and Node services on one socket (and the kubelet registration). */
 export async function startDriver(o: DriverOptions): Promise<RunningDriver> {
   const services = loadCsiServices(o.csiProto);
   const clients = new Clients({ url: o.serverUrl, own: o.credentials, timeoutMs: o.requestTimeoutMs });
   const server = new Server();
   server.addService(services.Identity, identityService(clients, o.version, o.log));
   server.addService(services.Controller, controllerService(clients, o.log, o.failpoint));
+  server.addService(services.GroupController, groupControllerService(clients, o.log));
   server.addService(services.Node, nodeService(clients, o.nodeId, o.log, o.failpoint));
   await listen(server, o.socketPath);
   let registration: { server: Server; socket: string } | undefined;

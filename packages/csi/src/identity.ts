@@ -5,7 +5,8 @@ import { type Log, unary } from './unary.ts';
 export const DRIVER_NAME = 'csi.dotmesh.io';
 
 /**
- * The Identity service: the driver's name and version, its controller service, and Probe:
+ * The Identity service: the driver's name and version, its controller and group controller
+ * services, and Probe:
  * ready when the dotmesh server answers the driver's own user.
  */
 export function identityService(clients: Clients, version: string, log: Log): UntypedServiceImplementation {
@@ -13,7 +14,9 @@ export function identityService(clients: Clients, version: string, log: Log): Un
     GetPluginInfo: unary('GetPluginInfo', async () => ({ name: DRIVER_NAME, vendor_version: version, manifest: {} }), log),
     GetPluginCapabilities: unary(
       'GetPluginCapabilities',
-      async () => ({ capabilities: [{ service: { type: 'CONTROLLER_SERVICE' } }] }),
+      async () => ({
+        capabilities: [{ service: { type: 'CONTROLLER_SERVICE' } }, { service: { type: 'GROUP_CONTROLLER_SERVICE' } }],
+      }),
       log,
     ),
     Probe: unary(

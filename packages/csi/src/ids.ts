@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
  *
  * - volume:   `v1/<namespace>/<dot id>/<branch id>` or `…/<branch id>/<subdot>`
  * - snapshot: `s1/<namespace>/<dot id>/<branch id>/<commit id>` or `…/<commit id>/<subdot>`
+ * - group snapshot: `g1/<namespace>/<dot id>/<branch id>/<commit id>` (its members are the
+ *   snapshots `s1/…/<commit id>/<subdot>` of that one commit)
  *
  * Namespaces, subdots and commit ids are names (letters, digits, `_`, `-`), the dot and branch
  * ids UUIDs: `/` never occurs inside a part. Parsing is strict: anything else is not an id of
@@ -20,6 +22,14 @@ export interface VolumeRef {
 }
 
 export interface SnapshotRef extends VolumeRef {
+  readonly commitId: string;
+}
+
+/** A group snapshot: one commit of one branch, holding every member volume (subdot) of it. */
+export interface GroupSnapshotRef {
+  readonly namespace: string;
+  readonly dotId: string;
+  readonly branchId: string;
   readonly commitId: string;
 }
 
@@ -50,6 +60,18 @@ export function parseSnapshotId(id: string): SnapshotRef | undefined {
   if (!NAME.test(namespace) || !UUID.test(dotId) || !UUID.test(branchId) || !NAME.test(commitId)) return undefined;
   if (parts.length === 6 && !NAME.test(subdot)) return undefined;
   return { namespace, dotId, branchId, commitId, subdot };
+}
+
+export function groupSnapshotId(g: GroupSnapshotRef): string {
+  return ['g1', g.namespace, g.dotId, g.branchId, g.commitId].join('/');
+}
+
+export function parseGroupSnapshotId(id: string): GroupSnapshotRef | undefined {
+  const parts = id.split('/');
+  if (parts[0] !== 'g1' || parts.length !== 5) return undefined;
+  const [, namespace, dotId, branchId, commitId] = parts as [string, string, string, string, string];
+  if (!NAME.test(namespace) || !UUID.test(dotId) || !UUID.test(branchId) || !NAME.test(commitId)) return undefined;
+  return { namespace, dotId, branchId, commitId };
 }
 
 /**

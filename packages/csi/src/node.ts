@@ -1,7 +1,7 @@
 import { mkdir, rmdir, statfs } from 'node:fs/promises';
 import { status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { isReadOnlyMode, requireCapability } from './capabilities.ts';
-import { branchOf } from './controller.ts';
+import { branchOf } from './controller-steps.ts';
 import type { Clients } from './credentials.ts';
 import type { Secrets, VolumeCapability } from './csi-types.ts';
 import { type Failpoint, NO_FAILPOINTS } from './failpoints.ts';

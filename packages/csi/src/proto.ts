@@ -15,12 +15,18 @@ const LOAD_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: t
 export interface CsiServices {
   readonly Identity: ServiceDefinition;
   readonly Controller: ServiceDefinition;
+  readonly GroupController: ServiceDefinition;
   readonly Node: ServiceDefinition;
 }
 
 export function loadCsiServices(path: string): CsiServices {
   const v1 = packageAt(load(path, 'csi.proto'), ['csi', 'v1']);
-  return { Identity: service(v1, 'Identity'), Controller: service(v1, 'Controller'), Node: service(v1, 'Node') };
+  return {
+    Identity: service(v1, 'Identity'),
+    Controller: service(v1, 'Controller'),
+    GroupController: service(v1, 'GroupController'),
+    Node: service(v1, 'Node'),
+  };
 }
 
 /** The kubelet's Registration service (GetInfo, NotifyRegistrationStatus). */

@@ -11,7 +11,11 @@ import { type SnapshotRef, snapshotId, type VolumeRef, volumeId } from './ids.ts
  *   `csi-subdot`; its id `csiv-<hash>`;
  * - a **snapshot**: a retained commit (`retain=true`: it outlives the volume) of the volume's
  *   branch, `csi-kind=snapshot`, `csi-snapshot=<hash of the CSI name>`, `csi-volume` (the
- *   source volume's id); its id `csis-<hash>`.
+ *   source volume's id); its id `csis-<hash>`;
+ * - a **group snapshot**: a retained commit of the one branch its volumes are subdots of,
+ *   `csi-kind=group-snapshot`, `csi-group=<hash of the CSI name>`, `csi-members` (a JSON array of
+ *   the member volumes' subdots, "" for a branch's own volume); its id `csig-<hash>`. Each member
+ *   is a snapshot of that commit (group-records.ts).
  *
  * A deleted volume's branch is retired while a snapshot needs it (`__deleted-<id>` names it):
  * its records are not volumes any more.
@@ -24,6 +28,8 @@ export const META = {
   subdot: 'csi-subdot',
   snapshot: 'csi-snapshot',
   volume: 'csi-volume',
+  group: 'csi-group',
+  members: 'csi-members',
   retain: 'retain',
 } as const;
 
@@ -52,6 +58,8 @@ export interface SnapshotRecord {
   readonly sourceVolumeId: string;
   /** Unix nanoseconds, as the commit's timestamp. */
   readonly timestampNs: string;
+  /** The group snapshot it is a member of (deleted only with it), else undefined. */
+  readonly groupId?: string;
 }
 
 export function volumeRecordOf(c: FoundCommit): VolumeRecord | undefined {
@@ -125,12 +133,18 @@ export function volumeMessage(r: VolumeRecord): Volume {
 }
 
 export function snapshotMessage(r: SnapshotRecord): Snapshot {
-  const ns = BigInt(/^\d+$/.test(r.timestampNs) ? r.timestampNs : '0');
   return {
     size_bytes: 0,
     snapshot_id: r.id,
     source_volume_id: r.sourceVolumeId,
-    creation_time: { seconds: Number(ns / 1_000_000_000n), nanos: Number(ns % 1_000_000_000n) },
+    creation_time: timestampMessage(r.timestampNs),
     ready_to_use: true,
+    group_snapshot_id: r.groupId ?? '',
   };
+}
+
+/** A commit's timestamp (unix nanoseconds as text; 0 when it is not a number) as a protobuf Timestamp. */
+export function timestampMessage(timestampNs: string): { seconds: number; nanos: number } {
+  const ns = BigInt(/^\d+$/.test(timestampNs) ? timestampNs : '0');
+  return { seconds: Number(ns / 1_000_000_000n), nanos: Number(ns % 1_000_000_000n) };
 }

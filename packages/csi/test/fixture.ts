@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { after, before } from 'node:test';
 import {
   Cleanup,
@@ -76,4 +77,38 @@ export function useCsiFixture(name: string): () => CsiFixture {
     if (!f) throw new Error('the CSI fixture is not started');
     return f;
   };
+}
+
+/** Where a test volume is mounted: its staging path and the pod's target path. */
+export interface TestMount {
+  readonly staging: string;
+  readonly target: string;
+}
+
+/** Publishes, stages and publishes to a pod path the volume `id` on the fixture's node, as the kubelet does. */
+export async function mountVolume(f: CsiFixture, id: string, name: string): Promise<TestMount> {
+  const staging = join(f.dir, `staging-${name}`);
+  const target = join(f.dir, `pod-${name}`, 'mount');
+  await f.csi.Controller.ControllerPublishVolume({
+    volume_id: id,
+    node_id: f.nodeId,
+    volume_capability: CAP,
+    secrets: f.secrets,
+  });
+  await f.csi.Node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: CAP, secrets: f.secrets });
+  await f.csi.Node.NodePublishVolume({
+    volume_id: id,
+    staging_target_path: staging,
+    target_path: target,
+    volume_capability: CAP,
+    secrets: f.secrets,
+  });
+  return { staging, target };
+}
+
+/** Undoes mountVolume. */
+export async function unmountVolume(f: CsiFixture, id: string, m: TestMount): Promise<void> {
+  await f.csi.Node.NodeUnpublishVolume({ volume_id: id, target_path: m.target });
+  await f.csi.Node.NodeUnstageVolume({ volume_id: id, staging_target_path: m.staging });
+  await f.csi.Controller.ControllerUnpublishVolume({ volume_id: id, node_id: f.nodeId, secrets: f.secrets });
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { parseVolumeId } from '../src/ids.ts';
-import { CAP, CSI_SKIP, useCsiFixture } from './fixture.ts';
+import { CAP, CSI_SKIP, mountVolume, type TestMount, unmountVolume, useCsiFixture } from './fixture.ts';
 
 /**
  * A StorageClass with `dotmeshDot: <ns>/<name>`: every volume is a subdot of that dot's master
@@ -28,35 +28,8 @@ describe('volumes as subdots of one dot (dotmeshDot)', { skip: CSI_SKIP }, () =>
       },
     }) as Promise<{ volume: { volume_id: string } }>;
 
-  async function mount(id: string, name: string): Promise<{ staging: string; target: string }> {
-    const staging = join(f().dir, `staging-${name}`);
-    const target = join(f().dir, `pod-${name}`, 'mount');
-    await f().csi.Controller.ControllerPublishVolume({
-      volume_id: id,
-      node_id: f().nodeId,
-      volume_capability: CAP,
-      secrets: f().secrets,
-    });
-    await f().csi.Node.NodeStageVolume({
-      volume_id: id,
-      staging_target_path: staging,
-      volume_capability: CAP,
-      secrets: f().secrets,
-    });
-    await f().csi.Node.NodePublishVolume({
-      volume_id: id,
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: CAP,
-      secrets: f().secrets,
-    });
-    return { staging, target };
-  }
-  async function unmount(id: string, m: { staging: string; target: string }): Promise<void> {
-    await f().csi.Node.NodeUnpublishVolume({ volume_id: id, target_path: m.target });
-    await f().csi.Node.NodeUnstageVolume({ volume_id: id, staging_target_path: m.staging });
-    await f().csi.Controller.ControllerUnpublishVolume({ volume_id: id, node_id: f().nodeId, secrets: f().secrets });
-  }
+  const mount = (id: string, name: string) => mountVolume(f(), id, name);
+  const unmount = (id: string, m: TestMount) => unmountVolume(f(), id, m);
 
   test('two PVCs: two subdots of admin/shared, their data apart; one deleted, the other intact', async () => {
     const a = (await create('data-a')).volume.volume_id;

@@ -40,10 +40,13 @@ import { attachedNodes } from './k8s-volumes.ts';
  * from the tools' binaries of the versions the manifest names). A PVC's pod writes on node-0; the
  * pod recreated on node-1 reads the same bytes there: csi-attacher's ControllerPublish moved the
  * branch (a handoff). A VolumeSnapshot of it restores into a PVC whose pod, on node-2, reads the
- * data as it was at the snapshot. A node of the test's own, lost for real while a pod writes to
- * a volume there (every process of it SIGKILLed), is recovered as a user does on Kubernetes ≥
- * 1.28: Dotmesh fails the branch over, the out-of-service taint detaches the volume, and the pod
- * made again elsewhere reads every committed byte. Deleting the objects deletes the dots.
+ * data as it was at the snapshot. A VolumeGroupSnapshot of two PVCs that are subdots of one dot
+ * (written by two running pods) is one commit of the dot; PVCs restored from its members hold
+ * each volume as it was then; a group over two dots is refused, its status saying why. A node
+ * of the test's own, lost for real while a pod writes to a volume there (every process of it
+ * SIGKILLed), is recovered as a user does on Kubernetes ≥ 1.28: Dotmesh fails the branch over,
+ * the out-of-service taint detaches the volume, and the pod made again elsewhere reads every
+ * committed byte. Deleting the objects deletes the dots.
  */
 
 describe('the CSI driver deployed with the operator (docs/kubernetes.md manifests)', {
@@ -196,6 +199,149 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     assert.equal(restored.join('\n'), before.trim(), 'the restored volume holds the data at the snapshot');
     assert.deepEqual(await attachedTo('restored'), [n2()]);
     await deleteAndWait(cluster, ['pod', 'restorer', '-n', ns]);
+  });
+
+  test('a VolumeGroupSnapshot of two subdots of one dot is one commit; its members restore each volume as it was; a group over two dots is refused', async () => {
+    const api = await nodeApi(0);
+    const dot = 'gs-group';
+    const commitsOfDot = () => api.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
+    const classParams = JSON.parse(
+      (await cluster.kubectl(['get', 'storageclass', 'dotmesh-csi', '-o', 'jsonpath={.parameters}'])).stdout,
+    ) as Record<string, string>;
+    cleanup.add(
+      () => cluster.kubectl(['delete', 'storageclass', 'dotmesh-grouped', '--ignore-not-found']),
+      'delete the StorageClass dotmesh-grouped',
+    );
+    await apply({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'dotmesh-grouped' },
+      provisioner: 'csi.dotmesh.io',
+      reclaimPolicy: 'Delete',
+      parameters: { ...classParams, dotmeshDot: `admin/${dot}` },
+    });
+    // grp-db and grp-logs: subdots of admin/gs-group (the group gs-snap); grp-db with grp-other,
+    // a plain PVC (its own dot), make the group gs-mixed, which is refused.
+    const grouped = ['grp-db', 'grp-logs'];
+    const labelled = (name: string, labels: Record<string, string>, storageClassName = 'dotmesh-csi') => {
+      const c = claim(name);
+      return { ...c, metadata: { ...c.metadata, labels }, spec: { ...c.spec, storageClassName } };
+    };
+    await apply({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        labelled('grp-db', { 'gs-group': 'app', 'gs-mixed': 'yes' }, 'dotmesh-grouped'),
+        labelled('grp-logs', { 'gs-group': 'app' }, 'dotmesh-grouped'),
+        labelled('grp-other', { 'gs-mixed': 'yes' }),
+      ],
+    });
+    // Two pods write (and stay, their volumes published); the group snapshot is taken while they run.
+    const written = await Promise.all(
+      grouped.map(
+        async (name) =>
+          (await podOutput(`${name}-w`, n0(), name, `head -c 524288 /dev/urandom > /data/blob && sync && ${sha}`))[0]!,
+      ),
+    );
+    await waitFor(
+      async () =>
+        (await cluster.kubectl(['get', 'pvc', 'grp-other', '-n', ns, '-o', 'jsonpath={.status.phase}'])).stdout === 'Bound',
+      { timeoutMs: 120_000, intervalMs: 500, what: 'the PVC grp-other bound' },
+    );
+    const commitsBefore = await commitsOfDot();
+    const group = (name: string, matchLabels: Record<string, string>) => ({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
+      kind: 'VolumeGroupSnapshot',
+      metadata: { name, namespace: ns },
+      spec: { volumeGroupSnapshotClassName: 'dotmesh-csi', source: { selector: { matchLabels } } },
+    });
+    await apply({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [group('gs-snap', { 'gs-group': 'app' }), group('gs-mixed', { 'gs-mixed': 'yes' })],
+    });
+    const vgs = (name: string, path: string) =>
+      cluster.kubectl(['get', 'volumegroupsnapshot', name, '-n', ns, '-o', `jsonpath={${path}}`]).then((r) => r.stdout);
+    await waitFor(async () => (await vgs('gs-snap', '.status.readyToUse')) === 'true', {
+      timeoutMs: 180_000,
+      intervalMs: 1000,
+      what: 'the VolumeGroupSnapshot gs-snap ready',
+    });
+    // The group over two dots is refused, its status saying why, and commits nothing.
+    const refusal = await waitFor(
+      async () => {
+        const m = await vgs('gs-mixed', '.status.error.message');
+        return m.includes('different dots') ? m : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the VolumeGroupSnapshot gs-mixed refused' },
+    );
+    assert.match(refusal, /InvalidArgument/);
+    assert.match(refusal, new RegExp(`dot admin/${dot}`));
+    assert.match(refusal, /dotmeshDot/);
+    const commitsAfter = await commitsOfDot();
+    assert.equal(commitsAfter.length, commitsBefore.length + 1, 'one commit of the dot, for gs-snap');
+    assert.equal(commitsAfter.at(-1)?.Metadata['csi-kind'], 'group-snapshot');
+
+    // Its members: VolumeSnapshots the snapshot-controller made, owned by the group, one per PVC.
+    const members = new Map(
+      (
+        await getJson<{
+          items: {
+            metadata: { name: string; ownerReferences?: { kind: string; name: string }[] };
+            spec: { source: { persistentVolumeClaimName?: string } };
+          }[];
+        }>(cluster.kubectl, ['get', 'volumesnapshots', '-n', ns])
+      ).items
+        .filter((v) => v.metadata.ownerReferences?.some((o) => o.kind === 'VolumeGroupSnapshot' && o.name === 'gs-snap'))
+        .map((v) => [v.spec.source.persistentVolumeClaimName ?? '', v.metadata.name]),
+    );
+    assert.deepEqual([...members.keys()].sort(), grouped);
+
+    // The pods write more; PVCs restored from the members hold the group's moment.
+    await Promise.all(
+      grouped.map((name) =>
+        cluster.kubectl(['exec', '-n', ns, `${name}-w`, '--', 'sh', '-c', 'echo changed > /data/blob && sync']),
+      ),
+    );
+    await apply({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: grouped.map((name) =>
+        claim(`${name}-r`, { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: members.get(name)! }),
+      ),
+    });
+    const reader = podManifest({
+      name: 'grp-reader',
+      namespace: ns,
+      node: n0(),
+      scheduled: true,
+      image: cluster.images.busybox.ref,
+      command: ['sh', '-c', 'sha256sum /r0/blob /r1/blob | cut -d" " -f1'],
+      volumes: grouped.map((name, i) => ({ name: `r${i}`, persistentVolumeClaim: { claimName: `${name}-r` } })),
+      volumeMounts: grouped.map((_, i) => ({ name: `r${i}`, mountPath: `/r${i}` })),
+    });
+    const read = await runPodToCompletion(cluster.kubectl, reader, 300_000);
+    assert.deepEqual(read.trim().split('\n'), written, 'each restored PVC holds its volume at the group snapshot');
+
+    // Everything goes: the pods, then the groups (the group's commit with them) and the PVCs
+    // (the restored branches, the subdots), then the dot once the restored branches are gone.
+    await deleteAndWait(cluster, ['pod', 'grp-reader', ...grouped.map((n) => `${n}-w`), '-n', ns]);
+    await Promise.all([
+      deleteAndWait(cluster, ['volumegroupsnapshot', 'gs-mixed', 'gs-snap', '-n', ns]),
+      deleteAndWait(cluster, ['pvc', ...grouped.flatMap((n) => [`${n}-r`, n]), 'grp-other', '-n', ns]),
+    ]);
+    await waitFor(
+      async () => !(await api.call('FindCommits', { Key: 'csi-kind', Value: 'group-snapshot' })).some((c) => c.Name === dot),
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the group’s commit deleted with the VolumeGroupSnapshot' },
+    );
+    await waitFor(
+      () =>
+        api.call('Delete', { Namespace: 'admin', Name: dot }).then(
+          () => true,
+          () => false,
+        ),
+      { timeoutMs: 120_000, intervalMs: 1000, what: `the dot admin/${dot} deleted (its restored volumes gone)` },
+    );
   });
 
   test('a node lost while its pod writes to a volume: failover moves the branch, the out-of-service taint detaches it, the pod made again on node-1 reads every committed byte', async (t) => {

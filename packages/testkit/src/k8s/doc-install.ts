@@ -228,9 +228,10 @@ export async function waitForDotmesh(
 
 /**
  * Installs the CSI driver on a cluster where `installDotmeshFromDoc` installed Dotmesh, as
- * docs/kubernetes.md says ("Deploying it with the operator"): the VolumeSnapshot CRDs, then its
- * `dotmesh-csi.yaml` manifest with the local images (deviation: the server image and the CSI
- * sidecars are built here, the sidecars from the tools' binaries of the versions the doc names).
+ * docs/kubernetes.md says ("Deploying it with the operator"): the VolumeSnapshot and
+ * VolumeGroupSnapshot CRDs, then its `dotmesh-csi.yaml` manifest with the local images
+ * (deviation: the server image and the CSI sidecars are built here, the sidecars from the
+ * tools' binaries of the versions the doc names).
  * Removed again at cleanup (the images stay until the cluster goes). Returns once applied
  * (`waitForDotmeshCsi`).
  */
