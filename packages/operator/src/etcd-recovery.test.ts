@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { newRecoveryId, parseStrandedReport, planEtcdRecovery, type StrandedReport } from './etcd-recovery.ts';
+
+const report = (nodeId: string, raftIndex: number, revision: number, holdsCaKey = false): StrandedReport => ({
+  nodeId,
+  raftIndex,
+  revision,
+  clusterId: '120599259228984516',
+  holdsCaKey,
+  voters: 3,
+});
+
+test('planEtcdRecovery: waits for every voter, never while a server serves, and follows a recorded decision', () => {
+  const a = report('aaa', 40, 12, true);
+  const b = report('bbb', 40, 12);
+  const c = report('ccc', 38, 11);
+  assert.deepEqual(planEtcdRecovery({ reports: [], anyServerReady: false, recorded: undefined }).kind, 'none');
+  const two = planEtcdRecovery({ reports: [a, b], anyServerReady: false, recorded: undefined });
+  assert.equal(two.kind, 'none');
+  assert.match((two as { why: string }).why, /2 of 3 etcd members reported stranded/);
+  // The same node reporting twice (its pod restarted) counts once.
+  assert.equal(planEtcdRecovery({ reports: [a, b, b], anyServerReady: false, recorded: undefined }).kind, 'none');
+  assert.equal(planEtcdRecovery({ reports: [a, b, c], anyServerReady: true, recorded: undefined }).kind, 'none');
+  assert.deepEqual(planEtcdRecovery({ reports: [a, b, c], anyServerReady: false, recorded: undefined }), {
+    kind: 'recover',
+    from: 'aaa',
+    recorded: false,
+  });
+  // Recorded: followed whatever the reports say now (even none, even a server serving: the recovered one).
+  assert.deepEqual(planEtcdRecovery({ reports: [], anyServerReady: true, recorded: { id: 'r1', from: 'ccc' } }), {
+    kind: 'recover',
+    from: 'ccc',
+    recorded: true,
+  });
+});
+
+test('planEtcdRecovery: the newest data, the CA holder among equal data, blocked rather than older data', () => {
+  // The CA holder stopped first: it lacks the last writes, the others have them.
+  const caBehind = [report('aaa', 38, 11, true), report('bbb', 41, 13), report('ccc', 41, 13)];
+  const blocked = planEtcdRecovery({ reports: caBehind, anyServerReady: false, recorded: undefined });
+  assert.equal(blocked.kind, 'blocked');
+  assert.match((blocked as { why: string }).why, /node bbb's \(raft index 41, revision 13\)/);
+  // Same revision (the same key-value data), a lower raft index (a leader's empty entry): the CA holder.
+  assert.deepEqual(
+    planEtcdRecovery({
+      reports: [report('aaa', 39, 13, true), report('bbb', 41, 13), report('ccc', 40, 13)],
+      anyServerReady: false,
+      recorded: undefined,
+    }),
+    { kind: 'recover', from: 'aaa', recorded: false },
+  );
+  // Highest raft index first, then revision; among several CA holders with that data, the lowest node id.
+  assert.deepEqual(
+    planEtcdRecovery({
+      reports: [report('zzz', 50, 20, true), report('mmm', 50, 20, true), report('aaa', 49, 19, true)],
+      anyServerReady: false,
+      recorded: undefined,
+    }),
+    { kind: 'recover', from: 'mmm', recorded: false },
+  );
+  // Members of two clusters never make one.
+  const other = { ...report('ccc', 90, 90, true), clusterId: '7' };
+  assert.equal(
+    planEtcdRecovery({
+      reports: [report('aaa', 1, 1, true), report('bbb', 1, 1), other],
+      anyServerReady: false,
+      recorded: undefined,
+    }).kind,
+    'blocked',
+  );
+  // A cluster of one voter: its report alone is enough.
+  assert.deepEqual(
+    planEtcdRecovery({ reports: [{ ...report('aaa', 5, 2, true), voters: 1 }], anyServerReady: false, recorded: undefined }),
+    {
+      kind: 'recover',
+      from: 'aaa',
+      recorded: false,
+    },
+  );
+});
+
+test('parseStrandedReport: a server termination message, validated', () => {
+  const good = { nodeId: 'd3adb33f', raftIndex: 41, revision: 13, clusterId: '120599259228984516', holdsCaKey: true, voters: 3 };
+  assert.deepEqual(parseStrandedReport(JSON.stringify({ dotmeshEtcdStranded: good })), good);
+  for (const bad of [
+    undefined,
+    '',
+    'the server exited: etcd did not take …',
+    '{"dotmeshEtcdStranded": null}',
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, nodeId: '../x/y' } }),
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, raftIndex: -1 } }),
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, revision: 1.5 } }),
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, clusterId: 'abc' } }),
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, holdsCaKey: 'yes' } }),
+    JSON.stringify({ dotmeshEtcdStranded: { ...good, voters: 100 } }),
+  ]) {
+    assert.equal(parseStrandedReport(bad), undefined, String(bad));
+  }
+  assert.match(newRecoveryId(Date.UTC(2026, 11, 6)), /^r[a-z0-9]{1,12}$/);
+});
