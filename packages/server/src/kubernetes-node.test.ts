@@ -173,4 +173,68 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     assert.equal(config.join, null);
     assert.ok(!existsSync(config.joinTokenFile), 'no token: it issues its certificates itself');
   });
+
+  test('an etcd recovery: the directive journaled once; a pool to rejoin joins through its Secret even with the CA key', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup, JOIN);
+    const volume = join(dir, 'volume');
+    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    await rm(first.joinTokenFile);
+    await mkdir(join(first.stateDir, 'tls'), { recursive: true });
+    await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
+    const journal = join(first.stateDir, 'etcd-recovery.json');
+    // A moved CA holder told to rejoin, without its join Secret: refused, naming the recovery.
+    const moved = { ...options, joinDir: undefined, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };
+    await assert.rejects(prepareKubernetesNode({ ...moved, etcdRecovery: { id: 'r1', role: 'rejoin' } }), {
+      code: 'CONFLICT',
+      message:
+        /etcd recovery r1: this pool's etcd member joins the recovered cluster as a new member, and this pod has no join Secret/,
+    });
+    assert.deepEqual(JSON.parse(await readFile(journal, 'utf8')), { id: 'r1', role: 'rejoin', done: false });
+    // With it: the join target and token, though the state holds the CA key.
+    await prepareKubernetesNode({ ...moved, joinDir: options.joinDir, etcdRecovery: { id: 'r1', role: 'rejoin' } });
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.advertiseAddress, '10.9.0.99');
+    assert.deepEqual(config.join, { address: JOIN.address, caHash: JOIN['ca-hash'] });
+    assert.equal((await readFile(config.joinTokenFile, 'utf8')).trim(), JOIN.token);
+    // The same recovery never gets another role; a done step is not asked again.
+    await assert.rejects(prepareKubernetesNode({ ...moved, etcdRecovery: { id: 'r1', role: 'force-new-cluster' } }), {
+      code: 'CONFLICT',
+      message: /etcd recovery r1 gave this pool the role rejoin/,
+    });
+    await writeFile(journal, JSON.stringify({ id: 'r1', role: 'rejoin', done: true }));
+    await rm(config.joinTokenFile);
+    await prepareKubernetesNode({ ...moved, joinDir: options.joinDir, etcdRecovery: { id: 'r1', role: 'rejoin' } });
+    assert.deepEqual(JSON.parse(await readFile(journal, 'utf8')), { id: 'r1', role: 'rejoin', done: true });
+    assert.ok(!existsSync(config.joinTokenFile), 'a done rejoin (same address now) joins no more');
+  });
+
+  test('--etcd-recovery and --existing-pool-only: checked, and a volume without a pool is never made a new cluster', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const base = [
+      '--node-name=n',
+      '--advertise-address=10.0.0.1',
+      '--pool-dir=/p',
+      '--pool-size=1G',
+      '--admin-password-file=/a',
+      '--admin-api-key-file=/b',
+    ];
+    assert.deepEqual(parseKubernetesArgs([...base, '--etcd-recovery=rmq3x9/force-new-cluster']).etcdRecovery, {
+      id: 'rmq3x9',
+      role: 'force-new-cluster',
+    });
+    for (const bad of ['r1', 'r1/', '/rejoin', 'R1/rejoin', 'r1/restore', '../x/rejoin']) {
+      assert.throws(() => parseKubernetesArgs([...base, `--etcd-recovery=${bad}`]), { code: 'INVALID_ARGUMENT' }, bad);
+    }
+    const volume = join(dir, 'volume');
+    await assert.rejects(prepareKubernetesNode({ ...options, poolVolumeDir: volume, existingPoolOnly: true }), {
+      code: 'CONFLICT',
+      message: /holds no pool of this cluster, and this server may only serve an existing one/,
+    });
+    assert.ok(!existsSync(join(volume, 'server', 'config.json')), 'no config written');
+  });
 });

@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DotmeshError } from '@dotmesh/core';
-import { resolveServerConfig, type ServerConfigInput } from '@dotmesh/rpc';
+import { etcdMemberFiles, resolveServerConfig, type ServerConfigInput } from '@dotmesh/rpc';
 import {
   DEFAULT_CHECK_PORT,
   DEFAULT_CLUSTER_PORT,
@@ -13,6 +13,16 @@ import {
   DEFAULT_TLS_PORT,
   parseSize,
 } from '@dotmesh/rpc/server-defaults';
+import { probeMemberData } from './etcd/member-probe.ts';
+import {
+  parseRecoveryDirective,
+  type RecoveryRole,
+  type RecoveryStep,
+  readRecoveryStep,
+  requestRecoveryStep,
+} from './etcd/recovery-journal.ts';
+import { writeStrandedReport } from './etcd/stranded-report.ts';
+import { createLogger } from './log.ts';
 
 /**
  * `dotmesh-server serve-kubernetes`: the server of one node, as the operator runs it in a pod.
@@ -34,10 +44,19 @@ import {
  * the join Secret (new certificates; its etcd member moves to the new peer URL), or — when the
  * pool's state holds the CA key (the cluster's first node) — issues them itself; without
  * either it is refused (CONFLICT).
+ *
+ * An etcd recovery (every node replaced at once; the operator decides it, see
+ * docs/kubernetes.md): `--etcd-recovery ID/force-new-cluster` or `ID/rejoin` records this pool's
+ * part in its journal (etcd/recovery-journal.ts), once per id; a pool to rejoin joins through
+ * its join Secret even when it holds the CA key (its member joins the recovered cluster as a new
+ * one). `--existing-pool-only`: a volume without a config is refused rather than made a new
+ * cluster's first node (the operator's pods made while no server serves). A moved pool refused
+ * for want of a join Secret leaves, with `terminationLog`, the report of its member's data
+ * (etcd/stranded-report.ts) before it exits.
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
-       [--etcd-bin FILE] [--pool-volume-dir DIR]`;
+       [--etcd-bin FILE] [--pool-volume-dir DIR] [--etcd-recovery ID/ROLE] [--existing-pool-only]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -51,6 +70,12 @@ export interface KubernetesNodeOptions {
   readonly etcdBin: string;
   /** The node's pool volume (a PVC): the pool file and the state live there (absent: in poolDir). */
   readonly poolVolumeDir: string | undefined;
+  /** This pool's part in an etcd recovery the operator decided (absent: none). */
+  readonly etcdRecovery?: { readonly id: string; readonly role: RecoveryRole } | undefined;
+  /** Refuse a pool volume without a config (never start a new cluster). */
+  readonly existingPoolOnly?: boolean;
+  /** The container's termination message file (a stranded member's report goes there). */
+  readonly terminationLog?: string | undefined;
 }
 
 export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOptions {
@@ -66,6 +91,8 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'join-dir': { type: 'string' },
       'etcd-bin': { type: 'string', default: 'etcd' },
       'pool-volume-dir': { type: 'string' },
+      'etcd-recovery': { type: 'string' },
+      'existing-pool-only': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -83,7 +110,19 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     joinDir: values['join-dir'],
     etcdBin: values['etcd-bin']!,
     poolVolumeDir: values['pool-volume-dir'] || undefined,
+    etcdRecovery: values['etcd-recovery'] ? parseRecovery(values['etcd-recovery']) : undefined,
+    existingPoolOnly: values['existing-pool-only'] === true,
   };
+}
+
+function parseRecovery(value: string): { id: string; role: RecoveryRole } {
+  const slash = value.indexOf('/');
+  if (slash < 0) {
+    throw new DotmeshError('INVALID_ARGUMENT', `--etcd-recovery ${JSON.stringify(value)} is not ID/ROLE`, {
+      hint: KUBERNETES_USAGE,
+    });
+  }
+  return parseRecoveryDirective(value.slice(0, slash), value.slice(slash + 1));
 }
 
 async function readOptional(file: string): Promise<string | undefined> {
@@ -104,8 +143,20 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   const configFile = join(stateDir, 'config.json');
   const existing = await readOptional(configFile);
   if (existing !== undefined) {
-    if (o.poolVolumeDir !== undefined) await readdressMovedVolume(existing, configFile, stateDir, o);
+    if (o.poolVolumeDir !== undefined) {
+      const step = o.etcdRecovery
+        ? await requestRecoveryStep(stateDir, o.etcdRecovery.id, o.etcdRecovery.role)
+        : await readRecoveryStep(stateDir);
+      await readdressMovedVolume(existing, configFile, stateDir, o, step?.role === 'rejoin' && !step.done ? step : undefined);
+    }
     return configFile;
+  }
+  if (o.existingPoolOnly) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `the pool volume at ${o.poolVolumeDir ?? o.poolDir} holds no pool of this cluster, and this server may only serve an existing one`,
+      { hint: 'the operator makes such a pod while no server serves; it is made again once one does' },
+    );
   }
   const join_ = await readJoinSecret(o.joinDir);
   const [password, apiKey] = await Promise.all([readOptional(o.adminPasswordFile), readOptional(o.adminApiKeyFile)]);
@@ -179,6 +230,7 @@ async function readdressMovedVolume(
   configFile: string,
   stateDir: string,
   o: KubernetesNodeOptions,
+  rejoining: RecoveryStep | undefined,
 ): Promise<void> {
   let written: ServerConfigInput & { advertiseAddress?: unknown; nodeName?: unknown };
   try {
@@ -192,10 +244,18 @@ async function readdressMovedVolume(
     () => undefined,
   );
   const certHere = nodeCert?.subjectAltName?.split(', ').includes(`IP Address:${o.advertiseAddress}`) ?? true;
-  if (written.advertiseAddress === o.advertiseAddress && certHere && written.poolDir === o.poolDir) return;
+  if (written.advertiseAddress === o.advertiseAddress && certHere && written.poolDir === o.poolDir && !rejoining) return;
   const secret = await readJoinSecret(o.joinDir);
   const holdsCaKey = await readOptional(join(stateDir, 'tls', 'ca-key.pem')).then((k) => k !== undefined);
+  if (rejoining && secret === undefined) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `etcd recovery ${rejoining.id}: this pool's etcd member joins the recovered cluster as a new member, and this pod has no join Secret`,
+      { hint: 'the operator makes the join Secrets once the recovered node serves, and this pod again with one' },
+    );
+  }
   if (!holdsCaKey && secret === undefined) {
+    if (o.terminationLog) await reportIfMember(stateDir, o);
     throw new DotmeshError(
       'CONFLICT',
       `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}, with no join Secret to get its certificates for the new address`,
@@ -209,9 +269,36 @@ async function readdressMovedVolume(
     nodeName: o.nodeName,
     listenHost: o.advertiseAddress,
     advertiseAddress: o.advertiseAddress,
-    ...(holdsCaKey || secret === undefined ? {} : { join: { address: secret.address, caHash: secret.caHash } }),
+    ...((holdsCaKey && !rejoining) || secret === undefined ? {} : { join: { address: secret.address, caHash: secret.caHash } }),
   };
   const config = resolveServerConfig(next);
-  if (!holdsCaKey && secret) await writePrivate(config.joinTokenFile, `${secret.token}\n`);
+  if ((!holdsCaKey || rejoining) && secret) await writePrivate(config.joinTokenFile, `${secret.token}\n`);
   await writePrivate(configFile, `${JSON.stringify(next, null, 2)}\n`);
+}
+
+/**
+ * A pool moved with no join Secret (no node serves to make one: every node was replaced at
+ * once): when it holds an etcd member's data, what the data holds goes to the termination
+ * message for the operator (its etcd recovery). A probe that fails is logged, not fatal: the
+ * refusal that follows says what to do.
+ */
+async function reportIfMember(stateDir: string, o: KubernetesNodeOptions): Promise<void> {
+  const files = etcdMemberFiles({ stateDir });
+  const name = await readFile(files.statusFile, 'utf8').then(
+    (t) => (JSON.parse(t) as { name?: unknown }).name,
+    () => undefined,
+  );
+  if (typeof name !== 'string' || name === '') return;
+  try {
+    const state = await probeMemberData({
+      bin: o.etcdBin,
+      name,
+      dataDir: files.dataDir,
+      tls: { ca: files.ca, cert: files.cert, key: files.key },
+      logger: createLogger({ destination: 2 }),
+    });
+    await writeStrandedReport(o.terminationLog!, { nodeId: name, state, holdsCaKey: false, statusFile: files.statusFile });
+  } catch (e) {
+    process.stderr.write(`dotmesh-server: cannot read this pool's etcd member data for the operator: ${(e as Error).message}\n`);
+  }
 }

@@ -30,6 +30,7 @@ import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
 import { EtcdMemberFollower } from './etcd/member-follower.ts';
+import { writeStrandedReport } from './etcd/stranded-report.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { parsePreStop, preStop } from './kubernetes-prestop.ts';
@@ -42,6 +43,9 @@ import { type RunningServer, startServer } from './server.ts';
 import { loadTlsMaterial } from './tls/https-server.ts';
 import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES, pkiFiles, signCsr } from './tls/pki.ts';
 import { SERVER_VERSION } from './version.ts';
+
+/** The environment variable naming the container's termination message file (the operator sets it). */
+const TERMINATION_LOG_ENV = 'DOTMESH_TERMINATION_LOG';
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
 
@@ -59,7 +63,8 @@ The config file is written by 'dm cluster init' (<pool dir>/server/config.json).
 /**
  * Entry point: parses argv once, then runs one command. Returns the exit status. `entryDir`:
  * the directory of the script node runs (`dotmesh-pump` and `dotmesh-flexvolume` are looked for
- * beside it). `env`: the process environment (`DOTMESH_FLEXVOLUME_DIR`, `KUBERNETES_SERVICE_HOST`:
+ * beside it). `env`: the process environment (`DOTMESH_TERMINATION_LOG`: where a stranded etcd
+ * member's report goes, see etcd/stranded-report.ts; `DOTMESH_FLEXVOLUME_DIR`, `KUBERNETES_SERVICE_HOST`:
  * see resolveFlexVolumeDir).
  */
 export async function main(
@@ -89,13 +94,15 @@ export async function main(
     return 2;
   }
   try {
-    const file = kubernetes ? await prepareKubernetesNode(parseKubernetesArgs(rest)) : configFile!;
+    const file = kubernetes
+      ? await prepareKubernetesNode({ ...parseKubernetesArgs(rest), terminationLog: env[TERMINATION_LOG_ENV] || undefined })
+      : configFile!;
     const config = parseServerConfigText(await readFile(file, 'utf8'));
     if (command === 'destroy-pool') {
       await destroy(config);
       return 0;
     }
-    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env));
+    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env), env[TERMINATION_LOG_ENV] || undefined);
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -182,7 +189,14 @@ function updateConfigFile(configFile: string, patch: Record<string, unknown>): P
  * members' client URLs and its certificate files in its config; a joined node that did not
  * become a member (the cluster had three) keeps none.
  */
-async function startEtcdMember(config: ServerConfig, configFile: string, nodeId: string, exec: Exec, logger: Logger) {
+async function startEtcdMember(
+  config: ServerConfig,
+  configFile: string,
+  nodeId: string,
+  exec: Exec,
+  logger: Logger,
+  terminationLog: string | undefined,
+) {
   const member = config.etcdMember;
   if (!member || config.store !== 'etcd') return { config, member: null };
   await ensureCa(config, exec);
@@ -206,6 +220,23 @@ async function startEtcdMember(config: ServerConfig, configFile: string, nodeId:
         await store.close();
       }
     },
+    // Every member moved at once: what this one's data holds goes to the operator (etcd recovery).
+    ...(terminationLog === undefined
+      ? {}
+      : {
+          onStranded: async (state) => {
+            const files = etcdMemberFiles(config);
+            const holdsCaKey = await readFile(files.caKey).then(
+              () => true,
+              () => false,
+            );
+            await writeStrandedReport(terminationLog, { nodeId, state, holdsCaKey, statusFile: files.statusFile });
+            logger.warn(
+              { ...state, holdsCaKey, report: terminationLog },
+              'no other etcd member answers: reported this member stranded',
+            );
+          },
+        }),
     exec,
     logger,
   });
@@ -288,6 +319,7 @@ async function serve(
   configFile: string,
   entryDir: string,
   flexVolumeDir: string | null,
+  terminationLog: string | undefined,
 ): Promise<void> {
   let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
@@ -315,7 +347,7 @@ async function serve(
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
     config = await joinAtStart(config, configFile, pool.poolId, exec, logger);
-    ({ config, member: etcd } = await startEtcdMember(config, configFile, pool.poolId, exec, logger));
+    ({ config, member: etcd } = await startEtcdMember(config, configFile, pool.poolId, exec, logger, terminationLog));
     const guard =
       config.sparse && !config.existingMount
         ? new HostSpaceGuard({
