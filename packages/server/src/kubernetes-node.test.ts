@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseServerConfigText } from '@dotmesh/rpc';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
+import { readRecoveryDir } from './etcd/recovery-dir.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 
 async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
@@ -211,27 +212,41 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     assert.ok(!existsSync(config.joinTokenFile), 'a done rejoin (same address now) joins no more');
   });
 
-  test('--etcd-recovery and --existing-pool-only: checked, and a volume without a pool is never made a new cluster', async (t) => {
+  test('the etcd recovery ConfigMap as mounted: this pool’s part from its member name; existing-pool-only never makes a new cluster', async (t) => {
     const cleanup = new Cleanup();
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup);
-    const base = [
-      '--node-name=n',
-      '--advertise-address=10.0.0.1',
-      '--pool-dir=/p',
-      '--pool-size=1G',
-      '--admin-password-file=/a',
-      '--admin-api-key-file=/b',
-    ];
-    assert.deepEqual(parseKubernetesArgs([...base, '--etcd-recovery=rmq3x9/force-new-cluster']).etcdRecovery, {
-      id: 'rmq3x9',
-      role: 'force-new-cluster',
-    });
-    for (const bad of ['r1', 'r1/', '/rejoin', 'R1/rejoin', 'r1/restore', '../x/rejoin']) {
-      assert.throws(() => parseKubernetesArgs([...base, `--etcd-recovery=${bad}`]), { code: 'INVALID_ARGUMENT' }, bad);
+    const recoveryDir = join(dir, 'recovery');
+    await mkdir(recoveryDir);
+    const statusFile = join(dir, 'etcd-member.json');
+    const write = async (files: Readonly<Record<string, string | undefined>>) => {
+      await rm(recoveryDir, { recursive: true, force: true });
+      await mkdir(recoveryDir);
+      for (const [k, v] of Object.entries(files)) if (v !== undefined) await writeFile(join(recoveryDir, k), `${v}\n`);
+    };
+    assert.deepEqual(await readRecoveryDir(recoveryDir, statusFile), { existingPoolOnly: false });
+    await write({ 'existing-pool-only': 'true', id: 'rmq3x9', from: 'node-b' });
+    assert.deepEqual(await readRecoveryDir(recoveryDir, statusFile), { existingPoolOnly: true }, 'no member here: no part');
+    await writeFile(statusFile, JSON.stringify({ name: 'node-b', voters: 3 }));
+    assert.deepEqual((await readRecoveryDir(recoveryDir, statusFile)).step, { id: 'rmq3x9', role: 'force-new-cluster' });
+    await writeFile(statusFile, JSON.stringify({ name: 'node-c', voters: 3 }));
+    assert.deepEqual((await readRecoveryDir(recoveryDir, statusFile)).step, { id: 'rmq3x9', role: 'rejoin' });
+    for (const bad of [{ id: 'rmq3x9' }, { from: 'node-b' }, { id: 'R1', from: 'node-b' }, { id: 'r1', from: '../x' }]) {
+      await write(bad);
+      await assert.rejects(readRecoveryDir(recoveryDir, statusFile), { code: 'INVALID_ARGUMENT' }, JSON.stringify(bad));
     }
+    assert.equal(
+      parseKubernetesArgs([
+        ...'--node-name=n --advertise-address=10.0.0.1 --pool-dir=/p --pool-size=1G --admin-password-file=/a --admin-api-key-file=/b'.split(
+          ' ',
+        ),
+        '--etcd-recovery-dir=/r',
+      ]).etcdRecoveryDir,
+      '/r',
+    );
+    await write({ 'existing-pool-only': 'true' });
     const volume = join(dir, 'volume');
-    await assert.rejects(prepareKubernetesNode({ ...options, poolVolumeDir: volume, existingPoolOnly: true }), {
+    await assert.rejects(prepareKubernetesNode({ ...options, poolVolumeDir: volume, etcdRecoveryDir: recoveryDir }), {
       code: 'CONFLICT',
       message: /holds no pool of this cluster, and this server may only serve an existing one/,
     });

@@ -14,13 +14,8 @@ import {
   parseSize,
 } from '@dotmesh/rpc/server-defaults';
 import { probeMemberData } from './etcd/member-probe.ts';
-import {
-  parseRecoveryDirective,
-  type RecoveryRole,
-  type RecoveryStep,
-  readRecoveryStep,
-  requestRecoveryStep,
-} from './etcd/recovery-journal.ts';
+import { readRecoveryDir } from './etcd/recovery-dir.ts';
+import { type RecoveryRole, type RecoveryStep, readRecoveryStep, requestRecoveryStep } from './etcd/recovery-journal.ts';
 import { writeStrandedReport } from './etcd/stranded-report.ts';
 import { createLogger } from './log.ts';
 
@@ -46,17 +41,18 @@ import { createLogger } from './log.ts';
  * either it is refused (CONFLICT).
  *
  * An etcd recovery (every node replaced at once; the operator decides it, see
- * docs/kubernetes.md): `--etcd-recovery ID/force-new-cluster` or `ID/rejoin` records this pool's
- * part in its journal (etcd/recovery-journal.ts), once per id; a pool to rejoin joins through
- * its join Secret even when it holds the CA key (its member joins the recovered cluster as a new
- * one). `--existing-pool-only`: a volume without a config is refused rather than made a new
- * cluster's first node (the operator's pods made while no server serves). A moved pool refused
+ * docs/kubernetes.md): `--etcd-recovery-dir` is the operator's ConfigMap `dotmesh-etcd-recovery`
+ * as mounted (etcd/recovery-dir.ts). Its decision gives this pool its part (`force-new-cluster`
+ * or `rejoin`), recorded in its journal (etcd/recovery-journal.ts) once per id; a pool to rejoin
+ * joins through its join Secret even when it holds the CA key (its member joins the recovered
+ * cluster as a new one). Its `existing-pool-only`: a volume without a config is refused rather
+ * than made a new cluster's first node (pods the operator makes while no server serves). A moved pool refused
  * for want of a join Secret leaves, with `terminationLog`, the report of its member's data
  * (etcd/stranded-report.ts) before it exits.
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        --pool-size SIZE --admin-password-file FILE --admin-api-key-file FILE [--join-dir DIR]
-       [--etcd-bin FILE] [--pool-volume-dir DIR] [--etcd-recovery ID/ROLE] [--existing-pool-only]`;
+       [--etcd-bin FILE] [--pool-volume-dir DIR] [--etcd-recovery-dir DIR]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -70,9 +66,11 @@ export interface KubernetesNodeOptions {
   readonly etcdBin: string;
   /** The node's pool volume (a PVC): the pool file and the state live there (absent: in poolDir). */
   readonly poolVolumeDir: string | undefined;
-  /** This pool's part in an etcd recovery the operator decided (absent: none). */
+  /** The operator's etcd recovery ConfigMap, mounted (its files absent while it has none). */
+  readonly etcdRecoveryDir?: string | undefined;
+  /** This pool's part in an etcd recovery, given directly (else read from etcdRecoveryDir). */
   readonly etcdRecovery?: { readonly id: string; readonly role: RecoveryRole } | undefined;
-  /** Refuse a pool volume without a config (never start a new cluster). */
+  /** Refuse a pool volume without a config (never start a new cluster); also set by etcdRecoveryDir. */
   readonly existingPoolOnly?: boolean;
   /** The container's termination message file (a stranded member's report goes there). */
   readonly terminationLog?: string | undefined;
@@ -91,8 +89,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'join-dir': { type: 'string' },
       'etcd-bin': { type: 'string', default: 'etcd' },
       'pool-volume-dir': { type: 'string' },
-      'etcd-recovery': { type: 'string' },
-      'existing-pool-only': { type: 'boolean', default: false },
+      'etcd-recovery-dir': { type: 'string' },
     },
     strict: true,
   });
@@ -110,19 +107,8 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     joinDir: values['join-dir'],
     etcdBin: values['etcd-bin']!,
     poolVolumeDir: values['pool-volume-dir'] || undefined,
-    etcdRecovery: values['etcd-recovery'] ? parseRecovery(values['etcd-recovery']) : undefined,
-    existingPoolOnly: values['existing-pool-only'] === true,
+    etcdRecoveryDir: values['etcd-recovery-dir'] || undefined,
   };
-}
-
-function parseRecovery(value: string): { id: string; role: RecoveryRole } {
-  const slash = value.indexOf('/');
-  if (slash < 0) {
-    throw new DotmeshError('INVALID_ARGUMENT', `--etcd-recovery ${JSON.stringify(value)} is not ID/ROLE`, {
-      hint: KUBERNETES_USAGE,
-    });
-  }
-  return parseRecoveryDirective(value.slice(0, slash), value.slice(slash + 1));
 }
 
 async function readOptional(file: string): Promise<string | undefined> {
@@ -142,16 +128,18 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   const stateDir = join(o.poolVolumeDir ?? o.poolDir, 'server');
   const configFile = join(stateDir, 'config.json');
   const existing = await readOptional(configFile);
+  const directive = o.etcdRecoveryDir
+    ? await readRecoveryDir(o.etcdRecoveryDir, etcdMemberFiles({ stateDir }).statusFile)
+    : undefined;
+  const recovery = o.etcdRecovery ?? directive?.step;
   if (existing !== undefined) {
     if (o.poolVolumeDir !== undefined) {
-      const step = o.etcdRecovery
-        ? await requestRecoveryStep(stateDir, o.etcdRecovery.id, o.etcdRecovery.role)
-        : await readRecoveryStep(stateDir);
+      const step = recovery ? await requestRecoveryStep(stateDir, recovery.id, recovery.role) : await readRecoveryStep(stateDir);
       await readdressMovedVolume(existing, configFile, stateDir, o, step?.role === 'rejoin' && !step.done ? step : undefined);
     }
     return configFile;
   }
-  if (o.existingPoolOnly) {
+  if (o.existingPoolOnly || directive?.existingPoolOnly) {
     throw new DotmeshError(
       'CONFLICT',
       `the pool volume at ${o.poolVolumeDir ?? o.poolDir} holds no pool of this cluster, and this server may only serve an existing one`,
