@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { StrandedReport } from '@dotmesh/rpc/etcd-stranded';
+import { formatStrandedReport, type StrandedReport } from '@dotmesh/rpc/etcd-stranded';
+import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { newRecoveryId, planEtcdRecovery } from './etcd-recovery.ts';
+import { recordedRecovery, strandedReports } from './etcd-recovery-step.ts';
 
 const report = (nodeId: string, raftIndex: number, revision: number, holdsCaKey = false): StrandedReport => ({
   nodeId,
@@ -83,4 +85,29 @@ test('planEtcdRecovery: the newest data, the CA holder among equal data, blocked
 
 test('newRecoveryId: a recovery id the server accepts', () => {
   assert.match(newRecoveryId(Date.UTC(2026, 11, 6)), /^r[a-z0-9]{1,12}$/);
+});
+
+test('strandedReports and recordedRecovery: read from the pods’ termination messages and the ConfigMap', () => {
+  const r = report('aaa', 40, 12, true);
+  const message = formatStrandedReport(r);
+  const pod = (state: V1ContainerStatus['state'], lastState: V1ContainerStatus['lastState'], name = 'dotmesh-server'): V1Pod => ({
+    status: { containerStatuses: [{ name, state, lastState, image: 'i', imageID: '', ready: false, restartCount: 1 }] },
+  });
+  assert.deepEqual(
+    strandedReports([pod({ waiting: { reason: 'CrashLoopBackOff' } }, { terminated: { exitCode: 1, message } })]),
+    [r],
+  );
+  assert.deepEqual(strandedReports([pod({ terminated: { exitCode: 1, message } }, {})]), [r]);
+  assert.deepEqual(
+    strandedReports([pod({ terminated: { exitCode: 1, message } }, {}, 'csi-node')]),
+    [],
+    'the server container only',
+  );
+  assert.deepEqual(strandedReports([pod({ running: {} }, { terminated: { exitCode: 1, message: 'killed' } })]), []);
+  assert.equal(recordedRecovery(undefined), undefined);
+  assert.equal(recordedRecovery({ data: { 'existing-pool-only': 'true' } }), undefined);
+  assert.deepEqual(recordedRecovery({ data: { 'existing-pool-only': 'true', id: 'r1', from: 'aaa' } }), {
+    id: 'r1',
+    from: 'aaa',
+  });
 });
