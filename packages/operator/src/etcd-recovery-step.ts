@@ -87,7 +87,7 @@ export async function etcdRecoveryStep(
     }
     return true;
   }
-  const plan = planEtcdRecovery({ reports, anyServerReady: serving.length > 0, recorded });
+  const plan = planEtcdRecovery({ reports, anyServerReady: serving.length > 0, recorded, pools: input.servers });
   if (plan.kind === 'none') {
     if (serving.length > 0) {
       await deleteRecord(o, record);

@@ -22,6 +22,14 @@ test('planEtcdRecovery: waits for every voter, never while a server serves, and 
   const two = planEtcdRecovery({ reports: [a, b], anyServerReady: false, recorded: undefined });
   assert.equal(two.kind, 'none');
   assert.match((two as { why: string }).why, /2 of 3 etcd members reported stranded/);
+  // A report's voters may be stale (a member that never restarted since the others joined): the pools count too.
+  const stale = [
+    { ...a, voters: 1 },
+    { ...b, voters: 2 },
+  ];
+  assert.equal(planEtcdRecovery({ reports: stale, anyServerReady: false, recorded: undefined }).kind, 'recover');
+  assert.equal(planEtcdRecovery({ reports: stale, anyServerReady: false, recorded: undefined, pools: 3 }).kind, 'none');
+  assert.equal(planEtcdRecovery({ reports: [a, b, c], anyServerReady: false, recorded: undefined, pools: 5 }).kind, 'recover');
   // The same node reporting twice (its pod restarted) counts once.
   assert.equal(planEtcdRecovery({ reports: [a, b, b], anyServerReady: false, recorded: undefined }).kind, 'none');
   assert.equal(planEtcdRecovery({ reports: [a, b, c], anyServerReady: true, recorded: undefined }).kind, 'none');

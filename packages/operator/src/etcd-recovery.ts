@@ -15,6 +15,9 @@
  */
 import type { StrandedReport } from '@dotmesh/rpc/etcd-stranded';
 
+/** Members a managed etcd grows to by joins (the server's MAX_MANAGED_MEMBERS). */
+const MAX_MEMBERS = 3;
+
 /** A recorded recovery: its id and the node whose member restarts the cluster. */
 export interface RecordedRecovery {
   readonly id: string;
@@ -30,8 +33,10 @@ export type RecoveryPlan =
  * The member to restart the cluster from, and when it is safe to:
  * - a recorded recovery is followed as recorded (the decision never changes);
  * - never while a server serves (its store answers: no member is stranded);
- * - only once as many distinct members as the last membership had voters reported stranded
- *   (a member that has not said so may hold newer writes, or may still reach the others);
+ * - only once as many distinct members reported stranded as the membership had voters (the
+ *   most any report says, and at least min(pools, 3)): a member that has not said so may hold
+ *   newer writes (etcd keeps only what a member knew committed when it forces a new cluster),
+ *   or may still reach the others;
  * - never across reports of different clusters (blocked);
  * - the newest data: the highest committed raft index, then the highest revision. A committed
  *   write is on a majority, so with every voter reported the newest holds every committed
@@ -45,6 +50,8 @@ export function planEtcdRecovery(o: {
   readonly reports: readonly StrandedReport[];
   readonly anyServerReady: boolean;
   readonly recorded: RecordedRecovery | undefined;
+  /** Pools with a server pod: a cluster of N pools has min(N, 3) members (joins stop at three). */
+  readonly pools?: number;
 }): RecoveryPlan {
   if (o.recorded) return { kind: 'recover', from: o.recorded.from, recorded: true };
   if (o.anyServerReady) return { kind: 'none', why: 'a server serves: its etcd members answer' };
@@ -59,7 +66,7 @@ export function planEtcdRecovery(o: {
       why: `the stranded members belong to different etcd clusters (${[...clusters].join(', ')}): not recovering`,
     };
   }
-  const voters = Math.max(...reports.map((r) => r.voters));
+  const voters = Math.max(...reports.map((r) => r.voters), Math.min(o.pools ?? 0, MAX_MEMBERS));
   if (reports.length < voters) {
     return {
       kind: 'none',

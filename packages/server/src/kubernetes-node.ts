@@ -243,7 +243,7 @@ async function readdressMovedVolume(
     );
   }
   if (!holdsCaKey && secret === undefined) {
-    if (o.terminationLog) await reportIfMember(stateDir, o);
+    if (o.terminationLog) await reportIfMember(stateDir, o, (written as { etcdEndpoints?: unknown }).etcdEndpoints);
     throw new DotmeshError(
       'CONFLICT',
       `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}, with no join Secret to get its certificates for the new address`,
@@ -270,7 +270,7 @@ async function readdressMovedVolume(
  * message for the operator (its etcd recovery). A probe that fails is logged, not fatal: the
  * refusal that follows says what to do.
  */
-async function reportIfMember(stateDir: string, o: KubernetesNodeOptions): Promise<void> {
+async function reportIfMember(stateDir: string, o: KubernetesNodeOptions, endpoints: unknown): Promise<void> {
   const files = etcdMemberFiles({ stateDir });
   const name = await readFile(files.statusFile, 'utf8').then(
     (t) => (JSON.parse(t) as { name?: unknown }).name,
@@ -285,7 +285,13 @@ async function reportIfMember(stateDir: string, o: KubernetesNodeOptions): Promi
       tls: { ca: files.ca, cert: files.cert, key: files.key },
       logger: createLogger({ destination: 2 }),
     });
-    await writeStrandedReport(o.terminationLog!, { nodeId: name, state, holdsCaKey: false, statusFile: files.statusFile });
+    await writeStrandedReport(o.terminationLog!, {
+      nodeId: name,
+      state,
+      holdsCaKey: false,
+      statusFile: files.statusFile,
+      knownEndpoints: Array.isArray(endpoints) ? endpoints.filter((e): e is string => typeof e === 'string') : [],
+    });
   } catch (e) {
     process.stderr.write(`dotmesh-server: cannot read this pool's etcd member data for the operator: ${(e as Error).message}\n`);
   }

@@ -230,7 +230,13 @@ async function startEtcdMember(
               () => true,
               () => false,
             );
-            await writeStrandedReport(terminationLog, { nodeId, state, holdsCaKey, statusFile: files.statusFile });
+            await writeStrandedReport(terminationLog, {
+              nodeId,
+              state,
+              holdsCaKey,
+              statusFile: files.statusFile,
+              knownEndpoints: config.etcdEndpoints,
+            });
             logger.warn(
               { ...state, holdsCaKey, report: terminationLog },
               'no other etcd member answers: reported this member stranded',
