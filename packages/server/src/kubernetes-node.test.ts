@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { parseServerConfigText } from '@dotmesh/rpc';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
 import { readRecoveryDir } from './etcd/recovery-dir.ts';
-import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
+import { type KubernetesNodeOptions, parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 
 async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
   const dir = await makeTempDir('k8s-node', cleanup);
@@ -27,6 +27,16 @@ async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
     ...(join_ ? [`--join-dir=${join(dir, 'join')}`] : []),
   ];
   return { dir, options: parseKubernetesArgs(argv) };
+}
+
+/** A pool volume after its first start, its state holding the CA key (as the first node's). */
+async function volumeHoldingCaKey(dir: string, options: KubernetesNodeOptions) {
+  const volume = join(dir, 'volume');
+  const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+  const first = parseServerConfigText(await readFile(file, 'utf8'));
+  await mkdir(join(first.stateDir, 'tls'), { recursive: true });
+  await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
+  return { volume, file, first };
 }
 
 const JOIN = {
@@ -161,12 +171,8 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     const cleanup = new Cleanup();
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup);
-    const volume = join(dir, 'volume');
-    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
-    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    const { volume, file, first } = await volumeHoldingCaKey(dir, options);
     await rm(first.initialAdminFile);
-    await mkdir(join(first.stateDir, 'tls'), { recursive: true });
-    await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
     await prepareKubernetesNode({ ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' });
     const config = parseServerConfigText(await readFile(file, 'utf8'));
     assert.equal(config.advertiseAddress, '10.9.0.99');
@@ -179,12 +185,8 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     const cleanup = new Cleanup();
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup, JOIN);
-    const volume = join(dir, 'volume');
-    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
-    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    const { volume, file, first } = await volumeHoldingCaKey(dir, options);
     await rm(first.joinTokenFile);
-    await mkdir(join(first.stateDir, 'tls'), { recursive: true });
-    await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
     const journal = join(first.stateDir, 'etcd-recovery.json');
     // A moved CA holder told to rejoin, without its join Secret: refused, naming the recovery.
     const moved = { ...options, joinDir: undefined, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };

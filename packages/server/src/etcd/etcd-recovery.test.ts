@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isDotmeshError } from '@dotmesh/core';
@@ -12,7 +11,7 @@ import { Etcd3 } from 'etcd3';
 import { SILENT_LOGGER } from '../log.ts';
 import { ensureClusterPki, LOOPBACK_NAMES } from '../tls/pki.ts';
 import { type StartedMember, startManagedMember } from './managed-member.ts';
-import { probeMemberData } from './member-probe.ts';
+import { freeLoopbackPort, probeMemberData } from './member-probe.ts';
 import { readRecoveryStep, requestRecoveryStep } from './recovery-journal.ts';
 
 /**
@@ -27,17 +26,6 @@ import { readRecoveryStep, requestRecoveryStep } from './recovery-journal.ts';
  */
 const exec = createExec({});
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.11', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 interface Node {
   readonly name: string;
   readonly stateDir: string;
@@ -47,7 +35,7 @@ interface Node {
 test('every etcd member moved at once: the newest member restarts the cluster, the others join it again', async () => {
   const cleanup = new Cleanup();
   try {
-    const peerPort = await freePort();
+    const peerPort = await freeLoopbackPort();
     const root = await makeTempDir('etcd-recovery', cleanup);
     // One cluster CA; each node's state holds it (and its key: each issues its own etcd certificate here).
     const caDir = join(root, 'ca');
@@ -57,7 +45,7 @@ test('every etcd member moved at once: the newest member restarts the cluster, t
       const stateDir = join(root, name);
       await mkdir(join(stateDir, 'tls'), { recursive: true, mode: 0o700 });
       for (const f of ['ca.pem', 'ca-key.pem']) await copyFile(join(caDir, 'tls', f), join(stateDir, 'tls', f));
-      nodes.push({ name, stateDir, clientPort: await freePort() });
+      nodes.push({ name, stateDir, clientPort: await freeLoopbackPort() });
     }
     const [a, b, c] = nodes as [Node, Node, Node];
     const clientUrl = (n: Node, ip: string) => `https://${ip}:${n.clientPort}`;

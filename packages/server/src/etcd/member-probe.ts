@@ -85,7 +85,7 @@ export async function probeMemberData(o: {
 }
 
 /** A TCP port free on 127.0.0.1 now (the kernel's choice). */
-function freeLoopbackPort(): Promise<number> {
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
