@@ -127,10 +127,17 @@ test('every etcd member moved at once: the newest member restarts the cluster, t
     const cBefore = await readdir(join(cData, 'member', 'wal'));
     states.set(
       c.name,
-      await probeMemberData({ bin: 'etcd', name: c.name, dataDir: cData, tls: tlsFiles(c), logger: SILENT_LOGGER }),
+      await probeMemberData({
+        bin: 'etcd',
+        name: c.name,
+        dataDir: cData,
+        tls: tlsFiles(c),
+        logger: SILENT_LOGGER,
+        probeDir: root,
+      }),
     );
     assert.deepEqual(await readdir(join(cData, 'member', 'wal')), cBefore, 'the probe wrote nothing in the member data');
-    await assert.rejects(stat(`${cData}.probe`), 'the probe copy is gone');
+    await assert.rejects(stat(join(root, 'dotmesh-etcd-probe-node-c')), 'the probe copy is gone');
     const [sa, sb, sc] = [states.get(a.name)!, states.get(b.name)!, states.get(c.name)!];
     assert.ok(sb.revision > sa.revision, `node-b's data (revision ${sb.revision}) is newer than node-a's (${sa.revision})`);
     assert.equal(sb.revision, sc.revision);

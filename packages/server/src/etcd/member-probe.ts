@@ -1,5 +1,7 @@
 import { cp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import { type EtcdMemberState, EtcdMembers } from '@dotmesh/store/etcd-members';
@@ -17,8 +19,8 @@ export interface MemberTlsFiles {
 
 /**
  * What a member's data holds when no other member can be reached (a member without quorum
- * answers no client call, not even its status): the data dir is copied beside itself
- * (`<dataDir>.probe`), etcd runs on the copy as a new cluster of one (`--force-new-cluster`)
+ * answers no client call, not even its status): the data dir is copied (to
+ * `<probeDir>/dotmesh-etcd-probe-<name>`, the system's temporary directory by default), etcd runs on the copy as a new cluster of one (`--force-new-cluster`)
  * on loopback ports only, and its status is read: the committed raft index and the store's
  * revision of the member's data. The copy is then stopped and deleted; the member's own data
  * is only read. A server killed midway leaves the copy, which the next probe deletes first
@@ -30,8 +32,12 @@ export async function probeMemberData(o: {
   readonly dataDir: string;
   readonly tls: MemberTlsFiles;
   readonly logger: Logger;
+  /** Where the copy goes (default: the system's temporary directory). */
+  readonly probeDir?: string;
 }): Promise<EtcdMemberState> {
-  const copy = `${o.dataDir}.probe`;
+  // Not beside the data: a pool volume leaves little room beyond the pool (etcd preallocates
+  // its WAL files, 64 MiB each).
+  const copy = join(o.probeDir ?? tmpdir(), `dotmesh-etcd-probe-${o.name}`);
   const spec = { bin: o.bin, dataDir: copy, logFile: `${copy}.log`, pidFile: `${copy}.pid` };
   const [clientPort, peerPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
   const clientUrl = `https://127.0.0.1:${clientPort}`;
@@ -57,7 +63,8 @@ export async function probeMemberData(o: {
   // A probe a killed server left: its etcd stopped (by the pid file), its copy deleted.
   await stopLeftover(spec, o.logger);
   await rm(copy, { recursive: true, force: true });
-  await cp(o.dataDir, copy, { recursive: true, preserveTimestamps: true });
+  // The WAL's preallocated next segment (`*.tmp`) is not part of the member's data.
+  await cp(o.dataDir, copy, { recursive: true, preserveTimestamps: true, filter: (src) => !src.endsWith('.tmp') });
   await proc.start();
   const [ca, cert, key] = await Promise.all([readFile(o.tls.ca), readFile(o.tls.cert), readFile(o.tls.key)]);
   const client = new EtcdMembers({ endpoints: [clientUrl], ca, cert, key, requestTimeoutMs: 3000 });
