@@ -30,6 +30,7 @@ import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
 import { EtcdMemberFollower } from './etcd/member-follower.ts';
+import { readRecoveryStep } from './etcd/recovery-journal.ts';
 import { writeStrandedReport } from './etcd/stranded-report.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
@@ -46,6 +47,9 @@ import { SERVER_VERSION } from './version.ts';
 
 /** The environment variable naming the container's termination message file (the operator sets it). */
 const TERMINATION_LOG_ENV = 'DOTMESH_TERMINATION_LOG';
+
+/** How much longer than their TTL the leases of a cluster restarted from one member's data may run. */
+const RECOVERY_LEASE_EXTRA_SECONDS = 10;
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
 
@@ -198,9 +202,13 @@ async function startEtcdMember(
   terminationLog: string | undefined,
 ) {
   const member = config.etcdMember;
-  if (!member || config.store !== 'etcd') return { config, member: null };
+  if (!member || config.store !== 'etcd') return { config, member: null, forced: false };
   await ensureCa(config, exec);
   const address = advertiseAddressOf(config);
+  const step = await readRecoveryStep(config.stateDir);
+  // This node restarts the cluster from its member's data (an etcd recovery): every lease, its
+  // own earlier record's too, is renewed by that start.
+  const forcing = step?.role === 'force-new-cluster' && !step.done;
   const started = await startManagedMember({
     config,
     member,
@@ -214,7 +222,7 @@ async function startEtcdMember(
         await awaitPoolClaim(
           store,
           { nodeId, addresses: [address], clusterPort: config.clusterPort },
-          { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+          { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger, extraSeconds: forcing ? RECOVERY_LEASE_EXTRA_SECONDS : 1 },
         );
       } finally {
         await store.close();
@@ -253,7 +261,7 @@ async function startEtcdMember(
       ? { etcdEndpoints: started.endpoints, etcdCaFile: files.ca, etcdCertFile: files.cert, etcdKeyFile: files.key }
       : { etcdMember: null },
   );
-  return { config: next, member: started };
+  return { config: next, member: started, forced: forcing };
 }
 
 function advertiseAddressOf(config: ServerConfig): string {
@@ -353,7 +361,8 @@ async function serve(
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
     config = await joinAtStart(config, configFile, pool.poolId, exec, logger);
-    ({ config, member: etcd } = await startEtcdMember(config, configFile, pool.poolId, exec, logger, terminationLog));
+    let forced: boolean;
+    ({ config, member: etcd, forced } = await startEtcdMember(config, configFile, pool.poolId, exec, logger, terminationLog));
     const guard =
       config.sparse && !config.existingMount
         ? new HostSpaceGuard({
@@ -386,7 +395,7 @@ async function serve(
       await awaitPoolClaim(
         store,
         { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort },
-        { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+        { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger, extraSeconds: forced ? RECOVERY_LEASE_EXTRA_SECONDS : 1 },
       );
     }
     if (managedStore(config)) {

@@ -1,5 +1,6 @@
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import { type EtcdMemberConfig, type EtcdMemberStatus, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
@@ -243,21 +244,25 @@ export async function startManagedMember(o: {
 }
 
 /**
- * A rejoining member's data dir and status file go aside (renamed, kept for an admin, never
- * served again): the member then joins as a new one. Renames are atomic; a kill between them
- * leaves an empty or missing data dir, set aside no further.
+ * A rejoining member's data dir and status file go aside (renamed, never served again) and the
+ * member joins as a new one. What is kept is the member's key-value data (`member/snap`, for an
+ * admin to read); its WAL goes (etcd preallocates it in 64 MB files, and a pool volume has no
+ * room for two members' logs). Renames are atomic and the WAL's removal is done again by the
+ * next start if a kill stopped it.
  */
 async function setAside(files: { dataDir: string; statusFile: string }, step: RecoveryStep, logger: Logger): Promise<void> {
-  const entries = await readdir(files.dataDir).catch(() => []);
-  if (entries.length === 0) return;
   const aside = `${files.dataDir}.before-recovery-${step.id}`;
-  await rename(files.dataDir, aside);
-  await rename(files.statusFile, `${files.statusFile}.before-recovery-${step.id}`).catch(() => undefined);
-  await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
-  logger.warn(
-    { recovery: step.id, aside },
-    "etcd recovery: this node's member data set aside; the member joins the recovered cluster as a new one",
-  );
+  const entries = await readdir(files.dataDir).catch(() => []);
+  if (entries.length > 0) {
+    await rename(files.dataDir, aside);
+    await rename(files.statusFile, `${files.statusFile}.before-recovery-${step.id}`).catch(() => undefined);
+    await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
+    logger.warn(
+      { recovery: step.id, aside },
+      "etcd recovery: this node's member data set aside; the member joins the recovered cluster as a new one",
+    );
+  }
+  await rm(join(aside, 'member', 'wal'), { recursive: true, force: true });
 }
 
 /** The `peerUrl` the status file of the member's last start names (undefined: none recorded). */
