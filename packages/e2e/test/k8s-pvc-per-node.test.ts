@@ -39,7 +39,8 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * server serves the pool at its new address as the same Dotmesh node, with every commit and the
  * same bytes. Nodes 0–2 are never drained or removed (other tests use them); the extra nodes
  * are this suite's own and removed at its end. About 6 minutes with a cluster of its own (about
- * 3.5 on the shared one). Not here: replacing every node at once, growing pools online.
+ * 3.5 on the shared one). Not here: replacing every node at once (k8s-pvc-replace-all.test.ts),
+ * growing pools online.
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SHA = 'sha256sum /data/blob | cut -d" " -f1';
