@@ -42,7 +42,7 @@ import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods 
  * on each node shows it), with no server pod replaced, a running pod untouched and its dot's
  * bytes the same. Nodes 0–2 are never drained or removed (other tests use them); the extra
  * nodes are this suite's own and removed at its end. About 6 minutes with a cluster of its own
- * (about 3.5 on the shared one). Not here: replacing every node at once.
+ * (about 3.5 on the shared one). Not here: replacing every node at once (k8s-pvc-replace-all.test.ts).
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SHA = 'sha256sum /data/blob | cut -d" " -f1';

@@ -17,6 +17,7 @@ import { adminClient } from './admin-client.ts';
 import { CLUSTER_CA_CONFIGMAP, publishClusterCa } from './cluster-ca.ts';
 import { CONFIGMAP_NAME, type ConfigProblem, type OperatorConfig, parseOperatorConfig } from './config.ts';
 import { ensureServerDisruptionBudget } from './disruption-budget.ts';
+import { etcdRecoveryStep, RECOVERY_CONFIGMAP } from './etcd-recovery-step.ts';
 import { warnOn } from './events.ts';
 import {
   deleteJoinSecrets,
@@ -166,6 +167,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     await warnOn(o, 'ConfigMap', { ...cm.metadata, name: CONFIGMAP_NAME }, reason, p.message);
   }
 
+  /** What the etcd recovery step has logged or reported already (once each). */
+  const reportedRecovery = new Set<string>();
   /** Warnings on pool PVCs already recorded (by reason, PVC and version of it). */
   const reportedPoolWarnings = new Set<string>();
   async function poolVolumeWarning(pvc: V1PersistentVolumeClaim, reason: string, message: string): Promise<void> {
@@ -197,12 +200,27 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       config.storageMode === 'pvcPerNode'
         ? await reconcilePoolVolumes({ core, storage, namespace, config, nodes: nodes.list(), log, warn: poolVolumeWarning })
         : undefined;
+    // pvcPerNode: every node replaced at once leaves no etcd member reaching another; the
+    // recovery (etcd-recovery-step.ts) is decided here, by the leader operator only.
+    const recovering = pools
+      ? await etcdRecoveryStep(
+          { core, namespace, instance: o.instance, log },
+          {
+            pods: serverPods,
+            record: configMaps.get(RECOVERY_CONFIGMAP, namespace),
+            configuration: cm,
+            servers: [...pools.assigned.keys()].filter((n) => nodeInfos.some((i) => i.name === n)).length,
+            reported: reportedRecovery,
+          },
+        )
+      : false;
     const plan = planReconcile({
       config,
       nodes: nodeInfos,
       pods: serverPods,
       joinSecrets: new Set(joinSecrets.items.map((s) => s.metadata?.labels?.[JOIN_SECRET_LABEL] ?? '')),
       dotsInUse,
+      recovering,
       ...(pools ? { poolClaims: pools.assigned, replacedNodes: pools.replaced } : {}),
       context: { namespace, image: o.serverImage },
     });

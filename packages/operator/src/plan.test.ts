@@ -159,6 +159,57 @@ describe('the server pods’ disruption budget', () => {
     assert.equal(plan({ old: 'pvc-0000000000000001' }, 'old', 'new').minServing, 0);
     assert.equal(plan({ a: 'pvc-1', b: 'pvc-2', c: 'pvc-3', d: 'pvc-4' }, 'a', 'b', 'c', 'd', 'e').minServing, 3);
   });
+  it('during an etcd recovery (pvcPerNode): a pod for every node with a pool at once, and join Secrets for those that do not serve', () => {
+    const pvc = config({ storageMode: 'pvcPerNode', 'pvcPerNode.storageClass': 'cloud', 'pvcPerNode.pvSizePerNode': '1G' });
+    const claims = new Map(Object.entries({ a: 'pvc-000a', b: 'pvc-000b', c: 'pvc-000c' }));
+    const none = new Set<string>();
+    const podOf = (node: string, ready: boolean): V1Pod => ({
+      ...serverPod(node, { ...context, config: pvc, poolClaim: claims.get(node)! }, false),
+      status: { phase: 'Running', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+    });
+    const step = (pods: V1Pod[], recovering: boolean, secrets: ReadonlySet<string> = none) =>
+      planReconcile({
+        config: pvc,
+        nodes: nodes('a', 'b', 'c'),
+        pods,
+        joinSecrets: secrets,
+        poolClaims: claims,
+        recovering,
+        context,
+      });
+    // Not recovering: the bootstrap rule (one pod while none exists; the others wait for Secrets).
+    const first = step([], false);
+    assert.deepEqual(
+      first.create.map((p) => p.metadata?.name),
+      ['server-pvc-000a-a'],
+    );
+    assert.deepEqual(first.tokensNeeded, ['b', 'c']);
+    assert.deepEqual(step([podOf('a', false)], false).create, []);
+    // Recovering: every node with a pool gets its pod, without a join Secret; each not serving needs one.
+    const gathering = step([podOf('a', false)], true);
+    assert.deepEqual(
+      gathering.create.map((p) => p.metadata?.name),
+      ['server-pvc-000b-b', 'server-pvc-000c-c'],
+    );
+    assert.deepEqual(gathering.tokensNeeded, ['a', 'b', 'c']);
+    // The recovered node serves: it needs no Secret; the others' Secrets made, their pods are made again with them.
+    const recovered = step([podOf('a', true), podOf('b', false), podOf('c', false)], true);
+    assert.deepEqual(recovered.tokensNeeded, ['b', 'c']);
+    const joined = step([podOf('a', true), podOf('b', false), podOf('c', false)], true, new Set(['b', 'c']));
+    assert.deepEqual(joined.tokensNeeded, []);
+    assert.deepEqual(joined.delete.map((d) => d.name).sort(), ['server-pvc-000b-b', 'server-pvc-000c-c']);
+    // Every pvcPerNode pod mounts the recovery's ConfigMap (optional) and leaves its report where the kubelet reads it.
+    const pod = podOf('a', true);
+    const server = pod.spec!.containers[0]!;
+    assert.ok(server.args?.includes('--etcd-recovery-dir=/dotmesh-etcd-recovery'));
+    assert.equal(server.terminationMessagePath, '/dotmesh-termination-log');
+    assert.ok(server.env?.some((e) => e.name === 'DOTMESH_TERMINATION_LOG' && e.value === '/dotmesh-termination-log'));
+    assert.deepEqual(pod.spec!.volumes?.find((v) => v.name === 'etcd-recovery')?.configMap, {
+      name: 'dotmesh-etcd-recovery',
+      optional: true,
+    });
+    assert.ok(!running('a').spec!.containers[0]!.args?.some((a) => a.startsWith('--etcd-recovery-dir')), 'not in local mode');
+  });
   it('makes each node its pod’s controller when the node’s uid is known', () => {
     const plan = planReconcile({
       config: config(),

@@ -72,6 +72,13 @@ export function planReconcile(o: {
   readonly poolClaims?: ReadonlyMap<string, string>;
   /** `storageMode: pvcPerNode`: cordoned nodes being replaced (pool-claims.ts): a pod they lost is not made again. */
   readonly replacedNodes?: ReadonlySet<string>;
+  /**
+   * `storageMode: pvcPerNode`: an etcd recovery is under way (etcd-recovery-step.ts): every
+   * node with a pool gets its pod without waiting for a join Secret (its server reports its
+   * member, or takes its part in the recovery), and a node whose pod does not serve and has no
+   * join Secret needs one (made once a node serves: the recovered one).
+   */
+  readonly recovering?: boolean;
   readonly context: Omit<ServerPodContext, 'config' | 'poolClaim'>;
 }): ReconcilePlan {
   const uids = new Map(o.nodes.map((n) => [n.name, n.uid]));
@@ -114,9 +121,13 @@ export function planReconcile(o: {
     if ((byNode.get(node) ?? []).some((p) => p.metadata?.deletionTimestamp && p.metadata.name === desired.metadata!.name)) {
       continue; // the old pod is going; recreate once it is gone
     }
+    const recovering = pvcMode && o.recovering === true;
+    // During an etcd recovery a pod that does not serve and has no join Secret gets one (made
+    // through the recovered node once it serves; the pod is then made again with it).
+    if (recovering && !o.joinSecrets.has(node) && !(pod && isServing(pod))) tokensNeeded.push(node);
     if (!pod) {
       if (o.replacedNodes?.has(node)) continue; // its pool is to move to the replacement
-      if (o.joinSecrets.has(node) || (!anyPod && create.length === 0)) create.push(desired);
+      if (o.joinSecrets.has(node) || recovering || (!anyPod && create.length === 0)) create.push(desired);
       else tokensNeeded.push(node);
     } else if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
       del.push({ name: pod.metadata!.name!, reason: `it ended (${pod.status.phase})` });

@@ -119,6 +119,29 @@ describe('planPoolClaims: which pool PVC a node gets', () => {
     assert.deepEqual([plan.create, plan.waiting], [[], []]);
   });
 
+  it('every node of a zone replaced at once: each new node counts on a cordoned node of its own, and all of them are being replaced', () => {
+    const olds = [
+      { ...node('old-1', 'z1'), unschedulable: true },
+      { ...node('old-2', 'z1'), unschedulable: true },
+      { ...node('old-3', 'z2'), unschedulable: true },
+    ];
+    const fresh = ['new-1', 'new-2', 'new-3'].map((n, i) => ({ ...node(n, i < 2 ? 'z1' : 'z2'), created: ago(10_000) }));
+    const pools = [pvc('pvc-1', 'old-1', 'z1'), pvc('pvc-2', 'old-2', 'z1', '2026-01-02T00:00:00Z'), pvc('pvc-3', 'old-3', 'z2')];
+    const plan = planPoolClaims({ nodes: [...olds, ...fresh], pvcs: pools, now: NOW + 600_000 });
+    assert.deepEqual(plan.create, []);
+    assert.deepEqual(plan.replaced, ['old-1', 'old-2', 'old-3']);
+    assert.deepEqual(
+      plan.waiting.map((w) => w.reason),
+      [
+        'cordoned node old-1 holds pool PVC pvc-1 of its zone',
+        'cordoned node old-2 holds pool PVC pvc-2 of its zone',
+        'cordoned node old-3 holds pool PVC pvc-3 of its zone',
+      ],
+    );
+    // A third new node in z1 (more replacements than nodes replaced) waits on one already counted on.
+    const extra = { ...node('new-4', 'z1'), created: ago(10_000) };
+    assert.equal(planPoolClaims({ nodes: [...olds, ...fresh, extra], pvcs: pools, now: NOW }).waiting.length, 4);
+  });
   it('a new node gets a new PVC once its grace is over with nothing released; a first install makes PVCs at once', () => {
     const fresh = { ...node('new', 'z1'), created: ago(10_000) };
     const plan = planPoolClaims({ nodes: [node('a', 'z1'), fresh], pvcs: [pvc('pvc-a', 'a', 'z1')], now: NOW + 200_000 });

@@ -16,7 +16,8 @@ import type { V1NodeSelector, V1NodeSelectorRequirement } from '@kubernetes/clie
  *   while it is younger than `newNodeGraceMs` and the cluster has pool PVCs at all (a first
  *   install does not wait);
  * - a cordoned node holding a PVC that such a waiting node could use is being replaced
- *   (`replaced`): its server pod, once the drain evicted it, is not made again there, so that
+ *   (`replaced`; with several waiting nodes in a zone, each counts on a cordoned node of its own
+ *   there, so that every node of a zone replaced at once is): its server pod, once the drain evicted it, is not made again there, so that
  *   the pool is let go of (unmounted, its disk detached) and can move as soon as the Node is
  *   deleted;
  * - an unheld PVC that no existing selected node can reach is left alone and reported
@@ -130,6 +131,8 @@ export function planPoolClaims(o: {
   const grace = o.newNodeGraceMs ?? NEW_NODE_GRACE_MS;
   const waiting: { node: string; reason: string }[] = [];
   const replaced = new Set<string>();
+  /** PVCs of cordoned nodes a waiting node already counts on. */
+  const awaited = new Set<string>();
   const assigned = new Map<string, string>();
   const release: string[] = [];
   const free: PoolClaim[] = [];
@@ -149,9 +152,13 @@ export function planPoolClaims(o: {
     if (assigned.has(node.name)) continue;
     const i = free.findIndex((p) => affinityAllows(p.nodeAffinity, node.labels));
     if (i < 0) {
-      const draining = o.pvcs.find(
-        (p) => cordoned.has(p.heldBy ?? '') && p.heldBy !== node.name && affinityAllows(p.nodeAffinity, node.labels),
-      );
+      // Each waiting node counts on a cordoned node of its zone of its own while there are
+      // several (every node of a zone replaced at once: each is being replaced).
+      const candidates = [...o.pvcs]
+        .sort(byAge)
+        .filter((p) => cordoned.has(p.heldBy ?? '') && p.heldBy !== node.name && affinityAllows(p.nodeAffinity, node.labels));
+      const draining = candidates.find((p) => !awaited.has(p.name)) ?? candidates[0];
+      if (draining) awaited.add(draining.name);
       const age = node.created ? o.now - Date.parse(node.created) : Number.POSITIVE_INFINITY;
       if (draining) {
         replaced.add(draining.heldBy!);

@@ -72,6 +72,14 @@ export interface ServerPodContext {
  * and the FlexVolume driver see the dots.
  */
 export const POOL_VOLUME_MOUNT = '/backend-pv';
+/**
+ * pvcPerNode: where a server pod mounts the etcd recovery's ConfigMap RECOVERY_CONFIGMAP (etcd-recovery-step.ts;
+ * optional: empty while there is none), and the file its server leaves a stranded etcd member's
+ * report in (the container's termination message, read by the operator from the pod's status).
+ */
+export const RECOVERY_MOUNT = '/dotmesh-etcd-recovery';
+export const TERMINATION_LOG = '/dotmesh-termination-log';
+export const RECOVERY_CONFIGMAP = 'dotmesh-etcd-recovery';
 /** What the preStop hook (`dotmesh-server pre-stop`) needs in a container's environment. */
 const PRESTOP_ENV: V1EnvVar[] = [
   { name: 'DOTMESH_NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
@@ -145,13 +153,18 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
             ? [`--pool-size=${ctx.config.local.poolSizePerNodeBytes}`]
             : // No --pool-size: the pool follows its volume's size (the server's
               // pool/volume-growth.ts), so raising pvSizePerNode changes no pod (no restart).
-              [`--pool-volume-dir=${POOL_VOLUME_MOUNT}`]),
+              [`--pool-volume-dir=${POOL_VOLUME_MOUNT}`, `--etcd-recovery-dir=${RECOVERY_MOUNT}`]),
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
           `--etcd-bin=${SERVER_ETCD_BIN}`,
           ...(join ? [`--join-dir=${JOIN_MOUNT}`] : []),
         ],
-        env: [...PRESTOP_ENV, { name: FLEXVOLUME_DIR_ENV, value: flexDir }],
+        env: [
+          ...PRESTOP_ENV,
+          { name: FLEXVOLUME_DIR_ENV, value: flexDir },
+          ...(claim === undefined ? [] : [{ name: 'DOTMESH_TERMINATION_LOG', value: TERMINATION_LOG }]),
+        ],
+        ...(claim === undefined ? {} : { terminationMessagePath: TERMINATION_LOG }),
         lifecycle: PRESTOP,
         ports: [{ name: 'api', containerPort: SERVER_PORT, protocol: 'TCP' }],
         readinessProbe: { httpGet: { path: '/check', port: CHECK_PORT }, periodSeconds: 2, failureThreshold: 2 },
@@ -164,7 +177,12 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
           { name: 'kubelet', mountPath: kubeletRoot, readOnly: true, mountPropagation: 'HostToContainer' },
           { name: 'admin-secret', mountPath: SECRET_MOUNT, readOnly: true },
           ...(join ? [{ name: 'join', mountPath: JOIN_MOUNT, readOnly: true }] : []),
-          ...(claim === undefined ? [] : [{ name: 'pool-volume', mountPath: POOL_VOLUME_MOUNT }]),
+          ...(claim === undefined
+            ? []
+            : [
+                { name: 'pool-volume', mountPath: POOL_VOLUME_MOUNT },
+                { name: 'etcd-recovery', mountPath: RECOVERY_MOUNT, readOnly: true },
+              ]),
         ],
       },
       csiNodeContainer({
@@ -189,7 +207,12 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
       { name: 'kubelet', hostPath: { path: kubeletRoot, type: 'Directory' } },
       { name: 'admin-secret', secret: { secretName: ADMIN_SECRET, defaultMode: 0o400 } },
       ...(join ? [{ name: 'join', secret: { secretName: joinSecretName(node), defaultMode: 0o400 } }] : []),
-      ...(claim === undefined ? [] : [{ name: 'pool-volume', persistentVolumeClaim: { claimName: claim } }]),
+      ...(claim === undefined
+        ? []
+        : [
+            { name: 'pool-volume', persistentVolumeClaim: { claimName: claim } },
+            { name: 'etcd-recovery', configMap: { name: RECOVERY_CONFIGMAP, optional: true } },
+          ]),
     ],
   };
   const labels = { [ROLE_LABEL]: SERVER_ROLE, [NODE_LABEL]: node };

@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import { parseServerConfigText } from '@dotmesh/rpc';
 import { poolSizeOnVolume } from '@dotmesh/rpc/server-defaults';
 import { Cleanup, makeTempDir } from '@dotmesh/testkit';
-import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
+import { readRecoveryDir } from './etcd/recovery-dir.ts';
+import { type KubernetesNodeOptions, parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { filesystemBytes } from './pool/volume-growth.ts';
 
 async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
@@ -28,6 +29,17 @@ async function fixture(cleanup: Cleanup, join_?: Record<string, string>) {
     ...(join_ ? [`--join-dir=${join(dir, 'join')}`] : []),
   ];
   return { dir, options: parseKubernetesArgs(argv) };
+}
+
+/** A pool volume after its first start, its state holding the CA key (as the first node's). */
+async function volumeHoldingCaKey(dir: string, options: KubernetesNodeOptions) {
+  const volume = join(dir, 'volume');
+  await mkdir(volume, { recursive: true });
+  const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+  const first = parseServerConfigText(await readFile(file, 'utf8'));
+  await mkdir(join(first.stateDir, 'tls'), { recursive: true });
+  await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
+  return { volume, file, first };
 }
 
 const JOIN = {
@@ -168,18 +180,87 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     const cleanup = new Cleanup();
     t.after(() => cleanup.run());
     const { dir, options } = await fixture(cleanup);
-    const volume = join(dir, 'volume');
-    await mkdir(volume);
-    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
-    const first = parseServerConfigText(await readFile(file, 'utf8'));
+    const { volume, file, first } = await volumeHoldingCaKey(dir, options);
     await rm(first.initialAdminFile);
-    await mkdir(join(first.stateDir, 'tls'), { recursive: true });
-    await writeFile(join(first.stateDir, 'tls', 'ca-key.pem'), 'the CA key\n', { mode: 0o600 });
     await prepareKubernetesNode({ ...options, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' });
     const config = parseServerConfigText(await readFile(file, 'utf8'));
     assert.equal(config.advertiseAddress, '10.9.0.99');
     assert.equal(config.nodeName, 'node-9');
     assert.equal(config.join, null);
     assert.ok(!existsSync(config.joinTokenFile), 'no token: it issues its certificates itself');
+  });
+
+  test('an etcd recovery: the directive journaled once; a pool to rejoin joins through its Secret even with the CA key', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup, JOIN);
+    const { volume, file, first } = await volumeHoldingCaKey(dir, options);
+    await rm(first.joinTokenFile);
+    const journal = join(first.stateDir, 'etcd-recovery.json');
+    // A moved CA holder told to rejoin, without its join Secret: refused, naming the recovery.
+    const moved = { ...options, joinDir: undefined, poolVolumeDir: volume, nodeName: 'node-9', advertiseAddress: '10.9.0.99' };
+    await assert.rejects(prepareKubernetesNode({ ...moved, etcdRecovery: { id: 'r1', role: 'rejoin' } }), {
+      code: 'CONFLICT',
+      message:
+        /etcd recovery r1: this pool's etcd member joins the recovered cluster as a new member, and this pod has no join Secret/,
+    });
+    assert.deepEqual(JSON.parse(await readFile(journal, 'utf8')), { id: 'r1', role: 'rejoin', done: false });
+    // With it: the join target and token, though the state holds the CA key.
+    await prepareKubernetesNode({ ...moved, joinDir: options.joinDir, etcdRecovery: { id: 'r1', role: 'rejoin' } });
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.advertiseAddress, '10.9.0.99');
+    assert.deepEqual(config.join, { address: JOIN.address, caHash: JOIN['ca-hash'] });
+    assert.equal((await readFile(config.joinTokenFile, 'utf8')).trim(), JOIN.token);
+    // The same recovery never gets another role; a done step is not asked again.
+    await assert.rejects(prepareKubernetesNode({ ...moved, etcdRecovery: { id: 'r1', role: 'force-new-cluster' } }), {
+      code: 'CONFLICT',
+      message: /etcd recovery r1 gave this pool the role rejoin/,
+    });
+    await writeFile(journal, JSON.stringify({ id: 'r1', role: 'rejoin', done: true }));
+    await rm(config.joinTokenFile);
+    await prepareKubernetesNode({ ...moved, joinDir: options.joinDir, etcdRecovery: { id: 'r1', role: 'rejoin' } });
+    assert.deepEqual(JSON.parse(await readFile(journal, 'utf8')), { id: 'r1', role: 'rejoin', done: true });
+    assert.ok(!existsSync(config.joinTokenFile), 'a done rejoin (same address now) joins no more');
+  });
+
+  test('the etcd recovery ConfigMap as mounted: this pool’s part from its member name; existing-pool-only never makes a new cluster', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const recoveryDir = join(dir, 'recovery');
+    await mkdir(recoveryDir);
+    const statusFile = join(dir, 'etcd-member.json');
+    const write = async (files: Readonly<Record<string, string | undefined>>) => {
+      await rm(recoveryDir, { recursive: true, force: true });
+      await mkdir(recoveryDir);
+      for (const [k, v] of Object.entries(files)) if (v !== undefined) await writeFile(join(recoveryDir, k), `${v}\n`);
+    };
+    assert.deepEqual(await readRecoveryDir(recoveryDir, statusFile), { existingPoolOnly: false });
+    await write({ 'existing-pool-only': 'true', id: 'rmq3x9', from: 'node-b' });
+    assert.deepEqual(await readRecoveryDir(recoveryDir, statusFile), { existingPoolOnly: true }, 'no member here: no part');
+    await writeFile(statusFile, JSON.stringify({ name: 'node-b', voters: 3 }));
+    assert.deepEqual((await readRecoveryDir(recoveryDir, statusFile)).step, { id: 'rmq3x9', role: 'force-new-cluster' });
+    await writeFile(statusFile, JSON.stringify({ name: 'node-c', voters: 3 }));
+    assert.deepEqual((await readRecoveryDir(recoveryDir, statusFile)).step, { id: 'rmq3x9', role: 'rejoin' });
+    for (const bad of [{ id: 'rmq3x9' }, { from: 'node-b' }, { id: 'R1', from: 'node-b' }, { id: 'r1', from: '../x' }]) {
+      await write(bad);
+      await assert.rejects(readRecoveryDir(recoveryDir, statusFile), { code: 'INVALID_ARGUMENT' }, JSON.stringify(bad));
+    }
+    assert.equal(
+      parseKubernetesArgs([
+        ...'--node-name=n --advertise-address=10.0.0.1 --pool-dir=/p --pool-size=1G --admin-password-file=/a --admin-api-key-file=/b'.split(
+          ' ',
+        ),
+        '--etcd-recovery-dir=/r',
+      ]).etcdRecoveryDir,
+      '/r',
+    );
+    await write({ 'existing-pool-only': 'true' });
+    const volume = join(dir, 'volume');
+    await assert.rejects(prepareKubernetesNode({ ...options, poolVolumeDir: volume, etcdRecoveryDir: recoveryDir }), {
+      code: 'CONFLICT',
+      message: /holds no pool of this cluster, and this server may only serve an existing one/,
+    });
+    assert.ok(!existsSync(join(volume, 'server', 'config.json')), 'no config written');
   });
 });

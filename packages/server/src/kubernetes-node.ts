@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DotmeshError } from '@dotmesh/core';
-import { resolveServerConfig, type ServerConfigInput } from '@dotmesh/rpc';
+import { etcdMemberFiles, resolveServerConfig, type ServerConfigInput } from '@dotmesh/rpc';
 import {
   DEFAULT_CHECK_PORT,
   DEFAULT_CLUSTER_PORT,
@@ -14,6 +14,11 @@ import {
   parseSize,
   poolSizeOnVolume,
 } from '@dotmesh/rpc/server-defaults';
+import { probeMemberData } from './etcd/member-probe.ts';
+import { readRecoveryDir } from './etcd/recovery-dir.ts';
+import { type RecoveryRole, type RecoveryStep, readRecoveryStep, requestRecoveryStep } from './etcd/recovery-journal.ts';
+import { writeStrandedReport } from './etcd/stranded-report.ts';
+import { createLogger } from './log.ts';
 import { filesystemBytes } from './pool/volume-growth.ts';
 
 /**
@@ -38,10 +43,20 @@ import { filesystemBytes } from './pool/volume-growth.ts';
  * either it is refused (CONFLICT). The pool on a volume follows the volume's size
  * (`--pool-size` is ignored there): it is made `poolSizeOnVolume(the volume's filesystem)` big
  * and grows online when the volume does (pool/volume-growth.ts).
+ *
+ * An etcd recovery (every node replaced at once; the operator decides it, see
+ * docs/kubernetes.md): `--etcd-recovery-dir` is the operator's ConfigMap `dotmesh-etcd-recovery`
+ * as mounted (etcd/recovery-dir.ts). Its decision gives this pool its part (`force-new-cluster`
+ * or `rejoin`), recorded in its journal (etcd/recovery-journal.ts) once per id; a pool to rejoin
+ * joins through its join Secret even when it holds the CA key (its member joins the recovered
+ * cluster as a new one). Its `existing-pool-only`: a volume without a config is refused rather
+ * than made a new cluster's first node (pods the operator makes while no server serves). A moved pool refused
+ * for want of a join Secret leaves, with `terminationLog`, the report of its member's data
+ * (etcd/stranded-report.ts) before it exits.
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        (--pool-size SIZE | --pool-volume-dir DIR) --admin-password-file FILE --admin-api-key-file FILE
-       [--join-dir DIR] [--etcd-bin FILE]`;
+       [--join-dir DIR] [--etcd-bin FILE] [--etcd-recovery-dir DIR]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -56,6 +71,14 @@ export interface KubernetesNodeOptions {
   readonly etcdBin: string;
   /** The node's pool volume (a PVC): the pool file and the state live there (absent: in poolDir). */
   readonly poolVolumeDir: string | undefined;
+  /** The operator's etcd recovery ConfigMap, mounted (its files absent while it has none). */
+  readonly etcdRecoveryDir?: string | undefined;
+  /** This pool's part in an etcd recovery, given directly (else read from etcdRecoveryDir). */
+  readonly etcdRecovery?: { readonly id: string; readonly role: RecoveryRole } | undefined;
+  /** Refuse a pool volume without a config (never start a new cluster); also set by etcdRecoveryDir. */
+  readonly existingPoolOnly?: boolean;
+  /** The container's termination message file (a stranded member's report goes there). */
+  readonly terminationLog?: string | undefined;
 }
 
 export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOptions {
@@ -71,6 +94,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'join-dir': { type: 'string' },
       'etcd-bin': { type: 'string', default: 'etcd' },
       'pool-volume-dir': { type: 'string' },
+      'etcd-recovery-dir': { type: 'string' },
     },
     strict: true,
   });
@@ -96,6 +120,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     joinDir: values['join-dir'],
     etcdBin: values['etcd-bin']!,
     poolVolumeDir,
+    etcdRecoveryDir: values['etcd-recovery-dir'] || undefined,
   };
 }
 
@@ -133,9 +158,23 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   const stateDir = join(o.poolVolumeDir ?? o.poolDir, 'server');
   const configFile = join(stateDir, 'config.json');
   const existing = await readOptional(configFile);
+  const directive = o.etcdRecoveryDir
+    ? await readRecoveryDir(o.etcdRecoveryDir, etcdMemberFiles({ stateDir }).statusFile)
+    : undefined;
+  const recovery = o.etcdRecovery ?? directive?.step;
   if (existing !== undefined) {
-    if (o.poolVolumeDir !== undefined) await readdressMovedVolume(existing, configFile, stateDir, o);
+    if (o.poolVolumeDir !== undefined) {
+      const step = recovery ? await requestRecoveryStep(stateDir, recovery.id, recovery.role) : await readRecoveryStep(stateDir);
+      await readdressMovedVolume(existing, configFile, stateDir, o, step?.role === 'rejoin' && !step.done ? step : undefined);
+    }
     return configFile;
+  }
+  if (o.existingPoolOnly || directive?.existingPoolOnly) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `the pool volume at ${o.poolVolumeDir ?? o.poolDir} holds no pool of this cluster, and this server may only serve an existing one`,
+      { hint: 'the operator makes such a pod while no server serves; it is made again once one does' },
+    );
   }
   const join_ = await readJoinSecret(o.joinDir);
   const [password, apiKey] = await Promise.all([readOptional(o.adminPasswordFile), readOptional(o.adminApiKeyFile)]);
@@ -209,6 +248,7 @@ async function readdressMovedVolume(
   configFile: string,
   stateDir: string,
   o: KubernetesNodeOptions,
+  rejoining: RecoveryStep | undefined,
 ): Promise<void> {
   let written: ServerConfigInput & { advertiseAddress?: unknown; nodeName?: unknown };
   try {
@@ -222,10 +262,18 @@ async function readdressMovedVolume(
     () => undefined,
   );
   const certHere = nodeCert?.subjectAltName?.split(', ').includes(`IP Address:${o.advertiseAddress}`) ?? true;
-  if (written.advertiseAddress === o.advertiseAddress && certHere && written.poolDir === o.poolDir) return;
+  if (written.advertiseAddress === o.advertiseAddress && certHere && written.poolDir === o.poolDir && !rejoining) return;
   const secret = await readJoinSecret(o.joinDir);
   const holdsCaKey = await readOptional(join(stateDir, 'tls', 'ca-key.pem')).then((k) => k !== undefined);
+  if (rejoining && secret === undefined) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `etcd recovery ${rejoining.id}: this pool's etcd member joins the recovered cluster as a new member, and this pod has no join Secret`,
+      { hint: 'the operator makes the join Secrets once the recovered node serves, and this pod again with one' },
+    );
+  }
   if (!holdsCaKey && secret === undefined) {
+    if (o.terminationLog) await reportIfMember(stateDir, o, (written as { etcdEndpoints?: unknown }).etcdEndpoints);
     throw new DotmeshError(
       'CONFLICT',
       `the pool volume at ${o.poolVolumeDir} belongs to node ${String(written.nodeName)} at ${String(written.advertiseAddress)}; this is node ${o.nodeName} at ${o.advertiseAddress}, with no join Secret to get its certificates for the new address`,
@@ -239,9 +287,42 @@ async function readdressMovedVolume(
     nodeName: o.nodeName,
     listenHost: o.advertiseAddress,
     advertiseAddress: o.advertiseAddress,
-    ...(holdsCaKey || secret === undefined ? {} : { join: { address: secret.address, caHash: secret.caHash } }),
+    ...((holdsCaKey && !rejoining) || secret === undefined ? {} : { join: { address: secret.address, caHash: secret.caHash } }),
   };
   const config = resolveServerConfig(next);
-  if (!holdsCaKey && secret) await writePrivate(config.joinTokenFile, `${secret.token}\n`);
+  if ((!holdsCaKey || rejoining) && secret) await writePrivate(config.joinTokenFile, `${secret.token}\n`);
   await writePrivate(configFile, `${JSON.stringify(next, null, 2)}\n`);
+}
+
+/**
+ * A pool moved with no join Secret (no node serves to make one: every node was replaced at
+ * once): when it holds an etcd member's data, what the data holds goes to the termination
+ * message for the operator (its etcd recovery). A probe that fails is logged, not fatal: the
+ * refusal that follows says what to do.
+ */
+async function reportIfMember(stateDir: string, o: KubernetesNodeOptions, endpoints: unknown): Promise<void> {
+  const files = etcdMemberFiles({ stateDir });
+  const name = await readFile(files.statusFile, 'utf8').then(
+    (t) => (JSON.parse(t) as { name?: unknown }).name,
+    () => undefined,
+  );
+  if (typeof name !== 'string' || name === '') return;
+  try {
+    const state = await probeMemberData({
+      bin: o.etcdBin,
+      name,
+      dataDir: files.dataDir,
+      tls: { ca: files.ca, cert: files.cert, key: files.key },
+      logger: createLogger({ destination: 2 }),
+    });
+    await writeStrandedReport(o.terminationLog!, {
+      nodeId: name,
+      state,
+      holdsCaKey: false,
+      statusFile: files.statusFile,
+      knownEndpoints: Array.isArray(endpoints) ? endpoints.filter((e): e is string => typeof e === 'string') : [],
+    });
+  } catch (e) {
+    process.stderr.write(`dotmesh-server: cannot read this pool's etcd member data for the operator: ${(e as Error).message}\n`);
+  }
 }

@@ -30,6 +30,8 @@ import { ProcInUseChecker } from './dots/in-use.ts';
 import { type StartedMember, startManagedMember } from './etcd/managed-member.ts';
 import { managedMemberControl } from './etcd/member-control.ts';
 import { EtcdMemberFollower } from './etcd/member-follower.ts';
+import { readRecoveryStep } from './etcd/recovery-journal.ts';
+import { writeStrandedReport } from './etcd/stranded-report.ts';
 import { importEmbeddedStore } from './import-store.ts';
 import { parseKubernetesArgs, prepareKubernetesNode } from './kubernetes-node.ts';
 import { parsePreStop, preStop } from './kubernetes-prestop.ts';
@@ -43,6 +45,12 @@ import { type RunningServer, startServer } from './server.ts';
 import { loadTlsMaterial } from './tls/https-server.ts';
 import { defaultSubjectAltNames, ensureClusterPki, ensureNodeCert, LOOPBACK_NAMES, pkiFiles, signCsr } from './tls/pki.ts';
 import { SERVER_VERSION } from './version.ts';
+
+/** The environment variable naming the container's termination message file (the operator sets it). */
+const TERMINATION_LOG_ENV = 'DOTMESH_TERMINATION_LOG';
+
+/** How much longer than their TTL the leases of a cluster restarted from one member's data may run. */
+const RECOVERY_LEASE_EXTRA_SECONDS = 10;
 
 const USAGE = `usage: dotmesh-server <command> --config FILE
 
@@ -60,7 +68,8 @@ The config file is written by 'dm cluster init' (<pool dir>/server/config.json).
 /**
  * Entry point: parses argv once, then runs one command. Returns the exit status. `entryDir`:
  * the directory of the script node runs (`dotmesh-pump` and `dotmesh-flexvolume` are looked for
- * beside it). `env`: the process environment (`DOTMESH_FLEXVOLUME_DIR`, `KUBERNETES_SERVICE_HOST`:
+ * beside it). `env`: the process environment (`DOTMESH_TERMINATION_LOG`: where a stranded etcd
+ * member's report goes, see etcd/stranded-report.ts; `DOTMESH_FLEXVOLUME_DIR`, `KUBERNETES_SERVICE_HOST`:
  * see resolveFlexVolumeDir).
  */
 export async function main(
@@ -91,13 +100,14 @@ export async function main(
   }
   try {
     const k8s = kubernetes ? parseKubernetesArgs(rest) : undefined;
-    const file = k8s ? await prepareKubernetesNode(k8s) : configFile!;
+    const terminationLog = env[TERMINATION_LOG_ENV] || undefined;
+    const file = k8s ? await prepareKubernetesNode({ ...k8s, terminationLog }) : configFile!;
     const config = parseServerConfigText(await readFile(file, 'utf8'));
     if (command === 'destroy-pool') {
       await destroy(config);
       return 0;
     }
-    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env), k8s?.poolVolumeDir);
+    await serve(config, file, entryDir, resolveFlexVolumeDir(config, env), k8s?.poolVolumeDir, terminationLog);
     return 0;
   } catch (e) {
     process.stderr.write(`dotmesh-server: ${isDotmeshError(e) ? e.fullMessage : String((e as Error)?.stack ?? e)}\n`);
@@ -184,11 +194,22 @@ function updateConfigFile(configFile: string, patch: Record<string, unknown>): P
  * members' client URLs and its certificate files in its config; a joined node that did not
  * become a member (the cluster had three) keeps none.
  */
-async function startEtcdMember(config: ServerConfig, configFile: string, nodeId: string, exec: Exec, logger: Logger) {
+async function startEtcdMember(
+  config: ServerConfig,
+  configFile: string,
+  nodeId: string,
+  exec: Exec,
+  logger: Logger,
+  terminationLog: string | undefined,
+) {
   const member = config.etcdMember;
-  if (!member || config.store !== 'etcd') return { config, member: null };
+  if (!member || config.store !== 'etcd') return { config, member: null, forced: false };
   await ensureCa(config, exec);
   const address = advertiseAddressOf(config);
+  const step = await readRecoveryStep(config.stateDir);
+  // This node restarts the cluster from its member's data (an etcd recovery): every lease, its
+  // own earlier record's too, is renewed by that start.
+  const forcing = step?.role === 'force-new-cluster' && !step.done;
   const started = await startManagedMember({
     config,
     member,
@@ -202,12 +223,35 @@ async function startEtcdMember(config: ServerConfig, configFile: string, nodeId:
         await awaitPoolClaim(
           store,
           { nodeId, addresses: [address], clusterPort: config.clusterPort },
-          { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+          { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger, extraSeconds: forcing ? RECOVERY_LEASE_EXTRA_SECONDS : 1 },
         );
       } finally {
         await store.close();
       }
     },
+    // Every member moved at once: what this one's data holds goes to the operator (etcd recovery).
+    ...(terminationLog === undefined
+      ? {}
+      : {
+          onStranded: async (state) => {
+            const files = etcdMemberFiles(config);
+            const holdsCaKey = await readFile(files.caKey).then(
+              () => true,
+              () => false,
+            );
+            await writeStrandedReport(terminationLog, {
+              nodeId,
+              state,
+              holdsCaKey,
+              statusFile: files.statusFile,
+              knownEndpoints: config.etcdEndpoints,
+            });
+            logger.warn(
+              { ...state, holdsCaKey, report: terminationLog },
+              'no other etcd member answers: reported this member stranded',
+            );
+          },
+        }),
     exec,
     logger,
   });
@@ -218,7 +262,7 @@ async function startEtcdMember(config: ServerConfig, configFile: string, nodeId:
       ? { etcdEndpoints: started.endpoints, etcdCaFile: files.ca, etcdCertFile: files.cert, etcdKeyFile: files.key }
       : { etcdMember: null },
   );
-  return { config: next, member: started };
+  return { config: next, member: started, forced: forcing };
 }
 
 function advertiseAddressOf(config: ServerConfig): string {
@@ -291,7 +335,8 @@ async function serve(
   entryDir: string,
   flexVolumeDir: string | null,
   /** The pool's own volume (serve-kubernetes --pool-volume-dir): the pool follows its size. */
-  poolVolumeDir?: string,
+  poolVolumeDir: string | undefined,
+  terminationLog: string | undefined,
 ): Promise<void> {
   let config = initialConfig;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
@@ -320,7 +365,8 @@ async function serve(
     });
     logger.info({ poolId: pool.poolId, root: pool.root, loopDevice: pool.loopDevice }, 'pool ready');
     config = await joinAtStart(config, configFile, pool.poolId, exec, logger);
-    ({ config, member: etcd } = await startEtcdMember(config, configFile, pool.poolId, exec, logger));
+    let forced: boolean;
+    ({ config, member: etcd, forced } = await startEtcdMember(config, configFile, pool.poolId, exec, logger, terminationLog));
     const guard =
       config.sparse && !config.existingMount
         ? new HostSpaceGuard({
@@ -368,7 +414,7 @@ async function serve(
       await awaitPoolClaim(
         store,
         { nodeId: pool.poolId, addresses: [advertiseAddressOf(config)], clusterPort: config.clusterPort },
-        { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger },
+        { leaseTtlSeconds: config.nodeLeaseTtlSeconds, logger, extraSeconds: forced ? RECOVERY_LEASE_EXTRA_SECONDS : 1 },
       );
     }
     if (managedStore(config)) {

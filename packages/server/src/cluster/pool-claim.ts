@@ -12,14 +12,18 @@ import { type Presence, refuseClash } from './presence.ts';
  * waits for that record's lease to expire — the holder died and its lease runs out within
  * `leaseTtlSeconds` — and takes the pool over then. A record still there after that is renewed
  * by a live server: refused with refuseClash's CONFLICT, naming the holder's addresses.
+ * `extraSeconds` (default 1): how much longer than its TTL a lease may run — a leader change
+ * renews every lease; a member that just restarted a cluster from its data (an etcd recovery)
+ * renews them all at once, and a revocation then waits for its election too.
  */
 export async function awaitPoolClaim(
   store: Store,
   p: Pick<Presence, 'nodeId' | 'addresses' | 'clusterPort'>,
-  o: { readonly leaseTtlSeconds: number; readonly logger: Logger; readonly pollMs?: number },
+  o: { readonly leaseTtlSeconds: number; readonly logger: Logger; readonly pollMs?: number; readonly extraSeconds?: number },
 ): Promise<void> {
   // etcd may give a lease a little longer than its TTL (a leader change renews it): one more second.
-  const deadline = Date.now() + (o.leaseTtlSeconds + 1) * 1000;
+  const extra = o.extraSeconds ?? 1;
+  const deadline = Date.now() + (o.leaseTtlSeconds + extra) * 1000;
   let waited = false;
   for (;;) {
     try {
@@ -29,7 +33,7 @@ export async function awaitPoolClaim(
     } catch (e) {
       if (!isDotmeshError(e) || e.code !== 'CONFLICT') throw e;
       if (Date.now() >= deadline) {
-        throw new DotmeshError('CONFLICT', `${e.message} (its record was renewed for ${o.leaseTtlSeconds + 1} s: it runs)`, {
+        throw new DotmeshError('CONFLICT', `${e.message} (its record was renewed for ${o.leaseTtlSeconds + extra} s: it runs)`, {
           hint: e.hint ?? 'stop the server holding this pool',
           ...(e.data === undefined ? {} : { data: e.data }),
         });

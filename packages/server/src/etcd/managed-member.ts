@@ -1,14 +1,17 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import { type EtcdMemberConfig, type EtcdMemberStatus, etcdMemberFiles, type ServerConfig } from '@dotmesh/rpc';
 import type { Exec } from '@dotmesh/storage';
-import { type EtcdMember, EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
+import { type EtcdMember, type EtcdMemberState, EtcdMembers, votingClientUrls } from '@dotmesh/store/etcd-members';
 import type { Logger } from '../log.ts';
 import { ensureNodeCert, LOOPBACK_NAMES } from '../tls/pki.ts';
 import { EtcdProcess } from './etcd-process.ts';
+import { probeMemberData } from './member-probe.ts';
 import { movePeerUrl } from './peer-url-move.ts';
+import { markRecoveryStepDone, type RecoveryStep, readRecoveryStep } from './recovery-journal.ts';
 
 export interface StartedMember {
   readonly process: EtcdProcess;
@@ -42,6 +45,13 @@ function url(address: string, port: number): string {
  *   the one learner etcd allows at a time is promoted), unless the cluster has three members
  *   already (null: this node runs no member); then started, and promoted once etcd accepts it
  *   (it has caught up with the leader).
+ * - a pending step of an etcd recovery (recovery-journal.ts): `force-new-cluster` starts the
+ *   member on its data as a new cluster of one at this node's address (the other members
+ *   dropped, its own peer URL moved through itself); `rejoin` sets the data dir aside
+ *   (`<dataDir>.before-recovery-<id>`, with its status file: kept, never served again) and the
+ *   member joins as a new one, as an empty data dir of a joining node does.
+ * - a moved member that no other member answers (every member moved at once: `stranded`): its
+ *   data is read (member-probe.ts) and `onStranded` told, before the start fails as before.
  * Peer and client traffic are TLS with certificates of the cluster CA required on both.
  */
 export async function startManagedMember(o: {
@@ -52,8 +62,12 @@ export async function startManagedMember(o: {
   readonly joining: boolean;
   /** Resolves once the node's earlier holder is gone (a moved member's peer URL changes only then). */
   readonly beforePeerUrlChange: (endpoints: readonly string[]) => Promise<void>;
+  /** Told what this member's data holds when its move found no other member answering. */
+  readonly onStranded?: (state: EtcdMemberState & { readonly lastPeerUrl: string }) => Promise<void>;
   readonly exec: Exec;
   readonly logger: Logger;
+  /** How long a moved member waits for the other members to take its new peer URL (default 120 s). */
+  readonly moveWaitMs?: number;
 }): Promise<StartedMember | null> {
   const files = etcdMemberFiles(o.config);
   const hasCa = await readFile(files.ca).then(
@@ -73,7 +87,18 @@ export async function startManagedMember(o: {
   const clientUrl = url(o.address, o.member.clientPort);
   const loopbackUrl = url('127.0.0.1', o.member.clientPort);
   await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
+  const recovery = await readRecoveryStep(o.config.stateDir);
+  const pending = recovery && !recovery.done ? recovery : undefined;
+  if (pending?.role === 'rejoin') await setAside(files, pending, o.logger);
   const fresh = (await readdir(files.dataDir)).length === 0;
+  const forcing = pending?.role === 'force-new-cluster';
+  if (forcing && fresh) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `etcd recovery ${pending.id} asks this node to restart the cluster from its member's data, and ${files.dataDir} is empty`,
+      { hint: 'the operator chooses a pool whose member has data: see its Events (EtcdRecovery)' },
+    );
+  }
 
   // A new etcd cluster is made only by the node that made the cluster (it holds the CA key):
   // any other node with an empty data dir must join one.
@@ -81,6 +106,15 @@ export async function startManagedMember(o: {
     () => true,
     () => false,
   );
+  if (pending?.role === 'rejoin' && !o.joining) {
+    throw new DotmeshError(
+      'CONFLICT',
+      `etcd recovery ${pending.id} asks this node's member to join the recovered cluster, and this node has no join to do it with`,
+      {
+        hint: 'the operator gives its pod a join Secret once the recovered node serves: delete the pod so that it is made again',
+      },
+    );
+  }
   if (fresh && !o.joining && !hasCaKey) {
     throw new DotmeshError(
       'CONFLICT',
@@ -96,9 +130,11 @@ export async function startManagedMember(o: {
   const lastPeerUrl = fresh ? undefined : await readLastPeerUrl(files.statusFile);
   const moved = lastPeerUrl !== undefined && lastPeerUrl !== peerUrl;
   const oldClientUrl = moved ? url(new URL(lastPeerUrl).hostname.replace(/^\[|\]$/g, ''), o.member.clientPort) : undefined;
-  const others = o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl && e !== oldClientUrl);
+  // A forced new cluster has no other member: its own peer URL moves through itself.
+  const others = forcing ? [] : o.config.etcdEndpoints.filter((e) => e !== clientUrl && e !== loopbackUrl && e !== oldClientUrl);
   if (
     !fresh &&
+    !forcing &&
     (await removedWhileDown({
       others,
       nodeId: o.nodeId,
@@ -126,9 +162,25 @@ export async function startManagedMember(o: {
       tls: { ca, cert, key },
       beforeChange: o.beforePeerUrlChange,
       logger: o.logger,
+      ...(o.moveWaitMs === undefined ? {} : { waitMs: o.moveWaitMs }),
     });
   };
-  if (moved && !movesAlone) await move(others);
+  if (moved && !movesAlone) {
+    await move(others).catch(async (e: unknown) => {
+      if (o.onStranded && lastPeerUrl && e instanceof DotmeshError && e.data?.stranded === true) {
+        const state = await probeMemberData({
+          bin: o.member.bin,
+          name: o.nodeId,
+          dataDir: files.dataDir,
+          tls: { ca: files.ca, cert: files.cert, key: files.key },
+          logger: o.logger,
+        });
+        await o.onStranded({ ...state, lastPeerUrl });
+      }
+      throw e;
+    });
+  }
+  if (pending?.role === 'rejoin') await markRecoveryStepDone(o.config.stateDir, pending);
   if (fresh && o.joining) {
     const cluster = new EtcdMembers({ endpoints: others, ca, cert, key });
     try {
@@ -151,6 +203,7 @@ export async function startManagedMember(o: {
     `--initial-cluster=${initialCluster}`,
     `--initial-cluster-state=${state}`,
     `--initial-cluster-token=dotmesh-${o.nodeId}`,
+    ...(forcing ? ['--force-new-cluster'] : []),
     `--cert-file=${files.cert}`,
     `--key-file=${files.key}`,
     '--client-cert-auth',
@@ -172,6 +225,15 @@ export async function startManagedMember(o: {
     if (movesAlone) await move([loopbackUrl]);
     const status = await settle({ proc, nodeId: o.nodeId, peerUrl, clientUrl, others, ca, cert, key, logger: o.logger });
     await writeFile(files.statusFile, `${JSON.stringify({ ...status.status, peerUrl })}\n`, { mode: 0o644 });
+    if (forcing) {
+      // Done before the server serves: others join this cluster only through it, so a forced
+      // start repeated after a kill before this line drops no member that joined.
+      await markRecoveryStepDone(o.config.stateDir, pending);
+      o.logger.warn(
+        { recovery: pending.id, peerUrl },
+        "etcd recovery: this node's member restarted the cluster from its data, as its only member",
+      );
+    }
     proc.healthy();
     o.logger.info({ ...status.status, endpoints: status.endpoints }, 'managed etcd member ready');
     return { process: proc, endpoints: status.endpoints, status: status.status };
@@ -179,6 +241,28 @@ export async function startManagedMember(o: {
     await proc.stop();
     throw e;
   }
+}
+
+/**
+ * A rejoining member's data dir and status file go aside (renamed, never served again) and the
+ * member joins as a new one. What is kept is the member's key-value data (`member/snap`, for an
+ * admin to read); its WAL goes (etcd preallocates it in 64 MB files, and a pool volume has no
+ * room for two members' logs). Renames are atomic and the WAL's removal is done again by the
+ * next start if a kill stopped it.
+ */
+async function setAside(files: { dataDir: string; statusFile: string }, step: RecoveryStep, logger: Logger): Promise<void> {
+  const aside = `${files.dataDir}.before-recovery-${step.id}`;
+  const entries = await readdir(files.dataDir).catch(() => []);
+  if (entries.length > 0) {
+    await rename(files.dataDir, aside);
+    await rename(files.statusFile, `${files.statusFile}.before-recovery-${step.id}`).catch(() => undefined);
+    await mkdir(files.dataDir, { recursive: true, mode: 0o700 });
+    logger.warn(
+      { recovery: step.id, aside },
+      "etcd recovery: this node's member data set aside; the member joins the recovered cluster as a new one",
+    );
+  }
+  await rm(join(aside, 'member', 'wal'), { recursive: true, force: true });
 }
 
 /** The `peerUrl` the status file of the member's last start names (undefined: none recorded). */

@@ -14,7 +14,8 @@ const MOVE_WAIT_MS = 120_000;
  * member named `nodeId` gets `peerUrl` (etcd's `member update`, a change a majority of the
  * members must accept, so the quorum holds throughout: the member is down while it moves).
  * Tried again while etcd does not answer or refuses the change, for up to 120 s; a cluster
- * without that member refuses (CONFLICT: the node was removed).
+ * without that member refuses (CONFLICT: the node was removed). When no member answered at
+ * all in that time (every member moved at once), the error's data says `stranded: true`.
  *
  * `alone`: the config names no other member (a cluster of one node whose pool moved). The
  * member then moves through itself: `endpoints` is its own client URL, it already runs on its
@@ -30,6 +31,8 @@ export async function movePeerUrl(o: {
   readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
   readonly beforeChange: (endpoints: readonly string[]) => Promise<void>;
   readonly logger: Logger;
+  /** How long the cluster is given to take the change (default 120 s). */
+  readonly waitMs?: number;
 }): Promise<void> {
   if (o.endpoints.length === 0) {
     throw new DotmeshError(
@@ -40,14 +43,22 @@ export async function movePeerUrl(o: {
       },
     );
   }
-  await o.beforeChange(o.endpoints);
   const members = new EtcdMembers({ endpoints: o.endpoints, ...o.tls, requestTimeoutMs: 5000 });
-  const deadline = Date.now() + MOVE_WAIT_MS;
+  const waitMs = o.waitMs ?? MOVE_WAIT_MS;
+  const deadline = Date.now() + waitMs;
   let why = '';
+  // Whether any member answered: none in the whole wait is a member stranded (every member moved).
+  let answered = false;
+  let claimed = false;
   try {
     for (;;) {
       try {
         const listed = await members.list();
+        answered = true;
+        if (!claimed) {
+          await o.beforeChange(o.endpoints);
+          claimed = true;
+        }
         const me = listed.find((m) => m.name === o.nodeId);
         if (!me) {
           throw new DotmeshError('CONFLICT', `the etcd cluster has no member named ${o.nodeId}: this node's member was removed`, {
@@ -75,9 +86,16 @@ export async function movePeerUrl(o: {
         why = (e as Error).message;
       }
       if (Date.now() > deadline) {
-        throw new DotmeshError('UNAVAILABLE', `etcd did not take this member's new peer URL ${o.peerUrl} within 120 s: ${why}`, {
-          hint: 'a majority of the etcd members must run; then start this node again (dm cluster start)',
-        });
+        throw new DotmeshError(
+          'UNAVAILABLE',
+          `etcd did not take this member's new peer URL ${o.peerUrl} within ${waitMs / 1000} s: ${why}`,
+          {
+            hint: answered
+              ? 'a majority of the etcd members must run; then start this node again (dm cluster start)'
+              : 'no other member answered: if every member moved at once, the cluster needs an etcd recovery (docs/kubernetes.md, "Replacing every node at once") or a restore from a backup (dm cluster restore-etcd)',
+            data: { stranded: !answered },
+          },
+        );
       }
       o.logger.info({ why }, "etcd takes no change of this member's peer URL yet: trying again");
       await sleep(1000);

@@ -15,6 +15,16 @@ export interface EtcdMember {
   readonly learner: boolean;
 }
 
+/** One member's own state, as its Maintenance Status reports it. */
+export interface EtcdMemberState {
+  /** The highest raft index the member knows committed. */
+  readonly raftIndex: number;
+  /** The revision of its key-value store (every write that changed a key raised it). */
+  readonly revision: number;
+  /** The cluster's id (decimal). */
+  readonly clusterId: string;
+}
+
 export interface EtcdMembersOptions {
   /** Client URLs to send the cluster calls to (any member; learners do not answer them). */
   readonly endpoints: readonly string[];
@@ -80,6 +90,15 @@ export class EtcdMembers {
     await this.#call(`update member ${id} to ${peerUrls.join(',')}`, (c) =>
       c.cluster.memberUpdate({ ID: id, peerURLs: [...peerUrls] }),
     );
+  }
+
+  /**
+   * The answering member's own state (etcd's Maintenance Status, answered by that member alone):
+   * its committed raft index and its store's revision. Send it to one endpoint to know whose.
+   */
+  async status(): Promise<EtcdMemberState> {
+    const res = await this.#call('read the member status', (c) => c.maintenance.status());
+    return { raftIndex: Number(res.raftIndex), revision: Number(res.header.revision), clusterId: String(res.header.cluster_id) };
   }
 
   async remove(id: string): Promise<void> {
