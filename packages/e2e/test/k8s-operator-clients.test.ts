@@ -554,6 +554,13 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
           'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}',
         ])
       ).stdout;
+    /** Waits for an Event on PVC `name` matching `re` (recorded just after its PV is made). */
+    const eventMatching = (name: string, re: RegExp) =>
+      waitFor(async () => re.test(await events(name)), {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+        what: `an Event on ${name} matching ${re}`,
+      });
     const pulls = async () =>
       (
         await getJson<{ items: { metadata: { name: string } }[] }>(kubectl, [
@@ -583,8 +590,8 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     await fromCommit('from-commit-1', 'fixtures');
     pvcUids.push(await bound('from-commit-1'));
     assert.equal(await pulls(), 1, 'one pull');
-    assert.match(
-      await events('from-commit-1'),
+    await eventMatching(
+      'from-commit-1',
       new RegExp(`Populated: branch pvc-[-0-9a-f]+ of admin/${shared} from commit ${c1} \\(pulled by DotTransfer`),
     );
     const dc = await getJson<{ status: { commit: string; transfer: string } }>(kubectl, [
@@ -599,7 +606,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     await fromCommit('from-commit-2', 'fixtures');
     pvcUids.push(await bound('from-commit-2'));
     assert.equal(await pulls(), 1, 'no second pull');
-    assert.match(await events('from-commit-2'), new RegExp(`Populated: .* from commit ${c1} \\(already here, no transfer\\)`));
+    await eventMatching('from-commit-2', new RegExp(`Populated: .* from commit ${c1} \\(already here, no transfer\\)`));
     // Pods on two nodes read exactly the first commit's bytes (not the newer commit's), each on its own branch.
     const [one, two] = await Promise.all([
       readFixture(1, 'pop-reader-1', 'from-commit-1'),

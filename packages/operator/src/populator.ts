@@ -134,9 +134,13 @@ export class Populator {
   ): Promise<Resolved> {
     const known = plan.commit ?? dc.status?.commit;
     const dotName = `${plan.dot.namespace}/${plan.dot.name}`;
-    const commits = () => this.#commits(plan, client);
-    if (known && (await commits()).includes(known))
-      return { commit: known, ...(dc.status?.transfer ? { transfer: dc.status.transfer } : {}) };
+    // With a remote to pull from, a dot or branch not here yet has no commits (yet).
+    const commits = () =>
+      this.#commits(plan, client).catch((e): string[] => {
+        if (plan.pull && isDotmeshError(e) && (e.code === 'DOT_NOT_FOUND' || e.code === 'BRANCH_NOT_FOUND')) return [];
+        throw e;
+      });
+    if (known && (await commits()).includes(known)) return { commit: known };
     if (!plan.pull) {
       if (known) {
         throw new DotmeshError('COMMIT_NOT_FOUND', `commit ${known} is not on branch ${plan.branch || 'master'} of ${dotName}`, {
