@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import {
   Cleanup,
   claimAtData,
+  csiClaim,
   deleteAndWait,
+  dotCommitSource,
   installDotmeshCsiFromDoc,
   podManifest,
   SERVER_BUNDLE,
@@ -111,17 +113,8 @@ async function measure({ cluster, node, install }: K8sBenchCluster, local: Clean
     }
     throw new Error(`the PVs of ${ns}'s claims were not deleted in 120 s`);
   }
-  const claim = (name: string, source?: string) => ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name, namespace: ns },
-    spec: {
-      accessModes: ['ReadWriteOnce'],
-      storageClassName: 'dotmesh-csi',
-      resources: { requests: { storage: '1Gi' } },
-      ...(source ? { dataSourceRef: { apiGroup: 'dotmesh.io', kind: 'DotCommit', name: source } } : {}),
-    },
-  });
+  const claim = (name: string, source?: string) =>
+    csiClaim({ name, namespace: ns, ...(source ? { dataSourceRef: dotCommitSource(source) } : {}) });
   /** Times PVC + pod → Running; then (untimed) checks the blob's hash when asked, deletes both and waits for the PV to go. */
   const trial = async (name: string, source: string | undefined, expectHash?: string) => {
     const pod = podManifest({

@@ -8,9 +8,11 @@ import { publicKeyPin } from '@dotmesh/rpc/tls';
 import {
   Cleanup,
   claimAtData,
+  csiClaim,
   type DmResult,
   type DocInstall,
   deleteAndWait,
+  dotCommitSource,
   freePorts,
   installDotmeshCsiFromDoc,
   installDotmeshFromDoc,
@@ -516,17 +518,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     const dotCommit = (name: string, spec: Record<string, unknown>) =>
       apply(cluster, { apiVersion: 'dotmesh.io/v1alpha1', kind: 'DotCommit', metadata: { name, namespace: ns }, spec });
     const fromCommit = (name: string, source: string) =>
-      apply(cluster, {
-        apiVersion: 'v1',
-        kind: 'PersistentVolumeClaim',
-        metadata: { name, namespace: ns },
-        spec: {
-          accessModes: ['ReadWriteOnce'],
-          storageClassName: 'dotmesh-csi',
-          resources: { requests: { storage: '1Gi' } },
-          dataSourceRef: { apiGroup: 'dotmesh.io', kind: 'DotCommit', name: source },
-        },
-      });
+      apply(cluster, csiClaim({ name, namespace: ns, dataSourceRef: dotCommitSource(source) }));
     const bound = (name: string) =>
       waitFor(
         async () => {

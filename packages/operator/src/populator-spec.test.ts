@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DotmeshError, parseVolumeId } from '@dotmesh/core';
+import { parseVolumeId } from '@dotmesh/core';
+import { assertRefused } from '@dotmesh/testkit';
 import type { V1PersistentVolumeClaim, V1StorageClass } from '@kubernetes/client-node';
 import type { DotCommitObject } from './dot-resources.ts';
 import {
@@ -44,14 +45,7 @@ const storageClass = (
   parameters,
 });
 const dotCommit = (spec: Record<string, unknown>): DotCommitObject => ({ metadata: { name: 'fixtures', namespace: 'ci' }, spec });
-const refused = (f: () => unknown, code: string, message: RegExp) =>
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof DotmeshError, String(e));
-    assert.equal(e.code, code);
-    assert.match(e.message, message);
-    assert.ok(e.hint, `a hint for ${e.message}`);
-    return true;
-  });
+const refused = assertRefused;
 const plan = (spec: Record<string, unknown>, sc = storageClass(), pvc = claim()) =>
   populationPlan(
     pvc,

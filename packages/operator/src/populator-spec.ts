@@ -3,7 +3,6 @@ import {
   DEFAULT_NAMESPACE,
   DotmeshError,
   deMasterify,
-  isDotmeshError,
   NamespaceAllowlist,
   normalizeBranch,
   parseDotName,
@@ -12,6 +11,7 @@ import {
 } from '@dotmesh/core';
 import type { V1PersistentVolume, V1PersistentVolumeClaim, V1SecretReference, V1StorageClass } from '@kubernetes/client-node';
 import { DOT_COMMIT_KIND, type DotCommitObject, GROUP } from './dot-resources.ts';
+import { named } from './dot-transfer-spec.ts';
 
 /**
  * The pure half of the volume populator (populator.ts): which PVCs it serves, the checks of
@@ -67,16 +67,6 @@ export interface PopulationPlan {
 
 function invalid(message: string, hint: string): never {
   throw new DotmeshError('INVALID_ARGUMENT', message, { hint });
-}
-
-/** `f()`, its DotmeshError restated with the field it is about. */
-function named<T>(field: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (!isDotmeshError(e)) throw e;
-    throw new DotmeshError(e.code, `${field}: ${e.message}`, { hint: e.hint ?? 'names are 1 to 64 letters, digits, "_" or "-"' });
-  }
 }
 
 /** Whether the populator serves `pvc`: Pending, unbound, not being deleted, its dataSourceRef of group dotmesh.io. */
