@@ -324,6 +324,12 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     );
     return status!;
   };
+  /** Writes `files` into admin/`dot` on the server outside (made when missing) and commits; the commit id. */
+  const commitOutside = async (dot: string, files: Record<string, Buffer | string>, message: string) => {
+    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    for (const [name, data] of Object.entries(files)) await writeFile(join(path, name), data);
+    return outside.admin.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
+  };
   const transferObjects: string[] = [];
   const remoteObjects: string[] = [];
   const remote = async (name: string, spec: Record<string, unknown>) => {
@@ -379,15 +385,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
 
     // Pull: a commit made outside on master arrives in the cluster, with its bytes.
     const data = randomBytes(200_000);
-    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: inCluster, Subdot: '' });
-    await writeFile(join(path, 'from-outside'), data);
-    const outsideCommit = await outside.admin.call('Commit', {
-      Namespace: 'admin',
-      Name: inCluster,
-      Branch: '',
-      Message: 'outside',
-      Metadata: {},
-    });
+    const outsideCommit = await commitOutside(inCluster, { 'from-outside': data }, 'outside');
     transferObjects.push('pull-master');
     const pulled = await runTransfer('pull-master', { remote: 'outside', direction: 'pull', dot: inCluster });
     assert.equal(pulled.phase, 'Completed', JSON.stringify(pulled));
@@ -502,18 +500,8 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
 
     // Outside: two commits; the DotCommit names the first (the pull brings both).
     const first = randomBytes(400_000);
-    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: shared, Subdot: '' });
-    await writeFile(join(path, 'fixture'), first);
-    const c1 = await outside.admin.call('Commit', {
-      Namespace: 'admin',
-      Name: shared,
-      Branch: '',
-      Message: 'fixture v1',
-      Metadata: {},
-    });
-    await writeFile(join(path, 'fixture'), randomBytes(1000));
-    await writeFile(join(path, 'later'), 'v2');
-    await outside.admin.call('Commit', { Namespace: 'admin', Name: shared, Branch: '', Message: 'fixture v2', Metadata: {} });
+    const c1 = await commitOutside(shared, { fixture: first }, 'fixture v1');
+    await commitOutside(shared, { fixture: randomBytes(1000), later: 'v2' }, 'fixture v2');
 
     const dotCommit = (name: string, spec: Record<string, unknown>) =>
       apply(cluster, { apiVersion: 'dotmesh.io/v1alpha1', kind: 'DotCommit', metadata: { name, namespace: ns }, spec });

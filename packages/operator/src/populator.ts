@@ -52,12 +52,17 @@ export interface PopulatorContext extends TransferContext {
 }
 
 /** What resolving the commit found: the commit to branch from, or a pull still running. */
-type Resolved = { readonly commit: string; readonly transfer?: string } | { readonly pulling: string };
+type Resolved = { readonly commit: string } | { readonly pulling: string };
+
+/** The one DotTransfer that pulls a DotCommit's commit (operator's namespace). */
+const pullName = (dc: { readonly metadata: { readonly uid: string } }) => `dotcommit-${dc.metadata.uid}`;
 
 export class Populator {
   readonly #o: PopulatorContext;
   /** Per claim uid: the last Event recorded (the same is not recorded again). */
   readonly #reported = new Map<string, string>();
+  /** The claims (uids) that waited for a pull: their Populated Event names it. */
+  readonly #waited = new Set<string>();
 
   constructor(o: PopulatorContext) {
     this.#o = o;
@@ -77,6 +82,7 @@ export class Populator {
       );
     }
     for (const uid of this.#reported.keys()) if (!seen.has(uid)) this.#reported.delete(uid);
+    for (const uid of this.#waited) if (!seen.has(uid)) this.#waited.delete(uid);
   }
 
   async #populate(pvc: V1PersistentVolumeClaim): Promise<void> {
@@ -97,6 +103,7 @@ export class Populator {
     try {
       const resolved = await this.#resolve(plan, dc!, server.client);
       if ('pulling' in resolved) {
+        this.#waited.add(plan.claim.uid);
         return this.#tell(
           pvc,
           'Normal',
@@ -106,8 +113,8 @@ export class Populator {
       }
       const at = await this.#branch(plan, resolved.commit, server.client);
       await this.#createPv(populatedPv(plan, pvc, settings, { ...at, commit: resolved.commit }));
-      const how = resolved.transfer
-        ? `pulled by DotTransfer ${this.#o.namespace}/${resolved.transfer}`
+      const how = this.#waited.has(plan.claim.uid)
+        ? `pulled by DotTransfer ${this.#o.namespace}/${pullName(dc!)}`
         : 'already here, no transfer';
       await this.#tell(
         pvc,
@@ -140,7 +147,16 @@ export class Populator {
         if (plan.pull && isDotmeshError(e) && (e.code === 'DOT_NOT_FOUND' || e.code === 'BRANCH_NOT_FOUND')) return [];
         throw e;
       });
-    if (known && (await commits()).includes(known)) return { commit: known };
+    const name = pullName(dc);
+    const ops = this.#o;
+    if (known && (await commits()).includes(known)) {
+      // Here (pulled, or arrived while its pull still ran): pinned once, with the pull if one was made.
+      if (dc.status?.commit !== known) {
+        const pulled = plan.pull && (await getObject(ops, DOT_TRANSFERS, name)) !== undefined;
+        await this.#pin(plan, dc, { commit: known, dot: dotName, ...(pulled ? { transfer: name } : {}) });
+      }
+      return { commit: known };
+    }
     if (!plan.pull) {
       if (known) {
         throw new DotmeshError('COMMIT_NOT_FOUND', `commit ${known} is not on branch ${plan.branch || 'master'} of ${dotName}`, {
@@ -152,8 +168,6 @@ export class Populator {
       await this.#pin(plan, dc, { commit: newest, dot: dotName });
       return { commit: newest };
     }
-    const name = `dotcommit-${dc.metadata.uid}`;
-    const ops = this.#o;
     const t = await getObject<DotTransferObject & { metadata: object }>(ops, DOT_TRANSFERS, name);
     if (!t) {
       await createObject(ops, DOT_TRANSFERS, {
@@ -196,7 +210,7 @@ export class Populator {
       );
     }
     await this.#pin(plan, dc, { commit, dot: dotName, transfer: name });
-    return { commit, transfer: name };
+    return { commit };
   }
 
   async #commits(plan: PopulationPlan, client: DotmeshClient): Promise<string[]> {
