@@ -122,11 +122,6 @@ export class Populator {
         'Populated',
         `branch ${plan.newBranch} of ${plan.dot.namespace}/${plan.dot.name} from commit ${resolved.commit} (${how}); PV ${plan.newBranch}`,
       );
-      this.#o.log.info('populated a PVC', {
-        pvc: `${plan.claim.namespace}/${plan.claim.name}`,
-        source: plan.source,
-        commit: resolved.commit,
-      });
     } catch (e) {
       if (!isDotmeshError(e) || e.code === 'UNAVAILABLE') throw e; // try again at the next step
       return this.#failed(pvc, e);
@@ -322,6 +317,7 @@ export class Populator {
     this.#reported.set(uid, key);
     const fields = { pvc: `${pvc.metadata?.namespace}/${pvc.metadata?.name}`, reason, message };
     if (type === 'Warning') this.#o.log.warn('a PVC could not be populated', fields);
+    else this.#o.log.info('populating a PVC', fields);
     await eventOn(this.#in(pvc), 'PersistentVolumeClaim', pvc.metadata ?? {}, type, reason, message).catch((err) =>
       this.#o.log.warn('could not record an Event', { error: String(err) }),
     );
