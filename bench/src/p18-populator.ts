@@ -31,7 +31,7 @@ import type { Row } from './report.ts';
  * - again: a PVC of the DotCommit of the first dot, already here (a branch, no transfer);
  * - reference, in the same run: a plain PVC of `dotmesh-csi` (CreateVolume of an empty volume).
  *
- * Samples alternate which side goes first, after one untimed plain round. The first pod of each
+ * Samples alternate which side goes first, after `warmup` untimed plain rounds. The first pod of each
  * kind checks its data (the blob's hash, untimed). Pods and claims are deleted after each sample,
  * and their PVs waited for (untimed).
  */
@@ -41,6 +41,8 @@ export interface PopulatorBenchOptions {
   readonly size: number;
   readonly firstSamples: number;
   readonly againSamples: number;
+  /** Untimed plain rounds first (the node's first CSI volume and pod). */
+  readonly warmup: number;
   readonly log: (s: string) => void;
 }
 
@@ -143,7 +145,7 @@ async function measure({ cluster, node, install }: K8sBenchCluster, local: Clean
     return ms;
   };
 
-  await trial('plain-warmup', undefined);
+  for (let i = 0; i < o.warmup; i++) await trial(`plain-warmup-${i}`, undefined);
   const first: number[] = [];
   const again: number[] = [];
   const plain: number[] = [];

@@ -140,7 +140,7 @@ const params = smoke
       p12: { trials: 3, ttlSeconds: 3 },
       p16: { samples: 3, warmup: 1 },
       p17: { samples: 1, dots: 1 },
-      p18: { size: MiB, firstSamples: 1, againSamples: 1 },
+      p18: { size: MiB, firstSamples: 1, againSamples: 1, warmup: 0 },
       r7Samples: 2,
     }
   : {
@@ -165,7 +165,7 @@ const params = smoke
       p12: { trials: 10, ttlSeconds: 10 },
       p16: { samples: 20, warmup: 2 },
       p17: { samples: 3, dots: 3 },
-      p18: { size: GiB, firstSamples: 3, againSamples: 5 },
+      p18: { size: GiB, firstSamples: 3, againSamples: 5, warmup: 1 },
       r7Samples: 10,
     };
 
