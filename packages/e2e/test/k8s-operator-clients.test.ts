@@ -145,9 +145,9 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     const last = (await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).at(-1);
     return { id: last?.Id ?? '', message: last?.Metadata.message ?? '' };
   };
-  /** A pod on node `i` with PVC `claim` at /data, run to completion; its output once it is gone and the dot unused. */
-  const inPod = async (i: number, pod: string, claim: string, dot: string, script: string) => {
-    const out = await runPodToCompletion(
+  /** A pod on node `i` running `script` with PVC `claim` at /data, run to completion; its output. */
+  const runOnNode = (i: number, pod: string, claim: string, script: string) =>
+    runPodToCompletion(
       kubectl,
       podManifest({
         name: pod,
@@ -159,6 +159,9 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       }),
       180_000,
     );
+  /** runOnNode; its output once the pod is gone and the dot unused. */
+  const inPod = async (i: number, pod: string, claim: string, dot: string, script: string) => {
+    const out = await runOnNode(i, pod, claim, script);
     await deleteAndWait(cluster, ['pod', pod, '-n', ns]);
     const server = { admin: await api(i) };
     const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
@@ -553,18 +556,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
         ])
       ).items.length;
     const readFixture = (i: number, pod: string, claimName: string) =>
-      runPodToCompletion(
-        kubectl,
-        podManifest({
-          name: pod,
-          namespace: ns,
-          node: node(i).name,
-          image: cluster.images.busybox.ref,
-          command: ['sh', '-c', 'sha256sum /data/fixture | cut -d" " -f1; ls /data'],
-          ...claimAtData(claimName),
-        }),
-        180_000,
-      );
+      runOnNode(i, pod, claimName, 'sha256sum /data/fixture | cut -d" " -f1; ls /data');
 
     await dotCommit('fixtures', { dot: shared, remote: 'outside-pop', commit: c1 });
     await fromCommit('from-commit-1', 'fixtures');
