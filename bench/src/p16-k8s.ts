@@ -5,17 +5,14 @@ import {
   Cleanup,
   claimAtData,
   deleteAndWait,
-  installDotmeshFromDoc,
   makeTempDir,
   type PodSpecOptions,
   podManifest,
-  startTestCluster,
   type TestCluster,
   waitFor,
-  waitForDotmesh,
 } from '@dotmesh/testkit';
 import { alternate, ratio, summarize, timeMs } from './harness.ts';
-import { DIST, KUBERNETES_DOC } from './repo-paths.ts';
+import type { K8sBenchCluster } from './k8s-bench-cluster.ts';
 import type { Row } from './report.ts';
 
 /**
@@ -23,9 +20,8 @@ import type { Row } from './report.ts';
  * PersistentVolumeClaim of the StorageClass `dotmesh` and a pod that mounts it and writes a
  * file, from `kubectl apply` until the file holding what the pod wrote is seen on the node
  * (through the kubelet's mount of the volume; the pod then syncs, prints it and exits, checked
- * outside the clock), on a one-node test cluster of the bench's own (testkit's
- * startTestCluster) with Dotmesh installed as docs/kubernetes.md says (the operator manifest;
- * testkit's installDotmeshFromDoc). The clock covers the dynamic provisioner making the dot and
+ * outside the clock), on the one-node test cluster of the bench's own that P18 shares
+ * (k8s-bench-cluster.ts: Dotmesh installed as docs/kubernetes.md says). The clock covers the dynamic provisioner making the dot and
  * its PV, the binding, the kubelet's FlexVolume mount through the node's server pod, the
  * container's start and its write. Both pods go through the scheduler, as users' pods do (it
  * holds the pod until its claim is bound). Reference, in the same run on the same node: the
@@ -41,24 +37,16 @@ export interface K8sBenchOptions {
   readonly log: (s: string) => void;
 }
 
-export async function benchK8sVolume(o: K8sBenchOptions): Promise<Row[]> {
+export async function benchK8sVolume(k8s: K8sBenchCluster, o: K8sBenchOptions): Promise<Row[]> {
   const local = new Cleanup();
   try {
-    return await measure(local, o);
+    return await measure(k8s, local, o);
   } finally {
     await local.run();
   }
 }
 
-async function measure(local: Cleanup, o: K8sBenchOptions): Promise<Row[]> {
-  const t0 = Date.now();
-  const cluster = await startTestCluster({ cleanup: local, nodes: 1 });
-  const node = cluster.nodes[0]!;
-  o.log(`P16: one-node test cluster ${cluster.id} up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const t1 = Date.now();
-  await installDotmeshFromDoc(cluster, local, { docFile: KUBERNETES_DOC, dist: DIST });
-  await waitForDotmesh(cluster, [node]);
-  o.log(`P16: Dotmesh installed from docs/kubernetes.md and serving in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+async function measure({ cluster, node }: K8sBenchCluster, local: Cleanup, o: K8sBenchOptions): Promise<Row[]> {
   const { kubectl } = cluster;
   const ns = `p16-${randomBytes(3).toString('hex')}`;
   await kubectl(['create', 'namespace', ns]);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import {
   Cleanup,
   claimAtData,
+  csiClaim,
   deleteAndWait,
   installDotmeshCsiFromDoc,
   installDotmeshFromDoc,
@@ -74,17 +75,13 @@ async function measure(local: Cleanup, o: CsiRestoreOptions): Promise<Row[]> {
   const apply = (x: unknown) => kubectl(['apply', '-f', '-'], { input: JSON.stringify(x) });
   const jsonpath = async (args: readonly string[], path: string) =>
     (await kubectl([...args, '-n', ns, '-o', `jsonpath=${path}`])).stdout;
-  const claim = (name: string, snapshot?: string) => ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name, namespace: ns },
-    spec: {
-      accessModes: ['ReadWriteOnce'],
-      storageClassName: 'dotmesh-csi',
-      resources: { requests: { storage: '1Mi' } },
+  const claim = (name: string, snapshot?: string) =>
+    csiClaim({
+      name,
+      namespace: ns,
+      storage: '1Mi',
       ...(snapshot ? { dataSource: { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: snapshot } } : {}),
-    },
-  });
+    });
   const pod = (name: string, pvc: string, script: string) =>
     podManifest({
       name,

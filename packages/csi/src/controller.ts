@@ -1,3 +1,4 @@
+import { volumeRecordMetadata } from '@dotmesh/core';
 import type { DotmeshClient } from '@dotmesh/rpc';
 import { status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { requireCapability, requireSupported, unsupported } from './capabilities.ts';
@@ -21,7 +22,6 @@ import {
   volumeBranchName,
   volumeDotName,
   volumeMessage,
-  volumeRecordCommitId,
   volumeRecordOf,
 } from './records.ts';
 import { type Log, unary } from './unary.ts';
@@ -422,12 +422,10 @@ async function placeVolume(
 }
 
 async function recordVolume(client: DotmeshClient, where: Placement, hash: string, capacity: number, sourceId: string) {
-  await commitOnce(client, { Namespace: where.namespace, Name: where.dotName, Branch: where.branch }, 'Kubernetes volume', {
-    '#commit-id': volumeRecordCommitId(hash),
-    [META.kind]: 'volume',
-    [META.name]: hash,
-    [META.capacity]: String(capacity),
-    [META.source]: sourceId,
-    ...(where.subdot ? { [META.subdot]: where.subdot } : {}),
-  });
+  await commitOnce(
+    client,
+    { Namespace: where.namespace, Name: where.dotName, Branch: where.branch },
+    'Kubernetes volume',
+    volumeRecordMetadata(hash, capacity, sourceId, where.subdot),
+  );
 }

@@ -1,3 +1,4 @@
+import { CSI_META, volumeRecordCommitId } from '@dotmesh/core';
 import type { DotmeshClient, FoundCommit } from '@dotmesh/rpc';
 import type { Snapshot, Volume } from './csi-types.ts';
 import { type SnapshotRef, snapshotId, type VolumeRef, volumeId } from './ids.ts';
@@ -20,22 +21,11 @@ import { type SnapshotRef, snapshotId, type VolumeRef, volumeId } from './ids.ts
  * A deleted volume's branch is retired while a snapshot needs it (`__deleted-<id>` names it):
  * its records are not volumes any more.
  */
-export const META = {
-  kind: 'csi-kind',
-  name: 'csi-name',
-  capacity: 'csi-capacity',
-  source: 'csi-source',
-  subdot: 'csi-subdot',
-  snapshot: 'csi-snapshot',
-  volume: 'csi-volume',
-  group: 'csi-group',
-  members: 'csi-members',
-  retain: 'retain',
-} as const;
+export const META = CSI_META;
 
 export const RETIRED_PREFIX = '__deleted-';
 
-export const volumeRecordCommitId = (hash: string) => `csiv-${hash}`;
+export { volumeRecordCommitId };
 export const snapshotCommitId = (hash: string) => `csis-${hash}`;
 export const clonePointCommitId = (hash: string) => `csic-${hash}`;
 /** The dot of a volume made from nothing, and every volume's branch, are named from its hash. */

@@ -7,6 +7,8 @@ import { invalid } from './grpc-errors.ts';
  *   branch (made when missing), named from the PVC (`csi.storage.k8s.io/pvc/namespace` and
  *   `/pvc/name`, which csi-provisioner adds with `--extra-create-metadata`) when that fits a
  *   subdot name, else `csi-<hash of the volume name>`.
+ * - `dotmeshNamespaceAllowlist`: read by the operator's volume populator only (which dotmesh
+ *   namespaces the PVCs of each Kubernetes namespace may take a DotCommit from); accepted here.
  * The `csi.storage.k8s.io/` keys csi-provisioner adds are accepted; any other key is refused
  * (INVALID_ARGUMENT), so that a misspelt parameter is not silently ignored.
  */
@@ -18,7 +20,7 @@ export interface VolumeParameters {
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
-const KNOWN = new Set(['dotmeshNamespace', 'dotmeshDot']);
+const KNOWN = new Set(['dotmeshNamespace', 'dotmeshDot', 'dotmeshNamespaceAllowlist']);
 const PROVISIONER_PREFIX = 'csi.storage.k8s.io/';
 
 export function parseVolumeParameters(raw: Readonly<Record<string, string>> | undefined): VolumeParameters {

@@ -8,10 +8,13 @@ import { publicKeyPin } from '@dotmesh/rpc/tls';
 import {
   Cleanup,
   claimAtData,
+  csiClaim,
   type DmResult,
   type DocInstall,
   deleteAndWait,
+  dotCommitSource,
   freePorts,
+  installDotmeshCsiFromDoc,
   installDotmeshFromDoc,
   type Kubectl,
   makeTempDir,
@@ -28,6 +31,7 @@ import {
   useTestCluster,
   waitFor,
   waitForDotmesh,
+  waitForDotmeshCsi,
 } from '@dotmesh/testkit';
 import {
   DIST,
@@ -40,7 +44,15 @@ import {
   operatorPods,
   serverPods,
 } from './k8s-operator-pods.ts';
-import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, writeRandomScript } from './k8s-volumes.ts';
+import {
+  apply,
+  dotExists,
+  expectClaimsRefused,
+  pvcWarnings,
+  type RefusedClaim,
+  waitUnused,
+  writeRandomScript,
+} from './k8s-volumes.ts';
 
 /**
  * `dm` from a workstation, as docs/kubernetes.md ("Using dm from a workstation") tells users, on
@@ -62,6 +74,13 @@ import { apply, dotExists, expectClaimsRefused, type RefusedClaim, waitUnused, w
  * error and nothing transferred; `kubectl get dots` lists the dots with their branches, and
  * an edit or a deletion of a Dot is refused by the manifest's policy; neither
  * API key appears in any status, Event, pod spec or operator log.
+ *
+ * The volume populator, with the CSI driver of the docs installed beside: a PVC of the class
+ * `dotmesh-csi` whose dataSourceRef names a DotCommit of a commit made on the server outside
+ * (not its newest) is pulled by one DotTransfer and bound; a pod reads exactly that commit's
+ * bytes; a second PVC of the same DotCommit is bound with no second DotTransfer. A DotCommit of
+ * another user's dot, with a hostile dot name, or naming a DotRemote that does not exist gives
+ * the PVC a PopulationFailed Event saying why, no PV, no dot.
  *
  * Bad input through the operator on the same install: a node loses the selection label while
  * a pod writes to a dot there (its server pod stays, serving, until that pod is gone; then the
@@ -126,9 +145,9 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     const last = (await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' })).at(-1);
     return { id: last?.Id ?? '', message: last?.Metadata.message ?? '' };
   };
-  /** A pod on node `i` with PVC `claim` at /data, run to completion; its output once it is gone and the dot unused. */
-  const inPod = async (i: number, pod: string, claim: string, dot: string, script: string) => {
-    const out = await runPodToCompletion(
+  /** A pod on node `i` running `script` with PVC `claim` at /data, run to completion; its output. */
+  const runOnNode = (i: number, pod: string, claim: string, script: string) =>
+    runPodToCompletion(
       kubectl,
       podManifest({
         name: pod,
@@ -140,6 +159,9 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       }),
       180_000,
     );
+  /** runOnNode; its output once the pod is gone and the dot unused. */
+  const inPod = async (i: number, pod: string, claim: string, dot: string, script: string) => {
+    const out = await runOnNode(i, pod, claim, script);
     await deleteAndWait(cluster, ['pod', pod, '-n', ns]);
     const server = { admin: await api(i) };
     const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
@@ -163,6 +185,8 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
       onBeforeRemoval: diagnosticsOnFailure(cluster, () => failed),
     });
     apiKey = install.apiKey;
+    // The CSI driver (the populator's volumes): applied now, ready by the populator's test.
+    await installDotmeshCsiFromDoc(cluster, cleanup, install, { docFile: DOC });
     await waitForDotmesh(cluster, cluster.nodes);
     // On every address: the cluster's servers dial it (DotTransfers) through the test bridge.
     outside = await startServerProcess({
@@ -303,6 +327,12 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     );
     return status!;
   };
+  /** Writes `files` into admin/`dot` on the server outside (made when missing) and commits; the commit id. */
+  const commitOutside = async (dot: string, files: Record<string, Buffer | string>, message: string) => {
+    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: dot, Subdot: '' });
+    for (const [name, data] of Object.entries(files)) await writeFile(join(path, name), data);
+    return outside.admin.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
+  };
   const transferObjects: string[] = [];
   const remoteObjects: string[] = [];
   const remote = async (name: string, spec: Record<string, unknown>) => {
@@ -358,15 +388,7 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
 
     // Pull: a commit made outside on master arrives in the cluster, with its bytes.
     const data = randomBytes(200_000);
-    const path = await outside.admin.call('Procure', { Namespace: 'admin', Name: inCluster, Subdot: '' });
-    await writeFile(join(path, 'from-outside'), data);
-    const outsideCommit = await outside.admin.call('Commit', {
-      Namespace: 'admin',
-      Name: inCluster,
-      Branch: '',
-      Message: 'outside',
-      Metadata: {},
-    });
+    const outsideCommit = await commitOutside(inCluster, { 'from-outside': data }, 'outside');
     transferObjects.push('pull-master');
     const pulled = await runTransfer('pull-master', { remote: 'outside', direction: 'pull', dot: inCluster });
     assert.equal(pulled.phase, 'Completed', JSON.stringify(pulled));
@@ -452,6 +474,176 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     // Nothing transferred: no such dot on either side.
     assert.equal(await dotExists({ admin: outside.admin }, 'admin', never), false);
     assert.equal(await dotExists({ admin: await api(0) }, 'admin', never), false);
+  });
+
+  test('PVCs from a DotCommit of a commit outside: pulled once, exactly that commit’s bytes in a pod, a second PVC with no second transfer; bad sources refused with an Event', async () => {
+    await waitForDotmeshCsi(cluster, cluster.nodes);
+    const shared = `shared-${suffix}`;
+    const pvcUids: string[] = [];
+    cleanup.add(async () => {
+      await kubectl(['delete', 'pvc', 'from-commit-1', 'from-commit-2', '-n', ns, '--ignore-not-found', '--wait=true']).catch(
+        () => {},
+      );
+      // Their PVs go through csi-provisioner (DeleteVolume: the branch) before the driver is removed.
+      for (const uid of pvcUids) await kubectl(['wait', '--for=delete', `pv/pvc-${uid}`, '--timeout=120s']).catch(() => {});
+      await kubectl(['delete', 'dotcommits', '--all', '-n', ns, '--ignore-not-found']).catch(() => {});
+      await kubectl(['delete', 'dottransfers', '-n', NS, '-l', 'dotmesh.io/dot-commit']).catch(() => {});
+    }, 'delete the populated claims, their PVs, the DotCommits and their pulls');
+    await kubectl(['create', 'secret', 'generic', 'outside-pop-key', '-n', NS, `--from-literal=apiKey=${outside.apiKey}`]);
+    cleanup.add(
+      () => kubectl(['delete', 'secret', 'outside-pop-key', '-n', NS, '--ignore-not-found']),
+      'delete the populator’s remote key',
+    );
+    await remote('outside-pop', {
+      host: cluster.apiServerAddress,
+      port: outside.port,
+      plainHttp: true,
+      apiKeySecret: { name: 'outside-pop-key' },
+    });
+
+    // Outside: two commits; the DotCommit names the first (the pull brings both).
+    const first = randomBytes(400_000);
+    const c1 = await commitOutside(shared, { fixture: first }, 'fixture v1');
+    await commitOutside(shared, { fixture: randomBytes(1000), later: 'v2' }, 'fixture v2');
+
+    const dotCommit = (name: string, spec: Record<string, unknown>) =>
+      apply(cluster, { apiVersion: 'dotmesh.io/v1alpha1', kind: 'DotCommit', metadata: { name, namespace: ns }, spec });
+    const fromCommit = (name: string, source: string) =>
+      apply(cluster, csiClaim({ name, namespace: ns, dataSourceRef: dotCommitSource(source) }));
+    const bound = (name: string) =>
+      waitFor(
+        async () => {
+          const pvc = await getJson<{ metadata: { uid: string }; status: { phase: string } }>(kubectl, [
+            'get',
+            'pvc',
+            name,
+            '-n',
+            ns,
+          ]);
+          return pvc.status.phase === 'Bound' ? pvc.metadata.uid : undefined;
+        },
+        { timeoutMs: 240_000, intervalMs: 1000, what: `PVC ${name} Bound` },
+      );
+    const events = async (name: string) =>
+      (
+        await kubectl([
+          'get',
+          'events',
+          '-n',
+          ns,
+          '--field-selector',
+          `involvedObject.kind=PersistentVolumeClaim,involvedObject.name=${name}`,
+          '-o',
+          'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}',
+        ])
+      ).stdout;
+    /** Waits for an Event on PVC `name` matching `re` (recorded just after its PV is made). */
+    const eventMatching = (name: string, re: RegExp) =>
+      waitFor(async () => re.test(await events(name)), {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+        what: `an Event on ${name} matching ${re}`,
+      });
+    const pulls = async () =>
+      (
+        await getJson<{ items: { metadata: { name: string } }[] }>(kubectl, [
+          'get',
+          'dottransfers',
+          '-n',
+          NS,
+          '-l',
+          `dotmesh.io/dot-commit=${ns}.fixtures`,
+        ])
+      ).items.length;
+    const readFixture = (i: number, pod: string, claimName: string) =>
+      runOnNode(i, pod, claimName, 'sha256sum /data/fixture | cut -d" " -f1; ls /data');
+
+    await dotCommit('fixtures', { dot: shared, remote: 'outside-pop', commit: c1 });
+    await fromCommit('from-commit-1', 'fixtures');
+    pvcUids.push(await bound('from-commit-1'));
+    assert.equal(await pulls(), 1, 'one pull');
+    await eventMatching(
+      'from-commit-1',
+      new RegExp(`Populated: branch pvc-[-0-9a-f]+ of admin/${shared} from commit ${c1} \\(pulled by DotTransfer`),
+    );
+    const dc = await getJson<{ status: { commit: string; transfer: string } }>(kubectl, [
+      'get',
+      'dotcommit',
+      'fixtures',
+      '-n',
+      ns,
+    ]);
+    assert.equal(dc.status.commit, c1, 'the DotCommit is pinned to its commit');
+    // The second claim finds the commit here: bound with no second pull.
+    await fromCommit('from-commit-2', 'fixtures');
+    pvcUids.push(await bound('from-commit-2'));
+    assert.equal(await pulls(), 1, 'no second pull');
+    await eventMatching('from-commit-2', new RegExp(`Populated: .* from commit ${c1} \\(already here, no transfer\\)`));
+    // Pods on two nodes read exactly the first commit's bytes (not the newer commit's), each on its own branch.
+    const [one, two] = await Promise.all([
+      readFixture(1, 'pop-reader-1', 'from-commit-1'),
+      readFixture(2, 'pop-reader-2', 'from-commit-2'),
+    ]);
+    for (const out of [one, two]) assert.deepEqual(out.trim().split('\n'), [sha256(first), 'fixture'], out);
+    await Promise.all(['pop-reader-1', 'pop-reader-2'].map((p) => deleteAndWait(cluster, ['pod', p, '-n', ns])));
+    const pvs = await Promise.all(
+      pvcUids.map((uid) =>
+        getJson<{ spec: { csi: { volumeHandle: string; volumeAttributes: Record<string, string> } } }>(kubectl, [
+          'get',
+          'pv',
+          `pvc-${uid}`,
+        ]),
+      ),
+    );
+    assert.deepEqual(
+      pvs.map((pv) => pv.spec.csi.volumeAttributes.dotmeshBranch),
+      pvcUids.map((uid) => `pvc-${uid}`),
+      'a branch of its own for each claim',
+    );
+
+    // Bad sources: another user's dot, a hostile name, a remote that does not exist.
+    const absent = `absent-${suffix}`;
+    await dotCommit('other-user', { dot: 'bob/data' });
+    await dotCommit('hostile', { dot: '../../etc' });
+    await dotCommit('no-remote', { dot: absent, remote: 'no-such-remote' });
+    for (const name of ['other-user', 'hostile', 'no-remote']) await fromCommit(`bad-${name}`, name);
+    const expected: [string, RegExp][] = [
+      [
+        'bad-other-user',
+        new RegExp(`PopulationFailed: PERMISSION_DENIED: Kubernetes namespace ${ns} may not use dotmesh namespace bob`),
+      ],
+      ['bad-hostile', /PopulationFailed: INVALID_NAME: DotCommit .*\/hostile: spec\.dot: Volume names must be of the form/],
+      [
+        'bad-no-remote',
+        /PopulationFailed: INVALID_ARGUMENT: pulling admin\/absent-.* DotRemote dotmesh\/no-such-remote does not exist/,
+      ],
+    ];
+    for (const [name, message] of expected) {
+      const warnings = await waitFor(
+        async () => ((await pvcWarnings(cluster, ns, name)).length > 0 ? pvcWarnings(cluster, ns, name) : undefined),
+        {
+          timeoutMs: 120_000,
+          intervalMs: 1000,
+          what: `a Warning Event on PVC ${name}`,
+        },
+      );
+      assert.ok(
+        warnings.some((w) => message.test(w)),
+        `${name}: ${warnings.join(' | ')}`,
+      );
+    }
+    for (const [name] of expected) {
+      const r = await kubectl(['get', 'pvc', name, '-n', ns, '-o', 'jsonpath={.status.phase}/{.spec.volumeName}']);
+      assert.equal(r.stdout, 'Pending/', `${name} has no PV`);
+      await deleteAndWait(cluster, ['pvc', name, '-n', ns]);
+    }
+    const s0 = { admin: await api(0) };
+    assert.equal(await dotExists(s0, 'bob', 'data'), false, 'no dot of the other user');
+    assert.equal(await dotExists(s0, 'admin', absent), false, 'nothing pulled from the missing remote');
+    assert.ok(
+      !(await kubectl(['get', 'events,dotcommits', '-n', ns, '-o', 'json'])).stdout.includes(outside.apiKey),
+      'no key in Events or DotCommits',
+    );
   });
 
   test('kubectl get dots lists the dots with their branches; no credential in a status, an Event or the operator log', async () => {

@@ -8,6 +8,7 @@ import {
   addClusterNode,
   Cleanup,
   claimAtData,
+  csiClaim,
   type DocInstall,
   deleteAndWait,
   detachLoopDevicesUnder,
@@ -81,17 +82,8 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
     cleanup.add(() => extraNodes.run(), 'remove the nodes the tests added');
   });
 
-  const claim = (name: string, dataSource?: Record<string, string>) => ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name, namespace: ns },
-    spec: {
-      accessModes: ['ReadWriteOnce'],
-      storageClassName: 'dotmesh-csi',
-      resources: { requests: { storage: '1Mi' } },
-      ...(dataSource ? { dataSource } : {}),
-    },
-  });
+  const claim = (name: string, dataSource?: Record<string, string>) =>
+    csiClaim({ name, namespace: ns, storage: '1Mi', ...(dataSource ? { dataSource } : {}) });
   const pod = (name: string, node: string, pvc: string, script: string) =>
     podManifest({
       name,

@@ -1,17 +1,19 @@
 import type { DotmeshClient } from '@dotmesh/rpc/client';
-import { type CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { type CoreV1Api, CustomObjectsApi, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
 import { adminClient } from './admin-client.ts';
 import { mirrorDots } from './dot-mirror-loop.ts';
 import { DotTransfers } from './dot-transfers.ts';
 import type { Logger } from './logger.ts';
 import { isServing } from './plan.ts';
+import { Populator } from './populator.ts';
 import { NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 
 /**
  * The operator's second loop, beside the server pods' (controller.ts), run by the leader only:
  * every `mirrorMs` the Dot objects are made to mirror the dots of the store (dot-mirror-loop.ts),
- * and every TRANSFER_TICK_MS the DotTransfers are advanced (dot-transfers.ts); a transfer that
- * ends triggers a mirror step (its dot appeared or changed). Both talk to the server of a
+ * and every TRANSFER_TICK_MS the DotTransfers are advanced (dot-transfers.ts), then the PVCs
+ * that name a DotCommit are populated (populator.ts, whose pulls are DotTransfers); a transfer
+ * that ends triggers a mirror step (its dot appeared or changed). Both talk to the server of a
  * serving server pod (as admin, the Secret `dotmesh`'s key); with none serving they wait. A
  * failed step is logged and the next tick tries again; until the CRDs are served, every step
  * fails and says so in the log.
@@ -32,6 +34,7 @@ export async function startDotController(o: DotControllerOptions): Promise<{ sto
   const ctx = { custom, core: o.core, namespace: o.namespace, log: o.log, instance: o.instance };
   const server = (preferNode?: string) => servingServer(o, preferNode);
   const transfers = new DotTransfers({ ...ctx, server });
+  const populator = new Populator({ ...ctx, server, storage: o.kubeConfig.makeApiClient(StorageV1Api) });
   let stopping = false;
   let running: Promise<unknown> = Promise.resolve();
   let lastProblem = '';
@@ -51,11 +54,13 @@ export async function startDotController(o: DotControllerOptions): Promise<{ sto
       await mirrorDots(ctx, s.client, s.nodeByAddress);
       lastProblem = '';
     });
-  const tick = () =>
-    guarded('advancing the DotTransfers', async () => {
+  const tick = () => {
+    void guarded('advancing the DotTransfers', async () => {
       const { finished } = await transfers.step();
       if (finished) void mirror();
     });
+    return guarded('populating the PVCs of DotCommits', () => populator.step());
+  };
   const mirrorTimer = setInterval(() => {
     if (!stopping) void mirror();
   }, o.mirrorMs);

@@ -12,6 +12,9 @@ import type { V1ObjectMeta } from '@kubernetes/client-node';
  * - `DotRemote`: another Dotmesh cluster (address, user, trust), its API key in a Secret.
  * - `DotTransfer`: one push or pull of a dot's branch to or from a DotRemote, run once by the
  *   operator through a server of this cluster (dot-transfers.ts), like a Job.
+ * - `DotCommit`: one commit of a dot (pulled from a DotRemote when it is not here), the source a
+ *   PVC's `dataSourceRef` names to start as a new branch of it (populator.ts). Unlike the
+ *   others it lives in the users' namespaces, beside the PVCs that name it.
  */
 export const GROUP = 'dotmesh.io';
 export const VERSION = 'v1alpha1';
@@ -19,6 +22,8 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const DOTS = 'dots';
 export const DOT_REMOTES = 'dotremotes';
 export const DOT_TRANSFERS = 'dottransfers';
+export const DOT_COMMITS = 'dotcommits';
+export const DOT_COMMIT_KIND = 'DotCommit';
 /** On every Dot object the operator made: how it finds its mirrors among other Dot objects. */
 export const MIRROR_LABEL = 'dotmesh.io/mirror';
 /** The key of a DotRemote's Secret holding the API key when `apiKeySecret.key` is not given. */
@@ -118,6 +123,35 @@ export interface DotTransferObject {
   readonly metadata: V1ObjectMeta;
   readonly spec?: DotTransferSpec;
   readonly status?: DotTransferStatus;
+}
+
+export interface DotCommitSpec {
+  /** The dot here, `[namespace/]name` (the StorageClass's dotmesh namespace when not given). */
+  readonly dot?: unknown;
+  /** Its branch (default master): the commit's branch, and the branch pulled. */
+  readonly branch?: unknown;
+  /** The commit id; left out: the branch's newest commit when the first PVC is populated. */
+  readonly commit?: unknown;
+  /** A DotRemote of the operator's namespace to pull from when the commit is not here. */
+  readonly remote?: unknown;
+  readonly remoteDot?: unknown;
+  readonly remoteBranch?: unknown;
+}
+
+export interface DotCommitStatus {
+  /** The commit the DotCommit stands for, fixed once known: every PVC of it gets this commit. */
+  readonly commit?: string;
+  /** `<namespace>/<name>` here. */
+  readonly dot?: string;
+  /** The DotTransfer (operator's namespace) that pulled it, when one did. */
+  readonly transfer?: string;
+  readonly message?: string;
+}
+
+export interface DotCommitObject {
+  readonly metadata: V1ObjectMeta;
+  readonly spec?: DotCommitSpec;
+  readonly status?: DotCommitStatus;
 }
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DotmeshError } from '@dotmesh/core';
+import { assertRefused } from '@dotmesh/testkit';
 import type { DotRemoteObject, DotTransferObject } from './dot-resources.ts';
 import { apiKeyFrom, errorStatus, redact, remoteSettings, transferPlan } from './dot-transfer-spec.ts';
 
@@ -12,14 +13,7 @@ const good = remote({
   apiKeySecret: { name: 'prod-key' },
 });
 const transfer = (spec: Record<string, unknown>): DotTransferObject => ({ metadata: { name: 't', namespace: 'dotmesh' }, spec });
-const refused = (f: () => unknown, code: string, message: RegExp) =>
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof DotmeshError, String(e));
-    assert.equal(e.code, code);
-    assert.match(e.message, message);
-    assert.ok(e.hint, `a hint for ${e.message}`);
-    return true;
-  });
+const refused = assertRefused;
 
 test('a DotTransfer and its DotRemote make the Transfer call: HTTPS with the CA pin, names defaulted, no key in it', () => {
   const plan = transferPlan(transfer({ remote: 'prod', direction: 'push', dot: 'web', branch: 'feature' }), good);

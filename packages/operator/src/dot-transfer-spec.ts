@@ -33,7 +33,7 @@ function text(value: unknown, field: string, hint: string): string {
 }
 
 /** `f()`, its DotmeshError (an invalid name) restated with the field it is in. */
-function named<T>(field: string, f: () => T): T {
+export function named<T>(field: string, f: () => T): T {
   try {
     return f();
   } catch (e) {

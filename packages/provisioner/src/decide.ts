@@ -1,6 +1,5 @@
-import { DEFAULT_SUBDOT, isDotmeshError, validateName } from '@dotmesh/core';
+import { ALLOWLIST_PARAMETER, DEFAULT_SUBDOT, isDotmeshError, NamespaceAllowlist, validateName } from '@dotmesh/core';
 import type { V1PersistentVolume, V1PersistentVolumeClaim, V1StorageClass } from '@kubernetes/client-node';
-import { ALLOWLIST_PARAMETER, NamespaceAllowlist } from './allowlist.ts';
 
 /** The provisioner's name, as StorageClasses name it (the original's). */
 export const PROVISIONER_NAME = 'dotmesh/dotmesh-dynamic-provisioner';

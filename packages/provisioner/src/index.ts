@@ -1,3 +1,3 @@
-export { ALLOWLIST_PARAMETER, NamespaceAllowlist } from './allowlist.ts';
+export { ALLOWLIST_PARAMETER, NamespaceAllowlist } from '@dotmesh/core';
 export * from './decide.ts';
 export { Provisioner, type ProvisionerApi } from './provisioner.ts';

@@ -22,6 +22,7 @@ export * from './ports.ts';
 export * from './postgres-image.ts';
 export * from './process.ts';
 export * from './pump.ts';
+export * from './refused.ts';
 export * from './server-process.ts';
 export * from './tcp-pair.ts';
 export * from './test-ca.ts';

@@ -85,6 +85,37 @@ export function claimAtData(claim: string) {
   };
 }
 
+/**
+ * A PersistentVolumeClaim of the CSI StorageClass `dotmesh-csi` (docs/kubernetes.md), ReadWriteOnce,
+ * asking `storage` (default 1Gi), made from `dataSource` (a VolumeSnapshot or PVC) or
+ * `dataSourceRef` (a DotCommit) when given.
+ */
+export function csiClaim(o: {
+  readonly name: string;
+  readonly namespace: string;
+  readonly storage?: string;
+  readonly dataSource?: Readonly<Record<string, string>>;
+  readonly dataSourceRef?: Readonly<Record<string, string>>;
+}) {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name: o.name, namespace: o.namespace },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: 'dotmesh-csi',
+      resources: { requests: { storage: o.storage ?? '1Gi' } },
+      ...(o.dataSource ? { dataSource: o.dataSource } : {}),
+      ...(o.dataSourceRef ? { dataSourceRef: o.dataSourceRef } : {}),
+    },
+  };
+}
+
+/** The dataSourceRef naming DotCommit `name` (the operator's volume populator). */
+export function dotCommitSource(name: string) {
+  return { apiGroup: 'dotmesh.io', kind: 'DotCommit', name };
+}
+
 /** Deletes objects and waits until they are gone (pods first: their volumes are unmounted while the server runs). */
 export async function deleteAndWait(cluster: { readonly kubectl: Kubectl }, args: readonly string[]): Promise<void> {
   await cluster.kubectl(['delete', ...args, '--ignore-not-found', '--wait=true', '--timeout=180s'], {

@@ -1,4 +1,5 @@
-import { DotmeshError, validateName } from '@dotmesh/core';
+import { DotmeshError } from './errors.ts';
+import { validateName } from './names.ts';
 
 /** The StorageClass parameter naming which Kubernetes namespaces may reach which Dotmesh namespaces. */
 export const ALLOWLIST_PARAMETER = 'dotmeshNamespaceAllowlist';
