@@ -10,7 +10,7 @@ import {
 import { DIST, KUBERNETES_DOC } from './repo-paths.ts';
 
 /**
- * The one-node test cluster P16 and P18 share (testkit's startTestCluster) with Dotmesh
+ * The one-node test cluster P16 and P19 share (testkit's startTestCluster) with Dotmesh
  * installed as docs/kubernetes.md says (the operator manifest; testkit's installDotmeshFromDoc,
  * which the operator's e2e tests use too): started once for both, torn down by `cleanup`.
  */

@@ -20,7 +20,7 @@ import type { Row } from './report.ts';
  * PersistentVolumeClaim of the StorageClass `dotmesh` and a pod that mounts it and writes a
  * file, from `kubectl apply` until the file holding what the pod wrote is seen on the node
  * (through the kubelet's mount of the volume; the pod then syncs, prints it and exits, checked
- * outside the clock), on the one-node test cluster of the bench's own that P18 shares
+ * outside the clock), on the one-node test cluster of the bench's own that P19 shares
  * (k8s-bench-cluster.ts: Dotmesh installed as docs/kubernetes.md says). The clock covers the dynamic provisioner making the dot and
  * its PV, the binding, the kubelet's FlexVolume mount through the node's server pod, the
  * container's start and its write. Both pods go through the scheduler, as users' pods do (it

@@ -6,7 +6,7 @@
  * published through it, p8-csi-many.ts; P8K: snapshot → restored PVC through Kubernetes on a one-node
  * test cluster of its own with the CSI driver installed from docs/kubernetes.md, p8-csi-restore.ts; P13: a cluster of three nodes in network namespaces
  * on one etcd, cluster-bench.ts; P16: a one-node test cluster of its own with Dotmesh installed from docs/kubernetes.md,
- * p16-k8s.ts (k8s-bench-cluster.ts); P18: PVCs from a DotCommit of a server outside on P16's cluster, p18-populator.ts; P17: a pvcPerNode node recycled onto a replacement on a one-node test cluster of its own, p17-recycle.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
+ * p16-k8s.ts (k8s-bench-cluster.ts); P19: PVCs from a DotCommit of a server outside on P16's cluster, p19-populator.ts; P17: a pvcPerNode node recycled onto a replacement on a one-node test cluster of its own, p17-recycle.ts; R7: a three-member etcd of its own, two members frozen, r7-quorum.ts; P12: failover on a cluster of
  * three nodes of its own, each trial's master host taken away, p12-failover.ts; P11: replication lag and
  * the Commit by durability on P13's cluster against the single-node server, p11-replication.ts), each against its reference
  * measured in the same run; prints a table and writes JSON (see report.ts). Needs root and btrfs
@@ -52,7 +52,7 @@ import { benchFailover } from './p12-failover.ts';
 import { benchForwarding, benchHandoff, benchStoreCost } from './p13-cluster.ts';
 import { benchK8sVolume } from './p16-k8s.ts';
 import { benchRecycle } from './p17-recycle.ts';
-import { benchPopulator } from './p18-populator.ts';
+import { benchPopulator } from './p19-populator.ts';
 import { type BenchPair, startPair } from './pair-hosts.ts';
 import { benchQuorumLoss } from './r7-quorum.ts';
 import { markdownTable, type Report, type Row, textTable } from './report.ts';
@@ -76,7 +76,7 @@ const ALL = [
   'P13',
   'P16',
   'P17',
-  'P18',
+  'P19',
   'R7',
 ] as const;
 /**
@@ -140,7 +140,7 @@ const params = smoke
       p12: { trials: 3, ttlSeconds: 3 },
       p16: { samples: 3, warmup: 1 },
       p17: { samples: 1, dots: 1 },
-      p18: { size: MiB, firstSamples: 1, againSamples: 1, warmup: 0 },
+      p19: { size: MiB, firstSamples: 1, againSamples: 1, warmup: 0 },
       r7Samples: 2,
     }
   : {
@@ -165,7 +165,7 @@ const params = smoke
       p12: { trials: 10, ttlSeconds: 10 },
       p16: { samples: 20, warmup: 2 },
       p17: { samples: 3, dots: 3 },
-      p18: { size: GiB, firstSamples: 3, againSamples: 5, warmup: 1 },
+      p19: { size: GiB, firstSamples: 3, againSamples: 5, warmup: 1 },
       r7Samples: 10,
     };
 
@@ -179,7 +179,7 @@ const missing = missingCapabilities([
   ...(pairs || clustered ? (['netns', 'etcd'] as const) : []),
   ...(only.has('R7') ? (['etcd'] as const) : []),
   ...(only.has('P12') ? (['netns', 'etcd'] as const) : []),
-  ...(only.has('P16') || only.has('P18') || only.has('P8K') || only.has('P17') ? (['netns'] as const) : []),
+  ...(only.has('P16') || only.has('P19') || only.has('P8K') || only.has('P17') ? (['netns'] as const) : []),
   ...(only.has('P9') ? (['netns', 'docker'] as const) : []),
 ]);
 if (missing.length > 0) {
@@ -196,8 +196,8 @@ const pairPoolBytes = 2 * pairMax + 4 * GiB;
 const P9_POOL = '16G';
 // P16: the node's sparse pool (docs/kubernetes.md's 10G, barely used), the images and the node's containerd.
 const P16_HOST_BYTES = 2 * GiB;
-// P18: the dots outside (one per first-time sample) and their copies in the node's pool, the CSI images.
-const P18_HOST_BYTES = 2 * params.p18.size * params.p18.firstSamples + 2 * GiB;
+// P19: the dots outside (one per first-time sample) and their copies in the node's pool, the CSI images.
+const P19_HOST_BYTES = 2 * params.p19.size * params.p19.firstSamples + 2 * GiB;
 // P8K: the node's sparse pool holds each size's data once (snapshots and restores share it).
 const P8K_HOST_BYTES = params.p8k.sizes.reduce((a, b) => a + b, 0) + 2 * GiB;
 // P17: the cloud disks (1G each, sparse), the images and the containerd of the node and its replacements.
@@ -217,8 +217,8 @@ const needHost =
   (only.has('P9') ? 4 * GiB : 0) +
   (clustered ? 3 * clusterPoolBytes : 0) +
   (only.has('P12') ? P12_HOST_BYTES : 0) +
-  (only.has('P16') || only.has('P18') ? P16_HOST_BYTES : 0) +
-  (only.has('P18') ? P18_HOST_BYTES : 0) +
+  (only.has('P16') || only.has('P19') ? P16_HOST_BYTES : 0) +
+  (only.has('P19') ? P19_HOST_BYTES : 0) +
   (only.has('P8K') ? P8K_HOST_BYTES : 0) +
   (only.has('P17') ? P17_HOST_BYTES : 0);
 const free = (() => {
@@ -300,29 +300,29 @@ try {
   if (clustered) await cluster(s);
   if (only.has('P12')) await failover();
   if (only.has('R7')) await step('R7', () => benchQuorumLoss(cleanup, { samples: params.r7Samples }));
-  // P16 and P18 share one cluster (k8s-bench-cluster.ts), started by the first and torn down after both.
+  // P16 and P19 share one cluster (k8s-bench-cluster.ts), started by the first and torn down after both.
   const k8sLocal = new Cleanup();
-  cleanup.add(() => k8sLocal.run(), 'the P16/P18 test cluster');
+  cleanup.add(() => k8sLocal.run(), 'the P16/P19 test cluster');
   let k8sCluster: Promise<K8sBenchCluster> | undefined;
   const sharedK8s = () => {
-    k8sCluster ??= startK8sBenchCluster(k8sLocal, (line) => console.error(`bench: P16/P18: ${line}`));
+    k8sCluster ??= startK8sBenchCluster(k8sLocal, (line) => console.error(`bench: P16/P19: ${line}`));
     return k8sCluster;
   };
   const log = (line: string) => console.error(`bench: ${line}`);
   for (const [id, run] of [
     ['P16', async () => benchK8sVolume(await sharedK8s(), { ...params.p16, log })],
-    ['P18', async () => benchPopulator(await sharedK8s(), { ...params.p18, log })],
+    ['P19', async () => benchPopulator(await sharedK8s(), { ...params.p19, log })],
     ['P8K', () => benchCsiRestore({ ...params.p8k, log })],
   ] as const) {
     // The shared cluster goes before P8K starts its own (two clusters would share the CPU).
     if (id === 'P8K')
       await k8sLocal.run().catch((e: unknown) => {
-        errors.push({ id: 'P16/P18 cleanup', error: String(e) });
-        console.error(`bench: P16/P18 cleanup FAILED: ${e}`);
+        errors.push({ id: 'P16/P19 cleanup', error: String(e) });
+        console.error(`bench: P16/P19 cleanup FAILED: ${e}`);
       });
     if (!only.has(id)) continue;
     const k8s = missingCapabilities(['k8s']);
-    // Like P8: without the Kubernetes test tools P16, P18 and P8K are left out, except under CI.
+    // Like P8: without the Kubernetes test tools P16, P19 and P8K are left out, except under CI.
     if (k8s.length > 0 && !isCI()) console.error(`bench: ${id} left out: it needs a test cluster: ${k8s.join('; ')}`);
     else
       await step(id, async () => {

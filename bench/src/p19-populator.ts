@@ -19,7 +19,7 @@ import { KUBERNETES_DOC } from './repo-paths.ts';
 import type { Row } from './report.ts';
 
 /**
- * P18 (issue 19, "PVC from a remote commit (1 GiB dot, first time and again) → pod Running, vs a
+ * P19 (issue 19, "PVC from a remote commit (1 GiB dot, first time and again) → pod Running, vs a
  * plain PVC"; informational): on the one-node test cluster P16 shares (k8s-bench-cluster.ts)
  * with the CSI driver installed as docs/kubernetes.md says, a Dotmesh server outside Kubernetes
  * (testkit's startServerProcess, reached through the test bridge as a DotRemote over plain HTTP)
@@ -67,7 +67,7 @@ async function measure({ cluster, node, install }: K8sBenchCluster, local: Clean
     poolSize: `${poolGiB}G`,
     extraConfig: { listenHost: '0.0.0.0' },
   });
-  const ns = `p18-${randomBytes(3).toString('hex')}`;
+  const ns = `p19-${randomBytes(3).toString('hex')}`;
   const secret = `${ns}-key`;
   await kubectl(['create', 'namespace', ns]);
   // Newest first: pods, claims (their PVs and branches through csi-provisioner), DotCommits
@@ -104,7 +104,7 @@ async function measure({ cluster, node, install }: K8sBenchCluster, local: Clean
     });
   }
   o.log(
-    `P18: CSI driver, server outside and ${o.firstSamples} × ${formatBytes(o.size)} dots ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    `P19: CSI driver, server outside and ${o.firstSamples} × ${formatBytes(o.size)} dots ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
 
   async function waitNoPvs(): Promise<void> {
@@ -165,7 +165,7 @@ async function measure({ cluster, node, install }: K8sBenchCluster, local: Clean
   const row = (what: string, samples: number[]): Row => {
     const figure = summarize(samples);
     return {
-      id: 'P18',
+      id: 'P19',
       what,
       size: formatBytes(o.size),
       unit: 'ms',
