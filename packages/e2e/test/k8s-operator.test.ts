@@ -17,7 +17,6 @@ import {
   podManifest,
   removeClusterNode,
   routeCheckRoot,
-  runPodToCompletion,
   skipUnless,
   type TestCluster,
   testNamespace,
@@ -46,6 +45,7 @@ import {
   dotExists,
   FLEX_DRIVER_BIN,
   hashInNewCommit,
+  scriptWithClaim,
   staticFlexVolume,
   waitUnused,
   writeRandomScript,
@@ -332,23 +332,11 @@ describe('the operator on a real cluster (docs/kubernetes.md manifest)', {
       });
     /** Runs `script` in a pod on `node` with claim `name` at /data; its output once the pod is gone and `dot`'s use ended. */
     const inPod = async (node: TestCluster['nodes'][number], pod: string, name: string, script: string, dot: string) => {
-      const out = await runPodToCompletion(
-        kubectl,
-        podManifest({
-          name: pod,
-          namespace: ns,
-          node: node.name,
-          image: cluster.images.busybox.ref,
-          command: ['sh', '-c', script],
-          ...claimAtData(name),
-        }),
-        180_000,
-      );
-      await deleteAndWait(cluster, ['pod', pod, '-n', ns]);
+      const out = await scriptWithClaim(cluster, { namespace: ns, node, pod, claim: name, script, timeoutMs: 180_000 });
       const server = { admin: api(node.ip) };
       const fsId = await server.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
       await waitUnused(server, fsId, `the kubelet of ${node.name} unmounted ${dot} after pod ${pod}`);
-      return out.trim();
+      return out;
     };
 
     // DynamicProvisioning: a PVC of the class gets a PV with the FlexVolume source naming admin/<pvc name>.

@@ -15,7 +15,6 @@ import {
   podManifest,
   removeClusterNode,
   routeCheckRoot,
-  runPodToCompletion,
   skipUnless,
   type TestCluster,
   type TestClusterNode,
@@ -24,6 +23,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods } from './k8s-operator-pods.ts';
+import { eventMessages, scriptWithClaim } from './k8s-volumes.ts';
 
 /**
  * `storageMode: pvcPerNode` on the run's shared test cluster, its pools on the test-only "cloud"
@@ -82,36 +82,10 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   const serverPodOf = async (node: string) =>
     [...(await serverPods(cluster.kubectl)).values()].find((p) => p.metadata.labels?.['dotmesh.io/node'] === node);
   /** Runs `script` in a busybox pod on `node` with the dot's claim at /data; its output. */
-  const inPod = async (node: TestClusterNode, dot: string, name: string, script: string) => {
-    const out = await runPodToCompletion(
-      cluster.kubectl,
-      podManifest({
-        name,
-        namespace: ns,
-        node: node.name,
-        image: cluster.images.busybox.ref,
-        command: ['sh', '-c', script],
-        ...claimAtData(dot),
-      }),
-      240_000,
-    );
-    await deleteAndWait(cluster, ['pod', name, '-n', ns]);
-    return out.trim();
-  };
+  const inPod = (node: TestClusterNode, dot: string, name: string, script: string) =>
+    scriptWithClaim(cluster, { namespace: ns, node, pod: name, claim: dot, script, timeoutMs: 240_000 });
   /** The messages of the Events `reason` on the object `name` of the Dotmesh namespace. */
-  const eventMessages = async (name: string, reason: string) =>
-    (
-      await cluster.kubectl([
-        'get',
-        'events',
-        '-n',
-        NS,
-        '--field-selector',
-        `involvedObject.name=${name},reason=${reason}`,
-        '-o',
-        'jsonpath={.items[*].message}',
-      ])
-    ).stdout;
+  const eventsOf = (name: string, reason: string) => eventMessages(cluster, NS, `involvedObject.name=${name},reason=${reason}`);
   /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
   const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
@@ -281,7 +255,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         },
       }),
     });
-    await waitFor(async () => (await eventMessages('pvc-00000000000strayc', 'PoolVolumeUnreachable')).includes('zone-c'), {
+    await waitFor(async () => (await eventsOf('pvc-00000000000strayc', 'PoolVolumeUnreachable')).includes('zone-c'), {
       timeoutMs: 120_000,
       intervalMs: 1000,
       what: 'a PoolVolumeUnreachable Event naming zone-c',
@@ -386,7 +360,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     // Lowered again: refused (PVCs do not shrink), with an Event on each PVC; nothing changes.
     await setSize('1G');
     const claim = held[0]!.metadata.name;
-    await waitFor(async () => (await eventMessages(claim, 'PoolVolumeShrinkRefused')).includes('PVCs do not shrink'), {
+    await waitFor(async () => (await eventsOf(claim, 'PoolVolumeShrinkRefused')).includes('PVCs do not shrink'), {
       timeoutMs: 60_000,
       intervalMs: 1000,
       what: `a PoolVolumeShrinkRefused Event on ${claim}`,

@@ -6,16 +6,13 @@ import {
   addClusterNode,
   Cleanup,
   type CloudVolumes,
-  claimAtData,
   type DocInstall,
   deleteAndWait,
   deletePoolVolumes,
   installCloudVolumes,
   installDotmeshFromDoc,
-  podManifest,
   removeClusterNode,
   routeCheckRoot,
-  runPodToCompletion,
   skipUnless,
   type TestCluster,
   type TestClusterNode,
@@ -24,6 +21,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { DIST, DOC, diagnosticsOnFailure, NS, type PodJson, serverPods } from './k8s-operator-pods.ts';
+import { eventMessages, scriptWithClaim } from './k8s-volumes.ts';
 
 /**
  * `storageMode: pvcPerNode`, every node replaced at once (docs/kubernetes.md, "Replacing every
@@ -64,22 +62,8 @@ describe('storageMode pvcPerNode: every node replaced at once', {
   const ready = (p: PodJson) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
   const serverPodOf = async (node: string) =>
     [...(await serverPods(cluster.kubectl)).values()].find((p) => p.metadata.labels?.['dotmesh.io/node'] === node);
-  const inPod = async (node: TestClusterNode, dot: string, name: string, script: string) => {
-    const out = await runPodToCompletion(
-      cluster.kubectl,
-      podManifest({
-        name,
-        namespace: ns,
-        node: node.name,
-        image: cluster.images.busybox.ref,
-        command: ['sh', '-c', script],
-        ...claimAtData(dot),
-      }),
-      300_000,
-    );
-    await deleteAndWait(cluster, ['pod', name, '-n', ns]);
-    return out.trim();
-  };
+  const inPod = (node: TestClusterNode, dot: string, name: string, script: string) =>
+    scriptWithClaim(cluster, { namespace: ns, node, pod: name, claim: dot, script, timeoutMs: 300_000 });
   const addNodes = async () => {
     const nodes: TestClusterNode[] = [];
     for (const zone of zones) {
@@ -189,19 +173,7 @@ describe('storageMode pvcPerNode: every node replaced at once', {
     t0 = Date.now();
     for (const n of fresh) await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, n.ip);
     await waitFor(
-      async () =>
-        (
-          await cluster.kubectl([
-            'get',
-            'events',
-            '-n',
-            NS,
-            '--field-selector',
-            'reason=EtcdRecovery',
-            '-o',
-            'jsonpath={.items[*].message}',
-          ])
-        ).stdout.includes('restarts the cluster from its data'),
+      async () => (await eventMessages(cluster, NS, 'reason=EtcdRecovery')).includes('restarts the cluster from its data'),
       { timeoutMs: 900_000, intervalMs: 2000, what: 'an EtcdRecovery Event' },
     );
     t.diagnostic(`recovery decided ${Date.now() - t0} ms after the old Nodes were deleted`);

@@ -5,8 +5,11 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Cleanup,
+  claimAtData,
   deleteAndWait,
   installedDriverDir,
+  podManifest,
+  runPodToCompletion,
   type ServerProcess,
   startServerProcess,
   type TestCluster,
@@ -176,4 +179,50 @@ export async function attachedNodes(cluster: TestCluster, pv: string): Promise<s
     items: Array<{ spec: { nodeName: string; source: { persistentVolumeName?: string } }; status?: { attached?: boolean } }>;
   };
   return items.filter((a) => a.spec.source.persistentVolumeName === pv && a.status?.attached).map((a) => a.spec.nodeName);
+}
+
+/**
+ * Runs `script` (sh) in a busybox pod `pod` on `node` with the claim `claim` of `namespace` at
+ * /data, waits for it to end, deletes it and returns its output, trimmed.
+ */
+export async function scriptWithClaim(
+  cluster: TestCluster,
+  o: {
+    readonly namespace: string;
+    readonly node: TestClusterNode;
+    readonly pod: string;
+    readonly claim: string;
+    readonly script: string;
+    readonly timeoutMs: number;
+  },
+): Promise<string> {
+  const out = await runPodToCompletion(
+    cluster.kubectl,
+    podManifest({
+      name: o.pod,
+      namespace: o.namespace,
+      node: o.node.name,
+      image: cluster.images.busybox.ref,
+      command: ['sh', '-c', o.script],
+      ...claimAtData(o.claim),
+    }),
+    o.timeoutMs,
+  );
+  await deleteAndWait(cluster, ['pod', o.pod, '-n', o.namespace]);
+  return out.trim();
+}
+
+/** The messages of the Events of `namespace` that `fieldSelector` selects (e.g. `reason=X`), space-separated. */
+export async function eventMessages(cluster: TestCluster, namespace: string, fieldSelector: string): Promise<string> {
+  const { stdout } = await cluster.kubectl([
+    'get',
+    'events',
+    '-n',
+    namespace,
+    '--field-selector',
+    fieldSelector,
+    '-o',
+    'jsonpath={.items[*].message}',
+  ]);
+  return stdout;
 }
