@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { DotmeshError, type ErrorCode, isDotmeshError, volumeRecordMetadata } from '@dotmesh/core';
 import type { DotmeshClient } from '@dotmesh/rpc/client';
+import { csiNameHash } from '@dotmesh/rpc/csi-name-hash';
 import {
   ApiException,
   type CoreV1Api,
@@ -331,9 +331,4 @@ async function alreadySo(fn: () => Promise<unknown>, ...done: string[]): Promise
   } catch (e) {
     if (!(isDotmeshError(e) && done.includes(e.code))) throw e;
   }
-}
-
-/** The driver's hash of a CSI volume name (packages/csi ids.ts nameHash): the PV's name here. */
-function csiNameHash(name: string): string {
-  return createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 32);
 }
