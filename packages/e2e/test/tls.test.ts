@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Cleanup, makeTempDir, runDm, skipUnless } from '@dotmesh/testkit';
+import { publicKeyPin } from '@dotmesh/rpc/tls';
+import { Cleanup, makeTempDir, runDm, SERVER_BUNDLE, skipUnless } from '@dotmesh/testkit';
 import { initCluster, type TestCluster } from './cluster-harness.ts';
 
 const skip = skipUnless(['root', 'btrfs', 'losetup']);
 
 /**
- * The API over HTTPS: `dm cluster init` makes a per-cluster CA and certificate and pins it;
+ * The API over HTTPS: `dm cluster init` makes a per-cluster CA and certificate and pins the CA;
  * another client adds the server as an https remote by its fingerprint and uses it; a wrong or
  * unconfirmed fingerprint is refused before any credential is sent or anything saved.
  */
@@ -18,6 +19,9 @@ describe('HTTPS remotes pinned in known_servers (built dm and dotmesh-server)', 
   const cleanup = new Cleanup();
   let c: TestCluster;
   let fingerprint: string;
+  let caCert: X509Certificate;
+  const ca = () => caCert;
+  const caPin = () => publicKeyPin(caCert);
   let home: string;
   const dm = (args: readonly string[], input = '') => runDm(args, { home, input, env: { DOTMESH_PASSWORD: apiKey } });
   let apiKey = '';
@@ -29,20 +33,46 @@ describe('HTTPS remotes pinned in known_servers (built dm and dotmesh-server)', 
     apiKey = await c.apiKey();
     home = await makeTempDir('home-client-', cleanup);
     fingerprint = new X509Certificate(await readFile(join(c.poolDir, 'server', 'tls', 'server.pem'))).fingerprint256;
+    caCert = new X509Certificate(await readFile(join(c.poolDir, 'server', 'tls', 'ca.pem')));
     await c.ok(['init', 'overtls']);
   });
   after(async () => cleanup.run());
 
-  test('cluster init pinned its own certificate for 127.0.0.1:<tlsPort>; local stays plain http', async () => {
+  test('cluster init pinned the cluster CA (not its certificate) for 127.0.0.1:<tlsPort>; local stays plain http', async () => {
     const known = join(c.home, '.dotmesh', 'known_servers');
-    assert.equal(await readFile(known, 'utf8'), `127.0.0.1:${c.tlsPort} ${fingerprint}\n`);
+    assert.equal(await readFile(known, 'utf8'), `127.0.0.1:${c.tlsPort} cluster-ca:${caPin()}\n`);
     assert.equal(statSync(known).mode & 0o777, 0o600);
     const config = JSON.parse(await readFile(join(c.home, '.dotmesh', 'config'), 'utf8'));
     assert.equal(config.Remotes.local.Port, c.port);
-    const ca = new X509Certificate(await readFile(join(c.poolDir, 'server', 'tls', 'ca.pem')));
-    assert.ok(ca.ca);
+    assert.ok(ca().ca);
     assert.equal(statSync(join(c.poolDir, 'server', 'tls', 'server-key.pem')).mode & 0o777, 0o600);
     assert.ok((await c.log()).includes(fingerprint), 'the server logs its fingerprint');
+  });
+
+  test("an https remote to the host by init's CA pin needs no prompt and survives the certificate being issued again", async () => {
+    const env = { DOTMESH_PASSWORD: apiKey };
+    await c.ok(['remote', 'add', 'self', `admin@127.0.0.1:${c.tlsPort}`, '--https'], { env });
+    const known = join(c.home, '.dotmesh', 'known_servers');
+    assert.equal(await readFile(known, 'utf8'), `127.0.0.1:${c.tlsPort} cluster-ca:${caPin()}\n`, 'the pin is kept');
+    const listSelf = async () => {
+      await c.ok(['remote', 'switch', 'self']);
+      const r = await c.dm(['list', '-H']);
+      await c.ok(['remote', 'switch', 'local']);
+      return r;
+    };
+    assert.equal((await listSelf()).code, 0);
+    // A new certificate (a new key and fingerprint) of the same CA: the pin holds.
+    await c.ok(['cluster', 'stop', '--use-pool-dir', c.poolDir]);
+    await rm(join(c.poolDir, 'server', 'tls', 'server.pem'));
+    const started = await c.ok(['cluster', 'start', '--use-pool-dir', c.poolDir, '--server-bin', SERVER_BUNDLE]);
+    const reissued = new X509Certificate(await readFile(join(c.poolDir, 'server', 'tls', 'server.pem'))).fingerprint256;
+    assert.notEqual(reissued, fingerprint);
+    assert.ok(started.includes(`pinned in known_servers by its cluster CA ${caPin()}`), started);
+    const after = await listSelf();
+    assert.equal(after.code, 0, after.stderr);
+    assert.match(after.stdout, /^overtls\t/m);
+    fingerprint = reissued;
+    await c.ok(['remote', 'rm', 'self']);
   });
 
   test('a wrong fingerprint, or no answer to the prompt, is refused and nothing is saved', async () => {

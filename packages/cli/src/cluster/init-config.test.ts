@@ -49,6 +49,7 @@ describe('dm cluster init output', () => {
     startCommand: startCommand('/p'),
     config: resolveServerConfig({ poolDir: '/p' }),
     tlsFingerprint: null,
+    pinnedBy: null,
     joinedThrough: null,
     caPin: null,
     etcdMember: null,
@@ -57,9 +58,31 @@ describe('dm cluster init output', () => {
 
   it('prints the HTTPS port and the certificate fingerprint', () => {
     const FP = `${'AB:'.repeat(31)}AB`;
-    const withTls = { ...base, config: resolveServerConfig({ poolDir: '/p', tlsPort: 32606 }), tlsFingerprint: FP };
+    const withTls: ClusterInitResult = {
+      ...base,
+      config: resolveServerConfig({ poolDir: '/p', tlsPort: 32606 }),
+      tlsFingerprint: FP,
+      pinnedBy: 'certificate',
+    };
     assert.ok(text(withTls).includes(`HTTPS API on port 32606; certificate SHA256 fingerprint ${FP}`), text(withTls));
+    assert.ok(text(withTls).includes('--trust-fingerprint <fingerprint>'), 'a given certificate is pinned by itself');
     assert.ok(!text(base).includes('HTTPS'));
+  });
+  it('a certificate of the cluster CA is pinned by the CA: a single node prints the pin that trusts it', () => {
+    const pin = `sha256:${'d'.repeat(64)}`;
+    const out = text({
+      ...base,
+      config: resolveServerConfig({ poolDir: '/p', tlsPort: 32606 }),
+      tlsFingerprint: `${'AB:'.repeat(31)}AB`,
+      pinnedBy: 'cluster-ca',
+      caPin: pin,
+    });
+    assert.ok(out.includes('(pinned in known_servers by the cluster CA that issued it'), out);
+    assert.ok(!out.includes('--trust-fingerprint'), out);
+    assert.ok(
+      out.includes(`Cluster CA pin ${pin}: 'dm remote add <name> admin@<this host>:32606 --trust-ca ${pin}' trusts this node`),
+      out,
+    );
   });
   it('a node of several with HTTPS: the cluster CA pin and how to trust every node by it', () => {
     const pin = `sha256:${'c'.repeat(64)}`;
@@ -72,7 +95,7 @@ describe('dm cluster init output', () => {
     });
     const out = text({ ...base, config, caPin: pin });
     assert.ok(out.includes(`Cluster CA pin ${pin}: 'dm remote add <name> admin@<any node>:32606 --trust-ca ${pin}'`), out);
-    assert.ok(!text({ ...base, caPin: pin }).includes('Cluster CA pin'), 'a single node says nothing of it');
+    assert.ok(!text({ ...base, caPin: pin }).includes('Cluster CA pin'), 'no HTTPS: nothing to pin');
   });
   it('a node running a managed etcd member says which, how many vote, and how many more make three', () => {
     const config = resolveServerConfig({

@@ -135,8 +135,13 @@ export interface ClusterInitResult {
   /** How the server comes back after a reboot or a crash when no systemd unit runs it. */
   startCommand: string;
   config: ServerConfig;
-  /** SHA-256 fingerprint of the HTTPS certificate (null: no HTTPS), pinned in known_servers. */
+  /** SHA-256 fingerprint of the HTTPS certificate (null: no HTTPS). */
   tlsFingerprint: string | null;
+  /**
+   * How known_servers pins this host's HTTPS port: by the cluster CA that issued the
+   * certificate (`caPin`), or by the certificate's fingerprint (a given certificate).
+   */
+  pinnedBy: 'cluster-ca' | 'certificate' | null;
   /** `dm cluster join`: the node endpoint it joined through (null: init). */
   joinedThrough: string | null;
   /** The pin of the cluster CA that issued the HTTPS certificate (null: no HTTPS, or a given certificate). */
@@ -365,7 +370,7 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     await rm(passwordFile, { force: true });
     await writeFile(passwordFile, creds.password, { mode: 0o400 });
   }
-  const tlsFingerprint = await pinLocalServer(ctx, config, host);
+  const localPin = await pinLocalServer(ctx, config, host);
   // The server wrote what it learned at start (a joined node's store, a managed member's endpoints).
   const running = (await loadServerConfig(o.poolDir)).config;
   return {
@@ -380,7 +385,8 @@ export async function clusterInit(ctx: CommandContext, o: ClusterInitOptions): P
     systemdUnit,
     startCommand: startCommand(o.poolDir),
     config: running,
-    tlsFingerprint,
+    tlsFingerprint: localPin?.fingerprint ?? null,
+    pinnedBy: localPin === null ? null : localPin.caPin === null ? 'certificate' : 'cluster-ca',
     joinedThrough: o.join?.address ?? null,
     caPin: await clusterCaPin(config),
     etcdMember: running.etcdMember ? await readEtcdMemberStatus(running) : null,
@@ -462,12 +468,16 @@ export function renderClusterInit(r: ClusterInitResult): string[] {
     ...(r.tlsFingerprint
       ? [
           `HTTPS API on port ${r.config.tlsPort}; certificate SHA256 fingerprint ${r.tlsFingerprint}`,
-          `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
+          r.pinnedBy === 'cluster-ca'
+            ? '(pinned in known_servers by the cluster CA that issued it, so the pin holds when the certificate is issued again)'
+            : `(pinned in known_servers; elsewhere: dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-fingerprint <fingerprint>)`,
         ]
       : []),
-    ...(r.caPin && r.config.clusterPort !== 0
+    ...(r.caPin && r.config.tlsPort !== 0
       ? [
-          `Cluster CA pin ${r.caPin}: 'dm remote add <name> admin@<any node>:${r.config.tlsPort} --trust-ca ${r.caPin}' trusts every node of the cluster.`,
+          r.config.clusterPort !== 0
+            ? `Cluster CA pin ${r.caPin}: 'dm remote add <name> admin@<any node>:${r.config.tlsPort} --trust-ca ${r.caPin}' trusts every node of the cluster.`
+            : `Cluster CA pin ${r.caPin}: 'dm remote add <name> admin@<this host>:${r.config.tlsPort} --trust-ca ${r.caPin}' trusts this node, also once its certificate is issued again.`,
         ]
       : []),
     ...(r.config.clusterPort === 0

@@ -1,4 +1,5 @@
 import { DotmeshError } from '@dotmesh/core';
+import type { ServerConfig } from '@dotmesh/rpc';
 import { DotmeshClient, rpcUrl } from '@dotmesh/rpc/client';
 import type { CommandContext } from '../context.ts';
 import { stopLeftoverEtcd } from './etcd-member.ts';
@@ -34,6 +35,8 @@ export interface ClusterStartResult {
   /** Whether the server accepts the `local` remote's API key of this dm config (`none`: no such remote). */
   localRemote: 'accepted' | 'refused' | 'none';
   tlsFingerprint: string | null;
+  /** The cluster CA pin known_servers holds for this host's HTTPS port (null: the certificate's fingerprint, or no HTTPS). */
+  tlsCaPin: string | null;
 }
 
 export async function clusterStart(ctx: CommandContext, o: ClusterStartOptions): Promise<ClusterStartResult> {
@@ -43,7 +46,15 @@ export async function clusterStart(ctx: CommandContext, o: ClusterStartOptions):
   const host = localHost(config.listenHost);
   const url = rpcUrl(host, config.port);
   const running = await runningPid(config.pidFile);
-  const nothing = { serverBin: null, version: null, url, systemdUnit: null, localRemote: 'none', tlsFingerprint: null } as const;
+  const nothing = {
+    serverBin: null,
+    version: null,
+    url,
+    systemdUnit: null,
+    localRemote: 'none',
+    tlsFingerprint: null,
+    tlsCaPin: null,
+  } as const;
   if (running !== null) {
     say(`dotmesh-server is running already (pid ${running}); nothing to do.`);
     return { ...nothing, started: false, pid: running };
@@ -80,15 +91,24 @@ export async function clusterStart(ctx: CommandContext, o: ClusterStartOptions):
     url,
     systemdUnit,
     localRemote: key === '' ? 'none' : answer === 'ready' ? 'accepted' : 'refused',
-    tlsFingerprint: await pinLocalServer(ctx, config, host),
+    ...(await pinned(ctx, config, host)),
   };
+}
+
+async function pinned(ctx: CommandContext, config: ServerConfig, host: string) {
+  const pin = await pinLocalServer(ctx, config, host);
+  return { tlsFingerprint: pin?.fingerprint ?? null, tlsCaPin: pin?.caPin ?? null };
 }
 
 export function renderClusterStart(r: ClusterStartResult): string[] {
   if (!r.started) return [];
   return [
     `dotmesh-server ${r.version} is ready at ${r.url}.`,
-    ...(r.tlsFingerprint ? [`HTTPS API certificate SHA256 fingerprint ${r.tlsFingerprint} (unchanged unless it expired)`] : []),
+    ...(r.tlsFingerprint
+      ? [
+          `HTTPS API certificate SHA256 fingerprint ${r.tlsFingerprint} (unchanged unless it expired)${r.tlsCaPin ? `; pinned in known_servers by its cluster CA ${r.tlsCaPin}` : ''}`,
+        ]
+      : []),
     ...(r.localRemote === 'refused'
       ? ["The server refuses the API key of the remote 'local' in this dm config: it is not this cluster's admin key."]
       : []),

@@ -7,7 +7,8 @@ import type { KnownTrust } from '../known-servers.ts';
  * 1. `--trust-fingerprint F`: the certificate must be exactly F (else refused); F is pinned.
  *    `--trust-ca P`: the certificate must be issued by a CA the server sends whose public key
  *    has pin P (else refused); P is pinned (`cluster-ca`: any node of that cluster passes).
- * 2. a pin already in known_servers that matches: kept.
+ * 2. a pin already in known_servers that matches (the certificate's fingerprint, or the
+ *    cluster CA that issued it, as `dm cluster init` pins its own host): kept.
  * 3. a certificate the CAs vouch for (chain and host name): trusted through the CAs, no pin.
  * 4. otherwise the fingerprint is shown and the user asked `Trust it? [y/N]`; anything but
  *    y/yes, or end of input, refuses.
@@ -77,6 +78,9 @@ export async function decideTls(
     };
   }
   if (known?.kind === 'pin' && sameFingerprint(known.fingerprint, info.fingerprint)) {
+    return { trust: known, fingerprint: info.fingerprint, changed: false };
+  }
+  if (known?.kind === 'cluster-ca' && info.issuerPin === known.caPin) {
     return { trust: known, fingerprint: info.fingerprint, changed: false };
   }
   if (info.trustedByCa) return { trust: { kind: 'ca' }, fingerprint: info.fingerprint, changed: known?.kind !== 'ca' };
