@@ -31,9 +31,10 @@ export interface HostNode {
   /** The HTTPS API port. */
   readonly tlsPort: number;
   readonly etcdClientPort: number;
-  dm(args: readonly string[], env?: Record<string, string>): Promise<DmResult>;
+  /** The built dm on this host; `input` is its standard input (none: empty). */
+  dm(args: readonly string[], env?: Record<string, string>, input?: string): Promise<DmResult>;
   /** dm that must exit 0 (fails the test with its output and the server's and etcd's log tails). */
-  ok(args: readonly string[], env?: Record<string, string>): Promise<string>;
+  ok(args: readonly string[], env?: Record<string, string>, input?: string): Promise<string>;
   /** The options of this host's node (ports, paths), after `init` or `join ...`. */
   nodeArgs(): string[];
 }
@@ -72,10 +73,10 @@ async function hostNodeOn(
   const { poolDir, dockerDir, extraArgs } = o;
   const home = await makeTempDir('home', cleanup);
   const [port, checkPort, tlsPort, clusterPort, etcdClientPort, etcdPeerPort] = o.ports;
-  const dm = (args: readonly string[], env: Record<string, string> = {}) =>
-    runDmIn(host, args, { home, env, timeoutMs: 180_000 });
-  const ok = async (args: readonly string[], env: Record<string, string> = {}) => {
-    const r = await dm(args, env);
+  const dm = (args: readonly string[], env: Record<string, string> = {}, input?: string) =>
+    runDmIn(host, args, { home, env, timeoutMs: 180_000, ...(input === undefined ? {} : { input }) });
+  const ok = async (args: readonly string[], env: Record<string, string> = {}, input?: string) => {
+    const r = await dm(args, env, input);
     if (r.code !== 0) {
       const tail = async (name: string) => (await readFile(join(poolDir, 'server', name), 'utf8').catch(() => '')).slice(-3000);
       assert.fail(

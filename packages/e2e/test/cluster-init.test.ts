@@ -73,7 +73,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       .map((kv) => `${kv.key}=${kv.value}`)
       .sort();
 
-  test('init, then two joins: one cluster of three nodes, every dot seen and moved from any node', async () => {
+  test('init, then two joins (one token from a file, one on standard input): one cluster of three nodes, every dot seen and moved from any node', async () => {
     const first = await n1.ok([
       'cluster',
       'init',
@@ -98,7 +98,9 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       assert.equal(t.address, `${n1.host.address}:${n1.clusterPort}`);
       assert.ok(first.includes(`Cluster CA pin ${t.caHash}: `), 'init printed the same pin');
       if (n === n2) usedToken = t;
-      const out = await n.ok(joinArgs(n, t));
+      // Node 2 reads its token from the file, node 3 on standard input (`--token-file -`).
+      const out =
+        n === n2 ? await n.ok(joinArgs(n, t)) : await n.ok(joinArgs(n, { ...t, file: '-' }), {}, await readFile(t.file, 'utf8'));
       assert.match(out, new RegExp(`this node joined the cluster through ${t.address.replaceAll('.', '\\.')}`));
       assert.match(out, /DOTMESH_PASSWORD=<the admin API key> dm remote add local admin@/);
       const tls = join(n.poolDir, 'server', 'tls');
