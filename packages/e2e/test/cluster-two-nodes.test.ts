@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readlink, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster, waitFor } from '@dotmesh/testkit';
@@ -78,6 +78,32 @@ describe('two nodes of one cluster', { skip }, () => {
     const id = await lookup(n1, 'move');
     assert.equal(await masterKey(cluster, id), n2.nodeId);
     assert.ok(holdsVolume(n1, id) && holdsVolume(n2, id), 'node 1 keeps its (inactive) copy');
+  });
+
+  test('a mount on node 2 is refused while a process works in the dot on node 1, its master: IN_USE naming it, nothing moves; once it ends, the mount moves the dot', async () => {
+    const hash = await writeRandom(n1, 'busy', 'data');
+    await commit(n1, 'busy', 'on node 1');
+    const path = await procure(n1, 'busy');
+    const id = await lookup(n1, 'busy');
+    const before = await commitIds(n1, 'busy');
+    // A process with its working directory in the dot, on node 1's host (as a shell or a container would).
+    const worker = n1.host.spawn('sh', ['-c', `cd '${path}' && exec sleep 600`], { cleanup });
+    const real = await realpath(path);
+    await waitFor(async () => (await readlink(`/proc/${worker.pid}/cwd`).catch(() => '')) === real, {
+      what: `the worker in the dot (${real})`,
+    });
+    const mnt = join(n2.home, 'busy-mnt');
+    const refused = await n2.dm(['mount', 'busy', mnt]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, new RegExp(`is in use: process ${worker.pid} \\(sleep\\)`), refused.stderr);
+    assert.equal(await masterKey(cluster, id), n1.nodeId, 'the master stays node 1');
+    assert.deepEqual(await commitIds(n1, 'busy'), before, 'no migration commit');
+    assert.deepEqual(await commitIds(n2, 'busy'), before, 'node 2 sees the same');
+    assert.ok(!holdsVolume(n2, id), 'nothing was sent to node 2');
+    await worker.stop();
+    await n2.ok(['mount', 'busy', mnt]);
+    assert.equal(await fileHash(join(mnt, 'data')), hash);
+    assert.equal(await masterKey(cluster, id), n2.nodeId);
   });
 
   test('SmashBranchMaster: dm dot smash-branch-master makes the replica master; with no server id, the serving node', async () => {
