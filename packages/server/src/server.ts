@@ -316,14 +316,6 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
           handshakeTimeoutMs: DATA_HANDSHAKE_TIMEOUT_MS,
         })
       : undefined;
-  const plugin = parts.docker?.pluginSocket
-    ? new VolumePlugin({
-        ctx,
-        paths,
-        caller: pluginCaller(users, parts.docker.pluginUser),
-        ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns),
-      })
-    : undefined;
   const sizes = new SizeTracker(driver);
   const nodeClient = parts.cluster ? new NodeClient(view, parts.cluster.tls) : undefined;
   const router = nodeClient ? new CallRouter(view, masterNodes, nodeClient, (fsId) => index.branches.has(fsId)) : undefined;
@@ -358,6 +350,15 @@ export async function startServer(parts: ServerParts): Promise<RunningServer> {
     ? { ctx, send: (dotId, fsId, to) => replicator.sendNow(dotId, fsId, to) }
     : undefined;
   const takeOver = router ? takeOverVia(router, ctx) : undefined;
+  const plugin = parts.docker?.pluginSocket
+    ? new VolumePlugin({
+        ctx,
+        paths,
+        caller: pluginCaller(users, parts.docker.pluginUser),
+        ownerOf: (caller, ns) => ownerForNewDot(users, caller, ns),
+        ...(takeOver ? { takeOver } : {}),
+      })
+    : undefined;
   const unfollowMastership = followMastership(ctx);
   fence.start({ caughtUp: () => view.caughtUpWithStore(), lost: (fsId) => standDown(ctx, fsId) });
   const failover = cluster

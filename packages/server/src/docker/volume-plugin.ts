@@ -10,7 +10,8 @@ import { MountRefs } from './mount-refs.ts';
  * decoded request body and returns the response body. Errors go back in `Err` with the same
  * texts as the RPC API. Every call acts as one configured Dotmesh user and gets that user's
  * permission errors. Get, Path and List only read the in-memory index (dockerd calls them
- * constantly); Create and Mount make the dot when it is missing (as Procure).
+ * constantly); Create and Mount make the dot when it is missing and, on a cluster, move a
+ * branch another node masters here first (both as Procure).
  */
 export interface VolumePluginDeps {
   readonly ctx: DotContext;
@@ -19,6 +20,12 @@ export interface VolumePluginDeps {
   readonly caller: () => Promise<Caller | undefined>;
   /** The owner of a dot made in `namespace` (the namespace's user when admin makes it). */
   readonly ownerOf: (caller: Caller, namespace: string) => Promise<string>;
+  /**
+   * On a cluster of several nodes: moves a branch another node masters here (a handoff), as
+   * the RPC's Procure does, so a mount on any node gets the branch with its history. Absent on
+   * a single node.
+   */
+  readonly takeOver?: (caller: Caller, fsId: string) => Promise<void>;
 }
 
 type Body = Record<string, unknown>;
@@ -138,11 +145,13 @@ export class VolumePlugin {
 
   async #procure(v: VolumeName): Promise<string> {
     const caller = await this.#caller();
+    const takeOver = this.#d.takeOver;
     return procure(this.#d.ctx, this.#d.paths, caller, {
       namespace: v.namespace,
       name: v.pinnedBranch === undefined ? v.dot : `${v.dot}@${v.pinnedBranch}`,
       subdot: v.subdot,
       ownerOf: (ns) => this.#d.ownerOf(caller, ns),
+      ...(takeOver ? { takeOver: (fsId: string) => takeOver(caller, fsId) } : {}),
     });
   }
 }
