@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import {
   type NetnsEtcd,
   SERVER_BUNDLE,
   skipUnless,
+  startDockerd,
   startEtcdIn,
   type TestHost,
 } from '@dotmesh/testkit';
@@ -346,9 +347,25 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     assert.match(await n1.ok(['cluster', 'token', 'list']), new RegExp(`^${id}\\s+\\S+\\s+1$`, 'm'), 'the token was not used');
   });
 
-  test('a single-node cluster moves from the embedded store to etcd with one init: dots, branches, users and a process using a dot are kept', async () => {
+  test('a single-node cluster moves from the embedded store to etcd with one init: dots, branches, users, a process and a running Docker container using a dot are kept', {
+    skip: skipUnless(['docker']),
+  }, async () => {
     const etcd2 = await startEtcdIn({ cleanup, host: etcd.host });
-    const m = await node(n3.host);
+    // A real dockerd whose volume plugin is this node's.
+    const engine = await startDockerd({ cleanup });
+    const image = await engine.importBusybox();
+    const driver = `dmt${randomBytes(4).toString('hex')}`;
+    const pluginSocket = `/run/docker/plugins/${driver}.sock`;
+    cleanup.add(() => rm(pluginSocket, { force: true }), `remove ${pluginSocket}`);
+    const m = await makeHostNode(cleanup, n3.host, ['--docker-plugin-socket', pluginSocket, '--docker-socket', engine.socket]);
+    cleanup.add(
+      () =>
+        engine.docker(['rm', '-f', 'keeper']).then(
+          () => undefined,
+          () => undefined,
+        ),
+      'remove the container',
+    );
     await m.ok(['cluster', 'init', ...m.nodeArgs(), '--cluster-port', '0']);
     await m.ok(['init', 'kept']);
     const mnt = join(m.home, 'kept-mnt');
@@ -364,8 +381,10 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       'RegisterNewUser',
       JSON.stringify({ Name: 'bob', Email: 'bob@example.com', Password: 'bob-password-1' }),
     ]);
-    // A process working in the dot (as a container would) keeps running across the move.
+    // A process working in the dot, and a container using it, keep running across the move.
     const worker = m.host.spawn('sh', ['-c', `cd ${mnt} && exec sleep 600`], { cleanup });
+    const keeper = ['-v', 'kept:/foo', '--volume-driver', driver, image, 'sh', '-c', "trap 'exit 0' TERM; sleep 100000 & wait"];
+    await engine.docker(['run', '-d', '--name', 'keeper', '--network', 'none', ...keeper]);
     const before = { log: await m.ok(['log']), branches: await m.ok(['branch']), list: await m.ok(['list', '-H']) };
     const apiKey = (JSON.parse(await m.ok(['debug', 'GetApiKey'])) as { ApiKey: string }).ApiKey;
 
@@ -392,6 +411,13 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       'one',
       'the worker still sees its files',
     );
+    const inContainer = async (file: string) => (await engine.docker(['exec', 'keeper', 'cat', `/foo/${file}`])).stdout;
+    assert.equal((await engine.docker(['inspect', '-f', '{{.State.Running}}', 'keeper'])).stdout.trim(), 'true');
+    assert.equal(await inContainer('committed'), 'one', 'the container still sees its files');
+    assert.equal(await inContainer('uncommitted'), 'two');
+    await engine.docker(['exec', 'keeper', 'sh', '-c', 'echo three > /foo/written-after']);
+    assert.equal(await readFile(join(mnt, 'written-after'), 'utf8'), 'three\n', 'and writes into the dot');
+    await engine.docker(['rm', '-f', 'keeper']);
     await m.ok(['remote', 'add', 'asbob', `bob@${m.host.address}:${m.port}`], { DOTMESH_PASSWORD: 'bob-password-1' });
     const keys = (await etcd2.keys('dotmesh.io/')).map((kv) => kv.key);
     assert.ok(
