@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  Cleanup,
-  type DockerEngine,
-  type DotmeshNode,
-  type DotmeshTestCluster,
-  skipUnless,
-  startDockerd,
-  startDotmeshCluster,
-} from '@dotmesh/testkit';
+import { Cleanup, type DotmeshNode, type DotmeshTestCluster, skipUnless, startDotmeshCluster } from '@dotmesh/testkit';
 import { commit, commitsOf, lookup, masterKey, procure } from './cluster-helpers.ts';
+import { startTestDocker, type TestDocker } from './docker-harness.ts';
 
 /**
  * Docker on a node that does not master the dot: a real dockerd uses node 2's volume plugin.
@@ -27,39 +20,17 @@ describe('Docker volumes on a cluster: a mount on another node moves the dot; a 
   let cluster: DotmeshTestCluster;
   let n1: DotmeshNode;
   let n2: DotmeshNode;
-  let engine: DockerEngine;
-  let image: string;
-  const driver = `dmt${randomBytes(4).toString('hex')}`;
-  const pluginSocket = `/run/docker/plugins/${driver}.sock`;
-  const docker = async (args: readonly string[]) => (await engine.docker(args)).stdout;
-  const volumeArgs = (dot: string, flags: readonly string[]) => [
-    'run',
-    '--network',
-    'none',
-    '-v',
-    `${dot}:/foo`,
-    '--volume-driver',
-    driver,
-    ...flags,
-    image,
-  ];
+  let d: TestDocker;
 
   before(async () => {
-    engine = await startDockerd({ cleanup });
-    image = await engine.importBusybox();
+    d = await startTestDocker(cleanup);
     cluster = await startDotmeshCluster({ cleanup, nodes: 2, extraConfig: { replicate: false } });
     [n1, n2] = cluster.nodes as [DotmeshNode, DotmeshNode];
-    cleanup.add(() => rm(pluginSocket, { force: true }), `remove ${pluginSocket}`);
-    // Containers go before the cluster (cleanup runs newest first).
-    cleanup.add(async () => {
-      const { stdout } = await engine.docker(['ps', '-aq']).catch(() => ({ stdout: '' }));
-      const ids = stdout.split('\n').filter((l) => l !== '');
-      if (ids.length > 0) await engine.docker(['rm', '-f', ...ids]).catch(() => undefined);
-    }, 'remove containers');
     // Node 2 serves the volume plugin this dockerd uses, and follows its containers.
-    await n2.configure({ dockerPluginSocket: pluginSocket, dockerSocket: engine.socket });
+    await n2.configure({ dockerPluginSocket: d.pluginSocket, dockerSocket: d.engine.socket });
     await n2.stop();
     await n2.start();
+    d.removeContainersAtCleanup();
   });
   after(() => cleanup.run());
 
@@ -71,7 +42,7 @@ describe('Docker volumes on a cluster: a mount on another node moves the dot; a 
     const id = await lookup(n1, 'apples');
     assert.equal(await masterKey(cluster, id), n1.nodeId);
 
-    const out = await docker([...volumeArgs('apples', ['--rm']), 'sh', '-c', 'cat /foo/committed /foo/uncommitted']);
+    const out = await d.run('apples', 'cat /foo/committed /foo/uncommitted');
     assert.equal(out, 'onetwo');
     assert.equal(await masterKey(cluster, id), n2.nodeId, 'node 2 masters the dot now');
     const commits = await commitsOf(n1, 'apples');
@@ -81,14 +52,14 @@ describe('Docker volumes on a cluster: a mount on another node moves the dot; a 
   test('a container using the dot on node 2 keeps it there: a mount on node 1 is refused naming it, then moves it once it stopped', async () => {
     const id = await lookup(n1, 'apples');
     const name = `holder-${randomBytes(3).toString('hex')}`;
-    await docker([...volumeArgs('apples', ['-d', '--name', name]), 'sh', '-c', "trap 'exit 0' TERM; sleep 100000 & wait"]);
+    await d.start(name, 'apples');
     const refused = await n1.dm(['mount', 'apples', join(n1.home, 'apples-mnt')]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, new RegExp(`while containers are running on it here: /?${name}`), refused.stderr);
     assert.equal(await masterKey(cluster, id), n2.nodeId, 'the master stays node 2');
 
-    await docker(['stop', name]);
-    await docker(['rm', name]);
+    await d.docker(['stop', name]);
+    await d.docker(['rm', name]);
     await n1.ok(['mount', 'apples', join(n1.home, 'apples-mnt')]);
     assert.equal(await masterKey(cluster, id), n1.nodeId);
   });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,12 +11,12 @@ import {
   type NetnsEtcd,
   SERVER_BUNDLE,
   skipUnless,
-  startDockerd,
   startEtcdIn,
   type TestHost,
 } from '@dotmesh/testkit';
 import { rewrittenByLiveNodes } from './cluster-helpers.ts';
 import { type HostNode, joinArgs, makeHostNode, nodeIdOf } from './cluster-host-node.ts';
+import { startTestDocker } from './docker-harness.ts';
 
 /**
  * docs/cluster.md, "Make a three-node cluster", run as written: `dm cluster init --store etcd`
@@ -352,21 +352,15 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
   }, async () => {
     const etcd2 = await startEtcdIn({ cleanup, host: etcd.host });
     // A real dockerd whose volume plugin is this node's.
-    const engine = await startDockerd({ cleanup });
-    const image = await engine.importBusybox();
-    const driver = `dmt${randomBytes(4).toString('hex')}`;
-    const pluginSocket = `/run/docker/plugins/${driver}.sock`;
-    cleanup.add(() => rm(pluginSocket, { force: true }), `remove ${pluginSocket}`);
-    const m = await makeHostNode(cleanup, n3.host, ['--docker-plugin-socket', pluginSocket, '--docker-socket', engine.socket]);
-    cleanup.add(
-      () =>
-        engine.docker(['rm', '-f', 'keeper']).then(
-          () => undefined,
-          () => undefined,
-        ),
-      'remove the container',
-    );
+    const d = await startTestDocker(cleanup);
+    const m = await makeHostNode(cleanup, n3.host, [
+      '--docker-plugin-socket',
+      d.pluginSocket,
+      '--docker-socket',
+      d.engine.socket,
+    ]);
     await m.ok(['cluster', 'init', ...m.nodeArgs(), '--cluster-port', '0']);
+    d.removeContainersAtCleanup();
     await m.ok(['init', 'kept']);
     const mnt = join(m.home, 'kept-mnt');
     await m.ok(['mount', 'kept', mnt]);
@@ -383,8 +377,7 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
     ]);
     // A process working in the dot, and a container using it, keep running across the move.
     const worker = m.host.spawn('sh', ['-c', `cd ${mnt} && exec sleep 600`], { cleanup });
-    const keeper = ['-v', 'kept:/foo', '--volume-driver', driver, image, 'sh', '-c', "trap 'exit 0' TERM; sleep 100000 & wait"];
-    await engine.docker(['run', '-d', '--name', 'keeper', '--network', 'none', ...keeper]);
+    await d.start('keeper', 'kept');
     const before = { log: await m.ok(['log']), branches: await m.ok(['branch']), list: await m.ok(['list', '-H']) };
     const apiKey = (JSON.parse(await m.ok(['debug', 'GetApiKey'])) as { ApiKey: string }).ApiKey;
 
@@ -411,13 +404,13 @@ describe('make a three-node cluster with dm cluster init and dm cluster join (do
       'one',
       'the worker still sees its files',
     );
-    const inContainer = async (file: string) => (await engine.docker(['exec', 'keeper', 'cat', `/foo/${file}`])).stdout;
-    assert.equal((await engine.docker(['inspect', '-f', '{{.State.Running}}', 'keeper'])).stdout.trim(), 'true');
+    const inContainer = (file: string) => d.docker(['exec', 'keeper', 'cat', `/foo/${file}`]);
+    assert.equal((await d.docker(['inspect', '-f', '{{.State.Running}}', 'keeper'])).trim(), 'true');
     assert.equal(await inContainer('committed'), 'one', 'the container still sees its files');
     assert.equal(await inContainer('uncommitted'), 'two');
-    await engine.docker(['exec', 'keeper', 'sh', '-c', 'echo three > /foo/written-after']);
+    await d.docker(['exec', 'keeper', 'sh', '-c', 'echo three > /foo/written-after']);
     assert.equal(await readFile(join(mnt, 'written-after'), 'utf8'), 'three\n', 'and writes into the dot');
-    await engine.docker(['rm', '-f', 'keeper']);
+    await d.docker(['rm', '-f', 'keeper']);
     await m.ok(['remote', 'add', 'asbob', `bob@${m.host.address}:${m.port}`], { DOTMESH_PASSWORD: 'bob-password-1' });
     const keys = (await etcd2.keys('dotmesh.io/')).map((kv) => kv.key);
     assert.ok(
