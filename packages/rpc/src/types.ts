@@ -198,9 +198,10 @@ export interface LastModifiedResult {
 
 /**
  * The state of a transfer as `GetTransfer` returns it. `Status` is one of `starting`,
- * `calculating size`, `pushing`, `pulling`, `retry N`, `finished`, `error`; `Index`/`Total`
- * count the commits sent (1-based; `Index == Total` when finished); `Size`/`Sent` are bytes of
- * the whole transfer (Size estimated). `ApiKey` is always "" (the key lives only in memory).
+ * `pushing`, `pulling`, `retry N`, `finished`, `error` (the original's `calculating size` is
+ * never shown: the estimate is worked out while the data moves); `Index`/`Total` count the
+ * commits sent (1-based; `Index == Total` when finished); `Size`/`Sent` are bytes of the whole
+ * transfer (Size estimated, 0 until the estimate is known). `ApiKey` is always "" (the key lives only in memory).
  * `Message` is the human text (the original's field); `Error` (an addition of this server) is
  * the last failure as a structured error: set with `Status` `retry N` or `error`, null before
  * any failure and once the transfer finished.

@@ -72,6 +72,7 @@ describe('transfers between two servers (in-memory driver)', () => {
     assert.equal(r.Status, 'finished', r.Message);
     assert.equal(r.Index, r.Total);
     assert.equal(r.ApiKey, '');
+    assert.ok(r.Sent > 0 && r.Size >= r.Sent, `Size ${r.Size} >= Sent ${r.Sent}`);
     assert.equal(await fsIdOf(b, 'apples'), id);
     assert.deepEqual(await commitIds(b, 'apples'), await commitIds(a, 'apples'));
     const [ca, cb] = await Promise.all([
@@ -94,6 +95,37 @@ describe('transfers between two servers (in-memory driver)', () => {
     const again = await transfer(a.admin, request(b, 'push', { local: 'apples' }));
     assert.equal(again.Status, 'finished');
     assert.match(again.Message, /up-to-date/);
+  });
+
+  test('the size estimate does not hold the data back: the push ends while it is still being worked out', async () => {
+    await a.admin.call('Create', { Namespace: 'admin', Name: 'slow-estimate' });
+    const id = await fsIdOf(a, 'slow-estimate');
+    await da().writeFile(id, '__default__/data.bin', 'x'.repeat(64 * 1024));
+    await commit(a, 'slow-estimate', 'one');
+    const driver = da();
+    const measure = driver.commitSizes.bind(driver);
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let asked = 0;
+    driver.commitSizes = async (volumeId) => {
+      asked++;
+      await gate;
+      return measure(volumeId);
+    };
+    try {
+      const r = await transfer(a.admin, request(b, 'push', { local: 'slow-estimate' }));
+      assert.equal(r.Status, 'finished', r.Message);
+      assert.ok(asked > 0, 'the estimate was asked for');
+      assert.ok(r.Sent > 64 * 1024, `sent ${r.Sent}`);
+      assert.equal(r.Size, r.Sent, 'with no estimate, Size ends as the bytes sent');
+      assert.deepEqual(await commitIds(b, 'slow-estimate'), await commitIds(a, 'slow-estimate'));
+      assert.equal((await db().readFile(id, '__default__/data.bin')).length, 64 * 1024);
+    } finally {
+      driver.commitSizes = measure;
+      release();
+    }
   });
 
   test('pull brings the peer’s new commits back', async () => {

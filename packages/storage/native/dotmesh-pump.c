@@ -19,7 +19,8 @@
  * (the pipe to or from the command, F_SETPIPE_SZ; default 1 MiB), --progress-fd N (framed bytes
  * moved so far, one decimal line at most every 100 ms and at the end); receive only:
  * --sync-dir DIR and --sync-every N (syncfs(DIR) in a background thread after every N bytes
- * passed on, so that the caller's final sync finds little left to write).
+ * passed on and once more when the end frame arrived, so that the caller's final sync finds
+ * little left to write).
  *
  * TLS on the connection (pump-tls.c, OpenSSL 3, TLS 1.3 only), so that over HTTPS no byte of a
  * commit passes through Node either: --tls client (send: --out-fd is a connected TCP socket) or
@@ -309,16 +310,21 @@ static void pass_on(const unsigned char *p, size_t n) {
   }
 }
 
+/* Asks the sync thread for one more syncfs (it runs them one after another). */
+static void want_sync(void) {
+  if (sync_fd < 0) return;
+  pthread_mutex_lock(&sync_lock);
+  sync_wanted++;
+  pthread_cond_signal(&sync_cond);
+  pthread_mutex_unlock(&sync_lock);
+}
+
 /* Bytes passed on so far; wakes the sync thread every sync_every of them. */
 static void count_passed(size_t n) {
   if (sync_fd < 0) return;
   uint64_t before = passed / sync_every;
   passed += n;
-  if (passed / sync_every == before) return;
-  pthread_mutex_lock(&sync_lock);
-  sync_wanted++;
-  pthread_cond_signal(&sync_cond);
-  pthread_mutex_unlock(&sync_lock);
+  if (passed / sync_every != before) want_sync();
 }
 
 /* Metadata for the checker, batched. */
@@ -459,6 +465,9 @@ static int run_receive(char **argv) {
     count_passed(len - 4);
   }
   progress(1);
+  /* The last bytes are in: start flushing them while the checker approves the stream and the
+   * command finishes, so that the caller's final sync finds little left to write. */
+  want_sync();
   /* The checker never sees ungated payloads: a cut in one is refused here. A cut anywhere
    * else reaches the checker with the rest of the metadata, which says why it is refused. */
   if (state == S_PAYLOAD) die(EXIT_REFUSED, "invalid btrfs send stream: stream ends in the middle of a command");

@@ -308,9 +308,8 @@ export class TransferEngine<C extends TransferCaller> {
     const { sender, receiver } = ends;
     const update = (change: Partial<TransferPollResult>, important = false) =>
       this.#records.update(id, { ...change, NanosecondsElapsed: elapsed() }, important);
-    // `states`: both sides read, stashed, planned; `size`: the estimate (recorded transfers
-    // only); `stream`: until the last byte left; `commit`: until the receiver said the commit
-    // is durable.
+    // `states`: both sides read, stashed, planned; `stream`: until the last byte left;
+    // `commit`: until the receiver said the commit is durable.
     const phase = phaseTimer(() => performance.now());
     let senderState = known ? known.sender : await senderStateOf(ends);
     if (!senderState) throw new DotmeshError('DOT_NOT_FOUND', `${sender.label}: ${fmt(ends.senderName)} no longer exists`);
@@ -356,35 +355,55 @@ export class TransferEngine<C extends TransferCaller> {
     const entries = plan.commits.map((c) => history.find((h) => h.id === c)!);
     phase.mark('states');
     update(
-      { Status: 'calculating size', StartingCommit: plan.from ?? '', Total: Math.max(1, entries.length), Index: 0, Sent: 0 },
+      {
+        Status: ends.direction === 'push' ? 'pushing' : 'pulling',
+        StartingCommit: plan.from ?? '',
+        Total: Math.max(1, entries.length),
+        Index: 0,
+        Size: 0,
+        Sent: 0,
+      },
       true,
     );
-    let size = 0;
-    if (ends.recorded) for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
-    phase.mark('size');
-    update({ Size: size, Status: ends.direction === 'push' ? 'pushing' : 'pulling' }, true);
     let sent = 0;
-    for (const [i, e] of entries.entries()) {
-      update({ Index: i + 1, TargetCommit: e.id }, true);
-      const stream = await sender.exportCommit(e.fsId, e.id, e.parent);
-      const before = sent;
-      let lastByteAt = 0;
-      try {
-        await receiver.receiveCommit(this.#incoming(ends, senderState, e, fsId), stream, (bytes) => {
-          sent = before + bytes;
-          size = Math.max(size, sent); // Size is an estimate: never report more sent than expected
-          lastByteAt = performance.now();
-          update({ Sent: sent, Size: size });
-        });
-      } finally {
-        stream.close();
+    // The size estimate (recorded transfers only) is worked out while the data already moves:
+    // on the sender it walks every file of the commits (`du`), seconds for a dot of many files,
+    // which the first byte must not wait for. Until it arrives `Size` is 0 ("not known yet");
+    // then it is the estimate, never less than `Sent`; at the end, the bytes sent.
+    let estimate: number | undefined;
+    const shownSize = () => (estimate === undefined ? 0 : Math.max(estimate, sent));
+    let streaming = true;
+    if (ends.recorded) {
+      void estimateSize(sender, entries).then((bytes) => {
+        if (!streaming) return;
+        estimate = bytes;
+        update({ Size: shownSize() });
+      });
+    }
+    try {
+      for (const [i, e] of entries.entries()) {
+        update({ Index: i + 1, TargetCommit: e.id }, true);
+        const stream = await sender.exportCommit(e.fsId, e.id, e.parent);
+        const before = sent;
+        let lastByteAt = 0;
+        try {
+          await receiver.receiveCommit(this.#incoming(ends, senderState, e, fsId), stream, (bytes) => {
+            sent = before + bytes;
+            lastByteAt = performance.now();
+            update({ Sent: sent, Size: shownSize() });
+          });
+        } finally {
+          stream.close();
+        }
+        phase.mark('stream', lastByteAt);
+        phase.mark('commit');
+        this.#host.failpoints.hit('transfer.after-commit');
       }
-      phase.mark('stream', lastByteAt);
-      phase.mark('commit');
-      this.#host.failpoints.hit('transfer.after-commit');
+    } finally {
+      streaming = false;
     }
     await this.#ensureTargetBranch(ends, senderState, receiverState, fsId);
-    update({ Index: entries.length, Sent: sent, Size: Math.max(size, sent) }, true);
+    update({ Index: entries.length, Sent: sent, Size: Math.max(estimate ?? 0, sent) }, true);
     this.#host.logger.info({ transfer: id, commits: entries.length, bytes: sent, ms: phase.totals() }, 'transfer timings');
     return [...notes, `sent ${entries.length} commit(s)`].join('; ');
   }
@@ -433,6 +452,13 @@ export class TransferEngine<C extends TransferCaller> {
 const EMPTY: WireDot = { id: '', namespace: '', name: '', volumes: [] };
 
 /** The sending side's state: its history is all the engine reads of it. */
+/** The sender's estimate of the bytes of `entries` (0 for a commit it cannot estimate). */
+async function estimateSize(sender: TransferSide, entries: readonly HistoryEntry[]): Promise<number> {
+  let size = 0;
+  for (const e of entries) size += await sender.predictSize(e.fsId, e.id, e.parent).catch(() => 0);
+  return size;
+}
+
 function senderStateOf(ends: Ends): Promise<WireDot | null> {
   return ends.sender.state(ends.senderName.namespace, ends.senderName.name, { usage: false });
 }
