@@ -39,7 +39,9 @@ import {
  * file or registration of it remains, and the sysctls the kubelets changed are restored — nodes
  * added while it ran included (added-nodes.ts); a node removed while it runs leaves nothing
  * either, and its Node object is gone. Each test runs a private cluster (never the run's shared
- * one) with pods on every node first.
+ * one) with pods on every node first. The two tests run one after the other, not at once: each
+ * node's kubelet holds 6 inotify instances (the host's default limit is 128 per user), and the
+ * run's shared cluster may be up beside them.
  */
 const DAEMON = fileURLToPath(new URL('../../testkit/src/k8s/cluster-daemon.ts', import.meta.url));
 
@@ -69,9 +71,11 @@ describe('kubernetes test cluster teardown', { skip: skipUnless(['root', 'netns'
     try {
       const cluster = await startTestCluster({ cleanup, log: (s) => t.diagnostic(s) });
       await populate(cluster);
-      // Two nodes added while it runs: the first removed again, the second left to stop().
+      // Two nodes added at once while it runs: the first removed again, the second left to stop().
       const t1 = Date.now();
-      const added = [await addClusterNode(cluster, { cleanup }), await addClusterNode(cluster, { cleanup })];
+      const added = (await Promise.all([addClusterNode(cluster, { cleanup }), addClusterNode(cluster, { cleanup })])).sort(
+        (a, b) => a.name.localeCompare(b.name),
+      );
       t.diagnostic(`two nodes added in ${Date.now() - t1} ms`);
       assert.deepEqual(
         added.map((n) => n.name),

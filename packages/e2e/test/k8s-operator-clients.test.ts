@@ -187,16 +187,14 @@ describe('dm from a workstation: HTTPS with the CA pin, push and pull with a clu
     apiKey = install.apiKey;
     // The CSI driver (the populator's volumes): applied now, ready by the populator's test.
     await installDotmeshCsiFromDoc(cluster, cleanup, install, { docFile: DOC });
-    await waitForDotmesh(cluster, cluster.nodes);
-    // On every address: the cluster's servers dial it (DotTransfers) through the test bridge.
-    outside = await startServerProcess({
-      cleanup,
-      serverBin: SERVER_BUNDLE,
-      poolSize: '2G',
-      extraConfig: { listenHost: '0.0.0.0' },
-    });
-    home = await makeTempDir('k8s-workstation-home', cleanup);
-    ns = await testNamespace(kubectl, suite, 'dmtest-opclients');
+    // While the server pods start: the server outside (on every address: the cluster's servers
+    // dial it for DotTransfers through the test bridge), the workstation's home, the namespace.
+    [outside, home, ns] = await Promise.all([
+      startServerProcess({ cleanup, serverBin: SERVER_BUNDLE, poolSize: '2G', extraConfig: { listenHost: '0.0.0.0' } }),
+      makeTempDir('k8s-workstation-home', cleanup),
+      testNamespace(kubectl, suite, 'dmtest-opclients'),
+      waitForDotmesh(cluster, cluster.nodes),
+    ]);
     // Undone newest first: the pods, then the claims (their PVs go with the provisioner).
     cleanup.add(() => deleteAndWait(cluster, ['pvc', '--all', '-n', ns]), 'delete the claims');
     cleanup.add(() => deleteAndWait(cluster, ['pod', '--all', '-n', ns]), 'delete the pods while the servers run');

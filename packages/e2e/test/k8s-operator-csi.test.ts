@@ -74,9 +74,10 @@ describe('the CSI driver deployed with the operator (docs/kubernetes.md manifest
       ...cluster.nodes.map((n) => [`server-${n.name}`, '-c', 'csi-node']),
     ]);
     install = await installDotmeshFromDoc(cluster, cleanup, { docFile: DOC, dist: DIST });
-    await waitForDotmesh(cluster, cluster.nodes);
+    // The CSI manifest applied while the server pods start: both come up at once.
     await installDotmeshCsiFromDoc(cluster, cleanup, install, { docFile: DOC });
     cleanup.add(() => diagnostics(install), 'print diagnostics if a test failed'); // before the CSI objects go
+    await waitForDotmesh(cluster, cluster.nodes);
     await waitForDotmeshCsi(cluster, cluster.nodes);
     ns = await testNamespace(cluster.kubectl, suite, 'dmtest-opcsi');
     cleanup.add(() => extraNodes.run(), 'remove the nodes the tests added');

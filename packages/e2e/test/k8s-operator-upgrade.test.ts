@@ -306,9 +306,11 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
     const exec = async (pod: string, cmd: string) =>
       (await kubectl(['exec', '-n', ns, pod, '--', 'sh', '-c', cmd])).stdout.trim();
     const records = async (pod: string) => Number(await exec(pod, 'wc -l < /data/records'));
-    for (const w of writers) {
-      await waitFor(async () => (await records(w.pod).catch(() => 0)) > 0, { timeoutMs: 180_000, what: `${w.pod} writing` });
-    }
+    await Promise.all(
+      writers.map((w) =>
+        waitFor(async () => (await records(w.pod).catch(() => 0)) > 0, { timeoutMs: 180_000, what: `${w.pod} writing` }),
+      ),
+    );
     const via = api(cluster.nodes[0]!.ip);
     const master = async (dot: string) => {
       const fsId = await via.admin.call('Lookup', { Namespace: 'admin', Name: dot, Branch: '' });
@@ -326,8 +328,9 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
 
     await upgradeKillingTheLeader(next.ref, oldPods);
 
-    // The writers wrote throughout; every record is there, in order, with its hash, and in a commit.
-    for (const [i, w] of writers.entries()) {
+    // The writers wrote throughout; every record is there, in order, with its hash, and in a commit
+    // (the writers checked at once: each on its own node and dot).
+    const checkWriter = async (w: (typeof writers)[number], i: number) => {
       await exec(w.pod, 'touch /data/stop');
       let final = '';
       await waitFor(
@@ -356,7 +359,8 @@ describe('upgrades and drain through the operator (docs/kubernetes.md manifest)'
         final,
         `${w.dot}: a commit holds every record`,
       );
-    }
+    };
+    await Promise.all(writers.map((w, i) => checkWriter(w, i)));
     assert.deepEqual(await Promise.all(writers.map((w) => master(w.dot))), mastersBefore, 'no branch changed master');
   });
   test('a single operator killed mid-upgrade finishes it when its pod comes back', async () => {

@@ -192,17 +192,20 @@ export async function teardownCluster(state: ClusterState): Promise<void> {
 type Step = (what: string, fn: () => Promise<unknown>) => Promise<void>;
 
 /**
- * Stops what runs for the nodes `nodes` (whose paths are under `dir`): kubelets first (so
- * nothing restarts pods), the pods' processes (their cgroups) and shims, then every other
- * process whose command line names a path under `dir`, newest first (the API server before
- * etcd, containerd after the pods it ran).
+ * Stops what runs for the nodes `nodes` (whose paths are under `dir`): kubelets first, all at
+ * once (so nothing restarts pods), the pods' processes (their cgroups) and shims, then every
+ * other process whose command line names a path under `dir`, newest first (the API server
+ * before etcd, containerd after the pods it ran): each node's own (kube-proxy, containerd)
+ * beside the other nodes', then the rest (the control plane).
  */
 async function stopProcessesUnder(dir: string, nodes: readonly NodePaths[], step: Step): Promise<void> {
-  await step('stop kubelets', async () => {
-    for (const p of clusterProcesses(dir).filter((x) => /\bkubelet\b/.test(x.cmd.split(' ')[0] ?? ''))) {
-      await killTree(p.pid, { graceMs: 5000 });
-    }
-  });
+  await step('stop kubelets', () =>
+    Promise.all(
+      clusterProcesses(dir)
+        .filter((x) => /\bkubelet\b/.test(x.cmd.split(' ')[0] ?? ''))
+        .map((p) => killTree(p.pid, { graceMs: 5000 })),
+    ),
+  );
   await step('kill pods', async () => {
     for (const n of nodes)
       for (const pid of cgroupTasks(n.cgroupRoot)) if (isAlive(pid)) await killTree(pid, { signal: 'SIGKILL' });
@@ -210,6 +213,13 @@ async function stopProcessesUnder(dir: string, nodes: readonly NodePaths[], step
       await killTree(p.pid, { signal: 'SIGKILL' });
   });
   await step('stop components', async () => {
+    const newestFirst = clusterProcesses(dir).reverse();
+    const ofNode = (n: NodePaths) => newestFirst.filter((p) => p.cmd.includes(`${n.dir}/`));
+    await Promise.all(
+      nodes.map(async (n) => {
+        for (const p of ofNode(n)) await killTree(p.pid, { graceMs: 5000 });
+      }),
+    );
     for (const p of clusterProcesses(dir).reverse()) await killTree(p.pid, { graceMs: 5000 });
   });
 }
