@@ -294,8 +294,8 @@ static void *sync_loop(void *arg) {
   return NULL;
 }
 
-/* Passes bytes on to the command; if it stopped reading, says how it ended and stops. */
-static void pass_on(const unsigned char *p, size_t n) {
+/* Writes bytes to the command; if it stopped reading, says how it ended and stops. */
+static void write_to_command(const unsigned char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(to_cmd, p, n);
     if (w > 0) {
@@ -308,6 +308,25 @@ static void pass_on(const unsigned char *p, size_t n) {
       die(EXIT_IO, "writing to the command: %s", why(errno));
     }
   }
+}
+
+/* What goes to the command, gathered: a stream of many small files is mostly commands of a
+ * few dozen bytes, and a write(2) for each (with a wake-up of the reader) would cost more than
+ * the data. Only bytes that may go on are gathered (a gated unit after its approval), so the
+ * order and the gating stay as they were; flush_to_command() before the input is done with. */
+static unsigned char out_buf[256 * 1024];
+static size_t out_len = 0;
+
+static void flush_to_command(void) {
+  write_to_command(out_buf, out_len);
+  out_len = 0;
+}
+
+/* Passes bytes on to the command (gathered, see out_buf). */
+static void pass_on(const unsigned char *p, size_t n) {
+  if (out_len + n > sizeof out_buf) flush_to_command();
+  if (n >= sizeof out_buf) write_to_command(p, n);
+  else memcpy(out_buf + out_len, p, n), out_len += n;
 }
 
 /* Asks the sync thread for one more syncfs (it runs them one after another). */
@@ -472,6 +491,7 @@ static int run_receive(char **argv) {
    * else reaches the checker with the rest of the metadata, which says why it is refused. */
   if (state == S_PAYLOAD) die(EXIT_REFUSED, "invalid btrfs send stream: stream ends in the middle of a command");
   if (unit_len > 0) add_meta(unit, unit_len);
+  flush_to_command();
   ask('Z');
   close(to_cmd);
   if (command_status(argv) != 0) die(EXIT_COMMAND, "%s failed", argv[0]);
