@@ -23,7 +23,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods } from './k8s-operator-pods.ts';
-import { eventMessages, scriptWithClaim } from './k8s-volumes.ts';
+import { dotClaim, eventMessages, scriptWithClaim } from './k8s-volumes.ts';
 
 /**
  * `storageMode: pvcPerNode` on three nodes of this suite's own (two in zone-a, one in zone-b,
@@ -91,11 +91,12 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   /** The messages of the Events `reason` on the object `name` of the Dotmesh namespace. */
   const eventsOf = (name: string, reason: string) => eventMessages(cluster, NS, `involvedObject.name=${name},reason=${reason}`);
   /** A node of this suite added in `zone` (labelled for the nodeSelector), with the cloud driver's node plugin. */
-  const addPoolNode = async (zone: string) => {
+  const addPoolNode = async (zone: string, joinAfter?: Promise<unknown>) => {
     const node = await addClusterNode(cluster, {
       cleanup: extraNodes,
       labels: { [SELECT]: 'yes' },
       ...(install ? { images: install.images } : {}),
+      ...(joinAfter ? { joinAfter } : {}),
     });
     await cloud.addNode(node, zone);
     return node;
@@ -104,14 +105,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
     const dot = `${prefix}-${randomBytes(3).toString('hex')}`;
-    await cluster.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'PersistentVolumeClaim',
-        metadata: { name: dot, namespace: ns },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
-      }),
-    });
+    await dotClaim(cluster, ns, dot);
     cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
     return dot;
   };
@@ -393,6 +387,16 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   });
 
   test('every node recycled one by one in surge order hands its pool PVC to its replacement: after each step every commit and byte of every node’s dots is there and pods using them run again', async (t) => {
+    // The replacement of the first node, made while the dots are written (a new node waits for
+    // a pool while it is under 2 minutes old); each next one is made during the step before and
+    // joins once that step's replacement holds its pool (so it cannot take that pool).
+    let adding = addPoolNode(cloud.zones[poolNodes[0]!.name]!);
+    // Awaited in its step; a step that fails first leaves it to the suite's cleanup.
+    adding.catch(() => undefined);
+    const joins: PromiseWithResolvers<void>[] = [];
+    t.after(() => {
+      for (const j of joins) j.reject(new Error('the recycle ended before this node could join'));
+    });
     /** Each dot, written and committed on one node: the node holding its pool now, and what it must hold. */
     const dots = await Promise.all(
       poolNodes.map(async (node, i) => {
@@ -425,11 +429,6 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         `after step ${step} etcd has three voting members, at the current nodes' addresses`,
       );
     };
-
-    // The replacement of the first node; each next one is added while the step before is checked.
-    let adding = addPoolNode(cloud.zones[poolNodes[0]!.name]!);
-    // Awaited in its step; a step that fails first leaves it to the suite's cleanup.
-    adding.catch(() => undefined);
     for (let i = 0; i < poolNodes.length; i++) {
       const old = poolNodes[i]!;
       const zone = cloud.zones[old.name]!;
@@ -439,6 +438,13 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       const fresh = await adding;
       assert.equal(cloud.zones[fresh.name], zone);
       t.diagnostic(`step ${i}: replacement ${fresh.name} of ${old.name} Ready (${Date.now() - t0} ms waited for it)`);
+      const next = poolNodes[i + 1];
+      const joined = next === undefined ? undefined : Promise.withResolvers<void>();
+      if (next !== undefined && joined !== undefined) {
+        joins.push(joined);
+        adding = addPoolNode(cloud.zones[next.name]!, joined.promise);
+        adding.catch(() => undefined);
+      }
       // 2. Drain the old node: its server pod is evicted and not made again there (it is being
       // replaced), so its pool is unmounted and its disk detached.
       t0 = Date.now();
@@ -472,12 +478,8 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       );
       t.diagnostic(`step ${i}: old Node deleted to the replacement's server Ready: ${Date.now() - t0} ms`);
       poolNodes[i] = fresh;
-      // The next replacement is made while this step is checked (its pool is held: it waits).
-      const next = poolNodes[i + 1];
-      if (next !== undefined) {
-        adding = addPoolNode(cloud.zones[next.name]!);
-        adding.catch(() => undefined);
-      }
+      // The next replacement joins while this step is checked (every pool is held: it waits).
+      joined?.resolve();
       const adopted = (await poolClaims()).find((c) => c.metadata.name === pvc.metadata.name)!;
       assert.equal(adopted.metadata.annotations?.['dotmesh.io/node'], fresh.name, 'the old pool PVC is the replacement’s');
       assert.equal((await poolClaims()).length, claimsBefore, 'no PVC was made');

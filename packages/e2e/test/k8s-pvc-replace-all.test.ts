@@ -21,7 +21,7 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { DIST, DOC, diagnosticsOnFailure, NS, type PodJson, serverPods } from './k8s-operator-pods.ts';
-import { eventMessages, scriptWithClaim } from './k8s-volumes.ts';
+import { dotClaim, eventMessages, scriptWithClaim } from './k8s-volumes.ts';
 
 /**
  * `storageMode: pvcPerNode`, every node replaced at once (docs/kubernetes.md, "Replacing every
@@ -133,14 +133,7 @@ describe('storageMode pvcPerNode: every node replaced at once', {
       olds.map(async (node, i) => {
         await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
         const dot = `replall-${randomBytes(3).toString('hex')}`;
-        await cluster.kubectl(['apply', '-f', '-'], {
-          input: JSON.stringify({
-            apiVersion: 'v1',
-            kind: 'PersistentVolumeClaim',
-            metadata: { name: dot, namespace: ns },
-            spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
-          }),
-        });
+        await dotClaim(cluster, ns, dot);
         cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
         const written = await inPod(node, dot, `writer-${i}`, `head -c 1048576 /dev/urandom > /data/blob && ${SHA}`);
         const server = api(node.ip);
