@@ -23,29 +23,35 @@ import {
   waitFor,
 } from '@dotmesh/testkit';
 import { DIST, DOC, diagnosticsOnFailure, getJson, NS, type PodJson, serverPods } from './k8s-operator-pods.ts';
-import { eventMessages, scriptWithClaim } from './k8s-volumes.ts';
+import { dotClaim, eventMessages, scriptWithClaim } from './k8s-volumes.ts';
 
 /**
- * `storageMode: pvcPerNode` on the run's shared test cluster, its pools on the test-only "cloud"
- * volumes (packages/cloud-csi; nodes 0 and 1 in zone-a, node 2 in zone-b, and this suite's own
- * extra node in zone-a, added before the install): every node gets a pool PVC of its own zone,
- * tied to it by `dotmesh.io/node`, and its server pod keeps the pool file and the server's state
- * (config, etcd data) on it; a dot written by a pod and committed there comes back with every
- * commit and the same bytes when the node's server pod is deleted and made again from the same
- * PVC, and a pod using the dot runs again; a pool PVC that no node can reach (a zone without
- * nodes) is left unadopted with an Event saying so; and the extra node, recycled in surge order
- * (a replacement added in its zone, the old one drained, its Node deleted and the machine gone:
- * docs/kubernetes.md, "Surviving node upgrades"), hands its pool PVC to the replacement, whose
- * server serves the pool at its new address as the same Dotmesh node, with every commit and the
- * same bytes; and raising `pvcPerNode.pvSizePerNode` grows every held pool PVC (csi-resizer,
- * then the kubelet's online NodeExpandVolume) and every pool online (`df` in a pod using a dot
- * on each node shows it), with no server pod replaced, a running pod untouched and its dot's
- * bytes the same. Nodes 0–2 are never drained or removed (other tests use them); the extra
- * nodes are this suite's own and removed at its end. About 6 minutes with a cluster of its own
- * (about 3.5 on the shared one). Not here: replacing every node at once (k8s-pvc-replace-all.test.ts).
+ * `storageMode: pvcPerNode` on three nodes of this suite's own (two in zone-a, one in zone-b,
+ * added to the run's shared test cluster and selected by a label, so that the shared nodes 0–2,
+ * which other tests use, are never drained or removed), their pools on the test-only "cloud"
+ * volumes (packages/cloud-csi): every node gets a pool PVC of its own zone, tied to it by
+ * `dotmesh.io/node`, and its server pod keeps the pool file and the server's state (config,
+ * etcd data) on it; a dot written by a pod and committed there comes back with every commit and
+ * the same bytes when the node's server pod is deleted and made again from the same PVC, and a
+ * pod using the dot runs again; a pool PVC that no node can reach (a zone without nodes) is left
+ * unadopted with an Event saying so; raising `pvcPerNode.pvSizePerNode` grows every held pool
+ * PVC (csi-resizer, then the kubelet's online NodeExpandVolume) and every pool online (`df` in a
+ * pod using a dot on each node shows it), with no server pod replaced, a running pod untouched
+ * and its dot's bytes the same; and every node, recycled one by one in surge order (a
+ * replacement added in its zone, the old one drained with --force, its Node deleted and the
+ * machine gone: docs/kubernetes.md, "Surviving node upgrades"), hands its pool PVC to its
+ * replacement, whose server serves the pool at its new address as the same Dotmesh node; after
+ * each step every dot written and committed on every node has every commit and the same bytes
+ * (read by a pod on the node that now holds it), and etcd has its three voting members at the
+ * current nodes' addresses. The nodes are this suite's own and removed at its end. Not here:
+ * replacing every node at once (k8s-pvc-replace-all.test.ts).
  */
 const POOL_ROLE = 'dotmesh.io/role=dotmesh-pvc';
 const SHA = 'sha256sum /data/blob | cut -d" " -f1';
+/** The label that selects this suite's nodes (the ConfigMap's nodeSelector). */
+const SELECT = 'dmtest.dotmesh.io/pvc-per-node';
+/** The zone of each of the suite's nodes, and of each one's replacement. */
+const ZONES = ['zone-a', 'zone-a', 'zone-b'] as const;
 
 interface PvcJson {
   metadata: { name: string; annotations?: Record<string, string> };
@@ -61,10 +67,8 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   const suite = { after: (fn: () => unknown) => cleanup.add(fn) };
   let cluster: TestCluster;
   let cloud: CloudVolumes;
-  let install: DocInstall;
-  /** This suite's own node (zone-a), the one recycled; nodes 0–2 stay untouched. */
-  let extra: TestClusterNode;
-  /** The nodes with a pool: the cluster's and the extra one. */
+  let install: DocInstall | undefined;
+  /** The nodes with a pool, this suite's own (zones: ZONES); the recycle replaces them one by one. */
   let poolNodes: TestClusterNode[];
   /** Removes the nodes this suite added, once Dotmesh and the pools are gone. */
   const extraNodes = new Cleanup();
@@ -86,25 +90,29 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     scriptWithClaim(cluster, { namespace: ns, node, pod: name, claim: dot, script, timeoutMs: 240_000 });
   /** The messages of the Events `reason` on the object `name` of the Dotmesh namespace. */
   const eventsOf = (name: string, reason: string) => eventMessages(cluster, NS, `involvedObject.name=${name},reason=${reason}`);
+  /** A node of this suite added in `zone` (labelled for the nodeSelector), with the cloud driver's node plugin. */
+  const addPoolNode = async (zone: string, joinAfter?: Promise<unknown>) => {
+    const node = await addClusterNode(cluster, {
+      cleanup: extraNodes,
+      labels: { [SELECT]: 'yes' },
+      ...(install ? { images: install.images } : {}),
+      ...(joinAfter ? { joinAfter } : {}),
+    });
+    await cloud.addNode(node, zone);
+    return node;
+  };
   /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
   const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
     const dot = `${prefix}-${randomBytes(3).toString('hex')}`;
-    await cluster.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'PersistentVolumeClaim',
-        metadata: { name: dot, namespace: ns },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
-      }),
-    });
+    await dotClaim(cluster, ns, dot);
     cleanup.add(() => deleteAndWait(cluster, ['pvc', dot, '-n', ns]), 'delete the dot claim');
     return dot;
   };
-  /** A new dot written by a pod on `node` and committed there. */
-  const writeAndCommit = async (node: TestClusterNode, message: string) => {
+  /** A new dot written by a pod (`pod`) on `node` and committed there. */
+  const writeAndCommit = async (node: TestClusterNode, message: string, pod = 'writer') => {
     const dot = await newDot(node, 'pvcmode');
-    const written = await inPod(node, dot, 'writer', `head -c 2097152 /dev/urandom > /data/blob && ${SHA}`);
+    const written = await inPod(node, dot, pod, `head -c 2097152 /dev/urandom > /data/blob && ${SHA}`);
     const server = api(node.ip);
     const commit = await server.call('Commit', { Namespace: 'admin', Name: dot, Branch: '', Message: message, Metadata: {} });
     const commits = await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' });
@@ -122,23 +130,26 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       fsType: 'btrfs',
     });
     cleanup.add(() => extraNodes.run(), 'remove the nodes the suite added');
-    // There before the install, so that the first install makes its PVC at once (a node added
+    // There before the install, so that the first install makes their PVCs at once (a node added
     // later waits for a released pool first: the recycle test below).
-    extra = await addClusterNode(cluster, { cleanup: extraNodes });
-    await cloud.addNode(extra, 'zone-a');
-    poolNodes = [...cluster.nodes, extra];
+    poolNodes = await Promise.all(ZONES.map((zone) => addPoolNode(zone)));
     const diagnostics = diagnosticsOnFailure(cluster, () => failed, [
       ['-l', 'dotmesh.io/role=dotmesh-server', '-c', 'dotmesh-server', '--prefix'],
     ]);
-    // The product's images go onto the extra node too (the install imports them into `nodes`).
-    install = await installDotmeshFromDoc({ ...cluster, nodes: poolNodes }, cleanup, {
+    // The product's images go onto the suite's nodes too (the install imports them into `nodes`).
+    install = await installDotmeshFromDoc({ ...cluster, nodes: [...cluster.nodes, ...poolNodes] }, cleanup, {
       docFile: DOC,
       dist: DIST,
       onBeforeRemoval: async (i) => {
         if (failed) console.error((await cluster.kubectl(['get', 'pvc,pv,volumeattachments', '-A', '-o', 'wide'])).stdout);
         await diagnostics(i);
       },
-      config: { storageMode: 'pvcPerNode', 'pvcPerNode.storageClass': cloud.storageClass, 'pvcPerNode.pvSizePerNode': '1G' },
+      config: {
+        nodeSelector: `${SELECT}=yes`,
+        storageMode: 'pvcPerNode',
+        'pvcPerNode.storageClass': cloud.storageClass,
+        'pvcPerNode.pvSizePerNode': '1G',
+      },
     });
     apiKey = install.apiKey;
     // Before the manifest goes (LIFO): the operator first (it would make the PVCs again), then the
@@ -199,7 +210,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   });
 
   test('a dot written by a pod and committed comes back with every commit when its node’s server pod is made again from the PVC', async () => {
-    const node = cluster.nodes[0]!;
+    const node = poolNodes[0]!;
     const { dot, written, commit, commits } = await writeAndCommit(node, 'on the pool PVC');
     const old = (await serverPodOf(node.name))!;
     await deleteAndWait(cluster, ['pod', old.metadata.name, '-n', NS]);
@@ -371,66 +382,127 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       'no PVC shrank',
     );
     await setSize('1536M');
-    // The recycle below drains the extra node: without these pods.
+    // The recycle below drains every node: without these pods.
     await Promise.all(users.map((u) => deleteAndWait(cluster, ['pod', u.pod, '-n', ns])));
   });
 
-  test('a node recycled in surge order hands its pool PVC to its replacement, which serves it at its new address as the same node', async (t) => {
-    const old = extra;
-    const { dot, written, commit, commits } = await writeAndCommit(old, 'before the recycle');
-    const { NodeId: nodeId } = await api(old.ip).call('PoolInfo', {});
-    const pvc = (await poolClaims()).find((c) => c.metadata.annotations?.['dotmesh.io/node'] === old.name)!;
-    const claimsBefore = (await poolClaims()).length;
-
-    // 1. Add the replacement in the same zone: Ready, it waits for a pool.
-    let t0 = Date.now();
-    const fresh = await addClusterNode(cluster, { cleanup: extraNodes, images: install.images });
-    await cloud.addNode(fresh, 'zone-a');
-    t.diagnostic(`replacement ${fresh.name} Ready in ${Date.now() - t0} ms`);
-    // 2. Drain the old node: its server pod is evicted and not made again there (it is being
-    // replaced), so its pool is unmounted and its disk detached.
-    t0 = Date.now();
-    await cluster.kubectl(['drain', old.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=300s'], {
-      timeoutMs: 320_000,
+  test('every node recycled one by one in surge order hands its pool PVC to its replacement: after each step every commit and byte of every node’s dots is there and pods using them run again', async (t) => {
+    // The replacement of the first node, made while the dots are written (a new node waits for
+    // a pool while it is under 2 minutes old); each next one is made during the step before and
+    // joins once that step's replacement holds its pool (so it cannot take that pool).
+    let adding = addPoolNode(cloud.zones[poolNodes[0]!.name]!);
+    // Awaited in its step; a step that fails first leaves it to the suite's cleanup.
+    adding.catch(() => undefined);
+    const joins: PromiseWithResolvers<void>[] = [];
+    t.after(() => {
+      for (const j of joins) j.reject(new Error('the recycle ended before this node could join'));
     });
-    await waitFor(
-      async () =>
-        !(
-          await cluster.kubectl(['get', 'volumeattachments', '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}'])
-        ).stdout
-          .split('\n')
-          .includes(old.name),
-      { timeoutMs: 180_000, intervalMs: 1000, what: `the disks of ${old.name} detached` },
+    /** Each dot, written and committed on one node: the node holding its pool now, and what it must hold. */
+    const dots = await Promise.all(
+      poolNodes.map(async (node, i) => {
+        const { dot, written, commit, commits } = await writeAndCommit(node, `on ${node.name} before the recycle`, `writer-${i}`);
+        const { NodeId: nodeId } = await api(node.ip).call('PoolInfo', {});
+        assert.ok(commits.some((c) => c.Id === commit));
+        return { dot, written, commits, nodeId, holder: node };
+      }),
     );
-    t.diagnostic(`${old.name} drained and its disk detached in ${Date.now() - t0} ms`);
-    assert.equal(await serverPodOf(old.name), undefined, 'no server pod is made again on the node being replaced');
-    assert.equal(await serverPodOf(fresh.name), undefined, 'the replacement waits for the pool');
-    // 3. Delete the Node and the machine.
-    await cluster.kubectl(['delete', 'node', old.name]);
-    await removeClusterNode(cluster, old.name);
-    // 4. The replacement adopts the pool PVC and serves it.
-    t0 = Date.now();
-    await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, fresh.ip);
-    await waitFor(
-      async () => {
-        const p = await serverPodOf(fresh.name);
-        return p !== undefined && ready(p);
-      },
-      { timeoutMs: 300_000, intervalMs: 1000, what: `the server pod of ${fresh.name} Ready` },
-    );
-    t.diagnostic(`old Node deleted to the replacement's server Ready: ${Date.now() - t0} ms`);
-    const adopted = (await poolClaims()).find((c) => c.metadata.name === pvc.metadata.name)!;
-    assert.equal(adopted.metadata.annotations?.['dotmesh.io/node'], fresh.name, 'the old pool PVC is the replacement’s');
-    assert.equal((await poolClaims()).length, claimsBefore, 'no PVC was made');
-    assert.equal((await serverPodOf(fresh.name))!.metadata.name, `server-pvc-${pvc.metadata.name.slice(-4)}-${fresh.name}`);
-    const server = api(fresh.ip);
-    assert.equal((await server.call('PoolInfo', {})).NodeId, nodeId, 'the same Dotmesh node (its pool) at the new address');
-    assert.deepEqual(await server.call('Commits', { Namespace: 'admin', Name: dot, Branch: '' }), commits, 'every commit');
-    assert.ok(commits.some((c) => c.Id === commit));
-    assert.equal(
-      await inPod(fresh, dot, 'reader-new', SHA),
-      written,
-      'a pod using the dot runs on the replacement and reads the same bytes',
-    );
+    const claimsBefore = (await poolClaims()).length;
+    /** Every dot's commits on the node holding it, its bytes read by a pod there, and etcd's members. */
+    const checkEveryDot = async (step: number) => {
+      for (const d of dots) {
+        assert.deepEqual(
+          await api(d.holder.ip).call('Commits', { Namespace: 'admin', Name: d.dot, Branch: '' }),
+          d.commits,
+          `every commit of ${d.dot} on ${d.holder.name} after step ${step}`,
+        );
+      }
+      const read = await Promise.all(dots.map((d, i) => inPod(d.holder, d.dot, `reader-${step}-${i}`, SHA)));
+      assert.deepEqual(
+        read,
+        dots.map((d) => d.written),
+        `after step ${step} a pod using each dot runs on the node holding it and reads the same bytes`,
+      );
+      const { Members } = await api(dots[0]!.holder.ip).call('EtcdMembers', {});
+      assert.deepEqual(
+        Members.map((m) => [m.Learner, new URL(m.PeerUrls[0]!).hostname]).sort(),
+        poolNodes.map((n) => [false, n.ip]).sort(),
+        `after step ${step} etcd has three voting members, at the current nodes' addresses`,
+      );
+    };
+    for (let i = 0; i < poolNodes.length; i++) {
+      const old = poolNodes[i]!;
+      const zone = cloud.zones[old.name]!;
+      const pvc = (await poolClaims()).find((c) => c.metadata.annotations?.['dotmesh.io/node'] === old.name)!;
+      // 1. The replacement, added in the same zone: Ready, it waits for a pool.
+      let t0 = Date.now();
+      const fresh = await adding;
+      assert.equal(cloud.zones[fresh.name], zone);
+      t.diagnostic(`step ${i}: replacement ${fresh.name} of ${old.name} Ready (${Date.now() - t0} ms waited for it)`);
+      const next = poolNodes[i + 1];
+      const joined = next === undefined ? undefined : Promise.withResolvers<void>();
+      if (next !== undefined && joined !== undefined) {
+        joins.push(joined);
+        adding = addPoolNode(cloud.zones[next.name]!, joined.promise);
+        adding.catch(() => undefined);
+      }
+      // 2. Drain the old node: its server pod is evicted and not made again there (it is being
+      // replaced), so its pool is unmounted and its disk detached.
+      t0 = Date.now();
+      await cluster.kubectl(['drain', old.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=300s'], {
+        timeoutMs: 320_000,
+      });
+      await waitFor(
+        async () =>
+          !(
+            await cluster.kubectl(['get', 'volumeattachments', '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}'])
+          ).stdout
+            .split('\n')
+            .includes(old.name),
+        { timeoutMs: 180_000, intervalMs: 1000, what: `the disks of ${old.name} detached` },
+      );
+      t.diagnostic(`step ${i}: ${old.name} drained and its disk detached in ${Date.now() - t0} ms`);
+      assert.equal(await serverPodOf(old.name), undefined, 'no server pod is made again on the node being replaced');
+      assert.equal(await serverPodOf(fresh.name), undefined, 'the replacement waits for the pool');
+      // 3. Delete the Node and the machine.
+      await cluster.kubectl(['delete', 'node', old.name]);
+      await removeClusterNode(cluster, old.name);
+      // 4. The replacement adopts the pool PVC and serves it.
+      t0 = Date.now();
+      await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, fresh.ip);
+      await waitFor(
+        async () => {
+          const p = await serverPodOf(fresh.name);
+          return p !== undefined && ready(p);
+        },
+        { timeoutMs: 300_000, intervalMs: 1000, what: `the server pod of ${fresh.name} Ready` },
+      );
+      t.diagnostic(`step ${i}: old Node deleted to the replacement's server Ready: ${Date.now() - t0} ms`);
+      poolNodes[i] = fresh;
+      // The next replacement joins while this step is checked (every pool is held: it waits).
+      joined?.resolve();
+      const adopted = (await poolClaims()).find((c) => c.metadata.name === pvc.metadata.name)!;
+      assert.equal(adopted.metadata.annotations?.['dotmesh.io/node'], fresh.name, 'the old pool PVC is the replacement’s');
+      assert.equal((await poolClaims()).length, claimsBefore, 'no PVC was made');
+      assert.equal((await serverPodOf(fresh.name))!.metadata.name, `server-pvc-${pvc.metadata.name.slice(-4)}-${fresh.name}`);
+      const moved = dots.find((d) => d.holder === old)!;
+      assert.equal(
+        (await api(fresh.ip).call('PoolInfo', {})).NodeId,
+        moved.nodeId,
+        'the same Dotmesh node (its pool) at the new address',
+      );
+      moved.holder = fresh;
+      await checkEveryDot(i);
+      // The moved node takes writes: a new commit, which the later steps check too.
+      const server = api(fresh.ip);
+      const commit = await server.call('Commit', {
+        Namespace: 'admin',
+        Name: moved.dot,
+        Branch: '',
+        Message: `after step ${i}`,
+        Metadata: {},
+      });
+      moved.commits = await server.call('Commits', { Namespace: 'admin', Name: moved.dot, Branch: '' });
+      assert.ok(moved.commits.some((c) => c.Id === commit));
+    }
   });
 });

@@ -52,6 +52,16 @@ export async function apply(cluster: TestCluster, object: Record<string, unknown
   await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(object) });
 }
 
+/** A claim `name` of `namespace` for a dot: the StorageClass `dotmesh`, ReadWriteOnce, 1Gi. */
+export async function dotClaim(cluster: TestCluster, namespace: string, name: string): Promise<void> {
+  await apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name, namespace },
+    spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'dotmesh', resources: { requests: { storage: '1Gi' } } },
+  });
+}
+
 /**
  * A static PV `pv` with the FlexVolume source naming dot admin/`dot`, and the PVC `claim` of
  * `namespace` bound to it; waits until the claim is Bound.

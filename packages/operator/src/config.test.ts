@@ -20,6 +20,7 @@ describe('parseOperatorConfig', () => {
       assert.equal(config.local.poolLocation, '/var/lib/dotmesh');
       assert.equal(config.pvcPerNode.pvSizePerNodeBytes, 10 * 2 ** 30);
       assert.equal(config.pvcPerNode.storageClass, 'standard');
+      assert.equal(config.pvcPerNode.etcdMoveWaitSeconds, 120);
     }
   });
 
@@ -34,9 +35,11 @@ describe('parseOperatorConfig', () => {
       'local.poolLocation': '/data/#HOSTNAME#/dotmesh',
       'pvcPerNode.pvSizePerNode': '1T',
       'pvcPerNode.storageClass': 'fast.ssd',
+      'pvcPerNode.etcdMoveWaitSeconds': '15',
     });
     assert.deepEqual(problems, []);
     assert.ok(config);
+    assert.equal(config.pvcPerNode.etcdMoveWaitSeconds, 15);
     assert.equal(config.local.poolSizePerNodeBytes, 512 * 2 ** 20);
     assert.equal(config.pvcPerNode.pvSizePerNodeBytes, 2 ** 40);
     assert.equal(poolLocationFor(config, 'node-1'), '/data/node-1/dotmesh');
@@ -59,6 +62,7 @@ describe('parseOperatorConfig', () => {
       'local.poolLocation': '/var/lib/../etc',
       'pvcPerNode.pvSizePerNode': '0',
       'pvcPerNode.storageClass': 'Not_A_Name',
+      'pvcPerNode.etcdMoveWaitSeconds': '2m',
     };
     for (const [key, value] of Object.entries(bad)) {
       const { config, problems } = parseOperatorConfig({ [key]: value });
@@ -73,6 +77,21 @@ describe('parseOperatorConfig', () => {
     assert.match(parseOperatorConfig({ storageMode: 'pvc' }).problems[0]!.message, /accepted values: local .* or pvcPerNode/);
     assert.match(parseOperatorConfig({ 'pvcPerNode.pvSizePerNode': '100M' }).problems[0]!.message, /at least 512M/);
     assert.match(parseOperatorConfig({ 'local.poolSizePerNode': 'x' }).problems[0]!.message, /10G, 512M or 1T/);
+    for (const value of ['', '0', '4', '3601', '1.5', '-10', '1e3', '120s', '999999']) {
+      const { config, problems } = parseOperatorConfig({ 'pvcPerNode.etcdMoveWaitSeconds': value });
+      assert.equal(config, undefined, value);
+      assert.match(problems[0]!.message, /pvcPerNode\.etcdMoveWaitSeconds .*a whole number of seconds from 5 to 3600/, value);
+    }
+    for (const [value, seconds] of [
+      ['5', 5],
+      [' 30 ', 30],
+      ['3600', 3600],
+    ] as const) {
+      assert.equal(
+        parseOperatorConfig({ 'pvcPerNode.etcdMoveWaitSeconds': value }).config?.pvcPerNode.etcdMoveWaitSeconds,
+        seconds,
+      );
+    }
   });
 
   it("accepts storageMode pvcPerNode with a size as a Quantity (10Gi) or in the original's units (10G)", () => {

@@ -1,5 +1,10 @@
 import { isAbsolute } from 'node:path';
-import { parseSize } from '@dotmesh/rpc/server-defaults';
+import {
+  DEFAULT_ETCD_MOVE_WAIT_SECONDS,
+  MAX_ETCD_MOVE_WAIT_SECONDS,
+  MIN_ETCD_MOVE_WAIT_SECONDS,
+  parseSize,
+} from '@dotmesh/rpc/server-defaults';
 import { type LabelSelector, parseLabelSelector } from './label-selector.ts';
 
 /**
@@ -33,7 +38,16 @@ export interface OperatorConfig {
     /** Absolute; `#HOSTNAME#` stands for the node's name (`poolLocationFor`). */
     readonly poolLocation: string;
   };
-  readonly pvcPerNode: { readonly pvSizePerNodeBytes: number; readonly storageClass: string };
+  readonly pvcPerNode: {
+    readonly pvSizePerNodeBytes: number;
+    readonly storageClass: string;
+    /**
+     * An addition: how long a moved pool's etcd member waits for the other members to take its
+     * new address (the servers' `etcdMoveWaitSeconds`; docs/kubernetes.md, "Replacing every
+     * node at once").
+     */
+    readonly etcdMoveWaitSeconds: number;
+  };
 }
 
 export type StorageMode = 'local' | 'pvcPerNode';
@@ -55,6 +69,7 @@ export const CONFIG_DEFAULTS: Readonly<Record<string, string>> = {
   'local.poolLocation': '/var/lib/dotmesh',
   'pvcPerNode.pvSizePerNode': '10G',
   'pvcPerNode.storageClass': 'standard',
+  'pvcPerNode.etcdMoveWaitSeconds': String(DEFAULT_ETCD_MOVE_WAIT_SECONDS),
 };
 
 /** Keys the original read that mean nothing here (ZFS): accepted, with a warning. */
@@ -152,6 +167,12 @@ const FIELDS = {
   },
   'pvcPerNode.storageClass': (text: string) =>
     DNS_SUBDOMAIN.test(text) && text.length <= 253 ? text : accepted('the name of a StorageClass'),
+  'pvcPerNode.etcdMoveWaitSeconds': (text: string) => {
+    const seconds = /^\d{1,5}$/.test(text.trim()) ? Number(text) : Number.NaN;
+    return seconds >= MIN_ETCD_MOVE_WAIT_SECONDS && seconds <= MAX_ETCD_MOVE_WAIT_SECONDS
+      ? seconds
+      : accepted(`a whole number of seconds from ${MIN_ETCD_MOVE_WAIT_SECONDS} to ${MAX_ETCD_MOVE_WAIT_SECONDS}`);
+  },
 } as const;
 
 type Parsed = { -readonly [K in keyof typeof FIELDS]: ReturnType<(typeof FIELDS)[K]> };
@@ -205,7 +226,11 @@ export function parseOperatorConfig(data: Readonly<Record<string, string>> | und
       logAddress: p.logAddress,
       storageMode: p.storageMode,
       local: { poolSizePerNodeBytes: p['local.poolSizePerNode'], poolLocation: p['local.poolLocation'] },
-      pvcPerNode: { pvSizePerNodeBytes: p['pvcPerNode.pvSizePerNode'], storageClass: p['pvcPerNode.storageClass'] },
+      pvcPerNode: {
+        pvSizePerNodeBytes: p['pvcPerNode.pvSizePerNode'],
+        storageClass: p['pvcPerNode.storageClass'],
+        etcdMoveWaitSeconds: p['pvcPerNode.etcdMoveWaitSeconds'],
+      },
     },
   };
 }

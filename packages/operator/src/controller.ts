@@ -31,12 +31,13 @@ import {
 import type { Logger } from './logger.ts';
 import { NodeDepartures } from './node-removal.ts';
 import { deselectedServing, isServing, type NodeInfo, planReconcile } from './plan.ts';
+import { POOL_PVC_ROLE } from './pool-claims.ts';
 import { reconcilePoolVolumes } from './pool-volumes.ts';
 import { JOIN_SECRET_LABEL, NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
 
 /**
- * The operator's loop: watches the nodes, the server pods and the ConfigMaps of its namespace
- * (informers: a list, then a watch, restarted on errors), and after any change (and every
+ * The operator's loop: watches the nodes, the server pods, the ConfigMaps and the pool PVCs of
+ * its namespace (informers: a list, then a watch, restarted on errors), and after any change (and every
  * `resyncMs`) takes one reconcile step (plan.ts) and applies it; the server pods'
  * PodDisruptionBudget follows the selected nodes (disruption-budget.ts), the ConfigMap
  * `dotmesh-cluster-ca` is written once a server serves (cluster-ca.ts), and nodes that left
@@ -131,6 +132,23 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     'configmaps',
     makeInformer<V1ConfigMap>(o.kubeConfig, `/api/v1/namespaces/${namespace}/configmaps`, () =>
       core.listNamespacedConfigMap({ namespace }),
+    ),
+    changed,
+    isStopped,
+  );
+
+  // pvcPerNode: a pool PVC made, released or changed (bound, grown; one that no node can use)
+  // is acted on at once, not at the next resync. Steps read the PVCs themselves: no step waits
+  // for this watch.
+  const poolSelector = `${ROLE_LABEL}=${POOL_PVC_ROLE}`;
+  const poolClaims = watched(
+    o,
+    'pool PVCs',
+    makeInformer<V1PersistentVolumeClaim>(
+      o.kubeConfig,
+      `/api/v1/namespaces/${namespace}/persistentvolumeclaims`,
+      () => core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: poolSelector }),
+      poolSelector,
     ),
     changed,
     isStopped,
@@ -362,6 +380,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
 
   await Promise.all([nodes.start(), pods.start(), configMaps.start()]);
   synced = true;
+  poolClaims
+    .start()
+    .catch((e: unknown) => log.warn('could not watch the pool PVCs; the resync finds them', { error: String(e) }));
   log.info('watching nodes, server pods and the ConfigMap', { namespace, serverImage: o.serverImage });
   schedule();
   const resync = setInterval(schedule, o.resyncMs ?? 30_000);
@@ -369,7 +390,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     async stop() {
       stopping = true;
       clearInterval(resync);
-      await Promise.all([nodes.stop(), pods.stop(), configMaps.stop()]).catch(() => {});
+      await Promise.all([nodes.stop(), pods.stop(), configMaps.stop(), poolClaims.stop()]).catch(() => {});
       await running;
     },
   };

@@ -219,6 +219,18 @@ describe('the server pod in pvcPerNode mode', () => {
     assert.deepEqual(b, a);
   });
 
+  it('passes pvcPerNode.etcdMoveWaitSeconds to the server only when it is not the default (the pods stay as they were)', () => {
+    const pod = (seconds: number) =>
+      serverPod('n1', {
+        ...context,
+        config: { ...config, pvcPerNode: { ...config.pvcPerNode, etcdMoveWaitSeconds: seconds } },
+        poolClaim: 'pvc-0123456789abcdef',
+      });
+    assert.deepEqual(pod(120), serverPod('n1', { ...context, config, poolClaim: 'pvc-0123456789abcdef' }));
+    assert.ok(!pod(120).spec!.containers[0]!.args?.some((a) => a.startsWith('--etcd-move-wait-seconds')));
+    assert.ok(pod(15).spec!.containers[0]!.args?.includes('--etcd-move-wait-seconds=15'));
+  });
+
   it('makes a pod only for a node whose PVC is known; the pod is the one of that PVC', () => {
     const plan = planReconcile({
       config,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { DEFAULT_ETCD_MOVE_WAIT_SECONDS } from '@dotmesh/rpc/server-defaults';
 import type { V1EnvVar, V1Lifecycle, V1Pod } from '@kubernetes/client-node';
 import { flexvolumeDirFor, kubeletRootDirFor, type OperatorConfig, poolLocationFor } from './config.ts';
 import { csiNodeContainer } from './csi-node.ts';
@@ -153,7 +154,14 @@ export function serverPod(node: string, ctx: ServerPodContext, join = false, nod
             ? [`--pool-size=${ctx.config.local.poolSizePerNodeBytes}`]
             : // No --pool-size: the pool follows its volume's size (the server's
               // pool/volume-growth.ts), so raising pvSizePerNode changes no pod (no restart).
-              [`--pool-volume-dir=${POOL_VOLUME_MOUNT}`, `--etcd-recovery-dir=${RECOVERY_MOUNT}`]),
+              [
+                `--pool-volume-dir=${POOL_VOLUME_MOUNT}`,
+                `--etcd-recovery-dir=${RECOVERY_MOUNT}`,
+                // Only when set: the default leaves the pods (their spec hash) as they were.
+                ...(ctx.config.pvcPerNode.etcdMoveWaitSeconds === DEFAULT_ETCD_MOVE_WAIT_SECONDS
+                  ? []
+                  : [`--etcd-move-wait-seconds=${ctx.config.pvcPerNode.etcdMoveWaitSeconds}`]),
+              ]),
           `--admin-password-file=${SECRET_MOUNT}/${ADMIN_PASSWORD_KEY}`,
           `--admin-api-key-file=${SECRET_MOUNT}/${ADMIN_API_KEY_KEY}`,
           `--etcd-bin=${SERVER_ETCD_BIN}`,

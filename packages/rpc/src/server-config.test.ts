@@ -45,6 +45,7 @@ describe('server config', () => {
       joinTokenFile: '/var/lib/dotmesh/server/join-token',
       importStoreFile: null,
       etcdMember: null,
+      etcdMoveWaitSeconds: 120,
       etcdWriteTimeoutMs: 1500,
       listenHost: '0.0.0.0',
       port: 32607,
@@ -131,6 +132,15 @@ describe('server config', () => {
     assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['https://h:1'] }), /etcdCaFile/);
     assert.throws(() => resolveServerConfig({ store: 'etcd', etcdEndpoints: ['h:1'] }), /etcdEndpoints/);
     assert.throws(() => resolveServerConfig({ store: 'zk' }), { code: 'INVALID_ARGUMENT' });
+  });
+  it('takes how long a moved etcd member waits, in whole seconds from 5 to 3600', () => {
+    assert.equal(resolveServerConfig({ etcdMoveWaitSeconds: 15 }).etcdMoveWaitSeconds, 15);
+    for (const bad of [0, 4, 3601, 1.5, -1, '30']) {
+      assert.throws(() => resolveServerConfig({ etcdMoveWaitSeconds: bad }), {
+        code: 'INVALID_ARGUMENT',
+        message: /invalid server config: etcdMoveWaitSeconds/,
+      });
+    }
   });
 });
 

@@ -7,11 +7,14 @@ import {
   DEFAULT_CHECK_PORT,
   DEFAULT_DOCKER_PLUGIN_SOCKET,
   DEFAULT_DOCKER_SOCKET,
+  DEFAULT_ETCD_MOVE_WAIT_SECONDS,
   DEFAULT_FLEXVOLUME_DIR,
   DEFAULT_LISTEN_HOST,
   DEFAULT_POOL_DIR,
   DEFAULT_POOL_SIZE,
   DEFAULT_RPC_PORT,
+  MAX_ETCD_MOVE_WAIT_SECONDS,
+  MIN_ETCD_MOVE_WAIT_SECONDS,
   parseSize,
 } from './server-defaults.ts';
 
@@ -193,6 +196,14 @@ export interface ServerConfig {
    * `<stateDir>/etcd/`. null: the store's etcd is not run by this node.
    */
   readonly etcdMember: EtcdMemberConfig | null;
+  /**
+   * A managed member whose node's address changed (its pool moved) waits this long, in seconds,
+   * for the other members to take its new peer URL; then the start fails, and when no member
+   * answered at all the member is reported stranded (etcd/peer-url-move.ts; default 120, 5 to
+   * 3600). A short wait suits only a cluster where an unanswered member cannot come back (every
+   * node replaced at once): a member that fails its move starts again with its pod.
+   */
+  readonly etcdMoveWaitSeconds: number;
 }
 
 /** The managed etcd member's settings (see `ServerConfig.etcdMember`). */
@@ -324,6 +335,12 @@ export const serverConfigFileSchema = z.object({
     .object({ bin: z.string().min(1), clientPort: port, peerPort: port })
     .nullable()
     .default(null),
+  etcdMoveWaitSeconds: z
+    .number()
+    .int()
+    .min(MIN_ETCD_MOVE_WAIT_SECONDS)
+    .max(MAX_ETCD_MOVE_WAIT_SECONDS)
+    .default(DEFAULT_ETCD_MOVE_WAIT_SECONDS),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigFileSchema>;
@@ -354,6 +371,7 @@ export function resolveServerConfig(input: unknown): ServerConfig {
     joinTokenFile: c.joinTokenFile ?? join(stateDir, 'join-token'),
     importStoreFile: c.importStoreFile,
     etcdMember: c.etcdMember,
+    etcdMoveWaitSeconds: c.etcdMoveWaitSeconds,
     etcdWriteTimeoutMs: c.etcdWriteTimeoutMs,
     listenHost: c.listenHost,
     port: c.port,

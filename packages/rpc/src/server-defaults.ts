@@ -16,6 +16,16 @@ export const DEFAULT_CLUSTER_PORT = 32609;
 /** Client and peer ports of a managed etcd member (the original Dotmesh's). */
 export const DEFAULT_ETCD_CLIENT_PORT = 42379;
 export const DEFAULT_ETCD_PEER_PORT = 42380;
+/**
+ * How long a managed etcd member whose node's address changed (its pool moved to another host)
+ * waits for the other members to take its new peer URL before the server's start fails — and,
+ * when no member answered in that time (every member moved at once), reports it stranded for an
+ * etcd recovery (the server config's `etcdMoveWaitSeconds`; the operator ConfigMap's
+ * `pvcPerNode.etcdMoveWaitSeconds`). The accepted range: at least 5 s, at most an hour.
+ */
+export const DEFAULT_ETCD_MOVE_WAIT_SECONDS = 120;
+export const MIN_ETCD_MOVE_WAIT_SECONDS = 5;
+export const MAX_ETCD_MOVE_WAIT_SECONDS = 3600;
 export const CONFIG_FILE_NAME = 'config.json';
 /** Where dockerd finds the `dm` volume driver (legacy plugins: `/run/docker/plugins/<driver>.sock`). */
 export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/dm.sock';

@@ -147,6 +147,37 @@ describe('serve-kubernetes: a node config written at the first start', () => {
     assert.equal(await readFile(file, 'utf8'), before);
   });
 
+  test('--etcd-move-wait-seconds: validated, written at the first start and taken by every later start (absent: the default)', async (t) => {
+    const cleanup = new Cleanup();
+    t.after(() => cleanup.run());
+    const { dir, options } = await fixture(cleanup);
+    const args = ['--node-name=n', '--advertise-address=10.0.0.1', '--pool-dir=/p', '--pool-size=1G'];
+    const more = ['--admin-password-file=/a', '--admin-api-key-file=/b'];
+    assert.equal(parseKubernetesArgs([...args, ...more, '--etcd-move-wait-seconds=15']).etcdMoveWaitSeconds, 15);
+    assert.equal(parseKubernetesArgs([...args, ...more]).etcdMoveWaitSeconds, undefined);
+    for (const bad of ['', '0', '4', '3601', '1.5', '-1', 'abc', '1e2']) {
+      assert.throws(() => parseKubernetesArgs([...args, ...more, `--etcd-move-wait-seconds=${bad}`]), {
+        code: 'INVALID_ARGUMENT',
+        message: /--etcd-move-wait-seconds .* must be a whole number of seconds from 5 to 3600/,
+      });
+    }
+    const volume = join(dir, 'volume');
+    await mkdir(volume);
+    const file = await prepareKubernetesNode({ ...options, poolVolumeDir: volume, etcdMoveWaitSeconds: 15 });
+    assert.equal(parseServerConfigText(await readFile(file, 'utf8')).etcdMoveWaitSeconds, 15);
+    await prepareKubernetesNode({ ...options, poolVolumeDir: volume, etcdMoveWaitSeconds: 30 });
+    assert.equal(
+      parseServerConfigText(await readFile(file, 'utf8')).etcdMoveWaitSeconds,
+      30,
+      'a later start takes the new value',
+    );
+    await prepareKubernetesNode({ ...options, poolVolumeDir: volume });
+    const config = parseServerConfigText(await readFile(file, 'utf8'));
+    assert.equal(config.etcdMoveWaitSeconds, 120, 'the default once the flag is gone');
+    assert.equal(config.nodeName, 'node-1', 'the rest of the config as it was');
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+  });
+
   test('a pool volume adopted by a node at another address: the config takes its address and name, and it rejoins with the join Secret', async (t) => {
     const cleanup = new Cleanup();
     t.after(() => cleanup.run());

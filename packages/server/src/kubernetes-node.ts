@@ -11,6 +11,8 @@ import {
   DEFAULT_ETCD_PEER_PORT,
   DEFAULT_RPC_PORT,
   DEFAULT_TLS_PORT,
+  MAX_ETCD_MOVE_WAIT_SECONDS,
+  MIN_ETCD_MOVE_WAIT_SECONDS,
   parseSize,
   poolSizeOnVolume,
 } from '@dotmesh/rpc/server-defaults';
@@ -52,11 +54,13 @@ import { filesystemBytes } from './pool/volume-growth.ts';
  * cluster as a new one). Its `existing-pool-only`: a volume without a config is refused rather
  * than made a new cluster's first node (pods the operator makes while no server serves). A moved pool refused
  * for want of a join Secret leaves, with `terminationLog`, the report of its member's data
- * (etcd/stranded-report.ts) before it exits.
+ * (etcd/stranded-report.ts) before it exits. `--etcd-move-wait-seconds` (the operator's
+ * `pvcPerNode.etcdMoveWaitSeconds`) is the config's `etcdMoveWaitSeconds` at every start, the
+ * default when absent: how long a moved pool's member waits for the other members.
  */
 export const KUBERNETES_USAGE = `usage: dotmesh-server serve-kubernetes --node-name NAME --advertise-address IP --pool-dir DIR
        (--pool-size SIZE | --pool-volume-dir DIR) --admin-password-file FILE --admin-api-key-file FILE
-       [--join-dir DIR] [--etcd-bin FILE] [--etcd-recovery-dir DIR]`;
+       [--join-dir DIR] [--etcd-bin FILE] [--etcd-recovery-dir DIR] [--etcd-move-wait-seconds N]`;
 
 export interface KubernetesNodeOptions {
   readonly nodeName: string;
@@ -79,6 +83,8 @@ export interface KubernetesNodeOptions {
   readonly existingPoolOnly?: boolean;
   /** The container's termination message file (a stranded member's report goes there). */
   readonly terminationLog?: string | undefined;
+  /** The config's etcdMoveWaitSeconds (undefined: the default, the field left out). */
+  readonly etcdMoveWaitSeconds?: number | undefined;
 }
 
 export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOptions {
@@ -95,6 +101,7 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
       'etcd-bin': { type: 'string', default: 'etcd' },
       'pool-volume-dir': { type: 'string' },
       'etcd-recovery-dir': { type: 'string' },
+      'etcd-move-wait-seconds': { type: 'string' },
     },
     strict: true,
   });
@@ -121,7 +128,22 @@ export function parseKubernetesArgs(argv: readonly string[]): KubernetesNodeOpti
     etcdBin: values['etcd-bin']!,
     poolVolumeDir,
     etcdRecoveryDir: values['etcd-recovery-dir'] || undefined,
+    etcdMoveWaitSeconds: parseMoveWait(values['etcd-move-wait-seconds']),
   };
+}
+
+/** `--etcd-move-wait-seconds`: a whole number of seconds in the config's range (undefined: not given). */
+function parseMoveWait(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds >= MIN_ETCD_MOVE_WAIT_SECONDS && seconds <= MAX_ETCD_MOVE_WAIT_SECONDS)) {
+    throw new DotmeshError(
+      'INVALID_ARGUMENT',
+      `--etcd-move-wait-seconds ${JSON.stringify(text)} must be a whole number of seconds from ${MIN_ETCD_MOVE_WAIT_SECONDS} to ${MAX_ETCD_MOVE_WAIT_SECONDS}`,
+      { hint: "the operator sets it from the ConfigMap's pvcPerNode.etcdMoveWaitSeconds" },
+    );
+  }
+  return seconds;
 }
 
 /** The size of a new pool on the volume at `dir`; refused when the volume is too small for one. */
@@ -163,9 +185,10 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
     : undefined;
   const recovery = o.etcdRecovery ?? directive?.step;
   if (existing !== undefined) {
+    const current = await applyMoveWait(existing, configFile, o);
     if (o.poolVolumeDir !== undefined) {
       const step = recovery ? await requestRecoveryStep(stateDir, recovery.id, recovery.role) : await readRecoveryStep(stateDir);
-      await readdressMovedVolume(existing, configFile, stateDir, o, step?.role === 'rejoin' && !step.done ? step : undefined);
+      await readdressMovedVolume(current, configFile, stateDir, o, step?.role === 'rejoin' && !step.done ? step : undefined);
     }
     return configFile;
   }
@@ -206,6 +229,7 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
     join: join_ ? { address: join_.address!, caHash: join_.caHash! } : null,
     // No Docker in a Kubernetes node's pod: no volume plugin socket.
     dockerPluginSocket: null,
+    ...(o.etcdMoveWaitSeconds === undefined ? {} : { etcdMoveWaitSeconds: o.etcdMoveWaitSeconds }),
   };
   const config = resolveServerConfig(input);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -213,6 +237,27 @@ export async function prepareKubernetesNode(o: KubernetesNodeOptions): Promise<s
   if (join_) await writePrivate(config.joinTokenFile, `${join_.token}\n`);
   await writePrivate(configFile, `${JSON.stringify(input, null, 2)}\n`);
   return configFile;
+}
+
+/**
+ * An existing config takes the pod's etcdMoveWaitSeconds (or loses the field: the default),
+ * replaced atomically when that changes it; the config's text after that. A config that is not
+ * JSON is left as it is (the server reports it).
+ */
+async function applyMoveWait(configText: string, configFile: string, o: KubernetesNodeOptions): Promise<string> {
+  let written: unknown;
+  try {
+    written = JSON.parse(configText);
+  } catch {
+    return configText;
+  }
+  if (typeof written !== 'object' || written === null || Array.isArray(written)) return configText;
+  const { etcdMoveWaitSeconds: was, ...rest } = written as Record<string, unknown>;
+  if (was === o.etcdMoveWaitSeconds) return configText;
+  const next = { ...rest, ...(o.etcdMoveWaitSeconds === undefined ? {} : { etcdMoveWaitSeconds: o.etcdMoveWaitSeconds }) };
+  const text = `${JSON.stringify(next, null, 2)}\n`;
+  await writePrivate(configFile, text);
+  return text;
 }
 
 interface JoinSecret {

@@ -254,6 +254,7 @@ async function startEtcdMember(
         }),
     exec,
     logger,
+    moveWaitMs: config.etcdMoveWaitSeconds * 1000,
   });
   const files = etcdMemberFiles(config);
   const next = await updateConfigFile(

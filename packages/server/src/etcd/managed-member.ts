@@ -66,7 +66,7 @@ export async function startManagedMember(o: {
   readonly onStranded?: (state: EtcdMemberState & { readonly lastPeerUrl: string }) => Promise<void>;
   readonly exec: Exec;
   readonly logger: Logger;
-  /** How long a moved member waits for the other members to take its new peer URL (default 120 s). */
+  /** How long a moved member waits for the other members to take its new peer URL (default 120 s; the config's etcdMoveWaitSeconds). */
   readonly moveWaitMs?: number;
 }): Promise<StartedMember | null> {
   const files = etcdMemberFiles(o.config);

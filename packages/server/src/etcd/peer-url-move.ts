@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
+import { DEFAULT_ETCD_MOVE_WAIT_SECONDS } from '@dotmesh/rpc/server-defaults';
 import { EtcdMembers } from '@dotmesh/store/etcd-members';
 import type { Logger } from '../log.ts';
 
-/** How long a moved member waits for the cluster to take its new peer URL. */
-const MOVE_WAIT_MS = 120_000;
+/** How long a moved member waits for the cluster to take its new peer URL, unless told (`waitMs`). */
+const MOVE_WAIT_MS = DEFAULT_ETCD_MOVE_WAIT_SECONDS * 1000;
 
 /**
  * A managed member whose host has a new address (its pool moved: an adopted pool volume, a disk
@@ -13,7 +14,8 @@ const MOVE_WAIT_MS = 120_000;
  * once `beforeChange` resolved (the node's earlier holder is gone: its lease expired), the
  * member named `nodeId` gets `peerUrl` (etcd's `member update`, a change a majority of the
  * members must accept, so the quorum holds throughout: the member is down while it moves).
- * Tried again while etcd does not answer or refuses the change, for up to 120 s; a cluster
+ * Tried again while etcd does not answer or refuses the change, for up to `waitMs` (the server
+ * config's `etcdMoveWaitSeconds`, default 120 s); a cluster
  * without that member refuses (CONFLICT: the node was removed). When no member answered at
  * all in that time (every member moved at once), the error's data says `stranded: true`.
  *

@@ -40,6 +40,12 @@ export interface AddClusterNodeOptions {
   readonly images?: readonly TestImage[];
   /** Node labels the kubelet registers with (beside `dotmesh.test/node=<name>`). */
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * The kubelet starts, and so the Node registers, only once this resolves: the node's network,
+   * containerd and images are made meanwhile (a replacement made ahead of the moment it may
+   * join). Rejected: the node is not started (its removal is registered already).
+   */
+  readonly joinAfter?: Promise<unknown>;
 }
 
 const IFNAMSIZ = 15;
@@ -96,6 +102,7 @@ export async function addClusterNode(cluster: TestCluster, o: AddClusterNodeOpti
   await startContainerd({ paths, net, sandboxImage: cluster.images.pause.ref, launch });
   const { pause, busybox, serverBase } = cluster.images;
   await importImages(paths, [pause, busybox, serverBase, ...(o.images ?? [])]);
+  if (o.joinAfter) await o.joinAfter;
   const pki = await addedNodePki(join(cluster.dir, 'pki'), { name, ip: net.ip });
   const kubelet = await startKubelet({
     tools: cluster.tools,

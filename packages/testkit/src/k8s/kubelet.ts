@@ -37,6 +37,10 @@ function kubeletConfig(p: NodePaths, net: NodeNetwork, pki: NodePki, ports: { ku
       clusterDomain: 'cluster.local',
       resolvConf: '/etc/resolv.conf',
       serializeImagePulls: false,
+      // Each pod is synced again every 10–15 s (default 1–1.5 min): a volume grown online
+      // (NodeExpandVolume of a mounted PVC) is expanded by the kubelet at its pod's next sync,
+      // so a test that raises a PVC's size waits seconds, not a minute.
+      syncFrequency: '10s',
       // The lease is renewed every quarter of it (3 s); the controller manager's
       // --node-monitor-grace-period (20 s, control-plane.ts) marks a silent node NotReady.
       nodeLeaseDurationSeconds: 12,
