@@ -27,7 +27,7 @@ import { CLUSTER_STATE_FILE, nodeProcessIds, readClusterState, stateNode, teardo
  * upgrade does it: a replacement added, the old one drained, deleted and gone). An added node
  * is made like the cluster's first ones (its own network namespace, containerd, kubelet and
  * kube-proxy, the cluster's base images imported) and gets the next node index, never one used
- * before (`node-3`, `node-4`…; at most 16 over the cluster's life). It is written to the
+ * before (`node-3`, `node-4`…; at most 32 over the cluster's life). It is written to the
  * cluster's `cluster-state.json` before anything of it is made, so the cluster's teardown (its
  * owner's `stop()`, the shared cluster's daemon, `clean-test-leftovers`) removes it too if the
  * test that added it dies. It is not added to the cluster's `nodes` (other tests keep seeing

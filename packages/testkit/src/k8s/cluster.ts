@@ -105,7 +105,7 @@ export async function startTestCluster(o: StartTestClusterOptions): Promise<Owne
   const dir = await makeTempDir('k8s');
   const id = `${netnsPrefix()}k${randomBytes(2).toString('hex').slice(0, 3)}`;
   const count = o.nodes ?? 3;
-  // Node i's pods are 10.<b>.<16+i>.0/24, inside the cluster CIDR 10.<b>.16.0/20.
+  // Node i's pods are 10.<b>.<32+i>.0/24, inside the cluster CIDR 10.<b>.32.0/19.
   if (!Number.isInteger(count) || count < 1 || count > MAX_CLUSTER_NODES)
     throw new Error(`a test cluster has 1 to ${MAX_CLUSTER_NODES} nodes, not ${count}`);
   const nodeNames = Array.from({ length: count }, (_, i) => clusterNodeName(i));

@@ -28,10 +28,10 @@ test('network names carry the run prefix and fit Linux interface names', () => {
 test('a node added later gets the names and addresses of its index, within the cluster’s ranges', () => {
   const n = networkNames('a1f', ['node-0', 'node-1', 'node-2'], 'dm12ab-');
   assert.deepEqual(nodeNetworkNames(n, 'node-12', 12), { name: 'node-12', netns: 'dm12ab-ka1fn12', hostVeth: 'dm12ab-ka1fv12' });
-  assert.deepEqual(nodeAddresses(233, 3), { ip: '10.233.0.14', podCidr: '10.233.19.0/24' });
-  assert.deepEqual(nodeAddresses(233, 15), { ip: '10.233.0.26', podCidr: '10.233.31.0/24' });
+  assert.deepEqual(nodeAddresses(233, 3), { ip: '10.233.0.14', podCidr: '10.233.35.0/24' });
+  assert.deepEqual(nodeAddresses(233, 31), { ip: '10.233.0.42', podCidr: '10.233.63.0/24' });
   assert.equal(clusterNodeName(4), 'node-4');
-  assert.throws(() => clusterNodeName(16), /nodes 0 to 15/);
+  assert.throws(() => clusterNodeName(32), /nodes 0 to 31/);
   assert.equal(secondOctetOf('10.233.0.1'), 233);
   assert.throws(() => secondOctetOf('10.233.0.2'), /no test cluster bridge address/);
 });

@@ -17,7 +17,7 @@ import { HOST_REGISTRY_DIR } from './host-state.ts';
  * flock) so that no route or address of the root namespace overlaps it and it is not testkit's
  * TEST_NETWORK (10.200.0.0/16):
  * - 10.<b>.0.1/24 on the bridge (API server, etcd clients stay on 127.0.0.1), node i 10.<b>.0.<11+i>
- * - node i's pods 10.<b>.<16+i>.0/24 (clusterCidr 10.<b>.16.0/20), reached from the root namespace
+ * - node i's pods 10.<b>.<32+i>.0/24 (clusterCidr 10.<b>.32.0/19), reached from the root namespace
  *   and the other nodes through routes via the node's address
  * - Services 10.<b>.128.0/20 (the API server's --service-cluster-ip-range): routed from the
  *   nodes to the bridge address (kube-proxy translates them on the way), and `unreachable` in
@@ -67,8 +67,12 @@ export function networkNames(tag: string, nodeNames: readonly string[], netnsPre
   return { bridge, nodes };
 }
 
-/** A cluster has at most this many nodes over its life (node i's pods are 10.<b>.<16+i>.0/24, in 10.<b>.16.0/20). */
-export const MAX_CLUSTER_NODES = 16;
+/**
+ * A cluster has at most this many nodes over its life (node i's pods are 10.<b>.<32+i>.0/24, in
+ * 10.<b>.32.0/19): the run's shared cluster adds nodes for the operator, pvcPerNode and
+ * replace-all suites (each recycles its own nodes onto replacements) besides its three.
+ */
+export const MAX_CLUSTER_NODES = 32;
 
 /** The name of the cluster's node of index i (indexes are never reused: an added node gets the next). */
 export function clusterNodeName(i: number): string {
@@ -90,7 +94,7 @@ export function nodeNetworkNames(
 /** Node i's address and pod range in the cluster 10.<b>.0.0/16. */
 export function nodeAddresses(b: number, i: number): { ip: string; podCidr: string } {
   clusterNodeName(i);
-  return { ip: `10.${b}.0.${11 + i}`, podCidr: `10.${b}.${16 + i}.0/24` };
+  return { ip: `10.${b}.0.${11 + i}`, podCidr: `10.${b}.${32 + i}.0/24` };
 }
 
 /** The b of a cluster's 10.<b>.0.0/16, from its bridge address. */
@@ -164,7 +168,7 @@ export async function createClusterNetwork(o: { names: NetworkNames; seed: strin
   const net: ClusterNetwork = {
     bridge: names.bridge,
     gateway: `10.${b}.0.1`,
-    clusterCidr: `10.${b}.16.0/20`,
+    clusterCidr: `10.${b}.32.0/19`,
     serviceCidr: serviceCidr(b),
     rootRoutes: [['unreachable', serviceCidr(b)]],
     apiServiceIP: `10.${b}.128.1`,
