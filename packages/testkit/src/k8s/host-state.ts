@@ -9,15 +9,30 @@ import { acquireFlock } from '../flock.ts';
  * A kubelet sets three sysctls at start (`kernel.panic`, `kernel.panic_on_oops`,
  * `vm.overcommit_memory`) and creates a few fixed paths (`/var/lib/kubelet/device-plugins`,
  * `/var/log/containers`, containerd's and libcni's `/run/containerd/...` and `/var/lib/cni/...`).
- * Several test clusters may run at once (one per test run, other runs beside it), so the
- * machine keeps one registry, `/run/dotmesh-test/k8s-host.json`, under a flock: the first
- * cluster to register records the sysctls' values and which of those paths were missing; the
- * last one to leave writes the values back and removes the paths that were missing (a path
- * someone else filled meanwhile is left alone). A registration whose cluster directory no
+ * The testkit itself raises one sysctl before the kubelets start: `fs.inotify.max_user_instances`
+ * (see MIN_INOTIFY_INSTANCES). Several test clusters may run at once (one per test run, other
+ * runs beside it), so the machine keeps one registry, `/run/dotmesh-test/k8s-host.json`, under a
+ * flock: the first cluster to register records the sysctls' values and which of those paths were
+ * missing; the last one to leave writes the values back and removes the paths that were missing
+ * (a path someone else filled meanwhile is left alone). A registration whose cluster directory no
  * longer exists is stale and dropped. The registry lives under /run, as the sysctls do: a reboot
  * resets both.
  */
 export const KUBELET_SYSCTLS = ['kernel/panic', 'kernel/panic_on_oops', 'vm/overcommit_memory'] as const;
+
+const INOTIFY_INSTANCES = 'fs/inotify/max_user_instances';
+
+/**
+ * The inotify instances a registered cluster makes sure root may hold. Each test kubelet holds
+ * 6–10 (cAdvisor, its certificate and config watchers), its containerd and kube-proxy more; the
+ * kernel's default of 128 per user runs out with one cluster of nine nodes (replace-all's peak)
+ * beside the other tests' services ("inotify_init: too many open files", and the node never
+ * gets Ready). Raised, never lowered, while a cluster is registered; restored after the last.
+ */
+export const MIN_INOTIFY_INSTANCES = 1024;
+
+/** Every sysctl recorded at the first registration and restored after the last. */
+export const HOST_SYSCTLS = [...KUBELET_SYSCTLS, INOTIFY_INSTANCES] as const;
 
 /** Fixed host paths kubelets, containerd and libcni create; parents before children. */
 export const SHARED_HOST_PATHS = [
@@ -56,7 +71,7 @@ export interface HostSnapshot {
 /** The sysctl values and which shared paths exist, right now. */
 export function snapshotHost(): HostSnapshot {
   return {
-    sysctls: Object.fromEntries(KUBELET_SYSCTLS.map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()])),
+    sysctls: Object.fromEntries(HOST_SYSCTLS.map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()])),
     existing: SHARED_HOST_PATHS.filter((p) => existsSync(p)),
   };
 }
@@ -94,8 +109,9 @@ async function withRegistry<T>(fn: (r: Registry | undefined) => Promise<[Registr
 
 /**
  * Registers the cluster `id` (whose files are under `dir`) as a user of the host state, before
- * its kubelets start. Throws when a kubelet that is not a test cluster's owns the device-plugin
- * socket (a host kubelet: ours would take its socket over).
+ * its kubelets start, and raises the inotify instances limit to MIN_INOTIFY_INSTANCES when it is
+ * lower. Throws when a kubelet that is not a test cluster's owns the device-plugin socket (a host
+ * kubelet: ours would take its socket over).
  */
 export async function registerHostUser(id: string, dir: string): Promise<void> {
   await withRegistry(async (r) => {
@@ -110,6 +126,10 @@ export async function registerHostUser(id: string, dir: string): Promise<void> {
       next = { sysctls: snap.sysctls, created: SHARED_HOST_PATHS.filter((p) => !snap.existing.includes(p)), users: [] };
     }
     if (!next.users.some((u) => u.id === id)) next.users.push({ id, dir });
+    const inotify = `/proc/sys/${INOTIFY_INSTANCES}`;
+    if (Number(readFileSync(inotify, 'utf8').trim()) < MIN_INOTIFY_INSTANCES) {
+      await writeFile(inotify, `${MIN_INOTIFY_INSTANCES}\n`);
+    }
     return [next, undefined];
   });
 }
