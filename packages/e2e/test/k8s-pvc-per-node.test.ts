@@ -116,6 +116,27 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     await cloud.addNode(node, zone);
     return node;
   };
+  /**
+   * A node of this suite in `zone` built ahead (containerd, images) of the moment it may join:
+   * its kubelet starts at `join()`, which returns the node. A join never made is cancelled by
+   * the suite's cleanup (the node is then removed unstarted).
+   */
+  const buildAhead = (zone: string) => {
+    const gate = Promise.withResolvers<void>();
+    cleanup.add(() => gate.reject(new Error('the suite ended before this node could join')), 'cancel a node built ahead');
+    const node = addPoolNode(zone, gate.promise);
+    node.catch(() => undefined); // awaited at join(); one never joined is left to the cleanup
+    return {
+      join: () => {
+        gate.resolve();
+        return node;
+      },
+    };
+  };
+  /** The first replacement of the recycle, built while the tests before it run. */
+  let recycleAhead: ReturnType<typeof buildAhead> | undefined;
+  /** The three replacements of the last test, built during the recycle's last step. */
+  let replaceAllAhead: ReturnType<typeof buildAhead>[] | undefined;
   /** A new dot: a claim `<prefix>-<hex>` of the `dotmesh` class, for a pod on `node`. */
   const newDot = async (node: TestClusterNode, prefix: string) => {
     await routeCheckRoot({ gateway: cluster.apiServerAddress, bridge: cluster.bridge }, node.ip);
@@ -187,6 +208,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       'delete the pool PVCs and their disks',
     );
     ns = await testNamespace(cluster.kubectl, suite, 'dmtest-pvcmode');
+    recycleAhead = buildAhead(ZONES[0]);
   });
 
   test('every node gets a pool PVC of its zone, tied to it, and its server pod keeps the pool and its state there', async () => {
@@ -414,10 +436,12 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   });
 
   test('every node recycled one by one in surge order hands its pool PVC to its replacement: after each step every commit and byte of every node’s dots is there and pods using them run again', async (t) => {
-    // The replacement of the first node, made while the dots are written (a new node waits for
-    // a pool while it is under 2 minutes old); each next one is made during the step before and
-    // joins once that step's replacement holds its pool (so it cannot take that pool).
-    let adding = addPoolNode(cloud.zones[poolNodes[0]!.name]!);
+    // The replacement of the first node, built while the tests before this one ran and joining
+    // now, while the dots are written (a new node waits for a pool while it is under 2 minutes
+    // old); each next one is made during the step before and joins once that step's
+    // replacement holds its pool (so it cannot take that pool).
+    assert.equal(cloud.zones[poolNodes[0]!.name], ZONES[0]);
+    let adding = recycleAhead?.join() ?? addPoolNode(ZONES[0]);
     // Awaited in its step; a step that fails first leaves it to the suite's cleanup.
     adding.catch(() => undefined);
     const joins: PromiseWithResolvers<void>[] = [];
@@ -472,6 +496,8 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
         adding = addPoolNode(cloud.zones[next.name]!, joined.promise);
         adding.catch(() => undefined);
       }
+      // The last step: the next test's three replacements are built meanwhile (they join there).
+      if (next === undefined) replaceAllAhead = ZONES.map((zone) => buildAhead(zone));
       // 2. Drain the old node: its server pod is evicted and not made again there (it is being
       // replaced), so its pool is unmounted and its disk detached.
       t0 = Date.now();
@@ -532,10 +558,12 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   test('every dot, commit and etcd member comes back when the three current nodes are replaced together', async (t) => {
     const olds = [...poolNodes];
     const zones = olds.map((n) => cloud.zones[n.name]!);
-    // The three replacements are made while the dots are written: a new node waits for a pool
-    // while it is under 2 minutes old, and once the old nodes are cordoned (right after the
-    // writes) for theirs.
-    const adding = Promise.all(zones.map((zone) => addPoolNode(zone)));
+    // The three replacements (built during the recycle's last step) join while the dots are
+    // written: a new node waits for a pool while it is under 2 minutes old, and once the old
+    // nodes are cordoned (right after the writes) for theirs.
+    const adding = Promise.all(
+      zones.map((zone, i) => (replaceAllAhead && zone === ZONES[i] ? replaceAllAhead[i]!.join() : addPoolNode(zone))),
+    );
     adding.catch(() => undefined); // awaited below; a failed write leaves it to the cleanup
     // A dot on each node, written by a pod there and committed (the three at once).
     const dots = await Promise.all(
