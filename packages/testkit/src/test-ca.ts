@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from './process.ts';
@@ -13,8 +14,9 @@ export interface TestCa {
   readonly caKey: string;
   /**
    * Signs a new key pair for `subject` (`/O=group/CN=name`) with openssl x509 extension lines
-   * `ext` (subjectAltName, extendedKeyUsage...). Returns the certificate and key paths. Not
-   * concurrent: openssl rewrites the CA's serial file.
+   * `ext` (subjectAltName, extendedKeyUsage...). Returns the certificate and key paths. Safe to
+   * call concurrently (nodes added together): each certificate gets a random serial, so no
+   * serial file is shared.
    */
   sign(name: string, subject: string, ext: string): Promise<{ cert: string; key: string }>;
 }
@@ -58,7 +60,8 @@ export function openTestCa(dir: string): TestCa {
         f('ca.pem'),
         '-CAkey',
         f('ca.key'),
-        '-CAcreateserial',
+        '-set_serial',
+        randomSerial(),
         '-out',
         f(`${name}.pem`),
         '-days',
@@ -69,4 +72,11 @@ export function openTestCa(dir: string): TestCa {
       return { cert: f(`${name}.pem`), key: f(`${name}.key`) };
     },
   };
+}
+
+/** A random positive 127-bit serial (RFC 5280: at most 20 octets, positive), in openssl's hex form. */
+function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = bytes[0]! & 0x7f;
+  return `0x${bytes.toString('hex')}`;
 }

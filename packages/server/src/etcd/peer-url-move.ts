@@ -15,7 +15,8 @@ const MOVE_WAIT_MS = DEFAULT_ETCD_MOVE_WAIT_SECONDS * 1000;
  * member named `nodeId` gets `peerUrl` (etcd's `member update`, a change a majority of the
  * members must accept, so the quorum holds throughout: the member is down while it moves).
  * Tried again while etcd does not answer or refuses the change, for up to `waitMs` (the server
- * config's `etcdMoveWaitSeconds`, default 120 s); a cluster
+ * config's `etcdMoveWaitSeconds`, default 120 s; counted again from the end of `beforeChange`,
+ * whose wait for the earlier holder is not the cluster's); a cluster
  * without that member refuses (CONFLICT: the node was removed). When no member answered at
  * all in that time (every member moved at once), the error's data says `stranded: true`.
  *
@@ -47,7 +48,9 @@ export async function movePeerUrl(o: {
   }
   const members = new EtcdMembers({ endpoints: o.endpoints, ...o.tls, requestTimeoutMs: 5000 });
   const waitMs = o.waitMs ?? MOVE_WAIT_MS;
-  const deadline = Date.now() + waitMs;
+  // The wait for the pool's earlier holder (beforeChange: at most its lease's TTL) is not the
+  // cluster's: the deadline starts again once it is over.
+  let deadline = Date.now() + waitMs;
   let why = '';
   // Whether any member answered: none in the whole wait is a member stranded (every member moved).
   let answered = false;
@@ -60,6 +63,7 @@ export async function movePeerUrl(o: {
         if (!claimed) {
           await o.beforeChange(o.endpoints);
           claimed = true;
+          deadline = Date.now() + waitMs;
         }
         const me = listed.find((m) => m.name === o.nodeId);
         if (!me) {

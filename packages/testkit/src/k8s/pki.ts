@@ -57,7 +57,6 @@ export async function makeClusterPki(o: ClusterPkiOptions): Promise<ClusterPki> 
   const ca = await makeTestCa(dir, 'dmtest-k8s-ca');
   const sign = (name: string, subject: string, ext: string) => ca.sign(name, subject, ext);
   const apiSans = [...o.apiServerIPs.map((ip) => `IP:${ip}`), 'IP:127.0.0.1', ...API_SERVER_NAMES.map((n) => `DNS:${n}`)];
-  // Serially: openssl rewrites the CA's serial file.
   await sign('apiserver', '/CN=kube-apiserver', serverExtension(apiSans));
   await sign('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'extendedKeyUsage=clientAuth\n');
   for (const n of o.nodes) await signKubeletCert(dir, n);
