@@ -24,9 +24,10 @@ test('a wait for the earlier holder longer than waitMs leaves etcd its whole wai
       peerUrl,
       endpoints: etcd.endpoints,
       tls,
-      waitMs: 7000,
+      // Its retries after etcd resumes (5.5 s in) have 6 s to spare, on a loaded machine too.
+      waitMs: 12_000,
       beforeChange: async () => {
-        await sleep(7500);
+        await sleep(12_500);
         // etcd answers nothing for 5.5 s: the first change fails (its request times out at 5 s).
         process.kill(etcd.pid, 'SIGSTOP');
         resumed = sleep(5500).then(() => {
