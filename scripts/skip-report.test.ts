@@ -82,7 +82,7 @@ test('collectSkips keeps each file’s suites apart; nothing skipped says so', a
 test('scripts/test-all runs the tests with this reporter and prints its report before node’s summary', async () => {
   const script = await readFile(join(repo, 'scripts/test-all'), 'utf8');
   assert.match(script, /--test-reporter=\.\/scripts\/skip-report\.ts --test-reporter-destination="\$skips"/);
-  const report = script.indexOf('cat "$SKIPS"');
+  const report = script.indexOf('cat "$skips"');
   const summary = script.lastIndexOf('printf \'%s\\n\' "$summary"');
   assert.ok(report > 0 && summary > report, 'the skip report comes before the summary');
 });

@@ -96,8 +96,8 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
   /** Runs `script` in a busybox pod on `node` with the dot's claim at /data; its output. */
   const inPod = (node: TestClusterNode, dot: string, name: string, script: string) =>
     scriptWithClaim(cluster, { namespace: ns, node, pod: name, claim: dot, script, timeoutMs: 300_000 });
-  /** The nodes that volumes are attached to (VolumeAttachments). */
-  const attachedNodes = async () =>
+  /** The nodes named by any VolumeAttachment (attached or not yet detached). */
+  const nodesWithVolumeAttachments = async () =>
     new Set(
       (
         await cluster.kubectl(['get', 'volumeattachments', '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}'])
@@ -504,7 +504,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
       await cluster.kubectl(['drain', old.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=300s'], {
         timeoutMs: 320_000,
       });
-      await waitFor(async () => !(await attachedNodes()).has(old.name), {
+      await waitFor(async () => !(await nodesWithVolumeAttachments()).has(old.name), {
         timeoutMs: 180_000,
         intervalMs: 1000,
         what: `the disks of ${old.name} detached`,
@@ -597,7 +597,7 @@ describe('storageMode pvcPerNode: each node’s pool on a cloud volume PVC', {
     await Promise.all(olds.filter((_, i) => !holdsCaKey[i]).map(drain));
     await drain(olds[holdsCaKey.indexOf(true)]!);
     const oldNames = new Set(olds.map((n) => n.name));
-    await waitFor(async () => ![...(await attachedNodes())].some((n) => oldNames.has(n)), {
+    await waitFor(async () => ![...(await nodesWithVolumeAttachments())].some((n) => oldNames.has(n)), {
       timeoutMs: 240_000,
       intervalMs: 1000,
       what: 'the old nodes’ disks detached',
