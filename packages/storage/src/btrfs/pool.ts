@@ -141,8 +141,15 @@ export async function destroyPool(o: { poolFile: string; mountPoint?: string; ex
  * Lets go of a pool, keeping it: unmounts every mount of its loop device(s) (the pool's and the
  * dots' bind mounts of it, innermost first) and detaches them, so that the file's volume can
  * be unmounted and moved. Idempotent. Fails (the umount's error) while something uses a mount.
+ * Returns once the devices are really gone: IN_USE if one is still held open after the wait.
  */
-export async function releasePool(o: { poolFile: string; mountPoint?: string; exec: Exec }): Promise<void> {
+export async function releasePool(o: {
+  poolFile: string;
+  mountPoint?: string;
+  exec: Exec;
+  /** How long a loop device still held open by someone else may take to go (IN_USE after). */
+  detachTimeoutMs?: number;
+}): Promise<void> {
   const devices = (await exists(o.poolFile)) ? await loopDevicesOf(o.exec, o.poolFile) : [];
   const mounts = (await readMounts())
     .filter(
@@ -151,4 +158,28 @@ export async function releasePool(o: { poolFile: string; mountPoint?: string; ex
     .reverse();
   for (const m of mounts) await o.exec.run('umount', [m.mountPoint]);
   for (const d of devices) await o.exec.run('losetup', ['-d', d]);
+  await untilDetached(o.exec, o.poolFile, devices, o.detachTimeoutMs);
+}
+
+/**
+ * Waits until none of `devices` is attached to `file` any more. `losetup -d` on a device that
+ * something still holds open (udev probing it after the umount, say) only marks it to be
+ * detached at its last close, and returns at once.
+ */
+async function untilDetached(exec: Exec, file: string, devices: readonly string[], timeoutMs = 10_000): Promise<void> {
+  if (devices.length === 0) return;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = (await loopDevicesOf(exec, file)).filter((d) => devices.includes(d));
+    if (left.length === 0) return;
+    if (Date.now() > deadline)
+      throw new DotmeshError(
+        'IN_USE',
+        `loop device ${left.join(', ')} of ${file} is still attached ${timeoutMs / 1000} s after losetup -d`,
+        {
+          hint: `find what holds it open (fuser -vm ${left[0]}), stop that, then run the command again`,
+        },
+      );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

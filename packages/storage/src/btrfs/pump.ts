@@ -94,8 +94,12 @@ function exited(child: ChildProcess): { code: Promise<number | null>; stderr: ()
 }
 
 /** The DotmeshError for a pump that exited `code`; `what` names the stream. */
-function pumpError(code: number | null, stderr: string, what: string, command: readonly string[]): DotmeshError {
-  const lines = stderr.trim().split('\n');
+export function pumpError(code: number | null, stderr: string, what: string, command: readonly string[]): DotmeshError {
+  // The command's stderr passes through, and it may still write after the pump's own last line
+  // (the pump kills it only after printing): the reason is the pump's last line, wherever it is.
+  const all = stderr.trim().split('\n');
+  const own = all.findLastIndex((l) => l.startsWith('dotmesh-pump: '));
+  const lines = own < 0 ? all : [...all.slice(0, own), ...all.slice(own + 1), all[own] ?? ''];
   const last = (lines.at(-1) ?? '').replace(/^dotmesh-pump: /, '');
   switch (code) {
     case EXIT.corrupt:
