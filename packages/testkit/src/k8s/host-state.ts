@@ -15,7 +15,8 @@ import { acquireFlock } from '../flock.ts';
  * flock: the first cluster to register records the sysctls' values and which of those paths were
  * missing; the last one to leave writes the values back and removes the paths that were missing
  * (a path someone else filled meanwhile is left alone). A registration whose cluster directory no
- * longer exists is stale and dropped. The registry lives under /run, as the sysctls do: a reboot
+ * longer exists is stale and dropped; when only stale ones were left, the host is restored then
+ * (their clusters died without leaving). The registry lives under /run, as the sysctls do: a reboot
  * resets both.
  */
 export const KUBELET_SYSCTLS = ['kernel/panic', 'kernel/panic_on_oops', 'vm/overcommit_memory'] as const;
@@ -92,8 +93,15 @@ async function withRegistry<T>(fn: (r: Registry | undefined) => Promise<[Registr
   await mkdir(HOST_REGISTRY_DIR, { recursive: true });
   const release = await acquireFlock(LOCK, 60_000);
   try {
-    const current = existsSync(REGISTRY) ? (JSON.parse(await readFile(REGISTRY, 'utf8')) as Registry) : undefined;
-    if (current) current.users = current.users.filter((u) => existsSync(u.dir));
+    let current = existsSync(REGISTRY) ? (JSON.parse(await readFile(REGISTRY, 'utf8')) as Registry) : undefined;
+    if (current) {
+      current.users = current.users.filter((u) => existsSync(u.dir));
+      // Only stale registrations were left: nobody else will restore what they changed.
+      if (current.users.length === 0) {
+        await restoreHost(current);
+        current = undefined;
+      }
+    }
     const [next, result] = await fn(current);
     if (next === undefined || next.users.length === 0) {
       await rm(REGISTRY, { force: true });
@@ -144,13 +152,18 @@ export async function releaseHostUser(id: string): Promise<boolean> {
     if (r === undefined) return [undefined, false];
     r.users = r.users.filter((u) => u.id !== id);
     if (r.users.length > 0) return [r, false];
-    for (const [key, value] of Object.entries(r.sysctls)) await writeFile(`/proc/sys/${key}`, `${value}\n`);
-    for (const p of [...r.created].reverse()) {
-      if (OWNED_WHEN_CREATED.has(p)) await rm(p, { recursive: true, force: true });
-      else await rmdir(p).catch(() => {}); // missing, or someone else's files are in it now
-    }
+    await restoreHost(r);
     return [undefined, true];
   });
+}
+
+/** Writes back the recorded sysctls and removes the shared paths that did not exist before. */
+async function restoreHost(r: Registry): Promise<void> {
+  for (const [key, value] of Object.entries(r.sysctls)) await writeFile(`/proc/sys/${key}`, `${value}\n`);
+  for (const p of [...r.created].reverse()) {
+    if (OWNED_WHEN_CREATED.has(p)) await rm(p, { recursive: true, force: true });
+    else await rmdir(p).catch(() => {}); // missing, or someone else's files are in it now
+  }
 }
 
 /** The ids of the clusters registered now (stale ones dropped). */
