@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Cleanup, makeTempDir } from '../packages/testkit/src/index.ts';
-import { buildBundles, buildFlexDriver, buildPump } from './build.ts';
+import { buildBundles, buildFlexDriver, buildPump, lazyBuiltinSource } from './build.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..');
@@ -59,14 +59,20 @@ test('build: bundles TypeScript with CJS deps into a runnable ESM file; skips mi
   assert.equal((await run(process.execPath, [join(out, 'hashbang.mjs')])).stdout, 'hashbang ok\n');
 });
 
-/** Every file `entry` loads at start: itself and its static imports, transitively (not import()). */
-async function staticGraph(dir: string, entry: string): Promise<string[]> {
+/**
+ * Every file `entry` loads at start: itself and its static imports, transitively, plus (when
+ * `awaited`) what the entry itself awaits at its top level (`await import(...)`, dm's launcher);
+ * not other import()s.
+ */
+async function startupGraph(dir: string, entry: string, awaited = true): Promise<string[]> {
   const seen = new Set<string>();
   const visit = async (file: string): Promise<void> => {
     if (seen.has(file)) return;
     seen.add(file);
     const code = await readFile(file, 'utf8');
-    for (const m of code.matchAll(/^(?:import|export)\s[^;]*?from\s+"(\.[^"]+)"/gms)) await visit(resolve(file, '..', m[1]!));
+    const imports = [...code.matchAll(/^(?:import|export)\s[^;]*?from\s+"(\.[^"]+)"/gms)];
+    if (awaited && file === join(dir, entry)) imports.push(...code.matchAll(/^await import\("(\.[^"]+)"\)/gm));
+    for (const m of imports) await visit(resolve(file, '..', m[1]!));
   };
   await visit(join(dir, entry));
   return [...seen];
@@ -77,12 +83,63 @@ test('build: dm loads neither zod nor the cluster code at start (P10)', async (t
   t.after(() => c.run());
   const out = await makeTempDir('build-real', c);
   await buildBundles({ root: repo, outdir: out, log: () => {} });
-  const files = await staticGraph(out, 'dm.mjs');
+  const files = await startupGraph(out, 'dm.mjs');
   const loaded = (await Promise.all(files.map((f) => readFile(f, 'utf8')))).join('\n');
+  assert.match(loaded, /packages\/cli\/src\/main\.ts/, 'the graph reaches the CLI behind the launcher');
   assert.doesNotMatch(loaded, /node_modules\/zod\//, 'zod is loaded only by the commands that need it');
   assert.doesNotMatch(loaded, /packages\/cli\/src\/cluster\/init\.ts/, 'cluster init is loaded lazily');
-  const { stdout } = await run(process.execPath, [join(out, 'dm.mjs'), '--help']);
+  // The launcher keeps Node's compile cache in the user's cache directory.
+  const home = await makeTempDir('build-home', c);
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home };
+  const { stdout } = await run(process.execPath, [join(out, 'dm.mjs'), '--help'], { env });
   assert.match(stdout, /Usage: dm/);
+  const cache = join(home, '.cache', 'dotmesh', 'node-compile-cache');
+  const cached = (await readdir(cache, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
+  const behindLauncher = files.length - (await startupGraph(out, 'dm.mjs', false)).length;
+  assert.ok(
+    behindLauncher > 0 && cached >= behindLauncher,
+    `${cached} modules cached in ${cache}, of ${behindLauncher} behind the launcher`,
+  );
+  assert.match(
+    (await run(process.execPath, [join(out, 'dm.mjs'), '--help'], { env })).stdout,
+    /Usage: dm/,
+    'a start from the cache',
+  );
+  // Built-ins it imports load only when used: `dm --help` needs none of these.
+  const probe = join(home, 'modules.cjs');
+  await writeFile(
+    probe,
+    "process.on('exit', () => require('node:fs').writeFileSync(process.env.MODULES_OUT, process.moduleLoadList.join('\\n')));",
+  );
+  const modulesOut = join(home, 'modules.txt');
+  await run(process.execPath, ['-r', probe, join(out, 'dm.mjs'), '--help'], { env: { ...env, MODULES_OUT: modulesOut } });
+  const modules = (await readFile(modulesOut, 'utf8')).split('\n');
+  assert.ok(modules.includes('NativeModule fs'), 'the probe saw the modules');
+  for (const m of ['crypto', 'child_process', 'readline', 'http'])
+    assert.ok(!modules.includes(`NativeModule ${m}`), `dm --help loaded ${m}`);
+});
+
+test('lazyBuiltinSource: a built-in exporting a plain object loads at the first read of a name; others at once', () => {
+  const loads: string[] = [];
+  const evaluate = (id: string) => {
+    const module = { exports: {} as Record<string, unknown> };
+    const getBuiltinModule = (name: string) => {
+      loads.push(name);
+      return process.getBuiltinModule(name);
+    };
+    const fakeProcess = { getBuiltinModule };
+    new Function('module', 'process', lazyBuiltinSource(id))(module, fakeProcess);
+    return module.exports;
+  };
+  const crypto = evaluate('node:crypto');
+  assert.deepEqual(loads, [], 'nothing loaded yet');
+  assert.ok(Object.keys(crypto).includes('createHash'), 'every name is there');
+  assert.equal(crypto.createHash, process.getBuiltinModule('node:crypto').createHash);
+  assert.equal(crypto.randomUUID, process.getBuiltinModule('node:crypto').randomUUID);
+  assert.deepEqual(loads, ['node:crypto'], 'loaded once, at the first read');
+  const events = evaluate('node:events');
+  assert.equal(events, process.getBuiltinModule('node:events'), 'a function (EventEmitter) is the module itself');
+  assert.equal(evaluate('node:process'), process, 'so is an object of a class');
 });
 
 test('build: dotmesh-pump is compiled from its C source beside the bundles and runs', async (t) => {

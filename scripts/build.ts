@@ -51,10 +51,14 @@ const SHEBANG = '#!/usr/bin/env node\n';
 export const CHUNKS_DIR = 'chunks';
 
 /**
- * Static `import ... from 'node:x'` (or 'x' for a built-in) becomes a CommonJS-style module
- * `process.getBuiltinModule('node:x')`: esbuild then reads each imported name off that object
- * when it is used, and Node never builds the ESM facade (which evaluates every lazy getter).
- * `require()` and `import()` of built-ins are left alone.
+ * Static `import ... from 'node:x'` (or 'x' for a built-in) becomes a CommonJS-style module:
+ * esbuild then reads each imported name off its exports when it is used, and Node never builds
+ * the ESM facade (which evaluates every lazy getter). A built-in whose export is a plain object
+ * (fs, crypto, child_process, readline, http, ...) is not even loaded until one of its names is
+ * first read: its exports are a getter per name (the names of this Node's module, which is the
+ * Node the bundles run on), so `dm --help` never loads crypto, say. Any other built-in (process,
+ * events, a class or function) is `process.getBuiltinModule('node:x')` as it is. `require()` and
+ * `import()` of built-ins are left alone.
  */
 const lazyBuiltins: Plugin = {
   name: 'lazy-builtins',
@@ -64,12 +68,21 @@ const lazyBuiltins: Plugin = {
       if (a.kind !== 'import-statement' || !builtinModules.includes(name)) return undefined;
       return { path: `node:${name}`, namespace: 'lazy-builtin' };
     });
-    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => ({
-      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(a.path)});`,
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => ({ contents: lazyBuiltinSource(a.path), loader: 'js' }));
   },
 };
+
+/** The CommonJS module standing for the built-in `id` (see lazyBuiltins). */
+export function lazyBuiltinSource(id: string): string {
+  const real: unknown = process.getBuiltinModule(id);
+  const load = `process.getBuiltinModule(${JSON.stringify(id)})`;
+  const proto = typeof real === 'object' && real !== null ? Object.getPrototypeOf(real) : undefined;
+  if (proto !== Object.prototype && proto !== null) return `module.exports = ${load};`;
+  const getters = Object.getOwnPropertyNames(real)
+    .map((n) => `  ${JSON.stringify(n)}: { get: () => load()[${JSON.stringify(n)}], enumerable: true },`)
+    .join('\n');
+  return `let m;\nconst load = () => (m ??= ${load});\nmodule.exports = Object.defineProperties({}, {\n${getters}\n});`;
+}
 
 /**
  * docker-modem (under dockerode) loads `ssh2` at start for `ssh://` engines, and ssh2 loads

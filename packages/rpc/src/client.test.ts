@@ -159,12 +159,21 @@ describe('DotmeshClient', () => {
 });
 
 describe('helpers', () => {
-  it('generates 63-bit decimal ids', () => {
-    for (let i = 0; i < 100; i++) {
-      const id = randomRpcId();
+  it('generates 63-bit decimal ids, spread over the range', () => {
+    const ids = Array.from({ length: 1000 }, randomRpcId);
+    for (const id of ids) {
       assert.match(id, /^\d+$/);
       assert.ok(BigInt(id) < 2n ** 63n);
     }
+    assert.equal(new Set(ids).size, ids.length, 'no repeats');
+    assert.ok(
+      ids.some((id) => BigInt(id) >= 2n ** 62n),
+      'the top bit of the 63 is used',
+    );
+    assert.ok(
+      ids.some((id) => BigInt(id) % 2n === 1n),
+      'the low bits are used',
+    );
   });
   it('builds RPC urls', () => {
     assert.equal(rpcUrl('127.0.0.1', 32607), 'http://127.0.0.1:32607/rpc');

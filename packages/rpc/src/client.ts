@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { DotmeshError, type ErrorCode } from '@dotmesh/core';
@@ -43,9 +42,14 @@ export interface CallOptions {
 export const UNAUTHENTICATED_MESSAGE = 'Permission denied. Please check that your API key is still valid.';
 const UNREACHABLE_HINT = 'is it running? try `dm cluster init` or check the remote with `dm remote -v`';
 
-/** A random integer in [0, 2^63) as decimal text, like Go's rand.Int63. */
+/**
+ * A random integer in [0, 2^63) as decimal text, like Go's rand.Int63. It only pairs a response
+ * with its request, so Math.random does: node:crypto would add its load to every `dm` start.
+ */
 export function randomRpcId(): string {
-  return (randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn).toString();
+  const high = BigInt(Math.floor(Math.random() * 2 ** 31));
+  const low = BigInt(Math.floor(Math.random() * 2 ** 32));
+  return ((high << 32n) | low).toString();
 }
 
 interface RawResponse {
