@@ -92,13 +92,25 @@ static uint64_t sync_every = 0;
 static pid_t child = -1;
 
 _Noreturn void die(int code, const char *fmt, ...) {
+  /* The command writes to our stderr too, and callers read our line as the reason: the command
+   * is stopped first, and the line goes out in one write(), which lands whole in a pipe. (Three
+   * stdio calls once let a line of btrfs receive fall between "dotmesh-pump: " and the rest.) */
+  if (child > 0) kill(child, SIGKILL);
+  static const char prefix[] = "dotmesh-pump: ";
+  char line[1024];
+  size_t n = sizeof prefix - 1;
+  memcpy(line, prefix, n);
   va_list ap;
   va_start(ap, fmt);
-  fputs("dotmesh-pump: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
   va_end(ap);
-  if (child > 0) kill(child, SIGKILL);
+  if (m > 0) n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
+  line[n++] = '\n';
+  for (size_t at = 0; at < n;) {
+    ssize_t w = write(2, line + at, n - at);
+    if (w > 0) at += (size_t)w;
+    else if (!(w < 0 && errno == EINTR)) break;
+  }
   exit(code);
 }
 
