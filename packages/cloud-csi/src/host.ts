@@ -28,21 +28,6 @@ export async function attachLoop(image: string): Promise<string> {
   return (await loopOf(image)) ?? (await sh('losetup', ['--find', '--show', image])).trim();
 }
 
-/**
- * Detaches `device`, the loop device of `image`, and returns once it is gone: `losetup -d` on a
- * device something still holds open (udev probing it after the umount) only marks it for
- * detaching at its last close. INTERNAL when it is still attached after 10 s.
- */
-export async function detachLoop(image: string, device: string): Promise<void> {
-  await sh('losetup', ['-d', device]);
-  const deadline = Date.now() + 10_000;
-  while ((await loopOf(image)) === device) {
-    if (Date.now() > deadline)
-      throw new CsiError(Status.INTERNAL, `loop device ${device} of ${image} is still attached 10 s after losetup -d`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** The filesystem type and source of the mount at `path`, or undefined when `path` is no mount point. */
 export async function mountAt(path: string): Promise<{ fstype: string; source: string } | undefined> {
   try {

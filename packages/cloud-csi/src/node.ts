@@ -3,7 +3,7 @@ import { CsiError, invalid, type Log, notFound, unary, type VolumeCapability } f
 import { status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { nodeId, required, requireSupported, ZONE_KEY } from './capabilities.ts';
 import type { Disks } from './disks.ts';
-import { attachLoop, detachLoop, deviceInUse, filesystemOn, loopOf, mountAt, sh } from './host.ts';
+import { attachLoop, deviceInUse, filesystemOn, loopOf, mountAt, sh } from './host.ts';
 import { Serial } from './serial.ts';
 
 export const NODE_CAPABILITIES = ['EXPAND_VOLUME', 'SINGLE_NODE_MULTI_WRITER'] as const;
@@ -83,9 +83,8 @@ export function nodeService(disks: Disks, node: string, zone: string, log: Log):
       if (await mountAt(target)) await sh('umount', [target]);
       await removeTarget(target);
       const disk = await disks.get(volumeId);
-      const image = disk ? disks.imagePath(disk) : undefined;
-      const device = image ? await loopOf(image) : undefined;
-      if (image && device && !(await deviceInUse(device))) await detachLoop(image, device);
+      const device = disk ? await loopOf(disks.imagePath(disk)) : undefined;
+      if (device && !(await deviceInUse(device))) await sh('losetup', ['-d', device]);
       return {};
     }),
     NodeExpandVolume: one(
