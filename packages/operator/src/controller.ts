@@ -1,8 +1,11 @@
 import {
   ApiException,
   type CoreV1Api,
+  type Informer,
   type KubeConfig,
+  type KubernetesObject,
   makeInformer,
+  type ObjectCache,
   PolicyV1Api,
   StorageV1Api,
   type V1ConfigMap,
@@ -31,7 +34,6 @@ import { deselectedServing, isServing, type NodeInfo, planReconcile } from './pl
 import { POOL_PVC_ROLE } from './pool-claims.ts';
 import { reconcilePoolVolumes } from './pool-volumes.ts';
 import { JOIN_SECRET_LABEL, NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
-import { watched } from './watched.ts';
 
 /**
  * The operator's loop: watches the nodes, the server pods, the ConfigMaps and the pool PVCs of
@@ -77,6 +79,24 @@ const NO_DEPARTURES = { hold: new Set<string>(), again: false, removed: [] as st
 /** How often a held server pod's node is asked again whether its dots are still in use. */
 const HELD_RECHECK_MS = 5_000;
 
+function watched<T extends KubernetesObject>(
+  o: ControllerOptions,
+  what: string,
+  informer: Informer<T> & ObjectCache<T>,
+  changed: () => void,
+  stopped: () => boolean,
+): Informer<T> & ObjectCache<T> {
+  for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, changed);
+  informer.on('error', (err: unknown) => {
+    if (stopped()) return;
+    o.log.warn('watch failed; restarting it', { what, error: String((err as Error)?.message ?? err) });
+    setTimeout(() => {
+      if (!stopped()) informer.start().catch(() => {});
+    }, RETRY_MS).unref();
+  });
+  return informer;
+}
+
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const { core, namespace, log } = o;
   const policy = o.kubeConfig.makeApiClient(PolicyV1Api);
@@ -88,7 +108,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   let running: Promise<void> | undefined;
   const changed = () => schedule();
   const nodes = watched(
-    o.log,
+    o,
     'nodes',
     makeInformer<V1Node>(o.kubeConfig, '/api/v1/nodes', () => core.listNode()),
     changed,
@@ -96,7 +116,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   );
   const selector = `${ROLE_LABEL}=${SERVER_ROLE}`;
   const pods = watched(
-    o.log,
+    o,
     'server pods',
     makeInformer<V1Pod>(
       o.kubeConfig,
@@ -108,7 +128,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     isStopped,
   );
   const configMaps = watched(
-    o.log,
+    o,
     'configmaps',
     makeInformer<V1ConfigMap>(o.kubeConfig, `/api/v1/namespaces/${namespace}/configmaps`, () =>
       core.listNamespacedConfigMap({ namespace }),
@@ -122,7 +142,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   // for this watch.
   const poolSelector = `${ROLE_LABEL}=${POOL_PVC_ROLE}`;
   const poolClaims = watched(
-    o.log,
+    o,
     'pool PVCs',
     makeInformer<V1PersistentVolumeClaim>(
       o.kubeConfig,

@@ -1,31 +1,19 @@
 import type { DotmeshClient } from '@dotmesh/rpc/client';
-import {
-  type CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  makeInformer,
-  StorageV1Api,
-  type V1PersistentVolumeClaim,
-} from '@kubernetes/client-node';
+import { type CoreV1Api, CustomObjectsApi, type KubeConfig, StorageV1Api } from '@kubernetes/client-node';
 import { adminClient } from './admin-client.ts';
 import { mirrorDots } from './dot-mirror-loop.ts';
-import { DOT_COMMITS, DOT_TRANSFERS, GROUP, VERSION } from './dot-resources.ts';
 import { DotTransfers } from './dot-transfers.ts';
 import type { Logger } from './logger.ts';
 import { isServing } from './plan.ts';
 import { Populator } from './populator.ts';
 import { NODE_LABEL, ROLE_LABEL, SERVER_ROLE } from './server-pod.ts';
-import { specChanged, watched } from './watched.ts';
 
 /**
  * The operator's second loop, beside the server pods' (controller.ts), run by the leader only:
  * every `mirrorMs` the Dot objects are made to mirror the dots of the store (dot-mirror-loop.ts),
  * and every TRANSFER_TICK_MS the DotTransfers are advanced (dot-transfers.ts), then the PVCs
  * that name a DotCommit are populated (populator.ts, whose pulls are DotTransfers); a transfer
- * that ends triggers a mirror step (its dot appeared or changed). Watches on PVCs, DotCommits
- * and DotTransfers run that tick at once when one is made or its spec changes. Both talk to the server of a
+ * that ends triggers a mirror step (its dot appeared or changed). Both talk to the server of a
  * serving server pod (as admin, the Secret `dotmesh`'s key); with none serving they wait. A
  * failed step is logged and the next tick tries again; until the CRDs are served, every step
  * fails and says so in the log.
@@ -73,20 +61,6 @@ export async function startDotController(o: DotControllerOptions): Promise<{ sto
     });
     return guarded('populating the PVCs of DotCommits', () => populator.step());
   };
-  // Between ticks, a tick runs at once (after the step running) when a PVC, a DotCommit or a
-  // DotTransfer is made, or a DotCommit's or DotTransfer's spec changes: not their status
-  // writes, which the steps make themselves.
-  let tickQueued = false;
-  const soon = () => {
-    if (stopping || tickQueued) return;
-    tickQueued = true;
-    void running.then(() => {
-      tickQueued = false;
-      if (!stopping) return tick();
-    });
-  };
-  const watches = dotWatches(o, custom, soon, () => stopping);
-  for (const w of watches) void w.start().catch(() => {}); // a failed list is reported as an error event, and retried
   const mirrorTimer = setInterval(() => {
     if (!stopping) void mirror();
   }, o.mirrorMs);
@@ -100,48 +74,9 @@ export async function startDotController(o: DotControllerOptions): Promise<{ sto
       stopping = true;
       clearInterval(mirrorTimer);
       clearInterval(transferTimer);
-      await Promise.all(watches.map((w) => w.stop())).catch(() => {});
       await running;
     },
   };
-}
-
-/** The watches that make the DotTransfers and the populator act at once (see `soon`). */
-function dotWatches(o: DotControllerOptions, custom: CustomObjectsApi, changed: () => void, stopped: () => boolean) {
-  const list = <T extends KubernetesObject>(p: Promise<unknown>) => p as Promise<KubernetesListObject<T>>;
-  const crd = { group: GROUP, version: VERSION };
-  return [
-    watched(
-      o.log,
-      'PVCs (the populator)',
-      makeInformer<V1PersistentVolumeClaim>(o.kubeConfig, '/api/v1/persistentvolumeclaims', () =>
-        o.core.listPersistentVolumeClaimForAllNamespaces(),
-      ),
-      changed,
-      stopped,
-      { update: false, delete: false },
-    ),
-    watched(
-      o.log,
-      'DotCommits',
-      makeInformer<KubernetesObject>(o.kubeConfig, `/apis/${GROUP}/${VERSION}/${DOT_COMMITS}`, () =>
-        list(custom.listClusterCustomObject({ ...crd, plural: DOT_COMMITS })),
-      ),
-      changed,
-      stopped,
-      { update: specChanged(), delete: false },
-    ),
-    watched(
-      o.log,
-      'DotTransfers',
-      makeInformer<KubernetesObject>(o.kubeConfig, `/apis/${GROUP}/${VERSION}/namespaces/${o.namespace}/${DOT_TRANSFERS}`, () =>
-        list(custom.listNamespacedCustomObject({ ...crd, namespace: o.namespace, plural: DOT_TRANSFERS })),
-      ),
-      changed,
-      stopped,
-      { update: specChanged(), delete: false },
-    ),
-  ];
 }
 
 /**
