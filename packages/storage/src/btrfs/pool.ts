@@ -129,10 +129,17 @@ async function attachLoop(exec: Exec, file: string): Promise<string> {
 
 /**
  * Removes a pool for good: unmounts every mount of its loop device(s), detaches them and
- * deletes the file. Idempotent. Only for `dm cluster reset`-like commands and tests.
+ * deletes the file. Idempotent. Only for `dm cluster reset`-like commands and tests. Returns
+ * once the loop devices are really gone (IN_USE, the file kept, if one is still held open
+ * after `detachTimeoutMs`, default 10 s).
  */
-export async function destroyPool(o: { poolFile: string; mountPoint?: string; exec: Exec }): Promise<void> {
-  await releasePool(o);
+export async function destroyPool(o: {
+  poolFile: string;
+  mountPoint?: string;
+  exec: Exec;
+  detachTimeoutMs?: number;
+}): Promise<void> {
+  await releasePool({ ...o, detachTimeoutMs: o.detachTimeoutMs ?? 10_000 });
   await rm(o.poolFile, { force: true });
   await rm(`${o.poolFile}.creating`, { force: true });
 }
@@ -141,13 +148,16 @@ export async function destroyPool(o: { poolFile: string; mountPoint?: string; ex
  * Lets go of a pool, keeping it: unmounts every mount of its loop device(s) (the pool's and the
  * dots' bind mounts of it, innermost first) and detaches them, so that the file's volume can
  * be unmounted and moved. Idempotent. Fails (the umount's error) while something uses a mount.
- * Returns once the devices are really gone: IN_USE if one is still held open after the wait.
+ * A device something else still holds open (another mount namespace's mount of the pool, udev
+ * probing it) is only marked to be detached at its last close: with `detachTimeoutMs`, waits
+ * that long for it to go (then IN_USE); without, returns at once. A server releasing its pool
+ * as its pod stops must not wait: that pod's own mount namespace may be the holder.
  */
 export async function releasePool(o: {
   poolFile: string;
   mountPoint?: string;
   exec: Exec;
-  /** How long a loop device still held open by someone else may take to go (IN_USE after). */
+  /** Wait this long for the loop devices to be gone (IN_USE after); default: no wait. */
   detachTimeoutMs?: number;
 }): Promise<void> {
   const devices = (await exists(o.poolFile)) ? await loopDevicesOf(o.exec, o.poolFile) : [];
@@ -158,7 +168,7 @@ export async function releasePool(o: {
     .reverse();
   for (const m of mounts) await o.exec.run('umount', [m.mountPoint]);
   for (const d of devices) await o.exec.run('losetup', ['-d', d]);
-  await untilDetached(o.exec, o.poolFile, devices, o.detachTimeoutMs);
+  if (o.detachTimeoutMs !== undefined) await untilDetached(o.exec, o.poolFile, devices, o.detachTimeoutMs);
 }
 
 /**
@@ -166,7 +176,7 @@ export async function releasePool(o: {
  * something still holds open (udev probing it after the umount, say) only marks it to be
  * detached at its last close, and returns at once.
  */
-async function untilDetached(exec: Exec, file: string, devices: readonly string[], timeoutMs = 10_000): Promise<void> {
+async function untilDetached(exec: Exec, file: string, devices: readonly string[], timeoutMs: number): Promise<void> {
   if (devices.length === 0) return;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
