@@ -1,5 +1,6 @@
 import { mkdir, open, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DotmeshError } from '@dotmesh/core';
 import type { Exec, ExecLogger } from '../exec.ts';
 import { exists } from './fsutil.ts';
@@ -190,6 +191,6 @@ async function untilDetached(exec: Exec, file: string, devices: readonly string[
           hint: `find what holds it open (fuser -vm ${left[0]}), stop that, then run the command again`,
         },
       );
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
 }
